@@ -1,0 +1,62 @@
+import Foundation
+
+/// What an adapter reports about itself in `/stats`.
+public struct AdapterStatus: Sendable, Equatable, Codable {
+    /// Where a shared-backend adapter stands; the memory adapter is always `.local`.
+    public enum State: String, Sendable, Codable {
+        /// In-process only (memory adapter).
+        case local
+        /// First connection attempt under way.
+        case connecting
+        /// Publishing and receiving through the backend.
+        case connected
+        /// Backend unreachable: serving local clients only, retrying with backoff.
+        case fallback
+    }
+
+    /// One backend server (for Redis: one URL of `PUBSUB_REDIS_URL`).
+    public struct Backend: Sendable, Equatable, Codable {
+        public var address: String
+        public var state: State
+        public var since: Date
+        public var transitions: Int
+        public var lastError: String?
+
+        public init(address: String, state: State, since: Date, transitions: Int, lastError: String? = nil) {
+            self.address = address
+            self.state = state
+            self.since = since
+            self.transitions = transitions
+            self.lastError = lastError
+        }
+    }
+
+    /// `memory` or `redis`.
+    public var adapter: String
+    /// The worst state among the backends (`connected` only when all are).
+    public var state: State
+    public var since: Date
+    /// State changes since start, over all backends.
+    public var transitions: Int
+    /// Messages published while in fallback (delivered to local subscribers only).
+    public var publishedInFallback: Int
+    /// Messages dropped because a bounded queue was full.
+    public var dropped: Int
+    /// Payloads received from the backend that were not valid envelopes (skipped).
+    public var malformed: Int
+    public var backends: [Backend]
+
+    public init(
+        adapter: String, state: State, since: Date, transitions: Int = 0,
+        publishedInFallback: Int = 0, dropped: Int = 0, malformed: Int = 0, backends: [Backend] = []
+    ) {
+        self.adapter = adapter
+        self.state = state
+        self.since = since
+        self.transitions = transitions
+        self.publishedInFallback = publishedInFallback
+        self.dropped = dropped
+        self.malformed = malformed
+        self.backends = backends
+    }
+}

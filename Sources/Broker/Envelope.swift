@@ -1,0 +1,40 @@
+import Foundation
+
+/// One published message as it crosses the topic space (and Redis, encoded by ``EnvelopeCodec``).
+///
+/// A message goes to the subscribers of `topic`, or, when `userId` is set, to every
+/// connection of that user (with `topic`, if any, as a label). At least one of the two is set.
+public struct Envelope: Sendable, Equatable {
+    /// Unique id of this message (origin node id + sequence), used to drop duplicates.
+    public var id: String
+    /// `NODE_ID` of the node the message was published on.
+    public var origin: String
+    public var topic: Topic?
+    public var userId: String?
+    public var eventType: String?
+    public var data: JSONValue
+    public var metadata: JSONValue?
+    /// When the origin node accepted the message.
+    public var timestamp: Date
+
+    public init(
+        id: String,
+        origin: String,
+        topic: Topic?,
+        userId: String? = nil,
+        eventType: String? = nil,
+        data: JSONValue,
+        metadata: JSONValue? = nil,
+        timestamp: Date = Date()
+    ) {
+        precondition(topic != nil || userId != nil, "an envelope needs a topic or a user id")
+        self.id = id
+        self.origin = origin
+        self.topic = topic
+        self.userId = userId
+        self.eventType = eventType
+        self.data = data
+        self.metadata = metadata
+        self.timestamp = timestamp
+    }
+}

@@ -1,0 +1,3 @@
+import Testing
+@testable import Broker
+@Test func placeholder() { #expect(Bool(true)) }
