@@ -1,0 +1,75 @@
+import Dispatch
+import Foundation
+import Synchronization
+
+/// The in-process topic space (`PUBSUB_ADAPTER=memory`): what one node publishes reaches that
+/// node's own subscribers only.
+///
+/// Publishes are queued and handed to the broker's deliver closure in batches on one serial
+/// dispatch queue, so a burst costs one hop, not one per message. The queue holds at most
+/// `maxMessages` (`PUBSUB_MEMORY_MAX_MESSAGES`); past that, publishes are dropped and counted.
+public final class MemoryAdapter: PubSubAdapter {
+    private struct State {
+        var deliver: (@Sendable ([Envelope]) -> Void)?
+        var pending: [Envelope] = []
+        var drainScheduled = false
+        var dropped = 0
+    }
+
+    private let maxMessages: Int
+    private let started = Date()
+    private let state = Mutex(State())
+    private let queue = DispatchQueue(label: "chorus.memory-adapter")
+
+    public init(maxMessages: Int = 10_000) {
+        precondition(maxMessages > 0, "maxMessages must be positive")
+        self.maxMessages = maxMessages
+    }
+
+    public func start(deliver: @escaping @Sendable ([Envelope]) -> Void) {
+        state.withLock { $0.deliver = deliver }
+    }
+
+    public func publish(_ envelope: Envelope) {
+        let schedule = state.withLock { state -> Bool in
+            guard state.pending.count < maxMessages else {
+                state.dropped += 1
+                return false
+            }
+            state.pending.append(envelope)
+            guard !state.drainScheduled else { return false }
+            state.drainScheduled = true
+            return true
+        }
+        if schedule {
+            queue.async { self.drain() }
+        }
+    }
+
+    private func drain() {
+        let (batch, deliver) = state.withLock { state in
+            state.drainScheduled = false
+            defer { state.pending.removeAll(keepingCapacity: true) }
+            return (state.pending, state.deliver)
+        }
+        guard !batch.isEmpty else { return }
+        deliver?(batch)
+    }
+
+    // Everything published stays in this process, so interest needs no bookkeeping here:
+    // the node's own subscription index does the matching.
+    public func addInterest(_ interest: Interest) {}
+    public func removeInterest(_ interest: Interest) {}
+
+    public func status() -> AdapterStatus {
+        let dropped = state.withLock { $0.dropped }
+        return AdapterStatus(adapter: "memory", state: .local, since: started, dropped: dropped)
+    }
+
+    public func shutdown() async {
+        state.withLock {
+            $0.deliver = nil
+            $0.pending.removeAll()
+        }
+    }
+}

@@ -1,0 +1,125 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Logging
+
+/// The shared topic space over Redis pub/sub (`PUBSUB_ADAPTER=redis`), through hiredis.
+///
+/// **Channels** (see ``RedisChannels``): a concrete topic is `SUBSCRIBE <prefix><topic>`, a
+/// pattern is `PSUBSCRIBE <prefix><glob>` (filtered again locally, since Redis `*` crosses
+/// dots), a user interest is `SUBSCRIBE <prefix>@user:<userId>`. A message is published to its
+/// user's channel when it has a `userId`, else to its topic's channel. Payloads are
+/// ``EnvelopeCodec`` JSON.
+///
+/// **Servers.** Each URL of `PUBSUB_REDIS_URL` gets a ``RedisServerLink``: a subscriber thread
+/// and a publisher thread with one hiredis connection each. With several servers every topic
+/// and every user channel lives on one server chosen by a stable hash (FNV-1a 64 of the
+/// channel name without prefix, modulo the number of servers, in the listed order; the same on
+/// every node), and patterns are subscribed on every server.
+///
+/// **Failover, per server:** `connecting -> connected -> fallback -> connected`. The node starts
+/// while Redis is down. While a server is not connected, a message whose channel lives on it is
+/// delivered to this node's subscribers at once (counted in `publishedInFallback`) and never
+/// reaches other nodes, not even later. On reconnect the server link resubscribes every live
+/// interest and only then publishes through Redis again. Each transition is logged once (info
+/// when connected, warning with the error on fallback), counted in
+/// `chorus_redis_transitions_total{to=...}` and shown in ``status()``.
+///
+/// **Threads.** `publish`, `addInterest` and `removeInterest` may be called from any thread
+/// and only take a short lock: they never wait for Redis. `deliver` is called on the server
+/// links' subscriber threads (messages from Redis, one batch per read burst) and, in fallback,
+/// on the publishing thread (local delivery).
+///
+/// ``start(deliver:)`` sets `SIGPIPE` to ignored for the whole process: hiredis writes with
+/// `write(2)`, and a write to a connection Redis just closed must fail with `EPIPE` rather
+/// than kill the node.
+public final class RedisAdapter: PubSubAdapter {
+    private let channels: RedisChannels
+    private let links: [RedisServerLink]
+    private let counters: RedisAdapterCounters
+    private let overall: RedisOverallState
+
+    /// - Parameters:
+    ///   - urls: the servers of `PUBSUB_REDIS_URL` (see ``RedisURL/parseList(_:)``), in order.
+    ///   - prefix: `PUBSUB_REDIS_PREFIX`, prepended to every channel.
+    ///   - nodeId: this node's `NODE_ID`, shown in Redis' `CLIENT LIST` as `chorus:<nodeId>:sub`/`:pub`.
+    ///   - publishQueueLimit: messages waiting for each server's publisher thread; past it,
+    ///     publishes are dropped and counted.
+    public init(
+        urls: [RedisURL], prefix: String = "pubsub:", nodeId: String, publishQueueLimit: Int = 65_536,
+        logger: Logger
+    ) {
+        precondition(!urls.isEmpty, "RedisAdapter needs at least one Redis URL")
+        precondition(publishQueueLimit > 0, "publishQueueLimit must be positive")
+        let channels = RedisChannels(prefix: prefix, serverCount: urls.count)
+        let counters = RedisAdapterCounters()
+        let overall = RedisOverallState(serverCount: urls.count)
+        self.channels = channels
+        self.counters = counters
+        self.overall = overall
+        self.links = urls.enumerated().map { index, url in
+            RedisServerLink(
+                url: url, channels: channels, nodeId: nodeId, queueLimit: publishQueueLimit, logger: logger,
+                counters: counters,
+                onTransition: { state, count in overall.record(server: index, state: state, count: count) })
+        }
+    }
+
+    public func start(deliver: @escaping @Sendable ([Envelope]) -> Void) {
+        signal(SIGPIPE, SIG_IGN)
+        for link in links { link.start(deliver: deliver) }
+    }
+
+    public func publish(_ envelope: Envelope) {
+        let key = channels.key(for: envelope)
+        links[channels.server(forKey: key)].publish(envelope, channel: channels.channel(forKey: key))
+    }
+
+    public func addInterest(_ interest: Interest) {
+        switch interest {
+        case .topic(let topic): addChannel(key: channels.key(for: topic))
+        case .user(let userId): addChannel(key: channels.key(forUser: userId))
+        case .pattern(let pattern): for link in links { link.addPattern(pattern) }
+        }
+    }
+
+    public func removeInterest(_ interest: Interest) {
+        switch interest {
+        case .topic(let topic): removeChannel(key: channels.key(for: topic))
+        case .user(let userId): removeChannel(key: channels.key(forUser: userId))
+        case .pattern(let pattern): for link in links { link.removePattern(pattern) }
+        }
+    }
+
+    private func addChannel(key: String) {
+        links[channels.server(forKey: key)].addChannel(channels.channel(forKey: key))
+    }
+
+    private func removeChannel(key: String) {
+        links[channels.server(forKey: key)].removeChannel(channels.channel(forKey: key))
+    }
+
+    public func status() -> AdapterStatus {
+        let backends = links.map { $0.backendStatus() }
+        let (state, since) = overall.current
+        return AdapterStatus(
+            adapter: "redis", state: state, since: since, transitions: backends.reduce(0) { $0 + $1.transitions },
+            publishedInFallback: counters.publishedInFallback, dropped: counters.dropped,
+            malformed: counters.malformed, backends: backends)
+    }
+
+    public func shutdown() async {
+        await withTaskGroup(of: Void.self) { group in
+            for link in links { group.addTask { await link.stop() } }
+        }
+    }
+
+    /// Every server connected, and every interest change sent to Redis and confirmed.
+    /// For tests: after this, a message published anywhere reaches this node.
+    var isSettled: Bool { links.allSatisfy(\.isSettled) }
+
+    /// The index (in `urls`) of the server that carries `topic`.
+    func server(for topic: Topic) -> Int { channels.server(forKey: channels.key(for: topic)) }
+}

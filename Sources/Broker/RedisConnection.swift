@@ -1,0 +1,166 @@
+import CHiredis
+import Foundation
+
+/// One blocking hiredis connection to a Redis server: a thin owner of one `redisContext`.
+///
+/// **Thread ownership.** A hiredis context is not thread-safe, and neither is this class: a
+/// connection is created, used and freed by exactly one thread (the subscriber or the publisher
+/// thread of a ``RedisServerLink``) and is never handed to another. It is deliberately not
+/// `Sendable`, so the compiler keeps it on its thread.
+///
+/// Commands are sent with `redisCommandArgv` / `redisAppendCommandArgv` (hiredis' variadic
+/// `redisCommand` cannot be called from Swift), so every argument is binary-safe.
+///
+/// **Timeouts.** The connect has a timeout, TCP keepalive is on, and the socket gets a send and
+/// receive timeout (`redisSetTimeout`) for the handshake and for the publisher's blocking
+/// round trips. hiredis 0.14 marks a context as failed after a read timeout, which is fine
+/// where a timeout means "Redis is stuck, reconnect", but fatal for a subscriber that wants to
+/// wake up periodically; a subscriber therefore `poll`s ``fileDescriptor`` and calls
+/// ``readAvailable()`` only when the socket is readable, so a blocking read never waits.
+final class RedisConnection {
+    let url: RedisURL
+    private let context: UnsafeMutablePointer<redisContext>
+
+    /// Connects, turns on TCP keepalive, authenticates (`AUTH [user] password`) and selects the
+    /// database, each step bounded by `timeout`.
+    ///
+    /// - Parameter clientName: shown by `CLIENT LIST` on the server (spaces are replaced).
+    init(connectingTo url: RedisURL, timeout: Duration, clientName: String? = nil) throws(RedisConnectionError) {
+        self.url = url
+        let limit = Self.timeval(timeout)
+        guard let context = redisConnectWithTimeout(url.host, Int32(url.port), limit) else {
+            throw RedisConnectionError("connect to \(url.server): cannot allocate a hiredis context")
+        }
+        guard context.pointee.err == 0 else {
+            let message = Self.errorString(context)
+            redisFree(context)
+            throw RedisConnectionError("connect to \(url.server): \(message)")
+        }
+        self.context = context
+        // From here on `deinit` frees the context, also when a step below throws.
+        guard redisEnableKeepAlive(context) == REDIS_OK, redisSetTimeout(context, limit) == REDIS_OK else {
+            throw RedisConnectionError("connect to \(url.server): \(Self.errorString(context))")
+        }
+        if let password = url.password {
+            let arguments = url.user.map { ["AUTH", $0, password] } ?? ["AUTH", password]
+            if case .error(let message) = try command(arguments) {
+                throw RedisConnectionError("AUTH on \(url.server) failed: \(message)")
+            }
+        }
+        if url.database != 0, case .error(let message) = try command(["SELECT", String(url.database)]) {
+            throw RedisConnectionError("SELECT \(url.database) on \(url.server) failed: \(message)")
+        }
+        if let clientName {
+            let name = String(clientName.map { $0.isWhitespace || !$0.isASCII ? "_" : $0 })
+            _ = try command(["CLIENT", "SETNAME", name])
+        }
+    }
+
+    deinit {
+        redisFree(context)
+    }
+
+    /// The socket, for `poll`.
+    var fileDescriptor: Int32 { context.pointee.fd }
+
+    /// Sends one command and waits for its reply (bounded by the timeout given at connect).
+    func command(_ arguments: [String]) throws(RedisConnectionError) -> RedisReply {
+        let reply = Self.withArgv(arguments.map { Array($0.utf8) }) { argc, argv, lengths in
+            redisCommandArgv(context, argc, argv, lengths)
+        }
+        guard let reply else { throw failure("\(arguments.first ?? "command")") }
+        defer { freeReplyObject(reply) }
+        return RedisReply(reply.assumingMemoryBound(to: redisReply.self))
+    }
+
+    /// Appends one command to the output buffer without sending it (pipelining); ``flush()``
+    /// or ``readReply()`` sends it.
+    func append(_ arguments: [[UInt8]]) throws(RedisConnectionError) {
+        let status = Self.withArgv(arguments) { argc, argv, lengths in
+            redisAppendCommandArgv(context, argc, argv, lengths)
+        }
+        guard status == REDIS_OK else { throw failure("append") }
+    }
+
+    /// Appends one command made of text arguments.
+    func append(_ arguments: [String]) throws(RedisConnectionError) {
+        try append(arguments.map { Array($0.utf8) })
+    }
+
+    /// Writes everything appended so far (blocking, bounded by the send timeout).
+    func flush() throws(RedisConnectionError) {
+        var done: Int32 = 0
+        while done == 0 {
+            guard redisBufferWrite(context, &done) == REDIS_OK else { throw failure("write") }
+        }
+    }
+
+    /// Flushes, then blocks until one reply arrives (bounded by the receive timeout).
+    /// Only for connections that are not subscribed (see the type's notes on timeouts).
+    func readReply() throws(RedisConnectionError) -> RedisReply {
+        var reply: UnsafeMutableRawPointer? = nil
+        guard redisGetReply(context, &reply) == REDIS_OK, let reply else { throw failure("read") }
+        defer { freeReplyObject(reply) }
+        return RedisReply(reply.assumingMemoryBound(to: redisReply.self))
+    }
+
+    /// One `read(2)` into hiredis' buffer. Call it only after `poll` reported the socket
+    /// readable, so that it returns at once; end of stream and errors throw.
+    func readAvailable() throws(RedisConnectionError) {
+        guard redisBufferRead(context) == REDIS_OK else { throw failure("read") }
+    }
+
+    /// The next complete reply already in the buffer, or nil when none is complete yet.
+    func bufferedReply() throws(RedisConnectionError) -> RedisReply? {
+        var reply: UnsafeMutableRawPointer? = nil
+        guard redisGetReplyFromReader(context, &reply) == REDIS_OK else { throw failure("parse") }
+        guard let reply else { return nil }
+        defer { freeReplyObject(reply) }
+        return RedisReply(reply.assumingMemoryBound(to: redisReply.self))
+    }
+
+    // MARK: - Helpers
+
+    private func failure(_ operation: String) -> RedisConnectionError {
+        RedisConnectionError("\(operation) on \(url.server): \(Self.errorString(context))")
+    }
+
+    private static func errorString(_ context: UnsafeMutablePointer<redisContext>) -> String {
+        let message = withUnsafeBytes(of: context.pointee.errstr) { raw in
+            String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+        }
+        return message.isEmpty ? "unknown error (\(context.pointee.err))" : message
+    }
+
+    private static func timeval(_ duration: Duration) -> Foundation.timeval {
+        let (seconds, attoseconds) = duration.components
+        return Foundation.timeval(tv_sec: Int(seconds), tv_usec: Int(attoseconds / 1_000_000_000_000))
+    }
+
+    /// Calls `body` with hiredis' `argc`, `argv` and `argvlen` for `arguments`, all arguments
+    /// copied into one buffer that lives for the duration of the call.
+    private static func withArgv<R>(
+        _ arguments: [[UInt8]],
+        _ body: (Int32, UnsafeMutablePointer<UnsafePointer<CChar>?>, UnsafePointer<Int>) -> R
+    ) -> R {
+        var storage: [UInt8] = []
+        storage.reserveCapacity(arguments.reduce(0) { $0 + $1.count } + 1)
+        var offsets: [Int] = []
+        offsets.reserveCapacity(arguments.count)
+        for argument in arguments {
+            offsets.append(storage.count)
+            storage.append(contentsOf: argument)
+        }
+        storage.append(0)  // never an empty buffer, so the base address is never nil
+        let lengths = arguments.map(\.count)
+        return storage.withUnsafeBufferPointer { buffer in
+            let base = UnsafeRawPointer(buffer.baseAddress!).assumingMemoryBound(to: CChar.self)
+            var argv: [UnsafePointer<CChar>?] = offsets.map { base + $0 }
+            return argv.withUnsafeMutableBufferPointer { argvBuffer in
+                lengths.withUnsafeBufferPointer { lengthBuffer in
+                    body(Int32(arguments.count), argvBuffer.baseAddress!, lengthBuffer.baseAddress!)
+                }
+            }
+        }
+    }
+}

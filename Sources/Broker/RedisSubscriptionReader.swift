@@ -1,0 +1,101 @@
+/// Turns the replies read on a subscriber connection into the envelopes to deliver.
+///
+/// A value owned by the subscriber thread of a ``RedisServerLink``, one per connection.
+/// What it does with each push:
+/// - `message`: decoded; delivered when the envelope belongs on that channel.
+/// - `pmessage`: first filtered by channel name: only topic channels whose topic one of the
+///   node's patterns for that glob really matches (Redis `*` crosses dots, so `a.*` also
+///   brings `a.b.c`), then decoded like a `message`.
+/// - A payload byte-identical to the last one delivered is dropped: when a node holds a topic
+///   and a matching pattern (or two patterns matching one topic), Redis sends the same PUBLISH
+///   once per subscription, consecutively on this connection. Envelope ids are unique, so two
+///   genuine messages never have the same bytes.
+/// - A payload that is not an envelope, or an envelope on a channel it is not addressed to,
+///   is counted as malformed and skipped.
+struct RedisSubscriptionReader {
+    let channels: RedisChannels
+    /// The node's patterns by `PSUBSCRIBE` glob (as the subscriber last sent them).
+    var patterns: [String: Set<TopicPattern>]
+
+    struct Outcome {
+        var envelopes: [Envelope] = []
+        var malformed = 0
+        var lastProblem: String?
+        /// Subscribe and unsubscribe confirmations seen.
+        var confirmations = 0
+    }
+
+    private var outcome = Outcome()
+    private var lastDelivered: [UInt8] = []
+
+    init(channels: RedisChannels, patterns: [String: Set<TopicPattern>]) {
+        self.channels = channels
+        self.patterns = patterns
+    }
+
+    /// What the replies handled since the last call amount to.
+    mutating func takeOutcome() -> Outcome {
+        defer { outcome = Outcome() }
+        return outcome
+    }
+
+    /// Handles one reply; an error reply (for example a subscription refused by an ACL) throws.
+    mutating func handle(_ reply: RedisReply) throws(RedisConnectionError) {
+        switch reply {
+        case .array(let items):
+            guard case .bulk(let kind)? = items.first else { return }
+            if kind.elementsEqual("message".utf8) {
+                guard items.count == 3, case .bulk(let channel) = items[1], case .bulk(let payload) = items[2] else { return }
+                receive(payload, channel: channel, glob: nil)
+            } else if kind.elementsEqual("pmessage".utf8) {
+                guard items.count == 4, case .bulk(let glob) = items[1], case .bulk(let channel) = items[2],
+                    case .bulk(let payload) = items[3]
+                else { return }
+                receive(payload, channel: channel, glob: glob)
+            } else if kind.elementsEqual("subscribe".utf8) || kind.elementsEqual("unsubscribe".utf8)
+                || kind.elementsEqual("psubscribe".utf8) || kind.elementsEqual("punsubscribe".utf8)
+            {
+                outcome.confirmations += 1
+            }
+        // Anything else ("pong") only shows that the connection is alive.
+        case .error(let message):
+            throw RedisConnectionError("subscriber refused by Redis: \(message)")
+        default:
+            break
+        }
+    }
+
+    private mutating func receive(_ payload: [UInt8], channel channelBytes: [UInt8], glob globBytes: [UInt8]?) {
+        if payload == lastDelivered { return }
+        let channel = String(decoding: channelBytes, as: UTF8.self)
+        guard channel.hasPrefix(channels.prefix) else { return }
+        let key = channel.dropFirst(channels.prefix.count)
+
+        if let globBytes {
+            // User channels are matched by a leading `*` glob but are never pattern messages.
+            guard !key.hasPrefix(RedisChannels.userMarker), let topic = try? Topic(String(key)),
+                let candidates = patterns[String(decoding: globBytes, as: UTF8.self)],
+                candidates.contains(where: { $0.matches(topic) })
+            else { return }
+        }
+
+        let envelope: Envelope
+        do {
+            envelope = try EnvelopeCodec.decode(payload)
+        } catch {
+            malformed("\(error) on channel \(channel)")
+            return
+        }
+        guard channels.key(for: envelope) == key else {
+            malformed("envelope for '\(channels.key(for: envelope))' arrived on channel \(channel)")
+            return
+        }
+        outcome.envelopes.append(envelope)
+        lastDelivered = payload
+    }
+
+    private mutating func malformed(_ problem: String) {
+        outcome.malformed += 1
+        outcome.lastProblem = problem
+    }
+}

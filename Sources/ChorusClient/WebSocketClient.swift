@@ -1,0 +1,220 @@
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOWebSocket
+
+/// A small WebSocket client on SwiftNIO, for tests and tools that talk to a Chorus node.
+///
+/// Frames arrive in order through ``next(timeout:)``. Pings are answered automatically unless
+/// `autoPong` is false (to play a client that has gone silent).
+public final class WebSocketClient: Sendable {
+    /// Something the server sent, or the end of the connection.
+    public enum Event: Sendable, Equatable {
+        case text(String)
+        case binary([UInt8])
+        case ping
+        case pong
+        /// A close frame; `code` is nil when the frame had no payload.
+        case close(code: UInt16?, reason: String)
+        /// The TCP connection ended.
+        case disconnected
+    }
+
+    public enum Failure: Error, Equatable, CustomStringConvertible {
+        /// The server answered the upgrade with a plain HTTP response.
+        case upgradeRefused(status: Int, body: String)
+        /// Nothing arrived within the timeout.
+        case timeout
+        /// The connection ended before the expected event.
+        case disconnected
+
+        public var description: String {
+            switch self {
+            case .upgradeRefused(let status, let body): "upgrade refused with HTTP \(status): \(body)"
+            case .timeout: "timed out waiting for the server"
+            case .disconnected: "connection closed"
+            }
+        }
+    }
+
+    private enum UpgradeResult: Sendable {
+        case websocket(NIOAsyncChannel<WebSocketFrame, WebSocketFrame>)
+        case notUpgraded(NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart>)
+    }
+
+    private let channel: NIOAsyncChannel<WebSocketFrame, WebSocketFrame>
+    private let events = EventQueue()
+    private let reader: Task<Void, Never>
+
+    private init(channel: NIOAsyncChannel<WebSocketFrame, WebSocketFrame>, autoPong: Bool) {
+        self.channel = channel
+        let events = self.events
+        let outbound = channel.outbound
+        let inbound = channel.inbound
+        self.reader = Task {
+            do {
+                for try await frame in inbound {
+                    var data = frame.unmaskedData
+                    switch frame.opcode {
+                    case .text: await events.push(.text(data.readString(length: data.readableBytes) ?? ""))
+                    case .binary: await events.push(.binary(data.readBytes(length: data.readableBytes) ?? []))
+                    case .ping:
+                        await events.push(.ping)
+                        if autoPong {
+                            try? await outbound.write(WebSocketFrame(fin: true, opcode: .pong, maskKey: .random(), data: data))
+                        }
+                    case .pong: await events.push(.pong)
+                    case .connectionClose:
+                        let code = data.readInteger(as: UInt16.self)
+                        await events.push(.close(code: code, reason: data.readString(length: data.readableBytes) ?? ""))
+                    default: break
+                    }
+                }
+            } catch {}
+            await events.push(.disconnected)
+        }
+    }
+
+    /// Opens a WebSocket to `ws://host:port/path`.
+    /// - Throws: ``Failure/upgradeRefused(status:body:)`` when the server answers in plain HTTP.
+    public static func connect(
+        host: String = "127.0.0.1", port: Int, path: String = "/ws", headers: [(String, String)] = [],
+        autoPong: Bool = true, maxFrameSize: Int = 1 << 24,
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) async throws -> WebSocketClient {
+        let upgrade: EventLoopFuture<UpgradeResult> = try await ClientBootstrap(group: group)
+            .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .connect(host: host, port: port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let upgrader = NIOTypedWebSocketClientUpgrader<UpgradeResult>(
+                        maxFrameSize: maxFrameSize,
+                        upgradePipelineHandler: { channel, _ in
+                            channel.eventLoop.makeCompletedFuture {
+                                .websocket(try NIOAsyncChannel(wrappingChannelSynchronously: channel))
+                            }
+                        })
+                    var requestHeaders = HTTPHeaders([("Host", "\(host):\(port)"), ("Content-Length", "0")])
+                    for (name, value) in headers { requestHeaders.add(name: name, value: value) }
+                    let configuration = NIOTypedHTTPClientUpgradeConfiguration(
+                        upgradeRequestHead: HTTPRequestHead(version: .http1_1, method: .GET, uri: path, headers: requestHeaders),
+                        upgraders: [upgrader],
+                        notUpgradingCompletionHandler: { channel in
+                            channel.eventLoop.makeCompletedFuture {
+                                .notUpgraded(try NIOAsyncChannel(wrappingChannelSynchronously: channel))
+                            }
+                        })
+                    return try channel.pipeline.syncOperations.configureUpgradableHTTPClientPipeline(
+                        configuration: .init(upgradeConfiguration: configuration))
+                }
+            }
+        switch try await upgrade.get() {
+        case .websocket(let channel):
+            return WebSocketClient(channel: channel, autoPong: autoPong)
+        case .notUpgraded(let http):
+            var status = 0
+            var body = ""
+            try? await http.executeThenClose { inbound, _ in
+                for try await part in inbound {
+                    switch part {
+                    case .head(let head): status = Int(head.status.code)
+                    case .body(var buffer): body += buffer.readString(length: buffer.readableBytes) ?? ""
+                    case .end: return
+                    }
+                }
+            }
+            throw Failure.upgradeRefused(status: status, body: body)
+        }
+    }
+
+    /// The next event from the server.
+    public func next(timeout: Duration = .seconds(10)) async throws -> Event {
+        guard let event = await events.next(timeout: timeout) else { throw Failure.timeout }
+        return event
+    }
+
+    /// The next text message, skipping pings and pongs.
+    public func nextText(timeout: Duration = .seconds(10)) async throws -> String {
+        while true {
+            switch try await next(timeout: timeout) {
+            case .text(let text): return text
+            case .ping, .pong: continue
+            case .binary: continue
+            case .close, .disconnected: throw Failure.disconnected
+            }
+        }
+    }
+
+    /// Waits for the server's close frame (skipping other frames) and returns its code.
+    public func closeCode(timeout: Duration = .seconds(10)) async throws -> UInt16? {
+        while true {
+            switch try await next(timeout: timeout) {
+            case .close(let code, _): return code
+            case .disconnected: throw Failure.disconnected
+            default: continue
+            }
+        }
+    }
+
+    public func send(text: String) async throws {
+        try await send(opcode: .text, ByteBuffer(string: text))
+    }
+
+    /// Sends one frame as is (for tests of what the server does with odd input).
+    public func send(opcode: WebSocketOpcode, _ data: ByteBuffer, fin: Bool = true) async throws {
+        try await channel.outbound.write(WebSocketFrame(fin: fin, opcode: opcode, maskKey: .random(), data: data))
+    }
+
+    /// Sends a close frame and closes the connection.
+    public func close(code: UInt16 = 1000) async {
+        var payload = ByteBuffer()
+        payload.writeInteger(code)
+        try? await channel.outbound.write(WebSocketFrame(fin: true, opcode: .connectionClose, maskKey: .random(), data: payload))
+        try? await channel.channel.close()
+        reader.cancel()
+    }
+
+    deinit {
+        channel.channel.close(promise: nil)
+        reader.cancel()
+    }
+}
+
+/// The events received so far and at most one reader waiting for the next, with a timeout
+/// that leaves the queue usable (unlike cancelling an `AsyncStream` iterator, which ends it).
+private actor EventQueue {
+    private var buffer: [WebSocketClient.Event] = []
+    private var finished = false
+    private var waiter: (id: Int, continuation: CheckedContinuation<WebSocketClient.Event?, Never>)?
+    private var waits = 0
+
+    func push(_ event: WebSocketClient.Event) {
+        if event == .disconnected { finished = true }
+        if let waiter {
+            self.waiter = nil
+            waiter.continuation.resume(returning: event)
+        } else {
+            buffer.append(event)
+        }
+    }
+
+    /// The next event, or nil after `timeout`.
+    func next(timeout: Duration) async -> WebSocketClient.Event? {
+        if !buffer.isEmpty { return buffer.removeFirst() }
+        if finished { return .disconnected }
+        waits += 1
+        let id = waits
+        return await withCheckedContinuation { continuation in
+            waiter = (id, continuation)
+            Task {
+                try? await Task.sleep(for: timeout)
+                self.expire(id)
+            }
+        }
+    }
+
+    private func expire(_ id: Int) {
+        guard let waiter, waiter.id == id else { return }
+        self.waiter = nil
+        waiter.continuation.resume(returning: nil)
+    }
+}

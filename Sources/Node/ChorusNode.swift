@@ -1,0 +1,214 @@
+import Broker
+import Foundation
+import Hummingbird
+import HummingbirdCore
+import Logging
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+import Synchronization
+import UnixSignals
+
+/// One Chorus node: HTTP and WebSocket on one port, its connection registries, and its door
+/// to the topic space. Runs as a swift-service-lifecycle `Service`.
+///
+/// Start order: the broker (adapter) first, then the HTTP/WebSocket server, then the node
+/// reports ready. Graceful shutdown runs the other way: `/ready` answers 503, the server stops
+/// accepting and closes every WebSocket with 1001 (going away) and waits for them, then the
+/// adapter stops. The whole shutdown is bounded by `DRAIN_TIMEOUT`.
+public final class ChorusNode: Service, Sendable {
+    public let configuration: NodeConfiguration
+    public let metrics: NodeMetrics
+    private let context: NodeContext
+    private let group: any EventLoopGroup
+    private let logger: Logger
+    private let signals: [UnixSignal]
+    private let ports = Mutex<(http: Int?, websocket: Int?)>((nil, nil))
+    private let running = Mutex<[CheckedContinuation<Void, Never>]>([])
+    private let serviceGroup = Mutex<ServiceGroup?>(nil)
+
+    /// - Parameters:
+    ///   - gracefulShutdownSignals: signals that start a graceful shutdown (`chorus` passes
+    ///     SIGTERM and SIGINT; tests pass none and call ``shutdown()``).
+    public init(
+        configuration: NodeConfiguration,
+        logger: Logger,
+        metrics: NodeMetrics = NodeMetrics(),
+        gracefulShutdownSignals: [UnixSignal] = [],
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) throws {
+        var logger = logger
+        logger[metadataKey: "node"] = .string(configuration.nodeId)
+        self.configuration = configuration
+        self.metrics = metrics
+        self.logger = logger
+        self.group = eventLoopGroup
+        self.signals = gracefulShutdownSignals
+        let adapter: any PubSubAdapter =
+            switch configuration.adapter {
+            case .memory:
+                MemoryAdapter(maxMessages: configuration.memoryMaxMessages)
+            case .redis:
+                RedisAdapter(
+                    urls: configuration.redisURLs, prefix: configuration.redisPrefix, nodeId: configuration.nodeId,
+                    logger: logger)
+            }
+        self.context = NodeContext(
+            configuration: configuration, verifier: try TokenVerifier(key: configuration.tokenKey),
+            broker: PubSubBroker(adapter: adapter), group: eventLoopGroup, metrics: metrics, logger: logger)
+    }
+
+    /// The HTTP port actually bound (useful with port 0); waits until the server listens.
+    public func httpPort() async -> Int {
+        await waitUntilRunning()
+        return ports.withLock { $0.http! }
+    }
+
+    /// The WebSocket port actually bound (the HTTP port unless `WEBSOCKET_PORT` differs).
+    public func websocketPort() async -> Int {
+        await waitUntilRunning()
+        return ports.withLock { $0.websocket ?? $0.http! }
+    }
+
+    private func waitUntilRunning() async {
+        await withCheckedContinuation { continuation in
+            let ready = ports.withLock { $0.http != nil && ($0.websocket != nil || !separateWebSocketListener) }
+            if ready {
+                continuation.resume()
+            } else {
+                running.withLock { $0.append(continuation) }
+            }
+        }
+    }
+
+    private var separateWebSocketListener: Bool {
+        configuration.websocketEnabled && configuration.websocketPort != configuration.httpPort
+    }
+
+    private func listening(http: Int? = nil, websocket: Int? = nil) {
+        let (complete, waiters) = ports.withLock { ports -> (Bool, [CheckedContinuation<Void, Never>]) in
+            if let http { ports.http = http }
+            if let websocket { ports.websocket = websocket }
+            guard ports.http != nil, ports.websocket != nil || !separateWebSocketListener else { return (false, []) }
+            return (true, running.withLock { waiting in
+                defer { waiting.removeAll() }
+                return waiting
+            })
+        }
+        guard complete else { return }
+        context.readiness.set(.ready)
+        logger.info("node ready", metadata: ["adapter": "\(configuration.adapter.rawValue)"])
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// Starts a graceful shutdown (as SIGTERM does).
+    public func shutdown() async {
+        if let group = serviceGroup.withLock({ $0 }) {
+            await group.triggerGracefulShutdown()
+        }
+    }
+
+    public func run() async throws {
+        let router = Router()
+        let sampler = RateSampler()
+        NodeRoutes(node: context, sampler: sampler, startedAt: Date()).register(on: router)
+        let sharedPort = configuration.websocketEnabled && !separateWebSocketListener
+        let admission = WebSocketAdmission(node: context)
+        let app = Application(
+            router: router,
+            server: HTTPServerBuilder { responder in
+                NodeChildChannel(responder: responder, admission: sharedPort ? admission : nil)
+            },
+            configuration: .init(address: .hostname(configuration.httpHost, port: configuration.httpPort)),
+            onServerRunning: { [self] channel in listening(http: channel.localAddress?.port) },
+            eventLoopGroupProvider: .shared(group),
+            logger: logger)
+        var services: [any Service] = [
+            BrokerService(broker: context.broker, hub: context.hub, logger: logger),
+            HousekeepingService(node: context, sampler: sampler),
+            app,
+        ]
+        if separateWebSocketListener {
+            let listener = NodeChildChannel(responder: Self.notFoundResponder, admission: admission).server(
+                configuration: .init(address: .hostname(configuration.websocketHost, port: configuration.websocketPort)),
+                onServerRunning: { [self] channel in listening(websocket: channel.localAddress?.port) },
+                eventLoopGroup: group, logger: logger)
+            services.append(listener)
+        }
+        services.append(DrainService(readiness: context.readiness, logger: logger))
+        var groupConfiguration = ServiceGroupConfiguration(
+            services: services.map { .init(service: $0) }, gracefulShutdownSignals: signals, logger: logger)
+        groupConfiguration.maximumGracefulShutdownDuration = configuration.drainTimeout
+        groupConfiguration.maximumCancellationDuration = .seconds(2)
+        let serviceGroup = ServiceGroup(configuration: groupConfiguration)
+        self.serviceGroup.withLock { $0 = serviceGroup }
+        try await serviceGroup.run()
+        logger.info("node stopped")
+    }
+
+    /// Answers every plain HTTP request on a WebSocket-only listener.
+    private static let notFoundResponder: HTTPChannelHandler.Responder = { _, writer, _ in
+        var body = ByteBuffer()
+        body.writeBytes(ServerMessage.error(code: 404, message: "this port serves /ws only", details: nil, id: nil).encoded())
+        var bodyWriter = try await writer.writeHead(.init(status: .notFound, headerFields: [.contentType: "application/json", .contentLength: "\(body.readableBytes)"]))
+        try await bodyWriter.write(body)
+        try await bodyWriter.finish(nil)
+    }
+}
+
+/// Runs the adapter for the node's lifetime: delivers what it receives to the hub, and stops
+/// it once everything in front of it has drained.
+struct BrokerService: Service {
+    let broker: PubSubBroker
+    let hub: ConnectionHub
+    let logger: Logger
+
+    func run() async throws {
+        let hub = self.hub
+        broker.start { batch in hub.deliver(batch) }
+        try? await gracefulShutdown()
+        await broker.shutdown()
+        logger.info("adapter stopped")
+    }
+}
+
+/// Keep-alive sweeps and rate samples, on the node's event loops.
+struct HousekeepingService: Service {
+    let node: NodeContext
+    let sampler: RateSampler
+
+    func run() async throws {
+        let interval = TimeAmount.nanoseconds(Int64(node.configuration.pingInterval.components.seconds) * 1_000_000_000
+            + node.configuration.pingInterval.components.attoseconds / 1_000_000_000)
+        let timeout = TimeAmount.nanoseconds(Int64(node.configuration.pingTimeout.components.seconds) * 1_000_000_000
+            + node.configuration.pingTimeout.components.attoseconds / 1_000_000_000)
+        var tasks: [RepeatedTask] = []
+        for registry in node.hub.registries {
+            tasks.append(registry.loop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { _ in
+                registry.assumeIsolated { $0.sweep(now: .now(), timeout: timeout) }
+            })
+        }
+        let counters = node.counters
+        let sampler = self.sampler
+        tasks.append(node.hub.registries[0].loop.scheduleRepeatedTask(initialDelay: .zero, delay: .seconds(1)) { _ in
+            sampler.record(
+                published: counters.messagesIn.load(ordering: .relaxed),
+                delivered: counters.messagesOut.load(ordering: .relaxed))
+        })
+        try? await gracefulShutdown()
+        for task in tasks { task.cancel() }
+    }
+}
+
+/// The first service to hear of a graceful shutdown: turns `/ready` to 503 (and refuses new
+/// WebSockets) before the server stops accepting.
+struct DrainService: Service {
+    let readiness: Readiness
+    let logger: Logger
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        readiness.set(.draining)
+        logger.info("draining: not ready, closing WebSockets with 1001")
+    }
+}

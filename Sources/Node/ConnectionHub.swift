@@ -1,0 +1,55 @@
+import Broker
+import NIOCore
+
+/// All registries of a node, one per event loop, and the door through which delivered messages
+/// reach them.
+///
+/// ``deliver(_:)`` is the broker's deliver closure: it encodes each message's client frame once
+/// for the whole node and hands the batch to every loop with a single `execute` each.
+final class ConnectionHub: Sendable {
+    let registries: [ConnectionRegistry]
+    private let allocator = ByteBufferAllocator()
+
+    init(group: any EventLoopGroup, broker: PubSubBroker, counters: NodeCounters, metrics: NodeMetrics) {
+        registries = group.makeIterator().map {
+            ConnectionRegistry(loop: $0, broker: broker, counters: counters, metrics: metrics)
+        }
+    }
+
+    /// The registry whose executor is `loop`.
+    func registry(for loop: any EventLoop) -> ConnectionRegistry {
+        for registry in registries where registry.loop === loop { return registry }
+        preconditionFailure("event loop \(loop) is not in the node's group")
+    }
+
+    func deliver(_ batch: [Envelope]) {
+        let deliveries = batch.map { envelope in
+            Delivery(
+                topic: envelope.topic, userId: envelope.userId,
+                frame: .text(ServerMessage.message(envelope).encoded(), allocator: allocator))
+        }
+        for registry in registries {
+            registry.loop.execute {
+                registry.assumeIsolated { $0.deliver(deliveries) }
+            }
+        }
+    }
+
+    func snapshot() async -> RegistrySnapshot {
+        var total = RegistrySnapshot()
+        for registry in registries {
+            let part = await registry.snapshot()
+            total.connections += part.connections
+            total.authenticated += part.authenticated
+            total.subscriptions += part.subscriptions
+            total.users += part.users
+        }
+        return total
+    }
+
+    func closeAll(_ code: CloseCode, reason: String) async {
+        for registry in registries {
+            await registry.closeAll(code, reason: reason)
+        }
+    }
+}

@@ -1,0 +1,132 @@
+import HTTPTypes
+import Hummingbird
+import HummingbirdCore
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOHTTPTypes
+import NIOHTTPTypesHTTP1
+import NIOWebSocket
+
+/// How an accepted TCP connection is served: plain HTTP through the Hummingbird router, or,
+/// for an upgrade request to `/ws`, a WebSocket served by NIO handlers of our own.
+///
+/// Hummingbird's own WebSocket support runs a Swift task per connection; measured here that
+/// costs about 5x the memory and a tenth of the throughput of plain channel handlers (see
+/// ARCHITECTURE.md), so after the upgrade this channel installs a ``WebSocketSession`` and
+/// returns from ``handle(value:logger:)`` at once: no task stays behind for the connection.
+struct NodeChildChannel: ServerChildChannel, HTTPChannelHandler {
+    enum UpgradeResult: Sendable {
+        case websocket
+        case notUpgraded(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>)
+        case refused(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>, WebSocketAdmission.Refusal)
+    }
+
+    struct Value: ServerChildChannelValue {
+        let upgradeResult: EventLoopFuture<UpgradeResult>
+        let channel: any Channel
+    }
+
+    let responder: HTTPChannelHandler.Responder
+    let admission: WebSocketAdmission?
+
+    /// - Parameter admission: nil on a listener that serves HTTP only.
+    init(responder: @escaping HTTPChannelHandler.Responder, admission: WebSocketAdmission?) {
+        self.responder = responder
+        self.admission = admission
+    }
+
+    func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
+        channel.eventLoop.makeCompletedFuture {
+            let decision = NIOLoopBoundBox<WebSocketAdmission.Decision?>(nil, eventLoop: channel.eventLoop)
+            var upgraders: [any NIOTypedHTTPServerProtocolUpgrader<UpgradeResult>] = []
+            if let admission {
+                upgraders.append(
+                    NIOTypedWebSocketServerUpgrader<UpgradeResult>(
+                        maxFrameSize: admission.maxMessageSize,
+                        enableAutomaticErrorHandling: false,
+                        shouldUpgrade: { channel, head in
+                            let result = admission.decide(head: head, channel: channel)
+                            decision.value = result
+                            if case .accept = result {
+                                return channel.eventLoop.makeSucceededFuture(HTTPHeaders())
+                            }
+                            return channel.eventLoop.makeSucceededFuture(nil)
+                        },
+                        upgradePipelineHandler: { channel, _ in
+                            channel.eventLoop.makeCompletedFuture {
+                                guard case .accept(let accepted)? = decision.value else {
+                                    throw ChannelError.inappropriateOperationForState
+                                }
+                                try admission.installSession(accepted, on: channel)
+                                return UpgradeResult.websocket
+                            }
+                        }
+                    ))
+            }
+            let configuration = NIOTypedHTTPServerUpgradeConfiguration<UpgradeResult>(
+                upgraders: upgraders,
+                notUpgradingCompletionHandler: { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(HTTP1ToHTTPServerCodec(secure: false))
+                        try channel.pipeline.syncOperations.addHandler(HTTPConnectionStateHandler(logger: logger))
+                        let asyncChannel = try NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>(
+                            wrappingChannelSynchronously: channel,
+                            configuration: .init(isOutboundHalfClosureEnabled: true)
+                        )
+                        if case .refuse(let refusal)? = decision.value {
+                            return UpgradeResult.refused(asyncChannel, refusal)
+                        }
+                        return UpgradeResult.notUpgraded(asyncChannel)
+                    }
+                }
+            )
+            var pipeline = NIOUpgradableHTTPServerPipelineConfiguration(upgradeConfiguration: configuration)
+            pipeline.enablePipelining = false
+            pipeline.enableErrorHandling = false
+            pipeline.enableResponseHeaderValidation = false
+            let result = try channel.pipeline.syncOperations.configureUpgradableHTTPServerPipeline(
+                configuration: pipeline)
+            return Value(upgradeResult: result, channel: channel)
+        }
+    }
+
+    func handle(value: Value, logger: Logger) async {
+        do {
+            switch try await value.upgradeResult.get() {
+            case .websocket:
+                // The WebSocketSession owns the channel from here on.
+                return
+            case .notUpgraded(let http):
+                await handleHTTP(asyncChannel: http, logger: logger)
+            case .refused(let http, let refusal):
+                await writeRefusal(refusal, on: http, logger: logger)
+            }
+        } catch {
+            logger.debug("connection setup failed", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Answers a refused upgrade with its status and the seed's error shape, then closes.
+    private func writeRefusal(
+        _ refusal: WebSocketAdmission.Refusal, on http: NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>,
+        logger: Logger
+    ) async {
+        do {
+            try await http.executeThenClose { _, outbound in
+                var body = ByteBuffer()
+                body.writeBytes(
+                    ServerMessage.error(code: refusal.status, message: refusal.message, details: nil, id: nil).encoded())
+                let head = HTTPResponse(
+                    status: .init(code: refusal.status),
+                    headerFields: [
+                        .connection: "close", .contentType: "application/json",
+                        .contentLength: "\(body.readableBytes)",
+                    ])
+                try await outbound.write(contentsOf: [.head(head), .body(body), .end(nil)])
+            }
+        } catch {
+            logger.trace("could not write refusal", metadata: ["error": "\(error)"])
+        }
+    }
+}

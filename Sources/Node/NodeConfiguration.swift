@@ -1,0 +1,203 @@
+import Broker
+import Foundation
+import Logging
+
+/// Everything a node is configured with, as a plain value.
+///
+/// ``init(environment:)`` is the one place that reads the environment (the seed's variable
+/// names and defaults, plus the node's own); command-line flags are applied on top by `chorus`
+/// as environment overrides. Durations are milliseconds in the environment, as in the seed.
+public struct NodeConfiguration: Sendable {
+    /// Which adapter carries the topic space.
+    public enum Adapter: String, Sendable { case memory, redis }
+
+    /// How tokens are verified.
+    public enum TokenKey: Sendable {
+        /// HS256 with a shared secret (`JWT_SECRET`).
+        case hmacSecret([UInt8])
+        /// RS256 or ES256 with a public key in PEM (`JWT_PUBLIC_KEY_FILE`).
+        case publicKeyPEM(String)
+    }
+
+    /// `HTTP_HOST`: address the HTTP server binds.
+    public var httpHost = "0.0.0.0"
+    /// `HTTP_PORT`: HTTP port, which also serves `/ws` unless `websocketPort` differs.
+    public var httpPort = 3000
+    /// `WEBSOCKET_ENABLED`: serve `/ws` at all.
+    public var websocketEnabled = true
+    /// `WEBSOCKET_HOST`: address the WebSocket listener binds when it has its own port.
+    public var websocketHost = "0.0.0.0"
+    /// `WEBSOCKET_PORT`: defaults to `httpPort` (one port for both).
+    public var websocketPort = 3000
+    /// `WEBSOCKET_PING_INTERVAL` (ms): how often the node pings each connection.
+    public var pingInterval: Duration = .milliseconds(30_000)
+    /// `WEBSOCKET_PING_TIMEOUT` (ms): silence after which a connection is closed (4000).
+    public var pingTimeout: Duration = .milliseconds(60_000)
+    /// `WEBSOCKET_MAX_CONNECTIONS_PER_IP`: further upgrades from one address get HTTP 429.
+    public var maxConnectionsPerIP = 100
+    /// `WEBSOCKET_MAX_MESSAGE_SIZE` (bytes): larger client messages close the connection (1009).
+    public var maxMessageSize = 1_048_576
+    /// `WEBSOCKET_MAX_SUBSCRIPTIONS`: topics and patterns one connection may hold.
+    public var maxSubscriptionsPerConnection = 100
+    /// `WEBSOCKET_MAX_PENDING_BYTES`: unsent bytes one connection may queue before it is closed
+    /// as a slow consumer (4008).
+    public var maxPendingBytes = 1_048_576
+    /// `WEBSOCKET_MAX_MESSAGES_PER_SECOND`: client messages per second per connection; the excess
+    /// is refused with an `error` (429).
+    public var maxMessagesPerSecond = 100
+    /// `PUBSUB_ADAPTER`: `memory` or `redis`.
+    public var adapter: Adapter = .memory
+    /// `PUBSUB_REDIS_URL`: one or more comma-separated `redis://[user:password@]host:port[/db]`.
+    public var redisURLs: [RedisURL] = []
+    /// `PUBSUB_REDIS_PREFIX`: prefix of every Redis channel.
+    public var redisPrefix = "pubsub:"
+    /// `PUBSUB_MEMORY_MAX_MESSAGES`: messages the memory adapter may hold before dispatch.
+    public var memoryMaxMessages = 10_000
+    /// `JWT_SECRET` or `JWT_PUBLIC_KEY_FILE`.
+    public var tokenKey: TokenKey
+    /// `API_KEY`: lets servers call `POST /api/publish` without a token.
+    public var apiKey: String?
+    /// `TRUSTED_PROXIES`: addresses whose `X-Forwarded-For` is believed (comma-separated IPs).
+    public var trustedProxies: Set<String> = []
+    /// `NODE_ID`: this node's name in logs, envelopes and cluster stats.
+    public var nodeId: String
+    /// `LOG_LEVEL`: trace, debug, info, notice, warning, error, critical.
+    public var logLevel: Logger.Level = .info
+    /// `DRAIN_TIMEOUT` (ms): longest graceful shutdown before the node exits anyway.
+    public var drainTimeout: Duration = .milliseconds(10_000)
+
+    public init(tokenKey: TokenKey, nodeId: String = NodeConfiguration.defaultNodeId()) {
+        self.tokenKey = tokenKey
+        self.nodeId = nodeId
+    }
+
+    /// A node id unique enough for a cluster: host name plus a random suffix.
+    public static func defaultNodeId() -> String {
+        let host = ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "node"
+        return "\(host)-\(String(UInt32.random(in: 0...UInt32.max), radix: 36))"
+    }
+}
+
+extension NodeConfiguration {
+    /// Reads the configuration from environment variables.
+    /// - Throws: ``ConfigurationError`` naming the first bad variable.
+    public init(environment env: [String: String]) throws(ConfigurationError) {
+        var reader = EnvironmentReader(env)
+        let tokenKey: TokenKey
+        if let secret = reader.string("JWT_SECRET") {
+            guard secret.utf8.count >= 16 else {
+                throw ConfigurationError("JWT_SECRET", "must be at least 16 bytes long, got \(secret.utf8.count)")
+            }
+            tokenKey = .hmacSecret(Array(secret.utf8))
+        } else if let path = reader.string("JWT_PUBLIC_KEY_FILE") {
+            guard let pem = try? String(contentsOfFile: path, encoding: .utf8) else {
+                throw ConfigurationError("JWT_PUBLIC_KEY_FILE", "cannot read '\(path)'")
+            }
+            tokenKey = .publicKeyPEM(pem)
+        } else {
+            throw ConfigurationError(
+                "JWT_SECRET",
+                "not set: set JWT_SECRET (HS256, at least 16 bytes) or JWT_PUBLIC_KEY_FILE (RS256/ES256 PEM)"
+            )
+        }
+        self.init(tokenKey: tokenKey, nodeId: reader.string("NODE_ID") ?? Self.defaultNodeId())
+        if case .publicKeyPEM(let pem) = tokenKey {
+            do {
+                _ = try TokenVerifier(key: tokenKey)
+            } catch {
+                throw ConfigurationError("JWT_PUBLIC_KEY_FILE", "\(error) in \(pem.prefix(30))...")
+            }
+        }
+
+        httpHost = reader.string("HTTP_HOST") ?? httpHost
+        httpPort = try reader.port("HTTP_PORT") ?? httpPort
+        websocketEnabled = try reader.bool("WEBSOCKET_ENABLED") ?? websocketEnabled
+        websocketHost = reader.string("WEBSOCKET_HOST") ?? websocketHost
+        websocketPort = try reader.port("WEBSOCKET_PORT") ?? httpPort
+        pingInterval = try reader.milliseconds("WEBSOCKET_PING_INTERVAL") ?? pingInterval
+        pingTimeout = try reader.milliseconds("WEBSOCKET_PING_TIMEOUT") ?? pingTimeout
+        maxConnectionsPerIP = try reader.integer("WEBSOCKET_MAX_CONNECTIONS_PER_IP", in: 1...1_000_000) ?? maxConnectionsPerIP
+        maxMessageSize = try reader.integer("WEBSOCKET_MAX_MESSAGE_SIZE", in: 64...(64 << 20)) ?? maxMessageSize
+        maxSubscriptionsPerConnection =
+            try reader.integer("WEBSOCKET_MAX_SUBSCRIPTIONS", in: 1...100_000) ?? maxSubscriptionsPerConnection
+        maxPendingBytes = try reader.integer("WEBSOCKET_MAX_PENDING_BYTES", in: 4096...(1 << 30)) ?? maxPendingBytes
+        maxMessagesPerSecond =
+            try reader.integer("WEBSOCKET_MAX_MESSAGES_PER_SECOND", in: 1...1_000_000) ?? maxMessagesPerSecond
+        guard pingTimeout > pingInterval else {
+            throw ConfigurationError("WEBSOCKET_PING_TIMEOUT", "must be longer than WEBSOCKET_PING_INTERVAL")
+        }
+
+        if let name = reader.string("PUBSUB_ADAPTER") {
+            guard let value = Adapter(rawValue: name.lowercased()) else {
+                throw ConfigurationError("PUBSUB_ADAPTER", "expected memory or redis, got '\(name)'")
+            }
+            adapter = value
+        }
+        let redisURL = reader.string("PUBSUB_REDIS_URL") ?? "redis://localhost:6379"
+        do {
+            redisURLs = try RedisURL.parseList(redisURL)
+        } catch {
+            throw ConfigurationError("PUBSUB_REDIS_URL", "\(error)")
+        }
+        redisPrefix = reader.string("PUBSUB_REDIS_PREFIX") ?? redisPrefix
+        memoryMaxMessages = try reader.integer("PUBSUB_MEMORY_MAX_MESSAGES", in: 1...10_000_000) ?? memoryMaxMessages
+
+        apiKey = reader.string("API_KEY")
+        if let proxies = reader.string("TRUSTED_PROXIES") {
+            trustedProxies = Set(proxies.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
+        }
+        if let level = reader.string("LOG_LEVEL") {
+            guard let value = Logger.Level(rawValue: level.lowercased()) else {
+                throw ConfigurationError(
+                    "LOG_LEVEL", "expected trace, debug, info, notice, warning, error or critical, got '\(level)'"
+                )
+            }
+            logLevel = value
+        }
+        drainTimeout = try reader.milliseconds("DRAIN_TIMEOUT") ?? drainTimeout
+    }
+}
+
+/// Typed reads of environment variables; every failure names its variable.
+private struct EnvironmentReader {
+    let env: [String: String]
+
+    init(_ env: [String: String]) { self.env = env }
+
+    func string(_ name: String) -> String? {
+        guard let value = env[name]?.trimmingCharacters(in: .whitespaces), !value.isEmpty else { return nil }
+        return value
+    }
+
+    func integer(_ name: String, in range: ClosedRange<Int>) throws(ConfigurationError) -> Int? {
+        guard let text = string(name) else { return nil }
+        guard let value = Int(text) else {
+            throw ConfigurationError(name, "expected a whole number, got '\(text)'")
+        }
+        guard range.contains(value) else {
+            throw ConfigurationError(name, "expected \(range.lowerBound)...\(range.upperBound), got \(value)")
+        }
+        return value
+    }
+
+    func port(_ name: String) throws(ConfigurationError) -> Int? {
+        try integer(name, in: 0...65535)
+    }
+
+    func milliseconds(_ name: String) throws(ConfigurationError) -> Duration? {
+        guard let text = string(name) else { return nil }
+        guard let value = Int(text), value > 0 else {
+            throw ConfigurationError(name, "expected a positive number of milliseconds, got '\(text)'")
+        }
+        return .milliseconds(value)
+    }
+
+    func bool(_ name: String) throws(ConfigurationError) -> Bool? {
+        guard let text = string(name) else { return nil }
+        switch text.lowercased() {
+        case "true", "1", "yes", "on": return true
+        case "false", "0", "no", "off": return false
+        default: throw ConfigurationError(name, "expected true or false, got '\(text)'")
+        }
+    }
+}

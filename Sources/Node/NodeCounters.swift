@@ -1,0 +1,19 @@
+import Synchronization
+
+/// Running totals of one node, shared by every event loop (relaxed atomics: they are statistics).
+public final class NodeCounters: Sendable {
+    /// Messages accepted for publishing (WebSocket `message` and `POST /api/publish`).
+    let messagesIn = Atomic<Int>(0)
+    /// Messages written to a client (one per receiving connection).
+    let messagesOut = Atomic<Int>(0)
+    /// WebSocket connections ever accepted.
+    let connectionsAccepted = Atomic<Int>(0)
+    /// Upgrades refused by the per-IP limit.
+    let connectionsRefused = Atomic<Int>(0)
+    /// Connections closed as slow consumers (4008).
+    let slowConsumers = Atomic<Int>(0)
+    /// Connections closed for not answering pings (4000).
+    let pingTimeouts = Atomic<Int>(0)
+
+    public init() {}
+}

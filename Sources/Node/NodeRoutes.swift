@@ -1,0 +1,174 @@
+import Broker
+import Foundation
+import HTTPTypes
+import Hummingbird
+import NIOCore
+
+/// The node's HTTP endpoints: health, readiness, stats, metrics and the server-side publish.
+struct NodeRoutes {
+    let node: NodeContext
+    let sampler: RateSampler
+    let startedAt: Date
+
+    func register(on router: Router<BasicRequestContext>) {
+        router.get("/health") { _, _ in
+            Self.json(["status": "ok", "nodeId": node.configuration.nodeId])
+        }
+        router.get("/ready") { _, _ in
+            let state = node.readiness.state
+            return Self.json(["status": "\(state)", "nodeId": node.configuration.nodeId], status: state == .ready ? .ok : .serviceUnavailable)
+        }
+        router.get("/stats") { _, _ in
+            let stats = await stats()
+            return Self.json(encodable: stats)
+        }
+        router.get("/metrics") { _, _ in
+            Response(
+                status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
+                body: .init(byteBuffer: ByteBuffer(bytes: node.metrics.exposition())))
+        }
+        router.post("/api/publish") { request, _ in
+            var request = request
+            return await publish(&request)
+        }
+        router.get("/ws") { _, _ in
+            Self.error(426, "upgrade required: /ws speaks WebSocket only")
+        }
+    }
+
+    func stats() async -> NodeStats {
+        let registries = await node.hub.snapshot()
+        let interests = node.broker.interestCounts()
+        let counters = node.counters
+        let rates = sampler.rates()
+        return NodeStats(
+            nodeId: node.configuration.nodeId,
+            status: "\(node.readiness.state)",
+            startedAt: ISO8601.string(startedAt),
+            uptimeSeconds: Date().timeIntervalSince(startedAt),
+            connections: .init(
+                total: registries.connections, authenticated: registries.authenticated, users: registries.users,
+                acceptedSinceStart: counters.connectionsAccepted.load(ordering: .relaxed),
+                refusedByIPLimit: counters.connectionsRefused.load(ordering: .relaxed),
+                closedSlowConsumer: counters.slowConsumers.load(ordering: .relaxed),
+                closedPingTimeout: counters.pingTimeouts.load(ordering: .relaxed),
+                topIPs: node.limiter.top(10).map { .init(ip: $0.address, connections: $0.connections) }),
+            subscriptions: .init(total: registries.subscriptions, topics: interests.topics, patterns: interests.patterns),
+            messages: .init(
+                published: counters.messagesIn.load(ordering: .relaxed),
+                delivered: counters.messagesOut.load(ordering: .relaxed),
+                publishedPerSecond: rates.published, deliveredPerSecond: rates.delivered),
+            adapter: node.broker.adapter.status(),
+            memory: .init(residentBytes: residentMemoryBytes()))
+    }
+
+    // MARK: POST /api/publish
+
+    private struct PublishRequest: Decodable {
+        var topic: String?
+        var userId: String?
+        var data: JSONValue?
+        var metadata: JSONValue?
+        var eventType: String?
+    }
+
+    /// Publishes `{topic | userId, data, metadata?, eventType?}` for a server holding `API_KEY`
+    /// (`X-API-Key` or `Authorization: Bearer`) or a client with a valid token.
+    private func publish(_ request: inout Request) async -> Response {
+        let sender: String
+        switch authorize(request) {
+        case .success(let name): sender = name
+        case .failure(let refusal): return Self.error(refusal.status, refusal.message)
+        }
+        let body: ByteBuffer
+        do {
+            body = try await request.collectBody(upTo: node.configuration.maxMessageSize)
+        } catch {
+            return Self.error(413, "body larger than WEBSOCKET_MAX_MESSAGE_SIZE (\(node.configuration.maxMessageSize) bytes)")
+        }
+        guard let input = try? JSONDecoder().decode(PublishRequest.self, from: Data(body.readableBytesView)) else {
+            return Self.error(400, "malformed JSON: expected {topic | userId, data, metadata?, eventType?}")
+        }
+        guard let data = input.data else { return Self.error(400, "'data' is required") }
+        guard input.topic != nil || input.userId != nil else {
+            return Self.error(400, "'topic' or 'userId' is required")
+        }
+        var topic: Topic?
+        if let name = input.topic {
+            do {
+                topic = try Topic(name)
+            } catch {
+                return Self.error(400, "illegal topic: \(error)")
+            }
+        }
+        if let userId = input.userId, userId.isEmpty || userId.utf8.count > 255 {
+            return Self.error(400, "'userId' must be 1 to 255 bytes")
+        }
+        var metadata: [String: JSONValue] = [:]
+        switch input.metadata {
+        case .object(let members)?: metadata = members
+        case nil, .null?: break
+        default: return Self.error(400, "'metadata' must be an object")
+        }
+        metadata["senderId"] = .string(sender)
+        let envelope = Envelope(
+            id: node.ids.next(), origin: node.configuration.nodeId, topic: topic, userId: input.userId,
+            eventType: input.eventType, data: data, metadata: .object(metadata))
+        node.counters.messagesIn.add(1, ordering: .relaxed)
+        node.metrics.published()
+        node.broker.publish(envelope)
+        return Self.json(
+            ["id": envelope.id, "timestamp": ISO8601.string(envelope.timestamp)], status: .accepted)
+    }
+
+    private func authorize(_ request: Request) -> Result<String, WebSocketAdmission.Refusal> {
+        var credential = request.headers[HTTPField.Name("X-API-Key")!]
+        if credential == nil, let header = request.headers[.authorization], header.lowercased().hasPrefix("bearer ") {
+            credential = String(header.dropFirst(7)).trimmingCharacters(in: .whitespaces)
+        }
+        guard let credential else {
+            return .failure(.init(status: 401, message: "missing credentials: send X-API-Key or Authorization: Bearer"))
+        }
+        if let apiKey = node.configuration.apiKey, Self.constantTimeEqual(credential, apiKey) {
+            return .success("server")
+        }
+        do {
+            let user = try node.verifier.verify(credential)
+            return .success(user.id)
+        } catch {
+            return .failure(.init(status: 401, message: "invalid API key or token: \(error)"))
+        }
+    }
+
+    private static func constantTimeEqual(_ a: String, _ b: String) -> Bool {
+        let x = Array(a.utf8), y = Array(b.utf8)
+        guard x.count == y.count else { return false }
+        return zip(x, y).reduce(0) { $0 | ($1.0 ^ $1.1) } == 0
+    }
+
+    // MARK: JSON responses
+
+    static func json(_ object: [String: String], status: HTTPResponse.Status = .ok) -> Response {
+        json(encodable: object, status: status)
+    }
+
+    static func json(encodable value: some Encodable, status: HTTPResponse.Status = .ok) -> Response {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        encoder.dateEncodingStrategy = .custom { date, encoder in
+            var container = encoder.singleValueContainer()
+            try container.encode(ISO8601.string(date))
+        }
+        let bytes = (try? encoder.encode(value)) ?? Data("{}".utf8)
+        return Response(
+            status: status, headers: [.contentType: "application/json"],
+            body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
+    }
+
+    /// The seed's error shape with an HTTP status.
+    static func error(_ status: Int, _ message: String) -> Response {
+        Response(
+            status: .init(code: status), headers: [.contentType: "application/json"],
+            body: .init(byteBuffer: ByteBuffer(bytes: ServerMessage.error(code: status, message: message, details: nil, id: nil).encoded())))
+    }
+}

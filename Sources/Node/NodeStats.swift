@@ -1,0 +1,96 @@
+import Broker
+import Foundation
+import NIOCore
+import Synchronization
+
+/// The JSON document of `GET /stats` for one node.
+public struct NodeStats: Codable, Sendable {
+    public struct Connections: Codable, Sendable {
+        public var total: Int
+        public var authenticated: Int
+        public var users: Int
+        public var acceptedSinceStart: Int
+        public var refusedByIPLimit: Int
+        public var closedSlowConsumer: Int
+        public var closedPingTimeout: Int
+        public var topIPs: [IPCount]
+    }
+
+    public struct IPCount: Codable, Sendable {
+        public var ip: String
+        public var connections: Int
+    }
+
+    public struct Subscriptions: Codable, Sendable {
+        /// (connection, topic or pattern) pairs.
+        public var total: Int
+        /// Distinct concrete topics held on this node.
+        public var topics: Int
+        /// Distinct wildcard patterns held on this node.
+        public var patterns: Int
+    }
+
+    public struct Messages: Codable, Sendable {
+        /// Messages accepted for publishing on this node.
+        public var published: Int
+        /// Messages written to clients of this node (one per receiving connection).
+        public var delivered: Int
+        /// Per second, over the last few seconds.
+        public var publishedPerSecond: Double
+        public var deliveredPerSecond: Double
+    }
+
+    public struct Memory: Codable, Sendable {
+        public var residentBytes: Int
+    }
+
+    public var nodeId: String
+    public var status: String
+    public var startedAt: String
+    public var uptimeSeconds: Double
+    public var connections: Connections
+    public var subscriptions: Subscriptions
+    public var messages: Messages
+    public var adapter: AdapterStatus
+    public var memory: Memory
+}
+
+/// Samples the message counters once a second so `/stats` can report recent rates.
+final class RateSampler: Sendable {
+    private struct Sample {
+        var time: NIODeadline
+        var published: Int
+        var delivered: Int
+    }
+
+    /// The last few seconds of samples, oldest first.
+    private let samples = Mutex<[Sample]>([])
+    private static let window = 5
+
+    func record(published: Int, delivered: Int, at time: NIODeadline = .now()) {
+        samples.withLock { samples in
+            samples.append(Sample(time: time, published: published, delivered: delivered))
+            if samples.count > Self.window + 1 { samples.removeFirst() }
+        }
+    }
+
+    /// (published, delivered) per second between the oldest and newest samples.
+    func rates() -> (published: Double, delivered: Double) {
+        samples.withLock { samples in
+            guard let first = samples.first, let last = samples.last, last.time > first.time else { return (0, 0) }
+            let seconds = Double((last.time - first.time).nanoseconds) / 1e9
+            return (
+                Double(last.published - first.published) / seconds,
+                Double(last.delivered - first.delivered) / seconds
+            )
+        }
+    }
+}
+
+/// Resident set size of this process, from /proc (0 where there is no /proc).
+func residentMemoryBytes() -> Int {
+    guard let statm = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return 0 }
+    let fields = statm.split(separator: " ")
+    guard fields.count > 1, let pages = Int(fields[1]) else { return 0 }
+    return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+}

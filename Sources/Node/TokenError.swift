@@ -1,0 +1,25 @@
+/// Why a token was refused. The description is what the client reads in `auth_error`.
+public enum TokenError: Error, Equatable, CustomStringConvertible {
+    case malformed
+    case unsupportedAlgorithm(String)
+    case algorithmMismatch(expected: String, got: String)
+    case badSignature
+    case expired
+    case notYetValid
+    case missingSubject
+    case invalidGrants(String)
+
+    public var description: String {
+        switch self {
+        case .malformed: "malformed token: expected a JWS compact token (header.payload.signature)"
+        case .unsupportedAlgorithm(let alg): "unsupported token algorithm '\(alg)'"
+        case .algorithmMismatch(let expected, let got):
+            "token algorithm '\(got)' does not match the node's key (\(expected))"
+        case .badSignature: "invalid token signature"
+        case .expired: "token expired"
+        case .notYetValid: "token not yet valid (nbf is in the future)"
+        case .missingSubject: "token has no 'sub' or 'userId' claim"
+        case .invalidGrants(let reason): "token grants are invalid: \(reason)"
+        }
+    }
+}

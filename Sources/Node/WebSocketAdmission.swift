@@ -1,0 +1,105 @@
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOWebSocket
+
+/// Decides, during the HTTP upgrade, whether a client may open a WebSocket, and sets up the
+/// pipeline of the ones that may.
+///
+/// A refused upgrade is answered in HTTP with the seed's error shape: 401 for a bad token given
+/// at the upgrade (`Authorization: Bearer` or `?token=`), 429 past
+/// `WEBSOCKET_MAX_CONNECTIONS_PER_IP`, 503 while the node drains.
+struct WebSocketAdmission: Sendable {
+    struct Accepted: Sendable {
+        var remoteAddress: String
+        var user: AuthenticatedUser?
+    }
+
+    struct Refusal: Sendable, Error {
+        var status: Int
+        var message: String
+    }
+
+    enum Decision: Sendable {
+        case accept(Accepted)
+        case refuse(Refusal)
+    }
+
+    let node: NodeContext
+
+    var maxMessageSize: Int { node.configuration.maxMessageSize }
+
+    /// The decision for an upgrade request; nil when the request is not for `/ws`.
+    func decide(head: HTTPRequestHead, channel: any Channel) -> Decision? {
+        let (path, query) = Self.split(head.uri)
+        guard path == "/ws" else { return nil }
+        guard node.readiness.state == .ready else {
+            return .refuse(Refusal(status: 503, message: "node is \(node.readiness.state): connect to another node"))
+        }
+        var user: AuthenticatedUser?
+        if let token = Self.token(head: head, query: query) {
+            do {
+                user = try node.verifier.verify(token)
+            } catch {
+                return .refuse(Refusal(status: 401, message: error.description))
+            }
+        }
+        let address = clientAddress(head: head, channel: channel)
+        guard node.limiter.acquire(address) else {
+            node.counters.connectionsRefused.add(1, ordering: .relaxed)
+            node.logger.notice("connection refused: per-IP limit", metadata: ["ip": .string(address)])
+            return .refuse(Refusal(
+                status: 429,
+                message: "too many connections from \(address): the limit is \(node.configuration.maxConnectionsPerIP)"))
+        }
+        let limiter = node.limiter
+        channel.closeFuture.whenComplete { _ in limiter.release(address) }
+        return .accept(Accepted(remoteAddress: address, user: user))
+    }
+
+    /// Replaces the HTTP handlers' successors with the WebSocket session's pipeline.
+    func installSession(_ accepted: Accepted, on channel: any Channel) throws {
+        let pending = node.configuration.maxPendingBytes
+        try channel.syncOptions?.setOption(
+            ChannelOptions.writeBufferWaterMark, value: .init(low: pending / 2, high: pending))
+        let pipeline = channel.pipeline.syncOperations
+        let writer = RawFrameWriter()
+        try pipeline.addHandler(writer, position: .first)
+        try pipeline.addHandler(
+            NIOWebSocketFrameAggregator(
+                minNonFinalFragmentSize: 0, maxAccumulatedFrameCount: 1024,
+                maxAccumulatedFrameSize: node.configuration.maxMessageSize))
+        let registry = node.hub.registry(for: channel.eventLoop)
+        try pipeline.addHandler(
+            WebSocketSession(
+                id: node.nextConnectionId(), remoteAddress: accepted.remoteAddress, user: accepted.user,
+                output: writer, node: node, registry: registry))
+    }
+
+    /// The client's address: the peer's, or, when the peer is a trusted proxy, the right-most
+    /// `X-Forwarded-For` entry that is not itself a trusted proxy.
+    private func clientAddress(head: HTTPRequestHead, channel: any Channel) -> String {
+        let peer = channel.remoteAddress?.ipAddress ?? "unknown"
+        let trusted = node.configuration.trustedProxies
+        guard trusted.contains(peer) else { return peer }
+        let forwarded = head.headers["X-Forwarded-For"].flatMap { $0.split(separator: ",") }
+            .map { $0.trimmingCharacters(in: .whitespaces) }
+        return forwarded.last { !trusted.contains($0) && !$0.isEmpty } ?? peer
+    }
+
+    private static func split(_ uri: String) -> (path: String, query: Substring) {
+        guard let mark = uri.firstIndex(of: "?") else { return (uri, "") }
+        return (String(uri[..<mark]), uri[uri.index(after: mark)...])
+    }
+
+    /// A token given at the upgrade, from `Authorization: Bearer` or the `token` query parameter.
+    private static func token(head: HTTPRequestHead, query: Substring) -> String? {
+        if let header = head.headers["Authorization"].first, header.lowercased().hasPrefix("bearer ") {
+            return String(header.dropFirst(7)).trimmingCharacters(in: .whitespaces)
+        }
+        for pair in query.split(separator: "&") where pair.hasPrefix("token=") {
+            return String(pair.dropFirst(6)).removingPercentEncoding
+        }
+        return nil
+    }
+}

@@ -1,0 +1,376 @@
+import Broker
+import Foundation
+import Logging
+import NIOCore
+import NIOWebSocket
+
+/// One upgraded WebSocket connection: the seed's protocol on plain NIO, with no Swift task.
+///
+/// The handler sits last in the channel's pipeline, after the frame decoder and aggregator, and
+/// writes pre-encoded ``OutboundFrame`` bytes (there is no frame encoder in the pipeline).
+/// Everything here runs on the channel's event loop, which is also the executor of its
+/// ``ConnectionRegistry``, so the two call each other synchronously.
+final class WebSocketSession: ChannelInboundHandler {
+    typealias InboundIn = WebSocketFrame
+    typealias OutboundOut = ByteBuffer
+
+    let id: Int
+    let remoteAddress: String
+    private(set) var user: AuthenticatedUser?
+    private(set) var subscriptions: Set<TopicPattern> = []
+    /// Set while the session sits in its registry's flush list.
+    var needsFlush = false
+
+    private let node: NodeContext
+    /// Where frames are written: the pipeline's first handler, past NIO's frame encoder.
+    private let output: RawFrameWriter
+    private let registry: ConnectionRegistry
+    private var logger: Logger
+    private var context: ChannelHandlerContext?
+    private var tokenExpired = false
+    private var expiryTimer: Scheduled<Void>?
+    private var closeTimer: Scheduled<Void>?
+    private var lastHeard = NIODeadline.now()
+    private var closing = false
+    private var repliesPending = false
+    private var rateLimiter: RateLimiter
+    private let initialUser: AuthenticatedUser?
+
+    /// How long a closing connection may take to answer the close frame.
+    static let closeTimeout = TimeAmount.seconds(5)
+
+    init(
+        id: Int, remoteAddress: String, user: AuthenticatedUser?, output: RawFrameWriter, node: NodeContext,
+        registry: ConnectionRegistry
+    ) {
+        self.id = id
+        self.output = output
+        self.remoteAddress = remoteAddress
+        self.initialUser = user
+        self.node = node
+        self.registry = registry
+        self.rateLimiter = RateLimiter(perSecond: node.configuration.maxMessagesPerSecond)
+        var logger = node.logger
+        logger[metadataKey: "connection"] = "\(id)"
+        logger[metadataKey: "ip"] = .string(remoteAddress)
+        self.logger = logger
+    }
+
+    // MARK: Lifecycle
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let id = self.id
+        registry.assumeIsolated { $0.add(bound, id: id) }
+        node.counters.connectionsAccepted.add(1, ordering: .relaxed)
+        node.metrics.connectionOpened()
+        logger.info("WebSocket connected")
+        if let initialUser {
+            authenticate(initialUser, requestId: nil)
+            flushReplies()
+        }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        expiryTimer?.cancel()
+        closeTimer?.cancel()
+        let id = self.id
+        registry.assumeIsolated { $0.remove(id) }
+        node.metrics.connectionClosed()
+        logger.info("WebSocket disconnected")
+        self.context = nil
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        switch event {
+        case is ChannelShouldQuiesceEvent:
+            close(.goingAway, reason: "node shutting down")
+        case ChannelEvent.inputClosed:
+            context.close(promise: nil)
+        default:
+            context.fireUserInboundEventTriggered(event)
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        switch error {
+        case NIOWebSocketError.invalidFrameLength:
+            logger.info("message over WEBSOCKET_MAX_MESSAGE_SIZE")
+            close(.messageTooBig, reason: "message larger than \(node.configuration.maxMessageSize) bytes")
+        case is NIOWebSocketError:
+            close(.protocolError, reason: "WebSocket protocol error")
+        default:
+            logger.debug("channel error", metadata: ["error": "\(error)"])
+            context.close(promise: nil)
+        }
+    }
+
+    // MARK: Inbound
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        lastHeard = .now()
+        switch frame.opcode {
+        case .text:
+            guard !closing else { return }
+            handleText(frame.unmaskedData)
+        case .binary:
+            guard !closing else { return }
+            reply(.error(code: 400, message: "binary frames are not supported: send JSON text", details: nil, id: nil))
+        case .ping:
+            write(raw: .pong(frame.unmaskedData, allocator: context.channel.allocator))
+            repliesPending = true
+        case .pong:
+            break
+        case .connectionClose:
+            receivedClose(frame)
+        default:
+            break
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        flushReplies()
+        context.fireChannelReadComplete()
+    }
+
+    private func handleText(_ bytes: ByteBuffer) {
+        guard rateLimiter.allow(now: .now()) else {
+            if rateLimiter.shouldWarn() {
+                reply(.error(
+                    code: 429,
+                    message: "rate limit exceeded: at most \(node.configuration.maxMessagesPerSecond) messages per second; messages over the limit are dropped",
+                    details: nil, id: nil))
+            }
+            return
+        }
+        let message: ClientMessage
+        do {
+            message = try ClientMessage.decode(bytes.readableBytesView)
+        } catch {
+            reply(.error(code: 400, message: error.message, details: error.details, id: error.id))
+            return
+        }
+        switch message.kind {
+        case .auth(let token):
+            do {
+                authenticate(try node.verifier.verify(token), requestId: message.id)
+            } catch {
+                logger.info("authentication refused", metadata: ["reason": "\(error)"])
+                reply(.authError(message: error.description, code: 401, id: message.id))
+            }
+        case .subscribe(let pattern):
+            subscribe(pattern, requestId: message.id)
+        case .unsubscribe(let pattern):
+            if subscriptions.remove(pattern) != nil {
+                let id = self.id
+                registry.assumeIsolated { $0.unsubscribe(id, from: pattern) }
+            }
+            reply(.unsubscribed(topic: pattern.text, id: message.id))
+        case .message(let topic, let data, let metadata, let eventType):
+            publish(topic: topic, data: data, metadata: metadata, eventType: eventType, requestId: message.id)
+        case .ping:
+            reply(.pong(id: message.id))
+        }
+    }
+
+    private func authenticate(_ newUser: AuthenticatedUser, requestId: JSONValue?) {
+        if let user, user.id != newUser.id {
+            reply(.authError(
+                message: "already authenticated as '\(user.id)': open a new connection for another user",
+                code: 409, id: requestId))
+            return
+        }
+        let first = user == nil
+        user = newUser
+        tokenExpired = false
+        if first {
+            logger[metadataKey: "user"] = .string(newUser.id)
+            let (id, userId) = (self.id, newUser.id)
+            registry.assumeIsolated { $0.authenticate(id, as: userId) }
+            logger.info("authenticated")
+        }
+        scheduleExpiry(newUser.expiresAt)
+        reply(.authSuccess(userId: newUser.id, id: requestId))
+    }
+
+    private func scheduleExpiry(_ expiresAt: Date?) {
+        expiryTimer?.cancel()
+        expiryTimer = nil
+        guard let expiresAt, let loop = context?.eventLoop else { return }
+        let delay = TimeAmount.nanoseconds(Int64(max(0, expiresAt.timeIntervalSinceNow) * 1e9))
+        expiryTimer = loop.assumeIsolated().scheduleTask(in: delay) { [self] in
+            guard !closing else { return }
+            tokenExpired = true
+            logger.info("token expired; delivery paused until the client authenticates again")
+            reply(.authExpired)
+            flushReplies()
+        }
+    }
+
+    /// Why this session may not use topics yet, as an `error` reply; nil when it may.
+    private func authorizationProblem(_ requestId: JSONValue?) -> ServerMessage? {
+        guard user != nil else {
+            return .error(code: 401, message: "not authenticated: send 'auth' with a token first", details: nil, id: requestId)
+        }
+        guard !tokenExpired else {
+            return .error(code: 401, message: "token expired: send 'auth' with a fresh token", details: nil, id: requestId)
+        }
+        return nil
+    }
+
+    private func subscribe(_ pattern: TopicPattern, requestId: JSONValue?) {
+        if let problem = authorizationProblem(requestId) { return reply(problem) }
+        if let grants = user?.grants, !grants.subscribe.contains(where: { $0.covers(pattern) }) {
+            return reply(.error(
+                code: 403, message: "not allowed to subscribe to '\(pattern)': the token's grants do not cover it",
+                details: .object(["topic": .string(pattern.text)]), id: requestId))
+        }
+        if !subscriptions.contains(pattern) {
+            let limit = node.configuration.maxSubscriptionsPerConnection
+            guard subscriptions.count < limit else {
+                return reply(.error(
+                    code: 429, message: "subscription limit reached: at most \(limit) per connection",
+                    details: .object(["topic": .string(pattern.text)]), id: requestId))
+            }
+            subscriptions.insert(pattern)
+            let id = self.id
+            registry.assumeIsolated { $0.subscribe(id, to: pattern) }
+        }
+        reply(.subscribed(topic: pattern.text, id: requestId))
+    }
+
+    private func publish(topic: Topic, data: JSONValue, metadata: JSONValue?, eventType: String?, requestId: JSONValue?) {
+        if let problem = authorizationProblem(requestId) { return reply(problem) }
+        guard let user else { return }
+        if let grants = user.grants, !grants.publish.contains(where: { $0.matches(topic) }) {
+            return reply(.error(
+                code: 403, message: "not allowed to publish to '\(topic)': the token's grants do not cover it",
+                details: .object(["topic": .string(topic.name)]), id: requestId))
+        }
+        var members: [String: JSONValue] = [:]
+        if case .object(let given)? = metadata { members = given }
+        members["senderId"] = .string(user.id)
+        let envelope = Envelope(
+            id: node.ids.next(), origin: node.configuration.nodeId, topic: topic, eventType: eventType,
+            data: data, metadata: .object(members))
+        node.counters.messagesIn.add(1, ordering: .relaxed)
+        node.metrics.published()
+        node.broker.publish(envelope)
+    }
+
+    private func receivedClose(_ frame: WebSocketFrame) {
+        guard let context else { return }
+        if closing {
+            context.close(promise: nil)
+            return
+        }
+        closing = true
+        var data = frame.unmaskedData
+        let code = data.readInteger(as: UInt16.self).flatMap(CloseCode.init(rawValue:)) ?? .normal
+        let channel = context.channel
+        guard let written = writeAndFlush(.close(code, reason: "", allocator: channel.allocator)) else {
+            return channel.close(promise: nil)
+        }
+        written.whenComplete { _ in channel.close(promise: nil) }
+    }
+
+    // MARK: Outbound
+
+    /// Queues a delivered message; false when this session does not take deliveries now.
+    /// Closes the session as a slow consumer when its unsent bytes pass the limit.
+    func write(_ frame: OutboundFrame) -> Bool {
+        guard !closing, !tokenExpired, user != nil, let context else { return false }
+        guard context.channel.isWritable else {
+            node.counters.slowConsumers.add(1, ordering: .relaxed)
+            logger.warning("slow consumer: over WEBSOCKET_MAX_PENDING_BYTES unsent, closing")
+            close(.slowConsumer, reason: "slow consumer: too many unsent messages")
+            return false
+        }
+        output.context?.write(wrapOutboundOut(frame.bytes), promise: nil)
+        return true
+    }
+
+    func flush() {
+        needsFlush = false
+        output.context?.flush()
+    }
+
+    private func write(raw frame: OutboundFrame) {
+        output.context?.write(wrapOutboundOut(frame.bytes), promise: nil)
+    }
+
+    private func writeAndFlush(_ frame: OutboundFrame) -> EventLoopFuture<Void>? {
+        output.context?.writeAndFlush(wrapOutboundOut(frame.bytes))
+    }
+
+    private func reply(_ message: ServerMessage) {
+        guard let context else { return }
+        write(raw: .text(message.encoded(), allocator: context.channel.allocator))
+        repliesPending = true
+    }
+
+    private func flushReplies() {
+        guard repliesPending else { return }
+        repliesPending = false
+        output.context?.flush()
+    }
+
+    /// Called by the registry's sweep: pings, or closes a connection silent for too long.
+    func keepAlive(now: NIODeadline, timeout: TimeAmount, ping: OutboundFrame) {
+        guard !closing, let context else { return }
+        if now - lastHeard > timeout {
+            node.counters.pingTimeouts.add(1, ordering: .relaxed)
+            logger.info("ping timeout: nothing heard within WEBSOCKET_PING_TIMEOUT")
+            close(.pingTimeout, reason: "ping timeout")
+        } else {
+            _ = context
+            write(raw: ping)
+            output.context?.flush()
+        }
+    }
+
+    /// Starts the closing handshake: sends a close frame, stops deliveries, and drops the
+    /// connection if the client does not answer within ``closeTimeout``.
+    func close(_ code: CloseCode, reason: String) {
+        guard !closing, let context else { return }
+        closing = true
+        logger.info("closing WebSocket", metadata: ["code": "\(code.rawValue)", "reason": .string(reason)])
+        let channel = context.channel
+        _ = writeAndFlush(.close(code, reason: reason, allocator: channel.allocator))
+        closeTimer = context.eventLoop.scheduleTask(in: Self.closeTimeout) { channel.close(promise: nil) }
+    }
+}
+
+/// A token bucket for client messages: `perSecond` sustained, the same as a burst.
+struct RateLimiter {
+    private let perSecond: Int
+    private var tokens: Double
+    private var last: NIODeadline
+    private var warnedAt: NIODeadline?
+
+    init(perSecond: Int) {
+        self.perSecond = perSecond
+        self.tokens = Double(perSecond)
+        self.last = .now()
+    }
+
+    mutating func allow(now: NIODeadline) -> Bool {
+        let elapsed = Double((now - last).nanoseconds) / 1e9
+        last = now
+        tokens = min(Double(perSecond), tokens + elapsed * Double(perSecond))
+        guard tokens >= 1 else { return false }
+        tokens -= 1
+        warnedAt = nil
+        return true
+    }
+
+    /// True once per second of continued flooding, so refusals do not become a flood themselves.
+    mutating func shouldWarn() -> Bool {
+        let now = NIODeadline.now()
+        if let warnedAt, now - warnedAt < .seconds(1) { return false }
+        warnedAt = now
+        return true
+    }
+}

@@ -1,3 +1,0 @@
-import Testing
-@testable import Broker
-@Test func placeholder() { #expect(Bool(true)) }

@@ -1,0 +1,168 @@
+import Foundation
+import Testing
+
+@testable import Broker
+
+/// Several nodes sharing one real `redis-server`.
+@Suite("Redis adapter: nodes sharing one Redis")
+struct RedisAdapterTests {
+    @Test("a message published on one node reaches the other nodes' topic and pattern interests once, in order")
+    func crossNodeInOrder() async throws {
+        try await RedisTest.withServers { servers in
+            try await RedisTest.withNodes(["a", "b", "c"], urls: [servers[0].url]) { nodes in
+                let (a, b, c) = (nodes[0], nodes[1], nodes[2])
+                b.subscribe(RedisTest.topic("orders.eu"))
+                c.subscribe(RedisTest.pattern("orders.*"))
+                try await RedisTest.settle(nodes)
+                #expect(a.status.state == .connected)
+
+                let published = (0..<200).map { _ in a.publish(topic: "orders.eu").id }
+                #expect(await RedisTest.eventually { b.envelopes.count >= 200 && c.envelopes.count >= 200 })
+                #expect(b.ids() == published)
+                #expect(c.ids() == published)
+                #expect(a.envelopes.isEmpty, "a node without interest receives nothing")
+                #expect(b.envelopes.first?.data == .object(["n": .number(1)]))
+            }
+        }
+    }
+
+    @Test("a pattern delivers only what it matches, although Redis '*' crosses dots")
+    func patternOverMatchIsFiltered() async throws {
+        try await RedisTest.withServers { servers in
+            try await RedisTest.withNodes(["a", "b"], urls: [servers[0].url]) { nodes in
+                let (a, b) = (nodes[0], nodes[1])
+                b.subscribe(RedisTest.pattern("a.*"), RedisTest.pattern("x.**.z"))
+                try await RedisTest.settle(nodes)
+
+                a.publish(topic: "a.b.c")
+                a.publish(topic: "x.z")
+                a.publish(topic: "a.b")
+                a.publish(topic: "x.y.w.z")
+                a.publish(topic: "a.b.c.d")
+                a.publish(topic: "x.y.zz")
+                let last = a.publish(topic: "a.last")
+                #expect(await RedisTest.eventually { b.ids().contains(last.id) })
+                #expect(b.envelopes.map(\.topic?.name) == ["a.b", "x.y.w.z", "a.last"])
+            }
+        }
+    }
+
+    @Test("a node holding a topic and several matching patterns gets each message once")
+    func overlappingInterestsDeliverOnce() async throws {
+        try await RedisTest.withServers { servers in
+            try await RedisTest.withNodes(["a", "b"], urls: [servers[0].url]) { nodes in
+                let (a, b) = (nodes[0], nodes[1])
+                b.subscribe(
+                    RedisTest.topic("a.b"), RedisTest.pattern("a.*"), RedisTest.pattern("a.**"),
+                    RedisTest.pattern("*.b"), RedisTest.pattern("**"))
+                try await RedisTest.settle(nodes)
+
+                let published = (0..<50).map { _ in a.publish(topic: "a.b").id }
+                #expect(await RedisTest.eventually { b.envelopes.count >= 50 })
+                // Give any duplicate the chance to arrive behind a final marker.
+                let marker = a.publish(topic: "a.b")
+                #expect(await RedisTest.eventually { b.ids().last == marker.id })
+                #expect(b.ids() == published + [marker.id])
+            }
+        }
+    }
+
+    @Test("a node's own messages come back through Redis once")
+    func ownMessages() async throws {
+        try await RedisTest.withServers { servers in
+            try await RedisTest.withNodes(["a"], urls: [servers[0].url]) { nodes in
+                let a = nodes[0]
+                a.subscribe(RedisTest.topic("self.t"), RedisTest.pattern("self.*"))
+                try await RedisTest.settle(nodes)
+                let published = (0..<20).map { _ in a.publish(topic: "self.t").id }
+                #expect(await RedisTest.eventually { a.envelopes.count >= 20 })
+                #expect(a.ids() == published)
+                #expect(a.status.publishedInFallback == 0)
+            }
+        }
+    }
+
+    @Test("messages addressed to a user cross nodes, and patterns do not pick them up")
+    func userMessagesCross() async throws {
+        try await RedisTest.withServers { servers in
+            try await RedisTest.withNodes(["a", "b", "c"], urls: [servers[0].url]) { nodes in
+                let (a, b, c) = (nodes[0], nodes[1], nodes[2])
+                b.subscribe(.user("u-7"), RedisTest.pattern("**"), RedisTest.pattern("chat.*"))
+                c.subscribe(RedisTest.pattern("**"))
+                try await RedisTest.settle(nodes)
+
+                let direct = a.publish(topic: nil, userId: "u-7")
+                let labelled = a.publish(topic: "chat.x", userId: "u-7")
+                a.publish(topic: nil, userId: "someone-else")
+                let marker = a.publish(topic: "chat.end")
+                #expect(await RedisTest.eventually { b.ids().contains(marker.id) && c.ids().contains(marker.id) })
+                #expect(b.ids() == [direct.id, labelled.id, marker.id])
+                #expect(b.envelopes.first?.userId == "u-7")
+                #expect(c.ids() == [marker.id], "a pattern never receives user-addressed messages")
+            }
+        }
+    }
+
+    @Test("after the last interest is removed, the node stops receiving that topic")
+    func removeInterestUnsubscribes() async throws {
+        try await RedisTest.withServers { servers in
+            try await RedisTest.withNodes(["a", "b"], urls: [servers[0].url]) { nodes in
+                let (a, b) = (nodes[0], nodes[1])
+                b.subscribe(RedisTest.topic("gone.t"), RedisTest.pattern("gone.*"), RedisTest.topic("kept.t"))
+                try await RedisTest.settle(nodes)
+                #expect(try servers[0].activeChannels() == ["pubsub:gone.t", "pubsub:kept.t"])
+
+                b.adapter.removeInterest(RedisTest.topic("gone.t"))
+                b.adapter.removeInterest(RedisTest.pattern("gone.*"))
+                try await RedisTest.settle(nodes)
+                #expect(try servers[0].activeChannels() == ["pubsub:kept.t"])
+
+                a.publish(topic: "gone.t")
+                let marker = a.publish(topic: "kept.t")
+                #expect(await RedisTest.eventually { b.ids().contains(marker.id) })
+                #expect(b.ids() == [marker.id])
+            }
+        }
+    }
+
+    @Test("garbage on a channel is counted as malformed and later messages still arrive")
+    func garbageIsSkipped() async throws {
+        try await RedisTest.withServers { servers in
+            try await RedisTest.withNodes(["a", "b"], urls: [servers[0].url]) { nodes in
+                let (a, b) = (nodes[0], nodes[1])
+                b.subscribe(RedisTest.topic("g.t"), RedisTest.pattern("g.*"))
+                try await RedisTest.settle(nodes)
+
+                let server = servers[0]
+                _ = try server.command(["PUBLISH", "pubsub:g.t", "notjson"])
+                _ = try server.command(["PUBLISH", "pubsub:g.t", #"{"v":1}"#])
+                // A valid envelope on a channel it is not addressed to.
+                let stray = Envelope(id: "x:1", origin: "x", topic: try Topic("other.t"), data: .null)
+                _ = try server.command(["PUBLISH", "pubsub:g.t", String(decoding: EnvelopeCodec.encode(stray), as: UTF8.self)])
+
+                let published = (0..<10).map { _ in a.publish(topic: "g.t").id }
+                #expect(await RedisTest.eventually { b.envelopes.count >= 10 })
+                #expect(b.ids() == published)
+                // Each garbage payload arrives twice (topic and pattern) and is counted each time.
+                #expect(b.status.malformed == 6)
+                #expect(b.status.state == .connected)
+            }
+        }
+    }
+
+    @Test("status shows one connected backend per URL, without the password")
+    func status() async throws {
+        try await RedisTest.withServers { servers in
+            try await RedisTest.withNodes(["a"], urls: [servers[0].url]) { nodes in
+                try await RedisTest.settle(nodes)
+                let status = nodes[0].status
+                #expect(status.adapter == "redis")
+                #expect(status.state == .connected)
+                #expect(status.backends.count == 1)
+                #expect(status.backends[0].address == "redis://127.0.0.1:\(servers[0].port)/0")
+                #expect(status.backends[0].transitions == 1)
+                #expect(status.transitions == 1)
+            }
+        }
+    }
+}

@@ -1,0 +1,54 @@
+import Foundation
+import Testing
+
+@testable import Broker
+
+/// Helpers shared by the Redis test suites (servers, nodes, bounded waits).
+enum RedisTest {
+    /// Runs `body` with `count` fresh Redis servers, started unless `started` is false, and stops
+    /// them afterwards whatever happens.
+    static func withServers<Result>(
+        _ count: Int = 1, started: Bool = true, _ body: ([RedisTestServer]) async throws -> Result
+    ) async throws -> Result {
+        let servers = try (0..<count).map { _ in try RedisTestServer() }
+        defer { for server in servers { server.kill() } }
+        if started {
+            for server in servers { try server.start() }
+        }
+        return try await body(servers)
+    }
+
+    /// Runs `body` with one started node per name on `urls`, and shuts them all down afterwards.
+    static func withNodes<Result>(
+        _ names: [String], urls: [RedisURL], _ body: ([RedisTestNode]) async throws -> Result
+    ) async throws -> Result {
+        let nodes = names.map { RedisTestNode($0, urls: urls) }
+        do {
+            let result = try await body(nodes)
+            for node in nodes { await node.adapter.shutdown() }
+            return result
+        } catch {
+            for node in nodes { await node.adapter.shutdown() }
+            throw error
+        }
+    }
+
+    /// Polls `condition` every 10 ms until it holds or `timeout` passes; the result of the last check.
+    static func eventually(within timeout: Duration = .seconds(10), _ condition: () -> Bool) async -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if condition() { return true }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        return condition()
+    }
+
+    /// Waits until every node is connected with its interests confirmed by Redis.
+    static func settle(_ nodes: [RedisTestNode], within timeout: Duration = .seconds(10)) async throws {
+        let settled = await eventually(within: timeout) { nodes.allSatisfy(\.adapter.isSettled) }
+        try #require(settled, "nodes did not connect and subscribe within \(timeout)")
+    }
+
+    static func topic(_ name: String) -> Interest { .topic(try! Topic(name)) }
+    static func pattern(_ text: String) -> Interest { .pattern(try! TopicPattern(text)) }
+}

@@ -1,0 +1,52 @@
+import Foundation
+import Logging
+import Synchronization
+import Testing
+
+@testable import Broker
+
+/// One "node" for the Redis tests: a started ``RedisAdapter`` and everything it delivered.
+final class RedisTestNode: Sendable {
+    let id: String
+    let adapter: RedisAdapter
+    private let inbox = Inbox()
+    private let sequence = Atomic<Int>(0)
+
+    init(_ id: String, urls: [RedisURL]) {
+        self.id = id
+        var logger = Logger(label: "chorus.test.\(id)")
+        logger.logLevel = .info
+        adapter = RedisAdapter(urls: urls, nodeId: id, logger: logger)
+        adapter.start { [inbox] batch in inbox.received.withLock { $0.append(contentsOf: batch) } }
+    }
+
+    /// Everything delivered so far, in delivery order.
+    var envelopes: [Envelope] { inbox.received.withLock { $0 } }
+
+    /// The ids delivered so far for `topic` (or for user `userId`), in delivery order.
+    func ids(topic: String? = nil, userId: String? = nil) -> [String] {
+        envelopes.filter { ($0.topic?.name == topic || topic == nil) && ($0.userId == userId || userId == nil) }.map(\.id)
+    }
+
+    func subscribe(_ interests: Interest...) {
+        for interest in interests { adapter.addInterest(interest) }
+    }
+
+    /// Publishes a fresh message (id `<node>:<n>`, data `{"n": n}`) and returns it.
+    @discardableResult
+    func publish(topic: String?, userId: String? = nil) -> Envelope {
+        let n = sequence.add(1, ordering: .relaxed).newValue
+        let envelope = Envelope(
+            id: "\(id):\(n)", origin: id, topic: topic.map { try! Topic($0) }, userId: userId,
+            eventType: "test", data: .object(["n": .number(Double(n))]))
+        adapter.publish(envelope)
+        return envelope
+    }
+
+    var status: AdapterStatus { adapter.status() }
+}
+
+/// What a test node was handed by its adapter; a class so the deliver closure can share it.
+private final class Inbox: Sendable {
+    let received = Mutex<[Envelope]>([])
+}

@@ -1,0 +1,109 @@
+import Foundation
+import Testing
+
+@testable import Broker
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A real `redis-server` on a free loopback port, for one test.
+///
+/// Created stopped (so a test can start a node while Redis is down), started with ``start()``
+/// and waited for with `PING`; ``kill()`` stops it abruptly (SIGKILL), ``start()`` brings it
+/// back on the same port. It is always stopped: by the test, by ``withRedisServers(_:_:)``
+/// when the test throws, and at the latest when the object is released.
+final class RedisTestServer {
+    let port: Int
+    private var process: Process?
+
+    init() throws {
+        port = try Self.freePort()
+    }
+
+    deinit {
+        kill()
+    }
+
+    var url: RedisURL { RedisURL(host: "127.0.0.1", port: port) }
+
+    var isRunning: Bool { process?.isRunning ?? false }
+
+    /// Starts `redis-server` (no persistence, loopback only) and waits until it answers PING.
+    func start() throws {
+        precondition(process == nil, "already started")
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/redis-server")
+        process.arguments = [
+            "--port", "\(port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            "--daemonize", "no", "--loglevel", "warning",
+        ]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        self.process = process
+
+        let deadline = ContinuousClock.now + .seconds(10)
+        while ContinuousClock.now < deadline {
+            guard process.isRunning else {
+                throw RedisTestServerError("redis-server on port \(port) exited at start")
+            }
+            if let connection = try? RedisConnection(connectingTo: url, timeout: .milliseconds(200)),
+                (try? connection.command(["PING"])) == .status("PONG")
+            {
+                return
+            }
+            usleep(20_000)  // polling for readiness, bounded by the deadline
+        }
+        kill()
+        throw RedisTestServerError("redis-server on port \(port) did not answer PING within 10 s")
+    }
+
+    /// Stops the server at once, like a crash (SIGKILL), and waits for it to exit.
+    func kill() {
+        guard let process else { return }
+        self.process = nil
+        if process.isRunning {
+            Glibc.kill(process.processIdentifier, SIGKILL)
+        }
+        process.waitUntilExit()
+    }
+
+    /// Sends one command on a fresh connection (for `PUBLISH` of garbage, `PUBSUB CHANNELS`, ...).
+    func command(_ arguments: [String]) throws -> RedisReply {
+        try RedisConnection(connectingTo: url, timeout: .seconds(2)).command(arguments)
+    }
+
+    /// The channels with at least one subscriber that match `glob`.
+    func activeChannels(matching glob: String = "*") throws -> Set<String> {
+        guard case .array(let items) = try command(["PUBSUB", "CHANNELS", glob]) else { return [] }
+        return Set(items.compactMap(\.string))
+    }
+
+    /// A port in 20000-31999 (below Linux's ephemeral range, so that no outgoing connection
+    /// takes it while a test has Redis stopped) that nothing listens on now.
+    private static func freePort() throws -> Int {
+        for _ in 0..<100 {
+            let port = Int.random(in: 20_000..<32_000)
+            let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            guard descriptor >= 0 else { continue }
+            defer { close(descriptor) }
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_port = in_port_t(UInt16(port).bigEndian)
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            let bound = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                }
+            }
+            if bound == 0 { return port }
+        }
+        throw RedisTestServerError("no free loopback port found")
+    }
+}
+
+struct RedisTestServerError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}

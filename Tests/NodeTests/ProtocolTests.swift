@@ -1,0 +1,204 @@
+import ChorusClient
+import Foundation
+import Testing
+import TestSupport
+
+@Suite("WebSocket protocol over a running node")
+struct ProtocolTests {
+    @Test("auth, subscribe, message, unsubscribe and ping work in the seed's shapes, with ids echoed")
+    func wholeProtocol() async throws {
+        try await withNode { node in
+            let alice = try await node.connect()
+            let auth = try await alice.request(["type": "auth", "token": node.token("alice"), "id": "a1"])
+            #expect(auth["type"] as? String == "auth_success")
+            #expect(auth["userId"] as? String == "alice")
+            #expect(auth["id"] as? String == "a1")
+            #expect(auth["timestamp"] as? String != nil)
+
+            let subscribed = try await alice.request(["type": "subscribe", "topic": "messages.user.123", "id": 7])
+            #expect(subscribed["type"] as? String == "subscribed")
+            #expect(subscribed["topic"] as? String == "messages.user.123")
+            #expect(subscribed["id"] as? Int == 7)
+
+            let bob = try await node.connect(as: "bob")
+            try await bob.send(json: [
+                "type": "message", "topic": "messages.user.123",
+                "data": ["content": "Hello, World!"], "metadata": ["priority": "high", "senderId": "forged"],
+            ])
+            let message = try await alice.next(type: "message")
+            #expect(message["topic"] as? String == "messages.user.123")
+            #expect(message["eventType"] as? String == "message.sent")
+            #expect((message["data"] as? [String: Any])?["content"] as? String == "Hello, World!")
+            let metadata = try #require(message["metadata"] as? [String: Any])
+            #expect(metadata["senderId"] as? String == "bob", "the node sets senderId; a client cannot forge it")
+            #expect(metadata["priority"] as? String == "high")
+            let stamp = try #require(message["timestamp"] as? String)
+            #expect((try? Date(stamp, strategy: .iso8601)) != nil || stamp.contains("T"))
+
+            let unsubscribed = try await alice.request(["type": "unsubscribe", "topic": "messages.user.123"])
+            #expect(unsubscribed["type"] as? String == "unsubscribed")
+            try await bob.send(json: ["type": "message", "topic": "messages.user.123", "data": "after"])
+            let pong = try await alice.request(["type": "ping", "id": "p"])
+            #expect(pong["type"] as? String == "pong")
+            #expect(pong["id"] as? String == "p")
+            #expect(await alice.staysQuiet(), "nothing arrives after unsubscribe")
+        }
+    }
+
+    @Test("wildcards: * matches exactly one segment, ** one or more")
+    func wildcardDelivery() async throws {
+        try await withNode { node in
+            let one = try await node.connect(as: "one")
+            let many = try await node.connect(as: "many")
+            _ = try await one.request(["type": "subscribe", "topic": "messages.user.*"])
+            _ = try await many.request(["type": "subscribe", "topic": "messages.**"])
+            let publisher = try await node.connect(as: "pub")
+            for topic in ["messages.user.123", "messages.user.123.typing", "messages", "other.user.1"] {
+                try await publisher.send(json: ["type": "message", "topic": topic, "data": topic])
+            }
+            try await publisher.send(json: ["type": "message", "topic": "messages.end", "data": "end"])
+            #expect(try await one.next(type: "message")["topic"] as? String == "messages.user.123")
+            #expect(await one.staysQuiet())
+            var seen: [String] = []
+            while seen.last != "messages.end" {
+                seen.append(try await many.next(type: "message")["topic"] as! String)
+            }
+            #expect(seen == ["messages.user.123", "messages.user.123.typing", "messages.end"])
+        }
+    }
+
+    @Test("a connection holding a topic and a pattern that both match gets the message once")
+    func overlappingSubscriptionsDeliverOnce() async throws {
+        try await withNode { node in
+            let client = try await node.connect(as: "u")
+            _ = try await client.request(["type": "subscribe", "topic": "a.b"])
+            _ = try await client.request(["type": "subscribe", "topic": "a.*"])
+            _ = try await client.request(["type": "subscribe", "topic": "**"])
+            try await client.send(json: ["type": "message", "topic": "a.b", "data": 1])
+            _ = try await client.next(type: "message")
+            #expect(await client.staysQuiet())
+        }
+    }
+
+    @Test("unauthenticated clients may ping but get 401 on subscribe and publish")
+    func unauthenticated() async throws {
+        try await withNode { node in
+            let client = try await node.connect()
+            #expect(try await client.request(["type": "ping"])["type"] as? String == "pong")
+            let subscribe = try await client.request(["type": "subscribe", "topic": "a"])
+            #expect(subscribe["type"] as? String == "error")
+            #expect(subscribe["code"] as? Int == 401)
+            let publish = try await client.request(["type": "message", "topic": "a", "data": 1])
+            #expect(publish["type"] as? String == "error")
+            #expect(publish["code"] as? Int == 401)
+        }
+    }
+
+    @Test(
+        "bad input gets the seed's error shape and the connection keeps working",
+        arguments: [
+            ("{not json", "malformed JSON"),
+            ("[1,2]", "malformed JSON"),
+            (#"{"type":"shout"}"#, "unknown message type 'shout'"),
+            (#"{"data":1}"#, "missing 'type'"),
+            (#"{"type":"subscribe"}"#, "needs a 'topic'"),
+            (#"{"type":"subscribe","topic":"a..b"}"#, "illegal topic"),
+            (#"{"type":"subscribe","topic":"a*"}"#, "illegal topic"),
+            (#"{"type":"subscribe","topic":"a b"}"#, "illegal topic"),
+            (#"{"type":"message","topic":"a.*","data":1}"#, "illegal topic"),
+            (#"{"type":"message","topic":"a"}"#, "needs 'data'"),
+            (#"{"type":"auth"}"#, "needs a 'token'"),
+        ])
+    func badInput(frame: String, expected: String) async throws {
+        try await withNode { node in
+            let client = try await node.connect(as: "u")
+            try await client.send(text: frame)
+            let error = try await client.nextJSON()
+            #expect(error["type"] as? String == "error")
+            #expect(error["code"] as? Int == 400)
+            #expect((error["message"] as? String)?.contains(expected) == true, "\(error)")
+            #expect(error["details"] != nil)
+            #expect(try await client.request(["type": "ping"])["type"] as? String == "pong")
+        }
+    }
+
+    @Test("a bad token is refused with auth_error 401 and the connection stays usable")
+    func badToken() async throws {
+        try await withNode { node in
+            let client = try await node.connect()
+            let reply = try await client.request(["type": "auth", "token": "not.a.token", "id": 1])
+            #expect(reply["type"] as? String == "auth_error")
+            #expect(reply["code"] as? Int == 401)
+            #expect(reply["id"] as? Int == 1)
+            let ok = try await client.request(["type": "auth", "token": node.token("later")])
+            #expect(ok["type"] as? String == "auth_success")
+        }
+    }
+
+    @Test("a message over WEBSOCKET_MAX_MESSAGE_SIZE closes that connection with 1009; others are unaffected")
+    func oversizeFrame() async throws {
+        try await withNode(["WEBSOCKET_MAX_MESSAGE_SIZE": "1024"]) { node in
+            let bystander = try await node.connect(as: "b")
+            _ = try await bystander.request(["type": "subscribe", "topic": "t"])
+            let big = try await node.connect(as: "big")
+            try await big.send(text: #"{"type":"message","topic":"t","data":""# + String(repeating: "x", count: 2000) + #""}"#)
+            #expect(try await big.closeCode() == 1009)
+            let publisher = try await node.connect(as: "p")
+            try await publisher.send(json: ["type": "message", "topic": "t", "data": "still here"])
+            #expect(try await bystander.next(type: "message")["data"] as? String == "still here")
+        }
+    }
+
+    @Test("binary frames get an error, not a crash")
+    func binaryFrame() async throws {
+        try await withNode { node in
+            let client = try await node.connect(as: "u")
+            try await client.send(opcode: .binary, .init(bytes: [1, 2, 3]))
+            let error = try await client.nextJSON()
+            #expect(error["code"] as? Int == 400)
+            #expect(try await client.request(["type": "ping"])["type"] as? String == "pong")
+        }
+    }
+
+    @Test("a flood past WEBSOCKET_MAX_MESSAGES_PER_SECOND is refused with 429 and the connection survives")
+    func flood() async throws {
+        try await withNode(["WEBSOCKET_MAX_MESSAGES_PER_SECOND": "5"]) { node in
+            let client = try await node.connect(as: "u")
+            for _ in 0..<20 { try await client.send(json: ["type": "ping"]) }
+            var codes: [Int] = []
+            var pongs = 0
+            while pongs + codes.count < 6 {
+                let reply = try await client.nextJSON()
+                if reply["type"] as? String == "pong" { pongs += 1 } else { codes.append(reply["code"] as? Int ?? 0) }
+            }
+            #expect(codes == [429])
+            #expect(pongs <= 5)
+        }
+    }
+
+    @Test("the per-connection subscription limit is enforced with an error")
+    func subscriptionLimit() async throws {
+        try await withNode(["WEBSOCKET_MAX_SUBSCRIPTIONS": "2"]) { node in
+            let client = try await node.connect(as: "u")
+            _ = try await client.request(["type": "subscribe", "topic": "a"])
+            _ = try await client.request(["type": "subscribe", "topic": "b"])
+            let third = try await client.request(["type": "subscribe", "topic": "c"])
+            #expect(third["type"] as? String == "error")
+            #expect(third["code"] as? Int == 429)
+            #expect(try await client.request(["type": "subscribe", "topic": "a"])["type"] as? String == "subscribed")
+        }
+    }
+
+    @Test("tokens whose grants do not cover a topic are refused with 403")
+    func grants() async throws {
+        try await withNode { node in
+            let client = try await node.connect()
+            let token = node.token("g", grants: .init(subscribe: [try .init("chat.**")], publish: [try .init("chat.room1")]))
+            _ = try await client.request(["type": "auth", "token": token])
+            #expect(try await client.request(["type": "subscribe", "topic": "chat.room1"])["type"] as? String == "subscribed")
+            #expect(try await client.request(["type": "subscribe", "topic": "news"])["code"] as? Int == 403)
+            #expect(try await client.request(["type": "subscribe", "topic": "**"])["code"] as? Int == 403)
+            #expect(try await client.request(["type": "message", "topic": "chat.room2", "data": 1])["code"] as? Int == 403)
+        }
+    }
+}
