@@ -58,88 +58,60 @@ public enum EnvelopeCodec {
 
     /// Decodes and validates one envelope.
     public static func decode(_ bytes: some Collection<UInt8>) throws(EnvelopeDecodingError) -> Envelope {
+        let json: JSONValue
         do {
-            return try JSONDecoder().decode(WireEnvelope.self, from: Data(bytes)).envelope
-        } catch let error as EnvelopeDecodingError {
-            throw error
-        } catch let error as DecodingError {
-            throw .notAnEnvelope(Self.summary(of: error))
+            json = try JSONValueParser.parse(bytes)
         } catch {
-            throw .notAnEnvelope("not JSON")
+            throw .notAnEnvelope("not JSON (\(error))")
         }
-    }
+        guard case .object(let fields) = json else { throw .notAnEnvelope("not a JSON object") }
 
-    /// A short reason for the log, without the decoder's internals.
-    private static func summary(of error: DecodingError) -> String {
-        switch error {
-        case .typeMismatch(_, let context), .valueNotFound(_, let context):
-            let path = context.codingPath.map(\.stringValue).joined(separator: ".")
-            return path.isEmpty ? "not a JSON object" : "field '\(path)' has the wrong type"
-        case .keyNotFound(let key, _):
-            return "field '\(key.stringValue)' is missing"
-        case .dataCorrupted:
-            return "not JSON"
-        @unknown default:
-            return "not JSON"
+        guard let versionField = fields["v"] else { throw .missingField("v") }
+        guard case .number(let version) = versionField else { throw .notAnEnvelope("field 'v' is not a number") }
+        guard version == Double(Self.version) else { throw .unsupportedVersion(Int(exactly: version) ?? -1) }
+
+        func text(_ name: String, required: Bool) throws(EnvelopeDecodingError) -> String? {
+            switch fields[name] {
+            case nil, .null?:
+                if required { throw .missingField(name) }
+                return nil
+            case .string(let value)?:
+                if value.isEmpty, required { throw .missingField(name) }
+                return value
+            default:
+                throw .notAnEnvelope("field '\(name)' is not a string")
+            }
         }
+        let id = try text("id", required: true)!
+        let origin = try text("origin", required: true)!
+        var topic: Topic? = nil
+        if let name = try text("topic", required: false) {
+            do {
+                topic = try Topic(name)
+            } catch {
+                throw .invalidTopic(name, reason: error)
+            }
+        }
+        let userId = try text("userId", required: false)
+        if userId?.isEmpty == true { throw .missingField("userId") }
+        guard topic != nil || userId != nil else { throw .noAddress }
+        let eventType = try text("eventType", required: false)
+        guard let data = fields["data"] else { throw .missingField("data") }
+        // `"metadata": null` stays `.null`, as it was published; only an absent field is nil.
+        let metadata = fields["metadata"]
+
+        let stamp = try text("timestamp", required: true)!
+        guard
+            let timestamp = (try? timestampFormat.parse(stamp)) ?? (try? timestampFormatWithoutFraction.parse(stamp))
+        else { throw .invalidTimestamp(stamp) }
+
+        return Envelope(
+            id: id, origin: origin, topic: topic, userId: userId, eventType: eventType,
+            data: data, metadata: metadata, timestamp: timestamp)
     }
 
     static let timestampFormat = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
     static let timestampFormatWithoutFraction = Date.ISO8601FormatStyle()
-}
-
-/// Reads the JSON shape of ``Envelope`` (see ``EnvelopeCodec``), validating as it goes.
-private struct WireEnvelope: Decodable {
-    let envelope: Envelope
-
-    enum Key: String, CodingKey {
-        case v, id, origin, topic, userId, eventType, data, metadata, timestamp
-    }
-
-    init(from decoder: any Decoder) throws {
-        let container = try decoder.container(keyedBy: Key.self)
-        func required(_ key: Key) throws -> String {
-            guard let value = try container.decodeIfPresent(String.self, forKey: key), !value.isEmpty else {
-                throw EnvelopeDecodingError.missingField(key.stringValue)
-            }
-            return value
-        }
-
-        guard let version = try container.decodeIfPresent(Int.self, forKey: .v) else {
-            throw EnvelopeDecodingError.missingField("v")
-        }
-        guard version == EnvelopeCodec.version else { throw EnvelopeDecodingError.unsupportedVersion(version) }
-        let id = try required(.id)
-        let origin = try required(.origin)
-
-        var topic: Topic? = nil
-        if let name = try container.decodeIfPresent(String.self, forKey: .topic) {
-            do {
-                topic = try Topic(name)
-            } catch {
-                throw EnvelopeDecodingError.invalidTopic(name, reason: error)
-            }
-        }
-        let userId = try container.decodeIfPresent(String.self, forKey: .userId)
-        if userId?.isEmpty == true { throw EnvelopeDecodingError.missingField("userId") }
-        guard topic != nil || userId != nil else { throw EnvelopeDecodingError.noAddress }
-
-        guard container.contains(.data) else { throw EnvelopeDecodingError.missingField("data") }
-        let data = try container.decode(JSONValue.self, forKey: .data)
-        // `"metadata": null` stays `.null`, as it was published; only an absent field is nil.
-        let metadata = container.contains(.metadata) ? try container.decode(JSONValue.self, forKey: .metadata) : nil
-
-        let stamp = try required(.timestamp)
-        guard
-            let timestamp = (try? EnvelopeCodec.timestampFormat.parse(stamp))
-                ?? (try? EnvelopeCodec.timestampFormatWithoutFraction.parse(stamp))
-        else { throw EnvelopeDecodingError.invalidTimestamp(stamp) }
-
-        envelope = Envelope(
-            id: id, origin: origin, topic: topic, userId: userId,
-            eventType: try container.decodeIfPresent(String.self, forKey: .eventType),
-            data: data, metadata: metadata, timestamp: timestamp)
-    }
 }
 
 /// Writes JSON text: the encoder's half of ``EnvelopeCodec``, by hand so that the fields keep

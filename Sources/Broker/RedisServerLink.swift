@@ -50,6 +50,9 @@ final class RedisServerLink: Sendable {
     /// A subscriber connection silent this long is sent a `PING`; without any reply within the
     /// same time again the connection is considered dead.
     static let pingInterval = Duration.seconds(5)
+    /// Most `read(2)` calls (of up to 16 KB each, hiredis' chunk) gathered into one delivered
+    /// batch: larger batches amortize the hand-off, smaller ones bound the latency of the first.
+    static let readsPerBurst = 16
     /// Channels or patterns per `(P)SUBSCRIBE` command when resubscribing.
     static let subscribeChunk = 512
 
@@ -143,9 +146,11 @@ final class RedisServerLink: Sendable {
         thread.start()
     }
 
-    /// Stops both threads; returns once they have exited and freed their connections. The
-    /// subscriber wakes at once; the publisher finishes the pipeline it is writing, if any
-    /// (bounded by ``connectTimeout``).
+    /// Stops both threads; returns once they have exited and freed their connections.
+    ///
+    /// A thread waiting (in `poll`, in a backoff pause, on its semaphore) wakes at once. A thread
+    /// inside a blocking call to Redis finishes it first: a connect attempt or a publish
+    /// pipeline, each bounded by ``connectTimeout``. No `deliver` call starts after this returns.
     func stop() async {
         state.withLock { state in
             state.stopping = true
@@ -443,8 +448,6 @@ final class RedisServerLink: Sendable {
                 throw RedisConnectionError("poll on \(url.server): errno \(errno)")
             }
             if descriptors[1].revents != 0 { subscriberWake.drain() }
-            let dbgT0 = ContinuousClock.now
-            print("DBG \(nodeId) poll revents=\(descriptors[0].revents) \(descriptors[1].revents)")
 
             // Stop, superseded, or interest changes to send.
             enum Tick {
@@ -480,7 +483,7 @@ final class RedisServerLink: Sendable {
                     while let reply = try connection.bufferedReply() {
                         try reader.handle(reply)
                     }
-                } while reads < 64 && Self.isReadable(connection.fileDescriptor)
+                } while reads < Self.readsPerBurst && Self.isReadable(connection.fileDescriptor)
                 lastHeard = clock.now
                 pingSent = nil
 
@@ -507,7 +510,6 @@ final class RedisServerLink: Sendable {
                 if !outcome.envelopes.isEmpty, !state.withLock({ $0.stopping }) {
                     deliver(outcome.envelopes)
                 }
-                print("DBG \(nodeId) burst reads=\(reads) envelopes=\(outcome.envelopes.count) took \(ContinuousClock.now - dbgT0)")
             }
 
             // Liveness: PING a silent connection; no answer at all means it is dead.

@@ -1,4 +1,5 @@
 import NIOCore
+import Synchronization
 import NIOHTTP1
 import NIOPosix
 import NIOWebSocket
@@ -45,15 +46,18 @@ public final class WebSocketClient: Sendable {
     private let channel: NIOAsyncChannel<WebSocketFrame, WebSocketFrame>
     private let events = EventQueue()
     private let reader: Task<Void, Never>
+    private let paused = Shared(false)
 
     private init(channel: NIOAsyncChannel<WebSocketFrame, WebSocketFrame>, autoPong: Bool) {
         self.channel = channel
         let events = self.events
         let outbound = channel.outbound
         let inbound = channel.inbound
+        let paused = self.paused
         self.reader = Task {
             do {
                 for try await frame in inbound {
+                    while paused.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(10)) }
                     var data = frame.unmaskedData
                     switch frame.opcode {
                     case .text: await events.push(.text(data.readString(length: data.readableBytes) ?? ""))
@@ -103,8 +107,11 @@ public final class WebSocketClient: Sendable {
                                 .notUpgraded(try NIOAsyncChannel(wrappingChannelSynchronously: channel))
                             }
                         })
+                    var pipeline = NIOUpgradableHTTPClientPipelineConfiguration(upgradeConfiguration: configuration)
+                    // A server may send its first frame in the same segment as the 101 response.
+                    pipeline.leftOverBytesStrategy = .forwardBytes
                     return try channel.pipeline.syncOperations.configureUpgradableHTTPClientPipeline(
-                        configuration: .init(upgradeConfiguration: configuration))
+                        configuration: pipeline)
                 }
             }
         switch try await upgrade.get() {
@@ -164,6 +171,17 @@ public final class WebSocketClient: Sendable {
         try await channel.outbound.write(WebSocketFrame(fin: fin, opcode: opcode, maskKey: .random(), data: data))
     }
 
+    /// Stops taking frames off the connection (to play a client that does not keep up): once
+    /// NIO's inbound buffer is full it stops reading the socket, and the server's writes back up.
+    public func pauseReading() {
+        paused.withLock { $0 = true }
+    }
+
+    /// Reads again after ``pauseReading()``.
+    public func resumeReading() {
+        paused.withLock { $0 = false }
+    }
+
     /// Sends a close frame and closes the connection.
     public func close(code: UInt16 = 1000) async {
         var payload = ByteBuffer()
@@ -217,4 +235,11 @@ private actor EventQueue {
         self.waiter = nil
         waiter.continuation.resume(returning: nil)
     }
+}
+
+/// A value shared between the client and its reader task.
+private final class Shared: Sendable {
+    private let value: Mutex<Bool>
+    init(_ value: Bool) { self.value = Mutex(value) }
+    func withLock<T>(_ body: (inout Bool) -> T) -> T { value.withLock { body(&$0) } }
 }

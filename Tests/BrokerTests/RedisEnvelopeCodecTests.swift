@@ -68,4 +68,27 @@ struct RedisEnvelopeCodecTests {
         #expect(envelope.topic?.name == "t")
         #expect(envelope.timestamp == Date(timeIntervalSince1970: 1_738_324_800))
     }
+
+    @Test(
+        "the envelope parser reads JSON exactly like Foundation's JSONDecoder",
+        arguments: [
+            #"{"a":[1,-2,3.5,-0.25,1e3,2E-2,12345678901234567890,0],"b":{"c":null,"d":true,"e":false}}"#,
+            #" [ "plain" , "esc\"\\\/\b\f\n\r\t" , "\u00e9\u4e2d\ud83d\ude00" , "héllo 😀" ] "#,
+            #"{"dup":1,"dup":2}"#, "[]", "{}", "[[[[]]]]", "-0", "1.5e+300", #""""#,
+        ])
+    func parserMatchesFoundation(json: String) throws {
+        let expected = try JSONDecoder().decode(JSONValue.self, from: Data(json.utf8))
+        #expect(try JSONValueParser.parse(Array(json.utf8)) == expected)
+    }
+
+    @Test(
+        "the envelope parser rejects what is not JSON",
+        arguments: [
+            "", "   ", "[1,]", #"{"a":1,}"#, "{'a':1}", #"{"a" 1}"#, #"{"a":}"#, "[1 2]", "01", "1.", ".5", "+1",
+            "-", "1e", "tru", "nul", "1 2", #""unterminated"#, "\"tab\there\"", #""\x""#, #""\ud83d""#,
+            #""\u12G4""#, String(repeating: "[", count: 200) + String(repeating: "]", count: 200),
+        ])
+    func parserRejects(json: String) {
+        #expect(throws: JSONValueParser.Failure.self) { try JSONValueParser.parse(Array(json.utf8)) }
+    }
 }

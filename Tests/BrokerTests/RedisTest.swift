@@ -23,8 +23,13 @@ enum RedisTest {
         _ names: [String], urls: [RedisURL], _ body: ([RedisTestNode]) async throws -> Result
     ) async throws -> Result {
         let nodes = names.map { RedisTestNode($0, urls: urls) }
+        return try await shuttingDown(nodes) { try await body(nodes) }
+    }
+
+    /// Runs `body`, then shuts `nodes` down, also when `body` throws.
+    static func shuttingDown<Result>(_ nodes: [RedisTestNode], _ body: () async throws -> Result) async throws -> Result {
         do {
-            let result = try await body(nodes)
+            let result = try await body()
             for node in nodes { await node.adapter.shutdown() }
             return result
         } catch {

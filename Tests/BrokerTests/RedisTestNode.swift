@@ -15,7 +15,7 @@ final class RedisTestNode: Sendable {
     init(_ id: String, urls: [RedisURL]) {
         self.id = id
         var logger = Logger(label: "chorus.test.\(id)")
-        logger.logLevel = .info
+        logger.logLevel = .error
         adapter = RedisAdapter(urls: urls, nodeId: id, logger: logger)
         adapter.start { [inbox] batch in inbox.received.withLock { $0.append(contentsOf: batch) } }
     }

@@ -15,17 +15,26 @@ import Glibc
 /// when the test throws, and at the latest when the object is released.
 final class RedisTestServer {
     let port: Int
+    /// Extra `redis-server` arguments (`--requirepass`, `--user ...`).
+    let arguments: [String]
+    /// The credentials the readiness check and ``command(_:)`` use.
+    let user: String?
+    let password: String?
     private var process: Process?
 
-    init() throws {
+    init(arguments: [String] = [], user: String? = nil, password: String? = nil) throws {
         port = try Self.freePort()
+        self.arguments = arguments
+        self.user = user
+        self.password = password
     }
 
     deinit {
         kill()
     }
 
-    var url: RedisURL { RedisURL(host: "127.0.0.1", port: port) }
+    /// The server's URL, with the credentials given at init.
+    var url: RedisURL { RedisURL(host: "127.0.0.1", port: port, user: user, password: password) }
 
     var isRunning: Bool { process?.isRunning ?? false }
 
@@ -37,7 +46,7 @@ final class RedisTestServer {
         process.arguments = [
             "--port", "\(port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
             "--daemonize", "no", "--loglevel", "warning",
-        ]
+        ] + arguments
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()
@@ -67,6 +76,16 @@ final class RedisTestServer {
             Glibc.kill(process.processIdentifier, SIGKILL)
         }
         process.waitUntilExit()
+    }
+
+    /// Freezes the server (SIGSTOP): connections stay open but nothing is answered.
+    func pause() {
+        if let process { Glibc.kill(process.processIdentifier, SIGSTOP) }
+    }
+
+    /// Thaws a paused server (SIGCONT).
+    func resume() {
+        if let process { Glibc.kill(process.processIdentifier, SIGCONT) }
     }
 
     /// Sends one command on a fresh connection (for `PUBLISH` of garbage, `PUBSUB CHANNELS`, ...).

@@ -1,0 +1,114 @@
+import ChorusClient
+import Foundation
+import Testing
+import TestSupport
+
+@Suite("HTTP endpoints")
+struct HTTPTests {
+    @Test("health, ready, stats and metrics answer with what an operator needs")
+    func operations() async throws {
+        try await withNode(["NODE_ID": "node-7"]) { node in
+            let client = try await node.connect(as: "u")
+            _ = try await client.request(["type": "subscribe", "topic": "a.b"])
+            _ = try await client.request(["type": "subscribe", "topic": "a.*"])
+            try await client.send(json: ["type": "message", "topic": "a.b", "data": 1])
+            _ = try await client.next(type: "message")
+
+            #expect(try await HTTP.get("\(node.baseURL)/health").json()["status"] as? String == "ok")
+            let ready = try await HTTP.get("\(node.baseURL)/ready")
+            #expect(ready.status == 200)
+            let stats = try await HTTP.get("\(node.baseURL)/stats").json()
+            #expect(stats["nodeId"] as? String == "node-7")
+            #expect(stats["uptimeSeconds"] as? Double != nil)
+            let connections = try #require(stats["connections"] as? [String: Any])
+            #expect(connections["total"] as? Int == 1)
+            #expect(connections["authenticated"] as? Int == 1)
+            let subscriptions = try #require(stats["subscriptions"] as? [String: Any])
+            #expect(subscriptions["total"] as? Int == 2)
+            #expect(subscriptions["topics"] as? Int == 1)
+            #expect(subscriptions["patterns"] as? Int == 1)
+            let messages = try #require(stats["messages"] as? [String: Any])
+            #expect(messages["published"] as? Int == 1)
+            #expect(messages["delivered"] as? Int == 1)
+            #expect((stats["adapter"] as? [String: Any])?["adapter"] as? String == "memory")
+            #expect(((stats["memory"] as? [String: Any])?["residentBytes"] as? Int ?? 0) > 0)
+
+            let metrics = try await HTTP.get("\(node.baseURL)/metrics").text
+            #expect(metrics.contains("chorus_messages_published_total 1"))
+            #expect(metrics.contains("chorus_websocket_connections 1"))
+        }
+    }
+
+    @Test("POST /api/publish with the API key or a token reaches WebSocket subscribers")
+    func publishReachesSubscribers() async throws {
+        try await withNode(["API_KEY": "server-key"]) { node in
+            let client = try await node.connect(as: "alice")
+            _ = try await client.request(["type": "subscribe", "topic": "messages.user.*"])
+            let response = try await HTTP.post(
+                "\(node.baseURL)/api/publish",
+                json: ["topic": "messages.user.123", "data": ["content": "from HTTP"], "eventType": "message.created",
+                       "metadata": ["priority": "high"]],
+                headers: ["X-API-Key": "server-key"])
+            #expect(response.status == 202)
+            #expect(try response.json()["id"] as? String != nil)
+            let message = try await client.next(type: "message")
+            #expect(message["topic"] as? String == "messages.user.123")
+            #expect(message["eventType"] as? String == "message.created")
+            #expect((message["metadata"] as? [String: Any])?["senderId"] as? String == "server")
+            #expect((message["metadata"] as? [String: Any])?["priority"] as? String == "high")
+
+            let withToken = try await HTTP.post(
+                "\(node.baseURL)/api/publish", json: ["topic": "messages.user.9", "data": 2],
+                headers: ["Authorization": "Bearer \(node.token("bob"))"])
+            #expect(withToken.status == 202)
+            #expect((try await client.next(type: "message")["metadata"] as? [String: Any])?["senderId"] as? String == "bob")
+        }
+    }
+
+    @Test("POST /api/publish with userId reaches every connection of that user, subscribed or not")
+    func publishToUser() async throws {
+        try await withNode(["API_KEY": "k"]) { node in
+            let phone = try await node.connect(as: "carol")
+            let laptop = try await node.connect(as: "carol")
+            let other = try await node.connect(as: "dave")
+            let response = try await HTTP.post(
+                "\(node.baseURL)/api/publish", json: ["userId": "carol", "data": "ding"], headers: ["X-API-Key": "k"])
+            #expect(response.status == 202)
+            #expect(try await phone.next(type: "message")["data"] as? String == "ding")
+            #expect(try await laptop.next(type: "message")["data"] as? String == "ding")
+            #expect(await other.staysQuiet())
+        }
+    }
+
+    @Test(
+        "POST /api/publish refuses bad requests with the seed's error shape",
+        arguments: [
+            (["X-API-Key": "wrong"], #"{"topic":"a","data":1}"#, 401),
+            ([:], #"{"topic":"a","data":1}"#, 401),
+            (["X-API-Key": "k"], "{oops", 400),
+            (["X-API-Key": "k"], #"{"topic":"a"}"#, 400),
+            (["X-API-Key": "k"], #"{"data":1}"#, 400),
+            (["X-API-Key": "k"], #"{"topic":"a.*","data":1}"#, 400),
+            (["X-API-Key": "k"], #"{"topic":"a","data":1,"metadata":[1]}"#, 400),
+        ])
+    func publishErrors(headers: [String: String], body: String, status: Int) async throws {
+        try await withNode(["API_KEY": "k"]) { node in
+            var headers = headers
+            headers["Content-Type"] = "application/json"
+            let response = try await HTTP.post("\(node.baseURL)/api/publish", body: Data(body.utf8), headers: headers)
+            #expect(response.status == status)
+            let error = try response.json()
+            #expect(error["type"] as? String == "error")
+            #expect(error["code"] as? Int == status)
+            #expect((error["message"] as? String)?.isEmpty == false)
+        }
+    }
+
+    @Test("GET /ws without an upgrade says so")
+    func plainGetOnWebSocketPath() async throws {
+        try await withNode { (node: TestNode) async throws in
+            #expect(try await HTTP.get("\(node.baseURL)/ws").status == 426)
+            #expect(try await HTTP.get("\(node.baseURL)/nope").status == 404)
+        }
+    }
+}

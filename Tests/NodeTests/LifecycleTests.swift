@@ -1,0 +1,141 @@
+import ChorusClient
+import Foundation
+import Testing
+import TestSupport
+
+@Suite("Connection lifecycle: limits, keep-alive, expiry, shutdown")
+struct LifecycleTests {
+    @Test("the connection past WEBSOCKET_MAX_CONNECTIONS_PER_IP is refused with HTTP 429 and a clear error")
+    func perIPLimit() async throws {
+        try await withNode(["WEBSOCKET_MAX_CONNECTIONS_PER_IP": "2"]) { node in
+            let first = try await node.connect()
+            let second = try await node.connect()
+            await #expect(throws: WebSocketClient.Failure.self) { _ = try await node.connect() }
+            do {
+                _ = try await node.connect()
+            } catch WebSocketClient.Failure.upgradeRefused(let status, let body) {
+                #expect(status == 429)
+                #expect(body.contains("too many connections from 127.0.0.1"))
+            }
+            // Closing one frees a slot.
+            await first.close()
+            var admitted = false
+            for _ in 0..<50 where !admitted {
+                if (try? await node.connect()) != nil { admitted = true } else { try await Task.sleep(for: .milliseconds(20)) }
+            }
+            #expect(admitted)
+            _ = second
+        }
+    }
+
+    @Test("X-Forwarded-For counts only from a trusted proxy")
+    func forwardedFor() async throws {
+        try await withNode(["WEBSOCKET_MAX_CONNECTIONS_PER_IP": "1", "TRUSTED_PROXIES": "127.0.0.1"]) { node in
+            let a = try await node.connect(headers: [("X-Forwarded-For", "203.0.113.1")])
+            let b = try await node.connect(headers: [("X-Forwarded-For", "203.0.113.2")])
+            await #expect(throws: WebSocketClient.Failure.self) {
+                _ = try await node.connect(headers: [("X-Forwarded-For", "203.0.113.1")])
+            }
+            let stats = try await HTTP.get("\(node.baseURL)/stats").json()
+            let top = ((stats["connections"] as? [String: Any])?["topIPs"] as? [[String: Any]])?.compactMap { $0["ip"] as? String }
+            #expect(Set(top ?? []) == ["203.0.113.1", "203.0.113.2"])
+            _ = (a, b)
+        }
+        try await withNode(["WEBSOCKET_MAX_CONNECTIONS_PER_IP": "1"]) { node in
+            let a = try await node.connect(headers: [("X-Forwarded-For", "203.0.113.1")])
+            await #expect(throws: WebSocketClient.Failure.self, "an untrusted peer cannot dodge the limit") {
+                _ = try await node.connect(headers: [("X-Forwarded-For", "203.0.113.2")])
+            }
+            _ = a
+        }
+    }
+
+    @Test("a client that stops answering pings is closed with 4000; one that answers stays")
+    func pingTimeout() async throws {
+        try await withNode(["WEBSOCKET_PING_INTERVAL": "200", "WEBSOCKET_PING_TIMEOUT": "2000"]) { node in
+            let silent = try await node.connect(autoPong: false)
+            let alive = try await node.connect()
+            #expect(try await silent.closeCode() == 4000)
+            // Several ping rounds later the answering client is still served.
+            for _ in 0..<3 { #expect(try await alive.next(timeout: .seconds(5)) == .ping) }
+            #expect(try await alive.request(["type": "ping"])["type"] as? String == "pong")
+        }
+    }
+
+    @Test("a token given at the upgrade authenticates; a bad one is refused with 401")
+    func tokenAtUpgrade() async throws {
+        try await withNode { node in
+            let byQuery = try await node.connect(path: "/ws?token=\(node.token("q"))")
+            #expect(try await byQuery.nextJSON()["userId"] as? String == "q")
+            let byHeader = try await node.connect(headers: [("Authorization", "Bearer \(node.token("h"))")])
+            #expect(try await byHeader.nextJSON()["userId"] as? String == "h")
+            do {
+                _ = try await node.connect(path: "/ws?token=bad")
+                Issue.record("a bad token must be refused")
+            } catch WebSocketClient.Failure.upgradeRefused(let status, let body) {
+                #expect(status == 401)
+                #expect(body.contains("malformed token"))
+            }
+        }
+    }
+
+    @Test("when the token expires the client is told and receives nothing until it authenticates again")
+    func tokenExpiry() async throws {
+        try await withNode { node in
+            let client = try await node.connect()
+            _ = try await client.request(["type": "auth", "token": node.token("e", ttl: .seconds(1))])
+            _ = try await client.request(["type": "subscribe", "topic": "news"])
+            let expired = try await client.next(type: "auth_expired", timeout: .seconds(5))
+            #expect(expired["code"] as? Int == 401)
+            let publisher = try await node.connect(as: "p")
+            try await publisher.send(json: ["type": "message", "topic": "news", "data": "missed"])
+            #expect(await client.staysQuiet())
+            #expect(try await client.request(["type": "subscribe", "topic": "x"])["code"] as? Int == 401)
+            #expect(try await client.request(["type": "auth", "token": node.token("e")])["type"] as? String == "auth_success")
+            try await publisher.send(json: ["type": "message", "topic": "news", "data": "again"])
+            #expect(try await client.next(type: "message")["data"] as? String == "again")
+        }
+    }
+
+    @Test("graceful shutdown closes every WebSocket with 1001 and /ready turns 503 first")
+    func shutdownCloseCode() async throws {
+        try await withNode { node in
+            let clients = [try await node.connect(as: "a"), try await node.connect(as: "b")]
+            #expect(try await HTTP.get("\(node.baseURL)/ready").status == 200)
+            let shutdown = Task { await node.node.shutdown() }
+            for client in clients {
+                #expect(try await client.closeCode() == 1001)
+                await client.close(code: 1001)
+            }
+            await shutdown.value
+        }
+    }
+
+    @Test("a subscriber that stops reading is closed with 4008 while the others get everything")
+    func slowConsumer() async throws {
+        try await withNode([
+            "WEBSOCKET_MAX_PENDING_BYTES": "65536", "WEBSOCKET_MAX_MESSAGES_PER_SECOND": "100000",
+            "WEBSOCKET_MAX_MESSAGE_SIZE": "200000",
+        ]) { node in
+            let slow = try await node.connect(as: "slow")
+            let fast = try await node.connect(as: "fast")
+            _ = try await slow.request(["type": "subscribe", "topic": "firehose"])
+            _ = try await fast.request(["type": "subscribe", "topic": "firehose"])
+            slow.pauseReading()
+            let publisher = try await node.connect(as: "pub")
+            let payload = String(repeating: "x", count: 50_000)
+            let count = 400  // 20 MB: more than loopback socket buffers hold
+            for index in 0..<count {
+                try await publisher.send(json: ["type": "message", "topic": "firehose", "data": ["i": index, "pad": payload]])
+            }
+            for index in 0..<count {
+                let message = try await fast.next(type: "message")
+                #expect((message["data"] as? [String: Any])?["i"] as? Int == index)
+            }
+            slow.resumeReading()
+            #expect(try await slow.closeCode(timeout: .seconds(20)) == 4008)
+            let stats = try await HTTP.get("\(node.baseURL)/stats").json()
+            #expect((stats["connections"] as? [String: Any])?["closedSlowConsumer"] as? Int == 1)
+        }
+    }
+}
