@@ -19,7 +19,8 @@
 
 set -euo pipefail
 
-readonly REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+readonly REPO
 NODES=3
 USE_REDIS=1
 CHECK=0
@@ -205,9 +206,18 @@ done
 # servers, every path (pid, logs, temp files) inside $WORK/nginx.
 NGX="$WORK/nginx"
 mkdir -p "$NGX/tmp"
+# WebSocket idle limit: 75 s for the default 30 s ping interval, and always more than
+# twice WEBSOCKET_PING_INTERVAL, so nginx never cuts a connection the node keeps alive.
+WS_TIMEOUT=75
+case "${WEBSOCKET_PING_INTERVAL:-}" in
+    ''|*[!0-9]*) ;;
+    *) [ $(( WEBSOCKET_PING_INTERVAL * 2 / 1000 + 15 )) -gt "$WS_TIMEOUT" ] \
+           && WS_TIMEOUT=$(( WEBSOCKET_PING_INTERVAL * 2 / 1000 + 15 )) ;;
+esac
 {
-    # Without a `user` line, nginx started as root switches its workers to a compiled-in
-    # user (nobody) whose group may not exist; name ourselves instead. Non-root: omitted.
+    # Without a `user` line, nginx started as root runs its workers as `nobody`, who cannot
+    # enter the private temp dir (large request bodies then fail with 500); name ourselves
+    # instead. Not root: no line (nginx would only warn that it is ignored).
     [ "$(id -u)" = 0 ] && echo "user $(id -un) $(id -gn);"
     cat <<EOF
 worker_processes auto;
@@ -238,7 +248,7 @@ EOF
         echo "        server 127.0.0.1:$port max_fails=3 fail_timeout=10s;"
     done
     cat <<EOF
-        keepalive 32;
+        # No keepalive: a node upgrades to WebSocket only on a connection's first request.
     }
 
     client_max_body_size 2m;
@@ -255,8 +265,8 @@ EOF
             proxy_set_header X-Real-IP \$remote_addr;
             proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
             proxy_set_header X-Forwarded-Proto \$scheme;
-            proxy_read_timeout 75s;
-            proxy_send_timeout 75s;
+            proxy_read_timeout ${WS_TIMEOUT}s;
+            proxy_send_timeout ${WS_TIMEOUT}s;
             proxy_connect_timeout 5s;
             proxy_buffering off;
             proxy_next_upstream error timeout http_502 http_503;
@@ -267,7 +277,6 @@ EOF
         location / {
             proxy_pass http://chorus_nodes;
             proxy_http_version 1.1;
-            proxy_set_header Connection "";
             proxy_set_header Host \$host;
             proxy_set_header X-Real-IP \$remote_addr;
             proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
@@ -420,6 +429,10 @@ def adapter_states():
 
 
 def main():
+    # Plain HTTP through nginx first: an upgrade must still work after it (nginx must not
+    # hand the upgrade to a node over a connection that already served a request).
+    for _ in range(2 * len(node_ports)):
+        get_json(nginx_port, "/health")
     ws = WebSocket(nginx_port, "/ws?token=" + token)
     print("check: connected through nginx 127.0.0.1:%d/ws" % nginx_port)
     ws.send_json({"type": "subscribe", "topic": topic, "id": 1})
@@ -441,20 +454,23 @@ def main():
             home = i
     print("check: the subscriber landed on node-%s; adapters: %s" % (home, adapter_states()))
 
-    # Publishers: node 2 first (the required path), then every other node. Without a shared
-    # adapter (--no-redis) only the subscriber's own node can reach it.
+    # Publishers: node 2 first (the required path), every other node, then nginx. Without a
+    # shared adapter (--no-redis) only the subscriber's own node can reach it.
     if shared:
-        order = [2] + [i for i in range(1, len(node_ports) + 1) if i != 2] if len(node_ports) >= 2 else [1]
+        first = 2 if len(node_ports) >= 2 else 1
+        order = [("node-%d" % i, node_ports[i - 1]) for i in
+                 [first] + [i for i in range(1, len(node_ports) + 1) if i != first]]
+        order.append(("nginx", nginx_port))
     else:
-        order = [home]
+        order = [("node-%d" % home, node_ports[home - 1])]
         print("check: --no-redis: nodes do not share topics; publishing through node-%s only" % home)
 
     # Warm-up: the node may confirm the Redis SUBSCRIBE just after answering 'subscribed'.
-    first = order[0]
+    first_label, first_port = order[0]
     deadline = time.monotonic() + 10
     warmed = False
     while time.monotonic() < deadline and not warmed:
-        publish(node_ports[first - 1], {"topic": topic, "eventType": "check.warmup", "data": {}})
+        publish(first_port, {"topic": topic, "eventType": "check.warmup", "data": {}})
         end = time.monotonic() + 0.3
         while time.monotonic() < end:
             m = ws.recv_json(max(0.0, end - time.monotonic()))
@@ -462,19 +478,18 @@ def main():
                 warmed = True
                 break
     if not warmed:
-        print("check: nothing published through node-%d reached the subscriber on node-%s within 10s"
-              % (first, home))
+        print("check: nothing published through %s reached the subscriber on node-%s within 10s"
+              % (first_label, home))
         print("check: adapters now: %s" % adapter_states())
         return False
 
     expected = []
-    for n, i in enumerate(order):
-        status = publish(node_ports[i - 1], {
-            "topic": topic, "eventType": "check", "data": {"seq": n, "via": "node-%d" % i}})
+    for n, (label, port) in enumerate(order):
+        status = publish(port, {"topic": topic, "eventType": "check", "data": {"seq": n, "via": label}})
         if status != 202:
-            print("check: POST /api/publish on node-%d answered %d" % (i, status))
+            print("check: POST /api/publish through %s answered %d" % (label, status))
             return False
-        expected.append((n, "node-%d" % i))
+        expected.append((n, label))
 
     received = []
     deadline = time.monotonic() + 5
@@ -493,7 +508,7 @@ def main():
     for seq, via in expected:
         count = received.count((seq, via))
         mark = "ok" if count == 1 else ("MISSING" if count == 0 else "DUPLICATED x%d" % count)
-        where = "same node" if via == "node-%s" % home else "cross-node"
+        where = {"node-%s" % home: "same node", "nginx": "any node"}.get(via, "cross-node")
         print("check: published via %s (%s) -> %s" % (via, where, mark))
     return sorted(received) == sorted(expected)
 

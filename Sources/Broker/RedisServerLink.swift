@@ -41,7 +41,9 @@ final class RedisServerLink: Sendable {
     private let state: Mutex<State>
     private let subscriberWake = WakePipe()
     private let publisherWake = DispatchSemaphore(value: 0)
-    private let threads = DispatchGroup()
+    /// Threads still running, and who waits for the last one to exit (``stop()``). The last
+    /// thread resumes the waiters itself: no dispatch queue in between, whose threads may be busy.
+    private let threads = Mutex<(running: Int, waiters: [CheckedContinuation<Void, Never>])>((0, []))
 
     /// Bounds the connect and every blocking round trip (handshake, publisher replies, writes).
     static let connectTimeout = Duration.seconds(2)
@@ -137,10 +139,16 @@ final class RedisServerLink: Sendable {
     }
 
     private func spawn(_ name: String, _ body: @escaping @Sendable (RedisServerLink) -> Void) {
-        threads.enter()
+        threads.withLock { $0.running += 1 }
         let thread = Thread { [self] in
             body(self)
-            threads.leave()
+            let waiters = threads.withLock { threads in
+                threads.running -= 1
+                guard threads.running == 0 else { return [CheckedContinuation<Void, Never>]() }
+                defer { threads.waiters = [] }
+                return threads.waiters
+            }
+            for waiter in waiters { waiter.resume() }
         }
         thread.name = name
         thread.start()
@@ -161,7 +169,12 @@ final class RedisServerLink: Sendable {
         subscriberWake.signal()
         publisherWake.signal()
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            threads.notify(queue: .global()) { continuation.resume() }
+            let finished = threads.withLock { threads in
+                guard threads.running > 0 else { return true }
+                threads.waiters.append(continuation)
+                return false
+            }
+            if finished { continuation.resume() }
         }
     }
 

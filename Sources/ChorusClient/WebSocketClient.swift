@@ -28,12 +28,15 @@ public final class WebSocketClient: Sendable {
         case timeout
         /// The connection ended before the expected event.
         case disconnected
+        /// The server closed the connection before the expected event.
+        case closed(code: UInt16?, reason: String)
 
         public var description: String {
             switch self {
             case .upgradeRefused(let status, let body): "upgrade refused with HTTP \(status): \(body)"
             case .timeout: "timed out waiting for the server"
             case .disconnected: "connection closed"
+            case .closed(let code, let reason): "server closed the connection (\(code.map(String.init) ?? "no code")) \(reason)"
             }
         }
     }
@@ -80,14 +83,18 @@ public final class WebSocketClient: Sendable {
     }
 
     /// Opens a WebSocket to `ws://host:port/path`.
+    /// - Parameter receiveBufferSize: a fixed socket receive buffer (turns off the kernel's autotuning).
     /// - Throws: ``Failure/upgradeRefused(status:body:)`` when the server answers in plain HTTP.
     public static func connect(
         host: String = "127.0.0.1", port: Int, path: String = "/ws", headers: [(String, String)] = [],
-        autoPong: Bool = true, maxFrameSize: Int = 1 << 24,
+        autoPong: Bool = true, maxFrameSize: Int = 1 << 24, receiveBufferSize: Int? = nil,
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) async throws -> WebSocketClient {
-        let upgrade: EventLoopFuture<UpgradeResult> = try await ClientBootstrap(group: group)
-            .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+        var bootstrap = ClientBootstrap(group: group).channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+        if let receiveBufferSize {
+            bootstrap = bootstrap.channelOption(ChannelOptions.socketOption(.so_rcvbuf), value: SocketOptionValue(receiveBufferSize))
+        }
+        let upgrade: EventLoopFuture<UpgradeResult> = try await bootstrap
             .connect(host: host, port: port) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let upgrader = NIOTypedWebSocketClientUpgrader<UpgradeResult>(
@@ -146,7 +153,8 @@ public final class WebSocketClient: Sendable {
             case .text(let text): return text
             case .ping, .pong: continue
             case .binary: continue
-            case .close, .disconnected: throw Failure.disconnected
+            case .close(let code, let reason): throw Failure.closed(code: code, reason: reason)
+            case .disconnected: throw Failure.disconnected
             }
         }
     }

@@ -171,8 +171,8 @@ struct RedisAdapterTests {
         let redis = try RedisTestServer(
             arguments: ["--requirepass", "s3cret", "--user", "alice", "on", ">pw", "~*", "&*", "+@all"],
             password: "s3cret")
-        defer { redis.kill() }
-        try redis.start()
+        defer { redis.killNow() }
+        try await redis.start()
         let classic = try RedisURL(parsing: "redis://:s3cret@127.0.0.1:\(redis.port)/0")
         let acl = try RedisURL(parsing: "redis://alice:pw@127.0.0.1:\(redis.port)/3")
         let wrong = try RedisURL(parsing: "redis://alice:nope@127.0.0.1:\(redis.port)")

@@ -25,7 +25,7 @@ struct RedisFailoverTests {
                 #expect(a.ids() == [local.id], "delivered synchronously in fallback")
                 #expect(a.status.publishedInFallback == 1)
 
-                try redis.start()
+                try await redis.start()
                 try await RedisTest.settle(nodes)
                 let status = a.status
                 #expect(status.state == .connected)
@@ -61,12 +61,12 @@ struct RedisFailoverTests {
                 }
 
                 #expect(await RedisTest.eventually { b.envelopes.count >= 300 })
-                redis.kill()
+                await redis.kill()
                 #expect(await RedisTest.eventually { a.status.state == .fallback && b.status.state == .fallback })
                 let fallbackDeliveries = a.envelopes.count
                 #expect(await RedisTest.eventually { a.envelopes.count > fallbackDeliveries + 100 }, "local delivery goes on")
 
-                try redis.start()
+                try await redis.start()
                 try await RedisTest.settle(nodes)
                 let received = b.envelopes.count
                 #expect(await RedisTest.eventually { b.envelopes.count > received + 300 }, "cross-node delivery resumes")
@@ -114,7 +114,7 @@ struct RedisFailoverTests {
     @Test("shutdown is prompt, with Redis up or down")
     func promptShutdown() async throws {
         try await RedisTest.withServers(2) { servers in
-            servers[1].kill()
+            await servers[1].kill()
             let node = RedisTestNode("a", urls: servers.map(\.url))
             node.subscribe(RedisTest.topic("s.t"), RedisTest.pattern("s.**"))
             #expect(await RedisTest.eventually { node.status.backends.map(\.state) == [.connected, .fallback] })

@@ -82,7 +82,7 @@ struct RedisShardingTests {
                 b.subscribe(RedisTest.topic(up), RedisTest.topic(down))
                 try await RedisTest.settle(nodes)
 
-                servers[1].kill()
+                await servers[1].kill()
                 #expect(await RedisTest.eventually { a.status.backends.map(\.state) == [.connected, .fallback] })
                 #expect(a.status.state == .fallback, "the overall state is the worst")
 
@@ -92,7 +92,7 @@ struct RedisShardingTests {
                 #expect(a.ids() == [local.id], "the topic of the stopped server is delivered locally")
                 #expect(a.status.publishedInFallback == 1)
 
-                try servers[1].start()
+                try await servers[1].start()
                 try await RedisTest.settle(nodes)
                 let resumed = a.publish(topic: down)
                 #expect(await RedisTest.eventually { b.ids() == [viaRedis.id, resumed.id] })

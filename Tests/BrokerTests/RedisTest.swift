@@ -11,11 +11,17 @@ enum RedisTest {
         _ count: Int = 1, started: Bool = true, _ body: ([RedisTestServer]) async throws -> Result
     ) async throws -> Result {
         let servers = try (0..<count).map { _ in try RedisTestServer() }
-        defer { for server in servers { server.kill() } }
-        if started {
-            for server in servers { try server.start() }
+        do {
+            if started {
+                for server in servers { try await server.start() }
+            }
+            let result = try await body(servers)
+            for server in servers { await server.kill() }
+            return result
+        } catch {
+            for server in servers { await server.kill() }
+            throw error
         }
-        return try await body(servers)
     }
 
     /// Runs `body` with one started node per name on `urls`, and shuts them all down afterwards.

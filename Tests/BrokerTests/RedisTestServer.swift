@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 
 @testable import Broker
@@ -11,8 +12,13 @@ import Glibc
 ///
 /// Created stopped (so a test can start a node while Redis is down), started with ``start()``
 /// and waited for with `PING`; ``kill()`` stops it abruptly (SIGKILL), ``start()`` brings it
-/// back on the same port. It is always stopped: by the test, by ``withRedisServers(_:_:)``
+/// back on the same port. It is always stopped: by the test, by ``RedisTest/withServers(_:started:_:)``
 /// when the test throws, and at the latest when the object is released.
+///
+/// Waiting never blocks a thread of Swift's cooperative pool (polls use `Task.sleep`): a blocked
+/// pool starves everything else the tests run, the nodes' `shutdown()` included. In particular
+/// `Process.waitUntilExit()` is avoided: on Linux it spins until a dispatch callback reaps the
+/// child, and that callback needs the very threads it blocks.
 final class RedisTestServer {
     let port: Int
     /// Extra `redis-server` arguments (`--requirepass`, `--user ...`).
@@ -23,14 +29,14 @@ final class RedisTestServer {
     private var process: Process?
 
     init(arguments: [String] = [], user: String? = nil, password: String? = nil) throws {
-        port = try Self.freePort()
+        port = try Self.reservePort()
         self.arguments = arguments
         self.user = user
         self.password = password
     }
 
     deinit {
-        kill()
+        killNow()
     }
 
     /// The server's URL, with the credentials given at init.
@@ -39,7 +45,7 @@ final class RedisTestServer {
     var isRunning: Bool { process?.isRunning ?? false }
 
     /// Starts `redis-server` (no persistence, loopback only) and waits until it answers PING.
-    func start() throws {
+    func start() async throws {
         precondition(process == nil, "already started")
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/redis-server")
@@ -47,35 +53,50 @@ final class RedisTestServer {
             "--port", "\(port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
             "--daemonize", "no", "--loglevel", "warning",
         ] + arguments
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
+        // Redis logs to stdout; with --loglevel warning that is a few lines at most, which the
+        // pipe buffer holds, and they explain a failed start.
+        let log = Pipe()
+        process.standardOutput = log
+        process.standardError = log
         try process.run()
         self.process = process
 
         let deadline = ContinuousClock.now + .seconds(10)
         while ContinuousClock.now < deadline {
             guard process.isRunning else {
-                throw RedisTestServerError("redis-server on port \(port) exited at start")
+                self.process = nil
+                let output = String(decoding: log.fileHandleForReading.availableData, as: UTF8.self)
+                throw RedisTestServerError("redis-server on port \(port) exited at start: \(output)")
             }
             if let connection = try? RedisConnection(connectingTo: url, timeout: .milliseconds(200)),
                 (try? connection.command(["PING"])) == .status("PONG")
             {
                 return
             }
-            usleep(20_000)  // polling for readiness, bounded by the deadline
+            try await Task.sleep(for: .milliseconds(20))  // polling for readiness, bounded by the deadline
         }
-        kill()
+        await kill()
         throw RedisTestServerError("redis-server on port \(port) did not answer PING within 10 s")
     }
 
-    /// Stops the server at once, like a crash (SIGKILL), and waits for it to exit.
-    func kill() {
+    /// Stops the server at once, like a crash (SIGKILL), and waits (up to 5 s) until it is gone.
+    func kill() async {
+        guard let process else { return }
+        killNow()
+        let deadline = ContinuousClock.now + .seconds(5)
+        while process.isRunning, ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+    }
+
+    /// Sends SIGKILL without waiting (for cleanup paths that cannot await). The kernel releases
+    /// the port as the process dies; Foundation reaps it.
+    func killNow() {
         guard let process else { return }
         self.process = nil
         if process.isRunning {
             Glibc.kill(process.processIdentifier, SIGKILL)
         }
-        process.waitUntilExit()
     }
 
     /// Freezes the server (SIGSTOP): connections stay open but nothing is answered.
@@ -99,11 +120,16 @@ final class RedisTestServer {
         return Set(items.compactMap(\.string))
     }
 
+    /// Ports handed out in this process, never handed out twice: a test may keep its port
+    /// unbound for a while (Redis not started yet, or killed) and must get it back.
+    private static let reserved = Mutex<Set<Int>>([])
+
     /// A port in 20000-31999 (below Linux's ephemeral range, so that no outgoing connection
     /// takes it while a test has Redis stopped) that nothing listens on now.
-    private static func freePort() throws -> Int {
+    private static func reservePort() throws -> Int {
         for _ in 0..<100 {
             let port = Int.random(in: 20_000..<32_000)
+            guard reserved.withLock({ $0.insert(port).inserted }) else { continue }
             let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
             guard descriptor >= 0 else { continue }
             defer { close(descriptor) }

@@ -16,15 +16,16 @@ public struct TestNode: Sendable {
     }
 
     /// A WebSocket to this node.
-    public func connect(path: String = "/ws", headers: [(String, String)] = [], autoPong: Bool = true) async throws
-        -> WebSocketClient
-    {
-        try await WebSocketClient.connect(port: port, path: path, headers: headers, autoPong: autoPong)
+    public func connect(
+        path: String = "/ws", headers: [(String, String)] = [], autoPong: Bool = true, receiveBufferSize: Int? = nil
+    ) async throws -> WebSocketClient {
+        try await WebSocketClient.connect(
+            port: port, path: path, headers: headers, autoPong: autoPong, receiveBufferSize: receiveBufferSize)
     }
 
     /// A WebSocket already authenticated as `user` (it has read `auth_success`).
-    public func connect(as user: String) async throws -> WebSocketClient {
-        let client = try await connect()
+    public func connect(as user: String, receiveBufferSize: Int? = nil) async throws -> WebSocketClient {
+        let client = try await connect(receiveBufferSize: receiveBufferSize)
         try await client.send(json: ["type": "auth", "token": token(user)])
         let reply = try await client.nextJSON()
         guard reply["type"] as? String == "auth_success" else {

@@ -1,0 +1,74 @@
+/// Writes JSON text: the encoder's half of ``EnvelopeCodec``, by hand so that the envelope's
+/// fields keep their documented order (Foundation's `JSONEncoder` does not keep key order on
+/// Linux) and no `Encoder` machinery runs per message. A value type used by one thread.
+struct JSONWriter {
+    var bytes: [UInt8] = []
+
+    init() {
+        bytes.reserveCapacity(256)
+    }
+
+    mutating func raw(_ text: String) {
+        bytes.append(contentsOf: text.utf8)
+    }
+
+    mutating func string(_ text: String) {
+        bytes.append(UInt8(ascii: "\""))
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "\""): raw(#"\""#)
+            case UInt8(ascii: "\\"): raw(#"\\"#)
+            case 0x0A: raw(#"\n"#)
+            case 0x0D: raw(#"\r"#)
+            case 0x09: raw(#"\t"#)
+            case 0x00..<0x20:
+                raw(#"\u00"#)
+                bytes.append(Self.hexDigits[Int(byte >> 4)])
+                bytes.append(Self.hexDigits[Int(byte & 0x0F)])
+            default: bytes.append(byte)
+            }
+        }
+        bytes.append(UInt8(ascii: "\""))
+    }
+
+    mutating func value(_ value: JSONValue) {
+        switch value {
+        case .null: raw("null")
+        case .bool(let flag): raw(flag ? "true" : "false")
+        case .number(let number): self.number(number)
+        case .string(let text): string(text)
+        case .array(let elements):
+            bytes.append(UInt8(ascii: "["))
+            for (index, element) in elements.enumerated() {
+                if index > 0 { bytes.append(UInt8(ascii: ",")) }
+                self.value(element)
+            }
+            bytes.append(UInt8(ascii: "]"))
+        case .object(let members):
+            bytes.append(UInt8(ascii: "{"))
+            for (index, key) in members.keys.sorted().enumerated() {
+                if index > 0 { bytes.append(UInt8(ascii: ",")) }
+                string(key)
+                bytes.append(UInt8(ascii: ":"))
+                self.value(members[key]!)
+            }
+            bytes.append(UInt8(ascii: "}"))
+        }
+    }
+
+    /// As ``JSONValue`` encodes numbers: integers without a fraction, others in Swift's
+    /// shortest round-trip form (`1.5`, `1e-07`), which is valid JSON.
+    private mutating func number(_ number: Double) {
+        if number.isNaN {
+            string("NaN")
+        } else if number.isInfinite {
+            string(number > 0 ? "Infinity" : "-Infinity")
+        } else if number.rounded() == number, abs(number) < 9_007_199_254_740_992 {
+            raw(String(Int64(number)))
+        } else {
+            raw(String(number))
+        }
+    }
+
+    private static let hexDigits = Array("0123456789abcdef".utf8)
+}
