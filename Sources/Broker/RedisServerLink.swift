@@ -290,8 +290,6 @@ final class RedisServerLink: Sendable {
 
     // MARK: - Status (any thread)
 
-    var phase: AdapterStatus.State { state.withLock { $0.phase } }
-
     func backendStatus() -> AdapterStatus.Backend {
         state.withLock { state in
             AdapterStatus.Backend(

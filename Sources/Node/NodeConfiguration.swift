@@ -72,9 +72,15 @@ public struct NodeConfiguration: Sendable {
     }
 
     /// A node id unique enough for a cluster: host name plus a random suffix.
+    ///
+    /// Uses `gethostname`, not `ProcessInfo.hostName`, which resolves the name through DNS and
+    /// can block for seconds where no resolver answers.
     public static func defaultNodeId() -> String {
-        let host = ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "node"
-        return "\(host)-\(String(UInt32.random(in: 0...UInt32.max), radix: 36))"
+        var buffer = [CChar](repeating: 0, count: 256)
+        let host = gethostname(&buffer, buffer.count) == 0
+            ? String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) : ""
+        let short = host.split(separator: ".").first.map(String.init) ?? "node"
+        return "\(short.isEmpty ? "node" : short)-\(String(UInt32.random(in: 0...UInt32.max), radix: 36))"
     }
 }
 
@@ -82,7 +88,7 @@ extension NodeConfiguration {
     /// Reads the configuration from environment variables.
     /// - Throws: ``ConfigurationError`` naming the first bad variable.
     public init(environment env: [String: String]) throws(ConfigurationError) {
-        var reader = EnvironmentReader(env)
+        let reader = EnvironmentReader(env)
         let tokenKey: TokenKey
         if let secret = reader.string("JWT_SECRET") {
             guard secret.utf8.count >= 16 else {
@@ -137,7 +143,10 @@ extension NodeConfiguration {
         do {
             redisURLs = try RedisURL.parseList(redisURL)
         } catch {
-            throw ConfigurationError("PUBSUB_REDIS_URL", "\(error)")
+            // The Redis error already names PUBSUB_REDIS_URL; keep only what follows.
+            let text = "\(error)"
+            let prefix = "PUBSUB_REDIS_URL: "
+            throw ConfigurationError("PUBSUB_REDIS_URL", text.hasPrefix(prefix) ? String(text.dropFirst(prefix.count)) : text)
         }
         redisPrefix = reader.string("PUBSUB_REDIS_PREFIX") ?? redisPrefix
         memoryMaxMessages = try reader.integer("PUBSUB_MEMORY_MAX_MESSAGES", in: 1...10_000_000) ?? memoryMaxMessages

@@ -168,32 +168,35 @@ struct RedisAdapterTests {
 
     @Test("nodes authenticate (classic password and ACL user) and select their database")
     func authenticationAndDatabase() async throws {
-        let redis = try RedisTestServer(
-            arguments: ["--requirepass", "s3cret", "--user", "alice", "on", ">pw", "~*", "&*", "+@all"],
-            password: "s3cret")
-        defer { redis.killNow() }
-        try await redis.start()
-        let classic = try RedisURL(parsing: "redis://:s3cret@127.0.0.1:\(redis.port)/0")
-        let acl = try RedisURL(parsing: "redis://alice:pw@127.0.0.1:\(redis.port)/3")
-        let wrong = try RedisURL(parsing: "redis://alice:nope@127.0.0.1:\(redis.port)")
-        let (a, b, c) = (RedisTestNode("a", urls: [acl]), RedisTestNode("b", urls: [classic]), RedisTestNode("c", urls: [wrong]))
+        let protected = {
+            try RedisTestServer(
+                arguments: ["--requirepass", "s3cret", "--user", "alice", "on", ">pw", "~*", "&*", "+@all"],
+                password: "s3cret")
+        }
+        try await RedisTest.withServers(make: protected) { servers in
+            let redis = servers[0]
+            let classic = try RedisURL(parsing: "redis://:s3cret@127.0.0.1:\(redis.port)/0")
+            let acl = try RedisURL(parsing: "redis://alice:pw@127.0.0.1:\(redis.port)/3")
+            let wrong = try RedisURL(parsing: "redis://alice:nope@127.0.0.1:\(redis.port)")
+            let (a, b, c) = (RedisTestNode("a", urls: [acl]), RedisTestNode("b", urls: [classic]), RedisTestNode("c", urls: [wrong]))
 
-        try await RedisTest.shuttingDown([a, b, c]) {
-            b.subscribe(RedisTest.topic("auth.t"))
-            try await RedisTest.settle([a, b])
-            let sent = a.publish(topic: "auth.t")
-            #expect(await RedisTest.eventually { b.ids() == [sent.id] })
+            try await RedisTest.shuttingDown([a, b, c]) {
+                b.subscribe(RedisTest.topic("auth.t"))
+                try await RedisTest.settle([a, b])
+                let sent = a.publish(topic: "auth.t")
+                #expect(await RedisTest.eventually { b.ids() == [sent.id] })
 
-            #expect(await RedisTest.eventually { c.status.state == .fallback })
-            let error = try #require(c.status.backends[0].lastError)
-            #expect(error.contains("AUTH"))
-            #expect(!error.contains("nope"), "the password never reaches the status")
+                #expect(await RedisTest.eventually { c.status.state == .fallback })
+                let error = try #require(c.status.backends[0].lastError)
+                #expect(error.contains("AUTH"))
+                #expect(!error.contains("nope"), "the password never reaches the status")
 
-            // SELECT happened: CLIENT LIST shows each node's connections and their database.
-            let list = try #require(try redis.command(["CLIENT", "LIST"]).string)
-            let clients = list.split(separator: "\n")
-            #expect(clients.contains { $0.contains("name=chorus:a:pub") && $0.contains(" db=3 ") })
-            #expect(clients.contains { $0.contains("name=chorus:b:sub") && $0.contains(" db=0 ") })
+                // SELECT happened: CLIENT LIST shows each node's connections and their database.
+                let list = try #require(try redis.command(["CLIENT", "LIST"]).string)
+                let clients = list.split(separator: "\n")
+                #expect(clients.contains { $0.contains("name=chorus:a:pub") && $0.contains(" db=3 ") })
+                #expect(clients.contains { $0.contains("name=chorus:b:sub") && $0.contains(" db=0 ") })
+            }
         }
     }
 }

@@ -5,12 +5,13 @@ import Testing
 
 /// Helpers shared by the Redis test suites (servers, nodes, bounded waits).
 enum RedisTest {
-    /// Runs `body` with `count` fresh Redis servers, started unless `started` is false, and stops
-    /// them afterwards whatever happens.
+    /// Runs `body` with `count` fresh Redis servers (made by `make`), started unless `started`
+    /// is false, and stops them afterwards whatever happens.
     static func withServers<Result>(
-        _ count: Int = 1, started: Bool = true, _ body: ([RedisTestServer]) async throws -> Result
+        _ count: Int = 1, started: Bool = true, make: () throws -> RedisTestServer = { try RedisTestServer() },
+        _ body: ([RedisTestServer]) async throws -> Result
     ) async throws -> Result {
-        let servers = try (0..<count).map { _ in try RedisTestServer() }
+        let servers = try (0..<count).map { _ in try make() }
         do {
             if started {
                 for server in servers { try await server.start() }

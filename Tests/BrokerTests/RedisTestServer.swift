@@ -1,6 +1,7 @@
 import Foundation
 import Synchronization
 import Testing
+import TestSupport
 
 @testable import Broker
 
@@ -15,10 +16,9 @@ import Glibc
 /// back on the same port. It is always stopped: by the test, by ``RedisTest/withServers(_:started:_:)``
 /// when the test throws, and at the latest when the object is released.
 ///
-/// Waiting never blocks a thread of Swift's cooperative pool (polls use `Task.sleep`): a blocked
-/// pool starves everything else the tests run, the nodes' `shutdown()` included. In particular
-/// `Process.waitUntilExit()` is avoided: on Linux it spins until a dispatch callback reaps the
-/// child, and that callback needs the very threads it blocks.
+/// Waiting never blocks a thread of Swift's cooperative pool (polls use `Task.sleep`, and the
+/// process is a ``ChildProcess``, not Foundation's `Process`): a blocked pool starves everything
+/// else the tests run, the nodes' `shutdown()` included.
 final class RedisTestServer {
     let port: Int
     /// Extra `redis-server` arguments (`--requirepass`, `--user ...`).
@@ -26,7 +26,7 @@ final class RedisTestServer {
     /// The credentials the readiness check and ``command(_:)`` use.
     let user: String?
     let password: String?
-    private var process: Process?
+    private var process: ChildProcess?
 
     init(arguments: [String] = [], user: String? = nil, password: String? = nil) throws {
         port = try Self.reservePort()
@@ -47,26 +47,21 @@ final class RedisTestServer {
     /// Starts `redis-server` (no persistence, loopback only) and waits until it answers PING.
     func start() async throws {
         precondition(process == nil, "already started")
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/redis-server")
-        process.arguments = [
-            "--port", "\(port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-            "--daemonize", "no", "--loglevel", "warning",
-        ] + arguments
-        // Redis logs to stdout; with --loglevel warning that is a few lines at most, which the
-        // pipe buffer holds, and they explain a failed start.
-        let log = Pipe()
-        process.standardOutput = log
-        process.standardError = log
-        try process.run()
+        let log = FileManager.default.temporaryDirectory.appendingPathComponent("redis-\(port)-\(UInt32.random(in: 0...UInt32.max)).log")
+        let process = try ChildProcess(
+            "/usr/bin/redis-server",
+            [
+                "--port", "\(port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                "--daemonize", "no", "--loglevel", "warning",
+            ] + arguments,
+            log: log)
         self.process = process
 
         let deadline = ContinuousClock.now + .seconds(10)
         while ContinuousClock.now < deadline {
             guard process.isRunning else {
                 self.process = nil
-                let output = String(decoding: log.fileHandleForReading.availableData, as: UTF8.self)
-                throw RedisTestServerError("redis-server on port \(port) exited at start: \(output)")
+                throw RedisTestServerError("redis-server on port \(port) exited at start: \(process.output())")
             }
             if let connection = try? RedisConnection(connectingTo: url, timeout: .milliseconds(200)),
                 (try? connection.command(["PING"])) == .status("PONG")
@@ -83,10 +78,7 @@ final class RedisTestServer {
     func kill() async {
         guard let process else { return }
         killNow()
-        let deadline = ContinuousClock.now + .seconds(5)
-        while process.isRunning, ContinuousClock.now < deadline {
-            try? await Task.sleep(for: .milliseconds(10))
-        }
+        await process.wait(timeout: .seconds(5))
     }
 
     /// Sends SIGKILL without waiting (for cleanup paths that cannot await). The kernel releases
@@ -94,19 +86,17 @@ final class RedisTestServer {
     func killNow() {
         guard let process else { return }
         self.process = nil
-        if process.isRunning {
-            Glibc.kill(process.processIdentifier, SIGKILL)
-        }
+        process.signal(SIGKILL)
     }
 
     /// Freezes the server (SIGSTOP): connections stay open but nothing is answered.
     func pause() {
-        if let process { Glibc.kill(process.processIdentifier, SIGSTOP) }
+        process?.signal(SIGSTOP)
     }
 
     /// Thaws a paused server (SIGCONT).
     func resume() {
-        if let process { Glibc.kill(process.processIdentifier, SIGCONT) }
+        process?.signal(SIGCONT)
     }
 
     /// Sends one command on a fresh connection (for `PUBLISH` of garbage, `PUBSUB CHANNELS`, ...).

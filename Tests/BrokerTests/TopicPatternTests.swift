@@ -3,7 +3,7 @@ import Testing
 
 @testable import Broker
 
-@Suite("TopicPattern")
+@Suite("TopicPattern", .serialized)
 struct TopicPatternTests {
     static let matching: [(pattern: String, topic: String, matches: Bool)] = [
         ("a.b", "a.b", true),
@@ -112,7 +112,7 @@ struct TopicPatternTests {
 
     @Test("matches agrees with a naive recursive matcher")
     func matchesAgreesWithNaiveMatcher() throws {
-        let patterns = Self.allPatterns(segments: ["a", "b", "*", "**"], maxDepth: 4)
+        let patterns = Self.allPatterns(segments: ["a", "b", "*", "**"], maxDepth: 3)
         let topics = Self.allTopics(segments: ["a", "b", "c"], maxDepth: 5)
         var disagreements: [String] = []
         for pattern in patterns {
@@ -158,7 +158,7 @@ struct TopicPatternTests {
     @Test("covers agrees with brute force over small alphabets")
     func coversAgreesWithBruteForce() throws {
         let patterns = Self.allPatterns(segments: ["a", "b", "*", "**"], maxDepth: 3)
-        let topics = Self.allTopics(segments: ["a", "b", "c"], maxDepth: 7)
+        let topics = Self.allTopics(segments: ["a", "b", "c"], maxDepth: 5)
         let matched = patterns.map { pattern in topics.map { pattern.matches($0) } }
         var disagreements: [String] = []
         for (g, grant) in patterns.enumerated() {
@@ -175,10 +175,10 @@ struct TopicPatternTests {
     @Test("covers never claims more than brute force, for longer random patterns")
     func coversIsSound() throws {
         var random = SplitMix64(seed: 7)
-        let topics = Self.allTopics(segments: ["a", "b", "c"], maxDepth: 7)
+        let topics = Self.allTopics(segments: ["a", "b", "c"], maxDepth: 6)
         var unsound: [String] = []
         var proven = 0
-        for _ in 0..<1500 {
+        for _ in 0..<300 {
             let grant = try TopicPattern(random.patternText(maxDepth: 5))
             let request = try TopicPattern(random.patternText(maxDepth: 5))
             guard grant.covers(request) else { continue }
@@ -188,7 +188,7 @@ struct TopicPatternTests {
             }
         }
         #expect(unsound.isEmpty)
-        #expect(proven > 50)
+        #expect(proven > 10)
     }
 
     @Test("covers is exact at the depth limit, where longer topics cannot exist")

@@ -1,0 +1,54 @@
+import Node
+import Testing
+
+@Suite("Configuration from the environment")
+struct ConfigurationTests {
+    static let base = ["JWT_SECRET": "0123456789abcdef0123"]
+
+    @Test("defaults are the seed's")
+    func defaults() throws {
+        let configuration = try NodeConfiguration(environment: Self.base)
+        #expect(configuration.httpPort == 3000)
+        #expect(configuration.websocketPort == 3000)
+        #expect(configuration.pingInterval == .milliseconds(30_000))
+        #expect(configuration.pingTimeout == .milliseconds(60_000))
+        #expect(configuration.maxConnectionsPerIP == 100)
+        #expect(configuration.maxMessageSize == 1_048_576)
+        #expect(configuration.adapter == .memory)
+        #expect(configuration.redisPrefix == "pubsub:")
+        #expect(configuration.memoryMaxMessages == 10_000)
+    }
+
+    @Test("WEBSOCKET_PORT follows HTTP_PORT unless set")
+    func sharedPort() throws {
+        #expect(try NodeConfiguration(environment: Self.base.merging(["HTTP_PORT": "8080"]) { $1 }).websocketPort == 8080)
+        let split = try NodeConfiguration(environment: Self.base.merging(["HTTP_PORT": "8080", "WEBSOCKET_PORT": "9090"]) { $1 })
+        #expect(split.websocketPort == 9090)
+    }
+
+    @Test(
+        "a bad value stops the node with one line naming the variable",
+        arguments: [
+            (["HTTP_PORT": "eighty"], "HTTP_PORT: expected a whole number, got 'eighty'"),
+            (["HTTP_PORT": "70000"], "HTTP_PORT: expected 0...65535, got 70000"),
+            (["WEBSOCKET_PING_INTERVAL": "-5"], "WEBSOCKET_PING_INTERVAL: expected a positive number of milliseconds"),
+            (["WEBSOCKET_PING_INTERVAL": "60000", "WEBSOCKET_PING_TIMEOUT": "30000"], "WEBSOCKET_PING_TIMEOUT: must be longer"),
+            (["WEBSOCKET_ENABLED": "maybe"], "WEBSOCKET_ENABLED: expected true or false"),
+            (["PUBSUB_ADAPTER": "kafka"], "PUBSUB_ADAPTER: expected memory or redis, got 'kafka'"),
+            (["PUBSUB_REDIS_URL": "localhost"], "PUBSUB_REDIS_URL"),
+            (["LOG_LEVEL": "loud"], "LOG_LEVEL: expected trace"),
+            (["JWT_SECRET": "short"], "JWT_SECRET: must be at least 16 bytes"),
+            (["JWT_SECRET": "", "JWT_PUBLIC_KEY_FILE": "/nonexistent.pem"], "JWT_PUBLIC_KEY_FILE: cannot read '/nonexistent.pem'"),
+            (["JWT_SECRET": ""], "JWT_SECRET: not set"),
+        ])
+    func badValues(overrides: [String: String], message: String) {
+        let environment = Self.base.merging(overrides) { $1 }
+        do {
+            _ = try NodeConfiguration(environment: environment)
+            Issue.record("expected a configuration error for \(overrides)")
+        } catch {
+            #expect(error.description.hasPrefix(message), "\(error.description)")
+            #expect(!error.description.contains("\n"))
+        }
+    }
+}
