@@ -111,7 +111,11 @@ public final class ChorusNode: Service, Sendable {
     public func run() async throws {
         let router = Router()
         let sampler = RateSampler()
-        NodeRoutes(node: context, sampler: sampler, startedAt: Date()).register(on: router)
+        let directory: (any NodeDirectory)? =
+            configuration.adapter == .redis
+            ? RedisNodeDirectory(url: configuration.redisURLs[0], prefix: configuration.redisPrefix) : nil
+        let collector = StatsCollector(node: context, sampler: sampler, startedAt: Date(), directory: directory)
+        NodeRoutes(node: context, collector: collector).register(on: router)
         let sharedPort = configuration.websocketEnabled && !separateWebSocketListener
         let admission = WebSocketAdmission(node: context)
         let app = Application(
@@ -126,8 +130,13 @@ public final class ChorusNode: Service, Sendable {
         var services: [any Service] = [
             BrokerService(broker: context.broker, hub: context.hub, logger: logger),
             HousekeepingService(node: context, sampler: sampler),
-            app,
         ]
+        if let directory {
+            services.append(
+                HeartbeatService(
+                    collector: collector, directory: directory, interval: configuration.clusterHeartbeatInterval))
+        }
+        services.append(app)
         if separateWebSocketListener {
             let listener = NodeChildChannel(responder: Self.notFoundResponder, admission: admission).server(
                 configuration: .init(address: .hostname(configuration.websocketHost, port: configuration.websocketPort)),
@@ -197,6 +206,28 @@ struct HousekeepingService: Service {
         })
         try? await gracefulShutdown()
         for task in tasks { task.cancel() }
+    }
+}
+
+/// Announces this node's stats in the cluster directory every `interval`, with a time to live
+/// of three intervals, and withdraws them at shutdown.
+struct HeartbeatService: Service {
+    let collector: StatsCollector
+    let directory: any NodeDirectory
+    let interval: Duration
+
+    func run() async throws {
+        let nodeId = collector.node.configuration.nodeId
+        let encoder = ISO8601.encoder()
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                if let document = try? encoder.encode(await collector.stats()) {
+                    directory.announce(nodeId: nodeId, document: Array(document), ttl: interval * 3)
+                }
+                try? await Task.sleep(for: interval)
+            }
+        }
+        await directory.withdraw(nodeId: nodeId)
     }
 }
 

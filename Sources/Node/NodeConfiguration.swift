@@ -65,6 +65,9 @@ public struct NodeConfiguration: Sendable {
     public var logLevel: Logger.Level = .info
     /// `DRAIN_TIMEOUT` (ms): longest graceful shutdown before the node exits anyway.
     public var drainTimeout: Duration = .milliseconds(10_000)
+    /// `CLUSTER_HEARTBEAT_INTERVAL` (ms): how often a Redis-backed node announces its stats for
+    /// `/stats?scope=cluster`; a node silent for three intervals drops out of the list.
+    public var clusterHeartbeatInterval: Duration = .milliseconds(2_000)
 
     public init(tokenKey: TokenKey, nodeId: String = NodeConfiguration.defaultNodeId()) {
         self.tokenKey = tokenKey
@@ -164,6 +167,7 @@ extension NodeConfiguration {
             logLevel = value
         }
         drainTimeout = try reader.milliseconds("DRAIN_TIMEOUT") ?? drainTimeout
+        clusterHeartbeatInterval = try reader.milliseconds("CLUSTER_HEARTBEAT_INTERVAL") ?? clusterHeartbeatInterval
     }
 }
 

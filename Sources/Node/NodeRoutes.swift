@@ -7,8 +7,7 @@ import NIOCore
 /// The node's HTTP endpoints: health, readiness, stats, metrics and the server-side publish.
 struct NodeRoutes {
     let node: NodeContext
-    let sampler: RateSampler
-    let startedAt: Date
+    let collector: StatsCollector
 
     func register(on router: Router<BasicRequestContext>) {
         router.get("/health") { _, _ in
@@ -18,9 +17,15 @@ struct NodeRoutes {
             let state = node.readiness.state
             return Self.json(["status": "\(state)", "nodeId": node.configuration.nodeId], status: state == .ready ? .ok : .serviceUnavailable)
         }
-        router.get("/stats") { _, _ in
-            let stats = await stats()
-            return Self.json(encodable: stats)
+        router.get("/stats") { request, _ in
+            switch request.uri.queryParameters["scope"] {
+            case nil, "node":
+                return Self.json(encodable: await collector.stats())
+            case "cluster":
+                return Self.json(encodable: await collector.clusterStats())
+            case let other?:
+                return Self.error(400, "unknown scope '\(other)': expected node or cluster")
+            }
         }
         router.get("/metrics") { _, _ in
             Response(
@@ -34,32 +39,6 @@ struct NodeRoutes {
         router.get("/ws") { _, _ in
             Self.error(426, "upgrade required: /ws speaks WebSocket only")
         }
-    }
-
-    func stats() async -> NodeStats {
-        let registries = await node.hub.snapshot()
-        let interests = node.broker.interestCounts()
-        let counters = node.counters
-        let rates = sampler.rates()
-        return NodeStats(
-            nodeId: node.configuration.nodeId,
-            status: "\(node.readiness.state)",
-            startedAt: ISO8601.string(startedAt),
-            uptimeSeconds: Date().timeIntervalSince(startedAt),
-            connections: .init(
-                total: registries.connections, authenticated: registries.authenticated, users: registries.users,
-                acceptedSinceStart: counters.connectionsAccepted.load(ordering: .relaxed),
-                refusedByIPLimit: counters.connectionsRefused.load(ordering: .relaxed),
-                closedSlowConsumer: counters.slowConsumers.load(ordering: .relaxed),
-                closedPingTimeout: counters.pingTimeouts.load(ordering: .relaxed),
-                topIPs: node.limiter.top(10).map { .init(ip: $0.address, connections: $0.connections) }),
-            subscriptions: .init(total: registries.subscriptions, topics: interests.topics, patterns: interests.patterns),
-            messages: .init(
-                published: counters.messagesIn.load(ordering: .relaxed),
-                delivered: counters.messagesOut.load(ordering: .relaxed),
-                publishedPerSecond: rates.published, deliveredPerSecond: rates.delivered),
-            adapter: node.broker.adapter.status(),
-            memory: .init(residentBytes: residentMemoryBytes()))
     }
 
     // MARK: POST /api/publish
@@ -153,13 +132,7 @@ struct NodeRoutes {
     }
 
     static func json(encodable value: some Encodable, status: HTTPResponse.Status = .ok) -> Response {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        encoder.dateEncodingStrategy = .custom { date, encoder in
-            var container = encoder.singleValueContainer()
-            try container.encode(ISO8601.string(date))
-        }
-        let bytes = (try? encoder.encode(value)) ?? Data("{}".utf8)
+        let bytes = (try? ISO8601.encoder().encode(value)) ?? Data("{}".utf8)
         return Response(
             status: status, headers: [.contentType: "application/json"],
             body: .init(byteBuffer: ByteBuffer(bytes: bytes)))

@@ -82,4 +82,32 @@ enum ISO8601 {
     static func string(_ date: Date) -> String {
         date.formatted(style)
     }
+
+    static func date(_ text: String) -> Date? {
+        try? style.parse(text)
+    }
+
+    /// JSON coders that write and read dates as these timestamps (stats documents).
+    static func encoder() -> JSONEncoder {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        encoder.dateEncodingStrategy = .custom { date, encoder in
+            var container = encoder.singleValueContainer()
+            try container.encode(string(date))
+        }
+        return encoder
+    }
+
+    static func decoder() -> JSONDecoder {
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .custom { decoder in
+            let container = try decoder.singleValueContainer()
+            let text = try container.decode(String.self)
+            guard let date = date(text) else {
+                throw DecodingError.dataCorruptedError(in: container, debugDescription: "not an ISO 8601 timestamp: \(text)")
+            }
+            return date
+        }
+        return decoder
+    }
 }

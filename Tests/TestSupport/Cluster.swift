@@ -1,0 +1,147 @@
+import ChorusClient
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A Chorus cluster of real processes on loopback: one or more `redis-server`s, N `chorus`
+/// nodes (the built binary, see ``Executable/chorus()``) sharing them, and `nginx` in front.
+///
+/// Made by ``withCluster(nodes:redisServers:environment:_:)``, which always stops everything.
+/// Logs (`node-N.log`, `redis-*.log`, `nginx/`) go to a temporary folder that is removed
+/// afterwards unless the body threw or `CHORUS_KEEP_CLUSTER_LOGS=1` is set; its path is printed.
+public final class Cluster: Sendable {
+    public static let secret = "cluster-test-secret-0123456789abcdef"
+    public static let apiKey = "cluster-test-api-key"
+
+    public let directory: URL
+    public let redis: [RedisProcess]
+    /// node-1 is `nodes[0]`; see ``node(_:)``.
+    public let nodes: [NodeProcess]
+    public let nginx: NginxProcess
+
+    fileprivate init(directory: URL, redis: [RedisProcess], nodes: [NodeProcess], nginx: NginxProcess) {
+        self.directory = directory
+        self.redis = redis
+        self.nodes = nodes
+        self.nginx = nginx
+    }
+
+    /// The node `NODE_ID=node-<number>` (1-based, as the tests name them).
+    public func node(_ number: Int) -> NodeProcess { nodes[number - 1] }
+
+    /// A WebSocket through nginx (to whichever node it picks), authenticated as `user`.
+    public func connectThroughNginx(as user: String) async throws -> WebSocketClient {
+        try await WebSocketClient.connect(port: nginx.port).authenticated(as: user, secret: Self.secret)
+    }
+
+    /// `POST /api/publish` through nginx with the API key; the HTTP status.
+    public func publishThroughNginx(topic: String, data: [String: Any], eventType: String? = nil) async throws -> Int {
+        var body: [String: Any] = ["topic": topic, "data": data]
+        if let eventType { body["eventType"] = eventType }
+        return try await HTTP.post("\(nginx.baseURL)/api/publish", json: body, headers: ["X-API-Key": Self.apiKey]).status
+    }
+
+    /// Waits until every node of `nodes` (all by default) reports `adapter.state == state` in `/stats`.
+    public func waitUntilAdapters(
+        are state: String, on nodes: [NodeProcess]? = nil, within timeout: Duration = .seconds(20)
+    ) async throws {
+        let nodes = nodes ?? self.nodes
+        let reached = await eventually(within: timeout) {
+            for node in nodes where await node.adapterState() != state { return false }
+            return true
+        }
+        guard reached else {
+            var states: [String] = []
+            for node in nodes { states.append("\(node.id): \(await node.adapterState() ?? "no answer")") }
+            throw TestFailure("adapters did not all report '\(state)' within \(timeout): \(states.joined(separator: ", "))")
+        }
+    }
+
+    /// Where the Redis server of `redis` sits in the `/stats` backends (`redis://127.0.0.1:P/0`).
+    public func backendAddress(_ server: RedisProcess) -> String { "\(server.url)/0" }
+
+    // MARK: Start and stop
+
+    fileprivate static func start(nodeCount: Int, redisServers: Int, environment: [String: String]) async throws -> Cluster {
+        let binary = try Executable.chorus()
+        let directory = FileManager.default.temporaryDirectory
+            .appendingPathComponent("chorus-cluster-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+
+        var redis: [RedisProcess] = []
+        var nodes: [NodeProcess] = []
+        var nginx: NginxProcess?
+        do {
+            for _ in 0..<redisServers {
+                let server = try RedisProcess(directory: directory)
+                redis.append(server)
+                try await server.start()
+            }
+            for number in 1...nodeCount {
+                let port = try LoopbackPort.reserve()
+                var env = [
+                    "JWT_SECRET": secret, "API_KEY": apiKey, "NODE_ID": "node-\(number)",
+                    "HTTP_HOST": "127.0.0.1", "HTTP_PORT": "\(port)",
+                    "WEBSOCKET_HOST": "127.0.0.1", "WEBSOCKET_PORT": "\(port)", "WEBSOCKET_ENABLED": "true",
+                    "PUBSUB_ADAPTER": "redis", "PUBSUB_REDIS_URL": redis.map(\.url).joined(separator: ","),
+                    "PUBSUB_REDIS_PREFIX": "pubsub:", "TRUSTED_PROXIES": "127.0.0.1", "LOG_LEVEL": "info",
+                    "DRAIN_TIMEOUT": "5000",
+                    // Tests publish bursts from one connection; the default 100/s would drop them.
+                    "WEBSOCKET_MAX_MESSAGES_PER_SECOND": "1000000",
+                ]
+                env.merge(environment) { $1 }
+                nodes.append(try NodeProcess(
+                    id: "node-\(number)", port: port, binary: binary, environment: env, secret: secret,
+                    log: directory.appendingPathComponent("node-\(number).log")))
+            }
+            nginx = try NginxProcess(upstreamPorts: nodes.map(\.port), directory: directory.appendingPathComponent("nginx"))
+            for node in nodes { try await node.waitUntilReady() }
+            try await nginx!.waitUntilServing()
+            let cluster = Cluster(directory: directory, redis: redis, nodes: nodes, nginx: nginx!)
+            try await cluster.waitUntilAdapters(are: "connected")
+            return cluster
+        } catch {
+            await stop(redis: redis, nodes: nodes, nginx: nginx)
+            throw TestFailure("cluster did not start (logs kept in \(directory.path)): \(error)")
+        }
+    }
+
+    fileprivate func stop() async {
+        await Self.stop(redis: redis, nodes: nodes, nginx: nginx)
+    }
+
+    /// Nodes first (SIGTERM: they drain while Redis is still up), then nginx, then Redis.
+    private static func stop(redis: [RedisProcess], nodes: [NodeProcess], nginx: NginxProcess?) async {
+        await withTaskGroup(of: Void.self) { group in
+            for node in nodes { group.addTask { await node.process.stop(grace: .seconds(10)) } }
+        }
+        await nginx?.process.stop()
+        for server in redis { await server.stop() }
+    }
+}
+
+/// Runs `body` against a fresh cluster of `nodes` nodes sharing `redisServers` Redis servers
+/// behind nginx, all adapters connected; then stops every process it started, also when
+/// `body` throws. `environment` is added to (and overrides) every node's environment.
+public func withCluster<T>(
+    nodes: Int = 3, redisServers: Int = 1, environment: [String: String] = [:],
+    _ body: (Cluster) async throws -> T
+) async throws -> T {
+    let cluster = try await Cluster.start(nodeCount: nodes, redisServers: redisServers, environment: environment)
+    let keep = ProcessInfo.processInfo.environment["CHORUS_KEEP_CLUSTER_LOGS"] == "1"
+    do {
+        let result = try await body(cluster)
+        await cluster.stop()
+        if keep {
+            print("cluster logs: \(cluster.directory.path)")
+        } else {
+            try? FileManager.default.removeItem(at: cluster.directory)
+        }
+        return result
+    } catch {
+        await cluster.stop()
+        print("cluster logs kept in \(cluster.directory.path) after: \(error)")
+        throw error
+    }
+}

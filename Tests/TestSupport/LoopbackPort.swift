@@ -1,0 +1,48 @@
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Free TCP ports on 127.0.0.1 for servers the tests start as child processes.
+///
+/// A port is taken from 20000-31999, below Linux's ephemeral range (32768 and up), so that no
+/// outgoing connection picks it while a test keeps it unbound for a moment (Redis killed and
+/// about to start again on the same port). Nothing listens on it when it is handed out, and
+/// this process never hands it out twice.
+public enum LoopbackPort {
+    private static let handedOut = Mutex<Set<Int>>([])
+
+    public static func reserve() throws -> Int {
+        for _ in 0..<200 {
+            let port = Int.random(in: 20_000..<32_000)
+            guard handedOut.withLock({ $0.insert(port).inserted }) else { continue }
+            if isFree(port) { return port }
+        }
+        throw TestFailure("no free loopback port found in 20000-31999")
+    }
+
+    /// True when a listening socket could bind `port` on 127.0.0.1 now.
+    static func isFree(_ port: Int) -> Bool {
+        #if canImport(Glibc)
+        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        #else
+        let descriptor = socket(AF_INET, SOCK_STREAM, 0)
+        #endif
+        guard descriptor >= 0 else { return false }
+        defer { close(descriptor) }
+        var reuse: Int32 = 1
+        setsockopt(descriptor, SOL_SOCKET, SO_REUSEADDR, &reuse, socklen_t(MemoryLayout<Int32>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        return bound == 0
+    }
+}

@@ -1,0 +1,127 @@
+import ChorusClient
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `nginx` in front of the nodes, on a reserved loopback port: the loopback variant of
+/// `deploy/nginx.conf` that `deploy/run-cluster.sh` generates (same proxy settings, one static
+/// upstream of the nodes, no upstream keepalive since a node upgrades a connection to
+/// WebSocket only on its first request), with every path inside ``directory``.
+public final class NginxProcess: Sendable {
+    public let port: Int
+    public let directory: URL
+    public let process: ChildProcess
+
+    /// Writes `nginx.conf` for `upstreamPorts` and starts nginx in the foreground. Does not
+    /// wait: see ``waitUntilServing(within:)``.
+    init(upstreamPorts: [Int], directory: URL) throws {
+        let nginx = try Executable.find("nginx", hint: "install nginx (Debian: apt-get install -y nginx-light)")
+        self.port = try LoopbackPort.reserve()
+        self.directory = directory
+        try FileManager.default.createDirectory(
+            at: directory.appendingPathComponent("tmp"), withIntermediateDirectories: true)
+        let configuration = directory.appendingPathComponent("nginx.conf")
+        try Self.configuration(port: port, upstreamPorts: upstreamPorts, directory: directory.path)
+            .write(to: configuration, atomically: true, encoding: .utf8)
+        let errorLog = directory.appendingPathComponent("error.log").path
+        process = try ChildProcess(
+            nginx, ["-p", directory.path, "-e", errorLog, "-c", configuration.path, "-g", "daemon off;"],
+            log: directory.appendingPathComponent("stdout.log"))
+    }
+
+    public var baseURL: String { "http://127.0.0.1:\(port)" }
+
+    /// Waits until nginx answers `/health` (from some node) with 200.
+    public func waitUntilServing(within timeout: Duration = .seconds(15)) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            guard process.isRunning else {
+                throw TestFailure("nginx exited during start: \(errorLog())")
+            }
+            if let response = try? await HTTP.get("\(baseURL)/health"), response.status == 200 { return }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw TestFailure("nginx on port \(port) did not serve /health within \(timeout): \(errorLog())")
+    }
+
+    public func errorLog() -> String {
+        (try? String(contentsOf: directory.appendingPathComponent("error.log"), encoding: .utf8)) ?? ""
+    }
+
+    static func configuration(port: Int, upstreamPorts: [Int], directory: String) -> String {
+        // Started as root without a `user` line, nginx runs its workers as `nobody`, who cannot
+        // enter the private temp folder; name ourselves instead (not root: nginx ignores it).
+        var user = ""
+        if getuid() == 0, let account = getpwuid(0), let group = getgrgid(getgid()) {
+            user = "user \(String(cString: account.pointee.pw_name)) \(String(cString: group.pointee.gr_name));\n"
+        }
+        let servers = upstreamPorts.map { "        server 127.0.0.1:\($0) max_fails=3 fail_timeout=10s;" }
+            .joined(separator: "\n")
+        let proxyHeaders = """
+                    proxy_set_header Host $host;
+                    proxy_set_header X-Real-IP $remote_addr;
+                    proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+                    proxy_set_header X-Forwarded-Proto $scheme;
+                    proxy_connect_timeout 5s;
+                    proxy_next_upstream error timeout http_502 http_503;
+                    proxy_next_upstream_tries 3;
+                    proxy_next_upstream_timeout 10s;
+        """
+        return """
+            \(user)worker_processes 1;
+            pid \(directory)/nginx.pid;
+            error_log \(directory)/error.log notice;
+
+            events {
+                worker_connections 1024;
+            }
+
+            http {
+                access_log \(directory)/access.log;
+                client_body_temp_path \(directory)/tmp/client_body;
+                proxy_temp_path \(directory)/tmp/proxy;
+                fastcgi_temp_path \(directory)/tmp/fastcgi;
+                uwsgi_temp_path \(directory)/tmp/uwsgi;
+                scgi_temp_path \(directory)/tmp/scgi;
+
+                map $http_upgrade $connection_upgrade {
+                    default upgrade;
+                    ''      close;
+                }
+
+                upstream chorus_nodes {
+                    least_conn;
+            \(servers)
+                    # No keepalive: a node upgrades to WebSocket only on a connection's first request.
+                }
+
+                client_max_body_size 2m;
+
+                server {
+                    listen 127.0.0.1:\(port);
+
+                    location /ws {
+                        proxy_pass http://chorus_nodes;
+                        proxy_http_version 1.1;
+                        proxy_set_header Upgrade $http_upgrade;
+                        proxy_set_header Connection $connection_upgrade;
+            \(proxyHeaders)
+                        proxy_read_timeout 75s;
+                        proxy_send_timeout 75s;
+                        proxy_buffering off;
+                    }
+
+                    location / {
+                        proxy_pass http://chorus_nodes;
+                        proxy_http_version 1.1;
+            \(proxyHeaders)
+                        proxy_read_timeout 30s;
+                        proxy_send_timeout 30s;
+                    }
+                }
+            }
+
+            """
+    }
+}

@@ -1,0 +1,118 @@
+import Foundation
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A real `redis-server` child process on a reserved loopback port.
+///
+/// Created stopped; ``start()`` starts it and waits until it answers `PING`; ``kill()`` stops
+/// it like a crash (SIGKILL); ``start()`` brings it back on the same port. Commands go through
+/// `redis-cli` (see ``cli(_:)``), so the tests talk to Redis exactly as an operator would and
+/// no blocking socket call ever runs on the cooperative pool. Whoever starts it stops it
+/// (``Cluster`` does); a server still running when this object is released is killed by
+/// its ``ChildProcess``.
+public final class RedisProcess: Sendable {
+    public let port: Int
+    /// Where the server's and `redis-cli`'s output go.
+    public let directory: URL
+    private let server: String
+    private let client: String
+    private let process = Mutex<ChildProcess?>(nil)
+    private let runs = Atomic<Int>(0)
+
+    public init(directory: URL) throws {
+        self.port = try LoopbackPort.reserve()
+        self.directory = directory
+        self.server = try Executable.find("redis-server", hint: "install Redis (Debian: apt-get install -y redis-server)")
+        self.client = try Executable.find("redis-cli", hint: "install Redis (Debian: apt-get install -y redis-tools)")
+    }
+
+    /// `redis://127.0.0.1:<port>`, as a node's `PUBSUB_REDIS_URL` lists it.
+    public var url: String { "redis://127.0.0.1:\(port)" }
+
+    public var isRunning: Bool { process.withLock { $0?.isRunning ?? false } }
+
+    /// Starts the server (no persistence, loopback only) and waits until it answers `PING`.
+    public func start(within timeout: Duration = .seconds(10)) async throws {
+        let run = runs.add(1, ordering: .relaxed).newValue
+        let started = try ChildProcess(
+            server,
+            [
+                "--port", "\(port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                "--daemonize", "no", "--loglevel", "notice", "--dir", directory.path,
+            ],
+            log: directory.appendingPathComponent("redis-\(port)-run\(run).log"))
+        let previous = process.withLock { process in
+            defer { process = started }
+            return process
+        }
+        precondition(previous?.isRunning != true, "redis-server on port \(port) is already running")
+
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            guard started.isRunning else {
+                throw TestFailure("redis-server on port \(port) exited at start: \(started.output())")
+            }
+            if (try? await cli(["PING"])) == "PONG" { return }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        await kill()
+        throw TestFailure("redis-server on port \(port) did not answer PING within \(timeout)")
+    }
+
+    /// Stops the server at once, like a crash (SIGKILL), and waits until it is gone.
+    public func kill() async {
+        guard let running = process.withLock({ $0 }) else { return }
+        running.signal(SIGKILL)
+        await running.wait(timeout: .seconds(5))
+    }
+
+    /// Stops the server politely (SIGTERM, then SIGKILL) and waits until it is gone.
+    public func stop() async {
+        guard let running = process.withLock({ $0 }) else { return }
+        await running.stop()
+    }
+
+    /// Runs `redis-cli --raw -p <port> arguments...` and returns its output without the final
+    /// newline. Throws when `redis-cli` fails (server down) or Redis answers with an error.
+    public func cli(_ arguments: [String], timeout: Duration = .seconds(5)) async throws -> String {
+        let run = runs.add(1, ordering: .relaxed).newValue
+        let log = directory.appendingPathComponent("redis-cli-\(port)-\(run).out")
+        defer { try? FileManager.default.removeItem(at: log) }
+        let command = try ChildProcess(client, ["-h", "127.0.0.1", "-p", "\(port)", "--raw"] + arguments, log: log)
+        guard let status = await command.wait(timeout: timeout) else {
+            await command.stop(grace: .milliseconds(100))
+            throw TestFailure("redis-cli \(arguments.joined(separator: " ")) did not finish within \(timeout)")
+        }
+        var output = command.output()
+        if output.hasSuffix("\n") { output.removeLast() }
+        guard status == 0, !output.hasPrefix("ERR"), !output.hasPrefix("Could not connect") else {
+            throw TestFailure("redis-cli -p \(port) \(arguments.joined(separator: " ")): exit \(status): \(output)")
+        }
+        return output
+    }
+
+    /// The channels matching `glob` with at least one subscriber (`PUBSUB CHANNELS`).
+    public func activeChannels(matching glob: String = "*") async throws -> Set<String> {
+        let output = try await cli(["PUBSUB", "CHANNELS", glob])
+        return Set(output.split(separator: "\n").map(String.init).filter { !$0.isEmpty })
+    }
+
+    /// How many connections subscribe to `channel` (`PUBSUB NUMSUB`).
+    public func subscriberCount(_ channel: String) async throws -> Int {
+        let lines = try await cli(["PUBSUB", "NUMSUB", channel]).split(separator: "\n")
+        guard lines.count == 2, let count = Int(lines[1]) else {
+            throw TestFailure("PUBSUB NUMSUB \(channel): unexpected reply \(lines)")
+        }
+        return count
+    }
+
+    /// Publishes `payload` as is onto `channel`; the number of connections that received it.
+    @discardableResult
+    public func publish(_ payload: String, to channel: String) async throws -> Int {
+        let output = try await cli(["PUBLISH", channel, payload])
+        guard let receivers = Int(output) else { throw TestFailure("PUBLISH \(channel): unexpected reply \(output)") }
+        return receivers
+    }
+}

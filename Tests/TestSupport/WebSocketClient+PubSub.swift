@@ -1,0 +1,141 @@
+import ChorusClient
+import Foundation
+
+/// One message delivered to a subscriber (`{"type":"message",...}`).
+public struct Delivery: @unchecked Sendable, CustomStringConvertible {
+    /// The whole JSON object as received.
+    public let json: [String: Any]
+
+    public var topic: String? { json["topic"] as? String }
+    public var eventType: String? { json["eventType"] as? String }
+    public var data: [String: Any] { json["data"] as? [String: Any] ?? [:] }
+    public var senderId: String? { (json["metadata"] as? [String: Any])?["senderId"] as? String }
+
+    /// `data[key]` as a string (tests put `"via"` and `"seq"` keys in their messages).
+    public func string(_ key: String) -> String? {
+        switch data[key] {
+        case let text as String: text
+        case let number as NSNumber: number.stringValue
+        default: nil
+        }
+    }
+
+    public var description: String {
+        "\(topic ?? "-") \(eventType ?? "-") \(String(decoding: (try? JSONSerialization.data(withJSONObject: data, options: [.sortedKeys])) ?? Data(), as: UTF8.self))"
+    }
+}
+
+/// Probes: messages a test publishes only to learn that a route through Redis is open
+/// (``WebSocketClient/awaitRoute(to:topic:within:)``). Receiving helpers skip them.
+public enum Probe {
+    public static let eventType = "test.probe"
+}
+
+extension WebSocketClient {
+    /// Subscribes to `topic` (a topic or pattern) and waits for `subscribed`.
+    ///
+    /// `subscribed` means the node holds the subscription; the node may confirm it with Redis
+    /// a moment later, so a message from another node can still miss it: see ``awaitRoute(to:topic:within:)``.
+    public func subscribe(_ topic: String) async throws {
+        try await send(json: ["type": "subscribe", "topic": topic, "id": "subscribe \(topic)"])
+        let reply = try await nextJSON()
+        guard reply["type"] as? String == "subscribed", reply["topic"] as? String == topic else {
+            throw TestFailure("subscribe \(topic): expected 'subscribed', got \(reply)")
+        }
+    }
+
+    /// Publishes `data` to `topic` (no reply is expected).
+    public func publish(topic: String, data: [String: Any], eventType: String? = nil) async throws {
+        var message: [String: Any] = ["type": "message", "topic": topic, "data": data]
+        if let eventType { message["eventType"] = eventType }
+        try await send(json: message)
+    }
+
+    /// The next delivered message, skipping probes. Anything else (an `error`, a close) throws.
+    public func nextDelivery(timeout: Duration = .seconds(10)) async throws -> Delivery {
+        while true {
+            let message = try await nextJSON(timeout: timeout)
+            guard message["type"] as? String == "message" else {
+                throw TestFailure("expected a delivered message, got \(message)")
+            }
+            let delivery = Delivery(json: message)
+            if delivery.eventType != Probe.eventType { return delivery }
+        }
+    }
+
+    /// The next `count` delivered messages (probes skipped), all within `timeout`; throws with
+    /// what did arrive when fewer came.
+    public func deliveries(_ count: Int, within timeout: Duration = .seconds(15)) async throws -> [Delivery] {
+        let deadline = ContinuousClock.now + timeout
+        var received: [Delivery] = []
+        while received.count < count {
+            let remaining = deadline - ContinuousClock.now
+            do {
+                guard remaining > .zero else { throw WebSocketClient.Failure.timeout }
+                received.append(try await nextDelivery(timeout: remaining))
+            } catch WebSocketClient.Failure.timeout {
+                throw TestFailure(
+                    "expected \(count) messages within \(timeout), got \(received.count): \(received.suffix(5).map(\.description))")
+            }
+        }
+        return received
+    }
+
+    /// True when no message but probes (and no other frame but pings) arrives within `window`:
+    /// checks that nothing more, a duplicate for one, is delivered.
+    public func receivesNothingMore(for window: Duration = .milliseconds(500)) async -> Bool {
+        let deadline = ContinuousClock.now + window
+        while true {
+            let remaining = deadline - ContinuousClock.now
+            guard remaining > .zero else { return true }
+            do {
+                switch try await next(timeout: remaining) {
+                case .ping, .pong: continue
+                case .text(let text):
+                    if text.contains("\"eventType\":\"\(Probe.eventType)\"") { continue }
+                    return false
+                default: return false
+                }
+            } catch {
+                return true
+            }
+        }
+    }
+
+    /// Publishes probes to `topic` from this connection until each of `subscribers` has received
+    /// one: from then on every message this connection publishes to `topic` reaches them.
+    ///
+    /// A node answers `subscribed` before Redis has confirmed its `SUBSCRIBE`, so the first
+    /// messages from other nodes may pass a fresh subscriber by. Anything but a probe arriving at
+    /// a subscriber meanwhile throws.
+    public func awaitRoute(to subscribers: [WebSocketClient], topic: String, within timeout: Duration = .seconds(10)) async throws {
+        let deadline = ContinuousClock.now + timeout
+        var waiting = subscribers.indices.map { $0 }
+        var probe = 0
+        while !waiting.isEmpty {
+            guard ContinuousClock.now < deadline else {
+                throw TestFailure("\(waiting.count) of \(subscribers.count) subscribers got no probe on '\(topic)' within \(timeout)")
+            }
+            probe += 1
+            try await publish(topic: topic, data: ["probe": probe], eventType: Probe.eventType)
+            var still: [Int] = []
+            for index in waiting {
+                if try await !subscribers[index].receivesProbe(within: .milliseconds(200)) { still.append(index) }
+            }
+            waiting = still
+        }
+    }
+
+    /// True when a probe arrives within `window`; false when nothing does; throws on anything else.
+    private func receivesProbe(within window: Duration) async throws -> Bool {
+        do {
+            let message = try await nextJSON(timeout: window)
+            guard message["type"] as? String == "message", message["eventType"] as? String == Probe.eventType else {
+                throw TestFailure("expected only probes while waiting for a route, got \(message)")
+            }
+            return true
+        } catch WebSocketClient.Failure.timeout {
+            return false
+        }
+    }
+}

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Builds and runs one Chorus node with the in-memory adapter (no Redis needed) on port 3000.
+# Any variable of the configuration table in README.md can be set in front of the command.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh libhiredis-dev pkg-config
+swift build -c release --product chorus
+if [ -z "${JWT_SECRET:-}" ] && [ -z "${JWT_PUBLIC_KEY_FILE:-}" ]; then
+    export JWT_SECRET="dev-only-secret-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
+    echo "JWT_SECRET was not set; using a throwaway development secret for this run:" >&2
+    echo "  export JWT_SECRET=$JWT_SECRET" >&2
+    echo "a token to try it with (user 'demo', valid 1 hour):" >&2
+    echo "  $(.build/release/chorus token --sub demo)" >&2
+fi
+exec .build/release/chorus "$@"

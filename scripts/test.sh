@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Installs what the tests need, builds, and runs every test: unit tests, a node over real
+# WebSockets, the Redis adapter against real redis-server, and clusters of nodes behind nginx.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh libhiredis-dev pkg-config redis-server redis-tools nginx
+swift build --build-tests
+swift test --skip-build "$@"
