@@ -60,3 +60,11 @@ extension JSONValue {
         return nil
     }
 }
+
+extension JSONValue {
+    /// Parses JSON text (one value, surrounding white space allowed).
+    /// - Throws: a description of the first problem and its byte offset.
+    public init(parsing bytes: some Collection<UInt8>) throws {
+        self = try JSONValueParser.parse(bytes)
+    }
+}

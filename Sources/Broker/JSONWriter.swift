@@ -1,18 +1,19 @@
 /// Writes JSON text: the encoder's half of ``EnvelopeCodec``, by hand so that the envelope's
 /// fields keep their documented order (Foundation's `JSONEncoder` does not keep key order on
-/// Linux) and no `Encoder` machinery runs per message. A value type used by one thread.
-struct JSONWriter {
-    var bytes: [UInt8] = []
+/// Linux) and no `Encoder` machinery runs per message. A value type used by one thread; the
+/// node's client frames are written with it too.
+public struct JSONWriter {
+    public private(set) var bytes: [UInt8] = []
 
-    init() {
+    public init() {
         bytes.reserveCapacity(256)
     }
 
-    mutating func raw(_ text: String) {
+    public mutating func raw(_ text: String) {
         bytes.append(contentsOf: text.utf8)
     }
 
-    mutating func string(_ text: String) {
+    public mutating func string(_ text: String) {
         bytes.append(UInt8(ascii: "\""))
         for byte in text.utf8 {
             switch byte {
@@ -31,7 +32,7 @@ struct JSONWriter {
         bytes.append(UInt8(ascii: "\""))
     }
 
-    mutating func value(_ value: JSONValue) {
+    public mutating func value(_ value: JSONValue) {
         switch value {
         case .null: raw("null")
         case .bool(let flag): raw(flag ? "true" : "false")

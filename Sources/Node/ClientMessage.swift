@@ -34,7 +34,8 @@ public struct ClientMessageError: Error, Equatable, CustomStringConvertible {
 }
 
 extension ClientMessage {
-    private struct Wire: Decodable {
+    /// The fields of a client message, read from the parsed object (wrong types read as absent).
+    private struct Wire {
         var type: String?
         var id: JSONValue?
         var token: String?
@@ -42,16 +43,24 @@ extension ClientMessage {
         var data: JSONValue?
         var metadata: JSONValue?
         var eventType: String?
+
+        init(_ fields: [String: JSONValue]) {
+            type = fields["type"]?.stringValue
+            id = fields["id"]
+            token = fields["token"]?.stringValue
+            topic = fields["topic"]?.stringValue
+            data = fields["data"]
+            metadata = fields["metadata"]
+            eventType = fields["eventType"]?.stringValue
+        }
     }
 
     /// Decodes one text frame.
     public static func decode(_ bytes: some Collection<UInt8>) throws(ClientMessageError) -> ClientMessage {
-        let wire: Wire
-        do {
-            wire = try JSONDecoder().decode(Wire.self, from: Data(bytes))
-        } catch {
+        guard case .object(let fields)? = try? JSONValue(parsing: bytes) else {
             throw ClientMessageError(message: "malformed JSON: expected an object with a 'type' field")
         }
+        let wire = Wire(fields)
         let id = wire.id
         func fail(_ message: String, _ details: JSONValue? = nil) -> ClientMessageError {
             ClientMessageError(message: message, id: id, details: details)

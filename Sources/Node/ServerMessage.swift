@@ -16,63 +16,68 @@ public enum ServerMessage: Sendable, Equatable {
 }
 
 extension ServerMessage {
-    private struct Wire: Encodable {
-        var type: String
-        var id: JSONValue?
-        var userId: String?
-        var topic: String?
-        var eventType: String?
-        var data: JSONValue?
-        var metadata: JSONValue?
-        var code: Int?
-        var message: String?
-        var details: JSONValue?
-        var timestamp: String
-    }
-
-    /// The JSON text of this message.
+    /// The JSON text of this message, `type` first. Written by hand (``JSONWriter``): this runs
+    /// once per delivered message per node and once per reply.
     public func encoded(now: Date = Date()) -> [UInt8] {
-        let stamp = ISO8601.string(now)
-        let wire: Wire =
-            switch self {
-            case .authSuccess(let userId, let id):
-                Wire(type: "auth_success", id: id, userId: userId, timestamp: stamp)
-            case .authError(let message, let code, let id):
-                Wire(type: "auth_error", id: id, code: code, message: message, timestamp: stamp)
-            case .authExpired:
-                Wire(
-                    type: "auth_expired", code: 401,
-                    message: "token expired: send 'auth' with a fresh token to receive messages again",
-                    timestamp: stamp)
-            case .subscribed(let topic, let id):
-                Wire(type: "subscribed", id: id, topic: topic, timestamp: stamp)
-            case .unsubscribed(let topic, let id):
-                Wire(type: "unsubscribed", id: id, topic: topic, timestamp: stamp)
-            case .message(let envelope):
-                Wire(
-                    type: "message", topic: envelope.topic?.name, eventType: envelope.eventType ?? "message.sent",
-                    data: envelope.data, metadata: Self.metadata(of: envelope),
-                    timestamp: ISO8601.string(envelope.timestamp))
-            case .error(let code, let message, let details, let id):
-                Wire(type: "error", id: id, code: code, message: message, details: details ?? .object([:]), timestamp: stamp)
-            case .pong(let id):
-                Wire(type: "pong", id: id, timestamp: stamp)
-            }
-        // Encoding plain values cannot fail.
-        return Array(try! Self.encoder.encode(wire))
+        var json = JSONWriter()
+        func field(_ name: String, _ text: String) {
+            json.raw(",\"\(name)\":")
+            json.string(text)
+        }
+        func field(_ name: String, _ value: JSONValue) {
+            json.raw(",\"\(name)\":")
+            json.value(value)
+        }
+        func id(_ value: JSONValue?) {
+            if let value { field("id", value) }
+        }
+        func type(_ name: String) {
+            json.raw("{\"type\":\"\(name)\"")
+        }
+        var stamp = now
+        switch self {
+        case .authSuccess(let userId, let requestId):
+            type("auth_success")
+            id(requestId)
+            field("userId", userId)
+        case .authError(let message, let code, let requestId):
+            type("auth_error")
+            id(requestId)
+            field("code", .number(Double(code)))
+            field("message", message)
+        case .authExpired:
+            type("auth_expired")
+            field("code", .number(401))
+            field("message", "token expired: send 'auth' with a fresh token to receive messages again")
+        case .subscribed(let topic, let requestId):
+            type("subscribed")
+            id(requestId)
+            field("topic", topic)
+        case .unsubscribed(let topic, let requestId):
+            type("unsubscribed")
+            id(requestId)
+            field("topic", topic)
+        case .message(let envelope):
+            type("message")
+            if let topic = envelope.topic { field("topic", topic.name) }
+            field("eventType", envelope.eventType ?? "message.sent")
+            field("data", envelope.data)
+            field("metadata", envelope.metadata ?? .object([:]))
+            stamp = envelope.timestamp
+        case .error(let code, let message, let details, let requestId):
+            type("error")
+            id(requestId)
+            field("code", .number(Double(code)))
+            field("message", message)
+            field("details", details ?? .object([:]))
+        case .pong(let requestId):
+            type("pong")
+            id(requestId)
+        }
+        field("timestamp", ISO8601.string(stamp))
+        json.raw("}")
+        return json.bytes
     }
-
-    /// The publisher's metadata with `senderId` set by the node (never trusted from the client).
-    private static func metadata(of envelope: Envelope) -> JSONValue {
-        guard case .object(let members) = envelope.metadata ?? .object([:]) else { return .object([:]) }
-        return .object(members)
-    }
-
-    private static let encoder: JSONEncoder = {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.withoutEscapingSlashes]
-        return encoder
-    }()
 }
 
 /// ISO 8601 timestamps with milliseconds, UTC.

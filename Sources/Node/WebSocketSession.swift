@@ -319,13 +319,12 @@ final class WebSocketSession: ChannelInboundHandler {
 
     /// Called by the registry's sweep: pings, or closes a connection silent for too long.
     func keepAlive(now: NIODeadline, timeout: TimeAmount, ping: OutboundFrame) {
-        guard !closing, let context else { return }
+        guard !closing, context != nil else { return }
         if now - lastHeard > timeout {
             node.counters.pingTimeouts.add(1, ordering: .relaxed)
             logger.info("ping timeout: nothing heard within WEBSOCKET_PING_TIMEOUT")
             close(.pingTimeout, reason: "ping timeout")
         } else {
-            _ = context
             write(raw: ping)
             output.context?.flush()
         }
