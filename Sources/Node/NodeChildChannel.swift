@@ -37,11 +37,10 @@ struct NodeChildChannel: ServerChildChannel, HTTPChannelHandler {
     }
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
-        channel.eventLoop.makeCompletedFuture {
+        guard let admission else { return setupHTTPOnly(channel: channel, logger: logger) }
+        return channel.eventLoop.makeCompletedFuture {
             let decision = NIOLoopBoundBox<WebSocketAdmission.Decision?>(nil, eventLoop: channel.eventLoop)
-            var upgraders: [any NIOTypedHTTPServerProtocolUpgrader<UpgradeResult>] = []
-            if let admission {
-                upgraders.append(
+            let upgraders: [any NIOTypedHTTPServerProtocolUpgrader<UpgradeResult>] = [
                     NIOTypedWebSocketServerUpgrader<UpgradeResult>(
                         maxFrameSize: admission.maxMessageSize,
                         enableAutomaticErrorHandling: false,
@@ -62,8 +61,8 @@ struct NodeChildChannel: ServerChildChannel, HTTPChannelHandler {
                                 return UpgradeResult.websocket
                             }
                         }
-                    ))
-            }
+                    )
+            ]
             let configuration = NIOTypedHTTPServerUpgradeConfiguration<UpgradeResult>(
                 upgraders: upgraders,
                 notUpgradingCompletionHandler: { channel in
@@ -88,6 +87,21 @@ struct NodeChildChannel: ServerChildChannel, HTTPChannelHandler {
             let result = try channel.pipeline.syncOperations.configureUpgradableHTTPServerPipeline(
                 configuration: pipeline)
             return Value(upgradeResult: result, channel: channel)
+        }
+    }
+
+    /// A listener without `/ws` (when `WEBSOCKET_PORT` names another port): plain HTTP/1.1, as
+    /// Hummingbird's own HTTP1Channel sets it up.
+    private func setupHTTPOnly(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
+        channel.eventLoop.makeCompletedFuture {
+            let pipeline = channel.pipeline.syncOperations
+            try pipeline.configureHTTPServerPipeline(
+                withPipeliningAssistance: false, withErrorHandling: false, withOutboundHeaderValidation: false)
+            try pipeline.addHandler(HTTP1ToHTTPServerCodec(secure: false))
+            try pipeline.addHandler(HTTPConnectionStateHandler(logger: logger))
+            let asyncChannel = try NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>(
+                wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true))
+            return Value(upgradeResult: channel.eventLoop.makeSucceededFuture(.notUpgraded(asyncChannel)), channel: channel)
         }
     }
 

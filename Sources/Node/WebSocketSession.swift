@@ -66,6 +66,11 @@ final class WebSocketSession: ChannelInboundHandler {
         node.counters.connectionsAccepted.add(1, ordering: .relaxed)
         node.metrics.connectionOpened()
         logger.info("WebSocket connected")
+        if node.readiness.state == .draining {
+            // The shutdown's quiesce event may have reached this channel before the upgrade
+            // finished; such a connection gets the same 1001 as the others.
+            return close(.goingAway, reason: "node shutting down")
+        }
         if let initialUser {
             authenticate(initialUser, requestId: nil)
             flushReplies()

@@ -72,13 +72,14 @@ struct TokenVerifierTests {
 
     @Test("RS256 with an RSA public key")
     func rs256() throws {
-        let key = try _RSA.Signing.PrivateKey(keySize: .bits2048)
+        // Fixed test keys: generating RSA keys in a debug build takes seconds of CPU.
+        let key = try _RSA.Signing.PrivateKey(pemRepresentation: Self.rsaKey)
         let rs = try TokenVerifier(key: .publicKeyPEM(key.publicKey.pemRepresentation))
         let token = try TokenMinter.sign(header: ["alg": "RS256"], claims: ["sub": "r"]) {
             try key.signature(for: SHA256.hash(data: $0), padding: .insecurePKCS1v1_5).rawRepresentation
         }
         #expect(try rs.verify(token).id == "r")
-        let other = try _RSA.Signing.PrivateKey(keySize: .bits2048)
+        let other = try _RSA.Signing.PrivateKey(pemRepresentation: Self.otherRSAKey)
         let forged = try TokenMinter.sign(header: ["alg": "RS256"], claims: ["sub": "r"]) {
             try other.signature(for: SHA256.hash(data: $0), padding: .insecurePKCS1v1_5).rawRepresentation
         }
@@ -106,4 +107,67 @@ struct TokenVerifierTests {
         return data.base64EncodedString().replacingOccurrences(of: "=", with: "")
             .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
     }
+
+    /// Throwaway 2048-bit keys made for these tests only (`openssl genrsa 2048`).
+    static let rsaKey = """
+-----BEGIN PRIVATE KEY-----
+MIIEvgIBADANBgkqhkiG9w0BAQEFAASCBKgwggSkAgEAAoIBAQDTYFR0wdkeXqEd
+XHcgaLMO4WMySWfV5XE9BW1EvwYrgqHmb+w0LrdTs3H/3Smu4KmC3q9AfJS/b9i/
+JGKQqZI6jCJv8SwFY1Sv/IS82kk9Eg6n1UnSW7oc7J6E5wVsc3jdjP4Q+kNzhmAZ
+qfYDwEkEY89ELG05eqhzrKT2uMr60NrsVrohrhMeJfxAQ0VjUQYt+YrbTnfgsMGW
+ClP5jNvd3O7FWY2n1b5j5jLMiUSqGxRrgvvj3DL4a7SQLVrcM8PPIc8EyQqQ0FND
+A0k3Ktq0+DtUoCJl/e9veWmJpCq/4vCXtGO1tLRrKCnqnpK+XGahQtgjqrbneHWb
+lzmlpQIXAgMBAAECggEAIJ7jKcmoujkcYC2e7M97orZB2sbdUXNBUIt/23Yne5uD
+ZM6tAziabj5pP3VgM27Uei/nl+oiApE+P/FbjLu+p25s+h2cD5DOxwIPch2148jf
+niMaa25ggIo7xILqoVwIsRhLNU+KDVAVkKBcKSQJoLXOjNTWXmKBkKh6JOFL4f0F
+ckQHFb41GPuOoY9OZJJAdsxyXa475NZPEKICLotYewd41XZiPwmDAXM+LKRs72ty
+Q3T2khh0n4idRm9WSZgZHXfIs9meyhBD0EeNv6W44askg0Wx7F2GoL+dubFGZQeh
+pzgUmGh1Tn6ebypgH8Gm2LqAaRovcCb2BivOEyH8AQKBgQD5haeu9rnXPoH0FU39
+mc99E3qwaD5mdDnWS1aIEiBHs3uftMKgfJsTAoVg9nuLzPHVHnTsJ4jc6qbIMQnh
+55XUcYZxvPC9H23XcZQmYhuy/+NKXasvcn8GI34Dw7OqvbqW79cgxDkcZYDxBRPX
+uXRCu0kI7hhnbKJjx4DO0mKnFwKBgQDY3SeX2skIAXC1xqz9+2djT+4kwrpfz7sc
+UlG4JabR3YknDI89N+QabDSIvVWeCaYkWMS1S924kPPUjWR0OVpi2PO/ZadVf/zv
+7umkjGDL5JDColxXYq11kN+k6t5s6ncnHM9YSzXksRBxmYlUwfA5gTO+aZjGyhoA
+SMcVwUldAQKBgEmah3AxD3jS03qwniTkrjPy/wnydhW6yyTPbGMPFb6QzzK5G4BD
+wWrGH5oOmzsN5Xg8V7khoFmqTjBXZtbgfW4BXutGFK11C+21b0IzRoBywxU4tDp2
+x8mDxrRNkj4XYWcMsKTVvRMHThXKraPA7O6SWGTt9vzrKqvMOc7IeJlZAoGBANZ2
+JtCS6dnD6t2pA60McVsSUbUC6eMUgLrqYaxVd9r1VcxLLGBjJG5I8c8ERmZKroYl
+TyrnQvZiSu+5gE075rn4SVzPP6NbNh1lTKOQu60HdW01uVIl4NpyEel658oYOQtx
+/08W2c42mMdvChPK0zFbJ3u33AFDHmGHl3JZOp8BAoGBAIlsBGf84L9AZFujdVrR
+S+NN0i3GerZKsZHArT7MQYU4iLonjYm9w8YCS08xWyrCd+LXYN8mSzWQYmd11fna
+Rl+WNr9uWdGnlLijFxIgHqKtDieLAngczhETnBF47CCdJN+crX5Ps6OYRxrxIKDX
+UjOKaDWQ0I0ErjVkCkxfyRae
+-----END PRIVATE KEY-----
+"""
+
+    static let otherRSAKey = """
+-----BEGIN PRIVATE KEY-----
+MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC1C1SGy55bojdj
+gr11fWx7hGVGirKvsSAYf3/Lk/QuU+MQ0zEvcLRPobEHOLrQ/fBRq2HT8d+9+vOF
+HlXaMSEG0LliIpuu9lU0yHrFuwfaZCJCOjPXiZ/7pcPfCUx682SuAS5UTCPH3FLV
+sYMNKGE12w7tDAIH1uPqkHr3VkQgObDUYyeBme9HbSJGVkJE2uhIGUOKYdtvXOay
+sct0laTF/YJsK+MbZyeH3kJsiO5r5SF2gV5LJw6V6mbDoRPs8qbaOizbWZnIoZBI
+M++FYQxqNOrzw1jHePPgEtup/Kp4McTqx350KSZJleiMH3yWEB6nmjwF68sA/j1e
+SLU7onU5AgMBAAECggEATXnxzFWrCS/cYDt89KCeIiXAaXXFjiZQw+scN3SzlHfV
+vkeCzvh+UW2yopKGcBWcGHctQFRMGbMhL6CRwPQxXAdKrlJ9KVzFjfcVgzTM4Yrk
+lk7uDJka28hOkE4caqlqNoTO3MhQr6D72fNDUAgtwaxjMNJotA4kLydxWBOUx+zt
+/3Fgd/vH8CERrw5RSkFv6foAUrmLxQhK6xiZEelta9vtEMXxJQgc0EbjZSfhSDUn
+MMf1xOJ4oe8/VQjxHwRfINbpJg17zL19b0NXDOdeRTrH56OgY09F/gOJ5bzs9MX9
+guy9DmFW0lMu8rlNmETeHXSGA41u9XxdvUADm3g+eQKBgQD6ZNSgKbHQuPbxvVCM
+6y6hUachoWvdnBKgXDz/SUtysEFTbslhesj2TyQVLnrfaU0+apYaSmfdd+o5T5tq
+T377wislNphrIxkZZ2b/RndUs0IgLINKu88NRSCKIGj7i4qkYmwO08ZU7TaxdUji
+9TGtHeMWyZ3jX36NLmEW99yJ6wKBgQC5GQMXn8ukImpFMxe0lAxRqndefn6mOqdJ
+wdKTXvLwevgSd8xolwWvdNPrmCv5y9J5miOLAo1NqloOoo2vPPmXSzFQcEgql4A6
+vKWq49l+7xM9jFfg2qZwRzY7COKBUwphfxS7V04DedGArcrlMVcqQ8DvdBlOLuCU
+E6pYHNpwawKBgElMlRXhvsT8MIYpxlfKTRc6YPOuXnY8RxOcjNqqqSSExkrXRqp7
+mDLKjiSJO70FBXC9IP3HREqH3RAz5qojZWfruleleM78Mk/GfldCWJJ5+2SRw0lw
+WzdmQhVNUY45ljdy/HEGu6uG2ZjvXYva/VTRR/YWxVqXTOOlbRSdMHlLAoGBALRx
+drtEE1DqH/Ff8p8eqLfAV+gtpqfEjCryIad7K5hWOJpAYWwgtfErEiEdUtmM4p2b
+L0Un8rqg9HRJ8ZfA+IyOR//jxeaHlQEtwM9Mmk4NIROiSlUwsorIUUzRx4ZNftQ2
+/+32GV54Fk28nww5woC4VlDZPIYkWtjgJvMJBcYLAoGAdfPGoVCYRLtrXHMDmLLH
+f9BSHWIWExy9HFgmlWuafnjOZra+tnA2dQKmImJfqT7my91dsBGVkXp3x+cdPub4
+ISuT++bZP0CGcSy1vhqyzj2ZF1HUSUhZEu+f/qhIYxGk/Hv10WbPxbbmAfhbXE6C
+rfxvNKv0gIZLnobRc+BgkGc=
+-----END PRIVATE KEY-----
+"""
 }

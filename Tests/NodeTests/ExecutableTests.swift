@@ -1,0 +1,93 @@
+import ChorusClient
+import Foundation
+import Testing
+import TestSupport
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite("The chorus executable")
+struct ExecutableTests {
+    private func log() -> URL {
+        FileManager.default.temporaryDirectory.appendingPathComponent("chorus-exec-\(UUID().uuidString).log")
+    }
+
+    @Test(
+        "a bad configuration stops the node at start with one line naming the variable (exit 78)",
+        arguments: [
+            ([:], "JWT_SECRET: not set"),
+            (["JWT_SECRET": "0123456789abcdef", "HTTP_PORT": "x"], "HTTP_PORT: expected a whole number, got 'x'"),
+            (["JWT_SECRET": "0123456789abcdef", "PUBSUB_REDIS_URL": "localhost"], "PUBSUB_REDIS_URL: expected redis://"),
+        ])
+    func badConfiguration(environment: [String: String], line: String) async throws {
+        var env = environment
+        env["JWT_SECRET"] = env["JWT_SECRET"] ?? ""
+        let process = try ChildProcess(try Executable.chorus(), [], environment: env, log: log())
+        #expect(await process.wait(timeout: .seconds(20)) == 78)
+        let output = process.output().split(separator: "\n")
+        #expect(output.count == 1, "\(output)")
+        #expect(output.first?.contains(line) == true, "\(output)")
+    }
+
+    @Test("SIGTERM closes WebSockets with 1001 and the process exits 0")
+    func sigterm() async throws {
+        let port = try LoopbackPort.reserve()
+        let process = try ChildProcess(
+            try Executable.chorus(), [],
+            environment: [
+                "JWT_SECRET": TestNode.secret, "HTTP_HOST": "127.0.0.1", "HTTP_PORT": "\(port)", "LOG_LEVEL": "info",
+            ],
+            log: log())
+        defer { process.signal(SIGKILL) }
+        var client: WebSocketClient?
+        let deadline = ContinuousClock.now + .seconds(20)
+        while client == nil, ContinuousClock.now < deadline, process.isRunning {
+            client = try? await WebSocketClient.connect(port: port)
+            if client == nil { try await Task.sleep(for: .milliseconds(50)) }  // until it listens
+        }
+        let connected = try #require(client, "node did not start: \(process.output())")
+        process.signal(SIGTERM)
+        #expect(try await connected.closeCode() == 1001)
+        await connected.close(code: 1001)
+        #expect(await process.wait(timeout: .seconds(15)) == 0)
+        let output = process.output()
+        #expect(output.contains("draining"))
+        #expect(output.contains("node stopped"))
+    }
+
+    @Test("chorus token mints a token the node accepts")
+    func token() async throws {
+        let process = try ChildProcess(
+            try Executable.chorus(), ["token", "--sub", "cli-user", "--ttl", "5m"],
+            environment: ["JWT_SECRET": TestNode.secret], log: log())
+        #expect(await process.wait(timeout: .seconds(20)) == 0)
+        let token = process.output().trimmingCharacters(in: .whitespacesAndNewlines)
+        try await withNode { node in
+            let client = try await node.connect()
+            let reply = try await client.request(["type": "auth", "token": token])
+            #expect(reply["userId"] as? String == "cli-user")
+        }
+    }
+}
+
+@Suite("A separate WebSocket port")
+struct SeparatePortTests {
+    @Test("with WEBSOCKET_PORT set, /ws is served there and HTTP stays on HTTP_PORT")
+    func splitPorts() async throws {
+        let websocketPort = try LoopbackPort.reserve()
+        try await withNode(["WEBSOCKET_PORT": "\(websocketPort)", "WEBSOCKET_HOST": "127.0.0.1"]) { node in
+            #expect(await node.node.websocketPort() == websocketPort)
+            let client = try await WebSocketClient.connect(port: websocketPort)
+            #expect(try await client.request(["type": "ping"])["type"] as? String == "pong")
+            #expect(try await HTTP.get("\(node.baseURL)/health").status == 200)
+            #expect(try await HTTP.get("http://127.0.0.1:\(websocketPort)/health").status == 404)
+            do {
+                _ = try await node.connect()
+                Issue.record("the HTTP port must not upgrade when WEBSOCKET_PORT differs")
+            } catch WebSocketClient.Failure.upgradeRefused(let status, _) {
+                #expect(status == 426)
+            }
+        }
+    }
+}
