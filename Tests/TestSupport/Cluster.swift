@@ -44,7 +44,7 @@ public final class Cluster: Sendable {
 
     /// Waits until every node of `nodes` (all by default) reports `adapter.state == state` in `/stats`.
     public func waitUntilAdapters(
-        are state: String, on nodes: [NodeProcess]? = nil, within timeout: Duration = .seconds(20)
+        are state: String, on nodes: [NodeProcess]? = nil, within timeout: Duration = .seconds(30)
     ) async throws {
         let nodes = nodes ?? self.nodes
         let reached = await eventually(within: timeout) {

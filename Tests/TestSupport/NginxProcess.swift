@@ -33,7 +33,7 @@ public final class NginxProcess: Sendable {
     public var baseURL: String { "http://127.0.0.1:\(port)" }
 
     /// Waits until nginx answers `/health` (from some node) with 200.
-    public func waitUntilServing(within timeout: Duration = .seconds(15)) async throws {
+    public func waitUntilServing(within timeout: Duration = .seconds(30)) async throws {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             guard process.isRunning else {

@@ -89,7 +89,7 @@ extension WebSocketClient {
     public func authenticated(as user: String, secret: String) async throws -> WebSocketClient {
         let token = TokenMinter(secret: Array(secret.utf8)).mint(subject: user)
         try await send(json: ["type": "auth", "token": token])
-        let reply = try await nextJSON()
+        let reply = try await nextJSON(timeout: .seconds(20))
         guard reply["type"] as? String == "auth_success" else {
             throw TestFailure("expected auth_success, got \(reply)")
         }

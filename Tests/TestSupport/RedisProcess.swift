@@ -34,7 +34,8 @@ public final class RedisProcess: Sendable {
     public var isRunning: Bool { process.withLock { $0?.isRunning ?? false } }
 
     /// Starts the server (no persistence, loopback only) and waits until it answers `PING`.
-    public func start(within timeout: Duration = .seconds(10)) async throws {
+    public func start(within timeout: Duration = .seconds(20)) async throws {
+        guard !isRunning else { throw TestFailure("redis-server on port \(port) is already running") }
         let run = runs.add(1, ordering: .relaxed).newValue
         let started = try ChildProcess(
             server,
@@ -43,11 +44,7 @@ public final class RedisProcess: Sendable {
                 "--daemonize", "no", "--loglevel", "notice", "--dir", directory.path,
             ],
             log: directory.appendingPathComponent("redis-\(port)-run\(run).log"))
-        let previous = process.withLock { process in
-            defer { process = started }
-            return process
-        }
-        precondition(previous?.isRunning != true, "redis-server on port \(port) is already running")
+        process.withLock { $0 = started }
 
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
@@ -65,7 +62,7 @@ public final class RedisProcess: Sendable {
     public func kill() async {
         guard let running = process.withLock({ $0 }) else { return }
         running.signal(SIGKILL)
-        await running.wait(timeout: .seconds(5))
+        await running.wait(timeout: .seconds(10))
     }
 
     /// Stops the server politely (SIGTERM, then SIGKILL) and waits until it is gone.
@@ -76,7 +73,7 @@ public final class RedisProcess: Sendable {
 
     /// Runs `redis-cli --raw -p <port> arguments...` and returns its output without the final
     /// newline. Throws when `redis-cli` fails (server down) or Redis answers with an error.
-    public func cli(_ arguments: [String], timeout: Duration = .seconds(5)) async throws -> String {
+    public func cli(_ arguments: [String], timeout: Duration = .seconds(20)) async throws -> String {
         let run = runs.add(1, ordering: .relaxed).newValue
         let log = directory.appendingPathComponent("redis-cli-\(port)-\(run).out")
         defer { try? FileManager.default.removeItem(at: log) }
@@ -99,13 +96,18 @@ public final class RedisProcess: Sendable {
         return Set(output.split(separator: "\n").map(String.init).filter { !$0.isEmpty })
     }
 
-    /// How many connections subscribe to `channel` (`PUBSUB NUMSUB`).
-    public func subscriberCount(_ channel: String) async throws -> Int {
-        let lines = try await cli(["PUBSUB", "NUMSUB", channel]).split(separator: "\n")
-        guard lines.count == 2, let count = Int(lines[1]) else {
-            throw TestFailure("PUBSUB NUMSUB \(channel): unexpected reply \(lines)")
+    /// How many connections subscribe to each of `channels` (`PUBSUB NUMSUB`, one round trip).
+    public func subscriberCounts(_ channels: [String]) async throws -> [String: Int] {
+        let lines = try await cli(["PUBSUB", "NUMSUB"] + channels).split(separator: "\n", omittingEmptySubsequences: false)
+        guard lines.count == 2 * channels.count else {
+            throw TestFailure("PUBSUB NUMSUB: unexpected reply \(lines)")
         }
-        return count
+        var counts: [String: Int] = [:]
+        for pair in stride(from: 0, to: lines.count, by: 2) {
+            guard let count = Int(lines[pair + 1]) else { throw TestFailure("PUBSUB NUMSUB: unexpected reply \(lines)") }
+            counts[String(lines[pair])] = count
+        }
+        return counts
     }
 
     /// Publishes `payload` as is onto `channel`; the number of connections that received it.

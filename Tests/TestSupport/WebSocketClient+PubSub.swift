@@ -20,6 +20,9 @@ public struct Delivery: @unchecked Sendable, CustomStringConvertible {
         }
     }
 
+    /// `data.seq` as a whole number.
+    public var seq: Int? { string("seq").flatMap { Int($0) } }
+
     public var description: String {
         "\(topic ?? "-") \(eventType ?? "-") \(String(decoding: (try? JSONSerialization.data(withJSONObject: data, options: [.sortedKeys])) ?? Data(), as: UTF8.self))"
     }
@@ -38,7 +41,7 @@ extension WebSocketClient {
     /// a moment later, so a message from another node can still miss it: see ``awaitRoute(to:topic:within:)``.
     public func subscribe(_ topic: String) async throws {
         try await send(json: ["type": "subscribe", "topic": topic, "id": "subscribe \(topic)"])
-        let reply = try await nextJSON()
+        let reply = try await nextJSON(timeout: .seconds(20))
         guard reply["type"] as? String == "subscribed", reply["topic"] as? String == topic else {
             throw TestFailure("subscribe \(topic): expected 'subscribed', got \(reply)")
         }
@@ -65,7 +68,7 @@ extension WebSocketClient {
 
     /// The next `count` delivered messages (probes skipped), all within `timeout`; throws with
     /// what did arrive when fewer came.
-    public func deliveries(_ count: Int, within timeout: Duration = .seconds(15)) async throws -> [Delivery] {
+    public func deliveries(_ count: Int, within timeout: Duration = .seconds(20)) async throws -> [Delivery] {
         let deadline = ContinuousClock.now + timeout
         var received: [Delivery] = []
         while received.count < count {
@@ -108,7 +111,7 @@ extension WebSocketClient {
     /// A node answers `subscribed` before Redis has confirmed its `SUBSCRIBE`, so the first
     /// messages from other nodes may pass a fresh subscriber by. Anything but a probe arriving at
     /// a subscriber meanwhile throws.
-    public func awaitRoute(to subscribers: [WebSocketClient], topic: String, within timeout: Duration = .seconds(10)) async throws {
+    public func awaitRoute(to subscribers: [WebSocketClient], topic: String, within timeout: Duration = .seconds(20)) async throws {
         let deadline = ContinuousClock.now + timeout
         var waiting = subscribers.indices.map { $0 }
         var probe = 0

@@ -1,0 +1,58 @@
+import Foundation
+import Testing
+import TestSupport
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension ClusterTests {
+    @Suite("Cluster stats")
+    struct ClusterStatsTests {
+        @Test("/stats?scope=cluster on any node lists every live node; a stopped node leaves, a killed one expires")
+        func clusterView() async throws {
+            try await withCluster(environment: ["CLUSTER_HEARTBEAT_INTERVAL": "200"]) { cluster in
+                let client = try await cluster.node(2).connect(as: "watcher")
+                try await client.subscribe("room.stats")
+
+                let all: Set = ["node-1", "node-2", "node-3"]
+                #expect(await Self.members(seenFrom: cluster.node(1), become: all))
+                // Totals include node 2's client once its next heartbeat has gone out.
+                var totals: [String: Any] = [:]
+                let deadline = ContinuousClock.now + .seconds(15)
+                while (totals["connections"] as? Int ?? 0) < 1, ContinuousClock.now < deadline {
+                    let stats = try await HTTP.get("\(cluster.node(3).baseURL)/stats?scope=cluster").json()
+                    #expect(stats["complete"] as? Bool == true)
+                    totals = stats["totals"] as? [String: Any] ?? [:]
+                    try await Task.sleep(for: .milliseconds(100))  // heartbeats arrive on their interval
+                }
+                #expect(totals["nodes"] as? Int == 3)
+                #expect(totals["connections"] as? Int == 1)
+                #expect(totals["subscriptions"] as? Int == 1)
+
+                // A graceful stop withdraws at once.
+                cluster.node(2).terminate()
+                #expect(await cluster.node(2).process.wait(timeout: .seconds(15)) == 0)
+                #expect(await Self.members(seenFrom: cluster.node(1), become: ["node-1", "node-3"]))
+                // A crash stops the heartbeat: the entry expires after three intervals.
+                cluster.node(3).process.signal(SIGKILL)
+                #expect(await Self.members(seenFrom: cluster.node(1), become: ["node-1"]))
+            }
+        }
+
+        /// Polls the cluster view until it lists exactly `expected` (bounded).
+        static func members(seenFrom node: NodeProcess, become expected: Set<String>) async -> Bool {
+            let deadline = ContinuousClock.now + .seconds(15)
+            while ContinuousClock.now < deadline {
+                if let stats = try? await HTTP.get("\(node.baseURL)/stats?scope=cluster").json(),
+                    let nodes = stats["nodes"] as? [[String: Any]],
+                    Set(nodes.compactMap { $0["nodeId"] as? String }) == expected
+                {
+                    return true
+                }
+                try? await Task.sleep(for: .milliseconds(100))  // heartbeats arrive on their interval
+            }
+            return false
+        }
+    }
+}

@@ -1,0 +1,90 @@
+import ChorusClient
+import Testing
+import TestSupport
+
+extension ClusterTests {
+    @Suite("Delivery across nodes")
+    struct CrossNodeDeliveryTests {
+        @Test("subscribers on node 1 and node 3 receive every message published on node 2 once, in order")
+        func publisherOnAnotherNode() async throws {
+            try await withCluster { cluster in
+                let topic = "news.headlines"
+                let subscribers = [try await cluster.node(1).connect(as: "alice"), try await cluster.node(3).connect(as: "carol")]
+                for subscriber in subscribers { try await subscriber.subscribe(topic) }
+                let publisher = try await cluster.node(2).connect(as: "bob")
+                try await publisher.awaitRoute(to: subscribers, topic: topic)
+
+                for seq in 0..<100 { try await publisher.publish(topic: topic, data: ["seq": seq]) }
+
+                for (node, subscriber) in zip(["node-1", "node-3"], subscribers) {
+                    let received = try await subscriber.deliveries(100)
+                    #expect(received.map(\.seq) == Array(0..<100), "on \(node)")
+                    #expect(received.allSatisfy { $0.topic == topic && $0.senderId == "bob" }, "on \(node)")
+                    #expect(await subscriber.receivesNothingMore(), "no duplicate on \(node)")
+                }
+            }
+        }
+
+        @Test("messages published through nginx, by WebSocket and by POST /api/publish, reach subscribers on every node once")
+        func publishersBehindNginx() async throws {
+            try await withCluster { cluster in
+                let topic = "news.sports"
+                let subscribers = [try await cluster.node(1).connect(as: "alice"), try await cluster.node(3).connect(as: "carol")]
+                for subscriber in subscribers { try await subscriber.subscribe(topic) }
+                let publisher = try await cluster.connectThroughNginx(as: "dave")
+                try await publisher.awaitRoute(to: subscribers, topic: topic)
+
+                // 50 over the WebSocket, and every fifth step one POST through nginx (which
+                // spreads them over the nodes).
+                for seq in 0..<50 {
+                    try await publisher.publish(topic: topic, data: ["via": "websocket", "seq": seq])
+                    if seq % 5 == 0 {
+                        let status = try await cluster.publishThroughNginx(topic: topic, data: ["via": "http", "seq": seq / 5])
+                        #expect(status == 202)
+                    }
+                }
+
+                for (node, subscriber) in zip(["node-1", "node-3"], subscribers) {
+                    let received = try await subscriber.deliveries(60)
+                    let websocket = received.filter { $0.string("via") == "websocket" }.map(\.seq)
+                    let http = received.filter { $0.string("via") == "http" }.map(\.seq)
+                    #expect(websocket == Array(0..<50), "one WebSocket's messages in publish order on \(node)")
+                    // POSTs land on different nodes: each is accepted (202) before it has
+                    // reached Redis, so only the set is certain, not the order between nodes.
+                    #expect(http.compactMap { $0 }.sorted() == Array(0..<10), "each POST once on \(node)")
+                    #expect(received.filter { $0.string("via") == "http" }.allSatisfy { $0.senderId == "server" })
+                    #expect(await subscriber.receivesNothingMore(), "no duplicate on \(node)")
+                }
+            }
+        }
+
+        @Test("wildcard subscribers on other nodes receive exactly the matching topics once, in publish order")
+        func wildcards() async throws {
+            try await withCluster { cluster in
+                let oneLevel = try await cluster.node(1).connect(as: "alice")
+                let anyDepth = try await cluster.node(3).connect(as: "carol")
+                try await oneLevel.subscribe("chat.*")
+                try await anyDepth.subscribe("chat.**")
+                let publisher = try await cluster.node(2).connect(as: "bob")
+                try await publisher.awaitRoute(to: [oneLevel, anyDepth], topic: "chat.lobby")
+
+                // Redis `*` crosses dots: node 1 must drop chat.lobby.thread itself.
+                for seq in 0..<30 {
+                    for topic in ["chat.lobby", "chat.lobby.thread", "chats.lobby", "news.chat"] {
+                        try await publisher.publish(topic: topic, data: ["seq": seq])
+                    }
+                }
+
+                let shallow = try await oneLevel.deliveries(30)
+                #expect(shallow.map(\.topic) == Array(repeating: "chat.lobby", count: 30))
+                #expect(shallow.map(\.seq) == Array(0..<30))
+                #expect(await oneLevel.receivesNothingMore(), "chat.* gets nothing deeper, and nothing twice")
+
+                let deep = try await anyDepth.deliveries(60)
+                let expected = (0..<30).flatMap { seq in ["chat.lobby \(seq)", "chat.lobby.thread \(seq)"] }
+                #expect(deep.map { "\($0.topic ?? "-") \($0.seq ?? -1)" } == expected)
+                #expect(await anyDepth.receivesNothingMore(), "chat.** gets nothing else, and nothing twice")
+            }
+        }
+    }
+}

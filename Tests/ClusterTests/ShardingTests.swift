@@ -1,0 +1,88 @@
+import ChorusClient
+import Testing
+import TestSupport
+
+extension ClusterTests {
+    @Suite("Two Redis servers")
+    struct ShardingTests {
+        /// The server (index in `PUBSUB_REDIS_URL`) that carries `topic`: FNV-1a 64 of the topic
+        /// name modulo the number of servers, as documented for the Redis adapter.
+        static func server(of topic: String, among count: Int) -> Int {
+            var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+            for byte in topic.utf8 {
+                hash ^= UInt64(byte)
+                hash &*= 0x0000_0100_0000_01b3
+            }
+            return Int(hash % UInt64(count))
+        }
+
+        @Test("topics spread over two Redis servers; every message arrives once; stopping one server affects only its topics")
+        func twoServers() async throws {
+            try await withCluster(redisServers: 2) { cluster in
+                let topics = (0..<20).map { "orders.region-\($0)" }
+                let home = Dictionary(uniqueKeysWithValues: topics.map { ($0, Self.server(of: $0, among: 2)) })
+                try #require(Set(home.values) == [0, 1], "the 20 topics use both servers")
+
+                // Node 1 holds the 20 topics, node 3 one pattern covering them all.
+                let subscribers = [try await cluster.node(1).connect(as: "alice"), try await cluster.node(3).connect(as: "carol")]
+                for topic in topics { try await subscribers[0].subscribe(topic) }
+                try await subscribers[1].subscribe("orders.*")
+                // Each topic's channel is subscribed on the server its hash names and on no
+                // other; the pattern on every server.
+                let placed = await eventually(within: .seconds(20)) {
+                    for (index, server) in cluster.redis.enumerated() {
+                        guard let counts = try? await server.subscriberCounts(topics.map { "pubsub:\($0)" }),
+                            (try? await server.cli(["PUBSUB", "NUMPAT"])) == "1"
+                        else { return false }
+                        for topic in topics where counts["pubsub:\(topic)"] != (home[topic] == index ? 1 : 0) { return false }
+                    }
+                    return true
+                }
+                try #require(placed, "every topic on the server its hash names and on no other, the pattern on both")
+
+                let publisher = try await cluster.node(2).connect(as: "bob")
+                for round in 0..<3 {
+                    for topic in topics { try await publisher.publish(topic: topic, data: ["seq": round]) }
+                }
+                for (node, subscriber) in zip(["node-1", "node-3"], subscribers) {
+                    let received = try await subscriber.deliveries(60)
+                    for topic in topics {
+                        #expect(received.filter { $0.topic == topic }.map(\.seq) == [0, 1, 2], "\(topic) on \(node)")
+                    }
+                    #expect(await subscriber.receivesNothingMore(), "no duplicate on \(node)")
+                }
+
+                // Stop the second server.
+                let (alive, dead) = (cluster.redis[0], cluster.redis[1])
+                await dead.kill()
+                let split = await eventually(within: .seconds(20)) {
+                    for node in cluster.nodes {
+                        let states = try? await node.backendStates()
+                        if states?[cluster.backendAddress(alive)] != "connected" || states?[cluster.backendAddress(dead)] != "fallback" {
+                            return false
+                        }
+                    }
+                    return true
+                }
+                try #require(split, "every node reports the stopped server fallback and the other connected")
+
+                let surviving = topics.filter { home[$0] == 0 }
+                let stranded = topics.filter { home[$0] == 1 }
+                for topic in topics { try await publisher.publish(topic: topic, data: ["seq": 3]) }
+                for (node, subscriber) in zip(["node-1", "node-3"], subscribers) {
+                    let received = try await subscriber.deliveries(surviving.count)
+                    #expect(received.map(\.topic) == surviving.map(Optional.some), "topics of the live server cross to \(node)")
+                    #expect(await subscriber.receivesNothingMore(), "topics of the stopped server do not reach \(node)")
+                }
+
+                // The stopped server's topics still work within one node.
+                let neighbour = try await cluster.node(1).connect(as: "dora")
+                try await neighbour.publish(topic: stranded[0], data: ["seq": 4])
+                let local = try await subscribers[0].deliveries(1)
+                #expect(local.map(\.topic) == [stranded[0]])
+                #expect(local.map(\.seq) == [4])
+                #expect(await subscribers[1].receivesNothingMore(), "but not across nodes")
+            }
+        }
+    }
+}

@@ -1,0 +1,115 @@
+#!/usr/bin/env python3
+"""Side-by-side table of one scripts/bench.sh run: medians over repeated runs, Chorus vs Nchan.
+
+    bench/compare.py bench/results STAMP   (prints Markdown; also writes STAMP-summary.json)
+"""
+import glob
+import json
+import os
+import statistics
+import sys
+
+
+def load(results, stamp):
+    runs = {}
+    for path in sorted(glob.glob(os.path.join(results, f"{stamp}-*.json"))):
+        if path.endswith("-summary.json"):
+            continue
+        with open(path) as f:
+            r = json.load(f)
+        runs.setdefault((r.get("label") or r["scenario"], r["target"]), []).append(r)
+    return runs
+
+
+def get(r, path):
+    for key in path.split("."):
+        if r is None:
+            return None
+        if isinstance(r, list):
+            r = r[int(key)] if len(r) > int(key) else None
+        else:
+            r = r.get(key)
+    return r
+
+
+def median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+# (label, metric name, path in the JSON, format, higher is better)
+ROWS = [
+    ("broadcast-2000", "deliveries/s (1,000 subs, 2 nodes, 2,000 msg/s offered)", "result.deliveredPerSecond", "{:,.0f}", True),
+    ("broadcast-2000", "offered deliveries/s actually published", "result.offeredDeliveriesPerSecond", "{:,.0f}", True),
+    ("broadcast-2000", "lost deliveries", "result.lost", "{:,.0f}", False),
+    ("broadcast-2000", "p50 latency ms", "result.latency.p50Ms", "{:.2f}", False),
+    ("broadcast-2000", "p99 latency ms", "result.latency.p99Ms", "{:.2f}", False),
+    ("broadcast-2000", "max latency ms", "result.latency.maxMs", "{:.2f}", False),
+    ("broadcast-2000", "generator CPU %", "result.benchCPUPercent", "{:.0f}", False),
+    ("saturation", "highest rate with no loss, p99 <= 50 ms (msg/s)", "saturation.highestPassingRate", "{:,.0f}", True),
+    ("saturation", "deliveries/s at that rate", "saturation.deliveredPerSecondAtThatRate", "{:,.0f}", True),
+    ("broadcast-100", "p50 latency ms (1,000 subs, 100 msg/s)", "result.latency.p50Ms", "{:.3f}", False),
+    ("broadcast-100", "p99 latency ms", "result.latency.p99Ms", "{:.3f}", False),
+    ("broadcast-100", "p99.9 latency ms", "result.latency.p999Ms", "{:.3f}", False),
+    ("broadcast-100", "max latency ms", "result.latency.maxMs", "{:.3f}", False),
+    ("broadcast-100", "lost deliveries", "result.lost", "{:,.0f}", False),
+    ("latency", "p50 latency ms (100 subs, 100 msg/s, cross-node)", "result.latency.p50Ms", "{:.3f}", False),
+    ("latency", "p99 latency ms", "result.latency.p99Ms", "{:.3f}", False),
+    ("latency", "p99.9 latency ms", "result.latency.p999Ms", "{:.3f}", False),
+    ("latency", "max latency ms", "result.latency.maxMs", "{:.3f}", False),
+    ("latency", "lost deliveries", "result.lost", "{:,.0f}", False),
+    ("connections", "connect rate (connections/s, 10,000)", "connect.perSecond", "{:,.0f}", True),
+    ("connections", "ready connections", "connect.ready", "{:,.0f}", True),
+]
+
+
+def memory_per_connection(r):
+    """Bytes of server memory per idle connection: /stats RSS for Chorus, worker RSS for Nchan."""
+    m = r.get("memory") or {}
+    if r["target"] == "chorus" and m.get("nodes"):
+        return m["nodes"][0]["bytesPerConnection"]
+    return m.get("watchedRSSBytesPerConnection")
+
+
+def main():
+    results, stamp = sys.argv[1], sys.argv[2]
+    runs = load(results, stamp)
+    summary = []
+    lines = [
+        f"Run {stamp}: medians over the runs shown as n; ratio = Chorus / Nchan.",
+        "",
+        "| scenario | metric | Chorus | Nchan | ratio |",
+        "|---|---|---|---|---|",
+    ]
+
+    def row(label, name, values_by_target, fmt):
+        cells = []
+        meds = {}
+        for target in ("chorus", "nchan"):
+            values = values_by_target.get(target, [])
+            med = median(values)
+            meds[target] = med
+            n = len([v for v in values if v is not None])
+            cells.append("-" if med is None else (fmt.format(med) + (f" (n={n})" if n > 1 else "")))
+        ratio = ""
+        if meds["chorus"] is not None and meds["nchan"] not in (None, 0):
+            ratio = f"{meds['chorus'] / meds['nchan']:.2f}x"
+        lines.append(f"| {label} | {name} | {cells[0]} | {cells[1]} | {ratio} |")
+        summary.append({"scenario": label, "metric": name, "chorus": meds["chorus"], "nchan": meds["nchan"],
+                        "runs": {t: v for t, v in values_by_target.items()}})
+
+    for label, name, path, fmt, _ in ROWS:
+        values = {t: [get(r, path) for r in runs.get((label, t), [])] for t in ("chorus", "nchan")}
+        if not any(values.values()):
+            continue
+        row(label, name, values, fmt)
+    mem = {t: [memory_per_connection(r) for r in runs.get(("connections", t), [])] for t in ("chorus", "nchan")}
+    if any(mem.values()):
+        row("connections", "server memory per idle subscribed connection (bytes)", mem, "{:,.0f}")
+    print("\n".join(lines))
+    with open(os.path.join(results, f"{stamp}-summary.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

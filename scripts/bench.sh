@@ -1,0 +1,318 @@
+#!/usr/bin/env bash
+# Chorus vs Nchan on this machine, loopback only, with the project's own generator.
+#
+#   scripts/bench.sh [--quick] [--runs N] [--only LIST] [--targets LIST]
+#
+#   --quick        one run of each scenario, shorter trials (a smoke test, ~2 minutes)
+#   --runs N       runs per scenario and target (default 3); tables show medians
+#   --only LIST    comma list of scenarios: broadcast,saturation,load100,latency,connections
+#                  (default: all)
+#   --targets LIST chorus,nchan (default: both)
+#
+# Starts Redis, two Chorus nodes (release build, PUBSUB_ADAPTER=redis) and two nginx+Nchan
+# instances on the same Redis, runs the same scenarios against both with chorus-bench, prints
+# a side-by-side table and writes bench/results/<stamp>-*.json and <stamp>-summary.md.
+# Everything it starts is stopped on exit. Environment:
+#   SCRATCH=.build-bench   SwiftPM scratch folder for the release builds
+#   BUILD_NICE=19          niceness of the builds (the benchmark itself runs at normal priority)
+#   BENCH_NICE=            set (e.g. 19) to run servers and generator niced too (development)
+#   NCHAN_WORKERS=1        nginx worker_processes per Nchan instance
+#   NCHAN_REDIS_MODE=nostore  nchan_redis_storage_mode (nostore: pure pub/sub like Chorus; or distributed)
+#   NCHAN_PUBLISH=ws       ws: frames on a /pub/<topic> WebSocket; http: POST /pub/<topic>
+#   SKIP_BUILD=1           use the binaries already in $SCRATCH/release
+#   KEEP_TMP=1             keep the temp dir (logs, configs)
+
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+readonly REPO
+cd "$REPO"
+
+RUNS=3
+QUICK=0
+ONLY="broadcast,saturation,load100,latency,connections"
+TARGETS="chorus,nchan"
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --quick) QUICK=1; RUNS=1; shift ;;
+        --runs) RUNS="$2"; shift 2 ;;
+        --only) ONLY="$2"; shift 2 ;;
+        --targets) TARGETS="$2"; shift 2 ;;
+        -h|--help) sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "bench: unknown argument '$1'" >&2; exit 2 ;;
+    esac
+done
+
+log() { printf 'bench: %s\n' "$*" >&2; }
+die() { log "$*"; exit 1; }
+wants() { case ",$ONLY," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
+target_on() { case ",$TARGETS," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
+
+# ---- descriptors, packages, builds ---------------------------------------------------
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+log "open files limit: $(ulimit -n)"
+
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v nginx >/dev/null 2>&1 || missing+=(nginx)
+[ -f /usr/lib/nginx/modules/ngx_nchan_module.so ] || missing+=(libnginx-mod-nchan)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v python3 >/dev/null 2>&1 || missing+=(python3)
+if [ ${#missing[@]} -gt 0 ]; then
+    log "installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y "${missing[@]}" >/dev/null 2>&1 \
+        || { apt-get update >/dev/null && apt-get install -y "${missing[@]}" >/dev/null; } \
+        || die "apt-get install ${missing[*]} failed"
+fi
+
+SCRATCH="${SCRATCH:-.build-bench}"
+if [ "${SKIP_BUILD:-0}" != 1 ]; then
+    log "building release binaries in $SCRATCH (nice ${BUILD_NICE:-19})"
+    nice -n "${BUILD_NICE:-19}" swift build -c release --scratch-path "$SCRATCH" --product chorus >&2
+    nice -n "${BUILD_NICE:-19}" swift build -c release --scratch-path "$SCRATCH" --product chorus-bench >&2
+fi
+CHORUS="$REPO/$SCRATCH/release/chorus"
+BENCH="$REPO/$SCRATCH/release/chorus-bench"
+[ -x "$CHORUS" ] && [ -x "$BENCH" ] || die "missing $CHORUS or $BENCH"
+
+RUN=()
+[ -n "${BENCH_NICE:-}" ] && RUN=(nice -n "$BENCH_NICE")
+
+STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
+RESULTS="$REPO/bench/results"
+mkdir -p "$RESULTS"
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/chorus-bench.XXXXXX")"
+REDIS_PID=""
+declare -A NODE_PID=()
+declare -A NGINX_PID=()
+
+stop_pid() {
+    local pid="$1" i
+    [ -n "$pid" ] || return 0
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for i in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    set +e
+    for k in "${!NODE_PID[@]}"; do stop_pid "${NODE_PID[$k]}"; done
+    for k in "${!NGINX_PID[@]}"; do stop_pid "${NGINX_PID[$k]}"; done
+    stop_pid "$REDIS_PID"
+    if [ "${KEEP_TMP:-0}" = 1 ]; then log "kept $WORK"; else rm -rf "$WORK"; fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+free_ports() {
+    python3 - "$1" <<'EOF'
+import socket, sys
+socks = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    socks.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+for s in socks:
+    s.close()
+EOF
+}
+
+wait_http() {  # URL SECONDS PID LOGFILE
+    local deadline=$(( $(date +%s) + $2 ))
+    until [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$1" 2>/dev/null)" = 200 ]; do
+        kill -0 "$3" 2>/dev/null || { tail -n 20 "$4" >&2; die "process for $1 exited during start"; }
+        [ "$(date +%s)" -lt "$deadline" ] || { tail -n 20 "$4" >&2; die "$1 did not answer 200 within $2 s"; }
+        sleep 0.2
+    done
+}
+
+read -r -a PORTS <<<"$(free_ports 5)"
+REDIS_PORT="${PORTS[0]}"
+CHORUS_PORT=([1]="${PORTS[1]}" [2]="${PORTS[2]}")
+NCHAN_PORT=([1]="${PORTS[3]}" [2]="${PORTS[4]}")
+JWT_SECRET="$(python3 -c 'import secrets; print(secrets.token_hex(24))')"
+API_KEY="$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
+export JWT_SECRET API_KEY
+
+# ---- Redis ------------------------------------------------------------------------------
+mkdir -p "$WORK/redis"
+"${RUN[@]}" redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save '' --appendonly no \
+    --dir "$WORK/redis" --logfile "$WORK/redis.log" --daemonize no </dev/null &
+REDIS_PID=$!
+for _ in $(seq 1 100); do
+    [ "$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null)" = PONG ] && break
+    sleep 0.1
+done
+[ "$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null)" = PONG ] || die "redis-server did not start"
+
+# ---- Chorus nodes --------------------------------------------------------------------------
+start_chorus() {  # N
+    local i="$1"
+    env HTTP_HOST=127.0.0.1 HTTP_PORT="${CHORUS_PORT[$i]}" NODE_ID="bench-$i" \
+        PUBSUB_ADAPTER=redis PUBSUB_REDIS_URL="redis://127.0.0.1:$REDIS_PORT" \
+        WEBSOCKET_MAX_CONNECTIONS_PER_IP=1000000 WEBSOCKET_MAX_MESSAGES_PER_SECOND=1000000 \
+        LOG_LEVEL=warning \
+        "${RUN[@]}" "$CHORUS" serve </dev/null >>"$WORK/chorus-$i.log" 2>&1 &
+    NODE_PID[$i]=$!
+    wait_http "http://127.0.0.1:${CHORUS_PORT[$i]}/ready" 30 "${NODE_PID[$i]}" "$WORK/chorus-$i.log"
+}
+restart_chorus() { stop_pid "${NODE_PID[$1]:-}"; start_chorus "$1"; }
+
+# ---- Nchan instances -----------------------------------------------------------------------
+NCHAN_WORKERS="${NCHAN_WORKERS:-1}"
+write_nginx_conf() {  # N
+    local i="$1" dir="$WORK/nginx-$1"
+    mkdir -p "$dir/tmp"
+    {
+        [ "$(id -u)" = 0 ] && echo "user $(id -un) $(id -gn);"
+        cat <<EOF
+load_module /usr/lib/nginx/modules/ngx_nchan_module.so;
+worker_processes $NCHAN_WORKERS;
+worker_rlimit_nofile $(ulimit -Hn);
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+daemon off;
+events {
+    worker_connections $(( $(ulimit -Hn) - 200 ));
+}
+http {
+    access_log off;
+    client_body_temp_path $dir/tmp/client_body;
+    proxy_temp_path $dir/tmp/proxy;
+    fastcgi_temp_path $dir/tmp/fastcgi;
+    uwsgi_temp_path $dir/tmp/uwsgi;
+    scgi_temp_path $dir/tmp/scgi;
+    upstream nchan_redis {
+        nchan_redis_server redis://127.0.0.1:$REDIS_PORT;
+        nchan_redis_storage_mode ${NCHAN_REDIS_MODE:-nostore};
+    }
+    server {
+        listen 127.0.0.1:${NCHAN_PORT[$i]} backlog=4096;
+        location = /health { return 200 "ok\n"; }
+        location ~ ^/pub/([A-Za-z0-9._-]+)$ {
+            nchan_publisher http websocket;
+            nchan_channel_id \$1;
+            nchan_redis_pass nchan_redis;
+        }
+        location ~ ^/sub/([A-Za-z0-9._-]+)$ {
+            nchan_subscriber websocket;
+            nchan_channel_id \$1;
+            nchan_redis_pass nchan_redis;
+        }
+    }
+}
+EOF
+    } >"$dir/nginx.conf"
+}
+start_nchan() {  # N
+    local i="$1"
+    write_nginx_conf "$i"
+    nginx -t -q -c "$WORK/nginx-$i/nginx.conf" -e "$WORK/nginx-$i/error.log" 2>&1 >&2 | grep -v "could not open error log" >&2 || true
+    "${RUN[@]}" nginx -c "$WORK/nginx-$i/nginx.conf" -e "$WORK/nginx-$i/error.log" </dev/null >>"$WORK/nginx-$i.out" 2>&1 &
+    NGINX_PID[$i]=$!
+    wait_http "http://127.0.0.1:${NCHAN_PORT[$i]}/health" 20 "${NGINX_PID[$i]}" "$WORK/nginx-$i/error.log"
+}
+restart_nchan() { stop_pid "${NGINX_PID[$1]:-}"; start_nchan "$1"; }
+nchan_workers() { pgrep -P "${NGINX_PID[$1]}" | tr '\n' ' '; }
+
+target_on chorus && { start_chorus 1; start_chorus 2; }
+target_on nchan && { start_nchan 1; start_nchan 2; }
+log "redis :$REDIS_PORT  chorus :${CHORUS_PORT[1]} :${CHORUS_PORT[2]}  nchan :${NCHAN_PORT[1]} :${NCHAN_PORT[2]} (workers $NCHAN_WORKERS, redis mode ${NCHAN_REDIS_MODE:-nostore})"
+
+watch_args() {  # TARGET
+    local args=(--watch "redis=$REDIS_PID") i w n
+    if [ "$1" = chorus ]; then
+        for i in 1 2; do args+=(--watch "chorus-$i=${NODE_PID[$i]}"); done
+    else
+        for i in 1 2; do
+            n=0
+            for w in $(nchan_workers "$i"); do n=$((n + 1)); args+=(--watch "nchan-$i.w$n=$w"); done
+        done
+    fi
+    echo "${args[@]}"
+}
+urls() {  # TARGET
+    if [ "$1" = chorus ]; then echo "--url 127.0.0.1:${CHORUS_PORT[1]} --url 127.0.0.1:${CHORUS_PORT[2]}"
+    else echo "--url 127.0.0.1:${NCHAN_PORT[1]} --url 127.0.0.1:${NCHAN_PORT[2]}"; fi
+}
+
+if [ "$QUICK" = 1 ]; then DURATION=3; WARMUP=1; else DURATION=5; WARMUP=1; fi
+
+bench() {  # NAME TARGET RUN ARGS...
+    local name="$1" target="$2" run="$3"; shift 3
+    local out="$RESULTS/$STAMP-$name-$target-$run.json"
+    log "---- $name / $target / run $run"
+    local publish=()
+    if [ "$target" = nchan ] && [ "${NCHAN_PUBLISH:-ws}" = http ]; then
+        publish=(--publish-via http --publishers 8 --http-pipeline 1)
+    fi
+    # shellcheck disable=SC2046
+    "${RUN[@]}" "$BENCH" "$@" --target "$target" --label "$name" --json "$out" $(watch_args "$target") "${publish[@]}" \
+        || log "$name / $target / run $run FAILED (exit $?)"
+    sleep 1
+}
+
+for run in $(seq 1 "$RUNS"); do
+    for target in chorus nchan; do
+        target_on "$target" || continue
+        # shellcheck disable=SC2046
+        if wants broadcast; then
+            bench broadcast-2000 "$target" "$run" broadcast $(urls "$target") \
+                --subscribers 1000 --rate 2000 --duration "$DURATION" --warmup "$WARMUP"
+        fi
+        if wants load100; then
+            bench broadcast-100 "$target" "$run" broadcast $(urls "$target") \
+                --subscribers 1000 --rate 100 --duration "$DURATION" --warmup "$WARMUP"
+        fi
+        if wants latency; then
+            bench latency "$target" "$run" latency $(urls "$target") \
+                --subscribers 100 --rate 100 --duration "$DURATION" --warmup "$WARMUP"
+        fi
+    done
+done
+
+if wants saturation; then
+    for target in chorus nchan; do
+        target_on "$target" || continue
+        # shellcheck disable=SC2046
+        bench saturation "$target" 1 broadcast $(urls "$target") --subscribers 1000 --find-max \
+            --rate 250 --p99-bound-ms 50 --max-rate 16000 --search-steps 3 --duration 3 --warmup 1 --drain 8
+    done
+fi
+
+if wants connections; then
+    for run in $(seq 1 "$RUNS"); do
+        for target in chorus nchan; do
+            target_on "$target" || continue
+            # A fresh process for each measurement: restart instance 1 and load only it.
+            if [ "$target" = chorus ]; then
+                restart_chorus 1
+                watch=(--watch "chorus-1=${NODE_PID[1]}")
+                url=(--url "127.0.0.1:${CHORUS_PORT[1]}")
+            else
+                restart_nchan 1
+                watch=()
+                n=0
+                for w in $(nchan_workers 1); do n=$((n + 1)); watch+=(--watch "nchan-1.w$n=$w"); done
+                url=(--url "127.0.0.1:${NCHAN_PORT[1]}")
+            fi
+            sleep 1
+            log "---- connections / $target / run $run"
+            "${RUN[@]}" "$BENCH" connections --target "$target" "${url[@]}" "${watch[@]}" \
+                --connections 10000 --topics 100 --hold 3 --label connections \
+                --json "$RESULTS/$STAMP-connections-$target-$run.json" \
+                || log "connections / $target / run $run FAILED"
+            sleep 1
+        done
+    done
+fi
+
+python3 "$REPO/bench/compare.py" "$RESULTS" "$STAMP" | tee "$RESULTS/$STAMP-summary.md"
+log "results: $RESULTS/$STAMP-*.json, table: $RESULTS/$STAMP-summary.md"
