@@ -265,7 +265,7 @@ for run in $(seq 1 "$RUNS"); do
         # shellcheck disable=SC2046
         if wants broadcast; then
             bench broadcast-2000 "$target" "$run" broadcast $(urls "$target") \
-                --subscribers 1000 --rate 2000 --duration "$DURATION" --warmup "$WARMUP"
+                --subscribers 1000 --rate 2000 --duration "$DURATION" --warmup "$WARMUP" --drain 30
         fi
         if wants load100; then
             bench broadcast-100 "$target" "$run" broadcast $(urls "$target") \

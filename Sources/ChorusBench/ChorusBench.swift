@@ -286,6 +286,12 @@ enum Runner {
         var cpu = String(format: "cpu              bench %.0f%%", t.benchCPUPercent)
         for p in t.processes { cpu += String(format: ", %@ %.0f%%", p.name, p.cpuPercent) }
         lines.append(cpu)
+        if let server = t.serverCPUMicrosPerDelivery, let bench = t.benchCPUMicrosPerDelivery {
+            lines.append(String(format: "cpu per delivery servers %.3f us, generator %.3f us", server, bench))
+        }
+        if let counted = t.nodeReportedDeliveries {
+            lines.append("node /stats       \(counted) deliveries written by the nodes during the trial")
+        }
         if t.serverErrors > 0 || t.disconnected > 0 || !t.closeCodes.isEmpty || t.stale > 0 {
             lines.append(
                 "trouble          server errors \(t.serverErrors), disconnected \(t.disconnected), close codes \(t.closeCodes), stale \(t.stale)")

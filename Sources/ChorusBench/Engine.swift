@@ -380,6 +380,12 @@ final class Engine: @unchecked Sendable {
                 stats.progressReceived.store(0, ordering: .relaxed)
             }.get()
         }
+        var nodeDeliveredBefore: [String: Int] = [:]
+        for node in settings.statsNodes {
+            if let sample = try? await NodeStatsSample.fetch(group: utilityGroup, node) {
+                nodeDeliveredBefore[node.description] = sample.delivered
+            }
+        }
         let processBefore = sampleProcesses()
         let cpuBefore = ownCPUSeconds()
         let wallBefore = monotonicNanos()
@@ -434,7 +440,7 @@ final class Engine: @unchecked Sendable {
                 lastCount = received
                 lastChange = now
             }
-            if now - lastChange > 2_000_000_000 { break }
+            if now - lastChange > 5_000_000_000 { break }
             if Double(now - drainStart) / 1e9 > settings.drainSeconds {
                 result.drainTimedOut = true
                 break
@@ -442,6 +448,22 @@ final class Engine: @unchecked Sendable {
             try await Task.sleep(for: .milliseconds(50))
         }
         progressTask?.cancel()
+        let processEnd = sampleProcesses()
+        let cpuEnd = ownCPUSeconds()
+        if !settings.statsNodes.isEmpty {
+            var total = 0
+            var complete = true
+            for node in settings.statsNodes {
+                if let before = nodeDeliveredBefore[node.description],
+                    let after = try? await NodeStatsSample.fetch(group: utilityGroup, node)
+                {
+                    total += after.delivered - before
+                } else {
+                    complete = false
+                }
+            }
+            if complete { result.nodeReportedDeliveries = total }
+        }
 
         let parts = try await snapshots()
         let publisherStats = publisherStats
@@ -488,6 +510,14 @@ final class Engine: @unchecked Sendable {
         _ = expectedMeasured
         result.latency = LatencySummary(histogram)
         let wall = Double(wallAfter - wallBefore) / 1e9
+        var serverCPU = 0.0
+        for process in settings.watched {
+            if let b = processBefore[process.name], let e = processEnd[process.name] { serverCPU += e.cpuSeconds - b.cpuSeconds }
+        }
+        if result.delivered > 0 {
+            result.serverCPUMicrosPerDelivery = serverCPU * 1e6 / Double(result.delivered)
+            result.benchCPUMicrosPerDelivery = (cpuEnd - cpuBefore) * 1e6 / Double(result.delivered)
+        }
         result.benchCPUPercent = 100 * (cpuAfter - cpuBefore) / wall
         for process in settings.watched {
             guard let before = processBefore[process.name], let after = processAfter[process.name] else { continue }
@@ -563,4 +593,10 @@ struct TrialResult: Codable, Sendable {
     var closeCodes: [String: Int] = [:]
     var benchCPUPercent = 0.0
     var processes: [ProcessUsage] = []
+    /// CPU seconds of all watched server processes from the trial's start to the end of the
+    /// drain, per delivery, in µs: a cost measure that holds on a busy machine.
+    var serverCPUMicrosPerDelivery: Double?
+    var benchCPUMicrosPerDelivery: Double?
+    /// Deliveries the Chorus nodes count in /stats over the trial (all nodes).
+    var nodeReportedDeliveries: Int?
 }

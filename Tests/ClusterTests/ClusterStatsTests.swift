@@ -17,10 +17,10 @@ extension ClusterTests {
 
                 let all: Set = ["node-1", "node-2", "node-3"]
                 #expect(await Self.members(seenFrom: cluster.node(1), become: all))
-                // Totals include node 2's client once its next heartbeat has gone out.
+                // Totals include node 2's client and its subscription once its next heartbeat has gone out.
                 var totals: [String: Any] = [:]
                 let deadline = ContinuousClock.now + .seconds(15)
-                while (totals["connections"] as? Int ?? 0) < 1, ContinuousClock.now < deadline {
+                while (totals["subscriptions"] as? Int ?? 0) < 1, ContinuousClock.now < deadline {
                     let stats = try await HTTP.get("\(cluster.node(3).baseURL)/stats?scope=cluster").json()
                     #expect(stats["complete"] as? Bool == true)
                     totals = stats["totals"] as? [String: Any] ?? [:]

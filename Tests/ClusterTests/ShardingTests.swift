@@ -32,7 +32,7 @@ extension ClusterTests {
                 let placed = await eventually(within: .seconds(20)) {
                     for (index, server) in cluster.redis.enumerated() {
                         guard let counts = try? await server.subscriberCounts(topics.map { "pubsub:\($0)" }),
-                            (try? await server.cli(["PUBSUB", "NUMPAT"])) == "1"
+                            (try? await server.patternCount()) == 1
                         else { return false }
                         for topic in topics where counts["pubsub:\(topic)"] != (home[topic] == index ? 1 : 0) { return false }
                     }

@@ -91,11 +91,12 @@ public final class Cluster: Sendable {
                     "WEBSOCKET_MAX_MESSAGES_PER_SECOND": "1000000",
                 ]
                 env.merge(environment) { $1 }
-                nodes.append(try NodeProcess(
+                nodes.append(try await NodeProcess.start(
                     id: "node-\(number)", port: port, binary: binary, environment: env, secret: secret,
                     log: directory.appendingPathComponent("node-\(number).log")))
             }
-            nginx = try NginxProcess(upstreamPorts: nodes.map(\.port), directory: directory.appendingPathComponent("nginx"))
+            nginx = try await NginxProcess.start(
+                upstreamPorts: nodes.map(\.port), directory: directory.appendingPathComponent("nginx"))
             for node in nodes { try await node.waitUntilReady() }
             try await nginx!.waitUntilServing()
             let cluster = Cluster(directory: directory, redis: redis, nodes: nodes, nginx: nginx!)

@@ -13,21 +13,27 @@ public final class NginxProcess: Sendable {
     public let directory: URL
     public let process: ChildProcess
 
+    private init(port: Int, directory: URL, process: ChildProcess) {
+        self.port = port
+        self.directory = directory
+        self.process = process
+    }
+
     /// Writes `nginx.conf` for `upstreamPorts` and starts nginx in the foreground. Does not
     /// wait: see ``waitUntilServing(within:)``.
-    init(upstreamPorts: [Int], directory: URL) throws {
+    static func start(upstreamPorts: [Int], directory: URL) async throws -> NginxProcess {
         let nginx = try Executable.find("nginx", hint: "install nginx (Debian: apt-get install -y nginx-light)")
-        self.port = try LoopbackPort.reserve()
-        self.directory = directory
+        let port = try LoopbackPort.reserve()
         try FileManager.default.createDirectory(
             at: directory.appendingPathComponent("tmp"), withIntermediateDirectories: true)
         let configuration = directory.appendingPathComponent("nginx.conf")
         try Self.configuration(port: port, upstreamPorts: upstreamPorts, directory: directory.path)
             .write(to: configuration, atomically: true, encoding: .utf8)
         let errorLog = directory.appendingPathComponent("error.log").path
-        process = try ChildProcess(
+        let process = try await ChildProcess.spawn(
             nginx, ["-p", directory.path, "-e", errorLog, "-c", configuration.path, "-g", "daemon off;"],
             log: directory.appendingPathComponent("stdout.log"))
+        return NginxProcess(port: port, directory: directory, process: process)
     }
 
     public var baseURL: String { "http://127.0.0.1:\(port)" }

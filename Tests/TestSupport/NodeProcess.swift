@@ -13,13 +13,20 @@ public final class NodeProcess: Sendable {
     public let process: ChildProcess
     private let secret: String
 
-    /// Starts `binary serve` with `environment` (which must name the port and everything else;
-    /// see ``Cluster``). Does not wait: see ``waitUntilReady(within:)``.
-    init(id: String, port: Int, binary: String, environment: [String: String], secret: String, log: URL) throws {
+    private init(id: String, port: Int, process: ChildProcess, secret: String) {
         self.id = id
         self.port = port
+        self.process = process
         self.secret = secret
-        self.process = try ChildProcess(binary, ["serve"], environment: environment, log: log)
+    }
+
+    /// Starts `binary serve` with `environment` (which must name the port and everything else;
+    /// see ``Cluster``). Does not wait: see ``waitUntilReady(within:)``.
+    static func start(
+        id: String, port: Int, binary: String, environment: [String: String], secret: String, log: URL
+    ) async throws -> NodeProcess {
+        let process = try await ChildProcess.spawn(binary, ["serve"], environment: environment, log: log)
+        return NodeProcess(id: id, port: port, process: process, secret: secret)
     }
 
     public var baseURL: String { "http://127.0.0.1:\(port)" }

@@ -6,12 +6,12 @@ import Glibc
 
 /// A real `redis-server` child process on a reserved loopback port.
 ///
-/// Created stopped; ``start()`` starts it and waits until it answers `PING`; ``kill()`` stops
-/// it like a crash (SIGKILL); ``start()`` brings it back on the same port. Commands go through
-/// `redis-cli` (see ``cli(_:)``), so the tests talk to Redis exactly as an operator would and
-/// no blocking socket call ever runs on the cooperative pool. Whoever starts it stops it
-/// (``Cluster`` does); a server still running when this object is released is killed by
-/// its ``ChildProcess``.
+/// Created stopped; ``start(within:)`` starts it and waits until it answers `PING`; ``kill()``
+/// stops it like a crash (SIGKILL); ``start(within:)`` brings it back on the same port.
+/// Queries (``command(_:)``, ``subscriberCounts(_:)``, ...) speak RESP on a thread of their own
+/// (``RedisWire``); ``cli(_:timeout:)`` runs the real `redis-cli`, as an operator would. Whoever
+/// starts the server stops it (``Cluster`` does); a server still running when this object is
+/// released is killed by its ``ChildProcess``.
 public final class RedisProcess: Sendable {
     public let port: Int
     /// Where the server's and `redis-cli`'s output go.
@@ -37,7 +37,7 @@ public final class RedisProcess: Sendable {
     public func start(within timeout: Duration = .seconds(20)) async throws {
         guard !isRunning else { throw TestFailure("redis-server on port \(port) is already running") }
         let run = runs.add(1, ordering: .relaxed).newValue
-        let started = try ChildProcess(
+        let started = try await ChildProcess.spawn(
             server,
             [
                 "--port", "\(port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
@@ -51,7 +51,7 @@ public final class RedisProcess: Sendable {
             guard started.isRunning else {
                 throw TestFailure("redis-server on port \(port) exited at start: \(started.output())")
             }
-            if (try? await cli(["PING"])) == "PONG" { return }
+            if (try? await command(["PING"], timeout: .seconds(2))) == .simple("PONG") { return }
             try await Task.sleep(for: .milliseconds(20))
         }
         await kill()
@@ -71,13 +71,22 @@ public final class RedisProcess: Sendable {
         await running.stop()
     }
 
+    /// Sends one command on a fresh connection; an error reply throws.
+    public func command(_ arguments: [String], timeout: Duration = .seconds(5)) async throws -> RedisValue {
+        let reply = try await RedisWire.command(arguments, port: port, timeout: timeout)
+        if case .error(let message) = reply {
+            throw TestFailure("\(arguments.joined(separator: " ")) on port \(port): \(message)")
+        }
+        return reply
+    }
+
     /// Runs `redis-cli --raw -p <port> arguments...` and returns its output without the final
     /// newline. Throws when `redis-cli` fails (server down) or Redis answers with an error.
     public func cli(_ arguments: [String], timeout: Duration = .seconds(20)) async throws -> String {
         let run = runs.add(1, ordering: .relaxed).newValue
         let log = directory.appendingPathComponent("redis-cli-\(port)-\(run).out")
         defer { try? FileManager.default.removeItem(at: log) }
-        let command = try ChildProcess(client, ["-h", "127.0.0.1", "-p", "\(port)", "--raw"] + arguments, log: log)
+        let command = try await ChildProcess.spawn(client, ["-h", "127.0.0.1", "-p", "\(port)", "--raw"] + arguments, log: log)
         guard let status = await command.wait(timeout: timeout) else {
             await command.stop(grace: .milliseconds(100))
             throw TestFailure("redis-cli \(arguments.joined(separator: " ")) did not finish within \(timeout)")
@@ -92,25 +101,38 @@ public final class RedisProcess: Sendable {
 
     /// The channels matching `glob` with at least one subscriber (`PUBSUB CHANNELS`).
     public func activeChannels(matching glob: String = "*") async throws -> Set<String> {
-        let output = try await cli(["PUBSUB", "CHANNELS", glob])
-        return Set(output.split(separator: "\n").map(String.init).filter { !$0.isEmpty })
+        guard case .array(let items?) = try await command(["PUBSUB", "CHANNELS", glob]) else {
+            throw TestFailure("PUBSUB CHANNELS: not an array")
+        }
+        return Set(items.compactMap(\.text))
     }
 
     /// How many connections subscribe to each of `channels` (`PUBSUB NUMSUB`, one round trip).
     public func subscriberCounts(_ channels: [String]) async throws -> [String: Int] {
-        let lines = try await cli(["PUBSUB", "NUMSUB"] + channels).split(separator: "\n", omittingEmptySubsequences: false)
-        guard lines.count == 2 * channels.count else {
-            throw TestFailure("PUBSUB NUMSUB: unexpected reply \(lines)")
+        let reply = try await command(["PUBSUB", "NUMSUB"] + channels)
+        guard case .array(let items?) = reply, items.count == 2 * channels.count else {
+            throw TestFailure("PUBSUB NUMSUB: unexpected reply \(reply)")
         }
         var counts: [String: Int] = [:]
-        for pair in stride(from: 0, to: lines.count, by: 2) {
-            guard let count = Int(lines[pair + 1]) else { throw TestFailure("PUBSUB NUMSUB: unexpected reply \(lines)") }
-            counts[String(lines[pair])] = count
+        for pair in stride(from: 0, to: items.count, by: 2) {
+            guard let channel = items[pair].text, case .integer(let count) = items[pair + 1] else {
+                throw TestFailure("PUBSUB NUMSUB: unexpected reply \(reply)")
+            }
+            counts[channel] = count
         }
         return counts
     }
 
-    /// Publishes `payload` as is onto `channel`; the number of connections that received it.
+    /// How many pattern subscriptions the server holds over all connections (`PUBSUB NUMPAT`).
+    public func patternCount() async throws -> Int {
+        guard case .integer(let count) = try await command(["PUBSUB", "NUMPAT"]) else {
+            throw TestFailure("PUBSUB NUMPAT: not an integer")
+        }
+        return count
+    }
+
+    /// Publishes `payload` as is onto `channel` with `redis-cli PUBLISH`; the number of
+    /// connections that received it.
     @discardableResult
     public func publish(_ payload: String, to channel: String) async throws -> Int {
         let output = try await cli(["PUBLISH", channel, payload])

@@ -95,7 +95,8 @@ extension WebSocketClient {
                 switch try await next(timeout: remaining) {
                 case .ping, .pong: continue
                 case .text(let text):
-                    if text.contains("\"eventType\":\"\(Probe.eventType)\"") { continue }
+                    let message = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any]
+                    if message?["type"] as? String == "message", message?["eventType"] as? String == Probe.eventType { continue }
                     return false
                 default: return false
                 }
