@@ -29,7 +29,7 @@ final class RedisTestServer {
     private var process: ChildProcess?
 
     init(arguments: [String] = [], user: String? = nil, password: String? = nil) throws {
-        port = try Self.reservePort()
+        port = try LoopbackPort.reserve()  // shared with the cluster fixture: never handed out twice
         self.arguments = arguments
         self.user = user
         self.password = password
@@ -108,33 +108,6 @@ final class RedisTestServer {
     func activeChannels(matching glob: String = "*") throws -> Set<String> {
         guard case .array(let items) = try command(["PUBSUB", "CHANNELS", glob]) else { return [] }
         return Set(items.compactMap(\.string))
-    }
-
-    /// Ports handed out in this process, never handed out twice: a test may keep its port
-    /// unbound for a while (Redis not started yet, or killed) and must get it back.
-    private static let reserved = Mutex<Set<Int>>([])
-
-    /// A port in 20000-31999 (below Linux's ephemeral range, so that no outgoing connection
-    /// takes it while a test has Redis stopped) that nothing listens on now.
-    private static func reservePort() throws -> Int {
-        for _ in 0..<100 {
-            let port = Int.random(in: 20_000..<32_000)
-            guard reserved.withLock({ $0.insert(port).inserted }) else { continue }
-            let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            guard descriptor >= 0 else { continue }
-            defer { close(descriptor) }
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_port = in_port_t(UInt16(port).bigEndian)
-            address.sin_addr.s_addr = inet_addr("127.0.0.1")
-            let bound = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-                }
-            }
-            if bound == 0 { return port }
-        }
-        throw RedisTestServerError("no free loopback port found")
     }
 }
 
