@@ -6,7 +6,7 @@
 #   --quick        one run of each scenario, shorter trials (a smoke test, ~2 minutes)
 #   --runs N       runs per scenario and target (default 3); tables show medians
 #   --only LIST    comma list of scenarios: broadcast,saturation,load100,latency,connections
-#                  (default: all)
+#                  (the default), and rooms, patterns (Chorus only) on request
 #   --targets LIST chorus,nchan (default: both)
 #
 # Starts Redis, two Chorus nodes (release build, PUBSUB_ADAPTER=redis) and two nginx+Nchan
@@ -19,6 +19,7 @@
 #   NCHAN_WORKERS=1        nginx worker_processes per Nchan instance
 #   NCHAN_REDIS_MODE=nostore  nchan_redis_storage_mode (nostore: pure pub/sub like Chorus; or distributed)
 #   NCHAN_PUBLISH=ws       ws: frames on a /pub/<topic> WebSocket; http: POST /pub/<topic>
+#   CONNECTIONS=10000      connections held by the connections scenario
 #   SKIP_BUILD=1           use the binaries already in $SCRATCH/release
 #   KEEP_TMP=1             keep the temp dir (logs, configs)
 
@@ -275,6 +276,14 @@ for run in $(seq 1 "$RUNS"); do
             bench latency "$target" "$run" latency $(urls "$target") \
                 --subscribers 100 --rate 100 --duration "$DURATION" --warmup "$WARMUP"
         fi
+        if wants rooms; then
+            bench rooms "$target" "$run" rooms $(urls "$target") \
+                --subscribers 1000 --topics 100 --rate 1000 --duration "$DURATION" --warmup "$WARMUP"
+        fi
+        if wants patterns && [ "$target" = chorus ]; then
+            bench patterns "$target" "$run" patterns $(urls "$target") --subscribers 1000 --topics 100 \
+                --pattern-subscribers 100 --extra-patterns 1000 --rate 1000 --duration "$DURATION" --warmup "$WARMUP"
+        fi
     done
 done
 
@@ -306,7 +315,7 @@ if wants connections; then
             sleep 1
             log "---- connections / $target / run $run"
             "${RUN[@]}" "$BENCH" connections --target "$target" "${url[@]}" "${watch[@]}" \
-                --connections 10000 --topics 100 --hold 3 --label connections \
+                --connections "${CONNECTIONS:-10000}" --topics 100 --hold 3 --label connections \
                 --json "$RESULTS/$STAMP-connections-$target-$run.json" \
                 || log "connections / $target / run $run FAILED"
             sleep 1

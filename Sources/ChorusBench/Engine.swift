@@ -116,7 +116,14 @@ final class Engine: @unchecked Sendable {
     /// Opens every connection of the plan, at most `connectConcurrency` handshakes at a time.
     func connect(_ plan: LoadPlan) async throws -> ConnectOutcome {
         self.plan = plan
-        let minter = settings.target == .chorus ? try minter() : nil
+        // Tokens are minted before the clock starts, so the connect rate measures the server.
+        let tokens: [String]
+        if settings.target == .chorus {
+            let minter = try minter()
+            tokens = plan.connections.indices.map { minter.mint(subject: "bench-\($0)", ttl: .seconds(7200)) }
+        } else {
+            tokens = []
+        }
         let start = monotonicNanos()
         var failed = 0
         var firstError: String?
@@ -141,7 +148,7 @@ final class Engine: @unchecked Sendable {
                 var after: [String] = []
                 switch settings.target {
                 case .chorus:
-                    path = "/ws?token=" + minter!.mint(subject: "bench-\(index)", ttl: .seconds(7200))
+                    path = "/ws?token=" + tokens[index]
                     role = .chorusSubscriber(acks: spec.subscriptions.count)
                     after = spec.subscriptions.map { "{\"type\":\"subscribe\",\"topic\":\"\($0)\"}" }
                 case .nchan:
