@@ -72,6 +72,10 @@ public final class WebSocketClient: Sendable {
                         }
                     case .pong: await events.push(.pong)
                     case .connectionClose:
+                        // Answer with the same code, as RFC 6455 asks of an endpoint (5.5.1).
+                        var reply = ByteBuffer()
+                        if let code = data.getInteger(at: data.readerIndex, as: UInt16.self) { reply.writeInteger(code) }
+                        try? await outbound.write(WebSocketFrame(fin: true, opcode: .connectionClose, maskKey: .random(), data: reply))
                         let code = data.readInteger(as: UInt16.self)
                         await events.push(.close(code: code, reason: data.readString(length: data.readableBytes) ?? ""))
                     default: break

@@ -144,7 +144,7 @@ public final class ChorusNode: Service, Sendable {
                 eventLoopGroup: group, logger: logger)
             services.append(listener)
         }
-        services.append(DrainService(readiness: context.readiness, logger: logger))
+        services.append(DrainService(readiness: context.readiness, hub: context.hub, logger: logger))
         var groupConfiguration = ServiceGroupConfiguration(
             services: services.map { .init(service: $0) }, gracefulShutdownSignals: signals, logger: logger)
         groupConfiguration.maximumGracefulShutdownDuration = configuration.drainTimeout
@@ -231,15 +231,22 @@ struct HeartbeatService: Service {
     }
 }
 
-/// The first service to hear of a graceful shutdown: turns `/ready` to 503 (and refuses new
-/// WebSockets) before the server stops accepting.
+/// The first service to hear of a graceful shutdown: turns `/ready` to 503 (new WebSockets are
+/// refused), closes every WebSocket with 1001 and waits until they are closed, before the
+/// server stops accepting and the adapter stops.
+///
+/// The wait is ours to do: Hummingbird's server returns once its listener closes, without
+/// waiting for upgraded channels, which no task of its own tracks.
 struct DrainService: Service {
     let readiness: Readiness
+    let hub: ConnectionHub
     let logger: Logger
 
     func run() async throws {
         try? await gracefulShutdown()
         readiness.set(.draining)
         logger.info("draining: not ready, closing WebSockets with 1001")
+        await hub.closeAll(.goingAway, reason: "node shutting down")
+        logger.info("WebSockets closed")
     }
 }

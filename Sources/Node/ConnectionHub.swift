@@ -47,9 +47,16 @@ final class ConnectionHub: Sendable {
         return total
     }
 
+    /// Closes every WebSocket with `code` and returns once all are closed. Repeats until none
+    /// is left, for a connection whose upgrade completed meanwhile.
     func closeAll(_ code: CloseCode, reason: String) async {
-        for registry in registries {
-            await registry.closeAll(code, reason: reason)
+        while true {
+            var closing: [EventLoopFuture<Void>] = []
+            for registry in registries {
+                closing += await registry.closeAll(code, reason: reason)
+            }
+            guard !closing.isEmpty else { return }
+            for future in closing { try? await future.get() }
         }
     }
 }

@@ -113,10 +113,12 @@ actor ConnectionRegistry {
         }
     }
 
-    /// Closes every session with `code` (1001 at shutdown).
-    func closeAll(_ code: CloseCode, reason: String) {
-        for bound in sessions.values {
+    /// Starts closing every session with `code` (1001 at shutdown) and returns when each
+    /// channel will have closed: after the client's close reply, or the session's close timeout.
+    func closeAll(_ code: CloseCode, reason: String) -> [EventLoopFuture<Void>] {
+        sessions.values.compactMap { bound in
             bound.value.close(code, reason: reason)
+            return bound.value.closeFuture
         }
     }
 

@@ -337,6 +337,9 @@ final class WebSocketSession: ChannelInboundHandler {
 
     /// Starts the closing handshake: sends a close frame, stops deliveries, and drops the
     /// connection if the client does not answer within ``closeTimeout``.
+    /// Completes when the connection's channel has closed; nil once the handler is removed.
+    var closeFuture: EventLoopFuture<Void>? { context?.channel.closeFuture }
+
     func close(_ code: CloseCode, reason: String) {
         guard !closing, let context else { return }
         closing = true
