@@ -6,6 +6,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
+import Store
 import Synchronization
 import UnixSignals
 
@@ -20,12 +21,16 @@ public final class ChorusNode: Service, Sendable {
     public let configuration: NodeConfiguration
     public let metrics: NodeMetrics
     private let context: NodeContext
+    /// Accounts and messages; nil with `DATABASE_URL=none`.
+    private let store: (any ChatStore)?
     private let group: any EventLoopGroup
     private let logger: Logger
     private let signals: [UnixSignal]
     private let ports = Mutex<(http: Int?, websocket: Int?)>((nil, nil))
-    private let running = Mutex<[CheckedContinuation<Void, Never>]>([])
+    /// Callers of ``httpPort()`` waiting for the start to finish; nil once it has.
+    private let running = Mutex<[CheckedContinuation<Void, Never>]?>([])
     private let serviceGroup = Mutex<ServiceGroup?>(nil)
+    private let routeList = Mutex<[String]>([])
 
     /// - Parameters:
     ///   - gracefulShutdownSignals: signals that start a graceful shutdown (`chorus` passes
@@ -53,6 +58,7 @@ public final class ChorusNode: Service, Sendable {
                     urls: configuration.redisURLs, prefix: configuration.redisPrefix, nodeId: configuration.nodeId,
                     logger: logger)
             }
+        self.store = configuration.database.map { makeStore($0, logger: logger) }
         self.context = NodeContext(
             configuration: configuration, verifier: try TokenVerifier(key: configuration.tokenKey),
             broker: PubSubBroker(adapter: adapter), group: eventLoopGroup, metrics: metrics, logger: logger)
@@ -72,12 +78,11 @@ public final class ChorusNode: Service, Sendable {
 
     private func waitUntilRunning() async {
         await withCheckedContinuation { continuation in
-            let ready = ports.withLock { $0.http != nil && ($0.websocket != nil || !separateWebSocketListener) }
-            if ready {
-                continuation.resume()
-            } else {
-                running.withLock { $0.append(continuation) }
+            let waiting = running.withLock { waiters in
+                waiters?.append(continuation)
+                return waiters != nil
             }
+            if !waiting { continuation.resume() }
         }
     }
 
@@ -85,20 +90,38 @@ public final class ChorusNode: Service, Sendable {
         configuration.websocketEnabled && configuration.websocketPort != configuration.httpPort
     }
 
+    /// Records a bound port; once every listener is bound and the store is open and migrated,
+    /// the node reports ready and ``httpPort()`` callers resume.
     private func listening(http: Int? = nil, websocket: Int? = nil) {
-        let (complete, waiters) = ports.withLock { ports -> (Bool, [CheckedContinuation<Void, Never>]) in
+        let complete = ports.withLock { ports -> Bool in
             if let http { ports.http = http }
             if let websocket { ports.websocket = websocket }
-            guard ports.http != nil, ports.websocket != nil || !separateWebSocketListener else { return (false, []) }
-            return (true, running.withLock { waiting in
-                defer { waiting.removeAll() }
-                return waiting
-            })
+            return ports.http != nil && (ports.websocket != nil || !separateWebSocketListener)
         }
         guard complete else { return }
-        context.readiness.set(.ready)
-        logger.info("node ready", metadata: ["adapter": "\(configuration.adapter.rawValue)"])
-        for waiter in waiters { waiter.resume() }
+        Task { [self] in
+            do {
+                try await store?.ready()
+                if context.readiness.becomeReady() {
+                    logger.info("node ready", metadata: ["adapter": "\(configuration.adapter.rawValue)"])
+                }
+            } catch {
+                // The store's service has failed too, which stops the node.
+                logger.error("store unavailable: \(error)")
+            }
+            let waiters = running.withLock { waiting in
+                defer { waiting = nil }
+                return waiting ?? []
+            }
+            for waiter in waiters { waiter.resume() }
+        }
+    }
+
+    /// The HTTP routes served, as `METHOD /path` (path parameters as `:name`); for the test
+    /// that holds docs/openapi.yaml to what the node serves.
+    public func routes() async -> [String] {
+        await waitUntilRunning()
+        return routeList.withLock { $0 }
     }
 
     /// Starts a graceful shutdown (as SIGTERM does).
@@ -109,13 +132,18 @@ public final class ChorusNode: Service, Sendable {
     }
 
     public func run() async throws {
-        let router = Router()
+        let router = Router(context: NodeRequestContext.self)
         let sampler = RateSampler()
         let directory: (any NodeDirectory)? =
             configuration.adapter == .redis
             ? RedisNodeDirectory(url: configuration.redisURLs[0], prefix: configuration.redisPrefix) : nil
         let collector = StatsCollector(node: context, sampler: sampler, startedAt: Date(), directory: directory)
         NodeRoutes(node: context, collector: collector).register(on: router)
+        if let store {
+            AccountRoutes(node: context, store: store).register(on: router)
+            MessageRoutes(node: context, store: store, events: MessageEvents(node: context)).register(on: router)
+        }
+        routeList.withLock { $0 = router.routes.map { "\($0.method) \($0.path)" } }
         let sharedPort = configuration.websocketEnabled && !separateWebSocketListener
         let admission = WebSocketAdmission(node: context)
         let app = Application(
@@ -136,6 +164,7 @@ public final class ChorusNode: Service, Sendable {
                 HeartbeatService(
                     collector: collector, directory: directory, interval: configuration.clusterHeartbeatInterval))
         }
+        if let store { services.append(store) }
         services.append(app)
         if separateWebSocketListener {
             let listener = NodeChildChannel(responder: Self.notFoundResponder, admission: admission).server(

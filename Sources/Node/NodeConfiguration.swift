@@ -1,6 +1,7 @@
 import Broker
 import Foundation
 import Logging
+import Store
 
 /// Everything a node is configured with, as a plain value.
 ///
@@ -68,6 +69,21 @@ public struct NodeConfiguration: Sendable {
     /// `CLUSTER_HEARTBEAT_INTERVAL` (ms): how often a Redis-backed node announces its stats for
     /// `/stats?scope=cluster`; a node silent for three intervals drops out of the list.
     public var clusterHeartbeatInterval: Duration = .milliseconds(2_000)
+
+    /// `DATABASE_URL`: where accounts and messages live: `sqlite:PATH` (the environment's
+    /// default is `sqlite:chorus.sqlite`), `sqlite::memory:`, or
+    /// `postgres://user:password@host:port/db` so that every node of a cluster shares one store;
+    /// `none` (nil) turns the accounts and messages API off (a pure relay node).
+    public var database: DatabaseURL?
+    /// `AUTH_REGISTRATION`: whether `POST /api/auth/register` is open (deployments that issue
+    /// their own tokens switch it off).
+    public var registrationEnabled = true
+    /// `AUTH_TOKEN_TTL` (seconds): lifetime of the tokens that register and login return.
+    public var authTokenTTL: Duration = .seconds(86_400)
+    /// `AUTH_LOGIN_ATTEMPTS_PER_MINUTE`: login attempts per client address and user name.
+    public var loginAttemptsPerMinute = 10
+    /// `AUTH_BCRYPT_COST`: bcrypt work factor for stored passwords (each step doubles the work).
+    public var bcryptCost = 10
 
     public init(tokenKey: TokenKey, nodeId: String = NodeConfiguration.defaultNodeId()) {
         self.tokenKey = tokenKey
@@ -166,6 +182,24 @@ extension NodeConfiguration {
             }
             logLevel = value
         }
+        database = .sqliteFile("chorus.sqlite")
+        if let url = reader.string("DATABASE_URL") {
+            if url.lowercased() == "none" {
+                database = nil
+            } else {
+                do {
+                    database = try DatabaseURL(parsing: url)
+                } catch {
+                    throw ConfigurationError("DATABASE_URL", "\(error)")
+                }
+            }
+        }
+        registrationEnabled = try reader.bool("AUTH_REGISTRATION") ?? registrationEnabled
+        if let seconds = try reader.integer("AUTH_TOKEN_TTL", in: 1...(366 * 86_400)) {
+            authTokenTTL = .seconds(seconds)
+        }
+        loginAttemptsPerMinute = try reader.integer("AUTH_LOGIN_ATTEMPTS_PER_MINUTE", in: 1...100_000) ?? loginAttemptsPerMinute
+        bcryptCost = try reader.integer("AUTH_BCRYPT_COST", in: 4...16) ?? bcryptCost
         drainTimeout = try reader.milliseconds("DRAIN_TIMEOUT") ?? drainTimeout
         clusterHeartbeatInterval = try reader.milliseconds("CLUSTER_HEARTBEAT_INTERVAL") ?? clusterHeartbeatInterval
     }

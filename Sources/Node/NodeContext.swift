@@ -53,4 +53,10 @@ final class Readiness: Sendable {
     func set(_ state: State) {
         value.store(state.rawValue, ordering: .relaxed)
     }
+
+    /// Turns `starting` into `ready`; false (and no change) when the node already drains.
+    @discardableResult
+    func becomeReady() -> Bool {
+        value.compareExchange(expected: State.starting.rawValue, desired: State.ready.rawValue, ordering: .relaxed).exchanged
+    }
 }

@@ -9,7 +9,7 @@ struct NodeRoutes {
     let node: NodeContext
     let collector: StatsCollector
 
-    func register(on router: Router<BasicRequestContext>) {
+    func register(on router: Router<NodeRequestContext>) {
         router.get("/health") { _, _ in
             Self.json(["status": "ok", "nodeId": node.configuration.nodeId])
         }
@@ -54,10 +54,16 @@ struct NodeRoutes {
     /// Publishes `{topic | userId, data, metadata?, eventType?}` for a server holding `API_KEY`
     /// (`X-API-Key` or `Authorization: Bearer`) or a client with a valid token.
     private func publish(_ request: inout Request) async -> Response {
+        let caller: Caller
+        do {
+            caller = try Caller.identify(request, node: node, allowAPIKey: true)
+        } catch {
+            return Self.error(error.code, error.message)
+        }
         let sender: String
-        switch authorize(request) {
-        case .success(let name): sender = name
-        case .failure(let refusal): return Self.error(refusal.status, refusal.message)
+        switch caller {
+        case .server: sender = "server"
+        case .user(let user): sender = user.id
         }
         let body: ByteBuffer
         do {
@@ -80,6 +86,12 @@ struct NodeRoutes {
                 return Self.error(400, "illegal topic: \(error)")
             }
         }
+        if case .user(let user) = caller, let topic, let denial = TopicAccess.publishDenial(topic, user: user) {
+            return Self.error(403, denial)
+        }
+        if case .user = caller, input.userId != nil {
+            return Self.error(403, "only the application (API_KEY) may address a message to a userId")
+        }
         if let userId = input.userId, userId.isEmpty || userId.utf8.count > 255 {
             return Self.error(400, "'userId' must be 1 to 255 bytes")
         }
@@ -98,31 +110,6 @@ struct NodeRoutes {
         node.broker.publish(envelope)
         return Self.json(
             ["id": envelope.id, "timestamp": ISO8601.string(envelope.timestamp)], status: .accepted)
-    }
-
-    private func authorize(_ request: Request) -> Result<String, WebSocketAdmission.Refusal> {
-        var credential = request.headers[HTTPField.Name("X-API-Key")!]
-        if credential == nil, let header = request.headers[.authorization], header.lowercased().hasPrefix("bearer ") {
-            credential = String(header.dropFirst(7)).trimmingCharacters(in: .whitespaces)
-        }
-        guard let credential else {
-            return .failure(.init(status: 401, message: "missing credentials: send X-API-Key or Authorization: Bearer"))
-        }
-        if let apiKey = node.configuration.apiKey, Self.constantTimeEqual(credential, apiKey) {
-            return .success("server")
-        }
-        do {
-            let user = try node.verifier.verify(credential)
-            return .success(user.id)
-        } catch {
-            return .failure(.init(status: 401, message: "invalid API key or token: \(error)"))
-        }
-    }
-
-    private static func constantTimeEqual(_ a: String, _ b: String) -> Bool {
-        let x = Array(a.utf8), y = Array(b.utf8)
-        guard x.count == y.count else { return false }
-        return zip(x, y).reduce(0) { $0 | ($1.0 ^ $1.1) } == 0
     }
 
     // MARK: JSON responses

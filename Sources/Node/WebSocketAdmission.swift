@@ -76,15 +76,10 @@ struct WebSocketAdmission: Sendable {
                 output: writer, node: node, registry: registry))
     }
 
-    /// The client's address: the peer's, or, when the peer is a trusted proxy, the right-most
-    /// `X-Forwarded-For` entry that is not itself a trusted proxy.
     private func clientAddress(head: HTTPRequestHead, channel: any Channel) -> String {
-        let peer = channel.remoteAddress?.ipAddress ?? "unknown"
-        let trusted = node.configuration.trustedProxies
-        guard trusted.contains(peer) else { return peer }
-        let forwarded = head.headers["X-Forwarded-For"].flatMap { $0.split(separator: ",") }
-            .map { $0.trimmingCharacters(in: .whitespaces) }
-        return forwarded.last { !trusted.contains($0) && !$0.isEmpty } ?? peer
+        ClientAddress.resolve(
+            peer: channel.remoteAddress?.ipAddress, forwardedFor: head.headers["X-Forwarded-For"],
+            trusted: node.configuration.trustedProxies)
     }
 
     private static func split(_ uri: String) -> (path: String, query: Substring) {

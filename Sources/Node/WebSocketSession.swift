@@ -227,10 +227,8 @@ final class WebSocketSession: ChannelInboundHandler {
 
     private func subscribe(_ pattern: TopicPattern, requestId: JSONValue?) {
         if let problem = authorizationProblem(requestId) { return reply(problem) }
-        if let grants = user?.grants, !grants.subscribe.contains(where: { $0.covers(pattern) }) {
-            return reply(.error(
-                code: 403, message: "not allowed to subscribe to '\(pattern)': the token's grants do not cover it",
-                details: .object(["topic": .string(pattern.text)]), id: requestId))
+        if let user, let denial = TopicAccess.subscribeDenial(pattern, user: user) {
+            return reply(.error(code: 403, message: denial, details: .object(["topic": .string(pattern.text)]), id: requestId))
         }
         if !subscriptions.contains(pattern) {
             let limit = node.configuration.maxSubscriptionsPerConnection
@@ -249,10 +247,8 @@ final class WebSocketSession: ChannelInboundHandler {
     private func publish(topic: Topic, data: JSONValue, metadata: JSONValue?, eventType: String?, requestId: JSONValue?) {
         if let problem = authorizationProblem(requestId) { return reply(problem) }
         guard let user else { return }
-        if let grants = user.grants, !grants.publish.contains(where: { $0.matches(topic) }) {
-            return reply(.error(
-                code: 403, message: "not allowed to publish to '\(topic)': the token's grants do not cover it",
-                details: .object(["topic": .string(topic.name)]), id: requestId))
+        if let denial = TopicAccess.publishDenial(topic, user: user) {
+            return reply(.error(code: 403, message: denial, details: .object(["topic": .string(topic.name)]), id: requestId))
         }
         var members: [String: JSONValue] = [:]
         if case .object(let given)? = metadata { members = given }

@@ -37,6 +37,7 @@ struct ExecutableTests {
             try Executable.chorus(), [],
             environment: [
                 "JWT_SECRET": TestNode.secret, "HTTP_HOST": "127.0.0.1", "HTTP_PORT": "\(port)", "LOG_LEVEL": "info",
+                "DATABASE_URL": "sqlite::memory:",
             ],
             log: log())
         defer { process.signal(SIGKILL) }

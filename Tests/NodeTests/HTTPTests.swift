@@ -43,22 +43,22 @@ struct HTTPTests {
     func publishReachesSubscribers() async throws {
         try await withNode(["API_KEY": "server-key"]) { node in
             let client = try await node.connect(as: "alice")
-            _ = try await client.request(["type": "subscribe", "topic": "messages.user.*"])
+            _ = try await client.request(["type": "subscribe", "topic": "news.*"])
             let response = try await HTTP.post(
                 "\(node.baseURL)/api/publish",
-                json: ["topic": "messages.user.123", "data": ["content": "from HTTP"], "eventType": "message.created",
+                json: ["topic": "news.world", "data": ["content": "from HTTP"], "eventType": "message.created",
                        "metadata": ["priority": "high"]],
                 headers: ["X-API-Key": "server-key"])
             #expect(response.status == 202)
             #expect(try response.json()["id"] as? String != nil)
             let message = try await client.next(type: "message")
-            #expect(message["topic"] as? String == "messages.user.123")
+            #expect(message["topic"] as? String == "news.world")
             #expect(message["eventType"] as? String == "message.created")
             #expect((message["metadata"] as? [String: Any])?["senderId"] as? String == "server")
             #expect((message["metadata"] as? [String: Any])?["priority"] as? String == "high")
 
             let withToken = try await HTTP.post(
-                "\(node.baseURL)/api/publish", json: ["topic": "messages.user.9", "data": 2],
+                "\(node.baseURL)/api/publish", json: ["topic": "news.sport", "data": 2],
                 headers: ["Authorization": "Bearer \(node.token("bob"))"])
             #expect(withToken.status == 202)
             #expect((try await client.next(type: "message")["metadata"] as? [String: Any])?["senderId"] as? String == "bob")

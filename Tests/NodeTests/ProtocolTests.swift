@@ -15,18 +15,18 @@ struct ProtocolTests {
             #expect(auth["id"] as? String == "a1")
             #expect(auth["timestamp"] as? String != nil)
 
-            let subscribed = try await alice.request(["type": "subscribe", "topic": "messages.user.123", "id": 7])
+            let subscribed = try await alice.request(["type": "subscribe", "topic": "chat.room.123", "id": 7])
             #expect(subscribed["type"] as? String == "subscribed")
-            #expect(subscribed["topic"] as? String == "messages.user.123")
+            #expect(subscribed["topic"] as? String == "chat.room.123")
             #expect(subscribed["id"] as? Int == 7)
 
             let bob = try await node.connect(as: "bob")
             try await bob.send(json: [
-                "type": "message", "topic": "messages.user.123",
+                "type": "message", "topic": "chat.room.123",
                 "data": ["content": "Hello, World!"], "metadata": ["priority": "high", "senderId": "forged"],
             ])
             let message = try await alice.next(type: "message")
-            #expect(message["topic"] as? String == "messages.user.123")
+            #expect(message["topic"] as? String == "chat.room.123")
             #expect(message["eventType"] as? String == "message.sent")
             #expect((message["data"] as? [String: Any])?["content"] as? String == "Hello, World!")
             let metadata = try #require(message["metadata"] as? [String: Any])
@@ -35,9 +35,9 @@ struct ProtocolTests {
             let stamp = try #require(message["timestamp"] as? String)
             #expect((try? Date(stamp, strategy: .iso8601)) != nil || stamp.contains("T"))
 
-            let unsubscribed = try await alice.request(["type": "unsubscribe", "topic": "messages.user.123"])
+            let unsubscribed = try await alice.request(["type": "unsubscribe", "topic": "chat.room.123"])
             #expect(unsubscribed["type"] as? String == "unsubscribed")
-            try await bob.send(json: ["type": "message", "topic": "messages.user.123", "data": "after"])
+            try await bob.send(json: ["type": "message", "topic": "chat.room.123", "data": "after"])
             let pong = try await alice.request(["type": "ping", "id": "p"])
             #expect(pong["type"] as? String == "pong")
             #expect(pong["id"] as? String == "p")
@@ -50,20 +50,20 @@ struct ProtocolTests {
         try await withNode { node in
             let one = try await node.connect(as: "one")
             let many = try await node.connect(as: "many")
-            _ = try await one.request(["type": "subscribe", "topic": "messages.user.*"])
-            _ = try await many.request(["type": "subscribe", "topic": "messages.**"])
+            _ = try await one.request(["type": "subscribe", "topic": "chat.room.*"])
+            _ = try await many.request(["type": "subscribe", "topic": "chat.**"])
             let publisher = try await node.connect(as: "pub")
-            for topic in ["messages.user.123", "messages.user.123.typing", "messages", "other.user.1"] {
+            for topic in ["chat.room.123", "chat.room.123.typing", "chat", "other.room.1"] {
                 try await publisher.send(json: ["type": "message", "topic": topic, "data": topic])
             }
-            try await publisher.send(json: ["type": "message", "topic": "messages.end", "data": "end"])
-            #expect(try await one.next(type: "message")["topic"] as? String == "messages.user.123")
+            try await publisher.send(json: ["type": "message", "topic": "chat.end", "data": "end"])
+            #expect(try await one.next(type: "message")["topic"] as? String == "chat.room.123")
             #expect(await one.staysQuiet())
             var seen: [String] = []
-            while seen.last != "messages.end" {
+            while seen.last != "chat.end" {
                 seen.append(try await many.next(type: "message")["topic"] as! String)
             }
-            #expect(seen == ["messages.user.123", "messages.user.123.typing", "messages.end"])
+            #expect(seen == ["chat.room.123", "chat.room.123.typing", "chat.end"])
         }
     }
 
@@ -73,7 +73,7 @@ struct ProtocolTests {
             let client = try await node.connect(as: "u")
             _ = try await client.request(["type": "subscribe", "topic": "a.b"])
             _ = try await client.request(["type": "subscribe", "topic": "a.*"])
-            _ = try await client.request(["type": "subscribe", "topic": "**"])
+            _ = try await client.request(["type": "subscribe", "topic": "a.**"])
             try await client.send(json: ["type": "message", "topic": "a.b", "data": 1])
             _ = try await client.next(type: "message")
             #expect(await client.staysQuiet())

@@ -86,7 +86,8 @@ public final class Cluster: Sendable {
                     "WEBSOCKET_HOST": "127.0.0.1", "WEBSOCKET_PORT": "\(port)", "WEBSOCKET_ENABLED": "true",
                     "PUBSUB_ADAPTER": "redis", "PUBSUB_REDIS_URL": redis.map(\.url).joined(separator: ","),
                     "PUBSUB_REDIS_PREFIX": "pubsub:", "TRUSTED_PROXIES": "127.0.0.1", "LOG_LEVEL": "info",
-                    "DRAIN_TIMEOUT": "5000",
+                    "DRAIN_TIMEOUT": "5000", "AUTH_BCRYPT_COST": "4",
+                    "DATABASE_URL": "sqlite:\(directory.appendingPathComponent("node-\(number).sqlite").path)",
                     // Tests publish bursts from one connection; the default 100/s would drop them.
                     "WEBSOCKET_MAX_MESSAGES_PER_SECOND": "1000000",
                 ]

@@ -33,6 +33,26 @@ public enum HTTP {
         try await send("POST", url, body: body, headers: headers)
     }
 
+    /// Any method, with a raw body.
+    public static func request(
+        _ method: String, _ url: String, body: Data?, headers: [String: String] = [:]
+    ) async throws -> Response {
+        try await send(method, url, body: body, headers: headers)
+    }
+
+    /// Any method, with an optional JSON body.
+    public static func request(
+        _ method: String, _ url: String, json: [String: Any]? = nil, headers: [String: String] = [:]
+    ) async throws -> Response {
+        var headers = headers
+        var body: Data?
+        if let json {
+            headers["Content-Type"] = "application/json"
+            body = try JSONSerialization.data(withJSONObject: json)
+        }
+        return try await send(method, url, body: body, headers: headers)
+    }
+
     private static func send(_ method: String, _ url: String, body: Data?, headers: [String: String]) async throws -> Response {
         var request = URLRequest(url: URL(string: url)!, timeoutInterval: 10)
         request.httpMethod = method

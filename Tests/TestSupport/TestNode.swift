@@ -44,7 +44,7 @@ public func withNode<T: Sendable>(
 ) async throws -> T {
     var env = [
         "JWT_SECRET": TestNode.secret, "HTTP_HOST": "127.0.0.1", "HTTP_PORT": "0", "NODE_ID": "test-node",
-        "LOG_LEVEL": "warning",
+        "LOG_LEVEL": "warning", "DATABASE_URL": "sqlite::memory:", "AUTH_BCRYPT_COST": "4",
     ]
     env.merge(environment) { $1 }
     let configuration = try NodeConfiguration(environment: env)

@@ -1,0 +1,33 @@
+import Broker
+import Hummingbird
+import NIOCore
+
+/// An HTTP API failure in the seed's error shape:
+/// `{"type":"error","code":<status>,"message":"...","details":{...}}`.
+///
+/// Route handlers throw it; Hummingbird turns it into the response. `details` names the
+/// offending field (`{"field":"username"}`) for validation errors.
+struct APIError: HTTPResponseError {
+    let code: Int
+    let message: String
+    let details: JSONValue?
+
+    init(_ code: Int, _ message: String, field: String? = nil) {
+        self.code = code
+        self.message = message
+        self.details = field.map { .object(["field": .string($0)]) }
+    }
+
+    var status: HTTPResponse.Status { .init(code: code) }
+
+    func response(from request: Request, context: some RequestContext) throws -> Response {
+        var headers: HTTPFields = [.contentType: "application/json"]
+        if code == 429 { headers[.retryAfter] = "60" }
+        let body = ServerMessage.error(code: code, message: message, details: details, id: nil).encoded()
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: body)))
+    }
+
+    static func invalid(_ field: String, _ message: String) -> APIError {
+        APIError(400, message, field: field)
+    }
+}

@@ -1,0 +1,112 @@
+import Broker
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Store
+
+/// `POST /api/auth/register` and `POST /api/auth/login`: accounts with bcrypt-hashed
+/// passwords, answered with `{token, expiresAt, user}`, a token the WebSocket accepts.
+///
+/// Tokens are HS256 with `JWT_SECRET` (subject: the user's id), valid for `AUTH_TOKEN_TTL`.
+/// A node configured with a public key only verifies tokens and cannot issue them: these
+/// routes then answer 501.
+struct AccountRoutes {
+    let node: NodeContext
+    let store: any ChatStore
+    let hasher: PasswordHasher
+    let throttle: LoginThrottle
+
+    init(node: NodeContext, store: any ChatStore) {
+        self.node = node
+        self.store = store
+        self.hasher = PasswordHasher(cost: node.configuration.bcryptCost)
+        self.throttle = LoginThrottle(perMinute: node.configuration.loginAttemptsPerMinute)
+    }
+
+    /// User names: 3 to 32 of `A-Z a-z 0-9 _ . -`.
+    static let usernameCharacters = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+    /// bcrypt reads at most 72 bytes; longer passwords are refused rather than cut silently.
+    static let passwordBytes = 8...72
+
+    func register(on router: Router<NodeRequestContext>) {
+        router.post("/api/auth/register") { request, _ in
+            var request = request
+            return try await register(&request)
+        }
+        router.post("/api/auth/login") { request, context in
+            var request = request
+            return try await login(&request, context: context)
+        }
+    }
+
+    private func register(_ request: inout Request) async throws -> Response {
+        guard node.configuration.registrationEnabled else {
+            throw APIError(403, "registration is disabled on this node (AUTH_REGISTRATION=false)")
+        }
+        let minter = try minter()
+        let body = try await RequestBody(&request, limit: node.configuration.maxMessageSize)
+        let username = try body.string("username")
+        let password = try body.string("password")
+        guard (3...32).contains(username.count), username.allSatisfy(Self.usernameCharacters.contains) else {
+            throw APIError.invalid("username", "'username' must be 3 to 32 of A-Z a-z 0-9 _ . -")
+        }
+        guard Self.passwordBytes.contains(password.utf8.count) else {
+            throw APIError.invalid("password", "'password' must be 8 to 72 bytes long")
+        }
+        let account: UserAccount
+        do {
+            account = try await store.createUser(username: username, passwordHash: try await hasher.hash(password))
+        } catch StoreError.duplicateUsername {
+            throw APIError(409, "user name '\(username)' is taken", field: "username")
+        }
+        node.logger.info("account registered", metadata: ["user": .string(account.id)])
+        return session(for: account, minter: minter, status: .created)
+    }
+
+    private func login(_ request: inout Request, context: NodeRequestContext) async throws -> Response {
+        let minter = try minter()
+        let body = try await RequestBody(&request, limit: node.configuration.maxMessageSize)
+        let username = try body.string("username")
+        let password = try body.string("password")
+        let address = ClientAddress.resolve(
+            peer: context.remoteAddress?.ipAddress, forwardedFor: request.headers[values: .xForwardedFor],
+            trusted: node.configuration.trustedProxies)
+        guard throttle.attempt("\(address) \(username)") else {
+            throw APIError(429, "too many login attempts for '\(username)': try again in a minute")
+        }
+        let account = try await store.user(named: username)
+        // An unknown name costs a bcrypt check too, so timing does not tell which names exist.
+        let valid = try await hasher.verify(password, hash: account?.passwordHash ?? PasswordHasher.decoy)
+        guard let account, valid else { throw APIError(401, "invalid user name or password") }
+        return session(for: account, minter: minter, status: .ok)
+    }
+
+    private func minter() throws(APIError) -> TokenMinter {
+        guard case .hmacSecret(let secret) = node.configuration.tokenKey else {
+            throw APIError(501, "this node verifies tokens but cannot issue them: accounts need JWT_SECRET")
+        }
+        return TokenMinter(secret: secret)
+    }
+
+    private func session(for account: UserAccount, minter: TokenMinter, status: HTTPResponse.Status) -> Response {
+        let now = Date()
+        let ttl = node.configuration.authTokenTTL
+        let token = minter.mint(subject: account.id, ttl: ttl, now: now)
+        let expiresAt = now.addingTimeInterval(Double(ttl.components.seconds))
+        return .json(.object([
+            "token": .string(token), "expiresAt": .string(ISO8601.string(expiresAt)), "user": account.json,
+        ]), status: status)
+    }
+}
+
+extension HTTPField.Name {
+    static let xForwardedFor = Self("X-Forwarded-For")!
+}
+
+extension Response {
+    static func json(_ value: JSONValue, status: HTTPResponse.Status = .ok) -> Response {
+        Response(
+            status: status, headers: [.contentType: "application/json"],
+            body: .init(byteBuffer: ByteBuffer(bytes: value.responseBytes)))
+    }
+}

@@ -1,0 +1,41 @@
+import Broker
+import Store
+
+/// Publishes what happens to stored messages as real-time events, so WebSocket subscribers on
+/// every node see messages posted, edited and deleted over HTTP.
+///
+/// A topic message goes to its topic. A direct message goes to the private topics of its
+/// recipient and of its author (`messages.user.<id>`), so the author's other devices follow
+/// the conversation too. The event's `data` is the message in its HTTP API form (for
+/// `message.deleted`: its id, author, topic or recipient), `metadata.senderId` the author.
+struct MessageEvents: Sendable {
+    enum Kind: String {
+        case sent = "message.sent"
+        case updated = "message.updated"
+        case deleted = "message.deleted"
+    }
+
+    let node: NodeContext
+
+    func publish(_ kind: Kind, _ message: StoredMessage) {
+        var data = message.json
+        if kind == .deleted, case .object(let members) = data {
+            data = .object(members.filter { ["id", "authorId", "topic", "recipientId"].contains($0.key) })
+        }
+        for topic in Self.topics(of: message) {
+            let envelope = Envelope(
+                id: node.ids.next(), origin: node.configuration.nodeId, topic: topic, eventType: kind.rawValue,
+                data: data, metadata: .object(["senderId": .string(message.authorId)]))
+            node.counters.messagesIn.add(1, ordering: .relaxed)
+            node.metrics.published()
+            node.broker.publish(envelope)
+        }
+    }
+
+    static func topics(of message: StoredMessage) -> [Topic] {
+        if let topic = message.topic { return [try? Topic(topic)].compactMap { $0 } }
+        guard let recipient = message.recipientId else { return [] }
+        let people = recipient == message.authorId ? [recipient] : [recipient, message.authorId]
+        return people.compactMap { try? Topic((TopicAccess.privatePrefix + [$0]).joined(separator: ".")) }
+    }
+}

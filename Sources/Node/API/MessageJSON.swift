@@ -1,0 +1,35 @@
+import Broker
+import Foundation
+import Store
+
+/// The JSON form of accounts and messages, shared by HTTP responses and the events that
+/// WebSocket subscribers receive, so both show a message the same way.
+extension StoredMessage {
+    var json: JSONValue {
+        var object: [String: JSONValue] = [
+            "id": .string(id), "authorId": .string(authorId), "content": .string(content),
+            "createdAt": .string(ISO8601.string(createdAt)),
+        ]
+        if let topic { object["topic"] = .string(topic) }
+        if let recipientId { object["recipientId"] = .string(recipientId) }
+        if let metadata, let value = try? JSONValue(parsing: Array(metadata.utf8)) { object["metadata"] = value }
+        if let updatedAt { object["updatedAt"] = .string(ISO8601.string(updatedAt)) }
+        return .object(object)
+    }
+}
+
+extension UserAccount {
+    /// What others may see of an account: never the password hash.
+    var json: JSONValue {
+        .object(["id": .string(id), "username": .string(username), "createdAt": .string(ISO8601.string(createdAt))])
+    }
+}
+
+extension JSONValue {
+    /// Encoded as a JSON response body.
+    var responseBytes: [UInt8] {
+        var writer = JSONWriter()
+        writer.value(self)
+        return writer.bytes
+    }
+}

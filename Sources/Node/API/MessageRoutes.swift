@@ -1,0 +1,154 @@
+import Broker
+import Foundation
+import Hummingbird
+import Store
+
+/// `/api/messages`: messages to a topic or directly to a user, stored in the node's
+/// ``ChatStore`` and announced to WebSocket subscribers through ``MessageEvents``.
+///
+/// Every route needs a user token. Reading follows the WebSocket's rules (``TopicAccess``): a
+/// topic message is readable by whoever may subscribe to its topic, a direct message by its
+/// author and recipient. Only the author edits or deletes.
+struct MessageRoutes {
+    let node: NodeContext
+    let store: any ChatStore
+    let events: MessageEvents
+
+    /// Longest `content`, in characters.
+    static let maxContent = 10_000
+    static let pageSizes = 1...100
+    static let defaultPageSize = 50
+
+    func register(on router: Router<NodeRequestContext>) {
+        router.post("/api/messages") { request, _ in
+            var request = request
+            return try await create(&request)
+        }
+        router.get("/api/messages") { request, _ in try await list(request) }
+        router.get("/api/messages/:id") { request, context in
+            let user = try Caller.user(request, node: node)
+            let message = try await existing(context)
+            try checkRead(message, by: user)
+            return Response.json(message.json)
+        }
+        router.patch("/api/messages/:id") { request, context in
+            var request = request
+            return try await edit(&request, context: context)
+        }
+        router.delete("/api/messages/:id") { request, context in
+            let user = try Caller.user(request, node: node)
+            let message = try await existing(context)
+            try checkAuthor(message, user)
+            guard try await store.deleteMessage(id: message.id) else { throw APIError(404, "no message '\(message.id)'") }
+            events.publish(.deleted, message)
+            return Response(status: .noContent)
+        }
+    }
+
+    private func create(_ request: inout Request) async throws -> Response {
+        let user = try Caller.user(request, node: node)
+        let body = try await RequestBody(&request, limit: node.configuration.maxMessageSize)
+        let topicName = try body.optionalString("topic")
+        let recipientId = try body.optionalString("recipientId")
+        let content = try Self.content(body)
+        let metadata = try body.optionalObjectText("metadata")
+        switch (topicName, recipientId) {
+        case (let name?, nil):
+            let topic: Topic
+            do {
+                topic = try Topic(name)
+            } catch {
+                throw APIError.invalid("topic", "illegal topic: \(error)")
+            }
+            if let denial = TopicAccess.publishDenial(topic, user: user) { throw APIError(403, denial, field: "topic") }
+        case (nil, let recipient?):
+            guard try await store.user(id: recipient) != nil else {
+                throw APIError(404, "no user with id '\(recipient)'", field: "recipientId")
+            }
+        default:
+            throw APIError.invalid("topic", "give exactly one of 'topic' and 'recipientId'")
+        }
+        let message = try await store.createMessage(
+            NewMessage(authorId: user.id, topic: topicName, recipientId: recipientId, content: content, metadata: metadata))
+        events.publish(.sent, message)
+        return .json(message.json, status: .created)
+    }
+
+    private func list(_ request: Request) async throws -> Response {
+        let user = try Caller.user(request, node: node)
+        let query = request.uri.queryParameters
+        let scope: MessageScope
+        switch (query["topic"].map(String.init), query["with"].map(String.init)) {
+        case (let name?, nil):
+            let topic: Topic
+            do {
+                topic = try Topic(name)
+            } catch {
+                throw APIError.invalid("topic", "illegal topic: \(error)")
+            }
+            if let denial = TopicAccess.subscribeDenial(TopicPattern(topic), user: user) {
+                throw APIError(403, denial, field: "topic")
+            }
+            scope = .topic(name)
+        case (nil, let other?):
+            scope = .conversation(user.id, other)
+        default:
+            throw APIError.invalid("topic", "give exactly one of the query parameters 'topic' and 'with'")
+        }
+        var limit = Self.defaultPageSize
+        if let text = query["limit"] {
+            guard let value = Int(text), Self.pageSizes.contains(value) else {
+                throw APIError.invalid("limit", "'limit' must be a whole number in 1...100")
+            }
+            limit = value
+        }
+        let page: MessagePage
+        do {
+            page = try await store.messages(in: scope, before: query["before"].map(String.init), limit: limit)
+        } catch StoreError.invalidCursor {
+            throw APIError.invalid("before", "'before' is not a cursor this API returned")
+        }
+        var object: [String: JSONValue] = ["messages": .array(page.messages.map(\.json))]
+        object["nextCursor"] = page.nextCursor.map(JSONValue.string) ?? .null
+        return .json(.object(object))
+    }
+
+    private func edit(_ request: inout Request, context: NodeRequestContext) async throws -> Response {
+        let user = try Caller.user(request, node: node)
+        let body = try await RequestBody(&request, limit: node.configuration.maxMessageSize)
+        let content = try Self.content(body)
+        let metadata = try body.optionalObjectText("metadata")
+        let message = try await existing(context)
+        try checkAuthor(message, user)
+        guard let updated = try await store.updateMessage(id: message.id, content: content, metadata: metadata ?? message.metadata)
+        else { throw APIError(404, "no message '\(message.id)'") }
+        events.publish(.updated, updated)
+        return .json(updated.json)
+    }
+
+    private func existing(_ context: NodeRequestContext) async throws -> StoredMessage {
+        let id = context.parameters.get("id") ?? ""
+        guard let message = try await store.message(id: id) else { throw APIError(404, "no message '\(id)'") }
+        return message
+    }
+
+    private func checkRead(_ message: StoredMessage, by user: AuthenticatedUser) throws(APIError) {
+        if let name = message.topic, let topic = try? Topic(name) {
+            if let denial = TopicAccess.subscribeDenial(TopicPattern(topic), user: user) { throw APIError(403, denial) }
+        } else if user.id != message.authorId, user.id != message.recipientId {
+            throw APIError(403, "a direct message is readable by its author and recipient only")
+        }
+    }
+
+    private func checkAuthor(_ message: StoredMessage, _ user: AuthenticatedUser) throws(APIError) {
+        guard message.authorId == user.id else { throw APIError(403, "only the author may change or delete a message") }
+    }
+
+    private static func content(_ body: RequestBody) throws(APIError) -> String {
+        let content = try body.string("content")
+        guard !content.isEmpty, content.count <= maxContent else {
+            throw APIError.invalid("content", "'content' must be 1 to \(maxContent) characters")
+        }
+        return content
+    }
+}

@@ -1,0 +1,116 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// Registers `username` and returns the `{token, expiresAt, user}` answer.
+func register(_ node: TestNode, _ username: String, password: String = "correct horse") async throws -> [String: Any] {
+    let response = try await HTTP.post(
+        "\(node.baseURL)/api/auth/register", json: ["username": username, "password": password])
+    guard response.status == 201 else { throw TestFailure("register \(username): \(response.status) \(response.text)") }
+    return try response.json()
+}
+
+extension [String: Any] {
+    var token: String { self["token"] as! String }
+    var userId: String { (self["user"] as! [String: Any])["id"] as! String }
+}
+
+@Suite("Accounts over HTTP")
+struct AccountAPITests {
+    @Test("register then login return a token the WebSocket accepts, and the same user")
+    func registerAndLogin() async throws {
+        try await withNode { node in
+            let registered = try await register(node, "alice")
+            let user = try #require(registered["user"] as? [String: Any])
+            #expect(user["username"] as? String == "alice")
+            #expect(user["passwordHash"] == nil && user["password"] == nil, "the hash never leaves the node")
+            #expect(registered["expiresAt"] as? String != nil)
+
+            let login = try await HTTP.post(
+                "\(node.baseURL)/api/auth/login", json: ["username": "alice", "password": "correct horse"])
+            #expect(login.status == 200)
+            let session = try login.json()
+            #expect(session.userId == registered.userId)
+
+            let client = try await node.connect()
+            let auth = try await client.request(["type": "auth", "token": session.token])
+            #expect(auth["type"] as? String == "auth_success")
+            #expect(auth["userId"] as? String == registered.userId)
+        }
+    }
+
+    @Test(
+        "bad registrations are answered with the error shape and the field",
+        arguments: [
+            (#"{"username":"al","password":"correct horse"}"#, 400, "username"),
+            (#"{"username":"al ice","password":"correct horse"}"#, 400, "username"),
+            (#"{"username":"alice","password":"short"}"#, 400, "password"),
+            (#"{"username":"alice"}"#, 400, "password"),
+            (#"{"username":5,"password":"correct horse"}"#, 400, "username"),
+            ("{oops", 400, nil),
+            ("[1,2]", 400, nil),
+        ] as [(String, Int, String?)])
+    func badRegistration(body: String, status: Int, field: String?) async throws {
+        try await withNode { node in
+            let response = try await HTTP.post("\(node.baseURL)/api/auth/register", body: Data(body.utf8))
+            #expect(response.status == status)
+            let error = try response.json()
+            #expect(error["type"] as? String == "error")
+            #expect(error["code"] as? Int == status)
+            #expect(error["message"] as? String != nil)
+            #expect((error["details"] as? [String: Any])?["field"] as? String == field)
+        }
+    }
+
+    @Test("a taken user name is 409; a wrong password and an unknown user are the same 401")
+    func conflictsAndBadCredentials() async throws {
+        try await withNode { node in
+            _ = try await register(node, "bob")
+            let again = try await HTTP.post(
+                "\(node.baseURL)/api/auth/register", json: ["username": "bob", "password": "another one"])
+            #expect(again.status == 409)
+            #expect((try again.json()["details"] as? [String: Any])?["field"] as? String == "username")
+
+            let wrong = try await HTTP.post("\(node.baseURL)/api/auth/login", json: ["username": "bob", "password": "not the one"])
+            let unknown = try await HTTP.post("\(node.baseURL)/api/auth/login", json: ["username": "nobody", "password": "not the one"])
+            #expect(wrong.status == 401 && unknown.status == 401)
+            #expect(try wrong.json()["message"] as? String == unknown.json()["message"] as? String)
+        }
+    }
+
+    @Test("login attempts past AUTH_LOGIN_ATTEMPTS_PER_MINUTE get 429, even with the right password")
+    func loginThrottle() async throws {
+        try await withNode(["AUTH_LOGIN_ATTEMPTS_PER_MINUTE": "3"]) { node in
+            _ = try await register(node, "carol")
+            var statuses: [Int] = []
+            for _ in 0..<3 {
+                statuses.append(try await HTTP.post("\(node.baseURL)/api/auth/login", json: ["username": "carol", "password": "guess guess"]).status)
+            }
+            let right = try await HTTP.post("\(node.baseURL)/api/auth/login", json: ["username": "carol", "password": "correct horse"])
+            #expect(statuses == [401, 401, 401])
+            #expect(right.status == 429)
+            #expect(try right.json()["code"] as? Int == 429)
+        }
+    }
+
+    @Test("with AUTH_REGISTRATION=false registration is refused with 403")
+    func registrationOff() async throws {
+        try await withNode(["AUTH_REGISTRATION": "false"]) { node in
+            let response = try await HTTP.post(
+                "\(node.baseURL)/api/auth/register", json: ["username": "dave", "password": "correct horse"])
+            #expect(response.status == 403)
+            #expect(try response.json()["code"] as? Int == 403)
+        }
+    }
+
+    @Test("with DATABASE_URL=none the accounts and messages API is absent (404) and WebSockets work")
+    func noDatabase() async throws {
+        try await withNode(["DATABASE_URL": "none"]) { node in
+            let response = try await HTTP.post(
+                "\(node.baseURL)/api/auth/register", json: ["username": "erin", "password": "correct horse"])
+            #expect(response.status == 404)
+            let client = try await node.connect(as: "erin")
+            #expect(try await client.request(["type": "ping"])["type"] as? String == "pong")
+        }
+    }
+}

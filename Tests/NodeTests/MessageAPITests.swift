@@ -1,0 +1,157 @@
+import Foundation
+import Testing
+import TestSupport
+
+@Suite("Messages over HTTP, with real-time events")
+struct MessageAPITests {
+    private func headers(_ session: [String: Any]) -> [String: String] {
+        ["Authorization": "Bearer \(session.token)"]
+    }
+
+    @Test("posting to a topic stores the message and subscribers receive message.sent; edit and delete follow")
+    func topicLifecycle() async throws {
+        try await withNode { node in
+            let alice = try await register(node, "alice")
+            let bob = try await register(node, "bob")
+            let listener = try await node.connect()
+            _ = try await listener.request(["type": "auth", "token": bob.token])
+            _ = try await listener.request(["type": "subscribe", "topic": "rooms.lobby"])
+
+            let created = try await HTTP.post(
+                "\(node.baseURL)/api/messages",
+                json: ["topic": "rooms.lobby", "content": "hello", "metadata": ["lang": "en"]], headers: headers(alice))
+            #expect(created.status == 201)
+            let message = try created.json()
+            let id = try #require(message["id"] as? String)
+            #expect(message["authorId"] as? String == alice.userId)
+            #expect((message["metadata"] as? [String: Any])?["lang"] as? String == "en")
+
+            let sent = try await listener.next(type: "message")
+            #expect(sent["topic"] as? String == "rooms.lobby")
+            #expect(sent["eventType"] as? String == "message.sent")
+            #expect((sent["data"] as? [String: Any])?["id"] as? String == id)
+            #expect((sent["data"] as? [String: Any])?["content"] as? String == "hello")
+            #expect((sent["metadata"] as? [String: Any])?["senderId"] as? String == alice.userId)
+
+            let read = try await HTTP.get("\(node.baseURL)/api/messages/\(id)", headers: headers(bob))
+            #expect(read.status == 200)
+            #expect(try read.json()["content"] as? String == "hello")
+
+            let notAuthor = try await HTTP.request(
+                "PATCH", "\(node.baseURL)/api/messages/\(id)", json: ["content": "hijacked"], headers: headers(bob))
+            #expect(notAuthor.status == 403)
+            let edited = try await HTTP.request(
+                "PATCH", "\(node.baseURL)/api/messages/\(id)", json: ["content": "hello, all"], headers: headers(alice))
+            #expect(edited.status == 200)
+            #expect(try edited.json()["updatedAt"] as? String != nil)
+            let updated = try await listener.next(type: "message")
+            #expect(updated["eventType"] as? String == "message.updated")
+            #expect((updated["data"] as? [String: Any])?["content"] as? String == "hello, all")
+
+            #expect(try await HTTP.request("DELETE", "\(node.baseURL)/api/messages/\(id)", headers: headers(bob)).status == 403)
+            #expect(try await HTTP.request("DELETE", "\(node.baseURL)/api/messages/\(id)", headers: headers(alice)).status == 204)
+            let deleted = try await listener.next(type: "message")
+            #expect(deleted["eventType"] as? String == "message.deleted")
+            #expect((deleted["data"] as? [String: Any])?["id"] as? String == id)
+            #expect(try await HTTP.get("\(node.baseURL)/api/messages/\(id)", headers: headers(alice)).status == 404)
+        }
+    }
+
+    @Test("a direct message reaches the recipient's private topic (and the author's), and nobody else may read it")
+    func directMessage() async throws {
+        try await withNode { node in
+            let alice = try await register(node, "alice")
+            let bob = try await register(node, "bob")
+            let carol = try await register(node, "carol")
+            let bobSocket = try await node.connect()
+            _ = try await bobSocket.request(["type": "auth", "token": bob.token])
+            #expect(try await bobSocket.request(["type": "subscribe", "topic": "messages.user.\(bob.userId)"])["type"] as? String == "subscribed")
+            let carolSocket = try await node.connect()
+            _ = try await carolSocket.request(["type": "auth", "token": carol.token])
+            let spy = try await carolSocket.request(["type": "subscribe", "topic": "messages.user.\(bob.userId)"])
+            #expect(spy["code"] as? Int == 403, "carol may not subscribe to bob's private topic")
+
+            let created = try await HTTP.post(
+                "\(node.baseURL)/api/messages", json: ["recipientId": bob.userId, "content": "psst"], headers: headers(alice))
+            #expect(created.status == 201)
+            let id = try #require(try created.json()["id"] as? String)
+            let event = try await bobSocket.next(type: "message")
+            #expect(event["topic"] as? String == "messages.user.\(bob.userId)")
+            #expect((event["data"] as? [String: Any])?["recipientId"] as? String == bob.userId)
+
+            #expect(try await HTTP.get("\(node.baseURL)/api/messages/\(id)", headers: headers(bob)).status == 200)
+            #expect(try await HTTP.get("\(node.baseURL)/api/messages/\(id)", headers: headers(carol)).status == 403)
+            let conversation = try await HTTP.get("\(node.baseURL)/api/messages?with=\(alice.userId)", headers: headers(bob))
+            #expect((try conversation.json()["messages"] as? [[String: Any]])?.map { $0["id"] as? String } == [id])
+            let nobody = try await HTTP.post(
+                "\(node.baseURL)/api/messages", json: ["recipientId": "no-such-user", "content": "x"], headers: headers(alice))
+            #expect(nobody.status == 404)
+        }
+    }
+
+    @Test("listing a topic pages newest first with a cursor, without gaps or repeats")
+    func pagination() async throws {
+        try await withNode { node in
+            let alice = try await register(node, "alice")
+            var posted: [String] = []
+            for index in 0..<7 {
+                let response = try await HTTP.post(
+                    "\(node.baseURL)/api/messages", json: ["topic": "rooms.paged", "content": "m\(index)"], headers: headers(alice))
+                posted.append(try #require(try response.json()["id"] as? String))
+            }
+            var seen: [String] = []
+            var cursor: String?
+            repeat {
+                var url = "\(node.baseURL)/api/messages?topic=rooms.paged&limit=3"
+                if let cursor { url += "&before=\(cursor.addingPercentEncoding(withAllowedCharacters: .alphanumerics)!)" }
+                let page = try await HTTP.get(url, headers: headers(alice)).json()
+                let messages = try #require(page["messages"] as? [[String: Any]])
+                #expect(messages.count <= 3)
+                seen += messages.compactMap { $0["id"] as? String }
+                cursor = page["nextCursor"] as? String
+            } while cursor != nil
+            #expect(seen == posted.reversed())
+        }
+    }
+
+    @Test(
+        "bad message requests get the error shape with the right status",
+        arguments: [
+            ("POST", "/api/messages", #"{"content":"no target"}"#, 400),
+            ("POST", "/api/messages", #"{"topic":"a.*","content":"x"}"#, 400),
+            ("POST", "/api/messages", #"{"topic":"a","recipientId":"b","content":"x"}"#, 400),
+            ("POST", "/api/messages", #"{"topic":"a","content":""}"#, 400),
+            ("POST", "/api/messages", #"{"topic":"a","content":"x","metadata":[1]}"#, 400),
+            ("POST", "/api/messages", #"{"topic":"messages.user.someone-else","content":"x"}"#, 403),
+            ("POST", "/api/messages", "{", 400),
+            ("GET", "/api/messages", "", 400),
+            ("GET", "/api/messages?topic=a&limit=0", "", 400),
+            ("GET", "/api/messages?topic=a&before=garbage", "", 400),
+            ("GET", "/api/messages?topic=messages.user.someone-else", "", 403),
+            ("GET", "/api/messages/does-not-exist", "", 404),
+            ("PATCH", "/api/messages/does-not-exist", #"{"content":"x"}"#, 404),
+            ("DELETE", "/api/messages/does-not-exist", "", 404),
+        ])
+    func badRequests(method: String, path: String, body: String, status: Int) async throws {
+        try await withNode { node in
+            let alice = try await register(node, "alice")
+            let response = try await HTTP.request(method, "\(node.baseURL)\(path)", body: body.isEmpty ? nil : Data(body.utf8), headers: headers(alice))
+            #expect(response.status == status, "\(response.text)")
+            #expect(try response.json()["code"] as? Int == status)
+            let anonymous = try await HTTP.request(method, "\(node.baseURL)\(path)", body: body.isEmpty ? nil : Data(body.utf8))
+            #expect(anonymous.status == 401)
+        }
+    }
+
+    @Test("a body over WEBSOCKET_MAX_MESSAGE_SIZE is 413")
+    func oversize() async throws {
+        try await withNode(["WEBSOCKET_MAX_MESSAGE_SIZE": "1024"]) { node in
+            let alice = try await register(node, "alice")
+            let response = try await HTTP.post(
+                "\(node.baseURL)/api/messages", json: ["topic": "a", "content": String(repeating: "x", count: 4096)],
+                headers: headers(alice))
+            #expect(response.status == 413)
+            #expect(try response.json()["code"] as? Int == 413)
+        }
+    }
+}
