@@ -10,6 +10,8 @@
 #   JWT_SECRET   HS256 secret for the nodes (default: random per run)
 #   API_KEY      key for POST /api/publish (default: random per run)
 #   LOG_LEVEL    node log level (default: info)
+#   DATABASE_URL accounts and messages (default: one SQLite file in the temp dir, shared by
+#                the nodes of this host; point it at PostgreSQL to try the production setup)
 #   KEEP_TMP=1   keep the temp dir (logs, generated nginx.conf) after stopping
 #   Any other node variable (WEBSOCKET_PING_INTERVAL, DRAIN_TIMEOUT, ...) is passed through.
 #
@@ -192,7 +194,7 @@ for i in $(seq 1 "$NODES"); do
     env -u WEBSOCKET_PORT -u WEBSOCKET_HOST \
         HTTP_HOST=127.0.0.1 HTTP_PORT="$port" NODE_ID="node-$i" \
         PUBSUB_ADAPTER="$ADAPTER" PUBSUB_REDIS_URL="redis://127.0.0.1:$REDIS_PORT" \
-        TRUSTED_PROXIES=127.0.0.1 \
+        TRUSTED_PROXIES=127.0.0.1 DATABASE_URL="${DATABASE_URL:-sqlite:$WORK/chorus.sqlite}" \
         setsid "$CHORUS_BIN" serve </dev/null >"$WORK/node-$i.log" 2>&1 &
     NODE_PIDS+=($!)
 done
