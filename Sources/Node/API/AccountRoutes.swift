@@ -76,7 +76,7 @@ struct AccountRoutes {
         }
         let account = try await store.user(named: username)
         // An unknown name costs a bcrypt check too, so timing does not tell which names exist.
-        let valid = try await hasher.verify(password, hash: account?.passwordHash ?? PasswordHasher.decoy)
+        let valid = try await hasher.verify(password, hash: account?.passwordHash)
         guard let account, valid else { throw APIError(401, "invalid user name or password") }
         return session(for: account, minter: minter, status: .ok)
     }
