@@ -45,12 +45,22 @@ public final class PostgresProcess: Sendable {
                         + "install them (Debian: apt-get install -y postgresql)")
             }
             guard geteuid() == 0 else { return Installation(binaries: binaries, runAs: nil) }
-            guard let account = getpwnam("postgres") else {
+            guard let (uid, gid) = account("postgres") else {
                 throw TestFailure("running as root, and PostgreSQL refuses root: there is no 'postgres' user to run it as "
                     + "(Debian's postgresql package makes one)")
             }
             let setpriv = try Executable.find("setpriv", hint: "install util-linux (Debian: apt-get install -y util-linux)")
-            return Installation(binaries: binaries, runAs: (setpriv, account.pointee.pw_uid, account.pointee.pw_gid))
+            return Installation(binaries: binaries, runAs: (setpriv, uid, gid))
+        }
+
+        /// The uid and gid of `name`. `getpwnam_r`, not `getpwnam`: the latter returns a static
+        /// buffer that a lookup on another thread (Foundation asks for root's home) overwrites.
+        private static func account(_ name: String) -> (uid_t, gid_t)? {
+            var entry = passwd()
+            var found: UnsafeMutablePointer<passwd>?
+            var buffer = [CChar](repeating: 0, count: 16_384)
+            guard getpwnam_r(name, &entry, &buffer, buffer.count, &found) == 0, found != nil else { return nil }
+            return (entry.pw_uid, entry.pw_gid)
         }
 
         /// The executable and arguments that run `program` as the server's user.
@@ -60,12 +70,12 @@ public final class PostgresProcess: Sendable {
             return (runAs.setpriv, ["--reuid=\(runAs.uid)", "--regid=\(runAs.gid)", "--clear-groups", "--", path] + arguments)
         }
 
-        /// Makes `url` the server's user's, recursively.
+        /// Makes the directory `url` (not its contents) the server's user's, so that `initdb`
+        /// may create the data directory in it.
         func handOver(_ url: URL) throws {
             guard let runAs else { return }
-            let paths = [url.path] + (FileManager.default.subpaths(atPath: url.path) ?? []).map { url.appendingPathComponent($0).path }
-            for path in paths where chown(path, runAs.uid, runAs.gid) != 0 {
-                throw TestFailure("chown \(path): \(String(cString: strerror(errno)))")
+            guard chown(url.path, runAs.uid, runAs.gid) == 0 else {
+                throw TestFailure("chown \(url.path): \(String(cString: strerror(errno)))")
             }
         }
     }
@@ -142,10 +152,10 @@ public final class PostgresProcess: Sendable {
         let copy = try await ChildProcess.spawn(
             try Executable.find("cp", hint: "coreutils"), ["-a", template.path, data.path],
             log: directory.appendingPathComponent("cp.log"))
+        // `cp -a` (as root) keeps the template's owner: the server's user.
         guard await copy.wait(timeout: .seconds(60)) == 0 else {
             throw TestFailure("copying the PostgreSQL template \(template.path) failed: \(copy.output())")
         }
-        try installation.handOver(directory)
 
         let (executable, arguments) = installation.command(
             "postgres", ["-D", data.path, "-p", "\(port)", "-h", "127.0.0.1", "-k", data.path, "-F"])
