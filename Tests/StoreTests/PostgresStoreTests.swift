@@ -83,6 +83,25 @@ struct PostgresStoreTests {
         }
     }
 
+    @Test("sslmode=prefer falls back to plain TCP; sslmode=require refuses a server without TLS")
+    func sslModes() async throws {
+        try await PostgresProcess.withServer { server in
+            try await server.createDatabase("chorus")
+            let prefer = try DatabaseURL(parsing: server.url(database: "chorus") + "?sslmode=prefer")
+            try await StoreHarness.running(prefer) { store in
+                let user = try await store.createUser(username: "tls-maybe", passwordHash: "h")
+                #expect(try await store.user(id: user.id) == user)
+            }
+            let require = try DatabaseURL(parsing: server.url(database: "chorus") + "?sslmode=require")
+            let store = makeStore(require, logger: StoreHarness.logger, configuration: StoreConfiguration(openTimeout: .seconds(600)))
+            let run = Task { try await store.run() }
+            let error = await #expect(throws: StoreError.self) { try await store.ready() }
+            guard case .unavailable(let reason) = error else { Issue.record("got \(String(describing: error))"); return }
+            #expect(reason.contains("does not offer TLS"), "reason: \(reason)")
+            await #expect(throws: StoreError.self) { try await run.value }
+        }
+    }
+
     private static func outcome(_ body: () async throws -> UserAccount) async -> Result<UserAccount, any Error> {
         do { return .success(try await body()) } catch { return .failure(error) }
     }

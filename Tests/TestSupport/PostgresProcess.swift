@@ -145,7 +145,6 @@ public final class PostgresProcess: Sendable {
     // MARK: - Starting
 
     private func start(within timeout: Duration) async throws {
-        let deadline = ContinuousClock.now + timeout
         let template = try await Self.template(installation)
         let data = directory.appendingPathComponent("data")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -162,6 +161,7 @@ public final class PostgresProcess: Sendable {
         let started = try await ChildProcess.spawn(executable, arguments, log: directory.appendingPathComponent("postgres.log"))
         process.withLock { $0 = started }
 
+        let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             guard started.isRunning else {
                 throw TestFailure("postgres on port \(port) exited at start: \(started.output())")
