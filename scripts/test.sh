@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the tests need, builds, and runs every test: unit tests, a node over real
-# WebSockets, the Redis adapter against real redis-server, and clusters of nodes behind nginx.
+# WebSockets, the Redis adapter against real redis-server, clusters of nodes behind nginx, and
+# the store against SQLite and a real PostgreSQL server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/install-deps.sh libhiredis-dev pkg-config redis-server redis-tools nginx
+scripts/install-deps.sh libhiredis-dev pkg-config redis-server redis-tools nginx postgresql
 swift build --build-tests
 swift test --skip-build "$@"

@@ -1,0 +1,113 @@
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// A ``ChatStore`` over one ``DatabaseDriver``: the lifecycle (open, serve, drain, close) and the
+/// gate in front of the database, the same for SQLite and PostgreSQL.
+///
+/// Every repository call goes through ``StoreGate``, so it waits while the store is starting and
+/// is counted while it runs; shutdown closes the database only after the last one has left.
+/// Errors of the database library become ``StoreError/unavailable(_:)`` with a one-line reason,
+/// which is also logged (never the query: its binds hold password hashes); ``StoreError`` and
+/// cancellation pass through as they are.
+final class ManagedStore<Driver: DatabaseDriver>: ChatStore {
+    private let driver: Driver
+    private let configuration: StoreConfiguration
+    private let logger: Logger
+    private let gate = StoreGate<Driver.Database>()
+    private let started = Atomic<Bool>(false)
+
+    init(driver: Driver, configuration: StoreConfiguration, logger: Logger) {
+        self.driver = driver
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    func run() async throws {
+        guard !started.exchange(true, ordering: .relaxed) else {
+            throw StoreError.unavailable("the store's run() was called twice")
+        }
+        logger.info("store: opening \(driver.name)")
+        do {
+            try await driver.withOpenDatabase { database in
+                gate.open(database)
+                logger.info("store: \(driver.name) is ready")
+                // Throws CancellationError when the task is cancelled: stop serving just the same.
+                try? await gracefulShutdown()
+                logger.info("store: shutting down, waiting for the requests in flight")
+                await gate.close()
+            }
+        } catch {
+            let failure = storeError(error, while: "opening the database")
+            gate.shut(failure as? StoreError ?? .unavailable("the store stopped before the database was open"))
+            throw failure
+        }
+        gate.shut(.unavailable("the store has stopped"))
+        logger.info("store: \(driver.name) closed")
+    }
+
+    func ready() async throws {
+        try await gate.waitUntilOpen()
+    }
+
+    // MARK: - UserRepository
+
+    func createUser(username: String, passwordHash: String) async throws -> UserAccount {
+        try await using("creating a user") { try await $0.createUser(username: username, passwordHash: passwordHash) }
+    }
+
+    func user(named username: String) async throws -> UserAccount? {
+        try await using("finding a user") { try await $0.user(named: username) }
+    }
+
+    func user(id: String) async throws -> UserAccount? {
+        try await using("finding a user") { try await $0.user(id: id) }
+    }
+
+    // MARK: - MessageRepository
+
+    func createMessage(_ message: NewMessage) async throws -> StoredMessage {
+        try await using("storing a message") { try await $0.createMessage(message) }
+    }
+
+    func message(id: String) async throws -> StoredMessage? {
+        try await using("reading a message") { try await $0.message(id: id) }
+    }
+
+    func messages(in scope: MessageScope, before cursor: String?, limit: Int) async throws -> MessagePage {
+        let limit = min(max(limit, 1), configuration.maximumPageSize)
+        return try await using("listing messages") { try await $0.messages(in: scope, before: cursor, limit: limit) }
+    }
+
+    func updateMessage(id: String, content: String, metadata: String?) async throws -> StoredMessage? {
+        try await using("updating a message") { try await $0.updateMessage(id: id, content: content, metadata: metadata) }
+    }
+
+    func deleteMessage(id: String) async throws -> Bool {
+        try await using("deleting a message") { try await $0.deleteMessage(id: id) }
+    }
+
+    // MARK: - Helpers
+
+    private func using<T>(_ action: String, _ body: (Driver.Database) async throws -> T) async throws -> T {
+        do {
+            return try await gate.withDatabase(waitingAtMost: configuration.readyWaitTimeout, body)
+        } catch {
+            throw storeError(error, while: action)
+        }
+    }
+
+    /// `error` as the store reports it; a database library's error is logged first.
+    private func storeError(_ error: any Error, while action: String) -> any Error {
+        switch error {
+        case let error as StoreError:
+            return error
+        case let error as CancellationError:
+            return error
+        default:
+            let reason = driver.reason(for: error)
+            logger.error("store: \(action) failed: \(reason)", metadata: ["error.type": "\(type(of: error))"])
+            return StoreError.unavailable(reason)
+        }
+    }
+}

@@ -1,0 +1,139 @@
+import Foundation
+import Logging
+import PostgresNIO
+
+/// The users and messages of an open, migrated PostgreSQL database. Every method is one
+/// statement on a pooled connection; writes return their row with `RETURNING`.
+struct PostgresRepository: UserRepository, MessageRepository {
+    let client: PostgresClient
+    let logger: Logger
+
+    /// `unique_violation`: the only unique index a caller can hit is the one on `username`.
+    private static let uniqueViolation = "23505"
+
+    // MARK: - Users
+
+    func createUser(username: String, passwordHash: String) async throws -> UserAccount {
+        let id = UUID().uuidString.lowercased()
+        let now = Milliseconds.now()
+        do {
+            try await client.query(
+                "INSERT INTO users (id, username, password_hash, created_at) VALUES (\(id), \(username), \(passwordHash), \(now))",
+                logger: logger)
+        } catch let error as PSQLError where error.serverInfo?[.sqlState] == Self.uniqueViolation {
+            throw StoreError.duplicateUsername
+        }
+        return UserAccount(id: id, username: username, passwordHash: passwordHash, createdAt: Milliseconds.date(now))
+    }
+
+    func user(named username: String) async throws -> UserAccount? {
+        try await users(client.query(
+            "SELECT id, username, password_hash, created_at FROM users WHERE username = \(username)", logger: logger)
+        ).first
+    }
+
+    func user(id: String) async throws -> UserAccount? {
+        try await users(client.query(
+            "SELECT id, username, password_hash, created_at FROM users WHERE id = \(id)", logger: logger)
+        ).first
+    }
+
+    // MARK: - Messages
+
+    func createMessage(_ message: NewMessage) async throws -> StoredMessage {
+        let id = UUID().uuidString.lowercased()
+        let pair = ConversationKey(message)
+        let rows = try await client.query(
+            """
+            INSERT INTO messages (id, author_id, topic, recipient_id, peer_low, peer_high, content, metadata, created_at)
+            VALUES (\(id), \(message.authorId), \(message.topic), \(message.recipientId), \(pair?.low), \(pair?.high),
+                    \(message.content), \(message.metadata), \(Milliseconds.now()))
+            RETURNING \(unescaped: Self.messageColumns)
+            """,
+            logger: logger)
+        guard let stored = try await messages(rows).first else {
+            throw StoreError.unavailable("PostgreSQL returned no row for a stored message")
+        }
+        return stored.message
+    }
+
+    func message(id: String) async throws -> StoredMessage? {
+        try await messages(client.query(
+            "SELECT \(unescaped: Self.messageColumns) FROM messages WHERE id = \(id)", logger: logger)
+        ).first?.message
+    }
+
+    func messages(in scope: MessageScope, before cursor: String?, limit: Int) async throws -> MessagePage {
+        let below = try cursor.map { try MessageCursor(parsing: $0).sequence } ?? Int64.max
+        // One row more than asked tells whether an older page exists.
+        let fetch = Int64(limit + 1)
+        let rows: PostgresRowSequence
+        switch scope {
+        case .topic(let topic):
+            rows = try await client.query(
+                """
+                SELECT \(unescaped: Self.messageColumns) FROM messages
+                WHERE topic = \(topic) AND seq < \(below) ORDER BY seq DESC LIMIT \(fetch)
+                """,
+                logger: logger)
+        case .conversation(let first, let second):
+            let pair = ConversationKey(first, second)
+            rows = try await client.query(
+                """
+                SELECT \(unescaped: Self.messageColumns) FROM messages
+                WHERE peer_low = \(pair.low) AND peer_high = \(pair.high) AND seq < \(below) ORDER BY seq DESC LIMIT \(fetch)
+                """,
+                logger: logger)
+        }
+        let found = try await messages(rows)
+        let page = found.prefix(limit)
+        let next = found.count > limit ? page.last.map { MessageCursor(sequence: $0.sequence).text } : nil
+        return MessagePage(messages: page.map(\.message), nextCursor: next)
+    }
+
+    func updateMessage(id: String, content: String, metadata: String?) async throws -> StoredMessage? {
+        try await messages(client.query(
+            """
+            UPDATE messages SET content = \(content), metadata = \(metadata), updated_at = \(Milliseconds.now())
+            WHERE id = \(id) RETURNING \(unescaped: Self.messageColumns)
+            """,
+            logger: logger)
+        ).first?.message
+    }
+
+    func deleteMessage(id: String) async throws -> Bool {
+        var deleted = false
+        for try await _ in try await client.query("DELETE FROM messages WHERE id = \(id) RETURNING seq", logger: logger)
+            .decode(Int64.self)
+        {
+            deleted = true
+        }
+        return deleted
+    }
+
+    // MARK: - Rows
+
+    private static let messageColumns =
+        "seq, id, author_id, topic, recipient_id, content, metadata, created_at, updated_at"
+
+    private func users(_ rows: PostgresRowSequence) async throws -> [UserAccount] {
+        var users: [UserAccount] = []
+        for try await (id, username, hash, created) in rows.decode((String, String, String, Int64).self) {
+            users.append(UserAccount(id: id, username: username, passwordHash: hash, createdAt: Milliseconds.date(created)))
+        }
+        return users
+    }
+
+    private func messages(_ rows: PostgresRowSequence) async throws -> [(sequence: Int64, message: StoredMessage)] {
+        var messages: [(sequence: Int64, message: StoredMessage)] = []
+        for try await (seq, id, author, topic, recipient, content, metadata, created, updated) in rows.decode(
+            (Int64, String, String, String?, String?, String, String?, Int64, Int64?).self)
+        {
+            let message = StoredMessage(
+                id: id, authorId: author, topic: topic, recipientId: recipient, content: content, metadata: metadata,
+                createdAt: Milliseconds.date(created), updatedAt: updated.map(Milliseconds.date))
+            messages.append((seq, message))
+        }
+        return messages
+    }
+}

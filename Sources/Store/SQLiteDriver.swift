@@ -1,0 +1,91 @@
+import Logging
+import NIOCore
+import NIOPosix
+import SQLiteNIO
+
+/// SQLite through sqlite-nio: one connection, a file or in memory.
+///
+/// sqlite-nio runs every SQLite call on NIO's shared thread pool, never on an event loop or
+/// Swift's cooperative pool, and opens the connection in serialized mode, so concurrent requests
+/// may share it. One connection is enough: SQLite writes one at a time anyway, and each request
+/// is a single statement. The only multi-statement transaction is the migration, which runs
+/// before the gate opens.
+///
+/// The file is opened in WAL mode (readers do not block the writer), with a busy timeout (another
+/// process's write lock is waited for, boundedly, not failed at once) and foreign keys enforced.
+struct SQLiteDriver: DatabaseDriver {
+    let storage: SQLiteConnection.Storage
+    let configuration: StoreConfiguration
+    let logger: Logger
+
+    func withOpenDatabase(_ serve: (SQLiteRepository) async throws -> Void) async throws {
+        let connection = try await SQLiteConnection.open(
+            storage: storage, threadPool: .singleton, logger: logger, on: MultiThreadedEventLoopGroup.singleton.any())
+        do {
+            try await configure(connection)
+            try await migrate(connection)
+            try await serve(SQLiteRepository(connection: connection))
+        } catch {
+            try? await connection.close()
+            throw error
+        }
+        try await connection.close()
+    }
+
+    func reason(for error: any Error) -> String {
+        guard let error = error as? SQLiteError else { return "SQLite: \(error)" }
+        return "SQLite \(location): \(error.message) (\(error.reason))"
+    }
+
+    var name: String { "SQLite \(location)" }
+
+    private var location: String {
+        switch storage {
+        case .memory: "in memory"
+        case .file(let path): "at \(path)"
+        }
+    }
+
+    private func configure(_ connection: SQLiteConnection) async throws {
+        let milliseconds = configuration.sqliteBusyTimeout.components.seconds * 1000
+            + configuration.sqliteBusyTimeout.components.attoseconds / 1_000_000_000_000_000
+        _ = try await connection.query("PRAGMA busy_timeout = \(milliseconds)")
+        _ = try await connection.query("PRAGMA foreign_keys = ON")
+        if case .file = storage {
+            let mode = try await connection.query("PRAGMA journal_mode = WAL").first?.column("journal_mode")?.string
+            if mode?.lowercased() != "wal" {
+                logger.warning("SQLite \(location): WAL mode refused, journal mode is \(mode ?? "unknown")")
+            }
+            // With WAL, NORMAL loses no committed data on a crash of the process, only on power loss.
+            _ = try await connection.query("PRAGMA synchronous = NORMAL")
+        }
+    }
+
+    /// Applies the migrations not yet recorded, in one `BEGIN IMMEDIATE` transaction: it takes
+    /// the write lock first, so two processes starting on one file run them one after the other
+    /// (the second waits up to the busy timeout and then finds nothing to do).
+    private func migrate(_ connection: SQLiteConnection) async throws {
+        _ = try await connection.query("BEGIN IMMEDIATE")
+        do {
+            _ = try await connection.query(Migration.sqliteVersionTable)
+            let rows = try await connection.query("SELECT version FROM schema_migrations")
+            let applied = Set(rows.compactMap { row -> Int? in row.column("version")?.integer.map { Int($0) } })
+            for migration in Migration.all where !applied.contains(migration.version) {
+                logger.info("SQLite \(location): migration \(migration.version): \(migration.name)")
+                for statement in migration.sqlite {
+                    _ = try await connection.query(statement)
+                }
+                _ = try await connection.query(
+                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                    [.integer(migration.version), .text(migration.name), .integer(SQLiteInt64(Milliseconds.now()))])
+            }
+            if let newest = applied.max(), newest > Migration.all.last?.version ?? 0 {
+                logger.warning("SQLite \(location): schema version \(newest) is newer than this node knows")
+            }
+            _ = try await connection.query("COMMIT")
+        } catch {
+            _ = try? await connection.query("ROLLBACK")
+            throw error
+        }
+    }
+}

@@ -1,0 +1,116 @@
+import Foundation
+import SQLiteNIO
+
+/// The users and messages of an open, migrated SQLite database. Every method is one statement
+/// on the shared connection (see ``SQLiteDriver``); writes return their row with `RETURNING`.
+struct SQLiteRepository: UserRepository, MessageRepository {
+    let connection: SQLiteConnection
+
+    // MARK: - Users
+
+    func createUser(username: String, passwordHash: String) async throws -> UserAccount {
+        let id = UUID().uuidString.lowercased()
+        let now = Milliseconds.now()
+        do {
+            _ = try await connection.query(
+                "INSERT INTO users (id, username, password_hash, created_at) VALUES (?, ?, ?, ?)",
+                [.text(id), .text(username), .text(passwordHash), .integer(SQLiteInt64(now))])
+        } catch let error as SQLiteError where error.reason == .constraintUniqueFailed {
+            // The only unique index a caller can hit is the one on username.
+            throw StoreError.duplicateUsername
+        }
+        return UserAccount(id: id, username: username, passwordHash: passwordHash, createdAt: Milliseconds.date(now))
+    }
+
+    func user(named username: String) async throws -> UserAccount? {
+        try await connection.query("SELECT \(Self.userColumns) FROM users WHERE username = ?", [.text(username)])
+            .first.map(Self.user)
+    }
+
+    func user(id: String) async throws -> UserAccount? {
+        try await connection.query("SELECT \(Self.userColumns) FROM users WHERE id = ?", [.text(id)]).first.map(Self.user)
+    }
+
+    // MARK: - Messages
+
+    func createMessage(_ message: NewMessage) async throws -> StoredMessage {
+        let pair = ConversationKey(message)
+        let rows = try await connection.query(
+            """
+            INSERT INTO messages (id, author_id, topic, recipient_id, peer_low, peer_high, content, metadata, created_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING \(Self.messageColumns)
+            """,
+            [
+                .text(UUID().uuidString.lowercased()), .text(message.authorId), Self.text(message.topic),
+                Self.text(message.recipientId), Self.text(pair?.low), Self.text(pair?.high), .text(message.content),
+                Self.text(message.metadata), .integer(SQLiteInt64(Milliseconds.now())),
+            ])
+        guard let row = rows.first else { throw StoreError.unavailable("SQLite returned no row for a stored message") }
+        return Self.message(row)
+    }
+
+    func message(id: String) async throws -> StoredMessage? {
+        try await connection.query("SELECT \(Self.messageColumns) FROM messages WHERE id = ?", [.text(id)])
+            .first.map(Self.message)
+    }
+
+    func messages(in scope: MessageScope, before cursor: String?, limit: Int) async throws -> MessagePage {
+        let below = try cursor.map { try MessageCursor(parsing: $0).sequence } ?? Int64.max
+        let filter: String
+        var binds: [SQLiteData]
+        switch scope {
+        case .topic(let topic):
+            filter = "topic = ?"
+            binds = [.text(topic)]
+        case .conversation(let first, let second):
+            let pair = ConversationKey(first, second)
+            filter = "peer_low = ? AND peer_high = ?"
+            binds = [.text(pair.low), .text(pair.high)]
+        }
+        // One row more than asked tells whether an older page exists.
+        binds += [.integer(SQLiteInt64(below)), .integer(SQLiteInt64(limit + 1))]
+        let rows = try await connection.query(
+            "SELECT \(Self.messageColumns) FROM messages WHERE \(filter) AND seq < ? ORDER BY seq DESC LIMIT ?", binds)
+        let page = rows.prefix(limit)
+        let next = rows.count > limit ? page.last.flatMap { $0.column("seq")?.integer } : nil
+        return MessagePage(
+            messages: page.map(Self.message),
+            nextCursor: next.map { MessageCursor(sequence: Int64($0)).text })
+    }
+
+    func updateMessage(id: String, content: String, metadata: String?) async throws -> StoredMessage? {
+        try await connection.query(
+            "UPDATE messages SET content = ?, metadata = ?, updated_at = ? WHERE id = ? RETURNING \(Self.messageColumns)",
+            [.text(content), Self.text(metadata), .integer(SQLiteInt64(Milliseconds.now())), .text(id)]
+        ).first.map(Self.message)
+    }
+
+    func deleteMessage(id: String) async throws -> Bool {
+        let deleted = try await connection.query("DELETE FROM messages WHERE id = ? RETURNING seq", [.text(id)])
+        return !deleted.isEmpty
+    }
+
+    // MARK: - Rows
+
+    private static let userColumns = "id, username, password_hash, created_at"
+    private static let messageColumns =
+        "seq, id, author_id, topic, recipient_id, content, metadata, created_at, updated_at"
+
+    private static func user(_ row: SQLiteRow) -> UserAccount {
+        UserAccount(
+            id: row.column("id")?.string ?? "", username: row.column("username")?.string ?? "",
+            passwordHash: row.column("password_hash")?.string ?? "",
+            createdAt: Milliseconds.date(Int64(row.column("created_at")?.integer ?? 0)))
+    }
+
+    private static func message(_ row: SQLiteRow) -> StoredMessage {
+        StoredMessage(
+            id: row.column("id")?.string ?? "", authorId: row.column("author_id")?.string ?? "",
+            topic: row.column("topic")?.string, recipientId: row.column("recipient_id")?.string,
+            content: row.column("content")?.string ?? "", metadata: row.column("metadata")?.string,
+            createdAt: Milliseconds.date(Int64(row.column("created_at")?.integer ?? 0)),
+            updatedAt: row.column("updated_at")?.integer.map { Milliseconds.date(Int64($0)) })
+    }
+
+    private static func text(_ value: String?) -> SQLiteData { value.map { .text($0) } ?? .null }
+}

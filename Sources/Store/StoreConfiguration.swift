@@ -1,0 +1,27 @@
+/// How long the store waits and how much it hands out. The defaults suit a node; tests shorten
+/// the waits.
+public struct StoreConfiguration: Sendable, Equatable {
+    /// How long a request made before the store is ready waits for it before throwing
+    /// ``StoreError/unavailable(_:)`` (the HTTP routes answer 503 then).
+    public var readyWaitTimeout: Duration
+    /// How long `run()` keeps trying to reach PostgreSQL (refused or unreachable) before it
+    /// gives up; errors the server itself reports (bad password, no such database) fail at once.
+    public var openTimeout: Duration
+    /// How long SQLite waits for another connection's write lock (its `busy_timeout`).
+    public var sqliteBusyTimeout: Duration
+    /// The most connections one node opens to PostgreSQL.
+    public var postgresMaximumConnections: Int
+    /// The largest `limit` a listing honours; larger ones are clamped to it.
+    public var maximumPageSize: Int
+
+    public init(
+        readyWaitTimeout: Duration = .seconds(10), openTimeout: Duration = .seconds(30),
+        sqliteBusyTimeout: Duration = .seconds(5), postgresMaximumConnections: Int = 10, maximumPageSize: Int = 500
+    ) {
+        self.readyWaitTimeout = readyWaitTimeout
+        self.openTimeout = openTimeout
+        self.sqliteBusyTimeout = sqliteBusyTimeout
+        self.postgresMaximumConnections = postgresMaximumConnections
+        self.maximumPageSize = maximumPageSize
+    }
+}

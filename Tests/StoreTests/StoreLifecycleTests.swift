@@ -1,0 +1,69 @@
+import Foundation
+import ServiceLifecycle
+import Store
+import Testing
+
+@Suite("Store lifecycle", .timeLimit(.minutes(2)))
+struct StoreLifecycleTests {
+    @Test("a request made before run() waits for the store and then succeeds")
+    func requestBeforeRun() async throws {
+        let store = makeStore(.sqliteMemory, logger: StoreHarness.logger)
+        let early = Task { try await store.createUser(username: "early", passwordHash: "h") }
+        let group = ServiceGroup(services: [store], logger: StoreHarness.logger)
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            let user = try await early.value
+            #expect(try await store.user(id: user.id)?.username == "early")
+            await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()
+        }
+    }
+
+    @Test("a store that never starts turns requests away after the ready wait")
+    func neverStarted() async throws {
+        let store = makeStore(
+            .sqliteMemory, logger: StoreHarness.logger, configuration: StoreConfiguration(readyWaitTimeout: .milliseconds(100)))
+        do {
+            _ = try await store.user(named: "anyone")
+            Issue.record("a store that was never run answered")
+        } catch let error as StoreError {
+            guard case .unavailable(let reason) = error else { throw error }
+            #expect(reason.contains("not open yet"))
+        }
+    }
+
+    @Test("after graceful shutdown requests are refused as unavailable")
+    func afterShutdown() async throws {
+        let store = try await StoreHarness.running(.sqliteMemory) { store in
+            _ = try await store.createUser(username: "u", passwordHash: "h")
+            return store
+        }
+        await #expect(throws: StoreError.unavailable("the store has stopped")) {
+            try await store.user(named: "u")
+        }
+        await #expect(throws: StoreError.unavailable("the store has stopped")) { try await store.ready() }
+    }
+
+    @Test("a SQLite file that cannot be opened fails run() and ready() with the path")
+    func unopenableFile() async throws {
+        let path = "/nonexistent-\(UUID().uuidString)/chorus.db"
+        let store = makeStore(.sqliteFile(path), logger: StoreHarness.logger)
+        let run = Task { try await store.run() }
+        do {
+            try await store.ready()
+            Issue.record("ready() returned for \(path)")
+        } catch let error as StoreError {
+            guard case .unavailable(let reason) = error else { throw error }
+            #expect(reason.contains(path), "reason: \(reason)")
+        }
+        await #expect(throws: StoreError.self) { try await run.value }
+        await #expect(throws: StoreError.self) { try await store.user(named: "u") }
+    }
+
+    @Test("StoreError descriptions are one line for a client")
+    func descriptions() {
+        #expect(StoreError.duplicateUsername.description == "username is already taken")
+        #expect(StoreError.invalidCursor.description.hasPrefix("invalid cursor"))
+        #expect(StoreError.unavailable("the store has stopped").description == "store unavailable: the store has stopped")
+    }
+}
