@@ -80,7 +80,8 @@ public struct NodeConfiguration: Sendable {
     public var registrationEnabled = true
     /// `AUTH_TOKEN_TTL` (seconds): lifetime of the tokens that register and login return.
     public var authTokenTTL: Duration = .seconds(86_400)
-    /// `AUTH_LOGIN_ATTEMPTS_PER_MINUTE`: login attempts per client address and user name.
+    /// `AUTH_LOGIN_ATTEMPTS_PER_MINUTE`: login attempts per client address and user name, and
+    /// registrations per client address.
     public var loginAttemptsPerMinute = 10
     /// `AUTH_BCRYPT_COST`: bcrypt work factor for stored passwords (each step doubles the work).
     public var bcryptCost = 10

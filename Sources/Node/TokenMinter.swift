@@ -17,8 +17,9 @@ public struct TokenMinter: Sendable {
     ) -> String {
         var claims: [String: Any] = ["sub": subject, "iat": Int(now.timeIntervalSince1970)]
         if let ttl {
-            claims["exp"] = now.timeIntervalSince1970 + Double(ttl.components.seconds)
-                + Double(ttl.components.attoseconds) / 1e18
+            // Whole seconds (rounded up), as most JWT libraries expect of a NumericDate.
+            claims["exp"] = Int((now.timeIntervalSince1970 + Double(ttl.components.seconds)
+                + Double(ttl.components.attoseconds) / 1e18).rounded(.up))
         }
         if let notBefore { claims["nbf"] = Int(notBefore.timeIntervalSince1970) }
         if let grants {

@@ -93,6 +93,18 @@ struct AccountAPITests {
         }
     }
 
+    @Test("registrations from one address past AUTH_LOGIN_ATTEMPTS_PER_MINUTE get 429")
+    func registrationThrottle() async throws {
+        try await withNode(["AUTH_LOGIN_ATTEMPTS_PER_MINUTE": "2"]) { node in
+            _ = try await register(node, "first")
+            _ = try await register(node, "second")
+            let third = try await HTTP.post(
+                "\(node.baseURL)/api/auth/register", json: ["username": "third", "password": "correct horse"])
+            #expect(third.status == 429)
+            #expect(try third.json()["code"] as? Int == 429)
+        }
+    }
+
     @Test("with AUTH_REGISTRATION=false registration is refused with 403")
     func registrationOff() async throws {
         try await withNode(["AUTH_REGISTRATION": "false"]) { node in

@@ -29,9 +29,9 @@ struct AccountRoutes {
     static let passwordBytes = 8...72
 
     func register(on router: Router<NodeRequestContext>) {
-        router.post("/api/auth/register") { request, _ in
+        router.post("/api/auth/register") { request, context in
             var request = request
-            return try await register(&request)
+            return try await register(&request, context: context)
         }
         router.post("/api/auth/login") { request, context in
             var request = request
@@ -39,9 +39,14 @@ struct AccountRoutes {
         }
     }
 
-    private func register(_ request: inout Request) async throws -> Response {
+    private func register(_ request: inout Request, context: NodeRequestContext) async throws -> Response {
         guard node.configuration.registrationEnabled else {
             throw APIError(403, "registration is disabled on this node (AUTH_REGISTRATION=false)")
+        }
+        // Registrations count against the same per-address budget, so one client cannot mint
+        // accounts (or burn bcrypt time) without bound.
+        guard throttle.attempt("register \(clientAddress(request, context))") else {
+            throw APIError(429, "too many registrations from this address: try again in a minute")
         }
         let minter = try minter()
         let body = try await RequestBody(&request, limit: node.configuration.maxMessageSize)
@@ -68,10 +73,7 @@ struct AccountRoutes {
         let body = try await RequestBody(&request, limit: node.configuration.maxMessageSize)
         let username = try body.string("username")
         let password = try body.string("password")
-        let address = ClientAddress.resolve(
-            peer: context.remoteAddress?.ipAddress, forwardedFor: request.headers[values: .xForwardedFor],
-            trusted: node.configuration.trustedProxies)
-        guard throttle.attempt("\(address) \(username)") else {
+        guard throttle.attempt("\(clientAddress(request, context)) \(username)") else {
             throw APIError(429, "too many login attempts for '\(username)': try again in a minute")
         }
         let account = try await store.user(named: username)
@@ -79,6 +81,12 @@ struct AccountRoutes {
         let valid = try await hasher.verify(password, hash: account?.passwordHash)
         guard let account, valid else { throw APIError(401, "invalid user name or password") }
         return session(for: account, minter: minter, status: .ok)
+    }
+
+    private func clientAddress(_ request: Request, _ context: NodeRequestContext) -> String {
+        ClientAddress.resolve(
+            peer: context.remoteAddress?.ipAddress, forwardedFor: request.headers[values: .xForwardedFor],
+            trusted: node.configuration.trustedProxies)
     }
 
     private func minter() throws(APIError) -> TokenMinter {
