@@ -163,10 +163,7 @@ extension NodeConfiguration {
         do {
             redisURLs = try RedisURL.parseList(redisURL)
         } catch {
-            // The Redis error already names PUBSUB_REDIS_URL; keep only what follows.
-            let text = "\(error)"
-            let prefix = "PUBSUB_REDIS_URL: "
-            throw ConfigurationError("PUBSUB_REDIS_URL", text.hasPrefix(prefix) ? String(text.dropFirst(prefix.count)) : text)
+            throw ConfigurationError("PUBSUB_REDIS_URL", Self.withoutVariable("PUBSUB_REDIS_URL", "\(error)"))
         }
         redisPrefix = reader.string("PUBSUB_REDIS_PREFIX") ?? redisPrefix
         memoryMaxMessages = try reader.integer("PUBSUB_MEMORY_MAX_MESSAGES", in: 1...10_000_000) ?? memoryMaxMessages
@@ -191,7 +188,7 @@ extension NodeConfiguration {
                 do {
                     database = try DatabaseURL(parsing: url)
                 } catch {
-                    throw ConfigurationError("DATABASE_URL", "\(error)")
+                    throw ConfigurationError("DATABASE_URL", Self.withoutVariable("DATABASE_URL", "\(error)"))
                 }
             }
         }
@@ -203,6 +200,13 @@ extension NodeConfiguration {
         bcryptCost = try reader.integer("AUTH_BCRYPT_COST", in: 4...16) ?? bcryptCost
         drainTimeout = try reader.milliseconds("DRAIN_TIMEOUT") ?? drainTimeout
         clusterHeartbeatInterval = try reader.milliseconds("CLUSTER_HEARTBEAT_INTERVAL") ?? clusterHeartbeatInterval
+    }
+}
+
+extension NodeConfiguration {
+    /// `message` without a leading `VARIABLE: ` (the URL parsers name their variable already).
+    fileprivate static func withoutVariable(_ variable: String, _ message: String) -> String {
+        message.hasPrefix("\(variable): ") ? String(message.dropFirst(variable.count + 2)) : message
     }
 }
 

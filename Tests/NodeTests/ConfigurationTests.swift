@@ -40,6 +40,10 @@ struct ConfigurationTests {
             (["JWT_SECRET": "short"], "JWT_SECRET: must be at least 16 bytes"),
             (["JWT_SECRET": "", "JWT_PUBLIC_KEY_FILE": "/nonexistent.pem"], "JWT_PUBLIC_KEY_FILE: cannot read '/nonexistent.pem'"),
             (["JWT_SECRET": ""], "JWT_SECRET: not set"),
+            (["DATABASE_URL": "mysql://db/chorus"], "DATABASE_URL: "),
+            (["DATABASE_URL": "postgres://u:hunter2@db:70000/chorus"], "DATABASE_URL: "),
+            (["AUTH_REGISTRATION": "sometimes"], "AUTH_REGISTRATION: expected true or false"),
+            (["AUTH_BCRYPT_COST": "40"], "AUTH_BCRYPT_COST: expected 4...16, got 40"),
         ])
     func badValues(overrides: [String: String], message: String) {
         let environment = Self.base.merging(overrides) { $1 }
@@ -49,6 +53,8 @@ struct ConfigurationTests {
         } catch {
             #expect(error.description.hasPrefix(message), "\(error.description)")
             #expect(!error.description.contains("\n"))
+            #expect(!error.description.contains("hunter2"), "passwords never reach the logs")
+            #expect(!error.description.contains("DATABASE_URL: DATABASE_URL"), "the variable is named once")
         }
     }
 }
