@@ -54,13 +54,9 @@ struct MessageRoutes {
         let metadata = try body.optionalObjectText("metadata")
         switch (topicName, recipientId) {
         case (let name?, nil):
-            let topic: Topic
-            do {
-                topic = try Topic(name)
-            } catch {
-                throw APIError.invalid("topic", "illegal topic: \(error)")
+            if let denial = TopicAccess.publishDenial(try Self.topic(name), user: user) {
+                throw APIError(403, denial, field: "topic")
             }
-            if let denial = TopicAccess.publishDenial(topic, user: user) { throw APIError(403, denial, field: "topic") }
         case (nil, let recipient?):
             guard try await store.user(id: recipient) != nil else {
                 throw APIError(404, "no user with id '\(recipient)'", field: "recipientId")
@@ -80,13 +76,7 @@ struct MessageRoutes {
         let scope: MessageScope
         switch (query["topic"].map(String.init), query["with"].map(String.init)) {
         case (let name?, nil):
-            let topic: Topic
-            do {
-                topic = try Topic(name)
-            } catch {
-                throw APIError.invalid("topic", "illegal topic: \(error)")
-            }
-            if let denial = TopicAccess.subscribeDenial(TopicPattern(topic), user: user) {
+            if let denial = TopicAccess.subscribeDenial(TopicPattern(try Self.topic(name)), user: user) {
                 throw APIError(403, denial, field: "topic")
             }
             scope = .topic(name)
@@ -142,6 +132,14 @@ struct MessageRoutes {
 
     private func checkAuthor(_ message: StoredMessage, _ user: AuthenticatedUser) throws(APIError) {
         guard message.authorId == user.id else { throw APIError(403, "only the author may change or delete a message") }
+    }
+
+    private static func topic(_ name: String) throws(APIError) -> Topic {
+        do {
+            return try Topic(name)
+        } catch {
+            throw APIError.invalid("topic", "illegal topic: \(error)")
+        }
     }
 
     private static func content(_ body: RequestBody) throws(APIError) -> String {
