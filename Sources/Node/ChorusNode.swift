@@ -58,7 +58,9 @@ public final class ChorusNode: Service, Sendable {
                     urls: configuration.redisURLs, prefix: configuration.redisPrefix, nodeId: configuration.nodeId,
                     logger: logger)
             }
-        self.store = configuration.database.map { makeStore($0, logger: logger) }
+        self.store = configuration.database.map {
+            makeStore($0, logger: logger, configuration: StoreConfiguration(requestTimeout: configuration.databaseTimeout))
+        }
         self.context = NodeContext(
             configuration: configuration, verifier: try TokenVerifier(key: configuration.tokenKey),
             broker: PubSubBroker(adapter: adapter), group: eventLoopGroup, metrics: metrics, logger: logger)
@@ -133,6 +135,7 @@ public final class ChorusNode: Service, Sendable {
 
     public func run() async throws {
         let router = Router(context: NodeRequestContext.self)
+        router.add(middleware: StoreErrorMiddleware())
         let sampler = RateSampler()
         let directory: (any NodeDirectory)? =
             configuration.adapter == .redis

@@ -75,6 +75,8 @@ public struct NodeConfiguration: Sendable {
     /// `postgres://user:password@host:port/db` so that every node of a cluster shares one store;
     /// `none` (nil) turns the accounts and messages API off (a pure relay node).
     public var database: DatabaseURL?
+    /// `DATABASE_TIMEOUT` (ms): longest a store request may take before the route answers 503.
+    public var databaseTimeout: Duration = .milliseconds(5_000)
     /// `AUTH_REGISTRATION`: whether `POST /api/auth/register` is open (deployments that issue
     /// their own tokens switch it off).
     public var registrationEnabled = true
@@ -192,6 +194,7 @@ extension NodeConfiguration {
                 }
             }
         }
+        databaseTimeout = try reader.milliseconds("DATABASE_TIMEOUT") ?? databaseTimeout
         registrationEnabled = try reader.bool("AUTH_REGISTRATION") ?? registrationEnabled
         if let seconds = try reader.integer("AUTH_TOKEN_TTL", in: 1...(366 * 86_400)) {
             authTokenTTL = .seconds(seconds)

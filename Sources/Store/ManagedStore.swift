@@ -89,11 +89,32 @@ final class ManagedStore<Driver: DatabaseDriver>: ChatStore {
 
     // MARK: - Helpers
 
-    private func using<T>(_ action: String, _ body: (Driver.Database) async throws -> T) async throws -> T {
+    private func using<T: Sendable>(
+        _ action: String, _ body: @escaping @Sendable (Driver.Database) async throws -> T
+    ) async throws -> T {
+        let (gate, configuration) = (self.gate, self.configuration)
         do {
-            return try await gate.withDatabase(waitingAtMost: configuration.readyWaitTimeout, body)
+            return try await Self.within(configuration.requestTimeout) {
+                try await gate.withDatabase(waitingAtMost: configuration.readyWaitTimeout, body)
+            }
         } catch {
             throw storeError(error, while: action)
+        }
+    }
+
+    /// `work`'s result, or ``StoreError/unavailable(_:)`` once `timeout` has passed (`work` is
+    /// then cancelled; the database libraries give up a pending connection or query on it).
+    private static func within<T: Sendable>(
+        _ timeout: Duration, _ work: @escaping @Sendable () async throws -> T
+    ) async throws -> T {
+        try await withThrowingTaskGroup(of: T.self) { group in
+            group.addTask { try await work() }
+            group.addTask {
+                try await Task.sleep(for: timeout)
+                throw StoreError.unavailable("no answer from the database within \(timeout)")
+            }
+            defer { group.cancelAll() }
+            return try await group.next()!
         }
     }
 

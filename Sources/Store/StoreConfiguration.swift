@@ -13,11 +13,17 @@ public struct StoreConfiguration: Sendable, Equatable {
     public var postgresMaximumConnections: Int
     /// The largest `limit` a listing honours; larger ones are clamped to it.
     public var maximumPageSize: Int
+    /// How long one request may take, waiting for a connection included, before it throws
+    /// ``StoreError/unavailable(_:)``: a database that stopped answering fails requests
+    /// quickly instead of holding them.
+    public var requestTimeout: Duration
 
     public init(
         readyWaitTimeout: Duration = .seconds(10), openTimeout: Duration = .seconds(30),
-        sqliteBusyTimeout: Duration = .seconds(5), postgresMaximumConnections: Int = 10, maximumPageSize: Int = 500
+        sqliteBusyTimeout: Duration = .seconds(5), postgresMaximumConnections: Int = 10, maximumPageSize: Int = 500,
+        requestTimeout: Duration = .seconds(5)
     ) {
+        self.requestTimeout = requestTimeout
         self.readyWaitTimeout = readyWaitTimeout
         self.openTimeout = openTimeout
         self.sqliteBusyTimeout = sqliteBusyTimeout

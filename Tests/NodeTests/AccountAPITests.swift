@@ -45,6 +45,7 @@ struct AccountAPITests {
             (#"{"username":"al","password":"correct horse"}"#, 400, "username"),
             (#"{"username":"al ice","password":"correct horse"}"#, 400, "username"),
             (#"{"username":"alice","password":"short"}"#, 400, "password"),
+            (#"{"username":"alice","password":"\u0000\u0000\u0000\u0000\u0000\u0000\u0000\u0000"}"#, 400, "password"),
             (#"{"username":"alice"}"#, 400, "password"),
             (#"{"username":5,"password":"correct horse"}"#, 400, "username"),
             ("{oops", 400, nil),
@@ -90,6 +91,20 @@ struct AccountAPITests {
             #expect(statuses == [401, 401, 401])
             #expect(right.status == 429)
             #expect(try right.json()["code"] as? Int == 429)
+        }
+    }
+
+    @Test("one address trying name after name is throttled too; names that cannot exist cost no bcrypt")
+    func loginThrottleAcrossNames() async throws {
+        try await withNode(["AUTH_LOGIN_ATTEMPTS_PER_MINUTE": "2"]) { node in
+            var statuses: [Int] = []
+            for index in 0..<11 {
+                let name = index == 0 ? String(repeating: "x", count: 5000) : "user\(index)"
+                statuses.append(try await HTTP.post(
+                    "\(node.baseURL)/api/auth/login", json: ["username": name, "password": "guess guess"]).status)
+            }
+            #expect(statuses.prefix(10).allSatisfy { $0 == 401 }, "\(statuses)")
+            #expect(statuses.last == 429, "five names' worth of attempts per address")
         }
     }
 

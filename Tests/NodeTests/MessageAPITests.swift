@@ -89,6 +89,48 @@ struct MessageAPITests {
         }
     }
 
+    @Test("grants bind direct messages too: sending needs a publish grant for the recipient's inbox, reading a subscribe grant")
+    func directMessagesAndGrants() async throws {
+        try await withNode { node in
+            let alice = try await register(node, "alice")
+            let bob = try await register(node, "bob")
+            let sent = try await HTTP.post(
+                "\(node.baseURL)/api/messages", json: ["recipientId": bob.userId, "content": "hi"], headers: headers(alice))
+            let id = try #require(try sent.json()["id"] as? String)
+
+            // A token limited to chat topics may neither send nor read direct messages.
+            let chatOnly = node.token(alice.userId, grants: .init(subscribe: [try .init("chat.*")], publish: [try .init("chat.*")]))
+            let limited = ["Authorization": "Bearer \(chatOnly)"]
+            let refused = try await HTTP.post(
+                "\(node.baseURL)/api/messages", json: ["recipientId": bob.userId, "content": "x"], headers: limited)
+            #expect(refused.status == 403)
+            #expect(try await HTTP.get("\(node.baseURL)/api/messages?with=\(bob.userId)", headers: limited).status == 403)
+            #expect(try await HTTP.get("\(node.baseURL)/api/messages/\(id)", headers: limited).status == 403)
+
+            // A support agent granted every inbox reads the message, as it would receive its event.
+            let agent = node.token("agent", grants: .init(subscribe: [try .init("messages.user.**")], publish: []))
+            let read = try await HTTP.get("\(node.baseURL)/api/messages/\(id)", headers: ["Authorization": "Bearer \(agent)"])
+            #expect(read.status == 200)
+            #expect(try read.json()["content"] as? String == "hi")
+        }
+    }
+
+    @Test("users are found by name; a stray X-API-Key does not shadow the bearer token")
+    func findUser() async throws {
+        try await withNode(["API_KEY": "k"]) { node in
+            let alice = try await register(node, "alice")
+            let bob = try await register(node, "bob")
+            var mixed = headers(alice)
+            mixed["X-API-Key"] = "not-the-key"
+            let found = try await HTTP.get("\(node.baseURL)/api/users/bob", headers: mixed)
+            #expect(found.status == 200)
+            #expect(try found.json()["id"] as? String == bob.userId)
+            #expect(try found.json()["passwordHash"] == nil)
+            #expect(try await HTTP.get("\(node.baseURL)/api/users/nobody", headers: headers(alice)).status == 404)
+            #expect(try await HTTP.get("\(node.baseURL)/api/users/bob").status == 401)
+        }
+    }
+
     @Test("listing a topic pages newest first with a cursor, without gaps or repeats")
     func pagination() async throws {
         try await withNode { node in

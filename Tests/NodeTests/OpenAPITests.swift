@@ -71,6 +71,9 @@ struct OpenAPITests {
             _ = try await call("POST", "/api/publish", json: ["topic": "walk", "data": 1])
             _ = try await call("POST", "/api/publish", json: ["topic": "walk.*", "data": 1], headers: bearer)
 
+            _ = try await call("GET", "/api/users/walker", as: "/api/users/{username}", headers: bearer)
+            _ = try await call("GET", "/api/users/nobody", as: "/api/users/{username}", headers: bearer)
+            _ = try await call("GET", "/api/users/walker", as: "/api/users/{username}")
             let message = try await call("POST", "/api/messages", json: ["topic": "walk", "content": "hi"], headers: bearer).json()
             let id = message["id"] as! String
             _ = try await call("POST", "/api/messages", json: ["topic": "walk"], headers: bearer)

@@ -5,7 +5,8 @@ import Hummingbird
 import Store
 
 /// `POST /api/auth/register` and `POST /api/auth/login`: accounts with bcrypt-hashed
-/// passwords, answered with `{token, expiresAt, user}`, a token the WebSocket accepts.
+/// passwords, answered with `{token, expiresAt, user}`, a token the WebSocket accepts; and
+/// `GET /api/users/{username}`, how a client finds the id to send a direct message to.
 ///
 /// Tokens are HS256 with `JWT_SECRET` (subject: the user's id), valid for `AUTH_TOKEN_TTL`.
 /// A node configured with a public key only verifies tokens and cannot issue them: these
@@ -25,6 +26,12 @@ struct AccountRoutes {
 
     /// User names: 3 to 32 of `A-Z a-z 0-9 _ . -`.
     static let usernameCharacters = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+    static func isValidUsername(_ name: String) -> Bool {
+        (3...32).contains(name.count) && name.allSatisfy(usernameCharacters.contains)
+    }
+
+    /// An address may try this many times the per-name budget, over any names.
+    static let namesPerAddress = 5
     /// bcrypt reads at most 72 bytes; longer passwords are refused rather than cut silently.
     static let passwordBytes = 8...72
 
@@ -36,6 +43,15 @@ struct AccountRoutes {
         router.post("/api/auth/login") { request, context in
             var request = request
             return try await login(&request, context: context)
+        }
+        // Finds a user's id (to send a direct message) from the name; any user may ask.
+        router.get("/api/users/:username") { request, context in
+            _ = try Caller.user(request, node: node)
+            let name = context.parameters.get("username") ?? ""
+            guard Self.isValidUsername(name), let account = try await store.user(named: name) else {
+                throw APIError(404, "no user named '\(name.prefix(32))'")
+            }
+            return Response.json(account.json)
         }
     }
 
@@ -52,11 +68,11 @@ struct AccountRoutes {
         let body = try await RequestBody(&request, limit: node.configuration.maxMessageSize)
         let username = try body.string("username")
         let password = try body.string("password")
-        guard (3...32).contains(username.count), username.allSatisfy(Self.usernameCharacters.contains) else {
+        guard Self.isValidUsername(username) else {
             throw APIError.invalid("username", "'username' must be 3 to 32 of A-Z a-z 0-9 _ . -")
         }
-        guard Self.passwordBytes.contains(password.utf8.count) else {
-            throw APIError.invalid("password", "'password' must be 8 to 72 bytes long")
+        guard Self.passwordBytes.contains(password.utf8.count), !password.utf8.contains(0) else {
+            throw APIError.invalid("password", "'password' must be 8 to 72 bytes long, without NUL characters")
         }
         let account: UserAccount
         do {
@@ -73,7 +89,15 @@ struct AccountRoutes {
         let body = try await RequestBody(&request, limit: node.configuration.maxMessageSize)
         let username = try body.string("username")
         let password = try body.string("password")
-        guard throttle.attempt("\(clientAddress(request, context)) \(username)") else {
+        let address = clientAddress(request, context)
+        // Two budgets: per address (so one client cannot try name after name) and per address
+        // and name (guesses at one account). Names that cannot exist are refused before they
+        // take a key in the throttle's table or a bcrypt check.
+        guard throttle.attempt("login \(address)", cost: 1.0 / Double(Self.namesPerAddress)) else {
+            throw APIError(429, "too many login attempts from this address: try again in a minute")
+        }
+        guard Self.isValidUsername(username) else { throw APIError(401, "invalid user name or password") }
+        guard throttle.attempt("login \(address) \(username)") else {
             throw APIError(429, "too many login attempts for '\(username)': try again in a minute")
         }
         let account = try await store.user(named: username)

@@ -10,7 +10,8 @@ enum Caller: Sendable {
     /// Identifies the caller of `request`, or throws 401.
     /// - Parameter allowAPIKey: whether `X-API-Key` (or the key as a bearer token) is accepted.
     static func identify(_ request: Request, node: NodeContext, allowAPIKey: Bool) throws(APIError) -> Caller {
-        var credential = request.headers[HTTPField.Name("X-API-Key")!]
+        // User-only routes read Authorization alone, so a stray X-API-Key cannot shadow it.
+        var credential = allowAPIKey ? request.headers[HTTPField.Name("X-API-Key")!] : nil
         if credential == nil, let header = request.headers[.authorization], header.lowercased().hasPrefix("bearer ") {
             credential = String(header.dropFirst(7)).trimmingCharacters(in: .whitespaces)
         }

@@ -1,48 +1,62 @@
 import Foundation
 import Synchronization
 
-/// Limits login attempts per key (client address and user name) to `perMinute`, as a token
-/// bucket: a burst of `perMinute`, refilled evenly over a minute. Password guessing from one
-/// address is slowed without locking the account for everyone else.
+/// Limits attempts per key to `perMinute`, as a token bucket: a burst of `perMinute`, refilled
+/// evenly over a minute. Password guessing is slowed without locking the account for everyone.
 ///
-/// Bounded: idle keys are dropped once the table holds `maxKeys`.
+/// Bounded: the table holds at most `maxKeys` keys. When it is full, buckets that have refilled
+/// completely (they behave like absent ones) are dropped, at most once a second; if it is still
+/// full, new keys are refused rather than old ones forgotten, so junk keys cannot reset the
+/// count of the account being guessed.
 final class LoginThrottle: Sendable {
     private struct Bucket {
         var tokens: Double
         var updated: ContinuousClock.Instant
     }
 
+    private struct Table {
+        var buckets: [String: Bucket] = [:]
+        var prunedAt: ContinuousClock.Instant?
+    }
+
     private let perMinute: Double
     private let maxKeys: Int
-    private let buckets = Mutex<[String: Bucket]>([:])
+    private let table = Mutex(Table())
 
     init(perMinute: Int, maxKeys: Int = 100_000) {
         self.perMinute = Double(perMinute)
         self.maxKeys = maxKeys
     }
 
-    /// Takes one attempt for `key`; false when none is left.
-    func attempt(_ key: String, now: ContinuousClock.Instant = .now) -> Bool {
-        buckets.withLock { buckets in
-            if buckets.count >= maxKeys { prune(&buckets, now: now) }
-            var bucket = buckets[key] ?? Bucket(tokens: perMinute, updated: now)
-            let elapsed = Double((now - bucket.updated).components.seconds) + Double((now - bucket.updated).components.attoseconds) / 1e18
-            bucket.tokens = min(perMinute, bucket.tokens + elapsed * perMinute / 60)
+    /// Takes one attempt (or `cost` of one, for a budget `1 / cost` times larger) for `key`;
+    /// false when none is left (or the table is full).
+    func attempt(_ key: String, cost: Double = 1, now: ContinuousClock.Instant = .now) -> Bool {
+        table.withLock { table in
+            var bucket: Bucket
+            if let existing = table.buckets[key] {
+                bucket = existing
+                let elapsed = now - bucket.updated
+                let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+                bucket.tokens = min(perMinute, bucket.tokens + seconds * perMinute / 60)
+            } else {
+                if table.buckets.count >= maxKeys { prune(&table, now: now) }
+                guard table.buckets.count < maxKeys else { return false }
+                bucket = Bucket(tokens: perMinute, updated: now)
+            }
             bucket.updated = now
-            guard bucket.tokens >= 1 else {
-                buckets[key] = bucket
+            guard bucket.tokens >= cost else {
+                table.buckets[key] = bucket
                 return false
             }
-            bucket.tokens -= 1
-            buckets[key] = bucket
+            bucket.tokens -= cost
+            table.buckets[key] = bucket
             return true
         }
     }
 
-    /// Drops buckets that have refilled completely (they behave like absent ones); if every
-    /// key is busy, drops them all rather than grow without bound.
-    private func prune(_ buckets: inout [String: Bucket], now: ContinuousClock.Instant) {
-        buckets = buckets.filter { now - $0.value.updated < .seconds(60) }
-        if buckets.count >= maxKeys { buckets.removeAll() }
+    private func prune(_ table: inout Table, now: ContinuousClock.Instant) {
+        if let last = table.prunedAt, now - last < .seconds(1) { return }
+        table.prunedAt = now
+        table.buckets = table.buckets.filter { now - $0.value.updated < .seconds(60) }
     }
 }

@@ -6,9 +6,13 @@ import Store
 /// `/api/messages`: messages to a topic or directly to a user, stored in the node's
 /// ``ChatStore`` and announced to WebSocket subscribers through ``MessageEvents``.
 ///
-/// Every route needs a user token. Reading follows the WebSocket's rules (``TopicAccess``): a
-/// topic message is readable by whoever may subscribe to its topic, a direct message by its
-/// author and recipient. Only the author edits or deletes.
+/// Every route needs a user token, and follows the WebSocket's rules (``TopicAccess``): a
+/// message is readable by whoever may subscribe to a topic its events go to (its topic; for a
+/// direct message, the private topic of its author or recipient), so by default a direct
+/// message is readable by those two only, and a grant can open it to a support agent. Posting
+/// to a topic needs the right to publish there; a token with grants needs a publish grant for
+/// `messages.user.<recipient>` to send a direct message. Only the author edits or deletes, and
+/// only while still allowed to post there.
 struct MessageRoutes {
     let node: NodeContext
     let store: any ChatStore
@@ -61,6 +65,7 @@ struct MessageRoutes {
             guard try await store.user(id: recipient) != nil else {
                 throw APIError(404, "no user with id '\(recipient)'", field: "recipientId")
             }
+            try checkDirect(to: recipient, by: user)
         default:
             throw APIError.invalid("topic", "give exactly one of 'topic' and 'recipientId'")
         }
@@ -81,6 +86,9 @@ struct MessageRoutes {
             }
             scope = .topic(name)
         case (nil, let other?):
+            if let own = Self.inbox(of: user.id), let denial = TopicAccess.subscribeDenial(TopicPattern(own), user: user) {
+                throw APIError(403, denial, field: "with")
+            }
             scope = .conversation(user.id, other)
         default:
             throw APIError.invalid("topic", "give exactly one of the query parameters 'topic' and 'with'")
@@ -123,15 +131,36 @@ struct MessageRoutes {
     }
 
     private func checkRead(_ message: StoredMessage, by user: AuthenticatedUser) throws(APIError) {
-        if let name = message.topic, let topic = try? Topic(name) {
-            if let denial = TopicAccess.subscribeDenial(TopicPattern(topic), user: user) { throw APIError(403, denial) }
-        } else if user.id != message.authorId, user.id != message.recipientId {
-            throw APIError(403, "a direct message is readable by its author and recipient only")
+        let topics = MessageEvents.topics(of: message)
+        if topics.contains(where: { TopicAccess.subscribeDenial(TopicPattern($0), user: user) == nil }) { return }
+        // Ids that are not topic segments (tokens from another issuer) have no private topic.
+        if topics.isEmpty, message.topic == nil, [message.authorId, message.recipientId].contains(user.id) { return }
+        throw APIError(403, message.topic == nil
+            ? "a direct message is readable by its author and recipient (and tokens granted their private topics)"
+            : "not allowed to read messages of '\(message.topic ?? "")'")
+    }
+
+    /// The author, still allowed to post where the message went.
+    private func checkAuthor(_ message: StoredMessage, _ user: AuthenticatedUser) throws(APIError) {
+        guard message.authorId == user.id else { throw APIError(403, "only the author may change or delete a message") }
+        if let name = message.topic, let topic = try? Topic(name), let denial = TopicAccess.publishDenial(topic, user: user) {
+            throw APIError(403, denial)
+        }
+        if let recipient = message.recipientId { try checkDirect(to: recipient, by: user) }
+    }
+
+    /// A token with grants sends direct messages only where a publish grant covers the
+    /// recipient's private topic; a token without grants may message anyone.
+    private func checkDirect(to recipient: String, by user: AuthenticatedUser) throws(APIError) {
+        guard let grants = user.grants else { return }
+        guard let inbox = Self.inbox(of: recipient), grants.publish.contains(where: { $0.matches(inbox) }) else {
+            throw APIError(403, "the token's grants do not cover messages.user.\(recipient)", field: "recipientId")
         }
     }
 
-    private func checkAuthor(_ message: StoredMessage, _ user: AuthenticatedUser) throws(APIError) {
-        guard message.authorId == user.id else { throw APIError(403, "only the author may change or delete a message") }
+    /// `messages.user.<id>`, when `id` can be a topic segment.
+    static func inbox(of userId: String) -> Topic? {
+        try? Topic((TopicAccess.privatePrefix + [userId]).joined(separator: "."))
     }
 
     private static func topic(_ name: String) throws(APIError) -> Topic {

@@ -1,0 +1,23 @@
+import Hummingbird
+import Store
+
+/// Turns failures from below the routes into the API's error shape: the store unreachable or
+/// shutting down, and a full password-hashing queue, are 503 (try again); the store's own
+/// refusals map to the statuses the routes document.
+struct StoreErrorMiddleware<Context: RequestContext>: RouterMiddleware {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws
+        -> Response
+    {
+        do {
+            return try await next(request, context)
+        } catch let error as StoreError {
+            switch error {
+            case .duplicateUsername: throw APIError(409, "user name is taken", field: "username")
+            case .invalidCursor: throw APIError.invalid("before", "'before' is not a cursor this API returned")
+            case .unavailable(let reason): throw APIError(503, "store unavailable: \(reason)")
+            }
+        } catch is PasswordHasher.Busy {
+            throw APIError(503, "too many password checks in progress: try again shortly")
+        }
+    }
+}

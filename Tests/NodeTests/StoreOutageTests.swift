@@ -1,0 +1,37 @@
+import Foundation
+import Testing
+import TestSupport
+
+@Suite("The store going away")
+struct StoreOutageTests {
+    @Test("with PostgreSQL stopped, account and message routes answer 503 in the error shape and WebSockets keep working")
+    func postgresDown() async throws {
+        let postgres = try await PostgresProcess.start()
+        do {
+            try await postgres.createDatabase("chorus")
+            try await withNode(["DATABASE_URL": postgres.url(database: "chorus"), "DATABASE_TIMEOUT": "1000"]) { node in
+                let alice = try await register(node, "alice")
+                let listener = try await node.connect(as: "listener")
+                _ = try await listener.request(["type": "subscribe", "topic": "rooms.lobby"])
+
+                await postgres.stop()
+                let login = try await HTTP.post(
+                    "\(node.baseURL)/api/auth/login", json: ["username": "alice", "password": "correct horse"])
+                #expect(login.status == 503, "\(login.text)")
+                #expect(try login.json()["code"] as? Int == 503)
+                let post = try await HTTP.post(
+                    "\(node.baseURL)/api/messages", json: ["topic": "rooms.lobby", "content": "x"],
+                    headers: ["Authorization": "Bearer \(alice.token)"])
+                #expect(post.status == 503)
+
+                // Real-time delivery does not depend on the store.
+                let publisher = try await node.connect(as: "publisher")
+                try await publisher.send(json: ["type": "message", "topic": "rooms.lobby", "data": "still here"])
+                #expect(try await listener.next(type: "message")["data"] as? String == "still here")
+            }
+        } catch {
+            await postgres.stop()
+            throw error
+        }
+    }
+}
