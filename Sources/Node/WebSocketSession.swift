@@ -198,6 +198,21 @@ final class WebSocketSession: ChannelInboundHandler {
         }
         scheduleExpiry(newUser.expiresAt)
         reply(.authSuccess(userId: newUser.id, id: requestId))
+        if !first { dropSubscriptionsNotAllowed(for: newUser) }
+    }
+
+    /// A new token may carry narrower grants than the last: subscriptions it does not allow
+    /// end, each with a 403 `error` naming it.
+    private func dropSubscriptionsNotAllowed(for user: AuthenticatedUser) {
+        for pattern in subscriptions.sorted(by: { $0.text < $1.text }) {
+            guard let denial = TopicAccess.subscribeDenial(pattern, user: user) else { continue }
+            subscriptions.remove(pattern)
+            let id = self.id
+            registry.assumeIsolated { $0.unsubscribe(id, from: pattern) }
+            reply(.error(
+                code: 403, message: "subscription ended: \(denial)", details: .object(["topic": .string(pattern.text)]),
+                id: nil))
+        }
     }
 
     private func scheduleExpiry(_ expiresAt: Date?) {

@@ -80,6 +80,26 @@ struct TopicAccessTests {
         }
     }
 
+    @Test("authenticating again with narrower grants ends the subscriptions they no longer allow")
+    func narrowerToken() async throws {
+        try await withNode { node in
+            let client = try await node.connect(as: "agent")
+            for topic in ["chat.lobby", "news.world"] {
+                #expect(try await client.request(["type": "subscribe", "topic": topic])["type"] as? String == "subscribed")
+            }
+            let narrower = node.token("agent", grants: .init(subscribe: [try .init("chat.*")], publish: []))
+            #expect(try await client.request(["type": "auth", "token": narrower])["type"] as? String == "auth_success")
+            let ended = try await client.next(type: "error")
+            #expect(ended["code"] as? Int == 403)
+            #expect((ended["details"] as? [String: Any])?["topic"] as? String == "news.world")
+
+            let publisher = try await node.connect(as: "publisher")
+            try await publisher.send(json: ["type": "message", "topic": "news.world", "data": "dropped"])
+            try await publisher.send(json: ["type": "message", "topic": "chat.lobby", "data": "kept"])
+            #expect(try await client.next(type: "message")["data"] as? String == "kept")
+        }
+    }
+
     @Test("POST /api/publish with a user token follows the same rules; only the API key may address a userId")
     func httpPublish() async throws {
         try await withNode(["API_KEY": "k"]) { node in
