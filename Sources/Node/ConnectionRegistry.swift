@@ -32,7 +32,7 @@ actor ConnectionRegistry {
     /// Deliveries (socket writes) one drain aims at before it flushes and yields the loop:
     /// enough to share each flush among many messages under load, few enough that the first
     /// message of a drain is not held back long (a few milliseconds here).
-    static let writesPerDrain = 8192
+    static let writesPerDrain = 32_768
     /// Frame bytes one drain takes at most: a quarter of the per-connection pending limit.
     private let drainBytes: Int
     /// Writes per message in the last drain (the fan-out), to size the next one; nil before
