@@ -22,6 +22,7 @@
 #   NCHAN_REDIS_MODE=nostore  nchan_redis_storage_mode (nostore: pure pub/sub like Chorus; or distributed)
 #   NCHAN_PUBLISH=ws       ws: frames on a /pub/<topic> WebSocket; http: POST /pub/<topic>
 #   CONNECTIONS=10000      connections held by the connections scenario
+#   SLOW_DURATION=15       seconds of publishing in the slow scenario
 #   SKIP_BUILD=1           use the binaries already in $SCRATCH/release
 #   KEEP_TMP=1             keep the temp dir (logs, configs)
 
@@ -41,7 +42,7 @@ while [ $# -gt 0 ]; do
         --runs) RUNS="$2"; shift 2 ;;
         --only) ONLY="$2"; shift 2 ;;
         --targets) TARGETS="$2"; shift 2 ;;
-        -h|--help) sed -n '2,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,25p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "bench: unknown argument '$1'" >&2; exit 2 ;;
     esac
 done
@@ -326,7 +327,7 @@ if wants slow; then
             for slow in 0 10; do
                 # shellcheck disable=SC2046
                 bench "slow-$slow" "$target" "$run" broadcast $(urls "$target") --subscribers 1000 --rate 100 \
-                    --payload-bytes 1024 --slow-consumers "$slow" --duration 15 --warmup "$WARMUP" --drain 20
+                    --payload-bytes 1024 --slow-consumers "$slow" --duration "${SLOW_DURATION:-15}" --warmup "$WARMUP" --drain 20
             done
         done
     done

@@ -30,8 +30,9 @@ actor ConnectionRegistry {
     /// Bytes of frames that may wait for one loop before further messages are dropped.
     static let defaultInboxLimit = 32 << 20
     /// Deliveries (socket writes) one drain aims at before it flushes and yields the loop:
-    /// enough to share each flush among many messages under load, few enough that the first
-    /// message of a drain is not held back long (a few milliseconds here).
+    /// enough to share each flush among a hundred messages or more under load, few enough that
+    /// a drain holds the loop for tens of milliseconds at most. Only a backlog makes drains
+    /// this large; a message arriving alone is written and flushed at once.
     static let writesPerDrain = 32_768
     /// Frame bytes one drain takes at most: a quarter of the per-connection pending limit.
     private let drainBytes: Int
