@@ -68,10 +68,52 @@ ROWS = [
     ("patterns", "p50 latency ms (100 on a wildcard, 1,000 non-matching patterns)", "result.latency.p50Ms", "{:.3f}", False),
     ("patterns", "p99 latency ms", "result.latency.p99Ms", "{:.3f}", False),
     ("patterns", "lost deliveries", "result.lost", "{:,.0f}", False),
+    ("slow-0", "p99 latency ms (1,000 subs, 100 msg/s, 1 KiB padding, none slow)", "result.latency.p99Ms", "{:.3f}", False),
+    ("slow-10", "p99 latency ms of the others (10 of the 1,000 never read)", "result.latency.p99Ms", "{:.3f}", False),
+    ("slow-10", "lost deliveries to the others", "result.lost", "{:,.0f}", False),
+    ("slow-10", "connections closed by the server (slow ones)", "result.disconnected", "{:,.0f}", False),
+    ("slow-0", "server RSS after, MiB (sum of watched processes)", "WATCHED_RSS", "{:.1f}", False),
+    ("slow-10", "server RSS after, MiB (sum of watched processes)", "WATCHED_RSS", "{:.1f}", False),
     ("connections", "connections requested", "connect.requested", "{:,.0f}", True),
     ("connections", "connect rate (connections/s)", "connect.perSecond", "{:,.0f}", True),
     ("connections", "ready connections", "connect.ready", "{:,.0f}", True),
 ]
+
+
+def watched_rss_mib(r):
+    processes = get(r, "result.processes") or []
+    if not processes:
+        return None
+    return sum(p.get("rssBytes", 0) for p in processes) / 1048576
+
+
+GROWTH = [
+    ("subscriptions", ["growth-subs-100", "growth-subs-1000", "growth-subs-10000"]),
+    ("topics", ["growth-topics-1", "growth-topics-100", "growth-topics-10000"]),
+    ("patterns", ["growth-patterns-0", "growth-patterns-100", "growth-patterns-1000"]),
+]
+
+
+def growth_table(runs):
+    """Chorus only: server CPU per delivery (µs) and p99 as one dimension grows."""
+    lines = []
+    for dimension, labels in GROWTH:
+        cells = []
+        for label in labels:
+            rs = runs.get((label, "chorus"), [])
+            cpu = median([get(r, "result.serverCPUMicrosPerDelivery") for r in rs])
+            p99 = median([get(r, "result.latency.p99Ms") for r in rs])
+            lost = median([get(r, "result.lost") for r in rs])
+            if cpu is None:
+                continue
+            size = label.rsplit("-", 1)[1]
+            cells.append(f"{size}: {cpu:.2f} µs, p99 {p99:.1f} ms, lost {lost:,.0f} (n={len(rs)})")
+        if cells:
+            lines.append(f"| {dimension} | " + " | ".join(cells) + " |")
+    if not lines:
+        return []
+    return ["", "Growth (Chorus only): server CPU per delivery, p99 latency, lost deliveries.", "",
+            "| grows | small | medium | large |", "|---|---|---|---|"] + lines
 
 
 def memory_per_connection(r):
@@ -110,13 +152,15 @@ def main():
                         "runs": {t: v for t, v in values_by_target.items()}})
 
     for label, name, path, fmt, _ in ROWS:
-        values = {t: [get(r, path) for r in runs.get((label, t), [])] for t in ("chorus", "nchan")}
+        pick = watched_rss_mib if path == "WATCHED_RSS" else (lambda r, path=path: get(r, path))
+        values = {t: [pick(r) for r in runs.get((label, t), [])] for t in ("chorus", "nchan")}
         if not any(values.values()):
             continue
         row(label, name, values, fmt)
     mem = {t: [memory_per_connection(r) for r in runs.get(("connections", t), [])] for t in ("chorus", "nchan")}
     if any(mem.values()):
         row("connections", "server memory per idle subscribed connection (bytes)", mem, "{:,.0f}")
+    lines += growth_table(runs)
     print("\n".join(lines))
     with open(os.path.join(results, f"{stamp}-summary.json"), "w") as f:
         json.dump(summary, f, indent=2)

@@ -6,7 +6,9 @@
 #   --quick        one run of each scenario, shorter trials (a smoke test, ~2 minutes)
 #   --runs N       runs per scenario and target (default 3); tables show medians
 #   --only LIST    comma list of scenarios: broadcast,saturation,load100,latency,connections
-#                  (the default), and rooms, patterns (Chorus only) on request
+#                  (the default), and on request rooms, patterns and growth (Chorus only: cost
+#                  per delivery as subscribers, topics and patterns grow), slow (10 of 1,000
+#                  subscribers never read, against the same load without them)
 #   --targets LIST chorus,nchan (default: both)
 #
 # Starts Redis, two Chorus nodes (release build, PUBSUB_ADAPTER=redis) and two nginx+Nchan
@@ -20,6 +22,7 @@
 #   NCHAN_REDIS_MODE=nostore  nchan_redis_storage_mode (nostore: pure pub/sub like Chorus; or distributed)
 #   NCHAN_PUBLISH=ws       ws: frames on a /pub/<topic> WebSocket; http: POST /pub/<topic>
 #   CONNECTIONS=10000      connections held by the connections scenario
+#   SLOW_DURATION=15       seconds of publishing in the slow scenario
 #   SKIP_BUILD=1           use the binaries already in $SCRATCH/release
 #   KEEP_TMP=1             keep the temp dir (logs, configs)
 
@@ -39,7 +42,7 @@ while [ $# -gt 0 ]; do
         --runs) RUNS="$2"; shift 2 ;;
         --only) ONLY="$2"; shift 2 ;;
         --targets) TARGETS="$2"; shift 2 ;;
-        -h|--help) sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,25p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "bench: unknown argument '$1'" >&2; exit 2 ;;
     esac
 done
@@ -286,6 +289,49 @@ for run in $(seq 1 "$RUNS"); do
         fi
     done
 done
+
+# Growth (Chorus only): server CPU per delivery at about 100,000 deliveries/s while one
+# dimension grows. Subscribers on one topic (rate scaled to keep deliveries/s); idle exact
+# topics beside the published one (1,000 subscribers, the fan-out unchanged); patterns that
+# match nothing beside 100 wildcard subscribers.
+if wants growth && target_on chorus; then
+    for run in $(seq 1 "$RUNS"); do
+        # shellcheck disable=SC2046
+        {
+            bench growth-subs-100 chorus "$run" broadcast $(urls chorus) --subscribers 100 --rate 1000 \
+                --duration "$DURATION" --warmup "$WARMUP"
+            bench growth-subs-1000 chorus "$run" broadcast $(urls chorus) --subscribers 1000 --rate 100 \
+                --duration "$DURATION" --warmup "$WARMUP"
+            bench growth-subs-10000 chorus "$run" broadcast $(urls chorus) --subscribers 10000 --rate 10 \
+                --duration "$DURATION" --warmup "$WARMUP" --connect-timeout 60
+            for extra in 0 99 9999; do
+                bench "growth-topics-$((extra + 1))" chorus "$run" rooms $(urls chorus) --subscribers 1000 \
+                    --topics 1 --extra-topics "$extra" --rate 100 --duration "$DURATION" --warmup "$WARMUP"
+            done
+            for extra in 0 100 1000; do
+                bench "growth-patterns-$extra" chorus "$run" patterns $(urls chorus) --subscribers 1000 --topics 10 \
+                    --pattern-subscribers 100 --extra-patterns "$extra" --rate 500 --duration "$DURATION" --warmup "$WARMUP"
+            done
+        }
+    done
+fi
+
+# Slow consumers: 1,000 subscribers at 100 msg/s with 1 KiB of padding per message, with and
+# without 10 of them that stop reading once subscribed (and have a 4 KiB receive buffer, so
+# they back up within seconds). At 100 msg/s x ~1.1 KiB a slow one passes Chorus's 1 MiB
+# pending-bytes limit after about 10 s; the trial runs 15 s.
+if wants slow; then
+    for run in $(seq 1 "$RUNS"); do
+        for target in chorus nchan; do
+            target_on "$target" || continue
+            for slow in 0 10; do
+                # shellcheck disable=SC2046
+                bench "slow-$slow" "$target" "$run" broadcast $(urls "$target") --subscribers 1000 --rate 100 \
+                    --payload-bytes 1024 --slow-consumers "$slow" --duration "${SLOW_DURATION:-15}" --warmup "$WARMUP" --drain 20
+            done
+        done
+    done
+fi
 
 if wants saturation; then
     for target in chorus nchan; do

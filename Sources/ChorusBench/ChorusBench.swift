@@ -341,13 +341,20 @@ struct Rooms: AsyncParsableCommand {
     @Option(help: "Subscribers.") var subscribers = 1000
     @Option(help: "Topics (rooms).") var topics = 100
     @Option(help: "Offered messages per second, over all topics.") var rate = 2000.0
+    @Option(help: "Extra exact topics (bench.quiet.<j>) subscribed and never published to, spread over the connections: a bigger index, the same fan-out (Chorus only).")
+    var extraTopics = 0
 
     func run() async throws {
+        guard extraTopics == 0 || options.target == .chorus else {
+            throw ValidationError("--extra-topics needs several subscriptions per connection (Chorus only)")
+        }
         let names = (0..<topics).map { "bench.room.\($0)" }
         let nodes = max(1, options.urls.count)
-        let plan = LoadPlan(
-            connections: (0..<subscribers).map { (node: $0 % nodes, subscriptions: [names[$0 % names.count]]) },
-            publishTopics: names, checkOrder: true)
+        var connections: [(node: Int, subscriptions: [String])] = (0..<subscribers).map {
+            (node: $0 % nodes, subscriptions: [names[$0 % names.count]])
+        }
+        for j in 0..<extraTopics { connections[j % subscribers].subscriptions.append("bench.quiet.\(j)") }
+        let plan = LoadPlan(connections: connections, publishTopics: names, checkOrder: true)
         try await Runner.run(scenario: "rooms", options: options, plan: plan, rate: rate)
     }
 }

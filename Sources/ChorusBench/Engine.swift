@@ -162,8 +162,14 @@ final class Engine: @unchecked Sendable {
                 tasks.addTask {
                     let promise = loop.makePromise(of: Void.self)
                     do {
-                        let channel = try await ClientBootstrap(group: loop)
-                            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                        var bootstrap = ClientBootstrap(group: loop).channelOption(.socketOption(.tcp_nodelay), value: 1)
+                        if slow {
+                            // A small receive window, so that a client that stops reading backs
+                            // up into the server's queue within seconds rather than after
+                            // filling megabytes of loopback socket buffers.
+                            bootstrap = bootstrap.channelOption(.socketOption(.so_rcvbuf), value: 4096)
+                        }
+                        let channel = try await bootstrap
                             .connectTimeout(.seconds(Int64(timeout)))
                             .channelInitializer { channel in
                                 channel.eventLoop.makeCompletedFuture {

@@ -5,14 +5,19 @@ import NIOCore
 /// reach them.
 ///
 /// ``deliver(_:)`` is the broker's deliver closure: it encodes each message's client frame once
-/// for the whole node and hands the batch to every loop with a single `execute` each.
+/// for the whole node and hands the batch to every loop's bounded inbox, which queues at most
+/// one task per loop however many batches wait.
 final class ConnectionHub: Sendable {
     let registries: [ConnectionRegistry]
     private let allocator = ByteBufferAllocator()
 
-    init(group: any EventLoopGroup, broker: PubSubBroker, counters: NodeCounters, metrics: NodeMetrics) {
+    init(
+        group: any EventLoopGroup, broker: PubSubBroker, counters: NodeCounters, metrics: NodeMetrics,
+        maxPendingBytes: Int
+    ) {
         registries = group.makeIterator().map {
-            ConnectionRegistry(loop: $0, broker: broker, counters: counters, metrics: metrics)
+            ConnectionRegistry(
+                loop: $0, broker: broker, counters: counters, metrics: metrics, maxPendingBytes: maxPendingBytes)
         }
     }
 
@@ -22,16 +27,18 @@ final class ConnectionHub: Sendable {
         preconditionFailure("event loop \(loop) is not in the node's group")
     }
 
+    /// Encodes each message's client frame once for the whole node and hands the batch to every
+    /// loop. Called on the adapter's thread; never waits for a loop (see ``DeliveryInbox``).
     func deliver(_ batch: [Envelope]) {
+        var bytes = 0
         let deliveries = batch.map { envelope in
-            Delivery(
-                topic: envelope.topic, userId: envelope.userId,
-                frame: .text(ServerMessage.message(envelope).encoded(), allocator: allocator))
+            let frame = OutboundFrame.text(ServerMessage.message(envelope).encoded(), allocator: allocator)
+            let delivery = Delivery(topic: envelope.topic, userId: envelope.userId, frame: frame)
+            bytes += DeliveryInbox.cost(of: delivery)
+            return delivery
         }
         for registry in registries {
-            registry.loop.execute {
-                registry.assumeIsolated { $0.deliver(deliveries) }
-            }
+            registry.enqueue(deliveries, bytes: bytes)
         }
     }
 

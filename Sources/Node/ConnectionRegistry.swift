@@ -6,62 +6,87 @@ import NIOCore
 ///
 /// There is one registry per NIO event loop and its executor *is* that loop, so the sessions it
 /// holds (channel handlers of the same loop) call it synchronously through `assumeIsolated`, and
-/// a delivered message reaches every subscriber of this loop with one hop (``deliver(_:)``)
+/// a delivered message reaches every subscriber of this loop with one hop (``drainInbox()``)
 /// and no further task or actor switch. Registries share nothing, so a hot topic fans out on all
 /// loops in parallel instead of serializing through one global actor.
 actor ConnectionRegistry {
     nonisolated let loop: any EventLoop
     nonisolated var unownedExecutor: UnownedSerialExecutor { loop.executor.asUnownedSerialExecutor() }
+    /// Batches handed over by the adapter's thread, waiting for this loop (see ``enqueue(_:bytes:)``).
+    private nonisolated let inbox: DeliveryInbox
 
     private let broker: PubSubBroker
     private let counters: NodeCounters
     private let metrics: NodeMetrics
-    private var sessions: [Int: NIOLoopBound<WebSocketSession>] = [:]
-    private var sessionsByUser: [String: Set<Int>] = [:]
-    private var subscriptions = SubscriptionIndex<Int>()
-    /// Sessions written to during the current delivery, flushed once at its end.
+    private var sessions: [Int: SessionRef] = [:]
+    /// The index and the user table hold the sessions themselves, not ids, so a delivery goes
+    /// from a match straight to the session's write with no lookup per subscriber.
+    private var sessionsByUser: [String: Set<SessionRef>] = [:]
+    private var subscriptions = SubscriptionIndex<SessionRef>()
+    /// Sessions written to during the current drain, flushed once at its end.
     private var pendingFlush: [WebSocketSession] = []
     private let allocator = ByteBufferAllocator()
 
-    init(loop: any EventLoop, broker: PubSubBroker, counters: NodeCounters, metrics: NodeMetrics) {
+    /// Bytes of frames that may wait for one loop before further messages are dropped.
+    static let defaultInboxLimit = 32 << 20
+    /// Deliveries (socket writes) one drain aims at before it flushes and yields the loop:
+    /// enough to share each flush among a hundred messages or more under load, few enough that
+    /// a drain holds the loop for tens of milliseconds at most. Only a backlog makes drains
+    /// this large; a message arriving alone is written and flushed at once.
+    static let writesPerDrain = 32_768
+    /// Frame bytes one drain takes at most: a quarter of the per-connection pending limit.
+    private let drainBytes: Int
+    /// Writes per message in the last drain (the fan-out), to size the next one; nil before
+    /// the first drain, when every session is assumed to match.
+    private var writesPerMessage: Int?
+
+    init(
+        loop: any EventLoop, broker: PubSubBroker, counters: NodeCounters, metrics: NodeMetrics,
+        maxPendingBytes: Int, inboxLimit: Int = ConnectionRegistry.defaultInboxLimit
+    ) {
+        self.drainBytes = max(1, maxPendingBytes / 4)
         self.loop = loop
         self.broker = broker
         self.counters = counters
         self.metrics = metrics
+        self.inbox = DeliveryInbox(limit: inboxLimit)
     }
 
     // MARK: Membership (called by sessions on this loop)
 
     func add(_ session: NIOLoopBound<WebSocketSession>, id: Int) {
-        sessions[id] = session
+        sessions[id] = SessionRef(session.value)
     }
 
     /// Forgets session `id` and releases everything it held in the broker.
     func remove(_ id: Int) {
-        guard let session = sessions.removeValue(forKey: id)?.value else { return }
-        for pattern in session.subscriptions {
-            subscriptions.remove(pattern, id)
+        guard let ref = sessions.removeValue(forKey: id) else { return }
+        for pattern in ref.session.subscriptions {
+            subscriptions.remove(pattern, ref)
             broker.release(Self.interest(pattern))
         }
-        if let user = session.user { forget(id, user: user.id) }
+        if let user = ref.session.user { forget(ref, user: user.id) }
     }
 
     func authenticate(_ id: Int, as userId: String) {
-        if sessionsByUser[userId, default: []].insert(id).inserted {
+        guard let ref = sessions[id] else { return }
+        if sessionsByUser[userId, default: []].insert(ref).inserted {
             broker.retain(.user(userId))
         }
     }
 
     func subscribe(_ id: Int, to pattern: TopicPattern) {
-        if subscriptions.insert(pattern, id) { broker.retain(Self.interest(pattern)) }
+        guard let ref = sessions[id] else { return }
+        if subscriptions.insert(pattern, ref) { broker.retain(Self.interest(pattern)) }
     }
 
     func unsubscribe(_ id: Int, from pattern: TopicPattern) {
-        if subscriptions.remove(pattern, id) { broker.release(Self.interest(pattern)) }
+        guard let ref = sessions[id] else { return }
+        if subscriptions.remove(pattern, ref) { broker.release(Self.interest(pattern)) }
     }
 
-    private func forget(_ id: Int, user: String) {
-        guard sessionsByUser[user]?.remove(id) != nil else { return }
+    private func forget(_ ref: SessionRef, user: String) {
+        guard sessionsByUser[user]?.remove(ref) != nil else { return }
         if sessionsByUser[user]!.isEmpty {
             sessionsByUser[user] = nil
             broker.release(.user(user))
@@ -75,15 +100,49 @@ actor ConnectionRegistry {
 
     // MARK: Fan-out
 
-    /// Writes every message of a batch to each matching session of this loop, then flushes each
-    /// session once, so a burst shares system calls.
-    func deliver(_ batch: [Delivery]) {
+    /// Hands a batch to this loop; called on the adapter's thread by ``ConnectionHub``.
+    ///
+    /// At most one drain task is queued on the loop at a time, whatever the number of batches
+    /// waiting; a batch that does not fit the inbox is dropped and counted.
+    nonisolated func enqueue(_ batch: [Delivery], bytes: Int) {
+        switch inbox.put(batch, bytes: bytes) {
+        case .queuedFirst:
+            loop.execute { self.assumeIsolated { $0.drainInbox() } }
+        case .queued:
+            break
+        case .refused:
+            counters.backlogDropped.add(batch.count, ordering: .relaxed)
+        }
+    }
+
+    /// Writes waiting messages to each matching session of this loop, then flushes each session
+    /// once, so messages that arrived close together share one system call per socket.
+    ///
+    /// One drain writes about ``writesPerDrain`` deliveries and at most a quarter of the
+    /// pending-bytes limit per socket, then flushes and queues the next drain for the rest: the
+    /// loop gets back to its sockets (reads, other connections' writes) between drains, and a
+    /// subscriber that reads never sees its unsent bytes pass the slow-consumer limit merely
+    /// because a backlog was written before the flush.
+    func drainInbox() {
+        let messages = max(1, Self.writesPerDrain / max(1, writesPerMessage ?? sessions.count))
+        let (deliveries, more) = inbox.take(messages: messages, bytes: drainBytes)
+        let written = deliver(deliveries)
+        if !deliveries.isEmpty { writesPerMessage = written / deliveries.count }
+        if more {
+            loop.execute { self.assumeIsolated { $0.drainInbox() } }
+        }
+    }
+
+    /// Writes `deliveries` in order, then flushes each session written to once. Returns the
+    /// number of deliveries written.
+    @discardableResult
+    func deliver(_ deliveries: [Delivery]) -> Int {
         var written = 0
-        for delivery in batch {
+        for delivery in deliveries {
             if let userId = delivery.userId {
-                for id in sessionsByUser[userId] ?? [] { written += write(delivery.frame, to: id) }
+                for ref in sessionsByUser[userId] ?? [] { written += write(delivery.frame, to: ref.session) }
             } else if let topic = delivery.topic {
-                subscriptions.forEachMatch(topic) { id in written += write(delivery.frame, to: id) }
+                subscriptions.forEachMatch(topic) { ref in written += write(delivery.frame, to: ref.session) }
             }
         }
         for session in pendingFlush { session.flush() }
@@ -92,10 +151,11 @@ actor ConnectionRegistry {
             counters.messagesOut.add(written, ordering: .relaxed)
             metrics.delivered(written)
         }
+        return written
     }
 
-    private func write(_ frame: OutboundFrame, to id: Int) -> Int {
-        guard let session = sessions[id]?.value, session.write(frame) else { return 0 }
+    private func write(_ frame: OutboundFrame, to session: WebSocketSession) -> Int {
+        guard session.write(frame) else { return 0 }
         if !session.needsFlush {
             session.needsFlush = true
             pendingFlush.append(session)
@@ -108,29 +168,48 @@ actor ConnectionRegistry {
     /// Pings every session, closing the ones silent for longer than `timeout`.
     func sweep(now: NIODeadline, timeout: TimeAmount) {
         let ping = OutboundFrame.ping(allocator: allocator)
-        for bound in sessions.values {
-            bound.value.keepAlive(now: now, timeout: timeout, ping: ping)
+        for ref in sessions.values {
+            ref.session.keepAlive(now: now, timeout: timeout, ping: ping)
         }
     }
 
     /// Starts closing every session with `code` (1001 at shutdown) and returns when each
     /// channel will have closed: after the client's close reply, or the session's close timeout.
     func closeAll(_ code: CloseCode, reason: String) -> [EventLoopFuture<Void>] {
-        sessions.values.compactMap { bound in
-            bound.value.close(code, reason: reason)
-            return bound.value.closeFuture
+        sessions.values.compactMap { ref in
+            ref.session.close(code, reason: reason)
+            return ref.session.closeFuture
         }
     }
 
     func snapshot() -> RegistrySnapshot {
         var snapshot = RegistrySnapshot()
         snapshot.connections = sessions.count
-        for bound in sessions.values where bound.value.user != nil {
+        for ref in sessions.values where ref.session.user != nil {
             snapshot.authenticated += 1
         }
         snapshot.subscriptions = subscriptions.count
         snapshot.users = sessionsByUser.count
         return snapshot
+    }
+}
+
+/// A session as a key of the registry's tables, hashed by identity.
+///
+/// `@unchecked Sendable` because `SubscriptionIndex` asks its keys to be: the index holding it
+/// lives inside one registry, isolated to that registry's event loop, which is also the
+/// session's loop, so the session is only ever touched there.
+struct SessionRef: Hashable, @unchecked Sendable {
+    let session: WebSocketSession
+
+    init(_ session: WebSocketSession) {
+        self.session = session
+    }
+
+    static func == (lhs: SessionRef, rhs: SessionRef) -> Bool { lhs.session === rhs.session }
+
+    func hash(into hasher: inout Hasher) {
+        hasher.combine(ObjectIdentifier(session))
     }
 }
 

@@ -39,6 +39,7 @@ struct NodeChildChannel: ServerChildChannel, HTTPChannelHandler {
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         guard let admission else { return setupHTTPOnly(channel: channel, logger: logger) }
         return channel.eventLoop.makeCompletedFuture {
+            try Self.useSmallReceiveBuffers(channel)
             let decision = NIOLoopBoundBox<WebSocketAdmission.Decision?>(nil, eventLoop: channel.eventLoop)
             let upgraders: [any NIOTypedHTTPServerProtocolUpgrader<UpgradeResult>] = [
                     NIOTypedWebSocketServerUpgrader<UpgradeResult>(
@@ -88,6 +89,22 @@ struct NodeChildChannel: ServerChildChannel, HTTPChannelHandler {
                 configuration: pipeline)
             return Value(upgradeResult: result, channel: channel)
         }
+    }
+
+    /// Starts the channel's receive buffer small and lets it keep one.
+    ///
+    /// NIO keeps each channel's receive buffer for reuse, sized by its receive allocator, which
+    /// starts at 2 KiB; an idle WebSocket client sends a few bytes a minute, so that buffer was
+    /// about a quarter of an idle connection's memory. Starting at 256 bytes (the adaptive
+    /// allocator still grows it within a read burst for a client that sends more: a publisher,
+    /// a large POST), and pooling at most one buffer per channel instead of one per read of a
+    /// burst, keeps idle connections small.
+    static func useSmallReceiveBuffers(_ channel: any Channel) throws {
+        guard let options = channel.syncOptions else { return }
+        try options.setOption(
+            ChannelOptions.recvAllocator,
+            value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 256, maximum: 65536))
+        try options.setOption(ChannelOptions.maxMessagesPerRead, value: 1)
     }
 
     /// A listener without `/ws` (when `WEBSOCKET_PORT` names another port): plain HTTP/1.1, as

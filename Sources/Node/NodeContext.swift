@@ -26,7 +26,9 @@ final class NodeContext: Sendable {
         self.verifier = verifier
         self.broker = broker
         self.counters = NodeCounters()
-        self.hub = ConnectionHub(group: group, broker: broker, counters: counters, metrics: metrics)
+        self.hub = ConnectionHub(
+            group: group, broker: broker, counters: counters, metrics: metrics,
+            maxPendingBytes: configuration.maxPendingBytes)
         self.limiter = IPConnectionLimiter(limit: configuration.maxConnectionsPerIP)
         self.ids = MessageIDGenerator(nodeId: configuration.nodeId)
         self.metrics = metrics

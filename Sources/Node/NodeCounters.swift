@@ -12,6 +12,9 @@ public final class NodeCounters: Sendable {
     let connectionsRefused = Atomic<Int>(0)
     /// Connections closed as slow consumers (4008).
     let slowConsumers = Atomic<Int>(0)
+    /// Messages an event loop dropped because its delivery backlog was full (``DeliveryInbox``),
+    /// counted once per loop that dropped it.
+    let backlogDropped = Atomic<Int>(0)
     /// Connections closed for not answering pings (4000).
     let pingTimeouts = Atomic<Int>(0)
 

@@ -38,6 +38,10 @@ public struct NodeStats: Codable, Sendable {
         /// Per second, over the last few seconds.
         public var publishedPerSecond: Double
         public var deliveredPerSecond: Double
+        /// Messages an event loop dropped because its delivery backlog (32 MiB of frames per
+        /// loop) was full, once per loop. Optional only so that stats documents of older nodes
+        /// still decode in the cluster view.
+        public var droppedBacklog: Int?
     }
 
     public struct Memory: Codable, Sendable {

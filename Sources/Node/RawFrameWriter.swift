@@ -19,4 +19,13 @@ final class RawFrameWriter: ChannelOutboundHandler {
     func handlerRemoved(context: ChannelHandlerContext) {
         self.context = nil
     }
+
+    /// Queues `bytes` (a complete frame) on the socket; nothing is sent before ``flush()``.
+    func write(_ bytes: ByteBuffer) {
+        context?.write(wrapOutboundOut(bytes), promise: nil)
+    }
+
+    func flush() {
+        context?.flush()
+    }
 }

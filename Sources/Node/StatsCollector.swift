@@ -32,7 +32,8 @@ struct StatsCollector: Sendable {
             messages: .init(
                 published: counters.messagesIn.load(ordering: .relaxed),
                 delivered: counters.messagesOut.load(ordering: .relaxed),
-                publishedPerSecond: rates.published, deliveredPerSecond: rates.delivered),
+                publishedPerSecond: rates.published, deliveredPerSecond: rates.delivered,
+                droppedBacklog: counters.backlogDropped.load(ordering: .relaxed)),
             adapter: node.broker.adapter.status(),
             memory: .init(residentBytes: residentMemoryBytes()))
     }

@@ -16,22 +16,35 @@ final class WebSocketSession: ChannelInboundHandler {
 
     let id: Int
     let remoteAddress: String
-    private(set) var user: AuthenticatedUser?
+    private(set) var user: AuthenticatedUser? {
+        didSet { updateTakesDeliveries() }
+    }
     private(set) var subscriptions: Set<TopicPattern> = []
     /// Set while the session sits in its registry's flush list.
     var needsFlush = false
+    /// Whether ``write(_:)`` queues a delivery: attached, authenticated, token valid, not
+    /// closing. Kept up to date where those change, so a delivery tests one flag.
+    private var takesDeliveries = false
+    /// The channel's writability (below the pending-bytes watermark), kept from
+    /// `channelWritabilityChanged` so that a delivery does not ask the channel each time.
+    private var writable = true
 
     private let node: NodeContext
     /// Where frames are written: the pipeline's first handler, past NIO's frame encoder.
     private let output: RawFrameWriter
     private let registry: ConnectionRegistry
-    private var logger: Logger
-    private var context: ChannelHandlerContext?
-    private var tokenExpired = false
+    private var context: ChannelHandlerContext? {
+        didSet { updateTakesDeliveries() }
+    }
+    private var tokenExpired = false {
+        didSet { updateTakesDeliveries() }
+    }
     private var expiryTimer: Scheduled<Void>?
     private var closeTimer: Scheduled<Void>?
     private var lastHeard = NIODeadline.now()
-    private var closing = false
+    private var closing = false {
+        didSet { updateTakesDeliveries() }
+    }
     private var repliesPending = false
     private var rateLimiter: RateLimiter
     private let initialUser: AuthenticatedUser?
@@ -50,22 +63,35 @@ final class WebSocketSession: ChannelInboundHandler {
         self.node = node
         self.registry = registry
         self.rateLimiter = RateLimiter(perSecond: node.configuration.maxMessagesPerSecond)
-        var logger = node.logger
-        logger[metadataKey: "connection"] = "\(id)"
-        logger[metadataKey: "ip"] = .string(remoteAddress)
-        self.logger = logger
+    }
+
+    private func updateTakesDeliveries() {
+        takesDeliveries = context != nil && user != nil && !tokenExpired && !closing
+    }
+
+    /// Logs with this connection's id, address and user. The metadata is built per message,
+    /// and only when the level is enabled, rather than kept in a `Logger` per session: that
+    /// costs every idle connection a dictionary, and connections log rarely.
+    private func log(_ level: Logger.Level, _ message: @autoclosure () -> Logger.Message, _ extra: Logger.Metadata = [:]) {
+        let logger = node.logger
+        guard logger.logLevel <= level else { return }
+        var metadata: Logger.Metadata = ["connection": "\(id)", "ip": .string(remoteAddress)]
+        if let user { metadata["user"] = .string(user.id) }
+        metadata.merge(extra) { _, given in given }
+        logger.log(level: level, message(), metadata: metadata)
     }
 
     // MARK: Lifecycle
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        writable = context.channel.isWritable
         let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
         let id = self.id
         registry.assumeIsolated { $0.add(bound, id: id) }
         node.counters.connectionsAccepted.add(1, ordering: .relaxed)
         node.metrics.connectionOpened()
-        logger.info("WebSocket connected")
+        log(.info, "WebSocket connected")
         if node.readiness.state == .draining {
             // The shutdown's quiesce event may have reached this channel before the upgrade
             // finished; such a connection gets the same 1001 as the others.
@@ -83,7 +109,7 @@ final class WebSocketSession: ChannelInboundHandler {
         let id = self.id
         registry.assumeIsolated { $0.remove(id) }
         node.metrics.connectionClosed()
-        logger.info("WebSocket disconnected")
+        log(.info, "WebSocket disconnected")
         self.context = nil
     }
 
@@ -101,12 +127,12 @@ final class WebSocketSession: ChannelInboundHandler {
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         switch error {
         case NIOWebSocketError.invalidFrameLength:
-            logger.info("message over WEBSOCKET_MAX_MESSAGE_SIZE")
+            log(.info, "message over WEBSOCKET_MAX_MESSAGE_SIZE")
             close(.messageTooBig, reason: "message larger than \(node.configuration.maxMessageSize) bytes")
         case is NIOWebSocketError:
             close(.protocolError, reason: "WebSocket protocol error")
         default:
-            logger.debug("channel error", metadata: ["error": "\(error)"])
+            log(.debug, "channel error", ["error": "\(error)"])
             context.close(promise: nil)
         }
     }
@@ -133,6 +159,11 @@ final class WebSocketSession: ChannelInboundHandler {
         default:
             break
         }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        writable = context.channel.isWritable
+        context.fireChannelWritabilityChanged()
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
@@ -162,7 +193,7 @@ final class WebSocketSession: ChannelInboundHandler {
             do {
                 authenticate(try node.verifier.verify(token), requestId: message.id)
             } catch {
-                logger.info("authentication refused", metadata: ["reason": "\(error)"])
+                log(.info, "authentication refused", ["reason": "\(error)"])
                 reply(.authError(message: error.description, code: 401, id: message.id))
             }
         case .subscribe(let pattern):
@@ -191,10 +222,9 @@ final class WebSocketSession: ChannelInboundHandler {
         user = newUser
         tokenExpired = false
         if first {
-            logger[metadataKey: "user"] = .string(newUser.id)
             let (id, userId) = (self.id, newUser.id)
             registry.assumeIsolated { $0.authenticate(id, as: userId) }
-            logger.info("authenticated")
+            log(.info, "authenticated")
         }
         scheduleExpiry(newUser.expiresAt)
         reply(.authSuccess(userId: newUser.id, id: requestId))
@@ -223,7 +253,7 @@ final class WebSocketSession: ChannelInboundHandler {
         expiryTimer = loop.assumeIsolated().scheduleTask(in: delay) { [self] in
             guard !closing else { return }
             tokenExpired = true
-            logger.info("token expired; delivery paused until the client authenticates again")
+            log(.info, "token expired; delivery paused until the client authenticates again")
             reply(.authExpired)
             flushReplies()
         }
@@ -296,21 +326,24 @@ final class WebSocketSession: ChannelInboundHandler {
 
     /// Queues a delivered message; false when this session does not take deliveries now.
     /// Closes the session as a slow consumer when its unsent bytes pass the limit.
+    ///
+    /// The hot path of every delivery: one flag, the cached writability, and a write from the
+    /// pipeline's first handler (no channel lookup, no reference counting of the channel).
     func write(_ frame: OutboundFrame) -> Bool {
-        guard !closing, !tokenExpired, user != nil, let context else { return false }
-        guard context.channel.isWritable else {
+        guard takesDeliveries else { return false }
+        guard writable else {
             node.counters.slowConsumers.add(1, ordering: .relaxed)
-            logger.warning("slow consumer: over WEBSOCKET_MAX_PENDING_BYTES unsent, closing")
+            log(.warning, "slow consumer: over WEBSOCKET_MAX_PENDING_BYTES unsent, closing")
             close(.slowConsumer, reason: "slow consumer: too many unsent messages")
             return false
         }
-        output.context?.write(wrapOutboundOut(frame.bytes), promise: nil)
+        output.write(frame.bytes)
         return true
     }
 
     func flush() {
         needsFlush = false
-        output.context?.flush()
+        output.flush()
     }
 
     private func write(raw frame: OutboundFrame) {
@@ -338,7 +371,7 @@ final class WebSocketSession: ChannelInboundHandler {
         guard !closing, context != nil else { return }
         if now - lastHeard > timeout {
             node.counters.pingTimeouts.add(1, ordering: .relaxed)
-            logger.info("ping timeout: nothing heard within WEBSOCKET_PING_TIMEOUT")
+            log(.info, "ping timeout: nothing heard within WEBSOCKET_PING_TIMEOUT")
             close(.pingTimeout, reason: "ping timeout")
         } else {
             write(raw: ping)
@@ -354,7 +387,7 @@ final class WebSocketSession: ChannelInboundHandler {
     func close(_ code: CloseCode, reason: String) {
         guard !closing, let context else { return }
         closing = true
-        logger.info("closing WebSocket", metadata: ["code": "\(code.rawValue)", "reason": .string(reason)])
+        log(.info, "closing WebSocket", ["code": "\(code.rawValue)", "reason": .string(reason)])
         let channel = context.channel
         _ = writeAndFlush(.close(code, reason: reason, allocator: channel.allocator))
         closeTimer = context.eventLoop.scheduleTask(in: Self.closeTimeout) { channel.close(promise: nil) }
