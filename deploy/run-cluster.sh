@@ -128,43 +128,9 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# N free TCP ports on 127.0.0.1 (bound together, so they are distinct).
-free_ports() {
-    python3 - "$1" <<'EOF'
-import socket, sys
-socks = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-for s in socks:
-    s.close()
-EOF
-}
-
-http_status() {
-    curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$1" 2>/dev/null || true
-}
-
-# wait_for URL SECONDS PID LABEL LOG: until URL answers 200; fails early if PID dies.
-wait_for() {
-    local url="$1" seconds="$2" pid="$3" label="$4" logfile="$5" deadline
-    deadline=$(( $(date +%s) + seconds ))
-    while [ "$(http_status "$url")" != 200 ]; do
-        if ! kill -0 "$pid" 2>/dev/null; then
-            log "$label exited during start; last lines of $logfile:"
-            tail -n 20 "$logfile" >&2 || true
-            return 1
-        fi
-        if [ "$(date +%s)" -ge "$deadline" ]; then
-            log "$label: $url did not answer 200 within ${seconds}s; last lines of $logfile:"
-            tail -n 20 "$logfile" >&2 || true
-            return 1
-        fi
-        sleep 0.2
-    done
-}
+# free_ports, http_status, wait_for
+# shellcheck source=../scripts/lib/loopback.sh
+source "$REPO/scripts/lib/loopback.sh"
 
 read -r -a PORTS <<<"$(free_ports $(( NODES + 2 )))"
 NGINX_PORT="${PORTS[0]}"

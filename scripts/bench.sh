@@ -114,28 +114,9 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-free_ports() {
-    python3 - "$1" <<'EOF'
-import socket, sys
-socks = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-for s in socks:
-    s.close()
-EOF
-}
-
-wait_http() {  # URL SECONDS PID LOGFILE
-    local deadline=$(( $(date +%s) + $2 ))
-    until [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$1" 2>/dev/null)" = 200 ]; do
-        kill -0 "$3" 2>/dev/null || { tail -n 20 "$4" >&2; die "process for $1 exited during start"; }
-        [ "$(date +%s)" -lt "$deadline" ] || { tail -n 20 "$4" >&2; die "$1 did not answer 200 within $2 s"; }
-        sleep 0.2
-    done
-}
+# free_ports, http_status, wait_for
+# shellcheck source=lib/loopback.sh
+source "$REPO/scripts/lib/loopback.sh"
 
 read -r -a PORTS <<<"$(free_ports 5)"
 REDIS_PORT="${PORTS[0]}"
@@ -165,7 +146,7 @@ start_chorus() {  # N
         LOG_LEVEL=warning \
         "${RUN[@]}" "$CHORUS" serve </dev/null >>"$WORK/chorus-$i.log" 2>&1 &
     NODE_PID[$i]=$!
-    wait_http "http://127.0.0.1:${CHORUS_PORT[$i]}/ready" 30 "${NODE_PID[$i]}" "$WORK/chorus-$i.log"
+    wait_for "http://127.0.0.1:${CHORUS_PORT[$i]}/ready" 30 "${NODE_PID[$i]}" "chorus-$i" "$WORK/chorus-$i.log" || die "chorus-$i did not start"
 }
 restart_chorus() { stop_pid "${NODE_PID[$1]:-}"; start_chorus "$1"; }
 
@@ -221,7 +202,7 @@ start_nchan() {  # N
     nginx -t -q -c "$WORK/nginx-$i/nginx.conf" -e "$WORK/nginx-$i/error.log" 2>&1 >&2 | grep -v "could not open error log" >&2 || true
     "${RUN[@]}" nginx -c "$WORK/nginx-$i/nginx.conf" -e "$WORK/nginx-$i/error.log" </dev/null >>"$WORK/nginx-$i.out" 2>&1 &
     NGINX_PID[$i]=$!
-    wait_http "http://127.0.0.1:${NCHAN_PORT[$i]}/health" 20 "${NGINX_PID[$i]}" "$WORK/nginx-$i/error.log"
+    wait_for "http://127.0.0.1:${NCHAN_PORT[$i]}/health" 20 "${NGINX_PID[$i]}" "nchan-$i" "$WORK/nginx-$i/error.log" || die "nchan-$i did not start"
 }
 restart_nchan() { stop_pid "${NGINX_PID[$1]:-}"; start_nchan "$1"; }
 nchan_workers() { pgrep -P "${NGINX_PID[$1]}" | tr '\n' ' '; }
