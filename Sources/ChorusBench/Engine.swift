@@ -227,6 +227,29 @@ final class Engine: @unchecked Sendable {
 
     // MARK: Publishing
 
+    /// A publisher's WebSocket to `path`, upgraded and kept for closing at the end.
+    private func openPublisherSocket(
+        path: String, index: Int, role: LoadRole, on loop: any EventLoop, to endpoint: Endpoint
+    ) async throws -> any Channel {
+        let promise = loop.makePromise(of: Void.self)
+        let request = Self.upgradeRequest(path: path, endpoint: endpoint)
+        let (stats, marks) = (publisherStats, marks)
+        let channel = try await ClientBootstrap(group: loop)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(
+                        WebSocketLoadHandler(
+                            index: index, role: role, upgradeRequest: request, afterUpgrade: [],
+                            stats: stats, marks: marks, ready: promise, checkOrder: false))
+                }
+            }
+            .connect(host: endpoint.host, port: endpoint.port).get()
+        try await promise.futureResult.get()
+        publisherChannels.append(channel)
+        return channel
+    }
+
     func makePublisher(topics: [String]) async throws -> PublishDriver {
         let loop = publisherGroup.next()
         let payload = PublishPayload(paddingBytes: settings.paddingBytes)
@@ -238,24 +261,8 @@ final class Engine: @unchecked Sendable {
             for _ in 0..<max(1, settings.publishers) {
                 var channels: [any Channel] = []
                 for topic in topics {
-                    let promise = loop.makePromise(of: Void.self)
-                    let request = Self.upgradeRequest(path: "/pub/\(topic)", endpoint: endpoint)
-                    let stats = publisherStats
-                    let marks = marks
-                    let channel = try await ClientBootstrap(group: loop)
-                        .channelOption(.socketOption(.tcp_nodelay), value: 1)
-                        .channelInitializer { channel in
-                            channel.eventLoop.makeCompletedFuture {
-                                try channel.pipeline.syncOperations.addHandler(
-                                    WebSocketLoadHandler(
-                                        index: -1, role: .nchanSubscriber, upgradeRequest: request, afterUpgrade: [],
-                                        stats: stats, marks: marks, ready: promise, checkOrder: false))
-                            }
-                        }
-                        .connect(host: endpoint.host, port: endpoint.port).get()
-                    try await promise.futureResult.get()
-                    publisherChannels.append(channel)
-                    channels.append(channel)
+                    channels.append(try await openPublisherSocket(
+                        path: "/pub/\(topic)", index: -1, role: .nchanSubscriber, on: loop, to: endpoint))
                 }
                 let sink = try await loop.submit { [channels] in
                     NchanWebSocketPublishSink(channels: channels, payload: payload)
@@ -267,26 +274,9 @@ final class Engine: @unchecked Sendable {
         for p in 0..<max(1, settings.publishers) {
             switch via {
             case .ws:
-                let minter = try minter()
-                let promise = loop.makePromise(of: Void.self)
-                let request = Self.upgradeRequest(
-                    path: "/ws?token=" + minter.mint(subject: "bench-publisher-\(p)", ttl: .seconds(7200)),
-                    endpoint: endpoint)
-                let stats = publisherStats
-                let marks = marks
-                let channel = try await ClientBootstrap(group: loop)
-                    .channelOption(.socketOption(.tcp_nodelay), value: 1)
-                    .channelInitializer { channel in
-                        channel.eventLoop.makeCompletedFuture {
-                            try channel.pipeline.syncOperations.addHandler(
-                                WebSocketLoadHandler(
-                                    index: -1 - p, role: .chorusPublisher, upgradeRequest: request, afterUpgrade: [],
-                                    stats: stats, marks: marks, ready: promise, checkOrder: false))
-                        }
-                    }
-                    .connect(host: endpoint.host, port: endpoint.port).get()
-                try await promise.futureResult.get()
-                publisherChannels.append(channel)
+                let token = try minter().mint(subject: "bench-publisher-\(p)", ttl: .seconds(7200))
+                let channel = try await openPublisherSocket(
+                    path: "/ws?token=" + token, index: -1 - p, role: .chorusPublisher, on: loop, to: endpoint)
                 let sink = try await loop.submit {
                     WebSocketPublishSink(channel: channel, topics: topics, payload: payload)
                 }.get()

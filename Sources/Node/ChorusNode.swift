@@ -135,7 +135,7 @@ public final class ChorusNode: Service, Sendable {
 
     public func run() async throws {
         let router = Router(context: NodeRequestContext.self)
-        router.add(middleware: StoreErrorMiddleware())
+        router.add(middleware: BackendErrorMiddleware())
         let sampler = RateSampler()
         let directory: (any NodeDirectory)? =
             configuration.adapter == .redis

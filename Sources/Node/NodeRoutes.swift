@@ -127,8 +127,6 @@ struct NodeRoutes {
 
     /// The seed's error shape with an HTTP status.
     static func error(_ status: Int, _ message: String) -> Response {
-        Response(
-            status: .init(code: status), headers: [.contentType: "application/json"],
-            body: .init(byteBuffer: ByteBuffer(bytes: ServerMessage.error(code: status, message: message, details: nil, id: nil).encoded())))
+        APIError(status, message).response
     }
 }

@@ -15,6 +15,12 @@ enum TopicAccess {
     /// The prefix of the private topics: `messages.user.<id>`.
     static let privatePrefix = ["messages", "user"]
 
+    /// `messages.user.<id>`, the private topic of user `id`; nil when `id` cannot be a topic
+    /// segment (a token from another issuer may name users so).
+    static func privateTopic(of userId: String) -> Topic? {
+        try? Topic((privatePrefix + [userId]).joined(separator: "."))
+    }
+
     /// Why `user` may not subscribe to `pattern`; nil when it may.
     static func subscribeDenial(_ pattern: TopicPattern, user: AuthenticatedUser) -> String? {
         if let grants = user.grants {

@@ -34,11 +34,7 @@ public enum RedisWire {
     }
 
     static func blockingCommand(_ arguments: [String], port: Int, timeout: Duration) throws -> RedisValue {
-        #if canImport(Glibc)
-        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        #else
-        let descriptor = socket(AF_INET, SOCK_STREAM, 0)
-        #endif
+        let descriptor = LoopbackPort.tcpSocket()
         guard descriptor >= 0 else { throw TestFailure("socket: errno \(errno)") }
         defer { close(descriptor) }
         // On Linux SO_SNDTIMEO also bounds connect(2).
@@ -47,15 +43,7 @@ public enum RedisWire {
         limit.tv_usec = .init(timeout.components.attoseconds / 1_000_000_000_000)
         setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
         setsockopt(descriptor, SOL_SOCKET, SO_SNDTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
+        let connected = LoopbackPort.withAddress(port) { connect(descriptor, $0, $1) }
         guard connected == 0 else { throw TestFailure("connect to 127.0.0.1:\(port): errno \(errno)") }
 
         var request = Array("*\(arguments.count)\r\n".utf8)

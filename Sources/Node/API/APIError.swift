@@ -21,6 +21,11 @@ struct APIError: HTTPResponseError {
     var status: HTTPResponse.Status { .init(code: code) }
 
     func response(from request: Request, context: some RequestContext) throws -> Response {
+        response
+    }
+
+    /// The error as an HTTP response (also for routes that return rather than throw).
+    var response: Response {
         var headers: HTTPFields = [.contentType: "application/json"]
         if code == 429 { headers[.retryAfter] = "60" }
         let body = ServerMessage.error(code: code, message: message, details: details, id: nil).encoded()

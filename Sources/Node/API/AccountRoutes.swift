@@ -134,11 +134,3 @@ struct AccountRoutes {
 extension HTTPField.Name {
     static let xForwardedFor = Self("X-Forwarded-For")!
 }
-
-extension Response {
-    static func json(_ value: JSONValue, status: HTTPResponse.Status = .ok) -> Response {
-        Response(
-            status: status, headers: [.contentType: "application/json"],
-            body: .init(byteBuffer: ByteBuffer(bytes: value.responseBytes)))
-    }
-}

@@ -36,6 +36,6 @@ struct MessageEvents: Sendable {
         if let topic = message.topic { return [try? Topic(topic)].compactMap { $0 } }
         guard let recipient = message.recipientId else { return [] }
         let people = recipient == message.authorId ? [recipient] : [recipient, message.authorId]
-        return people.compactMap(MessageRoutes.inbox(of:))
+        return people.compactMap(TopicAccess.privateTopic(of:))
     }
 }

@@ -86,7 +86,7 @@ struct MessageRoutes {
             }
             scope = .topic(name)
         case (nil, let other?):
-            if let own = Self.inbox(of: user.id), let denial = TopicAccess.subscribeDenial(TopicPattern(own), user: user) {
+            if let own = TopicAccess.privateTopic(of: user.id), let denial = TopicAccess.subscribeDenial(TopicPattern(own), user: user) {
                 throw APIError(403, denial, field: "with")
             }
             scope = .conversation(user.id, other)
@@ -153,15 +153,11 @@ struct MessageRoutes {
     /// recipient's private topic; a token without grants may message anyone.
     private func checkDirect(to recipient: String, by user: AuthenticatedUser) throws(APIError) {
         guard let grants = user.grants else { return }
-        guard let inbox = Self.inbox(of: recipient), grants.publish.contains(where: { $0.matches(inbox) }) else {
+        guard let inbox = TopicAccess.privateTopic(of: recipient), grants.publish.contains(where: { $0.matches(inbox) }) else {
             throw APIError(403, "the token's grants do not cover messages.user.\(recipient)", field: "recipientId")
         }
     }
 
-    /// `messages.user.<id>`, when `id` can be a topic segment.
-    static func inbox(of userId: String) -> Topic? {
-        try? Topic((TopicAccess.privatePrefix + [userId]).joined(separator: "."))
-    }
 
     private static func topic(_ name: String) throws(APIError) -> Topic {
         do {

@@ -4,7 +4,7 @@ import Store
 /// Turns failures from below the routes into the API's error shape: the store unreachable or
 /// shutting down, and a full password-hashing queue, are 503 (try again); the store's own
 /// refusals map to the statuses the routes document.
-struct StoreErrorMiddleware<Context: RequestContext>: RouterMiddleware {
+struct BackendErrorMiddleware<Context: RequestContext>: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws
         -> Response
     {

@@ -1,9 +1,10 @@
 import Broker
 import Foundation
+import Hummingbird
 import Store
 
-/// The JSON form of accounts and messages, shared by HTTP responses and the events that
-/// WebSocket subscribers receive, so both show a message the same way.
+/// The JSON forms of the HTTP API: accounts and messages (shared by responses and the events
+/// WebSocket subscribers receive, so both show a message the same way) and JSON responses.
 extension StoredMessage {
     var json: JSONValue {
         var object: [String: JSONValue] = [
@@ -31,5 +32,13 @@ extension JSONValue {
         var writer = JSONWriter()
         writer.value(self)
         return writer.bytes
+    }
+}
+
+extension Response {
+    static func json(_ value: JSONValue, status: HTTPResponse.Status = .ok) -> Response {
+        Response(
+            status: status, headers: [.contentType: "application/json"],
+            body: .init(byteBuffer: ByteBuffer(bytes: value.responseBytes)))
     }
 }
