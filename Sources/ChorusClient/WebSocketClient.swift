@@ -183,6 +183,12 @@ public final class WebSocketClient: Sendable {
         try await channel.outbound.write(WebSocketFrame(fin: fin, opcode: opcode, maskKey: .random(), data: data))
     }
 
+    /// Sends `frame` exactly as given: unmasked, with reserved bits or odd opcodes (for tests of
+    /// how the server treats frames RFC 6455 forbids).
+    public func send(_ frame: WebSocketFrame) async throws {
+        try await channel.outbound.write(frame)
+    }
+
     /// Stops taking frames off the connection (to play a client that does not keep up): once
     /// NIO's inbound buffer is full it stops reading the socket, and the server's writes back up.
     public func pauseReading() {

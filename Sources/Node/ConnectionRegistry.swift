@@ -21,11 +21,14 @@ actor ConnectionRegistry {
     private var sessions: [Int: SessionRef] = [:]
     /// The index and the user table hold the sessions themselves, not ids, so a delivery goes
     /// from a match straight to the session's write with no lookup per subscriber.
-    private var sessionsByUser: [String: Set<SessionRef>] = [:]
+    private var sessionsByUser: [String: UserSessions] = [:]
     private var subscriptions = SubscriptionIndex<SessionRef>()
     /// Sessions written to during the current drain, flushed once at its end.
     private var pendingFlush: [WebSocketSession] = []
     private let allocator = ByteBufferAllocator()
+    /// Token deadlines of this loop's sessions, with one timer for the earliest.
+    private var expiries = TokenExpiries()
+    private var expiryTimer: (deadline: NIODeadline, task: Scheduled<Void>)?
 
     /// Bytes of frames that may wait for one loop before further messages are dropped.
     static let defaultInboxLimit = 32 << 20
@@ -70,9 +73,14 @@ actor ConnectionRegistry {
 
     func authenticate(_ id: Int, as userId: String) {
         guard let ref = sessions[id] else { return }
-        if sessionsByUser[userId, default: []].insert(ref).inserted {
+        guard var group = sessionsByUser[userId] else {
+            sessionsByUser[userId] = .one(ref)
             broker.retain(.user(userId))
+            return
         }
+        sessionsByUser[userId] = nil  // so that the insert does not copy the group
+        _ = group.insert(ref)
+        sessionsByUser[userId] = group
     }
 
     func subscribe(_ id: Int, to pattern: TopicPattern) {
@@ -86,11 +94,47 @@ actor ConnectionRegistry {
     }
 
     private func forget(_ ref: SessionRef, user: String) {
-        guard sessionsByUser[user]?.remove(ref) != nil else { return }
-        if sessionsByUser[user]!.isEmpty {
-            sessionsByUser[user] = nil
+        guard var group = sessionsByUser.removeValue(forKey: user) else { return }
+        _ = group.remove(ref)
+        if group.isEmpty {
             broker.release(.user(user))
+        } else {
+            sessionsByUser[user] = group
         }
+    }
+
+    // MARK: Token expiry
+
+    /// Tells session `id`, at `deadline`, that its token expired, unless it has authenticated
+    /// again (with another deadline) or closed by then.
+    func expireToken(of id: Int, at deadline: NIODeadline) {
+        expiries.add(deadline, sessionId: id)
+        if expiries.count > 64 && expiries.count > 2 * sessions.count {
+            expiries.compact { sessions[$0.sessionId]?.session.tokenDeadline == $0.deadline }
+        }
+        scheduleExpiryTimer()
+    }
+
+    private func scheduleExpiryTimer() {
+        guard let earliest = expiries.earliest else { return }
+        if let timer = expiryTimer {
+            guard earliest < timer.deadline else { return }
+            timer.task.cancel()
+        }
+        let task = loop.assumeIsolated().scheduleTask(deadline: earliest) {
+            self.assumeIsolated { $0.expireDueTokens() }
+        }
+        expiryTimer = (earliest, task)
+    }
+
+    private func expireDueTokens() {
+        expiryTimer = nil
+        let now = NIODeadline.now()
+        while let entry = expiries.popDue(now: now) {
+            guard let ref = sessions[entry.sessionId], ref.session.tokenDeadline == entry.deadline else { continue }
+            ref.session.tokenDidExpire()
+        }
+        scheduleExpiryTimer()
     }
 
     private static func interest(_ pattern: TopicPattern) -> Interest {
@@ -140,7 +184,7 @@ actor ConnectionRegistry {
         var written = 0
         for delivery in deliveries {
             if let userId = delivery.userId {
-                for ref in sessionsByUser[userId] ?? [] { written += write(delivery.frame, to: ref.session) }
+                sessionsByUser[userId]?.forEach { ref in written += write(delivery.frame, to: ref.session) }
             } else if let topic = delivery.topic {
                 subscriptions.forEachMatch(topic) { ref in written += write(delivery.frame, to: ref.session) }
             }

@@ -6,7 +6,6 @@ import NIOCore
 import NIOHTTP1
 import NIOHTTPTypes
 import NIOHTTPTypesHTTP1
-import NIOWebSocket
 
 /// How an accepted TCP connection is served: plain HTTP through the Hummingbird router, or,
 /// for an upgrade request to `/ws`, a WebSocket served by NIO handlers of our own.
@@ -42,10 +41,8 @@ struct NodeChildChannel: ServerChildChannel, HTTPChannelHandler {
             try Self.useSmallReceiveBuffers(channel)
             let decision = NIOLoopBoundBox<WebSocketAdmission.Decision?>(nil, eventLoop: channel.eventLoop)
             let upgraders: [any NIOTypedHTTPServerProtocolUpgrader<UpgradeResult>] = [
-                    NIOTypedWebSocketServerUpgrader<UpgradeResult>(
-                        maxFrameSize: admission.maxMessageSize,
-                        enableAutomaticErrorHandling: false,
-                        shouldUpgrade: { channel, head in
+                    WebSocketUpgrader<UpgradeResult>(
+                        decide: { channel, head in
                             let result = admission.decide(head: head, channel: channel)
                             decision.value = result
                             if case .accept = result {
@@ -53,12 +50,13 @@ struct NodeChildChannel: ServerChildChannel, HTTPChannelHandler {
                             }
                             return channel.eventLoop.makeSucceededFuture(nil)
                         },
-                        upgradePipelineHandler: { channel, _ in
+                        install: { channel, _ in
                             channel.eventLoop.makeCompletedFuture {
                                 guard case .accept(let accepted)? = decision.value else {
                                     throw ChannelError.inappropriateOperationForState
                                 }
                                 try admission.installSession(accepted, on: channel)
+                                decision.value = nil  // the session gives back what admission took
                                 return UpgradeResult.websocket
                             }
                         }
@@ -87,6 +85,10 @@ struct NodeChildChannel: ServerChildChannel, HTTPChannelHandler {
             pipeline.enableResponseHeaderValidation = false
             let result = try channel.pipeline.syncOperations.configureUpgradableHTTPServerPipeline(
                 configuration: pipeline)
+            result.whenFailure { _ in
+                // Accepted, but the upgrade failed before a session took over (say, the 101 could not be written).
+                if case .accept(let accepted)? = decision.value { admission.abandon(accepted) }
+            }
             return Value(upgradeResult: result, channel: channel)
         }
     }

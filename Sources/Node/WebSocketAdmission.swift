@@ -1,7 +1,6 @@
 import Logging
 import NIOCore
 import NIOHTTP1
-import NIOWebSocket
 
 /// Decides, during the HTTP upgrade, whether a client may open a WebSocket, and sets up the
 /// pipeline of the ones that may.
@@ -27,8 +26,6 @@ struct WebSocketAdmission: Sendable {
 
     let node: NodeContext
 
-    var maxMessageSize: Int { node.configuration.maxMessageSize }
-
     /// The decision for an upgrade request; nil when the request is not for `/ws`.
     func decide(head: HTTPRequestHead, channel: any Channel) -> Decision? {
         let (path, query) = Self.split(head.uri)
@@ -52,28 +49,28 @@ struct WebSocketAdmission: Sendable {
                 status: 429,
                 message: "too many connections from \(address): the limit is \(node.configuration.maxConnectionsPerIP)"))
         }
-        let limiter = node.limiter
-        channel.closeFuture.whenComplete { _ in limiter.release(address) }
+        // Released by the session when its channel closes, or by ``abandon(_:)`` if the upgrade
+        // fails before the session is installed.
         return .accept(Accepted(remoteAddress: address, user: user))
     }
 
-    /// Replaces the HTTP handlers' successors with the WebSocket session's pipeline.
+    /// Makes the upgraded channel a WebSocket: its one handler, the session, and the watermark
+    /// past which the session closes a slow consumer.
     func installSession(_ accepted: Accepted, on channel: any Channel) throws {
         let pending = node.configuration.maxPendingBytes
         try channel.syncOptions?.setOption(
             ChannelOptions.writeBufferWaterMark, value: .init(low: pending / 2, high: pending))
-        let pipeline = channel.pipeline.syncOperations
-        let writer = RawFrameWriter()
-        try pipeline.addHandler(writer, position: .first)
-        try pipeline.addHandler(
-            NIOWebSocketFrameAggregator(
-                minNonFinalFragmentSize: 0, maxAccumulatedFrameCount: 1024,
-                maxAccumulatedFrameSize: node.configuration.maxMessageSize))
         let registry = node.hub.registry(for: channel.eventLoop)
-        try pipeline.addHandler(
-            WebSocketSession(
-                id: node.nextConnectionId(), remoteAddress: accepted.remoteAddress, user: accepted.user,
-                output: writer, node: node, registry: registry))
+        let session = WebSocketSession(
+            id: node.nextConnectionId(), remoteAddress: accepted.remoteAddress, node: node, registry: registry)
+        try channel.pipeline.syncOperations.addHandler(session)
+        if let user = accepted.user { session.authenticateAtUpgrade(user) }
+    }
+
+    /// Gives back what ``decide(head:channel:)`` took for an accepted upgrade that failed before
+    /// ``installSession(_:on:)`` added its session.
+    func abandon(_ accepted: Accepted) {
+        node.limiter.release(accepted.remoteAddress)
     }
 
     private func clientAddress(head: HTTPRequestHead, channel: any Channel) -> String {

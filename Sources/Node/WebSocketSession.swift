@@ -2,16 +2,16 @@ import Broker
 import Foundation
 import Logging
 import NIOCore
-import NIOWebSocket
 
 /// One upgraded WebSocket connection: the seed's protocol on plain NIO, with no Swift task.
 ///
-/// The handler sits last in the channel's pipeline, after the frame decoder and aggregator, and
-/// writes pre-encoded ``OutboundFrame`` bytes (there is no frame encoder in the pipeline).
-/// Everything here runs on the channel's event loop, which is also the executor of its
-/// ``ConnectionRegistry``, so the two call each other synchronously.
+/// The session is the only handler of an upgraded channel: it reads frames from the socket's
+/// bytes itself (``WebSocketFrameReader``) and writes pre-encoded ``OutboundFrame`` bytes, so
+/// there is no frame decoder, aggregator or encoder in the pipeline. Everything here runs on
+/// the channel's event loop, which is also the executor of its ``ConnectionRegistry``, so the
+/// two call each other synchronously.
 final class WebSocketSession: ChannelInboundHandler {
-    typealias InboundIn = WebSocketFrame
+    typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
     let id: Int
@@ -29,37 +29,38 @@ final class WebSocketSession: ChannelInboundHandler {
     /// `channelWritabilityChanged` so that a delivery does not ask the channel each time.
     private var writable = true
 
+    /// When the current token expires, if it does; the registry's expiry timer compares it
+    /// with the deadline it was given, to skip tokens replaced since.
+    private(set) var tokenDeadline: NIODeadline?
+
     private let node: NodeContext
-    /// Where frames are written: the pipeline's first handler, past NIO's frame encoder.
-    private let output: RawFrameWriter
     private let registry: ConnectionRegistry
+    private var reader: WebSocketFrameReader
     private var context: ChannelHandlerContext? {
         didSet { updateTakesDeliveries() }
     }
     private var tokenExpired = false {
         didSet { updateTakesDeliveries() }
     }
-    private var expiryTimer: Scheduled<Void>?
     private var closeTimer: Scheduled<Void>?
     private var lastHeard = NIODeadline.now()
     private var closing = false {
         didSet { updateTakesDeliveries() }
     }
+    /// Set when the client broke the protocol: its further bytes are not read.
+    private var failed = false
     private var repliesPending = false
     private var rateLimiter: RateLimiter
-    private let initialUser: AuthenticatedUser?
 
     /// How long a closing connection may take to answer the close frame.
     static let closeTimeout = TimeAmount.seconds(5)
 
     init(
-        id: Int, remoteAddress: String, user: AuthenticatedUser?, output: RawFrameWriter, node: NodeContext,
-        registry: ConnectionRegistry
+        id: Int, remoteAddress: String, node: NodeContext, registry: ConnectionRegistry
     ) {
         self.id = id
-        self.output = output
+        self.reader = WebSocketFrameReader(maxMessageSize: node.configuration.maxMessageSize)
         self.remoteAddress = remoteAddress
-        self.initialUser = user
         self.node = node
         self.registry = registry
         self.rateLimiter = RateLimiter(perSecond: node.configuration.maxMessagesPerSecond)
@@ -97,17 +98,20 @@ final class WebSocketSession: ChannelInboundHandler {
             // finished; such a connection gets the same 1001 as the others.
             return close(.goingAway, reason: "node shutting down")
         }
-        if let initialUser {
-            authenticate(initialUser, requestId: nil)
-            flushReplies()
-        }
+    }
+
+    /// Authenticates with the token given at the upgrade; called right after the session is added.
+    func authenticateAtUpgrade(_ user: AuthenticatedUser) {
+        guard !closing else { return }
+        authenticate(user, requestId: nil)
+        flushReplies()
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
-        expiryTimer?.cancel()
         closeTimer?.cancel()
         let id = self.id
         registry.assumeIsolated { $0.remove(id) }
+        node.limiter.release(remoteAddress)
         node.metrics.connectionClosed()
         log(.info, "WebSocket disconnected")
         self.context = nil
@@ -125,40 +129,63 @@ final class WebSocketSession: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        switch error {
-        case NIOWebSocketError.invalidFrameLength:
-            log(.info, "message over WEBSOCKET_MAX_MESSAGE_SIZE")
-            close(.messageTooBig, reason: "message larger than \(node.configuration.maxMessageSize) bytes")
-        case is NIOWebSocketError:
-            close(.protocolError, reason: "WebSocket protocol error")
-        default:
-            log(.debug, "channel error", ["error": "\(error)"])
-            context.close(promise: nil)
-        }
+        log(.debug, "channel error", ["error": "\(error)"])
+        context.close(promise: nil)
     }
 
     // MARK: Inbound
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let frame = unwrapInboundIn(data)
+        guard !failed else { return }
         lastHeard = .now()
+        reader.receive(unwrapInboundIn(data))
+        do {
+            while !failed, let frame = try reader.next() {
+                handle(frame, allocator: context.channel.allocator)
+            }
+        } catch {
+            fail(error)
+        }
+        reader.endOfRead()
+    }
+
+    private func handle(_ frame: WebSocketFrameReader.Frame, allocator: ByteBufferAllocator) {
         switch frame.opcode {
         case .text:
             guard !closing else { return }
-            handleText(frame.unmaskedData)
+            handleText(frame.payload)
         case .binary:
             guard !closing else { return }
             reply(.error(code: 400, message: "binary frames are not supported: send JSON text", details: nil, id: nil))
         case .ping:
-            write(raw: .pong(frame.unmaskedData, allocator: context.channel.allocator))
+            write(raw: .pong(frame.payload, allocator: allocator))
             repliesPending = true
-        case .pong:
+        case .pong, .continuation:
             break
-        case .connectionClose:
-            receivedClose(frame)
-        default:
-            break
+        case .close:
+            receivedClose(frame.payload)
         }
+    }
+
+    /// Fails the connection after a frame it cannot read past (RFC 6455 §7.1.7): a close frame
+    /// with the code, then the TCP connection closes without waiting for the client's reply.
+    private func fail(_ violation: WebSocketFrameReader.Violation) {
+        failed = true
+        let (code, reason): (CloseCode, String)
+        switch violation {
+        case .tooBig:
+            log(.info, "message over WEBSOCKET_MAX_MESSAGE_SIZE")
+            (code, reason) = (.messageTooBig, "message larger than \(node.configuration.maxMessageSize) bytes")
+        case .protocolError(let why):
+            log(.info, "WebSocket protocol error", ["reason": .string(why)])
+            (code, reason) = (.protocolError, why)
+        }
+        closing = true
+        guard let channel = context?.channel else { return }
+        guard let written = writeAndFlush(.close(code, reason: reason, allocator: channel.allocator)) else {
+            return channel.close(promise: nil)
+        }
+        written.whenComplete { _ in channel.close(promise: nil) }
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
@@ -246,17 +273,24 @@ final class WebSocketSession: ChannelInboundHandler {
     }
 
     private func scheduleExpiry(_ expiresAt: Date?) {
-        expiryTimer?.cancel()
-        expiryTimer = nil
-        guard let expiresAt, let loop = context?.eventLoop else { return }
-        let delay = TimeAmount.nanoseconds(Int64(max(0, expiresAt.timeIntervalSinceNow) * 1e9))
-        expiryTimer = loop.assumeIsolated().scheduleTask(in: delay) { [self] in
-            guard !closing else { return }
-            tokenExpired = true
-            log(.info, "token expired; delivery paused until the client authenticates again")
-            reply(.authExpired)
-            flushReplies()
+        guard let expiresAt else {
+            tokenDeadline = nil
+            return
         }
+        let deadline = NIODeadline.now() + .nanoseconds(Int64(max(0, expiresAt.timeIntervalSinceNow) * 1e9))
+        tokenDeadline = deadline
+        let id = self.id
+        registry.assumeIsolated { $0.expireToken(of: id, at: deadline) }
+    }
+
+    /// Called by the registry when ``tokenDeadline`` has passed.
+    func tokenDidExpire() {
+        guard !closing, !tokenExpired else { return }
+        tokenDeadline = nil
+        tokenExpired = true
+        log(.info, "token expired; delivery paused until the client authenticates again")
+        reply(.authExpired)
+        flushReplies()
     }
 
     /// Why this session may not use topics yet, as an `error` reply; nil when it may.
@@ -306,14 +340,14 @@ final class WebSocketSession: ChannelInboundHandler {
         node.broker.publish(envelope)
     }
 
-    private func receivedClose(_ frame: WebSocketFrame) {
+    private func receivedClose(_ payload: ByteBuffer) {
         guard let context else { return }
         if closing {
             context.close(promise: nil)
             return
         }
         closing = true
-        var data = frame.unmaskedData
+        var data = payload
         let code = data.readInteger(as: UInt16.self).flatMap(CloseCode.init(rawValue:)) ?? .normal
         let channel = context.channel
         guard let written = writeAndFlush(.close(code, reason: "", allocator: channel.allocator)) else {
@@ -328,7 +362,8 @@ final class WebSocketSession: ChannelInboundHandler {
     /// Closes the session as a slow consumer when its unsent bytes pass the limit.
     ///
     /// The hot path of every delivery: one flag, the cached writability, and a write from the
-    /// pipeline's first handler (no channel lookup, no reference counting of the channel).
+    /// session's context, the next to the pipeline's head (no channel lookup, no reference
+    /// counting of the channel).
     func write(_ frame: OutboundFrame) -> Bool {
         guard takesDeliveries else { return false }
         guard writable else {
@@ -337,21 +372,21 @@ final class WebSocketSession: ChannelInboundHandler {
             close(.slowConsumer, reason: "slow consumer: too many unsent messages")
             return false
         }
-        output.write(frame.bytes)
+        context?.write(wrapOutboundOut(frame.bytes), promise: nil)
         return true
     }
 
     func flush() {
         needsFlush = false
-        output.flush()
+        context?.flush()
     }
 
     private func write(raw frame: OutboundFrame) {
-        output.context?.write(wrapOutboundOut(frame.bytes), promise: nil)
+        context?.write(wrapOutboundOut(frame.bytes), promise: nil)
     }
 
     private func writeAndFlush(_ frame: OutboundFrame) -> EventLoopFuture<Void>? {
-        output.context?.writeAndFlush(wrapOutboundOut(frame.bytes))
+        context?.writeAndFlush(wrapOutboundOut(frame.bytes))
     }
 
     private func reply(_ message: ServerMessage) {
@@ -363,7 +398,7 @@ final class WebSocketSession: ChannelInboundHandler {
     private func flushReplies() {
         guard repliesPending else { return }
         repliesPending = false
-        output.context?.flush()
+        context?.flush()
     }
 
     /// Called by the registry's sweep: pings, or closes a connection silent for too long.
@@ -375,7 +410,7 @@ final class WebSocketSession: ChannelInboundHandler {
             close(.pingTimeout, reason: "ping timeout")
         } else {
             write(raw: ping)
-            output.context?.flush()
+            context?.flush()
         }
     }
 

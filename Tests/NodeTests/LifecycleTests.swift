@@ -97,6 +97,25 @@ struct LifecycleTests {
         }
     }
 
+    @Test("authenticating again with a later token moves the expiry: the earlier one no longer applies")
+    func tokenRenewed() async throws {
+        try await withNode { node in
+            let renewed = try await node.connect()
+            _ = try await renewed.request(["type": "auth", "token": node.token("r", ttl: .seconds(1))])
+            #expect(try await renewed.request(["type": "auth", "token": node.token("r")])["type"] as? String == "auth_success")
+            #expect(try await renewed.request(["type": "subscribe", "topic": "news"])["type"] as? String == "subscribed")
+            // A token that expires after the first one did: once it has, so has the first.
+            let later = try await node.connect()
+            _ = try await later.request(["type": "auth", "token": node.token("l", ttl: .seconds(3))])
+            _ = try await later.next(type: "auth_expired", timeout: .seconds(20))
+            let publisher = try await node.connect(as: "p")
+            try await publisher.send(json: ["type": "message", "topic": "news", "data": "still subscribed"])
+            let next = try await renewed.nextJSON()
+            #expect(next["type"] as? String == "message")
+            #expect(next["data"] as? String == "still subscribed")
+        }
+    }
+
     @Test("graceful shutdown closes every WebSocket with 1001 and /ready turns 503 first")
     func shutdownCloseCode() async throws {
         try await withNode { node in

@@ -1,5 +1,7 @@
 import ChorusClient
 import Foundation
+import NIOCore
+import NIOWebSocket
 import Testing
 import TestSupport
 
@@ -143,6 +145,48 @@ struct ProtocolTests {
             let big = try await node.connect(as: "big")
             try await big.send(text: #"{"type":"message","topic":"t","data":""# + String(repeating: "x", count: 2000) + #""}"#)
             #expect(try await big.closeCode() == 1009)
+            let publisher = try await node.connect(as: "p")
+            try await publisher.send(json: ["type": "message", "topic": "t", "data": "still here"])
+            #expect(try await bystander.next(type: "message")["data"] as? String == "still here")
+        }
+    }
+
+    @Test("a message sent in fragments, with a ping between them, is one message; a large one arrives whole")
+    func fragmentedMessage() async throws {
+        try await withNode { node in
+            let client = try await node.connect(as: "u")
+            try await client.send(opcode: .text, ByteBuffer(string: #"{"type":"subscribe","#), fin: false)
+            try await client.send(opcode: .ping, ByteBuffer(string: "between"))
+            try await client.send(opcode: .continuation, ByteBuffer(string: #""topic":"t","id":7}"#))
+            #expect(try await client.next() == .pong)
+            let subscribed = try await client.nextJSON()
+            #expect(subscribed["type"] as? String == "subscribed")
+            #expect(subscribed["id"] as? Int == 7)
+            // Far larger than the node's first receive buffer, so it is read in many pieces.
+            let text = String(repeating: "y", count: 200_000)
+            try await client.send(json: ["type": "message", "topic": "t", "data": text])
+            #expect(try await client.next(type: "message")["data"] as? String == text)
+        }
+    }
+
+    @Test(
+        "a frame RFC 6455 forbids closes that connection with 1002; others are unaffected",
+        arguments: [
+            "unmasked", "reserved bit", "fragmented ping", "continuation with nothing to continue",
+        ])
+    func protocolViolation(kind: String) async throws {
+        try await withNode { node in
+            let bystander = try await node.connect(as: "b")
+            _ = try await bystander.request(["type": "subscribe", "topic": "t"])
+            let offender = try await node.connect(as: "o")
+            let data = ByteBuffer(string: #"{"type":"ping"}"#)
+            switch kind {
+            case "unmasked": try await offender.send(WebSocketFrame(fin: true, opcode: .text, maskKey: nil, data: data))
+            case "reserved bit": try await offender.send(WebSocketFrame(fin: true, rsv1: true, opcode: .text, maskKey: .random(), data: data))
+            case "fragmented ping": try await offender.send(opcode: .ping, data, fin: false)
+            default: try await offender.send(opcode: .continuation, data)
+            }
+            #expect(try await offender.closeCode() == 1002)
             let publisher = try await node.connect(as: "p")
             try await publisher.send(json: ["type": "message", "topic": "t", "data": "still here"])
             #expect(try await bystander.next(type: "message")["data"] as? String == "still here")

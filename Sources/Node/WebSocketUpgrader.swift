@@ -1,0 +1,57 @@
+import Crypto
+import Foundation
+import NIOCore
+import NIOHTTP1
+
+/// The HTTP/1.1 upgrade to a WebSocket (RFC 6455 §4.2), for NIO's typed upgrade handler.
+///
+/// NIO's own `NIOTypedWebSocketServerUpgrader` always adds its frame encoder and decoder to the
+/// upgraded pipeline; ``WebSocketSession`` reads and writes frames itself, so this upgrader
+/// leaves the pipeline to `install`. Like NIO's, it answers only requests with one
+/// `Sec-WebSocket-Key` and `Sec-WebSocket-Version: 13`, and treats `decide` returning nil
+/// headers as "not upgrading", so that the request goes on as plain HTTP.
+struct WebSocketUpgrader<UpgradeResult: Sendable>: NIOTypedHTTPServerProtocolUpgrader {
+    /// The request's handshake headers are not what RFC 6455 asks for.
+    struct BadHandshake: Error {}
+    /// `decide` refused the upgrade.
+    struct NotUpgrading: Error {}
+
+    let supportedProtocol = "websocket"
+    /// RFC 6455 does not ask clients to list its headers in `Connection`, so none are required
+    /// here; the handshake headers are checked in ``buildUpgradeResponse(channel:upgradeRequest:initialResponseHeaders:)``.
+    let requiredUpgradeHeaders: [String] = []
+
+    /// Headers to add to the 101 response, or nil to refuse the upgrade.
+    let decide: @Sendable (any Channel, HTTPRequestHead) -> EventLoopFuture<HTTPHeaders?>
+    /// Sets up the upgraded channel once the 101 response is flushed.
+    let install: @Sendable (any Channel, HTTPRequestHead) -> EventLoopFuture<UpgradeResult>
+
+    /// The GUID RFC 6455 appends to the client's key.
+    private static var guid: String { "258EAFA5-E914-47DA-95CA-C5AB0DC85B11" }
+
+    func buildUpgradeResponse(
+        channel: any Channel, upgradeRequest: HTTPRequestHead, initialResponseHeaders: HTTPHeaders
+    ) -> EventLoopFuture<HTTPHeaders> {
+        let keys = upgradeRequest.headers["Sec-WebSocket-Key"]
+        guard keys.count == 1, upgradeRequest.headers["Sec-WebSocket-Version"] == ["13"] else {
+            return channel.eventLoop.makeFailedFuture(BadHandshake())
+        }
+        let accept = Self.acceptValue(forKey: keys[0])
+        return decide(channel, upgradeRequest).flatMapThrowing { extra in
+            guard var headers = extra else { throw NotUpgrading() }
+            headers.replaceOrAdd(name: "Upgrade", value: "websocket")
+            headers.replaceOrAdd(name: "Connection", value: "upgrade")
+            headers.add(name: "Sec-WebSocket-Accept", value: accept)
+            return headers
+        }
+    }
+
+    func upgrade(channel: any Channel, upgradeRequest: HTTPRequestHead) -> EventLoopFuture<UpgradeResult> {
+        install(channel, upgradeRequest)
+    }
+
+    /// `Sec-WebSocket-Accept` for a client's `Sec-WebSocket-Key`: base64(SHA-1(key + GUID)).
+    static func acceptValue(forKey key: String) -> String {
+        Data(Insecure.SHA1.hash(data: Array((key + guid).utf8))).base64EncodedString()
+    }
+}
