@@ -22,7 +22,7 @@
 #   NCHAN_REDIS_MODE=nostore  nchan_redis_storage_mode (nostore: pure pub/sub like Chorus; or distributed)
 #   NCHAN_PUBLISH=ws       ws: frames on a /pub/<topic> WebSocket; http: POST /pub/<topic>
 #   CONNECTIONS=10000      connections held by the connections scenario
-#   SLOW_DURATION=15       seconds of publishing in the slow scenario
+#   SLOW_DURATION=100      seconds of publishing in the slow scenario
 #   SKIP_BUILD=1           use the binaries already in $SCRATCH/release
 #   KEEP_TMP=1             keep the temp dir (logs, configs)
 
@@ -299,8 +299,10 @@ fi
 
 # Slow consumers: 1,000 subscribers at 100 msg/s with 1 KiB of padding per message, with and
 # without 10 of them that stop reading once subscribed (and have a 4 KiB receive buffer, so
-# they back up within seconds). At 100 msg/s x ~1.1 KiB a slow one passes Chorus's 1 MiB
-# pending-bytes limit after about 10 s; the trial runs 15 s.
+# they back up within seconds). At 100 msg/s x ~1.1 KiB = 110 KB/s, Linux's send-buffer
+# autotuning (tcp_wmem, up to 4 MiB here) takes a slow one's first megabytes before NIO's queue
+# starts to fill, so it passes Chorus's 1 MiB pending-bytes limit after roughly 50-80 s; the
+# trial runs 100 s.
 if wants slow; then
     for run in $(seq 1 "$RUNS"); do
         for target in chorus nchan; do
@@ -308,7 +310,7 @@ if wants slow; then
             for slow in 0 10; do
                 # shellcheck disable=SC2046
                 bench "slow-$slow" "$target" "$run" broadcast $(urls "$target") --subscribers 1000 --rate 100 \
-                    --payload-bytes 1024 --slow-consumers "$slow" --duration "${SLOW_DURATION:-15}" --warmup "$WARMUP" --drain 20
+                    --payload-bytes 1024 --slow-consumers "$slow" --duration "${SLOW_DURATION:-100}" --warmup "$WARMUP" --drain 20
             done
         done
     done

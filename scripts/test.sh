@@ -4,6 +4,6 @@
 # the store against SQLite and a real PostgreSQL server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/install-deps.sh libhiredis-dev pkg-config redis-server redis-tools nginx postgresql
+scripts/install-deps.sh libhiredis-dev pkg-config redis-server redis-tools nginx postgresql util-linux
 swift build --build-tests
 swift test --skip-build "$@"

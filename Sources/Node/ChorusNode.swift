@@ -105,7 +105,11 @@ public final class ChorusNode: Service, Sendable {
             do {
                 try await store?.ready()
                 if context.readiness.becomeReady() {
-                    logger.info("node ready", metadata: ["adapter": "\(configuration.adapter.rawValue)"])
+                    logger.info(
+                        "node ready",
+                        metadata: [
+                            "adapter": "\(configuration.adapter.rawValue)", "maxConnections": "\(context.limiter.total)",
+                        ])
                 }
             } catch {
                 // The store's service has failed too, which stops the node.

@@ -36,6 +36,9 @@ public struct NodeConfiguration: Sendable {
     public var pingTimeout: Duration = .milliseconds(60_000)
     /// `WEBSOCKET_MAX_CONNECTIONS_PER_IP`: further upgrades from one address get HTTP 429.
     public var maxConnectionsPerIP = 100
+    /// `WEBSOCKET_MAX_CONNECTIONS`: WebSockets one node holds; further upgrades get HTTP 503.
+    /// Unset: as many as the open-file limit allows, less 256 descriptors kept for other uses.
+    public var maxConnections: Int?
     /// `WEBSOCKET_MAX_MESSAGE_SIZE` (bytes): larger client messages close the connection (1009).
     public var maxMessageSize = 1_048_576
     /// `WEBSOCKET_MAX_SUBSCRIPTIONS`: topics and patterns one connection may hold.
@@ -145,6 +148,7 @@ extension NodeConfiguration {
         pingInterval = try reader.milliseconds("WEBSOCKET_PING_INTERVAL") ?? pingInterval
         pingTimeout = try reader.milliseconds("WEBSOCKET_PING_TIMEOUT") ?? pingTimeout
         maxConnectionsPerIP = try reader.integer("WEBSOCKET_MAX_CONNECTIONS_PER_IP", in: 1...1_000_000) ?? maxConnectionsPerIP
+        maxConnections = try reader.integer("WEBSOCKET_MAX_CONNECTIONS", in: 1...100_000_000) ?? maxConnections
         maxMessageSize = try reader.integer("WEBSOCKET_MAX_MESSAGE_SIZE", in: 64...(64 << 20)) ?? maxMessageSize
         maxSubscriptionsPerConnection =
             try reader.integer("WEBSOCKET_MAX_SUBSCRIPTIONS", in: 1...100_000) ?? maxSubscriptionsPerConnection

@@ -10,7 +10,7 @@ final class NodeContext: Sendable {
     let verifier: TokenVerifier
     let broker: PubSubBroker
     let hub: ConnectionHub
-    let limiter: IPConnectionLimiter
+    let limiter: ConnectionLimiter
     let ids: MessageIDGenerator
     let counters: NodeCounters
     let metrics: NodeMetrics
@@ -29,11 +29,25 @@ final class NodeContext: Sendable {
         self.hub = ConnectionHub(
             group: group, broker: broker, counters: counters, metrics: metrics,
             maxPendingBytes: configuration.maxPendingBytes)
-        self.limiter = IPConnectionLimiter(limit: configuration.maxConnectionsPerIP)
+        self.limiter = ConnectionLimiter(
+            perAddress: configuration.maxConnectionsPerIP,
+            total: Self.connectionLimit(configured: configuration.maxConnections, openFiles: ResourceLimits.openFileLimit()))
         self.ids = MessageIDGenerator(nodeId: configuration.nodeId)
         self.metrics = metrics
         self.readiness = Readiness()
         self.logger = logger
+    }
+
+    /// Descriptors kept for everything but WebSockets: listeners, plain HTTP requests, Redis,
+    /// the database, log files.
+    static let reservedDescriptors = 256
+
+    /// The node's WebSocket limit: `WEBSOCKET_MAX_CONNECTIONS` if set, and never more than the
+    /// open-file limit leaves after ``reservedDescriptors``. Past it an upgrade gets HTTP 503,
+    /// while a descriptor is still free to answer with, instead of failing at `accept`.
+    static func connectionLimit(configured: Int?, openFiles: Int?) -> Int {
+        let byDescriptors = openFiles.map { max(1, $0 - reservedDescriptors) } ?? Int.max
+        return min(configured ?? Int.max, byDescriptors)
     }
 
     func nextConnectionId() -> Int {

@@ -7,6 +7,13 @@ import Logging
 
 /// Process limits a node with many connections needs.
 public enum ResourceLimits {
+    /// The soft limit on open files, if there is one.
+    public static func openFileLimit() -> Int? {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur != rlim_t.max else { return nil }
+        return Int(clamping: limit.rlim_cur)
+    }
+
     /// Raises the soft limit on open files to the hard limit: every WebSocket is a descriptor.
     public static func raiseOpenFileLimit(logger: Logger) {
         var limit = rlimit()

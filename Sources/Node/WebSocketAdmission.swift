@@ -42,12 +42,24 @@ struct WebSocketAdmission: Sendable {
             }
         }
         let address = clientAddress(head: head, channel: channel)
-        guard node.limiter.acquire(address) else {
+        switch node.limiter.acquire(address) {
+        case .granted:
+            break
+        case .addressFull:
             node.counters.connectionsRefused.add(1, ordering: .relaxed)
             node.logger.notice("connection refused: per-IP limit", metadata: ["ip": .string(address)])
             return .refuse(Refusal(
                 status: 429,
                 message: "too many connections from \(address): the limit is \(node.configuration.maxConnectionsPerIP)"))
+        case .nodeFull:
+            node.counters.connectionsRefused.add(1, ordering: .relaxed)
+            let limit = node.limiter.total
+            if node.limiter.shouldWarnNodeFull() {
+                node.logger.warning(
+                    "connections refused: the node holds \(limit) WebSockets, its limit (WEBSOCKET_MAX_CONNECTIONS, or the open-file limit less \(NodeContext.reservedDescriptors)); raise `ulimit -n` or add nodes")
+            }
+            return .refuse(Refusal(
+                status: 503, message: "node at its connection limit (\(limit)): connect to another node"))
         }
         // Released by the session when its channel closes, or by ``abandon(_:)`` if the upgrade
         // fails before the session is installed.

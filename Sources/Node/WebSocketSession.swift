@@ -180,12 +180,7 @@ final class WebSocketSession: ChannelInboundHandler {
             log(.info, "WebSocket protocol error", ["reason": .string(why)])
             (code, reason) = (.protocolError, why)
         }
-        closing = true
-        guard let channel = context?.channel else { return }
-        guard let written = writeAndFlush(.close(code, reason: reason, allocator: channel.allocator)) else {
-            return channel.close(promise: nil)
-        }
-        written.whenComplete { _ in channel.close(promise: nil) }
+        close(code, reason: reason, awaitingReply: false)
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
@@ -414,17 +409,20 @@ final class WebSocketSession: ChannelInboundHandler {
         }
     }
 
-    /// Starts the closing handshake: sends a close frame, stops deliveries, and drops the
-    /// connection if the client does not answer within ``closeTimeout``.
     /// Completes when the connection's channel has closed; nil once the handler is removed.
     var closeFuture: EventLoopFuture<Void>? { context?.channel.closeFuture }
 
-    func close(_ code: CloseCode, reason: String) {
+    /// Starts the closing handshake: sends a close frame, stops deliveries, and drops the
+    /// connection if the client does not answer within ``closeTimeout``. Without
+    /// `awaitingReply` (the client broke the protocol, so its further bytes cannot be read) the
+    /// connection is dropped as soon as the close frame is sent.
+    func close(_ code: CloseCode, reason: String, awaitingReply: Bool = true) {
         guard !closing, let context else { return }
         closing = true
         log(.info, "closing WebSocket", ["code": "\(code.rawValue)", "reason": .string(reason)])
         let channel = context.channel
-        _ = writeAndFlush(.close(code, reason: reason, allocator: channel.allocator))
+        let written = writeAndFlush(.close(code, reason: reason, allocator: channel.allocator))
+        if !awaitingReply { written?.whenComplete { _ in channel.close(promise: nil) } }
         closeTimer = context.eventLoop.scheduleTask(in: Self.closeTimeout) { channel.close(promise: nil) }
     }
 }

@@ -79,6 +79,28 @@ struct LifecycleTests {
         }
     }
 
+    @Test("past WEBSOCKET_MAX_CONNECTIONS the node answers upgrades with 503 and a clear error, and takes them again once one closes")
+    func nodeLimit() async throws {
+        try await withNode(["WEBSOCKET_MAX_CONNECTIONS": "2"]) { node in
+            let first = try await node.connect(as: "a")
+            let second = try await node.connect(as: "b")
+            do {
+                _ = try await node.connect()
+                Issue.record("a third connection was accepted")
+            } catch WebSocketClient.Failure.upgradeRefused(let status, let body) {
+                #expect(status == 503)
+                #expect(body.contains("node at its connection limit (2)"))
+            }
+            #expect(try await second.request(["type": "ping"])["type"] as? String == "pong")
+            await first.close()
+            var admitted = false
+            for _ in 0..<250 where !admitted {
+                if (try? await node.connect()) != nil { admitted = true } else { try await Task.sleep(for: .milliseconds(20)) }
+            }
+            #expect(admitted)
+        }
+    }
+
     @Test("when the token expires the client is told and receives nothing until it authenticates again")
     func tokenExpiry() async throws {
         try await withNode { node in

@@ -1,0 +1,72 @@
+import NIOCore
+import Synchronization
+
+/// Counts open WebSocket connections, per client address and for the whole node, and refuses
+/// the one past either limit: `WEBSOCKET_MAX_CONNECTIONS_PER_IP`, and the node's total (see
+/// ``NodeContext``), which keeps WebSockets within the open-file limit.
+///
+/// Admission is decided synchronously on the accepting event loop during the upgrade, and
+/// connections from one address land on every loop, so the table is one mutex-protected
+/// dictionary rather than a per-loop registry; it is touched once per connect and disconnect.
+public final class ConnectionLimiter: Sendable {
+    public enum Admission: Sendable, Equatable {
+        case granted
+        /// The address holds ``perAddress`` connections already.
+        case addressFull
+        /// The node holds ``total`` connections already.
+        case nodeFull
+    }
+
+    private struct State {
+        var counts: [String: Int] = [:]
+        var open = 0
+        var lastWarning: NIODeadline?
+    }
+
+    let perAddress: Int
+    let total: Int
+    private let state = Mutex(State())
+
+    public init(perAddress: Int, total: Int) {
+        self.perAddress = perAddress
+        self.total = total
+    }
+
+    /// Takes a slot for `address`, unless a limit is reached.
+    public func acquire(_ address: String) -> Admission {
+        state.withLock { state in
+            guard state.open < total else { return .nodeFull }
+            let current = state.counts[address, default: 0]
+            guard current < perAddress else { return .addressFull }
+            state.counts[address] = current + 1
+            state.open += 1
+            return .granted
+        }
+    }
+
+    public func release(_ address: String) {
+        state.withLock { state in
+            guard let current = state.counts[address] else { return }
+            state.counts[address] = current > 1 ? current - 1 : nil
+            state.open -= 1
+        }
+    }
+
+    /// True at most once per `interval`, so that refusals at the node's limit are logged without
+    /// a flood of log lines.
+    func shouldWarnNodeFull(now: NIODeadline = .now(), interval: TimeAmount = .seconds(10)) -> Bool {
+        state.withLock { state in
+            if let last = state.lastWarning, now - last < interval { return false }
+            state.lastWarning = now
+            return true
+        }
+    }
+
+    /// The addresses with the most connections, most first.
+    public func top(_ n: Int) -> [(address: String, connections: Int)] {
+        state.withLock { state in
+            state.counts.sorted { $0.value > $1.value || ($0.value == $1.value && $0.key < $1.key) }
+                .prefix(n).map { (address: $0.key, connections: $0.value) }
+        }
+    }
+}
