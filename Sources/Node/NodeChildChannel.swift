@@ -87,7 +87,10 @@ struct NodeChildChannel: ServerChildChannel, HTTPChannelHandler {
                 configuration: pipeline)
             result.whenFailure { _ in
                 // Accepted, but the upgrade failed before a session took over (say, the 101 could not be written).
-                if case .accept(let accepted)? = decision.value { admission.abandon(accepted) }
+                if case .accept(let accepted)? = decision.value {
+                    admission.abandon(accepted)
+                    channel.close(promise: nil)
+                }
             }
             return Value(upgradeResult: result, channel: channel)
         }

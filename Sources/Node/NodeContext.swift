@@ -38,15 +38,17 @@ final class NodeContext: Sendable {
         self.logger = logger
     }
 
-    /// Descriptors kept for everything but WebSockets: listeners, plain HTTP requests, Redis,
-    /// the database, log files.
-    static let reservedDescriptors = 256
+    /// Descriptors kept for everything but WebSockets (listeners, plain HTTP requests, Redis,
+    /// the database, log files): 256, or a quarter of a small limit.
+    static func reservedDescriptors(openFiles: Int) -> Int {
+        min(256, openFiles / 4)
+    }
 
     /// The node's WebSocket limit: `WEBSOCKET_MAX_CONNECTIONS` if set, and never more than the
-    /// open-file limit leaves after ``reservedDescriptors``. Past it an upgrade gets HTTP 503,
-    /// while a descriptor is still free to answer with, instead of failing at `accept`.
+    /// open-file limit leaves after ``reservedDescriptors(openFiles:)``. Past it an upgrade gets
+    /// HTTP 503, while a descriptor is still free to answer with, instead of failing at `accept`.
     static func connectionLimit(configured: Int?, openFiles: Int?) -> Int {
-        let byDescriptors = openFiles.map { max(1, $0 - reservedDescriptors) } ?? Int.max
+        let byDescriptors = openFiles.map { max(1, $0 - reservedDescriptors(openFiles: $0)) } ?? Int.max
         return min(configured ?? Int.max, byDescriptors)
     }
 

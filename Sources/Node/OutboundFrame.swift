@@ -24,8 +24,13 @@ struct OutboundFrame: Sendable {
 
     /// A close frame with `code` and a short UTF-8 `reason` (cut to the 123 bytes a control frame allows).
     static func close(_ code: CloseCode, reason: String, allocator: ByteBufferAllocator) -> OutboundFrame {
+        close(code: code.rawValue, reason: reason, allocator: allocator)
+    }
+
+    /// A close frame with any `code`: the node echoes a client's valid code (RFC 6455 §5.5.1).
+    static func close(code: UInt16, reason: String, allocator: ByteBufferAllocator) -> OutboundFrame {
         var payload = allocator.buffer(capacity: 2 + reason.utf8.count)
-        payload.writeInteger(code.rawValue)
+        payload.writeInteger(code)
         var reason = Substring(reason)
         while reason.utf8.count > 123 { reason.removeLast() }  // whole characters only
         payload.writeString(String(reason))

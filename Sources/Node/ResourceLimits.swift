@@ -19,10 +19,14 @@ public enum ResourceLimits {
         var limit = rlimit()
         guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return }
         let before = limit.rlim_cur
-        guard limit.rlim_cur < limit.rlim_max else { return }
-        limit.rlim_cur = limit.rlim_max
+        var target = limit.rlim_max
+        #if canImport(Darwin)
+        target = min(target, rlim_t(OPEN_MAX))  // Darwin refuses more, even with an unlimited hard limit
+        #endif
+        guard limit.rlim_cur < target else { return }
+        limit.rlim_cur = target
         if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 {
-            logger.info("open file limit raised", metadata: ["from": "\(before)", "to": "\(limit.rlim_max)"])
+            logger.info("open file limit raised", metadata: ["from": "\(before)", "to": "\(target)"])
         }
     }
 }

@@ -56,7 +56,7 @@ struct WebSocketAdmission: Sendable {
             let limit = node.limiter.total
             if node.limiter.shouldWarnNodeFull() {
                 node.logger.warning(
-                    "connections refused: the node holds \(limit) WebSockets, its limit (WEBSOCKET_MAX_CONNECTIONS, or the open-file limit less \(NodeContext.reservedDescriptors)); raise `ulimit -n` or add nodes")
+                    "connections refused: the node holds \(limit) WebSockets, its limit (WEBSOCKET_MAX_CONNECTIONS, or the open-file limit less what other uses keep); raise `ulimit -n` or add nodes")
             }
             return .refuse(Refusal(
                 status: 503, message: "node at its connection limit (\(limit)): connect to another node"))

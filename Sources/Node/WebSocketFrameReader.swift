@@ -67,19 +67,13 @@ struct WebSocketFrameReader {
             case .ping, .pong, .close:
                 return Frame(opcode: frame.opcode, payload: frame.payload)
             case .text, .binary:
-                guard partial == nil else {
-                    throw .protocolError("a new message began before the last one's final fragment")
-                }
                 if frame.fin { return Frame(opcode: frame.opcode, payload: frame.payload) }
                 partial = (frame.opcode, frame.payload, 1)
             case .continuation:
-                guard var message = partial else {
+                guard var message = partial else {  // readFrame refuses this first
                     throw .protocolError("a continuation frame with no message to continue")
                 }
                 partial = nil  // so that appending to the payload does not copy it
-                guard message.payload.readableBytes + frame.payload.readableBytes <= maxMessageSize else {
-                    throw .tooBig
-                }
                 guard message.fragments < Self.maxFragments else {
                     throw .protocolError("a message in more than \(Self.maxFragments) fragments")
                 }
@@ -100,7 +94,9 @@ struct WebSocketFrameReader {
             input = nil
             return
         }
-        if ownsInput {
+        // A buffer of our own is compacted, unless a large frame made it much bigger than what
+        // is left: then the rest moves to a small one.
+        if ownsInput && rest.capacity <= 2 * rest.readableBytes + 4096 {
             input = nil  // unique again, so the compaction does not copy
             rest.discardReadBytes()
             input = rest
@@ -110,6 +106,12 @@ struct WebSocketFrameReader {
             input = copy
             ownsInput = true
         }
+    }
+
+    /// Drops everything held, after a violation: nothing past it is read.
+    mutating func reset() {
+        input = nil
+        partial = nil
     }
 
     /// One frame, unmasked, once all of it has arrived; nil before.
@@ -124,9 +126,20 @@ struct WebSocketFrameReader {
         }
         guard second & 0x80 != 0 else { throw .protocolError("client frames must be masked") }
         let shortLength = Int(second & 0x7F)
-        if opcode.isControl {
+        // What this frame's payload may hold: control frames stand alone between fragments
+        // (RFC 6455 §5.4) and do not count towards the message they interrupt.
+        let budget: Int
+        switch opcode {
+        case .close, .ping, .pong:
             guard fin else { throw .protocolError("a fragmented control frame") }
             guard shortLength <= 125 else { throw .protocolError("a control frame longer than 125 bytes") }
+            budget = 125
+        case .text, .binary:
+            guard partial == nil else { throw .protocolError("a new message began before the last one's final fragment") }
+            budget = maxMessageSize
+        case .continuation:
+            guard let partial else { throw .protocolError("a continuation frame with no message to continue") }
+            budget = maxMessageSize - partial.payload.readableBytes
         }
         let lengthBytes = shortLength == 127 ? 8 : shortLength == 126 ? 2 : 0
         let headerBytes = 2 + lengthBytes + 4
@@ -136,23 +149,26 @@ struct WebSocketFrameReader {
             length = Int(bytes.getInteger(at: bytes.readerIndex + 2, as: UInt16.self)!)
         } else if lengthBytes == 8 {
             let long = bytes.getInteger(at: bytes.readerIndex + 2, as: UInt64.self)!
-            guard long <= UInt64(maxMessageSize) else { throw .tooBig }
+            guard long >> 63 == 0 else { throw .protocolError("a 64-bit length with its most significant bit set") }
+            guard long <= UInt64(budget) else { throw .tooBig }
             length = Int(long)
         }
-        guard length <= maxMessageSize - (partial?.payload.readableBytes ?? 0) else { throw .tooBig }
+        guard length <= budget else { throw .tooBig }
         guard bytes.readableBytes >= headerBytes + length else { return nil }
 
         bytes.moveReaderIndex(forwardBy: 2 + lengthBytes)
-        let mask = bytes.readBytes(length: 4)!
+        var mask = bytes.readInteger(as: UInt32.self)!.bigEndian  // the key's bytes in wire order
         var payload = ByteBufferAllocator().buffer(capacity: length)
-        bytes.readWithUnsafeReadableBytes { masked in
-            payload.writeWithUnsafeMutableBytes(minimumWritableBytes: length) { out in
-                for index in 0..<length {
-                    out[index] = masked[index] ^ mask[index & 3]
+        withUnsafeBytes(of: &mask) { key in
+            bytes.readWithUnsafeReadableBytes { masked in
+                payload.writeWithUnsafeMutableBytes(minimumWritableBytes: length) { out in
+                    for index in 0..<length {
+                        out[index] = masked[index] ^ key[index & 3]
+                    }
+                    return length
                 }
                 return length
             }
-            return length
         }
         input = bytes
         return (fin, opcode, payload)

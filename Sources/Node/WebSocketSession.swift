@@ -146,7 +146,11 @@ final class WebSocketSession: ChannelInboundHandler {
         } catch {
             fail(error)
         }
-        reader.endOfRead()
+        if failed {
+            reader.reset()
+        } else {
+            reader.endOfRead()
+        }
     }
 
     private func handle(_ frame: WebSocketFrameReader.Frame, allocator: ByteBufferAllocator) {
@@ -167,10 +171,9 @@ final class WebSocketSession: ChannelInboundHandler {
         }
     }
 
-    /// Fails the connection after a frame it cannot read past (RFC 6455 §7.1.7): a close frame
-    /// with the code, then the TCP connection closes without waiting for the client's reply.
+    /// Fails the connection after a frame it cannot read past (RFC 6455 §7.1.7): see
+    /// ``failConnection(_:reason:)``.
     private func fail(_ violation: WebSocketFrameReader.Violation) {
-        failed = true
         let (code, reason): (CloseCode, String)
         switch violation {
         case .tooBig:
@@ -180,6 +183,16 @@ final class WebSocketSession: ChannelInboundHandler {
             log(.info, "WebSocket protocol error", ["reason": .string(why)])
             (code, reason) = (.protocolError, why)
         }
+        failConnection(code, reason: reason)
+    }
+
+    /// Sends a close frame with `code`, then reads (and drops) whatever the client still sends
+    /// until it closes or ``closeTimeout`` passes. The node's side of the TCP connection is
+    /// shut down as soon as the close frame is out. Closing outright would make the kernel
+    /// answer the client's further bytes with a reset, and a client that sees a reset may
+    /// never read the close frame.
+    private func failConnection(_ code: CloseCode, reason: String) {
+        failed = true
         close(code, reason: reason, awaitingReply: false)
     }
 
@@ -268,11 +281,14 @@ final class WebSocketSession: ChannelInboundHandler {
     }
 
     private func scheduleExpiry(_ expiresAt: Date?) {
-        guard let expiresAt else {
+        // A token valid for more than a year counts as not expiring while connected: a
+        // far-future `exp` would overflow the deadline's nanoseconds.
+        let seconds = max(0, expiresAt?.timeIntervalSinceNow ?? .infinity)
+        guard seconds < 365 * 86_400 else {
             tokenDeadline = nil
             return
         }
-        let deadline = NIODeadline.now() + .nanoseconds(Int64(max(0, expiresAt.timeIntervalSinceNow) * 1e9))
+        let deadline = NIODeadline.now() + .nanoseconds(Int64(seconds * 1e9))
         tokenDeadline = deadline
         let id = self.id
         registry.assumeIsolated { $0.expireToken(of: id, at: deadline) }
@@ -341,14 +357,35 @@ final class WebSocketSession: ChannelInboundHandler {
             context.close(promise: nil)
             return
         }
-        closing = true
         var data = payload
-        let code = data.readInteger(as: UInt16.self).flatMap(CloseCode.init(rawValue:)) ?? .normal
+        var code = CloseCode.normal.rawValue
+        if data.readableBytes > 0 {
+            guard let given = data.readInteger(as: UInt16.self) else {
+                return failConnection(.protocolError, reason: "a close frame with a 1-byte payload")
+            }
+            guard Self.mayBeSent(closeCode: given) else {
+                return failConnection(.protocolError, reason: "close code \(given) may not be sent")
+            }
+            guard String(validating: data.readableBytesView, as: UTF8.self) != nil else {
+                return failConnection(.invalidPayload, reason: "the close reason is not UTF-8")
+            }
+            code = given  // echoed, as RFC 6455 §5.5.1 suggests
+        }
+        closing = true
         let channel = context.channel
-        guard let written = writeAndFlush(.close(code, reason: "", allocator: channel.allocator)) else {
+        guard let written = writeAndFlush(.close(code: code, reason: "", allocator: channel.allocator)) else {
             return channel.close(promise: nil)
         }
         written.whenComplete { _ in channel.close(promise: nil) }
+    }
+
+    /// Close codes a client may send (RFC 6455 §7.4 and the IANA registry): not 1004-1006 or
+    /// 1015, which are reserved or never sent, and nothing outside 1000-1014 and 3000-4999.
+    static func mayBeSent(closeCode code: UInt16) -> Bool {
+        switch code {
+        case 1000...1003, 1007...1014, 3000...4999: true
+        default: false
+        }
     }
 
     // MARK: Outbound
@@ -415,14 +452,14 @@ final class WebSocketSession: ChannelInboundHandler {
     /// Starts the closing handshake: sends a close frame, stops deliveries, and drops the
     /// connection if the client does not answer within ``closeTimeout``. Without
     /// `awaitingReply` (the client broke the protocol, so its further bytes cannot be read) the
-    /// connection is dropped as soon as the close frame is sent.
+    /// node's side is shut down as soon as the close frame is sent.
     func close(_ code: CloseCode, reason: String, awaitingReply: Bool = true) {
         guard !closing, let context else { return }
         closing = true
         log(.info, "closing WebSocket", ["code": "\(code.rawValue)", "reason": .string(reason)])
         let channel = context.channel
         let written = writeAndFlush(.close(code, reason: reason, allocator: channel.allocator))
-        if !awaitingReply { written?.whenComplete { _ in channel.close(promise: nil) } }
+        if !awaitingReply { written?.whenComplete { _ in channel.close(mode: .output, promise: nil) } }
         closeTimer = context.eventLoop.scheduleTask(in: Self.closeTimeout) { channel.close(promise: nil) }
     }
 }

@@ -63,9 +63,9 @@ struct ExecutableTests {
     @Test("under a low open-file limit, upgrades past what it allows get 503 and a log line, and the node keeps serving")
     func descriptorLimit() async throws {
         let port = try LoopbackPort.reserve()
-        // 300 descriptors, 256 of them kept for other uses: room for 44 WebSockets.
+        // 200 descriptors, a quarter of them kept for other uses: room for 150 WebSockets.
         let process = try await ChildProcess.spawn(
-            "/usr/bin/prlimit", ["--nofile=300:300", try Executable.chorus()],
+            "/usr/bin/prlimit", ["--nofile=200:200", try Executable.chorus()],
             environment: [
                 "JWT_SECRET": TestNode.secret, "HTTP_HOST": "127.0.0.1", "HTTP_PORT": "\(port)", "LOG_LEVEL": "info",
                 "DATABASE_URL": "none", "WEBSOCKET_MAX_CONNECTIONS_PER_IP": "1000",
@@ -79,19 +79,19 @@ struct ExecutableTests {
         }
         var clients: [WebSocketClient] = []
         var refusal: (Int, String)?
-        while refusal == nil, clients.count < 100 {
+        while refusal == nil, clients.count < 200 {
             do {
                 clients.append(try await WebSocketClient.connect(port: port))
             } catch WebSocketClient.Failure.upgradeRefused(let status, let body) {
                 refusal = (status, body)
             }
         }
-        #expect(clients.count == 44)
+        #expect(clients.count == 150)
         #expect(refusal?.0 == 503)
-        #expect(refusal?.1.contains("connection limit (44)") == true)
+        #expect(refusal?.1.contains("connection limit (150)") == true)
         #expect(try await HTTP.get("http://127.0.0.1:\(port)/health").status == 200)
         #expect(try await clients[0].request(["type": "ping"])["type"] as? String == "pong")
-        #expect(process.output().contains("connections refused: the node holds 44 WebSockets"))
+        #expect(process.output().contains("connections refused: the node holds 150 WebSockets"))
         for client in clients { await client.close() }
     }
 

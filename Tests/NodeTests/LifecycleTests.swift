@@ -138,6 +138,16 @@ struct LifecycleTests {
         }
     }
 
+    @Test("a token that expires in thousands of years is accepted and the node keeps serving")
+    func farFutureExpiry() async throws {
+        try await withNode { node in
+            let client = try await node.connect()
+            let reply = try await client.request(["type": "auth", "token": node.token("far", ttl: .seconds(1_000_000_000_000))])
+            #expect(reply["type"] as? String == "auth_success")
+            #expect(try await client.request(["type": "subscribe", "topic": "news"])["type"] as? String == "subscribed")
+        }
+    }
+
     @Test("graceful shutdown closes every WebSocket with 1001 and /ready turns 503 first")
     func shutdownCloseCode() async throws {
         try await withNode { node in

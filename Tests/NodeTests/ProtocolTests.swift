@@ -193,6 +193,24 @@ struct ProtocolTests {
         }
     }
 
+    @Test(
+        "a client's close frame is answered with its code when valid, and with 1002 or 1007 when not",
+        arguments: Self.closeFrames)
+    func closeFrame(payload: [UInt8], answer: UInt16) async throws {
+        try await withNode { node in
+            let client = try await node.connect(as: "c")
+            try await client.send(opcode: .connectionClose, ByteBuffer(bytes: payload))
+            #expect(try await client.closeCode() == answer)
+        }
+    }
+
+    /// Close payloads and the code the node answers with: none (1000), a code it does not use
+    /// (3000, echoed), 1001 with a reason, one byte, the reserved 1005, a reason that is not UTF-8.
+    static let closeFrames: [([UInt8], UInt16)] = [
+        ([], 1000), ([0x0B, 0xB8], 3000), ([0x03, 0xE9, 0x62, 0x79, 0x65], 1001),
+        ([0x03], 1002), ([0x03, 0xED], 1002), ([0x03, 0xE8, 0xFF], 1007),
+    ]
+
     @Test("binary frames get an error, not a crash")
     func binaryFrame() async throws {
         try await withNode { node in

@@ -88,6 +88,7 @@ struct WebSocketFrameReaderTests {
             ("ping over 125 bytes", frame(0x9, Array(repeating: 1, count: 126))),
             ("continuation with nothing to continue", frame(0x0, [1])),
             ("new message before the final fragment", text("a", fin: false) + text("b")),
+            ("64-bit length with its top bit set", Array(frame(0x1, [], declaredLength: 1 << 63).prefix(14))),
         ])
     func violations(name: String, bytes: [UInt8]) {
         do {
@@ -102,8 +103,18 @@ struct WebSocketFrameReaderTests {
     func tooBigFromHeader() {
         let header = Array(Self.frame(0x1, [], declaredLength: 2_000).prefix(8))
         #expect(throws: WebSocketFrameReader.Violation.tooBig) { try Self.read([header], limit: 1_000) }
-        let huge = Array(Self.frame(0x1, [], declaredLength: UInt64.max).prefix(14))
+        let huge = Array(Self.frame(0x1, [], declaredLength: 1 << 40).prefix(14))
         #expect(throws: WebSocketFrameReader.Violation.tooBig) { try Self.read([huge], limit: 1_000) }
+    }
+
+    @Test("a ping between fragments does not count towards the message, even near the limit")
+    func controlFrameNearLimit() throws {
+        let part = Array(repeating: UInt8(ascii: "x"), count: 990)
+        let messages = try Self.read(
+            [Self.frame(0x1, part, fin: false), Self.frame(0x9, Array(repeating: 1, count: 50)), Self.frame(0x0, Array("0123456789".utf8))],
+            limit: 1_000)
+        #expect(messages.map(\.0) == [.ping, .text])
+        #expect(messages.last?.1.count == 1_000)
     }
 
     @Test("fragments adding up to more than the limit are refused")
