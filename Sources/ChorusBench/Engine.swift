@@ -156,6 +156,7 @@ final class Engine: @unchecked Sendable {
                     role = .nchanSubscriber
                 }
                 let request = Self.upgradeRequest(path: path, endpoint: endpoint)
+                let afterUpgrade = after  // a constant for the connection task
                 let checkOrder = plan.checkOrder
                 let slow = plan.slow.contains(index)
                 let timeout = settings.connectTimeout
@@ -175,7 +176,7 @@ final class Engine: @unchecked Sendable {
                                 channel.eventLoop.makeCompletedFuture {
                                     try channel.pipeline.syncOperations.addHandler(
                                         WebSocketLoadHandler(
-                                            index: index, role: role, upgradeRequest: request, afterUpgrade: after,
+                                            index: index, role: role, upgradeRequest: request, afterUpgrade: afterUpgrade,
                                             stats: stats, marks: marks, ready: promise, checkOrder: checkOrder,
                                             stopReadingWhenReady: slow))
                                 }

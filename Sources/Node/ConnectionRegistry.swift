@@ -73,14 +73,12 @@ actor ConnectionRegistry {
 
     func authenticate(_ id: Int, as userId: String) {
         guard let ref = sessions[id] else { return }
-        guard var group = sessionsByUser[userId] else {
+        if sessionsByUser[userId] == nil {
             sessionsByUser[userId] = .one(ref)
             broker.retain(.user(userId))
-            return
+        } else {
+            _ = sessionsByUser[userId]!.insert(ref)  // in place: the subscript yields its storage
         }
-        sessionsByUser[userId] = nil  // so that the insert does not copy the group
-        _ = group.insert(ref)
-        sessionsByUser[userId] = group
     }
 
     func subscribe(_ id: Int, to pattern: TopicPattern) {

@@ -404,7 +404,7 @@ final class WebSocketSession: ChannelInboundHandler {
             close(.slowConsumer, reason: "slow consumer: too many unsent messages")
             return false
         }
-        context?.write(wrapOutboundOut(frame.bytes), promise: nil)
+        write(raw: frame)
         return true
     }
 
