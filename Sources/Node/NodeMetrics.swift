@@ -1,3 +1,4 @@
+import Foundation
 import CoreMetrics
 import Prometheus
 
@@ -12,6 +13,8 @@ public final class NodeMetrics: Sendable {
     private let connectionsTotal: CoreMetrics.Counter
     private let messagesIn: CoreMetrics.Counter
     private let deliveries: CoreMetrics.Counter
+    /// What `/stats` counts, copied into the registry at each scrape.
+    let fromStats: StatsMetrics
 
     public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
         self.registry = registry
@@ -20,6 +23,30 @@ public final class NodeMetrics: Sendable {
         connectionsTotal = CoreMetrics.Counter(label: "chorus_websocket_connections_total", factory: factory)
         messagesIn = CoreMetrics.Counter(label: "chorus_messages_published_total", factory: factory)
         deliveries = CoreMetrics.Counter(label: "chorus_messages_delivered_total", factory: factory)
+        fromStats = StatsMetrics(registry: registry)
+    }
+
+    /// A metrics factory over `registry` for the process-wide `MetricsSystem`, so that what other
+    /// libraries record appears at `/metrics` too, under Prometheus names: Hummingbird's request
+    /// metrics (OpenTelemetry-style dotted labels) become `chorus_http_*` with `method`, `route`
+    /// and `status` labels.
+    public static func processFactory(registry: PrometheusCollectorRegistry) -> PrometheusMetricsFactory {
+        var factory = PrometheusMetricsFactory(registry: registry)
+        factory.nameAndLabelSanitizer = { name, labels in
+            let names = [
+                "http.server.request.duration": "chorus_http_request_duration_seconds",
+                "hb.requests": "chorus_http_requests_total",
+                "hb.request.errors": "chorus_http_request_errors_total",
+                "http.server.active_requests": "chorus_http_active_requests",
+            ]
+            let labelNames = [
+                "http.request.method": "method", "http.route": "route", "http.response.status_code": "status",
+                "error.type": "status",
+            ]
+            let sanitized = labels.map { (labelNames[$0.0] ?? $0.0.replacingOccurrences(of: ".", with: "_"), $0.1) }
+            return (names[name] ?? name.replacingOccurrences(of: ".", with: "_"), sanitized)
+        }
+        return factory
     }
 
     func connectionOpened() {
