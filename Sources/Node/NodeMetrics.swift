@@ -1,3 +1,4 @@
+import NIOCore
 import Foundation
 import CoreMetrics
 import Prometheus
@@ -13,6 +14,7 @@ public final class NodeMetrics: Sendable {
     private let connectionsTotal: CoreMetrics.Counter
     private let messagesIn: CoreMetrics.Counter
     private let deliveries: CoreMetrics.Counter
+    private let deliveryLatencyHistogram: DurationHistogram
     /// What `/stats` counts, copied into the registry at each scrape.
     let fromStats: StatsMetrics
 
@@ -24,6 +26,19 @@ public final class NodeMetrics: Sendable {
         messagesIn = CoreMetrics.Counter(label: "chorus_messages_published_total", factory: factory)
         deliveries = CoreMetrics.Counter(label: "chorus_messages_delivered_total", factory: factory)
         fromStats = StatsMetrics(registry: registry)
+        deliveryLatencyHistogram = registry.makeDurationHistogram(
+            name: "chorus_delivery_latency_seconds",
+            buckets: [
+                .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5),
+                .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250),
+                .milliseconds(500), .seconds(1), .seconds(2.5), .seconds(5),
+            ])
+    }
+
+    /// Time from a message's arrival at the node (from the adapter) until the event loop has
+    /// written and flushed it to its subscribers there: one sample per message and loop.
+    func deliveryLatency(_ elapsed: TimeAmount) {
+        deliveryLatencyHistogram.recordNanoseconds(elapsed.nanoseconds)
     }
 
     /// A metrics factory over `registry` for the process-wide `MetricsSystem`, so that what other

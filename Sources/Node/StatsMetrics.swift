@@ -18,10 +18,12 @@ final class StatsMetrics: Sendable {
         self.registry = registry
     }
 
-    func update(from stats: NodeStats, ready: Bool) {
+    /// - Parameter maxConnections: `WEBSOCKET_MAX_CONNECTIONS` as the node applies it.
+    func update(from stats: NodeStats, ready: Bool, maxConnections: Int) {
         let connections = stats.connections
         gauge("chorus_websocket_connections_authenticated", connections.authenticated)
         gauge("chorus_users_connected", connections.users)
+        gauge("chorus_websocket_connections_max", maxConnections)
         counter("chorus_websocket_refused_total", ["reason": "ip_limit"], connections.refusedByIPLimit)
         counter("chorus_websocket_closed_total", ["code": "4008"], connections.closedSlowConsumer)
         counter("chorus_websocket_closed_total", ["code": "4000"], connections.closedPingTimeout)
