@@ -34,6 +34,13 @@ struct NodeRoutes {
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
                 body: .init(byteBuffer: ByteBuffer(bytes: node.metrics.exposition())))
         }
+        if node.configuration.dashboardEnabled {
+            router.get("/dashboard") { _, _ in
+                Response(
+                    status: .ok, headers: [.contentType: "text/html; charset=utf-8", .cacheControl: "no-store"],
+                    body: .init(byteBuffer: ByteBuffer(string: DashboardPage.html)))
+            }
+        }
         router.post("/api/publish") { request, _ in
             var request = request
             return await publish(&request)
