@@ -56,6 +56,7 @@ public enum JSONParser {
         }
         var members: [(key: String, value: Range<Int>)] = []
         try cursor.object(depth: 1) { cursor, key throws(JSONError) in
+            cursor.skipWhitespace()
             let start = cursor.position
             try cursor.skipValue(depth: 1)
             members.append((cursor.decode(key), start..<cursor.position))
