@@ -19,8 +19,9 @@
 ///   code point, so `"a"` and `"\u0061"` are the same name.
 /// - Arrays and objects nest at most ``maxDepth`` levels, counting the outermost.
 ///
-/// Written by hand because it runs once per message: validating `data` costs one pass with no
-/// allocation for a small object, where building a tree cost one allocation per member.
+/// Written by hand because it runs once per message: checking `data` is one pass that allocates
+/// only the scratch list of member names (one per text), where building a tree cost an
+/// allocation per member (docs/benchmarks.md has the before and after).
 public enum JSONParser {
     /// The deepest nesting of arrays and objects accepted in one text, the outermost counted:
     /// a client message or envelope is one level, so its `data` may nest 127 more.
@@ -141,7 +142,9 @@ public enum JSONParser {
                 try object(depth: depth + 1) { cursor, key throws(JSONError) in
                     let name = cursor.decode(key)
                     let member = try cursor.value(depth: depth + 1)
-                    if members[name] == nil { members[name] = member }  // see JSONValue.object
+                    // Names are unique by code points (checked above); two names Swift holds equal
+                    // (canonically equivalent, é and e + U+0301) keep the first value.
+                    if members[name] == nil { members[name] = member }
                 }
                 return .object(members)
             case UInt8(ascii: "["):
