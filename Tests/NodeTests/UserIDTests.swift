@@ -1,3 +1,4 @@
+import ChorusClient
 import Foundation
 @testable import Node
 import Testing
@@ -39,7 +40,7 @@ struct UserIDTests {
         }
     }
 
-    @Test("over the WebSocket, a token for 'john.smith' gets auth_error 401 and HTTP routes answer 401")
+    @Test("over the WebSocket, a token for 'john.smith' gets auth_error 401, the upgrade and HTTP routes answer 401")
     func refusedEverywhere() async throws {
         try await withNode(["API_KEY": "k"]) { node in
             let client = try await node.connect()
@@ -47,6 +48,14 @@ struct UserIDTests {
             #expect(reply["type"] as? String == "auth_error")
             #expect(reply["code"] as? Int == 401)
             #expect((reply["message"] as? String)?.contains("'john.smith' cannot be a user id") == true, "\(reply)")
+
+            do {
+                _ = try await node.connect(headers: [("Authorization", "Bearer \(node.token("john.smith"))")])
+                Issue.record("a token for 'john.smith' must be refused at the upgrade")
+            } catch WebSocketClient.Failure.upgradeRefused(let status, let body) {
+                #expect(status == 401)
+                #expect(body.contains("cannot be a user id"))
+            }
 
             let publish = try await HTTP.post(
                 "\(node.baseURL)/api/publish", json: ["topic": "messages.user.john.smith", "data": 1],
