@@ -28,7 +28,9 @@ struct NodeRoutes {
             }
         }
         router.get("/metrics") { _, _ in
-            Response(
+            node.metrics.fromStats.update(
+                from: await collector.stats(), ready: node.readiness.state == .ready, maxConnections: node.limiter.total)
+            return Response(
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
                 body: .init(byteBuffer: ByteBuffer(bytes: node.metrics.exposition())))
         }
