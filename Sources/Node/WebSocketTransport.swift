@@ -149,6 +149,7 @@ final class WebSocketTransport: ChannelDuplexHandler {
             if rate.shouldWarn(now: now) { delegate?.transportIsDroppingMessages(self) }
             return
         case .flood:
+            counters.floods.add(1, ordering: .relaxed)
             return failConnection(
                 .policyViolation, reason: "flood: kept sending past \(rate.perSecond) messages per second")
         }

@@ -39,6 +39,8 @@ struct HostileClientTests {
             let code = await client.closeCode()
             #expect(code == 1008 || code == nil, "\(name): closed with \(code.map(String.init) ?? "no close frame")")
             #expect(growth < 4 * Self.mebibyte, "\(name): peak RSS grew \(growth) bytes")
+            let connections = try #require(try await node.stats()["connections"] as? [String: Any])
+            #expect(connections["closedFlooding"] as? Int == 1, "\(connections)")
             try await watch.receivesMarker()
             print("hostile client: \(name) flood: \(outcome), close code \(code.map(String.init) ?? "unread"), peak RSS growth \(MemoryWatch.format(growth))")
         }
