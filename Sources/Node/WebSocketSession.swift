@@ -83,8 +83,9 @@ final class WebSocketSession: WebSocketTransportDelegate {
     }
 
     func transport(_ transport: WebSocketTransport, willCloseWith code: UInt16, reason: String) {
-        let level: Logger.Level = code == CloseCode.slowConsumer.rawValue || code == CloseCode.policyViolation.rawValue ? .warning : .info
-        log(level, "closing WebSocket", ["code": "\(code)", "reason": .string(reason)])
+        // A client that does not read or that floods is worth an operator's look.
+        let misbehaved = code == CloseCode.slowConsumer.rawValue || code == CloseCode.policyViolation.rawValue
+        log(misbehaved ? .warning : .info, "closing WebSocket", ["code": "\(code)", "reason": .string(reason)])
     }
 
     /// Authenticates with the token given at the upgrade; called right after the session is added.

@@ -54,7 +54,9 @@ struct HostileClientTests {
             let memory = MemoryWatch(node)
             let client = try await RawWebSocket.connect(port: node.port, token: node.token("flooder"))
             // Each 125-byte ping asks for a 127-byte pong: the replies grow as fast as the flood.
-            let outcome = await client.flood(RawWebSocket.frame(0x9, Array(repeating: 7, count: 125)), timeout: .seconds(60))
+            let flood = Task { await client.flood(RawWebSocket.frame(0x9, Array(repeating: 7, count: 125)), timeout: .seconds(60)) }
+            try await watch.receivesMarker()  // during the flood (which lasts the 5 s close timeout at least)
+            let outcome = await flood.value
             let growth = try memory.growth()
             #expect(outcome.closedByNode, "\(outcome)")
             let code = await client.closeCode()
