@@ -206,6 +206,9 @@ final class WebSocketTransport: ChannelDuplexHandler {
         let channel = context.channel
         let frame = OutboundFrame.close(code: code, reason: "", allocator: channel.allocator)
         context.writeAndFlush(wrapOutboundOut(frame.bytes)).whenComplete { _ in channel.close(promise: nil) }
+        // A client that closes but does not read would otherwise hold the connection for ever:
+        // the reply never goes out, and closing connections are not swept.
+        closeTimer = context.eventLoop.scheduleTask(in: Self.closeTimeout) { channel.close(promise: nil) }
     }
 
     /// Close codes a client may send (RFC 6455 §7.4 and the IANA registry): not 1004-1006 or

@@ -26,13 +26,25 @@ struct WebSocketTransportHandlerTests {
         func transportDidClose(_ transport: WebSocketTransport) { closed = true }
     }
 
-    /// Counts the reads that reach the pipeline's head (that is, the socket).
+    /// Counts the reads that reach the pipeline's head (that is, the socket), and can hold
+    /// writes there, as a socket whose peer does not read would.
     final class ReadCounter: ChannelOutboundHandler {
         typealias OutboundIn = ByteBuffer
         var reads = 0
+        var holdWrites = false
+        private var held: [EventLoopPromise<Void>?] = []
+
         func read(context: ChannelHandlerContext) {
             reads += 1
             context.read()
+        }
+
+        func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+            if holdWrites {
+                held.append(promise)
+            } else {
+                context.write(data, promise: promise)
+            }
         }
     }
 
@@ -47,6 +59,7 @@ struct WebSocketTransportHandlerTests {
             transport.delegate = recorder
             try channel.pipeline.syncOperations.addHandler(reads)
             try channel.pipeline.syncOperations.addHandler(transport)
+            try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 9)).wait()
         }
 
         func receive(_ frames: [UInt8]...) throws {
@@ -138,6 +151,18 @@ struct WebSocketTransportHandlerTests {
         #expect(harness.recorder.closes == [1008])
         #expect(harness.recorder.droppedNotices == 1)
         #expect(harness.recorder.texts.isEmpty, "nothing is read past the flood")
+    }
+
+    @Test("a client that sends a close frame but does not read is dropped after the close timeout")
+    func closeWithoutReading() throws {
+        let harness = try Harness()
+        harness.reads.holdWrites = true
+        harness.setWritable(false)
+        try harness.receive(Self.frame(0x8, [0x03, 0xE8]))
+        #expect(harness.channel.isActive && !harness.recorder.closed, "the close reply is not out")
+        harness.channel.embeddedEventLoop.advanceTime(by: WebSocketTransport.closeTimeout)
+        #expect(!harness.channel.isActive)
+        #expect(harness.recorder.closed)
     }
 
     @Test("invalid UTF-8 closes 1007 without reaching the delegate")
