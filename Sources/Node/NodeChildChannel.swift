@@ -131,7 +131,7 @@ struct NodeChildChannel: ServerChildChannel, HTTPChannelHandler {
         do {
             switch try await value.upgradeResult.get() {
             case .websocket:
-                // The WebSocketSession owns the channel from here on.
+                // The WebSocketTransport (and its WebSocketSession) owns the channel from here on.
                 return
             case .notUpgraded(let http):
                 await handleHTTP(asyncChannel: http, logger: logger)

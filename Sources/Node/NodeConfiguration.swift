@@ -45,11 +45,12 @@ public struct NodeConfiguration: Sendable {
     public var maxMessageSize = 1_048_576
     /// `WEBSOCKET_MAX_SUBSCRIPTIONS`: topics and patterns one connection may hold.
     public var maxSubscriptionsPerConnection = 100
-    /// `WEBSOCKET_MAX_PENDING_BYTES`: unsent bytes one connection may queue before it is closed
-    /// as a slow consumer (4008).
+    /// `WEBSOCKET_MAX_PENDING_BYTES`: unsent bytes one connection may queue (deliveries, replies,
+    /// pongs) before it is closed as a slow consumer (4008); over it the node stops reading it.
     public var maxPendingBytes = 1_048_576
-    /// `WEBSOCKET_MAX_MESSAGES_PER_SECOND`: client messages per second per connection; the excess
-    /// is refused with an `error` (429).
+    /// `WEBSOCKET_MAX_MESSAGES_PER_SECOND`: client messages per second per connection (text,
+    /// binary, pings, pongs); the excess is dropped with an `error` (429) once a second, and a
+    /// client that keeps flooding is closed (1008, see `MessageRateLimiter`).
     public var maxMessagesPerSecond = 100
     /// `PUBSUB_ADAPTER`: `memory` or `redis`.
     public var adapter: Adapter = .memory

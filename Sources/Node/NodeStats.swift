@@ -13,6 +13,8 @@ public struct NodeStats: Codable, Sendable {
         public var refusedByIPLimit: Int
         public var closedSlowConsumer: Int
         public var closedPingTimeout: Int
+        /// Optional so that stats documents of nodes from before it still decode (cluster scope).
+        public var closedFlooding: Int?
         public var topIPs: [IPCount]
     }
 

@@ -27,6 +27,7 @@ struct StatsCollector: Sendable {
                 refusedByIPLimit: counters.connectionsRefused.load(ordering: .relaxed),
                 closedSlowConsumer: counters.slowConsumers.load(ordering: .relaxed),
                 closedPingTimeout: counters.pingTimeouts.load(ordering: .relaxed),
+                closedFlooding: counters.floods.load(ordering: .relaxed),
                 topIPs: node.limiter.top(10).map { .init(ip: $0.address, connections: $0.connections) }),
             subscriptions: .init(total: registries.subscriptions, topics: interests.topics, patterns: interests.patterns),
             messages: .init(

@@ -66,16 +66,22 @@ struct WebSocketAdmission: Sendable {
         return .accept(Accepted(remoteAddress: address, user: user))
     }
 
-    /// Makes the upgraded channel a WebSocket: its one handler, the session, and the watermark
-    /// past which the session closes a slow consumer.
+    /// Makes the upgraded channel a WebSocket: its one handler, the transport with the session
+    /// above it, and the watermark past which the transport closes a slow consumer (and stops
+    /// reading).
     func installSession(_ accepted: Accepted, on channel: any Channel) throws {
         let pending = node.configuration.maxPendingBytes
         try channel.syncOptions?.setOption(
             ChannelOptions.writeBufferWaterMark, value: .init(low: pending / 2, high: pending))
         let registry = node.hub.registry(for: channel.eventLoop)
+        let transport = WebSocketTransport(
+            maxMessageSize: node.configuration.maxMessageSize,
+            maxMessagesPerSecond: node.configuration.maxMessagesPerSecond, counters: node.counters)
         let session = WebSocketSession(
-            id: node.nextConnectionId(), remoteAddress: accepted.remoteAddress, node: node, registry: registry)
-        try channel.pipeline.syncOperations.addHandler(session)
+            id: node.nextConnectionId(), remoteAddress: accepted.remoteAddress, transport: transport, node: node,
+            registry: registry)
+        transport.delegate = session
+        try channel.pipeline.syncOperations.addHandler(transport)
         if let user = accepted.user { session.authenticateAtUpgrade(user) }
     }
 
