@@ -27,6 +27,7 @@ final class StatsMetrics: Sendable {
         counter("chorus_websocket_refused_total", ["reason": "ip_limit"], connections.refusedByIPLimit)
         counter("chorus_websocket_closed_total", ["code": "4008"], connections.closedSlowConsumer)
         counter("chorus_websocket_closed_total", ["code": "4000"], connections.closedPingTimeout)
+        counter("chorus_websocket_closed_total", ["code": "1008"], connections.closedFlooding ?? 0)
         gauge("chorus_subscriptions", stats.subscriptions.total)
         gauge("chorus_subscribed_topics", stats.subscriptions.topics)
         gauge("chorus_subscribed_patterns", stats.subscriptions.patterns)
