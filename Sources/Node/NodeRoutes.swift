@@ -26,9 +26,7 @@ struct NodeRoutes {
     /// Nil when `request` may read operator data, else the 401 to answer.
     private func statsDenial(_ request: Request) -> Response? {
         guard let statsToken else { return nil }
-        if let header = request.headers[.authorization], header.lowercased().hasPrefix("bearer "),
-            statsToken.matches(String(header.dropFirst(7)).trimmingCharacters(in: .whitespaces))
-        {
+        if let credential = BearerCredential.from(request.headers[.authorization]), statsToken.matches(credential) {
             return nil
         }
         var response = Self.error(401, "this endpoint needs Authorization: Bearer <STATS_TOKEN>")

@@ -109,9 +109,7 @@ struct WebSocketAdmission: Sendable {
 
     /// A token given at the upgrade, from `Authorization: Bearer` or the `token` query parameter.
     private static func token(head: HTTPRequestHead, query: Substring) -> String? {
-        if let header = head.headers["Authorization"].first, header.lowercased().hasPrefix("bearer ") {
-            return String(header.dropFirst(7)).trimmingCharacters(in: .whitespaces)
-        }
+        if let credential = BearerCredential.from(head.headers["Authorization"].first) { return credential }
         for pair in query.split(separator: "&") where pair.hasPrefix("token=") {
             return String(pair.dropFirst(6)).removingPercentEncoding
         }

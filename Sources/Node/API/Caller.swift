@@ -19,12 +19,11 @@ enum Caller: Sendable {
             guard SharedSecret(apiKey).matches(key) else { throw APIError(401, "invalid API key") }
             return .server
         }
-        guard let header = request.headers[.authorization], header.lowercased().hasPrefix("bearer ") else {
+        guard let credential = BearerCredential.from(request.headers[.authorization]) else {
             throw APIError(401, allowAPIKey
                 ? "missing credentials: send X-API-Key or Authorization: Bearer <token>"
                 : "missing credentials: send Authorization: Bearer <token>")
         }
-        let credential = String(header.dropFirst(7)).trimmingCharacters(in: .whitespaces)
         if allowAPIKey, let apiKey = node.configuration.apiKey, SharedSecret(apiKey).matches(credential) {
             return .server
         }
