@@ -105,6 +105,37 @@ struct SecurityTests {
         }
     }
 
+    // MARK: Client addresses
+
+    @Test("TRUSTED_PROXIES as a CIDR range: X-Forwarded-For from a peer inside it is believed")
+    func trustedProxyRange() async throws {
+        try await withNode(["WEBSOCKET_MAX_CONNECTIONS_PER_IP": "1", "TRUSTED_PROXIES": "127.0.0.0/8, fd00::/8"]) { node in
+            let a = try await node.connect(headers: [("X-Forwarded-For", "203.0.113.1")])
+            let b = try await node.connect(headers: [("X-Forwarded-For", "203.0.113.2, 127.0.0.9")])
+            await #expect(throws: WebSocketClient.Failure.self, "203.0.113.2 is at its limit") {
+                _ = try await node.connect(headers: [("X-Forwarded-For", "203.0.113.2")])
+            }
+            _ = (a, b)
+        }
+    }
+
+    @Test("registrations from addresses rotating within one IPv6 /64 share one budget")
+    func registrationThrottlePer64() async throws {
+        try await withNode(["AUTH_LOGIN_ATTEMPTS_PER_MINUTE": "2", "TRUSTED_PROXIES": "127.0.0.1"]) { node in
+            var statuses: [Int] = []
+            for index in 1...4 {
+                statuses.append(try await HTTP.post(
+                    "\(node.baseURL)/api/auth/register", json: ["username": "rotor\(index)", "password": "correct horse"],
+                    headers: ["X-Forwarded-For": "2001:db8:7:7::\(index)"]).status)
+            }
+            #expect(statuses == [201, 201, 429, 429])
+            let elsewhere = try await HTTP.post(
+                "\(node.baseURL)/api/auth/register", json: ["username": "other64", "password": "correct horse"],
+                headers: ["X-Forwarded-For": "2001:db8:7:8::1"])
+            #expect(elsewhere.status == 201, "another /64 has its own budget")
+        }
+    }
+
     // MARK: Operator data
 
     @Test("with STATS_TOKEN, /stats and /metrics answer 401 without it and 200 with it")
