@@ -6,9 +6,10 @@ import NIOHTTP1
 /// pipeline of the ones that may.
 ///
 /// A refused upgrade is answered in HTTP with the seed's error shape, checked in this order,
-/// cheapest first: 403 for an `Origin` not in `WEBSOCKET_ALLOWED_ORIGINS`, 503 while the node drains, 429 past `WEBSOCKET_MAX_CONNECTIONS_PER_IP`, 503
-/// past the node's limit, then 401 for a bad token given at the upgrade
-/// (`Authorization: Bearer` or `?token=`), so a refused client costs no signature check.
+/// cheapest first: 403 for an `Origin` not in `WEBSOCKET_ALLOWED_ORIGINS`, 503 while the node
+/// drains, 429 past `WEBSOCKET_MAX_CONNECTIONS_PER_IP`, 503 past the node's limit, then 401 for
+/// a bad token given at the upgrade (`Authorization: Bearer` or `?token=`), so a refused client
+/// costs no signature check.
 struct WebSocketAdmission: Sendable {
     struct Accepted: Sendable {
         var remoteAddress: String
