@@ -31,9 +31,10 @@ final class ConnectionHub: Sendable {
     /// loop. Called on the adapter's thread; never waits for a loop (see ``DeliveryInbox``).
     func deliver(_ batch: [Envelope]) {
         var bytes = 0
+        let arrivedAt = NIODeadline.now()
         let deliveries = batch.map { envelope in
             let frame = OutboundFrame.text(ServerMessage.message(envelope).encoded(), allocator: allocator)
-            let delivery = Delivery(topic: envelope.topic, userId: envelope.userId, frame: frame)
+            let delivery = Delivery(topic: envelope.topic, userId: envelope.userId, frame: frame, arrivedAt: arrivedAt)
             bytes += DeliveryInbox.cost(of: delivery)
             return delivery
         }

@@ -124,14 +124,18 @@ public struct NodeConfiguration: Sendable {
 }
 
 extension NodeConfiguration {
+    /// The shortest `JWT_SECRET` a node accepts (and `chorus token` signs with).
+    public static let minimumSecretBytes = 16
+
     /// Reads the configuration from environment variables.
     /// - Throws: ``ConfigurationError`` naming the first bad variable.
     public init(environment env: [String: String]) throws(ConfigurationError) {
         let reader = EnvironmentReader(env)
         let tokenKey: TokenKey
         if let secret = reader.string("JWT_SECRET") {
-            guard secret.utf8.count >= 16 else {
-                throw ConfigurationError("JWT_SECRET", "must be at least 16 bytes long, got \(secret.utf8.count)")
+            guard secret.utf8.count >= Self.minimumSecretBytes else {
+                throw ConfigurationError(
+                    "JWT_SECRET", "must be at least \(Self.minimumSecretBytes) bytes long, got \(secret.utf8.count)")
             }
             tokenKey = .hmacSecret(Array(secret.utf8))
         } else if let path = reader.string("JWT_PUBLIC_KEY_FILE") {

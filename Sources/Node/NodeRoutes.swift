@@ -55,6 +55,8 @@ struct NodeRoutes {
         }
         router.get("/metrics") { request, _ in
             if let denial = statsDenial(request) { return denial }
+            node.metrics.fromStats.update(
+                from: await collector.stats(), ready: node.readiness.state == .ready, maxConnections: node.limiter.total)
             return Response(
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
                 body: .init(byteBuffer: ByteBuffer(bytes: node.metrics.exposition())))
