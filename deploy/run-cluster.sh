@@ -250,7 +250,7 @@ EOF
 
         # As deploy/nginx.conf: operator data for loopback only (a no-op on this
         # loopback listener, kept so the two files stay in step).
-        location ~* ^/(stats|metrics)(/|\$) {
+        location ~* ^/(stats|metrics|dashboard)(/|\$) {
             allow 127.0.0.1;
             deny all;
             proxy_pass http://chorus_nodes;

@@ -9,6 +9,8 @@ import NIOCore
 /// one task per loop however many batches wait.
 final class ConnectionHub: Sendable {
     let registries: [ConnectionRegistry]
+    /// Messages per topic delivered on this node, for `/stats`.
+    let activity = TopicActivity()
     private let allocator = ByteBufferAllocator()
 
     init(
@@ -41,6 +43,7 @@ final class ConnectionHub: Sendable {
         for registry in registries {
             registry.enqueue(deliveries, bytes: bytes)
         }
+        activity.record(batch)
     }
 
     func snapshot() async -> RegistrySnapshot {

@@ -26,6 +26,8 @@ public struct NodeConfiguration: Sendable {
     public var httpPort = 3000
     /// `WEBSOCKET_ENABLED`: serve `/ws` at all.
     public var websocketEnabled = true
+    /// `DASHBOARD_ENABLED`: serve the live cluster page at `GET /dashboard`.
+    public var dashboardEnabled = true
     /// `WEBSOCKET_HOST`: address the WebSocket listener binds when it has its own port.
     public var websocketHost = "0.0.0.0"
     /// `WEBSOCKET_PORT`: defaults to `httpPort` (one port for both).
@@ -163,6 +165,7 @@ extension NodeConfiguration {
         httpHost = reader.string("HTTP_HOST") ?? httpHost
         httpPort = try reader.port("HTTP_PORT") ?? httpPort
         websocketEnabled = try reader.bool("WEBSOCKET_ENABLED") ?? websocketEnabled
+        dashboardEnabled = try reader.bool("DASHBOARD_ENABLED") ?? dashboardEnabled
         websocketHost = reader.string("WEBSOCKET_HOST") ?? websocketHost
         websocketPort = try reader.port("WEBSOCKET_PORT") ?? httpPort
         pingInterval = try reader.milliseconds("WEBSOCKET_PING_INTERVAL") ?? pingInterval

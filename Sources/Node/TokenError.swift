@@ -12,6 +12,8 @@ public enum TokenError: Error, Equatable, CustomStringConvertible {
     case missingExpiry
     case wrongIssuer(String?)
     case wrongAudience([String])
+    /// The subject breaks the user-id rule (``UserID``): the id and why.
+    case invalidSubject(String, reason: String)
 
     public var description: String {
         switch self {
@@ -30,6 +32,8 @@ public enum TokenError: Error, Equatable, CustomStringConvertible {
         case .wrongIssuer(nil): "token has no 'iss' claim: this node requires its issuer"
         case .wrongAudience(let audience) where audience.isEmpty: "token has no 'aud' claim: this node requires its audience"
         case .wrongAudience: "token audience does not include this node's"
+        case .invalidSubject(let id, let reason):
+            "token subject '\(id.count > 64 ? id.prefix(64) + "…" : id)' cannot be a user id: it \(reason)"
         }
     }
 }

@@ -11,8 +11,8 @@ import _CryptoExtras
 /// §4.1.11: this node understands no extension, so it may accept none it is told is critical).
 /// After the signature, the claims are checked against ``Rules``: `exp` (required unless
 /// `JWT_REQUIRE_EXP=false`) and `nbf` with `JWT_LEEWAY` of clock skew, and `iss` and `aud`
-/// when `JWT_ISSUER` and `JWT_AUDIENCE` are set. The signature math is swift-crypto's; only the
-/// JWS framing is ours.
+/// when `JWT_ISSUER` and `JWT_AUDIENCE` are set. The subject must be a valid user id
+/// (``UserID``). The signature math is swift-crypto's; only the JWS framing is ours.
 public struct TokenVerifier: Sendable {
     /// What a token's claims must hold, beyond a valid signature and a subject.
     public struct Rules: Sendable, Equatable {
@@ -159,6 +159,7 @@ public struct TokenVerifier: Sendable {
             throw .wrongAudience(claims.aud?.values ?? [])
         }
         guard let id = claims.sub ?? claims.userId, !id.isEmpty else { throw .missingSubject }
+        if let problem = UserID.problem(id) { throw .invalidSubject(id, reason: problem) }
         return AuthenticatedUser(
             id: id,
             // The leeway is the token's too: a session ends when the token stops being accepted.
