@@ -248,6 +248,19 @@ EOF
             proxy_next_upstream_timeout 10s;
         }
 
+        # As deploy/nginx.conf: operator data for loopback only (a no-op on this
+        # loopback listener, kept so the two files stay in step).
+        location ~* ^/(stats|metrics|dashboard)(/|\$) {
+            allow 127.0.0.1;
+            deny all;
+            proxy_pass http://chorus_nodes;
+            proxy_http_version 1.1;
+            proxy_set_header Host \$host;
+            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+            proxy_connect_timeout 5s;
+            proxy_read_timeout 30s;
+        }
+
         location / {
             proxy_pass http://chorus_nodes;
             proxy_http_version 1.1;

@@ -105,7 +105,14 @@ struct Token: ParsableCommand {
                 throw ValidationError("grant: \(error)")
             }
         }
-        print(TokenMinter(secret: Array(secret.utf8)).mint(subject: sub, ttl: .seconds(ttl), grants: grants))
+        let rules: TokenVerifier.Rules
+        do {
+            rules = try NodeConfiguration.tokenRules(environment: ProcessInfo.processInfo.environment)
+        } catch {
+            throw ValidationError("\(error)")
+        }
+        print(TokenMinter(secret: Array(secret.utf8)).mint(
+            subject: sub, ttl: .seconds(ttl), grants: grants, issuer: rules.issuer, audience: rules.audience))
     }
 
     static func seconds(_ text: String) -> Int? {

@@ -62,7 +62,7 @@ public final class ChorusNode: Service, Sendable {
             makeStore($0, logger: logger, configuration: StoreConfiguration(requestTimeout: configuration.databaseTimeout))
         }
         self.context = NodeContext(
-            configuration: configuration, verifier: try TokenVerifier(key: configuration.tokenKey),
+            configuration: configuration, verifier: try TokenVerifier(key: configuration.tokenKey, rules: configuration.tokenRules),
             broker: PubSubBroker(adapter: adapter), group: eventLoopGroup, metrics: metrics, logger: logger)
     }
 
@@ -140,6 +140,7 @@ public final class ChorusNode: Service, Sendable {
     public func run() async throws {
         let router = Router(context: NodeRequestContext.self)
         router.add(middleware: MetricsMiddleware())
+        if let origins = configuration.corsAllowedOrigins { router.add(middleware: CORSPolicy(origins: origins)) }
         router.add(middleware: HTTPErrorMiddleware())
         router.add(middleware: BackendErrorMiddleware())
         let sampler = RateSampler()

@@ -62,10 +62,24 @@ public struct NodeConfiguration: Sendable {
     public var memoryMaxMessages = 10_000
     /// `JWT_SECRET` or `JWT_PUBLIC_KEY_FILE`.
     public var tokenKey: TokenKey
+    /// `JWT_ISSUER`, `JWT_AUDIENCE`, `JWT_REQUIRE_EXP`, `JWT_LEEWAY` (ms): what a token's claims
+    /// must hold (see ``TokenVerifier/Rules``).
+    public var tokenRules = TokenVerifier.Rules()
     /// `API_KEY`: lets servers call `POST /api/publish` without a token.
     public var apiKey: String?
-    /// `TRUSTED_PROXIES`: addresses whose `X-Forwarded-For` is believed (comma-separated IPs).
-    public var trustedProxies: Set<String> = []
+    /// `WEBSOCKET_ALLOWED_ORIGINS`: browser origins that may open `/ws` (`*` or a comma-separated
+    /// list); an upgrade with another `Origin` gets 403. Nil (unset): any origin, and clients
+    /// that send none (servers, mobile apps).
+    public var websocketAllowedOrigins: AllowedOrigins?
+    /// `CORS_ALLOWED_ORIGINS`: browser origins that may call the HTTP API from their pages (`*` or
+    /// a comma-separated list). Nil (unset): no CORS headers, so browsers allow same-origin only.
+    public var corsAllowedOrigins: AllowedOrigins?
+    /// `STATS_TOKEN`: when set, `/stats` and `/metrics` answer only
+    /// `Authorization: Bearer <STATS_TOKEN>` (they show client addresses and cluster internals).
+    public var statsToken: String?
+    /// `TRUSTED_PROXIES`: peers whose `X-Forwarded-For` is believed (comma-separated addresses
+    /// or CIDR ranges, IPv4 or IPv6; an IPv4 range also matches IPv4-mapped IPv6 peers).
+    public var trustedProxies: [IPRange] = []
     /// `NODE_ID`: this node's name in logs, envelopes and cluster stats.
     public var nodeId: String
     /// `LOG_LEVEL`: trace, debug, info, notice, warning, error, critical.
@@ -147,6 +161,8 @@ extension NodeConfiguration {
             }
         }
 
+        tokenRules = try Self.tokenRules(environment: env)
+
         httpHost = reader.string("HTTP_HOST") ?? httpHost
         httpPort = try reader.port("HTTP_PORT") ?? httpPort
         websocketEnabled = try reader.bool("WEBSOCKET_ENABLED") ?? websocketEnabled
@@ -183,8 +199,18 @@ extension NodeConfiguration {
         memoryMaxMessages = try reader.integer("PUBSUB_MEMORY_MAX_MESSAGES", in: 1...10_000_000) ?? memoryMaxMessages
 
         apiKey = reader.string("API_KEY")
+        statsToken = reader.string("STATS_TOKEN")
+        websocketAllowedOrigins = try reader.origins("WEBSOCKET_ALLOWED_ORIGINS")
+        corsAllowedOrigins = try reader.origins("CORS_ALLOWED_ORIGINS")
         if let proxies = reader.string("TRUSTED_PROXIES") {
-            trustedProxies = Set(proxies.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
+            trustedProxies = try proxies.split(separator: ",").map { entry throws(ConfigurationError) in
+                let text = entry.trimmingCharacters(in: .whitespaces)
+                guard let range = IPRange(text) else {
+                    throw ConfigurationError(
+                        "TRUSTED_PROXIES", "expected IP addresses or CIDR ranges (10.0.0.0/8, fd00::/8), got '\(text)'")
+                }
+                return range
+            }
         }
         if let level = reader.string("LOG_LEVEL") {
             guard let value = Logger.Level(rawValue: level.lowercased()) else {
@@ -219,6 +245,20 @@ extension NodeConfiguration {
 }
 
 extension NodeConfiguration {
+    /// The token rules alone (`JWT_ISSUER`, `JWT_AUDIENCE`, `JWT_REQUIRE_EXP`, `JWT_LEEWAY`), for
+    /// `chorus token` to mint what the node accepts.
+    public static func tokenRules(environment env: [String: String]) throws(ConfigurationError) -> TokenVerifier.Rules {
+        let reader = EnvironmentReader(env)
+        var rules = TokenVerifier.Rules()
+        rules.issuer = reader.string("JWT_ISSUER")
+        rules.audience = reader.string("JWT_AUDIENCE")
+        rules.requireExpiry = try reader.bool("JWT_REQUIRE_EXP") ?? rules.requireExpiry
+        if let leeway = try reader.integer("JWT_LEEWAY", in: 0...3_600_000) {
+            rules.leeway = .milliseconds(leeway)
+        }
+        return rules
+    }
+
     /// `message` without a leading `VARIABLE: ` (the URL parsers name their variable already).
     fileprivate static func withoutVariable(_ variable: String, _ message: String) -> String {
         message.hasPrefix("\(variable): ") ? String(message.dropFirst(variable.count + 2)) : message
@@ -257,6 +297,15 @@ private struct EnvironmentReader {
             throw ConfigurationError(name, "expected a positive number of milliseconds, got '\(text)'")
         }
         return .milliseconds(value)
+    }
+
+    func origins(_ name: String) throws(ConfigurationError) -> AllowedOrigins? {
+        guard let text = string(name) else { return nil }
+        do {
+            return try AllowedOrigins(parsing: text)
+        } catch {
+            throw ConfigurationError(name, error.description)
+        }
     }
 
     func bool(_ name: String) throws(ConfigurationError) -> Bool? {

@@ -5,9 +5,34 @@ import Hummingbird
 import NIOCore
 
 /// The node's HTTP endpoints: health, readiness, stats, metrics and the server-side publish.
+///
+/// `/stats` and `/metrics` show client addresses and cluster internals: with `STATS_TOKEN` set
+/// they answer only `Authorization: Bearer <STATS_TOKEN>` (401 otherwise). The cluster scope
+/// reads every node's announcement from Redis, so its answer is cached for a second.
 struct NodeRoutes {
     let node: NodeContext
     let collector: StatsCollector
+    /// `/stats?scope=cluster`, computed at most once a second.
+    let clusterStats: CachedValue<ClusterStats>
+    let statsToken: SharedSecret?
+
+    init(node: NodeContext, collector: StatsCollector) {
+        self.node = node
+        self.collector = collector
+        self.clusterStats = CachedValue(maxAge: .seconds(1)) { await collector.clusterStats() }
+        self.statsToken = node.configuration.statsToken.map(SharedSecret.init)
+    }
+
+    /// Nil when `request` may read operator data, else the 401 to answer.
+    private func statsDenial(_ request: Request) -> Response? {
+        guard let statsToken else { return nil }
+        if let credential = BearerCredential.from(request.headers[.authorization]), statsToken.matches(credential) {
+            return nil
+        }
+        var response = Self.error(401, "this endpoint needs Authorization: Bearer <STATS_TOKEN>")
+        response.headers[.wwwAuthenticate] = "Bearer"
+        return response
+    }
 
     func register(on router: Router<NodeRequestContext>) {
         router.get("/health") { _, _ in
@@ -18,16 +43,18 @@ struct NodeRoutes {
             return Self.json(["status": "\(state)", "nodeId": node.configuration.nodeId], status: state == .ready ? .ok : .serviceUnavailable)
         }
         router.get("/stats") { request, _ in
+            if let denial = statsDenial(request) { return denial }
             switch request.uri.queryParameters["scope"] {
             case nil, "node":
                 return Self.json(encodable: await collector.stats())
             case "cluster":
-                return Self.json(encodable: await collector.clusterStats())
+                return Self.json(encodable: await clusterStats.get())
             case let other?:
                 return Self.error(400, "unknown scope '\(other)': expected node or cluster")
             }
         }
-        router.get("/metrics") { _, _ in
+        router.get("/metrics") { request, _ in
+            if let denial = statsDenial(request) { return denial }
             node.metrics.fromStats.update(
                 from: await collector.stats(), ready: node.readiness.state == .ready, maxConnections: node.limiter.total)
             return Response(

@@ -19,6 +19,15 @@ struct ConfigurationTests {
         #expect(configuration.memoryMaxMessages == 10_000)
     }
 
+    @Test("token rules: exp required and 5 s of leeway by default; issuer and audience when set")
+    func tokenRules() throws {
+        #expect(try NodeConfiguration(environment: Self.base).tokenRules == .init(requireExpiry: true, leeway: .seconds(5)))
+        let set = try NodeConfiguration(environment: Self.base.merging([
+            "JWT_ISSUER": "https://auth.example", "JWT_AUDIENCE": "chorus", "JWT_REQUIRE_EXP": "false", "JWT_LEEWAY": "0",
+        ]) { $1 })
+        #expect(set.tokenRules == .init(issuer: "https://auth.example", audience: "chorus", requireExpiry: false, leeway: .zero))
+    }
+
     @Test("WEBSOCKET_PORT follows HTTP_PORT unless set")
     func sharedPort() throws {
         #expect(try NodeConfiguration(environment: Self.base.merging(["HTTP_PORT": "8080"]) { $1 }).websocketPort == 8080)
@@ -44,6 +53,9 @@ struct ConfigurationTests {
             (["DATABASE_URL": "postgres://u:hunter2@db:70000/chorus"], "DATABASE_URL: "),
             (["AUTH_REGISTRATION": "sometimes"], "AUTH_REGISTRATION: expected true or false"),
             (["AUTH_BCRYPT_COST": "40"], "AUTH_BCRYPT_COST: expected 4...16, got 40"),
+            (["JWT_REQUIRE_EXP": "perhaps"], "JWT_REQUIRE_EXP: expected true or false"),
+            (["JWT_LEEWAY": "-1"], "JWT_LEEWAY: expected 0...3600000, got -1"),
+            (["JWT_LEEWAY": "5s"], "JWT_LEEWAY: expected a whole number, got '5s'"),
         ])
     func badValues(overrides: [String: String], message: String) {
         let environment = Self.base.merging(overrides) { $1 }

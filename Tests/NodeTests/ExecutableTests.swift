@@ -156,6 +156,21 @@ struct ExecutableTests {
             #expect(reply["userId"] as? String == "cli-user")
         }
     }
+
+    @Test("with JWT_ISSUER and JWT_AUDIENCE, chorus token mints what a node with the same settings accepts")
+    func tokenWithIssuerAndAudience() async throws {
+        let rules = ["JWT_ISSUER": "https://auth.example", "JWT_AUDIENCE": "chorus"]
+        let process = try ChildProcess(
+            try Executable.chorus(), ["token", "--sub", "cli-user"],
+            environment: rules.merging(["JWT_SECRET": TestNode.secret]) { $1 }, log: log())
+        #expect(await process.wait(timeout: .seconds(20)) == 0)
+        let token = process.output().trimmingCharacters(in: .whitespacesAndNewlines)
+        try await withNode(rules) { node in
+            let client = try await node.connect()
+            let reply = try await client.request(["type": "auth", "token": token])
+            #expect(reply["userId"] as? String == "cli-user")
+        }
+    }
 }
 
 @Suite("A separate WebSocket port")
