@@ -124,13 +124,17 @@ final class RedisServerLink: Sendable {
             return true
         }
         guard fresh else { return }
-        spawn("chorus-redis-sub-\(url.server)") { $0.runSubscriber(deliver: deliver) }
-        spawn("chorus-redis-pub-\(url.server)") { $0.runPublisher() }
+        // Linux keeps 15 bytes of a thread name (longer ones are refused): `redis-sub-6379`.
+        spawn("redis-sub-\(url.port)") { $0.runSubscriber(deliver: deliver) }
+        spawn("redis-pub-\(url.port)") { $0.runPublisher() }
     }
 
     private func spawn(_ name: String, _ body: @escaping @Sendable (RedisServerLink) -> Void) {
         threads.withLock { $0.running += 1 }
         let thread = Thread { [self] in
+            // Named from inside: only then does Foundation pass the name on to the system thread
+            // (`top -H`, gdb).
+            Thread.current.name = name
             body(self)
             let waiters = threads.withLock { threads in
                 threads.running -= 1
@@ -140,7 +144,6 @@ final class RedisServerLink: Sendable {
             }
             for waiter in waiters { waiter.resume() }
         }
-        thread.name = name
         thread.start()
     }
 
