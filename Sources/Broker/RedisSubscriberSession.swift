@@ -11,10 +11,11 @@ import Darwin
 /// for every interest, and a `PING`, the *readiness marker*: Redis answers in order, so its
 /// `pong` means that every subscription before it is in place (``Progress/becameReady``).
 /// Later interest changes are followed by a `PING` of their own, and an idle connection gets a
-/// keepalive `PING` every `pingInterval`. The oldest unanswered `PING` (the marker included,
-/// which also bounds the connect and the handshake) must be answered within `timeout`, or
-/// ``tend(now:)`` throws a timeout: a hung Redis or a lost network is noticed within
-/// `pingInterval + timeout`.
+/// keepalive `PING` every `pingInterval`. While a `PING` (the marker included, which also
+/// bounds the connect and the handshake) is unanswered, Redis must send something within
+/// `timeout` (its answer, or messages queued before it), or ``tend(now:)`` throws a timeout: a
+/// hung Redis or a lost network is noticed within `pingInterval + timeout`, and a node that is
+/// merely behind on a busy connection is not mistaken for one.
 final class RedisSubscriberSession {
     let connection: RedisConnection
     let timeout: Duration
@@ -25,6 +26,9 @@ final class RedisSubscriberSession {
     /// When each unanswered `PING` was sent, oldest first.
     private var pings: [ContinuousClock.Instant] = []
     private var lastAnswer: ContinuousClock.Instant
+    /// When bytes last arrived: a connection that is receiving is not hung, only behind, and a
+    /// `PING` queued behind a backlog of messages is not late.
+    private var lastHeard: ContinuousClock.Instant
     /// Handshake commands whose reply has not been read yet.
     private var handshake: [String]
 
@@ -46,6 +50,7 @@ final class RedisSubscriberSession {
         reader = RedisSubscriptionReader(channels: channels, patterns: patterns)
         handshake = connection.handshakeCommands
         lastAnswer = now
+        lastHeard = now
         try Self.append("SUBSCRIBE", subscribe, on: connection)
         try Self.append("PSUBSCRIBE", psubscribe, on: connection)
         try connection.append(["PING"])
@@ -61,7 +66,7 @@ final class RedisSubscriberSession {
 
     /// When ``tend(now:)`` has something to do: the oldest `PING`'s deadline, or the next keepalive.
     var nextDeadline: ContinuousClock.Instant {
-        if let oldest = pings.first { return oldest + timeout }
+        if let oldest = pings.first { return max(oldest, lastHeard) + timeout }
         return lastAnswer + pingInterval
     }
 
@@ -103,6 +108,7 @@ final class RedisSubscriberSession {
                 try reader.handle(reply)
             }
         } while reads < RedisServerLink.readsPerBurst && Self.isReadable(connection.fileDescriptor)
+        lastHeard = now
 
         let outcome = reader.takeOutcome()
         progress.envelopes = outcome.envelopes
@@ -121,7 +127,7 @@ final class RedisSubscriberSession {
 
     /// Enforces the deadline of the oldest `PING` and sends a keepalive when one is due.
     func tend(now: ContinuousClock.Instant) throws(RedisConnectionError) {
-        if let oldest = pings.first, now - oldest > timeout {
+        if let oldest = pings.first, now - max(oldest, lastHeard) > timeout {
             let phase = ready ? "PING" : connecting ? "connect" : "handshake and SUBSCRIBE"
             throw RedisConnectionError(
                 "read on \(connection.url.server): no answer to \(phase) within \(timeout)", isTimeout: true)
