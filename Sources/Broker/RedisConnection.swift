@@ -41,7 +41,7 @@ final class RedisConnection {
             throw failure("connect")
         }
         for arguments in Self.handshake(url, clientName: clientName) {
-            if case .error(let message) = try command(arguments) {
+            if case .error(let message) = try command(arguments), Self.mustSucceed(arguments[0]) {
                 throw RedisConnectionError("\(arguments[0]) on \(url.server) failed: \(message)")
             }
         }
@@ -76,6 +76,12 @@ final class RedisConnection {
     /// Non-blocking connections: the commands of the handshake appended at the start, whose
     /// replies come first.
     private(set) var handshakeCommands: [String] = []
+
+    /// Whether a refusal of handshake command `name` fails the connection: `AUTH` and `SELECT`
+    /// do; `CLIENT SETNAME` is only a label, which a restricted ACL user may be denied.
+    static func mustSucceed(_ name: String) -> Bool {
+        name != "CLIENT"
+    }
 
     /// The commands that prepare a fresh connection.
     private static func handshake(_ url: RedisURL, clientName: String?) -> [[String]] {

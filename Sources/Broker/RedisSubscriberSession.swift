@@ -100,7 +100,7 @@ final class RedisSubscriberSession {
             while let reply = try connection.bufferedReply() {
                 guard handshake.isEmpty else {
                     let command = handshake.removeFirst()
-                    if case .error(let message) = reply {
+                    if case .error(let message) = reply, RedisConnection.mustSucceed(command) {
                         throw RedisConnectionError("\(command) on \(connection.url.server) failed: \(message)")
                     }
                     continue
