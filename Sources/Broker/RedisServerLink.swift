@@ -132,8 +132,8 @@ final class RedisServerLink: Sendable {
     private func spawn(_ name: String, _ body: @escaping @Sendable (RedisServerLink) -> Void) {
         threads.withLock { $0.running += 1 }
         let thread = Thread { [self] in
-            // Named from inside: only then does Foundation pass the name on to the system thread
-            // (`top -H`, gdb).
+            // Named from inside as well: Foundation passes the name on to the system thread
+            // (`top -H`, gdb) only from the thread itself (best effort).
             Thread.current.name = name
             body(self)
             let waiters = threads.withLock { threads in
@@ -144,6 +144,7 @@ final class RedisServerLink: Sendable {
             }
             for waiter in waiters { waiter.resume() }
         }
+        thread.name = name
         thread.start()
     }
 

@@ -19,7 +19,7 @@ final class RedisTestNode: Sendable {
         adapter = RedisAdapter(urls: urls, nodeId: id, timeout: timeout, logger: logger)
         adapter.start { [inbox] batch in
             inbox.received.withLock { $0.append(contentsOf: batch) }
-            let thread = Thread.current.name ?? "?"
+            let thread = UInt(pthread_self())
             inbox.threads.withLock { _ = $0.insert(thread) }
         }
     }
@@ -27,8 +27,8 @@ final class RedisTestNode: Sendable {
     /// Everything delivered so far, in delivery order.
     var envelopes: [Envelope] { inbox.received.withLock { $0 } }
 
-    /// The names of the threads `deliver` was called on.
-    var deliveringThreads: Set<String> { inbox.threads.withLock { $0 } }
+    /// The threads (`pthread_self()`) `deliver` was called on.
+    var deliveringThreads: Set<UInt> { inbox.threads.withLock { $0 } }
 
     /// The ids delivered so far for `topic` (or for user `userId`), in delivery order.
     func ids(topic: String? = nil, userId: String? = nil) -> [String] {
@@ -56,5 +56,5 @@ final class RedisTestNode: Sendable {
 /// What a test node was handed by its adapter; a class so the deliver closure can share it.
 private final class Inbox: Sendable {
     let received = Mutex<[Envelope]>([])
-    let threads = Mutex<Set<String>>([])
+    let threads = Mutex<Set<UInt>>([])
 }
