@@ -56,7 +56,7 @@ public final class ChorusNode: Service, Sendable {
             case .redis:
                 RedisAdapter(
                     urls: configuration.redisURLs, prefix: configuration.redisPrefix, nodeId: configuration.nodeId,
-                    logger: logger)
+                    timeout: configuration.redisTimeout, logger: logger)
             }
         self.store = configuration.database.map {
             makeStore($0, logger: logger, configuration: StoreConfiguration(requestTimeout: configuration.databaseTimeout))

@@ -58,6 +58,10 @@ public struct NodeConfiguration: Sendable {
     public var redisURLs: [RedisURL] = []
     /// `PUBSUB_REDIS_PREFIX`: prefix of every Redis channel.
     public var redisPrefix = "pubsub:"
+    /// `PUBSUB_REDIS_TIMEOUT` (ms): longest wait for any answer from Redis (connect, `PUBLISH`,
+    /// keepalive `PING`, sent after a third of it idle) before the connection counts as failed
+    /// and the node falls back to local delivery.
+    public var redisTimeout: Duration = .milliseconds(1_500)
     /// `PUBSUB_MEMORY_MAX_MESSAGES`: messages the memory adapter may hold before dispatch.
     public var memoryMaxMessages = 10_000
     /// `JWT_SECRET` or `JWT_PUBLIC_KEY_FILE`.
@@ -196,6 +200,9 @@ extension NodeConfiguration {
             throw ConfigurationError("PUBSUB_REDIS_URL", Self.withoutVariable("PUBSUB_REDIS_URL", "\(error)"))
         }
         redisPrefix = reader.string("PUBSUB_REDIS_PREFIX") ?? redisPrefix
+        if let milliseconds = try reader.integer("PUBSUB_REDIS_TIMEOUT", in: 30...600_000) {
+            redisTimeout = .milliseconds(milliseconds)
+        }
         memoryMaxMessages = try reader.integer("PUBSUB_MEMORY_MAX_MESSAGES", in: 1...10_000_000) ?? memoryMaxMessages
 
         apiKey = reader.string("API_KEY")

@@ -12,16 +12,23 @@ final class RedisTestNode: Sendable {
     private let inbox = Inbox()
     private let sequence = Atomic<Int>(0)
 
-    init(_ id: String, urls: [RedisURL]) {
+    init(_ id: String, urls: [RedisURL], timeout: Duration = .milliseconds(1500)) {
         self.id = id
         var logger = Logger(label: "chorus.test.\(id)")
         logger.logLevel = .error
-        adapter = RedisAdapter(urls: urls, nodeId: id, logger: logger)
-        adapter.start { [inbox] batch in inbox.received.withLock { $0.append(contentsOf: batch) } }
+        adapter = RedisAdapter(urls: urls, nodeId: id, timeout: timeout, logger: logger)
+        adapter.start { [inbox] batch in
+            inbox.received.withLock { $0.append(contentsOf: batch) }
+            let thread = UInt(pthread_self())
+            inbox.threads.withLock { _ = $0.insert(thread) }
+        }
     }
 
     /// Everything delivered so far, in delivery order.
     var envelopes: [Envelope] { inbox.received.withLock { $0 } }
+
+    /// The threads (`pthread_self()`) `deliver` was called on.
+    var deliveringThreads: Set<UInt> { inbox.threads.withLock { $0 } }
 
     /// The ids delivered so far for `topic` (or for user `userId`), in delivery order.
     func ids(topic: String? = nil, userId: String? = nil) -> [String] {
@@ -49,4 +56,5 @@ final class RedisTestNode: Sendable {
 /// What a test node was handed by its adapter; a class so the deliver closure can share it.
 private final class Inbox: Sendable {
     let received = Mutex<[Envelope]>([])
+    let threads = Mutex<Set<UInt>>([])
 }

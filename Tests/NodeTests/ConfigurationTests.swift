@@ -17,6 +17,13 @@ struct ConfigurationTests {
         #expect(configuration.adapter == .memory)
         #expect(configuration.redisPrefix == "pubsub:")
         #expect(configuration.memoryMaxMessages == 10_000)
+        #expect(configuration.redisTimeout == .milliseconds(1_500))
+    }
+
+    @Test("PUBSUB_REDIS_TIMEOUT sets the Redis deadline in milliseconds")
+    func redisTimeout() throws {
+        let configuration = try NodeConfiguration(environment: Self.base.merging(["PUBSUB_REDIS_TIMEOUT": "250"]) { $1 })
+        #expect(configuration.redisTimeout == .milliseconds(250))
     }
 
     @Test("token rules: exp required and 5 s of leeway by default; issuer and audience when set")
@@ -45,6 +52,8 @@ struct ConfigurationTests {
             (["WEBSOCKET_ENABLED": "maybe"], "WEBSOCKET_ENABLED: expected true or false"),
             (["PUBSUB_ADAPTER": "kafka"], "PUBSUB_ADAPTER: expected memory or redis, got 'kafka'"),
             (["PUBSUB_REDIS_URL": "localhost"], "PUBSUB_REDIS_URL"),
+            (["PUBSUB_REDIS_TIMEOUT": "soon"], "PUBSUB_REDIS_TIMEOUT: expected a whole number, got 'soon'"),
+            (["PUBSUB_REDIS_TIMEOUT": "5"], "PUBSUB_REDIS_TIMEOUT: expected 30...600000, got 5"),
             (["LOG_LEVEL": "loud"], "LOG_LEVEL: expected trace"),
             (["JWT_SECRET": "short"], "JWT_SECRET: must be at least 16 bytes"),
             (["JWT_SECRET": "", "JWT_PUBLIC_KEY_FILE": "/nonexistent.pem"], "JWT_PUBLIC_KEY_FILE: cannot read '/nonexistent.pem'"),
