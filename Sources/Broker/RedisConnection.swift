@@ -27,14 +27,7 @@ final class RedisConnection {
     init(connectingTo url: RedisURL, timeout: Duration, clientName: String? = nil) throws(RedisConnectionError) {
         self.url = url
         let limit = Self.timeval(timeout)
-        guard let context = redisConnectWithTimeout(url.host, Int32(url.port), limit) else {
-            throw RedisConnectionError("connect to \(url.server): cannot allocate a hiredis context")
-        }
-        guard context.pointee.err == 0 else {
-            let error = Self.error("connect to \(url.server)", context)
-            redisFree(context)
-            throw error
-        }
+        let context = try Self.opened(redisConnectWithTimeout(url.host, Int32(url.port), limit), url)
         self.context = context
         // From here on `deinit` frees the context, also when a step below throws.
         guard redisEnableKeepAlive(context) == REDIS_OK, redisSetTimeout(context, limit) == REDIS_OK else {
@@ -47,6 +40,22 @@ final class RedisConnection {
         }
     }
 
+    /// The context hiredis returned for a new connection to `url`, when it was allocated and
+    /// holds no error; a context with an error is freed here.
+    private static func opened(
+        _ context: UnsafeMutablePointer<redisContext>?, _ url: RedisURL
+    ) throws(RedisConnectionError) -> UnsafeMutablePointer<redisContext> {
+        guard let context else {
+            throw RedisConnectionError("connect to \(url.server): cannot allocate a hiredis context")
+        }
+        guard context.pointee.err == 0 else {
+            let error = Self.error("connect to \(url.server)", context)
+            redisFree(context)
+            throw error
+        }
+        return context
+    }
+
     /// Starts a *non-blocking* connection (the subscriber's): the TCP connect is under way when
     /// this returns, and the handshake commands (`AUTH`, `SELECT`, `CLIENT SETNAME`) are
     /// appended, not sent. The owner polls ``fileDescriptor`` for writability, calls
@@ -56,14 +65,7 @@ final class RedisConnection {
     /// Only the host name lookup may block (none for an IP address).
     init(startingConnectTo url: RedisURL, clientName: String? = nil) throws(RedisConnectionError) {
         self.url = url
-        guard let context = redisConnectNonBlock(url.host, Int32(url.port)) else {
-            throw RedisConnectionError("connect to \(url.server): cannot allocate a hiredis context")
-        }
-        guard context.pointee.err == 0 else {
-            let error = Self.error("connect to \(url.server)", context)
-            redisFree(context)
-            throw error
-        }
+        let context = try Self.opened(redisConnectNonBlock(url.host, Int32(url.port)), url)
         self.context = context
         guard redisEnableKeepAlive(context) == REDIS_OK else { throw failure("connect") }
         let handshake = Self.handshake(url, clientName: clientName)
