@@ -217,6 +217,12 @@ actor ConnectionRegistry {
 
     /// Starts closing every session with `code` (1001 at shutdown) and returns when each
     /// channel will have closed: after the client's close reply, or the session's close timeout.
+    /// Drops every connection at once, without waiting for a close handshake (a shutdown that
+    /// has run out of time).
+    func abortAll() {
+        for ref in sessions.values { ref.session.abort() }
+    }
+
     func closeAll(_ code: CloseCode, reason: String) -> [EventLoopFuture<Void>] {
         sessions.values.compactMap { ref in
             ref.session.close(code, reason: reason)
