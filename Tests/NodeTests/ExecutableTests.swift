@@ -9,8 +9,18 @@ import Glibc
 
 @Suite("The chorus executable")
 struct ExecutableTests {
-    private func log() -> URL {
-        FileManager.default.temporaryDirectory.appendingPathComponent("chorus-exec-\(UUID().uuidString).log")
+    private func log() throws -> URL {
+        try TestLogs.folder("chorus").appendingPathComponent("chorus.log")
+    }
+
+    /// Waits (bounded) until the node started by `process` logs its port (it binds port 0).
+    private func listeningPort(of process: ChildProcess) async throws -> Int {
+        let deadline = ContinuousClock.now + .seconds(60)
+        while ContinuousClock.now < deadline, process.isRunning {
+            if let port = NodeProcess.listeningPort(in: process.output()) { return port }
+            try await Task.sleep(for: .milliseconds(20))  // until it listens
+        }
+        throw TestFailure("node did not start: \(process.output())")
     }
 
     @Test(
@@ -23,36 +33,30 @@ struct ExecutableTests {
     func badConfiguration(environment: [String: String], line: String) async throws {
         var env = environment
         env["JWT_SECRET"] = env["JWT_SECRET"] ?? ""
-        let process = try ChildProcess(try Executable.chorus(), [], environment: env, log: log())
+        let process = try await ChildProcess.spawn(try Executable.chorus(), [], environment: env, log: log())
         #expect(await process.wait(timeout: .seconds(20)) == 78)
         let output = process.output().split(separator: "\n")
         #expect(output.count == 1, "\(output)")
         #expect(output.first?.contains(line) == true, "\(output)")
     }
 
-    @Test("SIGTERM closes WebSockets with 1001 and the process exits 0")
+    @Test("SIGTERM closes WebSockets with 1001 and the process exits 0, with no crash or assertion logged")
     func sigterm() async throws {
-        let port = try LoopbackPort.reserve()
-        let process = try ChildProcess(
+        let process = try await ChildProcess.spawn(
             try Executable.chorus(), [],
             environment: [
-                "JWT_SECRET": TestNode.secret, "HTTP_HOST": "127.0.0.1", "HTTP_PORT": "\(port)", "LOG_LEVEL": "info",
+                "JWT_SECRET": TestNode.secret, "HTTP_HOST": "127.0.0.1", "HTTP_PORT": "0", "LOG_LEVEL": "info",
                 "DATABASE_URL": "sqlite::memory:",
             ],
             log: log())
         defer { process.signal(SIGKILL) }
-        var client: WebSocketClient?
-        let deadline = ContinuousClock.now + .seconds(20)
-        while client == nil, ContinuousClock.now < deadline, process.isRunning {
-            client = try? await WebSocketClient.connect(port: port)
-            if client == nil { try await Task.sleep(for: .milliseconds(50)) }  // until it listens
-        }
-        let connected = try #require(client, "node did not start: \(process.output())")
+        let connected = try await WebSocketClient.connect(port: try await listeningPort(of: process))
         process.signal(SIGTERM)
         #expect(try await connected.closeCode() == 1001)
         await connected.close(code: 1001)
         #expect(await process.wait(timeout: .seconds(15)) == 0)
         let output = process.output()
+        #expect(TestLogs.crashLines(in: output).isEmpty, "\(output)")
         #expect(output.contains("draining"))
         // The node waited for the close handshake before it stopped.
         let disconnected = try #require(output.range(of: "WebSocket disconnected"), "\(output)")
@@ -62,16 +66,16 @@ struct ExecutableTests {
 
     @Test("under a low open-file limit, upgrades past what it allows get 503 and a log line, and the node keeps serving")
     func descriptorLimit() async throws {
-        let port = try LoopbackPort.reserve()
         // 200 descriptors, a quarter of them kept for other uses: room for 150 WebSockets.
         let process = try await ChildProcess.spawn(
             "/usr/bin/prlimit", ["--nofile=200:200", try Executable.chorus()],
             environment: [
-                "JWT_SECRET": TestNode.secret, "HTTP_HOST": "127.0.0.1", "HTTP_PORT": "\(port)", "LOG_LEVEL": "info",
+                "JWT_SECRET": TestNode.secret, "HTTP_HOST": "127.0.0.1", "HTTP_PORT": "0", "LOG_LEVEL": "info",
                 "DATABASE_URL": "none", "WEBSOCKET_MAX_CONNECTIONS_PER_IP": "1000",
             ],
             log: log())
         defer { process.signal(SIGKILL) }
+        let port = try await listeningPort(of: process)
         let ready = "http://127.0.0.1:\(port)/ready"
         let deadline = ContinuousClock.now + .seconds(20)
         while (try? await HTTP.get(ready).status) != 200, ContinuousClock.now < deadline, process.isRunning {
@@ -93,11 +97,13 @@ struct ExecutableTests {
         #expect(try await clients[0].request(["type": "ping"])["type"] as? String == "pong")
         #expect(process.output().contains("connections refused: the node holds 150 WebSockets"))
         for client in clients { await client.close() }
+        #expect(await process.stop(grace: .seconds(20)) == 0)
+        #expect(TestLogs.crashLines(in: process.output()).isEmpty, "\(process.output().suffix(3000))")
     }
 
     @Test("chorus token mints a token the node accepts")
     func token() async throws {
-        let process = try ChildProcess(
+        let process = try await ChildProcess.spawn(
             try Executable.chorus(), ["token", "--sub", "cli-user", "--ttl", "5m"],
             environment: ["JWT_SECRET": TestNode.secret], log: log())
         #expect(await process.wait(timeout: .seconds(20)) == 0)

@@ -33,6 +33,15 @@ public enum LoopbackPort {
         return withAddress(port) { bind(descriptor, $0, $1) } == 0
     }
 
+    /// True when something accepts TCP connections on 127.0.0.1:`port` now (a loopback
+    /// connect is answered at once: it does not block).
+    public static func accepts(_ port: Int) -> Bool {
+        let descriptor = tcpSocket()
+        guard descriptor >= 0 else { return false }
+        defer { close(descriptor) }
+        return withAddress(port) { connect(descriptor, $0, $1) } == 0
+    }
+
     /// A new TCP socket (negative on failure, as `socket(2)`).
     static func tcpSocket() -> Int32 {
         #if canImport(Glibc)
