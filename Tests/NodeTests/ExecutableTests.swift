@@ -64,6 +64,52 @@ struct ExecutableTests {
         #expect(disconnected.lowerBound < stopped.lowerBound)
     }
 
+    /// Starts `chorus` on port 0 with `environment` added to test defaults; the process and its port.
+    private func startNode(_ environment: [String: String]) async throws -> (ChildProcess, Int) {
+        var env = [
+            "JWT_SECRET": TestNode.secret, "HTTP_HOST": "127.0.0.1", "HTTP_PORT": "0", "LOG_LEVEL": "info",
+            "DATABASE_URL": "sqlite:\(try TestLogs.folder("db").appendingPathComponent("chorus.sqlite").path)",
+        ]
+        env.merge(environment) { $1 }
+        let process = try await ChildProcess.spawn(try Executable.chorus(), [], environment: env, log: log())
+        return (process, try await listeningPort(of: process))
+    }
+
+    @Test("a client that never answers the close does not hold the shutdown past DRAIN_TIMEOUT: the node exits 0, cleanly")
+    func unansweredClose() async throws {
+        let (process, port) = try await startNode(["DRAIN_TIMEOUT": "2000"])
+        defer { process.signal(SIGKILL) }
+        let silent = try await WebSocketClient.connect(port: port)
+        #expect(try await silent.request(["type": "ping"])["type"] as? String == "pong")
+        silent.pauseReading()  // the close frame is never read, so never answered
+        let stopping = ContinuousClock.now
+        process.signal(SIGTERM)
+        // DRAIN_TIMEOUT is 2 s (the close handshake gets 1.5 s of it); far more is allowed for a
+        // loaded machine, but less than the 5 s a session waits for a close answer on its own.
+        let status = await process.wait(timeout: .seconds(20))
+        #expect(status == 0, "\(process.output().suffix(3000))")
+        #expect(ContinuousClock.now - stopping < .seconds(20))
+        #expect(TestLogs.crashLines(in: process.output()).isEmpty, "\(process.output().suffix(3000))")
+        #expect(!process.output().contains("Waiting on child channel"), "the server's connections ended without an error")
+        silent.resumeReading()
+        #expect(try await silent.closeCode() == 1001)
+    }
+
+    @Test("a connection that never sends a request does not hold the shutdown: the node exits 0 at once, cleanly")
+    func idleConnection() async throws {
+        // A long DRAIN_TIMEOUT: before the fix the idle connection held the server until it ran out.
+        let (process, port) = try await startNode(["DRAIN_TIMEOUT": "60000"])
+        defer { process.signal(SIGKILL) }
+        let idle = LoopbackPort.tcpSocket()
+        defer { close(idle) }
+        #expect(LoopbackPort.withAddress(port) { connect(idle, $0, $1) } == 0)
+        #expect(try await HTTP.get("http://127.0.0.1:\(port)/ready").status == 200)
+        process.signal(SIGTERM)
+        #expect(await process.wait(timeout: .seconds(30)) == 0, "\(process.output().suffix(3000))")
+        #expect(TestLogs.crashLines(in: process.output()).isEmpty, "\(process.output().suffix(3000))")
+        #expect(!process.output().contains("Waiting on child channel"), "the server's connections ended without an error")
+    }
+
     @Test("under a low open-file limit, upgrades past what it allows get 503 and a log line, and the node keeps serving")
     func descriptorLimit() async throws {
         // 200 descriptors, a quarter of them kept for other uses: room for 150 WebSockets.

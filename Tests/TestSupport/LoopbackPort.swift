@@ -43,7 +43,7 @@ public enum LoopbackPort {
     }
 
     /// A new TCP socket (negative on failure, as `socket(2)`).
-    static func tcpSocket() -> Int32 {
+    public static func tcpSocket() -> Int32 {
         #if canImport(Glibc)
         socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         #else
@@ -52,7 +52,7 @@ public enum LoopbackPort {
     }
 
     /// Calls `body` with `127.0.0.1:port` as a `sockaddr` and its length (for bind and connect).
-    static func withAddress<T>(_ port: Int, _ body: (UnsafePointer<sockaddr>, socklen_t) -> T) -> T {
+    public static func withAddress<T>(_ port: Int, _ body: (UnsafePointer<sockaddr>, socklen_t) -> T) -> T {
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = in_port_t(UInt16(port).bigEndian)

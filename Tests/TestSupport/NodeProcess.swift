@@ -1,3 +1,4 @@
+import Broker
 import ChorusClient
 import Node
 import Foundation
@@ -65,9 +66,11 @@ public final class NodeProcess: Sendable {
 
     public var baseURL: String { "http://127.0.0.1:\(port)" }
 
-    /// A WebSocket to this node, authenticated as `user` (it has read `auth_success`).
-    public func connect(as user: String) async throws -> WebSocketClient {
-        try await WebSocketClient.connect(port: port).authenticated(as: user, secret: secret)
+    /// A WebSocket to this node, authenticated as `user` (it has read `auth_success`); with
+    /// `subscribeGrants`, its token grants those subscribe patterns (and no publish grants).
+    public func connect(as user: String, subscribeGrants: [String]? = nil) async throws -> WebSocketClient {
+        let grants = try subscribeGrants.map { Grants(subscribe: try $0.map { try TopicPattern($0) }, publish: []) }
+        return try await WebSocketClient.connect(port: port).authenticated(as: user, secret: secret, grants: grants)
     }
 
     /// `GET /stats` as JSON.
@@ -172,8 +175,8 @@ public final class NodeProcess: Sendable {
 
 extension WebSocketClient {
     /// Sends `auth` with a token for `user` signed with `secret` and waits for `auth_success`.
-    public func authenticated(as user: String, secret: String) async throws -> WebSocketClient {
-        let token = TokenMinter(secret: Array(secret.utf8)).mint(subject: user)
+    public func authenticated(as user: String, secret: String, grants: Grants? = nil) async throws -> WebSocketClient {
+        let token = TokenMinter(secret: Array(secret.utf8)).mint(subject: user, grants: grants)
         try await send(json: ["type": "auth", "token": token])
         let reply = try await nextJSON(timeout: .seconds(20))
         guard reply["type"] as? String == "auth_success" else {
