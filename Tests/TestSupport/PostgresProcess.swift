@@ -136,15 +136,26 @@ public final class PostgresProcess: Sendable {
     /// Stops the server (SIGINT: fast shutdown, clients are disconnected; SIGKILL if it is still
     /// running 10 s later) and removes its directory.
     public func stop() async {
-        if let running = process.withLock({ $0 }) {
-            running.signal(SIGINT)
-            if await running.wait(timeout: .seconds(10)) == nil {
-                running.signal(SIGKILL)
-                await running.wait(timeout: .seconds(10))
-            }
-        }
+        await interrupt()
         let directory = self.directory
         _ = try? await onOwnThread { try? FileManager.default.removeItem(at: directory) }
+    }
+
+    /// Stops the server like ``stop()`` but keeps its data, for ``restart(within:)`` (an outage).
+    public func interrupt() async {
+        guard let running = process.withLock({ $0 }) else { return }
+        running.signal(SIGINT)
+        if await running.wait(timeout: .seconds(10)) == nil {
+            running.signal(SIGKILL)
+            await running.wait(timeout: .seconds(10))
+        }
+    }
+
+    /// Starts the server again on the same port and data after ``interrupt()``, and waits until
+    /// it accepts connections.
+    public func restart(within timeout: Duration = .seconds(60)) async throws {
+        guard !isRunning else { throw TestFailure("postgres on port \(port) is running") }
+        try await launch(within: timeout)
     }
 
     /// What the server has logged so far.
@@ -163,7 +174,12 @@ public final class PostgresProcess: Sendable {
         guard await copy.wait(timeout: .seconds(60)) == 0 else {
             throw TestFailure("copying the PostgreSQL template \(template.path) failed: \(copy.output())")
         }
+        try await launch(within: timeout)
+    }
 
+    /// Starts `postgres` on the data directory and waits until `pg_isready` says it accepts connections.
+    private func launch(within timeout: Duration) async throws {
+        let data = directory.appendingPathComponent("data")
         let (executable, arguments) = installation.command(
             "postgres", ["-D", data.path, "-p", "\(port)", "-h", "127.0.0.1", "-k", data.path, "-F"])
         let started = try await ChildProcess.spawn(executable, arguments, log: logFile)
