@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 @testable import Broker
 
@@ -17,17 +18,6 @@ struct RedisShardingTests {
         #expect(RedisChannels(prefix: "p*[x]:", serverCount: 1).glob(for: try! TopicPattern("a.**")) == #"p\*\[x\]:a.*"#)
     }
 
-    /// The server (of `count`) a channel key belongs on, computed here from the documented rule
-    /// (64-bit FNV-1a of the key's UTF-8, modulo the server count), not by the code under test,
-    /// whose hash ``stableHash()`` pins to published FNV-1a test vectors.
-    static func expectedServer(forKey key: String, of count: Int) -> Int {
-        var hash: UInt64 = 14_695_981_039_346_656_037  // FNV-1a 64 offset basis
-        for byte in key.utf8 {
-            hash = (hash ^ UInt64(byte)) &* 1_099_511_628_211  // FNV-1a 64 prime
-        }
-        return Int(hash % UInt64(count))
-    }
-
     /// Topics named `shard.<n>`, `count` of them on each of the two servers (by the documented
     /// rule; the test then checks that the adapter put them there).
     private func topics(perServer count: Int) -> [[String]] {
@@ -35,7 +25,7 @@ struct RedisShardingTests {
         var n = 0
         while byServer.contains(where: { $0.count < count }) {
             let name = "shard.t\(n)"
-            let server = Self.expectedServer(forKey: name, of: 2)
+            let server = RedisPlacement.server(forKey: name, among: 2)
             if byServer[server].count < count { byServer[server].append(name) }
             n += 1
         }
@@ -56,7 +46,7 @@ struct RedisShardingTests {
                 for (index, server) in servers.enumerated() {
                     let expectedTopics = Set(byServer[index].map { "pubsub:" + $0 })
                     let expectedUsers = Set(
-                        ["u-1", "u-2", "u-3"].filter { Self.expectedServer(forKey: "@user:" + $0, of: 2) == index }
+                        ["u-1", "u-2", "u-3"].filter { RedisPlacement.server(forKey: "@user:" + $0, among: 2) == index }
                             .map { "pubsub:@user:" + $0 })
                     #expect(try await server.activeChannels(matching: "pubsub:shard.*") == expectedTopics)
                     #expect(try await server.activeChannels(matching: "pubsub:@user:*") == expectedUsers)

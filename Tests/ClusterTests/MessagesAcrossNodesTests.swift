@@ -43,12 +43,6 @@ extension ClusterTests {
                     let direct = try await HTTP.post(
                         "\(cluster.node(3).baseURL)/api/messages", json: ["recipientId": bobId, "content": "psst"], headers: bearer)
                     #expect(direct.status == 201)
-                    // Markers from node 3, after the two events, on both of their topics (bob may
-                    // publish on his own inbox): they follow the events' routes.
-                    let nodeThree = try await cluster.node(3).connect(as: bobId)
-                    let markers = [
-                        try await nodeThree.publishMarker(topic: "rooms.lobby"), try await nodeThree.publishMarker(topic: inbox),
-                    ]
 
                     let first = try await socket.next(type: "message")
                     #expect(first["topic"] as? String == "rooms.lobby")
@@ -58,6 +52,12 @@ extension ClusterTests {
                     let second = try await socket.next(type: "message")
                     #expect(second["topic"] as? String == inbox)
                     #expect((second["data"] as? [String: Any])?["content"] as? String == "psst")
+                    // Markers from node 3, once both events are in, on both of their topics (bob
+                    // may publish on his own inbox): they follow the events' routes.
+                    let nodeThree = try await cluster.node(3).connect(as: bobId)
+                    let markers = [
+                        try await nodeThree.publishMarker(topic: "rooms.lobby"), try await nodeThree.publishMarker(topic: inbox),
+                    ]
                     #expect(try await socket.messages(before: markers) == [], "each event once")
 
                     // The conversation is stored once, readable from any node.
