@@ -3,6 +3,10 @@ import Foundation
 import Testing
 import TestSupport
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 @Suite("Connection lifecycle: limits, keep-alive, expiry, shutdown")
 struct LifecycleTests {
     @Test("the connection past WEBSOCKET_MAX_CONNECTIONS_PER_IP is refused with HTTP 429 and a clear error")
@@ -173,6 +177,29 @@ struct LifecycleTests {
             #expect(try await clients[0].closeCode() == 1001)
             await clients[0].close(code: 1001)
             await shutdown.value
+        }
+    }
+
+    @Test("a node that cannot bind its port is reported with the reason, not waited for")
+    func portTaken() async throws {
+        // A listening socket holds a port; the node is told to bind it.
+        let holder = LoopbackPort.tcpSocket()
+        defer { close(holder) }
+        #expect(LoopbackPort.withAddress(0) { bind(holder, $0, $1) } == 0)
+        #expect(listen(holder, 1) == 0)
+        var address = sockaddr_in()
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(holder, $0, &length) }
+        }
+        let port = Int(UInt16(bigEndian: address.sin_port))
+        do {
+            try await withNode(["HTTP_PORT": "\(port)"], startTimeout: .seconds(30)) { _ in
+                Issue.record("the node started on a taken port")
+            }
+            Issue.record("withNode returned for a node that cannot bind")
+        } catch let failure as TestFailure {
+            #expect(failure.description.contains("stopped before it listened"), "\(failure)")
         }
     }
 
