@@ -19,18 +19,20 @@ import Logging
 /// channel name without prefix, modulo the number of servers, in the listed order; the same on
 /// every node), and patterns are subscribed on every server.
 ///
-/// **Failover, per server:** `connecting -> connected -> fallback -> connected`. The node starts
-/// while Redis is down. While a server is not connected, a message whose channel lives on it is
-/// delivered to this node's subscribers at once (counted in `publishedInFallback`) and never
-/// reaches other nodes, not even later. On reconnect the server link resubscribes every live
-/// interest and only then publishes through Redis again. Each transition is logged once (info
-/// when connected, warning with the error on fallback), counted in
+/// **Failover, per server** (``RedisLinkStateMachine``): `connecting -> connected -> fallback
+/// -> connected`. The node starts while Redis is down. A server that refuses, closes, or does
+/// not answer within `timeout` (`PUBSUB_REDIS_TIMEOUT`; every connection is pinged when idle)
+/// is unreachable. While a server is not connected, a message whose channel lives on it is
+/// delivered to this node's subscribers only (counted in `publishedInFallback`). On reconnect
+/// the server link resubscribes every live interest and, once a `PING` sent after the
+/// resubscribes is answered, publishes through Redis again. Each transition is logged once
+/// (info when connected, warning with the error on fallback), counted in
 /// `chorus_redis_transitions_total{to=...}` and shown in ``status()``.
 ///
 /// **Threads.** `publish`, `addInterest` and `removeInterest` may be called from any thread
-/// and only take a short lock: they never wait for Redis. `deliver` is called on the server
-/// links' subscriber threads (messages from Redis, one batch per read burst) and, in fallback,
-/// on the publishing thread (local delivery).
+/// and only take a short lock: they never wait for Redis, and never deliver. `deliver` is
+/// called on the server links' subscriber threads only: messages from Redis (one batch per
+/// read burst) and, in fallback, this node's own publishes.
 ///
 /// ``start(deliver:)`` sets `SIGPIPE` to ignored for the whole process: hiredis writes with
 /// `write(2)`, and a write to a connection Redis just closed must fail with `EPIPE` rather
@@ -45,14 +47,18 @@ public final class RedisAdapter: PubSubAdapter {
     ///   - urls: the servers of `PUBSUB_REDIS_URL` (see ``RedisURL/parseList(_:)``), in order.
     ///   - prefix: `PUBSUB_REDIS_PREFIX`, prepended to every channel.
     ///   - nodeId: this node's `NODE_ID`, shown in Redis' `CLIENT LIST` as `chorus:<nodeId>:sub`/`:pub`.
-    ///   - publishQueueLimit: messages waiting for each server's publisher thread; past it,
-    ///     publishes are dropped and counted.
+    ///   - timeout: `PUBSUB_REDIS_TIMEOUT`: longest wait for any answer from Redis (a connect,
+    ///     a `PUBLISH`, a `PING`) before the connection counts as failed.
+    ///   - publishQueueLimit: messages waiting in each of a server's queues (to its publisher
+    ///     thread, and in fallback to local delivery); past it, publishes are dropped and counted.
+    ///   - publishQueueBytes: the same limit in bytes of encoded messages.
     public init(
-        urls: [RedisURL], prefix: String = "pubsub:", nodeId: String, publishQueueLimit: Int = 65_536,
-        logger: Logger
+        urls: [RedisURL], prefix: String = "pubsub:", nodeId: String, timeout: Duration = .milliseconds(1500),
+        publishQueueLimit: Int = 65_536, publishQueueBytes: Int = 64 * 1_048_576, logger: Logger
     ) {
         precondition(!urls.isEmpty, "RedisAdapter needs at least one Redis URL")
-        precondition(publishQueueLimit > 0, "publishQueueLimit must be positive")
+        precondition(publishQueueLimit > 0 && publishQueueBytes > 0, "publish queue limits must be positive")
+        precondition(timeout > .zero, "timeout must be positive")
         let channels = RedisChannels(prefix: prefix, serverCount: urls.count)
         let counters = RedisAdapterCounters()
         let overall = RedisOverallState(serverCount: urls.count)
@@ -61,8 +67,8 @@ public final class RedisAdapter: PubSubAdapter {
         self.overall = overall
         self.links = urls.enumerated().map { index, url in
             RedisServerLink(
-                url: url, channels: channels, nodeId: nodeId, queueLimit: publishQueueLimit, logger: logger,
-                counters: counters,
+                url: url, channels: channels, nodeId: nodeId, timeout: timeout, queueLimit: publishQueueLimit,
+                queueByteLimit: publishQueueBytes, logger: logger, counters: counters,
                 onTransition: { state, count in overall.record(server: index, state: state, count: count) })
         }
     }

@@ -11,18 +11,17 @@ import Foundation
 /// Commands are sent with `redisCommandArgv` / `redisAppendCommandArgv` (hiredis' variadic
 /// `redisCommand` cannot be called from Swift), so every argument is binary-safe.
 ///
-/// **Timeouts.** The connect has a timeout, TCP keepalive is on, and the socket gets a send and
-/// receive timeout (`redisSetTimeout`) for the handshake and for the publisher's blocking
-/// round trips. hiredis 0.14 marks a context as failed after a read timeout, which is fine
-/// where a timeout means "Redis is stuck, reconnect", but fatal for a subscriber that wants to
-/// wake up periodically; a subscriber therefore `poll`s ``fileDescriptor`` and calls
-/// ``readAvailable()`` only when the socket is readable, so a blocking read never waits.
+/// **Timeouts.** A blocking connection (the publisher's) has a connect timeout, and its socket
+/// a send and receive timeout (`redisSetTimeout`) for every round trip: a late answer fails
+/// with ``RedisConnectionError/isTimeout``. A non-blocking connection (the subscriber's) never
+/// waits in a call: its owner `poll`s ``fileDescriptor`` and keeps its own deadlines. TCP
+/// keepalive is on for both.
 final class RedisConnection {
     let url: RedisURL
     private let context: UnsafeMutablePointer<redisContext>
 
     /// Connects, turns on TCP keepalive, authenticates (`AUTH [user] password`) and selects the
-    /// database, each step bounded by `timeout`.
+    /// database, each step bounded by `timeout`: a *blocking* connection (the publisher's).
     ///
     /// - Parameter clientName: shown by `CLIENT LIST` on the server (spaces are replaced).
     init(connectingTo url: RedisURL, timeout: Duration, clientName: String? = nil) throws(RedisConnectionError) {
@@ -32,28 +31,69 @@ final class RedisConnection {
             throw RedisConnectionError("connect to \(url.server): cannot allocate a hiredis context")
         }
         guard context.pointee.err == 0 else {
-            let message = Self.errorString(context)
+            let error = Self.error("connect to \(url.server)", context)
             redisFree(context)
-            throw RedisConnectionError("connect to \(url.server): \(message)")
+            throw error
         }
         self.context = context
         // From here on `deinit` frees the context, also when a step below throws.
         guard redisEnableKeepAlive(context) == REDIS_OK, redisSetTimeout(context, limit) == REDIS_OK else {
-            throw RedisConnectionError("connect to \(url.server): \(Self.errorString(context))")
+            throw failure("connect")
         }
-        if let password = url.password {
-            let arguments = url.user.map { ["AUTH", $0, password] } ?? ["AUTH", password]
-            if case .error(let message) = try command(arguments) {
-                throw RedisConnectionError("AUTH on \(url.server) failed: \(message)")
+        for arguments in Self.handshake(url, clientName: clientName) {
+            if case .error(let message) = try command(arguments), Self.mustSucceed(arguments[0]) {
+                throw RedisConnectionError("\(arguments[0]) on \(url.server) failed: \(message)")
             }
         }
-        if url.database != 0, case .error(let message) = try command(["SELECT", String(url.database)]) {
-            throw RedisConnectionError("SELECT \(url.database) on \(url.server) failed: \(message)")
+    }
+
+    /// Starts a *non-blocking* connection (the subscriber's): the TCP connect is under way when
+    /// this returns, and the handshake commands (`AUTH`, `SELECT`, `CLIENT SETNAME`) are
+    /// appended, not sent. The owner polls ``fileDescriptor`` for writability, calls
+    /// ``finishConnect()`` and ``writePending()``, and reads their replies (an error reply means
+    /// the handshake failed) before those of the commands it appends next.
+    ///
+    /// Only the host name lookup may block (none for an IP address).
+    init(startingConnectTo url: RedisURL, clientName: String? = nil) throws(RedisConnectionError) {
+        self.url = url
+        guard let context = redisConnectNonBlock(url.host, Int32(url.port)) else {
+            throw RedisConnectionError("connect to \(url.server): cannot allocate a hiredis context")
         }
+        guard context.pointee.err == 0 else {
+            let error = Self.error("connect to \(url.server)", context)
+            redisFree(context)
+            throw error
+        }
+        self.context = context
+        guard redisEnableKeepAlive(context) == REDIS_OK else { throw failure("connect") }
+        let handshake = Self.handshake(url, clientName: clientName)
+        for arguments in handshake {
+            try append(arguments)
+        }
+        handshakeCommands = handshake.map { $0[0] }
+    }
+
+    /// Non-blocking connections: the commands of the handshake appended at the start, whose
+    /// replies come first.
+    private(set) var handshakeCommands: [String] = []
+
+    /// Whether a refusal of handshake command `name` fails the connection: `AUTH` and `SELECT`
+    /// do; `CLIENT SETNAME` is only a label, which a restricted ACL user may be denied.
+    static func mustSucceed(_ name: String) -> Bool {
+        name != "CLIENT"
+    }
+
+    /// The commands that prepare a fresh connection.
+    private static func handshake(_ url: RedisURL, clientName: String?) -> [[String]] {
+        var commands: [[String]] = []
+        if let password = url.password {
+            commands.append(url.user.map { ["AUTH", $0, password] } ?? ["AUTH", password])
+        }
+        if url.database != 0 { commands.append(["SELECT", String(url.database)]) }
         if let clientName {
-            let name = String(clientName.map { $0.isWhitespace || !$0.isASCII ? "_" : $0 })
-            _ = try command(["CLIENT", "SETNAME", name])
+            commands.append(["CLIENT", "SETNAME", String(clientName.map { $0.isWhitespace || !$0.isASCII ? "_" : $0 })])
         }
+        return commands
     }
 
     deinit {
@@ -80,6 +120,7 @@ final class RedisConnection {
             redisAppendCommandArgv(context, argc, argv, lengths)
         }
         guard status == REDIS_OK else { throw failure("append") }
+        hasPendingOutput = true
     }
 
     /// Appends one command made of text arguments.
@@ -87,11 +128,35 @@ final class RedisConnection {
         try append(arguments.map { Array($0.utf8) })
     }
 
+    /// Commands appended and not yet completely written.
+    private(set) var hasPendingOutput = false
+
     /// Writes everything appended so far (blocking, bounded by the send timeout).
     func flush() throws(RedisConnectionError) {
         var done: Int32 = 0
         while done == 0 {
             guard redisBufferWrite(context, &done) == REDIS_OK else { throw failure("write") }
+        }
+        hasPendingOutput = false
+    }
+
+    /// Non-blocking connections: one `write(2)` of what is pending, as much as the socket takes.
+    func writePending() throws(RedisConnectionError) {
+        var done: Int32 = 0
+        guard redisBufferWrite(context, &done) == REDIS_OK else { throw failure("write") }
+        hasPendingOutput = done == 0
+    }
+
+    /// Non-blocking connections: after `poll` reported the connecting socket writable, throws
+    /// when the TCP connect failed (refused, unreachable).
+    func finishConnect() throws(RedisConnectionError) {
+        var code: Int32 = 0
+        var length = socklen_t(MemoryLayout<Int32>.size)
+        guard getsockopt(fileDescriptor, SOL_SOCKET, SO_ERROR, &code, &length) == 0 else {
+            throw RedisConnectionError("connect to \(url.server): \(String(cString: strerror(errno)))")
+        }
+        if code != 0 {
+            throw RedisConnectionError("connect to \(url.server): \(String(cString: strerror(code)))")
         }
     }
 
@@ -122,7 +187,17 @@ final class RedisConnection {
     // MARK: - Helpers
 
     private func failure(_ operation: String) -> RedisConnectionError {
-        RedisConnectionError("\(operation) on \(url.server): \(Self.errorString(context))")
+        Self.error("\(operation) on \(url.server)", context)
+    }
+
+    /// The context's error; a timeout is hiredis' I/O error with `EAGAIN` (a socket timeout).
+    private static func error(_ operation: String, _ context: UnsafeMutablePointer<redisContext>) -> RedisConnectionError {
+        // hiredis wrote `strerror(errno)` into `errstr` when the call failed.
+        let text = errorString(context)
+        let timedOut = context.pointee.err == REDIS_ERR_IO
+            && (text == String(cString: strerror(EAGAIN)) || text == String(cString: strerror(ETIMEDOUT)))
+        let message = timedOut ? "no answer within the timeout" : text
+        return RedisConnectionError("\(operation): \(message)", isTimeout: timedOut)
     }
 
     private static func errorString(_ context: UnsafeMutablePointer<redisContext>) -> String {

@@ -21,8 +21,8 @@ struct RedisSubscriptionReader {
         var envelopes: [Envelope] = []
         var malformed = 0
         var lastProblem: String?
-        /// Subscribe and unsubscribe confirmations seen.
-        var confirmations = 0
+        /// Answers to `PING` seen (readiness markers and keepalives), in the order they were sent.
+        var pongs = 0
     }
 
     private var outcome = Outcome()
@@ -52,12 +52,14 @@ struct RedisSubscriptionReader {
                     case .bulk(let payload) = items[3]
                 else { return }
                 receive(payload, channel: channel, glob: glob)
-            } else if kind.elementsEqual("subscribe".utf8) || kind.elementsEqual("unsubscribe".utf8)
-                || kind.elementsEqual("psubscribe".utf8) || kind.elementsEqual("punsubscribe".utf8)
-            {
-                outcome.confirmations += 1
+            } else if kind.elementsEqual("pong".utf8) {
+                outcome.pongs += 1
             }
-        // Anything else ("pong") only shows that the connection is alive.
+        // Anything else ((p)(un)subscribe confirmations) needs no answer: the marker `PING`
+        // after them says they are all done.
+        case .status(let text) where text == "PONG":
+            // A `PING` on a connection with no subscription at all.
+            outcome.pongs += 1
         case .error(let message):
             throw RedisConnectionError("subscriber refused by Redis: \(message)")
         default:

@@ -56,13 +56,13 @@ public final class ChorusNode: Service, Sendable {
             case .redis:
                 RedisAdapter(
                     urls: configuration.redisURLs, prefix: configuration.redisPrefix, nodeId: configuration.nodeId,
-                    logger: logger)
+                    timeout: configuration.redisTimeout, logger: logger)
             }
         self.store = configuration.database.map {
             makeStore($0, logger: logger, configuration: StoreConfiguration(requestTimeout: configuration.databaseTimeout))
         }
         self.context = NodeContext(
-            configuration: configuration, verifier: try TokenVerifier(key: configuration.tokenKey),
+            configuration: configuration, verifier: try TokenVerifier(key: configuration.tokenKey, rules: configuration.tokenRules),
             broker: PubSubBroker(adapter: adapter), group: eventLoopGroup, metrics: metrics, logger: logger)
     }
 
@@ -139,6 +139,9 @@ public final class ChorusNode: Service, Sendable {
 
     public func run() async throws {
         let router = Router(context: NodeRequestContext.self)
+        router.add(middleware: MetricsMiddleware())
+        if let origins = configuration.corsAllowedOrigins { router.add(middleware: CORSPolicy(origins: origins)) }
+        router.add(middleware: HTTPErrorMiddleware())
         router.add(middleware: BackendErrorMiddleware())
         let sampler = RateSampler()
         let directory: (any NodeDirectory)? =
@@ -190,7 +193,11 @@ public final class ChorusNode: Service, Sendable {
         groupConfiguration.maximumCancellationDuration = .seconds(2)
         let serviceGroup = ServiceGroup(configuration: groupConfiguration)
         self.serviceGroup.withLock { $0 = serviceGroup }
-        try await serviceGroup.run()
+        do {
+            try await serviceGroup.run()
+        } catch {
+            throw listenError(error) ?? error
+        }
         logger.info("node stopped")
     }
 
@@ -200,6 +207,19 @@ public final class ChorusNode: Service, Sendable {
     /// is no clean stop.
     static func closeHandshakeBudget(_ drainTimeout: Duration) -> Duration {
         drainTimeout - min(drainTimeout / 4, .seconds(1))
+    }
+
+    /// `error` as a ``ListenError`` naming the listener that is not bound yet, when it is a
+    /// failure to listen.
+    private func listenError(_ error: any Error) -> ListenError? {
+        guard let reason = ListenError.reason(of: error) else { return nil }
+        if ports.withLock({ $0.http }) == nil {
+            return ListenError(
+                variable: "HTTP_PORT", host: configuration.httpHost, port: configuration.httpPort, reason: reason)
+        }
+        return ListenError(
+            variable: "WEBSOCKET_PORT", host: configuration.websocketHost, port: configuration.websocketPort,
+            reason: reason)
     }
 
     /// Answers every plain HTTP request on a WebSocket-only listener.
@@ -293,9 +313,12 @@ struct DrainService: Service {
 
     func run() async throws {
         try? await gracefulShutdown()
+        // A node that never became ready (a listener failed to bind) says nothing of draining,
+        // so the reason it stops is the last thing in its log.
+        let wasReady = readiness.state == .ready
         readiness.set(.draining)
-        logger.info("draining: not ready, closing WebSockets with 1001")
+        if wasReady { logger.info("draining: not ready, closing WebSockets with 1001") }
         await hub.closeAll(.goingAway, reason: "node shutting down", within: budget)
-        logger.info("WebSockets closed")
+        if wasReady { logger.info("WebSockets closed") }
     }
 }

@@ -18,13 +18,13 @@ actor ConnectionRegistry {
     private let broker: PubSubBroker
     private let counters: NodeCounters
     private let metrics: NodeMetrics
-    private var sessions: [Int: SessionRef] = [:]
-    /// The index and the user table hold the sessions themselves, not ids, so a delivery goes
-    /// from a match straight to the session's write with no lookup per subscriber.
+    private var sessions: [Int: WebSocketSession] = [:]
+    /// The index and the user table hold the sessions' transports themselves, not ids, so a
+    /// delivery goes from a match straight to the socket write with no lookup per subscriber.
     private var sessionsByUser: [String: UserSessions] = [:]
     private var subscriptions = SubscriptionIndex<SessionRef>()
-    /// Sessions written to during the current drain, flushed once at its end.
-    private var pendingFlush: [WebSocketSession] = []
+    /// Transports written to during the current drain, flushed once at its end.
+    private var pendingFlush: [WebSocketTransport] = []
     private let allocator = ByteBufferAllocator()
     /// Token deadlines of this loop's sessions, with one timer for the earliest.
     private var expiries = TokenExpiries()
@@ -58,21 +58,22 @@ actor ConnectionRegistry {
     // MARK: Membership (called by sessions on this loop)
 
     func add(_ session: NIOLoopBound<WebSocketSession>, id: Int) {
-        sessions[id] = SessionRef(session.value)
+        sessions[id] = session.value
     }
 
     /// Forgets session `id` and releases everything it held in the broker.
     func remove(_ id: Int) {
-        guard let ref = sessions.removeValue(forKey: id) else { return }
-        for pattern in ref.session.subscriptions {
+        guard let session = sessions.removeValue(forKey: id) else { return }
+        let ref = SessionRef(session)
+        for pattern in session.subscriptions {
             subscriptions.remove(pattern, ref)
             broker.release(Self.interest(pattern))
         }
-        if let user = ref.session.user { forget(ref, user: user.id) }
+        if let user = session.user { forget(ref, user: user.id) }
     }
 
     func authenticate(_ id: Int, as userId: String) {
-        guard let ref = sessions[id] else { return }
+        guard let ref = sessions[id].map(SessionRef.init) else { return }
         if sessionsByUser[userId] == nil {
             sessionsByUser[userId] = .one(ref)
             broker.retain(.user(userId))
@@ -82,12 +83,12 @@ actor ConnectionRegistry {
     }
 
     func subscribe(_ id: Int, to pattern: TopicPattern) {
-        guard let ref = sessions[id] else { return }
+        guard let ref = sessions[id].map(SessionRef.init) else { return }
         if subscriptions.insert(pattern, ref) { broker.retain(Self.interest(pattern)) }
     }
 
     func unsubscribe(_ id: Int, from pattern: TopicPattern) {
-        guard let ref = sessions[id] else { return }
+        guard let ref = sessions[id].map(SessionRef.init) else { return }
         if subscriptions.remove(pattern, ref) { broker.release(Self.interest(pattern)) }
     }
 
@@ -108,7 +109,7 @@ actor ConnectionRegistry {
     func expireToken(of id: Int, at deadline: NIODeadline) {
         expiries.add(deadline, sessionId: id)
         if expiries.count > 64 && expiries.count > 2 * sessions.count {
-            expiries.compact { sessions[$0.sessionId]?.session.tokenDeadline == $0.deadline }
+            expiries.compact { sessions[$0.sessionId]?.tokenDeadline == $0.deadline }
         }
         scheduleExpiryTimer()
     }
@@ -129,8 +130,8 @@ actor ConnectionRegistry {
         expiryTimer = nil
         let now = NIODeadline.now()
         while let entry = expiries.popDue(now: now) {
-            guard let ref = sessions[entry.sessionId], ref.session.tokenDeadline == entry.deadline else { continue }
-            ref.session.tokenDidExpire()
+            guard let session = sessions[entry.sessionId], session.tokenDeadline == entry.deadline else { continue }
+            session.tokenDidExpire()
         }
         scheduleExpiryTimer()
     }
@@ -180,27 +181,33 @@ actor ConnectionRegistry {
     @discardableResult
     func deliver(_ deliveries: [Delivery]) -> Int {
         var written = 0
+        var arrivals: [NIODeadline] = []
         for delivery in deliveries {
+            let before = written
             if let userId = delivery.userId {
-                sessionsByUser[userId]?.forEach { ref in written += write(delivery.frame, to: ref.session) }
+                sessionsByUser[userId]?.forEach { ref in written += write(delivery.frame, to: ref.transport) }
             } else if let topic = delivery.topic {
-                subscriptions.forEachMatch(topic) { ref in written += write(delivery.frame, to: ref.session) }
+                subscriptions.forEachMatch(topic) { ref in written += write(delivery.frame, to: ref.transport) }
             }
+            if written > before { arrivals.append(delivery.arrivedAt) }
         }
-        for session in pendingFlush { session.flush() }
+        for transport in pendingFlush { transport.flush() }
         pendingFlush.removeAll(keepingCapacity: true)
         if written > 0 {
             counters.messagesOut.add(written, ordering: .relaxed)
             metrics.delivered(written)
+            // One sample per message per loop: from its arrival to the flush of its last write here.
+            let now = NIODeadline.now()
+            for arrival in arrivals { metrics.deliveryLatency(now - arrival) }
         }
         return written
     }
 
-    private func write(_ frame: OutboundFrame, to session: WebSocketSession) -> Int {
-        guard session.write(frame) else { return 0 }
-        if !session.needsFlush {
-            session.needsFlush = true
-            pendingFlush.append(session)
+    private func write(_ frame: OutboundFrame, to transport: WebSocketTransport) -> Int {
+        guard transport.write(frame) else { return 0 }
+        if !transport.needsFlush {
+            transport.needsFlush = true
+            pendingFlush.append(transport)
         }
         return 1
     }
@@ -210,30 +217,30 @@ actor ConnectionRegistry {
     /// Pings every session, closing the ones silent for longer than `timeout`.
     func sweep(now: NIODeadline, timeout: TimeAmount) {
         let ping = OutboundFrame.ping(allocator: allocator)
-        for ref in sessions.values {
-            ref.session.keepAlive(now: now, timeout: timeout, ping: ping)
+        for session in sessions.values {
+            session.transport.keepAlive(now: now, timeout: timeout, ping: ping)
         }
+    }
+
+    /// Drops every connection at once, without waiting for a close handshake (a shutdown that
+    /// has run out of time).
+    func abortAll() {
+        for session in sessions.values { session.transport.abort() }
     }
 
     /// Starts closing every session with `code` (1001 at shutdown) and returns when each
     /// channel will have closed: after the client's close reply, or the session's close timeout.
-    /// Drops every connection at once, without waiting for a close handshake (a shutdown that
-    /// has run out of time).
-    func abortAll() {
-        for ref in sessions.values { ref.session.abort() }
-    }
-
     func closeAll(_ code: CloseCode, reason: String) -> [EventLoopFuture<Void>] {
-        sessions.values.compactMap { ref in
-            ref.session.close(code, reason: reason)
-            return ref.session.closeFuture
+        sessions.values.compactMap { session in
+            session.transport.close(code, reason: reason)
+            return session.transport.closeFuture
         }
     }
 
     func snapshot() -> RegistrySnapshot {
         var snapshot = RegistrySnapshot()
         snapshot.connections = sessions.count
-        for ref in sessions.values where ref.session.user != nil {
+        for session in sessions.values where session.user != nil {
             snapshot.authenticated += 1
         }
         snapshot.subscriptions = subscriptions.count
@@ -242,22 +249,23 @@ actor ConnectionRegistry {
     }
 }
 
-/// A session as a key of the registry's tables, hashed by identity.
+/// A session as a key of the registry's tables: its transport, what a delivery writes to,
+/// hashed by identity.
 ///
 /// `@unchecked Sendable` because `SubscriptionIndex` asks its keys to be: the index holding it
 /// lives inside one registry, isolated to that registry's event loop, which is also the
-/// session's loop, so the session is only ever touched there.
+/// transport's loop, so the transport is only ever touched there.
 struct SessionRef: Hashable, @unchecked Sendable {
-    let session: WebSocketSession
+    let transport: WebSocketTransport
 
     init(_ session: WebSocketSession) {
-        self.session = session
+        self.transport = session.transport
     }
 
-    static func == (lhs: SessionRef, rhs: SessionRef) -> Bool { lhs.session === rhs.session }
+    static func == (lhs: SessionRef, rhs: SessionRef) -> Bool { lhs.transport === rhs.transport }
 
     func hash(into hasher: inout Hasher) {
-        hasher.combine(ObjectIdentifier(session))
+        hasher.combine(ObjectIdentifier(transport))
     }
 }
 
@@ -266,6 +274,8 @@ struct Delivery: Sendable {
     var topic: Topic?
     var userId: String?
     var frame: OutboundFrame
+    /// When the message reached this node (from the adapter), for the delivery latency metric.
+    var arrivedAt: NIODeadline
 }
 
 /// What one registry holds, for `/stats`.

@@ -149,7 +149,7 @@ struct NodeChildChannel: ServerChildChannel, HTTPChannelHandler {
             }
             switch upgradeResult {
             case .websocket:
-                // The WebSocketSession owns the channel from here on.
+                // The WebSocketTransport (and its WebSocketSession) owns the channel from here on.
                 return
             case .notUpgraded(let http):
                 await handleHTTP(asyncChannel: http, logger: logger)

@@ -26,6 +26,8 @@ public struct NodeConfiguration: Sendable {
     public var httpPort = 3000
     /// `WEBSOCKET_ENABLED`: serve `/ws` at all.
     public var websocketEnabled = true
+    /// `DASHBOARD_ENABLED`: serve the live cluster page at `GET /dashboard`.
+    public var dashboardEnabled = true
     /// `WEBSOCKET_HOST`: address the WebSocket listener binds when it has its own port.
     public var websocketHost = "0.0.0.0"
     /// `WEBSOCKET_PORT`: defaults to `httpPort` (one port for both).
@@ -43,11 +45,12 @@ public struct NodeConfiguration: Sendable {
     public var maxMessageSize = 1_048_576
     /// `WEBSOCKET_MAX_SUBSCRIPTIONS`: topics and patterns one connection may hold.
     public var maxSubscriptionsPerConnection = 100
-    /// `WEBSOCKET_MAX_PENDING_BYTES`: unsent bytes one connection may queue before it is closed
-    /// as a slow consumer (4008).
+    /// `WEBSOCKET_MAX_PENDING_BYTES`: unsent bytes one connection may queue (deliveries, replies,
+    /// pongs) before it is closed as a slow consumer (4008); over it the node stops reading it.
     public var maxPendingBytes = 1_048_576
-    /// `WEBSOCKET_MAX_MESSAGES_PER_SECOND`: client messages per second per connection; the excess
-    /// is refused with an `error` (429).
+    /// `WEBSOCKET_MAX_MESSAGES_PER_SECOND`: client messages per second per connection (text,
+    /// binary, pings, pongs); the excess is dropped with an `error` (429) once a second, and a
+    /// client that keeps flooding is closed (1008, see `MessageRateLimiter`).
     public var maxMessagesPerSecond = 100
     /// `PUBSUB_ADAPTER`: `memory` or `redis`.
     public var adapter: Adapter = .memory
@@ -55,14 +58,32 @@ public struct NodeConfiguration: Sendable {
     public var redisURLs: [RedisURL] = []
     /// `PUBSUB_REDIS_PREFIX`: prefix of every Redis channel.
     public var redisPrefix = "pubsub:"
+    /// `PUBSUB_REDIS_TIMEOUT` (ms): longest wait for any answer from Redis (connect, `PUBLISH`,
+    /// keepalive `PING`, sent after a third of it idle) before the connection counts as failed
+    /// and the node falls back to local delivery.
+    public var redisTimeout: Duration = .milliseconds(1_500)
     /// `PUBSUB_MEMORY_MAX_MESSAGES`: messages the memory adapter may hold before dispatch.
     public var memoryMaxMessages = 10_000
     /// `JWT_SECRET` or `JWT_PUBLIC_KEY_FILE`.
     public var tokenKey: TokenKey
+    /// `JWT_ISSUER`, `JWT_AUDIENCE`, `JWT_REQUIRE_EXP`, `JWT_LEEWAY` (ms): what a token's claims
+    /// must hold (see ``TokenVerifier/Rules``).
+    public var tokenRules = TokenVerifier.Rules()
     /// `API_KEY`: lets servers call `POST /api/publish` without a token.
     public var apiKey: String?
-    /// `TRUSTED_PROXIES`: addresses whose `X-Forwarded-For` is believed (comma-separated IPs).
-    public var trustedProxies: Set<String> = []
+    /// `WEBSOCKET_ALLOWED_ORIGINS`: browser origins that may open `/ws` (`*` or a comma-separated
+    /// list); an upgrade with another `Origin` gets 403. Nil (unset): any origin, and clients
+    /// that send none (servers, mobile apps).
+    public var websocketAllowedOrigins: AllowedOrigins?
+    /// `CORS_ALLOWED_ORIGINS`: browser origins that may call the HTTP API from their pages (`*` or
+    /// a comma-separated list). Nil (unset): no CORS headers, so browsers allow same-origin only.
+    public var corsAllowedOrigins: AllowedOrigins?
+    /// `STATS_TOKEN`: when set, `/stats` and `/metrics` answer only
+    /// `Authorization: Bearer <STATS_TOKEN>` (they show client addresses and cluster internals).
+    public var statsToken: String?
+    /// `TRUSTED_PROXIES`: peers whose `X-Forwarded-For` is believed (comma-separated addresses
+    /// or CIDR ranges, IPv4 or IPv6; an IPv4 range also matches IPv4-mapped IPv6 peers).
+    public var trustedProxies: [IPRange] = []
     /// `NODE_ID`: this node's name in logs, envelopes and cluster stats.
     public var nodeId: String
     /// `LOG_LEVEL`: trace, debug, info, notice, warning, error, critical.
@@ -110,14 +131,18 @@ public struct NodeConfiguration: Sendable {
 }
 
 extension NodeConfiguration {
+    /// The shortest `JWT_SECRET` a node accepts (and `chorus token` signs with).
+    public static let minimumSecretBytes = 16
+
     /// Reads the configuration from environment variables.
     /// - Throws: ``ConfigurationError`` naming the first bad variable.
     public init(environment env: [String: String]) throws(ConfigurationError) {
         let reader = EnvironmentReader(env)
         let tokenKey: TokenKey
         if let secret = reader.string("JWT_SECRET") {
-            guard secret.utf8.count >= 16 else {
-                throw ConfigurationError("JWT_SECRET", "must be at least 16 bytes long, got \(secret.utf8.count)")
+            guard secret.utf8.count >= Self.minimumSecretBytes else {
+                throw ConfigurationError(
+                    "JWT_SECRET", "must be at least \(Self.minimumSecretBytes) bytes long, got \(secret.utf8.count)")
             }
             tokenKey = .hmacSecret(Array(secret.utf8))
         } else if let path = reader.string("JWT_PUBLIC_KEY_FILE") {
@@ -140,9 +165,12 @@ extension NodeConfiguration {
             }
         }
 
+        tokenRules = try Self.tokenRules(environment: env)
+
         httpHost = reader.string("HTTP_HOST") ?? httpHost
         httpPort = try reader.port("HTTP_PORT") ?? httpPort
         websocketEnabled = try reader.bool("WEBSOCKET_ENABLED") ?? websocketEnabled
+        dashboardEnabled = try reader.bool("DASHBOARD_ENABLED") ?? dashboardEnabled
         websocketHost = reader.string("WEBSOCKET_HOST") ?? websocketHost
         websocketPort = try reader.port("WEBSOCKET_PORT") ?? httpPort
         pingInterval = try reader.milliseconds("WEBSOCKET_PING_INTERVAL") ?? pingInterval
@@ -172,11 +200,24 @@ extension NodeConfiguration {
             throw ConfigurationError("PUBSUB_REDIS_URL", Self.withoutVariable("PUBSUB_REDIS_URL", "\(error)"))
         }
         redisPrefix = reader.string("PUBSUB_REDIS_PREFIX") ?? redisPrefix
+        if let milliseconds = try reader.integer("PUBSUB_REDIS_TIMEOUT", in: 30...600_000) {
+            redisTimeout = .milliseconds(milliseconds)
+        }
         memoryMaxMessages = try reader.integer("PUBSUB_MEMORY_MAX_MESSAGES", in: 1...10_000_000) ?? memoryMaxMessages
 
         apiKey = reader.string("API_KEY")
+        statsToken = reader.string("STATS_TOKEN")
+        websocketAllowedOrigins = try reader.origins("WEBSOCKET_ALLOWED_ORIGINS")
+        corsAllowedOrigins = try reader.origins("CORS_ALLOWED_ORIGINS")
         if let proxies = reader.string("TRUSTED_PROXIES") {
-            trustedProxies = Set(proxies.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
+            trustedProxies = try proxies.split(separator: ",").map { entry throws(ConfigurationError) in
+                let text = entry.trimmingCharacters(in: .whitespaces)
+                guard let range = IPRange(text) else {
+                    throw ConfigurationError(
+                        "TRUSTED_PROXIES", "expected IP addresses or CIDR ranges (10.0.0.0/8, fd00::/8), got '\(text)'")
+                }
+                return range
+            }
         }
         if let level = reader.string("LOG_LEVEL") {
             guard let value = Logger.Level(rawValue: level.lowercased()) else {
@@ -211,6 +252,20 @@ extension NodeConfiguration {
 }
 
 extension NodeConfiguration {
+    /// The token rules alone (`JWT_ISSUER`, `JWT_AUDIENCE`, `JWT_REQUIRE_EXP`, `JWT_LEEWAY`), for
+    /// `chorus token` to mint what the node accepts.
+    public static func tokenRules(environment env: [String: String]) throws(ConfigurationError) -> TokenVerifier.Rules {
+        let reader = EnvironmentReader(env)
+        var rules = TokenVerifier.Rules()
+        rules.issuer = reader.string("JWT_ISSUER")
+        rules.audience = reader.string("JWT_AUDIENCE")
+        rules.requireExpiry = try reader.bool("JWT_REQUIRE_EXP") ?? rules.requireExpiry
+        if let leeway = try reader.integer("JWT_LEEWAY", in: 0...3_600_000) {
+            rules.leeway = .milliseconds(leeway)
+        }
+        return rules
+    }
+
     /// `message` without a leading `VARIABLE: ` (the URL parsers name their variable already).
     fileprivate static func withoutVariable(_ variable: String, _ message: String) -> String {
         message.hasPrefix("\(variable): ") ? String(message.dropFirst(variable.count + 2)) : message
@@ -249,6 +304,15 @@ private struct EnvironmentReader {
             throw ConfigurationError(name, "expected a positive number of milliseconds, got '\(text)'")
         }
         return .milliseconds(value)
+    }
+
+    func origins(_ name: String) throws(ConfigurationError) -> AllowedOrigins? {
+        guard let text = string(name) else { return nil }
+        do {
+            return try AllowedOrigins(parsing: text)
+        } catch {
+            throw ConfigurationError(name, error.description)
+        }
     }
 
     func bool(_ name: String) throws(ConfigurationError) -> Bool? {

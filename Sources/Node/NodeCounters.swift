@@ -17,6 +17,8 @@ public final class NodeCounters: Sendable {
     let backlogDropped = Atomic<Int>(0)
     /// Connections closed for not answering pings (4000).
     let pingTimeouts = Atomic<Int>(0)
+    /// Connections closed for flooding past `WEBSOCKET_MAX_MESSAGES_PER_SECOND` (1008).
+    let floods = Atomic<Int>(0)
 
     public init() {}
 }

@@ -8,6 +8,12 @@ public enum TokenError: Error, Equatable, CustomStringConvertible {
     case notYetValid
     case missingSubject
     case invalidGrants(String)
+    case criticalHeader
+    case missingExpiry
+    case wrongIssuer(String?)
+    case wrongAudience([String])
+    /// The subject breaks the user-id rule (``UserID``): the id and why.
+    case invalidSubject(String, reason: String)
 
     public var description: String {
         switch self {
@@ -20,6 +26,14 @@ public enum TokenError: Error, Equatable, CustomStringConvertible {
         case .notYetValid: "token not yet valid (nbf is in the future)"
         case .missingSubject: "token has no 'sub' or 'userId' claim"
         case .invalidGrants(let reason): "token grants are invalid: \(reason)"
+        case .criticalHeader: "token header has 'crit': this node understands no critical JWS extension"
+        case .missingExpiry: "token has no 'exp' claim: this node accepts only tokens that expire"
+        case .wrongIssuer(let issuer?): "token issuer '\(issuer.prefix(100))' is not the one this node trusts"
+        case .wrongIssuer(nil): "token has no 'iss' claim: this node requires its issuer"
+        case .wrongAudience(let audience) where audience.isEmpty: "token has no 'aud' claim: this node requires its audience"
+        case .wrongAudience: "token audience does not include this node's"
+        case .invalidSubject(let id, let reason):
+            "token subject '\(id.count > 64 ? id.prefix(64) + "…" : id)' cannot be a user id: it \(reason)"
         }
     }
 }

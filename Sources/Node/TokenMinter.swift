@@ -10,12 +10,16 @@ public struct TokenMinter: Sendable {
         self.secret = SymmetricKey(data: secret)
     }
 
-    /// A token for `subject` that expires `ttl` from `now` (no `exp` when nil).
+    /// A token for `subject` that expires `ttl` from `now` (no `exp` when nil: a node refuses it
+    /// unless `JWT_REQUIRE_EXP=false`), with `iss` and `aud` when given (a node with
+    /// `JWT_ISSUER` / `JWT_AUDIENCE` requires them).
     public func mint(
         subject: String, ttl: Duration? = .seconds(3600), notBefore: Date? = nil, grants: Grants? = nil,
-        now: Date = Date()
+        issuer: String? = nil, audience: String? = nil, now: Date = Date()
     ) -> String {
         var claims: [String: Any] = ["sub": subject, "iat": Int(now.timeIntervalSince1970)]
+        if let issuer { claims["iss"] = issuer }
+        if let audience { claims["aud"] = audience }
         if let ttl {
             // Whole seconds (rounded up), as most JWT libraries expect of a NumericDate.
             claims["exp"] = Int((now.timeIntervalSince1970 + Double(ttl.components.seconds)

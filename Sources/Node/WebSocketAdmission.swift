@@ -5,9 +5,11 @@ import NIOHTTP1
 /// Decides, during the HTTP upgrade, whether a client may open a WebSocket, and sets up the
 /// pipeline of the ones that may.
 ///
-/// A refused upgrade is answered in HTTP with the seed's error shape: 401 for a bad token given
-/// at the upgrade (`Authorization: Bearer` or `?token=`), 429 past
-/// `WEBSOCKET_MAX_CONNECTIONS_PER_IP`, 503 while the node drains.
+/// A refused upgrade is answered in HTTP with the seed's error shape, checked in this order,
+/// cheapest first: 403 for an `Origin` not in `WEBSOCKET_ALLOWED_ORIGINS`, 503 while the node
+/// drains, 429 past `WEBSOCKET_MAX_CONNECTIONS_PER_IP`, 503 past the node's limit, then 401 for
+/// a bad token given at the upgrade (`Authorization: Bearer` or `?token=`), so a refused client
+/// costs no signature check.
 struct WebSocketAdmission: Sendable {
     struct Accepted: Sendable {
         var remoteAddress: String
@@ -30,17 +32,18 @@ struct WebSocketAdmission: Sendable {
     func decide(head: HTTPRequestHead, channel: any Channel) -> Decision? {
         let (path, query) = Self.split(head.uri)
         guard path == "/ws" else { return nil }
+        // Browsers always send Origin on a WebSocket upgrade; other clients send none, and
+        // are not what this check protects (a page on a foreign origin using its visitors).
+        if let allowed = node.configuration.websocketAllowedOrigins, let origin = head.headers["Origin"].first,
+            !allowed.allows(origin)
+        {
+            return .refuse(Refusal(
+                status: 403, message: "origin '\(origin.prefix(200))' may not open a WebSocket here (WEBSOCKET_ALLOWED_ORIGINS)"))
+        }
         guard node.readiness.state == .ready else {
             return .refuse(Refusal(status: 503, message: "node is \(node.readiness.state): connect to another node"))
         }
-        var user: AuthenticatedUser?
-        if let token = Self.token(head: head, query: query) {
-            do {
-                user = try node.verifier.verify(token)
-            } catch {
-                return .refuse(Refusal(status: 401, message: error.description))
-            }
-        }
+        // The per-IP and node limits come before the token: a refused client costs no crypto.
         let address = clientAddress(head: head, channel: channel)
         switch node.limiter.acquire(address) {
         case .granted:
@@ -61,21 +64,36 @@ struct WebSocketAdmission: Sendable {
             return .refuse(Refusal(
                 status: 503, message: "node at its connection limit (\(limit)): connect to another node"))
         }
+        var user: AuthenticatedUser?
+        if let token = Self.token(head: head, query: query) {
+            do {
+                user = try node.verifier.verify(token)
+            } catch {
+                node.limiter.release(address)
+                return .refuse(Refusal(status: 401, message: error.description))
+            }
+        }
         // Released by the session when its channel closes, or by ``abandon(_:)`` if the upgrade
         // fails before the session is installed.
         return .accept(Accepted(remoteAddress: address, user: user))
     }
 
-    /// Makes the upgraded channel a WebSocket: its one handler, the session, and the watermark
-    /// past which the session closes a slow consumer.
+    /// Makes the upgraded channel a WebSocket: its one handler, the transport with the session
+    /// above it, and the watermark past which the transport closes a slow consumer (and stops
+    /// reading).
     func installSession(_ accepted: Accepted, on channel: any Channel) throws {
         let pending = node.configuration.maxPendingBytes
         try channel.syncOptions?.setOption(
             ChannelOptions.writeBufferWaterMark, value: .init(low: pending / 2, high: pending))
         let registry = node.hub.registry(for: channel.eventLoop)
+        let transport = WebSocketTransport(
+            maxMessageSize: node.configuration.maxMessageSize,
+            maxMessagesPerSecond: node.configuration.maxMessagesPerSecond, counters: node.counters)
         let session = WebSocketSession(
-            id: node.nextConnectionId(), remoteAddress: accepted.remoteAddress, node: node, registry: registry)
-        try channel.pipeline.syncOperations.addHandler(session)
+            id: node.nextConnectionId(), remoteAddress: accepted.remoteAddress, transport: transport, node: node,
+            registry: registry)
+        transport.delegate = session
+        try channel.pipeline.syncOperations.addHandler(transport)
         if let user = accepted.user { session.authenticateAtUpgrade(user) }
     }
 
@@ -98,9 +116,7 @@ struct WebSocketAdmission: Sendable {
 
     /// A token given at the upgrade, from `Authorization: Bearer` or the `token` query parameter.
     private static func token(head: HTTPRequestHead, query: Substring) -> String? {
-        if let header = head.headers["Authorization"].first, header.lowercased().hasPrefix("bearer ") {
-            return String(header.dropFirst(7)).trimmingCharacters(in: .whitespaces)
-        }
+        if let credential = BearerCredential.from(head.headers["Authorization"].first) { return credential }
         for pair in query.split(separator: "&") where pair.hasPrefix("token=") {
             return String(pair.dropFirst(6)).removingPercentEncoding
         }

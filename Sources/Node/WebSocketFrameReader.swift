@@ -10,7 +10,11 @@ import NIOCore
 ///
 /// Between reads the reader holds nothing but the bytes of an unfinished frame or message;
 /// both are bounded by `WEBSOCKET_MAX_MESSAGE_SIZE`, checked from the frame headers before the
-/// payload arrives. Loop-bound: a value inside its session.
+/// payload arrives. A text message comes out only when it is valid UTF-8 (RFC 6455 §8.1),
+/// checked over the whole message once its fragments are joined, so that a character split
+/// between fragments is fine; nothing is ever repaired into U+FFFD. A length not written in the
+/// minimal number of bytes (§5.2: "MUST") is refused as a protocol error. Loop-bound: a value
+/// inside its ``WebSocketTransport``.
 struct WebSocketFrameReader {
     enum Opcode: UInt8 {
         case continuation = 0x0, text = 0x1, binary = 0x2
@@ -29,6 +33,8 @@ struct WebSocketFrameReader {
         case tooBig
         /// Anything else RFC 6455 forbids (close code 1002), with a reason for the close frame.
         case protocolError(String)
+        /// A text message that is not valid UTF-8 (close code 1007).
+        case invalidUTF8
     }
 
     /// At most this many fragments make one message, so tiny fragments cannot cost a header each
@@ -65,7 +71,7 @@ struct WebSocketFrameReader {
             case .ping, .pong, .close:
                 return Frame(opcode: frame.opcode, payload: frame.payload)
             case .text, .binary:
-                if frame.fin { return Frame(opcode: frame.opcode, payload: frame.payload) }
+                if frame.fin { return try Self.checked(Frame(opcode: frame.opcode, payload: frame.payload)) }
                 partial = (frame.opcode, frame.payload, 1)
             case .continuation:
                 guard var message = partial else {  // readFrame refuses this first
@@ -78,11 +84,19 @@ struct WebSocketFrameReader {
                 var payload = frame.payload
                 message.payload.writeBuffer(&payload)
                 message.fragments += 1
-                if frame.fin { return Frame(opcode: message.opcode, payload: message.payload) }
+                if frame.fin { return try Self.checked(Frame(opcode: message.opcode, payload: message.payload)) }
                 partial = message
             }
         }
         return nil
+    }
+
+    /// `message`, unless it is text that is not valid UTF-8.
+    private static func checked(_ message: Frame) throws(Violation) -> Frame {
+        guard message.opcode != .text || message.payload.withUnsafeReadableBytes(UTF8Validation.isValid) else {
+            throw .invalidUTF8
+        }
+        return message
     }
 
     /// Keeps an unfinished frame's bytes in a buffer of our own, so that the channel's receive
@@ -145,9 +159,11 @@ struct WebSocketFrameReader {
         var length = shortLength
         if lengthBytes == 2 {
             length = Int(bytes.getInteger(at: bytes.readerIndex + 2, as: UInt16.self)!)
+            guard length > 125 else { throw .protocolError("a length under 126 in 16 bits: lengths must be minimal") }
         } else if lengthBytes == 8 {
             let long = bytes.getInteger(at: bytes.readerIndex + 2, as: UInt64.self)!
             guard long >> 63 == 0 else { throw .protocolError("a 64-bit length with its most significant bit set") }
+            guard long > 0xFFFF else { throw .protocolError("a length under 65536 in 64 bits: lengths must be minimal") }
             guard long <= UInt64(budget) else { throw .tooBig }
             length = Int(long)
         }

@@ -6,7 +6,7 @@ import NIOHTTP1
 /// The HTTP/1.1 upgrade to a WebSocket (RFC 6455 §4.2), for NIO's typed upgrade handler.
 ///
 /// NIO's own `NIOTypedWebSocketServerUpgrader` always adds its frame encoder and decoder to the
-/// upgraded pipeline; ``WebSocketSession`` reads and writes frames itself, so this upgrader
+/// upgraded pipeline; ``WebSocketTransport`` reads and writes frames itself, so this upgrader
 /// leaves the pipeline to `install`. Like NIO's, it answers only requests with one
 /// `Sec-WebSocket-Key` and `Sec-WebSocket-Version: 13`, and treats `decide` returning nil
 /// headers as "not upgrading", so that the request goes on as plain HTTP.

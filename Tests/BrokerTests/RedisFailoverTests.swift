@@ -20,9 +20,9 @@ struct RedisFailoverTests {
                 #expect(fallback.backends[0].state == .fallback)
                 #expect(fallback.backends[0].lastError?.contains("refused") == true)
 
-                // Local publishes reach the local node at once, and only it.
+                // Local publishes reach the local node (through the link's delivering thread), and only it.
                 let local = a.publish(topic: "down.t")
-                #expect(a.ids() == [local.id], "delivered synchronously in fallback")
+                #expect(await RedisTest.eventually { a.ids() == [local.id] }, "delivered locally in fallback")
                 #expect(a.status.publishedInFallback == 1)
 
                 try await redis.start()
@@ -99,9 +99,9 @@ struct RedisFailoverTests {
                 redis.pause()
                 a.publish(topic: "frozen.t")  // its pipeline never gets a reply
                 #expect(await RedisTest.eventually { a.status.state == .fallback })
-                #expect(a.status.backends[0].lastError?.contains("read") == true)
+                #expect(a.status.backends[0].lastError?.contains("no answer") == true)
                 let local = a.publish(topic: "frozen.t")
-                #expect(a.ids().last == local.id, "delivered locally while Redis is frozen")
+                #expect(await RedisTest.eventually { a.ids().last == local.id }, "delivered locally while Redis is frozen")
 
                 redis.resume()
                 try await RedisTest.settle(nodes)
@@ -126,9 +126,71 @@ struct RedisFailoverTests {
         }
     }
 
+    @Test("in fallback a node's own publishes are delivered by the link's thread, never by the publishing one")
+    func fallbackDeliveryThread() async throws {
+        try await RedisTest.withServers(started: false) { servers in
+            try await RedisTest.withNodes(["a"], urls: [servers[0].url]) { nodes in
+                let a = nodes[0]
+                a.subscribe(RedisTest.topic("hand.t"))
+                #expect(await RedisTest.eventually { a.status.state == .fallback })
+                let publishingThread = UInt(pthread_self())
+                let local = a.publish(topic: "hand.t")
+                #expect(await RedisTest.eventually { a.ids() == [local.id] })
+                #expect(a.deliveringThreads.count == 1)
+                #expect(!a.deliveringThreads.contains(publishingThread), "the publishing thread only queues")
+            }
+        }
+    }
+
+    @Test("shutdown while Redis is hung ends within the Redis timeout")
+    func shutdownWhileHung() async throws {
+        try await RedisTest.withServers { servers in
+            let redis = servers[0]
+            let node = RedisTestNode("a", urls: [redis.url], timeout: .milliseconds(500))
+            node.subscribe(RedisTest.topic("h.t"))
+            try await RedisTest.settle([node])
+            redis.pause()
+            node.publish(topic: "h.t")  // the publisher thread now waits for a reply that never comes
+            try await Task.sleep(for: .milliseconds(50))  // let it block in the read
+            let elapsed = await ContinuousClock().measure { await node.adapter.shutdown() }
+            redis.resume()
+            #expect(elapsed < .seconds(2), "shutdown took \(elapsed)")
+        }
+    }
+
+    @Test("a publish queue is bounded in bytes as well as in messages; an empty queue takes one large message")
+    func queueBounds() throws {
+        let envelope = Envelope(id: "n:1", origin: "n", topic: try Topic("q.t"), data: .null)
+        func message(_ size: Int) -> RedisOutgoing {
+            RedisOutgoing(channel: "c", envelope: envelope, payload: Array(repeating: 0x20, count: size))
+        }
+        var queue = RedisOutgoingQueue(messageLimit: 3, byteLimit: 1200)  // a 400-byte message costs 465
+        var accepted = [queue.append(message(2000)), queue.append(message(10))]
+        #expect(queue.bytes == 2000 + 1 + RedisOutgoing.overhead)
+        #expect(accepted == [true, false], "alone, a message larger than the limit passes; nothing after it")
+        _ = queue.takeAll()
+        #expect(queue.bytes == 0)
+        accepted = [queue.append(message(400)), queue.append(message(400)), queue.append(message(400))]
+        #expect(accepted == [true, true, false], "over 1200 bytes")
+        accepted = [queue.append(message(10)), queue.append(message(1))]
+        #expect(accepted == [true, false], "over 3 messages")
+        queue.prepend([message(500)])
+        #expect(queue.count == 4, "a batch put back is never refused")
+    }
+
+    @Test("ids delivered locally are dropped once when Redis brings them back, and the memory of them is bounded")
+    func doubtfulIDs() {
+        var ids = RedisDoubtfulIDs(limit: 3)
+        #expect(ids.isEmpty)
+        for id in ["a", "b", "c", "d"] { ids.insert(id) }
+        let removed = ["a", "b", "b", "c", "d"].map { ids.remove($0) }
+        #expect(removed == [false, true, false, true, true], "the oldest was forgotten; each dropped once")
+        #expect(ids.isEmpty)
+    }
+
     @Test("backoff doubles from 100 ms up to 5 s, with jitter in the upper half")
     func backoff() {
-        var backoff = Backoff()
+        var backoff = Backoff(initial: .milliseconds(100), maximum: .seconds(5))
         var generator = SystemRandomNumberGenerator()
         let ceilings: [Duration] = [.milliseconds(100), .milliseconds(200), .milliseconds(400), .milliseconds(800),
             .milliseconds(1600), .milliseconds(3200), .seconds(5), .seconds(5)]

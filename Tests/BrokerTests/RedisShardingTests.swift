@@ -96,7 +96,7 @@ struct RedisShardingTests {
                 try await servers[1].start()
                 try await RedisTest.settle(nodes)
                 let resumed = a.publish(topic: down)
-                #expect(await RedisTest.eventually { b.ids() == [viaRedis.id, resumed.id] })
+                #expect(await RedisTest.eventually { b.ids() == [viaRedis.id, resumed.id] }, "b got \(b.ids()), a got \(a.ids()), a: \(a.status)")
                 #expect(a.status.state == .connected)
             }
         }

@@ -12,16 +12,23 @@ final class RedisTestNode: Sendable {
     private let inbox = Inbox()
     private let sequence = Atomic<Int>(0)
 
-    init(_ id: String, urls: [RedisURL]) {
+    init(_ id: String, urls: [RedisURL], timeout: Duration = .milliseconds(1500)) {
         self.id = id
         var logger = Logger(label: "chorus.test.\(id)")
         logger.logLevel = .error
-        adapter = RedisAdapter(urls: urls, nodeId: id, logger: logger)
-        adapter.start { [inbox] batch in inbox.received.withLock { $0.append(contentsOf: batch) } }
+        adapter = RedisAdapter(urls: urls, nodeId: id, timeout: timeout, logger: logger)
+        adapter.start { [inbox] batch in
+            inbox.received.withLock { $0.append(contentsOf: batch) }
+            let thread = UInt(pthread_self())
+            inbox.threads.withLock { _ = $0.insert(thread) }
+        }
     }
 
     /// Everything delivered so far, in delivery order.
     var envelopes: [Envelope] { inbox.received.withLock { $0 } }
+
+    /// The threads (`pthread_self()`) `deliver` was called on.
+    var deliveringThreads: Set<UInt> { inbox.threads.withLock { $0 } }
 
     /// The ids delivered so far for `topic` (or for user `userId`), in delivery order.
     func ids(topic: String? = nil, userId: String? = nil) -> [String] {
@@ -32,13 +39,13 @@ final class RedisTestNode: Sendable {
         for interest in interests { adapter.addInterest(interest) }
     }
 
-    /// Publishes a fresh message (id `<node>:<n>`, data `{"n": n}`) and returns it.
+    /// Publishes a fresh message (id `<node>:<n>`, data `{"n":n}` unless given) and returns it.
     @discardableResult
-    func publish(topic: String?, userId: String? = nil) -> Envelope {
+    func publish(topic: String?, userId: String? = nil, data: RawJSON? = nil, metadata: RawJSON? = nil) -> Envelope {
         let n = sequence.add(1, ordering: .relaxed).newValue
         let envelope = Envelope(
             id: "\(id):\(n)", origin: id, topic: topic.map { try! Topic($0) }, userId: userId,
-            eventType: "test", data: .object(["n": .number(Double(n))]))
+            eventType: "test", data: data ?? RawJSON(.object(["n": .number(JSONNumber(n))])), metadata: metadata)
         adapter.publish(envelope)
         return envelope
     }
@@ -49,4 +56,5 @@ final class RedisTestNode: Sendable {
 /// What a test node was handed by its adapter; a class so the deliver closure can share it.
 private final class Inbox: Sendable {
     let received = Mutex<[Envelope]>([])
+    let threads = Mutex<Set<UInt>>([])
 }

@@ -17,6 +17,22 @@ struct ConfigurationTests {
         #expect(configuration.adapter == .memory)
         #expect(configuration.redisPrefix == "pubsub:")
         #expect(configuration.memoryMaxMessages == 10_000)
+        #expect(configuration.redisTimeout == .milliseconds(1_500))
+    }
+
+    @Test("PUBSUB_REDIS_TIMEOUT sets the Redis deadline in milliseconds")
+    func redisTimeout() throws {
+        let configuration = try NodeConfiguration(environment: Self.base.merging(["PUBSUB_REDIS_TIMEOUT": "250"]) { $1 })
+        #expect(configuration.redisTimeout == .milliseconds(250))
+    }
+
+    @Test("token rules: exp required and 5 s of leeway by default; issuer and audience when set")
+    func tokenRules() throws {
+        #expect(try NodeConfiguration(environment: Self.base).tokenRules == .init(requireExpiry: true, leeway: .seconds(5)))
+        let set = try NodeConfiguration(environment: Self.base.merging([
+            "JWT_ISSUER": "https://auth.example", "JWT_AUDIENCE": "chorus", "JWT_REQUIRE_EXP": "false", "JWT_LEEWAY": "0",
+        ]) { $1 })
+        #expect(set.tokenRules == .init(issuer: "https://auth.example", audience: "chorus", requireExpiry: false, leeway: .zero))
     }
 
     @Test("WEBSOCKET_PORT follows HTTP_PORT unless set")
@@ -36,6 +52,8 @@ struct ConfigurationTests {
             (["WEBSOCKET_ENABLED": "maybe"], "WEBSOCKET_ENABLED: expected true or false"),
             (["PUBSUB_ADAPTER": "kafka"], "PUBSUB_ADAPTER: expected memory or redis, got 'kafka'"),
             (["PUBSUB_REDIS_URL": "localhost"], "PUBSUB_REDIS_URL"),
+            (["PUBSUB_REDIS_TIMEOUT": "soon"], "PUBSUB_REDIS_TIMEOUT: expected a whole number, got 'soon'"),
+            (["PUBSUB_REDIS_TIMEOUT": "5"], "PUBSUB_REDIS_TIMEOUT: expected 30...600000, got 5"),
             (["LOG_LEVEL": "loud"], "LOG_LEVEL: expected trace"),
             (["JWT_SECRET": "short"], "JWT_SECRET: must be at least 16 bytes"),
             (["JWT_SECRET": "", "JWT_PUBLIC_KEY_FILE": "/nonexistent.pem"], "JWT_PUBLIC_KEY_FILE: cannot read '/nonexistent.pem'"),
@@ -44,6 +62,9 @@ struct ConfigurationTests {
             (["DATABASE_URL": "postgres://u:hunter2@db:70000/chorus"], "DATABASE_URL: "),
             (["AUTH_REGISTRATION": "sometimes"], "AUTH_REGISTRATION: expected true or false"),
             (["AUTH_BCRYPT_COST": "40"], "AUTH_BCRYPT_COST: expected 4...16, got 40"),
+            (["JWT_REQUIRE_EXP": "perhaps"], "JWT_REQUIRE_EXP: expected true or false"),
+            (["JWT_LEEWAY": "-1"], "JWT_LEEWAY: expected 0...3600000, got -1"),
+            (["JWT_LEEWAY": "5s"], "JWT_LEEWAY: expected a whole number, got '5s'"),
         ])
     func badValues(overrides: [String: String], message: String) {
         let environment = Self.base.merging(overrides) { $1 }

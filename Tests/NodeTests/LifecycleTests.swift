@@ -107,7 +107,7 @@ struct LifecycleTests {
 
     @Test("when the token expires the client is told and receives nothing until it authenticates again")
     func tokenExpiry() async throws {
-        try await withNode { node in
+        try await withNode(["JWT_LEEWAY": "0"]) { node in
             let client = try await node.connect()
             _ = try await client.request(["type": "auth", "token": node.token("e", ttl: .seconds(2))])
             #expect(try await client.request(["type": "subscribe", "topic": "news"])["type"] as? String == "subscribed")
@@ -127,7 +127,7 @@ struct LifecycleTests {
 
     @Test("authenticating again with a later token moves the expiry: the earlier one no longer applies")
     func tokenRenewed() async throws {
-        try await withNode { node in
+        try await withNode(["JWT_LEEWAY": "0"]) { node in
             let renewed = try await node.connect()
             _ = try await renewed.request(["type": "auth", "token": node.token("r", ttl: .seconds(1))])
             #expect(try await renewed.request(["type": "auth", "token": node.token("r")])["type"] as? String == "auth_success")

@@ -69,6 +69,7 @@ struct OpenAPITests {
 
             _ = try await call("POST", "/api/publish", json: ["topic": "walk", "data": 1], headers: ["X-API-Key": "server-key"])
             _ = try await call("POST", "/api/publish", json: ["topic": "walk", "data": 1])
+            _ = try await call("POST", "/api/publish", json: ["topic": "walk", "data": 1], headers: ["X-API-Key": "wrong"])
             _ = try await call("POST", "/api/publish", json: ["topic": "walk.*", "data": 1], headers: bearer)
 
             _ = try await call("GET", "/api/users/walker", as: "/api/users/{username}", headers: bearer)
@@ -90,6 +91,18 @@ struct OpenAPITests {
 
             #expect(checker.problems.isEmpty, "\(checker.problems.joined(separator: "\n"))")
             #expect(checker.checked == (try Self.documentedRoutes()), "the walk reaches every documented operation")
+        }
+    }
+
+    @Test("with STATS_TOKEN, the 401s of /stats and /metrics are documented")
+    func statsToken() async throws {
+        try await withNode(["STATS_TOKEN": "ops"]) { node in
+            var checker = Checker(document: try Self.document())
+            for path in ["/stats", "/metrics"] {
+                checker.check("GET", path, try await HTTP.get(node.baseURL + path))
+                checker.check("GET", path, try await HTTP.get(node.baseURL + path, headers: ["Authorization": "Bearer ops"]))
+            }
+            #expect(checker.problems.isEmpty, "\(checker.problems.joined(separator: "\n"))")
         }
     }
 }

@@ -21,7 +21,7 @@ struct TokenVerifierTests {
 
     @Test("userId is accepted when there is no sub")
     func userIdClaim() throws {
-        let token = sign(["alg": "HS256"], ["userId": "u-1"])
+        let token = sign(["alg": "HS256"], ["userId": "u-1", "exp": Self.inAnHour])
         #expect(try verifier.verify(token).id == "u-1")
     }
 
@@ -75,12 +75,12 @@ struct TokenVerifierTests {
         // Fixed test keys: generating RSA keys in a debug build takes seconds of CPU.
         let key = try _RSA.Signing.PrivateKey(pemRepresentation: Self.rsaKey)
         let rs = try TokenVerifier(key: .publicKeyPEM(key.publicKey.pemRepresentation))
-        let token = try TokenMinter.sign(header: ["alg": "RS256"], claims: ["sub": "r"]) {
+        let token = try TokenMinter.sign(header: ["alg": "RS256"], claims: ["sub": "r", "exp": Self.inAnHour]) {
             try key.signature(for: SHA256.hash(data: $0), padding: .insecurePKCS1v1_5).rawRepresentation
         }
         #expect(try rs.verify(token).id == "r")
         let other = try _RSA.Signing.PrivateKey(pemRepresentation: Self.otherRSAKey)
-        let forged = try TokenMinter.sign(header: ["alg": "RS256"], claims: ["sub": "r"]) {
+        let forged = try TokenMinter.sign(header: ["alg": "RS256"], claims: ["sub": "r", "exp": Self.inAnHour]) {
             try other.signature(for: SHA256.hash(data: $0), padding: .insecurePKCS1v1_5).rawRepresentation
         }
         #expect(throws: TokenError.badSignature) { try rs.verify(forged) }
@@ -94,6 +94,73 @@ struct TokenVerifierTests {
     @Test("a token without sub or userId is refused")
     func missingSubject() {
         #expect(throws: TokenError.missingSubject) { try verifier.verify(sign(["alg": "HS256"], ["exp": 9_999_999_999])) }
+    }
+
+    // MARK: Claims rules (JWT_REQUIRE_EXP, JWT_LEEWAY, JWT_ISSUER, JWT_AUDIENCE) and crit
+
+    static var inAnHour: Int { Int(Date().timeIntervalSince1970) + 3600 }
+
+    @Test("a token without exp is refused by default, and accepted with JWT_REQUIRE_EXP=false")
+    func expiryRequired() throws {
+        let forever = minter.mint(subject: "a", ttl: nil)
+        #expect(throws: TokenError.missingExpiry) { try verifier.verify(forever) }
+        let lenient = try TokenVerifier(key: .hmacSecret(Self.secret), rules: .init(requireExpiry: false))
+        #expect(try lenient.verify(forever).id == "a")
+        #expect(try lenient.verify(forever).expiresAt == nil)
+    }
+
+    @Test("exp and nbf are allowed JWT_LEEWAY of clock skew, and no more")
+    func leeway() throws {
+        let now = Date()
+        let strict = try TokenVerifier(key: .hmacSecret(Self.secret), rules: .init(leeway: .zero))
+        let tenSeconds = try TokenVerifier(key: .hmacSecret(Self.secret), rules: .init(leeway: .seconds(10)))
+        let expiredFiveAgo = sign(["alg": "HS256"], ["sub": "a", "exp": Int(now.timeIntervalSince1970) - 5])
+        #expect(throws: TokenError.expired) { try strict.verify(expiredFiveAgo, now: now) }
+        #expect(try tenSeconds.verify(expiredFiveAgo, now: now).id == "a")
+        #expect(throws: TokenError.expired) { try tenSeconds.verify(expiredFiveAgo, now: now.addingTimeInterval(6)) }
+        let validInFive = sign(["alg": "HS256"], ["sub": "a", "exp": Self.inAnHour, "nbf": Int(now.timeIntervalSince1970) + 5])
+        #expect(throws: TokenError.notYetValid) { try strict.verify(validInFive, now: now) }
+        #expect(try tenSeconds.verify(validInFive, now: now).id == "a")
+    }
+
+    @Test("the default leeway is 5 seconds")
+    func defaultLeeway() {
+        #expect(TokenVerifier.Rules().leeway == .seconds(5))
+        #expect(verifier.rules.requireExpiry)
+    }
+
+    @Test("with JWT_ISSUER, only tokens from that issuer are accepted")
+    func issuer() throws {
+        let checked = try TokenVerifier(key: .hmacSecret(Self.secret), rules: .init(issuer: "https://auth.example"))
+        #expect(try checked.verify(minter.mint(subject: "a", issuer: "https://auth.example")).id == "a")
+        #expect(throws: TokenError.wrongIssuer("https://evil.example")) {
+            try checked.verify(minter.mint(subject: "a", issuer: "https://evil.example"))
+        }
+        #expect(throws: TokenError.wrongIssuer(nil)) { try checked.verify(minter.mint(subject: "a")) }
+        // Without JWT_ISSUER, any issuer (or none) is accepted.
+        #expect(try verifier.verify(minter.mint(subject: "a", issuer: "anyone")).id == "a")
+    }
+
+    @Test("with JWT_AUDIENCE, aud (a string or an array) must name it")
+    func audience() throws {
+        let checked = try TokenVerifier(key: .hmacSecret(Self.secret), rules: .init(audience: "chorus"))
+        #expect(try checked.verify(minter.mint(subject: "a", audience: "chorus")).id == "a")
+        let many = sign(["alg": "HS256"], ["sub": "a", "exp": Self.inAnHour, "aud": ["billing", "chorus"]])
+        #expect(try checked.verify(many).id == "a")
+        let others = sign(["alg": "HS256"], ["sub": "a", "exp": Self.inAnHour, "aud": ["billing", "mail"]])
+        #expect(throws: TokenError.wrongAudience(["billing", "mail"])) { try checked.verify(others) }
+        #expect(throws: TokenError.wrongAudience(["billing"])) {
+            try checked.verify(minter.mint(subject: "a", audience: "billing"))
+        }
+        #expect(throws: TokenError.wrongAudience([])) { try checked.verify(minter.mint(subject: "a")) }
+        let notStrings = sign(["alg": "HS256"], ["sub": "a", "exp": Self.inAnHour, "aud": 7])
+        #expect(throws: TokenError.malformed) { try checked.verify(notStrings) }
+    }
+
+    @Test("a header with crit is refused, whatever it lists", arguments: [["b64"], [], ["exp"]] as [[String]])
+    func critical(crit: [String]) {
+        let token = sign(["alg": "HS256", "crit": crit, "b64": false], ["sub": "a", "exp": Self.inAnHour])
+        #expect(throws: TokenError.criticalHeader) { try verifier.verify(token) }
     }
 
     private func sign(_ header: [String: Any], _ claims: [String: Any]) -> String {

@@ -131,4 +131,30 @@ struct WebSocketFrameReaderTests {
         for _ in 0..<WebSocketFrameReader.maxFragments { bytes += Self.frame(0x0, [UInt8(ascii: "a")], fin: false) }
         #expect(throws: WebSocketFrameReader.Violation.self) { try Self.read([bytes]) }
     }
+
+    @Test(
+        "lengths not in the minimal number of bytes are protocol errors",
+        arguments: [
+            ("5 bytes in 16 bits", [0x81, 0x80 | 126, 0x00, 0x05] + [0, 0, 0, 0] + Array("hello".utf8)),
+            ("125 bytes in 16 bits", [0x82, 0x80 | 126, 0x00, 125] + [0, 0, 0, 0] + Array(repeating: 1, count: 125)),
+            ("200 bytes in 64 bits", [0x82, 0x80 | 127, 0, 0, 0, 0, 0, 0, 0, 200] + [0, 0, 0, 0] + Array(repeating: 1, count: 200)),
+        ] as [(String, [UInt8])])
+    func nonMinimalLengths(name: String, bytes: [UInt8]) {
+        #expect(throws: WebSocketFrameReader.Violation.self, "\(name)") { try Self.read([bytes]) }
+    }
+
+    @Test("a text message that is not UTF-8 is refused, whole or split across fragments; binary is not checked")
+    func invalidUTF8() throws {
+        #expect(throws: WebSocketFrameReader.Violation.invalidUTF8) { try Self.read([Self.frame(0x1, [0x61, 0xFF])]) }
+        #expect(throws: WebSocketFrameReader.Violation.invalidUTF8) {
+            try Self.read([Self.frame(0x1, [0xE2, 0x82], fin: false), Self.frame(0x0, [0x41])])
+        }
+        #expect(try Self.read([Self.frame(0x2, [0xFF])]).count == 1)
+    }
+
+    @Test("a character split between fragments is valid once they are joined")
+    func characterAcrossFragments() throws {
+        let messages = try Self.read([Self.frame(0x1, [0xE2, 0x82], fin: false), Self.frame(0x0, [0xAC])])
+        #expect(messages.map(\.1) == ["€"])
+    }
 }

@@ -8,6 +8,8 @@ public enum HTTP {
     public struct Response: Sendable {
         public var status: Int
         public var body: Data
+        /// Response headers by lowercased name.
+        public var headers: [String: String] = [:]
 
         public var text: String { String(decoding: body, as: UTF8.self) }
 
@@ -59,6 +61,10 @@ public enum HTTP {
         request.httpBody = body
         for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
         let (data, response) = try await URLSession.shared.data(for: request)
-        return Response(status: (response as? HTTPURLResponse)?.statusCode ?? 0, body: data)
+        var headers: [String: String] = [:]
+        for (name, value) in (response as? HTTPURLResponse)?.allHeaderFields ?? [:] {
+            headers["\(name)".lowercased()] = "\(value)"
+        }
+        return Response(status: (response as? HTTPURLResponse)?.statusCode ?? 0, body: data, headers: headers)
     }
 }

@@ -93,6 +93,17 @@ public final class RedisProcess: Sendable {
         await running.wait(timeout: .seconds(10))
     }
 
+    /// Freezes the server (SIGSTOP): its sockets stay open and nothing answers, as in a network
+    /// partition, a long fork or a paused VM. ``resume()`` thaws it; a test that pauses must resume.
+    public func pause() {
+        process.withLock { $0 }?.signal(SIGSTOP)
+    }
+
+    /// Thaws a paused server (SIGCONT).
+    public func resume() {
+        process.withLock { $0 }?.signal(SIGCONT)
+    }
+
     /// Stops the server politely (SIGTERM, then SIGKILL) and waits until it is gone.
     public func stop() async {
         guard let running = process.withLock({ $0 }) else { return }

@@ -107,10 +107,11 @@ struct AccountRoutes {
         return session(for: account, minter: minter, status: .ok)
     }
 
+    /// The client's network as the throttle counts it (IPv6 per /64, IPv4 per address).
     private func clientAddress(_ request: Request, _ context: NodeRequestContext) -> String {
-        ClientAddress.resolve(
+        LoginThrottle.network(of: ClientAddress.resolve(
             peer: context.remoteAddress?.ipAddress, forwardedFor: request.headers[values: .xForwardedFor],
-            trusted: node.configuration.trustedProxies)
+            trusted: node.configuration.trustedProxies))
     }
 
     private func minter() throws(APIError) -> TokenMinter {
@@ -123,7 +124,8 @@ struct AccountRoutes {
     private func session(for account: UserAccount, minter: TokenMinter, status: HTTPResponse.Status) -> Response {
         let now = Date()
         let ttl = node.configuration.authTokenTTL
-        let token = minter.mint(subject: account.id, ttl: ttl, now: now)
+        let rules = node.configuration.tokenRules
+        let token = minter.mint(subject: account.id, ttl: ttl, issuer: rules.issuer, audience: rules.audience, now: now)
         let expiresAt = now.addingTimeInterval(Double(ttl.components.seconds))
         return .json(.object([
             "token": .string(token), "expiresAt": .string(ISO8601.string(expiresAt)), "user": account.json,

@@ -11,22 +11,27 @@ enum Caller: Sendable {
     /// - Parameter allowAPIKey: whether `X-API-Key` (or the key as a bearer token) is accepted.
     static func identify(_ request: Request, node: NodeContext, allowAPIKey: Bool) throws(APIError) -> Caller {
         // User-only routes read Authorization alone, so a stray X-API-Key cannot shadow it.
-        var credential = allowAPIKey ? request.headers[HTTPField.Name("X-API-Key")!] : nil
-        if credential == nil, let header = request.headers[.authorization], header.lowercased().hasPrefix("bearer ") {
-            credential = String(header.dropFirst(7)).trimmingCharacters(in: .whitespaces)
+        if allowAPIKey, let key = request.headers[.xAPIKey] {
+            // X-API-Key is an API key and nothing else: it is never tried as a token.
+            guard let apiKey = node.configuration.apiKey else {
+                throw APIError(401, "this node has no API_KEY configured: send Authorization: Bearer <token>")
+            }
+            guard SharedSecret(apiKey).matches(key) else { throw APIError(401, "invalid API key") }
+            return .server
         }
-        guard let credential else {
+        guard let credential = BearerCredential.from(request.headers[.authorization]) else {
             throw APIError(401, allowAPIKey
                 ? "missing credentials: send X-API-Key or Authorization: Bearer <token>"
                 : "missing credentials: send Authorization: Bearer <token>")
         }
-        if allowAPIKey, let apiKey = node.configuration.apiKey, constantTimeEqual(credential, apiKey) {
+        if allowAPIKey, let apiKey = node.configuration.apiKey, SharedSecret(apiKey).matches(credential) {
             return .server
         }
         do {
             return .user(try node.verifier.verify(credential))
         } catch {
-            throw APIError(401, allowAPIKey ? "invalid API key or token: \(error)" : "invalid token: \(error)")
+            throw APIError(
+                401, allowAPIKey && node.configuration.apiKey != nil ? "invalid API key or token: \(error)" : "invalid token: \(error)")
         }
     }
 
@@ -37,10 +42,8 @@ enum Caller: Sendable {
         }
         return user
     }
+}
 
-    private static func constantTimeEqual(_ a: String, _ b: String) -> Bool {
-        let x = Array(a.utf8), y = Array(b.utf8)
-        guard x.count == y.count else { return false }
-        return zip(x, y).reduce(0) { $0 | ($1.0 ^ $1.1) } == 0
-    }
+extension HTTPField.Name {
+    static let xAPIKey = Self("X-API-Key")!
 }

@@ -4,59 +4,57 @@ import Synchronization
 /// Limits attempts per key to `perMinute`, as a token bucket: a burst of `perMinute`, refilled
 /// evenly over a minute. Password guessing is slowed without locking the account for everyone.
 ///
-/// Bounded: the table holds at most `maxKeys` keys. When it is full, buckets that have refilled
-/// completely (they behave like absent ones) are dropped, at most once a second; if it is still
-/// full, new keys are refused rather than old ones forgotten, so junk keys cannot reset the
-/// count of the account being guessed.
+/// Keys name a client's network, not its address (``network(of:)``): an IPv6 client usually
+/// holds a whole /64 and can rotate through it, so IPv6 is counted per /64, IPv4 per address.
+///
+/// Bounded: the table holds at most `maxKeys` keys. When it is full, the least recently used
+/// key is forgotten to make room, so a flood of new keys never refuses anyone else; a key in
+/// use (an account being guessed at right now) is the last to go.
+///
+/// Thread-safe: one mutex around the table; every call is O(1).
 final class LoginThrottle: Sendable {
     private struct Bucket {
         var tokens: Double
         var updated: ContinuousClock.Instant
     }
 
-    private struct Table {
-        var buckets: [String: Bucket] = [:]
-        var prunedAt: ContinuousClock.Instant?
-    }
-
     private let perMinute: Double
-    private let maxKeys: Int
-    private let table = Mutex(Table())
+    private let table: Mutex<RecencyTable<String, Bucket>>
 
     init(perMinute: Int, maxKeys: Int = 100_000) {
         self.perMinute = Double(perMinute)
-        self.maxKeys = maxKeys
+        self.table = Mutex(RecencyTable(capacity: maxKeys))
     }
 
     /// Takes one attempt (or `cost` of one, for a budget `1 / cost` times larger) for `key`;
-    /// false when none is left (or the table is full).
+    /// false when none is left.
     func attempt(_ key: String, cost: Double = 1, now: ContinuousClock.Instant = .now) -> Bool {
         table.withLock { table in
             var bucket: Bucket
-            if let existing = table.buckets[key] {
+            if let existing = table[key] {
                 bucket = existing
                 let elapsed = now - bucket.updated
                 let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
                 bucket.tokens = min(perMinute, bucket.tokens + seconds * perMinute / 60)
             } else {
-                if table.buckets.count >= maxKeys { prune(&table, now: now) }
-                guard table.buckets.count < maxKeys else { return false }
                 bucket = Bucket(tokens: perMinute, updated: now)
             }
             bucket.updated = now
-            guard bucket.tokens >= cost else {
-                table.buckets[key] = bucket
-                return false
-            }
-            bucket.tokens -= cost
-            table.buckets[key] = bucket
-            return true
+            let granted = bucket.tokens >= cost
+            if granted { bucket.tokens -= cost }
+            table[key] = bucket
+            return granted
         }
     }
 
-    private func prune(_ table: inout Table, now: ContinuousClock.Instant) {
-        if let last = table.prunedAt, now - last < .seconds(1) { return }
-        table.prunedAt = now
-        table.buckets = table.buckets.filter { now - $0.value.updated < .seconds(60) }
+    /// Keys the table holds (for tests).
+    var count: Int { table.withLock { $0.count } }
+
+    /// The part of a client address the throttle counts: an IPv6 address's /64
+    /// (`2001:db8:1:2::/64`), an IPv4 address whole (also when written IPv4-mapped,
+    /// `::ffff:10.0.0.5`), anything unparseable as given.
+    static func network(of address: String) -> String {
+        guard let parsed = IPAddress(address) else { return address }
+        return parsed.isIPv4 ? parsed.description : "\(parsed.masked(to: 64))/64"
     }
 }

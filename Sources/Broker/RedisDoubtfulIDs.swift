@@ -1,0 +1,41 @@
+/// Ids of the node's own messages delivered locally although Redis may still publish them: the
+/// batch that was in flight when the link fell back (written, not acknowledged). If Redis does
+/// publish one later (a hung server resuming and reading what was written before the hang),
+/// the subscriber drops it instead of delivering it a second time.
+///
+/// Bounded: past ``limit`` ids the oldest are forgotten. A value, kept in the link's mutex.
+struct RedisDoubtfulIDs: Sendable {
+    let limit: Int
+    private var ids: Set<String> = []
+    private var order: [String] = []
+    private var start = 0
+
+    init(limit: Int = 65_536) {
+        self.limit = limit
+    }
+
+    var isEmpty: Bool { ids.isEmpty }
+
+    mutating func insert(_ id: String) {
+        guard ids.insert(id).inserted else { return }
+        order.append(id)
+        while ids.count > limit, start < order.count {
+            ids.remove(order[start])
+            start += 1
+        }
+        if start > limit {
+            order.removeFirst(start)
+            start = 0
+        }
+    }
+
+    /// True (and forgets `id`) when `id` was delivered locally already.
+    mutating func remove(_ id: String) -> Bool {
+        guard ids.remove(id) != nil else { return false }
+        if ids.isEmpty {
+            order = []
+            start = 0
+        }
+        return true
+    }
+}

@@ -1,0 +1,331 @@
+import NIOCore
+
+/// The RFC 6455 side of one upgraded connection: frames, control frames, the close handshake,
+/// keep-alive pings, backpressure and the per-connection limits. It hands whole text messages
+/// to its ``delegate`` (the Chorus protocol, ``WebSocketSession``) and knows nothing of topics.
+///
+/// The transport is the only handler of an upgraded channel: it reads frames from the socket's
+/// bytes itself (``WebSocketFrameReader``) and writes pre-encoded ``OutboundFrame`` bytes, so
+/// there is no frame decoder, aggregator or encoder in the pipeline. Everything here runs on
+/// the channel's event loop, which is also the executor of the connection's
+/// ``ConnectionRegistry``, so the registry writes deliveries to it synchronously.
+///
+/// What one client can make the node hold is bounded, whatever it sends:
+/// - Every byte queued for the client (deliveries, replies, pongs, pings) counts against
+///   `WEBSOCKET_MAX_PENDING_BYTES`, the channel's write-buffer high watermark. Whenever the node
+///   has something to queue while the client is over it, the client is closed 4008: it does not
+///   read. While over it, the node also stops reading the socket (no `read` is passed on until
+///   the channel is writable again), so no request is parsed into replies that cannot drain;
+///   the client's further bytes wait in the kernel, and TCP slows it down.
+/// - Every message and control frame counts against `WEBSOCKET_MAX_MESSAGES_PER_SECOND`; past
+///   it messages are dropped (no pong for a ping), and a client that keeps it up is closed 1008
+///   (``MessageRateLimiter``).
+/// - Input held between reads is at most one unfinished message (``WebSocketFrameReader``).
+/// - After the close frame the node sends nothing more: further pings get no pong.
+final class WebSocketTransport: ChannelDuplexHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    /// The protocol above; set once, before the transport is added to a pipeline. Held strongly:
+    /// the pipeline holds the transport, and through it the session.
+    var delegate: (any WebSocketTransportDelegate)?
+
+    /// Set while the transport sits in its registry's flush list.
+    var needsFlush = false
+    /// Whether the protocol above wants deliveries now (authenticated, token valid); the
+    /// transport adds its own conditions (open, not closing) in ``takesDeliveries``.
+    var deliveriesWanted = false {
+        didSet { updateTakesDeliveries() }
+    }
+    /// Whether ``write(_:)`` queues a delivery, kept up to date where its parts change, so that
+    /// a delivery tests one flag.
+    private var takesDeliveries = false
+    /// The channel's writability (below `WEBSOCKET_MAX_PENDING_BYTES` unsent, the write-buffer
+    /// watermark), kept from `channelWritabilityChanged` so that a delivery does not ask the
+    /// channel each time.
+    private var writable = true
+
+    private var context: ChannelHandlerContext? {
+        didSet { updateTakesDeliveries() }
+    }
+    private var reader: WebSocketFrameReader
+    private var rate: MessageRateLimiter
+    private let counters: NodeCounters
+    private var closeTimer: Scheduled<Void>?
+    private var lastHeard = NIODeadline.now()
+    /// Set once the node has sent (or queued) its close frame.
+    private(set) var isClosing = false {
+        didSet { updateTakesDeliveries() }
+    }
+    /// Set when the client broke the protocol or flooded: its further bytes are not read.
+    private var failed = false
+    /// Between `channelRead` and `channelReadComplete`: replies wait for the flush there.
+    private var reading = false
+    private var repliesPending = false
+    /// A `read` the channel asked for while it was not writable, passed on once it is.
+    private var readHeld = false
+
+    /// How long a closing connection may take to answer the close frame.
+    static let closeTimeout = TimeAmount.seconds(5)
+
+    init(maxMessageSize: Int, maxMessagesPerSecond: Int, counters: NodeCounters) {
+        self.reader = WebSocketFrameReader(maxMessageSize: maxMessageSize)
+        self.rate = MessageRateLimiter(perSecond: maxMessagesPerSecond)
+        self.counters = counters
+    }
+
+    private func updateTakesDeliveries() {
+        takesDeliveries = deliveriesWanted && context != nil && !isClosing
+    }
+
+    // MARK: Lifecycle
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        writable = context.channel.isWritable
+        delegate?.transportDidOpen(self)
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        closeTimer?.cancel()
+        delegate?.transportDidClose(self)
+        self.context = nil
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        switch event {
+        case is ChannelShouldQuiesceEvent:
+            close(.goingAway, reason: "node shutting down")
+        case ChannelEvent.inputClosed:
+            context.close(promise: nil)
+        default:
+            context.fireUserInboundEventTriggered(event)
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+
+    // MARK: Inbound
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !failed else { return }
+        let now = NIODeadline.now()
+        lastHeard = now
+        reading = true
+        reader.receive(unwrapInboundIn(data))
+        do {
+            while !failed, let frame = try reader.next() {
+                handle(frame, now: now)
+            }
+        } catch {
+            fail(error)
+        }
+        if failed {
+            reader.reset()
+        } else {
+            reader.endOfRead()
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        reading = false
+        if repliesPending {
+            repliesPending = false
+            context.flush()
+        }
+        context.fireChannelReadComplete()
+    }
+
+    private func handle(_ frame: WebSocketFrameReader.Frame, now: NIODeadline) {
+        if frame.opcode == .close { return receivedClose(frame.payload) }
+        guard !isClosing else { return }
+        switch rate.admit(now: now) {
+        case .allow:
+            break
+        case .drop:
+            if rate.shouldWarn(now: now) { delegate?.transportIsDroppingMessages(self) }
+            return
+        case .flood:
+            counters.floods.add(1, ordering: .relaxed)
+            return failConnection(
+                .policyViolation, reason: "flood: kept sending past \(rate.perSecond) messages per second")
+        }
+        switch frame.opcode {
+        case .text: delegate?.transport(self, didReceiveText: frame.payload)
+        case .binary: delegate?.transport(self, didReceiveBinary: frame.payload)
+        case .ping: send(.pong(frame.payload, allocator: context!.channel.allocator))
+        case .pong, .continuation, .close: break
+        }
+    }
+
+    /// Fails the connection after a frame it cannot read past (RFC 6455 §7.1.7): see
+    /// ``failConnection(_:reason:)``.
+    private func fail(_ violation: WebSocketFrameReader.Violation) {
+        switch violation {
+        case .tooBig: failConnection(.messageTooBig, reason: "message larger than \(reader.maxMessageSize) bytes")
+        case .protocolError(let why): failConnection(.protocolError, reason: why)
+        case .invalidUTF8: failConnection(.invalidPayload, reason: "a text message that is not valid UTF-8")
+        }
+    }
+
+    /// Sends a close frame with `code`, then reads (and drops) whatever the client still sends
+    /// until it closes or ``closeTimeout`` passes. The node's side of the TCP connection is
+    /// shut down as soon as the close frame is out. Closing outright would make the kernel
+    /// answer the client's further bytes with a reset, and a client that sees a reset may
+    /// never read the close frame.
+    private func failConnection(_ code: CloseCode, reason: String) {
+        failed = true
+        close(code, reason: reason, awaitingReply: false)
+    }
+
+    private func receivedClose(_ payload: ByteBuffer) {
+        guard let context else { return }
+        if isClosing {
+            context.close(promise: nil)
+            return
+        }
+        var data = payload
+        var code = CloseCode.normal.rawValue
+        if data.readableBytes > 0 {
+            guard let given = data.readInteger(as: UInt16.self) else {
+                return failConnection(.protocolError, reason: "a close frame with a 1-byte payload")
+            }
+            guard Self.mayBeSent(closeCode: given) else {
+                return failConnection(.protocolError, reason: "close code \(given) may not be sent")
+            }
+            guard data.withUnsafeReadableBytes(UTF8Validation.isValid) else {
+                return failConnection(.invalidPayload, reason: "the close reason is not UTF-8")
+            }
+            code = given  // echoed, as RFC 6455 §5.5.1 suggests
+        }
+        isClosing = true
+        delegate?.transport(self, willCloseWith: code, reason: "the client closed")
+        let channel = context.channel
+        let frame = OutboundFrame.close(code: code, reason: "", allocator: channel.allocator)
+        context.writeAndFlush(wrapOutboundOut(frame.bytes)).whenComplete { _ in channel.close(promise: nil) }
+        // A client that closes but does not read would otherwise hold the connection for ever:
+        // the reply never goes out, and closing connections are not swept.
+        closeTimer = context.eventLoop.scheduleTask(in: Self.closeTimeout) { channel.close(promise: nil) }
+    }
+
+    /// Close codes a client may send (RFC 6455 §7.4 and the IANA registry): not 1004-1006 or
+    /// 1015, which are reserved or never sent, and nothing outside 1000-1014 and 3000-4999.
+    static func mayBeSent(closeCode code: UInt16) -> Bool {
+        switch code {
+        case 1000...1003, 1007...1014, 3000...4999: true
+        default: false
+        }
+    }
+
+    // MARK: Backpressure
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        writable = context.channel.isWritable
+        if writable && readHeld {
+            readHeld = false
+            context.read()
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
+    /// Passes a read on only while the channel is writable: a client over the pending limit is
+    /// not read, so it cannot make the node parse requests whose replies would only queue.
+    func read(context: ChannelHandlerContext) {
+        guard writable else {
+            readHeld = true
+            return
+        }
+        context.read()
+    }
+
+    // MARK: Outbound
+
+    /// Queues a delivered message; false when this connection does not take deliveries now.
+    /// Closes the connection as a slow consumer when its unsent bytes are over the limit.
+    ///
+    /// The hot path of every delivery: one flag, the cached writability, and a write from the
+    /// transport's context, the next to the pipeline's head (no channel lookup, no reference
+    /// counting of the channel).
+    func write(_ frame: OutboundFrame) -> Bool {
+        guard takesDeliveries else { return false }
+        guard writable else {
+            closeSlowConsumer()
+            return false
+        }
+        context?.write(wrapOutboundOut(frame.bytes), promise: nil)
+        return true
+    }
+
+    /// Flushes the deliveries written since the last flush (the registry's, once per drain).
+    func flush() {
+        needsFlush = false
+        context?.flush()
+    }
+
+    /// Queues a text message of the protocol above (a reply to the client's own message, or a
+    /// notice such as an expired token), flushed at the end of the current read or at once.
+    /// Nothing is queued once closing; over the pending limit the client is closed 4008.
+    func send(text payload: some Collection<UInt8>) {
+        guard let context else { return }
+        send(.text(payload, allocator: context.channel.allocator))
+    }
+
+    private func send(_ frame: OutboundFrame) {
+        guard let context, !isClosing else { return }
+        guard writable else { return closeSlowConsumer() }
+        context.write(wrapOutboundOut(frame.bytes), promise: nil)
+        if reading {
+            repliesPending = true
+        } else {
+            context.flush()
+        }
+    }
+
+    private func closeSlowConsumer() {
+        counters.slowConsumers.add(1, ordering: .relaxed)
+        close(.slowConsumer, reason: "slow consumer: more than WEBSOCKET_MAX_PENDING_BYTES unsent")
+    }
+
+    /// Called by the registry's sweep: pings, or closes a connection silent for too long (4000)
+    /// or over the pending limit (4008).
+    func keepAlive(now: NIODeadline, timeout: TimeAmount, ping: OutboundFrame) {
+        guard !isClosing, context != nil else { return }
+        if !writable {
+            closeSlowConsumer()
+        } else if now - lastHeard > timeout {
+            counters.pingTimeouts.add(1, ordering: .relaxed)
+            close(.pingTimeout, reason: "ping timeout: nothing heard within WEBSOCKET_PING_TIMEOUT")
+        } else {
+            send(ping)
+        }
+    }
+
+    /// Completes when the connection's channel has closed; nil once the handler is removed.
+    var closeFuture: EventLoopFuture<Void>? { context?.channel.closeFuture }
+
+    /// Closes the channel at once, handshake or not (a shutdown that has run out of time).
+    func abort() {
+        context?.channel.close(promise: nil)
+    }
+
+    /// Starts the closing handshake: sends a close frame, stops deliveries, and drops the
+    /// connection if the client does not answer within ``closeTimeout``. Without
+    /// `awaitingReply` (the client broke the protocol, so its further bytes cannot be read) the
+    /// node's side is shut down as soon as the close frame is sent.
+    ///
+    /// The close frame is the one frame queued even over the pending limit: one per connection,
+    /// at most 125 bytes, and it follows whatever the client has not read yet.
+    func close(_ code: CloseCode, reason: String, awaitingReply: Bool = true) {
+        guard !isClosing, let context else { return }
+        isClosing = true
+        delegate?.transport(self, willCloseWith: code.rawValue, reason: reason)
+        let channel = context.channel
+        let frame = OutboundFrame.close(code, reason: reason, allocator: channel.allocator)
+        let written = context.writeAndFlush(wrapOutboundOut(frame.bytes))
+        if !awaitingReply { written.whenComplete { _ in channel.close(mode: .output, promise: nil) } }
+        closeTimer = context.eventLoop.scheduleTask(in: Self.closeTimeout) { channel.close(promise: nil) }
+    }
+}
