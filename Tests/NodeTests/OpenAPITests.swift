@@ -57,6 +57,7 @@ struct OpenAPITests {
             _ = try await call("GET", "/stats?scope=cluster")
             _ = try await call("GET", "/stats?scope=galaxy")
             _ = try await call("GET", "/metrics")
+            _ = try await call("GET", "/dashboard")
             _ = try await call("GET", "/ws")
 
             let credentials = ["username": "walker", "password": "correct horse"]
@@ -90,7 +91,8 @@ struct OpenAPITests {
             _ = try await call("DELETE", "/api/messages/\(id)", as: "/api/messages/{id}", headers: bearer)
 
             #expect(checker.problems.isEmpty, "\(checker.problems.joined(separator: "\n"))")
-            #expect(checker.checked == (try Self.documentedRoutes()), "the walk reaches every documented operation")
+            let documented = try Self.documentedRoutes()
+            #expect(documented.subtracting(checker.checked).isEmpty, "not walked: \(documented.subtracting(checker.checked).sorted())")
         }
     }
 
