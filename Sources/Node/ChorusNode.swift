@@ -183,7 +183,10 @@ public final class ChorusNode: Service, Sendable {
                 eventLoopGroup: group, logger: logger)
             services.append(listener)
         }
-        services.append(DrainService(readiness: context.readiness, hub: context.hub, logger: logger))
+        services.append(
+            DrainService(
+                readiness: context.readiness, hub: context.hub, budget: Self.closeHandshakeBudget(configuration.drainTimeout),
+                logger: logger))
         var groupConfiguration = ServiceGroupConfiguration(
             services: services.map { .init(service: $0) }, gracefulShutdownSignals: signals, logger: logger)
         groupConfiguration.maximumGracefulShutdownDuration = configuration.drainTimeout
@@ -196,6 +199,14 @@ public final class ChorusNode: Service, Sendable {
             throw listenError(error) ?? error
         }
         logger.info("node stopped")
+    }
+
+    /// How long the drain waits for WebSocket close handshakes: all of `DRAIN_TIMEOUT` but a
+    /// reserve (a quarter, at most 1 s) for what follows (the server's remaining connections, the
+    /// store, the adapter). A shutdown that overran `DRAIN_TIMEOUT` would be cancelled, which
+    /// is no clean stop.
+    static func closeHandshakeBudget(_ drainTimeout: Duration) -> Duration {
+        drainTimeout - min(drainTimeout / 4, .seconds(1))
     }
 
     /// `error` as a ``ListenError`` naming the listener that is not bound yet, when it is a
@@ -289,13 +300,15 @@ struct HeartbeatService: Service {
 
 /// The first service to hear of a graceful shutdown: turns `/ready` to 503 (new WebSockets are
 /// refused), closes every WebSocket with 1001 and waits until they are closed, before the
-/// server stops accepting and the adapter stops.
+/// server stops accepting and the adapter stops. Connections that have not finished the close
+/// handshake within `budget` (see ``ChorusNode/closeHandshakeBudget(_:)``) are dropped.
 ///
 /// The wait is ours to do: Hummingbird's server returns once its listener closes, without
 /// waiting for upgraded channels, which no task of its own tracks.
 struct DrainService: Service {
     let readiness: Readiness
     let hub: ConnectionHub
+    let budget: Duration
     let logger: Logger
 
     func run() async throws {
@@ -305,7 +318,7 @@ struct DrainService: Service {
         let wasReady = readiness.state == .ready
         readiness.set(.draining)
         if wasReady { logger.info("draining: not ready, closing WebSockets with 1001") }
-        await hub.closeAll(.goingAway, reason: "node shutting down")
+        await hub.closeAll(.goingAway, reason: "node shutting down", within: budget)
         if wasReady { logger.info("WebSockets closed") }
     }
 }

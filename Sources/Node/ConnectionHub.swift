@@ -1,5 +1,6 @@
 import Broker
 import NIOCore
+import Synchronization
 
 /// All registries of a node, one per event loop, and the door through which delivered messages
 /// reach them.
@@ -59,15 +60,56 @@ final class ConnectionHub: Sendable {
     }
 
     /// Closes every WebSocket with `code` and returns once all are closed. Repeats until none
-    /// is left, for a connection whose upgrade completed meanwhile.
-    func closeAll(_ code: CloseCode, reason: String) async {
+    /// is left, for a connection whose upgrade completed meanwhile. Connections still open
+    /// `budget` after the start (clients that do not answer the close), or once the calling
+    /// task is cancelled, are dropped without waiting further.
+    func closeAll(_ code: CloseCode, reason: String, within budget: Duration) async {
+        let deadline = ContinuousClock.now + budget
+        var aborted = false
         while true {
             var closing: [EventLoopFuture<Void>] = []
             for registry in registries {
                 closing += await registry.closeAll(code, reason: reason)
             }
             guard !closing.isEmpty else { return }
-            for future in closing { try? await future.get() }
+            let closed = await Self.waitUntilClosed(closing, on: registries[0].loop, until: aborted ? nil : deadline)
+            if !closed, !aborted {
+                aborted = true
+                for registry in registries { await registry.abortAll() }
+            }
+        }
+    }
+
+    /// True once every future of `closing` has completed; false when `deadline` passes first or
+    /// the task is cancelled. Without a deadline, waits for them all (they are being closed).
+    private static func waitUntilClosed(
+        _ closing: [EventLoopFuture<Void>], on loop: any EventLoop, until deadline: ContinuousClock.Instant?
+    ) async -> Bool {
+        let all = EventLoopFuture.andAllComplete(closing, on: loop)
+        guard let deadline else {
+            try? await all.get()
+            return true
+        }
+        let answer = Mutex<CheckedContinuation<Bool, Never>?>(nil)
+        let finish: @Sendable (Bool) -> Void = { closed in
+            answer.withLock { waiting in
+                defer { waiting = nil }
+                return waiting
+            }?.resume(returning: closed)
+        }
+        let timer = Task {
+            try? await Task.sleep(until: deadline)
+            finish(false)
+        }
+        defer { timer.cancel() }
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                answer.withLock { $0 = continuation }
+                if Task.isCancelled || ContinuousClock.now >= deadline { finish(false) }
+                all.whenComplete { _ in finish(true) }
+            }
+        } onCancel: {
+            finish(false)
         }
     }
 }

@@ -222,6 +222,12 @@ actor ConnectionRegistry {
         }
     }
 
+    /// Drops every connection at once, without waiting for a close handshake (a shutdown that
+    /// has run out of time).
+    func abortAll() {
+        for session in sessions.values { session.transport.abort() }
+    }
+
     /// Starts closing every session with `code` (1001 at shutdown) and returns when each
     /// channel will have closed: after the client's close reply, or the session's close timeout.
     func closeAll(_ code: CloseCode, reason: String) -> [EventLoopFuture<Void>] {

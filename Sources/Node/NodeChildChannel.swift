@@ -39,6 +39,9 @@ struct NodeChildChannel: ServerChildChannel, HTTPChannelHandler {
         guard let admission else { return setupHTTPOnly(channel: channel, logger: logger) }
         return channel.eventLoop.makeCompletedFuture {
             try Self.useSmallReceiveBuffers(channel)
+            let unstarted = UnstartedConnectionCloser()
+            try channel.pipeline.syncOperations.addHandler(unstarted, position: .first)
+            let closer = NIOLoopBound(unstarted, eventLoop: channel.eventLoop)
             let decision = NIOLoopBoundBox<WebSocketAdmission.Decision?>(nil, eventLoop: channel.eventLoop)
             let upgraders: [any NIOTypedHTTPServerProtocolUpgrader<UpgradeResult>] = [
                     WebSocketUpgrader<UpgradeResult>(
@@ -57,6 +60,8 @@ struct NodeChildChannel: ServerChildChannel, HTTPChannelHandler {
                                 }
                                 try admission.installSession(accepted, on: channel)
                                 decision.value = nil  // the session gives back what admission took
+                                // New upgrades are refused once draining, and the drain closes this one.
+                                channel.pipeline.syncOperations.removeHandler(closer.value, promise: nil)
                                 return UpgradeResult.websocket
                             }
                         }
@@ -72,6 +77,12 @@ struct NodeChildChannel: ServerChildChannel, HTTPChannelHandler {
                             wrappingChannelSynchronously: channel,
                             configuration: .init(isOutboundHalfClosureEnabled: true)
                         )
+                        channel.pipeline.syncOperations.removeHandler(closer.value, promise: nil)
+                        if closer.value.quiesceRequested {
+                            // The shutdown began while the first request was read: the state
+                            // handler closes the connection once its response is out.
+                            channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
+                        }
                         if case .refuse(let refusal)? = decision.value {
                             return UpgradeResult.refused(asyncChannel, refusal)
                         }
@@ -129,7 +140,14 @@ struct NodeChildChannel: ServerChildChannel, HTTPChannelHandler {
 
     func handle(value: Value, logger: Logger) async {
         do {
-            switch try await value.upgradeResult.get() {
+            // Waiting for the first request does not end by itself when the server's task is
+            // cancelled (a shutdown past DRAIN_TIMEOUT): closing the channel fails the wait.
+            let upgradeResult = try await withTaskCancellationHandler {
+                try await value.upgradeResult.get()
+            } onCancel: {
+                value.channel.close(promise: nil)
+            }
+            switch upgradeResult {
             case .websocket:
                 // The WebSocketTransport (and its WebSocketSession) owns the channel from here on.
                 return

@@ -306,6 +306,11 @@ final class WebSocketTransport: ChannelDuplexHandler {
     /// Completes when the connection's channel has closed; nil once the handler is removed.
     var closeFuture: EventLoopFuture<Void>? { context?.channel.closeFuture }
 
+    /// Closes the channel at once, handshake or not (a shutdown that has run out of time).
+    func abort() {
+        context?.channel.close(promise: nil)
+    }
+
     /// Starts the closing handshake: sends a close frame, stops deliveries, and drops the
     /// connection if the client does not answer within ``closeTimeout``. Without
     /// `awaitingReply` (the client broke the protocol, so its further bytes cannot be read) the

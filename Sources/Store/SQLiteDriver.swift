@@ -13,6 +13,9 @@ import SQLiteNIO
 ///
 /// The file is opened in WAL mode (readers do not block the writer), with a busy timeout (another
 /// process's write lock is waited for, boundedly, not failed at once) and foreign keys enforced.
+///
+/// The connection is always closed before it is released, also when the store's task has been
+/// cancelled (a shutdown past `DRAIN_TIMEOUT`): see ``close(_:)``.
 struct SQLiteDriver: DatabaseDriver {
     let storage: SQLiteConnection.Storage
     let configuration: StoreConfiguration
@@ -26,10 +29,23 @@ struct SQLiteDriver: DatabaseDriver {
             try await migrate(connection)
             try await serve(SQLiteRepository(connection: connection))
         } catch {
-            try? await connection.close()
+            try? await Self.close(connection)
             throw error
         }
-        try await connection.close()
+        try await Self.close(connection)
+    }
+
+    /// Closes `connection`, whether or not the calling task is cancelled.
+    ///
+    /// Not sqlite-nio's `async` `close()`: it submits the close to NIO's thread pool with
+    /// `runIfActive`, which drops work whose task is cancelled and throws `CancellationError`
+    /// without running it. The handle then stays open, and releasing the connection trips
+    /// sqlite-nio's `assert` in `deinit` ("SQLiteConnection was not closed before
+    /// deinitializing"): a crash (SIGILL) of every debug build whose shutdown overran
+    /// `DRAIN_TIMEOUT`, since the service group then cancels the store. The future-based
+    /// `close()` always runs the close.
+    private static func close(_ connection: SQLiteConnection) async throws {
+        try await connection.close().get()
     }
 
     func reason(for error: any Error) -> String {

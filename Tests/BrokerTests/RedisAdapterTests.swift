@@ -111,12 +111,12 @@ struct RedisAdapterTests {
                 let (a, b) = (nodes[0], nodes[1])
                 b.subscribe(RedisTest.topic("gone.t"), RedisTest.pattern("gone.*"), RedisTest.topic("kept.t"))
                 try await RedisTest.settle(nodes)
-                #expect(try servers[0].activeChannels() == ["pubsub:gone.t", "pubsub:kept.t"])
+                #expect(try await servers[0].activeChannels() == ["pubsub:gone.t", "pubsub:kept.t"])
 
                 b.adapter.removeInterest(RedisTest.topic("gone.t"))
                 b.adapter.removeInterest(RedisTest.pattern("gone.*"))
                 try await RedisTest.settle(nodes)
-                #expect(try servers[0].activeChannels() == ["pubsub:kept.t"])
+                #expect(try await servers[0].activeChannels() == ["pubsub:kept.t"])
 
                 a.publish(topic: "gone.t")
                 let marker = a.publish(topic: "kept.t")
@@ -135,11 +135,11 @@ struct RedisAdapterTests {
                 try await RedisTest.settle(nodes)
 
                 let server = servers[0]
-                _ = try server.command(["PUBLISH", "pubsub:g.t", "notjson"])
-                _ = try server.command(["PUBLISH", "pubsub:g.t", #"{"v":1}"#])
+                _ = try await server.command(["PUBLISH", "pubsub:g.t", "notjson"])
+                _ = try await server.command(["PUBLISH", "pubsub:g.t", #"{"v":1}"#])
                 // A valid envelope on a channel it is not addressed to.
                 let stray = Envelope(id: "x:1", origin: "x", topic: try Topic("other.t"), data: .null)
-                _ = try server.command(["PUBLISH", "pubsub:g.t", String(decoding: EnvelopeCodec.encode(stray), as: UTF8.self)])
+                _ = try await server.command(["PUBLISH", "pubsub:g.t", String(decoding: EnvelopeCodec.encode(stray), as: UTF8.self)])
 
                 let published = (0..<10).map { _ in a.publish(topic: "g.t").id }
                 #expect(await RedisTest.eventually { b.envelopes.count >= 10 })
@@ -210,7 +210,7 @@ struct RedisAdapterTests {
                 #expect(!error.contains("nope"), "the password never reaches the status")
 
                 // SELECT happened: CLIENT LIST shows each node's connections and their database.
-                let list = try #require(try redis.command(["CLIENT", "LIST"]).string)
+                let list = try #require(try await redis.command(["CLIENT", "LIST"]).string)
                 let clients = list.split(separator: "\n")
                 #expect(clients.contains { $0.contains("name=chorus:a:pub") && $0.contains(" db=3 ") })
                 #expect(clients.contains { $0.contains("name=chorus:b:sub") && $0.contains(" db=0 ") })

@@ -30,7 +30,7 @@ struct RedisFailoverTests {
                 let status = a.status
                 #expect(status.state == .connected)
                 #expect(status.backends[0].transitions == 2)  // connecting -> fallback -> connected
-                #expect(try redis.activeChannels() == ["pubsub:down.t"], "interests resubscribed")
+                #expect(try await redis.activeChannels() == ["pubsub:down.t"], "interests resubscribed")
 
                 let shared = a.publish(topic: "down.t")
                 #expect(await RedisTest.eventually { b.ids() == [shared.id] && a.ids() == [local.id, shared.id] })

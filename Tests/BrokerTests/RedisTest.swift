@@ -45,10 +45,11 @@ enum RedisTest {
         }
     }
 
-    /// Polls `condition` every 10 ms until it holds or `timeout` passes; the result of the last check.
+    /// Polls `condition` every 10 ms until it holds or `timeout` passes; the result of the last
+    /// check (at once in a cancelled task, whose sleeps would not wait).
     static func eventually(within timeout: Duration = .seconds(10), _ condition: () -> Bool) async -> Bool {
         let deadline = ContinuousClock.now + timeout
-        while ContinuousClock.now < deadline {
+        while ContinuousClock.now < deadline, !Task.isCancelled {
             if condition() { return true }
             try? await Task.sleep(for: .milliseconds(10))
         }

@@ -16,9 +16,10 @@ import Glibc
 /// back on the same port. It is always stopped: by the test, by ``RedisTest/withServers(_:started:_:)``
 /// when the test throws, and at the latest when the object is released.
 ///
-/// Waiting never blocks a thread of Swift's cooperative pool (polls use `Task.sleep`, and the
-/// process is a ``ChildProcess``, not Foundation's `Process`): a blocked pool starves everything
-/// else the tests run, the nodes' `shutdown()` included.
+/// Waiting never blocks a thread of Swift's cooperative pool (polls use `Task.sleep`, the
+/// process is a ``ChildProcess`` started on its spawning thread, and Redis commands, which
+/// block, run on a thread of their own): a blocked pool starves everything else the tests run,
+/// the nodes' `shutdown()` included. The log is kept under `.build/test-logs` (``TestLogs``).
 final class RedisTestServer {
     let port: Int
     /// Extra `redis-server` arguments (`--requirepass`, `--user ...`).
@@ -44,12 +45,14 @@ final class RedisTestServer {
 
     var isRunning: Bool { process?.isRunning ?? false }
 
-    /// Starts `redis-server` (no persistence, loopback only) and waits until it answers PING.
+    /// Starts `redis-server` (found on `PATH`; no persistence, loopback only) and waits until
+    /// it answers PING. The process is started, and every PING sent, off Swift's cooperative pool.
     func start() async throws {
         precondition(process == nil, "already started")
-        let log = FileManager.default.temporaryDirectory.appendingPathComponent("redis-\(port)-\(UInt32.random(in: 0...UInt32.max)).log")
-        let process = try ChildProcess(
-            "/usr/bin/redis-server",
+        let binary = try Executable.find("redis-server", hint: "install Redis (Debian: apt-get install -y redis-server)")
+        let log = try TestLogs.folder("redis").appendingPathComponent("redis-\(port).log")
+        let process = try await ChildProcess.spawn(
+            binary,
             [
                 "--port", "\(port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                 "--daemonize", "no", "--loglevel", "warning",
@@ -58,16 +61,16 @@ final class RedisTestServer {
         self.process = process
 
         let deadline = ContinuousClock.now + .seconds(10)
+        let url = self.url
         while ContinuousClock.now < deadline {
             guard process.isRunning else {
                 self.process = nil
                 throw RedisTestServerError("redis-server on port \(port) exited at start: \(process.output())")
             }
-            if let connection = try? RedisConnection(connectingTo: url, timeout: .milliseconds(200)),
-                (try? connection.command(["PING"])) == .status("PONG")
-            {
-                return
-            }
+            let answered = (try? await onOwnThread {
+                try RedisConnection(connectingTo: url, timeout: .milliseconds(200)).command(["PING"]) == .status("PONG")
+            }) ?? false
+            if answered { return }
             try await Task.sleep(for: .milliseconds(20))  // polling for readiness, bounded by the deadline
         }
         await kill()
@@ -99,14 +102,16 @@ final class RedisTestServer {
         process?.signal(SIGCONT)
     }
 
-    /// Sends one command on a fresh connection (for `PUBLISH` of garbage, `PUBSUB CHANNELS`, ...).
-    func command(_ arguments: [String]) throws -> RedisReply {
-        try RedisConnection(connectingTo: url, timeout: .seconds(2)).command(arguments)
+    /// Sends one command on a fresh connection (for `PUBLISH` of garbage, `PUBSUB CHANNELS`, ...),
+    /// from a thread of its own: the connection blocks.
+    func command(_ arguments: [String]) async throws -> RedisReply {
+        let url = self.url
+        return try await onOwnThread { try RedisConnection(connectingTo: url, timeout: .seconds(2)).command(arguments) }
     }
 
     /// The channels with at least one subscriber that match `glob`.
-    func activeChannels(matching glob: String = "*") throws -> Set<String> {
-        guard case .array(let items) = try command(["PUBSUB", "CHANNELS", glob]) else { return [] }
+    func activeChannels(matching glob: String = "*") async throws -> Set<String> {
+        guard case .array(let items) = try await command(["PUBSUB", "CHANNELS", glob]) else { return [] }
         return Set(items.compactMap(\.string))
     }
 }

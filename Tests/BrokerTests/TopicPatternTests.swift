@@ -199,16 +199,30 @@ struct TopicPatternTests {
         #expect(!atLeastSixteen.covers(try TopicPattern("**")))
     }
 
-    @Test("covers answers quickly for the largest patterns")
+    @Test("covers answers quickly for the largest patterns, and each answer holds")
     func coversIsBounded() throws {
         var random = SplitMix64(seed: 99)
-        let start = ContinuousClock.now
+        var pairs: [(grant: TopicPattern, request: TopicPattern, requestText: String)] = []
         for _ in 0..<200 {
             let grant = try TopicPattern(random.patternText(maxDepth: 16, literals: ["a", "b"], minDepth: 16))
-            let request = try TopicPattern(random.patternText(maxDepth: 16, literals: ["a", "b"], minDepth: 16))
-            _ = grant.covers(request)
+            let requestText = random.patternText(maxDepth: 16, literals: ["a", "b"], minDepth: 16)
+            pairs.append((grant, try TopicPattern(requestText), requestText))
         }
+        let start = ContinuousClock.now
+        let answers = pairs.map { $0.grant.covers($0.request) }
         #expect(ContinuousClock.now - start < .seconds(5))
+
+        // Checked apart from the timing: a pattern covers itself, and where `covers` says yes,
+        // a topic the request matches (each wildcard as "c", a segment neither pattern names)
+        // is matched by the grant too.
+        var wrong: [String] = []
+        for ((grant, request, requestText), covers) in zip(pairs, answers) {
+            if !grant.covers(grant) { wrong.append("\(grant) does not cover itself") }
+            guard covers else { continue }
+            let topic = try Topic(requestText.split(separator: ".").map { $0.hasPrefix("*") ? "c" : String($0) }.joined(separator: "."))
+            if !grant.matches(topic) { wrong.append("\(grant) covers \(request), yet \(topic) escapes") }
+        }
+        #expect(wrong.isEmpty)
     }
 
     @Test("encodes as a single JSON string and validates on decode")

@@ -52,7 +52,13 @@ extension ClusterTests {
                     let second = try await socket.next(type: "message")
                     #expect(second["topic"] as? String == inbox)
                     #expect((second["data"] as? [String: Any])?["content"] as? String == "psst")
-                    #expect(await socket.receivesNothingMore(), "each event once")
+                    // Markers from node 3, once both events are in, on both of their topics (bob
+                    // may publish on his own inbox): they follow the events' routes.
+                    let nodeThree = try await cluster.node(3).connect(as: bobId)
+                    let markers = [
+                        try await nodeThree.publishMarker(topic: "rooms.lobby"), try await nodeThree.publishMarker(topic: inbox),
+                    ]
+                    #expect(try await socket.messages(before: markers) == [], "each event once")
 
                     // The conversation is stored once, readable from any node.
                     let listed = try await HTTP.get(

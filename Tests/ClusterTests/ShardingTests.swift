@@ -5,22 +5,11 @@ import TestSupport
 extension ClusterTests {
     @Suite("Two Redis servers")
     struct ShardingTests {
-        /// The server (index in `PUBSUB_REDIS_URL`) that carries `topic`: FNV-1a 64 of the topic
-        /// name modulo the number of servers, as documented for the Redis adapter.
-        static func server(of topic: String, among count: Int) -> Int {
-            var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-            for byte in topic.utf8 {
-                hash ^= UInt64(byte)
-                hash &*= 0x0000_0100_0000_01b3
-            }
-            return Int(hash % UInt64(count))
-        }
-
         @Test("topics spread over two Redis servers; every message arrives once; stopping one server affects only its topics")
         func twoServers() async throws {
             try await withCluster(redisServers: 2) { cluster in
                 let topics = (0..<20).map { "orders.region-\($0)" }
-                let home = Dictionary(uniqueKeysWithValues: topics.map { ($0, Self.server(of: $0, among: 2)) })
+                let home = Dictionary(uniqueKeysWithValues: topics.map { ($0, RedisPlacement.server(forKey: $0, among: 2)) })
                 try #require(Set(home.values) == [0, 1], "the 20 topics use both servers")
 
                 // Node 1 holds the 20 topics, node 3 one pattern covering them all.
@@ -49,7 +38,13 @@ extension ClusterTests {
                     for topic in topics {
                         #expect(received.filter { $0.topic == topic }.map(\.seq) == [0, 1, 2], "\(topic) on \(node)")
                     }
-                    #expect(await subscriber.receivesNothingMore(), "no duplicate on \(node)")
+                }
+                // Then one marker per topic: each follows its topic's messages through that
+                // topic's server (published earlier, they could overtake another server's messages).
+                var markers: [String] = []
+                for topic in topics { markers.append(try await publisher.publishMarker(topic: topic)) }
+                for (node, subscriber) in zip(["node-1", "node-3"], subscribers) {
+                    #expect(try await subscriber.messages(before: markers) == [], "no duplicate on \(node)")
                 }
 
                 // Stop the second server.
@@ -72,7 +67,13 @@ extension ClusterTests {
                 for (node, subscriber) in zip(["node-1", "node-3"], subscribers) {
                     let received = try await subscriber.deliveries(surviving.count)
                     #expect(received.map(\.topic) == surviving.map(Optional.some), "topics of the live server cross to \(node)")
-                    #expect(await subscriber.receivesNothingMore(), "topics of the stopped server do not reach \(node)")
+                }
+                // The stopped server's topics have no route to another node; markers on the live
+                // server's topics follow everything that crosses.
+                var liveMarkers: [String] = []
+                for topic in surviving { liveMarkers.append(try await publisher.publishMarker(topic: topic)) }
+                for (node, subscriber) in zip(["node-1", "node-3"], subscribers) {
+                    #expect(try await subscriber.messages(before: liveMarkers) == [], "topics of the stopped server do not reach \(node)")
                 }
 
                 // The stopped server's topics still work within one node.
@@ -81,7 +82,8 @@ extension ClusterTests {
                 let local = try await subscribers[0].deliveries(1)
                 #expect(local.map(\.topic) == [stranded[0]])
                 #expect(local.map(\.seq) == [4])
-                #expect(await subscribers[1].receivesNothingMore(), "but not across nodes")
+                let crossing = try await neighbour.publishMarker(topic: surviving[0])
+                #expect(try await subscribers[1].messages(before: crossing) == [], "but not across nodes")
             }
         }
     }

@@ -94,7 +94,7 @@ struct AccountAPITests {
         }
     }
 
-    @Test("one address trying name after name is throttled too; names that cannot exist cost no bcrypt")
+    @Test("one address trying name after name is throttled too; a name that cannot exist is refused before its own budget")
     func loginThrottleAcrossNames() async throws {
         try await withNode(["AUTH_LOGIN_ATTEMPTS_PER_MINUTE": "2"]) { node in
             // The address's budget is five names' worth: 10 attempts, refilled at one per 6 s.
@@ -110,6 +110,23 @@ struct AccountAPITests {
             #expect(statuses.prefix(10).allSatisfy { $0 == 401 }, "\(statuses)")
             #expect(statuses.last == 429, "five names' worth of attempts per address: \(statuses)")
             #expect(statuses.count <= 11 + refilled, "\(statuses) in \(ContinuousClock.now - started)")
+        }
+        // Per name two attempts a minute: a third try of a possible name is throttled, while a
+        // name that cannot exist is refused (401) before it takes a key in the per-name table
+        // (or a bcrypt check, which nothing outside the node can see without timing it).
+        try await withNode(["AUTH_LOGIN_ATTEMPTS_PER_MINUTE": "2"]) { node in
+            func tries(_ name: String) async throws -> [Int] {
+                var statuses: [Int] = []
+                for _ in 0..<3 {
+                    statuses.append(try await HTTP.post(
+                        "\(node.baseURL)/api/auth/login", json: ["username": name, "password": "guess guess"]).status)
+                }
+                return statuses
+            }
+            let impossible = try await tries(String(repeating: "x", count: 5000))
+            let possible = try await tries("ghost")
+            #expect(impossible == [401, 401, 401])
+            #expect(possible == [401, 401, 429])
         }
     }
 

@@ -10,8 +10,18 @@ import Glibc
 
 @Suite("The chorus executable")
 struct ExecutableTests {
-    private func log() -> URL {
-        FileManager.default.temporaryDirectory.appendingPathComponent("chorus-exec-\(UUID().uuidString).log")
+    private func log() throws -> URL {
+        try TestLogs.folder("chorus").appendingPathComponent("chorus.log")
+    }
+
+    /// Waits (bounded) until the node started by `process` logs its port (it binds port 0).
+    private func listeningPort(of process: ChildProcess) async throws -> Int {
+        let deadline = ContinuousClock.now + .seconds(60)
+        while ContinuousClock.now < deadline, process.isRunning {
+            if let port = NodeProcess.listeningPort(in: process.output()) { return port }
+            try await Task.sleep(for: .milliseconds(20))  // until it listens
+        }
+        throw TestFailure("node did not start: \(process.output())")
     }
 
     @Test(
@@ -24,36 +34,30 @@ struct ExecutableTests {
     func badConfiguration(environment: [String: String], line: String) async throws {
         var env = environment
         env["JWT_SECRET"] = env["JWT_SECRET"] ?? ""
-        let process = try ChildProcess(try Executable.chorus(), [], environment: env, log: log())
+        let process = try await ChildProcess.spawn(try Executable.chorus(), [], environment: env, log: log())
         #expect(await process.wait(timeout: .seconds(20)) == 78)
         let output = process.output().split(separator: "\n")
         #expect(output.count == 1, "\(output)")
         #expect(output.first?.contains(line) == true, "\(output)")
     }
 
-    @Test("SIGTERM closes WebSockets with 1001 and the process exits 0")
+    @Test("SIGTERM closes WebSockets with 1001 and the process exits 0, with no crash or assertion logged")
     func sigterm() async throws {
-        let port = try LoopbackPort.reserve()
-        let process = try ChildProcess(
+        let process = try await ChildProcess.spawn(
             try Executable.chorus(), [],
             environment: [
-                "JWT_SECRET": TestNode.secret, "HTTP_HOST": "127.0.0.1", "HTTP_PORT": "\(port)", "LOG_LEVEL": "info",
+                "JWT_SECRET": TestNode.secret, "HTTP_HOST": "127.0.0.1", "HTTP_PORT": "0", "LOG_LEVEL": "info",
                 "DATABASE_URL": "sqlite::memory:",
             ],
             log: log())
         defer { process.signal(SIGKILL) }
-        var client: WebSocketClient?
-        let deadline = ContinuousClock.now + .seconds(20)
-        while client == nil, ContinuousClock.now < deadline, process.isRunning {
-            client = try? await WebSocketClient.connect(port: port)
-            if client == nil { try await Task.sleep(for: .milliseconds(50)) }  // until it listens
-        }
-        let connected = try #require(client, "node did not start: \(process.output())")
+        let connected = try await WebSocketClient.connect(port: try await listeningPort(of: process))
         process.signal(SIGTERM)
         #expect(try await connected.closeCode() == 1001)
         await connected.close(code: 1001)
         #expect(await process.wait(timeout: .seconds(15)) == 0)
         let output = process.output()
+        #expect(TestLogs.crashLines(in: output).isEmpty, "\(output)")
         #expect(output.contains("draining"))
         // The node waited for the close handshake before it stopped.
         let disconnected = try #require(output.range(of: "WebSocket disconnected"), "\(output)")
@@ -61,18 +65,64 @@ struct ExecutableTests {
         #expect(disconnected.lowerBound < stopped.lowerBound)
     }
 
+    /// Starts `chorus` on port 0 with `environment` added to test defaults; the process and its port.
+    private func startNode(_ environment: [String: String]) async throws -> (ChildProcess, Int) {
+        var env = [
+            "JWT_SECRET": TestNode.secret, "HTTP_HOST": "127.0.0.1", "HTTP_PORT": "0", "LOG_LEVEL": "info",
+            "DATABASE_URL": "sqlite:\(try TestLogs.folder("db").appendingPathComponent("chorus.sqlite").path)",
+        ]
+        env.merge(environment) { $1 }
+        let process = try await ChildProcess.spawn(try Executable.chorus(), [], environment: env, log: log())
+        return (process, try await listeningPort(of: process))
+    }
+
+    @Test("a client that never answers the close does not hold the shutdown past DRAIN_TIMEOUT: the node exits 0, cleanly")
+    func unansweredClose() async throws {
+        let (process, port) = try await startNode(["DRAIN_TIMEOUT": "2000"])
+        defer { process.signal(SIGKILL) }
+        let silent = try await WebSocketClient.connect(port: port)
+        #expect(try await silent.request(["type": "ping"])["type"] as? String == "pong")
+        silent.pauseReading()  // the close frame is never read, so never answered
+        let stopping = ContinuousClock.now
+        process.signal(SIGTERM)
+        // DRAIN_TIMEOUT is 2 s (the close handshake gets 1.5 s of it); far more is allowed for a
+        // loaded machine, but less than the 5 s a session waits for a close answer on its own.
+        let status = await process.wait(timeout: .seconds(20))
+        #expect(status == 0, "\(process.output().suffix(3000))")
+        #expect(ContinuousClock.now - stopping < .seconds(20))
+        #expect(TestLogs.crashLines(in: process.output()).isEmpty, "\(process.output().suffix(3000))")
+        #expect(!process.output().contains("Waiting on child channel"), "the server's connections ended without an error")
+        silent.resumeReading()
+        #expect(try await silent.closeCode() == 1001)
+    }
+
+    @Test("a connection that never sends a request does not hold the shutdown: the node exits 0 at once, cleanly")
+    func idleConnection() async throws {
+        // A long DRAIN_TIMEOUT: before the fix the idle connection held the server until it ran out.
+        let (process, port) = try await startNode(["DRAIN_TIMEOUT": "60000"])
+        defer { process.signal(SIGKILL) }
+        let idle = LoopbackPort.tcpSocket()
+        defer { close(idle) }
+        #expect(LoopbackPort.withAddress(port) { connect(idle, $0, $1) } == 0)
+        #expect(try await HTTP.get("http://127.0.0.1:\(port)/ready").status == 200)
+        process.signal(SIGTERM)
+        #expect(await process.wait(timeout: .seconds(30)) == 0, "\(process.output().suffix(3000))")
+        #expect(TestLogs.crashLines(in: process.output()).isEmpty, "\(process.output().suffix(3000))")
+        #expect(!process.output().contains("Waiting on child channel"), "the server's connections ended without an error")
+    }
+
     @Test("under a low open-file limit, upgrades past what it allows get 503 and a log line, and the node keeps serving")
     func descriptorLimit() async throws {
-        let port = try LoopbackPort.reserve()
         // 200 descriptors, a quarter of them kept for other uses: room for 150 WebSockets.
         let process = try await ChildProcess.spawn(
             "/usr/bin/prlimit", ["--nofile=200:200", try Executable.chorus()],
             environment: [
-                "JWT_SECRET": TestNode.secret, "HTTP_HOST": "127.0.0.1", "HTTP_PORT": "\(port)", "LOG_LEVEL": "info",
+                "JWT_SECRET": TestNode.secret, "HTTP_HOST": "127.0.0.1", "HTTP_PORT": "0", "LOG_LEVEL": "info",
                 "DATABASE_URL": "none", "WEBSOCKET_MAX_CONNECTIONS_PER_IP": "1000",
             ],
             log: log())
         defer { process.signal(SIGKILL) }
+        let port = try await listeningPort(of: process)
         let ready = "http://127.0.0.1:\(port)/ready"
         let deadline = ContinuousClock.now + .seconds(20)
         while (try? await HTTP.get(ready).status) != 200, ContinuousClock.now < deadline, process.isRunning {
@@ -94,11 +144,13 @@ struct ExecutableTests {
         #expect(try await clients[0].request(["type": "ping"])["type"] as? String == "pong")
         #expect(process.output().contains("connections refused: the node holds 150 WebSockets"))
         for client in clients { await client.close() }
+        #expect(await process.stop(grace: .seconds(20)) == 0)
+        #expect(TestLogs.crashLines(in: process.output()).isEmpty, "\(process.output().suffix(3000))")
     }
 
     @Test("chorus --version prints the version")
     func version() async throws {
-        let process = try ChildProcess(try Executable.chorus(), ["--version"], environment: [:], log: log())
+        let process = try await ChildProcess.spawn(try Executable.chorus(), ["--version"], environment: [:], log: log())
         #expect(await process.wait(timeout: .seconds(20)) == 0)
         #expect(process.output().trimmingCharacters(in: .whitespacesAndNewlines) == ChorusVersion.text)
     }
@@ -120,7 +172,7 @@ struct ExecutableTests {
         }
         try #require(bound)
         let port = Int(UInt16(bigEndian: address.sin_port))
-        let process = try ChildProcess(
+        let process = try await ChildProcess.spawn(
             try Executable.chorus(), [],
             environment: [
                 "JWT_SECRET": TestNode.secret, "HTTP_HOST": "127.0.0.1", "HTTP_PORT": "\(port)", "DATABASE_URL": "none",
@@ -137,7 +189,7 @@ struct ExecutableTests {
 
     @Test("chorus token refuses a secret the node would refuse")
     func tokenShortSecret() async throws {
-        let process = try ChildProcess(
+        let process = try await ChildProcess.spawn(
             try Executable.chorus(), ["token", "--sub", "cli-user"], environment: ["JWT_SECRET": "short"], log: log())
         #expect(await process.wait(timeout: .seconds(20)) != 0)
         #expect(process.output().contains("JWT_SECRET must be at least 16 bytes long, got 5"), "\(process.output())")
@@ -145,7 +197,7 @@ struct ExecutableTests {
 
     @Test("chorus token mints a token the node accepts")
     func token() async throws {
-        let process = try ChildProcess(
+        let process = try await ChildProcess.spawn(
             try Executable.chorus(), ["token", "--sub", "cli-user", "--ttl", "5m"],
             environment: ["JWT_SECRET": TestNode.secret], log: log())
         #expect(await process.wait(timeout: .seconds(20)) == 0)
@@ -160,7 +212,7 @@ struct ExecutableTests {
     @Test("with JWT_ISSUER and JWT_AUDIENCE, chorus token mints what a node with the same settings accepts")
     func tokenWithIssuerAndAudience() async throws {
         let rules = ["JWT_ISSUER": "https://auth.example", "JWT_AUDIENCE": "chorus"]
-        let process = try ChildProcess(
+        let process = try await ChildProcess.spawn(
             try Executable.chorus(), ["token", "--sub", "cli-user"],
             environment: rules.merging(["JWT_SECRET": TestNode.secret]) { $1 }, log: log())
         #expect(await process.wait(timeout: .seconds(20)) == 0)

@@ -76,7 +76,12 @@ struct HTTPTests {
             #expect(response.status == 202)
             #expect(try await phone.next(type: "message")["data"] as? String == "ding")
             #expect(try await laptop.next(type: "message")["data"] as? String == "ding")
-            #expect(await other.staysQuiet())
+            let marker = UUID().uuidString
+            let markerPost = try await HTTP.post(
+                "\(node.baseURL)/api/publish",
+                json: ["userId": "dave", "data": ["marker": marker], "eventType": Marker.eventType], headers: ["X-API-Key": "k"])
+            #expect(markerPost.status == 202)
+            #expect(try await other.messages(before: marker) == [], "carol's message does not reach dave")
         }
     }
 

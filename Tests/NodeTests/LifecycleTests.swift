@@ -3,6 +3,10 @@ import Foundation
 import Testing
 import TestSupport
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 @Suite("Connection lifecycle: limits, keep-alive, expiry, shutdown")
 struct LifecycleTests {
     @Test("the connection past WEBSOCKET_MAX_CONNECTIONS_PER_IP is refused with HTTP 429 and a clear error")
@@ -111,11 +115,13 @@ struct LifecycleTests {
             #expect(expired["code"] as? Int == 401)
             let publisher = try await node.connect(as: "p")
             try await publisher.send(json: ["type": "message", "topic": "news", "data": "missed"])
-            #expect(await client.staysQuiet())
+            // "missed" arriving at any time would show up as the reply below or as the first
+            // message after authenticating again, where "again" (published later, from the
+            // same connection) must come first.
             #expect(try await client.request(["type": "subscribe", "topic": "x"])["code"] as? Int == 401)
             #expect(try await client.request(["type": "auth", "token": node.token("e")])["type"] as? String == "auth_success")
             try await publisher.send(json: ["type": "message", "topic": "news", "data": "again"])
-            #expect(try await client.next(type: "message")["data"] as? String == "again")
+            #expect(try await client.nextJSON()["data"] as? String == "again", "the first message after authenticating again")
         }
     }
 
@@ -153,12 +159,47 @@ struct LifecycleTests {
         try await withNode { node in
             let clients = [try await node.connect(as: "a"), try await node.connect(as: "b")]
             #expect(try await HTTP.get("\(node.baseURL)/ready").status == 200)
+            // The first client does not read, so it cannot answer the close: the node keeps
+            // draining until it does (or the drain's budget runs out, seconds later).
+            clients[0].pauseReading()
             let shutdown = Task { await node.node.shutdown() }
-            for client in clients {
-                #expect(try await client.closeCode() == 1001)
-                await client.close(code: 1001)
+            #expect(try await clients[1].closeCode() == 1001)
+            await clients[1].close(code: 1001)
+            // The close frames are out, so /ready turned 503 before them; new WebSockets are refused.
+            #expect(try await HTTP.get("\(node.baseURL)/ready").status == 503)
+            do {
+                _ = try await node.connect()
+                Issue.record("a WebSocket was admitted while the node drains")
+            } catch WebSocketClient.Failure.upgradeRefused(let status, _) {
+                #expect(status == 503)
             }
+            clients[0].resumeReading()
+            #expect(try await clients[0].closeCode() == 1001)
+            await clients[0].close(code: 1001)
             await shutdown.value
+        }
+    }
+
+    @Test("a node that cannot bind its port is reported with the reason, not waited for")
+    func portTaken() async throws {
+        // A listening socket holds a port; the node is told to bind it.
+        let holder = LoopbackPort.tcpSocket()
+        defer { close(holder) }
+        #expect(LoopbackPort.withAddress(0) { bind(holder, $0, $1) } == 0)
+        #expect(listen(holder, 1) == 0)
+        var address = sockaddr_in()
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(holder, $0, &length) }
+        }
+        let port = Int(UInt16(bigEndian: address.sin_port))
+        do {
+            try await withNode(["HTTP_PORT": "\(port)"], startTimeout: .seconds(30)) { _ in
+                Issue.record("the node started on a taken port")
+            }
+            Issue.record("withNode returned for a node that cannot bind")
+        } catch let failure as TestFailure {
+            #expect(failure.description.contains("stopped before it listened"), "\(failure)")
         }
     }
 

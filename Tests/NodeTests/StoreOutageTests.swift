@@ -35,3 +35,36 @@ struct StoreOutageTests {
         }
     }
 }
+
+extension StoreOutageTests {
+    @Test("when PostgreSQL comes back after an outage, the node serves accounts and messages again without a restart")
+    func postgresBack() async throws {
+        try await PostgresProcess.withServer { postgres in
+            try await postgres.createDatabase("chorus")
+            try await withNode(["DATABASE_URL": postgres.url(database: "chorus"), "DATABASE_TIMEOUT": "1000"]) { node in
+                let alice = try await register(node, "alice")
+                let credentials = ["username": "alice", "password": "correct horse"]
+
+                await postgres.interrupt()
+                let during = try await HTTP.post("\(node.baseURL)/api/auth/login", json: credentials)
+                #expect(during.status == 503, "\(during.text)")
+
+                try await postgres.restart()
+                // The pool reconnects on its own; the first requests may still meet the old connections.
+                var login = during
+                let back = await eventually(within: .seconds(30), every: .milliseconds(200)) {
+                    login = (try? await HTTP.post("\(node.baseURL)/api/auth/login", json: credentials)) ?? login
+                    return login.status == 200
+                }
+                #expect(back, "login after the outage: \(login.status) \(login.text)")
+                let post = try await HTTP.post(
+                    "\(node.baseURL)/api/messages", json: ["topic": "rooms.lobby", "content": "after the outage"],
+                    headers: ["Authorization": "Bearer \(alice.token)"])
+                #expect(post.status == 201, "\(post.text)")
+                let listed = try await HTTP.get(
+                    "\(node.baseURL)/api/messages?topic=rooms.lobby", headers: ["Authorization": "Bearer \(alice.token)"])
+                #expect((try listed.json()["messages"] as? [[String: Any]])?.compactMap { $0["content"] as? String } == ["after the outage"])
+            }
+        }
+    }
+}

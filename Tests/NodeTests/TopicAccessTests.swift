@@ -72,11 +72,13 @@ struct TopicAccessTests {
             // What alice's own topic carries reaches her and the agent, and nobody else.
             let bob = try await node.connect(as: "bob")
             #expect(try await bob.request(["type": "subscribe", "topic": "messages.user.bob"])["type"] as? String == "subscribed")
+            #expect(try await bob.request(["type": "subscribe", "topic": "markers.bob"])["type"] as? String == "subscribed")
             let server = try await node.connect(as: "alice")
             try await server.send(json: ["type": "message", "topic": "messages.user.alice", "data": "note to self"])
+            let marker = try await server.publishMarker(topic: "markers.bob")
             #expect(try await alice.next(type: "message")["data"] as? String == "note to self")
             #expect(try await agent.next(type: "message")["topic"] as? String == "messages.user.alice")
-            #expect(await bob.staysQuiet())
+            #expect(try await bob.messages(before: marker) == [], "alice's topic does not reach bob")
         }
     }
 

@@ -24,7 +24,7 @@ public final class Browser: Sendable {
             "chromedriver", hint: "install Chromium's driver (Debian: apt-get install -y chromium chromium-driver)")
         let chromium = try Executable.find("chromium", hint: "install Chromium (Debian: apt-get install -y chromium)")
         let port = try LoopbackPort.reserve()
-        let driver = try ChildProcess(
+        let driver = try await ChildProcess.spawn(
             chromedriver, ["--port=\(port)", "--allowed-ips=127.0.0.1"],
             log: logDirectory.appendingPathComponent("chromedriver.log"))
         let deadline = ContinuousClock.now + .seconds(30)

@@ -10,15 +10,36 @@ import Synchronization
 /// of one child leaks into another and nothing here ever blocks a thread of Swift's cooperative
 /// pool (Foundation's `Process` waits on an exec-status pipe and reaps through its own machinery,
 /// which stalled parallel tests here). Waiting polls `waitpid(WNOHANG)` with `Task.sleep`.
+///
+/// Every child dies with the test process: it is started through util-linux's `setpriv
+/// --pdeathsig KILL`, which sets the parent-death signal in the child between fork and exec
+/// (what `posix_spawn` itself cannot do) and then execs the program in place, so ``pid`` is the
+/// program's. A test process that crashes or is killed leaves no redis, postgres, nginx or node
+/// behind. Children are started from ``SpawnThread``, because Linux sends that signal when the
+/// *thread* that forked the child ends.
 public final class ChildProcess: Sendable {
     public let pid: pid_t
     public let log: URL
     /// The exit status, once reaped.
     private let status = Mutex<Int32?>(nil)
 
-    /// Starts `executable` with `arguments`; `environment` is added to this process's environment.
-    public init(_ executable: String, _ arguments: [String], environment: [String: String] = [:], log: URL) throws {
+    /// `setpriv`, found once.
+    private static let setpriv = Result {
+        try Executable.find("setpriv", hint: "install util-linux (Debian: apt-get install -y util-linux)")
+    }
+
+    /// Starts `executable` with `arguments` from the spawning thread; `environment` is added to
+    /// this process's environment. Output (stdout and stderr) is appended to `log`.
+    public static func spawn(
+        _ executable: String, _ arguments: [String], environment: [String: String] = [:], log: URL
+    ) async throws -> ChildProcess {
+        try await SpawnThread.run { try ChildProcess(executable, arguments, environment: environment, log: log) }
+    }
+
+    /// Only on ``SpawnThread``: see the type's documentation.
+    private init(_ program: String, _ programArguments: [String], environment: [String: String], log: URL) throws {
         self.log = log
+        let executable = try Self.setpriv.get()
         FileManager.default.createFile(atPath: log.path, contents: nil)
         var env = ProcessInfo.processInfo.environment
         env.merge(environment) { $1 }
@@ -41,6 +62,7 @@ public final class ChildProcess: Sendable {
         posix_spawnattr_setsigmask(&attributes, &empty)
         posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
 
+        let arguments = ["--pdeathsig", "KILL", "--", program] + programArguments
         let argv = ([executable] + arguments).map { strdup($0) } + [nil]
         let envp = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
         defer {
@@ -50,7 +72,7 @@ public final class ChildProcess: Sendable {
         var pid: pid_t = 0
         let result = posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
         guard result == 0 else {
-            throw TestFailure("cannot start \(executable): \(String(cString: strerror(result)))")
+            throw TestFailure("cannot start \(program): \(String(cString: strerror(result)))")
         }
         self.pid = pid
     }
@@ -73,24 +95,27 @@ public final class ChildProcess: Sendable {
         if isRunning { kill(pid, signal) }
     }
 
-    /// Waits until the child ends; nil if it is still running after `timeout`.
+    /// Waits until the child ends; nil if it is still running after `timeout`, or at once when
+    /// the waiting task is cancelled (a cancelled `Task.sleep` returns at once: polling on would
+    /// spin until the deadline).
     @discardableResult
     public func wait(timeout: Duration = .seconds(10)) async -> Int32? {
         let deadline = ContinuousClock.now + timeout
-        while ContinuousClock.now < deadline {
+        while ContinuousClock.now < deadline, !Task.isCancelled {
             if let exitStatus { return exitStatus }
             try? await Task.sleep(for: .milliseconds(10))
         }
         return exitStatus
     }
 
-    /// SIGTERM, then SIGKILL if the child has not ended within `grace`.
-    public func stop(grace: Duration = .seconds(5)) async {
+    /// SIGTERM, then SIGKILL if the child has not ended within `grace` (at once in a cancelled
+    /// task); the exit status, nil when even SIGKILL has not ended it within 5 s.
+    @discardableResult
+    public func stop(grace: Duration = .seconds(5)) async -> Int32? {
         signal(SIGTERM)
-        if await wait(timeout: grace) == nil {
-            signal(SIGKILL)
-            await wait(timeout: .seconds(5))
-        }
+        if let status = await wait(timeout: grace) { return status }
+        signal(SIGKILL)
+        return await wait(timeout: .seconds(5))
     }
 
     /// What the child has written so far.

@@ -1,5 +1,6 @@
 import ChorusClient
 import Foundation
+import Testing
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -7,9 +8,12 @@ import Glibc
 /// A Chorus cluster of real processes on loopback: one or more `redis-server`s, N `chorus`
 /// nodes (the built binary, see ``Executable/chorus()``) sharing them, and `nginx` in front.
 ///
-/// Made by ``withCluster(nodes:redisServers:environment:_:)``, which always stops everything.
-/// Logs (`node-N.log`, `redis-*.log`, `nginx/`) go to a temporary folder that is removed
-/// afterwards unless the body threw or `CHORUS_KEEP_CLUSTER_LOGS=1` is set; its path is printed.
+/// Made by ``withCluster(nodes:redisServers:environment:sourceLocation:_:)``, which always stops
+/// everything and then holds every node to a clean exit (``NodeProcess/checkExit(sourceLocation:)``:
+/// status 0 after SIGTERM, 137 after ``NodeProcess/kill()``, no crash or assertion in its log).
+/// Logs (`node-N.log`, `redis-*.log`, `nginx/`) and the nodes' SQLite files go to a folder under
+/// `.build/test-logs` named after the test, which is kept (see ``TestLogs``); when the body
+/// throws or a node ends badly, its path and the tails of every log are printed.
 public final class Cluster: Sendable {
     public static let secret = "cluster-test-secret-0123456789abcdef"
     public static let apiKey = "cluster-test-api-key"
@@ -65,9 +69,7 @@ public final class Cluster: Sendable {
 
     fileprivate static func start(nodeCount: Int, redisServers: Int, environment: [String: String]) async throws -> Cluster {
         let binary = try Executable.chorus()
-        let directory = FileManager.default.temporaryDirectory
-            .appendingPathComponent("chorus-cluster-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let directory = try TestLogs.folder("cluster")
 
         var redis: [RedisProcess] = []
         var nodes: [NodeProcess] = []
@@ -79,11 +81,9 @@ public final class Cluster: Sendable {
                 try await server.start()
             }
             for number in 1...nodeCount {
-                let port = try LoopbackPort.reserve()
                 var env = [
                     "JWT_SECRET": secret, "API_KEY": apiKey, "NODE_ID": "node-\(number)",
-                    "HTTP_HOST": "127.0.0.1", "HTTP_PORT": "\(port)",
-                    "WEBSOCKET_HOST": "127.0.0.1", "WEBSOCKET_PORT": "\(port)", "WEBSOCKET_ENABLED": "true",
+                    "HTTP_HOST": "127.0.0.1", "WEBSOCKET_HOST": "127.0.0.1", "WEBSOCKET_ENABLED": "true",
                     "PUBSUB_ADAPTER": "redis", "PUBSUB_REDIS_URL": redis.map(\.url).joined(separator: ","),
                     "PUBSUB_REDIS_PREFIX": "pubsub:", "TRUSTED_PROXIES": "127.0.0.1", "LOG_LEVEL": "info",
                     "DRAIN_TIMEOUT": "5000", "AUTH_BCRYPT_COST": "4",
@@ -93,7 +93,7 @@ public final class Cluster: Sendable {
                 ]
                 env.merge(environment) { $1 }
                 nodes.append(try await NodeProcess.start(
-                    id: "node-\(number)", port: port, binary: binary, environment: env, secret: secret,
+                    id: "node-\(number)", binary: binary, environment: env, secret: secret,
                     log: directory.appendingPathComponent("node-\(number).log")))
             }
             nginx = try await NginxProcess.start(
@@ -105,7 +105,7 @@ public final class Cluster: Sendable {
             return cluster
         } catch {
             await stop(redis: redis, nodes: nodes, nginx: nginx)
-            throw TestFailure("cluster did not start (logs kept in \(directory.path)): \(error)")
+            throw TestFailure("cluster did not start (logs kept in \(directory.path)): \(error)\n\(TestLogs.tails(of: directory))")
         }
     }
 
@@ -113,37 +113,50 @@ public final class Cluster: Sendable {
         await Self.stop(redis: redis, nodes: nodes, nginx: nginx)
     }
 
-    /// Nodes first (SIGTERM: they drain while Redis is still up), then nginx, then Redis.
+    /// Nodes first (SIGTERM: they drain while Redis is still up; nodes a test has stopped
+    /// already are left as they are), then nginx, then Redis.
     private static func stop(redis: [RedisProcess], nodes: [NodeProcess], nginx: NginxProcess?) async {
         await withTaskGroup(of: Void.self) { group in
-            for node in nodes { group.addTask { await node.process.stop(grace: .seconds(10)) } }
+            for node in nodes where node.process.isRunning { group.addTask { await node.stop() } }
         }
         await nginx?.process.stop()
         for server in redis { await server.stop() }
+    }
+
+    /// Records an issue for each node that did not end cleanly; true when all did.
+    fileprivate func checkExits(sourceLocation: SourceLocation) -> Bool {
+        var clean = true
+        for node in nodes {
+            if node.process.isRunning || !node.exitProblems().isEmpty { clean = false }
+            node.checkExit(sourceLocation: sourceLocation)
+        }
+        return clean
     }
 }
 
 /// Runs `body` against a fresh cluster of `nodes` nodes sharing `redisServers` Redis servers
 /// behind nginx, all adapters connected; then stops every process it started, also when
-/// `body` throws. `environment` is added to (and overrides) every node's environment.
+/// `body` throws, and records an issue for every node that did not exit cleanly (see
+/// ``NodeProcess/checkExit(sourceLocation:)``). `environment` is added to (and overrides) every
+/// node's environment. The logs stay in ``Cluster/directory``.
 public func withCluster<T>(
     nodes: Int = 3, redisServers: Int = 1, environment: [String: String] = [:],
+    sourceLocation: SourceLocation = #_sourceLocation,
     _ body: (Cluster) async throws -> T
 ) async throws -> T {
     let cluster = try await Cluster.start(nodeCount: nodes, redisServers: redisServers, environment: environment)
-    let keep = ProcessInfo.processInfo.environment["CHORUS_KEEP_CLUSTER_LOGS"] == "1"
+    let result: Result<T, any Error>
     do {
-        let result = try await body(cluster)
-        await cluster.stop()
-        if keep {
-            print("cluster logs: \(cluster.directory.path)")
-        } else {
-            try? FileManager.default.removeItem(at: cluster.directory)
-        }
-        return result
+        result = .success(try await body(cluster))
     } catch {
-        await cluster.stop()
-        print("cluster logs kept in \(cluster.directory.path) after: \(error)")
-        throw error
+        result = .failure(error)
     }
+    await cluster.stop()
+    let clean = cluster.checkExits(sourceLocation: sourceLocation)
+    if case .failure(let error) = result {
+        print("cluster logs kept in \(cluster.directory.path) after: \(error)\n\(TestLogs.tails(of: cluster.directory))")
+    } else if !clean {
+        print("cluster logs kept in \(cluster.directory.path)\n\(TestLogs.tails(of: cluster.directory))")
+    }
+    return try result.get()
 }

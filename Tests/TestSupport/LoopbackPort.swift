@@ -33,8 +33,17 @@ public enum LoopbackPort {
         return withAddress(port) { bind(descriptor, $0, $1) } == 0
     }
 
+    /// True when something accepts TCP connections on 127.0.0.1:`port` now (a loopback
+    /// connect is answered at once: it does not block).
+    public static func accepts(_ port: Int) -> Bool {
+        let descriptor = tcpSocket()
+        guard descriptor >= 0 else { return false }
+        defer { close(descriptor) }
+        return withAddress(port) { connect(descriptor, $0, $1) } == 0
+    }
+
     /// A new TCP socket (negative on failure, as `socket(2)`).
-    static func tcpSocket() -> Int32 {
+    public static func tcpSocket() -> Int32 {
         #if canImport(Glibc)
         socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         #else
@@ -43,7 +52,7 @@ public enum LoopbackPort {
     }
 
     /// Calls `body` with `127.0.0.1:port` as a `sockaddr` and its length (for bind and connect).
-    static func withAddress<T>(_ port: Int, _ body: (UnsafePointer<sockaddr>, socklen_t) -> T) -> T {
+    public static func withAddress<T>(_ port: Int, _ body: (UnsafePointer<sockaddr>, socklen_t) -> T) -> T {
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = in_port_t(UInt16(port).bigEndian)

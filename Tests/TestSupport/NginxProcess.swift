@@ -19,21 +19,33 @@ public final class NginxProcess: Sendable {
         self.process = process
     }
 
-    /// Writes `nginx.conf` for `upstreamPorts` and starts nginx in the foreground. Does not
-    /// wait: see ``waitUntilServing(within:)``.
+    /// Writes `nginx.conf` for `upstreamPorts` and starts nginx in the foreground, on another
+    /// port if the reserved one turns out to be taken. Does not wait for the nodes: see
+    /// ``waitUntilServing(within:)``.
     static func start(upstreamPorts: [Int], directory: URL) async throws -> NginxProcess {
         let nginx = try Executable.find("nginx", hint: "install nginx (Debian: apt-get install -y nginx-light)")
-        let port = try LoopbackPort.reserve()
         try FileManager.default.createDirectory(
             at: directory.appendingPathComponent("tmp"), withIntermediateDirectories: true)
         let configuration = directory.appendingPathComponent("nginx.conf")
-        try Self.configuration(port: port, upstreamPorts: upstreamPorts, directory: directory.path)
-            .write(to: configuration, atomically: true, encoding: .utf8)
-        let errorLog = directory.appendingPathComponent("error.log").path
-        let process = try await ChildProcess.spawn(
-            nginx, ["-p", directory.path, "-e", errorLog, "-c", configuration.path, "-g", "daemon off;"],
-            log: directory.appendingPathComponent("stdout.log"))
-        return NginxProcess(port: port, directory: directory, process: process)
+        let errorLog = directory.appendingPathComponent("error.log")
+        for attempt in 1...5 {
+            let port = try LoopbackPort.reserve()
+            try Self.configuration(port: port, upstreamPorts: upstreamPorts, directory: directory.path)
+                .write(to: configuration, atomically: true, encoding: .utf8)
+            try? FileManager.default.removeItem(at: errorLog)
+            let process = try await ChildProcess.spawn(
+                nginx, ["-p", directory.path, "-e", errorLog.path, "-c", configuration.path, "-g", "daemon off;"],
+                log: directory.appendingPathComponent("stdout.log"))
+            // Listening, or gone because another process took the port between the probe and the bind.
+            let deadline = ContinuousClock.now + .seconds(20)
+            while process.isRunning, !LoopbackPort.accepts(port), ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            let started = NginxProcess(port: port, directory: directory, process: process)
+            if !process.isRunning, started.errorLog().contains("Address already in use"), attempt < 5 { continue }
+            return started
+        }
+        throw TestFailure("nginx found no free port")
     }
 
     public var baseURL: String { "http://127.0.0.1:\(port)" }
@@ -75,7 +87,9 @@ public final class NginxProcess: Sendable {
                     proxy_next_upstream_timeout 10s;
         """
         return """
-            \(user)worker_processes 1;
+            \(user)# One process, no workers: the test's parent-death signal then ends all of nginx.
+            master_process off;
+            worker_processes 1;
             pid \(directory)/nginx.pid;
             error_log \(directory)/error.log notice;
 

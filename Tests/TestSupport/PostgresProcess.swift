@@ -5,7 +5,7 @@ import Glibc
 #endif
 
 /// A real PostgreSQL server, a child process on a reserved loopback port, in a data directory
-/// of its own that is removed when the server stops.
+/// of its own that is removed when the server stops (its log is kept: ``logFile``).
 ///
 /// ``start(within:)`` makes the data directory (a copy of one `initdb` run per test process,
 /// which takes seconds), starts `postgres` on 127.0.0.1 only, with its socket in the data
@@ -18,8 +18,10 @@ import Glibc
 /// server's. Every wait polls with `Task.sleep`; nothing here blocks a thread of the cooperative pool.
 public final class PostgresProcess: Sendable {
     public let port: Int
-    /// The data directory and the logs.
+    /// The data directory, removed when the server stops.
     public let directory: URL
+    /// The server's log, kept under `.build/test-logs` (see ``TestLogs``).
+    public let logFile: URL
     public static let user = "chorus"
     private let installation: Installation
     private let process = Mutex<ChildProcess?>(nil)
@@ -67,7 +69,12 @@ public final class PostgresProcess: Sendable {
         func command(_ program: String, _ arguments: [String]) -> (String, [String]) {
             let path = "\(binaries)/\(program)"
             guard let runAs else { return (path, arguments) }
-            return (runAs.setpriv, ["--reuid=\(runAs.uid)", "--regid=\(runAs.gid)", "--clear-groups", "--", path] + arguments)
+            // The uid change clears the parent-death signal ``ChildProcess`` set: set it again.
+            return (
+                runAs.setpriv,
+                ["--reuid=\(runAs.uid)", "--regid=\(runAs.gid)", "--clear-groups", "--pdeathsig", "KILL", "--", path]
+                    + arguments
+            )
         }
 
         /// Makes the directory `url` (not its contents) the server's user's, so that `initdb`
@@ -85,6 +92,7 @@ public final class PostgresProcess: Sendable {
         self.port = try LoopbackPort.reserve()
         self.directory = FileManager.default.temporaryDirectory
             .appendingPathComponent("chorus-pg-\(UUID().uuidString.prefix(8).lowercased())")
+        self.logFile = try TestLogs.folder("postgres").appendingPathComponent("postgres.log")
     }
 
     /// A started server; stop it with ``stop()`` (or use ``withServer(within:_:)``).
@@ -128,15 +136,26 @@ public final class PostgresProcess: Sendable {
     /// Stops the server (SIGINT: fast shutdown, clients are disconnected; SIGKILL if it is still
     /// running 10 s later) and removes its directory.
     public func stop() async {
-        if let running = process.withLock({ $0 }) {
-            running.signal(SIGINT)
-            if await running.wait(timeout: .seconds(10)) == nil {
-                running.signal(SIGKILL)
-                await running.wait(timeout: .seconds(10))
-            }
-        }
+        await interrupt()
         let directory = self.directory
         _ = try? await onOwnThread { try? FileManager.default.removeItem(at: directory) }
+    }
+
+    /// Stops the server like ``stop()`` but keeps its data, for ``restart(within:)`` (an outage).
+    public func interrupt() async {
+        guard let running = process.withLock({ $0 }) else { return }
+        running.signal(SIGINT)
+        if await running.wait(timeout: .seconds(10)) == nil {
+            running.signal(SIGKILL)
+            await running.wait(timeout: .seconds(10))
+        }
+    }
+
+    /// Starts the server again on the same port and data after ``interrupt()``, and waits until
+    /// it accepts connections.
+    public func restart(within timeout: Duration = .seconds(60)) async throws {
+        guard !isRunning else { throw TestFailure("postgres on port \(port) is running") }
+        try await launch(within: timeout)
     }
 
     /// What the server has logged so far.
@@ -155,10 +174,15 @@ public final class PostgresProcess: Sendable {
         guard await copy.wait(timeout: .seconds(60)) == 0 else {
             throw TestFailure("copying the PostgreSQL template \(template.path) failed: \(copy.output())")
         }
+        try await launch(within: timeout)
+    }
 
+    /// Starts `postgres` on the data directory and waits until `pg_isready` says it accepts connections.
+    private func launch(within timeout: Duration) async throws {
+        let data = directory.appendingPathComponent("data")
         let (executable, arguments) = installation.command(
             "postgres", ["-D", data.path, "-p", "\(port)", "-h", "127.0.0.1", "-k", data.path, "-F"])
-        let started = try await ChildProcess.spawn(executable, arguments, log: directory.appendingPathComponent("postgres.log"))
+        let started = try await ChildProcess.spawn(executable, arguments, log: logFile)
         process.withLock { $0 = started }
 
         let deadline = ContinuousClock.now + timeout

@@ -13,16 +13,22 @@ import Glibc
 /// starts the server stops it (``Cluster`` does); a server still running when this object is
 /// released is killed by its ``ChildProcess``.
 public final class RedisProcess: Sendable {
-    public let port: Int
+    /// The server's port: reserved at init, replaced by another if that one turns out to be
+    /// taken at the first start (another process may bind a free port before Redis does), and
+    /// kept from then on (a restart comes back on the same port).
+    public var port: Int { portBox.withLock { $0 } }
+    private let portBox: Mutex<Int>
     /// Where the server's and `redis-cli`'s output go.
     public let directory: URL
     private let server: String
     private let client: String
     private let process = Mutex<ChildProcess?>(nil)
     private let runs = Atomic<Int>(0)
+    /// Set once the server has answered PING: its port is fixed from then on.
+    private let hasRun = Atomic<Bool>(false)
 
     public init(directory: URL) throws {
-        self.port = try LoopbackPort.reserve()
+        self.portBox = Mutex(try LoopbackPort.reserve())
         self.directory = directory
         self.server = try Executable.find("redis-server", hint: "install Redis (Debian: apt-get install -y redis-server)")
         self.client = try Executable.find("redis-cli", hint: "install Redis (Debian: apt-get install -y redis-tools)")
@@ -35,6 +41,27 @@ public final class RedisProcess: Sendable {
 
     /// Starts the server (no persistence, loopback only) and waits until it answers `PING`.
     public func start(within timeout: Duration = .seconds(20)) async throws {
+        var attempts = 0
+        while true {
+            do {
+                try await startOnce(within: timeout)
+                hasRun.store(true, ordering: .relaxed)
+                return
+            } catch is PortTaken where attempts < 5 && !hasRun.load(ordering: .relaxed) {
+                // Only before the server has ever run: a restart must keep its port.
+                attempts += 1
+                let port = try LoopbackPort.reserve()
+                portBox.withLock { $0 = port }
+            } catch is PortTaken {
+                throw TestFailure("redis-server: port \(port) is taken")
+            }
+        }
+    }
+
+    /// A first start that found its port taken.
+    private struct PortTaken: Error {}
+
+    private func startOnce(within timeout: Duration) async throws {
         guard !isRunning else { throw TestFailure("redis-server on port \(port) is already running") }
         let run = runs.add(1, ordering: .relaxed).newValue
         let started = try await ChildProcess.spawn(
@@ -49,6 +76,7 @@ public final class RedisProcess: Sendable {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             guard started.isRunning else {
+                if started.output().contains("Address already in use") { throw PortTaken() }
                 throw TestFailure("redis-server on port \(port) exited at start: \(started.output())")
             }
             if (try? await command(["PING"], timeout: .seconds(2))) == .simple("PONG") { return }

@@ -1,38 +1,40 @@
 import ChorusClient
 import Foundation
 import Node
+import Testing
 
 /// Runs `body` against one `chorus` node running as a child process (the built binary, see
-/// ``Executable/chorus()``) with the memory adapter and an in-memory database, on a reserved
-/// loopback port; stops it afterwards, also when `body` throws. For tests that watch the node
+/// ``Executable/chorus()``) with the memory adapter and an in-memory database, on a port of its
+/// own choosing; stops it afterwards, also when `body` throws, and records an issue unless it
+/// exited cleanly (``NodeProcess/checkExit(sourceLocation:)``). Its log stays under
+/// `.build/test-logs` (``TestLogs``). For tests that watch the node
 /// process itself, such as its resident memory. `environment` is added to (and overrides) the
 /// node's environment; tokens are signed with ``Cluster/secret``.
 public func withNodeProcess<T>(
-    _ environment: [String: String] = [:], _ body: (NodeProcess) async throws -> T
+    _ environment: [String: String] = [:], sourceLocation: SourceLocation = #_sourceLocation,
+    _ body: (NodeProcess) async throws -> T
 ) async throws -> T {
     let binary = try Executable.chorus()
-    let directory = FileManager.default.temporaryDirectory
-        .appendingPathComponent("chorus-node-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
-    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-    let port = try LoopbackPort.reserve()
+    let directory = try TestLogs.folder("node")
     var env = [
         "JWT_SECRET": Cluster.secret, "API_KEY": Cluster.apiKey, "NODE_ID": "node-1",
-        "HTTP_HOST": "127.0.0.1", "HTTP_PORT": "\(port)", "LOG_LEVEL": "warning",
+        "HTTP_HOST": "127.0.0.1", "LOG_LEVEL": "info",
         "DATABASE_URL": "sqlite::memory:", "AUTH_BCRYPT_COST": "4", "DRAIN_TIMEOUT": "5000",
     ]
     env.merge(environment) { $1 }
     let node = try await NodeProcess.start(
-        id: "node-1", port: port, binary: binary, environment: env, secret: Cluster.secret,
+        id: "node-1", binary: binary, environment: env, secret: Cluster.secret,
         log: directory.appendingPathComponent("node-1.log"))
     do {
         try await node.waitUntilReady()
         let result = try await body(node)
-        await node.process.stop(grace: .seconds(10))
-        try? FileManager.default.removeItem(at: directory)
+        if node.process.isRunning { await node.stop() }
+        node.checkExit(sourceLocation: sourceLocation)
         return result
     } catch {
         print("node log kept in \(directory.path) after: \(error)\n\(node.logTail())")
-        await node.process.stop(grace: .seconds(10))
+        if node.process.isRunning { await node.stop() }
+        node.checkExit(sourceLocation: sourceLocation)
         throw error
     }
 }

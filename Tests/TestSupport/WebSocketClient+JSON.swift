@@ -30,18 +30,4 @@ extension WebSocketClient {
         try await send(json: object)
         return try await nextJSON()
     }
-
-    /// True when nothing but pings/pongs arrives within `window` (for checking that something is *not* delivered).
-    public func staysQuiet(for window: Duration = .milliseconds(300)) async -> Bool {
-        while true {
-            do {
-                switch try await next(timeout: window) {
-                case .ping, .pong: continue
-                default: return false
-                }
-            } catch {
-                return true
-            }
-        }
-    }
 }

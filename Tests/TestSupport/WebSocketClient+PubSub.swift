@@ -34,6 +34,13 @@ public enum Probe {
     public static let eventType = "test.probe"
 }
 
+/// Markers: messages a test publishes after the ones it checks, so that "nothing more arrives"
+/// (no duplicate, nothing after an unsubscribe) is judged by the next delivery, not by a
+/// moment of silence that a loaded machine can outlast (``WebSocketClient/messages(before:timeout:)-(String,_)``).
+public enum Marker {
+    public static let eventType = "test.marker"
+}
+
 extension WebSocketClient {
     /// Subscribes to `topic` (a topic or pattern) and waits for `subscribed`.
     ///
@@ -84,26 +91,57 @@ extension WebSocketClient {
         return received
     }
 
-    /// True when no message but probes (and no other frame but pings) arrives within `window`:
-    /// checks that nothing more, a duplicate for one, is delivered.
-    public func receivesNothingMore(for window: Duration = .milliseconds(500)) async -> Bool {
-        let deadline = ContinuousClock.now + window
-        while true {
+    /// Publishes a marker to `topic` (a message of event type ``Marker/eventType``) and returns
+    /// its id, for ``messages(before:timeout:)``: published after the messages under test, from
+    /// the same connection, it travels the same route behind them.
+    public func publishMarker(topic: String) async throws -> String {
+        let id = UUID().uuidString
+        try await publish(topic: topic, data: ["marker": id], eventType: Marker.eventType)
+        return id
+    }
+
+    /// What this connection receives before the marker `id` (probes and pings skipped; any other
+    /// frame, described), reading until the marker arrives: empty when nothing more, a late
+    /// duplicate included, was delivered ahead of it. Throws when the marker does not arrive
+    /// within `timeout`.
+    public func messages(before marker: String, timeout: Duration = .seconds(20)) async throws -> [String] {
+        try await messages(before: [marker], timeout: timeout)
+    }
+
+    /// Like ``messages(before:timeout:)-(String,_)``, reading until every marker of `markers` has
+    /// arrived (one per route: a topic on each Redis server, say).
+    public func messages(before markers: [String], timeout: Duration = .seconds(20)) async throws -> [String] {
+        let deadline = ContinuousClock.now + timeout
+        var waiting = Set(markers)
+        var extra: [String] = []
+        while !waiting.isEmpty {
             let remaining = deadline - ContinuousClock.now
-            guard remaining > .zero else { return true }
+            let frame: WebSocketClient.Event
             do {
-                switch try await next(timeout: remaining) {
-                case .ping, .pong: continue
-                case .text(let text):
-                    let message = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any]
-                    if message?["type"] as? String == "message", message?["eventType"] as? String == Probe.eventType { continue }
-                    return false
-                default: return false
+                guard remaining > .zero else { throw WebSocketClient.Failure.timeout }
+                frame = try await next(timeout: remaining)
+            } catch WebSocketClient.Failure.timeout {
+                throw TestFailure("\(waiting.count) marker(s) did not arrive within \(timeout); before them: \(extra)")
+            }
+            switch frame {
+            case .ping, .pong: continue
+            case .text(let text):
+                let message = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any]
+                let eventType = message?["type"] as? String == "message" ? message?["eventType"] as? String : nil
+                if eventType == Probe.eventType { continue }
+                if eventType == Marker.eventType, let id = (message?["data"] as? [String: Any])?["marker"] as? String,
+                    waiting.remove(id) != nil
+                {
+                    continue
                 }
-            } catch {
-                return true
+                extra.append(text)
+            case .binary:
+                extra.append("\(frame)")
+            case .close, .disconnected:
+                throw TestFailure("the connection ended (\(frame)) before \(waiting.count) marker(s); before that: \(extra)")
             }
         }
+        return extra
     }
 
     /// Publishes probes to `topic` from this connection until each of `subscribers` has received
