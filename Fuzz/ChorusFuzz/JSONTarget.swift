@@ -1,0 +1,241 @@
+import Foundation
+
+@testable import Broker
+
+/// Target `json`: the client-message JSON parser, against Foundation's `JSONSerialization`.
+///
+/// Both must accept and refuse the same texts, and what both accept must parse to the same
+/// values (strings compared scalar by scalar, numbers as `Double`). The deliberate differences,
+/// each documented in `JSONValueParser` or docs/fuzzing.md, are the only exceptions:
+/// 1. Top-level scalars: both accept them (`JSONSerialization` with `.fragmentsAllowed`).
+/// 2. Duplicate keys: Chorus keeps the first value; Foundation's choice is its own. A member whose
+///    key occurs more than once in the text (as Swift `String`s compare, so canonically
+///    equivalent spellings count as the same key) is not compared.
+/// 3. Depth: Chorus refuses nesting deeper than `JSONValueParser.maxDepth` (128); Foundation
+///    allows more. A text Chorus refuses as "nesting too deep" is not compared further.
+/// 4. Encodings: Chorus reads UTF-8 only; Foundation also guesses UTF-16 and UTF-32 and skips a
+///    byte order mark. A text with a NUL byte or a leading UTF-8 BOM must be refused by Chorus
+///    and is not compared.
+/// 5. Invalid UTF-8: Chorus repairs it into U+FFFD, Foundation refuses it. Chorus must parse the
+///    text exactly as it parses the repaired text (`String(decoding:as:)`), and the repaired
+///    text is what is compared with Foundation.
+/// 6. Trailing commas: Foundation on Linux accepts `[1,]` and `{"a":1,}`; RFC 8259 and Chorus
+///    refuse them. Such a text is compared as Chorus parses it with those commas removed.
+/// 7. Numbers: Chorus holds a `Double` (today; issue 9 makes it exact). Foundation's `NSNumber`
+///    is compared by its `doubleValue`; an integer Foundation holds exactly and Chorus rounded
+///    agrees when the `Double`s are equal. A number too large for a `Double` (`1e400`) Chorus reads
+///    as infinity; Foundation refuses the text ("not representable"), or where it accepts, the
+///    value is not compared.
+enum JSONTarget {
+    /// A parsed value in a form both parsers' results convert to.
+    indirect enum Value: Equatable, CustomStringConvertible {
+        case null, bool(Bool), number(Double), string([Unicode.Scalar])
+        case array([Value]), object([String: Value])
+
+        var hasInfinity: Bool {
+            switch self {
+            case .number(let number): number.isInfinite
+            case .array(let elements): elements.contains { $0.hasInfinity }
+            case .object(let members): members.values.contains { $0.hasInfinity }
+            default: false
+            }
+        }
+
+        var description: String {
+            switch self {
+            case .null: "null"
+            case .bool(let flag): "\(flag)"
+            case .number(let number): "\(number)"
+            case .string(let scalars): "\"\(String(String.UnicodeScalarView(scalars)).debugDescription.dropFirst().dropLast())\""
+            case .array(let elements): "[\(elements.map(\.description).joined(separator: ","))]"
+            case .object(let members):
+                "{\(members.sorted { $0.key < $1.key }.map { "\($0.key.debugDescription):\($0.value)" }.joined(separator: ","))}"
+            }
+        }
+    }
+
+    enum Outcome {
+        case value(Value)
+        case refused(String)
+    }
+
+    static func run(_ bytes: [UInt8]) {
+        let chorus = parseWithChorus(bytes)
+        if bytes.contains(0) || bytes.starts(with: [0xEF, 0xBB, 0xBF]) {
+            if case .value(let value) = chorus {
+                fuzzFailure(.json, "a text with a NUL byte or a BOM was accepted as \(value)")
+            }
+            return
+        }
+        let repaired = Array(String(decoding: bytes, as: UTF8.self).utf8)
+        if repaired != bytes {
+            let again = parseWithChorus(repaired)
+            guard same(chorus, again) else {
+                fuzzFailure(.json, "invalid UTF-8 parsed as \(chorus), its repaired text as \(again)")
+            }
+        }
+        let foundation = parseWithFoundation(repaired)
+        switch (chorus, foundation) {
+        case (.refused(let reason), .value) where reason.contains("nesting too deep"):
+            return  // difference 3
+        case (.refused, .refused):
+            return
+        case (.value(let ours), .refused(let reason)) where reason.contains("not representable") && ours.hasInfinity:
+            return  // difference 7
+        case (.refused, .value(let theirs)):
+            let stripped = withoutTrailingCommas(repaired)
+            guard stripped != repaired, case .value(let ours) = parseWithChorus(stripped) else {
+                fuzzFailure(.json, "chorus: \(chorus), foundation: \(foundation)")
+            }
+            if let difference = compare(ours, theirs, repeatedKeys: repeatedKeys(stripped), path: "$") {
+                fuzzFailure(.json, "values differ at \(difference) (trailing commas removed)\n chorus: \(ours)\n foundation: \(theirs)")
+            }
+        case (.value(let ours), .value(let theirs)):
+            let repeated = repeatedKeys(repaired)
+            if let difference = compare(ours, theirs, repeatedKeys: repeated, path: "$") {
+                fuzzFailure(.json, "values differ at \(difference)\n chorus: \(ours)\n foundation: \(theirs)")
+            }
+        default:
+            fuzzFailure(.json, "chorus: \(chorus), foundation: \(foundation)")
+        }
+    }
+
+    /// The adapter to the code under test.
+    static func parseWithChorus(_ bytes: [UInt8]) -> Outcome {
+        do {
+            return .value(convert(try JSONValueParser.parse(bytes)))
+        } catch {
+            return .refused(error.reason)
+        }
+    }
+
+    static func convert(_ value: JSONValue) -> Value {
+        switch value {
+        case .null: .null
+        case .bool(let flag): .bool(flag)
+        case .number(let number): .number(number)
+        case .string(let text): .string(Array(text.unicodeScalars))
+        case .array(let elements): .array(elements.map(convert))
+        case .object(let members): .object(members.mapValues(convert))
+        }
+    }
+
+    static func parseWithFoundation(_ bytes: [UInt8]) -> Outcome {
+        do {
+            let object = try JSONSerialization.jsonObject(with: Data(bytes), options: [.fragmentsAllowed])
+            return .value(convert(foundation: object))
+        } catch {
+            return .refused("\(error)")
+        }
+    }
+
+    static func convert(foundation object: Any) -> Value {
+        switch object {
+        case is NSNull: return .null
+        case let number as NSNumber:
+            // Foundation on Linux gives booleans as NSNumber too; their type encoding is "c".
+            if type(of: object) == Bool.self || String(cString: number.objCType) == "c" {
+                return .bool(number.boolValue)
+            }
+            return .number(number.doubleValue)
+        case let text as String: return .string(Array(text.unicodeScalars))
+        case let elements as [Any]: return .array(elements.map(convert(foundation:)))
+        case let members as [String: Any]: return .object(members.mapValues(convert(foundation:)))
+        default: return .string(Array("unexpected \(type(of: object))".unicodeScalars))
+        }
+    }
+
+    /// Where `ours` and `theirs` differ, or nil when they agree (up to the documented differences).
+    static func compare(_ ours: Value, _ theirs: Value, repeatedKeys: Set<String>, path: String) -> String? {
+        switch (ours, theirs) {
+        case (.number(let a), .number(let b)):
+            return a == b || (a.isNaN && b.isNaN) || a.isInfinite ? nil : path
+        case (.array(let a), .array(let b)):
+            guard a.count == b.count else { return path + " (length)" }
+            for index in a.indices {
+                if let difference = compare(a[index], b[index], repeatedKeys: repeatedKeys, path: "\(path)[\(index)]") {
+                    return difference
+                }
+            }
+            return nil
+        case (.object(let a), .object(let b)):
+            guard Set(a.keys) == Set(b.keys) else { return path + " (keys)" }
+            for (key, value) in a where !repeatedKeys.contains(key) {
+                if let difference = compare(value, b[key]!, repeatedKeys: repeatedKeys, path: "\(path).\(key.debugDescription)") {
+                    return difference
+                }
+            }
+            return nil
+        default:
+            return ours == theirs ? nil : path
+        }
+    }
+
+    /// Keys (decoded) that occur more than once anywhere in `bytes`: a string followed by `:`.
+    static func repeatedKeys(_ bytes: [UInt8]) -> Set<String> {
+        var seen: Set<String> = []
+        var repeated: Set<String> = []
+        var index = 0
+        while index < bytes.count {
+            guard bytes[index] == UInt8(ascii: "\"") else {
+                index += 1
+                continue
+            }
+            let start = index
+            index += 1
+            while index < bytes.count, bytes[index] != UInt8(ascii: "\"") {
+                index += bytes[index] == UInt8(ascii: "\\") ? 2 : 1
+            }
+            guard index < bytes.count else { break }
+            index += 1
+            let token = Array(bytes[start..<index])
+            var after = index
+            while after < bytes.count, [0x20, 0x09, 0x0A, 0x0D].contains(bytes[after]) { after += 1 }
+            guard after < bytes.count, bytes[after] == UInt8(ascii: ":") else { continue }
+            if case .value(.string(let scalars)) = parseWithChorus(token) {
+                let key = String(String.UnicodeScalarView(scalars))
+                if !seen.insert(key).inserted { repeated.insert(key) }
+            }
+        }
+        return repeated
+    }
+
+    /// The text without any `,` that only white space separates from a closing `]` or `}`
+    /// (outside strings).
+    static func withoutTrailingCommas(_ bytes: [UInt8]) -> [UInt8] {
+        var result: [UInt8] = []
+        var inString = false
+        var index = 0
+        while index < bytes.count {
+            let byte = bytes[index]
+            if inString {
+                result.append(byte)
+                if byte == UInt8(ascii: "\\"), index + 1 < bytes.count {
+                    result.append(bytes[index + 1])
+                    index += 1
+                } else if byte == UInt8(ascii: "\"") {
+                    inString = false
+                }
+            } else if byte == UInt8(ascii: ",") {
+                var next = index + 1
+                while next < bytes.count, [0x20, 0x09, 0x0A, 0x0D].contains(bytes[next]) { next += 1 }
+                if next == bytes.count || (bytes[next] != UInt8(ascii: "]") && bytes[next] != UInt8(ascii: "}")) {
+                    result.append(byte)
+                }
+            } else {
+                if byte == UInt8(ascii: "\"") { inString = true }
+                result.append(byte)
+            }
+            index += 1
+        }
+        return result
+    }
+
+    static func same(_ a: Outcome, _ b: Outcome) -> Bool {
+        switch (a, b) {
+        case (.value(let x), .value(let y)): x == y
+        case (.refused, .refused): true
+        default: false
+        }
+    }
+}
