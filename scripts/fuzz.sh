@@ -46,7 +46,7 @@ for target in "${targets[@]}"; do
         elif [[ $name == open-* ]]; then
             echo "$target: known open finding still reproduces: $reproducer"
         else
-            grep -E 'chorus-fuzz|ERROR|SUMMARY' "$log.replay" | head -20
+            sed -n -e '/^chorus-fuzz /,/Fatal error/p' -e '/ERROR: /p' -e '/^SUMMARY/p' "$log.replay" | head -40
             failed+=("$target (saved reproducer $reproducer fails again)")
         fi
     done
@@ -61,7 +61,7 @@ for target in "${targets[@]}"; do
         edges=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
         summary+=("$(printf '%-9s %10s runs %8s exec/s %6s edges' "$target" "${runs:-?}" "${speed:-?}" "${edges:-?}")")
     else
-        grep -E 'chorus-fuzz|ERROR|SUMMARY|Fatal error|Test unit written' "$log" | head -20
+        sed -n -e '/^chorus-fuzz /,/Fatal error/p' -e '/ERROR: /p' -e '/^SUMMARY/p' -e '/Test unit written/p' "$log" | head -40
         failed+=("$target (see $log)")
     fi
 done

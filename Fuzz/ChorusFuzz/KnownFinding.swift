@@ -12,6 +12,12 @@ enum KnownFinding: String {
     /// the session calls `reset()` after any violation.
     case fragmentLimitNotSticky
 
+    /// EnvelopeCodec: about half of all millisecond timestamps come back a millisecond earlier
+    /// from `decode` then `encode` (`…00.132Z` becomes `…00.131Z`): `Date.ISO8601FormatStyle`
+    /// truncates the fraction of a `Date` whose `Double` lies just below the millisecond. A message
+    /// relayed through Redis reaches other nodes' clients a millisecond "earlier" than the origin's.
+    case timestampLosesMillisecond
+
     /// Whether the harness lets it pass: yes, unless `CHORUS_FUZZ_STRICT=1`.
     var tolerated: Bool { !Self.strict }
 
