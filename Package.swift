@@ -180,6 +180,7 @@ if Context.environment["CHORUS_FUZZ"] == "1" {
             ],
             path: "Fuzz/ChorusFuzz",
             swiftSettings: swiftSettings + [.unsafeFlags(["-sanitize=fuzzer,address", "-parse-as-library"])],
-            linkerSettings: [.unsafeFlags(["-sanitize=fuzzer,address"])]
+            // lld, because gold warns about every ASan symbol it cannot export.
+            linkerSettings: [.unsafeFlags(["-sanitize=fuzzer,address", "-use-ld=lld"])]
         ))
 }
