@@ -22,13 +22,11 @@ import Foundation
 /// 6. Trailing commas: Foundation on Linux accepts `[1,]` and `{"a":1,}`; RFC 8259 and Chorus
 ///    refuse them. Such a text is compared as Chorus parses it with those commas removed.
 /// 7. Numbers: Chorus holds a `Double` (today; issue 9 makes it exact). Foundation's `NSNumber`
-///    is compared by its `doubleValue`; an integer Foundation holds exactly and Chorus rounded
-///    agrees when the `Double`s are equal. A number too large for a `Double` (`1e400`) Chorus reads
-///    as infinity. Foundation on Linux reads some long numbers a few units in the last place
-///    off (`900719925454740993808`, `1844674407370955161592...`), so numbers agree within a
-///    relative 1e-12; a text that is one number is also checked exactly against Swift's
-///    correctly rounded `Double(_:)`. Foundation refuses the text ("not representable"), or where it accepts, the
-///    value is not compared.
+///    is compared by its `doubleValue`. A number too large for a `Double` (`1e400`) Chorus reads
+///    as infinity, where Foundation refuses the text ("not representable"); an infinity is not
+///    compared. Foundation on Linux reads some long numbers a few units in the last place off
+///    (`900719925454740993808`), so numbers agree within a relative 1e-12; a text that is one
+///    number is also checked exactly against Swift's correctly rounded `Double(_:)`.
 enum JSONTarget {
     /// A parsed value in a form both parsers' results convert to.
     indirect enum Value: Equatable, CustomStringConvertible {
