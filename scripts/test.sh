@@ -4,6 +4,11 @@
 # the store against SQLite and a real PostgreSQL server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/install-deps.sh libhiredis-dev pkg-config redis-server redis-tools nginx postgresql util-linux
+scripts/install-deps.sh libhiredis-dev pkg-config redis-server redis-tools nginx postgresql util-linux jq curl prometheus chromium chromium-driver
 swift build --build-tests
 swift test --skip-build "$@"
+# The README's snippets, run as written against a node, and the cluster quick start's check.
+scripts/check-readme.sh
+deploy/run-cluster.sh -n 3 --check
+# Alert rules and their unit tests, a real Prometheus scraping two nodes, the Grafana dashboard.
+scripts/check-monitoring.py

@@ -12,8 +12,11 @@ public struct Envelope: Sendable, Equatable {
     public var topic: Topic?
     public var userId: String?
     public var eventType: String?
-    public var data: JSONValue
-    public var metadata: JSONValue?
+    /// The publisher's `data`, byte for byte.
+    public var data: RawJSON
+    /// The publisher's `metadata` (an object) with `senderId` set by the node, the other
+    /// members byte for byte; nil when absent (an envelope from another writer may lack it).
+    public var metadata: RawJSON?
     /// When the origin node accepted the message.
     public var timestamp: Date
 
@@ -23,8 +26,8 @@ public struct Envelope: Sendable, Equatable {
         topic: Topic?,
         userId: String? = nil,
         eventType: String? = nil,
-        data: JSONValue,
-        metadata: JSONValue? = nil,
+        data: RawJSON,
+        metadata: RawJSON? = nil,
         timestamp: Date = Date()
     ) {
         precondition(topic != nil || userId != nil, "an envelope needs a topic or a user id")

@@ -13,21 +13,23 @@ import Foundation
 ///   the node that accepted the message.
 /// - `topic` (string, optional): a valid ``Topic``; `userId` (string, optional): the user the
 ///   message is addressed to. At least one of the two is present.
-/// - `eventType` (string, optional), `data` (any JSON, required), `metadata` (any JSON, optional).
+/// - `eventType` (string, optional), `data` (any JSON, required), `metadata` (any JSON, optional):
+///   `data` and `metadata` are the publisher's bytes (``RawJSON``), written in unchanged and
+///   sliced out unchanged, so numbers, escapes and member order arrive as they were sent.
 /// - `timestamp` (string, required): ISO 8601 UTC with milliseconds.
 ///
 /// Unknown fields are ignored, so later versions may add fields without a version bump.
 /// Encoding runs once per message on the publishing node and decoding once per message on each
-/// receiving node, never per subscriber.
+/// receiving node, never per subscriber. Decoding checks the whole text by ``JSONParser``'s
+/// rules (a payload with a duplicate key or invalid UTF-8 is malformed) but builds no tree.
 public enum EnvelopeCodec {
     /// The `v` this node writes and reads.
     public static let version = 1
 
-    /// The JSON bytes of `envelope`, fields in the documented order (members of `data` and
-    /// `metadata` objects sorted by key). Numbers that JSON cannot carry (NaN, infinities) become
-    /// the strings `"NaN"`, `"Infinity"` and `"-Infinity"`, so encoding never fails.
+    /// The JSON bytes of `envelope`, fields in the documented order, `data` and `metadata` as
+    /// they are.
     public static func encode(_ envelope: Envelope) -> [UInt8] {
-        var writer = JSONWriter()
+        var writer = JSONWriter(capacity: 256 + envelope.data.bytes.count + (envelope.metadata?.bytes.count ?? 0))
         writer.raw("{\"v\":\(version),\"id\":")
         writer.string(envelope.id)
         writer.raw(",\"origin\":")
@@ -45,10 +47,10 @@ public enum EnvelopeCodec {
             writer.string(eventType)
         }
         writer.raw(",\"data\":")
-        writer.value(envelope.data)
+        writer.raw(envelope.data)
         if let metadata = envelope.metadata {
             writer.raw(",\"metadata\":")
-            writer.value(metadata)
+            writer.raw(metadata)
         }
         writer.raw(",\"timestamp\":")
         writer.string(envelope.timestamp.formatted(timestampFormat))
@@ -58,29 +60,28 @@ public enum EnvelopeCodec {
 
     /// Decodes and validates one envelope.
     public static func decode(_ bytes: some Collection<UInt8>) throws(EnvelopeDecodingError) -> Envelope {
-        let json: JSONValue
+        let fields: RawJSONObject
         do {
-            json = try JSONValueParser.parse(bytes)
+            fields = try RawJSONObject(parsing: bytes)
         } catch {
+            if error.problem == .notAnObject { throw .notAnEnvelope("not a JSON object") }
             throw .notAnEnvelope("not JSON (\(error))")
         }
-        guard case .object(let fields) = json else { throw .notAnEnvelope("not a JSON object") }
 
         guard let versionField = fields["v"] else { throw .missingField("v") }
-        guard case .number(let version) = versionField else { throw .notAnEnvelope("field 'v' is not a number") }
-        guard version == Double(Self.version) else { throw .unsupportedVersion(Int(exactly: version) ?? -1) }
+        guard versionField.isNumber else { throw .notAnEnvelope("field 'v' is not a number") }
+        guard versionField.bytes.elementsEqual(String(Self.version).utf8) else {
+            throw .unsupportedVersion(JSONNumber(unchecked: versionField.description).intValue ?? -1)
+        }
 
         func text(_ name: String, required: Bool) throws(EnvelopeDecodingError) -> String? {
-            switch fields[name] {
-            case nil, .null?:
+            guard let field = fields[name], !field.isNull else {
                 if required { throw .missingField(name) }
                 return nil
-            case .string(let value)?:
-                if value.isEmpty, required { throw .missingField(name) }
-                return value
-            default:
-                throw .notAnEnvelope("field '\(name)' is not a string")
             }
+            guard let value = field.stringValue else { throw .notAnEnvelope("field '\(name)' is not a string") }
+            if value.isEmpty, required { throw .missingField(name) }
+            return value
         }
         let id = try text("id", required: true)!
         let origin = try text("origin", required: true)!
@@ -97,7 +98,7 @@ public enum EnvelopeCodec {
         guard topic != nil || userId != nil else { throw .noAddress }
         let eventType = try text("eventType", required: false)
         guard let data = fields["data"] else { throw .missingField("data") }
-        // `"metadata": null` stays `.null`, as it was published; only an absent field is nil.
+        // `"metadata": null` stays `null`, as it was published; only an absent field is nil.
         let metadata = fields["metadata"]
 
         let stamp = try text("timestamp", required: true)!

@@ -1,50 +1,17 @@
-/// Any JSON value: the `data` and `metadata` a publisher sends travel through Chorus unchanged.
+/// Any JSON value, as a tree: for the few fields the node reads (a client message's `type`,
+/// `topic`, request `id`; an envelope's fields) and the small documents it writes itself.
+///
+/// A message's `data` and `metadata` are not parsed into this: they travel as ``RawJSON``, the
+/// bytes the publisher sent. Numbers keep their text (``JSONNumber``), so a request `id` of
+/// `12345678901234567890` is echoed as sent. Objects are dictionaries: member order is not
+/// kept and ``JSONWriter`` writes members sorted by name.
 public enum JSONValue: Sendable, Hashable {
     case null
     case bool(Bool)
-    case number(Double)
+    case number(JSONNumber)
     case string(String)
     case array([JSONValue])
     case object([String: JSONValue])
-}
-
-extension JSONValue: Codable {
-    public init(from decoder: any Decoder) throws {
-        let container = try decoder.singleValueContainer()
-        if container.decodeNil() {
-            self = .null
-        } else if let value = try? container.decode(Bool.self) {
-            self = .bool(value)
-        } else if let value = try? container.decode(Double.self) {
-            self = .number(value)
-        } else if let value = try? container.decode(String.self) {
-            self = .string(value)
-        } else if let value = try? container.decode([JSONValue].self) {
-            self = .array(value)
-        } else if let value = try? container.decode([String: JSONValue].self) {
-            self = .object(value)
-        } else {
-            throw DecodingError.dataCorruptedError(in: container, debugDescription: "not a JSON value")
-        }
-    }
-
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.singleValueContainer()
-        switch self {
-        case .null: try container.encodeNil()
-        case .bool(let value): try container.encode(value)
-        case .number(let value):
-            // Integers print without a fraction, as publishers sent them.
-            if value.rounded() == value, abs(value) < 9_007_199_254_740_992 {
-                try container.encode(Int64(value))
-            } else {
-                try container.encode(value)
-            }
-        case .string(let value): try container.encode(value)
-        case .array(let value): try container.encode(value)
-        case .object(let value): try container.encode(value)
-        }
-    }
 }
 
 extension JSONValue {
@@ -62,9 +29,8 @@ extension JSONValue {
 }
 
 extension JSONValue {
-    /// Parses JSON text (one value, surrounding white space allowed).
-    /// - Throws: a description of the first problem and its byte offset.
-    public init(parsing bytes: some Collection<UInt8>) throws {
-        self = try JSONValueParser.parse(bytes)
+    /// Parses JSON text (one value, surrounding white space allowed) by ``JSONParser``'s rules.
+    public init(parsing bytes: some Collection<UInt8>) throws(JSONError) {
+        self = try JSONParser.withContiguous(bytes) { buffer throws(JSONError) in try JSONParser.value(buffer) }
     }
 }

@@ -5,12 +5,17 @@
 public struct JSONWriter {
     public private(set) var bytes: [UInt8] = []
 
-    public init() {
-        bytes.reserveCapacity(256)
+    public init(capacity: Int = 256) {
+        bytes.reserveCapacity(capacity)
     }
 
     public mutating func raw(_ text: String) {
         bytes.append(contentsOf: text.utf8)
+    }
+
+    /// Appends a JSON value's bytes as they are: a message's `data` or `metadata`, unchanged.
+    public mutating func raw(_ json: RawJSON) {
+        bytes.append(contentsOf: json.bytes)
     }
 
     public mutating func string(_ text: String) {
@@ -36,7 +41,7 @@ public struct JSONWriter {
         switch value {
         case .null: raw("null")
         case .bool(let flag): raw(flag ? "true" : "false")
-        case .number(let number): self.number(number)
+        case .number(let number): raw(number.text)
         case .string(let text): string(text)
         case .array(let elements):
             bytes.append(UInt8(ascii: "["))
@@ -54,20 +59,6 @@ public struct JSONWriter {
                 self.value(members[key]!)
             }
             bytes.append(UInt8(ascii: "}"))
-        }
-    }
-
-    /// As ``JSONValue`` encodes numbers: integers without a fraction, others in Swift's
-    /// shortest round-trip form (`1.5`, `1e-07`), which is valid JSON.
-    private mutating func number(_ number: Double) {
-        if number.isNaN {
-            string("NaN")
-        } else if number.isInfinite {
-            string(number > 0 ? "Infinity" : "-Infinity")
-        } else if number.rounded() == number, abs(number) < 9_007_199_254_740_992 {
-            raw(String(Int64(number)))
-        } else {
-            raw(String(number))
         }
     }
 

@@ -12,6 +12,7 @@ struct Chorus: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "chorus",
         abstract: "A real-time messaging node: WebSocket pub/sub over HTTP, clustered through Redis.",
+        version: ChorusVersion.text,
         subcommands: [Serve.self, Token.self],
         defaultSubcommand: Serve.self)
 }
@@ -60,12 +61,17 @@ struct Serve: AsyncParsableCommand {
             return handler
         }
         let metrics = NodeMetrics()
-        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: metrics.registry))
+        MetricsSystem.bootstrap(NodeMetrics.processFactory(registry: metrics.registry))
         ResourceLimits.raiseOpenFileLimit(logger: Logger(label: "chorus"))
         let node = try ChorusNode(
             configuration: configuration, logger: Logger(label: "chorus"), metrics: metrics,
             gracefulShutdownSignals: [.sigterm, .sigint])
-        try await node.run()
+        do {
+            try await node.run()
+        } catch let error as ListenError {
+            FileHandle.standardError.write(Data("chorus: \(error)\n".utf8))
+            throw ExitCode(78)  // EX_CONFIG: the address or port to listen on is the problem
+        }
     }
 }
 
@@ -81,6 +87,10 @@ struct Token: ParsableCommand {
     func run() throws {
         guard let secret = ProcessInfo.processInfo.environment["JWT_SECRET"], !secret.isEmpty else {
             throw ValidationError("JWT_SECRET is not set: `chorus token` signs with the node's HS256 secret")
+        }
+        guard secret.utf8.count >= NodeConfiguration.minimumSecretBytes else {
+            throw ValidationError(
+                "JWT_SECRET must be at least \(NodeConfiguration.minimumSecretBytes) bytes long, got \(secret.utf8.count): a node would refuse it")
         }
         guard let ttl = Self.seconds(ttl) else {
             throw ValidationError("--ttl: expected seconds or a number with s, m, h or d, got '\(self.ttl)'")

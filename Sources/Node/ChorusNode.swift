@@ -139,6 +139,8 @@ public final class ChorusNode: Service, Sendable {
 
     public func run() async throws {
         let router = Router(context: NodeRequestContext.self)
+        router.add(middleware: MetricsMiddleware())
+        router.add(middleware: HTTPErrorMiddleware())
         router.add(middleware: BackendErrorMiddleware())
         let sampler = RateSampler()
         let directory: (any NodeDirectory)? =
@@ -187,8 +189,25 @@ public final class ChorusNode: Service, Sendable {
         groupConfiguration.maximumCancellationDuration = .seconds(2)
         let serviceGroup = ServiceGroup(configuration: groupConfiguration)
         self.serviceGroup.withLock { $0 = serviceGroup }
-        try await serviceGroup.run()
+        do {
+            try await serviceGroup.run()
+        } catch {
+            throw listenError(error) ?? error
+        }
         logger.info("node stopped")
+    }
+
+    /// `error` as a ``ListenError`` naming the listener that is not bound yet, when it is a
+    /// failure to listen.
+    private func listenError(_ error: any Error) -> ListenError? {
+        guard let reason = ListenError.reason(of: error) else { return nil }
+        if ports.withLock({ $0.http }) == nil {
+            return ListenError(
+                variable: "HTTP_PORT", host: configuration.httpHost, port: configuration.httpPort, reason: reason)
+        }
+        return ListenError(
+            variable: "WEBSOCKET_PORT", host: configuration.websocketHost, port: configuration.websocketPort,
+            reason: reason)
     }
 
     /// Answers every plain HTTP request on a WebSocket-only listener.
@@ -280,9 +299,12 @@ struct DrainService: Service {
 
     func run() async throws {
         try? await gracefulShutdown()
+        // A node that never became ready (a listener failed to bind) says nothing of draining,
+        // so the reason it stops is the last thing in its log.
+        let wasReady = readiness.state == .ready
         readiness.set(.draining)
-        logger.info("draining: not ready, closing WebSockets with 1001")
+        if wasReady { logger.info("draining: not ready, closing WebSockets with 1001") }
         await hub.closeAll(.goingAway, reason: "node shutting down")
-        logger.info("WebSockets closed")
+        if wasReady { logger.info("WebSockets closed") }
     }
 }

@@ -4,13 +4,18 @@ import Foundation
 /// One message a client sends over the WebSocket, decoded once from its JSON text.
 ///
 /// Every request may carry an `id` (any JSON string or number) that the node echoes on the reply,
-/// so clients can match replies to requests.
+/// exactly as written, so clients can match replies to requests.
+///
+/// The frame is read by ``JSONParser``'s rules (one JSON path for the WebSocket and HTTP): a
+/// duplicate key at any depth, nesting past ``JSONParser/maxDepth``, invalid UTF-8 or anything
+/// RFC 8259 does not allow is refused with a 400 naming the problem. A message's `data` and
+/// `metadata` are kept as the bytes the client sent (``RawJSON``).
 public struct ClientMessage: Sendable, Equatable {
     public enum Kind: Sendable, Equatable {
         case auth(token: String)
         case subscribe(TopicPattern)
         case unsubscribe(TopicPattern)
-        case message(topic: Topic, data: JSONValue, metadata: JSONValue?, eventType: String?)
+        case message(topic: Topic, data: RawJSON, metadata: RawJSON?, eventType: String?)
         case ping
     }
 
@@ -34,31 +39,42 @@ public struct ClientMessageError: Error, Equatable, CustomStringConvertible {
 }
 
 extension ClientMessage {
-    /// The fields of a client message, read from the parsed object (wrong types read as absent).
+    /// The fields of a client message, read from its members (wrong types read as absent).
     private struct Wire {
         var type: String?
         var id: JSONValue?
         var token: String?
         var topic: String?
-        var data: JSONValue?
-        var metadata: JSONValue?
+        var data: RawJSON?
+        var metadata: RawJSON?
         var eventType: String?
 
-        init(_ fields: [String: JSONValue]) {
-            type = fields["type"]?.stringValue
-            id = fields["id"]
-            token = fields["token"]?.stringValue
-            topic = fields["topic"]?.stringValue
-            data = fields["data"]
-            metadata = fields["metadata"]
-            eventType = fields["eventType"]?.stringValue
+        init(_ fields: RawJSONObject) {
+            for member in fields.members {
+                switch member.key {
+                case "type": type = member.value.stringValue
+                case "id": id = member.value.value
+                case "token": token = member.value.stringValue
+                case "topic": topic = member.value.stringValue
+                case "data": data = member.value
+                case "metadata": metadata = member.value.isNull ? nil : member.value
+                case "eventType": eventType = member.value.stringValue
+                default: break
+                }
+            }
         }
     }
 
     /// Decodes one text frame.
     public static func decode(_ bytes: some Collection<UInt8>) throws(ClientMessageError) -> ClientMessage {
-        guard case .object(let fields)? = try? JSONValue(parsing: bytes) else {
-            throw ClientMessageError(message: "malformed JSON: expected an object with a 'type' field")
+        let fields: RawJSONObject
+        do {
+            fields = try RawJSONObject(parsing: bytes)
+        } catch {
+            if error.problem == .notAnObject {
+                throw ClientMessageError(message: "malformed JSON: expected an object with a 'type' field")
+            }
+            throw ClientMessageError(message: "malformed JSON: \(error)")
         }
         let wire = Wire(fields)
         let id = wire.id
@@ -97,9 +113,7 @@ extension ClientMessage {
                 throw fail("illegal topic: \(error)", .object(["topic": .string(text)]))
             }
             guard let data = wire.data else { throw fail("'message' needs 'data'") }
-            if let metadata = wire.metadata, case .object = metadata {} else if wire.metadata != nil {
-                throw fail("'metadata' must be an object")
-            }
+            if let metadata = wire.metadata, !metadata.isObject { throw fail("'metadata' must be an object") }
             return ClientMessage(
                 .message(topic: topic, data: data, metadata: wire.metadata, eventType: wire.eventType), id: id)
         case "ping":

@@ -9,6 +9,8 @@ import NIOCore
 /// one task per loop however many batches wait.
 final class ConnectionHub: Sendable {
     let registries: [ConnectionRegistry]
+    /// Messages per topic delivered on this node, for `/stats`.
+    let activity = TopicActivity()
     private let allocator = ByteBufferAllocator()
 
     init(
@@ -31,15 +33,17 @@ final class ConnectionHub: Sendable {
     /// loop. Called on the adapter's thread; never waits for a loop (see ``DeliveryInbox``).
     func deliver(_ batch: [Envelope]) {
         var bytes = 0
+        let arrivedAt = NIODeadline.now()
         let deliveries = batch.map { envelope in
             let frame = OutboundFrame.text(ServerMessage.message(envelope).encoded(), allocator: allocator)
-            let delivery = Delivery(topic: envelope.topic, userId: envelope.userId, frame: frame)
+            let delivery = Delivery(topic: envelope.topic, userId: envelope.userId, frame: frame, arrivedAt: arrivedAt)
             bytes += DeliveryInbox.cost(of: delivery)
             return delivery
         }
         for registry in registries {
             registry.enqueue(deliveries, bytes: bytes)
         }
+        activity.record(batch)
     }
 
     func snapshot() async -> RegistrySnapshot {

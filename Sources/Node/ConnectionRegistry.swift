@@ -180,18 +180,24 @@ actor ConnectionRegistry {
     @discardableResult
     func deliver(_ deliveries: [Delivery]) -> Int {
         var written = 0
+        var arrivals: [NIODeadline] = []
         for delivery in deliveries {
+            let before = written
             if let userId = delivery.userId {
                 sessionsByUser[userId]?.forEach { ref in written += write(delivery.frame, to: ref.session) }
             } else if let topic = delivery.topic {
                 subscriptions.forEachMatch(topic) { ref in written += write(delivery.frame, to: ref.session) }
             }
+            if written > before { arrivals.append(delivery.arrivedAt) }
         }
         for session in pendingFlush { session.flush() }
         pendingFlush.removeAll(keepingCapacity: true)
         if written > 0 {
             counters.messagesOut.add(written, ordering: .relaxed)
             metrics.delivered(written)
+            // One sample per message per loop: from its arrival to the flush of its last write here.
+            let now = NIODeadline.now()
+            for arrival in arrivals { metrics.deliveryLatency(now - arrival) }
         }
         return written
     }
@@ -260,6 +266,8 @@ struct Delivery: Sendable {
     var topic: Topic?
     var userId: String?
     var frame: OutboundFrame
+    /// When the message reached this node (from the adapter), for the delivery latency metric.
+    var arrivedAt: NIODeadline
 }
 
 /// What one registry holds, for `/stats`.

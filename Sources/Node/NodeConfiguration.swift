@@ -26,6 +26,8 @@ public struct NodeConfiguration: Sendable {
     public var httpPort = 3000
     /// `WEBSOCKET_ENABLED`: serve `/ws` at all.
     public var websocketEnabled = true
+    /// `DASHBOARD_ENABLED`: serve the live cluster page at `GET /dashboard`.
+    public var dashboardEnabled = true
     /// `WEBSOCKET_HOST`: address the WebSocket listener binds when it has its own port.
     public var websocketHost = "0.0.0.0"
     /// `WEBSOCKET_PORT`: defaults to `httpPort` (one port for both).
@@ -110,14 +112,18 @@ public struct NodeConfiguration: Sendable {
 }
 
 extension NodeConfiguration {
+    /// The shortest `JWT_SECRET` a node accepts (and `chorus token` signs with).
+    public static let minimumSecretBytes = 16
+
     /// Reads the configuration from environment variables.
     /// - Throws: ``ConfigurationError`` naming the first bad variable.
     public init(environment env: [String: String]) throws(ConfigurationError) {
         let reader = EnvironmentReader(env)
         let tokenKey: TokenKey
         if let secret = reader.string("JWT_SECRET") {
-            guard secret.utf8.count >= 16 else {
-                throw ConfigurationError("JWT_SECRET", "must be at least 16 bytes long, got \(secret.utf8.count)")
+            guard secret.utf8.count >= Self.minimumSecretBytes else {
+                throw ConfigurationError(
+                    "JWT_SECRET", "must be at least \(Self.minimumSecretBytes) bytes long, got \(secret.utf8.count)")
             }
             tokenKey = .hmacSecret(Array(secret.utf8))
         } else if let path = reader.string("JWT_PUBLIC_KEY_FILE") {
@@ -143,6 +149,7 @@ extension NodeConfiguration {
         httpHost = reader.string("HTTP_HOST") ?? httpHost
         httpPort = try reader.port("HTTP_PORT") ?? httpPort
         websocketEnabled = try reader.bool("WEBSOCKET_ENABLED") ?? websocketEnabled
+        dashboardEnabled = try reader.bool("DASHBOARD_ENABLED") ?? dashboardEnabled
         websocketHost = reader.string("WEBSOCKET_HOST") ?? websocketHost
         websocketPort = try reader.port("WEBSOCKET_PORT") ?? httpPort
         pingInterval = try reader.milliseconds("WEBSOCKET_PING_INTERVAL") ?? pingInterval

@@ -1,3 +1,5 @@
+import NIOCore
+import Foundation
 import CoreMetrics
 import Prometheus
 
@@ -12,6 +14,9 @@ public final class NodeMetrics: Sendable {
     private let connectionsTotal: CoreMetrics.Counter
     private let messagesIn: CoreMetrics.Counter
     private let deliveries: CoreMetrics.Counter
+    private let deliveryLatencyHistogram: DurationHistogram
+    /// What `/stats` counts, copied into the registry at each scrape.
+    let fromStats: StatsMetrics
 
     public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
         self.registry = registry
@@ -20,6 +25,43 @@ public final class NodeMetrics: Sendable {
         connectionsTotal = CoreMetrics.Counter(label: "chorus_websocket_connections_total", factory: factory)
         messagesIn = CoreMetrics.Counter(label: "chorus_messages_published_total", factory: factory)
         deliveries = CoreMetrics.Counter(label: "chorus_messages_delivered_total", factory: factory)
+        fromStats = StatsMetrics(registry: registry)
+        deliveryLatencyHistogram = registry.makeDurationHistogram(
+            name: "chorus_delivery_latency_seconds",
+            buckets: [
+                .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5),
+                .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250),
+                .milliseconds(500), .seconds(1), .seconds(2.5), .seconds(5),
+            ])
+    }
+
+    /// Time from a message's arrival at the node (from the adapter) until the event loop has
+    /// written and flushed it to its subscribers there: one sample per message and loop.
+    func deliveryLatency(_ elapsed: TimeAmount) {
+        deliveryLatencyHistogram.recordNanoseconds(elapsed.nanoseconds)
+    }
+
+    /// A metrics factory over `registry` for the process-wide `MetricsSystem`, so that what other
+    /// libraries record appears at `/metrics` too, under Prometheus names: Hummingbird's request
+    /// metrics (OpenTelemetry-style dotted labels) become `chorus_http_*` with `method`, `route`
+    /// and `status` labels.
+    public static func processFactory(registry: PrometheusCollectorRegistry) -> PrometheusMetricsFactory {
+        var factory = PrometheusMetricsFactory(registry: registry)
+        factory.nameAndLabelSanitizer = { name, labels in
+            let names = [
+                "http.server.request.duration": "chorus_http_request_duration_seconds",
+                "hb.requests": "chorus_http_requests_total",
+                "hb.request.errors": "chorus_http_request_errors_total",
+                "http.server.active_requests": "chorus_http_active_requests",
+            ]
+            let labelNames = [
+                "http.request.method": "method", "http.route": "route", "http.response.status_code": "status",
+                "error.type": "status",
+            ]
+            let sanitized = labels.map { (labelNames[$0.0] ?? $0.0.replacingOccurrences(of: ".", with: "_"), $0.1) }
+            return (names[name] ?? name.replacingOccurrences(of: ".", with: "_"), sanitized)
+        }
+        return factory
     }
 
     func connectionOpened() {

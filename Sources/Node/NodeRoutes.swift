@@ -28,9 +28,18 @@ struct NodeRoutes {
             }
         }
         router.get("/metrics") { _, _ in
-            Response(
+            node.metrics.fromStats.update(
+                from: await collector.stats(), ready: node.readiness.state == .ready, maxConnections: node.limiter.total)
+            return Response(
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
                 body: .init(byteBuffer: ByteBuffer(bytes: node.metrics.exposition())))
+        }
+        if node.configuration.dashboardEnabled {
+            router.get("/dashboard") { _, _ in
+                Response(
+                    status: .ok, headers: [.contentType: "text/html; charset=utf-8", .cacheControl: "no-store"],
+                    body: .init(byteBuffer: ByteBuffer(string: DashboardPage.html)))
+            }
         }
         router.post("/api/publish") { request, _ in
             var request = request
@@ -42,14 +51,6 @@ struct NodeRoutes {
     }
 
     // MARK: POST /api/publish
-
-    private struct PublishRequest: Decodable {
-        var topic: String?
-        var userId: String?
-        var data: JSONValue?
-        var metadata: JSONValue?
-        var eventType: String?
-    }
 
     /// Publishes `{topic | userId, data, metadata?, eventType?}` for a server holding `API_KEY`
     /// (`X-API-Key` or `Authorization: Bearer`) or a client with a valid token.
@@ -71,15 +72,37 @@ struct NodeRoutes {
         } catch {
             return Self.error(413, "body larger than WEBSOCKET_MAX_MESSAGE_SIZE (\(node.configuration.maxMessageSize) bytes)")
         }
-        guard let input = try? JSONDecoder().decode(PublishRequest.self, from: Data(body.readableBytesView)) else {
-            return Self.error(400, "malformed JSON: expected {topic | userId, data, metadata?, eventType?}")
+        // The same reader as a WebSocket frame (``ClientMessage``): `data` and `metadata` go on
+        // as the caller's bytes.
+        let input: RawJSONObject
+        do {
+            input = try RawJSONObject(parsing: body.readableBytesView)
+        } catch {
+            if error.problem == .notAnObject {
+                return Self.error(400, "malformed JSON: expected {topic | userId, data, metadata?, eventType?}")
+            }
+            return Self.error(400, "malformed JSON: \(error)")
         }
-        guard let data = input.data else { return Self.error(400, "'data' is required") }
-        guard input.topic != nil || input.userId != nil else {
+        /// A string member; null counts as absent.
+        func text(_ name: String) throws(APIError) -> String? {
+            guard let value = input[name], !value.isNull else { return nil }
+            guard let text = value.stringValue else { throw APIError(400, "'\(name)' must be a string") }
+            return text
+        }
+        let topicName: String?, userId: String?, eventType: String?
+        do {
+            topicName = try text("topic")
+            userId = try text("userId")
+            eventType = try text("eventType")
+        } catch {
+            return error.response
+        }
+        guard let data = input["data"] else { return Self.error(400, "'data' is required") }
+        guard topicName != nil || userId != nil else {
             return Self.error(400, "'topic' or 'userId' is required")
         }
         var topic: Topic?
-        if let name = input.topic {
+        if let name = topicName {
             do {
                 topic = try Topic(name)
             } catch {
@@ -89,22 +112,21 @@ struct NodeRoutes {
         if case .user(let user) = caller, let topic, let denial = TopicAccess.publishDenial(topic, user: user) {
             return Self.error(403, denial)
         }
-        if case .user = caller, input.userId != nil {
+        if case .user = caller, userId != nil {
             return Self.error(403, "only the application (API_KEY) may address a message to a userId")
         }
-        if let userId = input.userId, userId.isEmpty || userId.utf8.count > 255 {
-            return Self.error(400, "'userId' must be 1 to 255 bytes")
+        if let userId, let problem = UserID.problem(userId) {
+            return Self.error(400, "'userId' \(problem)")
         }
-        var metadata: [String: JSONValue] = [:]
-        switch input.metadata {
-        case .object(let members)?: metadata = members
-        case nil, .null?: break
-        default: return Self.error(400, "'metadata' must be an object")
+        var metadata = RawJSON.emptyObject
+        if let given = input["metadata"], !given.isNull {
+            guard given.isObject else { return Self.error(400, "'metadata' must be an object") }
+            metadata = given
         }
-        metadata["senderId"] = .string(sender)
+        metadata = metadata.settingMember("senderId", to: .string(sender))
         let envelope = Envelope(
-            id: node.ids.next(), origin: node.configuration.nodeId, topic: topic, userId: input.userId,
-            eventType: input.eventType, data: data, metadata: .object(metadata))
+            id: node.ids.next(), origin: node.configuration.nodeId, topic: topic, userId: userId,
+            eventType: eventType, data: data, metadata: metadata)
         node.counters.messagesIn.add(1, ordering: .relaxed)
         node.metrics.published()
         node.broker.publish(envelope)

@@ -42,6 +42,14 @@ public struct NodeStats: Codable, Sendable {
         /// loop) was full, once per loop. Optional only so that stats documents of older nodes
         /// still decode in the cluster view.
         public var droppedBacklog: Int?
+        /// The topics with the most messages delivered on this node since start (at most 10;
+        /// approximate past 64 distinct topics). Optional for older nodes' documents.
+        public var topTopics: [TopicCount]?
+    }
+
+    public struct TopicCount: Codable, Sendable {
+        public var topic: String
+        public var messages: Int
     }
 
     public struct Memory: Codable, Sendable {

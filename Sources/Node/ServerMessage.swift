@@ -18,8 +18,15 @@ public enum ServerMessage: Sendable, Equatable {
 extension ServerMessage {
     /// The JSON text of this message, `type` first. Written by hand (``JSONWriter``): this runs
     /// once per delivered message per node and once per reply.
+    ///
+    /// A delivered message's `data` and `metadata` are copied in as the publisher's bytes.
     public func encoded(now: Date = Date()) -> [UInt8] {
-        var json = JSONWriter()
+        var json: JSONWriter
+        if case .message(let envelope) = self {
+            json = JSONWriter(capacity: 192 + envelope.data.bytes.count + (envelope.metadata?.bytes.count ?? 2))
+        } else {
+            json = JSONWriter()
+        }
         func field(_ name: String, _ text: String) {
             json.raw(",\"\(name)\":")
             json.string(text)
@@ -43,7 +50,7 @@ extension ServerMessage {
         case .authError(let message, let code, let requestId):
             type("auth_error")
             id(requestId)
-            field("code", .number(Double(code)))
+            field("code", .number(JSONNumber(code)))
             field("message", message)
         case .authExpired:
             type("auth_expired")
@@ -61,13 +68,15 @@ extension ServerMessage {
             type("message")
             if let topic = envelope.topic { field("topic", topic.name) }
             field("eventType", envelope.eventType ?? "message.sent")
-            field("data", envelope.data)
-            field("metadata", envelope.metadata ?? .object([:]))
+            json.raw(",\"data\":")
+            json.raw(envelope.data)
+            json.raw(",\"metadata\":")
+            json.raw(envelope.metadata ?? .emptyObject)
             stamp = envelope.timestamp
         case .error(let code, let message, let details, let requestId):
             type("error")
             id(requestId)
-            field("code", .number(Double(code)))
+            field("code", .number(JSONNumber(code)))
             field("message", message)
             field("details", details ?? .object([:]))
         case .pong(let requestId):

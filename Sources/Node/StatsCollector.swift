@@ -33,7 +33,8 @@ struct StatsCollector: Sendable {
                 published: counters.messagesIn.load(ordering: .relaxed),
                 delivered: counters.messagesOut.load(ordering: .relaxed),
                 publishedPerSecond: rates.published, deliveredPerSecond: rates.delivered,
-                droppedBacklog: counters.backlogDropped.load(ordering: .relaxed)),
+                droppedBacklog: counters.backlogDropped.load(ordering: .relaxed),
+                topTopics: node.hub.activity.top(10).map { .init(topic: $0.topic, messages: $0.messages) }),
             adapter: node.broker.adapter.status(),
             memory: .init(residentBytes: residentMemoryBytes()))
     }

@@ -8,6 +8,8 @@ public enum TokenError: Error, Equatable, CustomStringConvertible {
     case notYetValid
     case missingSubject
     case invalidGrants(String)
+    /// The subject breaks the user-id rule (``UserID``): the id and why.
+    case invalidSubject(String, reason: String)
 
     public var description: String {
         switch self {
@@ -20,6 +22,8 @@ public enum TokenError: Error, Equatable, CustomStringConvertible {
         case .notYetValid: "token not yet valid (nbf is in the future)"
         case .missingSubject: "token has no 'sub' or 'userId' claim"
         case .invalidGrants(let reason): "token grants are invalid: \(reason)"
+        case .invalidSubject(let id, let reason):
+            "token subject '\(id.count > 64 ? id.prefix(64) + "…" : id)' cannot be a user id: it \(reason)"
         }
     }
 }

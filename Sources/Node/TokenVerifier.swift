@@ -8,7 +8,7 @@ import _CryptoExtras
 /// The header's `alg` must name exactly the algorithm of the configured key: HS256 for
 /// `JWT_SECRET`, RS256 for an RSA public key, ES256 for a P-256 public key. `none` and every
 /// other label are refused before any signature check. `exp` and `nbf` are enforced with no leeway
-/// beyond `leeway`. The signature math is swift-crypto's; only the JWS framing is ours.
+/// beyond `leeway`. The subject must be a valid user id (``UserID``). The signature math is swift-crypto's; only the JWS framing is ours.
 public struct TokenVerifier: Sendable {
     private enum Key: Sendable {
         case hs256(SymmetricKey)
@@ -100,6 +100,7 @@ public struct TokenVerifier: Sendable {
         if let exp = claims.exp, seconds >= exp + leeway { throw .expired }
         if let nbf = claims.nbf, seconds + leeway < nbf { throw .notYetValid }
         guard let id = claims.sub ?? claims.userId, !id.isEmpty else { throw .missingSubject }
+        if let problem = UserID.problem(id) { throw .invalidSubject(id, reason: problem) }
         return AuthenticatedUser(
             id: id,
             expiresAt: claims.exp.map { Date(timeIntervalSince1970: $0) },

@@ -15,10 +15,12 @@ enum TopicAccess {
     /// The prefix of the private topics: `messages.user.<id>`.
     static let privatePrefix = ["messages", "user"]
 
-    /// `messages.user.<id>`, the private topic of user `id`; nil when `id` cannot be a topic
-    /// segment (a token from another issuer may name users so).
+    /// `messages.user.<id>`, the private topic of user `id`; nil when `id` is not a valid user
+    /// id (``UserID``: one topic segment), so a dotted id never names a topic inside another
+    /// user's subtree.
     static func privateTopic(of userId: String) -> Topic? {
-        try? Topic((privatePrefix + [userId]).joined(separator: "."))
+        guard UserID.problem(userId) == nil else { return nil }
+        return try? Topic((privatePrefix + [userId]).joined(separator: "."))
     }
 
     /// Why `user` may not subscribe to `pattern`; nil when it may.

@@ -334,18 +334,16 @@ final class WebSocketSession: ChannelInboundHandler {
         reply(.subscribed(topic: pattern.text, id: requestId))
     }
 
-    private func publish(topic: Topic, data: JSONValue, metadata: JSONValue?, eventType: String?, requestId: JSONValue?) {
+    private func publish(topic: Topic, data: RawJSON, metadata: RawJSON?, eventType: String?, requestId: JSONValue?) {
         if let problem = authorizationProblem(requestId) { return reply(problem) }
         guard let user else { return }
         if let denial = TopicAccess.publishDenial(topic, user: user) {
             return reply(.error(code: 403, message: denial, details: .object(["topic": .string(topic.name)]), id: requestId))
         }
-        var members: [String: JSONValue] = [:]
-        if case .object(let given)? = metadata { members = given }
-        members["senderId"] = .string(user.id)
+        // The client's bytes go on as sent; only `senderId` is the node's.
         let envelope = Envelope(
             id: node.ids.next(), origin: node.configuration.nodeId, topic: topic, eventType: eventType,
-            data: data, metadata: .object(members))
+            data: data, metadata: (metadata ?? .emptyObject).settingMember("senderId", to: .string(user.id)))
         node.counters.messagesIn.add(1, ordering: .relaxed)
         node.metrics.published()
         node.broker.publish(envelope)

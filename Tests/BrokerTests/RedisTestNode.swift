@@ -32,13 +32,13 @@ final class RedisTestNode: Sendable {
         for interest in interests { adapter.addInterest(interest) }
     }
 
-    /// Publishes a fresh message (id `<node>:<n>`, data `{"n": n}`) and returns it.
+    /// Publishes a fresh message (id `<node>:<n>`, data `{"n":n}` unless given) and returns it.
     @discardableResult
-    func publish(topic: String?, userId: String? = nil) -> Envelope {
+    func publish(topic: String?, userId: String? = nil, data: RawJSON? = nil, metadata: RawJSON? = nil) -> Envelope {
         let n = sequence.add(1, ordering: .relaxed).newValue
         let envelope = Envelope(
             id: "\(id):\(n)", origin: id, topic: topic.map { try! Topic($0) }, userId: userId,
-            eventType: "test", data: .object(["n": .number(Double(n))]))
+            eventType: "test", data: data ?? RawJSON(.object(["n": .number(JSONNumber(n))])), metadata: metadata)
         adapter.publish(envelope)
         return envelope
     }

@@ -1,5 +1,6 @@
 import ChorusClient
 import Foundation
+import Node
 import Testing
 import TestSupport
 
@@ -93,6 +94,53 @@ struct ExecutableTests {
         #expect(try await clients[0].request(["type": "ping"])["type"] as? String == "pong")
         #expect(process.output().contains("connections refused: the node holds 150 WebSockets"))
         for client in clients { await client.close() }
+    }
+
+    @Test("chorus --version prints the version")
+    func version() async throws {
+        let process = try ChildProcess(try Executable.chorus(), ["--version"], environment: [:], log: log())
+        #expect(await process.wait(timeout: .seconds(20)) == 0)
+        #expect(process.output().trimmingCharacters(in: .whitespacesAndNewlines) == ChorusVersion.text)
+    }
+
+    @Test("a port another process listens on stops the node with exit 78 and one line naming the port")
+    func busyPort() async throws {
+        // Holds a listening socket on a loopback port for the length of the test.
+        let holder = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(holder) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
+                bind(holder, pointer, length) == 0 && listen(holder, 1) == 0
+                    && getsockname(holder, pointer, &length) == 0
+            }
+        }
+        try #require(bound)
+        let port = Int(UInt16(bigEndian: address.sin_port))
+        let process = try ChildProcess(
+            try Executable.chorus(), [],
+            environment: [
+                "JWT_SECRET": TestNode.secret, "HTTP_HOST": "127.0.0.1", "HTTP_PORT": "\(port)", "DATABASE_URL": "none",
+            ],
+            log: log())
+        #expect(await process.wait(timeout: .seconds(20)) == 78)
+        let output = process.output()
+        let last = output.split(separator: "\n").last.map(String.init) ?? ""
+        #expect(
+            last == "chorus: cannot listen on 127.0.0.1:\(port) (HTTP_PORT): address already in use: another process listens there; stop it or choose another port",
+            "\(output)")
+        #expect(!output.contains("draining"), "a node that never listened has nothing to drain: \(output)")
+    }
+
+    @Test("chorus token refuses a secret the node would refuse")
+    func tokenShortSecret() async throws {
+        let process = try ChildProcess(
+            try Executable.chorus(), ["token", "--sub", "cli-user"], environment: ["JWT_SECRET": "short"], log: log())
+        #expect(await process.wait(timeout: .seconds(20)) != 0)
+        #expect(process.output().contains("JWT_SECRET must be at least 16 bytes long, got 5"), "\(process.output())")
     }
 
     @Test("chorus token mints a token the node accepts")

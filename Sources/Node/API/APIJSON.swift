@@ -6,16 +6,47 @@ import Store
 /// The JSON forms of the HTTP API: accounts and messages (shared by responses and the events
 /// WebSocket subscribers receive, so both show a message the same way) and JSON responses.
 extension StoredMessage {
-    var json: JSONValue {
-        var object: [String: JSONValue] = [
-            "id": .string(id), "authorId": .string(authorId), "content": .string(content),
-            "createdAt": .string(ISO8601.string(createdAt)),
-        ]
-        if let topic { object["topic"] = .string(topic) }
-        if let recipientId { object["recipientId"] = .string(recipientId) }
-        if let metadata, let value = try? JSONValue(parsing: Array(metadata.utf8)) { object["metadata"] = value }
-        if let updatedAt { object["updatedAt"] = .string(ISO8601.string(updatedAt)) }
-        return .object(object)
+    /// The message's JSON, members sorted by name, `metadata` as it was posted (the store
+    /// keeps its text verbatim), so numbers read back are the numbers posted.
+    var json: RawJSON {
+        write(all: true)
+    }
+
+    /// What a `message.deleted` event carries: the id, author, topic or recipient.
+    var deletedJSON: RawJSON {
+        write(all: false)
+    }
+
+    private func write(all: Bool) -> RawJSON {
+        var writer = JSONWriter(capacity: 256 + content.utf8.count + (metadata?.utf8.count ?? 0))
+        writer.raw("{\"authorId\":")
+        writer.string(authorId)
+        if all {
+            writer.raw(",\"content\":")
+            writer.string(content)
+            writer.raw(",\"createdAt\":")
+            writer.string(ISO8601.string(createdAt))
+        }
+        writer.raw(",\"id\":")
+        writer.string(id)
+        if all, let metadata, let raw = try? RawJSON(validating: metadata.utf8), raw.isObject {
+            writer.raw(",\"metadata\":")
+            writer.raw(raw)
+        }
+        if let recipientId {
+            writer.raw(",\"recipientId\":")
+            writer.string(recipientId)
+        }
+        if let topic {
+            writer.raw(",\"topic\":")
+            writer.string(topic)
+        }
+        if all, let updatedAt {
+            writer.raw(",\"updatedAt\":")
+            writer.string(ISO8601.string(updatedAt))
+        }
+        writer.raw("}")
+        return (try? RawJSON(validating: writer.bytes)) ?? .emptyObject  // always valid: written above
     }
 }
 
@@ -26,19 +57,14 @@ extension UserAccount {
     }
 }
 
-extension JSONValue {
-    /// Encoded as a JSON response body.
-    var responseBytes: [UInt8] {
-        var writer = JSONWriter()
-        writer.value(self)
-        return writer.bytes
-    }
-}
-
 extension Response {
     static func json(_ value: JSONValue, status: HTTPResponse.Status = .ok) -> Response {
+        json(RawJSON(value), status: status)
+    }
+
+    static func json(_ value: RawJSON, status: HTTPResponse.Status = .ok) -> Response {
         Response(
             status: status, headers: [.contentType: "application/json"],
-            body: .init(byteBuffer: ByteBuffer(bytes: value.responseBytes)))
+            body: .init(byteBuffer: ByteBuffer(bytes: value.bytes)))
     }
 }

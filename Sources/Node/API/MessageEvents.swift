@@ -18,14 +18,12 @@ struct MessageEvents: Sendable {
     let node: NodeContext
 
     func publish(_ kind: Kind, _ message: StoredMessage) {
-        var data = message.json
-        if kind == .deleted, case .object(let members) = data {
-            data = .object(members.filter { ["id", "authorId", "topic", "recipientId"].contains($0.key) })
-        }
+        let data = kind == .deleted ? message.deletedJSON : message.json
+        let metadata = RawJSON.emptyObject.settingMember("senderId", to: .string(message.authorId))
         for topic in Self.topics(of: message) {
             let envelope = Envelope(
                 id: node.ids.next(), origin: node.configuration.nodeId, topic: topic, eventType: kind.rawValue,
-                data: data, metadata: .object(["senderId": .string(message.authorId)]))
+                data: data, metadata: metadata)
             node.counters.messagesIn.add(1, ordering: .relaxed)
             node.metrics.published()
             node.broker.publish(envelope)

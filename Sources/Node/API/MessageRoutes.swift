@@ -106,9 +106,16 @@ struct MessageRoutes {
         } catch StoreError.invalidCursor {
             throw APIError.invalid("before", "'before' is not a cursor this API returned")
         }
-        var object: [String: JSONValue] = ["messages": .array(page.messages.map(\.json))]
-        object["nextCursor"] = page.nextCursor.map(JSONValue.string) ?? .null
-        return .json(.object(object))
+        var writer = JSONWriter()
+        writer.raw("{\"messages\":[")
+        for (index, message) in page.messages.enumerated() {
+            if index > 0 { writer.raw(",") }
+            writer.raw(message.json)
+        }
+        writer.raw("],\"nextCursor\":")
+        if let cursor = page.nextCursor { writer.string(cursor) } else { writer.raw("null") }
+        writer.raw("}")
+        return .json((try? RawJSON(validating: writer.bytes)) ?? .emptyObject)
     }
 
     private func edit(_ request: inout Request, context: NodeRequestContext) async throws -> Response {

@@ -3,9 +3,10 @@ import Foundation
 import Hummingbird
 
 /// Reads an HTTP API request body as a JSON object, with the API's errors: 413 past
-/// `WEBSOCKET_MAX_MESSAGE_SIZE`, 400 for anything that is not a JSON object.
+/// `WEBSOCKET_MAX_MESSAGE_SIZE`, 400 for anything that is not a JSON object (by
+/// ``JSONParser``'s rules, the WebSocket's: a duplicate key is refused, naming it).
 struct RequestBody {
-    let members: [String: JSONValue]
+    let members: RawJSONObject
 
     init(_ request: inout Request, limit: Int) async throws(APIError) {
         let body: ByteBuffer
@@ -14,10 +15,11 @@ struct RequestBody {
         } catch {
             throw APIError(413, "body larger than WEBSOCKET_MAX_MESSAGE_SIZE (\(limit) bytes)")
         }
-        guard case .object(let members)? = try? JSONValue(parsing: body.readableBytesView) else {
-            throw APIError(400, "malformed JSON: expected an object")
+        do {
+            members = try RawJSONObject(parsing: body.readableBytesView)
+        } catch {
+            throw APIError(400, error.problem == .notAnObject ? "malformed JSON: expected an object" : "malformed JSON: \(error)")
         }
-        self.members = members
     }
 
     /// A required string field.
@@ -28,26 +30,15 @@ struct RequestBody {
 
     /// An optional string field (null counts as absent).
     func optionalString(_ field: String) throws(APIError) -> String? {
-        switch members[field] {
-        case nil, .null?: return nil
-        case .string(let value)?: return value
-        default: throw .invalid(field, "'\(field)' must be a string")
-        }
+        guard let value = members[field], !value.isNull else { return nil }
+        guard let text = value.stringValue else { throw .invalid(field, "'\(field)' must be a string") }
+        return text
     }
 
-    /// An optional object field, as its JSON text.
+    /// An optional object field, as its JSON text exactly as the caller wrote it.
     func optionalObjectText(_ field: String) throws(APIError) -> String? {
-        switch members[field] {
-        case nil, .null?: return nil
-        case let value? where value.isObject: return String(decoding: value.responseBytes, as: UTF8.self)
-        default: throw .invalid(field, "'\(field)' must be an object")
-        }
-    }
-}
-
-extension JSONValue {
-    var isObject: Bool {
-        if case .object = self { return true }
-        return false
+        guard let value = members[field], !value.isNull else { return nil }
+        guard value.isObject else { throw .invalid(field, "'\(field)' must be an object") }
+        return value.description
     }
 }

@@ -1,0 +1,74 @@
+import Broker
+import Foundation
+import Prometheus
+import Synchronization
+
+/// Mirrors everything `/stats` counts into the node's Prometheus registry, just before each
+/// scrape of `/metrics`, under Prometheus's naming conventions (`_total` counters, base units).
+///
+/// The node counts in its own atomics (``NodeCounters``, the registries, the adapter), read
+/// once per scrape here, so the delivery path pays for no second set of counters. Counters
+/// advance by the difference since the previous scrape; gauges are set.
+final class StatsMetrics: Sendable {
+    private let registry: PrometheusCollectorRegistry
+    /// The value each counter was last advanced to, by name and labels.
+    private let exported = Mutex<[String: Int]>([:])
+
+    init(registry: PrometheusCollectorRegistry) {
+        self.registry = registry
+    }
+
+    /// - Parameter maxConnections: `WEBSOCKET_MAX_CONNECTIONS` as the node applies it.
+    func update(from stats: NodeStats, ready: Bool, maxConnections: Int) {
+        let connections = stats.connections
+        gauge("chorus_websocket_connections_authenticated", connections.authenticated)
+        gauge("chorus_users_connected", connections.users)
+        gauge("chorus_websocket_connections_max", maxConnections)
+        counter("chorus_websocket_refused_total", ["reason": "ip_limit"], connections.refusedByIPLimit)
+        counter("chorus_websocket_closed_total", ["code": "4008"], connections.closedSlowConsumer)
+        counter("chorus_websocket_closed_total", ["code": "4000"], connections.closedPingTimeout)
+        gauge("chorus_subscriptions", stats.subscriptions.total)
+        gauge("chorus_subscribed_topics", stats.subscriptions.topics)
+        gauge("chorus_subscribed_patterns", stats.subscriptions.patterns)
+        counter("chorus_messages_dropped_total", ["reason": "delivery_backlog"], stats.messages.droppedBacklog ?? 0)
+        counter("chorus_messages_dropped_total", ["reason": "adapter_queue"], stats.adapter.dropped)
+        counter("chorus_messages_published_in_fallback_total", [:], stats.adapter.publishedInFallback)
+        counter("chorus_adapter_malformed_payloads_total", [:], stats.adapter.malformed)
+        gauge("chorus_ready", ready ? 1 : 0)
+        gauge("chorus_adapter_connected", stats.adapter.state == .connected || stats.adapter.state == .local ? 1 : 0)
+        for backend in stats.adapter.backends {
+            for state in [AdapterStatus.State.connecting, .connected, .fallback] {
+                gauge("chorus_redis_state", backend.state == state ? 1 : 0,
+                      ["backend": backend.address, "state": state.rawValue])
+            }
+            counter("chorus_redis_transitions_total", ["backend": backend.address], backend.transitions)
+        }
+        gauge("process_resident_memory_bytes", stats.memory.residentBytes)
+        if let started = ISO8601.date(stats.startedAt) {
+            registry.makeGauge(name: "process_start_time_seconds").set(to: started.timeIntervalSince1970)
+        }
+    }
+
+    private func gauge(_ name: String, _ value: Int, _ labels: [String: String] = [:]) {
+        let gauge = labels.isEmpty
+            ? registry.makeGauge(name: name) : registry.makeGauge(name: name, labels: Self.sorted(labels))
+        gauge.set(to: Double(value))
+    }
+
+    private func counter(_ name: String, _ labels: [String: String], _ value: Int) {
+        let key = name + Self.sorted(labels).map { "\($0)=\($1)" }.joined(separator: ",")
+        let delta = exported.withLock { exported -> Int in
+            let previous = exported[key] ?? 0
+            exported[key] = max(previous, value)
+            return value - previous
+        }
+        // Made even at zero, so that every series exists from the first scrape.
+        let counter = labels.isEmpty
+            ? registry.makeCounter(name: name) : registry.makeCounter(name: name, labels: Self.sorted(labels))
+        if delta > 0 { counter.increment(by: Int64(delta)) }
+    }
+
+    private static func sorted(_ labels: [String: String]) -> [(String, String)] {
+        labels.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+    }
+}

@@ -1,0 +1,62 @@
+import Foundation
+import Testing
+import TestSupport
+
+@Suite("Prometheus metrics and HTTP errors")
+struct MetricsTests {
+    @Test("/metrics exports what /stats counts, under Prometheus names, and moves with traffic")
+    func statsAsMetrics() async throws {
+        try await withNode { node in
+            let subscriber = try await node.connect(as: "reader")
+            _ = try await subscriber.request(["type": "subscribe", "topic": "chat.lobby"])
+            let publisher = try await node.connect(as: "writer")
+            try await publisher.send(json: ["type": "message", "topic": "chat.lobby", "data": ["n": 1]])
+            _ = try await subscriber.next(type: "message")
+            let text = try await HTTP.get("\(node.baseURL)/metrics").text
+            let series = Self.samples(text)
+            #expect(series["chorus_websocket_connections_authenticated"] == 2, "\(text)")
+            #expect(series["chorus_users_connected"] == 2)
+            #expect(series["chorus_subscriptions"] == 1)
+            #expect(series["chorus_subscribed_topics"] == 1)
+            #expect(series["chorus_messages_published_total"] == 1)
+            #expect(series["chorus_messages_delivered_total"] == 1)
+            #expect(series["chorus_ready"] == 1)
+            #expect((series["process_resident_memory_bytes"] ?? 0) > 1_000_000)
+            for name in [
+                "chorus_websocket_closed_total{code=\"4008\"}", "chorus_websocket_closed_total{code=\"4000\"}",
+                "chorus_websocket_refused_total{reason=\"ip_limit\"}",
+                "chorus_messages_dropped_total{reason=\"delivery_backlog\"}",
+                "chorus_messages_dropped_total{reason=\"adapter_queue\"}",
+            ] {
+                #expect(series[name] == 0, "\(name) missing: \(text)")
+            }
+            #expect(text.contains("# TYPE chorus_messages_dropped_total counter"))
+            await subscriber.close()
+            await publisher.close()
+        }
+    }
+
+    @Test("an unknown route answers 404 in the error shape")
+    func notFound() async throws {
+        try await withNode { node in
+            let response = try await HTTP.get("\(node.baseURL)/no/such/route")
+            #expect(response.status == 404)
+            let body = try response.json()
+            #expect(body["type"] as? String == "error")
+            #expect(body["code"] as? Int == 404)
+            #expect(body["message"] as? String == "no route for GET /no/such/route")
+        }
+    }
+
+    /// `name{labels}` -> value, for every sample line of a Prometheus text exposition.
+    static func samples(_ text: String) -> [String: Double] {
+        var samples: [String: Double] = [:]
+        for line in text.split(separator: "\n") where !line.hasPrefix("#") {
+            guard let space = line.lastIndex(of: " "), let value = Double(line[line.index(after: space)...]) else {
+                continue
+            }
+            samples[String(line[..<space])] = value
+        }
+        return samples
+    }
+}
