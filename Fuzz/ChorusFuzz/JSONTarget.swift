@@ -1,32 +1,33 @@
 import Foundation
 
-@testable import Broker
+import Broker
 
-/// Target `json`: the client-message JSON parser, against Foundation's `JSONSerialization`.
+/// Target `json`: the node's JSON parser (`JSONParser`, through `JSONValue(parsing:)`,
+/// `RawJSON(validating:)` and `RawJSONObject(parsing:)`), against Foundation's `JSONSerialization`.
 ///
 /// Both must accept and refuse the same texts, and what both accept must parse to the same
-/// values (strings compared scalar by scalar, numbers as `Double`). The deliberate differences,
-/// each documented in `JSONValueParser` or docs/fuzzing.md, are the only exceptions:
+/// values (strings compared scalar by scalar, numbers as `Double`). The three ways into the
+/// parser must agree with each other: the same texts accepted, `RawJSON` holding exactly the text
+/// without the white space around it, `RawJSONObject` the tree's member names. The deliberate
+/// differences, documented in `JSONParser` and docs/fuzzing.md, are the only exceptions:
 /// 1. Top-level scalars: both accept them (`JSONSerialization` with `.fragmentsAllowed`).
-/// 2. Duplicate keys: Chorus keeps the first value; Foundation's choice is its own. A member whose
-///    key occurs more than once in the text (as Swift `String`s compare, so canonically
-///    equivalent spellings count as the same key) is not compared.
-/// 3. Depth: Chorus refuses nesting deeper than `JSONValueParser.maxDepth` (128); Foundation
-///    allows more. A text Chorus refuses as "nesting too deep" is not compared further.
+/// 2. Duplicate keys: Chorus refuses an object naming a member twice (I-JSON; names compared
+///    code point by code point after unescaping); Foundation accepts. The name Chorus reports
+///    must occur twice as a key in the text. Two names Swift holds equal but that differ in
+///    code points (é and e + U+0301) are not compared.
+/// 3. Depth: Chorus refuses nesting deeper than `JSONParser.maxDepth` (128); Foundation allows
+///    more.
 /// 4. Encodings: Chorus reads UTF-8 only; Foundation also guesses UTF-16 and UTF-32 and skips a
 ///    byte order mark. A text with a NUL byte or a leading UTF-8 BOM must be refused by Chorus
 ///    and is not compared.
-/// 5. Invalid UTF-8: Chorus repairs it into U+FFFD, Foundation refuses it. Chorus must parse the
-///    text exactly as it parses the repaired text (`String(decoding:as:)`), and the repaired
-///    text is what is compared with Foundation.
+/// 5. Invalid UTF-8: Chorus must refuse every text that Swift's own UTF-8 decoding would have to
+///    repair (overlong forms, encoded surrogates, beyond U+10FFFF, truncated sequences).
 /// 6. Trailing commas: Foundation on Linux accepts `[1,]` and `{"a":1,}`; RFC 8259 and Chorus
 ///    refuse them. Such a text is compared as Chorus parses it with those commas removed.
-/// 7. Numbers: Chorus holds a `Double` (today; issue 9 makes it exact). Foundation's `NSNumber`
-///    is compared by its `doubleValue`. A number too large for a `Double` (`1e400`) Chorus reads
-///    as infinity, where Foundation refuses the text ("not representable"); an infinity is not
-///    compared. Foundation on Linux reads some long numbers a few units in the last place off
-///    (`900719925454740993808`), so numbers agree within a relative 1e-12; a text that is one
-///    number is also checked exactly against Swift's correctly rounded `Double(_:)`.
+/// 7. Numbers: Chorus keeps a number's text; a text that is one number must keep it exactly.
+///    Otherwise numbers are compared as `Double`s: Foundation refuses a number beyond `Double`'s
+///    range (`1e400`, "not representable"), which Chorus keeps, and reads some long numbers a few
+///    units in the last place off (`900719925454740993808`), so they agree within a relative 1e-12.
 enum JSONTarget {
     /// A parsed value in a form both parsers' results convert to.
     indirect enum Value: Equatable, CustomStringConvertible {
@@ -53,43 +54,46 @@ enum JSONTarget {
 
     static func run(_ bytes: [UInt8]) {
         let chorus = parseWithChorus(bytes)
+        checkRawParsers(bytes, against: chorus)
         if bytes.contains(0) || bytes.starts(with: [0xEF, 0xBB, 0xBF]) {
             if case .value(let value) = chorus {
                 fuzzFailure(.json, "a text with a NUL byte or a BOM was accepted as \(value)")
             }
             return
         }
-        let repaired = Array(String(decoding: bytes, as: UTF8.self).utf8)
-        if repaired != bytes {
-            let again = parseWithChorus(repaired)
-            guard same(chorus, again) else {
-                fuzzFailure(.json, "invalid UTF-8 parsed as \(chorus), its repaired text as \(again)")
-            }
+        let text = String(decoding: bytes, as: UTF8.self)
+        if Array(text.utf8) != bytes {
+            if case .value(let value) = chorus { fuzzFailure(.json, "invalid UTF-8 was accepted as \(value)") }
+            return  // difference 5
         }
-        // A lone number is read exactly as Swift reads it.
-        let trimmed = String(decoding: repaired, as: UTF8.self).trimmingCharacters(in: .init(charactersIn: " \t\r\n"))
-        if case .value(.number(let number)) = chorus, let swift = Double(trimmed), number != swift {
-            fuzzFailure(.json, "\(trimmed) reads as \(number), Double(_:) gives \(swift)")
+        // A lone number keeps its text.
+        let trimmed = text.trimmingCharacters(in: .init(charactersIn: " \t\r\n"))
+        if case .number(let number)? = try? JSONValue(parsing: bytes), number.text != trimmed {
+            fuzzFailure(.json, "the number \(trimmed) became \(number.text)")
         }
-        let foundation = parseWithFoundation(repaired)
+        let foundation = parseWithFoundation(bytes)
         switch (chorus, foundation) {
-        case (.refused(let reason), .value) where reason.contains("nesting too deep"):
+        case (.refused(let reason), .value) where reason.hasPrefix("arrays and objects nested deeper"):
             return  // difference 3
+        case (.refused(let reason), .value) where reason.hasPrefix("duplicate key"):
+            // Difference 2: the name Chorus reports occurs twice.
+            guard let key = duplicateKey(bytes), repeatedKeys(bytes).contains(key) else {
+                fuzzFailure(.json, "\(reason), but no key occurs twice in the text")
+            }
         case (.refused, .refused):
             return
         case (.value, .refused(let reason)) where tooLargeForDouble(reason):
             return  // difference 7
         case (.refused, .value(let theirs)):
-            let stripped = withoutTrailingCommas(repaired)
-            guard stripped != repaired, case .value(let ours) = parseWithChorus(stripped) else {
+            let stripped = withoutTrailingCommas(bytes)
+            guard stripped != bytes, case .value(let ours) = parseWithChorus(stripped) else {
                 fuzzFailure(.json, "chorus: \(chorus), foundation: \(foundation)")
             }
             if let difference = compare(ours, theirs, repeatedKeys: repeatedKeys(stripped), path: "$") {
                 fuzzFailure(.json, "values differ at \(difference) (trailing commas removed)\n chorus: \(ours)\n foundation: \(theirs)")
             }
         case (.value(let ours), .value(let theirs)):
-            let repeated = repeatedKeys(repaired)
-            if let difference = compare(ours, theirs, repeatedKeys: repeated, path: "$") {
+            if let difference = compare(ours, theirs, repeatedKeys: repeatedKeys(bytes), path: "$") {
                 fuzzFailure(.json, "values differ at \(difference)\n chorus: \(ours)\n foundation: \(theirs)")
             }
         default:
@@ -97,20 +101,55 @@ enum JSONTarget {
         }
     }
 
-    /// The adapter to the code under test.
+    /// The adapter to the code under test: the tree, or why the text was refused.
     static func parseWithChorus(_ bytes: [UInt8]) -> Outcome {
         do {
-            return .value(convert(try JSONValueParser.parse(bytes)))
+            return .value(convert(try JSONValue(parsing: bytes)))
         } catch {
-            return .refused(error.reason)
+            return .refused(error.description)
         }
+    }
+
+    /// The adapter to the parser's other two ways in, which must agree with the tree's.
+    static func checkRawParsers(_ bytes: [UInt8], against tree: Outcome) {
+        let raw = try? RawJSON(validating: bytes)
+        let object = try? RawJSONObject(parsing: bytes)
+        switch tree {
+        case .refused(let reason):
+            guard raw == nil, object == nil else {
+                fuzzFailure(.json, "the tree refused (\(reason)), RawJSON \(raw != nil), RawJSONObject \(object != nil)")
+            }
+        case .value(let value):
+            let trimmed = bytes.drop { [0x20, 0x09, 0x0A, 0x0D].contains($0) }.reversed()
+                .drop { [0x20, 0x09, 0x0A, 0x0D].contains($0) }.reversed()
+            guard let raw, raw.bytes == Array(trimmed) else {
+                fuzzFailure(.json, "RawJSON holds \(raw.map { "\($0)" } ?? "nothing") for the value \(value)")
+            }
+            if case .object(let members) = value {
+                guard let object, Set(object.members.map(\.key)) == Set(members.keys) else {
+                    fuzzFailure(.json, "RawJSONObject has \(object.map { "\($0.members.map(\.key))" } ?? "nothing") for \(value)")
+                }
+            } else if object != nil {
+                fuzzFailure(.json, "RawJSONObject accepted \(value)")
+            }
+        }
+    }
+
+    /// The name in a "duplicate key 'name' at byte n" refusal (names of at most 64 characters).
+    static func duplicateKey(_ bytes: [UInt8]) -> String? {
+        do {
+            _ = try JSONValue(parsing: bytes)
+        } catch {
+            if case .duplicateKey(let key) = error.problem { return key }
+        }
+        return nil
     }
 
     static func convert(_ value: JSONValue) -> Value {
         switch value {
         case .null: .null
         case .bool(let flag): .bool(flag)
-        case .number(let number): .number(number)
+        case .number(let number): .number(number.doubleValue)
         case .string(let text): .string(Array(text.unicodeScalars))
         case .array(let elements): .array(elements.map(convert))
         case .object(let members): .object(members.mapValues(convert))
@@ -147,7 +186,7 @@ enum JSONTarget {
         switch (ours, theirs) {
         case (.number(let a), .number(let b)):
             // Difference 7: Foundation's reading of a long number can be a few units in the
-            // last place off; Chorus's is checked exactly against `Double(_:)` in `run`.
+            // last place off; Chorus keeps the text, checked in `run`.
             return a == b || a.isInfinite || abs(a - b) <= 1e-12 * max(abs(a), abs(b)) ? nil : path
         case (.array(let a), .array(let b)):
             guard a.count == b.count else { return path + " (length)" }
@@ -230,20 +269,12 @@ enum JSONTarget {
         return result
     }
 
-    /// Whether Foundation refused a number because it is beyond `Double`'s range, which Chorus
-    /// reads as infinity: "Number 1e400 is not representable in Swift."
+    /// Whether Foundation refused a number because it is beyond `Double`'s range (Chorus keeps
+    /// its text): "Number 1e400 is not representable in Swift."
     static func tooLargeForDouble(_ reason: String) -> Bool {
         guard let start = reason.range(of: "Number "), let end = reason.range(of: " is not representable") else {
             return false
         }
         return Double(reason[start.upperBound..<end.lowerBound])?.isInfinite == true
-    }
-
-    static func same(_ a: Outcome, _ b: Outcome) -> Bool {
-        switch (a, b) {
-        case (.value(let x), .value(let y)): x == y
-        case (.refused, .refused): true
-        default: false
-        }
     }
 }

@@ -1,6 +1,6 @@
 import Crypto
 import Foundation
-import Node
+@testable import Node
 
 /// Target `token`: the JWT parser and verifier (HS256).
 ///
@@ -10,7 +10,7 @@ import Node
 ///   are encoded and signed with the node's secret, so the claims parser sees arbitrary JSON
 ///   behind a valid signature; a token that verifies must name a non-empty user.
 /// - 2: a token minted by `TokenMinter` for a subject taken from the input must verify as that
-///   subject; then one byte of it, at a position and to a value taken from the input, is changed:
+///   subject when it is a valid user id (`UserID`), and must not verify when it is not; then one byte of it, at a position and to a value taken from the input, is changed:
 ///   the changed token must not verify, or verify as the same user with the same claims (a change
 ///   inside base64url's unused trailing bits can leave the decoded bytes as they were).
 enum TokenTarget {
@@ -43,6 +43,11 @@ enum TokenTarget {
             let subject = String(decoding: input.rest().prefix(64), as: UTF8.self)
             guard !subject.isEmpty else { return }
             let token = TokenMinter(secret: secret).mint(subject: subject, ttl: .seconds(600), now: now)
+            if let problem = UserID.problem(subject) {
+                // Not a user id: refused, however it is signed.
+                if let user = verify(token) { fuzzFailure(.token, "the subject \(subject.debugDescription) \(problem), yet its token verifies as \(user)") }
+                return
+            }
             guard let user = verify(token), user.id == subject else {
                 fuzzFailure(.token, "a minted token for \(subject.debugDescription) does not verify as it: \(token)")
             }
