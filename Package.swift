@@ -162,3 +162,29 @@ let package = Package(
         ),
     ]
 )
+
+// Fuzzing (docs/fuzzing.md, scripts/fuzz.sh): with CHORUS_FUZZ=1 the package gains the libFuzzer
+// harness `chorus-fuzz`, and the modules under test are compiled with libFuzzer's coverage
+// instrumentation and AddressSanitizer. A normal build never sees this, so it needs no fuzzer
+// runtime; scripts/fuzz.sh builds with its own scratch path so the normal build stays intact.
+if Context.environment["CHORUS_FUZZ"] == "1" {
+    let instrumented: SwiftSetting = .unsafeFlags(["-sanitize=fuzzer,address"])
+    for target in package.targets where ["Broker", "Node"].contains(target.name) {
+        target.swiftSettings = (target.swiftSettings ?? []) + [instrumented]
+    }
+    package.products.append(.executable(name: "chorus-fuzz", targets: ["ChorusFuzz"]))
+    package.targets.append(.target(name: "ChorusFuzzMain", path: "Fuzz/ChorusFuzzMain"))
+    package.targets.append(
+        .executableTarget(
+            name: "ChorusFuzz",
+            dependencies: [
+                "Broker", "Node", "ChorusFuzzMain",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            path: "Fuzz/ChorusFuzz",
+            swiftSettings: swiftSettings + [.unsafeFlags(["-sanitize=fuzzer,address", "-parse-as-library"])],
+            // lld, because gold warns about every ASan symbol it cannot export.
+            linkerSettings: [.unsafeFlags(["-sanitize=fuzzer,address", "-use-ld=lld"])]
+        ))
+}

@@ -1,0 +1,293 @@
+import Foundation
+
+import Broker
+
+/// Target `json`: the node's JSON parser (`JSONParser`, through `JSONValue(parsing:)`,
+/// `RawJSON(validating:)` and `RawJSONObject(parsing:)`), against Foundation's `JSONSerialization`.
+///
+/// Both must accept and refuse the same texts, and what both accept must parse to the same
+/// values (strings compared scalar by scalar, numbers as `Double`). The three ways into the
+/// parser must agree with each other: the same texts accepted, `RawJSON` holding exactly the text
+/// without the white space around it, `RawJSONObject` the tree's member names. The deliberate
+/// differences, documented in `JSONParser` and docs/fuzzing.md, are the only exceptions:
+/// 1. Top-level scalars: both accept them (`JSONSerialization` with `.fragmentsAllowed`).
+/// 2. Duplicate keys: Chorus refuses an object naming a member twice (I-JSON; names compared
+///    code point by code point after unescaping); Foundation accepts. The name Chorus reports
+///    must occur twice as a key in the text. Two names Swift holds equal but that differ in
+///    code points (é and e + U+0301) are not compared.
+/// 3. Depth: Chorus refuses nesting deeper than `JSONParser.maxDepth` (128); Foundation allows
+///    more.
+/// 4. Encodings: Chorus reads UTF-8 only; Foundation also guesses UTF-16 and UTF-32 and skips a
+///    byte order mark. A text with a NUL byte or a leading UTF-8 BOM must be refused by Chorus
+///    and is not compared.
+/// 5. Invalid UTF-8: Chorus must refuse every text that Swift's own UTF-8 decoding would have to
+///    repair (overlong forms, encoded surrogates, beyond U+10FFFF, truncated sequences).
+/// 6. Trailing commas: Foundation on Linux accepts `[1,]` and `{"a":1,}`; RFC 8259 and Chorus
+///    refuse them. Such a text is compared as Chorus parses it with those commas removed.
+/// 7. Numbers: Chorus keeps a number's text; a text that is one number must keep it exactly.
+///    Otherwise numbers are compared as `Double`s: Foundation refuses a number beyond `Double`'s
+///    range (`1e400`, "not representable"), which Chorus keeps, and reads some long numbers a few
+///    units in the last place off (`900719925454740993808`), so they agree within a relative 1e-12.
+/// 8. U+FEFF in strings: Foundation drops it where it begins a run of raw text (at the start of the
+///    string or after an escape); Chorus keeps it. Strings and names are compared without U+FEFF.
+enum JSONTarget {
+    /// A parsed value in a form both parsers' results convert to.
+    indirect enum Value: Equatable, CustomStringConvertible {
+        case null, bool(Bool), number(Double), string([Unicode.Scalar])
+        case array([Value]), object([String: Value])
+
+        var description: String {
+            switch self {
+            case .null: "null"
+            case .bool(let flag): "\(flag)"
+            case .number(let number): "\(number)"
+            case .string(let scalars): "\"\(String(String.UnicodeScalarView(scalars)).debugDescription.dropFirst().dropLast())\""
+            case .array(let elements): "[\(elements.map(\.description).joined(separator: ","))]"
+            case .object(let members):
+                "{\(members.sorted { $0.key < $1.key }.map { "\($0.key.debugDescription):\($0.value)" }.joined(separator: ","))}"
+            }
+        }
+    }
+
+    enum Outcome {
+        case value(Value)
+        case refused(String)
+    }
+
+    static func run(_ bytes: [UInt8]) {
+        let chorus = parseWithChorus(bytes)
+        checkRawParsers(bytes)
+        if bytes.contains(0) || bytes.starts(with: [0xEF, 0xBB, 0xBF]) {
+            if case .value(let value) = chorus {
+                fuzzFailure(.json, "a text with a NUL byte or a BOM was accepted as \(value)")
+            }
+            return
+        }
+        let text = String(decoding: bytes, as: UTF8.self)
+        if Array(text.utf8) != bytes {
+            if case .value(let value) = chorus { fuzzFailure(.json, "invalid UTF-8 was accepted as \(value)") }
+            return  // difference 5
+        }
+        // A lone number keeps its text.
+        let trimmed = text.trimmingCharacters(in: .init(charactersIn: " \t\r\n"))
+        if case .number(let number)? = try? JSONValue(parsing: bytes), number.text != trimmed {
+            fuzzFailure(.json, "the number \(trimmed) became \(number.text)")
+        }
+        judge(chorus, parseWithFoundation(bytes), bytes)
+    }
+
+    /// Fails unless the two outcomes for `bytes` agree up to the documented differences.
+    static func judge(_ chorus: Outcome, _ foundation: Outcome, _ bytes: [UInt8], commasRemoved: Bool = false) {
+        switch (chorus, foundation) {
+        case (.refused(let reason), .value) where reason.hasPrefix("arrays and objects nested deeper"):
+            return  // difference 3
+        case (.refused(let reason), .value) where reason.hasPrefix("duplicate key"):
+            // Difference 2: the name Chorus reports occurs twice.
+            guard let key = duplicateKey(bytes), repeatedKeys(bytes).contains(String(String.UnicodeScalarView(scalars(key)))) else {
+                fuzzFailure(.json, "\(reason), but no key occurs twice in the text")
+            }
+        case (.refused, .refused):
+            return
+        case (.value, .refused(let reason)) where tooLargeForDouble(reason):
+            return  // difference 7
+        case (.refused, .value) where !commasRemoved && withoutTrailingCommas(bytes) != bytes:
+            // Difference 6: compare Chorus's reading of the text without trailing commas.
+            let stripped = withoutTrailingCommas(bytes)
+            judge(parseWithChorus(stripped), foundation, stripped, commasRemoved: true)
+        case (.value(let ours), .value(let theirs)):
+            if let difference = compare(ours, theirs, repeatedKeys: repeatedKeys(bytes), path: "$") {
+                let note = commasRemoved ? " (trailing commas removed)" : ""
+                fuzzFailure(.json, "values differ at \(difference)\(note)\n chorus: \(ours)\n foundation: \(theirs)")
+            }
+        default:
+            fuzzFailure(.json, "chorus: \(chorus), foundation: \(foundation)\(commasRemoved ? " (trailing commas removed)" : "")")
+        }
+    }
+
+    /// The adapter to the code under test: the tree, or why the text was refused.
+    static func parseWithChorus(_ bytes: [UInt8]) -> Outcome {
+        do {
+            return .value(convert(try JSONValue(parsing: bytes)))
+        } catch {
+            return .refused(error.description)
+        }
+    }
+
+    /// The adapter to the parser's other two ways in, which must agree with the tree's.
+    static func checkRawParsers(_ bytes: [UInt8]) {
+        let tree = try? JSONValue(parsing: bytes)
+        let raw = try? RawJSON(validating: bytes)
+        let object = try? RawJSONObject(parsing: bytes)
+        guard let tree else {
+            guard raw == nil, object == nil else {
+                fuzzFailure(.json, "the tree refused, RawJSON \(raw != nil), RawJSONObject \(object != nil)")
+            }
+            return
+        }
+        let space: [UInt8] = [0x20, 0x09, 0x0A, 0x0D]
+        let trimmed = bytes.drop { space.contains($0) }.reversed().drop { space.contains($0) }.reversed()
+        guard let raw, raw.bytes == Array(trimmed) else {
+            fuzzFailure(.json, "RawJSON holds \(raw.map { "\($0)" } ?? "nothing") for the value \(tree)")
+        }
+        if case .object(let members) = tree {
+            guard let object, Set(object.members.map(\.key)) == Set(members.keys) else {
+                fuzzFailure(.json, "RawJSONObject has \(object.map { "\($0.members.map(\.key))" } ?? "nothing") for \(tree)")
+            }
+        } else if object != nil {
+            fuzzFailure(.json, "RawJSONObject accepted \(tree)")
+        }
+    }
+
+    /// The name in a "duplicate key 'name' at byte n" refusal (names of at most 64 characters).
+    static func duplicateKey(_ bytes: [UInt8]) -> String? {
+        do {
+            _ = try JSONValue(parsing: bytes)
+        } catch {
+            if case .duplicateKey(let key) = error.problem { return key }
+        }
+        return nil
+    }
+
+    static func convert(_ value: JSONValue) -> Value {
+        switch value {
+        case .null: .null
+        case .bool(let flag): .bool(flag)
+        case .number(let number): .number(number.doubleValue)
+        case .string(let text): .string(scalars(text))
+        case .array(let elements): .array(elements.map(convert))
+        case .object(let members): objectValue(members.map { ($0.key, convert($0.value)) })
+        }
+    }
+
+    static func parseWithFoundation(_ bytes: [UInt8]) -> Outcome {
+        do {
+            let object = try JSONSerialization.jsonObject(with: Data(bytes), options: [.fragmentsAllowed])
+            return .value(convert(foundation: object))
+        } catch {
+            return .refused("\(error)")
+        }
+    }
+
+    static func convert(foundation object: Any) -> Value {
+        switch object {
+        case is NSNull: return .null
+        case let number as NSNumber:
+            // Foundation on Linux gives booleans as NSNumber too; their type encoding is "c".
+            if type(of: object) == Bool.self || String(cString: number.objCType) == "c" {
+                return .bool(number.boolValue)
+            }
+            return .number(number.doubleValue)
+        case let text as String: return .string(scalars(text))
+        case let elements as [Any]: return .array(elements.map(convert(foundation:)))
+        case let members as [String: Any]: return objectValue(members.map { ($0.key, convert(foundation: $0.value)) })
+        default: return .string(Array("unexpected \(type(of: object))".unicodeScalars))
+        }
+    }
+
+    /// A string's scalars, without U+FEFF (difference 8).
+    static func scalars(_ text: String) -> [Unicode.Scalar] {
+        text.unicodeScalars.filter { $0 != "\u{FEFF}" }
+    }
+
+    /// An object with member names without U+FEFF (difference 8); the first of colliding names wins.
+    static func objectValue(_ members: [(String, Value)]) -> Value {
+        .object(Dictionary(members.map { (String(String.UnicodeScalarView(scalars($0.0))), $0.1) }, uniquingKeysWith: { first, _ in first }))
+    }
+
+    /// Where `ours` and `theirs` differ, or nil when they agree (up to the documented differences).
+    static func compare(_ ours: Value, _ theirs: Value, repeatedKeys: Set<String>, path: String) -> String? {
+        switch (ours, theirs) {
+        case (.number(let a), .number(let b)):
+            // Difference 7: Foundation's reading of a long number can be a few units in the
+            // last place off; Chorus keeps the text, checked in `run`.
+            return a == b || a.isInfinite || abs(a - b) <= 1e-12 * max(abs(a), abs(b)) ? nil : path
+        case (.array(let a), .array(let b)):
+            guard a.count == b.count else { return path + " (length)" }
+            for index in a.indices {
+                if let difference = compare(a[index], b[index], repeatedKeys: repeatedKeys, path: "\(path)[\(index)]") {
+                    return difference
+                }
+            }
+            return nil
+        case (.object(let a), .object(let b)):
+            guard Set(a.keys) == Set(b.keys) else { return path + " (keys)" }
+            for (key, value) in a where !repeatedKeys.contains(key) {
+                if let difference = compare(value, b[key]!, repeatedKeys: repeatedKeys, path: "\(path).\(key.debugDescription)") {
+                    return difference
+                }
+            }
+            return nil
+        default:
+            return ours == theirs ? nil : path
+        }
+    }
+
+    /// Keys (decoded) that occur more than once anywhere in `bytes`: a string followed by `:`.
+    static func repeatedKeys(_ bytes: [UInt8]) -> Set<String> {
+        var seen: Set<String> = []
+        var repeated: Set<String> = []
+        var index = 0
+        while index < bytes.count {
+            guard bytes[index] == UInt8(ascii: "\"") else {
+                index += 1
+                continue
+            }
+            let start = index
+            index += 1
+            while index < bytes.count, bytes[index] != UInt8(ascii: "\"") {
+                index += bytes[index] == UInt8(ascii: "\\") ? 2 : 1
+            }
+            guard index < bytes.count else { break }
+            index += 1
+            let token = Array(bytes[start..<index])
+            var after = index
+            while after < bytes.count, [0x20, 0x09, 0x0A, 0x0D].contains(bytes[after]) { after += 1 }
+            guard after < bytes.count, bytes[after] == UInt8(ascii: ":") else { continue }
+            if case .value(.string(let scalars)) = parseWithChorus(token) {
+                let key = String(String.UnicodeScalarView(scalars))
+                if !seen.insert(key).inserted { repeated.insert(key) }
+            }
+        }
+        return repeated
+    }
+
+    /// The text without any `,` that only white space separates from a closing `]` or `}`
+    /// (outside strings).
+    static func withoutTrailingCommas(_ bytes: [UInt8]) -> [UInt8] {
+        var result: [UInt8] = []
+        var inString = false
+        var index = 0
+        while index < bytes.count {
+            let byte = bytes[index]
+            if inString {
+                result.append(byte)
+                if byte == UInt8(ascii: "\\"), index + 1 < bytes.count {
+                    result.append(bytes[index + 1])
+                    index += 1
+                } else if byte == UInt8(ascii: "\"") {
+                    inString = false
+                }
+            } else if byte == UInt8(ascii: ",") {
+                var next = index + 1
+                while next < bytes.count, [0x20, 0x09, 0x0A, 0x0D].contains(bytes[next]) { next += 1 }
+                if next == bytes.count || (bytes[next] != UInt8(ascii: "]") && bytes[next] != UInt8(ascii: "}")) {
+                    result.append(byte)
+                }
+            } else {
+                if byte == UInt8(ascii: "\"") { inString = true }
+                result.append(byte)
+            }
+            index += 1
+        }
+        return result
+    }
+
+    /// Whether Foundation refused a number because it is beyond `Double`'s range (Chorus keeps
+    /// its text): "Number 1e400 is not representable in Swift."
+    static func tooLargeForDouble(_ reason: String) -> Bool {
+        guard let start = reason.range(of: "Number "), let end = reason.range(of: " is not representable") else {
+            return false
+        }
+        return Double(reason[start.upperBound..<end.lowerBound])?.isInfinite == true
+    }
+}

@@ -1,0 +1,211 @@
+#!/usr/bin/env python3
+"""Writes the hand-made seed corpus in Fuzz/corpus/<target>/ (docs/fuzzing.md).
+
+The seeds are committed; run this again after changing it. Each target's input layout is
+described in its Fuzz/ChorusFuzz/<Target>Target.swift.
+"""
+import base64, hashlib, hmac, json, os, struct
+
+here = os.path.dirname(os.path.abspath(__file__))
+
+
+def write(target, name, data):
+    directory = os.path.join(here, "corpus", target)
+    os.makedirs(directory, exist_ok=True)
+    if isinstance(data, str):
+        data = data.encode()
+    with open(os.path.join(directory, name), "wb") as f:
+        f.write(data)
+
+
+# frames: two bytes choose the size limit (0xFFFF: 1 MiB, else 1 + n % 4096), one byte seeds the
+# split points, the rest is the stream.
+MASK = bytes([0x37, 0xFA, 0x21, 0x3D])
+
+
+def frame(opcode, payload=b"", fin=True, masked=True, rsv=0, length=None, wide=False):
+    n = len(payload) if length is None else length
+    head = bytes([(0x80 if fin else 0) | rsv | opcode])
+    bit = 0x80 if masked else 0
+    if wide:  # a 64-bit length however small (RFC 6455 asks for the minimal encoding)
+        head += bytes([bit | 127]) + struct.pack(">Q", n)
+    elif n < 126:
+        head += bytes([bit | n])
+    elif n <= 0xFFFF:
+        head += bytes([bit | 126]) + struct.pack(">H", n)
+    else:
+        head += bytes([bit | 127]) + struct.pack(">Q", n)
+    if masked:
+        head += MASK
+        payload = bytes(b ^ MASK[i & 3] for i, b in enumerate(payload))
+    return head + payload
+
+
+def frames(name, stream, limit=0xFFFF, seed=7):
+    write("frames", name, struct.pack(">HB", limit, seed) + stream)
+
+
+msg = b'{"type":"message","topic":"chat.room-1","data":{"text":"hi"}}'
+frames("text", frame(1, msg))
+frames("binary", frame(2, bytes(range(40))))
+frames("ping-pong", frame(9, b"are you there") + frame(10, b"yes"))
+frames("close", frame(8, struct.pack(">H", 1000) + b"bye"))
+frames("fragmented", frame(1, b'{"type":', fin=False) + frame(0, b'"ping"}'))
+frames("ping-between-fragments", frame(1, b"ab", fin=False) + frame(9, b"p") + frame(0, b"cd"))
+frames("length-126", frame(1, b"x" * 300))
+frames("length-127-non-minimal", frame(2, b"y" * 10, wide=True))
+frames("too-big-126", frame(1, b"z" * 200), limit=99)
+frames("too-big-127", frame(2, b"", length=1 << 40)[:14], limit=99)
+frames("msb-length", frame(2, b"", length=1 << 63)[:14])
+frames("unmasked", frame(1, b"hello", masked=False))
+frames("reserved-bits", frame(1, b"hello", rsv=0x40))
+frames("unknown-opcode", frame(3, b"?"))
+frames("lonely-continuation", frame(0, b"more"))
+frames("new-message-mid-fragment", frame(1, b"a", fin=False) + frame(1, b"b"))
+frames("fragmented-control", frame(9, b"p", fin=False))
+frames("long-control", frame(9, b"p" * 126))
+frames("many-fragments", frame(1, b"a", fin=False) + b"".join(frame(0, b"b", fin=False) for _ in range(1100)) + frame(0, b"c"))
+frames("fragments-over-limit", frame(1, b"a" * 60, fin=False) + frame(0, b"b" * 60), limit=99)
+frames("empty-frames", frame(1) + frame(2) + frame(9) + frame(8))
+frames("partial-header", frame(1, b"x" * 300)[:3])
+frames("partial-payload", frame(1, b"hello world")[:9])
+frames("many-small", b"".join(frame(1, b'{"type":"ping"}') for _ in range(20)), seed=3)
+frames("non-minimal-length", bytes([0x81, 0x80 | 126, 0, 5]) + MASK + bytes(b ^ MASK[i & 3] for i, b in enumerate(b"hello")))
+frames("utf8-invalid-text", frame(1, b"\xff\xfe\xc3"))
+
+# json: the text itself.
+token = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1LTEifQ.sig"
+for name, text in {
+    "auth": '{"type":"auth","token":"%s","id":1}' % token,
+    "subscribe": '{"type":"subscribe","topic":"chat.*","id":"s-1"}',
+    "unsubscribe": '{"type":"unsubscribe","topic":"chat.**"}',
+    "message": '{"type":"message","topic":"chat.room-1","data":{"text":"hello","n":[1,2.5,-3e2,true,false,null]},"metadata":{"k":"v"},"eventType":"typing"}',
+    "ping": '{"type":"ping","id":42}',
+    "numbers": '{"ts":1796133956872868123,"big":12345678901234567890,"neg":-9007199254740993,"e":1e400,"small":5e-324,"z":-0,"f":0.1,"x":1E+2}',
+    "boundary-ints": "[9007199254740991,9007199254740992,9007199254740993,-9223372036854775808,18446744073709551615,18446744073709551616]",
+    "escapes": r'"\" \\ \/ \b \f \n \r \t \u0000 \u001f \u00e9 \u20AC"',
+    "surrogates": r'["\ud83d\ude00","😀","\uD834\uDD1E"]',
+    "lone-surrogate": r'"\ud800"',
+    "lone-low-surrogate": r'"\udc00x"',
+    "duplicates": '{"a":1,"a":2,"b":{"c":true,"c":false}}',
+    "canonical-duplicates": '{"\u00e9":1,"e\u0301":2}',
+    "deep-ok": "[" * 128 + "]" * 128,
+    "deep-refused": "[" * 129 + "]" * 129,
+    "deep-object": '{"a":' * 130 + "0" + "}" * 130,
+    "top-string": '"just a string"',
+    "top-number": "  -12.5e-3 ",
+    "top-true": "true",
+    "top-null": "null",
+    "empty-containers": '{"a":[],"b":{},"c":[{}],"d":""}',
+    "whitespace": ' \t\r\n{ "a" : [ 1 , 2 ] }\n',
+    "trailing-comma": '{"a":1,}',
+    "trailing-comma-array": "[1,2,]",
+    "leading-zero": "01",
+    "bad-literal": "tru",
+    "nan": "NaN",
+    "plus": "+1",
+    "dot": "1.",
+    "exp": "1e",
+    "control-char": '"a\tb"',
+    "single-quotes": "{'a':1}",
+    "unterminated": '{"a":"b',
+    "two-values": "1 2",
+    "empty": "",
+    "long-string": '"' + "x" * 2000 + '"',
+    "unicode": '{"ключ":"значение","絵文字":"🎉","mixed":"a\u0301"}',
+}.items():
+    write("json", name, text)
+write("json", "invalid-utf8", b'{"a":"\xff\xfe","b":"\xc3"}')
+write("json", "bom", b'\xef\xbb\xbf{"a":1}')
+write("json", "utf16", '{"a":1}'.encode("utf-16-le"))
+
+# topics: lines; each is tried as a topic and a pattern.
+for name, lines in {
+    "exact": ["chat.room-1", "chat.room-1"],
+    "star": ["chat.room-1.typing", "chat.*.typing", "chat.*"],
+    "double-star": ["chat.a.b.c", "chat.**", "**.c", "a.**.z", "**"],
+    "stacked": ["a.b.a.b.a.b", "**.a.**.b", "**.**.**", "*.**.*"],
+    "user": ["messages.user.john.smith", "messages.user.john.**", "messages.user.*"],
+    "invalid": ["", ".a", "a.", "a..b", "a*", "***", "a.*b", "sp ace", "é", "a/b"],
+    "alphabet": ["A-Z_a-z:0-9.x", "*.x", "A-Z_a-z:0-9.*"],
+    "deep": [".".join(["s"] * 16), ".".join(["s"] * 17), ".".join(["**"] * 16), ".".join(["*"] * 16)],
+    "long": ["x" * 255, "x" * 256, "a." + "b" * 253],
+    "wildcard-topic": ["chat.*", "chat.**"],
+    "covers": ["a.b.c.d", "a.**", "a.*.**", "a.**.d", "*.*.**", "a.b.*.d"],
+    "covers-stacked": ["x.y.x.y.x", "**.x.**", "x.**.x", "**.y.*.**", "*.**.*.**"],
+    "single": ["a", "*", "**"],
+    "repeated-segments": ["a.a.a.a.a.a.a.a", "a.**.a", "**.a.a.**", "*.a.*.a.*"],
+    "mixed-case": ["Chat.Room", "chat.room", "Chat.*", "*.Room"],
+    "colons": ["user:1.inbox", "user:1.*", "**.inbox"],
+    "near-limit": [".".join(["abcdefghijklmno"] * 16), ".".join(["abcdefghijklmno"] * 15) + ".*"],
+}.items():
+    write("topics", name, "\n".join(lines))
+
+
+# token: byte 0 picks the mode (0 raw token, 1 signed header.payload, 2 minted then mutated).
+def b64(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+
+secret = b"chorus-fuzz-secret-of-at-least-32-bytes"
+
+
+def signed(header, claims):
+    head = b64(json.dumps(header, separators=(",", ":")).encode())
+    body = b64(json.dumps(claims, separators=(",", ":")).encode())
+    sig = b64(hmac.new(secret, head + b"." + body, hashlib.sha256).digest())
+    return head + b"." + body + b"." + sig
+
+
+real = signed({"alg": "HS256", "typ": "JWT"}, {"sub": "user-1", "iat": 1799999000, "exp": 1800000600,
+              "grants": {"subscribe": ["chat.**"], "publish": ["chat.*"]}})
+write("token", "real", b"\x00" + real)
+write("token", "expired", b"\x00" + signed({"alg": "HS256"}, {"sub": "u", "exp": 1700000000}))
+write("token", "none-alg", b"\x00" + signed({"alg": "none"}, {"sub": "u"}))
+write("token", "rs256-alg", b"\x00" + signed({"alg": "RS256"}, {"sub": "u"}))
+write("token", "padding", b"\x00" + real + b"==")
+write("token", "two-parts", b"\x00abc.def")
+write("token", "garbage", b"\x00...")
+write("token", "signed-claims", b'\x01{"alg":"HS256"}.{"sub":"alice","exp":1800000600,"nbf":1700000000}')
+write("token", "signed-userid", b'\x01{"alg":"HS256"}.{"userId":"bob"}')
+write("token", "signed-empty-sub", b'\x01{"alg":"HS256"}.{"sub":""}')
+write("token", "signed-grants", b'\x01{"alg":"HS256"}.{"sub":"c","grants":{"subscribe":["a.*"],"publish":["b*"]}}')
+write("token", "signed-types", b'\x01{"alg":"HS256","crit":["x"]}.{"sub":1,"exp":"soon"}')
+write("token", "signed-not-json", b'\x01{"alg":"HS256"}.\xff\x00')
+write("token", "minted", b"\x02\x00\x10\x41user-1")
+write("token", "minted-dotted", b"\x02\x00\x50\x2ejohn.smith")
+write("token", "minted-signature-byte", b"\x02\xff\xf0\x41user-2")
+write("token", "minted-header-byte", b"\x02\x00\x02\x41user-3")
+write("token", "signed-nested", b'\x01{"alg":"HS256","typ":"JWT","kid":{"a":[1]}}.{"sub":"d","grants":null,"exp":1e400}')
+write("token", "signed-huge-exp", b'\x01{"alg":"HS256"}.{"sub":"e","exp":1e308,"nbf":-1e308}')
+write("token", "alg-case", b"\x00" + signed({"alg": "hs256"}, {"sub": "u"}))
+write("token", "alg-missing", b"\x00" + signed({"typ": "JWT"}, {"sub": "u"}))
+write("token", "minted-unicode", "\x02\x01\x00\x7aжанна-🎉".encode())
+
+# envelope: the bytes Redis delivers.
+for name, envelope in {
+    "topic": {"v": 1, "id": "node-1:42", "origin": "node-1", "topic": "chat.room-1", "userId": "u-7",
+              "eventType": "message", "data": {"text": "hi"}, "metadata": {"k": "v"},
+              "timestamp": "2025-01-31T12:00:00.123Z"},
+    "user": {"v": 1, "id": "n:1", "origin": "n", "userId": "alice", "data": None, "timestamp": "2025-01-31T12:00:00Z"},
+    "numbers": {"v": 1, "id": "n:2", "origin": "n", "topic": "a", "data": [1, -0.5, 1e300, 12345678901234567890],
+                "timestamp": "2025-01-31T12:00:00.999Z"},
+    "metadata-null": {"v": 1, "id": "n:3", "origin": "n", "topic": "a.b", "data": "x", "metadata": None,
+                      "timestamp": "2025-01-31T12:00:00.001Z"},
+    "no-address": {"v": 1, "id": "n:4", "origin": "n", "data": 1, "timestamp": "2025-01-31T12:00:00.000Z"},
+    "bad-version": {"v": 2, "id": "n:5", "origin": "n", "topic": "a", "data": 1, "timestamp": "2025-01-31T12:00:00.000Z"},
+    "bad-topic": {"v": 1, "id": "n:6", "origin": "n", "topic": "a.*", "data": 1, "timestamp": "2025-01-31T12:00:00.000Z"},
+    "bad-timestamp": {"v": 1, "id": "n:7", "origin": "n", "topic": "a", "data": 1, "timestamp": "yesterday"},
+    "escapes": {"v": 1, "id": "n:\"8\"", "origin": "n\\", "topic": "a", "eventType": "t\n\u0001",
+                "data": {"s": "\u00e9\U0001F600\u2028"}, "timestamp": "2025-12-31T23:59:59.999Z"},
+    "unknown-fields": {"v": 1, "x": [1, 2], "id": "n:9", "origin": "n", "topic": "a", "data": {},
+                       "timestamp": "2025-01-31T12:00:00.500Z"},
+    "timestamp-fraction": {"v": 1, "id": "n:10", "origin": "n", "topic": "a", "data": 0,
+                           "timestamp": "2025-01-31T12:00:00.1234567Z"},
+    "timestamp-offset": {"v": 1, "id": "n:11", "origin": "n", "topic": "a", "data": 0,
+                         "timestamp": "2025-01-31T12:00:00.123+02:00"},
+}.items():
+    write("envelope", name, json.dumps(envelope, separators=(",", ":"), ensure_ascii=False))
+write("envelope", "infinity", b'{"v":1,"id":"n:12","origin":"n","topic":"a","data":[1e400,-1e400],"timestamp":"2025-01-31T12:00:00.000Z"}')
+write("envelope", "duplicate-fields", b'{"v":1,"id":"n:13","id":"x","origin":"n","topic":"a","topic":"b","data":1,"timestamp":"2025-01-31T12:00:00.000Z"}')
+write("envelope", "not-object", b"[1,2,3]")
