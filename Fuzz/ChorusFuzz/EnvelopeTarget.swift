@@ -25,19 +25,18 @@ enum EnvelopeTarget {
         guard let second = decode(encoded) else {
             fuzzFailure(.envelope, "\(first) encodes as \(text(encoded)), which does not decode")
         }
-        let drifts = KnownFinding.timestampLosesMillisecond.tolerated
         let sent = timestamp(in: bytes)
         let canonical = sent.map(isCanonical) ?? false
         var expected = first
-        // Sub-millisecond digits may go (less than 1 ms); the known finding may lose 1 ms more.
-        let allowed = (canonical ? 0 : 0.001) + (drifts ? 0.0011 : 0)
+        // Sub-millisecond digits may go (less than 1 ms).
+        let allowed = canonical ? 0 : 0.001
         if abs(second.timestamp.timeIntervalSince(first.timestamp)) < allowed {
             expected.timestamp = second.timestamp
         }
         guard second == expected else {
             fuzzFailure(.envelope, "decoded \(first)\n re-encoded \(text(encoded))\n decodes as \(second)")
         }
-        if canonical && !drifts && timestamp(in: encoded) != sent {
+        if canonical && timestamp(in: encoded) != sent {
             fuzzFailure(.envelope, "the timestamp \(sent!) is re-encoded as \(timestamp(in: encoded) ?? "nothing")")
         }
         let again = encode(second)

@@ -82,9 +82,7 @@ enum FramesTarget {
                 } catch {
                     again = "\(error)"
                 }
-                let knownOpen = KnownFinding.fragmentLimitNotSticky.tolerated
-                    && outcome.violation!.contains("fragments")
-                guard again == outcome.violation || knownOpen else {
+                guard again == outcome.violation else {
                     fuzzFailure(.frames, "after \(error), reading again gave \(again)")
                 }
                 reader.reset()

@@ -53,7 +53,7 @@ public enum EnvelopeCodec {
             writer.raw(metadata)
         }
         writer.raw(",\"timestamp\":")
-        writer.string(envelope.timestamp.formatted(timestampFormat))
+        writer.string(Timestamp.string(envelope.timestamp))
         writer.raw("}")
         return writer.bytes
     }
@@ -103,7 +103,7 @@ public enum EnvelopeCodec {
 
         let stamp = try text("timestamp", required: true)!
         guard
-            let timestamp = (try? timestampFormat.parse(stamp)) ?? (try? timestampFormatWithoutFraction.parse(stamp))
+            let timestamp = Timestamp.date(stamp)
         else { throw .invalidTimestamp(stamp) }
 
         return Envelope(
@@ -111,6 +111,4 @@ public enum EnvelopeCodec {
             data: data, metadata: metadata, timestamp: timestamp)
     }
 
-    static let timestampFormat = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
-    static let timestampFormatWithoutFraction = Date.ISO8601FormatStyle()
 }

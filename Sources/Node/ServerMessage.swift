@@ -91,14 +91,12 @@ extension ServerMessage {
 
 /// ISO 8601 timestamps with milliseconds, UTC.
 enum ISO8601 {
-    private static let style = Date.ISO8601FormatStyle(includingFractionalSeconds: true, timeZone: .gmt)
-
     static func string(_ date: Date) -> String {
-        date.formatted(style)
+        Timestamp.string(date)
     }
 
     static func date(_ text: String) -> Date? {
-        try? style.parse(text)
+        Timestamp.date(text)
     }
 
     /// JSON coders that write and read dates as these timestamps (stats documents).

@@ -78,9 +78,6 @@ struct WebSocketFrameReader {
                     throw .protocolError("a continuation frame with no message to continue")
                 }
                 partial = nil  // so that appending to the payload does not copy it
-                guard message.fragments < Self.maxFragments else {
-                    throw .protocolError("a message in more than \(Self.maxFragments) fragments")
-                }
                 var payload = frame.payload
                 message.payload.writeBuffer(&payload)
                 message.fragments += 1
@@ -151,6 +148,11 @@ struct WebSocketFrameReader {
             budget = maxMessageSize
         case .continuation:
             guard let partial else { throw .protocolError("a continuation frame with no message to continue") }
+            // Refused before the frame is consumed, like every other violation: reading again
+            // reports it again.
+            guard partial.fragments < Self.maxFragments else {
+                throw .protocolError("a message in more than \(Self.maxFragments) fragments")
+            }
             budget = maxMessageSize - partial.payload.readableBytes
         }
         let lengthBytes = shortLength == 127 ? 8 : shortLength == 126 ? 2 : 0

@@ -21,6 +21,17 @@ struct RedisEnvelopeCodecTests {
         #expect(try EnvelopeCodec.decode(EnvelopeCodec.encode(minimal)) == minimal)
     }
 
+    @Test("every millisecond of a timestamp comes back as it was read, through decode and encode (a fuzz finding)")
+    func timestampsKeepTheirMillisecond() throws {
+        for millisecond in 0..<1000 {
+            let text = String(format: "2026-11-27T10:00:00.%03dZ", millisecond)
+            let json = "{\"v\":1,\"id\":\"n:1\",\"origin\":\"n\",\"topic\":\"a.b\",\"data\":1,\"timestamp\":\"\(text)\"}"
+            let envelope = try EnvelopeCodec.decode(Array(json.utf8))
+            let again = String(decoding: EnvelopeCodec.encode(envelope), as: UTF8.self)
+            #expect(again.contains("\"timestamp\":\"\(text)\""), "\(again)")
+        }
+    }
+
     @Test("data and metadata are written in as the publisher's bytes and sliced out unchanged")
     func dataByteForByte() throws {
         let metadata = #"{"z":1,"senderId":"u","big":12345678901234567890}"#

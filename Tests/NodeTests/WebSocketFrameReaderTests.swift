@@ -132,6 +132,23 @@ struct WebSocketFrameReaderTests {
         #expect(throws: WebSocketFrameReader.Violation.self) { try Self.read([bytes]) }
     }
 
+    @Test("the fragment-count violation repeats when read again, like every other violation (a fuzz finding)")
+    func tooManyFragmentsIsSticky() throws {
+        var bytes = Self.text("a", fin: false)
+        for _ in 0..<WebSocketFrameReader.maxFragments { bytes += Self.frame(0x0, [UInt8(ascii: "a")], fin: false) }
+        bytes += Self.text("b")
+        var reader = WebSocketFrameReader(maxMessageSize: 1 << 20)
+        var buffer = ByteBuffer()
+        buffer.writeBytes(bytes)
+        reader.receive(buffer)
+        var first: WebSocketFrameReader.Violation?
+        do { _ = try reader.next() } catch { first = error }
+        var second: WebSocketFrameReader.Violation?
+        do { _ = try reader.next() } catch { second = error }
+        #expect(first != nil)
+        #expect("\(String(describing: second))" == "\(String(describing: first))")
+    }
+
     @Test(
         "lengths not in the minimal number of bytes are protocol errors",
         arguments: [

@@ -1,0 +1,24 @@
+import Foundation
+
+/// ISO 8601 timestamps in UTC with milliseconds (`2026-11-27T10:00:00.123Z`): the one form
+/// Chorus writes, in the Redis envelope, in every server message and in `/stats`.
+public enum Timestamp {
+    private static let style = Date.ISO8601FormatStyle(includingFractionalSeconds: true, timeZone: .gmt)
+    private static let styleWithoutFraction = Date.ISO8601FormatStyle(timeZone: .gmt)
+
+    /// `date` rounded to the nearest millisecond.
+    ///
+    /// `ISO8601FormatStyle` truncates the fraction, and a parsed `…00.132Z` is a `Double` just
+    /// below .132 s half of the time: formatted as it is, a timestamp relayed through Redis came
+    /// back a millisecond early. Rounding, then formatting a tenth of a millisecond past the
+    /// rounded value, writes back exactly the millisecond that was read.
+    public static func string(_ date: Date) -> String {
+        let milliseconds = (date.timeIntervalSince1970 * 1000).rounded()
+        return Date(timeIntervalSince1970: milliseconds / 1000 + 0.0001).formatted(style)
+    }
+
+    /// Parses a timestamp with or without a fraction; nil for anything else.
+    public static func date(_ text: String) -> Date? {
+        (try? style.parse(text)) ?? (try? styleWithoutFraction.parse(text))
+    }
+}
