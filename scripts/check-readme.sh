@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Runs the README's snippets as written against a real node on port 3000 (as the README's
-# snippets expect), with the debug binary standing in for .build/release/chorus.
+# snippets expect), with the debug binary standing in for .build/release/chorus; and checks that
+# every shell snippet in docs/ says whether and where it is run (see scripts/lib/doc_snippets.py).
 # Usage: scripts/check-readme.sh [path/to/chorus]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
 BIN=${1:-$REPO/.build/debug/chorus}
 [ -x "$BIN" ] || { echo "check-readme: $BIN missing: run swift build first" >&2; exit 1; }
+python3 scripts/lib/doc_snippets.py --lint docs/*.md
 scripts/install-deps.sh jq curl
 python3 -c 'import websockets' 2>/dev/null || python3 -m pip install -q websockets
 log() { echo "check-readme: $*" >&2; }

@@ -15,6 +15,7 @@ The only change made to a snippet is the placeholder `...` in `export NAME=...  
 which becomes the value the checker's node was started with.
 
 Usage: doc_snippets.py README.md WORKDIR   (prints the generated script's output; exit 0 = pass)
+       doc_snippets.py --lint FILE...        (every ```sh block has a directive; runs nothing)
 """
 import re
 import shlex
@@ -84,11 +85,19 @@ def script(found):
                 out.append(f"snippet_wait {shlex.quote(name)} {shlex.quote(text)}")
                 out.append("echo " + shlex.quote(f"   {name} printed {text}"))
     if missing:
-        sys.exit(f"README: the sh blocks at lines {missing} have no <!-- check: ... --> directive")
+        sys.exit(f"the sh blocks at lines {missing} have no <!-- check: ... --> directive")
     return "\n".join(["BACKGROUND=()", "trap 'kill ${BACKGROUND[@]} 2>/dev/null || true' EXIT"] + out) + "\n"
 
 
 def main():
+    if sys.argv[1] == "--lint":
+        for path in sys.argv[2:]:
+            with open(path) as handle:
+                try:
+                    script(blocks(handle.read().splitlines()))
+                except SystemExit as problem:
+                    sys.exit(f"{path}: {problem}")
+        return
     readme, workdir = sys.argv[1], sys.argv[2]
     with open(readme) as handle:
         text = script(blocks(handle.read().splitlines()))
