@@ -3,7 +3,8 @@
 /// publish one later (a hung server resuming and reading what was written before the hang),
 /// the subscriber drops it instead of delivering it a second time.
 ///
-/// Bounded: past ``limit`` ids the oldest are forgotten. A value, kept in the link's mutex.
+/// Bounded: past ``limit`` ids the oldest are forgotten, and the insertion order keeps no more
+/// than a small multiple of the ids still held. A value, kept in the link's mutex.
 struct RedisDoubtfulIDs: Sendable {
     let limit: Int
     private var ids: Set<String> = []
@@ -25,6 +26,13 @@ struct RedisDoubtfulIDs: Sendable {
         }
         if start > limit {
             order.removeFirst(start)
+            start = 0
+        }
+        // Ids Redis did publish back were removed from `ids` but stay in `order`: rebuild it
+        // from the live ones once stale entries outnumber them, so `order` stays within a small
+        // multiple of `ids` however often the link falls back.
+        if order.count - start > 2 * max(ids.count, 1024) {
+            order = order[start...].filter { ids.contains($0) }
             start = 0
         }
     }

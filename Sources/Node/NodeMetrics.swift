@@ -35,8 +35,9 @@ public final class NodeMetrics: Sendable {
             ])
     }
 
-    /// Time from a message's arrival at the node (from the adapter) until the event loop has
-    /// written and flushed it to its subscribers there: one sample per message and loop.
+    /// Time from a message's arrival at the node (from the adapter) until an event loop has
+    /// written and flushed it to its subscribers there: one sample per drain of a loop's inbox,
+    /// for the oldest message in it (the drain's worst case).
     func deliveryLatency(_ elapsed: TimeAmount) {
         deliveryLatencyHistogram.recordNanoseconds(elapsed.nanoseconds)
     }

@@ -42,7 +42,7 @@ final class StatsMetrics: Sendable {
                 gauge("chorus_redis_state", backend.state == state ? 1 : 0,
                       ["backend": backend.address, "state": state.rawValue])
             }
-            counter("chorus_redis_transitions_total", ["backend": backend.address], backend.transitions)
+            counter("chorus_redis_backend_transitions_total", ["backend": backend.address], backend.transitions)
         }
         gauge("process_resident_memory_bytes", stats.memory.residentBytes)
         if let started = ISO8601.date(stats.startedAt) {

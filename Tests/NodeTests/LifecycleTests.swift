@@ -113,11 +113,16 @@ struct LifecycleTests {
             #expect(try await client.request(["type": "subscribe", "topic": "news"])["type"] as? String == "subscribed")
             let expired = try await client.next(type: "auth_expired", timeout: .seconds(10))
             #expect(expired["code"] as? Int == 401)
+            let witness = try await node.connect(as: "w")
+            _ = try await witness.request(["type": "subscribe", "topic": "news"])
             let publisher = try await node.connect(as: "p")
             try await publisher.send(json: ["type": "message", "topic": "news", "data": "missed"])
-            // "missed" arriving at any time would show up as the reply below or as the first
-            // message after authenticating again, where "again" (published later, from the
-            // same connection) must come first.
+            // Once a subscriber has it, the node has handed "missed" to every event loop, so it
+            // reaches the expired client's loop before the requests below. Arriving there at any
+            // time it would show up as the reply below or as the first message after
+            // authenticating again, where "again" (published later, from the same connection)
+            // must come first.
+            #expect(try await witness.next(type: "message")["data"] as? String == "missed")
             #expect(try await client.request(["type": "subscribe", "topic": "x"])["code"] as? Int == 401)
             #expect(try await client.request(["type": "auth", "token": node.token("e")])["type"] as? String == "auth_success")
             try await publisher.send(json: ["type": "message", "topic": "news", "data": "again"])

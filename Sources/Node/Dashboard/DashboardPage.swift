@@ -71,6 +71,7 @@ enum DashboardPage {
 <script>
 "use strict";
 const POLL_MS = 1500, KEEP = 200;  // 200 points of 1.5 s: the last 5 minutes
+const FORGET_MS = 5 * 60 * 1000;   // a node not reported for this long leaves the page
 const token = new URLSearchParams(location.hash.slice(1)).get("token");
 const CHARTS = [
   ["published", "published / s"], ["delivered", "delivered / s"], ["opened", "connections opened / s"],
@@ -136,6 +137,8 @@ function render(cluster, now) {
     return before && seconds > 0 ? Math.max(0, (current.get(id)[key] - before[key]) / seconds) : 0;
   };
   for (const n of nodes) seen.set(n.nodeId, now);
+  // A node gone for FORGET_MS was removed on purpose (scaled down) or will not come back.
+  for (const [id, last] of seen) if (now - last > FORGET_MS) seen.delete(id);
 
   const rows = document.getElementById("nodes");
   rows.replaceChildren();
