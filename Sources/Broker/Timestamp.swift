@@ -17,8 +17,15 @@ public enum Timestamp {
         return Date(timeIntervalSince1970: milliseconds / 1000 + 0.0001).formatted(style)
     }
 
-    /// Parses a timestamp with or without a fraction; nil for anything else.
+    /// Parses a timestamp with or without a fraction; nil for anything else, including dates
+    /// the calendar does not have (`2025-02-31`, `24:00:00`), which the format style would
+    /// otherwise roll over into another day.
     public static func date(_ text: String) -> Date? {
-        (try? style.parse(text)) ?? (try? styleWithoutFraction.parse(text))
+        guard let date = (try? style.parse(text)) ?? (try? styleWithoutFraction.parse(text)) else { return nil }
+        // Whole seconds are exact in a Date, so the truncating style gives back the seconds read.
+        guard date.formatted(styleWithoutFraction).utf8.prefix(19).elementsEqual(text.utf8.prefix(19)) else {
+            return nil
+        }
+        return date
     }
 }

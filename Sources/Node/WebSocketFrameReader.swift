@@ -49,6 +49,8 @@ struct WebSocketFrameReader {
     private var ownsInput = false
     /// The fragments so far of a message whose final fragment has not come.
     private var partial: (opcode: Opcode, payload: ByteBuffer, fragments: Int)?
+    /// The violation found, if any: reported again by every later ``next()``.
+    private var violation: Violation?
 
     init(maxMessageSize: Int) {
         self.maxMessageSize = maxMessageSize
@@ -65,7 +67,19 @@ struct WebSocketFrameReader {
     }
 
     /// The next complete message or control frame, or nil when more bytes are needed.
+    /// Once a violation is found, every later ``next()`` reports it again (until ``reset()``):
+    /// nothing past it is read, whichever check found it.
     mutating func next() throws(Violation) -> Frame? {
+        if let violation { throw violation }
+        do {
+            return try nextFrame()
+        } catch {
+            violation = error
+            throw error
+        }
+    }
+
+    private mutating func nextFrame() throws(Violation) -> Frame? {
         while let frame = try readFrame() {
             switch frame.opcode {
             case .ping, .pong, .close:
@@ -121,6 +135,7 @@ struct WebSocketFrameReader {
     mutating func reset() {
         input = nil
         partial = nil
+        violation = nil
     }
 
     /// One frame, unmasked, once all of it has arrived; nil before.

@@ -32,6 +32,14 @@ struct RedisEnvelopeCodecTests {
         }
     }
 
+    @Test("a timestamp the calendar does not have is refused, not rolled over (a fuzz finding)",
+          arguments: ["2025-02-31T12:00:00.123Z", "2025-13-01T12:00:00.123Z", "2025-01-01T24:00:00.000Z"])
+    func impossibleTimestamps(stamp: String) {
+        let json = "{\"v\":1,\"id\":\"n:1\",\"origin\":\"n\",\"topic\":\"a.b\",\"data\":1,\"timestamp\":\"\(stamp)\"}"
+        #expect(throws: EnvelopeDecodingError.self) { try EnvelopeCodec.decode(Array(json.utf8)) }
+        #expect(Timestamp.date("2025-02-28T12:00:00.123Z") != nil)
+    }
+
     @Test("data and metadata are written in as the publisher's bytes and sliced out unchanged")
     func dataByteForByte() throws {
         let metadata = #"{"z":1,"senderId":"u","big":12345678901234567890}"#

@@ -149,6 +149,16 @@ struct WebSocketFrameReaderTests {
         #expect("\(String(describing: second))" == "\(String(describing: first))")
     }
 
+    @Test("a text message that is not UTF-8 is reported again when read again (a fuzz finding)")
+    func invalidUTF8IsSticky() throws {
+        var reader = WebSocketFrameReader(maxMessageSize: 1 << 20)
+        var buffer = ByteBuffer()
+        buffer.writeBytes(Self.frame(0x1, [0xC3, 0x28]) + Self.text("next"))
+        reader.receive(buffer)
+        #expect(throws: WebSocketFrameReader.Violation.invalidUTF8) { try reader.next() }
+        #expect(throws: WebSocketFrameReader.Violation.invalidUTF8) { try reader.next() }
+    }
+
     @Test(
         "lengths not in the minimal number of bytes are protocol errors",
         arguments: [
