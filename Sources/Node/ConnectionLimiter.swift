@@ -1,7 +1,7 @@
 import NIOCore
 import Synchronization
 
-/// Counts open WebSocket connections, per client address and for the whole node, and refuses
+/// Counts open WebSocket connections, per client network and for the whole node, and refuses
 /// the one past either limit: `WEBSOCKET_MAX_CONNECTIONS_PER_IP`, and the node's total (see
 /// ``NodeContext``), which keeps WebSockets within the open-file limit.
 ///
@@ -32,9 +32,11 @@ public final class ConnectionLimiter: Sendable {
         self.total = total
     }
 
-    /// Takes a slot for `address`, unless a limit is reached.
+    /// Takes a slot for `address`, unless a limit is reached. Addresses count by client network
+    /// (``IPAddress/clientNetwork(of:)``): the IPv6 addresses of one /64 share one limit.
     public func acquire(_ address: String) -> Admission {
-        state.withLock { state in
+        let address = IPAddress.clientNetwork(of: address)
+        return state.withLock { state in
             guard state.open < total else { return .nodeFull }
             let current = state.counts[address, default: 0]
             guard current < perAddress else { return .addressFull }
@@ -45,6 +47,7 @@ public final class ConnectionLimiter: Sendable {
     }
 
     public func release(_ address: String) {
+        let address = IPAddress.clientNetwork(of: address)
         state.withLock { state in
             guard let current = state.counts[address] else { return }
             state.counts[address] = current > 1 ? current - 1 : nil
@@ -62,7 +65,7 @@ public final class ConnectionLimiter: Sendable {
         }
     }
 
-    /// The addresses with the most connections, most first.
+    /// The client networks (IPv4 addresses, IPv6 /64s) with the most connections, most first.
     public func top(_ n: Int) -> [(address: String, connections: Int)] {
         state.withLock { state in
             state.counts.sorted { $0.value > $1.value || ($0.value == $1.value && $0.key < $1.key) }

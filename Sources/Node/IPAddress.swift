@@ -89,3 +89,15 @@ public struct IPRange: Hashable, Sendable, CustomStringConvertible {
         network.isIPv4 && bits >= 96 ? "\(network)/\(bits - 96)" : "\(network)/\(bits)"
     }
 }
+
+extension IPAddress {
+    /// The part of a client address that counts as one client for per-client limits (the
+    /// WebSocket connections per address, the login throttle): an IPv6 address's /64
+    /// (`2001:db8:1:2::/64`), since a client usually holds a whole /64 and could rotate through
+    /// it; an IPv4 address whole (also when written IPv4-mapped, `::ffff:10.0.0.5`); anything
+    /// unparseable as given.
+    public static func clientNetwork(of address: String) -> String {
+        guard let parsed = IPAddress(address) else { return address }
+        return parsed.isIPv4 ? parsed.description : "\(parsed.masked(to: 64))/64"
+    }
+}

@@ -50,11 +50,8 @@ final class LoginThrottle: Sendable {
     /// Keys the table holds (for tests).
     var count: Int { table.withLock { $0.count } }
 
-    /// The part of a client address the throttle counts: an IPv6 address's /64
-    /// (`2001:db8:1:2::/64`), an IPv4 address whole (also when written IPv4-mapped,
-    /// `::ffff:10.0.0.5`), anything unparseable as given.
+    /// The part of a client address the throttle counts: ``IPAddress/clientNetwork(of:)``.
     static func network(of address: String) -> String {
-        guard let parsed = IPAddress(address) else { return address }
-        return parsed.isIPv4 ? parsed.description : "\(parsed.masked(to: 64))/64"
+        IPAddress.clientNetwork(of: address)
     }
 }
