@@ -169,6 +169,7 @@ public final class ChorusNode: Service, Sendable {
             logger: logger)
         var services: [any Service] = [
             BrokerService(broker: context.broker, hub: context.hub, logger: logger),
+            PresenceLifecycle(store: context.presence.store),
             HousekeepingService(node: context, sampler: sampler),
         ]
         if let directory {

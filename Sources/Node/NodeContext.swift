@@ -16,6 +16,8 @@ final class NodeContext: Sendable {
     let metrics: NodeMetrics
     let readiness: Readiness
     let logger: Logger
+    /// Members per topic, this node's share and the cluster's (see ``PresenceService``).
+    let presence: PresenceService
     private let connectionIds = Atomic<Int>(0)
 
     init(
@@ -28,7 +30,8 @@ final class NodeContext: Sendable {
         self.counters = NodeCounters()
         self.hub = ConnectionHub(
             group: group, broker: broker, counters: counters, metrics: metrics,
-            maxPendingBytes: configuration.maxPendingBytes)
+            maxPendingBytes: configuration.maxPendingBytes, typingTimeout: configuration.typingTimeout)
+        self.presence = PresenceService(configuration: configuration, broker: broker, logger: logger)
         self.limiter = ConnectionLimiter(
             perAddress: configuration.maxConnectionsPerIP,
             total: Self.connectionLimit(configured: configuration.maxConnections, openFiles: ResourceLimits.openFileLimit()))
