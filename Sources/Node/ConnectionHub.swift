@@ -15,12 +15,14 @@ final class ConnectionHub: Sendable {
     private let allocator = ByteBufferAllocator()
     /// Typing indicators shown here: coalesced, and timed out (see ``TypingRelay``).
     let typing: TypingRelay
+    /// Presence events past `PRESENCE_BATCH_RATE` per topic and second, batched (see ``PresenceBatcher``).
+    let presenceBatches: PresenceBatcher
     /// Presence and typing frames written to clients of this node, for `/stats`.
     let signalCounters = SignalCounters()
 
     init(
         group: any EventLoopGroup, broker: PubSubBroker, counters: NodeCounters, metrics: NodeMetrics,
-        maxPendingBytes: Int, typingTimeout: Duration = .milliseconds(5_000)
+        maxPendingBytes: Int, typingTimeout: Duration = .milliseconds(5_000), presenceBatchRate: Int = 50
     ) {
         let registries = group.makeIterator().map {
             ConnectionRegistry(
@@ -28,10 +30,12 @@ final class ConnectionHub: Sendable {
         }
         self.registries = registries
         let allocator = ByteBufferAllocator()
-        typing = TypingRelay(timeout: typingTimeout) { stop in
-            guard let delivery = Self.signalDelivery(stop, allocator: allocator, arrivedAt: .now()) else { return }
+        let local: @Sendable (Envelope) -> Void = { signal in
+            guard let delivery = Self.signalDelivery(signal, allocator: allocator, arrivedAt: .now()) else { return }
             for registry in registries { registry.enqueue([delivery], bytes: DeliveryInbox.cost(of: delivery)) }
         }
+        typing = TypingRelay(timeout: typingTimeout, deliverStop: local)
+        presenceBatches = PresenceBatcher(rate: presenceBatchRate, flush: local)
     }
 
     /// The registry whose executor is `loop`.
@@ -48,6 +52,7 @@ final class ConnectionHub: Sendable {
         let deliveries = batch.compactMap { envelope -> Delivery? in
             if let kind = envelope.kind {
                 if kind == .typing, !typing.incoming(envelope) { return nil }
+                if kind == .presence, !presenceBatches.admit(envelope) { return nil }
                 if kind == .typing {
                     signalCounters.typingIndicators.add(1, ordering: .relaxed)
                 } else {

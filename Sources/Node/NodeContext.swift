@@ -30,7 +30,8 @@ final class NodeContext: Sendable {
         self.counters = NodeCounters()
         self.hub = ConnectionHub(
             group: group, broker: broker, counters: counters, metrics: metrics,
-            maxPendingBytes: configuration.maxPendingBytes, typingTimeout: configuration.typingTimeout)
+            maxPendingBytes: configuration.maxPendingBytes, typingTimeout: configuration.typingTimeout,
+            presenceBatchRate: configuration.presenceBatchRate)
         self.presence = PresenceService(configuration: configuration, broker: broker, logger: logger)
         self.limiter = ConnectionLimiter(
             perAddress: configuration.maxConnectionsPerIP,

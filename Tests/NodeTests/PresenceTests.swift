@@ -133,6 +133,41 @@ struct PresenceTests {
         }
     }
 
+    @Test("a join storm past PRESENCE_BATCH_RATE arrives batched: fewer frames, every join once, in order")
+    func stormIsBatched() async throws {
+        try await withNode(["PRESENCE_BATCH_RATE": "2"]) { node in
+            let topic = "rooms.storm"
+            let watcher = try await node.connect(as: "watcher")
+            try await watcher.subscribe(topic, member: false, events: true)
+            let users = (0..<30).map { "user-\($0)" }
+            var clients: [WebSocketClient] = []
+            for user in users {
+                let client = try await node.connect(as: user)
+                try await client.subscribe(topic, member: true, events: false)
+                clients.append(client)
+            }
+            var joined: [String] = []
+            var frames = 0
+            var batches = 0
+            while joined.count < users.count {
+                let message = try await watcher.next(type: "presence", timeout: .seconds(30))
+                frames += 1
+                if message["event"] as? String == "batch" {
+                    batches += 1
+                    for event in message["events"] as? [[String: Any]] ?? [] {
+                        #expect(event["event"] as? String == "join")
+                        joined.append((event["member"] as? [String: Any])?["userId"] as? String ?? "?")
+                    }
+                } else {
+                    #expect(message["event"] as? String == "join")
+                    joined.append((message["member"] as? [String: Any])?["userId"] as? String ?? "?")
+                }
+            }
+            #expect(joined == users, "each join once, in the order they happened")
+            #expect(batches > 0 && frames < users.count, "\(frames) frames, \(batches) batches")
+        }
+    }
+
     @Test("decoding: presence fields, presence.get and typing")
     func decoding() throws {
         let subscribe = try ClientMessage.decode(Array(#"{"type":"subscribe","topic":"a.b","presence":{"data":{"s":1}},"presenceEvents":true}"#.utf8))
