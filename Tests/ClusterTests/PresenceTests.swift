@@ -134,5 +134,35 @@ extension ClusterTests {
                 restarted.checkExit()
             }
         }
+
+        @Test("typing crosses nodes, never reaches the typist's other device, and ends with a stop when the typist's node dies")
+        func typingAcrossNodes() async throws {
+            try await withCluster(nodes: 3, environment: ["TYPING_TIMEOUT": "1500"]) { cluster in
+                let topic = "rooms.typing"
+                let alice = try await cluster.node(1).connect(as: "alice")
+                let aliceTablet = try await cluster.node(2).connect(as: "alice")
+                let bob = try await cluster.node(2).connect(as: "bob")
+                let carol = try await cluster.node(3).connect(as: "carol")
+                for client in [alice, aliceTablet, bob, carol] { try await client.subscribe(topic) }
+                try await alice.awaitRoute(to: [aliceTablet, bob, carol], topic: topic)
+
+                try await alice.typing(topic, "start")
+                try await alice.typing(topic, "stop")
+                for receiver in [bob, carol] {
+                    let start = try await receiver.next(type: "typing")
+                    #expect(start["userId"] as? String == "alice" && start["state"] as? String == "start")
+                    #expect(try await receiver.next(type: "typing")["state"] as? String == "stop")
+                }
+                try await bob.publish(topic: topic, data: ["fence": 1])
+                #expect(try await aliceTablet.nextJSON()["type"] as? String == "message", "no typing on alice's tablet")
+
+                // Alice starts again and her node dies: the other nodes end it themselves.
+                try await alice.typing(topic, "start")
+                #expect(try await carol.next(type: "typing")["state"] as? String == "start")
+                await cluster.node(1).kill()
+                let stop = try await carol.next(type: "typing", timeout: .seconds(30))
+                #expect(stop["userId"] as? String == "alice" && stop["state"] as? String == "stop")
+            }
+        }
     }
 }
