@@ -164,5 +164,33 @@ extension ClusterTests {
                 #expect(stop["userId"] as? String == "alice" && stop["state"] as? String == "stop")
             }
         }
+
+        @Test("while Redis is down presence.get answers with the node's own members; when Redis is back empty, every node's members are there again")
+        func redisOutage() async throws {
+            try await withCluster(nodes: 2, environment: ["PRESENCE_TTL": "1500"]) { cluster in
+                let topic = "rooms.outage"
+                let watcher = try await cluster.node(1).connect(as: "watcher")
+                try await watcher.subscribe(topic, member: false, events: true)
+                let alice = try await cluster.node(2).connect(as: "alice")
+                try await alice.subscribe(topic, member: true, events: false)
+                #expect(try await watcher.nextPresence().userId == "alice")
+
+                await cluster.redis[0].kill()
+                try await cluster.waitUntilAdapters(are: "fallback")
+                let bob = try await cluster.node(1).connect(as: "bob")
+                try await bob.subscribe(topic, member: true, events: false)
+                let during = try await bob.presenceState(topic)
+                #expect(during.scope == "node" && during.connections == ["bob": 1], "node 1 knows its own members only")
+
+                // Redis comes back with nothing in it: the nodes resend their shares.
+                try await cluster.redis[0].start()
+                try await cluster.waitUntilAdapters(are: "connected")
+                let restored = await eventually(within: .seconds(30)) {
+                    let state = try? await watcher.presenceState(topic)
+                    return state?.scope == nil && state?.connections == ["alice": 1, "bob": 1]
+                }
+                #expect(restored, "alice (node 2) and bob (node 1) are members again")
+            }
+        }
     }
 }
