@@ -16,7 +16,8 @@ import Synchronization
 /// instance reaps the earlier boots of its own `NODE_ID` at once, so a restarted node neither
 /// resurrects nor double-counts its old members.
 ///
-/// **Outages.** A script that fails (Redis down) marks its key; once a lease renewal succeeds
+/// **Outages.** A script that fails (Redis down) marks its key, and further changes for that
+/// server are only marked, not queued behind connect attempts; once a lease renewal succeeds
 /// again the marked keys are resent with their current counts (absolute, so resending is
 /// harmless). A renewal that finds the lease gone (the instance was reaped while cut off)
 /// resends the whole share: its members join again.
@@ -46,6 +47,9 @@ public final class RedisPresenceStore: PresenceStore {
         var loop: Task<Void, Never>?
         /// Set by ``shutdown()``: no renewal after the instance has withdrawn.
         var stopped = false
+        /// Servers whose last command could not reach them: changes for them are only marked
+        /// (not queued behind connect attempts) until a renewal gets through again.
+        var unreachable: Set<Int> = []
     }
 
     /// `<NODE_ID>/<boot nonce>`.
@@ -116,8 +120,10 @@ public final class RedisPresenceStore: PresenceStore {
                 state.renewalQueued.remove(server)
                 guard case .success(let reply) = result else {
                     state.counters.failures += 1
+                    state.unreachable.insert(server)
                     return
                 }
+                state.unreachable.remove(server)
                 let hadLease = reply == .integer(1)
                 var resend = Set(state.dirty.filter { self.server(of: $0.topic) == server })
                 if !hadLease {
@@ -193,11 +199,16 @@ public final class RedisPresenceStore: PresenceStore {
 
     /// Queues the set script for `key`; called under the lock, so queue order is call order.
     private func enqueueSet(_ key: Key, connections: Int, member: RawJSON, announceUpdate: Bool, state: inout State) {
+        let server = self.server(of: key.topic)
+        guard !state.unreachable.contains(server) else {
+            // Resent by the renewal that finds the server again.
+            state.dirty.insert(key)
+            return
+        }
         state.sequence += 1
         var id = JSONWriter()
         id.string("\(instance):p\(state.sequence)")
         let topic = key.topic.name
-        let server = self.server(of: key.topic)
         queues[server].evaluate(
             RedisPresenceScripts.set,
             keys: [
@@ -224,9 +235,10 @@ public final class RedisPresenceStore: PresenceStore {
                         state.dirty.remove(key)
                         state.counters.eventsPublished += 1
                     }
-                case .failure:
+                case .failure(let error):
                     state.dirty.insert(key)
                     state.counters.failures += 1
+                    if !error.isReplyError { state.unreachable.insert(server) }
                 }
             }
             if renewNow { renew(server) }
