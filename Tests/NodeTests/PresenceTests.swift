@@ -38,6 +38,10 @@ struct PresenceTests {
             #expect(try await HTTP.get("\(node.baseURL)/api/presence/\(topic)?countOnly=true", headers: key).json()["count"] as? Int == 2)
             let online = try await HTTP.get("\(node.baseURL)/api/users/alice/presence", headers: key).json()
             #expect(online["online"] as? Bool == true)
+            let stats = try await HTTP.get("\(node.baseURL)/stats").json()["presence"] as? [String: Any] ?? [:]
+            #expect(stats["memberships"] as? Int == 2 && stats["topics"] as? Int == 1)
+            #expect((stats["topTopics"] as? [[String: Any]])?.first?["members"] as? Int == 2)
+            #expect((stats["store"] as? [String: Any])?["eventsPublished"] as? Int ?? 0 >= 2)
 
             await alice1.close()
             try await bob.subscribe(topic, member: true, data: ["status": "fence"], events: false)
