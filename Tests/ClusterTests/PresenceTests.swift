@@ -192,5 +192,36 @@ extension ClusterTests {
                 #expect(restored, "alice (node 2) and bob (node 1) are members again")
             }
         }
+
+        @Test("a join storm on three nodes reaches a watcher batched: every join once, in fewer frames")
+        func joinStorm() async throws {
+            try await withCluster(environment: ["WEBSOCKET_MAX_CONNECTIONS_PER_IP": "10000"]) { cluster in
+                let topic = "rooms.storm"
+                let watcher = try await cluster.node(1).connect(as: "watcher")
+                try await watcher.subscribe(topic, member: false, events: true)
+                let users = (0..<300).map { "user-\($0)" }
+                var clients: [WebSocketClient] = []
+                for (index, user) in users.enumerated() { clients.append(try await cluster.node(1 + index % 3).connect(as: user)) }
+                // Everyone subscribes at once; the replies are awaited afterwards.
+                let started = ContinuousClock.now
+                for client in clients { try await client.send(json: ["type": "subscribe", "topic": topic, "presence": [:]]) }
+                for client in clients { _ = try await client.next(type: "subscribed", timeout: .seconds(30)) }
+                var joined: [String] = []
+                var frames = 0
+                while joined.count < users.count {
+                    let message = try await watcher.next(type: "presence", timeout: .seconds(30))
+                    frames += 1
+                    let events = message["event"] as? String == "batch" ? message["events"] as? [[String: Any]] ?? [] : [message]
+                    for event in events {
+                        #expect(event["event"] as? String == "join")
+                        joined.append((event["member"] as? [String: Any])?["userId"] as? String ?? "?")
+                    }
+                }
+                print("presence: 300 joins on 3 nodes reached the watcher in \(frames) frames, \(ContinuousClock.now - started) after the first subscribe")
+                #expect(joined.sorted() == users.sorted() && Set(joined).count == users.count, "each join once")
+                #expect(try await watcher.presenceState(topic).count == users.count)
+                for client in clients { await client.close() }
+            }
+        }
     }
 }
