@@ -49,7 +49,7 @@ export interface PublishedReply {
   epoch?: string;
   duplicate?: boolean;
   id?: RequestId;
-  /** false when `publishAcks` is off: resolved once written to the socket, not acknowledged. */
+  /** false when `publishAcks` is off: the node read the message and did not refuse it (no offset, no duplicate check). */
   acknowledged?: boolean;
 }
 

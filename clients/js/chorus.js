@@ -707,7 +707,7 @@ export class ChorusClient {
    * offset?, epoch?, duplicate }`); rejects with the node's error as a `ChorusError`. While
    * disconnected the publish waits in the offline queue (`offlineQueueSize`; past it:
    * `ChorusQueueFullError`). With `publishAcks: false` (nodes without publish acks) it resolves
-   * once written to the socket.
+   * once the node has read it without refusing it (a `ping` sent after it is answered).
    */
   publish(topic, data, opts = {}) {
     const message = { type: "message", topic, data };
@@ -730,23 +730,36 @@ export class ChorusClient {
   }
 
   _sendPublish(item) {
-    if (!this.options.publishAcks) {
-      if (this._send(item.message)) item.resolve({ type: "published", topic: item.message.topic, messageId: item.message.messageId, acknowledged: false });
-      else this._queue.push(item);
-      return;
-    }
     this._inflight.set(item.seq, item);
-    this._request(item.message, { timeout: this.options.requestTimeout }).then((reply) => {
-      this._inflight.delete(item.seq);
-      item.resolve(reply);
-    }, (error) => {
-      // Not in flight any more: the dropped connection put it back in the queue (sent again,
-      // with the same messageId, after the reconnect), or disconnect() rejected it.
+    const finish = (settle) => {
       if (!this._inflight.has(item.seq)) return;
       this._inflight.delete(item.seq);
-      if (error instanceof ChorusClosedError && this._wanted) { this._queue.unshift(item); return; }
-      item.reject(error);
-    });
+      settle();
+    };
+    const messageRequestId = this._nextId;
+    // With acks off, the timeout is the fence's: the message itself gets no reply unless refused.
+    this._request(item.message, { timeout: this.options.publishAcks ? this.options.requestTimeout : 0 }).then(
+      (reply) => finish(() => item.resolve(reply)),
+      (error) => {
+        // Not in flight any more: the dropped connection put it back in the queue (sent again,
+        // with the same messageId, after the reconnect), or disconnect() rejected it.
+        if (!this._inflight.has(item.seq)) return;
+        if (error instanceof ChorusClosedError && this._wanted) {
+          this._inflight.delete(item.seq);
+          this._queue.unshift(item);
+          return;
+        }
+        finish(() => item.reject(error));
+      });
+    if (!this.options.publishAcks) {
+      // A node without publish acks answers nothing to an accepted message but does answer a
+      // refused one (error with the id), in order: a ping after it tells which happened.
+      this._request({ type: "ping" }).then(() => {
+        const pending = this._pending.get(messageRequestId);
+        if (pending) { this._pending.delete(messageRequestId); clearTimeout(pending.timer); }
+        finish(() => item.resolve({ type: "published", topic: item.message.topic, messageId: item.message.messageId, acknowledged: false }));
+      }, () => { /* the connection dropped: the message request's handler requeues it */ });
+    }
   }
 
   _flushQueue() {

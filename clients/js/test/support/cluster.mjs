@@ -9,6 +9,27 @@ import { createServer } from "node:net";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { setTimeout as delay } from "node:timers/promises";
+import { request as httpRequest } from "node:http";
+
+/**
+ * One HTTP request on a connection of its own (`agent: false`), resolving with `{ status, json(),
+ * text }`. Not `fetch`: Node's fetch keeps connections alive in a pool that Node's built-in
+ * WebSocket shares, and a node upgrades only on a connection's first request (see
+ * docs/troubleshooting.md), so a WebSocket to an origin fetched before would fail.
+ */
+export function http(url, { method = "GET", headers = {}, body } = {}) {
+  return new Promise((resolveResponse, reject) => {
+    const request = httpRequest(url, { method, headers, agent: false }, (response) => {
+      let text = "";
+      response.setEncoding("utf8");
+      response.on("data", (chunk) => { text += chunk; });
+      response.on("end", () => resolveResponse({ status: response.statusCode, text, json: () => JSON.parse(text) }));
+    });
+    request.on("error", reject);
+    if (body !== undefined) request.write(body);
+    request.end();
+  });
+}
 
 export const root = resolve(dirname(fileURLToPath(import.meta.url)), "../../../..");
 export const secret = "js-sdk-test-secret-0123456789abcdef";
@@ -209,7 +230,7 @@ export async function startCluster(name, { nodes = 2, env = {} } = {}) {
       cluster.port = port;
       const up = await eventually("nginx listening", async () => {
         if (!cluster.nginx.running) return "exited";
-        const ok = await fetch(`http://127.0.0.1:${port}/health`).then((r) => r.status === 200, () => false);
+        const ok = await http(`http://127.0.0.1:${port}/health`).then((r) => r.status === 200, () => false);
         return ok ? "up" : false;
       }, { timeout: 30000 });
       if (up === "up") break;
@@ -217,9 +238,9 @@ export async function startCluster(name, { nodes = 2, env = {} } = {}) {
       if (attempt >= 5 || !errors.includes("Address already in use")) throw new Error("nginx did not start: " + errors);
     }
     for (const node of cluster.nodes) {
-      await eventually(`${node.id} ready`, async () => (await fetch(`${node.url}/ready`)).status === 200, { timeout: 30000 });
+      await eventually(`${node.id} ready`, async () => (await http(`${node.url}/ready`)).status === 200, { timeout: 30000 });
       await eventually(`${node.id} adapter connected`, async () => {
-        const stats = await (await fetch(`${node.url}/stats`)).json();
+        const stats = (await http(`${node.url}/stats`)).json();
         return stats.adapter?.state === "connected";
       }, { timeout: 30000 });
     }
@@ -242,7 +263,7 @@ export class Cluster {
     const result = [];
     for (const node of this.nodes) {
       if (!node.child.running) continue;
-      const stats = await (await fetch(`${node.url}/stats`)).json().catch(() => ({}));
+      const stats = await http(`${node.url}/stats`).then((r) => r.json(), () => ({}));
       if ((stats.connections?.total ?? stats.connections?.current ?? 0) >= count) result.push(node);
     }
     return result;
@@ -250,7 +271,7 @@ export class Cluster {
 
   /** POST /api/publish with the API key through nginx. */
   async publish(topic, data, eventType) {
-    const response = await fetch(`${this.url}/api/publish`, {
+    const response = await http(`${this.url}/api/publish`, {
       method: "POST", headers: { "X-API-Key": apiKey, "Content-Type": "application/json" },
       body: JSON.stringify({ topic, data, ...(eventType ? { eventType } : {}) }),
     });
