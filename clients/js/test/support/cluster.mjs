@@ -19,6 +19,8 @@ import { request as httpRequest } from "node:http";
  */
 export function http(url, { method = "GET", headers = {}, body } = {}) {
   return new Promise((resolveResponse, reject) => {
+    const payload = body === undefined ? undefined : Buffer.from(body);
+    if (payload) headers = { ...headers, "Content-Length": String(payload.length) };
     const request = httpRequest(url, { method, headers, agent: false }, (response) => {
       let text = "";
       response.setEncoding("utf8");
@@ -26,7 +28,7 @@ export function http(url, { method = "GET", headers = {}, body } = {}) {
       response.on("end", () => resolveResponse({ status: response.statusCode, text, json: () => JSON.parse(text) }));
     });
     request.on("error", reject);
-    if (body !== undefined) request.write(body);
+    if (payload) request.write(payload);
     request.end();
   });
 }
