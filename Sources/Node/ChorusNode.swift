@@ -146,7 +146,9 @@ public final class ChorusNode: Service, Sendable {
         let sampler = RateSampler()
         let directory: (any NodeDirectory)? =
             configuration.adapter == .redis
-            ? RedisNodeDirectory(url: configuration.redisURLs[0], prefix: configuration.redisPrefix) : nil
+            ? RedisNodeDirectory(
+                url: configuration.redisURLs[0], prefix: configuration.redisPrefix, timeout: configuration.redisTimeout)
+            : nil
         let collector = StatsCollector(node: context, sampler: sampler, startedAt: Date(), directory: directory)
         NodeRoutes(node: context, collector: collector).register(on: router)
         if let store {
