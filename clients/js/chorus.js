@@ -222,9 +222,10 @@ export class ChorusClient {
     }
   }
 
+  /** An application handler threw: the `error` event gets it, or, with no listener, the console. */
   _report(error) {
     if (this._listeners.get("error")?.size) this._emit("error", error);
-    else queueMicrotask(() => { throw error; });
+    else console.error("chorus: a handler threw", error);
   }
 
   // MARK: state
@@ -281,6 +282,8 @@ export class ChorusClient {
     this._settleConnect(error);
     for (const t of this._typing.values()) { clearTimeout(t.stopTimer); }
     this._typing.clear();
+    this._reconnected = false;
+    this._attempt = 0;
     this._setState("disconnected", { code: 1000, reason: "client closed", willReconnect: false });
   }
 
@@ -318,7 +321,7 @@ export class ChorusClient {
       token = await this._currentToken(this._reconnected || this._authFailedToken !== undefined);
     } catch (error) {
       this._opening = false;
-      this._report(new ChorusAuthError("getToken failed: " + (error?.message ?? error), { cause: error }));
+      this._emit("error", new ChorusAuthError("getToken failed: " + (error?.message ?? error), { cause: error }));
       if (this._wanted) this._scheduleReconnect();
       return;
     }
@@ -332,7 +335,7 @@ export class ChorusClient {
     try {
       socket = new this._WebSocket(this.url);
     } catch (error) {
-      this._report(new ChorusError("cannot open " + this.url + ": " + (error?.message ?? error), { cause: error }));
+      this._emit("error", new ChorusError("cannot open " + this.url + ": " + (error?.message ?? error), { cause: error }));
       this._scheduleReconnect();
       return;
     }
@@ -409,6 +412,7 @@ export class ChorusClient {
     const error = new ChorusClosedError(`connection closed (${code}${reason ? ": " + reason : ""})`, { code });
     this._failPending(error);
     if (code === CloseCode.unauthorized || code === CloseCode.forbidden) {
+      this._authFailedToken = this._token;
       this._afterAuthFailure(new ChorusAuthError(reason || "connection closed for authentication", { code }));
       return;
     }

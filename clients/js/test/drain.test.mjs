@@ -5,7 +5,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { startCluster, probeFeatures, http } from "./support/cluster.mjs";
-import { client, closeAll, Inbox, nextEvent, TestWebSocket } from "./support/client.mjs";
+import { client, closeAll, Inbox, nextEvent, routed, TestWebSocket } from "./support/client.mjs";
 
 /** Which node holds `count` or more WebSockets (the client under test and maybe the publisher). */
 async function connections(node) {
@@ -43,6 +43,7 @@ async function drainScenario(t, { requireHistory }) {
 
     // Messages flow across nodes before the drain.
     let seq = 0;
+    await routed(inbox, publisher, topic);
     await publisher.publish(topic, { seq: seq++ });
     await inbox.until(1, "first message across nodes");
 

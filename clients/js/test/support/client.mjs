@@ -35,11 +35,12 @@ export function closeAll() {
   open.clear();
 }
 
-/** Collects the messages a handler gets; `until(n)` waits for the n-th. */
+/** Collects the messages a handler gets; `until(n)` waits for the n-th. Probes (see `routed`) are counted apart. */
 export class Inbox {
-  constructor() { this.messages = []; this.waiters = []; this.handler = (m) => this.push(m); }
+  constructor() { this.messages = []; this.waiters = []; this.probes = 0; this.handler = (m) => this.push(m); }
   push(message) {
-    this.messages.push(message);
+    if (message.data && message.data.__probe === true) this.probes += 1;
+    else this.messages.push(message);
     for (const w of this.waiters.splice(0)) if (!w.check()) this.waiters.push(w);
   }
   until(predicate, what = "messages", timeout = 30000) {
@@ -56,4 +57,20 @@ export class Inbox {
 /** Resolves with the next `event` of `c` for which `accept` holds. */
 export function nextEvent(c, event, accept = () => true, timeout = 30000) {
   return waitFor(`event '${event}'`, (resolve) => c.on(event, (value) => { if (accept(value)) resolve(value); }), timeout);
+}
+
+/**
+ * Publishes probes to `topic` from `publisher` until `inbox` has one: a `subscribed` reply does
+ * not mean the node's Redis subscription is in place yet, so a message published right after it
+ * may not be routed (the Swift tests' `awaitRoute`). Probes are paced by their round trips and a
+ * short poll; they never reach `inbox.messages`.
+ */
+export async function routed(inbox, publisher, topic) {
+  const { setTimeout: delay } = await import("node:timers/promises");
+  const deadline = Date.now() + 30000;
+  while (inbox.probes === 0) {
+    if (Date.now() > deadline) throw new Error(`no route to ${topic} within 30 s`);
+    await publisher.publish(topic, { __probe: true });
+    await delay(20);
+  }
 }

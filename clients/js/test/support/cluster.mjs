@@ -43,11 +43,11 @@ const crashMarkers = [
 ];
 
 /** An HS256 token for `sub`, as `chorus token` mints them. */
-export function mintToken(sub, { ttlSeconds = 3600, extra = {} } = {}) {
+export function mintToken(sub, { ttlSeconds = 3600, extra = {}, signingSecret = secret } = {}) {
   const b64 = (object) => Buffer.from(JSON.stringify(object)).toString("base64url");
   const now = Math.floor(Date.now() / 1000);
   const body = `${b64({ alg: "HS256", typ: "JWT" })}.${b64({ sub, iat: now, exp: now + ttlSeconds, ...extra })}`;
-  return `${body}.${createHmac("sha256", secret).update(body).digest("base64url")}`;
+  return `${body}.${createHmac("sha256", signingSecret).update(body).digest("base64url")}`;
 }
 
 /** Polls `check` (async, truthy = done) until it holds; throws with `what` after `timeout` ms. */
