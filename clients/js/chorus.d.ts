@@ -266,6 +266,8 @@ export class ChorusClient {
   publish(topic: string, data: JSONValue, options?: PublishOptions): Promise<PublishedReply>;
 
   join(topic: string, data?: JSONValue, options?: Omit<SubscribeOptions, "presence" | "presenceEvents">): Unsubscribe;
+  /** Leaves every `join` of `topic`. */
+  leave(topic: string): void;
   members<Data = JSONValue>(topic: string): Promise<PresenceState<Data>>;
   typing(topic: string): void;
   stopTyping(topic: string): void;

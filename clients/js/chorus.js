@@ -187,6 +187,7 @@ export class ChorusClient {
     this._queue = [];
     this._inflight = new Map();
     this._typing = new Map();
+    this._joined = new Map();
     this._userId = undefined;
     this._authFailedToken = undefined;
     this._connectWaiters = [];
@@ -237,7 +238,9 @@ export class ChorusClient {
   get userId() { return this._userId; }
 
   /** The last `{offset, epoch}` seen per topic (from messages and `subscribed` replies). */
-  get positions() { return new Map(this._positions); }
+  get positions() {
+    return new Map([...this._positions].map(([topic, { offset, epoch }]) => [topic, { offset, epoch }]));
+  }
 
   /** Publishes waiting for a connection or for their acknowledgement. */
   get queuedPublishes() { return this._queue.length + this._inflight.size; }
@@ -680,8 +683,10 @@ export class ChorusClient {
     const topic = message.topic;
     if (typeof message.offset === "number" && typeof message.epoch === "string") {
       const last = this._positions.get(topic);
-      if (last && last.epoch === message.epoch && message.offset <= last.offset) return;  // seen already
-      this._positions.set(topic, { offset: message.offset, epoch: message.epoch });
+      // Seen already (a replay overlapping live delivery). Only positions of delivered messages
+      // count: a `subscribed` reply's offset may include a message still on its way.
+      if (last && last.seen && last.epoch === message.epoch && message.offset <= last.offset) return;
+      this._positions.set(topic, { offset: message.offset, epoch: message.epoch, seen: true });
     }
     this._emit("message", message);
     for (const entry of this._topics.values()) {
@@ -779,7 +784,23 @@ export class ChorusClient {
    * `options.onPresence` and the client's `presence` event). Returns the leave function.
    */
   join(topic, data = {}, options = {}) {
-    return this.subscribe(topic, { ...options, presence: data, presenceEvents: true });
+    const unsubscribe = this.subscribe(topic, { ...options, presence: data, presenceEvents: true });
+    let joined = this._joined.get(topic);
+    if (!joined) this._joined.set(topic, (joined = new Set()));
+    const leave = () => {
+      joined.delete(leave);
+      if (joined.size === 0 && this._joined.get(topic) === joined) this._joined.delete(topic);
+      unsubscribe();
+    };
+    leave.ready = unsubscribe.ready;
+    leave.topic = topic;
+    joined.add(leave);
+    return leave;
+  }
+
+  /** Leaves `topic`'s presence: every `join` of it ends (as if each returned function were called). */
+  leave(topic) {
+    for (const leave of [...(this._joined.get(topic) ?? [])]) leave();
   }
 
   /** The members present on `topic` now (`presence.get`). */

@@ -4,7 +4,7 @@
 // is stopped), every process is stopped, and both nodes must exit 0 with no crash in their logs.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { startCluster, probeFeatures, http } from "./support/cluster.mjs";
+import { startCluster, probeFeatures, http, mintToken } from "./support/cluster.mjs";
 import { client, closeAll, Inbox, nextEvent, routed, TestWebSocket } from "./support/client.mjs";
 
 /** Which node holds `count` or more WebSockets (the client under test and maybe the publisher). */
@@ -22,7 +22,11 @@ async function drainScenario(t, { requireHistory }) {
       return;
     }
     const topic = `rooms.drain-${Date.now()}`;
-    const subscriber = client(cluster.wsURL, "sub", { publishAcks: features.publishAcks });
+    let tokensAsked = 0;
+    const subscriber = client(cluster.wsURL, "sub", {
+      publishAcks: features.publishAcks,
+      getToken: () => { tokensAsked += 1; return mintToken("sub"); },
+    });
     const closes = [];
     const reconnects = [];
     subscriber.on("disconnected", (e) => closes.push(e.code));
@@ -58,6 +62,7 @@ async function drainScenario(t, { requireHistory }) {
     assert.equal(status.code, 0, `${drained.id} exit status after SIGTERM`);
     assert.equal(closes[0], 1001, "the drained node closes with 1001");
     assert.equal(reconnects[0].delay, 0, "the first reconnect after 1001 is immediate");
+    assert.equal(tokensAsked, 2, "the token provider is asked again before reconnecting");
 
     // The subscriber now lives on the survivor (the publisher and itself), and still receives.
     assert.equal(await connections(survivor), 2);

@@ -220,7 +220,7 @@ describe("on two nodes behind nginx", () => {
     const state = await alice.members(topic);
     assert.deepEqual(state.members.map((m) => m.userId).sort(), ["alice", "bob"]);
     assert.deepEqual(state.members.find((m) => m.userId === "bob").data, { name: "Bob" });
-    leave();
+    bob.leave(topic);
     await events.until((es) => es.some((e) => e.event === "leave" && e.member.userId === "bob"), "bob's leave");
   });
 

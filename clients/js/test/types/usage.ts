@@ -35,6 +35,7 @@ async function main(): Promise<void> {
   const state: PresenceState = await client.members("rooms.lobby");
   console.log(state.count, state.members.map((m) => m.userId));
   leave();
+  client.leave("rooms.lobby");
   client.subscribe("rooms.*", { onTyping: (e) => console.log(e.userId, e.state), onMessage: (m) => console.log(m.topic) });
   client.typing("rooms.lobby");
   client.stopTyping("rooms.lobby");
