@@ -289,35 +289,46 @@ export class Cluster {
   }
 }
 
-/** What the node in front supports, probed with requests whose replies are ordered before a `pong`. */
+/**
+ * What the node in front supports. Requests whose replies are always sent (an answer or an
+ * `unknown message type` error) are awaited by id; publish acks are expected where the node has
+ * history (the plan ships them together) or when `published` came before the `pong` sent after it.
+ */
 export async function probeFeatures(wsURL, WebSocketClass) {
   const ws = new WebSocketClass(wsURL);
-  const replies = [];
+  const replies = new Map();
   await new Promise((resolveOpen, reject) => { ws.onopen = resolveOpen; ws.onerror = reject; });
-  const done = new Promise((resolveDone) => {
-    ws.onmessage = (event) => {
-      const m = JSON.parse(String(event.data));
-      replies.push(m);
-      if (m.type === "pong" && m.id === "end") resolveDone();
-    };
+  let wake = () => {};
+  ws.onmessage = (event) => {
+    const m = JSON.parse(String(event.data));
+    if (m.id !== undefined && !replies.has(m.id)) replies.set(m.id, { ...m, order: replies.size });
+    wake();
+  };
+  const until = (ids) => new Promise((resolveDone, reject) => {
+    const timer = setTimeout(() => reject(new Error(`probe: no reply to ${ids.filter((id) => !replies.has(id))} within 30 s`)), 30000);
+    wake = () => { if (ids.every((id) => replies.has(id))) { clearTimeout(timer); resolveDone(); } };
+    wake();
   });
   const topic = `probe.${randomUUID().slice(0, 8)}`;
   const send = (o) => ws.send(JSON.stringify(o));
   send({ type: "auth", token: mintToken("probe"), id: "auth" });
   send({ type: "subscribe", topic, id: "sub", presenceEvents: true });
+  await until(["auth", "sub"]);
+  const history = typeof replies.get("sub").offset === "number";
   send({ type: "message", topic, data: { probe: true }, messageId: "probe-1", id: "pub" });
   send({ type: "presence.get", topic, id: "presence" });
   send({ type: "typing", topic, state: "stop", id: "typing" });
   send({ type: "read", messageId: "00000000-0000-0000-0000-000000000000", id: "read" });
   send({ type: "ping", id: "end" });
-  await done;
+  await until(history ? ["pub", "presence", "read", "end"] : ["presence", "read", "end"]);
   ws.close();
-  const reply = (id) => replies.find((m) => m.id === id);
+  const unknown = (id) => /unknown message type/.test(replies.get(id)?.message ?? "");
+  const pub = replies.get("pub");
   return {
-    history: typeof reply("sub")?.offset === "number",
-    publishAcks: reply("pub")?.type === "published",
-    presence: reply("presence")?.type === "presence.state",
-    typing: !(reply("typing")?.type === "error" && /unknown message type/.test(reply("typing")?.message ?? "")),
-    readReceipts: reply("read") !== undefined && !/unknown message type/.test(reply("read")?.message ?? ""),
+    history,
+    publishAcks: pub?.type === "published",
+    presence: replies.get("presence")?.type === "presence.state",
+    typing: !unknown("typing"),
+    readReceipts: !unknown("read"),
   };
 }
