@@ -54,11 +54,14 @@ const contents = "return [...document.querySelectorAll('#messages .message')].ma
 test("two users on two nodes chat in a room and directly, see presence and typing, and one survives a drain of his node", { skip }, async (t) => {
   const cluster = await startCluster("chat-browser", { nodes: 2 });
   let driver;
+  const pages = [];
   try {
     const features = await probeFeatures(cluster.wsURL, TestWebSocket);
     driver = await Driver.start(cluster.directory);
     const alice = await driver.open();
+    pages.push(alice);
     const bob = await driver.open();
+    pages.push(bob);
     const page = `${cluster.url}/examples/chat/index.html`;
 
     // Alice registers through the page; Bob is registered already and logs in.
@@ -152,9 +155,9 @@ test("two users on two nodes chat in a room and directly, see presence and typin
     assert.equal(await bob.evaluate("return document.getElementById('status').textContent;"), "connected");
     await alice.screenshot(join(artifacts, "3-alice-after-drain.png"));
     await bob.screenshot(join(artifacts, "3-bob-after-drain.png"));
-    await alice.close();
-    await bob.close();
   } finally {
+    // Deleting a session ends its Chromium; stopping chromedriver alone would leave them running.
+    for (const page of pages) await page.close();
     await driver?.stop();
     const problems = await cluster.stop();
     assert.deepEqual(problems, [], `nodes ended badly (logs in ${cluster.directory})`);
