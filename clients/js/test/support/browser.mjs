@@ -3,7 +3,7 @@
 import { spawn, spawnSync } from "node:child_process";
 import { mkdirSync, writeFileSync, openSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { http, eventually } from "./cluster.mjs";
+import { http, eventually, track } from "./cluster.mjs";
 import { createServer } from "node:net";
 
 function which(name) {
@@ -27,7 +27,7 @@ export class Driver {
   static async start(logDirectory) {
     const port = await freePort();
     const fd = openSync(join(logDirectory, "chromedriver.log"), "a");
-    const child = spawn(chromedriver, [`--port=${port}`, "--allowed-ips=127.0.0.1"], { stdio: ["ignore", fd, fd] });
+    const child = track(spawn(chromedriver, [`--port=${port}`, "--allowed-ips=127.0.0.1"], { stdio: ["ignore", fd, fd] }));
     const driver = new Driver(port, child);
     await eventually("chromedriver up", async () => (await driver.call("GET", "/status")).status === 200, { timeout: 30000 });
     return driver;

@@ -82,12 +82,21 @@ function freePort() {
   });
 }
 
+/** Every process the tests started; whatever still runs when the test process exits is killed. */
+const started = new Set();
+process.on("exit", () => { for (const child of started) { try { child.kill("SIGKILL"); } catch { /* gone */ } } });
+export function track(childProcess) {
+  started.add(childProcess);
+  childProcess.on("exit", () => started.delete(childProcess));
+  return childProcess;
+}
+
 class Child {
   constructor(name, command, args, { env = {}, log }) {
     this.name = name;
     this.logPath = log;
     const fd = openSync(log, "a");
-    this.process = spawn(command, args, { env: { ...process.env, ...env }, stdio: ["ignore", fd, fd] });
+    this.process = track(spawn(command, args, { env: { ...process.env, ...env }, stdio: ["ignore", fd, fd] }));
     this.exit = new Promise((resolveExit) => this.process.on("exit", (code, signal) => resolveExit({ code, signal })));
     this.status = undefined;
     this.exit.then((s) => { this.status = s; });
