@@ -6,7 +6,7 @@ import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { ChorusClient, ChorusAuthError, ChorusError, ChorusQueueFullError } from "../chorus.js";
-import { startCluster, probeFeatures, mintToken, secret } from "./support/cluster.mjs";
+import { startCluster, probeFeatures, mintToken, http } from "./support/cluster.mjs";
 import { client, closeAll, Inbox, nextEvent, routed, TestWebSocket, WsPackage } from "./support/client.mjs";
 
 let cluster;
@@ -241,5 +241,36 @@ describe("on two nodes behind nginx", () => {
     for (let i = 0; i < 10; i++) alice.typing(topic);
     await typing.until((es) => es.some((e) => e.state === "stop"), "typing stop");
     assert.deepEqual(typing.messages.map((e) => `${e.userId}:${e.state}`), ["alice:start", "alice:stop"]);
+  });
+
+  test("read receipts: markRead resolves with read_recorded, and the author sees message.read on the room", async (t) => {
+    if (!features.readReceipts) return t.skip("the node has no read receipts yet (PROTOCOL-PLAN 'Read receipts')");
+    const register = async (username) => (await http(`${cluster.url}/api/auth/register`, {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ username, password: "correct horse battery" }),
+    })).json();
+    const author = await register(`author-${unique()}`);
+    const reader = await register(`reader-${unique()}`);
+    const topic = `rooms.${unique()}`;
+    const alice = client(cluster.node(1).wsURL, "unused", { ...acks(), token: author.token });
+    const bob = client(cluster.node(2).wsURL, "unused", { ...acks(), token: reader.token });
+    await alice.connect();
+    await bob.connect();
+    const events = new Inbox();
+    await alice.subscribe(topic, events.handler).ready;
+    await routed(events, bob, topic);
+    const posted = (await http(`${cluster.url}/api/messages`, {
+      method: "POST", headers: { "Content-Type": "application/json", Authorization: `Bearer ${author.token}` },
+      body: JSON.stringify({ topic, content: "read me" }),
+    })).json();
+    const reply = await bob.markRead(posted.id);
+    assert.equal(reply.type, "read_recorded");
+    assert.equal(reply.messageId, posted.id);
+    const [read] = (await events.until((ms) => ms.some((m) => m.eventType === "message.read"), "message.read"))
+      .filter((m) => m.eventType === "message.read");
+    assert.equal(read.data.messageId, posted.id);
+    assert.equal(read.data.userId, reader.user.id);
+    const error = await bob.markRead("00000000-0000-0000-0000-000000000000").then(() => null, (e) => e);
+    assert.equal(error?.code, 404);
   });
 });
