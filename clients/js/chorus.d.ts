@@ -59,7 +59,7 @@ export interface PresenceMember<Data = JSONValue> {
   connections?: number;
 }
 
-/** A `presence` event. */
+/** A `presence` event (the node's `batch` form is unpacked into these by the SDK). */
 export interface PresenceEvent<Data = JSONValue> {
   type: "presence";
   topic: string;
@@ -87,6 +87,8 @@ export interface ReadRecordedReply {
   type: "read_recorded";
   messageId: string;
   readAt: string;
+  /** false when the user's read position was already at or past this message. */
+  advanced?: boolean;
   id?: RequestId;
 }
 

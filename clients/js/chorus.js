@@ -536,7 +536,14 @@ export class ChorusClient {
     }
     switch (message.type) {
       case "message": return this._deliver(message);
-      case "presence": return this._dispatch("presence", message, "onPresence");
+      case "presence":
+        // Above the node's PRESENCE_BATCH_RATE, a second's events come as one batch: the
+        // application sees them one by one either way.
+        if (message.event === "batch" && Array.isArray(message.events)) {
+          for (const event of message.events) this._dispatch("presence", { type: "presence", topic: message.topic, timestamp: message.timestamp, ...event }, "onPresence");
+          return;
+        }
+        return this._dispatch("presence", message, "onPresence");
       case "typing": return this._dispatch("typing", message, "onTyping");
       case "auth_expired": return this._authExpired(message);
       case "auth_error": {

@@ -140,3 +140,16 @@ test("a refused token stops the client: no reconnect until setToken", async () =
   assert.equal(ScriptedSocket.instances.length, 2);
   client.disconnect();
 });
+
+test("a presence batch reaches the handlers as single events", async () => {
+  const client = scripted();
+  const socket = await connectScripted(client);
+  const events = [];
+  client.subscribe("rooms.a", { onPresence: (e) => events.push(`${e.topic}:${e.event}:${e.member.userId}`) });
+  socket.reply({ type: "presence", topic: "rooms.a", event: "batch", timestamp: "t", events: [
+    { event: "join", member: { userId: "u1" } }, { event: "leave", member: { userId: "u2" } },
+  ] });
+  socket.reply({ type: "presence", topic: "rooms.a", event: "join", member: { userId: "u3" }, timestamp: "t" });
+  assert.deepEqual(events, ["rooms.a:join:u1", "rooms.a:leave:u2", "rooms.a:join:u3"]);
+  client.disconnect();
+});
