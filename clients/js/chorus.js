@@ -647,13 +647,35 @@ export class ChorusClient {
     this._request(request).then((reply) => {
       if (this._topics.get(entry.topic) !== entry) return;
       entry.active = true;
+      entry.retries = 0;
       entry.lastReply = reply;
       if (request.replay) entry.replayDone = true;
       this._subscribed(entry, request, reply, resubscribe);
       for (const w of entry.readyWaiters.splice(0)) w.resolve(reply);
     }, (error) => {
       if (error instanceof ChorusClosedError) return;  // resubscribed on the next connection
-      if (this._topics.get(entry.topic) === entry && error.code >= 400 && error.code < 500 && error.code !== 429) {
+      if (this._topics.get(entry.topic) !== entry) return;
+      const field = error.details?.field;
+      if (error.code === 400 && (field === "replay" || field === "since")) {
+        // The topic has no history (any more): subscribe without it. A lost position is a
+        // failed recovery the application must hear about.
+        entry.replayDone = true;
+        if (field === "since") {
+          this._positions.delete(entry.topic);
+          const event = { topic: entry.topic, recovered: false, resubscribed: resubscribe, since: request.since, reason: "the topic has no history" };
+          this._emit("recoveryFailed", event);
+          for (const h of entry.handlers) if (h.onRecoveryFailed) this._call(h.onRecoveryFailed, event);
+        }
+        if (this._state === "connected") this._sendSubscribe(entry);
+        return;
+      }
+      if (error.code === 409 && (entry.retries ?? 0) < 5) {
+        // The node is still reading the history for this topic's previous subscribe: retry soon.
+        entry.retries = (entry.retries ?? 0) + 1;
+        setTimeout(() => { if (this._state === "connected" && this._topics.get(entry.topic) === entry) this._sendSubscribe(entry); }, 100 * entry.retries);
+        return;
+      }
+      if (error.code >= 400 && error.code < 500 && error.code !== 429) {
         this._topics.delete(entry.topic);
       }
       for (const w of entry.readyWaiters.splice(0)) w.reject(error);

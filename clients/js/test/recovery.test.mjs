@@ -1,5 +1,5 @@
 // Recovery with history (PROTOCOL-PLAN 'History and recovery'), on two nodes behind nginx with
-// HISTORY_SIZE=5: a client away for fewer messages than the history holds gets them all on
+// HISTORY_SIZE=5 on rooms.** only: a client away for fewer messages than the history holds gets them all on
 // reconnecting; one away for more is told with `recoveryFailed` and continues from the node's
 // position. Skipped on a node without history.
 import { describe, test, before, after } from "node:test";
@@ -12,7 +12,7 @@ let cluster;
 let features;
 
 before(async () => {
-  cluster = await startCluster("recovery", { nodes: 2, env: { HISTORY_SIZE: "5" } });
+  cluster = await startCluster("recovery", { nodes: 2, env: { HISTORY_SIZE: "5", HISTORY_TOPICS: "rooms.**" } });
   features = await probeFeatures(cluster.wsURL, TestWebSocket);
 });
 
@@ -70,5 +70,22 @@ describe("recovery after being away", () => {
     await publisher.publish(topic, { n: 9 });
     await inbox.until((ms) => ms.some((m) => m.data.n === 9));
     assert.deepEqual(inbox.data(), [{ n: 0 }, { n: 9 }], "nothing of the unrecoverable gap is made up");
+  });
+
+  test("replay asked on a topic without history: the node's 400 is absorbed and the subscription made without it", async (t) => {
+    if (!features.history) return t.skip("the node has no history yet");
+    const subscriber = client(cluster.wsURL, "sub", { publishAcks: features.publishAcks });
+    await subscriber.connect();
+    const errors = [];
+    subscriber.on("error", (e) => errors.push(e));
+    const inbox = new Inbox();
+    const topic = `plain.${randomUUID().slice(0, 8)}`;
+    const reply = await subscriber.subscribe(topic, inbox.handler, { replay: 10 }).ready;
+    assert.equal(reply.type, "subscribed");
+    assert.equal(reply.offset, undefined, "no history position on this topic");
+    await routed(inbox, subscriber, topic);
+    await subscriber.publish(topic, { n: 1 });
+    await inbox.until(1);
+    assert.deepEqual(errors, []);
   });
 });

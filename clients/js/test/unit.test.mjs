@@ -153,3 +153,20 @@ test("a presence batch reaches the handlers as single events", async () => {
   assert.deepEqual(events, ["rooms.a:join:u1", "rooms.a:leave:u2", "rooms.a:join:u3"]);
   client.disconnect();
 });
+
+test("replay on a topic without history (400 naming 'replay') subscribes again without it", async () => {
+  const client = scripted();
+  const socket = await connectScripted(client);
+  const unsubscribe = client.subscribe("rooms.plain", () => {}, { replay: 10 });
+  await settle();
+  const first = socket.last("subscribe");
+  assert.equal(first.replay, 10);
+  socket.reply({ type: "error", code: 400, message: "'replay' needs a topic with history", details: { field: "replay" }, id: first.id });
+  await settle();
+  const second = socket.last("subscribe");
+  assert.notEqual(second.id, first.id);
+  assert.equal(second.replay, undefined);
+  socket.reply({ type: "subscribed", topic: "rooms.plain", id: second.id });
+  assert.equal((await unsubscribe.ready).topic, "rooms.plain");
+  client.disconnect();
+});

@@ -318,7 +318,7 @@ export async function probeFeatures(wsURL, WebSocketClass) {
     wake = () => { if (ids.every((id) => replies.has(id))) { clearTimeout(timer); resolveDone(); } };
     wake();
   });
-  const topic = `probe.${randomUUID().slice(0, 8)}`;
+  const topic = `rooms.probe-${randomUUID().slice(0, 8)}`;  // inside the recovery tests' HISTORY_TOPICS
   const send = (o) => ws.send(JSON.stringify(o));
   send({ type: "auth", token: mintToken("probe"), id: "auth" });
   send({ type: "subscribe", topic, id: "sub", presenceEvents: true });
