@@ -6,9 +6,13 @@ import Synchronization
 /// All Redis work happens on one serial dispatch queue, which alone owns the connection (a
 /// hiredis context is not thread-safe); callers never block. The connection is opened on first
 /// use and reopened after an error, so the directory follows Redis through outages. With several
-/// Redis servers the directory lives on the first one listed.
+/// Redis servers the directory lives on the first one listed. With Sentinel it lives on the
+/// first master name's master, looked up (and checked with `ROLE`) at every reconnect: an error
+/// (the master gone, or demoted and answering `READONLY`) drops the connection, so the next
+/// heartbeat finds the new master.
 public final class RedisNodeDirectory: NodeDirectory {
     private let url: RedisURL
+    private let sentinel: RedisSentinelDiscovery?
     private let keyPrefix: String
     private let queue = DispatchQueue(label: "chorus.node-directory")
     /// Touched only on `queue`; the mutex makes that checkable rather than assumed.
@@ -16,6 +20,14 @@ public final class RedisNodeDirectory: NodeDirectory {
 
     public init(url: RedisURL, prefix: String) {
         self.url = url
+        self.sentinel = nil
+        self.keyPrefix = prefix + "@node:"
+    }
+
+    /// The directory on the master of the first name of `sentinel`.
+    public init(sentinel: RedisSentinelSettings, prefix: String, timeout: Duration = .seconds(1)) {
+        self.url = sentinel.masters[0]
+        self.sentinel = RedisSentinelDiscovery(sentinels: sentinel.sentinels, master: sentinel.masters[0], timeout: timeout)
         self.keyPrefix = prefix + "@node:"
     }
 
@@ -69,7 +81,8 @@ public final class RedisNodeDirectory: NodeDirectory {
         return try connection.withLock { connection in
             do {
                 if connection == nil {
-                    connection = try RedisConnection(connectingTo: url, timeout: .seconds(1), clientName: "chorus-directory")
+                    let target = try sentinel?.discover() ?? url
+                    connection = try RedisConnection(connectingTo: target, timeout: .seconds(1), clientName: "chorus-directory")
                 }
                 let reply = try connection!.command(arguments)
                 if case .error(let message) = reply { throw RedisConnectionError(message) }
