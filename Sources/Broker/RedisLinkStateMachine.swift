@@ -148,14 +148,17 @@ struct RedisLinkStateMachine: Equatable, Sendable {
 
     // MARK: - Sentinel
 
-    /// Sentinel named a new master (`+switch-master`, or a re-discovery). The subscriber's
-    /// connection is to the old master, so it counts as down at once (its marker, should one
-    /// still come back, no longer makes the link ready) and the link falls back before either
-    /// connection notices anything; the publisher thread reports its own connection when it
-    /// drops it. Both reconnect to the new master without waiting for the backoff.
+    /// Sentinel named a new master (`+switch-master`, or a re-discovery). A connection that is up
+    /// is to the old master, so it counts as down at once (a marker that still comes back no
+    /// longer makes the link ready, and the link cannot become connected over the old
+    /// publisher), and the link falls back before either thread notices anything. A publisher
+    /// still *connecting* is left to report its outcome: it may already be connecting to the new
+    /// master; if not, its thread drops the connection and reports it failed. Both reconnect to
+    /// the new master without waiting for the backoff.
     mutating func masterMoved(_ error: String) -> [Action] {
         guard !stopping else { return [] }
         subscriber = .down
+        if publisher == .up { publisher = .down }
         publisherRetrying = false
         lastError = error
         return fallBack(error) + [.followMaster]
