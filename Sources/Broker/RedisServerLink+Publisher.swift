@@ -109,6 +109,7 @@ extension RedisServerLink {
                     retryable = true
                     backoff.reset()
                     state.withLock { $0.inFlight = nil }
+                    if let errorReply { noteRefusal(errorReply) }
                     if let errorReply, !warnedErrorReply {
                         warnedErrorReply = true
                         logger.warning("Redis refused a PUBLISH", metadata: ["error": "\(errorReply)"])

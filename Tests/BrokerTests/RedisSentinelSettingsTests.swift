@@ -61,4 +61,13 @@ struct RedisSentinelSettingsTests {
         #expect(RedisSentinelDiscovery.address(from: address).map { "\($0.0):\($0.1)" } == "127.0.0.1:6380")
         #expect(RedisSentinelDiscovery.address(from: .null) == nil)
     }
+
+    @Test("READONLY, LOADING and MASTERDOWN replies mean the wrong server; other errors do not")
+    func wrongServer() {
+        #expect(RedisServerLink.meansWrongServer("READONLY You can't write against a read only replica."))
+        #expect(RedisServerLink.meansWrongServer("LOADING Redis is loading the dataset in memory"))
+        #expect(RedisServerLink.meansWrongServer("MASTERDOWN Link with MASTER is down"))
+        #expect(!RedisServerLink.meansWrongServer("ERR unknown command"))
+        #expect(!RedisServerLink.meansWrongServer("NOPERM this user has no permissions"))
+    }
 }
