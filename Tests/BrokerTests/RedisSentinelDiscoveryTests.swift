@@ -36,6 +36,15 @@ struct RedisSentinelDiscoveryTests {
         }
     }
 
+    @Test("one backend per master name, in the listed order: topics shard over the masters as over several URLs")
+    func shardsOverMasters() throws {
+        let settings = try RedisSentinelSettings(sentinels: "127.0.0.1:1", masterNames: "shard-a,:pw@shard-b/2")
+        let adapter = RedisAdapter(sentinel: settings, nodeId: "n", logger: Logger(label: "chorus.test.sentinel"))
+        let status = adapter.status()
+        #expect(status.backends.map(\.address) == ["sentinel://shard-a/0", "sentinel://shard-b/2"])
+        #expect(status.state == .connecting, "nothing is reachable before a master is found")
+    }
+
     @Test("two adapters found through Sentinel deliver across each other, and follow a forced failover to the promoted replica")
     func adaptersFollowFailover() async throws {
         try await withSentinelGroup(sentinels: 1) { group in
