@@ -107,10 +107,15 @@ final class RedisConnection {
 
     /// Sends one command and waits for its reply (bounded by the timeout given at connect).
     func command(_ arguments: [String]) throws(RedisConnectionError) -> RedisReply {
-        let reply = Self.withArgv(arguments.map { Array($0.utf8) }) { argc, argv, lengths in
+        try command(arguments.map { Array($0.utf8) })
+    }
+
+    /// Sends one command of binary-safe arguments and waits for its reply.
+    func command(_ arguments: [[UInt8]]) throws(RedisConnectionError) -> RedisReply {
+        let reply = Self.withArgv(arguments) { argc, argv, lengths in
             redisCommandArgv(context, argc, argv, lengths)
         }
-        guard let reply else { throw failure("\(arguments.first ?? "command")") }
+        guard let reply else { throw failure(String(decoding: arguments.first ?? Array("command".utf8), as: UTF8.self)) }
         defer { freeReplyObject(reply) }
         return RedisReply(reply.assumingMemoryBound(to: redisReply.self))
     }

@@ -1,7 +1,7 @@
 import CHiredis
 
 /// One RESP reply, copied out of hiredis' `redisReply` so that the C object can be freed at once.
-enum RedisReply: Equatable {
+public enum RedisReply: Sendable, Equatable {
     case status(String)
     case error(String)
     case integer(Int)
@@ -44,7 +44,7 @@ enum RedisReply: Equatable {
     }
 
     /// The text of a bulk or status reply, else nil.
-    var string: String? {
+    public var string: String? {
         switch self {
         case .bulk(let bytes): String(decoding: bytes, as: UTF8.self)
         case .status(let text): text

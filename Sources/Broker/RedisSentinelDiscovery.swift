@@ -93,6 +93,11 @@ struct RedisSentinelDiscovery: Sendable {
         return first.string
     }
 
+    /// An error reply that says the server is not (or not yet) a usable master.
+    static func meansWrongServer(_ error: String) -> Bool {
+        ["READONLY", "LOADING", "MASTERDOWN"].contains { error.hasPrefix($0) }
+    }
+
     /// The new address in a `+switch-master` message (`<name> <old-ip> <old-port> <new-ip>
     /// <new-port>`) when it is about `name`.
     static func switchedMaster(_ payload: String, name: String) -> (String, Int)? {

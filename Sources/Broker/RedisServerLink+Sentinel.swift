@@ -72,12 +72,8 @@ extension RedisServerLink {
     /// An error reply from the master: one that says the server is not (or not yet) a usable
     /// master (`READONLY`, `LOADING`, `MASTERDOWN`) asks for a re-discovery.
     func noteRefusal(_ error: String) {
-        guard sentinel != nil, Self.meansWrongServer(error) else { return }
+        guard sentinel != nil, RedisSentinelDiscovery.meansWrongServer(error) else { return }
         wantDiscovery()
-    }
-
-    static func meansWrongServer(_ error: String) -> Bool {
-        ["READONLY", "LOADING", "MASTERDOWN"].contains { error.hasPrefix($0) }
     }
 
     /// Asks the sentinel thread to look the master up again.

@@ -150,8 +150,11 @@ public final class ChorusNode: Service, Sendable {
         let sampler = RateSampler()
         let directory: (any NodeDirectory)? =
             configuration.adapter != .redis ? nil
-            : configuration.redisSentinel.map { RedisNodeDirectory(sentinel: $0, prefix: configuration.redisPrefix) }
-                ?? RedisNodeDirectory(url: configuration.redisURLs[0], prefix: configuration.redisPrefix)
+            : configuration.redisSentinel.map {
+                RedisNodeDirectory(sentinel: $0, prefix: configuration.redisPrefix, timeout: configuration.redisTimeout)
+            }
+                ?? RedisNodeDirectory(
+                    url: configuration.redisURLs[0], prefix: configuration.redisPrefix, timeout: configuration.redisTimeout)
         let collector = StatsCollector(node: context, sampler: sampler, startedAt: Date(), directory: directory)
         NodeRoutes(node: context, collector: collector).register(on: router)
         if let store {

@@ -64,10 +64,10 @@ struct RedisSentinelSettingsTests {
 
     @Test("READONLY, LOADING and MASTERDOWN replies mean the wrong server; other errors do not")
     func wrongServer() {
-        #expect(RedisServerLink.meansWrongServer("READONLY You can't write against a read only replica."))
-        #expect(RedisServerLink.meansWrongServer("LOADING Redis is loading the dataset in memory"))
-        #expect(RedisServerLink.meansWrongServer("MASTERDOWN Link with MASTER is down"))
-        #expect(!RedisServerLink.meansWrongServer("ERR unknown command"))
-        #expect(!RedisServerLink.meansWrongServer("NOPERM this user has no permissions"))
+        #expect(RedisSentinelDiscovery.meansWrongServer("READONLY You can't write against a read only replica."))
+        #expect(RedisSentinelDiscovery.meansWrongServer("LOADING Redis is loading the dataset in memory"))
+        #expect(RedisSentinelDiscovery.meansWrongServer("MASTERDOWN Link with MASTER is down"))
+        #expect(!RedisSentinelDiscovery.meansWrongServer("ERR unknown command"))
+        #expect(!RedisSentinelDiscovery.meansWrongServer("NOPERM this user has no permissions"))
     }
 }

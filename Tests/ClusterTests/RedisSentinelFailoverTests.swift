@@ -107,6 +107,12 @@ extension ClusterTests {
                 )
             }
             #expect(await group.currentMaster()?.port == replica.port)
+            // The cluster directory followed the master too: read from the new one, both nodes listed.
+            let directoryBack = await eventually(within: .seconds(20), every: .milliseconds(100)) {
+                guard let stats = try? await HTTP.get("\(cluster.node(1).baseURL)/stats?scope=cluster").json() else { return false }
+                return stats["complete"] as? Bool == true && (stats["totals"] as? [String: Any])?["nodes"] as? Int == 2
+            }
+            #expect(directoryBack, "/stats?scope=cluster is complete again after the failover")
         }
     }
 }

@@ -1,0 +1,156 @@
+import Dispatch
+import Synchronization
+
+/// Request/reply commands to one Redis server, for work beside the publish and subscribe paths
+/// (the node directory, history reads, presence scripts).
+///
+/// **Ownership.** One serial dispatch queue alone owns the connection (a hiredis context is not
+/// thread-safe); callers on any thread, event loops included, never block: they get the reply
+/// through a completion handler run on that queue, or by awaiting it. The connection is opened
+/// on first use and dropped after any error, so the next command reconnects and the queue
+/// follows Redis through outages. Every round trip, connect included, is bounded by `timeout`.
+///
+/// **Sentinel.** Made with a ``RedisSentinelDiscovery``, every (re)connect looks the master up
+/// (checked with `ROLE`), and an error reply that says the server is no usable master
+/// (`READONLY`, `LOADING`, `MASTERDOWN`) drops the connection too, so the next command finds
+/// the master Sentinel has promoted since.
+public final class RedisCommandQueue: Sendable {
+    /// The server, or with Sentinel the template (master name as host).
+    public let url: RedisURL
+    private let sentinel: RedisSentinelDiscovery?
+    private let timeout: Duration
+    private let clientName: String
+    private let queue: DispatchQueue
+    /// Touched only on `queue`; the mutex makes that checkable rather than assumed.
+    private let connection = Mutex<RedisConnection?>(nil)
+    /// SHA1 digests of scripts loaded on the current connection's server, by script text.
+    private let loadedScripts = Mutex<[String: String]>([:])
+
+    /// - Parameters:
+    ///   - timeout: the longest wait for a connect or for one reply (`PUBSUB_REDIS_TIMEOUT`).
+    ///   - clientName: shown by `CLIENT LIST`, and the dispatch queue's label.
+    public init(url: RedisURL, timeout: Duration, clientName: String) {
+        self.url = url
+        self.sentinel = nil
+        self.timeout = timeout
+        self.clientName = clientName
+        self.queue = DispatchQueue(label: "chorus.\(clientName)")
+    }
+
+    /// Commands to the master `sentinel` finds, with its timeout.
+    init(sentinel: RedisSentinelDiscovery, clientName: String) {
+        self.url = sentinel.master
+        self.sentinel = sentinel
+        self.timeout = sentinel.timeout
+        self.clientName = clientName
+        self.queue = DispatchQueue(label: "chorus.\(clientName)")
+    }
+
+    /// Runs `arguments` on the queue's connection and hands the reply (an error reply as
+    /// ``RedisConnectionError``) to `completion`, on the queue.
+    public func send(
+        _ arguments: [[UInt8]],
+        completion: @escaping @Sendable (Result<RedisReply, RedisConnectionError>) -> Void = { _ in }
+    ) {
+        queue.async {
+            completion(Result { () throws(RedisConnectionError) in try self.run(arguments) })
+        }
+    }
+
+    /// Text arguments.
+    public func send(
+        _ arguments: [String],
+        completion: @escaping @Sendable (Result<RedisReply, RedisConnectionError>) -> Void = { _ in }
+    ) {
+        send(arguments.map { Array($0.utf8) }, completion: completion)
+    }
+
+    /// Awaits one command's reply.
+    public func command(_ arguments: [String]) async throws(RedisConnectionError) -> RedisReply {
+        try await command(arguments.map { Array($0.utf8) })
+    }
+
+    /// Awaits one command's reply (binary-safe arguments).
+    public func command(_ arguments: [[UInt8]]) async throws(RedisConnectionError) -> RedisReply {
+        let result = await withCheckedContinuation { continuation in
+            send(arguments) { continuation.resume(returning: $0) }
+        }
+        return try result.get()
+    }
+
+    /// Runs a Lua script with `EVALSHA`, loading it first on a server that does not know it
+    /// (a new connection, or a server restarted or flushed since: `NOSCRIPT`).
+    public func evaluate(
+        _ script: String, keys: [[UInt8]], arguments: [[UInt8]],
+        completion: @escaping @Sendable (Result<RedisReply, RedisConnectionError>) -> Void
+    ) {
+        queue.async {
+            completion(Result { () throws(RedisConnectionError) in
+                try self.runScript(script, keys: keys, arguments: arguments)
+            })
+        }
+    }
+
+    /// Awaits a Lua script's reply.
+    public func evaluate(_ script: String, keys: [[UInt8]], arguments: [[UInt8]]) async throws(RedisConnectionError)
+        -> RedisReply
+    {
+        let result = await withCheckedContinuation { continuation in
+            evaluate(script, keys: keys, arguments: arguments) { continuation.resume(returning: $0) }
+        }
+        return try result.get()
+    }
+
+    /// Closes the connection once the commands queued before this call have run.
+    public func close() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            queue.async {
+                self.connection.withLock { $0 = nil }
+                continuation.resume()
+            }
+        }
+    }
+
+    // MARK: On the queue
+
+    private func runScript(_ script: String, keys: [[UInt8]], arguments: [[UInt8]]) throws(RedisConnectionError)
+        -> RedisReply
+    {
+        let count = Array(String(keys.count).utf8)
+        if let sha = loadedScripts.withLock({ $0[script] }) {
+            do throws(RedisConnectionError) {
+                return try run([Array("EVALSHA".utf8), Array(sha.utf8), count] + keys + arguments)
+            } catch where error.description.hasPrefix("NOSCRIPT") {
+                loadedScripts.withLock { $0[script] = nil }
+            }
+        }
+        guard case .bulk(let sha) = try run(["SCRIPT", "LOAD", script].map { Array($0.utf8) }) else {
+            throw RedisConnectionError("unexpected SCRIPT LOAD reply")
+        }
+        loadedScripts.withLock { $0[script] = String(decoding: sha, as: UTF8.self) }
+        return try run([Array("EVALSHA".utf8), sha, count] + keys + arguments)
+    }
+
+    /// One command on the queue's connection, connecting first if needed.
+    private func run(_ arguments: [[UInt8]]) throws(RedisConnectionError) -> RedisReply {
+        dispatchPrecondition(condition: .onQueue(queue))
+        return try connection.withLock { (connection) throws(RedisConnectionError) -> RedisReply in
+            do throws(RedisConnectionError) {
+                if connection == nil {
+                    connection = try RedisConnection(
+                        connectingTo: sentinel?.discover() ?? url, timeout: timeout, clientName: "chorus-\(clientName)")
+                    loadedScripts.withLock { $0.removeAll() }
+                }
+                let reply = try connection!.command(arguments)
+                if case .error(let message) = reply { throw RedisConnectionError(message, isReplyError: true) }
+                return reply
+            } catch {
+                // An error reply leaves the connection usable; a failed round trip does not.
+                if !error.isReplyError || (sentinel != nil && RedisSentinelDiscovery.meansWrongServer(error.description)) {
+                    connection = nil
+                }
+                throw error
+            }
+        }
+    }
+}
