@@ -27,8 +27,11 @@ struct RedisSentinelDiscovery: Sendable {
 
     /// The verified master: `candidate` first when given (the address of a `+switch-master`),
     /// then what each Sentinel names, from `startingAt`. Throws with every refusal when none is
-    /// a master.
-    func discover(preferring candidate: RedisURL? = nil, startingAt first: Int = 0) throws(RedisConnectionError) -> RedisURL {
+    /// a master. `proceed` is asked before each Sentinel (a stopping link gives up between
+    /// them, so that its shutdown waits for one step at most).
+    func discover(
+        preferring candidate: RedisURL? = nil, startingAt first: Int = 0, while proceed: () -> Bool = { true }
+    ) throws(RedisConnectionError) -> RedisURL {
         var problems: [String] = []
         var tried: Set<String> = []
         if let candidate {
@@ -39,7 +42,7 @@ struct RedisSentinelDiscovery: Sendable {
                 problems.append(error.description)
             }
         }
-        for offset in 0..<sentinels.count {
+        for offset in 0..<sentinels.count where proceed() {
             let sentinel = sentinels[(first + offset) % sentinels.count]
             do {
                 let named = try masterNamed(by: sentinel)

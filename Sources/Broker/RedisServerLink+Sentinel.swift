@@ -160,13 +160,16 @@ extension RedisServerLink {
 
             if wanted, clock.now >= discoverAt {
                 do throws(RedisConnectionError) {
-                    let master = try discovery.discover(preferring: candidate, startingAt: next)
+                    let master = try discovery.discover(preferring: candidate, startingAt: next) {
+                        !state.withLock { $0.machine.stopping }
+                    }
                     wanted = false
                     candidate = nil
                     warned = false
                     discoverBackoff.reset()
                     masterFound(master)
                 } catch {
+                    if state.withLock({ $0.machine.stopping }) { return }
                     discoverAt = clock.now + discoverBackoff.next()
                     logger.log(
                         level: warned ? .debug : .warning, "Redis Sentinel named no reachable master; retrying",
