@@ -53,6 +53,10 @@ public final class ChorusNode: Service, Sendable {
             switch configuration.adapter {
             case .memory:
                 MemoryAdapter(maxMessages: configuration.memoryMaxMessages)
+            case .redis where configuration.redisSentinel != nil:
+                RedisAdapter(
+                    sentinel: configuration.redisSentinel!, prefix: configuration.redisPrefix,
+                    nodeId: configuration.nodeId, timeout: configuration.redisTimeout, logger: logger)
             case .redis:
                 RedisAdapter(
                     urls: configuration.redisURLs, prefix: configuration.redisPrefix, nodeId: configuration.nodeId,
@@ -145,10 +149,12 @@ public final class ChorusNode: Service, Sendable {
         router.add(middleware: BackendErrorMiddleware())
         let sampler = RateSampler()
         let directory: (any NodeDirectory)? =
-            configuration.adapter == .redis
-            ? RedisNodeDirectory(
-                url: configuration.redisURLs[0], prefix: configuration.redisPrefix, timeout: configuration.redisTimeout)
-            : nil
+            configuration.adapter != .redis ? nil
+            : configuration.redisSentinel.map {
+                RedisNodeDirectory(sentinel: $0, prefix: configuration.redisPrefix, timeout: configuration.redisTimeout)
+            }
+                ?? RedisNodeDirectory(
+                    url: configuration.redisURLs[0], prefix: configuration.redisPrefix, timeout: configuration.redisTimeout)
         let collector = StatsCollector(node: context, sampler: sampler, startedAt: Date(), directory: directory)
         NodeRoutes(node: context, collector: collector).register(on: router)
         if let store {
