@@ -87,6 +87,17 @@ final class ManagedStore<Driver: DatabaseDriver>: ChatStore {
         try await using("deleting a message") { try await $0.deleteMessage(id: id) }
     }
 
+    // MARK: - ReadReceiptRepository
+
+    func markRead(messageId: String, by userId: String) async throws -> ReadRecord? {
+        try await using("recording a read") { try await $0.markRead(messageId: messageId, by: userId) }
+    }
+
+    func conversations(of userId: String, before cursor: String?, limit: Int) async throws -> ConversationPage {
+        let limit = min(max(limit, 1), configuration.maximumPageSize)
+        return try await using("listing conversations") { try await $0.conversations(of: userId, before: cursor, limit: limit) }
+    }
+
     // MARK: - Helpers
 
     private func using<T: Sendable>(

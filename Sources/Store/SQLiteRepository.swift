@@ -3,7 +3,9 @@ import SQLiteNIO
 
 /// The users and messages of an open, migrated SQLite database. Every method is one statement
 /// on the shared connection (see ``SQLiteDriver``); writes return their row with `RETURNING`.
-struct SQLiteRepository: UserRepository, MessageRepository {
+/// Storing a message also records its author and recipient as members of its conversation
+/// (a second statement: see `SQLiteRepository+ReadReceipts.swift`).
+struct SQLiteRepository: UserRepository, MessageRepository, ReadReceiptRepository {
     let connection: SQLiteConnection
 
     // MARK: - Users
@@ -46,7 +48,9 @@ struct SQLiteRepository: UserRepository, MessageRepository {
                 Self.text(message.metadata), .integer(SQLiteInt64(Milliseconds.now())),
             ])
         guard let row = rows.first else { throw StoreError.unavailable("SQLite returned no row for a stored message") }
-        return Self.message(row)
+        let stored = Self.message(row)
+        try await recordMembers(of: stored, sequence: Int64(row.column("seq")?.integer ?? 0))
+        return stored
     }
 
     func message(id: String) async throws -> StoredMessage? {
@@ -93,7 +97,7 @@ struct SQLiteRepository: UserRepository, MessageRepository {
     // MARK: - Rows
 
     private static let userColumns = "id, username, password_hash, created_at"
-    private static let messageColumns =
+    static let messageColumns =
         "seq, id, author_id, topic, recipient_id, content, metadata, created_at, updated_at"
 
     private static func user(_ row: SQLiteRow) -> UserAccount {
@@ -103,7 +107,7 @@ struct SQLiteRepository: UserRepository, MessageRepository {
             createdAt: Milliseconds.date(Int64(row.column("created_at")?.integer ?? 0)))
     }
 
-    private static func message(_ row: SQLiteRow) -> StoredMessage {
+    static func message(_ row: SQLiteRow) -> StoredMessage {
         StoredMessage(
             id: row.column("id")?.string ?? "", authorId: row.column("author_id")?.string ?? "",
             topic: row.column("topic")?.string, recipientId: row.column("recipient_id")?.string,
@@ -112,5 +116,5 @@ struct SQLiteRepository: UserRepository, MessageRepository {
             updatedAt: row.column("updated_at")?.integer.map { Milliseconds.date(Int64($0)) })
     }
 
-    private static func text(_ value: String?) -> SQLiteData { value.map { .text($0) } ?? .null }
+    static func text(_ value: String?) -> SQLiteData { value.map { .text($0) } ?? .null }
 }
