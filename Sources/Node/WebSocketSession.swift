@@ -135,6 +135,11 @@ final class WebSocketSession: WebSocketTransportDelegate {
             publish(topic: topic, data: data, metadata: metadata, eventType: eventType, requestId: message.id)
         case .ping:
             reply(.pong(id: message.id))
+        case .read(let messageId):
+            if let problem = authorizationProblem(message.id) { return reply(problem) }
+            guard let user else { return }
+            ReadRequest(messageId: messageId, requestId: message.id, user: user, node: node)
+                .start(replyingTo: transport, on: registry.loop)
         }
     }
 
