@@ -66,8 +66,18 @@ final class ManagedStore<Driver: DatabaseDriver>: ChatStore {
 
     // MARK: - MessageRepository
 
+    /// Stores the message, then records its author and recipient as members of its conversation
+    /// (``ReadReceiptRepository``). The message is stored once the first step succeeds: a
+    /// failure of the second is logged, not thrown, so that a client does not post it again.
     func createMessage(_ message: NewMessage) async throws -> StoredMessage {
-        try await using("storing a message") { try await $0.createMessage(message) }
+        let stored = try await using("storing a message") { try await $0.createMessage(message) }
+        do {
+            try await using("recording a message's members") { try await $0.recordMembers(ofMessage: stored.id) }
+        } catch {
+            logger.warning(
+                "store: message \(stored.id) is stored, but its conversation's members were not recorded: \(error)")
+        }
+        return stored
     }
 
     func message(id: String) async throws -> StoredMessage? {

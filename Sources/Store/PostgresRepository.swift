@@ -3,9 +3,8 @@ import Logging
 import PostgresNIO
 
 /// The users and messages of an open, migrated PostgreSQL database. Every method is one
-/// statement on a pooled connection; writes return their row with `RETURNING`. Storing a
-/// message also records its author and recipient as members of its conversation (a second
-/// statement: see `PostgresRepository+ReadReceipts.swift`).
+/// statement on a pooled connection; writes return their row with `RETURNING`. Read receipts:
+/// `PostgresRepository+ReadReceipts.swift`.
 struct PostgresRepository: UserRepository, MessageRepository, ReadReceiptRepository {
     let client: PostgresClient
     let logger: Logger
@@ -56,7 +55,6 @@ struct PostgresRepository: UserRepository, MessageRepository, ReadReceiptReposit
         guard let stored = try await messages(rows).first else {
             throw StoreError.unavailable("PostgreSQL returned no row for a stored message")
         }
-        try await recordMembers(of: stored.message, sequence: stored.sequence)
         return stored.message
     }
 

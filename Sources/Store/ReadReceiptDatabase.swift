@@ -4,9 +4,10 @@ import Foundation
 /// (``rows(_:_:)``), and on top of it, once for both, the read receipts and conversation
 /// listings of ``ReadReceiptRepository``.
 ///
-/// Marking a message read and storing a message are each a few statements, not one
-/// transaction (SQLite's one shared connection cannot hold a transaction per request); each
-/// statement is a forward-only upsert, so concurrent or repeated ones end in the same state.
+/// Marking a message read, and recording the members of a message just stored, are each a few
+/// statements, not one transaction (SQLite's one shared connection cannot hold a transaction per
+/// request); each statement is a forward-only upsert, so concurrent or repeated ones end in the
+/// same state.
 protocol ReadReceiptDatabase: Sendable {
     /// Runs one statement with `$n` parameters and returns its rows.
     func rows(_ sql: String, _ binds: [ReadReceiptSQL.Value]) async throws -> [ReadReceiptRow]
@@ -41,13 +42,9 @@ struct ReadReceiptRow: Sendable {
 extension ReadReceiptDatabase {
     /// Records the author (and recipient) of a message just stored as members of its
     /// conversation: see ``ReadReceiptRepository``.
-    func recordMembers(of message: StoredMessage, sequence: Int64) async throws {
-        let key = message.topic == nil ? message.recipientId.map { ConversationKey(message.authorId, $0) } : nil
-        let statements = ReadReceiptSQL.memberStatements(
-            of: message, sequence: sequence, low: key?.low, high: key?.high,
-            at: Int64((message.createdAt.timeIntervalSince1970 * 1000).rounded()))
-        for (sql, binds) in statements {
-            _ = try await rows(sql, binds)
+    func recordMembers(ofMessage id: String) async throws {
+        for statement in ReadReceiptSQL.recordMembers {
+            _ = try await rows(statement, [.text(id)])
         }
     }
 

@@ -42,13 +42,6 @@ enum ReadReceiptSQL {
         RETURNING last_read_seq
         """
 
-    /// Makes user `$1` a member of the direct conversation `$2`, `$3` with nothing read, unless
-    /// they are one already (the recipient of a direct message).
-    static let joinDirect = """
-        INSERT INTO read_receipts (user_id, peer_low, peer_high, last_read_seq) VALUES ($1, $2, $3, 0)
-        ON CONFLICT (peer_low, peer_high, user_id) WHERE peer_low IS NOT NULL DO NOTHING
-        """
-
     /// User `$2`'s position in topic `$1`.
     static let positionInTopic = """
         SELECT message_id, read_at FROM read_receipts WHERE topic = $1 AND user_id = $2
@@ -110,22 +103,30 @@ enum ReadReceiptSQL {
         ORDER BY page.newest_seq DESC, page.id DESC
         """
 
-    /// The members of a message's conversation to record when it is stored: its author, who has
-    /// read it, and for a direct message its recipient, as a member with nothing read yet (or
-    /// as they were).
-    static func memberStatements(
-        of message: StoredMessage, sequence: Int64, low: String?, high: String?, at now: Int64
-    ) -> [(String, [Value])] {
-        if let topic = message.topic {
-            return [(advanceInTopic, [.text(message.authorId), .text(topic), .integer(sequence), .text(message.id), .integer(now)])]
-        }
-        guard let low, let high else { return [] }
-        var statements: [(String, [Value])] = [
-            (advanceInDirect, [.text(message.authorId), .text(low), .text(high), .integer(sequence), .text(message.id), .integer(now)]),
-        ]
-        if let recipient = message.recipientId, recipient != message.authorId {
-            statements.append((joinDirect, [.text(recipient), .text(low), .text(high)]))
-        }
-        return statements
-    }
+    /// Records the members of message `$1`'s conversation once it is stored: its author, who has
+    /// read it (forward only), and for a direct message its recipient, a member with nothing read
+    /// yet unless they are one already. Each statement does nothing where it does not apply.
+    static let recordMembers = [
+        """
+        INSERT INTO read_receipts (user_id, topic, last_read_seq, message_id, read_at)
+        SELECT author_id, topic, seq, id, created_at FROM messages WHERE id = $1 AND topic IS NOT NULL
+        ON CONFLICT (topic, user_id) WHERE topic IS NOT NULL DO UPDATE
+        SET last_read_seq = excluded.last_read_seq, message_id = excluded.message_id, read_at = excluded.read_at
+        WHERE excluded.last_read_seq > read_receipts.last_read_seq
+        """,
+        """
+        INSERT INTO read_receipts (user_id, peer_low, peer_high, last_read_seq, message_id, read_at)
+        SELECT author_id, peer_low, peer_high, seq, id, created_at FROM messages
+        WHERE id = $1 AND topic IS NULL AND peer_low IS NOT NULL
+        ON CONFLICT (peer_low, peer_high, user_id) WHERE peer_low IS NOT NULL DO UPDATE
+        SET last_read_seq = excluded.last_read_seq, message_id = excluded.message_id, read_at = excluded.read_at
+        WHERE excluded.last_read_seq > read_receipts.last_read_seq
+        """,
+        """
+        INSERT INTO read_receipts (user_id, peer_low, peer_high, last_read_seq)
+        SELECT recipient_id, peer_low, peer_high, 0 FROM messages
+        WHERE id = $1 AND topic IS NULL AND peer_low IS NOT NULL AND recipient_id <> author_id
+        ON CONFLICT (peer_low, peer_high, user_id) WHERE peer_low IS NOT NULL DO NOTHING
+        """,
+    ]
 }

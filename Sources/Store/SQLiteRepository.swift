@@ -3,8 +3,7 @@ import SQLiteNIO
 
 /// The users and messages of an open, migrated SQLite database. Every method is one statement
 /// on the shared connection (see ``SQLiteDriver``); writes return their row with `RETURNING`.
-/// Storing a message also records its author and recipient as members of its conversation
-/// (a second statement: see `SQLiteRepository+ReadReceipts.swift`).
+/// Read receipts: `SQLiteRepository+ReadReceipts.swift`.
 struct SQLiteRepository: UserRepository, MessageRepository, ReadReceiptRepository {
     let connection: SQLiteConnection
 
@@ -48,9 +47,7 @@ struct SQLiteRepository: UserRepository, MessageRepository, ReadReceiptRepositor
                 Self.text(message.metadata), .integer(SQLiteInt64(Milliseconds.now())),
             ])
         guard let row = rows.first else { throw StoreError.unavailable("SQLite returned no row for a stored message") }
-        let stored = Self.message(row)
-        try await recordMembers(of: stored, sequence: Int64(row.column("seq")?.integer ?? 0))
-        return stored
+        return Self.message(row)
     }
 
     func message(id: String) async throws -> StoredMessage? {
@@ -97,7 +94,7 @@ struct SQLiteRepository: UserRepository, MessageRepository, ReadReceiptRepositor
     // MARK: - Rows
 
     private static let userColumns = "id, username, password_hash, created_at"
-    static let messageColumns =
+    private static let messageColumns =
         "seq, id, author_id, topic, recipient_id, content, metadata, created_at, updated_at"
 
     private static func user(_ row: SQLiteRow) -> UserAccount {
@@ -107,7 +104,7 @@ struct SQLiteRepository: UserRepository, MessageRepository, ReadReceiptRepositor
             createdAt: Milliseconds.date(Int64(row.column("created_at")?.integer ?? 0)))
     }
 
-    static func message(_ row: SQLiteRow) -> StoredMessage {
+    private static func message(_ row: SQLiteRow) -> StoredMessage {
         StoredMessage(
             id: row.column("id")?.string ?? "", authorId: row.column("author_id")?.string ?? "",
             topic: row.column("topic")?.string, recipientId: row.column("recipient_id")?.string,
