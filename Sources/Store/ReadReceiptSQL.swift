@@ -77,7 +77,7 @@ enum ReadReceiptSQL {
     /// finds nothing at once (a topic row has no peers, a direct one no topic). The listing
     /// sorts the user's conversations by their newest message, one index probe each.
     static let conversations = """
-        WITH mine AS (
+        WITH mine AS MATERIALIZED (
             SELECT r.id, r.topic, r.peer_low, r.peer_high, r.last_read_seq, r.message_id, r.read_at,
                    COALESCE(
                        (SELECT m.seq FROM messages m WHERE m.topic = r.topic ORDER BY m.seq DESC LIMIT 1),
