@@ -17,7 +17,7 @@ public struct ClientMessage: Sendable, Equatable {
         case unsubscribe(TopicPattern)
         case message(topic: Topic, data: RawJSON, metadata: RawJSON?, eventType: String?)
         case ping
-        /// Marks a stored message read (see ``ReadRequest``).
+        /// Marks a stored message read (see ``ReadRequests``).
         case read(messageId: String)
     }
 

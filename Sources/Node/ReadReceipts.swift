@@ -6,7 +6,7 @@ import Store
 /// (``MessageEvents/publishRead(_:)``), so subscribers on every node see it.
 ///
 /// Sendable and stateless: any task may call it. It awaits the store, so an event loop must
-/// never wait for it (the WebSocket session starts a task, see ``ReadRequest``).
+/// never wait for it (the WebSocket session starts a task, see ``ReadRequests``).
 struct ReadReceipts: Sendable {
     let node: NodeContext
     let store: any ChatStore

@@ -32,6 +32,8 @@ final class WebSocketSession: WebSocketTransportDelegate {
     private var tokenExpired = false {
         didSet { updateDeliveriesWanted() }
     }
+    /// The connection's `read` requests, made at the first.
+    private lazy var reads = ReadRequests(node: node, loop: registry.loop)
 
     init(
         id: Int, remoteAddress: String, transport: WebSocketTransport, node: NodeContext, registry: ConnectionRegistry
@@ -138,8 +140,7 @@ final class WebSocketSession: WebSocketTransportDelegate {
         case .read(let messageId):
             if let problem = authorizationProblem(message.id) { return reply(problem) }
             guard let user else { return }
-            ReadRequest(messageId: messageId, requestId: message.id, user: user, node: node)
-                .start(replyingTo: transport, on: registry.loop)
+            reads.start(messageId: messageId, requestId: message.id, user: user, replyingTo: transport)
         }
     }
 

@@ -130,6 +130,32 @@ struct ReadReceiptAPITests {
         }
     }
 
+    @Test("a burst of reads on one connection: each answered once, read_recorded or 429 past the reads in flight")
+    func burst() async throws {
+        try await withNode { node in
+            let alice = try await register(node, "alice")
+            var ids: [String] = []
+            for index in 0..<5 {
+                ids.append(try await post(node, ["topic": "rooms.burst", "content": "\(index)"], as: alice))
+            }
+            let socket = try await node.connect()
+            _ = try await socket.request(["type": "auth", "token": alice.token])
+            for request in 0..<40 {
+                try await socket.send(json: ["type": "read", "messageId": ids[request % ids.count], "id": request])
+            }
+            var answered: [Int: String] = [:]
+            while answered.count < 40 {
+                let reply = try await socket.nextJSON()
+                let id = try #require(reply["id"] as? Int, "\(reply)")
+                #expect(answered[id] == nil, "request \(id) answered twice")
+                let type = reply["type"] as? String ?? ""
+                answered[id] = type == "error" ? "\(reply["code"] ?? "")" : type
+            }
+            #expect(Set(answered.values).isSubset(of: ["read_recorded", "429"]), "\(answered)")
+            #expect(answered.values.contains("read_recorded"))
+        }
+    }
+
     @Test("a node without a store answers read with 501")
     func noStore() async throws {
         try await withNode(["DATABASE_URL": "none"]) { node in

@@ -3,7 +3,7 @@ import Hummingbird
 import Store
 
 /// `POST /api/messages/{id}/read` and `GET /api/conversations`: read receipts over HTTP (the
-/// WebSocket's `read` request does the same as the first, see ``ReadRequest``). Both need a
+/// WebSocket's `read` request does the same as the first, see ``ReadRequests``). Both need a
 /// user token.
 struct ReadReceiptRoutes {
     let receipts: ReadReceipts
