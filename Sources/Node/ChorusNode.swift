@@ -67,7 +67,7 @@ public final class ChorusNode: Service, Sendable {
         }
         self.context = NodeContext(
             configuration: configuration, verifier: try TokenVerifier(key: configuration.tokenKey, rules: configuration.tokenRules),
-            broker: PubSubBroker(adapter: adapter), group: eventLoopGroup, metrics: metrics, logger: logger)
+            broker: PubSubBroker(adapter: adapter), group: eventLoopGroup, metrics: metrics, logger: logger, store: store)
     }
 
     /// The HTTP port actually bound (useful with port 0); waits until the server listens.
@@ -160,6 +160,7 @@ public final class ChorusNode: Service, Sendable {
         if let store {
             AccountRoutes(node: context, store: store).register(on: router)
             MessageRoutes(node: context, store: store, events: MessageEvents(node: context)).register(on: router)
+            ReadReceiptRoutes(receipts: ReadReceipts(node: context, store: store)).register(on: router)
         }
         routeList.withLock { $0 = router.routes.map { "\($0.method) \($0.path)" } }
         let sharedPort = configuration.websocketEnabled && !separateWebSocketListener
