@@ -21,6 +21,8 @@ public struct ClientMessage: Sendable, Equatable {
         case presenceGet(Topic)
         /// `typing`: `state` `start` (true) or `stop` (false).
         case typing(Topic, start: Bool)
+        /// Marks a stored message read (see ``ReadRequests``).
+        case read(messageId: String)
     }
 
     public var kind: Kind
@@ -145,11 +147,16 @@ extension ClientMessage {
                 .message(topic: topic, data: data, metadata: wire.metadata, eventType: wire.eventType), id: id)
         case "ping":
             return ClientMessage(.ping, id: id)
+        case "read":
+            guard let messageId = fields["messageId"]?.stringValue, !messageId.isEmpty else {
+                throw fail("'read' needs a 'messageId' (a string)")
+            }
+            return ClientMessage(.read(messageId: messageId), id: id)
         case nil:
-            throw fail("missing 'type': expected auth, subscribe, unsubscribe, message, ping, presence.get or typing")
+            throw fail("missing 'type': expected auth, subscribe, unsubscribe, message, ping, read, presence.get or typing")
         case let other?:
             throw fail(
-                "unknown message type '\(other)': expected auth, subscribe, unsubscribe, message, ping, presence.get or typing",
+                "unknown message type '\(other)': expected auth, subscribe, unsubscribe, message, ping, read, presence.get or typing",
                 .object(["type": .string(other)]))
         }
     }

@@ -34,6 +34,8 @@ final class WebSocketSession: WebSocketTransportDelegate {
     private var tokenExpired = false {
         didSet { updateDeliveriesWanted() }
     }
+    /// The connection's `read` requests, made at the first.
+    private lazy var reads = ReadRequests(node: node, loop: registry.loop)
 
     init(
         id: Int, remoteAddress: String, transport: WebSocketTransport, node: NodeContext, registry: ConnectionRegistry
@@ -143,6 +145,10 @@ final class WebSocketSession: WebSocketTransportDelegate {
             presenceGet(topic, requestId: message.id)
         case .typing(let topic, let start):
             typing(topic, start: start, requestId: message.id)
+        case .read(let messageId):
+            if let problem = authorizationProblem(message.id) { return reply(problem) }
+            guard let user else { return }
+            reads.start(messageId: messageId, requestId: message.id, user: user, replyingTo: transport)
         }
     }
 
