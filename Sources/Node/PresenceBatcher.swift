@@ -6,8 +6,8 @@ import Synchronization
 /// Keeps a join/leave storm from flooding subscribers: per topic, the first `rate` presence
 /// events of each one-second window reach this node's watchers one by one; further events of
 /// the window wait and go out together at its end as one batch:
-/// `{"type":"presence","topic":..,"event":"batch","events":[{"event":"join","member":{..}},..],"timestamp":..}`
-/// (the events in the order they happened). While a batch waits, every later event of the
+/// `{"type":"presence","topic":..,"event":"batch","events":[{"event":"join","member":{..},"timestamp":..},..],"timestamp":..}`
+/// (the events in the order they happened, each with its own timestamp). While a batch waits, every later event of the
 /// topic joins it, so the order is kept.
 ///
 /// Runs on the adapter's threads (``ConnectionHub/deliver(_:)``); the table is behind a mutex,
@@ -44,7 +44,9 @@ final class PresenceBatcher: Sendable {
                 if windows.count > 10_000 { windows = windows.filter { now - $0.value.start < .seconds(1) || !$0.value.pending.isEmpty } }
                 return (true, nil)
             }
-            window.pending.append(envelope.data)
+            window.pending.append(
+                envelope.data.isObject
+                    ? envelope.data.settingMember("timestamp", to: .string(Timestamp.string(envelope.timestamp))) : envelope.data)
             windows[topic] = window
             return (false, window.pending.count == 1 ? max(.zero, .seconds(1) - (now - window.start)) : nil)
         }

@@ -159,7 +159,7 @@ struct PresenceTests {
                 if message["event"] as? String == "batch" {
                     batches += 1
                     for event in message["events"] as? [[String: Any]] ?? [] {
-                        #expect(event["event"] as? String == "join")
+                        #expect(event["event"] as? String == "join" && event["timestamp"] as? String != nil)
                         joined.append((event["member"] as? [String: Any])?["userId"] as? String ?? "?")
                     }
                 } else {
