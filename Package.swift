@@ -43,6 +43,12 @@ let package = Package(
             pkgConfig: "hiredis",
             providers: [.apt(["libhiredis-dev"])]
         ),
+        // zlib for permessage-deflate (RFC 7692); swift-nio-extras' CNIOExtrasZlib is not a product.
+        .systemLibrary(
+            name: "CZlib",
+            pkgConfig: "zlib",
+            providers: [.apt(["zlib1g-dev"])]
+        ),
         .target(
             name: "Broker",
             dependencies: [
@@ -57,6 +63,7 @@ let package = Package(
             dependencies: [
                 "Broker",
                 "Store",
+                "CZlib",
                 .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -11,7 +11,7 @@
 # The build has its own scratch path (.build-fuzz), so the normal .build is left as it was.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/install-deps.sh libhiredis-dev pkg-config
+scripts/install-deps.sh libhiredis-dev zlib1g-dev pkg-config
 all=(frames json topics token envelope)
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=("${all[@]}")

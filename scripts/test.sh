@@ -4,7 +4,7 @@
 # the store against SQLite and a real PostgreSQL server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/install-deps.sh libhiredis-dev pkg-config redis-server redis-tools nginx postgresql util-linux jq curl prometheus chromium chromium-driver
+scripts/install-deps.sh libhiredis-dev zlib1g-dev pkg-config redis-server redis-tools nginx postgresql util-linux jq curl prometheus chromium chromium-driver
 swift build --build-tests
 swift test --skip-build "$@"
 # The README's snippets, run as written against a node, and the cluster quick start's check.

@@ -185,9 +185,9 @@ actor ConnectionRegistry {
         for delivery in deliveries {
             let before = written
             if let userId = delivery.userId {
-                sessionsByUser[userId]?.forEach { ref in written += write(delivery.frame, to: ref.transport) }
+                sessionsByUser[userId]?.forEach { ref in written += write(delivery, to: ref.transport) }
             } else if let topic = delivery.topic {
-                subscriptions.forEachMatch(topic) { ref in written += write(delivery.frame, to: ref.transport) }
+                subscriptions.forEachMatch(topic) { ref in written += write(delivery, to: ref.transport) }
             }
             if written > before, oldest == nil { oldest = delivery.arrivedAt }
         }
@@ -203,8 +203,8 @@ actor ConnectionRegistry {
         return written
     }
 
-    private func write(_ frame: OutboundFrame, to transport: WebSocketTransport) -> Int {
-        guard transport.write(frame) else { return 0 }
+    private func write(_ delivery: Delivery, to transport: WebSocketTransport) -> Int {
+        guard transport.write(delivery.frame, compressed: delivery.compressed) else { return 0 }
         if !transport.needsFlush {
             transport.needsFlush = true
             pendingFlush.append(transport)
@@ -274,6 +274,9 @@ struct Delivery: Sendable {
     var topic: Topic?
     var userId: String?
     var frame: OutboundFrame
+    /// The same message compressed (permessage-deflate), for connections that agreed to it; nil
+    /// when compression is off, no connection agreed, or the message is under the minimum size.
+    var compressed: OutboundFrame?
     /// When the message reached this node (from the adapter), for the delivery latency metric.
     var arrivedAt: NIODeadline
 }

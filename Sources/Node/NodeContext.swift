@@ -28,7 +28,9 @@ final class NodeContext: Sendable {
         self.counters = NodeCounters()
         self.hub = ConnectionHub(
             group: group, broker: broker, counters: counters, metrics: metrics,
-            maxPendingBytes: configuration.maxPendingBytes)
+            maxPendingBytes: configuration.maxPendingBytes,
+            deflate: configuration.websocketCompression
+                ? OutboundDeflate(minimumSize: configuration.websocketCompressionMinSize) : nil)
         self.limiter = ConnectionLimiter(
             perAddress: configuration.maxConnectionsPerIP,
             total: Self.connectionLimit(configured: configuration.maxConnections, openFiles: ResourceLimits.openFileLimit()))
