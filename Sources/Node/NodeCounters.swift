@@ -25,6 +25,8 @@ public final class NodeCounters: Sendable {
     /// Delivered messages the hub compressed: one per message, whatever its number of
     /// receivers (the encode-once path), so at most ``messagesIn`` plus what other nodes published.
     let messagesCompressed = Atomic<Int>(0)
+    /// Client messages that came compressed and were inflated.
+    let messagesInflated = Atomic<Int>(0)
 
     public init() {}
 }

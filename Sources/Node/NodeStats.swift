@@ -53,6 +53,9 @@ public struct NodeStats: Codable, Sendable {
         /// Delivered messages compressed for permessage-deflate: once per message, however
         /// many connections received it. Optional for older nodes' documents.
         public var compressed: Int?
+        /// Client messages that arrived compressed (permessage-deflate) and were inflated.
+        /// Optional for older nodes' documents.
+        public var inflated: Int?
     }
 
     public struct TopicCount: Codable, Sendable {

@@ -37,7 +37,8 @@ struct StatsCollector: Sendable {
                 publishedPerSecond: rates.published, deliveredPerSecond: rates.delivered,
                 droppedBacklog: counters.backlogDropped.load(ordering: .relaxed),
                 topTopics: node.hub.activity.top(10).map { .init(topic: $0.topic, messages: $0.messages) },
-                compressed: counters.messagesCompressed.load(ordering: .relaxed)),
+                compressed: counters.messagesCompressed.load(ordering: .relaxed),
+                inflated: counters.messagesInflated.load(ordering: .relaxed)),
             adapter: node.broker.adapter.status(),
             memory: .init(residentBytes: residentMemoryBytes()))
     }

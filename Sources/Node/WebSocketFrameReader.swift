@@ -30,6 +30,8 @@ struct WebSocketFrameReader {
     struct Frame {
         var opcode: Opcode
         var payload: ByteBuffer
+        /// The message came compressed (permessage-deflate); `payload` is inflated.
+        var wasCompressed = false
     }
 
     /// Why the stream cannot be read further; the connection is then failed with its code.
@@ -129,7 +131,10 @@ struct WebSocketFrameReader {
     /// `message`, inflated if `compressed`, unless it is text that is not valid UTF-8.
     private mutating func checked(_ message: Frame, compressed: Bool) throws(Violation) -> Frame {
         var message = message
-        if compressed { message.payload = try inflate(message.payload) }
+        if compressed {
+            message.payload = try inflate(message.payload)
+            message.wasCompressed = true
+        }
         guard message.opcode != .text || message.payload.withUnsafeReadableBytes(UTF8Validation.isValid) else {
             throw .invalidUTF8
         }

@@ -170,6 +170,7 @@ final class WebSocketTransport: ChannelDuplexHandler {
             return failConnection(
                 .policyViolation, reason: "flood: kept sending past \(rate.perSecond) messages per second")
         }
+        if frame.wasCompressed { counters.messagesInflated.add(1, ordering: .relaxed) }
         switch frame.opcode {
         case .text: delegate?.transport(self, didReceiveText: frame.payload)
         case .binary: delegate?.transport(self, didReceiveBinary: frame.payload)

@@ -68,6 +68,7 @@ struct CompressionTests {
             #expect(result["intact"] as? Bool == true, "\(result)")
             let (messages, _) = try await Self.stats(node)
             #expect(messages["compressed"] as? Int == count)
+            #expect((messages["inflated"] as? Int ?? 0) >= count, "the library compresses what it sends")
         }
     }
 
@@ -145,6 +146,63 @@ struct CompressionTests {
                 #expect((raw["messages"] as? [[String: Any]])?.allSatisfy { $0["rsv1"] as? Bool == false } == true)
                 #expect(try await Self.stats(node).messages["compressed"] as? Int == 0)
             }
+        }
+    }
+
+    @Test("headless Chromium negotiates permessage-deflate, inflates the broadcasts it receives, and its compressed echoes (context takeover) are read")
+    func chromium() async throws {
+        try await withNode(Self.on) { node in
+            let browser = try await Browser.open(logDirectory: try TestLogs.folder("chromium"))
+            do {
+                let echoes = try await node.connect(as: "listener")
+                try await echoes.subscribe("browser.out")
+                try await browser.navigate(to: "\(node.baseURL)/health")
+                // A page that subscribes to browser.in and publishes what it receives to browser.out.
+                _ = try await browser.evaluate("""
+                    window.log = {extensions: null, subscribed: false, received: 0, closed: null};
+                    const ws = new WebSocket("ws://127.0.0.1:\(node.port)/ws?token=\(node.token("browser"))");
+                    ws.onopen = () => {
+                      window.log.extensions = ws.extensions;
+                      ws.send(JSON.stringify({type: "subscribe", topic: "browser.in", id: "s"}));
+                    };
+                    ws.onmessage = (event) => {
+                      const message = JSON.parse(event.data);
+                      if (message.type === "subscribed") window.log.subscribed = true;
+                      if (message.type === "message") {
+                        window.log.received += 1;
+                        ws.send(JSON.stringify({type: "message", topic: "browser.out", data: message.data}));
+                      }
+                    };
+                    ws.onclose = (event) => { window.log.closed = event.code; };
+                    return true;
+                    """)
+                let subscribed = try await eventually(within: .seconds(30), every: .milliseconds(100)) {
+                    try await browser.evaluate("return window.log.subscribed;") as? Bool == true
+                }
+                #expect(subscribed)
+                #expect(try await browser.evaluate("return window.log.extensions;") as? String
+                    == "permessage-deflate; server_no_context_takeover")
+                let publisher = try await node.connect(as: "publisher")
+                let count = 5
+                for seq in 0..<count { try await publisher.publish(topic: "browser.in", data: Self.chatMessage(seq)) }
+                for seq in 0..<count {
+                    let echo = try await echoes.nextJSON(timeout: .seconds(30))
+                    let data = echo["data"] as? [String: Any]
+                    #expect(data?["seq"] as? Int == seq)
+                    #expect(data?["text"] as? String == Self.chatMessage(seq)["text"] as? String)
+                }
+                #expect(try await browser.evaluate("return window.log.closed;") == nil)
+                // Both topics' messages were compressed (the page is a compressing connection),
+                // and the page's echoes came compressed.
+                let (stats, _) = try await Self.stats(node)
+                #expect(stats["compressed"] as? Int == 2 * count)
+                #expect(stats["inflated"] as? Int == count + 1, "the subscribe and the echoes")
+                await echoes.close()
+            } catch {
+                await browser.close()
+                throw error
+            }
+            await browser.close()
         }
     }
 
