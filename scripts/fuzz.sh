@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh libhiredis-dev zlib1g-dev pkg-config
-all=(frames json topics token envelope)
+all=(frames json topics token envelope inflate)
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=("${all[@]}")
 seconds=${FUZZ_SECONDS:-20}

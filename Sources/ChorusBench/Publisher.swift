@@ -18,9 +18,18 @@ protocol PublishSink: AnyObject, Sendable {
 struct PublishPayload {
     let padding: String
 
-    init(paddingBytes: Int) {
-        padding = paddingBytes > 0 ? ",\"p\":\"" + String(repeating: "x", count: paddingBytes) + "\"" : ""
+    /// - Parameter chat: pad with chat-like text (which deflate shrinks about as much as a chat
+    ///   message) instead of x's (which it shrinks to almost nothing).
+    init(paddingBytes: Int, chat: Bool = false) {
+        let filler = chat ? Self.chatText : "x"
+        let text = String(String(repeating: filler, count: paddingBytes / filler.count + 1).prefix(paddingBytes))
+        padding = paddingBytes > 0 ? ",\"p\":\"" + text + "\"" : ""
     }
+
+    static let chatText =
+        "Morning all! The deploy went out at 9:40 and the error rate is back to normal. @bob can you check "
+        + "the dashboards for the EU region? Carol said the login page felt slow around 10:15, maybe the cache "
+        + "warm-up. Lunch at 12:30 in the usual place, and don't forget the retro on Thursday. "
 
     func data(sentAt: Int64, seq: Int64) -> String {
         "{\"t\":\(sentAt),\"s\":\(seq)\(padding)}"
