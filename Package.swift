@@ -123,6 +123,7 @@ let package = Package(
             name: "ChorusBench",
             dependencies: [
                 "Node",
+                "CZlib",
                 "Broker",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

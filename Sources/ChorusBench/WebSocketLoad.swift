@@ -1,6 +1,5 @@
 import Histogram
 import NIOCore
-import Node
 import Synchronization
 
 /// Sequence marks shared by the publisher and every subscriber.
@@ -33,9 +32,8 @@ final class LoopStats: @unchecked Sendable {
     var closeCodes: [Int: Int] = [:]
     var disconnected = 0
     var handlers: [WebSocketLoadHandler] = []
-    /// Inflates this loop's compressed deliveries (`--deflate`). One serves every connection of
-    /// the loop: the server compresses each message with no context (server_no_context_takeover).
-    lazy var inflater = MessageInflater()
+    /// Inflates the start of this loop's compressed deliveries (`--deflate`).
+    lazy var inflater = PrefixInflater()
     /// Bytes of delivery frames received (headers included), to report bytes on the wire per delivery.
     var wireBytes = 0
     let progressReceived = Atomic<Int>(0)
@@ -309,13 +307,7 @@ final class WebSocketLoadHandler: ChannelInboundHandler {
     }
 
     private func inflateFrame(context: ChannelHandlerContext, opcode: UInt8, payload: UnsafeRawBufferPointer, now: Int64) {
-        var compressed = context.channel.allocator.buffer(capacity: payload.count + 4)
-        compressed.writeBytes(payload)
-        guard let inflated = try? stats.inflater.inflate(compressed, limit: 64 << 20) else {
-            stats.errors += 1
-            return
-        }
-        inflated.withUnsafeReadableBytes { handleFrame(context: context, opcode: opcode, payload: $0, now: now) }
+        stats.inflater.withPrefix(of: payload) { handleFrame(context: context, opcode: opcode, payload: $0, now: now) }
     }
 
     private func handleFrame(context: ChannelHandlerContext, opcode: UInt8, payload: UnsafeRawBufferPointer, now: Int64) {

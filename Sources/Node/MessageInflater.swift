@@ -6,15 +6,15 @@ import NIOCore
 /// `limit + 1` bytes have come out, however much more it holds (a zip bomb of a few kilobytes
 /// can stand for gigabytes), so the node holds at most `limit + 1` bytes for it.
 ///
-/// `package`, so that chorus-bench inflates what it receives with it. Loop-bound: owned by one connection's ``WebSocketFrameReader``. With context takeover the
+/// Loop-bound: owned by one connection's ``WebSocketFrameReader``. With context takeover the
 /// zlib stream (and its 32 KiB window) lives from message to message, as the client's does;
 /// without it, each message gets a fresh stream that is ended once the message is out.
-package final class MessageInflater {
+final class MessageInflater {
     /// The zlib stream, at an address of its own: zlib keeps a pointer back to it.
     private let stream: UnsafeMutablePointer<z_stream>
 
     /// What a message failed on.
-    package enum Failure: Error, Equatable {
+    enum Failure: Error, Equatable {
         /// It inflates to more than the limit.
         case tooBig
         /// It is not a valid deflate stream.
@@ -24,7 +24,7 @@ package final class MessageInflater {
     /// The bytes RFC 7692 §7.2.2 appends to a message's payload before inflating it.
     private static let tail: [UInt8] = [0x00, 0x00, 0xFF, 0xFF]
 
-    package init() {
+    init() {
         stream = .allocate(capacity: 1)
         stream.initialize(to: z_stream())
         // Any window up to 15 bits reads what a client with a smaller one sends.
@@ -39,7 +39,7 @@ package final class MessageInflater {
     }
 
     /// The message whose compressed payload (its frames' payloads joined) is `compressed`.
-    package func inflate(_ compressed: ByteBuffer, limit: Int) throws(Failure) -> ByteBuffer {
+    func inflate(_ compressed: ByteBuffer, limit: Int) throws(Failure) -> ByteBuffer {
         var input = compressed
         input.writeBytes(Self.tail)
         var output = ByteBufferAllocator().buffer(capacity: min(limit + 1, max(256, 4 * input.readableBytes)))
