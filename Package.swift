@@ -43,6 +43,12 @@ let package = Package(
             pkgConfig: "hiredis",
             providers: [.apt(["libhiredis-dev"])]
         ),
+        // zlib for permessage-deflate (RFC 7692); swift-nio-extras' CNIOExtrasZlib is not a product.
+        .systemLibrary(
+            name: "CZlib",
+            pkgConfig: "zlib",
+            providers: [.apt(["zlib1g-dev"])]
+        ),
         .target(
             name: "Broker",
             dependencies: [
@@ -57,6 +63,7 @@ let package = Package(
             dependencies: [
                 "Broker",
                 "Store",
+                "CZlib",
                 .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -116,6 +123,7 @@ let package = Package(
             name: "ChorusBench",
             dependencies: [
                 "Node",
+                "CZlib",
                 "Broker",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -138,7 +146,7 @@ let package = Package(
         .testTarget(
             name: "NodeTests",
             dependencies: [
-                "Node", "TestSupport", "ChorusClient",
+                "Node", "TestSupport", "ChorusClient", "CZlib",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),

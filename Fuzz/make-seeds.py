@@ -209,3 +209,24 @@ for name, envelope in {
 write("envelope", "infinity", b'{"v":1,"id":"n:12","origin":"n","topic":"a","data":[1e400,-1e400],"timestamp":"2025-01-31T12:00:00.000Z"}')
 write("envelope", "duplicate-fields", b'{"v":1,"id":"n:13","id":"x","origin":"n","topic":"a","topic":"b","data":1,"timestamp":"2025-01-31T12:00:00.000Z"}')
 write("envelope", "not-object", b"[1,2,3]")
+
+# inflate: two bytes choose the limit (1 + n % 65536), the rest is a compressed message as a
+# client sends it (raw deflate, sync flush, 00 00 FF FF left off).
+import zlib
+
+
+def deflated(data, level=6, final=False):
+    compressor = zlib.compressobj(level, zlib.DEFLATED, -15)
+    out = compressor.compress(data) + compressor.flush(zlib.Z_FINISH if final else zlib.Z_SYNC_FLUSH)
+    return out if final else out[:-4]
+
+
+chat = json.dumps({"type": "message", "topic": "chat.lobby",
+                   "data": {"text": "the deploy is done, dashboards are green again", "seq": 7}}).encode()
+write("inflate", "chat", b"\x10\x00" + deflated(chat))
+write("inflate", "chat-stored", b"\x10\x00" + deflated(chat, level=0))
+write("inflate", "chat-final-block", b"\x10\x00" + deflated(chat, final=True))
+write("inflate", "bomb", b"\x01\x00" + deflated(b"\x00" * 200_000, level=9))
+write("inflate", "at-limit", b"\x00\x63" + deflated(b"z" * 100))
+write("inflate", "empty", b"\x00\x10" + deflated(b""))
+write("inflate", "garbage", b"\x00\x10\xff\xff\xff\xff\x00")

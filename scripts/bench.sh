@@ -25,6 +25,10 @@
 #   SLOW_DURATION=100      seconds of publishing in the slow scenario
 #   SKIP_BUILD=1           use the binaries already in $SCRATCH/release
 #   KEEP_TMP=1             keep the temp dir (logs, configs)
+#   COMPRESSION=on         permessage-deflate: Chorus with WEBSOCKET_COMPRESSION=on, Nchan with
+#                          nchan_deflate_message_for_websocket on, subscribers offering it (--deflate)
+#   PAYLOAD_BYTES=N        pad each message with N bytes of chat-like prose (--chat-padding), e.g.
+#                          450 for a chat message of about 600 bytes of JSON
 
 set -euo pipefail
 
@@ -143,7 +147,7 @@ start_chorus() {  # N
     env HTTP_HOST=127.0.0.1 HTTP_PORT="${CHORUS_PORT[$i]}" NODE_ID="bench-$i" \
         PUBSUB_ADAPTER=redis PUBSUB_REDIS_URL="redis://127.0.0.1:$REDIS_PORT" \
         WEBSOCKET_MAX_CONNECTIONS_PER_IP=1000000 WEBSOCKET_MAX_MESSAGES_PER_SECOND=1000000 \
-        LOG_LEVEL=warning \
+        LOG_LEVEL=warning WEBSOCKET_COMPRESSION="${COMPRESSION:-off}" \
         "${RUN[@]}" "$CHORUS" serve </dev/null >>"$WORK/chorus-$i.log" 2>&1 &
     NODE_PID[$i]=$!
     wait_for "http://127.0.0.1:${CHORUS_PORT[$i]}/ready" 30 "${NODE_PID[$i]}" "chorus-$i" "$WORK/chorus-$i.log" || die "chorus-$i did not start"
@@ -152,6 +156,7 @@ restart_chorus() { stop_pid "${NODE_PID[$1]:-}"; start_chorus "$1"; }
 
 # ---- Nchan instances -----------------------------------------------------------------------
 NCHAN_WORKERS="${NCHAN_WORKERS:-1}"
+[ "${COMPRESSION:-off}" = on ] && NCHAN_DEFLATE=on
 write_nginx_conf() {  # N
     local i="$1" dir="$WORK/nginx-$1"
     mkdir -p "$dir/tmp"
@@ -183,6 +188,7 @@ http {
         location = /health { return 200 "ok\n"; }
         location ~ ^/pub/([A-Za-z0-9._-]+)$ {
             nchan_publisher http websocket;
+            nchan_deflate_message_for_websocket ${NCHAN_DEFLATE:-off};
             nchan_channel_id \$1;
             nchan_redis_pass nchan_redis;
         }
@@ -235,8 +241,10 @@ bench() {  # NAME TARGET RUN ARGS...
     local out="$RESULTS/$STAMP-$name-$target-$run.json"
     log "---- $name / $target / run $run"
     local publish=()
+    [ "${COMPRESSION:-off}" = on ] && publish+=(--deflate)
+    [ -n "${PAYLOAD_BYTES:-}" ] && publish+=(--payload-bytes "$PAYLOAD_BYTES" --chat-padding)
     if [ "$target" = nchan ] && [ "${NCHAN_PUBLISH:-ws}" = http ]; then
-        publish=(--publish-via http --publishers 8 --http-pipeline 1)
+        publish+=(--publish-via http --publishers 8 --http-pipeline 1)
     fi
     # shellcheck disable=SC2046
     "${RUN[@]}" "$BENCH" "$@" --target "$target" --label "$name" --json "$out" $(watch_args "$target") "${publish[@]}" \

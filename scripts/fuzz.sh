@@ -11,8 +11,8 @@
 # The build has its own scratch path (.build-fuzz), so the normal .build is left as it was.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/install-deps.sh libhiredis-dev pkg-config
-all=(frames json topics token envelope)
+scripts/install-deps.sh libhiredis-dev zlib1g-dev pkg-config
+all=(frames json topics token envelope inflate)
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=("${all[@]}")
 seconds=${FUZZ_SECONDS:-20}

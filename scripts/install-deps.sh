@@ -3,7 +3,7 @@
 # Usage: scripts/install-deps.sh [package ...]   (defaults: what the build needs)
 set -euo pipefail
 packages=("$@")
-[ ${#packages[@]} -gt 0 ] || packages=(libhiredis-dev pkg-config)
+[ ${#packages[@]} -gt 0 ] || packages=(libhiredis-dev zlib1g-dev pkg-config)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

@@ -3,7 +3,7 @@
 # Any variable of the configuration table in README.md can be set in front of the command.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/install-deps.sh libhiredis-dev pkg-config
+scripts/install-deps.sh libhiredis-dev zlib1g-dev pkg-config
 swift build -c release --product chorus
 if [ -z "${JWT_SECRET:-}" ] && [ -z "${JWT_PUBLIC_KEY_FILE:-}" ]; then
     export JWT_SECRET="dev-only-secret-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"

@@ -35,6 +35,10 @@ struct CommonOptions: ParsableArguments {
     @Option(help: "Publisher connections (round-robin).") var publishers = 1
     @Option(help: "Pipelined requests in flight per HTTP publisher connection.") var httpPipeline = 64
     @Option(help: "Extra bytes of padding in each message.") var payloadBytes = 0
+    @Flag(help: "Pad with chat-like text instead of x's, so that compression does what it does to chat messages.")
+    var chatPadding = false
+    @Flag(help: "Subscribers offer permessage-deflate (client_no_context_takeover) and inflate compressed deliveries.")
+    var deflate = false
     @Option(help: "Measured seconds of publishing.") var duration = 5.0
     @Option(help: "Seconds of publishing before measuring.") var warmup = 1.0
     @Option(help: "At most this many seconds to wait for the last deliveries.") var drain = 10.0
@@ -60,6 +64,7 @@ struct CommonOptions: ParsableArguments {
             statsNodes: statsNodes, jwtSecret: jwtSecret ?? env["JWT_SECRET"], apiKey: apiKey ?? env["API_KEY"],
             threads: threads, connectConcurrency: max(1, connectConcurrency), connectTimeout: connectTimeout,
             publishers: publishers, httpPipeline: max(1, httpPipeline), paddingBytes: payloadBytes,
+            chatPadding: chatPadding, deflate: deflate,
             drainSeconds: drain, settleSeconds: settle, watched: watched, progress: !quiet)
     }
 }
@@ -288,6 +293,9 @@ enum Runner {
         lines.append(cpu)
         if let server = t.serverCPUMicrosPerDelivery, let bench = t.benchCPUMicrosPerDelivery {
             lines.append(String(format: "cpu per delivery servers %.3f us, generator %.3f us", server, bench))
+        }
+        if let wire = t.wireBytesPerDelivery {
+            lines.append(String(format: "wire bytes       %.1f per delivery (text frames, headers included)", wire))
         }
         if let counted = t.nodeReportedDeliveries {
             lines.append("node /stats       \(counted) deliveries written by the nodes during the trial")

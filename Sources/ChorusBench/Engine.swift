@@ -38,6 +38,10 @@ struct EngineSettings: Sendable {
     var publishers: Int
     var httpPipeline: Int
     var paddingBytes: Int
+    /// Padding of chat-like text rather than x's (`--chat-padding`).
+    var chatPadding = false
+    /// Subscribers offer permessage-deflate (`--deflate`).
+    var deflate = false
     var drainSeconds: Double
     var settleSeconds: Double
     var watched: [WatchedProcess]
@@ -108,8 +112,9 @@ final class Engine: @unchecked Sendable {
         return TokenMinter(secret: Array(secret.utf8))
     }
 
-    private static func upgradeRequest(path: String, endpoint: Endpoint) -> String {
+    private static func upgradeRequest(path: String, endpoint: Endpoint, deflate: Bool = false) -> String {
         "GET \(path) HTTP/1.1\r\nHost: \(endpoint)\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            + (deflate ? "Sec-WebSocket-Extensions: permessage-deflate; client_no_context_takeover\r\n" : "")
             + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
     }
 
@@ -155,7 +160,7 @@ final class Engine: @unchecked Sendable {
                     path = "/sub/" + spec.subscriptions[0]
                     role = .nchanSubscriber
                 }
-                let request = Self.upgradeRequest(path: path, endpoint: endpoint)
+                let request = Self.upgradeRequest(path: path, endpoint: endpoint, deflate: settings.deflate)
                 let afterUpgrade = after  // a constant for the connection task
                 let checkOrder = plan.checkOrder
                 let slow = plan.slow.contains(index)
@@ -253,7 +258,7 @@ final class Engine: @unchecked Sendable {
 
     func makePublisher(topics: [String]) async throws -> PublishDriver {
         let loop = publisherGroup.next()
-        let payload = PublishPayload(paddingBytes: settings.paddingBytes)
+        let payload = PublishPayload(paddingBytes: settings.paddingBytes, chat: settings.chatPadding)
         var sinks: [any PublishSink] = []
         let endpoint = settings.publishNode
         let via = settings.publishVia
@@ -479,11 +484,13 @@ final class Engine: @unchecked Sendable {
         var firstMeasured = Int64.max
         var lastMeasured: Int64 = 0
         var lastTrial: Int64 = 0
+        var wireBytes = 0
         for part in parts {
             lastTrial = max(lastTrial, part.lastTrialNs)
             histogram.add(part.histogram)
             result.delivered += part.trialReceived
             result.measuredDelivered += part.measuredReceived
+            wireBytes += part.wireBytes
             result.stale += part.stale
             result.outOfOrder += part.outOfOrder
             result.serverErrors += part.errors
@@ -519,6 +526,7 @@ final class Engine: @unchecked Sendable {
             if let b = processBefore[process.name], let e = processEnd[process.name] { serverCPU += e.cpuSeconds - b.cpuSeconds }
         }
         if result.delivered > 0 {
+            result.wireBytesPerDelivery = Double(wireBytes) / Double(result.delivered)
             result.serverCPUMicrosPerDelivery = serverCPU * 1e6 / Double(result.delivered)
             result.benchCPUMicrosPerDelivery = (cpuEnd - cpuBefore) * 1e6 / Double(result.delivered)
         }
@@ -601,6 +609,9 @@ struct TrialResult: Codable, Sendable {
     /// drain, per delivery, in µs: a cost measure that holds on a busy machine.
     var serverCPUMicrosPerDelivery: Double?
     var benchCPUMicrosPerDelivery: Double?
+    /// Bytes of text frames (headers included) the subscribers received, per delivery: what
+    /// permessage-deflate (`--deflate`) saves on the wire.
+    var wireBytesPerDelivery: Double?
     /// Deliveries the Chorus nodes count in /stats over the trial (all nodes).
     var nodeReportedDeliveries: Int?
 }

@@ -18,9 +18,27 @@ protocol PublishSink: AnyObject, Sendable {
 struct PublishPayload {
     let padding: String
 
-    init(paddingBytes: Int) {
-        padding = paddingBytes > 0 ? ",\"p\":\"" + String(repeating: "x", count: paddingBytes) + "\"" : ""
+    /// - Parameter chat: pad with chat-like text (which deflate shrinks about as much as a chat
+    ///   message) instead of x's (which it shrinks to almost nothing).
+    init(paddingBytes: Int, chat: Bool = false) {
+        let filler = chat ? Self.chatText : "x"
+        let text = String(String(repeating: filler, count: paddingBytes / filler.count + 1).prefix(paddingBytes))
+        padding = paddingBytes > 0 ? ",\"p\":\"" + text + "\"" : ""
     }
+
+    /// Prose that does not repeat within a message (about 1,100 bytes), as chat text does not:
+    /// the same as `PROSE` in scripts/lib/deflate_probe.py.
+    static let chatText =
+        "Morning all! The deploy went out at 9:40 and the error rate is back to normal. Bob, can you "
+        + "check the dashboards for the EU region when you get a minute? Carol said the login page felt "
+        + "slow around 10:15, maybe the cache warm-up after the restart, or the new font bundle we ship "
+        + "since Tuesday. I opened ticket 4821 with the traces I had. Lunch is at 12:30 in the usual place; "
+        + "Dmitri booked a table for eight, so tell him if you are coming. Reminder: the retro moved to "
+        + "Thursday at 3pm, bring one thing that went well and one that did not. Also, whoever borrowed the "
+        + "blue HDMI adapter from room 2B, please bring it back, the projector there has nothing else. "
+        + "Quick poll for the offsite in March: Lisbon, Krakow or Valencia? Reply with an emoji below. "
+        + "Finally, congratulations to Priya and the mobile team for shipping offline mode, the store "
+        + "reviews this week are the best we have had all year, and support tickets dropped by a third."
 
     func data(sentAt: Int64, seq: Int64) -> String {
         "{\"t\":\(sentAt),\"s\":\(seq)\(padding)}"

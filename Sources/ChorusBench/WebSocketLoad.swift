@@ -32,6 +32,10 @@ final class LoopStats: @unchecked Sendable {
     var closeCodes: [Int: Int] = [:]
     var disconnected = 0
     var handlers: [WebSocketLoadHandler] = []
+    /// Inflates the start of this loop's compressed deliveries (`--deflate`).
+    lazy var inflater = PrefixInflater()
+    /// Bytes of delivery frames received (headers included), to report bytes on the wire per delivery.
+    var wireBytes = 0
     let progressReceived = Atomic<Int>(0)
 
     static func emptyHistogram() -> Histogram<UInt64> {
@@ -43,6 +47,7 @@ final class LoopStats: @unchecked Sendable {
         histogram.reset()
         trialReceived = 0
         measuredReceived = 0
+        wireBytes = 0
         stale = 0
         outOfOrder = 0
         firstMeasuredNs = .max
@@ -58,7 +63,7 @@ final class LoopStats: @unchecked Sendable {
         LoopSnapshot(
             histogram: histogram, trialReceived: trialReceived, measuredReceived: measuredReceived, stale: stale,
             outOfOrder: outOfOrder, firstMeasuredNs: firstMeasuredNs, lastMeasuredNs: lastMeasuredNs,
-            lastTrialNs: lastTrialNs, errors: errors,
+            lastTrialNs: lastTrialNs, errors: errors, wireBytes: wireBytes,
             closeCodes: closeCodes, disconnected: disconnected,
             perConnection: handlers.map { ($0.index, $0.received, $0.isOpen) })
     }
@@ -74,6 +79,7 @@ struct LoopSnapshot: Sendable {
     var lastMeasuredNs: Int64
     var lastTrialNs: Int64
     var errors: Int
+    var wireBytes: Int
     var closeCodes: [Int: Int]
     var disconnected: Int
     var perConnection: [(index: Int, received: Int, open: Bool)]
@@ -286,12 +292,22 @@ final class WebSocketLoadHandler: ChannelInboundHandler {
                 if b1 & 0x80 != 0 { header += 4 }  // a masked server frame: not expected
                 guard count - offset >= header + length else { break }
                 let payload = UnsafeRawBufferPointer(rebasing: raw[(offset + header)..<(offset + header + length)])
-                handleFrame(context: context, opcode: b0 & 0x0F, payload: payload, now: now)
+                if b0 & 0x40 != 0 {  // RSV1: a permessage-deflate message
+                    stats.wireBytes += header + length
+                    inflateFrame(context: context, opcode: b0 & 0x0F, payload: payload, now: now)
+                } else {
+                    if b0 & 0x0F == 0x1 { stats.wireBytes += header + length }
+                    handleFrame(context: context, opcode: b0 & 0x0F, payload: payload, now: now)
+                }
                 offset += header + length
             }
             return offset
         }
         buffer.moveReaderIndex(forwardBy: consumed)
+    }
+
+    private func inflateFrame(context: ChannelHandlerContext, opcode: UInt8, payload: UnsafeRawBufferPointer, now: Int64) {
+        stats.inflater.withPrefix(of: payload) { handleFrame(context: context, opcode: opcode, payload: $0, now: now) }
     }
 
     private func handleFrame(context: ChannelHandlerContext, opcode: UInt8, payload: UnsafeRawBufferPointer, now: Int64) {

@@ -7,7 +7,9 @@ import Synchronization
 ///
 /// ``deliver(_:)`` is the broker's deliver closure: it encodes each message's client frame once
 /// for the whole node and hands the batch to every loop's bounded inbox, which queues at most
-/// one task per loop however many batches wait.
+/// one task per loop however many batches wait. With `WEBSOCKET_COMPRESSION=on`, while any
+/// connection of the node agreed to permessage-deflate, it also compresses each message once
+/// (``OutboundDeflate``), and every such subscriber is written the same compressed frame.
 final class ConnectionHub: Sendable {
     let registries: [ConnectionRegistry]
     /// Messages per topic delivered on this node, for `/stats`.
@@ -19,11 +21,17 @@ final class ConnectionHub: Sendable {
     let presenceBatches: PresenceBatcher
     /// Presence and typing frames written to clients of this node, for `/stats`.
     let signalCounters = SignalCounters()
+    /// Set with `WEBSOCKET_COMPRESSION=on`.
+    let deflate: OutboundDeflate?
+    private let counters: NodeCounters
 
     init(
         group: any EventLoopGroup, broker: PubSubBroker, counters: NodeCounters, metrics: NodeMetrics,
-        maxPendingBytes: Int, typingTimeout: Duration = .milliseconds(5_000), presenceBatchRate: Int = 50
+        maxPendingBytes: Int, typingTimeout: Duration = .milliseconds(5_000), presenceBatchRate: Int = 50,
+        deflate: OutboundDeflate? = nil
     ) {
+        self.deflate = deflate
+        self.counters = counters
         let registries = group.makeIterator().map {
             ConnectionRegistry(
                 loop: $0, broker: broker, counters: counters, metrics: metrics, maxPendingBytes: maxPendingBytes)
@@ -49,6 +57,8 @@ final class ConnectionHub: Sendable {
     func deliver(_ batch: [Envelope]) {
         var bytes = 0
         let arrivedAt = NIODeadline.now()
+        let compressing = deflate != nil && counters.compressingConnections.load(ordering: .relaxed) > 0
+        var compressed = 0
         let deliveries = batch.compactMap { envelope -> Delivery? in
             if let kind = envelope.kind {
                 if kind == .typing, !typing.incoming(envelope) { return nil }
@@ -64,11 +74,17 @@ final class ConnectionHub: Sendable {
                 bytes += DeliveryInbox.cost(of: delivery)
                 return delivery
             }
-            let frame = OutboundFrame.text(ServerMessage.message(envelope).encoded(), allocator: allocator)
-            let delivery = Delivery(topic: envelope.topic, userId: envelope.userId, frame: frame, arrivedAt: arrivedAt)
+            let payload = ServerMessage.message(envelope).encoded()
+            let frame = OutboundFrame.text(payload, allocator: allocator)
+            var delivery = Delivery(topic: envelope.topic, userId: envelope.userId, frame: frame, arrivedAt: arrivedAt)
+            if compressing, let deflated = deflate?.compressedText(payload) {
+                delivery.compressed = deflated
+                compressed += 1
+            }
             bytes += DeliveryInbox.cost(of: delivery)
             return delivery
         }
+        if compressed > 0 { counters.messagesCompressed.add(compressed, ordering: .relaxed) }
         for registry in registries {
             registry.enqueue(deliveries, bytes: bytes)
         }

@@ -193,9 +193,9 @@ actor ConnectionRegistry {
             if delivery.audience != .subscribers {
                 written += deliverSignal(delivery)
             } else if let userId = delivery.userId {
-                sessionsByUser[userId]?.forEach { ref in written += write(delivery.frame, to: ref.transport) }
+                sessionsByUser[userId]?.forEach { ref in written += write(delivery, to: ref.transport) }
             } else if let topic = delivery.topic {
-                subscriptions.forEachMatch(topic) { ref in written += write(delivery.frame, to: ref.transport) }
+                subscriptions.forEachMatch(topic) { ref in written += write(delivery, to: ref.transport) }
             }
             if written > before, oldest == nil { oldest = delivery.arrivedAt }
         }
@@ -218,11 +218,11 @@ actor ConnectionRegistry {
         var written = 0
         switch delivery.audience {
         case .presenceWatchers:
-            presenceWatchers[topic]?.forEach { written += write(delivery.frame, to: $0.transport) }
+            presenceWatchers[topic]?.forEach { written += write(delivery, to: $0.transport) }
         case .typing(let typist):
             let own = sessionsByUser[typist]
             subscriptions.forEachMatch(topic) { ref in
-                if own?.contains(ref) != true { written += write(delivery.frame, to: ref.transport) }
+                if own?.contains(ref) != true { written += write(delivery, to: ref.transport) }
             }
         case .subscribers:
             break
@@ -230,8 +230,8 @@ actor ConnectionRegistry {
         return written
     }
 
-    private func write(_ frame: OutboundFrame, to transport: WebSocketTransport) -> Int {
-        guard transport.write(frame) else { return 0 }
+    private func write(_ delivery: Delivery, to transport: WebSocketTransport) -> Int {
+        guard transport.write(delivery.frame, compressed: delivery.compressed) else { return 0 }
         if !transport.needsFlush {
             transport.needsFlush = true
             pendingFlush.append(transport)
@@ -301,6 +301,9 @@ struct Delivery: Sendable {
     var topic: Topic?
     var userId: String?
     var frame: OutboundFrame
+    /// The same message compressed (permessage-deflate), for connections that agreed to it; nil
+    /// when compression is off, no connection agreed, or the message is under the minimum size.
+    var compressed: OutboundFrame?
     /// When the message reached this node (from the adapter), for the delivery latency metric.
     var arrivedAt: NIODeadline
     /// Who gets it: a message's subscribers, or a presence or typing signal's audience.

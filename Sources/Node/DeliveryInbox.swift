@@ -44,7 +44,7 @@ final class DeliveryInbox: Sendable {
     }
 
     static func cost(of delivery: Delivery) -> Int {
-        delivery.frame.bytes.readableBytes + overheadPerMessage
+        delivery.frame.bytes.readableBytes + (delivery.compressed?.bytes.readableBytes ?? 0) + overheadPerMessage
     }
 
     /// Appends `batch` (whose ``cost(of:)`` adds up to `bytes`), unless it does not fit.

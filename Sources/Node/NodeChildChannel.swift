@@ -48,8 +48,12 @@ struct NodeChildChannel: ServerChildChannel, HTTPChannelHandler {
                         decide: { channel, head in
                             let result = admission.decide(head: head, channel: channel)
                             decision.value = result
-                            if case .accept = result {
-                                return channel.eventLoop.makeSucceededFuture(HTTPHeaders())
+                            if case .accept(let accepted) = result {
+                                var headers = HTTPHeaders()
+                                if let deflate = accepted.deflate {
+                                    headers.add(name: "Sec-WebSocket-Extensions", value: deflate.responseHeader)
+                                }
+                                return channel.eventLoop.makeSucceededFuture(headers)
                             }
                             return channel.eventLoop.makeSucceededFuture(nil)
                         },

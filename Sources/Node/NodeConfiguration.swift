@@ -52,6 +52,12 @@ public struct NodeConfiguration: Sendable {
     /// binary, pings, pongs); the excess is dropped with an `error` (429) once a second, and a
     /// client that keeps flooding is closed (1008, see `MessageRateLimiter`).
     public var maxMessagesPerSecond = 100
+    /// `WEBSOCKET_COMPRESSION` (`off` or `on`): offer permessage-deflate (RFC 7692) to clients
+    /// that ask for it, with `server_no_context_takeover` so that each delivered message is
+    /// compressed once per node (see `PerMessageDeflate`).
+    public var websocketCompression = false
+    /// `WEBSOCKET_COMPRESSION_MIN_SIZE` (bytes): messages shorter than this go uncompressed.
+    public var websocketCompressionMinSize = 256
     /// `PUBSUB_ADAPTER`: `memory` or `redis`.
     public var adapter: Adapter = .memory
     /// `PUBSUB_REDIS_URL`: one or more comma-separated `redis://[user:password@]host:port[/db]`.
@@ -197,6 +203,9 @@ extension NodeConfiguration {
         maxPendingBytes = try reader.integer("WEBSOCKET_MAX_PENDING_BYTES", in: 4096...(1 << 30)) ?? maxPendingBytes
         maxMessagesPerSecond =
             try reader.integer("WEBSOCKET_MAX_MESSAGES_PER_SECOND", in: 1...1_000_000) ?? maxMessagesPerSecond
+        websocketCompression = try reader.bool("WEBSOCKET_COMPRESSION") ?? websocketCompression
+        websocketCompressionMinSize =
+            try reader.integer("WEBSOCKET_COMPRESSION_MIN_SIZE", in: 0...(64 << 20)) ?? websocketCompressionMinSize
         guard pingTimeout > pingInterval else {
             throw ConfigurationError("WEBSOCKET_PING_TIMEOUT", "must be longer than WEBSOCKET_PING_INTERVAL")
         }

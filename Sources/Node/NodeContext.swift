@@ -35,7 +35,9 @@ final class NodeContext: Sendable {
         self.hub = ConnectionHub(
             group: group, broker: broker, counters: counters, metrics: metrics,
             maxPendingBytes: configuration.maxPendingBytes, typingTimeout: configuration.typingTimeout,
-            presenceBatchRate: configuration.presenceBatchRate)
+            presenceBatchRate: configuration.presenceBatchRate,
+            deflate: configuration.websocketCompression
+                ? OutboundDeflate(minimumSize: configuration.websocketCompressionMinSize) : nil)
         self.presence = PresenceService(configuration: configuration, broker: broker, logger: logger)
         self.limiter = ConnectionLimiter(
             perAddress: configuration.maxConnectionsPerIP,

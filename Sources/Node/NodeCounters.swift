@@ -19,6 +19,14 @@ public final class NodeCounters: Sendable {
     let pingTimeouts = Atomic<Int>(0)
     /// Connections closed for flooding past `WEBSOCKET_MAX_MESSAGES_PER_SECOND` (1008).
     let floods = Atomic<Int>(0)
+    /// Open connections that agreed to permessage-deflate; while there is one, the hub
+    /// compresses delivered messages (once each) beside encoding them.
+    let compressingConnections = Atomic<Int>(0)
+    /// Delivered messages the hub compressed: one per message, whatever its number of
+    /// receivers (the encode-once path), so at most ``messagesIn`` plus what other nodes published.
+    let messagesCompressed = Atomic<Int>(0)
+    /// Client messages that came compressed and were inflated.
+    let messagesInflated = Atomic<Int>(0)
 
     public init() {}
 }

@@ -16,6 +16,9 @@ public struct NodeStats: Codable, Sendable {
         /// Optional so that stats documents of nodes from before it still decode (cluster scope).
         public var closedFlooding: Int?
         public var topIPs: [IPCount]
+        /// Open connections that agreed to permessage-deflate (`WEBSOCKET_COMPRESSION=on`).
+        /// Optional for older nodes' documents.
+        public var compressing: Int?
     }
 
     public struct IPCount: Codable, Sendable {
@@ -47,6 +50,12 @@ public struct NodeStats: Codable, Sendable {
         /// The topics with the most messages delivered on this node since start (at most 10;
         /// approximate past 64 distinct topics). Optional for older nodes' documents.
         public var topTopics: [TopicCount]?
+        /// Delivered messages compressed for permessage-deflate: once per message, however
+        /// many connections received it. Optional for older nodes' documents.
+        public var compressed: Int?
+        /// Client messages that arrived compressed (permessage-deflate) and were inflated.
+        /// Optional for older nodes' documents.
+        public var inflated: Int?
     }
 
     public struct TopicCount: Codable, Sendable {

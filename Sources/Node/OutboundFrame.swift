@@ -14,6 +14,12 @@ struct OutboundFrame: Sendable {
         make(opcode: .text, payload: payload, allocator: allocator)
     }
 
+    /// A text message compressed with permessage-deflate (RSV1 set): `deflated` is what
+    /// ``MessageDeflater`` made of it.
+    static func compressedText(_ deflated: some Collection<UInt8>, allocator: ByteBufferAllocator) -> OutboundFrame {
+        make(opcode: .text, payload: deflated, compressed: true, allocator: allocator)
+    }
+
     static func pong(_ payload: ByteBuffer, allocator: ByteBufferAllocator) -> OutboundFrame {
         make(opcode: .pong, payload: payload.readableBytesView, allocator: allocator)
     }
@@ -38,11 +44,12 @@ struct OutboundFrame: Sendable {
     }
 
     private static func make(
-        opcode: WebSocketOpcode, payload: some Collection<UInt8>, allocator: ByteBufferAllocator
+        opcode: WebSocketOpcode, payload: some Collection<UInt8>, compressed: Bool = false,
+        allocator: ByteBufferAllocator
     ) -> OutboundFrame {
         let length = payload.count
         var buffer = allocator.buffer(capacity: length + 10)
-        buffer.writeInteger(UInt8(0x80) | UInt8(webSocketOpcode: opcode))  // FIN + opcode
+        buffer.writeInteger(UInt8(0x80) | (compressed ? 0x40 : 0) | UInt8(webSocketOpcode: opcode))  // FIN + RSV1 + opcode
         switch length {
         case 0...125:
             buffer.writeInteger(UInt8(length))

@@ -28,14 +28,17 @@ struct StatsCollector: Sendable {
                 closedSlowConsumer: counters.slowConsumers.load(ordering: .relaxed),
                 closedPingTimeout: counters.pingTimeouts.load(ordering: .relaxed),
                 closedFlooding: counters.floods.load(ordering: .relaxed),
-                topIPs: node.limiter.top(10).map { .init(ip: $0.address, connections: $0.connections) }),
+                topIPs: node.limiter.top(10).map { .init(ip: $0.address, connections: $0.connections) },
+                compressing: counters.compressingConnections.load(ordering: .relaxed)),
             subscriptions: .init(total: registries.subscriptions, topics: interests.topics, patterns: interests.patterns),
             messages: .init(
                 published: counters.messagesIn.load(ordering: .relaxed),
                 delivered: counters.messagesOut.load(ordering: .relaxed),
                 publishedPerSecond: rates.published, deliveredPerSecond: rates.delivered,
                 droppedBacklog: counters.backlogDropped.load(ordering: .relaxed),
-                topTopics: node.hub.activity.top(10).map { .init(topic: $0.topic, messages: $0.messages) }),
+                topTopics: node.hub.activity.top(10).map { .init(topic: $0.topic, messages: $0.messages) },
+                compressed: counters.messagesCompressed.load(ordering: .relaxed),
+                inflated: counters.messagesInflated.load(ordering: .relaxed)),
             adapter: node.broker.adapter.status(),
             memory: .init(residentBytes: residentMemoryBytes()))
         stats.presence = PresenceStats(node: node)

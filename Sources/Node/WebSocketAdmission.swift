@@ -14,6 +14,9 @@ struct WebSocketAdmission: Sendable {
     struct Accepted: Sendable {
         var remoteAddress: String
         var user: AuthenticatedUser?
+        /// permessage-deflate as agreed (`WEBSOCKET_COMPRESSION=on` and an offer the node can
+        /// honour); its ``PerMessageDeflate/responseHeader`` goes in the 101 response.
+        var deflate: PerMessageDeflate?
     }
 
     struct Refusal: Sendable, Error {
@@ -75,7 +78,9 @@ struct WebSocketAdmission: Sendable {
         }
         // Released by the session when its channel closes, or by ``abandon(_:)`` if the upgrade
         // fails before the session is installed.
-        return .accept(Accepted(remoteAddress: address, user: user))
+        let deflate = node.hub.deflate == nil
+            ? nil : PerMessageDeflate.negotiate(offers: head.headers["Sec-WebSocket-Extensions"])
+        return .accept(Accepted(remoteAddress: address, user: user, deflate: deflate))
     }
 
     /// Makes the upgraded channel a WebSocket: its one handler, the transport with the session
@@ -88,7 +93,8 @@ struct WebSocketAdmission: Sendable {
         let registry = node.hub.registry(for: channel.eventLoop)
         let transport = WebSocketTransport(
             maxMessageSize: node.configuration.maxMessageSize,
-            maxMessagesPerSecond: node.configuration.maxMessagesPerSecond, counters: node.counters)
+            maxMessagesPerSecond: node.configuration.maxMessagesPerSecond, counters: node.counters,
+            deflate: accepted.deflate.flatMap { agreed in node.hub.deflate.map { (agreed, $0) } })
         let session = WebSocketSession(
             id: node.nextConnectionId(), remoteAddress: accepted.remoteAddress, transport: transport, node: node,
             registry: registry)

@@ -15,6 +15,11 @@ import NIOCore
 /// between fragments is fine; nothing is ever repaired into U+FFFD. A length not written in the
 /// minimal number of bytes (§5.2: "MUST") is refused as a protocol error. Loop-bound: a value
 /// inside its ``WebSocketTransport``.
+///
+/// With permessage-deflate agreed (``inflation``), a message whose first frame has RSV1 set is
+/// compressed: its frames are joined and bounded as above, then inflated (at most
+/// `WEBSOCKET_MAX_MESSAGE_SIZE` bytes of it: more is ``Violation/tooBig``, found without inflating
+/// the rest) before the UTF-8 check. Without it, RSV1 is a protocol error, as RSV2 and RSV3 always are.
 struct WebSocketFrameReader {
     enum Opcode: UInt8 {
         case continuation = 0x0, text = 0x1, binary = 0x2
@@ -25,6 +30,8 @@ struct WebSocketFrameReader {
     struct Frame {
         var opcode: Opcode
         var payload: ByteBuffer
+        /// The message came compressed (permessage-deflate); `payload` is inflated.
+        var wasCompressed = false
     }
 
     /// Why the stream cannot be read further; the connection is then failed with its code.
@@ -41,19 +48,36 @@ struct WebSocketFrameReader {
     /// without end.
     static let maxFragments = 1024
 
+    /// How a client that agreed to permessage-deflate compresses its messages.
+    enum Inflation {
+        /// `client_no_context_takeover`: every message is a deflate stream of its own, inflated
+        /// by an inflater made for it and dropped after it, so an idle connection holds none.
+        case perMessage
+        /// Context takeover: the client's LZ77 window carries over from message to message, so
+        /// the connection keeps its inflater (made at the first compressed message).
+        case contextTakeover(MessageInflater?)
+
+        init(_ agreed: PerMessageDeflate) {
+            self = agreed.clientNoContextTakeover ? .perMessage : .contextTakeover(nil)
+        }
+    }
+
     let maxMessageSize: Int
+    /// Set when permessage-deflate was agreed; nil: RSV1 is a protocol error.
+    var inflation: Inflation?
     /// Received bytes not read yet; nil when there are none.
     private var input: ByteBuffer?
     /// Whether `input` is a buffer of our own rather than the channel's receive buffer, which
     /// NIO reuses for the next read once nobody else holds it.
     private var ownsInput = false
     /// The fragments so far of a message whose final fragment has not come.
-    private var partial: (opcode: Opcode, payload: ByteBuffer, fragments: Int)?
+    private var partial: (opcode: Opcode, payload: ByteBuffer, fragments: Int, compressed: Bool)?
     /// The violation found, if any: reported again by every later ``next()``.
     private var violation: Violation?
 
-    init(maxMessageSize: Int) {
+    init(maxMessageSize: Int, inflation: Inflation? = nil) {
         self.maxMessageSize = maxMessageSize
+        self.inflation = inflation
     }
 
     /// Takes the bytes of one read; then call ``next()`` until it returns nil, and ``endOfRead()``.
@@ -85,8 +109,8 @@ struct WebSocketFrameReader {
             case .ping, .pong, .close:
                 return Frame(opcode: frame.opcode, payload: frame.payload)
             case .text, .binary:
-                if frame.fin { return try Self.checked(Frame(opcode: frame.opcode, payload: frame.payload)) }
-                partial = (frame.opcode, frame.payload, 1)
+                if frame.fin { return try checked(Frame(opcode: frame.opcode, payload: frame.payload), compressed: frame.compressed) }
+                partial = (frame.opcode, frame.payload, 1, frame.compressed)
             case .continuation:
                 guard var message = partial else {  // readFrame refuses this first
                     throw .protocolError("a continuation frame with no message to continue")
@@ -95,19 +119,47 @@ struct WebSocketFrameReader {
                 var payload = frame.payload
                 message.payload.writeBuffer(&payload)
                 message.fragments += 1
-                if frame.fin { return try Self.checked(Frame(opcode: message.opcode, payload: message.payload)) }
+                if frame.fin {
+                    return try checked(Frame(opcode: message.opcode, payload: message.payload), compressed: message.compressed)
+                }
                 partial = message
             }
         }
         return nil
     }
 
-    /// `message`, unless it is text that is not valid UTF-8.
-    private static func checked(_ message: Frame) throws(Violation) -> Frame {
+    /// `message`, inflated if `compressed`, unless it is text that is not valid UTF-8.
+    private mutating func checked(_ message: Frame, compressed: Bool) throws(Violation) -> Frame {
+        var message = message
+        if compressed {
+            message.payload = try inflate(message.payload)
+            message.wasCompressed = true
+        }
         guard message.opcode != .text || message.payload.withUnsafeReadableBytes(UTF8Validation.isValid) else {
             throw .invalidUTF8
         }
         return message
+    }
+
+    /// A compressed message's payload, inflated to at most ``maxMessageSize`` bytes.
+    private mutating func inflate(_ payload: ByteBuffer) throws(Violation) -> ByteBuffer {
+        let inflater: MessageInflater
+        switch inflation {
+        case .perMessage:
+            inflater = MessageInflater()
+        case .contextTakeover(let kept):
+            inflater = kept ?? MessageInflater()
+            inflation = .contextTakeover(inflater)
+        case nil:  // readFrame refuses RSV1 first
+            throw .protocolError("a compressed message, but no extension was agreed")
+        }
+        do {
+            return try inflater.inflate(payload, limit: maxMessageSize)
+        } catch .tooBig {
+            throw .tooBig
+        } catch {
+            throw .protocolError("a compressed message that is not valid deflate data")
+        }
     }
 
     /// Keeps an unfinished frame's bytes in a buffer of our own, so that the channel's receive
@@ -139,14 +191,22 @@ struct WebSocketFrameReader {
     }
 
     /// One frame, unmasked, once all of it has arrived; nil before.
-    private mutating func readFrame() throws(Violation) -> (fin: Bool, opcode: Opcode, payload: ByteBuffer)? {
+    private mutating func readFrame() throws(Violation) -> (fin: Bool, opcode: Opcode, payload: ByteBuffer, compressed: Bool)? {
         guard var bytes = input, bytes.readableBytes >= 2 else { return nil }
         let first = bytes.getInteger(at: bytes.readerIndex, as: UInt8.self)!
         let second = bytes.getInteger(at: bytes.readerIndex + 1, as: UInt8.self)!
         let fin = first & 0x80 != 0
-        guard first & 0x70 == 0 else { throw .protocolError("reserved bits set, but no extension was agreed") }
+        guard first & 0x30 == 0 else { throw .protocolError("RSV2 or RSV3 set, but no extension defines them") }
         guard let opcode = Opcode(rawValue: first & 0x0F) else {
             throw .protocolError("unknown opcode \(first & 0x0F)")
+        }
+        // RSV1 marks a compressed message (RFC 7692 §6), on the first frame of a data message only.
+        let compressed = first & 0x40 != 0
+        if compressed {
+            guard inflation != nil else { throw .protocolError("RSV1 set, but permessage-deflate was not agreed") }
+            guard opcode == .text || opcode == .binary else {
+                throw .protocolError("RSV1 set on a control or continuation frame")
+            }
         }
         guard second & 0x80 != 0 else { throw .protocolError("client frames must be masked") }
         let shortLength = Int(second & 0x7F)
@@ -202,6 +262,6 @@ struct WebSocketFrameReader {
             }
         }
         input = bytes
-        return (fin, opcode, payload)
+        return (fin, opcode, payload, compressed)
     }
 }

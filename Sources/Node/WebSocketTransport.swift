@@ -22,6 +22,12 @@ import NIOCore
 ///   (``MessageRateLimiter``).
 /// - Input held between reads is at most one unfinished message (``WebSocketFrameReader``).
 /// - After the close frame the node sends nothing more: further pings get no pong.
+/// - With permessage-deflate agreed, a compressed message counts against
+///   `WEBSOCKET_MAX_MESSAGE_SIZE` both as received and as inflated (1009 past either).
+///
+/// With permessage-deflate agreed (``init(maxMessageSize:maxMessagesPerSecond:counters:deflate:)``),
+/// deliveries go out as the hub's shared compressed frame when it made one, and replies of at
+/// least `WEBSOCKET_COMPRESSION_MIN_SIZE` bytes are compressed for this connection alone.
 final class WebSocketTransport: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = ByteBuffer
@@ -52,6 +58,8 @@ final class WebSocketTransport: ChannelDuplexHandler {
     private var reader: WebSocketFrameReader
     private var rate: MessageRateLimiter
     private let counters: NodeCounters
+    /// Set when the client agreed to permessage-deflate: compresses this connection's replies.
+    private let deflate: OutboundDeflate?
     private var closeTimer: Scheduled<Void>?
     private var lastHeard = NIODeadline.now()
     /// Set once the node has sent (or queued) its close frame.
@@ -69,10 +77,17 @@ final class WebSocketTransport: ChannelDuplexHandler {
     /// How long a closing connection may take to answer the close frame.
     static let closeTimeout = TimeAmount.seconds(5)
 
-    init(maxMessageSize: Int, maxMessagesPerSecond: Int, counters: NodeCounters) {
-        self.reader = WebSocketFrameReader(maxMessageSize: maxMessageSize)
+    /// - Parameter deflate: what the client agreed to in the upgrade and the node's compressor;
+    ///   nil without permessage-deflate.
+    init(
+        maxMessageSize: Int, maxMessagesPerSecond: Int, counters: NodeCounters,
+        deflate: (agreed: PerMessageDeflate, outbound: OutboundDeflate)? = nil
+    ) {
+        self.reader = WebSocketFrameReader(
+            maxMessageSize: maxMessageSize, inflation: deflate.map { .init($0.agreed) })
         self.rate = MessageRateLimiter(perSecond: maxMessagesPerSecond)
         self.counters = counters
+        self.deflate = deflate?.outbound
     }
 
     private func updateTakesDeliveries() {
@@ -84,11 +99,13 @@ final class WebSocketTransport: ChannelDuplexHandler {
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         writable = context.channel.isWritable
+        if deflate != nil { counters.compressingConnections.add(1, ordering: .relaxed) }
         delegate?.transportDidOpen(self)
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
         closeTimer?.cancel()
+        if deflate != nil { counters.compressingConnections.subtract(1, ordering: .relaxed) }
         delegate?.transportDidClose(self)
         self.context = nil
     }
@@ -153,6 +170,7 @@ final class WebSocketTransport: ChannelDuplexHandler {
             return failConnection(
                 .policyViolation, reason: "flood: kept sending past \(rate.perSecond) messages per second")
         }
+        if frame.wasCompressed { counters.messagesInflated.add(1, ordering: .relaxed) }
         switch frame.opcode {
         case .text: delegate?.transport(self, didReceiveText: frame.payload)
         case .binary: delegate?.transport(self, didReceiveBinary: frame.payload)
@@ -243,19 +261,22 @@ final class WebSocketTransport: ChannelDuplexHandler {
 
     // MARK: Outbound
 
-    /// Queues a delivered message; false when this connection does not take deliveries now.
-    /// Closes the connection as a slow consumer when its unsent bytes are over the limit.
+    /// Queues a delivered message, `compressed` (the hub's permessage-deflate frame of it) if
+    /// there is one and this connection agreed to it, `frame` otherwise; false when this
+    /// connection does not take deliveries now. Closes the connection as a slow consumer when
+    /// its unsent bytes are over the limit.
     ///
     /// The hot path of every delivery: one flag, the cached writability, and a write from the
     /// transport's context, the next to the pipeline's head (no channel lookup, no reference
     /// counting of the channel).
-    func write(_ frame: OutboundFrame) -> Bool {
+    func write(_ frame: OutboundFrame, compressed: OutboundFrame? = nil) -> Bool {
         guard takesDeliveries else { return false }
         guard writable else {
             closeSlowConsumer()
             return false
         }
-        context?.write(wrapOutboundOut(frame.bytes), promise: nil)
+        let chosen = deflate != nil ? compressed ?? frame : frame
+        context?.write(wrapOutboundOut(chosen.bytes), promise: nil)
         return true
     }
 
@@ -270,6 +291,9 @@ final class WebSocketTransport: ChannelDuplexHandler {
     /// Nothing is queued once closing; over the pending limit the client is closed 4008.
     func send(text payload: some Collection<UInt8>) {
         guard let context else { return }
+        if let deflate, payload.count >= deflate.minimumSize, let compressed = deflate.compressedText(Array(payload)) {
+            return send(compressed)
+        }
         send(.text(payload, allocator: context.channel.allocator))
     }
 
