@@ -56,6 +56,9 @@ public struct NodeConfiguration: Sendable {
     public var adapter: Adapter = .memory
     /// `PUBSUB_REDIS_URL`: one or more comma-separated `redis://[user:password@]host:port[/db]`.
     public var redisURLs: [RedisURL] = []
+    /// `PUBSUB_REDIS_SENTINELS` and `PUBSUB_REDIS_MASTER_NAME`: find each master through Redis
+    /// Sentinel instead of `PUBSUB_REDIS_URL` (which is then ignored); see ``RedisSentinelSettings``.
+    public var redisSentinel: RedisSentinelSettings?
     /// `PUBSUB_REDIS_PREFIX`: prefix of every Redis channel.
     public var redisPrefix = "pubsub:"
     /// `PUBSUB_REDIS_TIMEOUT` (ms): longest wait for any answer from Redis (connect, `PUBLISH`,
@@ -111,6 +114,17 @@ public struct NodeConfiguration: Sendable {
     public var loginAttemptsPerMinute = 10
     /// `AUTH_BCRYPT_COST`: bcrypt work factor for stored passwords (each step doubles the work).
     public var bcryptCost = 10
+
+    /// `PRESENCE_TTL` (ms): a node's presence lease; a node that stops renewing it (killed,
+    /// cut off from Redis) loses its members within this plus a third of it (see docs/presence.md).
+    public var presenceTTL: Duration = .milliseconds(30_000)
+    /// `PRESENCE_MAX_DATA_SIZE` (bytes): the largest `presence.data` a client may set.
+    public var presenceMaxDataSize = 4_096
+    /// `PRESENCE_BATCH_RATE`: presence events per second per topic above which a node batches
+    /// them into one `presence` message per topic per second.
+    public var presenceBatchRate = 50
+    /// `TYPING_TIMEOUT` (ms): a `typing` start not refreshed within it ends with a `stop`.
+    public var typingTimeout: Duration = .milliseconds(5_000)
 
     public init(tokenKey: TokenKey, nodeId: String = NodeConfiguration.defaultNodeId()) {
         self.tokenKey = tokenKey
@@ -193,11 +207,19 @@ extension NodeConfiguration {
             }
             adapter = value
         }
-        let redisURL = reader.string("PUBSUB_REDIS_URL") ?? "redis://localhost:6379"
+        // With Sentinel, PUBSUB_REDIS_URL is ignored (not even parsed).
+        let redisURL = (reader.string("PUBSUB_REDIS_SENTINELS") == nil ? reader.string("PUBSUB_REDIS_URL") : nil) ?? "redis://localhost:6379"
         do {
             redisURLs = try RedisURL.parseList(redisURL)
         } catch {
             throw ConfigurationError("PUBSUB_REDIS_URL", Self.withoutVariable("PUBSUB_REDIS_URL", "\(error)"))
+        }
+        if let sentinels = reader.string("PUBSUB_REDIS_SENTINELS") {
+            do {
+                redisSentinel = try RedisSentinelSettings(sentinels: sentinels, masterNames: reader.string("PUBSUB_REDIS_MASTER_NAME"))
+            } catch {
+                throw ConfigurationError(error.variable, Self.withoutVariable(error.variable, "\(error)"))
+            }
         }
         redisPrefix = reader.string("PUBSUB_REDIS_PREFIX") ?? redisPrefix
         if let milliseconds = try reader.integer("PUBSUB_REDIS_TIMEOUT", in: 30...600_000) {
@@ -248,6 +270,10 @@ extension NodeConfiguration {
         bcryptCost = try reader.integer("AUTH_BCRYPT_COST", in: 4...16) ?? bcryptCost
         drainTimeout = try reader.milliseconds("DRAIN_TIMEOUT") ?? drainTimeout
         clusterHeartbeatInterval = try reader.milliseconds("CLUSTER_HEARTBEAT_INTERVAL") ?? clusterHeartbeatInterval
+        presenceTTL = try reader.milliseconds("PRESENCE_TTL") ?? presenceTTL
+        presenceMaxDataSize = try reader.integer("PRESENCE_MAX_DATA_SIZE", in: 2...(1 << 20)) ?? presenceMaxDataSize
+        presenceBatchRate = try reader.integer("PRESENCE_BATCH_RATE", in: 1...1_000_000) ?? presenceBatchRate
+        typingTimeout = try reader.milliseconds("TYPING_TIMEOUT") ?? typingTimeout
     }
 }
 

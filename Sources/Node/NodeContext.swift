@@ -1,6 +1,7 @@
 import Broker
 import Logging
 import NIOCore
+import Store
 import Synchronization
 
 /// The parts of a running node that every connection and route shares. Immutable or
@@ -16,11 +17,16 @@ final class NodeContext: Sendable {
     let metrics: NodeMetrics
     let readiness: Readiness
     let logger: Logger
+    /// Members per topic, this node's share and the cluster's (see ``PresenceService``).
+    let presence: PresenceService
+    /// Accounts, messages and read receipts; nil with `DATABASE_URL=none`. WebSocket sessions
+    /// reach it here (a `read` request), off their event loop.
+    let store: (any ChatStore)?
     private let connectionIds = Atomic<Int>(0)
 
     init(
         configuration: NodeConfiguration, verifier: TokenVerifier, broker: PubSubBroker, group: any EventLoopGroup,
-        metrics: NodeMetrics, logger: Logger
+        metrics: NodeMetrics, logger: Logger, store: (any ChatStore)? = nil
     ) {
         self.configuration = configuration
         self.verifier = verifier
@@ -28,7 +34,9 @@ final class NodeContext: Sendable {
         self.counters = NodeCounters()
         self.hub = ConnectionHub(
             group: group, broker: broker, counters: counters, metrics: metrics,
-            maxPendingBytes: configuration.maxPendingBytes)
+            maxPendingBytes: configuration.maxPendingBytes, typingTimeout: configuration.typingTimeout,
+            presenceBatchRate: configuration.presenceBatchRate)
+        self.presence = PresenceService(configuration: configuration, broker: broker, logger: logger)
         self.limiter = ConnectionLimiter(
             perAddress: configuration.maxConnectionsPerIP,
             total: Self.connectionLimit(configured: configuration.maxConnections, openFiles: ResourceLimits.openFileLimit()))
@@ -36,6 +44,7 @@ final class NodeContext: Sendable {
         self.metrics = metrics
         self.readiness = Readiness()
         self.logger = logger
+        self.store = store
     }
 
     /// Descriptors kept for everything but WebSockets (listeners, plain HTTP requests, Redis,
