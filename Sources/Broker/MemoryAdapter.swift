@@ -60,6 +60,7 @@ public final class MemoryAdapter: PubSubAdapter {
     // the node's own subscription index does the matching.
     public func addInterest(_ interest: Interest) {}
     public func removeInterest(_ interest: Interest) {}
+    public func whenInterestSettled(_ body: @escaping @Sendable () -> Void) { body() }
 
     public func status() -> AdapterStatus {
         let dropped = state.withLock { $0.dropped }

@@ -19,6 +19,15 @@ public protocol PubSubAdapter: AnyObject, Sendable {
     /// The last local holder of `interest` left.
     func removeInterest(_ interest: Interest)
 
+    /// Runs `body` once every interest change requested before this call is in effect on the
+    /// backend, so that a message published afterwards anywhere reaches this node: at once when
+    /// there is nothing to wait for (no shared backend, interest already confirmed, or falling
+    /// back to local delivery, which is live at once), else when the backend has confirmed it
+    /// (Redis: the marker `PING` sent after the `SUBSCRIBE`s is answered, on every server).
+    /// Never blocks; `body` runs exactly once, on the calling thread or an adapter thread; a
+    /// fall back or a shutdown releases every waiter.
+    func whenInterestSettled(_ body: @escaping @Sendable () -> Void)
+
     /// A snapshot for `/stats`.
     func status() -> AdapterStatus
 

@@ -46,6 +46,13 @@ public final class PubSubBroker: Sendable {
         }
     }
 
+    /// Runs `body` once every interest retained or released before this call is in effect on
+    /// the adapter's backend (see ``PubSubAdapter/whenInterestSettled(_:)``): after it, a message
+    /// published anywhere in the cluster reaches this node's holders. At once in the common case.
+    public func whenInterestSettled(_ body: @escaping @Sendable () -> Void) {
+        adapter.whenInterestSettled(body)
+    }
+
     /// Distinct interests currently held on this node, by kind.
     public func interestCounts() -> (topics: Int, patterns: Int, users: Int) {
         interests.withLock { table in

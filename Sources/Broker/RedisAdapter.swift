@@ -4,6 +4,7 @@ import Glibc
 import Darwin
 #endif
 import Logging
+import Synchronization
 
 /// The shared topic space over Redis pub/sub (`PUBSUB_ADAPTER=redis`), through hiredis.
 ///
@@ -123,6 +124,24 @@ public final class RedisAdapter: PubSubAdapter {
         case .user(let userId): removeChannel(key: channels.key(forUser: userId))
         case .pattern(let pattern): for link in links { link.removePattern(pattern) }
         }
+    }
+
+    /// Waits on every server (a topic lives on one, patterns on all: asking all is simpler and
+    /// costs a lock each when nothing is pending); `body` runs when the last one is settled.
+    public func whenInterestSettled(_ body: @escaping @Sendable () -> Void) {
+        guard links.count > 1 else { return links[0].whenInterestSettled(body) }
+        let countdown = Countdown(links.count)
+        for link in links {
+            link.whenInterestSettled {
+                if countdown.remaining.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 { body() }
+            }
+        }
+    }
+
+    /// Servers still to settle for one ``whenInterestSettled(_:)``.
+    private final class Countdown: Sendable {
+        let remaining: Atomic<Int>
+        init(_ count: Int) { remaining = Atomic(count) }
     }
 
     private func addChannel(key: String) {

@@ -20,6 +20,8 @@ extension RedisServerLink {
         var punsubscribe: [String] = []
         /// The patterns by glob, when they changed (for filtering pattern messages).
         var patterns: [String: Set<TopicPattern>]?
+        /// The number of the last interest change included (``RedisInterestSettling``).
+        var through: UInt64 = 0
     }
 
     private struct Opening {
@@ -29,6 +31,7 @@ extension RedisServerLink {
         var channels: [String]
         var globs: [String]
         var patterns: [String: Set<TopicPattern>]
+        var through: UInt64
     }
 
     private enum Turn {
@@ -61,7 +64,7 @@ extension RedisServerLink {
                     state.dirtyGlobs.removeAll()
                     let opening = Opening(
                         target: target, generation: state.masterGeneration, channels: Array(state.channels),
-                        globs: Array(state.patterns.keys), patterns: state.patterns)
+                        globs: Array(state.patterns.keys), patterns: state.patterns, through: state.settling.requested)
                     return .run(local: local, opening: opening, changes: nil)
                 }
                 return .run(local: local, opening: nil, changes: hasSession ? Self.takeChanges(&state) : nil)
@@ -75,7 +78,7 @@ extension RedisServerLink {
                     triedGeneration = opening.generation
                     session = try RedisSubscriberSession(
                         url: opening.target, clientName: "chorus:\(nodeId):sub", channels: channels, subscribe: opening.channels,
-                        psubscribe: opening.globs, patterns: opening.patterns, timeout: timeout,
+                        psubscribe: opening.globs, patterns: opening.patterns, through: opening.through, timeout: timeout,
                         pingInterval: pingInterval, now: now)
                 }
                 if let changes, let session { try session.send(changes, now: now) }
@@ -97,6 +100,7 @@ extension RedisServerLink {
                 let progress = try session.service(descriptors[1].revents, now: clock.now)
                 try session.tend(now: clock.now)
                 let pings = session.unansweredPings
+                let confirmed = session.confirmedThrough
                 if progress.malformed > 0 {
                     for _ in 0..<progress.malformed { counters.countMalformed() }
                     let level: Logger.Level = warnedMalformed ? .debug : .warning
@@ -112,14 +116,16 @@ extension RedisServerLink {
                         return state.machine.subscriberReady()
                     }
                 }
-                let envelopes = state.withLock { state -> [Envelope] in
+                let (envelopes, settled) = state.withLock { state -> ([Envelope], [@Sendable () -> Void]) in
                     state.unansweredPings = pings
-                    guard !state.machine.stopping else { return [] }
+                    let settled = state.settling.confirm(through: confirmed)
+                    guard !state.machine.stopping else { return ([], settled) }
                     // The node's own messages that were delivered locally already.
-                    guard !state.doubtful.isEmpty else { return progress.envelopes }
-                    return progress.envelopes.filter { !state.doubtful.remove($0.id) }
+                    guard !state.doubtful.isEmpty else { return (progress.envelopes, settled) }
+                    return (progress.envelopes.filter { !state.doubtful.remove($0.id) }, settled)
                 }
                 if !envelopes.isEmpty { deliver(envelopes) }
+                for body in settled { body() }
             } catch {
                 session = nil
                 update { state in
@@ -157,6 +163,7 @@ extension RedisServerLink {
         if !state.dirtyGlobs.isEmpty { changes.patterns = state.patterns }
         state.dirtyChannels.removeAll()
         state.dirtyGlobs.removeAll()
+        changes.through = state.settling.requested
         // A marker PING follows the changes; until it is answered the link is not settled.
         state.unansweredPings += 1
         return changes

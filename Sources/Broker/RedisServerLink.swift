@@ -82,6 +82,8 @@ final class RedisServerLink: Sendable {
         var subscribedGlobs: Set<String> = []
         /// `PING`s not yet answered on the subscriber connection (for ``isSettled``).
         var unansweredPings = 0
+        /// Interest changes requested and confirmed, and who waits for them (``whenInterestSettled(_:)``).
+        var settling = RedisInterestSettling<@Sendable () -> Void>()
 
         // Publishing through Redis (to the publisher thread).
         var queue: RedisOutgoingQueue
@@ -169,14 +171,17 @@ final class RedisServerLink: Sendable {
     /// to Redis (a connect or a pipeline), finishes it first, each step bounded by `timeout`.
     /// No `deliver` call starts after this returns.
     func stop() async {
+        var settled: [@Sendable () -> Void] = []
         update { state in
             state.deliver = nil
             _ = state.queue.takeAll()
             _ = state.local.takeAll()
             state.inFlight = nil
+            settled = state.settling.releaseAll()
             return state.machine.stop()
         }
         sentinelWake?.signal()
+        for body in settled { body() }
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let finished = threads.withLock { threads in
                 guard threads.running > 0 else { return true }
@@ -230,9 +235,26 @@ final class RedisServerLink: Sendable {
     private func changeInterest(_ change: (inout State) -> Bool) {
         let wake = state.withLock { state -> Bool in
             let wasDirty = state.hasDirtyInterest
-            return change(&state) && !wasDirty
+            guard change(&state) else { return false }
+            state.settling.changeRequested()
+            return !wasDirty
         }
         if wake { subscriberWake.signal() }
+    }
+
+    /// Runs `body` once every interest change requested on this server before the call is in
+    /// effect in Redis (the marker `PING` sent after it was answered); at once when nothing is
+    /// pending, or when the link is not publishing through Redis (connecting, fallback,
+    /// stopping: delivery is local, and live already). A waiter still held when the link falls
+    /// back or stops is released then. `body` runs on the caller's thread when at once, else on
+    /// the subscriber thread or the thread that made the link fall back or stop; never with the
+    /// lock held.
+    func whenInterestSettled(_ body: @escaping @Sendable () -> Void) {
+        let now = state.withLock { state -> (@Sendable () -> Void)? in
+            guard state.machine.publishesThroughRedis else { return body }
+            return state.settling.wait(body)
+        }
+        now?()
     }
 
     // MARK: - Publishing (any thread)
@@ -298,6 +320,7 @@ final class RedisServerLink: Sendable {
         var transitions: [RedisLinkStateMachine.Transition] = []
         var wakeSubscriber = false
         var wakePublisher = false
+        var settled: [@Sendable () -> Void] = []
         state.withLock { state in
             for action in event(&state) {
                 switch action {
@@ -307,6 +330,8 @@ final class RedisServerLink: Sendable {
                 case .deliverPendingLocally:
                     wakeSubscriber = takePendingForLocalDelivery(&state) || wakeSubscriber
                     wakePublisher = true
+                    // Fallen back: local delivery is live at once, nothing to wait for.
+                    settled += state.settling.releaseAll()
                 case .connectPublisher:
                     wakePublisher = true
                 case .closeConnections, .followMaster:
@@ -317,6 +342,7 @@ final class RedisServerLink: Sendable {
             if wakePublisher { state.publisherSleeping = false }
         }
         for transition in transitions { report(transition) }
+        for body in settled { body() }
         if wakeSubscriber { subscriberWake.signal() }
         if wakePublisher { publisherWake.signal() }
     }

@@ -16,6 +16,9 @@ import Darwin
 /// `timeout` (its answer, or messages queued before it), or ``tend(now:)`` throws a timeout: a
 /// hung Redis or a lost network is noticed within `pingInterval + timeout`, and a node that is
 /// merely behind on a busy connection is not mistaken for one.
+///
+/// Each marker `PING` carries the number of the last interest change sent before it (see
+/// ``RedisInterestSettling``); ``confirmedThrough`` is that of the last marker answered.
 final class RedisSubscriberSession {
     let connection: RedisConnection
     let timeout: Duration
@@ -31,6 +34,13 @@ final class RedisSubscriberSession {
     private var lastHeard: ContinuousClock.Instant
     /// Handshake commands whose reply has not been read yet.
     private var handshake: [String]
+    /// `PING`s sent and answered on this connection, keepalives included.
+    private var pingsSent = 0
+    private var pongsSeen = 0
+    /// Unanswered markers: the `PING` count that includes each, and the change number it confirms.
+    private var marks: [(ping: Int, through: UInt64)] = []
+    /// The change number of the last marker `PING` answered (``RedisInterestSettling``).
+    private(set) var confirmedThrough: UInt64 = 0
 
     struct Progress {
         var envelopes: [Envelope] = []
@@ -42,7 +52,8 @@ final class RedisSubscriberSession {
 
     init(
         url: RedisURL, clientName: String, channels: RedisChannels, subscribe: [String], psubscribe: [String],
-        patterns: [String: Set<TopicPattern>], timeout: Duration, pingInterval: Duration, now: ContinuousClock.Instant
+        patterns: [String: Set<TopicPattern>], through: UInt64, timeout: Duration, pingInterval: Duration,
+        now: ContinuousClock.Instant
     ) throws(RedisConnectionError) {
         connection = try RedisConnection(startingConnectTo: url, clientName: clientName)
         self.timeout = timeout
@@ -55,6 +66,8 @@ final class RedisSubscriberSession {
         try Self.append("PSUBSCRIBE", psubscribe, on: connection)
         try connection.append(["PING"])
         pings.append(now)
+        pingsSent = 1
+        marks.append((1, through))
     }
 
     var unansweredPings: Int { pings.count }
@@ -78,6 +91,7 @@ final class RedisSubscriberSession {
         try Self.append("PSUBSCRIBE", changes.psubscribe, on: connection)
         if let patterns = changes.patterns { reader.patterns = patterns }
         try ping(now: now)
+        marks.append((pingsSent, changes.through))
     }
 
     /// Handles what `poll` reported for the socket: finishes the connect, writes what is
@@ -116,6 +130,11 @@ final class RedisSubscriberSession {
         progress.lastProblem = outcome.lastProblem
         if outcome.pongs > 0 {
             pings.removeFirst(min(outcome.pongs, pings.count))
+            pongsSeen += outcome.pongs
+            while let mark = marks.first, mark.ping <= pongsSeen {
+                confirmedThrough = max(confirmedThrough, mark.through)
+                marks.removeFirst()
+            }
             lastAnswer = now
             if !ready {
                 ready = true
@@ -140,6 +159,7 @@ final class RedisSubscriberSession {
     private func ping(now: ContinuousClock.Instant) throws(RedisConnectionError) {
         try connection.append(["PING"])
         pings.append(now)
+        pingsSent += 1
         if !connecting { try connection.writePending() }
     }
 

@@ -241,8 +241,24 @@ final class WebSocketSession: WebSocketTransportDelegate {
             let id = self.id
             registry.assumeIsolated { $0.subscribe(id, to: pattern) }
         }
-        reply(.subscribed(topic: pattern.text, id: requestId))
+        replyWhenSettled(.subscribed(topic: pattern.text, id: requestId))
         if let presence, let topic = pattern.topic { presenceDidSubscribe(topic, presence) }
+    }
+
+    /// Sends `message` (a `subscribed`) once the broker's backend has every interest change made
+    /// so far: then nothing published afterwards anywhere in the cluster is missed. At once (on
+    /// this loop) in the common case; else from the adapter's thread, hopping back to this loop.
+    /// Messages for the topic may arrive before the reply; a closed connection gets nothing.
+    private func replyWhenSettled(_ message: ServerMessage) {
+        let loop = registry.loop
+        let session = NIOLoopBound(WeakSession(self), eventLoop: loop)
+        node.broker.whenInterestSettled {
+            if loop.inEventLoop {
+                session.value.session?.reply(message)
+            } else {
+                loop.execute { session.value.session?.reply(message) }
+            }
+        }
     }
 
     private func publish(topic: Topic, data: RawJSON, metadata: RawJSON?, eventType: String?, requestId: JSONValue?) {
@@ -263,4 +279,11 @@ final class WebSocketSession: WebSocketTransportDelegate {
     func reply(_ message: ServerMessage) {
         transport.send(text: message.encoded())
     }
+}
+
+/// A session held weakly across a hop: the transport (and with it the session) may be gone by
+/// the time a deferred reply is ready.
+private struct WeakSession {
+    weak var session: WebSocketSession?
+    init(_ session: WebSocketSession) { self.session = session }
 }

@@ -44,8 +44,8 @@ public enum Marker {
 extension WebSocketClient {
     /// Subscribes to `topic` (a topic or pattern) and waits for `subscribed`.
     ///
-    /// `subscribed` means the node holds the subscription; the node may confirm it with Redis
-    /// a moment later, so a message from another node can still miss it: see ``awaitRoute(to:topic:within:)``.
+    /// `subscribed` comes once Redis has confirmed the subscription (or at once in fallback): a
+    /// message published after it, on any node, arrives. Throws if a message precedes the reply.
     public func subscribe(_ topic: String) async throws {
         try await send(json: ["type": "subscribe", "topic": topic, "id": "subscribe \(topic)"])
         let reply = try await nextJSON(timeout: .seconds(20))
