@@ -169,7 +169,12 @@ final class WebSocketSession: WebSocketTransportDelegate {
             presenceDidAuthenticate(userId)
         }
         scheduleExpiry(newUser.expiresAt)
-        reply(.authSuccess(userId: newUser.id, id: requestId))
+        // The user's own channel (direct messages) is interest too: answered once it is live.
+        if first {
+            replyWhenSettled(.authSuccess(userId: newUser.id, id: requestId))
+        } else {
+            reply(.authSuccess(userId: newUser.id, id: requestId))
+        }
         if !first { dropSubscriptionsNotAllowed(for: newUser) }
     }
 
@@ -245,7 +250,7 @@ final class WebSocketSession: WebSocketTransportDelegate {
         if let presence, let topic = pattern.topic { presenceDidSubscribe(topic, presence) }
     }
 
-    /// Sends `message` (a `subscribed`) once the broker's backend has every interest change made
+    /// Sends `message` (a `subscribed`, or the first `auth_success`) once the broker's backend has every interest change made
     /// so far: then nothing published afterwards anywhere in the cluster is missed. At once (on
     /// this loop) in the common case; else from the adapter's thread, hopping back to this loop.
     /// Messages for the topic may arrive before the reply; a closed connection gets nothing.
