@@ -7,6 +7,12 @@ struct ServerURL: Sendable, Equatable {
     /// The request target: path and query, `/ws` when the URL has no path.
     var target: String
 
+    init(host: String, port: Int, target: String) {
+        self.host = host
+        self.port = port
+        self.target = target
+    }
+
     init(_ text: String) throws {
         guard text.hasPrefix("ws://") else { throw ChorusError.invalidURL(text) }
         let rest = text.dropFirst("ws://".count)
