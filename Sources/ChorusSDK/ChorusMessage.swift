@@ -55,7 +55,8 @@ public struct PublishReceipt: Sendable, Equatable {
     public var position: StreamPosition?
     /// True when the node had this `messageId` already: it was not delivered again.
     public var duplicate: Bool
-    /// False when ``ChorusClient/Configuration/publishAcknowledgements`` is off: the publish
-    /// was written to the socket, and the node did not confirm it.
+    /// False when ``ChorusClient/Configuration/publishAcknowledgements`` is off: the node
+    /// took the publish without refusing it (its `pong` to the `ping` behind it came), and
+    /// did not confirm it otherwise.
     public var acknowledged: Bool
 }

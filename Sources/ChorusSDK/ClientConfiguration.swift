@@ -19,10 +19,11 @@ extension ChorusClient {
         /// Most publishes waiting at once, for a connection or for their acknowledgement; one
         /// more throws ``ChorusError/queueFull(limit:)``.
         public var offlineQueueLimit = 100
-        /// True: a publish carries a request `id` and returns on the node's `published` reply
-        /// (or throws its `error`). False, for nodes without publish acknowledgements: it
-        /// returns once handed to the connection, and only errors the node sends back reach
-        /// ``ChorusClient/events()``.
+        /// True: a publish returns on the node's `published` reply (or throws its `error`).
+        /// False, for nodes without publish acknowledgements (before the history protocol): a
+        /// `ping` follows each publish, and the publish returns, unacknowledged, on its `pong`
+        /// (the node answers in order, so a refusal comes first and is thrown). Either way the
+        /// publish stays queued, and is sent again with its `messageId`, until then.
         public var publishAcknowledgements = true
         /// A `ping` request goes out this often; no `pong` within ``requestTimeout`` drops the
         /// connection (and reconnects). Nil: no pings (the node's own keep-alive pings are

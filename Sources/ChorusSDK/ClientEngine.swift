@@ -45,6 +45,9 @@ actor ClientEngine {
         case subscribe(topic: String, since: StreamPosition?)
         case publish(key: Int, timer: Task<Void, Never>?)
         case auth
+        /// A `ping` sent behind an unacknowledged publish (request `publishId`): the node
+        /// answers in order, so its `pong` means the publish was not refused.
+        case fence(publishId: Int)
     }
 
     /// A publish waiting for a connection or for its acknowledgement.
@@ -383,7 +386,7 @@ actor ClientEngine {
             case .publish(let key, let timer):
                 timer?.cancel()
                 publishes[key]?.requestId = nil
-            case .subscribe, .auth:
+            case .subscribe, .auth, .fence:
                 break
             }
         }
@@ -483,9 +486,22 @@ actor ClientEngine {
             }
         default:
             // Replies to requests (pong, presence.state, read_recorded, ...) by id.
-            if let id, case .request(let continuation, let timer)? = awaited.removeValue(forKey: id) {
+            switch id.flatMap({ awaited.removeValue(forKey: $0) }) {
+            case .request(let continuation, let timer)?:
                 timer?.cancel()
                 continuation.resume(returning: fields)
+            case .fence(let publishId)?:
+                // The publish was not refused: done, unacknowledged.
+                if case .publish(let key, let timer)? = awaited.removeValue(forKey: publishId) {
+                    timer?.cancel()
+                    if let publish = publishes.removeValue(forKey: key) {
+                        publish.continuation.resume(returning: PublishReceipt(
+                            topic: publish.topic, messageId: publish.messageId, position: nil, duplicate: false,
+                            acknowledged: false))
+                    }
+                }
+            default:
+                break
             }
         }
         return nil
@@ -503,6 +519,8 @@ actor ClientEngine {
             endTopic(topic, with: error)
         case .auth:
             emit(.error(error))
+        case .fence:
+            break
         }
     }
 
@@ -613,7 +631,7 @@ actor ClientEngine {
         case .publish(let key, let timer):
             timer?.cancel()
             publishes.removeValue(forKey: key)?.continuation.resume(throwing: error)
-        case .subscribe, .auth:
+        case .subscribe, .auth, .fence:
             awaited[id] = entry
         }
     }
@@ -727,19 +745,18 @@ actor ClientEngine {
     private func sendPublish(_ key: Int, on connection: WebSocketConnection) {
         guard var publish = publishes[key] else { return }
         var fields = publish.fields
-        guard configuration.publishAcknowledgements else {
-            send(fields, on: connection)
-            publishes[key] = nil
-            publish.continuation.resume(returning: PublishReceipt(
-                topic: publish.topic, messageId: publish.messageId, position: nil, duplicate: false, acknowledged: false))
-            return
-        }
         let id = newId()
         fields["id"] = .integer(Int64(id))
         publish.requestId = id
         publishes[key] = publish
         awaited[id] = .publish(key: key, timer: timer(for: id))
         send(fields, on: connection)
+        if !configuration.publishAcknowledgements {
+            // No `published` reply will come: a `ping` behind it tells a refusal from success.
+            let fence = newId()
+            awaited[fence] = .fence(publishId: id)
+            send(["type": "ping", "id": .integer(Int64(fence))], on: connection)
+        }
     }
 
     /// A cancelled publish leaves the queue (if it was sent, the node may still deliver it).

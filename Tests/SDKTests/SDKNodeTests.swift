@@ -74,9 +74,7 @@ struct SDKNodeTests {
     @Test("another user's private topic is refused with the node's 403 as a typed error, for subscribe and publish")
     func forbiddenTopic() async throws {
         try await withNodeProcess { node in
-            var configuration = Self.configuration()
-            configuration.publishAcknowledgements = true  // the 403 reply carries the request id either way
-            let client = try ChorusClient(url: Self.url(node), token: node.token("alice"), configuration: configuration)
+            let client = try ChorusClient(url: Self.url(node), token: node.token("alice"), configuration: Self.configuration())
             do {
                 _ = try await client.subscribe("messages.user.bob")
                 Issue.record("subscribing to bob's private topic succeeded")
