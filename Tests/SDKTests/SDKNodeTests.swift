@@ -223,6 +223,37 @@ struct SDKNodeTests {
         }
     }
 
+    @Test("releasing the client closes its connection on the node")
+    func releaseClosesConnection() async throws {
+        try await withNodeProcess { node in
+            do {
+                let client = try ChorusClient(url: Self.url(node), token: node.token("ivan"))
+                _ = try await client.subscribe("chat.released")
+                #expect(try await Self.connections(on: node) == 1)
+            }
+            let closed = await eventually { (try? await Self.connections(on: node)) == 0 }
+            #expect(closed, "the released client's connection is still open")
+        }
+    }
+
+    @Test("a subscribe cancelled while the client connects is not sent, and the connection carries on")
+    func cancelledSubscribe() async throws {
+        try await withNodeProcess { node in
+            let tokens = TokenGate(user: "judy")
+            await tokens.close()
+            let client = try ChorusClient(url: Self.url(node), configuration: Self.configuration(), getToken: tokens.provider)
+            let subscribing = Task { try await client.subscribe("chat.never") }
+            await tokens.waitForCalls(1)
+            subscribing.cancel()
+            await #expect(throws: CancellationError.self) { try await subscribing.value }
+            await tokens.open()
+            try await client.connect()
+            try await client.ping()  // the node has handled everything sent on connecting
+            #expect(try await Self.subscriptions(on: node) == 0)
+            await client.close()
+        }
+    }
+
     @Test("presence: a member joins with data, is listed by members(), and others see the join",
           .enabled(if: NodeFeatures.presence, "the node has no presence yet (issue 12)"))
     func presence() async throws {
