@@ -7,7 +7,7 @@ import TestSupport
 /// type the node then writes.
 enum NodeFeatures {
     private static let source: String = {
-        let folder = Executable.packageRoot.appendingPathComponent("Sources/Node")
+        let folder = root.appendingPathComponent("Sources/Node")
         guard let files = FileManager.default.enumerator(at: folder, includingPropertiesForKeys: nil) else { return "" }
         var text = ""
         // The dashboard's page has its own words ("published" per second): not the protocol.
@@ -17,10 +17,20 @@ enum NodeFeatures {
         return text
     }()
 
+    /// The checkout of the node under test: this package, or the one whose
+    /// `.build/<configuration>/chorus` `CHORUS_BIN` names (to run these tests against another
+    /// branch's node).
+    private static let root: URL = {
+        if let binary = ProcessInfo.processInfo.environment["CHORUS_BIN"], let range = binary.range(of: "/.build/") {
+            return URL(fileURLWithPath: String(binary[..<range.lowerBound]))
+        }
+        return Executable.packageRoot
+    }()
+
     /// `published` replies to a publish with an `id` (issue 11).
     static let publishAcknowledgements = source.contains("\"published\"")
     /// History: `offset`/`epoch` on messages, `since` and `recovered` (issue 11).
-    static let history = source.contains("\"recovered\"")
+    static let history = source.contains("\"recovered\"") || source.contains(#"\"recovered\""#)
     /// `presence.get` / `presence.state` and presence events (issue 12).
     static let presence = source.contains("\"presence.state\"")
     /// `typing` messages (issue 12).

@@ -254,19 +254,23 @@ struct SDKNodeTests {
         }
     }
 
-    @Test("presence: a member joins with data, is listed by members(), and others see the join",
+    @Test("presence: a member joins with data, is listed by members(), others see the join, and cancelling leaves",
           .enabled(if: NodeFeatures.presence, "the node has no presence yet (issue 12)"))
     func presence() async throws {
         try await withNodeProcess { node in
             let watcher = try ChorusClient(url: Self.url(node), token: node.token("judy"))
             let watching = try await watcher.join("rooms.lobby", data: ["status": "here"])
             let client = try ChorusClient(url: Self.url(node), token: node.token("ken"))
-            _ = try await client.join("rooms.lobby", data: ["status": "typing soon"])
+            let membership = try await client.join("rooms.lobby", data: ["status": "typing soon"])
             let join = await first(in: watching.presenceEvents, where: { $0.member.userId == "ken" })
             #expect(join?.kind == .join)
             #expect(join?.member.data == ["status": "typing soon"])
             let state = try await client.members("rooms.lobby")
-            #expect(Set(state.members.map(\.userId)) == ["judy", "ken"])
+            #expect(state.members.map(\.userId) == ["judy", "ken"])
+            #expect(state.count == 2)
+            membership.cancel()
+            let leave = await first(in: watching.presenceEvents, where: { $0.member.userId == "ken" })
+            #expect(leave?.kind == .leave, "cancelling the membership's subscription leaves")
             await client.close()
             await watcher.close()
         }
