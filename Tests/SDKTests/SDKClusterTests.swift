@@ -62,6 +62,47 @@ struct SDKClusterTests {
         }
     }
 
+    @Test("when more was published during a drain than the history keeps, the client reports recoveryFailed and carries on live",
+          .enabled(if: NodeFeatures.history, "the node has no history yet (issue 11)"))
+    func recoveryFails() async throws {
+        try await withCluster(nodes: 2, environment: ["HISTORY_SIZE": "2"]) { cluster in
+            let tokens = TokenGate(user: "peggy")
+            let client = try ChorusClient(url: "ws://127.0.0.1:\(cluster.nginx.port)/ws", getToken: tokens.provider)
+            let events = await client.events()
+            let subscription = try await client.subscribe("chat.lobby")
+            var messages = subscription.makeAsyncIterator()
+            try await client.publish("chat.lobby", ["n": 0])
+            let beforeDrain = await messages.next()
+            #expect(beforeDrain?.data == ["n": 0])
+            let seen = await client.position(of: "chat.lobby")
+            #expect(seen != nil)
+
+            let home = try await Self.node(holdingOneClientIn: cluster)
+            let other = cluster.nodes.first { $0.id != home.id }!
+            await tokens.close()
+            home.terminate()
+            await tokens.waitForCalls(2)
+            #expect(await home.process.wait(timeout: .seconds(30)) == 0)
+            for n in 1...5 {
+                let response = try await HTTP.post(
+                    "\(other.baseURL)/api/publish", json: ["topic": "chat.lobby", "data": ["n": n]],
+                    headers: ["X-API-Key": Cluster.apiKey])
+                #expect(response.status == 202)
+            }
+            await tokens.open()
+
+            let failed = await first(in: events) { event in
+                if case .recoveryFailed = event { return true }
+                return false
+            }
+            #expect(failed == .recoveryFailed(topic: "chat.lobby", since: seen!))
+            try await client.publish("chat.lobby", ["n": 6])
+            let live = await messages.next()
+            #expect(live?.data == ["n": 6], "after a failed recovery the client continues with live messages")
+            await client.close()
+        }
+    }
+
     /// The node that holds the test's one client connection.
     private static func node(holdingOneClientIn cluster: Cluster) async throws -> NodeProcess {
         for node in cluster.nodes where try await authenticatedConnections(on: node) == 1 { return node }
