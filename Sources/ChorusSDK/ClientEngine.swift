@@ -360,7 +360,8 @@ actor ClientEngine {
             while !Task.isCancelled {
                 do { try await Task.sleep(for: interval) } catch { return }
                 do {
-                    _ = try await self.request(["type": "ping"], on: connection)
+                    // The node answers pings also while the token is expired.
+                    _ = try await self.request(["type": "ping"], on: connection, needsToken: false)
                 } catch ChorusError.timeout {
                     connection.abort()
                     return
@@ -587,8 +588,10 @@ actor ClientEngine {
 
     /// Sends `fields` with a new request id and returns the reply; throws the node's `error`,
     /// ``ChorusError/timeout`` or ``ChorusError/disconnected``.
-    private func request(_ fields: [String: JSONValue], on connection: WebSocketConnection) async throws -> [String: JSONValue] {
-        guard self.connection === connection, canSend else { throw ChorusError.disconnected }
+    private func request(
+        _ fields: [String: JSONValue], on connection: WebSocketConnection, needsToken: Bool = true
+    ) async throws -> [String: JSONValue] {
+        guard self.connection === connection, needsToken ? canSend : authenticated else { throw ChorusError.disconnected }
         let id = newId()
         var fields = fields
         fields["id"] = .integer(Int64(id))

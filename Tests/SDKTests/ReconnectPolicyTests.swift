@@ -74,4 +74,12 @@ struct ReconnectPolicyTests {
         #expect(policy.next(after: refused, now: now, canRefreshToken: true, random: 1)
             == .reconnect(after: .zero, attempt: 2, refreshToken: true))
     }
+
+    @Test("a close with 4001 or 4003 counts as a refused token", arguments: [UInt16(4001), 4003])
+    func authCloseCodes(code: UInt16) {
+        var policy = policy()
+        policy.connected(at: .now)
+        #expect(policy.next(after: .closed(code: code), now: .now, canRefreshToken: false, random: 1)
+            == .stop(.authenticationFailed(code: Int(code), message: "connection closed with \(code)")))
+    }
 }
