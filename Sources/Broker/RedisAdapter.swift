@@ -52,10 +52,36 @@ public final class RedisAdapter: PubSubAdapter {
     ///   - publishQueueLimit: messages waiting in each of a server's queues (to its publisher
     ///     thread, and in fallback to local delivery); past it, publishes are dropped and counted.
     ///   - publishQueueBytes: the same limit in bytes of encoded messages.
-    public init(
+    public convenience init(
         urls: [RedisURL], prefix: String = "pubsub:", nodeId: String, timeout: Duration = .milliseconds(1500),
         publishQueueLimit: Int = 65_536, publishQueueBytes: Int = 64 * 1_048_576, logger: Logger
     ) {
+        self.init(
+            servers: urls.map { ($0, nil) }, prefix: prefix, nodeId: nodeId, timeout: timeout,
+            publishQueueLimit: publishQueueLimit, publishQueueBytes: publishQueueBytes, logger: logger)
+    }
+
+    /// One server per master name of `sentinel` (`PUBSUB_REDIS_MASTER_NAME`), each found and
+    /// followed through the Sentinels (see `RedisServerLink+Sentinel.swift`); sharded over the
+    /// names exactly as over several URLs.
+    public convenience init(
+        sentinel: RedisSentinelSettings, prefix: String = "pubsub:", nodeId: String,
+        timeout: Duration = .milliseconds(1500), publishQueueLimit: Int = 65_536,
+        publishQueueBytes: Int = 64 * 1_048_576, logger: Logger
+    ) {
+        self.init(
+            servers: sentinel.masters.map {
+                ($0, RedisSentinelDiscovery(sentinels: sentinel.sentinels, master: $0, timeout: timeout))
+            },
+            prefix: prefix, nodeId: nodeId, timeout: timeout, publishQueueLimit: publishQueueLimit,
+            publishQueueBytes: publishQueueBytes, logger: logger)
+    }
+
+    init(
+        servers: [(url: RedisURL, sentinel: RedisSentinelDiscovery?)], prefix: String, nodeId: String, timeout: Duration,
+        publishQueueLimit: Int, publishQueueBytes: Int, logger: Logger
+    ) {
+        let urls = servers.map(\.url)
         precondition(!urls.isEmpty, "RedisAdapter needs at least one Redis URL")
         precondition(publishQueueLimit > 0 && publishQueueBytes > 0, "publish queue limits must be positive")
         precondition(timeout > .zero, "timeout must be positive")
@@ -65,10 +91,10 @@ public final class RedisAdapter: PubSubAdapter {
         self.channels = channels
         self.counters = counters
         self.overall = overall
-        self.links = urls.enumerated().map { index, url in
+        self.links = servers.enumerated().map { index, server in
             RedisServerLink(
-                url: url, channels: channels, nodeId: nodeId, timeout: timeout, queueLimit: publishQueueLimit,
-                queueByteLimit: publishQueueBytes, logger: logger, counters: counters,
+                url: server.url, channels: channels, nodeId: nodeId, timeout: timeout, queueLimit: publishQueueLimit,
+                queueByteLimit: publishQueueBytes, logger: logger, counters: counters, sentinel: server.sentinel,
                 onTransition: { state, count in overall.record(server: index, state: state, count: count) })
         }
     }

@@ -9,8 +9,15 @@ import Synchronization
 /// through a completion handler run on that queue, or by awaiting it. The connection is opened
 /// on first use and dropped after any error, so the next command reconnects and the queue
 /// follows Redis through outages. Every round trip, connect included, is bounded by `timeout`.
+///
+/// **Sentinel.** Made with a ``RedisSentinelDiscovery``, every (re)connect looks the master up
+/// (checked with `ROLE`), and an error reply that says the server is no usable master
+/// (`READONLY`, `LOADING`, `MASTERDOWN`) drops the connection too, so the next command finds
+/// the master Sentinel has promoted since.
 public final class RedisCommandQueue: Sendable {
+    /// The server, or with Sentinel the template (master name as host).
     public let url: RedisURL
+    private let sentinel: RedisSentinelDiscovery?
     private let timeout: Duration
     private let clientName: String
     private let queue: DispatchQueue
@@ -24,7 +31,17 @@ public final class RedisCommandQueue: Sendable {
     ///   - clientName: shown by `CLIENT LIST`, and the dispatch queue's label.
     public init(url: RedisURL, timeout: Duration, clientName: String) {
         self.url = url
+        self.sentinel = nil
         self.timeout = timeout
+        self.clientName = clientName
+        self.queue = DispatchQueue(label: "chorus.\(clientName)")
+    }
+
+    /// Commands to the master `sentinel` finds, with its timeout.
+    init(sentinel: RedisSentinelDiscovery, clientName: String) {
+        self.url = sentinel.master
+        self.sentinel = sentinel
+        self.timeout = sentinel.timeout
         self.clientName = clientName
         self.queue = DispatchQueue(label: "chorus.\(clientName)")
     }
@@ -120,7 +137,8 @@ public final class RedisCommandQueue: Sendable {
         return try connection.withLock { (connection) throws(RedisConnectionError) -> RedisReply in
             do throws(RedisConnectionError) {
                 if connection == nil {
-                    connection = try RedisConnection(connectingTo: url, timeout: timeout, clientName: "chorus-\(clientName)")
+                    connection = try RedisConnection(
+                        connectingTo: sentinel?.discover() ?? url, timeout: timeout, clientName: "chorus-\(clientName)")
                     loadedScripts.withLock { $0.removeAll() }
                 }
                 let reply = try connection!.command(arguments)
@@ -128,7 +146,9 @@ public final class RedisCommandQueue: Sendable {
                 return reply
             } catch {
                 // An error reply leaves the connection usable; a failed round trip does not.
-                if !error.isReplyError { connection = nil }
+                if !error.isReplyError || (sentinel != nil && RedisSentinelDiscovery.meansWrongServer(error.description)) {
+                    connection = nil
+                }
                 throw error
             }
         }

@@ -23,6 +23,7 @@
 ///   the link fall back.
 /// - The publisher's answer *late* (past `PUBSUB_REDIS_TIMEOUT`: a hung Redis) means fallback
 ///   at once: waiting longer would hold the node's own messages.
+/// - Sentinel naming a new master (``masterMoved(_:)``) falls back at once and reconnects both.
 /// On every fall back, the messages waiting for Redis (queued, and the batch in flight) are
 /// delivered locally (``Action/deliverPendingLocally``).
 struct RedisLinkStateMachine: Equatable, Sendable {
@@ -60,6 +61,9 @@ struct RedisLinkStateMachine: Equatable, Sendable {
         case connectPublisher
         /// Close the publisher's connection (the link is stopping).
         case closeConnections
+        /// Sentinel named another master: drop the connections to the old one and connect to
+        /// the new one now (no backoff).
+        case followMaster
     }
 
     private(set) var phase: AdapterStatus.State = .connecting
@@ -140,6 +144,24 @@ struct RedisLinkStateMachine: Equatable, Sendable {
         }
         publisherRetrying = false
         return fallBack(error)
+    }
+
+    // MARK: - Sentinel
+
+    /// Sentinel named a new master (`+switch-master`, or a re-discovery). A connection that is up
+    /// is to the old master, so it counts as down at once (a marker that still comes back no
+    /// longer makes the link ready, and the link cannot become connected over the old
+    /// publisher), and the link falls back before either thread notices anything. A publisher
+    /// still *connecting* is left to report its outcome: it may already be connecting to the new
+    /// master; if not, its thread drops the connection and reports it failed. Both reconnect to
+    /// the new master without waiting for the backoff.
+    mutating func masterMoved(_ error: String) -> [Action] {
+        guard !stopping else { return [] }
+        subscriber = .down
+        if publisher == .up { publisher = .down }
+        publisherRetrying = false
+        lastError = error
+        return fallBack(error) + [.followMaster]
     }
 
     // MARK: - Lifecycle

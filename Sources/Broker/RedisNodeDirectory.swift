@@ -2,7 +2,8 @@
 ///
 /// The commands go through a ``RedisCommandQueue`` of its own, so callers never block and the
 /// directory follows Redis through outages. With several Redis servers the directory lives on
-/// the first one listed.
+/// the first one listed; with Sentinel, on the first master name's master (the queue looks it
+/// up at every reconnect).
 public final class RedisNodeDirectory: NodeDirectory {
     private let keyPrefix: String
     private let commands: RedisCommandQueue
@@ -10,6 +11,14 @@ public final class RedisNodeDirectory: NodeDirectory {
     public init(url: RedisURL, prefix: String, timeout: Duration = .seconds(1)) {
         self.keyPrefix = prefix + "@node:"
         self.commands = RedisCommandQueue(url: url, timeout: timeout, clientName: "directory")
+    }
+
+    /// The directory on the master of the first name of `sentinel`.
+    public init(sentinel: RedisSentinelSettings, prefix: String, timeout: Duration = .seconds(1)) {
+        self.keyPrefix = prefix + "@node:"
+        self.commands = RedisCommandQueue(
+            sentinel: RedisSentinelDiscovery(sentinels: sentinel.sentinels, master: sentinel.masters[0], timeout: timeout),
+            clientName: "directory")
     }
 
     public func announce(nodeId: String, document: [UInt8], ttl: Duration) {

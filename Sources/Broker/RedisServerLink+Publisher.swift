@@ -36,6 +36,10 @@ extension RedisServerLink {
         /// if it closes, one immediate retry is allowed.
         var retryable = true
         while true {
+            if let stale = connection, let moved = masterMoved(from: stale.url) {
+                connection = nil
+                update { $0.machine.publisherFailed(moved, .closed, retryable: false) }
+            }
             let now = clock.now
             let hasConnection = connection != nil
             let step = state.withLock { state -> PublisherStep in
@@ -75,7 +79,7 @@ extension RedisServerLink {
             case .connect:
                 let retrying = state.withLock { $0.machine.publisherRetrying }
                 do throws(RedisConnectionError) {
-                    connection = try RedisConnection(connectingTo: url, timeout: timeout, clientName: "chorus:\(nodeId):pub")
+                    connection = try openPublisherConnection()
                     lastUsed = clock.now
                     warnedErrorReply = false
                     retryable = !retrying
@@ -105,6 +109,7 @@ extension RedisServerLink {
                     retryable = true
                     backoff.reset()
                     state.withLock { $0.inFlight = nil }
+                    if let errorReply { noteRefusal(errorReply) }
                     if let errorReply, !warnedErrorReply {
                         warnedErrorReply = true
                         logger.warning("Redis refused a PUBLISH", metadata: ["error": "\(errorReply)"])

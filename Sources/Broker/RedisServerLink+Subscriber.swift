@@ -23,6 +23,9 @@ extension RedisServerLink {
     }
 
     private struct Opening {
+        /// The master to connect to, and its generation (see RedisServerLink+Sentinel.swift).
+        var target: RedisURL
+        var generation: Int
         var channels: [String]
         var globs: [String]
         var patterns: [String: Set<TopicPattern>]
@@ -40,21 +43,25 @@ extension RedisServerLink {
         var backoff = Self.reconnectBackoff()
         var reconnectAt = clock.now
         var warnedMalformed = false
+        /// The master generation of the last attempt: a new master is tried without the backoff.
+        var triedGeneration = -1
         while true {
             let now = clock.now
-            let open = session == nil && now >= reconnectAt
+            let due = session == nil && now >= reconnectAt
             let hasSession = session != nil
             let turn = state.withLock { state -> Turn in
                 if state.machine.stopping { return .stop }
                 let local = state.local.takeAll().map(\.envelope)
-                if open {
+                if !hasSession, let target = state.master, due || state.masterGeneration != triedGeneration {
                     _ = state.machine.subscriberConnecting()
                     // Everything wanted now is subscribed afresh; later changes arrive as dirty sets.
                     state.subscribedChannels = state.channels
                     state.subscribedGlobs = Set(state.patterns.keys)
                     state.dirtyChannels.removeAll()
                     state.dirtyGlobs.removeAll()
-                    let opening = Opening(channels: Array(state.channels), globs: Array(state.patterns.keys), patterns: state.patterns)
+                    let opening = Opening(
+                        target: target, generation: state.masterGeneration, channels: Array(state.channels),
+                        globs: Array(state.patterns.keys), patterns: state.patterns)
                     return .run(local: local, opening: opening, changes: nil)
                 }
                 return .run(local: local, opening: nil, changes: hasSession ? Self.takeChanges(&state) : nil)
@@ -63,16 +70,19 @@ extension RedisServerLink {
             if !local.isEmpty { deliver(local) }
 
             do {
+                if let session { try requireCurrentMaster(session.connection.url) }
                 if let opening {
+                    triedGeneration = opening.generation
                     session = try RedisSubscriberSession(
-                        url: url, clientName: "chorus:\(nodeId):sub", channels: channels, subscribe: opening.channels,
+                        url: opening.target, clientName: "chorus:\(nodeId):sub", channels: channels, subscribe: opening.channels,
                         psubscribe: opening.globs, patterns: opening.patterns, timeout: timeout,
                         pingInterval: pingInterval, now: now)
                 }
                 if let changes, let session { try session.send(changes, now: now) }
 
                 // Wait for the wake pipe, the socket, or the next deadline.
-                let wakeUp = session?.nextDeadline ?? reconnectAt
+                // (Without a master yet, the sentinel thread's wake-up ends the wait.)
+                let wakeUp = session?.nextDeadline ?? max(reconnectAt, due ? now + pingInterval : reconnectAt)
                 var descriptors = [pollfd(fd: subscriberWake.readDescriptor, events: Int16(POLLIN), revents: 0)]
                 if let session {
                     descriptors.append(pollfd(fd: session.connection.fileDescriptor, events: session.pollEvents, revents: 0))
@@ -114,8 +124,10 @@ extension RedisServerLink {
                 session = nil
                 update { state in
                     state.unansweredPings = 0
+                    state.discoveryWanted = sentinel != nil
                     return state.machine.subscriberFailed("\(error)")
                 }
+                sentinelWake?.signal()
                 reconnectAt = clock.now + backoff.next()
             }
         }

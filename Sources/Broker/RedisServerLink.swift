@@ -40,6 +40,10 @@ final class RedisServerLink: Sendable {
     let logger: Logger
     let counters: RedisAdapterCounters
     private let onTransition: @Sendable (_ state: AdapterStatus.State, _ transitions: Int) -> Void
+    /// Set when the master is found through Sentinel (see RedisServerLink+Sentinel.swift);
+    /// `url` is then the template (master name as host, credentials, database).
+    let sentinel: RedisSentinelDiscovery?
+    let sentinelWake: WakePipe?
     let state: Mutex<State>
     let subscriberWake = WakePipe()
     let publisherWake = DispatchSemaphore(value: 0)
@@ -91,26 +95,36 @@ final class RedisServerLink: Sendable {
         var doubtful = RedisDoubtfulIDs()
 
         var hasDirtyInterest: Bool { !dirtyChannels.isEmpty || !dirtyGlobs.isEmpty }
+
+        // Where to connect (RedisServerLink+Sentinel.swift): `url`, or the master Sentinel
+        // named (nil until then); the generation counts changes; a failed connection asks the
+        // sentinel thread to look again.
+        var master: RedisURL?
+        var masterGeneration = 0
+        var discoveryWanted = false
     }
 
     init(
         url: RedisURL, channels: RedisChannels, nodeId: String, timeout: Duration, queueLimit: Int,
-        queueByteLimit: Int, logger: Logger, counters: RedisAdapterCounters,
+        queueByteLimit: Int, logger: Logger, counters: RedisAdapterCounters, sentinel: RedisSentinelDiscovery? = nil,
         onTransition: @escaping @Sendable (_ state: AdapterStatus.State, _ transitions: Int) -> Void
     ) {
         self.url = url
+        self.sentinel = sentinel
+        self.sentinelWake = sentinel.map { _ in WakePipe() }
         self.channels = channels
         self.nodeId = nodeId
         self.timeout = timeout
         var logger = logger
-        logger[metadataKey: "redis"] = "\(url)"
+        logger[metadataKey: "redis"] = "\(Self.address(url, sentinel: sentinel))"
         self.logger = logger
         self.counters = counters
         self.onTransition = onTransition
-        self.state = Mutex(
-            State(
-                queue: RedisOutgoingQueue(messageLimit: queueLimit, byteLimit: queueByteLimit),
-                local: RedisOutgoingQueue(messageLimit: queueLimit, byteLimit: queueByteLimit)))
+        var initial = State(
+            queue: RedisOutgoingQueue(messageLimit: queueLimit, byteLimit: queueByteLimit),
+            local: RedisOutgoingQueue(messageLimit: queueLimit, byteLimit: queueByteLimit))
+        initial.master = sentinel == nil ? url : nil
+        self.state = Mutex(initial)
     }
 
     // MARK: - Lifecycle (any thread)
@@ -127,6 +141,7 @@ final class RedisServerLink: Sendable {
         // Linux keeps 15 bytes of a thread name (longer ones are refused): `redis-sub-6379`.
         spawn("redis-sub-\(url.port)") { $0.runSubscriber(deliver: deliver) }
         spawn("redis-pub-\(url.port)") { $0.runPublisher() }
+        if let sentinel { spawn("redis-sentinel") { $0.runSentinel(sentinel) } }
     }
 
     private func spawn(_ name: String, _ body: @escaping @Sendable (RedisServerLink) -> Void) {
@@ -161,6 +176,7 @@ final class RedisServerLink: Sendable {
             state.inFlight = nil
             return state.machine.stop()
         }
+        sentinelWake?.signal()
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let finished = threads.withLock { threads in
                 guard threads.running > 0 else { return true }
@@ -260,7 +276,7 @@ final class RedisServerLink: Sendable {
     func backendStatus() -> AdapterStatus.Backend {
         state.withLock { state in
             AdapterStatus.Backend(
-                address: url.description, state: state.machine.phase, since: state.since,
+                address: Self.address(url, sentinel: sentinel), state: state.machine.phase, since: state.since,
                 transitions: state.machine.transitions, lastError: state.machine.lastError)
         }
     }
@@ -293,7 +309,7 @@ final class RedisServerLink: Sendable {
                     wakePublisher = true
                 case .connectPublisher:
                     wakePublisher = true
-                case .closeConnections:
+                case .closeConnections, .followMaster:
                     wakeSubscriber = true
                     wakePublisher = true
                 }

@@ -9,10 +9,14 @@ enum Base64URL {
             .replacingOccurrences(of: "=", with: "")
     }
 
+    /// The bytes `text` encodes, or nil unless `text` is their one canonical encoding: a token
+    /// whose last character differs only in the unused low bits is another token, and a
+    /// signature must have exactly one spelling.
     static func decode(_ text: some StringProtocol) -> Data? {
         var base64 = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
         guard !base64.contains("=") else { return nil }
         base64 += String(repeating: "=", count: (4 - base64.count % 4) % 4)
-        return Data(base64Encoded: base64)
+        guard let bytes = Data(base64Encoded: base64), encode(bytes) == text else { return nil }
+        return bytes
     }
 }

@@ -53,6 +53,10 @@ public final class ChorusNode: Service, Sendable {
             switch configuration.adapter {
             case .memory:
                 MemoryAdapter(maxMessages: configuration.memoryMaxMessages)
+            case .redis where configuration.redisSentinel != nil:
+                RedisAdapter(
+                    sentinel: configuration.redisSentinel!, prefix: configuration.redisPrefix,
+                    nodeId: configuration.nodeId, timeout: configuration.redisTimeout, logger: logger)
             case .redis:
                 RedisAdapter(
                     urls: configuration.redisURLs, prefix: configuration.redisPrefix, nodeId: configuration.nodeId,
@@ -63,7 +67,7 @@ public final class ChorusNode: Service, Sendable {
         }
         self.context = NodeContext(
             configuration: configuration, verifier: try TokenVerifier(key: configuration.tokenKey, rules: configuration.tokenRules),
-            broker: PubSubBroker(adapter: adapter), group: eventLoopGroup, metrics: metrics, logger: logger)
+            broker: PubSubBroker(adapter: adapter), group: eventLoopGroup, metrics: metrics, logger: logger, store: store)
     }
 
     /// The HTTP port actually bound (useful with port 0); waits until the server listens.
@@ -145,15 +149,18 @@ public final class ChorusNode: Service, Sendable {
         router.add(middleware: BackendErrorMiddleware())
         let sampler = RateSampler()
         let directory: (any NodeDirectory)? =
-            configuration.adapter == .redis
-            ? RedisNodeDirectory(
-                url: configuration.redisURLs[0], prefix: configuration.redisPrefix, timeout: configuration.redisTimeout)
-            : nil
+            configuration.adapter != .redis ? nil
+            : configuration.redisSentinel.map {
+                RedisNodeDirectory(sentinel: $0, prefix: configuration.redisPrefix, timeout: configuration.redisTimeout)
+            }
+                ?? RedisNodeDirectory(
+                    url: configuration.redisURLs[0], prefix: configuration.redisPrefix, timeout: configuration.redisTimeout)
         let collector = StatsCollector(node: context, sampler: sampler, startedAt: Date(), directory: directory)
         NodeRoutes(node: context, collector: collector).register(on: router)
         if let store {
             AccountRoutes(node: context, store: store).register(on: router)
             MessageRoutes(node: context, store: store, events: MessageEvents(node: context)).register(on: router)
+            ReadReceiptRoutes(receipts: ReadReceipts(node: context, store: store)).register(on: router)
         }
         routeList.withLock { $0 = router.routes.map { "\($0.method) \($0.path)" } }
         let sharedPort = configuration.websocketEnabled && !separateWebSocketListener

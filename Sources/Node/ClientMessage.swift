@@ -17,6 +17,8 @@ public struct ClientMessage: Sendable, Equatable {
         case unsubscribe(TopicPattern)
         case message(topic: Topic, data: RawJSON, metadata: RawJSON?, eventType: String?)
         case ping
+        /// Marks a stored message read (see ``ReadRequests``).
+        case read(messageId: String)
     }
 
     public var kind: Kind
@@ -118,6 +120,11 @@ extension ClientMessage {
                 .message(topic: topic, data: data, metadata: wire.metadata, eventType: wire.eventType), id: id)
         case "ping":
             return ClientMessage(.ping, id: id)
+        case "read":
+            guard let messageId = fields["messageId"]?.stringValue, !messageId.isEmpty else {
+                throw fail("'read' needs a 'messageId' (a string)")
+            }
+            return ClientMessage(.read(messageId: messageId), id: id)
         case nil:
             throw fail("missing 'type': expected auth, subscribe, unsubscribe, message or ping")
         case let other?:

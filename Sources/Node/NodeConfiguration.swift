@@ -56,6 +56,9 @@ public struct NodeConfiguration: Sendable {
     public var adapter: Adapter = .memory
     /// `PUBSUB_REDIS_URL`: one or more comma-separated `redis://[user:password@]host:port[/db]`.
     public var redisURLs: [RedisURL] = []
+    /// `PUBSUB_REDIS_SENTINELS` and `PUBSUB_REDIS_MASTER_NAME`: find each master through Redis
+    /// Sentinel instead of `PUBSUB_REDIS_URL` (which is then ignored); see ``RedisSentinelSettings``.
+    public var redisSentinel: RedisSentinelSettings?
     /// `PUBSUB_REDIS_PREFIX`: prefix of every Redis channel.
     public var redisPrefix = "pubsub:"
     /// `PUBSUB_REDIS_TIMEOUT` (ms): longest wait for any answer from Redis (connect, `PUBLISH`,
@@ -193,11 +196,19 @@ extension NodeConfiguration {
             }
             adapter = value
         }
-        let redisURL = reader.string("PUBSUB_REDIS_URL") ?? "redis://localhost:6379"
+        // With Sentinel, PUBSUB_REDIS_URL is ignored (not even parsed).
+        let redisURL = (reader.string("PUBSUB_REDIS_SENTINELS") == nil ? reader.string("PUBSUB_REDIS_URL") : nil) ?? "redis://localhost:6379"
         do {
             redisURLs = try RedisURL.parseList(redisURL)
         } catch {
             throw ConfigurationError("PUBSUB_REDIS_URL", Self.withoutVariable("PUBSUB_REDIS_URL", "\(error)"))
+        }
+        if let sentinels = reader.string("PUBSUB_REDIS_SENTINELS") {
+            do {
+                redisSentinel = try RedisSentinelSettings(sentinels: sentinels, masterNames: reader.string("PUBSUB_REDIS_MASTER_NAME"))
+            } catch {
+                throw ConfigurationError(error.variable, Self.withoutVariable(error.variable, "\(error)"))
+            }
         }
         redisPrefix = reader.string("PUBSUB_REDIS_PREFIX") ?? redisPrefix
         if let milliseconds = try reader.integer("PUBSUB_REDIS_TIMEOUT", in: 30...600_000) {

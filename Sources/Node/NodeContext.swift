@@ -1,6 +1,7 @@
 import Broker
 import Logging
 import NIOCore
+import Store
 import Synchronization
 
 /// The parts of a running node that every connection and route shares. Immutable or
@@ -16,11 +17,14 @@ final class NodeContext: Sendable {
     let metrics: NodeMetrics
     let readiness: Readiness
     let logger: Logger
+    /// Accounts, messages and read receipts; nil with `DATABASE_URL=none`. WebSocket sessions
+    /// reach it here (a `read` request), off their event loop.
+    let store: (any ChatStore)?
     private let connectionIds = Atomic<Int>(0)
 
     init(
         configuration: NodeConfiguration, verifier: TokenVerifier, broker: PubSubBroker, group: any EventLoopGroup,
-        metrics: NodeMetrics, logger: Logger
+        metrics: NodeMetrics, logger: Logger, store: (any ChatStore)? = nil
     ) {
         self.configuration = configuration
         self.verifier = verifier
@@ -36,6 +40,7 @@ final class NodeContext: Sendable {
         self.metrics = metrics
         self.readiness = Readiness()
         self.logger = logger
+        self.store = store
     }
 
     /// Descriptors kept for everything but WebSockets (listeners, plain HTTP requests, Redis,

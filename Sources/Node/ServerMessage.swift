@@ -13,6 +13,9 @@ public enum ServerMessage: Sendable, Equatable {
     case message(Envelope)
     case error(code: Int, message: String, details: JSONValue?, id: JSONValue?)
     case pong(id: JSONValue?)
+    /// The reply to `read`: the message marked read, when, and whether the reader's position
+    /// moved (false: a later message was read already).
+    case readRecorded(messageId: String, readAt: Date, advanced: Bool, id: JSONValue?)
 }
 
 extension ServerMessage {
@@ -82,6 +85,12 @@ extension ServerMessage {
         case .pong(let requestId):
             type("pong")
             id(requestId)
+        case .readRecorded(let messageId, let readAt, let advanced, let requestId):
+            type("read_recorded")
+            id(requestId)
+            field("messageId", messageId)
+            field("readAt", ISO8601.string(readAt))
+            field("advanced", .bool(advanced))
         }
         field("timestamp", ISO8601.string(stamp))
         json.raw("}")

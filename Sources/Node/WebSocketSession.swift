@@ -32,6 +32,8 @@ final class WebSocketSession: WebSocketTransportDelegate {
     private var tokenExpired = false {
         didSet { updateDeliveriesWanted() }
     }
+    /// The connection's `read` requests, made at the first.
+    private lazy var reads = ReadRequests(node: node, loop: registry.loop)
 
     init(
         id: Int, remoteAddress: String, transport: WebSocketTransport, node: NodeContext, registry: ConnectionRegistry
@@ -135,6 +137,10 @@ final class WebSocketSession: WebSocketTransportDelegate {
             publish(topic: topic, data: data, metadata: metadata, eventType: eventType, requestId: message.id)
         case .ping:
             reply(.pong(id: message.id))
+        case .read(let messageId):
+            if let problem = authorizationProblem(message.id) { return reply(problem) }
+            guard let user else { return }
+            reads.start(messageId: messageId, requestId: message.id, user: user, replyingTo: transport)
         }
     }
 

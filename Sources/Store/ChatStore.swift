@@ -1,6 +1,6 @@
 import ServiceLifecycle
 
-/// Users and messages in a database, run as a swift-service-lifecycle `Service`.
+/// Users, messages and read receipts in a database, run as a swift-service-lifecycle `Service`.
 ///
 /// `run()` opens the database, runs the migrations, serves until graceful shutdown, waits for
 /// the requests in flight, then closes the database and returns. Put the store in the
@@ -10,7 +10,7 @@ import ServiceLifecycle
 /// Requests made before the store is ready wait for it, at most
 /// ``StoreConfiguration/readyWaitTimeout``, then throw ``StoreError/unavailable(_:)``; so do
 /// requests made after it failed to open or began shutting down.
-public protocol ChatStore: UserRepository, MessageRepository, Service {
+public protocol ChatStore: UserRepository, MessageRepository, ReadReceiptRepository, Service {
     /// Returns once the database is open and migrated; throws ``StoreError/unavailable(_:)``
     /// with the reason when `run()` failed to open it (or the store has stopped). Waits, without a
     /// limit of its own, for as long as `run()` is opening the database, which gives up on an

@@ -1,7 +1,7 @@
 /// One kind of database (SQLite, PostgreSQL) as ``ManagedStore`` uses it: opens, migrates,
 /// lends the open database while the store serves, then closes it.
 protocol DatabaseDriver: Sendable {
-    associatedtype Database: UserRepository & MessageRepository
+    associatedtype Database: UserRepository & MessageRepository & ReadReceiptRepository & ReadReceiptDatabase
 
     /// Opens the database and runs the migrations, calls `serve` with it, and closes the
     /// database when `serve` returns (or opening fails part-way). `serve` returns once no

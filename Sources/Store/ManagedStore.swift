@@ -66,8 +66,18 @@ final class ManagedStore<Driver: DatabaseDriver>: ChatStore {
 
     // MARK: - MessageRepository
 
+    /// Stores the message, then records its author and recipient as members of its conversation
+    /// (``ReadReceiptRepository``). The message is stored once the first step succeeds: a
+    /// failure of the second is logged, not thrown, so that a client does not post it again.
     func createMessage(_ message: NewMessage) async throws -> StoredMessage {
-        try await using("storing a message") { try await $0.createMessage(message) }
+        let stored = try await using("storing a message") { try await $0.createMessage(message) }
+        do {
+            try await using("recording a message's members") { try await $0.recordMembers(ofMessage: stored.id) }
+        } catch {
+            logger.warning(
+                "store: message \(stored.id) is stored, but its conversation's members were not recorded: \(error)")
+        }
+        return stored
     }
 
     func message(id: String) async throws -> StoredMessage? {
@@ -85,6 +95,17 @@ final class ManagedStore<Driver: DatabaseDriver>: ChatStore {
 
     func deleteMessage(id: String) async throws -> Bool {
         try await using("deleting a message") { try await $0.deleteMessage(id: id) }
+    }
+
+    // MARK: - ReadReceiptRepository
+
+    func markRead(messageId: String, by userId: String) async throws -> ReadRecord? {
+        try await using("recording a read") { try await $0.markRead(messageId: messageId, by: userId) }
+    }
+
+    func conversations(of userId: String, before cursor: String?, limit: Int) async throws -> ConversationPage {
+        let limit = min(max(limit, 1), configuration.maximumPageSize)
+        return try await using("listing conversations") { try await $0.conversations(of: userId, before: cursor, limit: limit) }
     }
 
     // MARK: - Helpers

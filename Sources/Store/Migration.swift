@@ -76,6 +76,69 @@ struct Migration: Sendable {
                 "CREATE INDEX messages_conversation ON messages (peer_low, peer_high, seq) WHERE peer_low IS NOT NULL",
             ]
         ),
+        Migration(
+            version: 2,
+            name: "read receipts",
+            sqlite: [
+                """
+                CREATE TABLE read_receipts (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    user_id TEXT NOT NULL,
+                    topic TEXT,
+                    peer_low TEXT,
+                    peer_high TEXT,
+                    last_read_seq INTEGER NOT NULL,
+                    message_id TEXT,
+                    read_at INTEGER
+                )
+                """,
+            ] + readReceiptIndexes + readReceiptBackfill,
+            postgres: [
+                """
+                CREATE TABLE read_receipts (
+                    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                    user_id TEXT NOT NULL,
+                    topic TEXT,
+                    peer_low TEXT,
+                    peer_high TEXT,
+                    last_read_seq BIGINT NOT NULL,
+                    message_id TEXT,
+                    read_at BIGINT
+                )
+                """,
+            ] + readReceiptIndexes + readReceiptBackfill
+        ),
+    ]
+
+    /// The same in both dialects: one member per topic or direct conversation, its rows found by
+    /// conversation (furthest reader first, for the listing) and by user.
+    private static let readReceiptIndexes = [
+        "CREATE UNIQUE INDEX read_receipts_topic ON read_receipts (topic, user_id) WHERE topic IS NOT NULL",
+        "CREATE UNIQUE INDEX read_receipts_direct ON read_receipts (peer_low, peer_high, user_id) WHERE peer_low IS NOT NULL",
+        "CREATE INDEX read_receipts_topic_position ON read_receipts (topic, last_read_seq) WHERE topic IS NOT NULL",
+        "CREATE INDEX read_receipts_user ON read_receipts (user_id)",
+    ]
+
+    /// Members for the messages stored before receipts existed, with that history read: the
+    /// authors of a topic, up to their own newest message there; both users of a direct
+    /// conversation, up to its newest message. (Same SQL in both dialects.)
+    private static let readReceiptBackfill = [
+        """
+        INSERT INTO read_receipts (user_id, topic, last_read_seq, message_id, read_at)
+        SELECT latest.author_id, latest.topic, m.seq, m.id, m.created_at
+        FROM (SELECT author_id, topic, MAX(seq) AS seq FROM messages WHERE topic IS NOT NULL GROUP BY author_id, topic) latest
+        JOIN messages m ON m.seq = latest.seq
+        """,
+        """
+        INSERT INTO read_receipts (user_id, peer_low, peer_high, last_read_seq, message_id, read_at)
+        SELECT CASE side.n WHEN 0 THEN latest.peer_low ELSE latest.peer_high END, latest.peer_low, latest.peer_high,
+               m.seq, m.id, m.created_at
+        FROM (SELECT peer_low, peer_high, MAX(seq) AS seq FROM messages
+              WHERE peer_low IS NOT NULL AND topic IS NULL GROUP BY peer_low, peer_high) latest
+        JOIN messages m ON m.seq = latest.seq
+        CROSS JOIN (SELECT 0 AS n UNION ALL SELECT 1) side
+        WHERE side.n = 0 OR latest.peer_low <> latest.peer_high
+        """,
     ]
 
     /// The table that records which versions are applied (made before any migration runs).

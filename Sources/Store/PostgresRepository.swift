@@ -3,8 +3,9 @@ import Logging
 import PostgresNIO
 
 /// The users and messages of an open, migrated PostgreSQL database. Every method is one
-/// statement on a pooled connection; writes return their row with `RETURNING`.
-struct PostgresRepository: UserRepository, MessageRepository {
+/// statement on a pooled connection; writes return their row with `RETURNING`. Read receipts:
+/// `PostgresRepository+ReadReceipts.swift`.
+struct PostgresRepository: UserRepository, MessageRepository, ReadReceiptRepository {
     let client: PostgresClient
     let logger: Logger
 

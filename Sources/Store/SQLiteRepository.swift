@@ -3,7 +3,8 @@ import SQLiteNIO
 
 /// The users and messages of an open, migrated SQLite database. Every method is one statement
 /// on the shared connection (see ``SQLiteDriver``); writes return their row with `RETURNING`.
-struct SQLiteRepository: UserRepository, MessageRepository {
+/// Read receipts: `SQLiteRepository+ReadReceipts.swift`.
+struct SQLiteRepository: UserRepository, MessageRepository, ReadReceiptRepository {
     let connection: SQLiteConnection
 
     // MARK: - Users
@@ -112,5 +113,5 @@ struct SQLiteRepository: UserRepository, MessageRepository {
             updatedAt: row.column("updated_at")?.integer.map { Milliseconds.date(Int64($0)) })
     }
 
-    private static func text(_ value: String?) -> SQLiteData { value.map { .text($0) } ?? .null }
+    static func text(_ value: String?) -> SQLiteData { value.map { .text($0) } ?? .null }
 }

@@ -164,4 +164,76 @@ struct RedisLinkStateMachineTests {
         #expect(!machine.publisherWanted)
         #expect(machine.phase == .connected && machine.transitions == 1)
     }
+
+    // MARK: - Sentinel: the master moved
+
+    @Test("Sentinel naming a new master falls back at once, hands the pending messages over, and reconnects both connections without the backoff")
+    func masterMoved() {
+        var machine = Self.connected()
+        let actions = machine.masterMoved("master moved from A to B (Sentinel)")
+        #expect(actions == [
+            .report(.init(from: .connected, to: .fallback, error: "master moved from A to B (Sentinel)", count: 2)),
+            .deliverPendingLocally, .followMaster,
+        ])
+        #expect(machine.subscriber == .down && machine.publisher == .down, "both connections are to the old master")
+        #expect(!machine.publishesThroughRedis)
+        #expect(!machine.publisherWanted, "the publisher waits for the subscriber on the new master")
+    }
+
+    @Test("after a move, the old subscriber's marker or a late report of the old publisher cannot reconnect the link")
+    func oldConnectionsAfterMove() {
+        var machine = Self.connected()
+        _ = machine.masterMoved("moved")
+        #expect(machine.subscriberReady() == [], "a marker from the old master is ignored")
+        #expect(machine.publisherConnected() == [], "so is a publisher that was up before the move")
+        #expect(machine.publisherFailed("moved", .closed, retryable: false) == [.deliverPendingLocally], "dropping it is no new transition")
+        #expect(machine.subscriberFailed("moved") == [.deliverPendingLocally])
+        #expect(machine.phase == .fallback && machine.transitions == 2)
+    }
+
+    @Test("after a move the link is connected again once the subscriber is ready on the new master and the publisher connected there")
+    func reconnectAfterMove() {
+        var machine = Self.connected()
+        _ = machine.masterMoved("moved")
+        _ = machine.subscriberConnecting()
+        #expect(machine.subscriberReady() == [.connectPublisher])
+        #expect(machine.phase == .fallback)
+        _ = machine.publisherConnecting()
+        #expect(machine.publisherConnected() == [.report(.init(from: .fallback, to: .connected, error: nil, count: 3))])
+        #expect(machine.publishesThroughRedis)
+    }
+
+    @Test("a publisher still connecting when the master moves is left to report: connected to the new master it counts once the subscriber is ready")
+    func publisherConnectingDuringMove() {
+        var machine = Self.connected()
+        _ = machine.publisherFailed("late", .timeout, retryable: true)
+        _ = machine.publisherConnecting()
+        _ = machine.masterMoved("moved")
+        #expect(machine.publisher == .connecting)
+        #expect(machine.publisherConnected() == [], "up, but the subscriber is not")
+        _ = machine.subscriberConnecting()
+        #expect(Self.transition(machine.subscriberReady())?.to == .connected)
+    }
+
+    @Test("a move while already in fallback is no new transition; while connecting it falls back; while stopping it is ignored")
+    func masterMovedElsewhere() {
+        var fallback = Self.connected()
+        _ = fallback.subscriberFailed("closed")
+        #expect(fallback.masterMoved("moved") == [.deliverPendingLocally, .followMaster])
+        #expect(fallback.transitions == 2)
+
+        var connecting = Machine()
+        _ = connecting.subscriberConnecting()
+        #expect(Self.transition(connecting.masterMoved("moved")) == .init(from: .connecting, to: .fallback, error: "moved", count: 1))
+
+        var retrying = Self.connected()
+        _ = retrying.publisherFailed("closed", .closed, retryable: true)
+        _ = retrying.masterMoved("moved")
+        #expect(!retrying.publisherRetrying, "no quick retry to the old master")
+
+        var stopped = Self.connected()
+        _ = stopped.stop()
+        #expect(stopped.masterMoved("moved") == [])
+        #expect(stopped.phase == .connected)
+    }
 }

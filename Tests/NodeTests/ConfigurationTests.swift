@@ -26,6 +26,28 @@ struct ConfigurationTests {
         #expect(configuration.redisTimeout == .milliseconds(250))
     }
 
+    @Test("PUBSUB_REDIS_SENTINELS and PUBSUB_REDIS_MASTER_NAME find Redis through Sentinel; PUBSUB_REDIS_URL is then ignored")
+    func redisSentinel() throws {
+        #expect(try NodeConfiguration(environment: Self.base).redisSentinel == nil)
+        let configuration = try NodeConfiguration(environment: Self.base.merging([
+            "PUBSUB_REDIS_SENTINELS": "127.0.0.1:26379,10.0.0.2", "PUBSUB_REDIS_MASTER_NAME": "a,:pw@b",
+            "PUBSUB_REDIS_URL": "not a url",
+        ]) { $1 })
+        #expect(configuration.redisSentinel?.sentinels.map(\.server) == ["127.0.0.1:26379", "10.0.0.2:26379"])
+        #expect(configuration.redisSentinel?.masters.map(\.host) == ["a", "b"])
+        for (overrides, message) in [
+            (["PUBSUB_REDIS_SENTINELS": "127.0.0.1:26379"], "PUBSUB_REDIS_MASTER_NAME: "),
+            (["PUBSUB_REDIS_SENTINELS": "h:x", "PUBSUB_REDIS_MASTER_NAME": "a"], "PUBSUB_REDIS_SENTINELS: 'h:x'"),
+            (["PUBSUB_REDIS_SENTINELS": "h:1", "PUBSUB_REDIS_MASTER_NAME": ":hunter2@a b"], "PUBSUB_REDIS_MASTER_NAME: "),
+        ] {
+            #expect {
+                _ = try NodeConfiguration(environment: Self.base.merging(overrides) { $1 })
+            } throws: { error in
+                "\(error)".hasPrefix(message) && !"\(error)".contains("hunter2") && !"\(error)".contains("\n")
+            }
+        }
+    }
+
     @Test("token rules: exp required and 5 s of leeway by default; issuer and audience when set")
     func tokenRules() throws {
         #expect(try NodeConfiguration(environment: Self.base).tokenRules == .init(requireExpiry: true, leeway: .seconds(5)))

@@ -87,6 +87,19 @@ struct OpenAPITests {
             _ = try await call("GET", "/api/messages/missing", as: "/api/messages/{id}", headers: bearer)
             _ = try await call("PATCH", "/api/messages/\(id)", as: "/api/messages/{id}", json: ["content": "edited"], headers: bearer)
             _ = try await call("PATCH", "/api/messages/\(id)", as: "/api/messages/{id}", json: ["content": 5], headers: bearer)
+            _ = try await call("POST", "/api/messages/\(id)/read", as: "/api/messages/{id}/read", headers: bearer)
+            _ = try await call("POST", "/api/messages/\(id)/read", as: "/api/messages/{id}/read")
+            _ = try await call("POST", "/api/messages/missing/read", as: "/api/messages/{id}/read", headers: bearer)
+            let other = try await call(
+                "POST", "/api/auth/register", json: ["username": "other-walker", "password": "correct horse"]).json()
+            let direct = try await HTTP.post(
+                base + "/api/messages", json: ["recipientId": (other["user"] as! [String: Any])["id"] as! String, "content": "hi"],
+                headers: ["Authorization": "Bearer \(other["token"] as! String)"]).json()
+            _ = try await call("POST", "/api/messages/\(direct["id"] as! String)/read", as: "/api/messages/{id}/read", headers: bearer)
+            _ = try await call("GET", "/api/conversations", headers: bearer)
+            _ = try await call("GET", "/api/conversations?limit=1", headers: bearer)
+            _ = try await call("GET", "/api/conversations?before=garbage", headers: bearer)
+            _ = try await call("GET", "/api/conversations")
             _ = try await call("DELETE", "/api/messages/\(id)", as: "/api/messages/{id}", headers: bearer)
             _ = try await call("DELETE", "/api/messages/\(id)", as: "/api/messages/{id}", headers: bearer)
 

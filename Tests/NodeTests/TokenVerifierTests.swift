@@ -163,6 +163,18 @@ struct TokenVerifierTests {
         #expect(throws: TokenError.criticalHeader) { try verifier.verify(token) }
     }
 
+    @Test("a signature spelled differently in its unused trailing bits is refused: one token, one spelling")
+    func nonCanonicalSignature() throws {
+        let token = minter.mint(subject: "alice", ttl: .seconds(60))
+        #expect(try verifier.verify(token).id == "alice")
+        // 32 signature bytes take 43 characters, whose last carries 2 unused bits.
+        let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+        let last = try #require(alphabet.firstIndex(of: token.last!))
+        let forged = String(token.dropLast()) + String(alphabet[last ^ 1])
+        #expect(forged != token)
+        #expect(throws: TokenError.malformed) { try verifier.verify(forged) }
+    }
+
     private func sign(_ header: [String: Any], _ claims: [String: Any]) -> String {
         TokenMinter.sign(header: header, claims: claims) {
             Data(HMAC<SHA256>.authenticationCode(for: $0, using: SymmetricKey(data: Self.secret)))

@@ -13,6 +13,8 @@ struct MessageEvents: Sendable {
         case sent = "message.sent"
         case updated = "message.updated"
         case deleted = "message.deleted"
+        /// A member's read position moved forward: see ``publishRead(_:)``.
+        case read = "message.read"
     }
 
     let node: NodeContext
@@ -23,6 +25,26 @@ struct MessageEvents: Sendable {
         for topic in Self.topics(of: message) {
             let envelope = Envelope(
                 id: node.ids.next(), origin: node.configuration.nodeId, topic: topic, eventType: kind.rawValue,
+                data: data, metadata: metadata)
+            node.counters.messagesIn.add(1, ordering: .relaxed)
+            node.metrics.published()
+            node.broker.publish(envelope)
+        }
+    }
+
+    /// Announces that `record.position.userId` has read up to `record.message`, where the
+    /// message's own events go (its topic; for a direct message, both users' private topics):
+    /// `data` is `{"messageId","userId","readAt"}`, `metadata.senderId` the reader.
+    func publishRead(_ record: ReadRecord) {
+        let position = record.position
+        let data = RawJSON(.object([
+            "messageId": .string(position.messageId), "userId": .string(position.userId),
+            "readAt": .string(ISO8601.string(position.readAt)),
+        ]))
+        let metadata = RawJSON.emptyObject.settingMember("senderId", to: .string(position.userId))
+        for topic in Self.topics(of: record.message) {
+            let envelope = Envelope(
+                id: node.ids.next(), origin: node.configuration.nodeId, topic: topic, eventType: Kind.read.rawValue,
                 data: data, metadata: metadata)
             node.counters.messagesIn.add(1, ordering: .relaxed)
             node.metrics.published()

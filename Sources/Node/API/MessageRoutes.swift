@@ -138,13 +138,7 @@ struct MessageRoutes {
     }
 
     private func checkRead(_ message: StoredMessage, by user: AuthenticatedUser) throws(APIError) {
-        let topics = MessageEvents.topics(of: message)
-        if topics.contains(where: { TopicAccess.subscribeDenial(TopicPattern($0), user: user) == nil }) { return }
-        // Ids that are not topic segments (tokens from another issuer) have no private topic.
-        if topics.isEmpty, message.topic == nil, [message.authorId, message.recipientId].contains(user.id) { return }
-        throw APIError(403, message.topic == nil
-            ? "a direct message is readable by its author and recipient (and tokens granted their private topics)"
-            : "not allowed to read messages of '\(message.topic ?? "")'")
+        if let denial = MessageAccess.readDenial(message, by: user) { throw denial }
     }
 
     /// The author, still allowed to post where the message went.

@@ -1,0 +1,281 @@
+// Types of chorus.js (hand-written; checked with `tsc --noEmit` by clients/js/test/types.test.mjs).
+
+/** Any JSON value. */
+export type JSONValue = string | number | boolean | null | JSONValue[] | { [key: string]: JSONValue };
+export type JSONObject = { [key: string]: JSONValue };
+
+/** A request id as the node echoes it. */
+export type RequestId = string | number;
+
+/** The connection state; each is also an event name. */
+export type ConnectionState = "disconnected" | "connecting" | "connected" | "reconnecting";
+
+/** A position in a topic's history. */
+export interface StreamPosition {
+  offset: number;
+  epoch: string;
+}
+
+/** A delivered `message`. `offset`/`epoch` only on topics with history. */
+export interface Message<Data = JSONValue> {
+  type: "message";
+  topic: string;
+  eventType: string;
+  data: Data;
+  metadata: { senderId: string; [key: string]: JSONValue };
+  timestamp: string;
+  offset?: number;
+  epoch?: string;
+  messageId?: string;
+}
+
+/** The node's `subscribed` reply. */
+export interface SubscribedReply {
+  type: "subscribed";
+  topic: string;
+  recovered?: boolean;
+  offset?: number;
+  epoch?: string;
+  id?: RequestId;
+  timestamp?: string;
+}
+
+/** The node's `published` reply to a publish with an `id`. */
+export interface PublishedReply {
+  type: "published";
+  topic: string;
+  messageId?: string;
+  offset?: number;
+  epoch?: string;
+  duplicate?: boolean;
+  id?: RequestId;
+  /** false when `publishAcks` is off: the node read the message and did not refuse it (no offset, no duplicate check). */
+  acknowledged?: boolean;
+}
+
+export interface PresenceMember<Data = JSONValue> {
+  userId: string;
+  data?: Data;
+  connections?: number;
+}
+
+/** A `presence` event (the node's `batch` form is unpacked into these by the SDK). */
+export interface PresenceEvent<Data = JSONValue> {
+  type: "presence";
+  topic: string;
+  event: "join" | "leave" | "update";
+  member: PresenceMember<Data>;
+  timestamp: string;
+}
+
+export interface PresenceState<Data = JSONValue> {
+  topic: string;
+  members: PresenceMember<Data>[];
+  count: number;
+}
+
+/** A `typing` event from another user. */
+export interface TypingEvent {
+  type: "typing";
+  topic: string;
+  userId: string;
+  state: "start" | "stop";
+  timestamp: string;
+}
+
+export interface ReadRecordedReply {
+  type: "read_recorded";
+  messageId: string;
+  readAt: string;
+  /** false when the user's read position was already at or past this message. */
+  advanced?: boolean;
+  id?: RequestId;
+}
+
+/** Any reply or event of the node, for `request()` and the `unhandled` event. */
+export interface ServerMessage {
+  type: string;
+  id?: RequestId;
+  [key: string]: unknown;
+}
+
+/** A WebSocket constructor: the browser's, Node's global (Node 22+, or 20 with --experimental-websocket), or `ws`. */
+export interface WebSocketLike {
+  readonly readyState: number;
+  onopen: ((event: unknown) => void) | null;
+  onmessage: ((event: { data: unknown }) => void) | null;
+  onerror: ((event: unknown) => void) | null;
+  onclose: ((event: { code?: number; reason?: string }) => void) | null;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+}
+export type WebSocketConstructor = new (url: string) => WebSocketLike;
+
+export interface ChorusClientOptions {
+  /** A token (sent as `auth` once the socket is open). */
+  token?: string;
+  /** Asked for a token before the first connection (unless `token` is given), before every reconnect, on `auth_expired` and once after a refused token. */
+  getToken?: () => string | Promise<string>;
+  /** A WebSocket class; defaults to `globalThis.WebSocket`. */
+  WebSocket?: WebSocketConstructor | (new (url: string) => unknown);
+  /** false: never reconnect. Default true. */
+  reconnect?: boolean;
+  /** Backoff: attempt n waits random() * min(maxReconnectDelay, minReconnectDelay * reconnectFactor^n) ms. Defaults 500, 20000, 2. */
+  minReconnectDelay?: number;
+  maxReconnectDelay?: number;
+  reconnectFactor?: number;
+  /** A connection up this long (ms, default 10000) resets the backoff. */
+  stableConnectionAfter?: number;
+  /** How long a request waits for its reply (ms, default 15000; 0 = forever). */
+  requestTimeout?: number;
+  /** Most publishes waiting while disconnected or unacknowledged (default 100). */
+  offlineQueueSize?: number;
+  /** Wait for the node's `published` reply (default true); false for nodes without publish acks. */
+  publishAcks?: boolean;
+  /** Send `ping` this often (ms, default 25000; 0 = off) and reconnect without a `pong` within `requestTimeout`. */
+  pingInterval?: number;
+  /** A typing `start` goes out at most this often per topic (ms, default 2000). */
+  typingThrottle?: number;
+  /** `stop` is sent this long after the last `typing()` call (ms, default 4000). */
+  typingTimeout?: number;
+  /** The random source of the backoff's jitter (tests). */
+  random?: () => number;
+}
+
+export interface SubscribeOptions<Data = JSONValue> {
+  onMessage?: (message: Message<Data>) => void;
+  onPresence?: (event: PresenceEvent) => void;
+  onTyping?: (event: TypingEvent) => void;
+  /** Called when a resubscription could not recover what was missed: reload, then continue. */
+  onRecoveryFailed?: (event: RecoveryFailedEvent) => void;
+  /** On the first subscription, ask for the last `replay` messages (history topics only). */
+  replay?: number;
+  /** Start from this position (history topics only). */
+  since?: StreamPosition;
+  /** Join the topic's presence with this data. */
+  presence?: JSONValue;
+  /** Receive presence events. */
+  presenceEvents?: boolean;
+}
+
+/** Calling it unsubscribes (or leaves); `ready` resolves with the first `subscribed` reply. */
+export interface Unsubscribe {
+  (): void;
+  readonly ready: Promise<SubscribedReply>;
+  readonly topic: string;
+}
+
+export interface PublishOptions {
+  metadata?: JSONObject;
+  eventType?: string;
+  /** Idempotency key; generated when absent. Reuse it to retry a publish safely. */
+  messageId?: string;
+  /** false: reject at once when not connected instead of queueing. */
+  queue?: boolean;
+}
+
+export interface StateEvent {
+  state: ConnectionState;
+  previous: ConnectionState;
+  code?: number;
+  reason?: string;
+  willReconnect?: boolean;
+  attempt?: number;
+  delay?: number;
+  userId?: string;
+  reconnected?: boolean;
+  error?: ChorusError;
+}
+
+export interface SubscribedEvent {
+  topic: string;
+  recovered?: boolean;
+  offset?: number;
+  epoch?: string;
+  /** true when this is a resubscription after a reconnect. */
+  resubscribed: boolean;
+}
+
+export interface RecoveryFailedEvent extends SubscribedEvent {
+  since: StreamPosition;
+  reason?: string;
+}
+
+export interface ChorusEvents {
+  state: StateEvent;
+  connecting: { attempt?: number };
+  connected: { userId?: string; reconnected: boolean };
+  disconnected: { code: number; reason: string; willReconnect: boolean; error?: ChorusError };
+  reconnecting: { attempt: number; delay?: number; code?: number };
+  message: Message;
+  presence: PresenceEvent;
+  typing: TypingEvent;
+  subscribed: SubscribedEvent;
+  recoveryFailed: RecoveryFailedEvent;
+  subscriptionEnded: { topic: string; error: ChorusError };
+  authExpired: ServerMessage;
+  reauthenticated: { userId?: string };
+  token: { token: string };
+  error: ChorusError | Error;
+  unhandled: ServerMessage;
+}
+
+export class ChorusError extends Error {
+  constructor(message: string, options?: { code?: number; details?: JSONValue; reply?: ServerMessage; cause?: unknown });
+  /** The node's code (400, 401, 403, 409, 429, ...); 0 for the client's own errors. */
+  readonly code: number;
+  readonly details?: JSONValue;
+  readonly reply?: ServerMessage;
+}
+export class ChorusAuthError extends ChorusError {}
+export class ChorusTimeoutError extends ChorusError {}
+export class ChorusQueueFullError extends ChorusError {}
+export class ChorusClosedError extends ChorusError {}
+
+export const CloseCode: Readonly<{
+  normal: 1000; goingAway: 1001; protocolError: 1002; invalidData: 1007; policyViolation: 1008;
+  tooBig: 1009; pingTimeout: 4000; unauthorized: 4001; forbidden: 4003; slowConsumer: 4008;
+}>;
+
+export function topicMatches(pattern: string, topic: string): boolean;
+export function isPattern(topic: string): boolean;
+export function newMessageId(): string;
+export function backoffDelay(
+  attempt: number,
+  options: { minReconnectDelay: number; maxReconnectDelay: number; reconnectFactor: number },
+  random?: () => number,
+): number;
+
+export class ChorusClient {
+  constructor(url: string, options?: ChorusClientOptions);
+  readonly url: string;
+  readonly state: ConnectionState;
+  readonly userId: string | undefined;
+  readonly positions: Map<string, StreamPosition>;
+  readonly queuedPublishes: number;
+
+  on<E extends keyof ChorusEvents>(event: E, handler: (value: ChorusEvents[E]) => void): () => void;
+  off<E extends keyof ChorusEvents>(event: E, handler: (value: ChorusEvents[E]) => void): void;
+  once<E extends keyof ChorusEvents>(event: E): Promise<ChorusEvents[E]>;
+
+  connect(): Promise<void>;
+  disconnect(): void;
+  setToken(token: string): void;
+
+  subscribe<Data = JSONValue>(topic: string, handler: (message: Message<Data>) => void, options?: Omit<SubscribeOptions<Data>, "onMessage">): Unsubscribe;
+  subscribe<Data = JSONValue>(topic: string, handlers: SubscribeOptions<Data>): Unsubscribe;
+
+  publish(topic: string, data: JSONValue, options?: PublishOptions): Promise<PublishedReply>;
+
+  join(topic: string, data?: JSONValue, options?: Omit<SubscribeOptions, "presence" | "presenceEvents">): Unsubscribe;
+  /** Leaves every `join` of `topic`. */
+  leave(topic: string): void;
+  members<Data = JSONValue>(topic: string): Promise<PresenceState<Data>>;
+  typing(topic: string): void;
+  stopTyping(topic: string): void;
+  markRead(messageId: string): Promise<ReadRecordedReply>;
+  ping(): Promise<ServerMessage>;
+  request(type: string, fields?: Record<string, unknown>): Promise<ServerMessage>;
+}
+
+export default ChorusClient;

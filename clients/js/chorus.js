@@ -1,0 +1,877 @@
+// Chorus client SDK for browsers and Node 20+: one ES module, no dependencies, no build step.
+//
+//   import { ChorusClient } from "./chorus.js";
+//   const client = new ChorusClient("wss://chat.example.com/ws", { getToken: fetchToken });
+//   const unsubscribe = client.subscribe("rooms.lobby", (message) => console.log(message.data));
+//   await client.publish("rooms.lobby", { text: "hello" });
+//
+// What it does for the application: authenticates with a token or a token provider (asked again
+// before every reconnect and when the node says `auth_expired`), reconnects with capped
+// exponential backoff and full jitter (at once after a drain's close 1001, never in a loop on an
+// auth failure), resubscribes every topic with `since` from the last position it saw (and tells
+// the application when the node could not recover), matches replies to requests by `id`, queues
+// publishes made while disconnected (bounded, each with a `messageId` so a retry is not
+// delivered twice), and offers presence, typing and read-receipt helpers.
+// The protocol is described in docs/protocol.md; the behaviour in docs/client-guide.md.
+//
+// Everything runs on the JavaScript event loop: no locks, one socket at a time.
+
+/** Base class of every error the SDK rejects with or emits. */
+export class ChorusError extends Error {
+  constructor(message, { code = 0, details = undefined, reply = undefined, cause = undefined } = {}) {
+    super(message, cause === undefined ? undefined : { cause });
+    this.name = "ChorusError";
+    /** The node's error code (400, 401, 403, 409, 429, ...), 0 for errors of the client itself. */
+    this.code = code;
+    /** The node's `details` object, when it sent one. */
+    this.details = details;
+    /** The node's whole reply, when there was one. */
+    this.reply = reply;
+  }
+}
+
+/** The node refused the token (`auth_error`), or the connection was closed for authentication. */
+export class ChorusAuthError extends ChorusError {
+  constructor(message, options) { super(message, options); this.name = "ChorusAuthError"; }
+}
+
+/** A request got no reply within `requestTimeout`. */
+export class ChorusTimeoutError extends ChorusError {
+  constructor(message, options) { super(message, options); this.name = "ChorusTimeoutError"; }
+}
+
+/** A publish could not be queued: the offline queue holds `offlineQueueSize` publishes already. */
+export class ChorusQueueFullError extends ChorusError {
+  constructor(message, options) { super(message, options); this.name = "ChorusQueueFullError"; }
+}
+
+/** The request was cut off: the client was closed, or the connection dropped before a reply. */
+export class ChorusClosedError extends ChorusError {
+  constructor(message, options) { super(message, options); this.name = "ChorusClosedError"; }
+}
+
+/** Close codes the node uses; see README "Close codes". */
+export const CloseCode = Object.freeze({
+  normal: 1000,
+  goingAway: 1001,
+  protocolError: 1002,
+  invalidData: 1007,
+  policyViolation: 1008,
+  tooBig: 1009,
+  pingTimeout: 4000,
+  unauthorized: 4001,
+  forbidden: 4003,
+  slowConsumer: 4008,
+});
+
+const DEFAULTS = Object.freeze({
+  reconnect: true,
+  minReconnectDelay: 500,
+  maxReconnectDelay: 20000,
+  reconnectFactor: 2,
+  stableConnectionAfter: 10000,
+  requestTimeout: 15000,
+  offlineQueueSize: 100,
+  publishAcks: true,
+  pingInterval: 25000,
+  typingThrottle: 2000,
+  typingTimeout: 4000,
+});
+
+/** Whether `pattern` (with `*` for one segment and `**` for one or more) matches `topic`. */
+export function topicMatches(pattern, topic) {
+  const p = pattern.split(".");
+  const t = topic.split(".");
+  const match = (i, j) => {
+    if (i === p.length) return j === t.length;
+    if (p[i] === "**") {
+      for (let k = j + 1; k <= t.length; k++) if (match(i + 1, k)) return true;
+      return false;
+    }
+    if (j === t.length) return false;
+    return (p[i] === "*" || p[i] === t[j]) && match(i + 1, j + 1);
+  };
+  return match(0, 0);
+}
+
+/** True when `topic` names one topic rather than a pattern. */
+export function isPattern(topic) {
+  return topic.split(".").some((segment) => segment === "*" || segment === "**");
+}
+
+/** A random idempotency key: a UUID where the platform has one. */
+export function newMessageId() {
+  const c = globalThis.crypto;
+  if (c && typeof c.randomUUID === "function") return c.randomUUID();
+  let text = "";
+  for (let i = 0; i < 32; i++) text += Math.floor(Math.random() * 16).toString(16);
+  return text;
+}
+
+/**
+ * The delay before reconnect attempt `attempt` (0-based): full jitter over a capped
+ * exponential, `random() * min(max, min * factor^attempt)`.
+ */
+export function backoffDelay(attempt, { minReconnectDelay, maxReconnectDelay, reconnectFactor }, random = Math.random) {
+  const ceiling = Math.min(maxReconnectDelay, minReconnectDelay * Math.pow(reconnectFactor, attempt));
+  return Math.floor(random() * ceiling);
+}
+
+/**
+ * One topic the client is subscribed to on the node, shared by every handler the application
+ * registered for it.
+ */
+class TopicEntry {
+  constructor(topic) {
+    this.topic = topic;
+    /** @type {Set<{onMessage?:Function,onPresence?:Function,onTyping?:Function,onRecoveryFailed?:Function,presence?:any,presenceEvents?:boolean,replay?:number}>} */
+    this.handlers = new Set();
+    /** Subscribed on the current connection. */
+    this.active = false;
+    /** Resolved with the `subscribed` reply of the current or next connection. */
+    this.readyWaiters = [];
+    this.lastReply = undefined;
+    this.replayDone = false;
+  }
+
+  get presence() {
+    for (const h of this.handlers) if (h.presence !== undefined) return h.presence;
+    return undefined;
+  }
+
+  get presenceEvents() {
+    for (const h of this.handlers) if (h.presenceEvents || h.onPresence) return true;
+    return false;
+  }
+
+  get replay() {
+    let most = 0;
+    for (const h of this.handlers) if (h.replay > most) most = h.replay;
+    return most;
+  }
+}
+
+/**
+ * A connection to a Chorus node (or a load balancer in front of several) that stays
+ * connected: see the module comment.
+ */
+export class ChorusClient {
+  /**
+   * @param {string} url `ws://host:port/ws` or `wss://...`
+   * @param {object} [options] see chorus.d.ts `ChorusClientOptions`
+   */
+  constructor(url, options = {}) {
+    this.url = url;
+    this.options = { ...DEFAULTS, ...options };
+    this._WebSocket = options.WebSocket ?? globalThis.WebSocket;
+    if (typeof this._WebSocket !== "function") {
+      throw new ChorusError("no WebSocket implementation: pass one as options.WebSocket (e.g. from the 'ws' package) or run Node with --experimental-websocket");
+    }
+    this._token = options.token;
+    this._getToken = options.getToken;
+    this._random = options.random ?? Math.random;
+    this._listeners = new Map();
+    this._state = "disconnected";
+    this._socket = null;
+    this._wanted = false;
+    this._attempt = 0;
+    this._connectedAt = 0;
+    this._reconnectTimer = null;
+    this._pingTimer = null;
+    this._pongTimer = null;
+    this._nextId = 1;
+    this._pending = new Map();
+    this._opening = false;
+    this._topics = new Map();
+    this._positions = new Map();
+    this._queue = [];
+    this._inflight = new Map();
+    this._typing = new Map();
+    this._joined = new Map();
+    this._userId = undefined;
+    this._authFailedToken = undefined;
+    this._connectWaiters = [];
+    this._reconnected = false;
+  }
+
+  // MARK: events
+
+  /** Adds `handler` for `event`; returns a function that removes it. */
+  on(event, handler) {
+    let set = this._listeners.get(event);
+    if (!set) this._listeners.set(event, (set = new Set()));
+    set.add(handler);
+    return () => this.off(event, handler);
+  }
+
+  off(event, handler) {
+    this._listeners.get(event)?.delete(handler);
+  }
+
+  /** Resolves with the next `event`'s value. */
+  once(event) {
+    return new Promise((resolve) => {
+      const off = this.on(event, (value) => { off(); resolve(value); });
+    });
+  }
+
+  _emit(event, value) {
+    const set = this._listeners.get(event);
+    if (!set) return;
+    for (const handler of [...set]) {
+      try { handler(value); } catch (error) { this._report(error); }
+    }
+  }
+
+  /** An application handler threw: the `error` event gets it, or, with no listener, the console. */
+  _report(error) {
+    if (this._listeners.get("error")?.size) this._emit("error", error);
+    else console.error("chorus: a handler threw", error);
+  }
+
+  // MARK: state
+
+  /** `disconnected`, `connecting`, `connected` or `reconnecting`. */
+  get state() { return this._state; }
+
+  /** The user id the node authenticated, once connected. */
+  get userId() { return this._userId; }
+
+  /** The last `{offset, epoch}` seen per topic (from messages and `subscribed` replies). */
+  get positions() {
+    return new Map([...this._positions].map(([topic, { offset, epoch }]) => [topic, { offset, epoch }]));
+  }
+
+  /** Publishes waiting for a connection or for their acknowledgement. */
+  get queuedPublishes() { return this._queue.length + this._inflight.size; }
+
+  _setState(state, detail = {}) {
+    if (this._state === state) return;
+    const previous = this._state;
+    this._state = state;
+    this._emit("state", { state, previous, ...detail });
+    this._emit(state, detail);
+  }
+
+  // MARK: connecting
+
+  /**
+   * Starts connecting (and keeps reconnecting until `disconnect()`). Resolves once connected and
+   * authenticated; rejects with a `ChorusAuthError` when the token is refused.
+   */
+  connect() {
+    const promise = new Promise((resolve, reject) => this._connectWaiters.push({ resolve, reject }));
+    if (this._state === "connected") {
+      this._settleConnect(null);
+    } else if (!this._wanted || (!this._socket && !this._reconnectTimer && !this._opening)) {
+      this._wanted = true;
+      this._open();
+    }
+    return promise;
+  }
+
+  /** Closes the connection for good (code 1000); pending requests reject with `ChorusClosedError`. */
+  disconnect() {
+    this._wanted = false;
+    clearTimeout(this._reconnectTimer);
+    this._reconnectTimer = null;
+    const socket = this._socket;
+    this._dropSocket();
+    if (socket) { try { socket.close(1000, "client closed"); } catch { /* already closing */ } }
+    const error = new ChorusClosedError("client disconnected");
+    this._failPending(error);
+    for (const item of this._queue) item.reject(error);
+    this._queue = [];
+    this._settleConnect(error);
+    for (const t of this._typing.values()) { clearTimeout(t.stopTimer); }
+    this._typing.clear();
+    this._reconnected = false;
+    this._attempt = 0;
+    this._setState("disconnected", { code: 1000, reason: "client closed", willReconnect: false });
+  }
+
+  /** Replaces the token; reconnects at once if the client stopped on an auth failure. */
+  setToken(token) {
+    this._token = token;
+    this._authFailedToken = undefined;
+    if (this._wanted && !this._socket && this._state === "disconnected") this._open();
+    else if (this._state === "connected") this._reauthenticate(token);
+  }
+
+  _settleConnect(error) {
+    const waiters = this._connectWaiters;
+    this._connectWaiters = [];
+    for (const w of waiters) error ? w.reject(error) : w.resolve();
+  }
+
+  async _currentToken(refresh) {
+    if (this._getToken && (refresh || this._token === undefined)) {
+      this._token = await this._getToken();
+      this._emit("token", { token: this._token });
+    }
+    return this._token;
+  }
+
+  async _open() {
+    clearTimeout(this._reconnectTimer);
+    this._reconnectTimer = null;
+    this._setState(this._reconnected ? "reconnecting" : "connecting", { attempt: this._attempt });
+    let token;
+    this._opening = true;
+    try {
+      // A provider is asked before every connection after the first, so a reconnect never
+      // presents a token that expired while the client was away.
+      token = await this._currentToken(this._reconnected || this._authFailedToken !== undefined);
+    } catch (error) {
+      this._opening = false;
+      this._emit("error", new ChorusAuthError("getToken failed: " + (error?.message ?? error), { cause: error }));
+      if (this._wanted) this._scheduleReconnect();
+      return;
+    }
+    this._opening = false;
+    if (!this._wanted) return;
+    if (token !== undefined && token === this._authFailedToken) {
+      this._stopOnAuthFailure(new ChorusAuthError("the token was refused before and no new token is available"));
+      return;
+    }
+    let socket;
+    try {
+      socket = new this._WebSocket(this.url);
+    } catch (error) {
+      this._emit("error", new ChorusError("cannot open " + this.url + ": " + (error?.message ?? error), { cause: error }));
+      this._scheduleReconnect();
+      return;
+    }
+    this._socket = socket;
+    socket.onopen = () => {
+      if (this._socket !== socket) return;
+      if (token === undefined) {
+        this._authenticated({ userId: undefined });
+        return;
+      }
+      this._request({ type: "auth", token }, { timeout: this.options.requestTimeout })
+        .then((reply) => { if (this._socket === socket) this._authenticated(reply); })
+        .catch((error) => {
+          if (this._socket !== socket) return;
+          if (error instanceof ChorusAuthError) {
+            this._authFailedToken = token;
+            this._dropSocket();
+            try { socket.close(1000, "authentication failed"); } catch { /* closing */ }
+            this._afterAuthFailure(error);
+          } else {
+            try { socket.close(4000, "no auth reply"); } catch { /* closing */ }
+          }
+        });
+    };
+    socket.onmessage = (event) => {
+      if (this._socket !== socket) return;
+      this._receive(typeof event.data === "string" ? event.data : String(event.data));
+    };
+    socket.onerror = () => { /* the close event follows and decides */ };
+    socket.onclose = (event) => {
+      if (this._socket !== socket) return;
+      this._closed(event.code ?? 1006, event.reason ?? "");
+    };
+  }
+
+  /** With a provider, one more try with a fresh token; otherwise stop until `setToken`. */
+  async _afterAuthFailure(error) {
+    this._emit("error", error);
+    if (this._getToken && this._wanted) {
+      let fresh;
+      try { fresh = await this._getToken(); } catch { fresh = undefined; }
+      if (fresh !== undefined && fresh !== this._authFailedToken) {
+        this._token = fresh;
+        this._emit("token", { token: fresh });
+        this._authFailedToken = undefined;
+        this._open();
+        return;
+      }
+    }
+    this._stopOnAuthFailure(error);
+  }
+
+  _stopOnAuthFailure(error) {
+    this._dropSocket();
+    this._setState("disconnected", { code: CloseCode.unauthorized, reason: error.message, willReconnect: false, error });
+    this._settleConnect(error);
+  }
+
+  _authenticated(reply) {
+    this._userId = reply.userId;
+    this._authFailedToken = undefined;
+    this._connectedAt = Date.now();
+    const reconnected = this._reconnected;
+    this._reconnected = true;
+    this._setState("connected", { userId: reply.userId, reconnected });
+    this._startPing();
+    this._settleConnect(null);
+    for (const entry of this._topics.values()) this._sendSubscribe(entry);
+    this._flushQueue();
+  }
+
+  _closed(code, reason) {
+    this._dropSocket();
+    const error = new ChorusClosedError(`connection closed (${code}${reason ? ": " + reason : ""})`, { code });
+    this._failPending(error);
+    if (code === CloseCode.unauthorized || code === CloseCode.forbidden) {
+      this._authFailedToken = this._token;
+      this._afterAuthFailure(new ChorusAuthError(reason || "connection closed for authentication", { code }));
+      return;
+    }
+    const willReconnect = this._wanted && this.options.reconnect !== false;
+    this._setState("disconnected", { code, reason, willReconnect });
+    if (willReconnect) this._scheduleReconnect(code);
+    else this._settleConnect(error);
+  }
+
+  _scheduleReconnect(code) {
+    if (!this._wanted || this._reconnectTimer) return;
+    const wasConnected = this._connectedAt !== 0;
+    if (wasConnected && Date.now() - this._connectedAt >= this.options.stableConnectionAfter) this._attempt = 0;
+    this._connectedAt = 0;
+    // A drain (1001) is planned and the other nodes are up: the first attempt goes at once.
+    const delay = code === CloseCode.goingAway && wasConnected ? 0 : backoffDelay(this._attempt, this.options, this._random);
+    this._attempt += 1;
+    this._reconnected = true;
+    this._setState("reconnecting", { attempt: this._attempt, delay, code });
+    this._reconnectTimer = setTimeout(() => { this._reconnectTimer = null; if (this._wanted) this._open(); }, delay);
+  }
+
+  _dropSocket() {
+    const socket = this._socket;
+    this._socket = null;
+    clearInterval(this._pingTimer);
+    clearTimeout(this._pongTimer);
+    this._pingTimer = this._pongTimer = null;
+    for (const entry of this._topics.values()) entry.active = false;
+    if (socket) { socket.onopen = socket.onmessage = socket.onerror = socket.onclose = null; }
+    // Publishes sent but not acknowledged go back to the front of the queue, in their order:
+    // their messageId makes the retry safe.
+    if (this._inflight.size) {
+      const back = [...this._inflight.values()].sort((a, b) => a.seq - b.seq);
+      this._inflight.clear();
+      this._queue.unshift(...back);
+    }
+  }
+
+  _startPing() {
+    const every = this.options.pingInterval;
+    if (!every) return;
+    this._pingTimer = setInterval(() => {
+      const socket = this._socket;
+      if (!socket || this._pongTimer) return;
+      this._pongTimer = setTimeout(() => {
+        // No pong: the connection is dead without a close (a half-open TCP connection).
+        if (this._socket === socket) { try { socket.close(4000, "no pong"); } catch { /* closing */ } this._closed(4000, "no pong"); }
+      }, this.options.requestTimeout);
+      this._request({ type: "ping" }, { timeout: 0 }).then(() => { clearTimeout(this._pongTimer); this._pongTimer = null; }, () => {});
+    }, every);
+  }
+
+  async _reauthenticate(token) {
+    try {
+      const reply = await this._request({ type: "auth", token });
+      this._userId = reply.userId;
+      this._emit("reauthenticated", { userId: reply.userId });
+    } catch (error) {
+      this._emit("error", error);
+    }
+  }
+
+  // MARK: requests and replies
+
+  _send(object) {
+    const socket = this._socket;
+    if (!socket || socket.readyState !== 1) return false;
+    socket.send(JSON.stringify(object));
+    return true;
+  }
+
+  /** Sends `object` with a fresh `id`; resolves with the reply, rejects with the node's error. */
+  _request(object, { timeout = this.options.requestTimeout, onReply } = {}) {
+    return new Promise((resolve, reject) => {
+      const id = this._nextId++;
+      const pending = { resolve, reject, onReply, timer: null, type: object.type };
+      if (timeout) {
+        pending.timer = setTimeout(() => {
+          this._pending.delete(id);
+          reject(new ChorusTimeoutError(`no reply to '${object.type}' within ${timeout} ms`));
+        }, timeout);
+      }
+      this._pending.set(id, pending);
+      if (!this._send({ ...object, id })) {
+        clearTimeout(pending.timer);
+        this._pending.delete(id);
+        reject(new ChorusClosedError("not connected"));
+      }
+    });
+  }
+
+  /** Sends any request and resolves with its reply (for messages this SDK has no helper for). */
+  request(type, fields = {}) {
+    return this._request({ ...fields, type });
+  }
+
+  _failPending(error) {
+    const pending = [...this._pending.values()];
+    this._pending.clear();
+    for (const p of pending) { clearTimeout(p.timer); p.reject(error); }
+  }
+
+  _receive(text) {
+    let message;
+    try { message = JSON.parse(text); } catch { return; }
+    if (message === null || typeof message !== "object") return;
+    const id = message.id;
+    const isReply = id !== undefined && message.type !== "message" && this._pending.has(id);
+    if (isReply) {
+      const pending = this._pending.get(id);
+      this._pending.delete(id);
+      clearTimeout(pending.timer);
+      if (message.type === "error") pending.reject(new ChorusError(message.message ?? "error", { code: message.code, details: message.details, reply: message }));
+      else if (message.type === "auth_error") pending.reject(new ChorusAuthError(message.message ?? "authentication failed", { code: message.code, details: message.details, reply: message }));
+      else pending.resolve(message);
+      return;
+    }
+    switch (message.type) {
+      case "message": return this._deliver(message);
+      case "presence":
+        // Above the node's PRESENCE_BATCH_RATE, a second's events come as one batch: the
+        // application sees them one by one either way.
+        if (message.event === "batch" && Array.isArray(message.events)) {
+          for (const event of message.events) this._dispatch("presence", { type: "presence", topic: message.topic, timestamp: message.timestamp, ...event }, "onPresence");
+          return;
+        }
+        return this._dispatch("presence", message, "onPresence");
+      case "typing": return this._dispatch("typing", message, "onTyping");
+      case "auth_expired": return this._authExpired(message);
+      case "auth_error": {
+        // An auth_error without the request's id still answers the pending auth.
+        for (const [pid, pending] of this._pending) {
+          if (pending.type !== "auth") continue;
+          this._pending.delete(pid);
+          clearTimeout(pending.timer);
+          pending.reject(new ChorusAuthError(message.message ?? "authentication failed", { code: message.code, details: message.details, reply: message }));
+          return;
+        }
+        const error = new ChorusAuthError(message.message ?? "authentication failed", { code: message.code, details: message.details, reply: message });
+        this._emit("error", error);
+        return;
+      }
+      case "error": {
+        const error = new ChorusError(message.message ?? "error", { code: message.code, details: message.details, reply: message });
+        const topic = message.details?.topic;
+        if (message.code === 403 && topic && this._topics.has(topic)) {
+          // The node ended this subscription (a new token's grants no longer cover it).
+          this._topics.delete(topic);
+          this._emit("subscriptionEnded", { topic, error });
+        }
+        this._emit("error", error);
+        return;
+      }
+      default:
+        this._emit("unhandled", message);
+    }
+  }
+
+  async _authExpired(message) {
+    this._emit("authExpired", message);
+    if (!this._getToken) {
+      this._emit("error", new ChorusAuthError(message.message ?? "token expired", { code: 401, reply: message }));
+      return;
+    }
+    try {
+      const token = await this._currentToken(true);
+      await this._reauthenticate(token);
+    } catch (error) {
+      this._emit("error", error instanceof ChorusError ? error : new ChorusAuthError("getToken failed", { cause: error }));
+    }
+  }
+
+  // MARK: subscriptions
+
+  /**
+   * Subscribes to `topic` (a topic or a pattern) and calls `handler` with each message; returns
+   * a function that unsubscribes this handler, with `.ready` (the `subscribed` reply) and `.topic`.
+   * `handler` may instead be an object: `{ onMessage, onPresence, onTyping, onRecoveryFailed,
+   * replay, since, presence: { data }, presenceEvents }`.
+   */
+  subscribe(topic, handler, options = {}) {
+    const handlers = typeof handler === "function" ? { ...options, onMessage: handler } : { ...options, ...handler };
+    let entry = this._topics.get(topic);
+    const fresh = !entry;
+    if (!entry) { entry = new TopicEntry(topic); this._topics.set(topic, entry); }
+    if (handlers.since && !this._positions.has(topic)) this._positions.set(topic, { ...handlers.since });
+    const hadPresence = entry.presence !== undefined;
+    const hadEvents = entry.presenceEvents;
+    entry.handlers.add(handlers);
+    const ready = new Promise((resolve, reject) => entry.readyWaiters.push({ resolve, reject }));
+    ready.catch(() => {});
+    const changed = !fresh && ((handlers.presence !== undefined && !hadPresence) || (entry.presenceEvents && !hadEvents));
+    if (fresh || changed) {
+      if (this._state === "connected") this._sendSubscribe(entry);
+    } else if (entry.lastReply && entry.active) {
+      for (const w of entry.readyWaiters.splice(0)) w.resolve(entry.lastReply);
+    }
+    let done = false;
+    const unsubscribe = () => {
+      if (done) return;
+      done = true;
+      entry.handlers.delete(handlers);
+      if (entry.handlers.size === 0 && this._topics.get(topic) === entry) {
+        this._topics.delete(topic);
+        this._positions.delete(topic);
+        if (this._state === "connected") this._request({ type: "unsubscribe", topic }).catch(() => {});
+      } else if (handlers.presence !== undefined && entry.presence === undefined && this._state === "connected") {
+        // The last member left while other handlers stay subscribed: subscribe again without presence.
+        this._request({ type: "unsubscribe", topic }).catch(() => {}).then(() => this._sendSubscribe(entry));
+      }
+    };
+    unsubscribe.ready = ready;
+    unsubscribe.topic = topic;
+    return unsubscribe;
+  }
+
+  _sendSubscribe(entry) {
+    const request = { type: "subscribe", topic: entry.topic };
+    const position = this._positions.get(entry.topic);
+    if (!isPattern(entry.topic)) {
+      if (position) request.since = { offset: position.offset, epoch: position.epoch };
+      else if (entry.replay > 0 && !entry.replayDone) request.replay = entry.replay;
+    }
+    const presence = entry.presence;
+    if (presence !== undefined) request.presence = { data: presence ?? {} };
+    if (entry.presenceEvents) request.presenceEvents = true;
+    const resubscribe = entry.lastReply !== undefined;
+    this._request(request).then((reply) => {
+      if (this._topics.get(entry.topic) !== entry) return;
+      entry.active = true;
+      entry.retries = 0;
+      entry.lastReply = reply;
+      if (request.replay) entry.replayDone = true;
+      this._subscribed(entry, request, reply, resubscribe);
+      for (const w of entry.readyWaiters.splice(0)) w.resolve(reply);
+    }, (error) => {
+      if (error instanceof ChorusClosedError) return;  // resubscribed on the next connection
+      if (this._topics.get(entry.topic) !== entry) return;
+      const field = error.details?.field;
+      if (error.code === 400 && (field === "replay" || field === "since")) {
+        // The topic has no history (any more): subscribe without it. A lost position is a
+        // failed recovery the application must hear about.
+        entry.replayDone = true;
+        if (field === "since") {
+          this._positions.delete(entry.topic);
+          const event = { topic: entry.topic, recovered: false, resubscribed: resubscribe, since: request.since, reason: "the topic has no history" };
+          this._emit("recoveryFailed", event);
+          for (const h of entry.handlers) if (h.onRecoveryFailed) this._call(h.onRecoveryFailed, event);
+        }
+        if (this._state === "connected") this._sendSubscribe(entry);
+        return;
+      }
+      if (error.code === 409 && (entry.retries ?? 0) < 5) {
+        // The node is still reading the history for this topic's previous subscribe: retry soon.
+        entry.retries = (entry.retries ?? 0) + 1;
+        setTimeout(() => { if (this._state === "connected" && this._topics.get(entry.topic) === entry) this._sendSubscribe(entry); }, 100 * entry.retries);
+        return;
+      }
+      if (error.code >= 400 && error.code < 500 && error.code !== 429) {
+        this._topics.delete(entry.topic);
+      }
+      for (const w of entry.readyWaiters.splice(0)) w.reject(error);
+      this._emit("error", error);
+    });
+  }
+
+  _subscribed(entry, request, reply, resubscribe) {
+    const hasPosition = typeof reply.offset === "number" && typeof reply.epoch === "string";
+    const info = { topic: entry.topic, recovered: reply.recovered, offset: reply.offset, epoch: reply.epoch, resubscribed: resubscribe };
+    this._emit("subscribed", info);
+    if (request.since && reply.recovered === false) {
+      // The node no longer has what came after our position (history expired, or a new epoch):
+      // the application should reload (e.g. GET /api/messages) and continue from here.
+      const event = { ...info, since: request.since };
+      this._emit("recoveryFailed", event);
+      for (const h of entry.handlers) if (h.onRecoveryFailed) h.onRecoveryFailed(event);
+      if (hasPosition) this._positions.set(entry.topic, { offset: reply.offset, epoch: reply.epoch });
+      return;
+    }
+    if (request.since && !hasPosition && resubscribe) {
+      // A node without history: whatever was published while away is not replayed.
+      const event = { ...info, recovered: false, since: request.since, reason: "no history on this topic" };
+      this._emit("recoveryFailed", event);
+      for (const h of entry.handlers) if (h.onRecoveryFailed) h.onRecoveryFailed(event);
+      return;
+    }
+    if (hasPosition && !request.since && !request.replay && !this._positions.has(entry.topic)) {
+      this._positions.set(entry.topic, { offset: reply.offset, epoch: reply.epoch });
+    }
+  }
+
+  _deliver(message) {
+    const topic = message.topic;
+    if (typeof message.offset === "number" && typeof message.epoch === "string") {
+      const last = this._positions.get(topic);
+      // Seen already (a replay overlapping live delivery). Only positions of delivered messages
+      // count: a `subscribed` reply's offset may include a message still on its way.
+      if (last && last.seen && last.epoch === message.epoch && message.offset <= last.offset) return;
+      this._positions.set(topic, { offset: message.offset, epoch: message.epoch, seen: true });
+    }
+    this._emit("message", message);
+    for (const entry of this._topics.values()) {
+      if (entry.topic === topic || (isPattern(entry.topic) && topicMatches(entry.topic, topic))) {
+        for (const h of entry.handlers) if (h.onMessage) this._call(h.onMessage, message);
+      }
+    }
+  }
+
+  _dispatch(event, message, handlerName) {
+    this._emit(event, message);
+    for (const entry of this._topics.values()) {
+      if (entry.topic === message.topic || (isPattern(entry.topic) && topicMatches(entry.topic, message.topic))) {
+        for (const h of entry.handlers) if (h[handlerName]) this._call(h[handlerName], message);
+      }
+    }
+  }
+
+  _call(fn, value) {
+    try { fn(value); } catch (error) { this._report(error); }
+  }
+
+  // MARK: publishing
+
+  /**
+   * Publishes `data` to `topic`. Resolves with the node's `published` reply (`{ messageId,
+   * offset?, epoch?, duplicate }`); rejects with the node's error as a `ChorusError`. While
+   * disconnected the publish waits in the offline queue (`offlineQueueSize`; past it:
+   * `ChorusQueueFullError`). With `publishAcks: false` (nodes without publish acks) it resolves
+   * once the node has read it without refusing it (a `ping` sent after it is answered).
+   */
+  publish(topic, data, opts = {}) {
+    const message = { type: "message", topic, data };
+    if (opts.metadata !== undefined) message.metadata = opts.metadata;
+    if (opts.eventType !== undefined) message.eventType = opts.eventType;
+    message.messageId = opts.messageId ?? newMessageId();
+    return new Promise((resolve, reject) => {
+      const item = { message, resolve, reject, seq: this._nextId++ };
+      if (this._state === "connected" && this._queue.length === 0) {
+        this._sendPublish(item);
+        return;
+      }
+      if (opts.queue === false) { reject(new ChorusClosedError("not connected")); return; }
+      if (this._queue.length + this._inflight.size >= this.options.offlineQueueSize) {
+        reject(new ChorusQueueFullError(`offline queue full (${this.options.offlineQueueSize} publishes)`));
+        return;
+      }
+      this._queue.push(item);
+    });
+  }
+
+  _sendPublish(item) {
+    this._inflight.set(item.seq, item);
+    const finish = (settle) => {
+      if (!this._inflight.has(item.seq)) return;
+      this._inflight.delete(item.seq);
+      settle();
+    };
+    const messageRequestId = this._nextId;
+    // With acks off, the timeout is the fence's: the message itself gets no reply unless refused.
+    this._request(item.message, { timeout: this.options.publishAcks ? this.options.requestTimeout : 0 }).then(
+      (reply) => finish(() => item.resolve(reply)),
+      (error) => {
+        // Not in flight any more: the dropped connection put it back in the queue (sent again,
+        // with the same messageId, after the reconnect), or disconnect() rejected it.
+        if (!this._inflight.has(item.seq)) return;
+        if (error instanceof ChorusClosedError && this._wanted) {
+          this._inflight.delete(item.seq);
+          this._queue.unshift(item);
+          return;
+        }
+        finish(() => item.reject(error));
+      });
+    if (!this.options.publishAcks) {
+      // A node without publish acks answers nothing to an accepted message but does answer a
+      // refused one (error with the id), in order: a ping after it tells which happened.
+      this._request({ type: "ping" }).then(() => {
+        const pending = this._pending.get(messageRequestId);
+        if (pending) { this._pending.delete(messageRequestId); clearTimeout(pending.timer); }
+        finish(() => item.resolve({ type: "published", topic: item.message.topic, messageId: item.message.messageId, acknowledged: false }));
+      }, () => { /* the connection dropped: the message request's handler requeues it */ });
+    }
+  }
+
+  _flushQueue() {
+    const items = this._queue;
+    this._queue = [];
+    for (const item of items) this._sendPublish(item);
+  }
+
+  // MARK: presence, typing, receipts
+
+  /**
+   * Joins `topic`'s presence with `data` (and receives its presence events through
+   * `options.onPresence` and the client's `presence` event). Returns the leave function.
+   */
+  join(topic, data = {}, options = {}) {
+    const unsubscribe = this.subscribe(topic, { ...options, presence: data, presenceEvents: true });
+    let joined = this._joined.get(topic);
+    if (!joined) this._joined.set(topic, (joined = new Set()));
+    const leave = () => {
+      joined.delete(leave);
+      if (joined.size === 0 && this._joined.get(topic) === joined) this._joined.delete(topic);
+      unsubscribe();
+    };
+    leave.ready = unsubscribe.ready;
+    leave.topic = topic;
+    joined.add(leave);
+    return leave;
+  }
+
+  /** Leaves `topic`'s presence: every `join` of it ends (as if each returned function were called). */
+  leave(topic) {
+    for (const leave of [...(this._joined.get(topic) ?? [])]) leave();
+  }
+
+  /** The members present on `topic` now (`presence.get`). */
+  async members(topic) {
+    const reply = await this._request({ type: "presence.get", topic });
+    return { members: reply.members ?? [], count: reply.count ?? (reply.members ?? []).length, topic: reply.topic ?? topic };
+  }
+
+  /**
+   * Says the user is typing on `topic`. Call it on every keystroke: a `start` goes out at most
+   * once per `typingThrottle` ms, and a `stop` follows `typingTimeout` ms after the last call.
+   */
+  typing(topic) {
+    let t = this._typing.get(topic);
+    if (!t) { t = { lastStart: 0, stopTimer: null }; this._typing.set(topic, t); }
+    const now = Date.now();
+    if (now - t.lastStart >= this.options.typingThrottle) {
+      t.lastStart = now;
+      this._send({ type: "typing", topic, state: "start" });
+    }
+    clearTimeout(t.stopTimer);
+    t.stopTimer = setTimeout(() => this.stopTyping(topic), this.options.typingTimeout);
+  }
+
+  /** Sends `stop` for `topic` now (also done automatically, and before a publish is not needed). */
+  stopTyping(topic) {
+    const t = this._typing.get(topic);
+    if (!t) return;
+    clearTimeout(t.stopTimer);
+    this._typing.delete(topic);
+    this._send({ type: "typing", topic, state: "stop" });
+  }
+
+  /** Records that the user read `messageId` (`read` -> `read_recorded`). */
+  markRead(messageId) {
+    return this._request({ type: "read", messageId });
+  }
+
+  /** Sends `ping` and resolves with the node's `pong`. */
+  ping() {
+    return this._request({ type: "ping" });
+  }
+}
+
+export default ChorusClient;

@@ -1,0 +1,276 @@
+// The SDK against real nodes: two `chorus` nodes sharing a real redis-server behind nginx, all
+// started by this file and stopped at its end (each node must exit 0 after SIGTERM, no crash).
+// Features the node has not got yet (see docs/protocol.md) are probed once and their tests
+// skipped with the reason.
+import { describe, test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
+import { ChorusClient, ChorusAuthError, ChorusError, ChorusQueueFullError } from "../chorus.js";
+import { startCluster, probeFeatures, mintToken, http } from "./support/cluster.mjs";
+import { client, closeAll, Inbox, nextEvent, routed, TestWebSocket, WsPackage } from "./support/client.mjs";
+
+let cluster;
+let features;
+const unique = () => randomUUID().slice(0, 8);
+
+before(async () => {
+  cluster = await startCluster("sdk", { nodes: 2 });
+  features = await probeFeatures(cluster.wsURL, TestWebSocket);
+});
+
+after(async () => {
+  closeAll();
+  const problems = cluster ? await cluster.stop() : [];
+  assert.deepEqual(problems, [], `nodes ended badly (logs in ${cluster?.directory})`);
+});
+
+/** Options for a client on a node that may lack publish acks. */
+const acks = () => ({ publishAcks: features.publishAcks });
+
+describe("on two nodes behind nginx", () => {
+  test("a client connects with a token, receives what it subscribed to from another node, and nothing after unsubscribing", async () => {
+    const topic = `rooms.${unique()}`;
+    const alice = client(cluster.node(1).wsURL, "alice", acks());
+    const bob = client(cluster.node(2).wsURL, "bob", acks());
+    const states = [];
+    alice.on("state", (e) => states.push(e.state));
+    await alice.connect();
+    await bob.connect();
+    assert.equal(alice.state, "connected");
+    assert.equal(alice.userId, "alice");
+    assert.deepEqual(states, ["connecting", "connected"]);
+
+    const inbox = new Inbox();
+    const unsubscribe = alice.subscribe(topic, inbox.handler);
+    await unsubscribe.ready;
+    await routed(inbox, bob, topic);
+    const marker = new Inbox();
+    await alice.subscribe(`${topic}-ready`, marker.handler).ready;
+    await routed(marker, alice, `${topic}-ready`);
+
+    await bob.publish(topic, { text: "hello" }, { eventType: "message.sent", metadata: { priority: "high" } });
+    const [message] = await inbox.until(1);
+    assert.deepEqual(message.data, { text: "hello" });
+    assert.equal(message.metadata.senderId, "bob");
+    assert.equal(message.metadata.priority, "high");
+    assert.equal(message.topic, topic);
+
+    unsubscribe();
+    // The unsubscribe reaches the node before a later publish from the same client does.
+    await alice.publish(`${topic}-ready`, { after: "unsubscribe" });
+    await alice.publish(topic, { text: "not for alice" });
+    await marker.until((ms) => ms.some((m) => m.data.after === "unsubscribe"));
+    assert.equal(inbox.messages.length, 1);
+  });
+
+  test("a pattern subscription gets each matching message once, and two handlers of one topic both get it", async () => {
+    const room = `rooms.${unique()}`;
+    const alice = client(cluster.wsURL, "alice", acks());
+    await alice.connect();
+    const all = new Inbox();
+    const one = new Inbox();
+    const two = new Inbox();
+    await alice.subscribe(`${room}.*`, all.handler).ready;
+    await alice.subscribe(`${room}.a`, one.handler).ready;
+    await alice.subscribe(`${room}.a`, two.handler).ready;
+    await routed(all, alice, `${room}.b`);
+    await routed(one, alice, `${room}.a`);
+    await alice.publish(`${room}.a`, { n: 1 });
+    await alice.publish(`${room}.b`, { n: 2 });
+    await alice.publish(`${room}.a.deeper`, { n: 3 });
+    await alice.publish(`${room}.a`, { n: 4 });
+    await all.until(3);
+    await one.until(2);
+    await two.until(2);
+    assert.deepEqual(all.data(), [{ n: 1 }, { n: 2 }, { n: 4 }]);
+    assert.deepEqual(one.data(), [{ n: 1 }, { n: 4 }]);
+    assert.deepEqual(two.data(), [{ n: 1 }, { n: 4 }]);
+  });
+
+  test("publish to another user's private topic rejects with the node's 403 as a ChorusError", async () => {
+    const alice = client(cluster.wsURL, "alice", acks());
+    await alice.connect();
+    const error = await alice.publish("messages.user.bob", { text: "psst" }).then(() => null, (e) => e);
+    assert.ok(error instanceof ChorusError, `expected a ChorusError, got ${error}`);
+    assert.equal(error.code, 403);
+    const subscribeError = await alice.subscribe("messages.user.*", () => {}).ready.then(() => null, (e) => e);
+    assert.equal(subscribeError?.code, 403);
+  });
+
+  test("publishes made before connecting wait in the bounded offline queue and are delivered once connected", async () => {
+    const topic = `rooms.${unique()}`;
+    const bob = client(cluster.wsURL, "bob", acks());
+    await bob.connect();
+    const inbox = new Inbox();
+    await bob.subscribe(topic, inbox.handler).ready;
+    const prober = client(cluster.node(2).wsURL, "prober", acks());
+    await prober.connect();
+    await routed(inbox, prober, topic);
+    const alice = client(cluster.node(2).wsURL, "alice", { ...acks(), offlineQueueSize: 3 });
+    const queued = [1, 2, 3].map((n) => alice.publish(topic, { n }));
+    await assert.rejects(alice.publish(topic, { n: 4 }), ChorusQueueFullError);
+    assert.equal(alice.queuedPublishes, 3);
+    await alice.connect();
+    const replies = await Promise.all(queued);
+    assert.equal(new Set(replies.map((r) => r.messageId)).size, 3);
+    await inbox.until(3);
+    assert.deepEqual(inbox.data(), [{ n: 1 }, { n: 2 }, { n: 3 }]);
+  });
+
+  test("a refused token stops the client without a reconnect loop; a provider is asked once more, and setToken starts it again", async () => {
+    let asked = 0;
+    const forged = mintToken("mallory", { signingSecret: "not-the-node-secret-0123456789abcdef" });
+    const mallory = client(cluster.wsURL, "mallory", { getToken: () => { asked += 1; return forged; } });
+    const error = await mallory.connect().then(() => null, (e) => e);
+    assert.ok(error instanceof ChorusAuthError, `expected ChorusAuthError, got ${error}`);
+    assert.equal(mallory.state, "disconnected");
+    assert.equal(asked, 2, "the provider is asked for the first connection and once more after the refusal");
+    mallory.setToken(mintToken("mallory"));
+    await nextEvent(mallory, "connected");
+    assert.equal(mallory.userId, "mallory");
+  });
+
+  test("on auth_expired the client asks its provider for a token, authenticates again and keeps its subscriptions", async () => {
+    const topic = `rooms.${unique()}`;
+    const tokens = [mintToken("carol", { ttlSeconds: 2 })];
+    let asked = 0;
+    const carol = client(cluster.wsURL, "carol", {
+      ...acks(),
+      getToken: () => { asked += 1; return tokens.shift() ?? mintToken("carol"); },
+    });
+    await carol.connect();
+    const inbox = new Inbox();
+    await carol.subscribe(topic, inbox.handler).ready;
+    await routed(inbox, carol, topic);
+    const expired = nextEvent(carol, "authExpired");
+    const reauthenticated = nextEvent(carol, "reauthenticated");
+    await expired;
+    await reauthenticated;
+    assert.equal(asked, 2);
+    await carol.publish(topic, { after: "refresh" });
+    await inbox.until(1);
+    assert.deepEqual(inbox.data(), [{ after: "refresh" }]);
+  });
+
+  test("the ws package's WebSocket can be passed in", { skip: WsPackage ? false : "the ws package is not installed" }, async () => {
+    const topic = `rooms.${unique()}`;
+    const dave = new ChorusClient(cluster.wsURL, { WebSocket: WsPackage, token: mintToken("dave"), ...acks() });
+    try {
+      await dave.connect();
+      const inbox = new Inbox();
+      await dave.subscribe(topic, inbox.handler).ready;
+      await routed(inbox, dave, topic);
+      await dave.publish(topic, { via: "ws" });
+      await inbox.until(1);
+    } finally {
+      dave.disconnect();
+    }
+  });
+
+  test("publish resolves with the node's published reply; the same messageId again is a duplicate, delivered once", async (t) => {
+    if (!features.publishAcks) return t.skip("the node does not acknowledge publishes yet (PROTOCOL-PLAN 'published')");
+    const topic = `rooms.${unique()}`;
+    const alice = client(cluster.wsURL, "alice");
+    await alice.connect();
+    const inbox = new Inbox();
+    await alice.subscribe(topic, inbox.handler).ready;
+    await routed(inbox, alice, topic);
+    const first = await alice.publish(topic, { n: 1 }, { messageId: "fixed-key" });
+    assert.equal(first.type, "published");
+    assert.equal(first.messageId, "fixed-key");
+    assert.equal(first.duplicate, false);
+    const again = await alice.publish(topic, { n: 1 }, { messageId: "fixed-key" });
+    assert.equal(again.duplicate, true);
+    await alice.publish(topic, { n: 2 });
+    await inbox.until(2);
+    assert.deepEqual(inbox.data(), [{ n: 1 }, { n: 2 }]);
+  });
+
+  test("replay: a new subscriber gets the last messages, then live ones, with offsets", async (t) => {
+    if (!features.history) return t.skip("the node has no history yet (PROTOCOL-PLAN 'History and recovery')");
+    const topic = `rooms.${unique()}`;
+    const alice = client(cluster.wsURL, "alice", acks());
+    await alice.connect();
+    for (let n = 1; n <= 5; n++) await alice.publish(topic, { n });
+    const bob = client(cluster.wsURL, "bob", acks());
+    await bob.connect();
+    const inbox = new Inbox();
+    await bob.subscribe(topic, inbox.handler, { replay: 3 }).ready;
+    await routed(inbox, alice, topic);
+    await alice.publish(topic, { n: 6 });
+    await inbox.until(4);
+    assert.deepEqual(inbox.data(), [{ n: 3 }, { n: 4 }, { n: 5 }, { n: 6 }]);
+    const offsets = inbox.messages.map((m) => m.offset);
+    assert.deepEqual(offsets.slice(0, 3), [offsets[0], offsets[0] + 1, offsets[0] + 2], "the replayed messages are consecutive");
+    assert.ok(offsets[3] > offsets[2], "offsets increase");
+  });
+
+  test("presence: join with data, members() lists both users, and join/leave events arrive", async (t) => {
+    if (!features.presence) return t.skip("the node has no presence yet (PROTOCOL-PLAN 'Presence and typing')");
+    const topic = `rooms.${unique()}`;
+    const alice = client(cluster.node(1).wsURL, "alice", acks());
+    const bob = client(cluster.node(2).wsURL, "bob", acks());
+    await alice.connect();
+    await bob.connect();
+    const events = new Inbox();
+    await alice.join(topic, { name: "Alice" }, { onPresence: events.handler }).ready;
+    const leave = bob.join(topic, { name: "Bob" });
+    await leave.ready;
+    await events.until((es) => es.some((e) => e.event === "join" && e.member.userId === "bob"), "bob's join");
+    const state = await alice.members(topic);
+    assert.deepEqual(state.members.map((m) => m.userId).sort(), ["alice", "bob"]);
+    assert.deepEqual(state.members.find((m) => m.userId === "bob").data, { name: "Bob" });
+    bob.leave(topic);
+    await events.until((es) => es.some((e) => e.event === "leave" && e.member.userId === "bob"), "bob's leave");
+  });
+
+  test("typing: many keystrokes send one start, and a stop follows on its own", async (t) => {
+    if (!features.typing) return t.skip("the node has no typing yet (PROTOCOL-PLAN 'Presence and typing')");
+    const topic = `rooms.${unique()}`;
+    const alice = client(cluster.node(1).wsURL, "alice", { ...acks(), typingTimeout: 200 });
+    const bob = client(cluster.node(2).wsURL, "bob", acks());
+    await alice.connect();
+    await bob.connect();
+    const typing = new Inbox();
+    await bob.subscribe(topic, { onTyping: typing.handler }).ready;
+    const aliceInbox = new Inbox();
+    await alice.subscribe(topic, aliceInbox.handler).ready;
+    const bobInbox = new Inbox();
+    await bob.subscribe(topic, bobInbox.handler).ready;
+    await routed(bobInbox, alice, topic);
+    for (let i = 0; i < 10; i++) alice.typing(topic);
+    await typing.until((es) => es.some((e) => e.state === "stop"), "typing stop");
+    assert.deepEqual(typing.messages.map((e) => `${e.userId}:${e.state}`), ["alice:start", "alice:stop"]);
+  });
+
+  test("read receipts: markRead resolves with read_recorded, and the author sees message.read on the room", async (t) => {
+    if (!features.readReceipts) return t.skip("the node has no read receipts yet (PROTOCOL-PLAN 'Read receipts')");
+    const register = async (username) => (await http(`${cluster.url}/api/auth/register`, {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ username, password: "correct horse battery" }),
+    })).json();
+    const author = await register(`author-${unique()}`);
+    const reader = await register(`reader-${unique()}`);
+    const topic = `rooms.${unique()}`;
+    const alice = client(cluster.node(1).wsURL, "unused", { ...acks(), token: author.token });
+    const bob = client(cluster.node(2).wsURL, "unused", { ...acks(), token: reader.token });
+    await alice.connect();
+    await bob.connect();
+    const events = new Inbox();
+    await alice.subscribe(topic, events.handler).ready;
+    await routed(events, bob, topic);
+    const posted = (await http(`${cluster.url}/api/messages`, {
+      method: "POST", headers: { "Content-Type": "application/json", Authorization: `Bearer ${author.token}` },
+      body: JSON.stringify({ topic, content: "read me" }),
+    })).json();
+    const reply = await bob.markRead(posted.id);
+    assert.equal(reply.type, "read_recorded");
+    assert.equal(reply.messageId, posted.id);
+    const [read] = (await events.until((ms) => ms.some((m) => m.eventType === "message.read"), "message.read"))
+      .filter((m) => m.eventType === "message.read");
+    assert.equal(read.data.messageId, posted.id);
+    assert.equal(read.data.userId, reader.user.id);
+    const error = await bob.markRead("00000000-0000-0000-0000-000000000000").then(() => null, (e) => e);
+    assert.equal(error?.code, 404);
+  });
+});

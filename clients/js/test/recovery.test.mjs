@@ -1,0 +1,91 @@
+// Recovery with history (PROTOCOL-PLAN 'History and recovery'), on two nodes behind nginx with
+// HISTORY_SIZE=5 on rooms.** only: a client away for fewer messages than the history holds gets them all on
+// reconnecting; one away for more is told with `recoveryFailed` and continues from the node's
+// position. Skipped on a node without history.
+import { describe, test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
+import { startCluster, probeFeatures } from "./support/cluster.mjs";
+import { client, closeAll, Inbox, nextEvent, routed, TestWebSocket } from "./support/client.mjs";
+
+let cluster;
+let features;
+
+before(async () => {
+  cluster = await startCluster("recovery", { nodes: 2, env: { HISTORY_SIZE: "5", HISTORY_TOPICS: "rooms.**" } });
+  features = await probeFeatures(cluster.wsURL, TestWebSocket);
+});
+
+after(async () => {
+  closeAll();
+  const problems = cluster ? await cluster.stop() : [];
+  assert.deepEqual(problems, [], `nodes ended badly (logs in ${cluster?.directory})`);
+});
+
+/** A subscriber on node 1 that has seen one message from a publisher on node 2. */
+async function subscribedPair() {
+  const topic = `rooms.${randomUUID().slice(0, 8)}`;
+  const subscriber = client(cluster.node(1).wsURL, "sub", { publishAcks: features.publishAcks });
+  const publisher = client(cluster.node(2).wsURL, "pub", { publishAcks: features.publishAcks });
+  await subscriber.connect();
+  await publisher.connect();
+  const inbox = new Inbox();
+  const failures = [];
+  await subscriber.subscribe(topic, { onMessage: inbox.handler, onRecoveryFailed: (e) => failures.push(e) }).ready;
+  await routed(inbox, publisher, topic);
+  await publisher.publish(topic, { n: 0 });
+  await inbox.until(1);
+  return { topic, subscriber, publisher, inbox, failures };
+}
+
+describe("recovery after being away", () => {
+  test("away for fewer messages than the history holds: all of them arrive on reconnecting, in order, once", async (t) => {
+    if (!features.history) return t.skip("the node has no history yet");
+    const { topic, subscriber, publisher, inbox, failures } = await subscribedPair();
+    subscriber.disconnect();
+    for (let n = 1; n <= 3; n++) await publisher.publish(topic, { n });
+    const resubscribed = nextEvent(subscriber, "subscribed", (e) => e.topic === topic && e.resubscribed);
+    await subscriber.connect();
+    const reply = await resubscribed;
+    assert.equal(reply.recovered, true);
+    await publisher.publish(topic, { n: 4 });
+    await inbox.until((ms) => ms.some((m) => m.data.n === 4));
+    assert.deepEqual(inbox.data(), [0, 1, 2, 3, 4].map((n) => ({ n })));
+    assert.deepEqual(failures, []);
+  });
+
+  test("away for more messages than the history holds: recoveryFailed, then live messages from the node's position", async (t) => {
+    if (!features.history) return t.skip("the node has no history yet");
+    const { topic, subscriber, publisher, inbox, failures } = await subscribedPair();
+    const before = subscriber.positions.get(topic);
+    subscriber.disconnect();
+    for (let n = 1; n <= 8; n++) await publisher.publish(topic, { n });
+    const failed = nextEvent(subscriber, "recoveryFailed", (e) => e.topic === topic);
+    await subscriber.connect();
+    const event = await failed;
+    assert.equal(event.recovered, false);
+    assert.deepEqual(event.since, before);
+    assert.equal(failures.length, 1);
+    assert.deepEqual(subscriber.positions.get(topic), { offset: event.offset, epoch: event.epoch });
+    await publisher.publish(topic, { n: 9 });
+    await inbox.until((ms) => ms.some((m) => m.data.n === 9));
+    assert.deepEqual(inbox.data(), [{ n: 0 }, { n: 9 }], "nothing of the unrecoverable gap is made up");
+  });
+
+  test("replay asked on a topic without history: the node's 400 is absorbed and the subscription made without it", async (t) => {
+    if (!features.history) return t.skip("the node has no history yet");
+    const subscriber = client(cluster.wsURL, "sub", { publishAcks: features.publishAcks });
+    await subscriber.connect();
+    const errors = [];
+    subscriber.on("error", (e) => errors.push(e));
+    const inbox = new Inbox();
+    const topic = `plain.${randomUUID().slice(0, 8)}`;
+    const reply = await subscriber.subscribe(topic, inbox.handler, { replay: 10 }).ready;
+    assert.equal(reply.type, "subscribed");
+    assert.equal(reply.offset, undefined, "no history position on this topic");
+    await routed(inbox, subscriber, topic);
+    await subscriber.publish(topic, { n: 1 });
+    await inbox.until(1);
+    assert.deepEqual(errors, []);
+  });
+});

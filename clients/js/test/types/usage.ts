@@ -1,0 +1,64 @@
+// Compiled (not run) by types.test.mjs with `tsc --noEmit --strict`: the API as an application
+// uses it must type-check, and each misuse marked @ts-expect-error must not.
+import ChorusClientDefault, {
+  ChorusClient, ChorusAuthError, ChorusError, ChorusQueueFullError, CloseCode,
+  type Message, type PresenceState, type PublishedReply, type StateEvent, type Unsubscribe,
+} from "../../chorus.js";
+
+interface ChatLine { text: string; author?: string }
+
+async function main(): Promise<void> {
+  const client = new ChorusClient("wss://chat.example.com/ws", {
+    getToken: async () => "token",
+    maxReconnectDelay: 10_000,
+    offlineQueueSize: 50,
+  });
+  const same: typeof ChorusClientDefault = ChorusClient;
+  void same;
+  const offState: () => void = client.on("state", (event: StateEvent) => console.log(event.state, event.previous));
+  offState();
+  client.on("recoveryFailed", (event) => console.log(event.topic, event.since.offset, event.since.epoch));
+  client.on("error", (error) => { if (error instanceof ChorusAuthError) console.log(error.code); });
+  client.on("disconnected", (event) => { if (event.code === CloseCode.goingAway) console.log("drained"); });
+  await client.connect();
+
+  const unsubscribe: Unsubscribe = client.subscribe<ChatLine>("rooms.lobby", (message: Message<ChatLine>) => {
+    const text: string = message.data.text;
+    const offset: number | undefined = message.offset;
+    console.log(text, offset, message.metadata.senderId);
+  }, { replay: 20 });
+  const reply = await unsubscribe.ready;
+  console.log(reply.recovered, reply.offset, reply.epoch);
+  unsubscribe();
+
+  const leave = client.join("rooms.lobby", { name: "Alice" }, { onPresence: (e) => console.log(e.event, e.member.userId) });
+  const state: PresenceState = await client.members("rooms.lobby");
+  console.log(state.count, state.members.map((m) => m.userId));
+  leave();
+  client.leave("rooms.lobby");
+  client.subscribe("rooms.*", { onTyping: (e) => console.log(e.userId, e.state), onMessage: (m) => console.log(m.topic) });
+  client.typing("rooms.lobby");
+  client.stopTyping("rooms.lobby");
+
+  try {
+    const published: PublishedReply = await client.publish("rooms.lobby", { text: "hi" }, { messageId: "k1", eventType: "message.sent" });
+    console.log(published.duplicate, published.offset);
+  } catch (error) {
+    if (error instanceof ChorusQueueFullError) console.log("queue full");
+    else if (error instanceof ChorusError) console.log(error.code, error.details);
+  }
+  const read = await client.markRead("m1");
+  console.log(read.readAt);
+
+  // @ts-expect-error: data must be JSON
+  await client.publish("rooms.lobby", () => 1);
+  // @ts-expect-error: no such event
+  client.on("connectd", () => {});
+  // @ts-expect-error: state is read-only
+  client.state = "connected";
+  // @ts-expect-error: a handler or an options object, not a number
+  client.subscribe("rooms.lobby", 5);
+  client.disconnect();
+}
+
+void main();

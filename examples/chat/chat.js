@@ -1,0 +1,310 @@
+// The example chat app: plain DOM code on the Chorus JavaScript SDK, no framework, no build.
+//
+// Accounts and stored messages go through the node's HTTP API (/api/auth, /api/messages);
+// everything live goes through one ChorusClient: new messages (`message.sent` events on
+// `rooms.<name>` and on the user's own `messages.user.<id>`), presence, typing and read
+// receipts. After a reconnect (a drained node, a network change) each open conversation is
+// reloaded from /api/messages and merged by message id, so nothing posted meanwhile is lost
+// even on a node without history; with history the SDK's `since` recovers the gap directly.
+//
+// Served from the same origin as the node's /api and /ws (nginx in front, see README "Example
+// chat app"); `?api=http://host:port` points it at another origin (set CORS_ALLOWED_ORIGINS).
+import { ChorusClient, ChorusError } from "../../clients/js/chorus.js";
+
+const params = new URLSearchParams(location.search);
+const apiBase = params.get("api") ?? location.origin;
+const wsURL = apiBase.replace(/^http/, "ws") + "/ws";
+const $ = (id) => document.getElementById(id);
+
+const state = {
+  token: null,
+  user: null,
+  client: null,
+  current: null,          // { kind: "room"|"dm", key, topic, title }
+  rooms: ["lobby", "random"],
+  people: new Map(),      // userId -> username
+  messages: new Map(),    // conversation key -> Map(messageId -> message)
+  unread: new Map(),      // conversation key -> count
+  typing: new Map(),      // userId -> timer
+  readBy: new Map(),      // messageId -> Set(userId)
+  presenceLeave: null,
+  roomUnsubscribe: null,
+};
+
+// MARK: HTTP
+
+async function api(path, { method = "GET", body } = {}) {
+  const response = await fetch(apiBase + path, {
+    method,
+    headers: { "Content-Type": "application/json", ...(state.token ? { Authorization: `Bearer ${state.token}` } : {}) },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await response.text();
+  const json = text ? JSON.parse(text) : {};
+  if (!response.ok) throw new ChorusError(json.message ?? `HTTP ${response.status}`, { code: response.status, details: json.details });
+  return json;
+}
+
+// MARK: login
+
+async function authenticate(kind) {
+  $("login-error").textContent = "";
+  try {
+    const reply = await api(`/api/auth/${kind}`, { method: "POST", body: { username: $("username").value, password: $("password").value } });
+    state.token = reply.token;
+    state.user = reply.user;
+    state.people.set(reply.user.id, reply.user.username);
+    start();
+  } catch (error) {
+    $("login-error").textContent = error.message;
+  }
+}
+
+$("login").addEventListener("submit", (event) => { event.preventDefault(); authenticate("login"); });
+$("register-button").addEventListener("click", () => authenticate("register"));
+
+// MARK: connection
+
+function start() {
+  $("login").style.display = "none";
+  $("app").classList.add("open");
+  $("me").textContent = state.user.username;
+  $("me").dataset.userId = state.user.id;
+  const client = new ChorusClient(wsURL, { getToken: () => state.token });
+  state.client = client;
+  window.chorus = client;  // for the console (and the browser test)
+  client.on("state", ({ state: s }) => { $("status").textContent = s; $("status").dataset.state = s; });
+  client.on("connected", ({ reconnected }) => { if (reconnected) reloadAfterReconnect(); });
+  client.on("recoveryFailed", () => { if (state.current) loadHistory(state.current); });
+  client.on("error", (error) => console.warn("chorus:", error.message));
+  client.on("typing", onTyping);
+  client.on("presence", () => refreshPresence());
+  client.subscribe(`messages.user.${state.user.id}`, onEvent);
+  client.connect().catch((error) => { $("status").textContent = "error: " + error.message; });
+  renderRooms();
+  openConversation({ kind: "room", key: "room:lobby", topic: "rooms.lobby", title: "# lobby" });
+}
+
+async function reloadAfterReconnect() {
+  if (state.current) await loadHistory(state.current);
+  refreshPresence();
+}
+
+// MARK: conversations
+
+function conversationOf(message) {
+  if (message.topic?.startsWith("rooms.")) return `room:${message.topic.slice(6)}`;
+  const other = message.authorId === state.user.id ? message.recipientId : message.authorId;
+  return `dm:${other}`;
+}
+
+function store(message) {
+  const key = conversationOf(message);
+  if (!state.messages.has(key)) state.messages.set(key, new Map());
+  const known = state.messages.get(key).has(message.id);
+  state.messages.get(key).set(message.id, message);
+  if (message.metadata?.username) state.people.set(message.authorId, message.metadata.username);
+  return { key, fresh: !known };
+}
+
+function onEvent(event) {
+  if (event.eventType === "message.read") return onRead(event.data);
+  if (event.eventType === "message.deleted") {
+    for (const list of state.messages.values()) list.delete(event.data.id);
+    return render();
+  }
+  if (event.eventType !== "message.sent" && event.eventType !== "message.updated") return;
+  const { key, fresh } = store(event.data);
+  if (event.data.authorId !== state.user.id) clearTyping(event.data.authorId);
+  if (state.current?.key === key) { render(); markRead(event.data); }
+  else if (fresh && event.data.authorId !== state.user.id) {
+    state.unread.set(key, (state.unread.get(key) ?? 0) + 1);
+  }
+  renderRooms();
+  renderPeople();
+}
+
+async function loadHistory(conversation) {
+  const query = conversation.kind === "room" ? `topic=${encodeURIComponent(conversation.topic)}` : `with=${encodeURIComponent(conversation.key.slice(3))}`;
+  try {
+    const page = await api(`/api/messages?${query}&limit=50`);
+    for (const message of page.messages) store(message);
+    render();
+    const newest = page.messages[0];
+    if (newest && newest.authorId !== state.user.id) markRead(newest);
+  } catch (error) {
+    console.warn("history:", error.message);
+  }
+}
+
+function openConversation(conversation) {
+  state.current = conversation;
+  state.unread.delete(conversation.key);
+  $("title").textContent = conversation.title;
+  $("title").dataset.key = conversation.key;
+  $("typing").textContent = "";
+  state.typing.clear();
+  state.presenceLeave?.();
+  state.presenceLeave = null;
+  state.roomUnsubscribe?.();
+  state.roomUnsubscribe = null;
+  if (conversation.kind === "room") {
+    // One subscription for the room's messages, typing and presence; joining shows us as online.
+    state.roomUnsubscribe = state.client.join(conversation.topic, { username: state.user.username }, { onMessage: onEvent });
+    state.roomUnsubscribe.ready.then(() => refreshPresence(), () => {});
+  }
+  render();
+  renderRooms();
+  renderPeople();
+  loadHistory(conversation);
+}
+
+// MARK: sending
+
+$("composer").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const content = $("text").value.trim();
+  if (!content || !state.current) return;
+  $("text").value = "";
+  const topicOrRecipient = state.current.kind === "room" ? { topic: state.current.topic } : { recipientId: state.current.key.slice(3) };
+  if (state.current.kind === "room") state.client.stopTyping(state.current.topic);
+  try {
+    const message = await api("/api/messages", { method: "POST", body: { ...topicOrRecipient, content, metadata: { username: state.user.username } } });
+    store(message);
+    render();
+  } catch (error) {
+    showNotice("not sent: " + error.message);
+  }
+});
+
+$("text").addEventListener("input", () => {
+  if (state.current?.kind === "room" && $("text").value) state.client.typing(state.current.topic);
+});
+
+$("new-room").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const name = $("room-name").value.trim().toLowerCase().replace(/[^a-z0-9_-]/g, "-");
+  if (!name) return;
+  if (!state.rooms.includes(name)) state.rooms.push(name);
+  $("room-name").value = "";
+  openConversation({ kind: "room", key: `room:${name}`, topic: `rooms.${name}`, title: `# ${name}` });
+});
+
+// MARK: typing, presence, receipts
+
+function onTyping(event) {
+  if (event.userId === state.user.id || event.topic !== state.current?.topic) return;
+  clearTimeout(state.typing.get(event.userId));
+  if (event.state === "start") state.typing.set(event.userId, setTimeout(() => clearTyping(event.userId), 6000));
+  else state.typing.delete(event.userId);
+  renderTyping();
+}
+
+function clearTyping(userId) {
+  clearTimeout(state.typing.get(userId));
+  if (state.typing.delete(userId)) renderTyping();
+}
+
+function renderTyping() {
+  const names = [...state.typing.keys()].map((id) => state.people.get(id) ?? id);
+  $("typing").textContent = names.length ? `${names.join(", ")} ${names.length > 1 ? "are" : "is"} typing…` : "";
+  $("typing").dataset.users = names.join(",");
+}
+
+async function refreshPresence() {
+  const list = $("presence");
+  if (state.current?.kind !== "room") { list.replaceChildren(); return; }
+  try {
+    const { members } = await state.client.members(state.current.topic);
+    list.replaceChildren(...members.map((member) => {
+      if (member.data?.username) state.people.set(member.userId, member.data.username);
+      const li = document.createElement("li");
+      li.textContent = member.data?.username ?? member.userId;
+      li.dataset.userId = member.userId;
+      li.addEventListener("click", () => openDirect(member.userId));
+      return li;
+    }));
+    list.dataset.supported = "true";
+    renderPeople();
+  } catch (error) {
+    list.dataset.supported = "false";
+    list.replaceChildren(Object.assign(document.createElement("li"), { textContent: "(presence not available)" }));
+  }
+}
+
+function markRead(message) {
+  if (message.authorId === state.user.id || document.visibilityState === "hidden") return;
+  state.client.markRead(message.id).catch(() => {});  // nodes without read receipts answer an error
+}
+
+function onRead({ messageId, userId }) {
+  if (!state.readBy.has(messageId)) state.readBy.set(messageId, new Set());
+  state.readBy.get(messageId).add(userId);
+  render();
+}
+
+// MARK: rendering
+
+function openDirect(userId) {
+  if (userId === state.user.id) return;
+  openConversation({ kind: "dm", key: `dm:${userId}`, topic: null, title: `@ ${state.people.get(userId) ?? userId}` });
+}
+
+function renderRooms() {
+  $("rooms").replaceChildren(...state.rooms.map((name) => {
+    const key = `room:${name}`;
+    const li = document.createElement("li");
+    li.textContent = `# ${name}`;
+    li.dataset.room = name;
+    if (state.current?.key === key) li.classList.add("active");
+    const unread = state.unread.get(key);
+    if (unread) li.append(Object.assign(document.createElement("span"), { className: "unread", textContent: unread }));
+    li.addEventListener("click", () => openConversation({ kind: "room", key, topic: `rooms.${name}`, title: `# ${name}` }));
+    return li;
+  }));
+}
+
+function renderPeople() {
+  const ids = [...state.people.keys()].filter((id) => id !== state.user.id);
+  $("people").replaceChildren(...ids.map((id) => {
+    const key = `dm:${id}`;
+    const li = document.createElement("li");
+    li.textContent = `@ ${state.people.get(id)}`;
+    li.dataset.userId = id;
+    if (state.current?.key === key) li.classList.add("active");
+    const unread = state.unread.get(key);
+    if (unread) li.append(Object.assign(document.createElement("span"), { className: "unread", textContent: unread }));
+    li.addEventListener("click", () => openDirect(id));
+    return li;
+  }));
+}
+
+function render() {
+  const list = [...(state.messages.get(state.current?.key)?.values() ?? [])]
+    .sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.id.localeCompare(b.id));
+  const box = $("messages");
+  const atBottom = box.scrollTop + box.clientHeight >= box.scrollHeight - 20;
+  box.replaceChildren(...list.map((message) => {
+    const div = document.createElement("div");
+    div.className = "message";
+    div.dataset.id = message.id;
+    div.dataset.author = state.people.get(message.authorId) ?? message.authorId;
+    div.append(
+      Object.assign(document.createElement("span"), { className: "author", textContent: div.dataset.author }),
+      Object.assign(document.createElement("span"), { className: "content", textContent: message.content }),
+      Object.assign(document.createElement("span"), { className: "time", textContent: new Date(message.createdAt).toLocaleTimeString() }),
+    );
+    const readers = [...(state.readBy.get(message.id) ?? [])].filter((id) => id !== message.authorId);
+    if (message.authorId === state.user.id && readers.length) {
+      div.append(Object.assign(document.createElement("span"), { className: "receipt", textContent: `✓ read by ${readers.map((id) => state.people.get(id) ?? id).join(", ")}` }));
+    }
+    return div;
+  }));
+  if (atBottom) box.scrollTop = box.scrollHeight;
+}
+
+function showNotice(text) {
+  $("notice").textContent = text;
+  $("notice").classList.add("shown");
+  setTimeout(() => $("notice").classList.remove("shown"), 5000);
+}
