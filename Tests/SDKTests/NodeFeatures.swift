@@ -33,6 +33,8 @@ enum NodeFeatures {
     static let history = source.contains("\"recovered\"") || source.contains(#"\"recovered\""#)
     /// `presence.get` / `presence.state` and presence events (issue 12).
     static let presence = source.contains("\"presence.state\"")
+    /// `read` / `read_recorded` (issue 12).
+    static let readReceipts = source.contains("\"read_recorded\"")
     /// `typing` messages (issue 12).
     static let typing = source.contains("\"typing\"")
 }

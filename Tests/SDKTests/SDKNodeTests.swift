@@ -298,6 +298,30 @@ struct SDKNodeTests {
         }
     }
 
+    @Test("markRead records the read and the topic's subscribers receive message.read",
+          .enabled(if: NodeFeatures.readReceipts, "the node has no read receipts yet (issue 12)"))
+    func readReceipt() async throws {
+        try await withNodeProcess { node in
+            let posted = try await HTTP.post(
+                "\(node.baseURL)/api/messages", json: ["topic": "rooms.reads", "content": "read me"],
+                headers: ["Authorization": "Bearer \(node.token("nina"))"])
+            #expect(posted.status == 201)
+            let messageId = try #require(try posted.json()["id"] as? String)
+            let client = try ChorusClient(url: Self.url(node), token: node.token("oscar"), configuration: Self.configuration())
+            let subscription = try await client.subscribe("rooms.reads")
+            let readAt = try await client.markRead(messageId)
+            #expect(!readAt.isEmpty)
+            var event: ChorusMessage?
+            for await message in subscription where message.eventType == "message.read" {
+                event = message
+                break
+            }
+            #expect(event?.data["messageId"] == .string(messageId))
+            #expect(event?.data["userId"] == "oscar")
+            await client.close()
+        }
+    }
+
     /// `subscriptions.total` of the node's `/stats`.
     private static func subscriptions(on node: NodeProcess) async throws -> Int? {
         (try await node.stats()["subscriptions"] as? [String: Any])?["total"] as? Int
