@@ -19,6 +19,19 @@ public struct Envelope: Sendable, Equatable {
     public var metadata: RawJSON?
     /// When the origin node accepted the message.
     public var timestamp: Date
+    /// Nil for a published message; ``Kind/presence`` or ``Kind/typing`` for the node's own
+    /// ephemeral signals, which travel on the topic's channel but reach clients in their own
+    /// shapes (see ``Kind``). Set only by nodes and their Redis scripts, never by a client.
+    public var kind: Kind? = nil
+
+    /// The node's own signals on a topic's channel.
+    public enum Kind: String, Sendable {
+        /// A presence event: `data` holds the members of the client's `presence` message
+        /// (`{"event":..,"member":..}` or `{"event":"batch","events":[..]}`).
+        case presence
+        /// A typing indicator: `data` is `{"userId":..,"state":"start"|"stop"}`.
+        case typing
+    }
 
     public init(
         id: String,

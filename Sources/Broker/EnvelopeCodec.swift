@@ -13,6 +13,8 @@ import Foundation
 ///   the node that accepted the message.
 /// - `topic` (string, optional): a valid ``Topic``; `userId` (string, optional): the user the
 ///   message is addressed to. At least one of the two is present.
+/// - `kind` (string, optional): `presence` or `typing` for a node's own signals (see
+///   ``Envelope/Kind``); absent for a published message.
 /// - `eventType` (string, optional), `data` (any JSON, required), `metadata` (any JSON, optional):
 ///   `data` and `metadata` are the publisher's bytes (``RawJSON``), written in unchanged and
 ///   sliced out unchanged, so numbers, escapes and member order arrive as they were sent.
@@ -45,6 +47,10 @@ public enum EnvelopeCodec {
         if let eventType = envelope.eventType {
             writer.raw(",\"eventType\":")
             writer.string(eventType)
+        }
+        if let kind = envelope.kind {
+            writer.raw(",\"kind\":")
+            writer.string(kind.rawValue)
         }
         writer.raw(",\"data\":")
         writer.raw(envelope.data)
@@ -106,9 +112,15 @@ public enum EnvelopeCodec {
             let timestamp = Timestamp.date(stamp)
         else { throw .invalidTimestamp(stamp) }
 
-        return Envelope(
+        var envelope = Envelope(
             id: id, origin: origin, topic: topic, userId: userId, eventType: eventType,
             data: data, metadata: metadata, timestamp: timestamp)
+        // An unknown kind is a signal of a later version: not a message to deliver as one.
+        if let kind = try text("kind", required: false) {
+            guard let known = Envelope.Kind(rawValue: kind) else { throw .notAnEnvelope("unknown kind '\(kind)'") }
+            envelope.kind = known
+        }
+        return envelope
     }
 
 }

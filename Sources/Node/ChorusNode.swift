@@ -157,6 +157,7 @@ public final class ChorusNode: Service, Sendable {
                     url: configuration.redisURLs[0], prefix: configuration.redisPrefix, timeout: configuration.redisTimeout)
         let collector = StatsCollector(node: context, sampler: sampler, startedAt: Date(), directory: directory)
         NodeRoutes(node: context, collector: collector).register(on: router)
+        PresenceRoutes(node: context).register(on: router)
         if let store {
             AccountRoutes(node: context, store: store).register(on: router)
             MessageRoutes(node: context, store: store, events: MessageEvents(node: context)).register(on: router)
@@ -176,6 +177,7 @@ public final class ChorusNode: Service, Sendable {
             logger: logger)
         var services: [any Service] = [
             BrokerService(broker: context.broker, hub: context.hub, logger: logger),
+            PresenceLifecycle(store: context.presence.store),
             HousekeepingService(node: context, sampler: sampler),
         ]
         if let directory {

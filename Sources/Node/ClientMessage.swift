@@ -17,12 +17,18 @@ public struct ClientMessage: Sendable, Equatable {
         case unsubscribe(TopicPattern)
         case message(topic: Topic, data: RawJSON, metadata: RawJSON?, eventType: String?)
         case ping
+        /// `presence.get`: the members of a topic (see docs/presence.md).
+        case presenceGet(Topic)
+        /// `typing`: `state` `start` (true) or `stop` (false).
+        case typing(Topic, start: Bool)
         /// Marks a stored message read (see ``ReadRequests``).
         case read(messageId: String)
     }
 
     public var kind: Kind
     public var id: JSONValue?
+    /// A `subscribe`'s `presence` and `presenceEvents` fields; nil when it has neither.
+    public var presence: PresenceRequest?
 
     public init(_ kind: Kind, id: JSONValue? = nil) {
         self.kind = kind
@@ -50,6 +56,9 @@ extension ClientMessage {
         var data: RawJSON?
         var metadata: RawJSON?
         var eventType: String?
+        var presence: RawJSON?
+        var presenceEvents: RawJSON?
+        var state: String?
 
         init(_ fields: RawJSONObject) {
             for member in fields.members {
@@ -61,6 +70,9 @@ extension ClientMessage {
                 case "data": data = member.value
                 case "metadata": metadata = member.value.isNull ? nil : member.value
                 case "eventType": eventType = member.value.stringValue
+                case "presence": presence = member.value
+                case "presenceEvents": presenceEvents = member.value
+                case "state": state = member.value.stringValue
                 default: break
                 }
             }
@@ -103,7 +115,22 @@ extension ClientMessage {
             guard let token = wire.token, !token.isEmpty else { throw fail("'auth' needs a 'token'") }
             return ClientMessage(.auth(token: token), id: id)
         case "subscribe":
-            return ClientMessage(.subscribe(try pattern()), id: id)
+            var message = ClientMessage(.subscribe(try pattern()), id: id)
+            message.presence = try PresenceRequest.decode(presence: wire.presence, events: wire.presenceEvents, id: id)
+            return message
+        case "presence.get", "typing":
+            let text = try topicField()
+            let topic: Topic
+            do {
+                topic = try Topic(text)
+            } catch {
+                throw fail("illegal topic: \(error) (presence and typing need a concrete topic)", .object(["topic": .string(text)]))
+            }
+            guard wire.type == "typing" else { return ClientMessage(.presenceGet(topic), id: id) }
+            guard let state = wire.state, state == "start" || state == "stop" else {
+                throw fail("'typing' needs 'state': \"start\" or \"stop\"", .object(["field": .string("state")]))
+            }
+            return ClientMessage(.typing(topic, start: state == "start"), id: id)
         case "unsubscribe":
             return ClientMessage(.unsubscribe(try pattern()), id: id)
         case "message":
@@ -126,10 +153,10 @@ extension ClientMessage {
             }
             return ClientMessage(.read(messageId: messageId), id: id)
         case nil:
-            throw fail("missing 'type': expected auth, subscribe, unsubscribe, message or ping")
+            throw fail("missing 'type': expected auth, subscribe, unsubscribe, message, ping, read, presence.get or typing")
         case let other?:
             throw fail(
-                "unknown message type '\(other)': expected auth, subscribe, unsubscribe, message or ping",
+                "unknown message type '\(other)': expected auth, subscribe, unsubscribe, message, ping, read, presence.get or typing",
                 .object(["type": .string(other)]))
         }
     }

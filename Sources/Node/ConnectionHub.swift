@@ -13,15 +13,29 @@ final class ConnectionHub: Sendable {
     /// Messages per topic delivered on this node, for `/stats`.
     let activity = TopicActivity()
     private let allocator = ByteBufferAllocator()
+    /// Typing indicators shown here: coalesced, and timed out (see ``TypingRelay``).
+    let typing: TypingRelay
+    /// Presence events past `PRESENCE_BATCH_RATE` per topic and second, batched (see ``PresenceBatcher``).
+    let presenceBatches: PresenceBatcher
+    /// Presence and typing frames written to clients of this node, for `/stats`.
+    let signalCounters = SignalCounters()
 
     init(
         group: any EventLoopGroup, broker: PubSubBroker, counters: NodeCounters, metrics: NodeMetrics,
-        maxPendingBytes: Int
+        maxPendingBytes: Int, typingTimeout: Duration = .milliseconds(5_000), presenceBatchRate: Int = 50
     ) {
-        registries = group.makeIterator().map {
+        let registries = group.makeIterator().map {
             ConnectionRegistry(
                 loop: $0, broker: broker, counters: counters, metrics: metrics, maxPendingBytes: maxPendingBytes)
         }
+        self.registries = registries
+        let allocator = ByteBufferAllocator()
+        let local: @Sendable (Envelope) -> Void = { signal in
+            guard let delivery = Self.signalDelivery(signal, allocator: allocator, arrivedAt: .now()) else { return }
+            for registry in registries { registry.enqueue([delivery], bytes: DeliveryInbox.cost(of: delivery)) }
+        }
+        typing = TypingRelay(timeout: typingTimeout, deliverStop: local)
+        presenceBatches = PresenceBatcher(rate: presenceBatchRate, flush: local)
     }
 
     /// The registry whose executor is `loop`.
@@ -35,7 +49,21 @@ final class ConnectionHub: Sendable {
     func deliver(_ batch: [Envelope]) {
         var bytes = 0
         let arrivedAt = NIODeadline.now()
-        let deliveries = batch.map { envelope in
+        let deliveries = batch.compactMap { envelope -> Delivery? in
+            if let kind = envelope.kind {
+                if kind == .typing, !typing.incoming(envelope) { return nil }
+                if kind == .presence, !presenceBatches.admit(envelope) { return nil }
+                if kind == .typing {
+                    signalCounters.typingIndicators.add(1, ordering: .relaxed)
+                } else {
+                    signalCounters.presenceEvents.add(1, ordering: .relaxed)
+                }
+                guard let delivery = Self.signalDelivery(envelope, allocator: allocator, arrivedAt: arrivedAt) else {
+                    return nil
+                }
+                bytes += DeliveryInbox.cost(of: delivery)
+                return delivery
+            }
             let frame = OutboundFrame.text(ServerMessage.message(envelope).encoded(), allocator: allocator)
             let delivery = Delivery(topic: envelope.topic, userId: envelope.userId, frame: frame, arrivedAt: arrivedAt)
             bytes += DeliveryInbox.cost(of: delivery)
@@ -45,6 +73,21 @@ final class ConnectionHub: Sendable {
             registry.enqueue(deliveries, bytes: bytes)
         }
         activity.record(batch)
+    }
+
+    /// A presence event's or typing indicator's delivery: its own frame and audience (see
+    /// ``Delivery/Audience``); nil without a topic.
+    static func signalDelivery(_ envelope: Envelope, allocator: ByteBufferAllocator, arrivedAt: NIODeadline) -> Delivery? {
+        guard let topic = envelope.topic, let kind = envelope.kind else { return nil }
+        switch kind {
+        case .presence:
+            let frame = OutboundFrame.text(PresenceFrames.signal("presence", envelope), allocator: allocator)
+            return Delivery(topic: topic, userId: nil, frame: frame, arrivedAt: arrivedAt, audience: .presenceWatchers)
+        case .typing:
+            let typist = (try? RawJSONObject(parsing: envelope.data.bytes))?["userId"]?.stringValue ?? ""
+            let frame = OutboundFrame.text(PresenceFrames.signal("typing", envelope), allocator: allocator)
+            return Delivery(topic: topic, userId: nil, frame: frame, arrivedAt: arrivedAt, audience: .typing(except: typist))
+        }
     }
 
     func snapshot() async -> RegistrySnapshot {

@@ -23,6 +23,8 @@ actor ConnectionRegistry {
     /// delivery goes from a match straight to the socket write with no lookup per subscriber.
     private var sessionsByUser: [String: UserSessions] = [:]
     private var subscriptions = SubscriptionIndex<SessionRef>()
+    /// Sessions that asked for presence events, per concrete topic (``watchPresence(_:of:)``).
+    var presenceWatchers: [Topic: Set<SessionRef>] = [:]
     /// Transports written to during the current drain, flushed once at its end.
     private var pendingFlush: [WebSocketTransport] = []
     private let allocator = ByteBufferAllocator()
@@ -61,6 +63,9 @@ actor ConnectionRegistry {
         sessions[id] = session.value
     }
 
+    /// Session `id`, if it is on this loop.
+    func session(_ id: Int) -> WebSocketSession? { sessions[id] }
+
     /// Forgets session `id` and releases everything it held in the broker.
     func remove(_ id: Int) {
         guard let session = sessions.removeValue(forKey: id) else { return }
@@ -70,6 +75,7 @@ actor ConnectionRegistry {
             broker.release(Self.interest(pattern))
         }
         if let user = session.user { forget(ref, user: user.id) }
+        for topic in session.presence.watched { unwatchPresence(ref, of: topic) }
     }
 
     func authenticate(_ id: Int, as userId: String) {
@@ -184,7 +190,9 @@ actor ConnectionRegistry {
         var oldest: NIODeadline?
         for delivery in deliveries {
             let before = written
-            if let userId = delivery.userId {
+            if delivery.audience != .subscribers {
+                written += deliverSignal(delivery)
+            } else if let userId = delivery.userId {
                 sessionsByUser[userId]?.forEach { ref in written += write(delivery.frame, to: ref.transport) }
             } else if let topic = delivery.topic {
                 subscriptions.forEachMatch(topic) { ref in written += write(delivery.frame, to: ref.transport) }
@@ -199,6 +207,25 @@ actor ConnectionRegistry {
             // One sample per drain (a lock shared by every loop is taken once, not per message):
             // how long the oldest message delivered in it waited, from its arrival to the flush.
             if let oldest { metrics.deliveryLatency(.now() - oldest) }
+        }
+        return written
+    }
+
+    /// A presence event to the topic's presence watchers; a typing indicator to the topic's
+    /// subscribers (patterns included) except the typing user's own connections.
+    private func deliverSignal(_ delivery: Delivery) -> Int {
+        guard let topic = delivery.topic else { return 0 }
+        var written = 0
+        switch delivery.audience {
+        case .presenceWatchers:
+            presenceWatchers[topic]?.forEach { written += write(delivery.frame, to: $0.transport) }
+        case .typing(let typist):
+            let own = sessionsByUser[typist]
+            subscriptions.forEachMatch(topic) { ref in
+                if own?.contains(ref) != true { written += write(delivery.frame, to: ref.transport) }
+            }
+        case .subscribers:
+            break
         }
         return written
     }
@@ -276,6 +303,17 @@ struct Delivery: Sendable {
     var frame: OutboundFrame
     /// When the message reached this node (from the adapter), for the delivery latency metric.
     var arrivedAt: NIODeadline
+    /// Who gets it: a message's subscribers, or a presence or typing signal's audience.
+    var audience: Audience = .subscribers
+
+    enum Audience: Equatable {
+        /// The subscribers of `topic` (or the sessions of `userId`): a published message.
+        case subscribers
+        /// Sessions that subscribed to `topic` with `presenceEvents: true`.
+        case presenceWatchers
+        /// The subscribers of `topic` but the typing user's own sessions.
+        case typing(except: String)
+    }
 }
 
 /// What one registry holds, for `/stats`.

@@ -115,6 +115,17 @@ public struct NodeConfiguration: Sendable {
     /// `AUTH_BCRYPT_COST`: bcrypt work factor for stored passwords (each step doubles the work).
     public var bcryptCost = 10
 
+    /// `PRESENCE_TTL` (ms): a node's presence lease; a node that stops renewing it (killed,
+    /// cut off from Redis) loses its members within this plus a third of it (see docs/presence.md).
+    public var presenceTTL: Duration = .milliseconds(30_000)
+    /// `PRESENCE_MAX_DATA_SIZE` (bytes): the largest `presence.data` a client may set.
+    public var presenceMaxDataSize = 4_096
+    /// `PRESENCE_BATCH_RATE`: presence events per second per topic above which a node batches
+    /// them into one `presence` message per topic per second.
+    public var presenceBatchRate = 50
+    /// `TYPING_TIMEOUT` (ms): a `typing` start not refreshed within it ends with a `stop`.
+    public var typingTimeout: Duration = .milliseconds(5_000)
+
     public init(tokenKey: TokenKey, nodeId: String = NodeConfiguration.defaultNodeId()) {
         self.tokenKey = tokenKey
         self.nodeId = nodeId
@@ -259,6 +270,10 @@ extension NodeConfiguration {
         bcryptCost = try reader.integer("AUTH_BCRYPT_COST", in: 4...16) ?? bcryptCost
         drainTimeout = try reader.milliseconds("DRAIN_TIMEOUT") ?? drainTimeout
         clusterHeartbeatInterval = try reader.milliseconds("CLUSTER_HEARTBEAT_INTERVAL") ?? clusterHeartbeatInterval
+        presenceTTL = try reader.milliseconds("PRESENCE_TTL") ?? presenceTTL
+        presenceMaxDataSize = try reader.integer("PRESENCE_MAX_DATA_SIZE", in: 2...(1 << 20)) ?? presenceMaxDataSize
+        presenceBatchRate = try reader.integer("PRESENCE_BATCH_RATE", in: 1...1_000_000) ?? presenceBatchRate
+        typingTimeout = try reader.milliseconds("TYPING_TIMEOUT") ?? typingTimeout
     }
 }
 

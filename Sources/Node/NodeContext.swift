@@ -17,6 +17,8 @@ final class NodeContext: Sendable {
     let metrics: NodeMetrics
     let readiness: Readiness
     let logger: Logger
+    /// Members per topic, this node's share and the cluster's (see ``PresenceService``).
+    let presence: PresenceService
     /// Accounts, messages and read receipts; nil with `DATABASE_URL=none`. WebSocket sessions
     /// reach it here (a `read` request), off their event loop.
     let store: (any ChatStore)?
@@ -32,7 +34,9 @@ final class NodeContext: Sendable {
         self.counters = NodeCounters()
         self.hub = ConnectionHub(
             group: group, broker: broker, counters: counters, metrics: metrics,
-            maxPendingBytes: configuration.maxPendingBytes)
+            maxPendingBytes: configuration.maxPendingBytes, typingTimeout: configuration.typingTimeout,
+            presenceBatchRate: configuration.presenceBatchRate)
+        self.presence = PresenceService(configuration: configuration, broker: broker, logger: logger)
         self.limiter = ConnectionLimiter(
             perAddress: configuration.maxConnectionsPerIP,
             total: Self.connectionLimit(configured: configuration.maxConnections, openFiles: ResourceLimits.openFileLimit()))

@@ -67,6 +67,8 @@ public struct NodeStats: Codable, Sendable {
     public var messages: Messages
     public var adapter: AdapterStatus
     public var memory: Memory
+    /// Presence and typing on this node (see ``PresenceStats``); optional for older nodes' documents.
+    public var presence: PresenceStats? = nil
 }
 
 /// Samples the message counters once a second so `/stats` can report recent rates.

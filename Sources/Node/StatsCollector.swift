@@ -16,7 +16,7 @@ struct StatsCollector: Sendable {
         let interests = node.broker.interestCounts()
         let counters = node.counters
         let rates = sampler.rates()
-        return NodeStats(
+        var stats = NodeStats(
             nodeId: node.configuration.nodeId,
             status: "\(node.readiness.state)",
             startedAt: ISO8601.string(startedAt),
@@ -38,6 +38,8 @@ struct StatsCollector: Sendable {
                 topTopics: node.hub.activity.top(10).map { .init(topic: $0.topic, messages: $0.messages) }),
             adapter: node.broker.adapter.status(),
             memory: .init(residentBytes: residentMemoryBytes()))
+        stats.presence = PresenceStats(node: node)
+        return stats
     }
 
 

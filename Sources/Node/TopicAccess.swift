@@ -10,6 +10,9 @@ import Broker
 ///    *some* topic it matches is another user's, so `messages.user.*` and `**` are refused
 ///    while `messages.user.<own id>.**` is not.
 ///
+/// The same rule guards the online topics `presence.user.<id>` (user `<id>`'s online/offline
+/// events, see docs/presence.md), and no client without a grant may publish to them.
+///
 /// Requests with the node's `API_KEY` are the application's own and are not restricted.
 enum TopicAccess {
     /// The prefix of the private topics: `messages.user.<id>`.
@@ -31,6 +34,10 @@ enum TopicAccess {
             }
             return nil
         }
+        if reachesPrivateTopic(of: pattern, notOwnedBy: user.id, prefix: presenceUserPrefix) {
+            return "not allowed to subscribe to '\(pattern)': it matches other users' online topics "
+                + "(presence.user.<id>); a token needs grants covering them"
+        }
         guard reachesPrivateTopic(of: pattern, notOwnedBy: user.id) else { return nil }
         return "not allowed to subscribe to '\(pattern)': it matches other users' private topics "
             + "(messages.user.<id>); subscribe to messages.user.\(user.id) or use a token with grants"
@@ -44,9 +51,16 @@ enum TopicAccess {
             }
             return nil
         }
+        if topic.name.hasPrefix(presenceUserPrefix.joined(separator: ".") + ".") {
+            return "not allowed to publish to '\(topic)': presence.user.<id> topics carry the node's online events only"
+        }
         guard reachesPrivateTopic(of: TopicPattern(topic), notOwnedBy: user.id) else { return nil }
         return "not allowed to publish to '\(topic)': it is another user's private topic"
     }
+
+    /// The prefix of the users' online topics, `presence.user.<id>` (see docs/presence.md): a
+    /// token without grants may watch its own only, as with `messages.user.<id>`.
+    static let presenceUserPrefix = ["presence", "user"]
 
     /// Whether `pattern` matches at least one topic `messages.user.<X>[.more]` with X ≠ `owner`.
     ///
@@ -54,7 +68,9 @@ enum TopicAccess {
     /// segment that is anything but `owner`, then any number of further segments. `*` and `**`
     /// can always pick a segment other than `owner`, so only a literal third segment can avoid
     /// the other users' topics.
-    static func reachesPrivateTopic(of pattern: TopicPattern, notOwnedBy owner: String) -> Bool {
+    static func reachesPrivateTopic(
+        of pattern: TopicPattern, notOwnedBy owner: String, prefix privatePrefix: [String] = TopicAccess.privatePrefix
+    ) -> Bool {
         let segments = pattern.text.split(separator: ".", omittingEmptySubsequences: false)
         /// Template positions: 0 and 1 the literal prefix, 2 the owner segment, 3 the free tail.
         func reaches(_ index: Int, _ position: Int) -> Bool {

@@ -22,13 +22,15 @@ final class WebSocketSession: WebSocketTransportDelegate {
         didSet { updateDeliveriesWanted() }
     }
     private(set) var subscriptions: Set<TopicPattern> = []
+    /// Presence memberships, watched topics and typing state (see WebSocketSession+Presence).
+    var presence = SessionPresence()
 
     /// When the current token expires, if it does; the registry's expiry timer compares it
     /// with the deadline it was given, to skip tokens replaced since.
     private(set) var tokenDeadline: NIODeadline?
 
-    private let node: NodeContext
-    private let registry: ConnectionRegistry
+    let node: NodeContext
+    let registry: ConnectionRegistry
     private var tokenExpired = false {
         didSet { updateDeliveriesWanted() }
     }
@@ -52,7 +54,7 @@ final class WebSocketSession: WebSocketTransportDelegate {
     /// Logs with this connection's id, address and user. The metadata is built per message,
     /// and only when the level is enabled, rather than kept in a `Logger` per session: that
     /// costs every idle connection a dictionary, and connections log rarely.
-    private func log(_ level: Logger.Level, _ message: @autoclosure () -> Logger.Message, _ extra: Logger.Metadata = [:]) {
+    func log(_ level: Logger.Level, _ message: @autoclosure () -> Logger.Message, _ extra: Logger.Metadata = [:]) {
         let logger = node.logger
         guard logger.logLevel <= level else { return }
         var metadata: Logger.Metadata = ["connection": "\(id)", "ip": .string(remoteAddress)]
@@ -77,6 +79,7 @@ final class WebSocketSession: WebSocketTransportDelegate {
     }
 
     func transportDidClose(_ transport: WebSocketTransport) {
+        presenceDidClose()
         let id = self.id
         registry.assumeIsolated { $0.remove(id) }
         node.limiter.release(remoteAddress)
@@ -126,17 +129,22 @@ final class WebSocketSession: WebSocketTransportDelegate {
                 reply(.authError(message: error.description, code: 401, id: message.id))
             }
         case .subscribe(let pattern):
-            subscribe(pattern, requestId: message.id)
+            subscribe(pattern, requestId: message.id, presence: message.presence)
         case .unsubscribe(let pattern):
             if subscriptions.remove(pattern) != nil {
                 let id = self.id
                 registry.assumeIsolated { $0.unsubscribe(id, from: pattern) }
+                presenceDidUnsubscribe(pattern)
             }
             reply(.unsubscribed(topic: pattern.text, id: message.id))
         case .message(let topic, let data, let metadata, let eventType):
             publish(topic: topic, data: data, metadata: metadata, eventType: eventType, requestId: message.id)
         case .ping:
             reply(.pong(id: message.id))
+        case .presenceGet(let topic):
+            presenceGet(topic, requestId: message.id)
+        case .typing(let topic, let start):
+            typing(topic, start: start, requestId: message.id)
         case .read(let messageId):
             if let problem = authorizationProblem(message.id) { return reply(problem) }
             guard let user else { return }
@@ -158,6 +166,7 @@ final class WebSocketSession: WebSocketTransportDelegate {
             let (id, userId) = (self.id, newUser.id)
             registry.assumeIsolated { $0.authenticate(id, as: userId) }
             log(.info, "authenticated")
+            presenceDidAuthenticate(userId)
         }
         scheduleExpiry(newUser.expiresAt)
         reply(.authSuccess(userId: newUser.id, id: requestId))
@@ -172,6 +181,7 @@ final class WebSocketSession: WebSocketTransportDelegate {
             subscriptions.remove(pattern)
             let id = self.id
             registry.assumeIsolated { $0.unsubscribe(id, from: pattern) }
+            presenceDidUnsubscribe(pattern)
             reply(.error(
                 code: 403, message: "subscription ended: \(denial)", details: .object(["topic": .string(pattern.text)]),
                 id: nil))
@@ -202,7 +212,7 @@ final class WebSocketSession: WebSocketTransportDelegate {
     }
 
     /// Why this session may not use topics yet, as an `error` reply; nil when it may.
-    private func authorizationProblem(_ requestId: JSONValue?) -> ServerMessage? {
+    func authorizationProblem(_ requestId: JSONValue?) -> ServerMessage? {
         guard user != nil else {
             return .error(code: 401, message: "not authenticated: send 'auth' with a token first", details: nil, id: requestId)
         }
@@ -212,10 +222,13 @@ final class WebSocketSession: WebSocketTransportDelegate {
         return nil
     }
 
-    private func subscribe(_ pattern: TopicPattern, requestId: JSONValue?) {
+    private func subscribe(_ pattern: TopicPattern, requestId: JSONValue?, presence: PresenceRequest? = nil) {
         if let problem = authorizationProblem(requestId) { return reply(problem) }
         if let user, let denial = TopicAccess.subscribeDenial(pattern, user: user) {
             return reply(.error(code: 403, message: denial, details: .object(["topic": .string(pattern.text)]), id: requestId))
+        }
+        if let presence, let problem = presenceProblem(presence, pattern: pattern, requestId: requestId) {
+            return reply(problem)
         }
         if !subscriptions.contains(pattern) {
             let limit = node.configuration.maxSubscriptionsPerConnection
@@ -229,6 +242,7 @@ final class WebSocketSession: WebSocketTransportDelegate {
             registry.assumeIsolated { $0.subscribe(id, to: pattern) }
         }
         reply(.subscribed(topic: pattern.text, id: requestId))
+        if let presence, let topic = pattern.topic { presenceDidSubscribe(topic, presence) }
     }
 
     private func publish(topic: Topic, data: RawJSON, metadata: RawJSON?, eventType: String?, requestId: JSONValue?) {
@@ -246,7 +260,7 @@ final class WebSocketSession: WebSocketTransportDelegate {
         node.broker.publish(envelope)
     }
 
-    private func reply(_ message: ServerMessage) {
+    func reply(_ message: ServerMessage) {
         transport.send(text: message.encoded())
     }
 }

@@ -103,6 +103,17 @@ struct OpenAPITests {
             _ = try await call("DELETE", "/api/messages/\(id)", as: "/api/messages/{id}", headers: bearer)
             _ = try await call("DELETE", "/api/messages/\(id)", as: "/api/messages/{id}", headers: bearer)
 
+            let presenceKey = ["X-API-Key": "server-key"]
+            _ = try await call("GET", "/api/presence/walk", as: "/api/presence/{topic}", headers: presenceKey)
+            _ = try await call("GET", "/api/presence/walk?countOnly=true", as: "/api/presence/{topic}", headers: bearer)
+            _ = try await call("GET", "/api/presence/walk.*", as: "/api/presence/{topic}", headers: bearer)
+            _ = try await call("GET", "/api/presence/messages.user.other", as: "/api/presence/{topic}", headers: bearer)
+            _ = try await call("GET", "/api/presence/walk", as: "/api/presence/{topic}")
+            _ = try await call("GET", "/api/users/walker/presence", as: "/api/users/{username}/presence", headers: presenceKey)
+            _ = try await call("GET", "/api/users/other/presence", as: "/api/users/{username}/presence", headers: bearer)
+            _ = try await call("GET", "/api/users/a.b/presence", as: "/api/users/{username}/presence", headers: presenceKey)
+            _ = try await call("GET", "/api/users/walker/presence", as: "/api/users/{username}/presence")
+
             #expect(checker.problems.isEmpty, "\(checker.problems.joined(separator: "\n"))")
             let documented = try Self.documentedRoutes()
             #expect(documented.subtracting(checker.checked).isEmpty, "not walked: \(documented.subtracting(checker.checked).sorted())")

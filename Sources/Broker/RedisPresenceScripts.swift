@@ -1,0 +1,128 @@
+/// The Lua scripts of ``RedisPresenceStore``. Each runs atomically on the server that holds
+/// the topic's channel (see ``RedisChannels``), so the decision "first connection anywhere" or
+/// "last connection anywhere" and the event it causes are one step: exactly one `join` and one
+/// `leave` per user and topic, whatever the number of nodes.
+///
+/// Keys, with `P` = `PUBSUB_REDIS_PREFIX` + `@presence:` (topics and user ids use the topic
+/// alphabet, so `\n` separates them safely):
+/// - `P m:<topic>`: hash user id -> member document `{"userId":..,"data":..}`;
+/// - `P n:<topic>`: hash user id -> connections, cluster-wide;
+/// - `P i:<instance>`: hash `<topic>\n<user>` -> connections held by one node instance
+///   (`<NODE_ID>/<boot nonce>`) on this server; what the reaper takes back;
+/// - `P leases`: sorted set instance -> lease expiry (Redis `TIME`, ms);
+/// - `P seen:<topic>`: when a `presence.user.<id>` topic last became empty (ISO 8601).
+///
+/// The scripts touch keys they compute (the reaper walks instances), so they need a single
+/// Redis server per shard, not Redis Cluster.
+enum RedisPresenceScripts {
+    /// KEYS: m, n, i, leases, seen. ARGV: topic, user, instance, connections, member,
+    /// announce update ('1'/'0'), event id (JSON string), origin (JSON string), timestamp,
+    /// channel. Returns the event published ('join', 'leave', 'update'), '' for none, or
+    /// 'nolease' (nothing changed) when the instance holds no lease on this server.
+    static let set = """
+        if redis.call('ZSCORE', KEYS[4], ARGV[3]) == false then return 'nolease' end
+        local field = ARGV[1] .. '\\n' .. ARGV[2]
+        local count = tonumber(ARGV[4])
+        local old = tonumber(redis.call('HGET', KEYS[3], field) or '0')
+        if count > 0 then redis.call('HSET', KEYS[3], field, count) else redis.call('HDEL', KEYS[3], field) end
+        local total = tonumber(redis.call('HGET', KEYS[2], ARGV[2]) or '0')
+        local now = total - old + count
+        local event = false
+        local member = ARGV[5]
+        if now <= 0 then
+          if total > 0 then
+            event = 'leave'
+            member = redis.call('HGET', KEYS[1], ARGV[2]) or member
+            if string.sub(ARGV[1], 1, 14) == 'presence.user.' then redis.call('SET', KEYS[5], ARGV[9]) end
+          end
+          redis.call('HDEL', KEYS[1], ARGV[2])
+          redis.call('HDEL', KEYS[2], ARGV[2])
+        else
+          redis.call('HSET', KEYS[2], ARGV[2], now)
+          if total <= 0 then
+            event = 'join'
+            redis.call('HSET', KEYS[1], ARGV[2], member)
+          elseif ARGV[6] == '1' and redis.call('HGET', KEYS[1], ARGV[2]) ~= member then
+            event = 'update'
+            redis.call('HSET', KEYS[1], ARGV[2], member)
+          end
+        end
+        if event then
+          redis.call('PUBLISH', ARGV[10], '{"v":1,"id":' .. ARGV[7] .. ',"origin":' .. ARGV[8] .. ',"topic":"' .. ARGV[1]
+            .. '","kind":"presence","data":{"event":"' .. event .. '","member":' .. member .. '},"timestamp":"' .. ARGV[9] .. '"}')
+          return event
+        end
+        return ''
+        """
+
+    /// KEYS: leases. ARGV: instance, ttl (ms). Sets the instance's lease to now + ttl; returns 1
+    /// when it held one already, 0 when the lease is new (first start, or reaped meanwhile:
+    /// the node must then resend its whole share).
+    static let lease = """
+        local t = redis.call('TIME')
+        local present = redis.call('ZSCORE', KEYS[1], ARGV[1])
+        redis.call('ZADD', KEYS[1], t[1] * 1000 + math.floor(t[2] / 1000) + tonumber(ARGV[2]), ARGV[1])
+        if present then return 1 end
+        return 0
+        """
+
+    /// KEYS: leases. ARGV: key prefix P, instance prefix to reap regardless of expiry ('' for
+    /// none), instance to spare from that prefix ('' for none), origin (JSON string),
+    /// timestamp, event id base (JSON-safe), channel prefix.
+    ///
+    /// Takes back every share of each instance whose lease expired (and of each instance
+    /// matching the prefix: a node's earlier boots), publishing one `leave` for each member
+    /// whose count reaches 0. Returns {leaves published, {instances reaped}}.
+    static let reap = """
+        local t = redis.call('TIME')
+        local now = t[1] * 1000 + math.floor(t[2] / 1000)
+        local victims = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
+        if ARGV[2] ~= '' then
+          for _, instance in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+            if instance ~= ARGV[3] and string.sub(instance, 1, #ARGV[2]) == ARGV[2] then table.insert(victims, instance) end
+          end
+        end
+        local events = 0
+        local reaped = {}
+        local done = {}
+        for _, instance in ipairs(victims) do
+          if not done[instance] then
+            done[instance] = true
+            local ikey = ARGV[1] .. 'i:' .. instance
+            local entries = redis.call('HGETALL', ikey)
+            for i = 1, #entries, 2 do
+              local sep = string.find(entries[i], '\\n', 1, true)
+              local topic = string.sub(entries[i], 1, sep - 1)
+              local user = string.sub(entries[i], sep + 1)
+              local nkey = ARGV[1] .. 'n:' .. topic
+              local mkey = ARGV[1] .. 'm:' .. topic
+              local total = tonumber(redis.call('HGET', nkey, user) or '0')
+              local left = total - tonumber(entries[i + 1])
+              if left > 0 then
+                redis.call('HSET', nkey, user, left)
+              else
+                local member = redis.call('HGET', mkey, user) or ('{"userId":"' .. user .. '","data":{}}')
+                redis.call('HDEL', mkey, user)
+                redis.call('HDEL', nkey, user)
+                if total > 0 then
+                  events = events + 1
+                  if string.sub(topic, 1, 14) == 'presence.user.' then redis.call('SET', ARGV[1] .. 'seen:' .. topic, ARGV[5]) end
+                  redis.call('PUBLISH', ARGV[7] .. topic, '{"v":1,"id":"' .. ARGV[6] .. '-' .. events .. '","origin":' .. ARGV[4]
+                    .. ',"topic":"' .. topic .. '","kind":"presence","data":{"event":"leave","member":' .. member
+                    .. '},"timestamp":"' .. ARGV[5] .. '"}')
+                end
+              end
+            end
+            redis.call('DEL', ikey)
+            redis.call('ZREM', KEYS[1], instance)
+            table.insert(reaped, instance)
+          end
+        end
+        return {events, reaped}
+        """
+
+    /// KEYS: m, n. Returns {HGETALL m, HGETALL n}, read together.
+    static let members = """
+        return {redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2])}
+        """
+}

@@ -1,0 +1,300 @@
+import Foundation
+import Logging
+import Synchronization
+
+/// Presence shared by every node through Redis (`PUBSUB_ADAPTER=redis`); see
+/// ``RedisPresenceScripts`` for the keys and the atomic steps.
+///
+/// **Shares.** This node instance (`<NODE_ID>/<boot nonce>`, new at every start) reports its
+/// own connection count per topic and user; the scripts add the shares of all instances up
+/// and publish `join`/`leave`/`update` once, on the topic's channel.
+///
+/// **No zombies.** Every `PRESENCE_TTL / 3` the instance renews its lease on each server and
+/// reaps: any instance whose lease has expired (a node killed or cut off for longer than
+/// `PRESENCE_TTL`) loses its shares, and each member that had no other connection leaves
+/// once. So a dead node's members leave within `PRESENCE_TTL` plus one period. At start the
+/// instance reaps the earlier boots of its own `NODE_ID` at once, so a restarted node neither
+/// resurrects nor double-counts its old members.
+///
+/// **Outages.** A script that fails (Redis down) marks its key, and further changes for that
+/// server are only marked, not queued behind connect attempts; once a lease renewal succeeds
+/// again the marked keys are resent with their current counts (absolute, so resending is
+/// harmless). A renewal that finds the lease gone (the instance was reaped while cut off)
+/// resends the whole share: its members join again.
+///
+/// **Threads.** One ``RedisCommandQueue`` per server runs the scripts in call order;
+/// ``set(topic:userId:connections:member:announceUpdate:)`` enqueues under the store's lock,
+/// so the order of calls is the order Redis sees. Completions run on the queues.
+public final class RedisPresenceStore: PresenceStore {
+    private struct Key: Hashable {
+        var topic: Topic
+        var userId: String
+    }
+
+    private struct Share {
+        var connections: Int
+        var member: RawJSON
+    }
+
+    private struct State {
+        var shares: [Key: Share] = [:]
+        /// Keys whose last script failed or found no lease: resent after the next renewal.
+        var dirty: Set<Key> = []
+        /// A renewal is queued for the server (asked for by a 'nolease' answer).
+        var renewalQueued: Set<Int> = []
+        var sequence = 0
+        var counters = PresenceCounters()
+        var loop: Task<Void, Never>?
+        /// Set by ``shutdown()``: no renewal after the instance has withdrawn.
+        var stopped = false
+        /// Servers whose last command could not reach them: changes for them are only marked
+        /// (not queued behind connect attempts) until a renewal gets through again.
+        var unreachable: Set<Int> = []
+    }
+
+    /// `<NODE_ID>/<boot nonce>`.
+    public let instance: String
+    private let nodeId: String
+    private let keyPrefix: String
+    private let channels: RedisChannels
+    private let queues: [RedisCommandQueue]
+    private let ttlMilliseconds: Int
+    private let originJSON: [UInt8]
+    private let logger: Logger
+    private let state = Mutex(State())
+
+    /// - Parameters:
+    ///   - urls: the servers of `PUBSUB_REDIS_URL`, in order (the topic's channel server holds
+    ///     its presence).
+    ///   - ttl: `PRESENCE_TTL`.
+    public init(urls: [RedisURL], prefix: String, nodeId: String, timeout: Duration, ttl: Duration, logger: Logger) {
+        precondition(!urls.isEmpty, "RedisPresenceStore needs at least one Redis URL")
+        self.nodeId = nodeId
+        self.instance = "\(nodeId)/\(String(UInt64.random(in: 0...UInt64.max), radix: 36))"
+        self.keyPrefix = prefix + "@presence:"
+        self.channels = RedisChannels(prefix: prefix, serverCount: urls.count)
+        self.queues = urls.enumerated().map { index, url in
+            RedisCommandQueue(url: url, timeout: timeout, clientName: "presence-\(index)")
+        }
+        self.ttlMilliseconds = max(1, Int(ttl.components.seconds * 1000 + ttl.components.attoseconds / 1_000_000_000_000_000))
+        var writer = JSONWriter()
+        writer.string(nodeId)
+        self.originJSON = writer.bytes
+        self.logger = logger
+    }
+
+    private func server(of topic: Topic) -> Int { channels.server(forKey: channels.key(for: topic)) }
+
+    private func bytes(_ text: String) -> [UInt8] { Array(text.utf8) }
+
+    // MARK: Leases and reaping
+
+    /// Renews the leases, reaps this node's earlier boots, then every `PRESENCE_TTL / 3` renews
+    /// and reaps expired instances, until ``shutdown()``.
+    public func start() {
+        let period = Duration.milliseconds(max(1, ttlMilliseconds / 3))
+        let task = Task { [self] in
+            for server in queues.indices {
+                renew(server)
+                reap(server, ownEarlierBoots: true)
+            }
+            while !Task.isCancelled {
+                try? await Task.sleep(for: period)
+                guard !Task.isCancelled else { break }
+                for server in queues.indices {
+                    renew(server)
+                    reap(server, ownEarlierBoots: false)
+                }
+            }
+        }
+        state.withLock { $0.loop = task }
+    }
+
+    private func renew(_ server: Int) {
+        guard !state.withLock({ $0.stopped }) else { return }
+        queues[server].evaluate(
+            RedisPresenceScripts.lease, keys: [bytes(keyPrefix + "leases")],
+            arguments: [bytes(instance), bytes(String(ttlMilliseconds))]
+        ) { [self] result in
+            state.withLock { state in
+                state.renewalQueued.remove(server)
+                guard case .success(let reply) = result else {
+                    state.counters.failures += 1
+                    state.unreachable.insert(server)
+                    return
+                }
+                state.unreachable.remove(server)
+                let hadLease = reply == .integer(1)
+                var resend = Set(state.dirty.filter { self.server(of: $0.topic) == server })
+                if !hadLease {
+                    resend.formUnion(state.shares.keys.filter { self.server(of: $0.topic) == server })
+                    if !state.shares.isEmpty { logger.info("presence lease renewed after loss: resending this node's members", metadata: ["server": "\(server)"]) }
+                }
+                for key in resend {
+                    let share = state.shares[key]
+                    enqueueSet(
+                        key, connections: share?.connections ?? 0,
+                        member: share?.member ?? PresenceMember.document(userId: key.userId, data: nil),
+                        announceUpdate: false, state: &state)
+                }
+            }
+        }
+    }
+
+    private func reap(_ server: Int, ownEarlierBoots: Bool, onlyThisInstance: Bool = false) {
+        reapScript(server, ownEarlierBoots: ownEarlierBoots, onlyThisInstance: onlyThisInstance) {}
+    }
+
+    private func reapScript(
+        _ server: Int, ownEarlierBoots: Bool, onlyThisInstance: Bool,
+        completion: @escaping @Sendable () -> Void
+    ) {
+        let base = state.withLock { state -> String in
+            state.sequence += 1
+            return "reap-\(String(UInt32.random(in: 0...UInt32.max), radix: 36))-\(state.sequence)"
+        }
+        let reapPrefix = onlyThisInstance ? instance : (ownEarlierBoots ? nodeId + "/" : "")
+        let spare = onlyThisInstance ? "" : instance
+        queues[server].evaluate(
+            RedisPresenceScripts.reap, keys: [bytes(keyPrefix + "leases")],
+            arguments: [
+                bytes(keyPrefix), bytes(reapPrefix), bytes(spare), originJSON, bytes(Timestamp.string(Date())),
+                bytes(base), bytes(channels.prefix),
+            ]
+        ) { [self] result in
+            defer { completion() }
+            switch result {
+            case .success(.array(let parts)) where parts.count == 2:
+                guard case .integer(let leaves) = parts[0], case .array(let instances) = parts[1] else { return }
+                let names = instances.compactMap(\.string)
+                guard !names.isEmpty else { return }
+                state.withLock {
+                    $0.counters.reapedLeaves += leaves
+                    $0.counters.eventsPublished += leaves
+                    $0.counters.reapedInstances += names.count
+                }
+                logger.info(
+                    "presence: reaped node instances", metadata: ["instances": "\(names)", "leaves": "\(leaves)"])
+            case .success:
+                break
+            case .failure:
+                state.withLock { $0.counters.failures += 1 }
+            }
+        }
+    }
+
+    // MARK: Shares
+
+    public func set(topic: Topic, userId: String, connections: Int, member: RawJSON, announceUpdate: Bool) {
+        let key = Key(topic: topic, userId: userId)
+        state.withLock { state in
+            if connections > 0 {
+                state.shares[key] = Share(connections: connections, member: member)
+            } else {
+                state.shares[key] = nil
+            }
+            enqueueSet(key, connections: connections, member: member, announceUpdate: announceUpdate, state: &state)
+        }
+    }
+
+    /// Queues the set script for `key`; called under the lock, so queue order is call order.
+    private func enqueueSet(_ key: Key, connections: Int, member: RawJSON, announceUpdate: Bool, state: inout State) {
+        let server = self.server(of: key.topic)
+        guard !state.unreachable.contains(server) else {
+            // Resent by the renewal that finds the server again.
+            state.dirty.insert(key)
+            return
+        }
+        state.sequence += 1
+        var id = JSONWriter()
+        id.string("\(instance):p\(state.sequence)")
+        let topic = key.topic.name
+        queues[server].evaluate(
+            RedisPresenceScripts.set,
+            keys: [
+                bytes(keyPrefix + "m:" + topic), bytes(keyPrefix + "n:" + topic), bytes(keyPrefix + "i:" + instance),
+                bytes(keyPrefix + "leases"), bytes(keyPrefix + "seen:" + topic),
+            ],
+            arguments: [
+                bytes(topic), bytes(key.userId), bytes(instance), bytes(String(connections)), member.bytes,
+                bytes(announceUpdate ? "1" : "0"), id.bytes, originJSON, bytes(Timestamp.string(Date())),
+                bytes(channels.channel(forKey: channels.key(for: key.topic))),
+            ]
+        ) { [self] result in
+            var renewNow = false
+            self.state.withLock { state in
+                switch result {
+                case .success(let reply):
+                    switch reply.string {
+                    case "nolease":
+                        state.dirty.insert(key)
+                        renewNow = state.renewalQueued.insert(server).inserted
+                    case "", nil:
+                        state.dirty.remove(key)
+                    default:
+                        state.dirty.remove(key)
+                        state.counters.eventsPublished += 1
+                    }
+                case .failure(let error):
+                    state.dirty.insert(key)
+                    state.counters.failures += 1
+                    if !error.isReplyError { state.unreachable.insert(server) }
+                }
+            }
+            if renewNow { renew(server) }
+        }
+    }
+
+    // MARK: Queries
+
+    public func members(of topic: Topic) async throws -> [PresenceMember] {
+        let reply = try await queues[server(of: topic)].evaluate(
+            RedisPresenceScripts.members, keys: [bytes(keyPrefix + "m:" + topic.name), bytes(keyPrefix + "n:" + topic.name)],
+            arguments: [])
+        guard case .array(let parts) = reply, parts.count == 2, case .array(let documents) = parts[0],
+            case .array(let counts) = parts[1]
+        else { throw RedisConnectionError("unexpected presence reply") }
+        var connections: [String: Int] = [:]
+        for index in stride(from: 0, to: counts.count - 1, by: 2) {
+            if let user = counts[index].string, let count = counts[index + 1].string.flatMap(Int.init) {
+                connections[user] = count
+            }
+        }
+        var members: [PresenceMember] = []
+        for index in stride(from: 0, to: documents.count - 1, by: 2) {
+            guard let user = documents[index].string, case .bulk(let bytes) = documents[index + 1],
+                let document = try? RawJSON(validating: bytes)
+            else { continue }
+            members.append(PresenceMember(userId: user, member: document, connections: connections[user] ?? 0))
+        }
+        return members.sorted { $0.userId < $1.userId }
+    }
+
+    public func count(of topic: Topic) async throws -> Int {
+        guard case .integer(let count) = try await queues[server(of: topic)].command(["HLEN", keyPrefix + "n:" + topic.name])
+        else { throw RedisConnectionError("unexpected HLEN reply") }
+        return count
+    }
+
+    public func lastLeft(topic: Topic) async throws -> Date? {
+        let reply = try await queues[server(of: topic)].command(["GET", keyPrefix + "seen:" + topic.name])
+        return reply.string.flatMap(Timestamp.date)
+    }
+
+    public func counters() -> PresenceCounters { state.withLock { $0.counters } }
+
+    /// Stops renewing and reaps this instance at once: whatever share is left (members whose
+    /// connections did not close first) leaves now rather than after the TTL.
+    public func shutdown() async {
+        state.withLock { state in
+            state.stopped = true
+            return state.loop
+        }?.cancel()
+        for server in queues.indices {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                reapScript(server, ownEarlierBoots: false, onlyThisInstance: true) { continuation.resume() }
+            }
+            await queues[server].close()
+        }
+    }
+}

@@ -1,0 +1,99 @@
+import Broker
+import Foundation
+import HTTPTypes
+import Hummingbird
+import NIOCore
+
+/// `GET /api/presence/{topic}` and `GET /api/users/{id}/presence` (see docs/presence.md).
+///
+/// Both answer the application (`API_KEY`) and any token that may subscribe to the topic
+/// (`presence.user.<id>` for a user's online state: the user, or a token whose grants cover it).
+/// While the shared store cannot be reached, the topic's members are this node's own, marked
+/// `"scope":"node"`.
+struct PresenceRoutes {
+    let node: NodeContext
+
+    func register(on router: Router<NodeRequestContext>) {
+        router.get("/api/presence/:topic") { request, context in
+            await members(request, topicName: context.parameters.get("topic") ?? "")
+        }
+        router.get("/api/users/:username/presence") { request, context in
+            await online(request, userId: context.parameters.get("username") ?? "")
+        }
+    }
+
+    /// Nil when the caller may read `topic`'s presence, else the error to answer.
+    private func denial(_ request: Request, topic: Topic) -> Response? {
+        let caller: Caller
+        do {
+            caller = try Caller.identify(request, node: node, allowAPIKey: true)
+        } catch {
+            return error.response
+        }
+        if case .user(let user) = caller, let denial = TopicAccess.subscribeDenial(TopicPattern(topic), user: user) {
+            return APIError(403, denial).response
+        }
+        return nil
+    }
+
+    private func members(_ request: Request, topicName: String) async -> Response {
+        let topic: Topic
+        do {
+            topic = try Topic(topicName)
+        } catch {
+            return APIError(400, "illegal topic: \(error) (presence needs a concrete topic)").response
+        }
+        if let denial = denial(request, topic: topic) { return denial }
+        let countOnly = ["true", "1"].contains(request.uri.queryParameters["countOnly"].map(String.init) ?? "")
+        var json = JSONWriter()
+        json.raw("{\"topic\":")
+        json.string(topic.name)
+        do {
+            if countOnly {
+                json.raw(",\"count\":\(try await node.presence.store.count(of: topic))")
+            } else {
+                let members = try await node.presence.store.members(of: topic)
+                json.raw(",\"members\":")
+                json.raw(PresenceFrames.membersArray(members))
+                json.raw(",\"count\":\(members.count)")
+            }
+        } catch {
+            let members = node.presence.localMembers(of: topic)
+            if !countOnly {
+                json.raw(",\"members\":")
+                json.raw(PresenceFrames.membersArray(members))
+            }
+            json.raw(",\"count\":\(members.count),\"scope\":\"node\"")
+        }
+        json.raw("}")
+        return Self.json(json.bytes)
+    }
+
+    private func online(_ request: Request, userId: String) async -> Response {
+        if let problem = UserID.problem(userId) { return APIError(400, "user id '\(userId)' \(problem)").response }
+        guard let topic = PresenceService.userTopic(userId) else { return APIError(400, "invalid user id").response }
+        if let denial = denial(request, topic: topic) { return denial }
+        var json = JSONWriter()
+        json.raw("{\"userId\":")
+        json.string(userId)
+        do {
+            let online = try await node.presence.store.count(of: topic) > 0
+            json.raw(",\"online\":\(online),\"lastSeenAt\":")
+            if online {
+                json.string(Timestamp.string(Date()))
+            } else if let seen = try await node.presence.store.lastLeft(topic: topic) {
+                json.string(Timestamp.string(seen))
+            } else {
+                json.raw("null")
+            }
+        } catch {
+            return APIError(503, "presence store unreachable: \(error)").response
+        }
+        json.raw("}")
+        return Self.json(json.bytes)
+    }
+
+    private static func json(_ bytes: [UInt8]) -> Response {
+        Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
+    }
+}

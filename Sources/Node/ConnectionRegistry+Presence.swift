@@ -1,0 +1,37 @@
+import Broker
+import Synchronization
+
+extension ConnectionRegistry {
+    /// Session `id` receives the presence events of `topic` (it subscribed with `presenceEvents`).
+    func watchPresence(_ id: Int, of topic: Topic) {
+        guard let ref = session(id).map(SessionRef.init) else { return }
+        presenceWatchers[topic, default: []].insert(ref)
+    }
+
+    /// Session `id` no longer receives the presence events of `topic`.
+    func unwatchPresence(_ id: Int, of topic: Topic) {
+        guard let ref = session(id).map(SessionRef.init) else { return }
+        unwatchPresence(ref, of: topic)
+    }
+
+    func unwatchPresence(_ ref: SessionRef, of topic: Topic) {
+        guard presenceWatchers[topic]?.remove(ref) != nil else { return }
+        if presenceWatchers[topic]!.isEmpty { presenceWatchers[topic] = nil }
+    }
+}
+
+extension UserSessions {
+    func contains(_ ref: SessionRef) -> Bool {
+        switch self {
+        case .one(let only): only == ref
+        case .many(let set): set.contains(ref)
+        }
+    }
+}
+
+/// Presence events and typing indicators that reached this node (once per node, not per
+/// client), for `/stats`.
+final class SignalCounters: Sendable {
+    let presenceEvents = Atomic<Int>(0)
+    let typingIndicators = Atomic<Int>(0)
+}

@@ -1,0 +1,116 @@
+import Broker
+import Dispatch
+import Foundation
+import Synchronization
+
+/// Typing indicators on both ends of the topic space: coalescing what this node's clients send,
+/// and timing out what this node's subscribers were shown.
+///
+/// **Sending** (``outgoing(topic:userId:start:now:)``): per topic and user, at most one `start`
+/// per ``interval`` leaves the node (more are dropped: a client repeats `start` every few
+/// seconds while its user types); a `stop` leaves only after a `start` did.
+///
+/// **Receiving** (``incoming(_:now:)``): per topic and user, a `start` reaches this node's
+/// subscribers at most once per ``interval`` (so two devices of one user, on two nodes, do not
+/// double it), and every `start` arms a timer: without another `start` or a `stop` within
+/// `TYPING_TIMEOUT`, the node shows its subscribers a `stop` itself. That ends indicators whose
+/// client went silent, disconnected without a word, or whose node died.
+///
+/// Thread-safe: two small tables behind mutexes; timers run on a dispatch queue and deliver
+/// through the closure given to ``init(timeout:deliverStop:)``.
+final class TypingRelay: Sendable {
+    struct Key: Hashable {
+        var topic: Topic
+        var userId: String
+    }
+
+    private struct Outgoing {
+        var lastStart: ContinuousClock.Instant
+        var active: Bool
+    }
+
+    private struct Incoming {
+        var lastShown: ContinuousClock.Instant
+        var generation: Int
+    }
+
+    /// At most one `start` per topic and user per interval.
+    static let interval = Duration.seconds(1)
+
+    let timeout: Duration
+    private let outgoingTable = Mutex<[Key: Outgoing]>([:])
+    private let incomingTable = Mutex<(entries: [Key: Incoming], generation: Int)>(([:], 0))
+    private let timers = DispatchQueue(label: "chorus.typing-timeouts")
+    private let deliverStop: @Sendable (Envelope) -> Void
+
+    /// - Parameter deliverStop: shows a timed-out `stop` to this node's subscribers (never
+    ///   published: every node times out what it showed).
+    init(timeout: Duration, deliverStop: @escaping @Sendable (Envelope) -> Void) {
+        self.timeout = timeout
+        self.deliverStop = deliverStop
+    }
+
+    // MARK: Sending
+
+    /// Whether a client's `start`/`stop` should be published.
+    func outgoing(topic: Topic, userId: String, start: Bool, now: ContinuousClock.Instant = .now) -> Bool {
+        outgoingTable.withLock { table in
+            let key = Key(topic: topic, userId: userId)
+            if start {
+                if let entry = table[key], entry.active, now - entry.lastStart < Self.interval { return false }
+                table[key] = Outgoing(lastStart: now, active: true)
+                if table.count > 4_096 {
+                    table = table.filter { $0.value.active && now - $0.value.lastStart < timeout * 2 }
+                }
+                return true
+            }
+            guard let entry = table.removeValue(forKey: key) else { return false }
+            return entry.active
+        }
+    }
+
+    // MARK: Receiving
+
+    /// Whether a typing envelope that reached this node is shown to its subscribers; arms or
+    /// disarms the timeout.
+    func incoming(_ envelope: Envelope, now: ContinuousClock.Instant = .now) -> Bool {
+        guard let topic = envelope.topic, let fields = try? RawJSONObject(parsing: envelope.data.bytes),
+            let userId = fields["userId"]?.stringValue, let state = fields["state"]?.stringValue
+        else { return false }
+        let key = Key(topic: topic, userId: userId)
+        return incomingTable.withLock { table in
+            table.generation += 1
+            let generation = table.generation
+            guard state == "start" else {
+                return table.entries.removeValue(forKey: key) != nil
+            }
+            var show = true
+            if let entry = table.entries[key], now - entry.lastShown < Self.interval {
+                show = false
+                table.entries[key]!.generation = generation
+            } else {
+                table.entries[key] = Incoming(lastShown: now, generation: generation)
+            }
+            let origin = envelope.origin
+            timers.asyncAfter(deadline: .now() + .nanoseconds(Int(timeout.components.seconds) * 1_000_000_000
+                + Int(timeout.components.attoseconds / 1_000_000_000))) { [self] in
+                expire(key, generation: generation, origin: origin)
+            }
+            return show
+        }
+    }
+
+    private func expire(_ key: Key, generation: Int, origin: String) {
+        let due = incomingTable.withLock { table -> Bool in
+            guard table.entries[key]?.generation == generation else { return false }
+            table.entries[key] = nil
+            return true
+        }
+        guard due else { return }
+        var stop = Envelope(
+            id: "typing-timeout-\(generation)", origin: origin, topic: key.topic,
+            data: PresenceFrames.typingData(userId: key.userId, state: "stop"))
+        stop.kind = .typing
+        deliverStop(stop)
+    }
+}

@@ -1,0 +1,133 @@
+import Broker
+import Foundation
+import NIOCore
+
+/// A session's presence memberships, presence-watched topics and typing topics; a value inside
+/// its ``WebSocketSession``, on the session's event loop.
+struct SessionPresence {
+    /// Topics this connection counts in as a member (`subscribe` with `presence`).
+    var memberships: Set<Topic> = []
+    /// Topics whose presence events this connection receives (`presenceEvents: true`).
+    var watched: Set<Topic> = []
+    /// Topics where this connection's `typing` `start` is the last word.
+    var typing: Set<Topic> = []
+    /// `presence.user.<id>`, joined at authentication: the user is online while connected.
+    var userTopic: Topic?
+}
+
+/// Presence and typing requests of one connection (see docs/presence.md). Runs on the session's
+/// event loop, like the rest of the session.
+extension WebSocketSession {
+    /// Why a `subscribe`'s presence fields cannot be honoured, as an `error` reply; nil when
+    /// they can.
+    func presenceProblem(_ request: PresenceRequest, pattern: TopicPattern, requestId: JSONValue?) -> ServerMessage? {
+        let details = JSONValue.object(["topic": .string(pattern.text)])
+        guard let topic = pattern.topic else {
+            return .error(
+                code: 400, message: "presence needs a concrete topic: '\(pattern.text)' is a pattern", details: details,
+                id: requestId)
+        }
+        let limit = node.configuration.presenceMaxDataSize
+        if let data = request.data, data.bytes.count > limit {
+            return .error(
+                code: 413, message: "presence data is \(data.bytes.count) bytes; at most \(limit) (PRESENCE_MAX_DATA_SIZE)",
+                details: details, id: requestId)
+        }
+        if request.member, topic.name.hasPrefix(PresenceEventData.userTopicPrefix) {
+            return .error(
+                code: 400, message: "presence.user.<id> topics have the node's members only: subscribe with presenceEvents",
+                details: details, id: requestId)
+        }
+        return nil
+    }
+
+    /// After a successful `subscribe` to `topic` with presence fields.
+    func presenceDidSubscribe(_ topic: Topic, _ request: PresenceRequest) {
+        guard let user else { return }
+        if request.events, presence.watched.insert(topic).inserted {
+            let id = self.id
+            registry.assumeIsolated { $0.watchPresence(id, of: topic) }
+        }
+        if request.member {
+            if presence.memberships.insert(topic).inserted {
+                node.presence.join(topic: topic, userId: user.id, data: request.data)
+            } else if let data = request.data {
+                node.presence.update(topic: topic, userId: user.id, data: data)
+            }
+        }
+    }
+
+    /// After an `unsubscribe` (or a subscription a new token no longer allows).
+    func presenceDidUnsubscribe(_ pattern: TopicPattern) {
+        guard let topic = pattern.topic, let user else { return }
+        if presence.watched.remove(topic) != nil {
+            let id = self.id
+            registry.assumeIsolated { $0.unwatchPresence(id, of: topic) }
+        }
+        if presence.memberships.remove(topic) != nil {
+            node.presence.leave(topic: topic, userId: user.id)
+        }
+        if presence.typing.remove(topic) != nil { publishTyping(topic, userId: user.id, start: false) }
+    }
+
+    /// The user is online while one of its connections is: member of `presence.user.<id>`.
+    func presenceDidAuthenticate(_ userId: String) {
+        guard let topic = PresenceService.userTopic(userId) else { return }
+        presence.userTopic = topic
+        node.presence.join(topic: topic, userId: userId, data: nil)
+    }
+
+    /// The connection closed: it leaves every topic it was a member of, and stops typing.
+    func presenceDidClose() {
+        guard let user else { return }
+        for topic in presence.memberships { node.presence.leave(topic: topic, userId: user.id) }
+        for topic in presence.typing { publishTyping(topic, userId: user.id, start: false) }
+        if let topic = presence.userTopic { node.presence.leave(topic: topic, userId: user.id) }
+        presence.memberships.removeAll()
+        presence.typing.removeAll()
+        presence.userTopic = nil
+    }
+
+    /// `presence.get`: the topic's members, for a client that may subscribe to it.
+    func presenceGet(_ topic: Topic, requestId: JSONValue?) {
+        if let problem = authorizationProblem(requestId) { return reply(problem) }
+        guard let user else { return }
+        if let denial = TopicAccess.subscribeDenial(TopicPattern(topic), user: user) {
+            return reply(.error(code: 403, message: denial, details: .object(["topic": .string(topic.name)]), id: requestId))
+        }
+        let presence = node.presence
+        let bound = NIOLoopBound(self, eventLoop: registry.loop)
+        let loop = registry.loop
+        Task {
+            let frame: [UInt8]
+            do {
+                let members = try await presence.store.members(of: topic)
+                frame = PresenceFrames.state(topic: topic, members: members, scope: nil, requestId: requestId)
+            } catch {
+                frame = PresenceFrames.state(
+                    topic: topic, members: presence.localMembers(of: topic), scope: "node", requestId: requestId)
+            }
+            loop.execute { bound.value.transport.send(text: frame) }
+        }
+    }
+
+    /// `typing`: relayed to the topic's other subscribers, for a client that may publish there.
+    func typing(_ topic: Topic, start: Bool, requestId: JSONValue?) {
+        if let problem = authorizationProblem(requestId) { return reply(problem) }
+        guard let user else { return }
+        if let denial = TopicAccess.publishDenial(topic, user: user) {
+            return reply(.error(code: 403, message: denial, details: .object(["topic": .string(topic.name)]), id: requestId))
+        }
+        if start { presence.typing.insert(topic) } else { presence.typing.remove(topic) }
+        publishTyping(topic, userId: user.id, start: start)
+    }
+
+    private func publishTyping(_ topic: Topic, userId: String, start: Bool) {
+        guard node.hub.typing.outgoing(topic: topic, userId: userId, start: start) else { return }
+        var envelope = Envelope(
+            id: node.ids.next(), origin: node.configuration.nodeId, topic: topic,
+            data: PresenceFrames.typingData(userId: userId, state: start ? "start" : "stop"))
+        envelope.kind = .typing
+        node.broker.publish(envelope)
+    }
+}

@@ -1,0 +1,227 @@
+import ChorusClient
+import Foundation
+import Testing
+import TestSupport
+
+extension ClusterTests {
+    /// Presence across nodes: one `join` and one `leave` per user and topic whatever the number
+    /// of nodes and connections, and no member left behind by a node that dies.
+    ///
+    /// "Exactly once" is checked with a later event as a fence: events of one topic are
+    /// published by one Redis server in the order its scripts ran, so when the watcher's next
+    /// event is the fence, no duplicate came before it.
+    @Suite("Presence across nodes")
+    struct PresenceTests {
+        @Test("a user connected on two nodes joins once and leaves once, with the last connection")
+        func oneUserOnTwoNodes() async throws {
+            try await withCluster { cluster in
+                let topic = "rooms.lobby"
+                let watcher = try await cluster.node(3).connect(as: "watcher")
+                try await watcher.subscribe(topic, member: false, events: true)
+
+                let alice1 = try await cluster.node(1).connect(as: "alice")
+                try await alice1.subscribe(topic, member: true, data: ["status": "available"], events: false)
+                let join = try await watcher.nextPresence()
+                #expect(join.event == "join" && join.userId == "alice" && join.status == "available")
+
+                let alice2 = try await cluster.node(2).connect(as: "alice")
+                try await alice2.subscribe(topic, member: true, events: false)
+                let bob = try await cluster.node(2).connect(as: "bob")
+                try await bob.subscribe(topic, member: true, data: ["status": "here"], events: false)
+                let fence = try await watcher.nextPresence()
+                #expect(fence.event == "join" && fence.userId == "bob", "no second join for alice before bob's: \(fence)")
+
+                let state = try await watcher.presenceState(topic)
+                #expect(state.count == 2)
+                #expect(state.connections == ["alice": 2, "bob": 1])
+
+                // Alice's first connection goes: she stays (one connection left), no event.
+                await alice1.close()
+                let down = await eventually(within: .seconds(30)) {
+                    (try? await watcher.presenceState(topic))?.connections["alice"] == 1
+                }
+                #expect(down, "alice's count drops to 1")
+                try await bob.subscribe(topic, member: true, data: ["status": "away"], events: false)
+                let update = try await watcher.nextPresence()
+                #expect(update.event == "update" && update.userId == "bob" && update.status == "away", "no leave for alice before: \(update)")
+
+                // Her last connection goes: one leave.
+                await alice2.close()
+                let leave = try await watcher.nextPresence()
+                #expect(leave.event == "leave" && leave.userId == "alice" && leave.status == "available")
+                await bob.close()
+                let last = try await watcher.nextPresence()
+                #expect(last.event == "leave" && last.userId == "bob", "no second leave for alice: \(last)")
+                #expect(try await watcher.presenceState(topic).count == 0)
+            }
+        }
+
+        @Test("a node killed with SIGKILL leaves no member behind: each of its members leaves once, after the TTL")
+        func killedNodeIsReaped() async throws {
+            let ttl = 2_000
+            try await withCluster(environment: ["PRESENCE_TTL": "\(ttl)"]) { cluster in
+                let topic = "rooms.crash"
+                let watchers = [try await cluster.node(1).connect(as: "watcher-1"), try await cluster.node(2).connect(as: "watcher-2")]
+                for watcher in watchers { try await watcher.subscribe(topic, member: false, events: true) }
+
+                // Bob and dave only on node 3; alice on node 3 and node 2; carol on node 2.
+                var doomed: [WebSocketClient] = []
+                for user in ["alice", "bob", "dave"] {
+                    let client = try await cluster.node(3).connect(as: user)
+                    try await client.subscribe(topic, member: true, events: false)
+                    doomed.append(client)
+                }
+                let alice = try await cluster.node(2).connect(as: "alice")
+                try await alice.subscribe(topic, member: true, events: false)
+                let carol = try await cluster.node(2).connect(as: "carol")
+                try await carol.subscribe(topic, member: true, events: false)
+                for watcher in watchers {
+                    let joins = [try await watcher.nextPresence(), try await watcher.nextPresence(), try await watcher.nextPresence(), try await watcher.nextPresence()]
+                    #expect(joins.map(\.event) == ["join", "join", "join", "join"])
+                    #expect(Set(joins.map(\.userId)) == ["alice", "bob", "dave", "carol"])
+                }
+                #expect(try await watchers[0].presenceState(topic).connections == ["alice": 2, "bob": 1, "carol": 1, "dave": 1])
+
+                let killed = ContinuousClock.now
+                await cluster.node(3).kill()
+                var elapsed: [Duration] = []
+                for watcher in watchers {
+                    let leaves = [try await watcher.nextPresence(timeout: .seconds(60)), try await watcher.nextPresence(timeout: .seconds(60))]
+                    elapsed.append(ContinuousClock.now - killed)
+                    #expect(leaves.map(\.event) == ["leave", "leave"])
+                    #expect(Set(leaves.map(\.userId)) == ["bob", "dave"], "alice still has a connection on node 2")
+                }
+                print("presence: node-3's members left \(elapsed[0]) after SIGKILL (PRESENCE_TTL \(ttl) ms)")
+
+                try await carol.subscribe(topic, member: true, data: ["status": "fence"], events: false)
+                for watcher in watchers {
+                    let fence = try await watcher.nextPresence()
+                    #expect(fence.event == "update" && fence.userId == "carol", "each leave once, and none for alice: \(fence)")
+                }
+                #expect(try await watchers[1].presenceState(topic).connections == ["alice": 1, "carol": 1])
+            }
+        }
+
+        @Test("a node restarted with the same NODE_ID drops its old members at once and counts a returning user once")
+        func restartedNodeDoesNotDoubleCount() async throws {
+            // A TTL far longer than the test: only the restart itself can take the old members back.
+            try await withCluster(nodes: 2, environment: ["PRESENCE_TTL": "600000"]) { cluster in
+                let topic = "rooms.restart"
+                let watcher = try await cluster.node(1).connect(as: "watcher")
+                try await watcher.subscribe(topic, member: false, events: true)
+                let alice = try await cluster.node(2).connect(as: "alice")
+                try await alice.subscribe(topic, member: true, events: false)
+                #expect(try await watcher.nextPresence().event == "join")
+
+                await cluster.node(2).kill()
+                let restarted = try await cluster.startNode(2, environment: ["PRESENCE_TTL": "600000"])
+                do {
+                    let leave = try await watcher.nextPresence()
+                    #expect(leave.event == "leave" && leave.userId == "alice", "the old boot's member is reaped at start")
+                    let back = try await restarted.connect(as: "alice")
+                    try await back.subscribe(topic, member: true, events: false)
+                    let join = try await watcher.nextPresence()
+                    #expect(join.event == "join" && join.userId == "alice")
+                    #expect(try await watcher.presenceState(topic).connections == ["alice": 1])
+                    await back.close()
+                    #expect(try await watcher.nextPresence().event == "leave")
+                } catch {
+                    await restarted.stop()
+                    restarted.checkExit()
+                    throw error
+                }
+                await restarted.stop()
+                restarted.checkExit()
+            }
+        }
+
+        @Test("typing crosses nodes, never reaches the typist's other device, and ends with a stop when the typist's node dies")
+        func typingAcrossNodes() async throws {
+            try await withCluster(nodes: 3, environment: ["TYPING_TIMEOUT": "1500"]) { cluster in
+                let topic = "rooms.typing"
+                let alice = try await cluster.node(1).connect(as: "alice")
+                let aliceTablet = try await cluster.node(2).connect(as: "alice")
+                let bob = try await cluster.node(2).connect(as: "bob")
+                let carol = try await cluster.node(3).connect(as: "carol")
+                for client in [alice, aliceTablet, bob, carol] { try await client.subscribe(topic) }
+                try await alice.awaitRoute(to: [aliceTablet, bob, carol], topic: topic)
+
+                try await alice.typing(topic, "start")
+                try await alice.typing(topic, "stop")
+                for receiver in [bob, carol] {
+                    let start = try await receiver.next(type: "typing")
+                    #expect(start["userId"] as? String == "alice" && start["state"] as? String == "start")
+                    #expect(try await receiver.next(type: "typing")["state"] as? String == "stop")
+                }
+                try await bob.publish(topic: topic, data: ["fence": 1])
+                #expect(try await aliceTablet.nextJSON()["type"] as? String == "message", "no typing on alice's tablet")
+
+                // Alice starts again and her node dies: the other nodes end it themselves.
+                try await alice.typing(topic, "start")
+                #expect(try await carol.next(type: "typing")["state"] as? String == "start")
+                await cluster.node(1).kill()
+                let stop = try await carol.next(type: "typing", timeout: .seconds(30))
+                #expect(stop["userId"] as? String == "alice" && stop["state"] as? String == "stop")
+            }
+        }
+
+        @Test("while Redis is down presence.get answers with the node's own members; when Redis is back empty, every node's members are there again")
+        func redisOutage() async throws {
+            try await withCluster(nodes: 2, environment: ["PRESENCE_TTL": "1500"]) { cluster in
+                let topic = "rooms.outage"
+                let watcher = try await cluster.node(1).connect(as: "watcher")
+                try await watcher.subscribe(topic, member: false, events: true)
+                let alice = try await cluster.node(2).connect(as: "alice")
+                try await alice.subscribe(topic, member: true, events: false)
+                #expect(try await watcher.nextPresence().userId == "alice")
+
+                await cluster.redis[0].kill()
+                try await cluster.waitUntilAdapters(are: "fallback")
+                let bob = try await cluster.node(1).connect(as: "bob")
+                try await bob.subscribe(topic, member: true, events: false)
+                let during = try await bob.presenceState(topic)
+                #expect(during.scope == "node" && during.connections == ["bob": 1], "node 1 knows its own members only")
+
+                // Redis comes back with nothing in it: the nodes resend their shares.
+                try await cluster.redis[0].start()
+                try await cluster.waitUntilAdapters(are: "connected")
+                let restored = await eventually(within: .seconds(30)) {
+                    let state = try? await watcher.presenceState(topic)
+                    return state?.scope == nil && state?.connections == ["alice": 1, "bob": 1]
+                }
+                #expect(restored, "alice (node 2) and bob (node 1) are members again")
+            }
+        }
+
+        @Test("a join storm on three nodes reaches a watcher batched: every join once, in fewer frames")
+        func joinStorm() async throws {
+            try await withCluster(environment: ["WEBSOCKET_MAX_CONNECTIONS_PER_IP": "10000"]) { cluster in
+                let topic = "rooms.storm"
+                let watcher = try await cluster.node(1).connect(as: "watcher")
+                try await watcher.subscribe(topic, member: false, events: true)
+                let users = (0..<300).map { "user-\($0)" }
+                var clients: [WebSocketClient] = []
+                for (index, user) in users.enumerated() { clients.append(try await cluster.node(1 + index % 3).connect(as: user)) }
+                // Everyone subscribes at once; the replies are awaited afterwards.
+                let started = ContinuousClock.now
+                for client in clients { try await client.send(json: ["type": "subscribe", "topic": topic, "presence": [:]]) }
+                for client in clients { _ = try await client.next(type: "subscribed", timeout: .seconds(30)) }
+                var joined: [String] = []
+                var frames = 0
+                while joined.count < users.count {
+                    let message = try await watcher.next(type: "presence", timeout: .seconds(30))
+                    frames += 1
+                    let events = message["event"] as? String == "batch" ? message["events"] as? [[String: Any]] ?? [] : [message]
+                    for event in events {
+                        #expect(event["event"] as? String == "join")
+                        joined.append((event["member"] as? [String: Any])?["userId"] as? String ?? "?")
+                    }
+                }
+                print("presence: 300 joins on 3 nodes reached the watcher in \(frames) frames, \(ContinuousClock.now - started) after the first subscribe")
+                #expect(joined.sorted() == users.sorted() && Set(joined).count == users.count, "each join once")
+                #expect(try await watcher.presenceState(topic).count == users.count)
+                for client in clients { await client.close() }
+            }
+        }
+    }
+}

@@ -1,0 +1,186 @@
+import Broker
+import ChorusClient
+import Foundation
+@testable import Node
+import Testing
+import TestSupport
+
+/// Presence and typing on one node with the memory adapter (the node is the whole cluster),
+/// and the rules that guard them. The cluster's side is in ClusterTests' PresenceTests.
+@Suite("Presence and typing on one node")
+struct PresenceTests {
+    static let environment = ["API_KEY": "presence-test-key"]
+
+    @Test("memory adapter: a user with two connections joins once and leaves once; presence.get and the HTTP API agree")
+    func membersOnOneNode() async throws {
+        try await withNode(Self.environment) { node in
+            let topic = "rooms.lobby"
+            let watcher = try await node.connect(as: "watcher")
+            try await watcher.subscribe(topic, member: false, events: true)
+            let alice1 = try await node.connect(as: "alice")
+            try await alice1.subscribe(topic, member: true, data: ["status": "available"], events: false)
+            let join = try await watcher.nextPresence()
+            #expect(join.event == "join" && join.userId == "alice" && join.status == "available")
+            let alice2 = try await node.connect(as: "alice")
+            try await alice2.subscribe(topic, member: true, events: false)
+            let bob = try await node.connect(as: "bob")
+            try await bob.subscribe(topic, member: true, events: true)
+            #expect(try await watcher.nextPresence().userId == "bob", "no second join for alice")
+
+            let state = try await watcher.presenceState(topic)
+            #expect(state.connections == ["alice": 2, "bob": 1] && state.count == 2 && state.scope == nil)
+            let key = ["X-API-Key": "presence-test-key"]
+            let http = try await HTTP.get("\(node.baseURL)/api/presence/\(topic)", headers: key)
+            #expect(http.status == 200)
+            let members = try http.json()["members"] as? [[String: Any]] ?? []
+            #expect(members.map { $0["userId"] as? String } == ["alice", "bob"])
+            #expect((members.first?["data"] as? [String: Any])?["status"] as? String == "available")
+            #expect(try await HTTP.get("\(node.baseURL)/api/presence/\(topic)?countOnly=true", headers: key).json()["count"] as? Int == 2)
+            let online = try await HTTP.get("\(node.baseURL)/api/users/alice/presence", headers: key).json()
+            #expect(online["online"] as? Bool == true)
+            let stats = try await HTTP.get("\(node.baseURL)/stats").json()["presence"] as? [String: Any] ?? [:]
+            #expect(stats["memberships"] as? Int == 2 && stats["topics"] as? Int == 1)
+            #expect((stats["topTopics"] as? [[String: Any]])?.first?["members"] as? Int == 2)
+            #expect((stats["store"] as? [String: Any])?["eventsPublished"] as? Int ?? 0 >= 2)
+
+            await alice1.close()
+            try await bob.subscribe(topic, member: true, data: ["status": "fence"], events: false)
+            let fence = try await watcher.nextPresence()
+            #expect(fence.event == "update" && fence.userId == "bob", "alice keeps her second connection: \(fence)")
+            await alice2.close()
+            let leave = try await watcher.nextPresence()
+            #expect(leave.event == "leave" && leave.userId == "alice")
+            let offline = try await HTTP.get("\(node.baseURL)/api/users/alice/presence", headers: key).json()
+            #expect(offline["online"] as? Bool == false)
+            #expect(offline["lastSeenAt"] as? String != nil)
+        }
+    }
+
+    @Test("presence follows the topic's subscribe rules: private topics and other users' online topics are refused")
+    func authorization() async throws {
+        try await withNode(Self.environment) { node in
+            let bob = try await node.connect(as: "bob")
+            try await bob.send(json: ["type": "subscribe", "topic": "messages.user.alice", "presence": [:], "id": 1])
+            var reply = try await bob.nextJSON()
+            #expect(reply["type"] as? String == "error" && reply["code"] as? Int == 403)
+            try await bob.send(json: ["type": "presence.get", "topic": "messages.user.alice", "id": 2])
+            reply = try await bob.nextJSON()
+            #expect(reply["type"] as? String == "error" && reply["code"] as? Int == 403)
+            try await bob.send(json: ["type": "subscribe", "topic": "presence.user.alice", "presenceEvents": true, "id": 3])
+            reply = try await bob.nextJSON()
+            #expect(reply["type"] as? String == "error" && reply["code"] as? Int == 403, "alice's online state is hers: \(reply)")
+            try await bob.send(json: ["type": "typing", "topic": "messages.user.alice", "state": "start", "id": 4])
+            reply = try await bob.nextJSON()
+            #expect(reply["type"] as? String == "error" && reply["code"] as? Int == 403)
+            let bobToken = ["Authorization": "Bearer \(node.token("bob"))"]
+            #expect(try await HTTP.get("\(node.baseURL)/api/users/alice/presence", headers: bobToken).status == 403)
+            #expect(try await HTTP.get("\(node.baseURL)/api/presence/messages.user.alice", headers: bobToken).status == 403)
+            #expect(try await HTTP.get("\(node.baseURL)/api/presence/rooms.lobby").status == 401)
+
+            // Presence needs a concrete topic, and data within PRESENCE_MAX_DATA_SIZE.
+            try await bob.send(json: ["type": "subscribe", "topic": "rooms.*", "presence": [:], "id": 5])
+            reply = try await bob.nextJSON()
+            #expect(reply["code"] as? Int == 400)
+            try await bob.send(json: [
+                "type": "subscribe", "topic": "rooms.big", "presence": ["data": ["blob": String(repeating: "x", count: 5000)]], "id": 6,
+            ])
+            reply = try await bob.nextJSON()
+            #expect(reply["code"] as? Int == 413)
+
+            // A contact with a grant sees alice go online and offline.
+            let contact = try await WebSocketClient.connect(port: node.port)
+            let token = node.token("carol", grants: .init(subscribe: [try .init("presence.user.alice")], publish: []))
+            try await contact.send(json: ["type": "auth", "token": token])
+            _ = try await contact.next(type: "auth_success")
+            try await contact.subscribe("presence.user.alice", member: false, events: true)
+            let alice = try await node.connect(as: "alice")
+            let online = try await contact.nextPresence()
+            #expect(online.event == "join" && online.userId == "alice")
+            await alice.close()
+            #expect(try await contact.nextPresence().event == "leave")
+        }
+    }
+
+    @Test("typing: one start per second reaches the others (never the typist's devices), and a stop follows after TYPING_TIMEOUT")
+    func typingCoalescedAndTimedOut() async throws {
+        try await withNode(["TYPING_TIMEOUT": "1000"]) { node in
+            let topic = "rooms.typing"
+            let alice = try await node.connect(as: "alice")
+            let aliceTablet = try await node.connect(as: "alice")
+            let bob = try await node.connect(as: "bob")
+            for client in [alice, aliceTablet, bob] { try await client.subscribe(topic) }
+            for _ in 0..<5 { try await alice.typing(topic, "start") }
+            let start = try await bob.next(type: "typing")
+            #expect(start["userId"] as? String == "alice" && start["state"] as? String == "start")
+            #expect(start["timestamp"] as? String != nil)
+            let stop = try await bob.nextJSON(timeout: .seconds(30))
+            #expect(stop["type"] as? String == "typing" && stop["state"] as? String == "stop", "the starts after the first were coalesced: \(stop)")
+
+            try await bob.publish(topic: topic, data: ["fence": true])
+            let first = try await aliceTablet.nextJSON()
+            #expect(first["type"] as? String == "message", "alice's own devices get no typing: \(first)")
+        }
+    }
+
+    @Test("typing: a typist that disconnects ends with a stop at once")
+    func typingStopsOnDisconnect() async throws {
+        try await withNode(["TYPING_TIMEOUT": "600000"]) { node in
+            let topic = "rooms.typing"
+            let alice = try await node.connect(as: "alice")
+            let bob = try await node.connect(as: "bob")
+            for client in [alice, bob] { try await client.subscribe(topic) }
+            try await alice.typing(topic, "start")
+            #expect(try await bob.next(type: "typing")["state"] as? String == "start")
+            await alice.close()
+            let stop = try await bob.next(type: "typing", timeout: .seconds(30))
+            #expect(stop["state"] as? String == "stop" && stop["userId"] as? String == "alice")
+        }
+    }
+
+    @Test("a join storm past PRESENCE_BATCH_RATE arrives batched: fewer frames, every join once, in order")
+    func stormIsBatched() async throws {
+        try await withNode(["PRESENCE_BATCH_RATE": "2"]) { node in
+            let topic = "rooms.storm"
+            let watcher = try await node.connect(as: "watcher")
+            try await watcher.subscribe(topic, member: false, events: true)
+            let users = (0..<30).map { "user-\($0)" }
+            var clients: [WebSocketClient] = []
+            for user in users {
+                let client = try await node.connect(as: user)
+                try await client.subscribe(topic, member: true, events: false)
+                clients.append(client)
+            }
+            var joined: [String] = []
+            var frames = 0
+            var batches = 0
+            while joined.count < users.count {
+                let message = try await watcher.next(type: "presence", timeout: .seconds(30))
+                frames += 1
+                if message["event"] as? String == "batch" {
+                    batches += 1
+                    for event in message["events"] as? [[String: Any]] ?? [] {
+                        #expect(event["event"] as? String == "join" && event["timestamp"] as? String != nil)
+                        joined.append((event["member"] as? [String: Any])?["userId"] as? String ?? "?")
+                    }
+                } else {
+                    #expect(message["event"] as? String == "join")
+                    joined.append((message["member"] as? [String: Any])?["userId"] as? String ?? "?")
+                }
+            }
+            #expect(joined == users, "each join once, in the order they happened")
+            #expect(batches > 0 && frames < users.count, "\(frames) frames, \(batches) batches")
+        }
+    }
+
+    @Test("decoding: presence fields, presence.get and typing")
+    func decoding() throws {
+        let subscribe = try ClientMessage.decode(Array(#"{"type":"subscribe","topic":"a.b","presence":{"data":{"s":1}},"presenceEvents":true}"#.utf8))
+        #expect(subscribe.presence?.member == true && subscribe.presence?.events == true)
+        #expect(subscribe.presence?.data?.description == #"{"s":1}"#)
+        #expect(try ClientMessage.decode(Array(#"{"type":"subscribe","topic":"a.b"}"#.utf8)).presence == nil)
+        #expect(try ClientMessage.decode(Array(#"{"type":"presence.get","topic":"a.b","id":7}"#.utf8)).kind == .presenceGet(try Topic("a.b")))
+        #expect(try ClientMessage.decode(Array(#"{"type":"typing","topic":"a.b","state":"stop"}"#.utf8)).kind == .typing(try Topic("a.b"), start: false))
+        #expect(throws: ClientMessageError.self) { try ClientMessage.decode(Array(#"{"type":"typing","topic":"a.b","state":"maybe"}"#.utf8)) }
+        #expect(throws: ClientMessageError.self) { try ClientMessage.decode(Array(#"{"type":"subscribe","topic":"a.b","presence":5}"#.utf8)) }
+    }
+}
