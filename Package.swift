@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "Broker", targets: ["Broker"]),
         .library(name: "Node", targets: ["Node"]),
         .library(name: "ChorusClient", targets: ["ChorusClient"]),
+        .library(name: "ChorusSDK", targets: ["ChorusSDK"]),
         .library(name: "Store", targets: ["Store"]),
         .executable(name: "chorus-bench", targets: ["ChorusBench"]),
     ],
@@ -106,6 +107,16 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        .target(
+            name: "ChorusSDK",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "Chorus",
             dependencies: [
@@ -157,6 +168,7 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "ClusterTests", dependencies: ["TestSupport", "ChorusClient"], swiftSettings: swiftSettings),
+        .testTarget(name: "SDKTests", dependencies: ["ChorusSDK", "TestSupport", "Node"], swiftSettings: swiftSettings),
         .testTarget(
             name: "StoreTests",
             dependencies: [

@@ -1,0 +1,220 @@
+import Foundation
+import Synchronization
+
+/// A connection to Chorus for applications: subscribe, publish, presence and typing, with
+/// reconnection, recovery and token refresh handled for you.
+///
+/// ```swift
+/// let client = try ChorusClient(url: "ws://localhost:3000/ws", getToken: { try await api.freshToken() })
+/// let lobby = try await client.subscribe("chat.*")
+/// Task { for await message in lobby { print(message.topic, message.data) } }
+/// let receipt = try await client.publish("chat.lobby", ["text": "hello"])
+/// ```
+///
+/// What it does for you:
+/// - connects on the first call (or ``connect()``), sending the token as `Authorization: Bearer`;
+/// - reconnects with capped exponential backoff and full jitter (reset after a stable
+///   connection), at once when a node drains (close 1001), and not at all after a refused
+///   token unless the token provider gives a new one (``ConnectionState/failed(_:)``);
+/// - asks the token provider for a token before every reconnect and when the node says the
+///   token expired (`auth_expired`), and authenticates again on the open connection;
+/// - subscribes everything again after a reconnect, from the last offset and epoch seen per
+///   topic when the node keeps history, and reports ``ClientEvent/recoveryFailed(topic:since:)``
+///   when it could not recover;
+/// - queues publishes while disconnected (at most ``Configuration/offlineQueueLimit``), each
+///   with a `messageId` idempotency key, and sends them again after a reconnect until the
+///   node acknowledges them (the node drops a repeated key).
+///
+/// All methods may be called from any task. The client owns its connection: ``close()`` ends
+/// it, and so does releasing the client.
+public final class ChorusClient: Sendable {
+    private let engine: ClientEngine
+    private let handles = Mutex(0)
+
+    /// A client that authenticates with `token` (it cannot refresh it: when it expires, the
+    /// client reports ``ClientEvent/tokenExpired`` and waits for ``setToken(_:)``).
+    /// - Parameter url: `ws://host[:port]/ws`.
+    /// - Throws: ``ChorusError/invalidURL(_:)``.
+    public init(url: String, token: String, configuration: Configuration = Configuration()) throws {
+        engine = ClientEngine(url: try ServerURL(url), token: token, tokenProvider: nil, configuration: configuration)
+    }
+
+    /// A client that asks `getToken` for a token before it connects, before every reconnect,
+    /// when the node says the token expired, and once more after a refused token.
+    public init(
+        url: String, configuration: Configuration = Configuration(),
+        getToken: @escaping @Sendable () async throws -> String
+    ) throws {
+        engine = ClientEngine(url: try ServerURL(url), token: nil, tokenProvider: getToken, configuration: configuration)
+    }
+
+    deinit {
+        let engine = self.engine
+        Task { await engine.shutdown() }
+    }
+
+    // MARK: Connection
+
+    /// Connects (unless connected or connecting) and returns once authenticated.
+    /// - Throws: ``ChorusError/authenticationFailed(code:message:)`` or
+    ///   ``ChorusError/tokenUnavailable(message:)`` when the client gives up,
+    ///   ``ChorusError/closed`` when ``close()`` is called meanwhile, `CancellationError` when
+    ///   the calling task is cancelled (the client keeps connecting; ``close()`` stops it).
+    public func connect() async throws {
+        try await engine.connect()
+    }
+
+    /// Closes the connection (close code 1000) and stops reconnecting. Subscriptions finish,
+    /// waiting calls throw ``ChorusError/closed``. ``connect()`` starts again.
+    public func close() async {
+        await engine.shutdown()
+    }
+
+    /// Replaces the token: sent as `auth` on the open connection (the node accepts a new
+    /// token of the same user), used for the next connections, and starts a client that had
+    /// failed on a refused token.
+    public func setToken(_ token: String) async {
+        await engine.setToken(token)
+    }
+
+    /// The connection's state now.
+    public var state: ConnectionState {
+        get async { await engine.currentState() }
+    }
+
+    /// The connection's states from now on: the current one first, then every change.
+    public func states() async -> AsyncStream<ConnectionState> {
+        await engine.stateStream()
+    }
+
+    /// Recovery, token and subscription events from now on (see ``ClientEvent``).
+    public func events() async -> AsyncStream<ClientEvent> {
+        await engine.eventStream()
+    }
+
+    /// The last position seen on `topic` (topics with history only).
+    public func position(of topic: String) async -> StreamPosition? {
+        await engine.position(of: topic)
+    }
+
+    /// Publishes waiting for a connection or an acknowledgement.
+    public var queuedPublishes: Int {
+        get async { await engine.queuedPublishes }
+    }
+
+    // MARK: Subscribing
+
+    /// Subscribes to a topic or a pattern (`chat.*`, `chat.**`) and returns once the node has
+    /// confirmed it; iterate the result for its messages.
+    ///
+    /// ```swift
+    /// for await message in try await client.subscribe("chat.*") { ... }
+    /// ```
+    /// - Parameters:
+    ///   - replay: on a topic with history, the node first sends up to this many recent messages.
+    ///   - since: on a topic with history, start after this position.
+    /// - Throws: the node's refusal as ``ChorusError/server(code:message:details:)`` (403 for
+    ///   a topic the token may not read, 400 for an illegal topic, 429 past the subscription
+    ///   limit), ``ChorusError/closed``, `CancellationError`.
+    public func subscribe(_ topic: String, replay: Int? = nil, since: StreamPosition? = nil) async throws -> Subscription {
+        try await subscribe(topic, replay: replay, since: since, presenceData: nil, presenceEvents: false)
+    }
+
+    /// Subscribes to `topic` and joins its presence with `data` (the node makes this
+    /// connection's user a member until the subscription ends); with `events`, the
+    /// subscription's ``Subscription/presenceEvents`` receives joins, leaves and updates.
+    public func join(_ topic: String, data: JSONValue = .object([:]), events: Bool = true) async throws -> Subscription {
+        try await subscribe(topic, replay: nil, since: nil, presenceData: data, presenceEvents: events)
+    }
+
+    private func subscribe(
+        _ topic: String, replay: Int?, since: StreamPosition?, presenceData: JSONValue?, presenceEvents: Bool
+    ) async throws -> Subscription {
+        let handleId = handles.withLock { count in
+            count += 1
+            return count
+        }
+        let engine = self.engine
+        let (messages, messageContinuation) = AsyncStream.makeStream(of: ChorusMessage.self)
+        let (presence, presenceContinuation) = AsyncStream.makeStream(
+            of: PresenceEvent.self, bufferingPolicy: .bufferingNewest(1000))
+        let (typing, typingContinuation) = AsyncStream.makeStream(of: TypingEvent.self, bufferingPolicy: .bufferingNewest(100))
+        let ending: @Sendable () -> Void = { Task { await engine.removeHandle(handleId, of: topic) } }
+        messageContinuation.onTermination = { _ in ending() }
+        try await engine.subscribe(
+            topic, handleId: handleId, messages: messageContinuation, presence: presenceContinuation,
+            typing: typingContinuation, replay: replay, since: since, presenceData: presenceData,
+            presenceEvents: presenceEvents)
+        return Subscription(
+            topic: topic, messages: messages, presenceEvents: presence, typingEvents: typing, ending: ending)
+    }
+
+    // MARK: Publishing
+
+    /// Publishes `data` to `topic` and returns the node's acknowledgement.
+    ///
+    /// While the client is disconnected the publish waits in the offline queue; after a
+    /// reconnect it is sent again with the same `messageId`, so the node delivers it once.
+    /// - Parameters:
+    ///   - messageId: the idempotency key; a new UUID unless given (give your own to retry a
+    ///     publish safely across app restarts).
+    /// - Throws: the node's refusal as ``ChorusError/server(code:message:details:)`` (403 on a
+    ///   topic the token may not publish to), ``ChorusError/queueFull(limit:)``,
+    ///   ``ChorusError/timeout``, ``ChorusError/closed``, `CancellationError` (the publish
+    ///   leaves the queue; if it was sent, the node may still deliver it).
+    @discardableResult
+    public func publish(
+        _ topic: String, _ data: JSONValue, eventType: String? = nil, metadata: [String: JSONValue]? = nil,
+        messageId: String? = nil
+    ) async throws -> PublishReceipt {
+        let messageId = messageId ?? UUID().uuidString.lowercased()
+        var fields: [String: JSONValue] = [
+            "type": "message", "topic": .string(topic), "data": data, "messageId": .string(messageId),
+        ]
+        if let eventType { fields["eventType"] = .string(eventType) }
+        if let metadata { fields["metadata"] = .object(metadata) }
+        return try await engine.publish(fields, topic: topic, messageId: messageId)
+    }
+
+    /// Publishes any `Encodable` value as `data` (see ``publish(_:_:eventType:metadata:messageId:)``).
+    @discardableResult
+    public func publish(
+        _ topic: String, encoding value: some Encodable & Sendable, eventType: String? = nil,
+        metadata: [String: JSONValue]? = nil, messageId: String? = nil
+    ) async throws -> PublishReceipt {
+        try await publish(topic, try JSONValue(encoding: value), eventType: eventType, metadata: metadata, messageId: messageId)
+    }
+
+    // MARK: Presence, typing, read receipts
+
+    /// Who is present on `topic` now (the node's `presence.get`).
+    public func members(_ topic: String) async throws -> PresenceState {
+        let reply = try await engine.request(["type": "presence.get", "topic": .string(topic)])
+        let members = reply["members"]?.arrayValue?.compactMap { PresenceMember($0) } ?? []
+        return PresenceState(
+            topic: reply["topic"]?.stringValue ?? topic, members: members, count: reply["count"]?.intValue ?? members.count)
+    }
+
+    /// Says the user is typing on `topic`: a `start` goes out at most once per
+    /// ``Configuration/typingThrottle``, and a `stop` follows ``Configuration/typingTimeout``
+    /// after the last call. Call it on every keystroke. Nothing is sent while disconnected.
+    public func typing(_ topic: String) async {
+        await engine.typing(topic)
+    }
+
+    /// Sends `stop` now (the message was sent or the field cleared), if `start` was sent.
+    public func stopTyping(_ topic: String) async {
+        await engine.stopTyping(topic)
+    }
+
+    /// Marks the stored message `messageId` read; returns the node's `readAt` timestamp.
+    public func markRead(_ messageId: String) async throws -> String {
+        let reply = try await engine.request(["type": "read", "messageId": .string(messageId)])
+        return reply["readAt"]?.stringValue ?? ""
+    }
+
+    /// A round trip to the node (`ping` → `pong`).
+    public func ping() async throws {
+        _ = try await engine.request(["type": "ping"])
+    }
+}

@@ -1,0 +1,41 @@
+extension ChorusClient {
+    /// How a ``ChorusClient`` reconnects, waits and buffers. The defaults are those of the
+    /// JavaScript SDK (`clients/js`).
+    public struct Configuration: Sendable {
+        /// False: never reconnect; the first connection's end is final (``ConnectionState/disconnected``).
+        public var reconnects = true
+        /// Backoff: attempt `n` (from 0) waits a random fraction of
+        /// `min(maximumReconnectDelay, minimumReconnectDelay * reconnectFactor^n)` (full jitter).
+        public var minimumReconnectDelay: Duration = .milliseconds(500)
+        public var maximumReconnectDelay: Duration = .seconds(20)
+        public var reconnectFactor: Double = 2
+        /// A connection that stayed up this long resets the backoff.
+        public var stableConnectionAfter: Duration = .seconds(10)
+        /// TCP connect and WebSocket upgrade together.
+        public var connectTimeout: Duration = .seconds(10)
+        /// How long a sent request (publish with acknowledgements, subscribe, `members`,
+        /// ping) waits for its reply before it throws ``ChorusError/timeout``.
+        public var requestTimeout: Duration = .seconds(15)
+        /// Most publishes waiting at once, for a connection or for their acknowledgement; one
+        /// more throws ``ChorusError/queueFull(limit:)``.
+        public var offlineQueueLimit = 100
+        /// True: a publish returns on the node's `published` reply (or throws its `error`).
+        /// False, for nodes without publish acknowledgements (before the history protocol): a
+        /// `ping` follows each publish, and the publish returns, unacknowledged, on its `pong`
+        /// (the node answers in order, so a refusal comes first and is thrown). Either way the
+        /// publish stays queued, and is sent again with its `messageId`, until then.
+        public var publishAcknowledgements = true
+        /// A `ping` request goes out this often; no `pong` within ``requestTimeout`` drops the
+        /// connection (and reconnects). Nil: no pings (the node's own keep-alive pings are
+        /// still answered).
+        public var pingInterval: Duration? = .seconds(25)
+        /// ``ChorusClient/typing(_:)`` sends `start` at most this often per topic.
+        public var typingThrottle: Duration = .seconds(2)
+        /// `stop` goes out this long after the last ``ChorusClient/typing(_:)`` call.
+        public var typingTimeout: Duration = .seconds(4)
+        /// The random source of the backoff's jitter, a value in 0..<1 (tests make it fixed).
+        public var random: @Sendable () -> Double = { Double.random(in: 0..<1) }
+
+        public init() {}
+    }
+}

@@ -1,0 +1,800 @@
+import Foundation
+
+/// The state behind a ``ChorusClient``: the connection, its run loop, subscriptions, awaited
+/// replies and the publish queue. Everything here is isolated to this actor; the run loop
+/// (``run()``) is one task the engine owns, cancelled by ``shutdown()``. Sends to the node are
+/// queued synchronously on the connection, so the order of calls is the order on the wire.
+actor ClientEngine {
+    typealias TokenProvider = @Sendable () async throws -> String
+
+    /// One subscriber of a topic: its three sequences.
+    private struct Handle {
+        var messages: AsyncStream<ChorusMessage>.Continuation
+        var presence: AsyncStream<PresenceEvent>.Continuation
+        var typing: AsyncStream<TypingEvent>.Continuation
+
+        func finish() {
+            messages.finish()
+            presence.finish()
+            typing.finish()
+        }
+    }
+
+    /// A topic or pattern as the node should see it: subscribed while any handle remains.
+    private struct TopicState {
+        var handles: [Int: Handle] = [:]
+        /// Subscribers waiting for the first `subscribed` reply (or the error).
+        var waiters: [Int: CheckedContinuation<Void, any Error>] = [:]
+        /// Subscribed on the current connection.
+        var confirmed = false
+        /// A `subscribe` request is in flight on the current connection.
+        var inFlight = false
+        /// The node has confirmed it once: later subscribes are resubscriptions.
+        var everConfirmed = false
+        /// Presence data to join with, and whether presence events are wanted.
+        var presence: JSONValue?
+        var presenceEvents = false
+        /// Asked of the first subscribe only.
+        var replay: Int?
+        var since: StreamPosition?
+    }
+
+    /// A reply being waited for, by request id.
+    private enum Awaited {
+        case request(CheckedContinuation<[String: JSONValue], any Error>, timer: Task<Void, Never>?)
+        case subscribe(topic: String, since: StreamPosition?)
+        case publish(key: Int, timer: Task<Void, Never>?)
+        case auth
+        /// A `ping` sent behind an unacknowledged publish (request `publishId`): the node
+        /// answers in order, so its `pong` means the publish was not refused.
+        case fence(publishId: Int)
+    }
+
+    /// A publish waiting for a connection or for its acknowledgement.
+    private struct QueuedPublish {
+        var fields: [String: JSONValue]
+        var topic: String
+        var messageId: String
+        var continuation: CheckedContinuation<PublishReceipt, any Error>
+        /// The request id it was sent with on the current connection; nil while unsent.
+        var requestId: Int?
+    }
+
+    /// Typing sent on one topic.
+    private struct Typing {
+        var lastStart: ContinuousClock.Instant
+        var stopTimer: Task<Void, Never>?
+    }
+
+    private let url: ServerURL
+    private let configuration: ChorusClient.Configuration
+    private var token: String?
+    private let tokenProvider: TokenProvider?
+
+    private var policy: ReconnectPolicy
+    private var state: ConnectionState = .disconnected
+    private var stateWatchers: [Int: AsyncStream<ConnectionState>.Continuation] = [:]
+    private var eventWatchers: [Int: AsyncStream<ClientEvent>.Continuation] = [:]
+    private var connectWaiters: [Int: CheckedContinuation<Void, any Error>] = [:]
+    private var runner: Task<Void, Never>?
+    /// Bumped by every start and stop, so that a stale run loop recognizes itself.
+    private var generation = 0
+
+    private var connection: WebSocketConnection?
+    /// Authenticated on the current connection.
+    private var authenticated = false
+    /// The node said the token expired and no new one has been accepted yet: requests wait
+    /// (the node would refuse them with 401) until it is.
+    private var tokenExpired = false
+    /// Requests may go out: authenticated with a token that has not expired.
+    private var canSend: Bool { authenticated && !tokenExpired }
+    private var userId: String?
+    private var connectedBefore = false
+
+    private var nextId = 0
+    private var awaited: [Int: Awaited] = [:]
+    private var topics: [String: TopicState] = [:]
+    private var positions = StreamPositions()
+    private var publishes: [Int: QueuedPublish] = [:]
+    private var typing: [String: Typing] = [:]
+
+    init(url: ServerURL, token: String?, tokenProvider: TokenProvider?, configuration: ChorusClient.Configuration) {
+        self.url = url
+        self.token = token
+        self.tokenProvider = tokenProvider
+        self.configuration = configuration
+        self.policy = ReconnectPolicy(
+            minimumDelay: configuration.minimumReconnectDelay, maximumDelay: configuration.maximumReconnectDelay,
+            factor: configuration.reconnectFactor, stableAfter: configuration.stableConnectionAfter)
+    }
+
+    private func newId() -> Int {
+        nextId += 1
+        return nextId
+    }
+
+    // MARK: Watching
+
+    func currentState() -> ConnectionState { state }
+
+    func position(of topic: String) -> StreamPosition? { positions[topic] }
+
+    func stateStream() -> AsyncStream<ConnectionState> {
+        let (stream, continuation) = AsyncStream.makeStream(of: ConnectionState.self)
+        let id = newId()
+        stateWatchers[id] = continuation
+        continuation.yield(state)
+        continuation.onTermination = { _ in Task { await self.dropStateWatcher(id) } }
+        return stream
+    }
+
+    func eventStream() -> AsyncStream<ClientEvent> {
+        let (stream, continuation) = AsyncStream.makeStream(of: ClientEvent.self)
+        let id = newId()
+        eventWatchers[id] = continuation
+        continuation.onTermination = { _ in Task { await self.dropEventWatcher(id) } }
+        return stream
+    }
+
+    private func dropStateWatcher(_ id: Int) { stateWatchers[id] = nil }
+    private func dropEventWatcher(_ id: Int) { eventWatchers[id] = nil }
+
+    private func setState(_ new: ConnectionState) {
+        guard new != state else { return }
+        state = new
+        for watcher in stateWatchers.values { watcher.yield(new) }
+        switch new {
+        case .connected:
+            resumeConnectWaiters(with: nil)
+        case .failed(let error):
+            resumeConnectWaiters(with: error)
+        case .disconnected:
+            resumeConnectWaiters(with: ChorusError.closed)
+        case .connecting, .reconnecting:
+            break
+        }
+    }
+
+    private func emit(_ event: ClientEvent) {
+        for watcher in eventWatchers.values { watcher.yield(event) }
+    }
+
+    private func resumeConnectWaiters(with error: (any Error)?) {
+        let waiters = connectWaiters
+        connectWaiters = [:]
+        for waiter in waiters.values {
+            if let error { waiter.resume(throwing: error) } else { waiter.resume() }
+        }
+    }
+
+    // MARK: Starting and stopping
+
+    /// Starts the run loop unless it runs; with `restart`, also after a failure or a close.
+    func start() {
+        guard runner == nil else { return }
+        generation += 1
+        policy.reset()
+        let generation = self.generation
+        setState(connectedBefore ? .reconnecting(attempt: 0, delay: .zero) : .connecting)
+        runner = Task { await self.run(generation) }
+    }
+
+    /// Starts if needed and waits until connected; throws when the client fails or is closed
+    /// first. A cancelled caller stops waiting (the client carries on connecting).
+    func connect() async throws {
+        start()
+        if state.isConnected { return }
+        if case .failed(let error) = state { throw error }
+        let id = newId()
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                if Task.isCancelled {
+                    continuation.resume(throwing: CancellationError())
+                } else {
+                    connectWaiters[id] = continuation
+                }
+            }
+        } onCancel: {
+            Task { await self.cancelConnectWaiter(id) }
+        }
+    }
+
+    private func cancelConnectWaiter(_ id: Int) {
+        connectWaiters.removeValue(forKey: id)?.resume(throwing: CancellationError())
+    }
+
+    /// Stops the run loop, closes the connection (1000), ends every subscription and fails
+    /// every waiting call with ``ChorusError/closed``.
+    func shutdown() {
+        generation += 1
+        runner?.cancel()
+        runner = nil
+        let connection = self.connection
+        self.connection = nil
+        lostConnection(failingWith: .closed)
+        for (key, publish) in publishes {
+            publishes[key] = nil
+            publish.continuation.resume(throwing: ChorusError.closed)
+        }
+        for (topic, state) in topics {
+            for waiter in state.waiters.values { waiter.resume(throwing: ChorusError.closed) }
+            for handle in state.handles.values { handle.finish() }
+            topics[topic] = nil
+        }
+        for entry in typing.values { entry.stopTimer?.cancel() }
+        typing = [:]
+        setState(.disconnected)
+        connection?.close(code: 1000)
+    }
+
+    /// Gives up until the app acts (from the run loop): subscribes still waiting for their
+    /// first confirmation and queued publishes fail with `error`; confirmed subscriptions stay,
+    /// to be sent again once a new token starts the client again.
+    private func fail(_ error: ChorusError) {
+        runner = nil
+        for (topic, state) in topics where !state.everConfirmed {
+            for waiter in state.waiters.values { waiter.resume(throwing: error) }
+            for handle in state.handles.values { handle.finish() }
+            topics[topic] = nil
+        }
+        for (key, publish) in publishes {
+            publishes[key] = nil
+            publish.continuation.resume(throwing: error)
+        }
+        setState(.failed(error))
+    }
+
+    func setToken(_ new: String) {
+        token = new
+        if authenticated, let connection {
+            let id = newId()
+            awaited[id] = .auth
+            send(["type": "auth", "token": .string(new), "id": .integer(Int64(id))], on: connection)
+        } else if case .failed = state {
+            start()
+        }
+    }
+
+    // MARK: The run loop
+
+    private func run(_ generation: Int) async {
+        var refreshToken = false
+        while !Task.isCancelled, generation == self.generation {
+            let ending = await connectAndServe(refreshToken: refreshToken)
+            guard !Task.isCancelled, generation == self.generation else { return }
+            guard let ending else { return }  // failed or stopped inside
+            guard configuration.reconnects else {
+                runner = nil
+                setState(.disconnected)
+                return
+            }
+            switch policy.next(after: ending, now: .now, canRefreshToken: tokenProvider != nil, random: configuration.random()) {
+            case .stop(let error):
+                fail(error)
+                return
+            case .reconnect(let delay, let attempt, let refresh):
+                refreshToken = refresh
+                setState(.reconnecting(attempt: attempt, delay: delay))
+                if delay > .zero {
+                    do { try await Task.sleep(for: delay) } catch { return }
+                }
+            }
+        }
+    }
+
+    /// One connection, from the token to its end; nil when the client stopped (failed or
+    /// cancelled) meanwhile.
+    private func connectAndServe(refreshToken: Bool) async -> ConnectionEnding? {
+        let token: String
+        do {
+            token = try await currentToken(refresh: refreshToken)
+        } catch is CancellationError {
+            return nil
+        } catch {
+            let failure = ChorusError.tokenUnavailable(message: "\(error)")
+            emit(.error(failure))
+            if self.token == nil {
+                fail(failure)
+                return nil
+            }
+            return .connectFailed
+        }
+        let connection: WebSocketConnection
+        do {
+            connection = try await WebSocketConnection.connect(
+                to: url, headers: [("Authorization", "Bearer \(token)")], timeout: configuration.connectTimeout)
+        } catch WebSocketConnection.Failure.upgradeRefused(let status, let body) {
+            if status == 401 { return .authRefused(code: 401, message: Self.errorMessage(in: body)) }
+            return .connectFailed
+        } catch {
+            return Task.isCancelled ? nil : .connectFailed
+        }
+        guard !Task.isCancelled else {
+            connection.abort()
+            return nil
+        }
+        self.connection = connection
+        let pinger = startPinging(connection)
+        var closeCode: UInt16?
+        var refused: ConnectionEnding?
+        for await event in connection.events {
+            switch event {
+            case .text(let text):
+                if let ending = receive(text, on: connection) {
+                    refused = ending
+                    connection.abort()
+                }
+            case .closed(let code):
+                closeCode = code
+            }
+        }
+        pinger?.cancel()
+        if self.connection === connection {
+            self.connection = nil
+            lostConnection(failingWith: .disconnected)
+        }
+        if authenticated { connectedBefore = true }
+        authenticated = false
+        return refused ?? .closed(code: closeCode)
+    }
+
+    private func currentToken(refresh: Bool) async throws -> String {
+        if let tokenProvider, refresh || token == nil {
+            let fresh = try await tokenProvider()
+            token = fresh
+            return fresh
+        }
+        if let token { return token }
+        throw ChorusError.tokenUnavailable(message: "no token and no token provider")
+    }
+
+    private static func errorMessage(in body: String) -> String {
+        (try? JSONValue(parsing: body))?["message"]?.stringValue ?? body
+    }
+
+    /// Sends a `ping` every ``ChorusClient/Configuration/pingInterval``; a missing `pong`
+    /// drops the connection.
+    private func startPinging(_ connection: WebSocketConnection) -> Task<Void, Never>? {
+        guard let interval = configuration.pingInterval else { return nil }
+        return Task {
+            while !Task.isCancelled {
+                do { try await Task.sleep(for: interval) } catch { return }
+                do {
+                    // The node answers pings also while the token is expired.
+                    _ = try await self.request(["type": "ping"], on: connection, needsToken: false)
+                } catch ChorusError.timeout {
+                    connection.abort()
+                    return
+                } catch {
+                    return
+                }
+            }
+        }
+    }
+
+    /// The connection ended: replies still awaited fail (publishes stay queued, subscriptions
+    /// are sent again on the next connection).
+    private func lostConnection(failingWith error: ChorusError) {
+        authenticated = false
+        tokenExpired = false
+        let pending = awaited
+        awaited = [:]
+        for entry in pending.values {
+            switch entry {
+            case .request(let continuation, let timer):
+                timer?.cancel()
+                continuation.resume(throwing: error)
+            case .publish(let key, let timer):
+                timer?.cancel()
+                publishes[key]?.requestId = nil
+            case .subscribe, .auth, .fence:
+                break
+            }
+        }
+        for topic in topics.keys {
+            topics[topic]?.confirmed = false
+            topics[topic]?.inFlight = false
+        }
+        for entry in typing.values { entry.stopTimer?.cancel() }
+        typing = [:]
+    }
+
+    /// The connection authenticated: subscribe everything again, from the last positions,
+    /// then send the queued publishes in order.
+    private func didAuthenticate(as user: String, on connection: WebSocketConnection) {
+        authenticated = true
+        userId = user
+        policy.connected(at: .now)
+        sendWaiting(on: connection)
+        setState(.connected(userId: user))
+    }
+
+    /// Sends the subscribes and publishes that wait for a usable connection, in order.
+    private func sendWaiting(on connection: WebSocketConnection) {
+        for (topic, state) in topics.sorted(by: { $0.key < $1.key }) where !state.confirmed && !state.inFlight {
+            sendSubscribe(topic, on: connection)
+        }
+        for (key, publish) in publishes.sorted(by: { $0.key < $1.key }) where publish.requestId == nil {
+            sendPublish(key, on: connection)
+        }
+    }
+
+    // MARK: What the node sends
+
+    /// Handles one message of the node; a ``ConnectionEnding`` when the connection must end.
+    private func receive(_ text: String, on connection: WebSocketConnection) -> ConnectionEnding? {
+        guard let fields = (try? JSONValue(parsing: text))?.objectValue, let type = fields["type"]?.stringValue else {
+            emit(.error(.protocolViolation(String(text.prefix(200)))))
+            return nil
+        }
+        let id = fields["id"]?.intValue
+        switch type {
+        case "message":
+            deliver(fields)
+        case "presence":
+            let events = PresenceEvent.events(in: fields)
+            for event in events {
+                forEachHandle(covering: event.topic, presenceOnly: true) { $0.presence.yield(event) }
+            }
+        case "typing":
+            if let event = TypingEvent(fields), event.userId != userId {
+                forEachHandle(covering: event.topic) { $0.typing.yield(event) }
+            }
+        case "auth_success":
+            let user = fields["userId"]?.stringValue ?? ""
+            if !authenticated {
+                didAuthenticate(as: user, on: connection)
+            } else if let id, case .auth? = awaited.removeValue(forKey: id) {
+                userId = user
+                let wasExpired = tokenExpired
+                tokenExpired = false
+                emit(.reauthenticated(userId: user))
+                if wasExpired { sendWaiting(on: connection) }
+            }
+        case "auth_error":
+            let code = fields["code"]?.intValue ?? 401
+            let message = fields["message"]?.stringValue ?? "token refused"
+            if let id { awaited[id] = nil }
+            return .authRefused(code: code, message: message)
+        case "auth_expired":
+            tokenExpired = true
+            emit(.tokenExpired)
+            if tokenProvider != nil { Task { await self.refreshAuthentication(on: connection) } }
+        case "subscribed":
+            if let id, case .subscribe(let topic, let since)? = awaited.removeValue(forKey: id) {
+                subscribed(topic, since: since, fields)
+            }
+        case "published":
+            if let id, case .publish(let key, let timer)? = awaited.removeValue(forKey: id) {
+                timer?.cancel()
+                if let publish = publishes.removeValue(forKey: key) {
+                    publish.continuation.resume(returning: PublishReceipt(
+                        topic: publish.topic, messageId: fields["messageId"]?.stringValue ?? publish.messageId,
+                        position: StreamPosition(fields), duplicate: fields["duplicate"]?.boolValue ?? false,
+                        acknowledged: true))
+                }
+            }
+        case "error":
+            let error = ChorusError.server(
+                code: fields["code"]?.intValue ?? 0, message: fields["message"]?.stringValue ?? "",
+                details: fields["details"])
+            if let id, let entry = awaited.removeValue(forKey: id) {
+                failed(entry, with: error)
+            } else if let topic = fields["details"]?["topic"]?.stringValue, error.code == 403, topics[topic] != nil {
+                endTopic(topic, with: error)
+            } else {
+                emit(.error(error))
+            }
+        default:
+            // Replies to requests (pong, presence.state, read_recorded, ...) by id.
+            switch id.flatMap({ awaited.removeValue(forKey: $0) }) {
+            case .request(let continuation, let timer)?:
+                timer?.cancel()
+                continuation.resume(returning: fields)
+            case .fence(let publishId)?:
+                // The publish was not refused: done, unacknowledged.
+                if case .publish(let key, let timer)? = awaited.removeValue(forKey: publishId) {
+                    timer?.cancel()
+                    if let publish = publishes.removeValue(forKey: key) {
+                        publish.continuation.resume(returning: PublishReceipt(
+                            topic: publish.topic, messageId: publish.messageId, position: nil, duplicate: false,
+                            acknowledged: false))
+                    }
+                }
+            default:
+                break
+            }
+        }
+        return nil
+    }
+
+    private func failed(_ entry: Awaited, with error: ChorusError) {
+        switch entry {
+        case .request(let continuation, let timer):
+            timer?.cancel()
+            continuation.resume(throwing: error)
+        case .publish(let key, let timer):
+            timer?.cancel()
+            publishes.removeValue(forKey: key)?.continuation.resume(throwing: error)
+        case .subscribe(let topic, _):
+            endTopic(topic, with: error)
+        case .auth:
+            emit(.error(error))
+        case .fence:
+            break
+        }
+    }
+
+    private func deliver(_ fields: [String: JSONValue]) {
+        guard let message = try? ChorusMessage(fields) else { return }
+        if let position = message.position, !positions.advance(message.topic, to: position) { return }
+        forEachHandle(covering: message.topic) { $0.messages.yield(message) }
+    }
+
+    private func forEachHandle(covering topic: String, presenceOnly: Bool = false, _ body: (Handle) -> Void) {
+        for (pattern, state) in topics where TopicFilter.matches(pattern, topic) {
+            if presenceOnly, !state.presenceEvents { continue }
+            for handle in state.handles.values { body(handle) }
+        }
+    }
+
+    private func subscribed(_ topic: String, since: StreamPosition?, _ fields: [String: JSONValue]) {
+        guard var state = topics[topic] else { return }
+        let resubscribed = state.everConfirmed
+        let recovered = fields["recovered"]?.boolValue
+        let position = StreamPosition(fields)
+        state.confirmed = true
+        state.inFlight = false
+        state.everConfirmed = true
+        state.replay = nil
+        state.since = nil
+        let waiters = state.waiters
+        state.waiters = [:]
+        topics[topic] = state
+        if let position { positions.subscribed(topic, at: position, recovered: since == nil ? nil : recovered) }
+        for waiter in waiters.values { waiter.resume() }
+        emit(.subscribed(topic: topic, resubscribed: resubscribed, recovered: since == nil ? nil : recovered, position: position))
+        if let since, recovered == false { emit(.recoveryFailed(topic: topic, since: since)) }
+    }
+
+    /// The node refused or ended a subscription: every subscriber of it ends.
+    private func endTopic(_ topic: String, with error: ChorusError) {
+        guard let state = topics.removeValue(forKey: topic) else { return }
+        positions.forget(topic)
+        for waiter in state.waiters.values { waiter.resume(throwing: error) }
+        for handle in state.handles.values { handle.finish() }
+        if state.everConfirmed { emit(.subscriptionEnded(topic: topic, error: error)) }
+    }
+
+    private func refreshAuthentication(on connection: WebSocketConnection) async {
+        guard let tokenProvider else { return }
+        do {
+            let fresh = try await tokenProvider()
+            token = fresh
+            guard self.connection === connection, authenticated else { return }
+            let id = newId()
+            awaited[id] = .auth
+            send(["type": "auth", "token": .string(fresh), "id": .integer(Int64(id))], on: connection)
+        } catch {
+            emit(.error(.tokenUnavailable(message: "\(error)")))
+        }
+    }
+
+    // MARK: Requests
+
+    private func send(_ fields: [String: JSONValue], on connection: WebSocketConnection) {
+        connection.send(JSONValue.object(fields).jsonText)
+    }
+
+    /// Sends `fields` with a new request id and returns the reply; throws the node's `error`,
+    /// ``ChorusError/timeout`` or ``ChorusError/disconnected``.
+    private func request(
+        _ fields: [String: JSONValue], on connection: WebSocketConnection, needsToken: Bool = true
+    ) async throws -> [String: JSONValue] {
+        guard self.connection === connection, needsToken ? canSend : authenticated else { throw ChorusError.disconnected }
+        let id = newId()
+        var fields = fields
+        fields["id"] = .integer(Int64(id))
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                guard !Task.isCancelled else {
+                    continuation.resume(throwing: CancellationError())
+                    return
+                }
+                awaited[id] = .request(continuation, timer: timer(for: id))
+                send(fields, on: connection)
+            }
+        } onCancel: {
+            Task { await self.abandon(id, with: CancellationError()) }
+        }
+    }
+
+    /// A request on the current connection, waiting for it first when the client is connecting.
+    func request(_ fields: [String: JSONValue]) async throws -> [String: JSONValue] {
+        try await connect()
+        guard let connection else { throw ChorusError.disconnected }
+        return try await request(fields, on: connection)
+    }
+
+    private func timer(for id: Int) -> Task<Void, Never> {
+        let timeout = configuration.requestTimeout
+        return Task {
+            do { try await Task.sleep(for: timeout) } catch { return }
+            self.abandon(id, with: ChorusError.timeout)
+        }
+    }
+
+    /// Stops waiting for request `id`'s reply (timeout or cancellation).
+    private func abandon(_ id: Int, with error: any Error) {
+        guard let entry = awaited.removeValue(forKey: id) else { return }
+        switch entry {
+        case .request(let continuation, let timer):
+            timer?.cancel()
+            continuation.resume(throwing: error)
+        case .publish(let key, let timer):
+            timer?.cancel()
+            publishes.removeValue(forKey: key)?.continuation.resume(throwing: error)
+        case .subscribe, .auth, .fence:
+            awaited[id] = entry
+        }
+    }
+
+    // MARK: Subscriptions
+
+    /// Adds a subscriber of `topic` and waits until the node has confirmed the subscription
+    /// (at once when it already has); throws the node's refusal.
+    func subscribe(
+        _ topic: String, handleId: Int, messages: AsyncStream<ChorusMessage>.Continuation,
+        presence: AsyncStream<PresenceEvent>.Continuation, typing: AsyncStream<TypingEvent>.Continuation,
+        replay: Int?, since: StreamPosition?, presenceData: JSONValue?, presenceEvents: Bool
+    ) async throws {
+        if case .failed(let error) = state { throw error }
+        if runner == nil, case .disconnected = state { start() }
+        var state = topics[topic] ?? TopicState()
+        let isNew = topics[topic] == nil
+        state.handles[handleId] = Handle(messages: messages, presence: presence, typing: typing)
+        var changed = isNew
+        if let presenceData, presenceData != state.presence {
+            state.presence = presenceData
+            changed = true
+        }
+        if presenceEvents, !state.presenceEvents {
+            state.presenceEvents = true
+            changed = true
+        }
+        if isNew {
+            state.replay = replay
+            state.since = since
+        }
+        topics[topic] = state
+        if state.confirmed, !changed { return }
+        if changed, canSend, let connection { sendSubscribe(topic, on: connection) }
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                if Task.isCancelled || topics[topic]?.handles[handleId] == nil {
+                    continuation.resume(throwing: Task.isCancelled ? CancellationError() : ChorusError.closed)
+                } else if topics[topic]?.confirmed == true, !changed {
+                    continuation.resume()
+                } else {
+                    topics[topic]?.waiters[handleId] = continuation
+                }
+            }
+        } onCancel: {
+            Task { await self.removeHandle(handleId, of: topic) }
+        }
+    }
+
+    private func sendSubscribe(_ topic: String, on connection: WebSocketConnection) {
+        guard var state = topics[topic] else { return }
+        let id = newId()
+        var fields: [String: JSONValue] = ["type": "subscribe", "topic": .string(topic), "id": .integer(Int64(id))]
+        var since = state.since
+        if state.everConfirmed, !TopicFilter.isPattern(topic), let position = positions[topic] { since = position }
+        if let since { fields["since"] = ["offset": .integer(Int64(since.offset)), "epoch": .string(since.epoch)] }
+        if let replay = state.replay, since == nil { fields["replay"] = .integer(Int64(replay)) }
+        if let presence = state.presence { fields["presence"] = ["data": presence] }
+        if state.presenceEvents { fields["presenceEvents"] = true }
+        state.inFlight = true
+        topics[topic] = state
+        awaited[id] = .subscribe(topic: topic, since: since)
+        send(fields, on: connection)
+    }
+
+    /// One subscriber is gone (cancelled, released or ended): its sequences finish, and the
+    /// node is told to unsubscribe once the topic has no subscriber left.
+    func removeHandle(_ handleId: Int, of topic: String) {
+        guard var state = topics[topic] else { return }
+        state.waiters.removeValue(forKey: handleId)?.resume(throwing: CancellationError())
+        guard let handle = state.handles.removeValue(forKey: handleId) else {
+            topics[topic] = state
+            return
+        }
+        handle.finish()
+        guard state.handles.isEmpty else {
+            topics[topic] = state
+            return
+        }
+        topics[topic] = nil
+        positions.forget(topic)
+        if authenticated, let connection {
+            send(["type": "unsubscribe", "topic": .string(topic)], on: connection)
+        }
+    }
+
+    // MARK: Publishing
+
+    func publish(_ fields: [String: JSONValue], topic: String, messageId: String) async throws -> PublishReceipt {
+        if runner == nil, case .disconnected = state { start() }
+        if case .failed(let error) = state { throw error }
+        guard publishes.count < configuration.offlineQueueLimit else {
+            throw ChorusError.queueFull(limit: configuration.offlineQueueLimit)
+        }
+        let key = newId()
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                guard !Task.isCancelled else {
+                    continuation.resume(throwing: CancellationError())
+                    return
+                }
+                publishes[key] = QueuedPublish(
+                    fields: fields, topic: topic, messageId: messageId, continuation: continuation, requestId: nil)
+                if canSend, let connection { sendPublish(key, on: connection) }
+            }
+        } onCancel: {
+            Task { await self.cancelPublish(key) }
+        }
+    }
+
+    private func sendPublish(_ key: Int, on connection: WebSocketConnection) {
+        guard var publish = publishes[key] else { return }
+        var fields = publish.fields
+        let id = newId()
+        fields["id"] = .integer(Int64(id))
+        publish.requestId = id
+        publishes[key] = publish
+        awaited[id] = .publish(key: key, timer: timer(for: id))
+        send(fields, on: connection)
+        if !configuration.publishAcknowledgements {
+            // No `published` reply will come: a `ping` behind it tells a refusal from success.
+            let fence = newId()
+            awaited[fence] = .fence(publishId: id)
+            send(["type": "ping", "id": .integer(Int64(fence))], on: connection)
+        }
+    }
+
+    /// A cancelled publish leaves the queue (if it was sent, the node may still deliver it).
+    private func cancelPublish(_ key: Int) {
+        guard let publish = publishes.removeValue(forKey: key) else { return }
+        if let id = publish.requestId, case .publish(_, let timer)? = awaited.removeValue(forKey: id) { timer?.cancel() }
+        publish.continuation.resume(throwing: CancellationError())
+    }
+
+    var queuedPublishes: Int { publishes.count }
+
+    // MARK: Typing
+
+    /// Sends `start` unless one went out within the throttle, and (re)arms the automatic `stop`.
+    func typing(_ topic: String) {
+        guard authenticated, let connection else { return }
+        let now = ContinuousClock.now
+        var entry = typing[topic]
+        if entry == nil || entry!.lastStart.duration(to: now) >= configuration.typingThrottle {
+            send(["type": "typing", "topic": .string(topic), "state": "start"], on: connection)
+            entry = Typing(lastStart: now, stopTimer: entry?.stopTimer)
+        }
+        entry!.stopTimer?.cancel()
+        let timeout = configuration.typingTimeout
+        entry!.stopTimer = Task {
+            do { try await Task.sleep(for: timeout) } catch { return }
+            self.stopTyping(topic)
+        }
+        typing[topic] = entry
+    }
+
+    func stopTyping(_ topic: String) {
+        guard let entry = typing.removeValue(forKey: topic) else { return }
+        entry.stopTimer?.cancel()
+        guard authenticated, let connection else { return }
+        send(["type": "typing", "topic": .string(topic), "state": "stop"], on: connection)
+    }
+}

@@ -1,0 +1,115 @@
+import ChorusSDK
+import Foundation
+import Testing
+import TestSupport
+
+/// The Swift SDK against two real nodes behind nginx (see `withCluster`).
+@Suite("Swift SDK against a cluster", .timeLimit(.minutes(3)))
+struct SDKClusterTests {
+    @Test("when its node drains (SIGTERM, close 1001) the client reconnects through nginx to the other node and resubscribes; with history nothing is missed")
+    func drainAndReconnect() async throws {
+        try await withCluster(nodes: 2) { cluster in
+            let tokens = TokenGate(user: "olivia")
+            var configuration = ChorusClient.Configuration()
+            configuration.publishAcknowledgements = NodeFeatures.publishAcknowledgements
+            let client = try ChorusClient(
+                url: "ws://127.0.0.1:\(cluster.nginx.port)/ws", configuration: configuration, getToken: tokens.provider)
+            let events = await client.events()
+            let subscription = try await client.subscribe("chat.lobby")
+            var messages = subscription.makeAsyncIterator()
+            #expect(try await cluster.publishThroughNginx(topic: "chat.lobby", data: ["n": 0]) == 202)
+            let beforeDrain = await messages.next()
+            #expect(beforeDrain?.data == ["n": 0])
+
+            let home = try await Self.node(holdingOneClientIn: cluster)
+            let other = cluster.nodes.first { $0.id != home.id }!
+            // The client asks for a token before it reconnects: holding it there keeps the
+            // client away while the test publishes what it must not miss.
+            await tokens.close()
+            home.terminate()
+            await tokens.waitForCalls(2)
+            #expect(await home.process.wait(timeout: .seconds(30)) == 0)
+            #expect(await client.state != .connected(userId: "olivia"))
+            for n in 1...3 {
+                let response = try await HTTP.post(
+                    "\(other.baseURL)/api/publish", json: ["topic": "chat.lobby", "data": ["n": n]],
+                    headers: ["X-API-Key": Cluster.apiKey])
+                #expect(response.status == 202)
+            }
+            await tokens.open()
+
+            let resubscribed = await first(in: events) { event in
+                if case .subscribed("chat.lobby", true, _, _) = event { return true }
+                return false
+            }
+            guard case .subscribed(_, _, let recovered, _)? = resubscribed else {
+                Issue.record("no resubscription")
+                return
+            }
+            #expect(await client.state == .connected(userId: "olivia"))
+            #expect(try await Self.authenticatedConnections(on: other) == 1, "the client is on the other node")
+            if NodeFeatures.history {
+                #expect(recovered == true)
+                for n in 1...3 { 
+                    let missed = await messages.next()
+                    #expect(missed?.data == ["n": .integer(Int64(n))], "missed message \(n)")
+                }
+            }
+            try await client.publish("chat.lobby", ["n": 4])
+            let live = await messages.next()
+            #expect(live?.data == ["n": 4], "live after the resubscription")
+            await client.close()
+        }
+    }
+
+    @Test("when more was published during a drain than the history keeps, the client reports recoveryFailed and carries on live",
+          .enabled(if: NodeFeatures.history, "the node has no history yet (issue 11)"))
+    func recoveryFails() async throws {
+        try await withCluster(nodes: 2, environment: ["HISTORY_SIZE": "2"]) { cluster in
+            let tokens = TokenGate(user: "peggy")
+            let client = try ChorusClient(url: "ws://127.0.0.1:\(cluster.nginx.port)/ws", getToken: tokens.provider)
+            let events = await client.events()
+            let subscription = try await client.subscribe("chat.lobby")
+            var messages = subscription.makeAsyncIterator()
+            try await client.publish("chat.lobby", ["n": 0])
+            let beforeDrain = await messages.next()
+            #expect(beforeDrain?.data == ["n": 0])
+            let seen = await client.position(of: "chat.lobby")
+            #expect(seen != nil)
+
+            let home = try await Self.node(holdingOneClientIn: cluster)
+            let other = cluster.nodes.first { $0.id != home.id }!
+            await tokens.close()
+            home.terminate()
+            await tokens.waitForCalls(2)
+            #expect(await home.process.wait(timeout: .seconds(30)) == 0)
+            for n in 1...5 {
+                let response = try await HTTP.post(
+                    "\(other.baseURL)/api/publish", json: ["topic": "chat.lobby", "data": ["n": n]],
+                    headers: ["X-API-Key": Cluster.apiKey])
+                #expect(response.status == 202)
+            }
+            await tokens.open()
+
+            let failed = await first(in: events) { event in
+                if case .recoveryFailed = event { return true }
+                return false
+            }
+            #expect(failed == .recoveryFailed(topic: "chat.lobby", since: seen!))
+            try await client.publish("chat.lobby", ["n": 6])
+            let live = await messages.next()
+            #expect(live?.data == ["n": 6], "after a failed recovery the client continues with live messages")
+            await client.close()
+        }
+    }
+
+    /// The node that holds the test's one client connection.
+    private static func node(holdingOneClientIn cluster: Cluster) async throws -> NodeProcess {
+        for node in cluster.nodes where try await authenticatedConnections(on: node) == 1 { return node }
+        throw TestFailure("no node reports the client's connection")
+    }
+
+    private static func authenticatedConnections(on node: NodeProcess) async throws -> Int? {
+        (try await node.stats()["connections"] as? [String: Any])?["authenticated"] as? Int
+    }
+}

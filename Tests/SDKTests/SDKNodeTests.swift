@@ -1,0 +1,334 @@
+import ChorusSDK
+import Foundation
+import Node
+import Testing
+import TestSupport
+
+/// The Swift SDK against one real `chorus` node (a child process, see `withNodeProcess`).
+@Suite("Swift SDK against a node", .timeLimit(.minutes(2)))
+struct SDKNodeTests {
+    private static func url(_ node: NodeProcess) -> String { "ws://127.0.0.1:\(node.port)/ws" }
+
+    /// A configuration for the node under test: publish acknowledgements when it sends them.
+    private static func configuration() -> ChorusClient.Configuration {
+        var configuration = ChorusClient.Configuration()
+        configuration.publishAcknowledgements = NodeFeatures.publishAcknowledgements
+        return configuration
+    }
+
+    @Test("a client connects, subscribes, publishes and receives what it published")
+    func roundTrip() async throws {
+        try await withNodeProcess { node in
+            let client = try ChorusClient(url: Self.url(node), token: node.token("alice"), configuration: Self.configuration())
+            try await client.connect()
+            #expect(await client.state == .connected(userId: "alice"))
+            let subscription = try await client.subscribe("chat.lobby")
+            let receipt = try await client.publish("chat.lobby", ["text": "hello", "n": 1], metadata: ["room": "lobby"])
+            #expect(receipt.topic == "chat.lobby")
+            #expect(receipt.acknowledged == NodeFeatures.publishAcknowledgements)
+            #expect(!receipt.duplicate)
+            var messages = subscription.makeAsyncIterator()
+            let message = try #require(await messages.next())
+            #expect(message.topic == "chat.lobby")
+            #expect(message.data == ["text": "hello", "n": 1])
+            #expect(message.senderId == "alice")
+            #expect(message.metadata["room"] == "lobby")
+            #expect(message.eventType == "message.sent")
+            await client.close()
+            #expect(await client.state == .disconnected)
+        }
+    }
+
+    @Test("a publish is acknowledged by the node's published reply with its messageId, and a repeated messageId is a duplicate",
+          .enabled(if: NodeFeatures.publishAcknowledgements, "the node does not send 'published' yet (issue 11)"))
+    func acknowledgedPublish() async throws {
+        try await withNodeProcess { node in
+            let client = try ChorusClient(url: Self.url(node), token: node.token("alice"))
+            let receipt = try await client.publish("chat.acks", ["n": 1], messageId: "key-1")
+            #expect(receipt.acknowledged)
+            #expect(receipt.messageId == "key-1")
+            #expect(!receipt.duplicate)
+            let again = try await client.publish("chat.acks", ["n": 1], messageId: "key-1")
+            #expect(again.duplicate)
+            await client.close()
+        }
+    }
+
+    @Test("a wildcard subscription receives every topic it covers and nothing else")
+    func wildcard() async throws {
+        try await withNodeProcess { node in
+            let client = try ChorusClient(url: Self.url(node), token: node.token("bob"), configuration: Self.configuration())
+            let subscription = try await client.subscribe("chat.*")
+            for topic in ["chat.lobby", "chat.lobby.typing", "news.today", "chat.random"] {
+                try await client.publish(topic, ["topic": .string(topic)])
+            }
+            var messages = subscription.makeAsyncIterator()
+            let firstCovered = await messages.next()
+            #expect(firstCovered?.topic == "chat.lobby")
+            let secondCovered = await messages.next()
+            #expect(secondCovered?.topic == "chat.random", "chat.lobby.typing and news.today are not covered")
+            await client.close()
+        }
+    }
+
+    @Test("another user's private topic is refused with the node's 403 as a typed error, for subscribe and publish")
+    func forbiddenTopic() async throws {
+        try await withNodeProcess { node in
+            let client = try ChorusClient(url: Self.url(node), token: node.token("alice"), configuration: Self.configuration())
+            do {
+                _ = try await client.subscribe("messages.user.bob")
+                Issue.record("subscribing to bob's private topic succeeded")
+            } catch let error as ChorusError {
+                guard case .server(let code, let message, let details) = error else {
+                    Issue.record("expected a server error, got \(error)")
+                    return
+                }
+                #expect(code == 403)
+                #expect(message.contains("messages.user.bob"))
+                #expect(details?["topic"] == "messages.user.bob")
+            }
+            await #expect {
+                try await client.publish("messages.user.bob", ["text": "hi"])
+            } throws: { error in
+                (error as? ChorusError)?.code == 403
+            }
+            // The connection is still usable.
+            let own = try await client.subscribe("messages.user.alice")
+            #expect(own.topic == "messages.user.alice")
+            await client.close()
+        }
+    }
+
+    @Test("when the token expires the client gets a fresh one from its provider and keeps receiving")
+    func tokenRefreshOnExpiry() async throws {
+        try await withNodeProcess(["JWT_LEEWAY": "0"]) { node in
+            let tokens = TokenGate(user: "carol", lifetimes: [.seconds(2)])
+            let client = try ChorusClient(url: Self.url(node), configuration: Self.configuration(), getToken: tokens.provider)
+            let events = await client.events()
+            let subscription = try await client.subscribe("news")
+            #expect(await first(in: events, where: { $0 == .tokenExpired }) != nil)
+            #expect(await first(in: events, where: { $0 == .reauthenticated(userId: "carol") }) != nil)
+            #expect(await tokens.calls == 2)
+            let publisher = try ChorusClient(url: Self.url(node), token: node.token("dave"), configuration: Self.configuration())
+            try await publisher.publish("news", "after the refresh")
+            var messages = subscription.makeAsyncIterator()
+            let afterRefresh = await messages.next()
+            #expect(afterRefresh?.data == "after the refresh")
+            #expect(await client.state == .connected(userId: "carol"), "the same connection, authenticated again")
+            await publisher.close()
+            await client.close()
+        }
+    }
+
+    @Test("a refused token with no provider stops the client without a reconnect loop")
+    func refusedTokenStops() async throws {
+        try await withNodeProcess { node in
+            let expired = TokenMinter(secret: Array(Cluster.secret.utf8))
+                .mint(subject: "eve", ttl: .seconds(60), now: Date(timeIntervalSinceNow: -3600))
+            let client = try ChorusClient(url: Self.url(node), token: expired)
+            let states = await client.states()
+            await #expect {
+                try await client.connect()
+            } throws: { error in
+                if case .authenticationFailed(401, _) = error as? ChorusError { return true }
+                return false
+            }
+            var seen: [ConnectionState] = []
+            for await state in states {
+                seen.append(state)
+                if case .failed = state { break }
+            }
+            #expect(Array(seen.dropLast()) == [.disconnected, .connecting], "no reconnect attempt: \(seen)")
+            await client.close()
+        }
+    }
+
+    @Test("publishes made before the connection is up wait in the queue and are sent once it is")
+    func offlineQueue() async throws {
+        try await withNodeProcess { node in
+            let tokens = TokenGate(user: "frank")
+            await tokens.close()
+            let client = try ChorusClient(url: Self.url(node), configuration: Self.configuration(), getToken: tokens.provider)
+            let watcher = try ChorusClient(url: Self.url(node), token: node.token("watcher"), configuration: Self.configuration())
+            let subscription = try await watcher.subscribe("chat.queue")
+            // Three publishes, queued in this order while the client waits for its first token.
+            var publishes: [Task<PublishReceipt, any Error>] = []
+            for n in 1...3 {
+                publishes.append(Task { try await client.publish("chat.queue", ["n": .integer(Int64(n))]) })
+                let queued = await eventually { await client.queuedPublishes == n }
+                #expect(queued)
+            }
+            await tokens.waitForCalls(1)
+            #expect(await client.state == .connecting)
+            await tokens.open()
+            var receipts: [PublishReceipt] = []
+            for publish in publishes { receipts.append(try await publish.value) }
+            #expect(Set(receipts.map(\.messageId)).count == 3, "each publish has its own idempotency key")
+            var messages = subscription.makeAsyncIterator()
+            for n in 1...3 { 
+                let queued = await messages.next()
+                #expect(queued?.data == ["n": .integer(Int64(n))])
+            }
+            await client.close()
+            await watcher.close()
+        }
+    }
+
+    @Test("the offline queue is bounded: one publish past the limit throws queueFull")
+    func offlineQueueLimit() async throws {
+        try await withNodeProcess { node in
+            let tokens = TokenGate(user: "grace")
+            await tokens.close()
+            var configuration = Self.configuration()
+            configuration.offlineQueueLimit = 2
+            let client = try ChorusClient(url: Self.url(node), configuration: configuration, getToken: tokens.provider)
+            let queued = (0..<2).map { n in Task { try await client.publish("chat.q", ["n": .integer(Int64(n))]) } }
+            await tokens.waitForCalls(1)
+            let filled = await eventually { await client.queuedPublishes == 2 }
+            #expect(filled)
+            await #expect(throws: ChorusError.queueFull(limit: 2)) {
+                try await client.publish("chat.q", ["n": 3])
+            }
+            await tokens.open()
+            for task in queued { _ = try await task.value }
+            await client.close()
+        }
+    }
+
+    @Test("cancelling the task that iterates a subscription unsubscribes on the node")
+    func cancellingUnsubscribes() async throws {
+        try await withNodeProcess { node in
+            let client = try ChorusClient(url: Self.url(node), token: node.token("heidi"), configuration: Self.configuration())
+            let subscription = try await client.subscribe("chat.cancel")
+            #expect(try await Self.subscriptions(on: node) == 1)
+            let iterating = Task { for await _ in subscription {} }
+            iterating.cancel()
+            await iterating.value
+            let gone = await eventually { (try? await Self.subscriptions(on: node)) == 0 }
+            #expect(gone, "the node still holds the subscription")
+            #expect(await client.state == .connected(userId: "heidi"))
+            await client.close()
+        }
+    }
+
+    @Test("closing the client closes its connection on the node")
+    func closeReleasesConnection() async throws {
+        try await withNodeProcess { node in
+            let client = try ChorusClient(url: Self.url(node), token: node.token("ivan"))
+            try await client.connect()
+            #expect(try await Self.connections(on: node) == 1)
+            await client.close()
+            let closed = await eventually { (try? await Self.connections(on: node)) == 0 }
+            #expect(closed)
+        }
+    }
+
+    @Test("releasing the client closes its connection on the node")
+    func releaseClosesConnection() async throws {
+        try await withNodeProcess { node in
+            do {
+                let client = try ChorusClient(url: Self.url(node), token: node.token("ivan"))
+                _ = try await client.subscribe("chat.released")
+                #expect(try await Self.connections(on: node) == 1)
+            }
+            let closed = await eventually { (try? await Self.connections(on: node)) == 0 }
+            #expect(closed, "the released client's connection is still open")
+        }
+    }
+
+    @Test("a subscribe cancelled while the client connects is not sent, and the connection carries on")
+    func cancelledSubscribe() async throws {
+        try await withNodeProcess { node in
+            let tokens = TokenGate(user: "judy")
+            await tokens.close()
+            let client = try ChorusClient(url: Self.url(node), configuration: Self.configuration(), getToken: tokens.provider)
+            let subscribing = Task { try await client.subscribe("chat.never") }
+            await tokens.waitForCalls(1)
+            subscribing.cancel()
+            await #expect(throws: CancellationError.self) { try await subscribing.value }
+            await tokens.open()
+            try await client.connect()
+            try await client.ping()  // the node has handled everything sent on connecting
+            #expect(try await Self.subscriptions(on: node) == 0)
+            await client.close()
+        }
+    }
+
+    @Test("presence: a member joins with data, is listed by members(), others see the join, and cancelling leaves",
+          .enabled(if: NodeFeatures.presence, "the node has no presence yet (issue 12)"))
+    func presence() async throws {
+        try await withNodeProcess { node in
+            let watcher = try ChorusClient(url: Self.url(node), token: node.token("judy"))
+            let watching = try await watcher.join("rooms.lobby", data: ["status": "here"])
+            let client = try ChorusClient(url: Self.url(node), token: node.token("ken"))
+            let membership = try await client.join("rooms.lobby", data: ["status": "typing soon"])
+            let join = await first(in: watching.presenceEvents, where: { $0.member.userId == "ken" })
+            #expect(join?.kind == .join)
+            #expect(join?.member.data == ["status": "typing soon"])
+            let state = try await client.members("rooms.lobby")
+            #expect(state.members.map(\.userId) == ["judy", "ken"])
+            #expect(state.count == 2)
+            membership.cancel()
+            let leave = await first(in: watching.presenceEvents, where: { $0.member.userId == "ken" })
+            #expect(leave?.kind == .leave, "cancelling the membership's subscription leaves")
+            await client.close()
+            await watcher.close()
+        }
+    }
+
+    @Test("typing: another member sees start, then stop",
+          .enabled(if: NodeFeatures.typing, "the node has no typing messages yet (issue 12)"))
+    func typing() async throws {
+        try await withNodeProcess { node in
+            let watcher = try ChorusClient(url: Self.url(node), token: node.token("lena"))
+            let watching = try await watcher.subscribe("rooms.lobby")
+            let client = try ChorusClient(url: Self.url(node), token: node.token("mike"))
+            try await client.connect()
+            await client.typing("rooms.lobby")
+            await client.typing("rooms.lobby")  // throttled: one start
+            await client.stopTyping("rooms.lobby")
+            var events = watching.typingEvents.makeAsyncIterator()
+            let start = await events.next()
+            #expect(start?.userId == "mike")
+            #expect(start?.isTyping == true)
+            let stop = await events.next()
+            #expect(stop?.isTyping == false)
+            await client.close()
+            await watcher.close()
+        }
+    }
+
+    @Test("markRead records the read and the topic's subscribers receive message.read",
+          .enabled(if: NodeFeatures.readReceipts, "the node has no read receipts yet (issue 12)"))
+    func readReceipt() async throws {
+        try await withNodeProcess { node in
+            let posted = try await HTTP.post(
+                "\(node.baseURL)/api/messages", json: ["topic": "rooms.reads", "content": "read me"],
+                headers: ["Authorization": "Bearer \(node.token("nina"))"])
+            #expect(posted.status == 201)
+            let messageId = try #require(try posted.json()["id"] as? String)
+            let client = try ChorusClient(url: Self.url(node), token: node.token("oscar"), configuration: Self.configuration())
+            let subscription = try await client.subscribe("rooms.reads")
+            let readAt = try await client.markRead(messageId)
+            #expect(!readAt.isEmpty)
+            var event: ChorusMessage?
+            for await message in subscription where message.eventType == "message.read" {
+                event = message
+                break
+            }
+            #expect(event?.data["messageId"] == .string(messageId))
+            #expect(event?.data["userId"] == "oscar")
+            await client.close()
+        }
+    }
+
+    /// `subscriptions.total` of the node's `/stats`.
+    private static func subscriptions(on node: NodeProcess) async throws -> Int? {
+        (try await node.stats()["subscriptions"] as? [String: Any])?["total"] as? Int
+    }
+
+    /// `connections.total` of the node's `/stats`.
+    private static func connections(on node: NodeProcess) async throws -> Int? {
+        (try await node.stats()["connections"] as? [String: Any])?["total"] as? Int
+    }
+}

@@ -1,0 +1,46 @@
+@testable import ChorusSDK
+import Testing
+
+@Suite("positions seen per topic")
+struct StreamPositionsTests {
+    @Test("a message at or before the last offset of the same epoch is a repeat; a new epoch starts over")
+    func repeats() {
+        var positions = StreamPositions()
+        let first = positions.advance("t", to: StreamPosition(offset: 5, epoch: "a"))
+        let same = positions.advance("t", to: StreamPosition(offset: 5, epoch: "a"))
+        let earlier = positions.advance("t", to: StreamPosition(offset: 3, epoch: "a"))
+        let next = positions.advance("t", to: StreamPosition(offset: 6, epoch: "a"))
+        let newEpoch = positions.advance("t", to: StreamPosition(offset: 1, epoch: "b"))
+        #expect([first, same, earlier, next, newEpoch] == [true, false, false, true, true])
+        #expect(positions["t"] == StreamPosition(offset: 1, epoch: "b"))
+    }
+
+    @Test("a subscribed reply sets the position of a new topic, and after a failed recovery, but not after a recovered one")
+    func subscribedReplies() {
+        var positions = StreamPositions()
+        positions.subscribed("t", at: StreamPosition(offset: 41, epoch: "a"), recovered: nil)
+        #expect(positions["t"] == StreamPosition(offset: 41, epoch: "a"))
+        positions.subscribed("t", at: StreamPosition(offset: 45, epoch: "a"), recovered: true)
+        #expect(positions["t"] == StreamPosition(offset: 41, epoch: "a"), "the replayed messages move it")
+        positions.subscribed("t", at: StreamPosition(offset: 90, epoch: "a"), recovered: false)
+        #expect(positions["t"] == StreamPosition(offset: 90, epoch: "a"))
+        positions.subscribed("t", at: StreamPosition(offset: 2, epoch: "b"), recovered: nil)
+        #expect(positions["t"] == StreamPosition(offset: 2, epoch: "b"))
+    }
+}
+
+@Suite("node URLs")
+struct ServerURLTests {
+    @Test("ws URLs are taken apart into host, port and request target")
+    func parses() throws {
+        #expect(try ServerURL("ws://127.0.0.1:3000/ws") == ServerURL(host: "127.0.0.1", port: 3000, target: "/ws"))
+        #expect(try ServerURL("ws://example.com") == ServerURL(host: "example.com", port: 80, target: "/ws"))
+        #expect(try ServerURL("ws://[::1]:8080/chorus/ws?x=1") == ServerURL(host: "::1", port: 8080, target: "/chorus/ws?x=1"))
+    }
+
+    @Test("wss and other schemes are refused with the URL", arguments: ["wss://example.com/ws", "http://x/ws", "ws://:80", "ws://h:0"])
+    func refuses(url: String) {
+        #expect(throws: ChorusError.invalidURL(url)) { try ServerURL(url) }
+    }
+}
+
