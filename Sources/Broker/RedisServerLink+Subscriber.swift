@@ -30,7 +30,7 @@ extension RedisServerLink {
 
     private enum Turn {
         case stop
-        case run(local: [Envelope], opening: Opening?, changes: InterestChanges?)
+        case run(local: [RedisOutgoing], opening: Opening?, changes: InterestChanges?, waiters: [@Sendable (Bool) -> Void])
     }
 
     func runSubscriber(deliver: @escaping @Sendable ([Envelope]) -> Void) {
@@ -40,13 +40,26 @@ extension RedisServerLink {
         var backoff = Self.reconnectBackoff()
         var reconnectAt = clock.now
         var warnedMalformed = false
+        /// Settle waiters with the number of `PING`s whose answer they wait for.
+        var armed: [(pings: Int, body: @Sendable (Bool) -> Void)] = []
+        func fireArmed(answered: Int?) {
+            guard !armed.isEmpty else { return }
+            let throughRedis = answered != nil && state.withLock { $0.machine.publishesThroughRedis }
+            var waiting: [(pings: Int, body: @Sendable (Bool) -> Void)] = []
+            for waiter in armed {
+                if let answered, waiter.pings > answered { waiting.append(waiter) } else { waiter.body(throughRedis) }
+            }
+            armed = waiting
+        }
         while true {
             let now = clock.now
             let open = session == nil && now >= reconnectAt
             let hasSession = session != nil
             let turn = state.withLock { state -> Turn in
                 if state.machine.stopping { return .stop }
-                let local = state.local.takeAll().map(\.envelope)
+                let local = state.local.takeAll()
+                let waiters = state.settleWaiters
+                state.settleWaiters.removeAll()
                 if open {
                     _ = state.machine.subscriberConnecting()
                     // Everything wanted now is subscribed afresh; later changes arrive as dirty sets.
@@ -55,12 +68,18 @@ extension RedisServerLink {
                     state.dirtyChannels.removeAll()
                     state.dirtyGlobs.removeAll()
                     let opening = Opening(channels: Array(state.channels), globs: Array(state.patterns.keys), patterns: state.patterns)
-                    return .run(local: local, opening: opening, changes: nil)
+                    return .run(local: local, opening: opening, changes: nil, waiters: waiters)
                 }
-                return .run(local: local, opening: nil, changes: hasSession ? Self.takeChanges(&state) : nil)
+                return .run(local: local, opening: nil, changes: hasSession ? Self.takeChanges(&state) : nil, waiters: waiters)
             }
-            guard case .run(let local, let opening, let changes) = turn else { return }
-            if !local.isEmpty { deliver(local) }
+            guard case .run(let local, let opening, let changes, let waiters) = turn else {
+                fireArmed(answered: nil)
+                return
+            }
+            if !local.isEmpty {
+                let envelopes = recordLocally(local)
+                if !envelopes.isEmpty { deliver(envelopes) }
+            }
 
             do {
                 if let opening {
@@ -70,6 +89,11 @@ extension RedisServerLink {
                         pingInterval: pingInterval, now: now)
                 }
                 if let changes, let session { try session.send(changes, now: now) }
+                if let session {
+                    for waiter in waiters { armed.append((session.pingsSent, waiter)) }
+                } else {
+                    for waiter in waiters { waiter(false) }
+                }
 
                 // Wait for the wake pipe, the socket, or the next deadline.
                 let wakeUp = session?.nextDeadline ?? reconnectAt
@@ -102,6 +126,7 @@ extension RedisServerLink {
                         return state.machine.subscriberReady()
                     }
                 }
+                fireArmed(answered: session.pongsReceived)
                 let envelopes = state.withLock { state -> [Envelope] in
                     state.unansweredPings = pings
                     guard !state.machine.stopping else { return [] }
@@ -112,6 +137,7 @@ extension RedisServerLink {
                 if !envelopes.isEmpty { deliver(envelopes) }
             } catch {
                 session = nil
+                fireArmed(answered: nil)
                 update { state in
                     state.unansweredPings = 0
                     return state.machine.subscriberFailed("\(error)")
@@ -119,6 +145,26 @@ extension RedisServerLink {
                 reconnectAt = clock.now + backoff.next()
             }
         }
+    }
+
+    /// This node's publishes while the server is unreachable, ready for local delivery: a
+    /// message on a topic with history gets its offset and epoch from the fallback rings (never
+    /// the Redis stream's, which this node cannot continue); a repeated `messageId` is dropped.
+    private func recordLocally(_ local: [RedisOutgoing]) -> [Envelope] {
+        var envelopes: [Envelope] = []
+        envelopes.reserveCapacity(local.count)
+        for outgoing in local {
+            var envelope = outgoing.envelope
+            if let topic = outgoing.historyTopic {
+                let outcome = fallbackHistory.record(&envelope, topic: topic)
+                outgoing.completion?(outcome)
+                if outcome.duplicate { continue }
+            } else {
+                outgoing.completion?(.accepted)
+            }
+            envelopes.append(envelope)
+        }
+        return envelopes
     }
 
     /// The commands that bring the current connection to the wanted interest; nil when

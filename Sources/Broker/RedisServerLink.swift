@@ -39,6 +39,11 @@ final class RedisServerLink: Sendable {
     let timeout: Duration
     let logger: Logger
     let counters: RedisAdapterCounters
+    /// History settings, and the rings that hold this server's topics while it is unreachable.
+    let history: HistoryPolicy
+    let fallbackHistory: MemoryHistory
+    /// History reads (``RedisHistory/readScript``), on a connection of their own.
+    let commands: RedisCommandQueue
     private let onTransition: @Sendable (_ state: AdapterStatus.State, _ transitions: Int) -> Void
     let state: Mutex<State>
     let subscriberWake = WakePipe()
@@ -78,6 +83,8 @@ final class RedisServerLink: Sendable {
         var subscribedGlobs: Set<String> = []
         /// `PING`s not yet answered on the subscriber connection (for ``isSettled``).
         var unansweredPings = 0
+        /// Waiting for the interest wanted now to be in place on Redis (``whenSubscribed(_:)``).
+        var settleWaiters: [@Sendable (Bool) -> Void] = []
 
         // Publishing through Redis (to the publisher thread).
         var queue: RedisOutgoingQueue
@@ -95,7 +102,8 @@ final class RedisServerLink: Sendable {
 
     init(
         url: RedisURL, channels: RedisChannels, nodeId: String, timeout: Duration, queueLimit: Int,
-        queueByteLimit: Int, logger: Logger, counters: RedisAdapterCounters,
+        queueByteLimit: Int, logger: Logger, counters: RedisAdapterCounters, history: HistoryPolicy = .off,
+        fallbackHistory: MemoryHistory? = nil,
         onTransition: @escaping @Sendable (_ state: AdapterStatus.State, _ transitions: Int) -> Void
     ) {
         self.url = url
@@ -106,6 +114,9 @@ final class RedisServerLink: Sendable {
         logger[metadataKey: "redis"] = "\(url)"
         self.logger = logger
         self.counters = counters
+        self.history = history
+        self.fallbackHistory = fallbackHistory ?? MemoryHistory(policy: history)
+        self.commands = RedisCommandQueue(url: url, timeout: timeout, clientName: "\(nodeId):history-\(url.port)")
         self.onTransition = onTransition
         self.state = Mutex(
             State(
@@ -161,6 +172,10 @@ final class RedisServerLink: Sendable {
             state.inFlight = nil
             return state.machine.stop()
         }
+        for waiter in state.withLock({ state in defer { state.settleWaiters = [] }; return state.settleWaiters }) {
+            waiter(false)
+        }
+        await commands.close()
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let finished = threads.withLock { threads in
                 guard threads.running > 0 else { return true }
@@ -219,12 +234,26 @@ final class RedisServerLink: Sendable {
         if wake { subscriberWake.signal() }
     }
 
+    /// Calls `body` on the subscriber thread once every interest added before this call is in
+    /// place on Redis (its `SUBSCRIBE` answered), with true when this node publishes through
+    /// Redis at that moment; at once with false when the server is not connected.
+    func whenSubscribed(_ body: @escaping @Sendable (_ throughRedis: Bool) -> Void) {
+        let added = state.withLock { state -> Bool in
+            guard !state.machine.stopping else { return false }
+            state.settleWaiters.append(body)
+            return true
+        }
+        if added { subscriberWake.signal() } else { body(false) }
+    }
+
     // MARK: - Publishing (any thread)
 
     /// Publishes through Redis when connected (queued for the publisher thread); otherwise
     /// queues it for local delivery by the subscriber thread. Either way it only appends.
-    func publish(_ envelope: Envelope, channel: String) {
-        let outgoing = RedisOutgoing(channel: channel, envelope: envelope, payload: EnvelopeCodec.encode(envelope))
+    func publish(_ envelope: Envelope, channel: String, historyTopic: Topic? = nil, completion: PublishCompletion? = nil) {
+        let outgoing = RedisOutgoing(
+            channel: channel, envelope: envelope, payload: EnvelopeCodec.encode(envelope), historyTopic: historyTopic,
+            completion: completion.map(PublishCompletionOnce.init))
         enum Wake { case none, publisher, subscriber }
         let wake = state.withLock { state -> Wake in
             guard !state.machine.stopping, state.deliver != nil else {

@@ -55,9 +55,13 @@ final class RedisSubscriberSession {
         try Self.append("PSUBSCRIBE", psubscribe, on: connection)
         try connection.append(["PING"])
         pings.append(now)
+        pingsSent = 1
     }
 
     var unansweredPings: Int { pings.count }
+    /// `PING`s sent and answered on this connection (the marker included), ever.
+    private(set) var pingsSent = 0
+    private(set) var pongsReceived = 0
 
     /// What to `poll` the socket for.
     var pollEvents: Int16 {
@@ -116,6 +120,7 @@ final class RedisSubscriberSession {
         progress.lastProblem = outcome.lastProblem
         if outcome.pongs > 0 {
             pings.removeFirst(min(outcome.pongs, pings.count))
+            pongsReceived += outcome.pongs
             lastAnswer = now
             if !ready {
                 ready = true
@@ -140,6 +145,7 @@ final class RedisSubscriberSession {
     private func ping(now: ContinuousClock.Instant) throws(RedisConnectionError) {
         try connection.append(["PING"])
         pings.append(now)
+        pingsSent += 1
         if !connecting { try connection.writePending() }
     }
 
