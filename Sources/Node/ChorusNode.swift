@@ -52,11 +52,11 @@ public final class ChorusNode: Service, Sendable {
         let adapter: any PubSubAdapter =
             switch configuration.adapter {
             case .memory:
-                MemoryAdapter(maxMessages: configuration.memoryMaxMessages)
+                MemoryAdapter(maxMessages: configuration.memoryMaxMessages, history: configuration.history)
             case .redis:
                 RedisAdapter(
                     urls: configuration.redisURLs, prefix: configuration.redisPrefix, nodeId: configuration.nodeId,
-                    timeout: configuration.redisTimeout, logger: logger)
+                    timeout: configuration.redisTimeout, history: configuration.history, logger: logger)
             }
         self.store = configuration.database.map {
             makeStore($0, logger: logger, configuration: StoreConfiguration(requestTimeout: configuration.databaseTimeout))

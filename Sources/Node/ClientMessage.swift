@@ -21,6 +21,10 @@ public struct ClientMessage: Sendable, Equatable {
 
     public var kind: Kind
     public var id: JSONValue?
+    /// `subscribe`: `since` or `replay` (history; see ``HistoryRequest``).
+    public var history: HistoryRequest?
+    /// `message`: the publisher's idempotency key.
+    public var messageId: String?
 
     public init(_ kind: Kind, id: JSONValue? = nil) {
         self.kind = kind
@@ -48,6 +52,9 @@ extension ClientMessage {
         var data: RawJSON?
         var metadata: RawJSON?
         var eventType: String?
+        var since: JSONValue?
+        var replay: JSONValue?
+        var messageId: JSONValue?
 
         init(_ fields: RawJSONObject) {
             for member in fields.members {
@@ -59,6 +66,9 @@ extension ClientMessage {
                 case "data": data = member.value
                 case "metadata": metadata = member.value.isNull ? nil : member.value
                 case "eventType": eventType = member.value.stringValue
+                case "since": since = member.value.isNull ? nil : member.value.value
+                case "replay": replay = member.value.isNull ? nil : member.value.value
+                case "messageId": messageId = member.value.isNull ? nil : member.value.value
                 default: break
                 }
             }
@@ -101,7 +111,10 @@ extension ClientMessage {
             guard let token = wire.token, !token.isEmpty else { throw fail("'auth' needs a 'token'") }
             return ClientMessage(.auth(token: token), id: id)
         case "subscribe":
-            return ClientMessage(.subscribe(try pattern()), id: id)
+            let subscribed = try pattern()
+            var message = ClientMessage(.subscribe(subscribed), id: id)
+            message.history = try HistoryRequest.decode(since: wire.since, replay: wire.replay, pattern: subscribed, fail: fail)
+            return message
         case "unsubscribe":
             return ClientMessage(.unsubscribe(try pattern()), id: id)
         case "message":
@@ -114,8 +127,10 @@ extension ClientMessage {
             }
             guard let data = wire.data else { throw fail("'message' needs 'data'") }
             if let metadata = wire.metadata, !metadata.isObject { throw fail("'metadata' must be an object") }
-            return ClientMessage(
+            var message = ClientMessage(
                 .message(topic: topic, data: data, metadata: wire.metadata, eventType: wire.eventType), id: id)
+            message.messageId = try HistoryRequest.decodeMessageId(wire.messageId, fail: fail)
+            return message
         case "ping":
             return ClientMessage(.ping, id: id)
         case nil:

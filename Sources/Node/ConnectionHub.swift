@@ -37,7 +37,9 @@ final class ConnectionHub: Sendable {
         let arrivedAt = NIODeadline.now()
         let deliveries = batch.map { envelope in
             let frame = OutboundFrame.text(ServerMessage.message(envelope).encoded(), allocator: allocator)
-            let delivery = Delivery(topic: envelope.topic, userId: envelope.userId, frame: frame, arrivedAt: arrivedAt)
+            let delivery = Delivery(
+                topic: envelope.topic, userId: envelope.userId, frame: frame, offset: envelope.offset, epoch: envelope.epoch,
+                arrivedAt: arrivedAt)
             bytes += DeliveryInbox.cost(of: delivery)
             return delivery
         }
