@@ -151,6 +151,7 @@ public final class ChorusNode: Service, Sendable {
             : nil
         let collector = StatsCollector(node: context, sampler: sampler, startedAt: Date(), directory: directory)
         NodeRoutes(node: context, collector: collector).register(on: router)
+        HistoryRoutes(node: context).register(on: router)
         if let store {
             AccountRoutes(node: context, store: store).register(on: router)
             MessageRoutes(node: context, store: store, events: MessageEvents(node: context)).register(on: router)
