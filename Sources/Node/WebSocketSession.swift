@@ -216,7 +216,8 @@ final class WebSocketSession: WebSocketTransportDelegate {
         let historyTopic = pattern.topic.flatMap { node.broker.adapter.history.covers($0) ? $0 : nil }
         if history != nil, historyTopic == nil {
             return reply(.error(
-                code: 400, message: "topic '\(pattern.text)' keeps no history (HISTORY_SIZE, HISTORY_TOPICS)",
+                code: 400,
+                message: "'\(history!.field)' needs a topic with history: '\(pattern.text)' keeps none (HISTORY_SIZE, HISTORY_TOPICS)",
                 details: .object(["topic": .string(pattern.text), "field": .string(history!.field)]), id: requestId))
         }
         if !subscriptions.contains(pattern) {
