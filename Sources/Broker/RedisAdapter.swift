@@ -116,14 +116,21 @@ public final class RedisAdapter: PubSubAdapter {
             guard throughRedis else { return completion(.success(fallbackHistory.read(topic, query))) }
             let keys = [RedisHistory.metaKey(channels, topic), RedisHistory.streamKey(channels, topic)].map { Array($0.utf8) }
             let arguments = RedisHistory.readArguments(query, policy: history, newEpoch: MemoryHistory.randomEpoch())
-            link.commands.evaluate(RedisHistory.readScript, keys: keys, arguments: arguments) { result in
-                switch result {
-                case .success(let reply):
-                    completion(Result { () throws(HistoryError) in try RedisHistory.page(reply) })
-                case .failure(let error):
-                    completion(.failure(HistoryError("history read on Redis failed: \(error)")))
+            // A connection that broke since its last use (a Redis restart) fails once and is
+            // remade by the next command: one retry.
+            @Sendable func read(retry: Bool) {
+                link.commands.evaluate(RedisHistory.readScript, keys: keys, arguments: arguments) { result in
+                    switch result {
+                    case .success(let reply):
+                        completion(Result { () throws(HistoryError) in try RedisHistory.page(reply) })
+                    case .failure(let error) where retry && !error.isReplyError:
+                        read(retry: false)
+                    case .failure(let error):
+                        completion(.failure(HistoryError("history read on Redis failed: \(error)")))
+                    }
                 }
             }
+            read(retry: true)
         }
     }
 
