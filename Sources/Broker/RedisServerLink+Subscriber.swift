@@ -80,6 +80,8 @@ extension RedisServerLink {
                 let envelopes = recordLocally(local)
                 if !envelopes.isEmpty { deliver(envelopes) }
             }
+            // Waiters not armed yet: told `false` if the connection fails before they are.
+            var unarmed = waiters
 
             do {
                 if let opening {
@@ -89,8 +91,12 @@ extension RedisServerLink {
                         pingInterval: pingInterval, now: now)
                 }
                 if let changes, let session { try session.send(changes, now: now) }
+                unarmed = []
                 if let session {
                     for waiter in waiters { armed.append((session.pingsSent, waiter)) }
+                    // Interest taken in an earlier turn may be confirmed already: nothing more
+                    // will arrive on the socket to fire these.
+                    if !waiters.isEmpty, session.isReady { fireArmed(answered: session.pongsReceived) }
                 } else {
                     for waiter in waiters { waiter(false) }
                 }
@@ -138,6 +144,7 @@ extension RedisServerLink {
             } catch {
                 session = nil
                 fireArmed(answered: nil)
+                for waiter in unarmed { waiter(false) }
                 update { state in
                     state.unansweredPings = 0
                     return state.machine.subscriberFailed("\(error)")

@@ -59,6 +59,8 @@ final class RedisSubscriberSession {
     }
 
     var unansweredPings: Int { pings.count }
+    /// The readiness marker was answered: every subscription of the opening is in place.
+    var isReady: Bool { ready }
     /// `PING`s sent and answered on this connection (the marker included), ever.
     private(set) var pingsSent = 0
     private(set) var pongsReceived = 0

@@ -67,6 +67,8 @@ public struct NodeStats: Codable, Sendable {
     public var messages: Messages
     public var adapter: AdapterStatus
     public var memory: Memory
+    /// Topic histories (`HISTORY_*`); absent when history is off.
+    public var history: HistoryStats? = nil
 }
 
 /// Samples the message counters once a second so `/stats` can report recent rates.

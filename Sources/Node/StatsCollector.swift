@@ -37,7 +37,8 @@ struct StatsCollector: Sendable {
                 droppedBacklog: counters.backlogDropped.load(ordering: .relaxed),
                 topTopics: node.hub.activity.top(10).map { .init(topic: $0.topic, messages: $0.messages) }),
             adapter: node.broker.adapter.status(),
-            memory: .init(residentBytes: residentMemoryBytes()))
+            memory: .init(residentBytes: residentMemoryBytes()),
+            history: node.broker.adapter.historyStats())
     }
 
 
