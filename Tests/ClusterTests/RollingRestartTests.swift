@@ -12,6 +12,13 @@ struct RollingRestartTests {
     static let subscribers = 30
     static let topics = (1...5).map { "rolling.t\($0)" }
 
+    /// Messages published so far; negative once the restarts are done.
+    final class Progress: Sendable {
+        let value = Mutex(0)
+        /// Subscribers between a close and their recovered resubscribe.
+        let reconnecting = Mutex(0)
+    }
+
     struct Outcome: Sendable {
         var topic: String
         var sequence: [Int]
@@ -33,11 +40,13 @@ struct RollingRestartTests {
                 for try await client in group { clients.append(client) }
                 return clients
             }
-            let published = Mutex(0)
+            let published = Progress()
             let outcomes = try await withThrowingTaskGroup(of: Outcome?.self) { group in
                 for (index, client, start) in clients {
                     group.addTask {
-                        try await Self.follow(Self.topics[index % Self.topics.count], client: client, from: start, cluster: cluster, user: "sub-\(index)")
+                        try await Self.follow(
+                            Self.topics[index % Self.topics.count], client: client, from: start, cluster: cluster,
+                            user: "sub-\(index)", progress: published)
                     }
                 }
                 group.addTask {
@@ -47,13 +56,18 @@ struct RollingRestartTests {
                 group.addTask {
                     // Restart each node in turn once the publisher is well under way.
                     for number in 1...3 {
-                        let threshold = 100 * number
-                        guard await eventually(within: .seconds(120), { published.withLock { $0 } >= threshold }) else {
-                            throw TestFailure("the publisher did not reach \(threshold) messages")
+                        // Each restart once the publisher is well under way and every subscriber
+                        // has recovered from the previous one.
+                        let threshold = 200 * number
+                        let settled = await eventually(within: .seconds(120)) {
+                            published.value.withLock { $0 } >= threshold && published.reconnecting.withLock { $0 } == 0
+                        }
+                        guard settled else {
+                            throw TestFailure("before restarting node \(number): \(published.value.withLock { $0 }) published, \(published.reconnecting.withLock { $0 }) subscribers reconnecting")
                         }
                         try await cluster.restart(number)
                     }
-                    published.withLock { $0 = -1_000_000 }  // tells the publisher the restarts are done
+                    published.value.withLock { $0 = -1_000_000 }  // tells the publisher the restarts are done
                     return nil
                 }
                 var outcomes: [Outcome] = []
@@ -78,7 +92,9 @@ struct RollingRestartTests {
     /// A connection through nginx, retried while a node restarts.
     static func connect(_ cluster: Cluster, as user: String) async throws -> WebSocketClient {
         var lastError: (any Error)?
-        for _ in 0..<200 {
+        // nginx takes a node that refused 3 connections out for 10 s (max_fails, fail_timeout).
+        let deadline = ContinuousClock.now + .seconds(60)
+        while ContinuousClock.now < deadline, !Task.isCancelled {
             do {
                 return try await cluster.connectThroughNginx(as: user)
             } catch {
@@ -92,7 +108,9 @@ struct RollingRestartTests {
     /// A new connection through nginx subscribed with `since`; a connection that lands on a node
     /// that is draining (closed at once with 1001) is retried.
     static func resubscribe(_ topic: String, since: HistoryMark, cluster: Cluster, user: String) async throws -> WebSocketClient {
-        for _ in 0..<400 {
+        let deadline = ContinuousClock.now + .seconds(60)
+        while ContinuousClock.now < deadline {
+            try Task.checkCancellation()
             let client = try await connect(cluster, as: user)
             do {
                 let reply = try await client.subscribeWithHistory(topic, since: since)
@@ -110,7 +128,8 @@ struct RollingRestartTests {
     /// Receives `topic` until its end marker, reconnecting and recovering with `since` after
     /// each close; checks every message is the next offset of one epoch.
     static func follow(
-        _ topic: String, client: WebSocketClient, from start: HistoryMark, cluster: Cluster, user: String
+        _ topic: String, client: WebSocketClient, from start: HistoryMark, cluster: Cluster, user: String,
+        progress: Progress
     ) async throws -> Outcome {
         var client = client
         var last = start
@@ -121,7 +140,9 @@ struct RollingRestartTests {
             do {
                 message = try await client.nextJSON(timeout: .seconds(60))
             } catch let failure as WebSocketClient.Failure where failure != .timeout {
+                progress.reconnecting.withLock { $0 += 1 }
                 client = try await resubscribe(topic, since: last, cluster: cluster, user: user)
+                progress.reconnecting.withLock { $0 -= 1 }
                 recoveries += 1
                 continue
             }
@@ -142,7 +163,8 @@ struct RollingRestartTests {
     /// Publishes round-robin across the topics (about 150 a second, each acknowledged, retried
     /// with its `messageId` after a reconnect) until the restarts are done and 100 more are
     /// out; then an end marker on every topic.
-    static func publish(_ cluster: Cluster, counter: Mutex<Int>) async throws {
+    static func publish(_ cluster: Cluster, counter: Progress) async throws {
+        let started = ContinuousClock.now
         var client = try await connect(cluster, as: "publisher")
         var seqs = Dictionary(uniqueKeysWithValues: topics.map { ($0, 0) })
         var sent = 0
@@ -158,11 +180,13 @@ struct RollingRestartTests {
             }
         }
         while after < 100 {
+            try Task.checkCancellation()
+            guard sent < 20_000 else { throw TestFailure("the restarts did not end") }
             let topic = topics[sent % topics.count]
             seqs[topic]! += 1
             try await send(topic, ["seq": seqs[topic]!], key: "\(topic)-\(seqs[topic]!)")
             sent += 1
-            let restartsDone = counter.withLock { value in
+            let restartsDone = counter.value.withLock { value in
                 if value >= 0 { value = sent }
                 return value < 0
             }
@@ -171,5 +195,7 @@ struct RollingRestartTests {
         }
         for topic in topics { try await send(topic, ["end": true], key: "\(topic)-end") }
         await client.close()
+        let seconds = Double((ContinuousClock.now - started).components.seconds) + 0.001
+        print("rolling restart: published \(sent) messages across \(topics.count) topics in \(Int(seconds)) s (\(Int(Double(sent) / seconds)) msg/s)")
     }
 }
