@@ -32,6 +32,14 @@ public struct Envelope: Sendable, Equatable {
         /// A typing indicator: `data` is `{"userId":..,"state":"start"|"stop"}`.
         case typing
     }
+    /// The publisher's idempotency key (`messageId`), unique per topic for the history's
+    /// lifetime; nil when the publisher gave none. See ``HistoryPolicy``.
+    public var messageId: String? = nil
+    /// The message's position in its topic's history (1, 2, 3, ...), set by the history that
+    /// stored it; nil for a topic without history.
+    public var offset: Int? = nil
+    /// The history stream `offset` counts in; changes whenever that history was lost or restarted.
+    public var epoch: String? = nil
 
     public init(
         id: String,

@@ -20,6 +20,10 @@ import Foundation
 ///   sliced out unchanged, so numbers, escapes and member order arrive as they were sent.
 /// - `timestamp` (string, required): ISO 8601 UTC with milliseconds.
 ///
+/// - `offset` (integer) and `epoch` (string), optional, always together and first: the message's
+///   position in its topic's history (written by the history script on Redis, see ``RedisHistory``).
+/// - `messageId` (string, optional): the publisher's idempotency key.
+///
 /// Unknown fields are ignored, so later versions may add fields without a version bump.
 /// Encoding runs once per message on the publishing node and decoding once per message on each
 /// receiving node, never per subscriber. Decoding checks the whole text by ``JSONParser``'s
@@ -32,8 +36,20 @@ public enum EnvelopeCodec {
     /// they are.
     public static func encode(_ envelope: Envelope) -> [UInt8] {
         var writer = JSONWriter(capacity: 256 + envelope.data.bytes.count + (envelope.metadata?.bytes.count ?? 0))
-        writer.raw("{\"v\":\(version),\"id\":")
+        // `offset` and `epoch` come first: the history script on Redis splices them in right
+        // after the opening brace of an envelope encoded without them.
+        writer.raw("{")
+        if let offset = envelope.offset, let epoch = envelope.epoch {
+            writer.raw("\"offset\":\(offset),\"epoch\":")
+            writer.string(epoch)
+            writer.raw(",")
+        }
+        writer.raw("\"v\":\(version),\"id\":")
         writer.string(envelope.id)
+        if let messageId = envelope.messageId {
+            writer.raw(",\"messageId\":")
+            writer.string(messageId)
+        }
         writer.raw(",\"origin\":")
         writer.string(envelope.origin)
         if let topic = envelope.topic {
@@ -119,6 +135,15 @@ public enum EnvelopeCodec {
         if let kind = try text("kind", required: false) {
             guard let known = Envelope.Kind(rawValue: kind) else { throw .notAnEnvelope("unknown kind '\(kind)'") }
             envelope.kind = known
+        }
+        envelope.messageId = try text("messageId", required: false)
+        if let offsetField = fields["offset"], !offsetField.isNull {
+            guard offsetField.isNumber, let offset = JSONNumber(unchecked: offsetField.description).intValue, offset > 0 else {
+                throw .notAnEnvelope("field 'offset' is not a positive integer")
+            }
+            guard let epoch = try text("epoch", required: true) else { throw .missingField("epoch") }
+            envelope.offset = offset
+            envelope.epoch = epoch
         }
         return envelope
     }

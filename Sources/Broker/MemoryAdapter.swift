@@ -8,6 +8,10 @@ import Synchronization
 /// Publishes are queued and handed to the broker's deliver closure in batches on one serial
 /// dispatch queue, so a burst costs one hop, not one per message. The queue holds at most
 /// `maxMessages` (`PUBSUB_MEMORY_MAX_MESSAGES`); past that, publishes are dropped and counted.
+///
+/// **History** (``MemoryHistory``): a message on a topic with history gets its offset under the
+/// same lock that queues it, so offsets and delivery order agree; a repeated `messageId` is
+/// acknowledged as a duplicate and neither stored nor delivered.
 public final class MemoryAdapter: PubSubAdapter {
     private struct State {
         var deliver: (@Sendable ([Envelope]) -> Void)?
@@ -21,9 +25,14 @@ public final class MemoryAdapter: PubSubAdapter {
     private let state = Mutex(State())
     private let queue = DispatchQueue(label: "chorus.memory-adapter")
 
-    public init(maxMessages: Int = 10_000) {
+    public let history: HistoryPolicy
+    private let store: MemoryHistory
+
+    public init(maxMessages: Int = 10_000, history: HistoryPolicy = .off) {
         precondition(maxMessages > 0, "maxMessages must be positive")
         self.maxMessages = maxMessages
+        self.history = history
+        self.store = MemoryHistory(policy: history)
     }
 
     public func start(deliver: @escaping @Sendable ([Envelope]) -> Void) {
@@ -31,10 +40,23 @@ public final class MemoryAdapter: PubSubAdapter {
     }
 
     public func publish(_ envelope: Envelope) {
+        publish(envelope, completion: nil)
+    }
+
+    public func publish(_ envelope: Envelope, completion: PublishCompletion?) {
+        var envelope = envelope
+        let topic = history.topic(of: envelope)
+        var outcome = PublishOutcome.accepted
+        var accepted = false
         let schedule = state.withLock { state -> Bool in
             guard state.pending.count < maxMessages else {
                 state.dropped += 1
                 return false
+            }
+            accepted = true
+            if let topic {
+                outcome = store.record(&envelope, topic: topic)
+                if outcome.duplicate { return false }
             }
             state.pending.append(envelope)
             guard !state.drainScheduled else { return false }
@@ -44,6 +66,20 @@ public final class MemoryAdapter: PubSubAdapter {
         if schedule {
             queue.async { self.drain() }
         }
+        if let completion, accepted {
+            completion(outcome)
+        }
+    }
+
+    public func readHistory(
+        _ topic: Topic, _ query: HistoryQuery, completion: @escaping @Sendable (Result<HistoryPage, HistoryError>) -> Void
+    ) {
+        guard history.covers(topic) else { return completion(.failure(HistoryError("topic '\(topic.name)' keeps no history"))) }
+        completion(.success(store.read(topic, query)))
+    }
+
+    public func historyStats() -> HistoryStats? {
+        history.isEnabled ? store.stats(backend: "memory") : nil
     }
 
     private func drain() {

@@ -13,6 +13,24 @@ public protocol PubSubAdapter: AnyObject, Sendable {
     /// Publishes one message. Never blocks; a full outbound queue drops and counts.
     func publish(_ envelope: Envelope)
 
+    /// Publishes one message and reports how it ended (its history position, or that its
+    /// `messageId` was a duplicate) to `completion`, on a thread of the adapter's choosing.
+    /// A dropped message never completes.
+    func publish(_ envelope: Envelope, completion: PublishCompletion?)
+
+    /// Reads `topic`'s history (see ``HistoryQuery``) and hands the page to `completion`, on a
+    /// thread of the adapter's choosing. A read issued after this node's interest in `topic`
+    /// was added sees every message that interest will not deliver: those before the
+    /// subscription took effect are in the page, the rest arrive live.
+    func readHistory(
+        _ topic: Topic, _ query: HistoryQuery, completion: @escaping @Sendable (Result<HistoryPage, HistoryError>) -> Void)
+
+    /// The history settings this adapter applies.
+    var history: HistoryPolicy { get }
+
+    /// History figures for `/stats`; nil when history is off.
+    func historyStats() -> HistoryStats?
+
     /// The first local holder of `interest` arrived.
     func addInterest(_ interest: Interest)
 
@@ -33,4 +51,21 @@ public protocol PubSubAdapter: AnyObject, Sendable {
 
     /// Stops delivering and releases connections and threads.
     func shutdown() async
+}
+
+extension PubSubAdapter {
+    public func publish(_ envelope: Envelope, completion: PublishCompletion?) {
+        publish(envelope)
+        completion?(.accepted)
+    }
+
+    public func readHistory(
+        _ topic: Topic, _ query: HistoryQuery, completion: @escaping @Sendable (Result<HistoryPage, HistoryError>) -> Void
+    ) {
+        completion(.failure(HistoryError("this adapter keeps no history")))
+    }
+
+    public var history: HistoryPolicy { .off }
+
+    public func historyStats() -> HistoryStats? { nil }
 }

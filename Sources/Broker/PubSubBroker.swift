@@ -24,6 +24,11 @@ public final class PubSubBroker: Sendable {
         adapter.publish(envelope)
     }
 
+    /// Publishes and reports the outcome (history position, duplicate) to `completion`.
+    public func publish(_ envelope: Envelope, completion: PublishCompletion?) {
+        adapter.publish(envelope, completion: completion)
+    }
+
     /// One more local holder of `interest`.
     public func retain(_ interest: Interest) {
         interests.withLock { table in

@@ -43,6 +43,9 @@ public final class RedisAdapter: PubSubAdapter {
     private let links: [RedisServerLink]
     private let counters: RedisAdapterCounters
     private let overall: RedisOverallState
+    public let history: HistoryPolicy
+    /// The rings of topics whose server is unreachable (epochs of this process, never Redis').
+    private let fallbackHistory: MemoryHistory
 
     /// - Parameters:
     ///   - urls: the servers of `PUBSUB_REDIS_URL` (see ``RedisURL/parseList(_:)``), in order.
@@ -55,11 +58,12 @@ public final class RedisAdapter: PubSubAdapter {
     ///   - publishQueueBytes: the same limit in bytes of encoded messages.
     public convenience init(
         urls: [RedisURL], prefix: String = "pubsub:", nodeId: String, timeout: Duration = .milliseconds(1500),
-        publishQueueLimit: Int = 65_536, publishQueueBytes: Int = 64 * 1_048_576, logger: Logger
+        publishQueueLimit: Int = 65_536, publishQueueBytes: Int = 64 * 1_048_576, history: HistoryPolicy = .off,
+        logger: Logger
     ) {
         self.init(
             servers: urls.map { ($0, nil) }, prefix: prefix, nodeId: nodeId, timeout: timeout,
-            publishQueueLimit: publishQueueLimit, publishQueueBytes: publishQueueBytes, logger: logger)
+            publishQueueLimit: publishQueueLimit, publishQueueBytes: publishQueueBytes, history: history, logger: logger)
     }
 
     /// One server per master name of `sentinel` (`PUBSUB_REDIS_MASTER_NAME`), each found and
@@ -68,19 +72,19 @@ public final class RedisAdapter: PubSubAdapter {
     public convenience init(
         sentinel: RedisSentinelSettings, prefix: String = "pubsub:", nodeId: String,
         timeout: Duration = .milliseconds(1500), publishQueueLimit: Int = 65_536,
-        publishQueueBytes: Int = 64 * 1_048_576, logger: Logger
+        publishQueueBytes: Int = 64 * 1_048_576, history: HistoryPolicy = .off, logger: Logger
     ) {
         self.init(
             servers: sentinel.masters.map {
                 ($0, RedisSentinelDiscovery(sentinels: sentinel.sentinels, master: $0, timeout: timeout))
             },
             prefix: prefix, nodeId: nodeId, timeout: timeout, publishQueueLimit: publishQueueLimit,
-            publishQueueBytes: publishQueueBytes, logger: logger)
+            publishQueueBytes: publishQueueBytes, history: history, logger: logger)
     }
 
     init(
         servers: [(url: RedisURL, sentinel: RedisSentinelDiscovery?)], prefix: String, nodeId: String, timeout: Duration,
-        publishQueueLimit: Int, publishQueueBytes: Int, logger: Logger
+        publishQueueLimit: Int, publishQueueBytes: Int, history: HistoryPolicy, logger: Logger
     ) {
         let urls = servers.map(\.url)
         precondition(!urls.isEmpty, "RedisAdapter needs at least one Redis URL")
@@ -92,10 +96,14 @@ public final class RedisAdapter: PubSubAdapter {
         self.channels = channels
         self.counters = counters
         self.overall = overall
+        self.history = history
+        let fallbackHistory = MemoryHistory(policy: history)
+        self.fallbackHistory = fallbackHistory
         self.links = servers.enumerated().map { index, server in
             RedisServerLink(
                 url: server.url, channels: channels, nodeId: nodeId, timeout: timeout, queueLimit: publishQueueLimit,
                 queueByteLimit: publishQueueBytes, logger: logger, counters: counters, sentinel: server.sentinel,
+                history: history, fallbackHistory: fallbackHistory,
                 onTransition: { state, count in overall.record(server: index, state: state, count: count) })
         }
     }
@@ -106,8 +114,59 @@ public final class RedisAdapter: PubSubAdapter {
     }
 
     public func publish(_ envelope: Envelope) {
+        publish(envelope, completion: nil)
+    }
+
+    /// A message on a topic with history goes through ``RedisHistory/publishScript`` (offset,
+    /// stream, `PUBLISH` in one step) and completes with Redis' answer; any other completes once queued.
+    public func publish(_ envelope: Envelope, completion: PublishCompletion?) {
         let key = channels.key(for: envelope)
-        links[channels.server(forKey: key)].publish(envelope, channel: channels.channel(forKey: key))
+        let link = links[channels.server(forKey: key)]
+        if let topic = history.topic(of: envelope) {
+            link.publish(envelope, channel: channels.channel(forKey: key), historyTopic: topic, completion: completion)
+        } else {
+            link.publish(envelope, channel: channels.channel(forKey: key))
+            completion?(.accepted)
+        }
+    }
+
+    /// Reads from the topic's stream on its server, once this node's subscription to the topic
+    /// is in place there (so nothing falls between the page and the live messages); from the
+    /// fallback rings while the server is unreachable.
+    public func readHistory(
+        _ topic: Topic, _ query: HistoryQuery, completion: @escaping @Sendable (Result<HistoryPage, HistoryError>) -> Void
+    ) {
+        guard history.covers(topic) else { return completion(.failure(HistoryError("topic '\(topic.name)' keeps no history"))) }
+        let link = links[server(for: topic)]
+        let (channels, history, fallbackHistory) = (self.channels, self.history, self.fallbackHistory)
+        link.whenSubscribed { throughRedis in
+            guard throughRedis else { return completion(.success(fallbackHistory.read(topic, query))) }
+            let keys = [RedisHistory.metaKey(channels, topic), RedisHistory.streamKey(channels, topic)].map { Array($0.utf8) }
+            let arguments = RedisHistory.readArguments(query, policy: history, newEpoch: MemoryHistory.randomEpoch())
+            // A connection that broke since its last use (a Redis restart) fails once and is
+            // remade by the next command: one retry.
+            @Sendable func read(retry: Bool) {
+                link.commands.evaluate(RedisHistory.readScript, keys: keys, arguments: arguments) { result in
+                    switch result {
+                    case .success(let reply):
+                        completion(Result { () throws(HistoryError) in try RedisHistory.page(reply) })
+                    case .failure(let error) where retry && !error.isReplyError:
+                        read(retry: false)
+                    case .failure(let error):
+                        completion(.failure(HistoryError("history read on Redis failed: \(error)")))
+                    }
+                }
+            }
+            read(retry: true)
+        }
+    }
+
+    public func historyStats() -> HistoryStats? {
+        guard history.isEnabled else { return nil }
+        var stats = fallbackHistory.stats(backend: "redis")
+        stats.stored = counters.historyStored
+        stats.duplicates += counters.historyDuplicates
+        return stats
     }
 
     public func addInterest(_ interest: Interest) {

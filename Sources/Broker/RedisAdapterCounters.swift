@@ -9,6 +9,21 @@ final class RedisAdapterCounters: Sendable {
     private let droppedCount = Atomic<Int>(0)
     private let malformedCount = Atomic<Int>(0)
 
+    private let historyStoredCount = Atomic<Int>(0)
+    private let historyDuplicateCount = Atomic<Int>(0)
+
+    var historyStored: Int { historyStoredCount.load(ordering: .relaxed) }
+    var historyDuplicates: Int { historyDuplicateCount.load(ordering: .relaxed) }
+
+    /// A publish answered by the history script: stored, or refused as a duplicate `messageId`.
+    func countHistory(duplicate: Bool) {
+        if duplicate {
+            historyDuplicateCount.add(1, ordering: .relaxed)
+        } else {
+            historyStoredCount.add(1, ordering: .relaxed)
+        }
+    }
+
     var publishedInFallback: Int { publishedInFallbackCount.load(ordering: .relaxed) }
     var dropped: Int { droppedCount.load(ordering: .relaxed) }
     var malformed: Int { malformedCount.load(ordering: .relaxed) }

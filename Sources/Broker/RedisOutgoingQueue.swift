@@ -5,6 +5,11 @@ struct RedisOutgoing: Sendable {
     let channel: String
     let envelope: Envelope
     let payload: [UInt8]
+    /// The topic whose history stores the message (sent with the history script rather than
+    /// `PUBLISH`); nil for a message without history.
+    var historyTopic: Topic? = nil
+    /// Told the outcome once: by Redis' reply, or by local delivery in fallback.
+    var completion: PublishCompletionOnce? = nil
 
     /// What the message counts against a queue's byte limit (payload plus bookkeeping).
     var cost: Int { payload.count + channel.utf8.count + Self.overhead }

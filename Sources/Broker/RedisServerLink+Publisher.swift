@@ -23,6 +23,7 @@ extension RedisServerLink {
     }
 
     private static let publishCommand = Array("PUBLISH".utf8)
+    private static let evalshaCommand = Array("EVALSHA".utf8)
 
     func runPublisher() {
         let clock = ContinuousClock()
@@ -35,6 +36,8 @@ extension RedisServerLink {
         /// The current connection answered a round trip, or was not made by an immediate retry:
         /// if it closes, one immediate retry is allowed.
         var retryable = true
+        /// The digest of ``RedisHistory/publishScript`` on the current connection's server.
+        var scriptDigest: [UInt8]? = nil
         while true {
             if let stale = connection, let moved = masterMoved(from: stale.url) {
                 connection = nil
@@ -80,6 +83,8 @@ extension RedisServerLink {
                 let retrying = state.withLock { $0.machine.publisherRetrying }
                 do throws(RedisConnectionError) {
                     connection = try openPublisherConnection()
+                    scriptDigest = nil
+                    if history.isEnabled { scriptDigest = try loadScript(on: connection!) }
                     lastUsed = clock.now
                     warnedErrorReply = false
                     retryable = !retrying
@@ -104,7 +109,7 @@ extension RedisServerLink {
             case .publish(let batch):
                 var acknowledged = 0
                 do throws(RedisConnectionError) {
-                    let errorReply = try pipeline(batch, on: connection!, acknowledged: &acknowledged)
+                    let errorReply = try pipeline(batch, on: connection!, script: &scriptDigest, acknowledged: &acknowledged)
                     lastUsed = clock.now
                     retryable = true
                     backoff.reset()
@@ -136,18 +141,67 @@ extension RedisServerLink {
         }
     }
 
-    /// Writes one `PUBLISH` per message, then reads every reply, counting them in
-    /// `acknowledged`. Returns the first error reply.
+    private func loadScript(on connection: RedisConnection) throws(RedisConnectionError) -> [UInt8] {
+        guard case .bulk(let digest) = try connection.command(["SCRIPT", "LOAD", RedisHistory.publishScript]) else {
+            throw RedisConnectionError("SCRIPT LOAD of the history script failed on \(url.server)")
+        }
+        return digest
+    }
+
+    /// Writes one `PUBLISH` per message (for a message with history: one `EVALSHA` of the
+    /// history script, which publishes it), then reads every reply, counting them in
+    /// `acknowledged`, and tells each message's completion. Returns the first error reply.
+    ///
+    /// A server that lost the script (`SCRIPT FLUSH`, a restart behind a proxy) answers
+    /// `NOSCRIPT` and ran nothing: those messages are sent again, in order, once the script is
+    /// loaded again. (Their order relative to the messages *without* history in the same
+    /// pipeline may change; each topic keeps its order.)
     private func pipeline(
-        _ batch: [RedisOutgoing], on connection: RedisConnection, acknowledged: inout Int
+        _ batch: [RedisOutgoing], on connection: RedisConnection, script: inout [UInt8]?, acknowledged: inout Int
     ) throws(RedisConnectionError) -> String? {
+        // A topic whose history is gone starts a new stream under this epoch.
+        let newEpoch = MemoryHistory.randomEpoch()
+        func command(_ outgoing: RedisOutgoing, _ digest: [UInt8]?) -> [[UInt8]] {
+            guard let topic = outgoing.historyTopic, let digest else {
+                return [Self.publishCommand, Array(outgoing.channel.utf8), outgoing.payload]
+            }
+            var arguments = [Self.evalshaCommand, digest]
+            arguments += RedisHistory.publishArguments(
+                channels, topic: topic, outgoing: outgoing, policy: history, newEpoch: newEpoch)
+            return arguments
+        }
         for outgoing in batch {
-            try connection.append([Self.publishCommand, Array(outgoing.channel.utf8), outgoing.payload])
+            try connection.append(command(outgoing, script))
         }
         var firstError: String? = nil
-        for _ in batch {
-            if case .error(let message) = try connection.readReply(), firstError == nil { firstError = message }
+        var lostScript: [RedisOutgoing] = []
+        for outgoing in batch {
+            let reply = try connection.readReply()
             acknowledged += 1
+            if outgoing.historyTopic != nil, script != nil {
+                if case .error(let message) = reply, message.hasPrefix("NOSCRIPT") {
+                    lostScript.append(outgoing)
+                    continue
+                }
+                if let outcome = RedisHistory.outcome(reply) {
+                    counters.countHistory(duplicate: outcome.duplicate)
+                    outgoing.completion?(outcome)
+                    continue
+                }
+            }
+            if case .error(let message) = reply, firstError == nil { firstError = message }
+        }
+        if !lostScript.isEmpty {
+            script = try loadScript(on: connection)
+            for outgoing in lostScript {
+                let reply = try connection.command(command(outgoing, script))
+                if let outcome = RedisHistory.outcome(reply) {
+                    counters.countHistory(duplicate: outcome.duplicate)
+                    outgoing.completion?(outcome)
+                } else if case .error(let message) = reply, firstError == nil {
+                    firstError = message
+                }
+            }
         }
         return firstError
     }

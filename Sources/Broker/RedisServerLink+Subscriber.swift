@@ -36,7 +36,7 @@ extension RedisServerLink {
 
     private enum Turn {
         case stop
-        case run(local: [Envelope], opening: Opening?, changes: InterestChanges?)
+        case run(local: [RedisOutgoing], opening: Opening?, changes: InterestChanges?)
     }
 
     func runSubscriber(deliver: @escaping @Sendable ([Envelope]) -> Void) {
@@ -54,7 +54,7 @@ extension RedisServerLink {
             let hasSession = session != nil
             let turn = state.withLock { state -> Turn in
                 if state.machine.stopping { return .stop }
-                let local = state.local.takeAll().map(\.envelope)
+                let local = state.local.takeAll()
                 if !hasSession, let target = state.master, due || state.masterGeneration != triedGeneration {
                     _ = state.machine.subscriberConnecting()
                     // Everything wanted now is subscribed afresh; later changes arrive as dirty sets.
@@ -70,7 +70,10 @@ extension RedisServerLink {
                 return .run(local: local, opening: nil, changes: hasSession ? Self.takeChanges(&state) : nil)
             }
             guard case .run(let local, let opening, let changes) = turn else { return }
-            if !local.isEmpty { deliver(local) }
+            if !local.isEmpty {
+                let envelopes = recordLocally(local)
+                if !envelopes.isEmpty { deliver(envelopes) }
+            }
 
             do {
                 if let session { try requireCurrentMaster(session.connection.url) }
@@ -137,6 +140,26 @@ extension RedisServerLink {
                 reconnectAt = clock.now + backoff.next()
             }
         }
+    }
+
+    /// This node's publishes while the server is unreachable, ready for local delivery: a
+    /// message on a topic with history gets its offset and epoch from the fallback rings (never
+    /// the Redis stream's, which this node cannot continue); a repeated `messageId` is dropped.
+    private func recordLocally(_ local: [RedisOutgoing]) -> [Envelope] {
+        var envelopes: [Envelope] = []
+        envelopes.reserveCapacity(local.count)
+        for outgoing in local {
+            var envelope = outgoing.envelope
+            if let topic = outgoing.historyTopic {
+                let outcome = fallbackHistory.record(&envelope, topic: topic)
+                outgoing.completion?(outcome)
+                if outcome.duplicate { continue }
+            } else {
+                outgoing.completion?(.accepted)
+            }
+            envelopes.append(envelope)
+        }
+        return envelopes
     }
 
     /// The commands that bring the current connection to the wanted interest; nil when

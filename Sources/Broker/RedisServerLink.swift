@@ -39,6 +39,11 @@ final class RedisServerLink: Sendable {
     let timeout: Duration
     let logger: Logger
     let counters: RedisAdapterCounters
+    /// History settings, and the rings that hold this server's topics while it is unreachable.
+    let history: HistoryPolicy
+    let fallbackHistory: MemoryHistory
+    /// History reads (``RedisHistory/readScript``), on a connection of their own.
+    let commands: RedisCommandQueue
     private let onTransition: @Sendable (_ state: AdapterStatus.State, _ transitions: Int) -> Void
     /// Set when the master is found through Sentinel (see RedisServerLink+Sentinel.swift);
     /// `url` is then the template (master name as host, credentials, database).
@@ -109,6 +114,7 @@ final class RedisServerLink: Sendable {
     init(
         url: RedisURL, channels: RedisChannels, nodeId: String, timeout: Duration, queueLimit: Int,
         queueByteLimit: Int, logger: Logger, counters: RedisAdapterCounters, sentinel: RedisSentinelDiscovery? = nil,
+        history: HistoryPolicy = .off, fallbackHistory: MemoryHistory? = nil,
         onTransition: @escaping @Sendable (_ state: AdapterStatus.State, _ transitions: Int) -> Void
     ) {
         self.url = url
@@ -121,6 +127,12 @@ final class RedisServerLink: Sendable {
         logger[metadataKey: "redis"] = "\(Self.address(url, sentinel: sentinel))"
         self.logger = logger
         self.counters = counters
+        self.history = history
+        self.fallbackHistory = fallbackHistory ?? MemoryHistory(policy: history)
+        // Through Sentinel the reads follow the master as the link does.
+        self.commands =
+            sentinel.map { RedisCommandQueue(sentinel: $0, clientName: "\(nodeId):history-\($0.master.host)") }
+            ?? RedisCommandQueue(url: url, timeout: timeout, clientName: "\(nodeId):history-\(url.port)")
         self.onTransition = onTransition
         var initial = State(
             queue: RedisOutgoingQueue(messageLimit: queueLimit, byteLimit: queueByteLimit),
@@ -182,6 +194,7 @@ final class RedisServerLink: Sendable {
         }
         sentinelWake?.signal()
         for body in settled { body() }
+        await commands.close()
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let finished = threads.withLock { threads in
                 guard threads.running > 0 else { return true }
@@ -257,12 +270,22 @@ final class RedisServerLink: Sendable {
         now?()
     }
 
+    /// Like ``whenInterestSettled(_:)``, telling `body` whether this node publishes through
+    /// Redis at that moment (history reads from Redis only then; else from the fallback rings).
+    func whenSubscribed(_ body: @escaping @Sendable (_ throughRedis: Bool) -> Void) {
+        whenInterestSettled { [self] in
+            body(state.withLock { $0.machine.publishesThroughRedis })
+        }
+    }
+
     // MARK: - Publishing (any thread)
 
     /// Publishes through Redis when connected (queued for the publisher thread); otherwise
     /// queues it for local delivery by the subscriber thread. Either way it only appends.
-    func publish(_ envelope: Envelope, channel: String) {
-        let outgoing = RedisOutgoing(channel: channel, envelope: envelope, payload: EnvelopeCodec.encode(envelope))
+    func publish(_ envelope: Envelope, channel: String, historyTopic: Topic? = nil, completion: PublishCompletion? = nil) {
+        let outgoing = RedisOutgoing(
+            channel: channel, envelope: envelope, payload: EnvelopeCodec.encode(envelope), historyTopic: historyTopic,
+            completion: completion.map(PublishCompletionOnce.init))
         enum Wake { case none, publisher, subscriber }
         let wake = state.withLock { state -> Wake in
             guard !state.machine.stopping, state.deliver != nil else {

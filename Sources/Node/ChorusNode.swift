@@ -52,15 +52,16 @@ public final class ChorusNode: Service, Sendable {
         let adapter: any PubSubAdapter =
             switch configuration.adapter {
             case .memory:
-                MemoryAdapter(maxMessages: configuration.memoryMaxMessages)
+                MemoryAdapter(maxMessages: configuration.memoryMaxMessages, history: configuration.history)
             case .redis where configuration.redisSentinel != nil:
                 RedisAdapter(
                     sentinel: configuration.redisSentinel!, prefix: configuration.redisPrefix,
-                    nodeId: configuration.nodeId, timeout: configuration.redisTimeout, logger: logger)
+                    nodeId: configuration.nodeId, timeout: configuration.redisTimeout, history: configuration.history,
+                    logger: logger)
             case .redis:
                 RedisAdapter(
                     urls: configuration.redisURLs, prefix: configuration.redisPrefix, nodeId: configuration.nodeId,
-                    timeout: configuration.redisTimeout, logger: logger)
+                    timeout: configuration.redisTimeout, history: configuration.history, logger: logger)
             }
         self.store = configuration.database.map {
             makeStore($0, logger: logger, configuration: StoreConfiguration(requestTimeout: configuration.databaseTimeout))
@@ -158,6 +159,7 @@ public final class ChorusNode: Service, Sendable {
         let collector = StatsCollector(node: context, sampler: sampler, startedAt: Date(), directory: directory)
         NodeRoutes(node: context, collector: collector).register(on: router)
         PresenceRoutes(node: context).register(on: router)
+        HistoryRoutes(node: context).register(on: router)
         if let store {
             AccountRoutes(node: context, store: store).register(on: router)
             MessageRoutes(node: context, store: store, events: MessageEvents(node: context)).register(on: router)

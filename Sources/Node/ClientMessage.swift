@@ -29,6 +29,10 @@ public struct ClientMessage: Sendable, Equatable {
     public var id: JSONValue?
     /// A `subscribe`'s `presence` and `presenceEvents` fields; nil when it has neither.
     public var presence: PresenceRequest?
+    /// `subscribe`: `since` or `replay` (history; see ``HistoryRequest``).
+    public var history: HistoryRequest?
+    /// `message`: the publisher's idempotency key.
+    public var messageId: String?
 
     public init(_ kind: Kind, id: JSONValue? = nil) {
         self.kind = kind
@@ -59,6 +63,9 @@ extension ClientMessage {
         var presence: RawJSON?
         var presenceEvents: RawJSON?
         var state: String?
+        var since: JSONValue?
+        var replay: JSONValue?
+        var messageId: JSONValue?
 
         init(_ fields: RawJSONObject) {
             for member in fields.members {
@@ -73,6 +80,9 @@ extension ClientMessage {
                 case "presence": presence = member.value
                 case "presenceEvents": presenceEvents = member.value
                 case "state": state = member.value.stringValue
+                case "since": since = member.value.isNull ? nil : member.value.value
+                case "replay": replay = member.value.isNull ? nil : member.value.value
+                case "messageId": messageId = member.value.isNull ? nil : member.value.value
                 default: break
                 }
             }
@@ -115,8 +125,10 @@ extension ClientMessage {
             guard let token = wire.token, !token.isEmpty else { throw fail("'auth' needs a 'token'") }
             return ClientMessage(.auth(token: token), id: id)
         case "subscribe":
-            var message = ClientMessage(.subscribe(try pattern()), id: id)
+            let subscribed = try pattern()
+            var message = ClientMessage(.subscribe(subscribed), id: id)
             message.presence = try PresenceRequest.decode(presence: wire.presence, events: wire.presenceEvents, id: id)
+            message.history = try HistoryRequest.decode(since: wire.since, replay: wire.replay, pattern: subscribed, fail: fail)
             return message
         case "presence.get", "typing":
             let text = try topicField()
@@ -143,8 +155,10 @@ extension ClientMessage {
             }
             guard let data = wire.data else { throw fail("'message' needs 'data'") }
             if let metadata = wire.metadata, !metadata.isObject { throw fail("'metadata' must be an object") }
-            return ClientMessage(
+            var message = ClientMessage(
                 .message(topic: topic, data: data, metadata: wire.metadata, eventType: wire.eventType), id: id)
+            message.messageId = try HistoryRequest.decodeMessageId(wire.messageId, fail: fail)
+            return message
         case "ping":
             return ClientMessage(.ping, id: id)
         case "read":

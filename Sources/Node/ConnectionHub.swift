@@ -76,7 +76,9 @@ final class ConnectionHub: Sendable {
             }
             let payload = ServerMessage.message(envelope).encoded()
             let frame = OutboundFrame.text(payload, allocator: allocator)
-            var delivery = Delivery(topic: envelope.topic, userId: envelope.userId, frame: frame, arrivedAt: arrivedAt)
+            var delivery = Delivery(
+                topic: envelope.topic, userId: envelope.userId, frame: frame, offset: envelope.offset, epoch: envelope.epoch,
+                arrivedAt: arrivedAt)
             if compressing, let deflated = deflate?.compressedText(payload) {
                 delivery.compressed = deflated
                 compressed += 1

@@ -31,6 +31,8 @@ actor ConnectionRegistry {
     /// Token deadlines of this loop's sessions, with one timer for the earliest.
     private var expiries = TokenExpiries()
     private var expiryTimer: (deadline: NIODeadline, task: Scheduled<Void>)?
+    /// Sessions recovering a topic from history, whose live deliveries of it are held (``HistoryRecovery``).
+    var recoveries = RecoveryTable()
 
     /// Bytes of frames that may wait for one loop before further messages are dropped.
     static let defaultInboxLimit = 32 << 20
@@ -70,6 +72,7 @@ actor ConnectionRegistry {
     func remove(_ id: Int) {
         guard let session = sessions.removeValue(forKey: id) else { return }
         let ref = SessionRef(session)
+        if !recoveries.isEmpty { recoveries.forget(session.transport) }
         for pattern in session.subscriptions {
             subscriptions.remove(pattern, ref)
             broker.release(Self.interest(pattern))
@@ -95,6 +98,7 @@ actor ConnectionRegistry {
 
     func unsubscribe(_ id: Int, from pattern: TopicPattern) {
         guard let ref = sessions[id].map(SessionRef.init) else { return }
+        if !recoveries.isEmpty, let topic = pattern.topic { recoveries.cancel(ref.transport, topic) }
         if subscriptions.remove(pattern, ref) { broker.release(Self.interest(pattern)) }
     }
 
@@ -195,7 +199,15 @@ actor ConnectionRegistry {
             } else if let userId = delivery.userId {
                 sessionsByUser[userId]?.forEach { ref in written += write(delivery, to: ref.transport) }
             } else if let topic = delivery.topic {
-                subscriptions.forEachMatch(topic) { ref in written += write(delivery, to: ref.transport) }
+                if recoveries.isEmpty {
+                    subscriptions.forEachMatch(topic) { ref in written += write(delivery, to: ref.transport) }
+                } else {
+                    subscriptions.forEachMatch(topic) { ref in
+                        if !recoveries.hold(delivery, for: ref.transport, topic: topic) {
+                            written += write(delivery, to: ref.transport)
+                        }
+                    }
+                }
             }
             if written > before, oldest == nil { oldest = delivery.arrivedAt }
         }
@@ -237,6 +249,16 @@ actor ConnectionRegistry {
             pendingFlush.append(transport)
         }
         return 1
+    }
+
+    /// The session `id` of this loop, if still open.
+    func sessionsById(_ id: Int) -> WebSocketSession? { sessions[id] }
+
+    /// Messages written by a finished recovery (history and held live ones).
+    func recordRecovered(_ written: Int) {
+        guard written > 0 else { return }
+        counters.messagesOut.add(written, ordering: .relaxed)
+        metrics.delivered(written)
     }
 
     // MARK: Keep-alive and shutdown
@@ -304,6 +326,9 @@ struct Delivery: Sendable {
     /// The same message compressed (permessage-deflate), for connections that agreed to it; nil
     /// when compression is off, no connection agreed, or the message is under the minimum size.
     var compressed: OutboundFrame?
+    /// The message's history position, if its topic keeps one (for ``HistoryRecovery``).
+    var offset: Int? = nil
+    var epoch: String? = nil
     /// When the message reached this node (from the adapter), for the delivery latency metric.
     var arrivedAt: NIODeadline
     /// Who gets it: a message's subscribers, or a presence or typing signal's audience.

@@ -73,6 +73,9 @@ public struct NodeConfiguration: Sendable {
     public var redisTimeout: Duration = .milliseconds(1_500)
     /// `PUBSUB_MEMORY_MAX_MESSAGES`: messages the memory adapter may hold before dispatch.
     public var memoryMaxMessages = 10_000
+    /// `HISTORY_SIZE`, `HISTORY_TTL` (ms), `HISTORY_TOPICS`: which topics keep a history of
+    /// their last messages, for recovery (`since`), replay and `GET /api/history/{topic}`.
+    public var history = HistoryPolicy()
     /// `JWT_SECRET` or `JWT_PUBLIC_KEY_FILE`.
     public var tokenKey: TokenKey
     /// `JWT_ISSUER`, `JWT_AUDIENCE`, `JWT_REQUIRE_EXP`, `JWT_LEEWAY` (ms): what a token's claims
@@ -235,6 +238,7 @@ extension NodeConfiguration {
             redisTimeout = .milliseconds(milliseconds)
         }
         memoryMaxMessages = try reader.integer("PUBSUB_MEMORY_MAX_MESSAGES", in: 1...10_000_000) ?? memoryMaxMessages
+        history = try Self.historyPolicy(reader)
 
         apiKey = reader.string("API_KEY")
         statsToken = reader.string("STATS_TOKEN")
@@ -299,6 +303,26 @@ extension NodeConfiguration {
             rules.leeway = .milliseconds(leeway)
         }
         return rules
+    }
+
+    /// `HISTORY_SIZE` (0...10,000; 0 = off), `HISTORY_TTL` (ms), `HISTORY_TOPICS` (comma-separated
+    /// topic patterns, `**` = every topic).
+    fileprivate static func historyPolicy(_ reader: EnvironmentReader) throws(ConfigurationError) -> HistoryPolicy {
+        let defaults = HistoryPolicy()
+        let size = try reader.integer("HISTORY_SIZE", in: 0...10_000) ?? defaults.size
+        let ttl = try reader.integer("HISTORY_TTL", in: 1...(30 * 86_400_000)) ?? defaults.ttlMilliseconds
+        var patterns = defaults.patterns
+        if let text = reader.string("HISTORY_TOPICS") {
+            patterns = try text.split(separator: ",").map { entry throws(ConfigurationError) in
+                let name = entry.trimmingCharacters(in: .whitespaces)
+                do {
+                    return try TopicPattern(name)
+                } catch {
+                    throw ConfigurationError("HISTORY_TOPICS", "'\(name)' is not a topic pattern: \(error)")
+                }
+            }
+        }
+        return HistoryPolicy(size: size, ttlMilliseconds: ttl, patterns: patterns)
     }
 
     /// `message` without a leading `VARIABLE: ` (the URL parsers name their variable already).

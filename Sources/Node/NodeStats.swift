@@ -78,6 +78,8 @@ public struct NodeStats: Codable, Sendable {
     public var memory: Memory
     /// Presence and typing on this node (see ``PresenceStats``); optional for older nodes' documents.
     public var presence: PresenceStats? = nil
+    /// Topic histories (`HISTORY_*`); absent when history is off.
+    public var history: HistoryStats? = nil
 }
 
 /// Samples the message counters once a second so `/stats` can report recent rates.

@@ -16,6 +16,11 @@ public enum ServerMessage: Sendable, Equatable {
     /// The reply to `read`: the message marked read, when, and whether the reader's position
     /// moved (false: a later message was read already).
     case readRecorded(messageId: String, readAt: Date, advanced: Bool, id: JSONValue?)
+    /// `subscribed` to a topic with history: its current position, and for a `since`, whether
+    /// every message after it follows (`recovered`). See ``HistoryRecovery``.
+    case subscribedWithHistory(topic: String, id: JSONValue?, recovered: Bool?, position: HistoryPosition?)
+    /// A publish with an `id` was accepted (for a topic with history: stored at `position`).
+    case published(topic: String, id: JSONValue?, messageId: String?, outcome: PublishOutcome)
 }
 
 extension ServerMessage {
@@ -70,6 +75,11 @@ extension ServerMessage {
         case .message(let envelope):
             type("message")
             if let topic = envelope.topic { field("topic", topic.name) }
+            if let offset = envelope.offset, let epoch = envelope.epoch {
+                json.raw(",\"offset\":\(offset)")
+                field("epoch", epoch)
+            }
+            if let messageId = envelope.messageId { field("messageId", messageId) }
             field("eventType", envelope.eventType ?? "message.sent")
             json.raw(",\"data\":")
             json.raw(envelope.data)
@@ -91,6 +101,25 @@ extension ServerMessage {
             field("messageId", messageId)
             field("readAt", ISO8601.string(readAt))
             field("advanced", .bool(advanced))
+        case .subscribedWithHistory(let topic, let requestId, let recovered, let position):
+            type("subscribed")
+            id(requestId)
+            field("topic", topic)
+            if let recovered { json.raw(recovered ? ",\"recovered\":true" : ",\"recovered\":false") }
+            if let position {
+                json.raw(",\"offset\":\(position.offset)")
+                field("epoch", position.epoch)
+            }
+        case .published(let topic, let requestId, let messageId, let outcome):
+            type("published")
+            id(requestId)
+            field("topic", topic)
+            if let messageId { field("messageId", messageId) }
+            if let position = outcome.position {
+                json.raw(",\"offset\":\(position.offset)")
+                field("epoch", position.epoch)
+            }
+            json.raw(outcome.duplicate ? ",\"duplicate\":true" : ",\"duplicate\":false")
         }
         field("timestamp", ISO8601.string(stamp))
         json.raw("}")

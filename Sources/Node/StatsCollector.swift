@@ -40,7 +40,8 @@ struct StatsCollector: Sendable {
                 compressed: counters.messagesCompressed.load(ordering: .relaxed),
                 inflated: counters.messagesInflated.load(ordering: .relaxed)),
             adapter: node.broker.adapter.status(),
-            memory: .init(residentBytes: residentMemoryBytes()))
+            memory: .init(residentBytes: residentMemoryBytes()),
+            history: node.broker.adapter.historyStats())
         stats.presence = PresenceStats(node: node)
         return stats
     }

@@ -129,7 +129,7 @@ final class WebSocketSession: WebSocketTransportDelegate {
                 reply(.authError(message: error.description, code: 401, id: message.id))
             }
         case .subscribe(let pattern):
-            subscribe(pattern, requestId: message.id, presence: message.presence)
+            subscribe(pattern, history: message.history, requestId: message.id, presence: message.presence)
         case .unsubscribe(let pattern):
             if subscriptions.remove(pattern) != nil {
                 let id = self.id
@@ -138,7 +138,9 @@ final class WebSocketSession: WebSocketTransportDelegate {
             }
             reply(.unsubscribed(topic: pattern.text, id: message.id))
         case .message(let topic, let data, let metadata, let eventType):
-            publish(topic: topic, data: data, metadata: metadata, eventType: eventType, requestId: message.id)
+            publish(
+                topic: topic, data: data, metadata: metadata, eventType: eventType, messageId: message.messageId,
+                requestId: message.id)
         case .ping:
             reply(.pong(id: message.id))
         case .presenceGet(let topic):
@@ -227,13 +229,22 @@ final class WebSocketSession: WebSocketTransportDelegate {
         return nil
     }
 
-    private func subscribe(_ pattern: TopicPattern, requestId: JSONValue?, presence: PresenceRequest? = nil) {
+    private func subscribe(
+        _ pattern: TopicPattern, history: HistoryRequest?, requestId: JSONValue?, presence: PresenceRequest? = nil
+    ) {
         if let problem = authorizationProblem(requestId) { return reply(problem) }
         if let user, let denial = TopicAccess.subscribeDenial(pattern, user: user) {
             return reply(.error(code: 403, message: denial, details: .object(["topic": .string(pattern.text)]), id: requestId))
         }
         if let presence, let problem = presenceProblem(presence, pattern: pattern, requestId: requestId) {
             return reply(problem)
+        }
+        let historyTopic = pattern.topic.flatMap { node.broker.adapter.history.covers($0) ? $0 : nil }
+        if history != nil, historyTopic == nil {
+            return reply(.error(
+                code: 400,
+                message: "'\(history!.field)' needs a topic with history: '\(pattern.text)' keeps none (HISTORY_SIZE, HISTORY_TOPICS)",
+                details: .object(["topic": .string(pattern.text), "field": .string(history!.field)]), id: requestId))
         }
         if !subscriptions.contains(pattern) {
             let limit = node.configuration.maxSubscriptionsPerConnection
@@ -246,14 +257,29 @@ final class WebSocketSession: WebSocketTransportDelegate {
             let id = self.id
             registry.assumeIsolated { $0.subscribe(id, to: pattern) }
         }
-        replyWhenSettled(.subscribed(topic: pattern.text, id: requestId))
+        if let historyTopic {
+            // The recovery answers `subscribed` itself, once the subscription is live on the
+            // backend and the history read is done.
+            let (id, adapter) = (self.id, node.broker.adapter)
+            let started = registry.assumeIsolated {
+                $0.recover(id, topic: historyTopic, request: history, requestId: requestId, adapter: adapter)
+            }
+            if !started {
+                return reply(.error(
+                    code: 409, message: "a subscribe to '\(pattern.text)' is still reading its history: wait for its 'subscribed'",
+                    details: .object(["topic": .string(pattern.text)]), id: requestId))
+            }
+        } else {
+            replyWhenSettled(.subscribed(topic: pattern.text, id: requestId))
+        }
         if let presence, let topic = pattern.topic { presenceDidSubscribe(topic, presence) }
     }
 
-    /// Sends `message` (a `subscribed`, or the first `auth_success`) once the broker's backend has every interest change made
-    /// so far: then nothing published afterwards anywhere in the cluster is missed. At once (on
-    /// this loop) in the common case; else from the adapter's thread, hopping back to this loop.
-    /// Messages for the topic may arrive before the reply; a closed connection gets nothing.
+    /// Sends `message` (a `subscribed`, or the first `auth_success`) once the broker's backend
+    /// has every interest change made so far: then nothing published afterwards anywhere in the
+    /// cluster is missed. At once (on this loop) in the common case; else from the adapter's
+    /// thread, hopping back to this loop. Messages for the topic may arrive before the reply; a
+    /// closed connection gets nothing.
     private func replyWhenSettled(_ message: ServerMessage) {
         let loop = registry.loop
         let session = NIOLoopBound(WeakSession(self), eventLoop: loop)
@@ -266,19 +292,33 @@ final class WebSocketSession: WebSocketTransportDelegate {
         }
     }
 
-    private func publish(topic: Topic, data: RawJSON, metadata: RawJSON?, eventType: String?, requestId: JSONValue?) {
+    private func publish(
+        topic: Topic, data: RawJSON, metadata: RawJSON?, eventType: String?, messageId: String?, requestId: JSONValue?
+    ) {
         if let problem = authorizationProblem(requestId) { return reply(problem) }
         guard let user else { return }
         if let denial = TopicAccess.publishDenial(topic, user: user) {
             return reply(.error(code: 403, message: denial, details: .object(["topic": .string(topic.name)]), id: requestId))
         }
         // The client's bytes go on as sent; only `senderId` is the node's.
-        let envelope = Envelope(
+        var envelope = Envelope(
             id: node.ids.next(), origin: node.configuration.nodeId, topic: topic, eventType: eventType,
             data: data, metadata: (metadata ?? .emptyObject).settingMember("senderId", to: .string(user.id)))
+        envelope.messageId = messageId
         node.counters.messagesIn.add(1, ordering: .relaxed)
         node.metrics.published()
-        node.broker.publish(envelope)
+        node.broker.publish(envelope, completion: requestId.map { publishedReply(topic: topic, messageId: messageId, requestId: $0) })
+    }
+
+    /// Answers `published` on this session's loop once the adapter has the outcome.
+    private func publishedReply(topic: Topic, messageId: String?, requestId: JSONValue) -> PublishCompletion {
+        let session = NIOLoopBound(self, eventLoop: registry.loop)
+        let loop = registry.loop
+        return { outcome in
+            loop.execute {
+                session.value.reply(.published(topic: topic.name, id: requestId, messageId: messageId, outcome: outcome))
+            }
+        }
     }
 
     func reply(_ message: ServerMessage) {

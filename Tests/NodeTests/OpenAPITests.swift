@@ -73,6 +73,11 @@ struct OpenAPITests {
             _ = try await call("POST", "/api/publish", json: ["topic": "walk", "data": 1], headers: ["X-API-Key": "wrong"])
             _ = try await call("POST", "/api/publish", json: ["topic": "walk.*", "data": 1], headers: bearer)
 
+            _ = try await call("GET", "/api/history/walk?limit=5", as: "/api/history/{topic}", headers: bearer)
+            _ = try await call("GET", "/api/history/walk?after=0", as: "/api/history/{topic}", headers: ["X-API-Key": "server-key"])
+            _ = try await call("GET", "/api/history/walk", as: "/api/history/{topic}")
+            _ = try await call("GET", "/api/history/walk.*", as: "/api/history/{topic}", headers: bearer)
+            _ = try await call("GET", "/api/history/messages.user.other", as: "/api/history/{topic}", headers: bearer)
             _ = try await call("GET", "/api/users/walker", as: "/api/users/{username}", headers: bearer)
             _ = try await call("GET", "/api/users/nobody", as: "/api/users/{username}", headers: bearer)
             _ = try await call("GET", "/api/users/walker", as: "/api/users/{username}")

@@ -1,6 +1,7 @@
 import ChorusClient
 import Foundation
 import Testing
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -23,16 +24,46 @@ public final class Cluster: Sendable {
     /// node-1 is `nodes[0]`; see ``node(_:)``.
     public let nodes: [NodeProcess]
     public let nginx: NginxProcess
+    /// The nodes as they run now: a node restarted by ``restart(_:)`` is its new process here.
+    private let current: Mutex<[NodeProcess]>
+    /// Processes replaced by a restart (stopped), still held to a clean exit.
+    private let retired = Mutex<[NodeProcess]>([])
+    private let binary: String
+    private let environments: [[String: String]]
 
-    fileprivate init(directory: URL, redis: [RedisProcess], nodes: [NodeProcess], nginx: NginxProcess) {
+    fileprivate init(
+        directory: URL, redis: [RedisProcess], nodes: [NodeProcess], nginx: NginxProcess, binary: String,
+        environments: [[String: String]]
+    ) {
         self.directory = directory
         self.redis = redis
         self.nodes = nodes
         self.nginx = nginx
+        self.current = Mutex(nodes)
+        self.binary = binary
+        self.environments = environments
     }
 
-    /// The node `NODE_ID=node-<number>` (1-based, as the tests name them).
-    public func node(_ number: Int) -> NodeProcess { nodes[number - 1] }
+    /// The node `NODE_ID=node-<number>` (1-based, as the tests name them), its current process.
+    public func node(_ number: Int) -> NodeProcess { current.withLock { $0[number - 1] } }
+
+    /// Restarts node `number` as an operator's rolling upgrade would: SIGTERM (it drains: its
+    /// WebSockets get 1001), then a new process with the same settings on the same port, and
+    /// returns once it is ready and its adapter connected.
+    @discardableResult
+    public func restart(_ number: Int) async throws -> NodeProcess {
+        let old = node(number)
+        await old.stop()
+        let run = retired.withLock { $0.count } + 2
+        let new = try await NodeProcess.start(
+            id: old.id, binary: binary, environment: environments[number - 1], secret: Self.secret,
+            log: directory.appendingPathComponent("node-\(number)-run\(run).log"), port: old.port)
+        current.withLock { $0[number - 1] = new }
+        retired.withLock { $0.append(old) }
+        try await new.waitUntilReady()
+        try await waitUntilAdapters(are: "connected", on: [new])
+        return new
+    }
 
     /// A WebSocket through nginx (to whichever node it picks), authenticated as `user`.
     public func connectThroughNginx(as user: String) async throws -> WebSocketClient {
@@ -73,6 +104,7 @@ public final class Cluster: Sendable {
 
         var redis: [RedisProcess] = []
         var nodes: [NodeProcess] = []
+        var environments: [[String: String]] = []
         var nginx: NginxProcess?
         do {
             for _ in 0..<redisServers {
@@ -92,6 +124,7 @@ public final class Cluster: Sendable {
                     "WEBSOCKET_MAX_MESSAGES_PER_SECOND": "1000000",
                 ]
                 env.merge(environment) { $1 }
+                environments.append(env)
                 nodes.append(try await NodeProcess.start(
                     id: "node-\(number)", binary: binary, environment: env, secret: secret,
                     log: directory.appendingPathComponent("node-\(number).log")))
@@ -100,7 +133,8 @@ public final class Cluster: Sendable {
                 upstreamPorts: nodes.map(\.port), directory: directory.appendingPathComponent("nginx"))
             for node in nodes { try await node.waitUntilReady() }
             try await nginx!.waitUntilServing()
-            let cluster = Cluster(directory: directory, redis: redis, nodes: nodes, nginx: nginx!)
+            let cluster = Cluster(
+                directory: directory, redis: redis, nodes: nodes, nginx: nginx!, binary: binary, environments: environments)
             try await cluster.waitUntilAdapters(are: "connected")
             return cluster
         } catch {
@@ -110,7 +144,7 @@ public final class Cluster: Sendable {
     }
 
     fileprivate func stop() async {
-        await Self.stop(redis: redis, nodes: nodes, nginx: nginx)
+        await Self.stop(redis: redis, nodes: current.withLock { $0 }, nginx: nginx)
     }
 
     /// Nodes first (SIGTERM: they drain while Redis is still up; nodes a test has stopped
@@ -126,7 +160,7 @@ public final class Cluster: Sendable {
     /// Records an issue for each node that did not end cleanly; true when all did.
     fileprivate func checkExits(sourceLocation: SourceLocation) -> Bool {
         var clean = true
-        for node in nodes {
+        for node in retired.withLock({ $0 }) + current.withLock({ $0 }) {
             if node.process.isRunning || !node.exitProblems().isEmpty { clean = false }
             node.checkExit(sourceLocation: sourceLocation)
         }

@@ -36,11 +36,11 @@ public final class NodeProcess: Sendable {
     /// at `LOG_LEVEL` info). Does not wait for readiness: see ``waitUntilReady(within:)``.
     static func start(
         id: String, binary: String, environment: [String: String], secret: String, log: URL,
-        within timeout: Duration = .seconds(60)
+        port: Int = 0, within timeout: Duration = .seconds(60)
     ) async throws -> NodeProcess {
         var environment = environment
-        environment["HTTP_PORT"] = "0"
-        environment["WEBSOCKET_PORT"] = "0"  // the same listener as HTTP
+        environment["HTTP_PORT"] = "\(port)"
+        environment["WEBSOCKET_PORT"] = "\(port)"  // the same listener as HTTP
         let process = try await ChildProcess.spawn(binary, ["serve"], environment: environment, log: log)
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {

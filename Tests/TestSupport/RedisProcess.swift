@@ -24,6 +24,8 @@ public final class RedisProcess: Sendable {
     private let client: String
     private let process = Mutex<ChildProcess?>(nil)
     private let runs = Atomic<Int>(0)
+    /// Arguments added after the defaults at the next start (later ones win), e.g. AOF on.
+    private let extraArguments = Mutex<[String]>([])
     /// Set once the server has answered PING: its port is fixed from then on.
     private let hasRun = Atomic<Bool>(false)
 
@@ -58,6 +60,21 @@ public final class RedisProcess: Sendable {
         }
     }
 
+    /// Turns the append-only file on in the running server (`CONFIG SET appendonly yes`, which
+    /// writes the current data set to it first) and for every later start, and returns once
+    /// that first rewrite is done: from then on a restart keeps the data.
+    public func enableAppendOnly(within timeout: Duration = .seconds(20)) async throws {
+        extraArguments.withLock { $0 = ["--appendonly", "yes", "--appendfsync", "always"] }
+        _ = try await command(["CONFIG", "SET", "appendfsync", "always"])
+        _ = try await command(["CONFIG", "SET", "appendonly", "yes"])
+        let done = await eventually(within: timeout) {
+            let info = (try? await self.cli(["INFO", "persistence"])) ?? ""
+            return info.contains("aof_enabled:1") && info.contains("aof_rewrite_in_progress:0")
+                && !info.contains("aof_rewrite_scheduled:1")
+        }
+        guard done else { throw TestFailure("redis-server on port \(port): the AOF rewrite did not finish within \(timeout)") }
+    }
+
     /// A first start that found its port taken.
     private struct PortTaken: Error {}
 
@@ -69,7 +86,7 @@ public final class RedisProcess: Sendable {
             [
                 "--port", "\(port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                 "--daemonize", "no", "--loglevel", "notice", "--dir", directory.path,
-            ],
+            ] + extraArguments.withLock { $0 },
             log: directory.appendingPathComponent("redis-\(port)-run\(run).log"))
         process.withLock { $0 = started }
 

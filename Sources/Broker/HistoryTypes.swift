@@ -1,0 +1,103 @@
+/// A topic's current place in its history: the last offset assigned (0 before the first
+/// message) in the stream `epoch`.
+public struct HistoryPosition: Sendable, Equatable {
+    public var offset: Int
+    public var epoch: String
+
+    public init(offset: Int, epoch: String) {
+        self.offset = offset
+        self.epoch = epoch
+    }
+}
+
+/// Which part of a topic's history to read. Offsets are exclusive bounds; the messages come
+/// back oldest first.
+public struct HistoryQuery: Sendable, Equatable {
+    /// Only messages with an offset greater than this.
+    public var after: Int?
+    /// Only messages with an offset less than this.
+    public var before: Int?
+    /// At most this many messages (0: the position only).
+    public var limit: Int
+    /// The newest `limit` messages of the range, rather than the oldest.
+    public var newest: Bool
+
+    public init(after: Int? = nil, before: Int? = nil, limit: Int, newest: Bool = false) {
+        self.after = after
+        self.before = before
+        self.limit = max(0, limit)
+        self.newest = newest
+    }
+}
+
+/// What a history read returns: the topic's current position and the messages asked for,
+/// each with its `offset` and `epoch` set.
+public struct HistoryPage: Sendable {
+    public var position: HistoryPosition
+    public var messages: [Envelope]
+    /// The oldest offset the history still holds (nil when it holds none): a recovery from
+    /// offset `n` is complete only when `n + 1` is still held (or nothing came after `n`).
+    public var oldestHeld: Int?
+
+    public init(position: HistoryPosition, messages: [Envelope], oldestHeld: Int?) {
+        self.position = position
+        self.messages = messages
+        self.oldestHeld = oldestHeld
+    }
+}
+
+/// Why a history could not be read.
+public struct HistoryError: Error, Sendable, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// How a publish ended, for the publisher's `published` reply.
+public struct PublishOutcome: Sendable, Equatable {
+    /// The message's place in its topic's history (nil for a topic without history).
+    public var position: HistoryPosition?
+    /// The `messageId` was seen before on this topic: nothing was stored or delivered again;
+    /// `position` is the first message's.
+    public var duplicate: Bool
+
+    public init(position: HistoryPosition? = nil, duplicate: Bool = false) {
+        self.position = position
+        self.duplicate = duplicate
+    }
+
+    /// Accepted for delivery, with no history position.
+    public static let accepted = PublishOutcome()
+}
+
+/// Called once per publish with its outcome, on a thread of the adapter's choosing.
+public typealias PublishCompletion = @Sendable (PublishOutcome) -> Void
+
+/// History figures for `/stats`.
+public struct HistoryStats: Sendable, Codable, Equatable {
+    /// `memory` (rings in this node) or `redis` (streams; the figures then count this node's
+    /// fallback rings only).
+    public var backend: String
+    public var size: Int
+    public var ttlMilliseconds: Int
+    /// Topics with a history held in this node's memory.
+    public var topics: Int
+    /// Messages held in this node's memory.
+    public var messages: Int
+    /// Approximate bytes of those messages (payload plus bookkeeping).
+    public var bytes: Int
+    /// Publishes on Redis history topics acknowledged by the history script (Redis backend).
+    public var stored: Int?
+    /// Publishes refused as duplicates of an earlier `messageId`.
+    public var duplicates: Int
+
+    public init(backend: String, size: Int, ttlMilliseconds: Int, topics: Int, messages: Int, bytes: Int, stored: Int? = nil, duplicates: Int) {
+        self.backend = backend
+        self.size = size
+        self.ttlMilliseconds = ttlMilliseconds
+        self.topics = topics
+        self.messages = messages
+        self.bytes = bytes
+        self.stored = stored
+        self.duplicates = duplicates
+    }
+}

@@ -1,0 +1,159 @@
+import Foundation
+import Synchronization
+
+/// Topic histories kept in this process: one bounded ring per topic (the memory adapter's
+/// history, and the Redis adapter's while a server is unreachable).
+///
+/// **Epochs.** Each ring has an epoch of its own: a random prefix drawn once per
+/// `MemoryHistory` (so per process start) followed by a per-ring generation. A ring that
+/// expires (`HISTORY_TTL` after its last publish) and starts again gets a new epoch, as does
+/// every ring after a restart, so a client's `since` from another stream never matches.
+///
+/// **Threads.** Every method may be called from any thread; one mutex guards the rings, held
+/// for a dictionary lookup and a ring update (or a copy of at most `size` envelopes for a read).
+/// ``record(_:topic:)`` is called by the adapter in delivery order, which is what makes the
+/// offsets and the live order agree.
+public final class MemoryHistory: Sendable {
+    public let policy: HistoryPolicy
+    /// The random part of every epoch this history hands out.
+    public let processEpoch: String
+
+    private struct Ring {
+        let epoch: String
+        var offset = 0
+        /// The last messages, oldest first from `head` (a circular buffer of at most `size`).
+        var storage: [Envelope] = []
+        var head = 0
+        var ids: [String: Int] = [:]
+        var bytes = 0
+        var touched: ContinuousClock.Instant
+
+        var count: Int { storage.count }
+        var oldest: Int? { storage.isEmpty ? nil : offset - storage.count + 1 }
+
+        func message(at offset: Int) -> Envelope {
+            storage[(head + offset - oldest!) % storage.count]
+        }
+    }
+
+    private struct State {
+        var rings: [Topic: Ring] = [:]
+        var generation = 0
+        var nextSweep: ContinuousClock.Instant
+        var messages = 0
+        var bytes = 0
+        var duplicates = 0
+    }
+
+    private let state: Mutex<State>
+    private let ttl: Duration
+
+    /// What one held message costs beyond its `data` and `metadata` bytes (the envelope's
+    /// strings and fields, the ring slot), for `/stats`.
+    static let overheadPerMessage = 160
+
+    public init(policy: HistoryPolicy, processEpoch: String = MemoryHistory.randomEpoch()) {
+        self.policy = policy
+        self.processEpoch = processEpoch
+        self.ttl = .milliseconds(policy.ttlMilliseconds)
+        self.state = Mutex(State(nextSweep: .now + .milliseconds(policy.ttlMilliseconds)))
+    }
+
+    /// 8 random bytes in hex: an epoch no other stream has had.
+    public static func randomEpoch() -> String {
+        var generator = SystemRandomNumberGenerator()
+        return String(generator.next() as UInt64, radix: 16)
+    }
+
+    /// Stores `envelope` (a message on `topic`, which the policy covers) and sets its
+    /// `offset` and `epoch`; or, when its `messageId` was stored before on this topic, stores
+    /// nothing and returns the earlier message's position with `duplicate`.
+    public func record(_ envelope: inout Envelope, topic: Topic) -> PublishOutcome {
+        let now = ContinuousClock.now
+        return state.withLock { state in
+            if now >= state.nextSweep { Self.sweep(&state, now: now, ttl: ttl) }
+            var ring = take(topic, from: &state, now: now)
+            defer { state.rings[topic] = ring }
+            ring.touched = now
+            if let key = envelope.messageId, let earlier = ring.ids[key] {
+                state.duplicates += 1
+                return PublishOutcome(position: HistoryPosition(offset: earlier, epoch: ring.epoch), duplicate: true)
+            }
+            ring.offset += 1
+            envelope.offset = ring.offset
+            envelope.epoch = ring.epoch
+            let cost = Self.cost(of: envelope)
+            if ring.storage.count < policy.size {
+                ring.storage.append(envelope)
+                state.messages += 1
+            } else {
+                let evicted = ring.storage[ring.head]
+                if let key = evicted.messageId { ring.ids[key] = nil }
+                ring.bytes -= Self.cost(of: evicted)
+                state.bytes -= Self.cost(of: evicted)
+                ring.storage[ring.head] = envelope
+                ring.head = (ring.head + 1) % ring.storage.count
+            }
+            if let key = envelope.messageId { ring.ids[key] = ring.offset }
+            ring.bytes += cost
+            state.bytes += cost
+            return PublishOutcome(position: HistoryPosition(offset: ring.offset, epoch: ring.epoch))
+        }
+    }
+
+    /// The topic's position and the messages `query` asks for. A topic with no history yet
+    /// (or an expired one) starts one at offset 0, so that the epoch a subscriber is told is
+    /// the one its next messages carry.
+    public func read(_ topic: Topic, _ query: HistoryQuery) -> HistoryPage {
+        let now = ContinuousClock.now
+        return state.withLock { state in
+            let ring = take(topic, from: &state, now: now)
+            defer { state.rings[topic] = ring }
+            let position = HistoryPosition(offset: ring.offset, epoch: ring.epoch)
+            guard let oldest = ring.oldest, query.limit > 0 else {
+                return HistoryPage(position: position, messages: [], oldestHeld: ring.oldest)
+            }
+            let low = max(oldest, (query.after ?? 0) + 1)
+            let high = min(ring.offset, (query.before ?? Int.max) - 1)
+            guard low <= high else { return HistoryPage(position: position, messages: [], oldestHeld: oldest) }
+            let range = query.newest ? max(low, high - query.limit + 1)...high : low...min(high, low + query.limit - 1)
+            return HistoryPage(position: position, messages: range.map { ring.message(at: $0) }, oldestHeld: oldest)
+        }
+    }
+
+    public func stats(backend: String) -> HistoryStats {
+        state.withLock { state in
+            HistoryStats(
+                backend: backend, size: policy.size, ttlMilliseconds: policy.ttlMilliseconds, topics: state.rings.count,
+                messages: state.messages, bytes: state.bytes, duplicates: state.duplicates)
+        }
+    }
+
+    static func cost(of envelope: Envelope) -> Int {
+        envelope.data.bytes.count + (envelope.metadata?.bytes.count ?? 0) + envelope.id.utf8.count
+            + (envelope.messageId?.utf8.count ?? 0) + overheadPerMessage
+    }
+
+    /// The topic's live ring, or a new one (new epoch) when it has none or it expired.
+    private func take(_ topic: Topic, from state: inout State, now: ContinuousClock.Instant) -> Ring {
+        if let ring = state.rings.removeValue(forKey: topic) {
+            if now - ring.touched <= ttl { return ring }
+            Self.forget(ring, in: &state)
+        }
+        state.generation += 1
+        return Ring(epoch: "m\(processEpoch)-\(state.generation)", touched: now)
+    }
+
+    private static func forget(_ ring: Ring, in state: inout State) {
+        state.messages -= ring.count
+        state.bytes -= ring.bytes
+    }
+
+    private static func sweep(_ state: inout State, now: ContinuousClock.Instant, ttl: Duration) {
+        for (topic, ring) in state.rings where now - ring.touched > ttl {
+            forget(ring, in: &state)
+            state.rings[topic] = nil
+        }
+        state.nextSweep = now + ttl
+    }
+}

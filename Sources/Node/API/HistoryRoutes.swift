@@ -1,0 +1,72 @@
+import Broker
+import Hummingbird
+import NIOCore
+
+/// `GET /api/history/{topic}?limit=&after=&before=`: a topic's position and messages from its
+/// history, for clients that catch up over HTTP.
+///
+/// Same authorization as a WebSocket `subscribe` (``TopicAccess``) for a user token; the
+/// `API_KEY` reads any topic. The answer:
+/// `{"topic":"chat.lobby","epoch":"e","offset":42,"messages":[<message as delivered>...]}`, the
+/// messages oldest first: with `after`, the oldest `limit` after it; otherwise the newest
+/// `limit` (before `before`, if given). `limit` defaults to, and is capped at, `HISTORY_SIZE`.
+struct HistoryRoutes {
+    let node: NodeContext
+
+    func register(on router: Router<NodeRequestContext>) {
+        router.get("/api/history/:topic") { request, context in
+            try await read(request, context: context)
+        }
+    }
+
+    private func read(_ request: Request, context: NodeRequestContext) async throws -> Response {
+        let caller = try Caller.identify(request, node: node, allowAPIKey: true)
+        let name = context.parameters.get("topic") ?? ""
+        let topic: Topic
+        do {
+            topic = try Topic(name)
+        } catch {
+            throw APIError(400, "illegal topic (history is per concrete topic, not a pattern): \(error)", field: "topic")
+        }
+        if case .user(let user) = caller, let denial = TopicAccess.subscribeDenial(TopicPattern(topic), user: user) {
+            throw APIError(403, denial, field: "topic")
+        }
+        let adapter = node.broker.adapter
+        guard adapter.history.covers(topic) else {
+            throw APIError(404, "topic '\(topic.name)' keeps no history (HISTORY_SIZE, HISTORY_TOPICS)", field: "topic")
+        }
+        let parameters = request.uri.queryParameters
+        func number(_ field: String, in range: ClosedRange<Int>) throws(APIError) -> Int? {
+            guard let text = parameters[field[...]] else { return nil }
+            guard let value = Int(String(text)), range.contains(value) else {
+                throw APIError.invalid(field, "'\(field)' must be a whole number in \(range.lowerBound)...\(range.upperBound)")
+            }
+            return value
+        }
+        let limit = try number("limit", in: 1...adapter.history.size) ?? adapter.history.size
+        let after = try number("after", in: 0...Int.max)
+        let before = try number("before", in: 1...Int.max)
+        let query = HistoryQuery(after: after, before: before, limit: limit, newest: after == nil)
+        let page = await withCheckedContinuation { continuation in
+            adapter.readHistory(topic, query) { continuation.resume(returning: $0) }
+        }
+        switch page {
+        case .failure(let error):
+            throw APIError(503, "history unavailable: \(error)")
+        case .success(let page):
+            var json = JSONWriter()
+            json.raw("{\"topic\":")
+            json.string(topic.name)
+            json.raw(",\"epoch\":")
+            json.string(page.position.epoch)
+            json.raw(",\"offset\":\(page.position.offset),\"messages\":[")
+            for (index, envelope) in page.messages.enumerated() {
+                if index > 0 { json.raw(",") }
+                json.raw(String(decoding: ServerMessage.message(envelope).encoded(), as: UTF8.self))
+            }
+            json.raw("]}")
+            return Response(
+                status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: json.bytes)))
+        }
+    }
+}

@@ -1,0 +1,218 @@
+import Broker
+import NIOCore
+
+/// A `subscribe` to a topic with history: its answer carries the topic's position, and for a
+/// `since` or a `replay` the messages from history, then the live ones, none missing and none
+/// repeated, even while messages are being published.
+///
+/// **How.** The subscription goes live first, but the registry *holds* this session's live
+/// deliveries of the topic (``RecoveryTable``) instead of writing them. Then the history is read
+/// (``PubSubAdapter/readHistory(_:_:completion:)``: on Redis only once the node's `SUBSCRIBE` is
+/// in place, so every message is in the page or among the held ones, or both). Back on the
+/// event loop the session answers `subscribed` with the page's position, writes the page's
+/// messages, then the held messages past the position, and the topic goes live. Offsets are
+/// what makes the join exact: a held message at or before the page's position was in history.
+///
+/// **Honest failure.** `recovered: false` (with the current position, and no history sent)
+/// when the epoch differs, the offset is ahead of the topic, a message after it has been
+/// trimmed (more than `HISTORY_SIZE` behind, or expired), or the held messages passed
+/// ``RecoveryTable/limit`` while the read took. A history read that fails (Redis unreachable in
+/// the middle) answers `recovered: false` without a position.
+///
+/// Everything here runs on the session's event loop, the registry's executor.
+enum HistoryRecovery {
+    /// The read that answers `request` (nil: the position only).
+    static func query(for request: HistoryRequest?, policy: HistoryPolicy) -> HistoryQuery {
+        switch request {
+        case .since(let offset, _)?: HistoryQuery(after: offset, limit: policy.size)
+        case .replay(let count)?: HistoryQuery(limit: min(count, policy.size), newest: true)
+        case nil: HistoryQuery(limit: 0)
+        }
+    }
+
+    /// What the session answers and sends, from the page read and the live messages held.
+    struct Plan {
+        var recovered: Bool?
+        var position: HistoryPosition?
+        var history: [Envelope]
+        var live: [Delivery]
+    }
+
+    /// Joins the page and the held live messages (a pure function; see the type's doc).
+    static func plan(request: HistoryRequest?, page: Result<HistoryPage, HistoryError>, held: RecoveryBuffer) -> Plan {
+        let wantsRecovery: Bool = if case .since = request { true } else { false }
+        guard case .success(let page) = page else {
+            return Plan(recovered: wantsRecovery ? false : nil, position: nil, history: [], live: held.deliveries)
+        }
+        var position = page.position
+        if held.overflowed {
+            // Live messages were dropped while the read took: start the client after the last
+            // one seen, from which on nothing is missing.
+            if let last = held.lastOffset, held.lastEpoch == position.epoch, last > position.offset {
+                position.offset = last
+            } else if let epoch = held.lastEpoch, let last = held.lastOffset {
+                position = HistoryPosition(offset: last, epoch: epoch)
+            }
+            return Plan(recovered: false, position: position, history: [], live: [])
+        }
+        var history = page.messages
+        var recovered: Bool? = nil
+        if case .since(let offset, let epoch)? = request {
+            recovered = isComplete(page: page, after: offset, epoch: epoch)
+            if recovered == false { history = [] }
+        }
+        let live = held.deliveries.filter { delivery in
+            guard let offset = delivery.offset, delivery.epoch == position.epoch else { return true }
+            return offset > position.offset
+        }
+        return Plan(recovered: recovered, position: position, history: history, live: live)
+    }
+
+    /// True when `page` holds every message of stream `epoch` after `offset`, up to its position.
+    static func isComplete(page: HistoryPage, after offset: Int, epoch: String) -> Bool {
+        let current = page.position.offset
+        guard epoch == page.position.epoch, offset <= current else { return false }
+        guard offset < current else { return true }
+        return page.messages.first?.offset == offset + 1 && page.messages.last?.offset == current
+            && page.messages.count == current - offset
+    }
+}
+
+/// The live messages a session's recovery holds back for one topic.
+struct RecoveryBuffer {
+    var deliveries: [Delivery] = []
+    var overflowed = false
+    /// The last held (or dropped) message's position.
+    var lastOffset: Int?
+    var lastEpoch: String?
+
+    mutating func hold(_ delivery: Delivery, limit: Int) {
+        if let offset = delivery.offset {
+            lastOffset = offset
+            lastEpoch = delivery.epoch
+        }
+        guard !overflowed else { return }
+        guard deliveries.count < limit else {
+            overflowed = true
+            deliveries = []
+            return
+        }
+        deliveries.append(delivery)
+    }
+}
+
+/// The recoveries on one registry: per session (its transport), per topic, either holding
+/// live deliveries while the history is read, or, once answered, a *watermark*: live messages
+/// at or before the answered position may still be on their way to this loop (the history page
+/// and the live path race), and are dropped until the first one past it arrives.
+/// Empty almost always, which keeps the delivery path at one `isEmpty` check.
+struct RecoveryTable {
+    /// Live messages held per recovery before it gives up (`recovered: false`).
+    static let limit = 10_000
+
+    private enum Entry {
+        case holding(RecoveryBuffer)
+        case after(HistoryPosition)
+    }
+
+    private var table: [ObjectIdentifier: [Topic: Entry]] = [:]
+
+    var isEmpty: Bool { table.isEmpty }
+
+    /// Starts holding `topic` for `transport`; false when a recovery of it is already running.
+    mutating func begin(_ transport: WebSocketTransport, _ topic: Topic) -> Bool {
+        let key = ObjectIdentifier(transport)
+        if case .holding? = table[key]?[topic] { return false }
+        table[key, default: [:]][topic] = .holding(RecoveryBuffer())
+        return true
+    }
+
+    /// Takes `delivery` when `transport`'s recovery of `topic` holds it or it falls before the
+    /// watermark (dropped); false when it is to be written.
+    mutating func hold(_ delivery: Delivery, for transport: WebSocketTransport, topic: Topic) -> Bool {
+        let key = ObjectIdentifier(transport)
+        switch table[key]?[topic] {
+        case nil:
+            return false
+        case .holding(var buffer)?:
+            buffer.hold(delivery, limit: Self.limit)
+            table[key]![topic] = .holding(buffer)
+            return true
+        case .after(let position)?:
+            if let offset = delivery.offset, delivery.epoch == position.epoch, offset <= position.offset { return true }
+            remove(key, topic)
+            return false
+        }
+    }
+
+    /// Ends the holding, returning what it held, and keeps `watermark(buffer)` as the
+    /// watermark; nil when no recovery was running (the session left, or unsubscribed meanwhile).
+    mutating func finish(
+        _ transport: WebSocketTransport, _ topic: Topic, watermark: (RecoveryBuffer) -> HistoryPosition?
+    ) -> RecoveryBuffer? {
+        let key = ObjectIdentifier(transport)
+        guard case .holding(let buffer)? = table[key]?[topic] else { return nil }
+        if let position = watermark(buffer) {
+            table[key]![topic] = .after(position)
+        } else {
+            remove(key, topic)
+        }
+        return buffer
+    }
+
+    /// Forgets `topic` for `transport` (unsubscribed).
+    mutating func cancel(_ transport: WebSocketTransport, _ topic: Topic) {
+        remove(ObjectIdentifier(transport), topic)
+    }
+
+    mutating func forget(_ transport: WebSocketTransport) {
+        table[ObjectIdentifier(transport)] = nil
+    }
+
+    private mutating func remove(_ key: ObjectIdentifier, _ topic: Topic) {
+        table[key]?[topic] = nil
+        if table[key]?.isEmpty == true { table[key] = nil }
+    }
+}
+
+extension ConnectionRegistry {
+    /// Starts a recovery of `topic` for session `id` (subscribed already): holds its live
+    /// deliveries of the topic, reads the history, and finishes on this loop.
+    func recover(
+        _ id: Int, topic: Topic, request: HistoryRequest?, requestId: JSONValue?, adapter: any PubSubAdapter
+    ) -> Bool {
+        guard let session = sessionsById(id), recoveries.begin(session.transport, topic) else { return false }
+        let query = HistoryRecovery.query(for: request, policy: adapter.history)
+        let loop = self.loop
+        adapter.readHistory(topic, query) { page in
+            loop.execute {
+                self.assumeIsolated { $0.finishRecovery(id, topic: topic, request: request, requestId: requestId, page: page) }
+            }
+        }
+        return true
+    }
+
+    private func finishRecovery(
+        _ id: Int, topic: Topic, request: HistoryRequest?, requestId: JSONValue?, page: Result<HistoryPage, HistoryError>
+    ) {
+        guard let session = sessionsById(id) else { return }
+        var plan: HistoryRecovery.Plan?
+        guard
+            recoveries.finish(session.transport, topic, watermark: { held in
+                plan = HistoryRecovery.plan(request: request, page: page, held: held)
+                return plan!.position
+            }) != nil, let plan
+        else { return }
+        session.reply(.subscribedWithHistory(topic: topic.name, id: requestId, recovered: plan.recovered, position: plan.position))
+        let transport = session.transport
+        let allocator = ByteBufferAllocator()
+        var written = 0
+        for envelope in plan.history {
+            let frame = OutboundFrame.text(ServerMessage.message(envelope).encoded(), allocator: allocator)
+            if transport.write(frame) { written += 1 }
+        }
+        for delivery in plan.live where transport.write(delivery.frame) { written += 1 }
+        if written > 0 { transport.flush() }
+        recordRecovered(written)
+    }
+}

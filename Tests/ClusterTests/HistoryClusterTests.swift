@@ -1,0 +1,92 @@
+import ChorusClient
+import Foundation
+import Testing
+import TestSupport
+
+extension ClusterTests {
+    /// History on Redis streams across nodes: the replay race, idempotent publishes, and what a
+    /// Redis restart does to recovery with and without persistence.
+    @Suite("History and recovery across nodes (Redis)")
+    struct HistoryClusterTests {
+        @Test("replay race across two nodes: recovering from random offsets while publishing, every subscriber gets the exact sequence")
+        func replayRace() async throws {
+            try await withCluster(nodes: 2, environment: ["HISTORY_SIZE": "1000"]) { cluster in
+                let publisher = try await cluster.node(1).connect(as: "pub")
+                let report = try await ReplayRace.run(
+                    topic: "race.redis", count: 400, recoverers: 12, publisher: publisher,
+                    connect: { n in try await cluster.node(n % 2 == 0 ? 2 : 1).connect(as: "sub-\(n)") })
+                #expect(report.recoveries.count == 12)
+            }
+        }
+
+        @Test("a messageId repeated on another node is a duplicate: acknowledged, delivered and stored once")
+        func idempotentAcrossNodes() async throws {
+            try await withCluster(nodes: 2) { cluster in
+                let subscriber = try await cluster.node(2).connect(as: "alice")
+                _ = try await subscriber.subscribeWithHistory("chat.idem")
+                let first = try await cluster.node(1).connect(as: "bob")
+                let second = try await cluster.node(2).connect(as: "bob")
+                let sent = try await first.publishAcknowledged(topic: "chat.idem", data: ["n": 1], messageId: "retry-me")
+                let retried = try await second.publishAcknowledged(topic: "chat.idem", data: ["n": 1], messageId: "retry-me")
+                #expect(sent["duplicate"] as? Bool == false)
+                #expect(retried["duplicate"] as? Bool == true)
+                #expect(HistoryMark(retried) == HistoryMark(sent))
+                let next = try await second.publishAcknowledged(topic: "chat.idem", data: ["n": 2], messageId: "other")
+                let received = try await subscriber.messages(of: "chat.idem", through: try #require(next["offset"] as? Int))
+                #expect(received.map { $0["messageId"] as? String } == ["retry-me", "other"])
+                let history = try await HTTP.get(
+                    "\(cluster.node(1).baseURL)/api/history/chat.idem", headers: ["X-API-Key": Cluster.apiKey]
+                ).json()
+                #expect((history["messages"] as? [[String: Any]])?.count == 2)
+            }
+        }
+
+        @Test("Redis restarted without persistence: a subscriber coming back is told recovered:false and the new epoch")
+        func restartWithoutPersistence() async throws {
+            try await withCluster(nodes: 2) { cluster in
+                let seen = try await publishAndSee(cluster, topic: "chat.lost")
+                await cluster.redis[0].kill()
+                try await cluster.redis[0].start()
+                try await cluster.waitUntilAdapters(are: "connected")
+                let publisher = try await cluster.node(1).connect(as: "pub2")
+                let after = try #require(HistoryMark(try await publisher.publishAcknowledged(topic: "chat.lost", data: ["n": 4])))
+                #expect(after.epoch != seen.epoch, "the stream was lost: a new epoch")
+                let back = try await cluster.node(2).connect(as: "alice")
+                let reply = try await back.subscribeWithHistory("chat.lost", since: seen)
+                #expect(reply["recovered"] as? Bool == false)
+                #expect(HistoryMark(reply) == after)
+            }
+        }
+
+        @Test("Redis restarted with AOF: a subscriber coming back recovers what was published since")
+        func restartWithPersistence() async throws {
+            try await withCluster(nodes: 2) { cluster in
+                try await cluster.redis[0].enableAppendOnly()
+                let seen = try await publishAndSee(cluster, topic: "chat.kept")
+                await cluster.redis[0].stop()
+                try await cluster.redis[0].start()
+                try await cluster.waitUntilAdapters(are: "connected")
+                let publisher = try await cluster.node(1).connect(as: "pub2")
+                let after = try #require(HistoryMark(try await publisher.publishAcknowledged(topic: "chat.kept", data: ["n": 4])))
+                #expect(after == HistoryMark(offset: seen.offset + 1, epoch: seen.epoch), "the stream goes on")
+                let back = try await cluster.node(2).connect(as: "alice")
+                let reply = try await back.subscribeWithHistory("chat.kept", since: HistoryMark(offset: seen.offset - 2, epoch: seen.epoch))
+                #expect(reply["recovered"] as? Bool == true)
+                let messages = try await back.messages(of: "chat.kept", through: after.offset)
+                #expect(messages.map { $0["offset"] as? Int } == [seen.offset - 1, seen.offset, after.offset])
+            }
+        }
+
+        /// Three messages published on node 1 and received on node 2; the last one's position.
+        private func publishAndSee(_ cluster: Cluster, topic: String) async throws -> HistoryMark {
+            let subscriber = try await cluster.node(2).connect(as: "alice")
+            _ = try await subscriber.subscribeWithHistory(topic)
+            let publisher = try await cluster.node(1).connect(as: "pub")
+            for n in 1...3 { _ = try await publisher.publishAcknowledged(topic: topic, data: ["n": n]) }
+            let received = try await subscriber.messages(of: topic, through: 3)
+            await subscriber.close()
+            await publisher.close()
+            return try #require(received.last.flatMap(HistoryMark.init))
+        }
+    }
+}

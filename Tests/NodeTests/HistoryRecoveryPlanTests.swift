@@ -1,0 +1,63 @@
+import Broker
+import NIOCore
+import Testing
+
+@testable import Node
+
+@Suite("Joining a history page and the live messages held during a recovery")
+struct HistoryRecoveryPlanTests {
+    static func envelope(_ offset: Int, epoch: String = "e") -> Envelope {
+        var envelope = Envelope(id: "\(offset)", origin: "n", topic: try! Topic("t"), data: .null)
+        envelope.offset = offset
+        envelope.epoch = epoch
+        return envelope
+    }
+
+    static func held(_ offsets: [Int], epoch: String = "e") -> RecoveryBuffer {
+        var buffer = RecoveryBuffer()
+        for offset in offsets {
+            let frame = OutboundFrame.text(Array("\(offset)".utf8), allocator: ByteBufferAllocator())
+            buffer.hold(Delivery(topic: try! Topic("t"), frame: frame, offset: offset, epoch: epoch, arrivedAt: .now()), limit: 100)
+        }
+        return buffer
+    }
+
+    static func page(_ offsets: [Int], current: Int, epoch: String = "e") -> Result<HistoryPage, HistoryError> {
+        .success(HistoryPage(
+            position: HistoryPosition(offset: current, epoch: epoch), messages: offsets.map { envelope($0, epoch: epoch) },
+            oldestHeld: offsets.first))
+    }
+
+    @Test("held messages already in the page are dropped; later ones follow it")
+    func join() {
+        let plan = HistoryRecovery.plan(
+            request: .since(offset: 3, epoch: "e"), page: Self.page([4, 5, 6], current: 6), held: Self.held([5, 6, 7, 8]))
+        #expect(plan.recovered == true)
+        #expect(plan.position == HistoryPosition(offset: 6, epoch: "e"))
+        #expect(plan.history.map(\.offset) == [4, 5, 6])
+        #expect(plan.live.map(\.offset) == [7, 8])
+    }
+
+    @Test("another epoch, an offset ahead, or a trimmed one: recovered false, no history, live after the position")
+    func refusals() {
+        for request in [HistoryRequest.since(offset: 3, epoch: "old"), .since(offset: 9, epoch: "e"), .since(offset: 1, epoch: "e")] {
+            let plan = HistoryRecovery.plan(request: request, page: Self.page([4, 5, 6], current: 6), held: Self.held([6, 7]))
+            #expect(plan.recovered == false, "\(request)")
+            #expect(plan.history.isEmpty)
+            #expect(plan.live.map(\.offset) == [7])
+        }
+    }
+
+    @Test("too many live messages held: recovered false from the last one seen")
+    func overflow() {
+        var buffer = RecoveryBuffer()
+        for offset in 7...20 {
+            let frame = OutboundFrame.text([], allocator: ByteBufferAllocator())
+            buffer.hold(Delivery(topic: try! Topic("t"), frame: frame, offset: offset, epoch: "e", arrivedAt: .now()), limit: 5)
+        }
+        let plan = HistoryRecovery.plan(request: .since(offset: 3, epoch: "e"), page: Self.page([4, 5, 6], current: 6), held: buffer)
+        #expect(plan.recovered == false)
+        #expect(plan.position == HistoryPosition(offset: 20, epoch: "e"))
+        #expect(plan.history.isEmpty && plan.live.isEmpty)
+    }
+}

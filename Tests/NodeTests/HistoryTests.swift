@@ -1,0 +1,184 @@
+import ChorusClient
+import Foundation
+import Testing
+import TestSupport
+
+@Suite("History and recovery on one node (memory adapter)")
+struct HistoryTests {
+    static let environment = ["WEBSOCKET_MAX_MESSAGES_PER_SECOND": "100000"]
+
+    @Test("messages on a topic with history carry offsets 1, 2, 3 and an epoch; subscribed states the position")
+    func offsetsAndPosition() async throws {
+        try await withNode(Self.environment) { node in
+            let alice = try await node.connect(as: "alice")
+            let first = try await alice.subscribeWithHistory("chat.lobby")
+            #expect(first["offset"] as? Int == 0)
+            let epoch = try #require(first["epoch"] as? String)
+            #expect(first["recovered"] == nil, "recovered answers a since only")
+            let bob = try await node.connect(as: "bob")
+            for seq in 1...3 {
+                let ack = try await bob.publishAcknowledged(topic: "chat.lobby", data: ["seq": seq])
+                #expect(ack["offset"] as? Int == seq)
+                #expect(ack["epoch"] as? String == epoch)
+                #expect(ack["duplicate"] as? Bool == false)
+            }
+            let messages = try await alice.messages(of: "chat.lobby", through: 3)
+            #expect(messages.map { $0["offset"] as? Int } == [1, 2, 3])
+            #expect(messages.allSatisfy { $0["epoch"] as? String == epoch })
+            let again = try await bob.subscribeWithHistory("chat.lobby")
+            #expect(HistoryMark(again) == HistoryMark(offset: 3, epoch: epoch))
+        }
+    }
+
+    @Test("a subscriber that comes back with since gets exactly what it missed, then live")
+    func sinceRecovers() async throws {
+        try await withNode(Self.environment) { node in
+            let publisher = try await node.connect(as: "pub")
+            let phone = try await node.connect(as: "alice")
+            _ = try await phone.subscribeWithHistory("chat.lobby")
+            _ = try await publisher.publishAcknowledged(topic: "chat.lobby", data: ["seq": 1])
+            let seen = try #require(try await phone.messages(of: "chat.lobby", through: 1).last.flatMap(HistoryMark.init))
+            await phone.close()
+            for seq in 2...5 { _ = try await publisher.publishAcknowledged(topic: "chat.lobby", data: ["seq": seq]) }
+
+            let back = try await node.connect(as: "alice")
+            let reply = try await back.subscribeWithHistory("chat.lobby", since: seen)
+            #expect(reply["recovered"] as? Bool == true)
+            #expect(reply["offset"] as? Int == 5)
+            _ = try await publisher.publishAcknowledged(topic: "chat.lobby", data: ["seq": 6])
+            let messages = try await back.messages(of: "chat.lobby", through: 6)
+            #expect(messages.map { $0["offset"] as? Int } == [2, 3, 4, 5, 6])
+            #expect(messages.map { ($0["data"] as? [String: Any])?["seq"] as? Int } == [2, 3, 4, 5, 6])
+        }
+    }
+
+    @Test("recovery is refused honestly: another epoch, an offset ahead, or one trimmed past HISTORY_SIZE")
+    func honestFailure() async throws {
+        try await withNode(Self.environment.merging(["HISTORY_SIZE": "3"]) { $1 }) { node in
+            let publisher = try await node.connect(as: "pub")
+            var last: HistoryMark?
+            for seq in 1...5 {
+                last = HistoryMark(try await publisher.publishAcknowledged(topic: "chat.t", data: ["seq": seq]))
+            }
+            var current = try #require(last)
+            for since in [
+                HistoryMark(offset: 2, epoch: "another-epoch"), HistoryMark(offset: 99, epoch: current.epoch),
+                HistoryMark(offset: 1, epoch: current.epoch),
+            ] {
+                let client = try await node.connect(as: "alice")
+                let reply = try await client.subscribeWithHistory("chat.t", since: since)
+                #expect(reply["recovered"] as? Bool == false, "since \(since)")
+                #expect(HistoryMark(reply) == current, "the current position, to start from")
+                _ = try await publisher.publishAcknowledged(topic: "chat.t", data: ["marker": true])
+                let next = try await client.next(type: "message")
+                #expect(next["offset"] as? Int == current.offset + 1, "nothing from history, only live")
+                last = HistoryMark(next)
+                current = try #require(last)
+                await client.close()
+            }
+            // Three markers later (offsets 6...8), the last three are held: a since of 5 recovers.
+            let edge = try await node.connect(as: "alice")
+            let kept = try #require(last)
+            let reply = try await edge.subscribeWithHistory("chat.t", since: HistoryMark(offset: kept.offset - 3, epoch: kept.epoch))
+            #expect(reply["recovered"] as? Bool == true, "the last HISTORY_SIZE messages are still held")
+            #expect(try await edge.messages(of: "chat.t", through: kept.offset).count == 3)
+        }
+    }
+
+    @Test("replay sends the last N messages (at most HISTORY_SIZE), then live")
+    func replay() async throws {
+        try await withNode(Self.environment.merging(["HISTORY_SIZE": "4"]) { $1 }) { node in
+            let publisher = try await node.connect(as: "pub")
+            for seq in 1...6 { _ = try await publisher.publishAcknowledged(topic: "chat.r", data: ["seq": seq]) }
+            let two = try await node.connect(as: "a")
+            #expect(try await two.subscribeWithHistory("chat.r", replay: 2)["offset"] as? Int == 6)
+            #expect(try await two.messages(of: "chat.r", through: 6).map { $0["offset"] as? Int } == [5, 6])
+            let all = try await node.connect(as: "b")
+            _ = try await all.subscribeWithHistory("chat.r", replay: 50)
+            _ = try await publisher.publishAcknowledged(topic: "chat.r", data: ["seq": 7])
+            #expect(try await all.messages(of: "chat.r", through: 7).map { $0["offset"] as? Int } == [3, 4, 5, 6, 7])
+        }
+    }
+
+    @Test("since or replay on a pattern, or on a topic without history, is a 400 naming the field")
+    func refusedRequests() async throws {
+        try await withNode(Self.environment.merging(["HISTORY_TOPICS": "chat.**"]) { $1 }) { node in
+            let client = try await node.connect(as: "a")
+            for (request, field) in [
+                (["type": "subscribe", "topic": "chat.*", "since": ["offset": 1, "epoch": "e"]] as [String: Any], "since"),
+                (["type": "subscribe", "topic": "chat.**", "replay": 5], "replay"),
+                (["type": "subscribe", "topic": "other.topic", "replay": 5], "replay"),
+                (["type": "subscribe", "topic": "chat.a", "replay": -1], "replay"),
+                (["type": "subscribe", "topic": "chat.a", "since": ["offset": 1]], "since"),
+            ] {
+                let reply = try await client.request(request)
+                #expect(reply["type"] as? String == "error")
+                #expect(reply["code"] as? Int == 400)
+                #expect((reply["details"] as? [String: Any])?["field"] as? String == field, "\(request)")
+                #expect((reply["message"] as? String)?.contains(field) == true)
+            }
+            let plain = try await client.request(["type": "subscribe", "topic": "other.topic"])
+            #expect(plain["type"] as? String == "subscribed")
+            #expect(plain["offset"] == nil, "a topic without history has no position")
+        }
+    }
+
+    @Test("a repeated messageId is acknowledged as a duplicate and delivered once")
+    func idempotentPublish() async throws {
+        try await withNode(Self.environment) { node in
+            let alice = try await node.connect(as: "alice")
+            _ = try await alice.subscribeWithHistory("chat.idem")
+            let bob = try await node.connect(as: "bob")
+            let first = try await bob.publishAcknowledged(topic: "chat.idem", data: ["n": 1], messageId: "m-1")
+            let retry = try await bob.publishAcknowledged(topic: "chat.idem", data: ["n": 1], messageId: "m-1")
+            #expect(first["duplicate"] as? Bool == false)
+            #expect(retry["duplicate"] as? Bool == true)
+            #expect(retry["offset"] as? Int == first["offset"] as? Int)
+            #expect(retry["messageId"] as? String == "m-1")
+            let other = try await bob.publishAcknowledged(topic: "chat.idem", data: ["n": 2], messageId: "m-2")
+            let messages = try await alice.messages(of: "chat.idem", through: try #require(other["offset"] as? Int))
+            #expect(messages.map { $0["messageId"] as? String } == ["m-1", "m-2"], "the retry was not delivered")
+        }
+    }
+
+    @Test("replay race: subscribers recovering from random offsets while publishing get the exact sequence",
+          arguments: [1, 2])
+    func replayRace(round: Int) async throws {
+        try await withNode(Self.environment.merging(["HISTORY_SIZE": "1000"]) { $1 }) { node in
+            let publisher = try await node.connect(as: "pub")
+            let report = try await ReplayRace.run(
+                topic: "race.r\(round)", count: 400, recoverers: 12, publisher: publisher,
+                connect: { n in try await node.connect(as: "sub-\(n)") })
+            #expect(report.recoveries.count == 12)
+        }
+    }
+
+    @Test("GET /api/history/{topic} pages through the history with limit, before and after")
+    func httpHistory() async throws {
+        try await withNode(Self.environment) { node in
+            let publisher = try await node.connect(as: "pub")
+            for seq in 1...5 { _ = try await publisher.publishAcknowledged(topic: "chat.h", data: ["seq": seq]) }
+            let auth = ["Authorization": "Bearer \(node.token("reader"))"]
+            func offsets(_ query: String) async throws -> (Int, [Int?]) {
+                let response = try await HTTP.get("\(node.baseURL)/api/history/chat.h\(query)", headers: auth)
+                #expect(response.status == 200, "\(query): \(response.text)")
+                let body = try response.json()
+                #expect(body["topic"] as? String == "chat.h")
+                #expect(body["epoch"] as? String != nil)
+                let messages = body["messages"] as? [[String: Any]] ?? []
+                #expect(messages.allSatisfy { $0["type"] as? String == "message" })
+                return (body["offset"] as? Int ?? -1, messages.map { $0["offset"] as? Int })
+            }
+            #expect(try await offsets("") == (5, [1, 2, 3, 4, 5]))
+            #expect(try await offsets("?limit=2") == (5, [4, 5]))
+            #expect(try await offsets("?after=3") == (5, [4, 5]))
+            #expect(try await offsets("?before=3") == (5, [1, 2]))
+            #expect(try await offsets("?after=1&before=5&limit=2") == (5, [2, 3]))
+            #expect(try await HTTP.get("\(node.baseURL)/api/history/chat.h").status == 401)
+            #expect(try await HTTP.get("\(node.baseURL)/api/history/chat.*", headers: auth).status == 400)
+            #expect(try await HTTP.get("\(node.baseURL)/api/history/chat.h?limit=x", headers: auth).status == 400)
+            let other = ["Authorization": "Bearer \(node.token("mallory"))"]
+            #expect(try await HTTP.get("\(node.baseURL)/api/history/messages.user.reader", headers: other).status == 403)
+        }
+    }
+}
