@@ -30,10 +30,10 @@ public struct HistoryPolicy: Sendable, Equatable {
         return patterns.contains { $0.matches(topic) }
     }
 
-    /// The topic whose history stores `envelope`, if any: a topic message (not a user's) on a
-    /// covered topic.
+    /// The topic whose history stores `envelope`, if any: a topic message (not a user's, and
+    /// not a presence or typing signal, which are ephemeral) on a covered topic.
     public func topic(of envelope: Envelope) -> Topic? {
-        guard envelope.userId == nil, let topic = envelope.topic, covers(topic) else { return nil }
+        guard envelope.userId == nil, envelope.kind == nil, let topic = envelope.topic, covers(topic) else { return nil }
         return topic
     }
 }

@@ -181,4 +181,26 @@ struct HistoryTests {
             #expect(try await HTTP.get("\(node.baseURL)/api/history/messages.user.reader", headers: other).status == 403)
         }
     }
+
+    @Test("typing indicators and presence events on a topic with history are not stored: offsets count messages only")
+    func signalsStayOutOfHistory() async throws {
+        try await withNode(Self.environment) { node in
+            let watcher = try await node.connect(as: "watcher")
+            try await watcher.send(json: [
+                "type": "subscribe", "topic": "rooms.h", "presenceEvents": true, "id": "watch",
+            ])
+            _ = try await watcher.next(type: "subscribed")
+            let typist = try await node.connect(as: "typist")
+            try await typist.send(json: ["type": "subscribe", "topic": "rooms.h", "presence": true, "id": "join"])
+            _ = try await typist.next(type: "subscribed")
+            try await typist.typing("rooms.h", "start")
+            #expect(try await watcher.next(type: "typing")["state"] as? String == "start")
+            let ack = try await typist.publishAcknowledged(topic: "rooms.h", data: ["text": "hello"])
+            #expect(ack["offset"] as? Int == 1, "the join and the typing indicator took no offset")
+            let late = try await node.connect(as: "late")
+            _ = try await late.subscribeWithHistory("rooms.h", replay: 10)
+            let replayed = try await late.messages(of: "rooms.h", through: 1)
+            #expect(replayed.map { $0["type"] as? String } == ["message"])
+        }
+    }
 }

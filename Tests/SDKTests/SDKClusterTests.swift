@@ -11,7 +11,6 @@ struct SDKClusterTests {
         try await withCluster(nodes: 2) { cluster in
             let tokens = TokenGate(user: "olivia")
             var configuration = ChorusClient.Configuration()
-            configuration.publishAcknowledgements = NodeFeatures.publishAcknowledgements
             let client = try ChorusClient(
                 url: "ws://127.0.0.1:\(cluster.nginx.port)/ws", configuration: configuration, getToken: tokens.provider)
             let events = await client.events()
@@ -48,12 +47,10 @@ struct SDKClusterTests {
             }
             #expect(await client.state == .connected(userId: "olivia"))
             #expect(try await Self.authenticatedConnections(on: other) == 1, "the client is on the other node")
-            if NodeFeatures.history {
-                #expect(recovered == true)
-                for n in 1...3 { 
-                    let missed = await messages.next()
-                    #expect(missed?.data == ["n": .integer(Int64(n))], "missed message \(n)")
-                }
+            #expect(recovered == true)
+            for n in 1...3 {
+                let missed = await messages.next()
+                #expect(missed?.data == ["n": .integer(Int64(n))], "missed message \(n)")
             }
             try await client.publish("chat.lobby", ["n": 4])
             let live = await messages.next()
@@ -62,8 +59,7 @@ struct SDKClusterTests {
         }
     }
 
-    @Test("when more was published during a drain than the history keeps, the client reports recoveryFailed and carries on live",
-          .enabled(if: NodeFeatures.history, "the node has no history yet (issue 11)"))
+    @Test("when more was published during a drain than the history keeps, the client reports recoveryFailed and carries on live")
     func recoveryFails() async throws {
         try await withCluster(nodes: 2, environment: ["HISTORY_SIZE": "2"]) { cluster in
             let tokens = TokenGate(user: "peggy")

@@ -9,11 +9,9 @@ import TestSupport
 struct SDKNodeTests {
     private static func url(_ node: NodeProcess) -> String { "ws://127.0.0.1:\(node.port)/ws" }
 
-    /// A configuration for the node under test: publish acknowledgements when it sends them.
+    /// The SDK's default configuration (publish acknowledgements on).
     private static func configuration() -> ChorusClient.Configuration {
-        var configuration = ChorusClient.Configuration()
-        configuration.publishAcknowledgements = NodeFeatures.publishAcknowledgements
-        return configuration
+        ChorusClient.Configuration()
     }
 
     @Test("a client connects, subscribes, publishes and receives what it published")
@@ -25,7 +23,7 @@ struct SDKNodeTests {
             let subscription = try await client.subscribe("chat.lobby")
             let receipt = try await client.publish("chat.lobby", ["text": "hello", "n": 1], metadata: ["room": "lobby"])
             #expect(receipt.topic == "chat.lobby")
-            #expect(receipt.acknowledged == NodeFeatures.publishAcknowledgements)
+            #expect(receipt.acknowledged)
             #expect(!receipt.duplicate)
             var messages = subscription.makeAsyncIterator()
             let message = try #require(await messages.next())
@@ -39,8 +37,7 @@ struct SDKNodeTests {
         }
     }
 
-    @Test("a publish is acknowledged by the node's published reply with its messageId, and a repeated messageId is a duplicate",
-          .enabled(if: NodeFeatures.publishAcknowledgements, "the node does not send 'published' yet (issue 11)"))
+    @Test("a publish is acknowledged by the node's published reply with its messageId, and a repeated messageId is a duplicate")
     func acknowledgedPublish() async throws {
         try await withNodeProcess { node in
             let client = try ChorusClient(url: Self.url(node), token: node.token("alice"))
@@ -254,8 +251,7 @@ struct SDKNodeTests {
         }
     }
 
-    @Test("presence: a member joins with data, is listed by members(), others see the join, and cancelling leaves",
-          .enabled(if: NodeFeatures.presence, "the node has no presence yet (issue 12)"))
+    @Test("presence: a member joins with data, is listed by members(), others see the join, and cancelling leaves")
     func presence() async throws {
         try await withNodeProcess { node in
             let watcher = try ChorusClient(url: Self.url(node), token: node.token("judy"))
@@ -276,8 +272,7 @@ struct SDKNodeTests {
         }
     }
 
-    @Test("typing: another member sees start, then stop",
-          .enabled(if: NodeFeatures.typing, "the node has no typing messages yet (issue 12)"))
+    @Test("typing: another member sees start, then stop")
     func typing() async throws {
         try await withNodeProcess { node in
             let watcher = try ChorusClient(url: Self.url(node), token: node.token("lena"))
@@ -298,8 +293,7 @@ struct SDKNodeTests {
         }
     }
 
-    @Test("markRead records the read and the topic's subscribers receive message.read",
-          .enabled(if: NodeFeatures.readReceipts, "the node has no read receipts yet (issue 12)"))
+    @Test("markRead records the read and the topic's subscribers receive message.read")
     func readReceipt() async throws {
         try await withNodeProcess { node in
             let posted = try await HTTP.post(

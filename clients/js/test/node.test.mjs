@@ -1,7 +1,6 @@
 // The SDK against real nodes: two `chorus` nodes sharing a real redis-server behind nginx, all
 // started by this file and stopped at its end (each node must exit 0 after SIGTERM, no crash).
-// Features the node has not got yet (see docs/protocol.md) are probed once and their tests
-// skipped with the reason.
+// Every feature is probed once (support/cluster.mjs): a node that lacks one fails the suite.
 import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
