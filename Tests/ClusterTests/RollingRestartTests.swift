@@ -30,7 +30,6 @@ extension ClusterTests {
 
         @Test(
             "3 nodes restarted one after another: 0 missing, 0 duplicated, every recovery recovered:true",
-            .disabled("passed once (16 s); on the loaded shared machine later runs timed out or hung while nginx had every node marked failed (max_fails/fail_timeout) during the restarts: the harness needs work before this can gate"),
             .timeLimit(.minutes(3)))
         func rollingRestart() async throws {
             try await withCluster(nodes: 3) { cluster in
