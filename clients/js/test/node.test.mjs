@@ -167,7 +167,7 @@ describe("on two nodes behind nginx", () => {
   });
 
   test("publish resolves with the node's published reply; the same messageId again is a duplicate, delivered once", async (t) => {
-    if (!features.publishAcks) return t.skip("the node does not acknowledge publishes yet (PROTOCOL-PLAN 'published')");
+    if (!features.publishAcks) return t.skip("the node does not acknowledge publishes yet");
     const topic = `rooms.${unique()}`;
     const alice = client(cluster.wsURL, "alice");
     await alice.connect();
@@ -186,7 +186,7 @@ describe("on two nodes behind nginx", () => {
   });
 
   test("replay: a new subscriber gets the last messages, then live ones, with offsets", async (t) => {
-    if (!features.history) return t.skip("the node has no history yet (PROTOCOL-PLAN 'History and recovery')");
+    if (!features.history) return t.skip("the node has no history yet");
     const topic = `rooms.${unique()}`;
     const alice = client(cluster.wsURL, "alice", acks());
     await alice.connect();
@@ -205,7 +205,7 @@ describe("on two nodes behind nginx", () => {
   });
 
   test("presence: join with data, members() lists both users, and join/leave events arrive", async (t) => {
-    if (!features.presence) return t.skip("the node has no presence yet (PROTOCOL-PLAN 'Presence and typing')");
+    if (!features.presence) return t.skip("the node has no presence yet");
     const topic = `rooms.${unique()}`;
     const alice = client(cluster.node(1).wsURL, "alice", acks());
     const bob = client(cluster.node(2).wsURL, "bob", acks());
@@ -224,7 +224,7 @@ describe("on two nodes behind nginx", () => {
   });
 
   test("typing: many keystrokes send one start, and a stop follows on its own", async (t) => {
-    if (!features.typing) return t.skip("the node has no typing yet (PROTOCOL-PLAN 'Presence and typing')");
+    if (!features.typing) return t.skip("the node has no typing yet");
     const topic = `rooms.${unique()}`;
     const alice = client(cluster.node(1).wsURL, "alice", { ...acks(), typingTimeout: 200 });
     const bob = client(cluster.node(2).wsURL, "bob", acks());
@@ -243,7 +243,7 @@ describe("on two nodes behind nginx", () => {
   });
 
   test("read receipts: markRead resolves with read_recorded, and the author sees message.read on the room", async (t) => {
-    if (!features.readReceipts) return t.skip("the node has no read receipts yet (PROTOCOL-PLAN 'Read receipts')");
+    if (!features.readReceipts) return t.skip("the node has no read receipts yet");
     const register = async (username) => (await http(`${cluster.url}/api/auth/register`, {
       method: "POST", headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ username, password: "correct horse battery" }),

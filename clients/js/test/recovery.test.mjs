@@ -1,4 +1,4 @@
-// Recovery with history (PROTOCOL-PLAN 'History and recovery'), on two nodes behind nginx with
+// Recovery with history, on two nodes behind nginx with
 // HISTORY_SIZE=5 on rooms.** only: a client away for fewer messages than the history holds gets them all on
 // reconnecting; one away for more is told with `recoveryFailed` and continues from the node's
 // position. Skipped on a node without history.
