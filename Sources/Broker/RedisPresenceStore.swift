@@ -67,15 +67,33 @@ public final class RedisPresenceStore: PresenceStore {
     ///   - urls: the servers of `PUBSUB_REDIS_URL`, in order (the topic's channel server holds
     ///     its presence).
     ///   - ttl: `PRESENCE_TTL`.
-    public init(urls: [RedisURL], prefix: String, nodeId: String, timeout: Duration, ttl: Duration, logger: Logger) {
+    public convenience init(urls: [RedisURL], prefix: String, nodeId: String, timeout: Duration, ttl: Duration, logger: Logger) {
         precondition(!urls.isEmpty, "RedisPresenceStore needs at least one Redis URL")
+        let queues = urls.enumerated().map { index, url in
+            RedisCommandQueue(url: url, timeout: timeout, clientName: "presence-\(index)")
+        }
+        self.init(queues: queues, prefix: prefix, nodeId: nodeId, ttl: ttl, logger: logger)
+    }
+
+    /// One server per master name of `sentinel`, each found and followed through the Sentinels,
+    /// sharded over the names exactly as the adapter shards its channels.
+    public convenience init(
+        sentinel: RedisSentinelSettings, prefix: String, nodeId: String, timeout: Duration, ttl: Duration, logger: Logger
+    ) {
+        let queues = sentinel.masters.enumerated().map { index, master in
+            RedisCommandQueue(
+                sentinel: RedisSentinelDiscovery(sentinels: sentinel.sentinels, master: master, timeout: timeout),
+                clientName: "presence-\(index)")
+        }
+        self.init(queues: queues, prefix: prefix, nodeId: nodeId, ttl: ttl, logger: logger)
+    }
+
+    private init(queues: [RedisCommandQueue], prefix: String, nodeId: String, ttl: Duration, logger: Logger) {
         self.nodeId = nodeId
         self.instance = "\(nodeId)/\(String(UInt64.random(in: 0...UInt64.max), radix: 36))"
         self.keyPrefix = prefix + "@presence:"
-        self.channels = RedisChannels(prefix: prefix, serverCount: urls.count)
-        self.queues = urls.enumerated().map { index, url in
-            RedisCommandQueue(url: url, timeout: timeout, clientName: "presence-\(index)")
-        }
+        self.channels = RedisChannels(prefix: prefix, serverCount: queues.count)
+        self.queues = queues
         self.ttlMilliseconds = max(1, Int(ttl.components.seconds * 1000 + ttl.components.attoseconds / 1_000_000_000_000_000))
         var writer = JSONWriter()
         writer.string(nodeId)

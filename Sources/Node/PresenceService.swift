@@ -28,6 +28,10 @@ final class PresenceService: Sendable {
         switch configuration.adapter {
         case .memory:
             store = LocalPresenceStore(origin: configuration.nodeId) { broker.publish($0) }
+        case .redis where configuration.redisSentinel != nil:
+            store = RedisPresenceStore(
+                sentinel: configuration.redisSentinel!, prefix: configuration.redisPrefix, nodeId: configuration.nodeId,
+                timeout: configuration.redisTimeout, ttl: configuration.presenceTTL, logger: logger)
         case .redis:
             store = RedisPresenceStore(
                 urls: configuration.redisURLs, prefix: configuration.redisPrefix, nodeId: configuration.nodeId,

@@ -19,6 +19,24 @@ extension ClusterTests {
             }
         }
 
+        @Test("presence finds Redis through Sentinel too: a member on one node is listed, cluster-wide, on the other")
+        func presenceThroughSentinel() async throws {
+            try await withSentinelGroup { group in
+                try await withCluster(nodes: 2, redisServers: 0, environment: group.nodeEnvironment) { cluster in
+                    let alice = try await cluster.node(1).connect(as: "alice")
+                    try await alice.subscribe("rooms.ha", member: true, events: false)
+                    let bob = try await cluster.node(2).connect(as: "bob")
+                    var state: PresenceState?
+                    let listed = await eventually(within: .seconds(20)) {
+                        state = try? await bob.presenceState("rooms.ha")
+                        return state?.connections["alice"] == 1
+                    }
+                    #expect(listed, "node 2 lists node 1's member: \(String(describing: state))")
+                    #expect(state?.scope == nil, "answered from Redis, not from the node alone")
+                }
+            }
+        }
+
         static func run(_ cluster: Cluster, _ group: RedisSentinelGroup) async throws {
             let topic = "ha.t"
             let (master, replica) = (group.servers[0], group.servers[1])
