@@ -59,11 +59,17 @@ public struct PublishOutcome: Sendable, Equatable {
     /// The `messageId` was seen before on this topic: nothing was stored or delivered again;
     /// `position` is the first message's.
     public var duplicate: Bool
+    /// Why the message was not accepted (a full queue, Redis refused the script); nil when it was.
+    public var refusal: String?
 
-    public init(position: HistoryPosition? = nil, duplicate: Bool = false) {
+    public init(position: HistoryPosition? = nil, duplicate: Bool = false, refusal: String? = nil) {
         self.position = position
         self.duplicate = duplicate
+        self.refusal = refusal
     }
+
+    /// Not accepted: the publisher gets an `error` instead of `published`.
+    public static func refused(_ reason: String) -> PublishOutcome { PublishOutcome(refusal: reason) }
 
     /// Accepted for delivery, with no history position.
     public static let accepted = PublishOutcome()

@@ -66,8 +66,8 @@ public final class MemoryAdapter: PubSubAdapter {
         if schedule {
             queue.async { self.drain() }
         }
-        if let completion, accepted {
-            completion(outcome)
+        if let completion {
+            completion(accepted ? outcome : .refused("the node's publish queue is full (PUBSUB_MEMORY_MAX_MESSAGES)"))
         }
     }
 

@@ -188,6 +188,7 @@ extension RedisServerLink {
                     outgoing.completion?(outcome)
                     continue
                 }
+                outgoing.completion?(.refused("Redis refused the history script: \(reply)"))
             }
             if case .error(let message) = reply, firstError == nil { firstError = message }
         }
@@ -198,8 +199,9 @@ extension RedisServerLink {
                 if let outcome = RedisHistory.outcome(reply) {
                     counters.countHistory(duplicate: outcome.duplicate)
                     outgoing.completion?(outcome)
-                } else if case .error(let message) = reply, firstError == nil {
-                    firstError = message
+                } else {
+                    outgoing.completion?(.refused("Redis refused the history script: \(reply)"))
+                    if case .error(let message) = reply, firstError == nil { firstError = message }
                 }
             }
         }

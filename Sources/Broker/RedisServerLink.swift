@@ -286,16 +286,16 @@ final class RedisServerLink: Sendable {
         let outgoing = RedisOutgoing(
             channel: channel, envelope: envelope, payload: EnvelopeCodec.encode(envelope), historyTopic: historyTopic,
             completion: completion.map(PublishCompletionOnce.init))
-        enum Wake { case none, publisher, subscriber }
+        enum Wake { case none, dropped, publisher, subscriber }
         let wake = state.withLock { state -> Wake in
             guard !state.machine.stopping, state.deliver != nil else {
                 counters.countDropped()
-                return .none
+                return .dropped
             }
             if state.machine.publishesThroughRedis {
                 guard state.queue.append(outgoing) else {
                     counters.countDropped()
-                    return .none
+                    return .dropped
                 }
                 guard state.publisherSleeping else { return .none }
                 state.publisherSleeping = false
@@ -304,13 +304,14 @@ final class RedisServerLink: Sendable {
             let wasEmpty = state.local.isEmpty
             guard state.local.append(outgoing) else {
                 counters.countDropped()
-                return .none
+                return .dropped
             }
             counters.countPublishedInFallback()
             return wasEmpty ? .subscriber : .none
         }
         switch wake {
         case .none: break
+        case .dropped: outgoing.completion?(.refused("the node's Redis publish queue is full or the node is stopping"))
         case .publisher: publisherWake.signal()
         case .subscriber: subscriberWake.signal()
         }

@@ -316,7 +316,13 @@ final class WebSocketSession: WebSocketTransportDelegate {
         let loop = registry.loop
         return { outcome in
             loop.execute {
-                session.value.reply(.published(topic: topic.name, id: requestId, messageId: messageId, outcome: outcome))
+                if let refusal = outcome.refusal {
+                    session.value.reply(.error(
+                        code: 503, message: "message not accepted: \(refusal); publish it again",
+                        details: .object(["topic": .string(topic.name)]), id: requestId))
+                } else {
+                    session.value.reply(.published(topic: topic.name, id: requestId, messageId: messageId, outcome: outcome))
+                }
             }
         }
     }

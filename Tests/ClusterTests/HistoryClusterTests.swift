@@ -41,6 +41,23 @@ extension ClusterTests {
             }
         }
 
+        @Test("Redis refusing the history script (out of memory) answers the publisher with an error, never silence")
+        func refusedScriptIsAnswered() async throws {
+            try await withCluster(nodes: 1) { cluster in
+                let publisher = try await cluster.node(1).connect(as: "bob")
+                _ = try await publisher.publishAcknowledged(topic: "chat.oom", data: ["n": 1])
+                _ = try await cluster.redis[0].command(["CONFIG", "SET", "maxmemory-policy", "noeviction"])
+                _ = try await cluster.redis[0].command(["CONFIG", "SET", "maxmemory", "1"])
+                try await publisher.send(json: ["type": "message", "topic": "chat.oom", "data": ["n": 2], "id": "oom"])
+                let reply = try await publisher.next(type: "error", timeout: .seconds(20))
+                #expect(reply["id"] as? String == "oom")
+                #expect(reply["code"] as? Int == 503)
+                _ = try await cluster.redis[0].command(["CONFIG", "SET", "maxmemory", "0"])
+                let after = try await publisher.publishAcknowledged(topic: "chat.oom", data: ["n": 3])
+                #expect(after["offset"] as? Int == 2, "the refused message took no offset")
+            }
+        }
+
         @Test("Redis restarted without persistence: a subscriber coming back is told recovered:false and the new epoch")
         func restartWithoutPersistence() async throws {
             try await withCluster(nodes: 2) { cluster in
