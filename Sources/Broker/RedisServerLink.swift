@@ -184,16 +184,18 @@ final class RedisServerLink: Sendable {
     /// No `deliver` call starts after this returns.
     func stop() async {
         var settled: [@Sendable () -> Void] = []
+        var unsent: [RedisOutgoing] = []
         update { state in
             state.deliver = nil
-            _ = state.queue.takeAll()
-            _ = state.local.takeAll()
+            unsent = state.queue.takeAll() + state.local.takeAll()
             state.inFlight = nil
             settled = state.settling.releaseAll()
             return state.machine.stop()
         }
         sentinelWake?.signal()
         for body in settled { body() }
+        // Their publishers are answered rather than left waiting (an HTTP publish awaits this).
+        for outgoing in unsent { outgoing.completion?(.refused("the node is stopping")) }
         await commands.close()
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let finished = threads.withLock { threads in

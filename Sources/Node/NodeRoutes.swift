@@ -116,13 +116,17 @@ struct NodeRoutes {
             guard let text = value.stringValue else { throw APIError(400, "'\(name)' must be a string") }
             return text
         }
-        let topicName: String?, userId: String?, eventType: String?
+        let topicName: String?, userId: String?, eventType: String?, messageId: String?
         do {
             topicName = try text("topic")
             userId = try text("userId")
             eventType = try text("eventType")
+            messageId = try text("messageId")
         } catch {
             return error.response
+        }
+        if let messageId, messageId.isEmpty || messageId.utf8.count > HistoryRequest.maxMessageIdLength {
+            return Self.error(400, "'messageId' must be a non-empty string of at most \(HistoryRequest.maxMessageIdLength) bytes")
         }
         guard let data = input["data"] else { return Self.error(400, "'data' is required") }
         guard topicName != nil || userId != nil else {
@@ -151,14 +155,35 @@ struct NodeRoutes {
             metadata = given
         }
         metadata = metadata.settingMember("senderId", to: .string(sender))
-        let envelope = Envelope(
+        var envelope = Envelope(
             id: node.ids.next(), origin: node.configuration.nodeId, topic: topic, userId: userId,
             eventType: eventType, data: data, metadata: metadata)
+        envelope.messageId = messageId
         node.counters.messagesIn.add(1, ordering: .relaxed)
         node.metrics.published()
-        node.broker.publish(envelope)
+        // The adapter's outcome: the history position, or a duplicate `messageId`.
+        let outcome = await withCheckedContinuation { continuation in
+            node.broker.publish(envelope) { continuation.resume(returning: $0) }
+        }
+        if let refusal = outcome.refusal {
+            return Self.error(503, "message not accepted: \(refusal); publish it again")
+        }
         return Self.json(
-            ["id": envelope.id, "timestamp": ISO8601.string(envelope.timestamp)], status: .accepted)
+            encodable: PublishAccepted(
+                id: envelope.id, timestamp: ISO8601.string(envelope.timestamp), messageId: messageId,
+                offset: outcome.position?.offset, epoch: outcome.position?.epoch,
+                duplicate: messageId == nil ? nil : outcome.duplicate),
+            status: .accepted)
+    }
+
+    /// The answer to `POST /api/publish`.
+    private struct PublishAccepted: Encodable {
+        var id: String
+        var timestamp: String
+        var messageId: String?
+        var offset: Int?
+        var epoch: String?
+        var duplicate: Bool?
     }
 
     // MARK: JSON responses

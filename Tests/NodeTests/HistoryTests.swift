@@ -203,4 +203,25 @@ struct HistoryTests {
             #expect(replayed.map { $0["type"] as? String } == ["message"])
         }
     }
+
+    @Test("POST /api/publish takes a messageId too: a retried request is a duplicate, delivered and stored once")
+    func idempotentHTTPPublish() async throws {
+        try await withNode(Self.environment) { node in
+            let subscriber = try await node.connect(as: "alice")
+            _ = try await subscriber.subscribeWithHistory("chat.http")
+            let auth = ["Authorization": "Bearer \(node.token("bob"))"]
+            let body: [String: Any] = ["topic": "chat.http", "data": ["n": 1], "messageId": "retry-1"]
+            let first = try await HTTP.post("\(node.baseURL)/api/publish", json: body, headers: auth)
+            let again = try await HTTP.post("\(node.baseURL)/api/publish", json: body, headers: auth)
+            #expect(first.status == 202 && again.status == 202)
+            let (sent, retried) = (try first.json(), try again.json())
+            #expect(sent["offset"] as? Int == 1 && sent["duplicate"] as? Bool == false)
+            #expect(retried["offset"] as? Int == 1 && retried["duplicate"] as? Bool == true)
+            let next = try await node.connect(as: "carol").publishAcknowledged(topic: "chat.http", data: ["n": 2])
+            let received = try await subscriber.messages(of: "chat.http", through: try #require(next["offset"] as? Int))
+            #expect(received.map { $0["messageId"] as? String } == ["retry-1", nil])
+            let empty: [String: Any] = ["topic": "chat.http", "data": 1, "messageId": ""]
+            #expect(try await HTTP.post("\(node.baseURL)/api/publish", json: empty, headers: auth).status == 400)
+        }
+    }
 }
