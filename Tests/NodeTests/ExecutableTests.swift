@@ -18,8 +18,11 @@ struct ExecutableTests {
     private func listeningPort(of process: ChildProcess) async throws -> Int {
         let deadline = ContinuousClock.now + .seconds(60)
         while ContinuousClock.now < deadline, process.isRunning {
-            if let port = NodeProcess.listeningPort(in: process.output()) { return port }
-            try await Task.sleep(for: .milliseconds(20))  // until it listens
+            // Listening comes before ready (the store migrates in between): upgrades are refused
+            // (503) until the node has logged that it is ready.
+            let output = process.output()
+            if output.contains("node ready"), let port = NodeProcess.listeningPort(in: output) { return port }
+            try await Task.sleep(for: .milliseconds(20))  // until it is ready
         }
         throw TestFailure("node did not start: \(process.output())")
     }
