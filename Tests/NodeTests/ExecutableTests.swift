@@ -114,7 +114,7 @@ struct ExecutableTests {
         #expect(!process.output().contains("Waiting on child channel"), "the server's connections ended without an error")
     }
 
-    @Test("under a low open-file limit, upgrades past what it allows get 503 and a log line, and the node keeps serving")
+    @Test("under a low open-file limit, upgrades past what it allows get 503 and a log line, and the node keeps serving", .timeLimit(.minutes(2)))
     func descriptorLimit() async throws {
         // 200 descriptors, a quarter of them kept for other uses: room for 150 WebSockets.
         let process = try await ChildProcess.spawn(
