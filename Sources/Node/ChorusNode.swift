@@ -203,7 +203,11 @@ public final class ChorusNode: Service, Sendable {
         var groupConfiguration = ServiceGroupConfiguration(
             services: services.map { .init(service: $0) }, gracefulShutdownSignals: signals, logger: logger)
         groupConfiguration.maximumGracefulShutdownDuration = configuration.drainTimeout
-        groupConfiguration.maximumCancellationDuration = .seconds(2)
+        // Past the drain, services are cancelled; ServiceLifecycle ends the process with a fatal
+        // error if one has not stopped by this. A Redis link may be inside a call bounded by
+        // PUBSUB_REDIS_TIMEOUT, and a loaded machine is slow: generous, so that a slow stop is
+        // still a clean exit rather than a crash.
+        groupConfiguration.maximumCancellationDuration = .seconds(10) + configuration.redisTimeout * 2
         let serviceGroup = ServiceGroup(configuration: groupConfiguration)
         self.serviceGroup.withLock { $0 = serviceGroup }
         do {
