@@ -480,6 +480,7 @@ type httpPublisher struct {
 	trial, meas    atomic.Int64
 	failed, errs   atomic.Int64
 	wg             sync.WaitGroup
+	closeOnce      sync.Once
 	url            string
 	chorusEnvelope bool
 }
@@ -546,7 +547,10 @@ func (p *httpPublisher) send(_, seq int64, measured bool) bool {
 func (p *httpPublisher) accepted() (int64, int64) { return p.trial.Load(), p.meas.Load() }
 func (p *httpPublisher) failures() int64          { return p.failed.Load() }
 func (p *httpPublisher) errors() int64            { return p.errs.Load() }
-func (p *httpPublisher) close()                   { close(p.work); p.wg.Wait() }
+func (p *httpPublisher) close() {
+	p.closeOnce.Do(func() { close(p.work) })
+	p.wg.Wait()
+}
 
 // ---- CPU of watched processes -------------------------------------------------------------
 
