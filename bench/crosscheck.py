@@ -12,14 +12,14 @@ import statistics
 import sys
 
 NAME = re.compile(
-    r"-(?P<kind>xcheck|curve|loops\d+)-(?P<server>chorus1|chorus|nchan-http|nchan)-(?P<gen>chorus-bench|gogen)"
+    r"^[0-9TZ]+-(?P<kind>xcheck|curve|loops\d+)-(?P<server>chorus1|chorus|nchan-http|nchan)-(?P<gen>chorus-bench|gogen)"
     r"-r(?P<rate>\d+)-(?P<run>\d+)\.json$")
 
 
 def load(results, stamp):
     runs = {}
     for path in sorted(glob.glob(os.path.join(results, f"{stamp}-*.json"))):
-        m = NAME.search(path)
+        m = NAME.search(os.path.basename(path))
         if not m:
             continue
         with open(path) as f:
