@@ -56,7 +56,7 @@ def overlap(a, b):
 def curve(runs, cs, stamp, gen):
     servers = [s for s in ("chorus", "nchan", "nchan-http") if any(k[1] == s for k in cs)]
     lines = [
-        f"### Rate curve (`{stamp}`, generator: {gen}): 1,000 subscribers, p50 / p99 ms, deliveries/s, lost",
+        f"### Rate curve (`{stamp}`, generator: {gen}): 1,000 subscribers, p50 / p99 ms, deliveries/s, lost, messages the server accepted per second",
         "",
         "| msg/s | " + " | ".join(servers) + " |",
         "|---|" + "---|" * len(servers),
@@ -70,7 +70,8 @@ def curve(runs, cs, stamp, gen):
                 continue
             row.append(
                 f"{statistics.median(pick(rs, 'latency.p50Ms')):.2f} / {statistics.median(pick(rs, 'latency.p99Ms')):.2f}, "
-                f"{statistics.median(pick(rs, 'deliveredPerSecond')):,.0f}/s, lost {sum(pick(rs, 'lost')):,}")
+                f"{statistics.median(pick(rs, 'deliveredPerSecond')):,.0f}/s, lost {sum(pick(rs, 'lost')):,}, "
+                f"published {statistics.median(pick(rs, 'publishedPerSecond')):,.0f} msg/s")
         lines.append("| " + " | ".join(row) + " |")
     lines.append("")
     return lines
