@@ -254,10 +254,13 @@ trial() {
     local kind="$1" gen="$2" server="$3" run="$4" rate="$5" duration="$6"
     shift 6
     local out="$RESULTS/$STAMP-$kind-$server-$gen-r$rate-$run.json"
+    # A topic of its own per trial: Nchan gives a new subscriber the channel's buffered
+    # messages (nchan_subscriber_first_message defaults to oldest), so on a shared topic every
+    # trial's 1,000 subscribers would first receive the previous trial's messages.
+    local topic="xc.$STAMP.$kind-$server-$gen-r$rate-$run"
     local args
-    # shellcheck disable=SC2046
     read -r -a args <<<"$(server_args "$server" | tr '\n' ' ')"
-    args+=("$@")
+    args+=("$@" --topic "$topic")
     log "---- $kind / $server / $gen / $rate msg/s / run $run"
     if [ "$gen" = chorus-bench ]; then
         [ "$server" = nchan-http ] && args+=(--http-pipeline 1)
@@ -332,7 +335,10 @@ while s.recv(1 << 20):
             pids+=($!)
         done
         SUB_PID="${pids[*]:-}"
-        sleep 0.5
+        for _ in $(seq 1 100); do
+            [ "$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" pubsub numsub bench.redis | tail -1)" = "$subs" ] && break
+            sleep 0.1
+        done
         [ "$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" pubsub numsub bench.redis | tail -1)" = "$subs" ] \
             || log "expected $subs subscribers on bench.redis"
         for pipeline in 1 16; do
