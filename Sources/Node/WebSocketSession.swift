@@ -209,13 +209,25 @@ final class WebSocketSession: WebSocketTransportDelegate {
         registry.assumeIsolated { $0.expireToken(of: id, at: deadline) }
     }
 
-    /// Called by the registry when ``tokenDeadline`` has passed.
+    /// Called by the registry when ``tokenDeadline`` has passed: first the token's expiry,
+    /// which pauses delivery and starts the `JWT_RENEWAL_GRACE`; then, unless a fresh `auth`
+    /// came meanwhile, the grace's end, which closes the connection. A client that never renews
+    /// cannot hold a connection (and its presence) open forever.
     func tokenDidExpire() {
-        guard !transport.isClosing, !tokenExpired else { return }
-        tokenDeadline = nil
+        guard !transport.isClosing else { return }
+        if tokenExpired {
+            tokenDeadline = nil
+            log(.info, "no fresh token within JWT_RENEWAL_GRACE; closing")
+            transport.close(.tokenExpired, reason: "token expired")
+            return
+        }
         tokenExpired = true
         log(.info, "token expired; delivery paused until the client authenticates again")
         reply(.authExpired)
+        let deadline = NIODeadline.now() + .nanoseconds(Int64(node.configuration.tokenRenewalGrace / .nanoseconds(1)))
+        tokenDeadline = deadline
+        let id = self.id
+        registry.assumeIsolated { $0.expireToken(of: id, at: deadline) }
     }
 
     /// Why this session may not use topics yet, as an `error` reply; nil when it may.
