@@ -30,6 +30,7 @@ import Synchronization
 public final class ChorusClient: Sendable {
     private let engine: ClientEngine
     private let handles = Mutex(0)
+    private let messageBufferLimit: Int
 
     /// A client that authenticates with `token` (it cannot refresh it: when it expires, the
     /// client reports ``ClientEvent/tokenExpired`` and waits for ``setToken(_:)``).
@@ -37,6 +38,7 @@ public final class ChorusClient: Sendable {
     /// - Throws: ``ChorusError/invalidURL(_:)``.
     public init(url: String, token: String, configuration: Configuration = Configuration()) throws {
         engine = ClientEngine(url: try ServerURL(url), token: token, tokenProvider: nil, configuration: configuration)
+        messageBufferLimit = configuration.messageBufferLimit
     }
 
     /// A client that asks `getToken` for a token before it connects, before every reconnect,
@@ -46,6 +48,7 @@ public final class ChorusClient: Sendable {
         getToken: @escaping @Sendable () async throws -> String
     ) throws {
         engine = ClientEngine(url: try ServerURL(url), token: nil, tokenProvider: getToken, configuration: configuration)
+        messageBufferLimit = configuration.messageBufferLimit
     }
 
     deinit {
@@ -135,7 +138,8 @@ public final class ChorusClient: Sendable {
             return count
         }
         let engine = self.engine
-        let (messages, messageContinuation) = AsyncStream.makeStream(of: ChorusMessage.self)
+        let (messages, messageContinuation) = AsyncStream.makeStream(
+            of: ChorusMessage.self, bufferingPolicy: .bufferingOldest(messageBufferLimit))
         let (presence, presenceContinuation) = AsyncStream.makeStream(
             of: PresenceEvent.self, bufferingPolicy: .bufferingNewest(1000))
         let (typing, typingContinuation) = AsyncStream.makeStream(of: TypingEvent.self, bufferingPolicy: .bufferingNewest(100))

@@ -29,6 +29,12 @@ extension ChorusClient {
         /// connection (and reconnects). Nil: no pings (the node's own keep-alive pings are
         /// still answered).
         public var pingInterval: Duration? = .seconds(25)
+        /// Most messages a ``Subscription`` holds for a consumer that has not taken them yet.
+        /// One more ends the subscription with ``ChorusError/bufferOverflow(limit:)`` (announced
+        /// as ``ClientEvent/subscriptionEnded(topic:error:)``) after the messages already held,
+        /// so a consumer that cannot keep up neither grows the app's memory without bound nor
+        /// silently skips messages: subscribe again, with `since` on a topic with history.
+        public var messageBufferLimit = 10_000
         /// ``ChorusClient/typing(_:)`` sends `start` at most this often per topic.
         public var typingThrottle: Duration = .seconds(2)
         /// `stop` goes out this long after the last ``ChorusClient/typing(_:)`` call.

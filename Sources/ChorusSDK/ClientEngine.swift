@@ -528,7 +528,16 @@ actor ClientEngine {
     private func deliver(_ fields: [String: JSONValue]) {
         guard let message = try? ChorusMessage(fields) else { return }
         if let position = message.position, !positions.advance(message.topic, to: position) { return }
-        forEachHandle(covering: message.topic) { $0.messages.yield(message) }
+        var overflowed: [(topic: String, handleId: Int)] = []
+        for (pattern, state) in topics where TopicFilter.matches(pattern, message.topic) {
+            for (handleId, handle) in state.handles {
+                if case .dropped = handle.messages.yield(message) { overflowed.append((pattern, handleId)) }
+            }
+        }
+        for (topic, handleId) in overflowed {
+            emit(.subscriptionEnded(topic: topic, error: .bufferOverflow(limit: configuration.messageBufferLimit)))
+            removeHandle(handleId, of: topic)
+        }
     }
 
     private func forEachHandle(covering topic: String, presenceOnly: Bool = false, _ body: (Handle) -> Void) {
