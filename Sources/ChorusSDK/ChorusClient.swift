@@ -37,7 +37,7 @@ public final class ChorusClient: Sendable {
     /// - Parameter url: `ws://host[:port]/ws`.
     /// - Throws: ``ChorusError/invalidURL(_:)``.
     public init(url: String, token: String, configuration: Configuration = Configuration()) throws {
-        engine = ClientEngine(url: try ServerURL(url), token: token, tokenProvider: nil, configuration: configuration)
+        engine = try ClientEngine(url: try ServerURL(url), token: token, tokenProvider: nil, configuration: configuration)
         messageBufferLimit = configuration.messageBufferLimit
     }
 
@@ -47,7 +47,7 @@ public final class ChorusClient: Sendable {
         url: String, configuration: Configuration = Configuration(),
         getToken: @escaping @Sendable () async throws -> String
     ) throws {
-        engine = ClientEngine(url: try ServerURL(url), token: nil, tokenProvider: getToken, configuration: configuration)
+        engine = try ClientEngine(url: try ServerURL(url), token: nil, tokenProvider: getToken, configuration: configuration)
         messageBufferLimit = configuration.messageBufferLimit
     }
 

@@ -1,3 +1,5 @@
+import NIOSSL
+
 extension ChorusClient {
     /// How a ``ChorusClient`` reconnects, waits and buffers. The defaults are those of the
     /// JavaScript SDK (`clients/js`).
@@ -35,6 +37,9 @@ extension ChorusClient {
         /// so a consumer that cannot keep up neither grows the app's memory without bound nor
         /// silently skips messages: subscribe again, with `since` on a topic with history.
         public var messageBufferLimit = 10_000
+        /// TLS for `wss://` URLs: the system's trust roots and full certificate verification by
+        /// default; set trust roots (a private CA) or a client certificate here.
+        public var tls: TLSConfiguration = .makeClientConfiguration()
         /// ``ChorusClient/typing(_:)`` sends `start` at most this often per topic.
         public var typingThrottle: Duration = .seconds(2)
         /// `stop` goes out this long after the last ``ChorusClient/typing(_:)`` call.

@@ -1,4 +1,5 @@
 import Foundation
+import NIOSSL
 
 /// The state behind a ``ChorusClient``: the connection, its run loop, subscriptions, awaited
 /// replies and the publish queue. Everything here is isolated to this actor; the run loop
@@ -67,6 +68,8 @@ actor ClientEngine {
     }
 
     private let url: ServerURL
+    /// For `wss` URLs: made once from ``ChorusClient/Configuration/tls``.
+    private let tlsContext: NIOSSLContext?
     private let configuration: ChorusClient.Configuration
     private var token: String?
     private let tokenProvider: TokenProvider?
@@ -98,8 +101,9 @@ actor ClientEngine {
     private var publishes: [Int: QueuedPublish] = [:]
     private var typing: [String: Typing] = [:]
 
-    init(url: ServerURL, token: String?, tokenProvider: TokenProvider?, configuration: ChorusClient.Configuration) {
+    init(url: ServerURL, token: String?, tokenProvider: TokenProvider?, configuration: ChorusClient.Configuration) throws {
         self.url = url
+        tlsContext = url.tls ? try NIOSSLContext(configuration: configuration.tls) : nil
         self.token = token
         self.tokenProvider = tokenProvider
         self.configuration = configuration
@@ -302,7 +306,8 @@ actor ClientEngine {
         let connection: WebSocketConnection
         do {
             connection = try await WebSocketConnection.connect(
-                to: url, headers: [("Authorization", "Bearer \(token)")], timeout: configuration.connectTimeout)
+                to: url, tls: tlsContext, headers: [("Authorization", "Bearer \(token)")],
+                timeout: configuration.connectTimeout)
         } catch WebSocketConnection.Failure.upgradeRefused(let status, let body) {
             if status == 401 { return .authRefused(code: 401, message: Self.errorMessage(in: body)) }
             return .connectFailed
