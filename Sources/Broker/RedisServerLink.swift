@@ -1,19 +1,17 @@
 import Dispatch
 import Foundation
 import Logging
-import NIOCore
 import Synchronization
 
-/// One Redis server of a ``RedisAdapter``: its two connections, the interest held on it and
-/// its failover state (a ``RedisLinkStateMachine``).
+/// One Redis server of a ``RedisAdapter``: its two connections, their two threads, the
+/// interest held on it and its failover state (a ``RedisLinkStateMachine``).
 ///
-/// **Loops and threads.**
-/// - The *subscriber* runs on one event loop of the node (``RedisSubscriberState/loop``,
-///   `RedisServerLink+Subscriber.swift`): its connection is a NIO channel
-///   (``RedisSubscriberSession``) whose replies hiredis parses, its deadlines are NIO timers,
-///   and it is the link's only delivering place: what Redis sends and, in fallback, what this
-///   node publishes (the local outbox) are delivered from that loop. Nothing there blocks, so
-///   local delivery and shutdown never wait for Redis.
+/// **Threads.**
+/// - The *subscriber thread* (``runSubscriber(deliver:)``) owns the subscriber connection, a
+///   non-blocking ``RedisSubscriberSession``, and is the link's only delivering thread: it
+///   `poll`s the socket and a ``WakePipe`` and delivers what Redis sends and, in fallback, what
+///   this node publishes (the local outbox). It never blocks in a call, so local delivery and
+///   shutdown never wait for Redis.
 /// - The *publisher thread* (``runPublisher()``) owns a blocking ``RedisConnection`` whose every
 ///   round trip is bounded by `timeout`. It sleeps on a semaphore, takes the whole publish
 ///   queue and sends it as one pipeline of `PUBLISH` commands before reading the replies.
@@ -30,9 +28,9 @@ import Synchronization
 /// never wait for Redis. `deliver` is never called with the lock held.
 ///
 /// **Queues**, each bounded in messages and bytes (a full one drops and counts): the publish
-/// queue (to the publisher thread) and the local outbox (to the subscriber's loop). In fallback
+/// queue (to the publisher thread) and the local outbox (to the subscriber thread). In fallback
 /// a publish goes to the local outbox: the publishing thread (usually an event loop) only
-/// appends, the subscriber's loop fans out.
+/// appends, the subscriber thread fans out.
 final class RedisServerLink: Sendable {
     let url: RedisURL
     let channels: RedisChannels
@@ -52,14 +50,15 @@ final class RedisServerLink: Sendable {
     let sentinel: RedisSentinelDiscovery?
     let sentinelWake: WakePipe?
     let state: Mutex<State>
-    /// The subscriber's loop-owned state (see `RedisServerLink+Subscriber.swift`).
-    let subscriber: RedisSubscriberState
+    let subscriberWake = WakePipe()
     let publisherWake = DispatchSemaphore(value: 0)
-    /// Threads (and the subscriber, counted as one) still running, and who waits for the last
-    /// one to exit (``stop()``). The last one resumes the waiters itself: no dispatch queue in
-    /// between, whose threads may be busy.
+    /// Threads still running, and who waits for the last one to exit (``stop()``). The last
+    /// thread resumes the waiters itself: no dispatch queue in between, whose threads may be busy.
     private let threads = Mutex<(running: Int, waiters: [CheckedContinuation<Void, Never>])>((0, []))
 
+    /// Most `read(2)` calls (of up to 16 KB each, hiredis' chunk) gathered into one delivered
+    /// batch: larger batches amortize the hand-off, smaller ones bound the latency of the first.
+    static let readsPerBurst = 16
     /// Channels or patterns per `(P)SUBSCRIBE` command when resubscribing.
     static let subscribeChunk = 512
 
@@ -78,8 +77,6 @@ final class RedisServerLink: Sendable {
         var machine = RedisLinkStateMachine()
         var since = Date()
         var deliver: (@Sendable ([Envelope]) -> Void)?
-        /// Started and not yet finished: the subscriber counts in `threads` (``stop()`` waits).
-        var subscriberRunning = false
 
         // Interest wanted on this server, and what the current subscriber connection asked for.
         var channels: Set<String> = []
@@ -100,7 +97,7 @@ final class RedisServerLink: Sendable {
         var inFlight: [RedisOutgoing]?
         var publisherSleeping = false
 
-        // Local delivery (to the subscriber's loop).
+        // Local delivery (to the subscriber thread).
         var local: RedisOutgoingQueue
         var doubtful = RedisDoubtfulIDs()
 
@@ -115,7 +112,7 @@ final class RedisServerLink: Sendable {
     }
 
     init(
-        url: RedisURL, loop: any EventLoop, channels: RedisChannels, nodeId: String, timeout: Duration, queueLimit: Int,
+        url: RedisURL, channels: RedisChannels, nodeId: String, timeout: Duration, queueLimit: Int,
         queueByteLimit: Int, logger: Logger, counters: RedisAdapterCounters, sentinel: RedisSentinelDiscovery? = nil,
         history: HistoryPolicy = .off, fallbackHistory: MemoryHistory? = nil,
         onTransition: @escaping @Sendable (_ state: AdapterStatus.State, _ transitions: Int) -> Void
@@ -123,7 +120,6 @@ final class RedisServerLink: Sendable {
         self.url = url
         self.sentinel = sentinel
         self.sentinelWake = sentinel.map { _ in WakePipe() }
-        self.subscriber = RedisSubscriberState(loop: loop)
         self.channels = channels
         self.nodeId = nodeId
         self.timeout = timeout
@@ -147,19 +143,17 @@ final class RedisServerLink: Sendable {
 
     // MARK: - Lifecycle (any thread)
 
-    /// Starts the subscriber (on its loop) and the publisher thread.
+    /// Starts the subscriber and publisher threads.
     func start(deliver: @escaping @Sendable ([Envelope]) -> Void) {
         let fresh = state.withLock { state -> Bool in
             guard state.deliver == nil, !state.machine.stopping else { return false }
             state.deliver = deliver
-            state.subscriberRunning = true
             state.since = Date()
             return true
         }
         guard fresh else { return }
-        threads.withLock { $0.running += 1 }  // the subscriber, until finishSubscriber()
-        wakeSubscriber()
-        // Linux keeps 15 bytes of a thread name (longer ones are refused): `redis-pub-6379`.
+        // Linux keeps 15 bytes of a thread name (longer ones are refused): `redis-sub-6379`.
+        spawn("redis-sub-\(url.port)") { $0.runSubscriber(deliver: deliver) }
         spawn("redis-pub-\(url.port)") { $0.runPublisher() }
         if let sentinel { spawn("redis-sentinel") { $0.runSentinel(sentinel) } }
     }
@@ -171,29 +165,22 @@ final class RedisServerLink: Sendable {
             // (`top -H`, gdb) only from the thread itself (best effort).
             Thread.current.name = name
             body(self)
-            workerExited()
+            let waiters = threads.withLock { threads in
+                threads.running -= 1
+                guard threads.running == 0 else { return [CheckedContinuation<Void, Never>]() }
+                defer { threads.waiters = [] }
+                return threads.waiters
+            }
+            for waiter in waiters { waiter.resume() }
         }
         thread.name = name
         thread.start()
     }
 
-    /// A thread (or the subscriber) is done; the last one resumes ``stop()``'s waiters.
-    func workerExited() {
-        let waiters = threads.withLock { threads in
-            threads.running -= 1
-            guard threads.running == 0 else { return [CheckedContinuation<Void, Never>]() }
-            defer { threads.waiters = [] }
-            return threads.waiters
-        }
-        for waiter in waiters { waiter.resume() }
-    }
-
-    /// Stops the subscriber and the threads; returns once they have exited and closed their
-    /// connections.
+    /// Stops both threads; returns once they have exited and freed their connections.
     ///
-    /// The subscriber's loop closes its channel at once. The publisher thread, when inside a
-    /// blocking call to Redis (a connect or a pipeline), finishes it first, each step bounded
-    /// by `timeout`.
+    /// The subscriber thread wakes at once. The publisher thread, when inside a blocking call
+    /// to Redis (a connect or a pipeline), finishes it first, each step bounded by `timeout`.
     /// No `deliver` call starts after this returns.
     func stop() async {
         var settled: [@Sendable () -> Void] = []
@@ -206,7 +193,6 @@ final class RedisServerLink: Sendable {
             return state.machine.stop()
         }
         sentinelWake?.signal()
-        wakeSubscriber()
         for body in settled { body() }
         // Their publishers are answered rather than left waiting (an HTTP publish awaits this).
         for outgoing in unsent { outgoing.completion?(.refused("the node is stopping")) }
@@ -260,7 +246,7 @@ final class RedisServerLink: Sendable {
         }
     }
 
-    /// Applies `change`; wakes the subscriber's loop when this is the first pending change.
+    /// Applies `change`; wakes the subscriber thread when this is the first pending change.
     private func changeInterest(_ change: (inout State) -> Bool) {
         let wake = state.withLock { state -> Bool in
             let wasDirty = state.hasDirtyInterest
@@ -268,7 +254,7 @@ final class RedisServerLink: Sendable {
             state.settling.changeRequested()
             return !wasDirty
         }
-        if wake { wakeSubscriber() }
+        if wake { subscriberWake.signal() }
     }
 
     /// Runs `body` once every interest change requested on this server before the call is in
@@ -276,7 +262,7 @@ final class RedisServerLink: Sendable {
     /// pending, or when the link is not publishing through Redis (connecting, fallback,
     /// stopping: delivery is local, and live already). A waiter still held when the link falls
     /// back or stops is released then. `body` runs on the caller's thread when at once, else on
-    /// the subscriber's loop or the thread that made the link fall back or stop; never with the
+    /// the subscriber thread or the thread that made the link fall back or stop; never with the
     /// lock held.
     func whenInterestSettled(_ body: @escaping @Sendable () -> Void) {
         let now = state.withLock { state -> (@Sendable () -> Void)? in
@@ -297,7 +283,7 @@ final class RedisServerLink: Sendable {
     // MARK: - Publishing (any thread)
 
     /// Publishes through Redis when connected (queued for the publisher thread); otherwise
-    /// queues it for local delivery by the subscriber's loop. Either way it only appends.
+    /// queues it for local delivery by the subscriber thread. Either way it only appends.
     func publish(_ envelope: Envelope, channel: String, historyTopic: Topic? = nil, completion: PublishCompletion? = nil) {
         let outgoing = RedisOutgoing(
             channel: channel, envelope: envelope, payload: EnvelopeCodec.encode(envelope), historyTopic: historyTopic,
@@ -329,7 +315,7 @@ final class RedisServerLink: Sendable {
         case .none: break
         case .dropped: outgoing.completion?(.refused("the node's Redis publish queue is full or the node is stopping"))
         case .publisher: publisherWake.signal()
-        case .subscriber: wakeSubscriber()
+        case .subscriber: subscriberWake.signal()
         }
     }
 
@@ -383,7 +369,7 @@ final class RedisServerLink: Sendable {
         }
         for transition in transitions { report(transition) }
         for body in settled { body() }
-        if wakeSubscriber { self.wakeSubscriber() }
+        if wakeSubscriber { subscriberWake.signal() }
         if wakePublisher { publisherWake.signal() }
     }
 

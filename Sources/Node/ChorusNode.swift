@@ -57,12 +57,11 @@ public final class ChorusNode: Service, Sendable {
                 RedisAdapter(
                     sentinel: configuration.redisSentinel!, prefix: configuration.redisPrefix,
                     nodeId: configuration.nodeId, timeout: configuration.redisTimeout, history: configuration.history,
-                    logger: logger, eventLoopGroup: eventLoopGroup)
+                    logger: logger)
             case .redis:
                 RedisAdapter(
                     urls: configuration.redisURLs, prefix: configuration.redisPrefix, nodeId: configuration.nodeId,
-                    timeout: configuration.redisTimeout, history: configuration.history, logger: logger,
-                    eventLoopGroup: eventLoopGroup)
+                    timeout: configuration.redisTimeout, history: configuration.history, logger: logger)
             }
         self.store = configuration.database.map {
             makeStore($0, logger: logger, configuration: StoreConfiguration(requestTimeout: configuration.databaseTimeout))
