@@ -38,9 +38,6 @@ public final class RedisPresenceStore: PresenceStore {
         var member: RawJSON?
     }
 
-    /// TEMPORARY (experiment only): `CHORUS_MEM_LEVERS_OFF` containing `member` keeps every document.
-    static let keepsDefaultDocuments =
-        (ProcessInfo.processInfo.environment["CHORUS_MEM_LEVERS_OFF"] ?? "").contains("member")
 
     private struct State {
         var shares: [Key: Share] = [:]
@@ -232,13 +229,13 @@ public final class RedisPresenceStore: PresenceStore {
     public func set(topic: Topic, userId: String, connections: Int, member: RawJSON, announceUpdate: Bool) {
         let key = Key(topic: topic, userId: userId)
         state.withLock { state in
-            if !Self.keepsDefaultDocuments, Self.isUserTopic(key),
+            if Self.isUserTopic(key),
                 member == PresenceMember.document(userId: userId, data: nil)
             {
                 state.userShares[userId] = connections > 0 ? connections : nil
                 if !state.shares.isEmpty { state.shares[key] = nil }
             } else if connections > 0 {
-                let kept = !Self.keepsDefaultDocuments && member == PresenceMember.document(userId: userId, data: nil)
+                let kept = member == PresenceMember.document(userId: userId, data: nil)
                     ? nil : member
                 state.shares[key] = Share(connections: connections, member: kept)
             } else {

@@ -154,7 +154,7 @@ struct RecoveryTable {
         guard case .holding(let buffer)? = table[key]?[topic] else { return nil }
         // At offset 0 (nothing ever published) no live message can fall at or before the
         // position, so there is nothing to drop: an idle subscriber keeps no watermark.
-        if let position = watermark(buffer), position.offset > 0 || !MemoryLevers.noEmptyWatermark {
+        if let position = watermark(buffer), position.offset > 0 {
             table[key]![topic] = .after(position)
         } else {
             remove(key, topic)

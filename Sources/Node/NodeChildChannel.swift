@@ -119,13 +119,7 @@ struct NodeChildChannel: ServerChildChannel, HTTPChannelHandler {
     /// instead of one per read of a burst.
     static func useSmallReceiveBuffers(_ channel: any Channel) throws {
         guard let options = channel.syncOptions else { return }
-        if MemoryLevers.freshReadBuffers {
-            try options.setOption(ChannelOptions.recvAllocator, value: ReceiveBufferSizer())
-        } else {
-            try options.setOption(
-                ChannelOptions.recvAllocator,
-                value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 256, maximum: 65536))
-        }
+        try options.setOption(ChannelOptions.recvAllocator, value: ReceiveBufferSizer())
         try options.setOption(ChannelOptions.maxMessagesPerRead, value: 1)
     }
 

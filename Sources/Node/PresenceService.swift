@@ -70,7 +70,7 @@ final class PresenceService: Sendable {
     /// becomes it (an `update` if the member was there already with other data).
     func join(topic: Topic, userId: String, data: RawJSON?) {
         table.withLock { tables in
-            if data == nil, MemoryLevers.compactPresence, Self.isUserTopic(topic, of: userId) {
+            if data == nil, Self.isUserTopic(topic, of: userId) {
                 let connections = tables.users[userId, default: 0] + 1
                 tables.users[userId] = connections
                 store.set(
@@ -84,7 +84,7 @@ final class PresenceService: Sendable {
             let key = Key(topic: topic, userId: userId)
             var entry = table[key] ?? Local(
                 connections: 0,
-                member: data == nil && MemoryLevers.compactPresence ? nil : PresenceMember.document(userId: userId, data: data))
+                member: data == nil ? nil : PresenceMember.document(userId: userId, data: data))
             entry.connections += 1
             if let data { entry.member = PresenceMember.document(userId: userId, data: data) }
             table[key] = entry

@@ -37,7 +37,7 @@ struct SessionSubscriptions: Sequence {
     mutating func insert(_ pattern: TopicPattern) -> Bool {
         switch storage {
         case .none:
-            storage = MemoryLevers.inlineSubscription ? .one(pattern) : .many([pattern])
+            storage = .one(pattern)
         case .one(let only):
             guard only != pattern else { return false }
             storage = .many([only, pattern])
@@ -62,7 +62,7 @@ struct SessionSubscriptions: Sequence {
         case .many(var set):
             storage = .none
             let removed = set.remove(pattern)
-            storage = set.count == 1 && MemoryLevers.inlineSubscription ? .one(set.first!) : .many(set)
+            storage = set.count == 1 ? .one(set.first!) : .many(set)
             return removed
         }
     }

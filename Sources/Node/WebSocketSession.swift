@@ -285,17 +285,6 @@ final class WebSocketSession: WebSocketTransportDelegate {
     /// session a side table for the rest of its life (32 bytes per connection).
     private func replyWhenSettled(_ message: ServerMessage) {
         let (loop, registry, id) = (registry.loop, registry, self.id)
-        if !MemoryLevers.noWeakReply {
-            let session = NIOLoopBound(WeakSession(self), eventLoop: loop)
-            node.broker.whenInterestSettled {
-                if loop.inEventLoop {
-                    session.value.session?.reply(message)
-                } else {
-                    loop.execute { session.value.session?.reply(message) }
-                }
-            }
-            return
-        }
         node.broker.whenInterestSettled {
             if loop.inEventLoop {
                 registry.assumeIsolated { $0.session(id)?.reply(message) }
@@ -343,11 +332,4 @@ final class WebSocketSession: WebSocketTransportDelegate {
     func reply(_ message: ServerMessage) {
         transport.send(text: message.encoded())
     }
-}
-
-/// A session held weakly across a hop: the transport (and with it the session) may be gone by
-/// the time a deferred reply is ready.
-private struct WeakSession {
-    weak var session: WebSocketSession?
-    init(_ session: WebSocketSession) { self.session = session }
 }
