@@ -21,7 +21,7 @@ final class WebSocketSession: WebSocketTransportDelegate {
     private(set) var user: AuthenticatedUser? {
         didSet { updateDeliveriesWanted() }
     }
-    private(set) var subscriptions: Set<TopicPattern> = []
+    private(set) var subscriptions = SessionSubscriptions()
     /// Presence memberships, watched topics and typing state (see WebSocketSession+Presence).
     var presence = SessionPresence()
 
@@ -292,14 +292,16 @@ final class WebSocketSession: WebSocketTransportDelegate {
     /// cluster is missed. At once (on this loop) in the common case; else from the adapter's
     /// thread, hopping back to this loop. Messages for the topic may arrive before the reply; a
     /// closed connection gets nothing.
+    ///
+    /// The session is found again by its id rather than held weakly: a weak reference gives the
+    /// session a side table for the rest of its life (32 bytes per connection).
     private func replyWhenSettled(_ message: ServerMessage) {
-        let loop = registry.loop
-        let session = NIOLoopBound(WeakSession(self), eventLoop: loop)
+        let (loop, registry, id) = (registry.loop, registry, self.id)
         node.broker.whenInterestSettled {
             if loop.inEventLoop {
-                session.value.session?.reply(message)
+                registry.assumeIsolated { $0.session(id)?.reply(message) }
             } else {
-                loop.execute { session.value.session?.reply(message) }
+                loop.execute { registry.assumeIsolated { $0.session(id)?.reply(message) } }
             }
         }
     }
@@ -342,11 +344,4 @@ final class WebSocketSession: WebSocketTransportDelegate {
     func reply(_ message: ServerMessage) {
         transport.send(text: message.encoded())
     }
-}
-
-/// A session held weakly across a hop: the transport (and with it the session) may be gone by
-/// the time a deferred reply is ready.
-private struct WeakSession {
-    weak var session: WebSocketSession?
-    init(_ session: WebSocketSession) { self.session = session }
 }
