@@ -19,6 +19,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
@@ -104,6 +105,7 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -168,7 +170,10 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "ClusterTests", dependencies: ["TestSupport", "ChorusClient"], swiftSettings: swiftSettings),
-        .testTarget(name: "SDKTests", dependencies: ["ChorusSDK", "TestSupport", "Node"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "SDKTests",
+            dependencies: ["ChorusSDK", "TestSupport", "Node", .product(name: "NIOSSL", package: "swift-nio-ssl")],
+            swiftSettings: swiftSettings),
         .testTarget(
             name: "StoreTests",
             dependencies: [

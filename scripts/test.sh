@@ -4,7 +4,7 @@
 # the store against SQLite and a real PostgreSQL server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/install-deps.sh libhiredis-dev zlib1g-dev pkg-config redis-server redis-tools redis-sentinel nginx postgresql util-linux jq curl prometheus chromium chromium-driver
+scripts/install-deps.sh libhiredis-dev zlib1g-dev pkg-config redis-server redis-tools redis-sentinel nginx postgresql util-linux jq curl prometheus chromium chromium-driver openssl
 swift build --build-tests
 swift test --skip-build "$@"
 # The JavaScript SDK and the example chat app against real nodes (node --test; headless Chromium).

@@ -33,11 +33,17 @@ public final class RedisPresenceStore: PresenceStore {
 
     private struct Share {
         var connections: Int
-        var member: RawJSON
+        /// nil: the member document without data (`PresenceMember.document(userId:data: nil)`),
+        /// made again when needed rather than kept for every connected user.
+        var member: RawJSON?
     }
+
 
     private struct State {
         var shares: [Key: Share] = [:]
+        /// The shares in `presence.user.<id>` (without data, as every authenticated connection
+        /// joins its user's), by user id alone: no topic name or document kept per user.
+        var userShares: [String: Int] = [:]
         /// Keys whose last script failed or found no lease: resent after the next renewal.
         var dirty: Set<Key> = []
         /// A renewal is queued for the server (asked for by a 'nolease' answer).
@@ -146,12 +152,16 @@ public final class RedisPresenceStore: PresenceStore {
                 var resend = Set(state.dirty.filter { self.server(of: $0.topic) == server })
                 if !hadLease {
                     resend.formUnion(state.shares.keys.filter { self.server(of: $0.topic) == server })
-                    if !state.shares.isEmpty { logger.info("presence lease renewed after loss: resending this node's members", metadata: ["server": "\(server)"]) }
+                    resend.formUnion(
+                        state.userShares.keys.map(Self.userKey).filter { self.server(of: $0.topic) == server })
+                    if !state.shares.isEmpty || !state.userShares.isEmpty { logger.info("presence lease renewed after loss: resending this node's members", metadata: ["server": "\(server)"]) }
                 }
                 for key in resend {
                     let share = state.shares[key]
+                    let connections = share?.connections
+                        ?? (Self.isUserTopic(key) ? state.userShares[key.userId] : nil) ?? 0
                     enqueueSet(
-                        key, connections: share?.connections ?? 0,
+                        key, connections: connections,
                         member: share?.member ?? PresenceMember.document(userId: key.userId, data: nil),
                         announceUpdate: false, state: &state)
                 }
@@ -203,11 +213,31 @@ public final class RedisPresenceStore: PresenceStore {
 
     // MARK: Shares
 
+    /// `presence.user.<userId>`'s key.
+    private static func userKey(_ userId: String) -> Key {
+        Key(topic: Topic(unchecked: PresenceEventData.userTopicPrefix + userId), userId: userId)
+    }
+
+    /// Whether `key` is `presence.user.<id>` with its own user.
+    private static func isUserTopic(_ key: Key) -> Bool {
+        let prefix = PresenceEventData.userTopicPrefix
+        return key.topic.name.utf8.count == prefix.utf8.count + key.userId.utf8.count
+            && key.topic.name.hasPrefix(prefix)
+            && key.topic.name.utf8.dropFirst(prefix.utf8.count).elementsEqual(key.userId.utf8)
+    }
+
     public func set(topic: Topic, userId: String, connections: Int, member: RawJSON, announceUpdate: Bool) {
         let key = Key(topic: topic, userId: userId)
         state.withLock { state in
-            if connections > 0 {
-                state.shares[key] = Share(connections: connections, member: member)
+            if Self.isUserTopic(key),
+                member == PresenceMember.document(userId: userId, data: nil)
+            {
+                state.userShares[userId] = connections > 0 ? connections : nil
+                if !state.shares.isEmpty { state.shares[key] = nil }
+            } else if connections > 0 {
+                let kept = member == PresenceMember.document(userId: userId, data: nil)
+                    ? nil : member
+                state.shares[key] = Share(connections: connections, member: kept)
             } else {
                 state.shares[key] = nil
             }

@@ -30,13 +30,15 @@ import Synchronization
 public final class ChorusClient: Sendable {
     private let engine: ClientEngine
     private let handles = Mutex(0)
+    private let messageBufferLimit: Int
 
     /// A client that authenticates with `token` (it cannot refresh it: when it expires, the
     /// client reports ``ClientEvent/tokenExpired`` and waits for ``setToken(_:)``).
     /// - Parameter url: `ws://host[:port]/ws`.
     /// - Throws: ``ChorusError/invalidURL(_:)``.
     public init(url: String, token: String, configuration: Configuration = Configuration()) throws {
-        engine = ClientEngine(url: try ServerURL(url), token: token, tokenProvider: nil, configuration: configuration)
+        engine = try ClientEngine(url: try ServerURL(url), token: token, tokenProvider: nil, configuration: configuration)
+        messageBufferLimit = configuration.messageBufferLimit
     }
 
     /// A client that asks `getToken` for a token before it connects, before every reconnect,
@@ -45,7 +47,8 @@ public final class ChorusClient: Sendable {
         url: String, configuration: Configuration = Configuration(),
         getToken: @escaping @Sendable () async throws -> String
     ) throws {
-        engine = ClientEngine(url: try ServerURL(url), token: nil, tokenProvider: getToken, configuration: configuration)
+        engine = try ClientEngine(url: try ServerURL(url), token: nil, tokenProvider: getToken, configuration: configuration)
+        messageBufferLimit = configuration.messageBufferLimit
     }
 
     deinit {
@@ -135,7 +138,8 @@ public final class ChorusClient: Sendable {
             return count
         }
         let engine = self.engine
-        let (messages, messageContinuation) = AsyncStream.makeStream(of: ChorusMessage.self)
+        let (messages, messageContinuation) = AsyncStream.makeStream(
+            of: ChorusMessage.self, bufferingPolicy: .bufferingOldest(messageBufferLimit))
         let (presence, presenceContinuation) = AsyncStream.makeStream(
             of: PresenceEvent.self, bufferingPolicy: .bufferingNewest(1000))
         let (typing, typingContinuation) = AsyncStream.makeStream(of: TypingEvent.self, bufferingPolicy: .bufferingNewest(100))

@@ -15,6 +15,9 @@ public enum ChorusError: Error, Sendable, Equatable, CustomStringConvertible {
     /// The offline publish queue already holds ``ChorusClient/Configuration/offlineQueueLimit``
     /// publishes.
     case queueFull(limit: Int)
+    /// A subscription's consumer fell more than `limit` messages behind
+    /// (``ChorusClient/Configuration/messageBufferLimit``).
+    case bufferOverflow(limit: Int)
     /// No reply to a request within ``ChorusClient/Configuration/requestTimeout``.
     case timeout
     /// The connection ended before the reply, for a request that is not retried (a publish
@@ -44,6 +47,7 @@ public enum ChorusError: Error, Sendable, Equatable, CustomStringConvertible {
         case .tokenUnavailable(let message): "the token provider failed: \(message)"
         case .upgradeRefused(let status, let body): "WebSocket upgrade refused with HTTP \(status): \(body)"
         case .queueFull(let limit): "offline publish queue full (\(limit) publishes waiting)"
+        case .bufferOverflow(let limit): "the subscription's consumer fell more than \(limit) messages behind"
         case .timeout: "no reply from the node in time"
         case .disconnected: "the connection ended before the node replied"
         case .closed: "the client was closed"

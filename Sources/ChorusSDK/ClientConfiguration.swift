@@ -1,3 +1,5 @@
+import NIOSSL
+
 extension ChorusClient {
     /// How a ``ChorusClient`` reconnects, waits and buffers. The defaults are those of the
     /// JavaScript SDK (`clients/js`).
@@ -29,6 +31,15 @@ extension ChorusClient {
         /// connection (and reconnects). Nil: no pings (the node's own keep-alive pings are
         /// still answered).
         public var pingInterval: Duration? = .seconds(25)
+        /// Most messages a ``Subscription`` holds for a consumer that has not taken them yet.
+        /// One more ends the subscription with ``ChorusError/bufferOverflow(limit:)`` (announced
+        /// as ``ClientEvent/subscriptionEnded(topic:error:)``) after the messages already held,
+        /// so a consumer that cannot keep up neither grows the app's memory without bound nor
+        /// silently skips messages: subscribe again, with `since` on a topic with history.
+        public var messageBufferLimit = 10_000
+        /// TLS for `wss://` URLs: the system's trust roots and full certificate verification by
+        /// default; set trust roots (a private CA) or a client certificate here.
+        public var tls: TLSConfiguration = .makeClientConfiguration()
         /// ``ChorusClient/typing(_:)`` sends `start` at most this often per topic.
         public var typingThrottle: Duration = .seconds(2)
         /// `stop` goes out this long after the last ``ChorusClient/typing(_:)`` call.

@@ -1,4 +1,5 @@
 import Foundation
+import NIOSSL
 
 /// The state behind a ``ChorusClient``: the connection, its run loop, subscriptions, awaited
 /// replies and the publish queue. Everything here is isolated to this actor; the run loop
@@ -67,6 +68,8 @@ actor ClientEngine {
     }
 
     private let url: ServerURL
+    /// For `wss` URLs: made once from ``ChorusClient/Configuration/tls``.
+    private let tlsContext: NIOSSLContext?
     private let configuration: ChorusClient.Configuration
     private var token: String?
     private let tokenProvider: TokenProvider?
@@ -98,8 +101,9 @@ actor ClientEngine {
     private var publishes: [Int: QueuedPublish] = [:]
     private var typing: [String: Typing] = [:]
 
-    init(url: ServerURL, token: String?, tokenProvider: TokenProvider?, configuration: ChorusClient.Configuration) {
+    init(url: ServerURL, token: String?, tokenProvider: TokenProvider?, configuration: ChorusClient.Configuration) throws {
         self.url = url
+        tlsContext = url.tls ? try NIOSSLContext(configuration: configuration.tls) : nil
         self.token = token
         self.tokenProvider = tokenProvider
         self.configuration = configuration
@@ -302,7 +306,8 @@ actor ClientEngine {
         let connection: WebSocketConnection
         do {
             connection = try await WebSocketConnection.connect(
-                to: url, headers: [("Authorization", "Bearer \(token)")], timeout: configuration.connectTimeout)
+                to: url, tls: tlsContext, headers: [("Authorization", "Bearer \(token)")],
+                timeout: configuration.connectTimeout)
         } catch WebSocketConnection.Failure.upgradeRefused(let status, let body) {
             if status == 401 { return .authRefused(code: 401, message: Self.errorMessage(in: body)) }
             return .connectFailed
@@ -528,7 +533,16 @@ actor ClientEngine {
     private func deliver(_ fields: [String: JSONValue]) {
         guard let message = try? ChorusMessage(fields) else { return }
         if let position = message.position, !positions.advance(message.topic, to: position) { return }
-        forEachHandle(covering: message.topic) { $0.messages.yield(message) }
+        var overflowed: [(topic: String, handleId: Int)] = []
+        for (pattern, state) in topics where TopicFilter.matches(pattern, message.topic) {
+            for (handleId, handle) in state.handles {
+                if case .dropped = handle.messages.yield(message) { overflowed.append((pattern, handleId)) }
+            }
+        }
+        for (topic, handleId) in overflowed {
+            emit(.subscriptionEnded(topic: topic, error: .bufferOverflow(limit: configuration.messageBufferLimit)))
+            removeHandle(handleId, of: topic)
+        }
     }
 
     private func forEachHandle(covering topic: String, presenceOnly: Bool = false, _ body: (Handle) -> Void) {

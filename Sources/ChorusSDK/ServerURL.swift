@@ -1,26 +1,30 @@
-/// A node's WebSocket address, `ws://host[:port][/path][?query]`, taken apart for the
-/// transport. `wss` is refused: this client has no TLS (put it behind a TLS-terminating proxy
-/// on the same host, or use the node's plain port).
+/// A node's WebSocket address, `ws[s]://host[:port][/path][?query]`, taken apart for the
+/// transport. `wss` is TLS (to a TLS-terminating proxy in front of the nodes, such as nginx).
 struct ServerURL: Sendable, Equatable {
     var host: String
     var port: Int
     /// The request target: path and query, `/ws` when the URL has no path.
     var target: String
+    /// `wss`: the connection is TLS, checked against ``host``.
+    var tls: Bool
 
-    init(host: String, port: Int, target: String) {
+    init(host: String, port: Int, target: String, tls: Bool = false) {
         self.host = host
         self.port = port
         self.target = target
+        self.tls = tls
     }
 
     init(_ text: String) throws {
-        guard text.hasPrefix("ws://") else { throw ChorusError.invalidURL(text) }
-        let rest = text.dropFirst("ws://".count)
+        let scheme = text.hasPrefix("wss://") ? "wss://" : "ws://"
+        guard text.hasPrefix(scheme) else { throw ChorusError.invalidURL(text) }
+        tls = scheme == "wss://"
+        let rest = text.dropFirst(scheme.count)
         let authority = rest.prefix { $0 != "/" && $0 != "?" }
         var target = String(rest.dropFirst(authority.count))
         if target.isEmpty || target.hasPrefix("?") { target = "/ws" + target }
         var host = Substring(authority)
-        var port = 80
+        var port = tls ? 443 : 80
         if host.hasPrefix("[") {  // [::1]:3000
             guard let close = host.firstIndex(of: "]") else { throw ChorusError.invalidURL(text) }
             let after = host[host.index(after: close)...]
@@ -43,6 +47,6 @@ struct ServerURL: Sendable, Equatable {
     /// The `Host` header's value.
     var hostHeader: String {
         let name = host.contains(":") ? "[\(host)]" : host
-        return port == 80 ? name : "\(name):\(port)"
+        return port == (tls ? 443 : 80) ? name : "\(name):\(port)"
     }
 }

@@ -1,6 +1,7 @@
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 import NIOWebSocket
 import Synchronization
 
@@ -118,10 +119,11 @@ final class WebSocketConnection: Sendable {
     }
 
     /// Opens a WebSocket to `url` with `headers` on the upgrade request (the token goes in
-    /// `Authorization`). TCP connect and upgrade together are bounded by `timeout`; a task
-    /// cancelled meanwhile leaves no connection open.
+    /// `Authorization`), over TLS with `tls` when given. TCP connect, TLS handshake and upgrade
+    /// together are bounded by `timeout`; a task cancelled meanwhile leaves no connection open.
     static func connect(
-        to url: ServerURL, headers: [(String, String)], timeout: Duration, maxFrameSize: Int = 1 << 24,
+        to url: ServerURL, tls: NIOSSLContext? = nil, headers: [(String, String)], timeout: Duration,
+        maxFrameSize: Int = 1 << 24,
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) async throws -> WebSocketConnection {
         let bootstrap = ClientBootstrap(group: group)
@@ -132,6 +134,13 @@ final class WebSocketConnection: Sendable {
         let upgrade: EventLoopFuture<UpgradeResult> = try await bootstrap.connect(host: url.host, port: url.port) { channel in
             opened.set(channel)
             return channel.eventLoop.makeCompletedFuture {
+                if let tls {
+                    // SNI and the certificate check use the host name; an IP literal is checked
+                    // against the certificate's IP addresses instead, and sent without SNI.
+                    let isAddress = (try? SocketAddress(ipAddress: url.host, port: 0)) != nil
+                    try channel.pipeline.syncOperations.addHandler(
+                        try NIOSSLClientHandler(context: tls, serverHostname: isAddress ? nil : url.host))
+                }
                 let upgrader = NIOTypedWebSocketClientUpgrader<UpgradeResult>(
                     maxFrameSize: maxFrameSize,
                     upgradePipelineHandler: { channel, _ in

@@ -17,6 +17,8 @@ public enum CloseCode: UInt16, Sendable {
     case internalError = 1011
     /// Nothing arrived from the client within `WEBSOCKET_PING_TIMEOUT` (it did not answer pings).
     case pingTimeout = 4000
+    /// The token expired (`auth_expired`) and no fresh `auth` came within `JWT_RENEWAL_GRACE`.
+    case tokenExpired = 4001
     /// The client did not read fast enough: more than `WEBSOCKET_MAX_PENDING_BYTES` were waiting
     /// when the node had something more to send it (a delivery, a reply, a pong, a ping).
     case slowConsumer = 4008

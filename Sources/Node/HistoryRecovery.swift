@@ -152,7 +152,9 @@ struct RecoveryTable {
     ) -> RecoveryBuffer? {
         let key = ObjectIdentifier(transport)
         guard case .holding(let buffer)? = table[key]?[topic] else { return nil }
-        if let position = watermark(buffer) {
+        // At offset 0 (nothing ever published) no live message can fall at or before the
+        // position, so there is nothing to drop: an idle subscriber keeps no watermark.
+        if let position = watermark(buffer), position.offset > 0 {
             table[key]![topic] = .after(position)
         } else {
             remove(key, topic)

@@ -111,19 +111,15 @@ struct NodeChildChannel: ServerChildChannel, HTTPChannelHandler {
         }
     }
 
-    /// Starts the channel's receive buffer small and lets it keep one.
+    /// Keeps no receive buffer between reads (``ReceiveBufferSizer``), one read at a time.
     ///
-    /// NIO keeps each channel's receive buffer for reuse, sized by its receive allocator, which
-    /// starts at 2 KiB; an idle WebSocket client sends a few bytes a minute, so that buffer was
-    /// about a quarter of an idle connection's memory. Starting at 256 bytes (the adaptive
-    /// allocator still grows it within a read burst for a client that sends more: a publisher,
-    /// a large POST), and pooling at most one buffer per channel instead of one per read of a
-    /// burst, keeps idle connections small.
+    /// NIO keeps each channel's receive buffer for reuse, and an idle WebSocket client sends a
+    /// few bytes a minute, so that buffer was a large part of an idle connection's memory.
+    /// One read per readiness event (`maxMessagesPerRead`) also keeps NIO's pool at one buffer
+    /// instead of one per read of a burst.
     static func useSmallReceiveBuffers(_ channel: any Channel) throws {
         guard let options = channel.syncOptions else { return }
-        try options.setOption(
-            ChannelOptions.recvAllocator,
-            value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 256, maximum: 65536))
+        try options.setOption(ChannelOptions.recvAllocator, value: ReceiveBufferSizer())
         try options.setOption(ChannelOptions.maxMessagesPerRead, value: 1)
     }
 

@@ -81,6 +81,9 @@ public struct NodeConfiguration: Sendable {
     /// `JWT_ISSUER`, `JWT_AUDIENCE`, `JWT_REQUIRE_EXP`, `JWT_LEEWAY` (ms): what a token's claims
     /// must hold (see ``TokenVerifier/Rules``).
     public var tokenRules = TokenVerifier.Rules()
+    /// `JWT_RENEWAL_GRACE` (ms): how long a connection whose token expired (`auth_expired`) may
+    /// stay open without a fresh `auth`; then it is closed with 4001 and leaves presence.
+    public var tokenRenewalGrace: Duration = .milliseconds(60_000)
     /// `API_KEY`: lets servers call `POST /api/publish` without a token.
     public var apiKey: String?
     /// `WEBSOCKET_ALLOWED_ORIGINS`: browser origins that may open `/ws` (`*` or a comma-separated
@@ -287,6 +290,7 @@ extension NodeConfiguration {
         presenceMaxDataSize = try reader.integer("PRESENCE_MAX_DATA_SIZE", in: 2...(1 << 20)) ?? presenceMaxDataSize
         presenceBatchRate = try reader.integer("PRESENCE_BATCH_RATE", in: 1...1_000_000) ?? presenceBatchRate
         typingTimeout = try reader.milliseconds("TYPING_TIMEOUT") ?? typingTimeout
+        tokenRenewalGrace = try reader.milliseconds("JWT_RENEWAL_GRACE") ?? tokenRenewalGrace
     }
 }
 

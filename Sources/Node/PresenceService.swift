@@ -18,11 +18,33 @@ final class PresenceService: Sendable {
 
     private struct Local {
         var connections: Int
-        var member: RawJSON
+        /// nil: the member document without data, made when needed rather than kept for every
+        /// connected user (`presence.user.<id>` has no data).
+        var member: RawJSON?
+
+        func document(userId: String) -> RawJSON {
+            member ?? PresenceMember.document(userId: userId, data: nil)
+        }
+    }
+
+    /// The node's memberships. Every authenticated connection is a member of its user's
+    /// `presence.user.<id>`, without data, so those are counted by user id alone: no topic name
+    /// and no member document is kept per connected user.
+    private struct Tables {
+        var members: [Key: Local] = [:]
+        /// Connections per user in `presence.user.<id>`.
+        var users: [String: Int] = [:]
     }
 
     let store: any PresenceStore
-    private let table = Mutex<[Key: Local]>([:])
+    private let table = Mutex(Tables())
+
+    /// Whether `topic` is `presence.user.<userId>`.
+    private static func isUserTopic(_ topic: Topic, of userId: String) -> Bool {
+        let prefix = PresenceEventData.userTopicPrefix
+        return topic.name.utf8.count == prefix.utf8.count + userId.utf8.count && topic.name.hasPrefix(prefix)
+            && topic.name.utf8.dropFirst(prefix.utf8.count).elementsEqual(userId.utf8)
+    }
 
     init(configuration: NodeConfiguration, broker: PubSubBroker, logger: Logger) {
         switch configuration.adapter {
@@ -47,38 +69,66 @@ final class PresenceService: Sendable {
     /// One more connection of `userId` in `topic` on this node. With `data`, the member's data
     /// becomes it (an `update` if the member was there already with other data).
     func join(topic: Topic, userId: String, data: RawJSON?) {
-        table.withLock { table in
+        table.withLock { tables in
+            if data == nil, Self.isUserTopic(topic, of: userId) {
+                let connections = tables.users[userId, default: 0] + 1
+                tables.users[userId] = connections
+                store.set(
+                    topic: topic, userId: userId, connections: connections,
+                    member: PresenceMember.document(userId: userId, data: nil), announceUpdate: false)
+                return
+            }
+            var table = tables.members
+            tables.members = [:]
+            defer { tables.members = table }
             let key = Key(topic: topic, userId: userId)
-            var entry = table[key] ?? Local(connections: 0, member: PresenceMember.document(userId: userId, data: data))
+            var entry = table[key] ?? Local(
+                connections: 0,
+                member: data == nil ? nil : PresenceMember.document(userId: userId, data: data))
             entry.connections += 1
             if let data { entry.member = PresenceMember.document(userId: userId, data: data) }
             table[key] = entry
             store.set(
-                topic: topic, userId: userId, connections: entry.connections, member: entry.member,
+                topic: topic, userId: userId, connections: entry.connections, member: entry.document(userId: userId),
                 announceUpdate: data != nil)
         }
     }
 
     /// A connection already counted in `topic` sets new data (`update` when it differs).
     func update(topic: Topic, userId: String, data: RawJSON) {
-        table.withLock { table in
+        table.withLock { tables in
+            var table = tables.members
+            tables.members = [:]
+            defer { tables.members = table }
             let key = Key(topic: topic, userId: userId)
             guard var entry = table[key] else { return }
             entry.member = PresenceMember.document(userId: userId, data: data)
             table[key] = entry
-            store.set(topic: topic, userId: userId, connections: entry.connections, member: entry.member, announceUpdate: true)
+            store.set(
+                topic: topic, userId: userId, connections: entry.connections, member: entry.document(userId: userId),
+                announceUpdate: true)
         }
     }
 
     /// One connection of `userId` fewer in `topic` on this node.
     func leave(topic: Topic, userId: String) {
-        table.withLock { table in
+        table.withLock { tables in
+            if let count = tables.users[userId], Self.isUserTopic(topic, of: userId) {
+                tables.users[userId] = count > 1 ? count - 1 : nil
+                store.set(
+                    topic: topic, userId: userId, connections: count - 1,
+                    member: PresenceMember.document(userId: userId, data: nil), announceUpdate: false)
+                return
+            }
+            var table = tables.members
+            tables.members = [:]
+            defer { tables.members = table }
             let key = Key(topic: topic, userId: userId)
             guard var entry = table[key] else { return }
             entry.connections -= 1
             table[key] = entry.connections > 0 ? entry : nil
             store.set(
-                topic: topic, userId: userId, connections: max(0, entry.connections), member: entry.member,
+                topic: topic, userId: userId, connections: max(0, entry.connections), member: entry.document(userId: userId),
                 announceUpdate: false)
         }
     }
@@ -86,9 +136,18 @@ final class PresenceService: Sendable {
     /// This node's members of `topic` (its own connections only): the answer while the shared
     /// store cannot be reached.
     func localMembers(of topic: Topic) -> [PresenceMember] {
-        table.withLock { table in
-            table.compactMap { key, entry in
-                key.topic == topic ? PresenceMember(userId: key.userId, member: entry.member, connections: entry.connections) : nil
+        table.withLock { tables in
+            let prefix = PresenceEventData.userTopicPrefix
+            if topic.name.hasPrefix(prefix) {
+                let userId = String(topic.name.dropFirst(prefix.count))
+                if let connections = tables.users[userId] {
+                    return [PresenceMember(
+                        userId: userId, member: PresenceMember.document(userId: userId, data: nil),
+                        connections: connections)]
+                }
+            }
+            return tables.members.compactMap { key, entry in
+                key.topic == topic ? PresenceMember(userId: key.userId, member: entry.document(userId: key.userId), connections: entry.connections) : nil
             }.sorted { $0.userId < $1.userId }
         }
     }
@@ -96,9 +155,9 @@ final class PresenceService: Sendable {
     /// For `/stats`: (topic, user) memberships held on this node, distinct topics, and the topics
     /// with the most members on this node (at most `top`), `presence.user.*` left out.
     func snapshot(top: Int) -> (memberships: Int, topics: Int, top: [(topic: String, members: Int)]) {
-        table.withLock { table in
+        table.withLock { tables in
             var perTopic: [Topic: Int] = [:]
-            for key in table.keys where !key.topic.name.hasPrefix(PresenceEventData.userTopicPrefix) {
+            for key in tables.members.keys where !key.topic.name.hasPrefix(PresenceEventData.userTopicPrefix) {
                 perTopic[key.topic, default: 0] += 1
             }
             let ranked = perTopic.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key.name < $1.key.name }

@@ -44,10 +44,32 @@ final class StatsMetrics: Sendable {
             }
             counter("chorus_redis_backend_transitions_total", ["backend": backend.address], backend.transitions)
         }
+        if let presence = stats.presence { update(from: presence) }
+        if let history = stats.history { update(from: history) }
         gauge("process_resident_memory_bytes", stats.memory.residentBytes)
         if let started = ISO8601.date(stats.startedAt) {
             registry.makeGauge(name: "process_start_time_seconds").set(to: started.timeIntervalSince1970)
         }
+    }
+
+    private func update(from presence: PresenceStats) {
+        gauge("chorus_presence_memberships", presence.memberships)
+        gauge("chorus_presence_topics", presence.topics)
+        counter("chorus_presence_events_received_total", [:], presence.eventsReceived)
+        counter("chorus_typing_indicators_received_total", [:], presence.typingReceived)
+        counter("chorus_presence_events_published_total", [:], presence.store.eventsPublished)
+        counter("chorus_presence_reaped_instances_total", [:], presence.store.reapedInstances)
+        counter("chorus_presence_store_failures_total", [:], presence.store.failures)
+    }
+
+    /// Only what this node holds: with the Redis backend the streams live in Redis, and these
+    /// count the node's fallback rings.
+    private func update(from history: HistoryStats) {
+        gauge("chorus_history_topics", history.topics)
+        gauge("chorus_history_messages", history.messages)
+        gauge("chorus_history_bytes", history.bytes)
+        if let stored = history.stored { counter("chorus_history_stored_total", [:], stored) }
+        counter("chorus_history_duplicates_total", [:], history.duplicates)
     }
 
     private func gauge(_ name: String, _ value: Int, _ labels: [String: String] = [:]) {

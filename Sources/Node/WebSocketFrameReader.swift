@@ -70,8 +70,22 @@ struct WebSocketFrameReader {
     /// Whether `input` is a buffer of our own rather than the channel's receive buffer, which
     /// NIO reuses for the next read once nobody else holds it.
     private var ownsInput = false
-    /// The fragments so far of a message whose final fragment has not come.
-    private var partial: (opcode: Opcode, payload: ByteBuffer, fragments: Int, compressed: Bool)?
+    /// The fragments so far of a message whose final fragment has not come. Boxed: a reader
+    /// between messages (every idle connection's) holds one pointer, not the whole of it.
+    private final class PartialMessage {
+        let opcode: Opcode
+        var payload: ByteBuffer
+        var fragments = 1
+        let compressed: Bool
+
+        init(opcode: Opcode, payload: ByteBuffer, compressed: Bool) {
+            self.opcode = opcode
+            self.payload = payload
+            self.compressed = compressed
+        }
+    }
+
+    private var partial: PartialMessage?
     /// The violation found, if any: reported again by every later ``next()``.
     private var violation: Violation?
 
@@ -110,19 +124,18 @@ struct WebSocketFrameReader {
                 return Frame(opcode: frame.opcode, payload: frame.payload)
             case .text, .binary:
                 if frame.fin { return try checked(Frame(opcode: frame.opcode, payload: frame.payload), compressed: frame.compressed) }
-                partial = (frame.opcode, frame.payload, 1, frame.compressed)
+                partial = PartialMessage(opcode: frame.opcode, payload: frame.payload, compressed: frame.compressed)
             case .continuation:
-                guard var message = partial else {  // readFrame refuses this first
+                guard let message = partial else {  // readFrame refuses this first
                     throw .protocolError("a continuation frame with no message to continue")
                 }
-                partial = nil  // so that appending to the payload does not copy it
                 var payload = frame.payload
-                message.payload.writeBuffer(&payload)
+                message.payload.writeBuffer(&payload)  // in place: the box holds the only reference
                 message.fragments += 1
                 if frame.fin {
+                    partial = nil
                     return try checked(Frame(opcode: message.opcode, payload: message.payload), compressed: message.compressed)
                 }
-                partial = message
             }
         }
         return nil

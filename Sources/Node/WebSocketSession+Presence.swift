@@ -11,8 +11,10 @@ struct SessionPresence {
     var watched: Set<Topic> = []
     /// Topics where this connection's `typing` `start` is the last word.
     var typing: Set<Topic> = []
-    /// `presence.user.<id>`, joined at authentication: the user is online while connected.
-    var userTopic: Topic?
+    /// Whether the session joined `presence.user.<id>` at authentication (the user is online
+    /// while connected). A flag rather than the topic: its name is made again at the close
+    /// instead of kept for every connection.
+    var joinedUserTopic = false
 }
 
 /// Presence and typing requests of one connection (see docs/presence.md). Runs on the session's
@@ -73,7 +75,7 @@ extension WebSocketSession {
     /// The user is online while one of its connections is: member of `presence.user.<id>`.
     func presenceDidAuthenticate(_ userId: String) {
         guard let topic = PresenceService.userTopic(userId) else { return }
-        presence.userTopic = topic
+        presence.joinedUserTopic = true
         node.presence.join(topic: topic, userId: userId, data: nil)
     }
 
@@ -82,10 +84,12 @@ extension WebSocketSession {
         guard let user else { return }
         for topic in presence.memberships { node.presence.leave(topic: topic, userId: user.id) }
         for topic in presence.typing { publishTyping(topic, userId: user.id, start: false) }
-        if let topic = presence.userTopic { node.presence.leave(topic: topic, userId: user.id) }
+        if presence.joinedUserTopic, let topic = PresenceService.userTopic(user.id) {
+            node.presence.leave(topic: topic, userId: user.id)
+        }
         presence.memberships.removeAll()
         presence.typing.removeAll()
-        presence.userTopic = nil
+        presence.joinedUserTopic = false
     }
 
     /// `presence.get`: the topic's members, for a client that may subscribe to it.

@@ -21,7 +21,7 @@ final class WebSocketSession: WebSocketTransportDelegate {
     private(set) var user: AuthenticatedUser? {
         didSet { updateDeliveriesWanted() }
     }
-    private(set) var subscriptions: Set<TopicPattern> = []
+    private(set) var subscriptions = SessionSubscriptions()
     /// Presence memberships, watched topics and typing state (see WebSocketSession+Presence).
     var presence = SessionPresence()
 
@@ -209,13 +209,25 @@ final class WebSocketSession: WebSocketTransportDelegate {
         registry.assumeIsolated { $0.expireToken(of: id, at: deadline) }
     }
 
-    /// Called by the registry when ``tokenDeadline`` has passed.
+    /// Called by the registry when ``tokenDeadline`` has passed: first the token's expiry,
+    /// which pauses delivery and starts the `JWT_RENEWAL_GRACE`; then, unless a fresh `auth`
+    /// came meanwhile, the grace's end, which closes the connection. A client that never renews
+    /// cannot hold a connection (and its presence) open forever.
     func tokenDidExpire() {
-        guard !transport.isClosing, !tokenExpired else { return }
-        tokenDeadline = nil
+        guard !transport.isClosing else { return }
+        if tokenExpired {
+            tokenDeadline = nil
+            log(.info, "no fresh token within JWT_RENEWAL_GRACE; closing")
+            transport.close(.tokenExpired, reason: "token expired")
+            return
+        }
         tokenExpired = true
         log(.info, "token expired; delivery paused until the client authenticates again")
         reply(.authExpired)
+        let deadline = NIODeadline.now() + .nanoseconds(Int64(node.configuration.tokenRenewalGrace / .nanoseconds(1)))
+        tokenDeadline = deadline
+        let id = self.id
+        registry.assumeIsolated { $0.expireToken(of: id, at: deadline) }
     }
 
     /// Why this session may not use topics yet, as an `error` reply; nil when it may.
@@ -280,14 +292,16 @@ final class WebSocketSession: WebSocketTransportDelegate {
     /// cluster is missed. At once (on this loop) in the common case; else from the adapter's
     /// thread, hopping back to this loop. Messages for the topic may arrive before the reply; a
     /// closed connection gets nothing.
+    ///
+    /// The session is found again by its id rather than held weakly: a weak reference gives the
+    /// session a side table for the rest of its life (32 bytes per connection).
     private func replyWhenSettled(_ message: ServerMessage) {
-        let loop = registry.loop
-        let session = NIOLoopBound(WeakSession(self), eventLoop: loop)
+        let (loop, registry, id) = (registry.loop, registry, self.id)
         node.broker.whenInterestSettled {
             if loop.inEventLoop {
-                session.value.session?.reply(message)
+                registry.assumeIsolated { $0.session(id)?.reply(message) }
             } else {
-                loop.execute { session.value.session?.reply(message) }
+                loop.execute { registry.assumeIsolated { $0.session(id)?.reply(message) } }
             }
         }
     }
@@ -330,11 +344,4 @@ final class WebSocketSession: WebSocketTransportDelegate {
     func reply(_ message: ServerMessage) {
         transport.send(text: message.encoded())
     }
-}
-
-/// A session held weakly across a hop: the transport (and with it the session) may be gone by
-/// the time a deferred reply is ready.
-private struct WeakSession {
-    weak var session: WebSocketSession?
-    init(_ session: WebSocketSession) { self.session = session }
 }

@@ -181,6 +181,8 @@ extension ClusterTests {
                 try await bob.subscribe(topic, member: true, events: false)
                 let during = try await bob.presenceState(topic)
                 #expect(during.scope == "node" && during.connections == ["bob": 1], "node 1 knows its own members only")
+                let online = try await bob.presenceState("presence.user.bob")
+                #expect(online.scope == "node" && online.connections == ["bob": 1], "and its own users' online topics")
 
                 // Redis comes back with nothing in it: the nodes resend their shares.
                 try await cluster.redis[0].start()
@@ -190,6 +192,11 @@ extension ClusterTests {
                     return state?.scope == nil && state?.connections == ["alice": 1, "bob": 1]
                 }
                 #expect(restored, "alice (node 2) and bob (node 1) are members again")
+                let aliceOnline = await eventually(within: .seconds(30)) {
+                    let state = try? await alice.presenceState("presence.user.alice")
+                    return state?.scope == nil && state?.connections == ["alice": 1]
+                }
+                #expect(aliceOnline, "alice is online again: the user topics' shares are resent too")
             }
         }
 

@@ -60,4 +60,23 @@ struct HistoryRecoveryPlanTests {
         #expect(plan.position == HistoryPosition(offset: 20, epoch: "e"))
         #expect(plan.history.isEmpty && plan.live.isEmpty)
     }
+
+    @Test("a recovery answered at offset 0 (nothing published yet) keeps no watermark; one past a message keeps it until a later message")
+    func watermarkOnlyPastAMessage() throws {
+        let transport = WebSocketTransport(maxMessageSize: 1 << 20, maxMessagesPerSecond: 100, counters: NodeCounters())
+        let topic = try Topic("t")
+        var table = RecoveryTable()
+        let began = table.begin(transport, topic)
+        _ = table.finish(transport, topic) { _ in HistoryPosition(offset: 0, epoch: "e") }
+        #expect(began && table.isEmpty, "an idle subscriber holds nothing")
+
+        let beganAgain = table.begin(transport, topic)
+        _ = table.finish(transport, topic) { _ in HistoryPosition(offset: 5, epoch: "e") }
+        #expect(beganAgain && !table.isEmpty)
+        let frame = OutboundFrame.text(Array("m".utf8), allocator: ByteBufferAllocator())
+        let dropped = table.hold(Delivery(topic: topic, frame: frame, offset: 5, epoch: "e", arrivedAt: .now()), for: transport, topic: topic)
+        let later = table.hold(Delivery(topic: topic, frame: frame, offset: 6, epoch: "e", arrivedAt: .now()), for: transport, topic: topic)
+        #expect(dropped && !later, "at or before the watermark dropped; past it written, and the watermark gone")
+        #expect(table.isEmpty)
+    }
 }

@@ -36,6 +36,27 @@ struct MetricsTests {
         }
     }
 
+    @Test("/metrics exports presence members and the history this node holds")
+    func presenceAndHistoryAsMetrics() async throws {
+        try await withNode(["HISTORY_SIZE": "10"]) { node in
+            let member = try await node.connect(as: "alice")
+            try await member.subscribe("chat.lobby", member: true, events: false)
+            let publisher = try await node.connect(as: "bob")
+            #expect(try await publisher.request(["type": "message", "topic": "chat.lobby", "data": 1, "id": 1])["type"] as? String == "published")
+            #expect(try await publisher.request(["type": "message", "topic": "chat.lobby", "data": 2, "id": 2])["type"] as? String == "published")
+            let series = Self.samples(try await HTTP.get("\(node.baseURL)/metrics").text)
+            #expect(series["chorus_presence_memberships"] == 1)
+            #expect(series["chorus_presence_topics"] == 1)
+            #expect(series["chorus_presence_events_published_total"] ?? 0 >= 1)
+            #expect(series["chorus_history_topics"] == 1)
+            #expect(series["chorus_history_messages"] == 2)
+            #expect(series["chorus_history_bytes"] ?? 0 > 0)
+            #expect(series["chorus_history_duplicates_total"] == 0)
+            await member.close()
+            await publisher.close()
+        }
+    }
+
     @Test("an unknown route answers 404 in the error shape")
     func notFound() async throws {
         try await withNode { node in

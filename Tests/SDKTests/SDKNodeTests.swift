@@ -37,6 +37,31 @@ struct SDKNodeTests {
         }
     }
 
+    @Test("a subscription whose consumer falls behind its buffer ends with bufferOverflow after the messages it holds")
+    func bufferOverflow() async throws {
+        try await withNodeProcess { node in
+            var configuration = Self.configuration()
+            configuration.messageBufferLimit = 5
+            let client = try ChorusClient(url: Self.url(node), token: node.token("slow"), configuration: configuration)
+            let events = await client.events()
+            let subscription = try await client.subscribe("chat.flood")
+            // Nobody iterates `subscription` while 20 messages arrive.
+            for n in 1...20 { try await client.publish("chat.flood", ["n": .integer(Int64(n))]) }
+            var ended: ChorusError?
+            for await event in events {
+                if case .subscriptionEnded(let topic, let error) = event, topic == "chat.flood" {
+                    ended = error
+                    break
+                }
+            }
+            #expect(ended == .bufferOverflow(limit: 5))
+            var received: [JSONValue] = []
+            for await message in subscription { received.append(message.data) }
+            #expect(received == (1...5).map { ["n": .integer(Int64($0))] }, "the first five, in order, then the end")
+            await client.close()
+        }
+    }
+
     @Test("a publish is acknowledged by the node's published reply with its messageId, and a repeated messageId is a duplicate")
     func acknowledgedPublish() async throws {
         try await withNodeProcess { node in

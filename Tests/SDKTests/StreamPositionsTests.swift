@@ -38,7 +38,14 @@ struct ServerURLTests {
         #expect(try ServerURL("ws://[::1]:8080/chorus/ws?x=1") == ServerURL(host: "::1", port: 8080, target: "/chorus/ws?x=1"))
     }
 
-    @Test("wss and other schemes are refused with the URL", arguments: ["wss://example.com/ws", "http://x/ws", "ws://:80", "ws://h:0"])
+    @Test("wss URLs are TLS, on port 443 unless one is given")
+    func tls() throws {
+        #expect(try ServerURL("wss://chat.example.com/ws") == ServerURL(host: "chat.example.com", port: 443, target: "/ws", tls: true))
+        #expect(try ServerURL("wss://chat.example.com/ws").hostHeader == "chat.example.com")
+        #expect(try ServerURL("wss://127.0.0.1:8443") == ServerURL(host: "127.0.0.1", port: 8443, target: "/ws", tls: true))
+    }
+
+    @Test("other schemes and malformed authorities are refused with the URL", arguments: ["https://x/ws", "http://x/ws", "ws://:80", "ws://h:0", "wss://:443"])
     func refuses(url: String) {
         #expect(throws: ChorusError.invalidURL(url)) { try ServerURL(url) }
     }

@@ -19,10 +19,22 @@ public final class NginxProcess: Sendable {
         self.process = process
     }
 
+    /// PEM files for a TLS listener: nginx then terminates TLS and passes plain HTTP on.
+    public struct TLSFiles: Sendable {
+        public var certificate: String
+        public var key: String
+
+        public init(certificate: String, key: String) {
+            self.certificate = certificate
+            self.key = key
+        }
+    }
+
     /// Writes `nginx.conf` for `upstreamPorts` and starts nginx in the foreground, on another
-    /// port if the reserved one turns out to be taken. Does not wait for the nodes: see
-    /// ``waitUntilServing(within:)``.
-    static func start(upstreamPorts: [Int], directory: URL) async throws -> NginxProcess {
+    /// port if the reserved one turns out to be taken; with `tls`, it listens with TLS only.
+    /// Does not wait for the nodes: see ``waitUntilServing(within:)``. The caller stops it
+    /// (``ChildProcess``).
+    public static func start(upstreamPorts: [Int], directory: URL, tls: TLSFiles? = nil) async throws -> NginxProcess {
         let nginx = try Executable.find("nginx", hint: "install nginx (Debian: apt-get install -y nginx-light)")
         try FileManager.default.createDirectory(
             at: directory.appendingPathComponent("tmp"), withIntermediateDirectories: true)
@@ -30,7 +42,7 @@ public final class NginxProcess: Sendable {
         let errorLog = directory.appendingPathComponent("error.log")
         for attempt in 1...5 {
             let port = try LoopbackPort.reserve()
-            try Self.configuration(port: port, upstreamPorts: upstreamPorts, directory: directory.path)
+            try Self.configuration(port: port, upstreamPorts: upstreamPorts, directory: directory.path, tls: tls)
                 .write(to: configuration, atomically: true, encoding: .utf8)
             try? FileManager.default.removeItem(at: errorLog)
             let process = try await ChildProcess.spawn(
@@ -67,7 +79,7 @@ public final class NginxProcess: Sendable {
         (try? String(contentsOf: directory.appendingPathComponent("error.log"), encoding: .utf8)) ?? ""
     }
 
-    static func configuration(port: Int, upstreamPorts: [Int], directory: String) -> String {
+    static func configuration(port: Int, upstreamPorts: [Int], directory: String, tls: TLSFiles? = nil) -> String {
         // Started as root without a `user` line, nginx runs its workers as `nobody`, who cannot
         // enter the private temp folder; name ourselves instead (not root: nginx ignores it).
         var user = ""
@@ -119,7 +131,8 @@ public final class NginxProcess: Sendable {
                 client_max_body_size 2m;
 
                 server {
-                    listen 127.0.0.1:\(port);
+                    listen 127.0.0.1:\(port)\(tls == nil ? "" : " ssl");
+            \(tls.map { "        ssl_certificate \($0.certificate);\n        ssl_certificate_key \($0.key);" } ?? "")
 
                     location /ws {
                         proxy_pass http://chorus_nodes;

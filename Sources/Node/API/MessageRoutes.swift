@@ -20,7 +20,6 @@ struct MessageRoutes {
 
     /// Longest `content`, in characters.
     static let maxContent = 10_000
-    static let pageSizes = 1...100
     static let defaultPageSize = 50
 
     func register(on router: Router<NodeRequestContext>) {
@@ -93,18 +92,9 @@ struct MessageRoutes {
         default:
             throw APIError.invalid("topic", "give exactly one of the query parameters 'topic' and 'with'")
         }
-        var limit = Self.defaultPageSize
-        if let text = query["limit"] {
-            guard let value = Int(text), Self.pageSizes.contains(value) else {
-                throw APIError.invalid("limit", "'limit' must be a whole number in 1...100")
-            }
-            limit = value
-        }
-        let page: MessagePage
-        do {
-            page = try await store.messages(in: scope, before: query["before"].map(String.init), limit: limit)
-        } catch StoreError.invalidCursor {
-            throw APIError.invalid("before", "'before' is not a cursor this API returned")
+        let pageRequest = try PageRequest(request, defaultLimit: Self.defaultPageSize)
+        let page = try await pageRequest.read { before, limit in
+            try await store.messages(in: scope, before: before, limit: limit)
         }
         var writer = JSONWriter()
         writer.raw("{\"messages\":[")
@@ -112,9 +102,7 @@ struct MessageRoutes {
             if index > 0 { writer.raw(",") }
             writer.raw(message.json)
         }
-        writer.raw("],\"nextCursor\":")
-        if let cursor = page.nextCursor { writer.string(cursor) } else { writer.raw("null") }
-        writer.raw("}")
+        PageRequest.close(&writer, nextCursor: page.nextCursor)
         return .json((try? RawJSON(validating: writer.bytes)) ?? .emptyObject)
     }
 

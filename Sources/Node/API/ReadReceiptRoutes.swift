@@ -8,7 +8,6 @@ import Store
 struct ReadReceiptRoutes {
     let receipts: ReadReceipts
 
-    static let pageSizes = 1...100
     static let defaultPageSize = 20
 
     private var node: NodeContext { receipts.node }
@@ -24,19 +23,9 @@ struct ReadReceiptRoutes {
 
     private func list(_ request: Request) async throws -> Response {
         let user = try Caller.user(request, node: node)
-        let query = request.uri.queryParameters
-        var limit = Self.defaultPageSize
-        if let text = query["limit"] {
-            guard let value = Int(text), Self.pageSizes.contains(value) else {
-                throw APIError.invalid("limit", "'limit' must be a whole number in 1...100")
-            }
-            limit = value
-        }
-        let page: ConversationPage
-        do {
-            page = try await receipts.conversations(of: user, before: query["before"].map(String.init), limit: limit)
-        } catch StoreError.invalidCursor {
-            throw APIError.invalid("before", "'before' is not a cursor this API returned")
+        let pageRequest = try PageRequest(request, defaultLimit: Self.defaultPageSize)
+        let page = try await pageRequest.read { before, limit in
+            try await receipts.conversations(of: user, before: before, limit: limit)
         }
         var writer = JSONWriter()
         writer.raw("{\"conversations\":[")
@@ -44,9 +33,7 @@ struct ReadReceiptRoutes {
             if index > 0 { writer.raw(",") }
             writer.raw(conversation.json(for: user.id))
         }
-        writer.raw("],\"nextCursor\":")
-        if let cursor = page.nextCursor { writer.string(cursor) } else { writer.raw("null") }
-        writer.raw("}")
+        PageRequest.close(&writer, nextCursor: page.nextCursor)
         return .json((try? RawJSON(validating: writer.bytes)) ?? .emptyObject)
     }
 }

@@ -1,0 +1,44 @@
+import Broker
+import Hummingbird
+import Store
+
+/// The `limit` and `before` query parameters of a cursor-paged list (`GET /api/messages`,
+/// `GET /api/conversations`): parsed and refused the same way on every such route.
+struct PageRequest {
+    /// The page sizes a client may ask for.
+    static let sizes = 1...100
+
+    let limit: Int
+    /// A `nextCursor` an earlier page returned, or nil for the newest page.
+    let before: String?
+
+    init(_ request: Request, defaultLimit: Int) throws(APIError) {
+        let query = request.uri.queryParameters
+        before = query["before"].map(String.init)
+        guard let text = query["limit"] else {
+            limit = defaultLimit
+            return
+        }
+        guard let value = Int(text), Self.sizes.contains(value) else {
+            throw APIError.invalid("limit", "'limit' must be a whole number in \(Self.sizes.lowerBound)...\(Self.sizes.upperBound)")
+        }
+        limit = value
+    }
+
+    /// Runs `read` with this page's cursor and size; a cursor the store does not recognize is a
+    /// 400 naming `before`.
+    func read<Page>(_ read: (_ before: String?, _ limit: Int) async throws -> Page) async throws -> Page {
+        do {
+            return try await read(before, limit)
+        } catch StoreError.invalidCursor {
+            throw APIError.invalid("before", "'before' is not a cursor this API returned")
+        }
+    }
+
+    /// The end of a page's JSON: `],"nextCursor":<cursor or null>}`.
+    static func close(_ writer: inout JSONWriter, nextCursor: String?) {
+        writer.raw("],\"nextCursor\":")
+        if let cursor = nextCursor { writer.string(cursor) } else { writer.raw("null") }
+        writer.raw("}")
+    }
+}
