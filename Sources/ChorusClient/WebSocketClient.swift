@@ -220,13 +220,16 @@ public final class WebSocketClient: Sendable {
 private actor EventQueue {
     private var buffer: [WebSocketClient.Event] = []
     private var finished = false
-    private var waiter: (id: Int, continuation: CheckedContinuation<WebSocketClient.Event?, Never>)?
+    /// The reader waiting, and the task that ends its wait at the timeout (cancelled when an
+    /// event comes first, so that a busy connection does not pile up sleeping timers).
+    private var waiter: (id: Int, continuation: CheckedContinuation<WebSocketClient.Event?, Never>, timer: Task<Void, Never>)?
     private var waits = 0
 
     func push(_ event: WebSocketClient.Event) {
         if event == .disconnected { finished = true }
         if let waiter {
             self.waiter = nil
+            waiter.timer.cancel()
             waiter.continuation.resume(returning: event)
         } else {
             buffer.append(event)
@@ -240,11 +243,11 @@ private actor EventQueue {
         waits += 1
         let id = waits
         return await withCheckedContinuation { continuation in
-            waiter = (id, continuation)
-            Task {
-                try? await Task.sleep(for: timeout)
+            let timer = Task {
+                do { try await Task.sleep(for: timeout) } catch { return }  // an event came first
                 self.expire(id)
             }
+            waiter = (id, continuation, timer)
         }
     }
 

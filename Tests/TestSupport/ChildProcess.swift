@@ -29,11 +29,16 @@ public final class ChildProcess: Sendable {
     }
 
     /// Starts `executable` with `arguments` from the spawning thread; `environment` is added to
-    /// this process's environment. Output (stdout and stderr) is appended to `log`.
+    /// this process's environment. Output (stdout and stderr) is appended to `log`. Throws if
+    /// the spawning thread has not started it within `timeout` (it starts children one at a
+    /// time, and `posix_spawn` returns only once the child has exec'd).
     public static func spawn(
-        _ executable: String, _ arguments: [String], environment: [String: String] = [:], log: URL
+        _ executable: String, _ arguments: [String], environment: [String: String] = [:], log: URL,
+        within timeout: Duration = .seconds(60)
     ) async throws -> ChildProcess {
-        try await SpawnThread.run { try ChildProcess(executable, arguments, environment: environment, log: log) }
+        try await withDeadline(timeout, "starting \(executable) (log \(log.lastPathComponent))") {
+            try await SpawnThread.run { try ChildProcess(executable, arguments, environment: environment, log: log) }
+        }
     }
 
     /// Only on ``SpawnThread``: see the type's documentation.
