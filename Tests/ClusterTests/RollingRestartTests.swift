@@ -51,7 +51,7 @@ struct RollingRestart {
         var rate = 500.0
         /// Publishes in flight per topic (in order on one connection, so a topic's messages
         /// are stored in the order sent; retried in that order after a reconnect).
-        var window = 4
+        var window = 16
         /// Published (acknowledged) between two restarts, after the previous restart's
         /// subscribers have all recovered, and after the last one before the end markers.
         var between = 1_500
@@ -150,8 +150,9 @@ struct RollingRestart {
         let summary = """
             \(plan.subscribers) subscribers on \(plan.topics.count) topics (per node at start: \(distribution), \
             connected in \(connected.seconds, format: 1) s), \
-            \(publisher.total) messages published in \(publisher.seconds, format: 1) s (\(Double(publisher.total) / publisher.seconds, format: 0) msg/s, \
-            target \(plan.rate, format: 0), at most \(plan.window) in flight per topic), \(received) delivered, \
+            \(publisher.total) messages published in \(publisher.seconds, format: 1) s (\(publisher.steadyCount) in the first \
+            \(publisher.steadySeconds, format: 1) s: \(Double(publisher.steadyCount) / publisher.steadySeconds, format: 0) msg/s, target \
+            \(plan.rate, format: 0), at most \(plan.window) in flight per topic, at most \(publisher.mostBehind) behind), \(received) delivered, \
             \(state.recoveries) recoveries (closes per restart: \(restarts.dropped)), \
             publisher reconnects \(state.publisherReconnects), refusals \(state.refusals), \
             restarts took \(restarts.seconds.map { String(format: "%.1f s", $0) }.joined(separator: ", ")), whole run \(elapsed.seconds, format: 1) s
@@ -171,6 +172,11 @@ struct RollingRestart {
         var perTopic: [String: Int]
         var total: Int
         var seconds: Double
+        /// Acknowledged before the end markers, and in how long: the publishing rate.
+        var steadyCount: Int
+        var steadySeconds: Double
+        /// The most messages that were due but not yet sent at once.
+        var mostBehind: Int
     }
 
     struct Restarts: Sendable {
@@ -336,6 +342,10 @@ struct RollingRestart {
         var ending = false
         var ended = Array(repeating: false, count: topics.count)
         var stopAt = Int.max
+        /// Acknowledged, and seconds, when the end markers began.
+        var steady = (count: 0, seconds: 0.0)
+        /// The most messages that were due but not yet sent (window full, or reconnecting).
+        var behind = 0
 
         func send(_ item: inout Pending) async throws {
             item.requestId = UUID().uuidString
@@ -378,7 +388,10 @@ struct RollingRestart {
             let total = acknowledged.reduce(0, +)
             if !ending, progress.read({ $0.restartsDone }) {
                 if stopAt == .max { stopAt = total + plan.between }
-                if total >= stopAt { ending = true }
+                if total >= stopAt {
+                    ending = true
+                    steady = (total, (ContinuousClock.now - started).seconds)
+                }
             }
             do {
                 if ending {
@@ -390,6 +403,7 @@ struct RollingRestart {
                     }
                 } else {
                     let due = Int((ContinuousClock.now - started).seconds * plan.rate)
+                    behind = max(behind, due - nextSeq.reduce(0) { $0 + $1 - 1 })
                     for topic in topics.indices {
                         while (nextSeq[topic] - 1) * topics.count + topic < due, pending[topic].count < plan.window {
                             var item = Pending(topic: topic, seq: nextSeq[topic])
@@ -431,7 +445,9 @@ struct RollingRestart {
         let seconds = (ContinuousClock.now - started).seconds
         var perTopic: [String: Int] = [:]
         for (index, topic) in topics.enumerated() { perTopic[topic] = acknowledged[index] }
-        return Publisher(perTopic: perTopic, total: acknowledged.reduce(0, +), seconds: seconds)
+        return Publisher(
+            perTopic: perTopic, total: acknowledged.reduce(0, +), seconds: seconds, steadyCount: steady.count,
+            steadySeconds: steady.seconds, mostBehind: behind)
     }
 
     // MARK: Restarts
