@@ -22,11 +22,11 @@ public func withDeadline<T: Sendable>(
                 let result = await Result(catching: { try await body() })
                 answer.give(result)
             }
-            answer.setWork(work)
-            Task {
-                try? await Task.sleep(for: timeout)
+            let timer = Task {
+                do { try await Task.sleep(for: timeout) } catch { return }  // answered first
                 answer.give(.failure(TestFailure("\(description): no answer within \(timeout)")))
             }
+            answer.setTasks(work: work, timer: timer)
         }
     } onCancel: {
         answer.give(.failure(CancellationError()))
@@ -42,6 +42,7 @@ private final class DeadlineAnswer<T: Sendable>: Sendable {
         var early: Result<T, any Error>?
         var done = false
         var work: Task<Void, Never>?
+        var timer: Task<Void, Never>?
     }
     private let state = Mutex(State())
 
@@ -57,26 +58,33 @@ private final class DeadlineAnswer<T: Sendable>: Sendable {
         if let early { continuation.resume(with: early) }
     }
 
-    func setWork(_ work: Task<Void, Never>) {
+    /// The body's task (cancelled when the answer is a deadline or a cancellation) and the
+    /// deadline's (cancelled once there is an answer).
+    func setTasks(work: Task<Void, Never>, timer: Task<Void, Never>) {
         let finished = state.withLock { state in
             state.work = work
+            state.timer = timer
             return state.done
         }
-        if finished { work.cancel() }
+        if finished {
+            work.cancel()
+            timer.cancel()
+        }
     }
 
     func give(_ result: Result<T, any Error>) {
-        let (continuation, work) = state.withLock { state -> (CheckedContinuation<T, any Error>?, Task<Void, Never>?) in
-            guard !state.done else { return (nil, nil) }
+        let (continuation, tasks) = state.withLock { state -> (CheckedContinuation<T, any Error>?, [Task<Void, Never>]) in
+            guard !state.done else { return (nil, []) }
             state.done = true
+            let tasks = [state.work, state.timer].compactMap { $0 }
             guard let continuation = state.continuation else {
                 state.early = result
-                return (nil, state.work)
+                return (nil, tasks)
             }
             state.continuation = nil
-            return (continuation, state.work)
+            return (continuation, tasks)
         }
-        work?.cancel()
+        for task in tasks { task.cancel() }  // a finished body's task: no effect
         continuation?.resume(with: result)
     }
 }
