@@ -68,14 +68,19 @@ public final class WebSocketClient: Sendable {
                     case .ping:
                         await events.push(.ping)
                         if autoPong {
-                            try? await outbound.write(WebSocketFrame(fin: true, opcode: .pong, maskKey: .random(), data: data))
+                            // Never awaited here: while the connection is not writable (our own
+                            // sends backed up) the reader would stop reading, the server's sends
+                            // would back up in turn, and neither side would move again.
+                            let pong = WebSocketFrame(fin: true, opcode: .pong, maskKey: .random(), data: data)
+                            Task { try? await outbound.write(pong) }
                         }
                     case .pong: await events.push(.pong)
                     case .connectionClose:
                         // Answer with the same code, as RFC 6455 asks of an endpoint (5.5.1).
                         var reply = ByteBuffer()
                         if let code = data.getInteger(at: data.readerIndex, as: UInt16.self) { reply.writeInteger(code) }
-                        try? await outbound.write(WebSocketFrame(fin: true, opcode: .connectionClose, maskKey: .random(), data: reply))
+                        let answer = WebSocketFrame(fin: true, opcode: .connectionClose, maskKey: .random(), data: reply)
+                        Task { try? await outbound.write(answer) }  // not awaited, as the pong
                         let code = data.readInteger(as: UInt16.self)
                         await events.push(.close(code: code, reason: data.readString(length: data.readableBytes) ?? ""))
                     default: break

@@ -96,7 +96,7 @@ extension WebSocketSession {
             return reply(.error(code: 403, message: denial, details: .object(["topic": .string(topic.name)]), id: requestId))
         }
         let presence = node.presence
-        let bound = NIOLoopBound(self, eventLoop: registry.loop)
+        let bound = NIOLoopBound(WeakSession(self), eventLoop: registry.loop)  // the connection may close meanwhile
         let loop = registry.loop
         Task {
             let frame: [UInt8]
@@ -107,7 +107,7 @@ extension WebSocketSession {
                 frame = PresenceFrames.state(
                     topic: topic, members: presence.localMembers(of: topic), scope: "node", requestId: requestId)
             }
-            loop.execute { bound.value.transport.send(text: frame) }
+            loop.execute { bound.value.session?.transport.send(text: frame) }
         }
     }
 

@@ -310,18 +310,21 @@ final class WebSocketSession: WebSocketTransportDelegate {
         node.broker.publish(envelope, completion: requestId.map { publishedReply(topic: topic, messageId: messageId, requestId: $0) })
     }
 
-    /// Answers `published` on this session's loop once the adapter has the outcome.
+    /// Answers `published` on this session's loop once the adapter has the outcome; nothing
+    /// when the connection has closed meanwhile (the session is held weakly: its transport,
+    /// which it holds unowned, is gone with it).
     private func publishedReply(topic: Topic, messageId: String?, requestId: JSONValue) -> PublishCompletion {
-        let session = NIOLoopBound(self, eventLoop: registry.loop)
+        let session = NIOLoopBound(WeakSession(self), eventLoop: registry.loop)
         let loop = registry.loop
         return { outcome in
             loop.execute {
+                guard let session = session.value.session else { return }
                 if let refusal = outcome.refusal {
-                    session.value.reply(.error(
+                    session.reply(.error(
                         code: 503, message: "message not accepted: \(refusal); publish it again",
                         details: .object(["topic": .string(topic.name)]), id: requestId))
                 } else {
-                    session.value.reply(.published(topic: topic.name, id: requestId, messageId: messageId, outcome: outcome))
+                    session.reply(.published(topic: topic.name, id: requestId, messageId: messageId, outcome: outcome))
                 }
             }
         }
@@ -334,7 +337,7 @@ final class WebSocketSession: WebSocketTransportDelegate {
 
 /// A session held weakly across a hop: the transport (and with it the session) may be gone by
 /// the time a deferred reply is ready.
-private struct WeakSession {
+struct WeakSession {
     weak var session: WebSocketSession?
     init(_ session: WebSocketSession) { self.session = session }
 }

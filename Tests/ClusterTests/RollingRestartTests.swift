@@ -100,6 +100,9 @@ struct RollingRestart {
             var publisherReconnects = 0
             var refusals = 0
             var finished = 0
+            /// What the publisher and the restarts are at, for a report of a wait that did not end.
+            var publisher = "connecting"
+            var restarts = "waiting for the first"
         }
         let state = Mutex(State())
 
@@ -110,7 +113,8 @@ struct RollingRestart {
             read { state in
                 let waiting = state.reconnecting.sorted { $0.key < $1.key }.prefix(8).map { "\($0.key): \($0.value)" }
                 return "\(state.acknowledged) acknowledged, \(state.recoveries) recoveries, \(state.finished) subscribers done, "
-                    + "\(state.reconnecting.count) reconnecting [\(waiting.joined(separator: "; "))]"
+                    + "\(state.reconnecting.count) reconnecting [\(waiting.joined(separator: "; "))], "
+                    + "publisher: \(state.publisher), restarts: \(state.restarts)"
             }
         }
     }
@@ -132,6 +136,15 @@ struct RollingRestart {
             }
             group.addTask { .publisher(try await publish()) }
             group.addTask { .restarts(try await restartAll()) }
+            group.addTask {
+                // Where the run is, every 20 s, in the test's output: what a run that stalls was at.
+                let begun = ContinuousClock.now
+                while progress.read({ $0.finished }) < plan.subscribers {
+                    try await Task.sleep(for: .seconds(20))
+                    print("rolling restart, \(Int((ContinuousClock.now - begun).seconds)) s: \(progress.description)")
+                }
+                return .watchdog
+            }
             var outcomes: [Outcome] = []
             var publisher: Publisher?
             var restarts: Restarts?
@@ -140,6 +153,7 @@ struct RollingRestart {
                 case .subscriber(let outcome): outcomes.append(outcome)
                 case .publisher(let result): publisher = result
                 case .restarts(let result): restarts = result
+                case .watchdog: break
                 }
             }
             return (outcomes, publisher!, restarts!)
@@ -166,6 +180,7 @@ struct RollingRestart {
         case subscriber(Outcome)
         case publisher(Publisher)
         case restarts(Restarts)
+        case watchdog
     }
 
     struct Publisher: Sendable {
@@ -183,6 +198,20 @@ struct RollingRestart {
         var dropped: [Int] = []
         var exitStatuses: [Int32] = []
         var seconds: [Double] = []
+    }
+
+    /// Closes `client`, waiting at most 10 s (a close frame waits while the connection is not
+    /// writable).
+    private func close(_ client: WebSocketClient) async {
+        _ = try? await withDeadline(.seconds(10), "closing a WebSocket") { await client.close() }
+    }
+
+    /// Sends `object` on `client`, waiting at most 30 s (a send waits while the connection is not
+    /// writable: the server has stopped reading).
+    private func send(_ object: [String: Any], on client: WebSocketClient, as user: String) async throws {
+        let data = try JSONSerialization.data(withJSONObject: object)
+        let text = String(decoding: data, as: UTF8.self)
+        try await withDeadline(.seconds(30), "\(user): sending") { try await client.send(text: text) }
     }
 
     // MARK: Subscribers
@@ -249,7 +278,7 @@ struct RollingRestart {
                 reply = try await client.subscribeWithHistory(topic, since: since, timeout: .seconds(30))
             } catch let failure as WebSocketClient.Failure {
                 lastError = failure
-                await client.close()
+                await close(client)
                 try await Task.sleep(for: .milliseconds(100))  // backoff between attempts
                 continue
             }
@@ -296,7 +325,7 @@ struct RollingRestart {
             last = mark
             let data = message["data"] as? [String: Any] ?? [:]
             if data["end"] as? Bool == true {
-                await client.close()
+                await close(client)
                 progress.update { $0.finished += 1 }
                 return outcome
             }
@@ -334,6 +363,7 @@ struct RollingRestart {
         let started = ContinuousClock.now
         let topics = plan.topics
         var client = try await connect(as: "publisher")
+        progress.update { $0.publisher = "publishing" }
         var nextSeq = Array(repeating: 1, count: topics.count)
         var acknowledged = Array(repeating: 0, count: topics.count)
         /// Per topic, in the order sent.
@@ -352,10 +382,10 @@ struct RollingRestart {
             item.sentAt = .now
             byRequest[item.requestId] = (item.topic, item.seq)
             let data: [String: Any] = item.seq == 0 ? ["end": true] : ["seq": item.seq]
-            try await client.send(json: [
+            try await self.send([
                 "type": "message", "topic": topics[item.topic], "data": data, "id": item.requestId,
                 "messageId": "\(topics[item.topic])-\(item.key)",
-            ])
+            ], on: client, as: "publisher")
         }
         /// A new connection, and every unacknowledged publish again, in order per topic.
         func reconnect(after problem: String) async throws {
@@ -364,7 +394,7 @@ struct RollingRestart {
                 $0.dropped += 1
                 $0.reconnecting["publisher"] = problem
             }
-            await client.close()
+            await close(client)
             let deadline = ContinuousClock.now + .seconds(90)
             while true {
                 guard ContinuousClock.now < deadline else { throw TestFailure("publisher: could not reconnect and resend after \(problem)") }
@@ -377,9 +407,14 @@ struct RollingRestart {
                     break
                 } catch is WebSocketClient.Failure {
                     continue
+                } catch is TestFailure {
+                    continue  // a send that waited 30 s: this connection is stuck
                 }
             }
-            progress.update { $0.reconnecting["publisher"] = nil }
+            progress.update {
+                $0.reconnecting["publisher"] = nil
+                $0.publisher = "publishing"
+            }
         }
 
         while !ended.allSatisfy({ $0 }) || pending.contains(where: { !$0.isEmpty }) {
@@ -390,6 +425,7 @@ struct RollingRestart {
                 if stopAt == .max { stopAt = total + plan.between }
                 if total >= stopAt {
                     ending = true
+                    progress.update { $0.publisher = "sending the end markers" }
                     steady = (total, (ContinuousClock.now - started).seconds)
                 }
             }
@@ -439,9 +475,12 @@ struct RollingRestart {
                 }
             } catch let failure as WebSocketClient.Failure {
                 try await reconnect(after: "\(failure)")
+            } catch let failure as TestFailure where !Task.isCancelled {
+                try await reconnect(after: "\(failure)")  // a send that waited 30 s
             }
         }
-        await client.close()
+        await close(client)
+        progress.update { $0.publisher = "done" }
         let seconds = (ContinuousClock.now - started).seconds
         var perTopic: [String: Int] = [:]
         for (index, topic) in topics.enumerated() { perTopic[topic] = acknowledged[index] }
@@ -459,6 +498,7 @@ struct RollingRestart {
         var result = Restarts()
         var baseline = 0
         for number in 1...plan.nodes {
+            progress.update { $0.restarts = "node-\(number): waiting for \(plan.between) more publishes and nobody reconnecting" }
             let settled = await eventually(within: .seconds(120), every: .milliseconds(100)) {
                 progress.read { $0.acknowledged >= baseline + plan.between && $0.reconnecting.isEmpty }
             }
@@ -469,7 +509,9 @@ struct RollingRestart {
             progress.update { $0.dropped = 0 }
             let began = ContinuousClock.now
             let old = cluster.node(number)
+            progress.update { $0.restarts = "node-\(number): restarting (it held \(held) connections)" }
             try await cluster.restart(number)
+            progress.update { $0.restarts = "node-\(number): waiting for the \(held) connections it held to recover" }
             result.exitStatuses.append(old.process.exitStatus ?? -1)
             // Every connection the node held has seen its close and recovered elsewhere.
             let recovered = await eventually(within: .seconds(120), every: .milliseconds(100)) {
@@ -479,6 +521,7 @@ struct RollingRestart {
                 throw TestFailure("after restarting node-\(number), which held \(held) connections: \(progress.description)")
             }
             result.dropped.append(progress.read { $0.dropped })
+            progress.update { $0.restarts = "node-\(number): waiting for nginx to route to it again" }
             // nginx takes a node that refused connections out for 10 s (max_fails, fail_timeout).
             let back = await eventually(within: .seconds(60), every: .milliseconds(200)) {
                 let health = try? await HTTP.get("\(cluster.nginx.baseURL)/health").json()
@@ -488,7 +531,10 @@ struct RollingRestart {
             result.seconds.append((ContinuousClock.now - began).seconds)
             baseline = progress.read { $0.acknowledged }
         }
-        progress.update { $0.restartsDone = true }
+        progress.update {
+            $0.restartsDone = true
+            $0.restarts = "done"
+        }
         return result
     }
 }
