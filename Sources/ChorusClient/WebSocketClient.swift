@@ -155,10 +155,16 @@ public final class WebSocketClient: Sendable {
         return event
     }
 
-    /// The next text message, skipping pings and pongs.
+    /// The next text message, skipping pings, pongs and binary frames; `timeout` bounds the whole
+    /// wait (a server that pings more often than `timeout` would otherwise keep an idle wait
+    /// going for ever), and a cancelled task stops waiting at the next frame or deadline.
     public func nextText(timeout: Duration = .seconds(10)) async throws -> String {
+        let deadline = ContinuousClock.now + timeout
         while true {
-            switch try await next(timeout: timeout) {
+            try Task.checkCancellation()
+            let left = deadline - ContinuousClock.now
+            guard left > .zero else { throw Failure.timeout }
+            switch try await next(timeout: left) {
             case .text(let text): return text
             case .ping, .pong: continue
             case .binary: continue
@@ -168,10 +174,14 @@ public final class WebSocketClient: Sendable {
         }
     }
 
-    /// Waits for the server's close frame (skipping other frames) and returns its code.
+    /// Waits for the server's close frame (skipping other frames) and returns its code;
+    /// `timeout` bounds the whole wait.
     public func closeCode(timeout: Duration = .seconds(10)) async throws -> UInt16? {
+        let deadline = ContinuousClock.now + timeout
         while true {
-            switch try await next(timeout: timeout) {
+            let left = deadline - ContinuousClock.now
+            guard left > .zero else { throw Failure.timeout }
+            switch try await next(timeout: left) {
             case .close(let code, _): return code
             case .disconnected: throw Failure.disconnected
             default: continue

@@ -103,6 +103,8 @@ struct RollingRestart {
             /// What the publisher and the restarts are at, for a report of a wait that did not end.
             var publisher = "connecting"
             var restarts = "waiting for the first"
+            /// What each subscriber is at (reading, reconnecting, subscribing, closing, done, or its error).
+            var phases: [String: String] = [:]
         }
         let state = Mutex(State())
 
@@ -114,7 +116,9 @@ struct RollingRestart {
                 let waiting = state.reconnecting.sorted { $0.key < $1.key }.prefix(8).map { "\($0.key): \($0.value)" }
                 return "\(state.acknowledged) acknowledged, \(state.recoveries) recoveries, \(state.finished) subscribers done, "
                     + "\(state.reconnecting.count) reconnecting [\(waiting.joined(separator: "; "))], "
-                    + "publisher: \(state.publisher), restarts: \(state.restarts)"
+                    + "publisher: \(state.publisher), restarts: \(state.restarts), subscribers: "
+                    + Dictionary(grouping: state.phases.values, by: { $0 }).mapValues(\.count).sorted { $0.key < $1.key }
+                        .prefix(6).map { "\($0.value) \($0.key)" }.joined(separator: ", ")
             }
         }
     }
@@ -130,21 +134,43 @@ struct RollingRestart {
         var distribution: [Int] = []
         for number in 1...plan.nodes { distribution.append(try await connections(on: number)) }
 
+        // Where the run is, every 20 s, in the test's output, until it returns or throws: what a
+        // run that stalls was at, also after a failure has cancelled its tasks.
+        let watchdog = Task.detached { [progress] in
+            let begun = ContinuousClock.now
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(20))
+                // Standard error: standard output to a file or a pipe is buffered, and the line
+                // must be there if the run stalls.
+                let line = "rolling restart, \(Int((ContinuousClock.now - begun).seconds)) s: \(progress.description)\n"
+                FileHandle.standardError.write(Data(line.utf8))
+            }
+        }
+        defer { watchdog.cancel() }
         let (outcomes, publisher, restarts) = try await withThrowingTaskGroup(of: Part.self) { group in
             for (user, topic, client, mark) in subscriptions {
-                group.addTask { .subscriber(try await follow(topic, as: user, client: client, from: mark)) }
-            }
-            group.addTask { .publisher(try await publish()) }
-            group.addTask { .restarts(try await restartAll()) }
-            group.addTask {
-                // Where the run is, every 20 s, in the test's output: what a run that stalls was at.
-                let begun = ContinuousClock.now
-                while progress.read({ $0.finished }) < plan.subscribers {
-                    try await Task.sleep(for: .seconds(20))
-                    print("rolling restart, \(Int((ContinuousClock.now - begun).seconds)) s: \(progress.description)")
+                group.addTask {
+                    do {
+                        return .subscriber(try await follow(topic, as: user, client: client, from: mark))
+                    } catch {
+                        progress.update { $0.phases[user] = "threw \(type(of: error))" }
+                        throw error
+                    }
                 }
-                return .watchdog
             }
+            group.addTask {
+                do { return .publisher(try await publish()) } catch {
+                    progress.update { $0.publisher = "threw \(error)" }
+                    throw error
+                }
+            }
+            group.addTask {
+                do { return .restarts(try await restartAll()) } catch {
+                    progress.update { $0.restarts = "threw \(error)" }
+                    throw error
+                }
+            }
+
             var outcomes: [Outcome] = []
             var publisher: Publisher?
             var restarts: Restarts?
@@ -153,7 +179,6 @@ struct RollingRestart {
                 case .subscriber(let outcome): outcomes.append(outcome)
                 case .publisher(let result): publisher = result
                 case .restarts(let result): restarts = result
-                case .watchdog: break
                 }
             }
             return (outcomes, publisher!, restarts!)
@@ -180,7 +205,6 @@ struct RollingRestart {
         case subscriber(Outcome)
         case publisher(Publisher)
         case restarts(Restarts)
-        case watchdog
     }
 
     struct Publisher: Sendable {
@@ -271,13 +295,19 @@ struct RollingRestart {
         while ContinuousClock.now < deadline {
             try Task.checkCancellation()
             attempts += 1
-            progress.update { $0.reconnecting[user] = "since \(since), attempt \(attempts), last error \(lastError.map { "\($0)" } ?? "none")" }
+            progress.update {
+                $0.reconnecting[user] = "since \(since), attempt \(attempts), last error \(lastError.map { "\($0)" } ?? "none")"
+                $0.phases[user] = "connecting"
+            }
             let client = try await connect(as: user)
+            progress.update { $0.phases[user] = "subscribing" }
             let reply: [String: Any]
             do {
                 reply = try await client.subscribeWithHistory(topic, since: since, timeout: .seconds(30))
-            } catch let failure as WebSocketClient.Failure {
-                lastError = failure
+            } catch where !(error is CancellationError) && !Task.isCancelled {
+                // Closed (1001 from a node that began draining), a send on a channel that had
+                // just closed (NIO's ChannelError), or no answer: another connection.
+                lastError = error
                 await close(client)
                 try await Task.sleep(for: .milliseconds(100))  // backoff between attempts
                 continue
@@ -303,9 +333,10 @@ struct RollingRestart {
             let message: [String: Any]
             do {
                 message = try await client.nextJSON(timeout: .seconds(45))
+                if outcome.received == 0 { progress.update { $0.phases[user] = "reading" } }
             } catch WebSocketClient.Failure.timeout {
                 throw TestFailure("\(user) on \(topic): nothing for 45 s after \(last) (\(outcome.received) received); \(progress.description)")
-            } catch is WebSocketClient.Failure {
+            } catch where error is WebSocketClient.Failure && !Task.isCancelled {
                 progress.update {
                     $0.dropped += 1
                     $0.reconnecting[user] = "closed after \(last)"
@@ -315,6 +346,7 @@ struct RollingRestart {
                 progress.update {
                     $0.reconnecting[user] = nil
                     $0.recoveries += 1
+                    $0.phases[user] = "reading"
                 }
                 continue
             }
@@ -325,8 +357,12 @@ struct RollingRestart {
             last = mark
             let data = message["data"] as? [String: Any] ?? [:]
             if data["end"] as? Bool == true {
+                progress.update { $0.phases[user] = "closing" }
                 await close(client)
-                progress.update { $0.finished += 1 }
+                progress.update {
+                    $0.finished += 1
+                    $0.phases[user] = "done"
+                }
                 return outcome
             }
             let seq = data["seq"] as? Int ?? -1
@@ -405,10 +441,8 @@ struct RollingRestart {
                         for index in pending[topic].indices { try await send(&pending[topic][index]) }
                     }
                     break
-                } catch is WebSocketClient.Failure {
-                    continue
-                } catch is TestFailure {
-                    continue  // a send that waited 30 s: this connection is stuck
+                } catch where !(error is CancellationError) && !Task.isCancelled {
+                    continue  // closed again (ChannelError), or a send that waited 30 s
                 }
             }
             progress.update {
@@ -473,10 +507,10 @@ struct RollingRestart {
                 if let oldest, ContinuousClock.now - oldest > .seconds(15) {
                     try await reconnect(after: "no acknowledgement for 15 s")
                 }
-            } catch let failure as WebSocketClient.Failure {
-                try await reconnect(after: "\(failure)")
-            } catch let failure as TestFailure where !Task.isCancelled {
-                try await reconnect(after: "\(failure)")  // a send that waited 30 s
+            } catch where !(error is CancellationError) && !Task.isCancelled {
+                // Closed (1001, or a send on a channel the node had just closed: NIO's
+                // ChannelError), or a send that waited 30 s: every unacknowledged one again.
+                try await reconnect(after: "\(error)")
             }
         }
         await close(client)
