@@ -68,14 +68,19 @@ public final class WebSocketClient: Sendable {
                     case .ping:
                         await events.push(.ping)
                         if autoPong {
-                            try? await outbound.write(WebSocketFrame(fin: true, opcode: .pong, maskKey: .random(), data: data))
+                            // Never awaited here: while the connection is not writable (our own
+                            // sends backed up) the reader would stop reading, the server's sends
+                            // would back up in turn, and neither side would move again.
+                            let pong = WebSocketFrame(fin: true, opcode: .pong, maskKey: .random(), data: data)
+                            Task { try? await outbound.write(pong) }
                         }
                     case .pong: await events.push(.pong)
                     case .connectionClose:
                         // Answer with the same code, as RFC 6455 asks of an endpoint (5.5.1).
                         var reply = ByteBuffer()
                         if let code = data.getInteger(at: data.readerIndex, as: UInt16.self) { reply.writeInteger(code) }
-                        try? await outbound.write(WebSocketFrame(fin: true, opcode: .connectionClose, maskKey: .random(), data: reply))
+                        let answer = WebSocketFrame(fin: true, opcode: .connectionClose, maskKey: .random(), data: reply)
+                        Task { try? await outbound.write(answer) }  // not awaited, as the pong
                         let code = data.readInteger(as: UInt16.self)
                         await events.push(.close(code: code, reason: data.readString(length: data.readableBytes) ?? ""))
                     default: break
@@ -150,10 +155,16 @@ public final class WebSocketClient: Sendable {
         return event
     }
 
-    /// The next text message, skipping pings and pongs.
+    /// The next text message, skipping pings, pongs and binary frames; `timeout` bounds the whole
+    /// wait (a server that pings more often than `timeout` would otherwise keep an idle wait
+    /// going for ever), and a cancelled task stops waiting at the next frame or deadline.
     public func nextText(timeout: Duration = .seconds(10)) async throws -> String {
+        let deadline = ContinuousClock.now + timeout
         while true {
-            switch try await next(timeout: timeout) {
+            try Task.checkCancellation()
+            let left = deadline - ContinuousClock.now
+            guard left > .zero else { throw Failure.timeout }
+            switch try await next(timeout: left) {
             case .text(let text): return text
             case .ping, .pong: continue
             case .binary: continue
@@ -163,10 +174,14 @@ public final class WebSocketClient: Sendable {
         }
     }
 
-    /// Waits for the server's close frame (skipping other frames) and returns its code.
+    /// Waits for the server's close frame (skipping other frames) and returns its code;
+    /// `timeout` bounds the whole wait.
     public func closeCode(timeout: Duration = .seconds(10)) async throws -> UInt16? {
+        let deadline = ContinuousClock.now + timeout
         while true {
-            switch try await next(timeout: timeout) {
+            let left = deadline - ContinuousClock.now
+            guard left > .zero else { throw Failure.timeout }
+            switch try await next(timeout: left) {
             case .close(let code, _): return code
             case .disconnected: throw Failure.disconnected
             default: continue
@@ -220,13 +235,16 @@ public final class WebSocketClient: Sendable {
 private actor EventQueue {
     private var buffer: [WebSocketClient.Event] = []
     private var finished = false
-    private var waiter: (id: Int, continuation: CheckedContinuation<WebSocketClient.Event?, Never>)?
+    /// The reader waiting, and the task that ends its wait at the timeout (cancelled when an
+    /// event comes first, so that a busy connection does not pile up sleeping timers).
+    private var waiter: (id: Int, continuation: CheckedContinuation<WebSocketClient.Event?, Never>, timer: Task<Void, Never>)?
     private var waits = 0
 
     func push(_ event: WebSocketClient.Event) {
         if event == .disconnected { finished = true }
         if let waiter {
             self.waiter = nil
+            waiter.timer.cancel()
             waiter.continuation.resume(returning: event)
         } else {
             buffer.append(event)
@@ -240,11 +258,11 @@ private actor EventQueue {
         waits += 1
         let id = waits
         return await withCheckedContinuation { continuation in
-            waiter = (id, continuation)
-            Task {
-                try? await Task.sleep(for: timeout)
+            let timer = Task {
+                do { try await Task.sleep(for: timeout) } catch { return }  // an event came first
                 self.expire(id)
             }
+            waiter = (id, continuation, timer)
         }
     }
 

@@ -100,8 +100,8 @@ extension WebSocketSession {
             return reply(.error(code: 403, message: denial, details: .object(["topic": .string(topic.name)]), id: requestId))
         }
         let presence = node.presence
-        let bound = NIOLoopBound(self, eventLoop: registry.loop)
-        let loop = registry.loop
+        // Found again by id: the connection may close meanwhile.
+        let (loop, registry, id) = (registry.loop, registry, self.id)
         Task {
             let frame: [UInt8]
             do {
@@ -111,7 +111,7 @@ extension WebSocketSession {
                 frame = PresenceFrames.state(
                     topic: topic, members: presence.localMembers(of: topic), scope: "node", requestId: requestId)
             }
-            loop.execute { bound.value.transport.send(text: frame) }
+            loop.execute { registry.assumeIsolated { $0.session(id)?.transport.send(text: frame) } }
         }
     }
 

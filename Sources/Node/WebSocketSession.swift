@@ -324,19 +324,23 @@ final class WebSocketSession: WebSocketTransportDelegate {
         node.broker.publish(envelope, completion: requestId.map { publishedReply(topic: topic, messageId: messageId, requestId: $0) })
     }
 
-    /// Answers `published` on this session's loop once the adapter has the outcome.
+    /// Answers `published` on this session's loop once the adapter has the outcome; nothing
+    /// when the connection has closed meanwhile. The session is found again by its id: holding
+    /// it would outlive its transport (held unowned), and a weak reference would cost it a side
+    /// table for the rest of its life.
     private func publishedReply(topic: Topic, messageId: String?, requestId: JSONValue) -> PublishCompletion {
-        let session = NIOLoopBound(self, eventLoop: registry.loop)
-        let loop = registry.loop
+        let (loop, registry, id) = (registry.loop, registry, self.id)
         return { outcome in
             loop.execute {
+                let answer: ServerMessage
                 if let refusal = outcome.refusal {
-                    session.value.reply(.error(
+                    answer = .error(
                         code: 503, message: "message not accepted: \(refusal); publish it again",
-                        details: .object(["topic": .string(topic.name)]), id: requestId))
+                        details: .object(["topic": .string(topic.name)]), id: requestId)
                 } else {
-                    session.value.reply(.published(topic: topic.name, id: requestId, messageId: messageId, outcome: outcome))
+                    answer = .published(topic: topic.name, id: requestId, messageId: messageId, outcome: outcome)
                 }
+                registry.assumeIsolated { $0.session(id)?.reply(answer) }
             }
         }
     }

@@ -6,8 +6,10 @@ import Synchronization
 
 /// A program the tests start (redis-server, nginx, a chorus node) and always stop.
 ///
-/// Started with `posix_spawn` and no pipes: output goes to a log file, so no file descriptor
-/// of one child leaks into another and nothing here ever blocks a thread of Swift's cooperative
+/// Started with `posix_spawn` and no pipes: output goes to a log file, every other descriptor of
+/// the test process is closed in the child (`posix_spawn_file_actions_addclosefrom_np`: SwiftNIO's
+/// sockets are not close-on-exec), so no connection of the tests and no file descriptor of one
+/// child leaks into another, and nothing here ever blocks a thread of Swift's cooperative
 /// pool (Foundation's `Process` waits on an exec-status pipe and reaps through its own machinery,
 /// which stalled parallel tests here). Waiting polls `waitpid(WNOHANG)` with `Task.sleep`.
 ///
@@ -28,12 +30,24 @@ public final class ChildProcess: Sendable {
         try Executable.find("setpriv", hint: "install util-linux (Debian: apt-get install -y util-linux)")
     }
 
+    /// glibc's `posix_spawn_file_actions_addclosefrom_np` (2.34 and later), which Swift's Glibc
+    /// module does not export: found by name.
+    private static let addCloseFrom: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32)? = {
+        guard let process = dlopen(nil, RTLD_NOW), let symbol = dlsym(process, "posix_spawn_file_actions_addclosefrom_np") else { return nil }
+        return unsafeBitCast(symbol, to: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32).self)
+    }()
+
     /// Starts `executable` with `arguments` from the spawning thread; `environment` is added to
-    /// this process's environment. Output (stdout and stderr) is appended to `log`.
+    /// this process's environment. Output (stdout and stderr) is appended to `log`. Throws if
+    /// the spawning thread has not started it within `timeout` (it starts children one at a
+    /// time, and `posix_spawn` returns only once the child has exec'd).
     public static func spawn(
-        _ executable: String, _ arguments: [String], environment: [String: String] = [:], log: URL
+        _ executable: String, _ arguments: [String], environment: [String: String] = [:], log: URL,
+        within timeout: Duration = .seconds(60)
     ) async throws -> ChildProcess {
-        try await SpawnThread.run { try ChildProcess(executable, arguments, environment: environment, log: log) }
+        try await withDeadline(timeout, "starting \(executable) (log \(log.lastPathComponent))") {
+            try await SpawnThread.run { try ChildProcess(executable, arguments, environment: environment, log: log) }
+        }
     }
 
     /// Only on ``SpawnThread``: see the type's documentation.
@@ -49,6 +63,14 @@ public final class ChildProcess: Sendable {
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 1, log.path, O_WRONLY | O_APPEND, 0o644)
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        // Nothing else of this process goes along: SwiftNIO opens its sockets without
+        // close-on-exec, so without this every child held a copy of every connection the tests
+        // had open when it started (a node restarted under 600 WebSockets held all 600): a
+        // connection a test closed stayed open at nginx and the node, which went on sending
+        // into it.
+        guard let closeFrom = Self.addCloseFrom, closeFrom(&actions, 3) == 0 else {
+            throw TestFailure("cannot start \(program): posix_spawn_file_actions_addclosefrom_np (glibc 2.34 or later) is missing")
+        }
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }

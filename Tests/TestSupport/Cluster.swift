@@ -50,24 +50,43 @@ public final class Cluster: Sendable {
     /// Restarts node `number` as an operator's rolling upgrade would: SIGTERM (it drains: its
     /// WebSockets get 1001), then a new process with the same settings on the same port, and
     /// returns once it is ready and its adapter connected.
+    ///
+    /// Throws, naming the step, when the old process has not exited cleanly (status 0, no crash
+    /// or assertion in its log) within `stopTimeout`, or the new one is not ready and connected
+    /// within `startTimeout`: every step is bounded.
     @discardableResult
-    public func restart(_ number: Int) async throws -> NodeProcess {
+    public func restart(
+        _ number: Int, stopTimeout: Duration = .seconds(30), startTimeout: Duration = .seconds(60)
+    ) async throws -> NodeProcess {
         let old = node(number)
-        await old.stop()
+        let status = await old.stop(within: stopTimeout)
+        try Task.checkCancellation()  // a cancelled stop waits for nothing: not the node's fault
+        guard status != nil else {
+            throw TestFailure("restarting node-\(number): it had not exited \(stopTimeout) after SIGTERM (killed); its log ends:\n\(old.logTail(40))")
+        }
+        let problems = old.exitProblems()
+        guard problems.isEmpty else {
+            throw TestFailure("restarting node-\(number): \(problems.joined(separator: "; ")); its log ends:\n\(old.logTail(40))")
+        }
         let run = retired.withLock { $0.count } + 2
         let new = try await NodeProcess.start(
             id: old.id, binary: binary, environment: environments[number - 1], secret: Self.secret,
             log: directory.appendingPathComponent("node-\(number)-run\(run).log"), port: old.port)
         current.withLock { $0[number - 1] = new }
         retired.withLock { $0.append(old) }
-        try await new.waitUntilReady()
-        try await waitUntilAdapters(are: "connected", on: [new])
+        try await new.waitUntilReady(within: startTimeout)
+        try await waitUntilAdapters(are: "connected", on: [new], within: startTimeout)
         return new
     }
 
     /// A WebSocket through nginx (to whichever node it picks), authenticated as `user`.
-    public func connectThroughNginx(as user: String) async throws -> WebSocketClient {
-        try await WebSocketClient.connect(port: nginx.port).authenticated(as: user, secret: Self.secret)
+    /// Bounded by `timeout` (connect, upgrade and `auth_success`): nginx answers an upgrade only
+    /// once a node has, and a WebSocket upgrade has no deadline of its own.
+    public func connectThroughNginx(as user: String, within timeout: Duration = .seconds(30)) async throws -> WebSocketClient {
+        let port = nginx.port
+        return try await withDeadline(timeout, "\(user): WebSocket through nginx") {
+            try await WebSocketClient.connect(port: port).authenticated(as: user, secret: Self.secret)
+        }
     }
 
     /// `POST /api/publish` through nginx with the API key; the HTTP status.
@@ -125,8 +144,8 @@ public final class Cluster: Sendable {
                 ]
                 env.merge(environment) { $1 }
                 environments.append(env)
-                nodes.append(try await NodeProcess.start(
-                    id: "node-\(number)", binary: binary, environment: env, secret: secret,
+                nodes.append(try await startOnReservedPort(
+                    id: "node-\(number)", binary: binary, environment: env,
                     log: directory.appendingPathComponent("node-\(number).log")))
             }
             nginx = try await NginxProcess.start(
@@ -140,6 +159,26 @@ public final class Cluster: Sendable {
         } catch {
             await stop(redis: redis, nodes: nodes, nginx: nginx)
             throw TestFailure("cluster did not start (logs kept in \(directory.path)): \(error)\n\(TestLogs.tails(of: directory))")
+        }
+    }
+
+    /// Starts a node on a port of ``LoopbackPort/reserve()`` (below the ephemeral range), on
+    /// another one if a process outside this one took it first (the node exits with 78).
+    ///
+    /// Not on port 0: the kernel would pick an ephemeral port, and ``restart(_:stopTimeout:startTimeout:)``
+    /// binds the same port again after the old process has exited; meanwhile any outgoing
+    /// connection on the machine (hundreds while subscribers reconnect through nginx) may take
+    /// it as its local port, and the new process could not listen.
+    private static func startOnReservedPort(id: String, binary: String, environment: [String: String], log: URL) async throws -> NodeProcess {
+        var attempt = 1
+        while true {
+            let port = try LoopbackPort.reserve()
+            do {
+                return try await NodeProcess.start(
+                    id: id, binary: binary, environment: environment, secret: secret, log: log, port: port)
+            } catch let failure as NodeProcess.StartFailure where failure.status == 78 && attempt < 5 {
+                attempt += 1
+            }
         }
     }
 

@@ -105,8 +105,10 @@ public final class NginxProcess: Sendable {
             pid \(directory)/nginx.pid;
             error_log \(directory)/error.log notice;
 
+            # Two connections per client (downstream and upstream): room for a few thousand clients.
+            worker_rlimit_nofile 16384;
             events {
-                worker_connections 1024;
+                worker_connections 8192;
             }
 
             http {

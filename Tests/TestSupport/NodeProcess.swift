@@ -47,13 +47,19 @@ public final class NodeProcess: Sendable {
             if let port = listeningPort(in: process.output()) {
                 return NodeProcess(id: id, port: port, process: process, secret: secret)
             }
-            guard process.isRunning else {
-                throw TestFailure("\(id) exited during start (status \(process.exitStatus ?? -1)):\n\(process.output().suffix(3000))")
+            if let status = process.exitStatus {
+                throw StartFailure(status: status, description: "\(id) exited during start (status \(status)):\n\(process.output().suffix(3000))")
             }
             try await Task.sleep(for: .milliseconds(20))
         }
         await process.stop()
         throw TestFailure("\(id) logged no listening port within \(timeout) (LOG_LEVEL must be info or lower):\n\(process.output().suffix(3000))")
+    }
+
+    /// A node process that ended before it listened (78: it could not bind its port).
+    public struct StartFailure: Error, CustomStringConvertible {
+        public var status: Int32
+        public var description: String
     }
 
     /// The port in Hummingbird's "Server started and listening on 127.0.0.1:<port>" line.
