@@ -10,13 +10,15 @@
 #            EVALSHA of the history script instead of a PUBLISH)
 # Prints one line per trial; the JSON results go to bench/results/<stamp>-history-*.json.
 # Environment: SCRATCH=.build-bench (binaries in $SCRATCH/release; build them with
-# scripts/bench.sh or `swift build -c release --scratch-path .build-bench`).
+# scripts/bench.sh or `swift build -c release --scratch-path .build-bench`); SCENARIOS="fanout
+# publish" (the default; SCENARIOS=publish runs the publish-bound scenario alone).
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
 ROUNDS=2
 [ "${1:-}" = --rounds ] && ROUNDS="$2"
 SCRATCH="${SCRATCH:-.build-bench}"
+SCENARIOS="${SCENARIOS:-fanout publish}"
 CHORUS="$REPO/$SCRATCH/release/chorus"
 BENCH="$REPO/$SCRATCH/release/chorus-bench"
 [ -x "$CHORUS" ] && [ -x "$BENCH" ] || { echo "missing $CHORUS or $BENCH" >&2; exit 1; }
@@ -68,8 +70,8 @@ PY
 for round in $(seq 1 "$ROUNDS"); do
     for size in 0 100; do
         start_nodes "$size"
-        run fanout "$size" --subscribers 1000 --rate 2000 --duration 5 --warmup 1 --drain 30
-        run publish "$size" --subscribers 10 --find-max --rate 2000 --max-rate 200000 --search-steps 4 \
+        [[ " $SCENARIOS " == *" fanout "* ]] && run fanout "$size" --subscribers 1000 --rate 2000 --duration 5 --warmup 1 --drain 30
+        [[ " $SCENARIOS " == *" publish "* ]] && run publish "$size" --subscribers 10 --find-max --rate 2000 --max-rate 200000 --search-steps 4 \
             --p99-bound-ms 50 --duration 3 --warmup 1 --drain 8
         stop_nodes
     done
