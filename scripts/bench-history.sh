@@ -11,7 +11,9 @@
 # Prints one line per trial; the JSON results go to bench/results/<stamp>-history-*.json.
 # Environment: SCRATCH=.build-bench (binaries in $SCRATCH/release; build them with
 # scripts/bench.sh or `swift build -c release --scratch-path .build-bench`); SCENARIOS="fanout
-# publish" (the default; SCENARIOS=publish runs the publish-bound scenario alone).
+# publish" (the default; SCENARIOS=publish runs the publish-bound scenario alone);
+# PUBLISH_RATE=N runs the publish-bound scenario at N msg/s for 5 s instead of searching for the
+# highest rate (the CPU each process spends at one rate is steadier on a busy machine than p99).
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
@@ -71,8 +73,11 @@ for round in $(seq 1 "$ROUNDS"); do
     for size in 0 100; do
         start_nodes "$size"
         [[ " $SCENARIOS " == *" fanout "* ]] && run fanout "$size" --subscribers 1000 --rate 2000 --duration 5 --warmup 1 --drain 30
-        [[ " $SCENARIOS " == *" publish "* ]] && run publish "$size" --subscribers 10 --find-max --rate 2000 --max-rate 200000 --search-steps 4 \
+        if [[ " $SCENARIOS " == *" publish "* && -n "${PUBLISH_RATE:-}" ]]; then
+            run publish "$size" --subscribers 10 --rate "$PUBLISH_RATE" --duration 5 --warmup 1 --drain 8
+        elif [[ " $SCENARIOS " == *" publish "* ]]; then run publish "$size" --subscribers 10 --find-max --rate 2000 --max-rate 200000 --search-steps 4 \
             --p99-bound-ms 50 --duration 3 --warmup 1 --drain 8
+        fi
         stop_nodes
     done
 done
