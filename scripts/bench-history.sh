@@ -34,7 +34,8 @@ read -r -a PORTS <<<"$(free_ports 3)"
 JWT_SECRET="$(python3 -c 'import secrets; print(secrets.token_hex(24))')"
 export JWT_SECRET
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
+NODES=()
+cleanup() { for p in "${NODES[@]}" "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 redis-server --bind 127.0.0.1 --port "${PORTS[0]}" --save '' --appendonly no --dir "$WORK" --logfile "$WORK/redis.log" &
 PIDS+=($!)
@@ -64,7 +65,7 @@ import json, sys
 r = json.load(open(sys.argv[1]))
 res, sat = r["result"], r.get("saturation") or {}
 line = f"{sys.argv[2]:8} HISTORY_SIZE={sys.argv[3]:3}  published/s {res['publishedPerSecond']:9.0f}  deliveries/s {res['deliveredPerSecond']:10.0f}  lost {res['lost']}  p50 {res['latency']['p50Ms']:.2f} ms  p99 {res['latency']['p99Ms']:.2f} ms  server CPU/delivery {res['serverCPUMicrosPerDelivery']:.3f} us"
-if sat: line += f"  max rate (no loss, p99 <= {sat['p99BoundMs']} ms) {sat['highestPassingRate']} msg/s"
+if sat: line += f"  max rate (no loss, p99 <= {sat['p99BoundMs']} ms) {sat.get('highestPassingRate', 'none')} msg/s"
 print(line)
 PY
 }
@@ -72,7 +73,9 @@ PY
 for round in $(seq 1 "$ROUNDS"); do
     for size in 0 100; do
         start_nodes "$size"
-        [[ " $SCENARIOS " == *" fanout "* ]] && run fanout "$size" --subscribers 1000 --rate 2000 --duration 5 --warmup 1 --drain 30
+        if [[ " $SCENARIOS " == *" fanout "* ]]; then
+            run fanout "$size" --subscribers 1000 --rate 2000 --duration 5 --warmup 1 --drain 30
+        fi
         if [[ " $SCENARIOS " == *" publish "* && -n "${PUBLISH_RATE:-}" ]]; then
             run publish "$size" --subscribers 10 --rate "$PUBLISH_RATE" --duration 5 --warmup 1 --drain 8
         elif [[ " $SCENARIOS " == *" publish "* ]]; then run publish "$size" --subscribers 10 --find-max --rate 2000 --max-rate 200000 --search-steps 4 \
