@@ -171,7 +171,8 @@ extension RedisServerLink {
     ) throws(RedisConnectionError) -> String? {
         // A topic whose history is gone starts a new stream under this epoch.
         let newEpoch = MemoryHistory.randomEpoch()
-        let groups = RedisHistory.publishGroups(batch)
+        // (Without the script, which a connection with history always loads, each message is a `PUBLISH`.)
+        let groups = RedisHistory.publishGroups(batch, limit: script == nil ? 1 : RedisHistory.publishBatchLimit)
         func command(_ group: Range<Int>, _ digest: [UInt8]?) -> [[UInt8]] {
             guard batch[group.lowerBound].historyTopic != nil, let digest else {
                 let outgoing = batch[group.lowerBound]
