@@ -10,13 +10,17 @@
 #            EVALSHA of the history script instead of a PUBLISH)
 # Prints one line per trial; the JSON results go to bench/results/<stamp>-history-*.json.
 # Environment: SCRATCH=.build-bench (binaries in $SCRATCH/release; build them with
-# scripts/bench.sh or `swift build -c release --scratch-path .build-bench`).
+# scripts/bench.sh or `swift build -c release --scratch-path .build-bench`); SCENARIOS="fanout
+# publish" (the default; SCENARIOS=publish runs the publish-bound scenario alone);
+# PUBLISH_RATE=N runs the publish-bound scenario at N msg/s for 5 s instead of searching for the
+# highest rate (the CPU each process spends at one rate is steadier on a busy machine than p99).
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
 ROUNDS=2
 [ "${1:-}" = --rounds ] && ROUNDS="$2"
 SCRATCH="${SCRATCH:-.build-bench}"
+SCENARIOS="${SCENARIOS:-fanout publish}"
 CHORUS="$REPO/$SCRATCH/release/chorus"
 BENCH="$REPO/$SCRATCH/release/chorus-bench"
 [ -x "$CHORUS" ] && [ -x "$BENCH" ] || { echo "missing $CHORUS or $BENCH" >&2; exit 1; }
@@ -30,7 +34,8 @@ read -r -a PORTS <<<"$(free_ports 3)"
 JWT_SECRET="$(python3 -c 'import secrets; print(secrets.token_hex(24))')"
 export JWT_SECRET
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
+NODES=()
+cleanup() { for p in "${NODES[@]}" "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 redis-server --bind 127.0.0.1 --port "${PORTS[0]}" --save '' --appendonly no --dir "$WORK" --logfile "$WORK/redis.log" &
 PIDS+=($!)
@@ -60,7 +65,7 @@ import json, sys
 r = json.load(open(sys.argv[1]))
 res, sat = r["result"], r.get("saturation") or {}
 line = f"{sys.argv[2]:8} HISTORY_SIZE={sys.argv[3]:3}  published/s {res['publishedPerSecond']:9.0f}  deliveries/s {res['deliveredPerSecond']:10.0f}  lost {res['lost']}  p50 {res['latency']['p50Ms']:.2f} ms  p99 {res['latency']['p99Ms']:.2f} ms  server CPU/delivery {res['serverCPUMicrosPerDelivery']:.3f} us"
-if sat: line += f"  max rate (no loss, p99 <= {sat['p99BoundMs']} ms) {sat['highestPassingRate']} msg/s"
+if sat: line += f"  max rate (no loss, p99 <= {sat['p99BoundMs']} ms) {sat.get('highestPassingRate', 'none')} msg/s"
 print(line)
 PY
 }
@@ -68,9 +73,14 @@ PY
 for round in $(seq 1 "$ROUNDS"); do
     for size in 0 100; do
         start_nodes "$size"
-        run fanout "$size" --subscribers 1000 --rate 2000 --duration 5 --warmup 1 --drain 30
-        run publish "$size" --subscribers 10 --find-max --rate 2000 --max-rate 200000 --search-steps 4 \
+        if [[ " $SCENARIOS " == *" fanout "* ]]; then
+            run fanout "$size" --subscribers 1000 --rate 2000 --duration 5 --warmup 1 --drain 30
+        fi
+        if [[ " $SCENARIOS " == *" publish "* && -n "${PUBLISH_RATE:-}" ]]; then
+            run publish "$size" --subscribers 10 --rate "$PUBLISH_RATE" --duration 5 --warmup 1 --drain 8
+        elif [[ " $SCENARIOS " == *" publish "* ]]; then run publish "$size" --subscribers 10 --find-max --rate 2000 --max-rate 200000 --search-steps 4 \
             --p99-bound-ms 50 --duration 3 --warmup 1 --drain 8
+        fi
         stop_nodes
     done
 done

@@ -21,30 +21,104 @@ enum RedisHistory {
         channels.prefix + "@history-id:" + topic.name + ":" + messageId
     }
 
-    /// KEYS: meta, stream, [id key]. ARGV: channel, envelope JSON (without offset and epoch),
-    /// size, ttl (ms), an epoch for a new stream. Returns `{stored (1) or duplicate (0), offset, epoch}`.
-    /// The envelope goes into the stream and to `PUBLISH` with `"offset":N,"epoch":"E",` spliced
-    /// in after its opening brace.
+    /// Publishes a run of consecutive messages with history, in order, in one call (see
+    /// ``publishBatchLimit``).
+    ///
+    /// KEYS, per message: meta, stream, and its id key when it has a `messageId`. ARGV: size, ttl
+    /// (ms), an epoch for a new stream, then per message: channel, envelope JSON (without offset
+    /// and epoch), `1` when it has an id key else `0`. Returns per message, flat, three values:
+    /// `1` (stored), offset, epoch; `0` (a duplicate), the first one's offset, epoch; or `-1`
+    /// (refused), `0`, Redis' error. Each stored envelope goes into its stream and to `PUBLISH`
+    /// with `"offset":N,"epoch":"E",` spliced in after its opening brace.
+    ///
+    /// Each topic's meta hash is read once per call, its offsets counted in Lua, and the hash
+    /// written back and both keys' TTLs refreshed once at the end: a script runs atomically, so
+    /// no reader sees the hash between. Per message there remain the `XADD` (with `MAXLEN`), the
+    /// `PUBLISH` and, with a `messageId`, a `GET` and a `SET` of its id key. A `messageId` seen
+    /// earlier in the same call is a duplicate like one seen in an earlier call. A topic whose
+    /// meta is gone ignores id keys left from its old stream.
+    ///
+    /// A command that fails (Redis refuses a script's first write under `maxmemory`, or on a
+    /// replica) refuses that message and every later one of the call; the earlier ones stay
+    /// stored and published, and their topics' meta is still written, so offsets go on without a
+    /// gap. `NOSCRIPT`, or an error reply to the whole call, means nothing was done.
     static let publishScript = """
-        local epoch = redis.call('HGET', KEYS[1], 'epoch')
-        if KEYS[3] then
-          local earlier = redis.call('GET', KEYS[3])
-          if earlier and epoch then return {0, tonumber(earlier), epoch} end
+        local size, ttl, newEpoch = ARGV[1], ARGV[2], ARGV[3]
+        local topics, order, seen, result = {}, {}, {}, {}
+        local k, a = 1, 4
+        local function publish()
+          while a <= #ARGV do
+            local meta, stream, idkey, nextk = KEYS[k], KEYS[k + 1], nil, k + 2
+            if ARGV[a + 2] == '1' then
+              idkey = KEYS[k + 2]
+              nextk = k + 3
+            end
+            local t = topics[meta]
+            if not t then
+              local epoch, offset = unpack(redis.call('HMGET', meta, 'epoch', 'offset'))
+              if epoch then
+                offset = tonumber(offset)
+                t = {epoch = epoch, offset = offset, start = offset, stream = stream, old = true}
+              else
+                redis.call('DEL', stream)
+                t = {epoch = newEpoch, offset = 0, start = 0, stream = stream, old = false}
+              end
+              topics[meta] = t
+              order[#order + 1] = meta
+            end
+            local earlier = nil
+            if idkey then
+              earlier = seen[idkey]
+              if not earlier and t.old then earlier = redis.call('GET', idkey) end
+            end
+            if earlier then
+              result[#result + 1] = 0
+              result[#result + 1] = tonumber(earlier)
+            else
+              local offset = t.offset + 1
+              local payload = '{"offset":' .. offset .. ',"epoch":"' .. t.epoch .. '",' .. string.sub(ARGV[a + 1], 2)
+              redis.call('XADD', stream, 'MAXLEN', size, offset .. '-0', 'e', payload)
+              t.offset = offset
+              if idkey then
+                redis.call('SET', idkey, offset, 'PX', ttl)
+                seen[idkey] = offset
+              end
+              redis.call('PUBLISH', ARGV[a], payload)
+              result[#result + 1] = 1
+              result[#result + 1] = offset
+            end
+            result[#result + 1] = t.epoch
+            k = nextk
+            a = a + 3
+          end
         end
-        if not epoch then
-          epoch = ARGV[5]
-          redis.call('DEL', KEYS[2])
-          redis.call('HSET', KEYS[1], 'epoch', epoch, 'offset', 0)
+        local ok, failure = pcall(publish)
+        if not ok then
+          if type(failure) == 'table' then failure = failure.err end
+          failure = tostring(failure)
+          while #result % 3 ~= 0 do result[#result] = nil end
+          while a <= #ARGV do
+            result[#result + 1] = -1
+            result[#result + 1] = 0
+            result[#result + 1] = failure
+            a = a + 3
+          end
         end
-        local offset = redis.call('HINCRBY', KEYS[1], 'offset', 1)
-        local payload = '{"offset":' .. offset .. ',"epoch":"' .. epoch .. '",' .. string.sub(ARGV[2], 2)
-        redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[3], offset .. '-0', 'e', payload)
-        redis.call('PEXPIRE', KEYS[2], ARGV[4])
-        redis.call('PEXPIRE', KEYS[1], ARGV[4])
-        if KEYS[3] then redis.call('SET', KEYS[3], offset, 'PX', ARGV[4]) end
-        redis.call('PUBLISH', ARGV[1], payload)
-        return {1, offset, epoch}
+        for _, meta in ipairs(order) do
+          local t = topics[meta]
+          if t.offset ~= t.start then
+            redis.call('HSET', meta, 'epoch', t.epoch, 'offset', t.offset)
+            redis.call('PEXPIRE', meta, ttl)
+            redis.call('PEXPIRE', t.stream, ttl)
+          end
+        end
+        return result
         """
+
+    /// Messages in one call of ``publishScript`` at most: enough to spread the call's own cost
+    /// and each topic's meta reads and writes, few enough that one call holds Redis for well
+    /// under a millisecond.
+    static let publishBatchLimit = 64
 
     /// KEYS: meta, stream. ARGV: after (-1: none), before (0: none), limit, newest (1/0), an
     /// epoch for a new stream, ttl (ms). Returns `{epoch, offset, oldest held (0: none),
@@ -82,26 +156,66 @@ enum RedisHistory {
         return result
         """
 
-    /// The `EVALSHA` arguments after the digest for publishing `outgoing` on `topic`.
+    /// The `EVALSHA` arguments after the digest for publishing `batch` (every message with a
+    /// `historyTopic`) with ``publishScript``.
     static func publishArguments(
-        _ channels: RedisChannels, topic: Topic, outgoing: RedisOutgoing, policy: HistoryPolicy, newEpoch: String
+        _ channels: RedisChannels, batch: some Collection<RedisOutgoing>, policy: HistoryPolicy, newEpoch: String
     ) -> [[UInt8]] {
-        var keys = [metaKey(channels, topic), streamKey(channels, topic)]
-        if let messageId = outgoing.envelope.messageId { keys.append(idKey(channels, topic, messageId)) }
-        var arguments = [Array(String(keys.count).utf8)]
-        arguments += keys.map { Array($0.utf8) }
-        arguments.append(Array(outgoing.channel.utf8))
-        arguments.append(outgoing.payload)
-        arguments += [String(policy.size), String(policy.ttlMilliseconds), newEpoch].map { Array($0.utf8) }
-        return arguments
+        var keys: [[UInt8]] = []
+        var arguments: [[UInt8]] = [String(policy.size), String(policy.ttlMilliseconds), newEpoch].map { Array($0.utf8) }
+        keys.reserveCapacity(batch.count * 2)
+        arguments.reserveCapacity(3 + batch.count * 3)
+        for outgoing in batch {
+            guard let topic = outgoing.historyTopic else { preconditionFailure("a message without history in a history batch") }
+            keys.append(Array(metaKey(channels, topic).utf8))
+            keys.append(Array(streamKey(channels, topic).utf8))
+            let messageId = outgoing.envelope.messageId
+            if let messageId { keys.append(Array(idKey(channels, topic, messageId).utf8)) }
+            arguments.append(Array(outgoing.channel.utf8))
+            arguments.append(outgoing.payload)
+            arguments.append(messageId == nil ? zero : one)
+        }
+        return [Array(String(keys.count).utf8)] + keys + arguments
     }
 
-    /// The outcome in a publish script's reply.
-    static func outcome(_ reply: RedisReply) -> PublishOutcome? {
-        guard case .array(let parts) = reply, parts.count == 3, case .integer(let stored) = parts[0],
-            case .integer(let offset) = parts[1], let epoch = parts[2].string
-        else { return nil }
-        return PublishOutcome(position: HistoryPosition(offset: offset, epoch: epoch), duplicate: stored == 0)
+    private static let zero = Array("0".utf8)
+    private static let one = Array("1".utf8)
+
+    /// The outcomes, one per message in order, in a publish script's reply for `count` messages
+    /// (a refused one with Redis' error as its refusal); nil when the reply is not one.
+    static func outcomes(_ reply: RedisReply, count: Int) -> [PublishOutcome]? {
+        guard case .array(let parts) = reply, parts.count == 3 * count else { return nil }
+        var outcomes: [PublishOutcome] = []
+        outcomes.reserveCapacity(count)
+        for index in stride(from: 0, to: parts.count, by: 3) {
+            guard case .integer(let stored) = parts[index], case .integer(let offset) = parts[index + 1],
+                let epoch = parts[index + 2].string
+            else { return nil }
+            guard stored >= 0 else {
+                outcomes.append(.refused(epoch))  // the error, in the epoch's place
+                continue
+            }
+            outcomes.append(PublishOutcome(position: HistoryPosition(offset: offset, epoch: epoch), duplicate: stored == 0))
+        }
+        return outcomes
+    }
+
+    /// `batch` cut into the commands of one pipeline, in order: each run of consecutive
+    /// messages with history in calls of at most `limit` messages, each other message alone (a
+    /// `PUBLISH`). Keeping the order keeps each channel's order, also for a topic's signals,
+    /// which are published without history between its messages.
+    static func publishGroups(_ batch: [RedisOutgoing], limit: Int = publishBatchLimit) -> [Range<Int>] {
+        var groups: [Range<Int>] = []
+        var start = batch.startIndex
+        while start < batch.endIndex {
+            var end = start + 1
+            if batch[start].historyTopic != nil {
+                while end < batch.endIndex, end - start < limit, batch[end].historyTopic != nil { end += 1 }
+            }
+            groups.append(start..<end)
+            start = end
+        }
+        return groups
     }
 
     static func readArguments(_ query: HistoryQuery, policy: HistoryPolicy, newEpoch: String) -> [[UInt8]] {

@@ -108,8 +108,10 @@ extension RedisServerLink {
                 }
             case .publish(let batch):
                 var acknowledged = 0
+                var unanswered: [RedisOutgoing] = []
                 do throws(RedisConnectionError) {
-                    let errorReply = try pipeline(batch, on: connection!, script: &scriptDigest, acknowledged: &acknowledged)
+                    let errorReply = try pipeline(
+                        batch, on: connection!, script: &scriptDigest, acknowledged: &acknowledged, unanswered: &unanswered)
                     lastUsed = clock.now
                     retryable = true
                     backoff.reset()
@@ -124,14 +126,14 @@ extension RedisServerLink {
                     nextAttempt = clock.now + backoff.next()
                     logger.debug(
                         "A PUBLISH pipeline failed; the unacknowledged messages are retried or delivered locally",
-                        metadata: ["count": "\(batch.count - acknowledged)", "error": "\(error)"])
+                        metadata: ["count": "\(unanswered.count + batch.count - acknowledged)", "error": "\(error)"])
                     let retryable = retryable || acknowledged > 0
                     update { state in
                         // Unless a fall back took the batch already, what Redis did not
                         // acknowledge goes back in front of the queue.
                         if state.inFlight != nil {
                             state.inFlight = nil
-                            state.queue.prepend(batch[acknowledged...])
+                            state.queue.prepend(unanswered + batch[acknowledged...])
                         }
                         return state.machine.publisherFailed(
                             "\(error)", error.isTimeout ? .timeout : .closed, retryable: retryable)
@@ -148,61 +150,78 @@ extension RedisServerLink {
         return digest
     }
 
-    /// Writes one `PUBLISH` per message (for a message with history: one `EVALSHA` of the
-    /// history script, which publishes it), then reads every reply, counting them in
-    /// `acknowledged`, and tells each message's completion. Returns the first error reply.
+    /// Writes the batch as one pipeline, then reads every reply, counting the messages they
+    /// answer in `acknowledged`, and tells each message's completion. Returns the first error
+    /// reply. When it throws, the messages not answered are `unanswered` (in order), then
+    /// `batch[acknowledged...]`.
+    ///
+    /// A message without history is one `PUBLISH`; each run of consecutive messages with
+    /// history is one `EVALSHA` of the history script per ``RedisHistory/publishBatchLimit``
+    /// messages (see ``RedisHistory/publishGroups(_:limit:)``), which stores and publishes them
+    /// in order and answers for all of them at once: they are acknowledged together or not at
+    /// all, so a connection lost before the reply puts the whole call back in the queue.
     ///
     /// A server that lost the script (`SCRIPT FLUSH`, a restart behind a proxy) answers
-    /// `NOSCRIPT` and ran nothing: those messages are sent again, in order, once the script is
-    /// loaded again. (Their order relative to the messages *without* history in the same
+    /// `NOSCRIPT` and ran nothing: those calls are sent again, in order, once the script is
+    /// loaded again; until they are answered they are `unanswered`. (Their order relative to the messages *without* history in the same
     /// pipeline may change; each topic keeps its order.)
     private func pipeline(
-        _ batch: [RedisOutgoing], on connection: RedisConnection, script: inout [UInt8]?, acknowledged: inout Int
+        _ batch: [RedisOutgoing], on connection: RedisConnection, script: inout [UInt8]?, acknowledged: inout Int,
+        unanswered: inout [RedisOutgoing]
     ) throws(RedisConnectionError) -> String? {
         // A topic whose history is gone starts a new stream under this epoch.
         let newEpoch = MemoryHistory.randomEpoch()
-        func command(_ outgoing: RedisOutgoing, _ digest: [UInt8]?) -> [[UInt8]] {
-            guard let topic = outgoing.historyTopic, let digest else {
+        // (Without the script, which a connection with history always loads, each message is a `PUBLISH`.)
+        let groups = RedisHistory.publishGroups(batch, limit: script == nil ? 1 : RedisHistory.publishBatchLimit)
+        func command(_ group: Range<Int>, _ digest: [UInt8]?) -> [[UInt8]] {
+            guard batch[group.lowerBound].historyTopic != nil, let digest else {
+                let outgoing = batch[group.lowerBound]
                 return [Self.publishCommand, Array(outgoing.channel.utf8), outgoing.payload]
             }
-            var arguments = [Self.evalshaCommand, digest]
-            arguments += RedisHistory.publishArguments(
-                channels, topic: topic, outgoing: outgoing, policy: history, newEpoch: newEpoch)
-            return arguments
-        }
-        for outgoing in batch {
-            try connection.append(command(outgoing, script))
+            return [Self.evalshaCommand, digest]
+                + RedisHistory.publishArguments(channels, batch: batch[group], policy: history, newEpoch: newEpoch)
         }
         var firstError: String? = nil
-        var lostScript: [RedisOutgoing] = []
-        for outgoing in batch {
-            let reply = try connection.readReply()
-            acknowledged += 1
-            if outgoing.historyTopic != nil, script != nil {
-                if case .error(let message) = reply, message.hasPrefix("NOSCRIPT") {
-                    lostScript.append(outgoing)
-                    continue
-                }
-                if let outcome = RedisHistory.outcome(reply) {
+        /// Tells the messages of a script call its reply.
+        func complete(_ group: Range<Int>, _ reply: RedisReply) {
+            guard let outcomes = RedisHistory.outcomes(reply, count: group.count) else {
+                for outgoing in batch[group] { outgoing.completion?(.refused("Redis refused the history script: \(reply)")) }
+                if case .error(let message) = reply, firstError == nil { firstError = message }
+                return
+            }
+            for (outgoing, outcome) in zip(batch[group], outcomes) {
+                if let refusal = outcome.refusal {
+                    if firstError == nil { firstError = refusal }
+                    outgoing.completion?(.refused("Redis refused the history script: \(refusal)"))
+                } else {
                     counters.countHistory(duplicate: outcome.duplicate)
                     outgoing.completion?(outcome)
-                    continue
                 }
-                outgoing.completion?(.refused("Redis refused the history script: \(reply)"))
+            }
+        }
+        for group in groups {
+            try connection.append(command(group, script))
+        }
+        var lostScript: [Range<Int>] = []
+        for group in groups {
+            let reply = try connection.readReply()
+            acknowledged += group.count
+            if batch[group.lowerBound].historyTopic != nil, script != nil {
+                if case .error(let message) = reply, message.hasPrefix("NOSCRIPT") {
+                    lostScript.append(group)
+                } else {
+                    complete(group, reply)
+                }
+                continue
             }
             if case .error(let message) = reply, firstError == nil { firstError = message }
         }
         if !lostScript.isEmpty {
+            unanswered = lostScript.flatMap { batch[$0] }
             script = try loadScript(on: connection)
-            for outgoing in lostScript {
-                let reply = try connection.command(command(outgoing, script))
-                if let outcome = RedisHistory.outcome(reply) {
-                    counters.countHistory(duplicate: outcome.duplicate)
-                    outgoing.completion?(outcome)
-                } else {
-                    outgoing.completion?(.refused("Redis refused the history script: \(reply)"))
-                    if case .error(let message) = reply, firstError == nil { firstError = message }
-                }
+            for group in lostScript {
+                complete(group, try connection.command(command(group, script)))
+                unanswered.removeFirst(group.count)
             }
         }
         return firstError
