@@ -12,8 +12,8 @@
 #   --targets LIST chorus,nchan (default: both)
 #   --netns        the generator in its own network namespace behind a veth pair, the servers
 #                  (Redis included) in a second one, receive processing steered by RPS to the
-#                  receiving side's CPU and processes pinned: servers on CPU $SERVER_CPU, the
-#                  generator on CPU $GEN_CPU. A server's CPU figures then leave out its receivers'
+#                  receiving side's CPU and processes pinned: servers on CPU 0, the
+#                  generator on CPU 1 (SERVER_CPU, GEN_CPU). A server's CPU figures then leave out its receivers'
 #                  kernel work, which loopback charges to the sender (root; docs/benchmarks.md,
 #                  "The veth mode"). Namespaces and links are removed on exit, even when killed.
 #   --pin          pin processes as --netns does but stay on loopback (separates the two effects)
@@ -59,7 +59,7 @@ while [ $# -gt 0 ]; do
         --targets) TARGETS="$2"; shift 2 ;;
         --netns) NETNS=1; PIN=1; shift ;;
         --pin) PIN=1; shift ;;
-        -h|--help) sed -n '2,35p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,41p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "bench: unknown argument '$1'" >&2; exit 2 ;;
     esac
 done
