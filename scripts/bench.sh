@@ -10,6 +10,13 @@
 #                  per delivery as subscribers, topics and patterns grow), slow (10 of 1,000
 #                  subscribers never read, against the same load without them)
 #   --targets LIST chorus,nchan (default: both)
+#   --netns        the generator in its own network namespace behind a veth pair, the servers
+#                  (Redis included) in a second one, receive processing steered by RPS to the
+#                  receiving side's CPU and processes pinned: servers on CPU 0, the
+#                  generator on CPU 1 (SERVER_CPU, GEN_CPU). A server's CPU figures then leave out its receivers'
+#                  kernel work, which loopback charges to the sender (root; docs/benchmarks.md,
+#                  "The veth mode"). Namespaces and links are removed on exit, even when killed.
+#   --pin          pin processes as --netns does but stay on loopback (separates the two effects)
 #
 # Starts Redis, two Chorus nodes (release build, PUBSUB_ADAPTER=redis) and two nginx+Nchan
 # instances on the same Redis, runs the same scenarios against both with chorus-bench, prints
@@ -29,6 +36,8 @@
 #                          nchan_deflate_message_for_websocket on, subscribers offering it (--deflate)
 #   PAYLOAD_BYTES=N        pad each message with N bytes of chat-like prose (--chat-padding), e.g.
 #                          450 for a chat message of about 600 bytes of JSON
+#   SERVER_CPU=0 GEN_CPU=1 CPUs for --netns and --pin (servers and Redis; generator)
+#   NETNS_NET=10.213.77    the /30 of the veth pair in --netns: servers .1, generator .2
 
 set -euo pipefail
 
@@ -40,13 +49,17 @@ RUNS=3
 QUICK=0
 ONLY="broadcast,saturation,load100,latency,connections"
 TARGETS="chorus,nchan"
+NETNS=0
+PIN=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) QUICK=1; RUNS=1; shift ;;
         --runs) RUNS="$2"; shift 2 ;;
         --only) ONLY="$2"; shift 2 ;;
         --targets) TARGETS="$2"; shift 2 ;;
-        -h|--help) sed -n '2,25p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --netns) NETNS=1; PIN=1; shift ;;
+        --pin) PIN=1; shift ;;
+        -h|--help) sed -n '2,41p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "bench: unknown argument '$1'" >&2; exit 2 ;;
     esac
 done
@@ -87,6 +100,102 @@ BENCH="$REPO/$SCRATCH/release/chorus-bench"
 RUN=()
 [ -n "${BENCH_NICE:-}" ] && RUN=(nice -n "$BENCH_NICE")
 
+# Where things run. SRV launches a server (Chorus, nginx, Redis), GEN the generator, IN_SRV a
+# client command that must reach the servers (curl, redis-cli). Loopback: all on 127.0.0.1.
+# --netns: two namespaces made here (cbench-srv-PID, cbench-gen-PID), joined by a veth pair
+# created inside them (nothing is added to this machine's own namespace). Chorus and nginx
+# listen on the servers' veth address; Redis, which only the servers reach, on the servers'
+# namespace's own 127.0.0.1 (a server's traffic to its own veth address would take that
+# namespace's loopback anyway, and Redis keeps its protected mode).
+SERVER_CPU="${SERVER_CPU:-0}"
+GEN_CPU="${GEN_CPU:-1}"
+NETNS_NET="${NETNS_NET:-10.213.77}"
+NS_SRV="cbench-srv-$$"
+NS_GEN="cbench-gen-$$"
+HOST=127.0.0.1
+SRV=("${RUN[@]}")
+GEN=("${RUN[@]}")
+IN_SRV=()
+if [ "$PIN" = 1 ]; then
+    command -v taskset >/dev/null 2>&1 || die "--pin/--netns need taskset (util-linux)"
+    SRV=("${RUN[@]}" taskset -c "$SERVER_CPU")
+    GEN=("${RUN[@]}" taskset -c "$GEN_CPU")
+fi
+if [ "$NETNS" = 1 ]; then
+    [ "$(id -u)" = 0 ] || die "--netns needs root (ip netns, veth, rps_cpus)"
+    ip netns list >/dev/null 2>&1 || die "--netns: 'ip netns' does not work here"
+    HOST="$NETNS_NET.1"
+    SRV+=(ip netns exec "$NS_SRV")
+    GEN+=(ip netns exec "$NS_GEN")
+    IN_SRV=(ip netns exec "$NS_SRV")
+fi
+
+# cpu_mask N: the rps_cpus mask (hex) of CPU N.
+cpu_mask() { printf '%x' $(( 1 << $1 )); }
+
+# kill_netns_pids NS: stops what still runs inside namespace NS (only processes this script
+# started can be there), then removes NS; the veth pair goes with it.
+kill_netns_pids() {
+    local ns="$1" pids p
+    pids="$(ip netns pids "$ns" 2>/dev/null | tr '\n' ' ')"
+    if [ -n "${pids// /}" ]; then
+        log "stopping what still runs in $ns: $pids"
+        for p in $pids; do kill -TERM "$p" 2>/dev/null || true; done
+        for _ in $(seq 1 50); do [ -z "$(ip netns pids "$ns" 2>/dev/null)" ] && break; sleep 0.1; done
+        for p in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$p" 2>/dev/null || true; done
+    fi
+    ip netns del "$ns" 2>/dev/null || true
+}
+
+# Namespaces left by a run that was killed with SIGKILL (no trap ran): any cbench-*-PID whose
+# PID is not a live bench.sh; what still runs in them (servers of that run) is stopped. A live
+# one is another --netns run: refuse (same addresses).
+remove_stale_netns() {
+    local ns pid
+    for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep -E '^cbench-(srv|gen)-[0-9]+$' || true); do
+        pid="${ns##*-}"
+        if [ "$pid" != $$ ] && kill -0 "$pid" 2>/dev/null && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q 'bench\.sh'; then
+            die "--netns: namespace $ns belongs to a running bench.sh (pid $pid)"
+        fi
+        log "removing stale namespace $ns"
+        kill_netns_pids "$ns"
+    done
+}
+
+setup_netns() {
+    remove_stale_netns
+    ip netns add "$NS_SRV"
+    ip netns add "$NS_GEN"
+    # Both ends are created inside the namespaces: deleting either namespace removes the pair.
+    ip -n "$NS_SRV" link add veth-srv type veth peer name veth-gen netns "$NS_GEN"
+    ip -n "$NS_SRV" addr add "$NETNS_NET.1/30" dev veth-srv
+    ip -n "$NS_GEN" addr add "$NETNS_NET.2/30" dev veth-gen
+    ip -n "$NS_SRV" link set lo up
+    ip -n "$NS_GEN" link set lo up
+    ip -n "$NS_SRV" link set veth-srv up
+    ip -n "$NS_GEN" link set veth-gen up
+    # RPS: a packet sent over veth is received through the receiving CPU's backlog, on the
+    # CPU named here, instead of in the sender's system call (as on loopback). Each side
+    # receives on its own CPU: the generator pays for its sockets, the servers for theirs.
+    ip netns exec "$NS_GEN" sh -c "echo $(cpu_mask "$GEN_CPU") >/sys/class/net/veth-gen/queues/rx-0/rps_cpus"
+    ip netns exec "$NS_SRV" sh -c "echo $(cpu_mask "$SERVER_CPU") >/sys/class/net/veth-srv/queues/rx-0/rps_cpus"
+    log "netns: servers in $NS_SRV ($HOST, veth-srv, rps_cpus $(ip netns exec "$NS_SRV" cat /sys/class/net/veth-srv/queues/rx-0/rps_cpus), CPU $SERVER_CPU)"
+    log "netns: generator in $NS_GEN ($NETNS_NET.2, veth-gen, rps_cpus $(ip netns exec "$NS_GEN" cat /sys/class/net/veth-gen/queues/rx-0/rps_cpus), CPU $GEN_CPU)"
+    # Reachability without ping (not installed everywhere): a closed port answers with a reset.
+    ip netns exec "$NS_GEN" python3 - "$HOST" <<'PY' || die "--netns: $HOST does not answer from $NS_GEN"
+import socket, sys
+try:
+    socket.create_connection((sys.argv[1], 9), timeout=3).close()
+except ConnectionRefusedError:
+    pass
+PY
+}
+
+teardown_netns() {
+    kill_netns_pids "$NS_GEN"
+    kill_netns_pids "$NS_SRV"
+}
+
 STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
 RESULTS="$REPO/bench/results"
 mkdir -p "$RESULTS"
@@ -111,6 +220,7 @@ cleanup() {
     for k in "${!NODE_PID[@]}"; do stop_pid "${NODE_PID[$k]}"; done
     for k in "${!NGINX_PID[@]}"; do stop_pid "${NGINX_PID[$k]}"; done
     stop_pid "$REDIS_PID"
+    [ "$NETNS" = 1 ] && teardown_netns
     if [ "${KEEP_TMP:-0}" = 1 ]; then log "kept $WORK"; else rm -rf "$WORK"; fi
     exit "$rc"
 }
@@ -121,6 +231,17 @@ trap 'exit 143' TERM
 # free_ports, http_status, wait_for
 # shellcheck source=lib/loopback.sh
 source "$REPO/scripts/lib/loopback.sh"
+if [ "$NETNS" = 1 ]; then
+    setup_netns
+    # The readiness checks reach the servers from inside their namespace.
+    http_status() {
+        ip netns exec "$NS_SRV" curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$1" 2>/dev/null || true
+    }
+fi
+{
+    echo "mode: $([ "$NETNS" = 1 ] && echo "netns (veth, RPS)" || echo loopback), pinned: $([ "$PIN" = 1 ] && echo "servers CPU $SERVER_CPU, generator CPU $GEN_CPU" || echo no)"
+    echo "host: $HOST  chorus: $CHORUS"
+} >"$RESULTS/$STAMP-mode.txt"
 
 read -r -a PORTS <<<"$(free_ports 5)"
 REDIS_PORT="${PORTS[0]}"
@@ -132,25 +253,25 @@ export JWT_SECRET API_KEY
 
 # ---- Redis ------------------------------------------------------------------------------
 mkdir -p "$WORK/redis"
-"${RUN[@]}" redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save '' --appendonly no \
+"${SRV[@]}" redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save '' --appendonly no \
     --dir "$WORK/redis" --logfile "$WORK/redis.log" --daemonize no </dev/null &
 REDIS_PID=$!
 for _ in $(seq 1 100); do
-    [ "$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null)" = PONG ] && break
+    [ "$("${IN_SRV[@]}" redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null)" = PONG ] && break
     sleep 0.1
 done
-[ "$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null)" = PONG ] || die "redis-server did not start"
+[ "$("${IN_SRV[@]}" redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null)" = PONG ] || die "redis-server did not start"
 
 # ---- Chorus nodes --------------------------------------------------------------------------
 start_chorus() {  # N
     local i="$1"
-    env HTTP_HOST=127.0.0.1 HTTP_PORT="${CHORUS_PORT[$i]}" NODE_ID="bench-$i" \
+    env HTTP_HOST="$HOST" HTTP_PORT="${CHORUS_PORT[$i]}" NODE_ID="bench-$i" \
         PUBSUB_ADAPTER=redis PUBSUB_REDIS_URL="redis://127.0.0.1:$REDIS_PORT" \
         WEBSOCKET_MAX_CONNECTIONS_PER_IP=1000000 WEBSOCKET_MAX_MESSAGES_PER_SECOND=1000000 \
         LOG_LEVEL=warning WEBSOCKET_COMPRESSION="${COMPRESSION:-off}" \
-        "${RUN[@]}" "$CHORUS" serve </dev/null >>"$WORK/chorus-$i.log" 2>&1 &
+        "${SRV[@]}" "$CHORUS" serve </dev/null >>"$WORK/chorus-$i.log" 2>&1 &
     NODE_PID[$i]=$!
-    wait_for "http://127.0.0.1:${CHORUS_PORT[$i]}/ready" 30 "${NODE_PID[$i]}" "chorus-$i" "$WORK/chorus-$i.log" || die "chorus-$i did not start"
+    wait_for "http://$HOST:${CHORUS_PORT[$i]}/ready" 30 "${NODE_PID[$i]}" "chorus-$i" "$WORK/chorus-$i.log" || die "chorus-$i did not start"
 }
 restart_chorus() { stop_pid "${NODE_PID[$1]:-}"; start_chorus "$1"; }
 
@@ -184,7 +305,7 @@ http {
         nchan_redis_storage_mode ${NCHAN_REDIS_MODE:-nostore};
     }
     server {
-        listen 127.0.0.1:${NCHAN_PORT[$i]} backlog=4096;
+        listen $HOST:${NCHAN_PORT[$i]} backlog=4096;
         location = /health { return 200 "ok\n"; }
         location ~ ^/pub/([A-Za-z0-9._-]+)$ {
             nchan_publisher http websocket;
@@ -205,17 +326,17 @@ EOF
 start_nchan() {  # N
     local i="$1"
     write_nginx_conf "$i"
-    nginx -t -q -c "$WORK/nginx-$i/nginx.conf" -e "$WORK/nginx-$i/error.log" 2>&1 >&2 | grep -v "could not open error log" >&2 || true
-    "${RUN[@]}" nginx -c "$WORK/nginx-$i/nginx.conf" -e "$WORK/nginx-$i/error.log" </dev/null >>"$WORK/nginx-$i.out" 2>&1 &
+    "${IN_SRV[@]}" nginx -t -q -c "$WORK/nginx-$i/nginx.conf" -e "$WORK/nginx-$i/error.log" 2>&1 >&2 | grep -v "could not open error log" >&2 || true
+    "${SRV[@]}" nginx -c "$WORK/nginx-$i/nginx.conf" -e "$WORK/nginx-$i/error.log" </dev/null >>"$WORK/nginx-$i.out" 2>&1 &
     NGINX_PID[$i]=$!
-    wait_for "http://127.0.0.1:${NCHAN_PORT[$i]}/health" 20 "${NGINX_PID[$i]}" "nchan-$i" "$WORK/nginx-$i/error.log" || die "nchan-$i did not start"
+    wait_for "http://$HOST:${NCHAN_PORT[$i]}/health" 20 "${NGINX_PID[$i]}" "nchan-$i" "$WORK/nginx-$i/error.log" || die "nchan-$i did not start"
 }
 restart_nchan() { stop_pid "${NGINX_PID[$1]:-}"; start_nchan "$1"; }
 nchan_workers() { pgrep -P "${NGINX_PID[$1]}" | tr '\n' ' '; }
 
 target_on chorus && { start_chorus 1; start_chorus 2; }
 target_on nchan && { start_nchan 1; start_nchan 2; }
-log "redis :$REDIS_PORT  chorus :${CHORUS_PORT[1]} :${CHORUS_PORT[2]}  nchan :${NCHAN_PORT[1]} :${NCHAN_PORT[2]} (workers $NCHAN_WORKERS, redis mode ${NCHAN_REDIS_MODE:-nostore})"
+log "host $HOST  redis :$REDIS_PORT  chorus :${CHORUS_PORT[1]} :${CHORUS_PORT[2]}  nchan :${NCHAN_PORT[1]} :${NCHAN_PORT[2]} (workers $NCHAN_WORKERS, redis mode ${NCHAN_REDIS_MODE:-nostore})"
 
 watch_args() {  # TARGET
     local args=(--watch "redis=$REDIS_PID") i w n
@@ -230,8 +351,8 @@ watch_args() {  # TARGET
     echo "${args[@]}"
 }
 urls() {  # TARGET
-    if [ "$1" = chorus ]; then echo "--url 127.0.0.1:${CHORUS_PORT[1]} --url 127.0.0.1:${CHORUS_PORT[2]}"
-    else echo "--url 127.0.0.1:${NCHAN_PORT[1]} --url 127.0.0.1:${NCHAN_PORT[2]}"; fi
+    if [ "$1" = chorus ]; then echo "--url $HOST:${CHORUS_PORT[1]} --url $HOST:${CHORUS_PORT[2]}"
+    else echo "--url $HOST:${NCHAN_PORT[1]} --url $HOST:${NCHAN_PORT[2]}"; fi
 }
 
 if [ "$QUICK" = 1 ]; then DURATION=3; WARMUP=1; else DURATION=5; WARMUP=1; fi
@@ -247,7 +368,7 @@ bench() {  # NAME TARGET RUN ARGS...
         publish+=(--publish-via http --publishers 8 --http-pipeline 1)
     fi
     # shellcheck disable=SC2046
-    "${RUN[@]}" "$BENCH" "$@" --target "$target" --label "$name" --json "$out" $(watch_args "$target") "${publish[@]}" \
+    "${GEN[@]}" "$BENCH" "$@" --target "$target" --label "$name" --json "$out" $(watch_args "$target") "${publish[@]}" \
         || log "$name / $target / run $run FAILED (exit $?)"
     sleep 1
 }
@@ -341,17 +462,17 @@ if wants connections; then
             if [ "$target" = chorus ]; then
                 restart_chorus 1
                 watch=(--watch "chorus-1=${NODE_PID[1]}")
-                url=(--url "127.0.0.1:${CHORUS_PORT[1]}")
+                url=(--url "$HOST:${CHORUS_PORT[1]}")
             else
                 restart_nchan 1
                 watch=()
                 n=0
                 for w in $(nchan_workers 1); do n=$((n + 1)); watch+=(--watch "nchan-1.w$n=$w"); done
-                url=(--url "127.0.0.1:${NCHAN_PORT[1]}")
+                url=(--url "$HOST:${NCHAN_PORT[1]}")
             fi
             sleep 1
             log "---- connections / $target / run $run"
-            "${RUN[@]}" "$BENCH" connections --target "$target" "${url[@]}" "${watch[@]}" \
+            "${GEN[@]}" "$BENCH" connections --target "$target" "${url[@]}" "${watch[@]}" \
                 --connections "${CONNECTIONS:-10000}" --topics 100 --hold 3 --label connections \
                 --json "$RESULTS/$STAMP-connections-$target-$run.json" \
                 || log "connections / $target / run $run FAILED"
