@@ -357,6 +357,13 @@ urls() {  # TARGET
 
 if [ "$QUICK" = 1 ]; then DURATION=3; WARMUP=1; else DURATION=5; WARMUP=1; fi
 
+# A topic of its own per trial: Nchan gives a new subscriber the messages its channel still
+# buffers (nchan_subscriber_first_message defaults to oldest), so on a topic shared by trials
+# the next trial's subscribers would first receive the previous trial's messages.
+trial_topic() {  # NAME RUN
+    echo "bench.$STAMP.$1.$2"
+}
+
 bench() {  # NAME TARGET RUN ARGS...
     local name="$1" target="$2" run="$3"; shift 3
     local out="$RESULTS/$STAMP-$name-$target-$run.json"
@@ -378,15 +385,15 @@ for run in $(seq 1 "$RUNS"); do
         target_on "$target" || continue
         # shellcheck disable=SC2046
         if wants broadcast; then
-            bench broadcast-2000 "$target" "$run" broadcast $(urls "$target") \
+            bench broadcast-2000 "$target" "$run" broadcast $(urls "$target") --topic "$(trial_topic broadcast-2000 "$run")" \
                 --subscribers 1000 --rate 2000 --duration "$DURATION" --warmup "$WARMUP" --drain 30
         fi
         if wants load100; then
-            bench broadcast-100 "$target" "$run" broadcast $(urls "$target") \
+            bench broadcast-100 "$target" "$run" broadcast $(urls "$target") --topic "$(trial_topic broadcast-100 "$run")" \
                 --subscribers 1000 --rate 100 --duration "$DURATION" --warmup "$WARMUP"
         fi
         if wants latency; then
-            bench latency "$target" "$run" latency $(urls "$target") \
+            bench latency "$target" "$run" latency $(urls "$target") --topic "$(trial_topic latency "$run")" \
                 --subscribers 100 --rate 100 --duration "$DURATION" --warmup "$WARMUP"
         fi
         if wants rooms; then
