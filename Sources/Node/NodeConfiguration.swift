@@ -237,7 +237,9 @@ extension NodeConfiguration {
         }
         if let sentinels = reader.string("PUBSUB_REDIS_SENTINELS") {
             do {
-                redisSentinel = try RedisSentinelSettings(sentinels: sentinels, masterNames: reader.string("PUBSUB_REDIS_MASTER_NAME"))
+                redisSentinel = try RedisSentinelSettings(
+                    sentinels: sentinels, masterNames: reader.string("PUBSUB_REDIS_MASTER_NAME"),
+                    sentinelPassword: reader.string("PUBSUB_REDIS_SENTINEL_PASSWORD"))
             } catch {
                 throw ConfigurationError(error.variable, Self.withoutVariable(error.variable, "\(error)"))
             }

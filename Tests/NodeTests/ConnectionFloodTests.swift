@@ -1,5 +1,6 @@
 import ChorusClient
 import Foundation
+import Node
 import Testing
 import TestSupport
 
@@ -53,6 +54,16 @@ struct ConnectionFloodTests {
         return sockets
     }
 
+    /// A WebSocket authenticated as `user` (it has read `auth_success`).
+    private func connect(_ port: Int, as user: String) async throws -> WebSocketClient {
+        let client = try await WebSocketClient.connect(port: port)
+        let token = TokenMinter(secret: Array(TestNode.secret.utf8)).mint(subject: user)
+        try await client.send(json: ["type": "auth", "token": token])
+        let reply = try await client.nextJSON()
+        guard reply["type"] as? String == "auth_success" else { throw TestFailure("expected auth_success, got \(reply)") }
+        return client
+    }
+
     /// CPU time (user and system) the process has used, from /proc/PID/stat.
     private func cpuTime(_ pid: pid_t) throws -> Duration {
         let stat = try String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)
@@ -78,9 +89,9 @@ struct ConnectionFloodTests {
     func floodAtTheCap() async throws {
         let (process, port) = try await startNode(["HTTP_IDLE_TIMEOUT": "600000"])
         defer { process.signal(SIGKILL) }
-        let subscriber = try await WebSocketClient.connect(port: port)
-        let publisher = try await WebSocketClient.connect(port: port)
-        try await subscriber.subscribe("flood/room")
+        let subscriber = try await connect(port, as: "subscriber")
+        let publisher = try await connect(port, as: "publisher")
+        try await subscriber.subscribe("flood.room")
 
         let sockets = flood(port)
         defer { for socket in sockets { close(socket) } }
@@ -96,7 +107,7 @@ struct ConnectionFloodTests {
         let used = try cpuTime(process.pid) - before
         #expect(used < window * 0.3, "the node used \(used) of CPU in \(window) while flooded")
 
-        try await publisher.publish(topic: "flood/room", data: ["text": "still here"])
+        try await publisher.publish(topic: "flood.room", data: ["text": "still here"])
         #expect(try await subscriber.nextDelivery(timeout: .seconds(20)).data["text"] as? String == "still here")
 
         for socket in sockets { close(socket) }
