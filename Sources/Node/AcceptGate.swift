@@ -24,16 +24,17 @@ final class AcceptGate: Sendable {
         self.limit = limit
     }
 
-    /// Descriptors kept for everything but client connections (listeners, event loops, Redis,
-    /// the database, log files): 64, or an eighth of a small limit.
+    /// Descriptors kept, beyond those open when the node starts (event loops, logs), for what
+    /// it opens later besides client connections (listeners, Redis, the database): 64, or a
+    /// sixteenth of a small limit.
     static func reservedDescriptors(openFiles: Int) -> Int {
-        min(64, openFiles / 8)
+        min(64, openFiles / 16)
     }
 
-    /// `HTTP_MAX_CONNECTIONS` if set, and never more than the open-file limit leaves after
-    /// ``reservedDescriptors(openFiles:)``.
-    static func connectionLimit(configured: Int?, openFiles: Int?) -> Int {
-        let byDescriptors = openFiles.map { max(1, $0 - reservedDescriptors(openFiles: $0)) } ?? Int.max
+    /// `HTTP_MAX_CONNECTIONS` if set, and never more than the open-file limit leaves after the
+    /// `inUse` descriptors open at start and ``reservedDescriptors(openFiles:)``.
+    static func connectionLimit(configured: Int?, openFiles: Int?, inUse: Int) -> Int {
+        let byDescriptors = openFiles.map { max(1, $0 - inUse - reservedDescriptors(openFiles: $0)) } ?? Int.max
         return min(configured ?? Int.max, byDescriptors)
     }
 

@@ -70,7 +70,8 @@ public final class ChorusNode: Service, Sendable {
         }
         self.acceptGate = AcceptGate(
             limit: AcceptGate.connectionLimit(
-                configured: configuration.httpMaxConnections, openFiles: ResourceLimits.openFileLimit()))
+                configured: configuration.httpMaxConnections, openFiles: ResourceLimits.openFileLimit(),
+                inUse: ResourceLimits.openDescriptorCount() ?? 0))
         self.context = NodeContext(
             configuration: configuration, verifier: try TokenVerifier(key: configuration.tokenKey, rules: configuration.tokenRules),
             broker: PubSubBroker(adapter: adapter), group: eventLoopGroup, metrics: metrics, logger: logger, store: store)
