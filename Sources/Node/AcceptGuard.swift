@@ -30,8 +30,10 @@ final class AcceptGuard: ChannelDuplexHandler, RemovableChannelHandler {
     private let listener: String
     /// A read withheld at the cap, to be passed on once a connection closes.
     private var readWithheld = false
-    /// While accepting is paused after a failure: how long the next pause lasts.
+    /// After a failure: how long the next pause lasts (reset by a successful accept).
     private var pause: TimeAmount?
+    /// Accepting is paused after a failure: reads are withheld until the pause ends.
+    private var paused = false
 
     /// - Parameter listener: the setting that names the port, for log lines.
     init(gate: AcceptGate, logger: Logger, listener: String) {
@@ -50,6 +52,7 @@ final class AcceptGuard: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func read(context: ChannelHandlerContext) {
+        guard !paused else { return }  // the end of the pause turns reading back on
         let loop = context.eventLoop
         let bound = NIOLoopBound((handler: self, context: context), eventLoop: loop)
         let admits = gate.admitsMore {
@@ -84,11 +87,19 @@ final class AcceptGuard: ChannelDuplexHandler, RemovableChannelHandler {
                 "accept failed: \(error); pausing accepts (open connections: \(gate.open)); raise `ulimit -n` or lower HTTP_MAX_CONNECTIONS",
                 metadata: ["listener": "\(listener)"])
         }
-        // Unregisters the listener from readability: no more `accept` until it is turned back on.
-        try? context.channel.syncOptions?.setOption(ChannelOptions.autoRead, value: false)
-        let channel = context.channel
+        // Turning autoRead off unregisters the listener from readability: no `accept` until it
+        // is turned back on. (Already off, it must be turned on first: only the change acts.)
+        guard let options = context.channel.syncOptions else { return }
+        if (try? options.getOption(ChannelOptions.autoRead)) == false {
+            try? options.setOption(ChannelOptions.autoRead, value: true)
+        }
+        try? options.setOption(ChannelOptions.autoRead, value: false)
+        paused = true
+        let bound = NIOLoopBound((handler: self, context: context), eventLoop: context.eventLoop)
         context.eventLoop.scheduleTask(in: delay) {
-            try? channel.syncOptions?.setOption(ChannelOptions.autoRead, value: true)
+            let (handler, context) = bound.value
+            handler.paused = false
+            try? context.channel.syncOptions?.setOption(ChannelOptions.autoRead, value: true)
         }
     }
 

@@ -96,18 +96,46 @@ struct ConnectionFloodTests {
     func floodAtTheCap() async throws {
         let (process, port) = try await startNode(["HTTP_IDLE_TIMEOUT": "600000"])
         defer { process.signal(SIGKILL) }
+        try await withFlood(process, port) { sockets in
+            let cap = try #require(Self.maxTCPConnections(in: process.output()))
+            #expect(cap > 150, "room for the WebSockets and more: \(cap)")
+            #expect(sockets > cap, "the node's and the listen backlog's")
+            let warning = "connections wait in the listen backlog: the node holds \(cap) connections"
+            #expect(process.output().contains(warning), "\(process.output().suffix(3000))")
+            #expect(!process.output().contains("accept failed"), "the cap comes before the descriptors run out")
+        }
+    }
+
+    @Test(
+        "out of descriptors below the cap (the limit lowered under the running node), accepting pauses instead of spinning on EMFILE, and recovers",
+        .timeLimit(.minutes(3)))
+    func floodOutOfDescriptors() async throws {
+        let (process, port) = try await startNode(["HTTP_IDLE_TIMEOUT": "600000"])
+        defer { process.signal(SIGKILL) }
+        // The node computed its cap from 200; 120 leaves it short of descriptors well below it.
+        let lower = try await ChildProcess.spawn(
+            "/usr/bin/prlimit", ["--pid", "\(process.pid)", "--nofile=120:200"], log: log())
+        #expect(await lower.wait(timeout: .seconds(20)) == 0, "\(lower.output())")
+        try await withFlood(process, port) { _ in
+            #expect(process.output().contains("accept failed"), "\(process.output().suffix(3000))")
+            #expect(process.output().contains("Too many open files"))
+            #expect(process.output().contains("pausing accepts"))
+        }
+    }
+
+    /// With a subscriber and a publisher connected first, floods `port` and holds the flood
+    /// while `check` looks at it (given the number of connections made) and the node's CPU is
+    /// measured; then closes the flood and expects `/health` to answer a new client.
+    private func withFlood(
+        _ process: ChildProcess, _ port: Int, _ check: (Int) throws -> Void
+    ) async throws {
         let subscriber = try await connect(port, as: "subscriber")
         let publisher = try await connect(port, as: "publisher")
         try await subscriber.subscribe("flood.room")
 
-        let sockets = flood(port)
+        var sockets = flood(port)
         defer { for socket in sockets { close(socket) } }
-        let cap = try #require(Self.maxTCPConnections(in: process.output()))
-        #expect(cap > 150, "room for the WebSockets and more: \(cap)")
-        #expect(sockets.count > cap, "the node's and the listen backlog's")
-        let warning = "connections wait in the listen backlog: the node holds \(cap) connections"
-        #expect(process.output().contains(warning), "\(process.output().suffix(3000))")
-        #expect(!process.output().contains("accept failed"), "the cap comes before the descriptors run out")
+        try check(sockets.count)
 
         // A node spinning on accept uses a whole core (measured before the fix: 4 s of CPU in 8 s
         // with half this flood); an idle one next to nothing. A generous bound for a busy machine.
@@ -121,6 +149,7 @@ struct ConnectionFloodTests {
         #expect(try await subscriber.nextDelivery(timeout: .seconds(20)).data["text"] as? String == "still here")
 
         for socket in sockets { close(socket) }
+        sockets = []
         #expect(await healthAnswers(port, within: .seconds(60)), "a new client is served once the flood has closed")
         await subscriber.close()
         await publisher.close()
