@@ -37,7 +37,7 @@ extension ClusterTests {
         }
 
         @Test(
-            "a wrong Sentinel or master password is logged as refused, and the node serves its own subscribers in fallback",
+            "a wrong Sentinel or master password is logged as refused at once, and the node serves its own subscribers locally",
             arguments: [
                 ("wrong", ":master-s3cret@chorus", "Sentinel"),
                 ("sentinel-s3cret", ":wrong@chorus", "master"),
