@@ -42,7 +42,9 @@ struct ConnectionFloodTests {
     private func flood(_ port: Int, limit: Int = 3000) -> [Int32] {
         var sockets: [Int32] = []
         while sockets.count < limit {
-            let socket = LoopbackPort.tcpSocket()
+            // Close-on-exec: processes other tests spawn meanwhile (postgres counts its inherited
+            // descriptors against its own limit) must not inherit hundreds of these.
+            let socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
             guard socket >= 0 else { break }
             var timeout = timeval(tv_sec: 1, tv_usec: 0)  // bounds connect(2) on Linux
             setsockopt(socket, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
