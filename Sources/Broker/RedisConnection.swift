@@ -27,7 +27,8 @@ final class RedisConnection {
     init(connectingTo url: RedisURL, timeout: Duration, clientName: String? = nil) throws(RedisConnectionError) {
         self.url = url
         let limit = Self.timeval(timeout)
-        let context = try Self.opened(redisConnectWithTimeout(url.host, Int32(url.port), limit), url)
+        let address = try RedisHostResolver.numericAddress(of: url.host, timeout: timeout)
+        let context = try Self.opened(redisConnectWithTimeout(address, Int32(url.port), limit), url)
         self.context = context
         // From here on `deinit` frees the context, also when a step below throws.
         guard redisEnableKeepAlive(context) == REDIS_OK, redisSetTimeout(context, limit) == REDIS_OK else {
@@ -62,10 +63,12 @@ final class RedisConnection {
     /// ``finishConnect()`` and ``writePending()``, and reads their replies (an error reply means
     /// the handshake failed) before those of the commands it appends next.
     ///
-    /// Only the host name lookup may block (none for an IP address).
-    init(startingConnectTo url: RedisURL, clientName: String? = nil) throws(RedisConnectionError) {
+    /// Only the host name lookup may block (none for an IP address), for `timeout` at most
+    /// (``RedisHostResolver``).
+    init(startingConnectTo url: RedisURL, timeout: Duration, clientName: String? = nil) throws(RedisConnectionError) {
         self.url = url
-        let context = try Self.opened(redisConnectNonBlock(url.host, Int32(url.port)), url)
+        let address = try RedisHostResolver.numericAddress(of: url.host, timeout: timeout)
+        let context = try Self.opened(redisConnectNonBlock(address, Int32(url.port)), url)
         self.context = context
         guard redisEnableKeepAlive(context) == REDIS_OK else { throw failure("connect") }
         let handshake = Self.handshake(url, clientName: clientName)

@@ -5,6 +5,9 @@ import Foundation
 /// - `PUBSUB_REDIS_SENTINELS`: the Sentinels, comma-separated, each `host:port` (port 26379 when
 ///   left out) or `redis://[user:password@]host:port` when the Sentinels themselves require a
 ///   password (`requirepass` in `sentinel.conf`).
+/// - `PUBSUB_REDIS_SENTINEL_PASSWORD`: the Sentinels' password, for every Sentinel listed without
+///   credentials of its own (what redis-py's `sentinel_kwargs`, ioredis's `sentinelPassword` and
+///   go-redis's `SentinelPassword` call it); sent as `AUTH <password>`.
 /// - `PUBSUB_REDIS_MASTER_NAME`: the master name Sentinel monitors (`sentinel monitor <name> ...`);
 ///   several comma-separated names shard topics over several masters exactly as several URLs of
 ///   `PUBSUB_REDIS_URL` do (one master per shard, in the listed order, the same on every node).
@@ -27,8 +30,11 @@ public struct RedisSentinelSettings: Sendable, Hashable {
     /// The default port of a Sentinel.
     public static let defaultPort = 26_379
 
-    /// Parses the two variables (`masterNames` nil when `PUBSUB_REDIS_MASTER_NAME` is unset).
-    public init(sentinels sentinelText: String, masterNames: String?) throws(RedisSentinelConfigurationError) {
+    /// Parses the variables (`masterNames` nil when `PUBSUB_REDIS_MASTER_NAME` is unset,
+    /// `sentinelPassword` when `PUBSUB_REDIS_SENTINEL_PASSWORD` is).
+    public init(
+        sentinels sentinelText: String, masterNames: String?, sentinelPassword: String? = nil
+    ) throws(RedisSentinelConfigurationError) {
         var sentinels: [RedisURL] = []
         for entry in try Self.entries(sentinelText, variable: "PUBSUB_REDIS_SENTINELS") {
             let withScheme = entry.contains("://") ? entry : "redis://" + entry
@@ -39,6 +45,7 @@ public struct RedisSentinelSettings: Sendable, Hashable {
                 throw .malformed("PUBSUB_REDIS_SENTINELS", Self.masked(entry), reason: "expected host:port or redis://[user:password@]host:port")
             }
             if !Self.hasExplicitPort(withScheme) { url.port = Self.defaultPort }
+            if url.password == nil, let sentinelPassword, !sentinelPassword.isEmpty { url.password = sentinelPassword }
             guard !sentinels.contains(where: { $0.server == url.server }) else {
                 throw .malformed("PUBSUB_REDIS_SENTINELS", url.server, reason: "listed twice")
             }

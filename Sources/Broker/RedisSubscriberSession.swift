@@ -55,7 +55,7 @@ final class RedisSubscriberSession {
         patterns: [String: Set<TopicPattern>], through: UInt64, timeout: Duration, pingInterval: Duration,
         now: ContinuousClock.Instant
     ) throws(RedisConnectionError) {
-        connection = try RedisConnection(startingConnectTo: url, clientName: clientName)
+        connection = try RedisConnection(startingConnectTo: url, timeout: timeout, clientName: clientName)
         self.timeout = timeout
         self.pingInterval = pingInterval
         reader = RedisSubscriptionReader(channels: channels, patterns: patterns)

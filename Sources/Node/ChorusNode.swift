@@ -31,6 +31,8 @@ public final class ChorusNode: Service, Sendable {
     private let running = Mutex<[CheckedContinuation<Void, Never>]?>([])
     private let serviceGroup = Mutex<ServiceGroup?>(nil)
     private let routeList = Mutex<[String]>([])
+    /// `HTTP_MAX_CONNECTIONS`, shared by the node's listeners (see ``AcceptGuard``).
+    private let acceptGate: AcceptGate
 
     /// - Parameters:
     ///   - gracefulShutdownSignals: signals that start a graceful shutdown (`chorus` passes
@@ -66,6 +68,10 @@ public final class ChorusNode: Service, Sendable {
         self.store = configuration.database.map {
             makeStore($0, logger: logger, configuration: StoreConfiguration(requestTimeout: configuration.databaseTimeout))
         }
+        self.acceptGate = AcceptGate(
+            limit: AcceptGate.connectionLimit(
+                configured: configuration.httpMaxConnections, openFiles: ResourceLimits.openFileLimit(),
+                inUse: ResourceLimits.openDescriptorCount() ?? 0))
         self.context = NodeContext(
             configuration: configuration, verifier: try TokenVerifier(key: configuration.tokenKey, rules: configuration.tokenRules),
             broker: PubSubBroker(adapter: adapter), group: eventLoopGroup, metrics: metrics, logger: logger, store: store)
@@ -114,6 +120,7 @@ public final class ChorusNode: Service, Sendable {
                         "node ready",
                         metadata: [
                             "adapter": "\(configuration.adapter.rawValue)", "maxConnections": "\(context.limiter.total)",
+                            "maxTCPConnections": "\(acceptGate.limit)",
                         ])
                 }
             } catch {
@@ -168,13 +175,18 @@ public final class ChorusNode: Service, Sendable {
         routeList.withLock { $0 = router.routes.map { "\($0.method) \($0.path)" } }
         let sharedPort = configuration.websocketEnabled && !separateWebSocketListener
         let admission = WebSocketAdmission(node: context)
+        let idleTimeout = configuration.httpIdleTimeout
         let app = Application(
             router: router,
             server: HTTPServerBuilder { responder in
-                NodeChildChannel(responder: responder, admission: sharedPort ? admission : nil)
+                NodeChildChannel(
+                    responder: responder, admission: sharedPort ? admission : nil, idleTimeout: idleTimeout)
             },
             configuration: .init(address: .hostname(configuration.httpHost, port: configuration.httpPort)),
-            onServerRunning: { [self] channel in listening(http: channel.localAddress?.port) },
+            onServerRunning: { [self] channel in
+                await guardAccepts(on: channel, listener: "HTTP_PORT")
+                listening(http: channel.localAddress?.port)
+            },
             eventLoopGroupProvider: .shared(group),
             logger: logger)
         var services: [any Service] = [
@@ -190,9 +202,14 @@ public final class ChorusNode: Service, Sendable {
         if let store { services.append(store) }
         services.append(app)
         if separateWebSocketListener {
-            let listener = NodeChildChannel(responder: Self.notFoundResponder, admission: admission).server(
+            let listener = NodeChildChannel(
+                responder: Self.notFoundResponder, admission: admission, idleTimeout: configuration.httpIdleTimeout
+            ).server(
                 configuration: .init(address: .hostname(configuration.websocketHost, port: configuration.websocketPort)),
-                onServerRunning: { [self] channel in listening(websocket: channel.localAddress?.port) },
+                onServerRunning: { [self] channel in
+                    await guardAccepts(on: channel, listener: "WEBSOCKET_PORT")
+                    listening(websocket: channel.localAddress?.port)
+                },
                 eventLoopGroup: group, logger: logger)
             services.append(listener)
         }
@@ -216,6 +233,20 @@ public final class ChorusNode: Service, Sendable {
             throw listenError(error) ?? error
         }
         logger.info("node stopped")
+    }
+
+    /// Puts an ``AcceptGuard`` first in a listener's pipeline: the node-wide connection cap, and
+    /// a pause instead of a spin when `accept` runs out of descriptors.
+    private func guardAccepts(on listener: any Channel, listener name: String) async {
+        let (gate, logger) = (acceptGate, logger)
+        do {
+            try await listener.eventLoop.submit {
+                try listener.pipeline.syncOperations.addHandler(
+                    AcceptGuard(gate: gate, logger: logger, listener: name), position: .first)
+            }.get()
+        } catch {
+            logger.error("could not guard the listener's accepts: \(error)", metadata: ["listener": "\(name)"])
+        }
     }
 
     /// How long the drain waits for WebSocket close handshakes: all of `DRAIN_TIMEOUT` but a

@@ -28,18 +28,22 @@ struct NodeChildChannel: ServerChildChannel, HTTPChannelHandler {
 
     let responder: HTTPChannelHandler.Responder
     let admission: WebSocketAdmission?
+    /// `HTTP_IDLE_TIMEOUT`: how long a connection may go without a request (before its first,
+    /// or between keep-alive requests) before it is closed.
+    let idleTimeout: Duration
 
     /// - Parameter admission: nil on a listener that serves HTTP only.
-    init(responder: @escaping HTTPChannelHandler.Responder, admission: WebSocketAdmission?) {
+    init(responder: @escaping HTTPChannelHandler.Responder, admission: WebSocketAdmission?, idleTimeout: Duration) {
         self.responder = responder
         self.admission = admission
+        self.idleTimeout = idleTimeout
     }
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         guard let admission else { return setupHTTPOnly(channel: channel, logger: logger) }
         return channel.eventLoop.makeCompletedFuture {
             try Self.useSmallReceiveBuffers(channel)
-            let unstarted = UnstartedConnectionCloser()
+            let unstarted = UnstartedConnectionCloser(firstRequestTimeout: TimeAmount(idleTimeout))
             try channel.pipeline.syncOperations.addHandler(unstarted, position: .first)
             let closer = NIOLoopBound(unstarted, eventLoop: channel.eventLoop)
             let decision = NIOLoopBoundBox<WebSocketAdmission.Decision?>(nil, eventLoop: channel.eventLoop)
@@ -76,7 +80,7 @@ struct NodeChildChannel: ServerChildChannel, HTTPChannelHandler {
                 notUpgradingCompletionHandler: { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandler(HTTP1ToHTTPServerCodec(secure: false))
-                        try channel.pipeline.syncOperations.addHandler(HTTPConnectionStateHandler(logger: logger))
+                        try channel.pipeline.syncOperations.addHandler(HTTPConnectionStateHandler(idleTimeout: idleTimeout, logger: logger))
                         let asyncChannel = try NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>(
                             wrappingChannelSynchronously: channel,
                             configuration: .init(isOutboundHalfClosureEnabled: true)
@@ -131,7 +135,7 @@ struct NodeChildChannel: ServerChildChannel, HTTPChannelHandler {
             try pipeline.configureHTTPServerPipeline(
                 withPipeliningAssistance: false, withErrorHandling: false, withOutboundHeaderValidation: false)
             try pipeline.addHandler(HTTP1ToHTTPServerCodec(secure: false))
-            try pipeline.addHandler(HTTPConnectionStateHandler(logger: logger))
+            try pipeline.addHandler(HTTPConnectionStateHandler(idleTimeout: idleTimeout, logger: logger))
             let asyncChannel = try NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>(
                 wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true))
             return Value(upgradeResult: channel.eventLoop.makeSucceededFuture(.notUpgraded(asyncChannel)), channel: channel)

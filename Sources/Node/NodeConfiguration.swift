@@ -41,6 +41,13 @@ public struct NodeConfiguration: Sendable {
     /// `WEBSOCKET_MAX_CONNECTIONS`: WebSockets one node holds; further upgrades get HTTP 503.
     /// Unset: as many as the open-file limit allows, less 256 descriptors kept for other uses.
     public var maxConnections: Int?
+    /// `HTTP_MAX_CONNECTIONS`: TCP connections the node holds at once, HTTP and WebSocket, on all
+    /// its listeners; past it the node stops accepting and clients wait in the listen backlog.
+    /// Unset: as many as the open-file limit allows, less 64 descriptors kept for other uses.
+    public var httpMaxConnections: Int?
+    /// `HTTP_IDLE_TIMEOUT` (ms): a connection without a request in progress (before its first
+    /// request is in, or between keep-alive requests) is closed after this.
+    public var httpIdleTimeout: Duration = .milliseconds(60_000)
     /// `WEBSOCKET_MAX_MESSAGE_SIZE` (bytes): larger client messages close the connection (1009).
     public var maxMessageSize = 1_048_576
     /// `WEBSOCKET_MAX_SUBSCRIPTIONS`: topics and patterns one connection may hold.
@@ -203,6 +210,8 @@ extension NodeConfiguration {
         pingTimeout = try reader.milliseconds("WEBSOCKET_PING_TIMEOUT") ?? pingTimeout
         maxConnectionsPerIP = try reader.integer("WEBSOCKET_MAX_CONNECTIONS_PER_IP", in: 1...1_000_000) ?? maxConnectionsPerIP
         maxConnections = try reader.integer("WEBSOCKET_MAX_CONNECTIONS", in: 1...100_000_000) ?? maxConnections
+        httpMaxConnections = try reader.integer("HTTP_MAX_CONNECTIONS", in: 1...100_000_000) ?? httpMaxConnections
+        httpIdleTimeout = try reader.milliseconds("HTTP_IDLE_TIMEOUT") ?? httpIdleTimeout
         maxMessageSize = try reader.integer("WEBSOCKET_MAX_MESSAGE_SIZE", in: 64...(64 << 20)) ?? maxMessageSize
         maxSubscriptionsPerConnection =
             try reader.integer("WEBSOCKET_MAX_SUBSCRIPTIONS", in: 1...100_000) ?? maxSubscriptionsPerConnection
@@ -231,7 +240,9 @@ extension NodeConfiguration {
         }
         if let sentinels = reader.string("PUBSUB_REDIS_SENTINELS") {
             do {
-                redisSentinel = try RedisSentinelSettings(sentinels: sentinels, masterNames: reader.string("PUBSUB_REDIS_MASTER_NAME"))
+                redisSentinel = try RedisSentinelSettings(
+                    sentinels: sentinels, masterNames: reader.string("PUBSUB_REDIS_MASTER_NAME"),
+                    sentinelPassword: reader.string("PUBSUB_REDIS_SENTINEL_PASSWORD"))
             } catch {
                 throw ConfigurationError(error.variable, Self.withoutVariable(error.variable, "\(error)"))
             }

@@ -14,6 +14,23 @@ public enum ResourceLimits {
         return Int(clamping: limit.rlim_cur)
     }
 
+    /// How many descriptors the process has open now (nil where that cannot be counted).
+    public static func openDescriptorCount() -> Int? {
+        #if os(Linux)
+        let folder = "/proc/self/fd"
+        #else
+        let folder = "/dev/fd"
+        #endif
+        guard let directory = opendir(folder) else { return nil }
+        defer { closedir(directory) }
+        var count = 0
+        while let entry = readdir(directory) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if name != "." && name != ".." { count += 1 }
+        }
+        return count - 1  // the directory's own descriptor
+    }
+
     /// Raises the soft limit on open files to the hard limit: every WebSocket is a descriptor.
     public static func raiseOpenFileLimit(logger: Logger) {
         var limit = rlimit()

@@ -11,9 +11,30 @@ import NIOCore
 /// shutdown until `DRAIN_TIMEOUT`, and the cancellation that follows is no clean stop. This
 /// handler sits first in the pipeline until the upgrade is decided (``NodeChildChannel`` removes
 /// it then). It lives on the channel's event loop, like every handler.
+///
+/// It also closes a connection whose first request has not arrived whole within
+/// `HTTP_IDLE_TIMEOUT` (one that never sends, or dribbles its headers): such connections would
+/// otherwise hold places under `HTTP_MAX_CONNECTIONS` for ever.
 final class UnstartedConnectionCloser: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
+
+    private let firstRequestTimeout: TimeAmount
+    private var timeout: Scheduled<Void>?
+
+    init(firstRequestTimeout: TimeAmount) {
+        self.firstRequestTimeout = firstRequestTimeout
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        let channel = context.channel
+        timeout = context.eventLoop.scheduleTask(in: firstRequestTimeout) { channel.close(promise: nil) }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        timeout?.cancel()
+        timeout = nil
+    }
 
     /// Whether any bytes have arrived.
     private var started = false

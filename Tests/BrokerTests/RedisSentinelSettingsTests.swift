@@ -15,6 +15,17 @@ struct RedisSentinelSettingsTests {
         #expect(settings.masters == [RedisURL(host: "chorus")])
     }
 
+    @Test("PUBSUB_REDIS_SENTINEL_PASSWORD is the password of every Sentinel listed without one of its own")
+    func sentinelPassword() throws {
+        let settings = try RedisSentinelSettings(
+            sentinels: "s1:1, redis://:own@s2:2, redis://ops:acl@s3:3", masterNames: ":m@chorus", sentinelPassword: "shared")
+        #expect(settings.sentinels == [
+            RedisURL(host: "s1", port: 1, password: "shared"), RedisURL(host: "s2", port: 2, password: "own"),
+            RedisURL(host: "s3", port: 3, user: "ops", password: "acl"),
+        ])
+        #expect(settings.masters == [RedisURL(host: "chorus", password: "m")], "the master's password is its own")
+    }
+
     @Test("several master names shard in the listed order, each with its own credentials and database")
     func masters() throws {
         let settings = try RedisSentinelSettings(sentinels: "s:1", masterNames: "shard-a, :s3cret@shard-b, app:p%40ss@shard_c/2")

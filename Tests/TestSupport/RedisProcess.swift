@@ -29,7 +29,12 @@ public final class RedisProcess: Sendable {
     /// Set once the server has answered PING: its port is fixed from then on.
     private let hasRun = Atomic<Bool>(false)
 
-    public init(directory: URL) throws {
+    /// `requirepass` (and `masterauth`, for a replica of a server with the same password);
+    /// ``command(_:timeout:)`` and ``cli(_:timeout:)`` authenticate with it.
+    public let password: String?
+
+    public init(directory: URL, password: String? = nil) throws {
+        self.password = password
         self.portBox = Mutex(try LoopbackPort.reserve())
         self.directory = directory
         self.server = try Executable.find("redis-server", hint: "install Redis (Debian: apt-get install -y redis-server)")
@@ -81,12 +86,17 @@ public final class RedisProcess: Sendable {
     private func startOnce(within timeout: Duration) async throws {
         guard !isRunning else { throw TestFailure("redis-server on port \(port) is already running") }
         let run = runs.add(1, ordering: .relaxed).newValue
+        var passwordArguments: [String] = []
+        if let password {
+            passwordArguments = ["--requirepass", password, "--masterauth", password]
+            RedisWire.passwords.withLock { $0[port] = password }
+        }
         let started = try await ChildProcess.spawn(
             server,
             [
                 "--port", "\(port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                 "--daemonize", "no", "--loglevel", "notice", "--dir", directory.path,
-            ] + extraArguments.withLock { $0 },
+            ] + passwordArguments + extraArguments.withLock { $0 },
             log: directory.appendingPathComponent("redis-\(port)-run\(run).log"))
         process.withLock { $0 = started }
 
@@ -142,7 +152,8 @@ public final class RedisProcess: Sendable {
         let run = runs.add(1, ordering: .relaxed).newValue
         let log = directory.appendingPathComponent("redis-cli-\(port)-\(run).out")
         defer { try? FileManager.default.removeItem(at: log) }
-        let command = try await ChildProcess.spawn(client, ["-h", "127.0.0.1", "-p", "\(port)", "--raw"] + arguments, log: log)
+        let command = try await ChildProcess.spawn(client, ["-h", "127.0.0.1", "-p", "\(port)", "--raw"]
+                + (password.map { ["-a", $0, "--no-auth-warning"] } ?? []) + arguments, log: log)
         guard let status = await command.wait(timeout: timeout) else {
             await command.stop(grace: .milliseconds(100))
             throw TestFailure("redis-cli \(arguments.joined(separator: " ")) did not finish within \(timeout)")

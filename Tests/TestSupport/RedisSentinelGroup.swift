@@ -58,13 +58,15 @@ public final class RedisSentinelGroup: Sendable {
         return masters.count == 1 ? masters[0] : nil
     }
 
-    fileprivate static func start(sentinelCount: Int) async throws -> RedisSentinelGroup {
+    fileprivate static func start(
+        sentinelCount: Int, passwords: SentinelPasswords
+    ) async throws -> RedisSentinelGroup {
         let directory = try TestLogs.folder("sentinel")
         var servers: [RedisProcess] = []
         var sentinels: [RedisSentinelProcess] = []
         do {
             for _ in 0..<2 {
-                let server = try RedisProcess(directory: directory)
+                let server = try RedisProcess(directory: directory, password: passwords.master)
                 try await server.start()
                 servers.append(server)
             }
@@ -75,7 +77,7 @@ public final class RedisSentinelGroup: Sendable {
                 return info.contains("master_link_status:up")
             }
             for index in 0..<sentinelCount {
-                let sentinel = try RedisSentinelProcess(directory: directory, index: index)
+                let sentinel = try RedisSentinelProcess(directory: directory, index: index, passwords: passwords)
                 try await sentinel.start(monitoring: master.port)
                 sentinels.append(sentinel)
             }
@@ -112,8 +114,11 @@ public final class RedisSentinelGroup: Sendable {
 
 /// Runs `body` with a fresh ``RedisSentinelGroup`` (master, replica, `sentinels` Sentinels),
 /// then stops all of it, also when `body` throws.
-public func withSentinelGroup<T>(sentinels: Int = 3, _ body: (RedisSentinelGroup) async throws -> T) async throws -> T {
-    let group = try await RedisSentinelGroup.start(sentinelCount: sentinels)
+public func withSentinelGroup<T>(
+    sentinels: Int = 3, passwords: SentinelPasswords = SentinelPasswords(),
+    _ body: (RedisSentinelGroup) async throws -> T
+) async throws -> T {
+    let group = try await RedisSentinelGroup.start(sentinelCount: sentinels, passwords: passwords)
     do {
         let result = try await body(group)
         await group.stop()
@@ -125,6 +130,19 @@ public func withSentinelGroup<T>(sentinels: Int = 3, _ body: (RedisSentinelGroup
     }
 }
 
+/// Passwords of a ``RedisSentinelGroup``: `master` is `requirepass` (and `masterauth`) of both
+/// servers and `sentinel auth-pass` of the Sentinels; `sentinel` is the Sentinels' own
+/// `requirepass` (and `sentinel sentinel-pass`, with which they talk to each other).
+public struct SentinelPasswords: Sendable {
+    public var master: String?
+    public var sentinel: String?
+
+    public init(master: String? = nil, sentinel: String? = nil) {
+        self.master = master
+        self.sentinel = sentinel
+    }
+}
+
 /// One real `redis-sentinel` on a reserved loopback port, monitoring
 /// ``RedisSentinelGroup/masterName`` with the group's lowered timers.
 public final class RedisSentinelProcess: Sendable {
@@ -133,8 +151,10 @@ public final class RedisSentinelProcess: Sendable {
     private let index: Int
     private let binary: String
     private let started = Mutex<ChildProcess?>(nil)
+    private let passwords: SentinelPasswords
 
-    init(directory: URL, index: Int) throws {
+    init(directory: URL, index: Int, passwords: SentinelPasswords = SentinelPasswords()) throws {
+        self.passwords = passwords
         self.port = try LoopbackPort.reserve()
         self.directory = directory
         self.index = index
@@ -156,9 +176,12 @@ public final class RedisSentinelProcess: Sendable {
             sentinel down-after-milliseconds \(name) \(RedisSentinelGroup.downAfter)
             sentinel failover-timeout \(name) \(RedisSentinelGroup.failoverTimeout)
             sentinel parallel-syncs \(name) 1
+            \(passwords.master.map { "sentinel auth-pass \(name) \($0)" } ?? "")
+            \(passwords.sentinel.map { "requirepass \($0)\nsentinel sentinel-pass \($0)" } ?? "")
 
             """
         try text.write(to: config, atomically: true, encoding: .utf8)
+        if let password = passwords.sentinel { RedisWire.passwords.withLock { $0[port] = password } }
         let child = try await ChildProcess.spawn(
             binary, [config.path], log: directory.appendingPathComponent("sentinel-\(index)-\(port).log"))
         started.withLock { $0 = child }

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -29,6 +30,10 @@ public enum RedisValue: Sendable, Equatable {
 /// the cooperative pool: the socket calls run on a thread of their own (see ``onOwnThread(_:)``),
 /// each bounded by a timeout.
 public enum RedisWire {
+    /// Passwords of the loopback servers that require one (`requirepass`), by port: a command
+    /// to such a port is preceded by `AUTH <password>` on the same connection.
+    public static let passwords = Mutex<[Int: String]>([:])
+
     public static func command(_ arguments: [String], port: Int, timeout: Duration = .seconds(5)) async throws -> RedisValue {
         try await onOwnThread { try blockingCommand(arguments, port: port, timeout: timeout) }
     }
@@ -46,10 +51,15 @@ public enum RedisWire {
         let connected = LoopbackPort.withAddress(port) { connect(descriptor, $0, $1) }
         guard connected == 0 else { throw TestFailure("connect to 127.0.0.1:\(port): errno \(errno)") }
 
-        var request = Array("*\(arguments.count)\r\n".utf8)
-        for argument in arguments {
-            request += Array("$\(argument.utf8.count)\r\n".utf8) + Array(argument.utf8) + Array("\r\n".utf8)
+        let password = passwords.withLock { $0[port] }
+        var request: [UInt8] = []
+        for command in (password.map { [["AUTH", $0]] } ?? []) + [arguments] {
+            request += Array("*\(command.count)\r\n".utf8)
+            for argument in command {
+                request += Array("$\(argument.utf8.count)\r\n".utf8) + Array(argument.utf8) + Array("\r\n".utf8)
+            }
         }
+        var awaitingAuth = password != nil
         var sent = 0
         while sent < request.count {
             let count = request[sent...].withUnsafeBytes { send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
@@ -60,7 +70,12 @@ public enum RedisWire {
         var reader = Reader()
         var chunk = [UInt8](repeating: 0, count: 16_384)
         while true {
-            if let value = try reader.parse() { return value }
+            if let value = try reader.parse() {
+                guard awaitingAuth else { return value }
+                awaitingAuth = false
+                if case .error = value { return value }
+                continue
+            }
             let count = chunk.withUnsafeMutableBytes { recv(descriptor, $0.baseAddress, $0.count, 0) }
             guard count > 0 else {
                 throw TestFailure("no complete reply from 127.0.0.1:\(port) to \(arguments.first ?? "") (errno \(errno))")
