@@ -35,7 +35,16 @@ final class ManagedStore<Driver: DatabaseDriver>: ChatStore {
                 // Throws CancellationError when the task is cancelled: stop serving just the same.
                 try? await gracefulShutdown()
                 logger.info("store: shutting down, waiting for the requests in flight")
-                await gate.close()
+                // At most as long as a request may take: one stuck in the database library past
+                // its own deadline does not hold shutdown (the database closes under it).
+                let gate = self.gate
+                do {
+                    try await RequestDeadline.run(configuration.requestTimeout, expired: {
+                        StoreError.unavailable("requests still in flight")
+                    }) { await gate.close() }
+                } catch {
+                    logger.warning("store: requests still in flight after \(configuration.requestTimeout); closing the database under them")
+                }
             }
         } catch {
             let failure = storeError(error, while: "opening the database")
@@ -123,20 +132,14 @@ final class ManagedStore<Driver: DatabaseDriver>: ChatStore {
         }
     }
 
-    /// `work`'s result, or ``StoreError/unavailable(_:)`` once `timeout` has passed (`work` is
-    /// then cancelled; the database libraries give up a pending connection or query on it).
+    /// `work`'s result, or ``StoreError/unavailable(_:)`` once `timeout` has passed; `work` is
+    /// then cancelled but not waited for (see ``RequestDeadline``).
     private static func within<T: Sendable>(
         _ timeout: Duration, _ work: @escaping @Sendable () async throws -> T
     ) async throws -> T {
-        try await withThrowingTaskGroup(of: T.self) { group in
-            group.addTask { try await work() }
-            group.addTask {
-                try await Task.sleep(for: timeout)
-                throw StoreError.unavailable("no answer from the database within \(timeout)")
-            }
-            defer { group.cancelAll() }
-            return try await group.next()!
-        }
+        try await RequestDeadline.run(timeout, expired: {
+            StoreError.unavailable("no answer from the database within \(timeout)")
+        }, work)
     }
 
     /// `error` as the store reports it; a database library's error is logged first.

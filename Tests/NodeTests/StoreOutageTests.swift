@@ -37,6 +37,31 @@ struct StoreOutageTests {
 }
 
 extension StoreOutageTests {
+    @Test("with PostgreSQL hung (SIGSTOP), account routes answer 503 within DATABASE_TIMEOUT, WebSockets keep working, and the node stops cleanly")
+    func postgresHung() async throws {
+        try await PostgresProcess.withServer { postgres in
+            try await postgres.createDatabase("chorus")
+            try await withNode(["DATABASE_URL": postgres.url(database: "chorus"), "DATABASE_TIMEOUT": "1000"]) { node in
+                _ = try await register(node, "alice")
+                let credentials = ["username": "alice", "password": "correct horse"]
+                postgres.freeze()
+                // Each request is answered: its query waits on a server that never replies, and
+                // the node gives up on it after DATABASE_TIMEOUT instead of waiting with it.
+                for _ in 1...3 {
+                    let login = try await HTTP.post("\(node.baseURL)/api/auth/login", json: credentials)
+                    #expect(login.status == 503, "\(login.text)")
+                }
+                let listener = try await node.connect(as: "listener")
+                _ = try await listener.request(["type": "subscribe", "topic": "rooms.lobby"])
+                let publisher = try await node.connect(as: "publisher")
+                try await publisher.send(json: ["type": "message", "topic": "rooms.lobby", "data": "still here"])
+                #expect(try await listener.next(type: "message")["data"] as? String == "still here")
+            }
+            // withNode has checked that the node stopped in time, with the server still frozen.
+            postgres.thaw()
+        }
+    }
+
     @Test("when PostgreSQL comes back after an outage, the node serves accounts and messages again without a restart")
     func postgresBack() async throws {
         try await PostgresProcess.withServer { postgres in

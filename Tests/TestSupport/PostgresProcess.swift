@@ -141,9 +141,36 @@ public final class PostgresProcess: Sendable {
         _ = try? await onOwnThread { try? FileManager.default.removeItem(at: directory) }
     }
 
+    /// Freezes the server (SIGSTOP: its sockets stay open and nothing answers, as in a hung VM or
+    /// a network partition) until ``thaw()``; ``stop()`` thaws it first.
+    public func freeze() {
+        signalAll(SIGSTOP)
+    }
+
+    public func thaw() {
+        signalAll(SIGCONT)
+    }
+
+    /// The postmaster and its children: each connection is served by a backend process of its own.
+    private func signalAll(_ signal: Int32) {
+        guard let postmaster = process.withLock({ $0 })?.pid else { return }
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        for entry in entries {
+            guard let pid = pid_t(entry),
+                  let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
+                  let afterName = stat.range(of: ") ", options: .backwards)
+            else { continue }
+            // Fields after the command name: state, then the parent's pid.
+            let fields = stat[afterName.upperBound...].split(separator: " ")
+            if fields.count > 1, pid_t(fields[1]) == postmaster { kill(pid, signal) }
+        }
+        kill(postmaster, signal)
+    }
+
     /// Stops the server like ``stop()`` but keeps its data, for ``restart(within:)`` (an outage).
     public func interrupt() async {
         guard let running = process.withLock({ $0 }) else { return }
+        running.signal(SIGCONT)
         running.signal(SIGINT)
         if await running.wait(timeout: .seconds(10)) == nil {
             running.signal(SIGKILL)
