@@ -93,14 +93,8 @@ SUB_PID=""
 declare -A NODE_PID=()
 declare -A NGINX_PID=()
 
-stop_pid() {
-    local pid="$1" i
-    [ -n "$pid" ] || return 0
-    kill -TERM "$pid" 2>/dev/null || return 0
-    for i in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
+# shellcheck source=lib/loopback.sh
+source "$REPO/scripts/lib/loopback.sh"
 
 cleanup() {
     local rc=$?
@@ -132,8 +126,6 @@ run_gen() {
 # cpu_seconds PID: utime + stime of a process, in seconds
 cpu_seconds() { awk '{ print ($14 + $15) / 100 }' "/proc/$1/stat"; }
 
-# shellcheck source=lib/loopback.sh
-source "$REPO/scripts/lib/loopback.sh"
 
 read -r -a PORTS <<<"$(free_ports 5)"
 REDIS_PORT="${PORTS[0]}"

@@ -204,14 +204,8 @@ REDIS_PID=""
 declare -A NODE_PID=()
 declare -A NGINX_PID=()
 
-stop_pid() {
-    local pid="$1" i
-    [ -n "$pid" ] || return 0
-    kill -TERM "$pid" 2>/dev/null || return 0
-    for i in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
+# shellcheck source=lib/loopback.sh
+source "$REPO/scripts/lib/loopback.sh"
 
 cleanup() {
     local rc=$?
@@ -229,8 +223,6 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # free_ports, http_status, wait_for
-# shellcheck source=lib/loopback.sh
-source "$REPO/scripts/lib/loopback.sh"
 if [ "$NETNS" = 1 ]; then
     setup_netns
     # The readiness checks reach the servers from inside their namespace.

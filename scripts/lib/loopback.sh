@@ -39,3 +39,13 @@ wait_for() {
         sleep 0.2
     done
 }
+
+# stop_pid PID: TERM, up to 10 s to exit, then KILL; reaps it when it is a child of this shell.
+stop_pid() {
+    local pid="$1" i
+    [ -n "$pid" ] || return 0
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for i in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
