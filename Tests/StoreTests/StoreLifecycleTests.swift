@@ -7,7 +7,10 @@ import Testing
 struct StoreLifecycleTests {
     @Test("a request made before run() waits for the store and then succeeds")
     func requestBeforeRun() async throws {
-        let store = makeStore(.sqliteMemory, logger: StoreHarness.logger)
+        // Time limits far above a loaded machine's start-up time: what is tested is the wait.
+        let store = makeStore(
+            .sqliteMemory, logger: StoreHarness.logger,
+            configuration: StoreConfiguration(readyWaitTimeout: .seconds(60), requestTimeout: .seconds(60)))
         let early = Task { try await store.createUser(username: "early", passwordHash: "h") }
         let group = ServiceGroup(services: [store], logger: StoreHarness.logger)
         try await withThrowingTaskGroup(of: Void.self) { tasks in
