@@ -35,14 +35,7 @@ extension ClusterTests {
                     try await ChildProcess.spawn(
                         chorus, [], environment: environment, log: folder.appendingPathComponent("chorus.log"))
                 }
-            let deadline = ContinuousClock.now + .seconds(60)
-            while ContinuousClock.now < deadline, process.isRunning {
-                let output = process.output()
-                if output.contains("node ready"), let port = NodeProcess.listeningPort(in: output) { return (process, port) }
-                try await Task.sleep(for: .milliseconds(20))  // until it is ready
-            }
-            process.signal(SIGKILL)
-            throw TestFailure("node did not start: \(process.output())")
+            return (process, try await NodeProcess.readyPort(of: process))
         }
 
         @Test("a Redis host name that does not resolve is logged as such, the node serves locally and stops at once")

@@ -27,14 +27,7 @@ struct ConnectionFloodTests {
         env.merge(environment) { $1 }
         let process = try await ChildProcess.spawn(
             "/usr/bin/prlimit", ["--nofile=200:200", try Executable.chorus()], environment: env, log: log())
-        let deadline = ContinuousClock.now + .seconds(60)
-        while ContinuousClock.now < deadline, process.isRunning {
-            let output = process.output()
-            if output.contains("node ready"), let port = NodeProcess.listeningPort(in: output) { return (process, port) }
-            try await Task.sleep(for: .milliseconds(20))  // until it is ready
-        }
-        process.signal(SIGKILL)
-        throw TestFailure("node did not start: \(process.output())")
+        return (process, try await NodeProcess.readyPort(of: process))
     }
 
     /// Opens connections to `port` until one is not established within a second (the node and

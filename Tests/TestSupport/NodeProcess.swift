@@ -63,6 +63,19 @@ public final class NodeProcess: Sendable {
     }
 
     /// The port in Hummingbird's "Server started and listening on 127.0.0.1:<port>" line.
+    /// Waits up to 60 s for `process`, a node started some other way than ``start``, to log
+    /// "node ready", and returns the port it listens on; kills it and throws if it does not.
+    public static func readyPort(of process: ChildProcess) async throws -> Int {
+        let deadline = ContinuousClock.now + .seconds(60)
+        while ContinuousClock.now < deadline, process.isRunning {
+            let output = process.output()
+            if output.contains("node ready"), let port = listeningPort(in: output) { return port }
+            try await Task.sleep(for: .milliseconds(20))  // until it is ready
+        }
+        process.signal(SIGKILL)
+        throw TestFailure("node did not start: \(process.output())")
+    }
+
     public static func listeningPort(in log: String) -> Int? {
         guard let line = log.split(separator: "\n").first(where: { $0.contains("Server started and listening on") }),
             let colon = line.lastIndex(of: ":")
