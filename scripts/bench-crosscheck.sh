@@ -26,6 +26,7 @@
 # bench/results/<stamp>-crosscheck.md. Everything it starts is stopped on exit, also on
 # Ctrl-C or SIGTERM. Environment: SKIP_BUILD=1 and SCRATCH (as bench.sh; default: use
 # .build/release when it has both binaries), CURVE_RUNS (default 1), CURVE_DURATION (5),
+# CURVE_RATES ("100 200 500 1000 2000"), CURVE_SERVERS ("chorus nchan nchan-http"),
 # LOOPS_RUNS (2), KEEP_TMP=1.
 
 set -euo pipefail
@@ -280,8 +281,8 @@ fi
 
 if wants curve; then
     for run in $(seq 1 "$CURVE_RUNS"); do
-        for rate in 100 200 500 1000 2000; do
-            for server in chorus nchan nchan-http; do
+        for rate in ${CURVE_RATES:-100 200 500 1000 2000}; do
+            for server in ${CURVE_SERVERS:-chorus nchan nchan-http}; do
                 for gen in ${CURVE_GENERATOR:-gogen}; do
                     trial curve "$gen" "$server" "$run" "$rate" "$CURVE_DURATION"
                 done
