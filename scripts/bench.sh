@@ -96,6 +96,9 @@ fi
 CHORUS="$REPO/$SCRATCH/release/chorus"
 BENCH="$REPO/$SCRATCH/release/chorus-bench"
 [ -x "$CHORUS" ] && [ -x "$BENCH" ] || die "missing $CHORUS or $BENCH"
+# With SKIP_BUILD=1 the binaries may predate the sources: say so, since every figure is theirs.
+newer="$(find "$REPO/Sources" -name '*.swift' -newer "$CHORUS" -print -quit 2>/dev/null || true)"
+[ -z "$newer" ] || log "WARNING: $CHORUS is older than the sources (e.g. ${newer#"$REPO"/}); results are of that older build"
 
 RUN=()
 [ -n "${BENCH_NICE:-}" ] && RUN=(nice -n "$BENCH_NICE")
