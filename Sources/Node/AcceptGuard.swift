@@ -7,7 +7,8 @@ import Logging
 import NIOCore
 
 /// Sits first in a listener's (server channel's) pipeline: counts what it accepts against the
-/// node's ``AcceptGate``, stops accepting at the cap, and pauses accepting when `accept` fails
+/// node's ``AcceptGate``, stops accepting at the cap, closes at once a connection whose client
+/// network holds its share already (``PeerLimit``), and pauses accepting when `accept` fails
 /// for want of descriptors or memory (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`).
 ///
 /// The pause is needed because NIO's own `AcceptBackoffHandler` does not stop the spin: after a
@@ -27,6 +28,7 @@ final class AcceptGuard: ChannelDuplexHandler, RemovableChannelHandler {
     static let longestPause = TimeAmount.seconds(1)
 
     private let gate: AcceptGate
+    private let peers: PeerLimit
     private let logger: Logger
     private let listener: String
     /// A read withheld at the cap, to be passed on once a connection closes.
@@ -37,8 +39,9 @@ final class AcceptGuard: ChannelDuplexHandler, RemovableChannelHandler {
     private var paused = false
 
     /// - Parameter listener: the setting that names the port, for log lines.
-    init(gate: AcceptGate, logger: Logger, listener: String) {
+    init(gate: AcceptGate, peers: PeerLimit, logger: Logger, listener: String) {
         self.gate = gate
+        self.peers = peers
         self.logger = logger
         self.listener = listener
     }
@@ -49,7 +52,22 @@ final class AcceptGuard: ChannelDuplexHandler, RemovableChannelHandler {
         gate.opened()
         child.closeFuture.whenComplete { _ in gate.closed() }
         pause = nil
+        let address = child.remoteAddress?.ipAddress
+        let admitted = peers.admit(address)
+        if admitted, let address {
+            let peers = self.peers
+            child.closeFuture.whenComplete { _ in peers.release(address) }
+        }
         context.fireChannelRead(data)
+        guard !admitted else { return }
+        // Closed once the bootstrap has registered it (queued behind that on the child's loop):
+        // before its first read, so nothing it sent is parsed.
+        if peers.shouldWarn() {
+            logger.warning(
+                "closed a connection at once: its address holds HTTP_MAX_CONNECTIONS_PER_IP (\(peers.perAddress)) connections",
+                metadata: ["listener": "\(listener)", "address": "\(address ?? "unknown")"])
+        }
+        child.eventLoop.execute { child.close(promise: nil) }
     }
 
     func read(context: ChannelHandlerContext) {

@@ -33,6 +33,8 @@ public final class ChorusNode: Service, Sendable {
     private let routeList = Mutex<[String]>([])
     /// `HTTP_MAX_CONNECTIONS`, shared by the node's listeners (see ``AcceptGuard``).
     private let acceptGate: AcceptGate
+    /// TCP connections per client network (`HTTP_MAX_CONNECTIONS_PER_IP`), on all listeners.
+    private let peers: PeerLimit
 
     /// - Parameters:
     ///   - gracefulShutdownSignals: signals that start a graceful shutdown (`chorus` passes
@@ -72,6 +74,8 @@ public final class ChorusNode: Service, Sendable {
             limit: AcceptGate.connectionLimit(
                 configured: configuration.httpMaxConnections, openFiles: ResourceLimits.openFileLimit(),
                 inUse: ResourceLimits.openDescriptorCount() ?? 0))
+        self.peers = PeerLimit(
+            perAddress: configuration.tcpConnectionsPerIP, trusted: configuration.trustedProxies)
         self.context = NodeContext(
             configuration: configuration, verifier: try TokenVerifier(key: configuration.tokenKey, rules: configuration.tokenRules),
             broker: PubSubBroker(adapter: adapter), group: eventLoopGroup, metrics: metrics, logger: logger, store: store)
@@ -235,14 +239,14 @@ public final class ChorusNode: Service, Sendable {
         logger.info("node stopped")
     }
 
-    /// Puts an ``AcceptGuard`` first in a listener's pipeline: the node-wide connection cap, and
-    /// a pause instead of a spin when `accept` runs out of descriptors.
+    /// Puts an ``AcceptGuard`` first in a listener's pipeline: the node-wide connection cap, the
+    /// cap per client network, and a pause instead of a spin when `accept` runs out of descriptors.
     private func guardAccepts(on listener: any Channel, listener name: String) async {
-        let (gate, logger) = (acceptGate, logger)
+        let (gate, peers, logger) = (acceptGate, peers, logger)
         do {
             try await listener.eventLoop.submit {
                 try listener.pipeline.syncOperations.addHandler(
-                    AcceptGuard(gate: gate, logger: logger, listener: name), position: .first)
+                    AcceptGuard(gate: gate, peers: peers, logger: logger, listener: name), position: .first)
             }.get()
         } catch {
             logger.error("could not guard the listener's accepts: \(error)", metadata: ["listener": "\(name)"])

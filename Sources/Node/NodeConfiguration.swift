@@ -45,6 +45,16 @@ public struct NodeConfiguration: Sendable {
     /// its listeners; past it the node stops accepting and clients wait in the listen backlog.
     /// Unset: as many as the open-file limit allows, less 64 descriptors kept for other uses.
     public var httpMaxConnections: Int?
+    /// `HTTP_MAX_CONNECTIONS_PER_IP`: TCP connections one client network (an IPv4 address, an
+    /// IPv6 /64) may hold at once, HTTP and WebSocket; further ones are closed as soon as they
+    /// are accepted, so that one client cannot take the whole of `HTTP_MAX_CONNECTIONS`.
+    /// Peers in `TRUSTED_PROXIES` are not counted (their clients are, per WebSocket, by
+    /// `WEBSOCKET_MAX_CONNECTIONS_PER_IP`). Unset: see ``tcpConnectionsPerIP``.
+    public var httpMaxConnectionsPerIP: Int?
+
+    /// The TCP connections one client network may hold: `HTTP_MAX_CONNECTIONS_PER_IP`, or by
+    /// default its WebSockets (`WEBSOCKET_MAX_CONNECTIONS_PER_IP`) and 64 more for HTTP requests.
+    public var tcpConnectionsPerIP: Int { httpMaxConnectionsPerIP ?? maxConnectionsPerIP + 64 }
     /// `HTTP_IDLE_TIMEOUT` (ms): a connection without a request in progress (before its first
     /// request is in, or between keep-alive requests) is closed after this.
     public var httpIdleTimeout: Duration = .milliseconds(60_000)
@@ -211,6 +221,8 @@ extension NodeConfiguration {
         maxConnectionsPerIP = try reader.integer("WEBSOCKET_MAX_CONNECTIONS_PER_IP", in: 1...1_000_000) ?? maxConnectionsPerIP
         maxConnections = try reader.integer("WEBSOCKET_MAX_CONNECTIONS", in: 1...100_000_000) ?? maxConnections
         httpMaxConnections = try reader.integer("HTTP_MAX_CONNECTIONS", in: 1...100_000_000) ?? httpMaxConnections
+        httpMaxConnectionsPerIP =
+            try reader.integer("HTTP_MAX_CONNECTIONS_PER_IP", in: 1...100_000_000) ?? httpMaxConnectionsPerIP
         httpIdleTimeout = try reader.milliseconds("HTTP_IDLE_TIMEOUT") ?? httpIdleTimeout
         maxMessageSize = try reader.integer("WEBSOCKET_MAX_MESSAGE_SIZE", in: 64...(64 << 20)) ?? maxMessageSize
         maxSubscriptionsPerConnection =
