@@ -96,6 +96,8 @@ declare -A NGINX_PID=()
 
 # shellcheck source=lib/loopback.sh
 source "$REPO/scripts/lib/loopback.sh"
+# shellcheck source=lib/nchan.sh
+source "$REPO/scripts/lib/nchan.sh"
 
 cleanup() {
     local rc=$?
@@ -159,49 +161,9 @@ start_chorus() {  # N
     wait_for "http://127.0.0.1:${CHORUS_PORT[$i]}/ready" 30 "${NODE_PID[$i]}" "chorus-$i" "$WORK/chorus-$i.log" || die "chorus-$i did not start"
 }
 
-write_nginx_conf() {  # N (bench.sh's configuration: one worker, nostore, ws and http publishers)
-    local i="$1" dir="$WORK/nginx-$1"
-    mkdir -p "$dir/tmp"
-    {
-        [ "$(id -u)" = 0 ] && echo "user $(id -un) $(id -gn);"
-        cat <<EOF
-load_module /usr/lib/nginx/modules/ngx_nchan_module.so;
-worker_processes 1;
-worker_rlimit_nofile $(ulimit -Hn);
-pid $dir/nginx.pid;
-error_log $dir/error.log warn;
-daemon off;
-events {
-    worker_connections $(( $(ulimit -Hn) - 200 ));
-}
-http {
-    access_log off;
-    client_body_temp_path $dir/tmp/client_body;
-    proxy_temp_path $dir/tmp/proxy;
-    fastcgi_temp_path $dir/tmp/fastcgi;
-    uwsgi_temp_path $dir/tmp/uwsgi;
-    scgi_temp_path $dir/tmp/scgi;
-    upstream nchan_redis {
-        nchan_redis_server redis://127.0.0.1:$REDIS_PORT;
-        nchan_redis_storage_mode nostore;
-    }
-    server {
-        listen 127.0.0.1:${NCHAN_PORT[$i]} backlog=4096;
-        location = /health { return 200 "ok\n"; }
-        location ~ ^/pub/([A-Za-z0-9._-]+)$ {
-            nchan_publisher http websocket;
-            nchan_channel_id \$1;
-            nchan_redis_pass nchan_redis;
-        }
-        location ~ ^/sub/([A-Za-z0-9._-]+)$ {
-            nchan_subscriber websocket;
-            nchan_channel_id \$1;
-            nchan_redis_pass nchan_redis;
-        }
-    }
-}
-EOF
-    } >"$dir/nginx.conf"
+write_nginx_conf() {  # N (bench.sh's configuration: one worker, nostore)
+    mkdir -p "$WORK/nginx-$1/tmp"
+    nchan_conf "$WORK/nginx-$1" 127.0.0.1 "${NCHAN_PORT[$1]}" "$REDIS_PORT" 1 nostore off >"$WORK/nginx-$1/nginx.conf"
 }
 start_nchan() {  # N
     local i="$1"

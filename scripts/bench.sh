@@ -209,6 +209,8 @@ declare -A NGINX_PID=()
 
 # shellcheck source=lib/loopback.sh
 source "$REPO/scripts/lib/loopback.sh"
+# shellcheck source=lib/nchan.sh
+source "$REPO/scripts/lib/nchan.sh"
 
 cleanup() {
     local rc=$?
@@ -274,49 +276,9 @@ restart_chorus() { stop_pid "${NODE_PID[$1]:-}"; start_chorus "$1"; }
 NCHAN_WORKERS="${NCHAN_WORKERS:-1}"
 [ "${COMPRESSION:-off}" = on ] && NCHAN_DEFLATE=on
 write_nginx_conf() {  # N
-    local i="$1" dir="$WORK/nginx-$1"
-    mkdir -p "$dir/tmp"
-    {
-        [ "$(id -u)" = 0 ] && echo "user $(id -un) $(id -gn);"
-        cat <<EOF
-load_module /usr/lib/nginx/modules/ngx_nchan_module.so;
-worker_processes $NCHAN_WORKERS;
-worker_rlimit_nofile $(ulimit -Hn);
-pid $dir/nginx.pid;
-error_log $dir/error.log warn;
-daemon off;
-events {
-    worker_connections $(( $(ulimit -Hn) - 200 ));
-}
-http {
-    access_log off;
-    client_body_temp_path $dir/tmp/client_body;
-    proxy_temp_path $dir/tmp/proxy;
-    fastcgi_temp_path $dir/tmp/fastcgi;
-    uwsgi_temp_path $dir/tmp/uwsgi;
-    scgi_temp_path $dir/tmp/scgi;
-    upstream nchan_redis {
-        nchan_redis_server redis://127.0.0.1:$REDIS_PORT;
-        nchan_redis_storage_mode ${NCHAN_REDIS_MODE:-nostore};
-    }
-    server {
-        listen $HOST:${NCHAN_PORT[$i]} backlog=4096;
-        location = /health { return 200 "ok\n"; }
-        location ~ ^/pub/([A-Za-z0-9._-]+)$ {
-            nchan_publisher http websocket;
-            nchan_deflate_message_for_websocket ${NCHAN_DEFLATE:-off};
-            nchan_channel_id \$1;
-            nchan_redis_pass nchan_redis;
-        }
-        location ~ ^/sub/([A-Za-z0-9._-]+)$ {
-            nchan_subscriber websocket;
-            nchan_channel_id \$1;
-            nchan_redis_pass nchan_redis;
-        }
-    }
-}
-EOF
-    } >"$dir/nginx.conf"
+    mkdir -p "$WORK/nginx-$1/tmp"
+    nchan_conf "$WORK/nginx-$1" "$HOST" "${NCHAN_PORT[$1]}" "$REDIS_PORT" "$NCHAN_WORKERS" "${NCHAN_REDIS_MODE:-nostore}" \
+        "${NCHAN_DEFLATE:-off}" >"$WORK/nginx-$1/nginx.conf"
 }
 start_nchan() {  # N
     local i="$1"

@@ -15,7 +15,6 @@ final class AcceptGate: Sendable {
         var open = 0
         /// Listeners that stopped accepting at the cap, resumed once a connection closes.
         var waiting: [@Sendable () -> Void] = []
-        var lastWarning: NIODeadline?
     }
 
     private let state = Mutex(State())
@@ -64,13 +63,6 @@ final class AcceptGate: Sendable {
         }
     }
 
-    /// True at most once per `interval`, so that a listener at its cap or out of descriptors
-    /// is logged without a flood of log lines.
-    func shouldWarn(now: NIODeadline = .now(), interval: TimeAmount = .seconds(10)) -> Bool {
-        state.withLock { state in
-            if let last = state.lastWarning, now - last < interval { return false }
-            state.lastWarning = now
-            return true
-        }
-    }
+    /// Lets through one warning per 10 s about a listener at its cap or out of descriptors.
+    let warnings = WarningThrottle()
 }

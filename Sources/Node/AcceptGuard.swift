@@ -53,16 +53,16 @@ final class AcceptGuard: ChannelDuplexHandler, RemovableChannelHandler {
         child.closeFuture.whenComplete { _ in gate.closed() }
         pause = nil
         let address = child.remoteAddress?.ipAddress
-        let admitted = peers.admit(address)
-        if admitted, let address {
+        let admission = peers.admit(address)
+        if admission == .counted, let address {
             let peers = self.peers
             child.closeFuture.whenComplete { _ in peers.release(address) }
         }
         context.fireChannelRead(data)
-        guard !admitted else { return }
+        guard admission == .refused else { return }
         // Closed once the bootstrap has registered it (queued behind that on the child's loop):
         // before its first read, so nothing it sent is parsed.
-        if peers.shouldWarn() {
+        if peers.warnings.allows() {
             logger.warning(
                 "closed a connection at once: its address holds HTTP_MAX_CONNECTIONS_PER_IP (\(peers.perAddress)) connections",
                 metadata: ["listener": "\(listener)", "address": "\(address ?? "unknown")"])
@@ -83,7 +83,7 @@ final class AcceptGuard: ChannelDuplexHandler, RemovableChannelHandler {
             }
         }
         guard admits else {
-            if !readWithheld, gate.shouldWarn() {
+            if !readWithheld, gate.warnings.allows() {
                 logger.warning(
                     "connections wait in the listen backlog: the node holds \(gate.limit) connections, its limit (HTTP_MAX_CONNECTIONS, or the open-file limit less what other uses keep)",
                     metadata: ["listener": "\(listener)"])
@@ -101,7 +101,7 @@ final class AcceptGuard: ChannelDuplexHandler, RemovableChannelHandler {
         }
         let delay = pause ?? Self.firstPause
         pause = min(delay * 2, Self.longestPause)
-        if gate.shouldWarn() {
+        if gate.warnings.allows() {
             logger.warning(
                 "accept failed: \(error); pausing accepts (open connections: \(gate.open)); raise `ulimit -n` or lower HTTP_MAX_CONNECTIONS",
                 metadata: ["listener": "\(listener)"])

@@ -20,7 +20,6 @@ public final class ConnectionLimiter: Sendable {
     private struct State {
         var counts: [String: Int] = [:]
         var open = 0
-        var lastWarning: NIODeadline?
     }
 
     let perAddress: Int
@@ -55,15 +54,8 @@ public final class ConnectionLimiter: Sendable {
         }
     }
 
-    /// True at most once per `interval`, so that refusals at the node's limit are logged without
-    /// a flood of log lines.
-    func shouldWarnNodeFull(now: NIODeadline = .now(), interval: TimeAmount = .seconds(10)) -> Bool {
-        state.withLock { state in
-            if let last = state.lastWarning, now - last < interval { return false }
-            state.lastWarning = now
-            return true
-        }
-    }
+    /// Lets through one warning per 10 s about refusals at the node's limit.
+    let nodeFullWarnings = WarningThrottle()
 
     /// The client networks (IPv4 addresses, IPv6 /64s) with the most connections, most first.
     public func top(_ n: Int) -> [(address: String, connections: Int)] {

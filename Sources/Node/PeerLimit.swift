@@ -1,6 +1,3 @@
-import NIOCore
-import Synchronization
-
 /// TCP connections per client network (`HTTP_MAX_CONNECTIONS_PER_IP`), counted where they are
 /// accepted, before any byte is read: one client cannot hold the node's whole
 /// `HTTP_MAX_CONNECTIONS` with idle sockets and lock everyone else out.
@@ -9,10 +6,20 @@ import Synchronization
 /// `WEBSOCKET_MAX_CONNECTIONS_PER_IP` counts by `X-Forwarded-For`. Thread-safe: admitted on a
 /// listener's loop, released on each connection's own.
 final class PeerLimit: Sendable {
+    enum Admission {
+        /// Counted against its address: ``release(_:)`` the address when the connection closes.
+        case counted
+        /// Not counted: no peer address (not TCP), or a trusted proxy.
+        case uncounted
+        /// Its address holds ``perAddress`` connections already: close it.
+        case refused
+    }
+
     let perAddress: Int
     private let trusted: [IPRange]
     private let counts: ConnectionLimiter
-    private let lastWarning = Mutex<NIODeadline?>(nil)
+    /// Lets through one warning per 10 s about refused connections.
+    let warnings = WarningThrottle()
 
     init(perAddress: Int, trusted: [IPRange]) {
         self.perAddress = perAddress
@@ -20,26 +27,13 @@ final class PeerLimit: Sendable {
         self.counts = ConnectionLimiter(perAddress: perAddress, total: .max)
     }
 
-    /// Whether a connection from `address` may stay; when it may, and is counted, the caller
-    /// must ``release(_:)`` the address when the connection closes. A connection without a
-    /// peer address (not TCP) or from a trusted proxy is admitted uncounted.
-    func admit(_ address: String?) -> Bool {
-        guard let address, !ClientAddress.isTrusted(address, trusted) else { return true }
-        return counts.acquire(address) == .granted
+    func admit(_ address: String?) -> Admission {
+        guard let address, !ClientAddress.isTrusted(address, trusted) else { return .uncounted }
+        return counts.acquire(address) == .granted ? .counted : .refused
     }
 
-    /// Gives back the slot of a connection ``admit(_:)`` counted.
+    /// Gives back the place of a connection ``admit(_:)`` counted.
     func release(_ address: String) {
-        guard !ClientAddress.isTrusted(address, trusted) else { return }
         counts.release(address)
-    }
-
-    /// True at most once per `interval`, so that a flood of refusals logs one line, not one each.
-    func shouldWarn(now: NIODeadline = .now(), interval: TimeAmount = .seconds(10)) -> Bool {
-        lastWarning.withLock { last in
-            if let previous = last, now - previous < interval { return false }
-            last = now
-            return true
-        }
     }
 }

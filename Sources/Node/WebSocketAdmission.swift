@@ -60,7 +60,7 @@ struct WebSocketAdmission: Sendable {
         case .nodeFull:
             node.counters.connectionsRefused.add(1, ordering: .relaxed)
             let limit = node.limiter.total
-            if node.limiter.shouldWarnNodeFull() {
+            if node.limiter.nodeFullWarnings.allows() {
                 node.logger.warning(
                     "connections refused: the node holds \(limit) WebSockets, its limit (WEBSOCKET_MAX_CONNECTIONS, or the open-file limit less what other uses keep); raise `ulimit -n` or add nodes")
             }
