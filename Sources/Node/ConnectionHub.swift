@@ -40,7 +40,7 @@ final class ConnectionHub: Sendable {
         let allocator = ByteBufferAllocator()
         let local: @Sendable (Envelope) -> Void = { signal in
             guard let delivery = Self.signalDelivery(signal, allocator: allocator, arrivedAt: .now()) else { return }
-            for registry in registries { registry.enqueue([delivery], bytes: DeliveryInbox.cost(of: delivery)) }
+            Self.hand([delivery], to: registries)
         }
         typing = TypingRelay(timeout: typingTimeout, deliverStop: local)
         presenceBatches = PresenceBatcher(rate: presenceBatchRate, flush: local)
@@ -55,7 +55,6 @@ final class ConnectionHub: Sendable {
     /// Encodes each message's client frame once for the whole node and hands the batch to every
     /// loop. Called on the adapter's thread; never waits for a loop (see ``DeliveryInbox``).
     func deliver(_ batch: [Envelope]) {
-        var bytes = 0
         let arrivedAt = NIODeadline.now()
         let compressing = deflate != nil && counters.compressingConnections.load(ordering: .relaxed) > 0
         var compressed = 0
@@ -71,7 +70,6 @@ final class ConnectionHub: Sendable {
                 guard let delivery = Self.signalDelivery(envelope, allocator: allocator, arrivedAt: arrivedAt) else {
                     return nil
                 }
-                bytes += DeliveryInbox.cost(of: delivery)
                 return delivery
             }
             let payload = ServerMessage.message(envelope).encoded()
@@ -83,14 +81,36 @@ final class ConnectionHub: Sendable {
                 delivery.compressed = deflated
                 compressed += 1
             }
-            bytes += DeliveryInbox.cost(of: delivery)
             return delivery
         }
         if compressed > 0 { counters.messagesCompressed.add(compressed, ordering: .relaxed) }
-        for registry in registries {
-            registry.enqueue(deliveries, bytes: bytes)
-        }
+        Self.hand(deliveries, to: registries)
         activity.record(batch)
+    }
+
+    /// Hands each loop the part of `deliveries` that its connections may want (see
+    /// ``LoopInterest``); a loop that wants none of it is not woken.
+    private static func hand(_ deliveries: [Delivery], to registries: [ConnectionRegistry]) {
+        guard !deliveries.isEmpty else { return }
+        let targets = deliveries.map { LoopInterest.target(topic: $0.topic, userId: $0.userId) }
+        let costs = deliveries.map(DeliveryInbox.cost(of:))
+        let total = costs.reduce(0, +)
+        for registry in registries {
+            switch registry.interest.select(targets) {
+            case .all:
+                registry.enqueue(deliveries, bytes: total)
+            case .none:
+                continue
+            case .some(let wanted):
+                var part: [Delivery] = []
+                var bytes = 0
+                for index in deliveries.indices where wanted[index] {
+                    part.append(deliveries[index])
+                    bytes += costs[index]
+                }
+                registry.enqueue(part, bytes: bytes)
+            }
+        }
     }
 
     /// A presence event's or typing indicator's delivery: its own frame and audience (see

@@ -14,6 +14,9 @@ actor ConnectionRegistry {
     nonisolated var unownedExecutor: UnownedSerialExecutor { loop.executor.asUnownedSerialExecutor() }
     /// Batches handed over by the adapter's thread, waiting for this loop (see ``enqueue(_:bytes:)``).
     private nonisolated let inbox: DeliveryInbox
+    /// What this loop's connections hold, for the hub to skip the loop when a batch has nothing
+    /// for them. Kept beside every broker retain and release (``hold(_:)``, ``letGo(_:)``).
+    nonisolated let interest = LoopInterest()
 
     private let broker: PubSubBroker
     private let counters: NodeCounters
@@ -75,7 +78,7 @@ actor ConnectionRegistry {
         if !recoveries.isEmpty { recoveries.forget(session.transport) }
         for pattern in session.subscriptions {
             subscriptions.remove(pattern, ref)
-            broker.release(Self.interest(pattern))
+            letGo(Self.interest(pattern))
         }
         if let user = session.user { forget(ref, user: user.id) }
         for topic in session.presence.watched { unwatchPresence(ref, of: topic) }
@@ -85,7 +88,7 @@ actor ConnectionRegistry {
         guard let ref = sessions[id].map(SessionRef.init) else { return }
         if sessionsByUser[userId] == nil {
             sessionsByUser[userId] = .one(ref)
-            broker.retain(.user(userId))
+            hold(.user(userId))
         } else {
             _ = sessionsByUser[userId]!.insert(ref)  // in place: the subscript yields its storage
         }
@@ -93,20 +96,20 @@ actor ConnectionRegistry {
 
     func subscribe(_ id: Int, to pattern: TopicPattern) {
         guard let ref = sessions[id].map(SessionRef.init) else { return }
-        if subscriptions.insert(pattern, ref) { broker.retain(Self.interest(pattern)) }
+        if subscriptions.insert(pattern, ref) { hold(Self.interest(pattern)) }
     }
 
     func unsubscribe(_ id: Int, from pattern: TopicPattern) {
         guard let ref = sessions[id].map(SessionRef.init) else { return }
         if !recoveries.isEmpty, let topic = pattern.topic { recoveries.cancel(ref.transport, topic) }
-        if subscriptions.remove(pattern, ref) { broker.release(Self.interest(pattern)) }
+        if subscriptions.remove(pattern, ref) { letGo(Self.interest(pattern)) }
     }
 
     private func forget(_ ref: SessionRef, user: String) {
         guard var group = sessionsByUser.removeValue(forKey: user) else { return }
         _ = group.remove(ref)
         if group.isEmpty {
-            broker.release(.user(user))
+            letGo(.user(user))
         } else {
             sessionsByUser[user] = group
         }
@@ -144,6 +147,18 @@ actor ConnectionRegistry {
             session.tokenDidExpire()
         }
         scheduleExpiryTimer()
+    }
+
+    /// One more holder of `interest` on this loop: the loop's filter first, so that a message
+    /// the broker brings for it is never kept from this loop.
+    private func hold(_ interest: Interest) {
+        self.interest.add(interest)
+        broker.retain(interest)
+    }
+
+    private func letGo(_ interest: Interest) {
+        broker.release(interest)
+        self.interest.remove(interest)
     }
 
     private static func interest(_ pattern: TopicPattern) -> Interest {

@@ -1,0 +1,112 @@
+import Broker
+import Synchronization
+
+/// What the connections of one event loop may want, in a form the adapter's thread can ask
+/// before it hands the loop a batch (``ConnectionHub/deliver(_:)``).
+///
+/// A counting filter: every interest a connection of the loop holds (a topic, a user, a topic
+/// whose presence it watches) adds one to a slot chosen by the interest's hash, and taking the
+/// interest back removes it. A slot at zero proves that no connection of the loop wants a
+/// message for that topic or user, so a batch with nothing for the loop is not handed to it:
+/// no task and no wake-up. On a node with many loops, a message for a two-person room then
+/// wakes one or two loops instead of all of them. Interests that share a slot only cost a
+/// wake-up for nothing, never a missed delivery. A wildcard subscription may match any topic,
+/// so a loop that holds one wants every topic's messages.
+///
+/// Fixed size (``slotCount`` counters), whatever the number of topics; thread-safe, the lock
+/// is held to count or to look a batch up.
+final class LoopInterest: Sendable {
+    /// Where a delivery's recipients would be found: the slot of its topic or user, and whether
+    /// wildcard subscriptions could match it.
+    struct Target: Sendable, Equatable {
+        /// Nil for a delivery that names neither (every loop is asked to look).
+        let slot: Int?
+        let wildcardsMatch: Bool
+    }
+
+    /// What a loop wants of a batch.
+    enum Selection: Equatable {
+        case all
+        case none
+        /// `wanted[i]` for the batch's `i`-th delivery.
+        case some(_ wanted: [Bool])
+    }
+
+    static let slotCount = 4_096
+
+    private struct State {
+        var counts = [UInt32](repeating: 0, count: LoopInterest.slotCount)
+        var wildcards = 0
+    }
+
+    private let state = Mutex(State())
+
+    /// A connection of this loop holds `interest` (once per holder, as the broker counts it).
+    func add(_ interest: Interest) {
+        state.withLock { state in
+            if let slot = Self.slot(of: interest) {
+                state.counts[slot] += 1
+            } else {
+                state.wildcards += 1
+            }
+        }
+    }
+
+    /// A holder of `interest` on this loop let it go.
+    func remove(_ interest: Interest) {
+        state.withLock { state in
+            if let slot = Self.slot(of: interest) {
+                precondition(state.counts[slot] > 0, "interest removed from \(slot) more often than added")
+                state.counts[slot] -= 1
+            } else {
+                precondition(state.wildcards > 0, "wildcard interest removed more often than added")
+                state.wildcards -= 1
+            }
+        }
+    }
+
+    /// Which of a batch's deliveries (given by their ``target(topic:userId:)``) this loop may want.
+    func select(_ targets: [Target]) -> Selection {
+        state.withLock { state in
+            var wanted: [Bool] = []
+            wanted.reserveCapacity(targets.count)
+            var any = false
+            var all = true
+            for target in targets {
+                let exact = target.slot.map { state.counts[$0] > 0 } ?? true
+                let wants = exact || (target.wildcardsMatch && state.wildcards > 0)
+                wanted.append(wants)
+                any = any || wants
+                all = all && wants
+            }
+            return all ? .all : any ? .some(wanted) : .none
+        }
+    }
+
+    /// The target of a delivery to the sessions of `userId` when set, else to those of `topic`.
+    /// Presence and typing signals go to a topic's audience and use its target too.
+    static func target(topic: Topic?, userId: String?) -> Target {
+        if let userId { return Target(slot: slot(userKey: userId), wildcardsMatch: false) }
+        guard let topic else { return Target(slot: nil, wildcardsMatch: true) }
+        return Target(slot: slot(topicKey: topic.name), wildcardsMatch: true)
+    }
+
+    private static func slot(of interest: Interest) -> Int? {
+        switch interest {
+        case .topic(let topic): slot(topicKey: topic.name)
+        case .user(let userId): slot(userKey: userId)
+        case .pattern: nil
+        }
+    }
+
+    private static func slot(topicKey name: String) -> Int { slot(name, kind: 0) }
+    private static func slot(userKey id: String) -> Int { slot(id, kind: 1) }
+
+    /// `Hasher` is seeded once per process, which is all a filter that lives in one process needs.
+    private static func slot(_ key: String, kind: UInt8) -> Int {
+        var hasher = Hasher()
+        hasher.combine(kind)
+        hasher.combine(key)
+        return hasher.finalize() & (slotCount - 1)
+    }
+}
