@@ -223,7 +223,7 @@ struct LifecycleTests {
         }
         let port = Int(UInt16(bigEndian: address.sin_port))
         do {
-            try await withNode(["HTTP_PORT": "\(port)"], startTimeout: .seconds(30)) { _ in
+            _ = try await withNode(["HTTP_PORT": "\(port)"], startTimeout: .seconds(30)) { _ in
                 Issue.record("the node started on a taken port")
             }
             Issue.record("withNode returned for a node that cannot bind")

@@ -10,7 +10,7 @@ struct SDKClusterTests {
     func drainAndReconnect() async throws {
         try await withCluster(nodes: 2) { cluster in
             let tokens = TokenGate(user: "olivia")
-            var configuration = ChorusClient.Configuration()
+            let configuration = ChorusClient.Configuration()
             let client = try ChorusClient(
                 url: "ws://127.0.0.1:\(cluster.nginx.port)/ws", configuration: configuration, getToken: tokens.provider)
             let events = await client.events()
