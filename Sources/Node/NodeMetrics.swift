@@ -27,7 +27,9 @@ public final class NodeMetrics: Sendable {
         deliveries = CoreMetrics.Counter(label: "chorus_messages_delivered_total", factory: factory)
         fromStats = StatsMetrics(registry: registry)
         deliveryLatencyHistogram = registry.makeDurationHistogram(
-            name: "chorus_delivery_latency_seconds",
+            descriptor: MetricNameDescriptor(
+                metricName: "chorus_delivery_latency_seconds", unitName: "",
+                helpText: "From a message's arrival at the node until an event loop flushed it to its subscribers; the oldest message of each drain."),
             buckets: [
                 .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5),
                 .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250),

@@ -31,6 +31,10 @@ struct MetricsTests {
                 #expect(series[name] == 0, "\(name) missing: \(text)")
             }
             #expect(text.contains("# TYPE chorus_messages_dropped_total counter"))
+            // Every series the node exports from its own counts says what it means.
+            for name in ["chorus_messages_dropped_total", "chorus_ready", "chorus_delivery_latency_seconds", "process_start_time_seconds"] {
+                #expect(text.contains("# HELP \(name) "), "no HELP line for \(name): \(text)")
+            }
             await subscriber.close()
             await publisher.close()
         }
