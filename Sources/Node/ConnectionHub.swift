@@ -6,8 +6,9 @@ import Synchronization
 /// reach them.
 ///
 /// ``deliver(_:)`` is the broker's deliver closure: it encodes each message's client frame once
-/// for the whole node and hands the batch to every loop's bounded inbox, which queues at most
-/// one task per loop however many batches wait. With `WEBSOCKET_COMPRESSION=on`, while any
+/// for the whole node and hands each loop's bounded inbox the part of the batch that loop's
+/// connections may want (``LoopInterest``; a loop that wants none of it is not woken). An inbox
+/// queues at most one task on its loop however many batches wait. With `WEBSOCKET_COMPRESSION=on`, while any
 /// connection of the node agreed to permessage-deflate, it also compresses each message once
 /// (``OutboundDeflate``), and every such subscriber is written the same compressed frame.
 final class ConnectionHub: Sendable {
@@ -52,8 +53,8 @@ final class ConnectionHub: Sendable {
         preconditionFailure("event loop \(loop) is not in the node's group")
     }
 
-    /// Encodes each message's client frame once for the whole node and hands the batch to every
-    /// loop. Called on the adapter's thread; never waits for a loop (see ``DeliveryInbox``).
+    /// Encodes each message's client frame once for the whole node and hands each loop its part
+    /// of the batch. Called on the adapter's thread; never waits for a loop (see ``DeliveryInbox``).
     func deliver(_ batch: [Envelope]) {
         let arrivedAt = NIODeadline.now()
         let compressing = deflate != nil && counters.compressingConnections.load(ordering: .relaxed) > 0
@@ -96,7 +97,7 @@ final class ConnectionHub: Sendable {
         let costs = deliveries.map(DeliveryInbox.cost(of:))
         let total = costs.reduce(0, +)
         for registry in registries {
-            switch registry.interest.select(targets) {
+            switch registry.loopInterest.select(targets) {
             case .all:
                 registry.enqueue(deliveries, bytes: total)
             case .none:

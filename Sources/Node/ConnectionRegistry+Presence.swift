@@ -5,7 +5,7 @@ extension ConnectionRegistry {
     /// Session `id` receives the presence events of `topic` (it subscribed with `presenceEvents`).
     func watchPresence(_ id: Int, of topic: Topic) {
         guard let ref = session(id).map(SessionRef.init) else { return }
-        if presenceWatchers[topic] == nil { interest.add(.topic(topic)) }
+        if presenceWatchers[topic] == nil { loopInterest.add(.topic(topic)) }
         presenceWatchers[topic, default: []].insert(ref)
     }
 
@@ -19,7 +19,7 @@ extension ConnectionRegistry {
         guard presenceWatchers[topic]?.remove(ref) != nil else { return }
         if presenceWatchers[topic]!.isEmpty {
             presenceWatchers[topic] = nil
-            interest.remove(.topic(topic))
+            loopInterest.remove(.topic(topic))
         }
     }
 }

@@ -15,8 +15,10 @@ actor ConnectionRegistry {
     /// Batches handed over by the adapter's thread, waiting for this loop (see ``enqueue(_:bytes:)``).
     private nonisolated let inbox: DeliveryInbox
     /// What this loop's connections hold, for the hub to skip the loop when a batch has nothing
-    /// for them. Kept beside every broker retain and release (``hold(_:)``, ``letGo(_:)``).
-    nonisolated let interest = LoopInterest()
+    /// for them: updated with every broker retain and release (``hold(_:)``, ``letGo(_:)``)
+    /// and for the topics whose presence a session watches. Written on this loop, read by the
+    /// hub on the adapter's thread.
+    nonisolated let loopInterest = LoopInterest()
 
     private let broker: PubSubBroker
     private let counters: NodeCounters
@@ -76,8 +78,7 @@ actor ConnectionRegistry {
         guard let session = sessions.removeValue(forKey: id) else { return }
         let ref = SessionRef(session)
         if !recoveries.isEmpty { recoveries.forget(session.transport) }
-        for pattern in session.subscriptions {
-            subscriptions.remove(pattern, ref)
+        for pattern in session.subscriptions where subscriptions.remove(pattern, ref) {
             letGo(Self.interest(pattern))
         }
         if let user = session.user { forget(ref, user: user.id) }
@@ -152,13 +153,14 @@ actor ConnectionRegistry {
     /// One more holder of `interest` on this loop: the loop's filter first, so that a message
     /// the broker brings for it is never kept from this loop.
     private func hold(_ interest: Interest) {
-        self.interest.add(interest)
+        loopInterest.add(interest)
         broker.retain(interest)
     }
 
+    /// One holder fewer, in the reverse order of ``hold(_:)``.
     private func letGo(_ interest: Interest) {
         broker.release(interest)
-        self.interest.remove(interest)
+        loopInterest.remove(interest)
     }
 
     private static func interest(_ pattern: TopicPattern) -> Interest {

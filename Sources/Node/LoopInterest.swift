@@ -19,7 +19,7 @@ final class LoopInterest: Sendable {
     /// Where a delivery's recipients would be found: the slot of its topic or user, and whether
     /// wildcard subscriptions could match it.
     struct Target: Sendable, Equatable {
-        /// Nil for a delivery that names neither (every loop is asked to look).
+        /// Nil for a delivery that names neither: no loop would write it.
         let slot: Int?
         let wildcardsMatch: Bool
     }
@@ -32,6 +32,7 @@ final class LoopInterest: Sendable {
         case some(_ wanted: [Bool])
     }
 
+    /// A power of two: a hash picks its slot by masking.
     static let slotCount = 4_096
 
     private struct State {
@@ -41,7 +42,8 @@ final class LoopInterest: Sendable {
 
     private let state = Mutex(State())
 
-    /// A connection of this loop holds `interest` (once per holder, as the broker counts it).
+    /// A connection of this loop holds `interest`: counted once per holder, so that the slot
+    /// returns to zero only when the last holder on the loop lets go.
     func add(_ interest: Interest) {
         state.withLock { state in
             if let slot = Self.slot(of: interest) {
@@ -68,23 +70,22 @@ final class LoopInterest: Sendable {
     /// Which of a batch's deliveries (given by their ``target(topic:userId:)``) this loop may want.
     func select(_ targets: [Target]) -> Selection {
         state.withLock { state in
-            var wanted: [Bool] = []
-            wanted.reserveCapacity(targets.count)
-            var any = false
-            var all = true
-            for target in targets {
-                let exact = target.slot.map { state.counts[$0] > 0 } ?? true
-                let wants = exact || (target.wildcardsMatch && state.wildcards > 0)
-                wanted.append(wants)
-                any = any || wants
-                all = all && wants
+            func wants(_ target: Target) -> Bool {
+                guard let slot = target.slot else { return false }
+                return state.counts[slot] > 0 || (target.wildcardsMatch && state.wildcards > 0)
             }
-            return all ? .all : any ? .some(wanted) : .none
+            // Counted first, so that the common answers (all of it, none of it) allocate nothing.
+            var wanted = 0
+            for target in targets where wants(target) { wanted += 1 }
+            if wanted == targets.count { return .all }
+            if wanted == 0 { return .none }
+            return .some(targets.map(wants))
         }
     }
 
-    /// The target of a delivery to the sessions of `userId` when set, else to those of `topic`.
-    /// Presence and typing signals go to a topic's audience and use its target too.
+    /// The target of a delivery to the sessions of `userId` when set, else to those of `topic`
+    /// (as ``ConnectionRegistry`` delivers). Presence and typing signals go to a topic's
+    /// audience and use its target too.
     static func target(topic: Topic?, userId: String?) -> Target {
         if let userId { return Target(slot: slot(userKey: userId), wildcardsMatch: false) }
         guard let topic else { return Target(slot: nil, wildcardsMatch: true) }

@@ -1,4 +1,5 @@
 import Testing
+import TestSupport
 
 @testable import Broker
 
@@ -156,26 +157,7 @@ struct SubscriptionIndexTests {
     }
 }
 
-/// SplitMix64 (Steele, Lea, Flood 2014): tiny, fast, and the same sequence on every platform.
-struct SplitMix64: RandomNumberGenerator {
-    private var state: UInt64
-
-    init(seed: UInt64) {
-        state = seed
-    }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    mutating func next(below bound: Int) -> Int {
-        Int(next(upperBound: UInt64(bound)))
-    }
-
+extension SplitMix64 {
     /// A topic of 1...maxDepth segments from {a, b, c}.
     mutating func topicText(maxDepth: Int) -> String {
         let depth = 1 + next(below: maxDepth)
