@@ -11,5 +11,8 @@ if [ -z "${JWT_SECRET:-}" ] && [ -z "${JWT_PUBLIC_KEY_FILE:-}" ]; then
     echo "  export JWT_SECRET=$JWT_SECRET" >&2
     echo "a token to try it with (user 'demo', valid 1 hour):" >&2
     echo "  $(.build/release/chorus token --sub demo)" >&2
+    # A throwaway secret means a development node: this machine only, unless HTTP_HOST says otherwise.
+    export HTTP_HOST="${HTTP_HOST:-127.0.0.1}"
+    echo "listening on $HTTP_HOST (set HTTP_HOST=0.0.0.0 to accept other machines)" >&2
 fi
 exec .build/release/chorus "$@"
