@@ -48,15 +48,16 @@ final class AcceptGuard: ChannelDuplexHandler, RemovableChannelHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let child = unwrapInboundIn(data)
-        let gate = self.gate
+        let (gate, peers) = (self.gate, self.peers)
         gate.opened()
-        child.closeFuture.whenComplete { _ in gate.closed() }
         pause = nil
         let address = child.remoteAddress?.ipAddress
         let admission = peers.admit(address)
-        if admission == .counted, let address {
-            let peers = self.peers
-            child.closeFuture.whenComplete { _ in peers.release(address) }
+        let counted = admission == .counted ? address : nil
+        // One callback for both releases: every connection holds it (and its closure) for life.
+        child.closeFuture.whenComplete { _ in
+            gate.closed()
+            if let counted { peers.release(counted) }
         }
         context.fireChannelRead(data)
         guard admission == .refused else { return }
