@@ -10,26 +10,23 @@ import Prometheus
 /// other modules record (the Redis adapter's transitions) appear at `/metrics` too.
 public final class NodeMetrics: Sendable {
     public let registry: PrometheusCollectorRegistry
-    private let connections: Meter
-    private let connectionsTotal: CoreMetrics.Counter
-    private let messagesIn: CoreMetrics.Counter
-    private let deliveries: CoreMetrics.Counter
+    private let connections: Prometheus.Gauge
+    private let connectionsTotal: Prometheus.Counter
+    private let messagesIn: Prometheus.Counter
+    private let deliveries: Prometheus.Counter
     private let deliveryLatencyHistogram: DurationHistogram
     /// What `/stats` counts, copied into the registry at each scrape.
     let fromStats: StatsMetrics
 
     public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
         self.registry = registry
-        let factory = PrometheusMetricsFactory(registry: registry)
-        connections = Meter(label: "chorus_websocket_connections", factory: factory)
-        connectionsTotal = CoreMetrics.Counter(label: "chorus_websocket_connections_total", factory: factory)
-        messagesIn = CoreMetrics.Counter(label: "chorus_messages_published_total", factory: factory)
-        deliveries = CoreMetrics.Counter(label: "chorus_messages_delivered_total", factory: factory)
+        connections = registry.makeGauge(descriptor: MetricDescriptions.descriptor("chorus_websocket_connections"))
+        connectionsTotal = registry.makeCounter(descriptor: MetricDescriptions.descriptor("chorus_websocket_connections_total"))
+        messagesIn = registry.makeCounter(descriptor: MetricDescriptions.descriptor("chorus_messages_published_total"))
+        deliveries = registry.makeCounter(descriptor: MetricDescriptions.descriptor("chorus_messages_delivered_total"))
         fromStats = StatsMetrics(registry: registry)
         deliveryLatencyHistogram = registry.makeDurationHistogram(
-            descriptor: MetricNameDescriptor(
-                metricName: "chorus_delivery_latency_seconds", unitName: "",
-                helpText: "From a message's arrival at the node until an event loop flushed it to its subscribers; the oldest message of each drain."),
+            descriptor: MetricDescriptions.descriptor("chorus_delivery_latency_seconds"),
             buckets: [
                 .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5),
                 .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250),
@@ -81,7 +78,7 @@ public final class NodeMetrics: Sendable {
     }
 
     func delivered(_ count: Int) {
-        deliveries.increment(by: count)
+        deliveries.increment(by: Int64(count))
     }
 
     /// The Prometheus text exposition of every metric in the registry.

@@ -48,7 +48,7 @@ final class StatsMetrics: Sendable {
         if let history = stats.history { update(from: history) }
         gauge("process_resident_memory_bytes", stats.memory.residentBytes)
         if let started = ISO8601.date(stats.startedAt) {
-            registry.makeGauge(descriptor: Self.descriptor("process_start_time_seconds")).set(to: started.timeIntervalSince1970)
+            registry.makeGauge(descriptor: MetricDescriptions.descriptor("process_start_time_seconds")).set(to: started.timeIntervalSince1970)
         }
     }
 
@@ -73,7 +73,7 @@ final class StatsMetrics: Sendable {
     }
 
     private func gauge(_ name: String, _ value: Int, _ labels: [String: String] = [:]) {
-        let descriptor = Self.descriptor(name)
+        let descriptor = MetricDescriptions.descriptor(name)
         let gauge = labels.isEmpty
             ? registry.makeGauge(descriptor: descriptor)
             : registry.makeGauge(descriptor: descriptor, labels: Self.sorted(labels))
@@ -88,51 +88,12 @@ final class StatsMetrics: Sendable {
             return value - previous
         }
         // Made even at zero, so that every series exists from the first scrape.
-        let descriptor = Self.descriptor(name)
+        let descriptor = MetricDescriptions.descriptor(name)
         let counter = labels.isEmpty
             ? registry.makeCounter(descriptor: descriptor)
             : registry.makeCounter(descriptor: descriptor, labels: Self.sorted(labels))
         if delta > 0 { counter.increment(by: Int64(delta)) }
     }
-
-    /// The full name as the metric name (no namespace or unit parts to join) and its `# HELP` text.
-    static func descriptor(_ name: String) -> MetricNameDescriptor {
-        guard let help = help[name] else { preconditionFailure("no help text for the metric \(name)") }
-        return MetricNameDescriptor(metricName: name, unitName: "", helpText: help)
-    }
-
-    /// What each series means, for the `# HELP` line of `/metrics`.
-    static let help: [String: String] = [
-        "chorus_websocket_connections_authenticated": "WebSocket connections that have authenticated.",
-        "chorus_users_connected": "Distinct users with at least one WebSocket connection.",
-        "chorus_websocket_connections_max": "WEBSOCKET_MAX_CONNECTIONS as the node applies it.",
-        "chorus_websocket_refused_total": "WebSocket upgrades refused, by reason.",
-        "chorus_websocket_closed_total": "WebSocket connections the node closed, by close code (4008 slow consumer, 4000 ping timeout, 1008 flooding).",
-        "chorus_subscriptions": "Subscriptions held by this node's connections.",
-        "chorus_subscribed_topics": "Distinct concrete topics subscribed on this node.",
-        "chorus_subscribed_patterns": "Distinct wildcard patterns subscribed on this node.",
-        "chorus_messages_dropped_total": "Messages dropped, by reason (delivery_backlog: an event loop's inbox was full; adapter_queue: the publish queue was full).",
-        "chorus_messages_published_in_fallback_total": "Messages delivered locally while the pub/sub backend was unreachable.",
-        "chorus_adapter_malformed_payloads_total": "Messages from the pub/sub backend that could not be decoded.",
-        "chorus_ready": "1 when the node accepts WebSocket upgrades (GET /ready answers 200).",
-        "chorus_adapter_connected": "1 when the pub/sub adapter is connected (or local), 0 in fallback.",
-        "chorus_redis_state": "1 for the current state of each Redis backend.",
-        "chorus_redis_backend_transitions_total": "State changes of each Redis backend.",
-        "process_resident_memory_bytes": "Resident memory of the node process.",
-        "process_start_time_seconds": "Start time of the node process since the Unix epoch.",
-        "chorus_presence_memberships": "Presence memberships (user, topic) held by this node's connections.",
-        "chorus_presence_topics": "Topics with presence members on this node.",
-        "chorus_presence_events_received_total": "Presence events this node received.",
-        "chorus_typing_indicators_received_total": "Typing indicators this node received.",
-        "chorus_presence_events_published_total": "Presence events this node published.",
-        "chorus_presence_reaped_instances_total": "Presence entries of stopped nodes removed by this node.",
-        "chorus_presence_store_failures_total": "Presence store operations that failed.",
-        "chorus_history_topics": "Topics with history held by this node (with Redis, its fallback rings).",
-        "chorus_history_messages": "History messages held by this node.",
-        "chorus_history_bytes": "Bytes of history messages held by this node.",
-        "chorus_history_stored_total": "Messages this node stored in history.",
-        "chorus_history_duplicates_total": "Publishes refused as duplicates of an earlier messageId.",
-    ]
 
     private static func sorted(_ labels: [String: String]) -> [(String, String)] {
         labels.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }

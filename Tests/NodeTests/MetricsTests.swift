@@ -32,7 +32,10 @@ struct MetricsTests {
             }
             #expect(text.contains("# TYPE chorus_messages_dropped_total counter"))
             // Every series the node exports from its own counts says what it means.
-            for name in ["chorus_messages_dropped_total", "chorus_ready", "chorus_delivery_latency_seconds", "process_start_time_seconds"] {
+            for name in [
+                "chorus_messages_dropped_total", "chorus_ready", "chorus_delivery_latency_seconds", "process_start_time_seconds",
+                "chorus_websocket_connections", "chorus_messages_published_total", "chorus_messages_delivered_total",
+            ] {
                 #expect(text.contains("# HELP \(name) "), "no HELP line for \(name): \(text)")
             }
             await subscriber.close()
