@@ -88,7 +88,7 @@ final class LoopInterest: Sendable {
     /// audience and use its target too.
     static func target(topic: Topic?, userId: String?) -> Target {
         if let userId { return Target(slot: slot(userKey: userId), wildcardsMatch: false) }
-        guard let topic else { return Target(slot: nil, wildcardsMatch: true) }
+        guard let topic else { return Target(slot: nil, wildcardsMatch: false) }
         return Target(slot: slot(topicKey: topic.name), wildcardsMatch: true)
     }
 

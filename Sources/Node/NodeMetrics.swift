@@ -1,6 +1,5 @@
 import NIOCore
 import Foundation
-import CoreMetrics
 import Prometheus
 
 /// The node's swift-metrics instruments, exported as Prometheus text at `GET /metrics`.

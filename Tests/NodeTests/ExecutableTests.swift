@@ -14,19 +14,6 @@ struct ExecutableTests {
         try TestLogs.folder("chorus").appendingPathComponent("chorus.log")
     }
 
-    /// Waits (bounded) until the node started by `process` logs its port (it binds port 0).
-    private func listeningPort(of process: ChildProcess) async throws -> Int {
-        let deadline = ContinuousClock.now + .seconds(60)
-        while ContinuousClock.now < deadline, process.isRunning {
-            // Listening comes before ready (the store migrates in between): upgrades are refused
-            // (503) until the node has logged that it is ready.
-            let output = process.output()
-            if output.contains("node ready"), let port = NodeProcess.listeningPort(in: output) { return port }
-            try await Task.sleep(for: .milliseconds(20))  // until it is ready
-        }
-        throw TestFailure("node did not start: \(process.output())")
-    }
-
     @Test(
         "a bad configuration stops the node at start with one line naming the variable (exit 78)",
         arguments: [
@@ -54,7 +41,7 @@ struct ExecutableTests {
             ],
             log: log())
         defer { process.signal(SIGKILL) }
-        let connected = try await WebSocketClient.connect(port: try await listeningPort(of: process))
+        let connected = try await WebSocketClient.connect(port: try await NodeProcess.readyPort(of: process))
         process.signal(SIGTERM)
         #expect(try await connected.closeCode() == 1001)
         await connected.close(code: 1001)
@@ -76,7 +63,7 @@ struct ExecutableTests {
         ]
         env.merge(environment) { $1 }
         let process = try await ChildProcess.spawn(try Executable.chorus(), [], environment: env, log: log())
-        return (process, try await listeningPort(of: process))
+        return (process, try await NodeProcess.readyPort(of: process))
     }
 
     @Test("a client that never answers the close does not hold the shutdown past DRAIN_TIMEOUT: the node exits 0, cleanly")
@@ -125,7 +112,7 @@ struct ExecutableTests {
             ],
             log: log())
         defer { process.signal(SIGKILL) }
-        let port = try await listeningPort(of: process)
+        let port = try await NodeProcess.readyPort(of: process)
         let ready = "http://127.0.0.1:\(port)/ready"
         let deadline = ContinuousClock.now + .seconds(20)
         while (try? await HTTP.get(ready).status) != 200, ContinuousClock.now < deadline, process.isRunning {

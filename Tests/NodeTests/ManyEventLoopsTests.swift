@@ -24,7 +24,7 @@ struct ManyEventLoopsTests {
             ],
             log: try TestLogs.folder("chorus").appendingPathComponent("many-loops.log"))
         defer { process.signal(SIGKILL) }
-        let node = try await Self.readyPort(of: process)
+        let node = try await NodeProcess.readyPort(of: process)
         let url = "http://127.0.0.1:\(node)"
         let token = { (user: String) in TokenMinter(secret: Array(TestNode.secret.utf8)).mint(subject: user, ttl: .seconds(600)) }
         // Connected one after another, eight clients take the four loops in turn, two each.
@@ -81,17 +81,6 @@ struct ManyEventLoopsTests {
         process.signal(SIGTERM)
         #expect(await process.wait(timeout: .seconds(20)) == 0)
         #expect(TestLogs.crashLines(in: process.output()).isEmpty, "\(process.output().suffix(3000))")
-    }
-
-    /// The port of the node `process` started, once it logged that it is ready (bounded).
-    private static func readyPort(of process: ChildProcess) async throws -> Int {
-        let deadline = ContinuousClock.now + .seconds(60)
-        while ContinuousClock.now < deadline, process.isRunning {
-            let output = process.output()
-            if output.contains("node ready"), let port = NodeProcess.listeningPort(in: output) { return port }
-            try await Task.sleep(for: .milliseconds(20))  // polling the log: the node has no other signal
-        }
-        throw TestFailure("node did not start: \(process.output())")
     }
 
     /// `message <topic>` (`message user` without one); other frames by their type.
