@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Side-by-side table of one scripts/bench.sh run: medians over repeated runs, Chorus vs Nchan.
+"""Side-by-side table of one scripts/bench.sh run: medians over repeated runs, Chorus vs Nchan
+(and the floor server, bench/floor/floor.c, in a column of its own when it ran).
 
     bench/compare.py bench/results STAMP   (prints Markdown; also writes STAMP-summary.json)
 """
@@ -139,17 +140,19 @@ def main():
     results, stamp = sys.argv[1], sys.argv[2]
     runs = load(results, stamp)
     summary = []
+    targets = ("chorus", "nchan") + (("floor",) if any(t == "floor" for _, t in runs) else ())
+    floor_head = " Floor |" if "floor" in targets else ""
     lines = [
         f"Run {stamp}: medians over the runs shown as n; ratio = Chorus / Nchan.",
         "",
-        "| scenario | metric | Chorus | Nchan | ratio |",
-        "|---|---|---|---|---|",
+        "| scenario | metric | Chorus | Nchan | ratio |" + floor_head,
+        "|---|---|---|---|---|" + ("---|" if floor_head else ""),
     ]
 
     def row(label, name, values_by_target, fmt):
         cells = []
         meds = {}
-        for target in ("chorus", "nchan"):
+        for target in targets:
             values = values_by_target.get(target, [])
             med = median(values)
             meds[target] = med
@@ -158,14 +161,14 @@ def main():
         ratio = ""
         if meds["chorus"] is not None and meds["nchan"] not in (None, 0):
             ratio = f"{meds['chorus'] / meds['nchan']:.2f}x"
-        lines.append(f"| {label} | {name} | {cells[0]} | {cells[1]} | {ratio} |")
-        summary.append({"scenario": label, "metric": name, "chorus": meds["chorus"], "nchan": meds["nchan"],
-                        "runs": {t: v for t, v in values_by_target.items()}})
+        floor_cell = f" {cells[2]} |" if len(cells) > 2 else ""
+        lines.append(f"| {label} | {name} | {cells[0]} | {cells[1]} | {ratio} |{floor_cell}")
+        summary.append({"scenario": label, "metric": name, **meds, "runs": {t: v for t, v in values_by_target.items()}})
 
     for label, name, path, fmt, _ in ROWS:
         special = {"WATCHED_RSS": watched_rss_mib, "SLOW_CLOSED": slow_closed}
         pick = special.get(path) or (lambda r, path=path: get(r, path))
-        values = {t: [pick(r) for r in runs.get((label, t), [])] for t in ("chorus", "nchan")}
+        values = {t: [pick(r) for r in runs.get((label, t), [])] for t in targets}
         if not any(values.values()):
             continue
         row(label, name, values, fmt)

@@ -9,7 +9,9 @@
 #                  (the default), and on request rooms, patterns and growth (Chorus only: cost
 #                  per delivery as subscribers, topics and patterns grow), slow (10 of 1,000
 #                  subscribers never read, against the same load without them)
-#   --targets LIST chorus,nchan (default: both)
+#   --targets LIST chorus,nchan (default: both); floor adds bench/floor/floor.c, a minimal C
+#                  server with Nchan's interface (one epoll thread, Redis, one write per
+#                  subscriber): what the machine itself costs, measured beside both
 #   --netns        the generator in its own network namespace behind a veth pair, the servers
 #                  (Redis included) in a second one, receive processing steered by RPS to the
 #                  receiving side's CPU and processes pinned: servers on CPU 0, the
@@ -36,6 +38,7 @@
 #                          nchan_deflate_message_for_websocket on, subscribers offering it (--deflate)
 #   PAYLOAD_BYTES=N        pad each message with N bytes of chat-like prose (--chat-padding), e.g.
 #                          450 for a chat message of about 600 bytes of JSON
+#   FLOOR_NODELAY=1        0: the floor server leaves Nagle's algorithm on, as nginx does
 #   SERVER_CPU=0 GEN_CPU=1 CPUs for --netns and --pin (servers and Redis; generator)
 #   NETNS_NET=10.213.77    the /30 of the veth pair in --netns: servers .1, generator .2
 
@@ -59,7 +62,7 @@ while [ $# -gt 0 ]; do
         --targets) TARGETS="$2"; shift 2 ;;
         --netns) NETNS=1; PIN=1; shift ;;
         --pin) PIN=1; shift ;;
-        -h|--help) sed -n '2,41p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,44p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "bench: unknown argument '$1'" >&2; exit 2 ;;
     esac
 done
@@ -206,6 +209,7 @@ WORK="$(mktemp -d "${TMPDIR:-/tmp}/chorus-bench.XXXXXX")"
 REDIS_PID=""
 declare -A NODE_PID=()
 declare -A NGINX_PID=()
+declare -A FLOOR_PID=()
 
 # shellcheck source=lib/loopback.sh
 source "$REPO/scripts/lib/loopback.sh"
@@ -218,6 +222,7 @@ cleanup() {
     set +e
     for k in "${!NODE_PID[@]}"; do stop_pid "${NODE_PID[$k]}"; done
     for k in "${!NGINX_PID[@]}"; do stop_pid "${NGINX_PID[$k]}"; done
+    for k in "${!FLOOR_PID[@]}"; do stop_pid "${FLOOR_PID[$k]}"; done
     stop_pid "$REDIS_PID"
     [ "$NETNS" = 1 ] && teardown_netns
     if [ "${KEEP_TMP:-0}" = 1 ]; then log "kept $WORK"; else rm -rf "$WORK"; fi
@@ -240,10 +245,11 @@ fi
     echo "host: $HOST  chorus: $CHORUS"
 } >"$RESULTS/$STAMP-mode.txt"
 
-read -r -a PORTS <<<"$(free_ports 5)"
+read -r -a PORTS <<<"$(free_ports 7)"
 REDIS_PORT="${PORTS[0]}"
 CHORUS_PORT=([1]="${PORTS[1]}" [2]="${PORTS[2]}")
 NCHAN_PORT=([1]="${PORTS[3]}" [2]="${PORTS[4]}")
+FLOOR_PORT=([1]="${PORTS[5]}" [2]="${PORTS[6]}")
 JWT_SECRET="$(python3 -c 'import secrets; print(secrets.token_hex(24))')"
 API_KEY="$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
 export JWT_SECRET API_KEY
@@ -291,14 +297,30 @@ start_nchan() {  # N
 restart_nchan() { stop_pid "${NGINX_PID[$1]:-}"; start_nchan "$1"; }
 nchan_workers() { pgrep -P "${NGINX_PID[$1]}" | tr '\n' ' '; }
 
+# ---- the floor: a minimal C server with Nchan's interface (bench/floor/floor.c) --------------
+FLOOR="$WORK/floor"
+start_floor() {  # N
+    local i="$1"
+    env FLOOR_NODELAY="${FLOOR_NODELAY:-1}" "${SRV[@]}" "$FLOOR" "$HOST" "${FLOOR_PORT[$i]}" "$REDIS_PORT" \
+        </dev/null >>"$WORK/floor-$i.log" 2>&1 &
+    FLOOR_PID[$i]=$!
+    wait_for "http://$HOST:${FLOOR_PORT[$i]}/health" 20 "${FLOOR_PID[$i]}" "floor-$i" "$WORK/floor-$i.log" || die "floor-$i did not start"
+}
+if target_on floor; then
+    cc -O2 -Wall -o "$FLOOR" "$REPO/bench/floor/floor.c" || die "cc bench/floor/floor.c failed"
+fi
+
 target_on chorus && { start_chorus 1; start_chorus 2; }
 target_on nchan && { start_nchan 1; start_nchan 2; }
-log "host $HOST  redis :$REDIS_PORT  chorus :${CHORUS_PORT[1]} :${CHORUS_PORT[2]}  nchan :${NCHAN_PORT[1]} :${NCHAN_PORT[2]} (workers $NCHAN_WORKERS, redis mode ${NCHAN_REDIS_MODE:-nostore})"
+target_on floor && { start_floor 1; start_floor 2; }
+log "host $HOST  redis :$REDIS_PORT  chorus :${CHORUS_PORT[1]} :${CHORUS_PORT[2]}  nchan :${NCHAN_PORT[1]} :${NCHAN_PORT[2]} (workers $NCHAN_WORKERS, redis mode ${NCHAN_REDIS_MODE:-nostore})  floor :${FLOOR_PORT[1]} :${FLOOR_PORT[2]}"
 
 watch_args() {  # TARGET
     local args=(--watch "redis=$REDIS_PID") i w n
     if [ "$1" = chorus ]; then
         for i in 1 2; do args+=(--watch "chorus-$i=${NODE_PID[$i]}"); done
+    elif [ "$1" = floor ]; then
+        for i in 1 2; do args+=(--watch "floor-$i=${FLOOR_PID[$i]}"); done
     else
         for i in 1 2; do
             n=0
@@ -309,6 +331,7 @@ watch_args() {  # TARGET
 }
 urls() {  # TARGET
     if [ "$1" = chorus ]; then echo "--url $HOST:${CHORUS_PORT[1]} --url $HOST:${CHORUS_PORT[2]}"
+    elif [ "$1" = floor ]; then echo "--url $HOST:${FLOOR_PORT[1]} --url $HOST:${FLOOR_PORT[2]}"
     else echo "--url $HOST:${NCHAN_PORT[1]} --url $HOST:${NCHAN_PORT[2]}"; fi
 }
 
@@ -331,14 +354,20 @@ bench() {  # NAME TARGET RUN ARGS...
     if [ "$target" = nchan ] && [ "${NCHAN_PUBLISH:-ws}" = http ]; then
         publish+=(--publish-via http --publishers 8 --http-pipeline 1)
     fi
+    # The floor speaks Nchan's interface; its results are filed under its own name.
+    local speaks="$target"
+    [ "$target" = floor ] && speaks=nchan
     # shellcheck disable=SC2046
-    "${GEN[@]}" "$BENCH" "$@" --target "$target" --label "$name" --json "$out" $(watch_args "$target") "${publish[@]}" \
+    "${GEN[@]}" "$BENCH" "$@" --target "$speaks" --label "$name" --json "$out" $(watch_args "$target") "${publish[@]}" \
         || log "$name / $target / run $run FAILED (exit $?)"
+    if [ "$target" = floor ] && [ -f "$out" ]; then
+        python3 -c 'import json,sys; p=sys.argv[1]; r=json.load(open(p)); r["target"]="floor"; json.dump(r,open(p,"w"),indent=2)' "$out"
+    fi
     sleep 1
 }
 
 for run in $(seq 1 "$RUNS"); do
-    for target in chorus nchan; do
+    for target in chorus nchan floor; do
         target_on "$target" || continue
         # shellcheck disable=SC2046
         if wants broadcast; then
@@ -410,7 +439,7 @@ if wants slow; then
 fi
 
 if wants saturation; then
-    for target in chorus nchan; do
+    for target in chorus nchan floor; do
         target_on "$target" || continue
         # shellcheck disable=SC2046
         bench saturation "$target" 1 broadcast $(urls "$target") --subscribers 1000 --find-max \
