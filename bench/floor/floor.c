@@ -42,7 +42,9 @@ struct conn {
     enum kind kind;
     int topic;        /* SUBSCRIBER, PUBLISHER: index into topics */
     int slot;         /* SUBSCRIBER: index in its topic's list */
-    struct buf in, out;
+    struct buf in;
+    struct buf out;   /* bytes the socket did not take yet; for Redis, also commands not sent */
+    int want_out;     /* registered for EPOLLOUT: out is sent in order when the socket drains */
     struct conn *next_dead;
 };
 
@@ -105,6 +107,7 @@ static int find_topic(const char *name, size_t len) {
 }
 
 static void close_conn(struct conn *c) {
+    if (c->fd < 0) return;
     if (c->kind == REDIS_SUB || c->kind == REDIS_PUB) { fprintf(stderr, "floor: redis closed\n"); exit(1); }
     if (c->kind == SUBSCRIBER) {
         struct topic *t = &topics[c->topic];
@@ -128,9 +131,23 @@ static void free_dead(void) {
     }
 }
 
-/* Writes what the socket takes now; the rest waits for EPOLLOUT. Returns 0 when c was closed. */
+/* Writes what the socket takes of out now; registers for EPOLLOUT while anything is left. */
+static void flush_out(struct conn *c) {
+    while (c->out.len) {
+        ssize_t w = write(c->fd, c->out.p, c->out.len);
+        if (w < 0 && errno != EAGAIN) { close_conn(c); return; }
+        if (w < 0) break;
+        buf_drop(&c->out, (size_t)w);
+    }
+    int want = c->out.len > 0;
+    if (want != c->want_out) watch(c, want ? EPOLLIN | EPOLLOUT : EPOLLIN, EPOLL_CTL_MOD);
+    c->want_out = want;
+}
+
+/* Writes to a client what its socket takes now, straight from p; the rest is queued (up to
+ * out_limit, past which the client is closed). Returns 0 when c was closed. */
 static int send_bytes(struct conn *c, const char *p, size_t n) {
-    if (c->out.len == 0) {
+    if (!c->want_out) {
         ssize_t w = write(c->fd, p, n);
         if (w < 0 && errno != EAGAIN) { close_conn(c); return 0; }
         if (w < 0) w = 0;
@@ -138,26 +155,14 @@ static int send_bytes(struct conn *c, const char *p, size_t n) {
         n -= (size_t)w;
         if (n == 0) return 1;
         watch(c, EPOLLIN | EPOLLOUT, EPOLL_CTL_MOD);
+        c->want_out = 1;
     }
     if (c->out.len + n > out_limit) { close_conn(c); return 0; }
     buf_put(&c->out, p, n);
     return 1;
 }
 
-static void flush_out(struct conn *c) {
-    while (c->out.len) {
-        ssize_t w = write(c->fd, c->out.p, c->out.len);
-        if (w < 0) {
-            if (errno == EAGAIN) return;
-            close_conn(c);
-            return;
-        }
-        buf_drop(&c->out, (size_t)w);
-    }
-    watch(c, EPOLLIN, EPOLL_CTL_MOD);
-}
-
-/* RESP: an array of bulk strings, the command format Redis reads. */
+/* Queues a command for Redis (RESP: an array of bulk strings); redis_flush sends it. */
 static void redis_command(struct conn *r, int argc, const char **argv, const size_t *lens) {
     char head[32];
     buf_put(&r->out, head, (size_t)snprintf(head, sizeof head, "*%d\r\n", argc));
@@ -169,12 +174,7 @@ static void redis_command(struct conn *r, int argc, const char **argv, const siz
 }
 
 static void redis_flush(struct conn *r) {
-    if (r->out.len == 0) return;
-    char *copy = r->out.p;
-    size_t n = r->out.len;
-    r->out = (struct buf){ 0 };
-    send_bytes(r, copy, n);
-    free(copy);
+    if (!r->want_out) flush_out(r); /* else EPOLLOUT sends everything in order */
 }
 
 static void publish(int topic, const char *payload, size_t len) {
@@ -371,7 +371,7 @@ static void on_frames(struct conn *c) {
         for (uint64_t i = 0; i < len; i++) body[i] ^= mask[i & 3];
         used += h + 4 + (size_t)len;
         if (opcode == 1 && c->kind == PUBLISHER) { publish(c->topic, (char *)body, (size_t)len); published = 1; }
-        else if (opcode == 8) { static const unsigned char bye[] = { 0x88, 0 }; send_bytes(c, (const char *)bye, 2); close_conn(c); return; }
+        else if (opcode == 8) { static const unsigned char bye[] = { 0x88, 0 }; if (send_bytes(c, (const char *)bye, 2)) close_conn(c); return; }
         else if (opcode == 9 && len < 126) {
             unsigned char pong[2] = { 0x8a, (unsigned char)len };
             if (!send_bytes(c, (const char *)pong, 2) || !send_bytes(c, (char *)body, (size_t)len)) return;
