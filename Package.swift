@@ -16,6 +16,7 @@ let package = Package(
         .library(name: "ChorusSDK", targets: ["ChorusSDK"]),
         .library(name: "Store", targets: ["Store"]),
         .executable(name: "chorus-bench", targets: ["ChorusBench"]),
+        .executable(name: "chorus-floor-nio", targets: ["FloorNIO"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -130,6 +131,17 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        // bench/floor/floor.c's job on SwiftNIO: the benchmark's second floor (docs/benchmarks.md, run R).
+        .executableTarget(
+            name: "FloorNIO",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            path: "bench/floor-nio",
             swiftSettings: swiftSettings
         ),
         .executableTarget(

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Side-by-side table of one scripts/bench.sh run: medians over repeated runs, Chorus vs Nchan
-(and the floor server, bench/floor/floor.c, in a column of its own when it ran).
+(and the floor servers, bench/floor and bench/floor-nio, in columns of their own when they ran).
 
     bench/compare.py bench/results STAMP   (prints Markdown; also writes STAMP-summary.json)
 """
@@ -140,13 +140,13 @@ def main():
     results, stamp = sys.argv[1], sys.argv[2]
     runs = load(results, stamp)
     summary = []
-    targets = ("chorus", "nchan") + (("floor",) if any(t == "floor" for _, t in runs) else ())
-    floor_head = " Floor |" if "floor" in targets else ""
+    floors = tuple(t for t in ("floor", "floor-nio") if any(target == t for _, target in runs))
+    targets = ("chorus", "nchan") + floors
     lines = [
         f"Run {stamp}: medians over the runs shown as n; ratio = Chorus / Nchan.",
         "",
-        "| scenario | metric | Chorus | Nchan | ratio |" + floor_head,
-        "|---|---|---|---|---|" + ("---|" if floor_head else ""),
+        "| scenario | metric | Chorus | Nchan | ratio |" + "".join(f" {t.capitalize()} |" for t in floors),
+        "|---|---|---|---|---|" + "---|" * len(floors),
     ]
 
     def row(label, name, values_by_target, fmt):
@@ -161,8 +161,8 @@ def main():
         ratio = ""
         if meds["chorus"] is not None and meds["nchan"] not in (None, 0):
             ratio = f"{meds['chorus'] / meds['nchan']:.2f}x"
-        floor_cell = f" {cells[2]} |" if len(cells) > 2 else ""
-        lines.append(f"| {label} | {name} | {cells[0]} | {cells[1]} | {ratio} |{floor_cell}")
+        floor_cells = "".join(f" {cell} |" for cell in cells[2:])
+        lines.append(f"| {label} | {name} | {cells[0]} | {cells[1]} | {ratio} |{floor_cells}")
         summary.append({"scenario": label, "metric": name, **meds, "runs": {t: v for t, v in values_by_target.items()}})
 
     for label, name, path, fmt, _ in ROWS:

@@ -11,7 +11,8 @@
 #                  subscribers never read, against the same load without them)
 #   --targets LIST chorus,nchan (default: both); floor adds bench/floor/floor.c, a minimal C
 #                  server with Nchan's interface (one epoll thread, Redis, one write per
-#                  subscriber): what the machine itself costs, measured beside both
+#                  subscriber): what the machine itself costs, measured beside both; floor-nio
+#                  the same job on SwiftNIO with Chorus's write path (bench/floor-nio)
 #   --netns        the generator in its own network namespace behind a veth pair, the servers
 #                  (Redis included) in a second one, receive processing steered by RPS to the
 #                  receiving side's CPU and processes pinned: servers on CPU 0, the
@@ -62,7 +63,7 @@ while [ $# -gt 0 ]; do
         --targets) TARGETS="$2"; shift 2 ;;
         --netns) NETNS=1; PIN=1; shift ;;
         --pin) PIN=1; shift ;;
-        -h|--help) sed -n '2,44p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,45p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "bench: unknown argument '$1'" >&2; exit 2 ;;
     esac
 done
@@ -95,6 +96,9 @@ if [ "${SKIP_BUILD:-0}" != 1 ]; then
     log "building release binaries in $SCRATCH (nice ${BUILD_NICE:-19})"
     nice -n "${BUILD_NICE:-19}" swift build -c release --scratch-path "$SCRATCH" --product chorus >&2
     nice -n "${BUILD_NICE:-19}" swift build -c release --scratch-path "$SCRATCH" --product chorus-bench >&2
+    if target_on floor-nio; then
+        nice -n "${BUILD_NICE:-19}" swift build -c release --scratch-path "$SCRATCH" --product chorus-floor-nio >&2
+    fi
 fi
 CHORUS="$REPO/$SCRATCH/release/chorus"
 BENCH="$REPO/$SCRATCH/release/chorus-bench"
@@ -210,6 +214,7 @@ REDIS_PID=""
 declare -A NODE_PID=()
 declare -A NGINX_PID=()
 declare -A FLOOR_PID=()
+declare -A FLOORNIO_PID=()
 
 # shellcheck source=lib/loopback.sh
 source "$REPO/scripts/lib/loopback.sh"
@@ -223,6 +228,7 @@ cleanup() {
     for k in "${!NODE_PID[@]}"; do stop_pid "${NODE_PID[$k]}"; done
     for k in "${!NGINX_PID[@]}"; do stop_pid "${NGINX_PID[$k]}"; done
     for k in "${!FLOOR_PID[@]}"; do stop_pid "${FLOOR_PID[$k]}"; done
+    for k in "${!FLOORNIO_PID[@]}"; do stop_pid "${FLOORNIO_PID[$k]}"; done
     stop_pid "$REDIS_PID"
     [ "$NETNS" = 1 ] && teardown_netns
     if [ "${KEEP_TMP:-0}" = 1 ]; then log "kept $WORK"; else rm -rf "$WORK"; fi
@@ -245,11 +251,12 @@ fi
     echo "host: $HOST  chorus: $CHORUS"
 } >"$RESULTS/$STAMP-mode.txt"
 
-read -r -a PORTS <<<"$(free_ports 7)"
+read -r -a PORTS <<<"$(free_ports 9)"
 REDIS_PORT="${PORTS[0]}"
 CHORUS_PORT=([1]="${PORTS[1]}" [2]="${PORTS[2]}")
 NCHAN_PORT=([1]="${PORTS[3]}" [2]="${PORTS[4]}")
 FLOOR_PORT=([1]="${PORTS[5]}" [2]="${PORTS[6]}")
+FLOORNIO_PORT=([1]="${PORTS[7]}" [2]="${PORTS[8]}")
 JWT_SECRET="$(python3 -c 'import secrets; print(secrets.token_hex(24))')"
 API_KEY="$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
 export JWT_SECRET API_KEY
@@ -309,10 +316,18 @@ start_floor() {  # N
 if target_on floor; then
     cc -O2 -Wall -o "$FLOOR" "$REPO/bench/floor/floor.c" || die "cc bench/floor/floor.c failed"
 fi
+FLOORNIO="$REPO/$SCRATCH/release/chorus-floor-nio"
+start_floor_nio() {  # N
+    local i="$1"
+    "${SRV[@]}" "$FLOORNIO" "$HOST" "${FLOORNIO_PORT[$i]}" "$REDIS_PORT" </dev/null >>"$WORK/floor-nio-$i.log" 2>&1 &
+    FLOORNIO_PID[$i]=$!
+    wait_for "http://$HOST:${FLOORNIO_PORT[$i]}/health" 20 "${FLOORNIO_PID[$i]}" "floor-nio-$i" "$WORK/floor-nio-$i.log" || die "floor-nio-$i did not start"
+}
 
 target_on chorus && { start_chorus 1; start_chorus 2; }
 target_on nchan && { start_nchan 1; start_nchan 2; }
 target_on floor && { start_floor 1; start_floor 2; }
+target_on floor-nio && { start_floor_nio 1; start_floor_nio 2; }
 log "host $HOST  redis :$REDIS_PORT  chorus :${CHORUS_PORT[1]} :${CHORUS_PORT[2]}  nchan :${NCHAN_PORT[1]} :${NCHAN_PORT[2]} (workers $NCHAN_WORKERS, redis mode ${NCHAN_REDIS_MODE:-nostore})  floor :${FLOOR_PORT[1]} :${FLOOR_PORT[2]}"
 
 watch_args() {  # TARGET
@@ -321,6 +336,8 @@ watch_args() {  # TARGET
         for i in 1 2; do args+=(--watch "chorus-$i=${NODE_PID[$i]}"); done
     elif [ "$1" = floor ]; then
         for i in 1 2; do args+=(--watch "floor-$i=${FLOOR_PID[$i]}"); done
+    elif [ "$1" = floor-nio ]; then
+        for i in 1 2; do args+=(--watch "floor-nio-$i=${FLOORNIO_PID[$i]}"); done
     else
         for i in 1 2; do
             n=0
@@ -332,6 +349,7 @@ watch_args() {  # TARGET
 urls() {  # TARGET
     if [ "$1" = chorus ]; then echo "--url $HOST:${CHORUS_PORT[1]} --url $HOST:${CHORUS_PORT[2]}"
     elif [ "$1" = floor ]; then echo "--url $HOST:${FLOOR_PORT[1]} --url $HOST:${FLOOR_PORT[2]}"
+    elif [ "$1" = floor-nio ]; then echo "--url $HOST:${FLOORNIO_PORT[1]} --url $HOST:${FLOORNIO_PORT[2]}"
     else echo "--url $HOST:${NCHAN_PORT[1]} --url $HOST:${NCHAN_PORT[2]}"; fi
 }
 
@@ -354,20 +372,20 @@ bench() {  # NAME TARGET RUN ARGS...
     if [ "$target" = nchan ] && [ "${NCHAN_PUBLISH:-ws}" = http ]; then
         publish+=(--publish-via http --publishers 8 --http-pipeline 1)
     fi
-    # The floor speaks Nchan's interface; its results are filed under its own name.
+    # The floors speak Nchan's interface; their results are filed under their own names.
     local speaks="$target"
-    [ "$target" = floor ] && speaks=nchan
+    case "$target" in floor|floor-nio) speaks=nchan ;; esac
     # shellcheck disable=SC2046
     "${GEN[@]}" "$BENCH" "$@" --target "$speaks" --label "$name" --json "$out" $(watch_args "$target") "${publish[@]}" \
         || log "$name / $target / run $run FAILED (exit $?)"
-    if [ "$target" = floor ] && [ -f "$out" ]; then
-        python3 -c 'import json,sys; p=sys.argv[1]; r=json.load(open(p)); r["target"]="floor"; json.dump(r,open(p,"w"),indent=2)' "$out"
+    if [ "$speaks" != "$target" ] && [ -f "$out" ]; then
+        python3 -c 'import json,sys; p=sys.argv[1]; r=json.load(open(p)); r["target"]=sys.argv[2]; json.dump(r,open(p,"w"),indent=2)' "$out" "$target"
     fi
     sleep 1
 }
 
 for run in $(seq 1 "$RUNS"); do
-    for target in chorus nchan floor; do
+    for target in chorus nchan floor floor-nio; do
         target_on "$target" || continue
         # shellcheck disable=SC2046
         if wants broadcast; then
@@ -439,7 +457,7 @@ if wants slow; then
 fi
 
 if wants saturation; then
-    for target in chorus nchan floor; do
+    for target in chorus nchan floor floor-nio; do
         target_on "$target" || continue
         # shellcheck disable=SC2046
         bench saturation "$target" 1 broadcast $(urls "$target") --subscribers 1000 --find-max \
