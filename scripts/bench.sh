@@ -104,7 +104,7 @@ CHORUS="$REPO/$SCRATCH/release/chorus"
 BENCH="$REPO/$SCRATCH/release/chorus-bench"
 [ -x "$CHORUS" ] && [ -x "$BENCH" ] || die "missing $CHORUS or $BENCH"
 # With SKIP_BUILD=1 the binaries may predate the sources: say so, since every figure is theirs.
-newer="$(find "$REPO/Sources" -name '*.swift' -newer "$CHORUS" -print -quit 2>/dev/null || true)"
+newer="$(find "$REPO/Sources" "$REPO/bench/floor-nio" -name '*.swift' -newer "$CHORUS" -print -quit 2>/dev/null || true)"
 [ -z "$newer" ] || log "WARNING: $CHORUS is older than the sources (e.g. ${newer#"$REPO"/}); results are of that older build"
 
 RUN=()
@@ -249,6 +249,7 @@ fi
 {
     echo "mode: $([ "$NETNS" = 1 ] && echo "netns (veth, RPS)" || echo loopback), pinned: $([ "$PIN" = 1 ] && echo "servers CPU $SERVER_CPU, generator CPU $GEN_CPU" || echo no)"
     echo "host: $HOST  chorus: $CHORUS"
+    case ",$TARGETS," in *,floor,*|*,floor-nio,*) echo "floor: FLOOR_NODELAY=${FLOOR_NODELAY:-1}" ;; esac
 } >"$RESULTS/$STAMP-mode.txt"
 
 read -r -a PORTS <<<"$(free_ports 9)"
@@ -328,7 +329,7 @@ target_on chorus && { start_chorus 1; start_chorus 2; }
 target_on nchan && { start_nchan 1; start_nchan 2; }
 target_on floor && { start_floor 1; start_floor 2; }
 target_on floor-nio && { start_floor_nio 1; start_floor_nio 2; }
-log "host $HOST  redis :$REDIS_PORT  chorus :${CHORUS_PORT[1]} :${CHORUS_PORT[2]}  nchan :${NCHAN_PORT[1]} :${NCHAN_PORT[2]} (workers $NCHAN_WORKERS, redis mode ${NCHAN_REDIS_MODE:-nostore})  floor :${FLOOR_PORT[1]} :${FLOOR_PORT[2]}"
+log "host $HOST  redis :$REDIS_PORT  chorus :${CHORUS_PORT[1]} :${CHORUS_PORT[2]}  nchan :${NCHAN_PORT[1]} :${NCHAN_PORT[2]} (workers $NCHAN_WORKERS, redis mode ${NCHAN_REDIS_MODE:-nostore})  floor :${FLOOR_PORT[1]} :${FLOOR_PORT[2]}  floor-nio :${FLOORNIO_PORT[1]} :${FLOORNIO_PORT[2]}"
 
 watch_args() {  # TARGET
     local args=(--watch "redis=$REDIS_PID") i w n
@@ -379,7 +380,8 @@ bench() {  # NAME TARGET RUN ARGS...
     "${GEN[@]}" "$BENCH" "$@" --target "$speaks" --label "$name" --json "$out" $(watch_args "$target") "${publish[@]}" \
         || log "$name / $target / run $run FAILED (exit $?)"
     if [ "$speaks" != "$target" ] && [ -f "$out" ]; then
-        python3 -c 'import json,sys; p=sys.argv[1]; r=json.load(open(p)); r["target"]=sys.argv[2]; json.dump(r,open(p,"w"),indent=2)' "$out" "$target"
+        python3 -c 'import json,sys; p=sys.argv[1]; r=json.load(open(p)); r["target"]=sys.argv[2]; json.dump(r,open(p,"w"),indent=2)' "$out" "$target" \
+            || log "$name / $target / run $run: could not file $out under $target"
     fi
     sleep 1
 }

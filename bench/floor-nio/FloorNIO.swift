@@ -5,11 +5,13 @@
 // The same interface and path as the C floor (Nchan's `/sub/<topic>`, `/pub/<topic>`, `/health`;
 // `PUBLISH` / `SUBSCRIBE floor:<topic>`), with the delivery write path Chorus uses: one event loop,
 // every socket a NIO channel with one handler after the pipeline's head, each message framed
-// once and written to each subscriber's context, one flush per subscriber per read from Redis.
+// once and written to each subscriber's context, each subscriber flushed once when NIO has
+// read all Redis had (`channelReadComplete`), as the C floor writes after reading to EAGAIN.
 // Chorus minus Chorus: what is left between this and the C floor is NIO's (and Swift's); what is
 // left between Chorus and this is Chorus's own (threads, hub, envelope, registry).
 //
-// A benchmark instrument, not a server: no limits, no authentication, no TLS.
+// A benchmark instrument, not a server: no limits (no writability check, no bound on a
+// socket's queue), no ping or close replies, no authentication, no TLS.
 
 import Crypto
 import NIOCore
@@ -123,6 +125,7 @@ final class SocketHandler: ChannelInboundHandler, @unchecked Sendable {
                 buffer.writeString("\r\n")
                 commands = buffer
             case 0x8:
+                if let commands, let pub = hub.redisPub { pub.writeAndFlush(commands, promise: nil) }
                 context.close(promise: nil)
                 return
             default:
@@ -158,8 +161,8 @@ final class SocketHandler: ChannelInboundHandler, @unchecked Sendable {
     }
 }
 
-/// The subscriber connection to Redis: every `message` of a read is framed once and written to
-/// its topic's subscribers; each subscriber written to is flushed once at the end of the read.
+/// The subscriber connection to Redis: every `message` is framed once and written to its
+/// topic's subscribers; each subscriber written to is flushed once when the reads end.
 final class RedisSubscriberHandler: ChannelInboundHandler, @unchecked Sendable {
     typealias InboundIn = ByteBuffer
 
@@ -190,11 +193,14 @@ final class RedisSubscriberHandler: ChannelInboundHandler, @unchecked Sendable {
             for subscriber in subscribers { subscriber.deliver(frame) }
             if !touched.contains(topic) { touched.append(topic) }
         }
+        input.discardReadBytes()
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
         for topic in touched {
             for subscriber in hub.subscribers[topic] ?? [] { subscriber.context?.flush() }
         }
         touched.removeAll(keepingCapacity: true)
-        input.discardReadBytes()
     }
 
     /// The next complete `*3 $7 message $n channel $m payload`, skipping other replies.

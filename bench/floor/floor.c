@@ -7,11 +7,12 @@
  * (WebSocket subscribers on /sub/<topic>, WebSocket publishers on /pub/<topic>, GET /health),
  * so chorus-bench measures it with `--target nchan`. A published frame goes to Redis
  * (`PUBLISH floor:<topic>`), comes back on the subscriber connection (`SUBSCRIBE floor:<topic>`,
- * sent when a topic gets its first local subscriber), is framed once, and is written to each
- * subscriber socket with one write(2) (one per batch when Redis delivers several at once),
- * queued only when the socket is full. That is the shape of
+ * sent when a topic gets its first local subscriber), is framed once, and the frames of
+ * everything read from Redis since the socket became readable (all reads until EAGAIN) are
+ * written to each subscriber socket with one write(2), queued only when the socket is full. That is the shape of
  * Chorus and of Nchan with nothing else: whatever a real server costs above this program is its
- * own overhead; what this program costs is the machine's (kernel, loopback, scheduling).
+ * own overhead; what this program costs is close to what the machine itself costs (kernel,
+ * loopback, scheduling), for this one design.
  *
  * Not a server to deploy: no limits beyond a bounded output queue per socket, no TLS, no auth.
  */
@@ -352,11 +353,12 @@ static void on_http(struct conn *c) {
     if (send_bytes(c, reply, (size_t)n) && c->in.len) on_frames(c);
 }
 
-/* Client frames (masked): text on a publisher is published; close is answered; ping ponged. */
+/* Client frames (masked): text on a publisher is published; close is answered; ping ponged.
+ * What was published before a close or a bad frame is still sent to Redis. */
 static void on_frames(struct conn *c) {
     size_t used = 0;
-    int published = 0;
-    for (;;) {
+    int open = 1;
+    while (open) {
         unsigned char *p = (unsigned char *)c->in.p + used;
         size_t avail = c->in.len - used;
         if (avail < 2) break;
@@ -365,20 +367,23 @@ static void on_frames(struct conn *c) {
         size_t h = 2;
         if (len == 126) { if (avail < 4) break; len = (uint64_t)p[2] << 8 | p[3]; h = 4; }
         else if (len == 127) { if (avail < 10) break; len = 0; for (int i = 0; i < 8; i++) len = len << 8 | p[2 + i]; h = 10; }
-        if (!(p[1] & 0x80) || len > (16u << 20)) { close_conn(c); return; }
+        if (!(p[1] & 0x80) || len > (16u << 20)) { close_conn(c); open = 0; break; }
         if (avail < h + 4 + len) break;
         unsigned char *mask = p + h, *body = p + h + 4;
         for (uint64_t i = 0; i < len; i++) body[i] ^= mask[i & 3];
         used += h + 4 + (size_t)len;
-        if (opcode == 1 && c->kind == PUBLISHER) { publish(c->topic, (char *)body, (size_t)len); published = 1; }
-        else if (opcode == 8) { static const unsigned char bye[] = { 0x88, 0 }; if (send_bytes(c, (const char *)bye, 2)) close_conn(c); return; }
-        else if (opcode == 9 && len < 126) {
+        if (opcode == 1 && c->kind == PUBLISHER) publish(c->topic, (char *)body, (size_t)len);
+        else if (opcode == 8) {
+            static const unsigned char bye[] = { 0x88, 0 };
+            if (send_bytes(c, (const char *)bye, 2)) close_conn(c);
+            open = 0;
+        } else if (opcode == 9 && len < 126) {
             unsigned char pong[2] = { 0x8a, (unsigned char)len };
-            if (!send_bytes(c, (const char *)pong, 2) || !send_bytes(c, (char *)body, (size_t)len)) return;
+            open = send_bytes(c, (const char *)pong, 2) && send_bytes(c, (char *)body, (size_t)len);
         }
     }
-    buf_drop(&c->in, used);
-    if (published) redis_flush(redis_pub);
+    if (open) buf_drop(&c->in, used);
+    redis_flush(redis_pub);
 }
 
 static void on_readable(struct conn *c) {
