@@ -213,8 +213,7 @@ WORK="$(mktemp -d "${TMPDIR:-/tmp}/chorus-bench.XXXXXX")"
 REDIS_PID=""
 declare -A NODE_PID=()
 declare -A NGINX_PID=()
-declare -A FLOOR_PID=()
-declare -A FLOORNIO_PID=()
+declare -A FLOOR_PID=()  # by instance: floor-1, floor-2, floor-nio-1, floor-nio-2
 
 # shellcheck source=lib/loopback.sh
 source "$REPO/scripts/lib/loopback.sh"
@@ -228,7 +227,6 @@ cleanup() {
     for k in "${!NODE_PID[@]}"; do stop_pid "${NODE_PID[$k]}"; done
     for k in "${!NGINX_PID[@]}"; do stop_pid "${NGINX_PID[$k]}"; done
     for k in "${!FLOOR_PID[@]}"; do stop_pid "${FLOOR_PID[$k]}"; done
-    for k in "${!FLOORNIO_PID[@]}"; do stop_pid "${FLOORNIO_PID[$k]}"; done
     stop_pid "$REDIS_PID"
     [ "$NETNS" = 1 ] && teardown_netns
     if [ "${KEEP_TMP:-0}" = 1 ]; then log "kept $WORK"; else rm -rf "$WORK"; fi
@@ -256,8 +254,7 @@ read -r -a PORTS <<<"$(free_ports 9)"
 REDIS_PORT="${PORTS[0]}"
 CHORUS_PORT=([1]="${PORTS[1]}" [2]="${PORTS[2]}")
 NCHAN_PORT=([1]="${PORTS[3]}" [2]="${PORTS[4]}")
-FLOOR_PORT=([1]="${PORTS[5]}" [2]="${PORTS[6]}")
-FLOORNIO_PORT=([1]="${PORTS[7]}" [2]="${PORTS[8]}")
+declare -A FLOOR_PORT=([floor-1]="${PORTS[5]}" [floor-2]="${PORTS[6]}" [floor-nio-1]="${PORTS[7]}" [floor-nio-2]="${PORTS[8]}")
 JWT_SECRET="$(python3 -c 'import secrets; print(secrets.token_hex(24))')"
 API_KEY="$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
 export JWT_SECRET API_KEY
@@ -305,40 +302,32 @@ start_nchan() {  # N
 restart_nchan() { stop_pid "${NGINX_PID[$1]:-}"; start_nchan "$1"; }
 nchan_workers() { pgrep -P "${NGINX_PID[$1]}" | tr '\n' ' '; }
 
-# ---- the floor: a minimal C server with Nchan's interface (bench/floor/floor.c) --------------
-FLOOR="$WORK/floor"
-start_floor() {  # N
-    local i="$1"
-    env FLOOR_NODELAY="${FLOOR_NODELAY:-1}" "${SRV[@]}" "$FLOOR" "$HOST" "${FLOOR_PORT[$i]}" "$REDIS_PORT" \
-        </dev/null >>"$WORK/floor-$i.log" 2>&1 &
-    FLOOR_PID[$i]=$!
-    wait_for "http://$HOST:${FLOOR_PORT[$i]}/health" 20 "${FLOOR_PID[$i]}" "floor-$i" "$WORK/floor-$i.log" || die "floor-$i did not start"
+# ---- the floors: minimal servers with Nchan's interface (bench/floor in C, bench/floor-nio) -------
+start_floor() {  # KIND N (KIND: floor or floor-nio)
+    local name="$1-$2" binary="$WORK/floor"
+    [ "$1" = floor-nio ] && binary="$REPO/$SCRATCH/release/chorus-floor-nio"
+    env FLOOR_NODELAY="${FLOOR_NODELAY:-1}" "${SRV[@]}" "$binary" "$HOST" "${FLOOR_PORT[$name]}" "$REDIS_PORT" \
+        </dev/null >>"$WORK/$name.log" 2>&1 &
+    FLOOR_PID[$name]=$!
+    wait_for "http://$HOST:${FLOOR_PORT[$name]}/health" 20 "${FLOOR_PID[$name]}" "$name" "$WORK/$name.log" || die "$name did not start"
 }
 if target_on floor; then
-    cc -O2 -Wall -o "$FLOOR" "$REPO/bench/floor/floor.c" || die "cc bench/floor/floor.c failed"
+    cc -O2 -Wall -o "$WORK/floor" "$REPO/bench/floor/floor.c" || die "cc bench/floor/floor.c failed"
 fi
-FLOORNIO="$REPO/$SCRATCH/release/chorus-floor-nio"
-start_floor_nio() {  # N
-    local i="$1"
-    "${SRV[@]}" "$FLOORNIO" "$HOST" "${FLOORNIO_PORT[$i]}" "$REDIS_PORT" </dev/null >>"$WORK/floor-nio-$i.log" 2>&1 &
-    FLOORNIO_PID[$i]=$!
-    wait_for "http://$HOST:${FLOORNIO_PORT[$i]}/health" 20 "${FLOORNIO_PID[$i]}" "floor-nio-$i" "$WORK/floor-nio-$i.log" || die "floor-nio-$i did not start"
-}
 
 target_on chorus && { start_chorus 1; start_chorus 2; }
 target_on nchan && { start_nchan 1; start_nchan 2; }
-target_on floor && { start_floor 1; start_floor 2; }
-target_on floor-nio && { start_floor_nio 1; start_floor_nio 2; }
-log "host $HOST  redis :$REDIS_PORT  chorus :${CHORUS_PORT[1]} :${CHORUS_PORT[2]}  nchan :${NCHAN_PORT[1]} :${NCHAN_PORT[2]} (workers $NCHAN_WORKERS, redis mode ${NCHAN_REDIS_MODE:-nostore})  floor :${FLOOR_PORT[1]} :${FLOOR_PORT[2]}  floor-nio :${FLOORNIO_PORT[1]} :${FLOORNIO_PORT[2]}"
+for kind in floor floor-nio; do
+    if target_on "$kind"; then start_floor "$kind" 1; start_floor "$kind" 2; fi
+done
+log "host $HOST  redis :$REDIS_PORT  chorus :${CHORUS_PORT[1]} :${CHORUS_PORT[2]}  nchan :${NCHAN_PORT[1]} :${NCHAN_PORT[2]} (workers $NCHAN_WORKERS, redis mode ${NCHAN_REDIS_MODE:-nostore})  floor :${FLOOR_PORT[floor-1]} :${FLOOR_PORT[floor-2]}  floor-nio :${FLOOR_PORT[floor-nio-1]} :${FLOOR_PORT[floor-nio-2]}"
 
 watch_args() {  # TARGET
     local args=(--watch "redis=$REDIS_PID") i w n
     if [ "$1" = chorus ]; then
         for i in 1 2; do args+=(--watch "chorus-$i=${NODE_PID[$i]}"); done
-    elif [ "$1" = floor ]; then
-        for i in 1 2; do args+=(--watch "floor-$i=${FLOOR_PID[$i]}"); done
-    elif [ "$1" = floor-nio ]; then
-        for i in 1 2; do args+=(--watch "floor-nio-$i=${FLOORNIO_PID[$i]}"); done
+    elif [ "$1" = floor ] || [ "$1" = floor-nio ]; then
+        for i in 1 2; do args+=(--watch "$1-$i=${FLOOR_PID[$1-$i]}"); done
     else
         for i in 1 2; do
             n=0
@@ -349,8 +338,7 @@ watch_args() {  # TARGET
 }
 urls() {  # TARGET
     if [ "$1" = chorus ]; then echo "--url $HOST:${CHORUS_PORT[1]} --url $HOST:${CHORUS_PORT[2]}"
-    elif [ "$1" = floor ]; then echo "--url $HOST:${FLOOR_PORT[1]} --url $HOST:${FLOOR_PORT[2]}"
-    elif [ "$1" = floor-nio ]; then echo "--url $HOST:${FLOORNIO_PORT[1]} --url $HOST:${FLOORNIO_PORT[2]}"
+    elif [ "$1" = floor ] || [ "$1" = floor-nio ]; then echo "--url $HOST:${FLOOR_PORT[$1-1]} --url $HOST:${FLOOR_PORT[$1-2]}"
     else echo "--url $HOST:${NCHAN_PORT[1]} --url $HOST:${NCHAN_PORT[2]}"; fi
 }
 

@@ -9,7 +9,6 @@ enum MetricDescriptions {
     }
 
     /// What each series means, for the `# HELP` line of `/metrics`.
-
     static let help: [String: String] = [
         "chorus_websocket_connections": "Open WebSocket connections.",
         "chorus_websocket_connections_total": "WebSocket connections opened since the node started.",

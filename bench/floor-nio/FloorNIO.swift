@@ -29,7 +29,9 @@ final class Hub: @unchecked Sendable {
 
     func subscribe(_ handler: SocketHandler, to topic: String) {
         if subscribers[topic] == nil, let redisSub {
-            redisSub.writeAndFlush(Self.command(["SUBSCRIBE", "floor:" + topic], allocator: redisSub.allocator), promise: nil)
+            var command = redisSub.allocator.buffer(capacity: 64)
+            Self.appendCommand([Array("SUBSCRIBE".utf8), Array("floor:\(topic)".utf8)], to: &command)
+            redisSub.writeAndFlush(command, promise: nil)
         }
         subscribers[topic, default: []].append(handler)
     }
@@ -38,11 +40,14 @@ final class Hub: @unchecked Sendable {
         subscribers[topic]?.removeAll { $0 === handler }
     }
 
-    static func command(_ parts: [String], allocator: ByteBufferAllocator) -> ByteBuffer {
-        var buffer = allocator.buffer(capacity: 64)
+    /// Appends a command for Redis: RESP's array of bulk strings.
+    static func appendCommand(_ parts: [[UInt8]], to buffer: inout ByteBuffer) {
         buffer.writeString("*\(parts.count)\r\n")
-        for part in parts { buffer.writeString("$\(part.utf8.count)\r\n\(part)\r\n") }
-        return buffer
+        for part in parts {
+            buffer.writeString("$\(part.count)\r\n")
+            buffer.writeBytes(part)
+            buffer.writeString("\r\n")
+        }
     }
 }
 
@@ -75,7 +80,7 @@ final class SocketHandler: ChannelInboundHandler, @unchecked Sendable {
         if upgraded { frames(context: context) }
     }
 
-    /// Writes a frame (or several) queued for a flush; the hub's per-read delivery.
+    /// Writes a frame, flushed when the Redis subscriber's reads end.
     func deliver(_ frame: ByteBuffer) {
         context?.write(wrapOutboundOut(frame), promise: nil)
     }
@@ -112,28 +117,22 @@ final class SocketHandler: ChannelInboundHandler, @unchecked Sendable {
         if !isPublisher { hub.subscribe(self, to: name) }
     }
 
-    /// Client frames (masked): a publisher's text frames go to Redis in one write per read.
+    /// Client frames (masked): a publisher's text frames go to Redis in one write per read, also
+    /// when the read ends with a close.
     private func frames(context: ChannelHandlerContext) {
-        var commands: ByteBuffer?
-        while let frame = nextFrame() {
+        guard let topic, let pub = hub.redisPub else { return }
+        let channel = Array("floor:\(topic)".utf8)
+        var commands = pub.allocator.buffer(capacity: 256)
+        var closing = false
+        while !closing, let frame = nextFrame() {
             switch frame.opcode {
-            case 0x1 where isPublisher:
-                guard let topic, let pub = hub.redisPub else { continue }
-                var buffer = commands ?? pub.allocator.buffer(capacity: 256)
-                buffer.writeString("*3\r\n$7\r\nPUBLISH\r\n$\(topic.utf8.count + 6)\r\nfloor:\(topic)\r\n$\(frame.payload.count)\r\n")
-                buffer.writeBytes(frame.payload)
-                buffer.writeString("\r\n")
-                commands = buffer
-            case 0x8:
-                if let commands, let pub = hub.redisPub { pub.writeAndFlush(commands, promise: nil) }
-                context.close(promise: nil)
-                return
-            default:
-                break
+            case 0x1 where isPublisher: Hub.appendCommand([Array("PUBLISH".utf8), channel, frame.payload], to: &commands)
+            case 0x8: closing = true
+            default: break
             }
         }
-        if let commands, let pub = hub.redisPub { pub.writeAndFlush(commands, promise: nil) }
-        input.discardReadBytes()
+        if commands.readableBytes > 0 { pub.writeAndFlush(commands, promise: nil) }
+        if closing { context.close(promise: nil) } else { input.discardReadBytes() }
     }
 
     private func nextFrame() -> (opcode: UInt8, payload: [UInt8])? {

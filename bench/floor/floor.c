@@ -187,7 +187,7 @@ static void publish(int topic, const char *payload, size_t len) {
 }
 
 /* Messages from Redis are framed once each and written in batches: the frames of consecutive
- * messages of one topic (everything one read from Redis brought) go to each subscriber in one
+ * messages of one topic (of everything one readable event brought) go to each subscriber in one
  * write(2), as a server that is behind should send them. */
 static struct buf batch;
 static int batch_topic = -1;
@@ -214,13 +214,14 @@ static void deliver(const char *channel, size_t clen, const char *payload, size_
     buf_put(&batch, payload, len);
 }
 
-/* Parses one RESP value at p; returns its length, 0 when incomplete. Bulk strings of an array
- * (up to 4) land in parts. */
+/* The length of the line at p, newline included; 0 when it is not complete yet. */
 static size_t resp_line(const char *p, const char *end) {
     const char *nl = memchr(p, '\n', (size_t)(end - p));
     return nl ? (size_t)(nl - p + 1) : 0;
 }
 
+/* Parses one RESP value at p; returns its length, 0 when incomplete. Bulk strings of an array
+ * (up to 4) land in parts. */
 static size_t resp_value(const char *p, const char *end, const char **parts, size_t *plens, int *nparts) {
     size_t l = resp_line(p, end);
     if (!l) return 0;
