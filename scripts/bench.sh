@@ -40,6 +40,8 @@
 #   PAYLOAD_BYTES=N        pad each message with N bytes of chat-like prose (--chat-padding), e.g.
 #                          450 for a chat message of about 600 bytes of JSON
 #   FLOOR_NODELAY=1        0: the floor server leaves Nagle's algorithm on, as nginx does
+#   FLOOR_HANDOFF=         inbox: the NIO floor reads Redis on a second loop and hands messages
+#                          over through one inbox, as Chorus does (naive: a task per read)
 #   SERVER_CPU=0 GEN_CPU=1 CPUs for --netns and --pin (servers and Redis; generator)
 #   NETNS_NET=10.213.77    the /30 of the veth pair in --netns: servers .1, generator .2
 
@@ -246,8 +248,8 @@ if [ "$NETNS" = 1 ]; then
 fi
 {
     echo "mode: $([ "$NETNS" = 1 ] && echo "netns (veth, RPS)" || echo loopback), pinned: $([ "$PIN" = 1 ] && echo "servers CPU $SERVER_CPU, generator CPU $GEN_CPU" || echo no)"
-    echo "host: $HOST  chorus: $CHORUS"
-    case ",$TARGETS," in *,floor,*|*,floor-nio,*) echo "floor: FLOOR_NODELAY=${FLOOR_NODELAY:-1}" ;; esac
+    echo "host: $HOST  chorus: $CHORUS  HISTORY_SIZE=${HISTORY_SIZE:-default}"
+    case ",$TARGETS," in *,floor,*|*,floor-nio,*) echo "floor: FLOOR_NODELAY=${FLOOR_NODELAY:-1} FLOOR_HANDOFF=${FLOOR_HANDOFF:-}" ;; esac
 } >"$RESULTS/$STAMP-mode.txt"
 
 read -r -a PORTS <<<"$(free_ports 9)"
@@ -306,7 +308,7 @@ nchan_workers() { pgrep -P "${NGINX_PID[$1]}" | tr '\n' ' '; }
 start_floor() {  # KIND N (KIND: floor or floor-nio)
     local name="$1-$2" binary="$WORK/floor"
     [ "$1" = floor-nio ] && binary="$REPO/$SCRATCH/release/chorus-floor-nio"
-    env FLOOR_NODELAY="${FLOOR_NODELAY:-1}" "${SRV[@]}" "$binary" "$HOST" "${FLOOR_PORT[$name]}" "$REDIS_PORT" \
+    env FLOOR_NODELAY="${FLOOR_NODELAY:-1}" FLOOR_HANDOFF="${FLOOR_HANDOFF:-}" "${SRV[@]}" "$binary" "$HOST" "${FLOOR_PORT[$name]}" "$REDIS_PORT" \
         </dev/null >>"$WORK/$name.log" 2>&1 &
     FLOOR_PID[$name]=$!
     wait_for "http://$HOST:${FLOOR_PORT[$name]}/health" 20 "${FLOOR_PID[$name]}" "$name" "$WORK/$name.log" || die "$name did not start"

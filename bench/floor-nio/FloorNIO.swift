@@ -10,10 +10,15 @@
 // Chorus minus Chorus: what is left between this and the C floor is NIO's (and Swift's); what is
 // left between Chorus and this is Chorus's own (threads, hub, envelope, registry).
 //
+// `FLOOR_HANDOFF=inbox` moves the Redis subscriber connection to a second event loop that hands
+// what it reads to the subscribers' loop through one inbox with at most one drain queued, as
+// Chorus's reader thread does; `FLOOR_HANDOFF=naive` hands each read over in a task of its own.
+//
 // A benchmark instrument, not a server: no limits (no writability check, no bound on a
 // socket's queue), no ping or close replies, no authentication, no TLS.
 
 import Crypto
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 
@@ -168,34 +173,67 @@ final class RedisSubscriberHandler: ChannelInboundHandler, @unchecked Sendable {
     private let hub: Hub
     private var input = ByteBuffer()
     private var touched: [String] = []
+    /// With `FLOOR_HANDOFF`: the subscribers' loop, to which this connection, reading on a loop
+    /// of its own, hands what it reads (as Chorus's reader thread hands batches to its loops).
+    /// Nil: everything on one loop.
+    private let deliveryLoop: (any EventLoop)?
+    /// With `FLOOR_HANDOFF=inbox`: where the reads' messages wait for the one queued drain.
+    private let inbox: Inbox?
 
-    init(hub: Hub) { self.hub = hub }
+    init(hub: Hub, deliveryLoop: (any EventLoop)? = nil, inbox: Inbox? = nil) {
+        self.hub = hub
+        self.deliveryLoop = deliveryLoop
+        self.inbox = inbox
+    }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var bytes = unwrapInboundIn(data)
         input.writeBuffer(&bytes)
-        while let (channel, payload) = nextMessage() {
-            let topic = String(channel.dropFirst(6))
-            guard channel.hasPrefix("floor:"), let subscribers = hub.subscribers[topic] else { continue }
-            var frame = context.channel.allocator.buffer(capacity: payload.count + 10)
-            frame.writeInteger(UInt8(0x81))
-            if payload.count < 126 {
-                frame.writeInteger(UInt8(payload.count))
-            } else if payload.count < 65536 {
-                frame.writeInteger(UInt8(126))
-                frame.writeInteger(UInt16(payload.count))
-            } else {
-                frame.writeInteger(UInt8(127))
-                frame.writeInteger(UInt64(payload.count))
-            }
-            frame.writeBytes(payload)
-            for subscriber in subscribers { subscriber.deliver(frame) }
-            if !touched.contains(topic) { touched.append(topic) }
+        guard let deliveryLoop else {
+            while let (channel, payload) = nextMessage() { deliver(channel, payload, allocator: context.channel.allocator) }
+            input.discardReadBytes()
+            return
         }
+        var read: [(String, [UInt8])] = []
+        while let message = nextMessage() { read.append(message) }
         input.discardReadBytes()
+        let batch = read
+        guard !batch.isEmpty else { return }
+        // `naive`: each read's messages in a task of their own; `inbox`: at most one drain
+        // queued, taking everything that waits (as Chorus's DeliveryInbox).
+        if let inbox, !inbox.put(batch) { return }
+        let (hub, allocator, inbox) = (self.hub, context.channel.allocator, self.inbox)
+        deliveryLoop.execute {
+            let drain = RedisSubscriberHandler(hub: hub)
+            for (channel, payload) in inbox?.takeAll() ?? batch { drain.deliver(channel, payload, allocator: allocator) }
+            drain.flushTouched()
+        }
+    }
+
+    private func deliver(_ channel: String, _ payload: [UInt8], allocator: ByteBufferAllocator) {
+        let topic = String(channel.dropFirst(6))
+        guard channel.hasPrefix("floor:"), let subscribers = hub.subscribers[topic] else { return }
+        var frame = allocator.buffer(capacity: payload.count + 10)
+        frame.writeInteger(UInt8(0x81))
+        if payload.count < 126 {
+            frame.writeInteger(UInt8(payload.count))
+        } else if payload.count < 65536 {
+            frame.writeInteger(UInt8(126))
+            frame.writeInteger(UInt16(payload.count))
+        } else {
+            frame.writeInteger(UInt8(127))
+            frame.writeInteger(UInt64(payload.count))
+        }
+        frame.writeBytes(payload)
+        for subscriber in subscribers { subscriber.deliver(frame) }
+        if !touched.contains(topic) { touched.append(topic) }
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
+        if deliveryLoop == nil { flushTouched() }
+    }
+
+    private func flushTouched() {
         for topic in touched {
             for subscriber in hub.subscribers[topic] ?? [] { subscriber.context?.flush() }
         }
@@ -249,6 +287,28 @@ final class RedisSubscriberHandler: ChannelInboundHandler, @unchecked Sendable {
     }
 }
 
+/// Messages read on the reader's loop, waiting for the subscribers' loop to drain them.
+final class Inbox: @unchecked Sendable {
+    private let lock = NIOLock()
+    private var waiting: [(String, [UInt8])] = []
+
+    /// True when the inbox was empty: the caller queues a drain.
+    func put(_ batch: [(String, [UInt8])]) -> Bool {
+        lock.withLock {
+            let first = waiting.isEmpty
+            waiting.append(contentsOf: batch)
+            return first
+        }
+    }
+
+    func takeAll() -> [(String, [UInt8])] {
+        lock.withLock {
+            defer { waiting = [] }
+            return waiting
+        }
+    }
+}
+
 /// Replies to `PUBLISH` are read and dropped.
 final class DiscardHandler: ChannelInboundHandler, Sendable {
     typealias InboundIn = ByteBuffer
@@ -279,18 +339,22 @@ struct FloorNIO {
             print("usage: chorus-floor-nio HOST PORT REDIS_PORT")
             exit(2)
         }
+        let mode = getenv("FLOOR_HANDOFF").map { String(cString: $0) } ?? ""
+        let handoff = mode == "naive" || mode == "inbox"
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let loop = group.next()
+        let readerGroup = handoff ? MultiThreadedEventLoopGroup(numberOfThreads: 1) : group
         let hub = Hub()
 
-        func connectRedis(_ handler: any ChannelHandler & Sendable) async throws -> any Channel {
-            try await ClientBootstrap(group: loop)
+        func connectRedis(_ handler: any ChannelHandler & Sendable, on group: MultiThreadedEventLoopGroup) async throws -> any Channel {
+            try await ClientBootstrap(group: group)
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
                 .channelInitializer { $0.pipeline.addHandler(handler) }
                 .connect(host: "127.0.0.1", port: redisPort).get()
         }
-        let redisSub = try await connectRedis(RedisSubscriberHandler(hub: hub))
-        let redisPub = try await connectRedis(DiscardHandler())
+        let redisSub = try await connectRedis(
+            RedisSubscriberHandler(hub: hub, deliveryLoop: handoff ? loop : nil, inbox: mode == "inbox" ? Inbox() : nil), on: readerGroup)
+        let redisPub = try await connectRedis(DiscardHandler(), on: group)
         try await loop.submit { hub.redisSub = redisSub; hub.redisPub = redisPub }.get()
 
         // SIGTERM ends the process (the default action): nothing here needs an orderly stop.
