@@ -29,7 +29,8 @@
 #   BUILD_NICE=19          niceness of the builds (the benchmark itself runs at normal priority)
 #   BENCH_NICE=            set (e.g. 19) to run servers and generator niced too (development)
 #   NCHAN_WORKERS=1        nginx worker_processes per Nchan instance
-#   NCHAN_REDIS_MODE=nostore  nchan_redis_storage_mode (nostore: pure pub/sub like Chorus; or distributed)
+#   NCHAN_REDIS_MODE=nostore  nchan_redis_storage_mode (nostore: pure pub/sub, like Chorus with
+#                          HISTORY_SIZE=0; distributed: messages kept in Redis, like its history)
 #   NCHAN_PUBLISH=ws       ws: frames on a /pub/<topic> WebSocket; http: POST /pub/<topic>
 #   CONNECTIONS=10000      connections held by the connections scenario
 #   SLOW_DURATION=100      seconds of publishing in the slow scenario

@@ -3,7 +3,8 @@
 
 # nchan_conf DIR HOST PORT REDIS_PORT WORKERS STORAGE_MODE DEFLATE: prints the nginx.conf of one
 # instance: WORKERS worker processes, Nchan on the Redis at 127.0.0.1:REDIS_PORT with
-# nchan_redis_storage_mode STORAGE_MODE (nostore: pure pub/sub, like Chorus), publishers on
+# nchan_redis_storage_mode STORAGE_MODE (nostore: pure pub/sub, like Chorus with HISTORY_SIZE=0;
+# distributed: messages kept in Redis, like Chorus's default history), publishers on
 # /pub/<channel> (HTTP POST or WebSocket, nchan_deflate_message_for_websocket DEFLATE),
 # WebSocket subscribers on /sub/<channel>, /health; temp files and logs under DIR.
 nchan_conf() {
