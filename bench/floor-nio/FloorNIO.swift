@@ -165,14 +165,15 @@ final class SocketHandler: ChannelInboundHandler, @unchecked Sendable {
     }
 }
 
-/// The subscriber connection to Redis: every `message` is framed once and written to its
-/// topic's subscribers; each subscriber written to is flushed once when the reads end.
+/// The subscriber connection to Redis: its `message`s go through a ``Fanout``, on this loop
+/// (flushed when the reads end) or handed to the subscribers' loop.
 final class RedisSubscriberHandler: ChannelInboundHandler, @unchecked Sendable {
     typealias InboundIn = ByteBuffer
 
     private let hub: Hub
     private var input = ByteBuffer()
-    private var touched: [String] = []
+    /// Without a hand-off: this read's writes, flushed at `channelReadComplete`.
+    private var fanout: Fanout
     /// With `FLOOR_HANDOFF`: the subscribers' loop, to which this connection, reading on a loop
     /// of its own, hands what it reads (as Chorus's reader thread hands batches to its loops).
     /// Nil: everything on one loop.
@@ -182,6 +183,7 @@ final class RedisSubscriberHandler: ChannelInboundHandler, @unchecked Sendable {
 
     init(hub: Hub, deliveryLoop: (any EventLoop)? = nil, inbox: Inbox? = nil) {
         self.hub = hub
+        self.fanout = Fanout(hub: hub)
         self.deliveryLoop = deliveryLoop
         self.inbox = inbox
     }
@@ -190,7 +192,7 @@ final class RedisSubscriberHandler: ChannelInboundHandler, @unchecked Sendable {
         var bytes = unwrapInboundIn(data)
         input.writeBuffer(&bytes)
         guard let deliveryLoop else {
-            while let (channel, payload) = nextMessage() { deliver(channel, payload, allocator: context.channel.allocator) }
+            while let (channel, payload) = nextMessage() { fanout.deliver(channel, payload, allocator: context.channel.allocator) }
             input.discardReadBytes()
             return
         }
@@ -204,40 +206,14 @@ final class RedisSubscriberHandler: ChannelInboundHandler, @unchecked Sendable {
         if let inbox, !inbox.put(batch) { return }
         let (hub, allocator, inbox) = (self.hub, context.channel.allocator, self.inbox)
         deliveryLoop.execute {
-            let drain = RedisSubscriberHandler(hub: hub)
+            var drain = Fanout(hub: hub)
             for (channel, payload) in inbox?.takeAll() ?? batch { drain.deliver(channel, payload, allocator: allocator) }
-            drain.flushTouched()
+            drain.flush()
         }
-    }
-
-    private func deliver(_ channel: String, _ payload: [UInt8], allocator: ByteBufferAllocator) {
-        let topic = String(channel.dropFirst(6))
-        guard channel.hasPrefix("floor:"), let subscribers = hub.subscribers[topic] else { return }
-        var frame = allocator.buffer(capacity: payload.count + 10)
-        frame.writeInteger(UInt8(0x81))
-        if payload.count < 126 {
-            frame.writeInteger(UInt8(payload.count))
-        } else if payload.count < 65536 {
-            frame.writeInteger(UInt8(126))
-            frame.writeInteger(UInt16(payload.count))
-        } else {
-            frame.writeInteger(UInt8(127))
-            frame.writeInteger(UInt64(payload.count))
-        }
-        frame.writeBytes(payload)
-        for subscriber in subscribers { subscriber.deliver(frame) }
-        if !touched.contains(topic) { touched.append(topic) }
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        if deliveryLoop == nil { flushTouched() }
-    }
-
-    private func flushTouched() {
-        for topic in touched {
-            for subscriber in hub.subscribers[topic] ?? [] { subscriber.context?.flush() }
-        }
-        touched.removeAll(keepingCapacity: true)
+        if deliveryLoop == nil { fanout.flush() }
     }
 
     /// The next complete `*3 $7 message $n channel $m payload`, skipping other replies.
@@ -284,6 +260,41 @@ final class RedisSubscriberHandler: ChannelInboundHandler, @unchecked Sendable {
         let line = Array(view[view.startIndex..<nl].dropLast())
         input.moveReaderIndex(forwardBy: nl - view.startIndex + 1)
         return line
+    }
+}
+
+/// One round of delivery on the subscribers' loop: each message framed once and written to its
+/// topic's subscribers, then each subscriber written to flushed once.
+struct Fanout {
+    let hub: Hub
+    private var touched: [String] = []
+
+    init(hub: Hub) { self.hub = hub }
+
+    mutating func deliver(_ channel: String, _ payload: [UInt8], allocator: ByteBufferAllocator) {
+        let topic = String(channel.dropFirst(6))
+        guard channel.hasPrefix("floor:"), let subscribers = hub.subscribers[topic] else { return }
+        var frame = allocator.buffer(capacity: payload.count + 10)
+        frame.writeInteger(UInt8(0x81))
+        if payload.count < 126 {
+            frame.writeInteger(UInt8(payload.count))
+        } else if payload.count < 65536 {
+            frame.writeInteger(UInt8(126))
+            frame.writeInteger(UInt16(payload.count))
+        } else {
+            frame.writeInteger(UInt8(127))
+            frame.writeInteger(UInt64(payload.count))
+        }
+        frame.writeBytes(payload)
+        for subscriber in subscribers { subscriber.deliver(frame) }
+        if !touched.contains(topic) { touched.append(topic) }
+    }
+
+    mutating func flush() {
+        for topic in touched {
+            for subscriber in hub.subscribers[topic] ?? [] { subscriber.context?.flush() }
+        }
+        touched.removeAll(keepingCapacity: true)
     }
 }
 
@@ -340,7 +351,11 @@ struct FloorNIO {
             exit(2)
         }
         let mode = getenv("FLOOR_HANDOFF").map { String(cString: $0) } ?? ""
-        let handoff = mode == "naive" || mode == "inbox"
+        guard ["", "naive", "inbox"].contains(mode) else {
+            print("chorus-floor-nio: FLOOR_HANDOFF is empty, naive or inbox, not '\(mode)'")
+            exit(2)
+        }
+        let handoff = !mode.isEmpty
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let loop = group.next()
         let readerGroup = handoff ? MultiThreadedEventLoopGroup(numberOfThreads: 1) : group
