@@ -63,6 +63,7 @@ struct Serve: AsyncParsableCommand {
         let metrics = NodeMetrics()
         MetricsSystem.bootstrap(NodeMetrics.processFactory(registry: metrics.registry))
         ResourceLimits.raiseOpenFileLimit(logger: Logger(label: "chorus"))
+        await ResourceLimits.createTimerDescriptors()
         let node = try ChorusNode(
             configuration: configuration, logger: Logger(label: "chorus"), metrics: metrics,
             gracefulShutdownSignals: [.sigterm, .sigint])

@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import Dispatch
 import Logging
 
 /// Process limits a node with many connections needs.
@@ -44,6 +45,22 @@ public enum ResourceLimits {
         limit.rlim_cur = target
         if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 {
             logger.info("open file limit raised", metadata: ["from": "\(before)", "to": "\(target)"])
+        }
+    }
+
+    /// Has libdispatch make its timer descriptors now, one per clock (continuous, suspending,
+    /// wall), before the node accepts connections.
+    ///
+    /// libdispatch creates them lazily, at the first timer of each clock (a `Task.sleep`, an
+    /// `asyncAfter`, in this code or a library's), and on Linux stops the process (SIGILL) when
+    /// that first timer finds no descriptor free. A node out of descriptors under a connection
+    /// flood then crashed the first time anything slept on a clock not used before
+    /// (`ConnectionFloodTests`, once in five CI runs). Made here, they are reused ever after.
+    public static func createTimerDescriptors() async {
+        try? await Task.sleep(for: .milliseconds(1), tolerance: nil, clock: .continuous)
+        try? await Task.sleep(for: .milliseconds(1), tolerance: nil, clock: .suspending)
+        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+            DispatchQueue.global().asyncAfter(wallDeadline: .now() + .milliseconds(1)) { done.resume() }
         }
     }
 }
