@@ -34,6 +34,9 @@
 #   NCHAN_PUBLISH=ws       ws: frames on a /pub/<topic> WebSocket; http: POST /pub/<topic>
 #   CONNECTIONS=10000      connections held by the connections scenario
 #   SLOW_DURATION=100      seconds of publishing in the slow scenario
+#   DURATION=5             seconds measured per trial in the other scenarios (3 with --quick);
+#                          a latency trial's p99 rests on its slowest 1 % of messages, so longer
+#                          trials (30) settle it where 5-s trials scatter
 #   SKIP_BUILD=1           use the binaries already in $SCRATCH/release
 #   KEEP_TMP=1             keep the temp dir (logs, configs)
 #   COMPRESSION=on         permessage-deflate: Chorus with WEBSOCKET_COMPRESSION=on, Nchan with
@@ -249,7 +252,7 @@ if [ "$NETNS" = 1 ]; then
 fi
 {
     echo "mode: $([ "$NETNS" = 1 ] && echo "netns (veth, RPS)" || echo loopback), pinned: $([ "$PIN" = 1 ] && echo "servers CPU $SERVER_CPU, generator CPU $GEN_CPU" || echo no)"
-    echo "host: $HOST  chorus: $CHORUS  HISTORY_SIZE=${HISTORY_SIZE:-default}"
+    echo "host: $HOST  chorus: $CHORUS  HISTORY_SIZE=${HISTORY_SIZE:-default}  DURATION=${DURATION:-default}"
     case ",$TARGETS," in *,floor,*|*,floor-nio,*) echo "floor: FLOOR_NODELAY=${FLOOR_NODELAY:-1} FLOOR_HANDOFF=${FLOOR_HANDOFF:-}" ;; esac
 } >"$RESULTS/$STAMP-mode.txt"
 
@@ -345,7 +348,8 @@ urls() {  # TARGET
     else echo "--url $HOST:${NCHAN_PORT[1]} --url $HOST:${NCHAN_PORT[2]}"; fi
 }
 
-if [ "$QUICK" = 1 ]; then DURATION=3; WARMUP=1; else DURATION=5; WARMUP=1; fi
+if [ "$QUICK" = 1 ]; then DURATION="${DURATION:-3}"; else DURATION="${DURATION:-5}"; fi
+WARMUP=1
 
 # A topic of its own per trial: Nchan gives a new subscriber the messages its channel still
 # buffers (nchan_subscriber_first_message defaults to oldest), so on a topic shared by trials
