@@ -10,7 +10,7 @@ BIN=${1:-$REPO/.build/debug/chorus}
 [ -x "$BIN" ] || { echo "check-readme: $BIN missing: run swift build first" >&2; exit 1; }
 python3 scripts/lib/doc_snippets.py --lint docs/*.md
 scripts/install-deps.sh jq curl
-python3 -c 'import websockets' 2>/dev/null || python3 -m pip install -q websockets
+scripts/lib/python-websockets.sh
 log() { echo "check-readme: $*" >&2; }
 source scripts/lib/loopback.sh
 

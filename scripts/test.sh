@@ -5,9 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh libhiredis-dev zlib1g-dev pkg-config redis-server redis-tools redis-sentinel nginx postgresql util-linux jq curl prometheus chromium chromium-driver openssl
-# Python's websockets, for the permessage-deflate interop test, in whichever python3 it will find.
-python3 -c 'import websockets' 2>/dev/null || python3 -m pip install -q websockets 2>/dev/null \
-    || scripts/install-deps.sh python3-websockets
+scripts/lib/python-websockets.sh
 swift build --build-tests
 swift test --skip-build "$@"
 # The JavaScript SDK and the example chat app against real nodes (node --test; headless Chromium).
