@@ -68,12 +68,36 @@ struct SQLiteDriver: DatabaseDriver {
         _ = try await connection.query("PRAGMA busy_timeout = \(milliseconds)")
         _ = try await connection.query("PRAGMA foreign_keys = ON")
         if case .file = storage {
-            let mode = try await connection.query("PRAGMA journal_mode = WAL").first?.column("journal_mode")?.string
+            let mode = try await switchToWAL(connection)
             if mode?.lowercased() != "wal" {
                 logger.warning("SQLite \(location): WAL mode refused, journal mode is \(mode ?? "unknown")")
             }
             // With WAL, NORMAL loses no committed data on a crash of the process, only on power loss.
             _ = try await connection.query("PRAGMA synchronous = NORMAL")
+        }
+    }
+
+    /// Sets `journal_mode = WAL`, retried for up to the busy timeout while SQLite answers busy.
+    ///
+    /// Switching a new file to WAL takes its exclusive lock from a shared one. When two
+    /// connections switch at once (two nodes starting on one new file), each holds the shared
+    /// lock the other waits for, so SQLite answers busy at once instead of calling the busy
+    /// handler. Trying again after a pause finds the file switched by the other.
+    private func switchToWAL(_ connection: SQLiteConnection) async throws -> String? {
+        let deadline = ContinuousClock.now + configuration.sqliteBusyTimeout
+        while true {
+            do {
+                return try await connection.query("PRAGMA journal_mode = WAL").first?.column("journal_mode")?.string
+            } catch let error as SQLiteError where Self.isBusy(error) && ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(10))
+            }
+        }
+    }
+
+    private static func isBusy(_ error: SQLiteError) -> Bool {
+        switch error.reason {
+        case .busy, .busyInRecovery, .busyInSnapshot, .busyTimeout: true
+        default: false
         }
     }
 
