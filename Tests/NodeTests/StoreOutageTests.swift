@@ -9,7 +9,7 @@ struct StoreOutageTests {
         let postgres = try await PostgresProcess.start()
         do {
             try await postgres.createDatabase("chorus")
-            try await withNode(["DATABASE_URL": postgres.url(database: "chorus"), "DATABASE_TIMEOUT": "1000"]) { node in
+            try await withNode(["DATABASE_URL": postgres.url(database: "chorus"), "DATABASE_TIMEOUT": "3000"]) { node in
                 let alice = try await register(node, "alice")
                 let listener = try await node.connect(as: "listener")
                 _ = try await listener.request(["type": "subscribe", "topic": "rooms.lobby"])
@@ -41,7 +41,7 @@ extension StoreOutageTests {
     func postgresHung() async throws {
         try await PostgresProcess.withServer { postgres in
             try await postgres.createDatabase("chorus")
-            try await withNode(["DATABASE_URL": postgres.url(database: "chorus"), "DATABASE_TIMEOUT": "1000"]) { node in
+            try await withNode(["DATABASE_URL": postgres.url(database: "chorus"), "DATABASE_TIMEOUT": "3000"]) { node in
                 _ = try await register(node, "alice")
                 let credentials = ["username": "alice", "password": "correct horse"]
                 postgres.freeze()
@@ -66,7 +66,7 @@ extension StoreOutageTests {
     func postgresBack() async throws {
         try await PostgresProcess.withServer { postgres in
             try await postgres.createDatabase("chorus")
-            try await withNode(["DATABASE_URL": postgres.url(database: "chorus"), "DATABASE_TIMEOUT": "1000"]) { node in
+            try await withNode(["DATABASE_URL": postgres.url(database: "chorus"), "DATABASE_TIMEOUT": "3000"]) { node in
                 let alice = try await register(node, "alice")
                 let credentials = ["username": "alice", "password": "correct horse"]
 
