@@ -46,6 +46,8 @@ public final class RedisAdapter: PubSubAdapter {
     public let history: HistoryPolicy
     /// The rings of topics whose server is unreachable (epochs of this process, never Redis').
     private let fallbackHistory: MemoryHistory
+    /// Per server (as `links`): its history reads, shared per topic.
+    let historyReads: [RedisHistoryReads]
 
     /// - Parameters:
     ///   - urls: the servers of `PUBSUB_REDIS_URL` (see ``RedisURL/parseList(_:)``), in order.
@@ -106,6 +108,7 @@ public final class RedisAdapter: PubSubAdapter {
                 history: history, fallbackHistory: fallbackHistory,
                 onTransition: { state, count in overall.record(server: index, state: state, count: count) })
         }
+        self.historyReads = links.map { RedisHistoryReads(commands: $0.commands, channels: channels, policy: history) }
     }
 
     public func start(deliver: @escaping @Sendable ([Envelope]) -> Void) {
@@ -131,33 +134,18 @@ public final class RedisAdapter: PubSubAdapter {
     }
 
     /// Reads from the topic's stream on its server, once this node's subscription to the topic
-    /// is in place there (so nothing falls between the page and the live messages); from the
-    /// fallback rings while the server is unreachable.
+    /// is in place there (so nothing falls between the page and the live messages), sharing
+    /// one read with the other reads of the topic waiting at the same time
+    /// (``RedisHistoryReads``); from the fallback rings while the server is unreachable.
     public func readHistory(
         _ topic: Topic, _ query: HistoryQuery, completion: @escaping @Sendable (Result<HistoryPage, HistoryError>) -> Void
     ) {
         guard history.covers(topic) else { return completion(.failure(HistoryError("topic '\(topic.name)' keeps no history"))) }
-        let link = links[server(for: topic)]
-        let (channels, history, fallbackHistory) = (self.channels, self.history, self.fallbackHistory)
-        link.whenSubscribed { throughRedis in
+        let server = server(for: topic)
+        let (reads, fallbackHistory) = (historyReads[server], self.fallbackHistory)
+        links[server].whenSubscribed { throughRedis in
             guard throughRedis else { return completion(.success(fallbackHistory.read(topic, query))) }
-            let keys = [RedisHistory.metaKey(channels, topic), RedisHistory.streamKey(channels, topic)].map { Array($0.utf8) }
-            let arguments = RedisHistory.readArguments(query, policy: history, newEpoch: MemoryHistory.randomEpoch())
-            // A connection that broke since its last use (a Redis restart) fails once and is
-            // remade by the next command: one retry.
-            @Sendable func read(retry: Bool) {
-                link.commands.evaluate(RedisHistory.readScript, keys: keys, arguments: arguments) { result in
-                    switch result {
-                    case .success(let reply):
-                        completion(Result { () throws(HistoryError) in try RedisHistory.page(reply) })
-                    case .failure(let error) where retry && !error.isReplyError:
-                        read(retry: false)
-                    case .failure(let error):
-                        completion(.failure(HistoryError("history read on Redis failed: \(error)")))
-                    }
-                }
-            }
-            read(retry: true)
+            reads.read(topic, query, completion: completion)
         }
     }
 
@@ -221,6 +209,7 @@ public final class RedisAdapter: PubSubAdapter {
     }
 
     public func shutdown() async {
+        for reads in historyReads { reads.stop() }
         await withTaskGroup(of: Void.self) { group in
             for link in links { group.addTask { await link.stop() } }
         }

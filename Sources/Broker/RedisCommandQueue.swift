@@ -101,6 +101,23 @@ public final class RedisCommandQueue: Sendable {
         return try result.get()
     }
 
+    /// Runs `body` on the queue with a ``Turn``, through which it sends commands one after
+    /// another: for work that decides what to send only when its turn comes
+    /// (``RedisHistoryReads`` gathers the reads that waited meanwhile).
+    func perform(_ body: @escaping @Sendable (Turn) -> Void) {
+        queue.async { body(Turn(owner: self)) }
+    }
+
+    /// The queue's connection, lent to a ``perform(_:)`` body for the length of the call.
+    struct Turn {
+        fileprivate let owner: RedisCommandQueue
+
+        /// Like ``RedisCommandQueue/evaluate(_:keys:arguments:completion:)``, blocking the queue.
+        func evaluate(_ script: String, keys: [[UInt8]], arguments: [[UInt8]]) throws(RedisConnectionError) -> RedisReply {
+            try owner.runScript(script, keys: keys, arguments: arguments)
+        }
+    }
+
     /// Closes the connection once the commands queued before this call have run.
     public func close() async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in

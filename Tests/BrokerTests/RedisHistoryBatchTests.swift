@@ -151,7 +151,7 @@ struct RedisHistoryBatchTests {
 }
 
 /// A started ``RedisAdapter`` with history on every topic, publishing with completions.
-private final class HistoryNode: Sendable {
+final class HistoryNode: Sendable {
     let adapter: RedisAdapter
     private let outcomes = Mutex<[Int: PublishOutcome]>([:])
     private let doubles = Atomic<Int>(0)

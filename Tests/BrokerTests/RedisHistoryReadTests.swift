@@ -1,0 +1,153 @@
+import Dispatch
+import Foundation
+import Testing
+
+@testable import Broker
+
+/// History reads of one topic that wait together share one read (``RedisHistoryReads``,
+/// ``HistoryReadBatch``); each must still get exactly the page it would have read alone.
+@Suite("Redis history: reads of one topic shared")
+struct RedisHistoryReadTests {
+    /// A topic's history as offsets `oldest...position`, read as the script reads it.
+    struct Stream {
+        var oldest: Int
+        var position: Int
+
+        func read(_ query: HistoryQuery) -> HistoryPage {
+            let after = max(query.after ?? 0, oldest - 1)
+            let offsets = (after < position ? Array((after + 1)...position) : []).prefix(query.limit)
+            let messages = offsets.map { offset in
+                var envelope = Envelope(id: "m\(offset)", origin: "t", topic: try! Topic("t"), data: RawJSON(.number(JSONNumber(offset))))
+                envelope.offset = offset
+                envelope.epoch = "e"
+                return envelope
+            }
+            return HistoryPage(position: HistoryPosition(offset: position, epoch: "e"), messages: messages, oldestHeld: oldest)
+        }
+    }
+
+    /// A small deterministic generator (the test must fail the same way every run).
+    struct Generator: RandomNumberGenerator {
+        var state: UInt64
+        mutating func next() -> UInt64 {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return state
+        }
+    }
+
+    @Test("each query's part of the shared page is the page it would have read alone, or it is read alone")
+    func partsMatchReadsAlone() {
+        var random = Generator(state: 7)
+        var readAlone = 0
+        for _ in 0..<2_000 {
+            let oldest = Int.random(in: 1...50, using: &random)
+            let stream = Stream(oldest: oldest, position: oldest - 1 + Int.random(in: 0...60, using: &random))
+            let queries = (0..<Int.random(in: 1...6, using: &random)).map { _ in
+                HistoryQuery(
+                    after: Bool.random(using: &random) ? nil : Int.random(in: 0...120, using: &random),
+                    limit: [0, 1, 5, 20, 100].randomElement(using: &random)!)
+            }
+            let batch = HistoryReadBatch(queries)
+            let shared = stream.read(batch.read)
+            for (index, query) in queries.enumerated() {
+                let alone = stream.read(query)
+                guard let part = batch.part(of: shared, for: index) else {
+                    readAlone += 1
+                    #expect(shared.messages.count == batch.read.limit, "read alone only when the shared page was cut at its limit")
+                    continue
+                }
+                #expect(part.position == alone.position && part.oldestHeld == alone.oldestHeld)
+                #expect(part.messages.map(\.offset) == alone.messages.map(\.offset), "\(query) of \(stream) from \(batch.read)")
+            }
+        }
+        #expect(readAlone > 0, "the generated cases include pages cut short")
+    }
+
+    @Test("reads of one topic that wait together on Redis become one read, and each gets its own page")
+    func sharedOnRedis() async throws {
+        try await RedisTest.withServers { servers in
+            let node = HistoryNode(urls: [servers[0].url])
+            let outcomes = await node.publishAndWait("t.reads", count: 300)
+            #expect(outcomes.count == 300 && outcomes.allSatisfy { $0.refusal == nil })
+            let topic = try Topic("t.reads")
+
+            // Recoveries (`since`), positions alone, short pages, and two reads never shared.
+            let recoveries: [HistoryQuery] =
+                (0..<40).map { HistoryQuery(after: $0 * 7, limit: 1_000) } + (0..<10).map { _ in HistoryQuery(limit: 0) }
+                + [HistoryQuery(after: 0, limit: 10), HistoryQuery(after: 290, limit: 5)]
+                + [HistoryQuery(limit: 5, newest: true), HistoryQuery(before: 50, limit: 5, newest: true)]
+            #expect(try await Self.readTogether(recoveries, of: topic, on: node) == 1 + 2)
+            // The shared page (after 0, 20 messages) stops short of what the second would read: alone.
+            #expect(try await Self.readTogether([HistoryQuery(after: 0, limit: 10), HistoryQuery(after: 100, limit: 20)], of: topic, on: node) == 2)
+            await node.adapter.shutdown()
+        }
+    }
+
+    /// Asks for `queries` while the server's queue is held busy, so that they all wait
+    /// together; checks each page against the same query read on its own afterwards, and
+    /// returns how many script runs the queries took together.
+    static func readTogether(_ queries: [HistoryQuery], of topic: Topic, on node: HistoryNode) async throws -> Int {
+        let reads = node.adapter.historyReads[0]
+        let gate = DispatchSemaphore(value: 0)
+        reads.commands.perform { _ in gate.wait() }
+        let before = reads.readsMade
+        let shared = queries.filter(HistoryReadBatch.canShare).count
+        let pages = try await withThrowingTaskGroup(of: (Int, HistoryPage).self) { group in
+            for (index, query) in queries.enumerated() {
+                group.addTask { (index, try await read(query, of: topic, on: node)) }
+            }
+            let queued = await RedisTest.eventually { reads.waitingCount(for: topic) == shared }
+            gate.signal()
+            #expect(queued, "\(reads.waitingCount(for: topic)) of \(shared) reads waiting")
+            var pages: [Int: HistoryPage] = [:]
+            for try await (index, page) in group { pages[index] = page }
+            return pages
+        }
+        let made = reads.readsMade - before
+        for (index, query) in queries.enumerated() {
+            let alone = try await read(query, of: topic, on: node)
+            let page = try #require(pages[index])
+            #expect(page.position == alone.position, "\(query)")
+            #expect(page.messages.map(\.id) == alone.messages.map(\.id), "\(query)")
+            #expect(page.messages.map(\.offset) == alone.messages.map(\.offset), "\(query)")
+        }
+        return made
+    }
+
+    static func read(_ query: HistoryQuery, of topic: Topic, on node: HistoryNode) async throws -> HistoryPage {
+        try await withCheckedContinuation { continuation in
+            node.adapter.readHistory(topic, query) { continuation.resume(returning: $0) }
+        }.get()
+    }
+
+    @Test("a shutdown answers the reads still waiting at once, with a failure")
+    func stopAnswersWaitingReads() async throws {
+        try await RedisTest.withServers { servers in
+            let node = HistoryNode(urls: [servers[0].url])
+            _ = await node.publishAndWait("t.stop", count: 10)
+            let topic = try Topic("t.stop")
+            let reads = node.adapter.historyReads[0]
+            let gate = DispatchSemaphore(value: 0)
+            reads.commands.perform { _ in gate.wait() }
+            let results = try await withThrowingTaskGroup(of: Result<HistoryPage, HistoryError>.self) { group in
+                for _ in 0..<20 {
+                    group.addTask {
+                        await withCheckedContinuation { continuation in
+                            node.adapter.readHistory(topic, HistoryQuery(after: 0, limit: 100)) { continuation.resume(returning: $0) }
+                        }
+                    }
+                }
+                #expect(await RedisTest.eventually { reads.waitingCount(for: topic) == 20 })
+                // The queue is still held: the reads are answered by the stop, not by Redis.
+                reads.stop()
+                var results: [Result<HistoryPage, HistoryError>] = []
+                for try await result in group { results.append(result) }
+                return results
+            }
+            gate.signal()
+            #expect(results.count == 20)
+            #expect(results.allSatisfy { if case .failure(let error) = $0 { "\(error)".contains("stopping") } else { false } })
+            await node.adapter.shutdown()
+        }
+    }
+}
