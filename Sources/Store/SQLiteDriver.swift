@@ -77,17 +77,25 @@ struct SQLiteDriver: DatabaseDriver {
         }
     }
 
-    /// Sets `journal_mode = WAL`, retried for up to the busy timeout while SQLite answers busy.
-    ///
-    /// Switching a new file to WAL takes its exclusive lock from a shared one. When two
-    /// connections switch at once (two nodes starting on one new file), each holds the shared
-    /// lock the other waits for, so SQLite answers busy at once instead of calling the busy
-    /// handler. Trying again after a pause finds the file switched by the other.
+    /// Sets `journal_mode = WAL`. Switching a new file to WAL takes its exclusive lock from a
+    /// shared one; when two connections switch at once (two nodes starting on one new file),
+    /// each holds the shared lock the other waits for, so SQLite answers busy at once instead of
+    /// calling the busy handler. Trying again after a pause finds the file switched by the other.
     private func switchToWAL(_ connection: SQLiteConnection) async throws -> String? {
-        let deadline = ContinuousClock.now + configuration.sqliteBusyTimeout
+        try await startupStatement("PRAGMA journal_mode = WAL", on: connection).first?.column("journal_mode")?.string
+    }
+
+    /// How long a node starting on a file another node is migrating waits for it: the busy
+    /// timeout bounds each request, but a migration on a loaded machine may take longer.
+    static let startupLockWait: Duration = .seconds(60)
+
+    /// Runs a statement of the startup, trying again while SQLite answers busy, for up to
+    /// ``startupLockWait`` (or the busy timeout, if longer).
+    private func startupStatement(_ sql: String, on connection: SQLiteConnection) async throws -> [SQLiteRow] {
+        let deadline = ContinuousClock.now + max(Self.startupLockWait, configuration.sqliteBusyTimeout)
         while true {
             do {
-                return try await connection.query("PRAGMA journal_mode = WAL").first?.column("journal_mode")?.string
+                return try await connection.query(sql)
             } catch let error as SQLiteError where Self.isBusy(error) && ContinuousClock.now < deadline {
                 try await Task.sleep(for: .milliseconds(10))
             }
@@ -103,9 +111,9 @@ struct SQLiteDriver: DatabaseDriver {
 
     /// Applies the migrations not yet recorded, in one `BEGIN IMMEDIATE` transaction: it takes
     /// the write lock first, so two processes starting on one file run them one after the other
-    /// (the second waits up to the busy timeout and then finds nothing to do).
+    /// (the second waits, up to ``startupLockWait``, and then finds nothing to do).
     private func migrate(_ connection: SQLiteConnection) async throws {
-        _ = try await connection.query("BEGIN IMMEDIATE")
+        _ = try await startupStatement("BEGIN IMMEDIATE", on: connection)
         do {
             _ = try await connection.query(Migration.sqliteVersionTable)
             let rows = try await connection.query("SELECT version FROM schema_migrations")

@@ -33,13 +33,16 @@ struct SQLiteFileStoreTests {
     }
 
     /// Twenty rounds, each on a new file: the two stores then switch it to WAL at the same
-    /// moment, which SQLite answers with busy at once in a few rounds in a hundred.
+    /// moment, which SQLite answers with busy at once in a few rounds in a hundred. The busy
+    /// timeout is far shorter than a migration, as a loaded machine makes the default 5 s, so
+    /// that the second store finds the first one's migration holding the write lock.
     @Test("two stores started at once on one new file both open and share it, round after round")
     func twoStoresOneFile() async throws {
+        let configuration = StoreConfiguration(sqliteBusyTimeout: .milliseconds(1))
         for round in 0..<20 {
             try await StoreHarness.withTemporaryDirectory { directory in
                 let url = DatabaseURL.sqliteFile(directory.appendingPathComponent("shared.db").path)
-                try await StoreHarness.runningAll([url, url]) { stores in
+                try await StoreHarness.runningAll([url, url], configuration: configuration) { stores in
                     let user = try await stores[0].createUser(username: "shared", passwordHash: "h")
                     #expect(try await stores[1].user(named: "shared") == user, "round \(round)")
                     await #expect(throws: StoreError.duplicateUsername) {
