@@ -96,7 +96,7 @@ struct ConnectionFloodTests {
             #expect(cap > 150, "room for the WebSockets and more: \(cap)")
             #expect(sockets > cap, "the node's and the listen backlog's")
             let warning = "connections wait in the listen backlog: the node holds \(cap) connections"
-            #expect(await Self.logs(process, warning), "\(process.output().suffix(3000))")
+            #expect(await process.logged(warning), "\(process.output().suffix(3000))")
             #expect(!process.output().contains("accept failed"), "the cap comes before the descriptors run out")
         }
     }
@@ -112,17 +112,10 @@ struct ConnectionFloodTests {
             "/usr/bin/prlimit", ["--pid", "\(process.pid)", "--nofile=120:200"], log: log())
         #expect(await lower.wait(timeout: .seconds(20)) == 0, "\(lower.output())")
         try await withFlood(process, port) { _ in
-            #expect(await Self.logs(process, "accept failed"), "\(process.output().suffix(3000))")
-            #expect(await Self.logs(process, "Too many open files"))
-            #expect(await Self.logs(process, "pausing accepts"))
+            #expect(await process.logged("accept failed"), "\(process.output().suffix(3000))")
+            #expect(await process.logged("Too many open files"))
+            #expect(await process.logged("pausing accepts"))
         }
-    }
-
-    /// Whether `process` has logged `line`, waiting for it: the kernel completes the flood's
-    /// connections in the listen backlog, so the flood can end before the node has accepted
-    /// enough of them to log (a loaded machine's CI run checked too early).
-    static func logs(_ process: ChildProcess, _ line: String) async -> Bool {
-        await eventually(within: .seconds(30)) { process.output().contains(line) }
     }
 
     /// With a subscriber and a publisher connected first, floods `port` and holds the flood

@@ -80,7 +80,7 @@ struct ConnectionsPerAddressTests {
         let fifth = try #require(connect(port, from: "127.0.0.1"))
         defer { close(fifth) }
         #expect(closedByNode(fifth), "the fifth connection from 127.0.0.1 is closed unanswered")
-        #expect(process.output().contains("HTTP_MAX_CONNECTIONS_PER_IP (4)"), "\(process.output().suffix(2000))")
+        #expect(await process.logged("HTTP_MAX_CONNECTIONS_PER_IP (4)"), "\(process.output().suffix(2000))")
 
         let other = try #require(connect(port, from: "127.0.0.2"))
         defer { close(other) }

@@ -145,6 +145,13 @@ public final class ChildProcess: Sendable {
         (try? String(contentsOf: log, encoding: .utf8)) ?? ""
     }
 
+    /// Whether the process has written `line` to its log, waiting up to `timeout` for it: what
+    /// the test observed (a refusal, a flood's connections completed by the kernel) does not
+    /// order the line before it, and on a loaded machine the line may come a moment later.
+    public func logged(_ line: String, within timeout: Duration = .seconds(30)) async -> Bool {
+        await eventually(within: timeout) { output().contains(line) }
+    }
+
     deinit {
         if exitStatus == nil {
             kill(pid, SIGKILL)
