@@ -49,7 +49,6 @@ final class RedisHistoryReads: Sendable {
     /// Reads `query` of `topic` from Redis and hands the page to `completion`, on the queue.
     func read(_ topic: Topic, _ query: HistoryQuery, completion: @escaping Completion) {
         guard HistoryReadBatch.canShare(query) else {
-            guard !state.withLock({ $0.stopped }) else { return completion(.failure(Self.stopping)) }
             return commands.perform { [self] turn in
                 guard !state.withLock({ $0.stopped }) else { return completion(.failure(Self.stopping)) }
                 completion(read(topic, query, on: turn))
