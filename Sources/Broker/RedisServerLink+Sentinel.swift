@@ -100,7 +100,7 @@ extension RedisServerLink {
         guard changed else { return }
         logger.info(
             "Redis Sentinel named the master", metadata: ["master": "\(found.server)", "previous": "\(previous?.server ?? "none")"])
-        subscriberWake.signal()
+        wakeSubscriber()
         publisherWake.signal()
     }
 
