@@ -88,7 +88,7 @@ struct RedisLinkStateMachine: Equatable, Sendable {
 
     // MARK: - Subscriber events
 
-    /// The subscriber thread starts a connection attempt.
+    /// The subscriber starts a connection attempt.
     mutating func subscriberConnecting() -> [Action] {
         guard !stopping else { return [] }
         subscriber = .connecting

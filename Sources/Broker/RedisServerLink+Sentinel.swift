@@ -10,8 +10,8 @@ import Logging
 /// Without Sentinel the master is `url`, fixed. With Sentinel (`PUBSUB_REDIS_SENTINELS`) the
 /// link's state holds the master the sentinel thread last verified (nil until the first
 /// discovery; meanwhile the link is `connecting` and delivers locally), and a generation that
-/// counts changes. The subscriber and publisher threads read it when they connect, so they
-/// never block on Sentinel; a connection to any other address is dropped on the next turn.
+/// counts changes. The subscriber (on its loop) and the publisher thread read it when they
+/// connect, so they never block on Sentinel; a connection to any other address is dropped on the next turn.
 ///
 /// **The sentinel thread** (``runSentinel(_:)``), one per link, owns one blocking connection
 /// to a Sentinel, subscribed to `+switch-master` and pinged like the link's own connections
@@ -36,7 +36,7 @@ extension RedisServerLink {
 
     // MARK: - The link's threads
 
-    /// Subscriber thread: throws when `url` is no longer the master (Sentinel named another).
+    /// Subscriber's loop: throws when `url` is no longer the master (Sentinel named another).
     func requireCurrentMaster(_ url: RedisURL) throws(RedisConnectionError) {
         if let moved = masterMoved(from: url) { throw RedisConnectionError(moved) }
     }

@@ -100,7 +100,7 @@ final class RedisServerLink: Sendable {
         var inFlight: [RedisOutgoing]?
         var publisherSleeping = false
 
-        // Local delivery (to the subscriber thread).
+        // Local delivery (to the subscriber's loop).
         var local: RedisOutgoingQueue
         var doubtful = RedisDoubtfulIDs()
 
@@ -191,8 +191,9 @@ final class RedisServerLink: Sendable {
     /// Stops the subscriber and the threads; returns once they have exited and closed their
     /// connections.
     ///
-    /// The subscriber's loop closes its channel at once. The publisher thread, when inside a blocking call
-    /// to Redis (a connect or a pipeline), finishes it first, each step bounded by `timeout`.
+    /// The subscriber's loop closes its channel at once. The publisher thread, when inside a
+    /// blocking call to Redis (a connect or a pipeline), finishes it first, each step bounded
+    /// by `timeout`.
     /// No `deliver` call starts after this returns.
     func stop() async {
         var settled: [@Sendable () -> Void] = []
