@@ -16,8 +16,9 @@ import Synchronization
 /// user's channel when it has a `userId`, else to its topic's channel. Payloads are
 /// ``EnvelopeCodec`` JSON.
 ///
-/// **Servers.** Each URL of `PUBSUB_REDIS_URL` gets a ``RedisServerLink``: a subscriber
-/// connection (a NIO channel on one event loop) and a publisher thread with a hiredis connection. With several servers every topic
+/// **Servers.** Each URL of `PUBSUB_REDIS_URL` gets a ``RedisServerLink``: a subscriber and a
+/// publisher connection, both NIO channels on one of the node's event loops (hiredis formats
+/// and parses). With several servers every topic
 /// and every user channel lives on one server chosen by a stable hash (FNV-1a 64 of the
 /// channel name without prefix, modulo the number of servers, in the listed order; the same on
 /// every node), and patterns are subscribed on every server.

@@ -10,7 +10,7 @@ import Logging
 /// Without Sentinel the master is `url`, fixed. With Sentinel (`PUBSUB_REDIS_SENTINELS`) the
 /// link's state holds the master the sentinel thread last verified (nil until the first
 /// discovery; meanwhile the link is `connecting` and delivers locally), and a generation that
-/// counts changes. The subscriber (on its loop) and the publisher thread read it when they
+/// counts changes. The subscriber and the publisher (on the link's loop) read it when they
 /// connect, so they never block on Sentinel; a connection to any other address is dropped on the next turn.
 ///
 /// **The sentinel thread** (``runSentinel(_:)``), one per link, owns one blocking connection
@@ -50,25 +50,6 @@ extension RedisServerLink {
         }
     }
 
-    /// Publisher thread: a connection to the master. With Sentinel the address is the one last
-    /// verified, and `ROLE` checks it again on the new connection; any failure asks for a
-    /// re-discovery.
-    func openPublisherConnection() throws(RedisConnectionError) -> RedisConnection {
-        let clientName = "chorus:\(nodeId):pub"
-        guard sentinel != nil else { return try RedisConnection(connectingTo: url, timeout: timeout, clientName: clientName) }
-        guard let master = state.withLock({ $0.master }) else {
-            throw RedisConnectionError("no master for '\(url.host)' from Sentinel yet")
-        }
-        do throws(RedisConnectionError) {
-            let connection = try RedisConnection(connectingTo: master, timeout: timeout, clientName: clientName)
-            try RedisSentinelDiscovery.requireMaster(connection.command(["ROLE"]), at: master)
-            return connection
-        } catch {
-            wantDiscovery()
-            throw error
-        }
-    }
-
     /// An error reply from the master: one that says the server is not (or not yet) a usable
     /// master (`READONLY`, `LOADING`, `MASTERDOWN`) asks for a re-discovery.
     func noteRefusal(_ error: String) {
@@ -101,7 +82,7 @@ extension RedisServerLink {
         logger.info(
             "Redis Sentinel named the master", metadata: ["master": "\(found.server)", "previous": "\(previous?.server ?? "none")"])
         wakeSubscriber()
-        publisherWake.signal()
+        wakePublisher()
     }
 
     // MARK: - The sentinel thread

@@ -14,9 +14,11 @@ import Synchronization
 ///   and it is the link's only delivering place: what Redis sends and, in fallback, what this
 ///   node publishes (the local outbox) are delivered from that loop. Nothing there blocks, so
 ///   local delivery and shutdown never wait for Redis.
-/// - The *publisher thread* (``runPublisher()``) owns a blocking ``RedisConnection`` whose every
-///   round trip is bounded by `timeout`. It sleeps on a semaphore, takes the whole publish
-///   queue and sends it as one pipeline of `PUBLISH` commands before reading the replies.
+/// - The *publisher* runs on the same loop (``RedisPublisherState``,
+///   `RedisServerLink+Publisher.swift`): a NIO channel (``RedisPublisherSession``) to which it
+///   writes the whole publish queue as one pipeline and whose replies it reads in order. A
+///   publish made on that loop is written in the same pass of the loop, without waking a thread.
+/// - Only Sentinel discovery (`RedisServerLink+Sentinel.swift`) has a thread of its own.
 ///
 /// **Deadlines** (`timeout` is `PUBSUB_REDIS_TIMEOUT`): every connection sends a `PING` after
 /// ``pingInterval(for:)`` without one (a third of the timeout), which also keeps Redis'
@@ -30,7 +32,7 @@ import Synchronization
 /// never wait for Redis. `deliver` is never called with the lock held.
 ///
 /// **Queues**, each bounded in messages and bytes (a full one drops and counts): the publish
-/// queue (to the publisher thread) and the local outbox (to the subscriber's loop). In fallback
+/// queue (to the publisher) and the local outbox (to the subscriber's loop). In fallback
 /// a publish goes to the local outbox: the publishing thread (usually an event loop) only
 /// appends, the subscriber's loop fans out.
 final class RedisServerLink: Sendable {
@@ -54,7 +56,7 @@ final class RedisServerLink: Sendable {
     let state: Mutex<State>
     /// The subscriber's loop-owned state (see `RedisServerLink+Subscriber.swift`).
     let subscriber: RedisSubscriberState
-    let publisherWake = DispatchSemaphore(value: 0)
+    let publisher: RedisPublisherState
     /// Threads (and the subscriber, counted as one) still running, and who waits for the last
     /// one to exit (``stop()``). The last one resumes the waiters itself: no dispatch queue in
     /// between, whose threads may be busy.
@@ -80,6 +82,7 @@ final class RedisServerLink: Sendable {
         var deliver: (@Sendable ([Envelope]) -> Void)?
         /// Started and not yet finished: the subscriber counts in `threads` (``stop()`` waits).
         var subscriberRunning = false
+        var publisherRunning = false
 
         // Interest wanted on this server, and what the current subscriber connection asked for.
         var channels: Set<String> = []
@@ -93,12 +96,11 @@ final class RedisServerLink: Sendable {
         /// Interest changes requested and confirmed, and who waits for them (``whenInterestSettled(_:)``).
         var settling = RedisInterestSettling<@Sendable () -> Void>()
 
-        // Publishing through Redis (to the publisher thread).
+        // Publishing through Redis (to the publisher, on the link's loop).
         var queue: RedisOutgoingQueue
-        /// The batch the publisher thread has written and Redis not yet acknowledged; taken
+        /// The batch the publisher has written and Redis not yet acknowledged; taken
         /// (set to nil) by a fall back, which delivers it locally.
         var inFlight: [RedisOutgoing]?
-        var publisherSleeping = false
 
         // Local delivery (to the subscriber's loop).
         var local: RedisOutgoingQueue
@@ -124,6 +126,7 @@ final class RedisServerLink: Sendable {
         self.sentinel = sentinel
         self.sentinelWake = sentinel.map { _ in WakePipe() }
         self.subscriber = RedisSubscriberState(loop: loop)
+        self.publisher = RedisPublisherState(loop: loop)
         self.channels = channels
         self.nodeId = nodeId
         self.timeout = timeout
@@ -147,20 +150,21 @@ final class RedisServerLink: Sendable {
 
     // MARK: - Lifecycle (any thread)
 
-    /// Starts the subscriber (on its loop) and the publisher thread.
+    /// Starts the subscriber and the publisher (on their loop) and, with Sentinel, its thread.
     func start(deliver: @escaping @Sendable ([Envelope]) -> Void) {
         let fresh = state.withLock { state -> Bool in
             guard state.deliver == nil, !state.machine.stopping else { return false }
             state.deliver = deliver
             state.subscriberRunning = true
+            state.publisherRunning = true
             state.since = Date()
             return true
         }
         guard fresh else { return }
-        threads.withLock { $0.running += 1 }  // the subscriber, until finishSubscriber()
+        // The subscriber and the publisher, until finishSubscriber() and finishPublisher().
+        threads.withLock { $0.running += 2 }
         wakeSubscriber()
-        // Linux keeps 15 bytes of a thread name (longer ones are refused): `redis-pub-6379`.
-        spawn("redis-pub-\(url.port)") { $0.runPublisher() }
+        wakePublisher()
         if let sentinel { spawn("redis-sentinel") { $0.runSentinel(sentinel) } }
     }
 
@@ -188,13 +192,11 @@ final class RedisServerLink: Sendable {
         for waiter in waiters { waiter.resume() }
     }
 
-    /// Stops the subscriber and the threads; returns once they have exited and closed their
-    /// connections.
+    /// Stops the subscriber, the publisher and the sentinel thread; returns once their
+    /// connections are closed.
     ///
-    /// The subscriber's loop closes its channel at once. The publisher thread, when inside a
-    /// blocking call to Redis (a connect or a pipeline), finishes it first, each step bounded
-    /// by `timeout`.
-    /// No `deliver` call starts after this returns.
+    /// The loop closes both channels at once; publishes not yet answered by Redis are answered
+    /// with a refusal. No `deliver` call starts after this returns.
     func stop() async {
         var settled: [@Sendable () -> Void] = []
         var unsent: [RedisOutgoing] = []
@@ -207,6 +209,7 @@ final class RedisServerLink: Sendable {
         }
         sentinelWake?.signal()
         wakeSubscriber()
+        wakePublisher()
         for body in settled { body() }
         // Their publishers are answered rather than left waiting (an HTTP publish awaits this).
         for outgoing in unsent { outgoing.completion?(.refused("the node is stopping")) }
@@ -296,7 +299,7 @@ final class RedisServerLink: Sendable {
 
     // MARK: - Publishing (any thread)
 
-    /// Publishes through Redis when connected (queued for the publisher thread); otherwise
+    /// Publishes through Redis when connected (queued for the publisher); otherwise
     /// queues it for local delivery by the subscriber's loop. Either way it only appends.
     func publish(_ envelope: Envelope, channel: String, historyTopic: Topic? = nil, completion: PublishCompletion? = nil) {
         let outgoing = RedisOutgoing(
@@ -313,9 +316,8 @@ final class RedisServerLink: Sendable {
                     counters.countDropped()
                     return .dropped
                 }
-                guard state.publisherSleeping else { return .none }
-                state.publisherSleeping = false
-                return .publisher
+                // A non-empty queue has a turn coming: one is queued, or a batch is in flight.
+                return state.queue.count == 1 ? .publisher : .none
             }
             let wasEmpty = state.local.isEmpty
             guard state.local.append(outgoing) else {
@@ -328,7 +330,7 @@ final class RedisServerLink: Sendable {
         switch wake {
         case .none: break
         case .dropped: outgoing.completion?(.refused("the node's Redis publish queue is full or the node is stopping"))
-        case .publisher: publisherWake.signal()
+        case .publisher: wakePublisher()
         case .subscriber: wakeSubscriber()
         }
     }
@@ -351,7 +353,7 @@ final class RedisServerLink: Sendable {
         }
     }
 
-    // MARK: - Failover (subscriber and publisher threads)
+    // MARK: - Failover (the link's loop, and the sentinel thread)
 
     /// Feeds one event to the state machine (with whatever else `event` changes in the same
     /// critical section) and performs the actions it returns: the queue moves under the lock,
@@ -379,12 +381,11 @@ final class RedisServerLink: Sendable {
                     wakePublisher = true
                 }
             }
-            if wakePublisher { state.publisherSleeping = false }
         }
         for transition in transitions { report(transition) }
         for body in settled { body() }
         if wakeSubscriber { self.wakeSubscriber() }
-        if wakePublisher { publisherWake.signal() }
+        if wakePublisher { self.wakePublisher() }
     }
 
     /// Moves the batch in flight, then the publish queue, to the local outbox (in publish

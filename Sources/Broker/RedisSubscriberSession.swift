@@ -3,7 +3,7 @@ import NIOPosix
 
 /// One subscriber connection of a ``RedisServerLink``, from the connect to its failure, with
 /// its deadlines: a NIO channel on the link's event loop, whose bytes hiredis parses
-/// (``RedisSubscriberHandler``).
+/// (``RedisReplyHandler``).
 ///
 /// **Ownership.** Created, used and dropped on the link's subscriber event loop only (not
 /// `Sendable`); its callbacks (``onBurst``, ``onFailure``) run there too.
@@ -20,7 +20,7 @@ import NIOPosix
 ///
 /// Each marker `PING` carries the number of the last interest change sent before it (see
 /// ``RedisInterestSettling``); ``confirmedThrough`` is that of the last marker answered.
-final class RedisSubscriberSession {
+final class RedisSubscriberSession: RedisReplyReceiver {
     let url: RedisURL
     let timeout: Duration
     let pingInterval: Duration
@@ -30,6 +30,8 @@ final class RedisSubscriberSession {
     private var pendingOutput = ByteBuffer()
     private var reader: RedisSubscriptionReader
     private var connecting = true
+    /// The host name is being looked up (bounded by its own deadline): no deadline of ours yet.
+    private var resolving = true
     private var ready = false
     /// Failed or closed: nothing more is reported.
     private var over = false
@@ -87,26 +89,13 @@ final class RedisSubscriberSession {
     /// Starts the TCP connect on `loop` (the name lookup, if any, runs off the loop); the
     /// opening commands are written once it completes.
     func connect(on loop: any EventLoop) {
-        let bound = NIOLoopBound(self, eventLoop: loop)
         let server = url.server
-        ClientBootstrap(group: loop)
-            .connectTimeout(Self.timeAmount(timeout))
-            .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
-            .channelOption(ChannelOptions.socketOption(.so_keepalive), value: 1)
-            .channelOption(ChannelOptions.maxMessagesPerRead, value: 16)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(RedisSubscriberHandler(session: bound.value))
-                }
+        RedisReplyHandler.connect(self, timeout: timeout, on: loop).assumeIsolated().whenComplete { [self] result in
+            switch result {
+            case .success(let channel): connected(channel)
+            case .failure(let error): fail(RedisConnectionError("connect to \(server): \(error)"))
             }
-            .connect(host: url.host, port: url.port)
-            .whenComplete { result in
-                let session = bound.value
-                switch result {
-                case .success(let channel): session.connected(channel)
-                case .failure(let error): session.fail(RedisConnectionError("connect to \(server): \(error)"))
-                }
-            }
+        }
     }
 
     private func connected(_ channel: any Channel) {
@@ -143,7 +132,7 @@ final class RedisSubscriberSession {
         write(buffer)
     }
 
-    /// One reply from Redis (``RedisSubscriberHandler``): the handshake's, or a push.
+    /// One reply from Redis (``RedisReplyHandler``): the handshake's, or a push.
     func received(_ reply: RedisReply) throws(RedisConnectionError) {
         guard handshake.isEmpty else {
             let command = handshake.removeFirst()
@@ -181,8 +170,17 @@ final class RedisSubscriberSession {
         onBurst?(progress)
     }
 
+    func addressResolved() {
+        let now = clock.now
+        resolving = false
+        if !pings.isEmpty { pings[0] = now }
+        lastHeard = now
+        lastAnswer = now
+    }
+
     /// Enforces the deadline of the oldest `PING` and sends a keepalive when one is due.
     func tend(now: ContinuousClock.Instant) throws(RedisConnectionError) {
+        guard !resolving else { return }
         if let oldest = pings.first, now - max(oldest, lastHeard) > timeout {
             let phase = ready ? "PING" : connecting ? "connect" : "handshake and SUBSCRIBE"
             throw RedisConnectionError("read on \(url.server): no answer to \(phase) within \(timeout)", isTimeout: true)

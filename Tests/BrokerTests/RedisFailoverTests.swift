@@ -133,7 +133,7 @@ struct RedisFailoverTests {
         }
     }
 
-    @Test("in fallback a node's own publishes are delivered by the link's thread, never by the publishing one")
+    @Test("in fallback a node's own publishes are delivered by the link's loop, never by the publishing thread")
     func fallbackDeliveryThread() async throws {
         try await RedisTest.withServers(started: false) { servers in
             try await RedisTest.withNodes(["a"], urls: [servers[0].url]) { nodes in
@@ -157,8 +157,8 @@ struct RedisFailoverTests {
             node.subscribe(RedisTest.topic("h.t"))
             try await RedisTest.settle([node])
             redis.pause()
-            node.publish(topic: "h.t")  // the publisher thread now waits for a reply that never comes
-            try await Task.sleep(for: .milliseconds(50))  // let it block in the read
+            node.publish(topic: "h.t")  // the publisher now waits for a reply that never comes
+            try await Task.sleep(for: .milliseconds(50))  // let it be written and wait
             let elapsed = await ContinuousClock().measure { await node.adapter.shutdown() }
             redis.resume()
             #expect(elapsed < .seconds(2), "shutdown took \(elapsed)")
