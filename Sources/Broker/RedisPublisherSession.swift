@@ -23,8 +23,9 @@ final class RedisPublisherSession: RedisReplyReceiver {
     let pingInterval: Duration
     private let clock = ContinuousClock()
     private var channel: (any Channel)?
-    /// What is written before the connect completes.
-    private var pendingOutput = ByteBuffer()
+    /// Commands appended and not yet written: until the connect completes, and between
+    /// ``flush()``es (a batch goes out as one buffer).
+    private var output = ByteBuffer()
     /// Whoever waits for each reply still due, in the order the commands were written.
     private var answers = CircularBuffer<Answer>()
     private var connecting = true
@@ -38,8 +39,6 @@ final class RedisPublisherSession: RedisReplyReceiver {
     private var lastHeard: ContinuousClock.Instant
     /// When the last reply arrived or the last command was written: the keepalive counts from here.
     private var lastUsed: ContinuousClock.Instant
-    /// Outgoing bytes are gathered during a turn and flushed once (``flush()``).
-    private var unflushed = false
 
     /// Called once, when the opening commands are answered, with the script's digest (nil
     /// when none was loaded).
@@ -104,9 +103,7 @@ final class RedisPublisherSession: RedisReplyReceiver {
         }
         self.channel = channel
         connecting = false
-        channel.writeAndFlush(pendingOutput, promise: nil)
-        pendingOutput = ByteBuffer()
-        unflushed = false
+        flush()
     }
 
     private func becameReady(_ digest: [UInt8]?) {
@@ -137,21 +134,14 @@ final class RedisPublisherSession: RedisReplyReceiver {
         if answers.isEmpty { waitingSince = now }
         answers.append(answer)
         lastUsed = now
-        if let channel {
-            var buffer = channel.allocator.buffer(capacity: 64)
-            RedisCommandEncoder.append(command, to: &buffer)
-            channel.write(buffer, promise: nil)
-            unflushed = true
-        } else {
-            RedisCommandEncoder.append(command, to: &pendingOutput)
-        }
+        RedisCommandEncoder.append(command, to: &output)
     }
 
-    /// Sends what ``send(_:now:answer:)`` appended.
+    /// Writes what ``send(_:now:answer:)`` appended (once connected), in one buffer.
     func flush() {
-        guard unflushed, let channel else { return }
-        unflushed = false
-        channel.flush()
+        guard let channel, output.readableBytes > 0 else { return }
+        channel.writeAndFlush(output, promise: nil)
+        output = channel.allocator.buffer(capacity: 0)
     }
 
     /// When ``tend(now:)`` has something to do: the deadline of what is unanswered, or the next keepalive.

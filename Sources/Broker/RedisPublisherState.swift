@@ -13,8 +13,7 @@ final class RedisPublisherState: @unchecked Sendable {
     let wakeQueued = Atomic<Bool>(false)
 
     var session: RedisPublisherSession?
-    /// The session answered its opening commands, and when.
-    var ready = false
+    /// When the session answered its opening commands (nil: not yet).
     var readyAt: ContinuousClock.Instant?
     /// The digest of ``RedisHistory/publishScript`` on the session's server.
     var scriptDigest: [UInt8]?

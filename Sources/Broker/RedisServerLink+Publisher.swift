@@ -75,7 +75,7 @@ extension RedisServerLink {
         }
         let now = ContinuousClock.now
         let hasSession = publisher.session != nil
-        let canPublish = publisher.ready && publisher.batch == nil
+        let canPublish = publisher.readyAt != nil && publisher.batch == nil
         let step = state.withLock { state -> PublisherStep in
             guard !state.machine.stopping else {
                 guard state.publisherRunning else { return .none }
@@ -113,10 +113,26 @@ extension RedisServerLink {
         do throws(RedisConnectionError) {
             try publisher.session?.tend(now: ContinuousClock.now)
         } catch {
-            publisherFailed(error, retryable: publisher.retryable)
+            sessionFailed(error)
             return
         }
         schedulePublisherTurn()
+    }
+
+    /// The current session failed: before it was ready (connect, handshake, `ROLE`, script)
+    /// it is not retried at once, and with Sentinel the master is looked up again.
+    private func sessionFailed(_ error: RedisConnectionError) {
+        let publisher = self.publisher
+        guard let readyAt = publisher.readyAt else {
+            wantDiscovery()
+            publisherFailed(error, retryable: false)
+            return
+        }
+        // Closed while idle (Redis' own `timeout`, a proxy's) after living a while: nothing
+        // was lost, so it is retried at once even if it was itself a retry. The minimum life
+        // keeps a server that closes every connection from spinning the publisher.
+        let idleClose = publisher.batch == nil && ContinuousClock.now - readyAt >= Self.idleCloseMinimumLife
+        publisherFailed(error, retryable: publisher.retryable || idleClose)
     }
 
     private func openPublisherSession(_ target: RedisURL, retrying: Bool, now: ContinuousClock.Instant) {
@@ -126,7 +142,6 @@ extension RedisServerLink {
             timeout: timeout, pingInterval: Self.pingInterval(for: timeout), now: now)
         session.onReady = { [self, unowned session] digest in
             guard publisher.session === session else { return }
-            publisher.ready = true
             publisher.readyAt = ContinuousClock.now
             publisher.scriptDigest = digest
             publisher.warnedErrorReply = false
@@ -141,19 +156,9 @@ extension RedisServerLink {
         }
         session.onFailure = { [self, unowned session] error in
             guard publisher.session === session else { return }
-            guard let readyAt = publisher.readyAt else {
-                wantDiscovery()
-                publisherFailed(error, retryable: false)
-                return
-            }
-            // Closed while idle (Redis' own `timeout`, a proxy's) after living a while: nothing
-            // was lost, so it is retried at once even if it was itself a retry. The minimum life
-            // keeps a server that closes every connection from spinning the publisher.
-            let idleClose = publisher.batch == nil && ContinuousClock.now - readyAt >= Self.idleCloseMinimumLife
-            publisherFailed(error, retryable: publisher.retryable || idleClose)
+            sessionFailed(error)
         }
         publisher.session = session
-        publisher.ready = false
         publisher.readyAt = nil
         session.connect(on: publisher.loop)
     }
@@ -311,7 +316,6 @@ extension RedisServerLink {
         let publisher = self.publisher
         _ = publisher.session?.close()
         publisher.session = nil
-        publisher.ready = false
         publisher.readyAt = nil
         publisher.batch = nil
     }
