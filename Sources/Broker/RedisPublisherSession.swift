@@ -87,16 +87,10 @@ final class RedisPublisherSession: RedisReplyReceiver {
     /// Starts the TCP connect on `loop` (the name lookup, if any, runs off the loop); the
     /// opening commands are written once it completes.
     func connect(on loop: any EventLoop) {
-        let server = url.server
-        RedisReplyHandler.connect(self, timeout: timeout, on: loop).assumeIsolated().whenComplete { [self] result in
-            switch result {
-            case .success(let channel): connected(channel)
-            case .failure(let error): fail(RedisConnectionError("connect to \(server): \(error)"))
-            }
-        }
+        RedisReplyHandler.connect(self, timeout: timeout, on: loop)
     }
 
-    private func connected(_ channel: any Channel) {
+    func connected(_ channel: any Channel) {
         guard !over else {
             channel.close(promise: nil)
             return

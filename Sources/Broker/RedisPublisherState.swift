@@ -25,9 +25,8 @@ final class RedisPublisherState: @unchecked Sendable {
     /// if it closes, one immediate retry is allowed.
     var retryable = true
     var warnedErrorReply = false
-    /// The next turn scheduled by time (a deadline, a keepalive, a reconnect), and when.
-    var timer: Scheduled<Void>?
-    var timerAt: ContinuousClock.Instant?
+    /// The next turn by time (a deadline, a keepalive, a reconnect).
+    var timer = RedisTurnTimer()
     /// The link stopped and the connection is closed: no more turns.
     var finished = false
 

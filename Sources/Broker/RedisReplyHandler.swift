@@ -10,6 +10,8 @@ protocol RedisReplyReceiver: AnyObject {
     func received(_ reply: RedisReply) throws(RedisConnectionError)
     /// The end of a read burst.
     func readComplete()
+    /// The connect completed: write what waits.
+    func connected(_ channel: any Channel)
     /// The connection failed or closed; reported once.
     func fail(_ error: RedisConnectionError)
     /// The host name is looked up and the TCP connect starts: the receiver's own deadline for
@@ -33,8 +35,9 @@ final class RedisReplyHandler<Receiver: RedisReplyReceiver>: ChannelInboundHandl
     /// Starts a TCP connection to `receiver.url` on `loop` with this handler at the end of its
     /// pipeline. A host name is looked up first on NIO's thread pool, bounded by `timeout`
     /// (``RedisHostResolver``: a lookup past it is abandoned); the connect is bounded by
-    /// `timeout` too. The future fails when either does.
-    static func connect(_ receiver: Receiver, timeout: Duration, on loop: any EventLoop) -> EventLoopFuture<any Channel> {
+    /// `timeout` too. The receiver hears ``RedisReplyReceiver/connected(_:)`` or
+    /// ``RedisReplyReceiver/fail(_:)``.
+    static func connect(_ receiver: Receiver, timeout: Duration, on loop: any EventLoop) {
         let bound = NIOLoopBound(receiver, eventLoop: loop)
         let (host, port) = (receiver.url.host, receiver.url.port)
         let address =
@@ -43,10 +46,10 @@ final class RedisReplyHandler<Receiver: RedisReplyReceiver>: ChannelInboundHandl
             : NIOThreadPool.singleton.runIfActive(eventLoop: loop) {
                 try RedisHostResolver.numericAddress(of: host, timeout: timeout)
             }
-        return address.flatMap { address in
+        let connecting = address.flatMap { address in
             bound.value.addressResolved()
             return ClientBootstrap(group: loop)
-                .connectTimeout(RedisSubscriberSession.timeAmount(timeout))
+                .connectTimeout(RedisTurnTimer.timeAmount(timeout))
                 .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
                 .channelOption(ChannelOptions.socketOption(.so_keepalive), value: 1)
                 .channelOption(ChannelOptions.maxMessagesPerRead, value: 16)
@@ -56,6 +59,13 @@ final class RedisReplyHandler<Receiver: RedisReplyReceiver>: ChannelInboundHandl
                     }
                 }
                 .connect(host: address, port: port)
+        }
+        let server = receiver.url.server
+        connecting.assumeIsolated().whenComplete { result in
+            switch result {
+            case .success(let channel): receiver.connected(channel)
+            case .failure(let error): receiver.fail(RedisConnectionError("connect to \(server): \(error)"))
+            }
         }
     }
 

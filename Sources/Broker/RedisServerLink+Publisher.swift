@@ -328,12 +328,8 @@ extension RedisServerLink {
         let wakeUp =
             publisher.session?.nextDeadline
             ?? (publisher.nextAttempt > now ? publisher.nextAttempt : now + Self.pingInterval(for: timeout))
-        if let at = publisher.timerAt, at <= wakeUp { return }
-        publisher.timer?.cancel()
-        publisher.timerAt = wakeUp
-        publisher.timer = publisher.loop.scheduleTask(in: RedisSubscriberSession.timeAmount(wakeUp - now)) { [self] in
-            publisher.timer = nil
-            publisher.timerAt = nil
+        publisher.timer.schedule(at: wakeUp, on: publisher.loop) { [self] in
+            publisher.timer.fired()
             publisherTurn()
         }
     }
@@ -343,8 +339,7 @@ extension RedisServerLink {
     private func finishPublisher() {
         let publisher = self.publisher
         publisher.finished = true
-        publisher.timer?.cancel()
-        publisher.timer = nil
+        publisher.timer.cancel()
         let closing = publisher.session?.close()
         publisher.session = nil
         // Redis may or may not have run them: their publishers hear that the node stopped.

@@ -201,12 +201,8 @@ extension RedisServerLink {
         let wakeUp =
             subscriber.session?.nextDeadline
             ?? (now >= subscriber.reconnectAt ? now + Self.pingInterval(for: timeout) : subscriber.reconnectAt)
-        if let at = subscriber.timerAt, at <= wakeUp { return }
-        subscriber.timer?.cancel()
-        subscriber.timerAt = wakeUp
-        subscriber.timer = subscriber.loop.scheduleTask(in: RedisSubscriberSession.timeAmount(wakeUp - now)) { [self] in
-            subscriber.timer = nil
-            subscriber.timerAt = nil
+        subscriber.timer.schedule(at: wakeUp, on: subscriber.loop) { [self] in
+            subscriber.timer.fired()
             subscriberTurn()
         }
     }
@@ -216,8 +212,7 @@ extension RedisServerLink {
     private func finishSubscriber() {
         let subscriber = self.subscriber
         subscriber.finished = true
-        subscriber.timer?.cancel()
-        subscriber.timer = nil
+        subscriber.timer.cancel()
         let closing = subscriber.session?.close()
         subscriber.session = nil
         guard let closing else {

@@ -54,12 +54,13 @@ final class RedisServerLink: Sendable {
     let sentinel: RedisSentinelDiscovery?
     let sentinelWake: WakePipe?
     let state: Mutex<State>
-    /// The subscriber's loop-owned state (see `RedisServerLink+Subscriber.swift`).
+    /// The subscriber's and the publisher's loop-owned state (see `RedisServerLink+Subscriber.swift`
+    /// and `RedisServerLink+Publisher.swift`).
     let subscriber: RedisSubscriberState
     let publisher: RedisPublisherState
-    /// Threads (and the subscriber, counted as one) still running, and who waits for the last
-    /// one to exit (``stop()``). The last one resumes the waiters itself: no dispatch queue in
-    /// between, whose threads may be busy.
+    /// The subscriber, the publisher and the sentinel thread still running, and who waits for
+    /// the last one to finish (``stop()``). The last one resumes the waiters itself: no dispatch
+    /// queue in between, whose threads may be busy.
     private let threads = Mutex<(running: Int, waiters: [CheckedContinuation<Void, Never>])>((0, []))
 
     /// Channels or patterns per `(P)SUBSCRIBE` command when resubscribing.
@@ -80,7 +81,7 @@ final class RedisServerLink: Sendable {
         var machine = RedisLinkStateMachine()
         var since = Date()
         var deliver: (@Sendable ([Envelope]) -> Void)?
-        /// Started and not yet finished: the subscriber counts in `threads` (``stop()`` waits).
+        /// Started and not yet finished: each counts in `threads` (``stop()`` waits).
         var subscriberRunning = false
         var publisherRunning = false
 
@@ -181,7 +182,7 @@ final class RedisServerLink: Sendable {
         thread.start()
     }
 
-    /// A thread (or the subscriber) is done; the last one resumes ``stop()``'s waiters.
+    /// The subscriber, the publisher or the sentinel thread is done; the last one resumes ``stop()``'s waiters.
     func workerExited() {
         let waiters = threads.withLock { threads in
             threads.running -= 1

@@ -89,16 +89,10 @@ final class RedisSubscriberSession: RedisReplyReceiver {
     /// Starts the TCP connect on `loop` (the name lookup, if any, runs off the loop); the
     /// opening commands are written once it completes.
     func connect(on loop: any EventLoop) {
-        let server = url.server
-        RedisReplyHandler.connect(self, timeout: timeout, on: loop).assumeIsolated().whenComplete { [self] result in
-            switch result {
-            case .success(let channel): connected(channel)
-            case .failure(let error): fail(RedisConnectionError("connect to \(server): \(error)"))
-            }
-        }
+        RedisReplyHandler.connect(self, timeout: timeout, on: loop)
     }
 
-    private func connected(_ channel: any Channel) {
+    func connected(_ channel: any Channel) {
         guard !over else {
             channel.close(promise: nil)
             return
@@ -228,10 +222,5 @@ final class RedisSubscriberSession: RedisReplyReceiver {
             RedisCommandEncoder.append([command] + names[start..<end], to: &buffer)
             start = end
         }
-    }
-
-    static func timeAmount(_ duration: Duration) -> TimeAmount {
-        let (seconds, attoseconds) = duration.components
-        return .nanoseconds(max(0, seconds * 1_000_000_000 + attoseconds / 1_000_000_000))
     }
 }

@@ -17,9 +17,8 @@ final class RedisSubscriberState: @unchecked Sendable {
     /// The master generation of the last attempt: a new master is tried without the backoff.
     var triedGeneration = -1
     var warnedMalformed = false
-    /// The next turn scheduled by time (a deadline, a keepalive, a reconnect), and when.
-    var timer: Scheduled<Void>?
-    var timerAt: ContinuousClock.Instant?
+    /// The next turn by time (a deadline, a keepalive, a reconnect).
+    var timer = RedisTurnTimer()
     /// The link stopped and the connection is closed: no more turns.
     var finished = false
 
