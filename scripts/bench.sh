@@ -29,6 +29,8 @@
 #   BUILD_NICE=19          niceness of the builds (the benchmark itself runs at normal priority)
 #   BENCH_NICE=            set (e.g. 19) to run servers and generator niced too (development)
 #   NCHAN_WORKERS=1        nginx worker_processes per Nchan instance
+#   CHORUS_LOOPS=          event loops per Chorus node (NIO_SINGLETON_GROUP_LOOP_COUNT, for the
+#                          nodes only; default: one per core), e.g. 1 to match NCHAN_WORKERS=1
 #   NCHAN_REDIS_MODE=nostore  nchan_redis_storage_mode (nostore: pure pub/sub, like Chorus with
 #                          HISTORY_SIZE=0; distributed: messages kept in Redis, like its history)
 #   NCHAN_PUBLISH=ws       ws: frames on a /pub/<topic> WebSocket; http: POST /pub/<topic>
@@ -252,7 +254,7 @@ if [ "$NETNS" = 1 ]; then
 fi
 {
     echo "mode: $([ "$NETNS" = 1 ] && echo "netns (veth, RPS)" || echo loopback), pinned: $([ "$PIN" = 1 ] && echo "servers CPU $SERVER_CPU, generator CPU $GEN_CPU" || echo no)"
-    echo "host: $HOST  chorus: $CHORUS  HISTORY_SIZE=${HISTORY_SIZE:-default}  DURATION=${DURATION:-default}"
+    echo "host: $HOST  chorus: $CHORUS  HISTORY_SIZE=${HISTORY_SIZE:-default}  DURATION=${DURATION:-default}  CHORUS_LOOPS=${CHORUS_LOOPS:-default}"
     case ",$TARGETS," in *,floor,*|*,floor-nio,*) echo "floor: FLOOR_NODELAY=${FLOOR_NODELAY:-1} FLOOR_HANDOFF=${FLOOR_HANDOFF:-}" ;; esac
 } >"$RESULTS/$STAMP-mode.txt"
 
@@ -283,6 +285,7 @@ start_chorus() {  # N
         PUBSUB_ADAPTER=redis PUBSUB_REDIS_URL="redis://127.0.0.1:$REDIS_PORT" \
         WEBSOCKET_MAX_CONNECTIONS_PER_IP=1000000 WEBSOCKET_MAX_MESSAGES_PER_SECOND=1000000 \
         LOG_LEVEL=warning WEBSOCKET_COMPRESSION="${COMPRESSION:-off}" \
+        ${CHORUS_LOOPS:+NIO_SINGLETON_GROUP_LOOP_COUNT="$CHORUS_LOOPS"} \
         "${SRV[@]}" "$CHORUS" serve </dev/null >>"$WORK/chorus-$i.log" 2>&1 &
     NODE_PID[$i]=$!
     wait_for "http://$HOST:${CHORUS_PORT[$i]}/ready" 30 "${NODE_PID[$i]}" "chorus-$i" "$WORK/chorus-$i.log" || die "chorus-$i did not start"
