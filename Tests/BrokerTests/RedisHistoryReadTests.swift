@@ -67,6 +67,8 @@ struct RedisHistoryReadTests {
     func sharedOnRedis() async throws {
         try await RedisTest.withServers { servers in
             let node = HistoryNode(urls: [servers[0].url])
+            // Until the link is connected, publishes and reads are served by the fallback rings.
+            #expect(await RedisTest.eventually { node.adapter.isSettled })
             let outcomes = await node.publishAndWait("t.reads", count: 300)
             #expect(outcomes.count == 300 && outcomes.allSatisfy { $0.refusal == nil })
             let topic = try Topic("t.reads")
@@ -124,6 +126,8 @@ struct RedisHistoryReadTests {
     func stopAnswersWaitingReads() async throws {
         try await RedisTest.withServers { servers in
             let node = HistoryNode(urls: [servers[0].url])
+            // Until the link is connected, publishes and reads are served by the fallback rings.
+            #expect(await RedisTest.eventually { node.adapter.isSettled })
             _ = await node.publishAndWait("t.stop", count: 10)
             let topic = try Topic("t.stop")
             let reads = node.adapter.historyReads[0]
