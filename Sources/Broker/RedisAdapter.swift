@@ -60,7 +60,7 @@ public final class RedisAdapter: PubSubAdapter {
     ///   - timeout: `PUBSUB_REDIS_TIMEOUT`: longest wait for any answer from Redis (a connect,
     ///     a `PUBLISH`, a `PING`) before the connection counts as failed.
     ///   - publishQueueLimit: messages waiting in each of a server's queues (to its publisher
-    ///     thread, and in fallback to local delivery); past it, publishes are dropped and counted.
+    ///     connection, and in fallback to local delivery); past it, publishes are dropped and counted.
     ///   - publishQueueBytes: the same limit in bytes of encoded messages.
     public convenience init(
         urls: [RedisURL], prefix: String = "pubsub:", nodeId: String, timeout: Duration = .milliseconds(1500),

@@ -11,10 +11,11 @@ import NIOCore
 /// connection is *ready* (``onReady``, with the script's digest) once they are answered.
 ///
 /// **Deadlines.** While any command is unanswered (the opening ones bound the connect),
-/// Redis must send something within `timeout`, or the connection fails with a timeout,
-/// confirmed once the loop has read its sockets again: a hung Redis is noticed within
-/// `timeout` by a busy publisher. Idle for `pingInterval`, the connection sends a `PING`, so a
-/// dead one is found before a publish needs it and Redis' own `timeout` never closes it as idle.
+/// Redis must send something within `timeout`, or ``tend(now:)`` throws a timeout: a hung
+/// Redis is noticed within `timeout` by a busy publisher. A reply that waits unread in the
+/// socket (the loop was busy with other work) counts as heard (``SocketReceiveQueue``). Idle
+/// for `pingInterval`, the connection sends a `PING`, so a dead one is found before a publish
+/// needs it and Redis' own `timeout` never closes it as idle.
 final class RedisPublisherSession: RedisReplyReceiver {
     typealias Answer = (RedisReply) -> Void
 
@@ -37,9 +38,6 @@ final class RedisPublisherSession: RedisReplyReceiver {
     /// Since when something has been unanswered, and when bytes last arrived.
     private var waitingSince: ContinuousClock.Instant?
     private var lastHeard: ContinuousClock.Instant
-    /// The deadline passed at a turn and waits for confirmation (``confirmOverdue()``).
-    private var overdue = false
-    private var loop: (any EventLoop)?
     /// When the last reply arrived or the last command was written: the keepalive counts from here.
     private var lastUsed: ContinuousClock.Instant
 
@@ -90,7 +88,6 @@ final class RedisPublisherSession: RedisReplyReceiver {
     /// Starts the TCP connect on `loop` (the name lookup, if any, runs off the loop); the
     /// opening commands are written once it completes.
     func connect(on loop: any EventLoop) {
-        self.loop = loop
         RedisReplyHandler.connect(self, timeout: timeout, on: loop)
     }
 
@@ -144,7 +141,6 @@ final class RedisPublisherSession: RedisReplyReceiver {
 
     /// When ``tend(now:)`` has something to do: the deadline of what is unanswered, or the next keepalive.
     var nextDeadline: ContinuousClock.Instant {
-        if overdue { return clock.now + pingInterval }  // the confirmation is scheduled already
         if let waitingSince { return max(waitingSince, lastHeard) + timeout }
         return lastUsed + pingInterval
     }
@@ -161,13 +157,12 @@ final class RedisPublisherSession: RedisReplyReceiver {
     func tend(now: ContinuousClock.Instant) throws(RedisConnectionError) {
         guard !resolving else { return }
         if let waitingSince, now - max(waitingSince, lastHeard) > timeout {
-            // Confirmed after the loop has read its sockets once more: a loop that was busy (a
-            // burst from Redis to decode) or starved may not have read a waiting reply.
-            if !overdue, let loop {
-                overdue = true
-                loop.assumeIsolated().scheduleTask(in: .zero) { [weak self] in self?.confirmOverdue() }
+            if let channel, SocketReceiveQueue.hasUnreadBytes(channel) {
+                lastHeard = now  // Redis answered; this loop has not read it yet
+                return
             }
-            return
+            let phase = ready ? "a command" : connecting ? "connect" : "the handshake"
+            throw RedisConnectionError("read on \(url.server): no answer to \(phase) within \(timeout)", isTimeout: true)
         }
         if ready, answers.isEmpty, now - lastUsed >= pingInterval {
             send([Array("PING".utf8)], now: now) { [unowned self] _ in onKeepalive?() }
@@ -183,19 +178,11 @@ final class RedisPublisherSession: RedisReplyReceiver {
         let now = clock.now
         lastHeard = now
         lastUsed = now
-        overdue = false
         if answers.isEmpty { waitingSince = nil }
         answer(reply)
     }
 
     func readComplete() {}
-
-    /// Still no reply since the deadline passed, the loop's sockets read since: fails.
-    private func confirmOverdue() {
-        guard overdue, !over else { return }
-        let phase = ready ? "a command" : connecting ? "connect" : "the handshake"
-        fail(RedisConnectionError("read on \(url.server): no answer to \(phase) within \(timeout)", isTimeout: true))
-    }
 
     /// Reports `error` once (``onFailure``) and closes the connection.
     func fail(_ error: RedisConnectionError) {

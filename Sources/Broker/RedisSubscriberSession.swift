@@ -14,10 +14,10 @@ import NIOPosix
 /// Later interest changes are followed by a `PING` of their own, and an idle connection gets a
 /// keepalive `PING` every `pingInterval`. While a `PING` (the marker included, which also
 /// bounds the connect and the handshake) is unanswered, Redis must send something within
-/// `timeout` (its answer, or messages queued before it), or the connection fails with a
-/// timeout, confirmed once the loop has read its sockets again: a hung Redis or a lost network
-/// is noticed within `pingInterval + timeout`, and a node that is merely behind on a busy
-/// connection (or a loop that was busy) is not mistaken for one.
+/// `timeout` (its answer, or messages queued before it), or ``tend(now:)`` throws a timeout: a
+/// hung Redis or a lost network is noticed within `pingInterval + timeout`, and a node that is
+/// merely behind on a busy connection, or whose loop was busy with other work while Redis's
+/// bytes waited in the socket (``SocketReceiveQueue``), is not mistaken for one.
 ///
 /// Each marker `PING` carries the number of the last interest change sent before it (see
 /// ``RedisInterestSettling``); ``confirmedThrough`` is that of the last marker answered.
@@ -39,9 +39,6 @@ final class RedisSubscriberSession: RedisReplyReceiver {
     /// When each unanswered `PING` was sent, oldest first.
     private var pings: [ContinuousClock.Instant] = []
     private var lastAnswer: ContinuousClock.Instant
-    /// The deadline passed at a turn and waits for confirmation (``confirmOverdue()``).
-    private var overdue = false
-    private var loop: (any EventLoop)?
     /// When bytes last arrived: a connection that is receiving is not hung, only behind, and a
     /// `PING` queued behind a backlog of messages is not late.
     private var lastHeard: ContinuousClock.Instant
@@ -93,7 +90,6 @@ final class RedisSubscriberSession: RedisReplyReceiver {
     /// Starts the TCP connect on `loop` (the name lookup, if any, runs off the loop); the
     /// opening commands are written once it completes.
     func connect(on loop: any EventLoop) {
-        self.loop = loop
         RedisReplyHandler.connect(self, timeout: timeout, on: loop)
     }
 
@@ -112,7 +108,6 @@ final class RedisSubscriberSession: RedisReplyReceiver {
 
     /// When ``tend(now:)`` has something to do: the oldest `PING`'s deadline, or the next keepalive.
     var nextDeadline: ContinuousClock.Instant {
-        if overdue { return clock.now + pingInterval }  // the confirmation is scheduled already
         if let oldest = pings.first { return max(oldest, lastHeard) + timeout }
         return lastAnswer + pingInterval
     }
@@ -149,7 +144,6 @@ final class RedisSubscriberSession: RedisReplyReceiver {
         guard !over else { return }
         let now = clock.now
         lastHeard = now
-        overdue = false
         var progress = Progress()
         let outcome = reader.takeOutcome()
         progress.envelopes = outcome.envelopes
@@ -183,13 +177,12 @@ final class RedisSubscriberSession: RedisReplyReceiver {
     func tend(now: ContinuousClock.Instant) throws(RedisConnectionError) {
         guard !resolving else { return }
         if let oldest = pings.first, now - max(oldest, lastHeard) > timeout {
-            // Confirmed after the loop has read its sockets once more: a loop that was busy (a
-            // burst from Redis to decode) or starved may not have read what is waiting.
-            if !overdue, let loop {
-                overdue = true
-                loop.assumeIsolated().scheduleTask(in: .zero) { [weak self] in self?.confirmOverdue() }
+            if let channel, SocketReceiveQueue.hasUnreadBytes(channel) {
+                lastHeard = now  // Redis sent something; this loop has not read it yet
+                return
             }
-            return
+            let phase = ready ? "PING" : connecting ? "connect" : "handshake and SUBSCRIBE"
+            throw RedisConnectionError("read on \(url.server): no answer to \(phase) within \(timeout)", isTimeout: true)
         }
         if pings.isEmpty, now - lastAnswer >= pingInterval {
             var buffer = ByteBuffer()
@@ -198,13 +191,6 @@ final class RedisSubscriberSession: RedisReplyReceiver {
             pingsSent += 1
             write(buffer)
         }
-    }
-
-    /// Still nothing heard since the deadline passed, the loop's sockets read since: fails.
-    private func confirmOverdue() {
-        guard overdue, !over else { return }
-        let phase = ready ? "PING" : connecting ? "connect" : "handshake and SUBSCRIBE"
-        fail(RedisConnectionError("read on \(url.server): no answer to \(phase) within \(timeout)", isTimeout: true))
     }
 
     /// Reports `error` once (``onFailure``) and closes the connection.

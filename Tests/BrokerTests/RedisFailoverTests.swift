@@ -1,4 +1,6 @@
 import Foundation
+import NIOCore
+import NIOPosix
 import Synchronization
 import Testing
 
@@ -88,7 +90,7 @@ struct RedisFailoverTests {
                 let sequence = b.envelopes.map { Int($0.id.split(separator: ":")[1])! }
                 #expect(sequence == sequence.sorted())
                 #expect(a.status.publishedInFallback > 0)
-                #expect(a.status.backends[0].transitions == 3)  // connected, fallback, connected
+                #expect(a.status.backends[0].transitions == 3, "connected, fallback, connected: \(a.status.backends[0])")
                 #expect(published > b.envelopes.count)
             }
         }
@@ -115,6 +117,32 @@ struct RedisFailoverTests {
                 let shared = a.publish(topic: "frozen.t")
                 #expect(await RedisTest.eventually { a.ids().last == shared.id })
             }
+        }
+    }
+
+    @Test("a reply left unread while the link's loop is busy with other work is not a timeout")
+    func busyLoop() async throws {
+        try await RedisTest.withServers { servers in
+            let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)  // the link's loop, and only its
+            let a = RedisTestNode("a", urls: [servers[0].url], timeout: .milliseconds(300), eventLoopGroup: group)
+            try await RedisTest.shuttingDown([a]) {
+                a.subscribe(RedisTest.topic("busy.t"))
+                try await RedisTest.settle([a])
+                // On the link's loop: a publish (written in this pass; Redis answers at once),
+                // then other work that holds the loop for 1 s. NIO runs every ready task, the
+                // publisher's deadline included, before it reads its sockets again.
+                let loop = group.next()
+                let sent = try await loop.submit {
+                    let sent = a.publish(topic: "busy.t")
+                    loop.execute { usleep(1_000_000) }
+                    return sent
+                }.get()
+                #expect(await RedisTest.eventually { a.ids() == [sent.id] })
+                let status = a.status
+                #expect(status.state == .connected)
+                #expect(status.backends[0].transitions == 1, "no fall back: \(status.backends[0].lastError ?? "no error")")
+            }
+            try await group.shutdownGracefully()
         }
     }
 
