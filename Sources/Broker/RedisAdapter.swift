@@ -4,6 +4,8 @@ import Glibc
 import Darwin
 #endif
 import Logging
+import NIOCore
+import NIOPosix
 import Synchronization
 
 /// The shared topic space over Redis pub/sub (`PUBSUB_ADAPTER=redis`), through hiredis.
@@ -14,8 +16,9 @@ import Synchronization
 /// user's channel when it has a `userId`, else to its topic's channel. Payloads are
 /// ``EnvelopeCodec`` JSON.
 ///
-/// **Servers.** Each URL of `PUBSUB_REDIS_URL` gets a ``RedisServerLink``: a subscriber thread
-/// and a publisher thread with one hiredis connection each. With several servers every topic
+/// **Servers.** Each URL of `PUBSUB_REDIS_URL` gets a ``RedisServerLink``: a subscriber and a
+/// publisher connection, both NIO channels on one of the node's event loops (hiredis formats
+/// and parses). With several servers every topic
 /// and every user channel lives on one server chosen by a stable hash (FNV-1a 64 of the
 /// channel name without prefix, modulo the number of servers, in the listed order; the same on
 /// every node), and patterns are subscribed on every server.
@@ -30,10 +33,11 @@ import Synchronization
 /// (info when connected, warning with the error on fallback), counted in
 /// `chorus_redis_transitions_total{to=...}` and shown in ``status()``.
 ///
-/// **Threads.** `publish`, `addInterest` and `removeInterest` may be called from any thread
-/// and only take a short lock: they never wait for Redis, and never deliver. `deliver` is
-/// called on the server links' subscriber threads only: messages from Redis (one batch per
-/// read burst) and, in fallback, this node's own publishes.
+/// **Threads and loops.** `publish`, `addInterest` and `removeInterest` may be called from any
+/// thread and only take a short lock: they never wait for Redis, and never deliver. `deliver`
+/// is called on the server links' subscriber event loops only (one loop of `eventLoopGroup`
+/// per server, taken with `next()`): messages from Redis (one batch per read burst) and, in
+/// fallback, this node's own publishes.
 ///
 /// ``start(deliver:)`` sets `SIGPIPE` to ignored for the whole process: hiredis writes with
 /// `write(2)`, and a write to a connection Redis just closed must fail with `EPIPE` rather
@@ -56,16 +60,17 @@ public final class RedisAdapter: PubSubAdapter {
     ///   - timeout: `PUBSUB_REDIS_TIMEOUT`: longest wait for any answer from Redis (a connect,
     ///     a `PUBLISH`, a `PING`) before the connection counts as failed.
     ///   - publishQueueLimit: messages waiting in each of a server's queues (to its publisher
-    ///     thread, and in fallback to local delivery); past it, publishes are dropped and counted.
+    ///     connection, and in fallback to local delivery); past it, publishes are dropped and counted.
     ///   - publishQueueBytes: the same limit in bytes of encoded messages.
     public convenience init(
         urls: [RedisURL], prefix: String = "pubsub:", nodeId: String, timeout: Duration = .milliseconds(1500),
         publishQueueLimit: Int = 65_536, publishQueueBytes: Int = 64 * 1_048_576, history: HistoryPolicy = .off,
-        logger: Logger
+        logger: Logger, eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) {
         self.init(
             servers: urls.map { ($0, nil) }, prefix: prefix, nodeId: nodeId, timeout: timeout,
-            publishQueueLimit: publishQueueLimit, publishQueueBytes: publishQueueBytes, history: history, logger: logger)
+            publishQueueLimit: publishQueueLimit, publishQueueBytes: publishQueueBytes, history: history, logger: logger,
+            eventLoopGroup: eventLoopGroup)
     }
 
     /// One server per master name of `sentinel` (`PUBSUB_REDIS_MASTER_NAME`), each found and
@@ -74,19 +79,21 @@ public final class RedisAdapter: PubSubAdapter {
     public convenience init(
         sentinel: RedisSentinelSettings, prefix: String = "pubsub:", nodeId: String,
         timeout: Duration = .milliseconds(1500), publishQueueLimit: Int = 65_536,
-        publishQueueBytes: Int = 64 * 1_048_576, history: HistoryPolicy = .off, logger: Logger
+        publishQueueBytes: Int = 64 * 1_048_576, history: HistoryPolicy = .off, logger: Logger,
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) {
         self.init(
             servers: sentinel.masters.map {
                 ($0, RedisSentinelDiscovery(sentinels: sentinel.sentinels, master: $0, timeout: timeout))
             },
             prefix: prefix, nodeId: nodeId, timeout: timeout, publishQueueLimit: publishQueueLimit,
-            publishQueueBytes: publishQueueBytes, history: history, logger: logger)
+            publishQueueBytes: publishQueueBytes, history: history, logger: logger, eventLoopGroup: eventLoopGroup)
     }
 
     init(
         servers: [(url: RedisURL, sentinel: RedisSentinelDiscovery?)], prefix: String, nodeId: String, timeout: Duration,
-        publishQueueLimit: Int, publishQueueBytes: Int, history: HistoryPolicy, logger: Logger
+        publishQueueLimit: Int, publishQueueBytes: Int, history: HistoryPolicy, logger: Logger,
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) {
         let urls = servers.map(\.url)
         precondition(!urls.isEmpty, "RedisAdapter needs at least one Redis URL")
@@ -103,7 +110,7 @@ public final class RedisAdapter: PubSubAdapter {
         self.fallbackHistory = fallbackHistory
         self.links = servers.enumerated().map { index, server in
             RedisServerLink(
-                url: server.url, channels: channels, nodeId: nodeId, timeout: timeout, queueLimit: publishQueueLimit,
+                url: server.url, loop: eventLoopGroup.next(), channels: channels, nodeId: nodeId, timeout: timeout, queueLimit: publishQueueLimit,
                 queueByteLimit: publishQueueBytes, logger: logger, counters: counters, sentinel: server.sentinel,
                 history: history, fallbackHistory: fallbackHistory,
                 onTransition: { state, count in overall.record(server: index, state: state, count: count) })

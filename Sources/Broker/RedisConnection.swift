@@ -2,20 +2,19 @@ import CHiredis
 import Foundation
 
 /// One blocking hiredis connection to a Redis server: a thin owner of one `redisContext`.
+/// (The link's subscriber connection is a NIO channel instead: ``RedisSubscriberSession``.)
 ///
 /// **Thread ownership.** A hiredis context is not thread-safe, and neither is this class: a
-/// connection is created, used and freed by exactly one thread (the subscriber or the publisher
-/// thread of a ``RedisServerLink``) and is never handed to another. It is deliberately not
+/// connection is created, used and freed by exactly one thread (the publisher or sentinel
+/// thread of a ``RedisServerLink``, a command queue's) and is never handed to another. It is deliberately not
 /// `Sendable`, so the compiler keeps it on its thread.
 ///
 /// Commands are sent with `redisCommandArgv` / `redisAppendCommandArgv` (hiredis' variadic
 /// `redisCommand` cannot be called from Swift), so every argument is binary-safe.
 ///
-/// **Timeouts.** A blocking connection (the publisher's) has a connect timeout, and its socket
-/// a send and receive timeout (`redisSetTimeout`) for every round trip: a late answer fails
-/// with ``RedisConnectionError/isTimeout``. A non-blocking connection (the subscriber's) never
-/// waits in a call: its owner `poll`s ``fileDescriptor`` and keeps its own deadlines. TCP
-/// keepalive is on for both.
+/// **Timeouts.** A connection has a connect timeout, and its socket a send and receive timeout
+/// (`redisSetTimeout`) for every round trip: a late answer fails with
+/// ``RedisConnectionError/isTimeout``. TCP keepalive is on.
 final class RedisConnection {
     let url: RedisURL
     private let context: UnsafeMutablePointer<redisContext>
@@ -57,31 +56,6 @@ final class RedisConnection {
         return context
     }
 
-    /// Starts a *non-blocking* connection (the subscriber's): the TCP connect is under way when
-    /// this returns, and the handshake commands (`AUTH`, `SELECT`, `CLIENT SETNAME`) are
-    /// appended, not sent. The owner polls ``fileDescriptor`` for writability, calls
-    /// ``finishConnect()`` and ``writePending()``, and reads their replies (an error reply means
-    /// the handshake failed) before those of the commands it appends next.
-    ///
-    /// Only the host name lookup may block (none for an IP address), for `timeout` at most
-    /// (``RedisHostResolver``).
-    init(startingConnectTo url: RedisURL, timeout: Duration, clientName: String? = nil) throws(RedisConnectionError) {
-        self.url = url
-        let address = try RedisHostResolver.numericAddress(of: url.host, timeout: timeout)
-        let context = try Self.opened(redisConnectNonBlock(address, Int32(url.port)), url)
-        self.context = context
-        guard redisEnableKeepAlive(context) == REDIS_OK else { throw failure("connect") }
-        let handshake = Self.handshake(url, clientName: clientName)
-        for arguments in handshake {
-            try append(arguments)
-        }
-        handshakeCommands = handshake.map { $0[0] }
-    }
-
-    /// Non-blocking connections: the commands of the handshake appended at the start, whose
-    /// replies come first.
-    private(set) var handshakeCommands: [String] = []
-
     /// Whether a refusal of handshake command `name` fails the connection: `AUTH` and `SELECT`
     /// do; `CLIENT SETNAME` is only a label, which a restricted ACL user may be denied.
     static func mustSucceed(_ name: String) -> Bool {
@@ -89,7 +63,7 @@ final class RedisConnection {
     }
 
     /// The commands that prepare a fresh connection.
-    private static func handshake(_ url: RedisURL, clientName: String?) -> [[String]] {
+    static func handshake(_ url: RedisURL, clientName: String?) -> [[String]] {
         var commands: [[String]] = []
         if let password = url.password {
             commands.append(url.user.map { ["AUTH", $0, password] } ?? ["AUTH", password])
@@ -130,7 +104,6 @@ final class RedisConnection {
             redisAppendCommandArgv(context, argc, argv, lengths)
         }
         guard status == REDIS_OK else { throw failure("append") }
-        hasPendingOutput = true
     }
 
     /// Appends one command made of text arguments.
@@ -138,35 +111,11 @@ final class RedisConnection {
         try append(arguments.map { Array($0.utf8) })
     }
 
-    /// Commands appended and not yet completely written.
-    private(set) var hasPendingOutput = false
-
     /// Writes everything appended so far (blocking, bounded by the send timeout).
     func flush() throws(RedisConnectionError) {
         var done: Int32 = 0
         while done == 0 {
             guard redisBufferWrite(context, &done) == REDIS_OK else { throw failure("write") }
-        }
-        hasPendingOutput = false
-    }
-
-    /// Non-blocking connections: one `write(2)` of what is pending, as much as the socket takes.
-    func writePending() throws(RedisConnectionError) {
-        var done: Int32 = 0
-        guard redisBufferWrite(context, &done) == REDIS_OK else { throw failure("write") }
-        hasPendingOutput = done == 0
-    }
-
-    /// Non-blocking connections: after `poll` reported the connecting socket writable, throws
-    /// when the TCP connect failed (refused, unreachable).
-    func finishConnect() throws(RedisConnectionError) {
-        var code: Int32 = 0
-        var length = socklen_t(MemoryLayout<Int32>.size)
-        guard getsockopt(fileDescriptor, SOL_SOCKET, SO_ERROR, &code, &length) == 0 else {
-            throw RedisConnectionError("connect to \(url.server): \(String(cString: strerror(errno)))")
-        }
-        if code != 0 {
-            throw RedisConnectionError("connect to \(url.server): \(String(cString: strerror(code)))")
         }
     }
 
@@ -224,7 +173,7 @@ final class RedisConnection {
 
     /// Calls `body` with hiredis' `argc`, `argv` and `argvlen` for `arguments`, all arguments
     /// copied into one buffer that lives for the duration of the call.
-    private static func withArgv<R>(
+    static func withArgv<R>(
         _ arguments: [[UInt8]],
         _ body: (Int32, UnsafeMutablePointer<UnsafePointer<CChar>?>, UnsafePointer<Int>) -> R
     ) -> R {

@@ -2,7 +2,7 @@
 /// (``RedisServerLink/whenInterestSettled(_:)``). A pure value, kept in the link's locked state.
 ///
 /// Every interest change the link accepts is numbered (``requested`` counts them). When the
-/// subscriber thread sends changes to Redis it notes the number reached, and the marker `PING`
+/// subscriber sends changes to Redis it notes the number reached, and the marker `PING`
 /// after them carries it: its answer means every change up to that number is in effect on the
 /// subscriber connection (``confirm(through:)``). A waiter registered when `requested` is `n`
 /// runs once `confirmed >= n`, at once when that already holds (the common case: nothing new).

@@ -80,7 +80,7 @@ struct RedisLinkStateMachine: Equatable, Sendable {
     /// Publishes go through Redis (else they are delivered locally).
     var publishesThroughRedis: Bool { phase == .connected && !stopping }
 
-    /// The publisher thread should (re)connect: the subscriber is ready (or a retry is due)
+    /// The publisher should (re)connect: the subscriber is ready (or a retry is due)
     /// and the publisher has no connection.
     var publisherWanted: Bool {
         !stopping && publisher == .down && (subscriber == .up || publisherRetrying)
@@ -88,7 +88,7 @@ struct RedisLinkStateMachine: Equatable, Sendable {
 
     // MARK: - Subscriber events
 
-    /// The subscriber thread starts a connection attempt.
+    /// The subscriber starts a connection attempt.
     mutating func subscriberConnecting() -> [Action] {
         guard !stopping else { return [] }
         subscriber = .connecting
@@ -115,7 +115,7 @@ struct RedisLinkStateMachine: Equatable, Sendable {
 
     // MARK: - Publisher events
 
-    /// The publisher thread starts a connection attempt.
+    /// The publisher starts a connection attempt.
     mutating func publisherConnecting() -> [Action] {
         guard !stopping else { return [] }
         publisher = .connecting

@@ -8,7 +8,7 @@
 /// take `PUBLISH`es that no subscriber of the master ever sees.
 ///
 /// A value: no connection outlives a call, so any thread may use it (the sentinel thread of a
-/// ``RedisServerLink``, the publisher thread, the node directory's queue).
+/// ``RedisServerLink``, the link's publisher, the node directory's queue).
 struct RedisSentinelDiscovery: Sendable {
     let sentinels: [RedisURL]
     /// The master name as `host`, with the master's credentials and database.

@@ -10,8 +10,8 @@ import Logging
 /// Without Sentinel the master is `url`, fixed. With Sentinel (`PUBSUB_REDIS_SENTINELS`) the
 /// link's state holds the master the sentinel thread last verified (nil until the first
 /// discovery; meanwhile the link is `connecting` and delivers locally), and a generation that
-/// counts changes. The subscriber and publisher threads read it when they connect, so they
-/// never block on Sentinel; a connection to any other address is dropped on the next turn.
+/// counts changes. The subscriber and the publisher (on the link's loop) read it when they
+/// connect, so they never block on Sentinel; a connection to any other address is dropped on the next turn.
 ///
 /// **The sentinel thread** (``runSentinel(_:)``), one per link, owns one blocking connection
 /// to a Sentinel, subscribed to `+switch-master` and pinged like the link's own connections
@@ -36,7 +36,7 @@ extension RedisServerLink {
 
     // MARK: - The link's threads
 
-    /// Subscriber thread: throws when `url` is no longer the master (Sentinel named another).
+    /// Subscriber's loop: throws when `url` is no longer the master (Sentinel named another).
     func requireCurrentMaster(_ url: RedisURL) throws(RedisConnectionError) {
         if let moved = masterMoved(from: url) { throw RedisConnectionError(moved) }
     }
@@ -47,25 +47,6 @@ extension RedisServerLink {
         return state.withLock { state in
             guard let master = state.master, master.server != url.server else { return nil }
             return "master moved from \(url.server) to \(master.server) (Sentinel)"
-        }
-    }
-
-    /// Publisher thread: a connection to the master. With Sentinel the address is the one last
-    /// verified, and `ROLE` checks it again on the new connection; any failure asks for a
-    /// re-discovery.
-    func openPublisherConnection() throws(RedisConnectionError) -> RedisConnection {
-        let clientName = "chorus:\(nodeId):pub"
-        guard sentinel != nil else { return try RedisConnection(connectingTo: url, timeout: timeout, clientName: clientName) }
-        guard let master = state.withLock({ $0.master }) else {
-            throw RedisConnectionError("no master for '\(url.host)' from Sentinel yet")
-        }
-        do throws(RedisConnectionError) {
-            let connection = try RedisConnection(connectingTo: master, timeout: timeout, clientName: clientName)
-            try RedisSentinelDiscovery.requireMaster(connection.command(["ROLE"]), at: master)
-            return connection
-        } catch {
-            wantDiscovery()
-            throw error
         }
     }
 
@@ -100,8 +81,8 @@ extension RedisServerLink {
         guard changed else { return }
         logger.info(
             "Redis Sentinel named the master", metadata: ["master": "\(found.server)", "previous": "\(previous?.server ?? "none")"])
-        subscriberWake.signal()
-        publisherWake.signal()
+        wakeSubscriber()
+        wakePublisher()
     }
 
     // MARK: - The sentinel thread

@@ -1,17 +1,18 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 import Logging
+import NIOCore
 
-/// The subscriber thread of a ``RedisServerLink``: one `poll` loop that never blocks elsewhere.
+/// The subscriber of a ``RedisServerLink``, run on one event loop of the node
+/// (``RedisSubscriberState/loop``): no thread, poll loop or wake pipe of its own.
 ///
-/// Each turn it takes, under the link's lock, the local outbox and the interest changes;
-/// delivers the outbox; (re)connects when the backoff has passed; sends the changes; then
-/// `poll`s the wake pipe and the socket until the session's next deadline. A failure of the
-/// session (error, end of stream, late answer) is reported to the state machine, the
-/// connection is closed and the next attempt waits for the backoff.
+/// A *turn* (``subscriberTurn()``) runs on the loop whenever another thread wakes it
+/// (``wakeSubscriber()``: an interest change, a publish in fallback, a failover action, a new
+/// master) and when its one timer fires (the session's next deadline or keepalive, or the
+/// reconnect). Each turn takes, under the link's lock, the local outbox and the interest
+/// changes; delivers the outbox; (re)connects when the backoff has passed; sends the changes;
+/// enforces the deadlines. What Redis sends arrives through the channel
+/// (``RedisSubscriberSession/onBurst``) and is delivered from the loop, one batch per read
+/// burst. A failure of the session (error, end of stream, late answer) is reported to the
+/// state machine, the connection is closed and the next attempt waits for the backoff.
 extension RedisServerLink {
     struct InterestChanges {
         var subscribe: [String] = []
@@ -35,111 +36,190 @@ extension RedisServerLink {
     }
 
     private enum Turn {
+        /// Not started: nothing to do.
+        case idle
         case stop
-        case run(local: [RedisOutgoing], opening: Opening?, changes: InterestChanges?)
+        case run(
+            local: [RedisOutgoing], opening: Opening?, changes: InterestChanges?,
+            deliver: @Sendable ([Envelope]) -> Void)
     }
 
-    func runSubscriber(deliver: @escaping @Sendable ([Envelope]) -> Void) {
-        let clock = ContinuousClock()
-        let pingInterval = Self.pingInterval(for: timeout)
-        var session: RedisSubscriberSession? = nil
-        var backoff = Self.reconnectBackoff()
-        var reconnectAt = clock.now
-        var warnedMalformed = false
-        /// The master generation of the last attempt: a new master is tried without the backoff.
-        var triedGeneration = -1
-        while true {
-            let now = clock.now
-            let due = session == nil && now >= reconnectAt
-            let hasSession = session != nil
-            let turn = state.withLock { state -> Turn in
-                if state.machine.stopping { return .stop }
-                let local = state.local.takeAll()
-                if !hasSession, let target = state.master, due || state.masterGeneration != triedGeneration {
-                    _ = state.machine.subscriberConnecting()
-                    // Everything wanted now is subscribed afresh; later changes arrive as dirty sets.
-                    state.subscribedChannels = state.channels
-                    state.subscribedGlobs = Set(state.patterns.keys)
-                    state.dirtyChannels.removeAll()
-                    state.dirtyGlobs.removeAll()
-                    let opening = Opening(
-                        target: target, generation: state.masterGeneration, channels: Array(state.channels),
-                        globs: Array(state.patterns.keys), patterns: state.patterns, through: state.settling.requested)
-                    return .run(local: local, opening: opening, changes: nil)
-                }
-                return .run(local: local, opening: nil, changes: hasSession ? Self.takeChanges(&state) : nil)
+    // MARK: - Any thread
+
+    /// Queues one turn on the subscriber's loop (several wake-ups before it runs make one).
+    func wakeSubscriber() {
+        let subscriber = self.subscriber
+        guard !subscriber.wakeQueued.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        subscriber.loop.execute { [self] in
+            subscriber.wakeQueued.store(false, ordering: .releasing)
+            subscriberTurn()
+        }
+    }
+
+    // MARK: - The subscriber's loop
+
+    func subscriberTurn() {
+        let subscriber = self.subscriber
+        subscriber.loop.preconditionInEventLoop()
+        guard !subscriber.finished else { return }
+        let now = ContinuousClock.now
+        let hasSession = subscriber.session != nil
+        let due = !hasSession && now >= subscriber.reconnectAt
+        let triedGeneration = subscriber.triedGeneration
+        let turn = state.withLock { state -> Turn in
+            guard !state.machine.stopping, let deliver = state.deliver else {
+                guard state.subscriberRunning else { return .idle }
+                state.subscriberRunning = false
+                return .stop
             }
-            guard case .run(let local, let opening, let changes) = turn else { return }
-            if !local.isEmpty {
-                let envelopes = recordLocally(local)
-                if !envelopes.isEmpty { deliver(envelopes) }
+            let local = state.local.takeAll()
+            if !hasSession, let target = state.master, due || state.masterGeneration != triedGeneration {
+                _ = state.machine.subscriberConnecting()
+                // Everything wanted now is subscribed afresh; later changes arrive as dirty sets.
+                state.subscribedChannels = state.channels
+                state.subscribedGlobs = Set(state.patterns.keys)
+                state.dirtyChannels.removeAll()
+                state.dirtyGlobs.removeAll()
+                let opening = Opening(
+                    target: target, generation: state.masterGeneration, channels: Array(state.channels),
+                    globs: Array(state.patterns.keys), patterns: state.patterns, through: state.settling.requested)
+                return .run(local: local, opening: opening, changes: nil, deliver: deliver)
             }
+            return .run(local: local, opening: nil, changes: hasSession ? Self.takeChanges(&state) : nil, deliver: deliver)
+        }
+        let local: [RedisOutgoing]
+        let opening: Opening?
+        let changes: InterestChanges?
+        let deliver: @Sendable ([Envelope]) -> Void
+        switch turn {
+        case .idle: return
+        case .stop:
+            finishSubscriber()
+            return
+        case .run(let taken, let opened, let changed, let delivering):
+            (local, opening, changes, deliver) = (taken, opened, changed, delivering)
+        }
+        if !local.isEmpty {
+            let envelopes = recordLocally(local)
+            if !envelopes.isEmpty { deliver(envelopes) }
+        }
 
-            do {
-                if let session { try requireCurrentMaster(session.connection.url) }
-                if let opening {
-                    triedGeneration = opening.generation
-                    session = try RedisSubscriberSession(
-                        url: opening.target, clientName: "chorus:\(nodeId):sub", channels: channels, subscribe: opening.channels,
-                        psubscribe: opening.globs, patterns: opening.patterns, through: opening.through, timeout: timeout,
-                        pingInterval: pingInterval, now: now)
-                }
-                if let changes, let session { try session.send(changes, now: now) }
+        do throws(RedisConnectionError) {
+            if let session = subscriber.session { try requireCurrentMaster(session.url) }
+            if let opening {
+                subscriber.triedGeneration = opening.generation
+                openSession(opening, now: now)
+            }
+            if let changes, let session = subscriber.session { session.send(changes, now: now) }
+            try subscriber.session?.tend(now: ContinuousClock.now)
+        } catch {
+            sessionFailed(error)
+            return
+        }
+        scheduleSubscriberTurn()
+    }
 
-                // Wait for the wake pipe, the socket, or the next deadline.
-                // (Without a master yet, the sentinel thread's wake-up ends the wait.)
-                let wakeUp = session?.nextDeadline ?? max(reconnectAt, due ? now + pingInterval : reconnectAt)
-                var descriptors = [pollfd(fd: subscriberWake.readDescriptor, events: Int16(POLLIN), revents: 0)]
-                if let session {
-                    descriptors.append(pollfd(fd: session.connection.fileDescriptor, events: session.pollEvents, revents: 0))
-                }
-                let waited = poll(&descriptors, nfds_t(descriptors.count), Self.milliseconds(wakeUp - clock.now))
-                if waited < 0, errno != EINTR {
-                    throw RedisConnectionError("poll on \(url.server): errno \(errno)")
-                }
-                if descriptors[0].revents != 0 { subscriberWake.drain() }
-                guard let session else { continue }
+    private func openSession(_ opening: Opening, now: ContinuousClock.Instant) {
+        let subscriber = self.subscriber
+        let session = RedisSubscriberSession(
+            url: opening.target, clientName: "chorus:\(nodeId):sub", channels: channels, subscribe: opening.channels,
+            psubscribe: opening.globs, patterns: opening.patterns, through: opening.through, timeout: timeout,
+            pingInterval: Self.pingInterval(for: timeout), now: now)
+        session.onBurst = { [self, unowned session] progress in
+            guard subscriber.session === session else { return }
+            received(progress, on: session)
+        }
+        session.onFailure = { [self, unowned session] error in
+            guard subscriber.session === session else { return }
+            sessionFailed(error)
+        }
+        subscriber.session = session
+        session.connect(on: subscriber.loop)
+    }
 
-                let progress = try session.service(descriptors[1].revents, now: clock.now)
-                try session.tend(now: clock.now)
-                let pings = session.unansweredPings
-                let confirmed = session.confirmedThrough
-                if progress.malformed > 0 {
-                    for _ in 0..<progress.malformed { counters.countMalformed() }
-                    let level: Logger.Level = warnedMalformed ? .debug : .warning
-                    warnedMalformed = true
-                    logger.log(
-                        level: level, "Skipped malformed payloads from Redis",
-                        metadata: ["count": "\(progress.malformed)", "error": "\(progress.lastProblem ?? "")"])
-                }
-                if progress.becameReady {
-                    backoff.reset()
-                    update { state in
-                        state.unansweredPings = pings
-                        return state.machine.subscriberReady()
-                    }
-                }
-                let (envelopes, settled) = state.withLock { state -> ([Envelope], [@Sendable () -> Void]) in
-                    state.unansweredPings = pings
-                    let settled = state.settling.confirm(through: confirmed)
-                    guard !state.machine.stopping else { return ([], settled) }
-                    // The node's own messages that were delivered locally already.
-                    guard !state.doubtful.isEmpty else { return (progress.envelopes, settled) }
-                    return (progress.envelopes.filter { !state.doubtful.remove($0.id) }, settled)
-                }
-                if !envelopes.isEmpty { deliver(envelopes) }
-                for body in settled { body() }
-            } catch {
-                session = nil
-                update { state in
-                    state.unansweredPings = 0
-                    state.discoveryWanted = sentinel != nil
-                    return state.machine.subscriberFailed("\(error)")
-                }
-                sentinelWake?.signal()
-                reconnectAt = clock.now + backoff.next()
+    /// What one read burst brought: readiness, confirmed interest, messages to deliver.
+    private func received(_ progress: RedisSubscriberSession.Progress, on session: RedisSubscriberSession) {
+        let subscriber = self.subscriber
+        if progress.malformed > 0 {
+            for _ in 0..<progress.malformed { counters.countMalformed() }
+            let level: Logger.Level = subscriber.warnedMalformed ? .debug : .warning
+            subscriber.warnedMalformed = true
+            logger.log(
+                level: level, "Skipped malformed payloads from Redis",
+                metadata: ["count": "\(progress.malformed)", "error": "\(progress.lastProblem ?? "")"])
+        }
+        let pings = session.unansweredPings
+        let confirmed = session.confirmedThrough
+        if progress.becameReady {
+            subscriber.backoff.reset()
+            update { state in
+                state.unansweredPings = pings
+                return state.machine.subscriberReady()
             }
         }
+        let (envelopes, settled, deliver) = state.withLock {
+            state -> ([Envelope], [@Sendable () -> Void], (@Sendable ([Envelope]) -> Void)?) in
+            state.unansweredPings = pings
+            let settled = state.settling.confirm(through: confirmed)
+            guard !state.machine.stopping, let deliver = state.deliver else { return ([], settled, nil) }
+            // The node's own messages that were delivered locally already.
+            guard !state.doubtful.isEmpty else { return (progress.envelopes, settled, deliver) }
+            return (progress.envelopes.filter { !state.doubtful.remove($0.id) }, settled, deliver)
+        }
+        if !envelopes.isEmpty { deliver?(envelopes) }
+        for body in settled { body() }
+        do throws(RedisConnectionError) {
+            try session.tend(now: ContinuousClock.now)
+        } catch {
+            sessionFailed(error)
+            return
+        }
+        scheduleSubscriberTurn()
+    }
+
+    /// The current session failed: closes it, falls back, and schedules the reconnect.
+    private func sessionFailed(_ error: RedisConnectionError) {
+        let subscriber = self.subscriber
+        _ = subscriber.session?.close()
+        subscriber.session = nil
+        update { state in
+            state.unansweredPings = 0
+            state.discoveryWanted = sentinel != nil
+            return state.machine.subscriberFailed("\(error)")
+        }
+        sentinelWake?.signal()
+        subscriber.reconnectAt = ContinuousClock.now + subscriber.backoff.next()
+        scheduleSubscriberTurn()
+    }
+
+    /// Keeps one timer for the next thing due: the session's deadline or keepalive, the
+    /// reconnect, or (no master known yet) a look at the state every ping interval. A timer
+    /// already due earlier is kept (its turn schedules the next one).
+    private func scheduleSubscriberTurn() {
+        let subscriber = self.subscriber
+        let now = ContinuousClock.now
+        let wakeUp =
+            subscriber.session?.nextDeadline
+            ?? (now >= subscriber.reconnectAt ? now + Self.pingInterval(for: timeout) : subscriber.reconnectAt)
+        subscriber.timer.schedule(at: wakeUp, on: subscriber.loop) { [self] in
+            subscriber.timer.fired()
+            subscriberTurn()
+        }
+    }
+
+    /// The link stops: closes the connection, and counts the subscriber out of ``stop()``'s
+    /// wait once it is closed.
+    private func finishSubscriber() {
+        let subscriber = self.subscriber
+        subscriber.finished = true
+        subscriber.timer.cancel()
+        let closing = subscriber.session?.close()
+        subscriber.session = nil
+        guard let closing else {
+            workerExited()
+            return
+        }
+        closing.whenComplete { [self] _ in workerExited() }
     }
 
     /// This node's publishes while the server is unreachable, ready for local delivery: a

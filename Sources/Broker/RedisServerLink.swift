@@ -1,20 +1,24 @@
 import Dispatch
 import Foundation
 import Logging
+import NIOCore
 import Synchronization
 
-/// One Redis server of a ``RedisAdapter``: its two connections, their two threads, the
-/// interest held on it and its failover state (a ``RedisLinkStateMachine``).
+/// One Redis server of a ``RedisAdapter``: its two connections, the interest held on it and
+/// its failover state (a ``RedisLinkStateMachine``).
 ///
-/// **Threads.**
-/// - The *subscriber thread* (``runSubscriber(deliver:)``) owns the subscriber connection, a
-///   non-blocking ``RedisSubscriberSession``, and is the link's only delivering thread: it
-///   `poll`s the socket and a ``WakePipe`` and delivers what Redis sends and, in fallback, what
-///   this node publishes (the local outbox). It never blocks in a call, so local delivery and
-///   shutdown never wait for Redis.
-/// - The *publisher thread* (``runPublisher()``) owns a blocking ``RedisConnection`` whose every
-///   round trip is bounded by `timeout`. It sleeps on a semaphore, takes the whole publish
-///   queue and sends it as one pipeline of `PUBLISH` commands before reading the replies.
+/// **Loops and threads.**
+/// - The *subscriber* runs on one event loop of the node (``RedisSubscriberState/loop``,
+///   `RedisServerLink+Subscriber.swift`): its connection is a NIO channel
+///   (``RedisSubscriberSession``) whose replies hiredis parses, its deadlines are NIO timers,
+///   and it is the link's only delivering place: what Redis sends and, in fallback, what this
+///   node publishes (the local outbox) are delivered from that loop. Nothing there blocks, so
+///   local delivery and shutdown never wait for Redis.
+/// - The *publisher* runs on the same loop (``RedisPublisherState``,
+///   `RedisServerLink+Publisher.swift`): a NIO channel (``RedisPublisherSession``) to which it
+///   writes the whole publish queue as one pipeline and whose replies it reads in order. A
+///   publish made on that loop is written in the same pass of the loop, without waking a thread.
+/// - Only Sentinel discovery (`RedisServerLink+Sentinel.swift`) has a thread of its own.
 ///
 /// **Deadlines** (`timeout` is `PUBSUB_REDIS_TIMEOUT`): every connection sends a `PING` after
 /// ``pingInterval(for:)`` without one (a third of the timeout), which also keeps Redis'
@@ -28,9 +32,9 @@ import Synchronization
 /// never wait for Redis. `deliver` is never called with the lock held.
 ///
 /// **Queues**, each bounded in messages and bytes (a full one drops and counts): the publish
-/// queue (to the publisher thread) and the local outbox (to the subscriber thread). In fallback
+/// queue (to the publisher) and the local outbox (to the subscriber's loop). In fallback
 /// a publish goes to the local outbox: the publishing thread (usually an event loop) only
-/// appends, the subscriber thread fans out.
+/// appends, the subscriber's loop fans out.
 final class RedisServerLink: Sendable {
     let url: RedisURL
     let channels: RedisChannels
@@ -50,15 +54,15 @@ final class RedisServerLink: Sendable {
     let sentinel: RedisSentinelDiscovery?
     let sentinelWake: WakePipe?
     let state: Mutex<State>
-    let subscriberWake = WakePipe()
-    let publisherWake = DispatchSemaphore(value: 0)
-    /// Threads still running, and who waits for the last one to exit (``stop()``). The last
-    /// thread resumes the waiters itself: no dispatch queue in between, whose threads may be busy.
+    /// The subscriber's and the publisher's loop-owned state (see `RedisServerLink+Subscriber.swift`
+    /// and `RedisServerLink+Publisher.swift`).
+    let subscriber: RedisSubscriberState
+    let publisher: RedisPublisherState
+    /// The subscriber, the publisher and the sentinel thread still running, and who waits for
+    /// the last one to finish (``stop()``). The last one resumes the waiters itself: no dispatch
+    /// queue in between, whose threads may be busy.
     private let threads = Mutex<(running: Int, waiters: [CheckedContinuation<Void, Never>])>((0, []))
 
-    /// Most `read(2)` calls (of up to 16 KB each, hiredis' chunk) gathered into one delivered
-    /// batch: larger batches amortize the hand-off, smaller ones bound the latency of the first.
-    static let readsPerBurst = 16
     /// Channels or patterns per `(P)SUBSCRIBE` command when resubscribing.
     static let subscribeChunk = 512
 
@@ -77,6 +81,9 @@ final class RedisServerLink: Sendable {
         var machine = RedisLinkStateMachine()
         var since = Date()
         var deliver: (@Sendable ([Envelope]) -> Void)?
+        /// Started and not yet finished: each counts in `threads` (``stop()`` waits).
+        var subscriberRunning = false
+        var publisherRunning = false
 
         // Interest wanted on this server, and what the current subscriber connection asked for.
         var channels: Set<String> = []
@@ -90,14 +97,13 @@ final class RedisServerLink: Sendable {
         /// Interest changes requested and confirmed, and who waits for them (``whenInterestSettled(_:)``).
         var settling = RedisInterestSettling<@Sendable () -> Void>()
 
-        // Publishing through Redis (to the publisher thread).
+        // Publishing through Redis (to the publisher, on the link's loop).
         var queue: RedisOutgoingQueue
-        /// The batch the publisher thread has written and Redis not yet acknowledged; taken
+        /// The batch the publisher has written and Redis not yet acknowledged; taken
         /// (set to nil) by a fall back, which delivers it locally.
         var inFlight: [RedisOutgoing]?
-        var publisherSleeping = false
 
-        // Local delivery (to the subscriber thread).
+        // Local delivery (to the subscriber's loop).
         var local: RedisOutgoingQueue
         var doubtful = RedisDoubtfulIDs()
 
@@ -112,7 +118,7 @@ final class RedisServerLink: Sendable {
     }
 
     init(
-        url: RedisURL, channels: RedisChannels, nodeId: String, timeout: Duration, queueLimit: Int,
+        url: RedisURL, loop: any EventLoop, channels: RedisChannels, nodeId: String, timeout: Duration, queueLimit: Int,
         queueByteLimit: Int, logger: Logger, counters: RedisAdapterCounters, sentinel: RedisSentinelDiscovery? = nil,
         history: HistoryPolicy = .off, fallbackHistory: MemoryHistory? = nil,
         onTransition: @escaping @Sendable (_ state: AdapterStatus.State, _ transitions: Int) -> Void
@@ -120,6 +126,8 @@ final class RedisServerLink: Sendable {
         self.url = url
         self.sentinel = sentinel
         self.sentinelWake = sentinel.map { _ in WakePipe() }
+        self.subscriber = RedisSubscriberState(loop: loop)
+        self.publisher = RedisPublisherState(loop: loop)
         self.channels = channels
         self.nodeId = nodeId
         self.timeout = timeout
@@ -143,18 +151,21 @@ final class RedisServerLink: Sendable {
 
     // MARK: - Lifecycle (any thread)
 
-    /// Starts the subscriber and publisher threads.
+    /// Starts the subscriber and the publisher (on their loop) and, with Sentinel, its thread.
     func start(deliver: @escaping @Sendable ([Envelope]) -> Void) {
         let fresh = state.withLock { state -> Bool in
             guard state.deliver == nil, !state.machine.stopping else { return false }
             state.deliver = deliver
+            state.subscriberRunning = true
+            state.publisherRunning = true
             state.since = Date()
             return true
         }
         guard fresh else { return }
-        // Linux keeps 15 bytes of a thread name (longer ones are refused): `redis-sub-6379`.
-        spawn("redis-sub-\(url.port)") { $0.runSubscriber(deliver: deliver) }
-        spawn("redis-pub-\(url.port)") { $0.runPublisher() }
+        // The subscriber and the publisher, until finishSubscriber() and finishPublisher().
+        threads.withLock { $0.running += 2 }
+        wakeSubscriber()
+        wakePublisher()
         if let sentinel { spawn("redis-sentinel") { $0.runSentinel(sentinel) } }
     }
 
@@ -165,23 +176,28 @@ final class RedisServerLink: Sendable {
             // (`top -H`, gdb) only from the thread itself (best effort).
             Thread.current.name = name
             body(self)
-            let waiters = threads.withLock { threads in
-                threads.running -= 1
-                guard threads.running == 0 else { return [CheckedContinuation<Void, Never>]() }
-                defer { threads.waiters = [] }
-                return threads.waiters
-            }
-            for waiter in waiters { waiter.resume() }
+            workerExited()
         }
         thread.name = name
         thread.start()
     }
 
-    /// Stops both threads; returns once they have exited and freed their connections.
+    /// The subscriber, the publisher or the sentinel thread is done; the last one resumes ``stop()``'s waiters.
+    func workerExited() {
+        let waiters = threads.withLock { threads in
+            threads.running -= 1
+            guard threads.running == 0 else { return [CheckedContinuation<Void, Never>]() }
+            defer { threads.waiters = [] }
+            return threads.waiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// Stops the subscriber, the publisher and the sentinel thread; returns once their
+    /// connections are closed.
     ///
-    /// The subscriber thread wakes at once. The publisher thread, when inside a blocking call
-    /// to Redis (a connect or a pipeline), finishes it first, each step bounded by `timeout`.
-    /// No `deliver` call starts after this returns.
+    /// The loop closes both channels at once; publishes not yet answered by Redis are answered
+    /// with a refusal. No `deliver` call starts after this returns.
     func stop() async {
         var settled: [@Sendable () -> Void] = []
         var unsent: [RedisOutgoing] = []
@@ -193,6 +209,8 @@ final class RedisServerLink: Sendable {
             return state.machine.stop()
         }
         sentinelWake?.signal()
+        wakeSubscriber()
+        wakePublisher()
         for body in settled { body() }
         // Their publishers are answered rather than left waiting (an HTTP publish awaits this).
         for outgoing in unsent { outgoing.completion?(.refused("the node is stopping")) }
@@ -246,7 +264,7 @@ final class RedisServerLink: Sendable {
         }
     }
 
-    /// Applies `change`; wakes the subscriber thread when this is the first pending change.
+    /// Applies `change`; wakes the subscriber's loop when this is the first pending change.
     private func changeInterest(_ change: (inout State) -> Bool) {
         let wake = state.withLock { state -> Bool in
             let wasDirty = state.hasDirtyInterest
@@ -254,7 +272,7 @@ final class RedisServerLink: Sendable {
             state.settling.changeRequested()
             return !wasDirty
         }
-        if wake { subscriberWake.signal() }
+        if wake { wakeSubscriber() }
     }
 
     /// Runs `body` once every interest change requested on this server before the call is in
@@ -262,7 +280,7 @@ final class RedisServerLink: Sendable {
     /// pending, or when the link is not publishing through Redis (connecting, fallback,
     /// stopping: delivery is local, and live already). A waiter still held when the link falls
     /// back or stops is released then. `body` runs on the caller's thread when at once, else on
-    /// the subscriber thread or the thread that made the link fall back or stop; never with the
+    /// the subscriber's loop or the thread that made the link fall back or stop; never with the
     /// lock held.
     func whenInterestSettled(_ body: @escaping @Sendable () -> Void) {
         let now = state.withLock { state -> (@Sendable () -> Void)? in
@@ -282,8 +300,8 @@ final class RedisServerLink: Sendable {
 
     // MARK: - Publishing (any thread)
 
-    /// Publishes through Redis when connected (queued for the publisher thread); otherwise
-    /// queues it for local delivery by the subscriber thread. Either way it only appends.
+    /// Publishes through Redis when connected (queued for the publisher); otherwise
+    /// queues it for local delivery by the subscriber's loop. Either way it only appends.
     func publish(_ envelope: Envelope, channel: String, historyTopic: Topic? = nil, completion: PublishCompletion? = nil) {
         let outgoing = RedisOutgoing(
             channel: channel, envelope: envelope, payload: EnvelopeCodec.encode(envelope), historyTopic: historyTopic,
@@ -299,9 +317,8 @@ final class RedisServerLink: Sendable {
                     counters.countDropped()
                     return .dropped
                 }
-                guard state.publisherSleeping else { return .none }
-                state.publisherSleeping = false
-                return .publisher
+                // A non-empty queue has a turn coming: one is queued, or a batch is in flight.
+                return state.queue.count == 1 ? .publisher : .none
             }
             let wasEmpty = state.local.isEmpty
             guard state.local.append(outgoing) else {
@@ -314,8 +331,8 @@ final class RedisServerLink: Sendable {
         switch wake {
         case .none: break
         case .dropped: outgoing.completion?(.refused("the node's Redis publish queue is full or the node is stopping"))
-        case .publisher: publisherWake.signal()
-        case .subscriber: subscriberWake.signal()
+        case .publisher: wakePublisher()
+        case .subscriber: wakeSubscriber()
         }
     }
 
@@ -337,7 +354,7 @@ final class RedisServerLink: Sendable {
         }
     }
 
-    // MARK: - Failover (subscriber and publisher threads)
+    // MARK: - Failover (the link's loop, and the sentinel thread)
 
     /// Feeds one event to the state machine (with whatever else `event` changes in the same
     /// critical section) and performs the actions it returns: the queue moves under the lock,
@@ -365,12 +382,11 @@ final class RedisServerLink: Sendable {
                     wakePublisher = true
                 }
             }
-            if wakePublisher { state.publisherSleeping = false }
         }
         for transition in transitions { report(transition) }
         for body in settled { body() }
-        if wakeSubscriber { subscriberWake.signal() }
-        if wakePublisher { publisherWake.signal() }
+        if wakeSubscriber { self.wakeSubscriber() }
+        if wakePublisher { self.wakePublisher() }
     }
 
     /// Moves the batch in flight, then the publish queue, to the local outbox (in publish

@@ -1,13 +1,14 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
+import NIOCore
+import NIOPosix
 
-/// One subscriber connection of a ``RedisServerLink``, from the non-blocking connect to its
-/// failure, with its deadlines. Owned by the link's subscriber thread (not `Sendable`).
+/// One subscriber connection of a ``RedisServerLink``, from the connect to its failure, with
+/// its deadlines: a NIO channel on the link's event loop, whose bytes hiredis parses
+/// (``RedisReplyHandler``).
 ///
-/// At the start everything is *appended* in one go: the handshake, a `SUBSCRIBE`/`PSUBSCRIBE`
+/// **Ownership.** Created, used and dropped on the link's subscriber event loop only (not
+/// `Sendable`); its callbacks (``onBurst``, ``onFailure``) run there too.
+///
+/// At the start everything is written in one go: the handshake, a `SUBSCRIBE`/`PSUBSCRIBE`
 /// for every interest, and a `PING`, the *readiness marker*: Redis answers in order, so its
 /// `pong` means that every subscription before it is in place (``Progress/becameReady``).
 /// Later interest changes are followed by a `PING` of their own, and an idle connection gets a
@@ -15,17 +16,26 @@ import Darwin
 /// bounds the connect and the handshake) is unanswered, Redis must send something within
 /// `timeout` (its answer, or messages queued before it), or ``tend(now:)`` throws a timeout: a
 /// hung Redis or a lost network is noticed within `pingInterval + timeout`, and a node that is
-/// merely behind on a busy connection is not mistaken for one.
+/// merely behind on a busy connection, or whose loop was busy with other work while Redis's
+/// bytes waited in the socket (``SocketReceiveQueue``), is not mistaken for one.
 ///
 /// Each marker `PING` carries the number of the last interest change sent before it (see
 /// ``RedisInterestSettling``); ``confirmedThrough`` is that of the last marker answered.
-final class RedisSubscriberSession {
-    let connection: RedisConnection
+final class RedisSubscriberSession: RedisReplyReceiver {
+    let url: RedisURL
     let timeout: Duration
     let pingInterval: Duration
+    private let clock = ContinuousClock()
+    private var channel: (any Channel)?
+    /// What is written before the connect completes (the opening commands, and any others).
+    private var pendingOutput = ByteBuffer()
     private var reader: RedisSubscriptionReader
     private var connecting = true
+    /// The host name is being looked up (bounded by its own deadline): no deadline of ours yet.
+    private var resolving = true
     private var ready = false
+    /// Failed or closed: nothing more is reported.
+    private var over = false
     /// When each unanswered `PING` was sent, oldest first.
     private var pings: [ContinuousClock.Instant] = []
     private var lastAnswer: ContinuousClock.Instant
@@ -42,6 +52,11 @@ final class RedisSubscriberSession {
     /// The change number of the last marker `PING` answered (``RedisInterestSettling``).
     private(set) var confirmedThrough: UInt64 = 0
 
+    /// Called after each read burst with what it brought.
+    var onBurst: ((Progress) -> Void)?
+    /// Called once when the connection fails (refused, closed, unparsable, refused command).
+    var onFailure: ((RedisConnectionError) -> Void)?
+
     struct Progress {
         var envelopes: [Envelope] = []
         var malformed = 0
@@ -54,28 +69,42 @@ final class RedisSubscriberSession {
         url: RedisURL, clientName: String, channels: RedisChannels, subscribe: [String], psubscribe: [String],
         patterns: [String: Set<TopicPattern>], through: UInt64, timeout: Duration, pingInterval: Duration,
         now: ContinuousClock.Instant
-    ) throws(RedisConnectionError) {
-        connection = try RedisConnection(startingConnectTo: url, timeout: timeout, clientName: clientName)
+    ) {
+        self.url = url
         self.timeout = timeout
         self.pingInterval = pingInterval
         reader = RedisSubscriptionReader(channels: channels, patterns: patterns)
-        handshake = connection.handshakeCommands
+        let handshakeCommands = RedisConnection.handshake(url, clientName: clientName)
+        handshake = handshakeCommands.map { $0[0] }
         lastAnswer = now
         lastHeard = now
-        try Self.append("SUBSCRIBE", subscribe, on: connection)
-        try Self.append("PSUBSCRIBE", psubscribe, on: connection)
-        try connection.append(["PING"])
+        for command in handshakeCommands { RedisCommandEncoder.append(command, to: &pendingOutput) }
+        Self.append("SUBSCRIBE", subscribe, to: &pendingOutput)
+        Self.append("PSUBSCRIBE", psubscribe, to: &pendingOutput)
+        RedisCommandEncoder.append(["PING"], to: &pendingOutput)
         pings.append(now)
         pingsSent = 1
         marks.append((1, through))
     }
 
-    var unansweredPings: Int { pings.count }
-
-    /// What to `poll` the socket for.
-    var pollEvents: Int16 {
-        Int16(POLLIN) | (connecting || connection.hasPendingOutput ? Int16(POLLOUT) : 0)
+    /// Starts the TCP connect on `loop` (the name lookup, if any, runs off the loop); the
+    /// opening commands are written once it completes.
+    func connect(on loop: any EventLoop) {
+        RedisReplyHandler.connect(self, timeout: timeout, on: loop)
     }
+
+    func connected(_ channel: any Channel) {
+        guard !over else {
+            channel.close(promise: nil)
+            return
+        }
+        self.channel = channel
+        connecting = false
+        channel.writeAndFlush(pendingOutput, promise: nil)
+        pendingOutput = ByteBuffer()
+    }
+
+    var unansweredPings: Int { pings.count }
 
     /// When ``tend(now:)`` has something to do: the oldest `PING`'s deadline, or the next keepalive.
     var nextDeadline: ContinuousClock.Instant {
@@ -84,46 +113,38 @@ final class RedisSubscriberSession {
     }
 
     /// Sends interest changes, then a `PING` that says when they are done.
-    func send(_ changes: RedisServerLink.InterestChanges, now: ContinuousClock.Instant) throws(RedisConnectionError) {
-        try Self.append("UNSUBSCRIBE", changes.unsubscribe, on: connection)
-        try Self.append("PUNSUBSCRIBE", changes.punsubscribe, on: connection)
-        try Self.append("SUBSCRIBE", changes.subscribe, on: connection)
-        try Self.append("PSUBSCRIBE", changes.psubscribe, on: connection)
+    func send(_ changes: RedisServerLink.InterestChanges, now: ContinuousClock.Instant) {
+        var buffer = ByteBuffer()
+        Self.append("UNSUBSCRIBE", changes.unsubscribe, to: &buffer)
+        Self.append("PUNSUBSCRIBE", changes.punsubscribe, to: &buffer)
+        Self.append("SUBSCRIBE", changes.subscribe, to: &buffer)
+        Self.append("PSUBSCRIBE", changes.psubscribe, to: &buffer)
         if let patterns = changes.patterns { reader.patterns = patterns }
-        try ping(now: now)
+        RedisCommandEncoder.append(["PING"], to: &buffer)
+        pings.append(now)
+        pingsSent += 1
         marks.append((pingsSent, changes.through))
+        write(buffer)
     }
 
-    /// Handles what `poll` reported for the socket: finishes the connect, writes what is
-    /// pending, reads a burst of replies.
-    func service(_ revents: Int16, now: ContinuousClock.Instant) throws(RedisConnectionError) -> Progress {
-        var progress = Progress()
-        guard revents != 0 else { return progress }
-        if connecting {
-            try connection.finishConnect()
-            connecting = false
-        }
-        if connection.hasPendingOutput, revents & Int16(POLLOUT) != 0 {
-            try connection.writePending()
-        }
-        guard revents & Int16(POLLIN | POLLHUP | POLLERR) != 0 else { return progress }
-        var reads = 0
-        repeat {
-            try connection.readAvailable()
-            reads += 1
-            while let reply = try connection.bufferedReply() {
-                guard handshake.isEmpty else {
-                    let command = handshake.removeFirst()
-                    if case .error(let message) = reply, RedisConnection.mustSucceed(command) {
-                        throw RedisConnectionError("\(command) on \(connection.url.server) failed: \(message)")
-                    }
-                    continue
-                }
-                try reader.handle(reply)
+    /// One reply from Redis (``RedisReplyHandler``): the handshake's, or a push.
+    func received(_ reply: RedisReply) throws(RedisConnectionError) {
+        guard handshake.isEmpty else {
+            let command = handshake.removeFirst()
+            if case .error(let message) = reply, RedisConnection.mustSucceed(command) {
+                throw RedisConnectionError("\(command) on \(url.server) failed: \(message)")
             }
-        } while reads < RedisServerLink.readsPerBurst && Self.isReadable(connection.fileDescriptor)
-        lastHeard = now
+            return
+        }
+        try reader.handle(reply)
+    }
 
+    /// The end of a read burst: reports what it brought (``onBurst``).
+    func readComplete() {
+        guard !over else { return }
+        let now = clock.now
+        lastHeard = now
+        var progress = Progress()
         let outcome = reader.takeOutcome()
         progress.envelopes = outcome.envelopes
         progress.malformed = outcome.malformed
@@ -141,39 +162,70 @@ final class RedisSubscriberSession {
                 progress.becameReady = true
             }
         }
-        return progress
+        onBurst?(progress)
+    }
+
+    func addressResolved() {
+        let now = clock.now
+        resolving = false
+        if !pings.isEmpty { pings[0] = now }
+        lastHeard = now
+        lastAnswer = now
     }
 
     /// Enforces the deadline of the oldest `PING` and sends a keepalive when one is due.
     func tend(now: ContinuousClock.Instant) throws(RedisConnectionError) {
+        guard !resolving else { return }
         if let oldest = pings.first, now - max(oldest, lastHeard) > timeout {
+            if let channel, SocketReceiveQueue.hasUnreadBytes(channel) {
+                lastHeard = now  // Redis sent something; this loop has not read it yet
+                return
+            }
             let phase = ready ? "PING" : connecting ? "connect" : "handshake and SUBSCRIBE"
-            throw RedisConnectionError(
-                "read on \(connection.url.server): no answer to \(phase) within \(timeout)", isTimeout: true)
+            throw RedisConnectionError("read on \(url.server): no answer to \(phase) within \(timeout)", isTimeout: true)
         }
         if pings.isEmpty, now - lastAnswer >= pingInterval {
-            try ping(now: now)
+            var buffer = ByteBuffer()
+            RedisCommandEncoder.append(["PING"], to: &buffer)
+            pings.append(now)
+            pingsSent += 1
+            write(buffer)
         }
     }
 
-    private func ping(now: ContinuousClock.Instant) throws(RedisConnectionError) {
-        try connection.append(["PING"])
-        pings.append(now)
-        pingsSent += 1
-        if !connecting { try connection.writePending() }
+    /// Reports `error` once (``onFailure``) and closes the connection.
+    func fail(_ error: RedisConnectionError) {
+        guard !over else { return }
+        let report = onFailure
+        _ = close()
+        report?(error)
     }
 
-    private static func append(_ command: String, _ names: [String], on connection: RedisConnection) throws(RedisConnectionError) {
+    /// Closes the connection without reporting; the future completes once it is closed.
+    func close() -> EventLoopFuture<Void>? {
+        over = true
+        onBurst = nil
+        onFailure = nil
+        let closing = channel?.close()
+        channel = nil
+        return closing
+    }
+
+    private func write(_ buffer: ByteBuffer) {
+        guard let channel else {
+            var buffer = buffer
+            pendingOutput.writeBuffer(&buffer)
+            return
+        }
+        channel.writeAndFlush(buffer, promise: nil)
+    }
+
+    private static func append(_ command: String, _ names: [String], to buffer: inout ByteBuffer) {
         var start = 0
         while start < names.count {
             let end = min(start + RedisServerLink.subscribeChunk, names.count)
-            try connection.append([command] + names[start..<end])
+            RedisCommandEncoder.append([command] + names[start..<end], to: &buffer)
             start = end
         }
-    }
-
-    private static func isReadable(_ descriptor: Int32) -> Bool {
-        var entry = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
-        return poll(&entry, 1, 0) > 0
     }
 }

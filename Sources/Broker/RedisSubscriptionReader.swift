@@ -1,6 +1,6 @@
 /// Turns the replies read on a subscriber connection into the envelopes to deliver.
 ///
-/// A value owned by the subscriber thread of a ``RedisServerLink``, one per connection.
+/// A value owned by the subscriber of a ``RedisServerLink`` (its event loop), one per connection.
 /// What it does with each push:
 /// - `message`: decoded; delivered when the envelope belongs on that channel.
 /// - `pmessage`: first filtered by channel name: only topic channels whose topic one of the

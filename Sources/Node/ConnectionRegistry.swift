@@ -189,10 +189,12 @@ actor ConnectionRegistry {
     /// once, so messages that arrived close together share one system call per socket.
     ///
     /// One drain writes about ``writesPerDrain`` deliveries and at most a quarter of the
-    /// pending-bytes limit per socket, then flushes and queues the next drain for the rest: the
-    /// loop gets back to its sockets (reads, other connections' writes) between drains, and a
-    /// subscriber that reads never sees its unsent bytes pass the slow-consumer limit merely
-    /// because a backlog was written before the flush.
+    /// pending-bytes limit per socket, then flushes and queues the next drain for the rest: other
+    /// tasks of the loop (timers, other hand-offs) run between drains, and a subscriber that
+    /// reads never sees its unsent bytes pass the slow-consumer limit merely because a backlog
+    /// was written before the flush. (NIO reads its sockets again only once no task is ready, so
+    /// a backlog that keeps growing keeps the loop's reads waiting until the inbox's bound
+    /// refuses more.)
     func drainInbox() {
         let messages = max(1, Self.writesPerDrain / max(1, writesPerMessage ?? sessions.count))
         let (deliveries, more) = inbox.take(messages: messages, bytes: drainBytes)

@@ -1,4 +1,6 @@
 import Foundation
+import NIOCore
+import NIOPosix
 import Synchronization
 import Testing
 
@@ -88,7 +90,7 @@ struct RedisFailoverTests {
                 let sequence = b.envelopes.map { Int($0.id.split(separator: ":")[1])! }
                 #expect(sequence == sequence.sorted())
                 #expect(a.status.publishedInFallback > 0)
-                #expect(a.status.backends[0].transitions == 3)  // connected, fallback, connected
+                #expect(a.status.backends[0].transitions == 3, "connected, fallback, connected: \(a.status.backends[0])")
                 #expect(published > b.envelopes.count)
             }
         }
@@ -118,6 +120,32 @@ struct RedisFailoverTests {
         }
     }
 
+    @Test("a reply left unread while the link's loop is busy with other work is not a timeout")
+    func busyLoop() async throws {
+        try await RedisTest.withServers { servers in
+            let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)  // the link's loop, and only its
+            let a = RedisTestNode("a", urls: [servers[0].url], timeout: .milliseconds(300), eventLoopGroup: group)
+            try await RedisTest.shuttingDown([a]) {
+                a.subscribe(RedisTest.topic("busy.t"))
+                try await RedisTest.settle([a])
+                // On the link's loop: a publish (written in this pass; Redis answers at once),
+                // then other work that holds the loop for 1 s. NIO runs every ready task, the
+                // publisher's deadline included, before it reads its sockets again.
+                let loop = group.next()
+                let sent = try await loop.submit {
+                    let sent = a.publish(topic: "busy.t")
+                    loop.execute { usleep(1_000_000) }
+                    return sent
+                }.get()
+                #expect(await RedisTest.eventually { a.ids() == [sent.id] })
+                let status = a.status
+                #expect(status.state == .connected)
+                #expect(status.backends[0].transitions == 1, "no fall back: \(status.backends[0].lastError ?? "no error")")
+            }
+            try await group.shutdownGracefully()
+        }
+    }
+
     @Test("shutdown is prompt, with Redis up or down")
     func promptShutdown() async throws {
         try await RedisTest.withServers(2) { servers in
@@ -133,7 +161,7 @@ struct RedisFailoverTests {
         }
     }
 
-    @Test("in fallback a node's own publishes are delivered by the link's thread, never by the publishing one")
+    @Test("in fallback a node's own publishes are delivered by the link's loop, never by the publishing thread")
     func fallbackDeliveryThread() async throws {
         try await RedisTest.withServers(started: false) { servers in
             try await RedisTest.withNodes(["a"], urls: [servers[0].url]) { nodes in
@@ -157,8 +185,8 @@ struct RedisFailoverTests {
             node.subscribe(RedisTest.topic("h.t"))
             try await RedisTest.settle([node])
             redis.pause()
-            node.publish(topic: "h.t")  // the publisher thread now waits for a reply that never comes
-            try await Task.sleep(for: .milliseconds(50))  // let it block in the read
+            node.publish(topic: "h.t")  // the publisher now waits for a reply that never comes
+            try await Task.sleep(for: .milliseconds(50))  // let it be written and wait
             let elapsed = await ContinuousClock().measure { await node.adapter.shutdown() }
             redis.resume()
             #expect(elapsed < .seconds(2), "shutdown took \(elapsed)")

@@ -1,5 +1,7 @@
 import Foundation
 import Logging
+import NIOCore
+import NIOPosix
 import Synchronization
 import Testing
 
@@ -12,11 +14,14 @@ final class RedisTestNode: Sendable {
     private let inbox = Inbox()
     private let sequence = Atomic<Int>(0)
 
-    init(_ id: String, urls: [RedisURL], timeout: Duration = .milliseconds(1500)) {
+    init(
+        _ id: String, urls: [RedisURL], timeout: Duration = .milliseconds(1500),
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) {
         self.id = id
         var logger = Logger(label: "chorus.test.\(id)")
         logger.logLevel = .error
-        adapter = RedisAdapter(urls: urls, nodeId: id, timeout: timeout, logger: logger)
+        adapter = RedisAdapter(urls: urls, nodeId: id, timeout: timeout, logger: logger, eventLoopGroup: eventLoopGroup)
         adapter.start { [inbox] batch in
             inbox.received.withLock { $0.append(contentsOf: batch) }
             let thread = UInt(pthread_self())

@@ -28,7 +28,9 @@ struct DeadlineTests {
         } catch let failure as TestFailure {
             #expect(failure.description.contains("upgrade on port \(port): no answer within"))
         }
-        #expect(ContinuousClock.now - started < .seconds(10))
+        // Without the deadline this wait never ends; the bound is far above a loaded machine's
+        // scheduling delays (one run on a 2-core machine busy with builds took 10.8 s).
+        #expect(ContinuousClock.now - started < .seconds(60))
     }
 
     @Test("a body that answers in time gives its result; one that throws, its error")

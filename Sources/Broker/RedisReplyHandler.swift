@@ -1,0 +1,96 @@
+import NIOCore
+import NIOPosix
+
+/// What a Redis connection on an event loop does with what its channel reads: the link's
+/// subscriber (``RedisSubscriberSession``) and publisher (``RedisPublisherSession``).
+/// Called on the channel's event loop only.
+protocol RedisReplyReceiver: AnyObject {
+    var url: RedisURL { get }
+    /// One reply; a throw fails the connection.
+    func received(_ reply: RedisReply) throws(RedisConnectionError)
+    /// The end of a read burst.
+    func readComplete()
+    /// The connect completed: write what waits.
+    func connected(_ channel: any Channel)
+    /// The connection failed or closed; reported once.
+    func fail(_ error: RedisConnectionError)
+    /// The host name is looked up and the TCP connect starts: the receiver's own deadline for
+    /// the connect starts now (the lookup had its own).
+    func addressResolved()
+}
+
+/// The end of a Redis connection's pipeline: parses what Redis sends with a
+/// ``RedisReplyParser`` and hands each reply, each end of a read burst and the connection's end
+/// to its receiver. Runs on the channel's event loop, which is the receiver's.
+final class RedisReplyHandler<Receiver: RedisReplyReceiver>: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+
+    private let parser = RedisReplyParser()
+    private let receiver: Receiver
+
+    init(receiver: Receiver) {
+        self.receiver = receiver
+    }
+
+    /// Starts a TCP connection to `receiver.url` on `loop` with this handler at the end of its
+    /// pipeline. A host name is looked up first on NIO's thread pool, bounded by `timeout`
+    /// (``RedisHostResolver``: a lookup past it is abandoned); the connect is bounded by
+    /// `timeout` too. The receiver hears ``RedisReplyReceiver/connected(_:)`` or
+    /// ``RedisReplyReceiver/fail(_:)``.
+    static func connect(_ receiver: Receiver, timeout: Duration, on loop: any EventLoop) {
+        let bound = NIOLoopBound(receiver, eventLoop: loop)
+        let (host, port) = (receiver.url.host, receiver.url.port)
+        let address =
+            RedisHostResolver.isNumeric(host)
+            ? loop.makeSucceededFuture(host)
+            : NIOThreadPool.singleton.runIfActive(eventLoop: loop) {
+                try RedisHostResolver.numericAddress(of: host, timeout: timeout)
+            }
+        let connecting = address.flatMap { address in
+            bound.value.addressResolved()
+            return ClientBootstrap(group: loop)
+                .connectTimeout(RedisTurnTimer.timeAmount(timeout))
+                .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+                .channelOption(ChannelOptions.socketOption(.so_keepalive), value: 1)
+                .channelOption(ChannelOptions.maxMessagesPerRead, value: 16)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(RedisReplyHandler(receiver: bound.value))
+                    }
+                }
+                .connect(host: address, port: port)
+        }
+        let server = receiver.url.server
+        connecting.assumeIsolated().whenComplete { result in
+            switch result {
+            case .success(let channel): receiver.connected(channel)
+            case .failure(let error): receiver.fail(RedisConnectionError("connect to \(server): \(error)"))
+            }
+        }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        do throws(RedisConnectionError) {
+            try parser.feed(unwrapInboundIn(data))
+            while let reply = try parser.next() {
+                try receiver.received(reply)
+            }
+        } catch {
+            receiver.fail(error)
+            context.close(promise: nil)
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        receiver.readComplete()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        receiver.fail(RedisConnectionError("read on \(receiver.url.server): connection closed by the server"))
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        receiver.fail(RedisConnectionError("read on \(receiver.url.server): \(error)"))
+        context.close(promise: nil)
+    }
+}
