@@ -3,9 +3,10 @@
 // Accounts and stored messages go through the node's HTTP API (/api/auth, /api/messages);
 // everything live goes through one ChorusClient: new messages (`message.sent` events on
 // `rooms.<name>` and on the user's own `messages.user.<id>`), presence, typing and read
-// receipts. After a reconnect (a drained node, a network change) each open conversation is
-// reloaded from /api/messages and merged by message id, so nothing posted meanwhile is lost
-// even on a node without history; with history the SDK's `since` recovers the gap directly.
+// receipts. After a reconnect (a drained node, a network change) the open conversation is
+// reloaded from /api/messages once its subscription is live again and merged by message id, so
+// nothing posted meanwhile is lost even on a node without history; with history the SDK's
+// `since` recovers the gap directly.
 //
 // Served from the same origin as the node's /api and /ws (nginx in front, see README "Example
 // chat app"); `?api=http://host:port` points it at another origin (set CORS_ALLOWED_ORIGINS).
@@ -74,7 +75,10 @@ function start() {
   state.client = client;
   window.chorus = client;  // for the console (and the browser test)
   client.on("state", ({ state: s }) => { $("status").textContent = s; $("status").dataset.state = s; });
-  client.on("connected", ({ reconnected }) => { if (reconnected) reloadAfterReconnect(); });
+  // Reload once the conversation's subscription is live again on the new connection: a reload
+  // on `connected` could read the store before a message committed that then went out before
+  // the resubscribe, and that message would be missed by both.
+  client.on("subscribed", ({ topic, resubscribed }) => { if (resubscribed && topic === liveTopic(state.current)) reloadAfterReconnect(); });
   client.on("recoveryFailed", () => { if (state.current) loadHistory(state.current); });
   client.on("error", (error) => console.warn("chorus:", error.message));
   client.on("typing", onTyping);
@@ -83,6 +87,12 @@ function start() {
   client.connect().catch((error) => { $("status").textContent = "error: " + error.message; });
   renderRooms();
   openConversation({ kind: "room", key: "room:lobby", topic: "rooms.lobby", title: "# lobby" });
+}
+
+/** The subscription that carries a conversation's new messages: the room's, or our own for direct messages. */
+function liveTopic(conversation) {
+  if (!conversation) return undefined;
+  return conversation.kind === "room" ? conversation.topic : `messages.user.${state.user.id}`;
 }
 
 async function reloadAfterReconnect() {
