@@ -96,7 +96,7 @@ enum RedisHostResolver {
             defer { freeaddrinfo(list) }
             var text = [CChar](repeating: 0, count: Int(NI_MAXHOST))
             if getnameinfo(first.pointee.ai_addr, first.pointee.ai_addrlen, &text, socklen_t(text.count), nil, 0, NI_NUMERICHOST) == 0 {
-                return String(cString: text)
+                return String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
             }
         }
         throw RedisConnectionError("resolve \(host): \(String(cString: gai_strerror(lastError)))")

@@ -4,7 +4,7 @@ import NIOPosix
 /// What a Redis connection on an event loop does with what its channel reads: the link's
 /// subscriber (``RedisSubscriberSession``) and publisher (``RedisPublisherSession``).
 /// Called on the channel's event loop only.
-protocol RedisReplyReceiver: AnyObject {
+protocol RedisReplyReceiver: AnyObject, SendableMetatype {
     var url: RedisURL { get }
     /// One reply; a throw fails the connection.
     func received(_ reply: RedisReply) throws(RedisConnectionError)

@@ -46,48 +46,79 @@ public final class WebSocketClient: Sendable {
         case notUpgraded(NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart>)
     }
 
-    private let channel: NIOAsyncChannel<WebSocketFrame, WebSocketFrame>
-    private let events = EventQueue()
+    /// The connection's channel, for closing it.
+    private let channel: any Channel
+    /// Writes frames while the reader's `executeThenClose` runs; after it ends a write throws.
+    private let outbound: NIOAsyncChannelOutboundWriter<WebSocketFrame>
+    private let events: EventQueue
     private let reader: Task<Void, Never>
-    private let paused = Shared(false)
+    private let paused: Shared
 
-    private init(channel: NIOAsyncChannel<WebSocketFrame, WebSocketFrame>, autoPong: Bool) {
+    private init(
+        channel: any Channel, outbound: NIOAsyncChannelOutboundWriter<WebSocketFrame>, events: EventQueue,
+        reader: Task<Void, Never>, paused: Shared
+    ) {
         self.channel = channel
-        let events = self.events
-        let outbound = channel.outbound
-        let inbound = channel.inbound
-        let paused = self.paused
-        self.reader = Task {
-            do {
-                for try await frame in inbound {
-                    while paused.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(10)) }
-                    var data = frame.unmaskedData
-                    switch frame.opcode {
-                    case .text: await events.push(.text(data.readString(length: data.readableBytes) ?? ""))
-                    case .binary: await events.push(.binary(data.readBytes(length: data.readableBytes) ?? []))
-                    case .ping:
-                        await events.push(.ping)
-                        if autoPong {
-                            // Never awaited here: while the connection is not writable (our own
-                            // sends backed up) the reader would stop reading, the server's sends
-                            // would back up in turn, and neither side would move again.
-                            let pong = WebSocketFrame(fin: true, opcode: .pong, maskKey: .random(), data: data)
-                            Task { try? await outbound.write(pong) }
-                        }
-                    case .pong: await events.push(.pong)
-                    case .connectionClose:
-                        // Answer with the same code, as RFC 6455 asks of an endpoint (5.5.1).
-                        var reply = ByteBuffer()
-                        if let code = data.getInteger(at: data.readerIndex, as: UInt16.self) { reply.writeInteger(code) }
-                        let answer = WebSocketFrame(fin: true, opcode: .connectionClose, maskKey: .random(), data: reply)
-                        Task { try? await outbound.write(answer) }  // not awaited, as the pong
-                        let code = data.readInteger(as: UInt16.self)
-                        await events.push(.close(code: code, reason: data.readString(length: data.readableBytes) ?? ""))
-                    default: break
+        self.outbound = outbound
+        self.events = events
+        self.reader = reader
+        self.paused = paused
+    }
+
+    /// Starts the task that owns the connection (NIO's `executeThenClose`: the channel closes when
+    /// the server's side ends) and returns once it hands over the writer.
+    private static func start(_ asyncChannel: NIOAsyncChannel<WebSocketFrame, WebSocketFrame>, autoPong: Bool) async -> WebSocketClient {
+        let events = EventQueue()
+        let paused = Shared(false)
+        var reader: Task<Void, Never>?
+        // `withCheckedContinuation` runs its body before it suspends (so `reader` is set), and
+        // `executeThenClose` runs its body at once whatever the channel's state (so the writer
+        // always comes).
+        let outbound = await withCheckedContinuation { (handOver: CheckedContinuation<NIOAsyncChannelOutboundWriter<WebSocketFrame>, Never>) in
+            reader = Task {
+                do {
+                    try await asyncChannel.executeThenClose { inbound, outbound in
+                        handOver.resume(returning: outbound)
+                        try await read(inbound, answeringWith: outbound, into: events, paused: paused, autoPong: autoPong)
                     }
+                } catch {}
+                await events.push(.disconnected)
+            }
+        }
+        return WebSocketClient(channel: asyncChannel.channel, outbound: outbound, events: events, reader: reader!, paused: paused)
+    }
+
+    /// Turns the server's frames into events until the connection ends; pings are answered (when
+    /// `autoPong`) and a close frame is echoed, as RFC 6455 asks of an endpoint (5.5.1).
+    private static func read(
+        _ inbound: NIOAsyncChannelInboundStream<WebSocketFrame>, answeringWith outbound: NIOAsyncChannelOutboundWriter<WebSocketFrame>,
+        into events: EventQueue, paused: Shared, autoPong: Bool
+    ) async throws {
+        for try await frame in inbound {
+            while paused.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(10)) }
+            var data = frame.unmaskedData
+            switch frame.opcode {
+            case .text: await events.push(.text(data.readString(length: data.readableBytes) ?? ""))
+            case .binary: await events.push(.binary(data.readBytes(length: data.readableBytes) ?? []))
+            case .ping:
+                await events.push(.ping)
+                if autoPong {
+                    // Never awaited here: while the connection is not writable (our own
+                    // sends backed up) the reader would stop reading, the server's sends
+                    // would back up in turn, and neither side would move again.
+                    let pong = WebSocketFrame(fin: true, opcode: .pong, maskKey: .random(), data: data)
+                    Task { try? await outbound.write(pong) }
                 }
-            } catch {}
-            await events.push(.disconnected)
+            case .pong: await events.push(.pong)
+            case .connectionClose:
+                var reply = ByteBuffer()
+                if let code = data.getInteger(at: data.readerIndex, as: UInt16.self) { reply.writeInteger(code) }
+                let answer = WebSocketFrame(fin: true, opcode: .connectionClose, maskKey: .random(), data: reply)
+                Task { try? await outbound.write(answer) }  // not awaited, as the pong
+                let code = data.readInteger(as: UInt16.self)
+                await events.push(.close(code: code, reason: data.readString(length: data.readableBytes) ?? ""))
+            default: break
+            }
         }
     }
 
@@ -132,7 +163,7 @@ public final class WebSocketClient: Sendable {
             }
         switch try await upgrade.get() {
         case .websocket(let channel):
-            return WebSocketClient(channel: channel, autoPong: autoPong)
+            return await start(channel, autoPong: autoPong)
         case .notUpgraded(let http):
             var status = 0
             var body = ""
@@ -195,13 +226,13 @@ public final class WebSocketClient: Sendable {
 
     /// Sends one frame as is (for tests of what the server does with odd input).
     public func send(opcode: WebSocketOpcode, _ data: ByteBuffer, fin: Bool = true) async throws {
-        try await channel.outbound.write(WebSocketFrame(fin: fin, opcode: opcode, maskKey: .random(), data: data))
+        try await outbound.write(WebSocketFrame(fin: fin, opcode: opcode, maskKey: .random(), data: data))
     }
 
     /// Sends `frame` exactly as given: unmasked, with reserved bits or odd opcodes (for tests of
     /// how the server treats frames RFC 6455 forbids).
     public func send(_ frame: WebSocketFrame) async throws {
-        try await channel.outbound.write(frame)
+        try await outbound.write(frame)
     }
 
     /// Stops taking frames off the connection (to play a client that does not keep up): once
@@ -219,13 +250,13 @@ public final class WebSocketClient: Sendable {
     public func close(code: UInt16 = 1000) async {
         var payload = ByteBuffer()
         payload.writeInteger(code)
-        try? await channel.outbound.write(WebSocketFrame(fin: true, opcode: .connectionClose, maskKey: .random(), data: payload))
-        try? await channel.channel.close()
+        try? await outbound.write(WebSocketFrame(fin: true, opcode: .connectionClose, maskKey: .random(), data: payload))
+        try? await channel.close()
         reader.cancel()
     }
 
     deinit {
-        channel.channel.close(promise: nil)
+        channel.close(promise: nil)
         reader.cancel()
     }
 }

@@ -54,7 +54,7 @@ public final class ChildProcess: Sendable {
     private init(_ program: String, _ programArguments: [String], environment: [String: String], log: URL) throws {
         self.log = log
         let executable = try Self.setpriv.get()
-        FileManager.default.createFile(atPath: log.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         var env = ProcessInfo.processInfo.environment
         env.merge(environment) { $1 }
         var actions = posix_spawn_file_actions_t()
