@@ -192,7 +192,11 @@ export interface SubscribedEvent {
   recovered?: boolean;
   offset?: number;
   epoch?: string;
-  /** true when this is a resubscription after a reconnect. */
+  /**
+   * true when this is a resubscription after a reconnect: the topic is live again from here, so
+   * this (not `connected`, which comes before the resubscribe) is when to reload a topic without
+   * history.
+   */
   resubscribed: boolean;
 }
 
