@@ -75,11 +75,10 @@ function start() {
   state.client = client;
   window.chorus = client;  // for the console (and the browser test)
   client.on("state", ({ state: s }) => { $("status").textContent = s; $("status").dataset.state = s; });
-  // Reload once the conversation's subscription is live again on the new connection: a reload
-  // on `connected` could read the store before a message committed that then went out before
-  // the resubscribe, and that message would be missed by both.
+  // Reload once the conversation's subscription is live again on the new connection (a failed
+  // recovery included): a reload on `connected` could read the store before a message committed
+  // that then went out before the resubscribe, and that message would be missed by both.
   client.on("subscribed", ({ topic, resubscribed }) => { if (resubscribed && topic === liveTopic(state.current)) reloadAfterReconnect(); });
-  client.on("recoveryFailed", () => { if (state.current) loadHistory(state.current); });
   client.on("error", (error) => console.warn("chorus:", error.message));
   client.on("typing", onTyping);
   client.on("presence", () => refreshPresence());
