@@ -4,15 +4,19 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh libhiredis-dev zlib1g-dev pkg-config
-swift build -c release --product chorus
+# Without Swift's run-time exclusivity checks, as every release build here (docs/operations.md, "Release builds").
+swift build -c release -Xswiftc -enforce-exclusivity=unchecked --product chorus
 if [ -z "${JWT_SECRET:-}" ] && [ -z "${JWT_PUBLIC_KEY_FILE:-}" ]; then
     export JWT_SECRET="dev-only-secret-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
     echo "JWT_SECRET was not set; using a throwaway development secret for this run:" >&2
     echo "  export JWT_SECRET=$JWT_SECRET" >&2
     echo "a token to try it with (user 'demo', valid 1 hour):" >&2
     echo "  $(.build/release/chorus token --sub demo)" >&2
-    # A throwaway secret means a development node: this machine only, unless HTTP_HOST says otherwise.
-    export HTTP_HOST="${HTTP_HOST:-127.0.0.1}"
-    echo "listening on $HTTP_HOST (set HTTP_HOST=0.0.0.0 to accept other machines)" >&2
+fi
+# A development secret (made above, or printed by an earlier run and passed back in) means a
+# development node: this machine only, unless HTTP_HOST says otherwise.
+if [[ "${JWT_SECRET:-}" == dev-only-secret-* ]] && [ -z "${HTTP_HOST:-}" ]; then
+    export HTTP_HOST=127.0.0.1
+    echo "listening on 127.0.0.1 with a development secret (set HTTP_HOST=0.0.0.0 to accept other machines)" >&2
 fi
 exec .build/release/chorus "$@"

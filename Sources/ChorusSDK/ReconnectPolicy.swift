@@ -22,7 +22,7 @@ enum ReconnectDecision: Sendable, Equatable {
 /// capped exponential backoff with full jitter (attempt `n` waits `random * min(max, min *
 /// factor^n)`), reset once a connection has stayed up for `stableAfter`; an immediate
 /// reconnect after a node's 1001 drain; one immediate retry with a fresh token after a refused
-/// token (HTTP 401 at the upgrade, `auth_error`, or a close with 4001 or 4003), and no loop
+/// token (HTTP 401 at the upgrade, `auth_error`, or a close with 4001), and no loop
 /// after that.
 ///
 /// Owned by the client's engine actor.
@@ -75,8 +75,8 @@ struct ReconnectPolicy: Sendable {
         let wasConnected = connectedAt != nil
         connectedAt = nil
         var ending = ending
-        if case .closed(let code?) = ending, code == 4001 || code == 4003 {
-            // Close codes for a refused or revoked authorization: not retried with the same token.
+        if case .closed(let code?) = ending, code == 4001 {
+            // The node's close for an expired token that was not replaced: not retried with the same token.
             ending = .authRefused(code: Int(code), message: "connection closed with \(code)")
         }
         switch ending {

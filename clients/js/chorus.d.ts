@@ -238,7 +238,7 @@ export class ChorusClosedError extends ChorusError {}
 
 export const CloseCode: Readonly<{
   normal: 1000; goingAway: 1001; protocolError: 1002; invalidData: 1007; policyViolation: 1008;
-  tooBig: 1009; pingTimeout: 4000; unauthorized: 4001; forbidden: 4003; slowConsumer: 4008;
+  tooBig: 1009; pingTimeout: 4000; unauthorized: 4001; slowConsumer: 4008;
 }>;
 
 export function topicMatches(pattern: string, topic: string): boolean;

@@ -60,7 +60,6 @@ export const CloseCode = Object.freeze({
   tooBig: 1009,
   pingTimeout: 4000,
   unauthorized: 4001,
-  forbidden: 4003,
   slowConsumer: 4008,
 });
 
@@ -414,7 +413,7 @@ export class ChorusClient {
     this._dropSocket();
     const error = new ChorusClosedError(`connection closed (${code}${reason ? ": " + reason : ""})`, { code });
     this._failPending(error);
-    if (code === CloseCode.unauthorized || code === CloseCode.forbidden) {
+    if (code === CloseCode.unauthorized) {
       this._authFailedToken = this._token;
       this._afterAuthFailure(new ChorusAuthError(reason || "connection closed for authentication", { code }));
       return;

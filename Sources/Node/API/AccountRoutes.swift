@@ -6,7 +6,7 @@ import Store
 
 /// `POST /api/auth/register` and `POST /api/auth/login`: accounts with bcrypt-hashed
 /// passwords, answered with `{token, expiresAt, user}`, a token the WebSocket accepts; and
-/// `GET /api/users/{username}`, how a client finds the id to send a direct message to.
+/// `GET /api/users/{user}`, how a client finds the id to send a direct message to.
 ///
 /// Tokens are HS256 with `JWT_SECRET` (subject: the user's id), valid for `AUTH_TOKEN_TTL`.
 /// A node configured with a public key only verifies tokens and cannot issue them: these
@@ -45,9 +45,9 @@ struct AccountRoutes {
             return try await login(&request, context: context)
         }
         // Finds a user's id (to send a direct message) from the name; any user may ask.
-        router.get("/api/users/:username") { request, context in
+        router.get("/api/users/:user") { request, context in
             _ = try Caller.user(request, node: node)
-            let name = context.parameters.get("username") ?? ""
+            let name = context.parameters.get("user") ?? ""
             guard Self.isValidUsername(name), let account = try await store.user(named: name) else {
                 throw APIError(404, "no user named '\(name.prefix(32))'")
             }

@@ -17,8 +17,8 @@ struct PresenceRoutes {
         router.get("/api/presence/:topic") { request, context in
             await members(request, topicName: context.parameters.get("topic") ?? "")
         }
-        router.get("/api/users/:username/presence") { request, context in
-            await online(request, userId: context.parameters.get("username") ?? "")
+        router.get("/api/users/:user/presence") { request, context in
+            await online(request, userId: context.parameters.get("user") ?? "")
         }
     }
 
