@@ -12,8 +12,9 @@
 # exit) and prints the instructions counted divided by the deliveries the node reported.
 # System-call time in the kernel is not counted: compare flush counts for that.
 #
-# valgrind 3.19 (Debian 12) cannot read the DWARF 5 debug info of Swift 6 binaries; use 3.20 or
-# newer (VALGRIND=/path/to/valgrind, VALGRIND_LIB=... for an unpacked .deb). libdispatch's
+# valgrind 3.19 (Debian 12) cannot read the DWARF 5 debug info of Swift 6 binaries: with it, the
+# node runs from a copy stripped of debug info (the symbol table still names every function), or
+# use 3.20 or newer (VALGRIND=/path/to/valgrind, VALGRIND_LIB=... for an unpacked .deb). libdispatch's
 # dispatch_main() parks the main thread in sigsuspend() on a static mask that valgrind fails
 # to read (internal SIGSEGV), so a small LD_PRELOAD shim copies the mask to the stack first.
 #
@@ -47,7 +48,7 @@ mkdir -p "$OUT"
 NODE_PID=""
 cleanup() {
     [ -n "$NODE_PID" ] && kill -KILL "$NODE_PID" 2>/dev/null || true
-    rm -rf "$WORK/shim"
+    rm -rf "$WORK/shim" "$WORK/chorus-nodebug"
 }
 trap cleanup EXIT
 
@@ -63,6 +64,11 @@ int sigsuspend(const sigset_t *mask) {
 }
 EOF
 clang -O2 -shared -fPIC "$WORK/shim/shim.c" -o "$WORK/shim/libshim.so"
+
+if "$VALGRIND" --version | grep -Eq '^valgrind-3\.(1[0-9]|[0-9])(\.|$)'; then
+    objcopy --strip-debug "$CHORUS" "$WORK/chorus-nodebug"
+    CHORUS="$WORK/chorus-nodebug"
+fi
 
 # Collection is switched on inside these functions only (callgrind toggles on every entry of
 # a matching function, so they must not call one another): the hub's hand-off on the
