@@ -69,10 +69,13 @@ fi
 SCRATCH="${SCRATCH:-.build-bench}"
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
     log "building release binaries in $SCRATCH (nice 19)"
-    # As every release build of the node (docs/operations.md, "Release builds").
-    build=(swift build -c release -Xswiftc -enforce-exclusivity=unchecked --scratch-path "$SCRATCH")
-    nice -n 19 "${build[@]}" --product chorus >&2
-    nice -n 19 "${build[@]}" --product chorus-bench >&2
+    # shellcheck source=lib/release-build.sh
+    source "$REPO/scripts/lib/release-build.sh"
+    (
+        renice -n 19 -p "$BASHPID" >/dev/null  # the builds only, not the servers
+        release_build --scratch-path "$SCRATCH" --product chorus >&2
+        release_build --scratch-path "$SCRATCH" --product chorus-bench >&2
+    )
 fi
 CHORUS="$REPO/$SCRATCH/release/chorus"
 BENCH="$REPO/$SCRATCH/release/chorus-bench"

@@ -10,7 +10,7 @@
 #            EVALSHA of the history script instead of a PUBLISH)
 # Prints one line per trial; the JSON results go to bench/results/<stamp>-history-*.json.
 # Environment: SCRATCH=.build-bench (binaries in $SCRATCH/release; build them with
-# scripts/bench.sh or `swift build -c release -Xswiftc -enforce-exclusivity=unchecked --scratch-path .build-bench`); SCENARIOS="fanout
+# scripts/bench.sh, or `release_build --scratch-path .build-bench` of scripts/lib/release-build.sh); SCENARIOS="fanout
 # publish" (the default; SCENARIOS=publish runs the publish-bound scenario alone);
 # PUBLISH_RATE=N runs the publish-bound scenario at N msg/s for 5 s instead of searching for the
 # highest rate (the CPU each process spends at one rate is steadier on a busy machine than p99).

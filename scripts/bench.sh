@@ -102,14 +102,18 @@ fi
 SCRATCH="${SCRATCH:-.build-bench}"
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
     log "building release binaries in $SCRATCH (nice ${BUILD_NICE:-19})"
-    # As every release build of the node (docs/operations.md, "Release builds"); the generator
-    # and the NIO floor are built the same way, so that all three pay the same for SwiftNIO.
-    build=(swift build -c release -Xswiftc -enforce-exclusivity=unchecked --scratch-path "$SCRATCH")
-    nice -n "${BUILD_NICE:-19}" "${build[@]}" --product chorus >&2
-    nice -n "${BUILD_NICE:-19}" "${build[@]}" --product chorus-bench >&2
-    if target_on floor-nio; then
-        nice -n "${BUILD_NICE:-19}" "${build[@]}" --product chorus-floor-nio >&2
-    fi
+    # The generator and the NIO floor are built as the node is, so that all three pay the same
+    # for SwiftNIO.
+    # shellcheck source=lib/release-build.sh
+    source "$REPO/scripts/lib/release-build.sh"
+    (
+        renice -n "${BUILD_NICE:-19}" -p "$BASHPID" >/dev/null  # the builds only, not the servers
+        release_build --scratch-path "$SCRATCH" --product chorus >&2
+        release_build --scratch-path "$SCRATCH" --product chorus-bench >&2
+        if target_on floor-nio; then
+            release_build --scratch-path "$SCRATCH" --product chorus-floor-nio >&2
+        fi
+    )
 fi
 CHORUS="$REPO/$SCRATCH/release/chorus"
 BENCH="$REPO/$SCRATCH/release/chorus-bench"

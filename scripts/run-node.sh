@@ -4,8 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh libhiredis-dev zlib1g-dev pkg-config
-# Without Swift's run-time exclusivity checks, as every release build here (docs/operations.md, "Release builds").
-swift build -c release -Xswiftc -enforce-exclusivity=unchecked --product chorus
+# shellcheck source=lib/release-build.sh
+source scripts/lib/release-build.sh
+release_build --product chorus
 if [ -z "${JWT_SECRET:-}" ] && [ -z "${JWT_PUBLIC_KEY_FILE:-}" ]; then
     export JWT_SECRET="dev-only-secret-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
     echo "JWT_SECRET was not set; using a throwaway development secret for this run:" >&2
