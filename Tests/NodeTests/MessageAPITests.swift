@@ -115,7 +115,7 @@ struct MessageAPITests {
         }
     }
 
-    @Test("users are found by name; a stray X-API-Key does not shadow the bearer token")
+    @Test("users are found by name or id; a stray X-API-Key does not shadow the bearer token")
     func findUser() async throws {
         try await withNode(["API_KEY": "k"]) { node in
             let alice = try await register(node, "alice")
@@ -128,6 +128,13 @@ struct MessageAPITests {
             #expect(try found.json()["passwordHash"] == nil)
             #expect(try await HTTP.get("\(node.baseURL)/api/users/nobody", headers: headers(alice)).status == 404)
             #expect(try await HTTP.get("\(node.baseURL)/api/users/bob").status == 401)
+            // By id, for the name to show beside a message (an id is never a valid name).
+            let byId = try await HTTP.get("\(node.baseURL)/api/users/\(bob.userId.uppercased())", headers: headers(alice))
+            #expect(byId.status == 200)
+            #expect(try byId.json()["username"] as? String == "bob")
+            #expect(try byId.json()["id"] as? String == bob.userId)
+            let stranger = UUID().uuidString.lowercased()
+            #expect(try await HTTP.get("\(node.baseURL)/api/users/\(stranger)", headers: headers(alice)).status == 404)
         }
     }
 

@@ -113,7 +113,23 @@ function store(message) {
   const known = state.messages.get(key).has(message.id);
   state.messages.get(key).set(message.id, message);
   if (message.metadata?.username) state.people.set(message.authorId, message.metadata.username);
+  else learnName(message.authorId);
   return { key, fresh: !known };
+}
+
+/** Looks up, once, the name of an author whose message did not carry one (posted by a script). */
+const lookups = new Set();
+async function learnName(userId) {
+  if (state.people.has(userId) || lookups.has(userId)) return;
+  lookups.add(userId);
+  try {
+    const user = await api(`/api/users/${encodeURIComponent(userId)}`);
+    state.people.set(user.id, user.username);
+    render();
+    renderPeople();
+  } catch {
+    // Not an account of this node (a token from elsewhere): the id stays on screen.
+  }
 }
 
 function onEvent(event) {

@@ -6,7 +6,8 @@ import Store
 
 /// `POST /api/auth/register` and `POST /api/auth/login`: accounts with bcrypt-hashed
 /// passwords, answered with `{token, expiresAt, user}`, a token the WebSocket accepts; and
-/// `GET /api/users/{user}`, how a client finds the id to send a direct message to.
+/// `GET /api/users/{user}`, how a client finds the id to send a direct message to (by name) or
+/// the name to show for an author (by id).
 ///
 /// Tokens are HS256 with `JWT_SECRET` (subject: the user's id), valid for `AUTH_TOKEN_TTL`.
 /// A node configured with a public key only verifies tokens and cannot issue them: these
@@ -44,13 +45,20 @@ struct AccountRoutes {
             var request = request
             return try await login(&request, context: context)
         }
-        // Finds a user's id (to send a direct message) from the name; any user may ask.
+        // Finds a user by name (the id a direct message needs) or by id (the name to show for an
+        // author); any user may ask. An id (a 36-character UUID) cannot be a name (32 at most).
         router.get("/api/users/:user") { request, context in
             _ = try Caller.user(request, node: node)
-            let name = context.parameters.get("user") ?? ""
-            guard Self.isValidUsername(name), let account = try await store.user(named: name) else {
-                throw APIError(404, "no user named '\(name.prefix(32))'")
+            let key = context.parameters.get("user") ?? ""
+            let account: UserAccount?
+            if Self.isValidUsername(key) {
+                account = try await store.user(named: key)
+            } else if let id = UUID(uuidString: key) {
+                account = try await store.user(id: id.uuidString.lowercased())
+            } else {
+                account = nil
             }
+            guard let account else { throw APIError(404, "no user '\(key.prefix(36))'") }
             return Response.json(account.json)
         }
     }

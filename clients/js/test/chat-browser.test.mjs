@@ -1,7 +1,8 @@
 // The example chat app (examples/chat) in two headless Chromium sessions, as two users whose
 // WebSockets nginx puts on different nodes: they register and log in through the page, talk in a
-// room and directly, see each other's presence and typing (once the node has them), and Bob's
-// page survives his node being drained without losing a message Alice posted meanwhile.
+// room and directly, see the name of an author who posted over HTTP, see each other's presence
+// and typing (once the node has them), and Bob's page survives his node being drained without
+// losing a message Alice posted meanwhile.
 // Screenshots of both pages go to .build/test-artifacts/chat/.
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -51,7 +52,7 @@ async function pageRouted(cluster, page, topic) {
 
 const contents = "return [...document.querySelectorAll('#messages .message')].map(m => m.dataset.author + ': ' + m.querySelector('.content').textContent);";
 
-test("two users on two nodes chat in a room and directly, see presence and typing, and one survives a drain of his node", { skip }, async (t) => {
+test("two users on two nodes chat in a room and directly, see an HTTP author by name, presence and typing, and one survives a drain of his node", { skip }, async (t) => {
   const cluster = await startCluster("chat-browser", { nodes: 2 });
   let driver;
   const pages = [];
@@ -103,6 +104,18 @@ test("two users on two nodes chat in a room and directly, see presence and typin
     await say(bob, "hi alice");
     await alice.waitFor("alice sees bob's reply", contents, (v) => v.includes("bob: hi alice"));
     assert.equal(await alice.evaluate("return document.getElementById('title').textContent;"), "# lobby");
+
+    // A message a script posts over HTTP carries no name: the page looks the author up by id.
+    const carol = await http(`${cluster.url}/api/auth/register`, {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ username: "carol", password: "carol's password" }),
+    });
+    assert.equal(carol.status, 201, carol.text);
+    const posted = await http(`${cluster.url}/api/messages`, {
+      method: "POST", headers: { "Content-Type": "application/json", Authorization: `Bearer ${carol.json().token}` },
+      body: JSON.stringify({ topic: "rooms.lobby", content: "posted by a script" }),
+    });
+    assert.equal(posted.status, 201, posted.text);
+    await alice.waitFor("alice sees carol's name on her message", contents, (v) => v.includes("carol: posted by a script"));
 
     if (features.presence) {
       await alice.waitFor("bob in alice's presence list", "return [...document.querySelectorAll('#presence li')].map(l => l.textContent);", (v) => v.includes("bob") && v.includes("alice"));
