@@ -9,7 +9,8 @@
 /// A value type: the owner (one shard, one isolation domain) mutates it in place.
 public struct SubscriptionIndex<Subscriber: Hashable & Sendable>: Sendable {
     /// Subscribers of each concrete topic; a topic is removed with its last subscriber.
-    private var exact: [Topic: Set<Subscriber>] = [:]
+    /// (`@usableFromInline` for ``forEachMatch(_:_:)``.)
+    @usableFromInline private(set) var exact: [Topic: Set<Subscriber>] = [:]
     /// Subscribers of wildcard patterns. The root holds no subscribers of its own.
     private var root = Node()
 
@@ -63,11 +64,24 @@ public struct SubscriptionIndex<Subscriber: Hashable & Sendable>: Sendable {
     ///
     /// Exact subscribers come first. A subscriber is deduplicated only when a wildcard matched
     /// it: against the exact subscribers, and by a set built once a second trie node matches.
+    ///
+    /// `@inlinable` so that the exact subscribers, every delivery's path, are walked by code
+    /// specialized for the caller's `Subscriber` (unspecialized, each element went through the
+    /// generic `Set` iterator and value witnesses: 5 % of a delivery's instructions, callgrind).
+    @inlinable
     public func forEachMatch(_ topic: Topic, _ body: (Subscriber) -> Void) {
         let exactSubscribers = exact[topic]
         exactSubscribers?.forEach(body)
-        guard !root.children.isEmpty else { return }
+        guard hasPatterns else { return }
+        forEachWildcardMatch(topic, excluding: exactSubscribers, body)
+    }
 
+    @usableFromInline var hasPatterns: Bool { !root.children.isEmpty }
+
+    /// The wildcard half of ``forEachMatch(_:_:)``: subscribers of patterns matching `topic`
+    /// that are not in `exactSubscribers`, each once.
+    @usableFromInline
+    func forEachWildcardMatch(_ topic: Topic, excluding exactSubscribers: Set<Subscriber>?, _ body: (Subscriber) -> Void) {
         var firstMatch: Set<Subscriber>? = nil
         var seen: Set<Subscriber>? = nil
         root.forEachMatch(topic.segments, reached: 1) { subscribers in
