@@ -196,7 +196,8 @@ public final class ChorusClient: Sendable {
         let reply = try await engine.request(["type": "presence.get", "topic": .string(topic)])
         let members = reply["members"]?.arrayValue?.compactMap { PresenceMember($0) } ?? []
         return PresenceState(
-            topic: reply["topic"]?.stringValue ?? topic, members: members, count: reply["count"]?.intValue ?? members.count)
+            topic: reply["topic"]?.stringValue ?? topic, members: members, count: reply["count"]?.intValue ?? members.count,
+            scope: reply["scope"]?.stringValue)
     }
 
     /// Says the user is typing on `topic`: a `start` goes out at most once per

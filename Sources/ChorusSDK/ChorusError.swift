@@ -25,7 +25,7 @@ public enum ChorusError: Error, Sendable, Equatable, CustomStringConvertible {
     case disconnected
     /// ``ChorusClient/close()`` was called, or the client was released.
     case closed
-    /// The URL is not `ws://host[:port][/path]` (`wss` needs TLS, which this client lacks).
+    /// The URL is not `ws://host[:port][/path]` or `wss://host[:port][/path]`.
     case invalidURL(String)
     /// The node sent something this client cannot read.
     case protocolViolation(String)
@@ -51,7 +51,7 @@ public enum ChorusError: Error, Sendable, Equatable, CustomStringConvertible {
         case .timeout: "no reply from the node in time"
         case .disconnected: "the connection ended before the node replied"
         case .closed: "the client was closed"
-        case .invalidURL(let url): "not a ws:// URL: \(url)"
+        case .invalidURL(let url): "not a ws:// or wss:// URL: \(url)"
         case .protocolViolation(let what): "unexpected message from the node: \(what)"
         }
     }

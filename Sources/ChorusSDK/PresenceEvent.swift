@@ -19,6 +19,9 @@ public struct PresenceState: Sendable, Equatable {
     public var topic: String
     public var members: [PresenceMember]
     public var count: Int
+    /// `"node"` when the node could not reach the cluster's presence (Redis) and answered with
+    /// its own members only; `nil` for the whole cluster's.
+    public var scope: String? = nil
 }
 
 /// Someone joined, left or changed their presence data on a topic.

@@ -289,11 +289,26 @@ struct SDKNodeTests {
             let state = try await client.members("rooms.lobby")
             #expect(state.members.map(\.userId) == ["judy", "ken"])
             #expect(state.count == 2)
+            #expect(state.scope == nil, "the whole cluster's members")
             membership.cancel()
             let leave = await first(in: watching.presenceEvents, where: { $0.member.userId == "ken" })
             #expect(leave?.kind == .leave, "cancelling the membership's subscription leaves")
             await client.close()
             await watcher.close()
+        }
+    }
+
+    @Test("presence: members() says so when the node cannot reach Redis and lists its own members only")
+    func presenceNodeScope() async throws {
+        // Nothing listens on port 1: the node runs in fallback, its presence store unreachable.
+        try await withNodeProcess(["PUBSUB_ADAPTER": "redis", "PUBSUB_REDIS_URL": "redis://127.0.0.1:1"]) { node in
+            let client = try ChorusClient(url: Self.url(node), token: node.token("olga"))
+            let membership = try await client.join("rooms.lobby", data: ["status": "here"])
+            let state = try await client.members("rooms.lobby")
+            #expect(state.scope == "node")
+            #expect(state.members.map(\.userId) == ["olga"])
+            membership.cancel()
+            await client.close()
         }
     }
 

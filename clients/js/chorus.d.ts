@@ -72,6 +72,8 @@ export interface PresenceState<Data = JSONValue> {
   topic: string;
   members: PresenceMember<Data>[];
   count: number;
+  /** `"node"`: the node could not reach the cluster's presence (Redis) and listed its own members only. */
+  scope?: "node";
 }
 
 /** A `typing` event from another user. */
@@ -238,7 +240,9 @@ export class ChorusClosedError extends ChorusError {}
 
 export const CloseCode: Readonly<{
   normal: 1000; goingAway: 1001; protocolError: 1002; invalidData: 1007; policyViolation: 1008;
-  tooBig: 1009; pingTimeout: 4000; unauthorized: 4001; slowConsumer: 4008;
+  tooBig: 1009; pingTimeout: 4000; tokenExpired: 4001;
+  /** 4001 as well: the client also reports it when it stops because the node refused its token. */
+  unauthorized: 4001; slowConsumer: 4008;
 }>;
 
 export function topicMatches(pattern: string, topic: string): boolean;

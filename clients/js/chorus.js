@@ -50,7 +50,12 @@ export class ChorusClosedError extends ChorusError {
   constructor(message, options) { super(message, options); this.name = "ChorusClosedError"; }
 }
 
-/** Close codes the node uses; see README "Close codes". */
+/**
+ * Close codes the node uses; see the README's "Protocol" section, paragraph "Close codes".
+ * 1007, 1008 and 1009 carry RFC 6455's names. 4001 is the node's `tokenExpired` (a token that
+ * expired and was not renewed); `unauthorized` is the same code, which the client also reports
+ * when it stops because the node refused its token.
+ */
 export const CloseCode = Object.freeze({
   normal: 1000,
   goingAway: 1001,
@@ -59,6 +64,7 @@ export const CloseCode = Object.freeze({
   policyViolation: 1008,
   tooBig: 1009,
   pingTimeout: 4000,
+  tokenExpired: 4001,
   unauthorized: 4001,
   slowConsumer: 4008,
 });
@@ -594,7 +600,7 @@ export class ChorusClient {
    * Subscribes to `topic` (a topic or a pattern) and calls `handler` with each message; returns
    * a function that unsubscribes this handler, with `.ready` (the `subscribed` reply) and `.topic`.
    * `handler` may instead be an object: `{ onMessage, onPresence, onTyping, onRecoveryFailed,
-   * replay, since, presence: { data }, presenceEvents }`.
+   * replay, since, presence (the member data to join with), presenceEvents }`.
    */
   subscribe(topic, handler, options = {}) {
     const handlers = typeof handler === "function" ? { ...options, onMessage: handler } : { ...options, ...handler };
@@ -834,7 +840,9 @@ export class ChorusClient {
   /** The members present on `topic` now (`presence.get`). */
   async members(topic) {
     const reply = await this._request({ type: "presence.get", topic });
-    return { members: reply.members ?? [], count: reply.count ?? (reply.members ?? []).length, topic: reply.topic ?? topic };
+    const state = { members: reply.members ?? [], count: reply.count ?? (reply.members ?? []).length, topic: reply.topic ?? topic };
+    if (reply.scope !== undefined) state.scope = reply.scope;
+    return state;
   }
 
   /**
