@@ -56,6 +56,7 @@ let package = Package(
             name: "Broker",
             dependencies: [
                 "CHiredis",
+                .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "NIOCore", package: "swift-nio"),

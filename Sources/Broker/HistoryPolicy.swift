@@ -1,5 +1,5 @@
-/// Which topics keep a history, how many messages and for how long (`HISTORY_SIZE`,
-/// `HISTORY_TTL`, `HISTORY_TOPICS`).
+/// Which topics keep a history, how many messages, for how long and in how many bytes at most
+/// (`HISTORY_SIZE`, `HISTORY_TTL`, `HISTORY_TOPICS`, `HISTORY_MAX_BYTES`).
 ///
 /// History is per concrete topic. A message addressed to a user (`userId`, the user's channel)
 /// keeps none: private messages that should be recoverable go to the topic
@@ -11,12 +11,21 @@ public struct HistoryPolicy: Sendable, Equatable {
     public var ttlMilliseconds: Int
     /// The topics with history (`**` = every topic).
     public var patterns: [TopicPattern]
+    /// The most bytes the histories held in this process may take together (``MemoryHistory``;
+    /// Redis's own memory is bounded by its `maxmemory`).
+    public var maxBytes: Int
 
-    public init(size: Int = 100, ttlMilliseconds: Int = 300_000, patterns: [TopicPattern] = [try! TopicPattern("**")]) {
-        precondition(size >= 0 && ttlMilliseconds > 0, "history size must not be negative, ttl must be positive")
+    public static let defaultMaxBytes = 64 << 20
+
+    public init(
+        size: Int = 100, ttlMilliseconds: Int = 300_000, patterns: [TopicPattern] = [try! TopicPattern("**")],
+        maxBytes: Int = HistoryPolicy.defaultMaxBytes
+    ) {
+        precondition(size >= 0 && ttlMilliseconds > 0 && maxBytes > 0, "history size must not be negative, ttl and bytes must be positive")
         self.size = size
         self.ttlMilliseconds = ttlMilliseconds
         self.patterns = patterns
+        self.maxBytes = maxBytes
     }
 
     /// No history at all.

@@ -91,18 +91,24 @@ public struct HistoryStats: Sendable, Codable, Equatable {
     public var messages: Int
     /// Approximate bytes of those messages (payload plus bookkeeping).
     public var bytes: Int
+    /// The most `bytes` may reach (`HISTORY_MAX_BYTES`).
+    public var maxBytes: Int?
     /// Publishes on Redis history topics acknowledged by the history script (Redis backend).
     public var stored: Int?
     /// Publishes refused as duplicates of an earlier `messageId`.
     public var duplicates: Int
 
-    public init(backend: String, size: Int, ttlMilliseconds: Int, topics: Int, messages: Int, bytes: Int, stored: Int? = nil, duplicates: Int) {
+    public init(
+        backend: String, size: Int, ttlMilliseconds: Int, topics: Int, messages: Int, bytes: Int, maxBytes: Int? = nil,
+        stored: Int? = nil, duplicates: Int
+    ) {
         self.backend = backend
         self.size = size
         self.ttlMilliseconds = ttlMilliseconds
         self.topics = topics
         self.messages = messages
         self.bytes = bytes
+        self.maxBytes = maxBytes
         self.stored = stored
         self.duplicates = duplicates
     }

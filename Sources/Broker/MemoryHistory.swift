@@ -1,3 +1,4 @@
+import DequeModule
 import Foundation
 import Synchronization
 
@@ -8,6 +9,12 @@ import Synchronization
 /// `MemoryHistory` (so per process start) followed by a per-ring generation. A ring that
 /// expires (`HISTORY_TTL` after its last publish) and starts again gets a new epoch, as does
 /// every ring after a restart, so a client's `since` from another stream never matches.
+///
+/// **Bytes.** All rings together hold at most `HISTORY_MAX_BYTES` (``HistoryPolicy/maxBytes``,
+/// counted as ``cost(of:)``): past it, whole rings go, least recently published first, as if
+/// their `HISTORY_TTL` had passed (their next publish starts a new epoch); the ring just
+/// published to goes last, and then only its oldest messages. So no client can grow the node
+/// by publishing large messages to many topics.
 ///
 /// **Threads.** Every method may be called from any thread; one mutex guards the rings, held
 /// for a dictionary lookup and a ring update (or a copy of at most `size` envelopes for a read).
@@ -20,10 +27,11 @@ public final class MemoryHistory: Sendable {
 
     private struct Ring {
         let epoch: String
+        /// The ring's place in ``State/order``: the stamp of its last publish.
+        var stamp = 0
         var offset = 0
-        /// The last messages, oldest first from `head` (a circular buffer of at most `size`).
-        var storage: [Envelope] = []
-        var head = 0
+        /// The last messages, oldest first.
+        var storage: Deque<Envelope> = []
         var ids: [String: Int] = [:]
         var bytes = 0
         var touched: ContinuousClock.Instant
@@ -32,7 +40,16 @@ public final class MemoryHistory: Sendable {
         var oldest: Int? { storage.isEmpty ? nil : offset - storage.count + 1 }
 
         func message(at offset: Int) -> Envelope {
-            storage[(head + offset - oldest!) % storage.count]
+            storage[offset - oldest!]
+        }
+
+        /// Removes the oldest message; returns what it cost.
+        mutating func dropOldest() -> Int {
+            let evicted = storage.removeFirst()
+            if let key = evicted.messageId { ids[key] = nil }
+            let cost = MemoryHistory.cost(of: evicted)
+            bytes -= cost
+            return cost
         }
     }
 
@@ -43,6 +60,11 @@ public final class MemoryHistory: Sendable {
         var messages = 0
         var bytes = 0
         var duplicates = 0
+        /// Rings by last publish, oldest first, for eviction: each publish appends its topic
+        /// with a new stamp, so an entry whose stamp is not its ring's any more is stale and
+        /// skipped (and compacted away once stale entries outnumber the rings).
+        var order: Deque<(topic: Topic, stamp: Int)> = []
+        var stamps = 0
     }
 
     private let state: Mutex<State>
@@ -73,30 +95,30 @@ public final class MemoryHistory: Sendable {
         return state.withLock { state in
             if now >= state.nextSweep { Self.sweep(&state, now: now, ttl: ttl) }
             var ring = take(topic, from: &state, now: now)
-            defer { state.rings[topic] = ring }
             ring.touched = now
             if let key = envelope.messageId, let earlier = ring.ids[key] {
+                state.rings[topic] = ring
                 state.duplicates += 1
                 return PublishOutcome(position: HistoryPosition(offset: earlier, epoch: ring.epoch), duplicate: true)
             }
             ring.offset += 1
             envelope.offset = ring.offset
             envelope.epoch = ring.epoch
-            let cost = Self.cost(of: envelope)
-            if ring.storage.count < policy.size {
-                ring.storage.append(envelope)
-                state.messages += 1
-            } else {
-                let evicted = ring.storage[ring.head]
-                if let key = evicted.messageId { ring.ids[key] = nil }
-                ring.bytes -= Self.cost(of: evicted)
-                state.bytes -= Self.cost(of: evicted)
-                ring.storage[ring.head] = envelope
-                ring.head = (ring.head + 1) % ring.storage.count
+            if ring.storage.count >= policy.size {
+                state.bytes -= ring.dropOldest()
+                state.messages -= 1
             }
+            let cost = Self.cost(of: envelope)
+            ring.storage.append(envelope)
             if let key = envelope.messageId { ring.ids[key] = ring.offset }
             ring.bytes += cost
             state.bytes += cost
+            state.messages += 1
+            state.stamps += 1
+            ring.stamp = state.stamps
+            state.order.append((topic, ring.stamp))
+            state.rings[topic] = ring
+            Self.evict(&state, publishedTo: topic, limit: policy.maxBytes)
             return PublishOutcome(position: HistoryPosition(offset: ring.offset, epoch: ring.epoch))
         }
     }
@@ -107,6 +129,7 @@ public final class MemoryHistory: Sendable {
     public func read(_ topic: Topic, _ query: HistoryQuery) -> HistoryPage {
         let now = ContinuousClock.now
         return state.withLock { state in
+            if now >= state.nextSweep { Self.sweep(&state, now: now, ttl: ttl) }
             let ring = take(topic, from: &state, now: now)
             defer { state.rings[topic] = ring }
             let position = HistoryPosition(offset: ring.offset, epoch: ring.epoch)
@@ -122,10 +145,14 @@ public final class MemoryHistory: Sendable {
     }
 
     public func stats(backend: String) -> HistoryStats {
-        state.withLock { state in
-            HistoryStats(
+        let now = ContinuousClock.now
+        return state.withLock { state in
+            // Stats are read on every heartbeat and scrape: expired rings go even on a node
+            // where nothing is published any more.
+            if now >= state.nextSweep { Self.sweep(&state, now: now, ttl: ttl) }
+            return HistoryStats(
                 backend: backend, size: policy.size, ttlMilliseconds: policy.ttlMilliseconds, topics: state.rings.count,
-                messages: state.messages, bytes: state.bytes, duplicates: state.duplicates)
+                messages: state.messages, bytes: state.bytes, maxBytes: policy.maxBytes, duplicates: state.duplicates)
         }
     }
 
@@ -155,5 +182,31 @@ public final class MemoryHistory: Sendable {
             state.rings[topic] = nil
         }
         state.nextSweep = now + ttl
+    }
+
+    /// Brings the held bytes within `limit`: other rings first, least recently published
+    /// first; then the oldest messages of `current` (the ring just published to), whose
+    /// newest message always stays.
+    private static func evict(_ state: inout State, publishedTo current: Topic, limit: Int) {
+        while state.bytes > limit, let (topic, stamp) = state.order.first {
+            guard let ring = state.rings[topic], ring.stamp == stamp else {
+                state.order.removeFirst()  // stale: published to since, expired or evicted
+                continue
+            }
+            if topic == current { break }  // the newest entry: every other ring is gone
+            state.order.removeFirst()
+            forget(ring, in: &state)
+            state.rings[topic] = nil
+        }
+        if state.bytes > limit, var ring = state.rings[current] {
+            while state.bytes > limit, ring.count > 1 {
+                state.bytes -= ring.dropOldest()
+                state.messages -= 1
+            }
+            state.rings[current] = ring
+        }
+        if state.order.count > 2 * state.rings.count + 16 {
+            state.order = Deque(state.rings.map { (topic: $0.key, stamp: $0.value.stamp) }.sorted { $0.stamp < $1.stamp })
+        }
     }
 }

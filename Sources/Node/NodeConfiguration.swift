@@ -333,7 +333,7 @@ extension NodeConfiguration {
     }
 
     /// `HISTORY_SIZE` (0...10,000; 0 = off), `HISTORY_TTL` (ms), `HISTORY_TOPICS` (comma-separated
-    /// topic patterns, `**` = every topic).
+    /// topic patterns, `**` = every topic), `HISTORY_MAX_BYTES` (1 MiB...1 TiB).
     fileprivate static func historyPolicy(_ reader: EnvironmentReader) throws(ConfigurationError) -> HistoryPolicy {
         let defaults = HistoryPolicy()
         let size = try reader.integer("HISTORY_SIZE", in: 0...10_000) ?? defaults.size
@@ -349,7 +349,8 @@ extension NodeConfiguration {
                 }
             }
         }
-        return HistoryPolicy(size: size, ttlMilliseconds: ttl, patterns: patterns)
+        let maxBytes = try reader.integer("HISTORY_MAX_BYTES", in: (1 << 20)...(1 << 40)) ?? defaults.maxBytes
+        return HistoryPolicy(size: size, ttlMilliseconds: ttl, patterns: patterns, maxBytes: maxBytes)
     }
 
     /// `message` without a leading `VARIABLE: ` (the URL parsers name their variable already).

@@ -52,6 +52,67 @@ struct MemoryHistoryTests {
         #expect(!history.record(&late, topic: topic).duplicate, "trimmed out of the ring: accepted again")
     }
 
+    static func large(_ n: Int, topic: String, bytes: Int) -> Envelope {
+        Envelope(id: "n-\(n)", origin: "n", topic: try! Topic(topic), data: RawJSON(.string(String(repeating: "x", count: bytes))))
+    }
+
+    @Test("past HISTORY_MAX_BYTES whole topics go, least recently published first, and come back with a new epoch")
+    func bytesEvictTopics() throws {
+        let history = MemoryHistory(policy: HistoryPolicy(size: 10, maxBytes: 100_000))
+        var epochs: [String: String] = [:]
+        // 10 KB messages to 30 topics, one each: about 300 KB offered, 100 KB allowed.
+        for n in 1...30 {
+            var envelope = Self.large(n, topic: "t.\(n)", bytes: 10_000)
+            epochs["t.\(n)"] = history.record(&envelope, topic: try Topic("t.\(n)")).position?.epoch
+            let stats = history.stats(backend: "memory")
+            #expect(stats.bytes <= 100_000, "never over the limit after a publish")
+        }
+        let stats = history.stats(backend: "memory")
+        #expect(stats.topics < 30 && stats.topics >= 8)
+        // The newest topics are held; the oldest went and start again under a new epoch.
+        let newest = history.read(try Topic("t.30"), HistoryQuery(after: 0, limit: 10))
+        #expect(newest.messages.count == 1 && newest.position.epoch == epochs["t.30"])
+        let oldest = history.read(try Topic("t.1"), HistoryQuery(after: 0, limit: 10))
+        #expect(oldest.messages.isEmpty && oldest.position.offset == 0 && oldest.position.epoch != epochs["t.1"])
+    }
+
+    @Test("a topic published to keeps its place: the least recently published goes first, not the oldest created")
+    func bytesEvictLeastRecent() throws {
+        let history = MemoryHistory(policy: HistoryPolicy(size: 100, maxBytes: 70_000))
+        var n = 0
+        func publish(_ topic: String) throws {
+            n += 1
+            var envelope = Self.large(n, topic: topic, bytes: 10_000)
+            _ = history.record(&envelope, topic: try Topic(topic))
+        }
+        try publish("busy")
+        for other in 1...4 { try publish("quiet.\(other)") }
+        try publish("busy")  // now the most recent: quiet.1 is the least recently published
+        try publish("new")  // over 70 KB: quiet.1 goes, busy stays
+        #expect(history.read(try Topic("busy"), HistoryQuery(after: 0, limit: 10)).messages.count == 2)
+        #expect(history.read(try Topic("quiet.1"), HistoryQuery(after: 0, limit: 10)).messages.isEmpty)
+        #expect(history.read(try Topic("quiet.2"), HistoryQuery(after: 0, limit: 10)).messages.count == 1)
+    }
+
+    @Test("one topic over HISTORY_MAX_BYTES alone keeps its newest messages within the limit")
+    func bytesTrimOneTopic() throws {
+        let history = MemoryHistory(policy: HistoryPolicy(size: 100, maxBytes: 50_000))
+        let topic = try Topic("t.big")
+        var epoch: String?
+        for n in 1...20 {
+            var envelope = Self.large(n, topic: "t.big", bytes: 10_000)
+            let position = history.record(&envelope, topic: topic).position
+            if epoch == nil { epoch = position?.epoch }
+            #expect(position?.epoch == epoch && position?.offset == n, "the stream goes on: same epoch, next offset")
+        }
+        let page = history.read(topic, HistoryQuery(after: 0, limit: 100))
+        #expect(page.messages.map(\.offset) == [17, 18, 19, 20])
+        #expect(history.stats(backend: "memory").bytes <= 50_000)
+        var huge = Self.large(21, topic: "t.big", bytes: 80_000)
+        _ = history.record(&huge, topic: topic)
+        #expect(history.read(topic, HistoryQuery(after: 0, limit: 100)).messages.map(\.offset) == [21], "the newest stays, even alone over the limit")
+    }
+
     @Test("a new process (another MemoryHistory) never continues an epoch")
     func newEpochPerProcess() throws {
         let topic = try Topic("chat.a")

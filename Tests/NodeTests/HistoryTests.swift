@@ -30,6 +30,29 @@ struct HistoryTests {
         }
     }
 
+    @Test("one client publishing large messages to many topics cannot grow the history past HISTORY_MAX_BYTES")
+    func historyBytesBounded() async throws {
+        let limit = 2 << 20
+        try await withNode(Self.environment.merging(["HISTORY_MAX_BYTES": "\(limit)", "API_KEY": "k"]) { $1 }) { node in
+            let flooder = try await node.connect(as: "flooder")
+            let large = String(repeating: "x", count: 256 << 10)
+            // 40 topics of 256 KiB: 10 MiB offered to a 2 MiB history.
+            for n in 1...40 {
+                _ = try await flooder.publishAcknowledged(topic: "flood.\(n)", data: ["pad": large])
+            }
+            let history = try #require(try await HTTP.get("\(node.baseURL)/stats").json()["history"] as? [String: Any])
+            let bytes = try #require(history["bytes"] as? Int)
+            #expect(bytes <= limit && bytes > limit / 2, "held \(bytes) bytes")
+            #expect(history["maxBytes"] as? Int == limit)
+            // The newest topic is still recoverable; the oldest went (a new epoch, nothing held).
+            let reader = try await node.connect(as: "reader")
+            let newest = try #require(try await HTTP.get("\(node.baseURL)/api/history/flood.40", headers: ["X-API-Key": "k"]).json())
+            #expect((newest["messages"] as? [Any])?.count == 1)
+            let oldest = try await reader.subscribeWithHistory("flood.1")
+            #expect(oldest["offset"] as? Int == 0, "evicted: its history starts again")
+        }
+    }
+
     @Test("a subscriber that comes back with since gets exactly what it missed, then live")
     func sinceRecovers() async throws {
         try await withNode(Self.environment) { node in
