@@ -13,6 +13,11 @@ public struct JSONWriter {
         bytes.append(contentsOf: text.utf8)
     }
 
+    /// Appends bytes that are JSON already (an encoded message).
+    public mutating func append(bytes: [UInt8]) {
+        self.bytes.append(contentsOf: bytes)
+    }
+
     /// Appends a JSON value's bytes as they are: a message's `data` or `metadata`, unchanged.
     public mutating func raw(_ json: RawJSON) {
         bytes.append(contentsOf: json.bytes)

@@ -53,6 +53,28 @@ struct HistoryTests {
         }
     }
 
+    @Test("GET /api/history pages stop at about 1 MiB of messages and say truncated; paging on reaches the rest")
+    func historyPageBytes() async throws {
+        try await withNode(Self.environment.merging(["API_KEY": "k"]) { $1 }) { node in
+            let publisher = try await node.connect(as: "pub")
+            let large = String(repeating: "y", count: 300 << 10)
+            for seq in 1...6 {
+                _ = try await publisher.publishAcknowledged(topic: "big.room", data: ["seq": seq, "pad": large])
+            }
+            func page(_ query: String) async throws -> (offsets: [Int], truncated: Bool) {
+                let json = try await HTTP.get("\(node.baseURL)/api/history/big.room?\(query)", headers: ["X-API-Key": "k"]).json()
+                let offsets = (json["messages"] as? [[String: Any]] ?? []).compactMap { $0["offset"] as? Int }
+                return (offsets, json["truncated"] as? Bool == true)
+            }
+            let newest = try await page("limit=100")
+            #expect(newest.offsets == [4, 5, 6] && newest.truncated, "the newest that fit in 1 MiB")
+            let oldest = try await page("after=0")
+            #expect(oldest.offsets == [1, 2, 3] && oldest.truncated, "the oldest that fit")
+            let rest = try await page("after=3")
+            #expect(rest.offsets == [4, 5, 6] && !rest.truncated)
+        }
+    }
+
     @Test("a subscriber that comes back with since gets exactly what it missed, then live")
     func sinceRecovers() async throws {
         try await withNode(Self.environment) { node in

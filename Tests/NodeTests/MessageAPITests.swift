@@ -138,6 +138,24 @@ struct MessageAPITests {
         }
     }
 
+    @Test("content is counted in Unicode scalars and metadata in bytes, so a stored message is bounded in bytes")
+    func contentBounds() async throws {
+        try await withNode { node in
+            let alice = try await register(node, "alice")
+            func post(_ body: [String: Any]) async throws -> Int {
+                try await HTTP.post("\(node.baseURL)/api/messages", json: body, headers: headers(alice)).status
+            }
+            // One grapheme cluster (a letter and 20,000 combining accents): 40 KB, 20,001 scalars.
+            let accented = "a" + String(repeating: "\u{0301}", count: 20_000)
+            #expect(accented.count == 1)
+            #expect(try await post(["topic": "rooms.lobby", "content": accented]) == 400)
+            #expect(try await post(["topic": "rooms.lobby", "content": String(repeating: "é", count: 10_000)]) == 201)
+            let metadata = ["blob": String(repeating: "m", count: 17_000)]
+            #expect(try await post(["topic": "rooms.lobby", "content": "hi", "metadata": metadata]) == 400)
+            #expect(try await post(["topic": "rooms.lobby", "content": "hi", "metadata": ["username": "alice"]]) == 201)
+        }
+    }
+
     @Test("listing a topic pages newest first with a cursor, without gaps or repeats")
     func pagination() async throws {
         try await withNode { node in

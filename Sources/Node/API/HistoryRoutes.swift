@@ -9,9 +9,17 @@ import NIOCore
 /// `API_KEY` reads any topic. The answer:
 /// `{"topic":"chat.lobby","epoch":"e","offset":42,"messages":[<message as delivered>...]}`, the
 /// messages oldest first: with `after`, the oldest `limit` after it; otherwise the newest
-/// `limit` (before `before`, if given). `limit` defaults to, and is capped at, `HISTORY_SIZE`.
+/// `limit` (before `before`, if given). `limit` is 1 to `HISTORY_SIZE` (its default).
+///
+/// A page holds at most ``pageBytes`` of messages (always at least one): a history of large
+/// messages would otherwise make one response of up to `HISTORY_SIZE` × the message size, held
+/// whole for a client that does not read it. A page cut short says `"truncated":true`; the
+/// client asks again from the offset it reached.
 struct HistoryRoutes {
     let node: NodeContext
+
+    /// The bytes of messages one page may carry past its first message.
+    static let pageBytes = 1 << 20
 
     func register(on router: Router<NodeRequestContext>) {
         router.get("/api/history/:topic") { request, context in
@@ -60,13 +68,29 @@ struct HistoryRoutes {
             json.raw(",\"epoch\":")
             json.string(page.position.epoch)
             json.raw(",\"offset\":\(page.position.offset),\"messages\":[")
-            for (index, envelope) in page.messages.enumerated() {
+            let (messages, truncated) = Self.fitting(page.messages, keepNewest: query.newest)
+            for (index, message) in messages.enumerated() {
                 if index > 0 { json.raw(",") }
-                json.raw(String(decoding: ServerMessage.message(envelope).encoded(), as: UTF8.self))
+                json.append(bytes: message)
             }
-            json.raw("]}")
+            json.raw(truncated ? "],\"truncated\":true}" : "]}")
             return Response(
                 status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: json.bytes)))
         }
+    }
+
+    /// The encoded messages of `envelopes` (oldest first) that fit in ``pageBytes``, oldest
+    /// first: the newest ones when `keepNewest`, else the oldest; and whether any was left out.
+    static func fitting(_ envelopes: [Envelope], keepNewest: Bool) -> (messages: [[UInt8]], truncated: Bool) {
+        var kept: [[UInt8]] = []
+        var bytes = 0
+        for envelope in keepNewest ? Array(envelopes.reversed()) : envelopes {
+            let encoded = ServerMessage.message(envelope).encoded()
+            if !kept.isEmpty, bytes + encoded.count > pageBytes { break }
+            bytes += encoded.count
+            kept.append(encoded)
+        }
+        let truncated = kept.count < envelopes.count
+        return (keepNewest ? kept.reversed() : kept, truncated)
     }
 }

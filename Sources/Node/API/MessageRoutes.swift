@@ -18,8 +18,13 @@ struct MessageRoutes {
     let store: any ChatStore
     let events: MessageEvents
 
-    /// Longest `content`, in characters.
+    /// Longest `content`, in Unicode scalars (JSON Schema's `maxLength` characters): at most
+    /// 40 KB of UTF-8. Not `String.count`, whose grapheme clusters have no byte bound (one
+    /// letter with 450,000 combining marks is one).
     static let maxContent = 10_000
+    /// Largest `metadata`, in bytes of JSON: with ``maxContent`` it bounds a stored message,
+    /// and so a page of them.
+    static let maxMetadataBytes = 16 << 10
     static let defaultPageSize = 50
 
     func register(on router: Router<NodeRequestContext>) {
@@ -54,7 +59,7 @@ struct MessageRoutes {
         let topicName = try body.optionalString("topic")
         let recipientId = try body.optionalString("recipientId")
         let content = try Self.content(body)
-        let metadata = try body.optionalObjectText("metadata")
+        let metadata = try Self.metadata(body)
         switch (topicName, recipientId) {
         case (let name?, nil):
             if let denial = TopicAccess.publishDenial(try Self.topic(name), user: user) {
@@ -110,7 +115,7 @@ struct MessageRoutes {
         let user = try Caller.user(request, node: node)
         let body = try await RequestBody(&request, limit: node.configuration.maxMessageSize)
         let content = try Self.content(body)
-        let metadata = try body.optionalObjectText("metadata")
+        let metadata = try Self.metadata(body)
         let message = try await existing(context)
         try checkAuthor(message, user)
         guard let updated = try await store.updateMessage(id: message.id, content: content, metadata: metadata ?? message.metadata)
@@ -158,9 +163,17 @@ struct MessageRoutes {
 
     private static func content(_ body: RequestBody) throws(APIError) -> String {
         let content = try body.string("content")
-        guard !content.isEmpty, content.count <= maxContent else {
-            throw APIError.invalid("content", "'content' must be 1 to \(maxContent) characters")
+        guard !content.isEmpty, content.unicodeScalars.count <= maxContent else {
+            throw APIError.invalid("content", "'content' must be 1 to \(maxContent) characters (Unicode scalars)")
         }
         return content
+    }
+
+    private static func metadata(_ body: RequestBody) throws(APIError) -> String? {
+        let metadata = try body.optionalObjectText("metadata")
+        if let metadata, metadata.utf8.count > maxMetadataBytes {
+            throw APIError.invalid("metadata", "'metadata' must be at most \(maxMetadataBytes) bytes of JSON")
+        }
+        return metadata
     }
 }
