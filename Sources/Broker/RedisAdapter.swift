@@ -43,6 +43,10 @@ import Synchronization
 /// `write(2)`, and a write to a connection Redis just closed must fail with `EPIPE` rather
 /// than kill the node.
 public final class RedisAdapter: PubSubAdapter {
+    /// Distinct pattern globs subscribed one by one per server before one catch-all glob
+    /// stands in for them (`PUBSUB_REDIS_MAX_PATTERNS`, ``RedisPatternGlobs``).
+    public static let defaultMaxPatterns = 64
+
     private let channels: RedisChannels
     private let links: [RedisServerLink]
     private let counters: RedisAdapterCounters
@@ -62,15 +66,18 @@ public final class RedisAdapter: PubSubAdapter {
     ///   - publishQueueLimit: messages waiting in each of a server's queues (to its publisher
     ///     connection, and in fallback to local delivery); past it, publishes are dropped and counted.
     ///   - publishQueueBytes: the same limit in bytes of encoded messages.
+    ///   - maxPatterns: `PUBSUB_REDIS_MAX_PATTERNS`, distinct pattern globs subscribed one by one
+    ///     per server before one catch-all glob stands in for them (``RedisPatternGlobs``).
     public convenience init(
         urls: [RedisURL], prefix: String = "pubsub:", nodeId: String, timeout: Duration = .milliseconds(1500),
         publishQueueLimit: Int = 65_536, publishQueueBytes: Int = 64 * 1_048_576, history: HistoryPolicy = .off,
+        maxPatterns: Int = RedisAdapter.defaultMaxPatterns,
         logger: Logger, eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) {
         self.init(
             servers: urls.map { ($0, nil) }, prefix: prefix, nodeId: nodeId, timeout: timeout,
-            publishQueueLimit: publishQueueLimit, publishQueueBytes: publishQueueBytes, history: history, logger: logger,
-            eventLoopGroup: eventLoopGroup)
+            publishQueueLimit: publishQueueLimit, publishQueueBytes: publishQueueBytes, history: history,
+            maxPatterns: maxPatterns, logger: logger, eventLoopGroup: eventLoopGroup)
     }
 
     /// One server per master name of `sentinel` (`PUBSUB_REDIS_MASTER_NAME`), each found and
@@ -79,7 +86,8 @@ public final class RedisAdapter: PubSubAdapter {
     public convenience init(
         sentinel: RedisSentinelSettings, prefix: String = "pubsub:", nodeId: String,
         timeout: Duration = .milliseconds(1500), publishQueueLimit: Int = 65_536,
-        publishQueueBytes: Int = 64 * 1_048_576, history: HistoryPolicy = .off, logger: Logger,
+        publishQueueBytes: Int = 64 * 1_048_576, history: HistoryPolicy = .off,
+        maxPatterns: Int = RedisAdapter.defaultMaxPatterns, logger: Logger,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) {
         self.init(
@@ -87,12 +95,14 @@ public final class RedisAdapter: PubSubAdapter {
                 ($0, RedisSentinelDiscovery(sentinels: sentinel.sentinels, master: $0, timeout: timeout))
             },
             prefix: prefix, nodeId: nodeId, timeout: timeout, publishQueueLimit: publishQueueLimit,
-            publishQueueBytes: publishQueueBytes, history: history, logger: logger, eventLoopGroup: eventLoopGroup)
+            publishQueueBytes: publishQueueBytes, history: history, maxPatterns: maxPatterns, logger: logger,
+            eventLoopGroup: eventLoopGroup)
     }
 
     init(
         servers: [(url: RedisURL, sentinel: RedisSentinelDiscovery?)], prefix: String, nodeId: String, timeout: Duration,
-        publishQueueLimit: Int, publishQueueBytes: Int, history: HistoryPolicy, logger: Logger,
+        publishQueueLimit: Int, publishQueueBytes: Int, history: HistoryPolicy,
+        maxPatterns: Int = RedisAdapter.defaultMaxPatterns, logger: Logger,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) {
         let urls = servers.map(\.url)
@@ -112,7 +122,7 @@ public final class RedisAdapter: PubSubAdapter {
             RedisServerLink(
                 url: server.url, loop: eventLoopGroup.next(), channels: channels, nodeId: nodeId, timeout: timeout, queueLimit: publishQueueLimit,
                 queueByteLimit: publishQueueBytes, logger: logger, counters: counters, sentinel: server.sentinel,
-                history: history, fallbackHistory: fallbackHistory,
+                history: history, fallbackHistory: fallbackHistory, maxPatterns: maxPatterns,
                 onTransition: { state, count in overall.record(server: index, state: state, count: count) })
         }
         self.historyReads = links.map { RedisHistoryReads(commands: $0.commands, channels: channels, policy: history) }

@@ -54,6 +54,9 @@ struct RedisChannels: Sendable {
     /// The `PSUBSCRIBE` glob for a pattern (the prefix escaped, the pattern already glob-safe).
     func glob(for pattern: TopicPattern) -> String { globPrefix + pattern.redisGlob }
 
+    /// The `PSUBSCRIBE` glob of every channel under the prefix (``RedisPatternGlobs``).
+    var catchAllGlob: String { globPrefix + "*" }
+
     /// The index of the server that holds the channel of `key`.
     func server(forKey key: String) -> Int {
         serverCount == 1 ? 0 : Int(Self.fnv1a64(key) % UInt64(serverCount))

@@ -19,8 +19,8 @@ extension RedisServerLink {
         var unsubscribe: [String] = []
         var psubscribe: [String] = []
         var punsubscribe: [String] = []
-        /// The patterns by glob, when they changed (for filtering pattern messages).
-        var patterns: [String: Set<TopicPattern>]?
+        /// The node's patterns, when they changed (for filtering pattern messages).
+        var patterns: SubscriptionIndex<TopicPattern>?
         /// The number of the last interest change included (``RedisInterestSettling``).
         var through: UInt64 = 0
     }
@@ -31,7 +31,7 @@ extension RedisServerLink {
         var generation: Int
         var channels: [String]
         var globs: [String]
-        var patterns: [String: Set<TopicPattern>]
+        var patterns: SubscriptionIndex<TopicPattern>
         var through: UInt64
     }
 
@@ -77,12 +77,12 @@ extension RedisServerLink {
                 _ = state.machine.subscriberConnecting()
                 // Everything wanted now is subscribed afresh; later changes arrive as dirty sets.
                 state.subscribedChannels = state.channels
-                state.subscribedGlobs = Set(state.patterns.keys)
+                state.subscribedGlobs = state.patterns.globs
                 state.dirtyChannels.removeAll()
                 state.dirtyGlobs.removeAll()
                 let opening = Opening(
                     target: target, generation: state.masterGeneration, channels: Array(state.channels),
-                    globs: Array(state.patterns.keys), patterns: state.patterns, through: state.settling.requested)
+                    globs: Array(state.patterns.globs), patterns: state.patterns.index, through: state.settling.requested)
                 return .run(local: local, opening: opening, changes: nil, deliver: deliver)
             }
             return .run(local: local, opening: nil, changes: hasSession ? Self.takeChanges(&state) : nil, deliver: deliver)
@@ -256,14 +256,14 @@ extension RedisServerLink {
             }
         }
         for glob in state.dirtyGlobs {
-            let wanted = state.patterns[glob] != nil
+            let wanted = state.patterns.wants(glob)
             if wanted, state.subscribedGlobs.insert(glob).inserted {
                 changes.psubscribe.append(glob)
             } else if !wanted, state.subscribedGlobs.remove(glob) != nil {
                 changes.punsubscribe.append(glob)
             }
         }
-        if !state.dirtyGlobs.isEmpty { changes.patterns = state.patterns }
+        if !state.dirtyGlobs.isEmpty { changes.patterns = state.patterns.index }
         state.dirtyChannels.removeAll()
         state.dirtyGlobs.removeAll()
         changes.through = state.settling.requested

@@ -87,7 +87,7 @@ final class RedisServerLink: Sendable {
 
         // Interest wanted on this server, and what the current subscriber connection asked for.
         var channels: Set<String> = []
-        var patterns: [String: Set<TopicPattern>] = [:]  // by glob
+        var patterns: RedisPatternGlobs
         var dirtyChannels: Set<String> = []
         var dirtyGlobs: Set<String> = []
         var subscribedChannels: Set<String> = []
@@ -120,7 +120,7 @@ final class RedisServerLink: Sendable {
     init(
         url: RedisURL, loop: any EventLoop, channels: RedisChannels, nodeId: String, timeout: Duration, queueLimit: Int,
         queueByteLimit: Int, logger: Logger, counters: RedisAdapterCounters, sentinel: RedisSentinelDiscovery? = nil,
-        history: HistoryPolicy = .off, fallbackHistory: MemoryHistory? = nil,
+        history: HistoryPolicy = .off, fallbackHistory: MemoryHistory? = nil, maxPatterns: Int = RedisAdapter.defaultMaxPatterns,
         onTransition: @escaping @Sendable (_ state: AdapterStatus.State, _ transitions: Int) -> Void
     ) {
         self.url = url
@@ -143,6 +143,7 @@ final class RedisServerLink: Sendable {
             ?? RedisCommandQueue(url: url, timeout: timeout, clientName: "\(nodeId):history-\(url.port)")
         self.onTransition = onTransition
         var initial = State(
+            patterns: RedisPatternGlobs(catchAll: channels.catchAllGlob, limit: maxPatterns),
             queue: RedisOutgoingQueue(messageLimit: queueLimit, byteLimit: queueByteLimit),
             local: RedisOutgoingQueue(messageLimit: queueLimit, byteLimit: queueByteLimit))
         initial.master = sentinel == nil ? url : nil
@@ -248,19 +249,18 @@ final class RedisServerLink: Sendable {
     func addPattern(_ pattern: TopicPattern) {
         let glob = channels.glob(for: pattern)
         changeInterest { state in
-            guard state.patterns[glob, default: []].insert(pattern).inserted else { return false }
-            state.dirtyGlobs.insert(glob)
-            return true
+            let changed = state.patterns.add(pattern, glob: glob)
+            state.dirtyGlobs.formUnion(changed)
+            return !changed.isEmpty
         }
     }
 
     func removePattern(_ pattern: TopicPattern) {
         let glob = channels.glob(for: pattern)
         changeInterest { state in
-            guard state.patterns[glob]?.remove(pattern) != nil else { return false }
-            if state.patterns[glob]?.isEmpty == true { state.patterns[glob] = nil }
-            state.dirtyGlobs.insert(glob)
-            return true
+            let changed = state.patterns.remove(pattern, glob: glob)
+            state.dirtyGlobs.formUnion(changed)
+            return !changed.isEmpty
         }
     }
 

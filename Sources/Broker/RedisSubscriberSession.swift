@@ -67,7 +67,7 @@ final class RedisSubscriberSession: RedisReplyReceiver {
 
     init(
         url: RedisURL, clientName: String, channels: RedisChannels, subscribe: [String], psubscribe: [String],
-        patterns: [String: Set<TopicPattern>], through: UInt64, timeout: Duration, pingInterval: Duration,
+        patterns: SubscriptionIndex<TopicPattern>, through: UInt64, timeout: Duration, pingInterval: Duration,
         now: ContinuousClock.Instant
     ) {
         self.url = url

@@ -4,8 +4,9 @@
 /// What it does with each push:
 /// - `message`: decoded; delivered when the envelope belongs on that channel.
 /// - `pmessage`: first filtered by channel name: only topic channels whose topic one of the
-///   node's patterns for that glob really matches (Redis `*` crosses dots, so `a.*` also
-///   brings `a.b.c`), then decoded like a `message`.
+///   node's patterns really matches (Redis `*` crosses dots, so `a.*` also brings `a.b.c`;
+///   and past ``RedisPatternGlobs/limit`` one catch-all glob brings every topic), whichever
+///   glob brought it, then decoded like a `message`.
 /// - A payload byte-identical to the last one delivered is dropped: when a node holds a topic
 ///   and a matching pattern (or two patterns matching one topic), Redis sends the same PUBLISH
 ///   once per subscription, consecutively on this connection. Envelope ids are unique, so two
@@ -14,8 +15,8 @@
 ///   is counted as malformed and skipped.
 struct RedisSubscriptionReader {
     let channels: RedisChannels
-    /// The node's patterns by `PSUBSCRIBE` glob (as the subscriber last sent them).
-    var patterns: [String: Set<TopicPattern>]
+    /// The node's patterns (as the subscriber last sent them).
+    var patterns: SubscriptionIndex<TopicPattern>
 
     struct Outcome {
         var envelopes: [Envelope] = []
@@ -28,7 +29,7 @@ struct RedisSubscriptionReader {
     private var outcome = Outcome()
     private var lastDelivered: [UInt8] = []
 
-    init(channels: RedisChannels, patterns: [String: Set<TopicPattern>]) {
+    init(channels: RedisChannels, patterns: SubscriptionIndex<TopicPattern>) {
         self.channels = channels
         self.patterns = patterns
     }
@@ -46,12 +47,10 @@ struct RedisSubscriptionReader {
             guard case .bulk(let kind)? = items.first else { return }
             if kind.elementsEqual("message".utf8) {
                 guard items.count == 3, case .bulk(let channel) = items[1], case .bulk(let payload) = items[2] else { return }
-                receive(payload, channel: channel, glob: nil)
+                receive(payload, channel: channel, isPatternMessage: false)
             } else if kind.elementsEqual("pmessage".utf8) {
-                guard items.count == 4, case .bulk(let glob) = items[1], case .bulk(let channel) = items[2],
-                    case .bulk(let payload) = items[3]
-                else { return }
-                receive(payload, channel: channel, glob: glob)
+                guard items.count == 4, case .bulk(let channel) = items[2], case .bulk(let payload) = items[3] else { return }
+                receive(payload, channel: channel, isPatternMessage: true)
             } else if kind.elementsEqual("pong".utf8) {
                 outcome.pongs += 1
             }
@@ -67,18 +66,18 @@ struct RedisSubscriptionReader {
         }
     }
 
-    private mutating func receive(_ payload: [UInt8], channel channelBytes: [UInt8], glob globBytes: [UInt8]?) {
+    private mutating func receive(_ payload: [UInt8], channel channelBytes: [UInt8], isPatternMessage: Bool) {
         if payload == lastDelivered { return }
         let channel = String(decoding: channelBytes, as: UTF8.self)
         guard channel.hasPrefix(channels.prefix) else { return }
         let key = channel.dropFirst(channels.prefix.count)
 
-        if let globBytes {
+        if isPatternMessage {
             // User channels are matched by a leading `*` glob but are never pattern messages.
-            guard !key.hasPrefix(RedisChannels.userMarker), let topic = try? Topic(String(key)),
-                let candidates = patterns[String(decoding: globBytes, as: UTF8.self)],
-                candidates.contains(where: { $0.matches(topic) })
-            else { return }
+            guard !key.hasPrefix(RedisChannels.userMarker), let topic = try? Topic(String(key)) else { return }
+            var matched = false
+            patterns.forEachMatch(topic) { _ in matched = true }
+            guard matched else { return }
         }
 
         let envelope: Envelope

@@ -61,12 +61,12 @@ public final class ChorusNode: Service, Sendable {
                 RedisAdapter(
                     sentinel: configuration.redisSentinel!, prefix: configuration.redisPrefix,
                     nodeId: configuration.nodeId, timeout: configuration.redisTimeout, history: configuration.history,
-                    logger: logger, eventLoopGroup: eventLoopGroup)
+                    maxPatterns: configuration.redisMaxPatterns, logger: logger, eventLoopGroup: eventLoopGroup)
             case .redis:
                 RedisAdapter(
                     urls: configuration.redisURLs, prefix: configuration.redisPrefix, nodeId: configuration.nodeId,
-                    timeout: configuration.redisTimeout, history: configuration.history, logger: logger,
-                    eventLoopGroup: eventLoopGroup)
+                    timeout: configuration.redisTimeout, history: configuration.history,
+                    maxPatterns: configuration.redisMaxPatterns, logger: logger, eventLoopGroup: eventLoopGroup)
             }
         self.store = configuration.database.map {
             makeStore($0, logger: logger, configuration: StoreConfiguration(requestTimeout: configuration.databaseTimeout))

@@ -88,6 +88,10 @@ public struct NodeConfiguration: Sendable {
     /// keepalive `PING`, sent after a third of it idle) before the connection counts as failed
     /// and the node falls back to local delivery.
     public var redisTimeout: Duration = .milliseconds(1_500)
+    /// `PUBSUB_REDIS_MAX_PATTERNS`: distinct wildcard pattern globs a node subscribes one by one
+    /// on each Redis server; past it, one catch-all glob stands in for them all, since Redis
+    /// matches every publish against every pattern (``RedisPatternGlobs``).
+    public var redisMaxPatterns = RedisAdapter.defaultMaxPatterns
     /// `PUBSUB_MEMORY_MAX_MESSAGES`: messages the memory adapter may hold before dispatch.
     public var memoryMaxMessages = 10_000
     /// `HISTORY_SIZE`, `HISTORY_TTL` (ms), `HISTORY_TOPICS`: which topics keep a history of
@@ -263,6 +267,7 @@ extension NodeConfiguration {
         if let milliseconds = try reader.integer("PUBSUB_REDIS_TIMEOUT", in: 30...600_000) {
             redisTimeout = .milliseconds(milliseconds)
         }
+        redisMaxPatterns = try reader.integer("PUBSUB_REDIS_MAX_PATTERNS", in: 1...100_000) ?? redisMaxPatterns
         memoryMaxMessages = try reader.integer("PUBSUB_MEMORY_MAX_MESSAGES", in: 1...10_000_000) ?? memoryMaxMessages
         history = try Self.historyPolicy(reader)
 

@@ -68,6 +68,46 @@ struct RedisAdapterTests {
         }
     }
 
+    @Test("past PUBSUB_REDIS_MAX_PATTERNS one catch-all glob stands in for the patterns: Redis holds one, delivery unchanged")
+    func patternsCollapse() async throws {
+        try await RedisTest.withServers { servers in
+            let a = RedisTestNode("a", urls: [servers[0].url])
+            let b = RedisTestNode("b", urls: [servers[0].url], maxPatterns: 4)
+            try await RedisTest.shuttingDown([a, b]) {
+                func numpat() async throws -> Int? {
+                    guard case .integer(let count) = try await servers[0].command(["PUBSUB", "NUMPAT"]) else { return nil }
+                    return count
+                }
+                let patterns = (1...6).map { RedisTest.pattern("room\($0).*") }
+                for pattern in patterns { b.subscribe(pattern) }
+                b.subscribe(RedisTest.topic("room1.exact"))
+                try await RedisTest.settle([a, b])
+                #expect(try await numpat() == 1, "six patterns, one glob in Redis")
+
+                var wanted: [String] = []
+                for n in 1...6 { wanted.append(a.publish(topic: "room\(n).x").id) }
+                a.publish(topic: "other.x")
+                a.publish(topic: "room1.x.deeper")  // Redis '*' crosses dots; the pattern does not
+                wanted.append(a.publish(topic: "room1.exact").id)  // a topic and a pattern: once
+                let last = a.publish(topic: "room6.last")
+                wanted.append(last.id)
+                #expect(await RedisTest.eventually { b.ids().last == last.id })
+                #expect(b.ids() == wanted)
+
+                // Back to at most half the limit: each pattern under its own glob again.
+                for pattern in patterns[2...] { b.adapter.removeInterest(pattern) }
+                try await RedisTest.settle([a, b])
+                #expect(try await numpat() == 2)
+                let before = b.envelopes.count
+                let kept = a.publish(topic: "room2.y")
+                a.publish(topic: "room3.y")
+                let end = a.publish(topic: "room1.end")
+                #expect(await RedisTest.eventually { b.ids().last == end.id })
+                #expect(Array(b.ids()[before...]) == [kept.id, end.id])
+            }
+        }
+    }
+
     @Test("a node's own messages come back through Redis once")
     func ownMessages() async throws {
         try await RedisTest.withServers { servers in

@@ -16,12 +16,14 @@ final class RedisTestNode: Sendable {
 
     init(
         _ id: String, urls: [RedisURL], timeout: Duration = .milliseconds(1500),
+        maxPatterns: Int = RedisAdapter.defaultMaxPatterns,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) {
         self.id = id
         var logger = Logger(label: "chorus.test.\(id)")
         logger.logLevel = .error
-        adapter = RedisAdapter(urls: urls, nodeId: id, timeout: timeout, logger: logger, eventLoopGroup: eventLoopGroup)
+        adapter = RedisAdapter(
+            urls: urls, nodeId: id, timeout: timeout, maxPatterns: maxPatterns, logger: logger, eventLoopGroup: eventLoopGroup)
         adapter.start { [inbox] batch in
             inbox.received.withLock { $0.append(contentsOf: batch) }
             let thread = UInt(pthread_self())
