@@ -277,7 +277,10 @@ extension RedisServerLink {
         publisher.batch = nil
         publisher.retryable = true
         publisher.backoff.reset()
-        state.withLock { $0.inFlight = nil }
+        state.withLock { state in
+            state.inFlight = nil
+            state.echoes.removeAll()
+        }
         if let errorReply = batch.firstError {
             noteRefusal(errorReply)
             if !publisher.warnedErrorReply {
@@ -302,13 +305,18 @@ extension RedisServerLink {
                 metadata: ["count": "\(batch.unacknowledged.count)", "error": "\(error)"])
         }
         let retryable = retryable || (batch?.acknowledged ?? 0) > 0
+        var published: [(RedisOutgoing, PublishOutcome)] = []
         update { state in
             if let batch, state.inFlight != nil {
                 state.inFlight = nil
-                state.queue.prepend(batch.unacknowledged)
+                // Those Redis published back are done: sending them again would duplicate them.
+                let split = state.echoes.split(batch.unacknowledged)
+                published = split.published
+                state.queue.prepend(split.unpublished)
             }
             return state.machine.publisherFailed("\(error)", error.isTimeout ? .timeout : .closed, retryable: retryable)
         }
+        for (message, outcome) in published { message.completion?(outcome) }
         schedulePublisherTurn()
     }
 

@@ -162,6 +162,9 @@ extension RedisServerLink {
             state.unansweredPings = pings
             let settled = state.settling.confirm(through: confirmed)
             guard !state.machine.stopping, let deliver = state.deliver else { return ([], settled, nil) }
+            if state.inFlight != nil {
+                for envelope in progress.envelopes where envelope.origin == nodeId { state.echoes.record(envelope) }
+            }
             // The node's own messages that were delivered locally already.
             guard !state.doubtful.isEmpty else { return (progress.envelopes, settled, deliver) }
             return (progress.envelopes.filter { !state.doubtful.remove($0.id) }, settled, deliver)

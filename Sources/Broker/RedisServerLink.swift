@@ -102,6 +102,8 @@ final class RedisServerLink: Sendable {
         /// The batch the publisher has written and Redis not yet acknowledged; taken
         /// (set to nil) by a fall back, which delivers it locally.
         var inFlight: [RedisOutgoing]?
+        /// Messages of `inFlight` that Redis published back already (see ``RedisEchoes``).
+        var echoes = RedisEchoes()
 
         // Local delivery (to the subscriber's loop).
         var local: RedisOutgoingQueue
@@ -206,6 +208,7 @@ final class RedisServerLink: Sendable {
             state.deliver = nil
             unsent = state.queue.takeAll() + state.local.takeAll()
             state.inFlight = nil
+            state.echoes.removeAll()
             settled = state.settling.releaseAll()
             return state.machine.stop()
         }
@@ -364,6 +367,7 @@ final class RedisServerLink: Sendable {
         var wakeSubscriber = false
         var wakePublisher = false
         var settled: [@Sendable () -> Void] = []
+        var published: [(RedisOutgoing, PublishOutcome)] = []
         state.withLock { state in
             for action in event(&state) {
                 switch action {
@@ -371,7 +375,7 @@ final class RedisServerLink: Sendable {
                     state.since = Date()
                     transitions.append(transition)
                 case .deliverPendingLocally:
-                    wakeSubscriber = takePendingForLocalDelivery(&state) || wakeSubscriber
+                    wakeSubscriber = takePendingForLocalDelivery(&state, published: &published) || wakeSubscriber
                     wakePublisher = true
                     // Fallen back: local delivery is live at once, nothing to wait for.
                     settled += state.settling.releaseAll()
@@ -384,19 +388,24 @@ final class RedisServerLink: Sendable {
             }
         }
         for transition in transitions { report(transition) }
+        for (message, outcome) in published { message.completion?(outcome) }
         for body in settled { body() }
         if wakeSubscriber { self.wakeSubscriber() }
         if wakePublisher { self.wakePublisher() }
     }
 
     /// Moves the batch in flight, then the publish queue, to the local outbox (in publish
-    /// order). The batch in flight may still reach Redis: its ids are remembered so that the
-    /// subscriber drops them if they come back. True when there is something to deliver.
-    private func takePendingForLocalDelivery(_ state: inout State) -> Bool {
+    /// order). Of the batch in flight, the messages Redis published back already are done
+    /// (`published`, to complete after the lock); the others may still reach Redis: their ids
+    /// are remembered so that the subscriber drops them if they come back. True when there is
+    /// something to deliver.
+    private func takePendingForLocalDelivery(_ state: inout State, published: inout [(RedisOutgoing, PublishOutcome)]) -> Bool {
         var pending: [RedisOutgoing] = []
         if let inFlight = state.inFlight {
-            for message in inFlight { state.doubtful.insert(message.envelope.id) }
-            pending = inFlight
+            let split = state.echoes.split(inFlight)
+            for message in split.unpublished { state.doubtful.insert(message.envelope.id) }
+            pending = split.unpublished
+            published += split.published
             state.inFlight = nil
         }
         pending += state.queue.takeAll()

@@ -96,6 +96,45 @@ struct RedisFailoverTests {
         }
     }
 
+    /// Redis killed between publishing a message and writing the publisher's reply: the node's
+    /// own subscriber connection has the message, its publisher connection lost the reply.
+    @Test(
+        "a message Redis published before the publisher lost its reply is neither sent again nor delivered locally",
+        arguments: [["pub"], ["sub", "pub"]])
+    func publishedButUnacknowledged(cut connections: [String]) async throws {
+        try await RedisTest.withServers { servers in
+            let proxy = try await RedisFaultProxy.start(to: servers[0].url)
+            let a = RedisTestNode("a", urls: [proxy.url])
+            let b = RedisTestNode("b", urls: [servers[0].url])
+            try await RedisTest.shuttingDown([a, b]) {
+                a.subscribe(RedisTest.topic("echo.t"))
+                b.subscribe(RedisTest.topic("echo.t"))
+                try await RedisTest.settle([a, b])
+
+                proxy.holdReplies(toClientNamed: "chorus:a:pub")
+                let first = a.publish(topic: "echo.t")
+                #expect(await RedisTest.eventually { a.ids() == [first.id] && b.ids() == [first.id] })
+                // Another message after it, so that a resent `first` would not follow itself
+                // (a subscriber drops a payload equal to the one just before).
+                let other = b.publish(topic: "echo.t")
+                let published = [first.id, other.id]
+                #expect(await RedisTest.eventually { a.ids() == published && b.ids() == published }, "published by Redis")
+                for name in connections {
+                    proxy.cut(clientNamed: "chorus:a:\(name)")  // `first` stays unacknowledged
+                    if name == "sub" { #expect(await RedisTest.eventually { a.status.state == .fallback }) }
+                }
+                #expect(await RedisTest.eventually { connections.allSatisfy { proxy.count(clientNamed: "chorus:a:\($0)") == 2 } })
+                try await RedisTest.settle([a, b])
+
+                let second = a.publish(topic: "echo.t")
+                #expect(await RedisTest.eventually { a.ids().last == second.id && b.ids().last == second.id })
+                #expect(a.ids() == published + [second.id], "once on the publishing node")
+                #expect(b.ids() == published + [second.id], "once on the other node")
+            }
+            await proxy.stop()
+        }
+    }
+
     @Test("a Redis that stops answering puts the node into fallback after the command timeout")
     func frozenRedis() async throws {
         try await RedisTest.withServers { servers in

@@ -1,0 +1,40 @@
+/// The node's own messages of the batch in flight that Redis has already published back to
+/// the node's subscriber connection, although their replies have not arrived on the
+/// publisher's. A connection lost at that moment (Redis killed between writing the pub/sub
+/// message and the reply) leaves them unacknowledged, yet published: they must be neither
+/// delivered locally nor sent again, or every subscriber would see them twice.
+///
+/// Filled by the subscriber while a batch is in flight, emptied when the batch is answered or
+/// taken. A value, kept in the link's mutex.
+struct RedisEchoes: Sendable {
+    /// Id → the history position Redis gave the message (nil without history).
+    private var positions: [String: HistoryPosition?] = [:]
+
+    var isEmpty: Bool { positions.isEmpty }
+
+    mutating func record(_ envelope: Envelope) {
+        let position = envelope.offset.flatMap { offset in envelope.epoch.map { HistoryPosition(offset: offset, epoch: $0) } }
+        positions[envelope.id] = position
+    }
+
+    mutating func removeAll() {
+        if !positions.isEmpty { positions.removeAll(keepingCapacity: true) }
+    }
+
+    /// Splits `batch` into the messages Redis has not published back (in order) and those it
+    /// has, each with the outcome its publisher is owed; then forgets everything.
+    mutating func split(_ batch: [RedisOutgoing]) -> (unpublished: [RedisOutgoing], published: [(RedisOutgoing, PublishOutcome)]) {
+        guard !positions.isEmpty else { return (batch, []) }
+        var unpublished: [RedisOutgoing] = []
+        var published: [(RedisOutgoing, PublishOutcome)] = []
+        for message in batch {
+            if let position = positions[message.envelope.id] {
+                published.append((message, PublishOutcome(position: position)))
+            } else {
+                unpublished.append(message)
+            }
+        }
+        removeAll()
+        return (unpublished, published)
+    }
+}
