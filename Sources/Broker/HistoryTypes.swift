@@ -21,12 +21,16 @@ public struct HistoryQuery: Sendable, Equatable {
     public var limit: Int
     /// The newest `limit` messages of the range, rather than the oldest.
     public var newest: Bool
+    /// About the most bytes of messages to read (always at least one message); nil: no bound.
+    /// Past it the page stops, oldest first or newest first as asked, and says ``HistoryPage/truncated``.
+    public var maxBytes: Int?
 
-    public init(after: Int? = nil, before: Int? = nil, limit: Int, newest: Bool = false) {
+    public init(after: Int? = nil, before: Int? = nil, limit: Int, newest: Bool = false, maxBytes: Int? = nil) {
         self.after = after
         self.before = before
         self.limit = max(0, limit)
         self.newest = newest
+        self.maxBytes = maxBytes.map { max(1, $0) }
     }
 }
 
@@ -38,11 +42,14 @@ public struct HistoryPage: Sendable {
     /// The oldest offset the history still holds (nil when it holds none): a recovery from
     /// offset `n` is complete only when `n + 1` is still held (or nothing came after `n`).
     public var oldestHeld: Int?
+    /// Messages of the range were left out to stay within ``HistoryQuery/maxBytes``.
+    public var truncated: Bool
 
-    public init(position: HistoryPosition, messages: [Envelope], oldestHeld: Int?) {
+    public init(position: HistoryPosition, messages: [Envelope], oldestHeld: Int?, truncated: Bool = false) {
         self.position = position
         self.messages = messages
         self.oldestHeld = oldestHeld
+        self.truncated = truncated
     }
 }
 

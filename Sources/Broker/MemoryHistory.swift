@@ -140,7 +140,23 @@ public final class MemoryHistory: Sendable {
             let high = min(ring.offset, (query.before ?? Int.max) - 1)
             guard low <= high else { return HistoryPage(position: position, messages: [], oldestHeld: oldest) }
             let range = query.newest ? max(low, high - query.limit + 1)...high : low...min(high, low + query.limit - 1)
-            return HistoryPage(position: position, messages: range.map { ring.message(at: $0) }, oldestHeld: oldest)
+            guard let maxBytes = query.maxBytes else {
+                return HistoryPage(position: position, messages: range.map { ring.message(at: $0) }, oldestHeld: oldest)
+            }
+            // From the end asked for, while the messages fit (the first always does).
+            var messages: [Envelope] = []
+            var bytes = 0
+            var offset = query.newest ? range.upperBound : range.lowerBound
+            while range.contains(offset) {
+                let message = ring.message(at: offset)
+                let cost = Self.cost(of: message)
+                if !messages.isEmpty, bytes + cost > maxBytes { break }
+                bytes += cost
+                messages.append(message)
+                offset += query.newest ? -1 : 1
+            }
+            if query.newest { messages.reverse() }
+            return HistoryPage(position: position, messages: messages, oldestHeld: oldest, truncated: range.contains(offset))
         }
     }
 

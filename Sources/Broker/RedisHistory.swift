@@ -121,9 +121,14 @@ enum RedisHistory {
     static let publishBatchLimit = 64
 
     /// KEYS: meta, stream. ARGV: after (-1: none), before (0: none), limit, newest (1/0), an
-    /// epoch for a new stream, ttl (ms). Returns `{epoch, offset, oldest held (0: none),
-    /// payloads oldest first...}`. A topic without a stream gets its meta (offset 0) here, so
-    /// the epoch a subscriber is told is the one its next messages carry.
+    /// epoch for a new stream, ttl (ms), most bytes of payloads (0: no bound). Returns `{epoch,
+    /// offset, oldest held (0: none), truncated (1/0), payloads oldest first...}`. A topic
+    /// without a stream gets its meta (offset 0) here, so the epoch a subscriber is told is the
+    /// one its next messages carry.
+    ///
+    /// The range is read in steps of ``readStep`` entries from the end asked for, so that a
+    /// read with a byte bound stops near it: Redis never copies more than a step past the
+    /// bound, however large the messages or the range. The first message is always taken.
     static let readScript = """
         local epoch = redis.call('HGET', KEYS[1], 'epoch')
         if not epoch then
@@ -132,7 +137,7 @@ enum RedisHistory {
           redis.call('HSET', KEYS[1], 'epoch', epoch, 'offset', 0)
           redis.call('PEXPIRE', KEYS[1], ARGV[6])
         end
-        local result = {epoch, tonumber(redis.call('HGET', KEYS[1], 'offset')), 0}
+        local result = {epoch, tonumber(redis.call('HGET', KEYS[1], 'offset')), 0, 0}
         local first = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)
         if #first > 0 then result[3] = tonumber(string.match(first[1][1], '^(%d+)')) end
         local limit = tonumber(ARGV[3])
@@ -146,15 +151,39 @@ enum RedisHistory {
           if before <= 1 then return result end
           high = (before - 1) .. '-0'
         end
-        if ARGV[4] == '1' then
-          local entries = redis.call('XREVRANGE', KEYS[2], high, low, 'COUNT', limit)
-          for i = #entries, 1, -1 do result[#result + 1] = entries[i][2][2] end
+        local newest = ARGV[4] == '1'
+        local budget = tonumber(ARGV[7])
+        local taken, bytes = {}, 0
+        while #taken < limit do
+          local count = math.min(limit - #taken, \(readStep))
+          local entries
+          if newest then
+            entries = redis.call('XREVRANGE', KEYS[2], high, low, 'COUNT', count)
+          else
+            entries = redis.call('XRANGE', KEYS[2], low, high, 'COUNT', count)
+          end
+          for i = 1, #entries do
+            local payload = entries[i][2][2]
+            if budget > 0 and #taken > 0 and bytes + #payload > budget then
+              result[4] = 1
+              break
+            end
+            bytes = bytes + #payload
+            taken[#taken + 1] = payload
+          end
+          if result[4] == 1 or #entries < count then break end
+          if newest then high = '(' .. entries[#entries][1] else low = '(' .. entries[#entries][1] end
+        end
+        if newest then
+          for i = #taken, 1, -1 do result[#result + 1] = taken[i] end
         else
-          local entries = redis.call('XRANGE', KEYS[2], low, high, 'COUNT', limit)
-          for i = 1, #entries do result[#result + 1] = entries[i][2][2] end
+          for i = 1, #taken do result[#result + 1] = taken[i] end
         end
         return result
         """
+
+    /// Entries one step of ``readScript`` reads.
+    static let readStep = 16
 
     /// The `EVALSHA` arguments after the digest for publishing `batch` (every message with a
     /// `historyTopic`) with ``publishScript``.
@@ -221,23 +250,25 @@ enum RedisHistory {
     static func readArguments(_ query: HistoryQuery, policy: HistoryPolicy, newEpoch: String) -> [[UInt8]] {
         [
             String(query.after ?? -1), String(query.before ?? 0), String(min(query.limit, policy.size)),
-            query.newest ? "1" : "0", newEpoch, String(policy.ttlMilliseconds),
+            query.newest ? "1" : "0", newEpoch, String(policy.ttlMilliseconds), String(query.maxBytes ?? 0),
         ].map { Array($0.utf8) }
     }
 
     /// The page in a read script's reply.
     static func page(_ reply: RedisReply) throws(HistoryError) -> HistoryPage {
-        guard case .array(let parts) = reply, parts.count >= 3, let epoch = parts[0].string,
-            case .integer(let offset) = parts[1], case .integer(let oldest) = parts[2]
+        guard case .array(let parts) = reply, parts.count >= 4, let epoch = parts[0].string,
+            case .integer(let offset) = parts[1], case .integer(let oldest) = parts[2], case .integer(let truncated) = parts[3]
         else { throw HistoryError("unexpected reply from the history script") }
         var messages: [Envelope] = []
-        for part in parts.dropFirst(3) {
+        for part in parts.dropFirst(4) {
             guard case .bulk(let bytes) = part, let envelope = try? EnvelopeCodec.decode(bytes) else {
                 throw HistoryError("a stored message is not an envelope")
             }
             messages.append(envelope)
         }
-        return HistoryPage(position: HistoryPosition(offset: offset, epoch: epoch), messages: messages, oldestHeld: oldest > 0 ? oldest : nil)
+        return HistoryPage(
+            position: HistoryPosition(offset: offset, epoch: epoch), messages: messages, oldestHeld: oldest > 0 ? oldest : nil,
+            truncated: truncated == 1)
     }
 }
 

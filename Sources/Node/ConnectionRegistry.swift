@@ -48,6 +48,10 @@ actor ConnectionRegistry {
     static let writesPerDrain = 32_768
     /// Frame bytes one drain takes at most: a quarter of the per-connection pending limit.
     private let drainBytes: Int
+    /// The most bytes of history one `subscribe` reads for its `since` or `replay`: three
+    /// quarters of the per-connection pending limit, so that a page the client asked for fits
+    /// in what it may have waiting (see ``HistoryRecovery``).
+    let historyBytes: Int
     /// Writes per message in the last drain (the fan-out), to size the next one; nil before
     /// the first drain, when every session is assumed to match.
     private var writesPerMessage: Int?
@@ -57,6 +61,7 @@ actor ConnectionRegistry {
         maxPendingBytes: Int, inboxLimit: Int = ConnectionRegistry.defaultInboxLimit
     ) {
         self.drainBytes = max(1, maxPendingBytes / 4)
+        self.historyBytes = max(1, maxPendingBytes / 4 * 3)
         self.loop = loop
         self.broker = broker
         self.counters = counters

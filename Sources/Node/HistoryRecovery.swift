@@ -15,17 +15,25 @@ import NIOCore
 ///
 /// **Honest failure.** `recovered: false` (with the current position, and no history sent)
 /// when the epoch differs, the offset is ahead of the topic, a message after it has been
-/// trimmed (more than `HISTORY_SIZE` behind, or expired), or the held messages passed
-/// ``RecoveryTable/limit`` while the read took. A history read that fails (Redis unreachable in
-/// the middle) answers `recovered: false` without a position.
+/// trimmed (more than `HISTORY_SIZE` behind, or expired), the messages missed are more bytes
+/// than one read takes (``ConnectionRegistry/historyBytes``: the client catches up over
+/// `GET /api/history`, page by page), or the held messages passed ``RecoveryTable/limit``
+/// while the read took. A history read that fails (Redis unreachable in the middle) answers
+/// `recovered: false` without a position.
+///
+/// **Bounded reads.** Every read stops at ``ConnectionRegistry/historyBytes``: a `replay` of
+/// large messages gets the newest that fit, and a `since` that does not fit reads no more than
+/// that from Redis before it answers `recovered: false`. Without the bound one `subscribe`
+/// could make the node read `HISTORY_SIZE` times the largest message, only to close the client
+/// for having too much waiting.
 ///
 /// Everything here runs on the session's event loop, the registry's executor.
 enum HistoryRecovery {
     /// The read that answers `request` (nil: the position only).
-    static func query(for request: HistoryRequest?, policy: HistoryPolicy) -> HistoryQuery {
+    static func query(for request: HistoryRequest?, policy: HistoryPolicy, maxBytes: Int) -> HistoryQuery {
         switch request {
-        case .since(let offset, _)?: HistoryQuery(after: offset, limit: policy.size)
-        case .replay(let count)?: HistoryQuery(limit: min(count, policy.size), newest: true)
+        case .since(let offset, _)?: HistoryQuery(after: offset, limit: policy.size, maxBytes: maxBytes)
+        case .replay(let count)?: HistoryQuery(limit: min(count, policy.size), newest: true, maxBytes: maxBytes)
         case nil: HistoryQuery(limit: 0)
         }
     }
@@ -58,7 +66,7 @@ enum HistoryRecovery {
         var history = page.messages
         var recovered: Bool? = nil
         if case .since(let offset, let epoch)? = request {
-            recovered = isComplete(page: page, after: offset, epoch: epoch)
+            recovered = !page.truncated && isComplete(page: page, after: offset, epoch: epoch)
             if recovered == false { history = [] }
         }
         let live = held.deliveries.filter { delivery in
@@ -184,7 +192,7 @@ extension ConnectionRegistry {
         _ id: Int, topic: Topic, request: HistoryRequest?, requestId: JSONValue?, adapter: any PubSubAdapter
     ) -> Bool {
         guard let session = sessionsById(id), recoveries.begin(session.transport, topic) else { return false }
-        let query = HistoryRecovery.query(for: request, policy: adapter.history)
+        let query = HistoryRecovery.query(for: request, policy: adapter.history, maxBytes: historyBytes)
         let loop = self.loop
         adapter.readHistory(topic, query) { page in
             loop.execute {

@@ -35,6 +35,27 @@ struct MemoryHistoryTests {
         #expect(other.position.offset == 0 && other.position.epoch != epoch, "every ring has its own epoch")
     }
 
+    @Test("a read with a byte bound keeps the messages that fit from the end asked for, at least one, and says truncated")
+    func byteBound() throws {
+        let history = MemoryHistory(policy: HistoryPolicy(size: 100))
+        let topic = try Topic("chat.a")
+        for n in 10..<60 {  // 50 messages of one cost
+            var envelope = Self.message(n)
+            _ = history.record(&envelope, topic: topic)
+        }
+        let cost = MemoryHistory.cost(of: Self.message(10))
+        func read(_ query: HistoryQuery) -> (offsets: [Int], truncated: Bool) {
+            let page = history.read(topic, query)
+            return (page.messages.compactMap(\.offset), page.truncated)
+        }
+        #expect(read(HistoryQuery(after: 0, limit: 100, maxBytes: 10 * cost)) == (Array(1...10), true))
+        #expect(read(HistoryQuery(limit: 100, newest: true, maxBytes: 10 * cost)) == (Array(41...50), true))
+        #expect(read(HistoryQuery(after: 20, limit: 100, maxBytes: 1)) == ([21], true))
+        #expect(read(HistoryQuery(after: 40, limit: 100, maxBytes: 10 * cost)) == (Array(41...50), false), "all fit")
+        #expect(read(HistoryQuery(after: 0, limit: 5, maxBytes: 10 * cost)) == (Array(1...5), false), "the limit came first")
+        #expect(read(HistoryQuery(after: 0, limit: 100)) == (Array(1...50), false))
+    }
+
     @Test("a repeated messageId is a duplicate while its message is held")
     func duplicates() throws {
         let history = MemoryHistory(policy: HistoryPolicy(size: 2))

@@ -8,21 +8,29 @@ import Testing
 /// ``HistoryReadBatch``); each must still get exactly the page it would have read alone.
 @Suite("Redis history: reads of one topic shared")
 struct RedisHistoryReadTests {
-    /// A topic's history as offsets `oldest...position`, read as the script reads it.
+    /// A topic's history as offsets `oldest...position`, each message ``messageBytes`` long,
+    /// read as the script reads it.
     struct Stream {
+        static let messageBytes = 100
         var oldest: Int
         var position: Int
 
         func read(_ query: HistoryQuery) -> HistoryPage {
             let after = max(query.after ?? 0, oldest - 1)
-            let offsets = (after < position ? Array((after + 1)...position) : []).prefix(query.limit)
+            var offsets = (after < position ? Array((after + 1)...position) : []).prefix(query.limit)
+            var truncated = false
+            if let maxBytes = query.maxBytes, offsets.count > max(1, maxBytes / Self.messageBytes) {
+                offsets = offsets.prefix(max(1, maxBytes / Self.messageBytes))  // the first always fits
+                truncated = true
+            }
             let messages = offsets.map { offset in
                 var envelope = Envelope(id: "m\(offset)", origin: "t", topic: try! Topic("t"), data: RawJSON(.number(JSONNumber(offset))))
                 envelope.offset = offset
                 envelope.epoch = "e"
                 return envelope
             }
-            return HistoryPage(position: HistoryPosition(offset: position, epoch: "e"), messages: messages, oldestHeld: oldest)
+            return HistoryPage(
+                position: HistoryPosition(offset: position, epoch: "e"), messages: messages, oldestHeld: oldest, truncated: truncated)
         }
     }
 
@@ -45,7 +53,8 @@ struct RedisHistoryReadTests {
             let queries = (0..<Int.random(in: 1...6, using: &random)).map { _ in
                 HistoryQuery(
                     after: Bool.random(using: &random) ? nil : Int.random(in: 0...120, using: &random),
-                    limit: [0, 1, 5, 20, 100].randomElement(using: &random)!)
+                    limit: [0, 1, 5, 20, 100].randomElement(using: &random)!,
+                    maxBytes: [nil, nil, 50, 250, 1_000].randomElement(using: &random)!)
             }
             let batch = HistoryReadBatch(queries)
             let shared = stream.read(batch.read)
@@ -53,10 +62,13 @@ struct RedisHistoryReadTests {
                 let alone = stream.read(query)
                 guard let part = batch.part(of: shared, for: index) else {
                     readAlone += 1
-                    #expect(shared.messages.count == batch.read.limit, "read alone only when the shared page was cut at its limit")
+                    #expect(
+                        shared.messages.count == batch.read.limit || shared.truncated,
+                        "read alone only when the shared page was cut at its limit or its byte bound")
                     continue
                 }
                 #expect(part.position == alone.position && part.oldestHeld == alone.oldestHeld)
+                #expect(!part.truncated && !alone.truncated, "a part given is whole, as the query's own read would be")
                 #expect(part.messages.map(\.offset) == alone.messages.map(\.offset), "\(query) of \(stream) from \(batch.read)")
             }
         }
@@ -120,6 +132,37 @@ struct RedisHistoryReadTests {
         try await withCheckedContinuation { continuation in
             node.adapter.readHistory(topic, query) { continuation.resume(returning: $0) }
         }.get()
+    }
+
+    @Test("a read with a byte bound stops near it, from the end asked for; unbounded reads cross the script's steps whole")
+    func byteBound() async throws {
+        try await RedisTest.withServers { servers in
+            let node = HistoryNode(urls: [servers[0].url])
+            #expect(await RedisTest.eventually { node.adapter.isSettled })
+            _ = await node.publishAndWait("t.bytes", count: 90, from: 10)  // ids of one length
+            let topic = try Topic("t.bytes")
+            func offsets(_ query: HistoryQuery) async throws -> (offsets: [Int], truncated: Bool) {
+                let page = try await Self.read(query, of: topic, on: node)
+                return (page.messages.compactMap(\.offset), page.truncated)
+            }
+
+            // 90 messages are six steps of the script: none lost or repeated at their seams.
+            #expect(try await offsets(HistoryQuery(after: 0, limit: 90)) == (Array(1...90), false))
+            #expect(try await offsets(HistoryQuery(limit: 90, newest: true)) == (Array(1...90), false))
+            #expect(try await offsets(HistoryQuery(after: 40, limit: 30, maxBytes: 1 << 20)) == (Array(41...70), false))
+            // The first message always comes, however small the bound.
+            #expect(try await offsets(HistoryQuery(after: 0, limit: 90, maxBytes: 1)) == ([1], true))
+            #expect(try await offsets(HistoryQuery(limit: 90, newest: true, maxBytes: 1)) == ([90], true))
+
+            let size = EnvelopeCodec.encode(try await Self.read(HistoryQuery(after: 50, limit: 1), of: topic, on: node).messages[0]).count
+            let forward = try await offsets(HistoryQuery(after: 0, limit: 90, maxBytes: 20 * size + size / 2))
+            #expect(forward.truncated && (19...21).contains(forward.offsets.count), "\(forward) at \(size) bytes a message")
+            #expect(forward.offsets == Array(1...forward.offsets.count), "the oldest, in order")
+            let newest = try await offsets(HistoryQuery(limit: 90, newest: true, maxBytes: 20 * size + size / 2))
+            #expect(newest.truncated && (19...21).contains(newest.offsets.count), "\(newest)")
+            #expect(newest.offsets == Array((91 - newest.offsets.count)...90), "the newest, oldest first")
+            await node.adapter.shutdown()
+        }
     }
 
     @Test("a shutdown answers the reads still waiting at once, with a failure")

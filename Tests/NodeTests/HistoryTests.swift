@@ -46,7 +46,7 @@ struct HistoryTests {
             #expect(history["maxBytes"] as? Int == limit)
             // The newest topic is still recoverable; the oldest went (a new epoch, nothing held).
             let reader = try await node.connect(as: "reader")
-            let newest = try #require(try await HTTP.get("\(node.baseURL)/api/history/flood.40", headers: ["X-API-Key": "k"]).json())
+            let newest = try await HTTP.get("\(node.baseURL)/api/history/flood.40", headers: ["X-API-Key": "k"]).json()
             #expect((newest["messages"] as? [Any])?.count == 1)
             let oldest = try await reader.subscribeWithHistory("flood.1")
             #expect(oldest["offset"] as? Int == 0, "evicted: its history starts again")
@@ -142,6 +142,37 @@ struct HistoryTests {
             _ = try await all.subscribeWithHistory("chat.r", replay: 50)
             _ = try await publisher.publishAcknowledged(topic: "chat.r", data: ["seq": 7])
             #expect(try await all.messages(of: "chat.r", through: 7).map { $0["offset"] as? Int } == [3, 4, 5, 6, 7])
+        }
+    }
+
+    @Test("replay and since read at most 3/4 of WEBSOCKET_MAX_PENDING_BYTES: the newest that fit, or recovered false; the client stays connected")
+    func recoveryBytesBounded() async throws {
+        // 1 MiB pending: a subscribe reads at most 768 KiB of history, two of these messages.
+        try await withNode(Self.environment.merging(["WEBSOCKET_MAX_PENDING_BYTES": "\(1 << 20)"]) { $1 }) { node in
+            let publisher = try await node.connect(as: "pub")
+            let large = String(repeating: "z", count: 300 << 10)
+            var last: HistoryMark?
+            for seq in 1...6 {
+                last = HistoryMark(try await publisher.publishAcknowledged(topic: "big.r", data: ["seq": seq, "pad": large]))
+            }
+            let current = try #require(last)
+
+            let replaying = try await node.connect(as: "a")
+            #expect(try await replaying.subscribeWithHistory("big.r", replay: 100)["offset"] as? Int == 6)
+            #expect(try await replaying.messages(of: "big.r", through: 6).map { $0["offset"] as? Int } == [5, 6], "the newest that fit")
+
+            let behind = try await node.connect(as: "b")
+            let reply = try await behind.subscribeWithHistory("big.r", since: HistoryMark(offset: 0, epoch: current.epoch))
+            #expect(reply["recovered"] as? Bool == false, "1.8 MB missed: caught up over /api/history instead")
+            #expect(HistoryMark(reply) == current)
+            let near = try await node.connect(as: "c")
+            let recent = try await near.subscribeWithHistory("big.r", since: HistoryMark(offset: 4, epoch: current.epoch))
+            #expect(recent["recovered"] as? Bool == true)
+
+            _ = try await publisher.publishAcknowledged(topic: "big.r", data: ["seq": 7])
+            #expect(try await replaying.next(type: "message")["offset"] as? Int == 7, "still connected, live")
+            #expect(try await behind.next(type: "message")["offset"] as? Int == 7, "nothing from history, only live")
+            #expect(try await near.messages(of: "big.r", through: 7).map { $0["offset"] as? Int } == [5, 6, 7])
         }
     }
 

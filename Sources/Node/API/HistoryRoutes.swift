@@ -54,7 +54,8 @@ struct HistoryRoutes {
         let limit = try number("limit", in: 1...adapter.history.size) ?? adapter.history.size
         let after = try number("after", in: 0...Int.max)
         let before = try number("before", in: 1...Int.max)
-        let query = HistoryQuery(after: after, before: before, limit: limit, newest: after == nil)
+        // Redis (or memory) stops reading near the page's bound too.
+        let query = HistoryQuery(after: after, before: before, limit: limit, newest: after == nil, maxBytes: Self.pageBytes)
         let page = await withCheckedContinuation { continuation in
             adapter.readHistory(topic, query) { continuation.resume(returning: $0) }
         }
@@ -68,7 +69,8 @@ struct HistoryRoutes {
             json.raw(",\"epoch\":")
             json.string(page.position.epoch)
             json.raw(",\"offset\":\(page.position.offset),\"messages\":[")
-            let (messages, truncated) = Self.fitting(page.messages, keepNewest: query.newest)
+            let (messages, cut) = Self.fitting(page.messages, keepNewest: query.newest)
+            let truncated = cut || page.truncated
             for (index, message) in messages.enumerated() {
                 if index > 0 { json.raw(",") }
                 json.append(bytes: message)
