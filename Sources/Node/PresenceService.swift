@@ -11,11 +11,6 @@ import Synchronization
 /// loops; the table is behind a mutex and the store is told inside it, so the store sees the
 /// node's changes in the order they happened. Thread-safe.
 final class PresenceService: Sendable {
-    struct Key: Hashable {
-        var topic: Topic
-        var userId: String
-    }
-
     private struct Local {
         var connections: Int
         /// nil: the member document without data, made when needed rather than kept for every
@@ -29,9 +24,10 @@ final class PresenceService: Sendable {
 
     /// The node's memberships. Every authenticated connection is a member of its user's
     /// `presence.user.<id>`, without data, so those are counted by user id alone: no topic name
-    /// and no member document is kept per connected user.
+    /// and no member document is kept per connected user. Members are indexed by topic, so
+    /// that a topic's members are found without a scan of every topic's.
     private struct Tables {
-        var members: [Key: Local] = [:]
+        var members: [Topic: [String: Local]] = [:]
         /// Connections per user in `presence.user.<id>`.
         var users: [String: Int] = [:]
     }
@@ -78,16 +74,12 @@ final class PresenceService: Sendable {
                     member: PresenceMember.document(userId: userId, data: nil), announceUpdate: false)
                 return
             }
-            var table = tables.members
-            tables.members = [:]
-            defer { tables.members = table }
-            let key = Key(topic: topic, userId: userId)
-            var entry = table[key] ?? Local(
+            var entry = tables.members[topic]?[userId] ?? Local(
                 connections: 0,
                 member: data == nil ? nil : PresenceMember.document(userId: userId, data: data))
             entry.connections += 1
             if let data { entry.member = PresenceMember.document(userId: userId, data: data) }
-            table[key] = entry
+            tables.members[topic, default: [:]][userId] = entry
             store.set(
                 topic: topic, userId: userId, connections: entry.connections, member: entry.document(userId: userId),
                 announceUpdate: data != nil)
@@ -97,13 +89,9 @@ final class PresenceService: Sendable {
     /// A connection already counted in `topic` sets new data (`update` when it differs).
     func update(topic: Topic, userId: String, data: RawJSON) {
         table.withLock { tables in
-            var table = tables.members
-            tables.members = [:]
-            defer { tables.members = table }
-            let key = Key(topic: topic, userId: userId)
-            guard var entry = table[key] else { return }
+            guard var entry = tables.members[topic]?[userId] else { return }
             entry.member = PresenceMember.document(userId: userId, data: data)
-            table[key] = entry
+            tables.members[topic]![userId] = entry
             store.set(
                 topic: topic, userId: userId, connections: entry.connections, member: entry.document(userId: userId),
                 announceUpdate: true)
@@ -120,13 +108,10 @@ final class PresenceService: Sendable {
                     member: PresenceMember.document(userId: userId, data: nil), announceUpdate: false)
                 return
             }
-            var table = tables.members
-            tables.members = [:]
-            defer { tables.members = table }
-            let key = Key(topic: topic, userId: userId)
-            guard var entry = table[key] else { return }
+            guard var entry = tables.members[topic]?[userId] else { return }
             entry.connections -= 1
-            table[key] = entry.connections > 0 ? entry : nil
+            tables.members[topic]![userId] = entry.connections > 0 ? entry : nil
+            if tables.members[topic]!.isEmpty { tables.members[topic] = nil }
             store.set(
                 topic: topic, userId: userId, connections: max(0, entry.connections), member: entry.document(userId: userId),
                 announceUpdate: false)
@@ -146,8 +131,8 @@ final class PresenceService: Sendable {
                         connections: connections)]
                 }
             }
-            return tables.members.compactMap { key, entry in
-                key.topic == topic ? PresenceMember(userId: key.userId, member: entry.document(userId: key.userId), connections: entry.connections) : nil
+            return (tables.members[topic] ?? [:]).map { userId, entry in
+                PresenceMember(userId: userId, member: entry.document(userId: userId), connections: entry.connections)
             }.sorted { $0.userId < $1.userId }
         }
     }
@@ -157,8 +142,8 @@ final class PresenceService: Sendable {
     func snapshot(top: Int) -> (memberships: Int, topics: Int, top: [(topic: String, members: Int)]) {
         table.withLock { tables in
             var perTopic: [Topic: Int] = [:]
-            for key in tables.members.keys where !key.topic.name.hasPrefix(PresenceEventData.userTopicPrefix) {
-                perTopic[key.topic, default: 0] += 1
+            for (topic, members) in tables.members where !topic.name.hasPrefix(PresenceEventData.userTopicPrefix) {
+                perTopic[topic] = members.count
             }
             let ranked = perTopic.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key.name < $1.key.name }
             return (
