@@ -5,7 +5,8 @@
 /// delivered locally nor sent again, or every subscriber would see them twice.
 ///
 /// Filled by the subscriber while a batch is in flight, emptied when the batch is answered or
-/// taken. A value, kept in the link's mutex.
+/// taken. (A message whose echo comes only after the failure was handled is caught by the
+/// link's `returned` ids instead.) A value, kept in the link's mutex.
 struct RedisEchoes: Sendable {
     /// Id → the history position Redis gave the message (nil without history).
     private var positions: [String: HistoryPosition?] = [:]
@@ -13,8 +14,12 @@ struct RedisEchoes: Sendable {
     var isEmpty: Bool { positions.isEmpty }
 
     mutating func record(_ envelope: Envelope) {
-        let position = envelope.offset.flatMap { offset in envelope.epoch.map { HistoryPosition(offset: offset, epoch: $0) } }
-        positions[envelope.id] = position
+        positions[envelope.id] = Self.position(of: envelope)
+    }
+
+    /// The history position Redis gave a message it published (nil without history).
+    static func position(of envelope: Envelope) -> HistoryPosition? {
+        envelope.offset.flatMap { offset in envelope.epoch.map { HistoryPosition(offset: offset, epoch: $0) } }
     }
 
     mutating func removeAll() {

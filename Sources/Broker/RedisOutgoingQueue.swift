@@ -50,6 +50,15 @@ struct RedisOutgoingQueue: Sendable {
         bytes += batch.reduce(0) { $0 + $1.cost }
     }
 
+    /// Removes the message with envelope id `id` (a message put back that Redis turns out to
+    /// have published). Linear, from the front, where put-back messages are.
+    mutating func remove(id: String) -> RedisOutgoing? {
+        guard let index = messages.firstIndex(where: { $0.envelope.id == id }) else { return nil }
+        let message = messages.remove(at: index)
+        bytes -= message.cost
+        return message
+    }
+
     /// Takes every message, oldest first.
     mutating func takeAll() -> [RedisOutgoing] {
         defer {

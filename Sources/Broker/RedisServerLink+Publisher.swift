@@ -94,6 +94,7 @@ extension RedisServerLink {
             guard canPublish, !state.queue.isEmpty else { return .none }
             let batch = state.queue.takeAll()
             state.inFlight = batch
+            state.returned.removeAll()  // sent again: their first echo, if any, was read by now
             return .publish(batch)
         }
         switch step {
@@ -313,6 +314,7 @@ extension RedisServerLink {
                 let split = state.echoes.split(batch.unacknowledged)
                 published = split.published
                 state.queue.prepend(split.unpublished)
+                for message in split.unpublished { state.returned.insert(message.envelope.id) }
             }
             return state.machine.publisherFailed("\(error)", error.isTimeout ? .timeout : .closed, retryable: retryable)
         }

@@ -157,19 +157,27 @@ extension RedisServerLink {
                 return state.machine.subscriberReady()
             }
         }
+        var published: [(RedisOutgoing, PublishOutcome)] = []
         let (envelopes, settled, deliver) = state.withLock {
             state -> ([Envelope], [@Sendable () -> Void], (@Sendable ([Envelope]) -> Void)?) in
             state.unansweredPings = pings
             let settled = state.settling.confirm(through: confirmed)
             guard !state.machine.stopping, let deliver = state.deliver else { return ([], settled, nil) }
-            if state.inFlight != nil {
-                for envelope in progress.envelopes where envelope.origin == nodeId { state.echoes.record(envelope) }
+            // The node's own messages that Redis published although their replies were lost.
+            if state.inFlight != nil || !state.returned.isEmpty {
+                for envelope in progress.envelopes where envelope.origin == nodeId {
+                    if state.inFlight != nil { state.echoes.record(envelope) }
+                    if state.returned.remove(envelope.id) != nil, let message = state.queue.remove(id: envelope.id) {
+                        published.append((message, PublishOutcome(position: RedisEchoes.position(of: envelope))))
+                    }
+                }
             }
             // The node's own messages that were delivered locally already.
             guard !state.doubtful.isEmpty else { return (progress.envelopes, settled, deliver) }
             return (progress.envelopes.filter { !state.doubtful.remove($0.id) }, settled, deliver)
         }
         if !envelopes.isEmpty { deliver?(envelopes) }
+        for (message, outcome) in published { message.completion?(outcome) }
         for body in settled { body() }
         do throws(RedisConnectionError) {
             try session.tend(now: ContinuousClock.now)

@@ -104,6 +104,11 @@ final class RedisServerLink: Sendable {
         var inFlight: [RedisOutgoing]?
         /// Messages of `inFlight` that Redis published back already (see ``RedisEchoes``).
         var echoes = RedisEchoes()
+        /// Ids of messages a failed publisher put back in `queue`: written to Redis, neither
+        /// acknowledged nor seen back yet. Redis may have published them (their echo is still
+        /// unread on the subscriber connection): seen back, they leave the queue; moved to the
+        /// local outbox, they become `doubtful`. Forgotten when the queue is next written.
+        var returned: Set<String> = []
 
         // Local delivery (to the subscriber's loop).
         var local: RedisOutgoingQueue
@@ -209,6 +214,7 @@ final class RedisServerLink: Sendable {
             unsent = state.queue.takeAll() + state.local.takeAll()
             state.inFlight = nil
             state.echoes.removeAll()
+            state.returned.removeAll()
             settled = state.settling.releaseAll()
             return state.machine.stop()
         }
@@ -396,9 +402,9 @@ final class RedisServerLink: Sendable {
 
     /// Moves the batch in flight, then the publish queue, to the local outbox (in publish
     /// order). Of the batch in flight, the messages Redis published back already are done
-    /// (`published`, to complete after the lock); the others may still reach Redis: their ids
-    /// are remembered so that the subscriber drops them if they come back. True when there is
-    /// something to deliver.
+    /// (`published`, to complete after the lock); the others, and those a failed publisher put
+    /// back, may still reach Redis or already have: their ids are remembered so that the
+    /// subscriber drops them if they come back. True when there is something to deliver.
     private func takePendingForLocalDelivery(_ state: inout State, published: inout [(RedisOutgoing, PublishOutcome)]) -> Bool {
         var pending: [RedisOutgoing] = []
         if let inFlight = state.inFlight {
@@ -408,7 +414,12 @@ final class RedisServerLink: Sendable {
             published += split.published
             state.inFlight = nil
         }
-        pending += state.queue.takeAll()
+        let queued = state.queue.takeAll()
+        if !state.returned.isEmpty {
+            for message in queued where state.returned.contains(message.envelope.id) { state.doubtful.insert(message.envelope.id) }
+            state.returned.removeAll()
+        }
+        pending += queued
         for message in pending {
             if state.local.append(message) {
                 counters.countPublishedInFallback()

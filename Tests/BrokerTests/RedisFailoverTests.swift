@@ -104,7 +104,9 @@ struct RedisFailoverTests {
     func publishedButUnacknowledged(cut connections: [String]) async throws {
         try await RedisTest.withServers { servers in
             let proxy = try await RedisFaultProxy.start(to: servers[0].url)
-            let a = RedisTestNode("a", urls: [proxy.url])
+            defer { Task { await proxy.stop() } }
+            // A long timeout: the held replies must not make the publisher fail on its own.
+            let a = RedisTestNode("a", urls: [proxy.url], timeout: .seconds(30))
             let b = RedisTestNode("b", urls: [servers[0].url])
             try await RedisTest.shuttingDown([a, b]) {
                 a.subscribe(RedisTest.topic("echo.t"))
@@ -131,7 +133,75 @@ struct RedisFailoverTests {
                 #expect(a.ids() == published + [second.id], "once on the publishing node")
                 #expect(b.ids() == published + [second.id], "once on the other node")
             }
-            await proxy.stop()
+        }
+    }
+
+    /// The same loss, with the publisher's failure handled before the subscriber reads the
+    /// message Redis published (it sits unread on the subscriber connection), and the link
+    /// falling back meanwhile: delivered locally, the late copy from Redis is dropped.
+    @Test("a message put back by a failed publisher and delivered locally is dropped when Redis's copy arrives late")
+    func publishedButReadLate() async throws {
+        try await RedisTest.withServers { servers in
+            let proxy = try await RedisFaultProxy.start(to: servers[0].url)
+            defer { Task { await proxy.stop() } }
+            let a = RedisTestNode("a", urls: [proxy.url], timeout: .seconds(30))
+            let b = RedisTestNode("b", urls: [servers[0].url])
+            try await RedisTest.shuttingDown([a, b]) {
+                a.subscribe(RedisTest.topic("late.t"))
+                b.subscribe(RedisTest.topic("late.t"))
+                try await RedisTest.settle([a, b])
+
+                proxy.holdReplies(toClientNamed: "chorus:a:pub")
+                proxy.holdReplies(toClientNamed: "chorus:a:sub")
+                let first = a.publish(topic: "late.t")
+                #expect(await RedisTest.eventually { b.ids() == [first.id] }, "published by Redis")
+                proxy.refuse(clientNamed: "chorus:a:pub")  // the quick retry fails: the link falls back
+                proxy.cut(clientNamed: "chorus:a:pub")
+                #expect(await RedisTest.eventually { a.status.state == .fallback })
+                #expect(await RedisTest.eventually { a.ids() == [first.id] }, "delivered locally")
+
+                proxy.release(clientNamed: "chorus:a:sub")  // Redis's copy, then the next message
+                let next = b.publish(topic: "late.t")
+                #expect(await RedisTest.eventually { a.ids().last == next.id })
+                #expect(a.ids() == [first.id, next.id], "once on the publishing node")
+                #expect(b.ids() == [first.id, next.id])
+            }
+        }
+    }
+
+    /// The same loss, read late, while the publisher reconnects: Redis's copy takes the
+    /// message out of the queue before the new connection could send it again.
+    @Test("a message put back by a failed publisher is not sent again when Redis's copy arrives before the reconnect")
+    func publishedReadBeforeReconnect() async throws {
+        try await RedisTest.withServers { servers in
+            let proxy = try await RedisFaultProxy.start(to: servers[0].url)
+            defer { Task { await proxy.stop() } }
+            let a = RedisTestNode("a", urls: [proxy.url], timeout: .seconds(30))
+            let b = RedisTestNode("b", urls: [servers[0].url])
+            try await RedisTest.shuttingDown([a, b]) {
+                a.subscribe(RedisTest.topic("again.t"))
+                b.subscribe(RedisTest.topic("again.t"))
+                try await RedisTest.settle([a, b])
+
+                proxy.holdReplies(toClientNamed: "chorus:a:pub")
+                proxy.holdReplies(toClientNamed: "chorus:a:sub")
+                let first = a.publish(topic: "again.t")
+                #expect(await RedisTest.eventually { b.ids() == [first.id] }, "published by Redis")
+                proxy.stall(clientNamed: "chorus:a:pub")  // the quick retry connects, and waits
+                proxy.cut(clientNamed: "chorus:a:pub")
+                #expect(await RedisTest.eventually { proxy.count(clientNamed: "chorus:a:pub") == 2 })
+
+                proxy.release(clientNamed: "chorus:a:sub")  // Redis's copy, then the next message
+                let next = b.publish(topic: "again.t")
+                #expect(await RedisTest.eventually { a.ids() == [first.id, next.id] })
+                proxy.release(clientNamed: "chorus:a:pub")  // the reconnect completes
+                try await RedisTest.settle([a, b])
+                let last = a.publish(topic: "again.t")
+                #expect(await RedisTest.eventually { a.ids().last == last.id && b.ids().last == last.id })
+                #expect(a.ids() == [first.id, next.id, last.id], "once on the publishing node")
+                #expect(b.ids() == [first.id, next.id, last.id], "once on the other node")
+                #expect(a.status.state == .connected && a.status.backends[0].transitions == 1, "no fall back: \(a.status)")
+            }
         }
     }
 

@@ -28,7 +28,7 @@ final class RedisFaultProxy: Sendable {
             .childChannelInitializer { client in
                 ClientBootstrap(group: client.eventLoop).connect(host: target.host, port: target.port).flatMapThrowing {
                     redis in
-                    let connection = ProxiedConnection(client: client, redis: redis)
+                    let connection = ProxiedConnection(client: client, redis: redis, registry: registry)
                     registry.connections.withLock { $0.append(connection) }
                     try redis.pipeline.syncOperations.addHandler(Relay(to: client, connection, towardRedis: false))
                     try client.pipeline.syncOperations.addHandler(Relay(to: redis, connection, towardRedis: true))
@@ -41,9 +41,40 @@ final class RedisFaultProxy: Sendable {
             registry: registry)
     }
 
-    /// From now on, what Redis sends to the connections named `name` is dropped.
+    /// From now on, what Redis sends to the connections named `name` is held back (until
+    /// ``release(clientNamed:)``, or for ever).
     func holdReplies(toClientNamed name: String) {
-        for connection in named(name) { connection.held.store(true, ordering: .relaxed) }
+        for connection in named(name) { connection.held.withLock { $0 = [] } }
+    }
+
+    /// Sends what was held back for the connections named `name`, both ways, and what follows.
+    func release(clientNamed name: String) {
+        for connection in named(name) {
+            connection.client.eventLoop.execute {
+                Self.send(connection.held, to: connection.client)
+                Self.send(connection.stalled, to: connection.redis)
+            }
+        }
+    }
+
+    private static func send(_ held: borrowing Mutex<[ByteBuffer]?>, to peer: any Channel) {
+        let bytes = held.withLock { held in
+            defer { held = nil }
+            return held ?? []
+        }
+        for chunk in bytes { peer.write(chunk, promise: nil) }
+        peer.flush()
+    }
+
+    /// From now on, what a new connection named `name` sends is held back from Redis, its
+    /// handshake included (until ``release(clientNamed:)``): a reconnect that takes its time.
+    func stall(clientNamed name: String) {
+        registry.stalled.withLock { _ = $0.insert(name) }
+    }
+
+    /// From now on, a new connection named `name` is closed as soon as its name is seen.
+    func refuse(clientNamed name: String) {
+        registry.refused.withLock { _ = $0.insert(name) }
     }
 
     /// Closes the connections named `name`, on both sides.
@@ -73,18 +104,25 @@ final class RedisFaultProxy: Sendable {
 /// Every connection the proxy has relayed.
 private final class Registry: Sendable {
     let connections = Mutex<[ProxiedConnection]>([])
+    let refused = Mutex<Set<String>>([])
+    let stalled = Mutex<Set<String>>([])
 }
 
 /// One client connection and its connection to Redis.
 private final class ProxiedConnection: Sendable {
     let client: any Channel
     let redis: any Channel
+    private let registry: Registry
     let name = Mutex<String?>(nil)
-    let held = Atomic<Bool>(false)
+    /// What Redis sent while held back; nil: not held.
+    let held = Mutex<[ByteBuffer]?>(nil)
+    /// What the client sent while stalled; nil: not stalled.
+    let stalled = Mutex<[ByteBuffer]?>(nil)
 
-    init(client: any Channel, redis: any Channel) {
+    init(client: any Channel, redis: any Channel, registry: Registry) {
         self.client = client
         self.redis = redis
+        self.registry = registry
     }
 
     /// Learns the client's name from its handshake (`CLIENT SETNAME` or `HELLO ... SETNAME`).
@@ -94,7 +132,13 @@ private final class ProxiedConnection: Sendable {
         guard let start = text.range(of: "chorus:") else { return }
         let rest = text[start.lowerBound...]
         let end = rest.firstIndex(where: { $0.isNewline || $0 == " " }) ?? rest.endIndex
-        name.withLock { $0 = String(rest[..<end]) }
+        let found = String(rest[..<end])
+        name.withLock { $0 = found }
+        if registry.refused.withLock({ $0.contains(found) }) {
+            client.close(promise: nil)
+            redis.close(promise: nil)
+        }
+        if registry.stalled.withLock({ $0.contains(found) }) { stalled.withLock { $0 = [] } }
     }
 }
 
@@ -116,7 +160,8 @@ private final class Relay: ChannelInboundHandler {
         let bytes = unwrapInboundIn(data)
         if towardRedis {
             connection.sniff(bytes)
-        } else if connection.held.load(ordering: .relaxed) {
+            if connection.stalled.withLock({ held in held?.append(bytes) != nil }) { return }
+        } else if connection.held.withLock({ held in held?.append(bytes) != nil }) {
             return
         }
         peer.writeAndFlush(bytes, promise: nil)
