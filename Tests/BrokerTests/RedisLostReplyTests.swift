@@ -1,0 +1,113 @@
+import Testing
+
+@testable import Broker
+
+/// Redis published a message but its reply to the publisher was lost with the connection (Redis
+/// killed between the two writes, a connection cut): the node's own subscriber brings the message
+/// back, before or after the failure is handled, and it must reach every subscriber once. A
+/// ``RedisFaultProxy`` in front of a real `redis-server` makes each order happen on demand.
+@Suite("Redis adapter: a reply lost after Redis published")
+struct RedisLostReplyTests {
+    /// Node a behind a proxy, node b straight to Redis, both subscribed to `topic` and settled.
+    /// Node a's timeout is long: replies a test holds back must not make it fail on its own.
+    static func withProxiedPair(
+        _ topic: String, _ body: (RedisFaultProxy, RedisTestNode, RedisTestNode) async throws -> Void
+    ) async throws {
+        try await RedisTest.withServers { servers in
+            let proxy = try await RedisFaultProxy.start(to: servers[0].url)
+            defer { Task { await proxy.stop() } }
+            let a = RedisTestNode("a", urls: [proxy.url], timeout: .seconds(30))
+            let b = RedisTestNode("b", urls: [servers[0].url])
+            try await RedisTest.shuttingDown([a, b]) {
+                a.subscribe(RedisTest.topic(topic))
+                b.subscribe(RedisTest.topic(topic))
+                try await RedisTest.settle([a, b])
+                try await body(proxy, a, b)
+            }
+        }
+    }
+
+    /// Publishes from node a while everything Redis sends node a is held back: the message
+    /// reaches node b, its reply and its copy for node a wait in the proxy.
+    static func publishWithEverythingHeld(
+        _ topic: String, _ proxy: RedisFaultProxy, _ a: RedisTestNode, _ b: RedisTestNode
+    ) async -> Envelope {
+        proxy.holdReplies(toClientNamed: "chorus:a:pub")
+        proxy.holdReplies(toClientNamed: "chorus:a:sub")
+        let message = a.publish(topic: topic)
+        #expect(await RedisTest.eventually { b.ids() == [message.id] }, "published by Redis")
+        return message
+    }
+
+    /// Redis killed between publishing a message and writing the publisher's reply: the node's
+    /// own subscriber connection has the message, its publisher connection lost the reply.
+    @Test(
+        "a message Redis published before the publisher lost its reply is neither sent again nor delivered locally",
+        arguments: [["pub"], ["sub", "pub"]])
+    func publishedButUnacknowledged(cut connections: [String]) async throws {
+        try await Self.withProxiedPair("echo.t") { proxy, a, b in
+            proxy.holdReplies(toClientNamed: "chorus:a:pub")
+            let first = a.publish(topic: "echo.t")
+            #expect(await RedisTest.eventually { a.ids() == [first.id] && b.ids() == [first.id] })
+            // Another message after it, so that a resent `first` would not follow itself
+            // (a subscriber drops a payload equal to the one just before).
+            let other = b.publish(topic: "echo.t")
+            let published = [first.id, other.id]
+            #expect(await RedisTest.eventually { a.ids() == published && b.ids() == published }, "published by Redis")
+            for name in connections {
+                proxy.cut(clientNamed: "chorus:a:\(name)")  // `first` stays unacknowledged
+                if name == "sub" { #expect(await RedisTest.eventually { a.status.state == .fallback }) }
+            }
+            #expect(await RedisTest.eventually { connections.allSatisfy { proxy.count(clientNamed: "chorus:a:\($0)") == 2 } })
+            try await RedisTest.settle([a, b])
+
+            let second = a.publish(topic: "echo.t")
+            #expect(await RedisTest.eventually { a.ids().last == second.id && b.ids().last == second.id })
+            #expect(a.ids() == published + [second.id], "once on the publishing node")
+            #expect(b.ids() == published + [second.id], "once on the other node")
+        }
+    }
+
+    /// The same loss, with the publisher's failure handled before the subscriber reads the
+    /// message Redis published (it sits unread on the subscriber connection), and the link
+    /// falling back meanwhile: delivered locally, the late copy from Redis is dropped.
+    @Test("a message put back by a failed publisher and delivered locally is dropped when Redis's copy arrives late")
+    func publishedButReadLate() async throws {
+        try await Self.withProxiedPair("late.t") { proxy, a, b in
+            let first = await Self.publishWithEverythingHeld("late.t", proxy, a, b)
+            proxy.refuse(clientNamed: "chorus:a:pub")  // the quick retry fails: the link falls back
+            proxy.cut(clientNamed: "chorus:a:pub")
+            #expect(await RedisTest.eventually { a.status.state == .fallback })
+            #expect(await RedisTest.eventually { a.ids() == [first.id] }, "delivered locally")
+
+            proxy.release(clientNamed: "chorus:a:sub")  // Redis's copy, then the next message
+            let next = b.publish(topic: "late.t")
+            #expect(await RedisTest.eventually { a.ids().last == next.id })
+            #expect(a.ids() == [first.id, next.id], "once on the publishing node")
+            #expect(b.ids() == [first.id, next.id])
+        }
+    }
+
+    /// The same loss, read late, while the publisher reconnects: Redis's copy takes the
+    /// message out of the queue before the new connection could send it again.
+    @Test("a message put back by a failed publisher is not sent again when Redis's copy arrives before the reconnect")
+    func publishedReadBeforeReconnect() async throws {
+        try await Self.withProxiedPair("again.t") { proxy, a, b in
+            let first = await Self.publishWithEverythingHeld("again.t", proxy, a, b)
+            proxy.stall(clientNamed: "chorus:a:pub")  // the quick retry connects, and waits
+            proxy.cut(clientNamed: "chorus:a:pub")
+            #expect(await RedisTest.eventually { proxy.count(clientNamed: "chorus:a:pub") == 2 })
+
+            proxy.release(clientNamed: "chorus:a:sub")  // Redis's copy, then the next message
+            let next = b.publish(topic: "again.t")
+            #expect(await RedisTest.eventually { a.ids() == [first.id, next.id] })
+            proxy.release(clientNamed: "chorus:a:pub")  // the reconnect completes
+            try await RedisTest.settle([a, b])
+            let last = a.publish(topic: "again.t")
+            #expect(await RedisTest.eventually { a.ids().last == last.id && b.ids().last == last.id })
+            #expect(a.ids() == [first.id, next.id, last.id], "once on the publishing node")
+            #expect(b.ids() == [first.id, next.id, last.id], "once on the other node")
+            #expect(a.status.state == .connected && a.status.backends[0].transitions == 1, "no fall back: \(a.status)")
+        }
+    }
+}
