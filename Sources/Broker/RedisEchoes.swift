@@ -26,15 +26,24 @@ struct RedisEchoes: Sendable {
         if !positions.isEmpty { positions.removeAll(keepingCapacity: true) }
     }
 
-    /// Splits `batch` into the messages Redis has not published back (in order) and those it
-    /// has, each with the outcome its publisher is owed; then forgets everything.
+    /// Splits `batch` into the messages Redis has not published (in order) and those it has,
+    /// each with the outcome its publisher is owed; then forgets everything.
+    ///
+    /// Published: those seen back, and the plain `PUBLISH`es before the last one seen back.
+    /// Redis runs a connection's commands in order, and a plain `PUBLISH` is sent once, in the
+    /// pipeline's first pass, so one that came before a message Redis ran was run too, even if
+    /// this node, with no subscriber for it, never sees it back. (A history message is not
+    /// inferred: its script may have been refused with `NOSCRIPT` and sent again later.)
     mutating func split(_ batch: [RedisOutgoing]) -> (unpublished: [RedisOutgoing], published: [(RedisOutgoing, PublishOutcome)]) {
         guard !positions.isEmpty else { return (batch, []) }
+        let lastSeen = batch.lastIndex { positions[$0.envelope.id] != nil } ?? -1
         var unpublished: [RedisOutgoing] = []
         var published: [(RedisOutgoing, PublishOutcome)] = []
-        for message in batch {
+        for (index, message) in batch.enumerated() {
             if let position = positions[message.envelope.id] {
                 published.append((message, PublishOutcome(position: position)))
+            } else if index < lastSeen, message.historyTopic == nil {
+                published.append((message, .accepted))
             } else {
                 unpublished.append(message)
             }

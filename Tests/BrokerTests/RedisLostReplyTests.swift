@@ -1,3 +1,4 @@
+import NIOPosix
 import Testing
 
 @testable import Broker
@@ -66,6 +67,37 @@ struct RedisLostReplyTests {
             #expect(a.ids() == published + [second.id], "once on the publishing node")
             #expect(b.ids() == published + [second.id], "once on the other node")
         }
+    }
+
+    /// The same loss for a batch holding a message this node has no subscriber for: it never
+    /// comes back to the node, but Redis ran it, since it ran a later command of the same
+    /// connection (the node's own message that did come back).
+    @Test("a message with no subscriber on its node, in a batch Redis ran past, is not sent again")
+    func publishedUnseen() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)  // the link's loop
+        try await RedisTest.withServers { servers in
+            let proxy = try await RedisFaultProxy.start(to: servers[0].url)
+            defer { Task { await proxy.stop() } }
+            let a = RedisTestNode("a", urls: [proxy.url], timeout: .seconds(30), eventLoopGroup: group)
+            let b = RedisTestNode("b", urls: [servers[0].url])
+            try await RedisTest.shuttingDown([a, b]) {
+                a.subscribe(RedisTest.topic("seen.t"))
+                b.subscribe(RedisTest.topic("seen.t"), RedisTest.topic("unseen.t"))
+                try await RedisTest.settle([a, b])
+                proxy.holdReplies(toClientNamed: "chorus:a:pub")
+                // Both in one batch: published on the link's loop, before its turn runs.
+                let loop = group.next()
+                let (unseen, seen) = try await loop.submit { (a.publish(topic: "unseen.t"), a.publish(topic: "seen.t")) }.get()
+                #expect(await RedisTest.eventually { a.ids() == [seen.id] && b.ids() == [unseen.id, seen.id] })
+                proxy.cut(clientNamed: "chorus:a:pub")
+                #expect(await RedisTest.eventually { proxy.count(clientNamed: "chorus:a:pub") == 2 })
+                try await RedisTest.settle([a, b])
+                let last = a.publish(topic: "seen.t")
+                #expect(await RedisTest.eventually { b.ids().last == last.id })
+                #expect(b.ids() == [unseen.id, seen.id, last.id], "once on the other node")
+            }
+        }
+        try await group.shutdownGracefully()
     }
 
     /// The same loss, with the publisher's failure handled before the subscriber reads the
