@@ -62,3 +62,11 @@ public struct Envelope: Sendable, Equatable {
         self.timestamp = timestamp
     }
 }
+
+extension Envelope {
+    /// The message's place in its topic's history (``offset`` in ``epoch``); nil without history.
+    var historyPosition: HistoryPosition? {
+        guard let offset, let epoch else { return nil }
+        return HistoryPosition(offset: offset, epoch: epoch)
+    }
+}

@@ -38,19 +38,15 @@ struct HistoryReadBatch {
         var part = page
         let after = query.after ?? Int.min
         part.messages = Array(page.messages.lazy.filter { ($0.offset ?? Int.min) > after }.prefix(query.limit))
-        if part.messages.count >= query.limit { return withTruncated(false, part) }
-        // Short of its limit. A query that starts where the read did, with its byte bound, would
-        // have read this very page alone, cut where it was cut.
-        if query.after == read.after, query.maxBytes == read.maxBytes { return part }
-        let cutShort =
-            page.truncated || page.messages.count >= read.limit && (page.messages.last?.offset ?? Int.min) < page.position.offset
-        if cutShort { return nil }
-        return withTruncated(false, part)  // everything up to the position
-    }
-
-    private func withTruncated(_ truncated: Bool, _ page: HistoryPage) -> HistoryPage {
-        var page = page
-        page.truncated = truncated
-        return page
+        if part.messages.count < query.limit {
+            // A query that starts where the read did, with its byte bound, would have read
+            // this very page alone, cut where it was cut.
+            if query.after == read.after, query.maxBytes == read.maxBytes { return part }
+            let cutShort =
+                page.truncated || page.messages.count >= read.limit && (page.messages.last?.offset ?? Int.min) < page.position.offset
+            if cutShort { return nil }
+        }
+        part.truncated = false  // its limit reached, or everything up to the position
+        return part
     }
 }

@@ -14,12 +14,7 @@ struct RedisEchoes: Sendable {
     var isEmpty: Bool { positions.isEmpty }
 
     mutating func record(_ envelope: Envelope) {
-        positions[envelope.id] = Self.position(of: envelope)
-    }
-
-    /// The history position Redis gave a message it published (nil without history).
-    static func position(of envelope: Envelope) -> HistoryPosition? {
-        envelope.offset.flatMap { offset in envelope.epoch.map { HistoryPosition(offset: offset, epoch: $0) } }
+        positions[envelope.id] = envelope.historyPosition
     }
 
     mutating func removeAll() {

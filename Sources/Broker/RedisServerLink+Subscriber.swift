@@ -168,7 +168,7 @@ extension RedisServerLink {
                 for envelope in progress.envelopes where envelope.origin == nodeId {
                     if state.inFlight != nil { state.echoes.record(envelope) }
                     if state.returned.remove(envelope.id) != nil, let message = state.queue.remove(id: envelope.id) {
-                        published.append((message, PublishOutcome(position: RedisEchoes.position(of: envelope))))
+                        published.append((message, PublishOutcome(position: envelope.historyPosition)))
                     }
                 }
             }

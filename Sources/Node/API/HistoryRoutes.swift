@@ -11,14 +11,15 @@ import NIOCore
 /// messages oldest first: with `after`, the oldest `limit` after it; otherwise the newest
 /// `limit` (before `before`, if given). `limit` is 1 to `HISTORY_SIZE` (its default).
 ///
-/// A page holds at most ``pageBytes`` of messages (always at least one): a history of large
-/// messages would otherwise make one response of up to `HISTORY_SIZE` × the message size, held
-/// whole for a client that does not read it. A page cut short says `"truncated":true`; the
-/// client asks again from the offset it reached.
+/// A page holds about ``pageBytes`` of messages at most (always at least one): the read itself
+/// stops there (``HistoryQuery/maxBytes``), in Redis as in memory. A history of large messages
+/// would otherwise make one response of up to `HISTORY_SIZE` × the message size, held whole for
+/// a client that does not read it. A page cut short says `"truncated":true`; the client asks
+/// again from the offset it reached.
 struct HistoryRoutes {
     let node: NodeContext
 
-    /// The bytes of messages one page may carry past its first message.
+    /// About the most bytes of messages one page carries past its first message.
     static let pageBytes = 1 << 20
 
     func register(on router: Router<NodeRequestContext>) {
@@ -54,7 +55,6 @@ struct HistoryRoutes {
         let limit = try number("limit", in: 1...adapter.history.size) ?? adapter.history.size
         let after = try number("after", in: 0...Int.max)
         let before = try number("before", in: 1...Int.max)
-        // Redis (or memory) stops reading near the page's bound too.
         let query = HistoryQuery(after: after, before: before, limit: limit, newest: after == nil, maxBytes: Self.pageBytes)
         let page = await withCheckedContinuation { continuation in
             adapter.readHistory(topic, query) { continuation.resume(returning: $0) }
@@ -69,30 +69,13 @@ struct HistoryRoutes {
             json.raw(",\"epoch\":")
             json.string(page.position.epoch)
             json.raw(",\"offset\":\(page.position.offset),\"messages\":[")
-            let (messages, cut) = Self.fitting(page.messages, keepNewest: query.newest)
-            let truncated = cut || page.truncated
-            for (index, message) in messages.enumerated() {
+            for (index, envelope) in page.messages.enumerated() {
                 if index > 0 { json.raw(",") }
-                json.append(bytes: message)
+                json.append(bytes: ServerMessage.message(envelope).encoded())
             }
-            json.raw(truncated ? "],\"truncated\":true}" : "]}")
+            json.raw(page.truncated ? "],\"truncated\":true}" : "]}")
             return Response(
                 status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: json.bytes)))
         }
-    }
-
-    /// The encoded messages of `envelopes` (oldest first) that fit in ``pageBytes``, oldest
-    /// first: the newest ones when `keepNewest`, else the oldest; and whether any was left out.
-    static func fitting(_ envelopes: [Envelope], keepNewest: Bool) -> (messages: [[UInt8]], truncated: Bool) {
-        var kept: [[UInt8]] = []
-        var bytes = 0
-        for envelope in keepNewest ? Array(envelopes.reversed()) : envelopes {
-            let encoded = ServerMessage.message(envelope).encoded()
-            if !kept.isEmpty, bytes + encoded.count > pageBytes { break }
-            bytes += encoded.count
-            kept.append(encoded)
-        }
-        let truncated = kept.count < envelopes.count
-        return (keepNewest ? kept.reversed() : kept, truncated)
     }
 }
