@@ -33,7 +33,7 @@ final class RedisReplyHandler<Receiver: RedisReplyReceiver>: ChannelInboundHandl
     }
 
     /// Starts a TCP connection to `receiver.url` on `loop` with this handler at the end of its
-    /// pipeline. A host name is looked up first on NIO's thread pool, bounded by `timeout`
+    /// pipeline, behind a TLS handler for a `rediss://` URL (``RedisTLS``). A host name is looked up first on NIO's thread pool, bounded by `timeout`
     /// (``RedisHostResolver``: a lookup past it is abandoned); the connect is bounded by
     /// `timeout` too. The receiver hears ``RedisReplyReceiver/connected(_:)`` or
     /// ``RedisReplyReceiver/fail(_:)``.
@@ -55,7 +55,9 @@ final class RedisReplyHandler<Receiver: RedisReplyReceiver>: ChannelInboundHandl
                 .channelOption(ChannelOptions.maxMessagesPerRead, value: 16)
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(RedisReplyHandler(receiver: bound.value))
+                        let pipeline = channel.pipeline.syncOperations
+                        if let tls = bound.value.url.tls { try pipeline.addHandler(tls.handler(host: host)) }
+                        try pipeline.addHandler(RedisReplyHandler(receiver: bound.value))
                     }
                 }
                 .connect(host: address, port: port)

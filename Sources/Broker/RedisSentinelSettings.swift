@@ -16,7 +16,8 @@ import Foundation
 ///
 /// ``masters`` holds one ``RedisURL`` per name whose `host` is the master name (its port is not
 /// used): the template a ``RedisSentinelDiscovery`` fills with the address Sentinel reports.
-/// TLS is not supported (as for `PUBSUB_REDIS_URL`).
+/// TLS is not supported with Sentinel (neither to the Sentinels nor to the masters), unlike
+/// `PUBSUB_REDIS_URL`'s `rediss://`.
 public struct RedisSentinelSettings: Sendable, Hashable {
     public var sentinels: [RedisURL]
     public var masters: [RedisURL]
@@ -43,6 +44,9 @@ public struct RedisSentinelSettings: Sendable, Hashable {
                 url = try RedisURL(parsing: withScheme)
             } catch {
                 throw .malformed("PUBSUB_REDIS_SENTINELS", Self.masked(entry), reason: "expected host:port or redis://[user:password@]host:port")
+            }
+            guard url.tls == nil else {
+                throw .malformed("PUBSUB_REDIS_SENTINELS", Self.masked(entry), reason: "TLS (rediss://) to Sentinel is not supported")
             }
             if !Self.hasExplicitPort(withScheme) { url.port = Self.defaultPort }
             if url.password == nil, let sentinelPassword, !sentinelPassword.isEmpty { url.password = sentinelPassword }

@@ -1,6 +1,7 @@
 import Foundation
 
-/// One Redis server of `PUBSUB_REDIS_URL`: `redis://[user:password@]host:port[/db]`.
+/// One Redis server of `PUBSUB_REDIS_URL`: `redis://[user:password@]host:port[/db]`, or
+/// `rediss://...` for TLS (``RedisTLS``).
 ///
 /// The port defaults to 6379 and the database to 0. With `user:password` the node
 /// authenticates as an ACL user (`AUTH user password`); with `:password` (empty user) it sends
@@ -16,13 +17,19 @@ public struct RedisURL: Sendable, Hashable, CustomStringConvertible {
     /// The database selected after connecting. Pub/sub ignores it; it matters only to commands
     /// that touch keys.
     public var database: Int
+    /// TLS to the server (`rediss://`); nil for plain TCP.
+    public var tls: RedisTLS?
 
-    public init(host: String, port: Int = 6379, user: String? = nil, password: String? = nil, database: Int = 0) {
+    public init(
+        host: String, port: Int = 6379, user: String? = nil, password: String? = nil, database: Int = 0,
+        tls: RedisTLS? = nil
+    ) {
         self.host = host
         self.port = port
         self.user = user
         self.password = password
         self.database = database
+        self.tls = tls
     }
 
     /// Parses one URL.
@@ -32,8 +39,9 @@ public struct RedisURL: Sendable, Hashable, CustomStringConvertible {
             .malformedURL(value, reason: reason)
         }
         guard let schemeEnd = value.range(of: "://") else { throw fail("missing redis:// scheme") }
-        guard value[..<schemeEnd.lowerBound].lowercased() == "redis" else {
-            throw fail("the scheme must be redis://")
+        let scheme = value[..<schemeEnd.lowerBound].lowercased()
+        guard scheme == "redis" || scheme == "rediss" else {
+            throw fail("the scheme must be redis:// (or rediss:// for TLS)")
         }
         var rest = value[schemeEnd.upperBound...]
         guard !rest.contains(where: { $0 == "?" || $0 == "#" || $0.isWhitespace }) else {
@@ -94,7 +102,9 @@ public struct RedisURL: Sendable, Hashable, CustomStringConvertible {
             else { throw fail("the port must be a number from 1 to 65535") }
             port = number
         }
-        self.init(host: String(host), port: port, user: user, password: password, database: database)
+        self.init(
+            host: String(host), port: port, user: user, password: password, database: database,
+            tls: scheme == "rediss" ? RedisTLS() : nil)
     }
 
     /// Parses `PUBSUB_REDIS_URL`: one URL, or several separated by commas (one per Redis server;
@@ -123,7 +133,7 @@ public struct RedisURL: Sendable, Hashable, CustomStringConvertible {
     /// The URL without its password, safe for logs and `/stats`.
     public var description: String {
         let credentials = user.map { "\($0)@" } ?? ""
-        return "redis://\(credentials)\(server)/\(database)"
+        return "\(tls == nil ? "redis" : "rediss")://\(credentials)\(server)/\(database)"
     }
 }
 

@@ -77,7 +77,9 @@ public struct NodeConfiguration: Sendable {
     public var websocketCompressionMinSize = 256
     /// `PUBSUB_ADAPTER`: `memory` or `redis`.
     public var adapter: Adapter = .memory
-    /// `PUBSUB_REDIS_URL`: one or more comma-separated `redis://[user:password@]host:port[/db]`.
+    /// `PUBSUB_REDIS_URL`: one or more comma-separated `redis://[user:password@]host:port[/db]`
+    /// (`rediss://` for TLS, with `PUBSUB_REDIS_TLS_CA_FILE`, `PUBSUB_REDIS_TLS_CERT_FILE` and
+    /// `PUBSUB_REDIS_TLS_KEY_FILE`: see ``RedisTLS``).
     public var redisURLs: [RedisURL] = []
     /// `PUBSUB_REDIS_SENTINELS` and `PUBSUB_REDIS_MASTER_NAME`: find each master through Redis
     /// Sentinel instead of `PUBSUB_REDIS_URL` (which is then ignored); see ``RedisSentinelSettings``.
@@ -254,6 +256,7 @@ extension NodeConfiguration {
         } catch {
             throw ConfigurationError("PUBSUB_REDIS_URL", Self.withoutVariable("PUBSUB_REDIS_URL", "\(error)"))
         }
+        redisURLs = try Self.redisTLS(redisURLs, sentinel: reader.string("PUBSUB_REDIS_SENTINELS") != nil, reader)
         if let sentinels = reader.string("PUBSUB_REDIS_SENTINELS") {
             do {
                 redisSentinel = try RedisSentinelSettings(
@@ -359,6 +362,37 @@ extension NodeConfiguration {
     }
 
     /// `message` without a leading `VARIABLE: ` (the URL parsers name their variable already).
+    /// `urls` with `PUBSUB_REDIS_TLS_CA_FILE`, `PUBSUB_REDIS_TLS_CERT_FILE` and
+    /// `PUBSUB_REDIS_TLS_KEY_FILE` applied to each `rediss://` server, the files loaded once here
+    /// so that a wrong path or a bad file stops the node at start rather than at each connect.
+    fileprivate static func redisTLS(
+        _ urls: [RedisURL], sentinel: Bool, _ reader: EnvironmentReader
+    ) throws(ConfigurationError) -> [RedisURL] {
+        let files = RedisTLS(
+            caFile: reader.string("PUBSUB_REDIS_TLS_CA_FILE"), certificateFile: reader.string("PUBSUB_REDIS_TLS_CERT_FILE"),
+            keyFile: reader.string("PUBSUB_REDIS_TLS_KEY_FILE"))
+        let set = [("PUBSUB_REDIS_TLS_CA_FILE", files.caFile), ("PUBSUB_REDIS_TLS_CERT_FILE", files.certificateFile),
+            ("PUBSUB_REDIS_TLS_KEY_FILE", files.keyFile)].filter { $0.1 != nil }.map(\.0)
+        guard let first = set.first else { return urls }
+        guard !sentinel else { throw ConfigurationError(first, "TLS is not supported with PUBSUB_REDIS_SENTINELS") }
+        guard urls.contains(where: { $0.tls != nil }) else {
+            throw ConfigurationError(first, "is set, but no server of PUBSUB_REDIS_URL uses rediss:// (TLS)")
+        }
+        guard (files.certificateFile == nil) == (files.keyFile == nil) else {
+            throw ConfigurationError(first, "PUBSUB_REDIS_TLS_CERT_FILE and PUBSUB_REDIS_TLS_KEY_FILE go together")
+        }
+        do {
+            _ = try files.context()
+        } catch {
+            throw ConfigurationError(first, "\(error)")
+        }
+        return urls.map { url in
+            var url = url
+            if url.tls != nil { url.tls = files }
+            return url
+        }
+    }
+
     fileprivate static func withoutVariable(_ variable: String, _ message: String) -> String {
         message.hasPrefix("\(variable): ") ? String(message.dropFirst(variable.count + 2)) : message
     }
