@@ -1,5 +1,6 @@
 import NIOCore
 import NIOPosix
+import NIOSSL
 
 /// What a Redis connection on an event loop does with what its channel reads: the link's
 /// subscriber (``RedisSubscriberSession``) and publisher (``RedisPublisherSession``).
@@ -92,7 +93,8 @@ final class RedisReplyHandler<Receiver: RedisReplyReceiver>: ChannelInboundHandl
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        receiver.fail(RedisConnectionError("read on \(receiver.url.server): \(error)"))
+        let tls = error is NIOSSLError || error is NIOSSLExtraError || error is BoringSSLError
+        receiver.fail(RedisConnectionError("\(tls ? "TLS with" : "read on") \(receiver.url.server): \(error)"))
         context.close(promise: nil)
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import NIOPosix
 import Synchronization
 import Testing
 import TestSupport
@@ -27,21 +28,60 @@ final class RedisTestServer {
     /// The credentials the readiness check and ``command(_:)`` use.
     let user: String?
     let password: String?
+    /// TLS only (`--port 0 --tls-port <port>`) with these certificates; with
+    /// `clientCertificates`, clients must present one (`tls-auth-clients yes`).
+    let tls: (certificates: TestCertificates, clientCertificates: Bool)?
     private var process: ChildProcess?
 
-    init(arguments: [String] = [], user: String? = nil, password: String? = nil) throws {
+    /// The host of ``url``: `127.0.0.1`, or `localhost` for a certificate that names only that.
+    let host: String
+
+    init(
+        arguments: [String] = [], user: String? = nil, password: String? = nil,
+        tls: (certificates: TestCertificates, clientCertificates: Bool)? = nil, host: String = "127.0.0.1"
+    ) throws {
         port = try LoopbackPort.reserve()  // shared with the cluster fixture: never handed out twice
+        self.host = host
         self.arguments = arguments
         self.user = user
         self.password = password
+        self.tls = tls
     }
 
     deinit {
         killNow()
     }
 
-    /// The server's URL, with the credentials given at init.
-    var url: RedisURL { RedisURL(host: "127.0.0.1", port: port, user: user, password: password) }
+    /// The server's URL, with the credentials given at init; for a TLS server `rediss://`,
+    /// trusting the test's authority and presenting its client certificate when required.
+    var url: RedisURL {
+        RedisURL(
+            host: host, port: port, user: user, password: password,
+            tls: tls.map { tls in
+                RedisTLS(
+                    caFile: tls.certificates.authority,
+                    certificateFile: tls.clientCertificates ? tls.certificates.clientCertificate : nil,
+                    keyFile: tls.clientCertificates ? tls.certificates.clientKey : nil)
+            })
+    }
+
+    /// The listening arguments: a plain port, or a TLS port alone.
+    private var listening: [String] {
+        guard let (certificates, clientCertificates) = tls else { return ["--port", "\(port)"] }
+        return [
+            "--port", "0", "--tls-port", "\(port)", "--tls-cert-file", certificates.serverCertificate,
+            "--tls-key-file", certificates.serverKey, "--tls-ca-cert-file", certificates.authority,
+            "--tls-auth-clients", clientCertificates ? "yes" : "no",
+        ]
+    }
+
+    /// One command on a fresh connection, blocking: hiredis for plain TCP, a NIO channel for TLS.
+    private static func blockingCommand(_ url: RedisURL, _ arguments: [String], timeout: Duration) throws -> RedisReply {
+        guard url.tls != nil else { return try RedisConnection(connectingTo: url, timeout: timeout).command(arguments) }
+        return try RedisChannelConnection(
+            connectingTo: url, timeout: timeout, clientName: nil, on: MultiThreadedEventLoopGroup.singleton.next()
+        ).command(arguments)
+    }
 
     var isRunning: Bool { process?.isRunning ?? false }
 
@@ -53,9 +93,8 @@ final class RedisTestServer {
         let log = try TestLogs.folder("redis").appendingPathComponent("redis-\(port).log")
         let process = try await ChildProcess.spawn(
             binary,
-            [
-                "--port", "\(port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                "--daemonize", "no", "--loglevel", "warning",
+            listening + [
+                "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning",
             ] + arguments,
             log: log)
         self.process = process
@@ -68,7 +107,7 @@ final class RedisTestServer {
                 throw RedisTestServerError("redis-server on port \(port) exited at start: \(process.output())")
             }
             let answered = (try? await onOwnThread {
-                try RedisConnection(connectingTo: url, timeout: .milliseconds(200)).command(["PING"]) == .status("PONG")
+                try Self.blockingCommand(url, ["PING"], timeout: .milliseconds(200)) == .status("PONG")
             }) ?? false
             if answered { return }
             try await Task.sleep(for: .milliseconds(20))  // polling for readiness, bounded by the deadline
@@ -106,7 +145,7 @@ final class RedisTestServer {
     /// from a thread of its own: the connection blocks.
     func command(_ arguments: [String]) async throws -> RedisReply {
         let url = self.url
-        return try await onOwnThread { try RedisConnection(connectingTo: url, timeout: .seconds(2)).command(arguments) }
+        return try await onOwnThread { try Self.blockingCommand(url, arguments, timeout: .seconds(2)) }
     }
 
     /// The channels with at least one subscriber that match `glob`.

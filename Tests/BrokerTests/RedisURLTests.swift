@@ -13,6 +13,7 @@ struct RedisURLTests {
             ("redis://:s3cret@h:1/", RedisURL(host: "h", port: 1, password: "s3cret")),
             ("redis://app:p%40ss@h:2/1", RedisURL(host: "h", port: 2, user: "app", password: "p@ss", database: 1)),
             ("  REDIS://[::1]:7000  ", RedisURL(host: "::1", port: 7000)),
+            ("rediss://:pw@cache.example.com:6380", RedisURL(host: "cache.example.com", port: 6380, password: "pw", tls: RedisTLS())),
         ])
     func parses(text: String, expected: RedisURL) throws {
         #expect(try RedisURL(parsing: text) == expected)

@@ -1,5 +1,7 @@
+import Broker
 import Node
 import Testing
+import TestSupport
 
 @Suite("Configuration from the environment")
 struct ConfigurationTests {
@@ -62,6 +64,40 @@ struct ConfigurationTests {
         #expect(try NodeConfiguration(environment: Self.base.merging(["HTTP_PORT": "8080"]) { $1 }).websocketPort == 8080)
         let split = try NodeConfiguration(environment: Self.base.merging(["HTTP_PORT": "8080", "WEBSOCKET_PORT": "9090"]) { $1 })
         #expect(split.websocketPort == 9090)
+    }
+
+    @Test("rediss:// turns TLS on for that server; PUBSUB_REDIS_TLS_* files apply to every rediss:// server and are checked at start")
+    func redisTLS() throws {
+        let directory = try TestLogs.folder("configuration-tls")
+        let certificates = try TestCertificates(in: directory)
+        let configuration = try NodeConfiguration(environment: Self.base.merging([
+            "PUBSUB_REDIS_URL": "rediss://a:6380,redis://b:6379", "PUBSUB_REDIS_TLS_CA_FILE": certificates.authority,
+            "PUBSUB_REDIS_TLS_CERT_FILE": certificates.clientCertificate, "PUBSUB_REDIS_TLS_KEY_FILE": certificates.clientKey,
+        ]) { $1 })
+        #expect(configuration.redisURLs.map(\.tls) == [
+            RedisTLS(caFile: certificates.authority, certificateFile: certificates.clientCertificate, keyFile: certificates.clientKey),
+            nil,
+        ])
+        #expect(try NodeConfiguration(environment: Self.base.merging(["PUBSUB_REDIS_URL": "rediss://a"]) { $1 }).redisURLs[0].tls == RedisTLS())
+        for (overrides, message) in [
+            (["PUBSUB_REDIS_TLS_CA_FILE": certificates.authority], "PUBSUB_REDIS_TLS_CA_FILE: is set, but no server"),
+            (["PUBSUB_REDIS_URL": "rediss://a", "PUBSUB_REDIS_TLS_CA_FILE": "/nonexistent/ca.pem"],
+                "PUBSUB_REDIS_TLS_CA_FILE: TLS: cannot load /nonexistent/ca.pem"),
+            (["PUBSUB_REDIS_URL": "rediss://a", "PUBSUB_REDIS_TLS_CERT_FILE": certificates.clientCertificate],
+                "PUBSUB_REDIS_TLS_CERT_FILE: PUBSUB_REDIS_TLS_CERT_FILE and PUBSUB_REDIS_TLS_KEY_FILE go together"),
+            (["PUBSUB_REDIS_URL": "rediss://a", "PUBSUB_REDIS_TLS_CERT_FILE": certificates.clientCertificate,
+                "PUBSUB_REDIS_TLS_KEY_FILE": certificates.authority], "PUBSUB_REDIS_TLS_CERT_FILE: TLS: cannot load"),
+            (["PUBSUB_REDIS_SENTINELS": "h:1", "PUBSUB_REDIS_MASTER_NAME": "a", "PUBSUB_REDIS_TLS_CA_FILE": certificates.authority],
+                "PUBSUB_REDIS_TLS_CA_FILE: TLS is not supported with PUBSUB_REDIS_SENTINELS"),
+            (["PUBSUB_REDIS_SENTINELS": "rediss://h:1", "PUBSUB_REDIS_MASTER_NAME": "a"],
+                "PUBSUB_REDIS_SENTINELS: 'rediss://h:1': TLS (rediss://) to Sentinel is not supported"),
+        ] {
+            #expect {
+                _ = try NodeConfiguration(environment: Self.base.merging(overrides) { $1 })
+            } throws: { error in
+                "\(error)".hasPrefix(message)
+            }
+        }
     }
 
     @Test(

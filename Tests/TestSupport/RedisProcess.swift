@@ -33,8 +33,13 @@ public final class RedisProcess: Sendable {
     /// ``command(_:timeout:)`` and ``cli(_:timeout:)`` authenticate with it.
     public let password: String?
 
-    public init(directory: URL, password: String? = nil) throws {
+    /// A TLS port beside the plain one (which the test's own queries keep using), with these
+    /// certificates (clients need no certificate of their own).
+    public let tls: (port: Int, certificates: TestCertificates)?
+
+    public init(directory: URL, password: String? = nil, tls certificates: TestCertificates? = nil) throws {
         self.password = password
+        self.tls = try certificates.map { (try LoopbackPort.reserve(), $0) }
         self.portBox = Mutex(try LoopbackPort.reserve())
         self.directory = directory
         self.server = try Executable.find("redis-server", hint: "install Redis (Debian: apt-get install -y redis-server)")
@@ -43,6 +48,9 @@ public final class RedisProcess: Sendable {
 
     /// `redis://127.0.0.1:<port>`, as a node's `PUBSUB_REDIS_URL` lists it.
     public var url: String { "redis://127.0.0.1:\(port)" }
+
+    /// `rediss://127.0.0.1:<TLS port>` when the server has one.
+    public var tlsURL: String? { tls.map { "rediss://127.0.0.1:\($0.port)" } }
 
     public var isRunning: Bool { process.withLock { $0?.isRunning ?? false } }
 
@@ -86,17 +94,23 @@ public final class RedisProcess: Sendable {
     private func startOnce(within timeout: Duration) async throws {
         guard !isRunning else { throw TestFailure("redis-server on port \(port) is already running") }
         let run = runs.add(1, ordering: .relaxed).newValue
-        var passwordArguments: [String] = []
+        var serverArguments: [String] = []
         if let password {
-            passwordArguments = ["--requirepass", password, "--masterauth", password]
+            serverArguments = ["--requirepass", password, "--masterauth", password]
             RedisWire.passwords.withLock { $0[port] = password }
+        }
+        if let (port, certificates) = tls {
+            serverArguments += [
+                "--tls-port", "\(port)", "--tls-cert-file", certificates.serverCertificate, "--tls-key-file",
+                certificates.serverKey, "--tls-ca-cert-file", certificates.authority, "--tls-auth-clients", "no",
+            ]
         }
         let started = try await ChildProcess.spawn(
             server,
             [
                 "--port", "\(port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                 "--daemonize", "no", "--loglevel", "notice", "--dir", directory.path,
-            ] + passwordArguments + extraArguments.withLock { $0 },
+            ] + serverArguments + extraArguments.withLock { $0 },
             log: directory.appendingPathComponent("redis-\(port)-run\(run).log"))
         process.withLock { $0 = started }
 

@@ -1,0 +1,49 @@
+import ChorusClient
+import Foundation
+import Testing
+import TestSupport
+
+extension ClusterTests {
+    /// Nodes that reach Redis over TLS only (`PUBSUB_REDIS_URL=rediss://...` and
+    /// `PUBSUB_REDIS_TLS_CA_FILE`), as with a managed Redis: real `chorus` and `redis-server`
+    /// processes, the server's certificate signed by an authority made for the test.
+    @Suite("Redis over TLS")
+    struct RedisTLSClusterTests {
+        @Test("two nodes on rediss:// deliver across nodes and replay history, both over TLS, and stop cleanly")
+        func acrossNodes() async throws {
+            let directory = try TestLogs.folder("cluster-redis-tls")
+            let certificates = try TestCertificates(in: directory)
+            let redis = try RedisProcess(directory: directory, tls: certificates)
+            try await redis.start()
+            defer { Task { await redis.stop() } }
+            let tlsURL = try #require(redis.tlsURL)
+            let environment = ["PUBSUB_REDIS_URL": tlsURL, "PUBSUB_REDIS_TLS_CA_FILE": certificates.authority]
+            try await withCluster(nodes: 2, redisServers: 0, environment: environment) { cluster in
+                for node in cluster.nodes {
+                    let backends = try await node.adapter()["backends"] as? [[String: Any]]
+                    #expect(backends?.first?["address"] as? String == "\(tlsURL)/0")
+                    #expect(backends?.first?["state"] as? String == "connected")
+                }
+                let subscriber = try await cluster.node(2).connect(as: "s")
+                try await subscriber.subscribe("tls.room")
+                let publisher = try await cluster.node(1).connect(as: "p")
+                try await publisher.awaitRoute(to: [subscriber], topic: "tls.room")
+                let sent = try await publisher.publishAcknowledged(topic: "tls.room", data: ["text": "sealed", "n": 12345678901234567])
+                let delivery = try await subscriber.nextDelivery()
+                #expect(delivery.data["text"] as? String == "sealed")
+
+                // The replay is read from Redis by the node's history queue, over TLS too.
+                let late = try await cluster.node(2).connect(as: "late")
+                _ = try await late.subscribeWithHistory("tls.room", replay: 10)
+                let offset = try #require(sent["offset"] as? Int)
+                let replayed = try await late.messages(of: "tls.room", through: offset)
+                #expect(replayed.compactMap { ($0["data"] as? [String: Any])?["text"] as? String }.last == "sealed")
+                // Every node connection (link and queues, named chorus...) came in on the TLS port.
+                let clients = try await redis.cli(["CLIENT", "LIST"]).split(separator: "\n").filter { $0.contains(" name=chorus") }
+                #expect(clients.count >= 4, "\(clients)")
+                let tlsPort = try #require(redis.tls?.port)
+                #expect(clients.allSatisfy { $0.contains("laddr=127.0.0.1:\(tlsPort) ") }, "\(clients)")
+            }
+        }
+    }
+}

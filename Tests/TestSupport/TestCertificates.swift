@@ -1,0 +1,56 @@
+import Foundation
+
+/// A private certificate authority and certificates it signed, made by `openssl` for one test:
+/// a server certificate for `serverNames` and a client certificate (for mutual TLS). Valid for
+/// a day; PEM files in `directory`.
+public struct TestCertificates: Sendable {
+    public let authority: String
+    public let serverCertificate: String
+    public let serverKey: String
+    public let clientCertificate: String
+    public let clientKey: String
+
+    /// - Parameter serverNames: the server certificate's subjectAltName entries.
+    public init(in directory: URL, serverNames: String = "IP:127.0.0.1,DNS:localhost") throws {
+        func path(_ name: String) -> String { directory.appendingPathComponent(name).path }
+        authority = path("ca.pem")
+        serverCertificate = path("server.pem")
+        serverKey = path("server-key.pem")
+        clientCertificate = path("client.pem")
+        clientKey = path("client-key.pem")
+        let openssl = try Executable.find("openssl", hint: "install openssl (Debian: apt-get install -y openssl)")
+        try Self.run(openssl, [
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=chorus-test-ca",
+            "-keyout", path("ca-key.pem"), "-out", authority,
+        ])
+        for (certificate, key, subject, names) in [
+            (serverCertificate, serverKey, "/CN=chorus-test-server", serverNames),
+            (clientCertificate, clientKey, "/CN=chorus-test-client", nil),
+        ] {
+            try Self.run(openssl, ["req", "-newkey", "rsa:2048", "-nodes", "-subj", subject, "-keyout", key, "-out", certificate + ".csr"])
+            var signing = [
+                "x509", "-req", "-in", certificate + ".csr", "-CA", authority, "-CAkey", path("ca-key.pem"),
+                "-CAcreateserial", "-days", "1", "-out", certificate,
+            ]
+            if let names {
+                let extensions = path("server.ext")
+                try "subjectAltName=\(names)\n".write(toFile: extensions, atomically: true, encoding: .utf8)
+                signing += ["-extfile", extensions]
+            }
+            try Self.run(openssl, signing)
+        }
+    }
+
+    private static func run(_ openssl: String, _ arguments: [String]) throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: openssl)
+        process.arguments = arguments
+        process.standardError = FileHandle.nullDevice
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            throw TestFailure("openssl \(arguments.prefix(2).joined(separator: " ")) failed (\(process.terminationStatus))")
+        }
+    }
+}
