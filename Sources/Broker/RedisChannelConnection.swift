@@ -2,8 +2,8 @@ import NIOCore
 import NIOPosix
 
 /// One request/reply connection to a Redis server on a NIO channel, for a thread that waits
-/// for each reply: a ``RedisCommandQueue``'s. Unlike the hiredis connection
-/// (``RedisConnection``, which Sentinel's look-ups use) it speaks TLS for a `rediss://` URL.
+/// for each reply: a ``RedisCommandQueue``'s to a `rediss://` server, which the hiredis
+/// connection (``RedisConnection``) cannot encrypt (see ``RedisRequestConnection``).
 ///
 /// **Ownership.** Used by one thread at a time, which must not be an event loop (it waits on
 /// futures); not `Sendable`. Its ``Exchange`` lives on the channel's loop.

@@ -1,16 +1,13 @@
 import Dispatch
-import NIOCore
-import NIOPosix
 import Synchronization
 
 /// Request/reply commands to one Redis server, for work beside the publish and subscribe paths
 /// (the node directory, history reads, presence scripts).
 ///
-/// **Ownership.** One serial dispatch queue alone owns the connection
-/// (``RedisChannelConnection``, a NIO channel on one of the shared event loops, whose replies
-/// the queue waits for); callers on any thread, event loops included, never block: they get
-/// the reply through a completion handler run on that queue, or by awaiting it. Nothing on an
-/// event loop ever waits for the queue, so the queue's waits cannot deadlock a loop. The connection is opened
+/// **Ownership.** One serial dispatch queue alone owns the connection (a blocking
+/// ``RedisRequestConnection``: hiredis for `redis://`, a NIO channel for `rediss://`); callers
+/// on any thread, event loops included, never block: they get the reply through a completion
+/// handler run on that queue, or by awaiting it. The connection is opened
 /// on first use and dropped after any error, so the next command reconnects and the queue
 /// follows Redis through outages. Every round trip, connect included, is bounded by `timeout`.
 ///
@@ -25,10 +22,8 @@ public final class RedisCommandQueue: Sendable {
     private let timeout: Duration
     private let clientName: String
     private let queue: DispatchQueue
-    /// The event loop of the queue's connections.
-    private let loop: any EventLoop = MultiThreadedEventLoopGroup.singleton.next()
     /// Touched only on `queue`; the mutex makes that checkable rather than assumed.
-    private let connection = Mutex<RedisChannelConnection?>(nil)
+    private let connection = Mutex<(any RedisRequestConnection)?>(nil)
     /// SHA1 digests of scripts loaded on the current connection's server, by script text.
     private let loadedScripts = Mutex<[String: String]>([:])
 
@@ -160,9 +155,8 @@ public final class RedisCommandQueue: Sendable {
         return try connection.withLock { (connection) throws(RedisConnectionError) -> RedisReply in
             do throws(RedisConnectionError) {
                 if connection == nil {
-                    connection = try RedisChannelConnection(
-                        connectingTo: sentinel?.discover() ?? url, timeout: timeout, clientName: "chorus-\(clientName)",
-                        on: loop)
+                    connection = try RedisRequestConnections.open(
+                        sentinel?.discover() ?? url, timeout: timeout, clientName: "chorus-\(clientName)")
                     loadedScripts.withLock { $0.removeAll() }
                 }
                 let reply = try connection!.command(arguments)

@@ -1,5 +1,4 @@
 import Foundation
-import NIOPosix
 import Synchronization
 import Testing
 import TestSupport
@@ -75,15 +74,10 @@ final class RedisTestServer {
         ]
     }
 
-    /// One command on a fresh connection, blocking: hiredis for plain TCP, a NIO channel for TLS.
+    /// One command on a fresh connection, blocking (hiredis, or a NIO channel for TLS).
     private static func blockingCommand(_ url: RedisURL, _ arguments: [String], timeout: Duration) throws -> RedisReply {
-        guard url.tls != nil else { return try RedisConnection(connectingTo: url, timeout: timeout).command(arguments) }
-        return try RedisChannelConnection(
-            connectingTo: url, timeout: timeout, clientName: nil, on: MultiThreadedEventLoopGroup.singleton.next()
-        ).command(arguments)
+        try RedisRequestConnections.open(url, timeout: timeout, clientName: nil).command(arguments.map { Array($0.utf8) })
     }
-
-    var isRunning: Bool { process?.isRunning ?? false }
 
     /// Starts `redis-server` (found on `PATH`; no persistence, loopback only) and waits until
     /// it answers PING. The process is started, and every PING sent, off Swift's cooperative pool.

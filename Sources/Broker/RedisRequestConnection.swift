@@ -1,0 +1,33 @@
+import NIOCore
+import NIOPosix
+
+/// A connection that sends one command and blocks until its reply: what a
+/// ``RedisCommandQueue`` owns. Two transports do this:
+///
+/// - plain TCP: ``RedisConnection``, a blocking hiredis context: one system call each way and
+///   no thread hop, the fastest round trip for a queue whose thread waits anyway;
+/// - TLS (`rediss://`): ``RedisChannelConnection``, a NIO channel behind NIOSSL, since
+///   Debian's hiredis 0.14 has no TLS. Its replies are read on a loop of the queues' own
+///   (``tlsLoops``), not on a node loop busy with clients, and handed to the waiting thread.
+///
+/// Not `Sendable`: used by one thread at a time, never an event loop's.
+protocol RedisRequestConnection: AnyObject {
+    /// Sends one command and waits for its reply (an error reply is returned, not thrown),
+    /// bounded by the timeout given at connect.
+    func command(_ arguments: [[UInt8]]) throws(RedisConnectionError) -> RedisReply
+}
+
+extension RedisConnection: RedisRequestConnection {}
+extension RedisChannelConnection: RedisRequestConnection {}
+
+enum RedisRequestConnections {
+    /// Connects to `url` with the transport its scheme asks for, authenticated, with its
+    /// database selected and the client named.
+    static func open(_ url: RedisURL, timeout: Duration, clientName: String?) throws(RedisConnectionError) -> any RedisRequestConnection {
+        guard url.tls != nil else { return try RedisConnection(connectingTo: url, timeout: timeout, clientName: clientName) }
+        return try RedisChannelConnection(connectingTo: url, timeout: timeout, clientName: clientName, on: tlsLoops.next())
+    }
+
+    /// The event loop of every TLS request connection of the process, made at the first one.
+    private static let tlsLoops = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+}
