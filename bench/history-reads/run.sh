@@ -11,6 +11,7 @@ redis-server --port 16379 --save "" --appendonly no --daemonize no > redis.log 2
 RP=$!
 trap 'kill $RP ${NP:-} 2>/dev/null; rm -rf "$WORK"' EXIT
 for i in $(seq 50); do redis-cli -p 16379 ping >/dev/null 2>&1 && break; sleep 0.1; done
+kill -0 $! 2>/dev/null || { echo "redis-server did not start (port 16379 taken?): $(tail -1 redis.log)" >&2; exit 1; }
 JWT_SECRET=$(printf 's%.0s' $(seq 32)) HTTP_PORT=18080 PUBSUB_ADAPTER=redis PUBSUB_REDIS_URL=redis://127.0.0.1:16379 \
   DATABASE_URL=none WEBSOCKET_MAX_CONNECTIONS_PER_IP=1000 WEBSOCKET_MAX_MESSAGES_PER_SECOND=100000 LOG_LEVEL=warning \
   "$BIN" > node.log 2>&1 &
