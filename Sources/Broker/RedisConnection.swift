@@ -20,10 +20,15 @@ final class RedisConnection {
     private let context: UnsafeMutablePointer<redisContext>
 
     /// Connects, turns on TCP keepalive, authenticates (`AUTH [user] password`) and selects the
-    /// database, each step bounded by `timeout`: a *blocking* connection (the publisher's).
+    /// database, each step bounded by `timeout`: a *blocking* connection. Plain TCP only: a
+    /// `rediss://` URL throws (``RedisChannelConnection`` speaks TLS).
     ///
     /// - Parameter clientName: shown by `CLIENT LIST` on the server (spaces are replaced).
     init(connectingTo url: RedisURL, timeout: Duration, clientName: String? = nil) throws(RedisConnectionError) {
+        // Never a plaintext connection to a server meant for TLS (credentials would travel in clear).
+        guard url.tls == nil else {
+            throw RedisConnectionError("connect to \(url.server): hiredis cannot do TLS (rediss://)")
+        }
         self.url = url
         let limit = Self.timeval(timeout)
         let address = try RedisHostResolver.numericAddress(of: url.host, timeout: timeout)

@@ -93,8 +93,14 @@ final class RedisReplyHandler<Receiver: RedisReplyReceiver>: ChannelInboundHandl
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        let tls = error is NIOSSLError || error is NIOSSLExtraError || error is BoringSSLError
-        receiver.fail(RedisConnectionError("\(tls ? "TLS with" : "read on") \(receiver.url.server): \(error)"))
+        let server = receiver.url.server
+        if case .uncleanShutdown? = error as? NIOSSLError {
+            // A TLS server that closed without a close_notify (a restart, a kill, CLIENT KILL).
+            receiver.fail(RedisConnectionError("read on \(server): connection closed by the server"))
+        } else {
+            let tls = error is NIOSSLError || error is NIOSSLExtraError || error is BoringSSLError
+            receiver.fail(RedisConnectionError("\(tls ? "TLS with" : "read on") \(server): \(error)"))
+        }
         context.close(promise: nil)
     }
 }

@@ -24,6 +24,7 @@ public struct RedisSentinelSettings: Sendable, Hashable {
 
     public init(sentinels: [RedisURL], masters: [RedisURL]) {
         precondition(!sentinels.isEmpty && !masters.isEmpty, "Sentinel mode needs sentinels and master names")
+        precondition((sentinels + masters).allSatisfy { $0.tls == nil }, "TLS is not supported with Sentinel")
         self.sentinels = sentinels
         self.masters = masters
     }

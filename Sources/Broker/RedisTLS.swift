@@ -1,5 +1,6 @@
 import NIOCore
 import NIOSSL
+import Synchronization
 
 /// TLS to a Redis server, for a `rediss://` URL (Redis 6's `tls-port`, and the managed Redis
 /// services that accept TLS only).
@@ -7,13 +8,15 @@ import NIOSSL
 /// The server's certificate is always verified: against `caFile` when given
 /// (`PUBSUB_REDIS_TLS_CA_FILE`, PEM, for a private CA), else against the system's trust store;
 /// and its name against the URL's host (a DNS name, sent as SNI too) or, for a numeric host,
-/// against the address connected to (an IP address entry of the certificate). There is no
-/// switch that skips verification. With `certificateFile` and `keyFile`
+/// against the address connected to (an IP address entry of the certificate), by the usual
+/// rules (subjectAltName entries; the common name only in a certificate without them). There is
+/// no switch that skips verification. With `certificateFile` and `keyFile`
 /// (`PUBSUB_REDIS_TLS_CERT_FILE`, `PUBSUB_REDIS_TLS_KEY_FILE`, PEM) the node presents a client
 /// certificate, for a server with `tls-auth-clients yes` (Redis's default).
 ///
-/// A context is made for every connection (``context()``), so certificates renewed on disk are
-/// used from the next reconnect on; connections are made rarely enough for that to cost nothing.
+/// The files are read once per process (``context()``), by the node's configuration at start:
+/// connects, which happen on event loops, never read files or parse the trust store.
+/// Certificates renewed on disk are used after a restart.
 public struct RedisTLS: Sendable, Hashable {
     public var caFile: String?
     public var certificateFile: String?
@@ -25,35 +28,69 @@ public struct RedisTLS: Sendable, Hashable {
         self.keyFile = keyFile
     }
 
-    /// A client context from the files as they are now.
-    public func context() throws(RedisConnectionError) -> NIOSSLContext {
+    /// Which file a ``FileError`` is about.
+    public enum File: Sendable {
+        case authority, certificate, key
+    }
+
+    /// A file that cannot be used, or the system's trust store (`file` nil).
+    public struct FileError: Error, CustomStringConvertible {
+        public var file: File?
+        public var description: String
+    }
+
+    /// The client context for these files: made at the first call, then the same one.
+    public func context() throws(FileError) -> NIOSSLContext {
+        if let made = Self.contexts.withLock({ $0[self] }) { return made }
+        let context = try makeContext()
+        Self.contexts.withLock { $0[self] = context }
+        return context
+    }
+
+    private static let contexts = Mutex<[RedisTLS: NIOSSLContext]>([:])
+
+    /// Reads each file on its own first, so that an error names the file at fault.
+    private func makeContext() throws(FileError) -> NIOSSLContext {
         var configuration = TLSConfiguration.makeClientConfiguration()
         configuration.certificateVerification = .fullVerification
+        try Self.reading(caFile, .authority) {
+            guard let caFile else { return }
+            configuration.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(caFile))
+        }
+        try Self.reading(certificateFile, .certificate) {
+            guard let certificateFile else { return }
+            configuration.certificateChain = try NIOSSLCertificate.fromPEMFile(certificateFile).map { .certificate($0) }
+        }
+        try Self.reading(keyFile, .key) {
+            guard let keyFile else { return }
+            configuration.privateKey = .privateKey(try NIOSSLPrivateKey(file: keyFile, format: .pem))
+        }
+        // The trust store (when no CA file is given) and whether the key fits the certificate.
+        let blame: File? = certificateFile != nil ? .certificate : (caFile != nil ? .authority : nil)
+        var context: NIOSSLContext?
+        try Self.reading(blame == nil ? "the system's trust store" : certificateFile ?? caFile, blame) {
+            context = try NIOSSLContext(configuration: configuration)
+        }
+        return context!
+    }
+
+    private static func reading(_ path: String?, _ file: File?, _ body: () throws -> Void) throws(FileError) {
         do {
-            if let caFile { configuration.trustRoots = .file(caFile) }
-            if let certificateFile, let keyFile {
-                configuration.certificateChain = try NIOSSLCertificate.fromPEMFile(certificateFile).map { .certificate($0) }
-                configuration.privateKey = .privateKey(try NIOSSLPrivateKey(file: keyFile, format: .pem))
-            }
-            return try NIOSSLContext(configuration: configuration)
+            try body()
         } catch {
-            throw RedisConnectionError("TLS: cannot load \(files): \(error)")
+            throw FileError(file: file, description: "TLS: cannot use \(path ?? "the system's trust store"): \(error)")
         }
     }
 
     /// The handler that encrypts a connection to `host` (the URL's host: its DNS name is sent
     /// as SNI and checked against the certificate; a numeric host is checked as the address).
     func handler(host: String) throws(RedisConnectionError) -> NIOSSLClientHandler {
-        let context = try context()
         do {
-            return try NIOSSLClientHandler(context: context, serverHostname: RedisHostResolver.isNumeric(host) ? nil : host)
+            return try NIOSSLClientHandler(context: context(), serverHostname: RedisHostResolver.isNumeric(host) ? nil : host)
+        } catch let error as FileError {
+            throw RedisConnectionError(error.description)
         } catch {
             throw RedisConnectionError("TLS to \(host): \(error)")
         }
-    }
-
-    private var files: String {
-        let named = [caFile, certificateFile, keyFile].compactMap { $0 }
-        return named.isEmpty ? "the system's trust store" : named.joined(separator: ", ")
     }
 }

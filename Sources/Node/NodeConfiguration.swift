@@ -256,7 +256,8 @@ extension NodeConfiguration {
         } catch {
             throw ConfigurationError("PUBSUB_REDIS_URL", Self.withoutVariable("PUBSUB_REDIS_URL", "\(error)"))
         }
-        redisURLs = try Self.redisTLS(redisURLs, sentinel: reader.string("PUBSUB_REDIS_SENTINELS") != nil, reader)
+        redisURLs = try Self.redisTLS(
+            redisURLs, adapter: adapter, sentinel: reader.string("PUBSUB_REDIS_SENTINELS") != nil, reader)
         if let sentinels = reader.string("PUBSUB_REDIS_SENTINELS") {
             do {
                 redisSentinel = try RedisSentinelSettings(
@@ -361,30 +362,44 @@ extension NodeConfiguration {
         return HistoryPolicy(size: size, ttlMilliseconds: ttl, patterns: patterns, maxBytes: maxBytes)
     }
 
-    /// `message` without a leading `VARIABLE: ` (the URL parsers name their variable already).
     /// `urls` with `PUBSUB_REDIS_TLS_CA_FILE`, `PUBSUB_REDIS_TLS_CERT_FILE` and
-    /// `PUBSUB_REDIS_TLS_KEY_FILE` applied to each `rediss://` server, the files loaded once here
-    /// so that a wrong path or a bad file stops the node at start rather than at each connect.
+    /// `PUBSUB_REDIS_TLS_KEY_FILE` applied to each `rediss://` server, and the TLS context made
+    /// here (``RedisTLS/context()``), so that a wrong path, a bad file or a key that does not fit
+    /// the certificate stops the node at start with the variable named. Only for the Redis
+    /// adapter; TLS with Sentinel is refused.
     fileprivate static func redisTLS(
-        _ urls: [RedisURL], sentinel: Bool, _ reader: EnvironmentReader
+        _ urls: [RedisURL], adapter: Adapter, sentinel: Bool, _ reader: EnvironmentReader
     ) throws(ConfigurationError) -> [RedisURL] {
+        let variables = [
+            RedisTLS.File.authority: "PUBSUB_REDIS_TLS_CA_FILE", .certificate: "PUBSUB_REDIS_TLS_CERT_FILE",
+            .key: "PUBSUB_REDIS_TLS_KEY_FILE",
+        ]
         let files = RedisTLS(
-            caFile: reader.string("PUBSUB_REDIS_TLS_CA_FILE"), certificateFile: reader.string("PUBSUB_REDIS_TLS_CERT_FILE"),
-            keyFile: reader.string("PUBSUB_REDIS_TLS_KEY_FILE"))
-        let set = [("PUBSUB_REDIS_TLS_CA_FILE", files.caFile), ("PUBSUB_REDIS_TLS_CERT_FILE", files.certificateFile),
-            ("PUBSUB_REDIS_TLS_KEY_FILE", files.keyFile)].filter { $0.1 != nil }.map(\.0)
-        guard let first = set.first else { return urls }
-        guard !sentinel else { throw ConfigurationError(first, "TLS is not supported with PUBSUB_REDIS_SENTINELS") }
+            caFile: reader.string(variables[.authority]!), certificateFile: reader.string(variables[.certificate]!),
+            keyFile: reader.string(variables[.key]!))
+        let firstSet = [RedisTLS.File.authority, .certificate, .key].first { reader.string(variables[$0]!) != nil }
+        guard adapter == .redis else { return urls }
+        if sentinel {
+            if let firstSet { throw ConfigurationError(variables[firstSet]!, "TLS is not supported with PUBSUB_REDIS_SENTINELS") }
+            if reader.string("PUBSUB_REDIS_URL")?.trimmingCharacters(in: .whitespaces).lowercased().hasPrefix("rediss:") == true {
+                throw ConfigurationError("PUBSUB_REDIS_URL", "rediss:// (TLS) is not supported with PUBSUB_REDIS_SENTINELS")
+            }
+            return urls
+        }
         guard urls.contains(where: { $0.tls != nil }) else {
-            throw ConfigurationError(first, "is set, but no server of PUBSUB_REDIS_URL uses rediss:// (TLS)")
+            if let firstSet {
+                throw ConfigurationError(variables[firstSet]!, "is set, but no server of PUBSUB_REDIS_URL uses rediss:// (TLS)")
+            }
+            return urls
         }
         guard (files.certificateFile == nil) == (files.keyFile == nil) else {
-            throw ConfigurationError(first, "PUBSUB_REDIS_TLS_CERT_FILE and PUBSUB_REDIS_TLS_KEY_FILE go together")
+            let given = files.certificateFile != nil ? RedisTLS.File.certificate : .key
+            throw ConfigurationError(variables[given]!, "PUBSUB_REDIS_TLS_CERT_FILE and PUBSUB_REDIS_TLS_KEY_FILE go together")
         }
         do {
             _ = try files.context()
         } catch {
-            throw ConfigurationError(first, "\(error)")
+            throw ConfigurationError(error.file.map { variables[$0]! } ?? "PUBSUB_REDIS_URL", error.description)
         }
         return urls.map { url in
             var url = url
@@ -393,6 +408,7 @@ extension NodeConfiguration {
         }
     }
 
+    /// `message` without a leading `VARIABLE: ` (the URL parsers name their variable already).
     fileprivate static func withoutVariable(_ variable: String, _ message: String) -> String {
         message.hasPrefix("\(variable): ") ? String(message.dropFirst(variable.count + 2)) : message
     }

@@ -12,10 +12,14 @@ struct RedisTLSTests {
         try TestCertificates(in: TestLogs.folder("redis-tls-\(name)"), serverNames: serverNames)
     }
 
-    @Test("two nodes on a TLS-only server deliver across nodes, and a command queue runs commands and scripts over TLS")
-    func acrossNodes() async throws {
-        let certificates = try Self.certificates("across")
-        try await RedisTest.withServers(make: { try RedisTestServer(tls: (certificates, false)) }) { servers in
+    @Test(
+        "two nodes on a TLS-only server deliver across nodes, and a command queue runs commands and scripts over TLS",
+        arguments: [("127.0.0.1", "IP:127.0.0.1"), ("localhost", "DNS:localhost")])
+    func acrossNodes(host: String, names: String) async throws {
+        // By address (checked against the certificate's IP entry) and by name (sent as SNI, checked
+        // against its DNS entry); each certificate names only the one the URL uses.
+        let certificates = try Self.certificates("across-\(host)", serverNames: names)
+        try await RedisTest.withServers(make: { try RedisTestServer(tls: (certificates, false), host: host) }) { servers in
             let url = servers[0].url
             #expect(url.description.hasPrefix("rediss://"))
             try await RedisTest.withNodes(["a", "b"], urls: [url]) { nodes in
@@ -71,7 +75,10 @@ struct RedisTLSTests {
             anonymous.tls = RedisTLS(caFile: certificates.authority)
             try await RedisTest.withNodes(["anonymous"], urls: [anonymous]) { nodes in
                 #expect(await RedisTest.eventually { nodes[0].status.state == .fallback })
-                #expect(nodes[0].status.backends[0].state != .connected)
+                let error = nodes[0].status.backends[0].lastError ?? ""
+                #expect(error.hasPrefix("TLS with") || error.contains("connection closed"), "refused in the handshake: \(error)")
+                let channels = try await servers[0].activeChannels()
+                #expect(channels.isEmpty)
             }
             try await RedisTest.withNodes(["a", "b"], urls: [servers[0].url]) { nodes in
                 let (a, b) = (nodes[0], nodes[1])
@@ -83,14 +90,34 @@ struct RedisTLSTests {
         }
     }
 
+    @Test("rediss:// to a server without TLS fails the connect: the node never falls back to plain TCP")
+    func plainServer() async throws {
+        let certificates = try Self.certificates("plain")
+        try await RedisTest.withServers { servers in
+            var url = servers[0].url
+            url.tls = RedisTLS(caFile: certificates.authority)
+            try await RedisTest.withNodes(["a"], urls: [url]) { nodes in
+                nodes[0].subscribe(RedisTest.topic("tls.plain"))
+                #expect(await RedisTest.eventually { nodes[0].status.state == .fallback })
+                // Redis reads the ClientHello as the start of a command and waits for its end: the
+                // handshake's deadline fails the connection.
+                let error = nodes[0].status.backends[0].lastError ?? ""
+                #expect(error.contains("no answer to handshake"), "\(error)")
+                let channels = try await servers[0].activeChannels()
+                #expect(channels.isEmpty, "nothing subscribed in plain text")
+            }
+        }
+    }
+
     @Test("a CA file that does not exist fails the connect with the file named, not silently")
     func missingAuthorityFile() async throws {
         let tls = RedisTLS(caFile: "/nonexistent/ca.pem")
-        #expect(throws: RedisConnectionError.self) { try tls.context() }
+        #expect(throws: RedisTLS.FileError.self) { try tls.context() }
         do {
             _ = try tls.context()
         } catch {
-            #expect(error.description.contains("/nonexistent/ca.pem"))
+            #expect(error.file == .authority && error.description.contains("/nonexistent/ca.pem"))
         }
+        #expect(throws: RedisConnectionError.self) { try RedisConnection(connectingTo: RedisURL(host: "127.0.0.1", tls: tls), timeout: .seconds(1)) }
     }
 }

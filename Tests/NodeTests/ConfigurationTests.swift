@@ -70,7 +70,8 @@ struct ConfigurationTests {
     func redisTLS() throws {
         let directory = try TestLogs.folder("configuration-tls")
         let certificates = try TestCertificates(in: directory)
-        let configuration = try NodeConfiguration(environment: Self.base.merging([
+        let redis = Self.base.merging(["PUBSUB_ADAPTER": "redis"]) { $1 }
+        let configuration = try NodeConfiguration(environment: redis.merging([
             "PUBSUB_REDIS_URL": "rediss://a:6380,redis://b:6379", "PUBSUB_REDIS_TLS_CA_FILE": certificates.authority,
             "PUBSUB_REDIS_TLS_CERT_FILE": certificates.clientCertificate, "PUBSUB_REDIS_TLS_KEY_FILE": certificates.clientKey,
         ]) { $1 })
@@ -78,22 +79,29 @@ struct ConfigurationTests {
             RedisTLS(caFile: certificates.authority, certificateFile: certificates.clientCertificate, keyFile: certificates.clientKey),
             nil,
         ])
-        #expect(try NodeConfiguration(environment: Self.base.merging(["PUBSUB_REDIS_URL": "rediss://a"]) { $1 }).redisURLs[0].tls == RedisTLS())
+        #expect(try NodeConfiguration(environment: redis.merging(["PUBSUB_REDIS_URL": "rediss://a"]) { $1 }).redisURLs[0].tls == RedisTLS())
+        // The memory adapter uses no Redis: the variables are not checked.
+        #expect(try NodeConfiguration(environment: Self.base.merging(["PUBSUB_REDIS_TLS_CA_FILE": "/nonexistent"]) { $1 }).adapter == .memory)
         for (overrides, message) in [
             (["PUBSUB_REDIS_TLS_CA_FILE": certificates.authority], "PUBSUB_REDIS_TLS_CA_FILE: is set, but no server"),
             (["PUBSUB_REDIS_URL": "rediss://a", "PUBSUB_REDIS_TLS_CA_FILE": "/nonexistent/ca.pem"],
-                "PUBSUB_REDIS_TLS_CA_FILE: TLS: cannot load /nonexistent/ca.pem"),
+                "PUBSUB_REDIS_TLS_CA_FILE: TLS: cannot use /nonexistent/ca.pem"),
             (["PUBSUB_REDIS_URL": "rediss://a", "PUBSUB_REDIS_TLS_CERT_FILE": certificates.clientCertificate],
                 "PUBSUB_REDIS_TLS_CERT_FILE: PUBSUB_REDIS_TLS_CERT_FILE and PUBSUB_REDIS_TLS_KEY_FILE go together"),
             (["PUBSUB_REDIS_URL": "rediss://a", "PUBSUB_REDIS_TLS_CERT_FILE": certificates.clientCertificate,
-                "PUBSUB_REDIS_TLS_KEY_FILE": certificates.authority], "PUBSUB_REDIS_TLS_CERT_FILE: TLS: cannot load"),
+                "PUBSUB_REDIS_TLS_KEY_FILE": certificates.authority], "PUBSUB_REDIS_TLS_KEY_FILE: TLS: cannot use"),
+            (["PUBSUB_REDIS_URL": "rediss://a", "PUBSUB_REDIS_TLS_CA_FILE": certificates.authority,
+                "PUBSUB_REDIS_TLS_CERT_FILE": certificates.clientCertificate, "PUBSUB_REDIS_TLS_KEY_FILE": certificates.serverKey],
+                "PUBSUB_REDIS_TLS_CERT_FILE: TLS: cannot use"),
+            (["PUBSUB_REDIS_SENTINELS": "h:1", "PUBSUB_REDIS_MASTER_NAME": "a", "PUBSUB_REDIS_URL": "rediss://a"],
+                "PUBSUB_REDIS_URL: rediss:// (TLS) is not supported with PUBSUB_REDIS_SENTINELS"),
             (["PUBSUB_REDIS_SENTINELS": "h:1", "PUBSUB_REDIS_MASTER_NAME": "a", "PUBSUB_REDIS_TLS_CA_FILE": certificates.authority],
                 "PUBSUB_REDIS_TLS_CA_FILE: TLS is not supported with PUBSUB_REDIS_SENTINELS"),
             (["PUBSUB_REDIS_SENTINELS": "rediss://h:1", "PUBSUB_REDIS_MASTER_NAME": "a"],
                 "PUBSUB_REDIS_SENTINELS: 'rediss://h:1': TLS (rediss://) to Sentinel is not supported"),
         ] {
             #expect {
-                _ = try NodeConfiguration(environment: Self.base.merging(overrides) { $1 })
+                _ = try NodeConfiguration(environment: redis.merging(overrides) { $1 })
             } throws: { error in
                 "\(error)".hasPrefix(message)
             }
