@@ -8,8 +8,8 @@ import NIOPosix
 /// **Ownership.** Used by one thread at a time, which must not be an event loop (it waits on
 /// futures); not `Sendable`. Its ``Exchange`` lives on the channel's loop.
 ///
-/// **Deadlines.** The name lookup and the TCP connect are bounded by `timeout`
-/// (``RedisReplyHandler/connect(_:timeout:on:)``), and so is every reply, the TLS handshake
+/// **Deadlines.** The name lookup and the TCP connect are bounded by `timeout` each
+/// (``RedisReplyHandler/connect(_:timeout:on:)``), twice `timeout` together, and so is every reply, the TLS handshake
 /// included (it completes before the first command's reply can arrive). A late reply fails
 /// with ``RedisConnectionError/isTimeout`` and closes the connection.
 final class RedisChannelConnection {
@@ -25,6 +25,7 @@ final class RedisChannelConnection {
             try loop.submit {
                 let exchange = Exchange(url: url, timeout: timeout, connected: connected)
                 RedisReplyHandler.connect(exchange, timeout: timeout, on: loop)
+                exchange.boundConnect()
                 return NIOLoopBound(exchange, eventLoop: loop)
             }.wait()
         }
@@ -101,6 +102,16 @@ final class RedisChannelConnection {
             }
             channel.writeAndFlush(command, promise: nil)
             return promise.futureResult
+        }
+
+        /// Fails a connect still pending after the lookup's and the connect's deadlines together
+        /// (a lookup can also wait for a thread of NIO's pool before its own deadline starts).
+        func boundConnect() {
+            let server = url.server
+            loop.assumeIsolated().scheduleTask(in: RedisTurnTimer.timeAmount(timeout * 2)) { [self] in
+                guard connected != nil else { return }
+                fail(RedisConnectionError("connect to \(server): not connected within \(timeout * 2)", isTimeout: true))
+            }
         }
 
         func close() {
