@@ -34,9 +34,9 @@ final class RedisReplyHandler<Receiver: RedisReplyReceiver>: ChannelInboundHandl
     }
 
     /// Starts a TCP connection to `receiver.url` on `loop` with this handler at the end of its
-    /// pipeline, behind a TLS handler for a `rediss://` URL (``RedisTLS``). A host name is looked up first on NIO's thread pool, bounded by `timeout`
-    /// (``RedisHostResolver``: a lookup past it is abandoned); the connect is bounded by
-    /// `timeout` too. The receiver hears ``RedisReplyReceiver/connected(_:)`` or
+    /// pipeline, behind a TLS handler for a `rediss://` URL (``RedisTLS``). A host name is
+    /// looked up first on NIO's thread pool, bounded by `timeout` (``RedisHostResolver``: a
+    /// lookup past it is abandoned); the connect is bounded by `timeout` too. The receiver hears ``RedisReplyReceiver/connected(_:)`` or
     /// ``RedisReplyReceiver/fail(_:)``.
     static func connect(_ receiver: Receiver, timeout: Duration, on loop: any EventLoop) {
         let bound = NIOLoopBound(receiver, eventLoop: loop)
