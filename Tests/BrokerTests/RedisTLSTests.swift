@@ -8,8 +8,8 @@ import TestSupport
 /// from a private authority made for each test.
 @Suite("Redis over TLS", .timeLimit(.minutes(2)))
 struct RedisTLSTests {
-    static func certificates(_ name: String, serverNames: String = "IP:127.0.0.1,DNS:localhost") throws -> TestCertificates {
-        try TestCertificates(in: TestLogs.folder("redis-tls-\(name)"), serverNames: serverNames)
+    static func certificates(_ name: String, serverNames: String = "IP:127.0.0.1,DNS:localhost") async throws -> TestCertificates {
+        try await TestCertificates.make(in: TestLogs.folder("redis-tls-\(name)"), serverNames: serverNames)
     }
 
     @Test(
@@ -18,7 +18,7 @@ struct RedisTLSTests {
     func acrossNodes(host: String, names: String) async throws {
         // By address (checked against the certificate's IP entry) and by name (sent as SNI, checked
         // against its DNS entry); each certificate names only the one the URL uses.
-        let certificates = try Self.certificates("across-\(host)", serverNames: names)
+        let certificates = try await Self.certificates("across-\(host)", serverNames: names)
         try await RedisTest.withServers(make: { try RedisTestServer(tls: (certificates, false), host: host) }) { servers in
             let url = servers[0].url
             #expect(url.description.hasPrefix("rediss://"))
@@ -48,7 +48,7 @@ struct RedisTLSTests {
         // localhost only, and the node connects to 127.0.0.1 (the test server's own checks use
         // localhost).
         let wrongName = problem == "wrong name"
-        let certificates = try Self.certificates(wrongName ? "wrong-name" : "untrusted", serverNames: wrongName ? "DNS:localhost" : "IP:127.0.0.1")
+        let certificates = try await Self.certificates(wrongName ? "wrong-name" : "untrusted", serverNames: wrongName ? "DNS:localhost" : "IP:127.0.0.1")
         let make = { try RedisTestServer(tls: (certificates, false), host: wrongName ? "localhost" : "127.0.0.1") }
         try await RedisTest.withServers(make: make) { servers in
             var url = servers[0].url
@@ -69,7 +69,7 @@ struct RedisTLSTests {
 
     @Test("with tls-auth-clients yes, a node without a client certificate is refused and one with it delivers")
     func clientCertificates() async throws {
-        let certificates = try Self.certificates("mutual")
+        let certificates = try await Self.certificates("mutual")
         try await RedisTest.withServers(make: { try RedisTestServer(tls: (certificates, true)) }) { servers in
             var anonymous = servers[0].url
             anonymous.tls = RedisTLS(caFile: certificates.authority)
@@ -92,7 +92,7 @@ struct RedisTLSTests {
 
     @Test("rediss:// to a server without TLS fails the connect: the node never falls back to plain TCP")
     func plainServer() async throws {
-        let certificates = try Self.certificates("plain")
+        let certificates = try await Self.certificates("plain")
         try await RedisTest.withServers { servers in
             var url = servers[0].url
             url.tls = RedisTLS(caFile: certificates.authority)

@@ -12,7 +12,7 @@ extension ClusterTests {
         @Test("two nodes on rediss:// deliver across nodes and replay history, both over TLS, and stop cleanly")
         func acrossNodes() async throws {
             let directory = try TestLogs.folder("cluster-redis-tls")
-            let certificates = try TestCertificates(in: directory)
+            let certificates = try await TestCertificates.make(in: directory)
             let redis = try RedisProcess(directory: directory, tls: certificates)
             try await redis.start()
             do {

@@ -2,7 +2,11 @@ import Foundation
 
 /// A private certificate authority and certificates it signed, made by `openssl` for one test:
 /// a server certificate for `serverNames` and a client certificate (for mutual TLS). Valid for
-/// a day; PEM files in `directory`.
+/// a day; PEM files in `directory`; P-256 keys (fast to make).
+///
+/// Made with ``make(in:serverNames:)``, on a thread of its own: waiting for five `openssl` runs
+/// on Swift's cooperative pool (as wide as the cores) would stall every other test meanwhile,
+/// down to clients that then miss their pongs.
 public struct TestCertificates: Sendable {
     public let authority: String
     public let serverCertificate: String
@@ -11,7 +15,11 @@ public struct TestCertificates: Sendable {
     public let clientKey: String
 
     /// - Parameter serverNames: the server certificate's subjectAltName entries.
-    public init(in directory: URL, serverNames: String = "IP:127.0.0.1,DNS:localhost") throws {
+    public static func make(in directory: URL, serverNames: String = "IP:127.0.0.1,DNS:localhost") async throws -> TestCertificates {
+        try await onOwnThread { try TestCertificates(in: directory, serverNames: serverNames) }
+    }
+
+    private init(in directory: URL, serverNames: String) throws {
         func path(_ name: String) -> String { directory.appendingPathComponent(name).path }
         authority = path("ca.pem")
         serverCertificate = path("server.pem")
@@ -20,14 +28,17 @@ public struct TestCertificates: Sendable {
         clientKey = path("client-key.pem")
         let openssl = try Executable.find("openssl", hint: "install openssl (Debian: apt-get install -y openssl)")
         try Self.run(openssl, [
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=chorus-test-ca",
-            "-keyout", path("ca-key.pem"), "-out", authority,
+            "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
+            "-subj", "/CN=chorus-test-ca", "-keyout", path("ca-key.pem"), "-out", authority,
         ])
         for (certificate, key, subject, names) in [
             (serverCertificate, serverKey, "/CN=chorus-test-server", serverNames),
             (clientCertificate, clientKey, "/CN=chorus-test-client", nil),
         ] {
-            try Self.run(openssl, ["req", "-newkey", "rsa:2048", "-nodes", "-subj", subject, "-keyout", key, "-out", certificate + ".csr"])
+            try Self.run(openssl, [
+                "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-subj", subject,
+                "-keyout", key, "-out", certificate + ".csr",
+            ])
             var signing = [
                 "x509", "-req", "-in", certificate + ".csr", "-CA", authority, "-CAkey", path("ca-key.pem"),
                 "-CAcreateserial", "-days", "1", "-out", certificate,
