@@ -114,7 +114,7 @@ struct RedisLostReplyTests {
 
             proxy.release(clientNamed: "chorus:a:sub")  // Redis's copy, then the next message
             let next = b.publish(topic: "late.t")
-            #expect(await RedisTest.eventually { a.ids().last == next.id })
+            #expect(await RedisTest.eventually { a.ids().last == next.id && b.ids().last == next.id })
             #expect(a.ids() == [first.id, next.id], "once on the publishing node")
             #expect(b.ids() == [first.id, next.id])
         }
