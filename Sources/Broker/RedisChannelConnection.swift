@@ -9,9 +9,9 @@ import NIOPosix
 /// futures); not `Sendable`. Its ``Exchange`` lives on the channel's loop.
 ///
 /// **Deadlines.** The name lookup and the TCP connect are bounded by `timeout` each
-/// (``RedisReplyHandler/connect(_:timeout:on:)``), twice `timeout` together, and so is every reply, the TLS handshake
-/// included (it completes before the first command's reply can arrive). A late reply fails
-/// with ``RedisConnectionError/isTimeout`` and closes the connection.
+/// (``RedisReplyHandler/connect(_:timeout:on:)``) and by twice `timeout` together; every reply
+/// by `timeout`, the TLS handshake included (it completes before the first command's reply can
+/// arrive). A late reply fails with ``RedisConnectionError/isTimeout`` and closes the connection.
 final class RedisChannelConnection {
     let url: RedisURL
     private let exchange: NIOLoopBound<Exchange>
@@ -30,11 +30,7 @@ final class RedisChannelConnection {
             }.wait()
         }
         try Self.waiting { try connected.futureResult.wait() }
-        for arguments in RedisConnection.handshake(url, clientName: clientName) {
-            if case .error(let message) = try command(arguments), RedisConnection.mustSucceed(arguments[0]) {
-                throw RedisConnectionError("\(arguments[0]) on \(url.server) failed: \(message)")
-            }
-        }
+        try shakeHands(url, clientName: clientName)
     }
 
     deinit {
@@ -50,11 +46,6 @@ final class RedisChannelConnection {
         return try Self.waiting {
             try exchange.eventLoop.flatSubmit { exchange.value.send(buffer) }.wait()
         }
-    }
-
-    /// Text arguments.
-    func command(_ arguments: [String]) throws(RedisConnectionError) -> RedisReply {
-        try command(arguments.map { Array($0.utf8) })
     }
 
     /// Runs `body`, which waits on a future, with any failure as a ``RedisConnectionError``.

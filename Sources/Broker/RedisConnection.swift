@@ -38,11 +38,7 @@ final class RedisConnection {
         guard redisEnableKeepAlive(context) == REDIS_OK, redisSetTimeout(context, limit) == REDIS_OK else {
             throw failure("connect")
         }
-        for arguments in Self.handshake(url, clientName: clientName) {
-            if case .error(let message) = try command(arguments), Self.mustSucceed(arguments[0]) {
-                throw RedisConnectionError("\(arguments[0]) on \(url.server) failed: \(message)")
-            }
-        }
+        try shakeHands(url, clientName: clientName)
     }
 
     /// The context hiredis returned for a new connection to `url`, when it was allocated and

@@ -17,6 +17,18 @@ protocol RedisRequestConnection: AnyObject {
     func command(_ arguments: [[UInt8]]) throws(RedisConnectionError) -> RedisReply
 }
 
+extension RedisRequestConnection {
+    /// Prepares a fresh connection (``RedisConnection/handshake(_:clientName:)``); a refused
+    /// `AUTH` or `SELECT` throws.
+    func shakeHands(_ url: RedisURL, clientName: String?) throws(RedisConnectionError) {
+        for arguments in RedisConnection.handshake(url, clientName: clientName) {
+            if case .error(let message) = try command(arguments.map { Array($0.utf8) }), RedisConnection.mustSucceed(arguments[0]) {
+                throw RedisConnectionError("\(arguments[0]) on \(url.server) failed: \(message)")
+            }
+        }
+    }
+}
+
 extension RedisConnection: RedisRequestConnection {}
 extension RedisChannelConnection: RedisRequestConnection {}
 

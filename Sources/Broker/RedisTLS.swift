@@ -53,30 +53,26 @@ public struct RedisTLS: Sendable, Hashable {
     private func makeContext() throws(FileError) -> NIOSSLContext {
         var configuration = TLSConfiguration.makeClientConfiguration()
         configuration.certificateVerification = .fullVerification
-        try Self.reading(caFile, .authority) {
-            guard let caFile else { return }
-            configuration.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(caFile))
+        if let caFile {
+            configuration.trustRoots = .certificates(try Self.reading(caFile, .authority) { try NIOSSLCertificate.fromPEMFile(caFile) })
         }
-        try Self.reading(certificateFile, .certificate) {
-            guard let certificateFile else { return }
-            configuration.certificateChain = try NIOSSLCertificate.fromPEMFile(certificateFile).map { .certificate($0) }
+        if let certificateFile {
+            configuration.certificateChain = try Self.reading(certificateFile, .certificate) {
+                try NIOSSLCertificate.fromPEMFile(certificateFile).map { .certificate($0) }
+            }
         }
-        try Self.reading(keyFile, .key) {
-            guard let keyFile else { return }
-            configuration.privateKey = .privateKey(try NIOSSLPrivateKey(file: keyFile, format: .pem))
+        if let keyFile {
+            configuration.privateKey = .privateKey(try Self.reading(keyFile, .key) { try NIOSSLPrivateKey(file: keyFile, format: .pem) })
         }
-        // The trust store (when no CA file is given) and whether the key fits the certificate.
+        // The trust store (no CA file), or whether the key fits the certificate.
         let blame: File? = certificateFile != nil ? .certificate : (caFile != nil ? .authority : nil)
-        var context: NIOSSLContext?
-        try Self.reading(blame == nil ? "the system's trust store" : certificateFile ?? caFile, blame) {
-            context = try NIOSSLContext(configuration: configuration)
-        }
-        return context!
+        return try Self.reading(certificateFile ?? caFile, blame) { try NIOSSLContext(configuration: configuration) }
     }
 
-    private static func reading(_ path: String?, _ file: File?, _ body: () throws -> Void) throws(FileError) {
+    /// `body`'s result, or its error as a ``FileError`` about `path` (nil: the trust store).
+    private static func reading<Value>(_ path: String?, _ file: File?, _ body: () throws -> Value) throws(FileError) -> Value {
         do {
-            try body()
+            return try body()
         } catch {
             throw FileError(file: file, description: "TLS: cannot use \(path ?? "the system's trust store"): \(error)")
         }

@@ -370,17 +370,13 @@ extension NodeConfiguration {
     fileprivate static func redisTLS(
         _ urls: [RedisURL], adapter: Adapter, sentinel: Bool, _ reader: EnvironmentReader
     ) throws(ConfigurationError) -> [RedisURL] {
-        let variables = [
-            RedisTLS.File.authority: "PUBSUB_REDIS_TLS_CA_FILE", .certificate: "PUBSUB_REDIS_TLS_CERT_FILE",
-            .key: "PUBSUB_REDIS_TLS_KEY_FILE",
-        ]
         let files = RedisTLS(
-            caFile: reader.string(variables[.authority]!), certificateFile: reader.string(variables[.certificate]!),
-            keyFile: reader.string(variables[.key]!))
-        let firstSet = [RedisTLS.File.authority, .certificate, .key].first { reader.string(variables[$0]!) != nil }
+            caFile: reader.string(variable(.authority)), certificateFile: reader.string(variable(.certificate)),
+            keyFile: reader.string(variable(.key)))
+        let firstSet = [RedisTLS.File.authority, .certificate, .key].first { reader.string(variable($0)) != nil }
         guard adapter == .redis else { return urls }
         if sentinel {
-            if let firstSet { throw ConfigurationError(variables[firstSet]!, "TLS is not supported with PUBSUB_REDIS_SENTINELS") }
+            if let firstSet { throw ConfigurationError(variable(firstSet), "TLS is not supported with PUBSUB_REDIS_SENTINELS") }
             if reader.string("PUBSUB_REDIS_URL")?.trimmingCharacters(in: .whitespaces).lowercased().hasPrefix("rediss:") == true {
                 throw ConfigurationError("PUBSUB_REDIS_URL", "rediss:// (TLS) is not supported with PUBSUB_REDIS_SENTINELS")
             }
@@ -388,23 +384,32 @@ extension NodeConfiguration {
         }
         guard urls.contains(where: { $0.tls != nil }) else {
             if let firstSet {
-                throw ConfigurationError(variables[firstSet]!, "is set, but no server of PUBSUB_REDIS_URL uses rediss:// (TLS)")
+                throw ConfigurationError(variable(firstSet), "is set, but no server of PUBSUB_REDIS_URL uses rediss:// (TLS)")
             }
             return urls
         }
         guard (files.certificateFile == nil) == (files.keyFile == nil) else {
             let given = files.certificateFile != nil ? RedisTLS.File.certificate : .key
-            throw ConfigurationError(variables[given]!, "PUBSUB_REDIS_TLS_CERT_FILE and PUBSUB_REDIS_TLS_KEY_FILE go together")
+            throw ConfigurationError(variable(given), "PUBSUB_REDIS_TLS_CERT_FILE and PUBSUB_REDIS_TLS_KEY_FILE go together")
         }
         do {
             _ = try files.context()
         } catch {
-            throw ConfigurationError(error.file.map { variables[$0]! } ?? "PUBSUB_REDIS_URL", error.description)
+            throw ConfigurationError(error.file.map(variable) ?? "PUBSUB_REDIS_URL", error.description)
         }
         return urls.map { url in
             var url = url
             if url.tls != nil { url.tls = files }
             return url
+        }
+    }
+
+    /// The variable that names `file`.
+    private static func variable(_ file: RedisTLS.File) -> String {
+        switch file {
+        case .authority: "PUBSUB_REDIS_TLS_CA_FILE"
+        case .certificate: "PUBSUB_REDIS_TLS_CERT_FILE"
+        case .key: "PUBSUB_REDIS_TLS_KEY_FILE"
         }
     }
 
