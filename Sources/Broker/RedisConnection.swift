@@ -5,11 +5,11 @@ import Foundation
 /// (The link's subscriber connection is a NIO channel instead: ``RedisSubscriberSession``.)
 ///
 /// **Thread ownership.** A hiredis context is not thread-safe, and neither is this class: a
-/// connection is created, used and freed by exactly one thread (the publisher or sentinel
-/// thread of a ``RedisServerLink``, a command queue's) and is never handed to another. It is deliberately not
+/// connection is created, used and freed by exactly one thread (a ``RedisCommandQueue``'s) and
+/// is never handed to another. It is deliberately not
 /// `Sendable`, so the compiler keeps it on its thread.
 ///
-/// Commands are sent with `redisCommandArgv` / `redisAppendCommandArgv` (hiredis' variadic
+/// Commands are sent with `redisCommandArgv` (hiredis' variadic
 /// `redisCommand` cannot be called from Swift), so every argument is binary-safe.
 ///
 /// **Timeouts.** A connection has a connect timeout, and its socket a send and receive timeout
@@ -80,9 +80,6 @@ final class RedisConnection {
         redisFree(context)
     }
 
-    /// The socket, for `poll`.
-    var fileDescriptor: Int32 { context.pointee.fd }
-
     /// Sends one command and waits for its reply (bounded by the timeout given at connect).
     func command(_ arguments: [String]) throws(RedisConnectionError) -> RedisReply {
         try command(arguments.map { Array($0.utf8) })
@@ -94,52 +91,6 @@ final class RedisConnection {
             redisCommandArgv(context, argc, argv, lengths)
         }
         guard let reply else { throw failure(String(decoding: arguments.first ?? Array("command".utf8), as: UTF8.self)) }
-        defer { freeReplyObject(reply) }
-        return RedisReply(reply.assumingMemoryBound(to: redisReply.self))
-    }
-
-    /// Appends one command to the output buffer without sending it (pipelining); ``flush()``
-    /// or ``readReply()`` sends it.
-    func append(_ arguments: [[UInt8]]) throws(RedisConnectionError) {
-        let status = Self.withArgv(arguments) { argc, argv, lengths in
-            redisAppendCommandArgv(context, argc, argv, lengths)
-        }
-        guard status == REDIS_OK else { throw failure("append") }
-    }
-
-    /// Appends one command made of text arguments.
-    func append(_ arguments: [String]) throws(RedisConnectionError) {
-        try append(arguments.map { Array($0.utf8) })
-    }
-
-    /// Writes everything appended so far (blocking, bounded by the send timeout).
-    func flush() throws(RedisConnectionError) {
-        var done: Int32 = 0
-        while done == 0 {
-            guard redisBufferWrite(context, &done) == REDIS_OK else { throw failure("write") }
-        }
-    }
-
-    /// Flushes, then blocks until one reply arrives (bounded by the receive timeout).
-    /// Only for connections that are not subscribed (see the type's notes on timeouts).
-    func readReply() throws(RedisConnectionError) -> RedisReply {
-        var reply: UnsafeMutableRawPointer? = nil
-        guard redisGetReply(context, &reply) == REDIS_OK, let reply else { throw failure("read") }
-        defer { freeReplyObject(reply) }
-        return RedisReply(reply.assumingMemoryBound(to: redisReply.self))
-    }
-
-    /// One `read(2)` into hiredis' buffer. Call it only after `poll` reported the socket
-    /// readable, so that it returns at once; end of stream and errors throw.
-    func readAvailable() throws(RedisConnectionError) {
-        guard redisBufferRead(context) == REDIS_OK else { throw failure("read") }
-    }
-
-    /// The next complete reply already in the buffer, or nil when none is complete yet.
-    func bufferedReply() throws(RedisConnectionError) -> RedisReply? {
-        var reply: UnsafeMutableRawPointer? = nil
-        guard redisGetReplyFromReader(context, &reply) == REDIS_OK else { throw failure("parse") }
-        guard let reply else { return nil }
         defer { freeReplyObject(reply) }
         return RedisReply(reply.assumingMemoryBound(to: redisReply.self))
     }

@@ -1,23 +1,28 @@
-/// Finds the current master of one Sentinel master name, with blocking calls each bounded by
-/// `timeout` (`PUBSUB_REDIS_TIMEOUT`).
+import NIOCore
+import NIOPosix
+
+/// Finds the current master of one Sentinel master name, each step bounded by `timeout`
+/// (`PUBSUB_REDIS_TIMEOUT`).
 ///
-/// ``discover(preferring:startingAt:)`` asks the Sentinels in turn
+/// ``discover(preferring:startingAt:on:while:)`` asks the Sentinels in turn
 /// (`SENTINEL get-master-addr-by-name <name>`) and accepts an address only after the server
 /// itself confirms it with `ROLE` (first element `master`): a Sentinel that has not heard of a
 /// failover yet names the old master, which is down or by now a replica, and a replica would
 /// take `PUBLISH`es that no subscriber of the master ever sees.
 ///
-/// A value: no connection outlives a call, so any thread may use it (the sentinel thread of a
-/// ``RedisServerLink``, the link's publisher, the node directory's queue).
+/// Each question is a connection of its own on an event loop (``RedisExchange/ask(_:_:timeout:on:)``),
+/// TLS for a `rediss://` Sentinel or master; nothing blocks a thread. A value: any thread may
+/// use it (the Sentinel watch of a ``RedisServerLink`` on its loop; a ``RedisCommandQueue``'s
+/// thread through the blocking ``discover(preferring:startingAt:)``).
 struct RedisSentinelDiscovery: Sendable {
     let sentinels: [RedisURL]
-    /// The master name as `host`, with the master's credentials and database.
+    /// The master name as `host`, with the master's credentials, database and TLS.
     let master: RedisURL
     let timeout: Duration
 
     var masterName: String { master.host }
 
-    /// The master's URL at `host:port`, with the credentials and database of the template.
+    /// The master's URL at `host:port`, with the credentials, database and TLS of the template.
     func masterURL(host: String, port: Int) -> RedisURL {
         var url = master
         url.host = host
@@ -25,51 +30,81 @@ struct RedisSentinelDiscovery: Sendable {
         return url
     }
 
-    /// The verified master: `candidate` first when given (the address of a `+switch-master`),
-    /// then what each Sentinel names, from `startingAt`. Throws with every refusal when none is
-    /// a master. `proceed` is asked before each Sentinel (a stopping link gives up between
-    /// them, so that its shutdown waits for one step at most).
+    /// The verified master, on `loop` (call it there): `candidate` first when given (the address
+    /// of a `+switch-master`), then what each Sentinel names, from `startingAt`. Fails with
+    /// every refusal when none is a master. `proceed` is asked before each Sentinel (a stopping
+    /// link gives up between them, so that its shutdown waits for one step at most).
     func discover(
-        preferring candidate: RedisURL? = nil, startingAt first: Int = 0, while proceed: () -> Bool = { true }
-    ) throws(RedisConnectionError) -> RedisURL {
+        preferring candidate: RedisURL? = nil, startingAt first: Int = 0, on loop: any EventLoop,
+        while proceed: @escaping () -> Bool = { true }
+    ) -> EventLoopFuture<RedisURL> {
+        let found = loop.makePromise(of: RedisURL.self)
         var problems: [String] = []
         var tried: Set<String> = []
+        func verify(_ url: RedisURL, otherwise: @escaping () -> Void) {
+            verified(url, on: loop).assumeIsolated().whenComplete { result in
+                switch result {
+                case .success(let master): found.succeed(master)
+                case .failure(let error):
+                    problems.append("\(error)")
+                    otherwise()
+                }
+            }
+        }
+        func ask(_ offset: Int) {
+            guard offset < sentinels.count, proceed() else {
+                return found.fail(
+                    RedisConnectionError("no master for '\(masterName)' from Sentinel: \(problems.joined(separator: "; "))"))
+            }
+            masterNamed(by: sentinels[(first + offset) % sentinels.count], on: loop).assumeIsolated().whenComplete { result in
+                switch result {
+                case .success(let named) where tried.insert(named.server).inserted: verify(named) { ask(offset + 1) }
+                case .success: ask(offset + 1)
+                case .failure(let error):
+                    problems.append("\(error)")
+                    ask(offset + 1)
+                }
+            }
+        }
         if let candidate {
             tried.insert(candidate.server)
-            do {
-                return try verified(candidate)
-            } catch {
-                problems.append(error.description)
-            }
+            verify(candidate) { ask(0) }
+        } else {
+            ask(0)
         }
-        for offset in 0..<sentinels.count where proceed() {
-            let sentinel = sentinels[(first + offset) % sentinels.count]
-            do {
-                let named = try masterNamed(by: sentinel)
-                guard tried.insert(named.server).inserted else { continue }
-                return try verified(named)
-            } catch {
-                problems.append(error.description)
-            }
-        }
-        throw RedisConnectionError("no master for '\(masterName)' from Sentinel: \(problems.joined(separator: "; "))")
+        return found.futureResult
     }
 
-    /// What `sentinel` names as the master (`SENTINEL get-master-addr-by-name`).
-    func masterNamed(by sentinel: RedisURL) throws(RedisConnectionError) -> RedisURL {
-        let connection = try RedisConnection(connectingTo: sentinel, timeout: timeout, clientName: nil)
-        let reply = try connection.command(["SENTINEL", "get-master-addr-by-name", masterName])
-        guard let (host, port) = Self.address(from: reply) else {
-            throw RedisConnectionError("Sentinel \(sentinel.server) does not know master '\(masterName)': \(reply)")
-        }
-        return masterURL(host: host, port: port)
+    /// ``discover(preferring:startingAt:on:while:)`` for a thread that waits (never an event
+    /// loop's): a ``RedisCommandQueue``'s.
+    func discover(preferring candidate: RedisURL? = nil, startingAt first: Int = 0) throws(RedisConnectionError) -> RedisURL {
+        let loop = MultiThreadedEventLoopGroup.singleton.next()
+        return try RedisExchange.wait(for: loop.flatSubmit { discover(preferring: candidate, startingAt: first, on: loop) })
     }
 
-    /// `candidate` when it answers `ROLE` as a master (after `AUTH`/`SELECT`); throws otherwise.
+    /// What `sentinel` names as the master (`SENTINEL get-master-addr-by-name`), on `loop`.
+    func masterNamed(by sentinel: RedisURL, on loop: any EventLoop) -> EventLoopFuture<RedisURL> {
+        RedisExchange.ask(sentinel, [["SENTINEL", "get-master-addr-by-name", masterName]], timeout: timeout, on: loop)
+            .flatMapThrowing { [self] replies in
+                guard let (host, port) = Self.address(from: replies[0]) else {
+                    throw RedisConnectionError("Sentinel \(sentinel.server) does not know master '\(masterName)': \(replies[0])")
+                }
+                return masterURL(host: host, port: port)
+            }
+    }
+
+    /// `candidate` when it answers `ROLE` as a master (after `AUTH`/`SELECT`), on `loop`.
+    func verified(_ candidate: RedisURL, on loop: any EventLoop) -> EventLoopFuture<RedisURL> {
+        RedisExchange.ask(candidate, [["ROLE"]], timeout: timeout, on: loop).flatMapThrowing { replies in
+            try Self.requireMaster(replies[0], at: candidate)
+            return candidate
+        }
+    }
+
+    /// ``verified(_:on:)`` for a thread that waits.
     func verified(_ candidate: RedisURL) throws(RedisConnectionError) -> RedisURL {
-        let connection = try RedisConnection(connectingTo: candidate, timeout: timeout, clientName: nil)
-        try Self.requireMaster(connection.command(["ROLE"]), at: candidate)
-        return candidate
+        let loop = MultiThreadedEventLoopGroup.singleton.next()
+        return try RedisExchange.wait(for: loop.flatSubmit { verified(candidate, on: loop) })
     }
 
     /// Throws unless `reply` (to `ROLE`) says `master`.

@@ -1,28 +1,27 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 import Logging
+import NIOCore
 
-/// Where a ``RedisServerLink`` connects, and, with Sentinel, its *sentinel thread*.
+/// Where a ``RedisServerLink`` connects, and, with Sentinel, its *Sentinel watch*.
 ///
 /// Without Sentinel the master is `url`, fixed. With Sentinel (`PUBSUB_REDIS_SENTINELS`) the
-/// link's state holds the master the sentinel thread last verified (nil until the first
-/// discovery; meanwhile the link is `connecting` and delivers locally), and a generation that
-/// counts changes. The subscriber and the publisher (on the link's loop) read it when they
-/// connect, so they never block on Sentinel; a connection to any other address is dropped on the next turn.
+/// link's state holds the master the watch last verified (nil until the first discovery;
+/// meanwhile the link is `connecting` and delivers locally), and a generation that counts
+/// changes. The subscriber and the publisher read it when they connect, so they never wait for
+/// Sentinel; a connection to any other address is dropped on the next turn.
 ///
-/// **The sentinel thread** (``runSentinel(_:)``), one per link, owns one blocking connection
-/// to a Sentinel, subscribed to `+switch-master` and pinged like the link's own connections
-/// (deadline `PUBSUB_REDIS_TIMEOUT`); when it fails the next Sentinel of the list is used. It
-/// looks the master up (``RedisSentinelDiscovery``: `SENTINEL get-master-addr-by-name`, then
-/// `ROLE` on the address) at the start, after every (re)subscription (a switch may have been
-/// missed), on `+switch-master` for its name (the announced address is tried first), and
-/// whenever a link connection failed or the publisher found no master there (READONLY,
-/// LOADING, a replica, refused): the failing thread sets `discoveryWanted` and wakes it.
-/// Failed look-ups are retried with the link's backoff (at most about a second apart), so a
-/// failover is found even when no `+switch-master` reaches this node.
+/// **The Sentinel watch** runs on the subscriber's event loop (``RedisSentinelState``): no
+/// thread, poll loop or wake pipe of its own. It keeps one connection to a Sentinel
+/// (``RedisSentinelSession``), subscribed to `+switch-master` and pinged like the link's own
+/// connections (deadline `PUBSUB_REDIS_TIMEOUT`); when it fails the next Sentinel of the list
+/// is used. It looks the master up (``RedisSentinelDiscovery``: `SENTINEL
+/// get-master-addr-by-name`, then `ROLE` on the address, each a connection on the same loop) at
+/// the start, after every (re)subscription (a switch may have been missed), on
+/// `+switch-master` for its name (the announced address is tried first), and whenever a link
+/// connection failed or the publisher found no master there (READONLY, LOADING, a replica,
+/// refused): the failing side sets `discoveryWanted` and wakes the watch. Failed look-ups are
+/// retried with the link's backoff (at most about a second apart), so a failover is found even
+/// when no `+switch-master` reaches this node. Every connection is TLS when the Sentinels are
+/// `rediss://`.
 ///
 /// A new master goes to the state machine as ``RedisLinkStateMachine/masterMoved(_:)``, in the
 /// same critical section that changes the address: the link falls back (pending messages are
@@ -33,8 +32,6 @@ extension RedisServerLink {
         guard sentinel != nil else { return url.description }
         return "sentinel://\(url.user.map { "\($0)@" } ?? "")\(url.host)/\(url.database)"
     }
-
-    // MARK: - The link's threads
 
     /// Subscriber's loop: throws when `url` is no longer the master (Sentinel named another).
     func requireCurrentMaster(_ url: RedisURL) throws(RedisConnectionError) {
@@ -57,14 +54,14 @@ extension RedisServerLink {
         wantDiscovery()
     }
 
-    /// Asks the sentinel thread to look the master up again.
+    /// Asks the Sentinel watch to look the master up again.
     func wantDiscovery() {
-        guard let sentinelWake else { return }
+        guard sentinel != nil else { return }
         state.withLock { $0.discoveryWanted = true }
-        sentinelWake.signal()
+        wakeSentinel()
     }
 
-    /// The sentinel thread verified `found` as the master.
+    /// The Sentinel watch verified `found` as the master.
     func masterFound(_ found: RedisURL) {
         var previous: RedisURL?
         var changed = false
@@ -85,129 +82,149 @@ extension RedisServerLink {
         wakePublisher()
     }
 
-    // MARK: - The sentinel thread
+    // MARK: - The Sentinel watch (any thread)
 
-    func runSentinel(_ discovery: RedisSentinelDiscovery) {
-        guard let wake = sentinelWake, !discovery.sentinels.isEmpty else { return }
-        let clock = ContinuousClock()
-        let pingInterval = Self.pingInterval(for: timeout)
-        var subscription: RedisConnection? = nil
-        /// The Sentinel to subscribe to, and to ask first.
-        var next = 0
-        var subscribeAt = clock.now
-        var subscribeBackoff = Self.reconnectBackoff()
-        var wanted = true
-        var candidate: RedisURL? = nil
-        var discoverAt = clock.now
-        var discoverBackoff = Self.reconnectBackoff()
-        var warned = false
-        var pingSent: ContinuousClock.Instant? = nil
-        var lastHeard = clock.now
-
-        func dropSubscription(_ error: RedisConnectionError) {
-            logger.debug("Redis Sentinel subscription lost", metadata: ["error": "\(error)"])
-            subscription = nil
-            next += 1
-            subscribeAt = clock.now + subscribeBackoff.next()
-            wanted = true
+    /// Queues one turn of the watch on its loop (several wake-ups before it runs make one).
+    func wakeSentinel() {
+        guard let watch = sentinelWatch, !watch.wakeQueued.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        watch.loop.execute { [self] in
+            watch.wakeQueued.store(false, ordering: .releasing)
+            sentinelTurn()
         }
+    }
 
-        while true {
-            let (stopping, asked) = state.withLock { state in
-                defer { state.discoveryWanted = false }
-                return (state.machine.stopping, state.discoveryWanted)
-            }
-            if stopping { return }
-            if asked { wanted = true }
+    // MARK: - The Sentinel watch (its loop)
 
-            if subscription == nil, clock.now >= subscribeAt {
-                let sentinel = discovery.sentinels[next % discovery.sentinels.count]
-                do throws(RedisConnectionError) {
-                    let connection = try RedisConnection(
-                        connectingTo: sentinel, timeout: timeout, clientName: "chorus:\(nodeId):sentinel")
-                    let reply = try connection.command(["SUBSCRIBE", "+switch-master"])
-                    guard case .array(let parts) = reply, parts.first?.string == "subscribe" else {
-                        throw RedisConnectionError("SUBSCRIBE +switch-master on \(sentinel.server): \(reply)")
-                    }
-                    subscription = connection
-                    subscribeBackoff.reset()
-                    pingSent = nil
-                    lastHeard = clock.now
-                    wanted = true  // a switch may have been announced while not subscribed
-                } catch {
-                    dropSubscription(error)
-                }
-            }
+    /// Subscribes when due, starts a look-up when one is wanted and due, enforces the
+    /// subscription's deadlines, and schedules the next turn.
+    private func sentinelTurn() {
+        guard let watch = sentinelWatch, let discovery = sentinel, !watch.finished else { return }
+        watch.loop.preconditionInEventLoop()
+        let (stopping, asked) = state.withLock { state in
+            defer { state.discoveryWanted = false }
+            return (state.machine.stopping, state.discoveryWanted)
+        }
+        if stopping { return finishSentinel() }
+        if asked { watch.wanted = true }
+        let now = ContinuousClock.now
+        if watch.session == nil, now >= watch.subscribeAt {
+            subscribeToSentinel(discovery.sentinels[watch.next % discovery.sentinels.count])
+        }
+        if watch.wanted, !watch.discovering, now >= watch.discoverAt { lookUpMaster(discovery) }
+        do throws(RedisConnectionError) {
+            try watch.session?.tend(now: now)
+        } catch {
+            sentinelSessionFailed(error)
+        }
+        scheduleSentinelTurn()
+    }
 
-            if wanted, clock.now >= discoverAt {
-                do throws(RedisConnectionError) {
-                    let master = try discovery.discover(preferring: candidate, startingAt: next) {
-                        !state.withLock { $0.machine.stopping }
-                    }
-                    wanted = false
-                    candidate = nil
-                    warned = false
-                    discoverBackoff.reset()
-                    masterFound(master)
-                } catch {
-                    if state.withLock({ $0.machine.stopping }) { return }
-                    discoverAt = clock.now + discoverBackoff.next()
-                    logger.log(
-                        level: warned ? .debug : .warning, "Redis Sentinel named no reachable master; retrying",
-                        metadata: ["error": "\(error)"])
-                    warned = true
-                }
-            }
+    private func subscribeToSentinel(_ url: RedisURL) {
+        guard let watch = sentinelWatch, let discovery = sentinel else { return }
+        let session = RedisSentinelSession(
+            url: url, clientName: "chorus:\(nodeId):sentinel", timeout: timeout, pingInterval: Self.pingInterval(for: timeout))
+        session.onSubscribed = { [self, unowned session] in
+            guard watch.session === session else { return }
+            watch.subscribeBackoff.reset()
+            watch.wanted = true  // a switch may have been announced while not subscribed
+            wakeSentinel()
+        }
+        session.onSwitch = { [self, unowned session] payload in
+            guard watch.session === session,
+                let (host, port) = RedisSentinelDiscovery.switchedMaster(payload, name: discovery.masterName)
+            else { return }
+            logger.info("Redis Sentinel: +switch-master", metadata: ["event": "\(payload)"])
+            watch.candidate = discovery.masterURL(host: host, port: port)
+            watch.wanted = true
+            watch.discoverAt = ContinuousClock.now
+            watch.discoverBackoff.reset()
+            wakeSentinel()
+        }
+        session.onFailure = { [self, unowned session] error in
+            guard watch.session === session else { return }
+            sentinelSessionFailed(error)
+            scheduleSentinelTurn()
+        }
+        watch.session = session
+        session.connect(on: watch.loop)
+    }
 
-            // Wait for a wake-up, the subscription, or the next deadline.
-            let now = clock.now
-            var deadline = now + pingInterval
-            if subscription == nil { deadline = min(deadline, subscribeAt) }
-            if wanted { deadline = min(deadline, discoverAt) }
-            if subscription != nil {
-                deadline = min(deadline, pingSent.map { max($0, lastHeard) + timeout } ?? lastHeard + pingInterval)
-            }
-            var descriptors = [pollfd(fd: wake.readDescriptor, events: Int16(POLLIN), revents: 0)]
-            if let subscription {
-                descriptors.append(pollfd(fd: subscription.fileDescriptor, events: Int16(POLLIN), revents: 0))
-            }
-            _ = poll(&descriptors, nfds_t(descriptors.count), Self.milliseconds(max(.zero, deadline - now)))
-            if descriptors[0].revents != 0 { wake.drain() }
-            guard let connection = subscription else { continue }
+    /// The subscription failed: the next Sentinel of the list is tried after the backoff.
+    private func sentinelSessionFailed(_ error: RedisConnectionError) {
+        guard let watch = sentinelWatch else { return }
+        logger.debug("Redis Sentinel subscription lost", metadata: ["error": "\(error)"])
+        _ = watch.session?.close()
+        watch.session = nil
+        watch.next += 1
+        watch.subscribeAt = ContinuousClock.now + watch.subscribeBackoff.next()
+        watch.wanted = true
+    }
 
-            do throws(RedisConnectionError) {
-                if descriptors[1].revents != 0 {
-                    try connection.readAvailable()
-                    lastHeard = clock.now
-                    while let reply = try connection.bufferedReply() {
-                        guard case .array(let parts) = reply, parts.count == 3, parts[0].string == "message",
-                            let payload = parts[2].string
-                        else {
-                            pingSent = nil  // the answer to a PING (["pong", ""] while subscribed)
-                            continue
-                        }
-                        guard let (host, port) = RedisSentinelDiscovery.switchedMaster(payload, name: discovery.masterName)
-                        else { continue }
-                        logger.info("Redis Sentinel: +switch-master", metadata: ["event": "\(payload)"])
-                        candidate = discovery.masterURL(host: host, port: port)
-                        wanted = true
-                        discoverAt = clock.now
-                        discoverBackoff.reset()
-                    }
-                }
-                let now = clock.now
-                if let sent = pingSent, now - max(sent, lastHeard) > timeout {
-                    throw RedisConnectionError(
-                        "Sentinel \(connection.url.server): no answer to PING within \(timeout)", isTimeout: true)
-                }
-                if pingSent == nil, now - lastHeard >= pingInterval {
-                    try connection.append(["PING"])
-                    try connection.flush()
-                    pingSent = now
-                }
-            } catch {
-                dropSubscription(error)
+    /// Starts one look-up of the master; its end runs a turn.
+    private func lookUpMaster(_ discovery: RedisSentinelDiscovery) {
+        guard let watch = sentinelWatch else { return }
+        watch.discovering = true
+        watch.wanted = false
+        let candidate = watch.candidate
+        watch.candidate = nil
+        let looking = discovery.discover(preferring: candidate, startingAt: watch.next, on: watch.loop) { [self] in
+            !state.withLock { $0.machine.stopping }
+        }
+        looking.assumeIsolated().whenComplete { [self] result in
+            watch.discovering = false
+            switch result {
+            case .success(let master):
+                watch.warned = false
+                watch.discoverBackoff.reset()
+                masterFound(master)
+            case .failure(let error):
+                if watch.finished { break }
+                watch.wanted = true
+                // A switch announced meanwhile is tried at once.
+                watch.discoverAt = ContinuousClock.now + (watch.candidate == nil ? watch.discoverBackoff.next() : .zero)
+                logger.log(
+                    level: watch.warned ? .debug : .warning, "Redis Sentinel named no reachable master; retrying",
+                    metadata: ["error": "\(error)"])
+                watch.warned = true
+            }
+            guard !watch.finished else { return sentinelExitedIfIdle() }
+            sentinelTurn()
+        }
+    }
+
+    /// Keeps one timer for the next thing due: the subscription's deadline or keepalive, the
+    /// resubscribe, the next look-up.
+    private func scheduleSentinelTurn() {
+        guard let watch = sentinelWatch, !watch.finished else { return }
+        var wakeUp = watch.session?.nextDeadline ?? watch.subscribeAt
+        if watch.wanted, !watch.discovering { wakeUp = min(wakeUp, watch.discoverAt) }
+        watch.timer.schedule(at: wakeUp, on: watch.loop) { [self] in
+            watch.timer.fired()
+            sentinelTurn()
+        }
+    }
+
+    /// The link stops: closes the subscription; the watch counts out of ``stop()``'s wait once
+    /// it is closed and a look-up under way has ended (after its current step: it asks
+    /// whether the link is stopping before each Sentinel).
+    private func finishSentinel() {
+        guard let watch = sentinelWatch else { return }
+        watch.finished = true
+        watch.timer.cancel()
+        if let closing = watch.session?.close() {
+            watch.closing = true
+            closing.assumeIsolated().whenComplete { [self] _ in
+                watch.closing = false
+                sentinelExitedIfIdle()
             }
         }
+        watch.session = nil
+        sentinelExitedIfIdle()
+    }
+
+    private func sentinelExitedIfIdle() {
+        guard let watch = sentinelWatch, watch.finished, !watch.closing, !watch.discovering, !watch.exited else { return }
+        watch.exited = true
+        workerExited()
     }
 }

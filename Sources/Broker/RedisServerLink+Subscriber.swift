@@ -198,7 +198,7 @@ extension RedisServerLink {
             state.discoveryWanted = sentinel != nil
             return state.machine.subscriberFailed("\(error)")
         }
-        sentinelWake?.signal()
+        wakeSentinel()
         subscriber.reconnectAt = ContinuousClock.now + subscriber.backoff.next()
         scheduleSubscriberTurn()
     }

@@ -18,7 +18,8 @@ import Synchronization
 ///   `RedisServerLink+Publisher.swift`): a NIO channel (``RedisPublisherSession``) to which it
 ///   writes the whole publish queue as one pipeline and whose replies it reads in order. A
 ///   publish made on that loop is written in the same pass of the loop, without waking a thread.
-/// - Only Sentinel discovery (`RedisServerLink+Sentinel.swift`) has a thread of its own.
+/// - With Sentinel, the *Sentinel watch* runs on the same loop too (``RedisSentinelState``,
+///   `RedisServerLink+Sentinel.swift`). The link has no thread of its own.
 ///
 /// **Deadlines** (`timeout` is `PUBSUB_REDIS_TIMEOUT`): every connection sends a `PING` after
 /// ``pingInterval(for:)`` without one (a third of the timeout), which also keeps Redis'
@@ -52,13 +53,14 @@ final class RedisServerLink: Sendable {
     /// Set when the master is found through Sentinel (see RedisServerLink+Sentinel.swift);
     /// `url` is then the template (master name as host, credentials, database).
     let sentinel: RedisSentinelDiscovery?
-    let sentinelWake: WakePipe?
+    /// The Sentinel watch's loop-owned state; nil without Sentinel.
+    let sentinelWatch: RedisSentinelState?
     let state: Mutex<State>
     /// The subscriber's and the publisher's loop-owned state (see `RedisServerLink+Subscriber.swift`
     /// and `RedisServerLink+Publisher.swift`).
     let subscriber: RedisSubscriberState
     let publisher: RedisPublisherState
-    /// The subscriber, the publisher and the sentinel thread still running, and who waits for
+    /// The subscriber, the publisher and the Sentinel watch still running, and who waits for
     /// the last one to finish (``stop()``). The last one resumes the waiters itself: no dispatch
     /// queue in between, whose threads may be busy.
     private let threads = Mutex<(running: Int, waiters: [CheckedContinuation<Void, Never>])>((0, []))
@@ -118,7 +120,7 @@ final class RedisServerLink: Sendable {
 
         // Where to connect (RedisServerLink+Sentinel.swift): `url`, or the master Sentinel
         // named (nil until then); the generation counts changes; a failed connection asks the
-        // sentinel thread to look again.
+        // Sentinel watch to look again.
         var master: RedisURL?
         var masterGeneration = 0
         var discoveryWanted = false
@@ -132,7 +134,7 @@ final class RedisServerLink: Sendable {
     ) {
         self.url = url
         self.sentinel = sentinel
-        self.sentinelWake = sentinel.map { _ in WakePipe() }
+        self.sentinelWatch = sentinel.map { _ in RedisSentinelState(loop: loop) }
         self.subscriber = RedisSubscriberState(loop: loop)
         self.publisher = RedisPublisherState(loop: loop)
         self.channels = channels
@@ -159,7 +161,7 @@ final class RedisServerLink: Sendable {
 
     // MARK: - Lifecycle (any thread)
 
-    /// Starts the subscriber and the publisher (on their loop) and, with Sentinel, its thread.
+    /// Starts the subscriber, the publisher and, with Sentinel, the watch (all on one loop).
     func start(deliver: @escaping @Sendable ([Envelope]) -> Void) {
         let fresh = state.withLock { state -> Bool in
             guard state.deliver == nil, !state.machine.stopping else { return false }
@@ -170,27 +172,14 @@ final class RedisServerLink: Sendable {
             return true
         }
         guard fresh else { return }
-        // The subscriber and the publisher, until finishSubscriber() and finishPublisher().
-        threads.withLock { $0.running += 2 }
+        // The subscriber, the publisher and the watch, until each finishes.
+        threads.withLock { $0.running += sentinelWatch == nil ? 2 : 3 }
         wakeSubscriber()
         wakePublisher()
-        if let sentinel { spawn("redis-sentinel") { $0.runSentinel(sentinel) } }
+        wakeSentinel()
     }
 
-    private func spawn(_ name: String, _ body: @escaping @Sendable (RedisServerLink) -> Void) {
-        threads.withLock { $0.running += 1 }
-        let thread = Thread { [self] in
-            // Named from inside as well: Foundation passes the name on to the system thread
-            // (`top -H`, gdb) only from the thread itself (best effort).
-            Thread.current.name = name
-            body(self)
-            workerExited()
-        }
-        thread.name = name
-        thread.start()
-    }
-
-    /// The subscriber, the publisher or the sentinel thread is done; the last one resumes ``stop()``'s waiters.
+    /// The subscriber, the publisher or the Sentinel watch is done; the last one resumes ``stop()``'s waiters.
     func workerExited() {
         let waiters = threads.withLock { threads in
             threads.running -= 1
@@ -201,7 +190,7 @@ final class RedisServerLink: Sendable {
         for waiter in waiters { waiter.resume() }
     }
 
-    /// Stops the subscriber, the publisher and the sentinel thread; returns once their
+    /// Stops the subscriber, the publisher and the Sentinel watch; returns once their
     /// connections are closed.
     ///
     /// The loop closes both channels at once; publishes not yet answered by Redis are answered
@@ -218,7 +207,7 @@ final class RedisServerLink: Sendable {
             settled = state.settling.releaseAll()
             return state.machine.stop()
         }
-        sentinelWake?.signal()
+        wakeSentinel()
         wakeSubscriber()
         wakePublisher()
         for body in settled { body() }
@@ -363,7 +352,7 @@ final class RedisServerLink: Sendable {
         }
     }
 
-    // MARK: - Failover (the link's loop, and the sentinel thread)
+    // MARK: - Failover (the link's loop)
 
     /// Feeds one event to the state machine (with whatever else `event` changes in the same
     /// critical section) and performs the actions it returns: the queue moves under the lock,
