@@ -4,7 +4,9 @@ import Foundation
 ///
 /// - `PUBSUB_REDIS_SENTINELS`: the Sentinels, comma-separated, each `host:port` (port 26379 when
 ///   left out) or `redis://[user:password@]host:port` when the Sentinels themselves require a
-///   password (`requirepass` in `sentinel.conf`).
+///   password (`requirepass` in `sentinel.conf`). `rediss://` Sentinels mean TLS to the
+///   Sentinels *and* to the masters they name (Redis's `tls-port` with `tls-replication yes`);
+///   then every Sentinel of the list must be `rediss://`.
 /// - `PUBSUB_REDIS_SENTINEL_PASSWORD`: the Sentinels' password, for every Sentinel listed without
 ///   credentials of its own (what redis-py's `sentinel_kwargs`, ioredis's `sentinelPassword` and
 ///   go-redis's `SentinelPassword` call it); sent as `AUTH <password>`.
@@ -15,18 +17,34 @@ import Foundation
 ///   `[user:password@]name[/db]`, for example `:s3cret@chorus-a` or `app:p%40ss@chorus-b/2`.
 ///
 /// ``masters`` holds one ``RedisURL`` per name whose `host` is the master name (its port is not
-/// used): the template a ``RedisSentinelDiscovery`` fills with the address Sentinel reports.
-/// TLS is not supported with Sentinel (neither to the Sentinels nor to the masters), unlike
-/// `PUBSUB_REDIS_URL`'s `rediss://`.
+/// used): the template a ``RedisSentinelDiscovery`` fills with the address Sentinel reports; with
+/// TLS it carries the Sentinels' ``RedisTLS``, so the masters are reached with the same files.
 public struct RedisSentinelSettings: Sendable, Hashable {
     public var sentinels: [RedisURL]
     public var masters: [RedisURL]
 
+    /// With TLS, the same ``RedisTLS`` for every Sentinel and master (see ``withTLS(_:)``).
     public init(sentinels: [RedisURL], masters: [RedisURL]) {
         precondition(!sentinels.isEmpty && !masters.isEmpty, "Sentinel mode needs sentinels and master names")
-        precondition((sentinels + masters).allSatisfy { $0.tls == nil }, "TLS is not supported with Sentinel")
+        let tls = sentinels[0].tls
+        precondition((sentinels + masters).allSatisfy { $0.tls == tls }, "Sentinels and masters use TLS alike")
         self.sentinels = sentinels
         self.masters = masters
+    }
+
+    /// Whether the Sentinels and the masters are reached over TLS (`rediss://` Sentinels).
+    public var usesTLS: Bool { sentinels[0].tls != nil }
+
+    /// These settings with `tls` (the CA and client files) for every Sentinel and master; only
+    /// when ``usesTLS``.
+    public func withTLS(_ tls: RedisTLS) -> RedisSentinelSettings {
+        precondition(usesTLS, "the Sentinels are not rediss://")
+        func applied(_ url: RedisURL) -> RedisURL {
+            var url = url
+            url.tls = tls
+            return url
+        }
+        return RedisSentinelSettings(sentinels: sentinels.map(applied), masters: masters.map(applied))
     }
 
     /// The default port of a Sentinel.
@@ -46,8 +64,8 @@ public struct RedisSentinelSettings: Sendable, Hashable {
             } catch {
                 throw .malformed("PUBSUB_REDIS_SENTINELS", Self.masked(entry), reason: "expected host:port or redis://[user:password@]host:port")
             }
-            guard url.tls == nil else {
-                throw .malformed("PUBSUB_REDIS_SENTINELS", Self.masked(entry), reason: "TLS (rediss://) to Sentinel is not supported")
+            if let first = sentinels.first, (first.tls == nil) != (url.tls == nil) {
+                throw .malformed("PUBSUB_REDIS_SENTINELS", Self.masked(entry), reason: "every Sentinel is redis:// or every one rediss:// (TLS)")
             }
             if !Self.hasExplicitPort(withScheme) { url.port = Self.defaultPort }
             if url.password == nil, let sentinelPassword, !sentinelPassword.isEmpty { url.password = sentinelPassword }
@@ -62,7 +80,7 @@ public struct RedisSentinelSettings: Sendable, Hashable {
         var masters: [RedisURL] = []
         for entry in try Self.entries(masterNames, variable: "PUBSUB_REDIS_MASTER_NAME") {
             let withScheme = "redis://" + entry
-            guard !entry.contains("://"), !Self.hasExplicitPort(withScheme), let url = try? RedisURL(parsing: withScheme),
+            guard !entry.contains("://"), !Self.hasExplicitPort(withScheme), var url = try? RedisURL(parsing: withScheme),
                 !url.host.isEmpty, url.host.allSatisfy({ $0.isLetter || $0.isNumber || "-_.".contains($0) })
             else {
                 throw .malformed(
@@ -72,6 +90,7 @@ public struct RedisSentinelSettings: Sendable, Hashable {
             guard !masters.contains(where: { $0.host == url.host }) else {
                 throw .malformed("PUBSUB_REDIS_MASTER_NAME", url.host, reason: "listed twice")
             }
+            url.tls = sentinels[0].tls
             masters.append(url)
         }
         self.init(sentinels: sentinels, masters: masters)
@@ -90,7 +109,8 @@ public struct RedisSentinelSettings: Sendable, Hashable {
     /// Whether `url` (with its scheme) ends in `:port` or `:port/db`.
     private static func hasExplicitPort(_ url: String) -> Bool {
         let afterCredentials = url.split(separator: "@").last.map(String.init) ?? url
-        let hostPort = afterCredentials.replacingOccurrences(of: "redis://", with: "").split(separator: "/").first.map(String.init) ?? ""
+        let afterScheme = afterCredentials.components(separatedBy: "://").last ?? afterCredentials
+        let hostPort = afterScheme.split(separator: "/").first.map(String.init) ?? ""
         if hostPort.hasPrefix("[") { return hostPort.contains("]:") }
         return hostPort.contains(":")
     }

@@ -256,8 +256,6 @@ extension NodeConfiguration {
         } catch {
             throw ConfigurationError("PUBSUB_REDIS_URL", Self.withoutVariable("PUBSUB_REDIS_URL", "\(error)"))
         }
-        redisURLs = try Self.redisTLS(
-            redisURLs, adapter: adapter, sentinel: reader.string("PUBSUB_REDIS_SENTINELS") != nil, reader)
         if let sentinels = reader.string("PUBSUB_REDIS_SENTINELS") {
             do {
                 redisSentinel = try RedisSentinelSettings(
@@ -267,6 +265,7 @@ extension NodeConfiguration {
                 throw ConfigurationError(error.variable, Self.withoutVariable(error.variable, "\(error)"))
             }
         }
+        (redisURLs, redisSentinel) = try Self.redisTLS(redisURLs, sentinel: redisSentinel, adapter: adapter, reader)
         redisPrefix = reader.string("PUBSUB_REDIS_PREFIX") ?? redisPrefix
         if let milliseconds = try reader.integer("PUBSUB_REDIS_TIMEOUT", in: 30...600_000) {
             redisTimeout = .milliseconds(milliseconds)
@@ -362,31 +361,32 @@ extension NodeConfiguration {
         return HistoryPolicy(size: size, ttlMilliseconds: ttl, patterns: patterns, maxBytes: maxBytes)
     }
 
-    /// `urls` with `PUBSUB_REDIS_TLS_CA_FILE`, `PUBSUB_REDIS_TLS_CERT_FILE` and
-    /// `PUBSUB_REDIS_TLS_KEY_FILE` applied to each `rediss://` server, and the TLS context made
-    /// here (``RedisTLS/context()``), so that a wrong path, a bad file or a key that does not fit
+    /// `urls`, or the Sentinel settings, with `PUBSUB_REDIS_TLS_CA_FILE`, `PUBSUB_REDIS_TLS_CERT_FILE`
+    /// and `PUBSUB_REDIS_TLS_KEY_FILE` applied to each `rediss://` server (with Sentinel: to
+    /// the `rediss://` Sentinels and the masters they name), and the TLS context made here
+    /// (``RedisTLS/context()``), so that a wrong path, a bad file or a key that does not fit
     /// the certificate stops the node at start with the variable named. Only for the Redis
-    /// adapter; TLS with Sentinel is refused.
+    /// adapter.
     fileprivate static func redisTLS(
-        _ urls: [RedisURL], adapter: Adapter, sentinel: Bool, _ reader: EnvironmentReader
-    ) throws(ConfigurationError) -> [RedisURL] {
+        _ urls: [RedisURL], sentinel: RedisSentinelSettings?, adapter: Adapter, _ reader: EnvironmentReader
+    ) throws(ConfigurationError) -> ([RedisURL], RedisSentinelSettings?) {
         let files = RedisTLS(
             caFile: reader.string(variable(.authority)), certificateFile: reader.string(variable(.certificate)),
             keyFile: reader.string(variable(.key)))
         let firstSet = [RedisTLS.File.authority, .certificate, .key].first { reader.string(variable($0)) != nil }
-        guard adapter == .redis else { return urls }
-        if sentinel {
-            if let firstSet { throw ConfigurationError(variable(firstSet), "TLS is not supported with PUBSUB_REDIS_SENTINELS") }
-            if reader.string("PUBSUB_REDIS_URL")?.trimmingCharacters(in: .whitespaces).lowercased().hasPrefix("rediss:") == true {
-                throw ConfigurationError("PUBSUB_REDIS_URL", "rediss:// (TLS) is not supported with PUBSUB_REDIS_SENTINELS")
-            }
-            return urls
+        guard adapter == .redis else { return (urls, sentinel) }
+        let servers = sentinel == nil ? "PUBSUB_REDIS_URL" : "PUBSUB_REDIS_SENTINELS"
+        if sentinel != nil,
+            reader.string("PUBSUB_REDIS_URL")?.trimmingCharacters(in: .whitespaces).lowercased().hasPrefix("rediss:") == true
+        {
+            throw ConfigurationError(
+                "PUBSUB_REDIS_URL", "is ignored with PUBSUB_REDIS_SENTINELS; for TLS, list the Sentinels as rediss://host:port")
         }
-        guard urls.contains(where: { $0.tls != nil }) else {
+        guard sentinel?.usesTLS ?? urls.contains(where: { $0.tls != nil }) else {
             if let firstSet {
-                throw ConfigurationError(variable(firstSet), "is set, but no server of PUBSUB_REDIS_URL uses rediss:// (TLS)")
+                throw ConfigurationError(variable(firstSet), "is set, but no server of \(servers) uses rediss:// (TLS)")
             }
-            return urls
+            return (urls, sentinel)
         }
         guard (files.certificateFile == nil) == (files.keyFile == nil) else {
             let given = files.certificateFile != nil ? RedisTLS.File.certificate : .key
@@ -395,13 +395,14 @@ extension NodeConfiguration {
         do {
             _ = try files.context()
         } catch {
-            throw ConfigurationError(error.file.map(variable) ?? "PUBSUB_REDIS_URL", error.description)
+            throw ConfigurationError(error.file.map(variable) ?? servers, error.description)
         }
-        return urls.map { url in
+        let tlsURLs = urls.map { url in
             var url = url
             if url.tls != nil { url.tls = files }
             return url
         }
+        return (tlsURLs, sentinel?.withTLS(files))
     }
 
     /// The variable that names `file`.

@@ -66,7 +66,7 @@ struct ConfigurationTests {
         #expect(split.websocketPort == 9090)
     }
 
-    @Test("rediss:// turns TLS on for that server; PUBSUB_REDIS_TLS_* files apply to every rediss:// server and are checked at start")
+    @Test("rediss:// turns TLS on for that server (or, as Sentinels, for them and their masters); PUBSUB_REDIS_TLS_* files apply to every rediss:// server and are checked at start")
     func redisTLS() async throws {
         let directory = try TestLogs.folder("configuration-tls")
         let certificates = try await TestCertificates.make(in: directory)
@@ -80,6 +80,15 @@ struct ConfigurationTests {
             nil,
         ])
         #expect(try NodeConfiguration(environment: redis.merging(["PUBSUB_REDIS_URL": "rediss://a"]) { $1 }).redisURLs[0].tls == RedisTLS())
+        // rediss:// Sentinels: TLS, with the same files, to the Sentinels and to the masters they name.
+        let sentinel = try NodeConfiguration(environment: redis.merging([
+            "PUBSUB_REDIS_SENTINELS": "rediss://s1:26380,rediss://s2", "PUBSUB_REDIS_MASTER_NAME": "m1,m2",
+            "PUBSUB_REDIS_TLS_CA_FILE": certificates.authority,
+        ]) { $1 }).redisSentinel
+        let files = RedisTLS(caFile: certificates.authority)
+        #expect(sentinel?.sentinels.map(\.tls) == [files, files])
+        #expect(sentinel?.sentinels.map(\.server) == ["s1:26380", "s2:26379"])
+        #expect(sentinel?.masters.map(\.tls) == [files, files])
         // The memory adapter uses no Redis: the variables are not checked.
         #expect(try NodeConfiguration(environment: Self.base.merging(["PUBSUB_REDIS_TLS_CA_FILE": "/nonexistent"]) { $1 }).adapter == .memory)
         for (overrides, message) in [
@@ -94,11 +103,13 @@ struct ConfigurationTests {
                 "PUBSUB_REDIS_TLS_CERT_FILE": certificates.clientCertificate, "PUBSUB_REDIS_TLS_KEY_FILE": certificates.serverKey],
                 "PUBSUB_REDIS_TLS_CERT_FILE: TLS: cannot use"),
             (["PUBSUB_REDIS_SENTINELS": "h:1", "PUBSUB_REDIS_MASTER_NAME": "a", "PUBSUB_REDIS_URL": "rediss://a"],
-                "PUBSUB_REDIS_URL: rediss:// (TLS) is not supported with PUBSUB_REDIS_SENTINELS"),
+                "PUBSUB_REDIS_URL: is ignored with PUBSUB_REDIS_SENTINELS; for TLS, list the Sentinels as rediss://"),
             (["PUBSUB_REDIS_SENTINELS": "h:1", "PUBSUB_REDIS_MASTER_NAME": "a", "PUBSUB_REDIS_TLS_CA_FILE": certificates.authority],
-                "PUBSUB_REDIS_TLS_CA_FILE: TLS is not supported with PUBSUB_REDIS_SENTINELS"),
-            (["PUBSUB_REDIS_SENTINELS": "rediss://h:1", "PUBSUB_REDIS_MASTER_NAME": "a"],
-                "PUBSUB_REDIS_SENTINELS: 'rediss://h:1': TLS (rediss://) to Sentinel is not supported"),
+                "PUBSUB_REDIS_TLS_CA_FILE: is set, but no server of PUBSUB_REDIS_SENTINELS uses rediss://"),
+            (["PUBSUB_REDIS_SENTINELS": "rediss://h:1,h:2", "PUBSUB_REDIS_MASTER_NAME": "a"],
+                "PUBSUB_REDIS_SENTINELS: 'h:2': every Sentinel is redis:// or every one rediss:// (TLS)"),
+            (["PUBSUB_REDIS_SENTINELS": "rediss://h:1", "PUBSUB_REDIS_MASTER_NAME": "a", "PUBSUB_REDIS_TLS_CA_FILE": "/nonexistent/ca.pem"],
+                "PUBSUB_REDIS_TLS_CA_FILE: TLS: cannot use /nonexistent/ca.pem"),
         ] {
             #expect {
                 _ = try NodeConfiguration(environment: redis.merging(overrides) { $1 })

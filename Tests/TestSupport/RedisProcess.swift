@@ -103,6 +103,8 @@ public final class RedisProcess: Sendable {
             serverArguments += [
                 "--tls-port", "\(port)", "--tls-cert-file", certificates.serverCertificate, "--tls-key-file",
                 certificates.serverKey, "--tls-ca-cert-file", certificates.authority, "--tls-auth-clients", "no",
+                // A replica connects to its master's TLS port over TLS (and announces its own).
+                "--tls-replication", "yes",
             ]
         }
         let started = try await ChildProcess.spawn(

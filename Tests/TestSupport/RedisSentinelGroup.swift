@@ -13,6 +13,10 @@ import Glibc
 /// replica and the other Sentinels (so that a failover can be agreed), and always stops every
 /// process. Logs and the Sentinels' config files (which they rewrite) go to a folder under
 /// `.build/test-logs`.
+///
+/// With ``tls``, every server and Sentinel also has a TLS port, and replication, the Sentinels'
+/// connections to the servers and to each other, and therefore the addresses Sentinel names,
+/// all use the TLS ports (`tls-replication yes`); the test's own queries keep the plain ports.
 public final class RedisSentinelGroup: Sendable {
     public static let masterName = "chorus"
     public static let downAfter = 1_000
@@ -22,15 +26,20 @@ public final class RedisSentinelGroup: Sendable {
     /// `servers[0]` starts as the master, `servers[1]` as its replica.
     public let servers: [RedisProcess]
     public let sentinels: [RedisSentinelProcess]
+    public let tls: TestCertificates?
 
-    fileprivate init(directory: URL, servers: [RedisProcess], sentinels: [RedisSentinelProcess]) {
+    fileprivate init(directory: URL, servers: [RedisProcess], sentinels: [RedisSentinelProcess], tls: TestCertificates?) {
         self.directory = directory
         self.servers = servers
         self.sentinels = sentinels
+        self.tls = tls
     }
 
-    /// `PUBSUB_REDIS_SENTINELS` for a node: every Sentinel as `127.0.0.1:port`.
-    public var sentinelList: String { sentinels.map { "127.0.0.1:\($0.port)" }.joined(separator: ",") }
+    /// `PUBSUB_REDIS_SENTINELS` for a node: every Sentinel as `127.0.0.1:port`, or with TLS as
+    /// `rediss://127.0.0.1:<TLS port>`.
+    public var sentinelList: String {
+        sentinels.map { $0.tlsPort.map { "rediss://127.0.0.1:\($0)" } ?? "127.0.0.1:\($0.port)" }.joined(separator: ",")
+    }
 
     /// The environment a node needs to find the master through these Sentinels.
     public var nodeEnvironment: [String: String] {
@@ -59,26 +68,27 @@ public final class RedisSentinelGroup: Sendable {
     }
 
     fileprivate static func start(
-        sentinelCount: Int, passwords: SentinelPasswords
+        sentinelCount: Int, passwords: SentinelPasswords, tls: TestCertificates?
     ) async throws -> RedisSentinelGroup {
         let directory = try TestLogs.folder("sentinel")
         var servers: [RedisProcess] = []
         var sentinels: [RedisSentinelProcess] = []
         do {
             for _ in 0..<2 {
-                let server = try RedisProcess(directory: directory, password: passwords.master)
+                let server = try RedisProcess(directory: directory, password: passwords.master, tls: tls)
                 try await server.start()
                 servers.append(server)
             }
             let master = servers[0]
-            _ = try await servers[1].command(["REPLICAOF", "127.0.0.1", "\(master.port)"])
+            let masterPort = master.tls?.port ?? master.port
+            _ = try await servers[1].command(["REPLICAOF", "127.0.0.1", "\(masterPort)"])
             try await waitFor("the replica to sync with the master") {
                 let info = try await servers[1].cli(["INFO", "replication"])
                 return info.contains("master_link_status:up")
             }
             for index in 0..<sentinelCount {
-                let sentinel = try RedisSentinelProcess(directory: directory, index: index, passwords: passwords)
-                try await sentinel.start(monitoring: master.port)
+                let sentinel = try RedisSentinelProcess(directory: directory, index: index, passwords: passwords, tls: tls)
+                try await sentinel.start(monitoring: masterPort)
                 sentinels.append(sentinel)
             }
             // A failover needs the Sentinels to know the replica and each other (hello messages
@@ -90,7 +100,7 @@ public final class RedisSentinelGroup: Sendable {
                     return replicas == 1 && others == sentinelCount - 1
                 }
             }
-            return RedisSentinelGroup(directory: directory, servers: servers, sentinels: sentinels)
+            return RedisSentinelGroup(directory: directory, servers: servers, sentinels: sentinels, tls: tls)
         } catch {
             await stop(servers: servers, sentinels: sentinels)
             throw TestFailure("Sentinel group did not start (logs in \(directory.path)): \(error)\n\(TestLogs.tails(of: directory))")
@@ -115,10 +125,10 @@ public final class RedisSentinelGroup: Sendable {
 /// Runs `body` with a fresh ``RedisSentinelGroup`` (master, replica, `sentinels` Sentinels),
 /// then stops all of it, also when `body` throws.
 public func withSentinelGroup<T>(
-    sentinels: Int = 3, passwords: SentinelPasswords = SentinelPasswords(),
+    sentinels: Int = 3, passwords: SentinelPasswords = SentinelPasswords(), tls: TestCertificates? = nil,
     _ body: (RedisSentinelGroup) async throws -> T
 ) async throws -> T {
-    let group = try await RedisSentinelGroup.start(sentinelCount: sentinels, passwords: passwords)
+    let group = try await RedisSentinelGroup.start(sentinelCount: sentinels, passwords: passwords, tls: tls)
     do {
         let result = try await body(group)
         await group.stop()
@@ -152,9 +162,14 @@ public final class RedisSentinelProcess: Sendable {
     private let binary: String
     private let started = Mutex<ChildProcess?>(nil)
     private let passwords: SentinelPasswords
+    private let tls: TestCertificates?
+    /// The TLS port beside ``port``, with TLS.
+    public let tlsPort: Int?
 
-    init(directory: URL, index: Int, passwords: SentinelPasswords = SentinelPasswords()) throws {
+    init(directory: URL, index: Int, passwords: SentinelPasswords = SentinelPasswords(), tls: TestCertificates? = nil) throws {
         self.passwords = passwords
+        self.tls = tls
+        self.tlsPort = try tls.map { _ in try LoopbackPort.reserve() }
         self.port = try LoopbackPort.reserve()
         self.directory = directory
         self.index = index
@@ -167,6 +182,17 @@ public final class RedisSentinelProcess: Sendable {
     func start(monitoring masterPort: Int) async throws {
         let config = directory.appendingPathComponent("sentinel-\(index).conf")
         let name = RedisSentinelGroup.masterName
+        var tlsConfig = ""
+        if let tlsPort, let tls {
+            tlsConfig = """
+                tls-port \(tlsPort)
+                tls-cert-file \(tls.serverCertificate)
+                tls-key-file \(tls.serverKey)
+                tls-ca-cert-file \(tls.authority)
+                tls-auth-clients no
+                tls-replication yes
+                """
+        }
         let text = """
             port \(port)
             bind 127.0.0.1
@@ -178,6 +204,7 @@ public final class RedisSentinelProcess: Sendable {
             sentinel parallel-syncs \(name) 1
             \(passwords.master.map { "sentinel auth-pass \(name) \($0)" } ?? "")
             \(passwords.sentinel.map { "requirepass \($0)\nsentinel sentinel-pass \($0)" } ?? "")
+            \(tlsConfig)
 
             """
         try text.write(to: config, atomically: true, encoding: .utf8)
