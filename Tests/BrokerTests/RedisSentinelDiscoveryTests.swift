@@ -49,53 +49,49 @@ struct RedisSentinelDiscoveryTests {
     func adaptersFollowFailover() async throws {
         try await withSentinelGroup(sentinels: 1) { group in
             let settings = try RedisSentinelSettings(sentinels: group.sentinelList, masterNames: RedisSentinelGroup.masterName)
-            var logger = Logger(label: "chorus.test.sentinel")
-            logger.logLevel = .error
-            let inboxes = [Inbox(), Inbox()]
-            let adapters = (0..<2).map { index in
-                RedisAdapter(sentinel: settings, nodeId: "n\(index)", timeout: .milliseconds(1500), logger: logger)
-            }
-            for (adapter, inbox) in zip(adapters, inboxes) {
-                adapter.start { batch in inbox.ids.withLock { $0 += batch.map(\.id) } }
-                adapter.addInterest(RedisTest.topic("ha.t"))
-            }
-            func settled(after transitions: Int) async -> Bool {
-                await RedisTest.eventually(within: .seconds(60)) {
-                    adapters.allSatisfy { $0.isSettled && $0.status().transitions >= transitions }
-                }
-            }
-            func crosses(_ id: String) async -> Bool {
-                adapters[0].publish(
-                    Envelope(id: id, origin: "n0", topic: try! Topic("ha.t"), eventType: nil, data: RawJSON(.object([:])), metadata: nil))
-                return await RedisTest.eventually(within: .seconds(10)) { inboxes[1].ids.withLock { $0.contains(id) } }
-            }
-            do {
-                #expect(await settled(after: 1))
-                #expect(adapters[0].status().backends.first?.address == "sentinel://chorus/0")
-                #expect(await crosses("before"))
+            try await SentinelAdapterPair.with(settings, topic: "ha.t") { pair in
+                #expect(await pair.settled(after: 1))
+                #expect(pair.adapters[0].status().backends.first?.address == "sentinel://chorus/0")
+                #expect(await pair.crosses("before"))
 
                 _ = try await group.sentinels[0].command(["SENTINEL", "FAILOVER", RedisSentinelGroup.masterName])
                 let promoted = await eventually(within: .seconds(60)) { await group.currentMaster()?.port == group.servers[1].port }
                 #expect(promoted, "Sentinel promoted the replica")
                 // connected (1), fallback when the master moved (2), connected to the new one (3)
-                #expect(await settled(after: 3))
-                #expect(await crosses("after"), "delivery crosses the adapters through the new master")
+                #expect(await pair.settled(after: 3))
+                #expect(await pair.crosses("after"), "delivery crosses the adapters through the new master")
                 let clients = try await group.servers[1].cli(["CLIENT", "LIST"])
                 #expect(clients.contains("name=chorus:n0:pub") && clients.contains("name=chorus:n1:sub"))
-            } catch {
-                for adapter in adapters { await adapter.shutdown() }
-                throw error
-            }
-            for adapter in adapters { await adapter.shutdown() }
-            for inbox in inboxes {
-                let ids = inbox.ids.withLock { $0 }
-                #expect(Set(ids).count == ids.count, "no message delivered twice")
+                #expect(!pair.deliveredTwice, "no message delivered twice")
             }
         }
     }
-}
 
-/// The ids one adapter delivered, shared with its deliver closure.
-private final class Inbox: Sendable {
-    let ids = Mutex<[String]>([])
+    @Test("a hung Sentinel (SIGSTOP) is left after its deadline: the watch subscribes to the next one, follows a failover through it, and the adapters shut down while it is still hung")
+    func leavesAHungSentinel() async throws {
+        try await withSentinelGroup(sentinels: 2) { group in
+            let settings = try RedisSentinelSettings(sentinels: group.sentinelList, masterNames: RedisSentinelGroup.masterName)
+            let (hung, next) = (group.sentinels[0], group.sentinels[1])
+            try await SentinelAdapterPair.with(settings, topic: "hung.t") { pair in
+                #expect(await pair.settled(after: 1))
+                let watching = { (sentinel: RedisSentinelProcess) async -> Set<String> in
+                    Set(chorusClientPorts((try? await sentinel.command(["CLIENT", "LIST"]).text) ?? "").keys)
+                }
+                let watchers: Set<String> = ["chorus:n0:sentinel", "chorus:n1:sentinel"]
+                #expect(await eventually(within: .seconds(10)) { await watching(hung) == watchers }, "the watch starts on the first Sentinel")
+
+                hung.process.signal(SIGSTOP)
+                let moved = await eventually(within: .seconds(30)) { await watching(next) == watchers }
+                #expect(moved, "both watches moved to the Sentinel that answers")
+                _ = try await next.command(["SENTINEL", "FAILOVER", RedisSentinelGroup.masterName])
+                let promoted = await eventually(within: .seconds(60)) { await group.currentMaster()?.port == group.servers[1].port }
+                #expect(promoted, "Sentinel promoted the replica")
+                #expect(await pair.settled(after: 3))
+                #expect(await pair.crosses("after"), "delivery crosses the adapters through the new master")
+                #expect(!pair.deliveredTwice, "no message delivered twice")
+                // Shut down with the first Sentinel still hung (the pair's shutdown), then thaw it.
+            }
+            hung.process.signal(SIGCONT)
+        }
+    }
 }
