@@ -75,7 +75,7 @@ struct RedisSentinelDiscoveryTests {
             try await SentinelAdapterPair.with(settings, topic: "hung.t") { pair in
                 #expect(await pair.settled(after: 1))
                 let watching = { (sentinel: RedisSentinelProcess) async -> Set<String> in
-                    Set(chorusClientPorts((try? await sentinel.command(["CLIENT", "LIST"]).text) ?? "").keys)
+                    Set(namedClientPorts((try? await sentinel.command(["CLIENT", "LIST"]).text) ?? "", prefix: "chorus:").keys)
                 }
                 let watchers: Set<String> = ["chorus:n0:sentinel", "chorus:n1:sentinel"]
                 #expect(await eventually(within: .seconds(10)) { await watching(hung) == watchers }, "the watch starts on the first Sentinel")

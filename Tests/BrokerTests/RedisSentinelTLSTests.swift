@@ -26,11 +26,11 @@ struct RedisSentinelTLSTests {
                 #expect(await pair.settled(after: 1))
                 #expect(await pair.crosses("before"))
                 let links: Set<String> = ["chorus:n0:sub", "chorus:n0:pub", "chorus:n1:sub", "chorus:n1:pub"]
-                let onMaster = chorusClientPorts(try await group.servers[0].cli(["CLIENT", "LIST"]))
+                let onMaster = namedClientPorts(try await group.servers[0].cli(["CLIENT", "LIST"]), prefix: "chorus:")
                 #expect(Set(onMaster.keys) == links)
                 #expect(Set(onMaster.values) == [masterTLSPort], "every link connection came in on the TLS port: \(onMaster)")
                 let sentinel = group.sentinels[0]
-                let onSentinel = chorusClientPorts(try await sentinel.command(["CLIENT", "LIST"]).text ?? "")
+                let onSentinel = namedClientPorts(try await sentinel.command(["CLIENT", "LIST"]).text ?? "", prefix: "chorus:")
                 #expect(Set(onSentinel.keys) == ["chorus:n0:sentinel", "chorus:n1:sentinel"])
                 #expect(Set(onSentinel.values) == [try #require(sentinel.tlsPort)], "the watch came in on the TLS port: \(onSentinel)")
 
@@ -40,7 +40,7 @@ struct RedisSentinelTLSTests {
                 // connected (1), fallback when the master moved (2), connected to the new one (3)
                 #expect(await pair.settled(after: 3))
                 #expect(await pair.crosses("after"), "delivery crosses the adapters through the new master")
-                let onNewMaster = chorusClientPorts(try await group.servers[1].cli(["CLIENT", "LIST"]))
+                let onNewMaster = namedClientPorts(try await group.servers[1].cli(["CLIENT", "LIST"]), prefix: "chorus:")
                 #expect(Set(onNewMaster.keys) == links)
                 #expect(Set(onNewMaster.values) == [try #require(group.servers[1].tls?.port)], "\(onNewMaster)")
                 #expect(!pair.deliveredTwice, "no message delivered twice")

@@ -63,20 +63,3 @@ final class SentinelAdapterPair: Sendable {
         }
     }
 }
-
-/// Each client named `chorus:...` in a `CLIENT LIST` reply, with the local port it is connected
-/// to (`laddr`): which of a server's ports, plain or TLS, it came in on.
-func chorusClientPorts(_ clientList: String) -> [String: Int] {
-    var ports: [String: Int] = [:]
-    for line in clientList.split(separator: "\n") {
-        var fields: [Substring: Substring] = [:]
-        for field in line.split(separator: " ") {
-            guard let equals = field.firstIndex(of: "=") else { continue }
-            fields[field[..<equals]] = field[field.index(after: equals)...]
-        }
-        guard let name = fields["name"], name.hasPrefix("chorus:"), let port = fields["laddr"]?.split(separator: ":").last
-        else { continue }
-        ports[String(name)] = Int(port)
-    }
-    return ports
-}

@@ -24,6 +24,45 @@ extension ClusterTests {
             }
         }
 
+        @Test("two nodes given rediss:// Sentinels reach the master over TLS, deliver across nodes, replay history, and stop cleanly")
+        func throughSentinel() async throws {
+            let certificates = try await TestCertificates.make(in: TestLogs.folder("cluster-sentinel-tls"))
+            try await withSentinelGroup(sentinels: 1, tls: certificates) { group in
+                let environment = group.nodeEnvironment.merging(["PUBSUB_REDIS_TLS_CA_FILE": certificates.authority]) { $1 }
+                #expect(environment["PUBSUB_REDIS_SENTINELS"]?.hasPrefix("rediss://") == true)
+                try await withCluster(nodes: 2, redisServers: 0, environment: environment) { cluster in
+                    for node in cluster.nodes {
+                        let backends = try await node.adapter()["backends"] as? [[String: Any]]
+                        #expect(backends?.first?["address"] as? String == "sentinel://\(RedisSentinelGroup.masterName)/0")
+                        #expect(backends?.first?["state"] as? String == "connected")
+                    }
+                    let subscriber = try await cluster.node(2).connect(as: "s")
+                    try await subscriber.subscribe("tls.ha")
+                    let publisher = try await cluster.node(1).connect(as: "p")
+                    try await publisher.awaitRoute(to: [subscriber], topic: "tls.ha")
+                    let sent = try await publisher.publishAcknowledged(topic: "tls.ha", data: ["text": "sealed"])
+                    #expect(try await subscriber.nextDelivery().data["text"] as? String == "sealed")
+                    let late = try await cluster.node(2).connect(as: "late")
+                    _ = try await late.subscribeWithHistory("tls.ha", replay: 10)
+                    let replayed = try await late.messages(of: "tls.ha", through: try #require(sent["offset"] as? Int))
+                    #expect(replayed.compactMap { ($0["data"] as? [String: Any])?["text"] as? String }.last == "sealed")
+
+                    // Every connection of both nodes, to the master and to the Sentinel, came in on a TLS port.
+                    let master = group.servers[0]
+                    let onMaster = namedClientPorts(try await master.cli(["CLIENT", "LIST"]), prefix: "chorus")
+                    for node in ["node-1", "node-2"] {
+                        #expect(onMaster["chorus:\(node):sub"] != nil && onMaster["chorus:\(node):pub"] != nil, "\(onMaster)")
+                    }
+                    #expect(onMaster.keys.contains { $0.hasPrefix("chorus-node-2:history") }, "the queue that read the replay: \(onMaster)")
+                    #expect(Set(onMaster.values) == [try #require(master.tls?.port)], "\(onMaster)")
+                    let sentinel = group.sentinels[0]
+                    let onSentinel = namedClientPorts(try await sentinel.command(["CLIENT", "LIST"]).text ?? "", prefix: "chorus")
+                    #expect(Set(onSentinel.keys) == ["chorus:node-1:sentinel", "chorus:node-2:sentinel"])
+                    #expect(Set(onSentinel.values) == [try #require(sentinel.tlsPort)], "\(onSentinel)")
+                }
+            }
+        }
+
         private func run(_ redis: RedisProcess, _ certificates: TestCertificates) async throws {
             #expect(redis.isRunning)
             let tlsURL = try #require(redis.tlsURL)
