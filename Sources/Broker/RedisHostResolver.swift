@@ -41,6 +41,11 @@ enum RedisHostResolver {
 
     private static let pending = Mutex<[String: Lookup]>([:])
 
+    /// The longest a lookup may take on a node loop's behalf, waiting for a thread of NIO's
+    /// pool included (``RedisReplyHandler/connect(_:timeout:on:)``): until then a connection
+    /// has no deadline of its own, and reports this one as its next.
+    static func lookupBound(_ timeout: Duration) -> Duration { timeout * 2 }
+
     /// `host` itself when it is an IP address; otherwise its first address, looked up within
     /// `timeout`. Throws when the name does not resolve or the lookup takes longer.
     static func numericAddress(of host: String, timeout: Duration) throws(RedisConnectionError) -> String {

@@ -30,8 +30,10 @@ final class RedisPublisherSession: RedisReplyReceiver {
     /// Whoever waits for each reply still due, in the order the commands were written.
     private var answers = CircularBuffer<Answer>()
     private var connecting = true
-    /// The host name is being looked up (bounded by its own deadline): no deadline of ours yet.
+    /// The host name is being looked up (bounded by ``RedisHostResolver/lookupBound(_:)``
+    /// from `created`): no deadline of ours yet.
     private var resolving = true
+    private let created: ContinuousClock.Instant
     private var ready = false
     /// Failed or closed: nothing more is reported.
     private var over = false
@@ -58,6 +60,7 @@ final class RedisPublisherSession: RedisReplyReceiver {
         self.url = url
         self.timeout = timeout
         self.pingInterval = pingInterval
+        created = now
         lastHeard = now
         lastUsed = now
         for command in RedisConnection.handshake(url, clientName: clientName) {
@@ -141,6 +144,7 @@ final class RedisPublisherSession: RedisReplyReceiver {
 
     /// When ``tend(now:)`` has something to do: the deadline of what is unanswered, or the next keepalive.
     var nextDeadline: ContinuousClock.Instant {
+        if resolving { return created + RedisHostResolver.lookupBound(timeout) }
         if let waitingSince { return max(waitingSince, lastHeard) + timeout }
         return lastUsed + pingInterval
     }

@@ -36,8 +36,9 @@ final class RedisReplyHandler<Receiver: RedisReplyReceiver>: ChannelInboundHandl
     /// Starts a TCP connection to `receiver.url` on `loop` with this handler at the end of its
     /// pipeline, behind a TLS handler for a `rediss://` URL (``RedisTLS``). A host name is
     /// looked up first on NIO's thread pool, bounded by `timeout` (``RedisHostResolver``: a
-    /// lookup past it is abandoned); the connect is bounded by `timeout` too. The receiver hears ``RedisReplyReceiver/connected(_:)`` or
-    /// ``RedisReplyReceiver/fail(_:)``.
+    /// lookup past it is abandoned), and by ``RedisHostResolver/lookupBound(_:)`` from now, waiting for a thread of
+    /// the pool included; the connect is bounded by `timeout` too. The receiver hears
+    /// ``RedisReplyReceiver/connected(_:)`` or ``RedisReplyReceiver/fail(_:)``.
     static func connect(_ receiver: Receiver, timeout: Duration, on loop: any EventLoop) {
         let bound = NIOLoopBound(receiver, eventLoop: loop)
         let (host, port) = (receiver.url.host, receiver.url.port)
@@ -47,6 +48,14 @@ final class RedisReplyHandler<Receiver: RedisReplyReceiver>: ChannelInboundHandl
             : NIOThreadPool.singleton.runIfActive(eventLoop: loop) {
                 try RedisHostResolver.numericAddress(of: host, timeout: timeout)
             }
+        if !RedisHostResolver.isNumeric(host) {
+            let server = receiver.url.server
+            let limit = RedisHostResolver.lookupBound(timeout)
+            let late = loop.assumeIsolated().scheduleTask(in: RedisTurnTimer.timeAmount(limit)) {
+                receiver.fail(RedisConnectionError("connect to \(server): no address for the host within \(limit)", isTimeout: true))
+            }
+            address.whenComplete { _ in late.cancel() }
+        }
         let connecting = address.flatMap { address in
             bound.value.addressResolved()
             return ClientBootstrap(group: loop)

@@ -8,7 +8,8 @@ import NIOPosix
 ///   no thread hop, the fastest round trip for a queue whose thread waits anyway;
 /// - TLS (`rediss://`): ``RedisChannelConnection``, a NIO channel behind NIOSSL, since
 ///   Debian's hiredis 0.14 has no TLS. Its replies are read on a loop of the queues' own
-///   (``tlsLoops``), not on a node loop busy with clients, and handed to the waiting thread.
+///   (``RedisRequestConnections/loops``), not on a node loop busy with clients, and handed to
+///   the waiting thread.
 ///
 /// Not `Sendable`: used by one thread at a time, never an event loop's.
 protocol RedisRequestConnection: AnyObject {
@@ -37,9 +38,11 @@ enum RedisRequestConnections {
     /// database selected and the client named.
     static func open(_ url: RedisURL, timeout: Duration, clientName: String?) throws(RedisConnectionError) -> any RedisRequestConnection {
         guard url.tls != nil else { return try RedisConnection(connectingTo: url, timeout: timeout, clientName: clientName) }
-        return try RedisChannelConnection(connectingTo: url, timeout: timeout, clientName: clientName, on: tlsLoops.next())
+        return try RedisChannelConnection(connectingTo: url, timeout: timeout, clientName: clientName, on: loops.next())
     }
 
-    /// The event loop of every TLS request connection of the process, made at the first one.
-    private static let tlsLoops = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    /// The event loop of the command queues' NIO connections (every TLS request connection of
+    /// the process, and a queue's Sentinel discovery), made at the first one: not a node loop
+    /// busy with clients.
+    static let loops = MultiThreadedEventLoopGroup(numberOfThreads: 1)
 }

@@ -76,9 +76,9 @@ struct RedisSentinelDiscovery: Sendable {
     }
 
     /// ``discover(preferring:startingAt:on:while:)`` for a thread that waits (never an event
-    /// loop's): a ``RedisCommandQueue``'s.
+    /// loop's): a ``RedisCommandQueue``'s, on the queues' loop (``RedisRequestConnections/loops``).
     func discover(preferring candidate: RedisURL? = nil, startingAt first: Int = 0) throws(RedisConnectionError) -> RedisURL {
-        let loop = MultiThreadedEventLoopGroup.singleton.next()
+        let loop = RedisRequestConnections.loops.next()
         return try RedisExchange.wait(for: loop.flatSubmit { discover(preferring: candidate, startingAt: first, on: loop) })
     }
 
@@ -103,7 +103,7 @@ struct RedisSentinelDiscovery: Sendable {
 
     /// ``verified(_:on:)`` for a thread that waits.
     func verified(_ candidate: RedisURL) throws(RedisConnectionError) -> RedisURL {
-        let loop = MultiThreadedEventLoopGroup.singleton.next()
+        let loop = RedisRequestConnections.loops.next()
         return try RedisExchange.wait(for: loop.flatSubmit { verified(candidate, on: loop) })
     }
 

@@ -20,9 +20,12 @@ final class RedisSentinelSession: RedisReplyReceiver {
     private var pendingOutput = ByteBuffer()
     /// Handshake commands whose reply has not been read yet.
     private var handshake: [String]
-    /// The host name is being looked up (bounded by its own deadline): no deadline of ours yet.
+    /// The host name is being looked up (bounded by ``RedisHostResolver/lookupBound(_:)``
+    /// from `created`): no deadline of ours yet.
     private var resolving = true
-    private var subscribed = false
+    private let created: ContinuousClock.Instant
+    /// The `SUBSCRIBE` was answered: a switch announced from now on reaches this session.
+    private(set) var isSubscribed = false
     /// When the request now unanswered (the `SUBSCRIBE`, then each keepalive) was sent.
     private var awaiting: ContinuousClock.Instant?
     private var lastAnswer: ContinuousClock.Instant
@@ -31,6 +34,9 @@ final class RedisSentinelSession: RedisReplyReceiver {
 
     /// The subscription is in place: a switch announced from now on reaches this session.
     var onSubscribed: (() -> Void)?
+    /// A request was answered: the next keepalive is due ``nextDeadline``, later than the
+    /// deadline the watch's timer waits for.
+    var onAnswered: (() -> Void)?
     /// A `+switch-master` message (`<name> <old-ip> <old-port> <new-ip> <new-port>`).
     var onSwitch: ((String) -> Void)?
     /// Called once when the connection fails (refused, closed, unparsable, late).
@@ -45,6 +51,7 @@ final class RedisSentinelSession: RedisReplyReceiver {
         for command in commands { RedisCommandEncoder.append(command, to: &pendingOutput) }
         RedisCommandEncoder.append(["SUBSCRIBE", "+switch-master"], to: &pendingOutput)
         let now = clock.now
+        created = now
         awaiting = now
         lastAnswer = now
     }
@@ -55,14 +62,15 @@ final class RedisSentinelSession: RedisReplyReceiver {
 
     /// When ``tend(now:)`` has something to do: the unanswered request's deadline, or the next keepalive.
     var nextDeadline: ContinuousClock.Instant {
-        awaiting.map { $0 + timeout } ?? lastAnswer + pingInterval
+        if resolving { return created + RedisHostResolver.lookupBound(timeout) }
+        return awaiting.map { $0 + timeout } ?? lastAnswer + pingInterval
     }
 
     /// Enforces the deadline of the unanswered request and sends a keepalive when one is due.
     func tend(now: ContinuousClock.Instant) throws(RedisConnectionError) {
         guard !resolving else { return }
         if let awaiting, now - awaiting > timeout {
-            let phase = subscribed ? "PING" : "SUBSCRIBE +switch-master"
+            let phase = isSubscribed ? "PING" : "SUBSCRIBE +switch-master"
             throw RedisConnectionError("Sentinel \(url.server): no answer to \(phase) within \(timeout)", isTimeout: true)
         }
         if awaiting == nil, now - lastAnswer >= pingInterval {
@@ -77,6 +85,7 @@ final class RedisSentinelSession: RedisReplyReceiver {
     func close() -> EventLoopFuture<Void>? {
         over = true
         onSubscribed = nil
+        onAnswered = nil
         onSwitch = nil
         onFailure = nil
         let closing = channel?.close()
@@ -98,8 +107,8 @@ final class RedisSentinelSession: RedisReplyReceiver {
             throw RedisConnectionError("Sentinel \(url.server): unexpected reply \(reply)")
         }
         switch kind {
-        case "subscribe" where !subscribed:
-            subscribed = true
+        case "subscribe" where !isSubscribed:
+            isSubscribed = true
             answered()
             onSubscribed?()
         case "message" where parts.count == 3:
@@ -135,5 +144,6 @@ final class RedisSentinelSession: RedisReplyReceiver {
     private func answered() {
         awaiting = nil
         lastAnswer = clock.now
+        onAnswered?()
     }
 }

@@ -62,7 +62,7 @@ public struct RedisSentinelSettings: Sendable, Hashable {
             do {
                 url = try RedisURL(parsing: withScheme)
             } catch {
-                throw .malformed("PUBSUB_REDIS_SENTINELS", Self.masked(entry), reason: "expected host:port or redis://[user:password@]host:port")
+                throw .malformed("PUBSUB_REDIS_SENTINELS", Self.masked(entry), reason: "expected host:port or redis[s]://[user:password@]host:port")
             }
             if let first = sentinels.first, (first.tls == nil) != (url.tls == nil) {
                 throw .malformed("PUBSUB_REDIS_SENTINELS", Self.masked(entry), reason: "every Sentinel is redis:// or every one rediss:// (TLS)")

@@ -100,17 +100,26 @@ extension RedisServerLink {
     private func sentinelTurn() {
         guard let watch = sentinelWatch, let discovery = sentinel, !watch.finished else { return }
         watch.loop.preconditionInEventLoop()
-        let (stopping, asked) = state.withLock { state in
+        enum Turn { case idle, stop, run(asked: Bool) }
+        let turn = state.withLock { state -> Turn in
+            guard !state.machine.stopping, state.deliver != nil else {
+                guard state.sentinelRunning else { return .idle }
+                state.sentinelRunning = false
+                return .stop
+            }
             defer { state.discoveryWanted = false }
-            return (state.machine.stopping, state.discoveryWanted)
+            return .run(asked: state.discoveryWanted)
         }
-        if stopping { return finishSentinel() }
-        if asked { watch.wanted = true }
+        switch turn {
+        case .idle: return
+        case .stop: return finishSentinel()
+        case .run(let asked): if asked { watch.wanted = true }
+        }
         let now = ContinuousClock.now
         if watch.session == nil, now >= watch.subscribeAt {
             subscribeToSentinel(discovery.sentinels[watch.next % discovery.sentinels.count])
         }
-        if watch.wanted, !watch.discovering, now >= watch.discoverAt { lookUpMaster(discovery) }
+        if Self.mayLookUp(watch), now >= watch.discoverAt { lookUpMaster(discovery) }
         do throws(RedisConnectionError) {
             try watch.session?.tend(now: now)
         } catch {
@@ -128,6 +137,10 @@ extension RedisServerLink {
             watch.subscribeBackoff.reset()
             watch.wanted = true  // a switch may have been announced while not subscribed
             wakeSentinel()
+        }
+        session.onAnswered = { [self, unowned session] in
+            guard watch.session === session else { return }
+            scheduleSentinelTurn()
         }
         session.onSwitch = { [self, unowned session] payload in
             guard watch.session === session,
@@ -172,13 +185,17 @@ extension RedisServerLink {
         }
         looking.assumeIsolated().whenComplete { [self] result in
             watch.discovering = false
+            // Stopping: the look-up gave up, or its answer no longer matters.
+            if watch.finished || state.withLock({ $0.machine.stopping }) {
+                guard watch.finished else { return sentinelTurn() }
+                return sentinelExitedIfIdle()
+            }
             switch result {
             case .success(let master):
                 watch.warned = false
                 watch.discoverBackoff.reset()
                 masterFound(master)
             case .failure(let error):
-                if watch.finished { break }
                 watch.wanted = true
                 // A switch announced meanwhile is tried at once.
                 watch.discoverAt = ContinuousClock.now + (watch.candidate == nil ? watch.discoverBackoff.next() : .zero)
@@ -187,9 +204,14 @@ extension RedisServerLink {
                     metadata: ["error": "\(error)"])
                 watch.warned = true
             }
-            guard !watch.finished else { return sentinelExitedIfIdle() }
             sentinelTurn()
         }
+    }
+
+    /// Whether a look-up is wanted and may start once due: one at a time, and not while the
+    /// subscription is being set up (its confirmation asks for one).
+    private static func mayLookUp(_ watch: RedisSentinelState) -> Bool {
+        watch.wanted && !watch.discovering && watch.session.map(\.isSubscribed) ?? true
     }
 
     /// Keeps one timer for the next thing due: the subscription's deadline or keepalive, the
@@ -197,7 +219,7 @@ extension RedisServerLink {
     private func scheduleSentinelTurn() {
         guard let watch = sentinelWatch, !watch.finished else { return }
         var wakeUp = watch.session?.nextDeadline ?? watch.subscribeAt
-        if watch.wanted, !watch.discovering { wakeUp = min(wakeUp, watch.discoverAt) }
+        if Self.mayLookUp(watch) { wakeUp = min(wakeUp, watch.discoverAt) }
         watch.timer.schedule(at: wakeUp, on: watch.loop) { [self] in
             watch.timer.fired()
             sentinelTurn()

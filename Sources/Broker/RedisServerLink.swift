@@ -86,6 +86,7 @@ final class RedisServerLink: Sendable {
         /// Started and not yet finished: each counts in `threads` (``stop()`` waits).
         var subscriberRunning = false
         var publisherRunning = false
+        var sentinelRunning = false
 
         // Interest wanted on this server, and what the current subscriber connection asked for.
         var channels: Set<String> = []
@@ -132,6 +133,7 @@ final class RedisServerLink: Sendable {
         history: HistoryPolicy = .off, fallbackHistory: MemoryHistory? = nil, maxPatterns: Int = RedisAdapter.defaultMaxPatterns,
         onTransition: @escaping @Sendable (_ state: AdapterStatus.State, _ transitions: Int) -> Void
     ) {
+        precondition(sentinel.map { !$0.sentinels.isEmpty } ?? true, "Sentinel discovery needs at least one Sentinel")
         self.url = url
         self.sentinel = sentinel
         self.sentinelWatch = sentinel.map { _ in RedisSentinelState(loop: loop) }
@@ -168,6 +170,7 @@ final class RedisServerLink: Sendable {
             state.deliver = deliver
             state.subscriberRunning = true
             state.publisherRunning = true
+            state.sentinelRunning = sentinel != nil
             state.since = Date()
             return true
         }

@@ -31,8 +31,10 @@ final class RedisSubscriberSession: RedisReplyReceiver {
     private var pendingOutput = ByteBuffer()
     private var reader: RedisSubscriptionReader
     private var connecting = true
-    /// The host name is being looked up (bounded by its own deadline): no deadline of ours yet.
+    /// The host name is being looked up (bounded by ``RedisHostResolver/lookupBound(_:)``
+    /// from `created`): no deadline of ours yet.
     private var resolving = true
+    private let created: ContinuousClock.Instant
     private var ready = false
     /// Failed or closed: nothing more is reported.
     private var over = false
@@ -76,6 +78,7 @@ final class RedisSubscriberSession: RedisReplyReceiver {
         reader = RedisSubscriptionReader(channels: channels, patterns: patterns)
         let handshakeCommands = RedisConnection.handshake(url, clientName: clientName)
         handshake = handshakeCommands.map { $0[0] }
+        created = now
         lastAnswer = now
         lastHeard = now
         for command in handshakeCommands { RedisCommandEncoder.append(command, to: &pendingOutput) }
@@ -108,6 +111,7 @@ final class RedisSubscriberSession: RedisReplyReceiver {
 
     /// When ``tend(now:)`` has something to do: the oldest `PING`'s deadline, or the next keepalive.
     var nextDeadline: ContinuousClock.Instant {
+        if resolving { return created + RedisHostResolver.lookupBound(timeout) }
         if let oldest = pings.first { return max(oldest, lastHeard) + timeout }
         return lastAnswer + pingInterval
     }

@@ -376,9 +376,8 @@ extension NodeConfiguration {
         let firstSet = [RedisTLS.File.authority, .certificate, .key].first { reader.string(variable($0)) != nil }
         guard adapter == .redis else { return (urls, sentinel) }
         let servers = sentinel == nil ? "PUBSUB_REDIS_URL" : "PUBSUB_REDIS_SENTINELS"
-        if sentinel != nil,
-            reader.string("PUBSUB_REDIS_URL")?.trimmingCharacters(in: .whitespaces).lowercased().hasPrefix("rediss:") == true
-        {
+        let ignoredURLs = reader.string("PUBSUB_REDIS_URL")?.split(separator: ",") ?? []
+        if sentinel != nil, ignoredURLs.contains(where: { $0.trimmingCharacters(in: .whitespaces).lowercased().hasPrefix("rediss:") }) {
             throw ConfigurationError(
                 "PUBSUB_REDIS_URL", "is ignored with PUBSUB_REDIS_SENTINELS; for TLS, list the Sentinels as rediss://host:port")
         }

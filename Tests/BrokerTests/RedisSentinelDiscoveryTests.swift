@@ -72,6 +72,8 @@ struct RedisSentinelDiscoveryTests {
         try await withSentinelGroup(sentinels: 2) { group in
             let settings = try RedisSentinelSettings(sentinels: group.sentinelList, masterNames: RedisSentinelGroup.masterName)
             let (hung, next) = (group.sentinels[0], group.sentinels[1])
+            // Thawed once the pair has shut down, also when the test fails.
+            defer { hung.process.signal(SIGCONT) }
             try await SentinelAdapterPair.with(settings, topic: "hung.t") { pair in
                 #expect(await pair.settled(after: 1))
                 let watching = { (sentinel: RedisSentinelProcess) async -> Set<String> in
@@ -89,9 +91,8 @@ struct RedisSentinelDiscoveryTests {
                 #expect(await pair.settled(after: 3))
                 #expect(await pair.crosses("after"), "delivery crosses the adapters through the new master")
                 #expect(!pair.deliveredTwice, "no message delivered twice")
-                // Shut down with the first Sentinel still hung (the pair's shutdown), then thaw it.
+                // The pair shuts down with the first Sentinel still hung; then it is thawed.
             }
-            hung.process.signal(SIGCONT)
         }
     }
 }

@@ -102,7 +102,7 @@ struct ConfigurationTests {
             (["PUBSUB_REDIS_URL": "rediss://a", "PUBSUB_REDIS_TLS_CA_FILE": certificates.authority,
                 "PUBSUB_REDIS_TLS_CERT_FILE": certificates.clientCertificate, "PUBSUB_REDIS_TLS_KEY_FILE": certificates.serverKey],
                 "PUBSUB_REDIS_TLS_CERT_FILE: TLS: cannot use"),
-            (["PUBSUB_REDIS_SENTINELS": "h:1", "PUBSUB_REDIS_MASTER_NAME": "a", "PUBSUB_REDIS_URL": "rediss://a"],
+            (["PUBSUB_REDIS_SENTINELS": "h:1", "PUBSUB_REDIS_MASTER_NAME": "a", "PUBSUB_REDIS_URL": "redis://a, rediss://b"],
                 "PUBSUB_REDIS_URL: is ignored with PUBSUB_REDIS_SENTINELS; for TLS, list the Sentinels as rediss://"),
             (["PUBSUB_REDIS_SENTINELS": "h:1", "PUBSUB_REDIS_MASTER_NAME": "a", "PUBSUB_REDIS_TLS_CA_FILE": certificates.authority],
                 "PUBSUB_REDIS_TLS_CA_FILE: is set, but no server of PUBSUB_REDIS_SENTINELS uses rediss://"),
