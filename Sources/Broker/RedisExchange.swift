@@ -40,11 +40,15 @@ final class RedisExchange: RedisReplyReceiver {
     /// On `loop`: connects to `url`, prepares the connection (``RedisConnection/handshake(_:clientName:)``;
     /// a refused `AUTH` or `SELECT` fails), sends `commands` one after another and closes. The
     /// future holds their replies, error replies included; each step is bounded by `timeout`.
-    static func ask(_ url: RedisURL, _ commands: [[String]], timeout: Duration, on loop: any EventLoop) -> EventLoopFuture<[RedisReply]> {
+    /// `open`, when given, holds the connection while it lasts (its owner may close it early).
+    static func ask(
+        _ url: RedisURL, _ commands: [[String]], timeout: Duration, on loop: any EventLoop, tracked open: RedisOpenExchanges? = nil
+    ) -> EventLoopFuture<[RedisReply]> {
         loop.preconditionInEventLoop()
         let answered = loop.makePromise(of: [RedisReply].self)
         let connected = loop.makePromise(of: Void.self)
         let exchange = connect(url, timeout: timeout, connected: connected)
+        open?.insert(exchange)
         let handshake = RedisConnection.handshake(url, clientName: nil)
         connected.futureResult.assumeIsolated().whenComplete { result in
             switch result {
@@ -52,7 +56,10 @@ final class RedisExchange: RedisReplyReceiver {
             case .failure(let error): answered.fail(error)
             }
         }
-        answered.futureResult.assumeIsolated().whenComplete { _ in exchange.close() }
+        answered.futureResult.assumeIsolated().whenComplete { _ in
+            open?.remove(exchange)
+            exchange.close()
+        }
         return answered.futureResult
     }
 
@@ -157,4 +164,30 @@ final class RedisExchange: RedisReplyReceiver {
     }
 
     func addressResolved() {}
+}
+
+/// The ``RedisExchange``s one owner has open on its loop, so that it can close them at once:
+/// a stopping link ends its Sentinel look-up at the step under way instead of waiting for it.
+///
+/// **Ownership.** Used on the owner's loop only (not `Sendable`).
+final class RedisOpenExchanges {
+    private var open: [ObjectIdentifier: RedisExchange] = [:]
+    private var closed = false
+
+    func insert(_ exchange: RedisExchange) {
+        guard !closed else { return exchange.close() }
+        open[ObjectIdentifier(exchange)] = exchange
+    }
+
+    func remove(_ exchange: RedisExchange) {
+        open[ObjectIdentifier(exchange)] = nil
+    }
+
+    /// Closes every open exchange (its command fails at once) and every later one.
+    func closeAll() {
+        closed = true
+        let all = open.values
+        open = [:]
+        for exchange in all { exchange.close() }
+    }
 }

@@ -32,17 +32,17 @@ struct RedisSentinelDiscovery: Sendable {
 
     /// The verified master, on `loop` (call it there): `candidate` first when given (the address
     /// of a `+switch-master`), then what each Sentinel names, from `startingAt`. Fails with
-    /// every refusal when none is a master. `proceed` is asked before each Sentinel (a stopping
-    /// link gives up between them, so that its shutdown waits for one step at most).
+    /// every refusal when none is a master. `proceed` is asked before each Sentinel, and the
+    /// connections are kept in `open` (a stopping link closes them and gives up at once).
     func discover(
         preferring candidate: RedisURL? = nil, startingAt first: Int = 0, on loop: any EventLoop,
-        while proceed: @escaping () -> Bool = { true }
+        tracked open: RedisOpenExchanges? = nil, while proceed: @escaping () -> Bool = { true }
     ) -> EventLoopFuture<RedisURL> {
         let found = loop.makePromise(of: RedisURL.self)
         var problems: [String] = []
         var tried: Set<String> = []
         func verify(_ url: RedisURL, otherwise: @escaping () -> Void) {
-            verified(url, on: loop).assumeIsolated().whenComplete { result in
+            verified(url, on: loop, tracked: open).assumeIsolated().whenComplete { result in
                 switch result {
                 case .success(let master): found.succeed(master)
                 case .failure(let error):
@@ -56,7 +56,7 @@ struct RedisSentinelDiscovery: Sendable {
                 return found.fail(
                     RedisConnectionError("no master for '\(masterName)' from Sentinel: \(problems.joined(separator: "; "))"))
             }
-            masterNamed(by: sentinels[(first + offset) % sentinels.count], on: loop).assumeIsolated().whenComplete { result in
+            masterNamed(by: sentinels[(first + offset) % sentinels.count], on: loop, tracked: open).assumeIsolated().whenComplete { result in
                 switch result {
                 case .success(let named) where tried.insert(named.server).inserted: verify(named) { ask(offset + 1) }
                 case .success: ask(offset + 1)
@@ -83,8 +83,8 @@ struct RedisSentinelDiscovery: Sendable {
     }
 
     /// What `sentinel` names as the master (`SENTINEL get-master-addr-by-name`), on `loop`.
-    func masterNamed(by sentinel: RedisURL, on loop: any EventLoop) -> EventLoopFuture<RedisURL> {
-        RedisExchange.ask(sentinel, [["SENTINEL", "get-master-addr-by-name", masterName]], timeout: timeout, on: loop)
+    func masterNamed(by sentinel: RedisURL, on loop: any EventLoop, tracked open: RedisOpenExchanges? = nil) -> EventLoopFuture<RedisURL> {
+        RedisExchange.ask(sentinel, [["SENTINEL", "get-master-addr-by-name", masterName]], timeout: timeout, on: loop, tracked: open)
             .flatMapThrowing { [self] replies in
                 guard let (host, port) = Self.address(from: replies[0]) else {
                     throw RedisConnectionError("Sentinel \(sentinel.server) does not know master '\(masterName)': \(replies[0])")
@@ -94,8 +94,8 @@ struct RedisSentinelDiscovery: Sendable {
     }
 
     /// `candidate` when it answers `ROLE` as a master (after `AUTH`/`SELECT`), on `loop`.
-    func verified(_ candidate: RedisURL, on loop: any EventLoop) -> EventLoopFuture<RedisURL> {
-        RedisExchange.ask(candidate, [["ROLE"]], timeout: timeout, on: loop).flatMapThrowing { replies in
+    func verified(_ candidate: RedisURL, on loop: any EventLoop, tracked open: RedisOpenExchanges? = nil) -> EventLoopFuture<RedisURL> {
+        RedisExchange.ask(candidate, [["ROLE"]], timeout: timeout, on: loop, tracked: open).flatMapThrowing { replies in
             try Self.requireMaster(replies[0], at: candidate)
             return candidate
         }

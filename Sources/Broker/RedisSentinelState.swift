@@ -20,8 +20,9 @@ final class RedisSentinelState: @unchecked Sendable {
     var discoverAt = ContinuousClock.now
     var discoverBackoff = RedisServerLink.reconnectBackoff()
     var candidate: RedisURL?
-    /// A look-up is under way (one at a time).
+    /// A look-up is under way (one at a time), and its connections (closed when the link stops).
     var discovering = false
+    let lookups = RedisOpenExchanges()
     /// A failed look-up was logged as a warning; the next ones are logged at debug level.
     var warned = false
 

@@ -180,8 +180,8 @@ extension RedisServerLink {
         watch.wanted = false
         let candidate = watch.candidate
         watch.candidate = nil
-        let looking = discovery.discover(preferring: candidate, startingAt: watch.next, on: watch.loop) { [self] in
-            !state.withLock { $0.machine.stopping }
+        let looking = discovery.discover(preferring: candidate, startingAt: watch.next, on: watch.loop, tracked: watch.lookups) {
+            [self] in !state.withLock { $0.machine.stopping }
         }
         looking.assumeIsolated().whenComplete { [self] result in
             watch.discovering = false
@@ -226,13 +226,14 @@ extension RedisServerLink {
         }
     }
 
-    /// The link stops: closes the subscription; the watch counts out of ``stop()``'s wait once
-    /// it is closed and a look-up under way has ended (after its current step: it asks
-    /// whether the link is stopping before each Sentinel).
+    /// The link stops: closes the subscription and a look-up's connections; the watch counts
+    /// out of ``stop()``'s wait once both are over (the look-up fails at once, and asks whether
+    /// the link is stopping before going on to the next Sentinel).
     private func finishSentinel() {
         guard let watch = sentinelWatch else { return }
         watch.finished = true
         watch.timer.cancel()
+        watch.lookups.closeAll()
         if let closing = watch.session?.close() {
             watch.closing = true
             closing.assumeIsolated().whenComplete { [self] _ in
