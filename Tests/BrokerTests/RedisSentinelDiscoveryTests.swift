@@ -71,17 +71,25 @@ struct RedisSentinelDiscoveryTests {
     func leavesAHungSentinel() async throws {
         try await withSentinelGroup(sentinels: 2) { group in
             let settings = try RedisSentinelSettings(sentinels: group.sentinelList, masterNames: RedisSentinelGroup.masterName)
-            let (hung, next) = (group.sentinels[0], group.sentinels[1])
+            let watching = { (sentinel: RedisSentinelProcess) async -> Set<String> in
+                Set(namedClientPorts((try? await sentinel.command(["CLIENT", "LIST"]).text) ?? "", prefix: "chorus:").keys)
+            }
+            let watchers: Set<String> = ["chorus:n0:sentinel", "chorus:n1:sentinel"]
+            let hungOne = Mutex<RedisSentinelProcess?>(nil)
             // Thawed once the pair has shut down, also when the test fails.
-            defer { hung.process.signal(SIGCONT) }
+            defer { hungOne.withLock { $0 }?.process.signal(SIGCONT) }
             try await SentinelAdapterPair.with(settings, topic: "hung.t") { pair in
                 #expect(await pair.settled(after: 1))
-                let watching = { (sentinel: RedisSentinelProcess) async -> Set<String> in
-                    Set(namedClientPorts((try? await sentinel.command(["CLIENT", "LIST"]).text) ?? "", prefix: "chorus:").keys)
+                // The Sentinel n0's watch is on (the first, unless it was slow to answer at the start).
+                var watched: RedisSentinelProcess?
+                _ = await eventually(within: .seconds(20)) {
+                    for sentinel in group.sentinels where await watching(sentinel).contains("chorus:n0:sentinel") { watched = sentinel }
+                    return watched != nil
                 }
-                let watchers: Set<String> = ["chorus:n0:sentinel", "chorus:n1:sentinel"]
-                #expect(await eventually(within: .seconds(10)) { await watching(hung) == watchers }, "the watch starts on the first Sentinel")
+                let hung = try #require(watched, "n0's watch subscribes to a Sentinel")
+                let next = try #require(group.sentinels.first { $0 !== hung })
 
+                hungOne.withLock { $0 = hung }
                 hung.process.signal(SIGSTOP)
                 let moved = await eventually(within: .seconds(30)) { await watching(next) == watchers }
                 #expect(moved, "both watches moved to the Sentinel that answers")
@@ -91,7 +99,7 @@ struct RedisSentinelDiscoveryTests {
                 #expect(await pair.settled(after: 3))
                 #expect(await pair.crosses("after"), "delivery crosses the adapters through the new master")
                 #expect(!pair.deliveredTwice, "no message delivered twice")
-                // The pair shuts down with the first Sentinel still hung; then it is thawed.
+                // The pair shuts down with that Sentinel still hung; then it is thawed.
             }
         }
     }
