@@ -13,7 +13,7 @@ import TestSupport
 struct RedisSentinelTLSTests {
     @Test("rediss:// Sentinels: discovery, the +switch-master watch and both link connections use TLS, and the adapters follow a forced failover over TLS")
     func followsFailoverOverTLS() async throws {
-        let certificates = try await TestCertificates.make(in: TestLogs.folder("sentinel-tls"))
+        let certificates = try await TestCertificates.loopback()
         try await withSentinelGroup(sentinels: 1, tls: certificates) { group in
             let settings = try RedisSentinelSettings(sentinels: group.sentinelList, masterNames: RedisSentinelGroup.masterName)
                 .withTLS(RedisTLS(caFile: certificates.authority))
@@ -44,6 +44,28 @@ struct RedisSentinelTLSTests {
                 #expect(Set(onNewMaster.keys) == links)
                 #expect(Set(onNewMaster.values) == [try #require(group.servers[1].tls?.port)], "\(onNewMaster)")
                 #expect(!pair.deliveredTwice, "no message delivered twice")
+            }
+        }
+    }
+
+    @Test("with tls-auth-clients yes on every server and Sentinel: refused without a client certificate, delivers across adapters with one")
+    func clientCertificates() async throws {
+        let certificates = try await TestCertificates.loopback()
+        try await withSentinelGroup(sentinels: 1, tls: certificates, clientCertificates: true) { group in
+            let plain = try RedisSentinelSettings(sentinels: group.sentinelList, masterNames: RedisSentinelGroup.masterName)
+            let without = plain.withTLS(RedisTLS(caFile: certificates.authority))
+            let refused = RedisSentinelDiscovery(sentinels: without.sentinels, master: without.masters[0], timeout: .seconds(2))
+            await #expect(throws: RedisConnectionError.self, "a Sentinel that requires a client certificate refuses one without") {
+                try await onOwnThread { try refused.discover() }
+            }
+
+            let settings = plain.withTLS(
+                RedisTLS(caFile: certificates.authority, certificateFile: certificates.clientCertificate, keyFile: certificates.clientKey))
+            try await SentinelAdapterPair.with(settings, topic: "mtls.t") { pair in
+                #expect(await pair.settled(after: 1))
+                #expect(await pair.crosses("with a certificate"))
+                let onMaster = namedClientPorts(try await group.servers[0].cli(["CLIENT", "LIST"]), prefix: "chorus:")
+                #expect(Set(onMaster.values) == [try #require(group.servers[0].tls?.port)], "\(onMaster)")
             }
         }
     }

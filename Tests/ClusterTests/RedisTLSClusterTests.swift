@@ -12,7 +12,7 @@ extension ClusterTests {
         @Test("two nodes on rediss:// deliver across nodes and replay history, both over TLS, and stop cleanly")
         func acrossNodes() async throws {
             let directory = try TestLogs.folder("cluster-redis-tls")
-            let certificates = try await TestCertificates.make(in: directory)
+            let certificates = try await TestCertificates.loopback()
             let redis = try RedisProcess(directory: directory, tls: certificates)
             try await redis.start()
             do {
@@ -26,7 +26,7 @@ extension ClusterTests {
 
         @Test("two nodes given rediss:// Sentinels reach the master over TLS, deliver across nodes, replay history, and stop cleanly")
         func throughSentinel() async throws {
-            let certificates = try await TestCertificates.make(in: TestLogs.folder("cluster-sentinel-tls"))
+            let certificates = try await TestCertificates.loopback()
             try await withSentinelGroup(sentinels: 1, tls: certificates) { group in
                 let environment = group.nodeEnvironment.merging(["PUBSUB_REDIS_TLS_CA_FILE": certificates.authority]) { $1 }
                 #expect(environment["PUBSUB_REDIS_SENTINELS"]?.hasPrefix("rediss://") == true)

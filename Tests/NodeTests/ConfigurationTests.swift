@@ -68,8 +68,7 @@ struct ConfigurationTests {
 
     @Test("rediss:// turns TLS on for that server (or, as Sentinels, for them and their masters); PUBSUB_REDIS_TLS_* files apply to every rediss:// server and are checked at start")
     func redisTLS() async throws {
-        let directory = try TestLogs.folder("configuration-tls")
-        let certificates = try await TestCertificates.make(in: directory)
+        let certificates = try await TestCertificates.loopback()
         let redis = Self.base.merging(["PUBSUB_ADAPTER": "redis"]) { $1 }
         let configuration = try NodeConfiguration(environment: redis.merging([
             "PUBSUB_REDIS_URL": "rediss://a:6380,redis://b:6379", "PUBSUB_REDIS_TLS_CA_FILE": certificates.authority,

@@ -34,11 +34,16 @@ public final class RedisProcess: Sendable {
     public let password: String?
 
     /// A TLS port beside the plain one (which the test's own queries keep using), with these
-    /// certificates (clients need no certificate of their own).
+    /// certificates; clients need a certificate of their own only with `clientCertificates`
+    /// (`tls-auth-clients yes`).
     public let tls: (port: Int, certificates: TestCertificates)?
+    private let clientCertificates: Bool
 
-    public init(directory: URL, password: String? = nil, tls certificates: TestCertificates? = nil) throws {
+    public init(
+        directory: URL, password: String? = nil, tls certificates: TestCertificates? = nil, clientCertificates: Bool = false
+    ) throws {
         self.password = password
+        self.clientCertificates = clientCertificates
         self.tls = try certificates.map { (try LoopbackPort.reserve(), $0) }
         self.portBox = Mutex(try LoopbackPort.reserve())
         self.directory = directory
@@ -102,7 +107,8 @@ public final class RedisProcess: Sendable {
         if let (port, certificates) = tls {
             serverArguments += [
                 "--tls-port", "\(port)", "--tls-cert-file", certificates.serverCertificate, "--tls-key-file",
-                certificates.serverKey, "--tls-ca-cert-file", certificates.authority, "--tls-auth-clients", "no",
+                certificates.serverKey, "--tls-ca-cert-file", certificates.authority, "--tls-auth-clients",
+                clientCertificates ? "yes" : "no",
                 // A replica connects to its master's TLS port over TLS (and announces its own).
                 "--tls-replication", "yes",
             ]

@@ -17,6 +17,8 @@ import Glibc
 /// With ``tls``, every server and Sentinel also has a TLS port, and replication, the Sentinels'
 /// connections to the servers and to each other, and therefore the addresses Sentinel names,
 /// all use the TLS ports (`tls-replication yes`); the test's own queries keep the plain ports.
+/// With `clientCertificates` too, every TLS port requires a client certificate
+/// (`tls-auth-clients yes`; the servers and Sentinels present their own to each other).
 public final class RedisSentinelGroup: Sendable {
     public static let masterName = "chorus"
     public static let downAfter = 1_000
@@ -68,14 +70,15 @@ public final class RedisSentinelGroup: Sendable {
     }
 
     fileprivate static func start(
-        sentinelCount: Int, passwords: SentinelPasswords, tls: TestCertificates?
+        sentinelCount: Int, passwords: SentinelPasswords, tls: TestCertificates?, clientCertificates: Bool
     ) async throws -> RedisSentinelGroup {
         let directory = try TestLogs.folder("sentinel")
         var servers: [RedisProcess] = []
         var sentinels: [RedisSentinelProcess] = []
         do {
             for _ in 0..<2 {
-                let server = try RedisProcess(directory: directory, password: passwords.master, tls: tls)
+                let server = try RedisProcess(
+                    directory: directory, password: passwords.master, tls: tls, clientCertificates: clientCertificates)
                 try await server.start()
                 servers.append(server)
             }
@@ -87,7 +90,8 @@ public final class RedisSentinelGroup: Sendable {
                 return info.contains("master_link_status:up")
             }
             for index in 0..<sentinelCount {
-                let sentinel = try RedisSentinelProcess(directory: directory, index: index, passwords: passwords, tls: tls)
+                let sentinel = try RedisSentinelProcess(
+                    directory: directory, index: index, passwords: passwords, tls: tls, clientCertificates: clientCertificates)
                 try await sentinel.start(monitoring: masterPort)
                 sentinels.append(sentinel)
             }
@@ -126,9 +130,10 @@ public final class RedisSentinelGroup: Sendable {
 /// then stops all of it, also when `body` throws.
 public func withSentinelGroup<T>(
     sentinels: Int = 3, passwords: SentinelPasswords = SentinelPasswords(), tls: TestCertificates? = nil,
-    _ body: (RedisSentinelGroup) async throws -> T
+    clientCertificates: Bool = false, _ body: (RedisSentinelGroup) async throws -> T
 ) async throws -> T {
-    let group = try await RedisSentinelGroup.start(sentinelCount: sentinels, passwords: passwords, tls: tls)
+    let group = try await RedisSentinelGroup.start(
+        sentinelCount: sentinels, passwords: passwords, tls: tls, clientCertificates: clientCertificates)
     do {
         let result = try await body(group)
         await group.stop()
@@ -163,12 +168,17 @@ public final class RedisSentinelProcess: Sendable {
     private let started = Mutex<ChildProcess?>(nil)
     private let passwords: SentinelPasswords
     private let tls: TestCertificates?
+    private let clientCertificates: Bool
     /// The TLS port beside ``port``, with TLS.
     public let tlsPort: Int?
 
-    init(directory: URL, index: Int, passwords: SentinelPasswords = SentinelPasswords(), tls: TestCertificates? = nil) throws {
+    init(
+        directory: URL, index: Int, passwords: SentinelPasswords = SentinelPasswords(), tls: TestCertificates? = nil,
+        clientCertificates: Bool = false
+    ) throws {
         self.passwords = passwords
         self.tls = tls
+        self.clientCertificates = clientCertificates
         self.tlsPort = try tls.map { _ in try LoopbackPort.reserve() }
         self.port = try LoopbackPort.reserve()
         self.directory = directory
@@ -189,7 +199,7 @@ public final class RedisSentinelProcess: Sendable {
                 tls-cert-file \(tls.serverCertificate)
                 tls-key-file \(tls.serverKey)
                 tls-ca-cert-file \(tls.authority)
-                tls-auth-clients no
+                tls-auth-clients \(clientCertificates ? "yes" : "no")
                 tls-replication yes
                 """
         }

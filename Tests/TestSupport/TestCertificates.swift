@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// A private certificate authority and certificates it signed, made by `openssl` for one test:
 /// a server certificate for `serverNames` and a client certificate (for mutual TLS). Valid for
@@ -6,13 +7,28 @@ import Foundation
 ///
 /// Made with ``make(in:serverNames:)``, on a thread of its own: waiting for five `openssl` runs
 /// on Swift's cooperative pool (as wide as the cores) would stall every other test meanwhile,
-/// down to clients that then miss their pongs.
+/// down to clients that then miss their pongs. Tests that need no particular names share one
+/// set (``loopback()``), so that a run makes it once rather than once per test.
 public struct TestCertificates: Sendable {
     public let authority: String
     public let serverCertificate: String
     public let serverKey: String
     public let clientCertificate: String
     public let clientKey: String
+
+    /// The set for `127.0.0.1` and `localhost` that every test of the process shares, made at
+    /// the first call.
+    public static func loopback() async throws -> TestCertificates {
+        let making = shared.withLock { making in
+            if let making { return making }
+            let task = Task { try await make(in: TestLogs.folder("certificates-loopback")) }
+            making = task
+            return task
+        }
+        return try await making.value
+    }
+
+    private static let shared = Mutex<Task<TestCertificates, any Error>?>(nil)
 
     /// - Parameter serverNames: the server certificate's subjectAltName entries.
     public static func make(in directory: URL, serverNames: String = "IP:127.0.0.1,DNS:localhost") async throws -> TestCertificates {
