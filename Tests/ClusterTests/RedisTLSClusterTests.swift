@@ -31,21 +31,7 @@ extension ClusterTests {
                 let environment = group.nodeEnvironment.merging(["PUBSUB_REDIS_TLS_CA_FILE": certificates.authority]) { $1 }
                 #expect(environment["PUBSUB_REDIS_SENTINELS"]?.hasPrefix("rediss://") == true)
                 try await withCluster(nodes: 2, redisServers: 0, environment: environment) { cluster in
-                    for node in cluster.nodes {
-                        let backends = try await node.adapter()["backends"] as? [[String: Any]]
-                        #expect(backends?.first?["address"] as? String == "sentinel://\(RedisSentinelGroup.masterName)/0")
-                        #expect(backends?.first?["state"] as? String == "connected")
-                    }
-                    let subscriber = try await cluster.node(2).connect(as: "s")
-                    try await subscriber.subscribe("tls.ha")
-                    let publisher = try await cluster.node(1).connect(as: "p")
-                    try await publisher.awaitRoute(to: [subscriber], topic: "tls.ha")
-                    let sent = try await publisher.publishAcknowledged(topic: "tls.ha", data: ["text": "sealed"])
-                    #expect(try await subscriber.nextDelivery().data["text"] as? String == "sealed")
-                    let late = try await cluster.node(2).connect(as: "late")
-                    _ = try await late.subscribeWithHistory("tls.ha", replay: 10)
-                    let replayed = try await late.messages(of: "tls.ha", through: try #require(sent["offset"] as? Int))
-                    #expect(replayed.compactMap { ($0["data"] as? [String: Any])?["text"] as? String }.last == "sealed")
+                    try await deliverAndReplay(cluster, address: "sentinel://\(RedisSentinelGroup.masterName)/0", topic: "tls.ha")
 
                     // Every connection of both nodes, to the master and to the Sentinel, came in on a TLS port.
                     let master = group.servers[0]
@@ -63,30 +49,33 @@ extension ClusterTests {
             }
         }
 
+        /// Both nodes connected to `address`; a message published on node 1 reaches a subscriber
+        /// on node 2, and a late subscriber there replays it (read from Redis by the node's
+        /// history queue, over TLS too).
+        private func deliverAndReplay(_ cluster: Cluster, address: String, topic: String) async throws {
+            for node in cluster.nodes {
+                let backends = try await node.adapter()["backends"] as? [[String: Any]]
+                #expect(backends?.first?["address"] as? String == address)
+                #expect(backends?.first?["state"] as? String == "connected")
+            }
+            let subscriber = try await cluster.node(2).connect(as: "s")
+            try await subscriber.subscribe(topic)
+            let publisher = try await cluster.node(1).connect(as: "p")
+            try await publisher.awaitRoute(to: [subscriber], topic: topic)
+            let sent = try await publisher.publishAcknowledged(topic: topic, data: ["text": "sealed"])
+            #expect(try await subscriber.nextDelivery().data["text"] as? String == "sealed")
+            let late = try await cluster.node(2).connect(as: "late")
+            _ = try await late.subscribeWithHistory(topic, replay: 10)
+            let replayed = try await late.messages(of: topic, through: try #require(sent["offset"] as? Int))
+            #expect(replayed.compactMap { ($0["data"] as? [String: Any])?["text"] as? String }.last == "sealed")
+        }
+
         private func run(_ redis: RedisProcess, _ certificates: TestCertificates) async throws {
             #expect(redis.isRunning)
             let tlsURL = try #require(redis.tlsURL)
             let environment = ["PUBSUB_REDIS_URL": tlsURL, "PUBSUB_REDIS_TLS_CA_FILE": certificates.authority]
             try await withCluster(nodes: 2, redisServers: 0, environment: environment) { cluster in
-                for node in cluster.nodes {
-                    let backends = try await node.adapter()["backends"] as? [[String: Any]]
-                    #expect(backends?.first?["address"] as? String == "\(tlsURL)/0")
-                    #expect(backends?.first?["state"] as? String == "connected")
-                }
-                let subscriber = try await cluster.node(2).connect(as: "s")
-                try await subscriber.subscribe("tls.room")
-                let publisher = try await cluster.node(1).connect(as: "p")
-                try await publisher.awaitRoute(to: [subscriber], topic: "tls.room")
-                let sent = try await publisher.publishAcknowledged(topic: "tls.room", data: ["text": "sealed"])
-                let delivery = try await subscriber.nextDelivery()
-                #expect(delivery.data["text"] as? String == "sealed")
-
-                // The replay is read from Redis by the node's history queue, over TLS too.
-                let late = try await cluster.node(2).connect(as: "late")
-                _ = try await late.subscribeWithHistory("tls.room", replay: 10)
-                let offset = try #require(sent["offset"] as? Int)
-                let replayed = try await late.messages(of: "tls.room", through: offset)
-                #expect(replayed.compactMap { ($0["data"] as? [String: Any])?["text"] as? String }.last == "sealed")
+                try await deliverAndReplay(cluster, address: "\(tlsURL)/0", topic: "tls.room")
                 // The nodes know the TLS port only: the link and the request/reply queues (history,
                 // presence, directory) of both are connected through it.
                 let names = try await redis.cli(["CLIENT", "LIST"]).split(separator: "\n").compactMap { line in
