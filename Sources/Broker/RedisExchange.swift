@@ -6,7 +6,7 @@ import NIOCore
 ///
 /// Two users: a ``RedisCommandQueue``'s thread through the blocking facade
 /// ``RedisChannelConnection``, and the Sentinel watch of a ``RedisServerLink`` on its loop
-/// (``ask(_:_:timeout:on:)``, through ``RedisSentinelDiscovery``).
+/// (``ask(_:_:timeout:on:tracked:)``, through ``RedisSentinelDiscovery``).
 ///
 /// **Ownership.** Created, used and closed on its loop only (not `Sendable`); its futures
 /// complete there.

@@ -4,13 +4,13 @@ import NIOPosix
 /// Finds the current master of one Sentinel master name, each step bounded by `timeout`
 /// (`PUBSUB_REDIS_TIMEOUT`).
 ///
-/// ``discover(preferring:startingAt:on:while:)`` asks the Sentinels in turn
+/// ``discover(preferring:startingAt:on:tracked:while:)`` asks the Sentinels in turn
 /// (`SENTINEL get-master-addr-by-name <name>`) and accepts an address only after the server
 /// itself confirms it with `ROLE` (first element `master`): a Sentinel that has not heard of a
 /// failover yet names the old master, which is down or by now a replica, and a replica would
 /// take `PUBLISH`es that no subscriber of the master ever sees.
 ///
-/// Each question is a connection of its own on an event loop (``RedisExchange/ask(_:_:timeout:on:)``),
+/// Each question is a connection of its own on an event loop (``RedisExchange/ask(_:_:timeout:on:tracked:)``),
 /// TLS for a `rediss://` Sentinel or master; nothing blocks a thread. A value: any thread may
 /// use it (the Sentinel watch of a ``RedisServerLink`` on its loop; a ``RedisCommandQueue``'s
 /// thread through the blocking ``discover(preferring:startingAt:)``).
@@ -75,7 +75,7 @@ struct RedisSentinelDiscovery: Sendable {
         return found.futureResult
     }
 
-    /// ``discover(preferring:startingAt:on:while:)`` for a thread that waits (never an event
+    /// ``discover(preferring:startingAt:on:tracked:while:)`` for a thread that waits (never an event
     /// loop's): a ``RedisCommandQueue``'s, on the queues' loop (``RedisRequestConnections/loops``).
     func discover(preferring candidate: RedisURL? = nil, startingAt first: Int = 0) throws(RedisConnectionError) -> RedisURL {
         let loop = RedisRequestConnections.loops.next()
@@ -101,7 +101,7 @@ struct RedisSentinelDiscovery: Sendable {
         }
     }
 
-    /// ``verified(_:on:)`` for a thread that waits.
+    /// ``verified(_:on:tracked:)`` for a thread that waits.
     func verified(_ candidate: RedisURL) throws(RedisConnectionError) -> RedisURL {
         let loop = RedisRequestConnections.loops.next()
         return try RedisExchange.wait(for: loop.flatSubmit { verified(candidate, on: loop) })
