@@ -63,7 +63,7 @@ final class RedisServerLink: Sendable {
     /// The subscriber, the publisher and the Sentinel watch still running, and who waits for
     /// the last one to finish (``stop()``). The last one resumes the waiters itself: no dispatch
     /// queue in between, whose threads may be busy.
-    private let threads = Mutex<(running: Int, waiters: [CheckedContinuation<Void, Never>])>((0, []))
+    private let workers = Mutex<(running: Int, waiters: [CheckedContinuation<Void, Never>])>((0, []))
 
     /// Channels or patterns per `(P)SUBSCRIBE` command when resubscribing.
     static let subscribeChunk = 512
@@ -83,7 +83,7 @@ final class RedisServerLink: Sendable {
         var machine = RedisLinkStateMachine()
         var since = Date()
         var deliver: (@Sendable ([Envelope]) -> Void)?
-        /// Started and not yet finished: each counts in `threads` (``stop()`` waits).
+        /// Started and not yet finished: each counts in `workers` (``stop()`` waits).
         var subscriberRunning = false
         var publisherRunning = false
         var sentinelRunning = false
@@ -176,7 +176,7 @@ final class RedisServerLink: Sendable {
         }
         guard fresh else { return }
         // The subscriber, the publisher and the watch, until each finishes.
-        threads.withLock { $0.running += sentinelWatch == nil ? 2 : 3 }
+        workers.withLock { $0.running += sentinelWatch == nil ? 2 : 3 }
         wakeSubscriber()
         wakePublisher()
         wakeSentinel()
@@ -184,11 +184,11 @@ final class RedisServerLink: Sendable {
 
     /// The subscriber, the publisher or the Sentinel watch is done; the last one resumes ``stop()``'s waiters.
     func workerExited() {
-        let waiters = threads.withLock { threads in
-            threads.running -= 1
-            guard threads.running == 0 else { return [CheckedContinuation<Void, Never>]() }
-            defer { threads.waiters = [] }
-            return threads.waiters
+        let waiters = workers.withLock { workers in
+            workers.running -= 1
+            guard workers.running == 0 else { return [CheckedContinuation<Void, Never>]() }
+            defer { workers.waiters = [] }
+            return workers.waiters
         }
         for waiter in waiters { waiter.resume() }
     }
@@ -218,9 +218,9 @@ final class RedisServerLink: Sendable {
         for outgoing in unsent { outgoing.completion?(.refused("the node is stopping")) }
         await commands.close()
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let finished = threads.withLock { threads in
-                guard threads.running > 0 else { return true }
-                threads.waiters.append(continuation)
+            let finished = workers.withLock { workers in
+                guard workers.running > 0 else { return true }
+                workers.waiters.append(continuation)
                 return false
             }
             if finished { continuation.resume() }
@@ -435,13 +435,5 @@ final class RedisServerLink: Sendable {
                 metadata: ["from": "\(transition.from.rawValue)", "error": "\(transition.error ?? "")"])
         }
         onTransition(transition.to, transition.count)
-    }
-
-    // MARK: - Helpers
-
-    static func milliseconds(_ duration: Duration) -> Int32 {
-        let (seconds, attoseconds) = duration.components
-        // Rounded up, so that a wait never ends just before its deadline.
-        return Int32(clamping: max(0, seconds * 1000 + (attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000))
     }
 }
