@@ -18,7 +18,7 @@ public struct IPAddress: Hashable, Sendable, CustomStringConvertible {
     public init?(_ text: some StringProtocol) {
         var text = String(text)
         if text.hasPrefix("["), text.hasSuffix("]") { text = String(text.dropFirst().dropLast()) }
-        if text.contains(":") {
+        if text.utf8.contains(UInt8(ascii: ":")) {
             var raw = in6_addr()
             guard inet_pton(AF_INET6, text, &raw) == 1 else { return nil }
             bytes = withUnsafeBytes(of: &raw) { Array($0) }

@@ -124,7 +124,9 @@ struct WebSocketAdmission: Sendable {
     private static func token(head: HTTPRequestHead, query: Substring) -> String? {
         if let credential = BearerCredential.from(head.headers["Authorization"].first) { return credential }
         for pair in query.split(separator: "&") where pair.hasPrefix("token=") {
-            return String(pair.dropFirst(6)).removingPercentEncoding
+            let value = pair.dropFirst(6)
+            // A JWT is base64url and dots: nothing to unescape, so Foundation is not asked.
+            return value.utf8.contains(UInt8(ascii: "%")) ? String(value).removingPercentEncoding : String(value)
         }
         return nil
     }
