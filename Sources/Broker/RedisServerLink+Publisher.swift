@@ -92,9 +92,11 @@ extension RedisServerLink {
                 return .connect(target, retrying: state.machine.publisherRetrying)
             }
             guard canPublish, !state.queue.isEmpty else { return .none }
+            // Put back by a failed publisher: not before the subscriber has caught up.
+            guard state.returned.isEmpty || state.echoBarrier == .none else { return .none }
             let batch = state.queue.takeAll()
             state.inFlight = batch
-            state.returned.removeAll()  // sent again: their first echo, if any, was read by now
+            state.returned.removeAll()  // sent again: the subscriber has read their copies, if any
             return .publish(batch)
         }
         switch step {
@@ -307,6 +309,7 @@ extension RedisServerLink {
         }
         let retryable = retryable || (batch?.acknowledged ?? 0) > 0
         var published: [(RedisOutgoing, PublishOutcome)] = []
+        var barrier = false
         update { state in
             if let batch, state.inFlight != nil {
                 state.inFlight = nil
@@ -315,10 +318,15 @@ extension RedisServerLink {
                 published = split.published
                 state.queue.prepend(split.unpublished)
                 for message in split.unpublished { state.returned.insert(message.envelope.id) }
+                if !split.unpublished.isEmpty {
+                    state.echoBarrier = .wanted
+                    barrier = true
+                }
             }
             return state.machine.publisherFailed("\(error)", error.isTimeout ? .timeout : .closed, retryable: retryable)
         }
         for (message, outcome) in published { message.completion?(outcome) }
+        if barrier { wakeSubscriber() }
         schedulePublisherTurn()
     }
 

@@ -111,12 +111,45 @@ extension RedisServerLink {
                 openSession(opening, now: now)
             }
             if let changes, let session = subscriber.session { session.send(changes, now: now) }
+            placeEchoBarrier(now: now)
             try subscriber.session?.tend(now: ContinuousClock.now)
         } catch {
             sessionFailed(error)
             return
         }
         scheduleSubscriberTurn()
+    }
+
+    /// A failed publisher put back messages Redis may have published (``State/echoBarrier``):
+    /// sends the `PING` after which their copies, if any, have been read. A connection not
+    /// ready yet subscribed after they were sent and brings no copy of them: nothing to wait for.
+    private func placeEchoBarrier(now: ContinuousClock.Instant) {
+        let subscriber = self.subscriber
+        let session = subscriber.session.flatMap { $0.isReady ? $0 : nil }
+        let place = state.withLock { state -> Bool in
+            guard state.echoBarrier == .wanted else { return false }
+            state.echoBarrier = session == nil ? .none : .sent
+            return true
+        }
+        guard place else { return }
+        if let session {
+            subscriber.echoBarrierPing = session.sendPing(now: now)
+        } else {
+            subscriber.echoBarrierPing = nil
+            wakePublisher()
+        }
+    }
+
+    /// The echo barrier's `PING` was answered, or its connection is gone: the publisher may
+    /// send what a failure put back.
+    private func passEchoBarrier() {
+        subscriber.echoBarrierPing = nil
+        let passed = state.withLock { state -> Bool in
+            guard state.echoBarrier == .sent else { return false }
+            state.echoBarrier = .none
+            return true
+        }
+        if passed { wakePublisher() }
     }
 
     private func openSession(_ opening: Opening, now: ContinuousClock.Instant) {
@@ -179,6 +212,8 @@ extension RedisServerLink {
         if !envelopes.isEmpty { deliver?(envelopes) }
         for (message, outcome) in published { message.completion?(outcome) }
         for body in settled { body() }
+        // After this burst's copies took their messages out of the queue.
+        if let ping = subscriber.echoBarrierPing, session.answeredPings >= ping { passEchoBarrier() }
         do throws(RedisConnectionError) {
             try session.tend(now: ContinuousClock.now)
         } catch {
@@ -193,6 +228,7 @@ extension RedisServerLink {
         let subscriber = self.subscriber
         _ = subscriber.session?.close()
         subscriber.session = nil
+        passEchoBarrier()
         update { state in
             state.unansweredPings = 0
             state.discoveryWanted = sentinel != nil

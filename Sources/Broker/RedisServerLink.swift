@@ -112,10 +112,24 @@ final class RedisServerLink: Sendable {
         /// unread on the subscriber connection): seen back, they leave the queue; moved to the
         /// local outbox, they become `doubtful`. Forgotten when the queue is next written.
         var returned: Set<String> = []
+        /// Whether `returned` may be sent yet: Redis may have published them (the subscriber
+        /// connection may hold their copies unread, however long the publisher's reconnect
+        /// took), so they wait until the subscriber has read everything Redis sent it before
+        /// the failure. A `PING` on the subscriber connection marks that point: Redis answers
+        /// it after any copy of a command it ran earlier (see RedisServerLink+Subscriber.swift).
+        var echoBarrier = EchoBarrier.none
 
         // Local delivery (to the subscriber's loop).
         var local: RedisOutgoingQueue
         var doubtful = RedisDoubtfulIDs()
+
+        enum EchoBarrier {
+            case none
+            /// A publisher failed with messages put back: the subscriber is to send the `PING`.
+            case wanted
+            /// The `PING` is sent; its answer releases the publisher.
+            case sent
+        }
 
         var hasDirtyInterest: Bool { !dirtyChannels.isEmpty || !dirtyGlobs.isEmpty }
 
@@ -411,6 +425,7 @@ final class RedisServerLink: Sendable {
             for message in queued where state.returned.contains(message.envelope.id) { state.doubtful.insert(message.envelope.id) }
             state.returned.removeAll()
         }
+        state.echoBarrier = .none
         pending += queued
         for message in pending {
             if state.local.append(message) {

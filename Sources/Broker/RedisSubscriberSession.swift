@@ -108,6 +108,21 @@ final class RedisSubscriberSession: RedisReplyReceiver {
     }
 
     var unansweredPings: Int { pings.count }
+    /// `PING`s answered on this connection so far (keepalives and markers included).
+    var answeredPings: Int { pongsSeen }
+    /// The readiness marker was answered: every subscription is in place.
+    var isReady: Bool { ready }
+
+    /// Sends a `PING` and returns its number: once ``answeredPings`` reaches it, everything
+    /// Redis sent this connection before it ran the `PING` has been read.
+    func sendPing(now: ContinuousClock.Instant) -> Int {
+        var buffer = ByteBuffer()
+        RedisCommandEncoder.append(["PING"], to: &buffer)
+        pings.append(now)
+        pingsSent += 1
+        write(buffer)
+        return pingsSent
+    }
 
     /// When ``tend(now:)`` has something to do: the oldest `PING`'s deadline, or the next keepalive.
     var nextDeadline: ContinuousClock.Instant {
@@ -188,13 +203,7 @@ final class RedisSubscriberSession: RedisReplyReceiver {
             let phase = ready ? "PING" : connecting ? "connect" : "handshake and SUBSCRIBE"
             throw RedisConnectionError("read on \(url.server): no answer to \(phase) within \(timeout)", isTimeout: true)
         }
-        if pings.isEmpty, now - lastAnswer >= pingInterval {
-            var buffer = ByteBuffer()
-            RedisCommandEncoder.append(["PING"], to: &buffer)
-            pings.append(now)
-            pingsSent += 1
-            write(buffer)
-        }
+        if pings.isEmpty, now - lastAnswer >= pingInterval { _ = sendPing(now: now) }
     }
 
     /// Reports `error` once (``onFailure``) and closes the connection.

@@ -17,6 +17,9 @@ final class RedisSubscriberState: @unchecked Sendable {
     /// The master generation of the last attempt: a new master is tried without the backoff.
     var triedGeneration = -1
     var warnedMalformed = false
+    /// The number of the session's `PING` whose answer passes the echo barrier
+    /// (``RedisServerLink/State/echoBarrier``).
+    var echoBarrierPing: Int?
     /// The next turn by time (a deadline, a keepalive, a reconnect).
     var timer = RedisTurnTimer()
     /// The link stopped and the connection is closed: no more turns.

@@ -1,3 +1,4 @@
+import Foundation
 import NIOCore
 import NIOPosix
 import Synchronization
@@ -88,6 +89,11 @@ final class RedisFaultProxy: Sendable {
     /// How many connections named `name` the proxy has seen (each reconnect is one more).
     func count(clientNamed name: String) -> Int { named(name).count }
 
+    /// How many `PING`s the connections named `name` have sent toward Redis (held or not).
+    func pings(fromClientNamed name: String) -> Int {
+        named(name).reduce(0) { $0 + $1.pings.withLock { $0 } }
+    }
+
     func stop() async {
         try? await server.close()
         for connection in registry.connections.withLock({ $0 }) {
@@ -118,6 +124,8 @@ private final class ProxiedConnection: Sendable {
     let held = Mutex<[ByteBuffer]?>(nil)
     /// What the client sent while stalled; nil: not stalled.
     let stalled = Mutex<[ByteBuffer]?>(nil)
+    /// `PING` commands the client sent (RESP arrays of the one word).
+    let pings = Mutex(0)
 
     init(client: any Channel, redis: any Channel, registry: Registry) {
         self.client = client
@@ -160,6 +168,8 @@ private final class Relay: ChannelInboundHandler {
         let bytes = unwrapInboundIn(data)
         if towardRedis {
             connection.sniff(bytes)
+            let found = String(buffer: bytes).components(separatedBy: "*1\r\n$4\r\nPING\r\n").count - 1
+            if found > 0 { connection.pings.withLock { $0 += found } }
             if connection.stalled.withLock({ held in held?.append(bytes) != nil }) { return }
         } else if connection.held.withLock({ held in held?.append(bytes) != nil }) {
             return

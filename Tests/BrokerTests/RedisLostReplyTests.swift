@@ -122,6 +122,34 @@ struct RedisLostReplyTests {
         }
     }
 
+    /// The same loss, with the publisher back at once while the subscriber connection is behind
+    /// (its copy of the message still unread, as behind a backlog Redis has not written yet):
+    /// the new publisher must not send the message again before the subscriber has read
+    /// everything Redis sent it before the failure, which a `PING` on that connection marks.
+    @Test("a message put back by a failed publisher is sent again only after the subscriber has caught up")
+    func publishedReadAfterReconnect() async throws {
+        try await Self.withProxiedPair("behind.t") { proxy, a, b in
+            let first = await Self.publishWithEverythingHeld("behind.t", proxy, a, b)
+            // Another message after it on b, so that a resent `first` would not follow itself
+            // there (a subscriber drops a payload equal to the one just before).
+            let other = b.publish(topic: "behind.t")
+            #expect(await RedisTest.eventually { b.ids() == [first.id, other.id] })
+            let pings = proxy.pings(fromClientNamed: "chorus:a:sub")
+            proxy.cut(clientNamed: "chorus:a:pub")  // the quick retry connects at once
+            let second = a.publish(topic: "behind.t")  // queued behind `first`
+            // Either the new publisher sent them, or the subscriber marked its place first.
+            #expect(
+                await RedisTest.eventually {
+                    b.ids().last == second.id || proxy.pings(fromClientNamed: "chorus:a:sub") > pings
+                })
+            proxy.release(clientNamed: "chorus:a:sub")  // Redis's copy of `first`, then the rest
+            #expect(await RedisTest.eventually { a.ids().last == second.id && b.ids().last == second.id })
+            #expect(b.ids() == [first.id, other.id, second.id], "once on the other node")
+            #expect(a.ids() == [first.id, other.id, second.id], "once on the publishing node")
+            #expect(a.status.state == .connected && a.status.backends[0].transitions == 1, "no fall back: \(a.status)")
+        }
+    }
+
     /// The same loss, read late, while the publisher reconnects: Redis's copy takes the
     /// message out of the queue before the new connection could send it again.
     @Test("a message put back by a failed publisher is not sent again when Redis's copy arrives before the reconnect")
