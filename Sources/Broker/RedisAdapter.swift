@@ -232,6 +232,9 @@ public final class RedisAdapter: PubSubAdapter {
         }
     }
 
+    /// A publish batch is written to a server and not acknowledged yet (for tests).
+    var hasBatchInFlight: Bool { links.contains { $0.hasBatchInFlight } }
+
     /// Every server connected, and every interest change sent to Redis and confirmed.
     /// For tests: after this, a message published anywhere reaches this node.
     var isSettled: Bool { links.allSatisfy(\.isSettled) }

@@ -50,6 +50,13 @@ struct RedisOutgoingQueue: Sendable {
         bytes += batch.reduce(0) { $0 + $1.cost }
     }
 
+    /// Appends `batch` at the back whatever the limits: messages admitted once already (by the
+    /// publish queue, moved to the local outbox by a fall back).
+    mutating func append(admitted batch: some Collection<RedisOutgoing>) {
+        messages.append(contentsOf: batch)
+        bytes += batch.reduce(0) { $0 + $1.cost }
+    }
+
     /// Removes the message with envelope id `id` (a message put back that Redis turns out to
     /// have published). Linear, from the front, where put-back messages are.
     mutating func remove(id: String) -> RedisOutgoing? {

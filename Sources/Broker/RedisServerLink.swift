@@ -353,6 +353,9 @@ final class RedisServerLink: Sendable {
 
     // MARK: - Status (any thread)
 
+    /// A batch is written to Redis and not acknowledged yet (for tests).
+    var hasBatchInFlight: Bool { state.withLock { $0.inFlight != nil } }
+
     func backendStatus() -> AdapterStatus.Backend {
         state.withLock { state in
             AdapterStatus.Backend(
@@ -411,6 +414,11 @@ final class RedisServerLink: Sendable {
     /// (`published`, to complete after the lock); the others, and those a failed publisher put
     /// back, may still reach Redis or already have: their ids are remembered so that the
     /// subscriber drops them if they come back. True when there is something to deliver.
+    ///
+    /// The outbox takes them all, past its own limits: the publish queue admitted them, and a
+    /// message refused here would be neither delivered nor answered. So the outbox holds at
+    /// most its limit plus the publish queue's and one batch in flight (itself taken from the
+    /// queue), and only until the subscriber's loop drains it.
     private func takePendingForLocalDelivery(_ state: inout State, published: inout [(RedisOutgoing, PublishOutcome)]) -> Bool {
         var pending: [RedisOutgoing] = []
         if let inFlight = state.inFlight {
@@ -427,13 +435,8 @@ final class RedisServerLink: Sendable {
         }
         state.echoBarrier = .none
         pending += queued
-        for message in pending {
-            if state.local.append(message) {
-                counters.countPublishedInFallback()
-            } else {
-                counters.countDropped()
-            }
-        }
+        state.local.append(admitted: pending)
+        for _ in pending { counters.countPublishedInFallback() }
         return !state.local.isEmpty
     }
 

@@ -177,6 +177,34 @@ struct RedisFailoverTests {
         }
     }
 
+    /// A batch in flight and a full queue behind it, when Redis hangs: the fall back delivers
+    /// every message the queue admitted and answers each publisher, none dropped unanswered.
+    @Test("a fall back under a full publish queue delivers and answers every message the queue admitted")
+    func fallBackWithFullQueue() async throws {
+        try await RedisTest.withServers { servers in
+            let redis = servers[0]
+            let node = RedisTestNode("a", urls: [redis.url], timeout: .milliseconds(500), publishQueueLimit: 3)
+            try await RedisTest.shuttingDown([node]) {
+                node.subscribe(RedisTest.topic("full.t"))
+                try await RedisTest.settle([node])
+                redis.pause()
+                defer { redis.resume() }
+                let outcomes = Mutex<[PublishOutcome]>([])
+                func publish() -> Envelope {
+                    node.publish(topic: "full.t") { outcome in outcomes.withLock { $0.append(outcome) } }
+                }
+                let inFlight = publish()
+                #expect(await RedisTest.eventually { node.adapter.hasBatchInFlight }, "written to the hung Redis")
+                let admitted = [inFlight] + (0..<3).map { _ in publish() }  // the queue's limit
+                #expect(await RedisTest.eventually { node.status.state == .fallback })
+                #expect(await RedisTest.eventually { node.ids() == admitted.map(\.id) }, "all delivered locally")
+                #expect(await RedisTest.eventually { outcomes.withLock { $0.count } == admitted.count }, "all answered")
+                #expect(outcomes.withLock { $0 }.allSatisfy { $0.refusal == nil })
+                #expect(node.status.dropped == 0)
+            }
+        }
+    }
+
     @Test("shutdown while Redis is hung ends within the Redis timeout")
     func shutdownWhileHung() async throws {
         try await RedisTest.withServers { servers in

@@ -16,14 +16,15 @@ final class RedisTestNode: Sendable {
 
     init(
         _ id: String, urls: [RedisURL], timeout: Duration = .milliseconds(1500),
-        maxPatterns: Int = RedisAdapter.defaultMaxPatterns,
+        maxPatterns: Int = RedisAdapter.defaultMaxPatterns, publishQueueLimit: Int = 65_536,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) {
         self.id = id
         var logger = Logger(label: "chorus.test.\(id)")
         logger.logLevel = .error
         adapter = RedisAdapter(
-            urls: urls, nodeId: id, timeout: timeout, maxPatterns: maxPatterns, logger: logger, eventLoopGroup: eventLoopGroup)
+            urls: urls, nodeId: id, timeout: timeout, publishQueueLimit: publishQueueLimit, maxPatterns: maxPatterns,
+            logger: logger, eventLoopGroup: eventLoopGroup)
         adapter.start { [inbox] batch in
             inbox.received.withLock { $0.append(contentsOf: batch) }
             let thread = UInt(pthread_self())
@@ -48,12 +49,15 @@ final class RedisTestNode: Sendable {
 
     /// Publishes a fresh message (id `<node>:<n>`, data `{"n":n}` unless given) and returns it.
     @discardableResult
-    func publish(topic: String?, userId: String? = nil, data: RawJSON? = nil, metadata: RawJSON? = nil) -> Envelope {
+    func publish(
+        topic: String?, userId: String? = nil, data: RawJSON? = nil, metadata: RawJSON? = nil,
+        completion: PublishCompletion? = nil
+    ) -> Envelope {
         let n = sequence.add(1, ordering: .relaxed).newValue
         let envelope = Envelope(
             id: "\(id):\(n)", origin: id, topic: topic.map { try! Topic($0) }, userId: userId,
             eventType: "test", data: data ?? RawJSON(.object(["n": .number(JSONNumber(n))])), metadata: metadata)
-        adapter.publish(envelope)
+        adapter.publish(envelope, completion: completion)
         return envelope
     }
 
