@@ -40,6 +40,8 @@ final class RedisPublisherSession: RedisReplyReceiver {
     /// Since when something has been unanswered, and when bytes last arrived.
     private var waitingSince: ContinuousClock.Instant?
     private var lastHeard: ContinuousClock.Instant
+    /// Bytes waiting unread excuse a late answer once per arrival (``UnreadBytesGrace``).
+    private var grace = UnreadBytesGrace()
     /// When the last reply arrived or the last command was written: the keepalive counts from here.
     private var lastUsed: ContinuousClock.Instant
 
@@ -161,7 +163,7 @@ final class RedisPublisherSession: RedisReplyReceiver {
     func tend(now: ContinuousClock.Instant) throws(RedisConnectionError) {
         guard !resolving else { return }
         if let waitingSince, now - max(waitingSince, lastHeard) > timeout {
-            if let channel, SocketReceiveQueue.hasUnreadBytes(channel) {
+            if let channel, grace.excuses(unread: SocketReceiveQueue.unreadBytes(channel)) {
                 lastHeard = now  // Redis answered; this loop has not read it yet
                 return
             }
@@ -182,6 +184,7 @@ final class RedisPublisherSession: RedisReplyReceiver {
         let now = clock.now
         lastHeard = now
         lastUsed = now
+        grace.bytesRead()
         if answers.isEmpty { waitingSince = nil }
         answer(reply)
     }

@@ -44,6 +44,8 @@ final class RedisSubscriberSession: RedisReplyReceiver {
     /// When bytes last arrived: a connection that is receiving is not hung, only behind, and a
     /// `PING` queued behind a backlog of messages is not late.
     private var lastHeard: ContinuousClock.Instant
+    /// Bytes waiting unread excuse a late answer once per arrival (``UnreadBytesGrace``).
+    private var grace = UnreadBytesGrace()
     /// Handshake commands whose reply has not been read yet.
     private var handshake: [String]
     /// `PING`s sent and answered on this connection, keepalives included.
@@ -163,6 +165,7 @@ final class RedisSubscriberSession: RedisReplyReceiver {
         guard !over else { return }
         let now = clock.now
         lastHeard = now
+        grace.bytesRead()
         var progress = Progress()
         let outcome = reader.takeOutcome()
         progress.envelopes = outcome.envelopes
@@ -196,7 +199,7 @@ final class RedisSubscriberSession: RedisReplyReceiver {
     func tend(now: ContinuousClock.Instant) throws(RedisConnectionError) {
         guard !resolving else { return }
         if let oldest = pings.first, now - max(oldest, lastHeard) > timeout {
-            if let channel, SocketReceiveQueue.hasUnreadBytes(channel) {
+            if let channel, grace.excuses(unread: SocketReceiveQueue.unreadBytes(channel)) {
                 lastHeard = now  // Redis sent something; this loop has not read it yet
                 return
             }
