@@ -29,4 +29,3 @@ struct UnreadBytesGraceTests {
         #expect(afterRead, "the same size, other bytes")
     }
 }
-
