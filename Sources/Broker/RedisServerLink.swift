@@ -186,11 +186,13 @@ final class RedisServerLink: Sendable {
             state.publisherRunning = true
             state.sentinelRunning = sentinel != nil
             state.since = Date()
+            // The subscriber, the publisher and the watch, until each finishes; counted with
+            // their flags, so that a stop() at once waits for them (the order of the two locks
+            // is this one's everywhere).
+            workers.withLock { $0.running += sentinelWatch == nil ? 2 : 3 }
             return true
         }
         guard fresh else { return }
-        // The subscriber, the publisher and the watch, until each finishes.
-        workers.withLock { $0.running += sentinelWatch == nil ? 2 : 3 }
         wakeSubscriber()
         wakePublisher()
         wakeSentinel()
