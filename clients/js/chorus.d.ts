@@ -130,6 +130,8 @@ export interface ChorusClientOptions {
   stableConnectionAfter?: number;
   /** How long a request waits for its reply (ms, default 15000; 0 = forever). */
   requestTimeout?: number;
+  /** How long opening the WebSocket may take before it counts as failed (ms, default 15000; 0 = no limit). */
+  connectTimeout?: number;
   /** Most publishes waiting while disconnected or unacknowledged (default 100). */
   offlineQueueSize?: number;
   /** Wait for the node's `published` reply (default true); false for nodes without publish acks. */

@@ -76,6 +76,7 @@ const DEFAULTS = Object.freeze({
   reconnectFactor: 2,
   stableConnectionAfter: 10000,
   requestTimeout: 15000,
+  connectTimeout: 15000,
   offlineQueueSize: 100,
   publishAcks: true,
   pingInterval: 25000,
@@ -348,7 +349,17 @@ export class ChorusClient {
       return;
     }
     this._socket = socket;
+    // A socket that neither opens nor fails (a dropped SYN, a proxy that never answers) is
+    // given up after connectTimeout, like a closed one.
+    let opened = false;
+    const openTimer = this.options.connectTimeout > 0 ? setTimeout(() => {
+      if (this._socket !== socket || opened) return;
+      try { socket.close(); } catch { /* closing */ }
+      this._closed(1006, "connect timed out");
+    }, this.options.connectTimeout) : null;
     socket.onopen = () => {
+      opened = true;
+      clearTimeout(openTimer);
       if (this._socket !== socket) return;
       if (token === undefined) {
         this._authenticated({ userId: undefined });
@@ -372,8 +383,16 @@ export class ChorusClient {
       if (this._socket !== socket) return;
       this._receive(typeof event.data === "string" ? event.data : String(event.data));
     };
-    socket.onerror = () => { /* the close event follows and decides */ };
+    socket.onerror = () => {
+      // Once open, the close event follows and decides. A connect that fails gets only this
+      // event from some implementations (Node 20's built-in WebSocket), never a close.
+      if (this._socket !== socket || opened) return;
+      clearTimeout(openTimer);
+      try { socket.close(); } catch { /* closing */ }
+      this._closed(1006, "connection failed");
+    };
     socket.onclose = (event) => {
+      clearTimeout(openTimer);
       if (this._socket !== socket) return;
       this._closed(event.code ?? 1006, event.reason ?? "");
     };

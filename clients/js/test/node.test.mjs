@@ -4,6 +4,7 @@
 import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
+import { createServer, connect as tcpConnect } from "node:net";
 import { ChorusClient, ChorusAuthError, ChorusError, ChorusQueueFullError } from "../chorus.js";
 import { startCluster, probeFeatures, mintToken, http } from "./support/cluster.mjs";
 import { client, closeAll, Inbox, nextEvent, routed, TestWebSocket, WsPackage } from "./support/client.mjs";
@@ -271,5 +272,41 @@ describe("on two nodes behind nginx", () => {
     assert.equal(read.data.userId, reader.user.id);
     const error = await bob.markRead("00000000-0000-0000-0000-000000000000").then(() => null, (e) => e);
     assert.equal(error?.code, 404);
+  });
+});
+
+describe("connecting", () => {
+  /** A loopback port nothing listens on (bound, then released). */
+  async function freePort() {
+    const server = createServer();
+    await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const { port } = server.address();
+    await new Promise((resolve) => server.close(resolve));
+    return port;
+  }
+
+  test("a client that finds nothing listening retries, and connects once a node answers on that port", async () => {
+    // Node 20's built-in WebSocket reports a refused connect with an error event and no close.
+    const port = await freePort();
+    const late = client(`ws://127.0.0.1:${port}/ws`, "late", { ...acks(), minReconnectDelay: 50, maxReconnectDelay: 200 });
+    const failed = nextEvent(late, "disconnected", (e) => e.willReconnect);
+    const connected = late.connect();
+    assert.equal((await failed).code, 1006, "a failed connect counts as an abnormal close");
+    // Now node 1 answers on that port, through a TCP relay.
+    const relay = createServer((socket) => {
+      const node = tcpConnect(cluster.node(1).port, "127.0.0.1");
+      socket.pipe(node).pipe(socket);
+      socket.on("error", () => node.destroy());
+      node.on("error", () => socket.destroy());
+    });
+    await new Promise((resolve) => relay.listen(port, "127.0.0.1", resolve));
+    try {
+      await connected;
+      assert.equal(late.state, "connected");
+      assert.equal(late.userId, "late");
+    } finally {
+      late.disconnect();
+      relay.close();
+    }
   });
 });

@@ -76,6 +76,23 @@ test("close 1001 reconnects at once; other closes wait a jittered backoff", asyn
   client.disconnect();
 });
 
+test("a socket that neither opens nor fails within connectTimeout counts as closed (1006) and is retried", async () => {
+  const client = scripted({ connectTimeout: 20, minReconnectDelay: 1, maxReconnectDelay: 1 });
+  const closes = [];
+  client.on("disconnected", (e) => closes.push(e));
+  const connected = client.connect();
+  await until(() => closes.length === 1);
+  assert.equal(closes[0].code, 1006);
+  assert.equal(closes[0].willReconnect, true);
+  await until(() => ScriptedSocket.instances.length === 2);
+  const socket = ScriptedSocket.instances[1];
+  socket.open();
+  socket.reply({ type: "auth_success", userId: "alice", id: socket.last("auth").id });
+  await connected;
+  assert.equal(client.state, "connected");
+  client.disconnect();
+});
+
 test("resubscribes after a reconnect with since from the last position, and reports recovered:false", async () => {
   const client = scripted();
   let socket = await connectScripted(client);
