@@ -93,6 +93,9 @@ struct Token: ParsableCommand {
             throw ValidationError(
                 "JWT_SECRET must be at least \(NodeConfiguration.minimumSecretBytes) bytes long, got \(secret.utf8.count): a node would refuse it")
         }
+        if let problem = UserID.problem(sub) {
+            throw ValidationError("--sub: the user id '\(sub)' \(problem): a node would refuse its token")
+        }
         guard let ttl = Self.seconds(ttl) else {
             throw ValidationError("--ttl: expected seconds or a number with s, m, h or d, got '\(self.ttl)'")
         }

@@ -9,13 +9,13 @@ import Broker
 /// Checked wherever a user id enters the node: a token's `sub` (WebSocket `auth`, the token at
 /// the upgrade, every HTTP route; a token whose subject breaks the rule is refused with 401) and
 /// the `userId` of `POST /api/publish` (400). Registered accounts have UUIDs as ids, which pass.
-enum UserID {
+public enum UserID {
     /// The longest user id, in bytes: with the 14 of `messages.user.`, room is left for subtopics
     /// within ``Topic/maxLength``.
-    static let maxLength = 128
+    public static let maxLength = 128
 
     /// Why `id` cannot be a user id (a phrase to follow the id: "is empty"); nil when it can.
-    static func problem(_ id: String) -> String? {
+    public static func problem(_ id: String) -> String? {
         let length = id.utf8.count
         guard length > 0 else { return "is empty" }
         guard length <= maxLength else { return "is \(length) bytes long; at most \(maxLength) are allowed" }

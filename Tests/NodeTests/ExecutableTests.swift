@@ -185,6 +185,14 @@ struct ExecutableTests {
         #expect(process.output().contains("JWT_SECRET must be at least 16 bytes long, got 5"), "\(process.output())")
     }
 
+    @Test("chorus token refuses a subject the node would refuse as a user id")
+    func tokenBadSubject() async throws {
+        let process = try await ChildProcess.spawn(
+            try Executable.chorus(), ["token", "--sub", "john.smith"], environment: ["JWT_SECRET": TestNode.secret], log: log())
+        #expect(await process.wait(timeout: .seconds(20)) != 0)
+        #expect(process.output().contains("--sub: the user id 'john.smith' may contain only"), "\(process.output())")
+    }
+
     @Test("chorus token mints a token the node accepts")
     func token() async throws {
         let process = try await ChildProcess.spawn(
