@@ -38,7 +38,11 @@ final class TypingRelay: Sendable {
     static let interval = Duration.seconds(1)
 
     let timeout: Duration
-    private let outgoingTable = Mutex<[Key: Outgoing]>([:])
+    private let outgoingTable = Mutex<(entries: [Key: Outgoing], pruneAt: Int)>(([:], TypingRelay.minimumPruneAt))
+    /// The outgoing table is pruned of ended indicators once it passes this size, then at twice
+    /// what was left: pruning costs the table's size, so the threshold doubles to keep that
+    /// linear in the starts, however many of them are recent.
+    static let minimumPruneAt = 4_096
     private let incomingTable = Mutex<(entries: [Key: Incoming], generation: Int)>(([:], 0))
     private let timers = DispatchQueue(label: "chorus.typing-timeouts")
     private let deliverStop: @Sendable (Envelope) -> Void
@@ -57,17 +61,22 @@ final class TypingRelay: Sendable {
         outgoingTable.withLock { table in
             let key = Key(topic: topic, userId: userId)
             if start {
-                if let entry = table[key], entry.active, now - entry.lastStart < Self.interval { return false }
-                table[key] = Outgoing(lastStart: now, active: true)
-                if table.count > 4_096 {
-                    table = table.filter { $0.value.active && now - $0.value.lastStart < timeout * 2 }
+                if let entry = table.entries[key], entry.active, now - entry.lastStart < Self.interval { return false }
+                table.entries[key] = Outgoing(lastStart: now, active: true)
+                if table.entries.count > table.pruneAt {
+                    table.entries = table.entries.filter { $0.value.active && now - $0.value.lastStart < timeout * 2 }
+                    table.pruneAt = max(Self.minimumPruneAt, 2 * table.entries.count)
                 }
                 return true
             }
-            guard let entry = table.removeValue(forKey: key) else { return false }
+            guard let entry = table.entries.removeValue(forKey: key) else { return false }
             return entry.active
         }
     }
+
+    /// Entries of the outgoing table, and the size that prunes it next (for tests).
+    var outgoingCount: Int { outgoingTable.withLock { $0.entries.count } }
+    var outgoingPruneAt: Int { outgoingTable.withLock { $0.pruneAt } }
 
     // MARK: Receiving
 

@@ -5,12 +5,17 @@ import NIOCore
 /// A session's presence memberships, presence-watched topics and typing topics; a value inside
 /// its ``WebSocketSession``, on the session's event loop.
 struct SessionPresence {
+    /// The most topics one connection may be typing in at once (a person types in one).
+    static let maxTypingTopics = 32
+
     /// Topics this connection counts in as a member (`subscribe` with `presence`).
     var memberships: Set<Topic> = []
     /// Topics whose presence events this connection receives (`presenceEvents: true`).
     var watched: Set<Topic> = []
-    /// Topics where this connection's `typing` `start` is the last word.
-    var typing: Set<Topic> = []
+    /// Topics where this connection's `typing` `start` is the last word, with when it came.
+    /// At most ``maxTypingTopics``: a client cannot make its connection hold one per topic name
+    /// it can invent.
+    var typing: [Topic: ContinuousClock.Instant] = [:]
     /// Whether the session joined `presence.user.<id>` at authentication (the user is online
     /// while connected). A flag rather than the topic: its name is made again at the close
     /// instead of kept for every connection.
@@ -69,7 +74,7 @@ extension WebSocketSession {
         if presence.memberships.remove(topic) != nil {
             node.presence.leave(topic: topic, userId: user.id)
         }
-        if presence.typing.remove(topic) != nil { publishTyping(topic, userId: user.id, start: false) }
+        if presence.typing.removeValue(forKey: topic) != nil { publishTyping(topic, userId: user.id, start: false) }
     }
 
     /// The user is online while one of its connections is: member of `presence.user.<id>`.
@@ -83,7 +88,7 @@ extension WebSocketSession {
     func presenceDidClose() {
         guard let user else { return }
         for topic in presence.memberships { node.presence.leave(topic: topic, userId: user.id) }
-        for topic in presence.typing { publishTyping(topic, userId: user.id, start: false) }
+        for topic in presence.typing.keys { publishTyping(topic, userId: user.id, start: false) }
         if presence.joinedUserTopic, let topic = PresenceService.userTopic(user.id) {
             node.presence.leave(topic: topic, userId: user.id)
         }
@@ -122,7 +127,23 @@ extension WebSocketSession {
         if let denial = TopicAccess.publishDenial(topic, user: user) {
             return reply(.error(code: 403, message: denial, details: .object(["topic": .string(topic.name)]), id: requestId))
         }
-        if start { presence.typing.insert(topic) } else { presence.typing.remove(topic) }
+        if start {
+            let now = ContinuousClock.now
+            if presence.typing[topic] == nil, presence.typing.count >= SessionPresence.maxTypingTopics {
+                // Indicators not refreshed within TYPING_TIMEOUT have ended everywhere already.
+                let timeout = node.configuration.typingTimeout
+                presence.typing = presence.typing.filter { now - $0.value < timeout }
+                guard presence.typing.count < SessionPresence.maxTypingTopics else {
+                    return reply(.error(
+                        code: 429,
+                        message: "typing in at most \(SessionPresence.maxTypingTopics) topics at once: send a stop for one first",
+                        details: .object(["topic": .string(topic.name)]), id: requestId))
+                }
+            }
+            presence.typing[topic] = now
+        } else {
+            presence.typing.removeValue(forKey: topic)
+        }
         publishTyping(topic, userId: user.id, start: start)
     }
 

@@ -26,6 +26,25 @@ struct TypingRelayTests {
         #expect(!relay.outgoing(topic: Self.topic, userId: "alice", start: false, now: t0 + .seconds(2)), "one stop")
     }
 
+    @Test("starts for ever new topics: the outgoing table is pruned of ended indicators, and not again at every start while all are recent")
+    func outgoingPruned() throws {
+        let relay = TypingRelay(timeout: .seconds(5)) { _ in }
+        let t0 = ContinuousClock.now
+        let count = TypingRelay.minimumPruneAt * 3
+        for n in 0..<count {
+            #expect(relay.outgoing(topic: try Topic("rooms.r\(n)"), userId: "u", start: true, now: t0))
+        }
+        #expect(relay.outgoingCount == count, "all recent: nothing pruned")
+        #expect(relay.outgoingPruneAt >= count, "the next prune waits for the table to double")
+        _ = relay.outgoing(topic: try Topic("rooms.late"), userId: "u", start: true, now: t0 + .seconds(11))
+        #expect(relay.outgoingCount <= count + 1)
+        // Just enough new starts to pass the threshold once.
+        for n in 0..<(relay.outgoingPruneAt - relay.outgoingCount + 1) {
+            _ = relay.outgoing(topic: try Topic("rooms.later\(n)"), userId: "u", start: true, now: t0 + .seconds(11))
+        }
+        #expect(relay.outgoingCount < count, "the ended ones went at the next prune")
+    }
+
     @Test("a node shows at most one start per second per user and topic (two devices on two nodes), and a stop only for a shown start")
     func incoming() {
         let relay = TypingRelay(timeout: .seconds(600)) { _ in }
