@@ -48,6 +48,8 @@ actor ConnectionRegistry {
     static let writesPerDrain = 32_768
     /// Frame bytes one drain takes at most: a quarter of the per-connection pending limit.
     private let drainBytes: Int
+    /// `WEBSOCKET_MAX_PENDING_BYTES`: what a recovery's page may fill, with what waits already.
+    let pendingLimit: Int
     /// The most bytes of history one `subscribe` reads for its `since` or `replay`: three
     /// quarters of the per-connection pending limit, so that a page the client asked for fits
     /// in what it may have waiting (see ``HistoryRecovery``).
@@ -61,6 +63,8 @@ actor ConnectionRegistry {
         maxPendingBytes: Int, inboxLimit: Int = ConnectionRegistry.defaultInboxLimit
     ) {
         self.drainBytes = max(1, maxPendingBytes / 4)
+        self.pendingLimit = maxPendingBytes
+        self.recoveries.byteLimit = max(1, maxPendingBytes / 4)
         self.historyBytes = max(1, maxPendingBytes / 4 * 3)
         self.loop = loop
         self.broker = broker

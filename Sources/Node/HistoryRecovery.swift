@@ -76,6 +76,28 @@ enum HistoryRecovery {
         return Plan(recovered: recovered, position: position, history: history, live: live)
     }
 
+    /// Cuts `plan` to `room` bytes, what the connection can still take before it counts as a
+    /// slow consumer (other writes, an earlier recovery's page, may be waiting for the client
+    /// already): a `since` that does not fit answers `recovered: false` without the history (the
+    /// client reads it over `GET /api/history`), a `replay` gets its newest messages that fit.
+    /// The live messages are kept: they are what the subscription delivers from now on.
+    /// `historyBytes` and `liveBytes` are the frame sizes of `plan`'s messages.
+    static func fit(_ plan: inout Plan, historyBytes: [Int], liveBytes: Int, room: Int, request: HistoryRequest?) {
+        var total = historyBytes.reduce(liveBytes, +)
+        guard total > room, !plan.history.isEmpty else { return }
+        if case .since? = request {
+            plan.recovered = false
+            plan.history = []
+            return
+        }
+        var first = 0
+        while first < plan.history.count, total > room {
+            total -= historyBytes[first]
+            first += 1
+        }
+        plan.history.removeFirst(first)
+    }
+
     /// True when `page` holds every message of stream `epoch` after `offset`, up to its position.
     static func isComplete(page: HistoryPage, after offset: Int, epoch: String) -> Bool {
         let current = page.position.offset
@@ -89,23 +111,30 @@ enum HistoryRecovery {
 /// The live messages a session's recovery holds back for one topic.
 struct RecoveryBuffer {
     var deliveries: [Delivery] = []
+    /// Frame bytes of `deliveries`.
+    private(set) var bytes = 0
     var overflowed = false
     /// The last held (or dropped) message's position.
     var lastOffset: Int?
     var lastEpoch: String?
 
-    mutating func hold(_ delivery: Delivery, limit: Int) {
+    /// Holds `delivery`, or gives up holding (``overflowed``) past `limit` messages or
+    /// `byteLimit` bytes of frames.
+    mutating func hold(_ delivery: Delivery, limit: Int, byteLimit: Int = .max) {
         if let offset = delivery.offset {
             lastOffset = offset
             lastEpoch = delivery.epoch
         }
         guard !overflowed else { return }
-        guard deliveries.count < limit else {
+        let size = delivery.frame.bytes.readableBytes
+        guard deliveries.count < limit, bytes + size <= byteLimit else {
             overflowed = true
             deliveries = []
+            bytes = 0
             return
         }
         deliveries.append(delivery)
+        bytes += size
     }
 }
 
@@ -117,22 +146,31 @@ struct RecoveryBuffer {
 struct RecoveryTable {
     /// Live messages held per recovery before it gives up (`recovered: false`).
     static let limit = 10_000
+    /// Frame bytes held per recovery before it gives up: set by the registry to a quarter of
+    /// `WEBSOCKET_MAX_PENDING_BYTES`, so that a page (three quarters at most) and what was held
+    /// fit in what the client may have waiting.
+    var byteLimit = Int.max
 
     private enum Entry {
-        case holding(RecoveryBuffer)
+        /// `recovery` tells this recovery from an earlier one of the same topic, cancelled by
+        /// an unsubscribe, whose read may still come back.
+        case holding(RecoveryBuffer, recovery: Int)
         case after(HistoryPosition)
     }
 
     private var table: [ObjectIdentifier: [Topic: Entry]] = [:]
+    private var recoveriesBegun = 0
 
     var isEmpty: Bool { table.isEmpty }
 
-    /// Starts holding `topic` for `transport`; false when a recovery of it is already running.
-    mutating func begin(_ transport: WebSocketTransport, _ topic: Topic) -> Bool {
+    /// Starts holding `topic` for `transport` and returns the recovery's number, for
+    /// ``finish(_:_:recovery:watermark:)``; nil when a recovery of it is already running.
+    mutating func begin(_ transport: WebSocketTransport, _ topic: Topic) -> Int? {
         let key = ObjectIdentifier(transport)
-        if case .holding? = table[key]?[topic] { return false }
-        table[key, default: [:]][topic] = .holding(RecoveryBuffer())
-        return true
+        if case .holding? = table[key]?[topic] { return nil }
+        recoveriesBegun += 1
+        table[key, default: [:]][topic] = .holding(RecoveryBuffer(), recovery: recoveriesBegun)
+        return recoveriesBegun
     }
 
     /// Takes `delivery` when `transport`'s recovery of `topic` holds it or it falls before the
@@ -142,9 +180,9 @@ struct RecoveryTable {
         switch table[key]?[topic] {
         case nil:
             return false
-        case .holding(var buffer)?:
-            buffer.hold(delivery, limit: Self.limit)
-            table[key]![topic] = .holding(buffer)
+        case .holding(var buffer, let recovery)?:
+            buffer.hold(delivery, limit: Self.limit, byteLimit: byteLimit)
+            table[key]![topic] = .holding(buffer, recovery: recovery)
             return true
         case .after(let position)?:
             if let offset = delivery.offset, delivery.epoch == position.epoch, offset <= position.offset { return true }
@@ -153,13 +191,14 @@ struct RecoveryTable {
         }
     }
 
-    /// Ends the holding, returning what it held, and keeps `watermark(buffer)` as the
-    /// watermark; nil when no recovery was running (the session left, or unsubscribed meanwhile).
+    /// Ends recovery number `recovery`'s holding, returning what it held, and keeps
+    /// `watermark(buffer)` as the watermark; nil when that recovery is not running (the session
+    /// left, or unsubscribed meanwhile, and maybe subscribed again: a later recovery's).
     mutating func finish(
-        _ transport: WebSocketTransport, _ topic: Topic, watermark: (RecoveryBuffer) -> HistoryPosition?
+        _ transport: WebSocketTransport, _ topic: Topic, recovery: Int, watermark: (RecoveryBuffer) -> HistoryPosition?
     ) -> RecoveryBuffer? {
         let key = ObjectIdentifier(transport)
-        guard case .holding(let buffer)? = table[key]?[topic] else { return nil }
+        guard case .holding(let buffer, recovery)? = table[key]?[topic] else { return nil }
         // At offset 0 (nothing ever published) no live message can fall at or before the
         // position, so there is nothing to drop: an idle subscriber keeps no watermark.
         if let position = watermark(buffer), position.offset > 0 {
@@ -191,36 +230,44 @@ extension ConnectionRegistry {
     func recover(
         _ id: Int, topic: Topic, request: HistoryRequest?, requestId: JSONValue?, adapter: any PubSubAdapter
     ) -> Bool {
-        guard let session = sessionsById(id), recoveries.begin(session.transport, topic) else { return false }
+        guard let session = sessionsById(id), let recovery = recoveries.begin(session.transport, topic) else { return false }
         let query = HistoryRecovery.query(for: request, policy: adapter.history, maxBytes: historyBytes)
         let loop = self.loop
         adapter.readHistory(topic, query) { page in
             loop.execute {
-                self.assumeIsolated { $0.finishRecovery(id, topic: topic, request: request, requestId: requestId, page: page) }
+                self.assumeIsolated {
+                    $0.finishRecovery(id, topic: topic, recovery: recovery, request: request, requestId: requestId, page: page)
+                }
             }
         }
         return true
     }
 
     private func finishRecovery(
-        _ id: Int, topic: Topic, request: HistoryRequest?, requestId: JSONValue?, page: Result<HistoryPage, HistoryError>
+        _ id: Int, topic: Topic, recovery: Int, request: HistoryRequest?, requestId: JSONValue?,
+        page: Result<HistoryPage, HistoryError>
     ) {
         guard let session = sessionsById(id) else { return }
         var plan: HistoryRecovery.Plan?
         guard
-            recoveries.finish(session.transport, topic, watermark: { held in
+            recoveries.finish(session.transport, topic, recovery: recovery, watermark: { held in
                 plan = HistoryRecovery.plan(request: request, page: page, held: held)
                 return plan!.position
             }) != nil, let plan
         else { return }
-        session.reply(.subscribedWithHistory(topic: topic.name, id: requestId, recovered: plan.recovered, position: plan.position))
         let transport = session.transport
         let allocator = ByteBufferAllocator()
+        var history = plan.history.map { OutboundFrame.text(ServerMessage.message($0).encoded(), allocator: allocator) }
+        let historyBytes = history.map(\.bytes.readableBytes)
+        let liveBytes = plan.live.reduce(0) { $0 + $1.frame.bytes.readableBytes }
+        var fitted = plan
+        HistoryRecovery.fit(
+            &fitted, historyBytes: historyBytes, liveBytes: liveBytes, room: pendingLimit - transport.bufferedBytes,
+            request: request)
+        history.removeFirst(plan.history.count - fitted.history.count)
+        session.reply(.subscribedWithHistory(topic: topic.name, id: requestId, recovered: fitted.recovered, position: fitted.position))
         var written = 0
-        for envelope in plan.history {
-            let frame = OutboundFrame.text(ServerMessage.message(envelope).encoded(), allocator: allocator)
-            if transport.write(frame) { written += 1 }
-        }
+        for frame in history where transport.write(frame) { written += 1 }
         for delivery in plan.live where transport.write(delivery.frame) { written += 1 }
         if written > 0 { transport.flush() }
         recordRecovered(written)

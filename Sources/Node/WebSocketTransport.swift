@@ -330,6 +330,12 @@ final class WebSocketTransport: ChannelDuplexHandler {
     /// Completes when the connection's channel has closed; nil once the handler is removed.
     var closeFuture: EventLoopFuture<Void>? { context?.channel.closeFuture }
 
+    /// Bytes written to the channel and not yet taken by the kernel (what counts against
+    /// `WEBSOCKET_MAX_PENDING_BYTES`); 0 once closed.
+    var bufferedBytes: Int {
+        (try? context?.channel.syncOptions?.getOption(ChannelOptions.bufferedWritableBytes)) ?? 0
+    }
+
     /// Closes the channel at once, handshake or not (a shutdown that has run out of time).
     func abort() {
         context?.channel.close(promise: nil)

@@ -61,18 +61,65 @@ struct HistoryRecoveryPlanTests {
         #expect(plan.history.isEmpty && plan.live.isEmpty)
     }
 
+    @Test("live messages held past the byte bound: recovered false from the last one seen, as past the count")
+    func overflowInBytes() {
+        var buffer = RecoveryBuffer()
+        for offset in 7...9 {
+            let frame = OutboundFrame.text(Array(repeating: UInt8(ascii: "x"), count: 400), allocator: ByteBufferAllocator())
+            buffer.hold(Delivery(topic: try! Topic("t"), frame: frame, offset: offset, epoch: "e", arrivedAt: .now()), limit: 100, byteLimit: 1000)
+        }
+        #expect(buffer.overflowed && buffer.deliveries.isEmpty && buffer.bytes == 0, "two frames fit, the third does not")
+        let plan = HistoryRecovery.plan(request: .since(offset: 3, epoch: "e"), page: Self.page([4, 5, 6], current: 6), held: buffer)
+        #expect(plan.recovered == false)
+        #expect(plan.position == HistoryPosition(offset: 9, epoch: "e"))
+    }
+
+    @Test("a page the connection has no room for: since answers recovered false without it, replay keeps its newest that fit")
+    func fitToRoom() {
+        let held = Self.held([7])
+        let since = HistoryRequest.since(offset: 3, epoch: "e")
+        var plan = HistoryRecovery.plan(request: since, page: Self.page([4, 5, 6], current: 6), held: held)
+        HistoryRecovery.fit(&plan, historyBytes: [100, 100, 100], liveBytes: 10, room: 310, request: since)
+        #expect(plan.recovered == true && plan.history.count == 3, "it fits: unchanged")
+        HistoryRecovery.fit(&plan, historyBytes: [100, 100, 100], liveBytes: 10, room: 309, request: since)
+        #expect(plan.recovered == false && plan.history.isEmpty)
+        #expect(plan.live.map(\.offset) == [7] && plan.position == HistoryPosition(offset: 6, epoch: "e"), "live and position kept")
+
+        let replay = HistoryRequest.replay(3)
+        var replayed = HistoryRecovery.plan(request: replay, page: Self.page([4, 5, 6], current: 6), held: held)
+        HistoryRecovery.fit(&replayed, historyBytes: [100, 100, 100], liveBytes: 10, room: 250, request: replay)
+        #expect(replayed.history.map(\.offset) == [5, 6] && replayed.recovered == nil, "the newest that fit")
+    }
+
+    @Test("a read that comes back after its recovery was cancelled (unsubscribe, subscribe again) does not finish the next one")
+    func staleReadIgnored() throws {
+        let transport = WebSocketTransport(maxMessageSize: 1 << 20, maxMessagesPerSecond: 100, counters: NodeCounters())
+        let topic = try Topic("t")
+        var table = RecoveryTable()
+        let first = table.begin(transport, topic) ?? -1
+        let meanwhile = table.begin(transport, topic)
+        #expect(first > 0 && meanwhile == nil, "one at a time")
+        table.cancel(transport, topic)
+        let second = table.begin(transport, topic) ?? -1
+        #expect(second > 0)
+        let late = table.finish(transport, topic, recovery: first) { _ in HistoryPosition(offset: 5, epoch: "e") }
+        #expect(late == nil, "the first read's answer finds its recovery gone")
+        let own = table.finish(transport, topic, recovery: second) { _ in HistoryPosition(offset: 5, epoch: "e") }
+        #expect(own != nil)
+    }
+
     @Test("a recovery answered at offset 0 (nothing published yet) keeps no watermark; one past a message keeps it until a later message")
     func watermarkOnlyPastAMessage() throws {
         let transport = WebSocketTransport(maxMessageSize: 1 << 20, maxMessagesPerSecond: 100, counters: NodeCounters())
         let topic = try Topic("t")
         var table = RecoveryTable()
         let began = table.begin(transport, topic)
-        _ = table.finish(transport, topic) { _ in HistoryPosition(offset: 0, epoch: "e") }
-        #expect(began && table.isEmpty, "an idle subscriber holds nothing")
+        _ = table.finish(transport, topic, recovery: began ?? 0) { _ in HistoryPosition(offset: 0, epoch: "e") }
+        #expect(began != nil && table.isEmpty, "an idle subscriber holds nothing")
 
         let beganAgain = table.begin(transport, topic)
-        _ = table.finish(transport, topic) { _ in HistoryPosition(offset: 5, epoch: "e") }
-        #expect(beganAgain && !table.isEmpty)
+        _ = table.finish(transport, topic, recovery: beganAgain ?? 0) { _ in HistoryPosition(offset: 5, epoch: "e") }
+        #expect(beganAgain != nil && !table.isEmpty)
         let frame = OutboundFrame.text(Array("m".utf8), allocator: ByteBufferAllocator())
         let dropped = table.hold(Delivery(topic: topic, frame: frame, offset: 5, epoch: "e", arrivedAt: .now()), for: transport, topic: topic)
         let later = table.hold(Delivery(topic: topic, frame: frame, offset: 6, epoch: "e", arrivedAt: .now()), for: transport, topic: topic)
