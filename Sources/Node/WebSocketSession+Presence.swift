@@ -7,6 +7,10 @@ import NIOCore
 struct SessionPresence {
     /// The most topics one connection may be typing in at once (a person types in one).
     static let maxTypingTopics = 32
+    /// The most `presence.get` requests of one connection waiting for the presence store. A
+    /// store that does not answer holds each until `PUBSUB_REDIS_TIMEOUT`; without a bound the
+    /// message rate times that timeout would be in flight per connection.
+    static let maxGets = 16
 
     /// Topics this connection counts in as a member (`subscribe` with `presence`).
     var memberships: Set<Topic> = []
@@ -20,6 +24,8 @@ struct SessionPresence {
     /// while connected). A flag rather than the topic: its name is made again at the close
     /// instead of kept for every connection.
     var joinedUserTopic = false
+    /// `presence.get` requests waiting for the store (at most ``maxGets``).
+    var gets = 0
 }
 
 /// Presence and typing requests of one connection (see docs/presence.md). Runs on the session's
@@ -104,6 +110,12 @@ extension WebSocketSession {
         if let denial = TopicAccess.subscribeDenial(TopicPattern(topic), user: user) {
             return reply(.error(code: 403, message: denial, details: .object(["topic": .string(topic.name)]), id: requestId))
         }
+        guard presence.gets < SessionPresence.maxGets else {
+            return reply(.error(
+                code: 429, message: "too many presence.get in flight: at most \(SessionPresence.maxGets) per connection; wait for their presence.state",
+                details: .object(["topic": .string(topic.name)]), id: requestId))
+        }
+        presence.gets += 1
         let presence = node.presence
         // Found again by id: the connection may close meanwhile.
         let (loop, registry, id) = (registry.loop, registry, self.id)
@@ -116,7 +128,13 @@ extension WebSocketSession {
                 frame = PresenceFrames.state(
                     topic: topic, members: presence.localMembers(of: topic), scope: "node", requestId: requestId)
             }
-            loop.execute { registry.assumeIsolated { $0.session(id)?.transport.send(text: frame) } }
+            loop.execute {
+                registry.assumeIsolated {
+                    guard let session = $0.session(id) else { return }
+                    session.presence.gets -= 1
+                    session.transport.send(text: frame)
+                }
+            }
         }
     }
 

@@ -200,6 +200,32 @@ extension ClusterTests {
             }
         }
 
+        @Test("while Redis does not answer, one connection has at most 16 presence.get in flight: the 17th gets 429 at once, the 16 are answered, and the places come back")
+        func getsInFlightBounded() async throws {
+            try await withCluster(nodes: 1) { cluster in
+                let redis = cluster.redis[0]
+                let bob = try await cluster.node(1).connect(as: "bob")
+                redis.pause()  // each presence.get waits on Redis until its deadline
+                var refused: [String: Any] = [:]
+                do {
+                    for id in 1...17 { try await bob.send(json: ["type": "presence.get", "topic": "rooms.hung", "id": id]) }
+                    refused = try await bob.nextJSON()
+                } catch {
+                    redis.resume()
+                    throw error
+                }
+                redis.resume()
+                #expect(refused["type"] as? String == "error" && refused["code"] as? Int == 429 && refused["id"] as? Int == 17)
+                var answered: Set<Int> = []
+                while answered.count < 16 {
+                    let state = try await bob.next(type: "presence.state", timeout: .seconds(20))
+                    answered.insert(try #require(state["id"] as? Int))
+                }
+                #expect(answered == Set(1...16))
+                #expect(try await bob.presenceState("rooms.hung").count == 0, "a presence.get is allowed again")
+            }
+        }
+
         @Test("a join storm on three nodes reaches a watcher batched: every join once, in fewer frames")
         func joinStorm() async throws {
             try await withCluster(environment: ["WEBSOCKET_MAX_CONNECTIONS_PER_IP": "10000"]) { cluster in
