@@ -16,6 +16,8 @@ final class RedisExchange: RedisReplyReceiver {
     private let loop: any EventLoop
     private var connected: EventLoopPromise<Void>?
     private var channel: (any Channel)?
+    /// The connect, until it completes: closed with the exchange if it is still under way.
+    private var attempt: RedisConnectAttempt?
     private var waiting: EventLoopPromise<RedisReply>?
     private var deadline: Scheduled<Void>?
     /// Why the connection ended; every later command fails with it.
@@ -32,7 +34,7 @@ final class RedisExchange: RedisReplyReceiver {
     /// once the TCP connection is up, or fails with the lookup, the connect or their deadline.
     static func connect(_ url: RedisURL, timeout: Duration, connected: EventLoopPromise<Void>) -> RedisExchange {
         let exchange = RedisExchange(url: url, timeout: timeout, connected: connected)
-        RedisReplyHandler.connect(exchange, timeout: timeout, on: exchange.loop)
+        exchange.attempt = RedisReplyHandler.connect(exchange, timeout: timeout, on: exchange.loop)
         exchange.boundConnect()
         return exchange
     }
@@ -147,6 +149,7 @@ final class RedisExchange: RedisReplyReceiver {
     func connected(_ channel: any Channel) {
         guard failure == nil else { return channel.close(promise: nil) }
         self.channel = channel
+        attempt = nil
         connected?.succeed()
         connected = nil
     }
@@ -160,7 +163,8 @@ final class RedisExchange: RedisReplyReceiver {
         connected = nil
         waiting?.fail(error)
         waiting = nil
-        channel?.close(promise: nil)
+        if let channel { channel.close(promise: nil) } else { _ = attempt?.abandon() }
+        attempt = nil
     }
 
     func addressResolved() {}

@@ -24,6 +24,8 @@ final class RedisPublisherSession: RedisReplyReceiver {
     let pingInterval: Duration
     private let clock = ContinuousClock()
     private var channel: (any Channel)?
+    /// The connect, until it completes: closed with the session if it is still under way.
+    private var attempt: RedisConnectAttempt?
     /// Commands appended and not yet written: until the connect completes, and between
     /// ``flush()``es (a batch goes out as one buffer).
     private var output = ByteBuffer()
@@ -93,7 +95,7 @@ final class RedisPublisherSession: RedisReplyReceiver {
     /// Starts the TCP connect on `loop` (the name lookup, if any, runs off the loop); the
     /// opening commands are written once it completes.
     func connect(on loop: any EventLoop) {
-        RedisReplyHandler.connect(self, timeout: timeout, on: loop)
+        attempt = RedisReplyHandler.connect(self, timeout: timeout, on: loop)
     }
 
     func connected(_ channel: any Channel) {
@@ -102,6 +104,7 @@ final class RedisPublisherSession: RedisReplyReceiver {
             return
         }
         self.channel = channel
+        attempt = nil
         connecting = false
         flush()
     }
@@ -206,8 +209,9 @@ final class RedisPublisherSession: RedisReplyReceiver {
         onKeepalive = nil
         onFailure = nil
         answers.removeAll()
-        let closing = channel?.close()
+        let closing = channel?.close() ?? attempt?.abandon()
         channel = nil
+        attempt = nil
         return closing
     }
 }

@@ -38,9 +38,12 @@ final class RedisReplyHandler<Receiver: RedisReplyReceiver>: ChannelInboundHandl
     /// looked up first on NIO's thread pool, bounded by `timeout` (``RedisHostResolver``: a
     /// lookup past it is abandoned), and by ``RedisHostResolver/lookupBound(_:)`` from now, waiting for a thread of
     /// the pool included; the connect is bounded by `timeout` too. The receiver hears
-    /// ``RedisReplyReceiver/connected(_:)`` or ``RedisReplyReceiver/fail(_:)``.
-    static func connect(_ receiver: Receiver, timeout: Duration, on loop: any EventLoop) {
+    /// ``RedisReplyReceiver/connected(_:)`` or ``RedisReplyReceiver/fail(_:)``. The receiver
+    /// keeps the attempt to abandon the connect if it closes before it completes.
+    static func connect(_ receiver: Receiver, timeout: Duration, on loop: any EventLoop) -> RedisConnectAttempt {
         let bound = NIOLoopBound(receiver, eventLoop: loop)
+        let attempt = RedisConnectAttempt()
+        let tracked = NIOLoopBound(attempt, eventLoop: loop)
         let (host, port) = (receiver.url.host, receiver.url.port)
         let address =
             RedisHostResolver.isNumeric(host)
@@ -56,7 +59,8 @@ final class RedisReplyHandler<Receiver: RedisReplyReceiver>: ChannelInboundHandl
             }
             address.whenComplete { _ in late.cancel() }
         }
-        let connecting = address.flatMap { address in
+        let connecting = address.flatMap { address -> EventLoopFuture<any Channel> in
+            guard !tracked.value.abandoned else { return loop.makeFailedFuture(RedisConnectionError("connect abandoned")) }
             bound.value.addressResolved()
             return ClientBootstrap(group: loop)
                 .connectTimeout(RedisTurnTimer.timeAmount(timeout))
@@ -65,6 +69,8 @@ final class RedisReplyHandler<Receiver: RedisReplyReceiver>: ChannelInboundHandl
                 .channelOption(ChannelOptions.maxMessagesPerRead, value: 16)
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
+                        guard !tracked.value.abandoned else { throw RedisConnectionError("connect abandoned") }
+                        tracked.value.channel = channel
                         let pipeline = channel.pipeline.syncOperations
                         if let tls = bound.value.url.tls { try pipeline.addHandler(tls.handler(host: host)) }
                         try pipeline.addHandler(RedisReplyHandler(receiver: bound.value))
@@ -74,11 +80,13 @@ final class RedisReplyHandler<Receiver: RedisReplyReceiver>: ChannelInboundHandl
         }
         let server = receiver.url.server
         connecting.assumeIsolated().whenComplete { result in
+            attempt.channel = nil
             switch result {
             case .success(let channel): receiver.connected(channel)
             case .failure(let error): receiver.fail(RedisConnectionError("connect to \(server): \(error)"))
             }
         }
+        return attempt
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {

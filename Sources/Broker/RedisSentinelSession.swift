@@ -17,6 +17,8 @@ final class RedisSentinelSession: RedisReplyReceiver {
     private let pingInterval: Duration
     private let clock = ContinuousClock()
     private var channel: (any Channel)?
+    /// The connect, until it completes: closed with the session if it is still under way.
+    private var attempt: RedisConnectAttempt?
     private var pendingOutput = ByteBuffer()
     /// Handshake commands whose reply has not been read yet.
     private var handshake: [String]
@@ -57,7 +59,7 @@ final class RedisSentinelSession: RedisReplyReceiver {
     }
 
     func connect(on loop: any EventLoop) {
-        RedisReplyHandler.connect(self, timeout: timeout, on: loop)
+        attempt = RedisReplyHandler.connect(self, timeout: timeout, on: loop)
     }
 
     /// When ``tend(now:)`` has something to do: the unanswered request's deadline, or the next keepalive.
@@ -88,8 +90,9 @@ final class RedisSentinelSession: RedisReplyReceiver {
         onAnswered = nil
         onSwitch = nil
         onFailure = nil
-        let closing = channel?.close()
+        let closing = channel?.close() ?? attempt?.abandon()
         channel = nil
+        attempt = nil
         return closing
     }
 
@@ -125,6 +128,7 @@ final class RedisSentinelSession: RedisReplyReceiver {
     func connected(_ channel: any Channel) {
         guard !over else { return channel.close(promise: nil) }
         self.channel = channel
+        attempt = nil
         channel.writeAndFlush(pendingOutput, promise: nil)
         pendingOutput = ByteBuffer()
     }

@@ -27,6 +27,8 @@ final class RedisSubscriberSession: RedisReplyReceiver {
     let pingInterval: Duration
     private let clock = ContinuousClock()
     private var channel: (any Channel)?
+    /// The connect, until it completes: closed with the session if it is still under way.
+    private var attempt: RedisConnectAttempt?
     /// What is written before the connect completes (the opening commands, and any others).
     private var pendingOutput = ByteBuffer()
     private var reader: RedisSubscriptionReader
@@ -95,7 +97,7 @@ final class RedisSubscriberSession: RedisReplyReceiver {
     /// Starts the TCP connect on `loop` (the name lookup, if any, runs off the loop); the
     /// opening commands are written once it completes.
     func connect(on loop: any EventLoop) {
-        RedisReplyHandler.connect(self, timeout: timeout, on: loop)
+        attempt = RedisReplyHandler.connect(self, timeout: timeout, on: loop)
     }
 
     func connected(_ channel: any Channel) {
@@ -104,6 +106,7 @@ final class RedisSubscriberSession: RedisReplyReceiver {
             return
         }
         self.channel = channel
+        attempt = nil
         connecting = false
         channel.writeAndFlush(pendingOutput, promise: nil)
         pendingOutput = ByteBuffer()
@@ -222,8 +225,9 @@ final class RedisSubscriberSession: RedisReplyReceiver {
         over = true
         onBurst = nil
         onFailure = nil
-        let closing = channel?.close()
+        let closing = channel?.close() ?? attempt?.abandon()
         channel = nil
+        attempt = nil
         return closing
     }
 
