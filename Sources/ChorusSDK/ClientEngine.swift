@@ -43,7 +43,8 @@ actor ClientEngine {
     /// A reply being waited for, by request id.
     private enum Awaited {
         case request(CheckedContinuation<[String: JSONValue], any Error>, timer: Task<Void, Never>?)
-        case subscribe(topic: String, since: StreamPosition?)
+        /// With what the `subscribe` asked for: history after `since`, or the last `replay` messages.
+        case subscribe(topic: String, since: StreamPosition?, replay: Int?)
         case publish(key: Int, timer: Task<Void, Never>?)
         case auth
         /// A `ping` sent behind an unacknowledged publish (request `publishId`): the node
@@ -466,8 +467,8 @@ actor ClientEngine {
             emit(.tokenExpired)
             if tokenProvider != nil { Task { await self.refreshAuthentication(on: connection) } }
         case "subscribed":
-            if let id, case .subscribe(let topic, let since)? = awaited.removeValue(forKey: id) {
-                subscribed(topic, since: since, fields)
+            if let id, case .subscribe(let topic, let since, let replay)? = awaited.removeValue(forKey: id) {
+                subscribed(topic, since: since, replay: replay, fields)
             }
         case "published":
             if let id, case .publish(let key, let timer)? = awaited.removeValue(forKey: id) {
@@ -521,7 +522,7 @@ actor ClientEngine {
         case .publish(let key, let timer):
             timer?.cancel()
             publishes.removeValue(forKey: key)?.continuation.resume(throwing: error)
-        case .subscribe(let topic, _):
+        case .subscribe(let topic, _, _):
             endTopic(topic, with: error)
         case .auth:
             emit(.error(error))
@@ -552,7 +553,7 @@ actor ClientEngine {
         }
     }
 
-    private func subscribed(_ topic: String, since: StreamPosition?, _ fields: [String: JSONValue]) {
+    private func subscribed(_ topic: String, since: StreamPosition?, replay: Int?, _ fields: [String: JSONValue]) {
         guard var state = topics[topic] else { return }
         let resubscribed = state.everConfirmed
         let recovered = fields["recovered"]?.boolValue
@@ -565,7 +566,10 @@ actor ClientEngine {
         let waiters = state.waiters
         state.waiters = [:]
         topics[topic] = state
-        if let position { positions.subscribed(topic, at: position, recovered: since == nil ? nil : recovered) }
+        if let position {
+            let asked: StreamPositions.Asked = since.map { .since($0, recovered: recovered ?? false) } ?? replay.map { .replay($0) } ?? .live
+            positions.subscribed(topic, at: position, asked: asked)
+        }
         for waiter in waiters.values { waiter.resume() }
         emit(.subscribed(topic: topic, resubscribed: resubscribed, recovered: since == nil ? nil : recovered, position: position))
         if let since, recovered == false { emit(.recoveryFailed(topic: topic, since: since)) }
@@ -705,12 +709,13 @@ actor ClientEngine {
         var since = state.since
         if state.everConfirmed, !TopicFilter.isPattern(topic), let position = positions[topic] { since = position }
         if let since { fields["since"] = ["offset": .integer(Int64(since.offset)), "epoch": .string(since.epoch)] }
-        if let replay = state.replay, since == nil { fields["replay"] = .integer(Int64(replay)) }
+        let replay = since == nil ? state.replay : nil
+        if let replay { fields["replay"] = .integer(Int64(replay)) }
         if let presence = state.presence { fields["presence"] = ["data": presence] }
         if state.presenceEvents { fields["presenceEvents"] = true }
         state.inFlight = true
         topics[topic] = state
-        awaited[id] = .subscribe(topic: topic, since: since)
+        awaited[id] = .subscribe(topic: topic, since: since, replay: replay)
         send(fields, on: connection)
     }
 

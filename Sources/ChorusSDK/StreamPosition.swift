@@ -25,12 +25,43 @@ struct StreamPositions: Sendable {
         return true
     }
 
-    /// A `subscribed` reply's current position: taken when the topic has none yet, when the
-    /// epoch changed, or when the node could not recover (what was missed is gone: start from
-    /// now). After a recovered resubscription the replayed messages move the position instead.
-    mutating func subscribed(_ topic: String, at position: StreamPosition, recovered: Bool?) {
-        if let last = byTopic[topic], last.epoch == position.epoch, recovered != false { return }
-        byTopic[topic] = position
+    /// What a `subscribe` asked the node for, beside live messages.
+    enum Asked: Equatable {
+        /// Nothing: live messages only.
+        case live
+        /// The messages after a position; `recovered` is the reply's answer.
+        case since(StreamPosition, recovered: Bool)
+        /// The last messages, at most this many.
+        case replay(Int)
+    }
+
+    /// A `subscribed` reply, whose `position` is the topic's current one: the messages the
+    /// node sends after it (a recovered `since`, a `replay`) are at or before `position`, so the
+    /// position kept is where they start, and they move it; it must not be `position` itself,
+    /// or each of them would look like a repeat and be dropped.
+    ///
+    /// - live: `position`, unless the topic already has one in this epoch.
+    /// - since, recovered: `since`, unless the topic already has one in its epoch (a
+    ///   resubscription sends the one it has).
+    /// - since, not recovered: `position` (what was missed is gone: start from now).
+    /// - replay of `n`: `n` before `position` (at 0 at the least), unless the topic already has
+    ///   one in this epoch. Kept before the messages arrive, so that a resubscription after a
+    ///   reconnect asks for everything after it, not for nothing.
+    mutating func subscribed(_ topic: String, at position: StreamPosition, asked: Asked) {
+        let last = byTopic[topic]
+        switch asked {
+        case .live:
+            if last?.epoch == position.epoch { return }
+            byTopic[topic] = position
+        case .since(let since, recovered: true):
+            if last?.epoch == since.epoch { return }
+            byTopic[topic] = since
+        case .since(_, recovered: false):
+            byTopic[topic] = position
+        case .replay(let count):
+            if last?.epoch == position.epoch { return }
+            byTopic[topic] = StreamPosition(offset: max(0, position.offset - max(0, count)), epoch: position.epoch)
+        }
     }
 
     mutating func forget(_ topic: String) {

@@ -37,6 +37,30 @@ struct SDKNodeTests {
         }
     }
 
+    @Test("a first subscribe with replay or since receives the history it asked for, then live messages")
+    func historyOnFirstSubscribe() async throws {
+        try await withNodeProcess { node in
+            let publisher = try ChorusClient(url: Self.url(node), token: node.token("alice"), configuration: Self.configuration())
+            var receipts: [PublishReceipt] = []
+            for n in 1...5 { receipts.append(try await publisher.publish("chat.history", ["n": .integer(Int64(n))])) }
+            let second = try #require(receipts[1].position)
+
+            let bob = try ChorusClient(url: Self.url(node), token: node.token("bob"), configuration: Self.configuration())
+            let carol = try ChorusClient(url: Self.url(node), token: node.token("carol"), configuration: Self.configuration())
+            let replayed = try await bob.subscribe("chat.history", replay: 3)
+            let recovered = try await carol.subscribe("chat.history", since: second)
+            try await publisher.publish("chat.history", ["n": 6])
+
+            for (name, subscription) in [("replay: 3", replayed), ("since the second", recovered)] {
+                var messages = subscription.makeAsyncIterator()
+                var got: [JSONValue] = []
+                for _ in 0..<4 { got.append(try #require(await messages.next(), "\(name): \(got)").data) }
+                #expect(got == [["n": 3], ["n": 4], ["n": 5], ["n": 6]], "\(name): the third to the fifth, then live")
+            }
+            for client in [publisher, bob, carol] { await client.close() }
+        }
+    }
+
     @Test("a subscription whose consumer falls behind its buffer ends with bufferOverflow after the messages it holds")
     func bufferOverflow() async throws {
         try await withNodeProcess { node in

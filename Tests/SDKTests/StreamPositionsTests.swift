@@ -18,14 +18,33 @@ struct StreamPositionsTests {
     @Test("a subscribed reply sets the position of a new topic, and after a failed recovery, but not after a recovered one")
     func subscribedReplies() {
         var positions = StreamPositions()
-        positions.subscribed("t", at: StreamPosition(offset: 41, epoch: "a"), recovered: nil)
+        positions.subscribed("t", at: StreamPosition(offset: 41, epoch: "a"), asked: .live)
         #expect(positions["t"] == StreamPosition(offset: 41, epoch: "a"))
-        positions.subscribed("t", at: StreamPosition(offset: 45, epoch: "a"), recovered: true)
+        let since = StreamPosition(offset: 41, epoch: "a")
+        positions.subscribed("t", at: StreamPosition(offset: 45, epoch: "a"), asked: .since(since, recovered: true))
         #expect(positions["t"] == StreamPosition(offset: 41, epoch: "a"), "the replayed messages move it")
-        positions.subscribed("t", at: StreamPosition(offset: 90, epoch: "a"), recovered: false)
+        positions.subscribed("t", at: StreamPosition(offset: 90, epoch: "a"), asked: .since(since, recovered: false))
         #expect(positions["t"] == StreamPosition(offset: 90, epoch: "a"))
-        positions.subscribed("t", at: StreamPosition(offset: 2, epoch: "b"), recovered: nil)
+        positions.subscribed("t", at: StreamPosition(offset: 2, epoch: "b"), asked: .live)
         #expect(positions["t"] == StreamPosition(offset: 2, epoch: "b"))
+    }
+
+    @Test("a first subscribe with since or replay keeps the position where the messages sent after the reply start, so that they are not taken for repeats")
+    func firstSubscribeWithHistory() {
+        var positions = StreamPositions()
+        let since = StreamPosition(offset: 2, epoch: "a")
+        positions.subscribed("s", at: StreamPosition(offset: 5, epoch: "a"), asked: .since(since, recovered: true))
+        #expect(positions["s"] == since)
+        let recovered = [3, 4, 5].map { positions.advance("s", to: StreamPosition(offset: $0, epoch: "a")) }
+        #expect(recovered == [true, true, true], "messages 3 to 5 are delivered")
+
+        positions.subscribed("r", at: StreamPosition(offset: 5, epoch: "a"), asked: .replay(3))
+        #expect(positions["r"] == StreamPosition(offset: 2, epoch: "a"), "a reconnect before the page arrives asks for what follows 2")
+        let replayed = [3, 4, 5].map { positions.advance("r", to: StreamPosition(offset: $0, epoch: "a")) }
+        #expect(replayed == [true, true, true], "the last three are delivered")
+
+        positions.subscribed("e", at: StreamPosition(offset: 0, epoch: "a"), asked: .replay(50))
+        #expect(positions["e"] == StreamPosition(offset: 0, epoch: "a"), "an empty topic: a reconnect asks for everything after 0")
     }
 }
 
