@@ -13,6 +13,8 @@ actor ClientEngine {
         var messages: AsyncStream<ChorusMessage>.Continuation
         var presence: AsyncStream<PresenceEvent>.Continuation
         var typing: AsyncStream<TypingEvent>.Continuation
+        /// A `join`: the user is a member of the topic while this handle lasts.
+        var joined: Bool
 
         func finish() {
             messages.finish()
@@ -30,6 +32,13 @@ actor ClientEngine {
         var confirmed = false
         /// A `subscribe` request is in flight on the current connection.
         var inFlight = false
+        /// The subscription changed while a `subscribe` was in flight: subscribe again once it
+        /// is answered (the node refuses a second subscribe of a history topic with 409 while
+        /// the first still reads its history), before the waiters resume.
+        var resendWhenAnswered = false
+        /// The last `join` ended while plain subscribers remain: unsubscribe before that
+        /// subscribe, so that the node lets the membership go.
+        var leaveFirst = false
         /// The node has confirmed it once: later subscribes are resubscriptions.
         var everConfirmed = false
         /// Presence data to join with, and whether presence events are wanted.
@@ -400,6 +409,9 @@ actor ClientEngine {
         for topic in topics.keys {
             topics[topic]?.confirmed = false
             topics[topic]?.inFlight = false
+            // The next connection subscribes afresh with what the topic wants then.
+            topics[topic]?.resendWhenAnswered = false
+            topics[topic]?.leaveFirst = false
         }
         for entry in typing.values { entry.stopTimer?.cancel() }
         typing = [:]
@@ -563,8 +575,10 @@ actor ClientEngine {
         state.everConfirmed = true
         state.replay = nil
         state.since = nil
-        let waiters = state.waiters
-        state.waiters = [:]
+        let resend = state.resendWhenAnswered
+        state.resendWhenAnswered = false
+        let waiters = resend ? [:] : state.waiters
+        if !resend { state.waiters = [:] }
         topics[topic] = state
         if let position {
             let asked: StreamPositions.Asked = since.map { .since($0, recovered: recovered ?? false) } ?? replay.map { .replay($0) } ?? .live
@@ -573,6 +587,7 @@ actor ClientEngine {
         for waiter in waiters.values { waiter.resume() }
         emit(.subscribed(topic: topic, resubscribed: resubscribed, recovered: since == nil ? nil : recovered, position: position))
         if let since, recovered == false { emit(.recoveryFailed(topic: topic, since: since)) }
+        if resend, let connection { sendSubscribe(topic, on: connection) }
     }
 
     /// The node refused or ended a subscription: every subscriber of it ends.
@@ -670,7 +685,7 @@ actor ClientEngine {
         if runner == nil, case .disconnected = state { start() }
         var state = topics[topic] ?? TopicState()
         let isNew = topics[topic] == nil
-        state.handles[handleId] = Handle(messages: messages, presence: presence, typing: typing)
+        state.handles[handleId] = Handle(messages: messages, presence: presence, typing: typing, joined: presenceData != nil)
         var changed = isNew
         if let presenceData, presenceData != state.presence {
             state.presence = presenceData
@@ -686,7 +701,7 @@ actor ClientEngine {
         }
         topics[topic] = state
         if state.confirmed, !changed { return }
-        if changed, canSend, let connection { sendSubscribe(topic, on: connection) }
+        if changed { subscribeAgain(topic) }
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
                 if Task.isCancelled || topics[topic]?.handles[handleId] == nil {
@@ -702,8 +717,25 @@ actor ClientEngine {
         }
     }
 
+    /// Sends `topic`'s subscribe as it stands now, or once the one in flight is answered. Not
+    /// connected, nothing is sent: the next connection subscribes everything afresh.
+    private func subscribeAgain(_ topic: String) {
+        guard var state = topics[topic], canSend, let connection else { return }
+        if state.inFlight {
+            state.resendWhenAnswered = true
+            topics[topic] = state
+            return
+        }
+        sendSubscribe(topic, on: connection)
+    }
+
     private func sendSubscribe(_ topic: String, on connection: WebSocketConnection) {
         guard var state = topics[topic] else { return }
+        if state.leaveFirst {
+            // Answered by `unsubscribed`, which nothing waits for; the subscribe follows in order.
+            send(["type": "unsubscribe", "topic": .string(topic)], on: connection)
+            state.leaveFirst = false
+        }
         let id = newId()
         var fields: [String: JSONValue] = ["type": "subscribe", "topic": .string(topic), "id": .integer(Int64(id))]
         var since = state.since
@@ -730,11 +762,20 @@ actor ClientEngine {
         }
         handle.finish()
         guard state.handles.isEmpty else {
+            let lastJoinEnded = handle.joined && !state.handles.values.contains { $0.joined }
+            if lastJoinEnded { state.presence = nil }
+            if lastJoinEnded, state.confirmed || state.inFlight { state.leaveFirst = true }
             topics[topic] = state
+            if lastJoinEnded { subscribeAgain(topic) }
             return
         }
         topics[topic] = nil
         positions.forget(topic)
+        // A node that cancels a history read for the unsubscribe never answers its subscribe.
+        awaited = awaited.filter { _, entry in
+            if case .subscribe(topic, _, _) = entry { return false }
+            return true
+        }
         if authenticated, let connection {
             send(["type": "unsubscribe", "topic": .string(topic)], on: connection)
         }

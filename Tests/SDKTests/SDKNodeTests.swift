@@ -322,6 +322,46 @@ struct SDKNodeTests {
         }
     }
 
+    @Test("presence: subscribe and join of one history topic at once both succeed (the second subscribe waits for the first's reply instead of meeting the node's 409)")
+    func subscribeAndJoinAtOnce() async throws {
+        try await withNodeProcess { node in
+            let client = try ChorusClient(url: Self.url(node), token: node.token("nora"))
+            try await client.connect()
+            async let plain = client.subscribe("chat.both", replay: 10)
+            async let membership = client.join("chat.both", data: ["status": "here"])
+            let (subscription, joined) = try await (plain, membership)
+            let state = try await client.members("chat.both")
+            #expect(state.members.map(\.userId) == ["nora"], "the join reached the node")
+            try await client.publish("chat.both", ["n": 1])
+            var messages = subscription.makeAsyncIterator()
+            #expect(await messages.next()?.data == ["n": 1], "the subscription is live")
+            joined.cancel()
+            await client.close()
+        }
+    }
+
+    @Test("presence: ending a join while a plain subscription of the topic remains leaves presence and keeps the subscription")
+    func joinEndsPlainStays() async throws {
+        try await withNodeProcess { node in
+            let watcher = try ChorusClient(url: Self.url(node), token: node.token("oscar"))
+            let watching = try await watcher.join("rooms.mixed", data: ["status": "watching"])
+            let client = try ChorusClient(url: Self.url(node), token: node.token("pia"))
+            let plain = try await client.subscribe("rooms.mixed")
+            let membership = try await client.join("rooms.mixed", data: ["status": "here"])
+            let joined = await first(in: watching.presenceEvents, where: { $0.member.userId == "pia" })
+            #expect(joined?.kind == .join)
+            membership.cancel()
+            let left = await first(in: watching.presenceEvents, where: { $0.member.userId == "pia" })
+            #expect(left?.kind == .leave, "ending the join leaves")
+            #expect(try await watcher.members("rooms.mixed").members.map(\.userId) == ["oscar"])
+            try await watcher.publish("rooms.mixed", ["n": 1])
+            var messages = plain.makeAsyncIterator()
+            #expect(await messages.next()?.data == ["n": 1], "the plain subscription still receives")
+            await client.close()
+            await watcher.close()
+        }
+    }
+
     @Test("presence: members() says so when the node cannot reach Redis and lists its own members only")
     func presenceNodeScope() async throws {
         // Nothing listens on port 1: the node runs in fallback, its presence store unreachable.
