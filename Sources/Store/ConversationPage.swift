@@ -4,9 +4,22 @@ public struct ConversationPage: Sendable, Equatable {
     public var conversations: [ConversationSummary]
     /// Pass it as `before` for the next page; nil when there is none. Opaque.
     public var nextCursor: String?
+    /// For each conversation, the cursor of a page that would end with it (see
+    /// ``prefix(_:)``).
+    public var cursors: [String]
 
-    public init(conversations: [ConversationSummary], nextCursor: String?) {
+    public init(conversations: [ConversationSummary], nextCursor: String?, cursors: [String] = []) {
         self.conversations = conversations
         self.nextCursor = nextCursor
+        self.cursors = cursors
+    }
+
+    /// The first `count` conversations (at least one), continued after the last of them.
+    public func prefix(_ count: Int) -> ConversationPage {
+        let count = max(1, count)
+        guard count < conversations.count, count <= cursors.count else { return self }
+        return ConversationPage(
+            conversations: Array(conversations.prefix(count)), nextCursor: cursors[count - 1],
+            cursors: Array(cursors.prefix(count)))
     }
 }

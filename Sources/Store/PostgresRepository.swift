@@ -88,8 +88,8 @@ struct PostgresRepository: UserRepository, MessageRepository, ReadReceiptReposit
         }
         let found = try await messages(rows)
         let page = found.prefix(limit)
-        let next = found.count > limit ? page.last.map { MessageCursor(sequence: $0.sequence).text } : nil
-        return MessagePage(messages: page.map(\.message), nextCursor: next)
+        let cursors = page.map { MessageCursor(sequence: $0.sequence).text }
+        return MessagePage(messages: page.map(\.message), nextCursor: found.count > limit ? cursors.last : nil, cursors: cursors)
     }
 
     func updateMessage(id: String, content: String, metadata: String?) async throws -> StoredMessage? {

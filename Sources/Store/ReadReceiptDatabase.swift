@@ -110,9 +110,9 @@ extension ReadReceiptDatabase {
                     return ReadPosition(userId: user, messageId: id, readAt: at)
                 }))
         }
-        let next = found.count > limit ? page.last.map {
+        let cursors = page.map {
             ConversationCursor(lastSequence: $0.integer("newest_seq") ?? 0, receipt: $0.integer("receipt_id") ?? 0).text
-        } : nil
-        return ConversationPage(conversations: summaries, nextCursor: next)
+        }
+        return ConversationPage(conversations: summaries, nextCursor: found.count > limit ? cursors.last : nil, cursors: cursors)
     }
 }

@@ -73,10 +73,8 @@ struct SQLiteRepository: UserRepository, MessageRepository, ReadReceiptRepositor
         let rows = try await connection.query(
             "SELECT \(Self.messageColumns) FROM messages WHERE \(filter) AND seq < ? ORDER BY seq DESC LIMIT ?", binds)
         let page = rows.prefix(limit)
-        let next = rows.count > limit ? page.last.flatMap { $0.column("seq")?.integer } : nil
-        return MessagePage(
-            messages: page.map(Self.message),
-            nextCursor: next.map { MessageCursor(sequence: Int64($0)).text })
+        let cursors = page.map { MessageCursor(sequence: Int64($0.column("seq")?.integer ?? 0)).text }
+        return MessagePage(messages: page.map(Self.message), nextCursor: rows.count > limit ? cursors.last : nil, cursors: cursors)
     }
 
     func updateMessage(id: String, content: String, metadata: String?) async throws -> StoredMessage? {

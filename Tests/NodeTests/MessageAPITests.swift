@@ -181,6 +181,37 @@ struct MessageAPITests {
         }
     }
 
+    @Test("a page of large messages stops at about 1 MiB and its cursor continues after its last message: every message once, none lost")
+    func pagesBoundedInBytes() async throws {
+        try await withNode { node in
+            let alice = try await register(node, "alice")
+            // Control characters are written \u00XX: 60 KB of JSON per message.
+            let content = String(repeating: "\u{1}", count: 10_000)
+            var posted: [String] = []
+            for _ in 0..<40 {
+                let response = try await HTTP.post(
+                    "\(node.baseURL)/api/messages", json: ["topic": "rooms.large", "content": content], headers: headers(alice))
+                posted.append(try #require(try response.json()["id"] as? String))
+            }
+            var seen: [String] = []
+            var cursor: String?
+            var largest = 0
+            repeat {
+                var url = "\(node.baseURL)/api/messages?topic=rooms.large&limit=100"
+                if let cursor { url += "&before=\(cursor.addingPercentEncoding(withAllowedCharacters: .alphanumerics)!)" }
+                let response = try await HTTP.get(url, headers: headers(alice))
+                largest = max(largest, response.body.count)
+                let page = try response.json()
+                let messages = try #require(page["messages"] as? [[String: Any]])
+                #expect(messages.first?["content"] as? String == content, "the content reads back as posted")
+                seen += messages.compactMap { $0["id"] as? String }
+                cursor = page["nextCursor"] as? String
+            } while cursor != nil
+            #expect(seen == posted.reversed())
+            #expect(largest <= (1 << 20) + 70_000, "a page holds about 1 MiB, not 40 x 60 KB")
+        }
+    }
+
     @Test(
         "bad message requests get the error shape with the right status",
         arguments: [

@@ -127,6 +127,12 @@ struct ReadReceiptStoreTests {
             } while cursor != nil && pages < 10
             #expect(pages == 3)
             #expect(seen == (0..<7).reversed().map { .topic("rooms.r\($0)") } + [.conversation("bob", "eve")])
+
+            // A page cut short (as the HTTP route does past its byte budget) continues after its last item.
+            let cut = try await store.conversations(of: "bob", before: nil, limit: 5).prefix(2)
+            #expect(cut.conversations.map(\.scope) == [.topic("rooms.r6"), .topic("rooms.r5")])
+            let rest = try await store.conversations(of: "bob", before: cut.nextCursor, limit: 10)
+            #expect(rest.conversations.map(\.scope) == (0..<5).reversed().map { .topic("rooms.r\($0)") } + [.conversation("bob", "eve")])
             for bad in ["", "garbage", "v", "v1", "v1.0", "v-1.1", "c1", "v1.1 "] {
                 await #expect(throws: StoreError.invalidCursor, "cursor '\(bad)'") {
                     try await store.conversations(of: "bob", before: bad, limit: 3)

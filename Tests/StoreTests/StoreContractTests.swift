@@ -129,6 +129,13 @@ struct StoreContractTests {
             #expect(all.nextCursor == nil)
             let empty = try await store.messages(in: .topic("nobody-posts-here"), before: nil, limit: 10)
             #expect(empty == MessagePage(messages: [], nextCursor: nil))
+
+            // A page cut short (as the HTTP route does past its byte budget) continues after its last message.
+            let cut = all.prefix(1)
+            #expect(cut.messages.map(\.content) == ["3"])
+            let rest = try await store.messages(in: .topic("t"), before: cut.nextCursor, limit: 10)
+            #expect(rest.messages.map(\.content) == ["2", "1", "0"])
+            #expect(all.prefix(4) == all, "a prefix of the whole page is the page")
         }
     }
 

@@ -103,11 +103,8 @@ struct MessageRoutes {
         }
         var writer = JSONWriter()
         writer.raw("{\"messages\":[")
-        for (index, message) in page.messages.enumerated() {
-            if index > 0 { writer.raw(",") }
-            writer.raw(message.json)
-        }
-        PageRequest.close(&writer, nextCursor: page.nextCursor)
+        let written = PageRequest.write(page.messages, to: &writer) { $0.json }
+        PageRequest.close(&writer, nextCursor: page.prefix(written).nextCursor)
         return .json((try? RawJSON(validating: writer.bytes)) ?? .emptyObject)
     }
 

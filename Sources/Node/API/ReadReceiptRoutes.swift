@@ -29,11 +29,8 @@ struct ReadReceiptRoutes {
         }
         var writer = JSONWriter()
         writer.raw("{\"conversations\":[")
-        for (index, conversation) in page.conversations.enumerated() {
-            if index > 0 { writer.raw(",") }
-            writer.raw(conversation.json(for: user.id))
-        }
-        PageRequest.close(&writer, nextCursor: page.nextCursor)
+        let written = PageRequest.write(page.conversations, to: &writer) { $0.json(for: user.id) }
+        PageRequest.close(&writer, nextCursor: page.prefix(written).nextCursor)
         return .json((try? RawJSON(validating: writer.bytes)) ?? .emptyObject)
     }
 }
