@@ -159,7 +159,7 @@ public final class ChorusNode: Service, Sendable {
         router.add(middleware: MetricsMiddleware())
         if let origins = configuration.corsAllowedOrigins { router.add(middleware: CORSPolicy(origins: origins)) }
         router.add(middleware: HTTPErrorMiddleware())
-        router.add(middleware: BackendErrorMiddleware())
+        router.add(middleware: BackendErrorMiddleware(outages: context.outages))
         let sampler = RateSampler()
         let directory: (any NodeDirectory)? =
             configuration.adapter != .redis ? nil

@@ -17,6 +17,8 @@ final class NodeContext: Sendable {
     let metrics: NodeMetrics
     let readiness: Readiness
     let logger: Logger
+    /// Logs why a request's store or Redis failed, and makes its 503 (which does not say why).
+    let outages: BackendOutage
     /// Members per topic, this node's share and the cluster's (see ``PresenceService``).
     let presence: PresenceService
     /// Accounts, messages and read receipts; nil with `DATABASE_URL=none`. WebSocket sessions
@@ -46,6 +48,7 @@ final class NodeContext: Sendable {
         self.metrics = metrics
         self.readiness = Readiness()
         self.logger = logger
+        self.outages = BackendOutage(logger: logger)
         self.store = store
     }
 

@@ -46,9 +46,11 @@ final class ReadRequests {
         let receipts = ReadReceipts(node: node, store: store)
         let requests = NIOLoopBound(self, eventLoop: loop)
         let connection = NIOLoopBound(transport, eventLoop: loop)
-        let loop = self.loop
+        let (loop, outages) = (self.loop, node.outages)
         Task {
-            let bytes = await ReadRequests.reply(receipts, messageId: messageId, requestId: requestId, user: user).encoded()
+            let bytes = await ReadRequests.reply(
+                receipts, messageId: messageId, requestId: requestId, user: user, outages: outages
+            ).encoded()
             loop.execute {
                 requests.value.inFlight -= 1
                 connection.value.send(text: bytes)
@@ -57,7 +59,7 @@ final class ReadRequests {
     }
 
     private static func reply(
-        _ receipts: ReadReceipts, messageId: String, requestId: JSONValue?, user: AuthenticatedUser
+        _ receipts: ReadReceipts, messageId: String, requestId: JSONValue?, user: AuthenticatedUser, outages: BackendOutage
     ) async -> ServerMessage {
         do {
             let record = try await receipts.markRead(messageId: messageId, by: user)
@@ -65,7 +67,7 @@ final class ReadRequests {
         } catch let error as APIError {
             return .error(code: error.code, message: error.message, details: error.details, id: requestId)
         } catch let error as StoreError {
-            return .error(code: 503, message: error.description, details: nil, id: requestId)
+            return .error(code: 503, message: outages.error("store", reason: error).message, details: nil, id: requestId)
         } catch {
             return .error(code: 500, message: "could not record the read", details: nil, id: requestId)
         }

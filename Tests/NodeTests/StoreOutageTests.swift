@@ -19,6 +19,8 @@ struct StoreOutageTests {
                     "\(node.baseURL)/api/auth/login", json: ["username": "alice", "password": "correct horse"])
                 #expect(login.status == 503, "\(login.text)")
                 #expect(try login.json()["code"] as? Int == 503)
+                #expect(try login.json()["message"] as? String == "store unavailable: try again shortly")
+                #expect(!login.text.contains("\(postgres.port)"), "the database's address is the operator's business: \(login.text)")
                 let post = try await HTTP.post(
                     "\(node.baseURL)/api/messages", json: ["topic": "rooms.lobby", "content": "x"],
                     headers: ["Authorization": "Bearer \(alice.token)"])

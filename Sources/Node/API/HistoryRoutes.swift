@@ -61,7 +61,7 @@ struct HistoryRoutes {
         }
         switch page {
         case .failure(let error):
-            throw APIError(503, "history unavailable: \(error)")
+            throw node.outages.error("history", reason: error)
         case .success(let page):
             var json = JSONWriter()
             json.raw("{\"topic\":")

@@ -87,7 +87,7 @@ struct PresenceRoutes {
                 json.raw("null")
             }
         } catch {
-            return APIError(503, "presence store unreachable: \(error)").response
+            return node.outages.error("presence store", reason: error).response
         }
         json.raw("}")
         return Self.json(json.bytes)
