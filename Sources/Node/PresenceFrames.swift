@@ -24,9 +24,11 @@ enum PresenceFrames {
     }
 
     /// `{"type":"presence.state","id":..,"topic":..,"members":[{"userId","data","connections"}],"count":N}`;
-    /// `scope` `"node"` when only this node's members could be listed (Redis unreachable).
-    static func state(topic: Topic, members: [PresenceMember], scope: String?, requestId: JSONValue?) -> [UInt8] {
-        var json = JSONWriter(capacity: 128 + members.reduce(0) { $0 + $1.member.bytes.count + 20 })
+    /// `scope` `"node"` when only this node's members could be listed (Redis unreachable). The
+    /// members listed stop at about `budget` bytes (the first always goes in), and then
+    /// `"truncated":true` says so; `count` is all of them.
+    static func state(topic: Topic, members: [PresenceMember], scope: String?, requestId: JSONValue?, budget: Int) -> [UInt8] {
+        var json = JSONWriter(capacity: 128 + min(budget, members.reduce(0) { $0 + $1.member.bytes.count + 20 }))
         json.raw("{\"type\":\"presence.state\"")
         if let requestId {
             json.raw(",\"id\":")
@@ -35,8 +37,9 @@ enum PresenceFrames {
         json.raw(",\"topic\":")
         json.string(topic.name)
         json.raw(",\"members\":")
-        json.raw(membersArray(members))
+        let listed = writeMembers(members, to: &json, budget: budget)
         json.raw(",\"count\":\(members.count)")
+        if listed < members.count { json.raw(",\"truncated\":true") }
         if let scope {
             json.raw(",\"scope\":")
             json.string(scope)
@@ -47,16 +50,25 @@ enum PresenceFrames {
         return json.bytes
     }
 
-    /// `[{"userId":..,"data":..,"connections":N}, ...]`.
-    static func membersArray(_ members: [PresenceMember]) -> RawJSON {
-        var json = JSONWriter()
+    /// Writes `[{"userId":..,"data":..,"connections":N}, ...]`, in order, until the next member
+    /// would take the array past `budget` bytes (the first always goes in: a room's members may
+    /// hold 4 KiB of data each, and a room of 10,000 would make one 40 MB answer); returns how
+    /// many were written.
+    static func writeMembers(_ members: [PresenceMember], to json: inout JSONWriter, budget: Int) -> Int {
+        let start = json.bytes.count
         json.raw("[")
-        for (index, member) in members.enumerated() {
-            if index > 0 { json.raw(",") }
-            json.raw(member.member.settingMember("connections", to: RawJSON(.number(JSONNumber(member.connections)))))
+        var written = 0
+        for member in members {
+            let entry = member.member.settingMember("connections", to: RawJSON(.number(JSONNumber(member.connections))))
+            if written > 0 {
+                guard json.bytes.count - start + entry.bytes.count + 2 <= budget else { break }
+                json.raw(",")
+            }
+            json.raw(entry)
+            written += 1
         }
         json.raw("]")
-        return (try? RawJSON(validating: json.bytes)) ?? RawJSON(.array([]))
+        return written
     }
 
     /// The data of a typing envelope: `{"userId":..,"state":..}`.

@@ -117,16 +117,19 @@ extension WebSocketSession {
         }
         presence.gets += 1
         let presence = node.presence
+        // A quarter of what the connection may have queued: one answer never closes it with 4008.
+        let budget = node.configuration.maxPendingBytes / 4
         // Found again by id: the connection may close meanwhile.
         let (loop, registry, id) = (registry.loop, registry, self.id)
         Task {
             let frame: [UInt8]
             do {
                 let members = try await presence.store.members(of: topic)
-                frame = PresenceFrames.state(topic: topic, members: members, scope: nil, requestId: requestId)
+                frame = PresenceFrames.state(topic: topic, members: members, scope: nil, requestId: requestId, budget: budget)
             } catch {
                 frame = PresenceFrames.state(
-                    topic: topic, members: presence.localMembers(of: topic), scope: "node", requestId: requestId)
+                    topic: topic, members: presence.localMembers(of: topic), scope: "node", requestId: requestId,
+                    budget: budget)
             }
             loop.execute {
                 registry.assumeIsolated {

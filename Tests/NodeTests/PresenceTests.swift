@@ -210,6 +210,35 @@ struct PresenceTests {
         }
     }
 
+    @Test("a room's member list stops at a page: presence.get at a quarter of WEBSOCKET_MAX_PENDING_BYTES with truncated:true and the full count, and the connection stays open; the HTTP list continues with after")
+    func memberListsBounded() async throws {
+        try await withNode(Self.environment.merging(["WEBSOCKET_MAX_PENDING_BYTES": "65536"]) { $1 }) { node in
+            let topic = "rooms.big"
+            let blob = String(repeating: "x", count: 3_000)
+            var members: [WebSocketClient] = []
+            for index in 1...8 {
+                let member = try await node.connect(as: "u\(index)")
+                try await member.subscribe(topic, member: true, data: ["blob": blob], events: false)
+                members.append(member)
+            }
+            let reader = try await node.connect(as: "reader")
+            try await reader.send(json: ["type": "presence.get", "topic": topic, "id": 1])
+            let state = try await reader.next(type: "presence.state")
+            let listed = try #require(state["members"] as? [[String: Any]])
+            #expect(state["count"] as? Int == 8 && state["truncated"] as? Bool == true)
+            #expect((1...5).contains(listed.count), "about 16 KiB of 3 KB members: \(listed.count)")
+            #expect(try await reader.request(["type": "ping", "id": 2])["type"] as? String == "pong", "the reader is still connected")
+
+            let key = ["X-API-Key": "presence-test-key"]
+            let all = try await HTTP.get("\(node.baseURL)/api/presence/\(topic)", headers: key).json()
+            #expect((all["members"] as? [[String: Any]])?.count == 8 && all["truncated"] == nil, "8 x 3 KB fit in an HTTP page")
+            let rest = try await HTTP.get("\(node.baseURL)/api/presence/\(topic)?after=u3", headers: key).json()
+            #expect((rest["members"] as? [[String: Any]])?.compactMap { $0["userId"] as? String } == ["u4", "u5", "u6", "u7", "u8"])
+            #expect(rest["count"] as? Int == 8)
+            for member in members { await member.close() }
+        }
+    }
+
     @Test("decoding: presence fields, presence.get and typing")
     func decoding() throws {
         let subscribe = try ClientMessage.decode(Array(#"{"type":"subscribe","topic":"a.b","presence":{"data":{"s":1}},"presenceEvents":true}"#.utf8))

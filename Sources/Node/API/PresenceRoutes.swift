@@ -44,25 +44,30 @@ struct PresenceRoutes {
             return APIError(400, "illegal topic: \(error) (presence needs a concrete topic)").response
         }
         if let denial = denial(request, topic: topic) { return denial }
-        let countOnly = ["true", "1"].contains(request.uri.queryParameters["countOnly"].map(String.init) ?? "")
+        let query = request.uri.queryParameters
+        let countOnly = ["true", "1"].contains(query["countOnly"].map(String.init) ?? "")
+        let after = query["after"].map(String.init)
         var json = JSONWriter()
         json.raw("{\"topic\":")
         json.string(topic.name)
+        /// The members after `after` (they are sorted by user id), at most about a page of them.
+        func list(_ members: [PresenceMember]) {
+            let listing = after.map { after in members.filter { $0.userId > after } } ?? members
+            json.raw(",\"members\":")
+            let written = PresenceFrames.writeMembers(listing, to: &json, budget: PageRequest.pageBytes)
+            if written < listing.count { json.raw(",\"truncated\":true") }
+        }
         do {
             if countOnly {
                 json.raw(",\"count\":\(try await node.presence.store.count(of: topic))")
             } else {
                 let members = try await node.presence.store.members(of: topic)
-                json.raw(",\"members\":")
-                json.raw(PresenceFrames.membersArray(members))
+                list(members)
                 json.raw(",\"count\":\(members.count)")
             }
         } catch {
             let members = node.presence.localMembers(of: topic)
-            if !countOnly {
-                json.raw(",\"members\":")
-                json.raw(PresenceFrames.membersArray(members))
-            }
+            if !countOnly { list(members) }
             json.raw(",\"count\":\(members.count),\"scope\":\"node\"")
         }
         json.raw("}")
