@@ -99,6 +99,9 @@ actor ClientEngine {
     /// The node said the token expired and no new one has been accepted yet: requests wait
     /// (the node would refuse them with 401) until it is.
     private var tokenExpired = false
+    /// Requests made while the token is expired, waiting for the `auth` with a fresh one (or
+    /// for the connection's end, after which they try again on the next).
+    private var tokenWaiters: [Int: CheckedContinuation<Void, any Error>] = [:]
     /// Requests may go out: authenticated with a token that has not expired.
     private var canSend: Bool { authenticated && !tokenExpired }
     private var userId: String?
@@ -225,6 +228,9 @@ actor ClientEngine {
         runner = nil
         let connection = self.connection
         self.connection = nil
+        let tokenWaiters = self.tokenWaiters
+        self.tokenWaiters = [:]
+        for waiter in tokenWaiters.values { waiter.resume(throwing: ChorusError.closed) }
         lostConnection(failingWith: .closed)
         for (key, publish) in publishes {
             publishes[key] = nil
@@ -392,6 +398,7 @@ actor ClientEngine {
     private func lostConnection(failingWith error: ChorusError) {
         authenticated = false
         tokenExpired = false
+        resumeTokenWaiters()
         let pending = awaited
         awaited = [:]
         for entry in pending.values {
@@ -466,6 +473,7 @@ actor ClientEngine {
                 userId = user
                 let wasExpired = tokenExpired
                 tokenExpired = false
+                resumeTokenWaiters()
                 emit(.reauthenticated(userId: user))
                 if wasExpired { sendWaiting(on: connection) }
             }
@@ -645,8 +653,38 @@ actor ClientEngine {
     /// A request on the current connection, waiting for it first when the client is connecting.
     func request(_ fields: [String: JSONValue]) async throws -> [String: JSONValue] {
         try await connect()
+        // The guide's promise: a request made while the token is renewed waits for it.
+        while tokenExpired {
+            try await waitForFreshToken()
+            try await connect()
+        }
         guard let connection else { throw ChorusError.disconnected }
         return try await request(fields, on: connection)
+    }
+
+    private func waitForFreshToken() async throws {
+        let id = newId()
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                if Task.isCancelled {
+                    continuation.resume(throwing: CancellationError())
+                } else {
+                    tokenWaiters[id] = continuation
+                }
+            }
+        } onCancel: {
+            Task { await self.cancelTokenWaiter(id) }
+        }
+    }
+
+    private func cancelTokenWaiter(_ id: Int) {
+        tokenWaiters.removeValue(forKey: id)?.resume(throwing: CancellationError())
+    }
+
+    private func resumeTokenWaiters() {
+        let waiters = tokenWaiters
+        tokenWaiters = [:]
+        for waiter in waiters.values { waiter.resume() }
     }
 
     private func timer(for id: Int) -> Task<Void, Never> {

@@ -166,6 +166,25 @@ struct SDKNodeTests {
         }
     }
 
+    @Test("a request made while the token is being renewed waits for the fresh one instead of failing")
+    func requestWaitsForFreshToken() async throws {
+        try await withNodeProcess(["JWT_LEEWAY": "0"]) { node in
+            let tokens = TokenGate(user: "erin", lifetimes: [.seconds(2)])
+            let client = try ChorusClient(url: Self.url(node), configuration: Self.configuration(), getToken: tokens.provider)
+            let events = await client.events()
+            try await client.connect()
+            await tokens.close()  // the renewal's provider call waits until open()
+            #expect(await first(in: events, where: { $0 == .tokenExpired }) != nil)
+            let asking = Task { try await client.members("rooms.renewal") }
+            await tokens.waitForCalls(2)
+            await tokens.open()
+            let state = try await asking.value
+            #expect(state.count == 0, "answered after the renewal, not refused with disconnected")
+            #expect(await client.state == .connected(userId: "erin"))
+            await client.close()
+        }
+    }
+
     @Test("a refused token with no provider stops the client without a reconnect loop")
     func refusedTokenStops() async throws {
         try await withNodeProcess { node in
