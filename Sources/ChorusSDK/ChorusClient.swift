@@ -197,7 +197,7 @@ public final class ChorusClient: Sendable {
         let members = reply["members"]?.arrayValue?.compactMap { PresenceMember($0) } ?? []
         return PresenceState(
             topic: reply["topic"]?.stringValue ?? topic, members: members, count: reply["count"]?.intValue ?? members.count,
-            scope: reply["scope"]?.stringValue)
+            scope: reply["scope"]?.stringValue, truncated: reply["truncated"]?.boolValue ?? false)
     }
 
     /// Says the user is typing on `topic`: a `start` goes out at most once per

@@ -22,6 +22,10 @@ public struct PresenceState: Sendable, Equatable {
     /// `"node"` when the node could not reach the cluster's presence (Redis) and answered with
     /// its own members only; `nil` for the whole cluster's.
     public var scope: String? = nil
+    /// True when the room's members did not all fit in one answer (a quarter of the node's
+    /// `WEBSOCKET_MAX_PENDING_BYTES`): ``members`` holds the first of them by user id,
+    /// ``count`` all of them; `GET /api/presence/{topic}?after=` lists the rest.
+    public var truncated = false
 }
 
 /// Someone joined, left or changed their presence data on a topic.

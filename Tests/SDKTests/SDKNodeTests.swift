@@ -381,6 +381,24 @@ struct SDKNodeTests {
         }
     }
 
+    @Test("presence: members() of a room too large for one answer says truncated, with every member counted")
+    func presenceTruncated() async throws {
+        try await withNodeProcess(["WEBSOCKET_MAX_PENDING_BYTES": "65536"]) { node in
+            var clients: [ChorusClient] = []
+            var memberships: [Subscription] = []
+            for index in 1...8 {
+                let client = try ChorusClient(url: Self.url(node), token: node.token("m\(index)"))
+                memberships.append(try await client.join("rooms.large", data: ["blob": .string(String(repeating: "x", count: 3_000))]))
+                clients.append(client)
+            }
+            let state = try await clients[0].members("rooms.large")
+            #expect(state.truncated && state.count == 8 && state.members.count < 8)
+            #expect(state.members.map(\.userId) == Array(["m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8"].prefix(state.members.count)))
+            for membership in memberships { membership.cancel() }
+            for client in clients { await client.close() }
+        }
+    }
+
     @Test("presence: members() says so when the node cannot reach Redis and lists its own members only")
     func presenceNodeScope() async throws {
         // Nothing listens on port 1: the node runs in fallback, its presence store unreachable.
