@@ -93,6 +93,9 @@ struct NodeRoutes {
         case .server: sender = "server"
         case .user(let user): sender = user.id
         }
+        if case .user(let user) = caller, !node.httpPublishes.attempt(user.id) {
+            return APIError.publishRate(node.configuration.maxMessagesPerSecond).response
+        }
         let body: ByteBuffer
         do {
             body = try await request.collectBody(upTo: node.configuration.maxMessageSize)

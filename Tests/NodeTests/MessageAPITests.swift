@@ -212,6 +212,35 @@ struct MessageAPITests {
         }
     }
 
+    @Test("a user's HTTP publishes are limited to WEBSOCKET_MAX_MESSAGES_PER_SECOND (429 with Retry-After: 1), per user; the API key is not")
+    func httpPublishRate() async throws {
+        try await withNode(["WEBSOCKET_MAX_MESSAGES_PER_SECOND": "2", "API_KEY": "rate-test-key"]) { node in
+            let alice = try await register(node, "alice")
+            let bob = try await register(node, "bob")
+            /// Posts until one is refused (at most 50); the refusal, if any.
+            func untilRefused(_ path: String, _ body: [String: Any], as session: [String: Any]) async throws -> HTTP.Response? {
+                for _ in 0..<50 {
+                    let response = try await HTTP.post("\(node.baseURL)\(path)", json: body, headers: headers(session))
+                    if response.status == 429 { return response }
+                    #expect(response.status < 300, "\(response.text)")
+                }
+                return nil
+            }
+            let refused = try #require(await untilRefused("/api/publish", ["topic": "rooms.rate", "data": 1], as: alice))
+            #expect(refused.headers["retry-after"] == "1")
+            #expect(try refused.json()["code"] as? Int == 429)
+            #expect(try await untilRefused("/api/messages", ["topic": "rooms.rate", "content": "x"], as: alice) != nil)
+            let other = try await HTTP.post(
+                "\(node.baseURL)/api/publish", json: ["topic": "rooms.rate", "data": 1], headers: headers(bob))
+            #expect(other.status == 202, "another user has a budget of their own")
+            for _ in 0..<20 {
+                let server = try await HTTP.post(
+                    "\(node.baseURL)/api/publish", json: ["topic": "rooms.rate", "data": 1], headers: ["X-API-Key": "rate-test-key"])
+                #expect(server.status == 202)
+            }
+        }
+    }
+
     @Test(
         "bad message requests get the error shape with the right status",
         arguments: [

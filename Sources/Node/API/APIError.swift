@@ -11,11 +11,20 @@ struct APIError: HTTPResponseError {
     let code: Int
     let message: String
     let details: JSONValue?
+    /// Seconds for a 429's `Retry-After`.
+    var retryAfter = 60
 
     init(_ code: Int, _ message: String, field: String? = nil) {
         self.code = code
         self.message = message
         self.details = field.map { .object(["field": .string($0)]) }
+    }
+
+    /// A user's HTTP publish past its rate (``NodeContext/httpPublishes``).
+    static func publishRate(_ perSecond: Int) -> APIError {
+        var error = APIError(429, "more than \(perSecond) publishes per second (WEBSOCKET_MAX_MESSAGES_PER_SECOND): slow down")
+        error.retryAfter = 1
+        return error
     }
 
     var status: HTTPResponse.Status { .init(code: code) }
@@ -27,7 +36,7 @@ struct APIError: HTTPResponseError {
     /// The error as an HTTP response (also for routes that return rather than throw).
     var response: Response {
         var headers: HTTPFields = [.contentType: "application/json"]
-        if code == 429 { headers[.retryAfter] = "60" }
+        if code == 429 { headers[.retryAfter] = "\(retryAfter)" }
         let body = ServerMessage.error(code: code, message: message, details: details, id: nil).encoded()
         return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: body)))
     }

@@ -16,13 +16,13 @@ struct AccountRoutes {
     let node: NodeContext
     let store: any ChatStore
     let hasher: PasswordHasher
-    let throttle: LoginThrottle
+    let throttle: KeyedThrottle
 
     init(node: NodeContext, store: any ChatStore) {
         self.node = node
         self.store = store
         self.hasher = PasswordHasher(cost: node.configuration.bcryptCost)
-        self.throttle = LoginThrottle(perMinute: node.configuration.loginAttemptsPerMinute)
+        self.throttle = KeyedThrottle(perMinute: node.configuration.loginAttemptsPerMinute)
     }
 
     /// User names: 3 to 32 of `A-Z a-z 0-9 _ . -`.
@@ -117,7 +117,7 @@ struct AccountRoutes {
 
     /// The client's network as the throttle counts it (IPv6 per /64, IPv4 per address).
     private func clientAddress(_ request: Request, _ context: NodeRequestContext) -> String {
-        LoginThrottle.network(of: ClientAddress.resolve(
+        KeyedThrottle.network(of: ClientAddress.resolve(
             peer: context.remoteAddress?.ipAddress, forwardedFor: request.headers[values: .xForwardedFor],
             trusted: node.configuration.trustedProxies))
     }

@@ -55,6 +55,7 @@ struct MessageRoutes {
 
     private func create(_ request: inout Request) async throws -> Response {
         let user = try Caller.user(request, node: node)
+        guard node.httpPublishes.attempt(user.id) else { throw APIError.publishRate(node.configuration.maxMessagesPerSecond) }
         let body = try await RequestBody(&request, limit: node.configuration.maxMessageSize)
         let topicName = try body.optionalString("topic")
         let recipientId = try body.optionalString("recipientId")
@@ -110,6 +111,7 @@ struct MessageRoutes {
 
     private func edit(_ request: inout Request, context: NodeRequestContext) async throws -> Response {
         let user = try Caller.user(request, node: node)
+        guard node.httpPublishes.attempt(user.id) else { throw APIError.publishRate(node.configuration.maxMessagesPerSecond) }
         let body = try await RequestBody(&request, limit: node.configuration.maxMessageSize)
         let content = try Self.content(body)
         let metadata = try Self.metadata(body)

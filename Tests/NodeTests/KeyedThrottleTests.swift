@@ -1,8 +1,8 @@
 import Testing
 @testable import Node
 
-@Suite("Login throttle: keyed by network, bounded by least-recently-used eviction")
-struct LoginThrottleTests {
+@Suite("Keyed throttle (logins, HTTP publishes): keyed by network or user, bounded by least-recently-used eviction")
+struct KeyedThrottleTests {
     @Test(
         "IPv6 is counted per /64, IPv4 per address (also IPv4-mapped)",
         arguments: [
@@ -14,23 +14,23 @@ struct LoginThrottleTests {
             ("unknown", "unknown"),
         ])
     func network(address: String, key: String) {
-        #expect(LoginThrottle.network(of: address) == key)
+        #expect(KeyedThrottle.network(of: address) == key)
     }
 
     @Test("rotating addresses within one /64 shares one budget")
     func rotatingWithinA64() {
-        let throttle = LoginThrottle(perMinute: 3)
+        let throttle = KeyedThrottle(perMinute: 3)
         let now = ContinuousClock.now
         let granted = (1...10).map { index in
-            throttle.attempt("login \(LoginThrottle.network(of: "2001:db8:1:2::\(index)"))", now: now)
+            throttle.attempt("login \(KeyedThrottle.network(of: "2001:db8:1:2::\(index)"))", now: now)
         }
         #expect(granted == [true, true, true] + Array(repeating: false, count: 7))
-        #expect(throttle.attempt("login \(LoginThrottle.network(of: "2001:db8:1:3::1"))", now: now), "another /64 is not affected")
+        #expect(throttle.attempt("login \(KeyedThrottle.network(of: "2001:db8:1:3::1"))", now: now), "another /64 is not affected")
     }
 
     @Test("a full table forgets its least recently used key instead of refusing newcomers")
     func fullTableEvictsLeastRecentlyUsed() {
-        let throttle = LoginThrottle(perMinute: 1, maxKeys: 3)
+        let throttle = KeyedThrottle(perMinute: 1, maxKeys: 3)
         let now = ContinuousClock.now
         #expect(throttle.attempt("guessed", now: now))
         #expect(!throttle.attempt("guessed", now: now))

@@ -1,29 +1,40 @@
 import Foundation
 import Synchronization
 
-/// Limits attempts per key to `perMinute`, as a token bucket: a burst of `perMinute`, refilled
-/// evenly over a minute. Password guessing is slowed without locking the account for everyone.
+/// Limits attempts per key, as a token bucket: a burst of `burst`, refilled at `perSecond`.
+/// Logins: `AUTH_LOGIN_ATTEMPTS_PER_MINUTE` per client network and user name (a minute's worth
+/// of burst), so password guessing is slowed without locking the account for everyone. HTTP
+/// publishes: `WEBSOCKET_MAX_MESSAGES_PER_SECOND` per user (a second's worth), as a WebSocket
+/// connection gets.
 ///
-/// Keys name a client's network, not its address (``network(of:)``): an IPv6 client usually
-/// holds a whole /64 and can rotate through it, so IPv6 is counted per /64, IPv4 per address.
+/// Login keys name a client's network, not its address (``network(of:)``): an IPv6 client
+/// usually holds a whole /64 and can rotate through it, so IPv6 is counted per /64, IPv4 per
+/// address.
 ///
 /// Bounded: the table holds at most `maxKeys` keys. When it is full, the least recently used
 /// key is forgotten to make room, so a flood of new keys never refuses anyone else; a key in
 /// use (an account being guessed at right now) is the last to go.
 ///
 /// Thread-safe: one mutex around the table; every call is O(1).
-final class LoginThrottle: Sendable {
+final class KeyedThrottle: Sendable {
     private struct Bucket {
         var tokens: Double
         var updated: ContinuousClock.Instant
     }
 
-    private let perMinute: Double
+    private let perSecond: Double
+    private let burst: Double
     private let table: Mutex<RecencyTable<String, Bucket>>
 
-    init(perMinute: Int, maxKeys: Int = 100_000) {
-        self.perMinute = Double(perMinute)
+    init(perSecond: Double, burst: Int, maxKeys: Int = 100_000) {
+        self.perSecond = perSecond
+        self.burst = Double(burst)
         self.table = Mutex(RecencyTable(capacity: maxKeys))
+    }
+
+    /// A minute's worth of burst, refilled evenly over a minute.
+    convenience init(perMinute: Int, maxKeys: Int = 100_000) {
+        self.init(perSecond: Double(perMinute) / 60, burst: perMinute, maxKeys: maxKeys)
     }
 
     /// Takes one attempt (or `cost` of one, for a budget `1 / cost` times larger) for `key`;
@@ -35,9 +46,9 @@ final class LoginThrottle: Sendable {
                 bucket = existing
                 let elapsed = now - bucket.updated
                 let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-                bucket.tokens = min(perMinute, bucket.tokens + seconds * perMinute / 60)
+                bucket.tokens = min(burst, bucket.tokens + seconds * perSecond)
             } else {
-                bucket = Bucket(tokens: perMinute, updated: now)
+                bucket = Bucket(tokens: burst, updated: now)
             }
             bucket.updated = now
             let granted = bucket.tokens >= cost
