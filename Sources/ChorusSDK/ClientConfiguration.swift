@@ -15,8 +15,10 @@ extension ChorusClient {
         public var stableConnectionAfter: Duration = .seconds(10)
         /// TCP connect and WebSocket upgrade together.
         public var connectTimeout: Duration = .seconds(10)
-        /// How long a sent request (publish with acknowledgements, subscribe, `members`,
-        /// ping) waits for its reply before it throws ``ChorusError/timeout``.
+        /// How long a sent request (publish with acknowledgements, `members`, `markRead`,
+        /// ping) waits for its reply before it throws ``ChorusError/timeout``. A subscribe has
+        /// none: it waits for the node's answer while the connection lasts (a history read may
+        /// take a while), and a dead connection is found by the ping.
         public var requestTimeout: Duration = .seconds(15)
         /// Most publishes waiting at once, for a connection or for their acknowledgement; one
         /// more throws ``ChorusError/queueFull(limit:)``.
