@@ -74,6 +74,12 @@ export interface PresenceState<Data = JSONValue> {
   count: number;
   /** `"node"`: the node could not reach the cluster's presence (Redis) and listed its own members only. */
   scope?: "node";
+  /**
+   * `true`: the room's members did not all fit in one answer (a quarter of the node's
+   * `WEBSOCKET_MAX_PENDING_BYTES`); `members` holds the first by user id, `count` all of them,
+   * and `GET /api/presence/{topic}?after=<last userId>` lists the rest.
+   */
+  truncated?: true;
 }
 
 /** A `typing` event from another user. */
@@ -116,7 +122,7 @@ export type WebSocketConstructor = new (url: string) => WebSocketLike;
 export interface ChorusClientOptions {
   /** A token (sent as `auth` once the socket is open). */
   token?: string;
-  /** Asked for a token before the first connection (unless `token` is given), before every reconnect, on `auth_expired` and once after a refused token. */
+  /** Asked for a token before the first connection (unless `token` is given), before every reconnect, on `auth_expired` and once after a refused token (a second refusal in a row stops the client until `setToken` or `connect`). */
   getToken?: () => string | Promise<string>;
   /** A WebSocket class; defaults to `globalThis.WebSocket`. */
   WebSocket?: WebSocketConstructor | (new (url: string) => unknown);
@@ -220,6 +226,7 @@ export interface ChorusEvents {
   typing: TypingEvent;
   subscribed: SubscribedEvent;
   recoveryFailed: RecoveryFailedEvent;
+  /** A live subscription ended: the node ended it (new grants), or its resubscription after a reconnect was refused (still 409 after the retries, 403, ...). Its handlers get nothing more. */
   subscriptionEnded: { topic: string; error: ChorusError };
   authExpired: ServerMessage;
   reauthenticated: { userId?: string };

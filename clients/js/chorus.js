@@ -196,6 +196,10 @@ export class ChorusClient {
     this._joined = new Map();
     this._userId = undefined;
     this._authFailedToken = undefined;
+    /** A refused token has been answered by one retry with a fresh token (until a success, setToken or connect). */
+    this._authRetried = false;
+    /** Counts _open calls and disconnects: an _open (or an auth retry) that finds it changed after an await was superseded. */
+    this._openGeneration = 0;
     this._connectWaiters = [];
     this._reconnected = false;
   }
@@ -271,6 +275,7 @@ export class ChorusClient {
       this._settleConnect(null);
     } else if (!this._wanted || (!this._socket && !this._reconnectTimer && !this._opening)) {
       this._wanted = true;
+      this._authRetried = false;
       this._open();
     }
     return promise;
@@ -279,6 +284,9 @@ export class ChorusClient {
   /** Closes the connection for good (code 1000); pending requests reject with `ChorusClosedError`. */
   disconnect() {
     this._wanted = false;
+    // An _open or auth retry waiting for a token gives up when it resumes: no socket after this.
+    this._openGeneration += 1;
+    this._opening = false;
     clearTimeout(this._reconnectTimer);
     this._reconnectTimer = null;
     const socket = this._socket;
@@ -300,7 +308,9 @@ export class ChorusClient {
   setToken(token) {
     this._token = token;
     this._authFailedToken = undefined;
-    if (this._wanted && !this._socket && this._state === "disconnected") this._open();
+    this._authRetried = false;
+    // The token just given is used as it is (a provider is not asked to replace it).
+    if (this._wanted && !this._socket && this._state === "disconnected") this._open({ freshToken: true });
     else if (this._state === "connected") this._reauthenticate(token);
   }
 
@@ -318,22 +328,29 @@ export class ChorusClient {
     return this._token;
   }
 
-  async _open() {
+  /** Opens a socket; `freshToken`: `this._token` was just obtained, the provider is not asked again. */
+  async _open({ freshToken = false } = {}) {
     clearTimeout(this._reconnectTimer);
     this._reconnectTimer = null;
+    const generation = ++this._openGeneration;
     this._setState(this._reconnected ? "reconnecting" : "connecting", { attempt: this._attempt });
     let token;
     this._opening = true;
     try {
       // A provider is asked before every connection after the first, so a reconnect never
       // presents a token that expired while the client was away.
-      token = await this._currentToken(this._reconnected || this._authFailedToken !== undefined);
+      token = freshToken ? this._token : await this._currentToken(this._reconnected || this._authFailedToken !== undefined);
     } catch (error) {
+      if (generation !== this._openGeneration) return;
       this._opening = false;
       this._emit("error", new ChorusAuthError("getToken failed: " + (error?.message ?? error), { cause: error }));
       if (this._wanted) this._scheduleReconnect();
       return;
     }
+    // Superseded while it waited for the token: a disconnect(), or a newer _open (connect()
+    // after a disconnect() in the same tick), owns the connection now. Opening a socket here
+    // would leave one open that nothing uses.
+    if (generation !== this._openGeneration) return;
     this._opening = false;
     if (!this._wanted) return;
     if (token !== undefined && token === this._authFailedToken) {
@@ -398,17 +415,28 @@ export class ChorusClient {
     };
   }
 
-  /** With a provider, one more try with a fresh token; otherwise stop until `setToken`. */
+  /**
+   * After a refused token: with a provider, one more try, at once, with a fresh token (as the
+   * Swift SDK's `ReconnectPolicy`); if that one is refused too, or without a provider, stop
+   * until `setToken` (or `connect`). So a provider that hands out a new but bad token each time
+   * costs two tries, not a loop.
+   */
   async _afterAuthFailure(error) {
     this._emit("error", error);
-    if (this._getToken && this._wanted) {
+    if (this._getToken && this._wanted && !this._authRetried) {
+      this._authRetried = true;
+      const generation = this._openGeneration;
+      this._opening = true;  // a connect() meanwhile waits for this retry
       let fresh;
       try { fresh = await this._getToken(); } catch { fresh = undefined; }
-      if (fresh !== undefined && fresh !== this._authFailedToken) {
+      // A disconnect() (or a connect() after it) while the provider was asked: that call decides.
+      if (generation !== this._openGeneration) return;
+      this._opening = false;
+      if (this._wanted && fresh !== undefined && fresh !== this._authFailedToken) {
         this._token = fresh;
         this._emit("token", { token: fresh });
         this._authFailedToken = undefined;
-        this._open();
+        this._open({ freshToken: true });
         return;
       }
     }
@@ -424,6 +452,7 @@ export class ChorusClient {
   _authenticated(reply) {
     this._userId = reply.userId;
     this._authFailedToken = undefined;
+    this._authRetried = false;
     this._connectedAt = Date.now();
     const reconnected = this._reconnected;
     this._reconnected = true;
@@ -699,10 +728,16 @@ export class ChorusClient {
         setTimeout(() => { if (this._state === "connected" && this._topics.get(entry.topic) === entry) this._sendSubscribe(entry); }, 100 * entry.retries);
         return;
       }
+      let ended = false;
       if (error.code >= 400 && error.code < 500 && error.code !== 429) {
         this._topics.delete(entry.topic);
+        // A subscription that was live ends here (a resubscription refused, or still 409 after
+        // the retries): its handlers get nothing more, so the application hears of it, as when
+        // the node ends a subscription. A first subscribe's refusal rejects its `ready`.
+        ended = resubscribe;
       }
       for (const w of entry.readyWaiters.splice(0)) w.reject(error);
+      if (ended) this._emit("subscriptionEnded", { topic: entry.topic, error });
       this._emit("error", error);
     });
   }
@@ -727,8 +762,15 @@ export class ChorusClient {
       for (const h of entry.handlers) if (h.onRecoveryFailed) h.onRecoveryFailed(event);
       return;
     }
-    if (hasPosition && !request.since && !request.replay && !this._positions.has(entry.topic)) {
-      this._positions.set(entry.topic, { offset: reply.offset, epoch: reply.epoch });
+    if (hasPosition && !request.since && !this._positions.has(entry.topic)) {
+      // The reply's offset is the topic's current one. A replay's page (messages at or before
+      // it) follows the reply: the position kept is where that page starts (`replay` before the
+      // current offset, 0 at the least), and each delivered message moves it. So a reconnect,
+      // even one before the page arrived or on a topic still empty, resubscribes with `since`
+      // and gets what it missed, as the Swift SDK does. (Not `seen`: the page's messages, at
+      // or before the reply's offset, must not look like repeats.)
+      const offset = request.replay ? Math.max(0, reply.offset - request.replay) : reply.offset;
+      this._positions.set(entry.topic, { offset, epoch: reply.epoch });
     }
   }
 
@@ -807,8 +849,13 @@ export class ChorusClient {
         // with the same messageId, after the reconnect), or disconnect() rejected it.
         if (!this._inflight.has(item.seq)) return;
         if (error instanceof ChorusClosedError && this._wanted) {
+          // Back in the queue in publish order: several publishes whose sends failed at once
+          // (state still "connected", the socket already closing) are re-queued one by one,
+          // each before those published after it.
           this._inflight.delete(item.seq);
-          this._queue.unshift(item);
+          const at = this._queue.findIndex((queued) => queued.seq > item.seq);
+          if (at === -1) this._queue.push(item);
+          else this._queue.splice(at, 0, item);
           return;
         }
         finish(() => item.reject(error));
@@ -861,6 +908,7 @@ export class ChorusClient {
     const reply = await this._request({ type: "presence.get", topic });
     const state = { members: reply.members ?? [], count: reply.count ?? (reply.members ?? []).length, topic: reply.topic ?? topic };
     if (reply.scope !== undefined) state.scope = reply.scope;
+    if (reply.truncated === true) state.truncated = true;
     return state;
   }
 

@@ -130,6 +130,29 @@ describe("on two nodes behind nginx", () => {
     assert.equal(mallory.userId, "mallory");
   });
 
+  test("a provider that hands out a new but refused token each time is asked twice, then the client stops: no loop", async () => {
+    let asked = 0;
+    let thirdAsk;
+    const askedThrice = new Promise((resolve) => { thirdAsk = resolve; });
+    const mallory = client(cluster.wsURL, "mallory", {
+      getToken: () => {
+        asked += 1;
+        if (asked === 3) thirdAsk("asked a third time");
+        return mintToken("mallory", { signingSecret: "not-the-node-secret-0123456789abcdef", extra: { jti: randomUUID() } });
+      },
+    });
+    const states = [];
+    mallory.on("state", (e) => states.push(e));
+    // Without a bound the client would loop through new tokens and connect() would never settle.
+    const outcome = await Promise.race([mallory.connect().then(() => "connected", (e) => e), askedThrice]);
+    assert.ok(outcome instanceof ChorusAuthError, `expected ChorusAuthError, got ${outcome}`);
+    assert.equal(asked, 2, "the provider is asked for the first connection and once more after the refusal");
+    assert.equal(mallory.state, "disconnected");
+    const last = states.at(-1);
+    assert.equal(last.willReconnect, false);
+    assert.ok(last.error instanceof ChorusAuthError, "the disconnected state carries the auth error");
+  });
+
   test("on auth_expired the client asks its provider for a token, authenticates again and keeps its subscriptions", async () => {
     const topic = `rooms.${unique()}`;
     const tokens = [mintToken("carol", { ttlSeconds: 2 })];
@@ -308,5 +331,32 @@ describe("connecting", () => {
       late.disconnect();
       relay.close();
     }
+  });
+});
+
+describe("one socket at a time", () => {
+  let single;
+  before(async () => { single = await startCluster("sdk-one-socket", { nodes: 1 }); });
+  after(async () => {
+    const problems = single ? await single.stop() : [];
+    assert.deepEqual(problems, [], `node ended badly (logs in ${single?.directory})`);
+  });
+
+  test("connect(), disconnect(), connect() in one tick opens one socket, and the node holds one connection", async () => {
+    const node = single.node(1);
+    let constructed = 0;
+    class CountingWebSocket extends TestWebSocket {
+      constructor(url) { super(url); constructed += 1; }
+    }
+    const erin = client(node.wsURL, "erin", { WebSocket: CountingWebSocket });
+    const first = erin.connect();
+    erin.disconnect();
+    const second = erin.connect();
+    await assert.rejects(first, /client disconnected/);
+    await second;
+    await erin.ping();
+    assert.equal(constructed, 1, "the connect() superseded by disconnect() opened no socket");
+    const stats = (await http(`${node.url}/stats`)).json();
+    assert.equal(stats.connections.total, 1, `the node's WebSocket connections: ${JSON.stringify(stats.connections)}`);
   });
 });

@@ -72,6 +72,31 @@ describe("recovery after being away", () => {
     assert.deepEqual(inbox.data(), [{ n: 0 }, { n: 9 }], "nothing of the unrecoverable gap is made up");
   });
 
+  test("a replay subscription to a topic with nothing published yet recovers what was published while away", async (t) => {
+    if (!features.history) return t.skip("the node has no history yet");
+    const topic = `rooms.${randomUUID().slice(0, 8)}`;
+    const subscriber = client(cluster.node(1).wsURL, "sub", { publishAcks: features.publishAcks });
+    const publisher = client(cluster.node(2).wsURL, "pub", { publishAcks: features.publishAcks });
+    await subscriber.connect();
+    await publisher.connect();
+    const inbox = new Inbox();
+    const failures = [];
+    const first = await subscriber.subscribe(topic, { onMessage: inbox.handler, onRecoveryFailed: (e) => failures.push(e), replay: 10 }).ready;
+    assert.equal(first.offset, 0, "nothing published on the topic yet");
+    assert.deepEqual(subscriber.positions.get(topic), { offset: 0, epoch: first.epoch });
+    subscriber.disconnect();
+    for (let n = 1; n <= 3; n++) await publisher.publish(topic, { n });
+    const resubscribed = nextEvent(subscriber, "subscribed", (e) => e.topic === topic && e.resubscribed);
+    await subscriber.connect();
+    const reply = await resubscribed;
+    assert.equal(reply.recovered, true, "the resubscription asked for everything after offset 0");
+    await publisher.publish(topic, { n: 4 });
+    await inbox.until((ms) => ms.some((m) => m.data.n === 4));
+    assert.deepEqual(inbox.data(), [1, 2, 3, 4].map((n) => ({ n })));
+    assert.deepEqual(inbox.messages.map((m) => m.offset), [1, 2, 3, 4]);
+    assert.deepEqual(failures, []);
+  });
+
   test("replay asked on a topic without history: the node's 400 is absorbed and the subscription made without it", async (t) => {
     if (!features.history) return t.skip("the node has no history yet");
     const subscriber = client(cluster.wsURL, "sub", { publishAcks: features.publishAcks });

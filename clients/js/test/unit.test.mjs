@@ -187,3 +187,212 @@ test("replay on a topic without history (400 naming 'replay') subscribes again w
   assert.equal((await unsubscribe.ready).topic, "rooms.plain");
   client.disconnect();
 });
+
+test("after a replay subscribe, the page and live messages move the position, and a reconnect resubscribes with since", async () => {
+  const client = scripted({ random: () => 0 });
+  let socket = await connectScripted(client);
+  const got = [];
+  client.subscribe("rooms.a", (m) => got.push(m.offset), { replay: 3 });
+  client.subscribe("rooms.empty", () => {}, { replay: 10 });
+  await settle();
+  const [a, empty] = socket.sent.filter((m) => m.type === "subscribe");
+  assert.equal(a.replay, 3);
+  assert.equal(empty.replay, 10);
+  socket.reply({ type: "subscribed", topic: "rooms.a", offset: 5, epoch: "e1", id: a.id });
+  socket.reply({ type: "subscribed", topic: "rooms.empty", offset: 0, epoch: "e9", id: empty.id });
+  await settle();
+  // Kept before the page arrives: where the page starts, so a reconnect now would ask for it.
+  assert.deepEqual(client.positions.get("rooms.a"), { offset: 2, epoch: "e1" });
+  assert.deepEqual(client.positions.get("rooms.empty"), { offset: 0, epoch: "e9" });
+  for (const offset of [3, 4, 5]) socket.reply({ type: "message", topic: "rooms.a", data: {}, offset, epoch: "e1" });
+  assert.deepEqual(client.positions.get("rooms.a"), { offset: 5, epoch: "e1" });
+  socket.reply({ type: "message", topic: "rooms.a", data: {}, offset: 6, epoch: "e1" });
+  socket.reply({ type: "message", topic: "rooms.a", data: {}, offset: 6, epoch: "e1" });  // repeated: dropped
+  assert.deepEqual(got, [3, 4, 5, 6], "the page is delivered, then live messages, each once");
+  socket.drop(1006);
+  await until(() => ScriptedSocket.instances.length === 2);
+  socket = ScriptedSocket.instances.at(-1);
+  socket.open();
+  socket.reply({ type: "auth_success", userId: "alice", id: socket.last("auth").id });
+  await settle();
+  const resubscribes = socket.sent.filter((m) => m.type === "subscribe");
+  const byTopic = Object.fromEntries(resubscribes.map((m) => [m.topic, m]));
+  assert.deepEqual(byTopic["rooms.a"].since, { offset: 6, epoch: "e1" });
+  assert.equal(byTopic["rooms.a"].replay, undefined);
+  assert.deepEqual(byTopic["rooms.empty"].since, { offset: 0, epoch: "e9" });
+  assert.equal(byTopic["rooms.empty"].replay, undefined);
+  client.disconnect();
+});
+
+test("refused tokens from a provider: one retry with a fresh token, then a stop; a successful connection allows one retry again", async () => {
+  let asked = 0;
+  const client = scripted({ token: undefined, random: () => 0, getToken: () => `t${++asked}` });
+  const refuse = (socket) => socket.reply({ type: "auth_error", code: 401, message: "invalid signature", id: socket.last("auth").id });
+  const connected = client.connect();
+  await until(() => ScriptedSocket.instances.length === 1);
+  ScriptedSocket.instances[0].open();
+  refuse(ScriptedSocket.instances[0]);
+  await until(() => ScriptedSocket.instances.length === 2);
+  let socket = ScriptedSocket.instances[1];
+  socket.open();
+  assert.equal(socket.last("auth").token, "t2");
+  socket.reply({ type: "auth_success", userId: "alice", id: socket.last("auth").id });
+  await connected;
+  socket.drop(1006);
+  await until(() => ScriptedSocket.instances.length === 3);
+  socket = ScriptedSocket.instances[2];
+  socket.open();
+  assert.equal(socket.last("auth").token, "t3");
+  const stopped = new Promise((resolve) => client.on("disconnected", (e) => { if (e.error) resolve(e); }));
+  refuse(socket);
+  await until(() => ScriptedSocket.instances.length === 4);
+  socket = ScriptedSocket.instances[3];
+  socket.open();
+  assert.equal(socket.last("auth").token, "t4");
+  refuse(socket);
+  // Without the bound, a fifth socket would open with t5 and the client would never stop.
+  let decided = false;
+  const fifth = until(() => decided || ScriptedSocket.instances.length === 5).then(() => "a fifth socket");
+  const event = await Promise.race([stopped, fifth]);
+  decided = true;
+  assert.ok(event.error instanceof ChorusAuthError, `expected a stop with the auth error, got ${event}`);
+  assert.equal(event.willReconnect, false);
+  await settle();
+  assert.equal(asked, 4, "asked for the reconnect and once after its refusal, not again");
+  assert.equal(ScriptedSocket.instances.length, 4);
+  assert.equal(client.state, "disconnected");
+  client.disconnect();
+});
+
+test("a disconnect() while the provider is asked again after a refusal opens no socket and stays disconnected", async () => {
+  let asked = 0;
+  let release;
+  let secondAsk;
+  const askedAgain = new Promise((resolve) => { secondAsk = resolve; });
+  const client = scripted({
+    token: undefined,
+    getToken: () => {
+      asked += 1;
+      if (asked === 1) return "refused";
+      secondAsk();
+      return new Promise((resolve) => { release = resolve; });
+    },
+  });
+  const connected = client.connect();
+  await until(() => ScriptedSocket.instances.length === 1);
+  const socket = ScriptedSocket.instances[0];
+  socket.open();
+  socket.reply({ type: "auth_error", code: 401, message: "invalid signature", id: socket.last("auth").id });
+  await askedAgain;
+  client.disconnect();
+  await assert.rejects(connected, /client disconnected/);
+  release("good");
+  await settle();  // ends with setImmediate: every promise job, where a retry would open its socket, has run
+  assert.equal(ScriptedSocket.instances.length, 1, "no socket after disconnect()");
+  assert.equal(client.state, "disconnected");
+});
+
+test("a connect() after a disconnect() while the provider is asked again opens one socket, not two", async () => {
+  let asked = 0;
+  let release;
+  let secondAsk;
+  const askedAgain = new Promise((resolve) => { secondAsk = resolve; });
+  const client = scripted({
+    token: undefined,
+    getToken: () => {
+      asked += 1;
+      if (asked === 1) return "refused";
+      if (asked > 2) return "good";
+      secondAsk();
+      return new Promise((resolve) => { release = resolve; });
+    },
+  });
+  client.connect().catch(() => {});
+  await until(() => ScriptedSocket.instances.length === 1);
+  const refused = ScriptedSocket.instances[0];
+  refused.open();
+  refused.reply({ type: "auth_error", code: 401, message: "invalid signature", id: refused.last("auth").id });
+  await askedAgain;
+  client.disconnect();
+  const connected = client.connect();
+  release("also good");
+  await settle();  // ends with setImmediate: every promise job, where a socket would be opened, has run
+  assert.equal(ScriptedSocket.instances.length, 2, "the refused socket and the one of the new connect()");
+  const socket = ScriptedSocket.instances[1];
+  socket.open();
+  assert.equal(socket.last("auth").token, "good");
+  socket.reply({ type: "auth_success", userId: "alice", id: socket.last("auth").id });
+  await connected;
+  await settle();
+  assert.equal(ScriptedSocket.instances.length, 2);
+  client.disconnect();
+});
+
+test("connect(), disconnect(), connect() in one tick opens one socket", async () => {
+  const client = scripted();
+  const first = client.connect();
+  client.disconnect();
+  const second = client.connect();
+  await assert.rejects(first, /client disconnected/);
+  await settle();
+  assert.equal(ScriptedSocket.instances.length, 1);
+  const socket = ScriptedSocket.instances[0];
+  socket.open();
+  socket.reply({ type: "auth_success", userId: "alice", id: socket.last("auth").id });
+  await second;
+  assert.equal(client.state, "connected");
+  client.disconnect();
+});
+
+test("publishes whose sends fail on a closing socket are queued and sent again in their order", async () => {
+  const client = scripted({ random: () => 0 });
+  let socket = await connectScripted(client);
+  socket.readyState = 2;  // closing: the state is still "connected" until the close event
+  const published = [1, 2, 3].map((n) => client.publish("rooms.a", { n }));
+  await settle();
+  assert.equal(client.queuedPublishes, 3);
+  socket.drop(1006);
+  await until(() => ScriptedSocket.instances.length === 2);
+  socket = ScriptedSocket.instances[1];
+  socket.open();
+  socket.reply({ type: "auth_success", userId: "alice", id: socket.last("auth").id });
+  await settle();
+  const sent = socket.sent.filter((m) => m.type === "message");
+  assert.deepEqual(sent.map((m) => m.data.n), [1, 2, 3]);
+  for (const m of sent) socket.reply({ type: "published", topic: m.topic, messageId: m.messageId, duplicate: false, id: m.id });
+  assert.deepEqual((await Promise.all(published)).map((r) => r.messageId), sent.map((m) => m.messageId));
+  client.disconnect();
+});
+
+test("a resubscription still refused with 409 after the retries ends the subscription with subscriptionEnded", async () => {
+  const client = scripted({ random: () => 0 });
+  let socket = await connectScripted(client);
+  const ended = [];
+  client.on("subscriptionEnded", (e) => ended.push(e));
+  const errors = [];
+  client.on("error", (e) => errors.push(e));
+  const unsubscribe = client.subscribe("rooms.a", () => {});
+  await settle();
+  socket.reply({ type: "subscribed", topic: "rooms.a", offset: 4, epoch: "e1", id: socket.last("subscribe").id });
+  await unsubscribe.ready;
+  socket.drop(1006);
+  await until(() => ScriptedSocket.instances.length === 2);
+  socket = ScriptedSocket.instances[1];
+  socket.open();
+  socket.reply({ type: "auth_success", userId: "alice", id: socket.last("auth").id });
+  const gaveUp = new Promise((resolve) => client.on("error", resolve));
+  // The first resubscribe and each of its 5 retries are refused with 409 as they arrive.
+  const subscribes = () => socket.sent.filter((m) => m.type === "subscribe");
+  for (let answered = 0; answered < 6; answered++) {
+    await until(() => subscribes().length > answered);
+    socket.reply({ type: "error", code: 409, message: "a subscribe with history to this topic is still reading", details: { topic: "rooms.a" }, id: subscribes()[answered].id });
+  }
+  const error = await gaveUp;
+  assert.equal(error.code, 409);
+  assert.equal(subscribes().length, 6, "no retry after the fifth");
+  assert.equal(ended.length, 1, "the application is told the subscription ended");
+  assert.equal(ended[0].topic, "rooms.a");
+  assert.equal(ended[0].error, error);
+  assert.deepEqual(errors.map((e) => e.code), [409]);
+  client.disconnect();
+});
