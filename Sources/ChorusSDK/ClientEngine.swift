@@ -88,7 +88,8 @@ actor ClientEngine {
     private var state: ConnectionState = .disconnected
     private var stateWatchers: [Int: AsyncStream<ConnectionState>.Continuation] = [:]
     private var eventWatchers: [Int: AsyncStream<ClientEvent>.Continuation] = [:]
-    private var connectWaiters: [Int: CheckedContinuation<Void, any Error>] = [:]
+    /// Callers parked until something happens (see ``Wait``).
+    private var waiters: [Int: (wait: Wait, continuation: CheckedContinuation<Void, any Error>)] = [:]
     private var runner: Task<Void, Never>?
     /// Bumped by every start and stop, so that a stale run loop recognizes itself.
     private var generation = 0
@@ -99,9 +100,15 @@ actor ClientEngine {
     /// The node said the token expired and no new one has been accepted yet: requests wait
     /// (the node would refuse them with 401) until it is.
     private var tokenExpired = false
-    /// Requests made while the token is expired, waiting for the `auth` with a fresh one (or
-    /// for the connection's end, after which they try again on the next).
-    private var tokenWaiters: [Int: CheckedContinuation<Void, any Error>] = [:]
+
+    /// What a parked caller waits for.
+    private enum Wait {
+        /// `connect()`: the client connected (or failed, or was closed).
+        case connected
+        /// A request made while the token is expired: the `auth` with a fresh one, or the
+        /// connection's end, after which it tries again on the next.
+        case freshToken
+    }
     /// Requests may go out: authenticated with a token that has not expired.
     private var canSend: Bool { authenticated && !tokenExpired }
     private var userId: String?
@@ -162,11 +169,11 @@ actor ClientEngine {
         for watcher in stateWatchers.values { watcher.yield(new) }
         switch new {
         case .connected:
-            resumeConnectWaiters(with: nil)
+            resume(.connected, with: nil)
         case .failed(let error):
-            resumeConnectWaiters(with: error)
+            resume(.connected, with: error)
         case .disconnected:
-            resumeConnectWaiters(with: ChorusError.closed)
+            resume(.connected, with: ChorusError.closed)
         case .connecting, .reconnecting:
             break
         }
@@ -176,12 +183,33 @@ actor ClientEngine {
         for watcher in eventWatchers.values { watcher.yield(event) }
     }
 
-    private func resumeConnectWaiters(with error: (any Error)?) {
-        let waiters = connectWaiters
-        connectWaiters = [:]
-        for waiter in waiters.values {
-            if let error { waiter.resume(throwing: error) } else { waiter.resume() }
+    /// Resumes the callers parked for `wait`: with `error` thrown, or returning.
+    private func resume(_ wait: Wait, with error: (any Error)?) {
+        let resumed = waiters.filter { $0.value.wait == wait }
+        for id in resumed.keys { waiters[id] = nil }
+        for (_, waiter) in resumed {
+            if let error { waiter.continuation.resume(throwing: error) } else { waiter.continuation.resume() }
         }
+    }
+
+    /// Parks the caller until ``resume(_:with:)`` for `wait`; a cancelled caller stops waiting.
+    private func park(until wait: Wait) async throws {
+        let id = newId()
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                if Task.isCancelled {
+                    continuation.resume(throwing: CancellationError())
+                } else {
+                    waiters[id] = (wait, continuation)
+                }
+            }
+        } onCancel: {
+            Task { await self.unpark(id) }
+        }
+    }
+
+    private func unpark(_ id: Int) {
+        waiters.removeValue(forKey: id)?.continuation.resume(throwing: CancellationError())
     }
 
     // MARK: Starting and stopping
@@ -202,22 +230,7 @@ actor ClientEngine {
         start()
         if state.isConnected { return }
         if case .failed(let error) = state { throw error }
-        let id = newId()
-        try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-                if Task.isCancelled {
-                    continuation.resume(throwing: CancellationError())
-                } else {
-                    connectWaiters[id] = continuation
-                }
-            }
-        } onCancel: {
-            Task { await self.cancelConnectWaiter(id) }
-        }
-    }
-
-    private func cancelConnectWaiter(_ id: Int) {
-        connectWaiters.removeValue(forKey: id)?.resume(throwing: CancellationError())
+        try await park(until: .connected)
     }
 
     /// Stops the run loop, closes the connection (1000), ends every subscription and fails
@@ -228,9 +241,7 @@ actor ClientEngine {
         runner = nil
         let connection = self.connection
         self.connection = nil
-        let tokenWaiters = self.tokenWaiters
-        self.tokenWaiters = [:]
-        for waiter in tokenWaiters.values { waiter.resume(throwing: ChorusError.closed) }
+        resume(.freshToken, with: ChorusError.closed)
         lostConnection(failingWith: .closed)
         for (key, publish) in publishes {
             publishes[key] = nil
@@ -398,7 +409,7 @@ actor ClientEngine {
     private func lostConnection(failingWith error: ChorusError) {
         authenticated = false
         tokenExpired = false
-        resumeTokenWaiters()
+        resume(.freshToken, with: nil)
         let pending = awaited
         awaited = [:]
         for entry in pending.values {
@@ -473,7 +484,7 @@ actor ClientEngine {
                 userId = user
                 let wasExpired = tokenExpired
                 tokenExpired = false
-                resumeTokenWaiters()
+                resume(.freshToken, with: nil)
                 emit(.reauthenticated(userId: user))
                 if wasExpired { sendWaiting(on: connection) }
             }
@@ -655,36 +666,11 @@ actor ClientEngine {
         try await connect()
         // The guide's promise: a request made while the token is renewed waits for it.
         while tokenExpired {
-            try await waitForFreshToken()
+            try await park(until: .freshToken)
             try await connect()
         }
         guard let connection else { throw ChorusError.disconnected }
         return try await request(fields, on: connection)
-    }
-
-    private func waitForFreshToken() async throws {
-        let id = newId()
-        try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-                if Task.isCancelled {
-                    continuation.resume(throwing: CancellationError())
-                } else {
-                    tokenWaiters[id] = continuation
-                }
-            }
-        } onCancel: {
-            Task { await self.cancelTokenWaiter(id) }
-        }
-    }
-
-    private func cancelTokenWaiter(_ id: Int) {
-        tokenWaiters.removeValue(forKey: id)?.resume(throwing: CancellationError())
-    }
-
-    private func resumeTokenWaiters() {
-        let waiters = tokenWaiters
-        tokenWaiters = [:]
-        for waiter in waiters.values { waiter.resume() }
     }
 
     private func timer(for id: Int) -> Task<Void, Never> {
