@@ -47,6 +47,10 @@ actor ClientEngine {
         /// Asked of the first subscribe only.
         var replay: Int?
         var since: StreamPosition?
+        /// The last position this subscription delivered, per topic. Each subscription keeps its
+        /// own: a pattern that delivered a topic's newest message must not make the history page
+        /// of that topic's own subscription look like repeats.
+        var positions = StreamPositions()
     }
 
     /// A reply being waited for, by request id.
@@ -117,7 +121,6 @@ actor ClientEngine {
     private var nextId = 0
     private var awaited: [Int: Awaited] = [:]
     private var topics: [String: TopicState] = [:]
-    private var positions = StreamPositions()
     private var publishes: [Int: QueuedPublish] = [:]
     private var typing: [String: Typing] = [:]
 
@@ -141,7 +144,10 @@ actor ClientEngine {
 
     func currentState() -> ConnectionState { state }
 
-    func position(of topic: String) -> StreamPosition? { positions[topic] }
+    /// The topic's own subscription's position, else the furthest a pattern delivered.
+    func position(of topic: String) -> StreamPosition? {
+        topics[topic]?.positions[topic] ?? topics.values.compactMap { $0.positions[topic] }.max { $0.offset < $1.offset }
+    }
 
     func stateStream() -> AsyncStream<ConnectionState> {
         let (stream, continuation) = AsyncStream.makeStream(of: ConnectionState.self)
@@ -564,10 +570,10 @@ actor ClientEngine {
 
     private func deliver(_ fields: [String: JSONValue]) {
         guard let message = try? ChorusMessage(fields) else { return }
-        if let position = message.position, !positions.advance(message.topic, to: position) { return }
         var overflowed: [(topic: String, handleId: Int)] = []
-        for (pattern, state) in topics where TopicFilter.matches(pattern, message.topic) {
-            for (handleId, handle) in state.handles {
+        for pattern in topics.keys.filter({ TopicFilter.matches($0, message.topic) }) {
+            if let position = message.position, topics[pattern]?.positions.advance(message.topic, to: position) == false { continue }
+            for (handleId, handle) in topics[pattern]?.handles ?? [:] {
                 if case .dropped = handle.messages.yield(message) { overflowed.append((pattern, handleId)) }
             }
         }
@@ -598,11 +604,11 @@ actor ClientEngine {
         state.resendWhenAnswered = false
         let waiters = resend ? [:] : state.waiters
         if !resend { state.waiters = [:] }
-        topics[topic] = state
         if let position {
             let asked: StreamPositions.Asked = since.map { .since($0, recovered: recovered ?? false) } ?? replay.map { .replay($0) } ?? .live
-            positions.subscribed(topic, at: position, asked: asked)
+            state.positions.subscribed(topic, at: position, asked: asked)
         }
+        topics[topic] = state
         for waiter in waiters.values { waiter.resume() }
         emit(.subscribed(topic: topic, resubscribed: resubscribed, recovered: since == nil ? nil : recovered, position: position))
         if let since, recovered == false { emit(.recoveryFailed(topic: topic, since: since)) }
@@ -612,7 +618,6 @@ actor ClientEngine {
     /// The node refused or ended a subscription: every subscriber of it ends.
     private func endTopic(_ topic: String, with error: ChorusError) {
         guard let state = topics.removeValue(forKey: topic) else { return }
-        positions.forget(topic)
         for waiter in state.waiters.values { waiter.resume(throwing: error) }
         for handle in state.handles.values { handle.finish() }
         if state.everConfirmed { emit(.subscriptionEnded(topic: topic, error: error)) }
@@ -763,7 +768,7 @@ actor ClientEngine {
         let id = newId()
         var fields: [String: JSONValue] = ["type": "subscribe", "topic": .string(topic), "id": .integer(Int64(id))]
         var since = state.since
-        if state.everConfirmed, !TopicFilter.isPattern(topic), let position = positions[topic] { since = position }
+        if state.everConfirmed, !TopicFilter.isPattern(topic), let position = state.positions[topic] { since = position }
         if let since { fields["since"] = ["offset": .integer(Int64(since.offset)), "epoch": .string(since.epoch)] }
         let replay = since == nil ? state.replay : nil
         if let replay { fields["replay"] = .integer(Int64(replay)) }
@@ -794,7 +799,6 @@ actor ClientEngine {
             return
         }
         topics[topic] = nil
-        positions.forget(topic)
         // A node that cancels a history read for the unsubscribe never answers its subscribe.
         awaited = awaited.filter { _, entry in
             if case .subscribe(topic, _, _) = entry { return false }

@@ -63,8 +63,4 @@ struct StreamPositions: Sendable {
             byTopic[topic] = StreamPosition(offset: max(0, position.offset - max(0, count)), epoch: position.epoch)
         }
     }
-
-    mutating func forget(_ topic: String) {
-        byTopic[topic] = nil
-    }
 }

@@ -61,6 +61,27 @@ struct SDKNodeTests {
         }
     }
 
+    @Test("a topic's history page arrives in full after a pattern of the same client delivered that topic's newest message, and the pattern gets no repeats")
+    func historyAfterPattern() async throws {
+        try await withNodeProcess { node in
+            let bob = try ChorusClient(url: Self.url(node), token: node.token("bob"), configuration: Self.configuration())
+            let pattern = try await bob.subscribe("chat.*")
+            for n in 1...3 { try await bob.publish("chat.history", ["n": .integer(Int64(n))]) }
+            var patternMessages = pattern.makeAsyncIterator()
+            for n in 1...3 { #expect(await patternMessages.next()?.data == ["n": .integer(Int64(n))]) }
+
+            let topic = try await bob.subscribe("chat.history", replay: 3)
+            try await bob.publish("chat.history", ["n": 4])
+            var topicMessages = topic.makeAsyncIterator()
+            var got: [JSONValue] = []
+            for _ in 0..<4 { got.append(try #require(await topicMessages.next(), "\(got)").data) }
+            #expect(got == [["n": 1], ["n": 2], ["n": 3], ["n": 4]], "the page the pattern had delivered, then live")
+            #expect(await patternMessages.next()?.data == ["n": 4], "the pattern is not given the page again")
+            #expect(await bob.position(of: "chat.history")?.offset == 4)
+            await bob.close()
+        }
+    }
+
     @Test("a subscription whose consumer falls behind its buffer ends with bufferOverflow after the messages it holds")
     func bufferOverflow() async throws {
         try await withNodeProcess { node in
