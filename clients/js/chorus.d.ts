@@ -122,13 +122,13 @@ export type WebSocketConstructor = new (url: string) => WebSocketLike;
 export interface ChorusClientOptions {
   /** A token (sent as `auth` once the socket is open). */
   token?: string;
-  /** Asked for a token before the first connection (unless `token` is given), before every reconnect, on `auth_expired` and once after a refused token (a second refusal in a row stops the client until `setToken` or `connect`). */
+  /** Asked for a token before the first connection (unless `token` is given), before every reconnect, on `auth_expired` and once after a refused token (a second refusal in a row stops the client until `setToken` or `connect`). A `setToken` while it is asked wins over its answer. */
   getToken?: () => string | Promise<string>;
   /** A WebSocket class; defaults to `globalThis.WebSocket`. */
   WebSocket?: WebSocketConstructor | (new (url: string) => unknown);
   /** false: never reconnect. Default true. */
   reconnect?: boolean;
-  /** Backoff: attempt n waits random() * min(maxReconnectDelay, minReconnectDelay * reconnectFactor^n) ms. Defaults 500, 20000, 2. */
+  /** Backoff: attempt n waits random() * min(maxReconnectDelay, minReconnectDelay * reconnectFactor^n) ms. Defaults 500, 20000, 2. A subscribe refused with 429 (or unanswered) is retried with it too, at least minReconnectDelay apart. */
   minReconnectDelay?: number;
   maxReconnectDelay?: number;
   reconnectFactor?: number;
@@ -221,12 +221,13 @@ export interface ChorusEvents {
   connected: { userId?: string; reconnected: boolean };
   disconnected: { code: number; reason: string; willReconnect: boolean; error?: ChorusError };
   reconnecting: { attempt: number; delay?: number; code?: number };
+  /** Each message a subscription delivers, once however many cover it (a replay page may bring again what a pattern subscription delivered live). */
   message: Message;
   presence: PresenceEvent;
   typing: TypingEvent;
   subscribed: SubscribedEvent;
   recoveryFailed: RecoveryFailedEvent;
-  /** A live subscription ended: the node ended it (new grants), or its resubscription after a reconnect was refused (still 409 after the retries, 403, ...). Its handlers get nothing more. */
+  /** A live subscription ended: the node ended it (new grants), or its resubscription after a reconnect was refused (still 409, 429 or unanswered after the retries, 403, ...). Its handlers get nothing more. */
   subscriptionEnded: { topic: string; error: ChorusError };
   authExpired: ServerMessage;
   reauthenticated: { userId?: string };
@@ -268,6 +269,7 @@ export class ChorusClient {
   readonly url: string;
   readonly state: ConnectionState;
   readonly userId: string | undefined;
+  /** The last position per topic: the concrete subscription's of that topic, else the highest a pattern subscription delivered. */
   readonly positions: Map<string, StreamPosition>;
   readonly queuedPublishes: number;
 

@@ -138,6 +138,19 @@ class TopicEntry {
     this.readyWaiters = [];
     this.lastReply = undefined;
     this.replayDone = false;
+    /**
+     * This subscription's own last position per topic (`seen`: of a message it delivered), for
+     * its `since` and to drop repeats. Per subscription, not per client: a pattern that
+     * delivered a topic's offset 10 must not make a later `replay` of that topic look repeated.
+     * @type {Map<string, {offset:number, epoch:string, seen?:boolean}>}
+     */
+    this.positions = new Map();
+    /** The subscribe in flight that asked for history (`since`/`replay`), until answered. */
+    this.awaiting = null;
+    /** Retries of a 409 and of a 429 or timeout, reset by a `subscribed` or a new connection. */
+    this.retries = 0;
+    this.limitRetries = 0;
+    this.retryTimer = null;
   }
 
   get presence() {
@@ -175,6 +188,8 @@ export class ChorusClient {
     }
     this._token = options.token;
     this._getToken = options.getToken;
+    /** Counts setToken calls: a provider's answer that finds it changed is older than the application's token, which wins. */
+    this._tokenGeneration = 0;
     this._random = options.random ?? Math.random;
     this._listeners = new Map();
     this._state = "disconnected";
@@ -183,13 +198,13 @@ export class ChorusClient {
     this._attempt = 0;
     this._connectedAt = 0;
     this._reconnectTimer = null;
+    this._openTimer = null;
     this._pingTimer = null;
     this._pongTimer = null;
     this._nextId = 1;
     this._pending = new Map();
     this._opening = false;
     this._topics = new Map();
-    this._positions = new Map();
     this._queue = [];
     this._inflight = new Map();
     this._typing = new Map();
@@ -247,9 +262,22 @@ export class ChorusClient {
   /** The user id the node authenticated, once connected. */
   get userId() { return this._userId; }
 
-  /** The last `{offset, epoch}` seen per topic (from messages and `subscribed` replies). */
+  /**
+   * The last `{offset, epoch}` per topic (from messages and `subscribed` replies): the concrete
+   * subscription's of that topic, else the highest a pattern subscription delivered.
+   */
   get positions() {
-    return new Map([...this._positions].map(([topic, { offset, epoch }]) => [topic, { offset, epoch }]));
+    const result = new Map();
+    const concrete = new Set();
+    for (const entry of this._topics.values()) {
+      for (const [topic, { offset, epoch }] of entry.positions) {
+        const own = entry.topic === topic;
+        if (concrete.has(topic)) continue;
+        if (own) concrete.add(topic);
+        if (own || !(result.get(topic)?.offset >= offset)) result.set(topic, { offset, epoch });
+      }
+    }
+    return result;
   }
 
   /** Publishes waiting for a connection or for their acknowledgement. */
@@ -307,6 +335,7 @@ export class ChorusClient {
   /** Replaces the token; reconnects at once if the client stopped on an auth failure. */
   setToken(token) {
     this._token = token;
+    this._tokenGeneration += 1;
     this._authFailedToken = undefined;
     this._authRetried = false;
     // The token just given is used as it is (a provider is not asked to replace it).
@@ -322,8 +351,13 @@ export class ChorusClient {
 
   async _currentToken(refresh) {
     if (this._getToken && (refresh || this._token === undefined)) {
-      this._token = await this._getToken();
-      this._emit("token", { token: this._token });
+      const generation = this._tokenGeneration;
+      const token = await this._getToken();
+      // A setToken() while the provider was asked: the application's token is the newer one.
+      if (generation === this._tokenGeneration) {
+        this._token = token;
+        this._emit("token", { token });
+      }
     }
     return this._token;
   }
@@ -367,9 +401,11 @@ export class ChorusClient {
     }
     this._socket = socket;
     // A socket that neither opens nor fails (a dropped SYN, a proxy that never answers) is
-    // given up after connectTimeout, like a closed one.
+    // given up after connectTimeout, like a closed one. The timer is kept on the client so that
+    // _dropSocket clears it (a disconnect() before the open): left running, it would keep a
+    // Node process alive for connectTimeout.
     let opened = false;
-    const openTimer = this.options.connectTimeout > 0 ? setTimeout(() => {
+    const openTimer = this._openTimer = this.options.connectTimeout > 0 ? setTimeout(() => {
       if (this._socket !== socket || opened) return;
       try { socket.close(); } catch { /* closing */ }
       this._closed(1006, "connect timed out");
@@ -421,17 +457,32 @@ export class ChorusClient {
    * until `setToken` (or `connect`). So a provider that hands out a new but bad token each time
    * costs two tries, not a loop.
    */
-  async _afterAuthFailure(error) {
-    this._emit("error", error);
-    if (this._getToken && this._wanted && !this._authRetried) {
+  async _afterAuthFailure(error, close) {
+    const retry = this._getToken && this._wanted && !this._authRetried;
+    if (retry) {
       this._authRetried = true;
-      const generation = this._openGeneration;
       this._opening = true;  // a connect() meanwhile waits for this retry
+    }
+    // Taken before any event: a handler's disconnect() or setToken() (which opens) supersedes this retry.
+    const generation = this._openGeneration;
+    const tokenGeneration = this._tokenGeneration;
+    // A connection closed with 4001 is not connected any more, also while a fresh token is
+    // asked for. (Without a retry, _stopOnAuthFailure reports the close, with the error.)
+    if (retry && close) this._setState("disconnected", { ...close, willReconnect: true });
+    this._emit("error", error);
+    if (retry) {
+      if (generation !== this._openGeneration) return;
+      this._setState(this._reconnected ? "reconnecting" : "connecting", { attempt: this._attempt });
       let fresh;
       try { fresh = await this._getToken(); } catch { fresh = undefined; }
       // A disconnect() (or a connect() after it) while the provider was asked: that call decides.
       if (generation !== this._openGeneration) return;
       this._opening = false;
+      if (this._wanted && tokenGeneration !== this._tokenGeneration) {
+        // setToken() meanwhile: its token is newer than the provider's answer, and is tried.
+        this._open({ freshToken: true });
+        return;
+      }
       if (this._wanted && fresh !== undefined && fresh !== this._authFailedToken) {
         this._token = fresh;
         this._emit("token", { token: fresh });
@@ -459,7 +510,10 @@ export class ChorusClient {
     this._setState("connected", { userId: reply.userId, reconnected });
     this._startPing();
     this._settleConnect(null);
-    for (const entry of this._topics.values()) this._sendSubscribe(entry);
+    for (const entry of this._topics.values()) {
+      entry.retries = entry.limitRetries = 0;  // a new connection: the retries start again
+      this._sendSubscribe(entry);
+    }
     this._flushQueue();
   }
 
@@ -469,7 +523,7 @@ export class ChorusClient {
     this._failPending(error);
     if (code === CloseCode.unauthorized) {
       this._authFailedToken = this._token;
-      this._afterAuthFailure(new ChorusAuthError(reason || "connection closed for authentication", { code }));
+      this._afterAuthFailure(new ChorusAuthError(reason || "connection closed for authentication", { code }), { code, reason });
       return;
     }
     const willReconnect = this._wanted && this.options.reconnect !== false;
@@ -494,10 +548,16 @@ export class ChorusClient {
   _dropSocket() {
     const socket = this._socket;
     this._socket = null;
+    clearTimeout(this._openTimer);
+    this._openTimer = null;
     clearInterval(this._pingTimer);
     clearTimeout(this._pongTimer);
     this._pingTimer = this._pongTimer = null;
-    for (const entry of this._topics.values()) entry.active = false;
+    for (const entry of this._topics.values()) {
+      entry.active = false;
+      clearTimeout(entry.retryTimer);
+      entry.retryTimer = null;
+    }
     if (socket) { socket.onopen = socket.onmessage = socket.onerror = socket.onclose = null; }
     // Publishes sent but not acknowledged go back to the front of the queue, in their order:
     // their messageId makes the retry safe.
@@ -582,6 +642,9 @@ export class ChorusClient {
       const pending = this._pending.get(id);
       this._pending.delete(id);
       clearTimeout(pending.timer);
+      // At once, not in a promise job: frames that came in the same read (a replay's page
+      // behind its `subscribed`) are handled before the promise's reactions run.
+      pending.onReply?.(message);
       if (message.type === "error") pending.reject(new ChorusError(message.message ?? "error", { code: message.code, details: message.details, reply: message }));
       else if (message.type === "auth_error") pending.reject(new ChorusAuthError(message.message ?? "authentication failed", { code: message.code, details: message.details, reply: message }));
       else pending.resolve(message);
@@ -617,6 +680,7 @@ export class ChorusClient {
         const topic = message.details?.topic;
         if (message.code === 403 && topic && this._topics.has(topic)) {
           // The node ended this subscription (a new token's grants no longer cover it).
+          clearTimeout(this._topics.get(topic).retryTimer);
           this._topics.delete(topic);
           this._emit("subscriptionEnded", { topic, error });
         }
@@ -635,7 +699,10 @@ export class ChorusClient {
       return;
     }
     try {
+      const generation = this._tokenGeneration;
       const token = await this._currentToken(true);
+      // A setToken() meanwhile has re-authenticated with the application's token already.
+      if (generation !== this._tokenGeneration) return;
       await this._reauthenticate(token);
     } catch (error) {
       this._emit("error", error instanceof ChorusError ? error : new ChorusAuthError("getToken failed", { cause: error }));
@@ -655,7 +722,7 @@ export class ChorusClient {
     let entry = this._topics.get(topic);
     const fresh = !entry;
     if (!entry) { entry = new TopicEntry(topic); this._topics.set(topic, entry); }
-    if (handlers.since && !this._positions.has(topic)) this._positions.set(topic, { ...handlers.since });
+    if (handlers.since && !entry.positions.has(topic)) entry.positions.set(topic, { ...handlers.since });
     const hadPresence = entry.presence !== undefined;
     const hadEvents = entry.presenceEvents;
     entry.handlers.add(handlers);
@@ -674,7 +741,7 @@ export class ChorusClient {
       entry.handlers.delete(handlers);
       if (entry.handlers.size === 0 && this._topics.get(topic) === entry) {
         this._topics.delete(topic);
-        this._positions.delete(topic);
+        clearTimeout(entry.retryTimer);
         if (this._state === "connected") this._request({ type: "unsubscribe", topic }).catch(() => {});
       } else if (handlers.presence !== undefined && entry.presence === undefined && this._state === "connected") {
         // The last member left while other handlers stay subscribed: subscribe again without presence.
@@ -687,8 +754,10 @@ export class ChorusClient {
   }
 
   _sendSubscribe(entry) {
+    clearTimeout(entry.retryTimer);
+    entry.retryTimer = null;
     const request = { type: "subscribe", topic: entry.topic };
-    const position = this._positions.get(entry.topic);
+    const position = entry.positions.get(entry.topic);
     if (!isPattern(entry.topic)) {
       if (position) request.since = { offset: position.offset, epoch: position.epoch };
       else if (entry.replay > 0 && !entry.replayDone) request.replay = entry.replay;
@@ -697,15 +766,28 @@ export class ChorusClient {
     if (presence !== undefined) request.presence = { data: presence ?? {} };
     if (entry.presenceEvents) request.presenceEvents = true;
     const resubscribe = entry.lastReply !== undefined;
-    this._request(request).then((reply) => {
+    if (request.since || request.replay) entry.awaiting = request;
+    const answered = () => { if (entry.awaiting === request) entry.awaiting = null; };
+    const socket = this._socket;
+    /** Sends it again after `delay` ms, on this connection only (a new one resubscribes anyway). */
+    const retry = (delay) => {
+      entry.retryTimer = setTimeout(() => {
+        entry.retryTimer = null;
+        if (this._socket === socket && this._state === "connected" && this._topics.get(entry.topic) === entry) this._sendSubscribe(entry);
+      }, delay);
+    };
+    this._request(request, { onReply: answered }).then((reply) => {
+      answered();
       if (this._topics.get(entry.topic) !== entry) return;
       entry.active = true;
       entry.retries = 0;
+      entry.limitRetries = 0;
       entry.lastReply = reply;
       if (request.replay) entry.replayDone = true;
       this._subscribed(entry, request, reply, resubscribe);
       for (const w of entry.readyWaiters.splice(0)) w.resolve(reply);
     }, (error) => {
+      answered();
       if (error instanceof ChorusClosedError) return;  // resubscribed on the next connection
       if (this._topics.get(entry.topic) !== entry) return;
       const field = error.details?.field;
@@ -714,7 +796,7 @@ export class ChorusClient {
         // failed recovery the application must hear about.
         entry.replayDone = true;
         if (field === "since") {
-          this._positions.delete(entry.topic);
+          entry.positions.delete(entry.topic);
           const event = { topic: entry.topic, recovered: false, resubscribed: resubscribe, since: request.since, reason: "the topic has no history" };
           this._emit("recoveryFailed", event);
           for (const h of entry.handlers) if (h.onRecoveryFailed) this._call(h.onRecoveryFailed, event);
@@ -722,18 +804,30 @@ export class ChorusClient {
         if (this._state === "connected") this._sendSubscribe(entry);
         return;
       }
-      if (error.code === 409 && (entry.retries ?? 0) < 5) {
+      if (error.code === 409 && entry.retries < 5) {
         // The node is still reading the history for this topic's previous subscribe: retry soon.
-        entry.retries = (entry.retries ?? 0) + 1;
-        setTimeout(() => { if (this._state === "connected" && this._topics.get(entry.topic) === entry) this._sendSubscribe(entry); }, 100 * entry.retries);
+        entry.retries += 1;
+        retry(100 * entry.retries);
+        return;
+      }
+      if (((error.code === 429 && resubscribe) || error instanceof ChorusTimeoutError) && entry.limitRetries < 5) {
+        // A resubscription over the node's subscription limit (429), or any subscribe dropped
+        // unanswered by its message rate limit (a timeout; e.g. a reconnect resubscribing many
+        // topics at once). Either can pass on this connection (an unsubscribe, the next
+        // second): retry with the reconnect backoff, at least minReconnectDelay, instead of
+        // staying unsubscribed until a reconnect. A first subscribe's 429 rejects at once: the
+        // application asked for one subscription too many and decides what to give up.
+        entry.limitRetries += 1;
+        retry(Math.max(this.options.minReconnectDelay, backoffDelay(entry.limitRetries, this.options, this._random)));
         return;
       }
       let ended = false;
-      if (error.code >= 400 && error.code < 500 && error.code !== 429) {
+      if ((error.code >= 400 && error.code < 500) || error instanceof ChorusTimeoutError) {
         this._topics.delete(entry.topic);
-        // A subscription that was live ends here (a resubscription refused, or still 409 after
-        // the retries): its handlers get nothing more, so the application hears of it, as when
-        // the node ends a subscription. A first subscribe's refusal rejects its `ready`.
+        // A subscription that was live ends here (a resubscription refused, or still 409, 429
+        // or unanswered after the retries): its handlers get nothing more, so the application
+        // hears of it, as when the node ends a subscription. A first subscribe's refusal
+        // rejects its `ready`.
         ended = resubscribe;
       }
       for (const w of entry.readyWaiters.splice(0)) w.reject(error);
@@ -752,7 +846,7 @@ export class ChorusClient {
       const event = { ...info, since: request.since };
       this._emit("recoveryFailed", event);
       for (const h of entry.handlers) if (h.onRecoveryFailed) h.onRecoveryFailed(event);
-      if (hasPosition) this._positions.set(entry.topic, { offset: reply.offset, epoch: reply.epoch });
+      if (hasPosition) entry.positions.set(entry.topic, { offset: reply.offset, epoch: reply.epoch });
       return;
     }
     if (request.since && !hasPosition && resubscribe) {
@@ -762,7 +856,7 @@ export class ChorusClient {
       for (const h of entry.handlers) if (h.onRecoveryFailed) h.onRecoveryFailed(event);
       return;
     }
-    if (hasPosition && !request.since && !this._positions.has(entry.topic)) {
+    if (hasPosition && !request.since && !entry.positions.has(entry.topic)) {
       // The reply's offset is the topic's current one. A replay's page (messages at or before
       // it) follows the reply: the position kept is where that page starts (`replay` before the
       // current offset, 0 at the least), and each delivered message moves it. So a reconnect,
@@ -770,24 +864,37 @@ export class ChorusClient {
       // and gets what it missed, as the Swift SDK does. (Not `seen`: the page's messages, at
       // or before the reply's offset, must not look like repeats.)
       const offset = request.replay ? Math.max(0, reply.offset - request.replay) : reply.offset;
-      this._positions.set(entry.topic, { offset, epoch: reply.epoch });
+      entry.positions.set(entry.topic, { offset, epoch: reply.epoch });
     }
   }
 
   _deliver(message) {
     const topic = message.topic;
-    if (typeof message.offset === "number" && typeof message.epoch === "string") {
-      const last = this._positions.get(topic);
-      // Seen already (a replay overlapping live delivery). Only positions of delivered messages
-      // count: a `subscribed` reply's offset may include a message still on its way.
-      if (last && last.seen && last.epoch === message.epoch && message.offset <= last.offset) return;
-      this._positions.set(topic, { offset: message.offset, epoch: message.epoch, seen: true });
-    }
-    this._emit("message", message);
+    const positioned = typeof message.offset === "number" && typeof message.epoch === "string";
+    const takers = [];
+    let covered = false;
     for (const entry of this._topics.values()) {
-      if (entry.topic === topic || (isPattern(entry.topic) && topicMatches(entry.topic, topic))) {
-        for (const h of entry.handlers) if (h.onMessage) this._call(h.onMessage, message);
+      if (entry.topic !== topic && !(isPattern(entry.topic) && topicMatches(entry.topic, topic))) continue;
+      covered = true;
+      if (positioned) {
+        // Its subscribe asked for history and is not answered: the node sends this message
+        // again in the page if it is part of what was asked (taking it now would drop the page
+        // as repeats, or deliver it out of order). It came through another subscription.
+        if (entry.awaiting) continue;
+        const last = entry.positions.get(topic);
+        // Delivered by this subscription already (a replay overlapping live delivery). Only
+        // positions of delivered messages count: a `subscribed` reply's offset may include a
+        // message still on its way.
+        if (last && last.seen && last.epoch === message.epoch && message.offset <= last.offset) continue;
+        entry.positions.set(topic, { offset: message.offset, epoch: message.epoch, seen: true });
       }
+      takers.push(entry);
+    }
+    // Once per message, however many subscriptions deliver it; not when each of them had it.
+    if (covered && takers.length === 0) return;
+    this._emit("message", message);
+    for (const entry of takers) {
+      for (const h of entry.handlers) if (h.onMessage) this._call(h.onMessage, message);
     }
   }
 

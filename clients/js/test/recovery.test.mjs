@@ -114,3 +114,43 @@ describe("recovery after being away", () => {
     assert.deepEqual(errors, []);
   });
 });
+
+describe("a pattern subscription and a concrete one of the same topic", () => {
+  test("replay and since on a topic a pattern delivered already: the concrete subscription gets its page, the pattern nothing twice", async (t) => {
+    if (!features.history) return t.skip("the node has no history yet");
+    const room = `rooms.${randomUUID().slice(0, 8)}`;
+    const [a, b] = [`${room}.a`, `${room}.b`];
+    const subscriber = client(cluster.node(1).wsURL, "sub", { publishAcks: features.publishAcks });
+    const publisher = client(cluster.node(2).wsURL, "pub", { publishAcks: features.publishAcks });
+    await subscriber.connect();
+    await publisher.connect();
+    const all = new Inbox();
+    await subscriber.subscribe(`${room}.*`, all.handler).ready;
+    await routed(all, publisher, a);
+    for (const topic of [a, b]) for (let n = 1; n <= 3; n++) await publisher.publish(topic, { n });
+    await all.until(6);
+    const ofTopic = (inbox, topic) => inbox.messages.filter((m) => m.topic === topic).map((m) => m.data.n);
+
+    // The pattern delivered a's offset of n=3: a replay of 3 is n=1..3, all below it.
+    const replayed = new Inbox();
+    await subscriber.subscribe(a, replayed.handler, { replay: 3 }).ready;
+    // An older position than the pattern's on b: what came after n=1.
+    const first = all.messages.find((m) => m.topic === b && m.data.n === 1);
+    const recovered = new Inbox();
+    const reply = await subscriber.subscribe(b, recovered.handler, { since: { offset: first.offset, epoch: first.epoch } }).ready;
+    assert.equal(reply.recovered, true);
+    await replayed.until(3, "the replay page");
+    await recovered.until(2, "the page after since");
+
+    for (const topic of [a, b]) await publisher.publish(topic, { n: 4 });
+    await replayed.until(4);
+    await recovered.until(3);
+    await all.until(8);
+    assert.deepEqual(replayed.data(), [1, 2, 3, 4].map((n) => ({ n })));
+    assert.deepEqual(recovered.data(), [2, 3, 4].map((n) => ({ n })));
+    assert.deepEqual(ofTopic(all, a), [1, 2, 3, 4], "the pattern got a's messages once each");
+    assert.deepEqual(ofTopic(all, b), [1, 2, 3, 4], "and b's");
+    assert.deepEqual(subscriber.positions.get(a), { offset: replayed.messages.at(-1).offset, epoch: replayed.messages.at(-1).epoch });
+    assert.deepEqual(subscriber.positions.get(b), { offset: recovered.messages.at(-1).offset, epoch: recovered.messages.at(-1).epoch });
+  });
+});

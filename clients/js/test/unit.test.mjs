@@ -396,3 +396,238 @@ test("a resubscription still refused with 409 after the retries ends the subscri
   assert.deepEqual(errors.map((e) => e.code), [409]);
   client.disconnect();
 });
+
+test("after a 4001 close the client is not connected while its provider is asked for a fresh token", async () => {
+  let asked = 0;
+  let release;
+  let askedAgain;
+  const secondAsk = new Promise((resolve) => { askedAgain = resolve; });
+  const client = scripted({
+    token: undefined,
+    getToken: () => {
+      asked += 1;
+      if (asked === 1) return "t1";
+      askedAgain();
+      return new Promise((resolve) => { release = resolve; });
+    },
+  });
+  let socket = await connectScripted(client);
+  const states = [];
+  client.on("state", (e) => states.push(e));
+  socket.drop(4001, "token expired");
+  await secondAsk;
+  assert.equal(client.state, "reconnecting", "not connected from the close on");
+  assert.deepEqual(states.map((e) => e.state), ["disconnected", "reconnecting"]);
+  assert.equal(states[0].code, 4001);
+  assert.equal(states[0].willReconnect, true);
+  release("t2");
+  await until(() => ScriptedSocket.instances.length === 2);
+  socket = ScriptedSocket.instances[1];
+  socket.open();
+  assert.equal(socket.last("auth").token, "t2");
+  socket.reply({ type: "auth_success", userId: "alice", id: socket.last("auth").id });
+  await client.once("connected");
+  client.disconnect();
+});
+
+/** A provider whose first answer is `t1` and whose later answers wait for `release`; `asked` resolves at the second call. */
+function slowProvider() {
+  const provider = { calls: 0, release: undefined };
+  provider.asked = new Promise((resolve) => {
+    provider.getToken = () => {
+      provider.calls += 1;
+      if (provider.calls === 1) return "t1";
+      resolve();
+      return new Promise((answer) => { provider.release = answer; });
+    };
+  });
+  return provider;
+}
+
+test("a setToken() while the provider is asked wins over the provider's older answer (reconnect, 4001 retry, auth_expired)", async () => {
+  // Reconnecting: the token of the next connection is the application's.
+  let provider = slowProvider();
+  let client = scripted({ token: undefined, random: () => 0, getToken: provider.getToken });
+  const announced = [];
+  client.on("token", (e) => announced.push(e.token));
+  let socket = await connectScripted(client);
+  socket.drop(1006);
+  await provider.asked;
+  client.setToken("from-app");
+  provider.release("from-provider");
+  await until(() => ScriptedSocket.instances.length === 2);
+  socket = ScriptedSocket.instances[1];
+  socket.open();
+  assert.equal(socket.last("auth").token, "from-app");
+  assert.deepEqual(announced, ["t1"], "the provider's overruled answer is not announced as the token");
+  client.disconnect();
+
+  // The retry after a 4001 close: the application's token is tried.
+  provider = slowProvider();
+  client = scripted({ token: undefined, getToken: provider.getToken });
+  socket = await connectScripted(client);
+  socket.drop(4001, "token expired");
+  await provider.asked;
+  client.setToken("from-app");
+  provider.release("from-provider");
+  await until(() => ScriptedSocket.instances.length === 2);
+  socket = ScriptedSocket.instances[1];
+  socket.open();
+  assert.equal(socket.last("auth").token, "from-app");
+  client.disconnect();
+
+  // auth_expired: the connection authenticates with the application's token, not again with the provider's.
+  provider = slowProvider();
+  client = scripted({ token: undefined, getToken: provider.getToken });
+  socket = await connectScripted(client);
+  socket.reply({ type: "auth_expired", code: 401, message: "token expired" });
+  await provider.asked;
+  client.setToken("from-app");
+  provider.release("from-provider");
+  await settle();
+  assert.deepEqual(socket.sent.filter((m) => m.type === "auth").map((m) => m.token), ["t1", "from-app"]);
+  client.disconnect();
+});
+
+test("a resubscription refused with 429 is retried on the same connection with growing delays, then ends with subscriptionEnded", async (t) => {
+  const client = scripted({ random: () => 0.5 });
+  let socket = await connectScripted(client);
+  const ended = [];
+  client.on("subscriptionEnded", (e) => ended.push(e));
+  const errors = [];
+  client.on("error", (e) => errors.push(e));
+  const resubscribed = [];
+  client.on("subscribed", (e) => { if (e.resubscribed) resubscribed.push(e.topic); });
+  const a = client.subscribe("rooms.a", () => {});
+  const b = client.subscribe("rooms.b", () => {});
+  await settle();
+  for (const m of socket.sent.filter((m) => m.type === "subscribe")) socket.reply({ type: "subscribed", topic: m.topic, id: m.id });
+  await Promise.all([a.ready, b.ready]);
+  socket.drop(1001);
+  await until(() => ScriptedSocket.instances.length === 2);
+  socket = ScriptedSocket.instances[1];
+  socket.open();
+  socket.reply({ type: "auth_success", userId: "alice", id: socket.last("auth").id });
+  // The resubscribes (sent in a promise job) and their retries run on a mock clock: each delay
+  // is checked exactly. (A real timer cleared while the mock is on would stay.)
+  t.mock.timers.enable({ apis: ["setTimeout"] });
+  await settle();
+  const subscribes = (topic) => socket.sent.filter((m) => m.type === "subscribe" && m.topic === topic);
+  const limit = (m) => socket.reply({ type: "error", code: 429, message: "subscription limit reached: at most 100 per connection", details: { topic: m.topic }, id: m.id });
+  // rooms.a: refused once, then the limit has room again (the application unsubscribed elsewhere).
+  limit(subscribes("rooms.a")[0]);
+  await settle();
+  t.mock.timers.tick(499);
+  assert.equal(subscribes("rooms.a").length, 1, "not before the first retry's delay");
+  t.mock.timers.tick(1);
+  assert.equal(subscribes("rooms.a").length, 2, "sent again on the same connection");
+  socket.reply({ type: "subscribed", topic: "rooms.a", id: subscribes("rooms.a")[1].id });
+  await settle();
+  assert.deepEqual(resubscribed, ["rooms.a"]);
+  // rooms.b: refused every time: 5 retries, at max(minReconnectDelay, the reconnect backoff), then it ends.
+  const delays = [500, 1000, 2000, 4000, 8000];
+  for (const [i, delay] of delays.entries()) {
+    limit(subscribes("rooms.b")[i]);
+    await settle();
+    t.mock.timers.tick(delay - 1);
+    assert.equal(subscribes("rooms.b").length, i + 1);
+    t.mock.timers.tick(1);
+    assert.equal(subscribes("rooms.b").length, i + 2, `retry ${i + 1} after ${delay} ms`);
+  }
+  limit(subscribes("rooms.b")[5]);
+  await settle();
+  t.mock.timers.tick(60000);
+  assert.equal(subscribes("rooms.b").length, 6, "no retry after the fifth");
+  assert.deepEqual(ended.map((e) => [e.topic, e.error.code]), [["rooms.b", 429]]);
+  assert.deepEqual(errors.map((e) => e.code), [429]);
+  assert.equal(ScriptedSocket.instances.length, 2, "all on the same connection");
+  client.disconnect();
+});
+
+test("a first subscribe refused with 429 rejects its ready at once, is not retried and leaves no topic behind", async () => {
+  const client = scripted();
+  const socket = await connectScripted(client);
+  const sub = client.subscribe("rooms.extra", () => {});
+  await settle();
+  const request = socket.last("subscribe");
+  socket.reply({ type: "error", code: 429, message: "subscription limit reached: at most 100 per connection", details: { topic: "rooms.extra" }, id: request.id });
+  await assert.rejects(sub.ready, (e) => e.code === 429);
+  await settle();
+  assert.equal(socket.sent.filter((m) => m.type === "subscribe").length, 1, "not sent again");
+  // Nor on the next connection: the refused topic is not kept.
+  socket.drop(1001);
+  await until(() => ScriptedSocket.instances.length === 2);
+  const next = ScriptedSocket.instances[1];
+  next.open();
+  next.reply({ type: "auth_success", userId: "alice", id: next.last("auth").id });
+  await settle();
+  assert.equal(next.sent.filter((m) => m.type === "subscribe").length, 0);
+  client.disconnect();
+});
+
+test("a resubscription the node left unanswered (dropped by its message rate limit) is sent again after its timeout", async (t) => {
+  const client = scripted({ random: () => 0.5 });
+  let socket = await connectScripted(client);
+  const unsubscribe = client.subscribe("rooms.a", () => {});
+  await settle();
+  socket.reply({ type: "subscribed", topic: "rooms.a", id: socket.last("subscribe").id });
+  await unsubscribe.ready;
+  socket.drop(1001);
+  await until(() => ScriptedSocket.instances.length === 2);
+  socket = ScriptedSocket.instances[1];
+  socket.open();
+  socket.reply({ type: "auth_success", userId: "alice", id: socket.last("auth").id });
+  t.mock.timers.enable({ apis: ["setTimeout"] });  // before the resubscribe's request timer
+  await settle();
+  const subscribes = () => socket.sent.filter((m) => m.type === "subscribe");
+  assert.equal(subscribes().length, 1);
+  t.mock.timers.tick(client.options.requestTimeout);  // no reply: the request times out
+  await settle();
+  t.mock.timers.tick(500);
+  assert.equal(subscribes().length, 2, "sent again on the same connection");
+  socket.reply({ type: "subscribed", topic: "rooms.a", id: subscribes()[1].id });
+  await settle();
+  client.disconnect();
+});
+
+test("a pattern's live message before a replay subscribe's reply leaves the page to the concrete subscription, each delivered once", async () => {
+  const client = scripted();
+  const socket = await connectScripted(client);
+  const all = [];
+  const one = [];
+  const events = [];
+  client.on("message", (m) => events.push(m.offset));
+  const pattern = client.subscribe("rooms.*", (m) => all.push(m.offset));
+  await settle();
+  socket.reply({ type: "subscribed", topic: "rooms.*", id: socket.last("subscribe").id });
+  await pattern.ready;
+  const message = (offset) => socket.reply({ type: "message", topic: "rooms.a", data: {}, offset, epoch: "e1" });
+  message(4);
+  const concrete = client.subscribe("rooms.a", (m) => one.push(m.offset), { replay: 3 });
+  await settle();
+  const request = socket.last("subscribe");
+  assert.equal(request.replay, 3);
+  message(5);  // live, through the pattern, before the reply: also in the page
+  // The page follows the reply in the same read, before any promise job runs.
+  socket.reply({ type: "subscribed", topic: "rooms.a", offset: 5, epoch: "e1", id: request.id });
+  for (const offset of [3, 4, 5]) message(offset);
+  message(6);
+  await concrete.ready;
+  assert.deepEqual(one, [3, 4, 5, 6], "the whole page, then live");
+  assert.deepEqual(all, [4, 5, 6], "the pattern is not given again what it delivered");
+  assert.deepEqual(events, [4, 5, 3, 4, 5, 6], "the message event: each delivery by some subscription");
+  assert.deepEqual(client.positions.get("rooms.a"), { offset: 6, epoch: "e1" });
+  client.disconnect();
+});
+
+test("a disconnect() before the socket opened leaves no timer running (none keeps a Node process alive)", async () => {
+  const timers = () => process.getActiveResourcesInfo().filter((r) => r === "Timeout").length;
+  const before = timers();
+  const client = scripted();
+  client.connect().catch(() => {});
+  await settle();
+  assert.equal(ScriptedSocket.instances.length, 1, "a socket, not open yet");
+  assert.ok(timers() > before, "the connect timeout runs");
+  client.disconnect();
+  assert.equal(timers(), before);
+});
