@@ -62,11 +62,11 @@ public final class LocalPresenceStore: PresenceStore {
         }
     }
 
-    public func members(of topic: Topic) async throws -> [PresenceMember] {
-        state.withLock { state in
+    public func members(of topic: Topic, after: String?, limit: Int) async throws -> PresencePage {
+        let all = state.withLock { state in
             (state.topics[topic] ?? [:]).map { PresenceMember(userId: $0.key, member: $0.value.member, connections: $0.value.connections) }
-                .sorted { $0.userId < $1.userId }
         }
+        return PresencePage(sorted: all.sorted { $0.userId < $1.userId }, after: after, limit: limit)
     }
 
     public func count(of topic: Topic) async throws -> Int {

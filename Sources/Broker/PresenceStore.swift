@@ -19,8 +19,9 @@ public protocol PresenceStore: Sendable {
     /// `member` is the member document (`{"userId":..,"data":..}`); with `announceUpdate`, a
     /// member already present whose document differs gets it and an `update` event.
     func set(topic: Topic, userId: String, connections: Int, member: RawJSON, announceUpdate: Bool)
-    /// The members of `topic`, cluster-wide, by user id.
-    func members(of topic: Topic) async throws -> [PresenceMember]
+    /// A page of `topic`'s members, cluster-wide: those with user ids after `after` (from the
+    /// first when nil), ascending, at most `limit` (see ``PresencePage/maxMembers``).
+    func members(of topic: Topic, after: String?, limit: Int) async throws -> PresencePage
     /// How many members `topic` has.
     func count(of topic: Topic) async throws -> Int
     /// When the last member of `topic` left (kept for `presence.user.<id>` topics only); nil if

@@ -6,6 +6,8 @@
 /// Keys, with `P` = `PUBSUB_REDIS_PREFIX` + `@presence:` (topics and user ids use the topic
 /// alphabet, so `\n` separates them safely):
 /// - `P m:<topic>`: hash user id -> member document `{"userId":..,"data":..}`;
+/// - `P z:<topic>`: the same user ids in a sorted set, all with score 0, so in user id order:
+///   the index a member list pages through (``page``);
 /// - `P n:<topic>`: hash user id -> connections, cluster-wide;
 /// - `P i:<instance>`: hash `<topic>\n<user>` -> connections held by one node instance
 ///   (`<NODE_ID>/<boot nonce>`) on this server; what the reaper takes back;
@@ -15,7 +17,7 @@
 /// The scripts touch keys they compute (the reaper walks instances), so they need a single
 /// Redis server per shard, not Redis Cluster.
 enum RedisPresenceScripts {
-    /// KEYS: m, n, i, leases, seen. ARGV: topic, user, instance, connections, member,
+    /// KEYS: m, n, i, leases, seen, z. ARGV: topic, user, instance, connections, member,
     /// announce update ('1'/'0'), event id (JSON string), origin (JSON string), timestamp,
     /// channel. Returns the event published ('join', 'leave', 'update'), '' for none, or
     /// 'nolease' (nothing changed) when the instance holds no lease on this server.
@@ -37,11 +39,13 @@ enum RedisPresenceScripts {
           end
           redis.call('HDEL', KEYS[1], ARGV[2])
           redis.call('HDEL', KEYS[2], ARGV[2])
+          redis.call('ZREM', KEYS[6], ARGV[2])
         else
           redis.call('HSET', KEYS[2], ARGV[2], now)
           if total <= 0 then
             event = 'join'
             redis.call('HSET', KEYS[1], ARGV[2], member)
+            redis.call('ZADD', KEYS[6], 0, ARGV[2])
           elseif ARGV[6] == '1' and redis.call('HGET', KEYS[1], ARGV[2]) ~= member then
             event = 'update'
             redis.call('HSET', KEYS[1], ARGV[2], member)
@@ -104,6 +108,7 @@ enum RedisPresenceScripts {
                 local member = redis.call('HGET', mkey, user) or ('{"userId":"' .. user .. '","data":{}}')
                 redis.call('HDEL', mkey, user)
                 redis.call('HDEL', nkey, user)
+                redis.call('ZREM', ARGV[1] .. 'z:' .. topic, user)
                 if total > 0 then
                   events = events + 1
                   if string.sub(topic, 1, 14) == 'presence.user.' then redis.call('SET', ARGV[1] .. 'seen:' .. topic, ARGV[5]) end
@@ -121,8 +126,36 @@ enum RedisPresenceScripts {
         return {events, reaped}
         """
 
-    /// KEYS: m, n. Returns {HGETALL m, HGETALL n}, read together.
-    static let members = """
-        return {redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2])}
+    /// KEYS: m, n, z. ARGV: after ('' from the first), limit. Returns {count, user ids, their
+    /// member documents, their connection counts, 1 when more follow else 0}: one page, read
+    /// together, costing its length (and a logarithm), not the room's.
+    ///
+    /// An index whose size differs from the hash's (members stored before the index existed,
+    /// or by a node of an earlier version during a rolling upgrade) is rebuilt first, once.
+    static let page = """
+        local count = redis.call('HLEN', KEYS[1])
+        if redis.call('ZCARD', KEYS[3]) ~= count then
+          redis.call('DEL', KEYS[3])
+          local users = redis.call('HKEYS', KEYS[1])
+          for i = 1, #users, 500 do
+            local scored = {}
+            for j = i, math.min(i + 499, #users) do
+              scored[#scored + 1] = 0
+              scored[#scored + 1] = users[j]
+            end
+            redis.call('ZADD', KEYS[3], unpack(scored))
+          end
+        end
+        local from = '-'
+        if ARGV[1] ~= '' then from = '(' .. ARGV[1] end
+        local limit = tonumber(ARGV[2])
+        local users = redis.call('ZRANGEBYLEX', KEYS[3], from, '+', 'LIMIT', 0, limit + 1)
+        local more = 0
+        if #users > limit then
+          more = 1
+          users[#users] = nil
+        end
+        if #users == 0 then return {count, {}, {}, {}, more} end
+        return {count, users, redis.call('HMGET', KEYS[1], unpack(users)), redis.call('HMGET', KEYS[2], unpack(users)), more}
         """
 }

@@ -261,7 +261,7 @@ public final class RedisPresenceStore: PresenceStore {
             RedisPresenceScripts.set,
             keys: [
                 bytes(keyPrefix + "m:" + topic), bytes(keyPrefix + "n:" + topic), bytes(keyPrefix + "i:" + instance),
-                bytes(keyPrefix + "leases"), bytes(keyPrefix + "seen:" + topic),
+                bytes(keyPrefix + "leases"), bytes(keyPrefix + "seen:" + topic), bytes(keyPrefix + "z:" + topic),
             ],
             arguments: [
                 bytes(topic), bytes(key.userId), bytes(instance), bytes(String(connections)), member.bytes,
@@ -295,27 +295,28 @@ public final class RedisPresenceStore: PresenceStore {
 
     // MARK: Queries
 
-    public func members(of topic: Topic) async throws -> [PresenceMember] {
+    public func members(of topic: Topic, after: String?, limit: Int) async throws -> PresencePage {
+        let limit = min(max(1, limit), PresencePage.maxMembers)
         let reply = try await queues[server(of: topic)].evaluate(
-            RedisPresenceScripts.members, keys: [bytes(keyPrefix + "m:" + topic.name), bytes(keyPrefix + "n:" + topic.name)],
-            arguments: [])
-        guard case .array(let parts) = reply, parts.count == 2, case .array(let documents) = parts[0],
-            case .array(let counts) = parts[1]
+            RedisPresenceScripts.page,
+            keys: [
+                bytes(keyPrefix + "m:" + topic.name), bytes(keyPrefix + "n:" + topic.name), bytes(keyPrefix + "z:" + topic.name),
+            ],
+            arguments: [bytes(after ?? ""), bytes(String(limit))])
+        guard case .array(let parts) = reply, parts.count == 5, case .integer(let count) = parts[0],
+            case .array(let users) = parts[1], case .array(let documents) = parts[2], case .array(let counts) = parts[3],
+            documents.count == users.count, counts.count == users.count, case .integer(let more) = parts[4]
         else { throw RedisConnectionError("unexpected presence reply") }
-        var connections: [String: Int] = [:]
-        for index in stride(from: 0, to: counts.count - 1, by: 2) {
-            if let user = counts[index].string, let count = counts[index + 1].string.flatMap(Int.init) {
-                connections[user] = count
-            }
-        }
         var members: [PresenceMember] = []
-        for index in stride(from: 0, to: documents.count - 1, by: 2) {
-            guard let user = documents[index].string, case .bulk(let bytes) = documents[index + 1],
-                let document = try? RawJSON(validating: bytes)
+        members.reserveCapacity(users.count)
+        for (index, user) in users.enumerated() {
+            // An index entry without a member (possible only after a rolling upgrade's mixed
+            // writes left both the same size) reads as nil: skipped.
+            guard let user = user.string, case .bulk(let bytes) = documents[index], let document = try? RawJSON(validating: bytes)
             else { continue }
-            members.append(PresenceMember(userId: user, member: document, connections: connections[user] ?? 0))
+            members.append(PresenceMember(userId: user, member: document, connections: counts[index].string.flatMap(Int.init) ?? 0))
         }
-        return members.sorted { $0.userId < $1.userId }
+        return PresencePage(members: members, count: count, more: more == 1)
     }
 
     public func count(of topic: Topic) async throws -> Int {

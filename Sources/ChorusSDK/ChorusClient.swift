@@ -191,9 +191,12 @@ public final class ChorusClient: Sendable {
 
     // MARK: Presence, typing, read receipts
 
-    /// Who is present on `topic` now (the node's `presence.get`).
-    public func members(_ topic: String) async throws -> PresenceState {
-        let reply = try await engine.request(["type": "presence.get", "topic": .string(topic)])
+    /// Who is present on `topic` now (the node's `presence.get`): a page, by user id, of those
+    /// after `after` (from the first when nil); see ``PresenceState/truncated``.
+    public func members(_ topic: String, after: String? = nil) async throws -> PresenceState {
+        var request: [String: JSONValue] = ["type": "presence.get", "topic": .string(topic)]
+        if let after { request["after"] = .string(after) }
+        let reply = try await engine.request(request)
         let members = reply["members"]?.arrayValue?.compactMap { PresenceMember($0) } ?? []
         return PresenceState(
             topic: reply["topic"]?.stringValue ?? topic, members: members, count: reply["count"]?.intValue ?? members.count,

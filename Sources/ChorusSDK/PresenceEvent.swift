@@ -22,9 +22,10 @@ public struct PresenceState: Sendable, Equatable {
     /// `"node"` when the node could not reach the cluster's presence (Redis) and answered with
     /// its own members only; `nil` for the whole cluster's.
     public var scope: String? = nil
-    /// True when the room's members did not all fit in one answer (a quarter of the node's
-    /// `WEBSOCKET_MAX_PENDING_BYTES`): ``members`` holds the first of them by user id,
-    /// ``count`` all of them; `GET /api/presence/{topic}?after=` lists the rest.
+    /// True when more members follow this page (a page holds at most 1,000, and no more than
+    /// a quarter of the node's `WEBSOCKET_MAX_PENDING_BYTES`): ``members`` holds the first of
+    /// them by user id, ``count`` all of them; `members(_:after:)` with the last listed user id
+    /// gives the next page.
     public var truncated = false
 }
 

@@ -17,8 +17,9 @@ public struct ClientMessage: Sendable, Equatable {
         case unsubscribe(TopicPattern)
         case message(topic: Topic, data: RawJSON, metadata: RawJSON?, eventType: String?)
         case ping
-        /// `presence.get`: the members of a topic (see docs/presence.md).
-        case presenceGet(Topic)
+        /// `presence.get`: a page of a topic's members, those after user id `after` (from the
+        /// first when nil; see docs/presence.md).
+        case presenceGet(Topic, after: String?)
         /// `typing`: `state` `start` (true) or `stop` (false).
         case typing(Topic, start: Bool)
         /// Marks a stored message read (see ``ReadRequests``).
@@ -66,6 +67,7 @@ extension ClientMessage {
         var since: JSONValue?
         var replay: JSONValue?
         var messageId: JSONValue?
+        var after: String?
 
         init(_ fields: RawJSONObject) {
             for member in fields.members {
@@ -83,6 +85,7 @@ extension ClientMessage {
                 case "since": since = member.value.isNull ? nil : member.value.value
                 case "replay": replay = member.value.isNull ? nil : member.value.value
                 case "messageId": messageId = member.value.isNull ? nil : member.value.value
+                case "after": after = member.value.stringValue
                 default: break
                 }
             }
@@ -138,7 +141,7 @@ extension ClientMessage {
             } catch {
                 throw fail("illegal topic: \(error) (presence and typing need a concrete topic)", .object(["topic": .string(text)]))
             }
-            guard wire.type == "typing" else { return ClientMessage(.presenceGet(topic), id: id) }
+            guard wire.type == "typing" else { return ClientMessage(.presenceGet(topic, after: wire.after), id: id) }
             guard let state = wire.state, state == "start" || state == "stop" else {
                 throw fail("'typing' needs 'state': \"start\" or \"stop\"", .object(["field": .string("state")]))
             }

@@ -25,10 +25,11 @@ enum PresenceFrames {
 
     /// `{"type":"presence.state","id":..,"topic":..,"members":[{"userId","data","connections"}],"count":N}`;
     /// `scope` `"node"` when only this node's members could be listed (Redis unreachable). The
-    /// members listed stop at about `budget` bytes (the first always goes in), and then
-    /// `"truncated":true` says so; `count` is all of them.
-    static func state(topic: Topic, members: [PresenceMember], scope: String?, requestId: JSONValue?, budget: Int) -> [UInt8] {
-        var json = JSONWriter(capacity: 128 + min(budget, members.reduce(0) { $0 + $1.member.bytes.count + 20 }))
+    /// members listed are the page's, stopping at about `budget` bytes (the first always goes
+    /// in); `"truncated":true` says that more follow (ask again with `after` the last listed);
+    /// `count` is all of them.
+    static func state(topic: Topic, page: PresencePage, scope: String?, requestId: JSONValue?, budget: Int) -> [UInt8] {
+        var json = JSONWriter(capacity: 128 + min(budget, page.members.reduce(0) { $0 + $1.member.bytes.count + 20 }))
         json.raw("{\"type\":\"presence.state\"")
         if let requestId {
             json.raw(",\"id\":")
@@ -37,9 +38,9 @@ enum PresenceFrames {
         json.raw(",\"topic\":")
         json.string(topic.name)
         json.raw(",\"members\":")
-        let listed = writeMembers(members, to: &json, budget: budget)
-        json.raw(",\"count\":\(members.count)")
-        if listed < members.count { json.raw(",\"truncated\":true") }
+        let listed = writeMembers(page.members, to: &json, budget: budget)
+        json.raw(",\"count\":\(page.count)")
+        if listed < page.members.count || page.more { json.raw(",\"truncated\":true") }
         if let scope {
             json.raw(",\"scope\":")
             json.string(scope)

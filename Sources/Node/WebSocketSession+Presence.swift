@@ -104,7 +104,7 @@ extension WebSocketSession {
     }
 
     /// `presence.get`: the topic's members, for a client that may subscribe to it.
-    func presenceGet(_ topic: Topic, requestId: JSONValue?) {
+    func presenceGet(_ topic: Topic, after: String?, requestId: JSONValue?) {
         if let problem = authorizationProblem(requestId) { return reply(problem) }
         guard let user else { return }
         if let denial = TopicAccess.subscribeDenial(TopicPattern(topic), user: user) {
@@ -124,12 +124,11 @@ extension WebSocketSession {
         Task {
             let frame: [UInt8]
             do {
-                let members = try await presence.store.members(of: topic)
-                frame = PresenceFrames.state(topic: topic, members: members, scope: nil, requestId: requestId, budget: budget)
+                let page = try await presence.store.members(of: topic, after: after, limit: PresencePage.maxMembers)
+                frame = PresenceFrames.state(topic: topic, page: page, scope: nil, requestId: requestId, budget: budget)
             } catch {
-                frame = PresenceFrames.state(
-                    topic: topic, members: presence.localMembers(of: topic), scope: "node", requestId: requestId,
-                    budget: budget)
+                let page = PresencePage(sorted: presence.localMembers(of: topic), after: after, limit: PresencePage.maxMembers)
+                frame = PresenceFrames.state(topic: topic, page: page, scope: "node", requestId: requestId, budget: budget)
             }
             loop.execute {
                 registry.assumeIsolated {

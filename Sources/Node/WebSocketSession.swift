@@ -143,8 +143,8 @@ final class WebSocketSession: WebSocketTransportDelegate {
                 requestId: message.id)
         case .ping:
             reply(.pong(id: message.id))
-        case .presenceGet(let topic):
-            presenceGet(topic, requestId: message.id)
+        case .presenceGet(let topic, let after):
+            presenceGet(topic, after: after, requestId: message.id)
         case .typing(let topic, let start):
             typing(topic, start: start, requestId: message.id)
         case .read(let messageId):

@@ -210,7 +210,7 @@ struct PresenceTests {
         }
     }
 
-    @Test("a room's member list stops at a page: presence.get at a quarter of WEBSOCKET_MAX_PENDING_BYTES with truncated:true and the full count, and the connection stays open; the HTTP list continues with after")
+    @Test("a room's member list stops at a page: presence.get at a quarter of WEBSOCKET_MAX_PENDING_BYTES with truncated:true and the full count, and the connection stays open; both lists continue with after")
     func memberListsBounded() async throws {
         try await withNode(Self.environment.merging(["WEBSOCKET_MAX_PENDING_BYTES": "65536"]) { $1 }) { node in
             let topic = "rooms.big"
@@ -228,6 +228,17 @@ struct PresenceTests {
             #expect(state["count"] as? Int == 8 && state["truncated"] as? Bool == true)
             #expect((1...5).contains(listed.count), "about 16 KiB of 3 KB members: \(listed.count)")
             #expect(try await reader.request(["type": "ping", "id": 2])["type"] as? String == "pong", "the reader is still connected")
+            // The rest, page by page with after: every member once, in order.
+            var seen = listed.compactMap { $0["userId"] as? String }
+            var pages = 1
+            while pages < 10, let last = seen.last {
+                try await reader.send(json: ["type": "presence.get", "topic": topic, "after": last, "id": 10 + pages])
+                let page = try await reader.next(type: "presence.state")
+                seen += (page["members"] as? [[String: Any]] ?? []).compactMap { $0["userId"] as? String }
+                pages += 1
+                if page["truncated"] as? Bool != true { break }
+            }
+            #expect(seen == (1...8).map { "u\($0)" } && pages > 1)
 
             let key = ["X-API-Key": "presence-test-key"]
             let all = try await HTTP.get("\(node.baseURL)/api/presence/\(topic)", headers: key).json()
@@ -245,7 +256,8 @@ struct PresenceTests {
         #expect(subscribe.presence?.member == true && subscribe.presence?.events == true)
         #expect(subscribe.presence?.data?.description == #"{"s":1}"#)
         #expect(try ClientMessage.decode(Array(#"{"type":"subscribe","topic":"a.b"}"#.utf8)).presence == nil)
-        #expect(try ClientMessage.decode(Array(#"{"type":"presence.get","topic":"a.b","id":7}"#.utf8)).kind == .presenceGet(try Topic("a.b")))
+        #expect(try ClientMessage.decode(Array(#"{"type":"presence.get","topic":"a.b","id":7}"#.utf8)).kind == .presenceGet(try Topic("a.b"), after: nil))
+        #expect(try ClientMessage.decode(Array(#"{"type":"presence.get","topic":"a.b","after":"u3"}"#.utf8)).kind == .presenceGet(try Topic("a.b"), after: "u3"))
         #expect(try ClientMessage.decode(Array(#"{"type":"typing","topic":"a.b","state":"stop"}"#.utf8)).kind == .typing(try Topic("a.b"), start: false))
         #expect(throws: ClientMessageError.self) { try ClientMessage.decode(Array(#"{"type":"typing","topic":"a.b","state":"maybe"}"#.utf8)) }
         #expect(throws: ClientMessageError.self) { try ClientMessage.decode(Array(#"{"type":"subscribe","topic":"a.b","presence":5}"#.utf8)) }

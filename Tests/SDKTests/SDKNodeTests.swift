@@ -402,7 +402,7 @@ struct SDKNodeTests {
         }
     }
 
-    @Test("presence: members() of a room too large for one answer says truncated, with every member counted")
+    @Test("presence: members() of a room too large for one answer says truncated, with every member counted, and after gives the next pages")
     func presenceTruncated() async throws {
         try await withNodeProcess(["WEBSOCKET_MAX_PENDING_BYTES": "65536"]) { node in
             var clients: [ChorusClient] = []
@@ -415,6 +415,13 @@ struct SDKNodeTests {
             let state = try await clients[0].members("rooms.large")
             #expect(state.truncated && state.count == 8 && state.members.count < 8)
             #expect(state.members.map(\.userId) == Array(["m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8"].prefix(state.members.count)))
+            var listed = state.members.map(\.userId)
+            var page = state
+            while page.truncated, let last = listed.last, listed.count < 16 {
+                page = try await clients[0].members("rooms.large", after: last)
+                listed += page.members.map(\.userId)
+            }
+            #expect(listed == ["m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8"], "the next pages, with after")
             for membership in memberships { membership.cancel() }
             for client in clients { await client.close() }
         }

@@ -75,9 +75,9 @@ export interface PresenceState<Data = JSONValue> {
   /** `"node"`: the node could not reach the cluster's presence (Redis) and listed its own members only. */
   scope?: "node";
   /**
-   * `true`: the room's members did not all fit in one answer (a quarter of the node's
-   * `WEBSOCKET_MAX_PENDING_BYTES`); `members` holds the first by user id, `count` all of them,
-   * and `GET /api/presence/{topic}?after=<last userId>` lists the rest.
+   * `true`: more members follow this page (a page holds at most 1,000, and no more than a
+   * quarter of the node's `WEBSOCKET_MAX_PENDING_BYTES`); `members` holds the first by user id,
+   * `count` all of them, and `members(topic, { after: <last userId> })` gives the next page.
    */
   truncated?: true;
 }
@@ -289,7 +289,7 @@ export class ChorusClient {
   join(topic: string, data?: JSONValue, options?: Omit<SubscribeOptions, "presence" | "presenceEvents">): Unsubscribe;
   /** Leaves every `join` of `topic`. */
   leave(topic: string): void;
-  members<Data = JSONValue>(topic: string): Promise<PresenceState<Data>>;
+  members<Data = JSONValue>(topic: string, options?: { after?: string }): Promise<PresenceState<Data>>;
   typing(topic: string): void;
   stopTyping(topic: string): void;
   markRead(messageId: string): Promise<ReadRecordedReply>;

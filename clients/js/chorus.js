@@ -1010,9 +1010,14 @@ export class ChorusClient {
     for (const leave of [...(this._joined.get(topic) ?? [])]) leave();
   }
 
-  /** The members present on `topic` now (`presence.get`). */
-  async members(topic) {
-    const reply = await this._request({ type: "presence.get", topic });
+  /**
+   * The members present on `topic` now (`presence.get`): a page, by user id, of those after
+   * `options.after` (from the first without it); `truncated: true` when more follow.
+   */
+  async members(topic, options = {}) {
+    const request = { type: "presence.get", topic };
+    if (typeof options.after === "string") request.after = options.after;
+    const reply = await this._request(request);
     const state = { members: reply.members ?? [], count: reply.count ?? (reply.members ?? []).length, topic: reply.topic ?? topic };
     if (reply.scope !== undefined) state.scope = reply.scope;
     if (reply.truncated === true) state.truncated = true;

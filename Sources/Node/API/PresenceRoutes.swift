@@ -50,25 +50,24 @@ struct PresenceRoutes {
         var json = JSONWriter()
         json.raw("{\"topic\":")
         json.string(topic.name)
-        /// The members after `after` (they are sorted by user id), at most about a page of them.
-        func list(_ members: [PresenceMember]) {
-            let listing = after.map { after in members.filter { $0.userId > after } } ?? members
+        /// The page's members (sorted by user id), as many as fit about 1 MiB.
+        func list(_ page: PresencePage) {
             json.raw(",\"members\":")
-            let written = PresenceFrames.writeMembers(listing, to: &json, budget: PageRequest.pageBytes)
-            if written < listing.count { json.raw(",\"truncated\":true") }
+            let written = PresenceFrames.writeMembers(page.members, to: &json, budget: PageRequest.pageBytes)
+            if written < page.members.count || page.more { json.raw(",\"truncated\":true") }
         }
         do {
             if countOnly {
                 json.raw(",\"count\":\(try await node.presence.store.count(of: topic))")
             } else {
-                let members = try await node.presence.store.members(of: topic)
-                list(members)
-                json.raw(",\"count\":\(members.count)")
+                let page = try await node.presence.store.members(of: topic, after: after, limit: PresencePage.maxMembers)
+                list(page)
+                json.raw(",\"count\":\(page.count)")
             }
         } catch {
-            let members = node.presence.localMembers(of: topic)
-            if !countOnly { list(members) }
-            json.raw(",\"count\":\(members.count),\"scope\":\"node\"")
+            let page = PresencePage(sorted: node.presence.localMembers(of: topic), after: after, limit: PresencePage.maxMembers)
+            if !countOnly { list(page) }
+            json.raw(",\"count\":\(page.count),\"scope\":\"node\"")
         }
         json.raw("}")
         return Self.json(json.bytes)

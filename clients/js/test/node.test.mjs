@@ -243,6 +243,9 @@ describe("on two nodes behind nginx", () => {
     const state = await alice.members(topic);
     assert.deepEqual(state.members.map((m) => m.userId).sort(), ["alice", "bob"]);
     assert.deepEqual(state.members.find((m) => m.userId === "bob").data, { name: "Bob" });
+    const after = await alice.members(topic, { after: "alice" });
+    assert.deepEqual(after.members.map((m) => m.userId), ["bob"], "after: the page after that user id");
+    assert.equal(after.count, 2);
     bob.leave(topic);
     await events.until((es) => es.some((e) => e.event === "leave" && e.member.userId === "bob"), "bob's leave");
   });

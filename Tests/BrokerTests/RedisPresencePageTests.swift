@@ -1,0 +1,79 @@
+import Foundation
+import Logging
+import Testing
+import TestSupport
+
+@testable import Broker
+
+/// Member lists read from Redis a page at a time, through the user id index (`P z:<topic>`).
+@Suite("Redis presence store: member pages", .timeLimit(.minutes(1)))
+struct RedisPresencePageTests {
+    private static let prefix = "t:"
+    private static let room = "rooms.big"
+
+    private static func key(_ kind: String) -> String { prefix + "@presence:" + kind + ":" + room }
+
+    /// Where `listed` first differs from `expected` (nil when equal), short enough to read.
+    private static func difference(_ listed: [String], _ expected: [String]) -> String? {
+        if let index = zip(listed, expected).enumerated().first(where: { $0.element.0 != $0.element.1 })?.offset {
+            return "at \(index): \(listed[index]) instead of \(expected[index])"
+        }
+        return listed.count == expected.count ? nil : "\(listed.count) listed, \(expected.count) expected"
+    }
+
+    @Test("a room of 2,500 pages in user id order, each member once with the full count; members stored without the index (an earlier version) are listed too, and a leave leaves the pages")
+    func pagesThroughTheIndex() async throws {
+        try await RedisTest.withServers { servers in
+            let server = servers[0]
+            let store = RedisPresenceStore(
+                urls: [server.url], prefix: Self.prefix, nodeId: "n1", timeout: .seconds(2), ttl: .seconds(30),
+                logger: Logger(label: "chorus.test.presence-pages"))
+            store.start()
+            // A set before the node's lease exists is refused and resent later: wait for it.
+            let leased = try await eventually {
+                if case .integer(1) = try await server.command(["ZCARD", Self.prefix + "@presence:leases"]) { return true }
+                return false
+            }
+            try #require(leased)
+            let topic = try Topic(Self.room)
+            let users = (1...2_500).map { "u" + String(100_000 + $0) }
+            for user in users.shuffled() {
+                store.set(
+                    topic: topic, userId: user, connections: 1, member: PresenceMember.document(userId: user, data: nil),
+                    announceUpdate: false)
+            }
+            // Same command queue, in order: answered after every set above.
+            #expect(try await store.count(of: topic) == 2_500)
+
+            func all() async throws -> (users: [String], pages: Int, counts: Set<Int>) {
+                var listed: [String] = []
+                var counts: Set<Int> = []
+                var after: String?
+                var pages = 0
+                while pages < 10 {
+                    let page = try await store.members(of: topic, after: after, limit: PresencePage.maxMembers)
+                    pages += 1
+                    listed += page.members.map(\.userId)
+                    counts.insert(page.count)
+                    guard page.more, let last = page.members.last else { break }
+                    after = last.userId
+                }
+                return (listed, pages, counts)
+            }
+            let first = try await all()
+            #expect(Self.difference(first.users, users) == nil, "every member once, in user id order")
+            #expect(first.pages == 3 && first.counts == [2_500])
+
+            // Written the way a node without the index wrote members: hash entries only.
+            _ = try await server.command(["HSET", Self.key("m"), "a-old", #"{"userId":"a-old","data":{}}"#])
+            _ = try await server.command(["HSET", Self.key("n"), "a-old", "1"])
+            store.set(
+                topic: topic, userId: users[0], connections: 0, member: PresenceMember.document(userId: users[0], data: nil),
+                announceUpdate: false)
+            let second = try await all()
+            #expect(Self.difference(second.users, ["a-old"] + users.dropFirst()) == nil, "the old member is found, the one who left is gone")
+            #expect(second.counts == [2_500])
+            await store.shutdown()
+        }
+    }
+}
