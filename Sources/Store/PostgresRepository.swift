@@ -42,17 +42,18 @@ struct PostgresRepository: UserRepository, MessageRepository, ReadReceiptReposit
     // MARK: - Messages
 
     func createMessage(_ message: NewMessage) async throws -> StoredMessage {
-        let id = UUID().uuidString.lowercased()
+        let id = message.id ?? UUID().uuidString.lowercased()
         let pair = ConversationKey(message)
         let rows = try await client.query(
             """
             INSERT INTO messages (id, author_id, topic, recipient_id, peer_low, peer_high, content, metadata, created_at)
             VALUES (\(id), \(message.authorId), \(message.topic), \(message.recipientId), \(pair?.low), \(pair?.high),
                     \(message.content), \(message.metadata), \(Milliseconds.now()))
-            RETURNING \(unescaped: Self.messageColumns)
+            ON CONFLICT (id) DO NOTHING RETURNING \(unescaped: Self.messageColumns)
             """,
             logger: logger)
         guard let stored = try await messages(rows).first else {
+            if message.id != nil { throw StoreError.duplicateMessageId }
             throw StoreError.unavailable("PostgreSQL returned no row for a stored message")
         }
         return stored.message

@@ -39,14 +39,17 @@ struct SQLiteRepository: UserRepository, MessageRepository, ReadReceiptRepositor
         let rows = try await connection.query(
             """
             INSERT INTO messages (id, author_id, topic, recipient_id, peer_low, peer_high, content, metadata, created_at)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING \(Self.messageColumns)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING RETURNING \(Self.messageColumns)
             """,
             [
-                .text(UUID().uuidString.lowercased()), .text(message.authorId), Self.text(message.topic),
+                .text(message.id ?? UUID().uuidString.lowercased()), .text(message.authorId), Self.text(message.topic),
                 Self.text(message.recipientId), Self.text(pair?.low), Self.text(pair?.high), .text(message.content),
                 Self.text(message.metadata), .integer(SQLiteInt64(Milliseconds.now())),
             ])
-        guard let row = rows.first else { throw StoreError.unavailable("SQLite returned no row for a stored message") }
+        guard let row = rows.first else {
+            if message.id != nil { throw StoreError.duplicateMessageId }
+            throw StoreError.unavailable("SQLite returned no row for a stored message")
+        }
         return Self.message(row)
     }
 

@@ -57,6 +57,48 @@ struct MessageAPITests {
         }
     }
 
+    @Test("a POST retried with its id stores and announces the message once: 201, then 200 with the same message; another message under the id is 409, an id that is no UUID 400")
+    func retriedPost() async throws {
+        try await withNode { node in
+            let alice = try await register(node, "alice")
+            let bob = try await register(node, "bob")
+            let listener = try await node.connect()
+            _ = try await listener.request(["type": "auth", "token": bob.token])
+            _ = try await listener.request(["type": "subscribe", "topic": "rooms.retry"])
+            let id = UUID().uuidString
+            let body: [String: Any] = ["id": id, "topic": "rooms.retry", "content": "only once", "metadata": ["n": 1]]
+            let first = try await HTTP.post("\(node.baseURL)/api/messages", json: body, headers: headers(alice))
+            let again = try await HTTP.post("\(node.baseURL)/api/messages", json: body, headers: headers(alice))
+            #expect(first.status == 201 && again.status == 200)
+            #expect(try first.json()["id"] as? String == id.lowercased(), "the client's id, lowercase")
+            #expect(try again.json()["id"] as? String == id.lowercased())
+            #expect(try again.json()["createdAt"] as? String == first.json()["createdAt"] as? String, "the first message's answer")
+
+            let other = try await HTTP.post(
+                "\(node.baseURL)/api/messages", json: ["id": id, "topic": "rooms.retry", "content": "something else"],
+                headers: headers(alice))
+            #expect(other.status == 409)
+            let bobs = try await HTTP.post("\(node.baseURL)/api/messages", json: body, headers: headers(bob))
+            #expect(bobs.status == 409, "another author's post under the id")
+            let malformed = try await HTTP.post(
+                "\(node.baseURL)/api/messages", json: ["id": "not-a-uuid", "topic": "rooms.retry", "content": "x"],
+                headers: headers(alice))
+            #expect(malformed.status == 400)
+
+            // Announced once: the next event after it is the marker posted last.
+            let marker = try await HTTP.post(
+                "\(node.baseURL)/api/messages", json: ["topic": "rooms.retry", "content": "marker"], headers: headers(alice))
+            #expect(marker.status == 201)
+            let sent = try await listener.next(type: "message")
+            #expect((sent["data"] as? [String: Any])?["content"] as? String == "only once")
+            #expect(sent["messageId"] as? String == id.lowercased(), "announced under the message's id")
+            let next = try await listener.next(type: "message")
+            #expect((next["data"] as? [String: Any])?["content"] as? String == "marker", "not announced twice")
+            let listed = try await HTTP.get("\(node.baseURL)/api/messages?topic=rooms.retry", headers: headers(alice)).json()
+            #expect((listed["messages"] as? [[String: Any]])?.compactMap { $0["content"] as? String } == ["marker", "only once"])
+        }
+    }
+
     @Test("a direct message reaches the recipient's private topic (and the author's), and nobody else may read it")
     func directMessage() async throws {
         try await withNode { node in

@@ -34,6 +34,23 @@ struct StoreContractTests {
         }
     }
 
+    @Test("a message posted with the client's id is stored once under it: the same id again is duplicateMessageId", arguments: StoreBackend.allCases)
+    func clientChosenIds(_ backend: StoreBackend) async throws {
+        try await backend.withStore { store in
+            let id = UUID().uuidString.lowercased()
+            let new = NewMessage(id: id, authorId: "alice", topic: "chat.lobby", content: "once")
+            let created = try await store.createMessage(new)
+            #expect(created.id == id)
+            await #expect(throws: StoreError.duplicateMessageId) { try await store.createMessage(new) }
+            await #expect(throws: StoreError.duplicateMessageId) {
+                try await store.createMessage(NewMessage(id: id, authorId: "bob", topic: "chat.other", content: "mine?"))
+            }
+            let page = try await store.messages(in: .topic("chat.lobby"), before: nil, limit: 10)
+            #expect(page.messages.map(\.id) == [id], "stored once")
+            #expect(try await store.message(id: id) == created)
+        }
+    }
+
     @Test("a message is created, read, edited and deleted", arguments: StoreBackend.allCases)
     func messageLifecycle(_ backend: StoreBackend) async throws {
         try await backend.withStore { store in

@@ -41,9 +41,38 @@ async function api(path, { method = "GET", body } = {}) {
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   const text = await response.text();
-  const json = text ? JSON.parse(text) : {};
+  let json = {};
+  try { json = text ? JSON.parse(text) : {}; } catch { /* a proxy's error page (nginx's 502) is HTML */ }
   if (!response.ok) throw new ChorusError(json.message ?? `HTTP ${response.status}`, { code: response.status, details: json.details });
   return json;
+}
+
+/** A random (version 4) UUID; `crypto.randomUUID` exists only in secure contexts (HTTPS, localhost). */
+function newId() {
+  if (crypto.randomUUID) return crypto.randomUUID();
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  bytes[6] = (bytes[6] & 0x0f) | 0x40;
+  bytes[8] = (bytes[8] & 0x3f) | 0x80;
+  const hex = [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+
+/**
+ * Posts a message under an id of our own, retrying what may not have reached a node (no
+ * answer, or a proxy's 502/503/504, e.g. while a node drains): the node stores an id once and
+ * answers a retry with the message it stored.
+ */
+async function postMessage(body) {
+  const message = { id: newId(), ...body };
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await api("/api/messages", { method: "POST", body: message });
+    } catch (error) {
+      const unanswered = !(error instanceof ChorusError) || [502, 503, 504].includes(error.code);
+      if (!unanswered || attempt === 5) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 200 * 2 ** attempt));
+    }
+  }
 }
 
 // MARK: login
@@ -194,7 +223,7 @@ $("composer").addEventListener("submit", async (event) => {
   const topicOrRecipient = state.current.kind === "room" ? { topic: state.current.topic } : { recipientId: state.current.key.slice(3) };
   if (state.current.kind === "room") state.client.stopTyping(state.current.topic);
   try {
-    const message = await api("/api/messages", { method: "POST", body: { ...topicOrRecipient, content, metadata: { username: state.user.username } } });
+    const message = await postMessage({ ...topicOrRecipient, content, metadata: { username: state.user.username } });
     store(message);
     render();
   } catch (error) {

@@ -15,6 +15,7 @@ struct BackendErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         } catch let error as StoreError {
             switch error {
             case .duplicateUsername: throw APIError(409, "user name is taken", field: "username")
+            case .duplicateMessageId: throw APIError(409, "a message with this id exists already", field: "id")
             case .invalidCursor: throw APIError.invalid("before", "'before' is not a cursor this API returned")
             case .unavailable(let reason): throw outages.error("store", reason: reason)
             }

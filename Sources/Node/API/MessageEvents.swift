@@ -23,9 +23,12 @@ struct MessageEvents: Sendable {
         let data = kind == .deleted ? message.deletedJSON : message.json
         let metadata = RawJSON.emptyObject.settingMember("senderId", to: .string(message.authorId))
         for topic in Self.topics(of: message) {
-            let envelope = Envelope(
+            var envelope = Envelope(
                 id: node.ids.next(), origin: node.configuration.nodeId, topic: topic, eventType: kind.rawValue,
                 data: data, metadata: metadata)
+            // The stored message's id as the idempotency key: announcing a post again (its
+            // client's retry) is dropped by a topic's history if the first announcement got out.
+            if kind == .sent { envelope.messageId = message.id }
             node.counters.messagesIn.add(1, ordering: .relaxed)
             node.metrics.published()
             node.broker.publish(envelope)

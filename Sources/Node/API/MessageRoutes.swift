@@ -61,6 +61,7 @@ struct MessageRoutes {
         let recipientId = try body.optionalString("recipientId")
         let content = try Self.content(body)
         let metadata = try Self.metadata(body)
+        let id = try Self.clientId(body)
         switch (topicName, recipientId) {
         case (let name?, nil):
             if let denial = TopicAccess.publishDenial(try Self.topic(name), user: user) {
@@ -74,10 +75,39 @@ struct MessageRoutes {
         default:
             throw APIError.invalid("topic", "give exactly one of 'topic' and 'recipientId'")
         }
-        let message = try await store.createMessage(
-            NewMessage(authorId: user.id, topic: topicName, recipientId: recipientId, content: content, metadata: metadata))
+        let new = NewMessage(
+            id: id, authorId: user.id, topic: topicName, recipientId: recipientId, content: content, metadata: metadata)
+        let message: StoredMessage
+        do {
+            message = try await store.createMessage(new)
+        } catch StoreError.duplicateMessageId {
+            // A retry (the first answer was lost): answered as the first was, with 200 for 201.
+            // It is announced again under its id, which a topic's history drops as a duplicate
+            // if the first announcement got out (a node may have died between the two steps).
+            guard let id, let existing = try await store.message(id: id), Self.isRetry(of: existing, new) else {
+                throw APIError(409, "id '\(id ?? "")' belongs to another message", field: "id")
+            }
+            events.publish(.sent, existing)
+            return .json(existing.json)
+        }
         events.publish(.sent, message)
         return .json(message.json, status: .created)
+    }
+
+    /// `id`, when given: a UUID the client made, so that it can post again after a failure
+    /// without storing the message twice. Kept lowercase, as the store makes its own.
+    private static func clientId(_ body: RequestBody) throws(APIError) -> String? {
+        guard let text = try body.optionalString("id") else { return nil }
+        guard let uuid = UUID(uuidString: text) else {
+            throw APIError.invalid("id", "'id' must be a UUID (8-4-4-4-12 hexadecimal digits)")
+        }
+        return uuid.uuidString.lowercased()
+    }
+
+    /// Whether `new` is `stored` posted again: same author, conversation, content and metadata.
+    private static func isRetry(of stored: StoredMessage, _ new: NewMessage) -> Bool {
+        stored.authorId == new.authorId && stored.topic == new.topic && stored.recipientId == new.recipientId
+            && stored.content == new.content && stored.metadata == new.metadata
     }
 
     private func list(_ request: Request) async throws -> Response {
