@@ -38,8 +38,10 @@ if [ "$(http_status http://127.0.0.1:3000/health)" != 000 ]; then
     echo "check-readme: port 3000 is in use; the README's snippets need it" >&2
     exit 1
 fi
-export CHECK_JWT_SECRET="readme-check-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
-JWT_SECRET=$CHECK_JWT_SECRET API_KEY=secret-key HTTP_HOST=127.0.0.1 HTTP_PORT=3000 \
+# Where scripts/run-node.sh keeps its development secret, for the snippets that read it.
+JWT_SECRET="readme-check-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
+printf '%s\n' "$JWT_SECRET" > "$WORK/.build/dev-jwt-secret"
+JWT_SECRET=$JWT_SECRET API_KEY=secret-key HTTP_HOST=127.0.0.1 HTTP_PORT=3000 \
     DATABASE_URL="sqlite:$WORK/chorus.sqlite" AUTH_BCRYPT_COST=4 "$BIN" >"$WORK/node.log" 2>&1 &
 NODE_PID=$!
 wait_for http://127.0.0.1:3000/ready 60 "$NODE_PID" "the node" "$WORK/node.log"

@@ -11,8 +11,7 @@ rendered page):
 
 Every ```sh block needs one of run/background/skip, so a new snippet cannot go unchecked by
 accident. The blocks run in one bash process, in order, so what one exports the next sees.
-The only change made to a snippet is the placeholder `...` in `export NAME=...  # as printed`,
-which becomes the value the checker's node was started with.
+Nothing in a snippet is changed.
 
 Usage: doc_snippets.py README.md WORKDIR   (prints the generated script's output; exit 0 = pass)
        doc_snippets.py --lint FILE...        (every ```sh block has a directive; runs nothing)
@@ -69,7 +68,7 @@ def script(found):
         if not any(k in ("run", "background", "skip") for k in kinds):
             missing.append(block["line"])
             continue
-        code = re.sub(r"^export (\w+)=\.\.\.(\s+#.*)?$", r'export \1="$CHECK_\1"', block["code"], flags=re.M)
+        code = block["code"]
         for kind, argument in block["before"]:
             if kind == "run":
                 out.append(f'echo "== snippet at README line {block["line"]}"')

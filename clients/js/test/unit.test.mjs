@@ -59,6 +59,21 @@ async function connectScripted(client) {
   return socket;
 }
 
+/**
+ * Drops `socket` with 1001 (a reconnect at once) and authenticates the next one, which it
+ * returns; `beforeAuthenticated` runs just before (e.g. to mock the timers the resubscribes set).
+ */
+async function reconnectScripted(socket, beforeAuthenticated = () => {}) {
+  const count = ScriptedSocket.instances.length;
+  socket.drop(1001);
+  await until(() => ScriptedSocket.instances.length === count + 1);
+  const next = ScriptedSocket.instances.at(-1);
+  next.open();
+  beforeAuthenticated();
+  next.reply({ type: "auth_success", userId: "alice", id: next.last("auth").id });
+  return next;
+}
+
 test("close 1001 reconnects at once; other closes wait a jittered backoff", async () => {
   const client = scripted();
   const events = [];
@@ -105,11 +120,7 @@ test("resubscribes after a reconnect with since from the last position, and repo
   socket.reply({ type: "message", topic: "rooms.a", data: {}, offset: 5, epoch: "e1" });
   socket.reply({ type: "message", topic: "rooms.a", data: {}, offset: 5, epoch: "e1" });  // repeated: dropped
   assert.deepEqual(got, [5]);
-  socket.drop(1001);
-  await until(() => ScriptedSocket.instances.length === 2);
-  socket = ScriptedSocket.instances.at(-1);
-  socket.open();
-  socket.reply({ type: "auth_success", userId: "alice", id: socket.last("auth").id });
+  socket = await reconnectScripted(socket);
   await settle();
   const resubscribe = socket.last("subscribe");
   assert.deepEqual(resubscribe.since, { offset: 5, epoch: "e1" });
@@ -264,58 +275,53 @@ test("refused tokens from a provider: one retry with a fresh token, then a stop;
   client.disconnect();
 });
 
-test("a disconnect() while the provider is asked again after a refusal opens no socket and stays disconnected", async () => {
-  let asked = 0;
-  let release;
-  let secondAsk;
-  const askedAgain = new Promise((resolve) => { secondAsk = resolve; });
-  const client = scripted({
-    token: undefined,
-    getToken: () => {
-      asked += 1;
-      if (asked === 1) return "refused";
-      secondAsk();
-      return new Promise((resolve) => { release = resolve; });
-    },
+/**
+ * A token provider that answers `first` at once, then holds its second call (`asked` resolves
+ * when it comes) until `release(token)`; later calls answer `later`.
+ */
+function heldProvider(first = "t1", later = undefined) {
+  const provider = { calls: 0, release: undefined };
+  provider.asked = new Promise((resolve) => {
+    provider.getToken = () => {
+      provider.calls += 1;
+      if (provider.calls === 1) return first;
+      if (provider.calls > 2 && later !== undefined) return later;
+      resolve();
+      return new Promise((answer) => { provider.release = answer; });
+    };
   });
+  return provider;
+}
+
+test("a disconnect() while the provider is asked again after a refusal opens no socket and stays disconnected", async () => {
+  const provider = heldProvider("refused");
+  const client = scripted({ token: undefined, getToken: provider.getToken });
   const connected = client.connect();
   await until(() => ScriptedSocket.instances.length === 1);
   const socket = ScriptedSocket.instances[0];
   socket.open();
   socket.reply({ type: "auth_error", code: 401, message: "invalid signature", id: socket.last("auth").id });
-  await askedAgain;
+  await provider.asked;
   client.disconnect();
   await assert.rejects(connected, /client disconnected/);
-  release("good");
+  provider.release("good");
   await settle();  // ends with setImmediate: every promise job, where a retry would open its socket, has run
   assert.equal(ScriptedSocket.instances.length, 1, "no socket after disconnect()");
   assert.equal(client.state, "disconnected");
 });
 
 test("a connect() after a disconnect() while the provider is asked again opens one socket, not two", async () => {
-  let asked = 0;
-  let release;
-  let secondAsk;
-  const askedAgain = new Promise((resolve) => { secondAsk = resolve; });
-  const client = scripted({
-    token: undefined,
-    getToken: () => {
-      asked += 1;
-      if (asked === 1) return "refused";
-      if (asked > 2) return "good";
-      secondAsk();
-      return new Promise((resolve) => { release = resolve; });
-    },
-  });
+  const provider = heldProvider("refused", "good");
+  const client = scripted({ token: undefined, getToken: provider.getToken });
   client.connect().catch(() => {});
   await until(() => ScriptedSocket.instances.length === 1);
   const refused = ScriptedSocket.instances[0];
   refused.open();
   refused.reply({ type: "auth_error", code: 401, message: "invalid signature", id: refused.last("auth").id });
-  await askedAgain;
+  await provider.asked;
   client.disconnect();
   const connected = client.connect();
-  release("also good");
+  provider.release("also good");
   await settle();  // ends with setImmediate: every promise job, where a socket would be opened, has run
   assert.equal(ScriptedSocket.instances.length, 2, "the refused socket and the one of the new connect()");
   const socket = ScriptedSocket.instances[1];
@@ -398,29 +404,18 @@ test("a resubscription still refused with 409 after the retries ends the subscri
 });
 
 test("after a 4001 close the client is not connected while its provider is asked for a fresh token", async () => {
-  let asked = 0;
-  let release;
-  let askedAgain;
-  const secondAsk = new Promise((resolve) => { askedAgain = resolve; });
-  const client = scripted({
-    token: undefined,
-    getToken: () => {
-      asked += 1;
-      if (asked === 1) return "t1";
-      askedAgain();
-      return new Promise((resolve) => { release = resolve; });
-    },
-  });
+  const provider = heldProvider();
+  const client = scripted({ token: undefined, getToken: provider.getToken });
   let socket = await connectScripted(client);
   const states = [];
   client.on("state", (e) => states.push(e));
   socket.drop(4001, "token expired");
-  await secondAsk;
+  await provider.asked;
   assert.equal(client.state, "reconnecting", "not connected from the close on");
   assert.deepEqual(states.map((e) => e.state), ["disconnected", "reconnecting"]);
   assert.equal(states[0].code, 4001);
   assert.equal(states[0].willReconnect, true);
-  release("t2");
+  provider.release("t2");
   await until(() => ScriptedSocket.instances.length === 2);
   socket = ScriptedSocket.instances[1];
   socket.open();
@@ -431,22 +426,9 @@ test("after a 4001 close the client is not connected while its provider is asked
 });
 
 /** A provider whose first answer is `t1` and whose later answers wait for `release`; `asked` resolves at the second call. */
-function slowProvider() {
-  const provider = { calls: 0, release: undefined };
-  provider.asked = new Promise((resolve) => {
-    provider.getToken = () => {
-      provider.calls += 1;
-      if (provider.calls === 1) return "t1";
-      resolve();
-      return new Promise((answer) => { provider.release = answer; });
-    };
-  });
-  return provider;
-}
-
 test("a setToken() while the provider is asked wins over the provider's older answer (reconnect, 4001 retry, auth_expired)", async () => {
   // Reconnecting: the token of the next connection is the application's.
-  let provider = slowProvider();
+  let provider = heldProvider();
   let client = scripted({ token: undefined, random: () => 0, getToken: provider.getToken });
   const announced = [];
   client.on("token", (e) => announced.push(e.token));
@@ -463,7 +445,7 @@ test("a setToken() while the provider is asked wins over the provider's older an
   client.disconnect();
 
   // The retry after a 4001 close: the application's token is tried.
-  provider = slowProvider();
+  provider = heldProvider();
   client = scripted({ token: undefined, getToken: provider.getToken });
   socket = await connectScripted(client);
   socket.drop(4001, "token expired");
@@ -477,7 +459,7 @@ test("a setToken() while the provider is asked wins over the provider's older an
   client.disconnect();
 
   // auth_expired: the connection authenticates with the application's token, not again with the provider's.
-  provider = slowProvider();
+  provider = heldProvider();
   client = scripted({ token: undefined, getToken: provider.getToken });
   socket = await connectScripted(client);
   socket.reply({ type: "auth_expired", code: 401, message: "token expired" });
@@ -503,11 +485,7 @@ test("a resubscription refused with 429 is retried on the same connection with g
   await settle();
   for (const m of socket.sent.filter((m) => m.type === "subscribe")) socket.reply({ type: "subscribed", topic: m.topic, id: m.id });
   await Promise.all([a.ready, b.ready]);
-  socket.drop(1001);
-  await until(() => ScriptedSocket.instances.length === 2);
-  socket = ScriptedSocket.instances[1];
-  socket.open();
-  socket.reply({ type: "auth_success", userId: "alice", id: socket.last("auth").id });
+  socket = await reconnectScripted(socket);
   // The resubscribes (sent in a promise job) and their retries run on a mock clock: each delay
   // is checked exactly. (A real timer cleared while the mock is on would stay.)
   t.mock.timers.enable({ apis: ["setTimeout"] });
@@ -555,11 +533,7 @@ test("a first subscribe refused with 429 rejects its ready at once, is not retri
   await settle();
   assert.equal(socket.sent.filter((m) => m.type === "subscribe").length, 1, "not sent again");
   // Nor on the next connection: the refused topic is not kept.
-  socket.drop(1001);
-  await until(() => ScriptedSocket.instances.length === 2);
-  const next = ScriptedSocket.instances[1];
-  next.open();
-  next.reply({ type: "auth_success", userId: "alice", id: next.last("auth").id });
+  const next = await reconnectScripted(socket);
   await settle();
   assert.equal(next.sent.filter((m) => m.type === "subscribe").length, 0);
   client.disconnect();
@@ -572,12 +546,8 @@ test("a resubscription the node left unanswered (dropped by its message rate lim
   await settle();
   socket.reply({ type: "subscribed", topic: "rooms.a", id: socket.last("subscribe").id });
   await unsubscribe.ready;
-  socket.drop(1001);
-  await until(() => ScriptedSocket.instances.length === 2);
-  socket = ScriptedSocket.instances[1];
-  socket.open();
-  socket.reply({ type: "auth_success", userId: "alice", id: socket.last("auth").id });
-  t.mock.timers.enable({ apis: ["setTimeout"] });  // before the resubscribe's request timer
+  // The mock before the resubscribe's request timer is set.
+  socket = await reconnectScripted(socket, () => t.mock.timers.enable({ apis: ["setTimeout"] }));
   await settle();
   const subscribes = () => socket.sent.filter((m) => m.type === "subscribe");
   assert.equal(subscribes().length, 1);
