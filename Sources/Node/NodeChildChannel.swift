@@ -87,9 +87,13 @@ struct NodeChildChannel: ServerChildChannel, HTTPChannelHandler {
                         )
                         channel.pipeline.syncOperations.removeHandler(closer.value, promise: nil)
                         if closer.value.quiesceRequested {
-                            // The shutdown began while the first request was read: the state
-                            // handler closes the connection once its response is out.
-                            channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
+                            // The shutdown began before the first request was read whole: the
+                            // state handler closes the connection once its response is out. Told
+                            // on the next tick, after the upgrade handler has passed it the
+                            // request it holds: told now, it would find no request and close.
+                            channel.eventLoop.execute {
+                                channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
+                            }
                         }
                         if case .refuse(let refusal)? = decision.value {
                             return UpgradeResult.refused(asyncChannel, refusal)

@@ -101,6 +101,28 @@ struct ExecutableTests {
         #expect(!process.output().contains("Waiting on child channel"), "the server's connections ended without an error")
     }
 
+    @Test("a request sent as the shutdown begins, on a connection that had sent nothing yet, is answered instead of reset")
+    func requestAtQuiesce() async throws {
+        let (process, port) = try await startNode([:])
+        defer { process.signal(SIGKILL) }
+        // As nginx does: a fresh connection per request, its bytes sent right after the connect.
+        let early = LoopbackPort.tcpSocket()
+        defer { close(early) }
+        #expect(LoopbackPort.withAddress(port) { connect(early, $0, $1) } == 0)
+        #expect(try await HTTP.get("http://127.0.0.1:\(port)/ready").status == 200)
+        process.signal(SIGTERM)
+        // The WebSockets are closed, then the server closes its listener and quiesces its connections.
+        #expect(await process.logged("WebSockets closed"))
+        let request = Array("GET /health HTTP/1.1\r\nHost: node\r\n\r\n".utf8)
+        #expect(send(early, request, request.count, Int32(MSG_NOSIGNAL)) == request.count)
+        var buffer = [UInt8](repeating: 0, count: 512)
+        let count = recv(early, &buffer, buffer.count, 0)
+        let answer = String(decoding: buffer.prefix(max(0, count)), as: UTF8.self)
+        #expect(answer.hasPrefix("HTTP/1.1 200"), "answered, not reset (\(count) bytes, errno \(errno))")
+        #expect(await process.wait(timeout: .seconds(30)) == 0, "\(process.output().suffix(3000))")
+        #expect(TestLogs.crashLines(in: process.output()).isEmpty, "\(process.output().suffix(3000))")
+    }
+
     @Test("under a low open-file limit, upgrades past what it allows get 503 and a log line, and the node keeps serving", .timeLimit(.minutes(2)))
     func descriptorLimit() async throws {
         // 200 descriptors, a quarter of them kept for other uses: room for 150 WebSockets.
