@@ -16,9 +16,9 @@ extension ChorusClient {
         /// TCP connect and WebSocket upgrade together.
         public var connectTimeout: Duration = .seconds(10)
         /// How long a sent request (publish with acknowledgements, `members`, `markRead`,
-        /// ping) waits for its reply before it throws ``ChorusError/timeout``. A subscribe has
-        /// none: it waits for the node's answer while the connection lasts (a history read may
-        /// take a while), and a dead connection is found by the ping.
+        /// ping) waits for its reply before it throws ``ChorusError/timeout``. A subscribe
+        /// unanswered this long is sent again, up to 5 times with the reconnect backoff's delays
+        /// (the node drops messages past its rate without a reply), then throws.
         public var requestTimeout: Duration = .seconds(15)
         /// Most publishes waiting at once, for a connection or for their acknowledgement; one
         /// more throws ``ChorusError/queueFull(limit:)``.

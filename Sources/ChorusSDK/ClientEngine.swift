@@ -51,13 +51,17 @@ actor ClientEngine {
         /// own: a pattern that delivered a topic's newest message must not make the history page
         /// of that topic's own subscription look like repeats.
         var positions = StreamPositions()
+        /// Subscribes sent again on this connection (``retrySubscribe(_:after:)``), and the wait
+        /// before the next.
+        var retries = 0
+        var retry: Task<Void, Never>?
     }
 
     /// A reply being waited for, by request id.
     private enum Awaited {
         case request(CheckedContinuation<[String: JSONValue], any Error>, timer: Task<Void, Never>?)
         /// With what the `subscribe` asked for: history after `since`, or the last `replay` messages.
-        case subscribe(topic: String, since: StreamPosition?, replay: Int?)
+        case subscribe(topic: String, since: StreamPosition?, replay: Int?, timer: Task<Void, Never>?)
         case publish(key: Int, timer: Task<Void, Never>?)
         case auth
         /// A `ping` sent behind an unacknowledged publish (request `publishId`): the node
@@ -426,13 +430,18 @@ actor ClientEngine {
             case .publish(let key, let timer):
                 timer?.cancel()
                 publishes[key]?.requestId = nil
-            case .subscribe, .auth, .fence:
+            case .subscribe(_, _, _, let timer):
+                timer?.cancel()
+            case .auth, .fence:
                 break
             }
         }
         for topic in topics.keys {
             topics[topic]?.confirmed = false
             topics[topic]?.inFlight = false
+            topics[topic]?.retries = 0
+            topics[topic]?.retry?.cancel()
+            topics[topic]?.retry = nil
             // The next connection subscribes afresh with what the topic wants then.
             topics[topic]?.resendWhenAnswered = false
             topics[topic]?.leaveFirst = false
@@ -504,7 +513,8 @@ actor ClientEngine {
             emit(.tokenExpired)
             if tokenProvider != nil { Task { await self.refreshAuthentication(on: connection) } }
         case "subscribed":
-            if let id, case .subscribe(let topic, let since, let replay)? = awaited.removeValue(forKey: id) {
+            if let id, case .subscribe(let topic, let since, let replay, let timer)? = awaited.removeValue(forKey: id) {
+                timer?.cancel()
                 subscribed(topic, since: since, replay: replay, fields)
             }
         case "published":
@@ -559,8 +569,16 @@ actor ClientEngine {
         case .publish(let key, let timer):
             timer?.cancel()
             publishes.removeValue(forKey: key)?.continuation.resume(throwing: error)
-        case .subscribe(let topic, _, _):
-            endTopic(topic, with: error)
+        case .subscribe(let topic, _, _, let timer):
+            timer?.cancel()
+            // A resubscription over the subscription limit (429) may find room later on this
+            // connection; a 409 means a history read of the topic still runs (a subscribe sent
+            // again after a timeout). A first subscribe's 429 is the caller's to handle.
+            if case .server(code: let code, _, _) = error, code == 409 || (code == 429 && topics[topic]?.everConfirmed == true) {
+                retrySubscribe(topic, after: error)
+            } else {
+                endTopic(topic, with: error)
+            }
         case .auth:
             emit(.error(error))
         case .fence:
@@ -598,6 +616,7 @@ actor ClientEngine {
         state.confirmed = true
         state.inFlight = false
         state.everConfirmed = true
+        state.retries = 0
         state.replay = nil
         state.since = nil
         let resend = state.resendWhenAnswered
@@ -618,6 +637,7 @@ actor ClientEngine {
     /// The node refused or ended a subscription: every subscriber of it ends.
     private func endTopic(_ topic: String, with error: ChorusError) {
         guard let state = topics.removeValue(forKey: topic) else { return }
+        state.retry?.cancel()
         for waiter in state.waiters.values { waiter.resume(throwing: error) }
         for handle in state.handles.values { handle.finish() }
         if state.everConfirmed { emit(.subscriptionEnded(topic: topic, error: error)) }
@@ -701,6 +721,43 @@ actor ClientEngine {
         }
     }
 
+    /// How many times a subscribe is sent again on one connection before its topic ends.
+    static let subscribeRetries = 5
+
+    /// A subscribe left unanswered for ``ClientConfiguration/requestTimeout`` (the node drops
+    /// messages past `WEBSOCKET_MAX_MESSAGES_PER_SECOND` unanswered, e.g. a resubscription of
+    /// many topics at once), or refused for now (``failed(_:with:)``): sent again on the same
+    /// connection after the reconnect backoff's delays (without jitter), at most
+    /// ``subscribeRetries`` times; then the topic ends with `error`.
+    private func retrySubscribe(_ topic: String, after error: ChorusError) {
+        guard var state = topics[topic] else { return }
+        state.inFlight = false
+        guard state.retries < Self.subscribeRetries, let connection else {
+            topics[topic] = state
+            endTopic(topic, with: error)
+            return
+        }
+        state.retries += 1
+        let delay = min(configuration.maximumReconnectDelay, configuration.minimumReconnectDelay * (1 << (state.retries - 1)))
+        state.retry = Task {
+            do { try await Task.sleep(for: delay) } catch { return }
+            await self.resendSubscribe(topic, on: connection)
+        }
+        topics[topic] = state
+    }
+
+    private func resendSubscribe(_ topic: String, on connection: WebSocketConnection) {
+        guard self.connection === connection, canSend, let state = topics[topic], !state.confirmed, !state.inFlight else { return }
+        sendSubscribe(topic, on: connection)
+    }
+
+    /// The subscribe `id`'s reply did not come within the request timeout.
+    private func subscribeTimedOut(_ id: Int) {
+        guard case .subscribe(let topic, _, _, _)? = awaited[id] else { return }
+        awaited[id] = nil
+        retrySubscribe(topic, after: .timeout)
+    }
+
     // MARK: Subscriptions
 
     /// Adds a subscriber of `topic` and waits until the node has confirmed the subscription
@@ -775,8 +832,14 @@ actor ClientEngine {
         if let presence = state.presence { fields["presence"] = ["data": presence] }
         if state.presenceEvents { fields["presenceEvents"] = true }
         state.inFlight = true
+        state.retry = nil
         topics[topic] = state
-        awaited[id] = .subscribe(topic: topic, since: since, replay: replay)
+        let timeout = configuration.requestTimeout
+        let timer = Task {
+            do { try await Task.sleep(for: timeout) } catch { return }
+            await self.subscribeTimedOut(id)
+        }
+        awaited[id] = .subscribe(topic: topic, since: since, replay: replay, timer: timer)
         send(fields, on: connection)
     }
 
@@ -799,9 +862,13 @@ actor ClientEngine {
             return
         }
         topics[topic] = nil
+        state.retry?.cancel()
         // A node that cancels a history read for the unsubscribe never answers its subscribe.
         awaited = awaited.filter { _, entry in
-            if case .subscribe(topic, _, _) = entry { return false }
+            if case .subscribe(topic, _, _, let timer) = entry {
+                timer?.cancel()
+                return false
+            }
             return true
         }
         if authenticated, let connection {

@@ -82,6 +82,34 @@ struct SDKNodeTests {
         }
     }
 
+    @Test("subscribes the node drops for its message rate (unanswered) are sent again until they are answered: every subscription goes live")
+    func subscribesPastTheRate() async throws {
+        try await withNodeProcess(["WEBSOCKET_MAX_MESSAGES_PER_SECOND": "5"]) { node in
+            var configuration = Self.configuration()
+            configuration.requestTimeout = .milliseconds(500)
+            configuration.minimumReconnectDelay = .milliseconds(100)
+            let client = try ChorusClient(url: Self.url(node), token: node.token("many"), configuration: configuration)
+            // Twelve at once: the node lets five (a second's worth) through, then five a second.
+            let subscriptions = try await withThrowingTaskGroup(of: Subscription.self) { group in
+                for n in 1...12 { group.addTask { try await client.subscribe("rooms.r\(n)") } }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            #expect(subscriptions.count == 12)
+            // Published with the API key, which the message rate does not limit.
+            for n in 1...12 {
+                let published = try await HTTP.post(
+                    "\(node.baseURL)/api/publish", json: ["topic": "rooms.r\(n)", "data": ["n": n]],
+                    headers: ["X-API-Key": Cluster.apiKey])
+                #expect(published.status == 202)
+            }
+            for subscription in subscriptions {
+                var messages = subscription.makeAsyncIterator()
+                #expect(await messages.next() != nil, "live")
+            }
+            await client.close()
+        }
+    }
+
     @Test("a subscription whose consumer falls behind its buffer ends with bufferOverflow after the messages it holds")
     func bufferOverflow() async throws {
         try await withNodeProcess { node in
