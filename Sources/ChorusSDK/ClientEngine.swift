@@ -32,6 +32,11 @@ actor ClientEngine {
         var confirmed = false
         /// A `subscribe` request is in flight on the current connection.
         var inFlight = false
+        /// The `subscribe` in flight asked for history (`since` or `replay`): until its reply,
+        /// this subscription takes no message of its topic with a position, which a pattern
+        /// of this client may deliver meanwhile; the node sends each of them in the page, or
+        /// after it.
+        var awaitingPage = false
         /// The subscription changed while a `subscribe` was in flight: subscribe again once it
         /// is answered (the node refuses a second subscribe of a history topic with 409 while
         /// the first still reads its history), before the waiters resume.
@@ -439,6 +444,7 @@ actor ClientEngine {
         for topic in topics.keys {
             topics[topic]?.confirmed = false
             topics[topic]?.inFlight = false
+            topics[topic]?.awaitingPage = false
             topics[topic]?.retries = 0
             topics[topic]?.retry?.cancel()
             topics[topic]?.retry = nil
@@ -590,6 +596,7 @@ actor ClientEngine {
         guard let message = try? ChorusMessage(fields) else { return }
         var overflowed: [(topic: String, handleId: Int)] = []
         for pattern in topics.keys.filter({ TopicFilter.matches($0, message.topic) }) {
+            if message.position != nil, pattern == message.topic, topics[pattern]?.awaitingPage == true { continue }
             if let position = message.position, topics[pattern]?.positions.advance(message.topic, to: position) == false { continue }
             for (handleId, handle) in topics[pattern]?.handles ?? [:] {
                 if case .dropped = handle.messages.yield(message) { overflowed.append((pattern, handleId)) }
@@ -615,6 +622,7 @@ actor ClientEngine {
         let position = StreamPosition(fields)
         state.confirmed = true
         state.inFlight = false
+        state.awaitingPage = false
         state.everConfirmed = true
         state.retries = 0
         state.replay = nil
@@ -638,6 +646,7 @@ actor ClientEngine {
     private func endTopic(_ topic: String, with error: ChorusError) {
         guard let state = topics.removeValue(forKey: topic) else { return }
         state.retry?.cancel()
+        dropAwaitedSubscribes(of: topic)
         for waiter in state.waiters.values { waiter.resume(throwing: error) }
         for handle in state.handles.values { handle.finish() }
         if state.everConfirmed { emit(.subscriptionEnded(topic: topic, error: error)) }
@@ -735,6 +744,8 @@ actor ClientEngine {
         guard state.retries < Self.subscribeRetries, let connection else {
             topics[topic] = state
             endTopic(topic, with: error)
+            // An earlier attempt may still succeed on the node (a slow history read): undone.
+            if authenticated, let connection { send(["type": "unsubscribe", "topic": .string(topic)], on: connection) }
             return
         }
         state.retries += 1
@@ -832,6 +843,7 @@ actor ClientEngine {
         if let presence = state.presence { fields["presence"] = ["data": presence] }
         if state.presenceEvents { fields["presenceEvents"] = true }
         state.inFlight = true
+        state.awaitingPage = since != nil || replay != nil
         state.retry = nil
         topics[topic] = state
         let timeout = configuration.requestTimeout
@@ -841,6 +853,18 @@ actor ClientEngine {
         }
         awaited[id] = .subscribe(topic: topic, since: since, replay: replay, timer: timer)
         send(fields, on: connection)
+    }
+
+    /// Forgets the subscribes of `topic` still waiting for a reply (their timers too): a later
+    /// subscription of the topic must not take their answer, or their timeout, for its own.
+    private func dropAwaitedSubscribes(of topic: String) {
+        awaited = awaited.filter { _, entry in
+            if case .subscribe(topic, _, _, let timer) = entry {
+                timer?.cancel()
+                return false
+            }
+            return true
+        }
     }
 
     /// One subscriber is gone (cancelled, released or ended): its sequences finish, and the
@@ -864,13 +888,7 @@ actor ClientEngine {
         topics[topic] = nil
         state.retry?.cancel()
         // A node that cancels a history read for the unsubscribe never answers its subscribe.
-        awaited = awaited.filter { _, entry in
-            if case .subscribe(topic, _, _, let timer) = entry {
-                timer?.cancel()
-                return false
-            }
-            return true
-        }
+        dropAwaitedSubscribes(of: topic)
         if authenticated, let connection {
             send(["type": "unsubscribe", "topic": .string(topic)], on: connection)
         }

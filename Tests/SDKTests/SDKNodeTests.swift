@@ -82,6 +82,29 @@ struct SDKNodeTests {
         }
     }
 
+    @Test("a topic's page arrives in full when a pattern of the client delivered that topic's message before the topic's subscribed (a scripted node: the order every time)")
+    func patternBeforePage() async throws {
+        let python = try Executable.find("python3", hint: "install Python 3 and `pip install websockets`")
+        let script = Executable.packageRoot.appendingPathComponent("scripts/lib/scripted_node.py").path
+        let log = try TestLogs.folder("scripted-node").appendingPathComponent("node.log")
+        let scripted = try await ChildProcess.spawn(python, [script, "pattern-before-page"], log: log)
+        defer { scripted.signal(SIGKILL) }
+        try #require(await eventually { scripted.output().contains("port ") || !scripted.isRunning }, "\(scripted.output())")
+        let port = try #require(scripted.output().split(separator: "\n").first { $0.hasPrefix("port ") }.flatMap { Int($0.dropFirst(5)) })
+        let client = try ChorusClient(url: "ws://127.0.0.1:\(port)/ws", token: "any", configuration: Self.configuration())
+        let pattern = try await client.subscribe("chat.*")
+        let topic = try await client.subscribe("chat.a", replay: 3)
+        var topicMessages = topic.makeAsyncIterator()
+        var got: [JSONValue] = []
+        for _ in 0..<4 { got.append(try #require(await topicMessages.next(), "\(got)").data) }
+        #expect(got == [["n": 1], ["n": 2], ["n": 3], ["n": 4]], "the page, then live")
+        var patternMessages = pattern.makeAsyncIterator()
+        #expect(await patternMessages.next()?.data == ["n": 3])
+        #expect(await patternMessages.next()?.data == ["n": 4], "the pattern is not given the page again")
+        await client.close()
+        #expect(await scripted.wait(timeout: .seconds(30)) == 0, "\(scripted.output())")
+    }
+
     @Test("subscribes the node drops for its message rate (unanswered) are sent again until they are answered: every subscription goes live")
     func subscribesPastTheRate() async throws {
         try await withNodeProcess(["WEBSOCKET_MAX_MESSAGES_PER_SECOND": "5"]) { node in
