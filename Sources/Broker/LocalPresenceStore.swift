@@ -62,7 +62,8 @@ public final class LocalPresenceStore: PresenceStore {
         }
     }
 
-    public func members(of topic: Topic, after: String?, limit: Int) async throws -> PresencePage {
+    /// In memory, so `maxBytes` is left to the writer of the answer.
+    public func members(of topic: Topic, after: String?, limit: Int, maxBytes: Int) async throws -> PresencePage {
         let all = state.withLock { state in
             (state.topics[topic] ?? [:]).map { PresenceMember(userId: $0.key, member: $0.value.member, connections: $0.value.connections) }
         }

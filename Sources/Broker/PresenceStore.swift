@@ -20,8 +20,9 @@ public protocol PresenceStore: Sendable {
     /// member already present whose document differs gets it and an `update` event.
     func set(topic: Topic, userId: String, connections: Int, member: RawJSON, announceUpdate: Bool)
     /// A page of `topic`'s members, cluster-wide: those with user ids after `after` (from the
-    /// first when nil), ascending, at most `limit` (see ``PresencePage/maxMembers``).
-    func members(of topic: Topic, after: String?, limit: Int) async throws -> PresencePage
+    /// first when nil), ascending, at most `limit` (see ``PresencePage/maxMembers``), and
+    /// stopping once their member documents pass `maxBytes` (the first always goes in).
+    func members(of topic: Topic, after: String?, limit: Int, maxBytes: Int) async throws -> PresencePage
     /// How many members `topic` has.
     func count(of topic: Topic) async throws -> Int
     /// When the last member of `topic` left (kept for `presence.user.<id>` topics only); nil if

@@ -8,6 +8,7 @@
 /// - `P m:<topic>`: hash user id -> member document `{"userId":..,"data":..}`;
 /// - `P z:<topic>`: the same user ids in a sorted set, all with score 0, so in user id order:
 ///   the index a member list pages through (``page``);
+/// - `P zr:<topic>`: set for 10 s after the index was rebuilt (``page``);
 /// - `P n:<topic>`: hash user id -> connections, cluster-wide;
 /// - `P i:<instance>`: hash `<topic>\n<user>` -> connections held by one node instance
 ///   (`<NODE_ID>/<boot nonce>`) on this server; what the reaper takes back;
@@ -126,15 +127,19 @@ enum RedisPresenceScripts {
         return {events, reaped}
         """
 
-    /// KEYS: m, n, z. ARGV: after ('' from the first), limit. Returns {count, user ids, their
-    /// member documents, their connection counts, 1 when more follow else 0}: one page, read
-    /// together, costing its length (and a logarithm), not the room's.
+    /// KEYS: m, n, z, rebuilt (a marker). ARGV: after ('' from the first), limit, bytes.
+    /// Returns {count, user ids, their member documents, their connection counts, 1 when more
+    /// follow else 0}: one page, read together, costing its length (and a logarithm), not the
+    /// room's. The page stops at `limit` members or once their documents pass `bytes` (the
+    /// first always goes in), so large member data does not make large reads.
     ///
     /// An index whose size differs from the hash's (members stored before the index existed,
-    /// or by a node of an earlier version during a rolling upgrade) is rebuilt first, once.
+    /// or by a node of an earlier version during a rolling upgrade) is rebuilt first, at most
+    /// once per 10 s per topic (the marker), since a rebuild reads the whole room. Index entries
+    /// without a member are dropped as they are met.
     static let page = """
         local count = redis.call('HLEN', KEYS[1])
-        if redis.call('ZCARD', KEYS[3]) ~= count then
+        if redis.call('ZCARD', KEYS[3]) ~= count and redis.call('SET', KEYS[4], '1', 'NX', 'PX', 10000) then
           redis.call('DEL', KEYS[3])
           local users = redis.call('HKEYS', KEYS[1])
           for i = 1, #users, 500 do
@@ -149,13 +154,40 @@ enum RedisPresenceScripts {
         local from = '-'
         if ARGV[1] ~= '' then from = '(' .. ARGV[1] end
         local limit = tonumber(ARGV[2])
+        local budget = tonumber(ARGV[3])
         local users = redis.call('ZRANGEBYLEX', KEYS[3], from, '+', 'LIMIT', 0, limit + 1)
         local more = 0
         if #users > limit then
           more = 1
           users[#users] = nil
         end
-        if #users == 0 then return {count, {}, {}, {}, more} end
-        return {count, users, redis.call('HMGET', KEYS[1], unpack(users)), redis.call('HMGET', KEYS[2], unpack(users)), more}
+        local listed, documents, stale = {}, {}, {}
+        local bytes = 0
+        local full = false
+        -- Documents in chunks of 100, so a budget met early leaves the rest unread.
+        for i = 1, #users, 100 do
+          local chunk = {unpack(users, i, math.min(i + 99, #users))}
+          local found = redis.call('HMGET', KEYS[1], unpack(chunk))
+          for j, user in ipairs(chunk) do
+            local document = found[j]
+            if not document then
+              stale[#stale + 1] = user
+            elseif #listed > 0 and bytes + #document > budget then
+              full = true
+              break
+            else
+              bytes = bytes + #document
+              listed[#listed + 1] = user
+              documents[#documents + 1] = document
+            end
+          end
+          if full then
+            more = 1
+            break
+          end
+        end
+        if #stale > 0 then redis.call('ZREM', KEYS[3], unpack(stale)) end
+        if #listed == 0 then return {count, {}, {}, {}, more} end
+        return {count, listed, documents, redis.call('HMGET', KEYS[2], unpack(listed)), more}
         """
 }

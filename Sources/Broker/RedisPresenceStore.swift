@@ -295,14 +295,15 @@ public final class RedisPresenceStore: PresenceStore {
 
     // MARK: Queries
 
-    public func members(of topic: Topic, after: String?, limit: Int) async throws -> PresencePage {
+    public func members(of topic: Topic, after: String?, limit: Int, maxBytes: Int) async throws -> PresencePage {
         let limit = min(max(1, limit), PresencePage.maxMembers)
         let reply = try await queues[server(of: topic)].evaluate(
             RedisPresenceScripts.page,
             keys: [
                 bytes(keyPrefix + "m:" + topic.name), bytes(keyPrefix + "n:" + topic.name), bytes(keyPrefix + "z:" + topic.name),
+                bytes(keyPrefix + "zr:" + topic.name),
             ],
-            arguments: [bytes(after ?? ""), bytes(String(limit))])
+            arguments: [bytes(after ?? ""), bytes(String(limit)), bytes(String(max(1, maxBytes)))])
         guard case .array(let parts) = reply, parts.count == 5, case .integer(let count) = parts[0],
             case .array(let users) = parts[1], case .array(let documents) = parts[2], case .array(let counts) = parts[3],
             documents.count == users.count, counts.count == users.count, case .integer(let more) = parts[4]
@@ -310,8 +311,6 @@ public final class RedisPresenceStore: PresenceStore {
         var members: [PresenceMember] = []
         members.reserveCapacity(users.count)
         for (index, user) in users.enumerated() {
-            // An index entry without a member (possible only after a rolling upgrade's mixed
-            // writes left both the same size) reads as nil: skipped.
             guard let user = user.string, case .bulk(let bytes) = documents[index], let document = try? RawJSON(validating: bytes)
             else { continue }
             members.append(PresenceMember(userId: user, member: document, connections: counts[index].string.flatMap(Int.init) ?? 0))

@@ -124,7 +124,8 @@ extension WebSocketSession {
         Task {
             let frame: [UInt8]
             do {
-                let page = try await presence.store.members(of: topic, after: after, limit: PresencePage.maxMembers)
+                let page = try await presence.store.members(
+                    of: topic, after: after, limit: PresencePage.maxMembers, maxBytes: budget)
                 frame = PresenceFrames.state(topic: topic, page: page, scope: nil, requestId: requestId, budget: budget)
             } catch {
                 let page = PresencePage(sorted: presence.localMembers(of: topic), after: after, limit: PresencePage.maxMembers)

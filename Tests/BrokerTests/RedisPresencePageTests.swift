@@ -51,7 +51,7 @@ struct RedisPresencePageTests {
                 var after: String?
                 var pages = 0
                 while pages < 10 {
-                    let page = try await store.members(of: topic, after: after, limit: PresencePage.maxMembers)
+                    let page = try await store.members(of: topic, after: after, limit: PresencePage.maxMembers, maxBytes: 1 << 20)
                     pages += 1
                     listed += page.members.map(\.userId)
                     counts.insert(page.count)
@@ -73,6 +73,24 @@ struct RedisPresencePageTests {
             let second = try await all()
             #expect(Self.difference(second.users, ["a-old"] + users.dropFirst()) == nil, "the old member is found, the one who left is gone")
             #expect(second.counts == [2_500])
+
+            // An index entry without a member is skipped (the page is one shorter) and dropped.
+            _ = try await server.command(["ZADD", Self.key("z"), "0", "a-ghost"])
+            let first3 = try await store.members(of: topic, after: nil, limit: 3, maxBytes: 1 << 20)
+            #expect(first3.members.map(\.userId) == ["a-old", users[1]] && first3.more)
+            #expect(try await server.command(["ZSCORE", Self.key("z"), "a-ghost"]) == .null)
+
+            // Large member data: a page stops at the bytes asked for, not at the member limit.
+            let big = try Topic("rooms.bigdata")
+            for user in users.prefix(100) {
+                store.set(
+                    topic: big, userId: user, connections: 1,
+                    member: PresenceMember.document(userId: user, data: RawJSON(unchecked: Array("{\"blob\":\"\(String(repeating: "x", count: 4_000))\"}".utf8))),
+                    announceUpdate: false)
+            }
+            #expect(try await store.count(of: big) == 100)
+            let bounded = try await store.members(of: big, after: nil, limit: PresencePage.maxMembers, maxBytes: 40_000)
+            #expect((9...10).contains(bounded.members.count) && bounded.more && bounded.count == 100, "\(bounded.members.count)")
             await store.shutdown()
         }
     }

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """What one member list costs Redis: the whole room read (HGETALL of the member and connection
 hashes, what nodes before the index did) against one page through the user id index
-(RedisPresenceScripts.page, taken from the Swift source), for rooms of 1,000 to 100,000.
+(RedisPresenceScripts.page, taken from the Swift source, with a 1 MiB budget), for rooms of
+1,000 to 100,000.
 
 Starts its own redis-server on a free loopback port and stops it. Reports, per room size and
 read, Redis's own time per call (INFO commandstats) and the reply's size.
@@ -37,7 +38,7 @@ try:
     print("|---|---|---|---|")
     for size in [1_000, 10_000, 100_000]:
         r.flushall()
-        keys = [f"p:m:room{size}", f"p:n:room{size}", f"p:z:room{size}"]
+        keys = [f"p:m:room{size}", f"p:n:room{size}", f"p:z:room{size}", f"p:zr:room{size}"]
         pipe = r.pipeline(transaction=False)
         for i in range(size):
             user = f"user-{i:06d}"
@@ -48,8 +49,8 @@ try:
                 pipe.execute()
         pipe.execute()
         for name, run in [("whole room (before)", lambda: whole(keys=keys[:2])),
-                          ("one page of 1,000 (after)", lambda: page(keys=keys, args=["", 1000])),
-                          ("a page from the middle (after)", lambda: page(keys=keys, args=[f"user-{size // 2:06d}", 1000]))]:
+                          ("one page of 1,000 (after)", lambda: page(keys=keys, args=["", 1000, 1 << 20])),
+                          ("a page from the middle (after)", lambda: page(keys=keys, args=[f"user-{size // 2:06d}", 1000, 1 << 20]))]:
             reply = run()
             size_bytes = len(repr(reply))  # close enough to the RESP size for a comparison
             r.config_resetstat()

@@ -60,7 +60,8 @@ struct PresenceRoutes {
             if countOnly {
                 json.raw(",\"count\":\(try await node.presence.store.count(of: topic))")
             } else {
-                let page = try await node.presence.store.members(of: topic, after: after, limit: PresencePage.maxMembers)
+                let page = try await node.presence.store.members(
+                    of: topic, after: after, limit: PresencePage.maxMembers, maxBytes: PageRequest.pageBytes)
                 list(page)
                 json.raw(",\"count\":\(page.count)")
             }
