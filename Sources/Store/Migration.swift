@@ -108,6 +108,14 @@ struct Migration: Sendable {
                 """,
             ] + readReceiptIndexes + readReceiptBackfill
         ),
+        Migration(
+            version: 3,
+            name: "ids of deleted messages",
+            // A client may post again with the id it chose (``NewMessage/id``); after a delete
+            // that id must stay taken, or a late retry (or another user) would store it again.
+            sqlite: ["CREATE TABLE deleted_messages (id TEXT PRIMARY KEY NOT NULL, author_id TEXT NOT NULL, deleted_at INTEGER NOT NULL)"],
+            postgres: ["CREATE TABLE deleted_messages (id TEXT PRIMARY KEY, author_id TEXT NOT NULL, deleted_at BIGINT NOT NULL)"]
+        ),
     ]
 
     /// The same in both dialects: one member per topic or direct conversation, its rows found by

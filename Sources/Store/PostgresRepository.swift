@@ -47,8 +47,9 @@ struct PostgresRepository: UserRepository, MessageRepository, ReadReceiptReposit
         let rows = try await client.query(
             """
             INSERT INTO messages (id, author_id, topic, recipient_id, peer_low, peer_high, content, metadata, created_at)
-            VALUES (\(id), \(message.authorId), \(message.topic), \(message.recipientId), \(pair?.low), \(pair?.high),
-                    \(message.content), \(message.metadata), \(Milliseconds.now()))
+            SELECT \(id), \(message.authorId), \(message.topic), \(message.recipientId), \(pair?.low), \(pair?.high),
+                   \(message.content), \(message.metadata), \(Milliseconds.now())
+            WHERE NOT EXISTS (SELECT 1 FROM deleted_messages WHERE id = \(id))
             ON CONFLICT (id) DO NOTHING RETURNING \(unescaped: Self.messageColumns)
             """,
             logger: logger)
@@ -105,8 +106,14 @@ struct PostgresRepository: UserRepository, MessageRepository, ReadReceiptReposit
 
     func deleteMessage(id: String) async throws -> Bool {
         var deleted = false
-        for try await _ in try await client.query("DELETE FROM messages WHERE id = \(id) RETURNING seq", logger: logger)
-            .decode(Int64.self)
+        // The id is kept in the same statement (``Migration`` 3): it stays taken.
+        for try await _ in try await client.query(
+            """
+            WITH gone AS (DELETE FROM messages WHERE id = \(id) RETURNING id, author_id, seq)
+            INSERT INTO deleted_messages (id, author_id, deleted_at) SELECT id, author_id, \(Milliseconds.now()) FROM gone
+            ON CONFLICT (id) DO NOTHING RETURNING 1
+            """, logger: logger)
+            .decode(Int.self)
         {
             deleted = true
         }

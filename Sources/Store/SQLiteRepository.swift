@@ -39,7 +39,8 @@ struct SQLiteRepository: UserRepository, MessageRepository, ReadReceiptRepositor
         let rows = try await connection.query(
             """
             INSERT INTO messages (id, author_id, topic, recipient_id, peer_low, peer_high, content, metadata, created_at)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING RETURNING \(Self.messageColumns)
+            SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9 WHERE NOT EXISTS (SELECT 1 FROM deleted_messages WHERE id = ?1)
+            ON CONFLICT (id) DO NOTHING RETURNING \(Self.messageColumns)
             """,
             [
                 .text(message.id ?? UUID().uuidString.lowercased()), .text(message.authorId), Self.text(message.topic),
@@ -87,7 +88,14 @@ struct SQLiteRepository: UserRepository, MessageRepository, ReadReceiptRepositor
         ).first.map(Self.message)
     }
 
+    /// Keeps the id first (``Migration`` 3), so that it stays taken even if the delete fails.
     func deleteMessage(id: String) async throws -> Bool {
+        _ = try await connection.query(
+            """
+            INSERT INTO deleted_messages (id, author_id, deleted_at) SELECT id, author_id, ? FROM messages WHERE id = ?
+            ON CONFLICT (id) DO NOTHING
+            """,
+            [.integer(SQLiteInt64(Milliseconds.now())), .text(id)])
         let deleted = try await connection.query("DELETE FROM messages WHERE id = ? RETURNING seq", [.text(id)])
         return !deleted.isEmpty
     }

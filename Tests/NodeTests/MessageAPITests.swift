@@ -57,7 +57,7 @@ struct MessageAPITests {
         }
     }
 
-    @Test("a POST retried with its id stores and announces the message once: 201, then 200 with the same message; another message under the id is 409, an id that is no UUID 400")
+    @Test("a POST retried with its id stores and announces the message once: 201, then 200 with the same message; another message under the id is 409, an id that is no UUID 400, a retry after a delete 409")
     func retriedPost() async throws {
         try await withNode { node in
             let alice = try await register(node, "alice")
@@ -96,6 +96,12 @@ struct MessageAPITests {
             #expect((next["data"] as? [String: Any])?["content"] as? String == "marker", "not announced twice")
             let listed = try await HTTP.get("\(node.baseURL)/api/messages?topic=rooms.retry", headers: headers(alice)).json()
             #expect((listed["messages"] as? [[String: Any]])?.compactMap { $0["content"] as? String } == ["marker", "only once"])
+
+            // Deleted, it does not come back with a late retry.
+            #expect(try await HTTP.request("DELETE", "\(node.baseURL)/api/messages/\(id.lowercased())", headers: headers(alice)).status == 204)
+            #expect(try await HTTP.post("\(node.baseURL)/api/messages", json: body, headers: headers(alice)).status == 409)
+            let after = try await HTTP.get("\(node.baseURL)/api/messages?topic=rooms.retry", headers: headers(alice)).json()
+            #expect((after["messages"] as? [[String: Any]])?.compactMap { $0["content"] as? String } == ["marker"])
         }
     }
 

@@ -34,7 +34,7 @@ struct StoreContractTests {
         }
     }
 
-    @Test("a message posted with the client's id is stored once under it: the same id again is duplicateMessageId", arguments: StoreBackend.allCases)
+    @Test("a message posted with the client's id is stored once under it: the same id again is duplicateMessageId, also once the message is deleted", arguments: StoreBackend.allCases)
     func clientChosenIds(_ backend: StoreBackend) async throws {
         try await backend.withStore { store in
             let id = UUID().uuidString.lowercased()
@@ -48,6 +48,11 @@ struct StoreContractTests {
             let page = try await store.messages(in: .topic("chat.lobby"), before: nil, limit: 10)
             #expect(page.messages.map(\.id) == [id], "stored once")
             #expect(try await store.message(id: id) == created)
+            // Deleted, the id stays taken: a late retry does not bring the message back.
+            #expect(try await store.deleteMessage(id: id))
+            await #expect(throws: StoreError.duplicateMessageId) { try await store.createMessage(new) }
+            #expect(try await store.message(id: id) == nil)
+            #expect(try await !store.deleteMessage(id: id))
         }
     }
 

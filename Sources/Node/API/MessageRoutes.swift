@@ -85,7 +85,7 @@ struct MessageRoutes {
             // It is announced again under its id, which a topic's history drops as a duplicate
             // if the first announcement got out (a node may have died between the two steps).
             guard let id, let existing = try await store.message(id: id), Self.isRetry(of: existing, new) else {
-                throw APIError(409, "id '\(id ?? "")' belongs to another message", field: "id")
+                throw APIError(409, "id '\(id ?? "")' is taken by another message, or a deleted one", field: "id")
             }
             events.publish(.sent, existing)
             return .json(existing.json)
