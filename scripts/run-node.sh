@@ -10,7 +10,7 @@ release_build --product chorus
 if [ -z "${JWT_SECRET:-}" ] && [ -z "${JWT_PUBLIC_KEY_FILE:-}" ]; then
     export JWT_SECRET="dev-only-secret-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
     # Kept where the README's snippets read it from, for this user only.
-    (umask 077 && printf '%s\n' "$JWT_SECRET" > .build/dev-jwt-secret)
+    (umask 077 && printf '%s\n' "$JWT_SECRET" > .build/dev-jwt-secret && chmod 600 .build/dev-jwt-secret)
     echo "JWT_SECRET was not set; using a throwaway development secret for this run (also in .build/dev-jwt-secret):" >&2
     echo "  export JWT_SECRET=$JWT_SECRET" >&2
     echo "a token to try it with (user 'demo', valid 1 hour):" >&2

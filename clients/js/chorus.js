@@ -829,6 +829,11 @@ export class ChorusClient {
         // hears of it, as when the node ends a subscription. A first subscribe's refusal
         // rejects its `ready`.
         ended = resubscribe;
+        // Given up after a timeout or a 409: an earlier attempt may still succeed on the node
+        // (a slow history read), which would keep a subscription (and membership) nobody has.
+        if ((error.code === 409 || error instanceof ChorusTimeoutError) && this._socket === socket && this._state === "connected") {
+          this._request({ type: "unsubscribe", topic: entry.topic }).catch(() => {});
+        }
       }
       for (const w of entry.readyWaiters.splice(0)) w.reject(error);
       if (ended) this._emit("subscriptionEnded", { topic: entry.topic, error });

@@ -560,6 +560,28 @@ test("a resubscription the node left unanswered (dropped by its message rate lim
   client.disconnect();
 });
 
+test("a subscribe unanswered through every retry ends, and is undone on the node with an unsubscribe", async (t) => {
+  const client = scripted({ random: () => 0.5 });
+  const socket = await connectScripted(client);
+  t.mock.timers.enable({ apis: ["setTimeout"] });  // before the subscribe's request timer
+  const sub = client.subscribe("rooms.slow", () => {});
+  const refused = assert.rejects(sub.ready, (e) => e.name === "ChorusTimeoutError" || /time/i.test(e.message));
+  await settle();
+  const delays = [500, 1000, 2000, 4000, 8000];
+  for (const delay of delays) {
+    t.mock.timers.tick(client.options.requestTimeout);
+    await settle();
+    t.mock.timers.tick(delay);
+    await settle();
+  }
+  t.mock.timers.tick(client.options.requestTimeout);  // the sixth attempt times out too
+  await settle();
+  await refused;
+  assert.equal(socket.sent.filter((m) => m.type === "subscribe").length, 6);
+  assert.deepEqual(socket.sent.filter((m) => m.type === "unsubscribe").map((m) => m.topic), ["rooms.slow"]);
+  client.disconnect();
+});
+
 test("a pattern's live message before a replay subscribe's reply leaves the page to the concrete subscription, each delivered once", async () => {
   const client = scripted();
   const socket = await connectScripted(client);
