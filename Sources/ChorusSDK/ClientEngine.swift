@@ -715,7 +715,8 @@ actor ClientEngine {
         }
     }
 
-    /// Stops waiting for request `id`'s reply (timeout or cancellation).
+    /// Stops waiting for request `id`'s reply (timeout or cancellation); a subscribe that timed
+    /// out is sent again (``retrySubscribe(_:after:)``).
     private func abandon(_ id: Int, with error: any Error) {
         guard let entry = awaited.removeValue(forKey: id) else { return }
         switch entry {
@@ -725,7 +726,10 @@ actor ClientEngine {
         case .publish(let key, let timer):
             timer?.cancel()
             publishes.removeValue(forKey: key)?.continuation.resume(throwing: error)
-        case .subscribe, .auth, .fence:
+        case .subscribe(let topic, _, _, _):
+            // Only its timer abandons a subscribe (a subscriber's cancellation does not).
+            retrySubscribe(topic, after: .timeout)
+        case .auth, .fence:
             awaited[id] = entry
         }
     }
@@ -760,13 +764,6 @@ actor ClientEngine {
     private func resendSubscribe(_ topic: String, on connection: WebSocketConnection) {
         guard self.connection === connection, canSend, let state = topics[topic], !state.confirmed, !state.inFlight else { return }
         sendSubscribe(topic, on: connection)
-    }
-
-    /// The subscribe `id`'s reply did not come within the request timeout.
-    private func subscribeTimedOut(_ id: Int) {
-        guard case .subscribe(let topic, _, _, _)? = awaited[id] else { return }
-        awaited[id] = nil
-        retrySubscribe(topic, after: .timeout)
     }
 
     // MARK: Subscriptions
@@ -846,12 +843,7 @@ actor ClientEngine {
         state.awaitingPage = since != nil || replay != nil
         state.retry = nil
         topics[topic] = state
-        let timeout = configuration.requestTimeout
-        let timer = Task {
-            do { try await Task.sleep(for: timeout) } catch { return }
-            await self.subscribeTimedOut(id)
-        }
-        awaited[id] = .subscribe(topic: topic, since: since, replay: replay, timer: timer)
+        awaited[id] = .subscribe(topic: topic, since: since, replay: replay, timer: timer(for: id))
         send(fields, on: connection)
     }
 

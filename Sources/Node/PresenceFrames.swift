@@ -38,9 +38,9 @@ enum PresenceFrames {
         json.raw(",\"topic\":")
         json.string(topic.name)
         json.raw(",\"members\":")
-        let listed = writeMembers(page.members, to: &json, budget: budget)
+        let truncated = writeMembers(of: page, to: &json, budget: budget)
         json.raw(",\"count\":\(page.count)")
-        if listed < page.members.count || page.more { json.raw(",\"truncated\":true") }
+        if truncated { json.raw(",\"truncated\":true") }
         if let scope {
             json.raw(",\"scope\":")
             json.string(scope)
@@ -70,6 +70,12 @@ enum PresenceFrames {
         }
         json.raw("]")
         return written
+    }
+
+    /// Writes `page`'s members as ``writeMembers(_:to:budget:)`` does; true when more follow
+    /// (members the budget left out, or after the page).
+    static func writeMembers(of page: PresencePage, to json: inout JSONWriter, budget: Int) -> Bool {
+        writeMembers(page.members, to: &json, budget: budget) < page.members.count || page.more
     }
 
     /// The data of a typing envelope: `{"userId":..,"state":..}`.

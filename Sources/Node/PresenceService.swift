@@ -118,8 +118,12 @@ final class PresenceService: Sendable {
         }
     }
 
-    /// This node's members of `topic` (its own connections only): the answer while the shared
-    /// store cannot be reached.
+    /// A page of ``localMembers(of:)``: the answer while the shared store cannot be reached.
+    func localPage(of topic: Topic, after: String?) -> PresencePage {
+        PresencePage(sorted: localMembers(of: topic), after: after, limit: PresencePage.maxMembers)
+    }
+
+    /// This node's members of `topic` (its own connections only), by user id.
     func localMembers(of topic: Topic) -> [PresenceMember] {
         table.withLock { tables in
             let prefix = PresenceEventData.userTopicPrefix

@@ -128,7 +128,7 @@ extension WebSocketSession {
                     of: topic, after: after, limit: PresencePage.maxMembers, maxBytes: budget)
                 frame = PresenceFrames.state(topic: topic, page: page, scope: nil, requestId: requestId, budget: budget)
             } catch {
-                let page = PresencePage(sorted: presence.localMembers(of: topic), after: after, limit: PresencePage.maxMembers)
+                let page = presence.localPage(of: topic, after: after)
                 frame = PresenceFrames.state(topic: topic, page: page, scope: "node", requestId: requestId, budget: budget)
             }
             loop.execute {

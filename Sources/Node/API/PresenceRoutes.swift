@@ -53,8 +53,7 @@ struct PresenceRoutes {
         /// The page's members (sorted by user id), as many as fit about 1 MiB.
         func list(_ page: PresencePage) {
             json.raw(",\"members\":")
-            let written = PresenceFrames.writeMembers(page.members, to: &json, budget: PageRequest.pageBytes)
-            if written < page.members.count || page.more { json.raw(",\"truncated\":true") }
+            if PresenceFrames.writeMembers(of: page, to: &json, budget: PageRequest.pageBytes) { json.raw(",\"truncated\":true") }
         }
         do {
             if countOnly {
@@ -66,7 +65,7 @@ struct PresenceRoutes {
                 json.raw(",\"count\":\(page.count)")
             }
         } catch {
-            let page = PresencePage(sorted: node.presence.localMembers(of: topic), after: after, limit: PresencePage.maxMembers)
+            let page = node.presence.localPage(of: topic, after: after)
             if !countOnly { list(page) }
             json.raw(",\"count\":\(page.count),\"scope\":\"node\"")
         }
