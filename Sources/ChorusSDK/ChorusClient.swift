@@ -95,6 +95,15 @@ public final class ChorusClient: Sendable {
         await engine.eventStream()
     }
 
+    /// Messages the application addressed to this user (`POST /api/publish` with `userId`)
+    /// from now on, whatever the client subscribed: they have no topic (``ChorusMessage/topic``
+    /// is empty) and no position, and are not recovered after a reconnect. A watcher that
+    /// falls ``Configuration/messageBufferLimit`` messages behind is finished, with
+    /// ``ClientEvent/error(_:)`` carrying ``ChorusError/bufferOverflow(limit:)``.
+    public func userMessages() async -> AsyncStream<ChorusMessage> {
+        await engine.userMessageStream()
+    }
+
     /// The last position seen on `topic` (topics with history only).
     public func position(of topic: String) async -> StreamPosition? {
         await engine.position(of: topic)
@@ -171,22 +180,29 @@ public final class ChorusClient: Sendable {
         _ topic: String, _ data: JSONValue, eventType: String? = nil, metadata: [String: JSONValue]? = nil,
         messageId: String? = nil
     ) async throws -> PublishReceipt {
-        let messageId = messageId ?? UUID().uuidString.lowercased()
-        var fields: [String: JSONValue] = [
-            "type": "message", "topic": .string(topic), "data": data, "messageId": .string(messageId),
-        ]
-        if let eventType { fields["eventType"] = .string(eventType) }
-        if let metadata { fields["metadata"] = .object(metadata) }
-        return try await engine.publish(fields, topic: topic, messageId: messageId)
+        try await publish(topic, json: data.jsonText, eventType: eventType, metadata: metadata, messageId: messageId)
     }
 
-    /// Publishes any `Encodable` value as `data` (see ``publish(_:_:eventType:metadata:messageId:)``).
+    /// Publishes any `Encodable` value as `data`, encoded with a default `JSONEncoder` and
+    /// sent as encoded (a `Decimal` or `UInt64` keeps every digit); see
+    /// ``publish(_:_:eventType:metadata:messageId:)``.
     @discardableResult
     public func publish(
         _ topic: String, encoding value: some Encodable & Sendable, eventType: String? = nil,
         metadata: [String: JSONValue]? = nil, messageId: String? = nil
     ) async throws -> PublishReceipt {
-        try await publish(topic, try JSONValue(encoding: value), eventType: eventType, metadata: metadata, messageId: messageId)
+        let json = String(decoding: try JSONEncoder().encode(value), as: UTF8.self)
+        return try await publish(topic, json: json, eventType: eventType, metadata: metadata, messageId: messageId)
+    }
+
+    private func publish(
+        _ topic: String, json data: String, eventType: String?, metadata: [String: JSONValue]?, messageId: String?
+    ) async throws -> PublishReceipt {
+        let messageId = messageId ?? UUID().uuidString.lowercased()
+        var fields: [String: JSONValue] = ["type": "message", "topic": .string(topic), "messageId": .string(messageId)]
+        if let eventType { fields["eventType"] = .string(eventType) }
+        if let metadata { fields["metadata"] = .object(metadata) }
+        return try await engine.publish(fields, data: data, topic: topic, messageId: messageId)
     }
 
     // MARK: Presence, typing, read receipts

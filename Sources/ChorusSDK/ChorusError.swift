@@ -47,7 +47,7 @@ public enum ChorusError: Error, Sendable, Equatable, CustomStringConvertible {
         case .tokenUnavailable(let message): "the token provider failed: \(message)"
         case .upgradeRefused(let status, let body): "WebSocket upgrade refused with HTTP \(status): \(body)"
         case .queueFull(let limit): "offline publish queue full (\(limit) publishes waiting)"
-        case .bufferOverflow(let limit): "the subscription's consumer fell more than \(limit) messages behind"
+        case .bufferOverflow(let limit): "a consumer of messages fell more than \(limit) messages behind"
         case .timeout: "no reply from the node in time"
         case .disconnected: "the connection ended before the node replied"
         case .closed: "the client was closed"

@@ -1,12 +1,17 @@
 import Foundation
 
-/// A message delivered on a topic.
+/// A message delivered on a topic, or addressed to the user by the application.
 public struct ChorusMessage: Sendable, Equatable {
-    /// The concrete topic it was published to (also under a wildcard subscription).
+    /// The concrete topic it was published to (also under a wildcard subscription); empty
+    /// for a message addressed to the user (see ``ChorusClient/userMessages()``).
     public var topic: String
     /// `message.sent` unless the publisher chose another.
     public var eventType: String
+    /// `data` as a ``JSONValue``: integers past `Int64` and decimals past `Double` lose
+    /// digits here; ``decode(_:)`` and ``rawData`` keep them.
     public var data: JSONValue
+    /// `data`'s JSON text exactly as published (the node passes it through unchanged).
+    public var rawData: String
     /// The publisher's metadata; `senderId` is always set by the node.
     public var metadata: [String: JSONValue]
     /// ISO 8601 timestamp, as the node wrote it.
@@ -19,16 +24,29 @@ public struct ChorusMessage: Sendable, Equatable {
     /// The publisher's user id (`server` for the node's API key).
     public var senderId: String? { metadata["senderId"]?.stringValue }
 
-    /// `data` decoded as `type`.
+    /// `data` decoded as `type` from its text as published, so a `Decimal`, `UInt64` or
+    /// `String` member gets every digit the publisher sent.
     public func decode<T: Decodable>(_ type: T.Type = T.self) throws -> T {
-        try data.decode(type)
+        try JSONDecoder().decode(T.self, from: Data(rawData.utf8))
     }
 
-    init(_ fields: [String: JSONValue]) throws {
+    /// `fields` of a `message` the node sent, and its `data` member's text.
+    init(_ fields: [String: JSONValue], data: String) throws {
         guard let topic = fields["topic"]?.stringValue else {
             throw ChorusError.protocolViolation("a message without a topic")
         }
+        self.init(topic: topic, fields, data: data)
+    }
+
+    /// A message the application addressed to a user (`POST /api/publish` with `userId`):
+    /// it has no topic and no position.
+    init(addressedToUser fields: [String: JSONValue], data: String) {
+        self.init(topic: "", fields, data: data)
+    }
+
+    private init(topic: String, _ fields: [String: JSONValue], data: String) {
         self.topic = topic
+        self.rawData = data
         self.eventType = fields["eventType"]?.stringValue ?? "message.sent"
         self.data = fields["data"] ?? .null
         self.metadata = fields["metadata"]?.objectValue ?? [:]

@@ -76,7 +76,10 @@ actor ClientEngine {
 
     /// A publish waiting for a connection or for its acknowledgement.
     private struct QueuedPublish {
+        /// The `message`'s members but `data`.
         var fields: [String: JSONValue]
+        /// `data` as JSON text, sent as it is (what the app encoded, digits and all).
+        var data: String
         var topic: String
         var messageId: String
         var continuation: CheckedContinuation<PublishReceipt, any Error>
@@ -101,6 +104,8 @@ actor ClientEngine {
     private var state: ConnectionState = .disconnected
     private var stateWatchers: [Int: AsyncStream<ConnectionState>.Continuation] = [:]
     private var eventWatchers: [Int: AsyncStream<ClientEvent>.Continuation] = [:]
+    /// Watchers of messages addressed to the user, each bounded like a subscription.
+    private var userMessageWatchers: [Int: AsyncStream<ChorusMessage>.Continuation] = [:]
     /// Callers parked until something happens (see ``Wait``).
     private var waiters: [Int: (wait: Wait, continuation: CheckedContinuation<Void, any Error>)] = [:]
     private var runner: Task<Void, Never>?
@@ -175,6 +180,16 @@ actor ClientEngine {
         return stream
     }
 
+    func userMessageStream() -> AsyncStream<ChorusMessage> {
+        let (stream, continuation) = AsyncStream.makeStream(
+            of: ChorusMessage.self, bufferingPolicy: .bufferingOldest(configuration.messageBufferLimit))
+        let id = newId()
+        userMessageWatchers[id] = continuation
+        continuation.onTermination = { _ in Task { await self.dropUserMessageWatcher(id) } }
+        return stream
+    }
+
+    private func dropUserMessageWatcher(_ id: Int) { userMessageWatchers[id] = nil }
     private func dropStateWatcher(_ id: Int) { stateWatchers[id] = nil }
     private func dropEventWatcher(_ id: Int) { eventWatchers[id] = nil }
 
@@ -487,7 +502,7 @@ actor ClientEngine {
         let id = fields["id"]?.intValue
         switch type {
         case "message":
-            deliver(fields)
+            deliver(fields, text: text)
         case "presence":
             let events = PresenceEvent.events(in: fields)
             for event in events {
@@ -592,8 +607,10 @@ actor ClientEngine {
         }
     }
 
-    private func deliver(_ fields: [String: JSONValue]) {
-        guard let message = try? ChorusMessage(fields) else { return }
+    private func deliver(_ fields: [String: JSONValue], text: String) {
+        let data = RawJSON.member("data", in: text).map(String.init) ?? "null"
+        guard fields["topic"] != nil else { return deliverToUser(ChorusMessage(addressedToUser: fields, data: data)) }
+        guard let message = try? ChorusMessage(fields, data: data) else { return }
         var overflowed: [(topic: String, handleId: Int)] = []
         for pattern in topics.keys.filter({ TopicFilter.matches($0, message.topic) }) {
             if message.position != nil, pattern == message.topic, topics[pattern]?.awaitingPage == true { continue }
@@ -605,6 +622,19 @@ actor ClientEngine {
         for (topic, handleId) in overflowed {
             emit(.subscriptionEnded(topic: topic, error: .bufferOverflow(limit: configuration.messageBufferLimit)))
             removeHandle(handleId, of: topic)
+        }
+    }
+
+    /// A message the application addressed to this user (no topic): to every watcher of
+    /// ``ChorusClient/userMessages()``; a watcher that fell `messageBufferLimit` behind is
+    /// finished, as a subscription would be.
+    private func deliverToUser(_ message: ChorusMessage) {
+        for (id, watcher) in userMessageWatchers {
+            if case .dropped = watcher.yield(message) {
+                userMessageWatchers[id] = nil
+                watcher.finish()
+                emit(.error(.bufferOverflow(limit: configuration.messageBufferLimit)))
+            }
         }
     }
 
@@ -888,7 +918,7 @@ actor ClientEngine {
 
     // MARK: Publishing
 
-    func publish(_ fields: [String: JSONValue], topic: String, messageId: String) async throws -> PublishReceipt {
+    func publish(_ fields: [String: JSONValue], data: String, topic: String, messageId: String) async throws -> PublishReceipt {
         if runner == nil, case .disconnected = state { start() }
         if case .failed(let error) = state { throw error }
         guard publishes.count < configuration.offlineQueueLimit else {
@@ -902,7 +932,7 @@ actor ClientEngine {
                     return
                 }
                 publishes[key] = QueuedPublish(
-                    fields: fields, topic: topic, messageId: messageId, continuation: continuation, requestId: nil)
+                    fields: fields, data: data, topic: topic, messageId: messageId, continuation: continuation, requestId: nil)
                 if canSend, let connection { sendPublish(key, on: connection) }
             }
         } onCancel: {
@@ -918,7 +948,9 @@ actor ClientEngine {
         publish.requestId = id
         publishes[key] = publish
         awaited[id] = .publish(key: key, timer: timer(for: id))
-        send(fields, on: connection)
+        // The object's text with `data` spliced in as the app encoded it.
+        let text = JSONValue.object(fields).jsonText
+        connection.send("\(text.dropLast()),\"data\":\(publish.data)}")
         if !configuration.publishAcknowledgements {
             // No `published` reply will come: a `ping` behind it tells a refusal from success.
             let fence = newId()

@@ -133,6 +133,66 @@ struct SDKNodeTests {
         }
     }
 
+    @Test("a message the application addresses to a user reaches userMessages() on each of that user's clients, unchanged, and no one else's")
+    func messagesAddressedToUser() async throws {
+        try await withNodeProcess { node in
+            let phone = try ChorusClient(url: Self.url(node), token: node.token("alice"), configuration: Self.configuration())
+            let laptop = try ChorusClient(url: Self.url(node), token: node.token("alice"), configuration: Self.configuration())
+            let bob = try ChorusClient(url: Self.url(node), token: node.token("bob"), configuration: Self.configuration())
+            let streams = [await phone.userMessages(), await laptop.userMessages(), await bob.userMessages()]
+            for client in [phone, laptop, bob] { try await client.connect() }
+            let body = #"{"userId":"alice","eventType":"invite.received","data":{"room":"chat.r1","big":12345678901234567890}}"#
+            let published = try await HTTP.post(
+                "\(node.baseURL)/api/publish", body: Data(body.utf8), headers: ["X-API-Key": Cluster.apiKey])
+            #expect(published.status == 202)
+            // A marker to bob after alice's message: bob's connection gets it in order, so
+            // a stray invite would come first.
+            let marker = #"{"userId":"bob","data":"marker"}"#
+            #expect(try await HTTP.post("\(node.baseURL)/api/publish", body: Data(marker.utf8), headers: ["X-API-Key": Cluster.apiKey]).status == 202)
+            for stream in streams[0..<2] {
+                var messages = stream.makeAsyncIterator()
+                let message = try #require(await messages.next())
+                #expect(message.topic == "")
+                #expect(message.eventType == "invite.received")
+                #expect(message.rawData == #"{"room":"chat.r1","big":12345678901234567890}"#)
+                #expect(try message.decode(Invite.self) == Invite(room: "chat.r1", big: 12_345_678_901_234_567_890))
+                #expect(message.senderId == "server")
+                #expect(message.position == nil)
+            }
+            var bobMessages = streams[2].makeAsyncIterator()
+            #expect(await bobMessages.next()?.data == "marker", "bob gets his own message and not alice's")
+            for client in [phone, laptop, bob] { await client.close() }
+        }
+    }
+
+    private struct Invite: Codable, Equatable {
+        var room: String
+        var big: UInt64
+    }
+
+    private struct Price: Codable, Equatable, Sendable {
+        var amount: Decimal
+        var id: UInt64
+    }
+
+    @Test("an Encodable published through the SDK arrives with every digit: decode(_:) and rawData keep what JSONValue cannot")
+    func digitsSurvive() async throws {
+        try await withNodeProcess { node in
+            let client = try ChorusClient(url: Self.url(node), token: node.token("alice"), configuration: Self.configuration())
+            let subscription = try await client.subscribe("chat.prices")
+            let sent = Price(amount: Decimal(string: "12345678901234567890.123456789")!, id: .max)
+            try await client.publish("chat.prices", encoding: sent)
+            try await client.publish("chat.prices", ["text": "é\u{1F600}", "n": 1.5])
+            var messages = subscription.makeAsyncIterator()
+            let first = try #require(await messages.next())
+            #expect(try first.decode(Price.self) == sent)
+            #expect(first.rawData.contains("12345678901234567890.123456789"))
+            #expect(first.rawData.contains("18446744073709551615"))
+            #expect(try #require(await messages.next()).data == ["text": "é\u{1F600}", "n": 1.5])
+            await client.close()
+        }
+    }
+
     @Test("a subscription whose consumer falls behind its buffer ends with bufferOverflow after the messages it holds")
     func bufferOverflow() async throws {
         try await withNodeProcess { node in

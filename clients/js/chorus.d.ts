@@ -29,6 +29,11 @@ export interface Message<Data = JSONValue> {
   messageId?: string;
 }
 
+/** A `message` the application addressed to this user (`POST /api/publish` with `userId`): no topic, no position. */
+export interface UserMessage<Data = JSONValue> extends Omit<Message<Data>, "topic" | "offset" | "epoch"> {
+  topic?: undefined;
+}
+
 /** The node's `subscribed` reply. */
 export interface SubscribedReply {
   type: "subscribed";
@@ -221,8 +226,8 @@ export interface ChorusEvents {
   connected: { userId?: string; reconnected: boolean };
   disconnected: { code: number; reason: string; willReconnect: boolean; error?: ChorusError };
   reconnecting: { attempt: number; delay?: number; code?: number };
-  /** Each message a subscription delivers, once however many cover it (a replay page may bring again what a pattern subscription delivered live). */
-  message: Message;
+  /** Each message a subscription delivers, once however many cover it (a replay page may bring again what a pattern subscription delivered live), and each message addressed to this user (no `topic`). */
+  message: Message | UserMessage;
   presence: PresenceEvent;
   typing: TypingEvent;
   subscribed: SubscribedEvent;

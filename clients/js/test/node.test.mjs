@@ -209,6 +209,21 @@ describe("on two nodes behind nginx", () => {
     assert.deepEqual(inbox.data(), [{ n: 1 }, { n: 2 }]);
   });
 
+  test("a message the application addresses to a user reaches that user's clients on 'message', without a topic", async () => {
+    const user = `u${unique()}`.replace(/[^A-Za-z0-9_-]/g, "");
+    const [phone, laptop] = [client(cluster.node(1).wsURL, user), client(cluster.node(2).wsURL, user)];
+    const received = [phone, laptop].map((c) => new Promise((resolve) => c.on("message", resolve)));
+    await phone.connect();
+    await laptop.connect();
+    assert.equal(await cluster.publishToUser(user, { room: "r1" }, "invite.received"), 202);
+    for (const message of await Promise.all(received)) {
+      assert.equal(message.topic, undefined);
+      assert.equal(message.eventType, "invite.received");
+      assert.deepEqual(message.data, { room: "r1" });
+      assert.equal(message.metadata.senderId, "server");
+    }
+  });
+
   test("replay: a new subscriber gets the last messages, then live ones, with offsets", async (t) => {
     if (!features.history) return t.skip("the node has no history yet");
     const topic = `rooms.${unique()}`;

@@ -289,6 +289,15 @@ export class Cluster {
     return response.status;
   }
 
+  /** POST /api/publish to every connection of `userId`, with the API key through nginx. */
+  async publishToUser(userId, data, eventType) {
+    const response = await http(`${this.url}/api/publish`, {
+      method: "POST", headers: { "X-API-Key": apiKey, "Content-Type": "application/json" },
+      body: JSON.stringify({ userId, data, eventType }),
+    });
+    return response.status;
+  }
+
   /** Stops nodes (SIGTERM), then nginx, then Redis; returns the nodes' exit problems. */
   async stop() {
     await Promise.all(this.nodes.map((n) => n.child.stop()));

@@ -20,6 +20,7 @@ async function main(): Promise<void> {
   client.on("recoveryFailed", (event) => console.log(event.topic, event.since.offset, event.since.epoch));
   client.on("error", (error) => { if (error instanceof ChorusAuthError) console.log(error.code); });
   client.on("disconnected", (event) => { if (event.code === CloseCode.goingAway) console.log("drained"); });
+  client.on("message", (m) => console.log(m.topic === undefined ? `to me: ${m.eventType}` : `${m.topic.length}`));
   await client.connect();
 
   const unsubscribe: Unsubscribe = client.subscribe<ChatLine>("rooms.lobby", (message: Message<ChatLine>) => {
