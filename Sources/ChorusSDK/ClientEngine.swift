@@ -56,6 +56,8 @@ actor ClientEngine {
         /// own: a pattern that delivered a topic's newest message must not make the history page
         /// of that topic's own subscription look like repeats.
         var positions = StreamPositions()
+        /// Messages without a position it delivered lately, to drop a repeated `messageId`.
+        var recentIds = RecentMessageIds()
         /// Subscribes sent again on this connection (``retrySubscribe(_:after:)``), and the wait
         /// before the next.
         var retries = 0
@@ -615,6 +617,11 @@ actor ClientEngine {
         for pattern in topics.keys.filter({ TopicFilter.matches($0, message.topic) }) {
             if message.position != nil, pattern == message.topic, topics[pattern]?.awaitingPage == true { continue }
             if let position = message.position, topics[pattern]?.positions.advance(message.topic, to: position) == false { continue }
+            if message.position == nil, let id = message.messageId,
+                topics[pattern]?.recentIds.insert(id, on: message.topic) == false
+            {
+                continue
+            }
             for (handleId, handle) in topics[pattern]?.handles ?? [:] {
                 if case .dropped = handle.messages.yield(message) { overflowed.append((pattern, handleId)) }
             }

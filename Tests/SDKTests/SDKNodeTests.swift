@@ -193,6 +193,27 @@ struct SDKNodeTests {
         }
     }
 
+    @Test("on a topic without history, a messageId the node delivers again (a publish sent again, a retried post) reaches each subscription once")
+    func repeatsWithoutHistory() async throws {
+        try await withNodeProcess(["HISTORY_SIZE": "0"]) { node in
+            let alice = try ChorusClient(url: Self.url(node), token: node.token("alice"), configuration: Self.configuration())
+            let exact = try await alice.subscribe("chat.plain")
+            let pattern = try await alice.subscribe("chat.*")
+            for key in ["k1", "k1", "k2", "k1"] {
+                let receipt = try await alice.publish("chat.plain", ["key": .string(key)], messageId: key)
+                #expect(!receipt.duplicate, "the node has no history to compare with")
+            }
+            try await alice.publish("chat.plain", ["key": "last"])
+            for subscription in [exact, pattern] {
+                var messages = subscription.makeAsyncIterator()
+                var keys: [JSONValue] = []
+                for _ in 0..<3 { keys.append(try #require(await messages.next()).data) }
+                #expect(keys == [["key": "k1"], ["key": "k2"], ["key": "last"]])
+            }
+            await alice.close()
+        }
+    }
+
     @Test("a subscription whose consumer falls behind its buffer ends with bufferOverflow after the messages it holds")
     func bufferOverflow() async throws {
         try await withNodeProcess { node in

@@ -127,6 +127,28 @@ export function backoffDelay(attempt, { minReconnectDelay, maxReconnectDelay, re
  * One topic the client is subscribed to on the node, shared by every handler the application
  * registered for it.
  */
+/**
+ * The last `capacity` messages a subscription delivered without a position, by topic and
+ * `messageId`. On a topic without history the node cannot tell a repeated `messageId` (a
+ * publish sent again after a reconnect, a post retried over HTTP): this drops the second copy.
+ */
+class RecentMessageIds {
+  constructor(capacity = 1000) {
+    this.capacity = capacity;
+    /** Insertion-ordered: the first key is the oldest. */
+    this.keys = new Set();
+  }
+
+  /** Records `messageId` on `topic`; false when it is among the recent ones already. */
+  insert(messageId, topic) {
+    const key = `${topic}\u0000${messageId}`;
+    if (this.keys.has(key)) return false;
+    this.keys.add(key);
+    if (this.keys.size > this.capacity) this.keys.delete(this.keys.values().next().value);
+    return true;
+  }
+}
+
 class TopicEntry {
   constructor(topic) {
     this.topic = topic;
@@ -145,6 +167,8 @@ class TopicEntry {
      * @type {Map<string, {offset:number, epoch:string, seen?:boolean}>}
      */
     this.positions = new Map();
+    /** Messages without a position delivered lately, to drop a repeated `messageId`. */
+    this.recentIds = new RecentMessageIds();
     /** The subscribe in flight that asked for history (`since`/`replay`), until answered. */
     this.awaiting = null;
     /** Retries of a 409 and of a 429 or timeout, reset by a `subscribed` or a new connection. */
@@ -892,6 +916,8 @@ export class ChorusClient {
         // message still on its way.
         if (last && last.seen && last.epoch === message.epoch && message.offset <= last.offset) continue;
         entry.positions.set(topic, { offset: message.offset, epoch: message.epoch, seen: true });
+      } else if (typeof message.messageId === "string" && !entry.recentIds.insert(message.messageId, topic)) {
+        continue;
       }
       takers.push(entry);
     }

@@ -623,3 +623,27 @@ test("a disconnect() before the socket opened leaves no timer running (none keep
   client.disconnect();
   assert.equal(timers(), before);
 });
+
+test("on a topic without history, a messageId the node delivers again reaches each subscription once; other ids and topics are not held back", async () => {
+  const client = scripted();
+  const socket = await connectScripted(client);
+  const exact = [];
+  const pattern = [];
+  const first = client.subscribe("rooms.a", (m) => exact.push(m.data));
+  const second = client.subscribe("rooms.*", (m) => pattern.push(`${m.topic}:${m.data}`));
+  await settle();
+  for (const request of socket.sent.filter((m) => m.type === "subscribe")) {
+    socket.reply({ type: "subscribed", topic: request.topic, id: request.id });
+  }
+  await Promise.all([first.ready, second.ready]);
+  const message = (topic, messageId, data) => socket.reply({ type: "message", topic, data, ...(messageId ? { messageId } : {}) });
+  message("rooms.a", "k1", 1);
+  message("rooms.a", "k1", 1);  // a publish sent again after a reconnect, a retried post
+  message("rooms.b", "k1", 2);  // the same key on another topic is another message
+  message("rooms.a", "k2", 3);
+  message("rooms.a", undefined, 4);
+  message("rooms.a", undefined, 4);  // no key: nothing to compare
+  assert.deepEqual(exact, [1, 3, 4, 4]);
+  assert.deepEqual(pattern, ["rooms.a:1", "rooms.b:2", "rooms.a:3", "rooms.a:4", "rooms.a:4"]);
+  client.disconnect();
+});
