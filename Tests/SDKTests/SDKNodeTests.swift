@@ -84,13 +84,8 @@ struct SDKNodeTests {
 
     @Test("a topic's page arrives in full when a pattern of the client delivered that topic's message before the topic's subscribed (a scripted node: the order every time)")
     func patternBeforePage() async throws {
-        let python = try Executable.find("python3", hint: "install Python 3 and `pip install websockets`")
-        let script = Executable.packageRoot.appendingPathComponent("scripts/lib/scripted_node.py").path
-        let log = try TestLogs.folder("scripted-node").appendingPathComponent("node.log")
-        let scripted = try await ChildProcess.spawn(python, [script, "pattern-before-page"], log: log)
+        let (scripted, port) = try await Self.scriptedNode("pattern-before-page")
         defer { scripted.signal(SIGKILL) }
-        try #require(await eventually { scripted.output().contains("port ") || !scripted.isRunning }, "\(scripted.output())")
-        let port = try #require(scripted.output().split(separator: "\n").first { $0.hasPrefix("port ") }.flatMap { Int($0.dropFirst(5)) })
         let client = try ChorusClient(url: "ws://127.0.0.1:\(port)/ws", token: "any", configuration: Self.configuration())
         let pattern = try await client.subscribe("chat.*")
         let topic = try await client.subscribe("chat.a", replay: 3)
@@ -103,6 +98,33 @@ struct SDKNodeTests {
         #expect(await patternMessages.next()?.data == ["n": 4], "the pattern is not given the page again")
         await client.close()
         #expect(await scripted.wait(timeout: .seconds(30)) == 0, "\(scripted.output())")
+    }
+
+    @Test("a subscribe never answered is sent 6 times, then throws timeout and sends unsubscribe, since an earlier attempt may still succeed on the node (a scripted node)")
+    func unsubscribeOnGivingUp() async throws {
+        let scripted = try await Self.scriptedNode("subscribes-unanswered")
+        defer { scripted.process.signal(SIGKILL) }
+        var configuration = Self.configuration()
+        configuration.requestTimeout = .milliseconds(100)
+        configuration.minimumReconnectDelay = .milliseconds(10)
+        let client = try ChorusClient(url: "ws://127.0.0.1:\(scripted.port)/ws", token: "any", configuration: configuration)
+        await #expect(throws: ChorusError.timeout) { try await client.subscribe("chat.slow") }
+        try #require(await eventually { scripted.process.output().contains("unsubscribe chat.slow") }, "\(scripted.process.output())")
+        #expect(scripted.process.output().contains("subscribes 6\n"))
+        #expect(!scripted.process.output().contains("subscribes 7"))
+        await client.close()
+        #expect(await scripted.process.wait(timeout: .seconds(30)) == 0, "\(scripted.process.output())")
+    }
+
+    /// `scripts/lib/scripted_node.py` playing `scenario`, and the port it listens on.
+    private static func scriptedNode(_ scenario: String) async throws -> (process: ChildProcess, port: Int) {
+        let python = try Executable.find("python3", hint: "install Python 3 and `pip install websockets`")
+        let script = Executable.packageRoot.appendingPathComponent("scripts/lib/scripted_node.py").path
+        let log = try TestLogs.folder("scripted-node-\(scenario)").appendingPathComponent("node.log")
+        let process = try await ChildProcess.spawn(python, [script, scenario], log: log)
+        try #require(await eventually { process.output().contains("port ") || !process.isRunning }, "\(process.output())")
+        let port = try #require(process.output().split(separator: "\n").first { $0.hasPrefix("port ") }.flatMap { Int($0.dropFirst(5)) })
+        return (process, port)
     }
 
     @Test("subscribes the node drops for its message rate (unanswered) are sent again until they are answered: every subscription goes live")

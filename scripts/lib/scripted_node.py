@@ -5,7 +5,11 @@ SDK tests that need that order every time. Prints `port N`, serves one client, t
 Scenario `pattern-before-page`: the client authenticates (token in the upgrade), subscribes to
 a pattern, then to one of its topics with `replay`; a message of that topic arrives through the
 pattern before the topic's `subscribed`, then the page (the message again among them), then a
-live one. Needs the PyPI package websockets."""
+live one.
+
+Scenario `subscribes-unanswered`: the client authenticates and subscribes; no subscribe is
+ever answered. The script prints `subscribes N` and `unsubscribe TOPIC` as they arrive, and
+exits once the connection closes. Needs the PyPI package websockets."""
 import asyncio, json, sys
 import websockets
 
@@ -36,14 +40,34 @@ async def pattern_before_page(ws, *_):
     done.set()
 
 
-async def main():
+async def subscribes_unanswered(ws, *_):
+    await ws.send(json.dumps({"type": "auth_success", "userId": "bob"}))
+    subscribes = 0
+    try:
+        async for text in ws:
+            frame = json.loads(text)
+            if frame.get("type") == "subscribe":
+                subscribes += 1
+                print("subscribes", subscribes, flush=True)
+            elif frame.get("type") == "unsubscribe":
+                print("unsubscribe", frame["topic"], flush=True)
+    except websockets.ConnectionClosed:
+        pass
+    done.set()
+
+
+SCENARIOS = {"pattern-before-page": pattern_before_page, "subscribes-unanswered": subscribes_unanswered}
+
+
+async def main(scenario):
     global done
     done = asyncio.Event()
-    async with websockets.serve(pattern_before_page, "127.0.0.1", 0) as server:
+    async with websockets.serve(SCENARIOS[scenario], "127.0.0.1", 0) as server:
         print("port", server.sockets[0].getsockname()[1], flush=True)
         await asyncio.wait_for(done.wait(), 60)
 
 
 if __name__ == "__main__":
-    assert sys.argv[1:] in ([], ["pattern-before-page"]), "usage: scripted_node.py [pattern-before-page]"
-    asyncio.run(main())
+    scenario = sys.argv[1] if len(sys.argv) > 1 else "pattern-before-page"
+    assert scenario in SCENARIOS and len(sys.argv) <= 2, f"usage: scripted_node.py [{'|'.join(SCENARIOS)}]"
+    asyncio.run(main(scenario))
