@@ -7,7 +7,8 @@
 /// alphabet, so `\n` separates them safely):
 /// - `P m:<topic>`: hash user id -> member document `{"userId":..,"data":..}`;
 /// - `P z:<topic>`: the same user ids in a sorted set, all with score 0, so in user id order:
-///   the index a member list pages through (``page``);
+///   the index a member list pages through (``page``); none for a user's online topic
+///   `presence.user.<id>`, whose one member needs no index (one key less per online user);
 /// - `P zr:<topic>`: set for 10 s after the index was rebuilt (``page``);
 /// - `P n:<topic>`: hash user id -> connections, cluster-wide;
 /// - `P i:<instance>`: hash `<topic>\n<user>` -> connections held by one node instance
@@ -46,7 +47,7 @@ enum RedisPresenceScripts {
           if total <= 0 then
             event = 'join'
             redis.call('HSET', KEYS[1], ARGV[2], member)
-            redis.call('ZADD', KEYS[6], 0, ARGV[2])
+            if string.sub(ARGV[1], 1, 14) ~= 'presence.user.' then redis.call('ZADD', KEYS[6], 0, ARGV[2]) end
           elseif ARGV[6] == '1' and redis.call('HGET', KEYS[1], ARGV[2]) ~= member then
             event = 'update'
             redis.call('HSET', KEYS[1], ARGV[2], member)
@@ -127,7 +128,8 @@ enum RedisPresenceScripts {
         return {events, reaped}
         """
 
-    /// KEYS: m, n, z, rebuilt (a marker). ARGV: after ('' from the first), limit, bytes.
+    /// KEYS: m, n, z, rebuilt (a marker). ARGV: after ('' from the first), limit, bytes,
+    /// '1' for a user's online topic (one member at most: read without an index) else '0'.
     /// Returns {count, user ids, their member documents, their connection counts, 1 when more
     /// follow else 0}: one page, read together, costing its length (and a logarithm), not the
     /// room's. The page stops at `limit` members or once their documents pass `bytes` (the
@@ -139,7 +141,23 @@ enum RedisPresenceScripts {
     /// without a member are dropped as they are met.
     static let page = """
         local count = redis.call('HLEN', KEYS[1])
-        if redis.call('ZCARD', KEYS[3]) ~= count and redis.call('SET', KEYS[4], '1', 'NX', 'PX', 10000) then
+        local users
+        if ARGV[4] == '1' then
+          -- Byte order, as ZRANGEBYLEX (Lua's < follows the server's locale).
+          local function follows(a, b)
+            for i = 1, math.min(#a, #b) do
+              local x, y = string.byte(a, i), string.byte(b, i)
+              if x ~= y then return x > y end
+            end
+            return #a > #b
+          end
+          users = {}
+          for _, user in ipairs(redis.call('HKEYS', KEYS[1])) do
+            if ARGV[1] == '' or follows(user, ARGV[1]) then users[#users + 1] = user end
+          end
+          table.sort(users, function(a, b) return follows(b, a) end)
+        end
+        if users == nil and redis.call('ZCARD', KEYS[3]) ~= count and redis.call('SET', KEYS[4], '1', 'NX', 'PX', 10000) then
           redis.call('DEL', KEYS[3])
           local users = redis.call('HKEYS', KEYS[1])
           for i = 1, #users, 500 do
@@ -155,7 +173,7 @@ enum RedisPresenceScripts {
         if ARGV[1] ~= '' then from = '(' .. ARGV[1] end
         local limit = tonumber(ARGV[2])
         local budget = tonumber(ARGV[3])
-        local users = redis.call('ZRANGEBYLEX', KEYS[3], from, '+', 'LIMIT', 0, limit + 1)
+        if users == nil then users = redis.call('ZRANGEBYLEX', KEYS[3], from, '+', 'LIMIT', 0, limit + 1) end
         local more = 0
         if #users > limit then
           more = 1

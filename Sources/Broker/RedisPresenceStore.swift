@@ -303,7 +303,10 @@ public final class RedisPresenceStore: PresenceStore {
                 bytes(keyPrefix + "m:" + topic.name), bytes(keyPrefix + "n:" + topic.name), bytes(keyPrefix + "z:" + topic.name),
                 bytes(keyPrefix + "zr:" + topic.name),
             ],
-            arguments: [bytes(after ?? ""), bytes(String(limit)), bytes(String(max(1, maxBytes)))])
+            arguments: [
+                bytes(after ?? ""), bytes(String(limit)), bytes(String(max(1, maxBytes))),
+                bytes(topic.name.hasPrefix(PresenceEventData.userTopicPrefix) ? "1" : "0"),
+            ])
         guard case .array(let parts) = reply, parts.count == 5, case .integer(let count) = parts[0],
             case .array(let users) = parts[1], case .array(let documents) = parts[2], case .array(let counts) = parts[3],
             documents.count == users.count, counts.count == users.count, case .integer(let more) = parts[4]

@@ -21,6 +21,43 @@ struct RedisPresencePageTests {
         return listed.count == expected.count ? nil : "\(listed.count) listed, \(expected.count) expected"
     }
 
+    @Test("a user's online topic keeps no index key and still lists its member, after an id before it and not after its own")
+    func onlineTopicWithoutIndex() async throws {
+        try await RedisTest.withServers { servers in
+            let server = servers[0]
+            let store = RedisPresenceStore(
+                urls: [server.url], prefix: Self.prefix, nodeId: "n1", timeout: .seconds(2), ttl: .seconds(30),
+                logger: Logger(label: "chorus.test.presence-online"))
+            store.start()
+            let leased = try await eventually {
+                if case .integer(1) = try await server.command(["ZCARD", Self.prefix + "@presence:leases"]) { return true }
+                return false
+            }
+            try #require(leased)
+            let online = try Topic("presence.user.Bob-1")
+            let room = try Topic("rooms.small")
+            for topic in [online, room] {
+                store.set(
+                    topic: topic, userId: "Bob-1", connections: 1, member: PresenceMember.document(userId: "Bob-1", data: nil),
+                    announceUpdate: false)
+            }
+            #expect(try await store.count(of: online) == 1)
+            #expect(try await server.command(["EXISTS", Self.prefix + "@presence:z:" + online.name]) == .integer(0))
+            #expect(try await server.command(["EXISTS", Self.prefix + "@presence:z:" + room.name]) == .integer(1))
+            // Byte order: "B" (66) sorts before "a" (97) and after "A" (65), whatever the locale.
+            for (after, listed) in [(nil, ["Bob-1"]), ("A", ["Bob-1"]), ("Bob-", ["Bob-1"]), ("Bob-1", []), ("a", [])] as [(String?, [String])] {
+                let page = try await store.members(of: online, after: after, limit: 10, maxBytes: 1 << 20)
+                #expect(page.members.map(\.userId) == listed, "after \(after ?? "nil")")
+                #expect(page.count == 1 && !page.more)
+            }
+            store.set(
+                topic: online, userId: "Bob-1", connections: 0, member: PresenceMember.document(userId: "Bob-1", data: nil),
+                announceUpdate: false)
+            #expect(try await store.members(of: online, after: nil, limit: 10, maxBytes: 1 << 20).members.isEmpty)
+            await store.shutdown()
+        }
+    }
+
     @Test("a room of 2,500 pages in user id order, each member once with the full count; members stored without the index (an earlier version) are listed too, and a leave leaves the pages")
     func pagesThroughTheIndex() async throws {
         try await RedisTest.withServers { servers in
