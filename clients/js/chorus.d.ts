@@ -27,6 +27,8 @@ export interface Message<Data = JSONValue> {
   offset?: number;
   epoch?: string;
   messageId?: string;
+  /** `data`'s JSON text exactly as published (non-enumerable, found on first read): numbers past 2^53 keep their digits here, for a parser of your choice. */
+  readonly rawData: string;
 }
 
 /** A `message` the application addressed to this user (`POST /api/publish` with `userId`): no topic, no position. */
@@ -260,6 +262,8 @@ export const CloseCode: Readonly<{
   unauthorized: 4001; slowConsumer: 4008;
 }>;
 
+/** The exact text of the top-level member `key` of the JSON object `text` (what `Message.rawData` reads), or undefined when it is missing or the text malformed. */
+export function rawMember(text: string, key: string): string | undefined;
 export function topicMatches(pattern: string, topic: string): boolean;
 export function isPattern(topic: string): boolean;
 export function newMessageId(): string;

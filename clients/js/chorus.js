@@ -128,6 +128,60 @@ export function backoffDelay(attempt, { minReconnectDelay, maxReconnectDelay, re
  * registered for it.
  */
 /**
+ * The exact text of the top-level member `key` of the JSON object `text` (the node writes
+ * keys without escapes), or undefined: found by skipping values, not by parsing them.
+ */
+export function rawMember(text, key) {
+  const wanted = JSON.stringify(key);
+  let i = 0;
+  const space = () => { while (i < text.length && " \t\n\r".includes(text[i])) i++; };
+  const skipString = () => {
+    for (i++; i < text.length; i++) {
+      if (text[i] === "\\") i++;
+      else if (text[i] === '"') { i++; return true; }
+    }
+    return false;
+  };
+  const skipValue = () => {
+    if (text[i] === '"') return skipString();
+    if (text[i] === "{" || text[i] === "[") {
+      let depth = 0;
+      while (i < text.length) {
+        const c = text[i];
+        if (c === '"') { if (!skipString()) return false; continue; }
+        if (c === "{" || c === "[") depth++;
+        else if ((c === "}" || c === "]") && --depth === 0) { i++; return true; }
+        i++;
+      }
+      return false;
+    }
+    const start = i;
+    while (i < text.length && !" \t\n\r,}]".includes(text[i])) i++;
+    return i > start;
+  };
+  space();
+  if (text[i] !== "{") return undefined;
+  i++;
+  for (;;) {
+    space();
+    if (text[i] !== '"') return undefined;
+    const keyStart = i;
+    if (!skipString()) return undefined;
+    const isWanted = text.slice(keyStart, i) === wanted;
+    space();
+    if (text[i] !== ":") return undefined;
+    i++;
+    space();
+    const valueStart = i;
+    if (!skipValue()) return undefined;
+    if (isWanted) return text.slice(valueStart, i);
+    space();
+    if (text[i] !== ",") return undefined;
+    i++;
+  }
+}
+
+/**
  * The last `capacity` messages a subscription delivered without a position, by topic and
  * `messageId`. On a topic without history the node cannot tell a repeated `messageId` (a
  * publish sent again after a reconnect, a post retried over HTTP): this drops the second copy.
@@ -675,7 +729,10 @@ export class ChorusClient {
       return;
     }
     switch (message.type) {
-      case "message": return this._deliver(message);
+      case "message":
+        // `data` as published, for numbers past 2^53 that JSON.parse rounds: found on demand.
+        Object.defineProperty(message, "rawData", { get: () => rawMember(text, "data"), enumerable: false });
+        return this._deliver(message);
       case "presence":
         // Above the node's PRESENCE_BATCH_RATE, a second's events come as one batch: the
         // application sees them one by one either way.

@@ -3,7 +3,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import {
-  ChorusClient, ChorusAuthError, ChorusQueueFullError, backoffDelay, topicMatches, isPattern, newMessageId,
+  ChorusClient, ChorusAuthError, ChorusQueueFullError, backoffDelay, topicMatches, isPattern, newMessageId, rawMember,
 } from "../chorus.js";
 
 test("patterns match like the node's: * is one segment, ** one or more", () => {
@@ -33,6 +33,7 @@ class ScriptedSocket {
   close() { this.readyState = 3; }
   open() { this.readyState = 1; this.onopen?.({}); }
   reply(object) { this.onmessage?.({ data: JSON.stringify(object) }); }
+  replyText(text) { this.onmessage?.({ data: text }); }
   drop(code, reason = "") { this.readyState = 3; this.onclose?.({ code, reason }); }
   last(type) { return this.sent.filter((m) => m.type === type).at(-1); }
 }
@@ -645,5 +646,33 @@ test("on a topic without history, a messageId the node delivers again reaches ea
   message("rooms.a", undefined, 4);  // no key: nothing to compare
   assert.deepEqual(exact, [1, 3, 4, 4]);
   assert.deepEqual(pattern, ["rooms.a:1", "rooms.b:2", "rooms.a:3", "rooms.a:4", "rooms.a:4"]);
+  client.disconnect();
+});
+
+test("rawMember finds a member's exact text past strings with escapes and brackets, and refuses malformed text", () => {
+  const text = '{ "type":"message", "topic":"a\\"}{[", "metadata":{"data":[1,{"x":"]"}]}, "data" : 12345678901234567890.5 , "z":null}';
+  assert.equal(rawMember(text, "data"), "12345678901234567890.5");
+  assert.equal(rawMember(text, "metadata"), '{"data":[1,{"x":"]"}]}');
+  assert.equal(rawMember(text, "topic"), '"a\\"}{["');
+  assert.equal(rawMember(text, "z"), "null");
+  assert.equal(rawMember('{"data":{"a":"\\\\"}}', "data"), '{"a":"\\\\"}');
+  for (const bad of ['{"type":"message"}', "[1]", "", "{", '{"data":', '{"data":[1,2', '{"data":"abc', '{"a" 1,"data":2}', '{"a":1 "data":2}', "{}"]) {
+    assert.equal(rawMember(bad, "data"), undefined, bad);
+  }
+});
+
+test("a delivered message keeps data's text in rawData (not enumerable): digits JSON.parse rounds are there", async () => {
+  const client = scripted();
+  const socket = await connectScripted(client);
+  const got = [];
+  const subscription = client.subscribe("rooms.a", (m) => got.push(m));
+  await settle();
+  socket.reply({ type: "subscribed", topic: "rooms.a", id: socket.last("subscribe").id });
+  await subscription.ready;
+  socket.replyText('{"type":"message","topic":"rooms.a","data":{"id":12345678901234567890,"price":0.10},"metadata":{"senderId":"x"}}');
+  assert.equal(got.length, 1);
+  assert.equal(got[0].data.id, 12345678901234567000);
+  assert.equal(got[0].rawData, '{"id":12345678901234567890,"price":0.10}');
+  assert.ok(!Object.keys(got[0]).includes("rawData"));
   client.disconnect();
 });
