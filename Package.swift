@@ -218,7 +218,7 @@ let package = Package(
 // runtime; scripts/fuzz.sh builds with its own scratch path so the normal build stays intact.
 if Context.environment["CHORUS_FUZZ"] == "1" {
     let instrumented: SwiftSetting = .unsafeFlags(["-sanitize=fuzzer,address"])
-    for target in package.targets where ["Broker", "Node"].contains(target.name) {
+    for target in package.targets where ["Broker", "Node", "ChorusSDK"].contains(target.name) {
         target.swiftSettings = (target.swiftSettings ?? []) + [instrumented]
     }
     package.products.append(.executable(name: "chorus-fuzz", targets: ["ChorusFuzz"]))
@@ -227,7 +227,7 @@ if Context.environment["CHORUS_FUZZ"] == "1" {
         .executableTarget(
             name: "ChorusFuzz",
             dependencies: [
-                "Broker", "Node", "ChorusFuzzMain",
+                "Broker", "Node", "ChorusSDK", "ChorusFuzzMain",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],

@@ -230,3 +230,14 @@ write("inflate", "bomb", b"\x01\x00" + deflated(b"\x00" * 200_000, level=9))
 write("inflate", "at-limit", b"\x00\x63" + deflated(b"z" * 100))
 write("inflate", "empty", b"\x00\x10" + deflated(b""))
 write("inflate", "garbage", b"\x00\x10\xff\xff\xff\xff\x00")
+
+# member: a message as the node sends it; the SDK finds its `data` text without parsing.
+for name, text in {
+    "message": '{"type":"message","topic":"chat.a","eventType":"message.sent","data":{"n":12345678901234567890,"s":"\\"}"},"metadata":{"senderId":"x","data":[1]},"timestamp":"2026-12-04T00:00:00.000Z","offset":3,"epoch":"E"}',
+    "spaces": '{ "topic" : "a\\"}{[" , "data" : [ 1 , { "x" : "]" } ] }',
+    "data-first": '{"data":"text","type":"message"}',
+    "literal": '{"data":true}',
+    "user-message": '{"type":"message","eventType":"invite","data":null,"metadata":{"senderId":"server"}}',
+}.items():
+    write("member", name, text)
+write("member", "truncated", b'{"type":"message","data":{"a":[1,2')

@@ -15,7 +15,7 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
 
 /// The targets, by the name `CHORUS_FUZZ_TARGET` gives them (and their corpus directory's).
 enum FuzzTarget: String, CaseIterable {
-    case frames, json, topics, token, envelope, inflate
+    case frames, json, topics, token, envelope, inflate, member
 
     /// Read once, on the first input.
     static let selected: FuzzTarget = {
@@ -36,6 +36,7 @@ enum FuzzTarget: String, CaseIterable {
         case .token: TokenTarget.run(bytes)
         case .envelope: EnvelopeTarget.run(bytes)
         case .inflate: InflateTarget.run(bytes)
+        case .member: MemberTarget.run(bytes)
         }
     }
 }

@@ -44,7 +44,8 @@ final class ConnectionHub: Sendable {
             Self.hand([delivery], to: registries)
         }
         typing = TypingRelay(timeout: typingTimeout, deliverStop: local)
-        presenceBatches = PresenceBatcher(rate: presenceBatchRate, flush: local)
+        // The budget of a presence.get answer: a batch never closes a reading watcher (4008).
+        presenceBatches = PresenceBatcher(rate: presenceBatchRate, maxBatchBytes: maxPendingBytes / 4, flush: local)
     }
 
     /// The registry whose executor is `loop`.

@@ -5,50 +5,84 @@ import Synchronization
 
 /// Keeps a join/leave storm from flooding subscribers: per topic, the first `rate` presence
 /// events of each one-second window reach this node's watchers one by one; further events of
-/// the window wait and go out together at its end as one batch:
-/// `{"type":"presence","topic":..,"event":"batch","events":[{"event":"join","member":{..},"timestamp":..},..],"timestamp":..}`
-/// (the events in the order they happened, each with its own timestamp). While a batch waits, every later event of the
-/// topic joins it, so the order is kept.
+/// the window wait and go out together at its end:
+/// `{"type":"presence","topic":..,"event":"batch","events":[{"event":"join","member":{..},"timestamp":..},..],"timestamp":..}`.
+/// While a batch waits, every later event of the topic joins it, so the order is kept.
+///
+/// A batch holds one event per user: the user's state at the window's end, as seen from before
+/// the window (a `join` then `update`s is one `join` with the last data; a `join` then a `leave`
+/// is nothing; a `leave` then a `join` is an `update`). So what waits, and what a watcher gets,
+/// grows with the users who changed, not with how often one of them did (one user re-joining
+/// in a loop from many connections makes one event a second). Users are listed in the order of
+/// their first event in the window, each with its last event's timestamp. A batch is sent as
+/// several messages of at most `maxBatchBytes` each (one event may exceed it), so a batch never
+/// closes a reading watcher for its pending bytes.
 ///
 /// Runs on the adapter's threads (``ConnectionHub/deliver(_:)``); the table is behind a mutex,
-/// and batches go out from a dispatch queue through the closure given to ``init(rate:flush:)``.
+/// and batches go out from a dispatch queue through the closure given to ``init(rate:maxBatchBytes:flush:)``.
 final class PresenceBatcher: Sendable {
+    /// One user's events in a waiting batch.
+    private struct UserChange {
+        /// Whether the user was absent before the window (its first event was a `join`).
+        var joinedInWindow: Bool
+        /// The last event, with its timestamp set.
+        var last: RawJSON
+        var lastKind: String
+    }
+
     private struct Window {
         var start: ContinuousClock.Instant
         var count: Int
-        var pending: [RawJSON] = []
+        /// Users (or, for an event without one, a unique key) in the order of their first event.
+        var order: [String] = []
+        var changes: [String: UserChange] = [:]
+        var isWaiting: Bool { !order.isEmpty }
     }
 
+    private struct Table {
+        var windows: [Topic: Window] = [:]
+        var pruneAt = PresenceBatcher.minimumPruneAt
+        var unkeyed = 0
+    }
+
+    /// The table is pruned of ended windows once it passes this size, then at twice what was
+    /// left, so pruning stays linear in the events however many windows are recent.
+    static let minimumPruneAt = 10_000
+
     let rate: Int
-    private let windows = Mutex<[Topic: Window]>([:])
+    let maxBatchBytes: Int
+    private let table = Mutex(Table())
     private let queue = DispatchQueue(label: "chorus.presence-batches")
     private let flush: @Sendable (Envelope) -> Void
 
-    init(rate: Int, flush: @escaping @Sendable (Envelope) -> Void) {
+    init(rate: Int, maxBatchBytes: Int, flush: @escaping @Sendable (Envelope) -> Void) {
         precondition(rate > 0, "the presence batch rate must be positive")
         self.rate = rate
+        self.maxBatchBytes = max(1, maxBatchBytes)
         self.flush = flush
     }
 
     /// Whether `envelope` (a presence event) goes out now; false when it waits in a batch.
     func admit(_ envelope: Envelope, now: ContinuousClock.Instant = .now) -> Bool {
         guard let topic = envelope.topic else { return true }
-        let (admitted, schedule) = windows.withLock { windows -> (Bool, Duration?) in
-            var window = windows[topic] ?? Window(start: now, count: 0)
-            if window.pending.isEmpty, now - window.start >= .seconds(1) {
+        let (admitted, schedule) = table.withLock { table -> (Bool, Duration?) in
+            var window = table.windows[topic] ?? Window(start: now, count: 0)
+            if !window.isWaiting, now - window.start >= .seconds(1) {
                 window = Window(start: now, count: 0)
             }
-            if window.pending.isEmpty, window.count < rate {
+            if !window.isWaiting, window.count < rate {
                 window.count += 1
-                windows[topic] = window
-                if windows.count > 10_000 { windows = windows.filter { now - $0.value.start < .seconds(1) || !$0.value.pending.isEmpty } }
+                table.windows[topic] = window
+                if table.windows.count > table.pruneAt {
+                    table.windows = table.windows.filter { now - $0.value.start < .seconds(1) || $0.value.isWaiting }
+                    table.pruneAt = max(Self.minimumPruneAt, 2 * table.windows.count)
+                }
                 return (true, nil)
             }
-            window.pending.append(
-                envelope.data.isObject
-                    ? envelope.data.settingMember("timestamp", to: .string(Timestamp.string(envelope.timestamp))) : envelope.data)
-            windows[topic] = window
-            return (false, window.pending.count == 1 ? max(.zero, .seconds(1) - (now - window.start)) : nil)
+            let first = !window.isWaiting
+            Self.add(envelope, to: &window, unkeyed: &table.unkeyed)
+            table.windows[topic] = window
+            return (false, first ? max(.zero, .seconds(1) - (now - window.start)) : nil)
         }
         if let delay = schedule {
             let origin = envelope.origin
@@ -60,15 +94,64 @@ final class PresenceBatcher: Sendable {
         return admitted
     }
 
-    private func release(_ topic: Topic, origin: String) {
-        let events = windows.withLock { windows -> [RawJSON] in
-            guard var window = windows[topic] else { return [] }
-            let events = window.pending
-            window = Window(start: .now, count: 0)
-            windows[topic] = window
-            return events
+    /// Adds an event to the waiting batch, in place of the same user's earlier one.
+    private static func add(_ envelope: Envelope, to window: inout Window, unkeyed: inout Int) {
+        let event = envelope.data.isObject
+            ? envelope.data.settingMember("timestamp", to: .string(Timestamp.string(envelope.timestamp))) : envelope.data
+        let fields = try? RawJSONObject(parsing: envelope.data.bytes)
+        let kind = fields?["event"]?.stringValue ?? ""
+        let userId = fields?["member"].flatMap { try? RawJSONObject(parsing: $0.bytes) }?["userId"]?.stringValue
+        let key: String
+        if let userId {
+            key = userId
+        } else {
+            // Nothing to coalesce by: kept as it came.
+            unkeyed &+= 1
+            key = "\u{0}\(unkeyed)"
         }
-        guard !events.isEmpty else { return }
+        if var change = window.changes[key] {
+            change.last = event
+            change.lastKind = kind
+            window.changes[key] = change
+        } else {
+            window.order.append(key)
+            window.changes[key] = UserChange(joinedInWindow: kind == "join", last: event, lastKind: kind)
+        }
+    }
+
+    /// The event a watcher needs for `change`: nil when the user came and went within the window.
+    private static func net(_ change: UserChange) -> RawJSON? {
+        let kind: String
+        switch (change.joinedInWindow, change.lastKind) {
+        case (true, "leave"): return nil
+        case (true, "join"), (true, "update"): kind = "join"
+        case (false, "join"): kind = "update"
+        default: return change.last
+        }
+        return change.lastKind == kind ? change.last : change.last.settingMember("event", to: .string(kind))
+    }
+
+    private func release(_ topic: Topic, origin: String) {
+        let events = table.withLock { table -> [RawJSON] in
+            guard let window = table.windows[topic] else { return [] }
+            table.windows[topic] = Window(start: .now, count: 0)
+            return window.order.compactMap { window.changes[$0].flatMap(Self.net) }
+        }
+        var batch: [RawJSON] = []
+        var bytes = 0
+        for event in events {
+            if !batch.isEmpty, bytes + event.bytes.count > maxBatchBytes {
+                send(batch, topic: topic, origin: origin)
+                batch = []
+                bytes = 0
+            }
+            batch.append(event)
+            bytes += event.bytes.count + 1
+        }
+        if !batch.isEmpty { send(batch, topic: topic, origin: origin) }
+    }
+
+    private func send(_ events: [RawJSON], topic: Topic, origin: String) {
         var json = JSONWriter(capacity: 64 + events.reduce(0) { $0 + $1.bytes.count + 1 })
         json.raw("{\"event\":\"batch\",\"events\":[")
         for (index, event) in events.enumerated() {

@@ -1,0 +1,57 @@
+import Broker
+import Foundation
+@testable import Node
+import Testing
+
+@Suite("Presence batches: one event per user, cut to a size", .timeLimit(.minutes(1)))
+struct PresenceBatcherTests {
+    static let topic = try! Topic("rooms.lobby")
+
+    static func event(_ kind: String, _ user: String, pad: Int = 0) -> Envelope {
+        let data = try! RawJSON(validating: Array(#"{"pad":"\#(String(repeating: "x", count: pad))"}"#.utf8))
+        var envelope = Envelope(
+            id: UUID().uuidString, origin: "n", topic: topic,
+            data: PresenceEventData.make(event: kind, member: PresenceMember.document(userId: user, data: data)))
+        envelope.kind = .presence
+        return envelope
+    }
+
+    /// The batches `batcher` sends, as (event, userId) lists, one per message.
+    static func batches(of stream: AsyncStream<Envelope>, count: Int) async throws -> [[String]] {
+        var result: [[String]] = []
+        for await envelope in stream {
+            let object = try #require(try JSONSerialization.jsonObject(with: Data(envelope.data.bytes)) as? [String: Any])
+            #expect(object["event"] as? String == "batch")
+            let events = object["events"] as? [[String: Any]] ?? []
+            result.append(events.map { "\($0["event"] as? String ?? "?") \(($0["member"] as? [String: Any])?["userId"] as? String ?? "?")" })
+            if result.count == count { break }
+        }
+        return result
+    }
+
+    @Test("a batch holds each user's state at the window's end: join+update is a join, join+leave nothing, leave+join an update, and a user repeating an update is one event")
+    func coalesced() async throws {
+        let (stream, continuation) = AsyncStream.makeStream(of: Envelope.self)
+        let batcher = PresenceBatcher(rate: 1, maxBatchBytes: 1 << 20) { continuation.yield($0) }
+        #expect(batcher.admit(Self.event("join", "first")), "within the rate: at once")
+        let waiting: [(String, String)] = [
+            ("join", "bob"), ("update", "bob"), ("join", "carol"), ("leave", "carol"), ("leave", "dave"),
+            ("join", "dave"), ("update", "erin"), ("leave", "frank"),
+        ] + Array(repeating: ("update", "mallory"), count: 500)
+        for (kind, user) in waiting { #expect(!batcher.admit(Self.event(kind, user))) }
+        let batches = try await Self.batches(of: stream, count: 1)
+        #expect(batches == [["join bob", "update dave", "update erin", "leave frank", "update mallory"]])
+    }
+
+    @Test("a batch larger than maxBatchBytes goes out as several messages, every event once and in order")
+    func cut() async throws {
+        let (stream, continuation) = AsyncStream.makeStream(of: Envelope.self)
+        let batcher = PresenceBatcher(rate: 1, maxBatchBytes: 10_000) { continuation.yield($0) }
+        #expect(batcher.admit(Self.event("join", "first")))
+        let users = (0..<30).map { "user-\($0)" }
+        for user in users { #expect(!batcher.admit(Self.event("join", user, pad: 1_000))) }
+        let batches = try await Self.batches(of: stream, count: 4)
+        #expect(batches.flatMap { $0 } == users.map { "join \($0)" })
+        #expect(batches.map(\.count) == [9, 9, 9, 3], "about 1,100 bytes each: nine fit in 10,000")
+    }
+}
