@@ -16,6 +16,12 @@ import Synchronization
 /// published to goes last, and then only its oldest messages. So no client can grow the node
 /// by publishing large messages to many topics.
 ///
+/// **Topics read before any publish.** A read of a topic without a ring answers offset 0 and
+/// an epoch that its first publish will carry, without making a ring: the epoch waits in a
+/// table of at most ``maxFreshTopics`` (the oldest forgotten first; a forgotten one only makes
+/// that topic's first message start another epoch). So reading made-up topic names, which any
+/// user may do, holds a bounded amount of memory.
+///
 /// **Threads.** Every method may be called from any thread; one mutex guards the rings, held
 /// for a dictionary lookup and a ring update (or a copy of at most `size` envelopes for a read).
 /// ``record(_:topic:)`` is called by the adapter in delivery order, which is what makes the
@@ -65,7 +71,20 @@ public final class MemoryHistory: Sendable {
         /// skipped (and compacted away once stale entries outnumber the rings).
         var order: Deque<(topic: Topic, stamp: Int)> = []
         var stamps = 0
+        /// Epochs handed out for topics without a ring, and the order they were handed out in
+        /// (entries no longer in `fresh` are skipped).
+        var fresh: [Topic: Fresh] = [:]
+        var freshOrder: Deque<Topic> = []
     }
+
+    /// An epoch told to a reader of a topic without history, for its first publish.
+    private struct Fresh {
+        let epoch: String
+        let touched: ContinuousClock.Instant
+    }
+
+    /// At most this many epochs of topics read before any publish are remembered.
+    static let maxFreshTopics = 10_000
 
     private let state: Mutex<State>
     private let ttl: Duration
@@ -124,14 +143,19 @@ public final class MemoryHistory: Sendable {
     }
 
     /// The topic's position and the messages `query` asks for. A topic with no history yet
-    /// (or an expired one) starts one at offset 0, so that the epoch a subscriber is told is
-    /// the one its next messages carry.
+    /// (or an expired one) is at offset 0 of the epoch its next messages will carry.
     public func read(_ topic: Topic, _ query: HistoryQuery) -> HistoryPage {
         let now = ContinuousClock.now
         return state.withLock { state in
             if now >= state.nextSweep { Self.sweep(&state, now: now, ttl: ttl) }
-            let ring = take(topic, from: &state, now: now)
-            defer { state.rings[topic] = ring }
+            if let ring = state.rings[topic], now - ring.touched > ttl {
+                Self.forget(ring, in: &state)
+                state.rings[topic] = nil
+            }
+            guard let ring = state.rings[topic] else {
+                let epoch = freshEpoch(for: topic, in: &state, now: now)
+                return HistoryPage(position: HistoryPosition(offset: 0, epoch: epoch), messages: [], oldestHeld: nil)
+            }
             let position = HistoryPosition(offset: ring.offset, epoch: ring.epoch)
             guard let oldest = ring.oldest, query.limit > 0 else {
                 return HistoryPage(position: position, messages: [], oldestHeld: ring.oldest)
@@ -172,19 +196,46 @@ public final class MemoryHistory: Sendable {
         }
     }
 
+    /// Epochs remembered for topics read before any publish (for tests).
+    var freshTopics: Int { state.withLock { $0.fresh.count } }
+
     static func cost(of envelope: Envelope) -> Int {
         envelope.data.bytes.count + (envelope.metadata?.bytes.count ?? 0) + envelope.id.utf8.count
             + (envelope.messageId?.utf8.count ?? 0) + overheadPerMessage
     }
 
-    /// The topic's live ring, or a new one (new epoch) when it has none or it expired.
+    /// The topic's live ring, or a new one when it has none or it expired: with the epoch
+    /// a reader was told, if any.
     private func take(_ topic: Topic, from state: inout State, now: ContinuousClock.Instant) -> Ring {
         if let ring = state.rings.removeValue(forKey: topic) {
             if now - ring.touched <= ttl { return ring }
             Self.forget(ring, in: &state)
         }
+        if let fresh = state.fresh.removeValue(forKey: topic), now - fresh.touched <= ttl {
+            return Ring(epoch: fresh.epoch, touched: now)
+        }
+        return Ring(epoch: newEpoch(&state), touched: now)
+    }
+
+    private func newEpoch(_ state: inout State) -> String {
         state.generation += 1
-        return Ring(epoch: "m\(processEpoch)-\(state.generation)", touched: now)
+        return "m\(processEpoch)-\(state.generation)"
+    }
+
+    /// The epoch the first publish to `topic` (which has no ring) will start, remembered.
+    private func freshEpoch(for topic: Topic, in state: inout State, now: ContinuousClock.Instant) -> String {
+        if let fresh = state.fresh[topic], now - fresh.touched <= ttl { return fresh.epoch }
+        let epoch = newEpoch(&state)
+        if state.fresh.updateValue(Fresh(epoch: epoch, touched: now), forKey: topic) == nil {
+            state.freshOrder.append(topic)
+        }
+        while state.fresh.count > Self.maxFreshTopics, let oldest = state.freshOrder.popFirst() {
+            state.fresh[oldest] = nil
+        }
+        if state.freshOrder.count > 2 * state.fresh.count + 16 {
+            state.freshOrder = Deque(state.freshOrder.filter { state.fresh[$0] != nil })
+        }
+        return epoch
     }
 
     private static func forget(_ ring: Ring, in state: inout State) {
@@ -197,6 +248,7 @@ public final class MemoryHistory: Sendable {
             forget(ring, in: &state)
             state.rings[topic] = nil
         }
+        state.fresh = state.fresh.filter { now - $0.value.touched <= ttl }
         state.nextSweep = now + ttl
     }
 

@@ -35,6 +35,30 @@ struct MemoryHistoryTests {
         #expect(other.position.offset == 0 && other.position.epoch != epoch, "every ring has its own epoch")
     }
 
+    @Test("reading topics never published holds no ring: the first publish carries the epoch the read told, and at most maxFreshTopics epochs are remembered")
+    func readsOfEmptyTopics() throws {
+        let history = MemoryHistory(policy: HistoryPolicy(size: 10))
+        let quiet = try Topic("chat.quiet")
+        let told = history.read(quiet, HistoryQuery(limit: 10)).position
+        #expect(told.offset == 0)
+        #expect(history.read(quiet, HistoryQuery(limit: 10)).position == told, "the same epoch on every read")
+        for n in 0..<(MemoryHistory.maxFreshTopics + 5_000) {
+            _ = history.read(try Topic("made.up\(n)"), HistoryQuery(limit: 10))
+        }
+        let stats = history.stats(backend: "memory")
+        #expect(stats.topics == 0 && stats.bytes == 0)
+        #expect(history.freshTopics == MemoryHistory.maxFreshTopics)
+        // A recent read is remembered: its topic's first message carries the epoch told.
+        let recent = try Topic("made.up\(MemoryHistory.maxFreshTopics + 4_999)")
+        let recentEpoch = history.read(recent, HistoryQuery(limit: 10)).position.epoch
+        var first = Self.message(1, topic: recent.name)
+        #expect(history.record(&first, topic: recent).position == HistoryPosition(offset: 1, epoch: recentEpoch))
+        #expect(history.freshTopics == MemoryHistory.maxFreshTopics - 1, "taken by its ring")
+        // The oldest read is forgotten: its first message starts another epoch (nothing was lost).
+        var late = Self.message(1, topic: quiet.name)
+        #expect(history.record(&late, topic: quiet).position?.epoch != told.epoch)
+    }
+
     @Test("a read with a byte bound keeps the messages that fit from the end asked for, at least one, and says truncated")
     func byteBound() throws {
         let history = MemoryHistory(policy: HistoryPolicy(size: 100))
