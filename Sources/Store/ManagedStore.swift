@@ -37,11 +37,17 @@ final class ManagedStore<Driver: DatabaseDriver>: ChatStore {
                 logger.info("store: shutting down, waiting for the requests in flight")
                 // At most as long as a request may take: one stuck in the database library past
                 // its own deadline does not hold shutdown (the database closes under it).
+                // In a task of its own: a cancelled run (the node failed to start) still waits
+                // for what is in flight, and only an expired deadline is reported as one.
                 let gate = self.gate
+                let timeout = configuration.requestTimeout
+                let closing = Task {
+                    try await RequestDeadline.run(timeout, expired: { StoreError.unavailable("requests still in flight") }) {
+                        await gate.close()
+                    }
+                }
                 do {
-                    try await RequestDeadline.run(configuration.requestTimeout, expired: {
-                        StoreError.unavailable("requests still in flight")
-                    }) { await gate.close() }
+                    try await closing.value
                 } catch {
                     logger.warning("store: requests still in flight after \(configuration.requestTimeout); closing the database under them")
                 }

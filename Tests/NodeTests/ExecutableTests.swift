@@ -167,8 +167,10 @@ struct ExecutableTests {
         #expect(process.output().trimmingCharacters(in: .whitespacesAndNewlines) == ChorusVersion.text)
     }
 
-    @Test("a port another process listens on stops the node with exit 78 and one line naming the port")
-    func busyPort() async throws {
+    @Test(
+        "a port another process listens on stops the node with exit 78 and one line naming the port, and no false warning from the store",
+        arguments: [false, true])
+    func busyPort(withStore: Bool) async throws {
         // Holds a listening socket on a loopback port for the length of the test.
         let holder = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(holder) }
@@ -187,7 +189,8 @@ struct ExecutableTests {
         let process = try await ChildProcess.spawn(
             try Executable.chorus(), [],
             environment: [
-                "JWT_SECRET": TestNode.secret, "HTTP_HOST": "127.0.0.1", "HTTP_PORT": "\(port)", "DATABASE_URL": "none",
+                "JWT_SECRET": TestNode.secret, "HTTP_HOST": "127.0.0.1", "HTTP_PORT": "\(port)",
+                "DATABASE_URL": withStore ? "sqlite:" + (try log().deletingLastPathComponent().appendingPathComponent("busy.sqlite").path) : "none",
             ],
             log: log())
         #expect(await process.wait(timeout: .seconds(20)) == 78)
@@ -197,6 +200,7 @@ struct ExecutableTests {
             last == "chorus: cannot listen on 127.0.0.1:\(port) (HTTP_PORT): address already in use: another process listens there; stop it or choose another port",
             "\(output)")
         #expect(!output.contains("draining"), "a node that never listened has nothing to drain: \(output)")
+        #expect(!output.contains("still in flight"), "no request ever reached the store: \(output)")
     }
 
     @Test("chorus token refuses a secret the node would refuse")

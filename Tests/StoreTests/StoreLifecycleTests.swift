@@ -1,4 +1,6 @@
 import Foundation
+import Logging
+import Synchronization
 import ServiceLifecycle
 import Store
 import Testing
@@ -68,5 +70,41 @@ struct StoreLifecycleTests {
         #expect(StoreError.duplicateUsername.description == "username is already taken")
         #expect(StoreError.invalidCursor.description.hasPrefix("invalid cursor"))
         #expect(StoreError.unavailable("the store has stopped").description == "store unavailable: the store has stopped")
+    }
+}
+
+/// Keeps every message logged through it, for tests that check what a component reported.
+private struct RecordingLogHandler: LogHandler {
+    final class Messages: Sendable {
+        let list = Mutex<[String]>([])
+    }
+
+    let messages = Messages()
+    var metadata: Logger.Metadata = [:]
+    var logLevel: Logger.Level = .trace
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        messages.list.withLock { $0.append("\(event.level) \(event.message)") }
+    }
+}
+
+@Suite("Store lifecycle: cancelled", .timeLimit(.minutes(1)))
+struct StoreCancellationTests {
+    @Test("a store whose run is cancelled after it opened (another service failed to start) closes without claiming requests were in flight")
+    func cancelledAfterOpen() async throws {
+        let recorder = RecordingLogHandler()
+        let store = makeStore(.sqliteMemory, logger: Logger(label: "chorus.test.store-cancel") { _ in recorder })
+        let run = Task { try await store.run() }
+        try await store.ready()
+        run.cancel()
+        try await run.value
+        let messages = recorder.messages.list.withLock { $0 }
+        #expect(messages.contains { $0.contains("closed") }, "\(messages)")
+        #expect(!messages.contains { $0.contains("still in flight") }, "\(messages)")
     }
 }
