@@ -857,15 +857,20 @@ export class ChorusClient {
         if (this._socket === socket && this._state === "connected" && this._topics.get(entry.topic) === entry) this._sendSubscribe(entry);
       }, delay);
     };
-    this._request(request, { onReply: answered }).then((reply) => {
+    // On the reply itself, not in a promise job: the `subscribed` (and `recoveryFailed`) events
+    // come before the page that follows the reply in the same read.
+    const accepted = (reply) => {
       answered();
-      if (this._topics.get(entry.topic) !== entry) return;
+      if (reply.type !== "subscribed" || this._topics.get(entry.topic) !== entry) return;
       entry.active = true;
       entry.retries = 0;
       entry.limitRetries = 0;
       entry.lastReply = reply;
       if (request.replay) entry.replayDone = true;
       this._subscribed(entry, request, reply, resubscribe);
+    };
+    this._request(request, { onReply: accepted }).then((reply) => {
+      if (this._topics.get(entry.topic) !== entry) return;
       for (const w of entry.readyWaiters.splice(0)) w.resolve(reply);
     }, (error) => {
       answered();

@@ -676,3 +676,18 @@ test("a delivered message keeps data's text in rawData (not enumerable): digits 
   assert.ok(!Object.keys(got[0]).includes("rawData"));
   client.disconnect();
 });
+
+test("a replay subscription's subscribed event comes before the page that follows the reply in the same read", async () => {
+  const client = scripted();
+  const socket = await connectScripted(client);
+  const order = [];
+  client.on("subscribed", (e) => order.push(`subscribed ${e.topic}`));
+  const subscription = client.subscribe("rooms.a", (m) => order.push(`message ${m.offset}`), { replay: 2 });
+  await settle();
+  const request = socket.last("subscribe");
+  socket.reply({ type: "subscribed", topic: "rooms.a", offset: 2, epoch: "e1", id: request.id });
+  for (const offset of [1, 2]) socket.reply({ type: "message", topic: "rooms.a", data: {}, offset, epoch: "e1" });
+  await subscription.ready;
+  assert.deepEqual(order, ["subscribed rooms.a", "message 1", "message 2"]);
+  client.disconnect();
+});
