@@ -7,6 +7,8 @@ import Store
 /// user token.
 struct ReadReceiptRoutes {
     let receipts: ReadReceipts
+    /// One listing per user at a time: each costs a probe per conversation of the user.
+    let listings = SingleFlight()
 
     static let defaultPageSize = 20
 
@@ -24,8 +26,15 @@ struct ReadReceiptRoutes {
     private func list(_ request: Request) async throws -> Response {
         let user = try Caller.user(request, node: node)
         let pageRequest = try PageRequest(request, defaultLimit: Self.defaultPageSize)
-        let page = try await pageRequest.read { before, limit in
-            try await receipts.conversations(of: user, before: before, limit: limit)
+        let read = try await listings.run(user.id) {
+            try await pageRequest.read { before, limit in
+                try await receipts.conversations(of: user, before: before, limit: limit)
+            }
+        }
+        guard let page = read else {
+            var error = APIError(429, "a conversation listing of this user is still running: wait for it")
+            error.retryAfter = 1
+            throw error
         }
         var writer = JSONWriter()
         writer.raw("{\"conversations\":[")
