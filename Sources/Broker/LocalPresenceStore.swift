@@ -14,7 +14,7 @@ public final class LocalPresenceStore: PresenceStore {
     }
 
     private struct State {
-        var topics: [Topic: [String: Entry]] = [:]
+        var topics: [Topic: MemberTable<Entry>] = [:]
         var sequence = 0
         /// When each `presence.user.<id>` topic last became empty.
         var lastLeft: [Topic: Date] = [:]
@@ -48,7 +48,7 @@ public final class LocalPresenceStore: PresenceStore {
                 state.topics[topic]![userId] = Entry(connections: connections, member: changed ? member : previous.member)
                 if changed { event = ("update", member) }
             } else {
-                state.topics[topic, default: [:]][userId] = Entry(connections: connections, member: member)
+                state.topics[topic, default: MemberTable()][userId] = Entry(connections: connections, member: member)
                 event = ("join", member)
             }
             guard let (name, document) = event else { return }
@@ -64,10 +64,13 @@ public final class LocalPresenceStore: PresenceStore {
 
     /// In memory, so `maxBytes` is left to the writer of the answer.
     public func members(of topic: Topic, after: String?, limit: Int, maxBytes: Int) async throws -> PresencePage {
-        let all = state.withLock { state in
-            (state.topics[topic] ?? [:]).map { PresenceMember(userId: $0.key, member: $0.value.member, connections: $0.value.connections) }
+        state.withLock { state in
+            let room = state.topics[topic] ?? MemberTable()
+            let page = room.page(after: after, limit: min(max(1, limit), PresencePage.maxMembers))
+            return PresencePage(
+                members: page.members.map { PresenceMember(userId: $0.userId, member: $0.entry.member, connections: $0.entry.connections) },
+                count: room.count, more: page.more)
         }
-        return PresencePage(sorted: all.sorted { $0.userId < $1.userId }, after: after, limit: limit)
     }
 
     public func count(of topic: Topic) async throws -> Int {

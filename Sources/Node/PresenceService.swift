@@ -27,7 +27,7 @@ final class PresenceService: Sendable {
     /// and no member document is kept per connected user. Members are indexed by topic, so
     /// that a topic's members are found without a scan of every topic's.
     private struct Tables {
-        var members: [Topic: [String: Local]] = [:]
+        var members: [Topic: MemberTable<Local>] = [:]
         /// Connections per user in `presence.user.<id>`.
         var users: [String: Int] = [:]
     }
@@ -79,7 +79,7 @@ final class PresenceService: Sendable {
                 member: data == nil ? nil : PresenceMember.document(userId: userId, data: data))
             entry.connections += 1
             if let data { entry.member = PresenceMember.document(userId: userId, data: data) }
-            tables.members[topic, default: [:]][userId] = entry
+            tables.members[topic, default: MemberTable()][userId] = entry
             store.set(
                 topic: topic, userId: userId, connections: entry.connections, member: entry.document(userId: userId),
                 announceUpdate: data != nil)
@@ -118,26 +118,26 @@ final class PresenceService: Sendable {
         }
     }
 
-    /// A page of ``localMembers(of:)``: the answer while the shared store cannot be reached.
+    /// A page of this node's members of `topic` (its own connections only), by user id: the
+    /// answer while the shared store cannot be reached.
     func localPage(of topic: Topic, after: String?) -> PresencePage {
-        PresencePage(sorted: localMembers(of: topic), after: after, limit: PresencePage.maxMembers)
-    }
-
-    /// This node's members of `topic` (its own connections only), by user id.
-    func localMembers(of topic: Topic) -> [PresenceMember] {
         table.withLock { tables in
             let prefix = PresenceEventData.userTopicPrefix
             if topic.name.hasPrefix(prefix) {
                 let userId = String(topic.name.dropFirst(prefix.count))
                 if let connections = tables.users[userId] {
-                    return [PresenceMember(
-                        userId: userId, member: PresenceMember.document(userId: userId, data: nil),
-                        connections: connections)]
+                    let member = PresenceMember(
+                        userId: userId, member: PresenceMember.document(userId: userId, data: nil), connections: connections)
+                    return PresencePage(sorted: [member], after: after, limit: PresencePage.maxMembers)
                 }
             }
-            return (tables.members[topic] ?? [:]).map { userId, entry in
-                PresenceMember(userId: userId, member: entry.document(userId: userId), connections: entry.connections)
-            }.sorted { $0.userId < $1.userId }
+            let room = tables.members[topic] ?? MemberTable()
+            let page = room.page(after: after, limit: PresencePage.maxMembers)
+            return PresencePage(
+                members: page.members.map {
+                    PresenceMember(userId: $0.userId, member: $0.entry.document(userId: $0.userId), connections: $0.entry.connections)
+                },
+                count: room.count, more: page.more)
         }
     }
 
