@@ -27,7 +27,7 @@ export interface Message<Data = JSONValue> {
   offset?: number;
   epoch?: string;
   messageId?: string;
-  /** `data`'s JSON text exactly as published (non-enumerable, found on first read): numbers past 2^53 keep their digits here, for a parser of your choice. */
+  /** `data`'s JSON text exactly as published (non-enumerable, found in the frame's text each time it is read): numbers past 2^53 keep their digits here, for a parser of your choice. */
   readonly rawData: string;
 }
 

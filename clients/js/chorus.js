@@ -730,7 +730,7 @@ export class ChorusClient {
     }
     switch (message.type) {
       case "message":
-        // `data` as published, for numbers past 2^53 that JSON.parse rounds: found on demand.
+        // `data` as published, for numbers past 2^53 that JSON.parse rounds: found when read.
         Object.defineProperty(message, "rawData", { get: () => rawMember(text, "data"), enumerable: false });
         return this._deliver(message);
       case "presence":
@@ -936,7 +936,7 @@ export class ChorusClient {
       // the application should reload (e.g. GET /api/messages) and continue from here.
       const event = { ...info, since: request.since };
       this._emit("recoveryFailed", event);
-      for (const h of entry.handlers) if (h.onRecoveryFailed) h.onRecoveryFailed(event);
+      for (const h of entry.handlers) if (h.onRecoveryFailed) this._call(h.onRecoveryFailed, event);
       if (hasPosition) entry.positions.set(entry.topic, { offset: reply.offset, epoch: reply.epoch });
       return;
     }
@@ -944,7 +944,7 @@ export class ChorusClient {
       // A node without history: whatever was published while away is not replayed.
       const event = { ...info, recovered: false, since: request.since, reason: "no history on this topic" };
       this._emit("recoveryFailed", event);
-      for (const h of entry.handlers) if (h.onRecoveryFailed) h.onRecoveryFailed(event);
+      for (const h of entry.handlers) if (h.onRecoveryFailed) this._call(h.onRecoveryFailed, event);
       return;
     }
     if (hasPosition && !request.since && !entry.positions.has(entry.topic)) {
@@ -961,6 +961,8 @@ export class ChorusClient {
 
   _deliver(message) {
     const topic = message.topic;
+    // Addressed to this user (no topic): no subscription covers it.
+    if (typeof topic !== "string") return this._emit("message", message);
     const positioned = typeof message.offset === "number" && typeof message.epoch === "string";
     const takers = [];
     let covered = false;

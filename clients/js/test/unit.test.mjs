@@ -691,3 +691,19 @@ test("a replay subscription's subscribed event comes before the page that follow
   assert.deepEqual(order, ["subscribed rooms.a", "message 1", "message 2"]);
   client.disconnect();
 });
+
+test("a message addressed to the user reaches the message event also when a pattern subscription exists", async () => {
+  const client = scripted();
+  const socket = await connectScripted(client);
+  const pattern = client.subscribe("chat.*", () => {});
+  await settle();
+  socket.reply({ type: "subscribed", topic: "chat.*", id: socket.last("subscribe").id });
+  await pattern.ready;
+  const got = [];
+  client.on("message", (m) => got.push(m));
+  socket.reply({ type: "message", eventType: "invite", data: { n: 1 }, messageId: "m1", metadata: { senderId: "server" } });
+  assert.equal(got.length, 1);
+  assert.equal(got[0].topic, undefined);
+  assert.deepEqual(got[0].data, { n: 1 });
+  client.disconnect();
+});
