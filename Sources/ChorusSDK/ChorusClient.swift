@@ -174,13 +174,14 @@ public final class ChorusClient: Sendable {
     /// - Throws: the node's refusal as ``ChorusError/server(code:message:details:)`` (403 on a
     ///   topic the token may not publish to), ``ChorusError/queueFull(limit:)``,
     ///   ``ChorusError/timeout``, ``ChorusError/closed``, `CancellationError` (the publish
-    ///   leaves the queue; if it was sent, the node may still deliver it).
+    ///   leaves the queue; if it was sent, the node may still deliver it), `EncodingError` for
+    ///   `data` or `metadata` JSON cannot hold (a NaN or infinite number), before anything is sent.
     @discardableResult
     public func publish(
         _ topic: String, _ data: JSONValue, eventType: String? = nil, metadata: [String: JSONValue]? = nil,
         messageId: String? = nil
     ) async throws -> PublishReceipt {
-        try await publish(topic, json: data.jsonText, eventType: eventType, metadata: metadata, messageId: messageId)
+        try await publish(topic, json: try Self.text(of: data), eventType: eventType, metadata: metadata, messageId: messageId)
     }
 
     /// Publishes any `Encodable` value as `data`, encoded with a default `JSONEncoder` and
@@ -202,7 +203,12 @@ public final class ChorusClient: Sendable {
         var fields: [String: JSONValue] = ["type": "message", "topic": .string(topic), "messageId": .string(messageId)]
         if let eventType { fields["eventType"] = .string(eventType) }
         if let metadata { fields["metadata"] = .object(metadata) }
-        return try await engine.publish(fields, data: data, topic: topic, messageId: messageId)
+        return try await engine.publish(head: try Self.text(of: .object(fields)), data: data, topic: topic, messageId: messageId)
+    }
+
+    /// JSON text of `value`; throws `EncodingError` for what JSON cannot hold (NaN, infinity).
+    private static func text(of value: JSONValue) throws -> String {
+        String(decoding: try JSONEncoder().encode(value), as: UTF8.self)
     }
 
     // MARK: Presence, typing, read receipts

@@ -78,8 +78,8 @@ actor ClientEngine {
 
     /// A publish waiting for a connection or for its acknowledgement.
     private struct QueuedPublish {
-        /// The `message`'s members but `data`.
-        var fields: [String: JSONValue]
+        /// The `message` object's text without `id` and `data`.
+        var head: String
         /// `data` as JSON text, sent as it is (what the app encoded, digits and all).
         var data: String
         var topic: String
@@ -925,7 +925,10 @@ actor ClientEngine {
 
     // MARK: Publishing
 
-    func publish(_ fields: [String: JSONValue], data: String, topic: String, messageId: String) async throws -> PublishReceipt {
+    /// Queues and sends a publish: `head` is the `message` object's text without `id` and
+    /// `data`, `data` the data's JSON text (both encoded by the caller, which reports what
+    /// cannot be encoded).
+    func publish(head: String, data: String, topic: String, messageId: String) async throws -> PublishReceipt {
         if runner == nil, case .disconnected = state { start() }
         if case .failed(let error) = state { throw error }
         guard publishes.count < configuration.offlineQueueLimit else {
@@ -939,7 +942,7 @@ actor ClientEngine {
                     return
                 }
                 publishes[key] = QueuedPublish(
-                    fields: fields, data: data, topic: topic, messageId: messageId, continuation: continuation, requestId: nil)
+                    head: head, data: data, topic: topic, messageId: messageId, continuation: continuation, requestId: nil)
                 if canSend, let connection { sendPublish(key, on: connection) }
             }
         } onCancel: {
@@ -949,15 +952,12 @@ actor ClientEngine {
 
     private func sendPublish(_ key: Int, on connection: WebSocketConnection) {
         guard var publish = publishes[key] else { return }
-        var fields = publish.fields
         let id = newId()
-        fields["id"] = .integer(Int64(id))
         publish.requestId = id
         publishes[key] = publish
         awaited[id] = .publish(key: key, timer: timer(for: id))
-        // The object's text with `data` spliced in as the app encoded it.
-        let text = JSONValue.object(fields).jsonText
-        connection.send("\(text.dropLast()),\"data\":\(publish.data)}")
+        // The request id and `data` (as the app encoded it) spliced into the object's text.
+        connection.send("\(publish.head.dropLast()),\"id\":\(id),\"data\":\(publish.data)}")
         if !configuration.publishAcknowledgements {
             // No `published` reply will come: a `ping` behind it tells a refusal from success.
             let fence = newId()

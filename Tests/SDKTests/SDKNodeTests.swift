@@ -211,6 +211,14 @@ struct SDKNodeTests {
             #expect(first.rawData.contains("12345678901234567890.123456789"))
             #expect(first.rawData.contains("18446744073709551615"))
             #expect(try #require(await messages.next()).data == ["text": "é\u{1F600}", "n": 1.5])
+            // JSON has no NaN: refused before anything is sent, in data and in metadata.
+            await #expect(throws: EncodingError.self) { try await client.publish("chat.prices", ["price": .double(.nan)]) }
+            await #expect(throws: EncodingError.self) {
+                try await client.publish("chat.prices", ["ok": true], metadata: ["price": .double(.infinity)])
+            }
+            try await client.publish("chat.prices", ["after": true])
+            #expect(try #require(await messages.next()).data == ["after": true], "nothing was sent for the refused ones")
+            #expect(await client.queuedPublishes == 0)
             await client.close()
         }
     }
