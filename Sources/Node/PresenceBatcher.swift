@@ -9,12 +9,15 @@ import Synchronization
 /// `{"type":"presence","topic":..,"event":"batch","events":[{"event":"join","member":{..},"timestamp":..},..],"timestamp":..}`.
 /// While a batch waits, every later event of the topic joins it, so the order is kept.
 ///
-/// A batch holds one event per user: the user's state at the window's end, as seen from before
-/// the window (a `join` then `update`s is one `join` with the last data; a `join` then a `leave`
-/// is nothing; a `leave` then a `join` is an `update`). So what waits, and what a watcher gets,
-/// grows with the users who changed, not with how often one of them did (one user re-joining
-/// in a loop from many connections makes one event a second). Users are listed in the order of
-/// their first event in the window, each with its last event's timestamp. A batch is sent as
+/// A batch holds at most two events per user, bringing a watcher to the user's state at the
+/// window's end whether its list is from before the window or from a `presence.get` during it:
+/// `update`s alone are the last `update`; a `join` or a `leave` followed by presence is one
+/// `join` with the last data (a watcher adds or replaces the member); a `leave` at the end is
+/// that `leave`, after a `join` when the user had joined in the window (so a watcher that listed
+/// the user meanwhile drops them). So what waits, and what a watcher gets, grows with the users
+/// who changed, not with how often one of them did (one user re-joining in a loop from many
+/// connections makes one event a second). Users are listed in the order of their first event
+/// in the window, each event with its own timestamp. A batch is sent as
 /// several messages of at most `maxBatchBytes` each (one event may exceed it), so a batch never
 /// closes a reading watcher for its pending bytes.
 ///
@@ -25,6 +28,10 @@ final class PresenceBatcher: Sendable {
     private struct UserChange {
         /// Whether the user was absent before the window (its first event was a `join`).
         var joinedInWindow: Bool
+        /// Whether a `leave` came in the window.
+        var leftInWindow: Bool
+        /// The last event that left the user present (a `join` or an `update`).
+        var lastPresent: RawJSON?
         /// The last event, with its timestamp set.
         var last: RawJSON
         var lastKind: String
@@ -109,33 +116,37 @@ final class PresenceBatcher: Sendable {
             unkeyed &+= 1
             key = "\u{0}\(unkeyed)"
         }
-        if var change = window.changes[key] {
-            change.last = event
-            change.lastKind = kind
-            window.changes[key] = change
-        } else {
-            window.order.append(key)
-            window.changes[key] = UserChange(joinedInWindow: kind == "join", last: event, lastKind: kind)
+        var change = window.changes[key] ?? UserChange(
+            joinedInWindow: kind == "join", leftInWindow: false, lastPresent: nil, last: event, lastKind: kind)
+        if window.changes[key] == nil { window.order.append(key) }
+        change.last = event
+        change.lastKind = kind
+        if kind == "leave" { change.leftInWindow = true } else { change.lastPresent = event }
+        window.changes[key] = change
+    }
+
+    /// The events a watcher needs for `change` (see the type's comment).
+    private static func net(_ change: UserChange) -> [RawJSON] {
+        switch change.lastKind {
+        case "leave":
+            guard change.joinedInWindow, let present = change.lastPresent else { return [change.last] }
+            return [Self.renamed(present, "join"), change.last]
+        case "update" where change.joinedInWindow || change.leftInWindow:
+            return [Self.renamed(change.last, "join")]
+        default:
+            return [change.last]
         }
     }
 
-    /// The event a watcher needs for `change`: nil when the user came and went within the window.
-    private static func net(_ change: UserChange) -> RawJSON? {
-        let kind: String
-        switch (change.joinedInWindow, change.lastKind) {
-        case (true, "leave"): return nil
-        case (true, "join"), (true, "update"): kind = "join"
-        case (false, "join"): kind = "update"
-        default: return change.last
-        }
-        return change.lastKind == kind ? change.last : change.last.settingMember("event", to: .string(kind))
+    private static func renamed(_ event: RawJSON, _ kind: String) -> RawJSON {
+        event.settingMember("event", to: .string(kind))
     }
 
     private func release(_ topic: Topic, origin: String) {
         let events = table.withLock { table -> [RawJSON] in
             guard let window = table.windows[topic] else { return [] }
             table.windows[topic] = Window(start: .now, count: 0)
-            return window.order.compactMap { window.changes[$0].flatMap(Self.net) }
+            return window.order.flatMap { window.changes[$0].map(Self.net) ?? [] }
         }
         var batch: [RawJSON] = []
         var bytes = 0
