@@ -72,15 +72,17 @@ public final class MemoryHistory: Sendable {
         var order: Deque<(topic: Topic, stamp: Int)> = []
         var stamps = 0
         /// Epochs handed out for topics without a ring, and the order they were handed out in
-        /// (entries no longer in `fresh` are skipped).
+        /// (an entry whose stamp is not its topic's any more is stale and skipped, as in `order`).
         var fresh: [Topic: Fresh] = [:]
-        var freshOrder: Deque<Topic> = []
+        var freshOrder: Deque<(topic: Topic, stamp: Int)> = []
     }
 
     /// An epoch told to a reader of a topic without history, for its first publish.
     private struct Fresh {
         let epoch: String
         let touched: ContinuousClock.Instant
+        /// Its place in ``State/freshOrder``.
+        let stamp: Int
     }
 
     /// At most this many epochs of topics read before any publish are remembered.
@@ -226,14 +228,14 @@ public final class MemoryHistory: Sendable {
     private func freshEpoch(for topic: Topic, in state: inout State, now: ContinuousClock.Instant) -> String {
         if let fresh = state.fresh[topic], now - fresh.touched <= ttl { return fresh.epoch }
         let epoch = newEpoch(&state)
-        if state.fresh.updateValue(Fresh(epoch: epoch, touched: now), forKey: topic) == nil {
-            state.freshOrder.append(topic)
-        }
+        state.stamps += 1
+        state.fresh[topic] = Fresh(epoch: epoch, touched: now, stamp: state.stamps)
+        state.freshOrder.append((topic, state.stamps))
         while state.fresh.count > Self.maxFreshTopics, let oldest = state.freshOrder.popFirst() {
-            state.fresh[oldest] = nil
+            if state.fresh[oldest.topic]?.stamp == oldest.stamp { state.fresh[oldest.topic] = nil }
         }
         if state.freshOrder.count > 2 * state.fresh.count + 16 {
-            state.freshOrder = Deque(state.freshOrder.filter { state.fresh[$0] != nil })
+            state.freshOrder = Deque(state.freshOrder.filter { state.fresh[$0.topic]?.stamp == $0.stamp })
         }
         return epoch
     }
