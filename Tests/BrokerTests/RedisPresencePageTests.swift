@@ -21,19 +21,26 @@ struct RedisPresencePageTests {
         return listed.count == expected.count ? nil : "\(listed.count) listed, \(expected.count) expected"
     }
 
+    /// A started store on `server` whose node holds its lease: a set before the lease exists is
+    /// refused and resent later.
+    private static func leasedStore(on server: RedisTestServer) async throws -> RedisPresenceStore {
+        let store = RedisPresenceStore(
+            urls: [server.url], prefix: prefix, nodeId: "n1", timeout: .seconds(2), ttl: .seconds(30),
+            logger: Logger(label: "chorus.test.presence-pages"))
+        store.start()
+        let leased = try await eventually {
+            if case .integer(1) = try await server.command(["ZCARD", prefix + "@presence:leases"]) { return true }
+            return false
+        }
+        try #require(leased)
+        return store
+    }
+
     @Test("a user's online topic keeps no index key and still lists its member, after an id before it and not after its own")
     func onlineTopicWithoutIndex() async throws {
         try await RedisTest.withServers { servers in
             let server = servers[0]
-            let store = RedisPresenceStore(
-                urls: [server.url], prefix: Self.prefix, nodeId: "n1", timeout: .seconds(2), ttl: .seconds(30),
-                logger: Logger(label: "chorus.test.presence-online"))
-            store.start()
-            let leased = try await eventually {
-                if case .integer(1) = try await server.command(["ZCARD", Self.prefix + "@presence:leases"]) { return true }
-                return false
-            }
-            try #require(leased)
+            let store = try await Self.leasedStore(on: server)
             let online = try Topic("presence.user.Bob-1")
             let room = try Topic("rooms.small")
             for topic in [online, room] {
@@ -62,16 +69,7 @@ struct RedisPresencePageTests {
     func pagesThroughTheIndex() async throws {
         try await RedisTest.withServers { servers in
             let server = servers[0]
-            let store = RedisPresenceStore(
-                urls: [server.url], prefix: Self.prefix, nodeId: "n1", timeout: .seconds(2), ttl: .seconds(30),
-                logger: Logger(label: "chorus.test.presence-pages"))
-            store.start()
-            // A set before the node's lease exists is refused and resent later: wait for it.
-            let leased = try await eventually {
-                if case .integer(1) = try await server.command(["ZCARD", Self.prefix + "@presence:leases"]) { return true }
-                return false
-            }
-            try #require(leased)
+            let store = try await Self.leasedStore(on: server)
             let topic = try Topic(Self.room)
             let users = (1...2_500).map { "u" + String(100_000 + $0) }
             for user in users.shuffled() {
