@@ -65,11 +65,9 @@ public final class LocalPresenceStore: PresenceStore {
     /// In memory, so `maxBytes` is left to the writer of the answer.
     public func members(of topic: Topic, after: String?, limit: Int, maxBytes: Int) async throws -> PresencePage {
         state.withLock { state in
-            let room = state.topics[topic] ?? MemberTable()
-            let page = room.page(after: after, limit: min(max(1, limit), PresencePage.maxMembers))
-            return PresencePage(
-                members: page.members.map { PresenceMember(userId: $0.userId, member: $0.entry.member, connections: $0.entry.connections) },
-                count: room.count, more: page.more)
+            PresencePage(state.topics[topic] ?? MemberTable(), after: after, limit: min(max(1, limit), PresencePage.maxMembers)) {
+                PresenceMember(userId: $0, member: $1.member, connections: $1.connections)
+            }
         }
     }
 

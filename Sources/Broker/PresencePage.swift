@@ -26,6 +26,17 @@ public struct PresencePage: Sendable, Equatable {
     }
 }
 
+extension PresencePage {
+    /// The page of `room` after `after`, at most `limit` long, each entry made a member by
+    /// `member`.
+    public init<Entry>(
+        _ room: MemberTable<Entry>, after: String?, limit: Int, member: (String, Entry) -> PresenceMember
+    ) {
+        let page = room.page(after: after, limit: limit)
+        self.init(members: page.members.map { member($0.userId, $0.entry) }, count: room.count, more: page.more)
+    }
+}
+
 extension Array {
     /// The first index whose element satisfies `predicate`, for a predicate that is false up to
     /// some index and true from there on (binary search).

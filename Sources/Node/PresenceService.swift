@@ -131,13 +131,9 @@ final class PresenceService: Sendable {
                     return PresencePage(sorted: [member], after: after, limit: PresencePage.maxMembers)
                 }
             }
-            let room = tables.members[topic] ?? MemberTable()
-            let page = room.page(after: after, limit: PresencePage.maxMembers)
-            return PresencePage(
-                members: page.members.map {
-                    PresenceMember(userId: $0.userId, member: $0.entry.document(userId: $0.userId), connections: $0.entry.connections)
-                },
-                count: room.count, more: page.more)
+            return PresencePage(tables.members[topic] ?? MemberTable(), after: after, limit: PresencePage.maxMembers) {
+                PresenceMember(userId: $0, member: $1.document(userId: $0), connections: $1.connections)
+            }
         }
     }
 
