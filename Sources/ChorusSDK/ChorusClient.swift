@@ -53,7 +53,7 @@ public final class ChorusClient: Sendable {
 
     deinit {
         let engine = self.engine
-        Task { await engine.shutdown() }
+        Task { await engine.shutdown(released: true) }
     }
 
     // MARK: Connection
@@ -67,8 +67,9 @@ public final class ChorusClient: Sendable {
         try await engine.connect()
     }
 
-    /// Closes the connection (close code 1000) and stops reconnecting. Subscriptions finish,
-    /// waiting calls throw ``ChorusError/closed``. ``connect()`` starts again.
+    /// Closes the connection (close code 1000) and stops reconnecting. Subscriptions and
+    /// ``userMessages()`` finish, waiting calls throw ``ChorusError/closed``; ``states()`` and
+    /// ``events()`` carry on (until the client is released). ``connect()`` starts again.
     public func close() async {
         await engine.shutdown()
     }
@@ -85,12 +86,14 @@ public final class ChorusClient: Sendable {
         get async { await engine.currentState() }
     }
 
-    /// The connection's states from now on: the current one first, then every change.
+    /// The connection's states from now on: the current one first, then every change. It
+    /// finishes when the client is released.
     public func states() async -> AsyncStream<ConnectionState> {
         await engine.stateStream()
     }
 
-    /// Recovery, token and subscription events from now on (see ``ClientEvent``).
+    /// Recovery, token and subscription events from now on (see ``ClientEvent``). It finishes
+    /// when the client is released.
     public func events() async -> AsyncStream<ClientEvent> {
         await engine.eventStream()
     }
@@ -99,7 +102,8 @@ public final class ChorusClient: Sendable {
     /// from now on, whatever the client subscribed: they have no topic (``ChorusMessage/topic``
     /// is empty) and no position, and are not recovered after a reconnect. A watcher that
     /// falls ``Configuration/messageBufferLimit`` messages behind is finished, with
-    /// ``ClientEvent/error(_:)`` carrying ``ChorusError/bufferOverflow(limit:)``.
+    /// ``ClientEvent/error(_:)`` carrying ``ChorusError/bufferOverflow(limit:)``; every watcher
+    /// finishes on ``close()``, as subscriptions do.
     public func userMessages() async -> AsyncStream<ChorusMessage> {
         await engine.userMessageStream()
     }

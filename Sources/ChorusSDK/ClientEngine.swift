@@ -267,7 +267,10 @@ actor ClientEngine {
 
     /// Stops the run loop, closes the connection (1000), ends every subscription and fails
     /// every waiting call with ``ChorusError/closed``.
-    func shutdown() {
+    /// Ends the connection and every subscription and ``userMessageStream()`` (``close()``);
+    /// `released` (the client was released) ends the state and event streams as well, which
+    /// otherwise carry on across `close()` and a later `connect()`.
+    func shutdown(released: Bool = false) {
         generation += 1
         runner?.cancel()
         runner = nil
@@ -286,8 +289,19 @@ actor ClientEngine {
         }
         for entry in typing.values { entry.stopTimer?.cancel() }
         typing = [:]
+        finish(&userMessageWatchers)
         setState(.disconnected)
+        if released {
+            finish(&stateWatchers)
+            finish(&eventWatchers)
+        }
         connection?.close(code: 1000)
+    }
+
+    private func finish<Element>(_ watchers: inout [Int: AsyncStream<Element>.Continuation]) {
+        let finished = watchers
+        watchers = [:]
+        for watcher in finished.values { watcher.finish() }
     }
 
     /// Gives up until the app acts (from the run loop): subscribes still waiting for their

@@ -471,6 +471,54 @@ struct SDKNodeTests {
         }
     }
 
+    @Test("close() ends userMessages(); states() and events() carry on into the next connect()")
+    func closeEndsUserMessages() async throws {
+        try await withNodeProcess { node in
+            let client = try ChorusClient(url: Self.url(node), token: node.token("ivan"))
+            let userMessages = await client.userMessages()
+            let watching = Task { for await _ in userMessages {} }
+            var states = await client.states().makeAsyncIterator()
+            #expect(await states.next() == .disconnected)
+            try await client.connect()
+            await client.close()
+            await Self.ended(watching)
+            try await client.connect()
+            var seen: [ConnectionState] = []
+            while let state = await states.next() {
+                seen.append(state)
+                if state == .connected(userId: "ivan"), seen.contains(.disconnected) { break }
+            }
+            #expect(seen.last == .connected(userId: "ivan"), "the states sequence ended at close(): \(seen)")
+            await client.close()
+        }
+    }
+
+    /// Returns once `watcher` (a task iterating a sequence) has ended: when its sequence
+    /// finished, or when the test's time limit cancels it, so a sequence that never finishes
+    /// fails the test instead of hanging the run.
+    private static func ended(_ watcher: Task<Void, Never>) async {
+        await withTaskCancellationHandler { await watcher.value } onCancel: { watcher.cancel() }
+    }
+
+    @Test("releasing the client ends its states(), events() and userMessages() sequences")
+    func releaseEndsStreams() async throws {
+        try await withNodeProcess { node in
+            var watchers: [Task<Void, Never>] = []
+            do {
+                let client = try ChorusClient(url: Self.url(node), token: node.token("ivan"))
+                let states = await client.states()
+                let events = await client.events()
+                let userMessages = await client.userMessages()
+                watchers = [
+                    Task { for await _ in states {} }, Task { for await _ in events {} },
+                    Task { for await _ in userMessages {} },
+                ]
+                try await client.connect()
+            }
+            for watcher in watchers { await Self.ended(watcher) }
+        }
+    }
+
     @Test("releasing the client closes its connection on the node")
     func releaseClosesConnection() async throws {
         try await withNodeProcess { node in
