@@ -227,7 +227,7 @@ actor ConnectionRegistry {
             } else if let userId = delivery.userId {
                 sessionsByUser[userId]?.forEach { ref in written += write(delivery, to: ref.transport) }
             } else if let topic = delivery.topic {
-                if recoveries.isEmpty {
+                if recoveries.isEmpty || !recoveries.involves(topic) {
                     subscriptions.forEachMatch(topic) { ref in written += write(delivery, to: ref.transport) }
                 } else {
                     subscriptions.forEachMatch(topic) { ref in
@@ -291,12 +291,14 @@ actor ConnectionRegistry {
 
     // MARK: Keep-alive and shutdown
 
-    /// Pings every session, closing the ones silent for longer than `timeout`.
+    /// Pings every session, closing the ones silent for longer than `timeout`, and ages the
+    /// recovery watermarks (``RecoveryTable/age()``).
     func sweep(now: NIODeadline, timeout: TimeAmount) {
         let ping = OutboundFrame.ping(allocator: allocator)
         for session in sessions.values {
             session.transport.keepAlive(now: now, timeout: timeout, ping: ping)
         }
+        if !recoveries.isEmpty { recoveries.age() }
     }
 
     /// Drops every connection at once, without waiting for a close handshake (a shutdown that

@@ -141,8 +141,10 @@ struct RecoveryBuffer {
 /// The recoveries on one registry: per session (its transport), per topic, either holding
 /// live deliveries while the history is read, or, once answered, a *watermark*: live messages
 /// at or before the answered position may still be on their way to this loop (the history page
-/// and the live path race), and are dropped until the first one past it arrives.
-/// Empty almost always, which keeps the delivery path at one `isEmpty` check.
+/// and the live path race), and are dropped until the first one past it arrives, or until the
+/// housekeeping sweep after next (``age()``) on a topic that gets no further message.
+/// Empty almost always, and counted per topic, which keeps the delivery path of every other
+/// topic at one check (``involves(_:)``).
 struct RecoveryTable {
     /// Live messages held per recovery before it gives up (`recovered: false`).
     static let limit = 10_000
@@ -155,13 +157,19 @@ struct RecoveryTable {
         /// `recovery` tells this recovery from an earlier one of the same topic, cancelled by
         /// an unsubscribe, whose read may still come back.
         case holding(RecoveryBuffer, recovery: Int)
-        case after(HistoryPosition)
+        /// `aged`: a sweep has seen it already; the next one drops it.
+        case after(HistoryPosition, aged: Bool)
     }
 
     private var table: [ObjectIdentifier: [Topic: Entry]] = [:]
+    /// Entries per topic, so that deliveries of topics without any skip the table.
+    private var entriesPerTopic: [Topic: Int] = [:]
     private var recoveriesBegun = 0
 
     var isEmpty: Bool { table.isEmpty }
+
+    /// Whether some session holds or watermarks `topic` (its deliveries go through ``hold(_:for:topic:)``).
+    func involves(_ topic: Topic) -> Bool { entriesPerTopic[topic] != nil }
 
     /// Starts holding `topic` for `transport` and returns the recovery's number, for
     /// ``finish(_:_:recovery:watermark:)``; nil when a recovery of it is already running.
@@ -169,6 +177,7 @@ struct RecoveryTable {
         let key = ObjectIdentifier(transport)
         if case .holding? = table[key]?[topic] { return nil }
         recoveriesBegun += 1
+        if table[key]?[topic] == nil { entriesPerTopic[topic, default: 0] += 1 }
         table[key, default: [:]][topic] = .holding(RecoveryBuffer(), recovery: recoveriesBegun)
         return recoveriesBegun
     }
@@ -184,7 +193,7 @@ struct RecoveryTable {
             buffer.hold(delivery, limit: Self.limit, byteLimit: byteLimit)
             table[key]![topic] = .holding(buffer, recovery: recovery)
             return true
-        case .after(let position)?:
+        case .after(let position, _)?:
             if let offset = delivery.offset, delivery.epoch == position.epoch, offset <= position.offset { return true }
             remove(key, topic)
             return false
@@ -202,7 +211,7 @@ struct RecoveryTable {
         // At offset 0 (nothing ever published) no live message can fall at or before the
         // position, so there is nothing to drop: an idle subscriber keeps no watermark.
         if let position = watermark(buffer), position.offset > 0 {
-            table[key]![topic] = .after(position)
+            table[key]![topic] = .after(position, aged: false)
         } else {
             remove(key, topic)
         }
@@ -215,12 +224,34 @@ struct RecoveryTable {
     }
 
     mutating func forget(_ transport: WebSocketTransport) {
-        table[ObjectIdentifier(transport)] = nil
+        guard let topics = table.removeValue(forKey: ObjectIdentifier(transport)) else { return }
+        for topic in topics.keys { uncount(topic) }
+    }
+
+    /// Called by each housekeeping sweep (every `WEBSOCKET_PING_INTERVAL`): drops the
+    /// watermarks the previous sweep saw, so that one lives one to two intervals at most on a
+    /// topic that gets no further message. A live message still on its way after that (a loop
+    /// tens of seconds behind) is written once more; clients drop it by its offset.
+    mutating func age() {
+        for (key, topics) in table {
+            for case let (topic, .after(position, aged)) in topics {
+                if aged {
+                    remove(key, topic)
+                } else {
+                    table[key]![topic] = .after(position, aged: true)
+                }
+            }
+        }
     }
 
     private mutating func remove(_ key: ObjectIdentifier, _ topic: Topic) {
-        table[key]?[topic] = nil
-        if table[key]?.isEmpty == true { table[key] = nil }
+        guard table[key]?.removeValue(forKey: topic) != nil else { return }
+        if table[key]!.isEmpty { table[key] = nil }
+        uncount(topic)
+    }
+
+    private mutating func uncount(_ topic: Topic) {
+        if entriesPerTopic[topic]! > 1 { entriesPerTopic[topic]! -= 1 } else { entriesPerTopic[topic] = nil }
     }
 }
 

@@ -126,4 +126,43 @@ struct HistoryRecoveryPlanTests {
         #expect(dropped && !later, "at or before the watermark dropped; past it written, and the watermark gone")
         #expect(table.isEmpty)
     }
+
+    @Test("a watermark on a topic that gets no further message is gone after the second sweep; a running recovery and other topics are untouched")
+    func watermarkAgesOut() throws {
+        let counters = NodeCounters()
+        let quiet = WebSocketTransport(maxMessageSize: 1 << 20, maxMessagesPerSecond: 100, counters: counters)
+        let recovering = WebSocketTransport(maxMessageSize: 1 << 20, maxMessagesPerSecond: 100, counters: counters)
+        let (topic, other) = (try Topic("t"), try Topic("u"))
+        var table = RecoveryTable()
+        let began = table.begin(quiet, topic) ?? 0
+        _ = table.finish(quiet, topic, recovery: began) { _ in HistoryPosition(offset: 5, epoch: "e") }
+        let running = table.begin(recovering, topic) ?? 0
+        #expect(began > 0 && running > 0)
+        #expect(table.involves(topic) && !table.involves(other), "deliveries of other topics skip the table")
+
+        let frame = OutboundFrame.text(Array("m".utf8), allocator: ByteBufferAllocator())
+        let old = Delivery(topic: topic, frame: frame, offset: 5, epoch: "e", arrivedAt: .now())
+        table.age()
+        let droppedAfterOne = table.hold(old, for: quiet, topic: topic)
+        #expect(droppedAfterOne, "after one sweep the watermark still drops what it covers")
+        table.age()
+        let droppedAfterTwo = table.hold(old, for: quiet, topic: topic)
+        #expect(!droppedAfterTwo, "after the second it is gone")
+        let held = table.hold(old, for: recovering, topic: topic)
+        #expect(held, "a running recovery still holds")
+        let finished = table.finish(recovering, topic, recovery: running) { _ in nil }
+        #expect(finished != nil)
+        #expect(table.isEmpty && !table.involves(topic))
+    }
+
+    @Test("forgetting a session uncounts every topic it held")
+    func forgetUncounts() throws {
+        let transport = WebSocketTransport(maxMessageSize: 1 << 20, maxMessagesPerSecond: 100, counters: NodeCounters())
+        let topics = [try Topic("a"), try Topic("b")]
+        var table = RecoveryTable()
+        for topic in topics { _ = table.begin(transport, topic) }
+        #expect(topics.allSatisfy(table.involves))
+        table.forget(transport)
+        #expect(table.isEmpty && !topics.contains(where: table.involves))
+    }
 }
