@@ -1,3 +1,4 @@
+import Glibc
 import NIOCore
 
 /// The RFC 6455 side of one upgraded connection: frames, control frames, the close handshake,
@@ -73,9 +74,18 @@ final class WebSocketTransport: ChannelDuplexHandler {
     private var repliesPending = false
     /// A `read` the channel asked for while it was not writable, passed on once it is.
     private var readHeld = false
+    /// Writes past NIO (``DirectSocketWriter``); nil where the channel has no socket to give.
+    private var direct: DirectSocketWriter?
+    /// NIO may still hold bytes of this connection (the upgrade's answer, or what the socket
+    /// did not take): writes go through NIO until it has sent them all.
+    private var nioHoldsBytes = true
+    /// Bytes written through NIO since its last flush.
+    private var nioUnflushed = false
 
     /// How long a closing connection may take to answer the close frame.
     static let closeTimeout = TimeAmount.seconds(5)
+    /// Temporary A/B switch for the direct write path (`CHORUS_DIRECT_WRITES=0` turns it off).
+    static let directWrites = getenv("CHORUS_DIRECT_WRITES").map { String(cString: $0) } != "0"
 
     /// - Parameter deflate: what the client agreed to in the upgrade and the node's compressor;
     ///   nil without permessage-deflate.
@@ -99,6 +109,11 @@ final class WebSocketTransport: ChannelDuplexHandler {
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         writable = context.channel.isWritable
+        if Self.directWrites, let socket = try? context.pipeline.syncOperations.withUnsafeTransportIfAvailable(
+            of: NIOBSDSocket.Handle.self, { $0 })
+        {
+            direct = DirectSocketWriter(socket: socket)
+        }
         if deflate != nil { counters.compressingConnections.add(1, ordering: .relaxed) }
         delegate?.transportDidOpen(self)
     }
@@ -151,7 +166,7 @@ final class WebSocketTransport: ChannelDuplexHandler {
         reading = false
         if repliesPending {
             repliesPending = false
-            context.flush()
+            flushOut()
         }
         context.fireChannelReadComplete()
     }
@@ -221,6 +236,7 @@ final class WebSocketTransport: ChannelDuplexHandler {
         }
         isClosing = true
         delegate?.transport(self, willCloseWith: code, reason: "the client closed")
+        flushOut()  // the replies of this read go before the close frame
         let channel = context.channel
         let frame = OutboundFrame.close(code: code, reason: "", allocator: channel.allocator)
         context.writeAndFlush(wrapOutboundOut(frame.bytes)).whenComplete { _ in channel.close(promise: nil) }
@@ -276,14 +292,49 @@ final class WebSocketTransport: ChannelDuplexHandler {
             return false
         }
         let chosen = deflate != nil ? compressed ?? frame : frame
-        context?.write(wrapOutboundOut(chosen.bytes), promise: nil)
+        queue(chosen.bytes)
         return true
     }
 
     /// Flushes the deliveries written since the last flush (the registry's, once per drain).
     func flush() {
         needsFlush = false
-        context?.flush()
+        flushOut()
+    }
+
+    /// Stages `bytes` for the socket when nothing of this connection waits in NIO, and
+    /// writes them through NIO otherwise; ``flushOut()`` sends them.
+    private func queue(_ bytes: ByteBuffer) {
+        if direct != nil, !nioHoldsBytes || bufferedBytes == 0 {
+            nioHoldsBytes = false
+            direct!.stage(bytes)
+        } else {
+            nioUnflushed = true
+            context?.write(wrapOutboundOut(bytes), promise: nil)
+        }
+    }
+
+    /// Sends what ``queue(_:)`` staged, handing NIO what the socket did not take, and flushes
+    /// NIO if it was written to.
+    private func flushOut() {
+        guard let context else { return }
+        if direct?.isEmpty == false {
+            guard context.channel.isActive else {
+                // Closed (NIO closes the socket before it says so): nothing more can be sent.
+                direct = nil
+                return
+            }
+            let rest = direct!.flush()
+            if !rest.isEmpty {
+                nioHoldsBytes = true
+                nioUnflushed = true
+                for bytes in rest { context.write(wrapOutboundOut(bytes), promise: nil) }
+            }
+        }
+        if nioUnflushed {
+            nioUnflushed = false
+            context.flush()
+        }
     }
 
     /// Queues a text message of the protocol above (a reply to the client's own message, or a
@@ -298,13 +349,13 @@ final class WebSocketTransport: ChannelDuplexHandler {
     }
 
     private func send(_ frame: OutboundFrame) {
-        guard let context, !isClosing else { return }
+        guard context != nil, !isClosing else { return }
         guard writable else { return closeSlowConsumer() }
-        context.write(wrapOutboundOut(frame.bytes), promise: nil)
+        queue(frame.bytes)
         if reading {
             repliesPending = true
         } else {
-            context.flush()
+            flushOut()
         }
     }
 
@@ -352,6 +403,7 @@ final class WebSocketTransport: ChannelDuplexHandler {
         guard !isClosing, let context else { return }
         isClosing = true
         delegate?.transport(self, willCloseWith: code.rawValue, reason: reason)
+        flushOut()  // what was staged goes before the close frame
         let channel = context.channel
         let frame = OutboundFrame.close(code, reason: reason, allocator: channel.allocator)
         let written = context.writeAndFlush(wrapOutboundOut(frame.bytes))

@@ -265,6 +265,46 @@ struct LifecycleTests {
         }
     }
 
+    @Test("a subscriber that pauses reading, short of the pending limit, gets every message intact and in order, before and after its socket filled")
+    func pausedReaderCatchesUp() async throws {
+        try await withNode([
+            "WEBSOCKET_MAX_PENDING_BYTES": "16777216", "WEBSOCKET_MAX_MESSAGES_PER_SECOND": "100000",
+            "WEBSOCKET_MAX_MESSAGE_SIZE": "200000",
+        ]) { node in
+            // The node writes to the socket directly until it is full, then queues in NIO, then
+            // writes directly again once NIO has sent everything: the order must hold across both.
+            let paused = try await node.connect(as: "paused", receiveBufferSize: 16384)
+            _ = try await paused.request(["type": "subscribe", "topic": "feed"])
+            paused.pauseReading()
+            let publisher = try await node.connect(as: "pub")
+            let padding = String(repeating: "y", count: 20_000)
+            func publish(_ indices: Range<Int>) async throws {
+                for index in indices {
+                    _ = try await publisher.request(
+                        ["type": "message", "topic": "feed", "id": index + 1, "data": ["pad": padding, "i": index]])
+                }
+            }
+            try await publish(0..<400)  // 8 MB: past what the kernel's socket buffers take (4 MiB at most here), within the limit
+            paused.resumeReading()
+            try await publish(400..<410)
+            for index in 0..<410 {
+                let text = try await paused.nextText()
+                guard text.contains(#""i":\#(index)}"#) || text.contains(#""i":\#(index),"#), text.contains(padding) else {
+                    Issue.record("message \(index) missing, damaged or out of order: \(text.prefix(120))")
+                    return
+                }
+            }
+            // Caught up: later messages go straight to the socket again.
+            try await publish(410..<420)
+            for index in 410..<420 {
+                let text = try await paused.nextText()
+                #expect(text.contains(#""i":\#(index)}"#) || text.contains(#""i":\#(index),"#), "message \(index)")
+            }
+            let stats = try await HTTP.get("\(node.baseURL)/stats").json()
+            #expect((stats["connections"] as? [String: Any])?["closedSlowConsumer"] as? Int == 0)
+        }
+    }
+
     @Test("a subscriber that stops reading is closed with 4008 while the others get everything")
     func slowConsumer() async throws {
         try await withNode([
