@@ -89,3 +89,35 @@ public struct RawJSON: Sendable, Hashable, CustomStringConvertible {
         return RawJSON(unchecked: result)
     }
 }
+
+extension RawJSON {
+    /// How deep arrays and objects nest in the value, counting the outermost (`1` for `{}`,
+    /// `0` for a scalar): what ``JSONParser/maxDepth`` bounds once the value sits inside others.
+    public var nestingDepth: Int {
+        var depth = 0
+        var deepest = 0
+        var inString = false
+        var escaped = false
+        for byte in bytes {
+            if inString {
+                if escaped {
+                    escaped = false
+                } else if byte == UInt8(ascii: "\\") {
+                    escaped = true
+                } else if byte == UInt8(ascii: "\"") {
+                    inString = false
+                }
+                continue
+            }
+            switch byte {
+            case UInt8(ascii: "\""): inString = true
+            case UInt8(ascii: "{"), UInt8(ascii: "["):
+                depth += 1
+                deepest = max(deepest, depth)
+            case UInt8(ascii: "}"), UInt8(ascii: "]"): depth -= 1
+            default: break
+            }
+        }
+        return deepest
+    }
+}

@@ -13,11 +13,17 @@ struct ReadReceipts: Sendable {
 
     var events: MessageEvents { MessageEvents(node: node) }
 
-    /// Throws ``APIError`` 404 (no such message) or 403 (not the caller's to read), and
+    /// Throws ``APIError`` 404 (no such message) or 403 (not the caller's to read, or a direct
+    /// message between two other users), and
     /// ``StoreError`` from the store.
     func markRead(messageId: String, by user: AuthenticatedUser) async throws -> ReadRecord {
         guard let message = try await store.message(id: messageId) else { throw APIError(404, "no message '\(messageId)'") }
         if let denial = MessageAccess.readDenial(message, by: user) { throw denial }
+        // A token granted others' private topics (a support agent) may read a direct message,
+        // but a read position there would make it a member of someone else's conversation.
+        if message.topic == nil, message.authorId != user.id, message.recipientId != user.id {
+            throw APIError(403, "only the two users of a direct conversation mark its messages read")
+        }
         // Deleted in the meantime: as unknown as if it had gone before.
         guard let record = try await store.markRead(messageId: messageId, by: user.id) else {
             throw APIError(404, "no message '\(messageId)'")

@@ -95,8 +95,11 @@ final class ManagedStore<Driver: DatabaseDriver>: ChatStore {
         return stored
     }
 
+    // Message ids are UUIDs, stored lowercase (``MessageRepository``): a client's own id in
+    // uppercase (Swift's `UUID().uuidString`) finds its message too.
+
     func message(id: String) async throws -> StoredMessage? {
-        try await using("reading a message") { try await $0.message(id: id) }
+        try await using("reading a message") { try await $0.message(id: id.lowercased()) }
     }
 
     func messages(in scope: MessageScope, before cursor: String?, limit: Int) async throws -> MessagePage {
@@ -105,17 +108,17 @@ final class ManagedStore<Driver: DatabaseDriver>: ChatStore {
     }
 
     func updateMessage(id: String, content: String, metadata: String?) async throws -> StoredMessage? {
-        try await using("updating a message") { try await $0.updateMessage(id: id, content: content, metadata: metadata) }
+        try await using("updating a message") { try await $0.updateMessage(id: id.lowercased(), content: content, metadata: metadata) }
     }
 
     func deleteMessage(id: String) async throws -> Bool {
-        try await using("deleting a message") { try await $0.deleteMessage(id: id) }
+        try await using("deleting a message") { try await $0.deleteMessage(id: id.lowercased()) }
     }
 
     // MARK: - ReadReceiptRepository
 
     func markRead(messageId: String, by userId: String) async throws -> ReadRecord? {
-        try await using("recording a read") { try await $0.markRead(messageId: messageId, by: userId) }
+        try await using("recording a read") { try await $0.markRead(messageId: messageId.lowercased(), by: userId) }
     }
 
     func conversations(of userId: String, before cursor: String?, limit: Int) async throws -> ConversationPage {

@@ -160,6 +160,67 @@ struct MessageAPITests {
             let read = try await HTTP.get("\(node.baseURL)/api/messages/\(id)", headers: ["Authorization": "Bearer \(agent)"])
             #expect(read.status == 200)
             #expect(try read.json()["content"] as? String == "hi")
+            // ... but does not mark it read: that would make it a member of their conversation.
+            let marked = try await HTTP.post("\(node.baseURL)/api/messages/\(id)/read", json: [:], headers: ["Authorization": "Bearer \(agent)"])
+            #expect(marked.status == 403)
+            let listing = try await HTTP.get("\(node.baseURL)/api/conversations", headers: ["Authorization": "Bearer \(agent)"]).json()
+            #expect((listing["conversations"] as? [Any])?.isEmpty == true, "\(listing)")
+        }
+    }
+
+    @Test("content with U+0000 is refused with 400 naming it (the store cannot keep it), on post and edit")
+    func nulRefused() async throws {
+        try await withNode { node in
+            let alice = try await register(node, "alice")
+            let posted = try await HTTP.post(
+                "\(node.baseURL)/api/messages", json: ["topic": "rooms.nul", "content": "abc\u{0}def"], headers: headers(alice))
+            #expect(posted.status == 400)
+            #expect((try posted.json()["details"] as? [String: Any])?["field"] as? String == "content")
+            let kept = try await HTTP.post(
+                "\(node.baseURL)/api/messages", json: ["topic": "rooms.nul", "content": "abc"], headers: headers(alice))
+            let id = try #require(try kept.json()["id"] as? String)
+            let edited = try await HTTP.request(
+                "PATCH", "\(node.baseURL)/api/messages/\(id)", json: ["content": "x\u{0}"], headers: headers(alice))
+            #expect(edited.status == 400)
+            #expect(try await HTTP.get("\(node.baseURL)/api/messages/\(id)", headers: headers(alice)).json()["content"] as? String == "abc")
+        }
+    }
+
+    @Test("a message posted under the client's own id in uppercase is found by that id: read, edit, mark read, delete")
+    func uppercaseIdFound() async throws {
+        try await withNode { node in
+            let alice = try await register(node, "alice")
+            let id = UUID().uuidString  // uppercase, as Swift writes it
+            let posted = try await HTTP.post(
+                "\(node.baseURL)/api/messages", json: ["id": id, "topic": "rooms.case", "content": "upper"], headers: headers(alice))
+            #expect(posted.status == 201)
+            #expect(try await HTTP.get("\(node.baseURL)/api/messages/\(id)", headers: headers(alice)).status == 200)
+            let edited = try await HTTP.request(
+                "PATCH", "\(node.baseURL)/api/messages/\(id)", json: ["content": "still upper"], headers: headers(alice))
+            #expect(edited.status == 200)
+            #expect(try await HTTP.post("\(node.baseURL)/api/messages/\(id)/read", json: [:], headers: headers(alice)).status == 200)
+            #expect(try await HTTP.request("DELETE", "\(node.baseURL)/api/messages/\(id)", headers: headers(alice)).status == 204)
+        }
+    }
+
+    @Test("metadata nested 126 levels is posted and announced; 127, whose event every node would refuse, is 400")
+    func metadataDepth() async throws {
+        try await withNode { node in
+            let alice = try await register(node, "alice")
+            let listener = try await node.connect()
+            _ = try await listener.request(["type": "auth", "token": alice.token])
+            _ = try await listener.request(["type": "subscribe", "topic": "rooms.deep"])
+            func body(_ depth: Int) -> Data {
+                let metadata = String(repeating: #"{"a":"#, count: depth) + "1" + String(repeating: "}", count: depth)
+                return Data(#"{"topic":"rooms.deep","content":"deep \#(depth)","metadata":\#(metadata)}"#.utf8)
+            }
+            let tooDeep = try await HTTP.post("\(node.baseURL)/api/messages", body: body(127), headers: headers(alice))
+            #expect(tooDeep.status == 400)
+            #expect((try tooDeep.json()["details"] as? [String: Any])?["field"] as? String == "metadata")
+            let deepest = try await HTTP.post("\(node.baseURL)/api/messages", body: body(126), headers: headers(alice))
+            #expect(deepest.status == 201)
+            let event = try await listener.next(type: "message")
+            #expect((event["data"] as? [String: Any])?["content"] as? String == "deep 126")
         }
     }
 

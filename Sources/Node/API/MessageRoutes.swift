@@ -25,6 +25,9 @@ struct MessageRoutes {
     /// Largest `metadata`, in bytes of JSON: with ``maxContent`` it bounds a stored message,
     /// and so a page of them.
     static let maxMetadataBytes = 16 << 10
+    /// Deepest `metadata`: its events carry it two levels down (`data.metadata` of the frame,
+    /// and of the envelope on Redis), where every node reads at most ``JSONParser/maxDepth``.
+    static let maxMetadataDepth = JSONParser.maxDepth - 2
     static let defaultPageSize = 50
 
     func register(on router: Router<NodeRequestContext>) {
@@ -195,14 +198,21 @@ struct MessageRoutes {
         guard !content.isEmpty, content.unicodeScalars.count <= maxContent else {
             throw APIError.invalid("content", "'content' must be 1 to \(maxContent) characters (Unicode scalars)")
         }
+        // PostgreSQL's text cannot hold it, and SQLite's would read back cut short there.
+        guard !content.unicodeScalars.contains("\u{0}") else {
+            throw APIError.invalid("content", "'content' may not contain U+0000 (NUL)")
+        }
         return content
     }
 
     private static func metadata(_ body: RequestBody) throws(APIError) -> String? {
-        let metadata = try body.optionalObjectText("metadata")
-        if let metadata, metadata.utf8.count > maxMetadataBytes {
+        guard let metadata = try body.optionalObject("metadata") else { return nil }
+        if metadata.bytes.count > maxMetadataBytes {
             throw APIError.invalid("metadata", "'metadata' must be at most \(maxMetadataBytes) bytes of JSON")
         }
-        return metadata
+        if metadata.nestingDepth > maxMetadataDepth {
+            throw APIError.invalid("metadata", "'metadata' may nest at most \(maxMetadataDepth) levels of objects and arrays")
+        }
+        return metadata.description
     }
 }

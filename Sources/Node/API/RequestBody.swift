@@ -35,10 +35,10 @@ struct RequestBody {
         return text
     }
 
-    /// An optional object field, as its JSON text exactly as the caller wrote it.
-    func optionalObjectText(_ field: String) throws(APIError) -> String? {
+    /// An optional object field, exactly as the caller wrote it (`description`: its text).
+    func optionalObject(_ field: String) throws(APIError) -> RawJSON? {
         guard let value = members[field], !value.isNull else { return nil }
         guard value.isObject else { throw .invalid(field, "'\(field)' must be an object") }
-        return value.description
+        return value
     }
 }
