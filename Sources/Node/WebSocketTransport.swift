@@ -1,4 +1,3 @@
-import Glibc
 import NIOCore
 
 /// The RFC 6455 side of one upgraded connection: frames, control frames, the close handshake,
@@ -7,7 +6,9 @@ import NIOCore
 ///
 /// The transport is the only handler of an upgraded channel: it reads frames from the socket's
 /// bytes itself (``WebSocketFrameReader``) and writes pre-encoded ``OutboundFrame`` bytes, so
-/// there is no frame decoder, aggregator or encoder in the pipeline. Everything here runs on
+/// there is no frame decoder, aggregator or encoder in the pipeline. It writes them to the
+/// socket itself too (``DirectSocketWriter``: one `send`/`sendmsg` per flush), and hands NIO
+/// only what the socket does not take, using NIO's writes until NIO has sent it all. Everything here runs on
 /// the channel's event loop, which is also the executor of the connection's
 /// ``ConnectionRegistry``, so the registry writes deliveries to it synchronously.
 ///
@@ -84,8 +85,6 @@ final class WebSocketTransport: ChannelDuplexHandler {
 
     /// How long a closing connection may take to answer the close frame.
     static let closeTimeout = TimeAmount.seconds(5)
-    /// Temporary A/B switch for the direct write path (`CHORUS_DIRECT_WRITES=0` turns it off).
-    static let directWrites = getenv("CHORUS_DIRECT_WRITES").map { String(cString: $0) } != "0"
 
     /// - Parameter deflate: what the client agreed to in the upgrade and the node's compressor;
     ///   nil without permessage-deflate.
@@ -109,7 +108,7 @@ final class WebSocketTransport: ChannelDuplexHandler {
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         writable = context.channel.isWritable
-        if Self.directWrites, let socket = try? context.pipeline.syncOperations.withUnsafeTransportIfAvailable(
+        if let socket = try? context.pipeline.syncOperations.withUnsafeTransportIfAvailable(
             of: NIOBSDSocket.Handle.self, { $0 })
         {
             direct = DirectSocketWriter(socket: socket)
@@ -282,9 +281,9 @@ final class WebSocketTransport: ChannelDuplexHandler {
     /// connection does not take deliveries now. Closes the connection as a slow consumer when
     /// its unsent bytes are over the limit.
     ///
-    /// The hot path of every delivery: one flag, the cached writability, and a write from the
-    /// transport's context, the next to the pipeline's head (no channel lookup, no reference
-    /// counting of the channel).
+    /// The hot path of every delivery: one flag, the cached writability, and the frame staged
+    /// for ``flush()``'s one system call (``DirectSocketWriter``), or written through NIO while
+    /// NIO still holds bytes of this connection.
     func write(_ frame: OutboundFrame, compressed: OutboundFrame? = nil) -> Bool {
         guard takesDeliveries else { return false }
         guard writable else {
