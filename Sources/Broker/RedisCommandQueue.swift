@@ -10,6 +10,10 @@ import Synchronization
 /// handler run on that queue, or by awaiting it. The connection is opened
 /// on first use and dropped after any error, so the next command reconnects and the queue
 /// follows Redis through outages. Every round trip, connect included, is bounded by `timeout`.
+/// Commands queued while a round trip failed (a hung or unreachable server) fail at their turn
+/// without being sent, so a caller behind many commands to a hung server waits for the one in
+/// progress, not one `timeout` per command ahead of it; a long queue to a server that answers
+/// is never cut short.
 ///
 /// **Sentinel.** Made with a ``RedisSentinelDiscovery``, every (re)connect looks the master up
 /// (checked with `ROLE`), and an error reply that says the server is no usable master
@@ -24,6 +28,8 @@ public final class RedisCommandQueue: Sendable {
     private let queue: DispatchQueue
     /// Touched only on `queue`; the mutex makes that checkable rather than assumed.
     private let connection = Mutex<(any RedisRequestConnection)?>(nil)
+    /// When the last round trip failed (not an error reply): commands sent before it fail.
+    private let lastFailure = Mutex<ContinuousClock.Instant?>(nil)
     /// SHA1 digests of scripts loaded on the current connection's server, by script text.
     private let loadedScripts = Mutex<[String: String]>([:])
 
@@ -53,8 +59,12 @@ public final class RedisCommandQueue: Sendable {
         _ arguments: [[UInt8]],
         completion: @escaping @Sendable (Result<RedisReply, RedisConnectionError>) -> Void = { _ in }
     ) {
+        let sentAt = ContinuousClock.now
         queue.async {
-            completion(Result { () throws(RedisConnectionError) in try self.run(arguments) })
+            completion(Result { () throws(RedisConnectionError) in
+                try self.checkTurn(sentAt)
+                return try self.run(arguments)
+            })
         }
     }
 
@@ -85,9 +95,11 @@ public final class RedisCommandQueue: Sendable {
         _ script: String, keys: [[UInt8]], arguments: [[UInt8]],
         completion: @escaping @Sendable (Result<RedisReply, RedisConnectionError>) -> Void
     ) {
+        let sentAt = ContinuousClock.now
         queue.async {
             completion(Result { () throws(RedisConnectionError) in
-                try self.runScript(script, keys: keys, arguments: arguments)
+                try self.checkTurn(sentAt)
+                return try self.runScript(script, keys: keys, arguments: arguments)
             })
         }
     }
@@ -131,6 +143,14 @@ public final class RedisCommandQueue: Sendable {
 
     // MARK: On the queue
 
+    /// Throws for a command sent at `sentAt` when a round trip failed after that: it waited
+    /// behind a command the server did not answer, and trying it too would only wait again.
+    private func checkTurn(_ sentAt: ContinuousClock.Instant) throws(RedisConnectionError) {
+        if let failed = lastFailure.withLock({ $0 }), sentAt < failed {
+            throw RedisConnectionError("not sent: queued behind a command Redis did not answer within PUBSUB_REDIS_TIMEOUT")
+        }
+    }
+
     private func runScript(_ script: String, keys: [[UInt8]], arguments: [[UInt8]]) throws(RedisConnectionError)
         -> RedisReply
     {
@@ -167,6 +187,7 @@ public final class RedisCommandQueue: Sendable {
                 if !error.isReplyError || (sentinel != nil && RedisSentinelDiscovery.meansWrongServer(error.description)) {
                     connection = nil
                 }
+                if !error.isReplyError { lastFailure.withLock { $0 = .now } }
                 throw error
             }
         }

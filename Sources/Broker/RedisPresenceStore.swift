@@ -295,9 +295,25 @@ public final class RedisPresenceStore: PresenceStore {
 
     // MARK: Queries
 
+    /// Throws at once for a server whose last command could not reach it (until a renewal gets
+    /// through again): a member list then comes from this node alone rather than waiting for a
+    /// Redis known to be down.
+    private func reachable(_ server: Int) throws -> RedisCommandQueue {
+        let (unreachable, renewNow) = state.withLock { state in
+            guard state.unreachable.contains(server) else { return (false, false) }
+            return (true, state.renewalQueued.insert(server).inserted)
+        }
+        // A renewal that gets through ends the fast refusals before its period comes round.
+        if renewNow { renew(server) }
+        guard !unreachable else {
+            throw RedisConnectionError("presence: Redis server \(server) unreachable since its last command")
+        }
+        return queues[server]
+    }
+
     public func members(of topic: Topic, after: String?, limit: Int, maxBytes: Int) async throws -> PresencePage {
         let limit = min(max(1, limit), PresencePage.maxMembers)
-        let reply = try await queues[server(of: topic)].evaluate(
+        let reply = try await reachable(server(of: topic)).evaluate(
             RedisPresenceScripts.page,
             keys: [
                 bytes(keyPrefix + "m:" + topic.name), bytes(keyPrefix + "n:" + topic.name), bytes(keyPrefix + "z:" + topic.name),
@@ -322,13 +338,13 @@ public final class RedisPresenceStore: PresenceStore {
     }
 
     public func count(of topic: Topic) async throws -> Int {
-        guard case .integer(let count) = try await queues[server(of: topic)].command(["HLEN", keyPrefix + "n:" + topic.name])
+        guard case .integer(let count) = try await reachable(server(of: topic)).command(["HLEN", keyPrefix + "n:" + topic.name])
         else { throw RedisConnectionError("unexpected HLEN reply") }
         return count
     }
 
     public func lastLeft(topic: Topic) async throws -> Date? {
-        let reply = try await queues[server(of: topic)].command(["GET", keyPrefix + "seen:" + topic.name])
+        let reply = try await reachable(server(of: topic)).command(["GET", keyPrefix + "seen:" + topic.name])
         return reply.string.flatMap(Timestamp.date)
     }
 
