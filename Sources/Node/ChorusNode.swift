@@ -117,6 +117,9 @@ public final class ChorusNode: Service, Sendable {
             return ports.http != nil && (ports.websocket != nil || !separateWebSocketListener)
         }
         guard complete else { return }
+        // Only a node that listens takes part in presence: its first reap removes the earlier
+        // boots of its NODE_ID, which a second start on a taken port must not do to a live node.
+        context.presence.store.start()
         Task { [self] in
             do {
                 try await store?.ready()

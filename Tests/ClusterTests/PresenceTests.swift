@@ -135,6 +135,31 @@ extension ClusterTests {
             }
         }
 
+        @Test("a second start of a running node's NODE_ID, on its taken port, exits without reaping the running node's members")
+        func duplicateStartReapsNothing() async throws {
+            try await withCluster(nodes: 2, environment: ["PRESENCE_TTL": "600000"]) { cluster in
+                let topic = "rooms.duplicate"
+                let watcher = try await cluster.node(1).connect(as: "watcher")
+                try await watcher.subscribe(topic, member: false, events: true)
+                let alice = try await cluster.node(2).connect(as: "alice")
+                try await alice.subscribe(topic, member: true, events: false)
+                #expect(try await watcher.nextPresence().event == "join")
+                do {
+                    let duplicate = try await cluster.startNode(2, environment: ["PRESENCE_TTL": "600000"], port: cluster.node(2).port)
+                    await duplicate.stop()
+                    Issue.record("a second node listened on a taken port")
+                } catch let failure as NodeProcess.StartFailure {
+                    #expect(failure.status == 78, "\(failure)")
+                }
+                // A topic's presence events arrive in order: a leave from the duplicate's reap
+                // would come before bob's join.
+                let bob = try await cluster.node(2).connect(as: "bob")
+                try await bob.subscribe(topic, member: true, events: false)
+                let next = try await watcher.nextPresence()
+                #expect(next.event == "join" && next.userId == "bob", "alice was reaped by a node that never listened: \(next)")
+            }
+        }
+
         @Test("typing crosses nodes, never reaches the typist's other device, and ends with a stop when the typist's node dies")
         func typingAcrossNodes() async throws {
             try await withCluster(nodes: 3, environment: ["TYPING_TIMEOUT": "1500"]) { cluster in
