@@ -44,6 +44,10 @@ public struct HistoryPage: Sendable {
     public var oldestHeld: Int?
     /// Messages of the range were left out to stay within ``HistoryQuery/maxBytes``.
     public var truncated: Bool
+    /// Read from this node's fallback rings because its Redis server is unreachable: only the
+    /// node's own messages since the outage, not the topic's history (answered as
+    /// `"scope":"node"`, as member lists are).
+    public var nodeOnly = false
 
     public init(position: HistoryPosition, messages: [Envelope], oldestHeld: Int?, truncated: Bool = false) {
         self.position = position

@@ -161,7 +161,11 @@ public final class RedisAdapter: PubSubAdapter {
         let server = server(for: topic)
         let (reads, fallbackHistory) = (historyReads[server], self.fallbackHistory)
         links[server].whenSubscribed { throughRedis in
-            guard throughRedis else { return completion(.success(fallbackHistory.read(topic, query))) }
+            guard throughRedis else {
+                var page = fallbackHistory.read(topic, query)
+                page.nodeOnly = true
+                return completion(.success(page))
+            }
             reads.read(topic, query, completion: completion)
         }
     }

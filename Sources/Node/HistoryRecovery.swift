@@ -42,6 +42,8 @@ enum HistoryRecovery {
     struct Plan {
         var recovered: Bool?
         var position: HistoryPosition?
+        /// The page came from the node's fallback rings (``HistoryPage/nodeOnly``).
+        var nodeOnly = false
         var history: [Envelope]
         var live: [Delivery]
     }
@@ -61,7 +63,7 @@ enum HistoryRecovery {
             } else if let epoch = held.lastEpoch, let last = held.lastOffset {
                 position = HistoryPosition(offset: last, epoch: epoch)
             }
-            return Plan(recovered: false, position: position, history: [], live: [])
+            return Plan(recovered: false, position: position, nodeOnly: page.nodeOnly, history: [], live: [])
         }
         var history = page.messages
         var recovered: Bool? = nil
@@ -73,7 +75,7 @@ enum HistoryRecovery {
             guard let offset = delivery.offset, delivery.epoch == position.epoch else { return true }
             return offset > position.offset
         }
-        return Plan(recovered: recovered, position: position, history: history, live: live)
+        return Plan(recovered: recovered, position: position, nodeOnly: page.nodeOnly, history: history, live: live)
     }
 
     /// Cuts `plan` to `room` bytes, what the connection can still take before it counts as a
@@ -296,7 +298,9 @@ extension ConnectionRegistry {
             &fitted, historyBytes: historyBytes, liveBytes: liveBytes, room: pendingLimit - transport.bufferedBytes,
             request: request)
         history.removeFirst(plan.history.count - fitted.history.count)
-        session.reply(.subscribedWithHistory(topic: topic.name, id: requestId, recovered: fitted.recovered, position: fitted.position))
+        session.reply(
+            .subscribedWithHistory(
+                topic: topic.name, id: requestId, recovered: fitted.recovered, position: fitted.position, nodeOnly: fitted.nodeOnly))
         var written = 0
         for frame in history where transport.write(frame) { written += 1 }
         for delivery in plan.live where transport.write(delivery.frame) { written += 1 }

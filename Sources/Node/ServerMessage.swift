@@ -18,7 +18,7 @@ public enum ServerMessage: Sendable, Equatable {
     case readRecorded(messageId: String, readAt: Date, advanced: Bool, id: JSONValue?)
     /// `subscribed` to a topic with history: its current position, and for a `since`, whether
     /// every message after it follows (`recovered`). See ``HistoryRecovery``.
-    case subscribedWithHistory(topic: String, id: JSONValue?, recovered: Bool?, position: HistoryPosition?)
+    case subscribedWithHistory(topic: String, id: JSONValue?, recovered: Bool?, position: HistoryPosition?, nodeOnly: Bool = false)
     /// A publish with an `id` was accepted (for a topic with history: stored at `position`).
     case published(topic: String, id: JSONValue?, messageId: String?, outcome: PublishOutcome)
 }
@@ -101,7 +101,7 @@ extension ServerMessage {
             field("messageId", messageId)
             field("readAt", ISO8601.string(readAt))
             field("advanced", .bool(advanced))
-        case .subscribedWithHistory(let topic, let requestId, let recovered, let position):
+        case .subscribedWithHistory(let topic, let requestId, let recovered, let position, let nodeOnly):
             type("subscribed")
             id(requestId)
             field("topic", topic)
@@ -110,6 +110,7 @@ extension ServerMessage {
                 json.raw(",\"offset\":\(position.offset)")
                 field("epoch", position.epoch)
             }
+            if nodeOnly { json.raw(",\"scope\":\"node\"") }
         case .published(let topic, let requestId, let messageId, let outcome):
             type("published")
             id(requestId)

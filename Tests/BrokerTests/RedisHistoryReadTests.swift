@@ -97,6 +97,23 @@ struct RedisHistoryReadTests {
         }
     }
 
+    @Test("a read while Redis is unreachable comes from the fallback rings and says so (nodeOnly); once Redis is back it does not")
+    func fallbackPagesSayNodeOnly() async throws {
+        try await RedisTest.withServers(started: false) { servers in
+            let node = HistoryNode(urls: [servers[0].url])
+            #expect(await RedisTest.eventually { node.adapter.status().state == .fallback })
+            let topic = try Topic("t.fallback")
+            #expect(await node.publishAndWait("t.fallback", count: 2).count == 2)
+            let local = try await Self.read(HistoryQuery(limit: 10, newest: true), of: topic, on: node)
+            #expect(local.nodeOnly && local.messages.count == 2, "the node's own messages, marked as such")
+            try await servers[0].start()
+            #expect(await RedisTest.eventually { node.adapter.status().state == .connected && node.adapter.isSettled })
+            let shared = try await Self.read(HistoryQuery(limit: 10, newest: true), of: topic, on: node)
+            #expect(!shared.nodeOnly)
+            await node.adapter.shutdown()
+        }
+    }
+
     /// Asks for `queries` while the server's queue is held busy, so that they all wait
     /// together; checks each page against the same query read on its own afterwards, and
     /// returns how many script runs the queries took together.

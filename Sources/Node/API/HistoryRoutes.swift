@@ -73,7 +73,10 @@ struct HistoryRoutes {
                 if index > 0 { json.raw(",") }
                 json.append(bytes: ServerMessage.message(envelope).encoded())
             }
-            json.raw(page.truncated ? "],\"truncated\":true}" : "]}")
+            json.raw("]")
+            if page.truncated { json.raw(",\"truncated\":true") }
+            if page.nodeOnly { json.raw(",\"scope\":\"node\"") }
+            json.raw("}")
             return Response(
                 status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: json.bytes)))
         }
