@@ -43,6 +43,8 @@ export interface SubscribedReply {
   recovered?: boolean;
   offset?: number;
   epoch?: string;
+  /** "node": answered from the node's fallback rings while it could not reach Redis. */
+  scope?: "node";
   id?: RequestId;
   timestamp?: string;
 }
@@ -209,6 +211,11 @@ export interface SubscribedEvent {
   recovered?: boolean;
   offset?: number;
   epoch?: string;
+  /**
+   * "node": the node could not reach Redis and answered from its own fallback rings (its own
+   * messages since the outage, not the topic's history); subscribe again once it is back.
+   */
+  scope?: "node";
   /**
    * true when this is a resubscription after a reconnect: the topic is live again from here, so
    * this (not `connected`, which comes before the resubscribe) is when to reload a topic without

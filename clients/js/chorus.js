@@ -800,6 +800,10 @@ export class ChorusClient {
    */
   subscribe(topic, handler, options = {}) {
     const handlers = typeof handler === "function" ? { ...options, onMessage: handler } : { ...options, ...handler };
+    // History is per concrete topic: the node refuses a pattern with replay or since (400).
+    if (isPattern(topic) && (handlers.replay > 0 || handlers.since)) {
+      throw new TypeError(`replay and since apply to a concrete topic, not to the pattern "${topic}"`);
+    }
     let entry = this._topics.get(topic);
     const fresh = !entry;
     if (!entry) { entry = new TopicEntry(topic); this._topics.set(topic, entry); }
@@ -930,6 +934,7 @@ export class ChorusClient {
   _subscribed(entry, request, reply, resubscribe) {
     const hasPosition = typeof reply.offset === "number" && typeof reply.epoch === "string";
     const info = { topic: entry.topic, recovered: reply.recovered, offset: reply.offset, epoch: reply.epoch, resubscribed: resubscribe };
+    if (reply.scope) info.scope = reply.scope;
     this._emit("subscribed", info);
     if (request.since && reply.recovered === false) {
       // The node no longer has what came after our position (history expired, or a new epoch):
@@ -1011,8 +1016,8 @@ export class ChorusClient {
   /**
    * Publishes `data` to `topic`. Resolves with the node's `published` reply (`{ messageId,
    * offset?, epoch?, duplicate }`); rejects with the node's error as a `ChorusError`. While
-   * disconnected the publish waits in the offline queue (`offlineQueueSize`; past it:
-   * `ChorusQueueFullError`). With `publishAcks: false` (nodes without publish acks) it resolves
+   * disconnected the publish waits in the offline queue (`offlineQueueSize`, which counts the
+   * unacknowledged publishes too; past it: `ChorusQueueFullError`). With `publishAcks: false` (nodes without publish acks) it resolves
    * once the node has read it without refusing it (a `ping` sent after it is answered).
    */
   publish(topic, data, opts = {}) {
@@ -1022,16 +1027,15 @@ export class ChorusClient {
     message.messageId = opts.messageId ?? newMessageId();
     return new Promise((resolve, reject) => {
       const item = { message, resolve, reject, seq: this._nextId++ };
-      if (this._state === "connected" && this._queue.length === 0) {
-        this._sendPublish(item);
-        return;
-      }
-      if (opts.queue === false) { reject(new ChorusClosedError("not connected")); return; }
+      const connected = this._state === "connected" && this._queue.length === 0;
+      if (!connected && opts.queue === false) { reject(new ChorusClosedError("not connected")); return; }
+      // Unacknowledged publishes count too: each is kept to be sent again after a reconnect.
       if (this._queue.length + this._inflight.size >= this.options.offlineQueueSize) {
-        reject(new ChorusQueueFullError(`offline queue full (${this.options.offlineQueueSize} publishes)`));
+        reject(new ChorusQueueFullError(`offline queue full (${this.options.offlineQueueSize} publishes waiting or unacknowledged)`));
         return;
       }
-      this._queue.push(item);
+      if (connected) this._sendPublish(item);
+      else this._queue.push(item);
     });
   }
 

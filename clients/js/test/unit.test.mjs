@@ -707,3 +707,36 @@ test("a message addressed to the user reaches the message event also when a patt
   assert.deepEqual(got[0].data, { n: 1 });
   client.disconnect();
 });
+
+test("publishes sent and not yet acknowledged count against offlineQueueSize while connected", async () => {
+  const client = scripted({ offlineQueueSize: 2 });
+  const socket = await connectScripted(client);
+  const first = client.publish("rooms.a", { n: 1 });
+  const second = client.publish("rooms.a", { n: 2 });
+  await assert.rejects(client.publish("rooms.a", { n: 3 }), ChorusQueueFullError);
+  const sent = socket.sent.filter((m) => m.type === "message");
+  assert.equal(sent.length, 2, "the refused publish was not sent");
+  for (const m of sent) socket.reply({ type: "published", topic: m.topic, messageId: m.messageId, duplicate: false, id: m.id });
+  await Promise.all([first, second]);
+  const third = client.publish("rooms.a", { n: 3 });  // acknowledged ones free their place
+  const m = socket.last("message");
+  socket.reply({ type: "published", topic: m.topic, messageId: m.messageId, duplicate: false, id: m.id });
+  await third;
+  client.disconnect();
+});
+
+test("replay or since with a pattern throws at once; a subscribed answered from a node's fallback carries scope", async () => {
+  const client = scripted();
+  const socket = await connectScripted(client);
+  assert.throws(() => client.subscribe("rooms.*", () => {}, { replay: 5 }), TypeError);
+  assert.throws(() => client.subscribe("rooms.**", () => {}, { since: { offset: 1, epoch: "e" } }), TypeError);
+  const events = [];
+  client.on("subscribed", (e) => events.push(e));
+  const subscription = client.subscribe("rooms.a", () => {}, { replay: 5 });
+  await settle();
+  socket.reply({ type: "subscribed", topic: "rooms.a", offset: 0, epoch: "m1", scope: "node", id: socket.last("subscribe").id });
+  await subscription.ready;
+  assert.equal(events[0].scope, "node");
+  assert.equal(socket.sent.filter((m) => m.type === "subscribe").length, 1, "nothing sent for the refused patterns");
+  client.disconnect();
+});
