@@ -6,10 +6,10 @@ import NIOCore
 ///
 /// The transport is the only handler of an upgraded channel: it reads frames from the socket's
 /// bytes itself (``WebSocketFrameReader``) and writes pre-encoded ``OutboundFrame`` bytes, so
-/// there is no frame decoder, aggregator or encoder in the pipeline. It writes them to the
-/// socket itself too (``DirectSocketWriter``: one `send`/`sendmsg` per flush), and hands NIO
-/// only what the socket does not take, using NIO's writes until NIO has sent it all. Everything here runs on
-/// the channel's event loop, which is also the executor of the connection's
+/// there is no frame decoder, aggregator or encoder in the pipeline. It sends those bytes to the
+/// socket itself (``DirectSocketWriter``: one `send`/`sendmsg` per flush) and hands NIO only
+/// what the socket does not take, writing through NIO until NIO has sent it all. Everything here
+/// runs on the channel's event loop, which is also the executor of the connection's
 /// ``ConnectionRegistry``, so the registry writes deliveries to it synchronously.
 ///
 /// What one client can make the node hold is bounded, whatever it sends:
