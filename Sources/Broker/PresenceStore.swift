@@ -30,8 +30,19 @@ public protocol PresenceStore: Sendable {
     func lastLeft(topic: Topic) async throws -> Date?
     /// Counters for `/stats`.
     func counters() -> PresenceCounters
+    /// Server `server` (its index in `PUBSUB_REDIS_URL`) is live again after an outage, in
+    /// which events published there may not have reached this node: once this store can read
+    /// that server again, runs `body` with a test for the topics whose members it holds, so
+    /// that their watchers can be told to read the list again. Runs `body` at most once per
+    /// call; a later call for the same server before that replaces it.
+    func afterOutage(server: Int, _ body: @escaping @Sendable (_ holds: @escaping @Sendable (Topic) -> Bool) -> Void)
     /// Withdraws this node's share (its members leave) and stops.
     func shutdown() async
+}
+
+extension PresenceStore {
+    /// A store in the process has no outages.
+    public func afterOutage(server: Int, _ body: @escaping @Sendable (_ holds: @escaping @Sendable (Topic) -> Bool) -> Void) {}
 }
 
 /// One member of a topic.

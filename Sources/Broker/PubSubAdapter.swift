@@ -49,6 +49,12 @@ public protocol PubSubAdapter: AnyObject, Sendable {
     /// A snapshot for `/stats`.
     func status() -> AdapterStatus
 
+    /// Runs `body` each time a backend server (its index in the adapter's list) is live again
+    /// after falling back: its subscriptions are confirmed again, so what it publishes from now
+    /// on reaches this node, but what it published meanwhile did not. Set before ``start(deliver:)``;
+    /// `body` runs on an adapter thread.
+    func onReturnFromFallback(_ body: @escaping @Sendable (_ server: Int) -> Void)
+
     /// Stops delivering and releases connections and threads.
     func shutdown() async
 }
@@ -66,6 +72,9 @@ extension PubSubAdapter {
     }
 
     public var history: HistoryPolicy { .off }
+
+    /// An adapter with no backend never falls back.
+    public func onReturnFromFallback(_ body: @escaping @Sendable (_ server: Int) -> Void) {}
 
     public func historyStats() -> HistoryStats? { nil }
 }

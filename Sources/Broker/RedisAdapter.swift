@@ -123,7 +123,7 @@ public final class RedisAdapter: PubSubAdapter {
                 url: server.url, loop: eventLoopGroup.next(), channels: channels, nodeId: nodeId, timeout: timeout, queueLimit: publishQueueLimit,
                 queueByteLimit: publishQueueBytes, logger: logger, counters: counters, sentinel: server.sentinel,
                 history: history, fallbackHistory: fallbackHistory, maxPatterns: maxPatterns,
-                onTransition: { state, count in overall.record(server: index, state: state, count: count) })
+                onTransition: { overall.record(server: index, $0) })
         }
         self.historyReads = links.map { RedisHistoryReads(commands: $0.commands, channels: channels, policy: history) }
     }
@@ -227,6 +227,10 @@ public final class RedisAdapter: PubSubAdapter {
             adapter: "redis", state: state, since: since, transitions: backends.reduce(0) { $0 + $1.transitions },
             publishedInFallback: counters.publishedInFallback, dropped: counters.dropped,
             malformed: counters.malformed, backends: backends)
+    }
+
+    public func onReturnFromFallback(_ body: @escaping @Sendable (_ server: Int) -> Void) {
+        overall.onReturnFromFallback(body)
     }
 
     public func shutdown() async {

@@ -14,9 +14,22 @@ final class RedisOverallState: Sendable {
     }
 
     private let servers: Mutex<Servers>
+    private let returned = Mutex<(@Sendable (_ server: Int) -> Void)?>(nil)
 
     init(serverCount: Int) {
         servers = Mutex(Servers(states: Array(repeating: .connecting, count: serverCount), counts: Array(repeating: 0, count: serverCount)))
+    }
+
+    /// Server `index` made `transition`; one from fallback to connected runs the body given to
+    /// ``onReturnFromFallback(_:)``.
+    func record(server index: Int, _ transition: RedisLinkStateMachine.Transition) {
+        record(server: index, state: transition.to, count: transition.count)
+        if transition.from == .fallback, transition.to == .connected { returned.withLock { $0 }?(index) }
+    }
+
+    /// Runs `body` with the server's index each time one returns from fallback.
+    func onReturnFromFallback(_ body: @escaping @Sendable (_ server: Int) -> Void) {
+        returned.withLock { $0 = body }
     }
 
     /// Server `index` reached `state` with its `count`-th transition.

@@ -56,6 +56,8 @@ public final class RedisPresenceStore: PresenceStore {
         /// Servers whose last command could not reach them: changes for them are only marked
         /// (not queued behind connect attempts) until a renewal gets through again.
         var unreachable: Set<Int> = []
+        /// ``afterOutage(server:_:)``'s bodies, run by the server's next successful renewal.
+        var afterOutage: [Int: @Sendable (_ holds: @escaping @Sendable (Topic) -> Bool) -> Void] = [:]
     }
 
     /// `<NODE_ID>/<boot nonce>`.
@@ -140,12 +142,12 @@ public final class RedisPresenceStore: PresenceStore {
             RedisPresenceScripts.lease, keys: [bytes(keyPrefix + "leases")],
             arguments: [bytes(instance), bytes(String(ttlMilliseconds))]
         ) { [self] result in
-            state.withLock { state in
+            let afterOutage = state.withLock { state -> (@Sendable (_ holds: @escaping @Sendable (Topic) -> Bool) -> Void)? in
                 state.renewalQueued.remove(server)
                 guard case .success(let reply) = result else {
                     state.counters.failures += 1
                     state.unreachable.insert(server)
-                    return
+                    return nil
                 }
                 state.unreachable.remove(server)
                 let hadLease = reply == .integer(1)
@@ -165,8 +167,18 @@ public final class RedisPresenceStore: PresenceStore {
                         member: share?.member ?? PresenceMember.document(userId: key.userId, data: nil),
                         announceUpdate: false, state: &state)
                 }
+                return state.afterOutage.removeValue(forKey: server)
             }
+            afterOutage?({ [channels] topic in channels.server(forKey: channels.key(for: topic)) == server })
         }
+    }
+
+    /// Renews the lease on `server` now (which also ends the fast refusals of a server marked
+    /// unreachable) and runs `body` once a renewal there succeeds: a read after that reaches it.
+    public func afterOutage(server: Int, _ body: @escaping @Sendable (_ holds: @escaping @Sendable (Topic) -> Bool) -> Void) {
+        guard queues.indices.contains(server) else { return }
+        state.withLock { $0.afterOutage[server] = body }
+        renew(server)
     }
 
     private func reap(_ server: Int, ownEarlierBoots: Bool, onlyThisInstance: Bool = false) {

@@ -49,7 +49,7 @@ final class RedisServerLink: Sendable {
     let fallbackHistory: MemoryHistory
     /// History reads (``RedisHistory/readScript``), on a connection of their own.
     let commands: RedisCommandQueue
-    private let onTransition: @Sendable (_ state: AdapterStatus.State, _ transitions: Int) -> Void
+    private let onTransition: @Sendable (RedisLinkStateMachine.Transition) -> Void
     /// Set when the master is found through Sentinel (see RedisServerLink+Sentinel.swift);
     /// `url` is then the template (master name as host, credentials, database).
     let sentinel: RedisSentinelDiscovery?
@@ -145,7 +145,7 @@ final class RedisServerLink: Sendable {
         url: RedisURL, loop: any EventLoop, channels: RedisChannels, nodeId: String, timeout: Duration, queueLimit: Int,
         queueByteLimit: Int, logger: Logger, counters: RedisAdapterCounters, sentinel: RedisSentinelDiscovery? = nil,
         history: HistoryPolicy = .off, fallbackHistory: MemoryHistory? = nil, maxPatterns: Int = RedisAdapter.defaultMaxPatterns,
-        onTransition: @escaping @Sendable (_ state: AdapterStatus.State, _ transitions: Int) -> Void
+        onTransition: @escaping @Sendable (RedisLinkStateMachine.Transition) -> Void
     ) {
         precondition(sentinel.map { !$0.sentinels.isEmpty } ?? true, "Sentinel discovery needs at least one Sentinel")
         self.url = url
@@ -454,6 +454,6 @@ final class RedisServerLink: Sendable {
                 "Redis unreachable: serving local subscribers only, retrying with backoff",
                 metadata: ["from": "\(transition.from.rawValue)", "error": "\(transition.error ?? "")"])
         }
-        onTransition(transition.to, transition.count)
+        onTransition(transition)
     }
 }

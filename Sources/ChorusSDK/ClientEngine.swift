@@ -46,6 +46,8 @@ actor ClientEngine {
         var leaveFirst = false
         /// The node has confirmed it once: later subscribes are resubscriptions.
         var everConfirmed = false
+        /// A connection that had it confirmed was lost: presence events may have been missed.
+        var lostConnection = false
         /// Presence data to join with, and whether presence events are wanted.
         var presence: JSONValue?
         var presenceEvents = false
@@ -473,6 +475,7 @@ actor ClientEngine {
             }
         }
         for topic in topics.keys {
+            if topics[topic]?.confirmed == true { topics[topic]?.lostConnection = true }
             topics[topic]?.confirmed = false
             topics[topic]?.inFlight = false
             topics[topic]?.awaitingPage = false
@@ -669,6 +672,8 @@ actor ClientEngine {
     private func subscribed(_ topic: String, since: StreamPosition?, replay: Int?, _ fields: [String: JSONValue]) {
         guard var state = topics[topic] else { return }
         let resubscribed = state.everConfirmed
+        let missedPresence = state.lostConnection && state.presenceEvents
+        state.lostConnection = false
         let recovered = fields["recovered"]?.boolValue
         let position = StreamPosition(fields)
         state.confirmed = true
@@ -688,6 +693,11 @@ actor ClientEngine {
         }
         topics[topic] = state
         for waiter in waiters.values { waiter.resume() }
+        if missedPresence {
+            // Events sent while the client was away are lost: the same signal as the node's.
+            let resync = PresenceEvent(topic: topic, kind: .resync, member: nil, timestamp: PresenceEvent.now())
+            for handle in state.handles.values { handle.presence.yield(resync) }
+        }
         emit(.subscribed(topic: topic, resubscribed: resubscribed, recovered: since == nil ? nil : recovered, position: position))
         if let since, recovered == false { emit(.recoveryFailed(topic: topic, since: since)) }
         if resend, let connection { sendSubscribe(topic, on: connection) }

@@ -1,3 +1,5 @@
+import Foundation
+
 /// A member of a topic's presence: one user, however many connections.
 public struct PresenceMember: Sendable, Equatable {
     public var userId: String
@@ -29,16 +31,28 @@ public struct PresenceState: Sendable, Equatable {
     public var truncated = false
 }
 
-/// Someone joined, left or changed their presence data on a topic.
+/// Someone joined, left or changed their presence data on a topic; or (``Kind/resync``) events
+/// of the topic may have been lost.
 public struct PresenceEvent: Sendable, Equatable {
     public enum Kind: String, Sendable, Equatable {
         case join, leave, update
+        /// Events may have been lost (the node's link to Redis was down, or this client's
+        /// connection): read the list again with ``ChorusClient/members(_:after:)``.
+        case resync
     }
 
     public var topic: String
     public var kind: Kind
-    public var member: PresenceMember
+    /// Who joined, left or changed; nil for ``Kind/resync``.
+    public var member: PresenceMember?
     public var timestamp: String
+
+    /// Now, as the node writes timestamps (ISO 8601, milliseconds, UTC).
+    static func now() -> String {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return formatter.string(from: Date())
+    }
 
     /// The events of one `presence` message: one, or several in the node's batched form
     /// (`members` or `events` arrays).
@@ -46,9 +60,9 @@ public struct PresenceEvent: Sendable, Equatable {
         guard let topic = fields["topic"]?.stringValue else { return [] }
         let timestamp = fields["timestamp"]?.stringValue ?? ""
         func event(_ fields: [String: JSONValue], defaultKind: String?) -> PresenceEvent? {
-            guard let kind = Kind(rawValue: fields["event"]?.stringValue ?? defaultKind ?? ""),
-                let member = PresenceMember(fields["member"] ?? .object(fields))
-            else { return nil }
+            guard let kind = Kind(rawValue: fields["event"]?.stringValue ?? defaultKind ?? "") else { return nil }
+            let member = PresenceMember(fields["member"] ?? .object(fields))
+            guard member != nil || kind == .resync else { return nil }
             return PresenceEvent(topic: topic, kind: kind, member: member, timestamp: fields["timestamp"]?.stringValue ?? timestamp)
         }
         if let batch = fields["events"]?.arrayValue {

@@ -1,4 +1,5 @@
 import Broker
+import Foundation
 import NIOCore
 import Synchronization
 
@@ -127,6 +128,15 @@ final class ConnectionHub: Sendable {
             let typist = (try? RawJSONObject(parsing: envelope.data.bytes))?["userId"]?.stringValue ?? ""
             let frame = OutboundFrame.text(PresenceFrames.signal("typing", envelope), allocator: allocator)
             return Delivery(topic: topic, userId: nil, frame: frame, arrivedAt: arrivedAt, audience: .typing(except: typist))
+        }
+    }
+
+    /// Tells every presence watcher of a topic that `holds` accepts, on every loop, that events
+    /// of it may have been lost (``ConnectionRegistry/resyncPresence(where:at:)``).
+    func resyncPresence(where holds: @escaping @Sendable (Topic) -> Bool) {
+        let now = Date()
+        for registry in registries {
+            registry.loop.execute { _ = registry.assumeIsolated { $0.resyncPresence(where: holds, at: now) } }
         }
     }
 

@@ -1,4 +1,6 @@
 import Broker
+import Foundation
+import NIOCore
 import Synchronization
 
 extension ConnectionRegistry {
@@ -13,6 +15,21 @@ extension ConnectionRegistry {
     func unwatchPresence(_ id: Int, of topic: Topic) {
         guard let ref = session(id).map(SessionRef.init) else { return }
         unwatchPresence(ref, of: topic)
+    }
+
+    /// Writes `{"type":"presence","topic":..,"event":"resync","timestamp":..}` to the presence
+    /// watchers of each topic that `holds` accepts: events of it may have been lost, and a
+    /// watcher should read the list again (`presence.get`). Returns the frames written.
+    @discardableResult
+    func resyncPresence(where holds: (Topic) -> Bool, at timestamp: Date) -> Int {
+        let allocator = ByteBufferAllocator()
+        let deliveries = presenceWatchers.keys.filter(holds).map { topic in
+            Delivery(
+                topic: topic, userId: nil,
+                frame: .text(PresenceFrames.resync(topic: topic, timestamp: timestamp), allocator: allocator),
+                arrivedAt: .now(), audience: .presenceWatchers)
+        }
+        return deliver(deliveries)
     }
 
     func unwatchPresence(_ ref: SessionRef, of topic: Topic) {

@@ -44,6 +44,15 @@ final class NodeContext: Sendable {
             deflate: configuration.websocketCompression
                 ? OutboundDeflate(minimumSize: configuration.websocketCompressionMinSize) : nil)
         self.presence = PresenceService(configuration: configuration, broker: broker, logger: logger)
+        // Presence events published while a Redis server was unreachable never reached this
+        // node's watchers: once it is back, they are told to read their lists again.
+        let (hub, members) = (self.hub, self.presence.store)
+        broker.adapter.onReturnFromFallback { server in
+            members.afterOutage(server: server) { holds in
+                logger.info("presence: Redis server \(server) is back: its topics' watchers are told to resync")
+                hub.resyncPresence(where: holds)
+            }
+        }
         self.limiter = ConnectionLimiter(
             perAddress: configuration.maxConnectionsPerIP,
             total: Self.connectionLimit(configured: configuration.maxConnections, openFiles: ResourceLimits.openFileLimit()))

@@ -23,6 +23,18 @@ enum PresenceFrames {
         return json.bytes
     }
 
+    /// `{"type":"presence","topic":<topic>,"event":"resync","timestamp":..}`: events of the topic
+    /// may have been lost (see ``ConnectionRegistry/resyncPresence(where:at:)``).
+    static func resync(topic: Topic, timestamp: Date) -> [UInt8] {
+        var json = JSONWriter(capacity: 96 + topic.name.utf8.count)
+        json.raw("{\"type\":\"presence\",\"topic\":")
+        json.string(topic.name)
+        json.raw(",\"event\":\"resync\",\"timestamp\":")
+        json.string(Timestamp.string(timestamp))
+        json.raw("}")
+        return json.bytes
+    }
+
     /// `{"type":"presence.state","id":..,"topic":..,"members":[{"userId","data","connections"}],"count":N}`;
     /// `scope` `"node"` when only this node's members could be listed (Redis unreachable). The
     /// members listed are the page's, stopping at about `budget` bytes (the first always goes

@@ -225,6 +225,53 @@ extension ClusterTests {
             }
         }
 
+        @Test("a leave while Redis hangs (SIGSTOP) may reach no watcher, but once Redis answers every watcher hears `resync`, and a list read then from Redis, with the events after it, is right")
+        func resyncAfterHang() async throws {
+            try await withCluster(nodes: 2) { cluster in
+                let topic = "rooms.hang"
+                let watcher = try await cluster.node(1).connect(as: "watcher")
+                try await watcher.subscribe(topic, member: false, events: true)
+                let reader = try await cluster.node(1).connect(as: "reader")
+                let alice = try await cluster.node(2).connect(as: "alice")
+                try await alice.subscribe(topic, member: true, events: false)
+                #expect(try await watcher.nextPresence().userId == "alice")
+
+                let redis = cluster.redis[0]
+                redis.pause()
+                do {
+                    try await cluster.waitUntilAdapters(are: "fallback", within: .seconds(20))
+                    await alice.close()
+                    // A change on node 1 too, failing, so that its presence store also marks
+                    // Redis unreachable (and would answer a read from node 1's members alone).
+                    try await reader.subscribe("rooms.other", member: true, events: false)
+                    let failed = await eventually(within: .seconds(20)) {
+                        let store = (try? await cluster.node(1).stats())?["presence"].flatMap { ($0 as? [String: Any])?["store"] }
+                        return ((store as? [String: Any])?["failures"] as? Int ?? 0) > 0
+                    }
+                    #expect(failed, "node 1's presence store saw a command fail")
+                } catch {
+                    redis.resume()
+                    throw error
+                }
+                redis.resume()
+                try await cluster.waitUntilAdapters(are: "connected", within: .seconds(20))
+
+                // Alice's leave may come before the resync or never; the resync comes.
+                var event = try await watcher.nextPresence()
+                while event.event != "resync" { event = try await watcher.nextPresence() }
+                #expect(event.topic == topic)
+                let state = try await reader.presenceState(topic)
+                #expect(state.scope == nil, "read from Redis, not from node 1 alone")
+                var members = Set(state.connections.keys)
+                let deadline = ContinuousClock.now + .seconds(30)
+                while members.contains("alice"), ContinuousClock.now < deadline {
+                    let next = try await watcher.nextPresence()
+                    if next.event == "leave" { members.remove(next.userId) } else if next.event == "join" { members.insert(next.userId) }
+                }
+                #expect(members.isEmpty, "the list read after the resync, with the events after it, has no alice")
+            }
+        }
+
         @Test("while Redis does not answer, one connection has at most 16 presence.get in flight: the 17th gets 429 at once, the 16 are answered, and the places come back")
         func getsInFlightBounded() async throws {
             try await withCluster(nodes: 1) { cluster in

@@ -59,6 +59,37 @@ struct SDKClusterTests {
         }
     }
 
+    @Test("a presence watcher whose node drains hears resync once it is subscribed again on the other node (events meanwhile are lost), and none on its first subscribe")
+    func presenceResyncAfterReconnect() async throws {
+        try await withCluster(nodes: 2) { cluster in
+            let tokens = TokenGate(user: "quinn")
+            let client = try ChorusClient(url: "ws://127.0.0.1:\(cluster.nginx.port)/ws", getToken: tokens.provider)
+            // A bound on the waits below: closing the client finishes the event stream.
+            let watchdog = Task {
+                try await Task.sleep(for: .seconds(60))
+                await client.close()
+            }
+            defer { watchdog.cancel() }
+            let lobby = try await client.join("rooms.lobby", data: ["status": "here"])
+            let opening = await first(in: lobby.presenceEvents) { _ in true }
+            #expect(opening?.kind == .join && opening?.member?.userId == "quinn", "the first event is the own join, not a resync")
+
+            let home = try await Self.node(holdingOneClientIn: cluster)
+            await tokens.close()
+            home.terminate()
+            await tokens.waitForCalls(2)
+            #expect(await home.process.wait(timeout: .seconds(30)) == 0)
+            await tokens.open()
+
+            let resync = await first(in: lobby.presenceEvents) { $0.kind == .resync }
+            #expect(resync?.topic == "rooms.lobby" && resync?.member == nil)
+            #expect(resync?.timestamp.hasSuffix("Z") == true, "an ISO 8601 UTC timestamp, as the node writes: \(resync?.timestamp ?? "none")")
+            let state = try await client.members("rooms.lobby")
+            #expect(state.members.map(\.userId) == ["quinn"], "the list read after the resync")
+            await client.close()
+        }
+    }
+
     @Test("when more was published during a drain than the history keeps, the client reports recoveryFailed and carries on live")
     func recoveryFails() async throws {
         try await withCluster(nodes: 2, environment: ["HISTORY_SIZE": "2"]) { cluster in
