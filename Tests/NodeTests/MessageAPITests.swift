@@ -356,6 +356,8 @@ struct MessageAPITests {
             ("POST", "/api/messages", #"{"content":"no target"}"#, 400),
             ("POST", "/api/messages", #"{"topic":"a.*","content":"x"}"#, 400),
             ("POST", "/api/messages", #"{"topic":"a","recipientId":"b","content":"x"}"#, 400),
+            ("POST", "/api/messages", #"{"recipientId":"","content":"x"}"#, 400),
+            ("POST", "/api/messages", #"{"recipientId":"b.c","content":"x"}"#, 400),
             ("POST", "/api/messages", #"{"topic":"a","content":""}"#, 400),
             ("POST", "/api/messages", #"{"topic":"a","content":"x","metadata":[1]}"#, 400),
             ("POST", "/api/messages", #"{"topic":"messages.user.someone-else","content":"x"}"#, 403),

@@ -71,6 +71,9 @@ struct MessageRoutes {
                 throw APIError(403, denial, field: "topic")
             }
         case (nil, let recipient?):
+            if let problem = UserID.problem(recipient) {
+                throw APIError(400, "recipientId '\(recipient)' \(problem)", field: "recipientId")
+            }
             guard try await store.user(id: recipient) != nil else {
                 throw APIError(404, "no user with id '\(recipient)'", field: "recipientId")
             }
