@@ -272,6 +272,32 @@ extension ClusterTests {
             }
         }
 
+        @Test("with two Redis servers, only the watchers of the topics on the server that came back hear `resync`")
+        func resyncOnlyForTheServerBack() async throws {
+            try await withCluster(nodes: 1, redisServers: 2) { cluster in
+                let topics = (0..<20).map { "rooms.shard-\($0)" }
+                let onFirst = try #require(topics.first { RedisPlacement.server(forKey: $0, among: 2) == 0 })
+                let onSecond = try #require(topics.first { RedisPlacement.server(forKey: $0, among: 2) == 1 })
+                let watcher = try await cluster.node(1).connect(as: "watcher")
+                try await watcher.subscribe(onFirst, member: false, events: true)
+                try await watcher.subscribe(onSecond, member: false, events: true)
+
+                let second = cluster.redis[1]
+                await second.kill()
+                try await cluster.waitUntilAdapters(are: "fallback")
+                try await second.start()
+                try await cluster.waitUntilAdapters(are: "connected")
+                let resync = try await watcher.nextPresence()
+                #expect(resync.event == "resync" && resync.topic == onSecond)
+
+                // A join on the first server's topic is the next event there: no resync before it.
+                let ann = try await cluster.node(1).connect(as: "ann")
+                try await ann.subscribe(onFirst, member: true, events: false)
+                let next = try await watcher.nextPresence()
+                #expect(next.event == "join" && next.topic == onFirst && next.userId == "ann", "\(next)")
+            }
+        }
+
         @Test("while Redis does not answer, one connection has at most 16 presence.get in flight: the 17th gets 429 at once, the 16 are answered, and the places come back")
         func getsInFlightBounded() async throws {
             try await withCluster(nodes: 1) { cluster in
