@@ -143,7 +143,12 @@ export interface ChorusClientOptions {
   reconnectFactor?: number;
   /** A connection up this long (ms, default 10000) resets the backoff. */
   stableConnectionAfter?: number;
-  /** How long a request waits for its reply (ms, default 15000; 0 = forever). */
+  /**
+   * How long a request waits for its reply (ms, default 15000; 0 = forever); then the SDK pings
+   * at once to tell a node that left it unanswered from a dead connection (`pongTimeout`). A
+   * publish rejects with `ChorusTimeoutError` only when the connection answers that ping; on a
+   * dead one it goes back to the queue and out again on the next connection.
+   */
   requestTimeout?: number;
   /** How long opening the WebSocket may take before it counts as failed (ms, default 15000; 0 = no limit). */
   connectTimeout?: number;
@@ -151,8 +156,10 @@ export interface ChorusClientOptions {
   offlineQueueSize?: number;
   /** Wait for the node's `published` reply (default true); false for nodes without publish acks. */
   publishAcks?: boolean;
-  /** Send `ping` this often (ms, default 25000; 0 = off) and reconnect without a `pong` within `requestTimeout`. */
+  /** Send `ping` this often (ms, default 25000; 0 = off); a ping is also sent when a request times out. */
   pingInterval?: number;
+  /** A ping without a `pong` this long (ms, default 10000) means a dead (half-open) connection: closed with 4000 and reconnected. */
+  pongTimeout?: number;
   /** A typing `start` goes out at most this often per topic (ms, default 2000). */
   typingThrottle?: number;
   /** `stop` is sent this long after the last `typing()` call (ms, default 4000). */
@@ -258,6 +265,7 @@ export class ChorusError extends Error {
   readonly reply?: ServerMessage;
 }
 export class ChorusAuthError extends ChorusError {}
+/** No reply within `requestTimeout` (a publish: on a connection that answered a ping after it, so alive). */
 export class ChorusTimeoutError extends ChorusError {}
 export class ChorusQueueFullError extends ChorusError {}
 export class ChorusClosedError extends ChorusError {}
@@ -300,6 +308,14 @@ export class ChorusClient {
   subscribe<Data = JSONValue>(topic: string, handler: (message: Message<Data>) => void, options?: Omit<SubscribeOptions<Data>, "onMessage">): Unsubscribe;
   subscribe<Data = JSONValue>(topic: string, handlers: SubscribeOptions<Data>): Unsubscribe;
 
+  /**
+   * Resolves with the node's reply; rejects with its error, `ChorusQueueFullError` (the queue
+   * holds `offlineQueueSize` publishes), `ChorusClosedError` (`disconnect()`, or `queue: false`
+   * while not connected) or `ChorusTimeoutError` (no reply within `requestTimeout` on a
+   * connection that then answered a ping). Never for a connection that died: unanswered then, it
+   * is sent again, with its `messageId`, on the next connection. While not connected it waits
+   * in the queue.
+   */
   publish(topic: string, data: JSONValue, options?: PublishOptions): Promise<PublishedReply>;
 
   join(topic: string, data?: JSONValue, options?: Omit<SubscribeOptions, "presence" | "presenceEvents">): Unsubscribe;

@@ -35,7 +35,7 @@ export class ChorusAuthError extends ChorusError {
   constructor(message, options) { super(message, options); this.name = "ChorusAuthError"; }
 }
 
-/** A request got no reply within `requestTimeout`. */
+/** A request got no reply within `requestTimeout` (a publish: on a connection that answered a ping after it). */
 export class ChorusTimeoutError extends ChorusError {
   constructor(message, options) { super(message, options); this.name = "ChorusTimeoutError"; }
 }
@@ -80,6 +80,7 @@ const DEFAULTS = Object.freeze({
   offlineQueueSize: 100,
   publishAcks: true,
   pingInterval: 25000,
+  pongTimeout: 10000,
   typingThrottle: 2000,
   typingTimeout: 4000,
 });
@@ -278,7 +279,8 @@ export class ChorusClient {
     this._reconnectTimer = null;
     this._openTimer = null;
     this._pingTimer = null;
-    this._pongTimer = null;
+    /** The liveness check in flight: `{ socket, timer, alive }` (see `_checkAlive`). */
+    this._liveness = null;
     this._nextId = 1;
     this._pending = new Map();
     this._opening = false;
@@ -629,8 +631,9 @@ export class ChorusClient {
     clearTimeout(this._openTimer);
     this._openTimer = null;
     clearInterval(this._pingTimer);
-    clearTimeout(this._pongTimer);
-    this._pingTimer = this._pongTimer = null;
+    this._pingTimer = null;
+    clearTimeout(this._liveness?.timer);
+    this._liveness = null;
     for (const entry of this._topics.values()) {
       entry.active = false;
       clearTimeout(entry.retryTimer);
@@ -642,6 +645,7 @@ export class ChorusClient {
     if (this._inflight.size) {
       const back = [...this._inflight.values()].sort((a, b) => a.seq - b.seq);
       this._inflight.clear();
+      for (const item of back) clearTimeout(item.timer);
       this._queue.unshift(...back);
     }
   }
@@ -649,15 +653,30 @@ export class ChorusClient {
   _startPing() {
     const every = this.options.pingInterval;
     if (!every) return;
-    this._pingTimer = setInterval(() => {
-      const socket = this._socket;
-      if (!socket || this._pongTimer) return;
-      this._pongTimer = setTimeout(() => {
-        // No pong: the connection is dead without a close (a half-open TCP connection).
-        if (this._socket === socket) { try { socket.close(4000, "no pong"); } catch { /* closing */ } this._closed(4000, "no pong"); }
-      }, this.options.requestTimeout);
-      this._request({ type: "ping" }, { timeout: 0 }).then(() => { clearTimeout(this._pongTimer); this._pongTimer = null; }, () => {});
-    }, every);
+    this._pingTimer = setInterval(() => this._checkAlive(), every);
+  }
+
+  /**
+   * Pings the node now (unless a ping is out already) and resolves with true on its pong, false
+   * if the connection ends first. No pong within `pongTimeout`: the connection is dead without a
+   * close (half-open TCP: a NAT entry gone, a peer gone without a FIN), and only a close ends it:
+   * closed with 4000, which puts unacknowledged publishes back in the queue and reconnects.
+   */
+  _checkAlive() {
+    const socket = this._socket;
+    if (!socket || this._state !== "connected") return Promise.resolve(false);
+    if (this._liveness?.socket === socket) return this._liveness.alive;
+    const check = { socket, timer: null, alive: null };
+    this._liveness = check;
+    check.timer = setTimeout(() => {
+      if (this._socket === socket) { try { socket.close(4000, "no pong"); } catch { /* closing */ } this._closed(4000, "no pong"); }
+    }, this.options.pongTimeout);
+    check.alive = this._request({ type: "ping" }, { timeout: 0 }).then(() => true, () => false).then((alive) => {
+      clearTimeout(check.timer);
+      if (this._liveness === check) this._liveness = null;
+      return alive;
+    });
+    return check.alive;
   }
 
   async _reauthenticate(token) {
@@ -685,9 +704,13 @@ export class ChorusClient {
       const id = this._nextId++;
       const pending = { resolve, reject, onReply, timer: null, type: object.type };
       if (timeout) {
+        const socket = this._socket;
         pending.timer = setTimeout(() => {
           this._pending.delete(id);
           reject(new ChorusTimeoutError(`no reply to '${object.type}' within ${timeout} ms`));
+          // The node may just not have answered (e.g. past its message rate), or the connection
+          // may be dead: found out now rather than at the next ping.
+          if (this._socket === socket) this._checkAlive();
         }, timeout);
       }
       this._pending.set(id, pending);
@@ -1019,6 +1042,8 @@ export class ChorusClient {
    * disconnected the publish waits in the offline queue (`offlineQueueSize`, which counts the
    * unacknowledged publishes too; past it: `ChorusQueueFullError`). With `publishAcks: false` (nodes without publish acks) it resolves
    * once the node has read it without refusing it (a `ping` sent after it is answered).
+   * Unanswered within `requestTimeout`, it rejects with `ChorusTimeoutError` if the connection
+   * answers a ping then, and is sent again on the next connection if it does not (dead).
    */
   publish(topic, data, opts = {}) {
     const message = { type: "message", topic, data };
@@ -1041,24 +1066,30 @@ export class ChorusClient {
 
   _sendPublish(item) {
     this._inflight.set(item.seq, item);
+    // This send, not an earlier one of the same item (sent again after a reconnect).
+    const send = item.send = {};
+    const current = () => item.send === send && this._inflight.has(item.seq);
     const finish = (settle) => {
-      if (!this._inflight.has(item.seq)) return;
+      if (!current()) return;
       this._inflight.delete(item.seq);
+      clearTimeout(item.timer);
       settle();
     };
     const messageRequestId = this._nextId;
-    // With acks off, the timeout is the fence's: the message itself gets no reply unless refused.
-    this._request(item.message, { timeout: this.options.publishAcks ? this.options.requestTimeout : 0 }).then(
+    // No timeout on the requests themselves: the publish's own, below, also waits for the
+    // liveness check, during which a late reply still counts.
+    this._request(item.message, { timeout: 0 }).then(
       (reply) => finish(() => item.resolve(reply)),
       (error) => {
         // Not in flight any more: the dropped connection put it back in the queue (sent again,
         // with the same messageId, after the reconnect), or disconnect() rejected it.
-        if (!this._inflight.has(item.seq)) return;
+        if (!current()) return;
         if (error instanceof ChorusClosedError && this._wanted) {
           // Back in the queue in publish order: several publishes whose sends failed at once
           // (state still "connected", the socket already closing) are re-queued one by one,
           // each before those published after it.
           this._inflight.delete(item.seq);
+          clearTimeout(item.timer);
           const at = this._queue.findIndex((queued) => queued.seq > item.seq);
           if (at === -1) this._queue.push(item);
           else this._queue.splice(at, 0, item);
@@ -1066,15 +1097,29 @@ export class ChorusClient {
         }
         finish(() => item.reject(error));
       });
+    const fenceRequestId = this.options.publishAcks ? undefined : this._nextId;
     if (!this.options.publishAcks) {
       // A node without publish acks answers nothing to an accepted message but does answer a
       // refused one (error with the id), in order: a ping after it tells which happened.
-      this._request({ type: "ping" }).then(() => {
-        const pending = this._pending.get(messageRequestId);
-        if (pending) { this._pending.delete(messageRequestId); clearTimeout(pending.timer); }
+      this._request({ type: "ping" }, { timeout: 0 }).then(() => {
+        if (!current()) return;
+        this._pending.delete(messageRequestId);
         finish(() => item.resolve({ type: "published", topic: item.message.topic, messageId: item.message.messageId, acknowledged: false }));
       }, () => { /* the connection dropped: the message request's handler requeues it */ });
     }
+    if (!this.options.requestTimeout) return;
+    item.timer = setTimeout(() => {
+      // No reply yet: the node did not answer it (slow, or it dropped the message), or the
+      // connection is dead without a close (half-open). A ping tells which. A dead connection
+      // is closed, which puts the publish back in the queue: sent again with its messageId on
+      // the next connection rather than failed. On a live one the timeout stands.
+      this._checkAlive().then((alive) => {
+        if (!alive || !current()) return;
+        this._pending.delete(messageRequestId);
+        if (fenceRequestId !== undefined) this._pending.delete(fenceRequestId);
+        finish(() => item.reject(new ChorusTimeoutError(`no reply to 'message' within ${this.options.requestTimeout} ms`)));
+      });
+    }, this.options.requestTimeout);
   }
 
   _flushQueue() {

@@ -8,6 +8,7 @@ import { createServer, connect as tcpConnect } from "node:net";
 import { ChorusClient, ChorusAuthError, ChorusError, ChorusQueueFullError } from "../chorus.js";
 import { startCluster, probeFeatures, mintToken, http } from "./support/cluster.mjs";
 import { client, closeAll, Inbox, nextEvent, routed, TestWebSocket, WsPackage } from "./support/client.mjs";
+import { startProxy } from "./support/proxy.mjs";
 
 let cluster;
 let features;
@@ -314,6 +315,41 @@ describe("on two nodes behind nginx", () => {
     const error = await bob.markRead("00000000-0000-0000-0000-000000000000").then(() => null, (e) => e);
     assert.equal(error?.code, 404);
   });
+});
+
+describe("a connection that goes half-open (through a relay that stops forwarding without closing)", () => {
+  /** Options that find a dead connection in a few seconds; no periodic ping: the publish's own timeout finds it. */
+  const quick = () => ({ ...acks(), requestTimeout: 2000, pongTimeout: 1000, pingInterval: 0, minReconnectDelay: 50, maxReconnectDelay: 200 });
+
+  for (const [lost, blackhole, duplicate] of [
+    ["nothing gets through either way", {}, false],
+    ["the node's frames are lost, the client's still arrive", { toServer: false }, true],
+  ]) {
+    test(`${lost}: a publish made then is not failed but sent again on a new connection, and delivered once`, async () => {
+      const topic = `rooms.${unique()}`;
+      const proxy = await startProxy(cluster.node(1).port);
+      try {
+        const alice = client(proxy.wsURL, "alice", quick());
+        const bob = client(cluster.node(2).wsURL, "bob", acks());
+        await alice.connect();
+        await bob.connect();
+        const inbox = new Inbox();
+        await bob.subscribe(topic, inbox.handler).ready;
+        await routed(inbox, alice, topic);
+        const closed = nextEvent(alice, "disconnected");
+        proxy.blackhole(blackhole);
+        const reply = await alice.publish(topic, { n: 1 });
+        assert.equal((await closed).code, 4000, "the SDK closed the dead connection itself");
+        assert.equal(reply.duplicate, duplicate, duplicate ? "the node had the first copy: the one sent again is a duplicate" : "the first copy never reached the node");
+        await alice.publish(topic, { n: 2 });
+        await inbox.until(2);
+        assert.deepEqual(inbox.data(), [{ n: 1 }, { n: 2 }]);
+        assert.equal(alice.state, "connected");
+      } finally {
+        await proxy.close();
+      }
+    });
+  }
 });
 
 describe("connecting", () => {

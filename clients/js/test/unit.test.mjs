@@ -3,7 +3,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import {
-  ChorusClient, ChorusAuthError, ChorusQueueFullError, backoffDelay, topicMatches, isPattern, newMessageId, rawMember,
+  ChorusClient, ChorusAuthError, ChorusQueueFullError, ChorusTimeoutError, backoffDelay, topicMatches, isPattern, newMessageId, rawMember,
 } from "../chorus.js";
 
 test("patterns match like the node's: * is one segment, ** one or more", () => {
@@ -36,6 +36,8 @@ class ScriptedSocket {
   replyText(text) { this.onmessage?.({ data: text }); }
   drop(code, reason = "") { this.readyState = 3; this.onclose?.({ code, reason }); }
   last(type) { return this.sent.filter((m) => m.type === type).at(-1); }
+  /** Answers the last ping, if any: the connection is alive. */
+  pong() { const ping = this.last("ping"); if (ping) this.reply({ type: "pong", id: ping.id }); }
 }
 
 function scripted(options = {}) {
@@ -151,6 +153,55 @@ test("an unacknowledged publish is sent again with the same messageId after a re
   for (const m of resent) socket.reply({ type: "published", topic: m.topic, messageId: m.messageId, duplicate: false, id: m.id });
   assert.equal((await published).messageId, first.messageId);
   await queued;
+  client.disconnect();
+});
+
+test("a publish unanswered within requestTimeout on a connection that answers a ping rejects with ChorusTimeoutError; a reply during the ping still counts", async (t) => {
+  const client = scripted({ requestTimeout: 1000, pongTimeout: 500 });
+  const socket = await connectScripted(client);
+  t.mock.timers.enable({ apis: ["setTimeout"] });  // before the publishes' timers
+  const late = client.publish("rooms.a", { n: 1 });
+  const unanswered = client.publish("rooms.a", { n: 2 });
+  const [first] = socket.sent.filter((m) => m.type === "message");
+  t.mock.timers.tick(1000);
+  const pings = socket.sent.filter((m) => m.type === "ping");
+  assert.equal(pings.length, 1, "one ping checks the connection for both publishes, at once");
+  socket.reply({ type: "published", topic: "rooms.a", messageId: first.messageId, duplicate: false, id: first.id });
+  socket.reply({ type: "pong", id: pings[0].id });
+  assert.equal((await late).messageId, first.messageId);
+  await assert.rejects(unanswered, ChorusTimeoutError);
+  assert.equal(client.state, "connected");
+  assert.equal(client.queuedPublishes, 0);
+  assert.equal(ScriptedSocket.instances.length, 1, "a live connection is kept");
+  client.disconnect();
+});
+
+test("a publish unanswered on a connection that then misses its pong is not failed: the connection closes with 4000 and the publish goes out again on the next one", async (t) => {
+  const client = scripted({ requestTimeout: 1000, pongTimeout: 500, random: () => 0 });
+  let socket = await connectScripted(client);
+  const closes = [];
+  client.on("disconnected", (e) => closes.push(e.code));
+  t.mock.timers.enable({ apis: ["setTimeout"] });
+  let settled = false;
+  const published = client.publish("rooms.a", { n: 1 });
+  published.finally(() => { settled = true; });
+  const first = socket.last("message");
+  t.mock.timers.tick(1000);
+  assert.ok(socket.last("ping"), "the connection is checked at once");
+  t.mock.timers.tick(500);  // no pong
+  assert.deepEqual(closes, [4000]);
+  t.mock.timers.tick(0);  // the reconnect (no delay with random() = 0)
+  await settle();
+  assert.equal(ScriptedSocket.instances.length, 2);
+  socket = ScriptedSocket.instances[1];
+  socket.open();
+  socket.reply({ type: "auth_success", userId: "alice", id: socket.last("auth").id });
+  await settle();
+  assert.equal(settled, false, "still waiting for its reply");
+  const again = socket.last("message");
+  assert.equal(again.messageId, first.messageId);
+  socket.reply({ type: "published", topic: "rooms.a", messageId: again.messageId, duplicate: true, id: again.id });
+  assert.equal((await published).duplicate, true);
   client.disconnect();
 });
 
@@ -553,6 +604,7 @@ test("a resubscription the node left unanswered (dropped by its message rate lim
   const subscribes = () => socket.sent.filter((m) => m.type === "subscribe");
   assert.equal(subscribes().length, 1);
   t.mock.timers.tick(client.options.requestTimeout);  // no reply: the request times out
+  socket.pong();  // the connection is alive (a timeout checks it with a ping)
   await settle();
   t.mock.timers.tick(500);
   assert.equal(subscribes().length, 2, "sent again on the same connection");
@@ -571,6 +623,7 @@ test("a subscribe unanswered through every retry ends, and is undone on the node
   const delays = [500, 1000, 2000, 4000, 8000];
   for (const delay of delays) {
     t.mock.timers.tick(client.options.requestTimeout);
+    socket.pong();  // the connection is alive (a timeout checks it with a ping)
     await settle();
     t.mock.timers.tick(delay);
     await settle();
