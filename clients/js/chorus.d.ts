@@ -68,14 +68,30 @@ export interface PresenceMember<Data = JSONValue> {
   connections?: number;
 }
 
-/** A `presence` event (the node's `batch` form is unpacked into these by the SDK). */
-export interface PresenceEvent<Data = JSONValue> {
+/** A member's `join`, `leave` or `update` (the node's `batch` form is unpacked into these by the SDK). */
+export interface PresenceChangeEvent<Data = JSONValue> {
   type: "presence";
   topic: string;
   event: "join" | "leave" | "update";
   member: PresenceMember<Data>;
   timestamp: string;
 }
+
+/**
+ * Presence events of `topic` may have been missed: read the members again with `members(topic)`.
+ * Sent by the node when its link to Redis is back after an outage, and emitted by the SDK when a
+ * subscription with presence events is live again after a reconnect (not after the first subscribe).
+ */
+export interface PresenceResyncEvent {
+  type: "presence";
+  topic: string;
+  event: "resync";
+  member?: undefined;
+  timestamp: string;
+}
+
+/** A `presence` event: narrow on `event` (a `resync` has no `member`). */
+export type PresenceEvent<Data = JSONValue> = PresenceChangeEvent<Data> | PresenceResyncEvent;
 
 export interface PresenceState<Data = JSONValue> {
   topic: string;
@@ -170,6 +186,7 @@ export interface ChorusClientOptions {
 
 export interface SubscribeOptions<Data = JSONValue> {
   onMessage?: (message: Message<Data>) => void;
+  /** Each presence event; on a `resync`, read the members again (`members(topic)`). */
   onPresence?: (event: PresenceEvent) => void;
   onTyping?: (event: TypingEvent) => void;
   /** Called when a resubscription could not recover what was missed: reload, then continue. */

@@ -211,6 +211,8 @@ class TopicEntry {
     this.handlers = new Set();
     /** Subscribed on the current connection. */
     this.active = false;
+    /** Was subscribed on a connection that ended: presence events may have been missed since. */
+    this.missedPresence = false;
     /** Resolved with the `subscribed` reply of the current or next connection. */
     this.readyWaiters = [];
     this.lastReply = undefined;
@@ -635,6 +637,7 @@ export class ChorusClient {
     clearTimeout(this._liveness?.timer);
     this._liveness = null;
     for (const entry of this._topics.values()) {
+      if (entry.active) entry.missedPresence = true;
       entry.active = false;
       clearTimeout(entry.retryTimer);
       entry.retryTimer = null;
@@ -894,7 +897,12 @@ export class ChorusClient {
       entry.limitRetries = 0;
       entry.lastReply = reply;
       if (request.replay) entry.replayDone = true;
+      const missedPresence = entry.missedPresence && request.presenceEvents;
+      entry.missedPresence = false;
       this._subscribed(entry, request, reply, resubscribe);
+      // Live again after a reconnect: the events of the time away are lost, so the application
+      // is told as the node tells it after an outage, and reads the members again.
+      if (missedPresence) this._dispatch("presence", { type: "presence", topic: entry.topic, event: "resync", timestamp: new Date().toISOString() }, "onPresence");
     };
     this._request(request, { onReply: accepted }).then((reply) => {
       if (this._topics.get(entry.topic) !== entry) return;
@@ -1132,7 +1140,9 @@ export class ChorusClient {
 
   /**
    * Joins `topic`'s presence with `data` (and receives its presence events through
-   * `options.onPresence` and the client's `presence` event). Returns the leave function.
+   * `options.onPresence` and the client's `presence` event: `join`, `leave`, `update`, and
+   * `resync` when events may have been missed, after a reconnect or a node's Redis outage:
+   * read `members()` again then). Returns the leave function.
    */
   join(topic, data = {}, options = {}) {
     const unsubscribe = this.subscribe(topic, { ...options, presence: data, presenceEvents: true });

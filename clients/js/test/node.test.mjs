@@ -266,6 +266,34 @@ describe("on two nodes behind nginx", () => {
     await events.until((es) => es.some((e) => e.event === "leave" && e.member.userId === "bob"), "bob's leave");
   });
 
+  test("presence: once a joined subscription is live again after a reconnect the SDK emits resync, and members() then lists who joined meanwhile", async (t) => {
+    if (!features.presence) return t.skip("the node has no presence yet");
+    const topic = `rooms.${unique()}`;
+    const proxy = await startProxy(cluster.node(1).port);
+    try {
+      const alice = client(proxy.wsURL, "alice", { ...acks(), minReconnectDelay: 50, maxReconnectDelay: 200 });
+      const bob = client(cluster.node(2).wsURL, "bob", acks());
+      await alice.connect();
+      await bob.connect();
+      const order = [];
+      alice.on("subscribed", (e) => { if (e.topic === topic) order.push(e.resubscribed ? "resubscribed" : "subscribed"); });
+      await alice.join(topic, { name: "Alice" }, { onPresence: (e) => { if (e.event === "resync") order.push("resync"); } }).ready;
+      // Alice's connection stops carrying anything, so bob's join may not reach her; then it closes.
+      proxy.blackhole();
+      await bob.join(topic, { name: "Bob" }).ready;
+      const resync = nextEvent(alice, "presence", (e) => e.topic === topic && e.event === "resync");
+      proxy.cut();
+      const event = await resync;
+      assert.equal(event.member, undefined);
+      assert.equal(new Date(event.timestamp).toISOString(), event.timestamp);
+      assert.deepEqual(order, ["subscribed", "resubscribed", "resync"], "none after the first subscribe; after the resubscription, on the handler too");
+      const state = await alice.members(topic);
+      assert.deepEqual(state.members.map((m) => m.userId).sort(), ["alice", "bob"]);
+    } finally {
+      await proxy.close();
+    }
+  });
+
   test("typing: many keystrokes send one start, and a stop follows on its own", async (t) => {
     if (!features.typing) return t.skip("the node has no typing yet");
     const topic = `rooms.${unique()}`;

@@ -234,6 +234,34 @@ test("a presence batch reaches the handlers as single events", async () => {
   client.disconnect();
 });
 
+test("resync: the node's reaches the presence handlers; the SDK emits one itself once a subscription with presence events is live again after a reconnect", async () => {
+  const client = scripted();
+  let socket = await connectScripted(client);
+  const events = [];
+  const announced = [];
+  client.on("presence", (e) => announced.push(`${e.topic}:${e.event}`));
+  const leave = client.join("rooms.a", { name: "A" }, { onPresence: (e) => events.push(e) });
+  const plain = client.subscribe("rooms.b", () => {});  // no presence events: nothing to resync
+  await settle();
+  for (const m of socket.sent.filter((m) => m.type === "subscribe")) socket.reply({ type: "subscribed", topic: m.topic, id: m.id });
+  await Promise.all([leave.ready, plain.ready]);
+  assert.deepEqual(events, [], "none after the first subscribe");
+  const fromNode = { type: "presence", topic: "rooms.a", event: "resync", timestamp: "2026-12-04T19:00:00.000Z" };
+  socket.reply(fromNode);
+  assert.deepEqual(events, [fromNode]);
+  socket = await reconnectScripted(socket);
+  await settle();
+  const resubscribes = socket.sent.filter((m) => m.type === "subscribe");
+  assert.equal(events.length, 1, "not before the subscription is live again");
+  for (const m of resubscribes) socket.reply({ type: "subscribed", topic: m.topic, id: m.id });
+  assert.equal(events.length, 2);
+  const { timestamp, ...rest } = events[1];
+  assert.deepEqual(rest, { type: "presence", topic: "rooms.a", event: "resync" });
+  assert.equal(new Date(timestamp).toISOString(), timestamp);
+  assert.deepEqual(announced, ["rooms.a:resync", "rooms.a:resync"], "the client's presence event too, once each");
+  client.disconnect();
+});
+
 test("replay on a topic without history (400 naming 'replay') subscribes again without it", async () => {
   const client = scripted();
   const socket = await connectScripted(client);

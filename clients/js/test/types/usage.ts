@@ -2,7 +2,7 @@
 // uses it must type-check, and each misuse marked @ts-expect-error must not.
 import ChorusClientDefault, {
   ChorusClient, ChorusAuthError, ChorusError, ChorusQueueFullError, CloseCode,
-  type Message, type PresenceState, type PublishedReply, type StateEvent, type Unsubscribe,
+  type Message, type PresenceEvent, type PresenceMember, type PresenceState, type PublishedReply, type StateEvent, type Unsubscribe,
 } from "../../chorus.js";
 
 interface ChatLine { text: string; author?: string }
@@ -32,7 +32,37 @@ async function main(): Promise<void> {
   console.log(reply.recovered, reply.offset, reply.epoch);
   unsubscribe();
 
-  const leave = client.join("rooms.lobby", { name: "Alice" }, { onPresence: (e) => console.log(e.event, e.member.userId) });
+  const leave = client.join("rooms.lobby", { name: "Alice" }, { onPresence: (e) => console.log(e.event, e.event === "resync" ? e.topic : e.member.userId) });
+  // @ts-expect-error: a resync has no member: narrow on event first
+  client.on("presence", (e) => console.log(e.member.userId));
+  client.on("presence", (e) => console.log(e.member?.userId ?? `resync of ${e.topic}`));
+
+  // docs/client-guide.md's presence snippet, as written there.
+  const present = new Map<string, PresenceMember>();
+  let held: PresenceEvent[] | undefined;  // events that come while members() is asked
+
+  async function reload(topic: string): Promise<void> {
+    const mine: PresenceEvent[] = (held = []);
+    // One page (up to 1,000 members; follow `truncated` for more). A failed read keeps the list.
+    const state = await client.members(topic).catch(() => undefined);
+    if (held !== mine) return;  // a newer reload is on its way
+    held = undefined;
+    if (state) {
+      present.clear();
+      for (const member of state.members) present.set(member.userId, member);
+    }
+    mine.forEach(onPresence);
+  }
+
+  function onPresence(event: PresenceEvent): void {
+    if (event.event === "resync") void reload(event.topic);  // events may be missing: read the list again
+    else if (held) held.push(event);
+    else if (event.event === "leave") present.delete(event.member.userId);
+    else present.set(event.member.userId, event.member);
+  }
+
+  await client.join("rooms.lobby", { name: "Alice" }, { onPresence }).ready;
+  await reload("rooms.lobby");  // the first subscribe brings no resync
   const state: PresenceState = await client.members("rooms.lobby");
   console.log(state.count, state.members.map((m) => m.userId));
   leave();
