@@ -489,8 +489,8 @@ export class ChorusClient {
     let opened = false;
     const openTimer = this._openTimer = this.options.connectTimeout > 0 ? setTimeout(() => {
       if (this._socket !== socket || opened) return;
-      try { socket.close(); } catch { /* closing */ }
       this._closed(1006, "connect timed out");
+      try { socket.close(); } catch { /* closing */ }
     }, this.options.connectTimeout) : null;
     socket.onopen = () => {
       opened = true;
@@ -523,8 +523,10 @@ export class ChorusClient {
       // event from some implementations (Node 20's built-in WebSocket), never a close.
       if (this._socket !== socket || opened) return;
       clearTimeout(openTimer);
-      try { socket.close(); } catch { /* closing */ }
+      // Dropped before close(): Node's built-in WebSocket may report the failure again from
+      // close(), synchronously, to this handler (a loop until the stack overflows).
       this._closed(1006, "connection failed");
+      try { socket.close(); } catch { /* closing */ }
     };
     socket.onclose = (event) => {
       clearTimeout(openTimer);
@@ -672,7 +674,7 @@ export class ChorusClient {
     const check = { socket, timer: null, alive: null };
     this._liveness = check;
     check.timer = setTimeout(() => {
-      if (this._socket === socket) { try { socket.close(4000, "no pong"); } catch { /* closing */ } this._closed(4000, "no pong"); }
+      if (this._socket === socket) { this._closed(4000, "no pong"); try { socket.close(4000, "no pong"); } catch { /* closing */ } }
     }, this.options.pongTimeout);
     check.alive = this._request({ type: "ping" }, { timeout: 0 }).then(() => true, () => false).then((alive) => {
       clearTimeout(check.timer);

@@ -111,6 +111,20 @@ test("a socket that neither opens nor fails within connectTimeout counts as clos
   client.disconnect();
 });
 
+test("a failed connect that the WebSocket reports again from close() (as Node's built-in one may) is one close, not a loop", async () => {
+  class ReportingAgain extends ScriptedSocket {
+    close() { this.onerror?.({}); super.close(); }
+  }
+  const client = scripted({ WebSocket: ReportingAgain });
+  const closes = [];
+  client.on("disconnected", (e) => closes.push([e.code, e.willReconnect]));
+  client.connect().catch(() => {});
+  await settle();
+  ScriptedSocket.instances[0].onerror({});  // the connect failed
+  assert.deepEqual(closes, [[1006, true]]);
+  client.disconnect();
+});
+
 test("resubscribes after a reconnect with since from the last position, and reports recovered:false", async () => {
   const client = scripted();
   let socket = await connectScripted(client);
