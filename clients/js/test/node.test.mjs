@@ -270,8 +270,8 @@ describe("on two nodes behind nginx", () => {
     if (!features.presence) return t.skip("the node has no presence yet");
     const topic = `rooms.${unique()}`;
     const proxy = await startProxy(cluster.node(1).port);
+    const alice = client(proxy.wsURL, "alice", { ...acks(), minReconnectDelay: 50, maxReconnectDelay: 200 });
     try {
-      const alice = client(proxy.wsURL, "alice", { ...acks(), minReconnectDelay: 50, maxReconnectDelay: 200 });
       const bob = client(cluster.node(2).wsURL, "bob", acks());
       await alice.connect();
       await bob.connect();
@@ -290,6 +290,7 @@ describe("on two nodes behind nginx", () => {
       const state = await alice.members(topic);
       assert.deepEqual(state.members.map((m) => m.userId).sort(), ["alice", "bob"]);
     } finally {
+      alice.disconnect();  // not left reconnecting to the closed relay
       await proxy.close();
     }
   });
@@ -356,8 +357,8 @@ describe("a connection that goes half-open (through a relay that stops forwardin
     test(`${lost}: a publish made then is not failed but sent again on a new connection, and delivered once`, async () => {
       const topic = `rooms.${unique()}`;
       const proxy = await startProxy(cluster.node(1).port);
+      const alice = client(proxy.wsURL, "alice", quick());
       try {
-        const alice = client(proxy.wsURL, "alice", quick());
         const bob = client(cluster.node(2).wsURL, "bob", acks());
         await alice.connect();
         await bob.connect();
@@ -374,6 +375,7 @@ describe("a connection that goes half-open (through a relay that stops forwardin
         assert.deepEqual(inbox.data(), [{ n: 1 }, { n: 2 }]);
         assert.equal(alice.state, "connected");
       } finally {
+        alice.disconnect();  // not left reconnecting to the closed relay
         await proxy.close();
       }
     });
