@@ -89,6 +89,8 @@ actor ClientEngine {
         var continuation: CheckedContinuation<PublishReceipt, any Error>
         /// The request id it was sent with on the current connection; nil while unsent.
         var requestId: Int?
+        /// Times the node dropped it past its message rate and it was sent again.
+        var rateRetries = 0
     }
 
     /// Typing sent on one topic.
@@ -608,13 +610,31 @@ actor ClientEngine {
             continuation.resume(throwing: error)
         case .publish(let key, let timer):
             timer?.cancel()
+            if let wait = Self.rateRetryDelay(error), var publish = publishes[key], publish.rateRetries < Self.rateRetries,
+                let connection
+            {
+                // Dropped past the node's message rate: sent again (same messageId) after the
+                // delay it named, doubled per attempt and jittered, so that a burst spreads out.
+                publish.rateRetries += 1
+                publish.requestId = nil
+                publishes[key] = publish
+                let delay = wait * (1 << (publish.rateRetries - 1)) * Double.random(in: 1...2)
+                Task {
+                    try? await Task.sleep(for: delay)
+                    self.resendPublish(key, on: connection)
+                }
+                return
+            }
             publishes.removeValue(forKey: key)?.continuation.resume(throwing: error)
         case .subscribe(let topic, _, _, let timer):
             timer?.cancel()
             // A resubscription over the subscription limit (429) may find room later on this
             // connection; a 409 means a history read of the topic still runs (a subscribe sent
-            // again after a timeout). A first subscribe's 429 is the caller's to handle.
-            if case .server(code: let code, _, _) = error, code == 409 || (code == 429 && topics[topic]?.everConfirmed == true) {
+            // again after a timeout); a subscribe dropped past the message rate (429 with
+            // `retryAfter`) goes again after that. A first subscribe's limit 429 is the caller's.
+            if case .server(code: let code, _, _) = error,
+                code == 409 || (code == 429 && topics[topic]?.everConfirmed == true) || Self.rateRetryDelay(error) != nil
+            {
                 retrySubscribe(topic, after: error)
             } else {
                 endTopic(topic, with: error)
@@ -797,6 +817,20 @@ actor ClientEngine {
 
     /// How many times a subscribe is sent again on one connection before its topic ends.
     static let subscribeRetries = 5
+    /// How many times a publish the node dropped past its message rate is sent again.
+    static let rateRetries = 4
+
+    /// The wait a refusal names when the node dropped a request past its message rate (429
+    /// with `details.retryAfter`, in ms); nil for any other error.
+    static func rateRetryDelay(_ error: ChorusError) -> Duration? {
+        guard case .server(code: 429, _, let details) = error, let milliseconds = details?["retryAfter"]?.intValue else { return nil }
+        return .milliseconds(milliseconds)
+    }
+
+    private func resendPublish(_ key: Int, on connection: WebSocketConnection) {
+        guard self.connection === connection, canSend, publishes[key]?.requestId == nil else { return }
+        sendPublish(key, on: connection)
+    }
 
     /// A subscribe left unanswered for ``ClientConfiguration/requestTimeout`` (the node drops
     /// messages past `WEBSOCKET_MAX_MESSAGES_PER_SECOND` unanswered, e.g. a resubscription of
@@ -814,7 +848,9 @@ actor ClientEngine {
             return
         }
         state.retries += 1
-        let delay = min(configuration.maximumReconnectDelay, configuration.minimumReconnectDelay * (1 << (state.retries - 1)))
+        let backoff = min(configuration.maximumReconnectDelay, configuration.minimumReconnectDelay * (1 << (state.retries - 1)))
+        // Not before the wait a rate refusal names (jittered: a burst of subscribes spreads out).
+        let delay = Self.rateRetryDelay(error).map { max(backoff, $0 * Double.random(in: 1...2)) } ?? backoff
         state.retry = Task {
             do { try await Task.sleep(for: delay) } catch { return }
             await self.resendSubscribe(topic, on: connection)

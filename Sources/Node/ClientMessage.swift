@@ -92,6 +92,16 @@ extension ClientMessage {
         }
     }
 
+    /// The `id` of a request (a string or a number), read without checking the rest: for a
+    /// request dropped unhandled. Nil when the frame is no JSON object or has no usable id.
+    public static func requestId(in bytes: some Collection<UInt8>) -> JSONValue? {
+        guard let fields = try? RawJSONObject(parsing: bytes), let id = Wire(fields).id else { return nil }
+        switch id {
+        case .string, .number: return id
+        default: return nil
+        }
+    }
+
     /// Decodes one text frame.
     public static func decode(_ bytes: some Collection<UInt8>) throws(ClientMessageError) -> ClientMessage {
         let fields: RawJSONObject

@@ -105,12 +105,29 @@ final class WebSocketSession: WebSocketTransportDelegate {
         reply(.error(code: 400, message: "binary frames are not supported: send JSON text", details: nil, id: nil))
     }
 
+    /// A dropped request that has an `id` is answered, so that its sender can send it again
+    /// after `retryAfter` rather than wait for a reply that will not come. (The replies are
+    /// bounded: a client that keeps sending past the rate is closed with 1008, one that does
+    /// not read them with 4008.)
+    func transport(_ transport: WebSocketTransport, answeredDropped text: ByteBuffer) -> Bool {
+        guard let id = ClientMessage.requestId(in: text.readableBytesView) else { return false }
+        replyRateRefusal(id: id)
+        return true
+    }
+
     func transportIsDroppingMessages(_ transport: WebSocketTransport) {
+        replyRateRefusal(id: nil)
+    }
+
+    private func replyRateRefusal(id: JSONValue?) {
         reply(.error(
             code: 429,
-            message: "rate limit exceeded: at most \(node.configuration.maxMessagesPerSecond) messages per second; messages over the limit are dropped, and a connection that keeps sending past it is closed (1008)",
-            details: nil, id: nil))
+            message: "rate limit exceeded: at most \(node.configuration.maxMessagesPerSecond) messages per second; messages over the limit are dropped (send again after details.retryAfter ms), and a connection that keeps sending past it is closed (1008)",
+            details: .object(["retryAfter": .number(JSONNumber(Self.rateRetryAfterMilliseconds))]), id: id))
     }
+
+    /// `retryAfter` of a rate refusal: in a second the bucket holds a second's worth again.
+    static let rateRetryAfterMilliseconds = 1_000
 
     func transport(_ transport: WebSocketTransport, didReceiveText bytes: ByteBuffer) {
         let message: ClientMessage

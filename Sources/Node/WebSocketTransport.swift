@@ -177,6 +177,7 @@ final class WebSocketTransport: ChannelDuplexHandler {
         case .allow:
             break
         case .drop:
+            if frame.opcode == .text, delegate?.transport(self, answeredDropped: frame.payload) == true { return }
             if rate.shouldWarn(now: now) { delegate?.transportIsDroppingMessages(self) }
             return
         case .flood:

@@ -14,8 +14,12 @@ protocol WebSocketTransportDelegate: AnyObject {
     /// A whole binary message, within the message rate.
     func transport(_ transport: WebSocketTransport, didReceiveBinary message: ByteBuffer)
 
-    /// Messages past `WEBSOCKET_MAX_MESSAGES_PER_SECOND` are being dropped; called at most once a
-    /// second, so that a reply saying so cannot become a flood.
+    /// A text message past `WEBSOCKET_MAX_MESSAGES_PER_SECOND`, dropped unhandled; returns true
+    /// when the delegate answered it (a request with an `id`).
+    func transport(_ transport: WebSocketTransport, answeredDropped text: ByteBuffer) -> Bool
+
+    /// Messages past `WEBSOCKET_MAX_MESSAGES_PER_SECOND` that were not answered are being
+    /// dropped; called at most once a second, so that a reply saying so cannot become a flood.
     func transportIsDroppingMessages(_ transport: WebSocketTransport)
 
     /// The transport starts closing the connection with `code`, sent in a close frame (or

@@ -21,6 +21,7 @@ struct WebSocketTransportHandlerTests {
             texts.append(String(buffer: message))
         }
         func transport(_ transport: WebSocketTransport, didReceiveBinary message: ByteBuffer) { binaries += 1 }
+        func transport(_ transport: WebSocketTransport, answeredDropped text: ByteBuffer) -> Bool { false }
         func transportIsDroppingMessages(_ transport: WebSocketTransport) { droppedNotices += 1 }
         func transport(_ transport: WebSocketTransport, willCloseWith code: UInt16, reason: String) { closes.append(code) }
         func transportDidClose(_ transport: WebSocketTransport) { closed = true }

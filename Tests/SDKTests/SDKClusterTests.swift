@@ -71,10 +71,16 @@ struct SDKClusterTests {
             }
             defer { watchdog.cancel() }
             let lobby = try await client.join("rooms.lobby", data: ["status": "here"])
-            let opening = await first(in: lobby.presenceEvents) { _ in true }
-            #expect(opening?.kind == .join && opening?.member?.userId == "quinn", "the first event is the own join, not a resync")
-
             let home = try await Self.node(holdingOneClientIn: cluster)
+            let away = cluster.nodes.first { $0.id != home.id }!
+            // Live now: another member's join (on the other node) comes, and no resync before
+            // it. (The own join may come first or not: it was published before the subscription
+            // was live.)
+            let other = try ChorusClient(url: "ws://127.0.0.1:\(away.port)/ws", token: away.token("rosa"))
+            let rosaInLobby = try await other.join("rooms.lobby")
+            let opening = await first(in: lobby.presenceEvents) { $0.member?.userId != "quinn" }
+            #expect(opening?.kind == .join && opening?.member?.userId == "rosa", "no resync on the first subscribe: \(String(describing: opening))")
+
             await tokens.close()
             home.terminate()
             await tokens.waitForCalls(2)
@@ -85,7 +91,9 @@ struct SDKClusterTests {
             #expect(resync?.topic == "rooms.lobby" && resync?.member == nil)
             #expect(resync?.timestamp.hasSuffix("Z") == true, "an ISO 8601 UTC timestamp, as the node writes: \(resync?.timestamp ?? "none")")
             let state = try await client.members("rooms.lobby")
-            #expect(state.members.map(\.userId) == ["quinn"], "the list read after the resync")
+            #expect(state.members.map(\.userId) == ["quinn", "rosa"], "the list read after the resync")
+            withExtendedLifetime(rosaInLobby) {}
+            await other.close()
             await client.close()
         }
     }

@@ -37,6 +37,35 @@ struct SDKNodeTests {
         }
     }
 
+    @Test("a burst past the node's message rate: subscribes and publishes the node drops with 429 and retryAfter are sent again, and every one succeeds; each message arrives once")
+    func burstPastTheRateLimit() async throws {
+        try await withNodeProcess(["WEBSOCKET_MAX_MESSAGES_PER_SECOND": "10"]) { node in
+            let reader = try ChorusClient(url: Self.url(node), token: node.token("rhea"), configuration: Self.configuration())
+            let watched = try await reader.subscribe("chat.burst")
+            let client = try ChorusClient(url: Self.url(node), token: node.token("sam"), configuration: Self.configuration())
+            try await client.connect()
+            // 12 subscribes and 24 publishes at once: over two seconds' worth of the rate.
+            let subscribed = try await withThrowingTaskGroup(of: String.self) { group in
+                for n in 0..<12 { group.addTask { _ = try await client.subscribe("chat.room-\(n)"); return "chat.room-\(n)" } }
+                return try await group.reduce(into: Set<String>()) { $0.insert($1) }
+            }
+            #expect(subscribed.count == 12)
+            let receipts = try await withThrowingTaskGroup(of: PublishReceipt.self) { group in
+                for n in 0..<24 { group.addTask { try await client.publish("chat.burst", ["n": .integer(Int64(n))]) } }
+                return try await group.reduce(into: [PublishReceipt]()) { $0.append($1) }
+            }
+            #expect(receipts.count == 24 && receipts.allSatisfy { $0.acknowledged && !$0.duplicate })
+            var messages = watched.makeAsyncIterator()
+            var seen: [Int64] = []
+            while seen.count < 24, let message = await messages.next() {
+                if case .integer(let n)? = message.data["n"] { seen.append(n) }
+            }
+            #expect(Set(seen) == Set(0..<24) && seen.count == 24, "each message once")
+            await client.close()
+            await reader.close()
+        }
+    }
+
     @Test("a first subscribe with replay or since receives the history it asked for, then live messages")
     func historyOnFirstSubscribe() async throws {
         try await withNodeProcess { node in

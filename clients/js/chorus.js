@@ -81,6 +81,7 @@ const DEFAULTS = Object.freeze({
   publishAcks: true,
   pingInterval: 25000,
   pongTimeout: 10000,
+  rateLimitRetries: 4,
   typingThrottle: 2000,
   typingTimeout: 4000,
 });
@@ -676,7 +677,9 @@ export class ChorusClient {
     check.timer = setTimeout(() => {
       if (this._socket === socket) { this._closed(4000, "no pong"); try { socket.close(4000, "no pong"); } catch { /* closing */ } }
     }, this.options.pongTimeout);
-    check.alive = this._request({ type: "ping" }, { timeout: 0 }).then(() => true, () => false).then((alive) => {
+    // Any reply proves the connection alive, a refusal past the message rate (429) too.
+    check.alive = this._request({ type: "ping" }, { timeout: 0, retryRateLimited: false }).then(
+      () => true, (error) => error instanceof ChorusError && error.reply !== undefined).then((alive) => {
       clearTimeout(check.timer);
       if (this._liveness === check) this._liveness = null;
       return alive;
@@ -703,28 +706,61 @@ export class ChorusClient {
     return true;
   }
 
-  /** Sends `object` with a fresh `id`; resolves with the reply, rejects with the node's error. */
-  _request(object, { timeout = this.options.requestTimeout, onReply } = {}) {
+  /**
+   * Sends `object` with a fresh `id`; resolves with the reply, rejects with the node's error.
+   * A request the node dropped past its message rate (error 429 with `details.retryAfter`) is
+   * sent again with the same id, up to `rateLimitRetries` times, unless `retryRateLimited` is false.
+   */
+  _request(object, { timeout = this.options.requestTimeout, onReply, retryRateLimited = true } = {}) {
     return new Promise((resolve, reject) => {
       const id = this._nextId++;
-      const pending = { resolve, reject, onReply, timer: null, type: object.type };
-      if (timeout) {
-        const socket = this._socket;
-        pending.timer = setTimeout(() => {
-          this._pending.delete(id);
-          reject(new ChorusTimeoutError(`no reply to '${object.type}' within ${timeout} ms`));
-          // The node may just not have answered (e.g. past its message rate), or the connection
-          // may be dead: found out now rather than at the next ping.
-          if (this._socket === socket) this._checkAlive();
-        }, timeout);
-      }
+      const pending = { resolve, reject, onReply, timer: null, retry: null, type: object.type, object, timeout, retryRateLimited, rateRetries: 0 };
       this._pending.set(id, pending);
-      if (!this._send({ ...object, id })) {
-        clearTimeout(pending.timer);
+      if (!this._sendPending(id, pending)) {
         this._pending.delete(id);
         reject(new ChorusClosedError("not connected"));
       }
     });
+  }
+
+  /** Sends a pending request (again) and arms its timeout; false when not connected. */
+  _sendPending(id, pending) {
+    const socket = this._socket;
+    if (!this._send({ ...pending.object, id })) return false;
+    if (pending.timeout) {
+      pending.timer = setTimeout(() => {
+        this._pending.delete(id);
+        pending.reject(new ChorusTimeoutError(`no reply to '${pending.type}' within ${pending.timeout} ms`));
+        // The node may just not have answered, or the connection may be dead: found out now
+        // rather than at the next ping.
+        if (this._socket === socket) this._checkAlive();
+      }, pending.timeout);
+    }
+    return true;
+  }
+
+  /**
+   * The node dropped the request past its message rate and said so (429 with
+   * `details.retryAfter`, in ms): sent again on the same connection after that delay, doubled
+   * per attempt and jittered (×1 to ×2), so that a burst spreads out. True when it will be.
+   */
+  _retryRateLimited(id, pending, reply) {
+    const after = reply.details?.retryAfter;
+    if (reply.code !== 429 || typeof after !== "number" || !pending.retryRateLimited) return false;
+    if (pending.rateRetries >= this.options.rateLimitRetries) return false;
+    pending.rateRetries += 1;
+    const socket = this._socket;
+    const delay = after * 2 ** (pending.rateRetries - 1) * (1 + this._random());
+    pending.retry = setTimeout(() => {
+      pending.retry = null;
+      // Settled meanwhile (the connection closed, or a publish's own deadline): nothing to send.
+      if (this._socket !== socket || this._pending.get(id) !== pending) return;
+      if (!this._sendPending(id, pending)) {
+        this._pending.delete(id);
+        pending.reject(new ChorusClosedError("not connected"));
+      }
+    }, delay);
+    return true;
   }
 
   /** Sends any request and resolves with its reply (for messages this SDK has no helper for). */
@@ -735,7 +771,7 @@ export class ChorusClient {
   _failPending(error) {
     const pending = [...this._pending.values()];
     this._pending.clear();
-    for (const p of pending) { clearTimeout(p.timer); p.reject(error); }
+    for (const p of pending) { clearTimeout(p.timer); clearTimeout(p.retry); p.reject(error); }
   }
 
   _receive(text) {
@@ -746,8 +782,9 @@ export class ChorusClient {
     const isReply = id !== undefined && message.type !== "message" && this._pending.has(id);
     if (isReply) {
       const pending = this._pending.get(id);
-      this._pending.delete(id);
       clearTimeout(pending.timer);
+      if (message.type === "error" && this._retryRateLimited(id, pending, message)) return;
+      this._pending.delete(id);
       // At once, not in a promise job: frames that came in the same read (a replay's page
       // behind its `subscribed`) are handled before the promise's reactions run.
       pending.onReply?.(message);

@@ -633,6 +633,68 @@ test("a first subscribe refused with 429 rejects its ready at once, is not retri
   client.disconnect();
 });
 
+test("requests the node drops past its message rate (429 with retryAfter) are sent again with the same id after growing, jittered delays; then the 429 stands", async (t) => {
+  const client = scripted({ random: () => 0.5, rateLimitRetries: 2 });
+  const socket = await connectScripted(client);
+  t.mock.timers.enable({ apis: ["setTimeout"] });
+  const rate = (m) => socket.reply({ type: "error", code: 429, message: "rate limit exceeded", details: { retryAfter: 1000 }, id: m.id });
+  const sent = (type) => socket.sent.filter((m) => m.type === type);
+  // A first subscribe and a publish, both dropped once: each goes out again 1.5 s later (1 s x 1.5).
+  const sub = client.subscribe("rooms.a", () => {});
+  const published = client.publish("rooms.a", { n: 1 });
+  await settle();
+  rate(sent("subscribe")[0]);
+  rate(sent("message")[0]);
+  await settle();
+  t.mock.timers.tick(1499);
+  assert.equal(sent("subscribe").length + sent("message").length, 2, "not before the delay");
+  t.mock.timers.tick(1);
+  assert.equal(sent("subscribe").length, 2);
+  assert.equal(sent("message").length, 2);
+  assert.equal(sent("message")[1].id, sent("message")[0].id, "the same request id");
+  assert.equal(sent("message")[1].messageId, sent("message")[0].messageId, "the same messageId");
+  socket.reply({ type: "subscribed", topic: "rooms.a", id: sent("subscribe")[1].id });
+  socket.reply({ type: "published", topic: "rooms.a", messageId: sent("message")[1].messageId, duplicate: false, id: sent("message")[1].id });
+  await sub.ready;
+  assert.equal((await published).duplicate, false);
+  // A presence.get dropped every time: retried after 1.5 s and 3 s (doubled), then rejected with the 429.
+  const members = client.members("rooms.a");
+  await settle();
+  rate(sent("presence.get")[0]);
+  await settle();
+  t.mock.timers.tick(1500);
+  rate(sent("presence.get")[1]);
+  await settle();
+  t.mock.timers.tick(2999);
+  assert.equal(sent("presence.get").length, 2);
+  t.mock.timers.tick(1);
+  assert.equal(sent("presence.get").length, 3);
+  rate(sent("presence.get")[2]);
+  await assert.rejects(members, (e) => e.code === 429 && e.details.retryAfter === 1000);
+  // A 429 without retryAfter (the subscription limit) is not a rate drop: not sent again here.
+  const extra = client.subscribe("rooms.b", () => {});
+  await settle();
+  socket.reply({ type: "error", code: 429, message: "subscription limit reached", details: { topic: "rooms.b" }, id: sent("subscribe").at(-1).id });
+  await assert.rejects(extra.ready, (e) => e.code === 429);
+  client.disconnect();
+});
+
+test("a liveness ping answered with a rate refusal counts as alive: the publish that timed out rejects, the connection stays", async (t) => {
+  const client = scripted();
+  const socket = await connectScripted(client);
+  t.mock.timers.enable({ apis: ["setTimeout"] });
+  const published = client.publish("rooms.a", { n: 1 });
+  await settle();
+  t.mock.timers.tick(client.options.requestTimeout);
+  const ping = socket.last("ping");
+  assert.ok(ping, "a timeout checks the connection");
+  socket.reply({ type: "error", code: 429, message: "rate limit exceeded", details: { retryAfter: 1000 }, id: ping.id });
+  await assert.rejects(published, ChorusTimeoutError);
+  assert.equal(ScriptedSocket.instances.length, 1, "no reconnect");
+  assert.equal(socket.readyState, 1);
+  client.disconnect();
+});
+
 test("a resubscription the node left unanswered (dropped by its message rate limit) is sent again after its timeout", async (t) => {
   const client = scripted({ random: () => 0.5 });
   let socket = await connectScripted(client);
