@@ -7,10 +7,10 @@
 ///   node's patterns really matches (Redis `*` crosses dots, so `a.*` also brings `a.b.c`;
 ///   and past ``RedisPatternGlobs/limit`` one catch-all glob brings every topic), whichever
 ///   glob brought it, then decoded like a `message`.
-/// - A payload byte-identical to the last one delivered is dropped: when a node holds a topic
+/// - A payload byte-identical to the last one handled is dropped: when a node holds a topic
 ///   and a matching pattern (or two patterns matching one topic), Redis sends the same PUBLISH
 ///   once per subscription, consecutively on this connection. Envelope ids are unique, so two
-///   genuine messages never have the same bytes.
+///   genuine messages never have the same bytes; a malformed payload is counted once.
 /// - A payload that is not an envelope, or an envelope on a channel it is not addressed to,
 ///   is counted as malformed and skipped.
 struct RedisSubscriptionReader {
@@ -27,7 +27,8 @@ struct RedisSubscriptionReader {
     }
 
     private var outcome = Outcome()
-    private var lastDelivered: [UInt8] = []
+    /// The last payload delivered or counted as malformed.
+    private var lastHandled: [UInt8] = []
 
     init(channels: RedisChannels, patterns: SubscriptionIndex<TopicPattern>) {
         self.channels = channels
@@ -67,7 +68,7 @@ struct RedisSubscriptionReader {
     }
 
     private mutating func receive(_ payload: [UInt8], channel channelBytes: [UInt8], isPatternMessage: Bool) {
-        if payload == lastDelivered { return }
+        if payload == lastHandled { return }
         let channel = String(decoding: channelBytes, as: UTF8.self)
         guard channel.hasPrefix(channels.prefix) else { return }
         let key = channel.dropFirst(channels.prefix.count)
@@ -80,6 +81,7 @@ struct RedisSubscriptionReader {
             guard matched else { return }
         }
 
+        lastHandled = payload
         let envelope: Envelope
         do {
             envelope = try EnvelopeCodec.decode(payload)
@@ -92,7 +94,6 @@ struct RedisSubscriptionReader {
             return
         }
         outcome.envelopes.append(envelope)
-        lastDelivered = payload
     }
 
     private mutating func malformed(_ problem: String) {

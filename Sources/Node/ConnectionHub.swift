@@ -147,7 +147,6 @@ final class ConnectionHub: Sendable {
             total.connections += part.connections
             total.authenticated += part.authenticated
             total.subscriptions += part.subscriptions
-            total.users += part.users
         }
         return total
     }

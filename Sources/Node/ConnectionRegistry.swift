@@ -323,7 +323,6 @@ actor ConnectionRegistry {
             snapshot.authenticated += 1
         }
         snapshot.subscriptions = subscriptions.count
-        snapshot.users = sessionsByUser.count
         return snapshot
     }
 }
@@ -379,5 +378,4 @@ struct RegistrySnapshot: Sendable {
     var connections = 0
     var authenticated = 0
     var subscriptions = 0
-    var users = 0
 }

@@ -10,6 +10,8 @@ public final class NodeCounters: Sendable {
     let connectionsAccepted = Atomic<Int>(0)
     /// Upgrades refused by the per-IP limit.
     let connectionsRefused = Atomic<Int>(0)
+    /// Upgrades refused because the node held its connection limit (503).
+    let connectionsRefusedNodeFull = Atomic<Int>(0)
     /// Connections closed as slow consumers (4008).
     let slowConsumers = Atomic<Int>(0)
     /// Messages an event loop dropped because its delivery backlog was full (``DeliveryInbox``),

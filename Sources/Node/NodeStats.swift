@@ -11,6 +11,8 @@ public struct NodeStats: Codable, Sendable {
         public var users: Int
         public var acceptedSinceStart: Int
         public var refusedByIPLimit: Int
+        /// Upgrades refused at the node's connection limit (503). Optional for older nodes' documents.
+        public var refusedNodeFull: Int?
         public var closedSlowConsumer: Int
         public var closedPingTimeout: Int
         /// Optional so that stats documents of nodes from before it still decode (cluster scope).

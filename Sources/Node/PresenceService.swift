@@ -118,6 +118,10 @@ final class PresenceService: Sendable {
         }
     }
 
+    /// Distinct users with an authenticated connection to this node (each is a member of its
+    /// `presence.user.<id>`), however many connections and event loops they have.
+    var connectedUsers: Int { table.withLock { $0.users.count } }
+
     /// A page of this node's members of `topic` (its own connections only), by user id: the
     /// answer while the shared store cannot be reached.
     func localPage(of topic: Topic, after: String?) -> PresencePage {

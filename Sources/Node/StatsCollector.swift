@@ -22,9 +22,11 @@ struct StatsCollector: Sendable {
             startedAt: ISO8601.string(startedAt),
             uptimeSeconds: Date().timeIntervalSince(startedAt),
             connections: .init(
-                total: registries.connections, authenticated: registries.authenticated, users: registries.users,
+                total: registries.connections, authenticated: registries.authenticated,
+                users: node.presence.connectedUsers,
                 acceptedSinceStart: counters.connectionsAccepted.load(ordering: .relaxed),
                 refusedByIPLimit: counters.connectionsRefused.load(ordering: .relaxed),
+                refusedNodeFull: counters.connectionsRefusedNodeFull.load(ordering: .relaxed),
                 closedSlowConsumer: counters.slowConsumers.load(ordering: .relaxed),
                 closedPingTimeout: counters.pingTimeouts.load(ordering: .relaxed),
                 closedFlooding: counters.floods.load(ordering: .relaxed),

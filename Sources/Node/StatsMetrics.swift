@@ -25,6 +25,7 @@ final class StatsMetrics: Sendable {
         gauge("chorus_users_connected", connections.users)
         gauge("chorus_websocket_connections_max", maxConnections)
         counter("chorus_websocket_refused_total", ["reason": "ip_limit"], connections.refusedByIPLimit)
+        counter("chorus_websocket_refused_total", ["reason": "node_full"], connections.refusedNodeFull ?? 0)
         counter("chorus_websocket_closed_total", ["code": "4008"], connections.closedSlowConsumer)
         counter("chorus_websocket_closed_total", ["code": "4000"], connections.closedPingTimeout)
         counter("chorus_websocket_closed_total", ["code": "1008"], connections.closedFlooding ?? 0)

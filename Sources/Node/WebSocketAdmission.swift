@@ -58,7 +58,7 @@ struct WebSocketAdmission: Sendable {
                 status: 429,
                 message: "too many connections from \(address): the limit is \(node.configuration.maxConnectionsPerIP)"))
         case .nodeFull:
-            node.counters.connectionsRefused.add(1, ordering: .relaxed)
+            node.counters.connectionsRefusedNodeFull.add(1, ordering: .relaxed)
             let limit = node.limiter.total
             if node.limiter.nodeFullWarnings.allows() {
                 node.logger.warning(

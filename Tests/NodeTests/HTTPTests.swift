@@ -23,6 +23,7 @@ struct HTTPTests {
             let connections = try #require(stats["connections"] as? [String: Any])
             #expect(connections["total"] as? Int == 1)
             #expect(connections["authenticated"] as? Int == 1)
+            #expect(connections["users"] as? Int == 1)
             let subscriptions = try #require(stats["subscriptions"] as? [String: Any])
             #expect(subscriptions["total"] as? Int == 2)
             #expect(subscriptions["topics"] as? Int == 1)

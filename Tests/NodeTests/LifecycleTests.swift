@@ -98,6 +98,13 @@ struct LifecycleTests {
                 #expect(body.contains("node at its connection limit (2)"))
             }
             #expect(try await second.request(["type": "ping"])["type"] as? String == "pong")
+            let stats = try await HTTP.get("\(node.baseURL)/stats").json()
+            let connections = try #require(stats["connections"] as? [String: Any])
+            #expect(connections["refusedNodeFull"] as? Int == 1, "counted as the node's limit: \(connections)")
+            #expect(connections["refusedByIPLimit"] as? Int == 0, "not as the per-IP limit")
+            let metrics = try await HTTP.get("\(node.baseURL)/metrics").text
+            #expect(metrics.contains(#"chorus_websocket_refused_total{reason="node_full"} 1"#))
+            #expect(metrics.contains(#"chorus_websocket_refused_total{reason="ip_limit"} 0"#))
             await first.close()
             var admitted = false
             for _ in 0..<250 where !admitted {

@@ -1,3 +1,4 @@
+import ChorusClient
 import Foundation
 import Testing
 import TestSupport
@@ -10,12 +11,15 @@ struct MetricsTests {
             let subscriber = try await node.connect(as: "reader")
             _ = try await subscriber.request(["type": "subscribe", "topic": "chat.lobby"])
             let publisher = try await node.connect(as: "writer")
+            // Three more connections of the reader's user: on every event loop, still one user.
+            var more: [WebSocketClient] = []
+            for _ in 0..<3 { more.append(try await node.connect(as: "reader")) }
             try await publisher.send(json: ["type": "message", "topic": "chat.lobby", "data": ["n": 1]])
             _ = try await subscriber.next(type: "message")
             let text = try await HTTP.get("\(node.baseURL)/metrics").text
             let series = Self.samples(text)
-            #expect(series["chorus_websocket_connections_authenticated"] == 2, "\(text)")
-            #expect(series["chorus_users_connected"] == 2)
+            #expect(series["chorus_websocket_connections_authenticated"] == 5, "\(text)")
+            #expect(series["chorus_users_connected"] == 2, "distinct users, not per event loop")
             #expect(series["chorus_subscriptions"] == 1)
             #expect(series["chorus_subscribed_topics"] == 1)
             #expect(series["chorus_messages_published_total"] == 1)
@@ -24,7 +28,7 @@ struct MetricsTests {
             #expect((series["process_resident_memory_bytes"] ?? 0) > 1_000_000)
             for name in [
                 "chorus_websocket_closed_total{code=\"4008\"}", "chorus_websocket_closed_total{code=\"4000\"}",
-                "chorus_websocket_refused_total{reason=\"ip_limit\"}",
+                "chorus_websocket_refused_total{reason=\"ip_limit\"}", "chorus_websocket_refused_total{reason=\"node_full\"}",
                 "chorus_messages_dropped_total{reason=\"delivery_backlog\"}",
                 "chorus_messages_dropped_total{reason=\"adapter_queue\"}",
             ] {
@@ -38,6 +42,7 @@ struct MetricsTests {
             ] {
                 #expect(text.contains("# HELP \(name) "), "no HELP line for \(name): \(text)")
             }
+            for client in more { await client.close() }
             await subscriber.close()
             await publisher.close()
         }
