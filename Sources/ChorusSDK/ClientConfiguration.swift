@@ -29,10 +29,14 @@ extension ChorusClient {
         /// (the node answers in order, so a refusal comes first and is thrown). Either way the
         /// publish stays queued, and is sent again with its `messageId`, until then.
         public var publishAcknowledgements = true
-        /// A `ping` request goes out this often; no `pong` within ``requestTimeout`` drops the
-        /// connection (and reconnects). Nil: no pings (the node's own keep-alive pings are
-        /// still answered).
+        /// A `ping` request goes out this often, and at once when a publish gets no reply
+        /// within ``requestTimeout``. Nil: no periodic pings (the node's own keep-alive pings
+        /// are still answered).
         public var pingInterval: Duration? = .seconds(25)
+        /// A `ping` without an answer this long means a dead connection (half-open TCP: a NAT
+        /// entry gone, a peer gone without a FIN): it is dropped, publishes not yet answered go
+        /// back to the queue, and the client reconnects.
+        public var pongTimeout: Duration = .seconds(10)
         /// Most messages a ``Subscription`` holds for a consumer that has not taken them yet.
         /// One more ends the subscription with ``ChorusError/bufferOverflow(limit:)`` (announced
         /// as ``ClientEvent/subscriptionEnded(topic:error:)``) after the messages already held,

@@ -140,6 +140,8 @@ actor ClientEngine {
 
     private var nextId = 0
     private var awaited: [Int: Awaited] = [:]
+    /// The liveness check under way (``checkAlive()``), with the connection it pings.
+    private var liveness: (connection: WebSocketConnection, check: Task<Bool, Never>)?
     private var topics: [String: TopicState] = [:]
     private var publishes: [Int: QueuedPublish] = [:]
     private var typing: [String: Typing] = [:]
@@ -434,24 +436,79 @@ actor ClientEngine {
         (try? JSONValue(parsing: body))?["message"]?.stringValue ?? body
     }
 
-    /// Sends a `ping` every ``ChorusClient/Configuration/pingInterval``; a missing `pong`
-    /// drops the connection.
+    /// Checks the connection every ``ChorusClient/Configuration/pingInterval`` (``checkAlive()``).
     private func startPinging(_ connection: WebSocketConnection) -> Task<Void, Never>? {
         guard let interval = configuration.pingInterval else { return nil }
         return Task {
             while !Task.isCancelled {
                 do { try await Task.sleep(for: interval) } catch { return }
-                do {
-                    // The node answers pings also while the token is expired.
-                    _ = try await self.request(["type": "ping"], on: connection, needsToken: false)
-                } catch ChorusError.timeout {
-                    connection.abort()
-                    return
-                } catch {
-                    return
-                }
+                guard let check = self.checkAlive(connection), await check.value else { return }
             }
         }
+    }
+
+    /// Pings the node on `connection` now (unless a check of it is under way) and tells whether
+    /// it answered within ``ChorusClient/Configuration/pongTimeout``. Any reply counts, a
+    /// refusal past the node's message rate too. No answer: the connection is dead without a
+    /// close, and only aborting it ends it (its unanswered publishes go back to the queue, and
+    /// the client reconnects). Nil when `connection` is not the current one.
+    private func checkAlive(_ connection: WebSocketConnection) -> Task<Bool, Never>? {
+        guard self.connection === connection, authenticated else { return nil }
+        if let liveness, liveness.connection === connection { return liveness.check }
+        let pongTimeout = configuration.pongTimeout
+        let check = Task<Bool, Never> {
+            let alive = await withTaskGroup(of: Bool?.self) { group in
+                group.addTask {
+                    do {
+                        // The node answers pings also while the token is expired.
+                        _ = try await self.request(["type": "ping"], on: connection, needsToken: false)
+                        return true
+                    } catch ChorusError.server {
+                        return true
+                    } catch {
+                        return false
+                    }
+                }
+                group.addTask {
+                    try? await Task.sleep(for: pongTimeout)
+                    return nil
+                }
+                let first = await group.next() ?? nil
+                group.cancelAll()
+                return first ?? false
+            }
+            self.livenessChecked(connection, alive: alive)
+            return alive
+        }
+        liveness = (connection, check)
+        return check
+    }
+
+    private func livenessChecked(_ connection: WebSocketConnection, alive: Bool) {
+        if liveness?.connection === connection { liveness = nil }
+        if !alive, self.connection === connection { connection.abort() }
+    }
+
+    /// A publish got no reply within ``ChorusClient/Configuration/requestTimeout``: it throws
+    /// ``ChorusError/timeout`` once the connection has answered a ping (alive: the node left
+    /// it unanswered); a reply during that check still counts. On a dead connection it is not
+    /// failed: the abort puts it back in the queue, sent again on the next connection.
+    private func publishTimedOut(_ id: Int, key: Int) {
+        guard let connection, let check = checkAlive(connection) else {
+            awaited[id] = nil
+            publishes.removeValue(forKey: key)?.continuation.resume(throwing: ChorusError.timeout)
+            return
+        }
+        Task {
+            guard await check.value else { return }
+            self.failUnanswered(id, key: key)
+        }
+    }
+
+    private func failUnanswered(_ id: Int, key: Int) {
+        guard case .publish(key, _)? = awaited[id] else { return }
+        awaited[id] = nil
+        publishes.removeValue(forKey: key)?.continuation.resume(throwing: ChorusError.timeout)
     }
 
     /// The connection ended: replies still awaited fail (publishes stay queued, subscriptions
@@ -806,6 +863,10 @@ actor ClientEngine {
             continuation.resume(throwing: error)
         case .publish(let key, let timer):
             timer?.cancel()
+            if case .timeout? = error as? ChorusError {
+                awaited[id] = .publish(key: key, timer: nil)  // a late reply still settles it
+                return publishTimedOut(id, key: key)
+            }
             publishes.removeValue(forKey: key)?.continuation.resume(throwing: error)
         case .subscribe(let topic, _, _, _):
             // Only its timer abandons a subscribe (a subscriber's cancellation does not).

@@ -66,6 +66,39 @@ struct SDKNodeTests {
         }
     }
 
+    @Test("a publish on a connection that stops answering (the node frozen with SIGSTOP: the TCP connection stays open) is not failed: the missing pong drops the connection and the publish goes out again once the node answers")
+    func publishOnAHalfOpenConnection() async throws {
+        try await withNodeProcess { node in
+            var configuration = Self.configuration()
+            configuration.requestTimeout = .seconds(1)
+            configuration.pongTimeout = .seconds(1)
+            configuration.pingInterval = nil
+            configuration.connectTimeout = .seconds(2)
+            let client = try ChorusClient(url: Self.url(node), token: node.token("tess"), configuration: configuration)
+            let states = await client.states()
+            let subscription = try await client.subscribe("chat.frozen")
+            var messages = subscription.makeAsyncIterator()
+
+            node.process.signal(SIGSTOP)
+            // The publish's timeout checks the connection; no pong: dropped, reconnecting. Then
+            // the node answers again (at once if the publish ends first).
+            let thaw = Task {
+                let dropped = await first(in: states) { if case .reconnecting = $0 { true } else { false } }
+                node.process.signal(SIGCONT)
+                return dropped != nil
+            }
+            let outcome = await Task { try await client.publish("chat.frozen", ["n": 1]) }.result
+            thaw.cancel()
+            node.process.signal(SIGCONT)
+            #expect(await thaw.value, "the client noticed the dead connection")
+            let receipt = try outcome.get()
+            #expect(receipt.acknowledged, "sent again on the new connection and acknowledged, not failed with a timeout")
+            let message = await messages.next()
+            #expect(message?.data == ["n": 1])
+            await client.close()
+        }
+    }
+
     @Test("a first subscribe with replay or since receives the history it asked for, then live messages")
     func historyOnFirstSubscribe() async throws {
         try await withNodeProcess { node in
