@@ -140,6 +140,8 @@ actor ClientEngine {
 
     private var nextId = 0
     private var awaited: [Int: Awaited] = [:]
+    /// When the next request sent again after a rate refusal may go (``rateRetryDelay(_:attempt:)``).
+    private var rateNext = ContinuousClock.now
     /// The liveness check under way (``checkAlive()``), with the connection it pings.
     private var liveness: (connection: WebSocketConnection, check: Task<Bool, Never>)?
     private var topics: [String: TopicState] = [:]
@@ -527,6 +529,7 @@ actor ClientEngine {
             case .publish(let key, let timer):
                 timer?.cancel()
                 publishes[key]?.requestId = nil
+                publishes[key]?.rateRetries = 0
             case .subscribe(_, _, _, let timer):
                 timer?.cancel()
             case .auth, .fence:
@@ -667,15 +670,14 @@ actor ClientEngine {
             continuation.resume(throwing: error)
         case .publish(let key, let timer):
             timer?.cancel()
-            if let wait = Self.rateRetryDelay(error), var publish = publishes[key], publish.rateRetries < Self.rateRetries,
-                let connection
+            if var publish = publishes[key], publish.rateRetries < Self.rateRetries, let connection,
+                let delay = rateRetryDelay(error, attempt: publish.rateRetries + 1)
             {
                 // Dropped past the node's message rate: sent again (same messageId) after the
-                // delay it named, doubled per attempt and jittered, so that a burst spreads out.
+                // delay it named, paced (``rateRetryDelay(_:attempt:atLeast:)``).
                 publish.rateRetries += 1
                 publish.requestId = nil
                 publishes[key] = publish
-                let delay = wait * (1 << (publish.rateRetries - 1)) * Double.random(in: 1...2)
                 Task {
                     try? await Task.sleep(for: delay)
                     self.resendPublish(key, on: connection)
@@ -888,6 +890,20 @@ actor ClientEngine {
         return .milliseconds(milliseconds)
     }
 
+    /// How long to wait before sending again the `attempt`-th time a request the node dropped
+    /// past its message rate (`error`): the wait it named, doubled per attempt and jittered (x1
+    /// to x2), and no sooner than the slot after the last request sent again, spaced to two
+    /// thirds of the node's `details.limit` a second. So a burst (a reconnect resubscribing
+    /// hundreds of topics) drains instead of being dropped again until the node closes the
+    /// connection for flooding. Nil when `error` is no rate refusal.
+    private func rateRetryDelay(_ error: ChorusError, attempt: Int, atLeast floor: Duration = .zero) -> Duration? {
+        guard let wait = Self.rateRetryDelay(error), case .server(_, _, let details) = error else { return nil }
+        let now = ContinuousClock.now
+        let at = max(now + max(floor, wait * (1 << (max(1, attempt) - 1)) * Double.random(in: 1...2)), rateNext)
+        if let limit = details?["limit"]?.intValue, limit > 0 { rateNext = at + .milliseconds(1500 / limit) } else { rateNext = at }
+        return at - now
+    }
+
     private func resendPublish(_ key: Int, on connection: WebSocketConnection) {
         guard self.connection === connection, canSend, publishes[key]?.requestId == nil else { return }
         sendPublish(key, on: connection)
@@ -910,8 +926,9 @@ actor ClientEngine {
         }
         state.retries += 1
         let backoff = min(configuration.maximumReconnectDelay, configuration.minimumReconnectDelay * (1 << (state.retries - 1)))
-        // Not before the wait a rate refusal names (jittered: a burst of subscribes spreads out).
-        let delay = Self.rateRetryDelay(error).map { max(backoff, $0 * Double.random(in: 1...2)) } ?? backoff
+        // After a rate refusal: not before the wait it names, paced with the other requests
+        // sent again.
+        let delay = rateRetryDelay(error, attempt: 1, atLeast: backoff) ?? backoff
         state.retry = Task {
             do { try await Task.sleep(for: delay) } catch { return }
             await self.resendSubscribe(topic, on: connection)

@@ -83,6 +83,16 @@ extension WebSocketSession {
         if presence.typing.removeValue(forKey: topic) != nil { publishTyping(topic, userId: user.id, start: false) }
     }
 
+    /// Tells this connection that events of the topics whose presence it watches may have
+    /// been missed (`resync`: read the lists again).
+    func presenceResyncWatched() {
+        guard !presence.watched.isEmpty else { return }
+        let now = Date()
+        for topic in presence.watched.sorted(by: { $0.name < $1.name }) {
+            transport.send(text: PresenceFrames.resync(topic: topic, timestamp: now))
+        }
+    }
+
     /// The user is online while one of its connections is: member of `presence.user.<id>`.
     func presenceDidAuthenticate(_ userId: String) {
         guard let topic = PresenceService.userTopic(userId) else { return }

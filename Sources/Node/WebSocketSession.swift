@@ -106,9 +106,10 @@ final class WebSocketSession: WebSocketTransportDelegate {
     }
 
     /// A dropped request that has an `id` is answered, so that its sender can send it again
-    /// after `retryAfter` rather than wait for a reply that will not come. (The replies are
-    /// bounded: a client that keeps sending past the rate is closed with 1008, one that does
-    /// not read them with 4008.)
+    /// after `retryAfter` (pacing itself to `limit` a second) rather than wait for a reply that
+    /// will not come. The replies stay bounded: they come at most at the rate the client sends
+    /// past the limit, a client far past it is closed with 1008, one that does not read them
+    /// with 4008.
     func transport(_ transport: WebSocketTransport, answeredDropped text: ByteBuffer) -> Bool {
         guard let id = ClientMessage.requestId(in: text.readableBytesView) else { return false }
         replyRateRefusal(id: id)
@@ -123,7 +124,10 @@ final class WebSocketSession: WebSocketTransportDelegate {
         reply(.error(
             code: 429,
             message: "rate limit exceeded: at most \(node.configuration.maxMessagesPerSecond) messages per second; messages over the limit are dropped (send again after details.retryAfter ms), and a connection that keeps sending past it is closed (1008)",
-            details: .object(["retryAfter": .number(JSONNumber(Self.rateRetryAfterMilliseconds))]), id: id))
+            details: .object([
+                "retryAfter": .number(JSONNumber(Self.rateRetryAfterMilliseconds)),
+                "limit": .number(JSONNumber(node.configuration.maxMessagesPerSecond)),
+            ]), id: id))
     }
 
     /// `retryAfter` of a rate refusal: in a second the bucket holds a second's worth again.
@@ -179,6 +183,7 @@ final class WebSocketSession: WebSocketTransportDelegate {
             return
         }
         let first = user == nil
+        let wasExpired = tokenExpired
         user = newUser
         tokenExpired = false
         if first {
@@ -195,6 +200,8 @@ final class WebSocketSession: WebSocketTransportDelegate {
             reply(.authSuccess(userId: newUser.id, id: requestId))
         }
         if !first { dropSubscriptionsNotAllowed(for: newUser) }
+        // Nothing was delivered while the token was expired, presence events included.
+        if wasExpired { presenceResyncWatched() }
     }
 
     /// A new token may carry narrower grants than the last: subscriptions it does not allow

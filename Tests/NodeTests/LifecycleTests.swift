@@ -137,6 +137,26 @@ struct LifecycleTests {
         }
     }
 
+    @Test("a presence watcher whose token expired hears resync for its watched topics once it authenticates again (events meanwhile were not delivered)")
+    func resyncAfterExpiry() async throws {
+        try await withNode(["JWT_LEEWAY": "0"]) { node in
+            let watcher = try await LifecycleTests.withLongerLifetimes { scale -> WebSocketClient? in
+                let client = try await node.connect()
+                let auth = try await client.request(["type": "auth", "token": node.token("v", ttl: .seconds(2 * scale))])
+                guard auth["type"] as? String == "auth_success" else { return nil }
+                try await client.send(json: ["type": "subscribe", "topic": "rooms.v", "presenceEvents": true, "id": 1])
+                guard try await client.next(type: "subscribed")["type"] as? String == "subscribed" else { return nil }
+                return client
+            }
+            _ = try await watcher.next(type: "auth_expired", timeout: .seconds(40))
+            let alice = try await node.connect(as: "alice")
+            try await alice.subscribe("rooms.v", member: true, events: false)
+            #expect(try await watcher.request(["type": "auth", "token": node.token("v")])["type"] as? String == "auth_success")
+            let resync = try await watcher.next(type: "presence")
+            #expect(resync["event"] as? String == "resync" && resync["topic"] as? String == "rooms.v", "\(resync)")
+        }
+    }
+
     /// A client authenticated with a token of 2 s and subscribed to `topic` before the token
     /// expired; on a machine too loaded to do both in time, again with a longer lifetime.
     static func subscribedBeforeExpiry(_ node: TestNode, as user: String, to topic: String) async throws -> WebSocketClient {

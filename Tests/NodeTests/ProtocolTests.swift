@@ -258,6 +258,7 @@ struct ProtocolTests {
                     if type == "error" {
                         #expect(reply["code"] as? Int == 429)
                         #expect((reply["details"] as? [String: Any])?["retryAfter"] as? Int == 1000)
+                        #expect((reply["details"] as? [String: Any])?["limit"] as? Int == 5)
                     }
                 }
             }

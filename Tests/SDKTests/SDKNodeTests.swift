@@ -66,6 +66,26 @@ struct SDKNodeTests {
         }
     }
 
+    @Test("a burst of 900 subscribes at a message rate of 100 drains: the ones the node drops are sent again spaced to its limit, not closed for flooding (1008)")
+    func subscribeBurstDrains() async throws {
+        try await withNodeProcess(["WEBSOCKET_MAX_MESSAGES_PER_SECOND": "100", "WEBSOCKET_MAX_SUBSCRIPTIONS": "2000"]) { node in
+            let client = try ChorusClient(url: Self.url(node), token: node.token("uma"), configuration: Self.configuration())
+            try await client.connect()
+            let events = await client.events()
+            let subscriptions = try await withThrowingTaskGroup(of: Subscription.self) { group in
+                for n in 0..<900 { group.addTask { try await client.subscribe("chat.many-\(n)") } }
+                return try await group.reduce(into: [Subscription]()) { $0.append($1) }
+            }
+            #expect(subscriptions.count == 900)
+            #expect(await client.state == .connected(userId: "uma"), "never dropped for flooding")
+            let stats = try await node.stats()
+            #expect((stats["connections"] as? [String: Any])?["closedFlooding"] as? Int == 0)
+            #expect((stats["subscriptions"] as? [String: Any])?["total"] as? Int == 900)
+            _ = events
+            await client.close()
+        }
+    }
+
     @Test("a publish on a connection that stops answering (the node frozen with SIGSTOP: the TCP connection stays open) is not failed: the missing pong drops the connection and the publish goes out again once the node answers")
     func publishOnAHalfOpenConnection() async throws {
         try await withNodeProcess { node in

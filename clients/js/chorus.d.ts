@@ -177,9 +177,11 @@ export interface ChorusClientOptions {
   /** A ping without a `pong` this long (ms, default 10000) means a dead (half-open) connection: closed with 4000 and reconnected. */
   pongTimeout?: number;
   /**
-   * A request the node dropped past its message rate (error 429 with `details.retryAfter`) is
-   * sent again after that delay, doubled per attempt and jittered, at most this often
-   * (default 4); then it rejects with the 429. A publish's own `requestTimeout` still applies.
+   * A request the node dropped past its message rate (error 429 with `details.retryAfter` and
+   * `details.limit`) is sent again after that delay, doubled per attempt and jittered, spaced
+   * to two thirds of `limit`, at most this often (default 4); then it rejects with the 429. A
+   * publish's own `requestTimeout` still applies; with `publishAcks: false` a publish is not
+   * sent again (it rejects).
    */
   rateLimitRetries?: number;
   /** A typing `start` goes out at most this often per topic (ms, default 2000). */

@@ -285,6 +285,8 @@ export class ChorusClient {
     /** The liveness check in flight: `{ socket, timer, alive }` (see `_checkAlive`). */
     this._liveness = null;
     this._nextId = 1;
+    /** When the next request sent again after a rate refusal may go (ms, `Date.now()` clock). */
+    this._rateNext = 0;
     this._pending = new Map();
     this._opening = false;
     this._topics = new Map();
@@ -709,12 +711,13 @@ export class ChorusClient {
   /**
    * Sends `object` with a fresh `id`; resolves with the reply, rejects with the node's error.
    * A request the node dropped past its message rate (error 429 with `details.retryAfter`) is
-   * sent again with the same id, up to `rateLimitRetries` times, unless `retryRateLimited` is false.
+   * sent again with the same id, up to `rateLimitRetries` times, while `stillWanted()` holds,
+   * unless `retryRateLimited` is false.
    */
-  _request(object, { timeout = this.options.requestTimeout, onReply, retryRateLimited = true } = {}) {
+  _request(object, { timeout = this.options.requestTimeout, onReply, retryRateLimited = true, stillWanted = () => true } = {}) {
     return new Promise((resolve, reject) => {
       const id = this._nextId++;
-      const pending = { resolve, reject, onReply, timer: null, retry: null, type: object.type, object, timeout, retryRateLimited, rateRetries: 0 };
+      const pending = { resolve, reject, onReply, timer: null, retry: null, type: object.type, object, timeout, retryRateLimited, stillWanted, rateRetries: 0 };
       this._pending.set(id, pending);
       if (!this._sendPending(id, pending)) {
         this._pending.delete(id);
@@ -741,25 +744,37 @@ export class ChorusClient {
 
   /**
    * The node dropped the request past its message rate and said so (429 with
-   * `details.retryAfter`, in ms): sent again on the same connection after that delay, doubled
-   * per attempt and jittered (×1 to ×2), so that a burst spreads out. True when it will be.
+   * `details.retryAfter`, in ms, and `details.limit`, its messages a second): sent again on the
+   * same connection after that delay, doubled per attempt and jittered (×1 to ×2), and the
+   * requests sent again are spaced out to two thirds of the limit, so that a burst (a reconnect
+   * resubscribing hundreds of topics) drains instead of being dropped again until the node
+   * closes the connection for flooding. True when it will be.
    */
   _retryRateLimited(id, pending, reply) {
     const after = reply.details?.retryAfter;
     if (reply.code !== 429 || typeof after !== "number" || !pending.retryRateLimited) return false;
-    if (pending.rateRetries >= this.options.rateLimitRetries) return false;
+    if (pending.rateRetries >= this.options.rateLimitRetries || !pending.stillWanted()) return false;
     pending.rateRetries += 1;
     const socket = this._socket;
-    const delay = after * 2 ** (pending.rateRetries - 1) * (1 + this._random());
+    const limit = reply.details?.limit;
+    const now = Date.now();
+    const at = Math.max(now + after * 2 ** (pending.rateRetries - 1) * (1 + this._random()), this._rateNext);
+    this._rateNext = at + (typeof limit === "number" && limit > 0 ? 1500 / limit : 0);
     pending.retry = setTimeout(() => {
       pending.retry = null;
       // Settled meanwhile (the connection closed, or a publish's own deadline): nothing to send.
       if (this._socket !== socket || this._pending.get(id) !== pending) return;
+      if (!pending.stillWanted()) {
+        // Its subscription was left meanwhile: sent now, it would undo what came after.
+        this._pending.delete(id);
+        pending.reject(new ChorusError(reply.message ?? "rate limit exceeded", { code: reply.code, details: reply.details, reply }));
+        return;
+      }
       if (!this._sendPending(id, pending)) {
         this._pending.delete(id);
         pending.reject(new ChorusClosedError("not connected"));
       }
-    }, delay);
+    }, at - now);
     return true;
   }
 
@@ -892,10 +907,13 @@ export class ChorusClient {
       if (entry.handlers.size === 0 && this._topics.get(topic) === entry) {
         this._topics.delete(topic);
         clearTimeout(entry.retryTimer);
-        if (this._state === "connected") this._request({ type: "unsubscribe", topic }).catch(() => {});
+        // Sent again after a rate refusal only while the topic stays unsubscribed: a late one
+        // would end a new subscription of it.
+        if (this._state === "connected") this._request({ type: "unsubscribe", topic }, { stillWanted: () => !this._topics.has(topic) }).catch(() => {});
       } else if (handlers.presence !== undefined && entry.presence === undefined && this._state === "connected") {
         // The last member left while other handlers stay subscribed: subscribe again without presence.
-        this._request({ type: "unsubscribe", topic }).catch(() => {}).then(() => this._sendSubscribe(entry));
+        this._request({ type: "unsubscribe", topic }, { stillWanted: () => this._topics.get(topic) === entry })
+          .catch(() => {}).then(() => this._sendSubscribe(entry));
       }
     };
     unsubscribe.ready = ready;
@@ -943,7 +961,10 @@ export class ChorusClient {
       // is told as the node tells it after an outage, and reads the members again.
       if (missedPresence) this._dispatch("presence", { type: "presence", topic: entry.topic, event: "resync", timestamp: new Date().toISOString() }, "onPresence");
     };
-    this._request(request, { onReply: accepted }).then((reply) => {
+    // Sent again after a rate refusal only while it is still what the topic needs: not after
+    // the topic was left, nor with a membership its last member has left meanwhile.
+    const stillWanted = () => this._topics.get(entry.topic) === entry && (entry.presence !== undefined) === (request.presence !== undefined);
+    this._request(request, { onReply: accepted, stillWanted }).then((reply) => {
       if (this._topics.get(entry.topic) !== entry) return;
       for (const w of entry.readyWaiters.splice(0)) w.resolve(reply);
     }, (error) => {
@@ -1125,7 +1146,9 @@ export class ChorusClient {
     const messageRequestId = this._nextId;
     // No timeout on the requests themselves: the publish's own, below, also waits for the
     // liveness check, during which a late reply still counts.
-    this._request(item.message, { timeout: 0 }).then(
+    // Without publish acks a later ping's pong stands for the message's acceptance, which holds
+    // only if the message is not sent again after it: a rate refusal rejects it instead.
+    this._request(item.message, { timeout: 0, retryRateLimited: this.options.publishAcks }).then(
       (reply) => finish(() => item.resolve(reply)),
       (error) => {
         // Not in flight any more: the dropped connection put it back in the queue (sent again,

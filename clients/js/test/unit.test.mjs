@@ -679,6 +679,75 @@ test("requests the node drops past its message rate (429 with retryAfter) are se
   client.disconnect();
 });
 
+test("rate refusals: a subscribe left during its retry wait is not sent again, nor an unsubscribe once the topic is subscribed again; without publish acks a refused publish rejects instead of being resent after its fence", async (t) => {
+  const client = scripted({ random: () => 0.5 });
+  const socket = await connectScripted(client);
+  t.mock.timers.enable({ apis: ["setTimeout"] });
+  const rate = (m) => socket.reply({ type: "error", code: 429, message: "rate limit exceeded", details: { retryAfter: 1000, limit: 10 }, id: m.id });
+  const sent = (type, topic) => socket.sent.filter((m) => m.type === type && (topic === undefined || m.topic === topic));
+  // A join refused, then left before its retry: no subscribe goes out again (no ghost member).
+  const leave = client.join("rooms.ghost", { status: "here" });
+  leave.ready.catch(() => {});
+  await settle();
+  rate(sent("subscribe", "rooms.ghost")[0]);
+  await settle();
+  leave();
+  t.mock.timers.tick(10000);
+  assert.equal(sent("subscribe", "rooms.ghost").length, 1, "the left join is not sent again");
+  // An unsubscribe refused, then the topic subscribed again: the old unsubscribe stays unsent.
+  const off = client.subscribe("rooms.b", () => {});
+  await settle();
+  socket.reply({ type: "subscribed", topic: "rooms.b", id: sent("subscribe", "rooms.b")[0].id });
+  await off.ready;
+  off();
+  await settle();
+  rate(sent("unsubscribe", "rooms.b")[0]);
+  const again = client.subscribe("rooms.b", () => {});
+  await settle();
+  socket.reply({ type: "subscribed", topic: "rooms.b", id: sent("subscribe", "rooms.b")[1].id });
+  await again.ready;
+  t.mock.timers.tick(10000);
+  assert.equal(sent("unsubscribe", "rooms.b").length, 1, "no late unsubscribe ends the new subscription");
+  client.disconnect();
+
+  // Without publish acks: the refused message is not sent again behind its fence ping.
+  const noAcks = scripted({ random: () => 0.5, publishAcks: false });
+  const other = await connectScripted(noAcks);
+  const published = noAcks.publish("rooms.c", { n: 1 });
+  await settle();
+  const message = other.last("message");
+  other.reply({ type: "error", code: 429, message: "rate limit exceeded", details: { retryAfter: 1000, limit: 10 }, id: message.id });
+  other.pong();
+  await assert.rejects(published, (e) => e.code === 429);
+  t.mock.timers.tick(10000);
+  assert.equal(other.sent.filter((m) => m.type === "message").length, 1);
+  noAcks.disconnect();
+});
+
+test("requests sent again after rate refusals are spaced to two thirds of the node's limit, so a burst drains", async (t) => {
+  const client = scripted({ random: () => 0 });
+  const socket = await connectScripted(client);
+  t.mock.timers.enable({ apis: ["setTimeout", "Date"] });
+  const topics = Array.from({ length: 10 }, (_, i) => `rooms.p${i}`);
+  for (const topic of topics) client.subscribe(topic, () => {}).ready.catch(() => {});
+  await settle();
+  for (const m of socket.sent.filter((m) => m.type === "subscribe")) {
+    socket.reply({ type: "error", code: 429, message: "rate limit exceeded", details: { retryAfter: 1000, limit: 10 }, id: m.id });
+  }
+  await settle();
+  const resent = () => socket.sent.filter((m) => m.type === "subscribe").length - 10;
+  // 1 s, then one every 150 ms (1,500 / limit).
+  t.mock.timers.tick(999);
+  assert.equal(resent(), 0);
+  t.mock.timers.tick(1);
+  assert.equal(resent(), 1);
+  t.mock.timers.tick(150 * 4);
+  assert.equal(resent(), 5);
+  t.mock.timers.tick(150 * 5);
+  assert.equal(resent(), 10);
+  client.disconnect();
+});
+
 test("a liveness ping answered with a rate refusal counts as alive: the publish that timed out rejects, the connection stays", async (t) => {
   const client = scripted();
   const socket = await connectScripted(client);
