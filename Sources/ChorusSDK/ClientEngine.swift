@@ -46,8 +46,9 @@ actor ClientEngine {
         var leaveFirst = false
         /// The node has confirmed it once: later subscribes are resubscriptions.
         var everConfirmed = false
-        /// A connection that had it confirmed was lost: presence events may have been missed.
-        var lostConnection = false
+        /// Presence events may have been missed since the node last confirmed it: a connection
+        /// that had it confirmed was lost, or it was unsubscribed to end its last membership.
+        var missedPresence = false
         /// Presence data to join with, and whether presence events are wanted.
         var presence: JSONValue?
         var presenceEvents = false
@@ -537,7 +538,7 @@ actor ClientEngine {
             }
         }
         for topic in topics.keys {
-            if topics[topic]?.confirmed == true { topics[topic]?.lostConnection = true }
+            if topics[topic]?.confirmed == true { topics[topic]?.missedPresence = true }
             topics[topic]?.confirmed = false
             topics[topic]?.inFlight = false
             topics[topic]?.awaitingPage = false
@@ -751,8 +752,8 @@ actor ClientEngine {
     private func subscribed(_ topic: String, since: StreamPosition?, replay: Int?, _ fields: [String: JSONValue]) {
         guard var state = topics[topic] else { return }
         let resubscribed = state.everConfirmed
-        let missedPresence = state.lostConnection && state.presenceEvents
-        state.lostConnection = false
+        let missedPresence = state.missedPresence && state.presenceEvents
+        state.missedPresence = false
         let recovered = fields["recovered"]?.boolValue
         let position = StreamPosition(fields)
         state.confirmed = true
@@ -1047,7 +1048,11 @@ actor ClientEngine {
         guard state.handles.isEmpty else {
             let lastJoinEnded = handle.joined && !state.handles.values.contains { $0.joined }
             if lastJoinEnded { state.presence = nil }
-            if lastJoinEnded, state.confirmed || state.inFlight { state.leaveFirst = true }
+            if lastJoinEnded, state.confirmed || state.inFlight {
+                // Unsubscribed and subscribed again: presence events between are missed.
+                state.leaveFirst = true
+                state.missedPresence = true
+            }
             topics[topic] = state
             if lastJoinEnded { subscribeAgain(topic) }
             return

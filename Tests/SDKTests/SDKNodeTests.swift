@@ -66,6 +66,26 @@ struct SDKNodeTests {
         }
     }
 
+    @Test("presence: ending a topic's last join while a plain subscription of it stays subscribes again without presence, and the subscription hears resync (events between may be missed)")
+    func resyncAfterLastJoinEnds() async throws {
+        try await withNodeProcess { node in
+            let client = try ChorusClient(url: Self.url(node), token: node.token("vic"), configuration: Self.configuration())
+            let membership = try await client.join("rooms.mixed", data: ["status": "here"])
+            let plain = try await client.subscribe("rooms.mixed")
+            let watchdog = Task {
+                try await Task.sleep(for: .seconds(30))
+                await client.close()
+            }
+            defer { watchdog.cancel() }
+            membership.cancel()
+            let resync = await first(in: plain.presenceEvents) { $0.kind == .resync }
+            #expect(resync?.topic == "rooms.mixed")
+            let state = try await client.members("rooms.mixed")
+            #expect(state.members.isEmpty, "no longer a member")
+            await client.close()
+        }
+    }
+
     @Test("a burst of 900 subscribes at a message rate of 100 drains: the ones the node drops are sent again spaced to its limit, not closed for flooding (1008)")
     func subscribeBurstDrains() async throws {
         try await withNodeProcess(["WEBSOCKET_MAX_MESSAGES_PER_SECOND": "100", "WEBSOCKET_MAX_SUBSCRIPTIONS": "2000"]) { node in

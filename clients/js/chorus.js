@@ -911,7 +911,9 @@ export class ChorusClient {
         // would end a new subscription of it.
         if (this._state === "connected") this._request({ type: "unsubscribe", topic }, { stillWanted: () => !this._topics.has(topic) }).catch(() => {});
       } else if (handlers.presence !== undefined && entry.presence === undefined && this._state === "connected") {
-        // The last member left while other handlers stay subscribed: subscribe again without presence.
+        // The last member left while other handlers stay subscribed: subscribe again without
+        // presence. Presence events between the two are missed: a resync follows the reply.
+        entry.missedPresence = true;
         this._request({ type: "unsubscribe", topic }, { stillWanted: () => this._topics.get(topic) === entry })
           .catch(() => {}).then(() => this._sendSubscribe(entry));
       }

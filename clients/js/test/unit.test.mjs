@@ -276,6 +276,26 @@ test("resync: the node's reaches the presence handlers; the SDK emits one itself
   client.disconnect();
 });
 
+test("resync after the last join of a topic ends while other presence handlers stay: the unsubscribe and subscribe between may miss events", async () => {
+  const client = scripted();
+  const socket = await connectScripted(client);
+  const events = [];
+  const leave = client.join("rooms.a", { name: "A" });
+  const watch = client.subscribe("rooms.a", { onPresence: (e) => events.push(e.event) });
+  await settle();
+  for (const m of socket.sent.filter((m) => m.type === "subscribe")) socket.reply({ type: "subscribed", topic: m.topic, id: m.id });
+  await Promise.all([leave.ready, watch.ready]);
+  leave();
+  await settle();
+  socket.reply({ type: "unsubscribed", topic: "rooms.a", id: socket.last("unsubscribe").id });
+  await settle();
+  const again = socket.last("subscribe");
+  assert.equal(again.presence, undefined, "subscribed again without presence");
+  socket.reply({ type: "subscribed", topic: "rooms.a", id: again.id });
+  assert.deepEqual(events, ["resync"]);
+  client.disconnect();
+});
+
 test("replay on a topic without history (400 naming 'replay') subscribes again without it", async () => {
   const client = scripted();
   const socket = await connectScripted(client);
