@@ -141,9 +141,9 @@ actor ClientEngine {
 
     private var nextId = 0
     private var awaited: [Int: Awaited] = [:]
-    /// When the next request sent again after a rate refusal may go (``rateRetryDelay(_:attempt:)``).
+    /// When the next request sent again after a rate refusal may go (``rateRetryDelay(_:attempt:atLeast:)``).
     private var rateNext = ContinuousClock.now
-    /// The liveness check under way (``checkAlive()``), with the connection it pings.
+    /// The liveness check under way (``checkAlive(_:)``), with the connection it pings.
     private var liveness: (connection: WebSocketConnection, check: Task<Bool, Never>)?
     private var topics: [String: TopicState] = [:]
     private var publishes: [Int: QueuedPublish] = [:]
@@ -439,7 +439,7 @@ actor ClientEngine {
         (try? JSONValue(parsing: body))?["message"]?.stringValue ?? body
     }
 
-    /// Checks the connection every ``ChorusClient/Configuration/pingInterval`` (``checkAlive()``).
+    /// Checks the connection every ``ChorusClient/Configuration/pingInterval`` (``checkAlive(_:)``).
     private func startPinging(_ connection: WebSocketConnection) -> Task<Void, Never>? {
         guard let interval = configuration.pingInterval else { return nil }
         return Task {
@@ -497,17 +497,14 @@ actor ClientEngine {
     /// it unanswered); a reply during that check still counts. On a dead connection it is not
     /// failed: the abort puts it back in the queue, sent again on the next connection.
     private func publishTimedOut(_ id: Int, key: Int) {
-        guard let connection, let check = checkAlive(connection) else {
-            awaited[id] = nil
-            publishes.removeValue(forKey: key)?.continuation.resume(throwing: ChorusError.timeout)
-            return
-        }
+        guard let connection, let check = checkAlive(connection) else { return failUnanswered(id, key: key) }
         Task {
             guard await check.value else { return }
             self.failUnanswered(id, key: key)
         }
     }
 
+    /// Throws ``ChorusError/timeout`` from publish `key` if its request `id` is still unanswered.
     private func failUnanswered(_ id: Int, key: Int) {
         guard case .publish(key, _)? = awaited[id] else { return }
         awaited[id] = nil
@@ -693,7 +690,7 @@ actor ClientEngine {
             // again after a timeout); a subscribe dropped past the message rate (429 with
             // `retryAfter`) goes again after that. A first subscribe's limit 429 is the caller's.
             if case .server(code: let code, _, _) = error,
-                code == 409 || (code == 429 && topics[topic]?.everConfirmed == true) || Self.rateRetryDelay(error) != nil
+                code == 409 || (code == 429 && topics[topic]?.everConfirmed == true) || Self.retryAfter(of: error) != nil
             {
                 retrySubscribe(topic, after: error)
             } else {
@@ -886,7 +883,7 @@ actor ClientEngine {
 
     /// The wait a refusal names when the node dropped a request past its message rate (429
     /// with `details.retryAfter`, in ms); nil for any other error.
-    static func rateRetryDelay(_ error: ChorusError) -> Duration? {
+    static func retryAfter(of error: ChorusError) -> Duration? {
         guard case .server(code: 429, _, let details) = error, let milliseconds = details?["retryAfter"]?.intValue else { return nil }
         return .milliseconds(milliseconds)
     }
@@ -898,7 +895,7 @@ actor ClientEngine {
     /// hundreds of topics) drains instead of being dropped again until the node closes the
     /// connection for flooding. Nil when `error` is no rate refusal.
     private func rateRetryDelay(_ error: ChorusError, attempt: Int, atLeast floor: Duration = .zero) -> Duration? {
-        guard let wait = Self.rateRetryDelay(error), case .server(_, _, let details) = error else { return nil }
+        guard let wait = Self.retryAfter(of: error), case .server(_, _, let details) = error else { return nil }
         let now = ContinuousClock.now
         let at = max(now + max(floor, wait * (1 << (max(1, attempt) - 1)) * Double.random(in: 1...2)), rateNext)
         if let limit = details?["limit"]?.intValue, limit > 0 { rateNext = at + .milliseconds(1500 / limit) } else { rateNext = at }

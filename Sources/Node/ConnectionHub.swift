@@ -136,7 +136,7 @@ final class ConnectionHub: Sendable {
     func resyncPresence(where holds: @escaping @Sendable (Topic) -> Bool) {
         let now = Date()
         for registry in registries {
-            registry.loop.execute { _ = registry.assumeIsolated { $0.resyncPresence(where: holds, at: now) } }
+            registry.loop.execute { registry.assumeIsolated { $0.resyncPresence(where: holds, at: now) } }
         }
     }
 

@@ -19,9 +19,8 @@ extension ConnectionRegistry {
 
     /// Writes `{"type":"presence","topic":..,"event":"resync","timestamp":..}` to the presence
     /// watchers of each topic that `holds` accepts: events of it may have been lost, and a
-    /// watcher should read the list again (`presence.get`). Returns the frames written.
-    @discardableResult
-    func resyncPresence(where holds: (Topic) -> Bool, at timestamp: Date) -> Int {
+    /// watcher should read the list again (`presence.get`).
+    func resyncPresence(where holds: (Topic) -> Bool, at timestamp: Date) {
         let allocator = ByteBufferAllocator()
         let deliveries = presenceWatchers.keys.filter(holds).map { topic in
             Delivery(
@@ -29,7 +28,7 @@ extension ConnectionRegistry {
                 frame: .text(PresenceFrames.resync(topic: topic, timestamp: timestamp), allocator: allocator),
                 arrivedAt: .now(), audience: .presenceWatchers)
         }
-        return deliver(deliveries)
+        deliver(deliveries)
     }
 
     func unwatchPresence(_ ref: SessionRef, of topic: Topic) {

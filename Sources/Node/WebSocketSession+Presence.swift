@@ -86,7 +86,6 @@ extension WebSocketSession {
     /// Tells this connection that events of the topics whose presence it watches may have
     /// been missed (`resync`: read the lists again).
     func presenceResyncWatched() {
-        guard !presence.watched.isEmpty else { return }
         let now = Date()
         for topic in presence.watched.sorted(by: { $0.name < $1.name }) {
             transport.send(text: PresenceFrames.resync(topic: topic, timestamp: now))

@@ -12,6 +12,18 @@ extension ClusterTests {
     /// event is the fence, no duplicate came before it.
     @Suite("Presence across nodes")
     struct PresenceTests {
+        /// A watcher of `topic` on node 1, and alice, a member of it on node 2, once the watcher
+        /// has seen her join.
+        static func aliceWatched(in cluster: Cluster, topic: String) async throws -> (watcher: WebSocketClient, alice: WebSocketClient) {
+            let watcher = try await cluster.node(1).connect(as: "watcher")
+            try await watcher.subscribe(topic, member: false, events: true)
+            let alice = try await cluster.node(2).connect(as: "alice")
+            try await alice.subscribe(topic, member: true, events: false)
+            let join = try await watcher.nextPresence()
+            #expect(join.event == "join" && join.userId == "alice")
+            return (watcher, alice)
+        }
+
         @Test("a user connected on two nodes joins once and leaves once, with the last connection")
         func oneUserOnTwoNodes() async throws {
             try await withCluster { cluster in
@@ -107,11 +119,7 @@ extension ClusterTests {
             // A TTL far longer than the test: only the restart itself can take the old members back.
             try await withCluster(nodes: 2, environment: ["PRESENCE_TTL": "600000"]) { cluster in
                 let topic = "rooms.restart"
-                let watcher = try await cluster.node(1).connect(as: "watcher")
-                try await watcher.subscribe(topic, member: false, events: true)
-                let alice = try await cluster.node(2).connect(as: "alice")
-                try await alice.subscribe(topic, member: true, events: false)
-                #expect(try await watcher.nextPresence().event == "join")
+                let (watcher, alice) = try await Self.aliceWatched(in: cluster, topic: topic)
 
                 await cluster.node(2).kill()
                 let restarted = try await cluster.startNode(2, environment: ["PRESENCE_TTL": "600000"])
@@ -132,6 +140,7 @@ extension ClusterTests {
                 }
                 await restarted.stop()
                 restarted.checkExit()
+                withExtendedLifetime(alice) {}  // her first connection, on the killed node
             }
         }
 
@@ -139,11 +148,7 @@ extension ClusterTests {
         func duplicateStartReapsNothing() async throws {
             try await withCluster(nodes: 2, environment: ["PRESENCE_TTL": "600000"]) { cluster in
                 let topic = "rooms.duplicate"
-                let watcher = try await cluster.node(1).connect(as: "watcher")
-                try await watcher.subscribe(topic, member: false, events: true)
-                let alice = try await cluster.node(2).connect(as: "alice")
-                try await alice.subscribe(topic, member: true, events: false)
-                #expect(try await watcher.nextPresence().event == "join")
+                let (watcher, alice) = try await Self.aliceWatched(in: cluster, topic: topic)
                 do {
                     let duplicate = try await cluster.startNode(2, environment: ["PRESENCE_TTL": "600000"], port: cluster.node(2).port)
                     await duplicate.stop()
@@ -157,6 +162,7 @@ extension ClusterTests {
                 try await bob.subscribe(topic, member: true, events: false)
                 let next = try await watcher.nextPresence()
                 #expect(next.event == "join" && next.userId == "bob", "alice was reaped by a node that never listened: \(next)")
+                withExtendedLifetime(alice) {}  // still a member throughout
             }
         }
 
@@ -194,11 +200,7 @@ extension ClusterTests {
         func redisOutage() async throws {
             try await withCluster(nodes: 2, environment: ["PRESENCE_TTL": "1500"]) { cluster in
                 let topic = "rooms.outage"
-                let watcher = try await cluster.node(1).connect(as: "watcher")
-                try await watcher.subscribe(topic, member: false, events: true)
-                let alice = try await cluster.node(2).connect(as: "alice")
-                try await alice.subscribe(topic, member: true, events: false)
-                #expect(try await watcher.nextPresence().userId == "alice")
+                let (watcher, alice) = try await Self.aliceWatched(in: cluster, topic: topic)
 
                 await cluster.redis[0].kill()
                 try await cluster.waitUntilAdapters(are: "fallback")
@@ -229,12 +231,8 @@ extension ClusterTests {
         func resyncAfterHang() async throws {
             try await withCluster(nodes: 2) { cluster in
                 let topic = "rooms.hang"
-                let watcher = try await cluster.node(1).connect(as: "watcher")
-                try await watcher.subscribe(topic, member: false, events: true)
+                let (watcher, alice) = try await Self.aliceWatched(in: cluster, topic: topic)
                 let reader = try await cluster.node(1).connect(as: "reader")
-                let alice = try await cluster.node(2).connect(as: "alice")
-                try await alice.subscribe(topic, member: true, events: false)
-                #expect(try await watcher.nextPresence().userId == "alice")
 
                 let redis = cluster.redis[0]
                 redis.pause()
