@@ -338,8 +338,10 @@ export class ChorusClient {
    * holds `offlineQueueSize` publishes), `ChorusClosedError` (`disconnect()`, or `queue: false`
    * while not connected) or `ChorusTimeoutError` (no reply within `requestTimeout` on a
    * connection that then answered a ping). Never for a connection that died: unanswered then, it
-   * is sent again, with its `messageId`, on the next connection. While not connected it waits
-   * in the queue.
+   * is sent again, with its `messageId`, on the next connection. While the client connects or
+   * will reconnect it waits in the queue; once the client has stopped (`disconnect()`, a refused
+   * token without a fresh one, a close with `reconnect: false`) it rejects with what stopped it
+   * (`ChorusClosedError` or `ChorusAuthError`), and so do the publishes that were queued.
    */
   publish(topic: string, data: JSONValue, options?: PublishOptions): Promise<PublishedReply>;
 

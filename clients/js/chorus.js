@@ -291,6 +291,8 @@ export class ChorusClient {
     this._opening = false;
     this._topics = new Map();
     this._queue = [];
+    /** Set while the client has stopped without a plan to reconnect: what stopped it (publishes reject with it). */
+    this._stoppedBy = undefined;
     this._inflight = new Map();
     this._typing = new Map();
     this._joined = new Map();
@@ -407,8 +409,7 @@ export class ChorusClient {
     if (socket) { try { socket.close(1000, "client closed"); } catch { /* already closing */ } }
     const error = new ChorusClosedError("client disconnected");
     this._failPending(error);
-    for (const item of this._queue) item.reject(error);
-    this._queue = [];
+    this._rejectQueued(error);
     this._settleConnect(error);
     for (const t of this._typing.values()) { clearTimeout(t.stopTimer); }
     this._typing.clear();
@@ -426,6 +427,19 @@ export class ChorusClient {
     // The token just given is used as it is (a provider is not asked to replace it).
     if (this._wanted && !this._socket && this._state === "disconnected") this._open({ freshToken: true });
     else if (this._state === "connected") this._reauthenticate(token);
+  }
+
+  /**
+   * The client stopped and will not reconnect by itself (`disconnect()`, a refused token with no
+   * fresh one, a close with `reconnect: false`): queued publishes reject with what stopped it
+   * rather than wait for a connection nobody may open. Those sent before (`_dropSocket` put them
+   * back) may have reached the node: sending again with the same `messageId` is safe.
+   */
+  _rejectQueued(error) {
+    this._stoppedBy = error;  // and so do publishes made before the next connection attempt
+    const queued = this._queue;
+    this._queue = [];
+    for (const item of queued) item.reject(error);
   }
 
   _settleConnect(error) {
@@ -452,6 +466,7 @@ export class ChorusClient {
     clearTimeout(this._reconnectTimer);
     this._reconnectTimer = null;
     const generation = ++this._openGeneration;
+    this._stoppedBy = undefined;
     this._setState(this._reconnected ? "reconnecting" : "connecting", { attempt: this._attempt });
     let token;
     this._opening = true;
@@ -583,6 +598,7 @@ export class ChorusClient {
 
   _stopOnAuthFailure(error) {
     this._dropSocket();
+    this._rejectQueued(error);
     this._setState("disconnected", { code: CloseCode.unauthorized, reason: error.message, willReconnect: false, error });
     this._settleConnect(error);
   }
@@ -614,6 +630,7 @@ export class ChorusClient {
       return;
     }
     const willReconnect = this._wanted && this.options.reconnect !== false;
+    if (!willReconnect) this._rejectQueued(error);
     this._setState("disconnected", { code, reason, willReconnect });
     if (willReconnect) this._scheduleReconnect(code);
     else this._settleConnect(error);
@@ -1110,7 +1127,9 @@ export class ChorusClient {
    * Publishes `data` to `topic`. Resolves with the node's `published` reply (`{ messageId,
    * offset?, epoch?, duplicate }`); rejects with the node's error as a `ChorusError`. While
    * disconnected the publish waits in the offline queue (`offlineQueueSize`, which counts the
-   * unacknowledged publishes too; past it: `ChorusQueueFullError`). With `publishAcks: false` (nodes without publish acks) it resolves
+   * unacknowledged publishes too; past it: `ChorusQueueFullError`) while the client is connecting
+   * or will reconnect; once it has stopped (`disconnect()`, a refused token without a fresh one,
+   * a close with `reconnect: false`) the queue rejects with what stopped it, until it connects again. With `publishAcks: false` (nodes without publish acks) it resolves
    * once the node has read it without refusing it (a `ping` sent after it is answered).
    * Unanswered within `requestTimeout`, it rejects with `ChorusTimeoutError` if the connection
    * answers a ping then, and is sent again on the next connection if it does not (dead).
@@ -1122,6 +1141,7 @@ export class ChorusClient {
     message.messageId = opts.messageId ?? newMessageId();
     return new Promise((resolve, reject) => {
       const item = { message, resolve, reject, seq: this._nextId++ };
+      if (this._stoppedBy) { reject(this._stoppedBy); return; }
       const connected = this._state === "connected" && this._queue.length === 0;
       if (!connected && opts.queue === false) { reject(new ChorusClosedError("not connected")); return; }
       // Unacknowledged publishes count too: each is kept to be sent again after a reconnect.

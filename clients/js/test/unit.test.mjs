@@ -235,6 +235,41 @@ test("a refused token stops the client: no reconnect until setToken", async () =
   client.disconnect();
 });
 
+test("a client that stops without reconnecting rejects its queued publishes (a refused token, a close with reconnect: false)", async () => {
+  // A token refused on the connection (4001), no provider: the client stops until setToken.
+  let client = scripted();
+  let socket = await connectScripted(client);
+  const sent = client.publish("rooms.a", { n: 1 });  // sent, unacknowledged
+  socket.drop(4001, "token expired");
+  const queued = client.publish("rooms.a", { n: 2 });  // queued while stopped
+  await assert.rejects(sent, ChorusAuthError);
+  await assert.rejects(queued, ChorusAuthError);
+  assert.equal(client.queuedPublishes, 0);
+  client.setToken("t2");  // starts again: publishes wait for the connection
+  await settle();
+  socket = ScriptedSocket.instances.at(-1);
+  const later = client.publish("rooms.a", { n: 2 });
+  socket.open();
+  socket.reply({ type: "auth_success", userId: "alice", id: socket.last("auth").id });
+  await settle();
+  const again = socket.last("message");
+  assert.deepEqual(again.data, { n: 2 });
+  socket.reply({ type: "published", topic: "rooms.a", messageId: again.messageId, duplicate: false, id: again.id });
+  await later;
+  client.disconnect();
+  await assert.rejects(client.publish("rooms.a", { n: 4 }), (error) => error.name === "ChorusClosedError");
+
+  // reconnect: false: a dropped connection ends the client.
+  client = scripted({ reconnect: false });
+  socket = await connectScripted(client);
+  const unacknowledged = client.publish("rooms.a", { n: 3 });
+  socket.drop(1006);
+  await assert.rejects(unacknowledged, (error) => error.name === "ChorusClosedError" && error.code === 1006);
+  assert.equal(client.queuedPublishes, 0);
+  assert.equal(ScriptedSocket.instances.length, 1, "no reconnect");
+  client.disconnect();
+});
+
 test("a presence batch reaches the handlers as single events", async () => {
   const client = scripted();
   const socket = await connectScripted(client);
