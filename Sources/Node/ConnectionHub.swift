@@ -29,14 +29,15 @@ final class ConnectionHub: Sendable {
 
     init(
         group: any EventLoopGroup, broker: PubSubBroker, counters: NodeCounters, metrics: NodeMetrics,
-        maxPendingBytes: Int, typingTimeout: Duration = .milliseconds(5_000), presenceBatchRate: Int = 50,
-        deflate: OutboundDeflate? = nil
+        maxPendingBytes: Int, writeDelay: TimeAmount = .zero, typingTimeout: Duration = .milliseconds(5_000),
+        presenceBatchRate: Int = 50, deflate: OutboundDeflate? = nil
     ) {
         self.deflate = deflate
         self.counters = counters
         let registries = group.makeIterator().map {
             ConnectionRegistry(
-                loop: $0, broker: broker, counters: counters, metrics: metrics, maxPendingBytes: maxPendingBytes)
+                loop: $0, broker: broker, counters: counters, metrics: metrics, maxPendingBytes: maxPendingBytes,
+                writeDelay: writeDelay)
         }
         self.registries = registries
         let allocator = ByteBufferAllocator()

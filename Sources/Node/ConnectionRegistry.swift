@@ -1,5 +1,6 @@
 import Broker
 import NIOCore
+import Synchronization
 
 /// The WebSocket connections of one event loop: who they are, what they subscribed to, and the
 /// fan-out of delivered messages to them.
@@ -14,6 +15,10 @@ actor ConnectionRegistry {
     nonisolated var unownedExecutor: UnownedSerialExecutor { loop.executor.asUnownedSerialExecutor() }
     /// Batches handed over by the adapter's thread, waiting for this loop (see ``enqueue(_:bytes:)``).
     private nonisolated let inbox: DeliveryInbox
+    /// Whether a drain waits (``DrainPacer``): judged on this loop, read by ``enqueue(_:bytes:)``
+    /// on the adapter's thread, in nanoseconds (0: at once).
+    private nonisolated let drainDelay = Atomic<Int64>(0)
+    private var pacer: DrainPacer
     /// What this loop's connections hold, for the hub to skip the loop when a batch has nothing
     /// for them: updated with every broker retain and release (``hold(_:)``, ``letGo(_:)``)
     /// and for the topics whose presence a session watches. Written on this loop, read by the
@@ -60,8 +65,9 @@ actor ConnectionRegistry {
 
     init(
         loop: any EventLoop, broker: PubSubBroker, counters: NodeCounters, metrics: NodeMetrics,
-        maxPendingBytes: Int, inboxLimit: Int = ConnectionRegistry.defaultInboxLimit
+        maxPendingBytes: Int, writeDelay: TimeAmount = .zero, inboxLimit: Int = ConnectionRegistry.defaultInboxLimit
     ) {
+        self.pacer = DrainPacer(delay: writeDelay, now: .now())
         self.drainBytes = max(1, maxPendingBytes / 4)
         self.pendingLimit = maxPendingBytes
         self.recoveries.byteLimit = max(1, maxPendingBytes / 4)
@@ -186,7 +192,13 @@ actor ConnectionRegistry {
     nonisolated func enqueue(_ batch: [Delivery], bytes: Int) {
         switch inbox.put(batch, bytes: bytes) {
         case .queuedFirst:
-            loop.execute { self.assumeIsolated { $0.drainInbox() } }
+            let delay = drainDelay.load(ordering: .relaxed)
+            if delay > 0 {
+                counters.pacedDrains.add(1, ordering: .relaxed)
+                loop.scheduleTask(in: .nanoseconds(delay)) { self.assumeIsolated { $0.drainInbox() } }
+            } else {
+                loop.execute { self.assumeIsolated { $0.drainInbox() } }
+            }
         case .queued:
             break
         case .refused:
@@ -205,10 +217,13 @@ actor ConnectionRegistry {
     /// a backlog that keeps growing keeps the loop's reads waiting until the inbox's bound
     /// refuses more.)
     func drainInbox() {
+        let start = NIODeadline.now()
         let messages = max(1, Self.writesPerDrain / max(1, writesPerMessage ?? sessions.count))
         let (deliveries, more) = inbox.take(messages: messages, bytes: drainBytes)
         let written = deliver(deliveries)
         if !deliveries.isEmpty { writesPerMessage = written / deliveries.count }
+        pacer.drained(from: start, to: .now())
+        drainDelay.store(pacer.nextDrainDelay?.nanoseconds ?? 0, ordering: .relaxed)
         if more {
             loop.execute { self.assumeIsolated { $0.drainInbox() } }
         }

@@ -39,7 +39,8 @@ final class NodeContext: Sendable {
         self.counters = NodeCounters()
         self.hub = ConnectionHub(
             group: group, broker: broker, counters: counters, metrics: metrics,
-            maxPendingBytes: configuration.maxPendingBytes, typingTimeout: configuration.typingTimeout,
+            maxPendingBytes: configuration.maxPendingBytes, writeDelay: .milliseconds(Int64(configuration.writeDelayMilliseconds)),
+            typingTimeout: configuration.typingTimeout,
             presenceBatchRate: configuration.presenceBatchRate,
             deflate: configuration.websocketCompression
                 ? OutboundDeflate(minimumSize: configuration.websocketCompressionMinSize) : nil)

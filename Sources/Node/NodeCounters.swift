@@ -29,6 +29,8 @@ public final class NodeCounters: Sendable {
     let messagesCompressed = Atomic<Int>(0)
     /// Client messages that came compressed and were inflated.
     let messagesInflated = Atomic<Int>(0)
+    /// Drains a busy event loop queued `WEBSOCKET_WRITE_DELAY` late (``DrainPacer``).
+    let pacedDrains = Atomic<Int>(0)
 
     public init() {}
 }
