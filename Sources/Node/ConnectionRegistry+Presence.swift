@@ -19,7 +19,9 @@ extension ConnectionRegistry {
 
     /// Writes `{"type":"presence","topic":..,"event":"resync","timestamp":..}` to the presence
     /// watchers of each topic that `holds` accepts: events of it may have been lost, and a
-    /// watcher should read the list again (`presence.get`).
+    /// watcher should read the list again (`presence.get`). Written at once: presence events
+    /// waiting in the inbox for a paced drain (``DrainPacer``, at most `WEBSOCKET_WRITE_DELAY`)
+    /// arrive after it, which a watcher that reads the list again is not misled by.
     func resyncPresence(where holds: (Topic) -> Bool, at timestamp: Date) {
         let allocator = ByteBufferAllocator()
         let deliveries = presenceWatchers.keys.filter(holds).map { topic in

@@ -36,9 +36,10 @@ struct DrainPacer {
     var nextDrainDelay: TimeAmount? { isBusy && delay > .zero ? delay : nil }
 
     /// Counts one drain that ran from `start` to `end`. Judges the window once it has passed:
-    /// busy when drains took at least ``busyShare`` of it (half that to stay busy). A window that ended long ago (the
-    /// loop had nothing to do) counts its idle time too, so the first drain after a lull ends
-    /// the pacing.
+    /// busy when drains took at least ``busyShare`` of it (half that to stay busy). A window
+    /// that ended long ago (the loop had nothing to do) counts its idle time too, so the first
+    /// drain after a lull (itself still delayed: it was queued before this judgement) ends the
+    /// pacing.
     mutating func drained(from start: NIODeadline, to end: NIODeadline) {
         drained = drained + (end - start)
         let elapsed = end - windowStart

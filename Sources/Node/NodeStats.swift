@@ -58,8 +58,8 @@ public struct NodeStats: Codable, Sendable {
         /// Client messages that arrived compressed (permessage-deflate) and were inflated.
         /// Optional for older nodes' documents.
         public var inflated: Int?
-        /// Drains an event loop ran `WEBSOCKET_WRITE_DELAY` late because writing deliveries took
-        /// a quarter of its time or more (``DrainPacer``): a sign of a busy node, not of a fault.
+        /// Drains an event loop scheduled `WEBSOCKET_WRITE_DELAY` later because it was busy
+        /// writing deliveries (``DrainPacer``): a sign of a busy node, not of a fault.
         /// Optional for older nodes' documents.
         public var pacedDrains: Int?
     }

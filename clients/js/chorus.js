@@ -593,14 +593,22 @@ export class ChorusClient {
         return;
       }
     }
+    // A handler of the events above may have acted: its disconnect() or connect() decides, and
+    // a token it set is tried rather than stopped on.
+    if (generation !== this._openGeneration) return;
+    if (this._wanted && tokenGeneration !== this._tokenGeneration) {
+      this._open({ freshToken: true });
+      return;
+    }
     this._stopOnAuthFailure(error);
   }
 
   _stopOnAuthFailure(error) {
     this._dropSocket();
     this._rejectQueued(error);
-    this._setState("disconnected", { code: CloseCode.unauthorized, reason: error.message, willReconnect: false, error });
+    // Settled before the state event, so a connect() made by its handler waits for its own open.
     this._settleConnect(error);
+    this._setState("disconnected", { code: CloseCode.unauthorized, reason: error.message, willReconnect: false, error });
   }
 
   _authenticated(reply) {
@@ -630,10 +638,13 @@ export class ChorusClient {
       return;
     }
     const willReconnect = this._wanted && this.options.reconnect !== false;
-    if (!willReconnect) this._rejectQueued(error);
+    if (!willReconnect) {
+      this._rejectQueued(error);
+      // Before the state event, so a connect() made by its handler waits for its own open.
+      this._settleConnect(error);
+    }
     this._setState("disconnected", { code, reason, willReconnect });
     if (willReconnect) this._scheduleReconnect(code);
-    else this._settleConnect(error);
   }
 
   _scheduleReconnect(code) {
@@ -1129,7 +1140,8 @@ export class ChorusClient {
    * disconnected the publish waits in the offline queue (`offlineQueueSize`, which counts the
    * unacknowledged publishes too; past it: `ChorusQueueFullError`) while the client is connecting
    * or will reconnect; once it has stopped (`disconnect()`, a refused token without a fresh one,
-   * a close with `reconnect: false`) the queue rejects with what stopped it, until it connects again. With `publishAcks: false` (nodes without publish acks) it resolves
+   * a close with `reconnect: false`) the queue rejects with what stopped it, until `connect()` or
+   * `setToken()` starts it again. With `publishAcks: false` (nodes without publish acks) it resolves
    * once the node has read it without refusing it (a `ping` sent after it is answered).
    * Unanswered within `requestTimeout`, it rejects with `ChorusTimeoutError` if the connection
    * answers a ping then, and is sent again on the next connection if it does not (dead).

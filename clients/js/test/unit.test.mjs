@@ -270,6 +270,77 @@ test("a client that stops without reconnecting rejects its queued publishes (a r
   client.disconnect();
 });
 
+test("a handler that acts while the client stops decides: connect() from a disconnected handler after reconnect: false, connect() or setToken() from an error handler after a refused token", async () => {
+  // reconnect: false: the close settles the old connect() first; the handler's own connect() opens.
+  let client = scripted({ reconnect: false });
+  let socket = await connectScripted(client);
+  let again;
+  client.on("disconnected", () => { if (!again) again = client.connect(); });
+  socket.drop(1006);
+  const published = client.publish("rooms.a", { n: 1 });
+  await settle();
+  assert.equal(ScriptedSocket.instances.length, 2, "the handler's connect() opened");
+  socket = ScriptedSocket.instances.at(-1);
+  socket.open();
+  socket.reply({ type: "auth_success", userId: "alice", id: socket.last("auth").id });
+  await settle();
+  await again;
+  const message = socket.last("message");
+  socket.reply({ type: "published", topic: "rooms.a", messageId: message.messageId, duplicate: false, id: message.id });
+  await published;
+  assert.equal(client.state, "connected");
+  client.disconnect();
+
+  // A refused token with no provider: an error handler's setToken() is tried, not stopped on.
+  client = scripted();
+  socket = await connectScripted(client);
+  socket.drop(1006);  // a reconnect is planned (at once with random 0.5? after a short backoff)
+  await until(() => ScriptedSocket.instances.length === 2);
+  socket = ScriptedSocket.instances.at(-1);
+  const queued = client.publish("rooms.a", { n: 2 });
+  socket.open();
+  client.on("error", () => client.setToken("good"));
+  socket.reply({ type: "auth_error", code: 401, message: "invalid signature", id: socket.last("auth").id });
+  await settle();
+  assert.equal(ScriptedSocket.instances.length, 3, "the new token is tried");
+  socket = ScriptedSocket.instances.at(-1);
+  socket.open();
+  assert.equal(socket.last("auth").token, "good");
+  socket.reply({ type: "auth_success", userId: "alice", id: socket.last("auth").id });
+  await settle();
+  const second = socket.last("message");
+  socket.reply({ type: "published", topic: "rooms.a", messageId: second.messageId, duplicate: false, id: second.id });
+  await queued;
+  client.disconnect();
+
+  // A provider whose fresh token is refused too: an error handler's connect() opens again, and
+  // the publishes made meanwhile wait for it instead of rejecting.
+  let n = 1;
+  client = scripted({ token: undefined, getToken: async () => `t${n++}` });
+  socket = await connectScripted(client);
+  socket.drop(4001, "token expired");
+  await until(() => ScriptedSocket.instances.length === 3);
+  socket = ScriptedSocket.instances.at(-1);
+  socket.open();
+  await settle();
+  let reopened;
+  client.on("error", () => { if (!reopened) reopened = client.connect(); });
+  socket.reply({ type: "auth_error", code: 401, message: "invalid signature", id: socket.last("auth").id });
+  const meanwhile = client.publish("rooms.a", { n: 3 });
+  await until(() => ScriptedSocket.instances.length === 4);
+  socket = ScriptedSocket.instances.at(-1);
+  socket.open();
+  await until(() => socket.last("auth"));
+  socket.reply({ type: "auth_success", userId: "alice", id: socket.last("auth").id });
+  await reopened;
+  await settle();
+  const third = socket.last("message");
+  socket.reply({ type: "published", topic: "rooms.a", messageId: third.messageId, duplicate: false, id: third.id });
+  await meanwhile;
+  assert.equal(client.state, "connected");
+  client.disconnect();
+});
+
 test("a presence batch reaches the handlers as single events", async () => {
   const client = scripted();
   const socket = await connectScripted(client);
