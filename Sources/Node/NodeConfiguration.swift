@@ -68,7 +68,7 @@ public struct NodeConfiguration: Sendable {
     /// `WEBSOCKET_WRITE_DELAY` (ms, 0 turns it off): once writing deliveries takes a quarter of
     /// an event loop's time, how long a message may wait for others to share its write to each
     /// subscriber (see `DrainPacer`). A loop under that share writes every message at once.
-    public var writeDelayMilliseconds = 1
+    public var writeDelay: Duration = .milliseconds(1)
     /// `WEBSOCKET_MAX_MESSAGES_PER_SECOND`: client messages per second per connection (text,
     /// binary, pings, pongs); the excess is dropped with an `error` (429) once a second, and a
     /// client that keeps flooding is closed (1008, see `MessageRateLimiter`).
@@ -238,7 +238,8 @@ extension NodeConfiguration {
         maxSubscriptionsPerConnection =
             try reader.integer("WEBSOCKET_MAX_SUBSCRIPTIONS", in: 1...100_000) ?? maxSubscriptionsPerConnection
         maxPendingBytes = try reader.integer("WEBSOCKET_MAX_PENDING_BYTES", in: 4096...(1 << 30)) ?? maxPendingBytes
-        writeDelayMilliseconds = try reader.integer("WEBSOCKET_WRITE_DELAY", in: 0...100) ?? writeDelayMilliseconds
+        // Not `milliseconds(_:)`: 0 is allowed here (it turns the pacing off).
+        writeDelay = try reader.integer("WEBSOCKET_WRITE_DELAY", in: 0...100).map { .milliseconds($0) } ?? writeDelay
         maxMessagesPerSecond =
             try reader.integer("WEBSOCKET_MAX_MESSAGES_PER_SECOND", in: 1...1_000_000) ?? maxMessagesPerSecond
         websocketCompression = try reader.bool("WEBSOCKET_COMPRESSION") ?? websocketCompression

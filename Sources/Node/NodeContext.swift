@@ -39,7 +39,7 @@ final class NodeContext: Sendable {
         self.counters = NodeCounters()
         self.hub = ConnectionHub(
             group: group, broker: broker, counters: counters, metrics: metrics,
-            maxPendingBytes: configuration.maxPendingBytes, writeDelay: .milliseconds(Int64(configuration.writeDelayMilliseconds)),
+            maxPendingBytes: configuration.maxPendingBytes, writeDelay: TimeAmount(configuration.writeDelay),
             typingTimeout: configuration.typingTimeout,
             presenceBatchRate: configuration.presenceBatchRate,
             deflate: configuration.websocketCompression

@@ -24,11 +24,17 @@ struct DrainPacerTests {
         return end
     }
 
-    @Test("a loop that spends little of its time draining drains every message at once")
-    func idleLoopAtOnce() {
+    /// Drain patterns under a quarter of the loop's time: 100 messages a second at 1 ms of
+    /// writing each (a tenth), and 500 a second at 0.3 ms (15 %: enough to stay busy, not to
+    /// become so).
+    static let underAQuarter: [(each: TimeAmount, every: TimeAmount)] = [
+        (.milliseconds(1), .milliseconds(10)), (.microseconds(300), .milliseconds(2)),
+    ]
+
+    @Test("a loop under a quarter of its time draining drains every message at once", arguments: underAQuarter)
+    func idleLoopAtOnce(each: TimeAmount, every: TimeAmount) {
         var pacer = DrainPacer(delay: .milliseconds(1), now: start)
-        // 100 messages a second, 1 ms of writing each: a tenth of the time.
-        drain(&pacer, each: .milliseconds(1), every: .milliseconds(10), from: start, until: start + .seconds(1))
+        drain(&pacer, each: each, every: every, from: start, until: start + .seconds(1))
         #expect(pacer.nextDrainDelay == nil)
     }
 
@@ -44,14 +50,6 @@ struct DrainPacerTests {
         // Nothing for a second, then one message: that drain sees a window mostly idle.
         let later = end + .seconds(1)
         pacer.drained(from: later, to: later + .microseconds(600))
-        #expect(pacer.nextDrainDelay == nil)
-    }
-
-    @Test("a loop at an eighth to a quarter of its time draining does not start pacing")
-    func hysteresisFromIdle() {
-        var pacer = DrainPacer(delay: .milliseconds(1), now: start)
-        // 15 % of the time: enough to stay busy, not to become so.
-        drain(&pacer, each: .microseconds(300), every: .milliseconds(2), from: start, until: start + .seconds(1))
         #expect(pacer.nextDrainDelay == nil)
     }
 

@@ -1152,8 +1152,8 @@ export class ChorusClient {
     if (opts.eventType !== undefined) message.eventType = opts.eventType;
     message.messageId = opts.messageId ?? newMessageId();
     return new Promise((resolve, reject) => {
-      const item = { message, resolve, reject, seq: this._nextId++ };
       if (this._stoppedBy) { reject(this._stoppedBy); return; }
+      const item = { message, resolve, reject, seq: this._nextId++ };
       const connected = this._state === "connected" && this._queue.length === 0;
       if (!connected && opts.queue === false) { reject(new ChorusClosedError("not connected")); return; }
       // Unacknowledged publishes count too: each is kept to be sent again after a reconnect.
