@@ -44,11 +44,15 @@ public struct AdapterStatus: Sendable, Equatable, Codable {
     public var dropped: Int
     /// Payloads received from the backend that were not valid envelopes (skipped).
     public var malformed: Int
+    /// State changes over all backends by the state entered (`connected`, `fallback`); a shared
+    /// backend's adapter only.
+    public var transitionsTo: [String: Int]?
     public var backends: [Backend]
 
     public init(
         adapter: String, state: State, since: Date, transitions: Int = 0,
-        publishedInFallback: Int = 0, dropped: Int = 0, malformed: Int = 0, backends: [Backend] = []
+        publishedInFallback: Int = 0, dropped: Int = 0, malformed: Int = 0,
+        transitionsTo: [String: Int]? = nil, backends: [Backend] = []
     ) {
         self.adapter = adapter
         self.state = state
@@ -57,6 +61,7 @@ public struct AdapterStatus: Sendable, Equatable, Codable {
         self.publishedInFallback = publishedInFallback
         self.dropped = dropped
         self.malformed = malformed
+        self.transitionsTo = transitionsTo
         self.backends = backends
     }
 }

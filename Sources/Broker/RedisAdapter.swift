@@ -31,7 +31,7 @@ import Synchronization
 /// the server link resubscribes every live interest and, once a `PING` sent after the
 /// resubscribes is answered, publishes through Redis again. Each transition is logged once
 /// (info when connected, warning with the error on fallback), counted in
-/// `chorus_redis_transitions_total{to=...}` and shown in ``status()``.
+/// ``status()`` (`transitionsTo`, exported as `chorus_redis_transitions_total{to=...}`).
 ///
 /// **Threads and loops.** `publish`, `addInterest` and `removeInterest` may be called from any
 /// thread and only take a short lock: they never wait for Redis, and never deliver. `deliver`
@@ -226,7 +226,7 @@ public final class RedisAdapter: PubSubAdapter {
         return AdapterStatus(
             adapter: "redis", state: state, since: since, transitions: backends.reduce(0) { $0 + $1.transitions },
             publishedInFallback: counters.publishedInFallback, dropped: counters.dropped,
-            malformed: counters.malformed, backends: backends)
+            malformed: counters.malformed, transitionsTo: counters.transitionsTo, backends: backends)
     }
 
     public func onReturnFromFallback(_ body: @escaping @Sendable (_ server: Int) -> Void) {

@@ -1,11 +1,12 @@
-import Metrics
 import Synchronization
 
 /// The counters a ``RedisAdapter`` shows in `/stats`, shared by its server links. Any thread may
 /// count; the values are atomics. `/metrics` exports them from `/stats` (the node's
-/// `StatsMetrics`); only transitions by target state go to swift-metrics from here.
+/// `StatsMetrics`), each with its `# HELP` line.
 final class RedisAdapterCounters: Sendable {
     private let publishedInFallbackCount = Atomic<Int>(0)
+    private let connectedCount = Atomic<Int>(0)
+    private let fallbackCount = Atomic<Int>(0)
     private let droppedCount = Atomic<Int>(0)
     private let malformedCount = Atomic<Int>(0)
 
@@ -45,6 +46,18 @@ final class RedisAdapterCounters: Sendable {
 
     /// A failover state change of one server (`to`: `connected` or `fallback`).
     func countTransition(to state: AdapterStatus.State) {
-        Counter(label: "chorus_redis_transitions_total", dimensions: [("to", state.rawValue)]).increment()
+        switch state {
+        case .connected: connectedCount.add(1, ordering: .relaxed)
+        case .fallback: fallbackCount.add(1, ordering: .relaxed)
+        case .connecting, .local: break
+        }
+    }
+
+    /// State changes over all servers by the state entered (`connected`, `fallback`).
+    var transitionsTo: [String: Int] {
+        [
+            AdapterStatus.State.connected.rawValue: connectedCount.load(ordering: .relaxed),
+            AdapterStatus.State.fallback.rawValue: fallbackCount.load(ordering: .relaxed),
+        ]
     }
 }

@@ -31,6 +31,7 @@ enum MetricDescriptions {
         "chorus_adapter_connected": "1 when the pub/sub adapter is connected (or local), 0 in fallback.",
         "chorus_redis_state": "1 for the current state of each Redis backend.",
         "chorus_redis_backend_transitions_total": "State changes of each Redis backend.",
+        "chorus_redis_transitions_total": "State changes over all Redis backends, by the state entered (connected, fallback).",
         "process_resident_memory_bytes": "Resident memory of the node process.",
         "process_start_time_seconds": "Start time of the node process since the Unix epoch.",
         "chorus_presence_memberships": "Presence memberships (user, topic) held by this node's connections.",

@@ -46,6 +46,9 @@ final class StatsMetrics: Sendable {
             }
             counter("chorus_redis_backend_transitions_total", ["backend": backend.address], backend.transitions)
         }
+        for (state, count) in stats.adapter.transitionsTo ?? [:] {
+            counter("chorus_redis_transitions_total", ["to": state], count)
+        }
         if let presence = stats.presence { update(from: presence) }
         if let history = stats.history { update(from: history) }
         gauge("process_resident_memory_bytes", stats.memory.residentBytes)

@@ -220,6 +220,7 @@ struct RedisAdapterTests {
                 #expect(status.backends[0].address == "redis://127.0.0.1:\(servers[0].port)/0")
                 #expect(status.backends[0].transitions == 1)
                 #expect(status.transitions == 1)
+                #expect(status.transitionsTo == ["connected": 1, "fallback": 0])
             }
         }
     }

@@ -117,7 +117,21 @@ extension ClusterTests {
                     )
                     #expect(firstCross != nil)
                 }
+                // The failover is counted where an operator's alert looks, with what it means.
+                for node in cluster.nodes {
+                    let text = try await HTTP.get("\(node.baseURL)/metrics").text
+                    #expect(text.contains("# HELP chorus_redis_transitions_total "), "\(text)")
+                    let fallbacks = Self.sample(text, #"chorus_redis_transitions_total{to="fallback"}"#) ?? 0
+                    let connects = Self.sample(text, #"chorus_redis_transitions_total{to="connected"}"#) ?? 0
+                    #expect(fallbacks >= 1, "\(node.id) counted the fallback: \(text)")
+                    #expect(connects == fallbacks + 1, "\(node.id): connected at start and after each fallback")
+                }
             }
+        }
+
+        /// The value of one sample line (`name{labels} value`) of a Prometheus text exposition.
+        static func sample(_ text: String, _ series: String) -> Double? {
+            text.split(separator: "\n").first { $0.hasPrefix(series + " ") }.flatMap { Double($0.dropFirst(series.count + 1)) }
         }
 
         /// With the default deadline the keepalive `PING`s keep the publisher connections open;
