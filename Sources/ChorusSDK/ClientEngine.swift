@@ -44,6 +44,9 @@ actor ClientEngine {
         /// The last `join` ended while plain subscribers remain: unsubscribe before that
         /// subscribe, so that the node lets the membership go.
         var leaveFirst = false
+        /// The subscription changed while the token was expired (the node would refuse a
+        /// subscribe with 401): subscribe again once a fresh token is accepted.
+        var resendWhenAuthenticated = false
         /// The node has confirmed it once: later subscribes are resubscriptions.
         var everConfirmed = false
         /// Presence events may have been missed since the node last confirmed it: a connection
@@ -282,29 +285,34 @@ actor ClientEngine {
     func shutdown(released: Bool = false) {
         generation += 1
         runner?.cancel()
-        runner = nil
         let connection = self.connection
         self.connection = nil
-        resume(.freshToken, with: ChorusError.closed)
-        lostConnection(failingWith: .closed)
-        for (key, publish) in publishes {
-            publishes[key] = nil
-            publish.continuation.resume(throwing: ChorusError.closed)
-        }
-        for (topic, state) in topics {
-            for waiter in state.waiters.values { waiter.resume(throwing: ChorusError.closed) }
-            for handle in state.handles.values { handle.finish() }
-            topics[topic] = nil
-        }
-        for entry in typing.values { entry.stopTimer?.cancel() }
-        typing = [:]
-        finish(&userMessageWatchers)
-        setState(.disconnected)
+        stop(failingWith: .closed)
         if released {
             finish(&stateWatchers)
             finish(&eventWatchers)
         }
         connection?.close(code: 1000)
+    }
+
+    /// The client stops for good (``close()``, or the end of the connection without
+    /// reconnects): waiting calls and queued publishes throw `error`, every subscription and
+    /// ``userMessageStream()`` ends, and the state is ``ConnectionState/disconnected``.
+    private func stop(failingWith error: ChorusError) {
+        runner = nil
+        resume(.freshToken, with: error)
+        lostConnection(failingWith: error)
+        for (key, publish) in publishes {
+            publishes[key] = nil
+            publish.continuation.resume(throwing: error)
+        }
+        for (topic, state) in topics {
+            for waiter in state.waiters.values { waiter.resume(throwing: error) }
+            for handle in state.handles.values { handle.finish() }
+            topics[topic] = nil
+        }
+        finish(&userMessageWatchers)
+        setState(.disconnected)
     }
 
     private func finish<Element>(_ watchers: inout [Int: AsyncStream<Element>.Continuation]) {
@@ -313,15 +321,22 @@ actor ClientEngine {
         for watcher in finished.values { watcher.finish() }
     }
 
-    /// Gives up until the app acts (from the run loop): subscribes still waiting for their
-    /// first confirmation and queued publishes fail with `error`; confirmed subscriptions stay,
-    /// to be sent again once a new token starts the client again.
+    /// Gives up until the app acts (from the run loop): subscribes waiting for a confirmation
+    /// and queued publishes fail with `error`; confirmed subscriptions stay, to be sent again
+    /// once a new token starts the client again.
     private func fail(_ error: ChorusError) {
         runner = nil
-        for (topic, state) in topics where !state.everConfirmed {
+        for (topic, state) in topics {
+            guard state.everConfirmed else {
+                for waiter in state.waiters.values { waiter.resume(throwing: error) }
+                for handle in state.handles.values { handle.finish() }
+                topics[topic] = nil
+                continue
+            }
+            // A subscriber added to a live topic meanwhile: its call throws, and its handle
+            // goes with the stream it never got.
+            topics[topic]?.waiters = [:]
             for waiter in state.waiters.values { waiter.resume(throwing: error) }
-            for handle in state.handles.values { handle.finish() }
-            topics[topic] = nil
         }
         for (key, publish) in publishes {
             publishes[key] = nil
@@ -350,8 +365,7 @@ actor ClientEngine {
             guard !Task.isCancelled, generation == self.generation else { return }
             guard let ending else { return }  // failed or stopped inside
             guard configuration.reconnects else {
-                runner = nil
-                setState(.disconnected)
+                stop(failingWith: .disconnected)
                 return
             }
             switch policy.next(after: ending, now: .now, canRefreshToken: tokenProvider != nil, random: configuration.random()) {
@@ -439,12 +453,15 @@ actor ClientEngine {
         (try? JSONValue(parsing: body))?["message"]?.stringValue ?? body
     }
 
-    /// Checks the connection every ``ChorusClient/Configuration/pingInterval`` (``checkAlive(_:)``).
+    /// Checks the connection every ``ChorusClient/Configuration/pingInterval`` (``checkAlive(_:)``);
+    /// one the node has not authenticated by the first check is dropped (the client reconnects).
     private func startPinging(_ connection: WebSocketConnection) -> Task<Void, Never>? {
         guard let interval = configuration.pingInterval else { return nil }
         return Task {
             while !Task.isCancelled {
                 do { try await Task.sleep(for: interval) } catch { return }
+                guard self.connection === connection else { return }
+                guard self.authenticated else { return connection.abort() }
                 guard let check = self.checkAlive(connection), await check.value else { return }
             }
         }
@@ -544,6 +561,7 @@ actor ClientEngine {
             topics[topic]?.retry = nil
             // The next connection subscribes afresh with what the topic wants then.
             topics[topic]?.resendWhenAnswered = false
+            topics[topic]?.resendWhenAuthenticated = false
             topics[topic]?.leaveFirst = false
         }
         for entry in typing.values { entry.stopTimer?.cancel() }
@@ -562,7 +580,8 @@ actor ClientEngine {
 
     /// Sends the subscribes and publishes that wait for a usable connection, in order.
     private func sendWaiting(on connection: WebSocketConnection) {
-        for (topic, state) in topics.sorted(by: { $0.key < $1.key }) where !state.confirmed && !state.inFlight {
+        for (topic, state) in topics.sorted(by: { $0.key < $1.key })
+        where (!state.confirmed || state.resendWhenAuthenticated) && !state.inFlight {
             sendSubscribe(topic, on: connection)
         }
         for (key, publish) in publishes.sorted(by: { $0.key < $1.key }) where publish.requestId == nil {
@@ -583,10 +602,7 @@ actor ClientEngine {
         case "message":
             deliver(fields, text: text)
         case "presence":
-            let events = PresenceEvent.events(in: fields)
-            for event in events {
-                forEachHandle(covering: event.topic, presenceOnly: true) { $0.presence.yield(event) }
-            }
+            deliverPresence(PresenceEvent.events(in: fields))
         case "typing":
             if let event = TypingEvent(fields), event.userId != userId {
                 forEachHandle(covering: event.topic) { $0.typing.yield(event) }
@@ -662,6 +678,7 @@ actor ClientEngine {
     }
 
     private func failed(_ entry: Awaited, with error: ChorusError) {
+        if case .server(code: 401, _, _) = error, authenticated, sendAfterRenewal(entry) { return }
         switch entry {
         case .request(let continuation, let timer):
             timer?.cancel()
@@ -703,6 +720,31 @@ actor ClientEngine {
         }
     }
 
+    /// A publish or subscribe the node refused with 401 on an authenticated connection: it
+    /// crossed the token's expiry (the node said `auth_expired` just before). Sent again once
+    /// a fresh token is accepted (``sendWaiting(on:)``), at once if one already is: the guide
+    /// promises that requests wait for the renewal. False for other requests (``request(_:)``
+    /// sends those again itself).
+    private func sendAfterRenewal(_ entry: Awaited) -> Bool {
+        switch entry {
+        case .publish(let key, let timer):
+            timer?.cancel()
+            guard publishes[key] != nil else { return true }
+            publishes[key]?.requestId = nil
+            if canSend, let connection { sendPublish(key, on: connection) }
+            return true
+        case .subscribe(let topic, _, _, let timer):
+            timer?.cancel()
+            guard topics[topic] != nil else { return true }
+            topics[topic]?.inFlight = false
+            topics[topic]?.resendWhenAuthenticated = true
+            if canSend, let connection { sendSubscribe(topic, on: connection) }
+            return true
+        case .request, .auth, .fence:
+            return false
+        }
+    }
+
     private func deliver(_ fields: [String: JSONValue], text: String) {
         let data = RawJSON.member("data", in: text).map(String.init) ?? "null"
         guard fields["topic"] != nil else { return deliverToUser(ChorusMessage(addressedToUser: fields, data: data)) }
@@ -739,9 +781,28 @@ actor ClientEngine {
         }
     }
 
-    private func forEachHandle(covering topic: String, presenceOnly: Bool = false, _ body: (Handle) -> Void) {
+    /// Presence events to every subscriber of their topics that asked for them. A subscriber
+    /// whose buffer was full (a join storm in one batch, a slow consumer) lost the oldest: it
+    /// hears `resync` for those topics after the batch, the node's own signal to read the list again.
+    private func deliverPresence(_ events: [PresenceEvent]) {
+        var lost: [String: (handle: Handle, topics: Set<String>)] = [:]
+        for event in events {
+            for (pattern, state) in topics where state.presenceEvents && TopicFilter.matches(pattern, event.topic) {
+                for (handleId, handle) in state.handles {
+                    guard case .dropped = handle.presence.yield(event) else { continue }
+                    lost["\(handleId) \(pattern)", default: (handle, [])].topics.insert(event.topic)
+                }
+            }
+        }
+        for (handle, topics) in lost.values {
+            for topic in topics.sorted() {
+                handle.presence.yield(PresenceEvent(topic: topic, kind: .resync, member: nil, timestamp: PresenceEvent.now()))
+            }
+        }
+    }
+
+    private func forEachHandle(covering topic: String, _ body: (Handle) -> Void) {
         for (pattern, state) in topics where TopicFilter.matches(pattern, topic) {
-            if presenceOnly, !state.presenceEvents { continue }
             for handle in state.handles.values { body(handle) }
         }
     }
@@ -834,15 +895,26 @@ actor ClientEngine {
     }
 
     /// A request on the current connection, waiting for it first when the client is connecting.
+    /// The guide's promise: a request made while the token is renewed waits for the fresh one,
+    /// and so does one the node refused (401) because it crossed the token's expiry.
     func request(_ fields: [String: JSONValue]) async throws -> [String: JSONValue] {
         try await connect()
-        // The guide's promise: a request made while the token is renewed waits for it.
-        while tokenExpired {
-            try await park(until: .freshToken)
-            try await connect()
+        var expiries = 0
+        while true {
+            while tokenExpired { try await park(until: .freshToken) }
+            guard let connection, canSend else {
+                // The connection ended meanwhile: wait for the next one, unless the client stopped.
+                if case .failed(let error) = state { throw error }
+                guard runner != nil else { throw ChorusError.disconnected }
+                try await park(until: .connected)
+                continue
+            }
+            do {
+                return try await request(fields, on: connection)
+            } catch ChorusError.server(code: 401, _, _) where expiries < 2 {
+                expiries += 1
+            }
         }
-        guard let connection else { throw ChorusError.disconnected }
-        return try await request(fields, on: connection)
     }
 
     private func timer(for id: Int) -> Task<Void, Never> {
@@ -984,10 +1056,16 @@ actor ClientEngine {
         }
     }
 
-    /// Sends `topic`'s subscribe as it stands now, or once the one in flight is answered. Not
-    /// connected, nothing is sent: the next connection subscribes everything afresh.
+    /// Sends `topic`'s subscribe as it stands now, once the one in flight is answered, or once
+    /// a fresh token is accepted. Not connected, nothing is sent: the next connection
+    /// subscribes everything afresh.
     private func subscribeAgain(_ topic: String) {
-        guard var state = topics[topic], canSend, let connection else { return }
+        guard var state = topics[topic], authenticated, let connection else { return }
+        if !canSend {
+            state.resendWhenAuthenticated = true
+            topics[topic] = state
+            return
+        }
         if state.inFlight {
             state.resendWhenAnswered = true
             topics[topic] = state
@@ -1013,6 +1091,7 @@ actor ClientEngine {
         if let presence = state.presence { fields["presence"] = ["data": presence] }
         if state.presenceEvents { fields["presenceEvents"] = true }
         state.inFlight = true
+        state.resendWhenAuthenticated = false
         state.awaitingPage = since != nil || replay != nil
         state.retry = nil
         topics[topic] = state

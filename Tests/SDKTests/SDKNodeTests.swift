@@ -218,6 +218,118 @@ struct SDKNodeTests {
         #expect(await scripted.process.wait(timeout: .seconds(30)) == 0, "\(scripted.process.output())")
     }
 
+    @Test("without reconnects the end of the connection is final: a publish waiting for its answer and later ones throw disconnected, and the subscription ends (a scripted node)")
+    func finalDisconnect() async throws {
+        let scripted = try await Self.scriptedNode("closes-on-publish")
+        defer { scripted.process.signal(SIGKILL) }
+        var configuration = Self.configuration()
+        configuration.reconnects = false
+        let client = try ChorusClient(url: "ws://127.0.0.1:\(scripted.port)/ws", token: "any", configuration: configuration)
+        let subscription = try await client.subscribe("chat.final")
+        await #expect(throws: ChorusError.disconnected) {
+            try await withDeadline(.seconds(20), "the publish's answer") { try await client.publish("chat.final", "unanswered") }
+        }
+        let ended = try await withDeadline(.seconds(20), "the subscription's end") {
+            var messages = subscription.makeAsyncIterator()
+            return await messages.next() == nil
+        }
+        #expect(ended, "the subscription ends with the connection")
+        #expect(await client.state == .disconnected)
+        #expect(await scripted.process.wait(timeout: .seconds(30)) == 0, "\(scripted.process.output())")
+        // Nothing listens now: a publish starts one attempt, which fails, and throws.
+        await #expect(throws: ChorusError.disconnected) { try await client.publish("chat.final", "nowhere") }
+        #expect(await client.queuedPublishes == 0)
+        await client.close()
+    }
+
+    @Test("a join storm past a subscription's presence buffer: the oldest events are dropped and the subscriber hears resync after them, to read the list again (a scripted node)")
+    func presenceOverflowResyncs() async throws {
+        let scripted = try await Self.scriptedNode("presence-storm")
+        defer { scripted.process.signal(SIGKILL) }
+        let client = try ChorusClient(url: "ws://127.0.0.1:\(scripted.port)/ws", token: "any", configuration: Self.configuration())
+        let room = try await client.join("rooms.storm")
+        // The message after the batch: the client has handled the batch, and nothing read its
+        // events meanwhile (a consumer on another thread would keep up with it).
+        var messages = room.makeAsyncIterator()
+        #expect(await messages.next()?.data == ["n": 1])
+        let presence = room.presenceEvents
+        let events = try await withDeadline(.seconds(20), "resync after the storm") {
+            var events: [ChorusSDK.PresenceEvent] = []
+            for await event in presence {
+                events.append(event)
+                if event.kind == .resync { break }
+            }
+            return events
+        }
+        #expect(events.last?.kind == .resync, "\(events.count) events, none resync")
+        #expect(events.dropLast().allSatisfy { $0.kind == .join })
+        #expect(events.count <= 1000, "the buffer holds 1,000 events")
+        #expect(events.dropLast().last?.member?.userId == "u1499", "the newest join is kept")
+        await client.close()
+        #expect(await scripted.process.wait(timeout: .seconds(30)) == 0, "\(scripted.process.output())")
+    }
+
+    @Test("a publish that crosses the token's expiry (auth_expired, then 401 for it) is sent again with the fresh token and succeeds, with the same messageId (a scripted node)")
+    func publishCrossingExpiry() async throws {
+        let scripted = try await Self.scriptedNode("expiry-crossing")
+        defer { scripted.process.signal(SIGKILL) }
+        let tokens = TokenGate(user: "bob")
+        let client = try ChorusClient(url: "ws://127.0.0.1:\(scripted.port)/ws", configuration: Self.configuration(), getToken: tokens.provider)
+        let receipt = try await client.publish("chat.expiry", "across", messageId: "m-1")
+        #expect(receipt.acknowledged)
+        #expect(receipt.messageId == "m-1")
+        #expect(await tokens.calls == 2, "a fresh token for the renewal")
+        let output = scripted.process.output()
+        #expect(output.contains("publishes 1 m-1\n") && output.contains("publishes 2 m-1\n"), "\(output)")
+        await client.close()
+        #expect(await scripted.process.wait(timeout: .seconds(30)) == 0, "\(scripted.process.output())")
+    }
+
+    @Test("a join of a subscribed topic while the token is renewed is sent once the fresh token is accepted: the call returns and the user is a member")
+    func joinDuringRenewal() async throws {
+        try await withNodeProcess(["JWT_LEEWAY": "0"]) { node in
+            let tokens = TokenGate(user: "gina", lifetimes: [.seconds(2)])
+            let client = try ChorusClient(url: Self.url(node), configuration: Self.configuration(), getToken: tokens.provider)
+            let events = await client.events()
+            let plain = try await client.subscribe("rooms.renewal")
+            await tokens.close()  // the renewal's provider call waits until open()
+            #expect(await first(in: events, where: { $0 == .tokenExpired }) != nil)
+            let joining = Task { try await client.join("rooms.renewal", data: ["role": "late"]) }
+            await tokens.waitForCalls(2)
+            await tokens.open()
+            let room = try await withDeadline(.seconds(20), "the join's answer") { try await joining.value }
+            let members = try await client.members("rooms.renewal")
+            #expect(members.members.map(\.userId) == ["gina"], "joined after the renewal")
+            _ = (plain, room)
+            await client.close()
+        }
+    }
+
+    @Test("a client that fails (its token refused on reconnect) fails a subscribe of a topic it had, made while it waited to reconnect, instead of leaving it waiting (a scripted node)")
+    func failureEndsWaitingSubscribe() async throws {
+        let scripted = try await Self.scriptedNode("refuses-reconnect")
+        defer { scripted.process.signal(SIGKILL) }
+        var configuration = Self.configuration()
+        configuration.minimumReconnectDelay = .seconds(1)
+        configuration.random = { 0.999 }  // the whole delay: the second subscribe comes before the attempt
+        let client = try ChorusClient(url: "ws://127.0.0.1:\(scripted.port)/ws", token: "fixed", configuration: configuration)
+        let states = await client.states()
+        let first = try await client.subscribe("chat.had")
+        for await state in states {
+            if case .reconnecting(_, let delay) = state, delay > .zero { break }
+        }
+        await #expect {
+            _ = try await withDeadline(.seconds(20), "the subscribe's answer") { try await client.subscribe("chat.had") }
+        } throws: { error in
+            if case .authenticationFailed(401, _) = error as? ChorusError { return true }
+            return false
+        }
+        if case .failed = await client.state {} else { Issue.record("failed, not \(await client.state)") }
+        _ = first
+        await client.close()
+        #expect(await scripted.process.wait(timeout: .seconds(30)) == 0, "\(scripted.process.output())")
+    }
+
     /// `scripts/lib/scripted_node.py` playing `scenario`, and the port it listens on.
     private static func scriptedNode(_ scenario: String) async throws -> (process: ChildProcess, port: Int) {
         let python = try Executable.find("python3", hint: "install Python 3 and `pip install websockets`")

@@ -9,7 +9,22 @@ live one.
 
 Scenario `subscribes-unanswered`: the client authenticates and subscribes; no subscribe is
 ever answered. The script prints `subscribes N` and `unsubscribe TOPIC` as they arrive, and
-exits once the connection closes. Needs the PyPI package websockets."""
+exits once the connection closes.
+
+Scenario `closes-on-publish`: the client authenticates and subscribes; its first publish is
+not answered: the connection closes (1011) instead.
+
+Scenario `presence-storm`: the client authenticates and subscribes with presence events; one
+`presence` frame brings 1,500 joins at once, then a message of the topic.
+
+Scenario `refuses-reconnect`: the client authenticates and subscribes; once the subscribe is
+answered the connection closes (1011), and the next upgrade is refused with 401.
+
+Scenario `expiry-crossing`: the client authenticates and publishes; the node answers
+`auth_expired`, then `error` 401 for that publish, as a node does for a request that arrived
+after the token's expiry. An `auth` is answered with `auth_success`, and the publish sent again
+with `published`. The script prints `publishes N` as they arrive. Needs the PyPI package
+websockets."""
 import asyncio, json, sys
 import websockets
 
@@ -56,13 +71,91 @@ async def subscribes_unanswered(ws, *_):
     done.set()
 
 
-SCENARIOS = {"pattern-before-page": pattern_before_page, "subscribes-unanswered": subscribes_unanswered}
+async def frames(ws):
+    """The client's frames as objects, until it closes."""
+    try:
+        async for text in ws:
+            yield json.loads(text)
+    except websockets.ConnectionClosed:
+        pass
+
+
+async def closes_on_publish(ws, *_):
+    await ws.send(json.dumps({"type": "auth_success", "userId": "bob"}))
+    async for frame in frames(ws):
+        if frame.get("type") == "subscribe":
+            await ws.send(json.dumps({"type": "subscribed", "topic": frame["topic"], "id": frame["id"]}))
+        elif frame.get("type") == "message":
+            await ws.close(1011, "gone")
+    done.set()
+
+
+async def presence_storm(ws, *_):
+    await ws.send(json.dumps({"type": "auth_success", "userId": "bob"}))
+    async for frame in frames(ws):
+        if frame.get("type") == "subscribe":
+            topic = frame["topic"]
+            await ws.send(json.dumps({"type": "subscribed", "topic": topic, "id": frame["id"]}))
+            members = [{"userId": f"u{n}", "connections": 1} for n in range(1500)]
+            await ws.send(json.dumps({"type": "presence", "topic": topic, "event": "join", "members": members,
+                                      "timestamp": "2026-12-05T00:00:00.000Z"}))
+            await ws.send(message(topic, 1))  # read after the batch: the client has taken all of it
+    done.set()
+
+
+async def expiry_crossing(ws, *_):
+    await ws.send(json.dumps({"type": "auth_success", "userId": "bob"}))
+    publishes = 0
+    async for frame in frames(ws):
+        kind = frame.get("type")
+        if kind == "message":
+            publishes += 1
+            print("publishes", publishes, frame["messageId"], flush=True)
+            if publishes == 1:
+                await ws.send(json.dumps({"type": "auth_expired", "code": 401, "message": "token expired"}))
+                await ws.send(json.dumps({"type": "error", "code": 401, "id": frame["id"],
+                                          "message": "token expired: send 'auth' with a fresh token"}))
+            else:
+                await ws.send(json.dumps({"type": "published", "id": frame["id"], "messageId": frame["messageId"]}))
+        elif kind == "auth":
+            await ws.send(json.dumps({"type": "auth_success", "userId": "bob", "id": frame["id"]}))
+        elif kind == "ping":
+            await ws.send(json.dumps({"type": "pong", "id": frame["id"]}))
+    done.set()
+
+
+async def refuses_reconnect(ws, *_):
+    await ws.send(json.dumps({"type": "auth_success", "userId": "bob"}))
+    async for frame in frames(ws):
+        if frame.get("type") == "subscribe":
+            await ws.send(json.dumps({"type": "subscribed", "topic": frame["topic"], "id": frame["id"]}))
+            await ws.close(1011, "gone")
+
+
+upgrades = 0
+
+
+def refuse_after_first(connection, request):
+    """The `refuses-reconnect` scenario's second upgrade: refused with 401."""
+    global upgrades
+    upgrades += 1
+    if upgrades > 1:
+        print("refused upgrade", upgrades, flush=True)
+        done.set()
+        return connection.respond(401, '{"type":"error","code":401,"message":"token refused"}\n')
+    return None
+
+
+SCENARIOS = {"pattern-before-page": pattern_before_page, "subscribes-unanswered": subscribes_unanswered,
+             "closes-on-publish": closes_on_publish, "presence-storm": presence_storm,
+             "expiry-crossing": expiry_crossing, "refuses-reconnect": refuses_reconnect}
 
 
 async def main(scenario):
     global done
     done = asyncio.Event()
-    async with websockets.serve(SCENARIOS[scenario], "127.0.0.1", 0) as server:
+    process_request = refuse_after_first if scenario == "refuses-reconnect" else None
+    async with websockets.serve(SCENARIOS[scenario], "127.0.0.1", 0, process_request=process_request) as server:
         print("port", server.sockets[0].getsockname()[1], flush=True)
         await asyncio.wait_for(done.wait(), 60)
 
