@@ -4,6 +4,11 @@ public struct HistoryPosition: Sendable, Equatable {
     public var offset: Int
     public var epoch: String
 
+    /// The largest offset a client may name (`since`, `after`, `before`): 2^53 - 1, the
+    /// largest integer a JavaScript number and a Lua number (Redis's scripts) hold exactly.
+    /// A stream never gets that far, and offsets past it could overflow the arithmetic.
+    public static let maxOffset = (1 << 53) - 1
+
     public init(offset: Int, epoch: String) {
         self.offset = offset
         self.epoch = epoch

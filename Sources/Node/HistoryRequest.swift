@@ -34,10 +34,10 @@ extension HistoryRequest {
             throw fail("'\(field)' needs a concrete topic: history is per topic, and '\(pattern.text)' is a pattern", details)
         }
         if let since {
-            guard case .number(let number)? = since["offset"], let offset = number.intValue, offset >= 0,
-                let epoch = since["epoch"]?.stringValue
+            guard case .number(let number)? = since["offset"], let offset = number.intValue,
+                (0...HistoryPosition.maxOffset).contains(offset), let epoch = since["epoch"]?.stringValue
             else {
-                throw fail("'since' must be {\"offset\": <integer >= 0>, \"epoch\": \"<string>\"}", details)
+                throw fail("'since' must be {\"offset\": <integer 0...\(HistoryPosition.maxOffset)>, \"epoch\": \"<string>\"}", details)
             }
             return .since(offset: offset, epoch: epoch)
         }

@@ -31,6 +31,9 @@ struct MemoryHistoryTests {
         #expect(history.read(topic, HistoryQuery(limit: 2, newest: true)).messages.map(\.offset) == [4, 5])
         #expect(history.read(topic, HistoryQuery(before: 5, limit: 1, newest: true)).messages.map(\.offset) == [4])
         #expect(history.stats(backend: "memory").messages == 3)
+        for after in [5, 6, Int.max - 1, Int.max] {
+            #expect(history.read(topic, HistoryQuery(after: after, limit: 10)).messages.isEmpty, "after \(after)")
+        }
         let other = history.read(try Topic("chat.b"), HistoryQuery(limit: 0))
         #expect(other.position.offset == 0 && other.position.epoch != epoch, "every ring has its own epoch")
     }

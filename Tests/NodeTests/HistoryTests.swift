@@ -186,6 +186,9 @@ struct HistoryTests {
                 (["type": "subscribe", "topic": "other.topic", "replay": 5], "replay"),
                 (["type": "subscribe", "topic": "chat.a", "replay": -1], "replay"),
                 (["type": "subscribe", "topic": "chat.a", "since": ["offset": 1]], "since"),
+                // Past 2^53 - 1: the node's arithmetic must not overflow (Int.max crashed it).
+                (["type": "subscribe", "topic": "chat.a", "since": ["offset": Int.max, "epoch": "e"]], "since"),
+                (["type": "subscribe", "topic": "chat.a", "since": ["offset": 1 << 53, "epoch": "e"]], "since"),
             ] {
                 let reply = try await client.request(request)
                 #expect(reply["type"] as? String == "error")
@@ -196,6 +199,13 @@ struct HistoryTests {
             let plain = try await client.request(["type": "subscribe", "topic": "other.topic"])
             #expect(plain["type"] as? String == "subscribed")
             #expect(plain["offset"] == nil, "a topic without history has no position")
+            let published = try await client.publishAcknowledged(topic: "chat.a", data: ["n": 1])
+            let epoch = try #require(published["epoch"] as? String)
+            let farthest = try await client.request([
+                "type": "subscribe", "topic": "chat.a", "since": ["offset": (1 << 53) - 1, "epoch": epoch],
+            ])
+            #expect(farthest["type"] as? String == "subscribed", "\(farthest)")
+            #expect(farthest["recovered"] as? Bool == false, "an offset ahead of the topic recovers nothing")
         }
     }
 
@@ -253,6 +263,10 @@ struct HistoryTests {
             #expect(try await HTTP.get("\(node.baseURL)/api/history/chat.h").status == 401)
             #expect(try await HTTP.get("\(node.baseURL)/api/history/chat.*", headers: auth).status == 400)
             #expect(try await HTTP.get("\(node.baseURL)/api/history/chat.h?limit=x", headers: auth).status == 400)
+            #expect(try await offsets("?after=9007199254740991") == (5, []))
+            for past in ["after=9007199254740992", "after=9223372036854775807", "before=9223372036854775807"] {
+                #expect(try await HTTP.get("\(node.baseURL)/api/history/chat.h?\(past)", headers: auth).status == 400, "\(past)")
+            }
             let other = ["Authorization": "Bearer \(node.token("mallory"))"]
             #expect(try await HTTP.get("\(node.baseURL)/api/history/messages.user.reader", headers: other).status == 403)
         }

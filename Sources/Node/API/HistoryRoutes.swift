@@ -53,8 +53,8 @@ struct HistoryRoutes {
             return value
         }
         let limit = try number("limit", in: 1...adapter.history.size) ?? adapter.history.size
-        let after = try number("after", in: 0...Int.max)
-        let before = try number("before", in: 1...Int.max)
+        let after = try number("after", in: 0...HistoryPosition.maxOffset)
+        let before = try number("before", in: 1...HistoryPosition.maxOffset)
         let query = HistoryQuery(after: after, before: before, limit: limit, newest: after == nil, maxBytes: Self.pageBytes)
         let page = await withCheckedContinuation { continuation in
             adapter.readHistory(topic, query) { continuation.resume(returning: $0) }
