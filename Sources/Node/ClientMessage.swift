@@ -102,6 +102,9 @@ extension ClientMessage {
         }
     }
 
+    /// Most characters of a client's string an error reply repeats.
+    static let echoedLength = 64
+
     /// Decodes one text frame.
     public static func decode(_ bytes: some Collection<UInt8>) throws(ClientMessageError) -> ClientMessage {
         let fields: RawJSONObject
@@ -182,9 +185,11 @@ extension ClientMessage {
         case nil:
             throw fail("missing 'type': expected auth, subscribe, unsubscribe, message, ping, read, presence.get or typing")
         case let other?:
+            // Shown cut short: a `type` as long as the message limit must not come back twice as long.
+            let shown = other.count > Self.echoedLength ? other.prefix(Self.echoedLength) + "…" : other
             throw fail(
-                "unknown message type '\(other)': expected auth, subscribe, unsubscribe, message, ping, read, presence.get or typing",
-                .object(["type": .string(other)]))
+                "unknown message type '\(shown)': expected auth, subscribe, unsubscribe, message, ping, read, presence.get or typing",
+                .object(["type": .string(shown)]))
         }
     }
 }

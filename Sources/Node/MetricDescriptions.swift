@@ -19,6 +19,7 @@ enum MetricDescriptions {
         "chorus_users_connected": "Distinct users with at least one WebSocket connection.",
         "chorus_websocket_connections_max": "WEBSOCKET_MAX_CONNECTIONS as the node applies it.",
         "chorus_websocket_refused_total": "WebSocket upgrades refused, by reason.",
+        "chorus_websocket_reads_paused_total": "Times a connection was not read for a while because its messages passed WEBSOCKET_MAX_BYTES_PER_SECOND.",
         "chorus_websocket_closed_total": "WebSocket connections the node closed, by close code (4008 slow consumer, 4000 ping timeout, 1008 flooding).",
         "chorus_subscriptions": "Subscriptions held by this node's connections.",
         "chorus_subscribed_topics": "Distinct concrete topics subscribed on this node.",

@@ -73,6 +73,10 @@ public struct NodeConfiguration: Sendable {
     /// binary, pings, pongs); the excess is dropped with an `error` (429) once a second, and a
     /// client that keeps flooding is closed (1008, see `MessageRateLimiter`).
     public var maxMessagesPerSecond = 100
+    /// `WEBSOCKET_MAX_BYTES_PER_SECOND`: bytes of client messages (as inflated) a connection may
+    /// make the node handle a second, beyond one message of `WEBSOCKET_MAX_MESSAGE_SIZE`; past it
+    /// the connection is not read until it is back within (see `ReadBudget`). Nothing is dropped.
+    public var maxBytesPerSecond = 1_048_576
     /// `WEBSOCKET_COMPRESSION` (`off` or `on`): offer permessage-deflate (RFC 7692) to clients
     /// that ask for it, with `server_no_context_takeover` so that each delivered message is
     /// compressed once per node (see `PerMessageDeflate`).
@@ -242,6 +246,7 @@ extension NodeConfiguration {
         writeDelay = try reader.integer("WEBSOCKET_WRITE_DELAY", in: 0...100).map { .milliseconds($0) } ?? writeDelay
         maxMessagesPerSecond =
             try reader.integer("WEBSOCKET_MAX_MESSAGES_PER_SECOND", in: 1...1_000_000) ?? maxMessagesPerSecond
+        maxBytesPerSecond = try reader.integer("WEBSOCKET_MAX_BYTES_PER_SECOND", in: 1024...(1 << 30)) ?? maxBytesPerSecond
         websocketCompression = try reader.bool("WEBSOCKET_COMPRESSION") ?? websocketCompression
         websocketCompressionMinSize =
             try reader.integer("WEBSOCKET_COMPRESSION_MIN_SIZE", in: 0...(64 << 20)) ?? websocketCompressionMinSize

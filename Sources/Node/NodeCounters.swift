@@ -21,6 +21,8 @@ public final class NodeCounters: Sendable {
     let pingTimeouts = Atomic<Int>(0)
     /// Connections closed for flooding past `WEBSOCKET_MAX_MESSAGES_PER_SECOND` (1008).
     let floods = Atomic<Int>(0)
+    /// Times a connection was not read for a while, past `WEBSOCKET_MAX_BYTES_PER_SECOND`.
+    let readsPaused = Atomic<Int>(0)
     /// Open connections that agreed to permessage-deflate; while there is one, the hub
     /// compresses delivered messages (once each) beside encoding them.
     let compressingConnections = Atomic<Int>(0)

@@ -17,6 +17,9 @@ public struct NodeStats: Codable, Sendable {
         public var closedPingTimeout: Int
         /// Optional so that stats documents of nodes from before it still decode (cluster scope).
         public var closedFlooding: Int?
+        /// Times a connection was not read for a while past `WEBSOCKET_MAX_BYTES_PER_SECOND`.
+        /// Optional for older nodes' documents.
+        public var readsPaused: Int?
         public var topIPs: [IPCount]
         /// Open connections that agreed to permessage-deflate (`WEBSOCKET_COMPRESSION=on`).
         /// Optional for older nodes' documents.

@@ -6,13 +6,15 @@ import Synchronization
 ///
 /// Compressed frames carry no context (`server_no_context_takeover`), so one compressed frame
 /// is good for every connection that agreed: the hub compresses each delivered message once
-/// for the whole node, beside its uncompressed frame. Thread-safe: one ``MessageDeflater``
-/// behind a lock, held for one message's compression (the adapter's thread for deliveries,
-/// the connection's loop for a reply).
+/// for the whole node, beside its uncompressed frame. Thread-safe: a ``MessageDeflater``
+/// behind a lock, held for one message's compression. Deliveries (the adapter's thread) and
+/// replies (the connections' loops) have one each, so that no client's replies hold up the
+/// node's deliveries.
 final class OutboundDeflate: Sendable {
     /// `WEBSOCKET_COMPRESSION_MIN_SIZE`: messages shorter than this go uncompressed.
     let minimumSize: Int
-    private let deflater = Mutex(MessageDeflater())
+    private let deliveries = Mutex(MessageDeflater())
+    private let replies = Mutex(MessageDeflater())
     private let allocator = ByteBufferAllocator()
 
     init(minimumSize: Int) {
@@ -20,10 +22,11 @@ final class OutboundDeflate: Sendable {
     }
 
     /// `payload`'s text frame compressed; nil when the message is shorter than
-    /// ``minimumSize`` or would not come out shorter.
-    func compressedText(_ payload: [UInt8]) -> OutboundFrame? {
+    /// ``minimumSize`` or would not come out shorter. `reply`: a reply to one connection, not
+    /// a delivery.
+    func compressedText(_ payload: [UInt8], reply: Bool = false) -> OutboundFrame? {
         guard payload.count >= minimumSize else { return nil }
-        let deflated = deflater.withLock { $0.compress(payload) }
+        let deflated = reply ? replies.withLock { $0.compress(payload) } : deliveries.withLock { $0.compress(payload) }
         guard deflated.count < payload.count else { return nil }
         return .compressedText(deflated, allocator: allocator)
     }

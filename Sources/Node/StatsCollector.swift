@@ -30,6 +30,7 @@ struct StatsCollector: Sendable {
                 closedSlowConsumer: counters.slowConsumers.load(ordering: .relaxed),
                 closedPingTimeout: counters.pingTimeouts.load(ordering: .relaxed),
                 closedFlooding: counters.floods.load(ordering: .relaxed),
+                readsPaused: counters.readsPaused.load(ordering: .relaxed),
                 topIPs: node.limiter.top(10).map { .init(ip: $0.address, connections: $0.connections) },
                 compressing: counters.compressingConnections.load(ordering: .relaxed)),
             subscriptions: .init(total: registries.subscriptions, topics: interests.topics, patterns: interests.patterns),

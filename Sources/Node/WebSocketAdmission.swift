@@ -93,7 +93,8 @@ struct WebSocketAdmission: Sendable {
         let registry = node.hub.registry(for: channel.eventLoop)
         let transport = WebSocketTransport(
             maxMessageSize: node.configuration.maxMessageSize,
-            maxMessagesPerSecond: node.configuration.maxMessagesPerSecond, counters: node.counters,
+            maxMessagesPerSecond: node.configuration.maxMessagesPerSecond,
+            maxBytesPerSecond: node.configuration.maxBytesPerSecond, counters: node.counters,
             deflate: accepted.deflate.flatMap { agreed in node.hub.deflate.map { (agreed, $0) } })
         let session = WebSocketSession(
             id: node.nextConnectionId(), remoteAddress: accepted.remoteAddress, transport: transport, node: node,

@@ -22,12 +22,15 @@ import NIOCore
 /// - Every message and control frame counts against `WEBSOCKET_MAX_MESSAGES_PER_SECOND`; past
 ///   it messages are dropped (no pong for a ping), and a client that keeps it up is closed 1008
 ///   (``MessageRateLimiter``).
+/// - Every message's bytes (inflated) count against `WEBSOCKET_MAX_BYTES_PER_SECOND`; past it
+///   the node stops reading the connection until the debt is repaid (``ReadBudget``), so one
+///   client cannot keep an event loop busy for the others.
 /// - Input held between reads is at most one unfinished message (``WebSocketFrameReader``).
 /// - After the close frame the node sends nothing more: further pings get no pong.
 /// - With permessage-deflate agreed, a compressed message counts against
 ///   `WEBSOCKET_MAX_MESSAGE_SIZE` both as received and as inflated (1009 past either).
 ///
-/// With permessage-deflate agreed (``init(maxMessageSize:maxMessagesPerSecond:counters:deflate:)``),
+/// With permessage-deflate agreed (``init(maxMessageSize:maxMessagesPerSecond:maxBytesPerSecond:counters:deflate:)``),
 /// deliveries go out as the hub's shared compressed frame when it made one, and replies of at
 /// least `WEBSOCKET_COMPRESSION_MIN_SIZE` bytes are compressed for this connection alone.
 final class WebSocketTransport: ChannelDuplexHandler {
@@ -59,6 +62,10 @@ final class WebSocketTransport: ChannelDuplexHandler {
     }
     private var reader: WebSocketFrameReader
     private var rate: MessageRateLimiter
+    private var budget: ReadBudget
+    /// Set while reading is paused for ``budget``: the end of the pause. Messages already
+    /// received wait in ``reader`` (at most what one read brought) until it.
+    private var budgetResume: Scheduled<Void>?
     private let counters: NodeCounters
     /// Set when the client agreed to permessage-deflate: compresses this connection's replies.
     private let deflate: OutboundDeflate?
@@ -89,12 +96,13 @@ final class WebSocketTransport: ChannelDuplexHandler {
     /// - Parameter deflate: what the client agreed to in the upgrade and the node's compressor;
     ///   nil without permessage-deflate.
     init(
-        maxMessageSize: Int, maxMessagesPerSecond: Int, counters: NodeCounters,
+        maxMessageSize: Int, maxMessagesPerSecond: Int, maxBytesPerSecond: Int = 1 << 20, counters: NodeCounters,
         deflate: (agreed: PerMessageDeflate, outbound: OutboundDeflate)? = nil
     ) {
         self.reader = WebSocketFrameReader(
             maxMessageSize: maxMessageSize, inflation: deflate.map { .init($0.agreed) })
         self.rate = MessageRateLimiter(perSecond: maxMessagesPerSecond)
+        self.budget = ReadBudget(perSecond: maxBytesPerSecond, burst: maxMessageSize)
         self.counters = counters
         self.deflate = deflate?.outbound
     }
@@ -119,6 +127,7 @@ final class WebSocketTransport: ChannelDuplexHandler {
 
     func handlerRemoved(context: ChannelHandlerContext) {
         closeTimer?.cancel()
+        budgetResume?.cancel()
         if deflate != nil { counters.compressingConnections.subtract(1, ordering: .relaxed) }
         delegate?.transportDidClose(self)
         self.context = nil
@@ -147,8 +156,14 @@ final class WebSocketTransport: ChannelDuplexHandler {
         lastHeard = now
         reading = true
         reader.receive(unwrapInboundIn(data))
+        readReceived(now: now)
+    }
+
+    /// Hands on the messages received, until the reader needs more bytes or ``budget`` pauses.
+    private func readReceived(now: NIODeadline) {
         do {
-            while !failed, let frame = try reader.next() {
+            while !failed, budgetResume == nil, let frame = try reader.next() {
+                if let pause = budget.charge(frame.payload.readableBytes, now: now) { pauseReading(for: pause) }
                 handle(frame, now: now)
             }
         } catch {
@@ -158,6 +173,30 @@ final class WebSocketTransport: ChannelDuplexHandler {
             reader.reset()
         } else {
             reader.endOfRead()
+        }
+    }
+
+    /// Stops handing on messages and passing on reads for `pause`, then goes on with what was
+    /// received meanwhile (one read's worth) as a read would.
+    private func pauseReading(for pause: TimeAmount) {
+        guard let context else { return }
+        counters.readsPaused.add(1, ordering: .relaxed)
+        budgetResume = context.eventLoop.assumeIsolated().scheduleTask(in: pause) {
+            self.budgetResume = nil
+            guard let context = self.context, !self.failed else { return }
+            let now = NIODeadline.now()
+            self.budget.repaid(now: now)
+            self.reading = true
+            self.readReceived(now: now)
+            self.reading = false
+            if self.repliesPending {
+                self.repliesPending = false
+                self.flushOut()
+            }
+            if self.budgetResume == nil, self.writable, self.readHeld {
+                self.readHeld = false
+                context.read()
+            }
         }
     }
 
@@ -258,7 +297,7 @@ final class WebSocketTransport: ChannelDuplexHandler {
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         writable = context.channel.isWritable
-        if writable && readHeld {
+        if writable && readHeld && budgetResume == nil {
             readHeld = false
             context.read()
         }
@@ -266,9 +305,10 @@ final class WebSocketTransport: ChannelDuplexHandler {
     }
 
     /// Passes a read on only while the channel is writable: a client over the pending limit is
-    /// not read, so it cannot make the node parse requests whose replies would only queue.
+    /// not read, so it cannot make the node parse requests whose replies would only queue. Nor
+    /// is one over its read budget.
     func read(context: ChannelHandlerContext) {
-        guard writable else {
+        guard writable, budgetResume == nil else {
             readHeld = true
             return
         }
@@ -342,7 +382,7 @@ final class WebSocketTransport: ChannelDuplexHandler {
     /// Nothing is queued once closing; over the pending limit the client is closed 4008.
     func send(text payload: some Collection<UInt8>) {
         guard let context else { return }
-        if let deflate, payload.count >= deflate.minimumSize, let compressed = deflate.compressedText(Array(payload)) {
+        if let deflate, payload.count >= deflate.minimumSize, let compressed = deflate.compressedText(Array(payload), reply: true) {
             return send(compressed)
         }
         send(.text(payload, allocator: context.channel.allocator))

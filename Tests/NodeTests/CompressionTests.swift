@@ -133,6 +133,36 @@ struct CompressionTests {
         }
     }
 
+    @Test("small compressed messages that inflate large count as inflated against WEBSOCKET_MAX_BYTES_PER_SECOND: the node stops reading their sender for a while, and handles every one of them, in order")
+    func inflatedBytesAreBudgeted() async throws {
+        let environment = Self.on.merging(["WEBSOCKET_MAX_MESSAGE_SIZE": "65536", "WEBSOCKET_MAX_BYTES_PER_SECOND": "131072"]) { $1 }
+        try await withNode(environment) { node in
+            let subscriber = try await node.connect(as: "reader")
+            _ = try await subscriber.request(["type": "subscribe", "topic": "big.t"])
+            let sender = try await node.connect(
+                path: "/ws?token=\(node.token("sender"))", headers: [("Sec-WebSocket-Extensions", "permessage-deflate")])
+            _ = try await sender.nextJSON()
+            // Six messages of 60,000 bytes, about 100 bytes each on the wire: 360,000 bytes to
+            // handle against a budget of 131,072 and then 131,072 a second.
+            let pad = String(repeating: " ", count: 60_000)
+            for n in 1...6 {
+                let text = #"{"type":"message","topic":"big.t","data":{"n":\#(n),"pad":"\#(pad)"}}"#
+                let deflated = MessageDeflater().compress(Array(text.utf8))
+                #expect(deflated.count < 1000)
+                try await sender.send(WebSocketFrame(fin: true, rsv1: true, opcode: .text, maskKey: .random(), data: ByteBuffer(bytes: deflated)))
+            }
+            var received: [Int] = []
+            for _ in 1...6 {
+                let message = try await subscriber.next(type: "message")
+                received.append((message["data"] as? [String: Any])?["n"] as? Int ?? -1)
+            }
+            #expect(received == [1, 2, 3, 4, 5, 6], "nothing dropped")
+            let connections = try await Self.stats(node).connections
+            #expect(connections["readsPaused"] as? Int ?? 0 >= 1, "\(connections)")
+            #expect(connections["closedFlooding"] as? Int == 0)
+        }
+    }
+
     @Test("off by default: an offer gets no extension in the 101 and deliveries go uncompressed; on, a client that offers nothing gets none")
     func offUnlessAgreed() async throws {
         for (environment, offer) in [([String: String](), "permessage-deflate"), (Self.on, "")] {

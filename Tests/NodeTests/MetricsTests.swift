@@ -31,7 +31,7 @@ struct MetricsTests {
                 "chorus_websocket_refused_total{reason=\"ip_limit\"}", "chorus_websocket_refused_total{reason=\"node_full\"}",
                 "chorus_messages_dropped_total{reason=\"delivery_backlog\"}",
                 "chorus_messages_dropped_total{reason=\"adapter_queue\"}",
-                "chorus_delivery_paced_drains_total",
+                "chorus_delivery_paced_drains_total", "chorus_websocket_reads_paused_total",
             ] {
                 #expect(series[name] == 0, "\(name) missing: \(text)")
             }
@@ -40,7 +40,7 @@ struct MetricsTests {
             for name in [
                 "chorus_messages_dropped_total", "chorus_ready", "chorus_delivery_latency_seconds", "process_start_time_seconds",
                 "chorus_websocket_connections", "chorus_messages_published_total", "chorus_messages_delivered_total",
-                "chorus_delivery_paced_drains_total",
+                "chorus_delivery_paced_drains_total", "chorus_websocket_reads_paused_total",
             ] {
                 #expect(text.contains("# HELP \(name) "), "no HELP line for \(name): \(text)")
             }

@@ -130,6 +130,21 @@ struct ProtocolTests {
         }
     }
 
+    @Test("an unknown type of 100,000 characters is shown cut to 64 in the 400: a reply is never larger than what provoked it")
+    func longUnknownTypeIsCut() async throws {
+        try await withNode { node in
+            let client = try await node.connect(as: "u")
+            let type = String(repeating: "a", count: 100_000)
+            try await client.send(json: ["type": type, "id": 7])
+            let error = try await client.nextJSON()
+            #expect(error["code"] as? Int == 400)
+            let message = try #require(error["message"] as? String)
+            #expect(message.hasPrefix("unknown message type '\(String(repeating: "a", count: 64))…'"), "\(message.prefix(200))")
+            #expect(message.count < 300)
+            #expect((error["details"] as? [String: Any])?["type"] as? String == String(repeating: "a", count: 64) + "…")
+        }
+    }
+
     @Test("a bad token is refused with auth_error 401 and the connection stays usable")
     func badToken() async throws {
         try await withNode { node in

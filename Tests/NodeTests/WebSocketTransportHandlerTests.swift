@@ -54,9 +54,12 @@ struct WebSocketTransportHandlerTests {
         let transport: WebSocketTransport
         let recorder = Recorder()
         let reads = ReadCounter()
+        let counters = NodeCounters()
 
-        init(perSecond: Int = 100) throws {
-            transport = WebSocketTransport(maxMessageSize: 1 << 20, maxMessagesPerSecond: perSecond, counters: NodeCounters())
+        init(perSecond: Int = 100, maxMessageSize: Int = 1 << 20, bytesPerSecond: Int = 1 << 20) throws {
+            transport = WebSocketTransport(
+                maxMessageSize: maxMessageSize, maxMessagesPerSecond: perSecond, maxBytesPerSecond: bytesPerSecond,
+                counters: counters)
             transport.delegate = recorder
             try channel.pipeline.syncOperations.addHandler(reads)
             try channel.pipeline.syncOperations.addHandler(transport)
@@ -110,6 +113,29 @@ struct WebSocketTransportHandlerTests {
         #expect(harness.reads.reads == 1, "no read reaches the socket while over the pending limit")
         harness.setWritable(true)
         #expect(harness.reads.reads == 2, "one held read passes on")
+    }
+
+    @Test("past its read budget a connection is not read until the debt is repaid: the messages it already sent wait, none is dropped")
+    func readBudgetPauses() throws {
+        // A burst of 4,096 bytes (one largest message), then 1,024 a second.
+        let harness = try Harness(maxMessageSize: 4096, bytesPerSecond: 1024)
+        harness.channel.read()
+        #expect(harness.reads.reads == 1)
+        let text = { (n: Int) in Self.frame(0x1, Array("\(n)".utf8) + [UInt8](repeating: 0x20, count: 2999)) }
+        try harness.receive(text(1), text(2), text(3))
+        #expect(harness.recorder.texts.count == 2, "the second overdrew the budget: the third waits")
+        #expect(harness.counters.readsPaused.load(ordering: .relaxed) == 1)
+        harness.channel.read()
+        #expect(harness.reads.reads == 1, "no read reaches the socket during the pause")
+        // 1,904 bytes of debt at 1,024 a second: just under 1.86 s.
+        harness.channel.embeddedEventLoop.advanceTime(by: .milliseconds(1800))
+        #expect(harness.recorder.texts.count == 2)
+        harness.channel.embeddedEventLoop.advanceTime(by: .milliseconds(100))
+        #expect(harness.recorder.texts.map { $0.prefix(1) } == ["1", "2", "3"], "nothing dropped, in order")
+        #expect(harness.reads.reads == 1, "the third overdrew it again: still paused")
+        harness.channel.embeddedEventLoop.advanceTime(by: .seconds(3))
+        #expect(harness.reads.reads == 2, "the held read passes on once the debt is repaid")
+        #expect(harness.recorder.closes.isEmpty)
     }
 
     @Test("a ping (or any reply) while over the pending limit closes 4008 and queues no pong")
