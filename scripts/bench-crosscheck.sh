@@ -160,7 +160,7 @@ start_chorus() {  # N
     [ -n "$LOOPS" ] && loops=(NIO_SINGLETON_GROUP_LOOP_COUNT="$LOOPS")
     env HTTP_HOST=127.0.0.1 HTTP_PORT="${CHORUS_PORT[$i]}" NODE_ID="xcheck-$i" \
         PUBSUB_ADAPTER=redis PUBSUB_REDIS_URL="redis://127.0.0.1:$REDIS_PORT" \
-        WEBSOCKET_MAX_CONNECTIONS_PER_IP=1000000 WEBSOCKET_MAX_MESSAGES_PER_SECOND=1000000 \
+        WEBSOCKET_MAX_CONNECTIONS_PER_IP=1000000 WEBSOCKET_MAX_MESSAGES_PER_SECOND=1000000 WEBSOCKET_MAX_BYTES_PER_SECOND=1073741824 \
         LOG_LEVEL=warning "${loops[@]}" "$CHORUS" serve </dev/null >>"$WORK/chorus-$i.log" 2>&1 &
     NODE_PID[$i]=$!
     wait_for "http://127.0.0.1:${CHORUS_PORT[$i]}/ready" 30 "${NODE_PID[$i]}" "chorus-$i" "$WORK/chorus-$i.log" || die "chorus-$i did not start"

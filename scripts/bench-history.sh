@@ -47,7 +47,7 @@ start_nodes() {  # HISTORY_SIZE
     for i in 1 2; do
         env HTTP_HOST=127.0.0.1 HTTP_PORT="${PORTS[$i]}" NODE_ID="bench-$i" DATABASE_URL=none \
             PUBSUB_ADAPTER=redis PUBSUB_REDIS_URL="redis://127.0.0.1:${PORTS[0]}" HISTORY_SIZE="$1" \
-            WEBSOCKET_MAX_CONNECTIONS_PER_IP=1000000 WEBSOCKET_MAX_MESSAGES_PER_SECOND=1000000 LOG_LEVEL=warning \
+            WEBSOCKET_MAX_CONNECTIONS_PER_IP=1000000 WEBSOCKET_MAX_MESSAGES_PER_SECOND=1000000 WEBSOCKET_MAX_BYTES_PER_SECOND=1073741824 LOG_LEVEL=warning \
             "$CHORUS" serve </dev/null >>"$WORK/chorus-$i.log" 2>&1 &
         NODES+=($!)
         wait_for "http://127.0.0.1:${PORTS[$i]}/ready" 30 "${NODES[-1]}" "chorus-$i" "$WORK/chorus-$i.log"

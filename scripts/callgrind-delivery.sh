@@ -83,7 +83,7 @@ TOGGLES=(
 PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
 export JWT_SECRET="callgrind-secret-0123456789abcdef"
 env LD_PRELOAD="$WORK/shim/libshim.so" HTTP_HOST=127.0.0.1 HTTP_PORT="$PORT" PUBSUB_ADAPTER=memory \
-    WEBSOCKET_MAX_CONNECTIONS_PER_IP=1000000 WEBSOCKET_MAX_MESSAGES_PER_SECOND=1000000 LOG_LEVEL=warning \
+    WEBSOCKET_MAX_CONNECTIONS_PER_IP=1000000 WEBSOCKET_MAX_MESSAGES_PER_SECOND=1000000 WEBSOCKET_MAX_BYTES_PER_SECOND=1073741824 LOG_LEVEL=warning \
     "$VALGRIND" --tool=callgrind --callgrind-out-file="$OUT/callgrind.out" --collect-atstart=no \
     "${TOGGLES[@]}" \
     "$CHORUS" serve >"$OUT/node.log" 2>&1 &

@@ -19,7 +19,7 @@ port, redis_port = 26510, 26511
 secret = "0123456789abcdef0123456789"
 work = tempfile.mkdtemp()
 env = dict(os.environ, JWT_SECRET=secret, HTTP_HOST="127.0.0.1", HTTP_PORT=str(port), DATABASE_URL="none",
-           LOG_LEVEL="warning", WEBSOCKET_MAX_MESSAGES_PER_SECOND="1000000", HISTORY_SIZE=str(per_topic))
+           LOG_LEVEL="warning", WEBSOCKET_MAX_MESSAGES_PER_SECOND="1000000", WEBSOCKET_MAX_BYTES_PER_SECOND="1073741824", HISTORY_SIZE=str(per_topic))
 procs = []
 if use_redis:
     procs.append(subprocess.Popen(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
