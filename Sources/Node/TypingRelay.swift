@@ -6,9 +6,12 @@ import Synchronization
 /// Typing indicators on both ends of the topic space: coalescing what this node's clients send,
 /// and timing out what this node's subscribers were shown.
 ///
-/// **Sending** (``outgoing(topic:userId:start:now:)``): per topic and user, at most one `start`
-/// per ``interval`` leaves the node (more are dropped: a client repeats `start` every few
-/// seconds while its user types); a `stop` leaves only after a `start` did.
+/// **Sending** (``outgoing(topic:userId:start:now:)``): per topic and user, repeated `start`s
+/// leave the node at most once per ``interval`` (more are dropped: a client repeats `start`
+/// every few seconds while its user types); a `stop` leaves only after a `start` did, and a
+/// `start` after a `stop` at once (the user sent a line and types the next). At most
+/// ``eventsPerInterval`` of them leave per interval, so start/stop pairs in a loop cannot
+/// flood the topic's subscribers.
 ///
 /// **Receiving** (``incoming(_:now:)``): per topic and user, a `start` reaches this node's
 /// subscribers at most once per ``interval`` (so two devices of one user, on two nodes, do not
@@ -27,6 +30,20 @@ final class TypingRelay: Sendable {
     private struct Outgoing {
         var lastStart: ContinuousClock.Instant
         var active: Bool
+        /// Typing events sent since `windowStart` (within one ``interval``).
+        var windowStart: ContinuousClock.Instant
+        var sent = 1
+
+        /// Counts one more event sent at `now`; false when the interval's are used up.
+        mutating func admit(now: ContinuousClock.Instant) -> Bool {
+            if now - windowStart >= TypingRelay.interval {
+                windowStart = now
+                sent = 0
+            }
+            guard sent < TypingRelay.eventsPerInterval else { return false }
+            sent += 1
+            return true
+        }
     }
 
     private struct Incoming {
@@ -34,8 +51,11 @@ final class TypingRelay: Sendable {
         var generation: Int
     }
 
-    /// At most one `start` per topic and user per interval.
+    /// At most one repeated `start` per topic and user per interval.
     static let interval = Duration.seconds(1)
+    /// At most this many `start`s and `stop`s per topic and user per interval: a line sent and
+    /// the next begun within a second (start, stop, start, stop) passes whole.
+    static let eventsPerInterval = 4
 
     let timeout: Duration
     private let outgoingTable = Mutex<(entries: [Key: Outgoing], pruneAt: Int)>(([:], TypingRelay.minimumPruneAt))
@@ -61,16 +81,26 @@ final class TypingRelay: Sendable {
         outgoingTable.withLock { table in
             let key = Key(topic: topic, userId: userId)
             if start {
-                if let entry = table.entries[key], entry.active, now - entry.lastStart < Self.interval { return false }
-                table.entries[key] = Outgoing(lastStart: now, active: true)
+                if var entry = table.entries[key] {
+                    if entry.active, now - entry.lastStart < Self.interval { return false }
+                    guard entry.admit(now: now) else { return false }
+                    entry.lastStart = now
+                    entry.active = true
+                    table.entries[key] = entry
+                } else {
+                    table.entries[key] = Outgoing(lastStart: now, active: true, windowStart: now)
+                }
                 if table.entries.count > table.pruneAt {
                     table.entries = table.entries.filter { $0.value.active && now - $0.value.lastStart < timeout * 2 }
                     table.pruneAt = max(Self.minimumPruneAt, 2 * table.entries.count)
                 }
                 return true
             }
-            guard let entry = table.entries.removeValue(forKey: key) else { return false }
-            return entry.active
+            guard var entry = table.entries[key], entry.active else { return false }
+            entry.active = false  // kept while its window counts
+            let sent = entry.admit(now: now)
+            table.entries[key] = entry
+            return sent
         }
     }
 

@@ -24,6 +24,15 @@ struct TypingRelayTests {
         #expect(relay.outgoing(topic: Self.topic, userId: "alice", start: true, now: t0 + .seconds(1)))
         #expect(relay.outgoing(topic: Self.topic, userId: "alice", start: false, now: t0 + .seconds(2)))
         #expect(!relay.outgoing(topic: Self.topic, userId: "alice", start: false, now: t0 + .seconds(2)), "one stop")
+        #expect(relay.outgoing(topic: Self.topic, userId: "alice", start: true, now: t0 + .milliseconds(2100)), "the next line begun at once")
+        // Start/stop pairs in a loop, 40 within a second: two pairs pass, then one a second.
+        var sent: [String] = []
+        for n in 0..<80 {
+            let at = t0 + .seconds(10) + .milliseconds(25 * n)
+            if relay.outgoing(topic: Self.topic, userId: "carol", start: true, now: at) { sent.append("start") }
+            if relay.outgoing(topic: Self.topic, userId: "carol", start: false, now: at + .milliseconds(10)) { sent.append("stop") }
+        }
+        #expect(sent == ["start", "stop", "start", "stop", "start", "stop", "start", "stop"], "two pairs in each of two seconds: \(sent)")
     }
 
     @Test("starts for ever new topics: the outgoing table is pruned of ended indicators, and not again at every start while all are recent")
