@@ -1037,6 +1037,12 @@ actor ClientEngine {
         if isNew {
             state.replay = replay
             state.since = since
+        } else if let since, let position = state.positions[topic],
+            since.epoch != position.epoch || since.offset < position.offset
+        {
+            // The topic is live for another subscriber of this client: this one starts live,
+            // and what came between `since` and the topic's position is not replayed to it.
+            emit(.recoveryFailed(topic: topic, since: since))
         }
         topics[topic] = state
         if state.confirmed, !changed { return }

@@ -163,6 +163,39 @@ struct SDKNodeTests {
         }
     }
 
+    @Test("a second subscription of a live topic with since behind the topic's position starts live and reports recoveryFailed; one at the position does not")
+    func sinceOnALiveTopic() async throws {
+        try await withNodeProcess { node in
+            let publisher = try ChorusClient(url: Self.url(node), token: node.token("alice"), configuration: Self.configuration())
+            let bob = try ChorusClient(url: Self.url(node), token: node.token("bob"), configuration: Self.configuration())
+            let events = await bob.events()
+            let first = try await bob.subscribe("chat.twice")
+            var receipts: [PublishReceipt] = []
+            for n in 1...3 { receipts.append(try await publisher.publish("chat.twice", ["n": .integer(Int64(n))])) }
+            var firstMessages = first.makeAsyncIterator()
+            for _ in 1...3 { _ = await firstMessages.next() }
+            let behind = try #require(receipts[0].position)
+            let current = try #require(receipts[2].position)
+            let late = try await bob.subscribe("chat.twice", since: behind)
+            let level = try await bob.subscribe("chat.twice", since: current)
+            try await publisher.publish("chat.twice", ["n": 4])
+            for subscription in [late, level] {
+                var messages = subscription.makeAsyncIterator()
+                #expect(await messages.next()?.data == ["n": 4], "live from here")
+            }
+            // Events come in order: everything up to a later subscription's is in.
+            _ = try await bob.subscribe("chat.marker")
+            var failures: [ClientEvent] = []
+            for await event in events {
+                if case .recoveryFailed = event { failures.append(event) }
+                if case .subscribed("chat.marker", _, _, _) = event { break }
+            }
+            #expect(failures == [.recoveryFailed(topic: "chat.twice", since: behind)], "one, for the subscription behind")
+            await bob.close()
+            await publisher.close()
+        }
+    }
+
     @Test("a topic's history page arrives in full after a pattern of the same client delivered that topic's newest message, and the pattern gets no repeats")
     func historyAfterPattern() async throws {
         try await withNodeProcess { node in

@@ -916,6 +916,19 @@ export class ChorusClient {
     const fresh = !entry;
     if (!entry) { entry = new TopicEntry(topic); this._topics.set(topic, entry); }
     if (handlers.since && !entry.positions.has(topic)) entry.positions.set(topic, { ...handlers.since });
+    else if (!fresh && handlers.since && !isPattern(topic)) {
+      // The topic is live for another handler of this client: this one starts live, and what
+      // came between its `since` and the topic's position is not replayed to it.
+      const position = entry.positions.get(topic);
+      if (position.epoch !== handlers.since.epoch || position.offset > handlers.since.offset) {
+        const event = { topic, recovered: false, since: { ...handlers.since }, offset: position.offset, epoch: position.epoch,
+          resubscribed: false, reason: "the topic is already subscribed: this handler starts live" };
+        queueMicrotask(() => {
+          this._emit("recoveryFailed", event);
+          if (handlers.onRecoveryFailed) this._call(handlers.onRecoveryFailed, event);
+        });
+      }
+    }
     const hadPresence = entry.presence !== undefined;
     const hadEvents = entry.presenceEvents;
     entry.handlers.add(handlers);

@@ -72,6 +72,31 @@ describe("recovery after being away", () => {
     assert.deepEqual(inbox.data(), [{ n: 0 }, { n: 9 }], "nothing of the unrecoverable gap is made up");
   });
 
+  test("a second handler of a live topic with since behind the topic's position starts live and hears recoveryFailed; one at the position does not", async (t) => {
+    if (!features.history) return t.skip("the node has no history yet");
+    const { topic, subscriber, publisher, inbox } = await subscribedPair();
+    const current = subscriber.positions.get(topic);
+    const behind = { offset: current.offset - 1, epoch: current.epoch };
+    const late = new Inbox();
+    const level = new Inbox();
+    const lateFailures = [];
+    const levelFailures = [];
+    const failed = nextEvent(subscriber, "recoveryFailed", (e) => e.topic === topic);
+    await subscriber.subscribe(topic, { onMessage: late.handler, since: behind, onRecoveryFailed: (e) => lateFailures.push(e) }).ready;
+    await subscriber.subscribe(topic, { onMessage: level.handler, since: current, onRecoveryFailed: (e) => levelFailures.push(e) }).ready;
+    const event = await failed;
+    assert.deepEqual(event.since, behind);
+    assert.equal(event.recovered, false);
+    await publisher.publish(topic, { n: 1 });
+    await late.until(1);
+    await level.until(1);
+    await inbox.until(2);
+    assert.deepEqual(late.data(), [{ n: 1 }], "live from here");
+    assert.deepEqual(level.data(), [{ n: 1 }]);
+    assert.equal(lateFailures.length, 1);
+    assert.deepEqual(levelFailures, []);
+  });
+
   test("a replay subscription to a topic with nothing published yet recovers what was published while away", async (t) => {
     if (!features.history) return t.skip("the node has no history yet");
     const topic = `rooms.${randomUUID().slice(0, 8)}`;
