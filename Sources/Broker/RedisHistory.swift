@@ -144,12 +144,13 @@ enum RedisHistory {
         if limit <= 0 then return result end
         local low = '-'
         local after = tonumber(ARGV[1])
-        if after >= 0 then low = (after + 1) .. '-0' end
+        -- '%d', not '..': Lua writes a number of 15 digits or more as 1e+14, not a stream ID.
+        if after >= 0 then low = string.format('%d-0', after + 1) end
         local high = '+'
         local before = tonumber(ARGV[2])
         if before > 0 then
           if before <= 1 then return result end
-          high = (before - 1) .. '-0'
+          high = string.format('%d-0', before - 1)
         end
         local newest = ARGV[4] == '1'
         local budget = tonumber(ARGV[7])

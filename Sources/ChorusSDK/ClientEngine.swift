@@ -454,14 +454,19 @@ actor ClientEngine {
     }
 
     /// Checks the connection every ``ChorusClient/Configuration/pingInterval`` (``checkAlive(_:)``);
-    /// one the node has not authenticated by the first check is dropped (the client reconnects).
+    /// one the node has not authenticated within `connectTimeout` + `pongTimeout` of the
+    /// upgrade is dropped (the client reconnects).
     private func startPinging(_ connection: WebSocketConnection) -> Task<Void, Never>? {
         guard let interval = configuration.pingInterval else { return nil }
+        let unauthenticatedUntil = ContinuousClock.now + configuration.connectTimeout + configuration.pongTimeout
         return Task {
             while !Task.isCancelled {
                 do { try await Task.sleep(for: interval) } catch { return }
                 guard self.connection === connection else { return }
-                guard self.authenticated else { return connection.abort() }
+                guard self.authenticated else {
+                    if ContinuousClock.now >= unauthenticatedUntil { return connection.abort() }
+                    continue
+                }
                 guard let check = self.checkAlive(connection), await check.value else { return }
             }
         }
@@ -838,7 +843,11 @@ actor ClientEngine {
         }
         emit(.subscribed(topic: topic, resubscribed: resubscribed, recovered: since == nil ? nil : recovered, position: position))
         if let since, recovered == false { emit(.recoveryFailed(topic: topic, since: since)) }
-        if resend, let connection { sendSubscribe(topic, on: connection) }
+        if resend, canSend, let connection {
+            sendSubscribe(topic, on: connection)
+        } else if resend {
+            topics[topic]?.resendWhenAuthenticated = true  // sent once a fresh token is accepted
+        }
     }
 
     /// The node refused or ended a subscription: every subscriber of it ends.
@@ -1067,17 +1076,14 @@ actor ClientEngine {
     /// subscribes everything afresh.
     private func subscribeAgain(_ topic: String) {
         guard var state = topics[topic], authenticated, let connection else { return }
-        if !canSend {
-            state.resendWhenAuthenticated = true
-            topics[topic] = state
-            return
-        }
         if state.inFlight {
             state.resendWhenAnswered = true
-            topics[topic] = state
-            return
+        } else if !canSend {
+            state.resendWhenAuthenticated = true
+        } else {
+            return sendSubscribe(topic, on: connection)
         }
-        sendSubscribe(topic, on: connection)
+        topics[topic] = state
     }
 
     private func sendSubscribe(_ topic: String, on connection: WebSocketConnection) {

@@ -10,8 +10,9 @@ import Synchronization
 /// leave the node at most once per ``interval`` (more are dropped: a client repeats `start`
 /// every few seconds while its user types); a `stop` leaves only after a `start` did, and a
 /// `start` after a `stop` at once (the user sent a line and types the next). At most
-/// ``eventsPerInterval`` of them leave per interval, so start/stop pairs in a loop cannot
-/// flood the topic's subscribers.
+/// ``startsPerInterval`` starts leave per interval, so start/stop pairs in a loop cannot flood
+/// the topic's subscribers; a `stop` is never held back (each follows a `start` that left, and
+/// a lost one would leave the indicator on until the timeout).
 ///
 /// **Receiving** (``incoming(_:now:)``): per topic and user, a `start` reaches this node's
 /// subscribers at most once per ``interval`` (so two devices of one user, on two nodes, do not
@@ -30,17 +31,17 @@ final class TypingRelay: Sendable {
     private struct Outgoing {
         var lastStart: ContinuousClock.Instant
         var active: Bool
-        /// Typing events sent since `windowStart` (within one ``interval``).
+        /// Starts sent since `windowStart` (within one ``interval``).
         var windowStart: ContinuousClock.Instant
         var sent = 1
 
-        /// Counts one more event sent at `now`; false when the interval's are used up.
+        /// Counts one more start sent at `now`; false when the interval's are used up.
         mutating func admit(now: ContinuousClock.Instant) -> Bool {
             if now - windowStart >= TypingRelay.interval {
                 windowStart = now
                 sent = 0
             }
-            guard sent < TypingRelay.eventsPerInterval else { return false }
+            guard sent < TypingRelay.startsPerInterval else { return false }
             sent += 1
             return true
         }
@@ -53,9 +54,9 @@ final class TypingRelay: Sendable {
 
     /// At most one repeated `start` per topic and user per interval.
     static let interval = Duration.seconds(1)
-    /// At most this many `start`s and `stop`s per topic and user per interval: a line sent and
-    /// the next begun within a second (start, stop, start, stop) passes whole.
-    static let eventsPerInterval = 4
+    /// At most this many `start`s per topic and user per interval: a line sent and the next
+    /// begun within a second (start, stop, start) passes whole.
+    static let startsPerInterval = 2
 
     let timeout: Duration
     private let outgoingTable = Mutex<(entries: [Key: Outgoing], pruneAt: Int)>(([:], TypingRelay.minimumPruneAt))
@@ -96,11 +97,9 @@ final class TypingRelay: Sendable {
                 }
                 return true
             }
-            guard var entry = table.entries[key], entry.active else { return false }
-            entry.active = false  // kept while its window counts
-            let sent = entry.admit(now: now)
-            table.entries[key] = entry
-            return sent
+            guard table.entries[key]?.active == true else { return false }
+            table.entries[key]!.active = false  // kept while its window counts
+            return true
         }
     }
 

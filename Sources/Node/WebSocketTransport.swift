@@ -163,7 +163,7 @@ final class WebSocketTransport: ChannelDuplexHandler {
     private func readReceived(now: NIODeadline) {
         do {
             while !failed, budgetResume == nil, let frame = try reader.next() {
-                if let pause = budget.charge(frame.payload.readableBytes, now: now) { pauseReading(for: pause) }
+                if !isClosing, let pause = budget.charge(frame.payload.readableBytes, now: now) { pauseReading(for: pause) }
                 handle(frame, now: now)
             }
         } catch {
@@ -185,6 +185,7 @@ final class WebSocketTransport: ChannelDuplexHandler {
             self.budgetResume = nil
             guard let context = self.context, !self.failed else { return }
             let now = NIODeadline.now()
+            self.lastHeard = now  // its bytes were waiting: the client is not silent
             self.budget.repaid(now: now)
             self.reading = true
             self.readReceived(now: now)
@@ -304,6 +305,18 @@ final class WebSocketTransport: ChannelDuplexHandler {
         context.fireChannelWritabilityChanged()
     }
 
+    /// Once closing, nothing is handled but the client's close frame: a pause ends, so that the
+    /// close reply (or the end of the connection) is read.
+    private func endPause() {
+        guard let pause = budgetResume, let context else { return }
+        pause.cancel()
+        budgetResume = nil
+        if writable, readHeld {
+            readHeld = false
+            context.read()
+        }
+    }
+
     /// Passes a read on only while the channel is writable: a client over the pending limit is
     /// not read, so it cannot make the node parse requests whose replies would only queue. Nor
     /// is one over its read budget.
@@ -410,7 +423,7 @@ final class WebSocketTransport: ChannelDuplexHandler {
         guard !isClosing, context != nil else { return }
         if !writable {
             closeSlowConsumer()
-        } else if now - lastHeard > timeout {
+        } else if budgetResume == nil, now - lastHeard > timeout {  // a paused client is not silent
             counters.pingTimeouts.add(1, ordering: .relaxed)
             close(.pingTimeout, reason: "ping timeout: nothing heard within WEBSOCKET_PING_TIMEOUT")
         } else {
@@ -442,6 +455,7 @@ final class WebSocketTransport: ChannelDuplexHandler {
     func close(_ code: CloseCode, reason: String, awaitingReply: Bool = true) {
         guard !isClosing, let context else { return }
         isClosing = true
+        endPause()
         delegate?.transport(self, willCloseWith: code.rawValue, reason: reason)
         flushOut()  // what was staged goes before the close frame
         let channel = context.channel

@@ -178,6 +178,12 @@ struct RedisHistoryReadTests {
             let newest = try await offsets(HistoryQuery(limit: 90, newest: true, maxBytes: 20 * size + size / 2))
             #expect(newest.truncated && (19...21).contains(newest.offsets.count), "\(newest)")
             #expect(newest.offsets == Array((91 - newest.offsets.count)...90), "the newest, oldest first")
+            // Offsets of 15 digits and more, up to the largest a client may name: ahead of the
+            // topic, an empty page (Lua wrote them as 1e+14, which is no stream ID).
+            for far in [99_999_999_999_999, HistoryPosition.maxOffset - 1] {
+                #expect(try await offsets(HistoryQuery(after: far, limit: 10)) == ([], false), "after \(far)")
+                #expect(try await offsets(HistoryQuery(before: far, limit: 3, newest: true)) == ([88, 89, 90], false), "before \(far)")
+            }
             await node.adapter.shutdown()
         }
     }

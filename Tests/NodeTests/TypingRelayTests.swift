@@ -33,6 +33,11 @@ struct TypingRelayTests {
             if relay.outgoing(topic: Self.topic, userId: "carol", start: false, now: at + .milliseconds(10)) { sent.append("stop") }
         }
         #expect(sent == ["start", "stop", "start", "stop", "start", "stop", "start", "stop"], "two pairs in each of two seconds: \(sent)")
+        // Whenever the window restarts, the stop of a start that left always leaves too.
+        for (offset, start) in [(0, true), (500, false), (600, true), (1050, false), (1100, true), (1200, false), (1300, true), (1400, false)] {
+            let sent = relay.outgoing(topic: Self.topic, userId: "dave", start: start, now: t0 + .seconds(20) + .milliseconds(offset))
+            if !start { #expect(sent, "the stop at \(offset) ms") }
+        }
     }
 
     @Test("starts for ever new topics: the outgoing table is pruned of ended indicators, and not again at every start while all are recent")

@@ -138,6 +138,21 @@ struct WebSocketTransportHandlerTests {
         #expect(harness.recorder.closes.isEmpty)
     }
 
+    @Test("a paused connection is not timed out for silence, and a close by the node ends the pause so that the client's reply is read")
+    func pauseAndClose() throws {
+        let harness = try Harness(maxMessageSize: 4096, bytesPerSecond: 1024)
+        let text = Self.frame(0x1, [UInt8](repeating: 0x20, count: 3000))
+        try harness.receive(text, text)
+        harness.channel.read()
+        #expect(harness.reads.reads == 0, "paused")
+        let ping = OutboundFrame.ping(allocator: harness.channel.allocator)
+        harness.transport.keepAlive(now: .now() + .seconds(3600), timeout: .seconds(1), ping: ping)
+        #expect(harness.recorder.closes.isEmpty, "its bytes wait in the kernel: not silent")
+        harness.transport.close(.goingAway, reason: "node shutting down")
+        #expect(harness.reads.reads == 1, "the held read passes on: the close reply can come in")
+        #expect(harness.recorder.closes == [1001])
+    }
+
     @Test("a ping (or any reply) while over the pending limit closes 4008 and queues no pong")
     func replyOverTheLimit() throws {
         let harness = try Harness()
