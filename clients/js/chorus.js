@@ -294,6 +294,8 @@ export class ChorusClient {
     /** Set while the client has stopped without a plan to reconnect: what stopped it (publishes reject with it). */
     this._stoppedBy = undefined;
     this._inflight = new Map();
+    /** Between `auth_expired` and the fresh token's `auth_success`: a 401 to a request is held. */
+    this._renewing = false;
     this._typing = new Map();
     this._joined = new Map();
     this._userId = undefined;
@@ -440,6 +442,9 @@ export class ChorusClient {
     const queued = this._queue;
     this._queue = [];
     for (const item of queued) item.reject(error);
+    // Subscribes not answered yet: their `ready` says what stopped the client. The handlers
+    // stay registered, and are subscribed if the application connects again.
+    for (const entry of this._topics.values()) for (const w of entry.readyWaiters.splice(0)) w.reject(error);
   }
 
   _settleConnect(error) {
@@ -518,7 +523,8 @@ export class ChorusClient {
         this._authenticated({ userId: undefined });
         return;
       }
-      this._request({ type: "auth", token }, { timeout: this.options.requestTimeout })
+      // Bounded even with requestTimeout 0: an upgrade the node never follows with auth_success is dropped.
+      this._request({ type: "auth", token }, { timeout: this.options.requestTimeout || this.options.connectTimeout + this.options.pongTimeout })
         .then((reply) => { if (this._socket === socket) this._authenticated(reply); })
         .catch((error) => {
           if (this._socket !== socket) return;
@@ -528,6 +534,8 @@ export class ChorusClient {
             try { socket.close(1000, "authentication failed"); } catch { /* closing */ }
             this._afterAuthFailure(error);
           } else {
+            // Decided now, as for a missing pong: the close event of a dead link may come late.
+            this._closed(4000, "no auth reply");
             try { socket.close(4000, "no auth reply"); } catch { /* closing */ }
           }
         });
@@ -560,7 +568,7 @@ export class ChorusClient {
    * costs two tries, not a loop.
    */
   async _afterAuthFailure(error, close) {
-    const retry = this._getToken && this._wanted && !this._authRetried;
+    const retry = this._getToken && this._wanted && !this._authRetried && this.options.reconnect !== false;
     if (retry) {
       this._authRetried = true;
       this._opening = true;  // a connect() meanwhile waits for this retry
@@ -649,6 +657,14 @@ export class ChorusClient {
 
   _scheduleReconnect(code) {
     if (!this._wanted || this._reconnectTimer) return;
+    if (this.options.reconnect === false) {
+      // A connect that failed before a connection (getToken threw, the socket could not be made).
+      const error = new ChorusClosedError("could not connect, and reconnect is false", { code: code ?? 1006 });
+      this._rejectQueued(error);
+      this._settleConnect(error);
+      this._setState("disconnected", { code: code ?? 1006, reason: error.message, willReconnect: false, error });
+      return;
+    }
     const wasConnected = this._connectedAt !== 0;
     if (wasConnected && Date.now() - this._connectedAt >= this.options.stableConnectionAfter) this._attempt = 0;
     this._connectedAt = 0;
@@ -669,6 +685,7 @@ export class ChorusClient {
     this._pingTimer = null;
     clearTimeout(this._liveness?.timer);
     this._liveness = null;
+    this._renewing = false;  // a new connection authenticates afresh
     for (const entry of this._topics.values()) {
       if (entry.active) entry.missedPresence = true;
       entry.active = false;
@@ -721,6 +738,13 @@ export class ChorusClient {
     try {
       const reply = await this._request({ type: "auth", token });
       this._userId = reply.userId;
+      this._renewing = false;
+      // What the node refused for the expired token goes again, with its id, in its order.
+      for (const [id, pending] of this._pending) {
+        if (!pending.awaitingRenewal) continue;
+        pending.awaitingRenewal = false;
+        this._sendPending(id, pending);
+      }
       this._emit("reauthenticated", { userId: reply.userId });
     } catch (error) {
       this._emit("error", error);
@@ -827,6 +851,11 @@ export class ChorusClient {
       const pending = this._pending.get(id);
       clearTimeout(pending.timer);
       if (message.type === "error" && this._retryRateLimited(id, pending, message)) return;
+      if (message.type === "error" && message.code === 401 && this._renewing && pending.type !== "auth") {
+        // It crossed the token's expiry: sent again once the fresh token is accepted.
+        pending.awaitingRenewal = true;
+        return;
+      }
       this._pending.delete(id);
       // At once, not in a promise job: frames that came in the same read (a replay's page
       // behind its `subscribed`) are handled before the promise's reactions run.
@@ -882,6 +911,7 @@ export class ChorusClient {
   }
 
   async _authExpired(message) {
+    this._renewing = true;
     this._emit("authExpired", message);
     if (!this._getToken) {
       this._emit("error", new ChorusAuthError(message.message ?? "token expired", { code: 401, reply: message }));
@@ -956,7 +986,10 @@ export class ChorusClient {
         // presence. Presence events between the two are missed: a resync follows the reply.
         entry.missedPresence = true;
         this._request({ type: "unsubscribe", topic }, { stillWanted: () => this._topics.get(topic) === entry })
-          .catch(() => {}).then(() => this._sendSubscribe(entry));
+          .catch(() => {}).then(() => {
+            // Not if the topic's other handlers left meanwhile, or the connection changed.
+            if (this._topics.get(topic) === entry && this._state === "connected") this._sendSubscribe(entry);
+          });
       }
     };
     unsubscribe.ready = ready;

@@ -1092,3 +1092,118 @@ test("replay or since with a pattern throws at once; a subscribed answered from 
   assert.equal(socket.sent.filter((m) => m.type === "subscribe").length, 1, "nothing sent for the refused patterns");
   client.disconnect();
 });
+
+/** "pending", "resolved" or "rejected", once the promise jobs queued now have run. */
+async function stateOf(promise) {
+  let state = "pending";
+  promise.then(() => { state = "resolved"; }, () => { state = "rejected"; });
+  await settle();
+  return state;
+}
+
+test("a client that stops rejects the ready of subscribes not answered yet (reconnect: false, a refused token); a 4001 with reconnect: false opens no socket", async () => {
+  const client = scripted({ reconnect: false });
+  client.on("error", () => {});
+  const socket = await connectScripted(client);
+  const waiting = client.subscribe("a.b", () => {});
+  await settle();
+  socket.drop(1006);
+  assert.equal(await stateOf(waiting.ready), "rejected", "the connection's end was final");
+  client.disconnect();
+
+  const refused = scripted();
+  refused.on("error", () => {});
+  const first = await connectScripted(refused);
+  const had = refused.subscribe("c.d", () => {});
+  first.reply({ type: "subscribed", topic: "c.d", id: first.last("subscribe").id });
+  await had.ready;
+  first.drop(1001);
+  await until(() => ScriptedSocket.instances.length === 2);
+  const again = refused.subscribe("c.d", () => {});  // made during the reconnect
+  const next = ScriptedSocket.instances.at(-1);
+  next.open();
+  next.reply({ type: "auth_error", code: 401, message: "bad token", id: next.last("auth").id });
+  await settle();
+  assert.equal(refused.state, "disconnected");
+  assert.equal(await stateOf(again.ready), "rejected", "the refused token stopped the client");
+  refused.disconnect();
+
+  const withProvider = scripted({ reconnect: false, token: undefined, getToken: () => `tok${ScriptedSocket.instances.length}` });
+  withProvider.on("error", () => {});
+  const only = await connectScripted(withProvider);
+  only.drop(4001, "token expired");
+  await settle(); await settle();
+  assert.equal(ScriptedSocket.instances.length, 1, "no new socket");
+  assert.equal(withProvider.state, "disconnected");
+  withProvider.disconnect();
+});
+
+test("requests the node refuses with 401 after auth_expired (a publish, a join of a live topic) wait for the fresh token and go again; nothing ends", async () => {
+  let giveToken;
+  const client = scripted({ token: undefined, getToken: () => ScriptedSocket.instances.length === 0 || !giveToken ? "t1" : new Promise((resolve) => { giveToken = resolve; }) });
+  const events = [];
+  client.on("error", (e) => events.push(`error ${e.code}`));
+  client.on("subscriptionEnded", (e) => events.push(`ended ${e.topic}`));
+  const socket = await connectScripted(client);
+  const plain = client.subscribe("a.b", () => {});
+  socket.reply({ type: "subscribed", topic: "a.b", id: socket.last("subscribe").id });
+  await plain.ready;
+  giveToken = () => {};  // from now on the provider waits
+  socket.reply({ type: "auth_expired", code: 401, message: "token expired" });
+  await settle();
+  const published = client.publish("a.b", { n: 1 });
+  const join = client.join("a.b", { name: "x" });
+  await settle();
+  const message = socket.last("message");
+  const subscribe = socket.last("subscribe");
+  socket.reply({ type: "error", code: 401, message: "token expired", id: message.id });
+  socket.reply({ type: "error", code: 401, message: "token expired", id: subscribe.id });
+  await settle();
+  assert.equal(await stateOf(published), "pending");
+  assert.equal(await stateOf(join.ready), "pending");
+  giveToken("t2");
+  await settle();
+  socket.reply({ type: "auth_success", userId: "alice", id: socket.last("auth").id });
+  await settle();
+  const resent = socket.sent.filter((m) => m.type === "message");
+  assert.equal(resent.length, 2);
+  assert.equal(resent[1].messageId, resent[0].messageId, "the same messageId");
+  socket.reply({ type: "published", id: resent[1].id, messageId: resent[1].messageId });
+  const resubscribe = socket.last("subscribe");
+  assert.notEqual(resubscribe, subscribe);
+  assert.deepEqual(resubscribe.presence, { data: { name: "x" } });
+  socket.reply({ type: "subscribed", topic: "a.b", id: resubscribe.id });
+  assert.equal((await published).type, "published");
+  await join.ready;
+  assert.deepEqual(events, [], "no error, no subscription ended");
+  client.disconnect();
+});
+
+test("no auth_success within requestTimeout, or with requestTimeout 0 within connectTimeout + pongTimeout: the connection is given up at once and retried", async () => {
+  const client = scripted({ requestTimeout: 0, connectTimeout: 20, pongTimeout: 20 });
+  const states = [];
+  client.on("state", (e) => states.push(e.state));
+  client.connect().catch(() => {});
+  await settle();
+  ScriptedSocket.instances.at(-1).open();  // and never answered
+  await until(() => states.includes("reconnecting"));
+  assert.equal(ScriptedSocket.instances[0].readyState, 3, "the silent socket is closed");
+  client.disconnect();
+});
+
+test("the last join ending while the remaining handler leaves before the node answers: no subscribe is sent for the topic left", async () => {
+  const client = scripted();
+  const socket = await connectScripted(client);
+  const plain = client.subscribe("a.b", () => {});
+  const join = client.join("a.b", { n: 1 });
+  socket.reply({ type: "subscribed", topic: "a.b", id: socket.last("subscribe").id });
+  await settle();
+  const subscribes = socket.sent.filter((m) => m.type === "subscribe").length;
+  join();
+  plain();
+  await settle();
+  for (const unsubscribe of socket.sent.filter((m) => m.type === "unsubscribe")) socket.reply({ type: "unsubscribed", topic: "a.b", id: unsubscribe.id });
+  await settle();
+  assert.equal(socket.sent.filter((m) => m.type === "subscribe").length, subscribes, "nothing subscribed again");
+  client.disconnect();
+});
