@@ -275,6 +275,19 @@ struct SDKNodeTests {
         await client.close()
     }
 
+    @Test("a node slow to authenticate (300 ms) is waited for past a ping interval of 100 ms: the first connection authenticates, none is dropped (a scripted node)")
+    func slowAuthentication() async throws {
+        let scripted = try await Self.scriptedNode("slow-auth")
+        defer { scripted.process.signal(SIGKILL) }
+        var configuration = Self.configuration()
+        configuration.pingInterval = .milliseconds(100)
+        let client = try ChorusClient(url: "ws://127.0.0.1:\(scripted.port)/ws", token: "any", configuration: configuration)
+        try await withDeadline(.seconds(20), "the first connection") { try await client.connect() }
+        await client.close()
+        #expect(await scripted.process.wait(timeout: .seconds(30)) == 0, "\(scripted.process.output())")
+        #expect(!scripted.process.output().contains("upgrades 2"), "\(scripted.process.output())")
+    }
+
     @Test("a join storm past a subscription's presence buffer: the oldest events are dropped and the subscriber hears resync after them, to read the list again (a scripted node)")
     func presenceOverflowResyncs() async throws {
         let scripted = try await Self.scriptedNode("presence-storm")

@@ -20,6 +20,10 @@ Scenario `presence-storm`: the client authenticates and subscribes with presence
 Scenario `refuses-reconnect`: the client authenticates and subscribes; once the subscribe is
 answered the connection closes (1011), and the next upgrade is refused with 401.
 
+Scenario `slow-auth`: every upgrade is answered with `auth_success` only after 300 ms (a node
+waiting on a slow Redis); the script prints `upgrades N` as they come, and exits once a client
+that authenticated closes.
+
 Scenario `expiry-crossing`: the client authenticates and publishes; the node answers
 `auth_expired`, then `error` 401 for that publish, as a node does for a request that arrived
 after the token's expiry. An `auth` is answered with `auth_success`, and the publish sent again
@@ -135,6 +139,21 @@ async def refuses_reconnect(ws, *_):
 upgrades = 0
 
 
+async def slow_auth(ws, *_):
+    global upgrades
+    upgrades += 1
+    print("upgrades", upgrades, flush=True)
+    await asyncio.sleep(0.3)  # the scenario: a node slow to authenticate, not a synchronization
+    try:
+        await ws.send(json.dumps({"type": "auth_success", "userId": "bob"}))
+        async for frame in frames(ws):
+            if frame.get("type") == "ping":
+                await ws.send(json.dumps({"type": "pong", "id": frame["id"]}))
+    except websockets.ConnectionClosed:
+        return
+    done.set()
+
+
 def refuse_after_first(connection, request):
     """The `refuses-reconnect` scenario's second upgrade: refused with 401."""
     global upgrades
@@ -148,7 +167,7 @@ def refuse_after_first(connection, request):
 
 SCENARIOS = {"pattern-before-page": pattern_before_page, "subscribes-unanswered": subscribes_unanswered,
              "closes-on-publish": closes_on_publish, "presence-storm": presence_storm,
-             "expiry-crossing": expiry_crossing, "refuses-reconnect": refuses_reconnect}
+             "expiry-crossing": expiry_crossing, "refuses-reconnect": refuses_reconnect, "slow-auth": slow_auth}
 
 
 async def main(scenario):
