@@ -162,9 +162,11 @@ public final class MemoryHistory: Sendable {
             guard let oldest = ring.oldest, query.limit > 0 else {
                 return HistoryPage(position: position, messages: [], oldestHeld: ring.oldest)
             }
-            // No overflow past Int.max: an offset that far is past every message.
-            let low = max(oldest, (query.after ?? 0) &+ 1)
-            guard low > (query.after ?? 0) else { return HistoryPage(position: position, messages: [], oldestHeld: oldest) }
+            // After the newest there is nothing (and `after + 1` below cannot overflow).
+            if let after = query.after, after >= ring.offset {
+                return HistoryPage(position: position, messages: [], oldestHeld: oldest)
+            }
+            let low = max(oldest, (query.after ?? 0) + 1)
             let high = min(ring.offset, (query.before ?? Int.max) - 1)
             guard low <= high else { return HistoryPage(position: position, messages: [], oldestHeld: oldest) }
             let range = query.newest ? max(low, high - query.limit + 1)...high : low...min(high, low + query.limit - 1)

@@ -734,16 +734,13 @@ actor ClientEngine {
         switch entry {
         case .publish(let key, let timer):
             timer?.cancel()
-            guard publishes[key] != nil else { return true }
             publishes[key]?.requestId = nil
-            if canSend, let connection { sendPublish(key, on: connection) }
+            if let connection { resendPublish(key, on: connection) }
             return true
         case .subscribe(let topic, _, _, let timer):
             timer?.cancel()
-            guard topics[topic] != nil else { return true }
             topics[topic]?.inFlight = false
-            topics[topic]?.resendWhenAuthenticated = true
-            if canSend, let connection { sendSubscribe(topic, on: connection) }
+            subscribeAgain(topic)
             return true
         case .request, .auth, .fence:
             return false
@@ -843,11 +840,7 @@ actor ClientEngine {
         }
         emit(.subscribed(topic: topic, resubscribed: resubscribed, recovered: since == nil ? nil : recovered, position: position))
         if let since, recovered == false { emit(.recoveryFailed(topic: topic, since: since)) }
-        if resend, canSend, let connection {
-            sendSubscribe(topic, on: connection)
-        } else if resend {
-            topics[topic]?.resendWhenAuthenticated = true  // sent once a fresh token is accepted
-        }
+        if resend { subscribeAgain(topic) }
     }
 
     /// The node refused or ended a subscription: every subscriber of it ends.

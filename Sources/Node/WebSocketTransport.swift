@@ -189,25 +189,23 @@ final class WebSocketTransport: ChannelDuplexHandler {
             self.budget.repaid(now: now)
             self.reading = true
             self.readReceived(now: now)
-            self.reading = false
-            if self.repliesPending {
-                self.repliesPending = false
-                self.flushOut()
-            }
-            if self.budgetResume == nil, self.writable, self.readHeld {
-                self.readHeld = false
-                context.read()
-            }
+            self.endOfRead()
+            self.passHeldRead(context: context)
         }
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
+        endOfRead()
+        context.fireChannelReadComplete()
+    }
+
+    /// The replies of a read (or of what a pause held) go out together.
+    private func endOfRead() {
         reading = false
         if repliesPending {
             repliesPending = false
             flushOut()
         }
-        context.fireChannelReadComplete()
     }
 
     private func handle(_ frame: WebSocketFrameReader.Frame, now: NIODeadline) {
@@ -298,10 +296,7 @@ final class WebSocketTransport: ChannelDuplexHandler {
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         writable = context.channel.isWritable
-        if writable && readHeld && budgetResume == nil {
-            readHeld = false
-            context.read()
-        }
+        passHeldRead(context: context)
         context.fireChannelWritabilityChanged()
     }
 
@@ -311,10 +306,15 @@ final class WebSocketTransport: ChannelDuplexHandler {
         guard let pause = budgetResume, let context else { return }
         pause.cancel()
         budgetResume = nil
-        if writable, readHeld {
-            readHeld = false
-            context.read()
-        }
+        passHeldRead(context: context)
+    }
+
+    /// The `read` held while the client was over the pending limit or its read budget, passed
+    /// on once it is over neither.
+    private func passHeldRead(context: ChannelHandlerContext) {
+        guard readHeld, writable, budgetResume == nil else { return }
+        readHeld = false
+        context.read()
     }
 
     /// Passes a read on only while the channel is writable: a client over the pending limit is

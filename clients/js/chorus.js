@@ -612,11 +612,16 @@ export class ChorusClient {
   }
 
   _stopOnAuthFailure(error) {
+    this._stop(error, CloseCode.unauthorized);
+  }
+
+  /** Stops until the application acts: queued publishes and waiting calls reject with `error`. */
+  _stop(error, code) {
     this._dropSocket();
     this._rejectQueued(error);
     // Settled before the state event, so a connect() made by its handler waits for its own open.
     this._settleConnect(error);
-    this._setState("disconnected", { code: CloseCode.unauthorized, reason: error.message, willReconnect: false, error });
+    this._setState("disconnected", { code, reason: error.message, willReconnect: false, error });
   }
 
   _authenticated(reply) {
@@ -659,10 +664,7 @@ export class ChorusClient {
     if (!this._wanted || this._reconnectTimer) return;
     if (this.options.reconnect === false) {
       // A connect that failed before a connection (getToken threw, the socket could not be made).
-      const error = new ChorusClosedError("could not connect, and reconnect is false", { code: code ?? 1006 });
-      this._rejectQueued(error);
-      this._settleConnect(error);
-      this._setState("disconnected", { code: code ?? 1006, reason: error.message, willReconnect: false, error });
+      this._stop(new ChorusClosedError("could not connect, and reconnect is false", { code: code ?? 1006 }), code ?? 1006);
       return;
     }
     const wasConnected = this._connectedAt !== 0;
