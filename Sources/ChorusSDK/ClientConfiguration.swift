@@ -50,6 +50,11 @@ extension ChorusClient {
         public var typingThrottle: Duration = .seconds(2)
         /// `stop` goes out this long after the last ``ChorusClient/typing(_:)`` call.
         public var typingTimeout: Duration = .seconds(4)
+        /// With a token provider: a fresh token is asked for this long before the current one
+        /// expires (at most a fifth of its life ahead; the node tells the time left, by its own
+        /// clock, in `auth_success`) and sent on the open connection, so delivery never pauses
+        /// at the expiry. Nil: renewed only when the node says the token expired.
+        public var renewBefore: Duration? = .seconds(30)
         /// The random source of the backoff's jitter, a value in 0..<1 (tests make it fixed).
         public var random: @Sendable () -> Double = { Double.random(in: 0..<1) }
 

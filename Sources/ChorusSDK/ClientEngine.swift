@@ -128,6 +128,10 @@ actor ClientEngine {
     /// The node said the token expired and no new one has been accepted yet: requests wait
     /// (the node would refuse them with 401) until it is.
     private var tokenExpired = false
+    /// Asks the token provider ahead of the token's expiry (``scheduleRenewal(_:on:)``).
+    private var renewal: Task<Void, Never>?
+    /// When the current connection's token expires, from the node's `expiresIn`.
+    private var tokenExpiresAt: ContinuousClock.Instant?
 
     /// What a parked caller waits for.
     private enum Wait {
@@ -538,6 +542,8 @@ actor ClientEngine {
     private func lostConnection(failingWith error: ChorusError) {
         authenticated = false
         tokenExpired = false
+        renewal?.cancel()
+        renewal = nil
         resume(.freshToken, with: nil)
         let pending = awaited
         awaited = [:]
@@ -616,6 +622,7 @@ actor ClientEngine {
             let user = fields["userId"]?.stringValue ?? ""
             if !authenticated {
                 didAuthenticate(as: user, on: connection)
+                scheduleRenewal(fields["expiresIn"]?.intValue, on: connection)
             } else if let id, case .auth? = awaited.removeValue(forKey: id) {
                 userId = user
                 let wasExpired = tokenExpired
@@ -623,6 +630,7 @@ actor ClientEngine {
                 resume(.freshToken, with: nil)
                 emit(.reauthenticated(userId: user))
                 if wasExpired { sendWaiting(on: connection) }
+                scheduleRenewal(fields["expiresIn"]?.intValue, on: connection)
             }
         case "auth_error":
             let code = fields["code"]?.intValue ?? 401
@@ -851,6 +859,54 @@ actor ClientEngine {
         for waiter in state.waiters.values { waiter.resume(throwing: error) }
         for handle in state.handles.values { handle.finish() }
         if state.everConfirmed { emit(.subscriptionEnded(topic: topic, error: error)) }
+    }
+
+    /// Asks the provider for a fresh token ``ChorusClient/Configuration/renewBefore`` before
+    /// the one just accepted expires (`expiresIn`, milliseconds), so that the node never pauses
+    /// delivery: the messages of that pause would not reach this connection.
+    private func scheduleRenewal(_ expiresIn: Int?, on connection: WebSocketConnection) {
+        renewal?.cancel()
+        renewal = nil
+        guard let expiresIn, tokenProvider != nil, let ahead = configuration.renewBefore, ahead > .zero else {
+            tokenExpiresAt = nil
+            return
+        }
+        let left = Duration.milliseconds(expiresIn)
+        tokenExpiresAt = .now + left
+        renew(after: left - min(ahead, left / 5), on: connection)
+    }
+
+    private func renew(after delay: Duration, on connection: WebSocketConnection) {
+        renewal = Task {
+            do { try await Task.sleep(for: delay) } catch { return }
+            await self.renewAhead(on: connection)
+        }
+    }
+
+    private func renewAhead(on connection: WebSocketConnection) async {
+        guard let tokenProvider, self.connection === connection, canSend else { return }
+        let current = token
+        var fresh: String?
+        do {
+            fresh = try await tokenProvider()
+        } catch {
+            emit(.error(.tokenUnavailable(message: "\(error)")))
+        }
+        // Closed meanwhile (the next connection asks anyway), expired meanwhile (the
+        // `auth_expired` path renews), or a `setToken(_:)` re-authenticated with its own token.
+        guard self.connection === connection, canSend, token == current else { return }
+        guard let fresh, fresh != current else {
+            // The provider failed, or handed back the token in use (a cache that renews later):
+            // asked again at half the time left, until 2 s before; then `auth_expired` renews.
+            if let expiresAt = tokenExpiresAt, expiresAt - .now >= .seconds(2) {
+                renew(after: (expiresAt - .now) / 2, on: connection)
+            }
+            return
+        }
+        token = fresh
+        let id = newId()
+        awaited[id] = .auth
+        send(["type": "auth", "token": .string(fresh), "id": .integer(Int64(id))], on: connection)
     }
 
     private func refreshAuthentication(on connection: WebSocketConnection) async {

@@ -15,6 +15,18 @@ public struct AuthenticatedUser: Sendable, Equatable {
         self.expiresAt = expiresAt
         self.grants = grants
     }
+
+    /// A token valid for more than this counts as not expiring while connected: a far-future
+    /// `exp` would overflow a deadline's nanoseconds.
+    static let longestExpiry: TimeInterval = 365 * 86_400
+
+    /// Milliseconds from `now` to `expiresAt` (0 once past it); nil without an expiry or past
+    /// ``longestExpiry``.
+    static func expiresIn(_ expiresAt: Date?, now: Date) -> Int? {
+        guard let expiresAt else { return nil }
+        let seconds = max(0, expiresAt.timeIntervalSince(now))
+        return seconds < longestExpiry ? Int(seconds * 1000) : nil
+    }
 }
 
 /// `"grants": {"subscribe": [patterns], "publish": [patterns]}` in a token.

@@ -4,7 +4,9 @@ import Foundation
 /// Every message the node sends to a client, in the seed's shapes. Timestamps are ISO 8601 with
 /// milliseconds. Replies echo the request's `id` when it had one.
 public enum ServerMessage: Sendable, Equatable {
-    case authSuccess(userId: String, id: JSONValue?)
+    /// `expiresAt`: the token's `exp`, sent as `expiresIn` (milliseconds from the reply, by the
+    /// node's clock, so a client's clock does not matter) for clients that renew ahead of it.
+    case authSuccess(userId: String, expiresAt: Date?, id: JSONValue?)
     case authError(message: String, code: Int, id: JSONValue?)
     /// The connection's token expired: delivery stops until a new `auth` succeeds.
     case authExpired
@@ -51,10 +53,13 @@ extension ServerMessage {
         }
         var stamp = now
         switch self {
-        case .authSuccess(let userId, let requestId):
+        case .authSuccess(let userId, let expiresAt, let requestId):
             type("auth_success")
             id(requestId)
             field("userId", userId)
+            if let expiresIn = AuthenticatedUser.expiresIn(expiresAt, now: now) {
+                json.raw(",\"expiresIn\":\(expiresIn)")
+            }
         case .authError(let message, let code, let requestId):
             type("auth_error")
             id(requestId)

@@ -195,9 +195,9 @@ final class WebSocketSession: WebSocketTransportDelegate {
         scheduleExpiry(newUser.expiresAt)
         // The user's own channel (direct messages) is interest too: answered once it is live.
         if first {
-            replyWhenSettled(.authSuccess(userId: newUser.id, id: requestId))
+            replyWhenSettled(.authSuccess(userId: newUser.id, expiresAt: newUser.expiresAt, id: requestId))
         } else {
-            reply(.authSuccess(userId: newUser.id, id: requestId))
+            reply(.authSuccess(userId: newUser.id, expiresAt: newUser.expiresAt, id: requestId))
         }
         if !first { dropSubscriptionsNotAllowed(for: newUser) }
         // Nothing was delivered while the token was expired, presence events included.
@@ -220,10 +220,8 @@ final class WebSocketSession: WebSocketTransportDelegate {
     }
 
     private func scheduleExpiry(_ expiresAt: Date?) {
-        // A token valid for more than a year counts as not expiring while connected: a
-        // far-future `exp` would overflow the deadline's nanoseconds.
         let seconds = max(0, expiresAt?.timeIntervalSinceNow ?? .infinity)
-        guard seconds < 365 * 86_400 else {
+        guard seconds < AuthenticatedUser.longestExpiry else {
             tokenDeadline = nil
             return
         }

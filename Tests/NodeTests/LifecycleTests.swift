@@ -237,6 +237,26 @@ struct LifecycleTests {
         }
     }
 
+    @Test("auth_success tells how long the token has left (expiresIn, ms), so that a client can renew it before delivery pauses")
+    func expiresInReported() async throws {
+        try await withNode(["JWT_LEEWAY": "0", "JWT_REQUIRE_EXP": "false"]) { node in
+            let client = try await node.connect()
+            let first = try await client.request(["type": "auth", "token": node.token("e", ttl: .seconds(600))])
+            let expiresIn = try #require(first["expiresIn"] as? Int)
+            // The token's `exp` has whole seconds (rounded up): up to one more than the lifetime.
+            #expect(expiresIn > 500_000 && expiresIn <= 601_000)
+            let renewed = try await client.request(["type": "auth", "token": node.token("e", ttl: .seconds(1_200))])
+            #expect(try #require(renewed["expiresIn"] as? Int) > 600_000)
+            // No `exp` within a year: nothing to renew ahead of.
+            let far = try await client.request(["type": "auth", "token": node.token("e", ttl: .seconds(1_000_000_000))])
+            #expect(far["type"] as? String == "auth_success")
+            #expect(far["expiresIn"] == nil)
+            let never = try await client.request(["type": "auth", "token": node.token("e", ttl: nil)])
+            #expect(never["type"] as? String == "auth_success")
+            #expect(never["expiresIn"] == nil)
+        }
+    }
+
     @Test("a token that expires in thousands of years is accepted and the node keeps serving")
     func farFutureExpiry() async throws {
         try await withNode { node in

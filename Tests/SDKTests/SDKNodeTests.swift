@@ -14,6 +14,13 @@ struct SDKNodeTests {
         ChorusClient.Configuration()
     }
 
+    /// Renews only when the node says the token expired (tests of that path).
+    private static func renewingOnExpiry() -> ChorusClient.Configuration {
+        var configuration = configuration()
+        configuration.renewBefore = nil
+        return configuration
+    }
+
     @Test("a client connects, subscribes, publishes and receives what it published")
     func roundTrip() async throws {
         try await withNodeProcess { node in
@@ -335,7 +342,7 @@ struct SDKNodeTests {
     func joinDuringRenewal() async throws {
         try await withNodeProcess(["JWT_LEEWAY": "0"]) { node in
             let tokens = TokenGate(user: "gina", lifetimes: [.seconds(2)])
-            let client = try ChorusClient(url: Self.url(node), configuration: Self.configuration(), getToken: tokens.provider)
+            let client = try ChorusClient(url: Self.url(node), configuration: Self.renewingOnExpiry(), getToken: tokens.provider)
             let events = await client.events()
             let plain = try await client.subscribe("rooms.renewal")
             await tokens.close()  // the renewal's provider call waits until open()
@@ -594,7 +601,7 @@ struct SDKNodeTests {
     func tokenRefreshOnExpiry() async throws {
         try await withNodeProcess(["JWT_LEEWAY": "0"]) { node in
             let tokens = TokenGate(user: "carol", lifetimes: [.seconds(2)])
-            let client = try ChorusClient(url: Self.url(node), configuration: Self.configuration(), getToken: tokens.provider)
+            let client = try ChorusClient(url: Self.url(node), configuration: Self.renewingOnExpiry(), getToken: tokens.provider)
             let events = await client.events()
             let subscription = try await client.subscribe("news")
             #expect(await first(in: events, where: { $0 == .tokenExpired }) != nil)
@@ -611,11 +618,46 @@ struct SDKNodeTests {
         }
     }
 
+    @Test("with a token provider the client renews ahead of the token's expiry: no tokenExpired, and every message published across the expiry arrives in order")
+    func renewsAhead() async throws {
+        try await withNodeProcess(["JWT_LEEWAY": "0"]) { node in
+            // Lives 2-3 s (whole seconds): renewed a fifth of that ahead.
+            let tokens = TokenGate(user: "hana", lifetimes: [.seconds(3)])
+            let client = try ChorusClient(url: Self.url(node), configuration: Self.configuration(), getToken: tokens.provider)
+            let events = await client.events()
+            let subscription = try await client.subscribe("news.ahead")
+            let publisher = try ChorusClient(url: Self.url(node), token: node.token("ivan"), configuration: Self.configuration())
+            let expired = ContinuousClock.now + .seconds(4)
+            let publishing = Task {
+                var sent = 0
+                while ContinuousClock.now < expired {
+                    _ = try await publisher.publish("news.ahead", .integer(Int64(sent)))
+                    sent += 1
+                    try await Task.sleep(for: .milliseconds(50))
+                }
+                return sent
+            }
+            let renewal = await first(in: events, where: { $0 == .tokenExpired || $0 == .reauthenticated(userId: "hana") })
+            #expect(renewal == .reauthenticated(userId: "hana"), "renewed before the token expired")
+            let sent = try await withDeadline(.seconds(60), "the publishes") { try await publishing.value }
+            var received: [String] = []
+            for await message in subscription {
+                received.append(message.data.jsonText)
+                if received.count == sent { break }
+            }
+            #expect(received == (0..<sent).map(String.init))
+            #expect(await tokens.calls == 2, "asked for the connection and once ahead of the expiry")
+            #expect(await client.state == .connected(userId: "hana"))
+            await publisher.close()
+            await client.close()
+        }
+    }
+
     @Test("a request made while the token is being renewed waits for the fresh one instead of failing")
     func requestWaitsForFreshToken() async throws {
         try await withNodeProcess(["JWT_LEEWAY": "0"]) { node in
             let tokens = TokenGate(user: "erin", lifetimes: [.seconds(2)])
-            let client = try ChorusClient(url: Self.url(node), configuration: Self.configuration(), getToken: tokens.provider)
+            let client = try ChorusClient(url: Self.url(node), configuration: Self.renewingOnExpiry(), getToken: tokens.provider)
             let events = await client.events()
             try await client.connect()
             await tokens.close()  // the renewal's provider call waits until open()

@@ -147,7 +147,7 @@ export type WebSocketConstructor = new (url: string) => WebSocketLike;
 export interface ChorusClientOptions {
   /** A token (sent as `auth` once the socket is open). */
   token?: string;
-  /** Asked for a token before the first connection (unless `token` is given), before every reconnect, on `auth_expired` and once after a refused token (a second refusal in a row stops the client until `setToken` or `connect`). A `setToken` while it is asked wins over its answer. */
+  /** Asked for a token before the first connection (unless `token` is given), before every reconnect, `renewBefore` ahead of the token's expiry, on `auth_expired` and once after a refused token (a second refusal in a row stops the client until `setToken` or `connect`). A `setToken` while it is asked wins over its answer. */
   getToken?: () => string | Promise<string>;
   /** A WebSocket class; defaults to `globalThis.WebSocket`. */
   WebSocket?: WebSocketConstructor | (new (url: string) => unknown);
@@ -188,6 +188,12 @@ export interface ChorusClientOptions {
   typingThrottle?: number;
   /** `stop` is sent this long after the last `typing()` call (ms, default 4000). */
   typingTimeout?: number;
+  /**
+   * With `getToken`: ask for a fresh token this long before the current one expires (ms,
+   * default 30000, at most a fifth of the token's life ahead) and authenticate with it on the
+   * open connection, so delivery never pauses at the expiry. 0: renew only on `auth_expired`.
+   */
+  renewBefore?: number;
   /** The random source of the backoff's jitter (tests). */
   random?: () => number;
 }

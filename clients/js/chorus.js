@@ -84,6 +84,7 @@ const DEFAULTS = Object.freeze({
   rateLimitRetries: 4,
   typingThrottle: 2000,
   typingTimeout: 4000,
+  renewBefore: 30000,
 });
 
 /** Whether `pattern` (with `*` for one segment and `**` for one or more) matches `topic`. */
@@ -296,6 +297,10 @@ export class ChorusClient {
     this._inflight = new Map();
     /** Between `auth_expired` and the fresh token's `auth_success`: a 401 to a request is held. */
     this._renewing = false;
+    /** Asks `getToken` ahead of the token's expiry (see `_scheduleRenewal`). */
+    this._renewTimer = null;
+    /** When the token of this connection expires (ms, `Date.now()` clock), from the node's `expiresIn`. */
+    this._expiresAt = undefined;
     this._typing = new Map();
     this._joined = new Map();
     this._userId = undefined;
@@ -633,6 +638,7 @@ export class ChorusClient {
     this._reconnected = true;
     this._setState("connected", { userId: reply.userId, reconnected });
     this._startPing();
+    this._scheduleRenewal(reply);
     this._settleConnect(null);
     for (const entry of this._topics.values()) {
       entry.retries = entry.limitRetries = 0;  // a new connection: the retries start again
@@ -687,6 +693,8 @@ export class ChorusClient {
     this._pingTimer = null;
     clearTimeout(this._liveness?.timer);
     this._liveness = null;
+    clearTimeout(this._renewTimer);
+    this._renewTimer = null;
     this._renewing = false;  // a new connection authenticates afresh
     for (const entry of this._topics.values()) {
       if (entry.active) entry.missedPresence = true;
@@ -741,6 +749,7 @@ export class ChorusClient {
       const reply = await this._request({ type: "auth", token });
       this._userId = reply.userId;
       this._renewing = false;
+      this._scheduleRenewal(reply);
       // What the node refused for the expired token goes again, with its id, in its order.
       for (const [id, pending] of this._pending) {
         if (!pending.awaitingRenewal) continue;
@@ -910,6 +919,55 @@ export class ChorusClient {
       default:
         this._emit("unhandled", message);
     }
+  }
+
+  /**
+   * With `getToken`, asks for a fresh token `renewBefore` ms before the one just accepted
+   * expires (at most a fifth of its life ahead), and authenticates with it on the open
+   * connection: delivery never pauses at the expiry, so no message is missed. The time comes
+   * from the node (`expiresIn` of `auth_success`), so the device's clock does not matter.
+   */
+  _scheduleRenewal(reply) {
+    clearTimeout(this._renewTimer);
+    this._renewTimer = null;
+    const left = reply.expiresIn;
+    if (typeof left !== "number" || !this._getToken || !(this.options.renewBefore > 0)) {
+      this._expiresAt = undefined;
+      return;
+    }
+    this._expiresAt = Date.now() + left;
+    this._renewAfter(left - Math.min(this.options.renewBefore, left / 5));
+  }
+
+  _renewAfter(delay) {
+    const socket = this._socket;
+    this._renewTimer = setTimeout(() => {
+      this._renewTimer = null;
+      if (this._socket === socket && this._state === "connected") this._renewAhead();
+    }, delay);
+  }
+
+  async _renewAhead() {
+    const socket = this._socket;
+    const generation = this._tokenGeneration;
+    const current = this._token;
+    let token;
+    try {
+      token = await this._currentToken(true);
+    } catch (error) {
+      this._emit("error", new ChorusAuthError("getToken failed: " + (error?.message ?? error), { cause: error }));
+    }
+    // Closed meanwhile (the next connection asks anyway), the token expired meanwhile (the
+    // auth_expired path renews), or setToken() re-authenticated with the application's token.
+    if (this._socket !== socket || this._state !== "connected" || this._renewing || generation !== this._tokenGeneration) return;
+    if (token === undefined || token === current) {
+      // The provider failed, or handed back the token in use (a cache that renews later):
+      // asked again at half the time left, until 2 s before; then auth_expired renews.
+      const left = this._expiresAt - Date.now();
+      if (left >= 2000) this._renewAfter(left / 2);
+      return;
+    }
+    await this._reauthenticate(token);
   }
 
   async _authExpired(message) {

@@ -160,6 +160,7 @@ describe("on two nodes behind nginx", () => {
     let asked = 0;
     const carol = client(cluster.wsURL, "carol", {
       ...acks(),
+      renewBefore: 0,  // renewed only when the node says the token expired
       getToken: () => { asked += 1; return tokens.shift() ?? mintToken("carol"); },
     });
     await carol.connect();
@@ -174,6 +175,40 @@ describe("on two nodes behind nginx", () => {
     await carol.publish(topic, { after: "refresh" });
     await inbox.until(1);
     assert.deepEqual(inbox.data(), [{ after: "refresh" }]);
+  });
+
+  test("with getToken the client renews ahead of the token's expiry: no auth_expired, and every message published across the expiry arrives", async () => {
+    const topic = `rooms.${unique()}`;
+    // Lives 1-2 s past the node's JWT_LEEWAY (5 s): renewed a fifth of that ahead.
+    const tokens = [mintToken("erin", { ttlSeconds: 2 })];
+    let asked = 0;
+    const erin = client(cluster.wsURL, "erin", {
+      ...acks(),
+      getToken: () => { asked += 1; return tokens.shift() ?? mintToken("erin"); },
+    });
+    const events = [];
+    erin.on("authExpired", () => events.push("authExpired"));
+    const renewed = nextEvent(erin, "reauthenticated");
+    await erin.connect();
+    const inbox = new Inbox();
+    await erin.subscribe(topic, inbox.handler).ready;
+    await routed(inbox, erin, topic);
+    const frank = client(cluster.node(2).wsURL, "frank", acks());
+    await frank.connect();
+    // Published until the renewal, and as long again after it: past the first token's expiry.
+    let sent = 0;
+    let renewedAt;
+    renewed.then(() => { renewedAt = sent; });
+    while (renewedAt === undefined || sent < 2 * renewedAt + 5) {
+      await frank.publish(topic, { n: sent });
+      sent += 1;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    await inbox.until(sent);
+    assert.deepEqual(inbox.data().map((d) => d.n), [...Array(sent).keys()]);
+    assert.deepEqual(events, [], "the token never expired on the connection");
+    assert.equal(asked, 2, "asked for the first connection and once ahead of the expiry");
+    assert.equal(erin.state, "connected");
   });
 
   test("the ws package's WebSocket can be passed in", { skip: WsPackage ? false : "the ws package is not installed" }, async () => {

@@ -1207,3 +1207,67 @@ test("the last join ending while the remaining handler leaves before the node an
   assert.equal(socket.sent.filter((m) => m.type === "subscribe").length, subscribes, "nothing subscribed again");
   client.disconnect();
 });
+
+test("with getToken, a fresh token is asked for renewBefore ahead of the node's expiresIn and sent on the open connection: delivery never pauses", async (t) => {
+  const tokens = ["t1", "t2", "t3"];
+  const client = scripted({ token: undefined, getToken: () => tokens.shift() });
+  const connected = client.connect();
+  await settle();
+  const socket = ScriptedSocket.instances[0];
+  socket.open();
+  t.mock.timers.enable({ apis: ["setTimeout"] });
+  socket.reply({ type: "auth_success", userId: "alice", expiresIn: 60000, id: socket.last("auth").id });
+  await connected;
+  const auths = () => socket.sent.filter((m) => m.type === "auth").map((m) => m.token);
+  t.mock.timers.tick(47999);  // 60 s left, renewBefore 30 s: a fifth of the life ahead, 12 s
+  await settle();
+  assert.deepEqual(auths(), ["t1"]);
+  t.mock.timers.tick(1);
+  await settle();
+  assert.deepEqual(auths(), ["t1", "t2"], "renewed 12 s before the expiry");
+  socket.reply({ type: "auth_success", userId: "alice", expiresIn: 600000, id: socket.last("auth").id });
+  await settle();
+  t.mock.timers.tick(569999);  // the new token's 600 s, 30 s ahead
+  await settle();
+  assert.deepEqual(auths(), ["t1", "t2"]);
+  t.mock.timers.tick(1);
+  await settle();
+  assert.deepEqual(auths(), ["t1", "t2", "t3"]);
+  assert.equal(client.state, "connected");
+  assert.equal(ScriptedSocket.instances.length, 1, "on the same connection");
+  client.disconnect();
+});
+
+test("a provider that hands back the token in use is asked again at half the time left, without an auth; renewBefore 0 and a fixed token never renew ahead", async (t) => {
+  let asked = 0;
+  const client = scripted({ token: undefined, getToken: () => { asked += 1; return "same"; } });
+  const connected = client.connect();
+  await settle();
+  const socket = ScriptedSocket.instances[0];
+  socket.open();
+  t.mock.timers.enable({ apis: ["setTimeout", "Date"] });  // the time left is measured on Date.now()
+  socket.reply({ type: "auth_success", userId: "alice", expiresIn: 100000, id: socket.last("auth").id });
+  await connected;
+  t.mock.timers.tick(80000);  // renewBefore ahead: 20 s left
+  await settle();
+  assert.equal(asked, 2);
+  assert.equal(socket.sent.filter((m) => m.type === "auth").length, 1, "the same token is not sent again");
+  t.mock.timers.tick(10000);  // half of the 20 s left
+  await settle();
+  assert.equal(asked, 3);
+  client.disconnect();
+
+  for (const options of [{ renewBefore: 0, getToken: () => "x" }, { token: "fixed" }]) {
+    const other = scripted({ token: undefined, ...options });
+    const ready = other.connect();
+    await settle();
+    const s = ScriptedSocket.instances.at(-1);
+    s.open();
+    s.reply({ type: "auth_success", userId: "alice", expiresIn: 1000, id: s.last("auth").id });
+    await ready;
+    t.mock.timers.tick(5000);
+    await settle();
+    assert.equal(s.sent.filter((m) => m.type === "auth").length, 1);
+    other.disconnect();
+  }
+});
