@@ -8,7 +8,9 @@ import Synchronization
 /// - `pubsub:@history:chat.lobby`: a stream of the last `HISTORY_SIZE` messages (`XADD MAXLEN`,
 ///   exact), entry id `<offset>-0`, one field `e` holding the envelope as published;
 /// - `pubsub:@history-meta:chat.lobby`: a hash with `epoch` and `offset` (the last assigned);
-/// - `pubsub:@history-id:chat.lobby:<messageId>`: the offset a `messageId` was stored at.
+/// - `pubsub:@history-id:chat.lobby/<messageId>`: the offset a `messageId` was stored at. The
+///   `/` ends the topic: no topic has one, while a `:` (allowed in topics) would let topic
+///   `rooms` with id `lobby:K` and topic `rooms:lobby` with id `K` share a key.
 ///
 /// All three expire `HISTORY_TTL` after the topic's last publish (`PEXPIRE`, refreshed by each
 /// publish). A topic whose meta hash is gone (expired, flushed, a Redis restarted without
@@ -18,7 +20,7 @@ enum RedisHistory {
     static func streamKey(_ channels: RedisChannels, _ topic: Topic) -> String { channels.prefix + "@history:" + topic.name }
     static func metaKey(_ channels: RedisChannels, _ topic: Topic) -> String { channels.prefix + "@history-meta:" + topic.name }
     static func idKey(_ channels: RedisChannels, _ topic: Topic, _ messageId: String) -> String {
-        channels.prefix + "@history-id:" + topic.name + ":" + messageId
+        channels.prefix + "@history-id:" + topic.name + "/" + messageId
     }
 
     /// Publishes a run of consecutive messages with history, in order, in one call (see

@@ -36,7 +36,7 @@ struct ReadReceipts: Sendable {
     /// whose grants do not cover the topic) are left out of the page.
     func conversations(of user: AuthenticatedUser, before cursor: String?, limit: Int) async throws -> ConversationPage {
         var page = try await store.conversations(of: user.id, before: cursor, limit: limit)
-        page.conversations.removeAll { !MessageAccess.mayRead($0.scope, user: user) }
+        page.filter { MessageAccess.mayRead($0.scope, user: user) }
         return page
     }
 }

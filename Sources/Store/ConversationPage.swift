@@ -14,6 +14,20 @@ public struct ConversationPage: Sendable, Equatable {
         self.cursors = cursors
     }
 
+    /// Keeps the conversations that satisfy `isIncluded`, each with its cursor, so that
+    /// ``prefix(_:)`` still continues after the last one kept. The page's own `nextCursor`
+    /// stays: the conversations left out are behind it too.
+    public mutating func filter(_ isIncluded: (ConversationSummary) -> Bool) {
+        let aligned = cursors.count == conversations.count
+        var (kept, keptCursors) = ([ConversationSummary](), [String]())
+        for (index, conversation) in conversations.enumerated() where isIncluded(conversation) {
+            kept.append(conversation)
+            if aligned { keptCursors.append(cursors[index]) }
+        }
+        conversations = kept
+        cursors = keptCursors
+    }
+
     /// The first `count` conversations (at least one), continued after the last of them.
     public func prefix(_ count: Int) -> ConversationPage {
         let count = max(1, count)

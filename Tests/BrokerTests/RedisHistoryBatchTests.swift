@@ -79,6 +79,23 @@ struct RedisHistoryBatchTests {
         }
     }
 
+    @Test("a messageId is per topic, whatever the topic and the id hold: topic rooms with id lobby:K and topic rooms:lobby with id K are both stored")
+    func idsPerTopic() async throws {
+        try await RedisTest.withServers { servers in
+            let redis = servers[0]
+            let earlier = try await Self.call(redis, [Self.outgoing("rooms", 1, messageId: "lobby:K1")], epoch: "E")
+            let outcomes = try await Self.call(
+                redis,
+                [
+                    Self.outgoing("rooms:lobby", 2, messageId: "K1"), Self.outgoing("rooms", 3, messageId: "lobby:K2"),
+                    Self.outgoing("rooms:lobby", 4, messageId: "K2"),
+                ], epoch: "E")
+            #expect(earlier.map(\.duplicate) == [false])
+            #expect(outcomes.map(\.duplicate) == [false, false, false], "across calls and within one")
+            #expect(try await Self.streamIDs(redis, "rooms:lobby") == ["1-0", "2-0"])
+        }
+    }
+
     @Test("a command failing in the middle of a call refuses that message and the later ones; the earlier stay stored, offsets go on without a gap")
     func failureInTheMiddle() async throws {
         try await RedisTest.withServers { servers in

@@ -203,7 +203,7 @@ struct MessageAPITests {
         }
     }
 
-    @Test("metadata nested 126 levels is posted and announced; 127, whose event every node would refuse, is 400")
+    @Test("metadata nested 126 levels is posted, announced and listed; 127, whose event every node would refuse, is 400")
     func metadataDepth() async throws {
         try await withNode { node in
             let alice = try await register(node, "alice")
@@ -221,6 +221,15 @@ struct MessageAPITests {
             #expect(deepest.status == 201)
             let event = try await listener.next(type: "message")
             #expect((event["data"] as? [String: Any])?["content"] as? String == "deep 126")
+            // The pages that nest it further still list it (they once answered `{}`, for
+            // everyone, hiding the room and every member's conversations).
+            let id = try #require(try deepest.json()["id"] as? String)
+            #expect(try await HTTP.get("\(node.baseURL)/api/messages/\(id)", headers: headers(alice)).status == 200)
+            let page = try await HTTP.get("\(node.baseURL)/api/messages?topic=rooms.deep", headers: headers(alice)).json()
+            #expect((page["messages"] as? [[String: Any]])?.map { $0["content"] as? String } == ["deep 126"])
+            let conversations = try await HTTP.get("\(node.baseURL)/api/conversations", headers: headers(alice)).json()
+            let listed = try #require((conversations["conversations"] as? [[String: Any]])?.first)
+            #expect((listed["lastMessage"] as? [String: Any])?["content"] as? String == "deep 126")
         }
     }
 

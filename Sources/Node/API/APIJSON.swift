@@ -63,8 +63,15 @@ extension Response {
     }
 
     static func json(_ value: RawJSON, status: HTTPResponse.Status = .ok) -> Response {
+        json(bytes: value.bytes, status: status)
+    }
+
+    /// A page written by the route from values checked already. Not checked again: a page
+    /// nests a message's `metadata` (up to ``MessageRoutes/maxMetadataDepth`` deep) further
+    /// than ``JSONParser/maxDepth``, which bounds what the node reads, not what it writes.
+    static func json(bytes: [UInt8], status: HTTPResponse.Status = .ok) -> Response {
         Response(
             status: status, headers: [.contentType: "application/json"],
-            body: .init(byteBuffer: ByteBuffer(bytes: value.bytes)))
+            body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
     }
 }

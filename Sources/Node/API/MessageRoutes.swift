@@ -142,7 +142,7 @@ struct MessageRoutes {
         writer.raw("{\"messages\":[")
         let written = PageRequest.write(page.messages, to: &writer) { $0.json }
         PageRequest.close(&writer, nextCursor: page.prefix(written).nextCursor)
-        return .json((try? RawJSON(validating: writer.bytes)) ?? .emptyObject)
+        return .json(bytes: writer.bytes)
     }
 
     private func edit(_ request: inout Request, context: NodeRequestContext) async throws -> Response {

@@ -70,7 +70,7 @@ struct PresenceRoutes {
             json.raw(",\"count\":\(page.count),\"scope\":\"node\"")
         }
         json.raw("}")
-        return Self.json(json.bytes)
+        return .json(bytes: json.bytes)
     }
 
     private func online(_ request: Request, userId: String) async -> Response {
@@ -94,10 +94,6 @@ struct PresenceRoutes {
             return node.outages.error("presence store", reason: error).response
         }
         json.raw("}")
-        return Self.json(json.bytes)
-    }
-
-    private static func json(_ bytes: [UInt8]) -> Response {
-        Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
+        return .json(bytes: json.bytes)
     }
 }

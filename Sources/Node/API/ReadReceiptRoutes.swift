@@ -40,6 +40,6 @@ struct ReadReceiptRoutes {
         writer.raw("{\"conversations\":[")
         let written = PageRequest.write(page.conversations, to: &writer) { $0.json(for: user.id) }
         PageRequest.close(&writer, nextCursor: page.prefix(written).nextCursor)
-        return .json((try? RawJSON(validating: writer.bytes)) ?? .emptyObject)
+        return .json(bytes: writer.bytes)
     }
 }
