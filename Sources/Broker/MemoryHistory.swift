@@ -38,7 +38,9 @@ public final class MemoryHistory: Sendable {
         var offset = 0
         /// The last messages, oldest first.
         var storage: Deque<Envelope> = []
-        var ids: [String: Int] = [:]
+        /// Offsets by `messageId`, compared by bytes: `String` equality is canonical
+        /// equivalence, which would take `"café"` composed and decomposed for one id.
+        var ids: [[UInt8]: Int] = [:]
         var bytes = 0
         var touched: ContinuousClock.Instant
 
@@ -52,7 +54,7 @@ public final class MemoryHistory: Sendable {
         /// Removes the oldest message; returns what it cost.
         mutating func dropOldest() -> Int {
             let evicted = storage.removeFirst()
-            if let key = evicted.messageId { ids[key] = nil }
+            if let key = evicted.messageId { ids[Array(key.utf8)] = nil }
             let cost = MemoryHistory.cost(of: evicted)
             bytes -= cost
             return cost
@@ -117,7 +119,8 @@ public final class MemoryHistory: Sendable {
             if now >= state.nextSweep { Self.sweep(&state, now: now, ttl: ttl) }
             var ring = take(topic, from: &state, now: now)
             ring.touched = now
-            if let key = envelope.messageId, let earlier = ring.ids[key] {
+            let key = envelope.messageId.map { Array($0.utf8) }
+            if let key, let earlier = ring.ids[key] {
                 state.rings[topic] = ring
                 state.duplicates += 1
                 return PublishOutcome(position: HistoryPosition(offset: earlier, epoch: ring.epoch), duplicate: true)
@@ -131,7 +134,7 @@ public final class MemoryHistory: Sendable {
             }
             let cost = Self.cost(of: envelope)
             ring.storage.append(envelope)
-            if let key = envelope.messageId { ring.ids[key] = ring.offset }
+            if let key { ring.ids[key] = ring.offset }
             ring.bytes += cost
             state.bytes += cost
             state.messages += 1

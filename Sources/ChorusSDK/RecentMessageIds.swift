@@ -4,9 +4,11 @@
 /// this is what drops the second copy.
 struct RecentMessageIds {
     let capacity: Int
-    private var keys: Set<String> = []
+    /// Topic, a 0 byte and the id, compared by bytes (`String` equality is canonical
+    /// equivalence: two ids that differ only in their Unicode composition are two ids).
+    private var keys: Set<[UInt8]> = []
     /// The keys in arrival order, as a ring once full.
-    private var order: [String] = []
+    private var order: [[UInt8]] = []
     private var oldest = 0
 
     init(capacity: Int = 1_000) {
@@ -15,7 +17,7 @@ struct RecentMessageIds {
 
     /// Records `messageId` on `topic`; false when it is among the recent ones already.
     mutating func insert(_ messageId: String, on topic: String) -> Bool {
-        let key = "\(topic)\u{0}\(messageId)"
+        let key = Array(topic.utf8) + [0] + Array(messageId.utf8)
         guard keys.insert(key).inserted else { return false }
         if order.count < capacity {
             order.append(key)

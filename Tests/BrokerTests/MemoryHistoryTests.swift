@@ -100,6 +100,18 @@ struct MemoryHistoryTests {
         #expect(!history.record(&late, topic: topic).duplicate, "trimmed out of the ring: accepted again")
     }
 
+    @Test("messageIds are compared by bytes: composed and decomposed text, or a Kelvin sign for a K, are other ids (as on Redis)")
+    func idsByBytes() throws {
+        let history = MemoryHistory(policy: HistoryPolicy(size: 10))
+        let topic = try Topic("chat.a")
+        let keys = ["caf\u{E9}", "cafe\u{301}", "K-1", "\u{212A}-1", "caf\u{E9}"]
+        let duplicates = keys.enumerated().map { n, key in
+            var envelope = Self.message(n, key: key)
+            return history.record(&envelope, topic: topic).duplicate
+        }
+        #expect(duplicates == [false, false, false, false, true])
+    }
+
     static func large(_ n: Int, topic: String, bytes: Int) -> Envelope {
         Envelope(id: "n-\(n)", origin: "n", topic: try! Topic(topic), data: RawJSON(.string(String(repeating: "x", count: bytes))))
     }

@@ -78,6 +78,15 @@ struct MessageAPITests {
                 "\(node.baseURL)/api/messages", json: ["id": id, "topic": "rooms.retry", "content": "something else"],
                 headers: headers(alice))
             #expect(other.status == 409)
+            // The same text composed otherwise is other bytes: not a retry of the post.
+            let accented = UUID().uuidString
+            let cafe = try await HTTP.post(
+                "\(node.baseURL)/api/messages", json: ["id": accented, "topic": "rooms.accent", "content": "caf\u{E9}"],
+                headers: headers(alice))
+            let decomposed = try await HTTP.post(
+                "\(node.baseURL)/api/messages", json: ["id": accented, "topic": "rooms.accent", "content": "cafe\u{301}"],
+                headers: headers(alice))
+            #expect(cafe.status == 201 && decomposed.status == 409)
             let bobs = try await HTTP.post("\(node.baseURL)/api/messages", json: body, headers: headers(bob))
             #expect(bobs.status == 409, "another author's post under the id")
             let malformed = try await HTTP.post(

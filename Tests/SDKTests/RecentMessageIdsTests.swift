@@ -12,4 +12,11 @@ struct RecentMessageIdsTests {
         // The fourth new key (c on t) makes the window forget the first (a on t).
         #expect(answers == [true, false, true, true, true, true, false, false])
     }
+
+    @Test("ids are compared by bytes: composed and decomposed text are two ids, as the node counts them")
+    func bytes() {
+        var recent = RecentMessageIds()
+        let answers = ["caf\u{E9}", "cafe\u{301}", "caf\u{E9}"].map { recent.insert($0, on: "t") }
+        #expect(answers == [true, true, false])
+    }
 }

@@ -110,10 +110,20 @@ struct MessageRoutes {
         return uuid.uuidString.lowercased()
     }
 
-    /// Whether `new` is `stored` posted again: same author, conversation, content and metadata.
+    /// Whether `new` is `stored` posted again: same author, conversation, content and metadata,
+    /// byte for byte (`String` equality is canonical equivalence: text composed differently is
+    /// a different post).
     private static func isRetry(of stored: StoredMessage, _ new: NewMessage) -> Bool {
         stored.authorId == new.authorId && stored.topic == new.topic && stored.recipientId == new.recipientId
-            && stored.content == new.content && stored.metadata == new.metadata
+            && sameBytes(stored.content, new.content) && sameBytes(stored.metadata, new.metadata)
+    }
+
+    private static func sameBytes(_ one: String?, _ other: String?) -> Bool {
+        switch (one, other) {
+        case (nil, nil): true
+        case (let one?, let other?): one.utf8.elementsEqual(other.utf8)
+        default: false
+        }
     }
 
     private func list(_ request: Request) async throws -> Response {
