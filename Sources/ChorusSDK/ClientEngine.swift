@@ -662,7 +662,11 @@ actor ClientEngine {
                 details: fields["details"])
             if let id, let entry = awaited.removeValue(forKey: id) {
                 failed(entry, with: error)
-            } else if let topic = fields["details"]?["topic"]?.stringValue, error.code == 403, topics[topic] != nil {
+            } else if let topic = fields["details"]?["topic"]?.stringValue, fields["details"]?["subscriptionEnded"] == .bool(true),
+                topics[topic] != nil
+            {
+                // The node ended it (a new token's grants do not cover it); other errors naming
+                // a topic (a typing there refused) leave the subscription as it is.
                 endTopic(topic, with: error)
             } else {
                 emit(.error(error))

@@ -205,7 +205,8 @@ final class WebSocketSession: WebSocketTransportDelegate {
     }
 
     /// A new token may carry narrower grants than the last: subscriptions it does not allow
-    /// end, each with a 403 `error` naming it.
+    /// end, each with a 403 `error` naming it and saying so (`subscriptionEnded`): other 403s
+    /// naming a topic (a typing or publish refused there) leave the subscription as it is.
     private func dropSubscriptionsNotAllowed(for user: AuthenticatedUser) {
         for pattern in subscriptions.sorted(by: { $0.text < $1.text }) {
             guard let denial = TopicAccess.subscribeDenial(pattern, user: user) else { continue }
@@ -214,7 +215,8 @@ final class WebSocketSession: WebSocketTransportDelegate {
             registry.assumeIsolated { $0.unsubscribe(id, from: pattern) }
             presenceDidUnsubscribe(pattern)
             reply(.error(
-                code: 403, message: "subscription ended: \(denial)", details: .object(["topic": .string(pattern.text)]),
+                code: 403, message: "subscription ended: \(denial)",
+                details: .object(["topic": .string(pattern.text), "subscriptionEnded": .bool(true)]),
                 id: nil))
         }
     }

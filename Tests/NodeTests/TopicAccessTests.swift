@@ -94,6 +94,7 @@ struct TopicAccessTests {
             let ended = try await client.next(type: "error")
             #expect(ended["code"] as? Int == 403)
             #expect((ended["details"] as? [String: Any])?["topic"] as? String == "news.world")
+            #expect((ended["details"] as? [String: Any])?["subscriptionEnded"] as? Bool == true)
 
             let publisher = try await node.connect(as: "publisher")
             try await publisher.send(json: ["type": "message", "topic": "news.world", "data": "dropped"])

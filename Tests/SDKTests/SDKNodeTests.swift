@@ -1,3 +1,4 @@
+import struct Broker.TopicPattern
 import ChorusSDK
 import Foundation
 import Node
@@ -593,6 +594,32 @@ struct SDKNodeTests {
             // The connection is still usable.
             let own = try await client.subscribe("messages.user.alice")
             #expect(own.topic == "messages.user.alice")
+            await client.close()
+        }
+    }
+
+    @Test("a typing the token may not publish is refused (403) without ending the subscription: the topic's messages keep arriving")
+    func typingRefusedKeepsSubscription() async throws {
+        try await withNodeProcess { node in
+            let grants = Grants(subscribe: [try TopicPattern("rooms.**")], publish: [try TopicPattern("rooms.chat")])
+            let token = TokenMinter(secret: Array(Cluster.secret.utf8)).mint(subject: "kim", ttl: .seconds(3600), grants: grants)
+            let client = try ChorusClient(url: Self.url(node), token: token, configuration: Self.configuration())
+            let events = await client.events()
+            let subscription = try await client.subscribe("rooms.announce")
+            await client.typing("rooms.announce")
+            let answer = await first(in: events) { event in
+                switch event {
+                case .error, .subscriptionEnded: true
+                default: false
+                }
+            }
+            guard case .error(let error)? = answer else { throw TestFailure("expected the typing's 403, got \(String(describing: answer))") }
+            #expect(error.code == 403)
+            let publisher = try ChorusClient(url: Self.url(node), token: node.token("lee"), configuration: Self.configuration())
+            try await publisher.publish("rooms.announce", "still subscribed")
+            var messages = subscription.makeAsyncIterator()
+            #expect(await messages.next()?.data == "still subscribed")
+            await publisher.close()
             await client.close()
         }
     }

@@ -907,8 +907,9 @@ export class ChorusClient {
       case "error": {
         const error = new ChorusError(message.message ?? "error", { code: message.code, details: message.details, reply: message });
         const topic = message.details?.topic;
-        if (message.code === 403 && topic && this._topics.has(topic)) {
-          // The node ended this subscription (a new token's grants no longer cover it).
+        if (message.details?.subscriptionEnded === true && topic && this._topics.has(topic)) {
+          // The node ended this subscription (a new token's grants no longer cover it). Other
+          // errors naming a topic (a typing there refused) leave it as it is.
           clearTimeout(this._topics.get(topic).retryTimer);
           this._topics.delete(topic);
           this._emit("subscriptionEnded", { topic, error });

@@ -1271,3 +1271,25 @@ test("a provider that hands back the token in use is asked again at half the tim
     other.disconnect();
   }
 });
+
+test("an error naming a topic ends its subscription only when the node says so (subscriptionEnded): a typing refused there (403) leaves it", async () => {
+  const client = scripted();
+  const socket = await connectScripted(client);
+  const got = [];
+  const ended = [];
+  client.on("subscriptionEnded", (e) => ended.push(e.topic));
+  client.on("error", () => {});
+  const ready = client.subscribe("rooms.announce", (m) => got.push(m.data)).ready;
+  socket.reply({ type: "subscribed", topic: "rooms.announce", id: socket.last("subscribe").id });
+  await ready;
+  client.typing("rooms.announce");
+  socket.reply({ type: "error", code: 403, message: "not allowed to publish to 'rooms.announce'", details: { topic: "rooms.announce" } });
+  socket.reply({ type: "message", topic: "rooms.announce", data: 1, messageId: "m1" });
+  assert.deepEqual(ended, []);
+  assert.deepEqual(got, [1], "still subscribed");
+  socket.reply({ type: "error", code: 403, message: "subscription ended: not granted", details: { topic: "rooms.announce", subscriptionEnded: true } });
+  socket.reply({ type: "message", topic: "rooms.announce", data: 2, messageId: "m2" });
+  assert.deepEqual(ended, ["rooms.announce"]);
+  assert.deepEqual(got, [1]);
+  client.disconnect();
+});
