@@ -629,7 +629,10 @@ actor ClientEngine {
                 tokenExpired = false
                 resume(.freshToken, with: nil)
                 emit(.reauthenticated(userId: user))
-                if wasExpired { sendWaiting(on: connection) }
+                if wasExpired {
+                    sendWaiting(on: connection)
+                    catchUp(on: connection)
+                }
                 scheduleRenewal(fields["expiresIn"]?.intValue, on: connection)
             }
         case "auth_error":
@@ -853,6 +856,25 @@ actor ClientEngine {
         emit(.subscribed(topic: topic, resubscribed: resubscribed, recovered: since == nil ? nil : recovered, position: position))
         if let since, recovered == false { emit(.recoveryFailed(topic: topic, since: since)) }
         if resend { subscribeAgain(topic) }
+    }
+
+    /// After a token renewed late (past `auth_expired`): the node delivered nothing in between.
+    /// Each confirmed subscription of a topic with a position asks for what came after it (a
+    /// `subscribe` with `since`, without presence fields: the membership stays as it is); what
+    /// the node no longer has is a ``ClientEvent/recoveryFailed(topic:since:)``, as after a
+    /// reconnect. Its live messages wait meanwhile (`awaitingPage`): the node sends them after
+    /// the page.
+    private func catchUp(on connection: WebSocketConnection) {
+        for (topic, state) in topics.sorted(by: { $0.key < $1.key })
+        where state.confirmed && !state.inFlight && !TopicFilter.isPattern(topic) {
+            guard let position = state.positions[topic] else { continue }
+            let id = newId()
+            topics[topic]?.inFlight = true
+            topics[topic]?.awaitingPage = true
+            awaited[id] = .subscribe(topic: topic, since: position, replay: nil, timer: timer(for: id))
+            let since: JSONValue = ["offset": .integer(Int64(position.offset)), "epoch": .string(position.epoch)]
+            send(["type": "subscribe", "topic": .string(topic), "since": since, "id": .integer(Int64(id))], on: connection)
+        }
     }
 
     /// The node refused or ended a subscription: every subscriber of it ends.

@@ -680,6 +680,36 @@ struct SDKNodeTests {
         }
     }
 
+    @Test("after a token renewed late (auth_expired), the messages published meanwhile still arrive, in order: the client asks for them with since")
+    func catchUpAfterLateRenewal() async throws {
+        try await withNodeProcess(["JWT_LEEWAY": "0"]) { node in
+            let tokens = TokenGate(user: "mia", lifetimes: [.seconds(2)])
+            let client = try ChorusClient(url: Self.url(node), configuration: Self.renewingOnExpiry(), getToken: tokens.provider)
+            let events = await client.events()
+            let subscription = try await client.subscribe("rooms.late")
+            let publisher = try ChorusClient(url: Self.url(node), token: node.token("noa"), configuration: Self.configuration())
+            try await publisher.publish("rooms.late", "before")
+            await tokens.close()  // the renewal's provider call waits until open()
+            #expect(await first(in: events, where: { $0 == .tokenExpired }) != nil)
+            await tokens.waitForCalls(2)
+            for text in ["during 1", "during 2"] { try await publisher.publish("rooms.late", .string(text)) }
+            await tokens.open()
+            #expect(await first(in: events, where: { $0 == .reauthenticated(userId: "mia") }) != nil)
+            try await publisher.publish("rooms.late", "after")
+            let received = try await withDeadline(.seconds(20), "the four messages") {
+                var received: [String] = []
+                for await message in subscription {
+                    received.append(message.data.stringValue ?? "")
+                    if received.count == 4 { break }
+                }
+                return received
+            }
+            #expect(received == ["before", "during 1", "during 2", "after"])
+            await publisher.close()
+            await client.close()
+        }
+    }
+
     @Test("a request made while the token is being renewed waits for the fresh one instead of failing")
     func requestWaitsForFreshToken() async throws {
         try await withNodeProcess(["JWT_LEEWAY": "0"]) { node in

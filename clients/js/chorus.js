@@ -746,7 +746,11 @@ export class ChorusClient {
 
   async _reauthenticate(token) {
     try {
-      const reply = await this._request({ type: "auth", token });
+      const reply = await this._request({ type: "auth", token }, {
+        // On the reply itself, not in a promise job: the node delivers again from the next
+        // frame on, which must find the catch-up's hold in place.
+        onReply: (message) => { if (message.type === "auth_success" && this._renewing) this._catchUp(); },
+      });
       this._userId = reply.userId;
       this._renewing = false;
       this._scheduleRenewal(reply);
@@ -919,6 +923,31 @@ export class ChorusClient {
       }
       default:
         this._emit("unhandled", message);
+    }
+  }
+
+  /**
+   * After a token renewed late (past `auth_expired`): the node delivered nothing in between.
+   * Each live subscription of a topic with a position asks for what came after it (a
+   * `subscribe` with `since`, without presence fields: the membership stays as it is); what
+   * the node no longer has is a `recoveryFailed`, as after a reconnect.
+   */
+  _catchUp() {
+    for (const entry of this._topics.values()) {
+      const position = entry.positions.get(entry.topic);
+      if (!entry.active || entry.awaiting || isPattern(entry.topic) || !position) continue;
+      const request = { type: "subscribe", topic: entry.topic, since: { offset: position.offset, epoch: position.epoch } };
+      // Until the reply, the topic's live messages wait: the node sends them after the page.
+      entry.awaiting = request;
+      const answered = () => { if (entry.awaiting === request) entry.awaiting = null; };
+      const caughtUp = (reply) => {
+        answered();
+        if (reply.type === "subscribed" && this._topics.get(entry.topic) === entry) this._subscribed(entry, request, reply, true);
+      };
+      this._request(request, { onReply: caughtUp }).catch((error) => {
+        answered();
+        if (!(error instanceof ChorusClosedError)) this._emit("error", error);
+      });
     }
   }
 

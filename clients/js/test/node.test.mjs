@@ -177,6 +177,35 @@ describe("on two nodes behind nginx", () => {
     assert.deepEqual(inbox.data(), [{ after: "refresh" }]);
   });
 
+  test("after a token renewed late (auth_expired), the messages published meanwhile still arrive, in order: the client asks for them with since", async () => {
+    const topic = `rooms.${unique()}`;
+    let release;
+    const held = new Promise((resolve) => { release = resolve; });
+    let asked = 0;
+    const gina = client(cluster.wsURL, "gina", {
+      ...acks(),
+      renewBefore: 0,
+      // The first token lives 1-2 s past the node's JWT_LEEWAY; the renewal waits for release().
+      getToken: async () => { asked += 1; return asked === 1 ? mintToken("gina", { ttlSeconds: 2 }) : held; },
+    });
+    await gina.connect();
+    const inbox = new Inbox();
+    await gina.subscribe(topic, inbox.handler).ready;
+    await routed(inbox, gina, topic);
+    const henry = client(cluster.node(2).wsURL, "henry", acks());
+    await henry.connect();
+    await henry.publish(topic, { n: 1 });
+    await nextEvent(gina, "authExpired");
+    await henry.publish(topic, { n: 2 });
+    await henry.publish(topic, { n: 3 });
+    const renewed = nextEvent(gina, "reauthenticated");
+    release(mintToken("gina"));
+    await renewed;
+    await henry.publish(topic, { n: 4 });
+    await inbox.until(4);
+    assert.deepEqual(inbox.data(), [{ n: 1 }, { n: 2 }, { n: 3 }, { n: 4 }]);
+  });
+
   test("with getToken the client renews ahead of the token's expiry: no auth_expired, and every message published across the expiry arrives", async () => {
     const topic = `rooms.${unique()}`;
     // Lives 1-2 s past the node's JWT_LEEWAY (5 s): renewed a fifth of that ahead.

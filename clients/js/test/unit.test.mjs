@@ -1293,3 +1293,34 @@ test("an error naming a topic ends its subscription only when the node says so (
   assert.deepEqual(got, [1]);
   client.disconnect();
 });
+
+test("after a token renewed late (auth_expired), each live topic with a position asks for what it missed (since, no presence fields): delivered in order, once; what is gone is a recoveryFailed", async () => {
+  const client = scripted({ token: undefined, getToken: () => (ScriptedSocket.instances.length === 0 ? "t1" : "t2") });
+  const got = [];
+  const failed = [];
+  client.on("recoveryFailed", (e) => failed.push(e.topic));
+  const socket = await connectScripted(client);
+  const joined = client.join("rooms.a", { name: "x" }, { onMessage: (m) => got.push(m.offset) });
+  socket.reply({ type: "subscribed", topic: "rooms.a", offset: 5, epoch: "E", id: socket.last("subscribe").id });
+  await joined.ready;
+  const plain = client.subscribe("rooms.b", () => {});
+  socket.reply({ type: "subscribed", topic: "rooms.b", offset: 2, epoch: "F", id: socket.last("subscribe").id });
+  await plain.ready;
+  socket.reply({ type: "message", topic: "rooms.a", offset: 6, epoch: "E", data: 6 });
+  socket.reply({ type: "auth_expired", code: 401, message: "token expired" });
+  await settle();
+  const subscribes = socket.sent.filter((m) => m.type === "subscribe").length;
+  socket.reply({ type: "auth_success", userId: "alice", id: socket.last("auth").id });
+  // A live message right behind the auth_success: the node sends it again after the page.
+  socket.reply({ type: "message", topic: "rooms.a", offset: 9, epoch: "E", data: 9 });
+  const catchUps = socket.sent.filter((m) => m.type === "subscribe").slice(subscribes);
+  assert.deepEqual(catchUps.map((m) => [m.topic, m.since, m.presence, m.presenceEvents]),
+    [["rooms.a", { offset: 6, epoch: "E" }, undefined, undefined], ["rooms.b", { offset: 2, epoch: "F" }, undefined, undefined]]);
+  socket.reply({ type: "subscribed", topic: "rooms.a", offset: 8, epoch: "E", recovered: true, id: catchUps[0].id });
+  for (const offset of [7, 8, 9]) socket.reply({ type: "message", topic: "rooms.a", offset, epoch: "E", data: offset });
+  socket.reply({ type: "subscribed", topic: "rooms.b", offset: 40, epoch: "F", recovered: false, id: catchUps[1].id });
+  await settle();
+  assert.deepEqual(got, [6, 7, 8, 9]);
+  assert.deepEqual(failed, ["rooms.b"]);
+  client.disconnect();
+});
