@@ -272,6 +272,26 @@ struct HistoryTests {
         }
     }
 
+    @Test("GET /api/history with after behind what is still held says gap (and oldest): a client filling a gap knows to reload")
+    func httpHistoryGap() async throws {
+        try await withNode(["HISTORY_SIZE": "3"]) { node in
+            let publisher = try await node.connect(as: "pub")
+            for seq in 1...5 { _ = try await publisher.publishAcknowledged(topic: "chat.g", data: ["seq": seq]) }
+            func page(_ query: String) async throws -> (offsets: [Int?], oldest: Int?, gap: Bool?) {
+                let body = try await HTTP.get("\(node.baseURL)/api/history/chat.g?\(query)", headers: ["Authorization": "Bearer \(node.token("r"))"]).json()
+                let messages = body["messages"] as? [[String: Any]] ?? []
+                return (messages.map { $0["offset"] as? Int }, body["oldest"] as? Int, body["gap"] as? Bool)
+            }
+            let trimmed = try await page("after=1")
+            #expect(trimmed.offsets == [3, 4, 5] && trimmed.oldest == 3 && trimmed.gap == true, "offset 2 is gone")
+            let whole = try await page("after=2")
+            #expect(whole.offsets == [3, 4, 5] && whole.gap == nil)
+            let current = try await page("after=5")
+            #expect(current.offsets == [] && current.gap == nil)
+            #expect(try await page("").gap == nil, "no after: nothing to miss")
+        }
+    }
+
     @Test("typing indicators and presence events on a topic with history are not stored: offsets count messages only")
     func signalsStayOutOfHistory() async throws {
         try await withNode(Self.environment) { node in

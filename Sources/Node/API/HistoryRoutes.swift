@@ -16,6 +16,11 @@ import NIOCore
 /// would otherwise make one response of up to `HISTORY_SIZE` × the message size, held whole for
 /// a client that does not read it. A page cut short says `"truncated":true`; the client asks
 /// again from the offset it reached.
+///
+/// `oldest` is the oldest offset still held. With `after`, `"gap":true` says that messages
+/// after it are gone (trimmed past `HISTORY_SIZE`, or expired): the page starts later than
+/// `after + 1`, and a client filling a gap must reload instead (as `recovered: false` tells a
+/// `subscribe` with `since`).
 struct HistoryRoutes {
     let node: NodeContext
 
@@ -26,6 +31,12 @@ struct HistoryRoutes {
         router.get("/api/history/:topic") { request, context in
             try await read(request, context: context)
         }
+    }
+
+    /// Whether messages after `after` are no longer held (see the type's doc).
+    static func missed(after: Int, page: HistoryPage) -> Bool {
+        guard after < page.position.offset else { return false }
+        return (page.oldestHeld ?? page.position.offset + 1) > after + 1
     }
 
     private func read(_ request: Request, context: NodeRequestContext) async throws -> Response {
@@ -74,6 +85,8 @@ struct HistoryRoutes {
                 json.append(bytes: ServerMessage.message(envelope).encoded())
             }
             json.raw("]")
+            if let oldest = page.oldestHeld { json.raw(",\"oldest\":\(oldest)") }
+            if let after, Self.missed(after: after, page: page) { json.raw(",\"gap\":true") }
             if page.truncated { json.raw(",\"truncated\":true") }
             if page.nodeOnly { json.raw(",\"scope\":\"node\"") }
             json.raw("}")
