@@ -10,7 +10,7 @@
 //
 // Served from the same origin as the node's /api and /ws (nginx in front, see README "Example
 // chat app"); `?api=http://host:port` points it at another origin (set CORS_ALLOWED_ORIGINS).
-import { ChorusClient, ChorusError } from "../../clients/js/chorus.js";
+import { ChorusClient, ChorusAuthError, ChorusError } from "../../clients/js/chorus.js";
 
 const params = new URLSearchParams(location.search);
 const apiBase = params.get("api") ?? location.origin;
@@ -82,6 +82,14 @@ async function authenticate(kind) {
   try {
     const reply = await api(`/api/auth/${kind}`, { method: "POST", body: { username: $("username").value, password: $("password").value } });
     state.token = reply.token;
+    if (state.client && reply.user.id === state.user.id) {
+      // Logged in again after the session expired: the open connection (or a stopped client)
+      // goes on with the new token, and each conversation gets what it missed.
+      $("login").style.display = "none";
+      state.client.setToken(state.token);
+      return;
+    }
+    state.client?.disconnect();
     state.user = reply.user;
     state.people.set(reply.user.id, reply.user.username);
     start();
@@ -109,12 +117,22 @@ function start() {
   // that then went out before the resubscribe, and that message would be missed by both.
   client.on("subscribed", ({ topic, resubscribed }) => { if (resubscribed && topic === liveTopic(state.current)) reloadAfterReconnect(); });
   client.on("error", (error) => console.warn("chorus:", error.message));
+  // The login token (AUTH_TOKEN_TTL) has no refresh: when it expires, or is refused, the user
+  // logs in again, and the page goes on where it was.
+  client.on("authExpired", sessionExpired);
+  client.on("state", ({ state: s, error }) => { if (s === "disconnected" && error instanceof ChorusAuthError) sessionExpired(); });
   client.on("typing", onTyping);
   client.on("presence", () => refreshPresence());
   client.subscribe(`messages.user.${state.user.id}`, onEvent);
   client.connect().catch((error) => { $("status").textContent = "error: " + error.message; });
   renderRooms();
   openConversation({ kind: "room", key: "room:lobby", topic: "rooms.lobby", title: "# lobby" });
+}
+
+function sessionExpired() {
+  $("login-error").textContent = "Your session expired: log in again.";
+  $("password").value = "";
+  $("login").style.display = "";
 }
 
 /** The subscription that carries a conversation's new messages: the room's, or our own for direct messages. */

@@ -177,3 +177,38 @@ test("two users on two nodes chat in a room and directly, see an HTTP author by 
   }
 });
 
+
+test("when the login token expires the page asks to log in again, and then goes on where it was with what was posted meanwhile", { skip }, async () => {
+  // Tokens of 3 s, renewed by nothing but a new login (the example app has no refresh).
+  const cluster = await startCluster("chat-browser-expiry", { nodes: 1, env: { AUTH_TOKEN_TTL: "3", JWT_LEEWAY: "0" } });
+  let driver;
+  const pages = [];
+  try {
+    driver = await Driver.start(cluster.directory);
+    const alice = await driver.open();
+    pages.push(alice);
+    await alice.navigate(`${cluster.url}/examples/chat/index.html`);
+    await logIn(alice, "alice", "correct horse", "register-button");
+    await pageRouted(cluster, alice, "rooms.lobby");
+    await alice.waitFor("the login form, once the token expired", "return getComputedStyle(document.getElementById('login')).display !== 'none' && document.getElementById('login-error').textContent;",
+      (v) => typeof v === "string" && v.includes("session expired"));
+    const bob = await http(`${cluster.url}/api/auth/register`, {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ username: "bob", password: "battery staple" }),
+    });
+    assert.equal(bob.status, 201, bob.text);
+    const posted = await http(`${cluster.url}/api/messages`, {
+      method: "POST", headers: { "Content-Type": "application/json", Authorization: `Bearer ${bob.json().token}` },
+      body: JSON.stringify({ topic: "rooms.lobby", content: "while you were away" }),
+    });
+    assert.equal(posted.status, 201, posted.text);
+    await logIn(alice, "alice", "correct horse", "login-button");
+    await alice.waitFor("alice sees what bob posted meanwhile", contents, (v) => v.includes("bob: while you were away"));
+    assert.equal(await alice.evaluate("return getComputedStyle(document.getElementById('login')).display;"), "none");
+    await alice.screenshot(join(artifacts, "3-alice-after-login-again.png"));
+  } finally {
+    for (const page of pages) await page.close();
+    await driver?.stop();
+    const problems = await cluster.stop();
+    assert.deepEqual(problems, [], `nodes ended badly (logs in ${cluster.directory})`);
+  }
+});
