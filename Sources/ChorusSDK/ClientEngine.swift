@@ -13,8 +13,10 @@ actor ClientEngine {
         var messages: AsyncStream<ChorusMessage>.Continuation
         var presence: AsyncStream<PresenceEvent>.Continuation
         var typing: AsyncStream<TypingEvent>.Continuation
-        /// A `join`: the user is a member of the topic while this handle lasts.
-        var joined: Bool
+        /// A `join`'s data: the user is a member of the topic while this handle lasts. Nil for
+        /// a plain subscriber.
+        var joinedWith: JSONValue?
+        var joined: Bool { joinedWith != nil }
 
         func finish() {
             messages.finish()
@@ -1108,7 +1110,7 @@ actor ClientEngine {
         if runner == nil, case .disconnected = state { start() }
         var state = topics[topic] ?? TopicState()
         let isNew = topics[topic] == nil
-        state.handles[handleId] = Handle(messages: messages, presence: presence, typing: typing, joined: presenceData != nil)
+        state.handles[handleId] = Handle(messages: messages, presence: presence, typing: typing, joinedWith: presenceData)
         var changed = isNew
         if let presenceData, presenceData != state.presence {
             state.presence = presenceData
@@ -1211,13 +1213,18 @@ actor ClientEngine {
         guard state.handles.isEmpty else {
             let lastJoinEnded = handle.joined && !state.handles.values.contains { $0.joined }
             if lastJoinEnded { state.presence = nil }
+            // The member's data is the newest join's still here: when that one ends, an earlier
+            // one's data goes back to the node (an `update`).
+            let newest = state.handles.filter { $0.value.joined }.max { $0.key < $1.key }?.value.joinedWith
+            let dataChanged = handle.joined && !lastJoinEnded && newest != state.presence
+            if dataChanged { state.presence = newest }
             if lastJoinEnded, state.confirmed || state.inFlight {
                 // Unsubscribed and subscribed again: presence events between are missed.
                 state.leaveFirst = true
                 state.missedPresence = true
             }
             topics[topic] = state
-            if lastJoinEnded { subscribeAgain(topic) }
+            if lastJoinEnded || dataChanged { subscribeAgain(topic) }
             return
         }
         topics[topic] = nil

@@ -624,6 +624,31 @@ struct SDKNodeTests {
         }
     }
 
+    @Test("joining again with other data updates the member (one update, no leave); when that join ends the earlier data comes back")
+    func presenceUpdateByJoin() async throws {
+        try await withNodeProcess { node in
+            let watcher = try ChorusClient(url: Self.url(node), token: node.token("wes"), configuration: Self.configuration())
+            let watching = try await watcher.join("rooms.status", data: ["status": "watching"])
+            let client = try ChorusClient(url: Self.url(node), token: node.token("zoe"), configuration: Self.configuration())
+            var events = watching.presenceEvents.makeAsyncIterator()
+            func next() async -> (ChorusSDK.PresenceEvent.Kind, ChorusSDK.JSONValue?)? {
+                while let event = await events.next() {
+                    if event.member?.userId == "zoe" { return (event.kind, event.member?.data?["status"]) }
+                }
+                return nil
+            }
+            let online = try await client.join("rooms.status", data: ["status": "online"])
+            #expect(await next()! == (.join, "online"))
+            let away = try await client.join("rooms.status", data: ["status": "away"])
+            #expect(await next()! == (.update, "away"))
+            away.cancel()
+            #expect(await next()! == (.update, "online"), "the earlier join's data, without a leave")
+            _ = online
+            await client.close()
+            await watcher.close()
+        }
+    }
+
     @Test("when the token expires the client gets a fresh one from its provider and keeps receiving")
     func tokenRefreshOnExpiry() async throws {
         try await withNodeProcess(["JWT_LEEWAY": "0"]) { node in

@@ -103,6 +103,12 @@ export function topicMatches(pattern, topic) {
   return match(0, 0);
 }
 
+/** Whether two member data values are the same JSON (undefined: not a member). */
+function samePresence(one, other) {
+  if (one === undefined || other === undefined) return one === other;
+  return JSON.stringify(one) === JSON.stringify(other);
+}
+
 /** True when `topic` names one topic rather than a pattern. */
 export function isPattern(topic) {
   return topic.split(".").some((segment) => segment === "*" || segment === "**");
@@ -236,9 +242,11 @@ class TopicEntry {
     this.retryTimer = null;
   }
 
+  /** The member data: the newest join's still here (joining again with other data updates it). */
   get presence() {
-    for (const h of this.handlers) if (h.presence !== undefined) return h.presence;
-    return undefined;
+    let data;
+    for (const h of this.handlers) if (h.presence !== undefined) data = h.presence;
+    return data;
   }
 
   get presenceEvents() {
@@ -1049,12 +1057,13 @@ export class ChorusClient {
         });
       }
     }
-    const hadPresence = entry.presence !== undefined;
+    const hadPresence = entry.presence;
     const hadEvents = entry.presenceEvents;
     entry.handlers.add(handlers);
     const ready = new Promise((resolve, reject) => entry.readyWaiters.push({ resolve, reject }));
     ready.catch(() => {});
-    const changed = !fresh && ((handlers.presence !== undefined && !hadPresence) || (entry.presenceEvents && !hadEvents));
+    // A join with other data than the member has: subscribed again with it (an `update`).
+    const changed = !fresh && ((handlers.presence !== undefined && !samePresence(handlers.presence, hadPresence)) || (entry.presenceEvents && !hadEvents));
     if (fresh || changed) {
       if (this._state === "connected") this._sendSubscribe(entry);
     } else if (entry.lastReply && entry.active) {
@@ -1064,6 +1073,7 @@ export class ChorusClient {
     const unsubscribe = () => {
       if (done) return;
       done = true;
+      const data = entry.presence;
       entry.handlers.delete(handlers);
       if (entry.handlers.size === 0 && this._topics.get(topic) === entry) {
         this._topics.delete(topic);
@@ -1080,6 +1090,9 @@ export class ChorusClient {
             // Not if the topic's other handlers left meanwhile, or the connection changed.
             if (this._topics.get(topic) === entry && this._state === "connected") this._sendSubscribe(entry);
           });
+      } else if (handlers.presence !== undefined && !samePresence(entry.presence, data) && this._state === "connected") {
+        // The newest join left while an earlier one stays: the member's data is that one's again.
+        this._sendSubscribe(entry);
       }
     };
     unsubscribe.ready = ready;

@@ -1324,3 +1324,25 @@ test("after a token renewed late (auth_expired), each live topic with a position
   assert.deepEqual(failed, ["rooms.b"]);
   client.disconnect();
 });
+
+test("joining again with other data sends it as an update (one subscribe with the new presence); the newest join leaving sends the earlier data back; the same data sends nothing", async () => {
+  const client = scripted();
+  const socket = await connectScripted(client);
+  const subscribes = () => socket.sent.filter((m) => m.type === "subscribe");
+  const online = client.join("rooms.a", { status: "online" });
+  socket.reply({ type: "subscribed", topic: "rooms.a", id: subscribes().at(-1).id });
+  await online.ready;
+  const again = client.join("rooms.a", { status: "online" });
+  await again.ready;
+  assert.equal(subscribes().length, 1, "the same data: nothing to send");
+  const away = client.join("rooms.a", { status: "away" });
+  assert.equal(subscribes().length, 2);
+  assert.deepEqual(subscribes().at(-1).presence, { data: { status: "away" } });
+  socket.reply({ type: "subscribed", topic: "rooms.a", id: subscribes().at(-1).id });
+  await away.ready;
+  away();
+  assert.equal(subscribes().length, 3);
+  assert.deepEqual(subscribes().at(-1).presence, { data: { status: "online" } });
+  assert.equal(socket.sent.filter((m) => m.type === "unsubscribe").length, 0, "no leave: an update");
+  client.disconnect();
+});
