@@ -228,6 +228,9 @@ struct SecurityTests {
                 "\(node.baseURL)/api/auth/login", json: ["username": "webby", "password": "correct horse"],
                 headers: ["Origin": "https://evil.example"])
             #expect(foreign.headers["access-control-allow-origin"] == nil)
+            #expect(foreign.headers["vary"]?.contains("Origin") == true, "a cache keys the answer on Origin")
+            let noOrigin = try await HTTP.get("\(node.baseURL)/api/history/chat.lobby", headers: ["Authorization": "Bearer \(token)"])
+            #expect(noOrigin.headers["vary"]?.contains("Origin") == true)
         }
         try await withNode { node in
             let preflight = try await HTTP.request("OPTIONS", "\(node.baseURL)/api/auth/login", headers: [

@@ -7,8 +7,8 @@ import NIOCore
 /// A request whose `Origin` is allowed goes through `CORSMiddleware`, which answers a preflight
 /// (`OPTIONS`) with 204 and the allowed methods and headers, and adds
 /// `Access-Control-Allow-Origin` (the request's origin, with `Vary: Origin`) to every other
-/// answer. A request from any other origin gets no CORS header at all, so the browser keeps
-/// its response from the page. `CORSMiddleware` can list origins only as a literal variadic
+/// answer. A request from any other origin (or none) gets no CORS header at all, so the browser
+/// keeps its response from the page, but `Vary: Origin` all the same. `CORSMiddleware` can list origins only as a literal variadic
 /// list (`.oneOf("a", "b")`); this type supplies the list from the configuration and nothing
 /// else.
 ///
@@ -34,7 +34,11 @@ struct CORSPolicy<Context: RequestContext>: RouterMiddleware {
         -> Response
     {
         guard let origin = request.headers[.origin], origins.allows(origin) else {
-            return try await next(request, context)
+            var response = try await next(request, context)
+            // Without CORS headers, but an answer to a listed origin would have them: a shared
+            // cache must not hand this copy to a page of that origin.
+            if !origins.any { response.headers.append(HTTPField(name: .vary, value: "Origin")) }
+            return response
         }
         return try await cors.handle(request, context: context, next: next)
     }
