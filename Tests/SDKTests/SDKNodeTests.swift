@@ -673,19 +673,20 @@ struct SDKNodeTests {
     @Test("with a token provider the client renews ahead of the token's expiry: no tokenExpired, and every message published across the expiry arrives in order")
     func renewsAhead() async throws {
         try await withNodeProcess(["JWT_LEEWAY": "0"]) { node in
-            // Lives 2-3 s (whole seconds): renewed a fifth of that ahead.
-            let tokens = TokenGate(user: "hana", lifetimes: [.seconds(3)])
+            // Lives 9-10 s (whole seconds): renewed a fifth of that ahead, about 2 s, time
+            // enough for the provider and the `auth` on a loaded machine.
+            let tokens = TokenGate(user: "hana", lifetimes: [.seconds(10)])
             let client = try ChorusClient(url: Self.url(node), configuration: Self.configuration(), getToken: tokens.provider)
             let events = await client.events()
             let subscription = try await client.subscribe("news.ahead")
             let publisher = try ChorusClient(url: Self.url(node), token: node.token("ivan"), configuration: Self.configuration())
-            let expired = ContinuousClock.now + .seconds(4)
+            let expired = ContinuousClock.now + .seconds(11)
             let publishing = Task {
                 var sent = 0
                 while ContinuousClock.now < expired {
                     _ = try await publisher.publish("news.ahead", .integer(Int64(sent)))
                     sent += 1
-                    try await Task.sleep(for: .milliseconds(50))
+                    try await Task.sleep(for: .milliseconds(100))
                 }
                 return sent
             }
