@@ -78,7 +78,11 @@ actor ClientEngine {
         /// With what the `subscribe` asked for: history after `since`, or the last `replay` messages.
         case subscribe(topic: String, since: StreamPosition?, replay: Int?, timer: Task<Void, Never>?)
         case publish(key: Int, timer: Task<Void, Never>?)
-        case auth
+        /// A `subscribe` with `since` for a live topic after a token renewed late
+        /// (``catchUp(on:)``); `attempt` counts its resends after rate refusals.
+        case catchUp(topic: String, since: StreamPosition, attempt: Int, timer: Task<Void, Never>?)
+        /// `ahead`: a renewal before the expiry, whose refusal leaves the connection as it is.
+        case auth(ahead: Bool)
         /// A `ping` sent behind an unacknowledged publish (request `publishId`): the node
         /// answers in order, so its `pong` means the publish was not refused.
         case fence(publishId: Int)
@@ -355,7 +359,7 @@ actor ClientEngine {
         token = new
         if authenticated, let connection {
             let id = newId()
-            awaited[id] = .auth
+            awaited[id] = .auth(ahead: false)
             send(["type": "auth", "token": .string(new), "id": .integer(Int64(id))], on: connection)
         } else if case .failed = state {
             start()
@@ -558,7 +562,7 @@ actor ClientEngine {
                 timer?.cancel()
                 publishes[key]?.requestId = nil
                 publishes[key]?.rateRetries = 0
-            case .subscribe(_, _, _, let timer):
+            case .subscribe(_, _, _, let timer), .catchUp(_, _, _, let timer):
                 timer?.cancel()
             case .auth, .fence:
                 break
@@ -640,6 +644,13 @@ actor ClientEngine {
         case "auth_error":
             let code = fields["code"]?.intValue ?? 401
             let message = fields["message"]?.stringValue ?? "token refused"
+            if let id, case .auth(ahead: true)? = awaited[id] {
+                // A token asked for ahead of the expiry was refused: the connection goes on with
+                // the one it has (the `auth_expired` path renews, or fails, at the expiry).
+                awaited[id] = nil
+                emit(.error(.authenticationFailed(code: code, message: message)))
+                return nil
+            }
             if let id { awaited[id] = nil }
             return .authRefused(code: code, message: message)
         case "auth_expired":
@@ -647,9 +658,17 @@ actor ClientEngine {
             emit(.tokenExpired)
             if tokenProvider != nil { Task { await self.refreshAuthentication(on: connection) } }
         case "subscribed":
-            if let id, case .subscribe(let topic, let since, let replay, let timer)? = awaited.removeValue(forKey: id) {
+            switch id.flatMap({ awaited[$0] }) {
+            case .subscribe(let topic, let since, let replay, let timer)?:
+                awaited[id!] = nil
                 timer?.cancel()
                 subscribed(topic, since: since, replay: replay, fields)
+            case .catchUp(let topic, let since, _, let timer)?:
+                awaited[id!] = nil
+                timer?.cancel()
+                subscribed(topic, since: since, replay: nil, fields)
+            default:
+                break
             }
         case "published":
             if let id, case .publish(let key, let timer)? = awaited.removeValue(forKey: id) {
@@ -735,6 +754,19 @@ actor ClientEngine {
             } else {
                 endTopic(topic, with: error)
             }
+        case .catchUp(let topic, let since, let attempt, let timer):
+            timer?.cancel()
+            if attempt < Self.rateRetries, let connection, let delay = rateRetryDelay(error, attempt: attempt + 1) {
+                // Dropped past the node's message rate (many topics caught up at once): sent
+                // again after the delay it named; the topic's live messages wait meanwhile.
+                Task {
+                    try? await Task.sleep(for: delay)
+                    guard self.connection === connection, self.topics[topic]?.confirmed == true else { return }
+                    self.sendCatchUp(topic, since: since, attempt: attempt + 1, on: connection)
+                }
+                return
+            }
+            catchUpFailed(topic, since: since)
         case .auth:
             emit(.error(error))
         case .fence:
@@ -759,7 +791,7 @@ actor ClientEngine {
             topics[topic]?.inFlight = false
             subscribeAgain(topic)
             return true
-        case .request, .auth, .fence:
+        case .request, .catchUp, .auth, .fence:
             return false
         }
     }
@@ -870,13 +902,31 @@ actor ClientEngine {
         for (topic, state) in topics.sorted(by: { $0.key < $1.key })
         where state.confirmed && !state.inFlight && !TopicFilter.isPattern(topic) {
             guard let position = state.positions[topic] else { continue }
-            let id = newId()
-            topics[topic]?.inFlight = true
-            topics[topic]?.awaitingPage = true
-            awaited[id] = .subscribe(topic: topic, since: position, replay: nil, timer: timer(for: id))
-            let since: JSONValue = ["offset": .integer(Int64(position.offset)), "epoch": .string(position.epoch)]
-            send(["type": "subscribe", "topic": .string(topic), "since": since, "id": .integer(Int64(id))], on: connection)
+            sendCatchUp(topic, since: position, attempt: 0, on: connection)
         }
+    }
+
+    private func sendCatchUp(_ topic: String, since position: StreamPosition, attempt: Int, on connection: WebSocketConnection) {
+        let id = newId()
+        topics[topic]?.inFlight = true
+        topics[topic]?.awaitingPage = true
+        awaited[id] = .catchUp(topic: topic, since: position, attempt: attempt, timer: timer(for: id))
+        let since: JSONValue = ["offset": .integer(Int64(position.offset)), "epoch": .string(position.epoch)]
+        send(["type": "subscribe", "topic": .string(topic), "since": since, "id": .integer(Int64(id))], on: connection)
+    }
+
+    /// A catch-up the node refused or left unanswered: what was published during the expiry
+    /// will not come, which the application hears as ``ClientEvent/recoveryFailed(topic:since:)``;
+    /// the subscription goes on live. Never ends the subscription: it was fine before.
+    private func catchUpFailed(_ topic: String, since: StreamPosition) {
+        guard var state = topics[topic] else { return }
+        state.inFlight = false
+        state.awaitingPage = false
+        let resend = state.resendWhenAnswered
+        state.resendWhenAnswered = false
+        topics[topic] = state
+        emit(.recoveryFailed(topic: topic, since: since))
+        if resend { subscribeAgain(topic) }
     }
 
     /// The node refused or ended a subscription: every subscriber of it ends.
@@ -933,7 +983,7 @@ actor ClientEngine {
         }
         token = fresh
         let id = newId()
-        awaited[id] = .auth
+        awaited[id] = .auth(ahead: true)
         send(["type": "auth", "token": .string(fresh), "id": .integer(Int64(id))], on: connection)
     }
 
@@ -944,7 +994,7 @@ actor ClientEngine {
             token = fresh
             guard self.connection === connection, authenticated else { return }
             let id = newId()
-            awaited[id] = .auth
+            awaited[id] = .auth(ahead: false)
             send(["type": "auth", "token": .string(fresh), "id": .integer(Int64(id))], on: connection)
         } catch {
             emit(.error(.tokenUnavailable(message: "\(error)")))
@@ -1029,6 +1079,8 @@ actor ClientEngine {
         case .subscribe(let topic, _, _, _):
             // Only its timer abandons a subscribe (a subscriber's cancellation does not).
             retrySubscribe(topic, after: .timeout)
+        case .catchUp(let topic, let since, _, _):
+            catchUpFailed(topic, since: since)
         case .auth, .fence:
             awaited[id] = entry
         }
@@ -1087,7 +1139,7 @@ actor ClientEngine {
         let delay = rateRetryDelay(error, attempt: 1, atLeast: backoff) ?? backoff
         state.retry = Task {
             do { try await Task.sleep(for: delay) } catch { return }
-            await self.resendSubscribe(topic, on: connection)
+            self.resendSubscribe(topic, on: connection)
         }
         topics[topic] = state
     }
@@ -1192,11 +1244,13 @@ actor ClientEngine {
     /// subscription of the topic must not take their answer, or their timeout, for its own.
     private func dropAwaitedSubscribes(of topic: String) {
         awaited = awaited.filter { _, entry in
-            if case .subscribe(topic, _, _, let timer) = entry {
+            switch entry {
+            case .subscribe(topic, _, _, let timer), .catchUp(topic, _, _, let timer):
                 timer?.cancel()
                 return false
+            default:
+                return true
             }
-            return true
         }
     }
 

@@ -1,6 +1,7 @@
 import struct Broker.TopicPattern
 import ChorusSDK
 import Foundation
+import Synchronization
 import Node
 import Testing
 import TestSupport
@@ -337,6 +338,61 @@ struct SDKNodeTests {
         #expect(output.contains("publishes 1 m-1\n") && output.contains("publishes 2 m-1\n"), "\(output)")
         await client.close()
         #expect(await scripted.process.wait(timeout: .seconds(30)) == 0, "\(scripted.process.output())")
+    }
+
+    @Test("a catch-up after a late renewal that the node refuses is a recoveryFailed, and the subscription goes on live, not ended (a scripted node)")
+    func catchUpRefused() async throws {
+        let scripted = try await Self.scriptedNode("catch-up-refused")
+        defer { scripted.process.signal(SIGKILL) }
+        let tokens = TokenGate(user: "bob")
+        let client = try ChorusClient(url: "ws://127.0.0.1:\(scripted.port)/ws", configuration: Self.configuration(), getToken: tokens.provider)
+        let events = await client.events()
+        let subscription = try await client.subscribe("rooms.a")
+        let failure = await first(in: events) { event in
+            switch event {
+            case .recoveryFailed, .subscriptionEnded: true
+            default: false
+            }
+        }
+        #expect(failure == .recoveryFailed(topic: "rooms.a", since: StreamPosition(offset: 6, epoch: "E")))
+        var messages = subscription.makeAsyncIterator()
+        #expect(await messages.next()?.position?.offset == 6)
+        #expect(await messages.next()?.position?.offset == 9, "live again")
+        #expect(scripted.process.output().contains("catch-up since 6"))
+        await client.close()
+        #expect(await scripted.process.wait(timeout: .seconds(30)) == 0, "\(scripted.process.output())")
+    }
+
+    @Test("a token the provider hands out ahead of the expiry that the node refuses leaves the connection as it is: an error event, still connected")
+    func refusedRenewalAhead() async throws {
+        try await withNodeProcess(["JWT_LEEWAY": "0"]) { node in
+            let minter = TokenMinter(secret: Array(Cluster.secret.utf8))
+            let calls = Mutex(0)
+            // The connection's token lives 9-10 s; the one asked for 2 s before its end is refused.
+            let provider: @Sendable () async throws -> String = {
+                let call = calls.withLock { count in
+                    count += 1
+                    return count
+                }
+                return call == 1 ? minter.mint(subject: "ola", ttl: .seconds(10)) : "not-a-token"
+            }
+            let client = try ChorusClient(url: Self.url(node), configuration: Self.configuration(), getToken: provider)
+            let events = await client.events()
+            let subscription = try await client.subscribe("rooms.ahead")
+            let refused = await first(in: events) { event in
+                if case .error(.authenticationFailed) = event { return true }
+                return event == .tokenExpired
+            }
+            guard case .error(.authenticationFailed(let code, _))? = refused else {
+                throw TestFailure("expected the refused renewal, got \(String(describing: refused))")
+            }
+            #expect(code == 401)
+            #expect(await client.state == .connected(userId: "ola"))
+            try await client.publish("rooms.ahead", "still connected")
+            var messages = subscription.makeAsyncIterator()
+            #expect(await messages.next()?.data == "still connected")
+            await client.close()
+        }
     }
 
     @Test("a join of a subscribed topic while the token is renewed is sent once the fresh token is accepted: the call returns and the user is a member")

@@ -69,6 +69,9 @@ export const CloseCode = Object.freeze({
   slowConsumer: 4008,
 });
 
+/** The longest delay `setTimeout` honours (ms). */
+const MAX_TIMER_DELAY = 2 ** 31 - 1;
+
 const DEFAULTS = Object.freeze({
   reconnect: true,
   minReconnectDelay: 500,
@@ -954,7 +957,13 @@ export class ChorusClient {
       };
       this._request(request, { onReply: caughtUp }).catch((error) => {
         answered();
-        if (!(error instanceof ChorusClosedError)) this._emit("error", error);
+        if (error instanceof ChorusClosedError) return;  // the next connection resubscribes with since
+        // Refused or unanswered: what was published during the expiry will not come. The
+        // subscription goes on live; the application reloads, as after any failed recovery.
+        const event = { topic: entry.topic, recovered: false, resubscribed: true, since: request.since, reason: `catching up after the token's renewal failed: ${error.message}` };
+        this._emit("recoveryFailed", event);
+        for (const h of entry.handlers) if (h.onRecoveryFailed) this._call(h.onRecoveryFailed, event);
+        this._emit("error", error);
       });
     }
   }
@@ -979,10 +988,18 @@ export class ChorusClient {
 
   _renewAfter(delay) {
     const socket = this._socket;
-    this._renewTimer = setTimeout(() => {
-      this._renewTimer = null;
-      if (this._socket === socket && this._state === "connected") this._renewAhead();
-    }, delay);
+    const at = Date.now() + delay;
+    const wait = () => {
+      // A timer's delay is at most 2^31 - 1 ms (24.8 days; a longer one fires at once): a
+      // token with longer to live is waited for in steps.
+      this._renewTimer = setTimeout(() => {
+        this._renewTimer = null;
+        if (this._socket !== socket || this._state !== "connected") return;
+        if (Date.now() < at) wait();
+        else this._renewAhead();
+      }, Math.min(Math.max(0, at - Date.now()), MAX_TIMER_DELAY));
+    };
+    wait();
   }
 
   async _renewAhead() {

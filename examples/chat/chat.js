@@ -89,7 +89,13 @@ async function authenticate(kind) {
       state.client.setToken(state.token);
       return;
     }
-    state.client?.disconnect();
+    if (state.client) {
+      // Another account at the prompt: nothing of the previous user's stays on the page.
+      state.client.disconnect();
+      for (const timer of state.typing.values()) clearTimeout(timer);
+      for (const map of [state.people, state.messages, state.unread, state.typing, state.readBy]) map.clear();
+      Object.assign(state, { current: null, presenceLeave: null, roomUnsubscribe: null });
+    }
     state.user = reply.user;
     state.people.set(reply.user.id, reply.user.username);
     start();

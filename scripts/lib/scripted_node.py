@@ -27,8 +27,13 @@ that authenticated closes.
 Scenario `expiry-crossing`: the client authenticates and publishes; the node answers
 `auth_expired`, then `error` 401 for that publish, as a node does for a request that arrived
 after the token's expiry. An `auth` is answered with `auth_success`, and the publish sent again
-with `published`. The script prints `publishes N` as they arrive. Needs the PyPI package
-websockets."""
+with `published`. The script prints `publishes N` as they arrive.
+
+Scenario `catch-up-refused`: the client authenticates and subscribes (answered at offset 5, then
+message 6); the node says `auth_expired`, answers the fresh `auth`, and refuses the catch-up
+`subscribe` with `since` (409), then sends message 9 live. The script prints `catch-up since N`.
+
+Needs the PyPI package websockets."""
 import asyncio, json, sys
 import websockets
 
@@ -128,6 +133,26 @@ async def expiry_crossing(ws, *_):
     done.set()
 
 
+async def catch_up_refused(ws, *_):
+    await ws.send(json.dumps({"type": "auth_success", "userId": "bob"}))
+    async for frame in frames(ws):
+        kind = frame.get("type")
+        if kind == "subscribe" and "since" not in frame:
+            await ws.send(json.dumps({"type": "subscribed", "topic": frame["topic"], "id": frame["id"], "offset": 5, "epoch": "E"}))
+            await ws.send(message(frame["topic"], 6))
+            await ws.send(json.dumps({"type": "auth_expired", "code": 401, "message": "token expired"}))
+        elif kind == "auth":
+            await ws.send(json.dumps({"type": "auth_success", "userId": "bob", "id": frame["id"]}))
+        elif kind == "subscribe":
+            print("catch-up since", frame["since"]["offset"], flush=True)
+            await ws.send(json.dumps({"type": "error", "code": 409, "id": frame["id"], "details": {"topic": frame["topic"]},
+                                      "message": "a subscribe to this topic is still reading its history"}))
+            await ws.send(message(frame["topic"], 9))
+        elif kind == "ping":
+            await ws.send(json.dumps({"type": "pong", "id": frame["id"]}))
+    done.set()
+
+
 async def refuses_reconnect(ws, *_):
     await ws.send(json.dumps({"type": "auth_success", "userId": "bob"}))
     async for frame in frames(ws):
@@ -167,7 +192,8 @@ def refuse_after_first(connection, request):
 
 SCENARIOS = {"pattern-before-page": pattern_before_page, "subscribes-unanswered": subscribes_unanswered,
              "closes-on-publish": closes_on_publish, "presence-storm": presence_storm,
-             "expiry-crossing": expiry_crossing, "refuses-reconnect": refuses_reconnect, "slow-auth": slow_auth}
+             "expiry-crossing": expiry_crossing, "refuses-reconnect": refuses_reconnect, "slow-auth": slow_auth,
+             "catch-up-refused": catch_up_refused}
 
 
 async def main(scenario):

@@ -1215,7 +1215,7 @@ test("with getToken, a fresh token is asked for renewBefore ahead of the node's 
   await settle();
   const socket = ScriptedSocket.instances[0];
   socket.open();
-  t.mock.timers.enable({ apis: ["setTimeout"] });
+  t.mock.timers.enable({ apis: ["setTimeout", "Date"] });
   socket.reply({ type: "auth_success", userId: "alice", expiresIn: 60000, id: socket.last("auth").id });
   await connected;
   const auths = () => socket.sent.filter((m) => m.type === "auth").map((m) => m.token);
@@ -1344,5 +1344,51 @@ test("joining again with other data sends it as an update (one subscribe with th
   assert.equal(subscribes().length, 3);
   assert.deepEqual(subscribes().at(-1).presence, { data: { status: "online" } });
   assert.equal(socket.sent.filter((m) => m.type === "unsubscribe").length, 0, "no leave: an update");
+  client.disconnect();
+});
+
+test("a token with more than 24.8 days to live is renewed once, near its end, not in a loop of timers that fire at once", async (t) => {
+  let asked = 0;
+  const client = scripted({ token: undefined, getToken: () => { asked += 1; return `t${asked}`; } });
+  const connected = client.connect();
+  await settle();
+  const socket = ScriptedSocket.instances[0];
+  socket.open();
+  t.mock.timers.enable({ apis: ["setTimeout", "Date"] });
+  const thirtyDays = 30 * 86400000;
+  socket.reply({ type: "auth_success", userId: "alice", expiresIn: thirtyDays, id: socket.last("auth").id });
+  await connected;
+  t.mock.timers.tick(2 ** 31 - 1);  // the first step: not yet
+  await settle();
+  t.mock.timers.tick(thirtyDays - 30000 - (2 ** 31 - 1) - 1);
+  await settle();
+  assert.equal(asked, 1, "only for the connection");
+  t.mock.timers.tick(1);
+  await settle();
+  assert.equal(asked, 2, "once, 30 s before the end");
+  client.disconnect();
+});
+
+test("a catch-up after a late renewal that fails (unanswered) is a recoveryFailed, and the subscription goes on live", async (t) => {
+  const client = scripted({ token: undefined, requestTimeout: 1000, getToken: () => (ScriptedSocket.instances.length === 0 ? "t1" : "t2") });
+  const got = [];
+  const failed = [];
+  client.on("recoveryFailed", (e) => failed.push([e.topic, e.since]));
+  client.on("error", () => {});
+  const socket = await connectScripted(client);
+  const ready = client.subscribe("rooms.a", (m) => got.push(m.offset)).ready;
+  socket.reply({ type: "subscribed", topic: "rooms.a", offset: 5, epoch: "E", id: socket.last("subscribe").id });
+  await ready;
+  socket.reply({ type: "auth_expired", code: 401, message: "token expired" });
+  await settle();
+  t.mock.timers.enable({ apis: ["setTimeout"] });
+  socket.reply({ type: "auth_success", userId: "alice", id: socket.last("auth").id });
+  assert.deepEqual(socket.last("subscribe").since, { offset: 5, epoch: "E" });
+  t.mock.timers.tick(1000);
+  socket.pong();
+  await settle();
+  assert.deepEqual(failed, [["rooms.a", { offset: 5, epoch: "E" }]]);
+  socket.reply({ type: "message", topic: "rooms.a", offset: 9, epoch: "E", data: 9 });
+  assert.deepEqual(got, [9], "live again");
   client.disconnect();
 });
