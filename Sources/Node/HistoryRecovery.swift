@@ -292,6 +292,7 @@ extension ConnectionRegistry {
         let allocator = ByteBufferAllocator()
         var history = plan.history.map { OutboundFrame.text(ServerMessage.message($0).encoded(), allocator: allocator) }
         let historyBytes = history.map(\.bytes.readableBytes)
+        transport.charge(work: historyBytes.reduce(0, +))
         let liveBytes = plan.live.reduce(0) { $0 + $1.frame.bytes.readableBytes }
         var fitted = plan
         HistoryRecovery.fit(

@@ -66,6 +66,9 @@ final class WebSocketTransport: ChannelDuplexHandler {
     /// Set while reading is paused for ``budget``: the end of the pause. Messages already
     /// received wait in ``reader`` (at most what one read brought) until it.
     private var budgetResume: Scheduled<Void>?
+    /// Bytes of ``charge(work:)`` during a pause, charged when it ends (the pause was set to
+    /// repay the debt before them).
+    private var workDuringPause = 0
     private let counters: NodeCounters
     /// Set when the client agreed to permessage-deflate: compresses this connection's replies.
     private let deflate: OutboundDeflate?
@@ -176,6 +179,18 @@ final class WebSocketTransport: ChannelDuplexHandler {
         }
     }
 
+    /// Charges `bytes` of work a request made the node do besides reading it (a history page
+    /// read and encoded for a `subscribe` with `since` or `replay`) to the read budget: a
+    /// client cannot make the node read history faster than it may send messages.
+    func charge(work bytes: Int) {
+        guard !isClosing else { return }
+        guard budgetResume == nil else {
+            workDuringPause += bytes
+            return
+        }
+        if let pause = budget.charge(bytes, now: .now()) { pauseReading(for: pause) }
+    }
+
     /// Stops handing on messages and passing on reads for `pause`, then goes on with what was
     /// received meanwhile (one read's worth) as a read would.
     private func pauseReading(for pause: TimeAmount) {
@@ -187,6 +202,10 @@ final class WebSocketTransport: ChannelDuplexHandler {
             let now = NIODeadline.now()
             self.lastHeard = now  // its bytes were waiting: the client is not silent
             self.budget.repaid(now: now)
+            // Work charged during the pause (a history page, ``charge(work:)``) is repaid next.
+            let work = self.workDuringPause
+            self.workDuringPause = 0
+            if work > 0, !self.isClosing, let more = self.budget.charge(work, now: now) { return self.pauseReading(for: more) }
             self.reading = true
             self.readReceived(now: now)
             self.endOfRead()

@@ -272,6 +272,37 @@ struct HistoryTests {
         }
     }
 
+    @Test("a history page counts against WEBSOCKET_MAX_BYTES_PER_SECOND: a replay of 240 KB against 64 KB a second pauses reading its client, which still gets all of it")
+    func pageCharged() async throws {
+        let environment = Self.environment.merging([
+            "API_KEY": "k", "WEBSOCKET_MAX_MESSAGE_SIZE": "65536", "WEBSOCKET_MAX_BYTES_PER_SECOND": "65536",
+            "WEBSOCKET_MAX_PENDING_BYTES": "4194304",
+        ]) { $1 }
+        try await withNode(environment) { node in
+            let pad = String(repeating: "x", count: 30_000)
+            for n in 1...8 {
+                let posted = try await HTTP.post(
+                    "\(node.baseURL)/api/publish", json: ["topic": "big.replay", "data": ["n": n, "pad": pad]], headers: ["X-API-Key": "k"])
+                #expect(posted.status == 202)
+            }
+            let reader = try await node.connect(as: "reader")
+            try await reader.send(json: ["type": "subscribe", "topic": "big.replay", "replay": 8, "id": 1])
+            _ = try await reader.next(type: "subscribed")
+            var received: [Int] = []
+            for _ in 1...8 {
+                let message = try await reader.next(type: "message")
+                received.append((message["data"] as? [String: Any])?["n"] as? Int ?? -1)
+            }
+            #expect(received == Array(1...8))
+            // Answered once the page's debt is repaid.
+            try await reader.send(json: ["type": "ping"])
+            _ = try await reader.next(type: "pong", timeout: .seconds(30))
+            let stats = try await HTTP.get("\(node.baseURL)/stats", headers: ["X-API-Key": "k"]).json()
+            let connections = try #require(stats["connections"] as? [String: Any])
+            #expect(connections["readsPaused"] as? Int ?? 0 >= 1, "\(connections)")
+        }
+    }
+
     @Test("GET /api/history with after behind what is still held says gap (and oldest): a client filling a gap knows to reload")
     func httpHistoryGap() async throws {
         try await withNode(["HISTORY_SIZE": "3"]) { node in

@@ -115,6 +115,23 @@ struct WebSocketTransportHandlerTests {
         #expect(harness.reads.reads == 2, "one held read passes on")
     }
 
+    @Test("work charged to the read budget (a history page) pauses reading like bytes read; work charged during a pause extends it")
+    func workCharged() throws {
+        // A burst of 4,096 bytes, then 1,024 a second.
+        let harness = try Harness(maxMessageSize: 4096, bytesPerSecond: 1024)
+        harness.channel.read()
+        harness.transport.charge(work: 5120)  // 1,024 bytes of debt: a second's pause
+        #expect(harness.counters.readsPaused.load(ordering: .relaxed) == 1)
+        harness.channel.read()
+        #expect(harness.reads.reads == 1, "no read during the pause")
+        harness.transport.charge(work: 2048)  // two seconds more, charged when the first ends
+        harness.channel.embeddedEventLoop.advanceTime(by: .milliseconds(1100))
+        #expect(harness.reads.reads == 1, "still paused for the work charged meanwhile")
+        #expect(harness.counters.readsPaused.load(ordering: .relaxed) == 2)
+        harness.channel.embeddedEventLoop.advanceTime(by: .milliseconds(2100))
+        #expect(harness.reads.reads == 2, "the held read passes on once all of it is repaid")
+    }
+
     @Test("past its read budget a connection is not read until the debt is repaid: the messages it already sent wait, none is dropped")
     func readBudgetPauses() throws {
         // A burst of 4,096 bytes (one largest message), then 1,024 a second.
