@@ -644,9 +644,10 @@ actor ClientEngine {
         case "auth_error":
             let code = fields["code"]?.intValue ?? 401
             let message = fields["message"]?.stringValue ?? "token refused"
-            if let id, case .auth(ahead: true)? = awaited[id] {
+            if let id, code == 401, case .auth(ahead: true)? = awaited[id] {
                 // A token asked for ahead of the expiry was refused: the connection goes on with
-                // the one it has (the `auth_expired` path renews, or fails, at the expiry).
+                // the one it has (the `auth_expired` path renews, or fails, at the expiry). A
+                // token of another user (409) ends it, as before: it is not this user's any more.
                 awaited[id] = nil
                 emit(.error(.authenticationFailed(code: code, message: message)))
                 return nil
@@ -756,12 +757,16 @@ actor ClientEngine {
             }
         case .catchUp(let topic, let since, let attempt, let timer):
             timer?.cancel()
-            if attempt < Self.rateRetries, let connection, let delay = rateRetryDelay(error, attempt: attempt + 1) {
+            if attempt < Self.rateRetries, let connection, topics[topic] != nil, let delay = rateRetryDelay(error, attempt: attempt + 1) {
                 // Dropped past the node's message rate (many topics caught up at once): sent
-                // again after the delay it named; the topic's live messages wait meanwhile.
-                Task {
-                    try? await Task.sleep(for: delay)
+                // again after the delay it named; the topic's live messages wait meanwhile. Kept
+                // as the topic's retry, which its end (or the connection's) cancels.
+                topics[topic]?.retry = Task {
+                    do { try await Task.sleep(for: delay) } catch { return }
                     guard self.connection === connection, self.topics[topic]?.confirmed == true else { return }
+                    self.topics[topic]?.retry = nil
+                    // The token expired again meanwhile: the catch-up after that renewal asks.
+                    guard self.canSend else { return self.catchUpFailed(topic, since: since) }
                     self.sendCatchUp(topic, since: since, attempt: attempt + 1, on: connection)
                 }
                 return

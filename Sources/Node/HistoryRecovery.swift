@@ -281,6 +281,11 @@ extension ConnectionRegistry {
         page: Result<HistoryPage, HistoryError>
     ) {
         guard let session = sessionsById(id) else { return }
+        // What was read counts against the client's read budget, whatever becomes of it (a
+        // recovery cancelled by an unsubscribe meanwhile, a `since` answered `recovered: false`).
+        if case .success(let read) = page {
+            session.transport.charge(work: read.messages.reduce(0) { $0 + $1.data.bytes.count + ($1.metadata?.bytes.count ?? 0) })
+        }
         var plan: HistoryRecovery.Plan?
         guard
             recoveries.finish(session.transport, topic, recovery: recovery, watermark: { held in
@@ -292,7 +297,6 @@ extension ConnectionRegistry {
         let allocator = ByteBufferAllocator()
         var history = plan.history.map { OutboundFrame.text(ServerMessage.message($0).encoded(), allocator: allocator) }
         let historyBytes = history.map(\.bytes.readableBytes)
-        transport.charge(work: historyBytes.reduce(0, +))
         let liveBytes = plan.live.reduce(0) { $0 + $1.frame.bytes.readableBytes }
         var fitted = plan
         HistoryRecovery.fit(

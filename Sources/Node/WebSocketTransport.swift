@@ -182,14 +182,22 @@ final class WebSocketTransport: ChannelDuplexHandler {
     /// Charges `bytes` of work a request made the node do besides reading it (a history page
     /// read and encoded for a `subscribe` with `since` or `replay`) to the read budget: a
     /// client cannot make the node read history faster than it may send messages.
+    ///
+    /// The debt from work is at most ``maxWorkPause`` of the budget: a client that reconnects
+    /// to many topics far behind must still be read within its SDK's pong timeout (10 s), or it
+    /// would reconnect, and pay again, for ever.
     func charge(work bytes: Int) {
         guard !isClosing else { return }
+        let most = Int(Double(budget.perSecond) * Double(Self.maxWorkPause.nanoseconds) / 1e9)
         guard budgetResume == nil else {
-            workDuringPause += bytes
+            workDuringPause = min(workDuringPause + bytes, most)
             return
         }
-        if let pause = budget.charge(bytes, now: .now()) { pauseReading(for: pause) }
+        if let pause = budget.charge(min(bytes, most), now: .now()) { pauseReading(for: pause) }
     }
+
+    /// The longest pause that work (``charge(work:)``) adds.
+    static let maxWorkPause = TimeAmount.seconds(4)
 
     /// Stops handing on messages and passing on reads for `pause`, then goes on with what was
     /// received meanwhile (one read's worth) as a read would.

@@ -115,21 +115,25 @@ struct WebSocketTransportHandlerTests {
         #expect(harness.reads.reads == 2, "one held read passes on")
     }
 
-    @Test("work charged to the read budget (a history page) pauses reading like bytes read; work charged during a pause extends it")
+    @Test("work charged to the read budget (a history page) pauses reading like bytes read; work charged during a pause extends it, by at most 4 s")
     func workCharged() throws {
-        // A burst of 4,096 bytes, then 1,024 a second.
+        // A burst of 4,096 bytes, then 1,024 a second: work adds at most 4,096 bytes of debt.
         let harness = try Harness(maxMessageSize: 4096, bytesPerSecond: 1024)
         harness.channel.read()
-        harness.transport.charge(work: 5120)  // 1,024 bytes of debt: a second's pause
+        harness.transport.charge(work: 3072)
+        #expect(harness.counters.readsPaused.load(ordering: .relaxed) == 0, "within the burst")
+        harness.transport.charge(work: 3072)  // 2,048 bytes of debt: two seconds
         #expect(harness.counters.readsPaused.load(ordering: .relaxed) == 1)
         harness.channel.read()
         #expect(harness.reads.reads == 1, "no read during the pause")
-        harness.transport.charge(work: 2048)  // two seconds more, charged when the first ends
-        harness.channel.embeddedEventLoop.advanceTime(by: .milliseconds(1100))
+        harness.transport.charge(work: 10_000)  // charged when the first pause ends, as 4 s at most
+        harness.channel.embeddedEventLoop.advanceTime(by: .milliseconds(2100))
         #expect(harness.reads.reads == 1, "still paused for the work charged meanwhile")
         #expect(harness.counters.readsPaused.load(ordering: .relaxed) == 2)
-        harness.channel.embeddedEventLoop.advanceTime(by: .milliseconds(2100))
-        #expect(harness.reads.reads == 2, "the held read passes on once all of it is repaid")
+        harness.channel.embeddedEventLoop.advanceTime(by: .milliseconds(3800))
+        #expect(harness.reads.reads == 1)
+        harness.channel.embeddedEventLoop.advanceTime(by: .milliseconds(300))
+        #expect(harness.reads.reads == 2, "the held read passes on after 4 s, not the 10 s of the whole charge")
     }
 
     @Test("past its read budget a connection is not read until the debt is repaid: the messages it already sent wait, none is dropped")

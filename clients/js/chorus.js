@@ -955,9 +955,11 @@ export class ChorusClient {
         answered();
         if (reply.type === "subscribed" && this._topics.get(entry.topic) === entry) this._subscribed(entry, request, reply, true);
       };
-      this._request(request, { onReply: caughtUp }).catch((error) => {
+      // Not sent again after a rate refusal once the application left the topic.
+      this._request(request, { onReply: caughtUp, stillWanted: () => this._topics.get(entry.topic) === entry }).catch((error) => {
         answered();
         if (error instanceof ChorusClosedError) return;  // the next connection resubscribes with since
+        if (this._topics.get(entry.topic) !== entry) return;  // left meanwhile: nothing to recover
         // Refused or unanswered: what was published during the expiry will not come. The
         // subscription goes on live; the application reloads, as after any failed recovery.
         const event = { topic: entry.topic, recovered: false, resubscribed: true, since: request.since, reason: `catching up after the token's renewal failed: ${error.message}` };

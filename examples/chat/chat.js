@@ -94,7 +94,7 @@ async function authenticate(kind) {
       state.client.disconnect();
       for (const timer of state.typing.values()) clearTimeout(timer);
       for (const map of [state.people, state.messages, state.unread, state.typing, state.readBy]) map.clear();
-      Object.assign(state, { current: null, presenceLeave: null, roomUnsubscribe: null });
+      Object.assign(state, { current: null, presenceLeave: null, roomUnsubscribe: null, rooms: ["lobby", "random"] });
     }
     state.user = reply.user;
     state.people.set(reply.user.id, reply.user.username);

@@ -1392,3 +1392,25 @@ test("a catch-up after a late renewal that fails (unanswered) is a recoveryFaile
   assert.deepEqual(got, [9], "live again");
   client.disconnect();
 });
+
+test("a catch-up of a topic the application left meanwhile fails quietly: no recoveryFailed for a topic nobody has", async (t) => {
+  const client = scripted({ token: undefined, requestTimeout: 1000, getToken: () => (ScriptedSocket.instances.length === 0 ? "t1" : "t2") });
+  const failed = [];
+  client.on("recoveryFailed", (e) => failed.push(e.topic));
+  client.on("error", () => {});
+  const socket = await connectScripted(client);
+  const leave = client.subscribe("rooms.a", () => {});
+  socket.reply({ type: "subscribed", topic: "rooms.a", offset: 5, epoch: "E", id: socket.last("subscribe").id });
+  await leave.ready;
+  socket.reply({ type: "auth_expired", code: 401, message: "token expired" });
+  await settle();
+  t.mock.timers.enable({ apis: ["setTimeout"] });
+  socket.reply({ type: "auth_success", userId: "alice", id: socket.last("auth").id });
+  assert.deepEqual(socket.last("subscribe").since, { offset: 5, epoch: "E" });
+  leave();
+  t.mock.timers.tick(1000);
+  socket.pong();
+  await settle();
+  assert.deepEqual(failed, []);
+  client.disconnect();
+});
