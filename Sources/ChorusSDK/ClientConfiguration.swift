@@ -51,7 +51,7 @@ extension ChorusClient {
         /// `stop` goes out this long after the last ``ChorusClient/typing(_:)`` call.
         public var typingTimeout: Duration = .seconds(4)
         /// With a token provider: a fresh token is asked for this long before the current one
-        /// expires (at most a fifth of its life ahead; the node tells the time left, by its own
+        /// expires (at most half its life ahead; the node tells the time left, by its own
         /// clock, in `auth_success`) and sent on the open connection, so delivery never pauses
         /// at the expiry. Nil: renewed only when the node says the token expired.
         public var renewBefore: Duration? = .seconds(30)

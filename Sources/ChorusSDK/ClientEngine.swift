@@ -956,7 +956,7 @@ actor ClientEngine {
         }
         let left = Duration.milliseconds(expiresIn)
         tokenExpiresAt = .now + left
-        renew(after: left - min(ahead, left / 5), on: connection)
+        renew(after: left - min(ahead, left / 2), on: connection)
     }
 
     private func renew(after delay: Duration, on connection: WebSocketConnection) {

@@ -729,8 +729,8 @@ struct SDKNodeTests {
     @Test("with a token provider the client renews ahead of the token's expiry: no tokenExpired, and every message published across the expiry arrives in order")
     func renewsAhead() async throws {
         try await withNodeProcess(["JWT_LEEWAY": "0"]) { node in
-            // Lives 9-10 s (whole seconds): renewed a fifth of that ahead, about 2 s, time
-            // enough for the provider and the `auth` on a loaded machine.
+            // Lives 9-10 s (whole seconds): renewed half of that ahead, about 5 s, time enough
+            // for the provider and the `auth` on a loaded machine (a fifth, 2 s, was not).
             let tokens = TokenGate(user: "hana", lifetimes: [.seconds(10)])
             let client = try ChorusClient(url: Self.url(node), configuration: Self.configuration(), getToken: tokens.provider)
             let events = await client.events()

@@ -190,7 +190,7 @@ export interface ChorusClientOptions {
   typingTimeout?: number;
   /**
    * With `getToken`: ask for a fresh token this long before the current one expires (ms,
-   * default 30000, at most a fifth of the token's life ahead) and authenticate with it on the
+   * default 30000, at most half the token's life ahead) and authenticate with it on the
    * open connection, so delivery never pauses at the expiry. 0: renew only on `auth_expired`.
    */
   renewBefore?: number;

@@ -972,7 +972,7 @@ export class ChorusClient {
 
   /**
    * With `getToken`, asks for a fresh token `renewBefore` ms before the one just accepted
-   * expires (at most a fifth of its life ahead), and authenticates with it on the open
+   * expires (at most half its life ahead), and authenticates with it on the open
    * connection: delivery never pauses at the expiry, so no message is missed. The time comes
    * from the node (`expiresIn` of `auth_success`), so the device's clock does not matter.
    */
@@ -985,7 +985,7 @@ export class ChorusClient {
       return;
     }
     this._expiresAt = Date.now() + left;
-    this._renewAfter(left - Math.min(this.options.renewBefore, left / 5));
+    this._renewAfter(left - Math.min(this.options.renewBefore, left / 2));
   }
 
   _renewAfter(delay) {

@@ -208,7 +208,7 @@ describe("on two nodes behind nginx", () => {
 
   test("with getToken the client renews ahead of the token's expiry: no auth_expired, and every message published across the expiry arrives", async () => {
     const topic = `rooms.${unique()}`;
-    // Lives 5-6 s past the node's JWT_LEEWAY (5 s): renewed a fifth of that ahead, about 2 s,
+    // Lives 5-6 s past the node's JWT_LEEWAY (5 s): renewed half of that ahead, about 5 s,
     // time enough for the provider and the `auth` on a loaded machine.
     const tokens = [mintToken("erin", { ttlSeconds: 6 })];
     let asked = 0;

@@ -1216,15 +1216,15 @@ test("with getToken, a fresh token is asked for renewBefore ahead of the node's 
   const socket = ScriptedSocket.instances[0];
   socket.open();
   t.mock.timers.enable({ apis: ["setTimeout", "Date"] });
-  socket.reply({ type: "auth_success", userId: "alice", expiresIn: 60000, id: socket.last("auth").id });
+  socket.reply({ type: "auth_success", userId: "alice", expiresIn: 40000, id: socket.last("auth").id });
   await connected;
   const auths = () => socket.sent.filter((m) => m.type === "auth").map((m) => m.token);
-  t.mock.timers.tick(47999);  // 60 s left, renewBefore 30 s: a fifth of the life ahead, 12 s
+  t.mock.timers.tick(19999);  // 40 s left, renewBefore 30 s: at most half the life ahead, 20 s
   await settle();
   assert.deepEqual(auths(), ["t1"]);
   t.mock.timers.tick(1);
   await settle();
-  assert.deepEqual(auths(), ["t1", "t2"], "renewed 12 s before the expiry");
+  assert.deepEqual(auths(), ["t1", "t2"], "renewed 20 s before the expiry");
   socket.reply({ type: "auth_success", userId: "alice", expiresIn: 600000, id: socket.last("auth").id });
   await settle();
   t.mock.timers.tick(569999);  // the new token's 600 s, 30 s ahead
@@ -1248,11 +1248,11 @@ test("a provider that hands back the token in use is asked again at half the tim
   t.mock.timers.enable({ apis: ["setTimeout", "Date"] });  // the time left is measured on Date.now()
   socket.reply({ type: "auth_success", userId: "alice", expiresIn: 100000, id: socket.last("auth").id });
   await connected;
-  t.mock.timers.tick(80000);  // renewBefore ahead: 20 s left
+  t.mock.timers.tick(70000);  // renewBefore ahead: 30 s left
   await settle();
   assert.equal(asked, 2);
   assert.equal(socket.sent.filter((m) => m.type === "auth").length, 1, "the same token is not sent again");
-  t.mock.timers.tick(10000);  // half of the 20 s left
+  t.mock.timers.tick(15000);  // half of the 30 s left
   await settle();
   assert.equal(asked, 3);
   client.disconnect();
