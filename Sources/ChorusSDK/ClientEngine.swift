@@ -358,9 +358,7 @@ actor ClientEngine {
     func setToken(_ new: String) {
         token = new
         if authenticated, let connection {
-            let id = newId()
-            awaited[id] = .auth(ahead: false)
-            send(["type": "auth", "token": .string(new), "id": .integer(Int64(id))], on: connection)
+            sendAuth(new, ahead: false, on: connection)
         } else if case .failed = state {
             start()
         }
@@ -987,9 +985,14 @@ actor ClientEngine {
             return
         }
         token = fresh
+        sendAuth(fresh, ahead: true, on: connection)
+    }
+
+    /// Authenticates again on the open `connection` with `token`.
+    private func sendAuth(_ token: String, ahead: Bool, on connection: WebSocketConnection) {
         let id = newId()
-        awaited[id] = .auth(ahead: true)
-        send(["type": "auth", "token": .string(fresh), "id": .integer(Int64(id))], on: connection)
+        awaited[id] = .auth(ahead: ahead)
+        send(["type": "auth", "token": .string(token), "id": .integer(Int64(id))], on: connection)
     }
 
     private func refreshAuthentication(on connection: WebSocketConnection) async {
@@ -998,9 +1001,7 @@ actor ClientEngine {
             let fresh = try await tokenProvider()
             token = fresh
             guard self.connection === connection, authenticated else { return }
-            let id = newId()
-            awaited[id] = .auth(ahead: false)
-            send(["type": "auth", "token": .string(fresh), "id": .integer(Int64(id))], on: connection)
+            sendAuth(fresh, ahead: false, on: connection)
         } catch {
             emit(.error(.tokenUnavailable(message: "\(error)")))
         }
@@ -1270,12 +1271,11 @@ actor ClientEngine {
         }
         handle.finish()
         guard state.handles.isEmpty else {
-            let lastJoinEnded = handle.joined && !state.handles.values.contains { $0.joined }
-            if lastJoinEnded { state.presence = nil }
             // The member's data is the newest join's still here: when that one ends, an earlier
-            // one's data goes back to the node (an `update`).
+            // one's data goes back to the node (an `update`); none left, the membership ends.
             let newest = state.handles.filter { $0.value.joined }.max { $0.key < $1.key }?.value.joinedWith
-            let dataChanged = handle.joined && !lastJoinEnded && newest != state.presence
+            let lastJoinEnded = handle.joined && newest == nil
+            let dataChanged = handle.joined && newest != state.presence
             if dataChanged { state.presence = newest }
             if lastJoinEnded, state.confirmed || state.inFlight {
                 // Unsubscribed and subscribed again: presence events between are missed.
@@ -1283,7 +1283,7 @@ actor ClientEngine {
                 state.missedPresence = true
             }
             topics[topic] = state
-            if lastJoinEnded || dataChanged { subscribeAgain(topic) }
+            if dataChanged { subscribeAgain(topic) }
             return
         }
         topics[topic] = nil

@@ -963,8 +963,7 @@ export class ChorusClient {
         // Refused or unanswered: what was published during the expiry will not come. The
         // subscription goes on live; the application reloads, as after any failed recovery.
         const event = { topic: entry.topic, recovered: false, resubscribed: true, since: request.since, reason: `catching up after the token's renewal failed: ${error.message}` };
-        this._emit("recoveryFailed", event);
-        for (const h of entry.handlers) if (h.onRecoveryFailed) this._call(h.onRecoveryFailed, event);
+        this._recoveryFailed(entry, event);
         this._emit("error", error);
       });
     }
@@ -1076,13 +1075,13 @@ export class ChorusClient {
         });
       }
     }
-    const hadPresence = entry.presence;
+    const previousData = entry.presence;
     const hadEvents = entry.presenceEvents;
     entry.handlers.add(handlers);
     const ready = new Promise((resolve, reject) => entry.readyWaiters.push({ resolve, reject }));
     ready.catch(() => {});
     // A join with other data than the member has: subscribed again with it (an `update`).
-    const changed = !fresh && ((handlers.presence !== undefined && !samePresence(handlers.presence, hadPresence)) || (entry.presenceEvents && !hadEvents));
+    const changed = !fresh && ((handlers.presence !== undefined && !samePresence(handlers.presence, previousData)) || (entry.presenceEvents && !hadEvents));
     if (fresh || changed) {
       if (this._state === "connected") this._sendSubscribe(entry);
     } else if (entry.lastReply && entry.active) {
@@ -1177,8 +1176,7 @@ export class ChorusClient {
         if (field === "since") {
           entry.positions.delete(entry.topic);
           const event = { topic: entry.topic, recovered: false, resubscribed: resubscribe, since: request.since, reason: "the topic has no history" };
-          this._emit("recoveryFailed", event);
-          for (const h of entry.handlers) if (h.onRecoveryFailed) this._call(h.onRecoveryFailed, event);
+          this._recoveryFailed(entry, event);
         }
         if (this._state === "connected") this._sendSubscribe(entry);
         return;
@@ -1229,16 +1227,14 @@ export class ChorusClient {
       // The node no longer has what came after our position (history expired, or a new epoch):
       // the application should reload (e.g. GET /api/messages) and continue from here.
       const event = { ...info, since: request.since };
-      this._emit("recoveryFailed", event);
-      for (const h of entry.handlers) if (h.onRecoveryFailed) this._call(h.onRecoveryFailed, event);
+      this._recoveryFailed(entry, event);
       if (hasPosition) entry.positions.set(entry.topic, { offset: reply.offset, epoch: reply.epoch });
       return;
     }
     if (request.since && !hasPosition && resubscribe) {
       // A node without history: whatever was published while away is not replayed.
       const event = { ...info, recovered: false, since: request.since, reason: "no history on this topic" };
-      this._emit("recoveryFailed", event);
-      for (const h of entry.handlers) if (h.onRecoveryFailed) this._call(h.onRecoveryFailed, event);
+      this._recoveryFailed(entry, event);
       return;
     }
     if (hasPosition && !request.since && !entry.positions.has(entry.topic)) {
@@ -1251,6 +1247,12 @@ export class ChorusClient {
       const offset = request.replay ? Math.max(0, reply.offset - request.replay) : reply.offset;
       entry.positions.set(entry.topic, { offset, epoch: reply.epoch });
     }
+  }
+
+  /** Tells the application (the event, and each handler of `entry`) that messages were missed. */
+  _recoveryFailed(entry, event) {
+    this._emit("recoveryFailed", event);
+    for (const h of entry.handlers) if (h.onRecoveryFailed) this._call(h.onRecoveryFailed, event);
   }
 
   _deliver(message) {
