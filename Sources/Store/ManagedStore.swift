@@ -102,9 +102,11 @@ final class ManagedStore<Driver: DatabaseDriver>: ChatStore {
         try await using("reading a message") { try await $0.message(id: id.lowercased()) }
     }
 
-    func messages(in scope: MessageScope, before cursor: String?, limit: Int) async throws -> MessagePage {
+    func messages(in scope: MessageScope, before cursor: String?, limit: Int, maxBytes: Int) async throws -> MessagePage {
         let limit = min(max(limit, 1), configuration.maximumPageSize)
-        return try await using("listing messages") { try await $0.messages(in: scope, before: cursor, limit: limit) }
+        return try await using("listing messages") {
+            try await $0.messages(in: scope, before: cursor, limit: limit, maxBytes: maxBytes)
+        }
     }
 
     func updateMessage(id: String, content: String, metadata: String?) async throws -> StoredMessage? {

@@ -14,12 +14,22 @@ public protocol MessageRepository: Sendable {
     /// Paging from the newest page to the end lists every message that existed when the first
     /// page was read exactly once; messages stored meanwhile are newer than every cursor and
     /// appear on a fresh newest page. `limit` is clamped to 1...``StoreConfiguration/maximumPageSize``.
+    /// The page also ends after the message that takes the content and metadata it holds to
+    /// `maxBytes` or past (the first message always goes in; see ``PageBudget``), with a
+    /// `nextCursor` that continues after it.
     /// Throws ``StoreError/invalidCursor`` for a cursor no listing handed out.
-    func messages(in scope: MessageScope, before cursor: String?, limit: Int) async throws -> MessagePage
+    func messages(in scope: MessageScope, before cursor: String?, limit: Int, maxBytes: Int) async throws -> MessagePage
 
     /// Sets content and metadata, and `updatedAt` to now; nil when there is no such message.
     func updateMessage(id: String, content: String, metadata: String?) async throws -> StoredMessage?
 
     /// False when there was no such message.
     func deleteMessage(id: String) async throws -> Bool
+}
+
+extension MessageRepository {
+    /// A page of at most `limit` messages, whatever their size.
+    public func messages(in scope: MessageScope, before cursor: String?, limit: Int) async throws -> MessagePage {
+        try await messages(in: scope, before: cursor, limit: limit, maxBytes: .max)
+    }
 }

@@ -66,17 +66,39 @@ struct PostgresRepository: UserRepository, MessageRepository, ReadReceiptReposit
         ).first?.message
     }
 
-    func messages(in scope: MessageScope, before cursor: String?, limit: Int) async throws -> MessagePage {
+    func messages(in scope: MessageScope, before cursor: String?, limit: Int, maxBytes: Int) async throws -> MessagePage {
         let below = try cursor.map { try MessageCursor(parsing: $0).sequence } ?? Int64.max
-        // One row more than asked tells whether an older page exists.
+        // Sizes first (one row more than asked tells whether an older page exists), then whole
+        // only the rows the page keeps (``PageBudget``); rows stored meanwhile are above `newest`.
         let fetch = Int64(limit + 1)
+        let size = "(octet_length(content) + coalesce(octet_length(metadata), 0))::bigint"
+        var sized: [(sequence: Int64, size: Int64)] = []
+        let sizes: PostgresRowSequence
+        switch scope {
+        case .topic(let topic):
+            sizes = try await client.query(
+                "SELECT seq, \(unescaped: size) FROM messages WHERE topic = \(topic) AND seq < \(below) ORDER BY seq DESC LIMIT \(fetch)",
+                logger: logger)
+        case .conversation(let first, let second):
+            let pair = ConversationKey(first, second)
+            sizes = try await client.query(
+                """
+                SELECT seq, \(unescaped: size) FROM messages
+                WHERE peer_low = \(pair.low) AND peer_high = \(pair.high) AND seq < \(below) ORDER BY seq DESC LIMIT \(fetch)
+                """,
+                logger: logger)
+        }
+        for try await row in sizes.decode((Int64, Int64).self) { sized.append(row) }
+        let kept = PageBudget.rows(sizes: sized.map { Int($0.size) }, limit: limit, maxBytes: maxBytes)
+        guard let newest = sized.first?.sequence, kept > 0 else { return MessagePage(messages: [], nextCursor: nil) }
+        let oldest = sized[kept - 1].sequence
         let rows: PostgresRowSequence
         switch scope {
         case .topic(let topic):
             rows = try await client.query(
                 """
                 SELECT \(unescaped: Self.messageColumns) FROM messages
-                WHERE topic = \(topic) AND seq < \(below) ORDER BY seq DESC LIMIT \(fetch)
+                WHERE topic = \(topic) AND seq BETWEEN \(oldest) AND \(newest) ORDER BY seq DESC
                 """,
                 logger: logger)
         case .conversation(let first, let second):
@@ -84,14 +106,15 @@ struct PostgresRepository: UserRepository, MessageRepository, ReadReceiptReposit
             rows = try await client.query(
                 """
                 SELECT \(unescaped: Self.messageColumns) FROM messages
-                WHERE peer_low = \(pair.low) AND peer_high = \(pair.high) AND seq < \(below) ORDER BY seq DESC LIMIT \(fetch)
+                WHERE peer_low = \(pair.low) AND peer_high = \(pair.high) AND seq BETWEEN \(oldest) AND \(newest) ORDER BY seq DESC
                 """,
                 logger: logger)
         }
         let found = try await messages(rows)
-        let page = found.prefix(limit)
-        let cursors = page.map { MessageCursor(sequence: $0.sequence).text }
-        return MessagePage(messages: page.map(\.message), nextCursor: found.count > limit ? cursors.last : nil, cursors: cursors)
+        let cursors = found.map { MessageCursor(sequence: $0.sequence).text }
+        return MessagePage(
+            messages: found.map(\.message), nextCursor: sized.count > kept ? MessageCursor(sequence: oldest).text : nil,
+            cursors: cursors)
     }
 
     func updateMessage(id: String, content: String, metadata: String?) async throws -> StoredMessage? {

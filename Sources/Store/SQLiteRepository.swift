@@ -59,10 +59,10 @@ struct SQLiteRepository: UserRepository, MessageRepository, ReadReceiptRepositor
             .first.map(Self.message)
     }
 
-    func messages(in scope: MessageScope, before cursor: String?, limit: Int) async throws -> MessagePage {
+    func messages(in scope: MessageScope, before cursor: String?, limit: Int, maxBytes: Int) async throws -> MessagePage {
         let below = try cursor.map { try MessageCursor(parsing: $0).sequence } ?? Int64.max
         let filter: String
-        var binds: [SQLiteData]
+        let binds: [SQLiteData]
         switch scope {
         case .topic(let topic):
             filter = "topic = ?"
@@ -72,13 +72,25 @@ struct SQLiteRepository: UserRepository, MessageRepository, ReadReceiptRepositor
             filter = "peer_low = ? AND peer_high = ?"
             binds = [.text(pair.low), .text(pair.high)]
         }
-        // One row more than asked tells whether an older page exists.
-        binds += [.integer(SQLiteInt64(below)), .integer(SQLiteInt64(limit + 1))]
+        // Sizes first (one row more than asked tells whether an older page exists), then whole
+        // only the rows the page keeps (``PageBudget``); rows stored meanwhile are above `newest`.
+        let sized = try await connection.query(
+            """
+            SELECT seq, octet_length(content) + coalesce(octet_length(metadata), 0) AS size FROM messages
+            WHERE \(filter) AND seq < ? ORDER BY seq DESC LIMIT ?
+            """,
+            binds + [.integer(SQLiteInt64(below)), .integer(SQLiteInt64(limit + 1))])
+        let sequences = sized.map { Int64($0.column("seq")?.integer ?? 0) }
+        let kept = PageBudget.rows(sizes: sized.map { $0.column("size")?.integer ?? 0 }, limit: limit, maxBytes: maxBytes)
+        guard let newest = sequences.first, kept > 0 else { return MessagePage(messages: [], nextCursor: nil) }
+        let oldest = sequences[kept - 1]
         let rows = try await connection.query(
-            "SELECT \(Self.messageColumns) FROM messages WHERE \(filter) AND seq < ? ORDER BY seq DESC LIMIT ?", binds)
-        let page = rows.prefix(limit)
-        let cursors = page.map { MessageCursor(sequence: Int64($0.column("seq")?.integer ?? 0)).text }
-        return MessagePage(messages: page.map(Self.message), nextCursor: rows.count > limit ? cursors.last : nil, cursors: cursors)
+            "SELECT \(Self.messageColumns) FROM messages WHERE \(filter) AND seq BETWEEN ? AND ? ORDER BY seq DESC",
+            binds + [.integer(SQLiteInt64(oldest)), .integer(SQLiteInt64(newest))])
+        let cursors = rows.map { MessageCursor(sequence: Int64($0.column("seq")?.integer ?? 0)).text }
+        return MessagePage(
+            messages: rows.map(Self.message), nextCursor: sequences.count > kept ? MessageCursor(sequence: oldest).text : nil,
+            cursors: cursors)
     }
 
     func updateMessage(id: String, content: String, metadata: String?) async throws -> StoredMessage? {

@@ -161,6 +161,37 @@ struct StoreContractTests {
         }
     }
 
+    @Test("a page stops at its byte budget of content and metadata, multibyte text counted in bytes, and its cursor continues after it", arguments: StoreBackend.allCases)
+    func pageBytes(_ backend: StoreBackend) async throws {
+        try await backend.withStore { store in
+            // Oldest first: 400 bytes of content (100 four-byte scalars), 300, 200 + 100 of metadata, 100.
+            _ = try await store.createMessage(NewMessage(authorId: "a", topic: "t", content: String(repeating: "😀", count: 100)))
+            _ = try await store.createMessage(NewMessage(authorId: "a", topic: "t", content: String(repeating: "c", count: 300)))
+            _ = try await store.createMessage(NewMessage(
+                authorId: "a", topic: "t", content: String(repeating: "b", count: 200),
+                metadata: "{\"k\":\"" + String(repeating: "m", count: 92) + "\"}"))
+            _ = try await store.createMessage(NewMessage(authorId: "a", topic: "t", content: String(repeating: "a", count: 100)))
+
+            // a (100 bytes) and b (300) reach 350: the message that crossed the budget ends the page.
+            let first = try await store.messages(in: .topic("t"), before: nil, limit: 10, maxBytes: 350)
+            #expect(first.messages.map(\.content.first) == ["a", "b"])
+            #expect(first.cursors.count == 2)
+            let second = try await store.messages(in: .topic("t"), before: first.nextCursor, limit: 10, maxBytes: 350)
+            #expect(second.messages.map(\.content.first) == ["c", "😀"], "300 bytes, then 400: 300 < 350, so the 400 go in")
+            #expect(second.nextCursor == nil)
+            // The four-byte scalars count as 400 bytes, not 100 characters.
+            let one = try await store.messages(in: .topic("t"), before: first.nextCursor, limit: 10, maxBytes: 300)
+            #expect(one.messages.map(\.content.first) == ["c"])
+            let oldest = try await store.messages(in: .topic("t"), before: one.nextCursor, limit: 10, maxBytes: 1)
+            #expect(oldest.messages.map(\.content.count) == [100], "a page holds its first message whatever its size")
+            #expect(oldest.nextCursor == nil)
+            // The limit still ends a page within its budget.
+            let limited = try await store.messages(in: .topic("t"), before: nil, limit: 1, maxBytes: 1_000_000)
+            #expect(limited.messages.map(\.content.first) == ["a"])
+            #expect(limited.nextCursor != nil)
+        }
+    }
+
     @Test("a conversation holds the direct messages of two users, both directions", arguments: StoreBackend.allCases)
     func conversations(_ backend: StoreBackend) async throws {
         try await backend.withStore { store in

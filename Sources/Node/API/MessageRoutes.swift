@@ -146,7 +146,7 @@ struct MessageRoutes {
         }
         let pageRequest = try PageRequest(request, defaultLimit: Self.defaultPageSize)
         let page = try await pageRequest.read { before, limit in
-            try await store.messages(in: scope, before: before, limit: limit)
+            try await store.messages(in: scope, before: before, limit: limit, maxBytes: PageRequest.pageBytes)
         }
         var writer = JSONWriter()
         writer.raw("{\"messages\":[")
