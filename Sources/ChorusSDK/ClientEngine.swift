@@ -780,8 +780,8 @@ actor ClientEngine {
     /// A publish or subscribe the node refused with 401 on an authenticated connection: it
     /// crossed the token's expiry (the node said `auth_expired` just before). Sent again once
     /// a fresh token is accepted (``sendWaiting(on:)``), at once if one already is: the guide
-    /// promises that requests wait for the renewal. False for other requests (``request(_:)``
-    /// sends those again itself).
+    /// promises that requests wait for the renewal; a catch-up likewise. False for other
+    /// requests (``request(_:)`` sends those again itself).
     private func sendAfterRenewal(_ entry: Awaited) -> Bool {
         switch entry {
         case .publish(let key, let timer):
@@ -794,7 +794,18 @@ actor ClientEngine {
             topics[topic]?.inFlight = false
             subscribeAgain(topic)
             return true
-        case .request, .catchUp, .auth, .fence:
+        case .catchUp(let topic, let since, let attempt, let timer):
+            // The fresh token expired too before the node read the catch-up. Nothing was
+            // delivered meanwhile, so the catch-up after the next renewal (``catchUp(on:)``)
+            // asks from the same position; at once if that renewal is done already.
+            timer?.cancel()
+            topics[topic]?.inFlight = false
+            topics[topic]?.awaitingPage = false
+            if canSend, let connection, topics[topic]?.confirmed == true {
+                sendCatchUp(topic, since: since, attempt: attempt, on: connection)
+            }
+            return true
+        case .request, .auth, .fence:
             return false
         }
     }

@@ -363,6 +363,31 @@ struct SDKNodeTests {
         #expect(await scripted.process.wait(timeout: .seconds(30)) == 0, "\(scripted.process.output())")
     }
 
+    @Test("a catch-up answered 401 (the fresh token expired too before the node read it) is sent again after the next renewal from the same position: every message once, no recoveryFailed (a scripted node)")
+    func catchUpExpired() async throws {
+        let scripted = try await Self.scriptedNode("catch-up-expired")
+        defer { scripted.process.signal(SIGKILL) }
+        let tokens = TokenGate(user: "bob")
+        let client = try ChorusClient(url: "ws://127.0.0.1:\(scripted.port)/ws", configuration: Self.configuration(), getToken: tokens.provider)
+        let events = await client.events()
+        let subscription = try await client.subscribe("rooms.a")
+        let outcome = await first(in: events) { event in
+            switch event {
+            case .recoveryFailed, .subscriptionEnded, .subscribed(_, _, true, _): true
+            default: false
+            }
+        }
+        #expect(outcome == .subscribed(topic: "rooms.a", resubscribed: true, recovered: true, position: StreamPosition(offset: 8, epoch: "E")))
+        var messages = subscription.makeAsyncIterator()
+        var offsets: [Int?] = []
+        for _ in 0..<4 { offsets.append(await messages.next()?.position?.offset) }
+        #expect(offsets == [6, 7, 8, 9])
+        #expect(scripted.process.output().components(separatedBy: "catch-up since 6\n").count == 3, "\(scripted.process.output())")
+        #expect(await tokens.calls == 3, "two renewals")
+        await client.close()
+        #expect(await scripted.process.wait(timeout: .seconds(30)) == 0, "\(scripted.process.output())")
+    }
+
     @Test("a token the provider hands out ahead of the expiry that the node refuses leaves the connection as it is: an error event, still connected")
     func refusedRenewalAhead() async throws {
         try await withNodeProcess(["JWT_LEEWAY": "0"]) { node in

@@ -33,6 +33,11 @@ Scenario `catch-up-refused`: the client authenticates and subscribes (answered a
 message 6); the node says `auth_expired`, answers the fresh `auth`, and refuses the catch-up
 `subscribe` with `since` (409), then sends message 9 live. The script prints `catch-up since N`.
 
+Scenario `catch-up-expired`: as `catch-up-refused`, but the token expires again before the
+catch-up is read: `auth_expired` and a 401 to the catch-up; after the next `auth_success` the
+second catch-up is answered (recovered, messages 7 and 8), then message 9 live. Prints `catch-up
+since N` for each catch-up.
+
 Needs the PyPI package websockets."""
 import asyncio, json, sys
 import websockets
@@ -153,6 +158,35 @@ async def catch_up_refused(ws, *_):
     done.set()
 
 
+async def catch_up_expired(ws, *_):
+    await ws.send(json.dumps({"type": "auth_success", "userId": "bob"}))
+    catch_ups = 0
+    async for frame in frames(ws):
+        kind = frame.get("type")
+        if kind == "subscribe" and "since" not in frame:
+            await ws.send(json.dumps({"type": "subscribed", "topic": frame["topic"], "id": frame["id"], "offset": 5, "epoch": "E"}))
+            await ws.send(message(frame["topic"], 6))
+            await ws.send(json.dumps({"type": "auth_expired", "code": 401, "message": "token expired"}))
+        elif kind == "auth":
+            await ws.send(json.dumps({"type": "auth_success", "userId": "bob", "id": frame["id"]}))
+        elif kind == "subscribe":
+            catch_ups += 1
+            print("catch-up since", frame["since"]["offset"], flush=True)
+            if catch_ups == 1:
+                await ws.send(json.dumps({"type": "auth_expired", "code": 401, "message": "token expired"}))
+                await ws.send(json.dumps({"type": "error", "code": 401, "id": frame["id"], "details": {"topic": frame["topic"]},
+                                          "message": "token expired: send auth with a fresh token"}))
+            else:
+                await ws.send(json.dumps({"type": "subscribed", "topic": frame["topic"], "id": frame["id"], "offset": 8,
+                                          "epoch": "E", "recovered": True}))
+                await ws.send(message(frame["topic"], 7))
+                await ws.send(message(frame["topic"], 8))
+                await ws.send(message(frame["topic"], 9))
+        elif kind == "ping":
+            await ws.send(json.dumps({"type": "pong", "id": frame["id"]}))
+    done.set()
+
+
 async def refuses_reconnect(ws, *_):
     await ws.send(json.dumps({"type": "auth_success", "userId": "bob"}))
     async for frame in frames(ws):
@@ -193,7 +227,7 @@ def refuse_after_first(connection, request):
 SCENARIOS = {"pattern-before-page": pattern_before_page, "subscribes-unanswered": subscribes_unanswered,
              "closes-on-publish": closes_on_publish, "presence-storm": presence_storm,
              "expiry-crossing": expiry_crossing, "refuses-reconnect": refuses_reconnect, "slow-auth": slow_auth,
-             "catch-up-refused": catch_up_refused}
+             "catch-up-refused": catch_up_refused, "catch-up-expired": catch_up_expired}
 
 
 async def main(scenario):
