@@ -204,8 +204,10 @@ function onEvent(event) {
 
 async function loadHistory(conversation) {
   const query = conversation.kind === "room" ? `topic=${encodeURIComponent(conversation.topic)}` : `with=${encodeURIComponent(conversation.key.slice(3))}`;
+  const client = state.client;
   try {
     const page = await api(`/api/messages?${query}&limit=50`);
+    if (state.client !== client) return;  // another user logged in meanwhile: not theirs
     for (const message of page.messages) store(message);
     render();
     const newest = page.messages[0];
@@ -246,8 +248,10 @@ $("composer").addEventListener("submit", async (event) => {
   $("text").value = "";
   const topicOrRecipient = state.current.kind === "room" ? { topic: state.current.topic } : { recipientId: state.current.key.slice(3) };
   if (state.current.kind === "room") state.client.stopTyping(state.current.topic);
+  const client = state.client;
   try {
     const message = await postMessage({ ...topicOrRecipient, content, metadata: { username: state.user.username } });
+    if (state.client !== client) return;  // another user logged in meanwhile
     store(message);
     render();
   } catch (error) {
@@ -292,8 +296,10 @@ function renderTyping() {
 async function refreshPresence() {
   const list = $("presence");
   if (state.current?.kind !== "room") { list.replaceChildren(); return; }
+  const [client, topic] = [state.client, state.current.topic];
   try {
-    const { members } = await state.client.members(state.current.topic);
+    const { members } = await client.members(topic);
+    if (state.client !== client || state.current?.topic !== topic) return;  // another user, or another room meanwhile
     list.replaceChildren(...members.map((member) => {
       if (member.data?.username) state.people.set(member.userId, member.data.username);
       const li = document.createElement("li");
@@ -305,6 +311,7 @@ async function refreshPresence() {
     list.dataset.supported = "true";
     renderPeople();
   } catch (error) {
+    if (state.client !== client || state.current?.topic !== topic) return;
     list.dataset.supported = "false";
     list.replaceChildren(Object.assign(document.createElement("li"), { textContent: "(presence not available)" }));
   }
