@@ -770,6 +770,8 @@ export class ChorusClient {
         if (!pending.awaitingRenewal) continue;
         pending.awaitingRenewal = false;
         this._sendPending(id, pending);
+        pending.afterResend?.();
+        pending.afterResend = undefined;
       }
       this._emit("reauthenticated", { userId: reply.userId });
     } catch (error) {
@@ -795,7 +797,8 @@ export class ChorusClient {
   _request(object, { timeout = this.options.requestTimeout, onReply, retryRateLimited = true, stillWanted = () => true } = {}) {
     return new Promise((resolve, reject) => {
       const id = this._nextId++;
-      const pending = { resolve, reject, onReply, timer: null, retry: null, type: object.type, object, timeout, retryRateLimited, stillWanted, rateRetries: 0 };
+      // afterResend: run once the request is sent again after a renewal (a publish's fence).
+      const pending = { resolve, reject, onReply, timer: null, retry: null, type: object.type, object, timeout, retryRateLimited, stillWanted, rateRetries: 0, afterResend: undefined };
       this._pending.set(id, pending);
       if (!this._sendPending(id, pending)) {
         this._pending.delete(id);
@@ -1371,16 +1374,24 @@ export class ChorusClient {
         }
         finish(() => item.reject(error));
       });
-    const fenceRequestId = this.options.publishAcks ? undefined : this._nextId;
-    if (!this.options.publishAcks) {
-      // A node without publish acks answers nothing to an accepted message but does answer a
-      // refused one (error with the id), in order: a ping after it tells which happened.
+    let fenceRequestId;
+    // A node without publish acks answers nothing to an accepted message but does answer a
+    // refused one (error with the id), in order: a ping after it tells which happened.
+    const fence = () => {
+      fenceRequestId = this._nextId;
       this._request({ type: "ping" }, { timeout: 0 }).then(() => {
         if (!current()) return;
+        const held = this._pending.get(messageRequestId);
+        if (held?.awaitingRenewal) {
+          // Refused for the expired token and held: fenced again once sent with the fresh one.
+          held.afterResend = fence;
+          return;
+        }
         this._pending.delete(messageRequestId);
         finish(() => item.resolve({ type: "published", topic: item.message.topic, messageId: item.message.messageId, acknowledged: false }));
       }, () => { /* the connection dropped: the message request's handler requeues it */ });
-    }
+    };
+    if (!this.options.publishAcks) fence();
     if (!this.options.requestTimeout) return;
     item.timer = setTimeout(() => {
       // No reply yet: the node did not answer it (slow, or it dropped the message), or the

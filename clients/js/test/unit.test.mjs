@@ -1179,6 +1179,39 @@ test("requests the node refuses with 401 after auth_expired (a publish, a join o
   client.disconnect();
 });
 
+test("without publish acks, a publish refused with 401 after auth_expired is not settled by its fence's pong: it goes again with the fresh token, fenced again, then resolves", async () => {
+  let giveToken;
+  const client = scripted({ token: undefined, publishAcks: false, getToken: () => !giveToken ? "t1" : new Promise((resolve) => { giveToken = resolve; }) });
+  const socket = await connectScripted(client);
+  giveToken = () => {};  // from now on the provider waits
+  socket.reply({ type: "auth_expired", code: 401, message: "token expired" });
+  await settle();
+  const published = client.publish("a.b", { n: 1 });
+  await settle();
+  const message = socket.last("message");
+  const fence = socket.last("ping");
+  assert.ok(fence.id > message.id, "the fence follows the message");
+  socket.reply({ type: "error", code: 401, message: "token expired", id: message.id });
+  socket.reply({ type: "pong", id: fence.id });
+  await settle();
+  assert.equal(await stateOf(published), "pending", "refused, held for the fresh token: not done");
+  giveToken("t2");
+  await settle();
+  socket.reply({ type: "auth_success", userId: "alice", id: socket.last("auth").id });
+  await settle();
+  const resent = socket.sent.filter((m) => m.type === "message");
+  assert.equal(resent.length, 2, "sent again with the fresh token");
+  assert.equal(resent[1].messageId, resent[0].messageId);
+  const second = socket.last("ping");
+  assert.ok(second.id > resent[1].id, "fenced again, after it");
+  assert.equal(await stateOf(published), "pending");
+  socket.reply({ type: "pong", id: second.id });
+  const reply = await published;
+  assert.equal(reply.acknowledged, false);
+  assert.equal(reply.messageId, resent[0].messageId);
+  client.disconnect();
+});
+
 test("no auth_success within requestTimeout, or with requestTimeout 0 within connectTimeout + pongTimeout: the connection is given up at once and retried", async () => {
   const client = scripted({ requestTimeout: 0, connectTimeout: 20, pongTimeout: 20 });
   const states = [];
