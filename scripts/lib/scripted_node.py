@@ -138,27 +138,9 @@ async def expiry_crossing(ws, *_):
     done.set()
 
 
-async def catch_up_refused(ws, *_):
-    await ws.send(json.dumps({"type": "auth_success", "userId": "bob"}))
-    async for frame in frames(ws):
-        kind = frame.get("type")
-        if kind == "subscribe" and "since" not in frame:
-            await ws.send(json.dumps({"type": "subscribed", "topic": frame["topic"], "id": frame["id"], "offset": 5, "epoch": "E"}))
-            await ws.send(message(frame["topic"], 6))
-            await ws.send(json.dumps({"type": "auth_expired", "code": 401, "message": "token expired"}))
-        elif kind == "auth":
-            await ws.send(json.dumps({"type": "auth_success", "userId": "bob", "id": frame["id"]}))
-        elif kind == "subscribe":
-            print("catch-up since", frame["since"]["offset"], flush=True)
-            await ws.send(json.dumps({"type": "error", "code": 409, "id": frame["id"], "details": {"topic": frame["topic"]},
-                                      "message": "a subscribe to this topic is still reading its history"}))
-            await ws.send(message(frame["topic"], 9))
-        elif kind == "ping":
-            await ws.send(json.dumps({"type": "pong", "id": frame["id"]}))
-    done.set()
-
-
-async def catch_up_expired(ws, *_):
+async def after_late_renewal(ws, answer_catch_up):
+    """Subscribed at offset 5, message 6, then `auth_expired`; each fresh `auth` is accepted and
+    each catch-up (`subscribe` with `since`) printed and answered by `answer_catch_up(frame, n)`."""
     await ws.send(json.dumps({"type": "auth_success", "userId": "bob"}))
     catch_ups = 0
     async for frame in frames(ws):
@@ -172,19 +154,29 @@ async def catch_up_expired(ws, *_):
         elif kind == "subscribe":
             catch_ups += 1
             print("catch-up since", frame["since"]["offset"], flush=True)
-            if catch_ups == 1:
-                await ws.send(json.dumps({"type": "auth_expired", "code": 401, "message": "token expired"}))
-                await ws.send(json.dumps({"type": "error", "code": 401, "id": frame["id"], "details": {"topic": frame["topic"]},
-                                          "message": "token expired: send auth with a fresh token"}))
-            else:
-                await ws.send(json.dumps({"type": "subscribed", "topic": frame["topic"], "id": frame["id"], "offset": 8,
-                                          "epoch": "E", "recovered": True}))
-                await ws.send(message(frame["topic"], 7))
-                await ws.send(message(frame["topic"], 8))
-                await ws.send(message(frame["topic"], 9))
+            for reply in answer_catch_up(frame, catch_ups):
+                await ws.send(json.dumps(reply))
         elif kind == "ping":
             await ws.send(json.dumps({"type": "pong", "id": frame["id"]}))
     done.set()
+
+
+async def catch_up_refused(ws, *_):
+    await after_late_renewal(ws, lambda frame, _: [
+        {"type": "error", "code": 409, "id": frame["id"], "details": {"topic": frame["topic"]},
+         "message": "a subscribe to this topic is still reading its history"},
+        json.loads(message(frame["topic"], 9))])
+
+
+async def catch_up_expired(ws, *_):
+    def answer(frame, count):
+        if count == 1:
+            return [{"type": "auth_expired", "code": 401, "message": "token expired"},
+                    {"type": "error", "code": 401, "id": frame["id"], "details": {"topic": frame["topic"]},
+                     "message": "token expired: send auth with a fresh token"}]
+        return [{"type": "subscribed", "topic": frame["topic"], "id": frame["id"], "offset": 8, "epoch": "E", "recovered": True}] \
+            + [json.loads(message(frame["topic"], n)) for n in (7, 8, 9)]
+    await after_late_renewal(ws, answer)
 
 
 async def refuses_reconnect(ws, *_):
