@@ -19,9 +19,8 @@ final class NodeContext: Sendable {
     let logger: Logger
     /// Logs why a request's store or Redis failed, and makes its 503 (which does not say why).
     let outages: BackendOutage
-    /// HTTP publishes (`POST /api/publish`, `POST`/`PATCH /api/messages`) per user, at the rate
-    /// one WebSocket connection may send; the application's `API_KEY` is not limited.
-    let httpPublishes: KeyedThrottle
+    /// HTTP publishes per user, in messages and bytes, as one WebSocket connection may send.
+    let httpPublishes: HTTPPublishLimit
     /// Members per topic, this node's share and the cluster's (see ``PresenceService``).
     let presence: PresenceService
     /// Accounts, messages and read receipts; nil with `DATABASE_URL=none`. WebSocket sessions
@@ -62,8 +61,9 @@ final class NodeContext: Sendable {
         self.readiness = Readiness()
         self.logger = logger
         self.outages = BackendOutage(logger: logger)
-        self.httpPublishes = KeyedThrottle(
-            perSecond: Double(configuration.maxMessagesPerSecond), burst: configuration.maxMessagesPerSecond)
+        self.httpPublishes = HTTPPublishLimit(
+            messagesPerSecond: configuration.maxMessagesPerSecond, bytesPerSecond: configuration.maxBytesPerSecond,
+            maxMessageSize: configuration.maxMessageSize)
         self.store = store
     }
 

@@ -93,14 +93,21 @@ struct NodeRoutes {
         case .server: sender = "server"
         case .user(let user): sender = user.id
         }
-        if case .user(let user) = caller, !node.httpPublishes.attempt(user.id) {
-            return APIError.publishRate(node.configuration.maxMessagesPerSecond).response
+        do {
+            if case .user(let user) = caller { try node.httpPublishes.admit(user.id) }
+        } catch {
+            return error.response
         }
         let body: ByteBuffer
         do {
             body = try await request.collectBody(upTo: node.configuration.maxMessageSize)
         } catch {
             return Self.error(413, "body larger than WEBSOCKET_MAX_MESSAGE_SIZE (\(node.configuration.maxMessageSize) bytes)")
+        }
+        do {
+            if case .user(let user) = caller { try node.httpPublishes.charge(user.id, bytes: body.readableBytes) }
+        } catch {
+            return error.response
         }
         // The same reader as a WebSocket frame (``ClientMessage``): `data` and `metadata` go on
         // as the caller's bytes.

@@ -357,6 +357,13 @@ struct MessageAPITests {
             #expect(refused.headers["retry-after"] == "1")
             #expect(try refused.json()["code"] as? Int == 429)
             #expect(try await untilRefused("/api/messages", ["topic": "rooms.rate", "content": "x"], as: alice) != nil)
+            // A delete publishes `message.deleted` too: it counts.
+            let carol = try await register(node, "carol")
+            var deletes: [Int] = []
+            for _ in 0..<10 {
+                deletes.append(try await HTTP.request("DELETE", "\(node.baseURL)/api/messages/\(UUID().uuidString)", headers: headers(carol)).status)
+            }
+            #expect(deletes.contains(429), "\(deletes)")
             let other = try await HTTP.post(
                 "\(node.baseURL)/api/publish", json: ["topic": "rooms.rate", "data": 1], headers: headers(bob))
             #expect(other.status == 202, "another user has a budget of their own")
@@ -365,6 +372,32 @@ struct MessageAPITests {
                     "\(node.baseURL)/api/publish", json: ["topic": "rooms.rate", "data": 1], headers: ["X-API-Key": "rate-test-key"])
                 #expect(server.status == 202)
             }
+        }
+    }
+
+    @Test("a user's HTTP publishes are limited in bytes too, to WEBSOCKET_MAX_BYTES_PER_SECOND beyond one WEBSOCKET_MAX_MESSAGE_SIZE (429 with Retry-After: 1), per user")
+    func httpPublishBytes() async throws {
+        let limits = ["WEBSOCKET_MAX_BYTES_PER_SECOND": "1024", "WEBSOCKET_MAX_MESSAGE_SIZE": "4096", "WEBSOCKET_MAX_MESSAGES_PER_SECOND": "1000"]
+        try await withNode(limits) { node in
+            let alice = try await register(node, "alice")
+            let bob = try await register(node, "bob")
+            let content = String(repeating: "x", count: 3000)
+            let first = try await HTTP.post(
+                "\(node.baseURL)/api/messages", json: ["topic": "rooms.bytes", "content": content], headers: headers(alice))
+            #expect(first.status == 201, "\(first.text)")
+            let second = try await HTTP.post(
+                "\(node.baseURL)/api/messages", json: ["topic": "rooms.bytes", "content": content], headers: headers(alice))
+            #expect(second.status == 429, "3 KB more than the 4,096-byte burst allows")
+            #expect(second.headers["retry-after"] == "1")
+            #expect(try second.json()["message"] as? String ?? "" == "more than 1024 bytes of publishes per second (WEBSOCKET_MAX_BYTES_PER_SECOND): slow down")
+            let publish = try await HTTP.post(
+                "\(node.baseURL)/api/publish", json: ["topic": "rooms.bytes", "data": content], headers: headers(alice))
+            #expect(publish.status == 429, "the same budget for POST /api/publish")
+            let other = try await HTTP.post(
+                "\(node.baseURL)/api/messages", json: ["topic": "rooms.bytes", "content": content], headers: headers(bob))
+            #expect(other.status == 201, "another user has a budget of their own")
+            let page = try await HTTP.get("\(node.baseURL)/api/messages?topic=rooms.bytes", headers: headers(bob))
+            #expect((try page.json()["messages"] as? [Any])?.count == 2, "only the two accepted posts were stored")
         }
     }
 

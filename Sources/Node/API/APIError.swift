@@ -20,13 +20,6 @@ struct APIError: HTTPResponseError {
         self.details = field.map { .object(["field": .string($0)]) }
     }
 
-    /// A user's HTTP publish past its rate (``NodeContext/httpPublishes``).
-    static func publishRate(_ perSecond: Int) -> APIError {
-        var error = APIError(429, "more than \(perSecond) publishes per second (WEBSOCKET_MAX_MESSAGES_PER_SECOND): slow down")
-        error.retryAfter = 1
-        return error
-    }
-
     var status: HTTPResponse.Status { .init(code: code) }
 
     func response(from request: Request, context: some RequestContext) throws -> Response {

@@ -48,6 +48,8 @@ struct MessageRoutes {
         }
         router.delete("/api/messages/:id") { request, context in
             let user = try Caller.user(request, node: node)
+            // It publishes `message.deleted`, and keeps the id taken for good.
+            try node.httpPublishes.admit(user.id)
             let message = try await existing(context)
             try checkAuthor(message, user)
             guard try await store.deleteMessage(id: message.id) else { throw APIError(404, "no message '\(message.id)'") }
@@ -58,8 +60,9 @@ struct MessageRoutes {
 
     private func create(_ request: inout Request) async throws -> Response {
         let user = try Caller.user(request, node: node)
-        guard node.httpPublishes.attempt(user.id) else { throw APIError.publishRate(node.configuration.maxMessagesPerSecond) }
+        try node.httpPublishes.admit(user.id)
         let body = try await RequestBody(&request, limit: node.configuration.maxMessageSize)
+        try node.httpPublishes.charge(user.id, bytes: body.size)
         let topicName = try body.optionalString("topic")
         let recipientId = try body.optionalString("recipientId")
         let content = try Self.content(body)
@@ -157,8 +160,9 @@ struct MessageRoutes {
 
     private func edit(_ request: inout Request, context: NodeRequestContext) async throws -> Response {
         let user = try Caller.user(request, node: node)
-        guard node.httpPublishes.attempt(user.id) else { throw APIError.publishRate(node.configuration.maxMessagesPerSecond) }
+        try node.httpPublishes.admit(user.id)
         let body = try await RequestBody(&request, limit: node.configuration.maxMessageSize)
+        try node.httpPublishes.charge(user.id, bytes: body.size)
         let content = try Self.content(body)
         let metadata = try Self.metadata(body)
         let message = try await existing(context)

@@ -7,6 +7,8 @@ import Hummingbird
 /// ``JSONParser``'s rules, the WebSocket's: a duplicate key is refused, naming it).
 struct RequestBody {
     let members: RawJSONObject
+    /// The body's bytes.
+    let size: Int
 
     init(_ request: inout Request, limit: Int) async throws(APIError) {
         let body: ByteBuffer
@@ -15,6 +17,7 @@ struct RequestBody {
         } catch {
             throw APIError(413, "body larger than WEBSOCKET_MAX_MESSAGE_SIZE (\(limit) bytes)")
         }
+        size = body.readableBytes
         do {
             members = try RawJSONObject(parsing: body.readableBytesView)
         } catch {
