@@ -6,7 +6,8 @@ import NIOHTTP1
 /// pipeline of the ones that may.
 ///
 /// A refused upgrade is answered in HTTP with the seed's error shape, checked in this order,
-/// cheapest first: 403 for an `Origin` not in `WEBSOCKET_ALLOWED_ORIGINS`, 503 while the node
+/// cheapest first: 404 for a path other than `/ws`, 400 for a handshake without one
+/// `Sec-WebSocket-Key` and `Sec-WebSocket-Version: 13`, 403 for an `Origin` not in `WEBSOCKET_ALLOWED_ORIGINS`, 503 while the node
 /// drains, 429 past `WEBSOCKET_MAX_CONNECTIONS_PER_IP`, 503 past the node's limit, then 401 for
 /// a bad token given at the upgrade (`Authorization: Bearer` or `?token=`), so a refused client
 /// costs no signature check.
@@ -31,10 +32,18 @@ struct WebSocketAdmission: Sendable {
 
     let node: NodeContext
 
-    /// The decision for an upgrade request; nil when the request is not for `/ws`.
-    func decide(head: HTTPRequestHead, channel: any Channel) -> Decision? {
+    /// The decision for an upgrade request.
+    func decide(head: HTTPRequestHead, channel: any Channel) -> Decision {
         let (path, query) = Self.split(head.uri)
-        guard path == "/ws" else { return nil }
+        // Refused here rather than passed on as plain HTTP: NIO's upgrade handler drops the head
+        // of an upgrade request it does not take, so the router would never see it.
+        guard path == "/ws" else {
+            return .refuse(Refusal(status: 404, message: "no WebSocket at '\(path.prefix(200))': the endpoint is /ws"))
+        }
+        guard WebSocketUpgrader<Never>.key(of: head) != nil else {
+            return .refuse(Refusal(
+                status: 400, message: "not a WebSocket handshake: it needs one Sec-WebSocket-Key and Sec-WebSocket-Version: 13"))
+        }
         // Browsers always send Origin on a WebSocket upgrade; other clients send none, and
         // are not what this check protects (a page on a foreign origin using its visitors).
         if let allowed = node.configuration.websocketAllowedOrigins, let origin = head.headers["Origin"].first,

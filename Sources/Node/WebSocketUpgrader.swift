@@ -7,12 +7,12 @@ import NIOHTTP1
 ///
 /// NIO's own `NIOTypedWebSocketServerUpgrader` always adds its frame encoder and decoder to the
 /// upgraded pipeline; ``WebSocketTransport`` reads and writes frames itself, so this upgrader
-/// leaves the pipeline to `install`. Like NIO's, it answers only requests with one
-/// `Sec-WebSocket-Key` and `Sec-WebSocket-Version: 13`, and treats `decide` returning nil
-/// headers as "not upgrading", so that the request goes on as plain HTTP.
+/// leaves the pipeline to `install`. Like NIO's, it upgrades only requests with one
+/// `Sec-WebSocket-Key` and `Sec-WebSocket-Version: 13` (``key(of:)``), and treats `decide`
+/// returning nil headers as "not upgrading". `decide` sees every upgrade request, so that it can
+/// answer each one it does not take (NIO's upgrade handler drops the head of such a request).
 struct WebSocketUpgrader<UpgradeResult: Sendable>: NIOTypedHTTPServerProtocolUpgrader {
     /// The request's handshake headers are not what RFC 6455 asks for.
-    struct BadHandshake: Error {}
     /// `decide` refused the upgrade.
     struct NotUpgrading: Error {}
 
@@ -32,22 +32,25 @@ struct WebSocketUpgrader<UpgradeResult: Sendable>: NIOTypedHTTPServerProtocolUpg
     func buildUpgradeResponse(
         channel: any Channel, upgradeRequest: HTTPRequestHead, initialResponseHeaders: HTTPHeaders
     ) -> EventLoopFuture<HTTPHeaders> {
-        let keys = upgradeRequest.headers["Sec-WebSocket-Key"]
-        guard keys.count == 1, upgradeRequest.headers["Sec-WebSocket-Version"] == ["13"] else {
-            return channel.eventLoop.makeFailedFuture(BadHandshake())
-        }
-        let accept = Self.acceptValue(forKey: keys[0])
-        return decide(channel, upgradeRequest).flatMapThrowing { extra in
-            guard var headers = extra else { throw NotUpgrading() }
+        decide(channel, upgradeRequest).flatMapThrowing { extra in
+            guard var headers = extra, let key = Self.key(of: upgradeRequest) else { throw NotUpgrading() }
             headers.replaceOrAdd(name: "Upgrade", value: "websocket")
             headers.replaceOrAdd(name: "Connection", value: "upgrade")
-            headers.add(name: "Sec-WebSocket-Accept", value: accept)
+            headers.add(name: "Sec-WebSocket-Accept", value: Self.acceptValue(forKey: key))
             return headers
         }
     }
 
     func upgrade(channel: any Channel, upgradeRequest: HTTPRequestHead) -> EventLoopFuture<UpgradeResult> {
         install(channel, upgradeRequest)
+    }
+
+    /// The request's one `Sec-WebSocket-Key`, if it has one and `Sec-WebSocket-Version: 13`
+    /// (RFC 6455 §4.2.1); nil when it is not a handshake this server can complete.
+    static func key(of request: HTTPRequestHead) -> String? {
+        let keys = request.headers["Sec-WebSocket-Key"]
+        guard keys.count == 1, request.headers["Sec-WebSocket-Version"] == ["13"] else { return nil }
+        return keys[0]
     }
 
     /// `Sec-WebSocket-Accept` for a client's `Sec-WebSocket-Key`: base64(SHA-1(key + GUID)).

@@ -179,6 +179,26 @@ struct SecurityTests {
         }
     }
 
+    @Test("an upgrade to another path than /ws is answered 404, and a handshake without version 13 400, in the error shape: not a connection closed without a word")
+    func upgradeElsewhere() async throws {
+        try await withNode { node in
+            for (path, headers, status, words) in [
+                ("/wrong", [(String, String)](), 404, "the endpoint is /ws"),
+                ("/ws", [("Sec-WebSocket-Version", "8")], 400, "Sec-WebSocket-Version: 13"),
+            ] {
+                do {
+                    _ = try await node.connect(path: path, headers: headers)
+                    Issue.record("\(path) was upgraded")
+                } catch WebSocketClient.Failure.upgradeRefused(let refused, let body) {
+                    #expect(refused == status)
+                    #expect(body.contains(words), "\(body)")
+                }
+            }
+            let client = try await node.connect()
+            #expect(try await client.request(["type": "ping"])["type"] as? String == "pong")
+        }
+    }
+
     @Test("with CORS_ALLOWED_ORIGINS, a page from a listed origin can register, log in and post; an unlisted one gets no CORS headers")
     func cors() async throws {
         let app = "https://chat.example"
