@@ -399,9 +399,11 @@ actor ClientEngine {
         } catch is CancellationError {
             return nil
         } catch {
-            let failure = ChorusError.tokenUnavailable(message: "\(error)")
+            let failure = (error as? ChorusError) ?? .tokenUnavailable(message: "\(error)")
             emit(.error(failure))
-            if self.token == nil {
+            // Without a provider nothing will bring a token; a provider that failed (its
+            // server down, say) is asked again after the reconnect backoff.
+            if tokenProvider == nil {
                 fail(failure)
                 return nil
             }
@@ -414,6 +416,15 @@ actor ClientEngine {
                 timeout: configuration.connectTimeout)
         } catch WebSocketConnection.Failure.upgradeRefused(let status, let body) {
             if status == 401 { return .authRefused(code: 401, message: Self.errorMessage(in: body)) }
+            let refusal = ChorusError.upgradeRefused(status: status, body: Self.errorMessage(in: body))
+            emit(.error(refusal))
+            // No WebSocket at that path (404), a handshake or origin the node refuses (400,
+            // 403): trying again cannot help. Past a limit (429), a node draining or full
+            // (503), a proxy's 502: again after the backoff.
+            if [400, 403, 404].contains(status) {
+                fail(refusal)
+                return nil
+            }
             return .connectFailed
         } catch {
             return Task.isCancelled ? nil : .connectFailed
@@ -1006,7 +1017,11 @@ actor ClientEngine {
         send(["type": "auth", "token": .string(token), "id": .integer(Int64(id))], on: connection)
     }
 
-    private func refreshAuthentication(on connection: WebSocketConnection) async {
+    /// After `auth_expired`: a fresh token from the provider, sent on the open `connection`.
+    /// A provider that fails is asked again after the reconnect backoff's delays (without
+    /// jitter) while the connection waits for a token, so delivery resumes once it answers,
+    /// not only at the node's 4001 close (`JWT_RENEWAL_GRACE`) and the reconnect after it.
+    private func refreshAuthentication(on connection: WebSocketConnection, attempt: Int = 0) async {
         guard let tokenProvider else { return }
         do {
             let fresh = try await tokenProvider()
@@ -1015,7 +1030,20 @@ actor ClientEngine {
             sendAuth(fresh, ahead: false, on: connection)
         } catch {
             emit(.error(.tokenUnavailable(message: "\(error)")))
+            guard self.connection === connection, tokenExpired else { return }
+            let delay = min(configuration.maximumReconnectDelay, configuration.minimumReconnectDelay * (1 << min(attempt, 16)))
+            renewal?.cancel()
+            renewal = Task {
+                do { try await Task.sleep(for: delay) } catch { return }
+                await self.refreshAgain(on: connection, attempt: attempt + 1)
+            }
         }
+    }
+
+    private func refreshAgain(on connection: WebSocketConnection, attempt: Int) async {
+        // A `setToken(_:)` meanwhile re-authenticated, or the connection ended.
+        guard self.connection === connection, tokenExpired else { return }
+        await refreshAuthentication(on: connection, attempt: attempt)
     }
 
     // MARK: Requests

@@ -752,6 +752,63 @@ struct SDKNodeTests {
         }
     }
 
+    @Test("a provider that fails after the token expired is asked again on the same connection, and delivery resumes without waiting for the node's 4001 close")
+    func providerFailsAfterExpiry() async throws {
+        try await withNodeProcess(["JWT_LEEWAY": "0", "JWT_RENEWAL_GRACE": "600000"]) { node in
+            let tokens = TokenGate(user: "carol", lifetimes: [.seconds(2)], failing: [2, 3])
+            let client = try ChorusClient(url: Self.url(node), configuration: Self.renewingOnExpiry(), getToken: tokens.provider)
+            let events = await client.events()
+            let subscription = try await client.subscribe("news")
+            let seen = await first(in: events) { event in
+                switch event {
+                case .reauthenticated, .subscribed(_, true, _, _): true
+                default: false
+                }
+            }
+            #expect(seen == .reauthenticated(userId: "carol"), "the same connection, not a reconnect")
+            #expect(await tokens.calls == 4, "two failures, then a token")
+            let publisher = try ChorusClient(url: Self.url(node), token: node.token("dave"), configuration: Self.configuration())
+            try await publisher.publish("news", "after the retries")
+            var messages = subscription.makeAsyncIterator()
+            #expect(await messages.next()?.data == "after the retries")
+            await publisher.close()
+            await client.close()
+        }
+    }
+
+    @Test("a provider that fails before the first connection is asked again after the backoff, as a node that is down would be: the client connects")
+    func providerFailsFirst() async throws {
+        try await withNodeProcess { node in
+            var configuration = Self.configuration()
+            configuration.minimumReconnectDelay = .milliseconds(50)
+            let tokens = TokenGate(user: "erin", failing: [1, 2])
+            let client = try ChorusClient(url: Self.url(node), configuration: configuration, getToken: tokens.provider)
+            try await client.connect()
+            #expect(await client.state == .connected(userId: "erin"))
+            #expect(await tokens.calls == 3)
+            await client.close()
+        }
+    }
+
+    @Test("an upgrade refused with 404 (a wrong path) fails the client with upgradeRefused, once, instead of retrying forever without a word")
+    func wrongPath() async throws {
+        try await withNodeProcess { node in
+            let client = try ChorusClient(
+                url: "ws://127.0.0.1:\(node.port)/wrong", token: node.token("alice"), configuration: Self.configuration())
+            do {
+                try await client.connect()
+                Issue.record("connected to /wrong")
+            } catch let ChorusError.upgradeRefused(status, body) {
+                #expect(status == 404)
+                #expect(body.contains("/ws"), "\(body)")
+            }
+            guard case .failed(.upgradeRefused(404, _)) = await client.state else {
+                throw TestFailure("expected failed(upgradeRefused(404)), got \(await client.state)")
+            }
+            await client.close()
+        }
+    }
+
     @Test("with a token provider the client renews ahead of the token's expiry: no tokenExpired, and every message published across the expiry arrives in order")
     func renewsAhead() async throws {
         try await withNodeProcess(["JWT_LEEWAY": "0"]) { node in

@@ -2,32 +2,38 @@ import Node
 import TestSupport
 
 /// A token provider for tests: mints tokens for one user (lifetimes in turn from `lifetimes`,
-/// then an hour), counts the calls, and can hold callers until ``open()`` so that a test
-/// knows the client is between connections.
+/// then an hour), counts the calls, throws on the calls numbered in `failing` (as a provider
+/// whose server is down), and can hold callers until ``open()`` so that a test knows the
+/// client is between connections.
 actor TokenGate {
     private let user: String
     private var lifetimes: [Duration]
+    private let failing: Set<Int>
     private(set) var calls = 0
     private var closed = false
     private var held: [CheckedContinuation<Void, Never>] = []
     private var callWaiters: [(count: Int, continuation: CheckedContinuation<Void, Never>)] = []
 
-    init(user: String, lifetimes: [Duration] = []) {
+    struct Unavailable: Error {}
+
+    init(user: String, lifetimes: [Duration] = [], failing: Set<Int> = []) {
         self.user = user
         self.lifetimes = lifetimes
+        self.failing = failing
     }
 
     /// The provider to hand the client.
     nonisolated var provider: @Sendable () async throws -> String {
-        { await self.token() }
+        { try await self.token() }
     }
 
-    func token() async -> String {
+    func token() async throws -> String {
         calls += 1
         let ready = callWaiters.filter { $0.count <= calls }
         callWaiters.removeAll { $0.count <= calls }
         for waiter in ready { waiter.continuation.resume() }
         if closed { await withCheckedContinuation { held.append($0) } }
+        if failing.contains(calls) { throw Unavailable() }
         let ttl = lifetimes.isEmpty ? Duration.seconds(3600) : lifetimes.removeFirst()
         return TokenMinter(secret: Array(Cluster.secret.utf8)).mint(subject: user, ttl: ttl)
     }

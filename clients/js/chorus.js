@@ -1036,15 +1036,36 @@ export class ChorusClient {
       this._emit("error", new ChorusAuthError(message.message ?? "token expired", { code: 401, reply: message }));
       return;
     }
+    this._renewExpired(0);
+  }
+
+  /**
+   * Asks the provider for the token the node waits for since `auth_expired` and sends it on
+   * the open connection. A provider that fails is asked again after the reconnect backoff's
+   * delays (without jitter) while the connection waits, so delivery resumes once it answers,
+   * not only at the node's 4001 close (`JWT_RENEWAL_GRACE`) and the reconnect after it.
+   */
+  async _renewExpired(attempt) {
+    const socket = this._socket;
+    const generation = this._tokenGeneration;
+    let token;
     try {
-      const generation = this._tokenGeneration;
-      const token = await this._currentToken(true);
-      // A setToken() meanwhile has re-authenticated with the application's token already.
-      if (generation !== this._tokenGeneration) return;
-      await this._reauthenticate(token);
+      token = await this._currentToken(true);
     } catch (error) {
       this._emit("error", error instanceof ChorusError ? error : new ChorusAuthError("getToken failed", { cause: error }));
+      const waiting = () => this._socket === socket && this._state === "connected" && this._renewing && generation === this._tokenGeneration;
+      if (!waiting()) return;
+      const delay = Math.min(this.options.maxReconnectDelay, this.options.minReconnectDelay * this.options.reconnectFactor ** attempt);
+      clearTimeout(this._renewTimer);
+      this._renewTimer = setTimeout(() => {
+        this._renewTimer = null;
+        if (waiting()) this._renewExpired(attempt + 1);
+      }, delay);
+      return;
     }
+    // A setToken() meanwhile has re-authenticated with the application's token already.
+    if (generation !== this._tokenGeneration) return;
+    await this._reauthenticate(token);
   }
 
   // MARK: subscriptions

@@ -1271,6 +1271,53 @@ test("with getToken, a fresh token is asked for renewBefore ahead of the node's 
   client.disconnect();
 });
 
+test("a provider that fails after auth_expired is asked again after the reconnect backoff's delays on the same connection, until it answers; a setToken() stops the retries", async (t) => {
+  const answers = ["t1", new Error("down"), new Error("down"), "t2"];
+  let asked = 0;
+  const client = scripted({ token: undefined, renewBefore: 0, getToken: () => {
+    asked += 1;
+    const answer = answers.shift() ?? "t3";
+    if (answer instanceof Error) throw answer;
+    return answer;
+  } });
+  const errors = [];
+  client.on("error", (e) => errors.push(e.message));
+  const socket = await connectScripted(client);
+  t.mock.timers.enable({ apis: ["setTimeout"] });
+  socket.reply({ type: "auth_expired", code: 401, message: "token expired" });
+  await settle();
+  assert.equal(asked, 2);
+  t.mock.timers.tick(499);  // minReconnectDelay 500
+  await settle();
+  assert.equal(asked, 2);
+  t.mock.timers.tick(1);
+  await settle();
+  assert.equal(asked, 3);
+  t.mock.timers.tick(1000);  // then 1,000
+  await settle();
+  assert.equal(asked, 4);
+  assert.deepEqual(socket.sent.filter((m) => m.type === "auth").map((m) => m.token), ["t1", "t2"], "the fresh token, on the same connection");
+  assert.equal(errors.length, 2);
+  socket.reply({ type: "auth_success", userId: "alice", id: socket.last("auth").id });
+  await settle();
+  t.mock.timers.tick(60000);
+  await settle();
+  assert.equal(asked, 4, "nothing more once accepted");
+
+  // Expired again, the provider down: a setToken() re-authenticates and the retries stop.
+  answers.unshift(new Error("down"));
+  socket.reply({ type: "auth_expired", code: 401, message: "token expired" });
+  await settle();
+  assert.equal(asked, 5);
+  client.setToken("app-token");
+  await settle();
+  t.mock.timers.tick(60000);
+  await settle();
+  assert.equal(asked, 5, "setToken() ended the retries");
+  assert.equal(ScriptedSocket.instances.length, 1);
+  client.disconnect();
+});
+
 test("a provider that hands back the token in use is asked again at half the time left, without an auth; renewBefore 0 and a fixed token never renew ahead", async (t) => {
   let asked = 0;
   const client = scripted({ token: undefined, getToken: () => { asked += 1; return "same"; } });
