@@ -241,10 +241,13 @@ public final class ChorusClient: Sendable {
         await engine.stopTyping(topic)
     }
 
-    /// Marks the stored message `messageId` read; returns the node's `readAt` timestamp.
-    public func markRead(_ messageId: String) async throws -> String {
+    /// Marks the stored message `messageId` read; returns the node's `read_recorded` answer.
+    @discardableResult
+    public func markRead(_ messageId: String) async throws -> ReadReceipt {
         let reply = try await engine.request(["type": "read", "messageId": .string(messageId)])
-        return reply["readAt"]?.stringValue ?? ""
+        return ReadReceipt(
+            messageId: reply["messageId"]?.stringValue ?? messageId, readAt: reply["readAt"]?.stringValue ?? "",
+            advanced: reply["advanced"]?.boolValue ?? true)
     }
 
     /// A round trip to the node (`ping` → `pong`).

@@ -1198,7 +1198,7 @@ struct SDKNodeTests {
         }
     }
 
-    @Test("markRead records the read and the topic's subscribers receive message.read")
+    @Test("markRead records the read and the topic's subscribers receive message.read; the same read again is advanced: false")
     func readReceipt() async throws {
         try await withNodeProcess { node in
             let posted = try await HTTP.post(
@@ -1208,8 +1208,11 @@ struct SDKNodeTests {
             let messageId = try #require(try posted.json()["id"] as? String)
             let client = try ChorusClient(url: Self.url(node), token: node.token("oscar"), configuration: Self.configuration())
             let subscription = try await client.subscribe("rooms.reads")
-            let readAt = try await client.markRead(messageId)
-            #expect(!readAt.isEmpty)
+            let receipt = try await client.markRead(messageId)
+            #expect(!receipt.readAt.isEmpty)
+            #expect(receipt.advanced)
+            #expect(receipt.messageId == messageId)
+            #expect(try await client.markRead(messageId).advanced == false, "the position was there already")
             var event: ChorusMessage?
             for await message in subscription where message.eventType == "message.read" {
                 event = message
