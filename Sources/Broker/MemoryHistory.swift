@@ -11,7 +11,7 @@ import Synchronization
 /// every ring after a restart, so a client's `since` from another stream never matches.
 ///
 /// **Bytes.** All rings together hold at most `HISTORY_MAX_BYTES` (``HistoryPolicy/maxBytes``,
-/// counted as ``cost(of:)``): past it, whole rings go, least recently published first, as if
+/// counted as ``cost(of:)`` per message and ``overheadPerRing`` per topic): past it, whole rings go, least recently published first, as if
 /// their `HISTORY_TTL` had passed (their next publish starts a new epoch); the ring just
 /// published to goes last, and then only its oldest messages. So no client can grow the node
 /// by publishing large messages to many topics.
@@ -93,9 +93,17 @@ public final class MemoryHistory: Sendable {
     private let state: Mutex<State>
     private let ttl: Duration
 
-    /// What one held message costs beyond its `data` and `metadata` bytes (the envelope's
-    /// strings and fields, the ring slot), for `/stats`.
-    static let overheadPerMessage = 160
+    /// What one held message costs beyond the bytes of its `data`, `metadata`, id and topic:
+    /// the envelope in its ring slot (with the ring's spare capacity) and the headers of its
+    /// allocations. Measured, with the two below, as the node's resident memory per message
+    /// (1-byte messages to 50,000 topics, and 100 messages to each of 500): within 5 % of it.
+    static let overheadPerMessage = 420
+    /// What a `messageId` costs beyond twice its bytes (the envelope's and the key of the
+    /// ring's id table): the allocations' headers and the table slot.
+    static let overheadPerMessageId = 140
+    /// What a topic's ring costs before any message: its entry in the table of rings, its
+    /// storage and id table, its epoch and its place in the eviction order.
+    static let overheadPerRing = 400
 
     public init(policy: HistoryPolicy, processEpoch: String = MemoryHistory.randomEpoch()) {
         self.policy = policy
@@ -209,8 +217,10 @@ public final class MemoryHistory: Sendable {
     var freshTopics: Int { state.withLock { $0.fresh.count } }
 
     static func cost(of envelope: Envelope) -> Int {
-        envelope.data.bytes.count + (envelope.metadata?.bytes.count ?? 0) + envelope.id.utf8.count
-            + (envelope.messageId?.utf8.count ?? 0) + overheadPerMessage
+        var cost = envelope.data.bytes.count + (envelope.metadata?.bytes.count ?? 0) + envelope.id.utf8.count
+            + (envelope.topic?.name.utf8.count ?? 0) + overheadPerMessage
+        if let messageId = envelope.messageId { cost += 2 * messageId.utf8.count + overheadPerMessageId }
+        return cost
     }
 
     /// The topic's live ring, or a new one when it has none or it expired: with the epoch
@@ -220,10 +230,13 @@ public final class MemoryHistory: Sendable {
             if now - ring.touched <= ttl { return ring }
             Self.forget(ring, in: &state)
         }
+        // A new ring counts from the start, so that a flood of one message per new topic is
+        // bounded too; ``forget(_:in:)`` gives it all back.
+        state.bytes += Self.overheadPerRing
         if let fresh = state.fresh.removeValue(forKey: topic), now - fresh.touched <= ttl {
-            return Ring(epoch: fresh.epoch, touched: now)
+            return Ring(epoch: fresh.epoch, bytes: Self.overheadPerRing, touched: now)
         }
-        return Ring(epoch: newEpoch(&state), touched: now)
+        return Ring(epoch: newEpoch(&state), bytes: Self.overheadPerRing, touched: now)
     }
 
     private func newEpoch(_ state: inout State) -> String {

@@ -136,6 +136,22 @@ struct MemoryHistoryTests {
         #expect(oldest.messages.isEmpty && oldest.position.offset == 0 && oldest.position.epoch != epochs["t.1"])
     }
 
+    @Test("each topic's ring counts, and each message's topic and ids: one small message to each of many new topics is bounded by HISTORY_MAX_BYTES as large ones are")
+    func ringsCount() throws {
+        let history = MemoryHistory(policy: HistoryPolicy(size: 10, maxBytes: 100_000))
+        for n in 1...1_000 {
+            var envelope = Self.message(n, topic: "t.\(n)", key: "k-\(n)")
+            _ = history.record(&envelope, topic: try Topic("t.\(n)"))
+        }
+        let stats = history.stats(backend: "memory")
+        let last = Self.message(1_000, topic: "t.1000", key: "k-1000")
+        let perTopic = MemoryHistory.overheadPerRing + MemoryHistory.cost(of: last)
+        #expect(MemoryHistory.cost(of: last) >= 1 + "n-1000".utf8.count + "t.1000".utf8.count + 2 * "k-1000".utf8.count)
+        #expect(stats.bytes <= 100_000)
+        #expect(stats.topics * perTopic <= 100_000 && stats.topics >= 100_000 / perTopic - 1, "\(stats.topics) topics of \(perTopic) bytes")
+        #expect(stats.bytes > stats.topics * (perTopic - 8), "each held topic counted whole (the others' numbers are a digit shorter)")
+    }
+
     @Test("a topic published to keeps its place: the least recently published goes first, not the oldest created")
     func bytesEvictLeastRecent() throws {
         let history = MemoryHistory(policy: HistoryPolicy(size: 100, maxBytes: 70_000))
