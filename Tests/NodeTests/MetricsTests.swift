@@ -28,6 +28,7 @@ struct MetricsTests {
             #expect((series["process_resident_memory_bytes"] ?? 0) > 1_000_000)
             for name in [
                 "chorus_websocket_closed_total{code=\"4008\"}", "chorus_websocket_closed_total{code=\"4000\"}",
+                "chorus_websocket_closed_total{code=\"4001\"}", "chorus_websocket_auth_expired_total",
                 "chorus_websocket_refused_total{reason=\"ip_limit\"}", "chorus_websocket_refused_total{reason=\"node_full\"}",
                 "chorus_messages_dropped_total{reason=\"delivery_backlog\"}",
                 "chorus_messages_dropped_total{reason=\"adapter_queue\"}",
@@ -41,6 +42,7 @@ struct MetricsTests {
                 "chorus_messages_dropped_total", "chorus_ready", "chorus_delivery_latency_seconds", "process_start_time_seconds",
                 "chorus_websocket_connections", "chorus_messages_published_total", "chorus_messages_delivered_total",
                 "chorus_delivery_paced_drains_total", "chorus_websocket_reads_paused_total",
+                "chorus_websocket_auth_expired_total",
             ] {
                 #expect(text.contains("# HELP \(name) "), "no HELP line for \(name): \(text)")
             }
