@@ -73,6 +73,23 @@ struct MetricsTests {
         }
     }
 
+    @Test("chorus_http_request_errors_total counts every answer of 400 or more, returned (401) or thrown (404), and no successful one")
+    func httpRequestErrors() async throws {
+        // A process of its own: only `chorus` bootstraps the process-wide metrics that
+        // Hummingbird's request metrics go through.
+        try await withNodeProcess(["STATS_TOKEN": "errors-test-token"]) { node in
+            #expect(try await HTTP.get("\(node.baseURL)/health").status == 200)
+            #expect(try await HTTP.get("\(node.baseURL)/stats").status == 401)
+            #expect(try await HTTP.get("\(node.baseURL)/no/such/route").status == 404)
+            let text = try await HTTP.get("\(node.baseURL)/metrics", headers: ["Authorization": "Bearer errors-test-token"]).text
+            let errors = Self.samples(text).filter { $0.key.hasPrefix("chorus_http_request_errors_total{") }
+            #expect(errors.filter { $0.key.contains(#"status="401""#) && $0.value == 1 }.count == 1, "\(errors)")
+            #expect(errors.filter { $0.key.contains(#"status="404""#) && $0.value == 1 }.count == 1, "\(errors)")
+            #expect(errors.keys.allSatisfy { $0.contains(#"status="4"#) || $0.contains(#"status="5"#) }, "\(errors)")
+            #expect(text.contains(#"status="401""#) && text.contains("chorus_http_requests_total{"), "requests still counted")
+        }
+    }
+
     @Test("an unknown route answers 404 in the error shape")
     func notFound() async throws {
         try await withNode { node in
