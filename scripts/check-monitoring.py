@@ -32,7 +32,7 @@ SECRET = "monitoring-check-secret-0123456789"
 API_KEY = "monitoring-check-key"
 PROMQL_WORDS = {
     "rate", "increase", "sum", "by", "histogram_quantile", "clamp_min", "absent", "le", "count", "without",
-    "avg", "max", "min", "offset", "and", "or", "unless", "on", "ignoring", "group_left", "group_right",
+    "avg", "max", "min", "min_over_time", "vector", "offset", "and", "or", "unless", "on", "ignoring", "group_left", "group_right",
     "instance", "reason", "code", "route", "status", "backend", "job", "state", "method",
 }
 

@@ -21,6 +21,11 @@ public final class NodeCounters: Sendable {
     let pingTimeouts = Atomic<Int>(0)
     /// Connections closed for flooding past `WEBSOCKET_MAX_MESSAGES_PER_SECOND` (1008).
     let floods = Atomic<Int>(0)
+    /// Times a connection's token expired (`auth_expired`): its delivery paused for
+    /// `JWT_RENEWAL_GRACE` until a fresh `auth`. A burst of these is a token-issuing problem.
+    let tokensExpired = Atomic<Int>(0)
+    /// Connections closed because no fresh `auth` came within `JWT_RENEWAL_GRACE` (4001).
+    let closedTokenExpired = Atomic<Int>(0)
     /// Times a connection was not read for a while, past `WEBSOCKET_MAX_BYTES_PER_SECOND`.
     let readsPaused = Atomic<Int>(0)
     /// Open connections that agreed to permessage-deflate; while there is one, the hub

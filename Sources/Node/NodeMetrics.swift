@@ -43,8 +43,9 @@ public final class NodeMetrics: Sendable {
     /// A metrics factory over `registry` for the process-wide `MetricsSystem`, so that what other
     /// libraries record appears at `/metrics` too, under Prometheus names: Hummingbird's request
     /// metrics (OpenTelemetry-style dotted labels) become `chorus_http_*` with `method`, `route`
-    /// and `status` labels.
-    public static func processFactory(registry: PrometheusCollectorRegistry) -> PrometheusMetricsFactory {
+    /// and `status` labels, and `chorus_http_request_errors_total` counts every answer of 400 or
+    /// more (``ProcessMetricsFactory``).
+    public static func processFactory(registry: PrometheusCollectorRegistry) -> ProcessMetricsFactory {
         var factory = PrometheusMetricsFactory(registry: registry)
         factory.nameAndLabelSanitizer = { name, labels in
             let names = [
@@ -60,7 +61,7 @@ public final class NodeMetrics: Sendable {
             let sanitized = labels.map { (labelNames[$0.0] ?? $0.0.replacingOccurrences(of: ".", with: "_"), $0.1) }
             return (names[name] ?? name.replacingOccurrences(of: ".", with: "_"), sanitized)
         }
-        return factory
+        return ProcessMetricsFactory(prometheus: factory)
     }
 
     func connectionOpened() {

@@ -17,6 +17,12 @@ public struct NodeStats: Codable, Sendable {
         public var closedPingTimeout: Int
         /// Optional so that stats documents of nodes from before it still decode (cluster scope).
         public var closedFlooding: Int?
+        /// Connections told `auth_expired`: their token expired and delivery paused until a fresh
+        /// `auth`. Optional for older nodes' documents.
+        public var authExpired: Int?
+        /// Connections closed with 4001: no fresh `auth` within `JWT_RENEWAL_GRACE` after
+        /// `auth_expired`. Optional for older nodes' documents.
+        public var closedTokenExpired: Int?
         /// Times a connection was not read for a while past `WEBSOCKET_MAX_BYTES_PER_SECOND`.
         /// Optional for older nodes' documents.
         public var readsPaused: Int?

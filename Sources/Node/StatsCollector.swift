@@ -30,6 +30,8 @@ struct StatsCollector: Sendable {
                 closedSlowConsumer: counters.slowConsumers.load(ordering: .relaxed),
                 closedPingTimeout: counters.pingTimeouts.load(ordering: .relaxed),
                 closedFlooding: counters.floods.load(ordering: .relaxed),
+                authExpired: counters.tokensExpired.load(ordering: .relaxed),
+                closedTokenExpired: counters.closedTokenExpired.load(ordering: .relaxed),
                 readsPaused: counters.readsPaused.load(ordering: .relaxed),
                 topIPs: node.limiter.top(10).map { .init(ip: $0.address, connections: $0.connections) },
                 compressing: counters.compressingConnections.load(ordering: .relaxed)),

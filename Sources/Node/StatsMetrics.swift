@@ -29,6 +29,8 @@ final class StatsMetrics: Sendable {
         counter("chorus_websocket_closed_total", ["code": "4008"], connections.closedSlowConsumer)
         counter("chorus_websocket_closed_total", ["code": "4000"], connections.closedPingTimeout)
         counter("chorus_websocket_closed_total", ["code": "1008"], connections.closedFlooding ?? 0)
+        counter("chorus_websocket_closed_total", ["code": "4001"], connections.closedTokenExpired ?? 0)
+        counter("chorus_websocket_auth_expired_total", [:], connections.authExpired ?? 0)
         counter("chorus_websocket_reads_paused_total", [:], connections.readsPaused ?? 0)
         gauge("chorus_subscriptions", stats.subscriptions.total)
         gauge("chorus_subscribed_topics", stats.subscriptions.topics)

@@ -242,10 +242,12 @@ final class WebSocketSession: WebSocketTransportDelegate {
         if tokenExpired {
             tokenDeadline = nil
             log(.info, "no fresh token within JWT_RENEWAL_GRACE; closing")
+            node.counters.closedTokenExpired.add(1, ordering: .relaxed)
             transport.close(.tokenExpired, reason: "token expired")
             return
         }
         tokenExpired = true
+        node.counters.tokensExpired.add(1, ordering: .relaxed)
         log(.info, "token expired; delivery paused until the client authenticates again")
         reply(.authExpired)
         let deadline = NIODeadline.now() + .nanoseconds(Int64(node.configuration.tokenRenewalGrace / .nanoseconds(1)))

@@ -96,5 +96,55 @@ extension ClusterTests {
                 }
             }
         }
+
+        @Test("a steady 10 messages a second shows as a steady rate (the page polls every 1.5 s, the nodes announce every 2 s), and a topic received on two nodes is not counted twice")
+        func steadyRate() async throws {
+            try await withCluster(nodes: 2) { cluster in
+                let browser = try await Browser.open(logDirectory: cluster.directory)
+                do {
+                    let a = try await cluster.node(1).connect(as: "steady-a")
+                    let b = try await cluster.node(2).connect(as: "steady-b")
+                    try await a.subscribe("steady.room")
+                    try await b.subscribe("steady.room")
+                    let publisher = try await cluster.node(1).connect(as: "steady-p")
+                    try await publisher.awaitRoute(to: [a, b], topic: "steady.room")
+                    try await browser.navigate(to: "\(cluster.nginx.baseURL)/dashboard")
+                    let flowing = Task {
+                        let start = ContinuousClock.now
+                        for seq in 0..<400 {
+                            try await publisher.publish(topic: "steady.room", data: ["seq": seq])
+                            // On schedule, not after each publish: 10 a second however long one takes.
+                            try await Task.sleep(until: start + .milliseconds(100 * (seq + 1)))
+                        }
+                    }
+                    defer { flowing.cancel() }
+                    try await waitInPage(
+                        browser, "the published chart near 10 (past the first, partial interval)",
+                        "return document.getElementById('chart-published').dataset.latest;"
+                    ) { Double(($0 as? String) ?? "") ?? 0 > 7 }
+                    // 16 readings over 8 s: with rates from the poll's interval they alternated
+                    // 13.3, 13.3, 13.3, 0.
+                    var published: [Double] = []
+                    var topic: [Double] = []
+                    for _ in 0..<16 {
+                        try await Task.sleep(for: .milliseconds(500))
+                        published.append(Double(try await browser.evaluate(
+                            "return document.getElementById('chart-published').dataset.latest;") as? String ?? "") ?? -1)
+                        topic.append(Double(try await browser.evaluate(
+                            "return document.querySelector('#topics tr[data-topic=\"steady.room\"]')?.dataset.rate ?? '';") as? String ?? "") ?? -1)
+                    }
+                    try await browser.screenshot(to: Self.artifacts.appendingPathComponent("4-steady.png"))
+                    #expect(published.allSatisfy { $0 > 6 && $0 < 14 }, "published/s: \(published)")
+                    // Both nodes received every message: the busiest node's rate, not their sum (20).
+                    #expect(topic.allSatisfy { $0 > 6 && $0 < 14 }, "steady.room messages/s: \(topic)")
+                    for client in [a, b, publisher] { await client.close() }
+                    await browser.close()
+                } catch {
+                    try? await browser.screenshot(to: Self.artifacts.appendingPathComponent("failure-steady.png"))
+                    await browser.close()
+                    throw error
+                }
+            }
+        }
     }
 }

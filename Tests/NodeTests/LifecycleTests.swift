@@ -211,7 +211,7 @@ struct LifecycleTests {
         }
     }
 
-    @Test("a connection whose token expired and was not renewed within JWT_RENEWAL_GRACE is closed with 4001")
+    @Test("a connection whose token expired and was not renewed within JWT_RENEWAL_GRACE is closed with 4001, and /stats and /metrics count both")
     func tokenNotRenewed() async throws {
         // The grace is long beside a loaded machine's delays: `renewing` has 8 s to answer.
         try await withNode(["JWT_LEEWAY": "0", "JWT_RENEWAL_GRACE": "8000"]) { node in
@@ -234,6 +234,16 @@ struct LifecycleTests {
             _ = try await lapsed.next(type: "auth_expired", timeout: .seconds(40))
             #expect(try await lapsed.closeCode(timeout: .seconds(20)) == 4001)
             #expect(try await renewing.request(["type": "ping"])["type"] as? String == "pong")
+            // Both were paused with `auth_expired`; only `lapsed` was closed. (At least 2: a
+            // discarded attempt's client may have expired before it was closed.)
+            let stats = try await HTTP.get("\(node.baseURL)/stats").json()
+            let connections = try #require(stats["connections"] as? [String: Any])
+            let paused = try #require(connections["authExpired"] as? Int, "\(connections)")
+            #expect(paused >= 2, "\(connections)")
+            #expect(connections["closedTokenExpired"] as? Int == 1, "\(connections)")
+            let metrics = MetricsTests.samples(try await HTTP.get("\(node.baseURL)/metrics").text)
+            #expect(metrics["chorus_websocket_auth_expired_total"] == Double(paused))
+            #expect(metrics[#"chorus_websocket_closed_total{code="4001"}"#] == 1)
         }
     }
 

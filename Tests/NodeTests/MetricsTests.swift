@@ -28,6 +28,7 @@ struct MetricsTests {
             #expect((series["process_resident_memory_bytes"] ?? 0) > 1_000_000)
             for name in [
                 "chorus_websocket_closed_total{code=\"4008\"}", "chorus_websocket_closed_total{code=\"4000\"}",
+                "chorus_websocket_closed_total{code=\"4001\"}", "chorus_websocket_auth_expired_total",
                 "chorus_websocket_refused_total{reason=\"ip_limit\"}", "chorus_websocket_refused_total{reason=\"node_full\"}",
                 "chorus_messages_dropped_total{reason=\"delivery_backlog\"}",
                 "chorus_messages_dropped_total{reason=\"adapter_queue\"}",
@@ -41,6 +42,7 @@ struct MetricsTests {
                 "chorus_messages_dropped_total", "chorus_ready", "chorus_delivery_latency_seconds", "process_start_time_seconds",
                 "chorus_websocket_connections", "chorus_messages_published_total", "chorus_messages_delivered_total",
                 "chorus_delivery_paced_drains_total", "chorus_websocket_reads_paused_total",
+                "chorus_websocket_auth_expired_total",
             ] {
                 #expect(text.contains("# HELP \(name) "), "no HELP line for \(name): \(text)")
             }
@@ -68,6 +70,23 @@ struct MetricsTests {
             #expect(series["chorus_history_duplicates_total"] == 0)
             await member.close()
             await publisher.close()
+        }
+    }
+
+    @Test("chorus_http_request_errors_total counts every answer of 400 or more, returned (401) or thrown (404), and no successful one")
+    func httpRequestErrors() async throws {
+        // A process of its own: only `chorus` bootstraps the process-wide metrics that
+        // Hummingbird's request metrics go through.
+        try await withNodeProcess(["STATS_TOKEN": "errors-test-token"]) { node in
+            #expect(try await HTTP.get("\(node.baseURL)/health").status == 200)
+            #expect(try await HTTP.get("\(node.baseURL)/stats").status == 401)
+            #expect(try await HTTP.get("\(node.baseURL)/no/such/route").status == 404)
+            let text = try await HTTP.get("\(node.baseURL)/metrics", headers: ["Authorization": "Bearer errors-test-token"]).text
+            let errors = Self.samples(text).filter { $0.key.hasPrefix("chorus_http_request_errors_total{") }
+            #expect(errors.filter { $0.key.contains(#"status="401""#) && $0.value == 1 }.count == 1, "\(errors)")
+            #expect(errors.filter { $0.key.contains(#"status="404""#) && $0.value == 1 }.count == 1, "\(errors)")
+            #expect(errors.keys.allSatisfy { $0.contains(#"status="4"#) || $0.contains(#"status="5"#) }, "\(errors)")
+            #expect(text.contains(#"status="401""#) && text.contains("chorus_http_requests_total{"), "requests still counted")
         }
     }
 

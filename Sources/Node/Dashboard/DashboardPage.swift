@@ -3,6 +3,12 @@
 /// 1.5 s and draws the nodes, recent rates, the busiest topics and a banner when a node is in
 /// Redis fallback or has stopped reporting.
 ///
+/// Rates come from each node's own sample times (its `uptimeSeconds`), not from the poll's:
+/// the documents are the nodes' heartbeat announcements (every `CLUSTER_HEARTBEAT_INTERVAL`),
+/// so a poll often finds the same one again, and dividing by the poll's interval made a steady
+/// rate swing between too high and zero. The page also says what it cannot know (a node that
+/// stopped before it was opened; other nodes while the cluster view cannot be read).
+///
 /// When the node requires `STATS_TOKEN`, open the page as `/dashboard#token=<STATS_TOKEN>`: the
 /// token stays in the URL fragment (never sent to a server or a proxy log) and goes out as
 /// `Authorization: Bearer` on each stats request.
@@ -42,6 +48,8 @@ enum DashboardPage {
   .chart svg { width:100%; height:60px; display:block; }
   .chart polyline { fill:none; stroke:var(--accent); stroke-width:1.5; }
   #error { color:var(--bad); }
+  .note { color:var(--muted); font-size:12px; margin:8px 0 0; }
+  .note li { margin:2px 0; }
 </style>
 </head>
 <body>
@@ -63,9 +71,24 @@ enum DashboardPage {
   <section>
     <h2>Busiest topics</h2>
     <table>
-      <thead><tr><th>topic</th><th class="num">messages/s</th><th class="num">messages since start</th></tr></thead>
+      <thead><tr><th>topic</th><th class="num">messages/s (busiest node)</th><th class="num">messages received (busiest node, since its start)</th><th class="num">nodes receiving</th></tr></thead>
       <tbody id="topics"></tbody>
     </table>
+    <p class="note">Each node counts the messages of a topic that reached it, once per message however many of its clients
+      subscribe. A message delivered on three nodes is counted by each of them, so the table shows the node that received the
+      most, not a sum: about the topic's message rate while some node subscribes to all of it.</p>
+  </section>
+  <section>
+    <h2>What this page can and cannot know</h2>
+    <ul class="note" id="limits">
+      <li>Nodes appear from what they announce in Redis every <code>CLUSTER_HEARTBEAT_INTERVAL</code> (2 s by default); rates
+        are computed between those announcements.</li>
+      <li>A node that stopped or hung <strong>before this page was opened</strong> is not listed at all: nothing announces it.
+        A node that stops while the page is open shows as "not reporting" until it is forgotten after 5 minutes.
+        Prometheus (<code>up</code>, the <code>ChorusNodeDown</code> alert) is the place that knows every node it was told about.</li>
+      <li>While Redis is unreachable the cluster view holds only the node that answered this page: the others are shown as
+        "unknown", not as stopped, since nothing can be said about them.</li>
+    </ul>
   </section>
 </main>
 <script>
@@ -79,7 +102,11 @@ const CHARTS = [
 ];
 const series = Object.fromEntries(CHARTS.map(([key]) => [key, []]));
 const seen = new Map();   // node id -> last time it was listed
-let previous = null;      // the previous poll's totals per node, for rates
+// node id -> { startedAt, uptime, totals, topics: Map(topic -> messages), rates: {key: per second},
+// topicRates: Map(topic -> per second) }: each node's last announcement and the rates between
+// it and the one before. A poll that finds the same announcement again keeps the rates.
+const samples = new Map();
+let charted = false;      // the charts start once some node has a rate
 
 const el = (tag, attrs = {}, text) => {
   const node = document.createElement(tag);
@@ -128,17 +155,35 @@ function draw(key, value) {
     points.map((v, i) => (offset + i) + "," + (58 - (v / top) * 56).toFixed(1)).join(" "));
 }
 
+/// Records node `n`'s document; rates use the node's own sample times (uptimeSeconds).
+function sample(n) {
+  const totals = totalsOf(n);
+  const before = samples.get(n.nodeId);
+  if (before && before.startedAt === n.startedAt && before.uptime === n.uptimeSeconds) return before;
+  const topics = new Map(totals.topics.map((t) => [t.topic, t.messages]));
+  const next = { startedAt: n.startedAt, uptime: n.uptimeSeconds, totals, topics, rates: null, topicRates: new Map() };
+  const seconds = before && before.startedAt === n.startedAt ? n.uptimeSeconds - before.uptime : 0;
+  if (seconds > 0) {
+    next.rates = {};
+    for (const [key] of CHARTS) next.rates[key] = Math.max(0, (totals[key] - before.totals[key]) / seconds);
+    for (const [topic, messages] of topics) {
+      const was = before.topics.get(topic);
+      if (was !== undefined) next.topicRates.set(topic, Math.max(0, (messages - was) / seconds));
+    }
+  }
+  samples.set(n.nodeId, next);
+  return next;
+}
+
 function render(cluster, now) {
   const nodes = cluster.nodes;
-  const current = new Map(nodes.map((n) => [n.nodeId, totalsOf(n)]));
-  const seconds = previous ? (now - previous.time) / 1000 : 0;
-  const rate = (id, key) => {
-    const before = previous && previous.nodes.get(id);
-    return before && seconds > 0 ? Math.max(0, (current.get(id)[key] - before[key]) / seconds) : 0;
-  };
+  const current = new Map(nodes.map((n) => [n.nodeId, sample(n)]));
+  const rate = (id, key) => { const r = current.get(id).rates; return r ? r[key] : 0; };
+  // Without the cluster view (Redis unreachable) the other nodes are unknown, not stopped.
+  const viewComplete = cluster.complete || (cluster.error || "").startsWith("memory adapter");
   for (const n of nodes) seen.set(n.nodeId, now);
   // A node gone for FORGET_MS was removed on purpose (scaled down) or will not come back.
-  for (const [id, last] of seen) if (now - last > FORGET_MS) seen.delete(id);
+  for (const [id, last] of seen) if (now - last > FORGET_MS) { seen.delete(id); samples.delete(id); }
 
   const rows = document.getElementById("nodes");
   rows.replaceChildren();
@@ -161,13 +206,17 @@ function render(cluster, now) {
   }
   for (const [id, last] of seen) {
     if (current.has(id)) continue;
-    const row = el("tr", { "data-node": id, "data-missing": "true" });
-    const state = el("td"); state.append(el("span", { class: "pill bad" }, "not reporting"));
-    row.append(el("td", {}, id), state, el("td", { colspan: "7" }, "last seen " + Math.round((now - last) / 1000) + " s ago"));
+    const row = el("tr", { "data-node": id, "data-missing": viewComplete ? "true" : "unknown" });
+    const state = el("td");
+    state.append(el("span", { class: viewComplete ? "pill bad" : "pill muted" }, viewComplete ? "not reporting" : "unknown"));
+    const why = viewComplete ? "last seen " + Math.round((now - last) / 1000) + " s ago"
+      : "cannot be seen while the cluster view (Redis) is unreachable; last seen " + Math.round((now - last) / 1000) + " s ago";
+    row.append(el("td", {}, id), state, el("td", { colspan: "7" }, why));
     rows.append(row);
   }
 
-  if (previous) {
+  charted = charted || [...current.values()].some((s) => s.rates);
+  if (charted) {
     for (const [key] of CHARTS) {
       let sum = 0;
       for (const n of nodes) sum += rate(n.nodeId, key);
@@ -175,28 +224,33 @@ function render(cluster, now) {
     }
   }
 
+  // Each node counts a topic's messages once each as they reach it: the busiest node's count,
+  // not a sum over nodes (which would count a message once per node that received it).
   const topics = new Map();
   for (const n of nodes) {
-    for (const t of current.get(n.nodeId).topics) {
-      const before = previous && previous.topics.get(n.nodeId + "\u0000" + t.topic);
-      const entry = topics.get(t.topic) || { messages: 0, rate: 0 };
-      entry.messages += t.messages;
-      entry.rate += before !== undefined && seconds > 0 ? Math.max(0, (t.messages - before) / seconds) : 0;
-      topics.set(t.topic, entry);
+    const s = current.get(n.nodeId);
+    for (const [topic, messages] of s.topics) {
+      const entry = topics.get(topic) || { messages: 0, rate: 0, nodes: 0 };
+      entry.messages = Math.max(entry.messages, messages);
+      entry.rate = Math.max(entry.rate, s.topicRates.get(topic) || 0);
+      entry.nodes += 1;
+      topics.set(topic, entry);
     }
   }
   const topicRows = document.getElementById("topics");
   topicRows.replaceChildren();
   for (const [topic, entry] of [...topics].sort((a, b) => b[1].rate - a[1].rate || b[1].messages - a[1].messages).slice(0, 10)) {
-    const row = el("tr", { "data-topic": topic });
-    row.append(el("td", {}, topic), el("td", { class: "num" }, number(entry.rate, 1)), el("td", { class: "num" }, number(entry.messages)));
+    const row = el("tr", { "data-topic": topic, "data-rate": String(entry.rate) });
+    row.append(el("td", {}, topic), el("td", { class: "num" }, number(entry.rate, 1)), el("td", { class: "num" }, number(entry.messages)),
+      el("td", { class: "num" }, number(entry.nodes)));
     topicRows.append(row);
   }
 
   const problems = [];
   for (const n of nodes) if (n.adapter.state === "fallback") problems.push(n.nodeId + " is in Redis fallback: its clients get local messages only");
-  for (const [id] of seen) if (!current.has(id)) problems.push(id + " has stopped reporting");
-  if (!cluster.complete && cluster.error && !cluster.error.startsWith("memory adapter")) problems.push("cluster view incomplete: " + cluster.error);
+  if (viewComplete) for (const [id] of seen) if (!current.has(id)) problems.push(id + " has stopped reporting");
+  if (!viewComplete) problems.push("cluster view incomplete (" + (cluster.error || "unknown error") + "): only " +
+    nodes.map((n) => n.nodeId).join(", ") + " can be seen; other nodes may be healthy");
   const banner = document.getElementById("banner");
   banner.textContent = problems.join(" · ");
   banner.dataset.banner = problems.join(" · ");
@@ -205,10 +259,6 @@ function render(cluster, now) {
   const totals = cluster.totals;
   document.getElementById("summary").textContent = totals.nodes + " node" + (totals.nodes === 1 ? "" : "s") + " · " +
     number(totals.connections) + " connections · " + number(totals.subscriptions) + " subscriptions · updated " + new Date(now).toLocaleTimeString();
-
-  const topicTotals = new Map();
-  for (const n of nodes) for (const t of current.get(n.nodeId).topics) topicTotals.set(n.nodeId + "\u0000" + t.topic, t.messages);
-  previous = { time: now, nodes: current, topics: topicTotals };
 }
 
 async function poll() {
