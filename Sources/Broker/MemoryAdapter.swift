@@ -7,7 +7,9 @@ import Synchronization
 ///
 /// Publishes are queued and handed to the broker's deliver closure in batches on one serial
 /// dispatch queue, so a burst costs one hop, not one per message. The queue holds at most
-/// `maxMessages` (`PUBSUB_MEMORY_MAX_MESSAGES`); past that, publishes are dropped and counted.
+/// `maxMessages` (`PUBSUB_MEMORY_MAX_MESSAGES`) and `maxBytes` (64 MiB) of messages (an empty
+/// queue takes any one); past either, publishes are dropped and counted. By count alone, 10,000
+/// messages of 1 MiB could wait: a few clients publishing large messages grew a node by 800 MiB.
 ///
 /// **History** (``MemoryHistory``): a message on a topic with history gets its offset under the
 /// same lock that queues it, so offsets and delivery order agree; a repeated `messageId` is
@@ -16,11 +18,13 @@ public final class MemoryAdapter: PubSubAdapter {
     private struct State {
         var deliver: (@Sendable ([Envelope]) -> Void)?
         var pending: [Envelope] = []
+        var pendingBytes = 0
         var drainScheduled = false
         var dropped = 0
     }
 
     private let maxMessages: Int
+    private let maxBytes: Int
     private let started = Date()
     private let state = Mutex(State())
     private let queue = DispatchQueue(label: "chorus.memory-adapter")
@@ -28,9 +32,10 @@ public final class MemoryAdapter: PubSubAdapter {
     public let history: HistoryPolicy
     private let store: MemoryHistory
 
-    public init(maxMessages: Int = 10_000, history: HistoryPolicy = .off) {
+    public init(maxMessages: Int = 10_000, maxBytes: Int = 64 << 20, history: HistoryPolicy = .off) {
         precondition(maxMessages > 0, "maxMessages must be positive")
         self.maxMessages = maxMessages
+        self.maxBytes = maxBytes
         self.history = history
         self.store = MemoryHistory(policy: history)
     }
@@ -48,8 +53,9 @@ public final class MemoryAdapter: PubSubAdapter {
         let topic = history.topic(of: envelope)
         var outcome = PublishOutcome.accepted
         var accepted = false
+        let cost = Self.cost(of: envelope)
         let schedule = state.withLock { state -> Bool in
-            guard state.pending.count < maxMessages else {
+            guard state.pending.count < maxMessages, state.pending.isEmpty || state.pendingBytes + cost <= maxBytes else {
                 state.dropped += 1
                 return false
             }
@@ -59,6 +65,7 @@ public final class MemoryAdapter: PubSubAdapter {
                 if outcome.duplicate { return false }
             }
             state.pending.append(envelope)
+            state.pendingBytes += cost
             guard !state.drainScheduled else { return false }
             state.drainScheduled = true
             return true
@@ -67,7 +74,7 @@ public final class MemoryAdapter: PubSubAdapter {
             queue.async { self.drain() }
         }
         if let completion {
-            completion(accepted ? outcome : .refused("the node's publish queue is full (PUBSUB_MEMORY_MAX_MESSAGES)"))
+            completion(accepted ? outcome : .refused("the node's publish queue is full (PUBSUB_MEMORY_MAX_MESSAGES, or 64 MiB)"))
         }
     }
 
@@ -85,11 +92,18 @@ public final class MemoryAdapter: PubSubAdapter {
     private func drain() {
         let (batch, deliver) = state.withLock { state in
             state.drainScheduled = false
+            state.pendingBytes = 0
             defer { state.pending.removeAll(keepingCapacity: true) }
             return (state.pending, state.deliver)
         }
         guard !batch.isEmpty else { return }
         deliver?(batch)
+    }
+
+    /// What a waiting message counts against `maxBytes`: its `data` and `metadata`, and the rest
+    /// of the envelope as a fixed amount.
+    static func cost(of envelope: Envelope) -> Int {
+        envelope.data.bytes.count + (envelope.metadata?.bytes.count ?? 0) + 256
     }
 
     // Everything published stays in this process, so interest needs no bookkeeping here:
@@ -107,6 +121,7 @@ public final class MemoryAdapter: PubSubAdapter {
         state.withLock {
             $0.deliver = nil
             $0.pending.removeAll()
+            $0.pendingBytes = 0
         }
     }
 }
