@@ -147,6 +147,7 @@ NODE_PORTS=("${PORTS[@]:2}")
 if [ "$USE_REDIS" = 1 ]; then
     mkdir -p "$WORK/redis"
     setsid redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save '' --appendonly no \
+        --maxmemory 512mb --maxmemory-policy volatile-lru \
         --dir "$WORK/redis" --logfile "$WORK/redis.log" --daemonize no </dev/null &
     REDIS_PID=$!
     deadline=$(( $(date +%s) + 10 ))
