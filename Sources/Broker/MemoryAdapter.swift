@@ -74,7 +74,8 @@ public final class MemoryAdapter: PubSubAdapter {
             queue.async { self.drain() }
         }
         if let completion {
-            completion(accepted ? outcome : .refused("the node's publish queue is full (PUBSUB_MEMORY_MAX_MESSAGES, or 64 MiB)"))
+            completion(accepted ? outcome : .refused(
+                "the node's publish queue is full (PUBSUB_MEMORY_MAX_MESSAGES, or \(maxBytes >> 20) MiB)"))
         }
     }
 

@@ -1028,10 +1028,12 @@ actor ClientEngine {
             token = fresh
             guard self.connection === connection, authenticated else { return }
             sendAuth(fresh, ahead: false, on: connection)
+        } catch is CancellationError {
+            return  // a renewal of its own, or the connection's end, took over
         } catch {
             emit(.error(.tokenUnavailable(message: "\(error)")))
             guard self.connection === connection, tokenExpired else { return }
-            let delay = min(configuration.maximumReconnectDelay, configuration.minimumReconnectDelay * (1 << min(attempt, 16)))
+            let delay = policy.delay(attempt: attempt, random: 1)
             renewal?.cancel()
             renewal = Task {
                 do { try await Task.sleep(for: delay) } catch { return }

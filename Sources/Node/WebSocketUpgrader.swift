@@ -12,7 +12,6 @@ import NIOHTTP1
 /// returning nil headers as "not upgrading". `decide` sees every upgrade request, so that it can
 /// answer each one it does not take (NIO's upgrade handler drops the head of such a request).
 struct WebSocketUpgrader<UpgradeResult: Sendable>: NIOTypedHTTPServerProtocolUpgrader {
-    /// The request's handshake headers are not what RFC 6455 asks for.
     /// `decide` refused the upgrade.
     struct NotUpgrading: Error {}
 

@@ -111,6 +111,11 @@ struct PostgresRepository: UserRepository, MessageRepository, ReadReceiptReposit
                 logger: logger)
         }
         let found = try await messages(rows)
+        if found.isEmpty, sized.count > kept {
+            // Every kept row was deleted between the two reads: the page goes on below them,
+            // rather than come back empty with a cursor (a client may stop at an empty page).
+            return try await messages(in: scope, before: MessageCursor(sequence: oldest).text, limit: limit, maxBytes: maxBytes)
+        }
         let cursors = found.map { MessageCursor(sequence: $0.sequence).text }
         return MessagePage(
             messages: found.map(\.message), nextCursor: sized.count > kept ? MessageCursor(sequence: oldest).text : nil,

@@ -87,6 +87,11 @@ struct SQLiteRepository: UserRepository, MessageRepository, ReadReceiptRepositor
         let rows = try await connection.query(
             "SELECT \(Self.messageColumns) FROM messages WHERE \(filter) AND seq BETWEEN ? AND ? ORDER BY seq DESC",
             binds + [.integer(SQLiteInt64(oldest)), .integer(SQLiteInt64(newest))])
+        if rows.isEmpty, sequences.count > kept {
+            // Every kept row was deleted between the two reads: the page goes on below them,
+            // rather than come back empty with a cursor (a client may stop at an empty page).
+            return try await messages(in: scope, before: MessageCursor(sequence: oldest).text, limit: limit, maxBytes: maxBytes)
+        }
         let cursors = rows.map { MessageCursor(sequence: Int64($0.column("seq")?.integer ?? 0)).text }
         return MessagePage(
             messages: rows.map(Self.message), nextCursor: sequences.count > kept ? MessageCursor(sequence: oldest).text : nil,

@@ -242,7 +242,7 @@ struct LifecycleTests {
             #expect(paused >= 2, "\(connections)")
             #expect(connections["closedTokenExpired"] as? Int == 1, "\(connections)")
             let metrics = MetricsTests.samples(try await HTTP.get("\(node.baseURL)/metrics").text)
-            #expect(metrics["chorus_websocket_auth_expired_total"] == Double(paused))
+            #expect((metrics["chorus_websocket_auth_expired_total"] ?? 0) >= Double(paused), "read after /stats: as many or more")
             #expect(metrics[#"chorus_websocket_closed_total{code="4001"}"#] == 1)
         }
     }

@@ -34,10 +34,10 @@ const state = {
 
 // MARK: HTTP
 
-async function api(path, { method = "GET", body } = {}) {
+async function api(path, { method = "GET", body, token = state.token } = {}) {
   const response = await fetch(apiBase + path, {
     method,
-    headers: { "Content-Type": "application/json", ...(state.token ? { Authorization: `Bearer ${state.token}` } : {}) },
+    headers: { "Content-Type": "application/json", ...(token ? { Authorization: `Bearer ${token}` } : {}) },
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   const text = await response.text();
@@ -64,12 +64,15 @@ function newId() {
  */
 async function postMessage(body) {
   const message = { id: newId(), ...body };
+  // The author's token throughout: retries of a post must not go out as a user who logged in
+  // at the prompt meanwhile.
+  const [client, token] = [state.client, state.token];
   for (let attempt = 1; ; attempt++) {
     try {
-      return await api("/api/messages", { method: "POST", body: message });
+      return await api("/api/messages", { method: "POST", body: message, token });
     } catch (error) {
       const unanswered = !(error instanceof ChorusError) || [502, 503, 504].includes(error.code);
-      if (!unanswered || attempt === 5) throw error;
+      if (!unanswered || attempt === 5 || state.client !== client) throw error;
       await new Promise((resolve) => setTimeout(resolve, 200 * 2 ** attempt));
     }
   }

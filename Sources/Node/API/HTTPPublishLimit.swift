@@ -18,7 +18,7 @@ final class HTTPPublishLimit: Sendable {
         self.messagesPerSecond = messagesPerSecond
         self.bytesPerSecond = bytesPerSecond
         messages = KeyedThrottle(perSecond: Double(messagesPerSecond), burst: messagesPerSecond)
-        bytes = KeyedThrottle(perSecond: Double(bytesPerSecond), burst: max(bytesPerSecond, maxMessageSize))
+        bytes = KeyedThrottle(perSecond: Double(bytesPerSecond), burst: maxMessageSize)
     }
 
     /// Counts one publish of `userId`, before its body is read.
