@@ -64,6 +64,14 @@ public struct Envelope: Sendable, Equatable {
 }
 
 extension Envelope {
+    /// About what the message takes on the wire (its fields and a frame's framing): the measure
+    /// of a memory history read's `maxBytes`, as Redis' reads count the stored envelope, and of
+    /// the memory adapter's publish queue. Not the memory holding it (``MemoryHistory/cost(of:)``).
+    var approximateBytes: Int {
+        data.bytes.count + (metadata?.bytes.count ?? 0) + id.utf8.count + (topic?.name.utf8.count ?? 0)
+            + (messageId?.utf8.count ?? 0) + 100
+    }
+
     /// The message's place in its topic's history (``offset`` in ``epoch``); nil without history.
     var historyPosition: HistoryPosition? {
         guard let offset, let epoch else { return nil }

@@ -53,7 +53,7 @@ public final class MemoryAdapter: PubSubAdapter {
         let topic = history.topic(of: envelope)
         var outcome = PublishOutcome.accepted
         var accepted = false
-        let cost = Self.cost(of: envelope)
+        let cost = envelope.approximateBytes
         let schedule = state.withLock { state -> Bool in
             guard state.pending.count < maxMessages, state.pending.isEmpty || state.pendingBytes + cost <= maxBytes else {
                 state.dropped += 1
@@ -99,12 +99,6 @@ public final class MemoryAdapter: PubSubAdapter {
         }
         guard !batch.isEmpty else { return }
         deliver?(batch)
-    }
-
-    /// What a waiting message counts against `maxBytes`: its `data` and `metadata`, and the rest
-    /// of the envelope as a fixed amount.
-    static func cost(of envelope: Envelope) -> Int {
-        envelope.data.bytes.count + (envelope.metadata?.bytes.count ?? 0) + 256
     }
 
     // Everything published stays in this process, so interest needs no bookkeeping here:

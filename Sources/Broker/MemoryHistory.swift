@@ -190,7 +190,7 @@ public final class MemoryHistory: Sendable {
             var offset = query.newest ? range.upperBound : range.lowerBound
             while range.contains(offset) {
                 let message = ring.message(at: offset)
-                let cost = Self.payload(of: message)
+                let cost = message.approximateBytes
                 if !messages.isEmpty, bytes + cost > maxBytes { break }
                 bytes += cost
                 messages.append(message)
@@ -215,14 +215,6 @@ public final class MemoryHistory: Sendable {
 
     /// Epochs remembered for topics read before any publish (for tests).
     var freshTopics: Int { state.withLock { $0.fresh.count } }
-
-    /// About what a message takes on the wire (its fields and a frame's framing), the measure of
-    /// a read's `maxBytes` as of Redis' (which counts the stored envelope): not ``cost(of:)``,
-    /// which counts the memory holding it.
-    static func payload(of envelope: Envelope) -> Int {
-        envelope.data.bytes.count + (envelope.metadata?.bytes.count ?? 0) + envelope.id.utf8.count
-            + (envelope.topic?.name.utf8.count ?? 0) + (envelope.messageId?.utf8.count ?? 0) + 100
-    }
 
     static func cost(of envelope: Envelope) -> Int {
         var cost = envelope.data.bytes.count + (envelope.metadata?.bytes.count ?? 0) + envelope.id.utf8.count

@@ -1022,7 +1022,8 @@ actor ClientEngine {
     /// jitter) while the connection waits for a token, so delivery resumes once it answers,
     /// not only at the node's 4001 close (`JWT_RENEWAL_GRACE`) and the reconnect after it.
     private func refreshAuthentication(on connection: WebSocketConnection, attempt: Int = 0) async {
-        guard let tokenProvider else { return }
+        // Not when a `setToken(_:)` re-authenticated meanwhile, or the connection ended.
+        guard let tokenProvider, self.connection === connection, tokenExpired else { return }
         do {
             let fresh = try await tokenProvider()
             token = fresh
@@ -1037,15 +1038,9 @@ actor ClientEngine {
             renewal?.cancel()
             renewal = Task {
                 do { try await Task.sleep(for: delay) } catch { return }
-                await self.refreshAgain(on: connection, attempt: attempt + 1)
+                await self.refreshAuthentication(on: connection, attempt: attempt + 1)
             }
         }
-    }
-
-    private func refreshAgain(on connection: WebSocketConnection, attempt: Int) async {
-        // A `setToken(_:)` meanwhile re-authenticated, or the connection ended.
-        guard self.connection === connection, tokenExpired else { return }
-        await refreshAuthentication(on: connection, attempt: attempt)
     }
 
     // MARK: Requests

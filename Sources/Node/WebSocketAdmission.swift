@@ -40,7 +40,7 @@ struct WebSocketAdmission: Sendable {
         guard path == "/ws" else {
             return .refuse(Refusal(status: 404, message: "no WebSocket at '\(path.prefix(200))': the endpoint is /ws"))
         }
-        guard WebSocketUpgrader<Never>.key(of: head) != nil else {
+        guard head.webSocketKey != nil else {
             return .refuse(Refusal(
                 status: 400, message: "not a WebSocket handshake: it needs one Sec-WebSocket-Key and Sec-WebSocket-Version: 13"))
         }

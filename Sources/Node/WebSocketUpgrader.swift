@@ -8,7 +8,7 @@ import NIOHTTP1
 /// NIO's own `NIOTypedWebSocketServerUpgrader` always adds its frame encoder and decoder to the
 /// upgraded pipeline; ``WebSocketTransport`` reads and writes frames itself, so this upgrader
 /// leaves the pipeline to `install`. Like NIO's, it upgrades only requests with one
-/// `Sec-WebSocket-Key` and `Sec-WebSocket-Version: 13` (``key(of:)``), and treats `decide`
+/// `Sec-WebSocket-Key` and `Sec-WebSocket-Version: 13` (`HTTPRequestHead.webSocketKey`), and treats `decide`
 /// returning nil headers as "not upgrading". `decide` sees every upgrade request, so that it can
 /// answer each one it does not take (NIO's upgrade handler drops the head of such a request).
 struct WebSocketUpgrader<UpgradeResult: Sendable>: NIOTypedHTTPServerProtocolUpgrader {
@@ -32,7 +32,7 @@ struct WebSocketUpgrader<UpgradeResult: Sendable>: NIOTypedHTTPServerProtocolUpg
         channel: any Channel, upgradeRequest: HTTPRequestHead, initialResponseHeaders: HTTPHeaders
     ) -> EventLoopFuture<HTTPHeaders> {
         decide(channel, upgradeRequest).flatMapThrowing { extra in
-            guard var headers = extra, let key = Self.key(of: upgradeRequest) else { throw NotUpgrading() }
+            guard var headers = extra, let key = upgradeRequest.webSocketKey else { throw NotUpgrading() }
             headers.replaceOrAdd(name: "Upgrade", value: "websocket")
             headers.replaceOrAdd(name: "Connection", value: "upgrade")
             headers.add(name: "Sec-WebSocket-Accept", value: Self.acceptValue(forKey: key))
@@ -44,16 +44,18 @@ struct WebSocketUpgrader<UpgradeResult: Sendable>: NIOTypedHTTPServerProtocolUpg
         install(channel, upgradeRequest)
     }
 
-    /// The request's one `Sec-WebSocket-Key`, if it has one and `Sec-WebSocket-Version: 13`
-    /// (RFC 6455 §4.2.1); nil when it is not a handshake this server can complete.
-    static func key(of request: HTTPRequestHead) -> String? {
-        let keys = request.headers["Sec-WebSocket-Key"]
-        guard keys.count == 1, request.headers["Sec-WebSocket-Version"] == ["13"] else { return nil }
-        return keys[0]
-    }
-
     /// `Sec-WebSocket-Accept` for a client's `Sec-WebSocket-Key`: base64(SHA-1(key + GUID)).
     static func acceptValue(forKey key: String) -> String {
         Data(Insecure.SHA1.hash(data: Array((key + guid).utf8))).base64EncodedString()
+    }
+}
+
+extension HTTPRequestHead {
+    /// The request's one `Sec-WebSocket-Key`, if it has one and `Sec-WebSocket-Version: 13`
+    /// (RFC 6455 §4.2.1); nil when it is not a handshake this server can complete.
+    var webSocketKey: String? {
+        let keys = headers["Sec-WebSocket-Key"]
+        guard keys.count == 1, headers["Sec-WebSocket-Version"] == ["13"] else { return nil }
+        return keys[0]
     }
 }

@@ -70,7 +70,7 @@ struct MemoryHistoryTests {
             var envelope = Self.message(n)
             _ = history.record(&envelope, topic: topic)
         }
-        let cost = MemoryHistory.payload(of: Self.message(10))
+        let cost = Self.message(10).approximateBytes
         func read(_ query: HistoryQuery) -> (offsets: [Int], truncated: Bool) {
             let page = history.read(topic, query)
             return (page.messages.compactMap(\.offset), page.truncated)
