@@ -69,7 +69,8 @@ public final class ChorusNode: Service, Sendable {
                     maxPatterns: configuration.redisMaxPatterns, logger: logger, eventLoopGroup: eventLoopGroup)
             }
         self.store = configuration.database.map {
-            makeStore($0, logger: logger, configuration: StoreConfiguration(requestTimeout: configuration.databaseTimeout))
+            makeStore($0, logger: logger, configuration: StoreConfiguration(
+                requestTimeout: configuration.databaseTimeout, messageRetention: configuration.messageRetention))
         }
         self.acceptGate = AcceptGate(
             limit: AcceptGate.connectionLimit(

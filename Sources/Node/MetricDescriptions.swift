@@ -48,5 +48,6 @@ enum MetricDescriptions {
         "chorus_history_bytes": "Bytes of history messages held by this node.",
         "chorus_history_stored_total": "Messages this node stored in history.",
         "chorus_history_duplicates_total": "Publishes refused as duplicates of an earlier messageId.",
+        "chorus_store_pruned_total": "Rows deleted by MESSAGE_RETENTION: messages, and ids of deleted messages (deleted_messages).",
     ]
 }

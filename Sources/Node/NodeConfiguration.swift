@@ -147,6 +147,9 @@ public struct NodeConfiguration: Sendable {
     public var database: DatabaseURL?
     /// `DATABASE_TIMEOUT` (ms): longest a store request may take before the route answers 503.
     public var databaseTimeout: Duration = .milliseconds(5_000)
+    /// `MESSAGE_RETENTION` (ms; `0`, the default, keeps them for ever): how long the store keeps
+    /// a message, and the id of a deleted one; older ones are deleted while the node runs.
+    public var messageRetention: Duration?
     /// `AUTH_REGISTRATION`: whether `POST /api/auth/register` is open (deployments that issue
     /// their own tokens switch it off).
     public var registrationEnabled = true
@@ -190,6 +193,8 @@ public struct NodeConfiguration: Sendable {
 extension NodeConfiguration {
     /// The shortest `JWT_SECRET` a node accepts (and `chorus token` signs with).
     public static let minimumSecretBytes = 16
+    /// The longest `MESSAGE_RETENTION`: ten years, in milliseconds.
+    public static let longestRetention = 3_650 * 86_400_000
 
     /// Reads the configuration from environment variables.
     /// - Throws: ``ConfigurationError`` naming the first bad variable.
@@ -320,6 +325,9 @@ extension NodeConfiguration {
             }
         }
         databaseTimeout = try reader.milliseconds("DATABASE_TIMEOUT") ?? databaseTimeout
+        if let retention = try reader.integer("MESSAGE_RETENTION", in: 0...Self.longestRetention) {
+            messageRetention = retention == 0 ? nil : .milliseconds(retention)
+        }
         registrationEnabled = try reader.bool("AUTH_REGISTRATION") ?? registrationEnabled
         if let seconds = try reader.integer("AUTH_TOKEN_TTL", in: 1...(366 * 86_400)) {
             authTokenTTL = .seconds(seconds)

@@ -95,6 +95,15 @@ public struct NodeStats: Codable, Sendable {
     public var presence: PresenceStats? = nil
     /// Topic histories (`HISTORY_*`); absent when history is off.
     public var history: HistoryStats? = nil
+    /// The accounts and messages store; absent with `DATABASE_URL=none`.
+    public var store: Storage? = nil
+
+    public struct Storage: Codable, Sendable {
+        /// Messages deleted by `MESSAGE_RETENTION` since the node started.
+        public var messagesPruned: Int
+        /// Ids of deleted messages freed by `MESSAGE_RETENTION` since the node started.
+        public var deletedIdsPruned: Int
+    }
 }
 
 /// Samples the message counters once a second so `/stats` can report recent rates.

@@ -49,6 +49,7 @@ struct StatsCollector: Sendable {
             memory: .init(residentBytes: residentMemoryBytes()),
             history: node.broker.adapter.historyStats())
         stats.presence = PresenceStats(node: node)
+        stats.store = node.store.map { .init(messagesPruned: $0.pruned.messages, deletedIdsPruned: $0.pruned.deletedIds) }
         return stats
     }
 

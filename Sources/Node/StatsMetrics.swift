@@ -54,6 +54,10 @@ final class StatsMetrics: Sendable {
         }
         if let presence = stats.presence { update(from: presence) }
         if let history = stats.history { update(from: history) }
+        if let store = stats.store {
+            counter("chorus_store_pruned_total", ["table": "messages"], store.messagesPruned)
+            counter("chorus_store_pruned_total", ["table": "deleted_messages"], store.deletedIdsPruned)
+        }
         gauge("process_resident_memory_bytes", stats.memory.residentBytes)
         if let started = ISO8601.date(stats.startedAt) {
             registry.makeGauge(descriptor: MetricDescriptions.descriptor("process_start_time_seconds")).set(to: started.timeIntervalSince1970)

@@ -16,4 +16,7 @@ public protocol ChatStore: UserRepository, MessageRepository, ReadReceiptReposit
     /// limit of its own, for as long as `run()` is opening the database, which gives up on an
     /// unreachable PostgreSQL after ``StoreConfiguration/openTimeout``; cancel the task to stop waiting.
     func ready() async throws
+
+    /// What ``StoreConfiguration/messageRetention`` has deleted since the store started.
+    var pruned: PrunedRows { get }
 }

@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import ServiceLifecycle
 import Synchronization
@@ -16,6 +17,8 @@ final class ManagedStore<Driver: DatabaseDriver>: ChatStore {
     private let logger: Logger
     private let gate = StoreGate<Driver.Database>()
     private let started = Atomic<Bool>(false)
+    private let prunedMessages = Atomic<Int>(0)
+    private let prunedIds = Atomic<Int>(0)
 
     init(driver: Driver, configuration: StoreConfiguration, logger: Logger) {
         self.driver = driver
@@ -32,8 +35,12 @@ final class ManagedStore<Driver: DatabaseDriver>: ChatStore {
             try await driver.withOpenDatabase { database in
                 gate.open(database)
                 logger.info("store: \(driver.name) is ready")
-                // Throws CancellationError when the task is cancelled: stop serving just the same.
-                try? await gracefulShutdown()
+                await withDiscardingTaskGroup { group in
+                    if let pruner = retentionPruner() { group.addTask { await pruner.run() } }
+                    // Throws CancellationError when the task is cancelled: stop serving just the same.
+                    try? await gracefulShutdown()
+                    group.cancelAll()
+                }
                 logger.info("store: shutting down, waiting for the requests in flight")
                 // At most as long as a request may take: one stuck in the database library past
                 // its own deadline does not hold shutdown (the database closes under it).
@@ -63,6 +70,22 @@ final class ManagedStore<Driver: DatabaseDriver>: ChatStore {
 
     func ready() async throws {
         try await gate.waitUntilOpen()
+    }
+
+    var pruned: PrunedRows {
+        PrunedRows(messages: prunedMessages.load(ordering: .relaxed), deletedIds: prunedIds.load(ordering: .relaxed))
+    }
+
+    private func retentionPruner() -> RetentionPruner? {
+        guard let retention = configuration.messageRetention else { return nil }
+        return RetentionPruner(
+            retention: retention,
+            prune: { [self] cutoff, limit in try await prune(before: cutoff, limit: limit) },
+            pruned: { [self] rows in
+                prunedMessages.add(rows.messages, ordering: .relaxed)
+                prunedIds.add(rows.deletedIds, ordering: .relaxed)
+            },
+            logger: logger)
     }
 
     // MARK: - UserRepository
@@ -115,6 +138,10 @@ final class ManagedStore<Driver: DatabaseDriver>: ChatStore {
 
     func deleteMessage(id: String) async throws -> Bool {
         try await using("deleting a message") { try await $0.deleteMessage(id: id.lowercased()) }
+    }
+
+    func prune(before cutoff: Date, limit: Int) async throws -> PrunedRows {
+        try await using("pruning old messages") { try await $0.prune(before: cutoff, limit: limit) }
     }
 
     // MARK: - ReadReceiptRepository

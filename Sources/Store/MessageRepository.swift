@@ -1,3 +1,5 @@
+import Foundation
+
 /// Where chat messages live.
 public protocol MessageRepository: Sendable {
     /// Stores a message with a fresh id and the current time.
@@ -25,6 +27,13 @@ public protocol MessageRepository: Sendable {
 
     /// False when there was no such message.
     func deleteMessage(id: String) async throws -> Bool
+
+    /// Deletes messages created before `cutoff`, at most `limit`, oldest first, and at most
+    /// `limit` ids of messages deleted before it (which are then free to be posted again).
+    ///
+    /// Messages are taken in the order they were stored: a message stored later with an older
+    /// `createdAt` (another node's clock behind) waits for the rows before it to go.
+    func prune(before cutoff: Date, limit: Int) async throws -> PrunedRows
 }
 
 extension MessageRepository {

@@ -116,6 +116,15 @@ struct Migration: Sendable {
             sqlite: ["CREATE TABLE deleted_messages (id TEXT PRIMARY KEY NOT NULL, author_id TEXT NOT NULL, deleted_at INTEGER NOT NULL)"],
             postgres: ["CREATE TABLE deleted_messages (id TEXT PRIMARY KEY, author_id TEXT NOT NULL, deleted_at BIGINT NOT NULL)"]
         ),
+        Migration(
+            version: 4,
+            name: "deleted ids by age",
+            // ``StoreConfiguration/messageRetention`` frees the ids of messages deleted long ago,
+            // oldest first, without reading the whole table. (Messages are pruned in `seq` order,
+            // their primary key: they need no index of their own.)
+            sqlite: ["CREATE INDEX deleted_messages_deleted_at ON deleted_messages (deleted_at)"],
+            postgres: ["CREATE INDEX deleted_messages_deleted_at ON deleted_messages (deleted_at)"]
+        ),
     ]
 
     /// The same in both dialects: one member per topic or direct conversation, its rows found by

@@ -7,7 +7,10 @@ import Foundation
 /// the one returned when it was created.
 enum Milliseconds {
     /// Now, truncated to the millisecond.
-    static func now() -> Int64 { Int64((Date().timeIntervalSince1970 * 1000).rounded(.down)) }
+    static func now() -> Int64 { of(Date()) }
+
+    /// `date`, truncated to the millisecond.
+    static func of(_ date: Date) -> Int64 { Int64((date.timeIntervalSince1970 * 1000).rounded(.down)) }
 
     static func date(_ milliseconds: Int64) -> Date { Date(timeIntervalSince1970: Double(milliseconds) / 1000) }
 }

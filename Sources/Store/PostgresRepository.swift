@@ -148,6 +148,33 @@ struct PostgresRepository: UserRepository, MessageRepository, ReadReceiptReposit
         return deleted
     }
 
+    /// As SQLite's (``SQLiteRepository/prune(before:limit:)``); each statement counts what it
+    /// deleted rather than returning the rows.
+    func prune(before cutoff: Date, limit: Int) async throws -> PrunedRows {
+        let before = Milliseconds.of(cutoff)
+        let messages = try await count(client.query(
+            """
+            WITH gone AS (
+                DELETE FROM messages WHERE seq IN (SELECT seq FROM messages ORDER BY seq LIMIT \(limit)) AND created_at < \(before)
+                RETURNING 1
+            ) SELECT count(*) FROM gone
+            """, logger: logger))
+        let ids = try await count(client.query(
+            """
+            WITH gone AS (
+                DELETE FROM deleted_messages WHERE id IN (SELECT id FROM deleted_messages WHERE deleted_at < \(before) LIMIT \(limit))
+                RETURNING 1
+            ) SELECT count(*) FROM gone
+            """, logger: logger))
+        return PrunedRows(messages: messages, deletedIds: ids)
+    }
+
+    private func count(_ rows: PostgresRowSequence) async throws -> Int {
+        var total = 0
+        for try await value in rows.decode(Int64.self) { total += Int(value) }
+        return total
+    }
+
     // MARK: - Rows
 
     private static let messageColumns =

@@ -117,6 +117,25 @@ struct SQLiteRepository: UserRepository, MessageRepository, ReadReceiptRepositor
         return !deleted.isEmpty
     }
 
+    /// The oldest `limit` rows by `seq` (the primary key: no index on `created_at` needed), of
+    /// which those created before the cutoff go; ids by ``Migration`` 4's index.
+    func prune(before cutoff: Date, limit: Int) async throws -> PrunedRows {
+        let before = SQLiteData.integer(SQLiteInt64(Milliseconds.of(cutoff)))
+        let messages = try await connection.query(
+            """
+            DELETE FROM messages WHERE seq IN (SELECT seq FROM messages ORDER BY seq LIMIT ?) AND created_at < ?
+            RETURNING seq
+            """,
+            [.integer(SQLiteInt64(limit)), before])
+        let ids = try await connection.query(
+            """
+            DELETE FROM deleted_messages WHERE id IN (SELECT id FROM deleted_messages WHERE deleted_at < ? LIMIT ?)
+            RETURNING id
+            """,
+            [before, .integer(SQLiteInt64(limit))])
+        return PrunedRows(messages: messages.count, deletedIds: ids.count)
+    }
+
     // MARK: - Rows
 
     private static let userColumns = "id, username, password_hash, created_at"

@@ -17,13 +17,17 @@ public struct StoreConfiguration: Sendable, Equatable {
     /// ``StoreError/unavailable(_:)``: a database that stopped answering fails requests
     /// quickly instead of holding them.
     public var requestTimeout: Duration
+    /// How long messages are kept: older ones, and the ids of messages deleted longer ago, are
+    /// deleted by the store while it runs (``RetentionPruner``); nil keeps them for ever.
+    public var messageRetention: Duration?
 
     public init(
         readyWaitTimeout: Duration = .seconds(10), openTimeout: Duration = .seconds(30),
         sqliteBusyTimeout: Duration = .seconds(5), postgresMaximumConnections: Int = 10, maximumPageSize: Int = 500,
-        requestTimeout: Duration = .seconds(5)
+        requestTimeout: Duration = .seconds(5), messageRetention: Duration? = nil
     ) {
         self.requestTimeout = requestTimeout
+        self.messageRetention = messageRetention
         self.readyWaitTimeout = readyWaitTimeout
         self.openTimeout = openTimeout
         self.sqliteBusyTimeout = sqliteBusyTimeout

@@ -59,6 +59,14 @@ struct ConfigurationTests {
         #expect(set.tokenRules == .init(issuer: "https://auth.example", audience: "chorus", requireExpiry: false, leeway: .zero))
     }
 
+    @Test("MESSAGE_RETENTION keeps messages for ever by default (and at 0), else for that many milliseconds")
+    func messageRetention() throws {
+        #expect(try NodeConfiguration(environment: Self.base).messageRetention == nil)
+        #expect(try NodeConfiguration(environment: Self.base.merging(["MESSAGE_RETENTION": "0"]) { $1 }).messageRetention == nil)
+        let month = try NodeConfiguration(environment: Self.base.merging(["MESSAGE_RETENTION": "2592000000"]) { $1 })
+        #expect(month.messageRetention == .seconds(2_592_000))
+    }
+
     @Test("WEBSOCKET_PORT follows HTTP_PORT unless set")
     func sharedPort() throws {
         #expect(try NodeConfiguration(environment: Self.base.merging(["HTTP_PORT": "8080"]) { $1 }).websocketPort == 8080)
@@ -141,6 +149,8 @@ struct ConfigurationTests {
             (["JWT_REQUIRE_EXP": "perhaps"], "JWT_REQUIRE_EXP: expected true or false"),
             (["JWT_LEEWAY": "-1"], "JWT_LEEWAY: expected 0...3600000, got -1"),
             (["JWT_LEEWAY": "5s"], "JWT_LEEWAY: expected a whole number, got '5s'"),
+            (["MESSAGE_RETENTION": "30d"], "MESSAGE_RETENTION: expected a whole number, got '30d'"),
+            (["MESSAGE_RETENTION": "-1"], "MESSAGE_RETENTION: expected 0...315360000000, got -1"),
         ])
     func badValues(overrides: [String: String], message: String) {
         let environment = Self.base.merging(overrides) { $1 }

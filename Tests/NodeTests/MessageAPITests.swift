@@ -57,6 +57,31 @@ struct MessageAPITests {
         }
     }
 
+    @Test("with MESSAGE_RETENTION, a message older than it is gone from the listing, and /stats and /metrics count it")
+    func retention() async throws {
+        try await withNode(["MESSAGE_RETENTION": "1000"]) { node in
+            let alice = try await register(node, "alice")
+            let created = try await HTTP.post(
+                "\(node.baseURL)/api/messages", json: ["topic": "rooms.lobby", "content": "soon gone"], headers: headers(alice))
+            #expect(created.status == 201)
+            let id = try #require(try created.json()["id"] as? String)
+            // Nothing announces a pass: look until one has deleted it (at most 20 s, far above 1 s).
+            let deadline = ContinuousClock.now + .seconds(20)
+            var pruned = 0
+            while pruned < 1, ContinuousClock.now < deadline {
+                let stats = try await HTTP.get("\(node.baseURL)/stats").json()
+                pruned = (stats["store"] as? [String: Any])?["messagesPruned"] as? Int ?? 0
+                if pruned < 1 { try await Task.sleep(for: .milliseconds(100)) }
+            }
+            #expect(pruned == 1)
+            #expect(try await HTTP.get("\(node.baseURL)/api/messages/\(id)", headers: headers(alice)).status == 404)
+            let page = try await HTTP.get("\(node.baseURL)/api/messages?topic=rooms.lobby", headers: headers(alice)).json()
+            #expect((page["messages"] as? [Any])?.isEmpty == true)
+            let metrics = MetricsTests.samples(try await HTTP.get("\(node.baseURL)/metrics").text)
+            #expect(metrics["chorus_store_pruned_total{table=\"messages\"}"] == 1)
+        }
+    }
+
     @Test("a POST retried with its id stores and announces the message once: 201, then 200 with the same message; another message under the id is 409, an id that is no UUID 400, a retry after a delete 409")
     func retriedPost() async throws {
         try await withNode { node in

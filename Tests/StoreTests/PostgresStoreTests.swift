@@ -32,7 +32,7 @@ struct PostgresStoreTests {
                 #expect(try await stores[1].messages(in: .topic("chat.lobby"), before: nil, limit: 5).messages == [message])
             }
             guard case .postgres(let settings) = url else { return }
-            #expect(try await SchemaInspection.versions(ofPostgres: settings) == [1, 2, 3])
+            #expect(try await SchemaInspection.versions(ofPostgres: settings) == [1, 2, 3, 4])
         }
     }
 
@@ -47,12 +47,12 @@ struct PostgresStoreTests {
                 _ = try await store.createMessage(NewMessage(authorId: user.id, recipientId: "bob", content: "hi"))
                 return user
             }
-            #expect(try await SchemaInspection.versions(ofPostgres: settings) == [1, 2, 3])
+            #expect(try await SchemaInspection.versions(ofPostgres: settings) == [1, 2, 3, 4])
             try await StoreHarness.running(url) { store async throws in
                 #expect(try await store.user(named: "alice") == user)
                 #expect(try await store.messages(in: .conversation("bob", user.id), before: nil, limit: 5).messages.map(\.content) == ["hi"])
             }
-            #expect(try await SchemaInspection.versions(ofPostgres: settings) == [1, 2, 3])
+            #expect(try await SchemaInspection.versions(ofPostgres: settings) == [1, 2, 3, 4])
         }
     }
 

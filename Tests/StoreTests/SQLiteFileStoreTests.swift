@@ -15,7 +15,7 @@ struct SQLiteFileStoreTests {
                 }
                 return (user, try await store.messages(in: .topic("t"), before: nil, limit: 2))
             }
-            #expect(try await SchemaInspection.versions(ofSQLiteFile: path) == [1, 2, 3])
+            #expect(try await SchemaInspection.versions(ofSQLiteFile: path) == [1, 2, 3, 4])
 
             try await StoreHarness.running(.sqliteFile(path)) { store in
                 #expect(try await store.user(named: "alice") == user)
@@ -28,7 +28,7 @@ struct SQLiteFileStoreTests {
                 let next = try await store.createMessage(NewMessage(authorId: user.id, topic: "t", content: "5"))
                 #expect(try await store.messages(in: .topic("t"), before: nil, limit: 1).messages == [next])
             }
-            #expect(try await SchemaInspection.versions(ofSQLiteFile: path) == [1, 2, 3])
+            #expect(try await SchemaInspection.versions(ofSQLiteFile: path) == [1, 2, 3, 4])
         }
     }
 
@@ -51,7 +51,7 @@ struct SQLiteFileStoreTests {
                     let message = try await stores[1].createMessage(NewMessage(authorId: user.id, topic: "t", content: "hi"))
                     #expect(try await stores[0].message(id: message.id) == message, "round \(round)")
                 }
-                #expect(try await SchemaInspection.versions(ofSQLiteFile: url.path) == [1, 2, 3], "round \(round)")
+                #expect(try await SchemaInspection.versions(ofSQLiteFile: url.path) == [1, 2, 3, 4], "round \(round)")
             }
         }
     }
