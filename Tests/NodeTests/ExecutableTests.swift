@@ -110,9 +110,11 @@ struct ExecutableTests {
         defer { close(early) }
         #expect(LoopbackPort.withAddress(port) { connect(early, $0, $1) } == 0)
         #expect(try await HTTP.get("http://127.0.0.1:\(port)/ready").status == 200)
+        // Sent with the signal, so it meets the shutdown's quiesce whichever comes first (the
+        // node reading it, or quiescing a connection with nothing read, which then has
+        // `UnstartedConnectionCloser.quiesceGrace` to send it; that grace is tested on its own,
+        // with a clock the test moves). Waiting here for a log line would race the grace.
         process.signal(SIGTERM)
-        // The WebSockets are closed, then the server closes its listener and quiesces its connections.
-        #expect(await process.logged("WebSockets closed"))
         let request = Array("GET /health HTTP/1.1\r\nHost: node\r\n\r\n".utf8)
         #expect(send(early, request, request.count, Int32(MSG_NOSIGNAL)) == request.count)
         var buffer = [UInt8](repeating: 0, count: 512)
