@@ -49,8 +49,12 @@ actor ClientEngine {
         /// The subscription changed while the token was expired (the node would refuse a
         /// subscribe with 401): subscribe again once a fresh token is accepted.
         var resendWhenAuthenticated = false
-        /// The node has confirmed it once: later subscribes are resubscriptions.
+        /// The node has confirmed it once: it was live, so a later refusal ends it for the app.
         var everConfirmed = false
+        /// Confirmed on a connection that was lost, not yet on a later one: its next
+        /// confirmation is a reconnect's (`resubscribed`). Not `everConfirmed`: a subscribe sent
+        /// again on the same connection is no reconnect.
+        var reconnecting = false
         /// Presence events may have been missed since the node last confirmed it: a connection
         /// that had it confirmed was lost, or it was unsubscribed to end its last membership.
         var missedPresence = false
@@ -578,7 +582,10 @@ actor ClientEngine {
             }
         }
         for topic in topics.keys {
-            if topics[topic]?.confirmed == true { topics[topic]?.missedPresence = true }
+            if topics[topic]?.confirmed == true {
+                topics[topic]?.missedPresence = true
+                topics[topic]?.reconnecting = true
+            }
             topics[topic]?.confirmed = false
             topics[topic]?.inFlight = false
             topics[topic]?.awaitingPage = false
@@ -885,7 +892,10 @@ actor ClientEngine {
 
     private func subscribed(_ topic: String, since: StreamPosition?, replay: Int?, _ fields: [String: JSONValue]) {
         guard var state = topics[topic] else { return }
-        let resubscribed = state.everConfirmed
+        // The first confirmation on a new connection is the reconnect's, even after a retry
+        // (409, 429); later ones on this connection are not.
+        let resubscribed = state.reconnecting
+        state.reconnecting = false
         let missedPresence = state.missedPresence && state.presenceEvents
         state.missedPresence = false
         let recovered = fields["recovered"]?.boolValue

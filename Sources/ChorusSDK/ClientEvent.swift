@@ -1,10 +1,14 @@
 /// Something the app may want to react to, beside messages: watch them with
 /// ``ChorusClient/events()``.
 public enum ClientEvent: Sendable, Equatable {
-    /// The node confirmed a subscription: the first time (`resubscribed` false) or after a
-    /// reconnect. `recovered` is the node's answer to the `since` position the client sent
-    /// (nil when the topic has no history or no position was known); `position` the topic's
-    /// current one.
+    /// The node confirmed a subscription. `resubscribed` is true only for the first
+    /// confirmation on a new connection of a subscription confirmed on an earlier one (a
+    /// reconnect, also when that resubscribe was confirmed after a 409 or 429 retry): the time
+    /// to reload a topic without history. It is false for the first subscribe and for a
+    /// subscribe sent again on the same connection (a join of a live topic, new presence data,
+    /// the last join ending, a catch-up after a late token renewal). `recovered` is the node's
+    /// answer to the `since` position the client sent (nil when the topic has no history or no
+    /// position was known); `position` the topic's current one.
     case subscribed(topic: String, resubscribed: Bool, recovered: Bool?, position: StreamPosition?)
     /// A resubscription could not recover what was published while the client was away
     /// (history too short, or a new epoch): reload what the app shows for `topic`, then

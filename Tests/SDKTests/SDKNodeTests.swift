@@ -377,7 +377,8 @@ struct SDKNodeTests {
             default: false
             }
         }
-        #expect(outcome == .subscribed(topic: "rooms.a", resubscribed: true, recovered: true, position: StreamPosition(offset: 8, epoch: "E")))
+        #expect(outcome == .subscribed(topic: "rooms.a", resubscribed: false, recovered: true, position: StreamPosition(offset: 8, epoch: "E")),
+            "the catch-up is on the same connection: no reconnect")
         var messages = subscription.makeAsyncIterator()
         var offsets: [Int?] = []
         for _ in 0..<4 { offsets.append(await messages.next()?.position?.offset) }
@@ -386,6 +387,39 @@ struct SDKNodeTests {
         #expect(await tokens.calls == 3, "two renewals")
         await client.close()
         #expect(await scripted.process.wait(timeout: .seconds(30)) == 0, "\(scripted.process.output())")
+    }
+
+    @Test("subscribed says resubscribed only for a reconnect's first confirmation, also one the node confirms after a 409 retry; a subscribe sent again on the same connection (a join of the live topic, new member data, the last join ending) says false (a scripted node)")
+    func resubscribedOnlyAfterReconnect() async throws {
+        let scripted = try await Self.scriptedNode("resubscribed")
+        defer { scripted.process.signal(SIGKILL) }
+        var configuration = Self.configuration()
+        configuration.minimumReconnectDelay = .milliseconds(50)
+        let client = try ChorusClient(url: "ws://127.0.0.1:\(scripted.port)/ws", token: "fixed", configuration: configuration)
+        var events = await client.events().makeAsyncIterator()
+        func resubscribed() async -> Bool? {
+            while let event = await events.next() {
+                if case .subscribed(_, let resubscribed, _, _) = event { return resubscribed }
+            }
+            return nil
+        }
+        let plain = try await client.subscribe("rooms.a")
+        #expect(await resubscribed() == false, "the first subscribe")
+        // Answered, then the node closes the connection.
+        let first = try await client.join("rooms.a", data: ["n": 1])
+        #expect(await resubscribed() == false, "a join of the live topic")
+        #expect(await resubscribed() == true, "the reconnect's, confirmed after a 409")
+        let second = try await client.join("rooms.a", data: ["n": 2])
+        #expect(await resubscribed() == false, "new member data")
+        second.cancel()
+        #expect(await resubscribed() == false, "the earlier join's data back")
+        first.cancel()
+        #expect(await resubscribed() == false, "the last join ending")
+        _ = plain
+        await client.close()
+        #expect(await scripted.process.wait(timeout: .seconds(30)) == 0, "\(scripted.process.output())")
+        let output = scripted.process.output()
+        #expect(output.contains("subscribe 2 1 True True\n") && output.contains("subscribe 2 2 True True\n"), "\(output)")
     }
 
     @Test("a token the provider hands out ahead of the expiry that the node refuses leaves the connection as it is: an error event, still connected")

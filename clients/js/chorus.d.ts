@@ -255,9 +255,14 @@ export interface SubscribedEvent {
    */
   scope?: "node";
   /**
-   * true when this is a resubscription after a reconnect: the topic is live again from here, so
-   * this (not `connected`, which comes before the resubscribe) is when to reload a topic without
-   * history.
+   * true only for the first confirmation on a new connection of a subscription confirmed on an
+   * earlier one (a reconnect): the topic is live again from here, so this (not `connected`,
+   * which comes before the resubscribe) is when to reload a topic without history. false for a
+   * first subscribe and for a subscribe sent again on the same connection while the
+   * subscription stayed live (a `join` of a live topic, new presence data, its last `join`
+   * ending, a catch-up after a late token renewal), which is no reason to reload. A
+   * reconnect's resubscribe confirmed only after a retry (409, 429) is still the reconnect's:
+   * true, once.
    */
   resubscribed: boolean;
 }

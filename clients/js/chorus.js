@@ -224,6 +224,12 @@ class TopicEntry {
     this.active = false;
     /** Was subscribed on a connection that ended: presence events may have been missed since. */
     this.missedPresence = false;
+    /**
+     * Was subscribed on a connection that ended and not yet on a later one: its next
+     * confirmation is a reconnect's (`resubscribed: true`). Not `lastReply`, which says it was
+     * ever live: a subscribe sent again on the same connection is no reconnect.
+     */
+    this.reconnecting = false;
     /** Resolved with the `subscribed` reply of the current or next connection. */
     this.readyWaiters = [];
     this.lastReply = undefined;
@@ -708,7 +714,7 @@ export class ChorusClient {
     this._renewTimer = null;
     this._renewing = false;  // a new connection authenticates afresh
     for (const entry of this._topics.values()) {
-      if (entry.active) entry.missedPresence = true;
+      if (entry.active) entry.missedPresence = entry.reconnecting = true;
       entry.active = false;
       clearTimeout(entry.retryTimer);
       entry.retryTimer = null;
@@ -956,7 +962,9 @@ export class ChorusClient {
       const answered = () => { if (entry.awaiting === request) entry.awaiting = null; };
       const caughtUp = (reply) => {
         answered();
-        if (reply.type === "subscribed" && this._topics.get(entry.topic) === entry) this._subscribed(entry, request, reply, true);
+        // On the same connection: not a reconnect, but what was published during the expiry
+        // may be missing, as after one.
+        if (reply.type === "subscribed" && this._topics.get(entry.topic) === entry) this._subscribed(entry, request, reply, false, true);
       };
       // Not sent again after a rate refusal once the application left the topic.
       this._request(request, { onReply: caughtUp, stillWanted: () => this._topics.get(entry.topic) === entry }).catch((error) => {
@@ -965,7 +973,7 @@ export class ChorusClient {
         if (this._topics.get(entry.topic) !== entry) return;  // left meanwhile: nothing to recover
         // Refused or unanswered: what was published during the expiry will not come. The
         // subscription goes on live; the application reloads, as after any failed recovery.
-        const event = { topic: entry.topic, recovered: false, resubscribed: true, since: request.since, reason: `catching up after the token's renewal failed: ${error.message}` };
+        const event = { topic: entry.topic, recovered: false, resubscribed: false, since: request.since, reason: `catching up after the token's renewal failed: ${error.message}` };
         this._recoveryFailed(entry, event);
         this._emit("error", error);
       });
@@ -1154,7 +1162,8 @@ export class ChorusClient {
     const presence = entry.presence;
     if (presence !== undefined) request.presence = { data: presence ?? {} };
     if (entry.presenceEvents) request.presenceEvents = true;
-    const resubscribe = entry.lastReply !== undefined;
+    // Live before (on any connection): a refusal now ends a subscription the application has.
+    const wasLive = entry.lastReply !== undefined;
     if (request.since || request.replay) entry.awaiting = request;
     const answered = () => { if (entry.awaiting === request) entry.awaiting = null; };
     const socket = this._socket;
@@ -1177,7 +1186,11 @@ export class ChorusClient {
       if (request.replay) entry.replayDone = true;
       const missedPresence = entry.missedPresence && request.presenceEvents;
       entry.missedPresence = false;
-      this._subscribed(entry, request, reply, resubscribe);
+      // Taken at the reply: the first confirmation on a new connection is the reconnect's, even
+      // after a 409 retry; later ones on this connection are not.
+      const resubscribed = entry.reconnecting;
+      entry.reconnecting = false;
+      this._subscribed(entry, request, reply, resubscribed);
       // Live again after a reconnect: the events of the time away are lost, so the application
       // is told as the node tells it after an outage, and reads the members again.
       if (missedPresence) this._dispatch("presence", { type: "presence", topic: entry.topic, event: "resync", timestamp: new Date().toISOString() }, "onPresence");
@@ -1199,7 +1212,7 @@ export class ChorusClient {
         entry.replayDone = true;
         if (field === "since") {
           entry.positions.delete(entry.topic);
-          const event = { topic: entry.topic, recovered: false, resubscribed: resubscribe, since: request.since, reason: "the topic has no history" };
+          const event = { topic: entry.topic, recovered: false, resubscribed: entry.reconnecting, since: request.since, reason: "the topic has no history" };
           this._recoveryFailed(entry, event);
         }
         if (this._state === "connected") this._sendSubscribe(entry);
@@ -1211,7 +1224,7 @@ export class ChorusClient {
         retry(100 * entry.retries);
         return;
       }
-      if (((error.code === 429 && resubscribe) || error instanceof ChorusTimeoutError) && entry.limitRetries < 5) {
+      if (((error.code === 429 && wasLive) || error instanceof ChorusTimeoutError) && entry.limitRetries < 5) {
         // A resubscription over the node's subscription limit (429), or any subscribe dropped
         // unanswered by its message rate limit (a timeout; e.g. a reconnect resubscribing many
         // topics at once). Either can pass on this connection (an unsubscribe, the next
@@ -1229,7 +1242,7 @@ export class ChorusClient {
         // or unanswered after the retries): its handlers get nothing more, so the application
         // hears of it, as when the node ends a subscription. A first subscribe's refusal
         // rejects its `ready`.
-        ended = resubscribe;
+        ended = wasLive;
         // Given up after a timeout or a 409: an earlier attempt may still succeed on the node
         // (a slow history read), which would keep a subscription (and membership) nobody has.
         if ((error.code === 409 || error instanceof ChorusTimeoutError) && this._socket === socket && this._state === "connected") {
@@ -1242,9 +1255,14 @@ export class ChorusClient {
     });
   }
 
-  _subscribed(entry, request, reply, resubscribe) {
+  /**
+   * `resubscribed`: the first confirmation on a new connection of a subscription confirmed on
+   * an earlier one. `missable`: messages may have gone by undelivered (a reconnect, or a
+   * catch-up after a late renewal).
+   */
+  _subscribed(entry, request, reply, resubscribed, missable = resubscribed) {
     const hasPosition = typeof reply.offset === "number" && typeof reply.epoch === "string";
-    const info = { topic: entry.topic, recovered: reply.recovered, offset: reply.offset, epoch: reply.epoch, resubscribed: resubscribe };
+    const info = { topic: entry.topic, recovered: reply.recovered, offset: reply.offset, epoch: reply.epoch, resubscribed };
     if (reply.scope) info.scope = reply.scope;
     this._emit("subscribed", info);
     if (request.since && reply.recovered === false) {
@@ -1255,7 +1273,7 @@ export class ChorusClient {
       if (hasPosition) entry.positions.set(entry.topic, { offset: reply.offset, epoch: reply.epoch });
       return;
     }
-    if (request.since && !hasPosition && resubscribe) {
+    if (request.since && !hasPosition && missable) {
       // A node without history: whatever was published while away is not replayed.
       const event = { ...info, recovered: false, since: request.since, reason: "no history on this topic" };
       this._recoveryFailed(entry, event);

@@ -38,6 +38,12 @@ catch-up is read: `auth_expired` and a 401 to the catch-up; after the next `auth
 second catch-up is answered (recovered, messages 7 and 8), then message 9 live. Prints `catch-up
 since N` for each catch-up.
 
+Scenario `resubscribed`: every subscribe is answered at offset 5 (`recovered` when it has
+`since`). On the first connection, the first subscribe with presence (a join of the live topic)
+is answered, then the connection closes (1011). On the second, its first subscribe (the
+reconnect's) is refused with 409 and the retry answered. Prints `subscribe C N since presence`
+for each (connection C, its Nth), and exits once the second connection closes.
+
 Needs the PyPI package websockets."""
 import asyncio, json, sys
 import websockets
@@ -205,6 +211,36 @@ async def slow_auth(ws, *_):
     done.set()
 
 
+connections = 0
+
+
+async def resubscribed(ws, *_):
+    global connections
+    connections += 1
+    connection = connections
+    await ws.send(json.dumps({"type": "auth_success", "userId": "bob"}))
+    subscribes = 0
+    async for frame in frames(ws):
+        kind = frame.get("type")
+        if kind == "subscribe":
+            subscribes += 1
+            print("subscribe", connection, subscribes, "since" in frame, "presence" in frame, flush=True)
+            if connection == 2 and subscribes == 1:
+                await ws.send(json.dumps({"type": "error", "code": 409, "id": frame["id"], "details": {"topic": frame["topic"]},
+                                          "message": "a subscribe to this topic is still reading its history"}))
+                continue
+            reply = {"type": "subscribed", "topic": frame["topic"], "id": frame["id"], "offset": 5, "epoch": "E"}
+            if "since" in frame:
+                reply["recovered"] = True
+            await ws.send(json.dumps(reply))
+            if connection == 1 and "presence" in frame:
+                await ws.close(1011, "gone")
+        elif kind == "ping":
+            await ws.send(json.dumps({"type": "pong", "id": frame["id"]}))
+    if connection == 2:
+        done.set()
+
+
 def refuse_after_first(connection, request):
     """The `refuses-reconnect` scenario's second upgrade: refused with 401."""
     global upgrades
@@ -219,7 +255,8 @@ def refuse_after_first(connection, request):
 SCENARIOS = {"pattern-before-page": pattern_before_page, "subscribes-unanswered": subscribes_unanswered,
              "closes-on-publish": closes_on_publish, "presence-storm": presence_storm,
              "expiry-crossing": expiry_crossing, "refuses-reconnect": refuses_reconnect, "slow-auth": slow_auth,
-             "catch-up-refused": catch_up_refused, "catch-up-expired": catch_up_expired}
+             "catch-up-refused": catch_up_refused, "catch-up-expired": catch_up_expired,
+             "resubscribed": resubscribed}
 
 
 async def main(scenario):

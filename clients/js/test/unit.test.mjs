@@ -623,6 +623,75 @@ test("a resubscription still refused with 409 after the retries ends the subscri
   client.disconnect();
 });
 
+test("a subscribe sent again on the same connection (a join of a live topic, a 409 retry, its last join ending) is no reconnect: subscribed says resubscribed false", async () => {
+  const client = scripted();
+  const socket = await connectScripted(client);
+  const events = [];
+  client.on("subscribed", (e) => events.push(e.resubscribed));
+  const plain = client.subscribe("rooms.a", () => {});
+  socket.reply({ type: "subscribed", topic: "rooms.a", offset: 4, epoch: "E", id: socket.last("subscribe").id });
+  await plain.ready;
+  const leave = client.join("rooms.a", { name: "A" });
+  const joined = socket.last("subscribe");
+  assert.deepEqual(joined.presence, { data: { name: "A" } });
+  socket.reply({ type: "error", code: 409, message: "still reading", details: { topic: "rooms.a" }, id: joined.id });
+  await until(() => socket.last("subscribe").id !== joined.id);
+  socket.reply({ type: "subscribed", topic: "rooms.a", offset: 4, epoch: "E", recovered: true, id: socket.last("subscribe").id });
+  await leave.ready;
+  leave();
+  await settle();
+  socket.reply({ type: "unsubscribed", topic: "rooms.a", id: socket.last("unsubscribe").id });
+  await settle();
+  const again = socket.last("subscribe");
+  assert.equal(again.presence, undefined);
+  socket.reply({ type: "subscribed", topic: "rooms.a", offset: 4, epoch: "E", recovered: true, id: again.id });
+  assert.deepEqual(events, [false, false, false]);
+  client.disconnect();
+});
+
+test("the first confirmation on a new connection of a subscription live on an earlier one says resubscribed true, also when that connection was lost before confirming it; later ones on it say false", async () => {
+  const client = scripted();
+  let socket = await connectScripted(client);
+  const events = [];
+  client.on("subscribed", (e) => events.push(e.resubscribed));
+  const plain = client.subscribe("rooms.a", () => {});
+  socket.reply({ type: "subscribed", topic: "rooms.a", offset: 4, epoch: "E", id: socket.last("subscribe").id });
+  await plain.ready;
+  socket = await reconnectScripted(socket);
+  await settle();
+  assert.ok(socket.last("subscribe"), "resubscribed");
+  socket = await reconnectScripted(socket);  // lost before the node answered
+  await settle();
+  socket.reply({ type: "subscribed", topic: "rooms.a", offset: 6, epoch: "E", recovered: true, id: socket.last("subscribe").id });
+  const leave = client.join("rooms.a", { name: "A" });
+  socket.reply({ type: "subscribed", topic: "rooms.a", offset: 6, epoch: "E", recovered: true, id: socket.last("subscribe").id });
+  await leave.ready;
+  assert.deepEqual(events, [false, true, false]);
+  client.disconnect();
+});
+
+test("a resubscription after a reconnect refused with 409 and then confirmed is still the reconnect's: resubscribed true, once", async () => {
+  const client = scripted();
+  let socket = await connectScripted(client);
+  const events = [];
+  client.on("subscribed", (e) => events.push(e.resubscribed));
+  const plain = client.subscribe("rooms.a", () => {});
+  socket.reply({ type: "subscribed", topic: "rooms.a", offset: 4, epoch: "E", id: socket.last("subscribe").id });
+  await plain.ready;
+  socket = await reconnectScripted(socket);
+  await settle();
+  const first = socket.last("subscribe");
+  socket.reply({ type: "error", code: 409, message: "still reading", details: { topic: "rooms.a" }, id: first.id });
+  await until(() => socket.last("subscribe").id !== first.id);
+  assert.deepEqual(socket.last("subscribe").since, { offset: 4, epoch: "E" });
+  socket.reply({ type: "subscribed", topic: "rooms.a", offset: 6, epoch: "E", recovered: true, id: socket.last("subscribe").id });
+  const leave = client.join("rooms.a", { name: "A" });
+  socket.reply({ type: "subscribed", topic: "rooms.a", offset: 6, epoch: "E", recovered: true, id: socket.last("subscribe").id });
+  await leave.ready;
+  assert.deepEqual(events, [false, true, false]);
+  client.disconnect();
+});
+
 test("after a 4001 close the client is not connected while its provider is asked for a fresh token", async () => {
   const provider = heldProvider();
   const client = scripted({ token: undefined, getToken: provider.getToken });
@@ -1379,6 +1448,8 @@ test("after a token renewed late (auth_expired), each live topic with a position
   const got = [];
   const failed = [];
   client.on("recoveryFailed", (e) => failed.push(e.topic));
+  const resubscribed = [];
+  client.on("subscribed", (e) => resubscribed.push(e.resubscribed));
   const socket = await connectScripted(client);
   const joined = client.join("rooms.a", { name: "x" }, { onMessage: (m) => got.push(m.offset) });
   socket.reply({ type: "subscribed", topic: "rooms.a", offset: 5, epoch: "E", id: socket.last("subscribe").id });
@@ -1402,6 +1473,7 @@ test("after a token renewed late (auth_expired), each live topic with a position
   await settle();
   assert.deepEqual(got, [6, 7, 8, 9]);
   assert.deepEqual(failed, ["rooms.b"]);
+  assert.deepEqual(resubscribed, [false, false, false, false], "the catch-up is on the same connection: no reconnect");
   client.disconnect();
 });
 
