@@ -55,6 +55,10 @@ public protocol PubSubAdapter: AnyObject, Sendable {
     /// `body` runs on an adapter thread.
     func onReturnFromFallback(_ body: @escaping @Sendable (_ server: Int) -> Void)
 
+    /// Whether the messages of `interest` travel through backend server `server` (a pattern
+    /// travels through every server).
+    func interest(_ interest: Interest, livesOn server: Int) -> Bool
+
     /// Stops delivering and releases connections and threads.
     func shutdown() async
 }
@@ -75,6 +79,8 @@ extension PubSubAdapter {
 
     /// An adapter with no backend never falls back.
     public func onReturnFromFallback(_ body: @escaping @Sendable (_ server: Int) -> Void) {}
+
+    public func interest(_ interest: Interest, livesOn server: Int) -> Bool { true }
 
     public func historyStats() -> HistoryStats? { nil }
 }

@@ -233,6 +233,14 @@ public final class RedisAdapter: PubSubAdapter {
         overall.onReturnFromFallback(body)
     }
 
+    public func interest(_ interest: Interest, livesOn server: Int) -> Bool {
+        switch interest {
+        case .topic(let topic): channels.server(forKey: channels.key(for: topic)) == server
+        case .user(let userId): channels.server(forKey: channels.key(forUser: userId)) == server
+        case .pattern: true
+        }
+    }
+
     public func shutdown() async {
         for reads in historyReads { reads.stop() }
         await withTaskGroup(of: Void.self) { group in

@@ -132,6 +132,19 @@ final class ConnectionHub: Sendable {
         }
     }
 
+    /// Tells every session, on every loop, of the subscriptions (and user) whose messages
+    /// `affected` says may be missing (``ConnectionRegistry/reportGaps(where:at:)``).
+    func reportGaps(where affected: @escaping @Sendable (Interest) -> Bool) {
+        let now = Date()
+        let counters = self.counters
+        for registry in registries {
+            registry.loop.execute {
+                let written = registry.assumeIsolated { $0.reportGaps(where: affected, at: now) }
+                counters.gapNotices.add(written, ordering: .relaxed)
+            }
+        }
+    }
+
     /// Tells every presence watcher of a topic that `holds` accepts, on every loop, that events
     /// of it may have been lost (``ConnectionRegistry/resyncPresence(where:at:)``).
     func resyncPresence(where holds: @escaping @Sendable (Topic) -> Bool) {

@@ -297,6 +297,9 @@ actor ConnectionRegistry {
     /// The session `id` of this loop, if still open.
     func sessionsById(_ id: Int) -> WebSocketSession? { sessions[id] }
 
+    /// Every open session of this loop (``reportGaps(where:at:)``).
+    var sessionsForGaps: Dictionary<Int, WebSocketSession>.Values { sessions.values }
+
     /// Messages written by a finished recovery (history and held live ones).
     func recordRecovered(_ written: Int) {
         guard written > 0 else { return }

@@ -48,6 +48,7 @@ enum MetricDescriptions {
         "chorus_history_bytes": "Bytes of history messages held by this node.",
         "chorus_history_stored_total": "Messages this node stored in history.",
         "chorus_history_duplicates_total": "Publishes refused as duplicates of an earlier messageId.",
+        "chorus_gap_notices_total": "Gap notices written to clients after a Redis server returned from fallback: messages of a subscription may be missing.",
         "chorus_store_pruned_total": "Rows deleted by MESSAGE_RETENTION: messages, and ids of deleted messages (deleted_messages).",
     ]
 }

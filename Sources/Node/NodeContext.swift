@@ -46,8 +46,12 @@ final class NodeContext: Sendable {
         self.presence = PresenceService(configuration: configuration, broker: broker, logger: logger)
         // Presence events published while a Redis server was unreachable never reached this
         // node's watchers: once it is back, they are told to read their lists again.
-        let (hub, members) = (self.hub, self.presence.store)
+        // So did messages: every subscriber of a topic (or pattern) whose messages travel through
+        // it, and every user whose messages do, is told that some may be missing (`gap`).
+        let (hub, members, adapter) = (self.hub, self.presence.store, broker.adapter)
         broker.adapter.onReturnFromFallback { server in
+            logger.info("Redis server \(server) is back: subscribers of its topics are told of the gap")
+            hub.reportGaps { adapter.interest($0, livesOn: server) }
             members.afterOutage(server: server) { holds in
                 logger.info("presence: Redis server \(server) is back: its topics' watchers are told to resync")
                 hub.resyncPresence(where: holds)

@@ -71,6 +71,10 @@ public struct NodeStats: Codable, Sendable {
         /// writing deliveries (``DrainPacer``): a sign of a busy node, not of a fault.
         /// Optional for older nodes' documents.
         public var pacedDrains: Int?
+        /// `gap` notices written: a subscription (or a user's own messages) whose Redis server
+        /// was unreachable for a while, told that messages may be missing. Optional for older
+        /// nodes' documents.
+        public var gapNotices: Int? = nil
     }
 
     public struct TopicCount: Codable, Sendable {

@@ -44,7 +44,8 @@ struct StatsCollector: Sendable {
                 topTopics: node.hub.activity.top(10).map { .init(topic: $0.topic, messages: $0.messages) },
                 compressed: counters.messagesCompressed.load(ordering: .relaxed),
                 inflated: counters.messagesInflated.load(ordering: .relaxed),
-                pacedDrains: counters.pacedDrains.load(ordering: .relaxed)),
+                pacedDrains: counters.pacedDrains.load(ordering: .relaxed),
+                gapNotices: counters.gapNotices.load(ordering: .relaxed)),
             adapter: node.broker.adapter.status(),
             memory: .init(residentBytes: residentMemoryBytes()),
             history: node.broker.adapter.historyStats())

@@ -39,6 +39,7 @@ final class StatsMetrics: Sendable {
         counter("chorus_messages_dropped_total", ["reason": "adapter_queue"], stats.adapter.dropped)
         counter("chorus_messages_published_in_fallback_total", [:], stats.adapter.publishedInFallback)
         counter("chorus_delivery_paced_drains_total", [:], stats.messages.pacedDrains ?? 0)
+        counter("chorus_gap_notices_total", [:], stats.messages.gapNotices ?? 0)
         counter("chorus_adapter_malformed_payloads_total", [:], stats.adapter.malformed)
         gauge("chorus_ready", ready ? 1 : 0)
         gauge("chorus_adapter_connected", stats.adapter.state == .connected || stats.adapter.state == .local ? 1 : 0)

@@ -30,7 +30,7 @@ extension ClusterTests {
             func turnOff() { on.store(false, ordering: .relaxed) }
         }
 
-        @Test("a hung Redis (SIGSTOP) under 100 msg/s: each node delivers its own publishes locally within the deadline; after SIGCONT cross-node delivery returns; nothing twice, nothing lost on the publishing node")
+        @Test("a hung Redis (SIGSTOP) under 100 msg/s: each node delivers its own publishes locally within the deadline; after SIGCONT cross-node delivery returns, and subscribers are told of the gap; nothing twice, nothing lost on the publishing node")
         func hungRedis() async throws {
             try await withCluster(nodes: 2) { cluster in
                 let topic = "hang.t"
@@ -39,6 +39,12 @@ extension ClusterTests {
                 for subscriber in subscribers { try await subscriber.subscribe(topic) }
                 let publishers = [try await cluster.node(1).connect(as: "p1"), try await cluster.node(2).connect(as: "p2")]
                 for publisher in publishers { try await publisher.awaitRoute(to: subscribers, topic: topic) }
+                // A topic, a pattern, and (every authenticated connection) the user's own messages.
+                let watchers = [try await cluster.node(1).connect(as: "w1"), try await cluster.node(2).connect(as: "w2")]
+                for watcher in watchers {
+                    try await watcher.subscribe(topic)
+                    try await watcher.subscribe("hang.*")
+                }
 
                 let clock = ContinuousClock()
                 let origin = clock.now
@@ -73,10 +79,28 @@ extension ClusterTests {
                     throw error
                 }
                 let thaw = clock.now - origin
+                let thawDate = Date()
                 redis.resume()
                 try await cluster.waitUntilAdapters(are: "connected", within: .seconds(20))
                 let connectedSeen = clock.now - origin - thaw
                 let connectedAt = clock.now - origin
+                // Each node, back on Redis, tells every subscription (and user) whose messages
+                // travel through it that some may be missing: once, after the outage.
+                let timestamps = ISO8601DateFormatter()
+                timestamps.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+                for (index, watcher) in watchers.enumerated() {
+                    var gaps: [String] = []
+                    // Messages keep arriving meanwhile: the wait for the notices has a deadline of its own.
+                    let deadline = ContinuousClock.now + .seconds(20)
+                    while gaps.count < 3, ContinuousClock.now < deadline {
+                        let gap = try await watcher.nextJSON(timeout: deadline - ContinuousClock.now)
+                        guard gap["type"] as? String == "gap" else { continue }
+                        gaps.append(gap["topic"] as? String ?? "(user)")
+                        let sent = try #require(timestamps.date(from: gap["timestamp"] as? String ?? ""))
+                        #expect(sent.timeIntervalSince(thawDate) > -0.002, "sent after the outage, not before: \(gap)")
+                    }
+                    #expect(gaps.sorted() == ["(user)", "hang.*", topic], "node-\(index + 1): \(gaps)")
+                }
                 try await Task.sleep(for: .seconds(2))  // publishing through Redis again
 
                 publishing.turnOff()
@@ -120,6 +144,7 @@ extension ClusterTests {
                 // The failover is counted where an operator's alert looks, with what it means.
                 for node in cluster.nodes {
                     let text = try await HTTP.get("\(node.baseURL)/metrics").text
+                    #expect((Self.sample(text, "chorus_gap_notices_total") ?? 0) >= 3, "\(node.id) counted its gap notices")
                     #expect(text.contains("# HELP chorus_redis_transitions_total "), "\(text)")
                     let fallbacks = Self.sample(text, #"chorus_redis_transitions_total{to="fallback"}"#) ?? 0
                     let connects = Self.sample(text, #"chorus_redis_transitions_total{to="connected"}"#) ?? 0

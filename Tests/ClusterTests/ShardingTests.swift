@@ -1,4 +1,5 @@
 import ChorusClient
+import Foundation
 import Testing
 import TestSupport
 
@@ -84,6 +85,35 @@ extension ClusterTests {
                 #expect(local.map(\.seq) == [4])
                 let crossing = try await neighbour.publishMarker(topic: surviving[0])
                 #expect(try await subscribers[1].messages(before: crossing) == [], "but not across nodes")
+
+                // The server back: each node tells the subscriptions whose messages travel through
+                // it (its topics, every pattern, the users it holds) that some may be missing, and
+                // no others. Counted once written, so they all come before a marker sent after.
+                try await dead.start()
+                func onStopped(_ key: String) -> Bool { RedisPlacement.server(forKey: key, among: 2) == 1 }
+                let expected = [
+                    stranded + (onStopped("@user:alice") ? ["(user)"] : []),
+                    ["orders.*"] + (onStopped("@user:carol") ? ["(user)"] : []),
+                ]
+                let dora = onStopped("@user:dora") ? 1 : 0
+                let told = await eventually(within: .seconds(20)) {
+                    var counts: [Int] = []
+                    for node in [cluster.node(1), cluster.node(3)] {
+                        counts.append(((try? await node.stats())?["messages"] as? [String: Any])?["gapNotices"] as? Int ?? 0)
+                    }
+                    return counts == [expected[0].count + dora, expected[1].count]
+                }
+                #expect(told, "gap notices written on node-1 and node-3")
+                let after = try await publisher.publishMarker(topic: surviving[0])
+                for (index, subscriber) in subscribers.enumerated() {
+                    // (Alice has dora's marker above still unread: only the gap notices count here.)
+                    let gaps = try await subscriber.messages(before: after).compactMap { text -> String? in
+                        let frame = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any]
+                        guard frame?["type"] as? String == "gap" else { return nil }
+                        return frame?["topic"] as? String ?? "(user)"
+                    }
+                    #expect(gaps.sorted() == expected[index].sorted(), "subscriber \(index + 1)")
+                }
             }
         }
     }

@@ -1,0 +1,50 @@
+import Broker
+import Foundation
+import NIOCore
+
+extension ConnectionRegistry {
+    /// Tells the sessions of this loop that messages may be missing: a Redis server whose
+    /// channels `affected` accepts was unreachable, so what other nodes published there meanwhile
+    /// never reached this node. Each session gets `{"type":"gap","topic":..,"timestamp":..}` for
+    /// each of its subscriptions (the topic or pattern as subscribed) that `affected` accepts, and
+    /// `{"type":"gap","timestamp":..}` when messages addressed to its user travel there. Sent once
+    /// the server is back, so everything published after the notice arrives. Returns the number
+    /// of notices written.
+    func reportGaps(where affected: (Interest) -> Bool, at timestamp: Date) -> Int {
+        var frames: [String?: OutboundFrame] = [:]
+        func frame(_ subscription: String?) -> OutboundFrame {
+            if let made = frames[subscription] { return made }
+            let made = OutboundFrame.text(Self.gapNotice(subscription, at: timestamp), allocator: ByteBufferAllocator())
+            frames[subscription] = made
+            return made
+        }
+        var written = 0
+        for session in sessionsForGaps {
+            var wrote = false
+            for pattern in session.subscriptions where affected(pattern.topic.map(Interest.topic) ?? .pattern(pattern)) {
+                if session.transport.write(frame(pattern.text)) { wrote = true; written += 1 }
+            }
+            if let user = session.user, affected(.user(user.id)), session.transport.write(frame(nil)) {
+                wrote = true
+                written += 1
+            }
+            if wrote { session.transport.flush() }
+        }
+        return written
+    }
+
+    /// `{"type":"gap","topic":<subscription>,"timestamp":..}`; without `topic` for the messages
+    /// addressed to the user.
+    static func gapNotice(_ subscription: String?, at timestamp: Date) -> [UInt8] {
+        var json = JSONWriter(capacity: 64 + (subscription?.utf8.count ?? 0))
+        json.raw("{\"type\":\"gap\"")
+        if let subscription {
+            json.raw(",\"topic\":")
+            json.string(subscription)
+        }
+        json.raw(",\"timestamp\":")
+        json.string(Timestamp.string(timestamp))
+        json.raw("}")
+        return json.bytes
+    }
+}
