@@ -670,6 +670,9 @@ actor ClientEngine {
             }
             if let id { awaited[id] = nil }
             return .authRefused(code: code, message: message)
+        case "gap":
+            // Sent once the Redis link is live again: reloading now misses nothing after it.
+            emit(.gap(topic: fields["topic"]?.stringValue))
         case "auth_expired":
             tokenExpired = true
             emit(.tokenExpired)

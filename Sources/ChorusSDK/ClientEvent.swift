@@ -14,6 +14,14 @@ public enum ClientEvent: Sendable, Equatable {
     /// (history too short, or a new epoch): reload what the app shows for `topic`, then
     /// carry on with live messages.
     case recoveryFailed(topic: String, since: StreamPosition)
+    /// The node's link to Redis came back after an outage: messages other nodes published
+    /// meanwhile never reached this client, though the connection stayed up. With a `topic`
+    /// (as subscribed, a pattern too): that subscription's messages; nil: those addressed to
+    /// this user (``ChorusClient/userMessages()``). Reload what the app shows for it (for
+    /// instance `GET /api/messages`), as after ``recoveryFailed(topic:since:)``; everything
+    /// published after the event arrives. Positions are unchanged: the offsets do not say what
+    /// was lost.
+    case gap(topic: String?)
     /// The node ended a subscription (a refreshed token no longer allows it); its sequences
     /// have finished.
     case subscriptionEnded(topic: String, error: ChorusError)

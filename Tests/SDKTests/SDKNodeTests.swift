@@ -422,6 +422,37 @@ struct SDKNodeTests {
         #expect(output.contains("subscribe 2 1 True True\n") && output.contains("subscribe 2 2 True True\n"), "\(output)")
     }
 
+    @Test("gap frames (the node's Redis link is back after an outage) are ClientEvent.gap, with the topic or pattern as subscribed or nil for messages to the user; positions and delivery carry on (a scripted node)")
+    func gapEvents() async throws {
+        let scripted = try await Self.scriptedNode("gap")
+        defer { scripted.process.signal(SIGKILL) }
+        let client = try ChorusClient(url: "ws://127.0.0.1:\(scripted.port)/ws", token: "any", configuration: Self.configuration())
+        let events = await client.events()
+        let topic = try await client.subscribe("rooms.a")
+        let pattern = try await client.subscribe("rooms.*")
+        let gaps = try await withDeadline(.seconds(20), "four gap events") {
+            var gaps: [ClientEvent] = []
+            for await event in events {
+                switch event {
+                case .gap, .recoveryFailed, .subscriptionEnded: gaps.append(event)
+                default: break
+                }
+                if gaps.count == 4 { break }
+            }
+            return gaps
+        }
+        #expect(gaps == [.gap(topic: "rooms.a"), .gap(topic: "rooms.*"), .gap(topic: nil), .gap(topic: "rooms.gone")])
+        // Message 6 came before the gaps, and the gaps moved nothing.
+        #expect(await client.position(of: "rooms.a") == StreamPosition(offset: 6, epoch: "E"))
+        try await client.ping()  // the node sends message 7 before its pong
+        var messages = topic.makeAsyncIterator()
+        #expect(await messages.next()?.position?.offset == 6)
+        #expect(await messages.next()?.position?.offset == 7, "live after the gap")
+        _ = pattern
+        await client.close()
+        #expect(await scripted.process.wait(timeout: .seconds(30)) == 0, "\(scripted.process.output())")
+    }
+
     @Test("a token the provider hands out ahead of the expiry that the node refuses leaves the connection as it is: an error event, still connected")
     func refusedRenewalAhead() async throws {
         try await withNodeProcess(["JWT_LEEWAY": "0"]) { node in

@@ -203,7 +203,7 @@ export interface SubscribeOptions<Data = JSONValue> {
   /** Each presence event; on a `resync`, read the members again (`members(topic)`). */
   onPresence?: (event: PresenceEvent) => void;
   onTyping?: (event: TypingEvent) => void;
-  /** Called when a resubscription could not recover what was missed: reload, then continue. */
+  /** Called when messages of this subscription were missed (a failed recovery, a `gap`): reload, then continue. */
   onRecoveryFailed?: (event: RecoveryFailedEvent) => void;
   /** On the first subscription, ask for the last `replay` messages (history topics only). */
   replay?: number;
@@ -268,8 +268,24 @@ export interface SubscribedEvent {
 }
 
 export interface RecoveryFailedEvent extends SubscribedEvent {
-  since: StreamPosition;
+  /**
+   * The position the client asked to resume from. Absent after a `gap` (the node's Redis link
+   * was down: messages of the topic published elsewhere meanwhile are missing, whatever the
+   * position), when the subscription is live and its position unchanged.
+   */
+  since?: StreamPosition;
   reason?: string;
+}
+
+/**
+ * The node's link to Redis is back after an outage: messages other nodes published meanwhile
+ * were not delivered. With `topic` (as subscribed, a pattern too): that subscription's (a
+ * current one also hears `recoveryFailed`); without: messages addressed to this user. The
+ * connection stayed up: reload from the HTTP API (`GET /api/messages`); what follows arrives.
+ */
+export interface GapEvent {
+  topic?: string;
+  timestamp: string;
 }
 
 export interface ChorusEvents {
@@ -284,6 +300,7 @@ export interface ChorusEvents {
   typing: TypingEvent;
   subscribed: SubscribedEvent;
   recoveryFailed: RecoveryFailedEvent;
+  gap: GapEvent;
   /** A live subscription ended: the node ended it (new grants), or its resubscription after a reconnect was refused (still 409, 429 or unanswered after the retries, 403, ...). Its handlers get nothing more. */
   subscriptionEnded: { topic: string; error: ChorusError };
   authExpired: ServerMessage;

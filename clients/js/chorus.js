@@ -914,6 +914,7 @@ export class ChorusClient {
         }
         return this._dispatch("presence", message, "onPresence");
       case "typing": return this._dispatch("typing", message, "onTyping");
+      case "gap": return this._gap(message);
       case "auth_expired": return this._authExpired(message);
       case "auth_error": {
         // An auth_error without the request's id still answers the pending auth.
@@ -1289,6 +1290,22 @@ export class ChorusClient {
       const offset = request.replay ? Math.max(0, reply.offset - request.replay) : reply.offset;
       entry.positions.set(entry.topic, { offset, epoch: reply.epoch });
     }
+  }
+
+  /**
+   * The node's link to a Redis server is back after an outage: what other nodes published
+   * through it meanwhile never came. With `topic` (as subscribed, a pattern too): that
+   * subscription's messages, a failed recovery like any other; without: messages addressed to
+   * this user. The position stays: nothing in the offsets says what was lost.
+   */
+  _gap(message) {
+    const gap = { timestamp: message.timestamp };
+    if (typeof message.topic === "string") gap.topic = message.topic;
+    this._emit("gap", gap);
+    const entry = gap.topic === undefined ? undefined : this._topics.get(gap.topic);
+    if (!entry) return;  // left meanwhile: nobody to reload for
+    this._recoveryFailed(entry, { topic: entry.topic, recovered: false, resubscribed: false,
+      reason: "the node's link to Redis was down: messages published meanwhile on other nodes were not delivered" });
   }
 
   /** Tells the application (the event, and each handler of `entry`) that messages were missed. */

@@ -6,7 +6,8 @@
 // receipts. After a reconnect (a drained node, a network change) the open conversation is
 // reloaded from /api/messages once its subscription is live again and merged by message id, so
 // nothing posted meanwhile is lost even on a node without history; with history the SDK's
-// `since` recovers the gap directly.
+// `since` recovers the gap directly. A `gap` (the node's Redis link was down: messages posted
+// through other nodes meanwhile never came) reloads it the same way.
 //
 // Served from the same origin as the node's /api and /ws (nginx in front, see README "Example
 // chat app"); `?api=http://host:port` points it at another origin (set CORS_ALLOWED_ORIGINS).
@@ -125,6 +126,9 @@ function start() {
   // recovery included): a reload on `connected` could read the store before a message committed
   // that then went out before the resubscribe, and that message would be missed by both.
   client.on("subscribed", ({ topic, resubscribed }) => { if (resubscribed && topic === liveTopic(state.current)) reloadAfterReconnect(); });
+  // The node sends it once its Redis link is live again, so a reload now misses nothing. Direct
+  // messages come on our own topic, not addressed to the user: a gap without topic is not ours.
+  client.on("gap", ({ topic }) => { if (topic !== undefined && topic === liveTopic(state.current)) loadHistory(state.current); });
   client.on("error", (error) => console.warn("chorus:", error.message));
   // The login token (AUTH_TOKEN_TTL) has no refresh: when it expires, or is refused, the user
   // logs in again, and the page goes on where it was.

@@ -44,6 +44,11 @@ is answered, then the connection closes (1011). On the second, its first subscri
 reconnect's) is refused with 409 and the retry answered. Prints `subscribe C N since presence`
 for each (connection C, its Nth), and exits once the second connection closes.
 
+Scenario `gap`: the client authenticates and subscribes to a topic (answered at offset 5, then
+message 6) and a pattern; after the second `subscribed` the node sends `gap` for the topic, the
+pattern, no topic (messages to the user) and a topic not subscribed, as a node does once its
+Redis link is back after an outage; a `ping` brings message 7 live, then the `pong`.
+
 Needs the PyPI package websockets."""
 import asyncio, json, sys
 import websockets
@@ -241,6 +246,28 @@ async def resubscribed(ws, *_):
         done.set()
 
 
+async def gap(ws, *_):
+    await ws.send(json.dumps({"type": "auth_success", "userId": "bob"}))
+    subscribes = 0
+    async for frame in frames(ws):
+        kind = frame.get("type")
+        if kind == "subscribe":
+            subscribes += 1
+            if "*" in frame["topic"]:
+                await ws.send(json.dumps({"type": "subscribed", "topic": frame["topic"], "id": frame["id"]}))
+            else:
+                await ws.send(json.dumps({"type": "subscribed", "topic": frame["topic"], "id": frame["id"], "offset": 5, "epoch": "E"}))
+                await ws.send(message(frame["topic"], 6))
+            if subscribes == 2:
+                timestamp = "2026-12-05T00:00:00.000Z"
+                for topic in ("rooms.a", "rooms.*", None, "rooms.gone"):
+                    await ws.send(json.dumps({"type": "gap", "timestamp": timestamp} | ({"topic": topic} if topic else {})))
+        elif kind == "ping":
+            await ws.send(message("rooms.a", 7))  # after the client read the position the gaps left
+            await ws.send(json.dumps({"type": "pong", "id": frame["id"]}))
+    done.set()
+
+
 def refuse_after_first(connection, request):
     """The `refuses-reconnect` scenario's second upgrade: refused with 401."""
     global upgrades
@@ -256,7 +283,7 @@ SCENARIOS = {"pattern-before-page": pattern_before_page, "subscribes-unanswered"
              "closes-on-publish": closes_on_publish, "presence-storm": presence_storm,
              "expiry-crossing": expiry_crossing, "refuses-reconnect": refuses_reconnect, "slow-auth": slow_auth,
              "catch-up-refused": catch_up_refused, "catch-up-expired": catch_up_expired,
-             "resubscribed": resubscribed}
+             "resubscribed": resubscribed, "gap": gap}
 
 
 async def main(scenario):

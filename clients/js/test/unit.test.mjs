@@ -1566,3 +1566,57 @@ test("a catch-up of a topic the application left meanwhile fails quietly: no rec
   assert.deepEqual(failed, []);
   client.disconnect();
 });
+
+test("a gap for a subscribed topic (the node's Redis link was down) is a gap event and a recoveryFailed (event and handler) without since; the position stays, so a reconnect resubscribes from it", async () => {
+  const client = scripted();
+  let socket = await connectScripted(client);
+  const gaps = [];
+  const failed = [];
+  const handled = [];
+  client.on("gap", (e) => gaps.push(e));
+  client.on("recoveryFailed", (e) => failed.push(e));
+  client.subscribe("rooms.a", { onRecoveryFailed: (e) => handled.push(e) });
+  await settle();
+  socket.reply({ type: "subscribed", topic: "rooms.a", offset: 4, epoch: "e1", id: socket.last("subscribe").id });
+  socket.reply({ type: "message", topic: "rooms.a", data: {}, offset: 5, epoch: "e1" });
+  socket.reply({ type: "gap", topic: "rooms.a", timestamp: "2026-12-05T00:00:00.000Z" });
+  assert.deepEqual(gaps, [{ topic: "rooms.a", timestamp: "2026-12-05T00:00:00.000Z" }]);
+  assert.equal(failed.length, 1);
+  assert.deepEqual(handled, failed);
+  const { reason, ...event } = failed[0];
+  assert.deepEqual(event, { topic: "rooms.a", recovered: false, resubscribed: false });
+  assert.match(reason, /link to Redis was down/);
+  assert.deepEqual(client.positions.get("rooms.a"), { offset: 5, epoch: "e1" });
+  socket = await reconnectScripted(socket);
+  await settle();
+  assert.deepEqual(socket.last("subscribe").since, { offset: 5, epoch: "e1" });
+  client.disconnect();
+});
+
+test("a gap for a pattern subscription reaches it as subscribed; a gap without topic (messages to this user) and one for a topic the client does not subscribe are gap events only", async () => {
+  const client = scripted();
+  const socket = await connectScripted(client);
+  const gaps = [];
+  const failed = [];
+  const handled = [];
+  client.on("gap", (e) => gaps.push(e));
+  client.on("recoveryFailed", (e) => failed.push(e.topic));
+  client.subscribe("rooms.*", { onRecoveryFailed: (e) => handled.push(e.topic) });
+  const left = client.subscribe("rooms.b", { onRecoveryFailed: (e) => handled.push(e.topic) });
+  await settle();
+  for (const s of socket.sent.filter((m) => m.type === "subscribe")) socket.reply({ type: "subscribed", topic: s.topic, id: s.id });
+  left();
+  socket.reply({ type: "gap", timestamp: "2026-12-05T00:00:01.000Z" });
+  socket.reply({ type: "gap", topic: "rooms.b", timestamp: "2026-12-05T00:00:02.000Z" });
+  socket.reply({ type: "gap", topic: "rooms.c", timestamp: "2026-12-05T00:00:03.000Z" });
+  socket.reply({ type: "gap", topic: "rooms.*", timestamp: "2026-12-05T00:00:04.000Z" });
+  assert.deepEqual(gaps, [
+    { timestamp: "2026-12-05T00:00:01.000Z" },
+    { topic: "rooms.b", timestamp: "2026-12-05T00:00:02.000Z" },
+    { topic: "rooms.c", timestamp: "2026-12-05T00:00:03.000Z" },
+    { topic: "rooms.*", timestamp: "2026-12-05T00:00:04.000Z" },
+  ]);
+  assert.deepEqual(failed, ["rooms.*"], "rooms.c is not a subscription (only covered by the pattern), rooms.b was left");
+  assert.deepEqual(handled, ["rooms.*"]);
+  client.disconnect();
+});

@@ -17,7 +17,10 @@ async function main(): Promise<void> {
   void same;
   const offState: () => void = client.on("state", (event: StateEvent) => console.log(event.state, event.previous));
   offState();
-  client.on("recoveryFailed", (event) => console.log(event.topic, event.since.offset, event.since.epoch));
+  client.on("recoveryFailed", (event) => console.log(event.topic, event.since?.offset, event.since?.epoch, event.reason));
+  // @ts-expect-error: a gap's recoveryFailed has no since: check it first
+  client.on("recoveryFailed", (event) => console.log(event.since.offset));
+  client.on("gap", (event) => console.log(event.topic ?? "messages to me", event.timestamp.length));
   client.on("error", (error) => { if (error instanceof ChorusAuthError) console.log(error.code); });
   client.on("disconnected", (event) => { if (event.code === CloseCode.goingAway) console.log("drained"); });
   client.on("message", (m) => console.log(m.topic === undefined ? `to me: ${m.eventType}` : `${m.topic.length}`));
