@@ -1,6 +1,7 @@
 import Foundation
 
 import Broker
+@testable import Node
 
 /// Target `json`: the node's JSON parser (`JSONParser`, through `JSONValue(parsing:)`,
 /// `RawJSON(validating:)` and `RawJSONObject(parsing:)`), against Foundation's `JSONSerialization`.
@@ -57,6 +58,7 @@ enum JSONTarget {
     static func run(_ bytes: [UInt8]) {
         let chorus = parseWithChorus(bytes)
         checkRawParsers(bytes)
+        checkRequestIdScanner(bytes)
         if bytes.contains(0) || bytes.starts(with: [0xEF, 0xBB, 0xBF]) {
             if case .value(let value) = chorus {
                 fuzzFailure(.json, "a text with a NUL byte or a BOM was accepted as \(value)")
@@ -289,5 +291,23 @@ enum JSONTarget {
             return false
         }
         return Double(reason[start.upperBound..<end.lowerBound])?.isInfinite == true
+    }
+}
+
+extension JSONTarget {
+    /// `RequestIdScanner` (the `id` of a frame the parser refused) never traps, and on every
+    /// object the strict parser reads it finds that object's `id` member when it is a string or a
+    /// number, and nothing otherwise.
+    static func checkRequestIdScanner(_ bytes: [UInt8]) {
+        let scanned = RequestIdScanner.id(in: bytes)
+        guard let object = try? RawJSONObject(parsing: bytes) else { return }
+        let expected: JSONValue? = switch object["id"]?.value {
+        case .string(let text): .string(text)
+        case .number(let number): .number(number)
+        default: nil
+        }
+        guard scanned == expected else {
+            fatalError("RequestIdScanner found \(String(describing: scanned)), the parser's object has id \(String(describing: expected)) in \(String(decoding: bytes, as: UTF8.self).debugDescription)")
+        }
     }
 }

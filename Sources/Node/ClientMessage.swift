@@ -95,7 +95,8 @@ extension ClientMessage {
     /// The `id` of a request (a string or a number), read without checking the rest: for a
     /// request dropped unhandled. Nil when the frame is no JSON object or has no usable id.
     public static func requestId(in bytes: some Collection<UInt8>) -> JSONValue? {
-        guard let fields = try? RawJSONObject(parsing: bytes), let id = Wire(fields).id else { return nil }
+        guard let fields = try? RawJSONObject(parsing: bytes) else { return RequestIdScanner.id(in: bytes) }
+        guard let id = Wire(fields).id else { return nil }
         switch id {
         case .string, .number: return id
         default: return nil
@@ -114,7 +115,7 @@ extension ClientMessage {
             if error.problem == .notAnObject {
                 throw ClientMessageError(message: "malformed JSON: expected an object with a 'type' field")
             }
-            throw ClientMessageError(message: "malformed JSON: \(error)")
+            throw ClientMessageError(message: "malformed JSON: \(error)", id: RequestIdScanner.id(in: bytes))
         }
         let wire = Wire(fields)
         let id = wire.id

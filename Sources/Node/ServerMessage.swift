@@ -6,7 +6,9 @@ import Foundation
 public enum ServerMessage: Sendable, Equatable {
     /// `expiresAt`: the token's `exp`, sent as `expiresIn` (milliseconds from the reply, by the
     /// node's clock, so a client's clock does not matter) for clients that renew ahead of it.
-    case authSuccess(userId: String, expiresAt: Date?, id: JSONValue?)
+    /// `maxMessageSize`: the largest frame the node reads (`WEBSOCKET_MAX_MESSAGE_SIZE`), so that
+    /// a client refuses a larger one itself instead of having its connection closed (1009).
+    case authSuccess(userId: String, expiresAt: Date?, maxMessageSize: Int? = nil, id: JSONValue?)
     case authError(message: String, code: Int, id: JSONValue?)
     /// The connection's token expired: delivery stops until a new `auth` succeeds.
     case authExpired
@@ -53,13 +55,14 @@ extension ServerMessage {
         }
         var stamp = now
         switch self {
-        case .authSuccess(let userId, let expiresAt, let requestId):
+        case .authSuccess(let userId, let expiresAt, let maxMessageSize, let requestId):
             type("auth_success")
             id(requestId)
             field("userId", userId)
             if let expiresIn = AuthenticatedUser.expiresIn(expiresAt, now: now) {
                 json.raw(",\"expiresIn\":\(expiresIn)")
             }
+            if let maxMessageSize { json.raw(",\"maxMessageSize\":\(maxMessageSize)") }
         case .authError(let message, let code, let requestId):
             type("auth_error")
             id(requestId)

@@ -194,10 +194,12 @@ final class WebSocketSession: WebSocketTransportDelegate {
         }
         scheduleExpiry(newUser.expiresAt)
         // The user's own channel (direct messages) is interest too: answered once it is live.
+        let success = ServerMessage.authSuccess(
+            userId: newUser.id, expiresAt: newUser.expiresAt, maxMessageSize: node.configuration.maxMessageSize, id: requestId)
         if first {
-            replyWhenSettled(.authSuccess(userId: newUser.id, expiresAt: newUser.expiresAt, id: requestId))
+            replyWhenSettled(success)
         } else {
-            reply(.authSuccess(userId: newUser.id, expiresAt: newUser.expiresAt, id: requestId))
+            reply(success)
         }
         if !first { dropSubscriptionsNotAllowed(for: newUser) }
         // Nothing was delivered while the token was expired, presence events included.

@@ -16,6 +16,7 @@ struct ProtocolTests {
             #expect(auth["userId"] as? String == "alice")
             #expect(auth["id"] as? String == "a1")
             #expect(auth["timestamp"] as? String != nil)
+            #expect(auth["maxMessageSize"] as? Int == 1_048_576, "WEBSOCKET_MAX_MESSAGE_SIZE, for the SDKs to refuse larger frames themselves")
 
             let subscribed = try await alice.request(["type": "subscribe", "topic": "chat.room.123", "id": 7])
             #expect(subscribed["type"] as? String == "subscribed")
@@ -130,6 +131,22 @@ struct ProtocolTests {
         }
     }
 
+    @Test("a request the parser refuses (a lone surrogate, nesting past 128) gets its 400 with its id, so the client's call ends at once")
+    func malformedWithId() async throws {
+        try await withNode { node in
+            let client = try await node.connect(as: "u")
+            try await client.send(text: #"{"type":"message","id":41,"topic":"a","data":{"text":"hello \ud83d"}}"#)
+            let surrogate = try await client.nextJSON()
+            #expect(surrogate["type"] as? String == "error" && surrogate["code"] as? Int == 400, "\(surrogate)")
+            #expect(surrogate["id"] as? Int == 41)
+            #expect((surrogate["message"] as? String)?.contains("surrogate") == true, "\(surrogate)")
+            let deep = String(repeating: "[", count: 130) + String(repeating: "]", count: 130)
+            try await client.send(text: #"{"type":"message","topic":"a","data":"# + deep + #","id":"d-1"}"#)
+            let nested = try await client.nextJSON()
+            #expect(nested["code"] as? Int == 400 && nested["id"] as? String == "d-1", "\(nested)")
+        }
+    }
+
     @Test("an unknown type of 100,000 characters is shown cut to 64 in the 400: a reply is never larger than what provoked it")
     func longUnknownTypeIsCut() async throws {
         try await withNode { node in
@@ -158,9 +175,12 @@ struct ProtocolTests {
         }
     }
 
-    @Test("a message over WEBSOCKET_MAX_MESSAGE_SIZE closes that connection with 1009; others are unaffected")
+    @Test("a message over WEBSOCKET_MAX_MESSAGE_SIZE closes that connection with 1009; others are unaffected; auth_success names the limit")
     func oversizeFrame() async throws {
         try await withNode(["WEBSOCKET_MAX_MESSAGE_SIZE": "1024"]) { node in
+            let named = try await node.connect()
+            let auth = try await named.request(["type": "auth", "token": node.token("n")])
+            #expect(auth["maxMessageSize"] as? Int == 1024)
             let bystander = try await node.connect(as: "b")
             _ = try await bystander.request(["type": "subscribe", "topic": "t"])
             let big = try await node.connect(as: "big")
