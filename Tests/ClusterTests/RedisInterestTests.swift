@@ -82,7 +82,9 @@ extension ClusterTests {
                     let received = try await client.deliveries(1)
                     #expect(received.map(\.topic) == [topic])
                 }
-                #expect(try await leaving.messages(before: marker) == [], "nothing on the topic it left during the outage")
+                // (Its user's `gap` notice aside: messages addressed to it may have been missed.)
+                let after = try await leaving.messages(before: marker).filter { !$0.hasPrefix(#"{"type":"gap""#) }
+                #expect(after == [], "nothing on the topic it left during the outage")
             }
         }
     }

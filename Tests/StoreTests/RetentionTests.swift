@@ -32,18 +32,25 @@ struct RetentionTests {
         }
     }
 
-    @Test("a running store with a retention deletes what ages out and counts it", arguments: [StoreBackend.sqliteMemory, .postgres])
+    @Test("a store started with a retention deletes what aged out and counts it", arguments: [StoreBackend.sqliteFile, .postgres])
     func running(_ backend: StoreBackend) async throws {
-        try await backend.withStore(configuration: StoreConfiguration(messageRetention: .seconds(1))) { store in
-            let message = try await store.createMessage(NewMessage(authorId: "alice", topic: "chat.lobby", content: "soon gone"))
-            #expect(try await store.deleteMessage(id: try await store.createMessage(NewMessage(authorId: "alice", topic: "chat.lobby", content: "x")).id))
-            // Nothing announces a pass: look until it has run (at most 20 s, far above the 1 s retention).
-            let deadline = ContinuousClock.now + .seconds(20)
-            while store.pruned != PrunedRows(messages: 1, deletedIds: 1), ContinuousClock.now < deadline {
-                try await Task.sleep(for: .milliseconds(50))
+        try await backend.withDatabase { url in
+            // Written by a store without a retention, so that nothing is pruned under the test's feet.
+            let message = try await StoreHarness.running(url) { store in
+                let kept = try await store.createMessage(NewMessage(authorId: "alice", topic: "chat.lobby", content: "soon gone"))
+                let deleted = try await store.createMessage(NewMessage(authorId: "alice", topic: "chat.lobby", content: "x"))
+                #expect(try await store.deleteMessage(id: deleted.id))
+                return kept
             }
-            #expect(store.pruned == PrunedRows(messages: 1, deletedIds: 1))
-            #expect(try await store.message(id: message.id) == nil)
+            try await StoreHarness.running(url, configuration: StoreConfiguration(messageRetention: .seconds(1))) { store in
+                // Nothing announces a pass: look until it has run (at most 20 s, far above the 1 s retention).
+                let deadline = ContinuousClock.now + .seconds(20)
+                while store.pruned != PrunedRows(messages: 1, deletedIds: 1), ContinuousClock.now < deadline {
+                    try await Task.sleep(for: .milliseconds(50))
+                }
+                #expect(store.pruned == PrunedRows(messages: 1, deletedIds: 1))
+                #expect(try await store.message(id: message.id) == nil)
+            }
         }
     }
 

@@ -13,6 +13,24 @@ enum StoreBackend: String, CaseIterable, CustomTestStringConvertible, Sendable {
 
     var testDescription: String { rawValue }
 
+    /// Runs `body` with the URL of a fresh, empty database of this kind (a file, or a new
+    /// PostgreSQL server), for a test that starts stores on it itself; removed afterwards.
+    func withDatabase<Result: Sendable>(_ body: (DatabaseURL) async throws -> Result) async throws -> Result {
+        switch self {
+        case .sqliteMemory:
+            preconditionFailure("an in-memory database ends with its store")
+        case .sqliteFile:
+            return try await StoreHarness.withTemporaryDirectory { directory in
+                try await body(DatabaseURL.sqliteFile(directory.appendingPathComponent("chorus.db").path))
+            }
+        case .postgres:
+            return try await PostgresProcess.withServer { server in
+                try await server.createDatabase("chorus")
+                return try await body(try DatabaseURL(parsing: server.url(database: "chorus")))
+            }
+        }
+    }
+
     /// Runs `body` with a ready store on a fresh, empty database of this kind (a new PostgreSQL
     /// server for `postgres`, a new file for `sqliteFile`), then shuts the store down gracefully
     /// and removes the database, whatever happens.
@@ -22,17 +40,8 @@ enum StoreBackend: String, CaseIterable, CustomTestStringConvertible, Sendable {
         switch self {
         case .sqliteMemory:
             return try await StoreHarness.running(.sqliteMemory, configuration: configuration, body)
-        case .sqliteFile:
-            return try await StoreHarness.withTemporaryDirectory { directory in
-                let url = DatabaseURL.sqliteFile(directory.appendingPathComponent("chorus.db").path)
-                return try await StoreHarness.running(url, configuration: configuration, body)
-            }
-        case .postgres:
-            return try await PostgresProcess.withServer { server in
-                try await server.createDatabase("chorus")
-                let url = try DatabaseURL(parsing: server.url(database: "chorus"))
-                return try await StoreHarness.running(url, configuration: configuration, body)
-            }
+        case .sqliteFile, .postgres:
+            return try await withDatabase { try await StoreHarness.running($0, configuration: configuration, body) }
         }
     }
 }
