@@ -1199,8 +1199,11 @@ actor ClientEngine {
         topics[topic] = state
     }
 
+    /// A retry's subscribe. Not only for a topic still unconfirmed: a join (or new presence
+    /// data) of a live topic refused past the rate must go again too, or its caller waits for
+    /// ever. A subscribe sent since then cancelled this retry (``sendSubscribe(_:on:)``).
     private func resendSubscribe(_ topic: String, on connection: WebSocketConnection) {
-        guard self.connection === connection, canSend, let state = topics[topic], !state.confirmed, !state.inFlight else { return }
+        guard self.connection === connection, canSend, let state = topics[topic], !state.inFlight else { return }
         sendSubscribe(topic, on: connection)
     }
 
@@ -1289,6 +1292,7 @@ actor ClientEngine {
         state.inFlight = true
         state.resendWhenAuthenticated = false
         state.awaitingPage = since != nil || replay != nil
+        state.retry?.cancel()
         state.retry = nil
         topics[topic] = state
         awaited[id] = .subscribe(topic: topic, since: since, replay: replay, timer: timer(for: id))

@@ -453,6 +453,21 @@ struct SDKNodeTests {
         #expect(await scripted.process.wait(timeout: .seconds(30)) == 0, "\(scripted.process.output())")
     }
 
+    @Test("a join of a live topic dropped past the node's message rate (429 with retryAfter) is sent again and returns (a scripted node)")
+    func joinOfLiveTopicRetried() async throws {
+        let scripted = try await Self.scriptedNode("join-refused")
+        defer { scripted.process.signal(SIGKILL) }
+        let client = try ChorusClient(url: "ws://127.0.0.1:\(scripted.port)/ws", token: "any", configuration: Self.configuration())
+        let plain = try await client.subscribe("rooms.a")
+        let membership = try await withDeadline(.seconds(20), "the join, sent again after the 429") {
+            try await client.join("rooms.a", data: ["status": "here"])
+        }
+        _ = (plain, membership)
+        await client.close()
+        #expect(await scripted.process.wait(timeout: .seconds(30)) == 0, "\(scripted.process.output())")
+        #expect(scripted.process.output().contains("subscribe 3 True"), "the join went again: \(scripted.process.output())")
+    }
+
     @Test("a token the provider hands out ahead of the expiry that the node refuses leaves the connection as it is: an error event, still connected")
     func refusedRenewalAhead() async throws {
         try await withNodeProcess(["JWT_LEEWAY": "0"]) { node in

@@ -49,6 +49,10 @@ message 6) and a pattern; after the second `subscribed` the node sends `gap` for
 pattern, no topic (messages to the user) and a topic not subscribed, as a node does once its
 Redis link is back after an outage; a `ping` brings message 7 live, then the `pong`.
 
+Scenario `join-refused`: the client authenticates and subscribes (answered); its next subscribe
+(a join of the live topic) is dropped past the message rate (429 with `retryAfter` 100 ms), and
+the one after it answered. Prints `subscribe N presence` for each, and exits once the client closes.
+
 Needs the PyPI package websockets."""
 import asyncio, json, sys
 import websockets
@@ -268,6 +272,22 @@ async def gap(ws, *_):
     done.set()
 
 
+async def join_refused(ws, *_):
+    await ws.send(json.dumps({"type": "auth_success", "userId": "bob"}))
+    subscribes = 0
+    async for frame in frames(ws):
+        if frame.get("type") != "subscribe":
+            continue
+        subscribes += 1
+        print("subscribe", subscribes, "presence" in frame, flush=True)
+        if subscribes == 2:
+            await ws.send(json.dumps({"type": "error", "code": 429, "id": frame["id"], "message": "rate limit exceeded",
+                                      "details": {"retryAfter": 100, "limit": 100}}))
+        else:
+            await ws.send(json.dumps({"type": "subscribed", "topic": frame["topic"], "id": frame["id"]}))
+    done.set()
+
+
 def refuse_after_first(connection, request):
     """The `refuses-reconnect` scenario's second upgrade: refused with 401."""
     global upgrades
@@ -283,7 +303,7 @@ SCENARIOS = {"pattern-before-page": pattern_before_page, "subscribes-unanswered"
              "closes-on-publish": closes_on_publish, "presence-storm": presence_storm,
              "expiry-crossing": expiry_crossing, "refuses-reconnect": refuses_reconnect, "slow-auth": slow_auth,
              "catch-up-refused": catch_up_refused, "catch-up-expired": catch_up_expired,
-             "resubscribed": resubscribed, "gap": gap}
+             "resubscribed": resubscribed, "gap": gap, "join-refused": join_refused}
 
 
 async def main(scenario):
