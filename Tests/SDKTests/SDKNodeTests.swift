@@ -556,6 +556,25 @@ struct SDKNodeTests {
         #expect(!output.contains("connections 2"), "no reconnect: \(output)")
     }
 
+    @Test("configuration.maxMessageSize lowers the limit a node announces: a publish over it throws messageTooLarge with that limit, unsent (a scripted node)")
+    func configuredLimitLowersAnnounced() async throws {
+        let scripted = try await Self.scriptedNode("max-message-size")
+        defer { scripted.process.signal(SIGKILL) }
+        var configuration = Self.configuration()
+        configuration.maxMessageSize = 150
+        let client = try ChorusClient(url: "ws://127.0.0.1:\(scripted.port)/ws", token: "any", configuration: configuration)
+        await #expect {
+            try await withDeadline(.seconds(20), "the publish") { try await client.publish("rooms.big", .string(String(repeating: "x", count: 200))) }
+        } throws: { error in
+            if case .messageTooLarge(_, 150)? = error as? ChorusError { return true }
+            return false
+        }
+        try await withDeadline(.seconds(20), "the small publish") { _ = try await client.publish("rooms.big", "hi") }
+        await client.close()
+        #expect(await scripted.process.wait(timeout: .seconds(30)) == 0, "\(scripted.process.output())")
+        #expect(!scripted.process.output().contains("publish 2"), "\(scripted.process.output())")
+    }
+
     @Test("a close with 1009 (a frame over a limit the client did not know) throws messageTooLarge from the largest unacknowledged publish instead of sending it again; the client reconnects once and goes on (a scripted node)")
     func closeTooBigDoesNotLoop() async throws {
         let scripted = try await Self.scriptedNode("closes-too-big")

@@ -1521,6 +1521,8 @@ export class ChorusClient {
         }
         finish(() => item.reject(error));
       });
+    // Not sent (over the size limit, or not connected): its handler above rejects or requeues it.
+    if (!this._pending.has(messageRequestId)) return;
     let fenceRequestId;
     // A node without publish acks answers nothing to an accepted message but does answer a
     // refused one (error with the id), in order: a ping after it tells which happened.
