@@ -18,6 +18,12 @@ public enum ChorusError: Error, Sendable, Equatable, CustomStringConvertible {
     /// A subscription's consumer fell more than `limit` messages behind
     /// (``ChorusClient/Configuration/messageBufferLimit``).
     case bufferOverflow(limit: Int)
+    /// A frame of `size` bytes (UTF-8) is over the connection's `limit`: the node's
+    /// `maxMessageSize`, 1 MiB from a node that names none, or
+    /// ``ChorusClient/Configuration/maxMessageSize``. It was not sent (the node would close the
+    /// connection with 1009) and is not sent again; the connection goes on. Also thrown by the
+    /// largest unacknowledged publish of a connection the node closed with 1009 anyway.
+    case messageTooLarge(size: Int, limit: Int)
     /// No reply to a request within ``ChorusClient/Configuration/requestTimeout``.
     case timeout
     /// The connection ended before the reply, for a request that is not retried (a publish
@@ -31,11 +37,13 @@ public enum ChorusError: Error, Sendable, Equatable, CustomStringConvertible {
     case protocolViolation(String)
 
     /// The node's error code for ``server(code:message:details:)`` and
-    /// ``authenticationFailed(code:message:)``; nil for the client's own errors.
+    /// ``authenticationFailed(code:message:)``, 413 for ``messageTooLarge(size:limit:)``; nil
+    /// for the client's other errors.
     public var code: Int? {
         switch self {
         case .server(let code, _, _), .authenticationFailed(let code, _): code
         case .upgradeRefused(let status, _): status
+        case .messageTooLarge: 413
         default: nil
         }
     }
@@ -48,6 +56,7 @@ public enum ChorusError: Error, Sendable, Equatable, CustomStringConvertible {
         case .upgradeRefused(let status, let body): "WebSocket upgrade refused with HTTP \(status): \(body)"
         case .queueFull(let limit): "offline publish queue full (\(limit) publishes waiting)"
         case .bufferOverflow(let limit): "a consumer of messages fell more than \(limit) messages behind"
+        case .messageTooLarge(let size, let limit): "a frame of \(size) bytes exceeds the node's maximum message size of \(limit) bytes"
         case .timeout: "no reply from the node in time"
         case .disconnected: "the connection ended before the node replied"
         case .closed: "the client was closed"

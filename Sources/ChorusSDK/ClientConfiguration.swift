@@ -23,6 +23,12 @@ extension ChorusClient {
         /// Most publishes waiting at once, for a connection or for their acknowledgement; one
         /// more throws ``ChorusError/queueFull(limit:)``.
         public var offlineQueueLimit = 100
+        /// The largest frame (UTF-8 bytes) to send. The limit is the node's `maxMessageSize`
+        /// from `auth_success` (its WEBSOCKET_MAX_MESSAGE_SIZE), or 1 MiB from a node that names
+        /// none; this replaces that default and may lower an announced limit (a proxy's). A
+        /// publish, join or request over it throws ``ChorusError/messageTooLarge(size:limit:)``
+        /// (code 413) unsent, and the connection goes on.
+        public var maxMessageSize: Int?
         /// True: a publish returns on the node's `published` reply (or throws its `error`).
         /// False, for nodes without publish acknowledgements (before the history protocol): a
         /// `ping` follows each publish, and the publish returns, unacknowledged, on its `pong`

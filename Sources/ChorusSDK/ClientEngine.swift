@@ -142,6 +142,10 @@ actor ClientEngine {
     private var renewal: Task<Void, Never>?
     /// When the current connection's token expires, from the node's `expiresIn`.
     private var tokenExpiresAt: ContinuousClock.Instant?
+    /// The largest frame the current connection takes (UTF-8 bytes), from its `auth_success`.
+    private var maxMessageSize: Int?
+    /// What a node that does not announce `maxMessageSize` takes: its default.
+    static let defaultMaxMessageSize = 1_048_576
 
     /// What a parked caller waits for.
     private enum Wait {
@@ -455,6 +459,7 @@ actor ClientEngine {
         pinger?.cancel()
         if self.connection === connection {
             self.connection = nil
+            if closeCode == 1009 { rejectTooBig() }
             lostConnection(failingWith: .disconnected)
         }
         if authenticated { connectedBefore = true }
@@ -556,10 +561,28 @@ actor ClientEngine {
         publishes.removeValue(forKey: key)?.continuation.resume(throwing: ChorusError.timeout)
     }
 
+    /// The node closed the connection with 1009: a frame was over its limit although under the
+    /// one this client knew (a ``ChorusClient/Configuration/maxMessageSize`` set too high, a
+    /// proxy's lower limit). Sent again, it would close every connection in turn: the largest
+    /// publish sent on this connection and not acknowledged (the oldest of equals) is taken to
+    /// be that frame and throws ``ChorusError/messageTooLarge(size:limit:)`` instead of going
+    /// back to the queue. A subscribe or request over the limit is not recognised this way.
+    private func rejectTooBig() {
+        let sent = publishes.filter { $0.value.requestId != nil }.sorted { $0.key < $1.key }
+        let size = { (publish: QueuedPublish) in publish.head.utf8.count + publish.data.utf8.count }
+        guard let largest = sent.max(by: { size($0.value) < size($1.value) || (size($0.value) == size($1.value) && $0.key > $1.key) }),
+            let publish = publishes.removeValue(forKey: largest.key)
+        else { return }
+        if let id = publish.requestId, case .publish(_, let timer)? = awaited.removeValue(forKey: id) { timer?.cancel() }
+        publish.continuation.resume(throwing: ChorusError.messageTooLarge(
+            size: size(publish), limit: maxMessageSize ?? Self.defaultMaxMessageSize))
+    }
+
     /// The connection ended: replies still awaited fail (publishes stay queued, subscriptions
     /// are sent again on the next connection).
     private func lostConnection(failingWith error: ChorusError) {
         authenticated = false
+        maxMessageSize = nil
         tokenExpired = false
         renewal?.cancel()
         renewal = nil
@@ -643,6 +666,14 @@ actor ClientEngine {
         case "auth_success":
             let user = fields["userId"]?.stringValue ?? ""
             if !authenticated {
+                // The node's limit (older nodes do not say: their default). The configuration's
+                // may lower an announced one (a proxy's), and replaces the default.
+                let announced = fields["maxMessageSize"]?.intValue.flatMap { $0 > 0 ? $0 : nil }
+                if let own = configuration.maxMessageSize, own > 0 {
+                    maxMessageSize = min(own, announced ?? own)
+                } else {
+                    maxMessageSize = announced ?? Self.defaultMaxMessageSize
+                }
                 didAuthenticate(as: user, on: connection)
                 scheduleRenewal(fields["expiresIn"]?.intValue, on: connection)
             } else if let id, case .auth? = awaited.removeValue(forKey: id) {
@@ -1058,8 +1089,21 @@ actor ClientEngine {
 
     // MARK: Requests
 
-    private func send(_ fields: [String: JSONValue], on connection: WebSocketConnection) {
-        connection.send(JSONValue.object(fields).jsonText)
+    /// Sends `fields`, unless the frame is over the connection's limit: then nothing is sent
+    /// (the node would close the connection with 1009, and again after each reconnect) and the
+    /// error is returned.
+    @discardableResult
+    private func send(_ fields: [String: JSONValue], on connection: WebSocketConnection) -> ChorusError? {
+        let text = JSONValue.object(fields).jsonText
+        if let error = oversize(text) { return error }
+        connection.send(text)
+        return nil
+    }
+
+    /// ``ChorusError/messageTooLarge(size:limit:)`` when `text` is over the connection's limit.
+    private func oversize(_ text: String) -> ChorusError? {
+        guard let limit = maxMessageSize, text.utf8.count > limit else { return nil }
+        return .messageTooLarge(size: text.utf8.count, limit: limit)
     }
 
     /// Sends `fields` with a new request id and returns the reply; throws the node's `error`,
@@ -1077,8 +1121,8 @@ actor ClientEngine {
                     continuation.resume(throwing: CancellationError())
                     return
                 }
+                if let error = send(fields, on: connection) { return continuation.resume(throwing: error) }
                 awaited[id] = .request(continuation, timer: timer(for: id))
-                send(fields, on: connection)
             }
         } onCancel: {
             Task { await self.abandon(id, with: CancellationError()) }
@@ -1289,6 +1333,11 @@ actor ClientEngine {
         if let replay { fields["replay"] = .integer(Int64(replay)) }
         if let presence = state.presence { fields["presence"] = ["data": presence] }
         if state.presenceEvents { fields["presenceEvents"] = true }
+        if let error = oversize(JSONValue.object(fields).jsonText) {
+            // Presence data over the limit: this subscription ends (its subscribers throw).
+            topics[topic] = state
+            return endTopic(topic, with: error)
+        }
         state.inFlight = true
         state.resendWhenAuthenticated = false
         state.awaitingPage = since != nil || replay != nil
@@ -1378,11 +1427,18 @@ actor ClientEngine {
     private func sendPublish(_ key: Int, on connection: WebSocketConnection) {
         guard var publish = publishes[key] else { return }
         let id = newId()
+        // The request id and `data` (as the app encoded it) spliced into the object's text.
+        let text = "\(publish.head.dropLast()),\"id\":\(id),\"data\":\(publish.data)}"
+        if let error = oversize(text) {
+            // Checked as it goes out (the limit is the connection's): thrown, never sent again;
+            // the publishes behind it go on.
+            publishes[key] = nil
+            return publish.continuation.resume(throwing: error)
+        }
         publish.requestId = id
         publishes[key] = publish
         awaited[id] = .publish(key: key, timer: timer(for: id))
-        // The request id and `data` (as the app encoded it) spliced into the object's text.
-        connection.send("\(publish.head.dropLast()),\"id\":\(id),\"data\":\(publish.data)}")
+        connection.send(text)
         if !configuration.publishAcknowledgements {
             // No `published` reply will come: a `ping` behind it tells a refusal from success.
             let fence = newId()

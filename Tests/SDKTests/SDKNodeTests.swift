@@ -546,6 +546,73 @@ struct SDKNodeTests {
         #expect(await scripted.process.wait(timeout: .seconds(30)) == 0, "\(scripted.process.output())")
     }
 
+    @Test("a publish or join over the node's maxMessageSize (from auth_success) throws messageTooLarge (413) unsent, at once; the connection stays and the next publish goes (a scripted node)")
+    func messageOverAnnouncedLimit() async throws {
+        let scripted = try await Self.scriptedNode("max-message-size")
+        defer { scripted.process.signal(SIGKILL) }
+        let client = try ChorusClient(url: "ws://127.0.0.1:\(scripted.port)/ws", token: "any", configuration: Self.configuration())
+        try await client.connect()
+        await #expect {
+            try await withDeadline(.seconds(20), "the big publish") { try await client.publish("rooms.big", .string(String(repeating: "x", count: 400))) }
+        } throws: { error in
+            guard case .messageTooLarge(let size, 300)? = error as? ChorusError else { return false }
+            return size > 400 && (error as? ChorusError)?.code == 413
+        }
+        await #expect(throws: ChorusError.self) {
+            try await withDeadline(.seconds(20), "the big join") { try await client.join("rooms.big", data: ["bio": .string(String(repeating: "x", count: 400))]) }
+        }
+        let receipt = try await withDeadline(.seconds(20), "the small publish") { try await client.publish("rooms.big", "hi") }
+        #expect(receipt.acknowledged)
+        #expect(await client.state == .connected(userId: "bob"))
+        await client.close()
+        #expect(await scripted.process.wait(timeout: .seconds(30)) == 0, "\(scripted.process.output())")
+        let output = scripted.process.output()
+        #expect(output.contains("publish 1 ") && !output.contains("publish 2"), "only the small publish was sent: \(output)")
+        #expect(!output.contains("connections 2"), "no reconnect: \(output)")
+    }
+
+    @Test("configuration.maxMessageSize lowers the limit a node announces: a publish over it throws messageTooLarge with that limit, unsent (a scripted node)")
+    func configuredLimitLowersAnnounced() async throws {
+        let scripted = try await Self.scriptedNode("max-message-size")
+        defer { scripted.process.signal(SIGKILL) }
+        var configuration = Self.configuration()
+        configuration.maxMessageSize = 150
+        let client = try ChorusClient(url: "ws://127.0.0.1:\(scripted.port)/ws", token: "any", configuration: configuration)
+        await #expect {
+            try await withDeadline(.seconds(20), "the publish") { try await client.publish("rooms.big", .string(String(repeating: "x", count: 200))) }
+        } throws: { error in
+            if case .messageTooLarge(_, 150)? = error as? ChorusError { return true }
+            return false
+        }
+        try await withDeadline(.seconds(20), "the small publish") { _ = try await client.publish("rooms.big", "hi") }
+        await client.close()
+        #expect(await scripted.process.wait(timeout: .seconds(30)) == 0, "\(scripted.process.output())")
+        #expect(!scripted.process.output().contains("publish 2"), "\(scripted.process.output())")
+    }
+
+    @Test("a close with 1009 (a frame over a limit the client did not know) throws messageTooLarge from the largest unacknowledged publish instead of sending it again; the client reconnects once and goes on (a scripted node)")
+    func closeTooBigDoesNotLoop() async throws {
+        let scripted = try await Self.scriptedNode("closes-too-big")
+        defer { scripted.process.signal(SIGKILL) }
+        var configuration = Self.configuration()
+        configuration.minimumReconnectDelay = .milliseconds(10)
+        let client = try ChorusClient(url: "ws://127.0.0.1:\(scripted.port)/ws", token: "any", configuration: configuration)
+        try await client.connect()
+        await #expect {
+            try await withDeadline(.seconds(20), "the big publish") { try await client.publish("rooms.big", .string(String(repeating: "x", count: 1_000))) }
+        } throws: { error in
+            guard case .messageTooLarge(let size, 1_048_576)? = error as? ChorusError else { return false }
+            return size > 1_000
+        }
+        let receipt = try await withDeadline(.seconds(20), "the small publish") { try await client.publish("rooms.big", "hi") }
+        #expect(receipt.acknowledged)
+        await client.close()
+        #expect(await scripted.process.wait(timeout: .seconds(30)) == 0, "\(scripted.process.output())")
+        let output = scripted.process.output()
+        #expect(output.components(separatedBy: "closed for").count == 2, "closed once: \(output)")
+        #expect(!output.contains("connections 3"), "\(output)")
+    }
+
     /// `scripts/lib/scripted_node.py` playing `scenario`, and the port it listens on.
     private static func scriptedNode(_ scenario: String) async throws -> (process: ChildProcess, port: Int) {
         let python = try Executable.find("python3", hint: "install Python 3 and `pip install websockets`")

@@ -170,6 +170,15 @@ export interface ChorusClientOptions {
   connectTimeout?: number;
   /** Most publishes waiting while disconnected or unacknowledged (default 100). */
   offlineQueueSize?: number;
+  /**
+   * The largest frame (UTF-8 bytes) to send. The limit is the node's `maxMessageSize` from
+   * `auth_success` (its WEBSOCKET_MAX_MESSAGE_SIZE), or 1048576 from a node that does not
+   * announce one; this option replaces that default and may lower an announced limit (a proxy's).
+   * A publish, join or other request over it rejects at once with a `ChorusError` of `code` 413,
+   * unsent, and the connection and the publishes behind it go on (a frame over the node's limit
+   * would make it close the connection with 1009).
+   */
+  maxMessageSize?: number;
   /** Wait for the node's `published` reply (default true); false for nodes without publish acks. */
   publishAcks?: boolean;
   /** Send `ping` this often (ms, default 25000; 0 = off); a ping is also sent when a request times out. */
@@ -215,7 +224,11 @@ export interface SubscribeOptions<Data = JSONValue> {
   presenceEvents?: boolean;
 }
 
-/** Calling it unsubscribes (or leaves); `ready` resolves with the first `subscribed` reply. */
+/**
+ * Calling it unsubscribes (or leaves); `ready` resolves with the first `subscribed` reply, and
+ * rejects with the node's refusal, with a `ChorusError` 413 (data over the size limit), or with
+ * a `ChorusClosedError` when it is called before the node confirmed the subscription.
+ */
 export interface Unsubscribe {
   (): void;
   readonly ready: Promise<SubscribedReply>;
@@ -312,7 +325,10 @@ export interface ChorusEvents {
 
 export class ChorusError extends Error {
   constructor(message: string, options?: { code?: number; details?: JSONValue; reply?: ServerMessage; cause?: unknown });
-  /** The node's code (400, 401, 403, 409, 429, ...); 0 for the client's own errors. */
+  /**
+   * The node's code (400, 401, 403, 409, 429, ...); 413 for a frame over the connection's size
+   * limit (`maxMessageSize`, `details: { size, limit }`); 0 for the client's own errors.
+   */
   readonly code: number;
   readonly details?: JSONValue;
   readonly reply?: ServerMessage;
@@ -335,6 +351,8 @@ export function rawMember(text: string, key: string): string | undefined;
 export function topicMatches(pattern: string, topic: string): boolean;
 export function isPattern(topic: string): boolean;
 export function newMessageId(): string;
+/** 1048576: the size limit assumed for a node whose `auth_success` names none. */
+export const DEFAULT_MAX_MESSAGE_SIZE: number;
 export function backoffDelay(
   attempt: number,
   options: { minReconnectDelay: number; maxReconnectDelay: number; reconnectFactor: number },
@@ -370,6 +388,10 @@ export class ChorusClient {
    * will reconnect it waits in the queue; once the client has stopped (`disconnect()`, a refused
    * token without a fresh one, a close with `reconnect: false`) it rejects with what stopped it
    * (`ChorusClosedError` or `ChorusAuthError`), and so do the publishes that were queued.
+   * Over the connection's size limit (`maxMessageSize`, checked when it is about to be sent):
+   * a `ChorusError` with `code` 413, never sent again. If the node closes the connection with
+   * 1009 anyway (a limit the client did not know), the largest publish sent on it and not
+   * acknowledged rejects with 413 instead of going back to the queue.
    */
   publish(topic: string, data: JSONValue, options?: PublishOptions): Promise<PublishedReply>;
 
@@ -377,6 +399,7 @@ export class ChorusClient {
   /** Leaves every `join` of `topic`. */
   leave(topic: string): void;
   members<Data = JSONValue>(topic: string, options?: { after?: string }): Promise<PresenceState<Data>>;
+  /** Sends nothing while not connected (and a `start` not sent does not count for the throttle). */
   typing(topic: string): void;
   stopTyping(topic: string): void;
   markRead(messageId: string): Promise<ReadRecordedReply>;

@@ -72,6 +72,32 @@ export const CloseCode = Object.freeze({
 /** The longest delay `setTimeout` honours (ms). */
 const MAX_TIMER_DELAY = 2 ** 31 - 1;
 
+/**
+ * The largest client frame (UTF-8 bytes) a node accepts when its `auth_success` does not say
+ * (`maxMessageSize`, from nodes that announce it): its default WEBSOCKET_MAX_MESSAGE_SIZE.
+ */
+export const DEFAULT_MAX_MESSAGE_SIZE = 1048576;
+
+/** The length of `text` in UTF-8 bytes. */
+function utf8Length(text) {
+  let bytes = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 0x80) bytes += 1;
+    else if (c < 0x800) bytes += 2;
+    else if (c >= 0xd800 && c <= 0xdbff && (text.charCodeAt(i + 1) & 0xfc00) === 0xdc00) { bytes += 4; i++; }
+    else bytes += 3;
+  }
+  return bytes;
+}
+
+/** The 413 a frame over the connection's limit is refused with, before it is sent. */
+function tooLargeError(size, limit, type) {
+  return new ChorusError(`'${type}' frame of ${size} bytes exceeds the node's maximum message size of ${limit} bytes`, {
+    code: 413, details: { size, limit },
+  });
+}
+
 const DEFAULTS = Object.freeze({
   reconnect: true,
   minReconnectDelay: 500,
@@ -319,6 +345,8 @@ export class ChorusClient {
     /** When the token of this connection expires (ms, `Date.now()` clock), from the node's `expiresIn`. */
     this._expiresAt = undefined;
     this._typing = new Map();
+    /** The largest frame the current connection takes (bytes), set at its `auth_success`; undefined before. */
+    this._maxMessageSize = undefined;
     this._joined = new Map();
     this._userId = undefined;
     this._authFailedToken = undefined;
@@ -648,6 +676,11 @@ export class ChorusClient {
 
   _authenticated(reply) {
     this._userId = reply.userId;
+    // The node's limit (older nodes do not say: their default). The option may lower an
+    // announced limit (a proxy's), and replaces the default where none is announced.
+    const announced = typeof reply.maxMessageSize === "number" && reply.maxMessageSize > 0 ? reply.maxMessageSize : DEFAULT_MAX_MESSAGE_SIZE;
+    const own = this.options.maxMessageSize;
+    this._maxMessageSize = typeof own === "number" && own > 0 ? (typeof reply.maxMessageSize === "number" ? Math.min(own, announced) : own) : announced;
     this._authFailedToken = undefined;
     this._authRetried = false;
     this._connectedAt = Date.now();
@@ -665,6 +698,7 @@ export class ChorusClient {
   }
 
   _closed(code, reason) {
+    if (code === CloseCode.tooBig) this._rejectTooBig();
     this._dropSocket();
     const error = new ChorusClosedError(`connection closed (${code}${reason ? ": " + reason : ""})`, { code });
     this._failPending(error);
@@ -681,6 +715,28 @@ export class ChorusClient {
     }
     this._setState("disconnected", { code, reason, willReconnect });
     if (willReconnect) this._scheduleReconnect(code);
+  }
+
+  /**
+   * The node closed the connection with 1009: a frame was over its limit although under the one
+   * this client knew (an option set too high, a proxy's lower limit). Sent again, it would close
+   * every connection in turn: the largest publish sent on this connection and not acknowledged
+   * (the oldest of equals) is taken to be that frame and rejects with 413 instead of going back
+   * to the queue. A subscribe or other request over the limit is not recognised this way.
+   */
+  _rejectTooBig() {
+    let culprit, culpritSize = -1;
+    for (const item of [...this._inflight.values()].sort((a, b) => a.seq - b.seq)) {
+      const size = utf8Length(JSON.stringify(item.message));
+      if (size > culpritSize) { culprit = item; culpritSize = size; }
+    }
+    if (!culprit) return;
+    this._inflight.delete(culprit.seq);
+    clearTimeout(culprit.timer);
+    culprit.send = undefined;  // its request's rejection, which follows, finds it settled
+    culprit.reject(new ChorusError(`the node closed the connection (1009, message too big) after a 'message' frame of ${culpritSize} bytes: not sent again`, {
+      code: 413, details: { size: culpritSize, limit: this._maxMessageSize },
+    }));
   }
 
   _scheduleReconnect(code) {
@@ -713,6 +769,7 @@ export class ChorusClient {
     clearTimeout(this._renewTimer);
     this._renewTimer = null;
     this._renewing = false;  // a new connection authenticates afresh
+    this._maxMessageSize = undefined;  // the next node says its own
     for (const entry of this._topics.values()) {
       if (entry.active) entry.missedPresence = entry.reconnecting = true;
       entry.active = false;
@@ -775,7 +832,13 @@ export class ChorusClient {
       for (const [id, pending] of this._pending) {
         if (!pending.awaitingRenewal) continue;
         pending.awaitingRenewal = false;
-        this._sendPending(id, pending);
+        try {
+          this._sendPending(id, pending);
+        } catch (error) {
+          this._pending.delete(id);
+          pending.reject(error);
+          continue;
+        }
         pending.afterResend?.();
         pending.afterResend = undefined;
       }
@@ -787,11 +850,28 @@ export class ChorusClient {
 
   // MARK: requests and replies
 
+  /**
+   * Sends `object`; false when not connected. Throws a `ChorusError` 413, sending nothing, when
+   * the frame is over the connection's limit: the node would close the connection (1009), and a
+   * frame sent again after the reconnect would close the next one too.
+   */
   _send(object) {
     const socket = this._socket;
     if (!socket || socket.readyState !== 1) return false;
-    socket.send(JSON.stringify(object));
+    const text = JSON.stringify(object);
+    const limit = this._maxMessageSize;
+    // A UTF-16 unit is 1 to 3 UTF-8 bytes: counted only when it may matter.
+    if (limit !== undefined && text.length * 3 > limit) {
+      const size = utf8Length(text);
+      if (size > limit) throw tooLargeError(size, limit, object.type);
+    }
+    socket.send(text);
     return true;
+  }
+
+  /** `_send` for frames nothing waits on (typing): a 413 is an `error` event, not a throw. */
+  _sendQuietly(object) {
+    try { return this._send(object); } catch (error) { this._emit("error", error); return false; }
   }
 
   /**
@@ -806,9 +886,11 @@ export class ChorusClient {
       // afterResend: run once the request is sent again after a renewal (a publish's fence).
       const pending = { resolve, reject, onReply, timer: null, retry: null, type: object.type, object, timeout, retryRateLimited, stillWanted, rateRetries: 0, afterResend: undefined };
       this._pending.set(id, pending);
-      if (!this._sendPending(id, pending)) {
+      let sent;
+      try { sent = this._sendPending(id, pending); } catch (error) { sent = error; }
+      if (sent !== true) {
         this._pending.delete(id);
-        reject(new ChorusClosedError("not connected"));
+        reject(sent === false ? new ChorusClosedError("not connected") : sent);
       }
     });
   }
@@ -857,9 +939,11 @@ export class ChorusClient {
         pending.reject(new ChorusError(reply.message ?? "rate limit exceeded", { code: reply.code, details: reply.details, reply }));
         return;
       }
-      if (!this._sendPending(id, pending)) {
+      let sent;
+      try { sent = this._sendPending(id, pending); } catch (error) { sent = error; }
+      if (sent !== true) {
         this._pending.delete(id);
-        pending.reject(new ChorusClosedError("not connected"));
+        pending.reject(sent === false ? new ChorusClosedError("not connected") : sent);
       }
     }, at - now);
     return true;
@@ -1111,7 +1195,7 @@ export class ChorusClient {
     const previousData = entry.presence;
     const hadEvents = entry.presenceEvents;
     entry.handlers.add(handlers);
-    const ready = new Promise((resolve, reject) => entry.readyWaiters.push({ resolve, reject }));
+    const ready = new Promise((resolve, reject) => entry.readyWaiters.push({ resolve, reject, handlers }));
     ready.catch(() => {});
     // A join with other data than the member has: subscribed again with it (an `update`).
     const changed = !fresh && ((handlers.presence !== undefined && !samePresence(handlers.presence, previousData)) || (entry.presenceEvents && !hadEvents));
@@ -1126,6 +1210,13 @@ export class ChorusClient {
       done = true;
       const data = entry.presence;
       entry.handlers.delete(handlers);
+      // Given up before the node confirmed it (a React StrictMode remount): its `ready` settles
+      // now, as the Swift SDK's subscribe throws when its task is cancelled.
+      const waiting = entry.readyWaiters.filter((w) => w.handlers === handlers);
+      if (waiting.length) {
+        entry.readyWaiters = entry.readyWaiters.filter((w) => w.handlers !== handlers);
+        for (const w of waiting) w.reject(new ChorusClosedError(`unsubscribed from "${topic}" before the node confirmed the subscription`));
+      }
       if (entry.handlers.size === 0 && this._topics.get(topic) === entry) {
         this._topics.delete(topic);
         clearTimeout(entry.retryTimer);
@@ -1430,6 +1521,8 @@ export class ChorusClient {
         }
         finish(() => item.reject(error));
       });
+    // Not sent (over the size limit, or not connected): its handler above rejects or requeues it.
+    if (!this._pending.has(messageRequestId)) return;
     let fenceRequestId;
     // A node without publish acks answers nothing to an accepted message but does answer a
     // refused one (error with the id), in order: a ping after it tells which happened.
@@ -1519,9 +1612,9 @@ export class ChorusClient {
     let t = this._typing.get(topic);
     if (!t) { t = { lastStart: 0, stopTimer: null }; this._typing.set(topic, t); }
     const now = Date.now();
-    if (now - t.lastStart >= this.options.typingThrottle) {
+    // Throttled from the last start that went out: one not sent (offline) must not hold back the next.
+    if (now - t.lastStart >= this.options.typingThrottle && this._sendQuietly({ type: "typing", topic, state: "start" })) {
       t.lastStart = now;
-      this._send({ type: "typing", topic, state: "start" });
     }
     clearTimeout(t.stopTimer);
     t.stopTimer = setTimeout(() => this.stopTyping(topic), this.options.typingTimeout);
@@ -1533,7 +1626,7 @@ export class ChorusClient {
     if (!t) return;
     clearTimeout(t.stopTimer);
     this._typing.delete(topic);
-    this._send({ type: "typing", topic, state: "stop" });
+    this._sendQuietly({ type: "typing", topic, state: "stop" });
   }
 
   /** Records that the user read `messageId` (`read` -> `read_recorded`). */

@@ -53,6 +53,15 @@ Scenario `join-refused`: the client authenticates and subscribes (answered); its
 (a join of the live topic) is dropped past the message rate (429 with `retryAfter` 100 ms), and
 the one after it answered. Prints `subscribe N presence` for each, and exits once the client closes.
 
+Scenario `max-message-size`: the client authenticates; `auth_success` says `maxMessageSize`
+300. Subscribes are answered, publishes answered with `published`; the script prints `publish N
+BYTES` for each and `connections N` for each connection, and exits once one closes.
+
+Scenario `closes-too-big`: as `max-message-size`, but `auth_success` names no limit, and a
+`message` frame over 500 bytes closes the connection with 1009 (message too big), as a node
+with a lower WEBSOCKET_MAX_MESSAGE_SIZE than the client knows does. Exits once the second
+connection closes.
+
 Needs the PyPI package websockets."""
 import asyncio, json, sys
 import websockets
@@ -288,6 +297,44 @@ async def join_refused(ws, *_):
     done.set()
 
 
+async def size_limited(ws, announce):
+    global connections
+    connections += 1
+    connection = connections
+    print("connections", connection, flush=True)
+    await ws.send(json.dumps({"type": "auth_success", "userId": "bob"} | ({"maxMessageSize": 300} if announce else {})))
+    publishes = 0
+    try:
+        async for text in ws:
+            frame = json.loads(text)
+            kind = frame.get("type")
+            if kind == "subscribe":
+                await ws.send(json.dumps({"type": "subscribed", "topic": frame["topic"], "id": frame["id"]}))
+            elif kind == "message":
+                size = len(text.encode())
+                if not announce and size > 500:
+                    print("closed for", size, flush=True)
+                    await ws.close(1009, "message too big")
+                    break
+                publishes += 1
+                print("publish", publishes, size, flush=True)
+                await ws.send(json.dumps({"type": "published", "id": frame["id"], "messageId": frame["messageId"]}))
+            elif kind == "ping":
+                await ws.send(json.dumps({"type": "pong", "id": frame["id"]}))
+    except websockets.ConnectionClosed:
+        pass
+    if announce or connection == 2:
+        done.set()
+
+
+async def max_message_size(ws, *_):
+    await size_limited(ws, True)
+
+
+async def closes_too_big(ws, *_):
+    await size_limited(ws, False)
+
+
 def refuse_after_first(connection, request):
     """The `refuses-reconnect` scenario's second upgrade: refused with 401."""
     global upgrades
@@ -303,7 +350,8 @@ SCENARIOS = {"pattern-before-page": pattern_before_page, "subscribes-unanswered"
              "closes-on-publish": closes_on_publish, "presence-storm": presence_storm,
              "expiry-crossing": expiry_crossing, "refuses-reconnect": refuses_reconnect, "slow-auth": slow_auth,
              "catch-up-refused": catch_up_refused, "catch-up-expired": catch_up_expired,
-             "resubscribed": resubscribed, "gap": gap, "join-refused": join_refused}
+             "resubscribed": resubscribed, "gap": gap, "join-refused": join_refused,
+             "max-message-size": max_message_size, "closes-too-big": closes_too_big}
 
 
 async def main(scenario):

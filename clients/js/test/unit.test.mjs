@@ -3,7 +3,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import {
-  ChorusClient, ChorusAuthError, ChorusQueueFullError, ChorusTimeoutError, backoffDelay, topicMatches, isPattern, newMessageId, rawMember,
+  ChorusClient, ChorusError, ChorusAuthError, ChorusClosedError, ChorusQueueFullError, ChorusTimeoutError, DEFAULT_MAX_MESSAGE_SIZE, backoffDelay, topicMatches, isPattern, newMessageId, rawMember,
 } from "../chorus.js";
 
 test("patterns match like the node's: * is one segment, ** one or more", () => {
@@ -1618,5 +1618,134 @@ test("a gap for a pattern subscription reaches it as subscribed; a gap without t
   ]);
   assert.deepEqual(failed, ["rooms.*"], "rooms.c is not a subscription (only covered by the pattern), rooms.b was left");
   assert.deepEqual(handled, ["rooms.*"]);
+  client.disconnect();
+});
+
+/** Connects with `auth_success` carrying `extra` (e.g. the node's maxMessageSize). */
+async function connectAnnouncing(client, extra) {
+  const connected = client.connect();
+  await settle();
+  const socket = ScriptedSocket.instances.at(-1);
+  socket.open();
+  socket.reply({ type: "auth_success", userId: "alice", id: socket.last("auth").id, ...extra });
+  await connected;
+  return socket;
+}
+
+test("a frame over the node's maxMessageSize (auth_success) rejects with 413 at once, unsent: the connection stays and the next publish goes", { timeout: 10000 }, async () => {
+  const client = scripted();
+  const states = [];
+  client.on("state", ({ state }) => states.push(state));
+  const socket = await connectAnnouncing(client, { maxMessageSize: 200 });
+  const big = client.publish("rooms.big", { big: "é".repeat(100) });  // 200 UTF-16 units, over 200 bytes in UTF-8
+  await assert.rejects(big, (error) => error instanceof ChorusError && error.code === 413 && /\d+ bytes exceeds .* 200 bytes/.test(error.message));
+  assert.equal(socket.sent.filter((m) => m.type === "message").length, 0, "not sent");
+  const small = client.publish("rooms.big", { text: "hi" });
+  await settle();
+  const sent = socket.last("message");
+  assert.deepEqual(sent.data, { text: "hi" });
+  socket.reply({ type: "published", id: sent.id, messageId: sent.messageId });
+  assert.equal((await small).messageId, sent.messageId);
+  // A join whose data is over the limit: its ready rejects with 413, nothing is sent.
+  const leave = client.join("rooms.big", { bio: "x".repeat(300) });
+  await assert.rejects(leave.ready, (error) => error.code === 413);
+  assert.equal(socket.sent.filter((m) => m.type === "subscribe").length, 0);
+  assert.equal(client.state, "connected");
+  assert.equal(ScriptedSocket.instances.length, 1, "no reconnect");
+  assert.deepEqual(states, ["connecting", "connected"]);
+  client.disconnect();
+});
+
+test("the limit: 1 MiB when auth_success names none; the option maxMessageSize replaces that default and may lower an announced limit", { timeout: 10000 }, async () => {
+  assert.equal(DEFAULT_MAX_MESSAGE_SIZE, 1048576);
+  const client = scripted();
+  const socket = await connectAnnouncing(client, {});
+  await assert.rejects(client.publish("rooms.big", { big: "x".repeat(1100000) }), (error) => error.code === 413 && error.details.limit === 1048576);
+  client.publish("rooms.big", { big: "x".repeat(1000000) }).catch(() => {});
+  await settle();
+  assert.equal(socket.sent.filter((m) => m.type === "message").length, 1, "under 1 MiB: sent");
+  client.disconnect();
+
+  const lowered = scripted({ maxMessageSize: 300 });
+  await connectAnnouncing(lowered, { maxMessageSize: 5000 });
+  await assert.rejects(lowered.publish("rooms.a", { big: "x".repeat(400) }), (error) => error.details.limit === 300);
+  lowered.disconnect();
+  const raised = scripted({ maxMessageSize: 2000000 });
+  await connectAnnouncing(raised, {});
+  raised.publish("rooms.a", { big: "x".repeat(1100000) }).catch(() => {});
+  await settle();
+  assert.equal(ScriptedSocket.instances.at(-1).sent.filter((m) => m.type === "message").length, 1, "the option replaces the default");
+  raised.disconnect();
+});
+
+test("a publish queued while offline is checked against the limit of the connection it goes out on; those behind it go", { timeout: 10000 }, async () => {
+  const client = scripted();
+  const big = client.publish("rooms.q", { big: "x".repeat(500) });
+  const small = client.publish("rooms.q", { n: 1 });
+  const socket = await connectAnnouncing(client, { maxMessageSize: 200 });
+  await assert.rejects(big, (error) => error.code === 413);
+  await settle();
+  const sent = socket.sent.filter((m) => m.type === "message");
+  assert.deepEqual(sent.map((m) => m.data), [{ n: 1 }]);
+  socket.reply({ type: "published", id: sent[0].id, messageId: sent[0].messageId });
+  await small;
+  assert.equal(client.queuedPublishes, 0);
+  client.disconnect();
+});
+
+test("a close with 1009 (a frame over a limit the client did not know) rejects the largest unacknowledged publish with 413 instead of sending it again: no loop", { timeout: 10000 }, async () => {
+  const client = scripted({ minReconnectDelay: 1 });
+  const socket = await connectAnnouncing(client, {});
+  const small = client.publish("rooms.a", { n: 1 });
+  const big = client.publish("rooms.a", { big: "x".repeat(5000) });
+  const later = client.publish("rooms.a", { n: 2 });
+  await settle();
+  assert.equal(socket.sent.filter((m) => m.type === "message").length, 3);
+  socket.drop(1009, "message too big");
+  await assert.rejects(big, (error) => error.code === 413 && /1009/.test(error.message));
+  await until(() => ScriptedSocket.instances.length === 2);
+  const next = ScriptedSocket.instances[1];
+  next.open();
+  next.reply({ type: "auth_success", userId: "alice", id: next.last("auth").id });
+  await settle();
+  const resent = next.sent.filter((m) => m.type === "message");
+  assert.deepEqual(resent.map((m) => m.data), [{ n: 1 }, { n: 2 }], "the others again, in order; the big one not");
+  for (const m of resent) next.reply({ type: "published", id: m.id, messageId: m.messageId });
+  await small;
+  await later;
+  assert.equal(client.state, "connected");
+  client.disconnect();
+});
+
+test("ready settles when the subscription is given up before the node confirmed it: a ChorusClosedError (subscribe and join); the topic's other handlers still get the reply", { timeout: 10000 }, async () => {
+  const client = scripted();
+  const socket = await connectScripted(client);
+  const u = client.subscribe("rooms.q", () => {});
+  u();
+  await assert.rejects(u.ready, (error) => error instanceof ChorusClosedError && /before the node confirmed/.test(error.message));
+  const leave = client.join("rooms.p", { status: "here" });
+  leave();
+  await assert.rejects(leave.ready, ChorusClosedError);
+  // Two handlers, one leaves before the reply: the other's ready resolves with it.
+  const first = client.subscribe("rooms.r", () => {});
+  const second = client.subscribe("rooms.r", () => {});
+  first();
+  await assert.rejects(first.ready, ChorusClosedError);
+  const subscribe = socket.sent.filter((m) => m.type === "subscribe" && m.topic === "rooms.r").at(-1);
+  socket.reply({ type: "subscribed", topic: "rooms.r", id: subscribe.id });
+  assert.equal((await second.ready).type, "subscribed");
+  second();
+  assert.equal((await second.ready).type, "subscribed", "settled already: unsubscribing later changes nothing");
+  client.disconnect();
+});
+
+test("typing() while not connected sends nothing and does not use up the throttle: the first typing() once connected sends start", { timeout: 10000 }, async () => {
+  const client = scripted({ typingTimeout: 60000 });
+  client.typing("rooms.z");
+  const socket = await connectScripted(client);
+  client.typing("rooms.z");
+  assert.deepEqual(socket.sent.filter((m) => m.type === "typing").map((m) => m.state), ["start"]);
+  client.stopTyping("rooms.z");
+  assert.deepEqual(socket.sent.filter((m) => m.type === "typing").map((m) => m.state), ["start", "stop"]);
   client.disconnect();
 });
