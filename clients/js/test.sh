@@ -9,6 +9,10 @@ if ! node -e 'process.exit(typeof WebSocket === "function" ? 0 : 1)'; then
     # Node 20: the built-in WebSocket is behind a flag; older Node: the tests use the ws package.
     node --experimental-websocket -e 1 2>/dev/null && flags+=(--experimental-websocket)
 fi
+# JSON.rawJSON (native from Node 21 and in browsers) for the test of publishing exact numbers.
+if ! node -e 'process.exit(typeof JSON.rawJSON === "function" ? 0 : 1)'; then
+    node --harmony-json-parse-with-source -e 1 2>/dev/null && flags+=(--harmony-json-parse-with-source)
+fi
 # A hung test fails after 5 minutes instead of hanging the run (Node 20.11+).
 node --test-timeout=1 -e 1 2>/dev/null && flags+=(--test-timeout=300000)
 exec node "${flags[@]}" --test clients/js/test/*.test.mjs "$@"

@@ -28,8 +28,8 @@ test("backoff is full jitter under a capped exponential", () => {
 /** A WebSocket whose every event the test fires. */
 class ScriptedSocket {
   static instances = [];
-  constructor(url) { this.url = url; this.readyState = 0; this.sent = []; ScriptedSocket.instances.push(this); }
-  send(text) { this.sent.push(JSON.parse(text)); }
+  constructor(url) { this.url = url; this.readyState = 0; this.sent = []; this.texts = []; ScriptedSocket.instances.push(this); }
+  send(text) { this.texts.push(text); this.sent.push(JSON.parse(text)); }
   close() { this.readyState = 3; }
   open() { this.readyState = 1; this.onopen?.({}); }
   reply(object) { this.onmessage?.({ data: JSON.stringify(object) }); }
@@ -1126,6 +1126,18 @@ test("a message addressed to the user reaches the message event also when a patt
   assert.equal(got.length, 1);
   assert.equal(got[0].topic, undefined);
   assert.deepEqual(got[0].data, { n: 1 });
+  client.disconnect();
+});
+
+test("data with JSON.rawJSON values goes out with their text exactly (a number past 2^53, a decimal's digits)", { skip: typeof JSON.rawJSON !== "function" && "this runtime has no JSON.rawJSON" }, async () => {
+  const client = scripted();
+  const socket = await connectScripted(client);
+  const sent = client.publish("rooms.a", { n: JSON.rawJSON("12345678901234567890"), price: JSON.rawJSON("0.10") });
+  await settle();
+  const frame = socket.texts.at(-1);
+  assert.ok(frame.includes(`"data":{"n":12345678901234567890,"price":0.10}`), frame);
+  socket.reply({ type: "published", id: socket.last("message").id, messageId: socket.last("message").messageId });
+  await sent;
   client.disconnect();
 });
 
