@@ -1238,6 +1238,8 @@ actor ClientEngine {
         let delay = rateRetryDelay(error, attempt: 1, atLeast: backoff) ?? backoff
         state.retry = Task {
             do { try await Task.sleep(for: delay) } catch { return }
+            // Cancelled by a newer subscribe after the sleep ended but before this ran.
+            guard !Task.isCancelled else { return }
             self.resendSubscribe(topic, on: connection)
         }
         topics[topic] = state

@@ -139,8 +139,9 @@ final class ConnectionHub: Sendable {
         let counters = self.counters
         for registry in registries {
             registry.loop.execute {
-                let written = registry.assumeIsolated { $0.reportGaps(where: affected, at: now) }
-                counters.gapNotices.add(written, ordering: .relaxed)
+                registry.assumeIsolated {
+                    $0.reportGaps(where: affected, at: now) { counters.gapNotices.add($0, ordering: .relaxed) }
+                }
             }
         }
     }

@@ -8,9 +8,19 @@ extension ConnectionRegistry {
     /// never reached this node. Each session gets `{"type":"gap","topic":..,"timestamp":..}` for
     /// each of its subscriptions (the topic or pattern as subscribed) that `affected` accepts, and
     /// `{"type":"gap","timestamp":..}` when messages addressed to its user travel there. Sent once
-    /// the server is back, so everything published after the notice arrives. Returns the number
-    /// of notices written.
-    func reportGaps(where affected: (Interest) -> Bool, at timestamp: Date) -> Int {
+    /// the server is back, so everything published after the notice arrives. Written
+    /// ``gapSessionsPerTask`` sessions at a time, each batch a task of its own, so that a loop of
+    /// many connections goes on serving between them; `counted` hears each batch's notices.
+    func reportGaps(where affected: @escaping @Sendable (Interest) -> Bool, at timestamp: Date, counted: @escaping @Sendable (Int) -> Void) {
+        reportGaps(to: sessionIds, from: 0, where: affected, at: timestamp, counted: counted)
+    }
+
+    static let gapSessionsPerTask = 1_024
+
+    private func reportGaps(
+        to ids: [Int], from start: Int, where affected: @escaping @Sendable (Interest) -> Bool, at timestamp: Date,
+        counted: @escaping @Sendable (Int) -> Void
+    ) {
         var frames: [String?: OutboundFrame] = [:]
         func frame(_ subscription: String?) -> OutboundFrame {
             if let made = frames[subscription] { return made }
@@ -18,8 +28,10 @@ extension ConnectionRegistry {
             frames[subscription] = made
             return made
         }
+        let end = min(ids.count, start + Self.gapSessionsPerTask)
         var written = 0
-        for session in sessionsForGaps {
+        for id in ids[start..<end] {
+            guard let session = sessionsById(id) else { continue }  // closed meanwhile
             var wrote = false
             for pattern in session.subscriptions where affected(pattern.topic.map(Interest.topic) ?? .pattern(pattern)) {
                 if session.transport.write(frame(pattern.text)) { wrote = true; written += 1 }
@@ -30,7 +42,11 @@ extension ConnectionRegistry {
             }
             if wrote { session.transport.flush() }
         }
-        return written
+        counted(written)
+        guard end < ids.count else { return }
+        loop.execute {
+            self.assumeIsolated { $0.reportGaps(to: ids, from: end, where: affected, at: timestamp, counted: counted) }
+        }
     }
 
     /// `{"type":"gap","topic":<subscription>,"timestamp":..}`; without `topic` for the messages

@@ -297,8 +297,8 @@ actor ConnectionRegistry {
     /// The session `id` of this loop, if still open.
     func sessionsById(_ id: Int) -> WebSocketSession? { sessions[id] }
 
-    /// Every open session of this loop (``reportGaps(where:at:)``).
-    var sessionsForGaps: Dictionary<Int, WebSocketSession>.Values { sessions.values }
+    /// The ids of every open session of this loop (``reportGaps(where:at:counted:)``).
+    var sessionIds: [Int] { Array(sessions.keys) }
 
     /// Messages written by a finished recovery (history and held live ones).
     func recordRecovered(_ written: Int) {

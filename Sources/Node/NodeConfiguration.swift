@@ -326,6 +326,10 @@ extension NodeConfiguration {
         }
         databaseTimeout = try reader.milliseconds("DATABASE_TIMEOUT") ?? databaseTimeout
         if let retention = try reader.integer("MESSAGE_RETENTION", in: 0...Self.longestRetention) {
+            // Under a second is a unit mistaken (`30` for thirty days), and would delete everything.
+            guard retention == 0 || retention >= 1_000 else {
+                throw ConfigurationError("MESSAGE_RETENTION", "expected 0 (keep for ever) or at least 1000 ms, got \(retention)")
+            }
             messageRetention = retention == 0 ? nil : .milliseconds(retention)
         }
         registrationEnabled = try reader.bool("AUTH_REGISTRATION") ?? registrationEnabled

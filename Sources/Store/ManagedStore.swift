@@ -78,6 +78,7 @@ final class ManagedStore<Driver: DatabaseDriver>: ChatStore {
 
     private func retentionPruner() -> RetentionPruner? {
         guard let retention = configuration.messageRetention else { return nil }
+        logger.info("store: messages are kept for \(RetentionPruner.describe(retention)) (MESSAGE_RETENTION), then deleted")
         return RetentionPruner(
             retention: retention,
             prune: { [self] cutoff, limit in try await prune(before: cutoff, limit: limit) },

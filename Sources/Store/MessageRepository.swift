@@ -29,10 +29,8 @@ public protocol MessageRepository: Sendable {
     func deleteMessage(id: String) async throws -> Bool
 
     /// Deletes messages created before `cutoff`, at most `limit`, oldest first, and at most
-    /// `limit` ids of messages deleted before it (which are then free to be posted again).
-    ///
-    /// Messages are taken in the order they were stored: a message stored later with an older
-    /// `createdAt` (another node's clock behind) waits for the rows before it to go.
+    /// `limit` ids of messages deleted before it, oldest first (which are then free to be
+    /// posted again).
     func prune(before cutoff: Date, limit: Int) async throws -> PrunedRows
 }
 

@@ -118,13 +118,20 @@ struct Migration: Sendable {
         ),
         Migration(
             version: 4,
-            name: "deleted ids by age",
-            // ``StoreConfiguration/messageRetention`` frees the ids of messages deleted long ago,
-            // oldest first, without reading the whole table. (Messages are pruned in `seq` order,
-            // their primary key: they need no index of their own.)
-            sqlite: ["CREATE INDEX deleted_messages_deleted_at ON deleted_messages (deleted_at)"],
-            postgres: ["CREATE INDEX deleted_messages_deleted_at ON deleted_messages (deleted_at)"]
+            name: "messages and deleted ids by age",
+            // ``StoreConfiguration/messageRetention`` deletes messages created, and frees the ids
+            // of messages deleted, longest ago first, reading only what it deletes: not the
+            // whole table when nothing is old, and not stopped by a young row stored early (a
+            // node whose clock was ahead).
+            sqlite: Self.byAge,
+            postgres: Self.byAge
         ),
+    ]
+
+    /// Migration 4, the same in both dialects.
+    private static let byAge = [
+        "CREATE INDEX messages_created_at ON messages (created_at)",
+        "CREATE INDEX deleted_messages_deleted_at ON deleted_messages (deleted_at)",
     ]
 
     /// The same in both dialects: one member per topic or direct conversation, its rows found by

@@ -155,14 +155,18 @@ struct PostgresRepository: UserRepository, MessageRepository, ReadReceiptReposit
         let messages = try await count(client.query(
             """
             WITH gone AS (
-                DELETE FROM messages WHERE seq IN (SELECT seq FROM messages ORDER BY seq LIMIT \(limit)) AND created_at < \(before)
+                DELETE FROM messages WHERE seq IN (
+                    SELECT seq FROM messages WHERE created_at < \(before) ORDER BY created_at LIMIT \(limit)
+                )
                 RETURNING 1
             ) SELECT count(*) FROM gone
             """, logger: logger))
         let ids = try await count(client.query(
             """
             WITH gone AS (
-                DELETE FROM deleted_messages WHERE id IN (SELECT id FROM deleted_messages WHERE deleted_at < \(before) LIMIT \(limit))
+                DELETE FROM deleted_messages WHERE id IN (
+                    SELECT id FROM deleted_messages WHERE deleted_at < \(before) ORDER BY deleted_at LIMIT \(limit)
+                )
                 RETURNING 1
             ) SELECT count(*) FROM gone
             """, logger: logger))

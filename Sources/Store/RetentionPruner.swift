@@ -19,6 +19,17 @@ struct RetentionPruner: Sendable {
 
     var interval: Duration { min(max(retention / 10, .milliseconds(100)), .seconds(60)) }
 
+    /// `retention` in the largest unit that divides it, for the log: "30 days", "90 minutes".
+    static func describe(_ retention: Duration) -> String {
+        let milliseconds = Int(retention / .milliseconds(1))
+        for (size, unit) in [(86_400_000, "day"), (3_600_000, "hour"), (60_000, "minute"), (1_000, "second")]
+        where milliseconds >= size && milliseconds % size == 0 {
+            let count = milliseconds / size
+            return "\(count) \(unit)\(count == 1 ? "" : "s")"
+        }
+        return "\(milliseconds) ms"
+    }
+
     /// Runs passes until the task is cancelled.
     func run() async {
         while true {

@@ -117,20 +117,20 @@ struct SQLiteRepository: UserRepository, MessageRepository, ReadReceiptRepositor
         return !deleted.isEmpty
     }
 
-    /// The oldest `limit` rows by `seq` (the primary key: no index on `created_at` needed), of
-    /// which those created before the cutoff go; ids by ``Migration`` 4's index.
+    /// The oldest rows first, found through ``Migration`` 4's indexes on their age.
     func prune(before cutoff: Date, limit: Int) async throws -> PrunedRows {
         let before = SQLiteData.integer(SQLiteInt64(Milliseconds.of(cutoff)))
         let messages = try await connection.query(
             """
-            DELETE FROM messages WHERE seq IN (SELECT seq FROM messages ORDER BY seq LIMIT ?) AND created_at < ?
+            DELETE FROM messages WHERE seq IN (SELECT seq FROM messages WHERE created_at < ? ORDER BY created_at LIMIT ?)
             RETURNING seq
             """,
-            [.integer(SQLiteInt64(limit)), before])
+            [before, .integer(SQLiteInt64(limit))])
         let ids = try await connection.query(
             """
-            DELETE FROM deleted_messages WHERE id IN (SELECT id FROM deleted_messages WHERE deleted_at < ? LIMIT ?)
-            RETURNING id
+            DELETE FROM deleted_messages WHERE id IN (
+                SELECT id FROM deleted_messages WHERE deleted_at < ? ORDER BY deleted_at LIMIT ?
+            ) RETURNING id
             """,
             [before, .integer(SQLiteInt64(limit))])
         return PrunedRows(messages: messages.count, deletedIds: ids.count)

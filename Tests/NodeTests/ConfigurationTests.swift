@@ -151,6 +151,7 @@ struct ConfigurationTests {
             (["JWT_LEEWAY": "5s"], "JWT_LEEWAY: expected a whole number, got '5s'"),
             (["MESSAGE_RETENTION": "30d"], "MESSAGE_RETENTION: expected a whole number, got '30d'"),
             (["MESSAGE_RETENTION": "-1"], "MESSAGE_RETENTION: expected 0...315360000000, got -1"),
+            (["MESSAGE_RETENTION": "30"], "MESSAGE_RETENTION: expected 0 (keep for ever) or at least 1000 ms, got 30"),
         ])
     func badValues(overrides: [String: String], message: String) {
         let environment = Self.base.merging(overrides) { $1 }

@@ -32,6 +32,22 @@ struct RetentionTests {
         }
     }
 
+    @Test("a message dated in the future (a node's clock ahead) stored first does not hold back the pruning of older ones", arguments: [StoreBackend.sqliteFile, .postgres])
+    func futureDatedHead(_ backend: StoreBackend) async throws {
+        try await backend.withStoreAndDatabase { store, database in
+            try await database.execute(
+                "INSERT INTO messages (id, author_id, topic, content, created_at) VALUES ('from-the-future', 'x', 'chat.lobby', 'f', 99999999999999)")
+            for content in ["a", "b", "c"] {
+                _ = try await store.createMessage(NewMessage(authorId: "alice", topic: "chat.lobby", content: content))
+            }
+            let cutoff = Date().addingTimeInterval(1)
+            #expect(try await store.prune(before: cutoff, limit: 2) == PrunedRows(messages: 2))
+            #expect(try await store.prune(before: cutoff, limit: 2) == PrunedRows(messages: 1))
+            #expect(try await store.prune(before: cutoff, limit: 2) == PrunedRows())
+            #expect(try await store.message(id: "from-the-future") != nil, "not old: kept")
+        }
+    }
+
     @Test("a store started with a retention deletes what aged out and counts it", arguments: [StoreBackend.sqliteFile, .postgres])
     func running(_ backend: StoreBackend) async throws {
         try await backend.withDatabase { url in
@@ -81,6 +97,14 @@ struct RetentionTests {
             pruned: { rows in counted.withLock { $0.append(rows) } }, logger: StoreHarness.logger)
         await failing.pass(now: Date())
         #expect(counted.withLock { $0.count } == 1, "a pass that deleted nothing reports nothing")
+    }
+
+    @Test("the retention is logged in the largest unit that divides it")
+    func described() {
+        #expect(RetentionPruner.describe(.seconds(30 * 86_400)) == "30 days")
+        #expect(RetentionPruner.describe(.seconds(5_400)) == "90 minutes")
+        #expect(RetentionPruner.describe(.seconds(1)) == "1 second")
+        #expect(RetentionPruner.describe(.milliseconds(1_500)) == "1500 ms")
     }
 
     @Test("passes run every tenth of the retention, 100 ms to a minute apart")
