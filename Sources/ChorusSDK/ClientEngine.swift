@@ -1288,7 +1288,8 @@ actor ClientEngine {
         }
         topics[topic] = state
         if state.confirmed, !changed { return }
-        if changed { subscribeAgain(topic) }
+        // A join whose data is over the size limit ends the topic: this caller hears why.
+        if changed, let error = subscribeAgain(topic) { throw error }
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
                 if Task.isCancelled || topics[topic]?.handles[handleId] == nil {
@@ -1307,8 +1308,10 @@ actor ClientEngine {
     /// Sends `topic`'s subscribe as it stands now, once the one in flight is answered, or once
     /// a fresh token is accepted. Not connected, nothing is sent: the next connection
     /// subscribes everything afresh.
-    private func subscribeAgain(_ topic: String) {
-        guard var state = topics[topic], authenticated, let connection else { return }
+    /// The size limit's error when the subscribe was over it (the topic has ended).
+    @discardableResult
+    private func subscribeAgain(_ topic: String) -> ChorusError? {
+        guard var state = topics[topic], authenticated, let connection else { return nil }
         if state.inFlight {
             state.resendWhenAnswered = true
         } else if !canSend {
@@ -1317,10 +1320,14 @@ actor ClientEngine {
             return sendSubscribe(topic, on: connection)
         }
         topics[topic] = state
+        return nil
     }
 
-    private func sendSubscribe(_ topic: String, on connection: WebSocketConnection) {
-        guard var state = topics[topic] else { return }
+    /// Returns the size limit's error when the subscribe was over it: the topic has ended, and a
+    /// node that held it live is told to let it go.
+    @discardableResult
+    private func sendSubscribe(_ topic: String, on connection: WebSocketConnection) -> ChorusError? {
+        guard var state = topics[topic] else { return nil }
         if state.leaveFirst {
             // Answered by `unsubscribed`, which nothing waits for; the subscribe follows in order.
             send(["type": "unsubscribe", "topic": .string(topic)], on: connection)
@@ -1337,8 +1344,10 @@ actor ClientEngine {
         if state.presenceEvents { fields["presenceEvents"] = true }
         if let error = oversize(JSONValue.object(fields).jsonText) {
             // Presence data over the limit: this subscription ends (its subscribers throw).
+            if state.confirmed { send(["type": "unsubscribe", "topic": .string(topic)], on: connection) }
             topics[topic] = state
-            return endTopic(topic, with: error)
+            endTopic(topic, with: error)
+            return error
         }
         state.inFlight = true
         state.resendWhenAuthenticated = false
@@ -1348,6 +1357,7 @@ actor ClientEngine {
         topics[topic] = state
         awaited[id] = .subscribe(topic: topic, since: since, replay: replay, timer: timer(for: id))
         send(fields, on: connection)
+        return nil
     }
 
     /// Forgets the subscribes of `topic` still waiting for a reply (their timers too): a later

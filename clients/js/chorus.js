@@ -1337,7 +1337,9 @@ export class ChorusClient {
         ended = wasLive;
         // Given up after a timeout or a 409: an earlier attempt may still succeed on the node
         // (a slow history read), which would keep a subscription (and membership) nobody has.
-        if ((error.code === 409 || error instanceof ChorusTimeoutError) && this._socket === socket && this._state === "connected") {
+        // A join over a size limit (413, the SDK's or the node's) leaves the node holding the
+        // topic live as it was: it is told to let it go too.
+        if ((error.code === 409 || error.code === 413 || error instanceof ChorusTimeoutError) && this._socket === socket && this._state === "connected") {
           this._request({ type: "unsubscribe", topic: entry.topic }).catch(() => {});
         }
       }

@@ -1668,6 +1668,22 @@ test("a frame over the node's maxMessageSize (auth_success) rejects with 413 at 
   client.disconnect();
 });
 
+test("a join over the limit on a live topic ends the subscription on the client (subscriptionEnded) and tells the node to unsubscribe it", { timeout: 10000 }, async () => {
+  const client = scripted();
+  const socket = await connectAnnouncing(client, { maxMessageSize: 200 });
+  const ended = [];
+  client.on("subscriptionEnded", ({ topic, error }) => ended.push([topic, error.code]));
+  const plain = client.subscribe("rooms.live", () => {});
+  socket.reply({ type: "subscribed", topic: "rooms.live", id: socket.last("subscribe").id });
+  await plain.ready;
+  const leave = client.join("rooms.live", { bio: "x".repeat(300) });
+  await assert.rejects(leave.ready, (error) => error.code === 413);
+  await settle();
+  assert.deepEqual(ended, [["rooms.live", 413]]);
+  assert.equal(socket.last("unsubscribe")?.topic, "rooms.live", "the node lets the topic go too");
+  client.disconnect();
+});
+
 test("the limit: 1 MiB when auth_success names none; the option maxMessageSize replaces that default and may lower an announced limit", { timeout: 10000 }, async () => {
   assert.equal(DEFAULT_MAX_MESSAGE_SIZE, 1048576);
   const client = scripted();
