@@ -33,7 +33,7 @@ API_KEY = "monitoring-check-key"
 PROMQL_WORDS = {
     "rate", "increase", "sum", "by", "histogram_quantile", "clamp_min", "absent", "le", "count", "without",
     "avg", "max", "min", "min_over_time", "vector", "offset", "and", "or", "unless", "on", "ignoring", "group_left", "group_right",
-    "instance", "reason", "code", "route", "status", "backend", "job", "state", "method",
+    "instance", "reason", "code", "route", "status", "backend", "job", "state", "method", "table",
 }
 
 
@@ -122,7 +122,7 @@ def main():
             log = open(os.path.join(work, f"node-{index + 1}.log"), "w")
             logs.append(log.name)
             env = {"PATH": os.environ["PATH"], "JWT_SECRET": SECRET, "API_KEY": API_KEY, "HTTP_HOST": "127.0.0.1",
-                   "HTTP_PORT": str(port), "DATABASE_URL": "none", "NODE_ID": f"node-{index + 1}",
+                   "HTTP_PORT": str(port), "DATABASE_URL": "sqlite::memory:", "NODE_ID": f"node-{index + 1}",
                    "PUBSUB_ADAPTER": "redis", "PUBSUB_REDIS_URL": f"redis://127.0.0.1:{redis_port}"}
             processes.append(subprocess.Popen([BIN], env=env, stdout=log, stderr=subprocess.STDOUT))
         for port in node_ports:
@@ -167,7 +167,8 @@ def main():
             if len(instances) != 2:
                 fail(f"{name} came from {instances}, expected both nodes")
         for expr, labels in [('chorus_websocket_closed_total', {"code"}), ('chorus_messages_dropped_total', {"reason"}),
-                             ('chorus_http_requests_total', {"route", "method", "status"})]:
+                             ('chorus_http_requests_total', {"route", "method", "status"}),
+                             ('chorus_store_pruned_total', {"table"})]:
             for result in query(url, expr):
                 if not labels <= set(result["metric"]):
                     fail(f"{expr} lacks labels {labels}: {result['metric']}")
