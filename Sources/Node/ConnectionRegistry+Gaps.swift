@@ -33,7 +33,7 @@ extension ConnectionRegistry {
         for id in ids[start..<end] {
             guard let session = sessionsById(id) else { continue }  // closed meanwhile
             var wrote = false
-            for pattern in session.subscriptions where affected(pattern.topic.map(Interest.topic) ?? .pattern(pattern)) {
+            for pattern in session.subscriptions where affected(Self.interest(pattern)) {
                 if session.transport.write(frame(pattern.text)) { wrote = true; written += 1 }
             }
             if let user = session.user, affected(.user(user.id)), session.transport.write(frame(nil)) {

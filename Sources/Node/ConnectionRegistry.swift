@@ -178,7 +178,8 @@ actor ConnectionRegistry {
         loopInterest.remove(interest)
     }
 
-    private static func interest(_ pattern: TopicPattern) -> Interest {
+    /// The broker's interest a subscription holds (also what a `gap` notice is matched against).
+    static func interest(_ pattern: TopicPattern) -> Interest {
         if let topic = pattern.topic { return .topic(topic) }
         return .pattern(pattern)
     }

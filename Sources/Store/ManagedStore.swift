@@ -17,8 +17,7 @@ final class ManagedStore<Driver: DatabaseDriver>: ChatStore {
     private let logger: Logger
     private let gate = StoreGate<Driver.Database>()
     private let started = Atomic<Bool>(false)
-    private let prunedMessages = Atomic<Int>(0)
-    private let prunedIds = Atomic<Int>(0)
+    private let prunedSoFar = Mutex(PrunedRows())
 
     init(driver: Driver, configuration: StoreConfiguration, logger: Logger) {
         self.driver = driver
@@ -72,9 +71,7 @@ final class ManagedStore<Driver: DatabaseDriver>: ChatStore {
         try await gate.waitUntilOpen()
     }
 
-    var pruned: PrunedRows {
-        PrunedRows(messages: prunedMessages.load(ordering: .relaxed), deletedIds: prunedIds.load(ordering: .relaxed))
-    }
+    var pruned: PrunedRows { prunedSoFar.withLock { $0 } }
 
     private func retentionPruner() -> RetentionPruner? {
         guard let retention = configuration.messageRetention else { return nil }
@@ -82,10 +79,7 @@ final class ManagedStore<Driver: DatabaseDriver>: ChatStore {
         return RetentionPruner(
             retention: retention,
             prune: { [self] cutoff, limit in try await prune(before: cutoff, limit: limit) },
-            pruned: { [self] rows in
-                prunedMessages.add(rows.messages, ordering: .relaxed)
-                prunedIds.add(rows.deletedIds, ordering: .relaxed)
-            },
+            pruned: { [self] rows in prunedSoFar.withLock { $0 += rows } },
             logger: logger)
     }
 

@@ -11,7 +11,8 @@ public struct PrunedRows: Sendable, Equatable {
         self.deletedIds = deletedIds
     }
 
-    static func + (lhs: PrunedRows, rhs: PrunedRows) -> PrunedRows {
-        PrunedRows(messages: lhs.messages + rhs.messages, deletedIds: lhs.deletedIds + rhs.deletedIds)
+    static func += (lhs: inout PrunedRows, rhs: PrunedRows) {
+        lhs.messages += rhs.messages
+        lhs.deletedIds += rhs.deletedIds
     }
 }

@@ -46,7 +46,7 @@ struct RetentionPruner: Sendable {
         while !Task.isCancelled {
             do {
                 let rows = try await prune(cutoff, Self.batchSize)
-                total = total + rows
+                total += rows
                 if rows.messages < Self.batchSize && rows.deletedIds < Self.batchSize { break }
             } catch {
                 break

@@ -678,9 +678,9 @@ export class ChorusClient {
     this._userId = reply.userId;
     // The node's limit (older nodes do not say: their default). The option may lower an
     // announced limit (a proxy's), and replaces the default where none is announced.
-    const announced = typeof reply.maxMessageSize === "number" && reply.maxMessageSize > 0 ? reply.maxMessageSize : DEFAULT_MAX_MESSAGE_SIZE;
-    const own = this.options.maxMessageSize;
-    this._maxMessageSize = typeof own === "number" && own > 0 ? (typeof reply.maxMessageSize === "number" ? Math.min(own, announced) : own) : announced;
+    const size = (value) => (typeof value === "number" && value > 0 ? value : undefined);
+    const announced = size(reply.maxMessageSize), own = size(this.options.maxMessageSize);
+    this._maxMessageSize = own !== undefined && announced !== undefined ? Math.min(own, announced) : own ?? announced ?? DEFAULT_MAX_MESSAGE_SIZE;
     this._authFailedToken = undefined;
     this._authRetried = false;
     this._connectedAt = Date.now();
@@ -886,13 +886,20 @@ export class ChorusClient {
       // afterResend: run once the request is sent again after a renewal (a publish's fence).
       const pending = { resolve, reject, onReply, timer: null, retry: null, type: object.type, object, timeout, retryRateLimited, stillWanted, rateRetries: 0, afterResend: undefined };
       this._pending.set(id, pending);
-      let sent;
-      try { sent = this._sendPending(id, pending); } catch (error) { sent = error; }
-      if (sent !== true) {
-        this._pending.delete(id);
-        reject(sent === false ? new ChorusClosedError("not connected") : sent);
-      }
+      this._sendPendingOrReject(id, pending);
     });
+  }
+
+  /**
+   * `_sendPending`, or the request rejects: `ChorusClosedError` when not connected, the 413
+   * when the frame is over the connection's limit.
+   */
+  _sendPendingOrReject(id, pending) {
+    let sent;
+    try { sent = this._sendPending(id, pending); } catch (error) { sent = error; }
+    if (sent === true) return;
+    this._pending.delete(id);
+    pending.reject(sent === false ? new ChorusClosedError("not connected") : sent);
   }
 
   /** Sends a pending request (again) and arms its timeout; false when not connected. */
@@ -939,12 +946,7 @@ export class ChorusClient {
         pending.reject(new ChorusError(reply.message ?? "rate limit exceeded", { code: reply.code, details: reply.details, reply }));
         return;
       }
-      let sent;
-      try { sent = this._sendPending(id, pending); } catch (error) { sent = error; }
-      if (sent !== true) {
-        this._pending.delete(id);
-        pending.reject(sent === false ? new ChorusClosedError("not connected") : sent);
-      }
+      this._sendPendingOrReject(id, pending);
     }, at - now);
     return true;
   }
