@@ -119,7 +119,10 @@ struct SDKNodeTests {
     func publishOnAHalfOpenConnection() async throws {
         try await withNodeProcess { node in
             var configuration = Self.configuration()
-            configuration.requestTimeout = .seconds(1)
+            // After the thaw the publish, sent again, must be answered within the request
+            // timeout (the node answering the ping then would fail it): 5 s for a node just
+            // thawed on a loaded machine, where 1 s was tight.
+            configuration.requestTimeout = .seconds(5)
             configuration.pongTimeout = .seconds(1)
             configuration.pingInterval = nil
             configuration.connectTimeout = .seconds(2)
