@@ -163,12 +163,14 @@ describe("on two nodes behind nginx", () => {
       renewBefore: 0,  // renewed only when the node says the token expired
       getToken: () => { asked += 1; return tokens.shift() ?? mintToken("carol"); },
     });
+    // Listened for from the start: on a loaded machine the token (2 s, and the node's 5-s
+    // leeway) may expire before the subscription is routed, and the event would be missed.
+    const expired = nextEvent(carol, "authExpired");
+    const reauthenticated = nextEvent(carol, "reauthenticated");
     await carol.connect();
     const inbox = new Inbox();
     await carol.subscribe(topic, inbox.handler).ready;
     await routed(inbox, carol, topic);
-    const expired = nextEvent(carol, "authExpired");
-    const reauthenticated = nextEvent(carol, "reauthenticated");
     await expired;
     await reauthenticated;
     assert.equal(asked, 2);
@@ -188,14 +190,17 @@ describe("on two nodes behind nginx", () => {
       // The first token lives 1-2 s past the node's JWT_LEEWAY; the renewal waits for release().
       getToken: async () => { asked += 1; return asked === 1 ? mintToken("gina", { ttlSeconds: 2 }) : held; },
     });
+    // Henry first, so that less has to happen within gina's first token; her expiry listened
+    // for from the start, as above: on a loaded machine it may come before n: 1.
+    const henry = client(cluster.node(2).wsURL, "henry", acks());
+    await henry.connect();
+    const expired = nextEvent(gina, "authExpired");
     await gina.connect();
     const inbox = new Inbox();
     await gina.subscribe(topic, inbox.handler).ready;
     await routed(inbox, gina, topic);
-    const henry = client(cluster.node(2).wsURL, "henry", acks());
-    await henry.connect();
     await henry.publish(topic, { n: 1 });
-    await nextEvent(gina, "authExpired");
+    await expired;
     await henry.publish(topic, { n: 2 });
     await henry.publish(topic, { n: 3 });
     const renewed = nextEvent(gina, "reauthenticated");
@@ -412,8 +417,12 @@ describe("on two nodes behind nginx", () => {
 });
 
 describe("a connection that goes half-open (through a relay that stops forwarding without closing)", () => {
-  /** Options that find a dead connection in a few seconds; no periodic ping: the publish's own timeout finds it. */
-  const quick = () => ({ ...acks(), requestTimeout: 2000, pongTimeout: 1000, pingInterval: 0, minReconnectDelay: 50, maxReconnectDelay: 200 });
+  /**
+   * Options that find a dead connection in a few seconds; no periodic ping: the publish's own timeout finds it.
+   * The publish sent again on the new connection must be answered within requestTimeout (a node that answers
+   * the ping but not yet the publish fails it): 5 s for a loaded machine, where 2 s was tight.
+   */
+  const quick = () => ({ ...acks(), requestTimeout: 5000, pongTimeout: 1000, pingInterval: 0, minReconnectDelay: 50, maxReconnectDelay: 200 });
 
   for (const [lost, blackhole, duplicate] of [
     ["nothing gets through either way", {}, false],
