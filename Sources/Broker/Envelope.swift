@@ -31,6 +31,10 @@ public struct Envelope: Sendable, Equatable {
         case presence
         /// A typing indicator: `data` is `{"userId":..,"state":"start"|"stop"}`.
         case typing
+        /// The origin node published messages on this channel (`topic`, or `userId`'s) while it
+        /// could not reach the channel's Redis server, so they reached no other node; sent once
+        /// the server is back (``PeerGap``). `data` is `null`. Never delivered as a message.
+        case gap
     }
     /// The publisher's idempotency key (`messageId`), unique per topic for the history's
     /// lifetime; nil when the publisher gave none. See ``HistoryPolicy``.

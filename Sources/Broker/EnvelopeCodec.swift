@@ -13,7 +13,7 @@ import Foundation
 ///   the node that accepted the message.
 /// - `topic` (string, optional): a valid ``Topic``; `userId` (string, optional): the user the
 ///   message is addressed to. At least one of the two is present.
-/// - `kind` (string, optional): `presence` or `typing` for a node's own signals (see
+/// - `kind` (string, optional): `presence`, `typing` or `gap` for a node's own signals (see
 ///   ``Envelope/Kind``); absent for a published message.
 /// - `eventType` (string, optional), `data` (any JSON, required), `metadata` (any JSON, optional):
 ///   `data` and `metadata` are the publisher's bytes (``RawJSON``), written in unchanged and

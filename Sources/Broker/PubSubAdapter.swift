@@ -55,6 +55,12 @@ public protocol PubSubAdapter: AnyObject, Sendable {
     /// `body` runs on an adapter thread.
     func onReturnFromFallback(_ body: @escaping @Sendable (_ server: Int) -> Void)
 
+    /// Runs `body` each time other nodes announce that they published, while they could not
+    /// reach a backend server, messages that therefore never reached this node (``PeerGap``:
+    /// the topics and users concerned). Set before ``start(deliver:)``; `body` runs on an
+    /// adapter thread.
+    func onPeerGap(_ body: @escaping @Sendable (PeerGap) -> Void)
+
     /// Whether the messages of `interest` travel through backend server `server` (a pattern
     /// travels through every server).
     func interest(_ interest: Interest, livesOn server: Int) -> Bool
@@ -79,6 +85,9 @@ extension PubSubAdapter {
 
     /// An adapter with no backend never falls back.
     public func onReturnFromFallback(_ body: @escaping @Sendable (_ server: Int) -> Void) {}
+
+    /// An adapter with no backend has no other nodes.
+    public func onPeerGap(_ body: @escaping @Sendable (PeerGap) -> Void) {}
 
     public func interest(_ interest: Interest, livesOn server: Int) -> Bool { true }
 

@@ -29,7 +29,9 @@ import Synchronization
 /// is unreachable. While a server is not connected, a message whose channel lives on it is
 /// delivered to this node's subscribers only (counted in `publishedInFallback`). On reconnect
 /// the server link resubscribes every live interest and, once a `PING` sent after the
-/// resubscribes is answered, publishes through Redis again. Each transition is logged once
+/// resubscribes is answered, publishes through Redis again: first a ``Envelope/Kind/gap``
+/// announcement on each channel it published on meanwhile (at most 10,000), so that the nodes
+/// that missed those messages tell their subscribers (``onPeerGap(_:)``). Each transition is logged once
 /// (info when connected, warning with the error on fallback), counted in
 /// ``status()`` (`transitionsTo`, exported as `chorus_redis_transitions_total{to=...}`).
 ///
@@ -123,7 +125,7 @@ public final class RedisAdapter: PubSubAdapter {
                 url: server.url, loop: eventLoopGroup.next(), channels: channels, nodeId: nodeId, timeout: timeout, queueLimit: publishQueueLimit,
                 queueByteLimit: publishQueueBytes, logger: logger, counters: counters, sentinel: server.sentinel,
                 history: history, fallbackHistory: fallbackHistory, maxPatterns: maxPatterns,
-                onTransition: { overall.record(server: index, $0) })
+                onTransition: { overall.record(server: index, $0) }, onPeerGap: { overall.record($0) })
         }
         self.historyReads = links.map { RedisHistoryReads(commands: $0.commands, channels: channels, policy: history) }
     }
@@ -227,6 +229,10 @@ public final class RedisAdapter: PubSubAdapter {
             adapter: "redis", state: state, since: since, transitions: backends.reduce(0) { $0 + $1.transitions },
             publishedInFallback: counters.publishedInFallback, dropped: counters.dropped,
             malformed: counters.malformed, transitionsTo: counters.transitionsTo, backends: backends)
+    }
+
+    public func onPeerGap(_ body: @escaping @Sendable (PeerGap) -> Void) {
+        overall.onPeerGap(body)
     }
 
     public func onReturnFromFallback(_ body: @escaping @Sendable (_ server: Int) -> Void) {

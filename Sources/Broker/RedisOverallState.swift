@@ -15,6 +15,7 @@ final class RedisOverallState: Sendable {
 
     private let servers: Mutex<Servers>
     private let returned = Mutex<(@Sendable (_ server: Int) -> Void)?>(nil)
+    private let peerGaps = Mutex<(@Sendable (PeerGap) -> Void)?>(nil)
 
     init(serverCount: Int) {
         servers = Mutex(Servers(states: Array(repeating: .connecting, count: serverCount), counts: Array(repeating: 0, count: serverCount)))
@@ -30,6 +31,16 @@ final class RedisOverallState: Sendable {
     /// Runs `body` with the server's index each time one returns from fallback.
     func onReturnFromFallback(_ body: @escaping @Sendable (_ server: Int) -> Void) {
         returned.withLock { $0 = body }
+    }
+
+    /// Runs `body` with each batch of other nodes' gap announcements (``PeerGap``).
+    func onPeerGap(_ body: @escaping @Sendable (PeerGap) -> Void) {
+        peerGaps.withLock { $0 = body }
+    }
+
+    /// A server link heard other nodes' gap announcements.
+    func record(_ gap: PeerGap) {
+        peerGaps.withLock { $0 }?(gap)
     }
 
     /// Server `index` reached `state` with its `count`-th transition.

@@ -210,6 +210,10 @@ extension RedisServerLink {
             return (progress.envelopes.filter { !state.doubtful.remove($0.id) }, settled, deliver)
         }
         if !envelopes.isEmpty { deliver?(envelopes) }
+        if !progress.gaps.isEmpty {
+            let gap = PeerGap(announcements: progress.gaps.lazy.filter { $0.origin != self.nodeId })
+            if !gap.isEmpty { onPeerGap(gap) }
+        }
         for (message, outcome) in published { message.completion?(outcome) }
         for body in settled { body() }
         // After this burst's copies took their messages out of the queue.
@@ -277,6 +281,8 @@ extension RedisServerLink {
         envelopes.reserveCapacity(local.count)
         for outgoing in local {
             var envelope = outgoing.envelope
+            // An announcement that fell back with the queue: for other nodes, recorded again.
+            if envelope.kind == .gap { continue }
             if let topic = outgoing.historyTopic {
                 let outcome = fallbackHistory.record(&envelope, topic: topic)
                 outgoing.completion?(outcome)

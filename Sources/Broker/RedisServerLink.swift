@@ -50,6 +50,8 @@ final class RedisServerLink: Sendable {
     /// History reads (``RedisHistory/readScript``), on a connection of their own.
     let commands: RedisCommandQueue
     private let onTransition: @Sendable (RedisLinkStateMachine.Transition) -> Void
+    /// Hears other nodes' ``Envelope/Kind/gap`` announcements (on the subscriber's loop).
+    let onPeerGap: @Sendable (PeerGap) -> Void
     /// Set when the master is found through Sentinel (see RedisServerLink+Sentinel.swift);
     /// `url` is then the template (master name as host, credentials, database).
     let sentinel: RedisSentinelDiscovery?
@@ -122,6 +124,9 @@ final class RedisServerLink: Sendable {
         // Local delivery (to the subscriber's loop).
         var local: RedisOutgoingQueue
         var doubtful = RedisDoubtfulIDs()
+        /// Where this node published while the server was unreachable: announced to the other
+        /// nodes once it is back (see ``PeerGap``).
+        var fallbackChannels = RedisFallbackChannels()
 
         enum EchoBarrier {
             case none
@@ -145,7 +150,8 @@ final class RedisServerLink: Sendable {
         url: RedisURL, loop: any EventLoop, channels: RedisChannels, nodeId: String, timeout: Duration, queueLimit: Int,
         queueByteLimit: Int, logger: Logger, counters: RedisAdapterCounters, sentinel: RedisSentinelDiscovery? = nil,
         history: HistoryPolicy = .off, fallbackHistory: MemoryHistory? = nil, maxPatterns: Int = RedisAdapter.defaultMaxPatterns,
-        onTransition: @escaping @Sendable (RedisLinkStateMachine.Transition) -> Void
+        onTransition: @escaping @Sendable (RedisLinkStateMachine.Transition) -> Void,
+        onPeerGap: @escaping @Sendable (PeerGap) -> Void = { _ in }
     ) {
         precondition(sentinel.map { !$0.sentinels.isEmpty } ?? true, "Sentinel discovery needs at least one Sentinel")
         self.url = url
@@ -167,6 +173,7 @@ final class RedisServerLink: Sendable {
             sentinel.map { RedisCommandQueue(sentinel: $0, clientName: "\(nodeId):history-\($0.master.host)") }
             ?? RedisCommandQueue(url: url, timeout: timeout, clientName: "\(nodeId):history-\(url.port)")
         self.onTransition = onTransition
+        self.onPeerGap = onPeerGap
         var initial = State(
             patterns: RedisPatternGlobs(catchAll: channels.catchAllGlob, limit: maxPatterns),
             queue: RedisOutgoingQueue(messageLimit: queueLimit, byteLimit: queueByteLimit),
@@ -342,6 +349,7 @@ final class RedisServerLink: Sendable {
                 counters.countDropped()
                 return .dropped
             }
+            state.fallbackChannels.record(outgoing)
             counters.countPublishedInFallback()
             return wasEmpty ? .subscriber : .none
         }
@@ -385,12 +393,17 @@ final class RedisServerLink: Sendable {
         var wakePublisher = false
         var settled: [@Sendable () -> Void] = []
         var published: [(RedisOutgoing, PublishOutcome)] = []
+        var unannounced = 0
         state.withLock { state in
             for action in event(&state) {
                 switch action {
                 case .report(let transition):
                     state.since = Date()
                     transitions.append(transition)
+                    if transition.from == .fallback, transition.to == .connected, !state.fallbackChannels.isEmpty {
+                        unannounced += announceFallbackChannels(&state)
+                        wakePublisher = true
+                    }
                 case .deliverPendingLocally:
                     wakeSubscriber = takePendingForLocalDelivery(&state, published: &published) || wakeSubscriber
                     wakePublisher = true
@@ -405,6 +418,11 @@ final class RedisServerLink: Sendable {
             }
         }
         for transition in transitions { report(transition) }
+        if unannounced > 0 {
+            logger.warning(
+                "Published on more channels than announced while Redis was unreachable: other nodes' subscribers of the rest are not told of the gap",
+                metadata: ["announced": "\(RedisFallbackChannels.defaultLimit)", "unannouncedMessages": "\(unannounced)"])
+        }
         for (message, outcome) in published { message.completion?(outcome) }
         for body in settled { body() }
         if wakeSubscriber { self.wakeSubscriber() }
@@ -437,9 +455,20 @@ final class RedisServerLink: Sendable {
         }
         state.echoBarrier = .none
         pending += queued
+        for message in pending { state.fallbackChannels.record(message) }
         state.local.append(admitted: pending)
         for _ in pending { counters.countPublishedInFallback() }
         return !state.local.isEmpty
+    }
+
+    /// Back from fallback: queues one ``Envelope/Kind/gap`` announcement for each channel this
+    /// node published on meanwhile (they go out before anything published later), so that the
+    /// other nodes tell their subscribers. Returns how many messages went unannounced (past the
+    /// recorder's limit). An announcement the queue cannot take is dropped and counted.
+    private func announceFallbackChannels(_ state: inout State) -> Int {
+        let (announcements, unannounced) = state.fallbackChannels.takeAnnouncements(origin: nodeId)
+        for announcement in announcements where !state.queue.append(announcement) { counters.countDropped() }
+        return unannounced
     }
 
     private func report(_ transition: RedisLinkStateMachine.Transition) {

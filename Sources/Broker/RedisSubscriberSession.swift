@@ -65,6 +65,8 @@ final class RedisSubscriberSession: RedisReplyReceiver {
 
     struct Progress {
         var envelopes: [Envelope] = []
+        /// ``Envelope/Kind/gap`` announcements (any node's, this one's included).
+        var gaps: [Envelope] = []
         var malformed = 0
         var lastProblem: String?
         /// The readiness marker was answered just now.
@@ -172,6 +174,7 @@ final class RedisSubscriberSession: RedisReplyReceiver {
         var progress = Progress()
         let outcome = reader.takeOutcome()
         progress.envelopes = outcome.envelopes
+        progress.gaps = outcome.gaps
         progress.malformed = outcome.malformed
         progress.lastProblem = outcome.lastProblem
         if outcome.pongs > 0 {

@@ -2,7 +2,8 @@
 ///
 /// A value owned by the subscriber of a ``RedisServerLink`` (its event loop), one per connection.
 /// What it does with each push:
-/// - `message`: decoded; delivered when the envelope belongs on that channel.
+/// - `message`: decoded; delivered when the envelope belongs on that channel (a ``Envelope/Kind/gap``
+///   announcement is handed over apart).
 /// - `pmessage`: first filtered by channel name: only topic channels whose topic one of the
 ///   node's patterns really matches (Redis `*` crosses dots, so `a.*` also brings `a.b.c`;
 ///   and past ``RedisPatternGlobs/limit`` one catch-all glob brings every topic), whichever
@@ -20,6 +21,8 @@ struct RedisSubscriptionReader {
 
     struct Outcome {
         var envelopes: [Envelope] = []
+        /// ``Envelope/Kind/gap`` announcements: not messages, never delivered as one.
+        var gaps: [Envelope] = []
         var malformed = 0
         var lastProblem: String?
         /// Answers to `PING` seen (readiness markers and keepalives), in the order they were sent.
@@ -93,7 +96,11 @@ struct RedisSubscriptionReader {
             malformed("envelope for '\(channels.key(for: envelope))' arrived on channel \(channel)")
             return
         }
-        outcome.envelopes.append(envelope)
+        if envelope.kind == .gap {
+            outcome.gaps.append(envelope)
+        } else {
+            outcome.envelopes.append(envelope)
+        }
     }
 
     private mutating func malformed(_ problem: String) {

@@ -64,6 +64,8 @@ final class ConnectionHub: Sendable {
         var compressed = 0
         let deliveries = batch.compactMap { envelope -> Delivery? in
             if let kind = envelope.kind {
+                // Adapters hand these over apart (``PubSubAdapter/onPeerGap(_:)``).
+                if kind == .gap { return nil }
                 if kind == .typing, !typing.incoming(envelope) { return nil }
                 if kind == .presence, !presenceBatches.admit(envelope) { return nil }
                 if kind == .typing {
@@ -129,6 +131,8 @@ final class ConnectionHub: Sendable {
             let typist = (try? RawJSONObject(parsing: envelope.data.bytes))?["userId"]?.stringValue ?? ""
             let frame = OutboundFrame.text(PresenceFrames.signal("typing", envelope), allocator: allocator)
             return Delivery(topic: topic, userId: nil, frame: frame, arrivedAt: arrivedAt, audience: .typing(except: typist))
+        case .gap:
+            return nil
         }
     }
 

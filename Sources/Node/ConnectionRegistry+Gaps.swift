@@ -5,7 +5,8 @@ import NIOCore
 extension ConnectionRegistry {
     /// Tells the sessions of this loop that messages may be missing: a Redis server whose
     /// channels `affected` accepts was unreachable, so what other nodes published there meanwhile
-    /// never reached this node. Each session gets `{"type":"gap","topic":..,"timestamp":..}` for
+    /// never reached this node; or another node announced that it published to them while it
+    /// could not reach Redis (``PeerGap``). Each session gets `{"type":"gap","topic":..,"timestamp":..}` for
     /// each of its subscriptions (the topic or pattern as subscribed) that `affected` accepts, and
     /// `{"type":"gap","timestamp":..}` when messages addressed to its user travel there. Sent once
     /// the server is back, so everything published after the notice arrives. Written

@@ -57,6 +57,14 @@ final class NodeContext: Sendable {
                 hub.resyncPresence(where: holds)
             }
         }
+        // Another node published while it could not reach Redis: its messages reached no
+        // subscriber here, who are told the same way.
+        broker.adapter.onPeerGap { gap in
+            logger.info(
+                "Another node published while its Redis server was unreachable: subscribers here are told of the gap",
+                metadata: ["topics": "\(gap.topics.count)", "users": "\(gap.users.count)"])
+            hub.reportGaps(where: gap.affects)
+        }
         self.limiter = ConnectionLimiter(
             perAddress: configuration.maxConnectionsPerIP,
             total: Self.connectionLimit(configured: configuration.maxConnections, openFiles: ResourceLimits.openFileLimit()))

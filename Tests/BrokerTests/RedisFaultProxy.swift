@@ -78,6 +78,11 @@ final class RedisFaultProxy: Sendable {
         registry.refused.withLock { _ = $0.insert(name) }
     }
 
+    /// Undoes ``refuse(clientNamed:)``: new connections named `name` are relayed again.
+    func admit(clientNamed name: String) {
+        registry.refused.withLock { _ = $0.remove(name) }
+    }
+
     /// Closes the connections named `name`, on both sides.
     func cut(clientNamed name: String) {
         for connection in named(name) {

@@ -25,6 +25,7 @@ final class RedisTestNode: Sendable {
         adapter = RedisAdapter(
             urls: urls, nodeId: id, timeout: timeout, publishQueueLimit: publishQueueLimit, maxPatterns: maxPatterns,
             logger: logger, eventLoopGroup: eventLoopGroup)
+        adapter.onPeerGap { [inbox] gap in inbox.gaps.withLock { $0.append(gap) } }
         adapter.start { [inbox] batch in
             inbox.received.withLock { $0.append(contentsOf: batch) }
             let thread = UInt(pthread_self())
@@ -34,6 +35,9 @@ final class RedisTestNode: Sendable {
 
     /// Everything delivered so far, in delivery order.
     var envelopes: [Envelope] { inbox.received.withLock { $0 } }
+
+    /// Other nodes' gap announcements heard so far, one ``PeerGap`` per read burst.
+    var peerGaps: [PeerGap] { inbox.gaps.withLock { $0 } }
 
     /// The threads (`pthread_self()`) `deliver` was called on.
     var deliveringThreads: Set<UInt> { inbox.threads.withLock { $0 } }
@@ -68,4 +72,5 @@ final class RedisTestNode: Sendable {
 private final class Inbox: Sendable {
     let received = Mutex<[Envelope]>([])
     let threads = Mutex<Set<UInt>>([])
+    let gaps = Mutex<[PeerGap]>([])
 }

@@ -1,0 +1,93 @@
+import Foundation
+import Testing
+
+@testable import Broker
+
+/// One node cut off from Redis while the others are not: what it publishes meanwhile reaches its
+/// own subscribers only. Once back, it announces each channel it published on, and the other
+/// nodes hear which topics and users missed messages (``PeerGap``).
+@Suite("Redis adapter: gaps another node announces")
+struct RedisPeerGapTests {
+    @Test("a node cut off from Redis announces, once back, the topics and users it published to meanwhile; the other node hears them, the node itself does not, and no announcement is delivered as a message")
+    func partitionedNodeAnnounces() async throws {
+        try await RedisTest.withServers { servers in
+            let proxy = try await RedisFaultProxy.start(to: servers[0].url)
+            defer { Task { await proxy.stop() } }
+            let a = RedisTestNode("a", urls: [proxy.url], timeout: .milliseconds(300))
+            let b = RedisTestNode("b", urls: [servers[0].url])
+            try await RedisTest.shuttingDown([a, b]) {
+                for node in [a, b] { node.subscribe(RedisTest.topic("part.t"), .user("u1"), RedisTest.pattern("part.*")) }
+                try await RedisTest.settle([a, b])
+
+                // Node a alone loses Redis: its connections are cut and refused.
+                for name in ["chorus:a:pub", "chorus:a:sub"] {
+                    proxy.refuse(clientNamed: name)
+                    proxy.cut(clientNamed: name)
+                }
+                #expect(await RedisTest.eventually { a.status.state == .fallback })
+                let lost = [a.publish(topic: "part.t"), a.publish(topic: nil, userId: "u1"), a.publish(topic: "part.t")]
+                #expect(await RedisTest.eventually { a.ids().count == 3 }, "delivered on node a")
+                #expect(b.ids().isEmpty, "node b cannot have them")
+                #expect(b.peerGaps.isEmpty, "nothing announced while cut off")
+
+                for name in ["chorus:a:pub", "chorus:a:sub"] { proxy.admit(clientNamed: name) }
+                #expect(await RedisTest.eventually { !b.peerGaps.isEmpty })
+                let heard = b.peerGaps.reduce(PeerGap()) { PeerGap(topics: $0.topics.union($1.topics), users: $0.users.union($1.users)) }
+                #expect(heard == PeerGap(topics: [try Topic("part.t")], users: ["u1"]))
+
+                // Later messages flow as usual; announcements never arrive as messages.
+                try await RedisTest.settle([a, b])
+                let after = a.publish(topic: "part.t")
+                #expect(await RedisTest.eventually { b.ids() == [after.id] })
+                #expect(a.ids() == lost.map(\.id) + [after.id], "node a: its own messages once, no announcement")
+                #expect(a.peerGaps.isEmpty, "a node ignores its own announcements")
+                #expect(b.envelopes.allSatisfy { $0.kind == nil })
+            }
+        }
+    }
+
+    @Test("what a node records in fallback: one announcement per channel of a message, none for presence or typing, at most the limit")
+    func fallbackChannels() throws {
+        func outgoing(_ channel: String, topic: String? = nil, userId: String? = nil, kind: Envelope.Kind? = nil) throws -> RedisOutgoing {
+            var envelope = Envelope(id: UUID().uuidString, origin: "a", topic: try topic.map { try Topic($0) }, userId: userId, data: .null)
+            envelope.kind = kind
+            return RedisOutgoing(channel: channel, envelope: envelope, payload: [])
+        }
+        var recorded = RedisFallbackChannels(limit: 3)
+        recorded.record(try outgoing("p:t1", topic: "t1"))
+        recorded.record(try outgoing("p:t1", topic: "t1"))
+        recorded.record(try outgoing("p:t2", topic: "t2", kind: .presence))
+        recorded.record(try outgoing("p:t3", topic: "t3", kind: .typing))
+        recorded.record(try outgoing("p:@user:u", topic: "label", userId: "u"))
+        recorded.record(try outgoing("p:t4", topic: "t4", kind: .gap))
+        recorded.record(try outgoing("p:t5", topic: "t5"))
+        recorded.record(try outgoing("p:t6", topic: "t6"))
+
+        let (announcements, unannounced) = recorded.takeAnnouncements(origin: "a")
+        #expect(unannounced == 2, "t5 and t6 are past the limit of 3 channels")
+        #expect(Set(announcements.map(\.channel)) == ["p:t1", "p:@user:u", "p:t4"])
+        #expect(announcements.allSatisfy { $0.envelope.kind == .gap && $0.envelope.origin == "a" && $0.envelope.data == .null })
+        #expect(Set(announcements.map(\.envelope.id)).count == 3, "unique ids")
+        let user = try #require(announcements.first { $0.channel == "p:@user:u" })
+        #expect(user.envelope.userId == "u" && user.envelope.topic == nil, "a user's channel is announced for the user")
+        #expect(PeerGap(announcements: announcements.map(\.envelope)) == PeerGap(topics: [try Topic("t1"), try Topic("t4")], users: ["u"]))
+        for announcement in announcements {
+            let decoded = try EnvelopeCodec.decode(announcement.payload)  // the timestamp in milliseconds
+            #expect(
+                decoded.kind == .gap && decoded.id == announcement.envelope.id && decoded.topic == announcement.envelope.topic
+                    && decoded.userId == announcement.envelope.userId, "travels as an envelope")
+        }
+        #expect(recorded.isEmpty, "taken")
+    }
+
+    @Test("a peer gap affects the subscriptions of its topics, the patterns matching them, and its users")
+    func affects() throws {
+        let gap = PeerGap(topics: [try Topic("rooms.a")], users: ["u1"])
+        #expect(gap.affects(.topic(try Topic("rooms.a"))))
+        #expect(!gap.affects(.topic(try Topic("rooms.b"))))
+        #expect(gap.affects(.pattern(try TopicPattern("rooms.*"))))
+        #expect(!gap.affects(.pattern(try TopicPattern("other.*"))))
+        #expect(gap.affects(.user("u1")))
+        #expect(!gap.affects(.user("u2")))
+    }
+}

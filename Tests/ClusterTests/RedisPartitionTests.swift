@@ -1,0 +1,76 @@
+import Foundation
+import Testing
+import TestSupport
+
+extension ClusterTests {
+    /// One node loses Redis while the others keep it (a partition, an expired password): what it
+    /// publishes meanwhile reaches its own subscribers only. Redis ACLs cut it off for real: its
+    /// user is disabled and its connections killed, so every reconnect is refused until the
+    /// user is enabled again.
+    @Suite("One node cut off from Redis")
+    struct RedisPartitionTests {
+        @Test("a node cut off from Redis alone delivers its publishes locally; once back, the other nodes' subscribers of those topics, of patterns matching them and of those users are told of the gap, though their own node never lost Redis")
+        func partitionedNode() async throws {
+            try await withCluster(nodes: 1) { cluster in
+                let redis = cluster.redis[0]
+                _ = try await redis.command(["ACL", "SETUSER", "island", "on", ">island-pass", "~*", "&*", "+@all"])
+                let island = try await cluster.startNode(
+                    2, environment: ["PUBSUB_REDIS_URL": "redis://island:island-pass@127.0.0.1:\(redis.port)", "PUBSUB_REDIS_TIMEOUT": "500"])
+                do {
+                    try await Self.partition(cluster, island: island)
+                } catch {
+                    _ = try? await redis.command(["ACL", "SETUSER", "island", "on"])
+                    await island.stop()
+                    island.checkExit()
+                    throw error
+                }
+                await island.stop()
+                island.checkExit()
+            }
+        }
+
+        private static func partition(_ cluster: Cluster, island: NodeProcess) async throws {
+            let redis = cluster.redis[0]
+            let topic = "isle.t"
+            let mainland = try await cluster.node(1).connect(as: "m")
+            try await mainland.subscribe(topic)
+            try await mainland.subscribe("isle.*")
+            let bob = try await cluster.node(1).connect(as: "bob")  // bob's own messages
+            let local = try await island.connect(as: "l")
+            try await local.subscribe(topic)
+            let publisher = try await island.connect(as: "p")
+            try await publisher.awaitRoute(to: [mainland, local], topic: topic)
+
+            _ = try await redis.command(["ACL", "SETUSER", "island", "off"])
+            _ = try await redis.command(["CLIENT", "KILL", "USER", "island"])
+            try await cluster.waitUntilAdapters(are: "fallback", on: [island])
+            try await publisher.publish(topic: topic, data: ["n": 1])
+            #expect(try await local.nextDelivery().data["n"] as? Int == 1, "delivered on its own node")
+            let direct = try await HTTP.post(
+                "\(island.baseURL)/api/publish", json: ["userId": "bob", "data": ["n": 1]], headers: ["X-API-Key": Cluster.apiKey])
+            #expect(direct.status == 202)
+
+            _ = try await redis.command(["ACL", "SETUSER", "island", "on"])
+            try await cluster.waitUntilAdapters(are: "connected", on: [island])
+            var gaps: Set<String> = []
+            let deadline = ContinuousClock.now + .seconds(20)
+            while gaps.count < 2, ContinuousClock.now < deadline {
+                let frame = try await mainland.nextJSON(timeout: deadline - ContinuousClock.now)
+                if frame["type"] as? String == "gap" {
+                    gaps.insert(frame["topic"] as? String ?? "(user)")
+                } else if frame["type"] as? String != "message" || (frame["data"] as? [String: Any])?["n"] != nil {
+                    Issue.record("unexpected before the gap notices: \(frame)")
+                }
+            }
+            #expect(gaps == [topic, "isle.*"], "the topic and the pattern, not the user (another user's messages)")
+            let userGap = try await bob.next(type: "gap", timeout: .seconds(20))
+            #expect(userGap["topic"] == nil, "the user's own messages: \(userGap)")
+
+            // What the island publishes now reaches the mainland; what it published before never does.
+            try await publisher.publish(topic: topic, data: ["n": 2])
+            #expect(try await mainland.nextDelivery().data["n"] as? Int == 2, "the first message after the notices")
+            let metrics = try await HTTP.get("\(cluster.node(1).baseURL)/metrics").text
+            #expect(!metrics.contains(#"chorus_redis_transitions_total{to="fallback"} 1"#), "node 1 never lost Redis")
+        }
+    }
+}
