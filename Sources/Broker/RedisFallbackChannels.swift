@@ -10,8 +10,9 @@ import Foundation
 /// announcements.
 struct RedisFallbackChannels: Sendable {
     let limit: Int
-    /// Channel name to the announcement's address (a topic, or a user id).
-    private(set) var channels: [String: (topic: Topic?, userId: String?)] = [:]
+    /// Channel name to the announcement's address (a topic, or a user id) and the time of the
+    /// last message published there (the announcement's timestamp).
+    private(set) var channels: [String: (topic: Topic?, userId: String?, last: Date)] = [:]
     /// Messages on channels past `limit`: those channels are not announced.
     private(set) var unannounced = 0
 
@@ -27,17 +28,21 @@ struct RedisFallbackChannels: Sendable {
     /// reach Redis): presence and typing signals have their own recovery (`resync`), or none.
     mutating func record(_ message: RedisOutgoing) {
         let envelope = message.envelope
-        guard envelope.kind == nil || envelope.kind == .gap, channels[message.channel] == nil else { return }
+        guard envelope.kind == nil || envelope.kind == .gap else { return }
+        if let known = channels[message.channel] {
+            if envelope.timestamp > known.last { channels[message.channel]?.last = envelope.timestamp }
+            return
+        }
         guard channels.count < limit else {
             unannounced += 1
             return
         }
-        channels[message.channel] = envelope.userId.map { (nil, $0) } ?? (envelope.topic, nil)
+        channels[message.channel] = envelope.userId.map { (nil, $0, envelope.timestamp) } ?? (envelope.topic, nil, envelope.timestamp)
     }
 
-    /// The announcements to publish, one per channel, and how many messages went unannounced;
-    /// forgets them all.
-    mutating func takeAnnouncements(origin: String, timestamp: Date = Date()) -> (announcements: [RedisOutgoing], unannounced: Int) {
+    /// The announcements to publish, one per channel, each with the time of the channel's last
+    /// message, and how many messages went unannounced; forgets them all.
+    mutating func takeAnnouncements(origin: String) -> (announcements: [RedisOutgoing], unannounced: Int) {
         defer {
             channels = [:]
             unannounced = 0
@@ -48,7 +53,7 @@ struct RedisFallbackChannels: Sendable {
         for (index, (channel, address)) in channels.enumerated() {
             var envelope = Envelope(
                 id: "\(origin)-gap-\(batch)-\(index)", origin: origin, topic: address.topic, userId: address.userId,
-                data: .null, timestamp: timestamp)
+                data: .null, timestamp: address.last)
             envelope.kind = .gap
             announcements.append(RedisOutgoing(channel: channel, envelope: envelope, payload: EnvelopeCodec.encode(envelope)))
         }

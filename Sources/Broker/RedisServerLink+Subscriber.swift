@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import NIOCore
 
@@ -191,9 +192,11 @@ extension RedisServerLink {
             }
         }
         var published: [(RedisOutgoing, PublishOutcome)] = []
+        var returnedAt: Date?
         let (envelopes, settled, deliver) = state.withLock {
             state -> ([Envelope], [@Sendable () -> Void], (@Sendable ([Envelope]) -> Void)?) in
             state.unansweredPings = pings
+            returnedAt = state.returnedAt
             let settled = state.settling.confirm(through: confirmed)
             guard !state.machine.stopping, let deliver = state.deliver else { return ([], settled, nil) }
             // The node's own messages that Redis published although their replies were lost.
@@ -211,7 +214,10 @@ extension RedisServerLink {
         }
         if !envelopes.isEmpty { deliver?(envelopes) }
         if !progress.gaps.isEmpty {
-            let gap = PeerGap(announcements: progress.gaps.lazy.filter { $0.origin != self.nodeId })
+            let gap = PeerGap(
+                announcements: progress.gaps.lazy.filter {
+                    $0.origin != self.nodeId && !Self.coveredByOwnNotice($0, returnedAt: returnedAt)
+                })
             if !gap.isEmpty { onPeerGap(gap) }
         }
         for (message, outcome) in published { message.completion?(outcome) }

@@ -127,6 +127,9 @@ final class RedisServerLink: Sendable {
         /// Where this node published while the server was unreachable: announced to the other
         /// nodes once it is back (see ``PeerGap``).
         var fallbackChannels = RedisFallbackChannels()
+        /// When the link last came back from fallback: the node's own `gap` notices went out
+        /// then, covering whatever any node published earlier (``coveredByOwnNotice(_:returnedAt:)``).
+        var returnedAt: Date?
 
         enum EchoBarrier {
             case none
@@ -400,9 +403,12 @@ final class RedisServerLink: Sendable {
                 case .report(let transition):
                     state.since = Date()
                     transitions.append(transition)
-                    if transition.from == .fallback, transition.to == .connected, !state.fallbackChannels.isEmpty {
-                        unannounced += announceFallbackChannels(&state)
-                        wakePublisher = true
+                    if transition.from == .fallback, transition.to == .connected {
+                        state.returnedAt = Date()
+                        if !state.fallbackChannels.isEmpty {
+                            unannounced += announceFallbackChannels(&state)
+                            wakePublisher = true
+                        }
                     }
                 case .deliverPendingLocally:
                     wakeSubscriber = takePendingForLocalDelivery(&state, published: &published) || wakeSubscriber
@@ -469,6 +475,20 @@ final class RedisServerLink: Sendable {
         let (announcements, unannounced) = state.fallbackChannels.takeAnnouncements(origin: nodeId)
         for announcement in announcements where !state.queue.append(announcement) { counters.countDropped() }
         return unannounced
+    }
+
+    /// How far apart the nodes' clocks may be for ``coveredByOwnNotice(_:returnedAt:)``.
+    static let clockMargin: TimeInterval = 1
+
+    /// Whether this node's own `gap` notices, sent when its link came back at `returnedAt`,
+    /// already told its subscribers about another node's `announcement`: the announcing node
+    /// published its last message on that channel (the announcement's timestamp, its clock)
+    /// more than ``clockMargin`` before. A client that reloads on the first notice has those
+    /// messages, so the second would only make it reload again (after a Redis restart, once per
+    /// node that published).
+    static func coveredByOwnNotice(_ announcement: Envelope, returnedAt: Date?) -> Bool {
+        guard let returnedAt else { return false }
+        return announcement.timestamp.addingTimeInterval(clockMargin) < returnedAt
     }
 
     private func report(_ transition: RedisLinkStateMachine.Transition) {

@@ -46,6 +46,44 @@ struct RedisPeerGapTests {
         }
     }
 
+    @Test("a node that came back from its own fallback more than the clocks' margin after another node's last publish there hears no announcement of it (its own notice covered it); a publish after its return is announced")
+    func announcementCoveredByOwnReturn() async throws {
+        try await RedisTest.withServers { servers in
+            let proxy = try await RedisFaultProxy.start(to: servers[0].url)
+            defer { Task { await proxy.stop() } }
+            let a = RedisTestNode("a", urls: [proxy.url], timeout: .milliseconds(300))
+            let b = RedisTestNode("b", urls: [proxy.url], timeout: .milliseconds(300))
+            let names = ["a", "b"].flatMap { ["chorus:\($0):pub", "chorus:\($0):sub"] }
+            try await RedisTest.shuttingDown([a, b]) {
+                for node in [a, b] { node.subscribe(RedisTest.pattern("cover.*")) }
+                try await RedisTest.settle([a, b])
+
+                // Redis lost by both (a restart, say).
+                for name in names {
+                    proxy.refuse(clientNamed: name)
+                    proxy.cut(clientNamed: name)
+                }
+                #expect(await RedisTest.eventually { a.status.state == .fallback && b.status.state == .fallback })
+                a.publish(topic: "cover.early")
+                #expect(await RedisTest.eventually { a.ids().count == 1 })
+                // Time passes, as it does when a publish comes long before the return; the nodes'
+                // clocks may differ by the margin.
+                try await Task.sleep(for: .seconds(RedisServerLink.clockMargin) + .milliseconds(100))
+                for name in names where name.hasPrefix("chorus:b") { proxy.admit(clientNamed: name) }
+                #expect(await RedisTest.eventually { b.status.state == .connected })
+                a.publish(topic: "cover.late")  // after node b's own notice: it needs node a's
+                #expect(await RedisTest.eventually { a.ids().count == 2 })
+                for name in names where name.hasPrefix("chorus:a") { proxy.admit(clientNamed: name) }
+
+                #expect(await RedisTest.eventually { !b.peerGaps.isEmpty })
+                try await RedisTest.settle([a, b])
+                let after = a.publish(topic: "cover.after")  // behind the announcements
+                #expect(await RedisTest.eventually { b.ids().contains(after.id) })
+                #expect(b.peerGaps == [PeerGap(topics: [try Topic("cover.late")])])
+            }
+        }
+    }
+
     @Test("what a node records in fallback: one announcement per channel of a message, none for presence or typing, at most the limit")
     func fallbackChannels() throws {
         func outgoing(_ channel: String, topic: String? = nil, userId: String? = nil, kind: Envelope.Kind? = nil) throws -> RedisOutgoing {
@@ -63,7 +101,11 @@ struct RedisPeerGapTests {
         recorded.record(try outgoing("p:t5", topic: "t5"))
         recorded.record(try outgoing("p:t6", topic: "t6"))
 
+        let later = Envelope(id: "late", origin: "a", topic: try Topic("t1"), data: .null, timestamp: Date().addingTimeInterval(60))
+        recorded.record(RedisOutgoing(channel: "p:t1", envelope: later, payload: []))
+
         let (announcements, unannounced) = recorded.takeAnnouncements(origin: "a")
+        #expect(announcements.first { $0.channel == "p:t1" }?.envelope.timestamp == later.timestamp, "the time of the channel's last message")
         #expect(unannounced == 2, "t5 and t6 are past the limit of 3 channels")
         #expect(Set(announcements.map(\.channel)) == ["p:t1", "p:@user:u", "p:t4"])
         #expect(announcements.allSatisfy { $0.envelope.kind == .gap && $0.envelope.origin == "a" && $0.envelope.data == .null })
