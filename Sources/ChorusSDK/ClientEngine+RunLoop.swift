@@ -1,0 +1,275 @@
+import Foundation
+
+/// The run loop: connecting with backoff, serving one connection, liveness, and losing it.
+extension ClientEngine {
+    func run(_ generation: Int) async {
+        var refreshToken = false
+        while !Task.isCancelled, generation == self.generation {
+            let ending = await connectAndServe(refreshToken: refreshToken)
+            guard !Task.isCancelled, generation == self.generation else { return }
+            guard let ending else { return }  // failed or stopped inside
+            guard configuration.reconnects else {
+                stop(failingWith: .disconnected)
+                return
+            }
+            switch policy.next(after: ending, now: .now, canRefreshToken: tokenProvider != nil, random: configuration.random()) {
+            case .stop(let error):
+                fail(error)
+                return
+            case .reconnect(let delay, let attempt, let refresh):
+                refreshToken = refresh
+                setState(.reconnecting(attempt: attempt, delay: delay))
+                if delay > .zero {
+                    do { try await Task.sleep(for: delay) } catch { return }
+                }
+            }
+        }
+    }
+
+    /// One connection, from the token to its end; nil when the client stopped (failed or
+    /// cancelled) meanwhile.
+    func connectAndServe(refreshToken: Bool) async -> ConnectionEnding? {
+        let token: String
+        do {
+            token = try await currentToken(refresh: refreshToken)
+        } catch is CancellationError {
+            return nil
+        } catch {
+            let failure = (error as? ChorusError) ?? .tokenUnavailable(message: "\(error)")
+            emit(.error(failure))
+            // Without a provider nothing will bring a token; a provider that failed (its
+            // server down, say) is asked again after the reconnect backoff.
+            if tokenProvider == nil {
+                fail(failure)
+                return nil
+            }
+            return .connectFailed
+        }
+        let connection: WebSocketConnection
+        do {
+            connection = try await WebSocketConnection.connect(
+                to: url, tls: tlsContext, headers: [("Authorization", "Bearer \(token)")],
+                timeout: configuration.connectTimeout)
+        } catch WebSocketConnection.Failure.upgradeRefused(let status, let body) {
+            if status == 401 { return .authRefused(code: 401, message: Self.errorMessage(in: body)) }
+            let refusal = ChorusError.upgradeRefused(status: status, body: Self.errorMessage(in: body))
+            emit(.error(refusal))
+            // No WebSocket at that path (404), a handshake or origin the node refuses (400,
+            // 403): trying again cannot help. Past a limit (429), a node draining or full
+            // (503), a proxy's 502: again after the backoff.
+            if [400, 403, 404].contains(status) {
+                fail(refusal)
+                return nil
+            }
+            return .connectFailed
+        } catch {
+            return Task.isCancelled ? nil : .connectFailed
+        }
+        guard !Task.isCancelled else {
+            connection.abort()
+            return nil
+        }
+        self.connection = connection
+        let pinger = startPinging(connection)
+        var closeCode: UInt16?
+        var refused: ConnectionEnding?
+        for await event in connection.events {
+            switch event {
+            case .text(let text):
+                if let ending = receive(text, on: connection) {
+                    refused = ending
+                    connection.abort()
+                }
+            case .closed(let code):
+                closeCode = code
+            }
+        }
+        pinger?.cancel()
+        if self.connection === connection {
+            self.connection = nil
+            if closeCode == 1009 { rejectTooBig() }
+            lostConnection(failingWith: .disconnected)
+        }
+        if authenticated { connectedBefore = true }
+        authenticated = false
+        return refused ?? .closed(code: closeCode)
+    }
+
+    func currentToken(refresh: Bool) async throws -> String {
+        if let tokenProvider, refresh || token == nil {
+            let fresh = try await tokenProvider()
+            token = fresh
+            return fresh
+        }
+        if let token { return token }
+        throw ChorusError.tokenUnavailable(message: "no token and no token provider")
+    }
+
+    static func errorMessage(in body: String) -> String {
+        (try? JSONValue(parsing: body))?["message"]?.stringValue ?? body
+    }
+
+    /// Checks the connection every ``ChorusClient/Configuration/pingInterval`` (``checkAlive(_:)``);
+    /// one the node has not authenticated within `connectTimeout` + `pongTimeout` of the
+    /// upgrade is dropped (the client reconnects).
+    func startPinging(_ connection: WebSocketConnection) -> Task<Void, Never>? {
+        guard let interval = configuration.pingInterval else { return nil }
+        let unauthenticatedUntil = ContinuousClock.now + configuration.connectTimeout + configuration.pongTimeout
+        return Task {
+            while !Task.isCancelled {
+                do { try await Task.sleep(for: interval) } catch { return }
+                guard self.connection === connection else { return }
+                guard self.authenticated else {
+                    if ContinuousClock.now >= unauthenticatedUntil { return connection.abort() }
+                    continue
+                }
+                guard let check = self.checkAlive(connection), await check.value else { return }
+            }
+        }
+    }
+
+    /// Pings the node on `connection` now (unless a check of it is under way) and tells whether
+    /// it answered within ``ChorusClient/Configuration/pongTimeout``. Any reply counts, a
+    /// refusal past the node's message rate too. No answer: the connection is dead without a
+    /// close, and only aborting it ends it (its unanswered publishes go back to the queue, and
+    /// the client reconnects). Nil when `connection` is not the current one.
+    func checkAlive(_ connection: WebSocketConnection) -> Task<Bool, Never>? {
+        guard self.connection === connection, authenticated else { return nil }
+        if let liveness, liveness.connection === connection { return liveness.check }
+        let pongTimeout = configuration.pongTimeout
+        let check = Task<Bool, Never> {
+            let alive = await withTaskGroup(of: Bool?.self) { group in
+                group.addTask {
+                    do {
+                        // The node answers pings also while the token is expired.
+                        _ = try await self.request(["type": "ping"], on: connection, needsToken: false)
+                        return true
+                    } catch ChorusError.server {
+                        return true
+                    } catch {
+                        return false
+                    }
+                }
+                group.addTask {
+                    try? await Task.sleep(for: pongTimeout)
+                    return nil
+                }
+                let first = await group.next() ?? nil
+                group.cancelAll()
+                return first ?? false
+            }
+            self.livenessChecked(connection, alive: alive)
+            return alive
+        }
+        liveness = (connection, check)
+        return check
+    }
+
+    func livenessChecked(_ connection: WebSocketConnection, alive: Bool) {
+        if liveness?.connection === connection { liveness = nil }
+        if !alive, self.connection === connection { connection.abort() }
+    }
+
+    /// A publish got no reply within ``ChorusClient/Configuration/requestTimeout``: it throws
+    /// ``ChorusError/timeout`` once the connection has answered a ping (alive: the node left
+    /// it unanswered); a reply during that check still counts. On a dead connection it is not
+    /// failed: the abort puts it back in the queue, sent again on the next connection.
+    func publishTimedOut(_ id: Int, key: Int) {
+        guard let connection, let check = checkAlive(connection) else { return failUnanswered(id, key: key) }
+        Task {
+            guard await check.value else { return }
+            self.failUnanswered(id, key: key)
+        }
+    }
+
+    /// Throws ``ChorusError/timeout`` from publish `key` if its request `id` is still unanswered.
+    func failUnanswered(_ id: Int, key: Int) {
+        guard case .publish(key, _)? = awaited[id] else { return }
+        awaited[id] = nil
+        publishes.removeValue(forKey: key)?.continuation.resume(throwing: ChorusError.timeout)
+    }
+
+    /// The node closed the connection with 1009: a frame was over its limit although under the
+    /// one this client knew (a ``ChorusClient/Configuration/maxMessageSize`` set too high, a
+    /// proxy's lower limit). Sent again, it would close every connection in turn: the largest
+    /// publish sent on this connection and not acknowledged (the oldest of equals) is taken to
+    /// be that frame and throws ``ChorusError/messageTooLarge(size:limit:)`` instead of going
+    /// back to the queue. A subscribe or request over the limit is not recognised this way.
+    func rejectTooBig() {
+        let sent = publishes.filter { $0.value.requestId != nil }.sorted { $0.key < $1.key }
+        let size = { (publish: QueuedPublish) in publish.head.utf8.count + publish.data.utf8.count }
+        guard let largest = sent.max(by: { size($0.value) < size($1.value) || (size($0.value) == size($1.value) && $0.key > $1.key) }),
+            let publish = publishes.removeValue(forKey: largest.key)
+        else { return }
+        if let id = publish.requestId, case .publish(_, let timer)? = awaited.removeValue(forKey: id) { timer?.cancel() }
+        publish.continuation.resume(throwing: ChorusError.messageTooLarge(
+            size: size(publish), limit: maxMessageSize ?? Self.defaultMaxMessageSize))
+    }
+
+    /// The connection ended: replies still awaited fail (publishes stay queued, subscriptions
+    /// are sent again on the next connection).
+    func lostConnection(failingWith error: ChorusError) {
+        authenticated = false
+        maxMessageSize = nil
+        tokenExpired = false
+        renewal?.cancel()
+        renewal = nil
+        resume(.freshToken, with: nil)
+        let pending = awaited
+        awaited = [:]
+        for entry in pending.values {
+            switch entry {
+            case .request(let continuation, let timer):
+                timer?.cancel()
+                continuation.resume(throwing: error)
+            case .publish(let key, let timer):
+                timer?.cancel()
+                publishes[key]?.requestId = nil
+                publishes[key]?.rateRetries = 0
+            case .subscribe(_, _, _, let timer), .catchUp(_, _, _, let timer):
+                timer?.cancel()
+            case .auth, .fence:
+                break
+            }
+        }
+        for topic in topics.keys {
+            if topics[topic]?.confirmed == true {
+                topics[topic]?.missedPresence = true
+                topics[topic]?.reconnecting = true
+            }
+            topics[topic]?.confirmed = false
+            topics[topic]?.inFlight = false
+            topics[topic]?.awaitingPage = false
+            topics[topic]?.retries = 0
+            topics[topic]?.retry?.cancel()
+            topics[topic]?.retry = nil
+            // The next connection subscribes afresh with what the topic wants then.
+            topics[topic]?.resendWhenAnswered = false
+            topics[topic]?.resendWhenAuthenticated = false
+            topics[topic]?.leaveFirst = false
+        }
+        for entry in typing.values { entry.stopTimer?.cancel() }
+        typing = [:]
+    }
+
+    /// The connection authenticated: subscribe everything again, from the last positions,
+    /// then send the queued publishes in order.
+    func didAuthenticate(as user: String, on connection: WebSocketConnection) {
+        authenticated = true
+        userId = user
+        policy.connected(at: .now)
+        sendWaiting(on: connection)
+        setState(.connected(userId: user))
+    }
+
+    /// Sends the subscribes and publishes that wait for a usable connection, in order.
+    func sendWaiting(on connection: WebSocketConnection) {
+        for (topic, state) in topics.sorted(by: { $0.key < $1.key })
+        where (!state.confirmed || state.resendWhenAuthenticated) && !state.inFlight {
+            sendSubscribe(topic, on: connection)
+        }
+        for (key, publish) in publishes.sorted(by: { $0.key < $1.key }) where publish.requestId == nil {
+            sendPublish(key, on: connection)
+        }
+    }
+}
