@@ -11,7 +11,7 @@ import Foundation
 struct RedisFallbackChannels: Sendable {
     let limit: Int
     /// Channel name to the announcement's address (a topic, or a user id) and the time of the
-    /// last message published there (the announcement's timestamp).
+    /// last message published there.
     private(set) var channels: [String: (topic: Topic?, userId: String?, last: Date)] = [:]
     /// Messages on channels past `limit`: those channels are not announced.
     private(set) var unannounced = 0
@@ -40,9 +40,12 @@ struct RedisFallbackChannels: Sendable {
         channels[message.channel] = envelope.userId.map { (nil, $0, envelope.timestamp) } ?? (envelope.topic, nil, envelope.timestamp)
     }
 
-    /// The announcements to publish, one per channel, each with the time of the channel's last
-    /// message, and how many messages went unannounced; forgets them all.
-    mutating func takeAnnouncements(origin: String) -> (announcements: [RedisOutgoing], unannounced: Int) {
+    /// The announcements to publish, one per channel, and how many messages went unannounced;
+    /// forgets them all. Each announcement's `data` is `{"ago":<ms>}`: how long before `now` the
+    /// channel's last message was published. A duration, not a time, so that a receiving node
+    /// places it on its own clock (``RedisServerLink/coveredByOwnNotice(_:receivedAt:returnedAt:)``):
+    /// the nodes' clocks need not agree.
+    mutating func takeAnnouncements(origin: String, now: Date = Date()) -> (announcements: [RedisOutgoing], unannounced: Int) {
         defer {
             channels = [:]
             unannounced = 0
@@ -51,9 +54,10 @@ struct RedisFallbackChannels: Sendable {
         var announcements: [RedisOutgoing] = []
         announcements.reserveCapacity(channels.count)
         for (index, (channel, address)) in channels.enumerated() {
+            let ago = max(0, Int(now.timeIntervalSince(address.last) * 1000))
             var envelope = Envelope(
                 id: "\(origin)-gap-\(batch)-\(index)", origin: origin, topic: address.topic, userId: address.userId,
-                data: .null, timestamp: address.last)
+                data: RawJSON(.object(["ago": .number(JSONNumber(ago))])), timestamp: now)
             envelope.kind = .gap
             announcements.append(RedisOutgoing(channel: channel, envelope: envelope, payload: EnvelopeCodec.encode(envelope)))
         }

@@ -199,9 +199,10 @@ extension RedisServerLink {
             returnedAt = state.returnedAt
             let settled = state.settling.confirm(through: confirmed)
             guard !state.machine.stopping, let deliver = state.deliver else { return ([], settled, nil) }
-            // The node's own messages that Redis published although their replies were lost.
+            // The node's own messages (and announcements) that Redis published although their
+            // replies were lost.
             if state.inFlight != nil || !state.returned.isEmpty {
-                for envelope in progress.envelopes where envelope.origin == nodeId {
+                for envelope in progress.envelopes + progress.gaps where envelope.origin == nodeId {
                     if state.inFlight != nil { state.echoes.record(envelope) }
                     if state.returned.remove(envelope.id) != nil, let message = state.queue.remove(id: envelope.id) {
                         published.append((message, PublishOutcome(position: envelope.historyPosition)))
@@ -213,10 +214,11 @@ extension RedisServerLink {
             return (progress.envelopes.filter { !state.doubtful.remove($0.id) }, settled, deliver)
         }
         if !envelopes.isEmpty { deliver?(envelopes) }
-        if !progress.gaps.isEmpty {
+        if !progress.gaps.isEmpty, deliver != nil {
+            let now = Date()
             let gap = PeerGap(
                 announcements: progress.gaps.lazy.filter {
-                    $0.origin != self.nodeId && !Self.coveredByOwnNotice($0, returnedAt: returnedAt)
+                    $0.origin != self.nodeId && !Self.coveredByOwnNotice($0, receivedAt: now, returnedAt: returnedAt)
                 })
             if !gap.isEmpty { onPeerGap(gap) }
         }
@@ -287,8 +289,6 @@ extension RedisServerLink {
         envelopes.reserveCapacity(local.count)
         for outgoing in local {
             var envelope = outgoing.envelope
-            // An announcement that fell back with the queue: for other nodes, recorded again.
-            if envelope.kind == .gap { continue }
             if let topic = outgoing.historyTopic {
                 let outcome = fallbackHistory.record(&envelope, topic: topic)
                 outgoing.completion?(outcome)

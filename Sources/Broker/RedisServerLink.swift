@@ -403,8 +403,9 @@ final class RedisServerLink: Sendable {
                 case .report(let transition):
                     state.since = Date()
                     transitions.append(transition)
-                    if transition.from == .fallback, transition.to == .connected {
-                        state.returnedAt = Date()
+                    if transition.to == .connected {
+                        if transition.from == .fallback { state.returnedAt = Date() }
+                        // Published while connecting (at start) or in fallback: reached no other node.
                         if !state.fallbackChannels.isEmpty {
                             unannounced += announceFallbackChannels(&state)
                             wakePublisher = true
@@ -449,19 +450,23 @@ final class RedisServerLink: Sendable {
         var pending: [RedisOutgoing] = []
         if let inFlight = state.inFlight {
             let split = state.echoes.split(inFlight)
-            for message in split.unpublished { state.doubtful.insert(message.envelope.id) }
+            for message in split.unpublished where message.envelope.kind != .gap { state.doubtful.insert(message.envelope.id) }
             pending = split.unpublished
             published += split.published
             state.inFlight = nil
         }
         let queued = state.queue.takeAll()
         if !state.returned.isEmpty {
-            for message in queued where state.returned.contains(message.envelope.id) { state.doubtful.insert(message.envelope.id) }
+            for message in queued where message.envelope.kind != .gap && state.returned.contains(message.envelope.id) {
+                state.doubtful.insert(message.envelope.id)
+            }
             state.returned.removeAll()
         }
         state.echoBarrier = .none
         pending += queued
         for message in pending { state.fallbackChannels.record(message) }
+        // Announcements are recorded again (to go out on the next return), not delivered here.
+        pending.removeAll { $0.envelope.kind == .gap }
         state.local.append(admitted: pending)
         for _ in pending { counters.countPublishedInFallback() }
         return !state.local.isEmpty
@@ -477,18 +482,19 @@ final class RedisServerLink: Sendable {
         return unannounced
     }
 
-    /// How far apart the nodes' clocks may be for ``coveredByOwnNotice(_:returnedAt:)``.
-    static let clockMargin: TimeInterval = 1
-
     /// Whether this node's own `gap` notices, sent when its link came back at `returnedAt`,
-    /// already told its subscribers about another node's `announcement`: the announcing node
-    /// published its last message on that channel (the announcement's timestamp, its clock)
-    /// more than ``clockMargin`` before. A client that reloads on the first notice has those
-    /// messages, so the second would only make it reload again (after a Redis restart, once per
-    /// node that published).
-    static func coveredByOwnNotice(_ announcement: Envelope, returnedAt: Date?) -> Bool {
-        guard let returnedAt else { return false }
-        return announcement.timestamp.addingTimeInterval(clockMargin) < returnedAt
+    /// already told its subscribers about another node's `announcement`, received at
+    /// `receivedAt`: the announcing node published its last message on that channel before
+    /// then. A client that reloads on the first notice has those messages, so the second would
+    /// only make it reload again (after a Redis restart, once per node that published).
+    ///
+    /// The announcement says how long before it was queued that message was (`ago`), so both
+    /// times are this node's clock. The time it spent queued and on the way only makes the
+    /// message look later than it was: an error that keeps a notice, never one that drops it.
+    static func coveredByOwnNotice(_ announcement: Envelope, receivedAt: Date, returnedAt: Date?) -> Bool {
+        guard let returnedAt, let ago = (try? RawJSONObject(parsing: announcement.data.bytes))?["ago"].flatMap({ Int($0.description) })
+        else { return false }
+        return receivedAt.addingTimeInterval(-Double(ago) / 1000) < returnedAt
     }
 
     private func report(_ transition: RedisLinkStateMachine.Transition) {

@@ -23,6 +23,16 @@ extension ConnectionRegistry {
         counted: @escaping @Sendable (Int) -> Void
     ) {
         var frames: [String?: OutboundFrame] = [:]
+        // Many sessions hold the same subscription (a `rooms.*` each): `affected` is asked once
+        // per subscription per batch, not once per session (a pattern's answer may cost a match
+        // per announced topic).
+        var verdicts: [String: Bool] = [:]
+        func isAffected(_ pattern: TopicPattern) -> Bool {
+            if let known = verdicts[pattern.text] { return known }
+            let verdict = affected(Self.interest(pattern))
+            verdicts[pattern.text] = verdict
+            return verdict
+        }
         func frame(_ subscription: String?) -> OutboundFrame {
             if let made = frames[subscription] { return made }
             let made = OutboundFrame.text(Self.gapNotice(subscription, at: timestamp), allocator: ByteBufferAllocator())
@@ -34,7 +44,7 @@ extension ConnectionRegistry {
         for id in ids[start..<end] {
             guard let session = sessionsById(id) else { continue }  // closed meanwhile
             var wrote = false
-            for pattern in session.subscriptions where affected(Self.interest(pattern)) {
+            for pattern in session.subscriptions where isAffected(pattern) {
                 if session.transport.write(frame(pattern.text)) { wrote = true; written += 1 }
             }
             if let user = session.user, affected(.user(user.id)), session.transport.write(frame(nil)) {

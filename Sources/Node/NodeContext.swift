@@ -59,12 +59,16 @@ final class NodeContext: Sendable {
         }
         // Another node published while it could not reach Redis: its messages reached no
         // subscriber here, who are told the same way.
-        broker.adapter.onPeerGap { gap in
+        let peerGaps = PeerGapReporter(loop: group.next()) { gap in
             logger.info(
-                "Another node published while its Redis server was unreachable: subscribers here are told of the gap",
-                metadata: ["topics": "\(gap.topics.count)", "users": "\(gap.users.count)"])
+                "Other nodes published while their Redis server was unreachable: subscribers here are told of the gap",
+                metadata: [
+                    "nodes": "\(gap.origins.sorted().joined(separator: ","))", "topics": "\(gap.topics.count)",
+                    "users": "\(gap.users.count)",
+                ])
             hub.reportGaps(where: gap.affects)
         }
+        broker.adapter.onPeerGap { peerGaps.add($0) }
         self.limiter = ConnectionLimiter(
             perAddress: configuration.maxConnectionsPerIP,
             total: Self.connectionLimit(configured: configuration.maxConnections, openFiles: ResourceLimits.openFileLimit()))

@@ -48,8 +48,10 @@ final class RedisFaultProxy: Sendable {
         for connection in named(name) { connection.held.withLock { $0 = [] } }
     }
 
-    /// Sends what was held back for the connections named `name`, both ways, and what follows.
+    /// Sends what was held back for the connections named `name`, both ways, and what follows;
+    /// new connections of that name are no longer stalled.
     func release(clientNamed name: String) {
+        registry.stalled.withLock { _ = $0.remove(name) }
         for connection in named(name) {
             connection.client.eventLoop.execute {
                 Self.send(connection.held, to: connection.client)
