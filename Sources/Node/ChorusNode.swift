@@ -20,7 +20,7 @@ import UnixSignals
 public final class ChorusNode: Service, Sendable {
     public let configuration: NodeConfiguration
     public let metrics: NodeMetrics
-    private let context: NodeContext
+    let context: NodeContext
     /// Accounts and messages; nil with `DATABASE_URL=none`.
     private let store: (any ChatStore)?
     private let group: any EventLoopGroup

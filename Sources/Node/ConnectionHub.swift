@@ -137,14 +137,19 @@ final class ConnectionHub: Sendable {
     }
 
     /// Tells every session, on every loop, of the subscriptions (and user) whose messages
-    /// `affected` says may be missing (``ConnectionRegistry/reportGaps(where:at:)``).
-    func reportGaps(where affected: @escaping @Sendable (Interest) -> Bool) {
+    /// `affected` says may be missing (``ConnectionRegistry/reportGaps(where:at:sessionsPerTask:counted:)``).
+    func reportGaps(
+        where affected: @escaping @Sendable (Interest) -> Bool,
+        sessionsPerTask: Int = ConnectionRegistry.gapSessionsPerTask
+    ) {
         let now = Date()
         let counters = self.counters
         for registry in registries {
             registry.loop.execute {
                 registry.assumeIsolated {
-                    $0.reportGaps(where: affected, at: now) { counters.gapNotices.add($0, ordering: .relaxed) }
+                    $0.reportGaps(where: affected, at: now, sessionsPerTask: sessionsPerTask) {
+                        counters.gapNotices.add($0, ordering: .relaxed)
+                    }
                 }
             }
         }

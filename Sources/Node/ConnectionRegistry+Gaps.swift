@@ -10,17 +10,20 @@ extension ConnectionRegistry {
     /// each of its subscriptions (the topic or pattern as subscribed) that `affected` accepts, and
     /// `{"type":"gap","timestamp":..}` when messages addressed to its user travel there. Sent once
     /// the server is back, so everything published after the notice arrives. Written
-    /// ``gapSessionsPerTask`` sessions at a time, each batch a task of its own, so that a loop of
+    /// `sessionsPerTask` sessions at a time, each batch a task of its own, so that a loop of
     /// many connections goes on serving between them; `counted` hears each batch's notices.
-    func reportGaps(where affected: @escaping @Sendable (Interest) -> Bool, at timestamp: Date, counted: @escaping @Sendable (Int) -> Void) {
-        reportGaps(to: sessionIds, from: 0, where: affected, at: timestamp, counted: counted)
+    func reportGaps(
+        where affected: @escaping @Sendable (Interest) -> Bool, at timestamp: Date,
+        sessionsPerTask: Int = gapSessionsPerTask, counted: @escaping @Sendable (Int) -> Void
+    ) {
+        reportGaps(to: sessionIds, from: 0, where: affected, at: timestamp, sessionsPerTask: sessionsPerTask, counted: counted)
     }
 
     static let gapSessionsPerTask = 1_024
 
     private func reportGaps(
         to ids: [Int], from start: Int, where affected: @escaping @Sendable (Interest) -> Bool, at timestamp: Date,
-        counted: @escaping @Sendable (Int) -> Void
+        sessionsPerTask: Int, counted: @escaping @Sendable (Int) -> Void
     ) {
         var frames: [String?: OutboundFrame] = [:]
         // Many sessions hold the same subscription (a `rooms.*` each): `affected` is asked once
@@ -39,7 +42,7 @@ extension ConnectionRegistry {
             frames[subscription] = made
             return made
         }
-        let end = min(ids.count, start + Self.gapSessionsPerTask)
+        let end = min(ids.count, start + sessionsPerTask)
         var written = 0
         for id in ids[start..<end] {
             guard let session = sessionsById(id) else { continue }  // closed meanwhile
@@ -56,7 +59,9 @@ extension ConnectionRegistry {
         counted(written)
         guard end < ids.count else { return }
         loop.execute {
-            self.assumeIsolated { $0.reportGaps(to: ids, from: end, where: affected, at: timestamp, counted: counted) }
+            self.assumeIsolated {
+                $0.reportGaps(to: ids, from: end, where: affected, at: timestamp, sessionsPerTask: sessionsPerTask, counted: counted)
+            }
         }
     }
 
