@@ -13,7 +13,7 @@ struct RedisPeerGapTests {
         try await RedisTest.withServers { servers in
             let proxy = try await RedisFaultProxy.start(to: servers[0].url)
             defer { Task { await proxy.stop() } }
-            let a = RedisTestNode("a", urls: [proxy.url], timeout: .milliseconds(300))
+            let a = RedisTestNode("a", urls: [proxy.url], timeout: .seconds(10))
             let b = RedisTestNode("b", urls: [servers[0].url])
             try await RedisTest.shuttingDown([a, b]) {
                 for node in [a, b] { node.subscribe(RedisTest.topic("part.t"), .user("u1"), RedisTest.pattern("part.*")) }
@@ -74,8 +74,8 @@ struct RedisPeerGapTests {
         try await RedisTest.withServers { servers in
             let proxy = try await RedisFaultProxy.start(to: servers[0].url)
             defer { Task { await proxy.stop() } }
-            let a = RedisTestNode("a", urls: [proxy.url], timeout: .milliseconds(300))
-            let b = RedisTestNode("b", urls: [proxy.url], timeout: .milliseconds(300))
+            let a = RedisTestNode("a", urls: [proxy.url], timeout: .seconds(10))
+            let b = RedisTestNode("b", urls: [proxy.url], timeout: .seconds(10))
             let names = ["a", "b"].flatMap { ["chorus:\($0):pub", "chorus:\($0):sub"] }
             try await RedisTest.shuttingDown([a, b]) {
                 for node in [a, b] { node.subscribe(RedisTest.pattern("cover.*")) }

@@ -15,7 +15,7 @@ extension ClusterTests {
                 let redis = cluster.redis[0]
                 _ = try await redis.command(["ACL", "SETUSER", "island", "on", ">island-pass", "~*", "&*", "+@all"])
                 let island = try await cluster.startNode(
-                    2, environment: ["PUBSUB_REDIS_URL": "redis://island:island-pass@127.0.0.1:\(redis.port)", "PUBSUB_REDIS_TIMEOUT": "500"])
+                    2, environment: ["PUBSUB_REDIS_URL": "redis://island:island-pass@127.0.0.1:\(redis.port)"])
                 do {
                     try await Self.partition(cluster, island: island)
                 } catch {
