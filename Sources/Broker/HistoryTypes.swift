@@ -77,11 +77,17 @@ public struct PublishOutcome: Sendable, Equatable {
     public var duplicate: Bool
     /// Why the message was not accepted (a full queue, Redis refused the script); nil when it was.
     public var refusal: String?
+    /// Delivered to this node's subscribers only: the Redis server of its channel was
+    /// unreachable (fallback, or still connecting at start), so no other node received it
+    /// (they hear of it as a gap once the server is back). Its `position` is in this node's
+    /// fallback history.
+    public var nodeOnly = false
 
-    public init(position: HistoryPosition? = nil, duplicate: Bool = false, refusal: String? = nil) {
+    public init(position: HistoryPosition? = nil, duplicate: Bool = false, refusal: String? = nil, nodeOnly: Bool = false) {
         self.position = position
         self.duplicate = duplicate
         self.refusal = refusal
+        self.nodeOnly = nodeOnly
     }
 
     /// Not accepted: the publisher gets an `error` instead of `published`.

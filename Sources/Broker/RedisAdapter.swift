@@ -147,8 +147,8 @@ public final class RedisAdapter: PubSubAdapter {
         if let topic = history.topic(of: envelope) {
             link.publish(envelope, channel: channels.channel(forKey: key), historyTopic: topic, completion: completion)
         } else {
-            link.publish(envelope, channel: channels.channel(forKey: key))
-            completion?(.accepted)
+            let local = link.publish(envelope, channel: channels.channel(forKey: key))
+            completion?(PublishOutcome(nodeOnly: local))
         }
     }
 

@@ -290,11 +290,12 @@ extension RedisServerLink {
         for outgoing in local {
             var envelope = outgoing.envelope
             if let topic = outgoing.historyTopic {
-                let outcome = fallbackHistory.record(&envelope, topic: topic)
+                var outcome = fallbackHistory.record(&envelope, topic: topic)
+                outcome.nodeOnly = true
                 outgoing.completion?(outcome)
                 if outcome.duplicate { continue }
             } else {
-                outgoing.completion?(.accepted)
+                outgoing.completion?(PublishOutcome(nodeOnly: true))
             }
             envelopes.append(envelope)
         }

@@ -127,6 +127,10 @@ final class RedisServerLink: Sendable {
         /// Where this node published while the server was unreachable: announced to the other
         /// nodes once it is back (see ``PeerGap``).
         var fallbackChannels = RedisFallbackChannels()
+        /// The failures logged during this outage: a reconnect that fails differently (a password
+        /// refused after the connection was lost, say) is logged once, each failure once per
+        /// outage however often it repeats (at most 16 of them).
+        var loggedErrors: Set<String> = []
         /// When the link last came back from fallback: the node's own `gap` notices went out
         /// then, covering whatever any node published earlier (``coveredByOwnNotice(_:returnedAt:)``).
         var returnedAt: Date?
@@ -329,11 +333,13 @@ final class RedisServerLink: Sendable {
 
     /// Publishes through Redis when connected (queued for the publisher); otherwise
     /// queues it for local delivery by the subscriber's loop. Either way it only appends.
-    func publish(_ envelope: Envelope, channel: String, historyTopic: Topic? = nil, completion: PublishCompletion? = nil) {
+    /// Returns true when it went to local delivery (this node's subscribers only).
+    @discardableResult
+    func publish(_ envelope: Envelope, channel: String, historyTopic: Topic? = nil, completion: PublishCompletion? = nil) -> Bool {
         let outgoing = RedisOutgoing(
             channel: channel, envelope: envelope, payload: EnvelopeCodec.encode(envelope), historyTopic: historyTopic,
             completion: completion.map(PublishCompletionOnce.init))
-        enum Wake { case none, dropped, publisher, subscriber }
+        enum Wake { case none, dropped, publisher, subscriber, localQueued }
         let wake = state.withLock { state -> Wake in
             guard !state.machine.stopping, state.deliver != nil else {
                 counters.countDropped()
@@ -354,14 +360,15 @@ final class RedisServerLink: Sendable {
             }
             state.fallbackChannels.record(outgoing)
             counters.countPublishedInFallback()
-            return wasEmpty ? .subscriber : .none
+            return wasEmpty ? .subscriber : .localQueued
         }
         switch wake {
-        case .none: break
+        case .none, .localQueued: break
         case .dropped: outgoing.completion?(.refused("the node's Redis publish queue is full or the node is stopping"))
         case .publisher: wakePublisher()
         case .subscriber: wakeSubscriber()
         }
+        return wake == .subscriber || wake == .localQueued
     }
 
     // MARK: - Status (any thread)
@@ -397,12 +404,14 @@ final class RedisServerLink: Sendable {
         var settled: [@Sendable () -> Void] = []
         var published: [(RedisOutgoing, PublishOutcome)] = []
         var unannounced = 0
+        var failingDifferently: String?
         state.withLock { state in
             for action in event(&state) {
                 switch action {
                 case .report(let transition):
                     state.since = Date()
                     transitions.append(transition)
+                    state.loggedErrors = transition.error.map { [$0] } ?? []
                     if transition.to == .connected {
                         if transition.from == .fallback { state.returnedAt = Date() }
                         // Published while connecting (at start) or in fallback: reached no other node.
@@ -423,6 +432,14 @@ final class RedisServerLink: Sendable {
                     wakePublisher = true
                 }
             }
+            if state.machine.phase == .fallback, let error = state.machine.lastError, state.loggedErrors.count < 16,
+                state.loggedErrors.insert(error).inserted
+            {
+                failingDifferently = error
+            }
+        }
+        if let failingDifferently {
+            logger.warning("Redis still unreachable, retrying with backoff", metadata: ["error": "\(failingDifferently)"])
         }
         for transition in transitions { report(transition) }
         if unannounced > 0 {

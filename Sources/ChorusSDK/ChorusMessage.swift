@@ -77,4 +77,7 @@ public struct PublishReceipt: Sendable, Equatable {
     /// took the publish without refusing it (its `pong` to the `ping` behind it came), and
     /// did not confirm it otherwise.
     public var acknowledged: Bool
+    /// True when only the node's own subscribers received it (`"scope":"node"`): its link to
+    /// Redis was down. The other nodes' subscribers get a `gap` notice once it is back.
+    public var nodeOnly = false
 }

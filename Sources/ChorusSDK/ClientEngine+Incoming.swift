@@ -83,7 +83,7 @@ extension ClientEngine {
                     publish.continuation.resume(returning: PublishReceipt(
                         topic: publish.topic, messageId: fields["messageId"]?.stringValue ?? publish.messageId,
                         position: StreamPosition(fields), duplicate: fields["duplicate"]?.boolValue ?? false,
-                        acknowledged: true))
+                        acknowledged: true, nodeOnly: fields["scope"]?.stringValue == "node"))
                 }
             }
         case "error":

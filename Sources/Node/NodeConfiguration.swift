@@ -102,6 +102,10 @@ public struct NodeConfiguration: Sendable {
     /// on each Redis server; past it, one catch-all glob stands in for them all, since Redis
     /// matches every publish against every pattern (``RedisPatternGlobs``).
     public var redisMaxPatterns = RedisAdapter.defaultMaxPatterns
+    /// `READY_REQUIRES_REDIS`: `/ready` answers 503 while any Redis server is not connected
+    /// (starting or in fallback), so that a load balancer sends new clients to nodes that reach
+    /// Redis. Off by default: when Redis itself is down every node would be unready.
+    public var readyRequiresRedis = false
     /// `PUBSUB_MEMORY_MAX_MESSAGES`: messages the memory adapter may hold before dispatch.
     public var memoryMaxMessages = 10_000
     /// `HISTORY_SIZE`, `HISTORY_TTL` (ms), `HISTORY_TOPICS`: which topics keep a history of
@@ -287,6 +291,7 @@ extension NodeConfiguration {
             redisTimeout = .milliseconds(milliseconds)
         }
         redisMaxPatterns = try reader.integer("PUBSUB_REDIS_MAX_PATTERNS", in: 1...100_000) ?? redisMaxPatterns
+        readyRequiresRedis = try reader.bool("READY_REQUIRES_REDIS") ?? readyRequiresRedis
         memoryMaxMessages = try reader.integer("PUBSUB_MEMORY_MAX_MESSAGES", in: 1...10_000_000) ?? memoryMaxMessages
         history = try Self.historyPolicy(reader)
 

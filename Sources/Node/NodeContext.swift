@@ -97,6 +97,17 @@ final class NodeContext: Sendable {
         return min(configured ?? Int.max, byDescriptors)
     }
 
+    /// What `/ready` says: the node's own state, or `redis unreachable` while
+    /// `READY_REQUIRES_REDIS` is set and a Redis server is not connected; ready only when 200.
+    var readinessStatus: (status: String, ready: Bool) {
+        let state = readiness.state
+        guard state == .ready else { return ("\(state)", false) }
+        if configuration.readyRequiresRedis, [.connecting, .fallback].contains(broker.adapter.status().state) {
+            return ("redis unreachable", false)
+        }
+        return ("ready", true)
+    }
+
     func nextConnectionId() -> Int {
         connectionIds.add(1, ordering: .relaxed).newValue
     }

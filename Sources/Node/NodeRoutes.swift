@@ -39,8 +39,8 @@ struct NodeRoutes {
             Self.json(["status": "ok", "nodeId": node.configuration.nodeId])
         }
         router.get("/ready") { _, _ in
-            let state = node.readiness.state
-            return Self.json(["status": "\(state)", "nodeId": node.configuration.nodeId], status: state == .ready ? .ok : .serviceUnavailable)
+            let (status, ready) = node.readinessStatus
+            return Self.json(["status": status, "nodeId": node.configuration.nodeId], status: ready ? .ok : .serviceUnavailable)
         }
         router.get("/stats") { request, _ in
             if let denial = statsDenial(request) { return denial }
@@ -56,7 +56,7 @@ struct NodeRoutes {
         router.get("/metrics") { request, _ in
             if let denial = statsDenial(request) { return denial }
             node.metrics.fromStats.update(
-                from: await collector.stats(), ready: node.readiness.state == .ready, maxConnections: node.limiter.total)
+                from: await collector.stats(), ready: node.readinessStatus.ready, maxConnections: node.limiter.total)
             return Response(
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
                 body: .init(byteBuffer: ByteBuffer(bytes: node.metrics.exposition())))
@@ -182,7 +182,7 @@ struct NodeRoutes {
             encodable: PublishAccepted(
                 id: envelope.id, timestamp: ISO8601.string(envelope.timestamp), messageId: messageId,
                 offset: outcome.position?.offset, epoch: outcome.position?.epoch,
-                duplicate: messageId == nil ? nil : outcome.duplicate),
+                duplicate: messageId == nil ? nil : outcome.duplicate, scope: outcome.nodeOnly ? "node" : nil),
             status: .accepted)
     }
 
@@ -194,6 +194,8 @@ struct NodeRoutes {
         var offset: Int?
         var epoch: String?
         var duplicate: Bool?
+        /// `node` when only this node's subscribers received it (its Redis server was unreachable).
+        var scope: String?
     }
 
     // MARK: JSON responses

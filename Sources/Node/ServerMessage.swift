@@ -129,6 +129,7 @@ extension ServerMessage {
                 field("epoch", position.epoch)
             }
             json.raw(outcome.duplicate ? ",\"duplicate\":true" : ",\"duplicate\":false")
+            if outcome.nodeOnly { json.raw(",\"scope\":\"node\"") }
         }
         field("timestamp", ISO8601.string(stamp))
         json.raw("}")

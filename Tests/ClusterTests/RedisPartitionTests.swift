@@ -9,13 +9,19 @@ extension ClusterTests {
     /// user is enabled again.
     @Suite("One node cut off from Redis")
     struct RedisPartitionTests {
-        @Test("a node cut off from Redis alone delivers its publishes locally; once back, the other nodes' subscribers of those topics, of patterns matching them and of those users are told of the gap, though their own node never lost Redis")
+        @Test("a node cut off from Redis alone delivers its publishes locally and, with READY_REQUIRES_REDIS, answers /ready with 503; once back, the other nodes' subscribers of those topics, of patterns matching them and of those users are told of the gap, though their own node never lost Redis")
         func partitionedNode() async throws {
             try await withCluster(nodes: 1) { cluster in
                 let redis = cluster.redis[0]
-                _ = try await redis.command(["ACL", "SETUSER", "island", "on", ">island-pass", "~*", "&*", "+@all"])
+                // The least a node needs, as docs/cluster.md gives it: its prefix's keys and channels.
+                _ = try await redis.command([
+                    "ACL", "SETUSER", "island", "on", ">island-pass", "~pubsub:*", "&pubsub:*", "+@all", "-@dangerous", "+role",
+                ])
                 let island = try await cluster.startNode(
-                    2, environment: ["PUBSUB_REDIS_URL": "redis://island:island-pass@127.0.0.1:\(redis.port)"])
+                    2,
+                    environment: [
+                        "PUBSUB_REDIS_URL": "redis://island:island-pass@127.0.0.1:\(redis.port)", "READY_REQUIRES_REDIS": "true",
+                    ])
                 do {
                     try await Self.partition(cluster, island: island)
                 } catch {
@@ -40,18 +46,31 @@ extension ClusterTests {
             try await local.subscribe(topic)
             let publisher = try await island.connect(as: "p")
             try await publisher.awaitRoute(to: [mainland, local], topic: topic)
+            #expect(try await HTTP.get("\(island.baseURL)/ready").status == 200)
 
             _ = try await redis.command(["ACL", "SETUSER", "island", "off"])
             _ = try await redis.command(["CLIENT", "KILL", "USER", "island"])
             try await cluster.waitUntilAdapters(are: "fallback", on: [island])
-            try await publisher.publish(topic: topic, data: ["n": 1])
+            // A load balancer is told to send new clients elsewhere (they would miss the other nodes' messages).
+            let unready = try await HTTP.get("\(island.baseURL)/ready")
+            let status = try unready.json()["status"] as? String
+            #expect(unready.status == 503 && status == "redis unreachable", "\(unready.text)")
+            #expect(try await HTTP.get("\(island.baseURL)/metrics").text.contains("\nchorus_ready 0"))
+            // Why its reconnects fail is logged (once), not only that the connection was lost.
+            let named = await eventually { island.logTail(200).contains("Redis still unreachable, retrying with backoff") }
+            #expect(named && island.logTail(200).contains("WRONGPASS"), "\(island.logTail(10))")
+            // The publisher is told its message stayed on this node.
+            let published = try await publisher.request(["type": "message", "topic": topic, "data": ["n": 1], "id": "cut-off"])
+            #expect(published["type"] as? String == "published" && published["scope"] as? String == "node", "\(published)")
             #expect(try await local.nextDelivery().data["n"] as? Int == 1, "delivered on its own node")
             let direct = try await HTTP.post(
                 "\(island.baseURL)/api/publish", json: ["userId": "bob", "data": ["n": 1]], headers: ["X-API-Key": Cluster.apiKey])
-            #expect(direct.status == 202)
+            let scope = try direct.json()["scope"] as? String
+            #expect(direct.status == 202 && scope == "node", "\(direct.text)")
 
             _ = try await redis.command(["ACL", "SETUSER", "island", "on"])
             try await cluster.waitUntilAdapters(are: "connected", on: [island])
+            #expect(try await HTTP.get("\(island.baseURL)/ready").status == 200, "ready again")
             var gaps: Set<String> = []
             let deadline = ContinuousClock.now + .seconds(20)
             while gaps.count < 2, ContinuousClock.now < deadline {
@@ -67,7 +86,9 @@ extension ClusterTests {
             #expect(userGap["topic"] == nil, "the user's own messages: \(userGap)")
 
             // What the island publishes now reaches the mainland; what it published before never does.
-            try await publisher.publish(topic: topic, data: ["n": 2])
+            try await publisher.send(json: ["type": "message", "topic": topic, "data": ["n": 2], "id": "back"])
+            let through = try await publisher.next(type: "published")  // (after its own node's gap notice)
+            #expect(through["type"] as? String == "published" && through["scope"] == nil, "\(through)")
             #expect(try await mainland.nextDelivery().data["n"] as? Int == 2, "the first message after the notices")
             let metrics = try await HTTP.get("\(cluster.node(1).baseURL)/metrics").text
             #expect(!metrics.contains(#"chorus_redis_transitions_total{to="fallback"} 1"#), "node 1 never lost Redis")

@@ -60,6 +60,8 @@ export interface PublishedReply {
   id?: RequestId;
   /** false when `publishAcks` is off: the node read the message and did not refuse it (no offset, no duplicate check). */
   acknowledged?: boolean;
+  /** `"node"` when only the node's own subscribers received it: its link to Redis was down (the other nodes' subscribers get a `gap` notice once it is back). */
+  scope?: "node";
 }
 
 export interface PresenceMember<Data = JSONValue> {
