@@ -204,7 +204,10 @@ events {
 }
 
 http {
-    access_log $NGX/access.log;
+    # Without the query string: a token in \`/ws?token=\` stays out of the log (deploy/nginx.conf).
+    log_format chorus '\$remote_addr - \$remote_user [\$time_local] "\$request_method \$uri \$server_protocol" '
+                      '\$status \$body_bytes_sent "\$http_referer" "\$http_user_agent" \$request_time';
+    access_log $NGX/access.log chorus;
     client_body_temp_path $NGX/tmp/client_body;
     proxy_temp_path $NGX/tmp/proxy;
     fastcgi_temp_path $NGX/tmp/fastcgi;
