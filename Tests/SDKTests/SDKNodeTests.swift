@@ -23,6 +23,17 @@ struct SDKNodeTests {
         return configuration
     }
 
+    @Test("a publish that only the node's own subscribers received (its Redis unreachable) says so: nodeOnly")
+    func nodeOnlyReceipt() async throws {
+        try await withNodeProcess(["PUBSUB_ADAPTER": "redis", "PUBSUB_REDIS_URL": "redis://127.0.0.1:1"]) { node in
+            let client = try ChorusClient(url: Self.url(node), token: node.token("alice"), configuration: Self.configuration())
+            try await client.connect()
+            let receipt = try await client.publish("chat.lobby", ["n": 1])
+            #expect(receipt.acknowledged && receipt.nodeOnly)
+            await client.close()
+        }
+    }
+
     @Test("a client connects, subscribes, publishes and receives what it published")
     func roundTrip() async throws {
         try await withNodeProcess { node in
@@ -34,6 +45,7 @@ struct SDKNodeTests {
             #expect(receipt.topic == "chat.lobby")
             #expect(receipt.acknowledged)
             #expect(!receipt.duplicate)
+            #expect(!receipt.nodeOnly)
             var messages = subscription.makeAsyncIterator()
             let message = try #require(await messages.next())
             #expect(message.topic == "chat.lobby")
@@ -298,6 +310,19 @@ struct SDKNodeTests {
         await client.close()
         #expect(await scripted.process.wait(timeout: .seconds(30)) == 0, "\(scripted.process.output())")
         #expect(!scripted.process.output().contains("upgrades 2"), "\(scripted.process.output())")
+    }
+
+    @Test("close() ends the connection with a close handshake (1000), also when the client is released at once: ten in a row (a scripted node)")
+    func closeHandshake() async throws {
+        let scripted = try await Self.scriptedNode("close-codes")
+        defer { scripted.process.signal(SIGKILL) }
+        for _ in 0..<10 {
+            let client = try ChorusClient(url: "ws://127.0.0.1:\(scripted.port)/ws", token: "any", configuration: Self.configuration())
+            try await withDeadline(.seconds(20), "the connection") { try await client.connect() }
+            await client.close()
+        }
+        #expect(await scripted.process.wait(timeout: .seconds(30)) == 0, "\(scripted.process.output())")
+        #expect(scripted.process.output().contains("close codes 1000 1000 1000 1000 1000 1000 1000 1000 1000 1000"), "\(scripted.process.output())")
     }
 
     @Test("a join storm past a subscription's presence buffer: the oldest events are dropped and the subscriber hears resync after them, to read the list again (a scripted node)")

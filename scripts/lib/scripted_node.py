@@ -225,8 +225,28 @@ async def slow_auth(ws, *_):
             if frame.get("type") == "ping":
                 await ws.send(json.dumps({"type": "pong", "id": frame["id"]}))
     except websockets.ConnectionClosed:
-        return
+        pass  # a pong to a ping sent just before the client closed
     done.set()
+
+
+closes = []
+
+
+async def close_codes(ws, *_):
+    """Each connection is authenticated and read until the client closes; after 10, prints the
+    close code each one ended with (1000 for a close handshake, 1006 for TCP ended without one)."""
+    await ws.send(json.dumps({"type": "auth_success", "userId": "bob"}))
+    async for frame in frames(ws):
+        if frame.get("type") == "ping":
+            try:
+                await ws.send(json.dumps({"type": "pong", "id": frame["id"]}))
+            except websockets.ConnectionClosed:
+                pass
+    await ws.wait_closed()
+    closes.append(ws.close_code)
+    if len(closes) == 10:
+        print("close codes", " ".join(str(code) for code in closes), flush=True)
+        done.set()
 
 
 connections = 0
@@ -351,7 +371,7 @@ SCENARIOS = {"pattern-before-page": pattern_before_page, "subscribes-unanswered"
              "expiry-crossing": expiry_crossing, "refuses-reconnect": refuses_reconnect, "slow-auth": slow_auth,
              "catch-up-refused": catch_up_refused, "catch-up-expired": catch_up_expired,
              "resubscribed": resubscribed, "gap": gap, "join-refused": join_refused,
-             "max-message-size": max_message_size, "closes-too-big": closes_too_big}
+             "max-message-size": max_message_size, "closes-too-big": closes_too_big, "close-codes": close_codes}
 
 
 async def main(scenario):
