@@ -33,7 +33,8 @@ public struct Envelope: Sendable, Equatable {
         case typing
         /// The origin node published messages on this channel (`topic`, or `userId`'s) while it
         /// could not reach the channel's Redis server, so they reached no other node; sent once
-        /// the server is back (``PeerGap``). `data` is `null`. Never delivered as a message.
+        /// the server is back (``PeerGap``). `data` is `{"ago":<ms>}`, how long before the
+        /// announcement the channel's last message was. Never delivered as a message.
         case gap
     }
     /// The publisher's idempotency key (`messageId`), unique per topic for the history's

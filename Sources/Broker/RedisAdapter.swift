@@ -147,8 +147,11 @@ public final class RedisAdapter: PubSubAdapter {
         if let topic = history.topic(of: envelope) {
             link.publish(envelope, channel: channels.channel(forKey: key), historyTopic: topic, completion: completion)
         } else {
-            let local = link.publish(envelope, channel: channels.channel(forKey: key))
-            completion?(PublishOutcome(nodeOnly: local))
+            switch link.publish(envelope, channel: channels.channel(forKey: key)) {
+            case .redis: completion?(.accepted)
+            case .local: completion?(PublishOutcome(nodeOnly: true))
+            case .dropped: completion?(.refused(RedisServerLink.droppedReason))
+            }
         }
     }
 

@@ -132,7 +132,7 @@ final class RedisServerLink: Sendable {
         /// outage however often it repeats (at most 16 of them).
         var loggedErrors: Set<String> = []
         /// When the link last came back from fallback: the node's own `gap` notices went out
-        /// then, covering whatever any node published earlier (``coveredByOwnNotice(_:returnedAt:)``).
+        /// then, covering whatever any node published earlier (``coveredByOwnNotice(_:receivedAt:returnedAt:)``).
         var returnedAt: Date?
 
         enum EchoBarrier {
@@ -331,11 +331,22 @@ final class RedisServerLink: Sendable {
 
     // MARK: - Publishing (any thread)
 
+    /// Where ``publish(_:channel:historyTopic:completion:)`` put a message.
+    enum PublishRoute {
+        /// Queued for Redis.
+        case redis
+        /// Queued for local delivery: this node's subscribers only.
+        case local
+        /// Refused: a full queue, or the link stops (`completion` was told).
+        case dropped
+    }
+
     /// Publishes through Redis when connected (queued for the publisher); otherwise
     /// queues it for local delivery by the subscriber's loop. Either way it only appends.
-    /// Returns true when it went to local delivery (this node's subscribers only).
     @discardableResult
-    func publish(_ envelope: Envelope, channel: String, historyTopic: Topic? = nil, completion: PublishCompletion? = nil) -> Bool {
+    func publish(
+        _ envelope: Envelope, channel: String, historyTopic: Topic? = nil, completion: PublishCompletion? = nil
+    ) -> PublishRoute {
         let outgoing = RedisOutgoing(
             channel: channel, envelope: envelope, payload: EnvelopeCodec.encode(envelope), historyTopic: historyTopic,
             completion: completion.map(PublishCompletionOnce.init))
@@ -363,13 +374,21 @@ final class RedisServerLink: Sendable {
             return wasEmpty ? .subscriber : .localQueued
         }
         switch wake {
-        case .none, .localQueued: break
-        case .dropped: outgoing.completion?(.refused("the node's Redis publish queue is full or the node is stopping"))
-        case .publisher: wakePublisher()
-        case .subscriber: wakeSubscriber()
+        case .none: return .redis
+        case .localQueued: return .local
+        case .dropped:
+            outgoing.completion?(.refused(Self.droppedReason))
+            return .dropped
+        case .publisher:
+            wakePublisher()
+            return .redis
+        case .subscriber:
+            wakeSubscriber()
+            return .local
         }
-        return wake == .subscriber || wake == .localQueued
     }
+
+    static let droppedReason = "the node's Redis publish queue is full or the node is stopping"
 
     // MARK: - Status (any thread)
 

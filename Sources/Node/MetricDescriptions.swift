@@ -29,7 +29,7 @@ enum MetricDescriptions {
         "chorus_delivery_paced_drains_total": "Delivery drains an event loop scheduled WEBSOCKET_WRITE_DELAY later because it was busy writing deliveries (a quarter of its time, until under an eighth).",
         "chorus_messages_published_in_fallback_total": "Messages delivered locally while the pub/sub backend was unreachable.",
         "chorus_adapter_malformed_payloads_total": "Messages from the pub/sub backend that could not be decoded.",
-        "chorus_ready": "1 when the node accepts WebSocket upgrades (GET /ready answers 200).",
+        "chorus_ready": "1 when GET /ready answers 200: the node is not starting or draining (and, with READY_REQUIRES_REDIS, reaches Redis).",
         "chorus_adapter_connected": "1 when the pub/sub adapter is connected (or local), 0 in fallback.",
         "chorus_redis_state": "1 for the current state of each Redis backend.",
         "chorus_redis_backend_transitions_total": "State changes of each Redis backend.",

@@ -1,5 +1,6 @@
 import Foundation
 import TestSupport
+import Synchronization
 import Testing
 
 @testable import Broker
@@ -7,6 +8,25 @@ import Testing
 /// Several nodes sharing one real `redis-server`.
 @Suite("Redis adapter: nodes sharing one Redis")
 struct RedisAdapterTests {
+    @Test("a publish is answered with where it went: accepted through Redis, nodeOnly while Redis is unreachable, refused once the adapter stopped")
+    func publishOutcomes() async throws {
+        try await RedisTest.withServers { servers in
+            let node = RedisTestNode("a", urls: [servers[0].url])
+            let outcomes = Mutex<[PublishOutcome]>([])
+            let record: PublishCompletion = { outcome in outcomes.withLock { $0.append(outcome) } }
+            try await RedisTest.shuttingDown([node]) {
+                try await RedisTest.settle([node])
+                node.publish(topic: "outcome.t", completion: record)
+                await servers[0].kill()
+                #expect(await RedisTest.eventually { node.status.state == .fallback })
+                node.publish(topic: "outcome.t", completion: record)
+            }
+            node.publish(topic: "outcome.t", completion: record)
+            #expect(await RedisTest.eventually { outcomes.withLock { $0.count } == 3 })
+            #expect(outcomes.withLock { $0 } == [.accepted, PublishOutcome(nodeOnly: true), .refused(RedisServerLink.droppedReason)])
+        }
+    }
+
     @Test("a message published on one node reaches the other nodes' topic and pattern interests once, in order")
     func crossNodeInOrder() async throws {
         try await RedisTest.withServers { servers in

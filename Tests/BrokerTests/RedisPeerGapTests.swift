@@ -92,7 +92,7 @@ struct RedisPeerGapTests {
                 // Time passes before node b is back, as it does when a publish comes long before
                 // the return: more than the announcement will take to reach node b, which would
                 // make the publish look later than it was (and keep the notice).
-                try await Task.sleep(for: .seconds(1))
+                try await Task.sleep(for: .seconds(3))
                 for name in names where name.hasPrefix("chorus:b") { proxy.admit(clientNamed: name) }
                 #expect(await RedisTest.eventually { b.status.state == .connected })
                 a.publish(topic: "cover.late")  // after node b's own notice: it needs node a's

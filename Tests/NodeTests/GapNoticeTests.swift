@@ -7,7 +7,7 @@ import TestSupport
 
 @Suite("Gap notices, written a batch of sessions at a time")
 struct GapNoticeTests {
-    @Test("a gap report written two sessions per task reaches every session once: each covered subscription, and its user")
+    @Test("a gap report written one session per task reaches every session once: each covered subscription, and its user")
     func batches() async throws {
         try await withNode { node in
             var clients: [WebSocketClient] = []
@@ -26,7 +26,7 @@ struct GapNoticeTests {
                     case .pattern: false
                     }
                 },
-                sessionsPerTask: 2)
+                sessionsPerTask: 1)
             for (index, client) in clients.enumerated() {
                 var notices: [String] = []
                 while notices.count < 2 {
