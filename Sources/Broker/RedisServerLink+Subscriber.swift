@@ -202,7 +202,9 @@ extension RedisServerLink {
             // The node's own messages (and announcements) that Redis published although their
             // replies were lost.
             if state.inFlight != nil || !state.returned.isEmpty {
-                for envelope in progress.envelopes + progress.gaps where envelope.origin == nodeId {
+                // (No copy of the burst unless it holds announcements: this runs while batches fly.)
+                let read = progress.gaps.isEmpty ? progress.envelopes : progress.envelopes + progress.gaps
+                for envelope in read where envelope.origin == nodeId {
                     if state.inFlight != nil { state.echoes.record(envelope) }
                     if state.returned.remove(envelope.id) != nil, let message = state.queue.remove(id: envelope.id) {
                         published.append((message, PublishOutcome(position: envelope.historyPosition)))

@@ -350,42 +350,35 @@ final class RedisServerLink: Sendable {
         let outgoing = RedisOutgoing(
             channel: channel, envelope: envelope, payload: EnvelopeCodec.encode(envelope), historyTopic: historyTopic,
             completion: completion.map(PublishCompletionOnce.init))
-        enum Wake { case none, dropped, publisher, subscriber, localQueued }
-        let wake = state.withLock { state -> Wake in
+        // Where it went, and whether its queue was empty (a turn must be queued to drain it).
+        let (route, wake) = state.withLock { state -> (PublishRoute, Bool) in
             guard !state.machine.stopping, state.deliver != nil else {
                 counters.countDropped()
-                return .dropped
+                return (.dropped, false)
             }
             if state.machine.publishesThroughRedis {
                 guard state.queue.append(outgoing) else {
                     counters.countDropped()
-                    return .dropped
+                    return (.dropped, false)
                 }
                 // A non-empty queue has a turn coming: one is queued, or a batch is in flight.
-                return state.queue.count == 1 ? .publisher : .none
+                return (.redis, state.queue.count == 1)
             }
             let wasEmpty = state.local.isEmpty
             guard state.local.append(outgoing) else {
                 counters.countDropped()
-                return .dropped
+                return (.dropped, false)
             }
             state.fallbackChannels.record(outgoing)
             counters.countPublishedInFallback()
-            return wasEmpty ? .subscriber : .localQueued
+            return (.local, wasEmpty)
         }
-        switch wake {
-        case .none: return .redis
-        case .localQueued: return .local
-        case .dropped:
-            outgoing.completion?(.refused(Self.droppedReason))
-            return .dropped
-        case .publisher:
-            wakePublisher()
-            return .redis
-        case .subscriber:
-            wakeSubscriber()
-            return .local
+        switch route {
+        case .dropped: outgoing.completion?(.refused(Self.droppedReason))
+        case .redis: if wake { wakePublisher() }
+        case .local: if wake { wakeSubscriber() }
         }
+        return route
     }
 
     static let droppedReason = "the node's Redis publish queue is full or the node is stopping"
