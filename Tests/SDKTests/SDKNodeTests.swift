@@ -655,9 +655,16 @@ struct SDKNodeTests {
         let script = Executable.packageRoot.appendingPathComponent("scripts/lib/scripted_node.py").path
         let log = try TestLogs.folder("scripted-node-\(scenario)").appendingPathComponent("node.log")
         let process = try await ChildProcess.spawn(python, [script, scenario], log: log)
-        try #require(await eventually { process.output().contains("port ") || !process.isRunning }, "\(process.output())")
-        let port = try #require(process.output().split(separator: "\n").first { $0.hasPrefix("port ") }.flatMap { Int($0.dropFirst(5)) })
+        try #require(await eventually { announcedPort(process.output()) != nil || !process.isRunning }, "\(process.output())")
+        let port = try #require(announcedPort(process.output()), "\(process.output())")
         return (process, port)
+    }
+
+    /// The port of a finished `port N` line: the output may end in the middle of that line
+    /// (it came as "port " once, and the test read no number).
+    private static func announcedPort(_ output: String) -> Int? {
+        output.split(separator: "\n", omittingEmptySubsequences: false).dropLast()
+            .first { $0.hasPrefix("port ") }.flatMap { Int($0.dropFirst(5)) }
     }
 
     @Test("subscribes the node refuses for its message rate (429 with retryAfter) are sent again until they are answered: every subscription goes live")
