@@ -13,11 +13,12 @@ import NIOCore
 ///
 /// The socket is NIO's: the writer never closes it, and only writes to it.
 struct DirectSocketWriter {
-    private let socket: CInt
     /// The frames staged since the last flush: the first inline (a drain at a low rate writes
     /// one frame per connection), the rest in an array allocated only for a batch.
     private var first: ByteBuffer?
     private var more: [ByteBuffer] = []
+    /// Last: the transport packs its flags into the room it leaves.
+    private let socket: CInt
 
     init(socket: CInt) {
         self.socket = socket

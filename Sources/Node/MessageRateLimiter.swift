@@ -13,7 +13,8 @@ import NIOCore
 /// it is closed after about ten seconds, and one sending as fast as it can after its first
 /// thousand or so dropped messages, a few milliseconds.
 ///
-/// Loop-bound: a value inside its ``WebSocketTransport``.
+/// Loop-bound: a value inside its ``WebSocketTransport``. The ``Rate`` is the node's, kept once
+/// (``WebSocketSettings``) and passed in, so that a connection holds only its own state.
 struct MessageRateLimiter {
     enum Verdict: Equatable {
         /// Within the rate: handle the message.
@@ -24,21 +25,28 @@ struct MessageRateLimiter {
         case flood
     }
 
+    /// The rate every connection of a node has.
+    struct Rate: Sendable {
+        let perSecond: Int
+
+        /// Messages past the rate a client may send before it counts as flooding.
+        var floodAllowance: Int { MessageRateLimiter.floodAllowance(perSecond) }
+    }
+
     /// Seconds' worth of the rate a client may send past it before it counts as a flood.
     static let floodSeconds = 10
     /// The smallest flood allowance, so that a low rate still forgives a burst.
     static let minimumFloodAllowance = 1_000
 
-    let perSecond: Int
     private var tokens: Double
     private var allowance: Double
     private var last: NIODeadline
-    private var warnedAt: NIODeadline?
+    /// When the client was last told its messages are dropped (`distantPast`: never).
+    private var warnedAt = NIODeadline.distantPast
 
-    init(perSecond: Int, now: NIODeadline = .now()) {
-        self.perSecond = perSecond
-        self.tokens = Double(perSecond)
-        self.allowance = Double(Self.floodAllowance(perSecond))
+    init(_ rate: Rate, now: NIODeadline = .now()) {
+        self.tokens = Double(rate.perSecond)
+        self.allowance = Double(rate.floodAllowance)
         self.last = now
     }
 
@@ -47,11 +55,11 @@ struct MessageRateLimiter {
     }
 
     /// The verdict on one message arriving at `now`.
-    mutating func admit(now: NIODeadline) -> Verdict {
+    mutating func admit(now: NIODeadline, at rate: Rate) -> Verdict {
         if now > last {
-            let refill = Double((now - last).nanoseconds) / 1e9 * Double(perSecond)
-            tokens = min(Double(perSecond), tokens + refill)
-            allowance = min(Double(Self.floodAllowance(perSecond)), allowance + refill)
+            let refill = Double((now - last).nanoseconds) / 1e9 * Double(rate.perSecond)
+            tokens = min(Double(rate.perSecond), tokens + refill)
+            allowance = min(Double(rate.floodAllowance), allowance + refill)
             last = now
         }
         if tokens >= 1 {
@@ -65,7 +73,7 @@ struct MessageRateLimiter {
     /// True at most once a second, for telling a client its messages are dropped without the
     /// telling becoming a flood of its own.
     mutating func shouldWarn(now: NIODeadline) -> Bool {
-        if let warnedAt, now - warnedAt < .seconds(1) { return false }
+        if warnedAt != .distantPast, now - warnedAt < .seconds(1) { return false }
         warnedAt = now
         return true
     }

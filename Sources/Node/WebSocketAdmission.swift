@@ -31,6 +31,16 @@ struct WebSocketAdmission: Sendable {
     }
 
     let node: NodeContext
+    /// The limits, counters and compressor every WebSocket of the node shares.
+    let settings: WebSocketSettings
+
+    init(node: NodeContext) {
+        self.node = node
+        self.settings = WebSocketSettings(
+            maxMessageSize: node.configuration.maxMessageSize,
+            maxMessagesPerSecond: node.configuration.maxMessagesPerSecond,
+            maxBytesPerSecond: node.configuration.maxBytesPerSecond, counters: node.counters, deflate: node.hub.deflate)
+    }
 
     /// The decision for an upgrade request.
     func decide(head: HTTPRequestHead, channel: any Channel) -> Decision {
@@ -100,11 +110,7 @@ struct WebSocketAdmission: Sendable {
         try channel.syncOptions?.setOption(
             ChannelOptions.writeBufferWaterMark, value: .init(low: pending / 2, high: pending))
         let registry = node.hub.registry(for: channel.eventLoop)
-        let transport = WebSocketTransport(
-            maxMessageSize: node.configuration.maxMessageSize,
-            maxMessagesPerSecond: node.configuration.maxMessagesPerSecond,
-            maxBytesPerSecond: node.configuration.maxBytesPerSecond, counters: node.counters,
-            deflate: accepted.deflate.flatMap { agreed in node.hub.deflate.map { (agreed, $0) } })
+        let transport = WebSocketTransport(settings: settings, agreed: accepted.deflate)
         let session = WebSocketSession(
             id: node.nextConnectionId(), remoteAddress: accepted.remoteAddress, transport: transport, node: node,
             registry: registry)

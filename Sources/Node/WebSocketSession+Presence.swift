@@ -20,12 +20,12 @@ struct SessionPresence {
     /// At most ``maxTypingTopics``: a client cannot make its connection hold one per topic name
     /// it can invent.
     var typing: [Topic: ContinuousClock.Instant] = [:]
-    /// Whether the session joined `presence.user.<id>` at authentication (the user is online
-    /// while connected). A flag rather than the topic: its name is made again at the close
-    /// instead of kept for every connection.
-    var joinedUserTopic = false
     /// `presence.get` requests waiting for the store (at most ``maxGets``).
     var gets = 0
+    /// Whether the session joined `presence.user.<id>` at authentication (the user is online
+    /// while connected). A flag rather than the topic: its name is made again at the close
+    /// instead of kept for every connection. Last, so that the session packs a flag after it.
+    var joinedUserTopic = false
 }
 
 /// Presence and typing requests of one connection (see docs/presence.md). Runs on the session's

@@ -21,21 +21,21 @@ final class WebSocketSession: WebSocketTransportDelegate {
     private(set) var user: AuthenticatedUser? {
         didSet { updateDeliveriesWanted() }
     }
-    private(set) var subscriptions = SessionSubscriptions()
-    /// Presence memberships, watched topics and typing state (see WebSocketSession+Presence).
-    var presence = SessionPresence()
-
+    let node: NodeContext
+    let registry: ConnectionRegistry
+    /// The connection's `read` requests, made at the first.
+    private lazy var reads = ReadRequests(node: node, loop: registry.loop)
     /// When the current token expires, if it does; the registry's expiry timer compares it
     /// with the deadline it was given, to skip tokens replaced since.
     private(set) var tokenDeadline: NIODeadline?
-
-    let node: NodeContext
-    let registry: ConnectionRegistry
+    /// Presence memberships, watched topics and typing state (see WebSocketSession+Presence).
+    var presence = SessionPresence()
+    // The small fields last, packed into what the ones above leave: every idle connection
+    // has a session.
     private var tokenExpired = false {
         didSet { updateDeliveriesWanted() }
     }
-    /// The connection's `read` requests, made at the first.
-    private lazy var reads = ReadRequests(node: node, loop: registry.loop)
+    private(set) var subscriptions = SessionSubscriptions()
 
     init(
         id: Int, remoteAddress: String, transport: WebSocketTransport, node: NodeContext, registry: ConnectionRegistry

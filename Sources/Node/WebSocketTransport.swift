@@ -30,7 +30,7 @@ import NIOCore
 /// - With permessage-deflate agreed, a compressed message counts against
 ///   `WEBSOCKET_MAX_MESSAGE_SIZE` both as received and as inflated (1009 past either).
 ///
-/// With permessage-deflate agreed (``init(maxMessageSize:maxMessagesPerSecond:maxBytesPerSecond:counters:deflate:)``),
+/// With permessage-deflate agreed (``init(settings:agreed:)``),
 /// deliveries go out as the hub's shared compressed frame when it made one, and replies of at
 /// least `WEBSOCKET_COMPRESSION_MIN_SIZE` bytes are compressed for this connection alone.
 final class WebSocketTransport: ChannelDuplexHandler {
@@ -41,6 +41,25 @@ final class WebSocketTransport: ChannelDuplexHandler {
     /// The protocol above; set once, before the transport is added to a pipeline. Held strongly:
     /// the pipeline holds the transport, and through it the session.
     var delegate: (any WebSocketTransportDelegate)?
+
+    private var context: ChannelHandlerContext? {
+        didSet { updateTakesDeliveries() }
+    }
+    /// The node's limits, counters and compressor, shared by all its connections.
+    private let settings: WebSocketSettings
+    private var reader: WebSocketFrameReader
+    private var rate: MessageRateLimiter
+    private var budget: ReadBudget
+    /// The one timer a connection runs at a time (closing ends a pause).
+    private var timer = Timer.none
+    /// Bytes of ``charge(work:)`` during a pause, charged when it ends (the pause was set to
+    /// repay the debt before them).
+    private var workDuringPause = 0
+    private var lastHeard = NIODeadline.now()
+    /// Writes past NIO (``DirectSocketWriter``); nil where the channel has no socket to give.
+    private var direct: DirectSocketWriter?
+
+    // Flags last, packed together into what the fields above leave.
 
     /// Set while the transport sits in its registry's flush list.
     var needsFlush = false
@@ -56,24 +75,6 @@ final class WebSocketTransport: ChannelDuplexHandler {
     /// watermark), kept from `channelWritabilityChanged` so that a delivery does not ask the
     /// channel each time.
     private var writable = true
-
-    private var context: ChannelHandlerContext? {
-        didSet { updateTakesDeliveries() }
-    }
-    private var reader: WebSocketFrameReader
-    private var rate: MessageRateLimiter
-    private var budget: ReadBudget
-    /// Set while reading is paused for ``budget``: the end of the pause. Messages already
-    /// received wait in ``reader`` (at most what one read brought) until it.
-    private var budgetResume: Scheduled<Void>?
-    /// Bytes of ``charge(work:)`` during a pause, charged when it ends (the pause was set to
-    /// repay the debt before them).
-    private var workDuringPause = 0
-    private let counters: NodeCounters
-    /// Set when the client agreed to permessage-deflate: compresses this connection's replies.
-    private let deflate: OutboundDeflate?
-    private var closeTimer: Scheduled<Void>?
-    private var lastHeard = NIODeadline.now()
     /// Set once the node has sent (or queued) its close frame.
     private(set) var isClosing = false {
         didSet { updateTakesDeliveries() }
@@ -85,30 +86,60 @@ final class WebSocketTransport: ChannelDuplexHandler {
     private var repliesPending = false
     /// A `read` the channel asked for while it was not writable, passed on once it is.
     private var readHeld = false
-    /// Writes past NIO (``DirectSocketWriter``); nil where the channel has no socket to give.
-    private var direct: DirectSocketWriter?
     /// NIO may still hold bytes of this connection (the upgrade's answer, or what the socket
     /// did not take): writes go through NIO until it has sent them all.
     private var nioHoldsBytes = true
     /// Bytes written through NIO since its last flush.
     private var nioUnflushed = false
+    /// Set when the client agreed to permessage-deflate: deliveries go out compressed where the
+    /// hub compressed them, and this connection's replies are compressed.
+    private let compresses: Bool
+
+    /// The timer of a connection: the end of a read-budget pause (messages already received
+    /// wait in ``reader``, at most what one read brought, until it), or once closing, the
+    /// deadline for the client's answer to the close frame.
+    private enum Timer {
+        case none
+        case pause(Scheduled<Void>)
+        case closing(Scheduled<Void>)
+    }
+
+    /// Reading is paused for ``budget``.
+    private var paused: Bool {
+        if case .pause = timer { return true }
+        return false
+    }
 
     /// How long a closing connection may take to answer the close frame.
     static let closeTimeout = TimeAmount.seconds(5)
 
-    /// - Parameter deflate: what the client agreed to in the upgrade and the node's compressor;
-    ///   nil without permessage-deflate.
-    init(
+    /// - Parameter agreed: the permessage-deflate the client agreed to in the upgrade (then
+    ///   `settings` has the node's compressor); nil without.
+    init(settings: WebSocketSettings, agreed: PerMessageDeflate? = nil) {
+        self.settings = settings
+        let compresses = agreed != nil && settings.deflate != nil
+        self.reader = WebSocketFrameReader(
+            maxMessageSize: settings.maxMessageSize, inflation: compresses ? agreed.map { .init($0) } : nil)
+        self.rate = MessageRateLimiter(settings.rate)
+        self.budget = ReadBudget(settings.budget)
+        self.compresses = compresses
+    }
+
+    /// A transport with settings of its own (tests).
+    convenience init(
         maxMessageSize: Int, maxMessagesPerSecond: Int, maxBytesPerSecond: Int = 1 << 20, counters: NodeCounters,
         deflate: (agreed: PerMessageDeflate, outbound: OutboundDeflate)? = nil
     ) {
-        self.reader = WebSocketFrameReader(
-            maxMessageSize: maxMessageSize, inflation: deflate.map { .init($0.agreed) })
-        self.rate = MessageRateLimiter(perSecond: maxMessagesPerSecond)
-        self.budget = ReadBudget(perSecond: maxBytesPerSecond, burst: maxMessageSize)
-        self.counters = counters
-        self.deflate = deflate?.outbound
+        self.init(
+            settings: WebSocketSettings(
+                maxMessageSize: maxMessageSize, maxMessagesPerSecond: maxMessagesPerSecond,
+                maxBytesPerSecond: maxBytesPerSecond, counters: counters, deflate: deflate?.outbound),
+            agreed: deflate?.agreed)
     }
+
+    private var counters: NodeCounters { settings.counters }
+    /// The node's compressor, where this connection agreed to permessage-deflate.
+    private var deflate: OutboundDeflate? { compresses ? settings.deflate : nil }
 
     private func updateTakesDeliveries() {
         takesDeliveries = deliveriesWanted && context != nil && !isClosing
@@ -129,8 +160,11 @@ final class WebSocketTransport: ChannelDuplexHandler {
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
-        closeTimer?.cancel()
-        budgetResume?.cancel()
+        switch timer {
+        case .pause(let scheduled), .closing(let scheduled): scheduled.cancel()
+        case .none: break
+        }
+        timer = .none
         if deflate != nil { counters.compressingConnections.subtract(1, ordering: .relaxed) }
         delegate?.transportDidClose(self)
         self.context = nil
@@ -165,8 +199,8 @@ final class WebSocketTransport: ChannelDuplexHandler {
     /// Hands on the messages received, until the reader needs more bytes or ``budget`` pauses.
     private func readReceived(now: NIODeadline) {
         do {
-            while !failed, budgetResume == nil, let frame = try reader.next() {
-                if !isClosing, let pause = budget.charge(frame.payload.readableBytes, now: now) { pauseReading(for: pause) }
+            while !failed, !paused, let frame = try reader.next() {
+                if !isClosing, let pause = budget.charge(frame.payload.readableBytes, now: now, within: settings.budget) { pauseReading(for: pause) }
                 handle(frame, now: now)
             }
         } catch {
@@ -188,12 +222,12 @@ final class WebSocketTransport: ChannelDuplexHandler {
     /// would reconnect, and pay again, for ever.
     func charge(work bytes: Int) {
         guard !isClosing else { return }
-        let most = Int(Double(budget.perSecond) * Double(Self.maxWorkPause.nanoseconds) / 1e9)
-        guard budgetResume == nil else {
+        let most = Int(Double(settings.budget.perSecond) * Double(Self.maxWorkPause.nanoseconds) / 1e9)
+        guard !paused else {
             workDuringPause = min(workDuringPause + bytes, most)
             return
         }
-        if let pause = budget.charge(min(bytes, most), now: .now()) { pauseReading(for: pause) }
+        if let pause = budget.charge(min(bytes, most), now: .now(), within: settings.budget) { pauseReading(for: pause) }
     }
 
     /// The longest pause that work (``charge(work:)``) adds.
@@ -204,8 +238,9 @@ final class WebSocketTransport: ChannelDuplexHandler {
     private func pauseReading(for pause: TimeAmount) {
         guard let context else { return }
         counters.readsPaused.add(1, ordering: .relaxed)
-        budgetResume = context.eventLoop.assumeIsolated().scheduleTask(in: pause) {
-            self.budgetResume = nil
+        timer = .pause(context.eventLoop.assumeIsolated().scheduleTask(in: pause) {
+            guard self.paused else { return }
+            self.timer = .none
             guard let context = self.context, !self.failed else { return }
             let now = NIODeadline.now()
             self.lastHeard = now  // its bytes were waiting: the client is not silent
@@ -213,12 +248,14 @@ final class WebSocketTransport: ChannelDuplexHandler {
             // Work charged during the pause (a history page, ``charge(work:)``) is repaid next.
             let work = self.workDuringPause
             self.workDuringPause = 0
-            if work > 0, !self.isClosing, let more = self.budget.charge(work, now: now) { return self.pauseReading(for: more) }
+            if work > 0, !self.isClosing, let more = self.budget.charge(work, now: now, within: self.settings.budget) {
+                return self.pauseReading(for: more)
+            }
             self.reading = true
             self.readReceived(now: now)
             self.endOfRead()
             self.passHeldRead(context: context)
-        }
+        })
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
@@ -238,7 +275,7 @@ final class WebSocketTransport: ChannelDuplexHandler {
     private func handle(_ frame: WebSocketFrameReader.Frame, now: NIODeadline) {
         if frame.opcode == .close { return receivedClose(frame.payload) }
         guard !isClosing else { return }
-        switch rate.admit(now: now) {
+        switch rate.admit(now: now, at: settings.rate) {
         case .allow:
             break
         case .drop:
@@ -248,7 +285,7 @@ final class WebSocketTransport: ChannelDuplexHandler {
         case .flood:
             counters.floods.add(1, ordering: .relaxed)
             return failConnection(
-                .policyViolation, reason: "flood: kept sending past \(rate.perSecond) messages per second")
+                .policyViolation, reason: "flood: kept sending past \(settings.rate.perSecond) messages per second")
         }
         if frame.wasCompressed { counters.messagesInflated.add(1, ordering: .relaxed) }
         switch frame.opcode {
@@ -300,6 +337,7 @@ final class WebSocketTransport: ChannelDuplexHandler {
             code = given  // echoed, as RFC 6455 §5.5.1 suggests
         }
         isClosing = true
+        endPause()
         delegate?.transport(self, willCloseWith: code, reason: "the client closed")
         flushOut()  // the replies of this read go before the close frame
         let channel = context.channel
@@ -307,7 +345,7 @@ final class WebSocketTransport: ChannelDuplexHandler {
         context.writeAndFlush(wrapOutboundOut(frame.bytes)).whenComplete { _ in channel.close(promise: nil) }
         // A client that closes but does not read would otherwise hold the connection for ever:
         // the reply never goes out, and closing connections are not swept.
-        closeTimer = context.eventLoop.scheduleTask(in: Self.closeTimeout) { channel.close(promise: nil) }
+        timer = .closing(context.eventLoop.scheduleTask(in: Self.closeTimeout) { channel.close(promise: nil) })
     }
 
     /// Close codes a client may send (RFC 6455 §7.4 and the IANA registry): not 1004-1006 or
@@ -330,16 +368,16 @@ final class WebSocketTransport: ChannelDuplexHandler {
     /// Once closing, nothing is handled but the client's close frame: a pause ends, so that the
     /// close reply (or the end of the connection) is read.
     private func endPause() {
-        guard let pause = budgetResume, let context else { return }
+        guard case .pause(let pause) = timer, let context else { return }
         pause.cancel()
-        budgetResume = nil
+        timer = .none
         passHeldRead(context: context)
     }
 
     /// The `read` held while the client was over the pending limit or its read budget, passed
     /// on once it is over neither.
     private func passHeldRead(context: ChannelHandlerContext) {
-        guard readHeld, writable, budgetResume == nil else { return }
+        guard readHeld, writable, !paused else { return }
         readHeld = false
         context.read()
     }
@@ -348,7 +386,7 @@ final class WebSocketTransport: ChannelDuplexHandler {
     /// not read, so it cannot make the node parse requests whose replies would only queue. Nor
     /// is one over its read budget.
     func read(context: ChannelHandlerContext) {
-        guard writable, budgetResume == nil else {
+        guard writable, !paused else {
             readHeld = true
             return
         }
@@ -371,7 +409,7 @@ final class WebSocketTransport: ChannelDuplexHandler {
             closeSlowConsumer()
             return false
         }
-        let chosen = deflate != nil ? compressed ?? frame : frame
+        let chosen = compresses ? compressed ?? frame : frame
         queue(chosen.bytes)
         return true
     }
@@ -450,7 +488,7 @@ final class WebSocketTransport: ChannelDuplexHandler {
         guard !isClosing, context != nil else { return }
         if !writable {
             closeSlowConsumer()
-        } else if budgetResume == nil, now - lastHeard > timeout {  // a paused client is not silent
+        } else if !paused, now - lastHeard > timeout {  // a paused client is not silent
             counters.pingTimeouts.add(1, ordering: .relaxed)
             close(.pingTimeout, reason: "ping timeout: nothing heard within WEBSOCKET_PING_TIMEOUT")
         } else {
@@ -489,6 +527,6 @@ final class WebSocketTransport: ChannelDuplexHandler {
         let frame = OutboundFrame.close(code, reason: reason, allocator: channel.allocator)
         let written = context.writeAndFlush(wrapOutboundOut(frame.bytes))
         if !awaitingReply { written.whenComplete { _ in channel.close(mode: .output, promise: nil) } }
-        closeTimer = context.eventLoop.scheduleTask(in: Self.closeTimeout) { channel.close(promise: nil) }
+        timer = .closing(context.eventLoop.scheduleTask(in: Self.closeTimeout) { channel.close(promise: nil) })
     }
 }
