@@ -42,6 +42,10 @@ public struct AdapterStatus: Sendable, Equatable, Codable {
     public var publishedInFallback: Int
     /// Messages dropped because a bounded queue was full.
     public var dropped: Int
+    /// Messages Redis refused with an error reply (out of memory, `READONLY`, `NOPERM`): those
+    /// with history were refused to their publishers (503 / `error`); those without had been
+    /// acknowledged when queued.
+    public var refused: Int
     /// Payloads received from the backend that were not valid envelopes (skipped).
     public var malformed: Int
     /// State changes over all backends by the state entered (`connected`, `fallback`); a shared
@@ -51,7 +55,7 @@ public struct AdapterStatus: Sendable, Equatable, Codable {
 
     public init(
         adapter: String, state: State, since: Date, transitions: Int = 0,
-        publishedInFallback: Int = 0, dropped: Int = 0, malformed: Int = 0,
+        publishedInFallback: Int = 0, dropped: Int = 0, refused: Int = 0, malformed: Int = 0,
         transitionsTo: [String: Int]? = nil, backends: [Backend] = []
     ) {
         self.adapter = adapter
@@ -60,6 +64,7 @@ public struct AdapterStatus: Sendable, Equatable, Codable {
         self.transitions = transitions
         self.publishedInFallback = publishedInFallback
         self.dropped = dropped
+        self.refused = refused
         self.malformed = malformed
         self.transitionsTo = transitionsTo
         self.backends = backends

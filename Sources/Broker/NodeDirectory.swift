@@ -10,4 +10,8 @@ public protocol NodeDirectory: Sendable {
     func withdraw(nodeId: String) async
     /// The documents of every node currently announced.
     func members() async throws -> [[UInt8]]
+    /// Why this node's last announcement was not stored (Redis refused it, or could not be
+    /// reached); nil when it was. Other nodes' announcements likely fail alike, so the list of
+    /// members may lack live nodes.
+    var announcementProblem: String? { get }
 }

@@ -230,7 +230,7 @@ public final class RedisAdapter: PubSubAdapter {
         let (state, since) = overall.current
         return AdapterStatus(
             adapter: "redis", state: state, since: since, transitions: backends.reduce(0) { $0 + $1.transitions },
-            publishedInFallback: counters.publishedInFallback, dropped: counters.dropped,
+            publishedInFallback: counters.publishedInFallback, dropped: counters.dropped, refused: counters.refused,
             malformed: counters.malformed, transitionsTo: counters.transitionsTo, backends: backends)
     }
 

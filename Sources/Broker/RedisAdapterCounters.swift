@@ -8,6 +8,7 @@ final class RedisAdapterCounters: Sendable {
     private let connectedCount = Atomic<Int>(0)
     private let fallbackCount = Atomic<Int>(0)
     private let droppedCount = Atomic<Int>(0)
+    private let refusedCount = Atomic<Int>(0)
     private let malformedCount = Atomic<Int>(0)
 
     private let historyStoredCount = Atomic<Int>(0)
@@ -27,6 +28,7 @@ final class RedisAdapterCounters: Sendable {
 
     var publishedInFallback: Int { publishedInFallbackCount.load(ordering: .relaxed) }
     var dropped: Int { droppedCount.load(ordering: .relaxed) }
+    var refused: Int { refusedCount.load(ordering: .relaxed) }
     var malformed: Int { malformedCount.load(ordering: .relaxed) }
 
     /// A message published while its server was not connected, delivered locally only.
@@ -37,6 +39,13 @@ final class RedisAdapterCounters: Sendable {
     /// A message dropped: the publish queue was full, or the adapter was not running.
     func countDropped() {
         droppedCount.add(1, ordering: .relaxed)
+    }
+
+    /// Messages Redis refused (an error reply to their `PUBLISH` or history script: out of
+    /// memory, `READONLY`, `NOPERM`). A message with history is refused to its publisher; one
+    /// without was acknowledged when it was queued.
+    func countRefused(_ count: Int) {
+        refusedCount.add(count, ordering: .relaxed)
     }
 
     /// A payload from Redis that was not a valid envelope for its channel (skipped).

@@ -41,7 +41,7 @@ enum RedisHistory {
     /// meta is gone ignores id keys left from its old stream.
     ///
     /// A command that fails (Redis refuses a script's first write under `maxmemory`, or on a
-    /// replica) refuses that message and every later one of the call; the earlier ones stay
+    /// replica; for a new topic that is its meta's `HSET`, before anything else) refuses that message and every later one of the call; the earlier ones stay
     /// stored and published, and their topics' meta is still written, so offsets go on without a
     /// gap. `NOSCRIPT`, or an error reply to the whole call, means nothing was done.
     static let publishScript = """
@@ -62,6 +62,10 @@ enum RedisHistory {
                 offset = tonumber(offset)
                 t = {epoch = epoch, offset = offset, start = offset, stream = stream, old = true}
               else
+                -- A write Redis refuses under maxmemory comes first (a DEL is allowed, and
+                -- after one write a script may write on): a new topic is refused like any.
+                redis.call('HSET', meta, 'epoch', newEpoch, 'offset', 0)
+                redis.call('PEXPIRE', meta, ttl)
                 redis.call('DEL', stream)
                 t = {epoch = newEpoch, offset = 0, start = 0, stream = stream, old = false}
               end
@@ -126,7 +130,9 @@ enum RedisHistory {
     /// epoch for a new stream, ttl (ms), most bytes of payloads (0: no bound). Returns `{epoch,
     /// offset, oldest held (0: none), truncated (1/0), payloads oldest first...}`. A topic
     /// without a stream gets its meta (offset 0) here, so the epoch a subscriber is told is the
-    /// one its next messages carry.
+    /// one its next messages carry; unless Redis refuses the write (`maxmemory`): then nothing
+    /// is stored, and the first publish draws the epoch (a `since` from this read then finds
+    /// another epoch and answers `recovered: false`).
     ///
     /// The range is read in steps of ``readStep`` entries from the end asked for, so that a
     /// read with a byte bound stops near it: Redis never copies more than a step past the
@@ -135,11 +141,14 @@ enum RedisHistory {
         local epoch = redis.call('HGET', KEYS[1], 'epoch')
         if not epoch then
           epoch = ARGV[5]
-          redis.call('DEL', KEYS[2])
-          redis.call('HSET', KEYS[1], 'epoch', epoch, 'offset', 0)
-          redis.call('PEXPIRE', KEYS[1], ARGV[6])
+          -- The HSET first: under maxmemory Redis refuses it, and a read then stores nothing
+          -- (its epoch is not kept, and the first publish draws its own).
+          if pcall(redis.call, 'HSET', KEYS[1], 'epoch', epoch, 'offset', 0) then
+            redis.call('PEXPIRE', KEYS[1], ARGV[6])
+            redis.call('DEL', KEYS[2])
+          end
         end
-        local result = {epoch, tonumber(redis.call('HGET', KEYS[1], 'offset')), 0, 0}
+        local result = {epoch, tonumber(redis.call('HGET', KEYS[1], 'offset')) or 0, 0, 0}
         local first = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)
         if #first > 0 then result[3] = tonumber(string.match(first[1][1], '^(%d+)')) end
         local limit = tonumber(ARGV[3])

@@ -1,3 +1,5 @@
+import Synchronization
+
 /// ``NodeDirectory`` in Redis: one key `<prefix>@node:<id>` per node, written with `SET ... PX`.
 ///
 /// The commands go through a ``RedisCommandQueue`` of its own, so callers never block and the
@@ -7,6 +9,11 @@
 public final class RedisNodeDirectory: NodeDirectory {
     private let keyPrefix: String
     private let commands: RedisCommandQueue
+    /// Redis's answer to the last announcement when it was not stored (a full `noeviction`
+    /// Redis refuses the `SET`, and every node's entry expires meanwhile).
+    private let problem = Mutex<String?>(nil)
+
+    public var announcementProblem: String? { problem.withLock { $0 } }
 
     public init(url: RedisURL, prefix: String, timeout: Duration = .seconds(1)) {
         self.keyPrefix = prefix + "@node:"
@@ -23,7 +30,16 @@ public final class RedisNodeDirectory: NodeDirectory {
 
     public func announce(nodeId: String, document: [UInt8], ttl: Duration) {
         let milliseconds = max(1, ttl.components.seconds * 1000 + ttl.components.attoseconds / 1_000_000_000_000_000)
-        commands.send([Array("SET".utf8), Array((keyPrefix + nodeId).utf8), document, Array("PX".utf8), Array(String(milliseconds).utf8)])
+        let arguments = [Array("SET".utf8), Array((keyPrefix + nodeId).utf8), document, Array("PX".utf8), Array(String(milliseconds).utf8)]
+        commands.send(arguments) { [self] result in
+            self.problem.withLock { problem in
+                switch result {
+                case .success(.error(let message)): problem = "Redis refused this node's announcement: \(message)"
+                case .success: problem = nil
+                case .failure(let error): problem = "this node's announcement failed: \(error)"
+                }
+            }
+        }
     }
 
     public func withdraw(nodeId: String) async {

@@ -16,6 +16,14 @@ import NIOCore
 /// socket (the loop was busy with other work) counts as heard (``SocketReceiveQueue``). Idle
 /// for `pingInterval`, the connection sends a `PING`, so a dead one is found before a publish
 /// needs it and Redis' own `timeout` never closes it as idle.
+///
+/// **The server's role.** `ROLE` is asked with the handshake and every `timeout` (at least a
+/// second) while ready, and a server that is not a master fails the connection: a master demoted to a replica
+/// (`REPLICAOF`, a manual `FAILOVER`, a promoted replica's old master) refuses the history
+/// script (`READONLY`) but still takes `PUBLISH`, which then reaches only its own subscribers,
+/// so the other nodes would never get this node's messages while it acknowledged them. With a
+/// fixed URL a refused `ROLE` (an ACL without it) only turns the check off; found through
+/// Sentinel the master must answer it.
 final class RedisPublisherSession: RedisReplyReceiver {
     typealias Answer = (RedisReply) -> Void
 
@@ -50,23 +58,37 @@ final class RedisPublisherSession: RedisReplyReceiver {
     /// Called once, when the opening commands are answered, with the script's digest (nil
     /// when none was loaded).
     var onReady: ((_ scriptDigest: [UInt8]?) -> Void)?
-    /// Called when a keepalive `PING` is answered.
+    /// Called when a keepalive `PING`, or a `ROLE` asked while ready, is answered (the link
+    /// then schedules its next turn by ``nextDeadline``).
     var onKeepalive: (() -> Void)?
+    /// Called once if the server refused `ROLE` (with a fixed URL: the role goes unchecked).
+    var onRoleUnchecked: ((String) -> Void)?
     /// Called once when the connection fails (refused, closed, unparsable, refused handshake, late).
     var onFailure: ((RedisConnectionError) -> Void)?
 
-    /// - Parameter verifyMaster: ask `ROLE` after the handshake and fail unless the server is a
-    ///   master (a master found through Sentinel may have been demoted since).
+    /// How often a ready session asks `ROLE` again: the timeout, as a hung server is noticed
+    /// within it, and at least a second.
+    private var roleInterval: Duration { max(timeout, .seconds(1)) }
+    /// Whether `ROLE` is asked (until a fixed URL's server refuses it).
+    private var checksRole = true
+    /// `ROLE` must be answered (a master found through Sentinel).
+    private let roleRequired: Bool
+    private var lastRoleCheck: ContinuousClock.Instant
+
+    /// - Parameter roleRequired: a refused `ROLE` fails the connection (a master found through
+    ///   Sentinel); otherwise it only turns the check off.
     init(
-        url: RedisURL, clientName: String, verifyMaster: Bool, loadScript: Bool, timeout: Duration, pingInterval: Duration,
+        url: RedisURL, clientName: String, roleRequired: Bool, loadScript: Bool, timeout: Duration, pingInterval: Duration,
         now: ContinuousClock.Instant
     ) {
         self.url = url
         self.timeout = timeout
         self.pingInterval = pingInterval
+        self.roleRequired = roleRequired
         created = now
         lastHeard = now
         lastUsed = now
+        lastRoleCheck = now
         for command in RedisConnection.handshake(url, clientName: clientName) {
             let name = command[0]
             let server = url.server
@@ -76,20 +98,32 @@ final class RedisPublisherSession: RedisReplyReceiver {
                 }
             }
         }
-        if verifyMaster {
-            send([Array("ROLE".utf8)], now: now) { [unowned self, url] reply in
-                do throws(RedisConnectionError) {
-                    try RedisSentinelDiscovery.requireMaster(reply, at: url)
-                } catch {
-                    fail(error)
-                }
-            }
-        }
+        checkRole(now: now)
         guard loadScript else {
             send([Array("PING".utf8)], now: now) { [unowned self] _ in becameReady(nil) }
             return
         }
         self.loadScript(now: now) { [unowned self] digest in becameReady(digest) }
+    }
+
+    /// Asks `ROLE`: a server that answers as anything but a master fails the connection.
+    private func checkRole(now: ContinuousClock.Instant) {
+        lastRoleCheck = now
+        send([Array("ROLE".utf8)], now: now) { [unowned self, url] reply in
+            if case .error(let message) = reply, !roleRequired {
+                checksRole = false
+                let report = onRoleUnchecked
+                onRoleUnchecked = nil
+                report?(message)
+                return
+            }
+            do throws(RedisConnectionError) {
+                try RedisSentinelDiscovery.requireMaster(reply, at: url)
+            } catch {
+                return fail(error)
+            }
+            if ready { onKeepalive?() }
+        }
     }
 
     /// Starts the TCP connect on `loop` (the name lookup, if any, runs off the loop); the
@@ -150,8 +184,9 @@ final class RedisPublisherSession: RedisReplyReceiver {
     /// When ``tend(now:)`` has something to do: the deadline of what is unanswered, or the next keepalive.
     var nextDeadline: ContinuousClock.Instant {
         if resolving { return created + RedisHostResolver.lookupBound(timeout) }
-        if let waitingSince { return max(waitingSince, lastHeard) + timeout }
-        return lastUsed + pingInterval
+        let due = waitingSince.map { max($0, lastHeard) + timeout } ?? lastUsed + pingInterval
+        guard ready, checksRole else { return due }
+        return min(due, lastRoleCheck + roleInterval)
     }
 
     func addressResolved() {
@@ -172,6 +207,10 @@ final class RedisPublisherSession: RedisReplyReceiver {
             }
             let phase = ready ? "a command" : connecting ? "connect" : "the handshake"
             throw RedisConnectionError("read on \(url.server): no answer to \(phase) within \(timeout)", isTimeout: true)
+        }
+        if ready, checksRole, now - lastRoleCheck >= roleInterval {
+            checkRole(now: now)
+            flush()
         }
         if ready, answers.isEmpty, now - lastUsed >= pingInterval {
             send([Array("PING".utf8)], now: now) { [unowned self] _ in onKeepalive?() }
@@ -207,6 +246,7 @@ final class RedisPublisherSession: RedisReplyReceiver {
         over = true
         onReady = nil
         onKeepalive = nil
+        onRoleUnchecked = nil
         onFailure = nil
         answers.removeAll()
         let closing = channel?.close() ?? attempt?.abandon()

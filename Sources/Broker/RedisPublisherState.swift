@@ -24,7 +24,8 @@ final class RedisPublisherState: @unchecked Sendable {
     /// The current connection answered a round trip, or was not made by an immediate retry:
     /// if it closes, one immediate retry is allowed.
     var retryable = true
-    var warnedErrorReply = false
+    /// When Redis's refusals of publishes are logged.
+    var refusalLog = RedisRefusalLog()
     /// The next turn by time (a deadline, a keepalive, a reconnect).
     var timer = RedisTurnTimer()
     /// The link stopped and the connection is closed: no more turns.

@@ -15,6 +15,8 @@ struct RedisPublishBatch {
     /// The messages of lost groups not answered yet, in order.
     var unanswered: [RedisOutgoing] = []
     var firstError: String?
+    /// Messages Redis refused so far.
+    var refused = 0
 
     /// What goes back to the front of the queue when the connection fails now.
     var unacknowledged: [RedisOutgoing] { unanswered + messages[acknowledged...] }
@@ -141,13 +143,12 @@ extension RedisServerLink {
     private func openPublisherSession(_ target: RedisURL, retrying: Bool, now: ContinuousClock.Instant) {
         let publisher = self.publisher
         let session = RedisPublisherSession(
-            url: target, clientName: "chorus:\(nodeId):pub", verifyMaster: sentinel != nil, loadScript: history.isEnabled,
+            url: target, clientName: "chorus:\(nodeId):pub", roleRequired: sentinel != nil, loadScript: history.isEnabled,
             timeout: timeout, pingInterval: Self.pingInterval(for: timeout), now: now)
         session.onReady = { [self, unowned session] digest in
             guard publisher.session === session else { return }
             publisher.readyAt = ContinuousClock.now
             publisher.scriptDigest = digest
-            publisher.warnedErrorReply = false
             publisher.retryable = !retrying
             update { $0.machine.publisherConnected() }
             publisherTurn()
@@ -156,6 +157,11 @@ extension RedisServerLink {
             publisher.retryable = true
             publisher.backoff.reset()
             schedulePublisherTurn()  // the next keepalive is due before the answer's deadline
+        }
+        session.onRoleUnchecked = { [self, server = target.server] error in
+            logger.warning(
+                "Redis refused ROLE: this node cannot tell if the server is demoted to a replica, where its publishes would reach no other node; allow ROLE in the node's Redis ACL (+role)",
+                metadata: ["server": "\(server)", "error": "\(error)"])
         }
         session.onFailure = { [self, unowned session] error in
             guard publisher.session === session else { return }
@@ -215,8 +221,10 @@ extension RedisServerLink {
             } else {
                 complete(group, of: &batch, reply)
             }
-        } else if case .error(let message) = reply, batch.firstError == nil {
-            batch.firstError = message
+        } else if case .error(let message) = reply {
+            counters.countRefused(group.count)
+            batch.refused += group.count
+            if batch.firstError == nil { batch.firstError = message }
         }
         publisher.batch = batch
         guard batch.due == 0 else { return }
@@ -256,6 +264,8 @@ extension RedisServerLink {
     /// Tells the messages of a script call its reply.
     private func complete(_ group: Range<Int>, of batch: inout RedisPublishBatch, _ reply: RedisReply) {
         guard let outcomes = RedisHistory.outcomes(reply, count: group.count) else {
+            counters.countRefused(group.count)
+            batch.refused += group.count
             for outgoing in batch.messages[group] {
                 outgoing.completion?(.refused("Redis refused the history script: \(reply)"))
             }
@@ -265,6 +275,8 @@ extension RedisServerLink {
         for (outgoing, outcome) in zip(batch.messages[group], outcomes) {
             if let refusal = outcome.refusal {
                 if batch.firstError == nil { batch.firstError = refusal }
+                counters.countRefused(1)
+                batch.refused += 1
                 outgoing.completion?(.refused("Redis refused the history script: \(refusal)"))
             } else {
                 counters.countHistory(duplicate: outcome.duplicate)
@@ -286,9 +298,9 @@ extension RedisServerLink {
         }
         if let errorReply = batch.firstError {
             noteRefusal(errorReply)
-            if !publisher.warnedErrorReply {
-                publisher.warnedErrorReply = true
-                logger.warning("Redis refused a PUBLISH", metadata: ["error": "\(errorReply)"])
+            if let count = publisher.refusalLog.refused(batch.refused, error: errorReply, now: .now) {
+                logger.warning(
+                    "Redis refused publishes", metadata: ["error": "\(errorReply)", "refusedSinceLastLine": "\(count)"])
             }
         }
         publisherTurn()

@@ -26,6 +26,7 @@ enum MetricDescriptions {
         "chorus_subscribed_topics": "Distinct concrete topics subscribed on this node.",
         "chorus_subscribed_patterns": "Distinct wildcard patterns subscribed on this node.",
         "chorus_messages_dropped_total": "Messages dropped, by reason (delivery_backlog: an event loop's inbox was full; adapter_queue: the publish queue was full).",
+        "chorus_messages_refused_total": "Messages Redis refused with an error reply (out of memory, READONLY, NOPERM); those with history were refused to their publishers.",
         "chorus_delivery_paced_drains_total": "Delivery drains an event loop scheduled WEBSOCKET_WRITE_DELAY later because it was busy writing deliveries (a quarter of its time, until under an eighth).",
         "chorus_messages_published_in_fallback_total": "Messages delivered locally while the pub/sub backend was unreachable.",
         "chorus_adapter_malformed_payloads_total": "Messages from the pub/sub backend that could not be decoded.",

@@ -66,7 +66,9 @@ struct StatsCollector: Sendable {
             let decoder = ISO8601.decoder()
             var nodes = try await directory.members().compactMap { try? decoder.decode(NodeStats.self, from: Data($0)) }
             if !nodes.contains(where: { $0.nodeId == own.nodeId }) { nodes.append(own) }
-            return ClusterStats(nodes: nodes.sorted { $0.nodeId < $1.nodeId }, complete: true, error: nil)
+            // Announcements Redis refuses (out of memory) expire: live nodes would be missing.
+            let problem = directory.announcementProblem
+            return ClusterStats(nodes: nodes.sorted { $0.nodeId < $1.nodeId }, complete: problem == nil, error: problem)
         } catch {
             return ClusterStats(nodes: [own], complete: false, error: "cluster directory unreachable: \(error)")
         }

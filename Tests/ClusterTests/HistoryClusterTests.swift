@@ -46,16 +46,54 @@ extension ClusterTests {
             try await withCluster(nodes: 1) { cluster in
                 let publisher = try await cluster.node(1).connect(as: "bob")
                 _ = try await publisher.publishAcknowledged(topic: "chat.oom", data: ["n": 1])
-                _ = try await cluster.redis[0].command(["CONFIG", "SET", "maxmemory-policy", "noeviction"])
-                _ = try await cluster.redis[0].command(["CONFIG", "SET", "maxmemory", "1"])
-                try await publisher.send(json: ["type": "message", "topic": "chat.oom", "data": ["n": 2], "id": "oom"])
-                let reply = try await publisher.next(type: "error", timeout: .seconds(20))
-                #expect(reply["id"] as? String == "oom")
-                #expect(reply["code"] as? Int == 503)
+                try await Self.fill(cluster.redis[0])
+                try await Self.expectRefused(publisher, topic: "chat.oom")
                 _ = try await cluster.redis[0].command(["CONFIG", "SET", "maxmemory", "0"])
                 let after = try await publisher.publishAcknowledged(topic: "chat.oom", data: ["n": 3])
                 #expect(after["offset"] as? Int == 2, "the refused message took no offset")
             }
+        }
+
+        @Test("out of memory (noeviction), a publish to a new topic is refused like any other and stores nothing; a subscribe with history to a new topic is answered and stores nothing either")
+        func refusedNewTopicStoresNothing() async throws {
+            try await withCluster(nodes: 1) { cluster in
+                let publisher = try await cluster.node(1).connect(as: "bob")
+                let reader = try await cluster.node(1).connect(as: "alice")
+                try await Self.fill(cluster.redis[0])
+                try await Self.expectRefused(publisher, topic: "chat.new")
+                let subscribed = try await reader.subscribeWithHistory("chat.unseen", replay: 10)
+                #expect(subscribed["offset"] as? Int == 0)
+                // Before, the script's first write for a new topic was a DEL, which Redis allows
+                // under maxmemory, and after which it let the script write on.
+                let keys = try await cluster.redis[0].command(["KEYS", "pubsub:@history*"])
+                #expect(keys == .array([]), "nothing stored under maxmemory: \(keys)")
+                // Counted and exported, so an alert can fire (ChorusRedisRefusingPublishes).
+                #expect(try await cluster.node(1).adapter()["refused"] as? Int == 1)
+                #expect(try await HTTP.get("\(cluster.node(1).baseURL)/metrics").text.contains("\nchorus_messages_refused_total 1"))
+                // The node's heartbeat is refused too: the cluster list says it may be missing nodes.
+                let incomplete = await eventually(within: .seconds(20)) {
+                    let cluster = try? await HTTP.get("\(cluster.node(1).baseURL)/stats?scope=cluster").json()
+                    return cluster?["complete"] as? Bool == false && (cluster?["error"] as? String ?? "").contains("OOM")
+                }
+                #expect(incomplete)
+                _ = try await cluster.redis[0].command(["CONFIG", "SET", "maxmemory", "0"])
+                let after = try await publisher.publishAcknowledged(topic: "chat.new", data: ["n": 2])
+                #expect(after["offset"] as? Int == 1, "the refused message took no offset")
+            }
+        }
+
+        /// Redis full, refusing writes: `noeviction` at a limit it is over.
+        private static func fill(_ redis: RedisProcess) async throws {
+            _ = try await redis.command(["CONFIG", "SET", "maxmemory-policy", "noeviction"])
+            _ = try await redis.command(["CONFIG", "SET", "maxmemory", "1"])
+        }
+
+        /// A publish to `topic` is answered with error 503.
+        private static func expectRefused(_ publisher: WebSocketClient, topic: String) async throws {
+            try await publisher.send(json: ["type": "message", "topic": topic, "data": ["n": 0], "id": "refused"])
+            let reply = try await publisher.next(type: "error", timeout: .seconds(20))
+            #expect(reply["id"] as? String == "refused")
+            #expect(reply["code"] as? Int == 503)
         }
 
         @Test("Redis restarted without persistence: a subscriber coming back is told recovered:false and the new epoch")
