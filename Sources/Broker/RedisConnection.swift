@@ -57,10 +57,12 @@ final class RedisConnection {
         return context
     }
 
-    /// Whether a refusal of handshake command `name` fails the connection: `AUTH` and `SELECT`
-    /// do; `CLIENT SETNAME` is only a label, which a restricted ACL user may be denied.
-    static func mustSucceed(_ name: String) -> Bool {
-        name != "CLIENT"
+    /// Whether `error`, the answer to handshake command `name`, fails the connection: for `AUTH`
+    /// and `SELECT` any error does; `CLIENT SETNAME` is only a label, which a restricted ACL user
+    /// may be denied, except when the error is Redis refusing the connection itself (`maxclients`
+    /// reached: it answers the first command so and closes), which then names the cause.
+    static func failsHandshake(_ name: String, error: String) -> Bool {
+        name != "CLIENT" || error.hasPrefix("ERR max number of clients")
     }
 
     /// The commands that prepare a fresh connection.

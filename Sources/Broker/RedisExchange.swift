@@ -79,7 +79,7 @@ final class RedisExchange: RedisReplyReceiver {
                     answered.fail(error)
                 case .success(let reply):
                     if index < checked {
-                        if case .error(let message) = reply, RedisConnection.mustSucceed(commands[index][0]) {
+                        if case .error(let message) = reply, RedisConnection.failsHandshake(commands[index][0], error: message) {
                             return answered.fail(RedisConnectionError("\(commands[index][0]) on \(url.server) failed: \(message)"))
                         }
                     } else {

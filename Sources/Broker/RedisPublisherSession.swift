@@ -93,7 +93,7 @@ final class RedisPublisherSession: RedisReplyReceiver {
             let name = command[0]
             let server = url.server
             send(command.map { Array($0.utf8) }, now: now) { [unowned self] reply in
-                if case .error(let message) = reply, RedisConnection.mustSucceed(name) {
+                if case .error(let message) = reply, RedisConnection.failsHandshake(name, error: message) {
                     fail(RedisConnectionError("\(name) on \(server) failed: \(message)"))
                 }
             }

@@ -23,7 +23,7 @@ extension RedisRequestConnection {
     /// `AUTH` or `SELECT` throws.
     func shakeHands(_ url: RedisURL, clientName: String?) throws(RedisConnectionError) {
         for arguments in RedisConnection.handshake(url, clientName: clientName) {
-            if case .error(let message) = try command(arguments.map { Array($0.utf8) }), RedisConnection.mustSucceed(arguments[0]) {
+            if case .error(let message) = try command(arguments.map { Array($0.utf8) }), RedisConnection.failsHandshake(arguments[0], error: message) {
                 throw RedisConnectionError("\(arguments[0]) on \(url.server) failed: \(message)")
             }
         }

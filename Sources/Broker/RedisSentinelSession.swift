@@ -101,7 +101,7 @@ final class RedisSentinelSession: RedisReplyReceiver {
     func received(_ reply: RedisReply) throws(RedisConnectionError) {
         guard handshake.isEmpty else {
             let command = handshake.removeFirst()
-            if case .error(let message) = reply, RedisConnection.mustSucceed(command) {
+            if case .error(let message) = reply, RedisConnection.failsHandshake(command, error: message) {
                 throw RedisConnectionError("\(command) on Sentinel \(url.server) failed: \(message)")
             }
             return

@@ -157,7 +157,7 @@ final class RedisSubscriberSession: RedisReplyReceiver {
     func received(_ reply: RedisReply) throws(RedisConnectionError) {
         guard handshake.isEmpty else {
             let command = handshake.removeFirst()
-            if case .error(let message) = reply, RedisConnection.mustSucceed(command) {
+            if case .error(let message) = reply, RedisConnection.failsHandshake(command, error: message) {
                 throw RedisConnectionError("\(command) on \(url.server) failed: \(message)")
             }
             return

@@ -3,11 +3,12 @@ import Testing
 import TestSupport
 
 extension ClusterTests {
-    /// A fixed `PUBSUB_REDIS_URL` whose server stops being a master without Sentinel
-    /// (`REPLICAOF`, a manual `FAILOVER`): a replica refuses the history script but still takes
-    /// `PUBLISH`, which then reaches only its own subscribers.
-    @Suite("A Redis server demoted to a replica under a fixed URL")
-    struct RedisDemotedServerTests {
+    /// A Redis server that answers but will not serve a node as it needs: one demoted to a
+    /// replica under a fixed `PUBSUB_REDIS_URL` (`REPLICAOF`, a manual `FAILOVER`: it refuses the
+    /// history script but still takes `PUBLISH`, which then reaches only its own subscribers),
+    /// and one at `maxclients`.
+    @Suite("A Redis server that answers but will not serve the node")
+    struct RedisRefusingServerTests {
         @Test("the node asks ROLE and falls back within seconds, naming why, so its publishes are answered scope:node instead of acknowledged and lost for the other nodes; once the server is a master again it is connected")
         func demotedServerFallsBack() async throws {
             try await withCluster(nodes: 1) { cluster in
@@ -21,6 +22,29 @@ extension ClusterTests {
                     throw error
                 }
                 await master.stop()
+            }
+        }
+
+        @Test("a Redis at maxclients: a node that cannot connect names Redis's reason (ERR max number of clients reached) in lastError, not only that the connection was closed")
+        func maxClientsNamed() async throws {
+            try await withCluster(nodes: 1) { cluster in
+                let redis = cluster.redis[0]
+                // Node 1's connections and this command's: one slot is left once it closes.
+                let clients = try await redis.command(["CLIENT", "LIST"]).text?.split(separator: "\n").count ?? 0
+                _ = try await redis.command(["CONFIG", "SET", "maxclients", "\(clients)"])
+                let refused = try await cluster.startNode(2)
+                // Redis answers the first command of a connection past the limit with the error and
+                // closes it; that first command, CLIENT SETNAME, may be refused without failing
+                // the handshake (a restricted ACL), so the error was dropped and only the close seen.
+                let named = await eventually(within: .seconds(20)) {
+                    let backends = (try? await refused.adapter()["backends"] as? [[String: Any]]) ?? []
+                    return (backends.first?["lastError"] as? String ?? "").contains("max number of clients")
+                }
+                let adapter = (try? await refused.adapter()) ?? [:]
+                #expect(named, "\(adapter)")
+                await refused.stop()
+                refused.checkExit()
+                _ = try await redis.command(["CONFIG", "SET", "maxclients", "10000"])
             }
         }
 
