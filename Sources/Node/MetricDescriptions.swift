@@ -12,7 +12,7 @@ enum MetricDescriptions {
     static let help: [String: String] = [
         "chorus_websocket_connections": "Open WebSocket connections.",
         "chorus_websocket_connections_total": "WebSocket connections opened since the node started.",
-        "chorus_messages_published_total": "Messages published through this node (WebSocket and HTTP).",
+        "chorus_messages_published_total": "Messages published through this node (WebSocket and HTTP), counted as they arrive: those Redis then refused too (chorus_messages_refused_total).",
         "chorus_messages_delivered_total": "Messages written to subscribers of this node.",
         "chorus_delivery_latency_seconds": "From a message's arrival at the node until an event loop flushed it to its subscribers; the oldest message of each drain.",
         "chorus_websocket_connections_authenticated": "WebSocket connections that have authenticated.",
