@@ -44,8 +44,9 @@ public struct AdapterStatus: Sendable, Equatable, Codable {
     public var dropped: Int
     /// Messages Redis refused with an error reply (out of memory, `READONLY`, `NOPERM`): those
     /// with history were refused to their publishers (503 / `error`); those without had been
-    /// acknowledged when queued.
-    public var refused: Int
+    /// acknowledged when queued. Optional only so that stats documents of older nodes still
+    /// decode in the cluster view.
+    public var refused: Int?
     /// Payloads received from the backend that were not valid envelopes (skipped).
     public var malformed: Int
     /// State changes over all backends by the state entered (`connected`, `fallback`); a shared
@@ -55,7 +56,7 @@ public struct AdapterStatus: Sendable, Equatable, Codable {
 
     public init(
         adapter: String, state: State, since: Date, transitions: Int = 0,
-        publishedInFallback: Int = 0, dropped: Int = 0, refused: Int = 0, malformed: Int = 0,
+        publishedInFallback: Int = 0, dropped: Int = 0, refused: Int? = nil, malformed: Int = 0,
         transitionsTo: [String: Int]? = nil, backends: [Backend] = []
     ) {
         self.adapter = adapter

@@ -143,10 +143,11 @@ enum RedisHistory {
           epoch = ARGV[5]
           -- The HSET first: under maxmemory Redis refuses it, and a read then stores nothing
           -- (its epoch is not kept, and the first publish draws its own).
-          if pcall(redis.call, 'HSET', KEYS[1], 'epoch', epoch, 'offset', 0) then
-            redis.call('PEXPIRE', KEYS[1], ARGV[6])
-            redis.call('DEL', KEYS[2])
+          if not pcall(redis.call, 'HSET', KEYS[1], 'epoch', epoch, 'offset', 0) then
+            return {epoch, 0, 0, 0}  -- a stream left without its meta is not read either
           end
+          redis.call('PEXPIRE', KEYS[1], ARGV[6])
+          redis.call('DEL', KEYS[2])
         end
         local result = {epoch, tonumber(redis.call('HGET', KEYS[1], 'offset')) or 0, 0, 0}
         local first = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)

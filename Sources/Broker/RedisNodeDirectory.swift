@@ -34,8 +34,8 @@ public final class RedisNodeDirectory: NodeDirectory {
         commands.send(arguments) { [self] result in
             self.problem.withLock { problem in
                 switch result {
-                case .success(.error(let message)): problem = "Redis refused this node's announcement: \(message)"
                 case .success: problem = nil
+                case .failure(let error) where error.isReplyError: problem = "Redis refused this node's announcement: \(error)"
                 case .failure(let error): problem = "this node's announcement failed: \(error)"
                 }
             }

@@ -18,12 +18,14 @@ import NIOCore
 /// needs it and Redis' own `timeout` never closes it as idle.
 ///
 /// **The server's role.** `ROLE` is asked with the handshake and every `timeout` (at least a
-/// second) while ready, and a server that is not a master fails the connection: a master demoted to a replica
-/// (`REPLICAOF`, a manual `FAILOVER`, a promoted replica's old master) refuses the history
-/// script (`READONLY`) but still takes `PUBLISH`, which then reaches only its own subscribers,
-/// so the other nodes would never get this node's messages while it acknowledged them. With a
-/// fixed URL a refused `ROLE` (an ACL without it) only turns the check off; found through
-/// Sentinel the master must answer it.
+/// second) while ready, and a server that is not a master fails the connection. A master
+/// demoted to a replica (`REPLICAOF`, a manual `FAILOVER`, a promoted replica's old master)
+/// refuses the history script (`READONLY`) but still takes `PUBLISH`, which then reaches only
+/// its own subscribers: nodes on the new master would never get this node's messages while it
+/// acknowledged them. Failing the connection also looks the host up again, which finds the new
+/// master where the URL's name follows it (as managed services do). With a fixed URL a `ROLE`
+/// the user may not run (`NOPERM`) only turns the check off; found through Sentinel the master
+/// must answer it.
 final class RedisPublisherSession: RedisReplyReceiver {
     typealias Answer = (RedisReply) -> Void
 
@@ -110,7 +112,7 @@ final class RedisPublisherSession: RedisReplyReceiver {
     private func checkRole(now: ContinuousClock.Instant) {
         lastRoleCheck = now
         send([Array("ROLE".utf8)], now: now) { [unowned self, url] reply in
-            if case .error(let message) = reply, !roleRequired {
+            if case .error(let message) = reply, !roleRequired, Self.deniesCommand(message) {
                 checksRole = false
                 let report = onRoleUnchecked
                 onRoleUnchecked = nil
@@ -124,6 +126,12 @@ final class RedisPublisherSession: RedisReplyReceiver {
             }
             if ready { onKeepalive?() }
         }
+    }
+
+    /// An error that says the user may not run the command at all (an ACL without it, a
+    /// proxy that does not know it), rather than that the server cannot now (`BUSY`, `LOADING`).
+    static func deniesCommand(_ error: String) -> Bool {
+        error.hasPrefix("NOPERM") || error.hasPrefix("ERR unknown command")
     }
 
     /// Starts the TCP connect on `loop` (the name lookup, if any, runs off the loop); the

@@ -37,7 +37,7 @@ final class StatsMetrics: Sendable {
         gauge("chorus_subscribed_patterns", stats.subscriptions.patterns)
         counter("chorus_messages_dropped_total", ["reason": "delivery_backlog"], stats.messages.droppedBacklog ?? 0)
         counter("chorus_messages_dropped_total", ["reason": "adapter_queue"], stats.adapter.dropped)
-        counter("chorus_messages_refused_total", [:], stats.adapter.refused)
+        counter("chorus_messages_refused_total", [:], stats.adapter.refused ?? 0)
         counter("chorus_messages_published_in_fallback_total", [:], stats.adapter.publishedInFallback)
         counter("chorus_delivery_paced_drains_total", [:], stats.messages.pacedDrains ?? 0)
         counter("chorus_gap_notices_total", [:], stats.messages.gapNotices ?? 0)

@@ -16,11 +16,15 @@ struct RedisRefusalLogTests {
         #expect(log.refused(2, error: oom, now: start + .seconds(60)) == 8, "those since the last line")
     }
 
-    @Test("another kind of refusal is logged at once, and the first kind again after it")
-    func newKindAtOnce() {
+    @Test("another kind of refusal is logged at once; kinds that alternate are each still logged once a minute, each with its own count")
+    func kindsApart() {
         var log = RedisRefusalLog()
-        #expect(log.refused(1, error: "OOM command not allowed", now: start) == 1)
-        #expect(log.refused(1, error: "READONLY You can't write against a read only replica.", now: start + .seconds(1)) == 1)
-        #expect(log.refused(1, error: "OOM command not allowed", now: start + .seconds(2)) == 1)
+        let (oom, noperm) = ("OOM command not allowed", "NOPERM this user has no permissions to access the channel")
+        #expect(log.refused(1, error: oom, now: start) == 1)
+        #expect(log.refused(1, error: noperm, now: start + .seconds(1)) == 1)
+        #expect(log.refused(2, error: oom, now: start + .seconds(2)) == nil)
+        #expect(log.refused(3, error: noperm, now: start + .seconds(3)) == nil)
+        #expect(log.refused(1, error: oom, now: start + .seconds(60)) == 3)
+        #expect(log.refused(1, error: noperm, now: start + .seconds(61)) == 4)
     }
 }
