@@ -41,9 +41,9 @@ enum RedisHistory {
     /// meta is gone ignores id keys left from its old stream.
     ///
     /// A command that fails (Redis refuses a script's first write under `maxmemory`, or on a
-    /// replica; for a new topic that is its meta's `HSET`, before anything else) refuses that message and every later one of the call; the earlier ones stay
-    /// stored and published, and their topics' meta is still written, so offsets go on without a
-    /// gap. `NOSCRIPT`, or an error reply to the whole call, means nothing was done.
+    /// replica; for a new topic that is its meta's `HSET`, before anything else) refuses that
+    /// message and every later one of the call; the earlier ones stay stored and published, and
+    /// their topics' meta is still written, so offsets go on without a gap. `NOSCRIPT`, or an error reply to the whole call, means nothing was done.
     static let publishScript = """
         local size, ttl, newEpoch = ARGV[1], ARGV[2], ARGV[3]
         local topics, order, seen, result = {}, {}, {}, {}

@@ -15,8 +15,16 @@ struct RedisPublishBatch {
     /// The messages of lost groups not answered yet, in order.
     var unanswered: [RedisOutgoing] = []
     var firstError: String?
-    /// Messages Redis refused so far.
-    var refused = 0
+    /// Messages Redis refused so far (``refuse(_:)``).
+    private(set) var refused = 0
+
+    /// Notes `count` messages Redis refused (with `error`, when it answered one), in the
+    /// adapter's counters too.
+    mutating func refuse(_ count: Int, error: String?, counters: RedisAdapterCounters) {
+        counters.countRefused(count)
+        refused += count
+        if firstError == nil { firstError = error }
+    }
 
     /// What goes back to the front of the queue when the connection fails now.
     var unacknowledged: [RedisOutgoing] { unanswered + messages[acknowledged...] }
@@ -222,9 +230,7 @@ extension RedisServerLink {
                 complete(group, of: &batch, reply)
             }
         } else if case .error(let message) = reply {
-            counters.countRefused(group.count)
-            batch.refused += group.count
-            if batch.firstError == nil { batch.firstError = message }
+            batch.refuse(group.count, error: message, counters: counters)
         }
         publisher.batch = batch
         guard batch.due == 0 else { return }
@@ -264,19 +270,16 @@ extension RedisServerLink {
     /// Tells the messages of a script call its reply.
     private func complete(_ group: Range<Int>, of batch: inout RedisPublishBatch, _ reply: RedisReply) {
         guard let outcomes = RedisHistory.outcomes(reply, count: group.count) else {
-            counters.countRefused(group.count)
-            batch.refused += group.count
             for outgoing in batch.messages[group] {
                 outgoing.completion?(.refused("Redis refused the history script: \(reply)"))
             }
-            if case .error(let message) = reply, batch.firstError == nil { batch.firstError = message }
+            let error: String? = if case .error(let message) = reply { message } else { nil }
+            batch.refuse(group.count, error: error, counters: counters)
             return
         }
         for (outgoing, outcome) in zip(batch.messages[group], outcomes) {
             if let refusal = outcome.refusal {
-                if batch.firstError == nil { batch.firstError = refusal }
-                counters.countRefused(1)
-                batch.refused += 1
+                batch.refuse(1, error: refusal, counters: counters)
                 outgoing.completion?(.refused("Redis refused the history script: \(refusal)"))
             } else {
                 counters.countHistory(duplicate: outcome.duplicate)
