@@ -121,6 +121,23 @@ enum RedisHistory {
         return result
         """
 
+    /// KEYS, per topic: meta, stream. ARGV, per topic: the epoch and the offset a node read last
+    /// (``RedisStreamPositions``). A topic still in that epoch whose offset is behind it lost
+    /// writes (Redis came back with older data): its meta and stream are deleted, so that its
+    /// next message starts a new epoch instead of giving out offsets clients have seen. Returns
+    /// how many topics it reset. `DEL` is allowed under `maxmemory`.
+    static let rewindScript = """
+        local reset = 0
+        for i = 1, #KEYS, 2 do
+          local epoch, offset = unpack(redis.call('HMGET', KEYS[i], 'epoch', 'offset'))
+          if epoch == ARGV[i] and offset and tonumber(offset) < tonumber(ARGV[i + 1]) then
+            redis.call('DEL', KEYS[i], KEYS[i + 1])
+            reset = reset + 1
+          end
+        end
+        return reset
+        """
+
     /// Messages in one call of ``publishScript`` at most: enough to spread the call's own cost
     /// and each topic's meta reads and writes, few enough that one call holds Redis for well
     /// under a millisecond.

@@ -111,7 +111,10 @@ extension RedisServerLink {
                 subscriber.triedGeneration = opening.generation
                 openSession(opening, now: now)
             }
-            if let changes, let session = subscriber.session { session.send(changes, now: now) }
+            if let changes, let session = subscriber.session {
+                session.send(changes, now: now)
+                for channel in changes.unsubscribe { subscriber.positions.forget(channel: channel, prefix: channels.prefix) }
+            }
             placeEchoBarrier(now: now)
             try subscriber.session?.tend(now: ContinuousClock.now)
         } catch {
@@ -158,7 +161,7 @@ extension RedisServerLink {
         let session = RedisSubscriberSession(
             url: opening.target, clientName: "chorus:\(nodeId):sub", channels: channels, subscribe: opening.channels,
             psubscribe: opening.globs, patterns: opening.patterns, through: opening.through, timeout: timeout,
-            pingInterval: Self.pingInterval(for: timeout), now: now)
+            pingInterval: Self.pingInterval(for: timeout), now: now, checks: subscriber.positions.checks(channels))
         session.onBurst = { [self, unowned session] progress in
             guard subscriber.session === session else { return }
             received(progress, on: session)
@@ -182,6 +185,8 @@ extension RedisServerLink {
                 level: level, "Skipped malformed payloads from Redis",
                 metadata: ["count": "\(progress.malformed)", "error": "\(progress.lastProblem ?? "")"])
         }
+        noteRewind(progress)
+        for envelope in progress.envelopes { subscriber.positions.note(envelope) }
         let pings = session.unansweredPings
         let confirmed = session.confirmedThrough
         if progress.becameReady {
@@ -235,6 +240,18 @@ extension RedisServerLink {
             return
         }
         scheduleSubscriberTurn()
+    }
+
+    /// Logs what the connection's checks for lost history found (``RedisStreamPositions``).
+    private func noteRewind(_ progress: RedisSubscriberSession.Progress) {
+        if progress.rewound > 0 {
+            logger.warning(
+                "Redis came back without messages this node had read (an older snapshot, a replica that was behind): their topics start a new epoch, and clients recovering from the old one are told recovered:false",
+                metadata: ["topics": "\(progress.rewound)"])
+        }
+        if let error = progress.rewindError {
+            logger.warning("Could not check whether Redis lost history this node had read", metadata: ["error": "\(error)"])
+        }
     }
 
     /// The current session failed: closes it, falls back, and schedules the reconnect.

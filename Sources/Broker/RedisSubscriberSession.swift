@@ -8,8 +8,9 @@ import NIOPosix
 /// **Ownership.** Created, used and dropped on the link's subscriber event loop only (not
 /// `Sendable`); its callbacks (``onBurst``, ``onFailure``) run there too.
 ///
-/// At the start everything is written in one go: the handshake, a `SUBSCRIBE`/`PSUBSCRIBE`
-/// for every interest, and a `PING`, the *readiness marker*: Redis answers in order, so its
+/// At the start everything is written in one go: the handshake, the checks for data Redis
+/// lost (``RedisStreamPositions``, before the subscriptions: what is published after them
+/// reaches this node), a `SUBSCRIBE`/`PSUBSCRIBE` for every interest, and a `PING`, the *readiness marker*: Redis answers in order, so its
 /// `pong` means that every subscription before it is in place (``Progress/becameReady``).
 /// Later interest changes are followed by a `PING` of their own, and an idle connection gets a
 /// keepalive `PING` every `pingInterval`. While a `PING` (the marker included, which also
@@ -48,8 +49,11 @@ final class RedisSubscriberSession: RedisReplyReceiver {
     private var lastHeard: ContinuousClock.Instant
     /// Bytes waiting unread excuse a late answer once per arrival (``UnreadBytesGrace``).
     private var grace = UnreadBytesGrace()
-    /// Handshake commands whose reply has not been read yet.
+    /// Handshake commands (and checks) whose reply has not been read yet.
     private var handshake: [String]
+    /// What the checks' replies said, for the next ``Progress``.
+    private var rewound = 0
+    private var rewindError: String?
     /// `PING`s sent and answered on this connection, keepalives included.
     private var pingsSent = 0
     private var pongsSeen = 0
@@ -71,18 +75,22 @@ final class RedisSubscriberSession: RedisReplyReceiver {
         var lastProblem: String?
         /// The readiness marker was answered just now.
         var becameReady = false
+        /// Topics the checks found behind what this node read, and reset (``RedisHistory/rewindScript``).
+        var rewound = 0
+        /// A check Redis refused (an ACL without `EVAL`, a replica), if any.
+        var rewindError: String?
     }
 
     init(
         url: RedisURL, clientName: String, channels: RedisChannels, subscribe: [String], psubscribe: [String],
         patterns: SubscriptionIndex<TopicPattern>, through: UInt64, timeout: Duration, pingInterval: Duration,
-        now: ContinuousClock.Instant
+        now: ContinuousClock.Instant, checks: [[String]] = []
     ) {
         self.url = url
         self.timeout = timeout
         self.pingInterval = pingInterval
         reader = RedisSubscriptionReader(channels: channels, patterns: patterns)
-        let handshakeCommands = RedisConnection.handshake(url, clientName: clientName)
+        let handshakeCommands = RedisConnection.handshake(url, clientName: clientName) + checks
         handshake = handshakeCommands.map { $0[0] }
         created = now
         lastAnswer = now
@@ -157,6 +165,14 @@ final class RedisSubscriberSession: RedisReplyReceiver {
     func received(_ reply: RedisReply) throws(RedisConnectionError) {
         guard handshake.isEmpty else {
             let command = handshake.removeFirst()
+            if command == "EVAL" {
+                switch reply {
+                case .integer(let reset): rewound += reset
+                case .error(let message): rewindError = message
+                default: rewindError = "unexpected reply \(reply)"
+                }
+                return
+            }
             if case .error(let message) = reply, RedisConnection.failsHandshake(command, error: message) {
                 throw RedisConnectionError("\(command) on \(url.server) failed: \(message)")
             }
@@ -177,6 +193,8 @@ final class RedisSubscriberSession: RedisReplyReceiver {
         progress.gaps = outcome.gaps
         progress.malformed = outcome.malformed
         progress.lastProblem = outcome.lastProblem
+        (progress.rewound, progress.rewindError) = (rewound, rewindError)
+        (rewound, rewindError) = (0, nil)
         if outcome.pongs > 0 {
             pings.removeFirst(min(outcome.pongs, pings.count))
             pongsSeen += outcome.pongs

@@ -24,6 +24,8 @@ final class RedisSubscriberState: @unchecked Sendable {
     var timer = RedisTurnTimer()
     /// The link stopped and the connection is closed: no more turns.
     var finished = false
+    /// The newest history position read per topic: checked against Redis at each connect.
+    var positions = RedisStreamPositions()
 
     init(loop: any EventLoop) {
         self.loop = loop

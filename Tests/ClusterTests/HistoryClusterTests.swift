@@ -132,6 +132,38 @@ extension ClusterTests {
             }
         }
 
+        @Test("Redis came back with older data (a snapshot older than its last writes): the topic starts a new epoch, so new messages reuse no offset a client saw, and a client recovering from one is told recovered:false")
+        func rewoundRedisStartsNewEpoch() async throws {
+            try await withCluster(nodes: 2) { cluster in
+                let topic = "chat.rewound"
+                let subscriber = try await cluster.node(2).connect(as: "alice")
+                _ = try await subscriber.subscribeWithHistory(topic)
+                let publisher = try await cluster.node(1).connect(as: "pub")
+                for n in 1...3 { _ = try await publisher.publishAcknowledged(topic: topic, data: ["n": n]) }
+                _ = try await cluster.redis[0].command(["SAVE"])
+                for n in 4...6 { _ = try await publisher.publishAcknowledged(topic: topic, data: ["n": n]) }
+                let seen = try #require(try await subscriber.messages(of: topic, through: 6).last.flatMap(HistoryMark.init))
+                await cluster.redis[0].kill()
+                try await cluster.redis[0].start()  // from the snapshot: the topic is back at offset 3
+                try await cluster.waitUntilAdapters(are: "connected")
+                let republisher = try await cluster.node(1).connect(as: "pub2")  // the first was told of a gap
+                var after: [HistoryMark] = []
+                for n in 7...9 {
+                    after.append(try #require(HistoryMark(try await republisher.publishAcknowledged(topic: topic, data: ["n": n]))))
+                }
+                // Before, they were offsets 4 to 6 of the same epoch: SDKs dropped them as repeats,
+                // and a client recovering from offset 6 was told recovered:true without them.
+                #expect(after.allSatisfy { $0.epoch != seen.epoch }, "a new epoch: \(after) after \(seen)")
+                #expect(after.map(\.offset) == [1, 2, 3])
+                let live = try await subscriber.messages(of: topic, through: 3)
+                #expect(live.map { ($0["data"] as? [String: Any])?["n"] as? Int } == [7, 8, 9])
+                let back = try await cluster.node(2).connect(as: "bob")
+                let reply = try await back.subscribeWithHistory(topic, since: seen)
+                #expect(reply["recovered"] as? Bool == false)
+                #expect(HistoryMark(reply) == after.last)
+            }
+        }
+
         /// Three messages published on node 1 and received on node 2; the last one's position.
         private func publishAndSee(_ cluster: Cluster, topic: String) async throws -> HistoryMark {
             let subscriber = try await cluster.node(2).connect(as: "alice")
