@@ -283,6 +283,9 @@ extension RedisServerLink {
                 outgoing.completion?(.refused("Redis refused the history script: \(refusal)"))
             } else {
                 counters.countHistory(duplicate: outcome.duplicate)
+                if let topic = outgoing.historyTopic, let position = outcome.position {
+                    subscriber.positions.note(topic, position)
+                }
                 outgoing.completion?(outcome)
             }
         }

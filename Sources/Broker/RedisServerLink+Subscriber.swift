@@ -185,7 +185,7 @@ extension RedisServerLink {
                 level: level, "Skipped malformed payloads from Redis",
                 metadata: ["count": "\(progress.malformed)", "error": "\(progress.lastProblem ?? "")"])
         }
-        noteRewind(progress)
+        noteRewind(progress.rewound, error: progress.rewindError)
         for envelope in progress.envelopes { subscriber.positions.note(envelope) }
         let pings = session.unansweredPings
         let confirmed = session.confirmedThrough
@@ -242,14 +242,14 @@ extension RedisServerLink {
         scheduleSubscriberTurn()
     }
 
-    /// Logs what the connection's checks for lost history found (``RedisStreamPositions``).
-    private func noteRewind(_ progress: RedisSubscriberSession.Progress) {
-        if progress.rewound > 0 {
+    /// Logs what a connection's checks for lost history found (``RedisStreamPositions``).
+    private func noteRewind(_ rewound: Int, error: String?) {
+        if rewound > 0 {
             logger.warning(
                 "Redis came back without messages this node had read (an older snapshot, a replica that was behind): their topics start a new epoch, and clients recovering from the old one are told recovered:false",
-                metadata: ["topics": "\(progress.rewound)"])
+                metadata: ["topics": "\(rewound)"])
         }
-        if let error = progress.rewindError {
+        if let error {
             logger.warning("Could not check whether Redis lost history this node had read", metadata: ["error": "\(error)"])
         }
     }

@@ -1,5 +1,6 @@
-/// The newest history position a link's subscriber has read from its Redis server, per topic:
-/// what lets a node notice that the server came back with older data than it had served.
+/// The newest history position a link has seen from its Redis server, per topic (read by its
+/// subscriber, or answered to its publisher): what lets a node notice that the server came
+/// back with older data than it had served.
 ///
 /// A Redis that loses acknowledged writes (restarted from a snapshot older than its last
 /// writes, AOF `everysec`'s last second, a replica that was behind promoted by a failover)
@@ -10,53 +11,75 @@
 /// with these positions: a topic whose offset in Redis is behind what this node read, in the
 /// same epoch, loses its meta and stream, and its next message starts a new epoch: clients
 /// recovering from the old one are told `recovered: false`, as after any lost history, and
-/// the new offsets are not taken for repeats.
+/// the new offsets are not taken for repeats. The node publishes through Redis again only once
+/// its subscriber is back, so after that check: a node that published the lost messages does
+/// not give their offsets out again.
 ///
-/// What it cannot see: a topic this node did not read (no subscriber here, or past
-/// ``limit``), and a loss that publishes made after the server came back and before the
-/// check have covered again (offsets past what this node read).
+/// What it cannot see: a topic this node neither read nor published to (or not among the
+/// ``limit`` most recent), and a loss that other nodes' publishes, made after the server came
+/// back and before this node's check, have covered again (offsets past what this node saw).
 ///
-/// **Ownership.** A value owned by the link's subscriber loop (``RedisSubscriberState``).
+/// **Ownership.** A value owned by the link's loop (``RedisSubscriberState``), which its
+/// subscriber and publisher share.
 struct RedisStreamPositions {
-    /// Topics remembered at most: the topics a pattern brings are not bounded by the node's
-    /// subscriptions. Past it, new topics are not remembered.
+    /// Topics remembered at most: a node may publish to, or a pattern bring, any number of
+    /// topics. The most recently noted are kept (two generations of half the limit each).
     static let defaultLimit = 100_000
     /// Topics per call of the check script.
     static let chunk = 256
 
     let limit: Int
-    private(set) var positions: [Topic: HistoryPosition] = [:]
+    /// Noted since the generation turned, and in the generation before.
+    private var recent: [Topic: HistoryPosition] = [:]
+    private var older: [Topic: HistoryPosition] = [:]
 
     init(limit: Int = defaultLimit) {
-        self.limit = limit
+        self.limit = max(2, limit)
     }
 
-    var isEmpty: Bool { positions.isEmpty }
-    var count: Int { positions.count }
+    var isEmpty: Bool { recent.isEmpty && older.isEmpty }
+    var count: Int { recent.count + older.count }
 
-    /// Remembers `envelope`'s position when it is newer than the one known for its topic, or
-    /// of another epoch (the epoch a topic is in now is the one its messages carry).
+    /// The position known for `topic`.
+    subscript(topic: Topic) -> HistoryPosition? { recent[topic] ?? older[topic] }
+
+    /// Remembers `envelope`'s position (see ``note(_:_:)``).
     mutating func note(_ envelope: Envelope) {
-        guard let topic = envelope.topic, let offset = envelope.offset, let epoch = envelope.epoch else { return }
-        if let known = positions[topic] {
-            guard known.epoch != epoch || known.offset < offset else { return }
-        } else if positions.count >= limit {
+        guard let topic = envelope.topic, let position = envelope.historyPosition else { return }
+        note(topic, position)
+    }
+
+    /// Remembers `position` for `topic` when it is newer than the one known, or of another epoch
+    /// (the epoch a topic is in now is the one its messages carry).
+    mutating func note(_ topic: Topic, _ position: HistoryPosition) {
+        if let known = recent[topic] {
+            if known.epoch != position.epoch || known.offset < position.offset { recent[topic] = position }
             return
         }
-        positions[topic] = HistoryPosition(offset: offset, epoch: epoch)
+        var position = position
+        if let known = older.removeValue(forKey: topic), known.epoch == position.epoch, known.offset > position.offset {
+            position = known
+        }
+        recent[topic] = position
+        if recent.count >= limit / 2 {
+            older = recent
+            recent = [:]
+        }
     }
 
     /// Forgets the topic of `channel` (unsubscribed: nobody here reads it any more).
     mutating func forget(channel: String, prefix: String) {
-        guard channel.hasPrefix(prefix), !positions.isEmpty else { return }
-        positions[Topic(unchecked: String(channel.dropFirst(prefix.count)))] = nil
+        guard channel.hasPrefix(prefix), !isEmpty else { return }
+        let topic = Topic(unchecked: String(channel.dropFirst(prefix.count)))
+        recent[topic] = nil
+        older[topic] = nil
     }
 
     /// The check script's calls for every remembered topic, ``chunk`` topics each (`EVAL`,
     /// script, key count, keys, arguments).
     func checks(_ channels: RedisChannels) -> [[String]] {
         var commands: [[String]] = []
-        let entries = Array(positions)
+        let entries = Array(recent) + Array(older)
         var start = 0
         while start < entries.count {
             let part = entries[start..<min(start + Self.chunk, entries.count)]

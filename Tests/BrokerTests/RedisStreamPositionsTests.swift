@@ -16,23 +16,28 @@ struct RedisStreamPositionsTests {
         return envelope
     }
 
-    @Test("the newest position per topic is kept; an older one is not; another epoch replaces it; past the limit new topics are not kept")
+    @Test("the newest position per topic is kept; an older one is not; another epoch replaces it; the most recently noted topics are kept, in two generations of half the limit")
     func notes() throws {
-        var positions = RedisStreamPositions(limit: 2)
+        let (a, b, c) = (try Topic("a"), try Topic("b"), try Topic("c"))
+        var positions = RedisStreamPositions(limit: 4)
         positions.note(Self.envelope("a", offset: 5, epoch: "E"))
         positions.note(Self.envelope("a", offset: 4, epoch: "E"))  // a pattern's second copy, say
-        #expect(positions.positions[try Topic("a")] == HistoryPosition(offset: 5, epoch: "E"))
+        #expect(positions[a] == HistoryPosition(offset: 5, epoch: "E"))
         positions.note(Self.envelope("a", offset: 1, epoch: "F"))
-        #expect(positions.positions[try Topic("a")] == HistoryPosition(offset: 1, epoch: "F"))
+        #expect(positions[a] == HistoryPosition(offset: 1, epoch: "F"))
         positions.note(Self.envelope("b", offset: nil, epoch: nil))  // no history
         #expect(positions.count == 1)
-        positions.note(Self.envelope("b", offset: 2, epoch: "E"))
+        positions.note(Self.envelope("b", offset: 2, epoch: "E"))  // a generation is full: it turns
         positions.note(Self.envelope("c", offset: 2, epoch: "E"))
-        #expect(positions.count == 2)
-        #expect(positions.positions[try Topic("c")] == nil)
-        positions.forget(channel: "pubsub:b", prefix: "pubsub:")
+        #expect(positions.count == 3)
+        positions.note(a, HistoryPosition(offset: 0, epoch: "F"))  // from the older generation, kept newest
+        #expect(positions[a] == HistoryPosition(offset: 1, epoch: "F"))
+        #expect(positions[b] == nil, "the least recently noted topic is gone")
+        #expect(positions[c] == HistoryPosition(offset: 2, epoch: "E"))
+        positions.forget(channel: "pubsub:c", prefix: "pubsub:")
         positions.forget(channel: "other:a", prefix: "pubsub:")
-        #expect(Set(positions.positions.keys) == [try Topic("a")])
+        #expect(positions.count == 1)
+        #expect(positions[a] != nil)
     }
 
     @Test("the checks cover every topic in calls of at most the chunk")

@@ -164,6 +164,30 @@ extension ClusterTests {
             }
         }
 
+        @Test("Redis came back with older data, and no node was subscribed to the topic: the node that published the lost messages starts a new epoch before its next publish")
+        func rewoundRedisSeenByPublisher() async throws {
+            try await withCluster(nodes: 1) { cluster in
+                let topic = "chat.rewound-unread"
+                let publisher = try await cluster.node(1).connect(as: "pub")
+                for n in 1...3 { _ = try await publisher.publishAcknowledged(topic: topic, data: ["n": n]) }
+                _ = try await cluster.redis[0].command(["SAVE"])
+                var seen: HistoryMark?
+                for n in 4...6 { seen = HistoryMark(try await publisher.publishAcknowledged(topic: topic, data: ["n": n])) }
+                let last = try #require(seen)
+                await cluster.redis[0].kill()
+                try await cluster.redis[0].start()
+                try await cluster.waitUntilAdapters(are: "connected")
+                let republisher = try await cluster.node(1).connect(as: "pub2")
+                var after: HistoryMark?
+                for n in 7...9 { after = HistoryMark(try await republisher.publishAcknowledged(topic: topic, data: ["n": n])) }
+                #expect(after?.offset == 3, "offsets start again in the new epoch")
+                #expect(after?.epoch != last.epoch)
+                let back = try await cluster.node(1).connect(as: "alice")
+                let reply = try await back.subscribeWithHistory(topic, since: last)
+                #expect(reply["recovered"] as? Bool == false)
+            }
+        }
+
         /// Three messages published on node 1 and received on node 2; the last one's position.
         private func publishAndSee(_ cluster: Cluster, topic: String) async throws -> HistoryMark {
             let subscriber = try await cluster.node(2).connect(as: "alice")
