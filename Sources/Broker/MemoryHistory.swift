@@ -115,7 +115,8 @@ public final class MemoryHistory: Sendable {
     /// 8 random bytes in hex: an epoch no other stream has had.
     public static func randomEpoch() -> String {
         var generator = SystemRandomNumberGenerator()
-        return String(generator.next() as UInt64, radix: 16)
+        let hex = String(generator.next() as UInt64, radix: 16)
+        return String(repeating: "0", count: 16 - hex.count) + hex
     }
 
     /// Stores `envelope` (a message on `topic`, which the policy covers) and sets its

@@ -8,7 +8,10 @@ import Synchronization
 /// - `pubsub:@history:chat.lobby`: a stream of the last `HISTORY_SIZE` messages (`XADD MAXLEN`,
 ///   exact), entry id `<offset>-0`, one field `e` holding the envelope as published;
 /// - `pubsub:@history-meta:chat.lobby`: a hash with `epoch` and `offset` (the last assigned);
-/// - `pubsub:@history-id:chat.lobby/<messageId>`: the offset a `messageId` was stored at. The
+/// - `pubsub:@history-id:chat.lobby/<messageId>`: the offset and epoch a `messageId` was stored
+///   at, `<offset>\0<epoch>`. Lua's `tonumber` stops at the NUL, so a node from before the
+///   epoch was added reads the offset as it always did; a bare offset, which such a node
+///   writes, counts as the current epoch's. The
 ///   `/` ends the topic: no topic has one, while a `:` (allowed in topics) would let topic
 ///   `rooms` with id `lobby:K` and topic `rooms:lobby` with id `K` share a key.
 ///
@@ -37,8 +40,8 @@ enum RedisHistory {
     /// written back and both keys' TTLs refreshed once at the end: a script runs atomically, so
     /// no reader sees the hash between. Per message there remain the `XADD` (with `MAXLEN`), the
     /// `PUBLISH` and, with a `messageId`, a `GET` and a `SET` of its id key. A `messageId` seen
-    /// earlier in the same call is a duplicate like one seen in an earlier call. A topic whose
-    /// meta is gone ignores id keys left from its old stream.
+    /// earlier in the same call is a duplicate like one seen in an earlier call. An id key of
+    /// another epoch (left from a stream that was lost or reset) is not a duplicate.
     ///
     /// A command that fails (Redis refuses a script's first write under `maxmemory`, or on a
     /// replica; for a new topic that is its meta's `HSET`, before anything else) refuses that
@@ -75,7 +78,19 @@ enum RedisHistory {
             local earlier = nil
             if idkey then
               earlier = seen[idkey]
-              if not earlier and t.old then earlier = redis.call('GET', idkey) end
+              if not earlier and t.old then
+                local stored = redis.call('GET', idkey)
+                if stored then
+                  -- An id stored under another epoch (the topic's history was reset since) is
+                  -- not a duplicate of anything in this one.
+                  local at, epoch = string.match(stored, '^(%d+)%z(.+)$')
+                  if not at then
+                    earlier = stored
+                  elseif epoch == t.epoch then
+                    earlier = at
+                  end
+                end
+              end
             end
             if earlier then
               result[#result + 1] = 0
@@ -86,7 +101,7 @@ enum RedisHistory {
               redis.call('XADD', stream, 'MAXLEN', size, offset .. '-0', 'e', payload)
               t.offset = offset
               if idkey then
-                redis.call('SET', idkey, offset, 'PX', ttl)
+                redis.call('SET', idkey, offset .. '\\0' .. t.epoch, 'PX', ttl)
                 seen[idkey] = offset
               end
               redis.call('PUBLISH', ARGV[a], payload)

@@ -6,9 +6,10 @@ import NIOCore
 /// **Ownership.** Created, used and dropped on the link's event loop only (not `Sendable`); the
 /// answers and ``onFailure``/``onReady`` run there too.
 ///
-/// At the start the handshake (`AUTH`, `SELECT`, `CLIENT SETNAME`) and, when the link keeps
-/// history, `SCRIPT LOAD` of ``RedisHistory/publishScript`` are written in one go; the
-/// connection is *ready* (``onReady``, with the script's digest) once they are answered.
+/// At the start the handshake (`AUTH`, `SELECT`, `CLIENT SETNAME`), the checks for history
+/// Redis lost (``RedisStreamPositions``) and, when the link keeps history, `SCRIPT LOAD` of
+/// ``RedisHistory/publishScript`` are written in one go; the connection is *ready*
+/// (``onReady``, with the script's digest) once they are answered.
 ///
 /// **Deadlines.** While any command is unanswered (the opening ones bound the connect),
 /// Redis must send something within `timeout`, or ``tend(now:)`` throws a timeout: a hung
@@ -63,6 +64,8 @@ final class RedisPublisherSession: RedisReplyReceiver {
     /// Called when a keepalive `PING`, or a `ROLE` asked while ready, is answered (the link
     /// then schedules its next turn by ``nextDeadline``).
     var onKeepalive: (() -> Void)?
+    /// Called when a check for lost history reset topics (their count), or was denied (the error).
+    var onRewindChecked: ((_ reset: Int, _ denied: String?) -> Void)?
     /// Called once if the server refused `ROLE` (with a fixed URL: the role goes unchecked).
     var onRoleUnchecked: ((String) -> Void)?
     /// Called once when the connection fails (refused, closed, unparsable, refused handshake, late).
@@ -81,7 +84,7 @@ final class RedisPublisherSession: RedisReplyReceiver {
     ///   Sentinel); otherwise it only turns the check off.
     init(
         url: RedisURL, clientName: String, roleRequired: Bool, loadScript: Bool, timeout: Duration, pingInterval: Duration,
-        now: ContinuousClock.Instant
+        now: ContinuousClock.Instant, checks: [[String]] = []
     ) {
         self.url = url
         self.timeout = timeout
@@ -101,6 +104,7 @@ final class RedisPublisherSession: RedisReplyReceiver {
             }
         }
         checkRole(now: now)
+        checkHistory(checks, now: now)
         guard loadScript else {
             send([Array("PING".utf8)], now: now) { [unowned self] _ in becameReady(nil) }
             return
@@ -125,6 +129,20 @@ final class RedisPublisherSession: RedisReplyReceiver {
                 return fail(error)
             }
             if ready { onKeepalive?() }
+        }
+    }
+
+    /// Sends the checks for history Redis lost (``RedisHistory/rewindScript``) ahead of
+    /// whatever is sent next: an error other than a denied command fails the connection.
+    func checkHistory(_ checks: [[String]], now: ContinuousClock.Instant) {
+        for check in checks {
+            send(check.map { Array($0.utf8) }, now: now) { [unowned self, url] reply in
+                switch reply {
+                case .integer(let reset): if reset > 0 { onRewindChecked?(reset, nil) }
+                case .error(let message) where Self.deniesCommand(message): onRewindChecked?(0, message)
+                default: fail(RedisConnectionError("the check for lost history on \(url.server) failed: \(reply)"))
+                }
+            }
         }
     }
 

@@ -152,7 +152,9 @@ extension RedisServerLink {
         let publisher = self.publisher
         let session = RedisPublisherSession(
             url: target, clientName: "chorus:\(nodeId):pub", roleRequired: sentinel != nil, loadScript: history.isEnabled,
-            timeout: timeout, pingInterval: Self.pingInterval(for: timeout), now: now)
+            timeout: timeout, pingInterval: Self.pingInterval(for: timeout), now: now,
+            checks: subscriber.positions.checks(channels))
+        session.onRewindChecked = { [self] reset, denied in noteRewind(reset, error: denied) }
         session.onReady = { [self, unowned session] digest in
             guard publisher.session === session else { return }
             publisher.readyAt = ContinuousClock.now
@@ -251,6 +253,8 @@ extension RedisServerLink {
         publisher.batch = batch
         let now = ContinuousClock.now
         let newEpoch = MemoryHistory.randomEpoch()
+        // A server that lost the script may have restarted behind a proxy, with older data.
+        session.checkHistory(subscriber.positions.checks(channels), now: now)
         session.loadScript(now: now) { digest in publisher.scriptDigest = digest }
         // The digest is the script's SHA-1: the same one, so the calls can follow at once.
         let digest = publisher.scriptDigest
@@ -283,7 +287,7 @@ extension RedisServerLink {
                 outgoing.completion?(.refused("Redis refused the history script: \(refusal)"))
             } else {
                 counters.countHistory(duplicate: outcome.duplicate)
-                if let topic = outgoing.historyTopic, let position = outcome.position {
+                if !outcome.duplicate, let topic = outgoing.historyTopic, let position = outcome.position {
                     subscriber.positions.note(topic, position)
                 }
                 outgoing.completion?(outcome)

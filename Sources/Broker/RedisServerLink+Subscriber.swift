@@ -111,10 +111,7 @@ extension RedisServerLink {
                 subscriber.triedGeneration = opening.generation
                 openSession(opening, now: now)
             }
-            if let changes, let session = subscriber.session {
-                session.send(changes, now: now)
-                for channel in changes.unsubscribe { subscriber.positions.forget(channel: channel, prefix: channels.prefix) }
-            }
+            if let changes, let session = subscriber.session { session.send(changes, now: now) }
             placeEchoBarrier(now: now)
             try subscriber.session?.tend(now: ContinuousClock.now)
         } catch {
@@ -243,14 +240,16 @@ extension RedisServerLink {
     }
 
     /// Logs what a connection's checks for lost history found (``RedisStreamPositions``).
-    private func noteRewind(_ rewound: Int, error: String?) {
+    func noteRewind(_ rewound: Int, error: String?) {
         if rewound > 0 {
             logger.warning(
                 "Redis came back without messages this node had read (an older snapshot, a replica that was behind): their topics start a new epoch, and clients recovering from the old one are told recovered:false",
                 metadata: ["topics": "\(rewound)"])
         }
         if let error {
-            logger.warning("Could not check whether Redis lost history this node had read", metadata: ["error": "\(error)"])
+            logger.warning(
+                "Redis denied the check for lost history (allow EVAL in the node's ACL): a Redis that comes back with older data may give offsets clients saw to new messages",
+                metadata: ["error": "\(error)"])
         }
     }
 

@@ -7,17 +7,21 @@
 /// keeps a topic's epoch but its offset goes back: the next publishes would be given offsets
 /// that clients already saw for other messages. SDKs skip those as repeats, and a client
 /// recovering from an offset it saw before the loss would be told `recovered: true` while
-/// missing them. So each new subscriber connection first runs ``RedisHistory/rewindScript``
-/// with these positions: a topic whose offset in Redis is behind what this node read, in the
-/// same epoch, loses its meta and stream, and its next message starts a new epoch: clients
-/// recovering from the old one are told `recovered: false`, as after any lost history, and
-/// the new offsets are not taken for repeats. The node publishes through Redis again only once
-/// its subscriber is back, so after that check: a node that published the lost messages does
-/// not give their offsets out again.
+/// missing them. So each new connection, the subscriber's and the publisher's, first runs
+/// ``RedisHistory/rewindScript`` with these positions (before its `SUBSCRIBE`s, before any
+/// publish; and the publisher again before it resends what a server that lost its scripts
+/// refused): a topic whose offset in Redis is behind what this node saw, in the same epoch,
+/// loses its meta and stream, and its next message starts a new epoch: clients recovering
+/// from the old one are told `recovered: false`, as after any lost history, and the new
+/// offsets are not taken for repeats. The node whose check finds a topic behind resets it;
+/// the others then find it reset, not behind.
 ///
 /// What it cannot see: a topic this node neither read nor published to (or not among the
-/// ``limit`` most recent), and a loss that other nodes' publishes, made after the server came
-/// back and before this node's check, have covered again (offsets past what this node saw).
+/// most recent, between ``limit`` / 2 and ``limit`` of them), and a loss that other nodes'
+/// publishes, made after the server came back and before this node's check, have covered
+/// again (offsets past what this node saw). A reset also drops what was published between
+/// the server's return and the check (those clients were told of a `gap`, or are told
+/// `recovered: false`).
 ///
 /// **Ownership.** A value owned by the link's loop (``RedisSubscriberState``), which its
 /// subscriber and publisher share.
@@ -65,14 +69,6 @@ struct RedisStreamPositions {
             older = recent
             recent = [:]
         }
-    }
-
-    /// Forgets the topic of `channel` (unsubscribed: nobody here reads it any more).
-    mutating func forget(channel: String, prefix: String) {
-        guard channel.hasPrefix(prefix), !isEmpty else { return }
-        let topic = Topic(unchecked: String(channel.dropFirst(prefix.count)))
-        recent[topic] = nil
-        older[topic] = nil
     }
 
     /// The check script's calls for every remembered topic, ``chunk`` topics each (`EVAL`,

@@ -77,7 +77,8 @@ final class RedisSubscriberSession: RedisReplyReceiver {
         var becameReady = false
         /// Topics the checks found behind what this node read, and reset (``RedisHistory/rewindScript``).
         var rewound = 0
-        /// A check Redis refused (an ACL without `EVAL`, a replica), if any.
+        /// A check the user may not run (an ACL without `EVAL`), if any: the check is skipped.
+        /// Any other error (`READONLY`, `BUSY`) fails the connection, to be tried again.
         var rewindError: String?
     }
 
@@ -168,8 +169,8 @@ final class RedisSubscriberSession: RedisReplyReceiver {
             if command == "EVAL" {
                 switch reply {
                 case .integer(let reset): rewound += reset
-                case .error(let message): rewindError = message
-                default: rewindError = "unexpected reply \(reply)"
+                case .error(let message) where RedisPublisherSession.deniesCommand(message): rewindError = message
+                default: throw RedisConnectionError("the check for lost history on \(url.server) failed: \(reply)")
                 }
                 return
             }

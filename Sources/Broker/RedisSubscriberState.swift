@@ -24,7 +24,8 @@ final class RedisSubscriberState: @unchecked Sendable {
     var timer = RedisTurnTimer()
     /// The link stopped and the connection is closed: no more turns.
     var finished = false
-    /// The newest history position read per topic: checked against Redis at each connect.
+    /// The newest history position seen per topic, read here or answered to the publisher
+    /// (which shares this loop): checked against Redis at each connect of either.
     var positions = RedisStreamPositions()
 
     init(loop: any EventLoop) {

@@ -150,11 +150,7 @@ struct RedisHistoryBatchTests {
                 return info.contains("blocked_clients:1")
             }
             #expect(held, "the publisher's call was not held by the pause")
-            let clients = try #require(try await redis.command(["CLIENT", "LIST"]).string)
-            let publisher = try #require(
-                clients.split(separator: "\n").first { $0.contains("name=chorus:hb:pub") }?
-                    .split(separator: " ").first { $0.hasPrefix("id=") }?.dropFirst(3))
-            _ = try await redis.command(["CLIENT", "KILL", "ID", String(publisher)])
+            try await redis.killClient(named: "chorus:hb:pub")
             _ = try await redis.command(["CLIENT", "UNPAUSE"])
             let outcomes = await publishing.value
             #expect(outcomes.count == count, "every publish answered")

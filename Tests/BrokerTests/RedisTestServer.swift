@@ -135,6 +135,16 @@ final class RedisTestServer {
         process?.signal(SIGCONT)
     }
 
+    /// Closes the connection of the client named `name` (`CLIENT KILL ID`), as a network
+    /// failure would.
+    func killClient(named name: String) async throws {
+        let clients = try #require(try await command(["CLIENT", "LIST"]).string)
+        let id = try #require(
+            clients.split(separator: "\n").first { $0.contains("name=\(name) ") }?
+                .split(separator: " ").first { $0.hasPrefix("id=") }?.dropFirst(3))
+        _ = try await command(["CLIENT", "KILL", "ID", String(id)])
+    }
+
     /// Sends one command on a fresh connection (for `PUBLISH` of garbage, `PUBSUB CHANNELS`, ...),
     /// from a thread of its own: the connection blocks.
     func command(_ arguments: [String]) async throws -> RedisReply {
