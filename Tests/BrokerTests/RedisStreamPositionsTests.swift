@@ -92,6 +92,29 @@ struct RedisStreamPositionsTests {
         }
     }
 
+    @Test("an ACL without EVAL: the check is skipped (with a warning) rather than failing the connections, which come back and publish with history")
+    func checkDenied() async throws {
+        try await RedisTest.withServers { servers in
+            let redis = servers[0]
+            _ = try await redis.command(["ACL", "SETUSER", "noeval", "on", ">pw", "~*", "&*", "+@all", "-eval"])
+            let node = HistoryNode(urls: [RedisURL(host: redis.host, port: redis.port, user: "noeval", password: "pw")])
+            #expect(await RedisTest.eventually { node.adapter.isSettled })
+            let before = await node.publishAndWait("t.acl", count: 1)  // a position to check at the next connect
+            let epoch = try #require(before.first?.position?.epoch)
+            let transitions = node.adapter.status().transitions
+            try await redis.killClient(named: "chorus:hb:sub")
+            // Fallen back, then connected again (without the check's NOPERM tolerated, never).
+            #expect(await RedisTest.eventually {
+                let status = node.adapter.status()
+                return status.transitions >= transitions + 2 && status.state == .connected
+            })
+            let after = await node.publishAndWait("t.acl", count: 1, from: 2)
+            #expect(after.first?.position == HistoryPosition(offset: 2, epoch: epoch), "\(after)")
+            #expect(after.first?.nodeOnly == false)
+            await node.adapter.shutdown()
+        }
+    }
+
     @Test("a messageId stored before a reset is not a duplicate in the new epoch (before, a retry was answered with its old offset under the new epoch, and not delivered); one of the new epoch is; a bare offset, as nodes before the epoch was stored wrote, still is, and such nodes read the offset of an id stored now")
     func idsAfterReset() async throws {
         try await RedisTest.withServers { servers in
