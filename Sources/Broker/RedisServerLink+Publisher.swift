@@ -153,7 +153,11 @@ extension RedisServerLink {
         let session = RedisPublisherSession(
             url: target, clientName: "chorus:\(nodeId):pub", roleRequired: sentinel != nil, loadScript: history.isEnabled,
             timeout: timeout, pingInterval: Self.pingInterval(for: timeout), now: now,
-            checks: subscriber.positions.checks(channels))
+            // Reconnecting alone (the subscriber stayed up): nothing else checks before this
+            // publisher's first publish. Otherwise the subscriber's check does, as the node
+            // publishes through Redis only once both are up; checking twice would double what
+            // every node's reconnect costs Redis.
+            checks: subscriber.session?.isReady == true ? subscriber.positions.checks(channels) : [])
         session.onRewindChecked = { [self] reset, denied in noteRewind(reset, error: denied) }
         session.onReady = { [self, unowned session] digest in
             guard publisher.session === session else { return }

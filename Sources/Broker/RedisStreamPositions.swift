@@ -7,10 +7,10 @@
 /// keeps a topic's epoch but its offset goes back: the next publishes would be given offsets
 /// that clients already saw for other messages. SDKs skip those as repeats, and a client
 /// recovering from an offset it saw before the loss would be told `recovered: true` while
-/// missing them. So each new connection, the subscriber's and the publisher's, first runs
-/// ``RedisHistory/rewindScript`` with these positions (before its `SUBSCRIBE`s, before any
-/// publish; and the publisher again before it resends what a server that lost its scripts
-/// refused): a topic whose offset in Redis is behind what this node saw, in the same epoch,
+/// missing them. So each new subscriber connection, and a publisher connection that
+/// reconnects while the subscriber stays up, first runs ``RedisHistory/rewindScript`` with
+/// these positions (before its `SUBSCRIBE`s, before any publish; and the publisher again
+/// before it resends what a server that lost its scripts refused): a topic whose offset in Redis is behind what this node saw, in the same epoch,
 /// loses its meta and stream, and its next message starts a new epoch: clients recovering
 /// from the old one are told `recovered: false`, as after any lost history, and the new
 /// offsets are not taken for repeats. The node whose check finds a topic behind resets it;
