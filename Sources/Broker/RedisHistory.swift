@@ -153,6 +153,17 @@ enum RedisHistory {
         return reset
         """
 
+    /// What one call of ``rewindScript`` answered: the topics it reset, or the error when the
+    /// user may not run it (an ACL without `EVAL`: the check is skipped). Any other error
+    /// (`READONLY`, `BUSY`, `LOADING`) throws: the connection fails and is tried again.
+    static func rewindOutcome(_ reply: RedisReply, server: String) throws(RedisConnectionError) -> (reset: Int, denied: String?) {
+        switch reply {
+        case .integer(let reset): return (reset, nil)
+        case .error(let message) where RedisPublisherSession.deniesCommand(message): return (0, message)
+        default: throw RedisConnectionError("the check for lost history on \(server) failed: \(reply)")
+        }
+    }
+
     /// Messages in one call of ``publishScript`` at most: enough to spread the call's own cost
     /// and each topic's meta reads and writes, few enough that one call holds Redis for well
     /// under a millisecond.

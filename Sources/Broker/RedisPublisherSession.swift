@@ -137,10 +137,11 @@ final class RedisPublisherSession: RedisReplyReceiver {
     func checkHistory(_ checks: [[String]], now: ContinuousClock.Instant) {
         for check in checks {
             send(check.map { Array($0.utf8) }, now: now) { [unowned self, url] reply in
-                switch reply {
-                case .integer(let reset): if reset > 0 { onRewindChecked?(reset, nil) }
-                case .error(let message) where Self.deniesCommand(message): onRewindChecked?(0, message)
-                default: fail(RedisConnectionError("the check for lost history on \(url.server) failed: \(reply)"))
+                do throws(RedisConnectionError) {
+                    let outcome = try RedisHistory.rewindOutcome(reply, server: url.server)
+                    if outcome.reset > 0 || outcome.denied != nil { onRewindChecked?(outcome.reset, outcome.denied) }
+                } catch {
+                    fail(error)
                 }
             }
         }

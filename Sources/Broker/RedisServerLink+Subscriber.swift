@@ -239,20 +239,6 @@ extension RedisServerLink {
         scheduleSubscriberTurn()
     }
 
-    /// Logs what a connection's checks for lost history found (``RedisStreamPositions``).
-    func noteRewind(_ rewound: Int, error: String?) {
-        if rewound > 0 {
-            logger.warning(
-                "Redis came back without messages this node had read (an older snapshot, a replica that was behind): their topics start a new epoch, and clients recovering from the old one are told recovered:false",
-                metadata: ["topics": "\(rewound)"])
-        }
-        if let error {
-            logger.warning(
-                "Redis denied the check for lost history (allow EVAL in the node's ACL): a Redis that comes back with older data may give offsets clients saw to new messages",
-                metadata: ["error": "\(error)"])
-        }
-    }
-
     /// The current session failed: closes it, falls back, and schedules the reconnect.
     private func sessionFailed(_ error: RedisConnectionError) {
         let subscriber = self.subscriber

@@ -189,6 +189,21 @@ final class RedisServerLink: Sendable {
         self.state = Mutex(initial)
     }
 
+    /// Logs what a connection's checks for lost history found (``RedisStreamPositions``), on
+    /// the link's loop (the subscriber's and the publisher's).
+    func noteRewind(_ rewound: Int, error: String?) {
+        if rewound > 0 {
+            logger.warning(
+                "Redis came back without messages this node had read (an older snapshot, a replica that was behind): their topics start a new epoch, and clients recovering from the old one are told recovered:false",
+                metadata: ["topics": "\(rewound)"])
+        }
+        if let error {
+            logger.warning(
+                "Redis denied the check for lost history (allow EVAL in the node's ACL): a Redis that comes back with older data may give offsets clients saw to new messages",
+                metadata: ["error": "\(error)"])
+        }
+    }
+
     // MARK: - Lifecycle (any thread)
 
     /// Starts the subscriber, the publisher and, with Sentinel, the watch (all on one loop).

@@ -10,10 +10,11 @@
 /// missing them. So each new subscriber connection, and a publisher connection that
 /// reconnects while the subscriber stays up, first runs ``RedisHistory/rewindScript`` with
 /// these positions (before its `SUBSCRIBE`s, before any publish; and the publisher again
-/// before it resends what a server that lost its scripts refused): a topic whose offset in Redis is behind what this node saw, in the same epoch,
-/// loses its meta and stream, and its next message starts a new epoch: clients recovering
-/// from the old one are told `recovered: false`, as after any lost history, and the new
-/// offsets are not taken for repeats. The node whose check finds a topic behind resets it;
+/// before it resends what a server that lost its scripts refused): a topic whose offset in
+/// Redis is behind what this node saw, in the same epoch, loses its meta and stream, and its
+/// next message starts a new epoch: clients recovering from the old one are told
+/// `recovered: false`, as after any lost history, and the new offsets are not taken for
+/// repeats. The node whose check finds a topic behind resets it;
 /// the others then find it reset, not behind.
 ///
 /// What it cannot see: a topic this node neither read nor published to (or not among the
@@ -41,7 +42,6 @@ struct RedisStreamPositions {
         self.limit = max(2, limit)
     }
 
-    var isEmpty: Bool { recent.isEmpty && older.isEmpty }
     var count: Int { recent.count + older.count }
 
     /// The position known for `topic`.

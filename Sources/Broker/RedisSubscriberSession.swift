@@ -10,8 +10,8 @@ import NIOPosix
 ///
 /// At the start everything is written in one go: the handshake, the checks for data Redis
 /// lost (``RedisStreamPositions``, before the subscriptions: what is published after them
-/// reaches this node), a `SUBSCRIBE`/`PSUBSCRIBE` for every interest, and a `PING`, the *readiness marker*: Redis answers in order, so its
-/// `pong` means that every subscription before it is in place (``Progress/becameReady``).
+/// reaches this node), a `SUBSCRIBE`/`PSUBSCRIBE` for every interest, and a `PING`, the
+/// *readiness marker*: Redis answers in order, so its `pong` means that every subscription before it is in place (``Progress/becameReady``).
 /// Later interest changes are followed by a `PING` of their own, and an idle connection gets a
 /// keepalive `PING` every `pingInterval`. While a `PING` (the marker included, which also
 /// bounds the connect and the handshake) is unanswered, Redis must send something within
@@ -167,11 +167,9 @@ final class RedisSubscriberSession: RedisReplyReceiver {
         guard handshake.isEmpty else {
             let command = handshake.removeFirst()
             if command == "EVAL" {
-                switch reply {
-                case .integer(let reset): rewound += reset
-                case .error(let message) where RedisPublisherSession.deniesCommand(message): rewindError = message
-                default: throw RedisConnectionError("the check for lost history on \(url.server) failed: \(reply)")
-                }
+                let outcome = try RedisHistory.rewindOutcome(reply, server: url.server)
+                rewound += outcome.reset
+                rewindError = outcome.denied ?? rewindError
                 return
             }
             if case .error(let message) = reply, RedisConnection.failsHandshake(command, error: message) {
