@@ -82,12 +82,20 @@ public struct PublishOutcome: Sendable, Equatable {
     /// (they hear of it as a gap once the server is back). Its `position` is in this node's
     /// fallback history.
     public var nodeOnly = false
+    /// With ``nodeOnly``: the message had been written to Redis, unanswered, when the link fell
+    /// back, so Redis may have published and stored it too (the other nodes then received it,
+    /// at an offset of the Redis history's own).
+    public var uncertain = false
 
-    public init(position: HistoryPosition? = nil, duplicate: Bool = false, refusal: String? = nil, nodeOnly: Bool = false) {
+    public init(
+        position: HistoryPosition? = nil, duplicate: Bool = false, refusal: String? = nil, nodeOnly: Bool = false,
+        uncertain: Bool = false
+    ) {
         self.position = position
         self.duplicate = duplicate
         self.refusal = refusal
         self.nodeOnly = nodeOnly
+        self.uncertain = uncertain
     }
 
     /// Not accepted: the publisher gets an `error` instead of `published`.

@@ -10,6 +10,9 @@ struct RedisOutgoing: Sendable {
     var historyTopic: Topic? = nil
     /// Told the outcome once: by Redis' reply, or by local delivery in fallback.
     var completion: PublishCompletionOnce? = nil
+    /// Delivered locally although Redis may have it: written to Redis, unanswered, when the
+    /// link fell back (``PublishOutcome/uncertain``).
+    var uncertain = false
 
     /// What the message counts against a queue's byte limit (payload plus bookkeeping).
     var cost: Int { payload.count + channel.utf8.count + Self.overhead }

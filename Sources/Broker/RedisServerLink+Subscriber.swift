@@ -296,10 +296,11 @@ extension RedisServerLink {
             if let topic = outgoing.historyTopic {
                 var outcome = fallbackHistory.record(&envelope, topic: topic)
                 outcome.nodeOnly = true
+                outcome.uncertain = outgoing.uncertain
                 outgoing.completion?(outcome)
                 if outcome.duplicate { continue }
             } else {
-                outgoing.completion?(PublishOutcome(nodeOnly: true))
+                outgoing.completion?(PublishOutcome(nodeOnly: true, uncertain: outgoing.uncertain))
             }
             envelopes.append(envelope)
         }

@@ -494,15 +494,20 @@ final class RedisServerLink: Sendable {
         var pending: [RedisOutgoing] = []
         if let inFlight = state.inFlight {
             let split = state.echoes.split(inFlight)
-            for message in split.unpublished where message.envelope.kind != .gap { state.doubtful.insert(message.envelope.id) }
             pending = split.unpublished
+            for index in pending.indices where pending[index].envelope.kind != .gap {
+                state.doubtful.insert(pending[index].envelope.id)
+                pending[index].uncertain = true
+            }
             published += split.published
             state.inFlight = nil
         }
-        let queued = state.queue.takeAll()
+        var queued = state.queue.takeAll()
         if !state.returned.isEmpty {
-            for message in queued where message.envelope.kind != .gap && state.returned.contains(message.envelope.id) {
-                state.doubtful.insert(message.envelope.id)
+            for index in queued.indices
+            where queued[index].envelope.kind != .gap && state.returned.contains(queued[index].envelope.id) {
+                state.doubtful.insert(queued[index].envelope.id)
+                queued[index].uncertain = true
             }
             state.returned.removeAll()
         }

@@ -80,4 +80,7 @@ public struct PublishReceipt: Sendable, Equatable {
     /// True when only the node's own subscribers received it (`"scope":"node"`): its link to
     /// Redis was down. The other nodes' subscribers get a `gap` notice once it is back.
     public var nodeOnly = false
+    /// With ``nodeOnly`` (`"uncertain":true`): the message was on its way to Redis when the link
+    /// fell back, and Redis may have published it to the other nodes after all.
+    public var uncertain = false
 }

@@ -83,7 +83,8 @@ extension ClientEngine {
                     publish.continuation.resume(returning: PublishReceipt(
                         topic: publish.topic, messageId: fields["messageId"]?.stringValue ?? publish.messageId,
                         position: StreamPosition(fields), duplicate: fields["duplicate"]?.boolValue ?? false,
-                        acknowledged: true, nodeOnly: fields["scope"]?.stringValue == "node"))
+                        acknowledged: true, nodeOnly: fields["scope"]?.stringValue == "node",
+                        uncertain: fields["uncertain"]?.boolValue ?? false))
                 }
             }
         case "error":

@@ -182,7 +182,8 @@ struct NodeRoutes {
             encodable: PublishAccepted(
                 id: envelope.id, timestamp: ISO8601.string(envelope.timestamp), messageId: messageId,
                 offset: outcome.position?.offset, epoch: outcome.position?.epoch,
-                duplicate: messageId == nil ? nil : outcome.duplicate, scope: outcome.nodeOnly ? "node" : nil),
+                duplicate: messageId == nil ? nil : outcome.duplicate, scope: outcome.nodeOnly ? "node" : nil,
+                uncertain: outcome.uncertain ? true : nil),
             status: .accepted)
     }
 
@@ -196,6 +197,8 @@ struct NodeRoutes {
         var duplicate: Bool?
         /// `node` when only this node's subscribers received it (its Redis server was unreachable).
         var scope: String?
+        /// `true` with `scope`: Redis may have received it too (see ``PublishOutcome/uncertain``).
+        var uncertain: Bool?
     }
 
     // MARK: JSON responses

@@ -130,6 +130,7 @@ extension ServerMessage {
             }
             json.raw(outcome.duplicate ? ",\"duplicate\":true" : ",\"duplicate\":false")
             if outcome.nodeOnly { json.raw(",\"scope\":\"node\"") }
+            if outcome.uncertain { json.raw(",\"uncertain\":true") }
         }
         field("timestamp", ISO8601.string(stamp))
         json.raw("}")

@@ -1,4 +1,5 @@
 import NIOPosix
+import Synchronization
 import Testing
 
 @testable import Broker
@@ -12,13 +13,13 @@ struct RedisLostReplyTests {
     /// Node a behind a proxy, node b straight to Redis, both subscribed to `topic` and settled.
     /// Node a's timeout is long: replies a test holds back must not make it fail on its own.
     static func withProxiedPair(
-        _ topic: String, _ body: (RedisFaultProxy, RedisTestNode, RedisTestNode) async throws -> Void
+        _ topic: String, history: HistoryPolicy = .off, _ body: (RedisFaultProxy, RedisTestNode, RedisTestNode) async throws -> Void
     ) async throws {
         try await RedisTest.withServers { servers in
             let proxy = try await RedisFaultProxy.start(to: servers[0].url)
             defer { Task { await proxy.stop() } }
-            let a = RedisTestNode("a", urls: [proxy.url], timeout: .seconds(30))
-            let b = RedisTestNode("b", urls: [servers[0].url])
+            let a = RedisTestNode("a", urls: [proxy.url], timeout: .seconds(30), history: history)
+            let b = RedisTestNode("b", urls: [servers[0].url], history: history)
             try await RedisTest.shuttingDown([a, b]) {
                 a.subscribe(RedisTest.topic(topic))
                 b.subscribe(RedisTest.topic(topic))
@@ -31,11 +32,12 @@ struct RedisLostReplyTests {
     /// Publishes from node a while everything Redis sends node a is held back: the message
     /// reaches node b, its reply and its copy for node a wait in the proxy.
     static func publishWithEverythingHeld(
-        _ topic: String, _ proxy: RedisFaultProxy, _ a: RedisTestNode, _ b: RedisTestNode
+        _ topic: String, _ proxy: RedisFaultProxy, _ a: RedisTestNode, _ b: RedisTestNode,
+        completion: PublishCompletion? = nil
     ) async -> Envelope {
         proxy.holdReplies(toClientNamed: "chorus:a:pub")
         proxy.holdReplies(toClientNamed: "chorus:a:sub")
-        let message = a.publish(topic: topic)
+        let message = a.publish(topic: topic, completion: completion)
         #expect(await RedisTest.eventually { b.ids() == [message.id] }, "published by Redis")
         return message
     }
@@ -119,6 +121,33 @@ struct RedisLostReplyTests {
             #expect(await RedisTest.eventually { a.ids().last == next.id && b.ids().last == next.id })
             #expect(a.ids() == [first.id, next.id], "once on the publishing node")
             #expect(b.ids() == [first.id, next.id])
+        }
+    }
+
+    /// The answer to such a message, on a topic with history: delivered locally (`nodeOnly`), but
+    /// Redis may have run it, and here did (the other node has it), so it is `uncertain`. A
+    /// message published once the link is in fallback never went to Redis: `nodeOnly` alone.
+    @Test("a message with history written to Redis unanswered when the link fell back is answered node-only and uncertain; one published in fallback is node-only and certain")
+    func uncertainAnswer() async throws {
+        try await Self.withProxiedPair("doubt.t", history: HistoryPolicy(size: 10)) { proxy, a, b in
+            let outcomes = Mutex<[String: PublishOutcome]>([:])
+            let first = await Self.publishWithEverythingHeld("doubt.t", proxy, a, b) { outcome in
+                outcomes.withLock { $0["first"] = outcome }
+            }
+            proxy.refuse(clientNamed: "chorus:a:pub")  // the quick retry fails: the link falls back
+            proxy.cut(clientNamed: "chorus:a:pub")
+            #expect(await RedisTest.eventually { a.status.state == .fallback })
+            #expect(await RedisTest.eventually { a.ids() == [first.id] }, "delivered locally")
+            #expect(await RedisTest.eventually { outcomes.withLock { $0["first"] } != nil })
+            let answer = outcomes.withLock { $0["first"] }
+            #expect(answer?.nodeOnly == true && answer?.uncertain == true, "\(String(describing: answer))")
+            #expect(b.ids() == [first.id], "Redis did run it")
+
+            let later = a.publish(topic: "doubt.t") { outcome in outcomes.withLock { $0["later"] = outcome } }
+            #expect(await RedisTest.eventually { a.ids() == [first.id, later.id] })
+            #expect(await RedisTest.eventually { outcomes.withLock { $0["later"] } != nil })
+            let laterAnswer = outcomes.withLock { $0["later"] }
+            #expect(laterAnswer?.nodeOnly == true && laterAnswer?.uncertain == false, "\(String(describing: laterAnswer))")
         }
     }
 

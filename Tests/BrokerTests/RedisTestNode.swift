@@ -16,15 +16,15 @@ final class RedisTestNode: Sendable {
 
     init(
         _ id: String, urls: [RedisURL], timeout: Duration = .milliseconds(1500),
-        maxPatterns: Int = RedisAdapter.defaultMaxPatterns, publishQueueLimit: Int = 65_536,
+        maxPatterns: Int = RedisAdapter.defaultMaxPatterns, publishQueueLimit: Int = 65_536, history: HistoryPolicy = .off,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) {
         self.id = id
         var logger = Logger(label: "chorus.test.\(id)")
         logger.logLevel = .error
         adapter = RedisAdapter(
-            urls: urls, nodeId: id, timeout: timeout, publishQueueLimit: publishQueueLimit, maxPatterns: maxPatterns,
-            logger: logger, eventLoopGroup: eventLoopGroup)
+            urls: urls, nodeId: id, timeout: timeout, publishQueueLimit: publishQueueLimit, history: history,
+            maxPatterns: maxPatterns, logger: logger, eventLoopGroup: eventLoopGroup)
         adapter.onPeerGap { [inbox] gap in inbox.gaps.withLock { $0.append(gap) } }
         adapter.start { [inbox] batch in
             inbox.received.withLock { $0.append(contentsOf: batch) }

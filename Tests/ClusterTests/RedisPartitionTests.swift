@@ -64,6 +64,7 @@ extension ClusterTests {
             // The publisher is told its message stayed on this node.
             let published = try await publisher.request(["type": "message", "topic": topic, "data": ["n": 1], "id": "cut-off"])
             #expect(published["type"] as? String == "published" && published["scope"] as? String == "node", "\(published)")
+            #expect(published["uncertain"] == nil, "published once cut off: it never went to Redis")
             #expect(try await local.nextDelivery().data["n"] as? Int == 1, "delivered on its own node")
             let direct = try await HTTP.post(
                 "\(island.baseURL)/api/publish", json: ["userId": "bob", "data": ["n": 1]], headers: ["X-API-Key": Cluster.apiKey])

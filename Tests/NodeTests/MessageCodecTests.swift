@@ -46,6 +46,21 @@ struct MessageCodecTests {
         #expect(error["id"] as? String == "r")
     }
 
+    @Test("a publish's answer says scope node when only this node delivered it, and uncertain when Redis may have it too")
+    func publishedScope() throws {
+        func answer(_ outcome: PublishOutcome) throws -> [String: Any] {
+            let reply = ServerMessage.published(topic: "a.b", id: .number(1), messageId: "k", outcome: outcome)
+            return try JSONSerialization.jsonObject(with: Data(reply.encoded())) as! [String: Any]
+        }
+        let position = HistoryPosition(offset: 3, epoch: "e")
+        let redis = try answer(PublishOutcome(position: position))
+        #expect(redis["scope"] == nil && redis["uncertain"] == nil && redis["offset"] as? Int == 3)
+        let local = try answer(PublishOutcome(position: position, nodeOnly: true))
+        #expect(local["scope"] as? String == "node" && local["uncertain"] == nil)
+        let doubtful = try answer(PublishOutcome(position: position, nodeOnly: true, uncertain: true))
+        #expect(doubtful["scope"] as? String == "node" && doubtful["uncertain"] as? Bool == true)
+    }
+
     @Test("a message's data and metadata are delivered as the client's bytes, with senderId set by the node")
     func dataByteForByte() throws {
         let metadata = #"{"z":1,"senderId":"forged","big":12345678901234567890}"#

@@ -62,6 +62,8 @@ export interface PublishedReply {
   acknowledged?: boolean;
   /** `"node"` when only the node's own subscribers received it: its link to Redis was down (the other nodes' subscribers get a `gap` notice once it is back). */
   scope?: "node";
+  /** With `scope`: the message was on its way to Redis when the link fell back; Redis may have published it to the other nodes after all. */
+  uncertain?: true;
 }
 
 export interface PresenceMember<Data = JSONValue> {
