@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Tables of one scripts/bench-crosscheck.sh run: both generators on every server, medians
-and ranges; the rate curve; one event loop against two; Redis PUBLISH throughput.
+and ranges; cross-node latency; the rate curve; one event loop against two; Redis PUBLISH
+throughput.
 
     bench/crosscheck.py bench/results STAMP   (prints Markdown)
 """
@@ -12,7 +13,7 @@ import statistics
 import sys
 
 NAME = re.compile(
-    r"^[0-9TZ]+-(?P<kind>xcheck|curve|loops\d+)-(?P<server>chorus1|chorus|nchan-http|nchan)-(?P<gen>chorus-bench|gogen)"
+    r"^[0-9TZ]+-(?P<kind>xcheck|crossnode|curve|loops\d+)-(?P<server>chorus1|chorus|nchan-http|nchan)-(?P<gen>chorus-bench|gogen)"
     r"-r(?P<rate>\d+)-(?P<run>\d+)\.json$")
 
 
@@ -77,6 +78,38 @@ def curve(runs, cs, stamp, gen):
     return lines
 
 
+def crossnode(runs, stamp):
+    """Cross-node latency per generator: each server's medians (ranges), and in how many runs
+    Chorus's p50 and p99 were below Nchan's (run n of one against run n of the other)."""
+    ks = sorted(k for k in runs if k[0] == "crossnode")
+    if not ks:
+        return []
+    lines = [
+        f"### Cross-node latency (`{stamp}`): 100 subscribers on the second instance, 100 msg/s published on the first, medians (range)",
+        "",
+        "| generator | server | runs | p50 ms | p99 ms | lost | server CPU µs/delivery |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for gen in sorted({k[2] for k in ks}):
+        for server in ("chorus", "nchan"):
+            rs = runs.get(("crossnode", server, gen, 100))
+            if rs:
+                lines.append(
+                    f"| {gen} | {server} | {len(rs)} | {med_range(pick(rs, 'latency.p50Ms'), '{:.3f}')} "
+                    f"| {med_range(pick(rs, 'latency.p99Ms'), '{:.3f}')} | {sum(pick(rs, 'lost'))} "
+                    f"| {med_range(pick(rs, 'serverCPUMicrosPerDelivery'), '{:.2f}')} |")
+    lines += ["", "| generator | Chorus's p50 below Nchan's | Chorus's p99 below Nchan's |", "|---|---|---|"]
+    for gen in sorted({k[2] for k in ks}):
+        a, b = runs.get(("crossnode", "chorus", gen, 100), []), runs.get(("crossnode", "nchan", gen, 100), [])
+        row = [gen]
+        for p in ("latency.p50Ms", "latency.p99Ms"):
+            pairs = list(zip(pick(a, p), pick(b, p)))
+            row.append(f"{sum(1 for x, y in pairs if x < y)} of {len(pairs)}")
+        lines.append("| " + " | ".join(row) + " |")
+    lines.append("")
+    return lines
+
+
 def main():
     results, stamp = sys.argv[1], sys.argv[2]
     runs = load(results, stamp)
@@ -111,6 +144,7 @@ def main():
                 row.append("yes" if overlap(pick(a, p), pick(b, p)) else "no")
             lines.append("| " + " | ".join(row) + " |")
         lines.append("")
+    lines += crossnode(runs, stamp)
     cs = sorted(k for k in runs if k[0] == "curve")
     if cs:
         for gen in sorted({k[2] for k in cs}):

@@ -11,6 +11,9 @@
 #                     crosscheck  1,000 subscribers at 100 msg/s; per run, for each server
 #                                 (chorus, nchan publishing over WebSocket, nchan-http
 #                                 publishing with POST), chorus-bench then gogen
+#                     crossnode   cross-node latency as bench.sh's latency scenario: 100
+#                                 subscribers on the second node, 100 msg/s published on the
+#                                 first; per run, each generator on Chorus then Nchan
 #                     curve       p50/p99 by rate 100, 200, 500, 1,000, 2,000 msg/s with 1,000
 #                                 subscribers, Chorus and Nchan (ws and http), with gogen
 #                                 (CURVE_GENERATOR=chorus-bench, or "gogen chorus-bench")
@@ -179,7 +182,7 @@ start_nchan() {  # N
 }
 
 need_chorus=0; need_nchan=0
-{ wants crosscheck || wants curve; } && { need_chorus=1; need_nchan=1; }
+{ wants crosscheck || wants curve || wants crossnode; } && { need_chorus=1; need_nchan=1; }
 wants loops && need_chorus=1
 [ "$need_chorus" = 1 ] && { start_chorus 1; start_chorus 2; }
 [ "$need_nchan" = 1 ] && { start_nchan 1; start_nchan 2; }
@@ -188,18 +191,27 @@ log "redis :$REDIS_PORT  chorus :${CHORUS_PORT[1]} :${CHORUS_PORT[2]}  nchan :${
 # ---- one trial ---------------------------------------------------------------------------
 # server: chorus | nchan (publishing over a WebSocket) | nchan-http (POST /pub/<topic>, 8
 # connections, one request in flight each, as bench.sh's NCHAN_PUBLISH=http)
+# With CROSS_NODE=1 the subscribers are all on the second instance and the publisher on the first.
 server_args() {  # SERVER -> --target, --url x2, publish options, --watch
     local s="$1" i w n
     case "$s" in
         chorus)
-            echo "--target chorus --url 127.0.0.1:${CHORUS_PORT[1]} --url 127.0.0.1:${CHORUS_PORT[2]}"
+            if [ "${CROSS_NODE:-0}" = 1 ]; then
+                echo "--target chorus --url 127.0.0.1:${CHORUS_PORT[2]} --publish-url 127.0.0.1:${CHORUS_PORT[1]}"
+            else
+                echo "--target chorus --url 127.0.0.1:${CHORUS_PORT[1]} --url 127.0.0.1:${CHORUS_PORT[2]}"
+            fi
             echo "--watch redis=$REDIS_PID"
             for i in 1 2; do echo "--watch chorus-$i=${NODE_PID[$i]}"; done ;;
         chorus1)  # node 1 alone (the loops comparison)
             echo "--target chorus --url 127.0.0.1:${CHORUS_PORT[1]}"
             echo "--watch redis=$REDIS_PID --watch chorus-1=${NODE_PID[1]}" ;;
         nchan|nchan-http)
-            echo "--target nchan --url 127.0.0.1:${NCHAN_PORT[1]} --url 127.0.0.1:${NCHAN_PORT[2]}"
+            if [ "${CROSS_NODE:-0}" = 1 ]; then
+                echo "--target nchan --url 127.0.0.1:${NCHAN_PORT[2]} --publish-url 127.0.0.1:${NCHAN_PORT[1]}"
+            else
+                echo "--target nchan --url 127.0.0.1:${NCHAN_PORT[1]} --url 127.0.0.1:${NCHAN_PORT[2]}"
+            fi
             [ "$s" = nchan-http ] && echo "--publish-via http --publishers 8"
             echo "--watch redis=$REDIS_PID"
             for i in 1 2; do
@@ -224,11 +236,11 @@ trial() {
     log "---- $kind / $server / $gen / $rate msg/s / run $run"
     if [ "$gen" = chorus-bench ]; then
         [ "$server" = nchan-http ] && args+=(--http-pipeline 1)
-        run_gen "$BENCH" broadcast "${args[@]}" --subscribers 1000 --rate "$rate" --duration "$duration" \
+        run_gen "$BENCH" broadcast "${args[@]}" --subscribers "${TRIAL_SUBSCRIBERS:-1000}" --rate "$rate" --duration "$duration" \
             --warmup 1 --drain 30 --label "$kind-$server" --json "$out" --quiet \
             || log "FAILED (exit $?)"
     else
-        run_gen "$GOGEN" "${args[@]}" --subscribers 1000 --rate "$rate" --duration "$duration" \
+        run_gen "$GOGEN" "${args[@]}" --subscribers "${TRIAL_SUBSCRIBERS:-1000}" --rate "$rate" --duration "$duration" \
             --warmup 1 --drain 30 --label "$kind-$server" --json "$out" \
             || log "FAILED (exit $?)"
     fi
@@ -241,6 +253,16 @@ if wants crosscheck; then
         for server in chorus nchan nchan-http; do
             for gen in chorus-bench gogen; do
                 trial xcheck "$gen" "$server" "$run" 100 "$DURATION"
+            done
+        done
+    done
+fi
+
+if wants crossnode; then
+    for run in $(seq 1 "$RUNS"); do
+        for gen in chorus-bench gogen; do
+            for server in chorus nchan; do
+                CROSS_NODE=1 TRIAL_SUBSCRIBERS=100 trial crossnode "$gen" "$server" "$run" 100 "$DURATION"
             done
         done
     done
