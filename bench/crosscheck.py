@@ -26,6 +26,7 @@ def load(results, stamp):
         with open(path) as f:
             r = json.load(f).get("result") or {}
         key = (m["kind"], m["server"], m["gen"], int(m["rate"]))
+        r["_run"] = int(m["run"])
         runs.setdefault(key, []).append(r)
     return runs
 
@@ -100,10 +101,11 @@ def crossnode(runs, stamp):
                     f"| {med_range(pick(rs, 'serverCPUMicrosPerDelivery'), '{:.2f}')} |")
     lines += ["", "| generator | Chorus's p50 below Nchan's | Chorus's p99 below Nchan's |", "|---|---|---|"]
     for gen in sorted({k[2] for k in ks}):
-        a, b = runs.get(("crossnode", "chorus", gen, 100), []), runs.get(("crossnode", "nchan", gen, 100), [])
+        a = {r["_run"]: r for r in runs.get(("crossnode", "chorus", gen, 100), [])}
+        b = {r["_run"]: r for r in runs.get(("crossnode", "nchan", gen, 100), [])}
         row = [gen]
         for p in ("latency.p50Ms", "latency.p99Ms"):
-            pairs = list(zip(pick(a, p), pick(b, p)))
+            pairs = [(x[0], y[0]) for run in sorted(a.keys() & b.keys()) for x, y in [(pick([a[run]], p), pick([b[run]], p))] if x and y]
             row.append(f"{sum(1 for x, y in pairs if x < y)} of {len(pairs)}")
         lines.append("| " + " | ".join(row) + " |")
     lines.append("")

@@ -7,13 +7,14 @@
 #
 #   --runs N        runs of each (generator, server) pair in the cross-check (default 3)
 #   --duration S    measured seconds per cross-check trial (default 10; warm-up 1 s)
-#   --only LIST     comma list of: crosscheck (the default), curve, loops, redis
+#   --only LIST     comma list of: crosscheck (the default), crossnode, curve, loops, redis
 #                     crosscheck  1,000 subscribers at 100 msg/s; per run, for each server
 #                                 (chorus, nchan publishing over WebSocket, nchan-http
 #                                 publishing with POST), chorus-bench then gogen
 #                     crossnode   cross-node latency as bench.sh's latency scenario: 100
 #                                 subscribers on the second node, 100 msg/s published on the
-#                                 first; per run, each generator on Chorus then Nchan
+#                                 first (both generators' broadcast mode, so that they count
+#                                 alike); per run, each generator on Chorus then Nchan
 #                     curve       p50/p99 by rate 100, 200, 500, 1,000, 2,000 msg/s with 1,000
 #                                 subscribers, Chorus and Nchan (ws and http), with gogen
 #                                 (CURVE_GENERATOR=chorus-bench, or "gogen chorus-bench")
@@ -25,7 +26,7 @@
 #   --quick         one run, 3 s trials (a smoke test)
 #
 # Prints medians and ranges per (server, generator) and writes every run to
-# bench/results/<stamp>-xcheck-*.json (and -curve-, -loops-, -redis-), the tables to
+# bench/results/<stamp>-xcheck-*.json (and -crossnode-, -curve-, -loops-, -redis-), the tables to
 # bench/results/<stamp>-crosscheck.md. Everything it starts is stopped on exit, also on
 # Ctrl-C or SIGTERM. Environment: SKIP_BUILD=1 and SCRATCH (as bench.sh; default: use
 # .build/release when it has both binaries), CURVE_RUNS (default 1), CURVE_DURATION (5),
@@ -47,10 +48,13 @@ while [ $# -gt 0 ]; do
         --duration) DURATION="$2"; shift 2 ;;
         --only) ONLY="$2"; shift 2 ;;
         --quick) RUNS=1; DURATION=3; CURVE_DURATION=3; LOOPS_RUNS=1; shift ;;
-        -h|--help) sed -n '2,30p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,34p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "crosscheck: unknown argument '$1'" >&2; exit 2 ;;
     esac
 done
+# Set per trial by the crossnode scenario only (an inherited value must not change the others).
+CROSS_NODE=0
+TRIAL_SUBSCRIBERS=1000
 CURVE_RUNS="${CURVE_RUNS:-1}"
 CURVE_DURATION="${CURVE_DURATION:-5}"
 LOOPS_RUNS="${LOOPS_RUNS:-2}"

@@ -127,15 +127,19 @@ struct RedisLostReplyTests {
     /// The answer to such a message, on a topic with history: delivered locally (`nodeOnly`), but
     /// Redis may have run it, and here did (the other node has it), so it is `uncertain`. A
     /// message published once the link is in fallback never went to Redis: `nodeOnly` alone.
-    @Test("a message with history written to Redis unanswered when the link fell back is answered node-only and uncertain; one published in fallback is node-only and certain")
-    func uncertainAnswer() async throws {
+    /// The link falls back either through the publisher (its batch put back, then taken for
+    /// local delivery) or through the subscriber (the batch still in flight).
+    @Test(
+        "a message with history written to Redis unanswered when the link fell back is answered node-only and uncertain; one published in fallback is node-only and certain",
+        arguments: ["pub", "sub"])
+    func uncertainAnswer(failing connection: String) async throws {
         try await Self.withProxiedPair("doubt.t", history: HistoryPolicy(size: 10)) { proxy, a, b in
             let outcomes = Mutex<[String: PublishOutcome]>([:])
             let first = await Self.publishWithEverythingHeld("doubt.t", proxy, a, b) { outcome in
                 outcomes.withLock { $0["first"] = outcome }
             }
-            proxy.refuse(clientNamed: "chorus:a:pub")  // the quick retry fails: the link falls back
-            proxy.cut(clientNamed: "chorus:a:pub")
+            proxy.refuse(clientNamed: "chorus:a:\(connection)")  // the quick retry fails: the link falls back
+            proxy.cut(clientNamed: "chorus:a:\(connection)")
             #expect(await RedisTest.eventually { a.status.state == .fallback })
             #expect(await RedisTest.eventually { a.ids() == [first.id] }, "delivered locally")
             #expect(await RedisTest.eventually { outcomes.withLock { $0["first"] } != nil })

@@ -274,7 +274,10 @@ func parseInt(p []byte) (v int64, rest []byte, ok bool) {
 		p = p[1:]
 	}
 	k := 0
-	for ; k < len(p) && k < 18 && p[k] >= '0' && p[k] <= '9'; k++ {
+	for ; k < len(p) && p[k] >= '0' && p[k] <= '9'; k++ {
+		if k == 18 {
+			return 0, nil, false // past what an int64 surely holds: not one of ours
+		}
 		v = v*10 + int64(p[k]-'0')
 	}
 	if negative {
@@ -287,7 +290,9 @@ func parseInt(p []byte) (v int64, rest []byte, ok bool) {
 // keeps its samples in a small buffer of its own and folds them in here when it fills: a
 // histogram per connection (1,000 of them, each scattered over a 100-KB array) cost a cache
 // miss per delivery, the shared one stays in cache, and the lock is taken once per
-// sampleBatch deliveries.
+// sampleBatch deliveries. Every subscriber receives the same messages, so the first fold of
+// each comes after a number of samples of its own (foldAt): otherwise all would fold, and
+// wait for the lock, on the same message.
 var (
 	latencyMu sync.Mutex
 	latencies hist
@@ -314,6 +319,7 @@ type subscriber struct {
 	lastNs      atomic.Int64 // when the last one arrived
 	_           [48]byte
 	samples     []int64 // measured latencies not yet folded into `latencies`
+	foldAt      int     // fold when samples holds this many (sampleBatch after the first fold)
 	buf         []byte  // the message being read, reused
 	trial       int64
 	measured    int64
@@ -358,9 +364,10 @@ func (s *subscriber) read(done *sync.WaitGroup) {
 		if seq >= measureBase.Load() {
 			s.measured++
 			s.samples = append(s.samples, now-sent)
-			if len(s.samples) == sampleBatch {
+			if len(s.samples) >= s.foldAt {
 				foldSamples(s.samples)
 				s.samples = s.samples[:0]
+				s.foldAt = sampleBatch
 			}
 			if s.firstMeasNs == math.MaxInt64 {
 				s.firstMeasNs = now
@@ -695,7 +702,7 @@ func main() {
 				}
 				return
 			}
-			subs[i] = &subscriber{conn: conn}
+			subs[i] = &subscriber{conn: conn, foldAt: 1 + i%sampleBatch}
 		}(i)
 	}
 	wg.Wait()
