@@ -333,6 +333,7 @@ enum RedisHistory {
 final class PublishCompletionOnce: Sendable {
     private let completion: PublishCompletion
     private let done = Atomic<Bool>(false)
+    private let refused = Atomic<Bool>(false)
 
     init(_ completion: @escaping PublishCompletion) {
         self.completion = completion
@@ -340,6 +341,10 @@ final class PublishCompletionOnce: Sendable {
 
     func callAsFunction(_ outcome: PublishOutcome) {
         guard !done.exchange(true, ordering: .relaxed) else { return }
+        if outcome.refusal != nil { refused.store(true, ordering: .releasing) }
         completion(outcome)
     }
+
+    /// The publisher was told the message was refused: it must not be delivered after all.
+    var wasRefused: Bool { refused.load(ordering: .acquiring) }
 }

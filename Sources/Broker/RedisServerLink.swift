@@ -494,7 +494,8 @@ final class RedisServerLink: Sendable {
         var pending: [RedisOutgoing] = []
         if let inFlight = state.inFlight {
             let split = state.echoes.split(inFlight)
-            pending = split.unpublished
+            // Redis may have answered part of the batch already; a refused message stays refused.
+            pending = split.unpublished.filter { !($0.completion?.wasRefused ?? false) }
             for index in pending.indices where pending[index].envelope.kind != .gap {
                 state.doubtful.insert(pending[index].envelope.id)
                 pending[index].uncertain = true

@@ -155,6 +155,48 @@ struct RedisLostReplyTests {
         }
     }
 
+    /// A batch still in flight when the link falls back may hold a message Redis refused already
+    /// (its reply in, its publisher told) beside one Redis has not answered: only the second is
+    /// delivered locally. Here the node's ACL keeps it from `bad.t`'s keys (`NOPERM`, answered at
+    /// once) and `CLIENT PAUSE WRITE` holds the calls after it in Redis: a message to a user
+    /// (a `PUBLISH`, which also parts the two script calls), then `ok.t`'s.
+    @Test("a message Redis refused, in a batch still in flight when the link falls back, is not delivered locally")
+    func refusedInFlight() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)  // the link's loop
+        try await RedisTest.withServers { servers in
+            let redis = servers[0]
+            _ = try await redis.command(["ACL", "SETUSER", "okonly", "on", ">pw", "~pubsub:@history*:ok.*", "&*", "+@all"])
+            let proxy = try await RedisFaultProxy.start(
+                to: RedisURL(host: redis.host, port: redis.port, user: "okonly", password: "pw"))
+            defer { Task { await proxy.stop() } }
+            let a = RedisTestNode("a", urls: [proxy.url], timeout: .seconds(30), history: HistoryPolicy(size: 10), eventLoopGroup: group)
+            try await RedisTest.shuttingDown([a]) {
+                a.subscribe(RedisTest.topic("ok.t"), RedisTest.topic("bad.t"))
+                try await RedisTest.settle([a])
+                _ = try await redis.command(["CLIENT", "PAUSE", "20000", "WRITE"])
+                let outcomes = Mutex<[String: PublishOutcome]>([:])
+                let loop = group.next()
+                // Both in one batch: published on the link's loop, before its turn runs.
+                let (bad, ok) = try await loop.submit {
+                    let bad = a.publish(topic: "bad.t") { outcome in outcomes.withLock { $0["bad"] = outcome } }
+                    a.publish(topic: nil, userId: "u1")
+                    let ok = a.publish(topic: "ok.t") { outcome in outcomes.withLock { $0["ok"] = outcome } }
+                    return (bad, ok)
+                }.get()
+                #expect(await RedisTest.eventually { outcomes.withLock { $0["bad"] }?.refusal != nil }, "refused at once")
+                proxy.refuse(clientNamed: "chorus:a:sub")  // the quick retry fails: the link falls back
+                proxy.cut(clientNamed: "chorus:a:sub")
+                #expect(await RedisTest.eventually { a.status.state == .fallback })
+                #expect(await RedisTest.eventually { a.ids(topic: "ok.t") == [ok.id] }, "\(a.ids())")
+                #expect(a.ids(topic: "bad.t").isEmpty, "a refused message is not delivered")
+                let answer = outcomes.withLock { $0["ok"] }
+                #expect(answer?.nodeOnly == true && answer?.uncertain == true, "\(String(describing: answer))")
+                _ = try await redis.command(["CLIENT", "UNPAUSE"])
+            }
+        }
+        try await group.shutdownGracefully()
+    }
+
     /// The same loss, with the publisher back at once while the subscriber connection is behind
     /// (its copy of the message still unread, as behind a backlog Redis has not written yet):
     /// the new publisher must not send the message again before the subscriber has read
