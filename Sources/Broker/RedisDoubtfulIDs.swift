@@ -17,6 +17,15 @@ struct RedisDoubtfulIDs: Sendable {
 
     var isEmpty: Bool { ids.isEmpty }
 
+    /// Remembers `message`, about to be delivered locally while Redis may still publish it,
+    /// and marks its answer ``PublishOutcome/uncertain``. A gap announcement is left alone: it
+    /// is never delivered locally.
+    mutating func doubt(_ message: inout RedisOutgoing) {
+        guard message.envelope.kind != .gap else { return }
+        insert(message.envelope.id)
+        message.uncertain = true
+    }
+
     mutating func insert(_ id: String) {
         guard ids.insert(id).inserted else { return }
         order.append(id)

@@ -496,19 +496,14 @@ final class RedisServerLink: Sendable {
             let split = state.echoes.split(inFlight)
             // Redis may have answered part of the batch already; a refused message stays refused.
             pending = split.unpublished.filter { !($0.completion?.wasRefused ?? false) }
-            for index in pending.indices where pending[index].envelope.kind != .gap {
-                state.doubtful.insert(pending[index].envelope.id)
-                pending[index].uncertain = true
-            }
+            for index in pending.indices { state.doubtful.doubt(&pending[index]) }
             published += split.published
             state.inFlight = nil
         }
         var queued = state.queue.takeAll()
         if !state.returned.isEmpty {
-            for index in queued.indices
-            where queued[index].envelope.kind != .gap && state.returned.contains(queued[index].envelope.id) {
-                state.doubtful.insert(queued[index].envelope.id)
-                queued[index].uncertain = true
+            for index in queued.indices where state.returned.contains(queued[index].envelope.id) {
+                state.doubtful.doubt(&queued[index])
             }
             state.returned.removeAll()
         }

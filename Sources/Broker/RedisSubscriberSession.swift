@@ -8,16 +8,16 @@ import NIOPosix
 /// **Ownership.** Created, used and dropped on the link's subscriber event loop only (not
 /// `Sendable`); its callbacks (``onBurst``, ``onFailure``) run there too.
 ///
-/// At the start everything is written in one go: the handshake, the checks for data Redis
-/// lost (``RedisStreamPositions``, before the subscriptions: what is published after them
-/// reaches this node), a `SUBSCRIBE`/`PSUBSCRIBE` for every interest, and a `PING`, the
-/// *readiness marker*: Redis answers in order, so its `pong` means that every subscription before it is in place (``Progress/becameReady``).
-/// Later interest changes are followed by a `PING` of their own, and an idle connection gets a
-/// keepalive `PING` every `pingInterval`. While a `PING` (the marker included, which also
-/// bounds the connect and the handshake) is unanswered, Redis must send something within
-/// `timeout` (its answer, or messages queued before it), or ``tend(now:)`` throws a timeout: a
-/// hung Redis or a lost network is noticed within `pingInterval + timeout`, and a node that is
-/// merely behind on a busy connection, or whose loop was busy with other work while Redis's
+/// At the start everything is written in one go: the handshake, the checks for data Redis lost
+/// (``RedisStreamPositions``, before the subscriptions: what is published after them reaches this
+/// node), a `SUBSCRIBE`/`PSUBSCRIBE` for every interest, and a `PING`, the *readiness marker*:
+/// Redis answers in order, so its `pong` means that every subscription before it is in place
+/// (``Progress/becameReady``). Later interest changes are followed by a `PING` of their own, and an
+/// idle connection gets a keepalive `PING` every `pingInterval`. While a `PING` (the marker
+/// included, which also bounds the connect and the handshake) is unanswered, Redis must send
+/// something within `timeout` (its answer, or messages queued before it), or ``tend(now:)`` throws
+/// a timeout: a hung Redis or a lost network is noticed within `pingInterval + timeout`, and a node
+/// that is merely behind on a busy connection, or whose loop was busy with other work while Redis's
 /// bytes waited in the socket (``SocketReceiveQueue``), is not mistaken for one.
 ///
 /// Each marker `PING` carries the number of the last interest change sent before it (see

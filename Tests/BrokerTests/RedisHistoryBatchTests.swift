@@ -118,8 +118,7 @@ struct RedisHistoryBatchTests {
     @Test("the script lost on the server (SCRIPT FLUSH) is loaded again: a burst after it is stored in order without a gap")
     func scriptLost() async throws {
         try await RedisTest.withServers { servers in
-            let node = HistoryNode(urls: [servers[0].url])
-            #expect(await RedisTest.eventually { node.adapter.isSettled })
+            let node = await HistoryNode.settled(urls: [servers[0].url])
             let first = await node.publishAndWait("t.flush", count: 1)
             #expect(first.map(\.position?.offset) == [1])
             _ = try await servers[0].command(["SCRIPT", "FLUSH"])
@@ -135,8 +134,7 @@ struct RedisHistoryBatchTests {
     func connectionKilledBeforeAcknowledgement() async throws {
         try await RedisTest.withServers { servers in
             let redis = servers[0]
-            let node = HistoryNode(urls: [redis.url])
-            #expect(await RedisTest.eventually { node.adapter.isSettled })
+            let node = await HistoryNode.settled(urls: [redis.url])
             let first = await node.publishAndWait("t.kill", count: 1)
             let epoch = try #require(first.first?.position?.epoch)
             // Redis holds every write command (the history script included) until unpaused:
@@ -174,6 +172,13 @@ final class HistoryNode: Sendable {
         logger.logLevel = .error
         adapter = RedisAdapter(urls: urls, nodeId: "hb", history: RedisHistoryBatchTests.policy, logger: logger)
         adapter.start { _ in }
+    }
+
+    /// A node whose link to `urls` is settled (connected, its subscriptions in place).
+    static func settled(urls: [RedisURL]) async -> HistoryNode {
+        let node = HistoryNode(urls: urls)
+        #expect(await RedisTest.eventually { node.adapter.isSettled })
+        return node
     }
 
     var answered: Int { outcomes.withLock { $0.count } }

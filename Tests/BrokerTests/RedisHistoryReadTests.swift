@@ -154,8 +154,7 @@ struct RedisHistoryReadTests {
     @Test("a read with a byte bound stops near it, from the end asked for; unbounded reads cross the script's steps whole")
     func byteBound() async throws {
         try await RedisTest.withServers { servers in
-            let node = HistoryNode(urls: [servers[0].url])
-            #expect(await RedisTest.eventually { node.adapter.isSettled })
+            let node = await HistoryNode.settled(urls: [servers[0].url])
             _ = await node.publishAndWait("t.bytes", count: 90, from: 10)  // ids of one length
             let topic = try Topic("t.bytes")
             func offsets(_ query: HistoryQuery) async throws -> (offsets: [Int], truncated: Bool) {

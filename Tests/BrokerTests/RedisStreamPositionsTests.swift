@@ -78,8 +78,7 @@ struct RedisStreamPositionsTests {
     func publisherChecks() async throws {
         try await RedisTest.withServers { servers in
             let redis = servers[0]
-            let node = HistoryNode(urls: [redis.url])
-            #expect(await RedisTest.eventually { node.adapter.isSettled })
+            let node = await HistoryNode.settled(urls: [redis.url])
             let before = await node.publishAndWait("t.lost", count: 3)
             let epoch = try #require(before.last?.position?.epoch)
             // Redis lost the last two writes: the topic's meta is back at offset 1.
@@ -97,8 +96,7 @@ struct RedisStreamPositionsTests {
         try await RedisTest.withServers { servers in
             let redis = servers[0]
             _ = try await redis.command(["ACL", "SETUSER", "noeval", "on", ">pw", "~*", "&*", "+@all", "-eval"])
-            let node = HistoryNode(urls: [RedisURL(host: redis.host, port: redis.port, user: "noeval", password: "pw")])
-            #expect(await RedisTest.eventually { node.adapter.isSettled })
+            let node = await HistoryNode.settled(urls: [RedisURL(host: redis.host, port: redis.port, user: "noeval", password: "pw")])
             let before = await node.publishAndWait("t.acl", count: 1)  // a position to check at the next connect
             let epoch = try #require(before.first?.position?.epoch)
             let transitions = node.adapter.status().transitions
