@@ -20,14 +20,21 @@ public struct AdapterStatus: Sendable, Equatable, Codable {
         public var state: State
         public var since: Date
         public var transitions: Int
+        /// The last connection or command error, kept after the link recovers.
         public var lastError: String?
+        /// When ``lastError`` happened: older than ``since`` on a connected backend means the
+        /// link has recovered from it.
+        public var lastErrorAt: Date?
 
-        public init(address: String, state: State, since: Date, transitions: Int, lastError: String? = nil) {
+        public init(
+            address: String, state: State, since: Date, transitions: Int, lastError: String? = nil, lastErrorAt: Date? = nil
+        ) {
             self.address = address
             self.state = state
             self.since = since
             self.transitions = transitions
             self.lastError = lastError
+            self.lastErrorAt = lastErrorAt
         }
     }
 

@@ -72,6 +72,9 @@ struct RedisLinkStateMachine: Equatable, Sendable {
     /// Phase changes so far.
     private(set) var transitions = 0
     private(set) var lastError: String?
+    /// Errors recorded so far: each one sets ``lastError`` (the link stamps its time when this
+    /// changes, as the same error may come again).
+    private(set) var errors = 0
     private(set) var stopping = false
     /// The publisher is reconnecting after its connection closed under a connected link; the
     /// publish queue waits for it instead of falling back.
@@ -109,7 +112,7 @@ struct RedisLinkStateMachine: Equatable, Sendable {
     mutating func subscriberFailed(_ error: String) -> [Action] {
         guard !stopping else { return [] }
         subscriber = .down
-        lastError = error
+        record(error)
         return fallBack(error)
     }
 
@@ -136,7 +139,7 @@ struct RedisLinkStateMachine: Equatable, Sendable {
         guard !stopping else { return [] }
         let wasUp = publisher == .up
         publisher = .down
-        lastError = error
+        record(error)
         if failure == .closed, wasUp, retryable, phase == .connected, subscriber == .up {
             // One quick retry on a fresh connection; the queue and the unacknowledged batch wait.
             publisherRetrying = true
@@ -160,8 +163,13 @@ struct RedisLinkStateMachine: Equatable, Sendable {
         subscriber = .down
         if publisher == .up { publisher = .down }
         publisherRetrying = false
-        lastError = error
+        record(error)
         return fallBack(error) + [.followMaster]
+    }
+
+    private mutating func record(_ error: String) {
+        lastError = error
+        errors += 1
     }
 
     // MARK: - Lifecycle

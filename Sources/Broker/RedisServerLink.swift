@@ -84,6 +84,10 @@ final class RedisServerLink: Sendable {
     struct State {
         var machine = RedisLinkStateMachine()
         var since = Date()
+        /// When the machine last recorded an error (``RedisLinkStateMachine/errors`` counted
+        /// up to `errorsStamped`).
+        var lastErrorAt: Date?
+        var errorsStamped = 0
         var deliver: (@Sendable ([Envelope]) -> Void)?
         /// Started and not yet finished: each counts in `workers` (``stop()`` waits).
         var subscriberRunning = false
@@ -407,7 +411,8 @@ final class RedisServerLink: Sendable {
         state.withLock { state in
             AdapterStatus.Backend(
                 address: Self.address(url, sentinel: sentinel), state: state.machine.phase, since: state.since,
-                transitions: state.machine.transitions, lastError: state.machine.lastError)
+                transitions: state.machine.transitions, lastError: state.machine.lastError,
+                lastErrorAt: state.lastErrorAt)
         }
     }
 
@@ -433,7 +438,12 @@ final class RedisServerLink: Sendable {
         var unannounced = 0
         var failingDifferently: String?
         state.withLock { state in
-            for action in event(&state) {
+            let actions = event(&state)
+            if state.machine.errors != state.errorsStamped {
+                state.errorsStamped = state.machine.errors
+                state.lastErrorAt = Date()
+            }
+            for action in actions {
                 switch action {
                 case .report(let transition):
                     state.since = Date()

@@ -21,6 +21,7 @@ struct RedisFailoverTests {
                 let fallback = a.status
                 #expect(fallback.backends[0].state == .fallback)
                 #expect(fallback.backends[0].lastError?.contains("refused") == true)
+                let failedAt = try #require(fallback.backends[0].lastErrorAt, "the error's time is shown")
 
                 // Local publishes reach the local node (through the link's delivering thread), and only it.
                 let local = a.publish(topic: "down.t")
@@ -32,6 +33,7 @@ struct RedisFailoverTests {
                 let status = a.status
                 #expect(status.state == .connected)
                 #expect(status.backends[0].transitions == 2)  // connecting -> fallback -> connected
+                #expect(status.backends[0].lastErrorAt.map { $0 >= failedAt && $0 <= status.backends[0].since } == true, "the error is older than the recovery")
                 #expect(try await redis.activeChannels() == ["pubsub:down.t"], "interests resubscribed")
 
                 let shared = a.publish(topic: "down.t")

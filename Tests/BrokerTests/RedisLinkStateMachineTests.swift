@@ -80,6 +80,7 @@ struct RedisLinkStateMachineTests {
         #expect(machine.publisherFailed("three", .timeout, retryable: true) == [.deliverPendingLocally])
         #expect(machine.transitions == 2)
         #expect(machine.lastError == "three")
+        #expect(machine.errors == 3, "each error counts, so that the link stamps its time")
     }
 
     @Test("the publisher's connection closing under a healthy link is retried at once, with no failover counted")

@@ -177,11 +177,10 @@ struct RedisLostReplyTests {
                 let outcomes = Mutex<[String: PublishOutcome]>([:])
                 let loop = group.next()
                 // Both in one batch: published on the link's loop, before its turn runs.
-                let (bad, ok) = try await loop.submit {
-                    let bad = a.publish(topic: "bad.t") { outcome in outcomes.withLock { $0["bad"] = outcome } }
+                let ok = try await loop.submit {
+                    a.publish(topic: "bad.t") { outcome in outcomes.withLock { $0["bad"] = outcome } }
                     a.publish(topic: nil, userId: "u1")
-                    let ok = a.publish(topic: "ok.t") { outcome in outcomes.withLock { $0["ok"] = outcome } }
-                    return (bad, ok)
+                    return a.publish(topic: "ok.t") { outcome in outcomes.withLock { $0["ok"] = outcome } }
                 }.get()
                 #expect(await RedisTest.eventually { outcomes.withLock { $0["bad"] }?.refusal != nil }, "refused at once")
                 proxy.refuse(clientNamed: "chorus:a:sub")  // the quick retry fails: the link falls back
