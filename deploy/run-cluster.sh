@@ -223,7 +223,7 @@ http {
         least_conn;
 EOF
     for port in "${NODE_PORTS[@]}"; do
-        echo "        server 127.0.0.1:$port max_fails=3 fail_timeout=10s;"
+        echo "        server 127.0.0.1:$port max_fails=0;"
     done
     cat <<EOF
         # No keepalive: a node upgrades to WebSocket only on a connection's first request.

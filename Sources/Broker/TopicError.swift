@@ -32,7 +32,7 @@ public enum TopicError: Error, Equatable, CustomStringConvertible {
         case .illegalCharacter(let character, let name):
             "topic '\(Self.printable(name))' contains \(Self.describe(character)): segments may contain only ASCII letters, digits, '_', '-' and ':'"
         case .wildcardInTopic(let name):
-            "topic '\(Self.printable(name))' contains a wildcard: messages are published to concrete topics, '*' and '**' are for subscriptions"
+            "topic '\(Self.printable(name))' contains a wildcard: '*' and '**' are for subscriptions; publishing, presence and typing need a concrete topic"
         case .partialWildcard(let text):
             "pattern '\(Self.printable(text))' has '*' inside a segment: a wildcard is a whole segment, '*' for exactly one segment or '**' for one or more"
         }

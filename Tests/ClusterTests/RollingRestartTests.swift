@@ -556,7 +556,7 @@ struct RollingRestart {
             }
             result.dropped.append(progress.read { $0.dropped })
             progress.update { $0.restarts = "node-\(number): waiting for nginx to route to it again" }
-            // nginx takes a node that refused connections out for 10 s (max_fails, fail_timeout).
+            // nginx sends requests to it again at once (max_fails=0; see BackToBackRestartTests).
             let back = await eventually(within: .seconds(60), every: .milliseconds(200)) {
                 let health = try? await HTTP.get("\(cluster.nginx.baseURL)/health").json()
                 return health?["nodeId"] as? String == "node-\(number)"

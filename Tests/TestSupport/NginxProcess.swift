@@ -86,7 +86,7 @@ public final class NginxProcess: Sendable {
         if getuid() == 0, let account = getpwuid(0), let group = getgrgid(getgid()) {
             user = "user \(String(cString: account.pointee.pw_name)) \(String(cString: group.pointee.gr_name));\n"
         }
-        let servers = upstreamPorts.map { "        server 127.0.0.1:\($0) max_fails=3 fail_timeout=10s;" }
+        let servers = upstreamPorts.map { "        server 127.0.0.1:\($0) max_fails=0;" }
             .joined(separator: "\n")
         let proxyHeaders = """
                     proxy_set_header Host $host;

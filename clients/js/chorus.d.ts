@@ -309,6 +309,7 @@ export interface ChorusEvents {
   state: StateEvent;
   connecting: { attempt?: number };
   connected: { userId?: string; reconnected: boolean };
+  /** After every failed attempt too, while no node answers: `willReconnect` true means a `reconnecting` follows (show "reconnecting", not "offline"). */
   disconnected: { code: number; reason: string; willReconnect: boolean; error?: ChorusError };
   reconnecting: { attempt: number; delay?: number; code?: number };
   /** Each message a subscription delivers, once however many cover it (a replay page may bring again what a pattern subscription delivered live), and each message addressed to this user (no `topic`). */
@@ -376,6 +377,12 @@ export class ChorusClient {
   off<E extends keyof ChorusEvents>(event: E, handler: (value: ChorusEvents[E]) => void): void;
   once<E extends keyof ChorusEvents>(event: E): Promise<ChorusEvents[E]>;
 
+  /**
+   * Starts connecting, and keeps reconnecting until `disconnect()`. Resolves once connected and
+   * authenticated; rejects with `ChorusAuthError` when the token is refused. While no node is
+   * reachable it stays pending (attempts go on with backoff): race it with a timeout of your own
+   * if the page must not wait, and follow `state` events for progress.
+   */
   connect(): Promise<void>;
   disconnect(): void;
   setToken(token: string): void;

@@ -121,7 +121,12 @@ function start() {
   const client = new ChorusClient(wsURL, { getToken: () => state.token });
   state.client = client;
   window.chorus = client;  // for the console (and the browser test)
-  client.on("state", ({ state: s }) => { $("status").textContent = s; $("status").dataset.state = s; });
+  // Between two reconnect attempts the client is `disconnected` with `willReconnect`: still reconnecting to the user.
+  client.on("state", ({ state: s, willReconnect }) => {
+    const shown = s === "disconnected" && willReconnect ? "reconnecting" : s;
+    $("status").textContent = shown;
+    $("status").dataset.state = shown;
+  });
   // Reload once the conversation's subscription is live again on the new connection (a failed
   // recovery included): a reload on `connected` could read the store before a message committed
   // that then went out before the resubscribe, and that message would be missed by both.
