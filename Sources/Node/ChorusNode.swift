@@ -200,7 +200,7 @@ public final class ChorusNode: Service, Sendable {
             logger: logger)
         var services: [any Service] = [
             BrokerService(broker: context.broker, hub: context.hub, logger: logger),
-            PresenceLifecycle(store: context.presence.store),
+            PresenceLifecycle(presence: context.presence),
             HousekeepingService(node: context, sampler: sampler),
         ]
         if let directory {
@@ -224,7 +224,7 @@ public final class ChorusNode: Service, Sendable {
         }
         services.append(
             DrainService(
-                readiness: context.readiness, hub: context.hub, budget: Self.closeHandshakeBudget(configuration.drainTimeout),
+                readiness: context.readiness, hub: context.hub, presence: context.presence, budget: Self.closeHandshakeBudget(configuration.drainTimeout),
                 logger: logger))
         var groupConfiguration = ServiceGroupConfiguration(
             services: services.map { .init(service: $0) }, gracefulShutdownSignals: signals, logger: logger)
@@ -365,6 +365,7 @@ struct HeartbeatService: Service {
 struct DrainService: Service {
     let readiness: Readiness
     let hub: ConnectionHub
+    let presence: PresenceService
     let budget: Duration
     let logger: Logger
 
@@ -374,6 +375,7 @@ struct DrainService: Service {
         // so the reason it stops is the last thing in its log.
         let wasReady = readiness.state == .ready
         readiness.set(.draining)
+        presence.holdLeaves()
         if wasReady { logger.info("draining: not ready, closing WebSockets with 1001") }
         await hub.closeAll(.goingAway, reason: "node shutting down", within: budget)
         if wasReady { logger.info("WebSockets closed") }

@@ -106,6 +106,12 @@ extension ClientMessage {
     /// Most characters of a client's string an error reply repeats.
     static let echoedLength = 64
 
+    /// `text` as an error reply repeats it: cut short, so that a string as long as the message
+    /// limit does not come back (twice) as long.
+    static func echoed(_ text: String) -> String {
+        text.count > echoedLength ? text.prefix(echoedLength) + "…" : text
+    }
+
     /// Decodes one text frame.
     public static func decode(_ bytes: some Collection<UInt8>) throws(ClientMessageError) -> ClientMessage {
         let fields: RawJSONObject
@@ -134,7 +140,7 @@ extension ClientMessage {
             do {
                 return try TopicPattern(text)
             } catch {
-                throw fail("illegal topic: \(error)", .object(["topic": .string(text)]))
+                throw fail("illegal topic: \(error)", .object(["topic": .string(Self.echoed(text))]))
             }
         }
         switch wire.type {
@@ -153,7 +159,7 @@ extension ClientMessage {
             do {
                 topic = try Topic(text)
             } catch {
-                throw fail("illegal topic: \(error) (presence and typing need a concrete topic)", .object(["topic": .string(text)]))
+                throw fail("illegal topic: \(error) (presence and typing need a concrete topic)", .object(["topic": .string(Self.echoed(text))]))
             }
             guard wire.type == "typing" else { return ClientMessage(.presenceGet(topic, after: wire.after), id: id) }
             guard let state = wire.state, state == "start" || state == "stop" else {
@@ -168,7 +174,7 @@ extension ClientMessage {
             do {
                 topic = try Topic(text)
             } catch {
-                throw fail("illegal topic: \(error)", .object(["topic": .string(text)]))
+                throw fail("illegal topic: \(error)", .object(["topic": .string(Self.echoed(text))]))
             }
             guard let data = wire.data else { throw fail("'message' needs 'data'") }
             if let metadata = wire.metadata, !metadata.isObject { throw fail("'metadata' must be an object") }
@@ -186,8 +192,7 @@ extension ClientMessage {
         case nil:
             throw fail("missing 'type': expected auth, subscribe, unsubscribe, message, ping, read, presence.get or typing")
         case let other?:
-            // Shown cut short: a `type` as long as the message limit must not come back twice as long.
-            let shown = other.count > Self.echoedLength ? other.prefix(Self.echoedLength) + "…" : other
+            let shown = Self.echoed(other)
             throw fail(
                 "unknown message type '\(shown)': expected auth, subscribe, unsubscribe, message, ping, read, presence.get or typing",
                 .object(["type": .string(shown)]))

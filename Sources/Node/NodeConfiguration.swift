@@ -168,6 +168,10 @@ public struct NodeConfiguration: Sendable {
     /// `PRESENCE_TTL` (ms): a node's presence lease; a node that stops renewing it (killed,
     /// cut off from Redis) loses its members within this plus a third of it (see docs/presence.md).
     public var presenceTTL: Duration = .milliseconds(30_000)
+    /// `PRESENCE_DRAIN_GRACE` (ms, `0`: none): how long a draining node keeps, in Redis, the
+    /// presence of the connections it closed, so that users who reconnect to another node
+    /// meanwhile are seen neither leaving nor joining again.
+    public var presenceDrainGrace: Duration = .milliseconds(2_000)
     /// `PRESENCE_MAX_DATA_SIZE` (bytes): the largest `presence.data` a client may set.
     public var presenceMaxDataSize = 4_096
     /// `PRESENCE_BATCH_RATE`: presence events per second per topic above which a node batches
@@ -346,6 +350,7 @@ extension NodeConfiguration {
         drainTimeout = try reader.milliseconds("DRAIN_TIMEOUT") ?? drainTimeout
         clusterHeartbeatInterval = try reader.milliseconds("CLUSTER_HEARTBEAT_INTERVAL") ?? clusterHeartbeatInterval
         presenceTTL = try reader.milliseconds("PRESENCE_TTL") ?? presenceTTL
+        if let grace = try reader.integer("PRESENCE_DRAIN_GRACE", in: 0...600_000) { presenceDrainGrace = .milliseconds(grace) }
         presenceMaxDataSize = try reader.integer("PRESENCE_MAX_DATA_SIZE", in: 2...(1 << 20)) ?? presenceMaxDataSize
         presenceBatchRate = try reader.integer("PRESENCE_BATCH_RATE", in: 1...1_000_000) ?? presenceBatchRate
         typingTimeout = try reader.milliseconds("TYPING_TIMEOUT") ?? typingTimeout

@@ -30,9 +30,16 @@ final class PresenceService: Sendable {
         var members: [Topic: MemberTable<Local>] = [:]
         /// Connections per user in `presence.user.<id>`.
         var users: [String: Int] = [:]
+        /// The node drains: leaves are not told to the store, which withdraws the node's whole
+        /// share after the grace (``PresenceLifecycle``).
+        var holding = false
+        /// Leaves not told to the store while holding.
+        var held = 0
     }
 
     let store: any PresenceStore
+    /// `PRESENCE_DRAIN_GRACE`, or zero where there is no other node to reconnect to (memory adapter).
+    let drainGrace: Duration
     private let table = Mutex(Tables())
 
     /// Whether `topic` is `presence.user.<userId>`.
@@ -43,6 +50,7 @@ final class PresenceService: Sendable {
     }
 
     init(configuration: NodeConfiguration, broker: PubSubBroker, logger: Logger) {
+        drainGrace = configuration.adapter == .memory ? .zero : configuration.presenceDrainGrace
         switch configuration.adapter {
         case .memory:
             store = LocalPresenceStore(origin: configuration.nodeId) { broker.publish($0) }
@@ -98,9 +106,25 @@ final class PresenceService: Sendable {
         }
     }
 
+    /// The node starts draining: from now on the connections it closes keep their presence in
+    /// the store until ``PresenceLifecycle`` withdraws the node's share, `drainGrace` later. A
+    /// user who reconnects to another node meanwhile is counted there before this node's share
+    /// goes: watchers see no `leave` and no `join`. Nothing is held without a grace.
+    func holdLeaves() {
+        guard drainGrace > .zero else { return }
+        table.withLock { $0.holding = true }
+    }
+
+    /// Leaves were held by ``holdLeaves()``: the grace is worth waiting for.
+    var heldLeaves: Bool { table.withLock { $0.held > 0 } }
+
     /// One connection of `userId` fewer in `topic` on this node.
     func leave(topic: Topic, userId: String) {
         table.withLock { tables in
+            guard !tables.holding else {
+                tables.held += 1
+                return
+            }
             if let count = tables.users[userId], Self.isUserTopic(topic, of: userId) {
                 tables.users[userId] = count > 1 ? count - 1 : nil
                 store.set(

@@ -8,6 +8,8 @@ public enum TokenError: Error, Equatable, CustomStringConvertible {
     case notYetValid
     case missingSubject
     case invalidGrants(String)
+    /// A claim of the wrong type (`exp` as a string, `sub` as a number): its name.
+    case invalidClaim(String)
     case criticalHeader
     case missingExpiry
     case wrongIssuer(String?)
@@ -26,6 +28,7 @@ public enum TokenError: Error, Equatable, CustomStringConvertible {
         case .notYetValid: "token not yet valid (nbf is in the future)"
         case .missingSubject: "token has no 'sub' or 'userId' claim"
         case .invalidGrants(let reason): "token grants are invalid: \(reason)"
+        case .invalidClaim(let name): "token claim '\(name)' has the wrong type"
         case .criticalHeader: "token header has 'crit': this node understands no critical JWS extension"
         case .missingExpiry: "token has no 'exp' claim: this node accepts only tokens that expire"
         case .wrongIssuer(let issuer?): "token issuer '\(issuer.prefix(100))' is not the one this node trusts"

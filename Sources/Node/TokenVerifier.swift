@@ -146,7 +146,14 @@ public struct TokenVerifier: Sendable {
             if case .dataCorrupted(let context) = error, context.codingPath.contains(where: { $0.stringValue == "grants" }) {
                 throw .invalidGrants(context.debugDescription)
             }
-            throw .malformed
+            // A payload that is JSON but has a claim of another type: name the claim.
+            switch error {
+            case .typeMismatch(_, let context), .valueNotFound(_, let context), .dataCorrupted(let context):
+                guard let claim = context.codingPath.first?.stringValue else { throw .malformed }
+                throw .invalidClaim(String(claim.prefix(64)))
+            default:
+                throw .malformed
+            }
         } catch {
             throw .malformed
         }

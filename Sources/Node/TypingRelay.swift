@@ -17,7 +17,7 @@ import Synchronization
 /// **Receiving** (``incoming(_:now:)``): per topic and user, a `start` reaches this node's
 /// subscribers at most once per ``interval`` (so two devices of one user, on two nodes, do not
 /// double it), and every `start` arms a timer: without another `start` or a `stop` within
-/// `TYPING_TIMEOUT`, the node shows its subscribers a `stop` itself. That ends indicators whose
+/// ``shownFor``, the node shows its subscribers a `stop` itself. That ends indicators whose
 /// client went silent, disconnected without a word, or whose node died.
 ///
 /// Thread-safe: two small tables behind mutexes; timers run on a dispatch queue and deliver
@@ -59,6 +59,10 @@ final class TypingRelay: Sendable {
     static let startsPerInterval = 2
 
     let timeout: Duration
+    /// How long a received `start` is shown without another: `TYPING_TIMEOUT` and one
+    /// ``interval``, as the typist's node may have held back a refresh for up to an interval
+    /// (a refresh 0.9 s after the start left with the next one, or not at all).
+    var shownFor: Duration { timeout + Self.interval }
     private let outgoingTable = Mutex<(entries: [Key: Outgoing], pruneAt: Int)>(([:], TypingRelay.minimumPruneAt))
     /// The outgoing table is pruned of ended indicators once it passes this size, then at twice
     /// what was left: pruning costs the table's size, so the threshold doubles to keep that
@@ -130,8 +134,9 @@ final class TypingRelay: Sendable {
                 table.entries[key] = Incoming(lastShown: now, generation: generation)
             }
             let origin = envelope.origin
-            timers.asyncAfter(deadline: .now() + .nanoseconds(Int(timeout.components.seconds) * 1_000_000_000
-                + Int(timeout.components.attoseconds / 1_000_000_000))) { [self] in
+            let shown = shownFor
+            timers.asyncAfter(deadline: .now() + .nanoseconds(Int(shown.components.seconds) * 1_000_000_000
+                + Int(shown.components.attoseconds / 1_000_000_000))) { [self] in
                 expire(key, generation: generation, origin: origin)
             }
             return show

@@ -68,6 +68,47 @@ extension ClusterTests {
             }
         }
 
+        @Test("a drained node's member who reconnects to another node within PRESENCE_DRAIN_GRACE is seen neither leaving nor joining; one who does not leaves once")
+        func drainKeepsReconnectingMembers() async throws {
+            // The grace within the cluster's DRAIN_TIMEOUT (5 s): time for alice to reconnect on a loaded machine.
+            try await withCluster(nodes: 2, environment: ["PRESENCE_DRAIN_GRACE": "3000"]) { cluster in
+                let topic = "rooms.deploy"
+                let watcher = try await cluster.node(1).connect(as: "watcher")
+                try await watcher.subscribe(topic, member: false, events: true)
+                let drained = cluster.node(2)
+                let alice = try await drained.connect(as: "alice")
+                try await alice.subscribe(topic, member: true, data: ["status": "here"], events: false)
+                let bob = try await drained.connect(as: "bob")
+                try await bob.subscribe(topic, member: true, events: false)
+                for user in ["alice", "bob"] {
+                    let join = try await watcher.nextPresence()
+                    #expect(join.event == "join" && join.userId == user, "\(join)")
+                }
+
+                drained.terminate()
+                #expect(try await alice.closeCode() == 1001)
+                #expect(try await bob.closeCode() == 1001)
+                await bob.close()  // bob does not come back
+                await alice.close()
+                let back = try await cluster.node(1).connect(as: "alice")
+                try await back.subscribe(topic, member: true, data: ["status": "here"], events: false)
+
+                // Bob's leave comes once node-2 withdraws its share; nothing of alice's before it.
+                let next = try await watcher.nextPresence()
+                #expect(next.event == "leave" && next.userId == "bob", "alice neither left nor joined again: \(next)")
+                #expect(await drained.process.wait(timeout: .seconds(30)) == 0, "exit status of node-2")
+                // A fence: events of one topic come in order, so none of alice's came after bob's leave either.
+                let carol = try await cluster.node(1).connect(as: "carol")
+                try await carol.subscribe(topic, member: true, events: false)
+                let fence = try await watcher.nextPresence()
+                #expect(fence.event == "join" && fence.userId == "carol", "alice neither left nor joined again: \(fence)")
+                let state = try await watcher.presenceState(topic)
+                #expect(state.connections == ["alice": 1, "carol": 1], "alice is a member through node-1 alone")
+                await back.close()
+                await carol.close()
+            }
+        }
+
         @Test("a node killed with SIGKILL leaves no member behind: each of its members leaves once, after the TTL")
         func killedNodeIsReaped() async throws {
             let ttl = 2_000

@@ -162,6 +162,27 @@ struct ProtocolTests {
         }
     }
 
+    @Test("an illegal topic of 300,000 bytes comes back cut to 64 characters in each request's 400, not whole")
+    func longIllegalTopicIsCut() async throws {
+        try await withNode { node in
+            let client = try await node.connect(as: "u")
+            let topic = String(repeating: "a", count: 300_000)
+            let requests: [[String: Any]] = [
+                ["type": "subscribe", "topic": topic], ["type": "unsubscribe", "topic": topic],
+                ["type": "message", "topic": topic, "data": 1], ["type": "typing", "topic": topic, "state": "start"],
+                ["type": "presence.get", "topic": topic],
+            ]
+            for (number, request) in requests.enumerated() {
+                try await client.send(json: request.merging(["id": number]) { $1 })
+                let error = try await client.nextJSON()
+                #expect(error["code"] as? Int == 400 && error["id"] as? Int == number, "\(request["type"]!): \(String(describing: error).prefix(300))")
+                let shown = (error["details"] as? [String: Any])?["topic"] as? String
+                let cut = shown == String(repeating: "a", count: 64) + "…"  // compared apart: a failure would print it all
+                #expect(cut, "\(request["type"]!): \(shown?.count ?? 0) characters")
+            }
+        }
+    }
+
     @Test("a bad token is refused with auth_error 401 and the connection stays usable")
     func badToken() async throws {
         try await withNode { node in

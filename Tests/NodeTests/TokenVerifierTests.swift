@@ -154,7 +154,16 @@ struct TokenVerifierTests {
         }
         #expect(throws: TokenError.wrongAudience([])) { try checked.verify(minter.mint(subject: "a")) }
         let notStrings = sign(["alg": "HS256"], ["sub": "a", "exp": Self.inAnHour, "aud": 7])
-        #expect(throws: TokenError.malformed) { try checked.verify(notStrings) }
+        #expect(throws: TokenError.invalidClaim("aud")) { try checked.verify(notStrings) }
+    }
+
+    @Test("a claim of the wrong type is refused naming the claim", arguments: [
+        ("exp", ["sub": "a", "exp": "tomorrow"]), ("sub", ["sub": 7, "exp": Self.inAnHour]),
+        ("nbf", ["sub": "a", "exp": Self.inAnHour, "nbf": [1]]),
+    ] as [(String, [String: any Sendable])])
+    func wrongClaimType(claim: String, claims: [String: any Sendable]) {
+        let token = sign(["alg": "HS256"], claims)
+        #expect(throws: TokenError.invalidClaim(claim)) { try verifier.verify(token) }
     }
 
     @Test("a header with crit is refused, whatever it lists", arguments: [["b64"], [], ["exp"]] as [[String]])

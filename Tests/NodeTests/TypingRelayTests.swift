@@ -40,6 +40,18 @@ struct TypingRelayTests {
         }
     }
 
+    @Test("a refresh held back by the coalescing does not end the indicator early: a received start is shown until TYPING_TIMEOUT after the latest start the typist may have sent")
+    func heldRefreshCovered() throws {
+        let relay = TypingRelay(timeout: .seconds(5)) { _ in }
+        let topic = try Topic("rooms.r")
+        let t0 = ContinuousClock.now
+        #expect(relay.outgoing(topic: topic, userId: "u", start: true, now: t0))
+        // The typist refreshes just under a second later: held back, so receivers count from t0.
+        let refresh = t0 + .milliseconds(999)
+        #expect(!relay.outgoing(topic: topic, userId: "u", start: true, now: refresh))
+        #expect(t0 + relay.shownFor >= refresh + relay.timeout, "shown until the held refresh's timeout")
+    }
+
     @Test("starts for ever new topics: the outgoing table is pruned of ended indicators, and not again at every start while all are recent")
     func outgoingPruned() throws {
         let relay = TypingRelay(timeout: .seconds(5)) { _ in }
