@@ -46,6 +46,7 @@ struct NodeChildChannel: ServerChildChannel, HTTPChannelHandler {
             let unstarted = UnstartedConnectionCloser(firstRequestTimeout: TimeAmount(idleTimeout))
             try channel.pipeline.syncOperations.addHandler(unstarted, position: .first)
             let closer = NIOLoopBound(unstarted, eventLoop: channel.eventLoop)
+            let parseErrorCloser = NIOLoopBound(HTTPParseErrorCloser(), eventLoop: channel.eventLoop)
             let decision = NIOLoopBoundBox<WebSocketAdmission.Decision?>(nil, eventLoop: channel.eventLoop)
             let upgraders: [any NIOTypedHTTPServerProtocolUpgrader<UpgradeResult>] = [
                     WebSocketUpgrader<UpgradeResult>(
@@ -70,6 +71,7 @@ struct NodeChildChannel: ServerChildChannel, HTTPChannelHandler {
                                 decision.value = nil  // the session gives back what admission took
                                 // New upgrades are refused once draining, and the drain closes this one.
                                 channel.pipeline.syncOperations.removeHandler(closer.value, promise: nil)
+                                channel.pipeline.syncOperations.removeHandler(parseErrorCloser.value, promise: nil)
                                 return UpgradeResult.websocket
                             }
                         }
@@ -104,10 +106,14 @@ struct NodeChildChannel: ServerChildChannel, HTTPChannelHandler {
             )
             var pipeline = NIOUpgradableHTTPServerPipelineConfiguration(upgradeConfiguration: configuration)
             pipeline.enablePipelining = false
-            pipeline.enableErrorHandling = false
+            // A request NIO cannot parse (a garbage request line, two Content-Lengths, a header
+            // past its limit) is answered 400 and closed by NIO's protocol error handler; without
+            // it the error reached no handler and the connection waited for HTTP_IDLE_TIMEOUT.
+            pipeline.enableErrorHandling = true
             pipeline.enableResponseHeaderValidation = false
             let result = try channel.pipeline.syncOperations.configureUpgradableHTTPServerPipeline(
                 configuration: pipeline)
+            try channel.pipeline.syncOperations.addHandler(parseErrorCloser.value)
             result.whenFailure { _ in
                 // Accepted, but the upgrade failed before a session took over (say, the 101 could not be written).
                 if case .accept(let accepted)? = decision.value {
@@ -137,7 +143,7 @@ struct NodeChildChannel: ServerChildChannel, HTTPChannelHandler {
         channel.eventLoop.makeCompletedFuture {
             let pipeline = channel.pipeline.syncOperations
             try pipeline.configureHTTPServerPipeline(
-                withPipeliningAssistance: false, withErrorHandling: false, withOutboundHeaderValidation: false)
+                withPipeliningAssistance: false, withErrorHandling: true, withOutboundHeaderValidation: false)
             try pipeline.addHandler(HTTP1ToHTTPServerCodec(secure: false))
             try pipeline.addHandler(HTTPConnectionStateHandler(idleTimeout: idleTimeout, logger: logger))
             let asyncChannel = try NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>(

@@ -52,7 +52,8 @@ struct WebSocketAdmission: Sendable {
         }
         guard head.webSocketKey != nil else {
             return .refuse(Refusal(
-                status: 400, message: "not a WebSocket handshake: it needs one Sec-WebSocket-Key and Sec-WebSocket-Version: 13"))
+                status: 400,
+                message: "not a WebSocket handshake: it needs GET, one Sec-WebSocket-Key (base64 of 16 bytes) and Sec-WebSocket-Version: 13"))
         }
         // Browsers always send Origin on a WebSocket upgrade; other clients send none, and
         // are not what this check protects (a page on a foreign origin using its visitors).

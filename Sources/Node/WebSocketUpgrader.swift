@@ -51,11 +51,14 @@ struct WebSocketUpgrader<UpgradeResult: Sendable>: NIOTypedHTTPServerProtocolUpg
 }
 
 extension HTTPRequestHead {
-    /// The request's one `Sec-WebSocket-Key`, if it has one and `Sec-WebSocket-Version: 13`
-    /// (RFC 6455 §4.2.1); nil when it is not a handshake this server can complete.
+    /// The request's one `Sec-WebSocket-Key`, if the request is a `GET` with
+    /// `Sec-WebSocket-Version: 13` and the key is base64 of 16 bytes (RFC 6455 §4.2.1); nil when
+    /// it is not a handshake this server can complete.
     var webSocketKey: String? {
         let keys = headers["Sec-WebSocket-Key"]
-        guard keys.count == 1, headers["Sec-WebSocket-Version"] == ["13"] else { return nil }
+        guard method == .GET, keys.count == 1, headers["Sec-WebSocket-Version"] == ["13"],
+            Data(base64Encoded: keys[0])?.count == 16
+        else { return nil }
         return keys[0]
     }
 }

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import ChorusClient
 import Foundation
 import Testing
@@ -5,6 +8,60 @@ import TestSupport
 
 @Suite("HTTP endpoints")
 struct HTTPTests {
+    @Test("a request the node cannot parse (garbage, two Content-Lengths, a header past the limit) is answered 400 and closed at once, not held until HTTP_IDLE_TIMEOUT", arguments: [
+        "GARBAGE\r\n\r\n", "GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello",
+        "GET /health HTTP/1.1\r\nHost: x\r\nX: " + String(repeating: "a", count: 100_000) + "\r\n\r\n",
+    ])
+    func unparsableRequest(request: String) async throws {
+        try await withNode(["HTTP_IDLE_TIMEOUT": "600000"]) { node in
+            let port = node.port
+            let answer = try await onOwnThread { try Self.exchange(request, port: port) }
+            #expect(answer.hasPrefix("HTTP/1.1 400"), "\(answer.prefix(80))")
+        }
+    }
+
+    @Test("an upgrade that is not a GET, or whose Sec-WebSocket-Key is not base64 of 16 bytes, is refused with 400 (RFC 6455 4.2.1)", arguments: [
+        ("POST", "dGhlIHNhbXBsZSBub25jZQ=="), ("GET", "not-base64!!"), ("GET", "c2hvcnQ="),
+    ])
+    func badHandshake(method: String, key: String) async throws {
+        try await withNode { node in
+            let port = node.port
+            let request = "\(method) /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                + "Sec-WebSocket-Key: \(key)\r\nSec-WebSocket-Version: 13\r\nContent-Length: 0\r\n\r\n"
+            let answer = try await onOwnThread { try Self.exchange(request, port: port) }
+            #expect(answer.hasPrefix("HTTP/1.1 400"), "\(answer.prefix(200))")
+        }
+    }
+
+    /// Sends `request` on a fresh connection and reads until the node closes it (a read that
+    /// waits 10 s throws): what the node answered.
+    private static func exchange(_ request: String, port: Int) throws -> String {
+        let socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard socket >= 0 else { throw TestFailure("socket: \(errno)") }
+        defer { close(socket) }
+        var timeout = timeval(tv_sec: 10, tv_usec: 0)
+        setsockopt(socket, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        guard LoopbackPort.withAddress(port, { Glibc.connect(socket, $0, $1) }) == 0 else { throw TestFailure("connect: \(errno)") }
+        let bytes = Array(request.utf8)
+        var sent = 0
+        while sent < bytes.count {
+            let n = bytes[sent...].withUnsafeBytes { Glibc.send(socket, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            guard n > 0 else { break }  // the node may close before reading a long request whole
+            sent += n
+        }
+        var answer: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { recv(socket, $0.baseAddress, $0.count, 0) }
+            if n == 0 { return String(decoding: answer, as: UTF8.self) }
+            guard n > 0 else {
+                if errno == ECONNRESET { return String(decoding: answer, as: UTF8.self) }
+                throw TestFailure("no close within 10 s (errno \(errno)); read so far: \(String(decoding: answer.prefix(80), as: UTF8.self))")
+            }
+            answer += buffer[..<n]
+        }
+    }
+
     @Test("health, ready, stats and metrics answer with what an operator needs")
     func operations() async throws {
         try await withNode(["NODE_ID": "node-7"]) { node in
