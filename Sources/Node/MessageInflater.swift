@@ -74,9 +74,10 @@ final class MessageInflater {
             switch status {
             case Z_STREAM_END:
                 // The client ended its deflate stream (a final block, RFC 7692 §7.2.3.3): its
-                // next message starts a new one, whatever the context takeover.
+                // next message starts a new one, whatever the context takeover. Nothing but the
+                // appended tail may follow a final block.
                 inflateReset(stream)
-                return nil
+                return stream.pointee.avail_in > uInt(Self.tail.count) ? .invalidData : nil
             case Z_OK, Z_BUF_ERROR:
                 // All input read, and zlib stopped short of the room it had: nothing is pending.
                 if stream.pointee.avail_out > 0 {

@@ -107,6 +107,17 @@ struct PerMessageDeflateTests {
         #expect(throws: MessageInflater.Failure.tooBig) { try MessageInflater().inflate(compressed, limit: 9_999) }
     }
 
+    @Test("a message ending its deflate stream (a final block) inflates; bytes after the final block are invalid data")
+    func finalBlock() throws {
+        // A stored block with BFINAL set: "hi".
+        let final: [UInt8] = [0x01, 0x02, 0x00, 0xFD, 0xFF, 0x68, 0x69]
+        let inflated = try MessageInflater().inflate(ByteBuffer(bytes: final), limit: 1 << 20)
+        #expect(String(buffer: inflated) == "hi")
+        #expect(throws: MessageInflater.Failure.invalidData) {
+            try MessageInflater().inflate(ByteBuffer(bytes: final + Array("garbage".utf8)), limit: 1 << 20)
+        }
+    }
+
     @Test("bytes that are not a deflate stream are invalid data")
     func invalidData() {
         #expect(throws: MessageInflater.Failure.invalidData) {
