@@ -245,7 +245,7 @@ EOF
             proxy_set_header X-Forwarded-Proto \$scheme;
             proxy_read_timeout ${WS_TIMEOUT}s;
             proxy_send_timeout ${WS_TIMEOUT}s;
-            proxy_connect_timeout 5s;
+            proxy_connect_timeout 2s;
             proxy_buffering off;
             proxy_next_upstream error timeout http_502 http_503;
             proxy_next_upstream_tries 3;
@@ -261,7 +261,7 @@ EOF
             proxy_http_version 1.1;
             proxy_set_header Host \$host;
             proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
-            proxy_connect_timeout 5s;
+            proxy_connect_timeout 2s;
             proxy_read_timeout 30s;
         }
 
@@ -272,7 +272,7 @@ EOF
             proxy_set_header X-Real-IP \$remote_addr;
             proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
             proxy_set_header X-Forwarded-Proto \$scheme;
-            proxy_connect_timeout 5s;
+            proxy_connect_timeout 2s;
             proxy_read_timeout 30s;
             proxy_send_timeout 30s;
             proxy_next_upstream error timeout http_502 http_503;

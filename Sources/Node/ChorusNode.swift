@@ -224,7 +224,8 @@ public final class ChorusNode: Service, Sendable {
         }
         services.append(
             DrainService(
-                readiness: context.readiness, hub: context.hub, presence: context.presence, budget: Self.closeHandshakeBudget(configuration.drainTimeout),
+                readiness: context.readiness, hub: context.hub, presence: context.presence,
+                budget: Self.closeHandshakeBudget(configuration.drainTimeout, presenceGrace: context.presence.drainGrace),
                 logger: logger))
         var groupConfiguration = ServiceGroupConfiguration(
             services: services.map { .init(service: $0) }, gracefulShutdownSignals: signals, logger: logger)
@@ -260,10 +261,11 @@ public final class ChorusNode: Service, Sendable {
 
     /// How long the drain waits for WebSocket close handshakes: all of `DRAIN_TIMEOUT` but a
     /// reserve (a quarter, at most 1 s) for what follows (the server's remaining connections, the
-    /// store, the adapter). A shutdown that overran `DRAIN_TIMEOUT` would be cancelled, which
-    /// is no clean stop.
-    static func closeHandshakeBudget(_ drainTimeout: Duration) -> Duration {
-        drainTimeout - min(drainTimeout / 4, .seconds(1))
+    /// store, the adapter) and the presence grace (``PresenceService/drainGrace``, at most half of
+    /// `DRAIN_TIMEOUT`). A shutdown that overran `DRAIN_TIMEOUT` would be cancelled, which is no
+    /// clean stop.
+    static func closeHandshakeBudget(_ drainTimeout: Duration, presenceGrace: Duration = .zero) -> Duration {
+        drainTimeout - min(drainTimeout / 4, .seconds(1)) - presenceGrace
     }
 
     /// `error` as a ``ListenError`` naming the listener that is not bound yet, when it is a
@@ -358,7 +360,7 @@ struct HeartbeatService: Service {
 /// The first service to hear of a graceful shutdown: turns `/ready` to 503 (new WebSockets are
 /// refused), closes every WebSocket with 1001 and waits until they are closed, before the
 /// server stops accepting and the adapter stops. Connections that have not finished the close
-/// handshake within `budget` (see ``ChorusNode/closeHandshakeBudget(_:)``) are dropped.
+/// handshake within `budget` (see ``ChorusNode/closeHandshakeBudget(_:presenceGrace:)``) are dropped.
 ///
 /// The wait is ours to do: Hummingbird's server returns once its listener closes, without
 /// waiting for upgraded channels, which no task of its own tracks.

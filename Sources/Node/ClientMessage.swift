@@ -107,9 +107,12 @@ extension ClientMessage {
     static let echoedLength = 64
 
     /// `text` as an error reply repeats it: cut short, so that a string as long as the message
-    /// limit does not come back (twice) as long.
+    /// limit does not come back (twice) as long. Cut by Unicode scalars, not characters: one
+    /// character may hold any number of combining marks.
     static func echoed(_ text: String) -> String {
-        text.count > echoedLength ? text.prefix(echoedLength) + "…" : text
+        let scalars = text.unicodeScalars
+        guard scalars.count > echoedLength else { return text }
+        return String(String.UnicodeScalarView(scalars.prefix(echoedLength))) + "…"
     }
 
     /// Decodes one text frame.

@@ -74,10 +74,12 @@ final class MessageInflater {
             switch status {
             case Z_STREAM_END:
                 // The client ended its deflate stream (a final block, RFC 7692 §7.2.3.3): its
-                // next message starts a new one, whatever the context takeover. Nothing but the
-                // appended tail may follow a final block.
+                // next message starts a new one, whatever the context takeover. Only the appended
+                // tail may follow a final block, after the one 0x00 byte §7.2.3.4's example has.
+                let left = Int(stream.pointee.avail_in) - Self.tail.count
+                let rest = left == 1 ? stream.pointee.next_in.pointee : 0
                 inflateReset(stream)
-                return stream.pointee.avail_in > uInt(Self.tail.count) ? .invalidData : nil
+                return left <= 0 || (left == 1 && rest == 0) ? nil : .invalidData
             case Z_OK, Z_BUF_ERROR:
                 // All input read, and zlib stopped short of the room it had: nothing is pending.
                 if stream.pointee.avail_out > 0 {

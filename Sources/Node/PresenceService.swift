@@ -38,7 +38,8 @@ final class PresenceService: Sendable {
     }
 
     let store: any PresenceStore
-    /// `PRESENCE_DRAIN_GRACE`, or zero where there is no other node to reconnect to (memory adapter).
+    /// `PRESENCE_DRAIN_GRACE`, at most half of `DRAIN_TIMEOUT` (the drain's close handshakes keep
+    /// the rest); zero where there is no other node to reconnect to (memory adapter).
     let drainGrace: Duration
     private let table = Mutex(Tables())
 
@@ -50,7 +51,8 @@ final class PresenceService: Sendable {
     }
 
     init(configuration: NodeConfiguration, broker: PubSubBroker, logger: Logger) {
-        drainGrace = configuration.adapter == .memory ? .zero : configuration.presenceDrainGrace
+        drainGrace =
+            configuration.adapter == .memory ? .zero : min(configuration.presenceDrainGrace, configuration.drainTimeout / 2)
         switch configuration.adapter {
         case .memory:
             store = LocalPresenceStore(origin: configuration.nodeId) { broker.publish($0) }

@@ -113,6 +113,9 @@ struct PerMessageDeflateTests {
         let final: [UInt8] = [0x01, 0x02, 0x00, 0xFD, 0xFF, 0x68, 0x69]
         let inflated = try MessageInflater().inflate(ByteBuffer(bytes: final), limit: 1 << 20)
         #expect(String(buffer: inflated) == "hi")
+        // RFC 7692 §7.2.3.4's own example: "Hello" in a final block, then one 0x00 byte.
+        let example: [UInt8] = [0xF3, 0x48, 0xCD, 0xC9, 0xC9, 0x07, 0x00, 0x00]
+        #expect(String(buffer: try MessageInflater().inflate(ByteBuffer(bytes: example), limit: 1 << 20)) == "Hello")
         #expect(throws: MessageInflater.Failure.invalidData) {
             try MessageInflater().inflate(ByteBuffer(bytes: final + Array("garbage".utf8)), limit: 1 << 20)
         }

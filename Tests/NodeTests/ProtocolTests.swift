@@ -162,23 +162,26 @@ struct ProtocolTests {
         }
     }
 
-    @Test("an illegal topic of 300,000 bytes comes back cut to 64 characters in each request's 400, not whole")
+    @Test("an illegal topic of 300,000 bytes (or one character of 200,001) comes back cut to 64 Unicode scalars in each request's 400, not whole")
     func longIllegalTopicIsCut() async throws {
         try await withNode { node in
             let client = try await node.connect(as: "u")
             let topic = String(repeating: "a", count: 300_000)
+            let oneCharacter = "a" + String(repeating: "\u{301}", count: 100_000)  // one grapheme of 200,001 bytes
             let requests: [[String: Any]] = [
                 ["type": "subscribe", "topic": topic], ["type": "unsubscribe", "topic": topic],
                 ["type": "message", "topic": topic, "data": 1], ["type": "typing", "topic": topic, "state": "start"],
-                ["type": "presence.get", "topic": topic],
+                ["type": "presence.get", "topic": topic], ["type": "subscribe", "topic": oneCharacter],
             ]
             for (number, request) in requests.enumerated() {
                 try await client.send(json: request.merging(["id": number]) { $1 })
                 let error = try await client.nextJSON()
                 #expect(error["code"] as? Int == 400 && error["id"] as? Int == number, "\(request["type"]!): \(String(describing: error).prefix(300))")
-                let shown = (error["details"] as? [String: Any])?["topic"] as? String
-                let cut = shown == String(repeating: "a", count: 64) + "…"  // compared apart: a failure would print it all
-                #expect(cut, "\(request["type"]!): \(shown?.count ?? 0) characters")
+                let shown = (error["details"] as? [String: Any])?["topic"] as? String ?? ""
+                let sent = request["topic"] as! String
+                // Compared apart: a failure would print it all.
+                let cut = shown == String(String.UnicodeScalarView(sent.unicodeScalars.prefix(64))) + "…"
+                #expect(cut, "\(request["type"]!): \(shown.utf8.count) bytes")
             }
         }
     }

@@ -93,7 +93,7 @@ public final class NginxProcess: Sendable {
                     proxy_set_header X-Real-IP $remote_addr;
                     proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
                     proxy_set_header X-Forwarded-Proto $scheme;
-                    proxy_connect_timeout 5s;
+                    proxy_connect_timeout 2s;
                     proxy_next_upstream error timeout http_502 http_503;
                     proxy_next_upstream_tries 3;
                     proxy_next_upstream_timeout 10s;
