@@ -40,16 +40,25 @@ struct TypingRelayTests {
         }
     }
 
-    @Test("a refresh held back by the coalescing does not end the indicator early: a received start is shown until TYPING_TIMEOUT after the latest start the typist may have sent")
-    func heldRefreshCovered() throws {
+    @Test("a refresh held back by the coalescing does not end the indicator early: a received start is shown TYPING_TIMEOUT and the coalescing interval before the node's own stop")
+    func heldRefreshCovered() async throws {
         let relay = TypingRelay(timeout: .seconds(5)) { _ in }
-        let topic = try Topic("rooms.r")
         let t0 = ContinuousClock.now
-        #expect(relay.outgoing(topic: topic, userId: "u", start: true, now: t0))
+        #expect(relay.outgoing(topic: Self.topic, userId: "u", start: true, now: t0))
         // The typist refreshes just under a second later: held back, so receivers count from t0.
         let refresh = t0 + .milliseconds(999)
-        #expect(!relay.outgoing(topic: topic, userId: "u", start: true, now: refresh))
-        #expect(t0 + relay.shownFor >= refresh + relay.timeout, "shown until the held refresh's timeout")
+        #expect(!relay.outgoing(topic: Self.topic, userId: "u", start: true, now: refresh))
+
+        // A receiving node's own stop, timed: never before the held refresh's TYPING_TIMEOUT.
+        let stops = AsyncStream<ContinuousClock.Instant>.makeStream()
+        let receiver = TypingRelay(timeout: .milliseconds(200)) { _ in stops.continuation.yield(.now) }
+        let shownAt = ContinuousClock.now
+        #expect(receiver.incoming(Self.signal("u", "start")))
+        var iterator = stops.stream.makeAsyncIterator()
+        let stoppedAt = try #require(await iterator.next())
+        // A lower bound on a timer, not a timing threshold: the stop came no sooner than due
+        // (less 50 ms for the clocks' rounding; armed with TYPING_TIMEOUT alone it comes 1 s sooner).
+        #expect(stoppedAt - shownAt >= receiver.timeout + TypingRelay.interval - .milliseconds(50), "stop after \(stoppedAt - shownAt)")
     }
 
     @Test("starts for ever new topics: the outgoing table is pruned of ended indicators, and not again at every start while all are recent")
