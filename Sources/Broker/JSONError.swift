@@ -27,7 +27,7 @@ public struct JSONError: Error, Equatable, CustomStringConvertible {
         switch problem {
         case .syntax(let reason): "\(reason) at byte \(offset)"
         case .duplicateKey(let key):
-            "duplicate key '\(key.count > 64 ? key.prefix(64) + "…" : key)' at byte \(offset): member names must be unique"
+            "duplicate key '\(EchoedText.cut(key))' at byte \(offset): member names must be unique"
         case .tooDeep: "arrays and objects nested deeper than \(JSONParser.maxDepth) levels at byte \(offset)"
         case .invalidUTF8: "invalid UTF-8 at byte \(offset)"
         case .notAnObject: "expected a JSON object"

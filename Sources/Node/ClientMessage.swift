@@ -103,18 +103,6 @@ extension ClientMessage {
         }
     }
 
-    /// Most characters of a client's string an error reply repeats.
-    static let echoedLength = 64
-
-    /// `text` as an error reply repeats it: cut short, so that a string as long as the message
-    /// limit does not come back (twice) as long. Cut by Unicode scalars, not characters: one
-    /// character may hold any number of combining marks.
-    static func echoed(_ text: String) -> String {
-        let scalars = text.unicodeScalars
-        guard scalars.count > echoedLength else { return text }
-        return String(String.UnicodeScalarView(scalars.prefix(echoedLength))) + "…"
-    }
-
     /// Decodes one text frame.
     public static func decode(_ bytes: some Collection<UInt8>) throws(ClientMessageError) -> ClientMessage {
         let fields: RawJSONObject
@@ -143,7 +131,7 @@ extension ClientMessage {
             do {
                 return try TopicPattern(text)
             } catch {
-                throw fail("illegal topic: \(error)", .object(["topic": .string(Self.echoed(text))]))
+                throw fail("illegal topic: \(error)", .object(["topic": .string(EchoedText.cut(text))]))
             }
         }
         switch wire.type {
@@ -162,7 +150,7 @@ extension ClientMessage {
             do {
                 topic = try Topic(text)
             } catch {
-                throw fail("illegal topic: \(error) (presence and typing need a concrete topic)", .object(["topic": .string(Self.echoed(text))]))
+                throw fail("illegal topic: \(error) (presence and typing need a concrete topic)", .object(["topic": .string(EchoedText.cut(text))]))
             }
             guard wire.type == "typing" else { return ClientMessage(.presenceGet(topic, after: wire.after), id: id) }
             guard let state = wire.state, state == "start" || state == "stop" else {
@@ -177,7 +165,7 @@ extension ClientMessage {
             do {
                 topic = try Topic(text)
             } catch {
-                throw fail("illegal topic: \(error)", .object(["topic": .string(Self.echoed(text))]))
+                throw fail("illegal topic: \(error)", .object(["topic": .string(EchoedText.cut(text))]))
             }
             guard let data = wire.data else { throw fail("'message' needs 'data'") }
             if let metadata = wire.metadata, !metadata.isObject { throw fail("'metadata' must be an object") }
@@ -195,7 +183,7 @@ extension ClientMessage {
         case nil:
             throw fail("missing 'type': expected auth, subscribe, unsubscribe, message, ping, read, presence.get or typing")
         case let other?:
-            let shown = Self.echoed(other)
+            let shown = EchoedText.cut(other)
             throw fail(
                 "unknown message type '\(shown)': expected auth, subscribe, unsubscribe, message, ping, read, presence.get or typing",
                 .object(["type": .string(shown)]))

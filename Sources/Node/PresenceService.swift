@@ -33,8 +33,8 @@ final class PresenceService: Sendable {
         /// The node drains: leaves are not told to the store, which withdraws the node's whole
         /// share after the grace (``PresenceLifecycle``).
         var holding = false
-        /// Leaves not told to the store while holding.
-        var held = 0
+        /// A leave was not told to the store while holding.
+        var held = false
     }
 
     let store: any PresenceStore
@@ -118,13 +118,13 @@ final class PresenceService: Sendable {
     }
 
     /// Leaves were held by ``holdLeaves()``: the grace is worth waiting for.
-    var heldLeaves: Bool { table.withLock { $0.held > 0 } }
+    var heldLeaves: Bool { table.withLock { $0.held } }
 
     /// One connection of `userId` fewer in `topic` on this node.
     func leave(topic: Topic, userId: String) {
         table.withLock { tables in
             guard !tables.holding else {
-                tables.held += 1
+                tables.held = true
                 return
             }
             if let count = tables.users[userId], Self.isUserTopic(topic, of: userId) {

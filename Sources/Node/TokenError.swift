@@ -1,3 +1,5 @@
+import Broker
+
 /// Why a token was refused. The description is what the client reads in `auth_error`.
 public enum TokenError: Error, Equatable, CustomStringConvertible {
     case malformed
@@ -36,7 +38,7 @@ public enum TokenError: Error, Equatable, CustomStringConvertible {
         case .wrongAudience(let audience) where audience.isEmpty: "token has no 'aud' claim: this node requires its audience"
         case .wrongAudience: "token audience does not include this node's"
         case .invalidSubject(let id, let reason):
-            "token subject '\(id.count > 64 ? id.prefix(64) + "…" : id)' cannot be a user id: it \(reason)"
+            "token subject '\(EchoedText.cut(id))' cannot be a user id: it \(reason)"
         }
     }
 }

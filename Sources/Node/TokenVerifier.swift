@@ -150,7 +150,7 @@ public struct TokenVerifier: Sendable {
             switch error {
             case .typeMismatch(_, let context), .valueNotFound(_, let context), .dataCorrupted(let context):
                 guard let claim = context.codingPath.first?.stringValue else { throw .malformed }
-                throw .invalidClaim(String(claim.prefix(64)))
+                throw .invalidClaim(claim)  // one of the claims type's own keys
             default:
                 throw .malformed
             }
