@@ -156,6 +156,9 @@ struct NodeRoutes {
         if case .user = caller, userId != nil {
             return Self.error(403, "only the application (API_KEY) may address a message to a userId")
         }
+        if case .user = caller, let denial = ReservedEventTypes.denial(eventType) {
+            return Self.error(403, denial)
+        }
         if let userId, let problem = UserID.problem(userId) {
             return Self.error(400, "'userId' \(problem)")
         }

@@ -342,6 +342,11 @@ final class WebSocketSession: WebSocketTransportDelegate {
         if let denial = TopicAccess.publishDenial(topic, user: user) {
             return reply(.error(code: 403, message: denial, details: .object(["topic": .string(topic.name)]), id: requestId))
         }
+        if let denial = ReservedEventTypes.denial(eventType) {
+            return reply(.error(
+                code: 403, message: denial, details: .object(["topic": .string(topic.name), "field": .string("eventType")]),
+                id: requestId))
+        }
         // The client's bytes go on as sent; only `senderId` is the node's.
         var envelope = Envelope(
             id: node.ids.next(), origin: node.configuration.nodeId, topic: topic, eventType: eventType,

@@ -57,6 +57,37 @@ struct MessageAPITests {
         }
     }
 
+    @Test("a client may not publish the HTTP API's own events (message.updated, .deleted, .read): 403, nothing delivered; message.sent and the API key may")
+    func reservedEventTypes() async throws {
+        try await withNode(["API_KEY": "server-key"]) { node in
+            let listener = try await node.connect(as: "bob")
+            _ = try await listener.request(["type": "subscribe", "topic": "rooms.lobby"])
+            let mallory = try await node.connect(as: "mallory")
+            for eventType in ["message.updated", "message.deleted", "message.read"] {
+                let forged: [String: Any] = ["id": "m1", "authorId": "alice", "topic": "rooms.lobby"]
+                let reply = try await mallory.request(
+                    ["type": "message", "topic": "rooms.lobby", "eventType": eventType, "data": forged, "id": eventType])
+                #expect(reply["type"] as? String == "error" && reply["code"] as? Int == 403, "\(eventType): \(reply)")
+                #expect((reply["details"] as? [String: Any])?["field"] as? String == "eventType")
+                let overHTTP = try await HTTP.post(
+                    "\(node.baseURL)/api/publish", json: ["topic": "rooms.lobby", "eventType": eventType, "data": forged],
+                    headers: ["Authorization": "Bearer \(node.token("mallory"))"])
+                #expect(overHTTP.status == 403, "\(eventType) over HTTP")
+            }
+            // What bob receives next is the first message allowed: none of the refused came through.
+            #expect(try await mallory.request(
+                ["type": "message", "topic": "rooms.lobby", "eventType": "message.sent", "data": 1, "id": 1])["type"] as? String == "published")
+            let first = try await listener.next(type: "message")
+            #expect(first["eventType"] as? String == "message.sent" && first["data"] as? Int == 1)
+            let fromServer = try await HTTP.post(
+                "\(node.baseURL)/api/publish", json: ["topic": "rooms.lobby", "eventType": "message.deleted", "data": 2],
+                headers: ["X-API-Key": "server-key"])
+            #expect(fromServer.status == 202)
+            let second = try await listener.next(type: "message")
+            #expect(second["eventType"] as? String == "message.deleted" && second["data"] as? Int == 2)
+        }
+    }
+
     @Test("with MESSAGE_RETENTION, a message older than it is gone from the listing, and /stats and /metrics count it")
     func retention() async throws {
         try await withNode(["MESSAGE_RETENTION": "1000"]) { node in

@@ -24,7 +24,8 @@ const state = {
   client: null,
   current: null,          // { kind: "room"|"dm", key, topic, title }
   rooms: ["lobby", "random"],
-  people: new Map(),      // userId -> username
+  people: new Map(),      // userId -> username, from the node's accounts only
+  members: [],            // the open room's members (user ids), as the node last listed them
   messages: new Map(),    // conversation key -> Map(messageId -> message)
   unread: new Map(),      // conversation key -> count
   typing: new Map(),      // userId -> timer
@@ -97,8 +98,8 @@ async function authenticate(kind) {
       // Another account at the prompt: nothing of the previous user's stays on the page.
       state.client.disconnect();
       for (const timer of state.typing.values()) clearTimeout(timer);
-      for (const map of [state.people, state.messages, state.unread, state.typing, state.readBy]) map.clear();
-      Object.assign(state, { current: null, presenceLeave: null, roomUnsubscribe: null, rooms: ["lobby", "random"] });
+      for (const map of [state.people, state.messages, state.unread, state.typing, state.readBy, lookups]) map.clear();
+      Object.assign(state, { current: null, presenceLeave: null, roomUnsubscribe: null, rooms: ["lobby", "random"], members: [] });
     }
     state.user = reply.user;
     state.people.set(reply.user.id, reply.user.username);
@@ -177,12 +178,15 @@ function store(message) {
   if (!state.messages.has(key)) state.messages.set(key, new Map());
   const known = state.messages.get(key).has(message.id);
   state.messages.get(key).set(message.id, message);
-  if (message.metadata?.username) state.people.set(message.authorId, message.metadata.username);
-  else learnName(message.authorId);
+  learnName(message.authorId);
   return { key, fresh: !known };
 }
 
-/** Looks up, once, the name of an author whose message did not carry one (posted by a script). */
+/**
+ * Looks up, once, a user's name in the node's accounts. Names come only from there: a message's
+ * metadata and a member's presence data are what their publisher wrote, and anyone could
+ * write "alice" in them.
+ */
 const lookups = new Set();
 async function learnName(userId) {
   if (state.people.has(userId) || lookups.has(userId)) return;
@@ -192,18 +196,38 @@ async function learnName(userId) {
     state.people.set(user.id, user.username);
     render();
     renderPeople();
+    renderPresence();
   } catch {
     // Not an account of this node (a token from elsewhere): the id stays on screen.
   }
 }
 
+/**
+ * Whether a stored-message event is what it says (docs/protocol.md, "Which events to believe").
+ * Any client may publish a `message.sent` with any data, so it must come from the message's
+ * author (`metadata.senderId`, which only the node sets) and arrive on the message's own topic:
+ * the room's, or our private topic for a direct message to or from us. The node refuses the
+ * other three event types from clients; they are checked the same way all the same.
+ */
+function believable(event) {
+  const data = event.data ?? {};
+  const sender = event.metadata?.senderId;
+  if (event.eventType === "message.read") return data.userId === sender;
+  if (data.authorId !== sender) return false;
+  if (event.topic === `messages.user.${state.user.id}`) {
+    return !data.topic && (data.recipientId === state.user.id || data.authorId === state.user.id);
+  }
+  return data.topic === event.topic && !data.recipientId;
+}
+
 function onEvent(event) {
+  if (!["message.sent", "message.updated", "message.deleted", "message.read"].includes(event.eventType)) return;
+  if (!believable(event)) return console.warn("ignored an event that is not what it says:", event);
   if (event.eventType === "message.read") return onRead(event.data);
   if (event.eventType === "message.deleted") {
     for (const list of state.messages.values()) list.delete(event.data.id);
     return render();
   }
-  if (event.eventType !== "message.sent" && event.eventType !== "message.updated") return;
   const { key, fresh } = store(event.data);
   if (event.data.authorId !== state.user.id) clearTyping(event.data.authorId);
   if (state.current?.key === key) { render(); markRead(event.data); }
@@ -238,11 +262,12 @@ function openConversation(conversation) {
   state.typing.clear();
   state.presenceLeave?.();
   state.presenceLeave = null;
+  state.members = [];
   state.roomUnsubscribe?.();
   state.roomUnsubscribe = null;
   if (conversation.kind === "room") {
     // One subscription for the room's messages, typing and presence; joining shows us as online.
-    state.roomUnsubscribe = state.client.join(conversation.topic, { username: state.user.username }, { onMessage: onEvent });
+    state.roomUnsubscribe = state.client.join(conversation.topic, {}, { onMessage: onEvent });
     state.roomUnsubscribe.ready.then(() => refreshPresence(), () => {});
   }
   render();
@@ -262,7 +287,7 @@ $("composer").addEventListener("submit", async (event) => {
   if (state.current.kind === "room") state.client.stopTyping(state.current.topic);
   const client = state.client;
   try {
-    const message = await postMessage({ ...topicOrRecipient, content, metadata: { username: state.user.username } });
+    const message = await postMessage({ ...topicOrRecipient, content });
     if (state.client !== client) return;  // another user logged in meanwhile
     store(message);
     render();
@@ -312,21 +337,27 @@ async function refreshPresence() {
   try {
     const { members } = await client.members(topic);
     if (state.client !== client || state.current?.topic !== topic) return;  // another user, or another room meanwhile
-    list.replaceChildren(...members.map((member) => {
-      if (member.data?.username) state.people.set(member.userId, member.data.username);
-      const li = document.createElement("li");
-      li.textContent = member.data?.username ?? member.userId;
-      li.dataset.userId = member.userId;
-      li.addEventListener("click", () => openDirect(member.userId));
-      return li;
-    }));
+    state.members = members.map((member) => member.userId);
+    for (const id of state.members) learnName(id);
     list.dataset.supported = "true";
-    renderPeople();
+    renderPresence();
   } catch (error) {
     if (state.client !== client || state.current?.topic !== topic) return;
     list.dataset.supported = "false";
     list.replaceChildren(Object.assign(document.createElement("li"), { textContent: "(presence not available)" }));
   }
+}
+
+function renderPresence() {
+  const list = $("presence");
+  if (state.current?.kind !== "room" || list.dataset.supported !== "true") return;
+  list.replaceChildren(...state.members.map((id) => {
+    const li = document.createElement("li");
+    li.textContent = state.people.get(id) ?? id;
+    li.dataset.userId = id;
+    li.addEventListener("click", () => openDirect(id));
+    return li;
+  }));
 }
 
 function markRead(message) {
