@@ -173,11 +173,18 @@ public final class ChorusNode: Service, Sendable {
                 ?? RedisNodeDirectory(
                     url: configuration.redisURLs[0], prefix: configuration.redisPrefix, timeout: configuration.redisTimeout)
         let collector = StatsCollector(node: context, sampler: sampler, startedAt: Date(), directory: directory)
+        let clusterAttempts: (any AttemptCounter)? =
+            configuration.adapter != .redis ? nil
+            : configuration.redisSentinel.map {
+                RedisAttemptCounter(sentinel: $0, prefix: configuration.redisPrefix, timeout: configuration.redisTimeout)
+            }
+                ?? RedisAttemptCounter(
+                    url: configuration.redisURLs[0], prefix: configuration.redisPrefix, timeout: configuration.redisTimeout)
         NodeRoutes(node: context, collector: collector).register(on: router)
         PresenceRoutes(node: context).register(on: router)
         HistoryRoutes(node: context).register(on: router)
         if let store {
-            AccountRoutes(node: context, store: store).register(on: router)
+            AccountRoutes(node: context, store: store, clusterAttempts: clusterAttempts).register(on: router)
             MessageRoutes(node: context, store: store, events: MessageEvents(node: context)).register(on: router)
             ReadReceiptRoutes(receipts: ReadReceipts(node: context, store: store)).register(on: router)
         }

@@ -16,13 +16,18 @@ struct AccountRoutes {
     let node: NodeContext
     let store: any ChatStore
     let hasher: PasswordHasher
+    /// This node's own counts of logins and registrations.
     let throttle: KeyedThrottle
+    /// The cluster's counts of the same (Redis), so that the limits hold whichever node a
+    /// balancer sends each attempt to; nil with the memory adapter.
+    let clusterAttempts: (any AttemptCounter)?
 
-    init(node: NodeContext, store: any ChatStore) {
+    init(node: NodeContext, store: any ChatStore, clusterAttempts: (any AttemptCounter)?) {
         self.node = node
         self.store = store
         self.hasher = PasswordHasher(cost: node.configuration.bcryptCost)
         self.throttle = KeyedThrottle(perMinute: node.configuration.loginAttemptsPerMinute)
+        self.clusterAttempts = clusterAttempts
     }
 
     /// User names: 3 to 32 of `A-Z a-z 0-9 _ . -`.
@@ -69,7 +74,8 @@ struct AccountRoutes {
         }
         // Registrations count against the same per-address budget, so one client cannot mint
         // accounts (or burn bcrypt time) without bound.
-        guard throttle.attempt("register \(clientAddress(request, context))") else {
+        let key = "register \(clientAddress(request, context))"
+        guard throttle.attempt(key), await overClusterLimit([key], limits: [perMinute]) == nil else {
             throw APIError(429, "too many registrations from this address: try again in a minute")
         }
         let minter = try minter()
@@ -108,11 +114,33 @@ struct AccountRoutes {
         guard throttle.attempt("login \(address) \(username)") else {
             throw APIError(429, "too many login attempts for '\(username)': try again in a minute")
         }
+        switch await overClusterLimit(
+            ["login \(address)", "login \(address) \(username)"], limits: [perMinute * Self.namesPerAddress, perMinute])
+        {
+        case 0: throw APIError(429, "too many login attempts from this address: try again in a minute")
+        case 1: throw APIError(429, "too many login attempts for '\(username)': try again in a minute")
+        default: break
+        }
         let account = try await store.user(named: username)
         // An unknown name costs a bcrypt check too, so timing does not tell which names exist.
         let valid = try await hasher.verify(password, hash: account?.passwordHash)
         guard let account, valid else { throw APIError(401, "invalid user name or password") }
         return session(for: account, minter: minter, status: .ok)
+    }
+
+    private var perMinute: Int { node.configuration.loginAttemptsPerMinute }
+
+    /// Counts an attempt under each of `keys` for the whole cluster, once this node's own
+    /// counts allowed it, and returns the index of the first key over its limit in `limits`
+    /// (attempts in a minute from the key's first); nil when none is. Decided by this node's
+    /// counts alone (nil) without Redis, while this node's link to the server holding the
+    /// counts is not connected (no login waits on a Redis that is down), or when Redis does not
+    /// answer within `PUBSUB_REDIS_TIMEOUT`.
+    private func overClusterLimit(_ keys: [String], limits: [Int]) async -> Int? {
+        guard let clusterAttempts, node.broker.adapter.status().backends.first?.state == .connected,
+            let counts = await clusterAttempts.count(keys, window: .seconds(60))
+        else { return nil }
+        return counts.indices.first { counts[$0] > limits[$0] }
     }
 
     /// The client's network as the throttle counts it (IPv6 per /64, IPv4 per address).
