@@ -162,11 +162,23 @@ public final class RedisCommandQueue: Sendable {
                 loadedScripts.withLock { $0[script] = nil }
             }
         }
-        guard case .bulk(let sha) = try run(["SCRIPT", "LOAD", script].map { Array($0.utf8) }) else {
+        guard case .bulk(let sha) = try load(script) else {
             throw RedisConnectionError("unexpected SCRIPT LOAD reply")
         }
         loadedScripts.withLock { $0[script] = String(decoding: sha, as: UTF8.self) }
         return try run([Array("EVALSHA".utf8), sha, count] + keys + arguments)
+    }
+
+    /// `SCRIPT LOAD`s `script`. A server older than Redis 7 does not know a `#!lua` line (script
+    /// flags such as `allow-oom`) and cannot compile it: it gets the script without that line,
+    /// and runs it as Redis 6 runs every script.
+    private func load(_ script: String) throws(RedisConnectionError) -> RedisReply {
+        do throws(RedisConnectionError) {
+            return try run(["SCRIPT", "LOAD", script].map { Array($0.utf8) })
+        } catch where script.hasPrefix("#!") && error.description.contains("Error compiling script") {
+            let body = script.drop { $0 != "\n" }
+            return try run(["SCRIPT", "LOAD", String(body)].map { Array($0.utf8) })
+        }
     }
 
     /// One command on the queue's connection, connecting first if needed.

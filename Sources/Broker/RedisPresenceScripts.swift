@@ -18,6 +18,13 @@
 ///
 /// The scripts touch keys they compute (the reaper walks instances), so they need a single
 /// Redis server per shard, not Redis Cluster.
+///
+/// A Redis that is full (`maxmemory` with `noeviction`) refuses every command that may add data,
+/// a lease renewal's `ZADD` of an existing member included: every node's lease would then run
+/// out and the reapers would take every member away while all of them are still connected.
+/// ``lease`` and ``reap`` are therefore flagged `allow-oom` (Redis 7): a renewal only moves a
+/// score, and a reap frees far more than it writes. Joins and leaves (``set``) stay refused,
+/// resent once Redis takes writes again.
 enum RedisPresenceScripts {
     /// KEYS: m, n, i, leases, seen, z. ARGV: topic, user, instance, connections, member,
     /// announce update ('1'/'0'), event id (JSON string), origin (JSON string), timestamp,
@@ -65,6 +72,7 @@ enum RedisPresenceScripts {
     /// when it held one already, 0 when the lease is new (first start, or reaped meanwhile:
     /// the node must then resend its whole share).
     static let lease = """
+        #!lua flags=allow-oom
         local t = redis.call('TIME')
         local present = redis.call('ZSCORE', KEYS[1], ARGV[1])
         redis.call('ZADD', KEYS[1], t[1] * 1000 + math.floor(t[2] / 1000) + tonumber(ARGV[2]), ARGV[1])
@@ -80,6 +88,7 @@ enum RedisPresenceScripts {
     /// matching the prefix: a node's earlier boots), publishing one `leave` for each member
     /// whose count reaches 0. Returns {leaves published, {instances reaped}}.
     static let reap = """
+        #!lua flags=allow-oom
         local t = redis.call('TIME')
         local now = t[1] * 1000 + math.floor(t[2] / 1000)
         local victims = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
