@@ -335,6 +335,12 @@ export class ChorusClient {
     this._opening = false;
     this._topics = new Map();
     this._queue = [];
+    /**
+     * After a publish refused past the node's message rate: the timer that sends the queue
+     * again, and the refusals in a row (each doubles the wait). No publish goes out meanwhile.
+     */
+    this._publishPause = null;
+    this._publishRefusals = 0;
     /** Set while the client has stopped without a plan to reconnect: what stopped it (publishes reject with it). */
     this._stoppedBy = undefined;
     this._inflight = new Map();
@@ -777,6 +783,10 @@ export class ChorusClient {
       entry.retryTimer = null;
     }
     if (socket) { socket.onopen = socket.onmessage = socket.onerror = socket.onclose = null; }
+    // A new connection has a budget of its own: its queue goes out at once.
+    clearTimeout(this._publishPause);
+    this._publishPause = null;
+    this._publishRefusals = 0;
     // Publishes sent but not acknowledged go back to the front of the queue, in their order:
     // their messageId makes the retry safe.
     if (this._inflight.size) {
@@ -1478,7 +1488,7 @@ export class ChorusClient {
     return new Promise((resolve, reject) => {
       if (this._stoppedBy) { reject(this._stoppedBy); return; }
       const item = { message, resolve, reject, seq: this._nextId++ };
-      const connected = this._state === "connected" && this._queue.length === 0;
+      const connected = this._state === "connected" && this._queue.length === 0 && !this._publishPause;
       if (!connected && opts.queue === false) { reject(new ChorusClosedError("not connected")); return; }
       // Unacknowledged publishes count too: each is kept to be sent again after a reconnect.
       if (this._queue.length + this._inflight.size >= this.options.offlineQueueSize) {
@@ -1506,23 +1516,27 @@ export class ChorusClient {
     // liveness check, during which a late reply still counts.
     // Without publish acks a later ping's pong stands for the message's acceptance, which holds
     // only if the message is not sent again after it: a rate refusal rejects it instead.
-    this._request(item.message, { timeout: 0, retryRateLimited: this.options.publishAcks }).then(
-      (reply) => finish(() => item.resolve(reply)),
+    this._request(item.message, { timeout: 0, retryRateLimited: false }).then(
+      (reply) => {
+        if (current()) this._publishRefusals = 0;
+        finish(() => item.resolve(reply));
+      },
       (error) => {
         // Not in flight any more: the dropped connection put it back in the queue (sent again,
         // with the same messageId, after the reconnect), or disconnect() rejected it.
         if (!current()) return;
-        if (error instanceof ChorusClosedError && this._wanted) {
+        const requeue = () => {
           // Back in the queue in publish order: several publishes whose sends failed at once
-          // (state still "connected", the socket already closing) are re-queued one by one,
-          // each before those published after it.
+          // (state still "connected", the socket already closing), or that the node refused
+          // one after another, are re-queued one by one, each before those published after it.
           this._inflight.delete(item.seq);
           clearTimeout(item.timer);
           const at = this._queue.findIndex((queued) => queued.seq > item.seq);
           if (at === -1) this._queue.push(item);
           else this._queue.splice(at, 0, item);
-          return;
-        }
+        };
+        if (error instanceof ChorusClosedError && this._wanted) return requeue();
+        if (this._rateRefused(item, error)) return requeue();
         finish(() => item.reject(error));
       });
     // Not sent (over the size limit, or not connected): its handler above rejects or requeues it.
@@ -1560,7 +1574,30 @@ export class ChorusClient {
     }, this.options.requestTimeout);
   }
 
+  /**
+   * A publish the node dropped past its message rate (429 with `details.retryAfter`), with
+   * publish acknowledgements on: true when it goes back to the queue. Publishing then pauses
+   * for `retryAfter`, doubled per refusal in a row and jittered (×1 to ×2), and the queue goes
+   * out again in publish order, so a publish sent again never lands behind one published after
+   * it (a retry of its own would, as long as later ones are accepted meanwhile). After
+   * `rateLimitRetries` refusals of one publish the 429 stands. Without acknowledgements a refused
+   * publish rejects: its fence ping may have been taken for its acceptance already.
+   */
+  _rateRefused(item, error) {
+    const after = error?.details?.retryAfter;
+    if (error?.code !== 429 || typeof after !== "number" || !this.options.publishAcks) return false;
+    if ((item.rateRetries ?? 0) >= this.options.rateLimitRetries) return false;
+    item.rateRetries = (item.rateRetries ?? 0) + 1;
+    if (!this._publishPause) {
+      this._publishRefusals += 1;
+      const delay = after * 2 ** (this._publishRefusals - 1) * (1 + this._random());
+      this._publishPause = setTimeout(() => { this._publishPause = null; this._flushQueue(); }, delay);
+    }
+    return true;
+  }
+
   _flushQueue() {
+    if (this._publishPause || this._state !== "connected") return;
     const items = this._queue;
     this._queue = [];
     for (const item of items) this._sendPublish(item);

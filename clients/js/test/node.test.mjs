@@ -518,3 +518,35 @@ describe("one socket at a time", () => {
     assert.equal(stats.connections.total, 1, `the node's WebSocket connections: ${JSON.stringify(stats.connections)}`);
   });
 });
+
+describe("past the node's message rate", () => {
+  let limited;
+  before(async () => { limited = await startCluster("sdk-rate", { nodes: 1, env: { WEBSOCKET_MAX_MESSAGES_PER_SECOND: "20" } }); });
+  after(async () => {
+    const problems = limited ? await limited.stop() : [];
+    assert.deepEqual(problems, [], `node ended badly (logs in ${limited?.directory})`);
+  });
+
+  test("publishing faster than the node takes: every message arrives once, in the order published", async () => {
+    const node = limited.node(1);
+    const topic = `rooms.${unique()}`;
+    const reader = client(node.wsURL, "reader");
+    const writer = client(node.wsURL, "writer");
+    await reader.connect();
+    await writer.connect();
+    const inbox = new Inbox();
+    await reader.subscribe(topic, inbox.handler).ready;
+    await routed(inbox, writer, topic);
+    // 60 publishes at about 60 a second to a node that takes 20 a second (a burst of 20):
+    // some are refused (429) while later ones keep coming.
+    const published = [];
+    for (let n = 1; n <= 60; n++) {
+      published.push(writer.publish(topic, { n }));
+      await new Promise((resolve) => setTimeout(resolve, 16));
+    }
+    await Promise.all(published);
+    const received = await inbox.until((ms) => ms.filter((m) => m.data?.n !== undefined).length >= 60);
+    const order = received.map((m) => m.data?.n).filter((n) => n !== undefined);
+    assert.deepEqual(order, Array.from({ length: 60 }, (_, i) => i + 1));
+  });
+});

@@ -846,7 +846,7 @@ test("requests the node drops past its message rate (429 with retryAfter) are se
   t.mock.timers.tick(1);
   assert.equal(sent("subscribe").length, 2);
   assert.equal(sent("message").length, 2);
-  assert.equal(sent("message")[1].id, sent("message")[0].id, "the same request id");
+  assert.equal(sent("subscribe")[1].id, sent("subscribe")[0].id, "the same request id");
   assert.equal(sent("message")[1].messageId, sent("message")[0].messageId, "the same messageId");
   socket.reply({ type: "subscribed", topic: "rooms.a", id: sent("subscribe")[1].id });
   socket.reply({ type: "published", topic: "rooms.a", messageId: sent("message")[1].messageId, duplicate: false, id: sent("message")[1].id });
@@ -917,6 +917,39 @@ test("rate refusals: a subscribe left during its retry wait is not sent again, n
   t.mock.timers.tick(10000);
   assert.equal(other.sent.filter((m) => m.type === "message").length, 1);
   noAcks.disconnect();
+});
+
+test("publishes refused past the node's message rate go out again in publish order, and later publishes wait behind them", async (t) => {
+  const client = scripted({ random: () => 0.5 });
+  const socket = await connectScripted(client);
+  t.mock.timers.enable({ apis: ["setTimeout"] });
+  const rate = (m) => socket.reply({ type: "error", code: 429, message: "rate limit exceeded", details: { retryAfter: 1000, limit: 10 }, id: m.id });
+  const messages = () => socket.sent.filter((m) => m.type === "message");
+  const published = [1, 2, 3].map((n) => client.publish("rooms.a", { n }));
+  await settle();
+  for (const m of messages()) rate(m);
+  await settle();
+  const later = client.publish("rooms.a", { n: 4 });
+  await settle();
+  assert.equal(messages().length, 3, "nothing goes out while publishing is paused");
+  // 1 s x 1.5: then the refused ones in publish order, and the later one behind them.
+  t.mock.timers.tick(1499);
+  assert.equal(messages().length, 3);
+  t.mock.timers.tick(1);
+  assert.deepEqual(messages().slice(3).map((m) => m.data.n), [1, 2, 3, 4]);
+  // Refused again (the first only): the pause doubles, and the others wait behind it again.
+  const [again, ...rest] = messages().slice(3);
+  rate(again);
+  for (const m of rest) rate(m);
+  await settle();
+  t.mock.timers.tick(2999);
+  assert.equal(messages().length, 7);
+  t.mock.timers.tick(1);
+  assert.deepEqual(messages().slice(7).map((m) => m.data.n), [1, 2, 3, 4]);
+  for (const m of messages().slice(7)) socket.reply({ type: "published", topic: "rooms.a", messageId: m.messageId, duplicate: false, id: m.id });
+  const replies = await Promise.all([...published, later]);
+  assert.deepEqual(replies.map((r) => r.messageId), messages().slice(7).map((m) => m.messageId));
+  client.disconnect();
 });
 
 test("requests sent again after rate refusals are spaced to two thirds of the node's limit, so a burst drains", async (t) => {
