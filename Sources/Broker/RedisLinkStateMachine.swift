@@ -167,6 +167,15 @@ struct RedisLinkStateMachine: Equatable, Sendable {
         return fallBack(error) + [.followMaster]
     }
 
+    /// No Sentinel named a master the link could reach (Sentinels down, a master named that
+    /// does not answer or is a replica): the state stays, the error is kept, so that a link
+    /// still connecting (or in fallback) says why.
+    mutating func masterLookUpFailed(_ error: String) -> [Action] {
+        guard !stopping else { return [] }
+        record(error)
+        return []
+    }
+
     private mutating func record(_ error: String) {
         lastError = error
         errors += 1

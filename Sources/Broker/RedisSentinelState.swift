@@ -23,8 +23,9 @@ final class RedisSentinelState: @unchecked Sendable {
     /// A look-up is under way (one at a time), and its connections (closed when the link stops).
     var discovering = false
     let lookups = RedisOpenExchanges()
-    /// A failed look-up was logged as a warning; the next ones are logged at debug level.
-    var warned = false
+    /// The reason of the last look-up failure logged as a warning, and when: the same reason is
+    /// logged at debug level for a minute after (a look-up fails several times a second).
+    var warned: (reason: String, at: ContinuousClock.Instant)?
 
     /// The next turn by time (a deadline, a keepalive, a resubscribe, a look-up).
     var timer = RedisTurnTimer()

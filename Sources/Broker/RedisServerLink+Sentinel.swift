@@ -192,17 +192,22 @@ extension RedisServerLink {
             }
             switch result {
             case .success(let master):
-                watch.warned = false
+                watch.warned = nil
                 watch.discoverBackoff.reset()
                 masterFound(master)
             case .failure(let error):
                 watch.wanted = true
                 // A switch announced meanwhile is tried at once.
                 watch.discoverAt = ContinuousClock.now + (watch.candidate == nil ? watch.discoverBackoff.next() : .zero)
+                // A warning when the reason changes, and once a minute while it stays the same.
+                let now = ContinuousClock.now
+                let reason = "\(error)"
+                let warn = watch.warned.map { $0.reason != reason || now - $0.at >= .seconds(60) } ?? true
+                if warn { watch.warned = (reason, now) }
                 logger.log(
-                    level: watch.warned ? .debug : .warning, "Redis Sentinel named no reachable master; retrying",
-                    metadata: ["error": "\(error)"])
-                watch.warned = true
+                    level: warn ? .warning : .debug, "Redis Sentinel named no reachable master; retrying",
+                    metadata: ["error": "\(reason)"])
+                update { $0.machine.masterLookUpFailed("Redis Sentinel named no reachable master: \(reason)") }
             }
             sentinelTurn()
         }

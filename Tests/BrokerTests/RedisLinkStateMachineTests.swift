@@ -31,6 +31,20 @@ struct RedisLinkStateMachineTests {
         #expect(!machine.publisherWanted)
     }
 
+    @Test("a failed Sentinel look-up keeps the error and changes nothing else, connecting or in fallback; none once stopping")
+    func masterLookUpFailed() {
+        var machine = Machine()
+        #expect(machine.masterLookUpFailed("no master") == [])
+        #expect(machine.phase == .connecting && machine.lastError == "no master" && machine.errors == 1)
+        machine = Self.connected()
+        _ = machine.subscriberFailed("gone")
+        #expect(machine.masterLookUpFailed("still no master") == [])
+        #expect(machine.phase == .fallback && machine.lastError == "still no master" && machine.errors == 2)
+        _ = machine.stop()
+        #expect(machine.masterLookUpFailed("late") == [])
+        #expect(machine.lastError == "still no master")
+    }
+
     @Test("the readiness marker asks for the publisher; the publisher connecting makes the link connected")
     func startUp() {
         var machine = Machine()

@@ -45,6 +45,22 @@ struct RedisSentinelDiscoveryTests {
         #expect(status.state == .connecting, "nothing is reachable before a master is found")
     }
 
+    @Test("while no Sentinel names a reachable master the link stays connecting, and its status says why (lastError, lastErrorAt)")
+    func connectingSaysWhy() async throws {
+        let nobody = try LoopbackPort.reserve()  // reserved, nothing listens there
+        let settings = try RedisSentinelSettings(sentinels: "127.0.0.1:\(nobody)", masterNames: "chorus")
+        var logger = Logger(label: "chorus.test.sentinel")
+        logger.logLevel = .error
+        let adapter = RedisAdapter(sentinel: settings, nodeId: "n", timeout: .milliseconds(500), logger: logger)
+        adapter.start { _ in }
+        #expect(await eventually { adapter.status().backends.first?.lastError != nil }, "an error is shown while connecting")
+        let backend = adapter.status().backends.first
+        #expect(backend?.state == .connecting)
+        #expect(backend?.lastError?.hasPrefix("Redis Sentinel named no reachable master") == true, "\(String(describing: backend?.lastError))")
+        #expect(backend?.lastErrorAt != nil)
+        await adapter.shutdown()
+    }
+
     @Test("two adapters found through Sentinel deliver across each other, and follow a forced failover to the promoted replica")
     func adaptersFollowFailover() async throws {
         try await withSentinelGroup(sentinels: 1) { group in
