@@ -9,8 +9,9 @@ import Synchronization
 /// Every repository call goes through ``StoreGate``, so it waits while the store is starting and
 /// is counted while it runs; shutdown closes the database only after the last one has left.
 /// Errors of the database library become ``StoreError/unavailable(_:)`` with a one-line reason,
-/// which is also logged (never the query: its binds hold password hashes); ``StoreError`` and
-/// cancellation pass through as they are.
+/// which is also logged (never the query: its binds hold password hashes), at most once per
+/// 10 s: a full disk fails every write, and under load that would be a line per request.
+/// ``StoreError`` and cancellation pass through as they are.
 final class ManagedStore<Driver: DatabaseDriver>: ChatStore {
     private let driver: Driver
     private let configuration: StoreConfiguration
@@ -18,6 +19,8 @@ final class ManagedStore<Driver: DatabaseDriver>: ChatStore {
     private let gate = StoreGate<Driver.Database>()
     private let started = Atomic<Bool>(false)
     private let prunedSoFar = Mutex(PrunedRows())
+    /// When a database error was last logged.
+    private let lastFailureLogged = Mutex<ContinuousClock.Instant?>(nil)
 
     init(driver: Driver, configuration: StoreConfiguration, logger: Logger) {
         self.driver = driver
@@ -184,7 +187,15 @@ final class ManagedStore<Driver: DatabaseDriver>: ChatStore {
             return error
         default:
             let reason = driver.reason(for: error)
-            logger.error("store: \(action) failed: \(reason)", metadata: ["error.type": "\(type(of: error))"])
+            let now = ContinuousClock.now
+            let logged = lastFailureLogged.withLock { last in
+                guard last.map({ now - $0 >= .seconds(10) }) ?? true else { return false }
+                last = now
+                return true
+            }
+            if logged {
+                logger.error("store: \(action) failed: \(reason)", metadata: ["error.type": "\(type(of: error))"])
+            }
             return StoreError.unavailable(reason)
         }
     }

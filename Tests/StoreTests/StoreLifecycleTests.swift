@@ -4,6 +4,7 @@ import Synchronization
 import ServiceLifecycle
 import Store
 import Testing
+import TestSupport
 
 @Suite("Store lifecycle", .timeLimit(.minutes(2)))
 struct StoreLifecycleTests {
@@ -73,6 +74,38 @@ struct StoreLifecycleTests {
         #expect(StoreError.duplicateUsername.description == "username is already taken")
         #expect(StoreError.invalidCursor.description.hasPrefix("invalid cursor"))
         #expect(StoreError.unavailable("the store has stopped").description == "store unavailable: the store has stopped")
+    }
+}
+
+@Suite("Store lifecycle: failures logged", .timeLimit(.minutes(1)))
+struct StoreFailureLogTests {
+    @Test("a database failing every request (its file locked by another process) is logged once per 10 s, not once per request")
+    func failuresLoggedOnce() async throws {
+        let folder = try TestLogs.folder("store-locked")
+        let path = folder.appendingPathComponent("chorus.db").path
+        let recorder = RecordingLogHandler()
+        let store = makeStore(
+            .sqliteFile(path), logger: Logger(label: "chorus.test.store-locked") { _ in recorder },
+            configuration: StoreConfiguration(sqliteBusyTimeout: .milliseconds(100)))
+        let run = Task { try await store.run() }
+        try await store.ready()
+        // Another process takes the write lock and keeps it until it is stopped.
+        let python = try Executable.find("python3", hint: "install Python 3")
+        let locker = try await ChildProcess.spawn(
+            python,
+            ["-c", "import sqlite3, sys; c = sqlite3.connect(sys.argv[1], isolation_level=None); c.execute('BEGIN EXCLUSIVE'); print('locked', flush=True); import signal; signal.pause()", path],
+            log: folder.appendingPathComponent("locker.log"))
+        #expect(await eventually { locker.output().contains("locked") }, "\(locker.output())")
+        for n in 1...5 {
+            await #expect(throws: StoreError.self) { _ = try await store.createUser(username: "user\(n)", passwordHash: "x") }
+        }
+        _ = await locker.stop()
+        let failures = recorder.messages.list.withLock { $0 }.filter { $0.contains("failed") }
+        #expect(failures.count == 1, "\(failures)")
+        #expect(failures.first?.contains("locked") == true, "\(failures)")
+        _ = try await store.createUser(username: "after", passwordHash: "x")
+        run.cancel()
+        try await run.value
     }
 }
 
