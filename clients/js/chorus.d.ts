@@ -381,7 +381,9 @@ export class ChorusClient {
    * Starts connecting, and keeps reconnecting until `disconnect()`. Resolves once connected and
    * authenticated; rejects with `ChorusAuthError` when the token is refused. While no node is
    * reachable it stays pending (attempts go on with backoff): race it with a timeout of your own
-   * if the page must not wait, and follow `state` events for progress.
+   * if the page must not wait, and follow `state` events for progress. Called while the client
+   * waits between reconnect attempts, it makes the next attempt at once (the network is back):
+   * queued publishes and subscriptions are kept.
    */
   connect(): Promise<void>;
   disconnect(): void;

@@ -446,6 +446,13 @@ export class ChorusClient {
     const promise = new Promise((resolve, reject) => this._connectWaiters.push({ resolve, reject }));
     if (this._state === "connected") {
       this._settleConnect(null);
+    } else if (this._wanted && this._reconnectTimer) {
+      // Waiting out the backoff between attempts: the app knows better (the network is back,
+      // the app came to the foreground), so the next attempt goes now. The queue is kept, and
+      // the backoff goes on growing if this attempt fails too.
+      clearTimeout(this._reconnectTimer);
+      this._reconnectTimer = null;
+      this._open();
     } else if (!this._wanted || (!this._socket && !this._reconnectTimer && !this._opening)) {
       this._wanted = true;
       this._authRetried = false;

@@ -94,6 +94,26 @@ test("close 1001 reconnects at once; other closes wait a jittered backoff", asyn
   client.disconnect();
 });
 
+test("connect() while waiting out the backoff tries at once, and the publishes queued meanwhile go out on that connection", async () => {
+  const client = scripted({ minReconnectDelay: 60000, maxReconnectDelay: 60000 });
+  let socket = await connectScripted(client);
+  socket.drop(1006);
+  assert.equal(client.state, "reconnecting");
+  const published = client.publish("rooms.a", { n: 1 });
+  const connected = client.connect();
+  await settle();
+  assert.equal(ScriptedSocket.instances.length, 2, "a new attempt at once, not after the backoff");
+  socket = ScriptedSocket.instances[1];
+  socket.open();
+  socket.reply({ type: "auth_success", userId: "alice", id: socket.last("auth").id });
+  await connected;
+  const message = socket.last("message");
+  assert.deepEqual(message?.data, { n: 1 }, "the queued publish goes out on it");
+  socket.reply({ type: "published", topic: "rooms.a", messageId: message.messageId, duplicate: false, id: message.id });
+  await published;
+  client.disconnect();
+});
+
 test("a socket that neither opens nor fails within connectTimeout counts as closed (1006) and is retried", async () => {
   const client = scripted({ connectTimeout: 20, minReconnectDelay: 1, maxReconnectDelay: 1 });
   const closes = [];
