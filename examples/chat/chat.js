@@ -148,6 +148,12 @@ function start() {
   openConversation({ kind: "room", key: "room:lobby", topic: "rooms.lobby", title: "# lobby" });
 }
 
+// Back online (a laptop waking, a phone leaving a tunnel): reconnect now rather than after the
+// backoff's wait. Only while reconnecting: a client stopped on purpose stays stopped.
+window.addEventListener("online", () => {
+  if (state.client?.state === "reconnecting") state.client.connect().catch(() => {});
+});
+
 function sessionExpired() {
   $("login-error").textContent = "Your session expired: log in again.";
   $("password").value = "";
