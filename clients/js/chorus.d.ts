@@ -291,7 +291,8 @@ export interface RecoveryFailedEvent extends SubscribedEvent {
    * position), when the subscription is live and its position unchanged.
    */
   since?: StreamPosition;
-  reason?: string;
+  /** Why, in words, for a log or a developer: the history was trimmed or expired, a new epoch, a Redis gap, no history on the topic, ... */
+  reason: string;
 }
 
 /**

@@ -1381,7 +1381,10 @@ export class ChorusClient {
     if (request.since && reply.recovered === false) {
       // The node no longer has what came after our position (history expired, or a new epoch):
       // the application should reload (e.g. GET /api/messages) and continue from here.
-      const event = { ...info, since: request.since };
+      const reason = reply.epoch !== undefined && reply.epoch !== request.since.epoch
+        ? "the topic's history was lost or started again (a new epoch): what came after the position is gone"
+        : "the messages after the position are no longer kept (past HISTORY_SIZE or HISTORY_TTL)";
+      const event = { ...info, since: request.since, reason };
       this._recoveryFailed(entry, event);
       if (hasPosition) entry.positions.set(entry.topic, { offset: reply.offset, epoch: reply.epoch });
       return;

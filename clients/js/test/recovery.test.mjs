@@ -65,6 +65,7 @@ describe("recovery after being away", () => {
     const event = await failed;
     assert.equal(event.recovered, false);
     assert.deepEqual(event.since, before);
+    assert.match(event.reason, /no longer kept/, "the event says why");
     assert.equal(failures.length, 1);
     assert.deepEqual(subscriber.positions.get(topic), { offset: event.offset, epoch: event.epoch });
     await publisher.publish(topic, { n: 9 });
