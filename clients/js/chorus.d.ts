@@ -374,6 +374,7 @@ export class ChorusClient {
   readonly positions: Map<string, StreamPosition>;
   readonly queuedPublishes: number;
 
+  /** Throws `TypeError` for a name that is not one of `ChorusEvents` (a misspelling would never fire). */
   on<E extends keyof ChorusEvents>(event: E, handler: (value: ChorusEvents[E]) => void): () => void;
   off<E extends keyof ChorusEvents>(event: E, handler: (value: ChorusEvents[E]) => void): void;
   once<E extends keyof ChorusEvents>(event: E): Promise<ChorusEvents[E]>;

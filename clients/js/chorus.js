@@ -300,6 +300,16 @@ class TopicEntry {
  * A connection to a Chorus node (or a load balancer in front of several) that stays
  * connected: see the module comment.
  */
+/** The events `on()` and `once()` take: a misspelt name throws instead of never firing. */
+const EVENTS = new Set([
+  "state", "connecting", "connected", "disconnected", "reconnecting", "message", "presence", "typing", "subscribed",
+  "recoveryFailed", "gap", "subscriptionEnded", "authExpired", "reauthenticated", "token", "error", "unhandled",
+]);
+
+function checkEvent(event) {
+  if (!EVENTS.has(event)) throw new TypeError(`unknown event '${event}': one of ${[...EVENTS].join(", ")}`);
+}
+
 export class ChorusClient {
   /**
    * @param {string} url `ws://host:port/ws` or `wss://...`
@@ -368,6 +378,7 @@ export class ChorusClient {
 
   /** Adds `handler` for `event`; returns a function that removes it. */
   on(event, handler) {
+    checkEvent(event);
     let set = this._listeners.get(event);
     if (!set) this._listeners.set(event, (set = new Set()));
     set.add(handler);
@@ -380,6 +391,7 @@ export class ChorusClient {
 
   /** Resolves with the next `event`'s value. */
   once(event) {
+    checkEvent(event);
     return new Promise((resolve) => {
       const off = this.on(event, (value) => { off(); resolve(value); });
     });

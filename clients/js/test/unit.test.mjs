@@ -94,6 +94,13 @@ test("close 1001 reconnects at once; other closes wait a jittered backoff", asyn
   client.disconnect();
 });
 
+test("on() and once() refuse an event name the client never emits (a misspelling would never fire)", () => {
+  const client = scripted();
+  assert.throws(() => client.on("recoverFailed", () => {}), (e) => e instanceof TypeError && /unknown event 'recoverFailed'/.test(e.message));
+  assert.throws(() => client.once("messages"), TypeError);
+  for (const event of ["state", "message", "recoveryFailed", "gap", "subscriptionEnded", "error"]) client.on(event, () => {})();
+});
+
 test("connect() while waiting out the backoff tries at once, and the publishes queued meanwhile go out on that connection", async () => {
   const client = scripted({ minReconnectDelay: 60000, maxReconnectDelay: 60000 });
   let socket = await connectScripted(client);
