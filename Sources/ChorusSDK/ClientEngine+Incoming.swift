@@ -79,6 +79,7 @@ extension ClientEngine {
         case "published":
             if let id, case .publish(let key, let timer)? = awaited.removeValue(forKey: id) {
                 timer?.cancel()
+                publishRefusals = 0
                 if let publish = publishes.removeValue(forKey: key) {
                     publish.continuation.resume(returning: PublishReceipt(
                         topic: publish.topic, messageId: fields["messageId"]?.stringValue ?? publish.messageId,
@@ -134,17 +135,14 @@ extension ClientEngine {
         case .publish(let key, let timer):
             timer?.cancel()
             if var publish = publishes[key], publish.rateRetries < Self.rateRetries, let connection,
-                let delay = rateRetryDelay(error, attempt: publish.rateRetries + 1)
+                let wait = Self.retryAfter(of: error)
             {
-                // Dropped past the node's message rate: sent again (same messageId) after the
-                // delay it named, paced (``rateRetryDelay(_:attempt:atLeast:)``).
+                // Dropped past the node's message rate: back in the queue (same messageId), which
+                // pauses and then goes out in order (``pausePublishes(after:on:)``).
                 publish.rateRetries += 1
                 publish.requestId = nil
                 publishes[key] = publish
-                Task {
-                    try? await Task.sleep(for: delay)
-                    self.resendPublish(key, on: connection)
-                }
+                pausePublishes(after: error, wait: wait, on: connection)
                 return
             }
             publishes.removeValue(forKey: key)?.continuation.resume(throwing: error)

@@ -20,7 +20,7 @@ extension ClientEngine {
                 }
                 publishes[key] = QueuedPublish(
                     head: head, data: data, topic: topic, messageId: messageId, continuation: continuation, requestId: nil)
-                if canSend, let connection { sendPublish(key, on: connection) }
+                if canSend, publishPause == nil, let connection { sendPublish(key, on: connection) }
             }
         } onCancel: {
             Task { await self.cancelPublish(key) }

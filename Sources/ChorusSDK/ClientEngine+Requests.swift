@@ -124,9 +124,47 @@ extension ClientEngine {
         return at - now
     }
 
+    /// Sends one queued publish again now, unless publishing is paused (the pause's end sends it).
     func resendPublish(_ key: Int, on connection: WebSocketConnection) {
-        guard self.connection === connection, canSend, publishes[key]?.requestId == nil else { return }
+        guard self.connection === connection, canSend, publishPause == nil, publishes[key]?.requestId == nil else { return }
         sendPublish(key, on: connection)
+    }
+
+    /// A publish was refused past the node's message rate: no publish goes out for the wait it
+    /// named, doubled per refusal in a row and jittered (x1 to x2); then the queue goes out in
+    /// order (``drainPaced(on:)``). So a publish sent again never lands behind one published
+    /// after it, which its own retry would as long as later ones kept going out and being
+    /// accepted.
+    func pausePublishes(after error: ChorusError, wait: Duration, on connection: WebSocketConnection) {
+        if case .server(_, _, let details) = error, let limit = details?["limit"]?.intValue, limit > 0 {
+            publishBatch = max(1, limit * 2 / 3)
+        }
+        guard publishPause == nil else { return }
+        publishRefusals += 1
+        let delay = wait * (1 << min(publishRefusals - 1, 16)) * Double.random(in: 1...2)
+        publishPause = Task {
+            try? await Task.sleep(for: delay)
+            // Cancelled with its connection: a pause of the next connection may be under way.
+            guard !Task.isCancelled else { return }
+            self.drainPaced(on: connection)
+        }
+    }
+
+    /// The end of a rate refusal's pause: the queue's first two thirds of the node's limit now,
+    /// the next as many a second later, until it is empty, so a long queue drains instead of
+    /// being refused again.
+    func drainPaced(on connection: WebSocketConnection) {
+        publishPause = nil
+        guard self.connection === connection, canSend else { return }
+        let waiting = publishes.keys.sorted().filter { publishes[$0]?.requestId == nil }
+        let batch = publishBatch ?? waiting.count
+        for key in waiting.prefix(batch) { sendPublish(key, on: connection) }
+        guard waiting.count > batch else { return }
+        publishPause = Task {
+            try? await Task.sleep(for: .seconds(1))
+            guard !Task.isCancelled else { return }
+            self.drainPaced(on: connection)
+        }
     }
 
     /// A subscribe left unanswered for ``ClientConfiguration/requestTimeout`` (the node drops

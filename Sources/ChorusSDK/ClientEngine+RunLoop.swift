@@ -214,6 +214,10 @@ extension ClientEngine {
         tokenExpired = false
         renewal?.cancel()
         renewal = nil
+        // The next connection has a rate budget of its own: its queue goes out at once.
+        publishPause?.cancel()
+        publishPause = nil
+        publishRefusals = 0
         resume(.freshToken, with: nil)
         let pending = awaited
         awaited = [:]
@@ -268,6 +272,7 @@ extension ClientEngine {
         where (!state.confirmed || state.resendWhenAuthenticated) && !state.inFlight {
             sendSubscribe(topic, on: connection)
         }
+        guard publishPause == nil else { return }
         for (key, publish) in publishes.sorted(by: { $0.key < $1.key }) where publish.requestId == nil {
             sendPublish(key, on: connection)
         }

@@ -56,6 +56,13 @@ actor ClientEngine {
     var awaited: [Int: Awaited] = [:]
     /// When the next request sent again after a rate refusal may go (``rateRetryDelay(_:attempt:atLeast:)``).
     var rateNext = ContinuousClock.now
+    /// After a publish refused past the node's message rate: the wait before the queue goes out
+    /// again (``pausePublishes(after:on:)``), and the refusals in a row, each doubling it.
+    var publishPause: Task<Void, Never>?
+    var publishRefusals = 0
+    /// Publishes sent per second while the queue drains after a refusal: two thirds of the
+    /// node's limit (its `details.limit`).
+    var publishBatch: Int?
     /// The liveness check under way (``checkAlive(_:)``), with the connection it pings.
     var liveness: (connection: WebSocketConnection, check: Task<Bool, Never>)?
     var topics: [String: TopicState] = [:]

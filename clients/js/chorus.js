@@ -351,6 +351,8 @@ export class ChorusClient {
      */
     this._publishPause = null;
     this._publishRefusals = 0;
+    /** Publishes sent per second while the queue drains after a refusal: two thirds of the node's limit. */
+    this._publishBatch = undefined;
     /** Set while the client has stopped without a plan to reconnect: what stopped it (publishes reject with it). */
     this._stoppedBy = undefined;
     this._inflight = new Map();
@@ -1601,21 +1603,34 @@ export class ChorusClient {
    * publish acknowledgements on: true when it goes back to the queue. Publishing then pauses
    * for `retryAfter`, doubled per refusal in a row and jittered (×1 to ×2), and the queue goes
    * out again in publish order, so a publish sent again never lands behind one published after
-   * it (a retry of its own would, as long as later ones are accepted meanwhile). After
-   * `rateLimitRetries` refusals of one publish the 429 stands. Without acknowledgements a refused
-   * publish rejects: its fence ping may have been taken for its acceptance already.
+   * it (a retry of its own would, as long as later ones are accepted meanwhile): at two thirds
+   * of the node's `details.limit` a second, a second's worth at a time, so a long queue drains
+   * instead of being refused again. After `rateLimitRetries` refusals of one publish the 429
+   * stands. Without acknowledgements a refused publish rejects: its fence ping may have been
+   * taken for its acceptance already.
    */
   _rateRefused(item, error) {
     const after = error?.details?.retryAfter;
     if (error?.code !== 429 || typeof after !== "number" || !this.options.publishAcks) return false;
     if ((item.rateRetries ?? 0) >= this.options.rateLimitRetries) return false;
     item.rateRetries = (item.rateRetries ?? 0) + 1;
+    const limit = error.details.limit;
+    if (typeof limit === "number" && limit > 0) this._publishBatch = Math.max(1, Math.floor((limit * 2) / 3));
     if (!this._publishPause) {
       this._publishRefusals += 1;
       const delay = after * 2 ** (this._publishRefusals - 1) * (1 + this._random());
-      this._publishPause = setTimeout(() => { this._publishPause = null; this._flushQueue(); }, delay);
+      this._publishPause = setTimeout(() => this._drainPaced(), delay);
     }
     return true;
+  }
+
+  /** After a rate refusal's pause: a batch of the queue now, the next a second later, until it is empty. */
+  _drainPaced() {
+    this._publishPause = null;
+    if (this._state !== "connected") return;
+    const batch = this._queue.splice(0, this._publishBatch ?? this._queue.length);
+    for (const item of batch) this._sendPublish(item);
+    if (this._queue.length) this._publishPause = setTimeout(() => this._drainPaced(), 1000);
   }
 
   _flushQueue() {

@@ -979,6 +979,32 @@ test("publishes refused past the node's message rate go out again in publish ord
   client.disconnect();
 });
 
+test("after a rate refusal a long publish queue drains at two thirds of the node's limit a second, in order", async (t) => {
+  const client = scripted({ random: () => 0.5 });
+  const socket = await connectScripted(client);
+  t.mock.timers.enable({ apis: ["setTimeout"] });
+  const messages = () => socket.sent.filter((m) => m.type === "message");
+  const published = Array.from({ length: 10 }, (_, n) => client.publish("rooms.a", { n }));
+  await settle();
+  for (const m of messages()) socket.reply({ type: "error", code: 429, message: "rate limit exceeded", details: { retryAfter: 1000, limit: 6 }, id: m.id });
+  await settle();
+  t.mock.timers.tick(1500);
+  assert.deepEqual(messages().slice(10).map((m) => m.data.n), [0, 1, 2, 3], "a batch of 4 (two thirds of 6)");
+  t.mock.timers.tick(1000);
+  assert.deepEqual(messages().slice(10).map((m) => m.data.n), [0, 1, 2, 3, 4, 5, 6, 7]);
+  t.mock.timers.tick(1000);
+  assert.deepEqual(messages().slice(10).map((m) => m.data.n), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+  for (const m of messages().slice(10)) socket.reply({ type: "published", topic: "rooms.a", messageId: m.messageId, duplicate: false, id: m.id });
+  await Promise.all(published);
+  // Drained: the next publish goes out at once.
+  const next = client.publish("rooms.a", { n: 10 });
+  await settle();
+  assert.equal(messages().at(-1).data.n, 10);
+  socket.reply({ type: "published", topic: "rooms.a", messageId: messages().at(-1).messageId, duplicate: false, id: messages().at(-1).id });
+  await next;
+  client.disconnect();
+});
+
 test("requests sent again after rate refusals are spaced to two thirds of the node's limit, so a burst drains", async (t) => {
   const client = scripted({ random: () => 0 });
   const socket = await connectScripted(client);
