@@ -370,7 +370,11 @@ export class ChorusClient {
   readonly url: string;
   readonly state: ConnectionState;
   readonly userId: string | undefined;
-  /** The last position per topic: the concrete subscription's of that topic, else the highest a pattern subscription delivered. */
+  /**
+   * The last position per topic: the concrete subscription's of that topic, else the highest a
+   * pattern subscription delivered, else where the application left it (the last 1,000 topics
+   * unsubscribed from): subscribe again with `since: client.positions.get(topic)` to resume.
+   */
   readonly positions: Map<string, StreamPosition>;
   readonly queuedPublishes: number;
 

@@ -353,6 +353,8 @@ export class ChorusClient {
     this._publishRefusals = 0;
     /** Publishes sent per second while the queue drains after a refusal: two thirds of the node's limit. */
     this._publishBatch = undefined;
+    /** Positions of topics the application left (`_rememberLeft`), oldest first. */
+    this._leftPositions = new Map();
     /** Set while the client has stopped without a plan to reconnect: what stopped it (publishes reject with it). */
     this._stoppedBy = undefined;
     this._inflight = new Map();
@@ -436,7 +438,20 @@ export class ChorusClient {
         if (own || !(result.get(topic)?.offset >= offset)) result.set(topic, { offset, epoch });
       }
     }
+    for (const [topic, position] of this._leftPositions) if (!result.has(topic)) result.set(topic, { ...position });
     return result;
+  }
+
+  /**
+   * Keeps the position of a topic the application unsubscribed from, so that subscribing to it
+   * again (a component remounted, a screen reopened) can resume with `since:
+   * client.positions.get(topic)` instead of starting live. The last 1,000 topics left.
+   */
+  _rememberLeft(topic, position) {
+    this._leftPositions.delete(topic);
+    if (!position) return;
+    this._leftPositions.set(topic, position);
+    if (this._leftPositions.size > 1000) this._leftPositions.delete(this._leftPositions.keys().next().value);
   }
 
   /** Publishes waiting for a connection or for their acknowledgement. */
@@ -1253,6 +1268,7 @@ export class ChorusClient {
       if (entry.handlers.size === 0 && this._topics.get(topic) === entry) {
         this._topics.delete(topic);
         clearTimeout(entry.retryTimer);
+        this._rememberLeft(topic, entry.positions.get(topic));
         // Sent again after a rate refusal only while the topic stays unsubscribed: a late one
         // would end a new subscription of it.
         if (this._state === "connected") this._request({ type: "unsubscribe", topic }, { stillWanted: () => !this._topics.has(topic) }).catch(() => {});

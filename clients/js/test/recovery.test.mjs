@@ -54,6 +54,30 @@ describe("recovery after being away", () => {
     assert.deepEqual(failures, []);
   });
 
+  test("a topic unsubscribed and subscribed again (a component remounted) resumes from client.positions: what came between arrives once, in order", async (t) => {
+    if (!features.history) return t.skip("the node has no history yet");
+    const topic = `rooms.${randomUUID().slice(0, 8)}`;
+    const subscriber = client(cluster.node(1).wsURL, "sub", { publishAcks: features.publishAcks });
+    const publisher = client(cluster.node(2).wsURL, "pub", { publishAcks: features.publishAcks });
+    await subscriber.connect();
+    await publisher.connect();
+    const inbox = new Inbox();
+    const unmount = subscriber.subscribe(topic, inbox.handler);
+    await unmount.ready;
+    await routed(inbox, publisher, topic);
+    await publisher.publish(topic, { n: 0 });
+    await inbox.until(1);
+    unmount();
+    const position = subscriber.positions.get(topic);
+    assert.ok(position, "the position of the topic left is kept");
+    for (let n = 1; n <= 3; n++) await publisher.publish(topic, { n });
+    const again = new Inbox();
+    await subscriber.subscribe(topic, again.handler, { since: position }).ready;
+    await publisher.publish(topic, { n: 4 });
+    await again.until((ms) => ms.some((m) => m.data.n === 4));
+    assert.deepEqual(again.data(), [1, 2, 3, 4].map((n) => ({ n })));
+  });
+
   test("away for more messages than the history holds: recoveryFailed, then live messages from the node's position", async (t) => {
     if (!features.history) return t.skip("the node has no history yet");
     const { topic, subscriber, publisher, inbox, failures } = await subscribedPair();
