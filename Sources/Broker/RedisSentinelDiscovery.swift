@@ -54,7 +54,9 @@ struct RedisSentinelDiscovery: Sendable {
         func ask(_ offset: Int) {
             guard offset < sentinels.count, proceed() else {
                 return found.fail(
-                    RedisConnectionError("no master for '\(masterName)' from Sentinel: \(problems.joined(separator: "; "))"))
+                    // Sorted: the same answers asked in another order (the watch moves on to the
+                    // next Sentinel) read the same, so a repeated failure is seen as one.
+                    RedisConnectionError("no master for '\(masterName)' from Sentinel: \(problems.sorted().joined(separator: "; "))"))
             }
             masterNamed(by: sentinels[(first + offset) % sentinels.count], on: loop, tracked: open).assumeIsolated().whenComplete { result in
                 switch result {

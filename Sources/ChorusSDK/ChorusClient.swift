@@ -58,7 +58,9 @@ public final class ChorusClient: Sendable {
 
     // MARK: Connection
 
-    /// Connects (unless connected or connecting) and returns once authenticated.
+    /// Connects (unless connected or connecting) and returns once authenticated. Called while
+    /// the client waits between reconnect attempts, it makes the next attempt at once (the
+    /// network is back, the app is in the foreground again); queued publishes are kept.
     /// - Throws: ``ChorusError/authenticationFailed(code:message:)`` or
     ///   ``ChorusError/tokenUnavailable(message:)`` when the client gives up,
     ///   ``ChorusError/closed`` when ``close()`` is called meanwhile, `CancellationError` when

@@ -113,6 +113,7 @@ extension ClientEngine {
                 // The publish was not refused: done, unacknowledged.
                 if case .publish(let key, let timer)? = awaited.removeValue(forKey: publishId) {
                     timer?.cancel()
+                    publishRefusals = 0
                     if let publish = publishes.removeValue(forKey: key) {
                         publish.continuation.resume(returning: PublishReceipt(
                             topic: publish.topic, messageId: publish.messageId, position: nil, duplicate: false,

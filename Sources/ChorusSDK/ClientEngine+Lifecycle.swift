@@ -12,11 +12,14 @@ extension ClientEngine {
         runner = Task { await self.run(generation) }
     }
 
-    /// Starts if needed and waits until connected; throws when the client fails or is closed
-    /// first. A cancelled caller stops waiting (the client carries on connecting).
+    /// Starts if needed and waits until connected, cutting a reconnect's backoff short; throws
+    /// when the client fails or is closed first. A cancelled caller stops waiting (the client
+    /// carries on connecting).
     func connect() async throws {
         start()
         if state.isConnected { return }
+        // Waiting out the backoff between attempts: the next one goes now, the queue kept.
+        backoffSleep?.cancel()
         if case .failed(let error) = state { throw error }
         try await park(until: .connected)
     }

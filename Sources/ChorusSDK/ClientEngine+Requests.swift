@@ -102,6 +102,8 @@ extension ClientEngine {
     static let subscribeRetries = 5
     /// How many times a publish the node dropped past its message rate is sent again.
     static let rateRetries = 4
+    /// The longest pause of publishing after rate refusals in a row.
+    static let maximumPublishPause: Duration = .seconds(30)
 
     /// The wait a refusal names when the node dropped a request past its message rate (429
     /// with `details.retryAfter`, in ms); nil for any other error.
@@ -141,7 +143,7 @@ extension ClientEngine {
         }
         guard publishPause == nil else { return }
         publishRefusals += 1
-        let delay = wait * (1 << min(publishRefusals - 1, 16)) * Double.random(in: 1...2)
+        let delay = min(wait * (1 << min(publishRefusals - 1, 16)) * Double.random(in: 1...2), Self.maximumPublishPause)
         publishPause = Task {
             try? await Task.sleep(for: delay)
             // Cancelled with its connection: a pause of the next connection may be under way.

@@ -20,10 +20,20 @@ extension ClientEngine {
                 refreshToken = refresh
                 setState(.reconnecting(attempt: attempt, delay: delay))
                 if delay > .zero {
-                    do { try await Task.sleep(for: delay) } catch { return }
+                    await waitBackoff(delay)
+                    guard !Task.isCancelled else { return }
                 }
             }
         }
+    }
+
+    /// Waits out a reconnect's backoff, unless ``connect()`` ends the wait early (the app knows
+    /// the network is back) or the run loop is cancelled.
+    func waitBackoff(_ delay: Duration) async {
+        let sleeper = Task<Void, Never> { try? await Task.sleep(for: delay) }
+        backoffSleep = sleeper
+        await withTaskCancellationHandler { await sleeper.value } onCancel: { sleeper.cancel() }
+        if backoffSleep == sleeper { backoffSleep = nil }
     }
 
     /// One connection, from the token to its end; nil when the client stopped (failed or

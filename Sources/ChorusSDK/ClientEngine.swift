@@ -59,6 +59,9 @@ actor ClientEngine {
     /// After a publish refused past the node's message rate: the wait before the queue goes out
     /// again (``pausePublishes(after:on:)``), and the refusals in a row, each doubling it.
     var publishPause: Task<Void, Never>?
+    /// The wait between reconnect attempts under way (``waitBackoff(_:)``), which ``connect()``
+    /// ends early.
+    var backoffSleep: Task<Void, Never>?
     var publishRefusals = 0
     /// Publishes sent per second while the queue drains after a refusal: two thirds of the
     /// node's limit (its `details.limit`).

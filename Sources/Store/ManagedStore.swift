@@ -19,8 +19,8 @@ final class ManagedStore<Driver: DatabaseDriver>: ChatStore {
     private let gate = StoreGate<Driver.Database>()
     private let started = Atomic<Bool>(false)
     private let prunedSoFar = Mutex(PrunedRows())
-    /// When a database error was last logged.
-    private let lastFailureLogged = Mutex<ContinuousClock.Instant?>(nil)
+    /// When each database error (by reason) was last logged, and how many like it were not since.
+    private let failuresLogged = Mutex<[String: (at: ContinuousClock.Instant, unlogged: Int)]>([:])
 
     init(driver: Driver, configuration: StoreConfiguration, logger: Logger) {
         self.driver = driver
@@ -188,13 +188,19 @@ final class ManagedStore<Driver: DatabaseDriver>: ChatStore {
         default:
             let reason = driver.reason(for: error)
             let now = ContinuousClock.now
-            let logged = lastFailureLogged.withLock { last in
-                guard last.map({ now - $0 >= .seconds(10) }) ?? true else { return false }
-                last = now
-                return true
+            let unlogged = failuresLogged.withLock { logged -> Int? in
+                if let last = logged[reason], now - last.at < .seconds(10) {
+                    logged[reason]?.unlogged += 1
+                    return nil
+                }
+                if logged.count >= 64 { logged = logged.filter { now - $0.value.at < .seconds(10) } }
+                defer { logged[reason] = (now, 0) }
+                return logged[reason]?.unlogged ?? 0
             }
-            if logged {
-                logger.error("store: \(action) failed: \(reason)", metadata: ["error.type": "\(type(of: error))"])
+            if let unlogged {
+                logger.error(
+                    "store: \(action) failed: \(reason)\(unlogged > 0 ? " (\(unlogged) more like it in the 10 s before, not logged)" : "")",
+                    metadata: ["error.type": "\(type(of: error))"])
             }
             return StoreError.unavailable(reason)
         }

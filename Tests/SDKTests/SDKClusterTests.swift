@@ -6,6 +6,33 @@ import TestSupport
 /// The Swift SDK against two real nodes behind nginx (see `withCluster`).
 @Suite("Swift SDK against a cluster", .timeLimit(.minutes(3)))
 struct SDKClusterTests {
+    @Test("connect() while the client waits out a long reconnect backoff tries at once: it connects to the node that is back, and the publish queued meanwhile goes out")
+    func connectCutsBackoffShort() async throws {
+        try await withCluster(nodes: 1) { cluster in
+            let port = cluster.node(1).port
+            var configuration = ChorusClient.Configuration()
+            configuration.minimumReconnectDelay = .seconds(600)
+            configuration.maximumReconnectDelay = .seconds(600)
+            configuration.random = { 0.99 }
+            let client = try ChorusClient(url: "ws://127.0.0.1:\(port)/ws", token: cluster.node(1).token("uma"), configuration: configuration)
+            let states = await client.states()
+            try await client.connect()
+            #expect(await cluster.node(1).stop() == 0)
+            // The first attempt after a drain goes at once and fails; the next waits ~10 minutes.
+            let waiting = await first(in: states) { state in
+                if case .reconnecting(_, let delay) = state { return delay > .seconds(60) }
+                return false
+            }
+            #expect(waiting != nil, "the client waits out a long backoff")
+            let queued = Task { try await client.publish("chat.back", ["n": 1]) }
+            let back = try await cluster.startNode(1, port: port)
+            try await client.connect()
+            #expect(try await queued.value.acknowledged)
+            await client.close()
+            #expect(await back.stop() == 0)
+        }
+    }
+
     @Test("when its node drains (SIGTERM, close 1001) the client reconnects through nginx to the other node and resubscribes; with history nothing is missed")
     func drainAndReconnect() async throws {
         try await withCluster(nodes: 2) { cluster in

@@ -381,6 +381,7 @@ export class ChorusClient {
   /** Throws `TypeError` for a name that is not one of `ChorusEvents` (a misspelling would never fire). */
   on<E extends keyof ChorusEvents>(event: E, handler: (value: ChorusEvents[E]) => void): () => void;
   off<E extends keyof ChorusEvents>(event: E, handler: (value: ChorusEvents[E]) => void): void;
+  /** Throws `TypeError` (synchronously) for a name that is not one of `ChorusEvents`. */
   once<E extends keyof ChorusEvents>(event: E): Promise<ChorusEvents[E]>;
 
   /**

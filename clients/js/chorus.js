@@ -300,6 +300,9 @@ class TopicEntry {
  * A connection to a Chorus node (or a load balancer in front of several) that stays
  * connected: see the module comment.
  */
+/** The longest pause of publishing after rate refusals in a row (ms). */
+const MAX_PUBLISH_PAUSE = 30000;
+
 /** The events `on()` and `once()` take: a misspelt name throws instead of never firing. */
 const EVENTS = new Set([
   "state", "connecting", "connected", "disconnected", "reconnecting", "message", "presence", "typing", "subscribed",
@@ -782,7 +785,8 @@ export class ChorusClient {
   }
 
   _scheduleReconnect(code) {
-    if (!this._wanted || this._reconnectTimer) return;
+    // Already reconnecting: a connect() from the `disconnected` handler opened a socket.
+    if (!this._wanted || this._reconnectTimer || this._socket || this._opening) return;
     if (this.options.reconnect === false) {
       // A connect that failed before a connection (getToken threw, the socket could not be made).
       this._stop(new ChorusClosedError("could not connect, and reconnect is false", { code: code ?? 1006 }), code ?? 1006);
@@ -795,8 +799,9 @@ export class ChorusClient {
     const delay = code === CloseCode.goingAway && wasConnected ? 0 : backoffDelay(this._attempt, this.options, this._random);
     this._attempt += 1;
     this._reconnected = true;
-    this._setState("reconnecting", { attempt: this._attempt, delay, code });
+    // The timer first: a connect() from a `reconnecting` handler then replaces it.
     this._reconnectTimer = setTimeout(() => { this._reconnectTimer = null; if (this._wanted) this._open(); }, delay);
+    this._setState("reconnecting", { attempt: this._attempt, delay, code });
   }
 
   _dropSocket() {
@@ -878,6 +883,13 @@ export class ChorusClient {
       for (const [id, pending] of this._pending) {
         if (!pending.awaitingRenewal) continue;
         pending.awaitingRenewal = false;
+        if (pending.type === "message" && this._publishPause) {
+          // Publishing is paused after a rate refusal: it goes back to the queue, in its order,
+          // behind the refused one, instead of overtaking it.
+          this._pending.delete(id);
+          pending.reject(new ChorusClosedError("held behind a rate refusal"));
+          continue;
+        }
         try {
           this._sendPending(id, pending);
         } catch (error) {
@@ -1529,7 +1541,12 @@ export class ChorusClient {
       if (this._stoppedBy) { reject(this._stoppedBy); return; }
       const item = { message, resolve, reject, seq: this._nextId++ };
       const connected = this._state === "connected" && this._queue.length === 0 && !this._publishPause;
-      if (!connected && opts.queue === false) { reject(new ChorusClosedError("not connected")); return; }
+      if (!connected && opts.queue === false) {
+        reject(this._publishPause && this._state === "connected"
+          ? new ChorusError("publishing is paused after a rate refusal (429): not sent", { code: 429 })
+          : new ChorusClosedError("not connected"));
+        return;
+      }
       // Unacknowledged publishes count too: each is kept to be sent again after a reconnect.
       if (this._queue.length + this._inflight.size >= this.options.offlineQueueSize) {
         reject(new ChorusQueueFullError(`offline queue full (${this.options.offlineQueueSize} publishes waiting or unacknowledged)`));
@@ -1634,7 +1651,7 @@ export class ChorusClient {
     if (typeof limit === "number" && limit > 0) this._publishBatch = Math.max(1, Math.floor((limit * 2) / 3));
     if (!this._publishPause) {
       this._publishRefusals += 1;
-      const delay = after * 2 ** (this._publishRefusals - 1) * (1 + this._random());
+      const delay = Math.min(after * 2 ** Math.min(this._publishRefusals - 1, 16) * (1 + this._random()), MAX_PUBLISH_PAUSE);
       this._publishPause = setTimeout(() => this._drainPaced(), delay);
     }
     return true;

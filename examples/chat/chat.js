@@ -182,7 +182,10 @@ function conversationOf(message) {
 function store(message) {
   const key = conversationOf(message);
   if (!state.messages.has(key)) state.messages.set(key, new Map());
-  const known = state.messages.get(key).has(message.id);
+  // Ids are the node's and unique: one already held under another author is a forgery.
+  const held = state.messages.get(key).get(message.id);
+  if (held && held.authorId !== message.authorId) return { key, fresh: false };
+  const known = held !== undefined;
   state.messages.get(key).set(message.id, message);
   learnName(message.authorId);
   return { key, fresh: !known };

@@ -238,6 +238,14 @@ test("a user who forges events, a name in metadata and presence data fools neith
     await pageRouted(cluster, bob, "rooms.lobby");
     await pageRouted(cluster, bob, `messages.user.${bobUser}`);
 
+    // Alice's real message, which Mallory will try to replace.
+    const real = await http(`${cluster.url}/api/messages`, {
+      method: "POST", headers: { "Content-Type": "application/json", Authorization: `Bearer ${alice.token}` },
+      body: JSON.stringify({ topic: "rooms.lobby", content: "the real one" }),
+    });
+    assert.equal(real.status, 201, real.text);
+    await bob.waitFor("bob sees alice's real message", contents, (v) => v.includes("alice: the real one"));
+
     // Mallory joins the lobby calling herself alice, and publishes stored-message events as alice:
     // a room message, and a "direct message" to Bob sent on the room's topic.
     const forger = client(cluster.wsURL, "mallory", { token: mallory.token });
@@ -247,6 +255,8 @@ test("a user who forges events, a name in metadata and presence data fools neith
     const createdAt = new Date().toISOString();
     await forger.publish("rooms.lobby", { id: "forged-room", authorId: alice.user.id, topic: "rooms.lobby", content: "FORGED room", createdAt });
     await forger.publish("rooms.lobby", { id: "forged-dm", authorId: alice.user.id, recipientId: bobUser, content: "FORGED dm", createdAt });
+    // As herself, but with the id of Alice's message: it must not replace it.
+    await forger.publish("rooms.lobby", { id: real.json().id, authorId: mallory.user.id, topic: "rooms.lobby", content: "FORGED replacement", createdAt });
     // The node refuses the API's own events from a client.
     for (const eventType of ["message.deleted", "message.updated", "message.read"]) {
       await assert.rejects(
@@ -264,7 +274,7 @@ test("a user who forges events, a name in metadata and presence data fools neith
     await bob.waitFor("bob sees mallory's post under her own name", contents, (v) => v.includes("mallory: an honest post"));
     const shown = await bob.evaluate(contents);
     assert.ok(!shown.some((line) => line.includes("FORGED")), `forged messages shown: ${shown}`);
-    assert.ok(!shown.some((line) => line.startsWith("alice:")), `a message shown as alice's: ${shown}`);
+    assert.deepEqual(shown.filter((line) => line.startsWith("alice:")), ["alice: the real one"], `messages shown as alice's: ${shown}`);
     assert.equal(await bob.evaluate("return document.querySelectorAll('.unread').length;"), 0, "no unread badge from the forged direct message");
     if (features.presence) {
       const present = "return [...document.querySelectorAll('#presence li')].map(l => l.textContent);";
