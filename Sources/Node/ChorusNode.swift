@@ -165,21 +165,14 @@ public final class ChorusNode: Service, Sendable {
         router.add(middleware: HTTPErrorMiddleware())
         router.add(middleware: BackendErrorMiddleware(outages: context.outages))
         let sampler = RateSampler()
-        let directory: (any NodeDirectory)? =
-            configuration.adapter != .redis ? nil
-            : configuration.redisSentinel.map {
-                RedisNodeDirectory(sentinel: $0, prefix: configuration.redisPrefix, timeout: configuration.redisTimeout)
-            }
-                ?? RedisNodeDirectory(
-                    url: configuration.redisURLs[0], prefix: configuration.redisPrefix, timeout: configuration.redisTimeout)
+        let (prefix, timeout) = (configuration.redisPrefix, configuration.redisTimeout)
+        let directory: (any NodeDirectory)? = configuration.onFirstRedisServer(
+            sentinel: { RedisNodeDirectory(sentinel: $0, prefix: prefix, timeout: timeout) },
+            url: { RedisNodeDirectory(url: $0, prefix: prefix, timeout: timeout) })
         let collector = StatsCollector(node: context, sampler: sampler, startedAt: Date(), directory: directory)
-        let clusterAttempts: (any AttemptCounter)? =
-            configuration.adapter != .redis ? nil
-            : configuration.redisSentinel.map {
-                RedisAttemptCounter(sentinel: $0, prefix: configuration.redisPrefix, timeout: configuration.redisTimeout)
-            }
-                ?? RedisAttemptCounter(
-                    url: configuration.redisURLs[0], prefix: configuration.redisPrefix, timeout: configuration.redisTimeout)
+        let clusterAttempts: (any AttemptCounter)? = configuration.onFirstRedisServer(
+            sentinel: { RedisAttemptCounter(sentinel: $0, prefix: prefix, timeout: timeout) },
+            url: { RedisAttemptCounter(url: $0, prefix: prefix, timeout: timeout) })
         NodeRoutes(node: context, collector: collector).register(on: router)
         PresenceRoutes(node: context).register(on: router)
         HistoryRoutes(node: context).register(on: router)

@@ -359,6 +359,16 @@ extension NodeConfiguration {
 }
 
 extension NodeConfiguration {
+    /// What lives on the first Redis server (the cluster directory, the login counts): made for
+    /// the first master name with Sentinel, else for the first `PUBSUB_REDIS_URL`; nil without
+    /// the Redis adapter.
+    func onFirstRedisServer<T>(sentinel: (RedisSentinelSettings) -> T, url: (RedisURL) -> T) -> T? {
+        guard adapter == .redis else { return nil }
+        return redisSentinel.map(sentinel) ?? url(redisURLs[0])
+    }
+}
+
+extension NodeConfiguration {
     /// The token rules alone (`JWT_ISSUER`, `JWT_AUDIENCE`, `JWT_REQUIRE_EXP`, `JWT_LEEWAY`), for
     /// `chorus token` to mint what the node accepts.
     public static func tokenRules(environment env: [String: String]) throws(ConfigurationError) -> TokenVerifier.Rules {
