@@ -246,6 +246,12 @@ public final class WebSocketClient: Sendable {
         paused.withLock { $0 = false }
     }
 
+    /// Closes the TCP connection without a close frame, as a lost network or a killed app does.
+    public func drop() async {
+        try? await channel.close()
+        reader.cancel()
+    }
+
     /// Sends a close frame and closes the connection.
     public func close(code: UInt16 = 1000) async {
         var payload = ByteBuffer()

@@ -172,6 +172,11 @@ public struct NodeConfiguration: Sendable {
     /// presence of the connections it closed, so that users who reconnect to another node
     /// meanwhile are seen neither leaving nor joining again.
     public var presenceDrainGrace: Duration = .milliseconds(2_000)
+    /// `PRESENCE_RECONNECT_GRACE` (ms, `0`: none): how long the presence of a connection that
+    /// ended silently (no close frame: a network lost, an app killed, or closed for not
+    /// answering pings) stays counted, so that a user who reconnects meanwhile, to any node, is
+    /// seen neither leaving nor joining again.
+    public var presenceReconnectGrace: Duration = .zero
     /// `PRESENCE_MAX_DATA_SIZE` (bytes): the largest `presence.data` a client may set.
     public var presenceMaxDataSize = 4_096
     /// `PRESENCE_BATCH_RATE`: presence events per second per topic above which a node batches
@@ -351,6 +356,7 @@ extension NodeConfiguration {
         clusterHeartbeatInterval = try reader.milliseconds("CLUSTER_HEARTBEAT_INTERVAL") ?? clusterHeartbeatInterval
         presenceTTL = try reader.milliseconds("PRESENCE_TTL") ?? presenceTTL
         if let grace = try reader.integer("PRESENCE_DRAIN_GRACE", in: 0...600_000) { presenceDrainGrace = .milliseconds(grace) }
+        if let grace = try reader.integer("PRESENCE_RECONNECT_GRACE", in: 0...600_000) { presenceReconnectGrace = .milliseconds(grace) }
         presenceMaxDataSize = try reader.integer("PRESENCE_MAX_DATA_SIZE", in: 2...(1 << 20)) ?? presenceMaxDataSize
         presenceBatchRate = try reader.integer("PRESENCE_BATCH_RATE", in: 1...1_000_000) ?? presenceBatchRate
         typingTimeout = try reader.milliseconds("TYPING_TIMEOUT") ?? typingTimeout

@@ -1,6 +1,7 @@
 import Broker
 import Foundation
 import Logging
+import NIOCore
 import Synchronization
 
 /// The node's side of presence: how many of its own connections each user has in each topic,
@@ -41,6 +42,8 @@ final class PresenceService: Sendable {
     /// `PRESENCE_DRAIN_GRACE`, at most half of `DRAIN_TIMEOUT` (the drain's close handshakes keep
     /// the rest); zero where there is no other node to reconnect to (memory adapter).
     let drainGrace: Duration
+    /// `PRESENCE_RECONNECT_GRACE`: how long a connection that ended silently stays counted.
+    let reconnectGrace: TimeAmount
     private let table = Mutex(Tables())
 
     /// Whether `topic` is `presence.user.<userId>`.
@@ -53,6 +56,8 @@ final class PresenceService: Sendable {
     init(configuration: NodeConfiguration, broker: PubSubBroker, logger: Logger) {
         drainGrace =
             configuration.adapter == .memory ? .zero : min(configuration.presenceDrainGrace, configuration.drainTimeout / 2)
+        let grace = configuration.presenceReconnectGrace.components
+        reconnectGrace = .nanoseconds(grace.seconds * 1_000_000_000 + grace.attoseconds / 1_000_000_000)
         switch configuration.adapter {
         case .memory:
             store = LocalPresenceStore(origin: configuration.nodeId) { broker.publish($0) }

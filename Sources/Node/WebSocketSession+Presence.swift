@@ -99,13 +99,22 @@ extension WebSocketSession {
         node.presence.join(topic: topic, userId: userId, data: nil)
     }
 
-    /// The connection closed: it leaves every topic it was a member of, and stops typing.
+    /// The connection closed: it leaves every topic it was a member of, and stops typing. A
+    /// connection that ended silently leaves `PRESENCE_RECONNECT_GRACE` later: a user who
+    /// reconnects meanwhile (to any node) is counted again first, so watchers see no `leave`
+    /// and no `join`.
     func presenceDidClose() {
         guard let user else { return }
-        for topic in presence.memberships { node.presence.leave(topic: topic, userId: user.id) }
         for topic in presence.typing.keys { publishTyping(topic, userId: user.id, start: false) }
-        if presence.joinedUserTopic, let topic = PresenceService.userTopic(user.id) {
-            node.presence.leave(topic: topic, userId: user.id)
+        var topics = Array(presence.memberships)
+        if presence.joinedUserTopic, let topic = PresenceService.userTopic(user.id) { topics.append(topic) }
+        let (service, userId) = (node.presence, user.id)
+        if service.reconnectGrace > .zero, transport.endedSilently, !topics.isEmpty {
+            registry.loop.scheduleTask(in: service.reconnectGrace) {
+                for topic in topics { service.leave(topic: topic, userId: userId) }
+            }
+        } else {
+            for topic in topics { service.leave(topic: topic, userId: userId) }
         }
         presence.memberships.removeAll()
         presence.typing.removeAll()

@@ -81,6 +81,10 @@ final class WebSocketTransport: ChannelDuplexHandler {
     }
     /// Set when the client broke the protocol or flooded: its further bytes are not read.
     private var failed = false
+    /// Whether the connection ended without a word that explains it: the client sent no close
+    /// frame, and the node closed it, if at all, only for its silence (`WEBSOCKET_PING_TIMEOUT`).
+    /// A client gone this way (a network lost, an app killed) may be on its way back.
+    private(set) var endedSilently = true
     /// Between `channelRead` and `channelReadComplete`: replies wait for the flush there.
     private var reading = false
     private var repliesPending = false
@@ -337,6 +341,7 @@ final class WebSocketTransport: ChannelDuplexHandler {
             code = given  // echoed, as RFC 6455 §5.5.1 suggests
         }
         isClosing = true
+        endedSilently = false
         endPause()
         delegate?.transport(self, willCloseWith: code, reason: "the client closed")
         flushOut()  // the replies of this read go before the close frame
@@ -520,6 +525,7 @@ final class WebSocketTransport: ChannelDuplexHandler {
     func close(_ code: CloseCode, reason: String, awaitingReply: Bool = true) {
         guard !isClosing, let context else { return }
         isClosing = true
+        if code != .pingTimeout { endedSilently = false }
         endPause()
         delegate?.transport(self, willCloseWith: code.rawValue, reason: reason)
         flushOut()  // what was staged goes before the close frame

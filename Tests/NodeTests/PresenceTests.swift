@@ -56,6 +56,35 @@ struct PresenceTests {
         }
     }
 
+    @Test("with PRESENCE_RECONNECT_GRACE a member whose connection ends silently and who comes back within it neither leaves nor joins for watchers; one who does not come back leaves after it")
+    func reconnectGrace() async throws {
+        try await withNode(["PRESENCE_RECONNECT_GRACE": "10000"]) { node in
+            let topic = "rooms.flaky"
+            let watcher = try await node.connect(as: "watcher")
+            try await watcher.subscribe(topic, member: false, events: true)
+            let alice = try await node.connect(as: "alice")
+            try await alice.subscribe(topic, member: true, events: false)
+            let joined = try await watcher.nextPresence()
+            #expect(joined.event == "join" && joined.userId == "alice")
+
+            // Alice's network drops (no close frame) and she is back within the grace.
+            await alice.drop()
+            let back = try await node.connect(as: "alice")
+            try await back.subscribe(topic, member: true, events: false)
+            let bob = try await node.connect(as: "bob")
+            try await bob.subscribe(topic, member: true, events: false)
+            let fence = try await watcher.nextPresence()
+            #expect(fence.event == "join" && fence.userId == "bob", "no leave or join of alice before bob's join: \(fence)")
+
+            // Bob's drops and he does not come back: he leaves once the grace is over.
+            await bob.drop()
+            let left = try await watcher.nextPresence()
+            #expect(left.event == "leave" && left.userId == "bob", "\(left)")
+            #expect(try await watcher.presenceState(topic).connections == ["alice": 1])
+            await back.close()
+        }
+    }
+
     @Test("presence follows the topic's subscribe rules: private topics and other users' online topics are refused")
     func authorization() async throws {
         try await withNode(Self.environment) { node in
