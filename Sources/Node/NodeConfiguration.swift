@@ -172,10 +172,10 @@ public struct NodeConfiguration: Sendable {
     /// presence of the connections it closed, so that users who reconnect to another node
     /// meanwhile are seen neither leaving nor joining again.
     public var presenceDrainGrace: Duration = .milliseconds(2_000)
-    /// `PRESENCE_RECONNECT_GRACE` (ms, `0`: none): how long the presence of a connection that
-    /// ended silently (no close frame: a network lost, an app killed, or closed for not
-    /// answering pings) stays counted, so that a user who reconnects meanwhile, to any node, is
-    /// seen neither leaving nor joining again.
+    /// `PRESENCE_RECONNECT_GRACE` (ms, `0`: none): how long the presence of a connection its
+    /// client did not close with a close frame (a network lost, an app killed, a connection the
+    /// node closed) stays counted, so that a user who reconnects meanwhile, to any node, is seen
+    /// neither leaving nor joining again.
     public var presenceReconnectGrace: Duration = .zero
     /// `PRESENCE_MAX_DATA_SIZE` (bytes): the largest `presence.data` a client may set.
     public var presenceMaxDataSize = 4_096

@@ -100,16 +100,16 @@ extension WebSocketSession {
     }
 
     /// The connection closed: it leaves every topic it was a member of, and stops typing. A
-    /// connection that ended silently leaves `PRESENCE_RECONNECT_GRACE` later: a user who
-    /// reconnects meanwhile (to any node) is counted again first, so watchers see no `leave`
-    /// and no `join`.
+    /// connection its client did not close with a close frame leaves `PRESENCE_RECONNECT_GRACE`
+    /// later: a user who reconnects meanwhile (to any node) is counted again first, so watchers
+    /// see no `leave` and no `join`.
     func presenceDidClose() {
         guard let user else { return }
         for topic in presence.typing.keys { publishTyping(topic, userId: user.id, start: false) }
         var topics = Array(presence.memberships)
         if presence.joinedUserTopic, let topic = PresenceService.userTopic(user.id) { topics.append(topic) }
         let (service, userId) = (node.presence, user.id)
-        if service.reconnectGrace > .zero, transport.endedSilently, !topics.isEmpty {
+        if service.reconnectGrace > .zero, !transport.clientClosed, !topics.isEmpty {
             registry.loop.scheduleTask(in: service.reconnectGrace) {
                 for topic in topics { service.leave(topic: topic, userId: userId) }
             }

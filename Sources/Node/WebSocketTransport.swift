@@ -81,10 +81,6 @@ final class WebSocketTransport: ChannelDuplexHandler {
     }
     /// Set when the client broke the protocol or flooded: its further bytes are not read.
     private var failed = false
-    /// Whether the connection ended without a word that explains it: the client sent no close
-    /// frame, and the node closed it, if at all, only for its silence (`WEBSOCKET_PING_TIMEOUT`).
-    /// A client gone this way (a network lost, an app killed) may be on its way back.
-    private(set) var endedSilently = true
     /// Between `channelRead` and `channelReadComplete`: replies wait for the flush there.
     private var reading = false
     private var repliesPending = false
@@ -105,7 +101,19 @@ final class WebSocketTransport: ChannelDuplexHandler {
     private enum Timer {
         case none
         case pause(Scheduled<Void>)
+        /// The node closed (or is closing): the deadline for the client's answer.
         case closing(Scheduled<Void>)
+        /// The client sent a close frame, which the node answered: the deadline for the end.
+        /// Kept after the end, so the session can tell (``clientClosed``); no extra field.
+        case answering(Scheduled<Void>)
+    }
+
+    /// Whether the client closed the connection with a close frame: its way of saying it is
+    /// leaving. A connection that ended otherwise (a network lost, an app killed, or closed by
+    /// the node) may have a client on its way back.
+    var clientClosed: Bool {
+        if case .answering = timer { return true }
+        return false
     }
 
     /// Reading is paused for ``budget``.
@@ -165,10 +173,10 @@ final class WebSocketTransport: ChannelDuplexHandler {
 
     func handlerRemoved(context: ChannelHandlerContext) {
         switch timer {
-        case .pause(let scheduled), .closing(let scheduled): scheduled.cancel()
+        case .pause(let scheduled), .closing(let scheduled), .answering(let scheduled): scheduled.cancel()
         case .none: break
         }
-        timer = .none
+        if !clientClosed { timer = .none }  // cancelled; `.answering` stays for the delegate
         if deflate != nil { counters.compressingConnections.subtract(1, ordering: .relaxed) }
         delegate?.transportDidClose(self)
         self.context = nil
@@ -341,7 +349,6 @@ final class WebSocketTransport: ChannelDuplexHandler {
             code = given  // echoed, as RFC 6455 §5.5.1 suggests
         }
         isClosing = true
-        endedSilently = false
         endPause()
         delegate?.transport(self, willCloseWith: code, reason: "the client closed")
         flushOut()  // the replies of this read go before the close frame
@@ -350,7 +357,7 @@ final class WebSocketTransport: ChannelDuplexHandler {
         context.writeAndFlush(wrapOutboundOut(frame.bytes)).whenComplete { _ in channel.close(promise: nil) }
         // A client that closes but does not read would otherwise hold the connection for ever:
         // the reply never goes out, and closing connections are not swept.
-        timer = .closing(context.eventLoop.scheduleTask(in: Self.closeTimeout) { channel.close(promise: nil) })
+        timer = .answering(context.eventLoop.scheduleTask(in: Self.closeTimeout) { channel.close(promise: nil) })
     }
 
     /// Close codes a client may send (RFC 6455 §7.4 and the IANA registry): not 1004-1006 or
@@ -525,7 +532,6 @@ final class WebSocketTransport: ChannelDuplexHandler {
     func close(_ code: CloseCode, reason: String, awaitingReply: Bool = true) {
         guard !isClosing, let context else { return }
         isClosing = true
-        if code != .pingTimeout { endedSilently = false }
         endPause()
         delegate?.transport(self, willCloseWith: code.rawValue, reason: reason)
         flushOut()  // what was staged goes before the close frame

@@ -85,6 +85,22 @@ struct PresenceTests {
         }
     }
 
+    @Test("with PRESENCE_RECONNECT_GRACE a member whose client closes with a close frame (it is leaving) leaves at once, not after the grace")
+    func closeFrameLeavesAtOnce() async throws {
+        try await withNode(["PRESENCE_RECONNECT_GRACE": "600000"]) { node in
+            let topic = "rooms.clean"
+            let watcher = try await node.connect(as: "watcher")
+            try await watcher.subscribe(topic, member: false, events: true)
+            let alice = try await node.connect(as: "alice")
+            try await alice.subscribe(topic, member: true, events: false)
+            #expect(try await watcher.nextPresence().event == "join")
+            await alice.close()
+            // Within the default 30 s wait: a held leave would come after 10 minutes.
+            let left = try await watcher.nextPresence()
+            #expect(left.event == "leave" && left.userId == "alice", "\(left)")
+        }
+    }
+
     @Test("presence follows the topic's subscribe rules: private topics and other users' online topics are refused")
     func authorization() async throws {
         try await withNode(Self.environment) { node in
