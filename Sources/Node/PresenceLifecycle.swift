@@ -16,6 +16,7 @@ struct PresenceLifecycle: Service {
             // Cancelled past DRAIN_TIMEOUT: the share is withdrawn at once then.
             try? await Task.sleep(for: presence.drainGrace)
         }
+        presence.stop()
         await presence.store.shutdown()
     }
 }

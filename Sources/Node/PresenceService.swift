@@ -36,7 +36,21 @@ final class PresenceService: Sendable {
         var holding = false
         /// A leave was not told to the store while holding.
         var held = false
+        /// The node drains (with or without a grace): connections leave at once, the drain's
+        /// grace deciding when the store hears of it.
+        var draining = false
+        /// Connections whose leaves wait for `PRESENCE_RECONNECT_GRACE`, in all and per user.
+        var graceLeaves = 0
+        var graceLeavesByUser: [String: Int] = [:]
+        /// The store was shut down: late leaves have nothing left to tell.
+        var stopped = false
     }
+
+    /// The most connections whose leaves wait for the reconnect grace at once, on the node and
+    /// per user: a client that joins topics and drops its connection in a loop keeps at most
+    /// this many shares alive past their connections. Past either, a connection leaves at once.
+    static let maxGraceLeaves = 4_096
+    static let maxGraceLeavesPerUser = 8
 
     let store: any PresenceStore
     /// `PRESENCE_DRAIN_GRACE`, at most half of `DRAIN_TIMEOUT` (the drain's close handshakes keep
@@ -118,8 +132,45 @@ final class PresenceService: Sendable {
     /// user who reconnects to another node meanwhile is counted there before this node's share
     /// goes: watchers see no `leave` and no `join`. Nothing is held without a grace.
     func holdLeaves() {
-        guard drainGrace > .zero else { return }
-        table.withLock { $0.holding = true }
+        table.withLock { tables in
+            tables.draining = true
+            if drainGrace > .zero { tables.holding = true }
+        }
+    }
+
+    /// Whether the leaves of a connection its client did not close with a close frame may wait
+    /// for `PRESENCE_RECONNECT_GRACE` (then ``leaveAfterGrace(topics:userId:)`` must follow):
+    /// not without a grace, not while the node drains (its own grace applies), and not past
+    /// ``maxGraceLeaves`` or ``maxGraceLeavesPerUser``.
+    func deferLeaves(of userId: String) -> Bool {
+        guard reconnectGrace > .zero else { return false }
+        return table.withLock { tables in
+            guard !tables.draining, !tables.stopped, tables.graceLeaves < Self.maxGraceLeaves,
+                tables.graceLeavesByUser[userId, default: 0] < Self.maxGraceLeavesPerUser
+            else { return false }
+            tables.graceLeaves += 1
+            tables.graceLeavesByUser[userId, default: 0] += 1
+            return true
+        }
+    }
+
+    /// The reconnect grace of a connection's deferred leaves is over: it leaves `topics`
+    /// (nothing once the store has stopped).
+    func leaveAfterGrace(topics: [Topic], userId: String) {
+        let stopped = table.withLock { tables in
+            tables.graceLeaves -= 1
+            let left = tables.graceLeavesByUser[userId, default: 1] - 1
+            tables.graceLeavesByUser[userId] = left > 0 ? left : nil
+            return tables.stopped
+        }
+        guard !stopped else { return }
+        for topic in topics { leave(topic: topic, userId: userId) }
+    }
+
+    /// The node stops: leaves still waiting for their grace are dropped (the store withdraws
+    /// the node's whole share as it stops).
+    func stop() {
+        table.withLock { $0.stopped = true }
     }
 
     /// Leaves were held by ``holdLeaves()``: the grace is worth waiting for.

@@ -109,9 +109,9 @@ extension WebSocketSession {
         var topics = Array(presence.memberships)
         if presence.joinedUserTopic, let topic = PresenceService.userTopic(user.id) { topics.append(topic) }
         let (service, userId) = (node.presence, user.id)
-        if service.reconnectGrace > .zero, !transport.clientClosed, !topics.isEmpty {
+        if !topics.isEmpty, !transport.clientClosed, service.deferLeaves(of: userId) {
             registry.loop.scheduleTask(in: service.reconnectGrace) {
-                for topic in topics { service.leave(topic: topic, userId: userId) }
+                service.leaveAfterGrace(topics: topics, userId: userId)
             }
         } else {
             for topic in topics { service.leave(topic: topic, userId: userId) }

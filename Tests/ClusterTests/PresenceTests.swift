@@ -68,10 +68,13 @@ extension ClusterTests {
             }
         }
 
-        @Test("a drained node's member who reconnects to another node within PRESENCE_DRAIN_GRACE is seen neither leaving nor joining; one who does not leaves once")
-        func drainKeepsReconnectingMembers() async throws {
+        @Test(
+            "a drained node's member who reconnects to another node within PRESENCE_DRAIN_GRACE is seen neither leaving nor joining; one who does not leaves once (also with PRESENCE_RECONNECT_GRACE on: the drain's grace decides)",
+            arguments: ["0", "60000"])
+        func drainKeepsReconnectingMembers(reconnectGrace: String) async throws {
             // A grace long enough for alice to reconnect on a loaded machine (at most half of DRAIN_TIMEOUT is used).
-            try await withCluster(nodes: 2, environment: ["PRESENCE_DRAIN_GRACE": "6000", "DRAIN_TIMEOUT": "15000"]) { cluster in
+            let environment = ["PRESENCE_DRAIN_GRACE": "6000", "DRAIN_TIMEOUT": "15000", "PRESENCE_RECONNECT_GRACE": reconnectGrace]
+            try await withCluster(nodes: 2, environment: environment) { cluster in
                 let topic = "rooms.deploy"
                 let watcher = try await cluster.node(1).connect(as: "watcher")
                 try await watcher.subscribe(topic, member: false, events: true)

@@ -85,6 +85,26 @@ struct PresenceTests {
         }
     }
 
+    @Test("PRESENCE_RECONNECT_GRACE holds the leaves of at most 8 dropped connections per user: the 9th leaves at once (a client dropping connections in a loop cannot keep shares alive without bound)")
+    func reconnectGraceIsBoundedPerUser() async throws {
+        try await withNode(["PRESENCE_RECONNECT_GRACE": "600000"]) { node in
+            let topics = (1...9).map { "rooms.cap-\($0)" }
+            let watcher = try await node.connect(as: "watcher")
+            for topic in topics { try await watcher.subscribe(topic, member: false, events: true) }
+            var connections: [WebSocketClient] = []
+            for topic in topics {
+                let connection = try await node.connect(as: "mallory")
+                try await connection.subscribe(topic, member: true, events: false)
+                #expect(try await watcher.nextPresence().event == "join")
+                connections.append(connection)
+            }
+            for connection in connections { await connection.drop() }
+            // The first eight wait ten minutes: the first leave the watcher hears is the ninth's.
+            let left = try await watcher.nextPresence()
+            #expect(left.event == "leave" && left.topic == "rooms.cap-9", "\(left)")
+        }
+    }
+
     @Test("with PRESENCE_RECONNECT_GRACE a member whose client closes with a close frame (it is leaving) leaves at once, not after the grace")
     func closeFrameLeavesAtOnce() async throws {
         try await withNode(["PRESENCE_RECONNECT_GRACE": "600000"]) { node in
