@@ -70,8 +70,7 @@ final class PresenceService: Sendable {
     init(configuration: NodeConfiguration, broker: PubSubBroker, logger: Logger) {
         drainGrace =
             configuration.adapter == .memory ? .zero : min(configuration.presenceDrainGrace, configuration.drainTimeout / 2)
-        let grace = configuration.presenceReconnectGrace.components
-        reconnectGrace = .nanoseconds(grace.seconds * 1_000_000_000 + grace.attoseconds / 1_000_000_000)
+        reconnectGrace = TimeAmount(configuration.presenceReconnectGrace)
         switch configuration.adapter {
         case .memory:
             store = LocalPresenceStore(origin: configuration.nodeId) { broker.publish($0) }
