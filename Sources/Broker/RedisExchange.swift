@@ -113,7 +113,7 @@ final class RedisExchange: RedisReplyReceiver {
         let promise = loop.makePromise(of: RedisReply.self)
         waiting = promise
         let server = url.server
-        deadline = loop.assumeIsolated().scheduleTask(in: RedisTurnTimer.timeAmount(timeout)) { [self] in
+        deadline = loop.assumeIsolated().scheduleTask(in: TimeAmount(timeout)) { [self] in
             fail(RedisConnectionError("read on \(server): no answer within the timeout", isTimeout: true))
         }
         channel.writeAndFlush(command, promise: nil)
@@ -124,7 +124,7 @@ final class RedisExchange: RedisReplyReceiver {
     /// (a lookup can also wait for a thread of NIO's pool before its own deadline starts).
     private func boundConnect() {
         let server = url.server
-        loop.assumeIsolated().scheduleTask(in: RedisTurnTimer.timeAmount(timeout * 2)) { [self] in
+        loop.assumeIsolated().scheduleTask(in: TimeAmount(timeout * 2)) { [self] in
             guard connected != nil else { return }
             fail(RedisConnectionError("connect to \(server): not connected within \(timeout * 2)", isTimeout: true))
         }

@@ -54,7 +54,7 @@ final class RedisReplyHandler<Receiver: RedisReplyReceiver>: ChannelInboundHandl
         if !RedisHostResolver.isNumeric(host) {
             let server = receiver.url.server
             let limit = RedisHostResolver.lookupBound(timeout)
-            let late = loop.assumeIsolated().scheduleTask(in: RedisTurnTimer.timeAmount(limit)) {
+            let late = loop.assumeIsolated().scheduleTask(in: TimeAmount(limit)) {
                 receiver.fail(RedisConnectionError("connect to \(server): no address for the host within \(limit)", isTimeout: true))
             }
             address.whenComplete { _ in late.cancel() }
@@ -63,7 +63,7 @@ final class RedisReplyHandler<Receiver: RedisReplyReceiver>: ChannelInboundHandl
             guard !tracked.value.abandoned else { return loop.makeFailedFuture(RedisConnectionError("connect abandoned")) }
             bound.value.addressResolved()
             return ClientBootstrap(group: loop)
-                .connectTimeout(RedisTurnTimer.timeAmount(timeout))
+                .connectTimeout(TimeAmount(timeout))
                 .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
                 .channelOption(ChannelOptions.socketOption(.so_keepalive), value: 1)
                 .channelOption(ChannelOptions.maxMessagesPerRead, value: 16)

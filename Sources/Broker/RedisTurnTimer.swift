@@ -12,7 +12,7 @@ struct RedisTurnTimer {
         if let at, at <= wakeUp { return }
         task?.cancel()
         at = wakeUp
-        task = loop.scheduleTask(in: Self.timeAmount(wakeUp - ContinuousClock.now), turn)
+        task = loop.scheduleTask(in: TimeAmount(wakeUp - ContinuousClock.now), turn)
     }
 
     mutating func fired() {
@@ -23,10 +23,5 @@ struct RedisTurnTimer {
     mutating func cancel() {
         task?.cancel()
         fired()
-    }
-
-    static func timeAmount(_ duration: Duration) -> TimeAmount {
-        let (seconds, attoseconds) = duration.components
-        return .nanoseconds(max(0, seconds * 1_000_000_000 + attoseconds / 1_000_000_000))
     }
 }

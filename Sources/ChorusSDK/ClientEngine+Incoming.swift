@@ -139,7 +139,7 @@ extension ClientEngine {
                 let wait = Self.retryAfter(of: error)
             {
                 // Dropped past the node's message rate: back in the queue (same messageId), which
-                // pauses and then goes out in order (``pausePublishes(after:on:)``).
+                // pauses and then goes out in order (``pausePublishes(after:wait:on:)``).
                 publish.rateRetries += 1
                 publish.requestId = nil
                 publishes[key] = publish

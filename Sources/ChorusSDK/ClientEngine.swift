@@ -57,7 +57,7 @@ actor ClientEngine {
     /// When the next request sent again after a rate refusal may go (``rateRetryDelay(_:attempt:atLeast:)``).
     var rateNext = ContinuousClock.now
     /// After a publish refused past the node's message rate: the wait before the queue goes out
-    /// again (``pausePublishes(after:on:)``), and the refusals in a row, each doubling it.
+    /// again (``pausePublishes(after:wait:on:)``), and the refusals in a row, each doubling it.
     var publishPause: Task<Void, Never>?
     /// The wait between reconnect attempts under way (``waitBackoff(_:)``), which ``connect()``
     /// ends early.

@@ -128,8 +128,7 @@ final class WebSocketConnection: Sendable {
     ) async throws -> WebSocketConnection {
         let bootstrap = ClientBootstrap(group: group)
             .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
-            .connectTimeout(TimeAmount.nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000
-                + Int64(timeout.components.attoseconds / 1_000_000_000)))
+            .connectTimeout(TimeAmount(timeout))
         let opened = OpenedChannel()
         let upgrade: EventLoopFuture<UpgradeResult> = try await bootstrap.connect(host: url.host, port: url.port) { channel in
             opened.set(channel)
@@ -166,7 +165,7 @@ final class WebSocketConnection: Sendable {
         }
         // Bound the upgrade; on timeout or cancellation the half-open channel is closed, which
         // fails the upgrade.
-        let deadline = upgrade.eventLoop.scheduleTask(in: .nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000)) {
+        let deadline = upgrade.eventLoop.scheduleTask(in: TimeAmount(timeout)) {
             opened.close()
         }
         defer { deadline.cancel() }

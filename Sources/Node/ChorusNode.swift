@@ -313,10 +313,8 @@ struct HousekeepingService: Service {
     let sampler: RateSampler
 
     func run() async throws {
-        let interval = TimeAmount.nanoseconds(Int64(node.configuration.pingInterval.components.seconds) * 1_000_000_000
-            + node.configuration.pingInterval.components.attoseconds / 1_000_000_000)
-        let timeout = TimeAmount.nanoseconds(Int64(node.configuration.pingTimeout.components.seconds) * 1_000_000_000
-            + node.configuration.pingTimeout.components.attoseconds / 1_000_000_000)
+        let interval = TimeAmount(node.configuration.pingInterval)
+        let timeout = TimeAmount(node.configuration.pingTimeout)
         var tasks: [RepeatedTask] = []
         for registry in node.hub.registries {
             tasks.append(registry.loop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { _ in

@@ -45,6 +45,21 @@ struct SDKLifecycleTests {
         }
     }
 
+    @Test("a connect timeout with a fraction of a second (900 ms) bounds the WebSocket upgrade by all of it: the upgrade completes (the fraction was once dropped, a deadline of zero)")
+    func subSecondConnectTimeout() async throws {
+        try await withNodeProcess { node in
+            var configuration = SDKNode.configuration()
+            configuration.connectTimeout = .milliseconds(900)
+            configuration.reconnects = false
+            let client = try ChorusClient(url: SDKNode.url(node), token: node.token("tess"), configuration: configuration)
+            let subscription = try await client.subscribe("chat.fraction")
+            var messages = subscription.makeAsyncIterator()
+            try await client.publish("chat.fraction", ["n": 1])
+            #expect(await messages.next()?.data == ["n": 1])
+            await client.close()
+        }
+    }
+
     @Test("a subscribe never answered is sent 6 times, then throws timeout and sends unsubscribe, since an earlier attempt may still succeed on the node (a scripted node)")
     func unsubscribeOnGivingUp() async throws {
         let scripted = try await SDKNode.scriptedNode("subscribes-unanswered")
