@@ -31,6 +31,11 @@ struct SessionPresence {
 /// Presence and typing requests of one connection (see docs/presence.md). Runs on the session's
 /// event loop, like the rest of the session.
 extension WebSocketSession {
+    /// Deepest presence data: events carry it four levels down (a batch's
+    /// `events[].member.data`; the Redis envelope's `data.member.data`), where every node reads
+    /// at most ``JSONParser/maxDepth``. Deeper data was accepted and then lost on the way.
+    static let maxPresenceDataDepth = JSONParser.maxDepth - 4
+
     /// Why a `subscribe`'s presence fields cannot be honoured, as an `error` reply; nil when
     /// they can.
     func presenceProblem(_ request: PresenceRequest, pattern: TopicPattern, requestId: JSONValue?) -> ServerMessage? {
@@ -45,6 +50,11 @@ extension WebSocketSession {
             return .error(
                 code: 413, message: "presence data is \(data.bytes.count) bytes; at most \(limit) (PRESENCE_MAX_DATA_SIZE)",
                 details: details, id: requestId)
+        }
+        if let data = request.data, data.nestingDepth > Self.maxPresenceDataDepth {
+            return .error(
+                code: 400, message: "presence data may nest at most \(Self.maxPresenceDataDepth) levels of objects and arrays",
+                details: .object(["topic": .string(pattern.text), "field": .string("presence")]), id: requestId)
         }
         if request.member, topic.name.hasPrefix(PresenceEventData.userTopicPrefix) {
             return .error(

@@ -112,6 +112,28 @@ extension ClusterTests {
             }
         }
 
+        @Test("presence data nested as deep as a node accepts (124 levels) reaches a watcher on another node through Redis; one level deeper is refused with 400 (it was accepted, then dropped by every node as a too-deep Redis envelope)")
+        func deepestPresenceData() async throws {
+            try await withCluster { cluster in
+                let topic = "rooms.deep"
+                let watcher = try await cluster.node(1).connect(as: "watcher")
+                try await watcher.subscribe(topic, member: false, events: true)
+                let alice = try await cluster.node(2).connect(as: "alice")
+                func nested(_ depth: Int) -> String { String(repeating: "[", count: depth) + String(repeating: "]", count: depth) }
+
+                try await alice.send(text: #"{"type":"subscribe","topic":"rooms.deep","id":1,"presence":{"data":\#(nested(125))}}"#)
+                let refused = try await alice.nextJSON()
+                #expect(refused["type"] as? String == "error" && refused["code"] as? Int == 400, "\(refused)")
+                #expect((refused["details"] as? [String: Any])?["field"] as? String == "presence")
+
+                try await alice.send(text: #"{"type":"subscribe","topic":"rooms.deep","id":2,"presence":{"data":\#(nested(124))}}"#)
+                let subscribed = try await alice.next(type: "subscribed", timeout: .seconds(20))
+                #expect(subscribed["topic"] as? String == topic)
+                let join = try await watcher.nextPresence()
+                #expect(join.event == "join" && join.userId == "alice", "\(join)")
+            }
+        }
+
         @Test("a node killed with SIGKILL leaves no member behind: each of its members leaves once, after the TTL")
         func killedNodeIsReaped() async throws {
             let ttl = 2_000
