@@ -135,18 +135,27 @@ public final class ChorusClient: Sendable {
     ///   a topic the token may not read, 400 for an illegal topic, 429 past the subscription
     ///   limit), ``ChorusError/closed``, `CancellationError`.
     public func subscribe(_ topic: String, replay: Int? = nil, since: StreamPosition? = nil) async throws -> Subscription {
-        try await subscribe(topic, replay: replay, since: since, presenceData: nil, presenceEvents: false)
+        try await subscribe(topic, replay: replay, since: since, presenceData: nil, presenceEvents: false, feedsMessages: true)
     }
 
     /// Subscribes to `topic` and joins its presence with `data` (the node makes this
     /// connection's user a member until the subscription ends); with `events`, the
     /// subscription's ``Subscription/presenceEvents`` receives joins, leaves and updates.
-    public func join(_ topic: String, data: JSONValue = .object([:]), events: Bool = true) async throws -> Subscription {
-        try await subscribe(topic, replay: nil, since: nil, presenceData: data, presenceEvents: events)
+    ///
+    /// - Parameter messages: false for a join held only for presence (or typing): the topic's
+    ///   messages are not kept for it, so it lasts however many arrive. A subscription
+    ///   whose messages nobody reads ends after ``Configuration/messageBufferLimit`` of them
+    ///   (``ClientEvent/subscriptionEnded(topic:error:)`` with
+    ///   ``ChorusError/bufferOverflow(limit:)``), and a join that ends leaves the topic's presence.
+    public func join(
+        _ topic: String, data: JSONValue = .object([:]), events: Bool = true, messages: Bool = true
+    ) async throws -> Subscription {
+        try await subscribe(topic, replay: nil, since: nil, presenceData: data, presenceEvents: events, feedsMessages: messages)
     }
 
     private func subscribe(
-        _ topic: String, replay: Int?, since: StreamPosition?, presenceData: JSONValue?, presenceEvents: Bool
+        _ topic: String, replay: Int?, since: StreamPosition?, presenceData: JSONValue?, presenceEvents: Bool,
+        feedsMessages: Bool
     ) async throws -> Subscription {
         let handleId = handles.withLock { count in
             count += 1
@@ -162,8 +171,8 @@ public final class ChorusClient: Sendable {
         messageContinuation.onTermination = { _ in ending() }
         try await engine.subscribe(
             topic, handleId: handleId, messages: messageContinuation, presence: presenceContinuation,
-            typing: typingContinuation, replay: replay, since: since, presenceData: presenceData,
-            presenceEvents: presenceEvents)
+            typing: typingContinuation, feedsMessages: feedsMessages, replay: replay, since: since,
+            presenceData: presenceData, presenceEvents: presenceEvents)
         return Subscription(
             topic: topic, messages: messages, presenceEvents: presence, typingEvents: typing, ending: ending)
     }

@@ -55,6 +55,12 @@ extension ClientEngine {
                 return nil
             }
             if let id { awaited[id] = nil }
+            if code == 409, authenticated {
+                // A token of another user on this connection (``setToken(_:)`` after a change of
+                // account): a new connection with it, where subscriptions are made again for
+                // that user. Not a refused token.
+                return .tokenOfAnotherUser
+            }
             return .authRefused(code: code, message: message)
         case "gap":
             // Sent once the Redis link is live again: reloading now misses nothing after it.
@@ -147,8 +153,23 @@ extension ClientEngine {
                 return
             }
             publishes.removeValue(forKey: key)?.continuation.resume(throwing: error)
-        case .subscribe(let topic, _, _, let timer):
+        case .subscribe(let topic, let since, _, let timer):
             timer?.cancel()
+            if case .server(code: 400, _, let details) = error, let field = details?["field"]?.stringValue,
+                field == "replay" || field == "since", var state = topics[topic]
+            {
+                // The topic has no history (any more: a configuration changed): subscribed live
+                // instead. A position sent is a recovery that failed, which the app must hear.
+                state.inFlight = false
+                state.awaitingPage = false
+                state.replay = nil
+                state.since = nil
+                state.positions.forget(topic)
+                topics[topic] = state
+                if let since { emit(.recoveryFailed(topic: topic, since: since)) }
+                subscribeAgain(topic)
+                return
+            }
             // A resubscription over the subscription limit (429) may find room later on this
             // connection; a 409 means a history read of the topic still runs (a subscribe sent
             // again after a timeout); a subscribe dropped past the message rate (429 with
@@ -158,6 +179,12 @@ extension ClientEngine {
             {
                 retrySubscribe(topic, after: error)
             } else {
+                // A refused change of a live subscription (new join data over the node's size
+                // limit: 413) leaves the node's subscription, and membership, as they were:
+                // ended here, so let go there.
+                if topics[topic]?.confirmed == true, let connection {
+                    send(["type": "unsubscribe", "topic": .string(topic)], on: connection)
+                }
                 endTopic(topic, with: error)
             }
         case .catchUp(let topic, let since, let attempt, let timer):
@@ -230,7 +257,7 @@ extension ClientEngine {
             {
                 continue
             }
-            for (handleId, handle) in topics[pattern]?.handles ?? [:] {
+            for (handleId, handle) in topics[pattern]?.handles ?? [:] where handle.feedsMessages {
                 if case .dropped = handle.messages.yield(message) { overflowed.append((pattern, handleId)) }
             }
         }
@@ -312,7 +339,9 @@ extension ClientEngine {
             for handle in state.handles.values { handle.presence.yield(resync) }
         }
         emit(.subscribed(topic: topic, resubscribed: resubscribed, recovered: since == nil ? nil : recovered, position: position))
-        if let since, recovered == false { emit(.recoveryFailed(topic: topic, since: since)) }
+        // A node without history for the topic (or an old one) answers a `since` without
+        // `recovered`: what was missed is not coming either.
+        if let since, recovered != true { emit(.recoveryFailed(topic: topic, since: since)) }
         if resend { subscribeAgain(topic) }
     }
 
@@ -356,6 +385,7 @@ extension ClientEngine {
     /// The node refused or ended a subscription: every subscriber of it ends.
     func endTopic(_ topic: String, with error: ChorusError) {
         guard let state = topics.removeValue(forKey: topic) else { return }
+        keepPosition(of: topic, state)
         state.retry?.cancel()
         dropAwaitedSubscribes(of: topic)
         for waiter in state.waiters.values { waiter.resume(throwing: error) }

@@ -57,6 +57,7 @@ extension ClientEngine {
             for waiter in state.waiters.values { waiter.resume(throwing: error) }
             for handle in state.handles.values { handle.finish() }
             topics[topic] = nil
+            keepPosition(of: topic, state)
         }
         finish(&userMessageWatchers)
         setState(.disconnected)
@@ -94,6 +95,9 @@ extension ClientEngine {
 
     func setToken(_ new: String) {
         token = new
+        tokenGeneration += 1
+        // The expiry known is the replaced token's.
+        tokenExpiresAt = nil
         if authenticated, let connection {
             sendAuth(new, ahead: false, on: connection)
         } else if case .failed = state {

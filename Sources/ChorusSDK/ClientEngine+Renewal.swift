@@ -62,8 +62,11 @@ extension ClientEngine {
     func refreshAuthentication(on connection: WebSocketConnection, attempt: Int = 0) async {
         // Not when a `setToken(_:)` re-authenticated meanwhile, or the connection ended.
         guard let tokenProvider, self.connection === connection, tokenExpired else { return }
+        let generation = tokenGeneration
         do {
             let fresh = try await tokenProvider()
+            // A `setToken(_:)` meanwhile authenticated with the application's token.
+            guard generation == tokenGeneration else { return }
             token = fresh
             guard self.connection === connection, authenticated else { return }
             sendAuth(fresh, ahead: false, on: connection)

@@ -81,6 +81,7 @@ extension ClientEngine {
         }
         self.connection = connection
         let pinger = startPinging(connection)
+        let deadline = authenticationDeadline(connection)
         var closeCode: UInt16?
         var refused: ConnectionEnding?
         for await event in connection.events {
@@ -95,6 +96,7 @@ extension ClientEngine {
             }
         }
         pinger?.cancel()
+        deadline.cancel()
         if self.connection === connection {
             self.connection = nil
             if closeCode == 1009 { rejectTooBig() }
@@ -105,10 +107,18 @@ extension ClientEngine {
         return refused ?? .closed(code: closeCode)
     }
 
+    /// The token for a new connection: the provider's, when asked to `refresh`, when there is
+    /// none yet, or when the one kept has expired (a `connect()` long after a `close()`): an
+    /// expired token is never presented.
     func currentToken(refresh: Bool) async throws -> String {
-        if let tokenProvider, refresh || token == nil {
+        let expired = tokenExpiresAt.map { $0 <= .now } ?? false
+        if let tokenProvider, refresh || token == nil || expired {
+            let generation = tokenGeneration
             let fresh = try await tokenProvider()
+            // A `setToken(_:)` meanwhile wins: the provider's answer is older.
+            if generation != tokenGeneration, let token { return token }
             token = fresh
+            tokenExpiresAt = nil
             return fresh
         }
         if let token { return token }
@@ -119,22 +129,26 @@ extension ClientEngine {
         (try? JSONValue(parsing: body))?["message"]?.stringValue ?? body
     }
 
-    /// Checks the connection every ``ChorusClient/Configuration/pingInterval`` (``checkAlive(_:)``);
-    /// one the node has not authenticated within `connectTimeout` + `pongTimeout` of the
-    /// upgrade is dropped (the client reconnects).
+    /// Checks the connection every ``ChorusClient/Configuration/pingInterval`` (``checkAlive(_:)``).
     func startPinging(_ connection: WebSocketConnection) -> Task<Void, Never>? {
         guard let interval = configuration.pingInterval else { return nil }
-        let unauthenticatedUntil = ContinuousClock.now + configuration.connectTimeout + configuration.pongTimeout
         return Task {
             while !Task.isCancelled {
                 do { try await Task.sleep(for: interval) } catch { return }
                 guard self.connection === connection else { return }
-                guard self.authenticated else {
-                    if ContinuousClock.now >= unauthenticatedUntil { return connection.abort() }
-                    continue
-                }
+                guard self.authenticated else { continue }
                 guard let check = self.checkAlive(connection), await check.value else { return }
             }
+        }
+    }
+
+    /// Drops `connection` when the node has not authenticated it within `connectTimeout` +
+    /// `pongTimeout` of the upgrade (the client reconnects), with pings or without.
+    func authenticationDeadline(_ connection: WebSocketConnection) -> Task<Void, Never> {
+        let limit = configuration.connectTimeout + configuration.pongTimeout
+        return Task {
+            do { try await Task.sleep(for: limit) } catch { return }
+            if self.connection === connection, !self.authenticated { connection.abort() }
         }
     }
 

@@ -5,6 +5,9 @@ extension ClientEngine {
     /// One subscriber of a topic: its three sequences.
     struct Handle {
         var messages: AsyncStream<ChorusMessage>.Continuation
+        /// False for a join held for presence only: its `messages` get nothing (and never
+        /// overflow), and finish with the handle.
+        var feedsMessages: Bool
         var presence: AsyncStream<PresenceEvent>.Continuation
         var typing: AsyncStream<TypingEvent>.Continuation
         /// A `join`'s data: the user is a member of the topic while this handle lasts. Nil for

@@ -7,13 +7,14 @@ extension ClientEngine {
     func subscribe(
         _ topic: String, handleId: Int, messages: AsyncStream<ChorusMessage>.Continuation,
         presence: AsyncStream<PresenceEvent>.Continuation, typing: AsyncStream<TypingEvent>.Continuation,
-        replay: Int?, since: StreamPosition?, presenceData: JSONValue?, presenceEvents: Bool
+        feedsMessages: Bool, replay: Int?, since: StreamPosition?, presenceData: JSONValue?, presenceEvents: Bool
     ) async throws {
         if case .failed(let error) = state { throw error }
         if runner == nil, case .disconnected = state { start() }
         var state = topics[topic] ?? TopicState()
         let isNew = topics[topic] == nil
-        state.handles[handleId] = Handle(messages: messages, presence: presence, typing: typing, joinedWith: presenceData)
+        state.handles[handleId] = Handle(
+            messages: messages, feedsMessages: feedsMessages, presence: presence, typing: typing, joinedWith: presenceData)
         var changed = isNew
         if let presenceData, presenceData != state.presence {
             state.presence = presenceData
@@ -148,11 +149,18 @@ extension ClientEngine {
             return
         }
         topics[topic] = nil
+        keepPosition(of: topic, state)
         state.retry?.cancel()
         // A node that cancels a history read for the unsubscribe never answers its subscribe.
         dropAwaitedSubscribes(of: topic)
         if authenticated, let connection {
             send(["type": "unsubscribe", "topic": .string(topic)], on: connection)
         }
+    }
+
+    /// A subscription of `topic` is gone: where it was stays known (``LeftPositions``).
+    func keepPosition(of topic: String, _ state: TopicState) {
+        guard !TopicFilter.isPattern(topic), let position = state.positions[topic] else { return }
+        leftPositions.left(topic, at: position)
     }
 }

@@ -7,6 +7,7 @@ extension ClientEngine {
     /// The topic's own subscription's position, else the furthest a pattern delivered.
     func position(of topic: String) -> StreamPosition? {
         topics[topic]?.positions[topic] ?? topics.values.compactMap { $0.positions[topic] }.max { $0.offset < $1.offset }
+            ?? leftPositions[topic]
     }
 
     func stateStream() -> AsyncStream<ConnectionState> {

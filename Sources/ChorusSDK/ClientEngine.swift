@@ -18,6 +18,9 @@ actor ClientEngine {
     let tlsContext: NIOSSLContext?
     let configuration: ChorusClient.Configuration
     var token: String?
+    /// Counts ``setToken(_:)`` calls: a provider's answer asked for before the latest one is
+    /// older than the application's token, and dropped.
+    var tokenGeneration = 0
     let tokenProvider: TokenProvider?
 
     var policy: ReconnectPolicy
@@ -69,6 +72,8 @@ actor ClientEngine {
     /// The liveness check under way (``checkAlive(_:)``), with the connection it pings.
     var liveness: (connection: WebSocketConnection, check: Task<Bool, Never>)?
     var topics: [String: TopicState] = [:]
+    /// Positions of topics no longer subscribed, for ``position(of:)``.
+    var leftPositions = LeftPositions()
     var publishes: [Int: QueuedPublish] = [:]
     var typing: [String: Typing] = [:]
 

@@ -7,6 +7,9 @@ enum ConnectionEnding: Sendable, Equatable {
     case connectFailed
     /// The token was refused: HTTP 401 at the upgrade, or `auth_error`.
     case authRefused(code: Int, message: String)
+    /// A new token on the open connection was another user's (`auth_error` 409): that user
+    /// connects afresh.
+    case tokenOfAnotherUser
 }
 
 /// What to do after a ``ConnectionEnding``.
@@ -86,6 +89,8 @@ struct ReconnectPolicy: Sendable {
             }
             retriedAuthentication = true
             return .reconnect(after: .zero, attempt: attempt + 1, refreshToken: true)
+        case .tokenOfAnotherUser:
+            return .reconnect(after: .zero, attempt: attempt, refreshToken: false)
         case .closed(code: 1001) where wasConnected:
             // The node drains: another one (through the load balancer) takes us at once.
             return .reconnect(after: .zero, attempt: attempt + 1, refreshToken: canRefreshToken)

@@ -25,6 +25,11 @@ struct StreamPositions: Sendable {
         return true
     }
 
+    /// The topic has no history (any more): its position means nothing.
+    mutating func forget(_ topic: String) {
+        byTopic[topic] = nil
+    }
+
     /// What a `subscribe` asked the node for, beside live messages.
     enum Asked: Equatable {
         /// Nothing: live messages only.

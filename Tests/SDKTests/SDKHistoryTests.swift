@@ -33,6 +33,48 @@ struct SDKHistoryTests {
         }
     }
 
+    @Test("replay or since on a topic without history subscribes live instead of failing, and a since that was sent is a recoveryFailed (as in the JavaScript SDK)")
+    func noHistoryFallsBackToLive() async throws {
+        try await withNodeProcess(["HISTORY_TOPICS": "chat.**"]) { node in
+            let client = try ChorusClient(url: SDKNode.url(node), token: node.token("alice"), configuration: SDKNode.configuration())
+            let events = await client.events()
+            let replayed = try await client.subscribe("live.replay", replay: 5)
+            let since = StreamPosition(offset: 3, epoch: "gone")
+            let recovered = try await client.subscribe("live.since", since: since)
+            let failure = await first(in: events) { if case .recoveryFailed = $0 { true } else { false } }
+            #expect(failure == .recoveryFailed(topic: "live.since", since: since))
+            try await client.publish("live.replay", ["n": 1])
+            try await client.publish("live.since", ["n": 2])
+            var replayedMessages = replayed.makeAsyncIterator()
+            var recoveredMessages = recovered.makeAsyncIterator()
+            #expect(await replayedMessages.next()?.data == ["n": 1], "live after all")
+            #expect(await recoveredMessages.next()?.data == ["n": 2], "live after all")
+            await client.close()
+        }
+    }
+
+    @Test("the position of a topic stays known after its subscription ends (cancelled, or close()): a later subscribe with since from position(of:) gets what was published in between")
+    func positionAfterUnsubscribe() async throws {
+        try await withNodeProcess { node in
+            let publisher = try ChorusClient(url: SDKNode.url(node), token: node.token("alice"), configuration: SDKNode.configuration())
+            let reader = try ChorusClient(url: SDKNode.url(node), token: node.token("bob"), configuration: SDKNode.configuration())
+            let subscription = try await reader.subscribe("chat.left")
+            try await publisher.publish("chat.left", ["n": 1])
+            var messages = subscription.makeAsyncIterator()
+            #expect(await messages.next()?.data == ["n": 1])
+            subscription.cancel()
+            try #require(await eventually { await reader.position(of: "chat.left") != nil }, "kept after the unsubscribe")
+            await reader.close()
+            let left = try #require(await reader.position(of: "chat.left"), "kept after close()")
+            try await publisher.publish("chat.left", ["n": 2])
+
+            let again = try await reader.subscribe("chat.left", since: left)
+            var resumed = again.makeAsyncIterator()
+            #expect(await resumed.next()?.data == ["n": 2], "what came between, not a live start")
+            for client in [publisher, reader] { await client.close() }
+        }
+    }
+
     @Test("a second subscription of a live topic with since behind the topic's position starts live and reports recoveryFailed; one at the position does not")
     func sinceOnALiveTopic() async throws {
         try await withNodeProcess { node in

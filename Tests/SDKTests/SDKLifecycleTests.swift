@@ -113,6 +113,22 @@ struct SDKLifecycleTests {
         #expect(!scripted.process.output().contains("upgrades 2"), "\(scripted.process.output())")
     }
 
+    @Test("without pings, a connection the node never authenticates is dropped after connectTimeout + pongTimeout and the client connects again (a scripted node)")
+    func silentAuthentication() async throws {
+        let scripted = try await SDKNode.scriptedNode("silent-auth")
+        defer { scripted.process.signal(SIGKILL) }
+        var configuration = SDKNode.configuration()
+        configuration.pingInterval = nil
+        configuration.connectTimeout = .milliseconds(300)
+        configuration.pongTimeout = .milliseconds(200)
+        let client = try ChorusClient(url: "ws://127.0.0.1:\(scripted.port)/ws", token: "any", configuration: configuration)
+        try await withDeadline(.seconds(20), "a connection that authenticates") { try await client.connect() }
+        #expect(scripted.process.output().contains("upgrades 2"), "\(scripted.process.output())")
+        #expect(await eventually { scripted.process.output().contains("first connection dropped") }, "\(scripted.process.output())")
+        await client.close()
+        #expect(await scripted.process.wait(timeout: .seconds(30)) == 0, "\(scripted.process.output())")
+    }
+
     @Test("close() ends the connection with a close handshake (1000), also when the client is released at once: ten in a row (a scripted node)")
     func closeHandshake() async throws {
         let scripted = try await SDKNode.scriptedNode("close-codes")

@@ -81,6 +81,47 @@ struct SDKPresenceTests {
         }
     }
 
+    @Test("a join with messages: false stays a member past messageBufferLimit unread messages of its topic; a join whose messages nobody reads ends after them (and leaves)")
+    func joinWithoutMessages() async throws {
+        try await withNodeProcess { node in
+            var configuration = SDKNode.configuration()
+            configuration.messageBufferLimit = 5
+            let member = try ChorusClient(url: SDKNode.url(node), token: node.token("lena"), configuration: configuration)
+            let events = await member.events()
+            let presenceOnly = try await member.join("rooms.busy", data: ["status": "here"], messages: false)
+            let unread = try await member.join("rooms.other", data: ["status": "here"])
+            let publisher = try ChorusClient(url: SDKNode.url(node), token: node.token("max"))
+            for n in 1...8 {
+                try await publisher.publish("rooms.busy", ["n": .integer(Int64(n))])
+                try await publisher.publish("rooms.other", ["n": .integer(Int64(n))])
+            }
+            let ended = await first(in: events) { if case .subscriptionEnded = $0 { true } else { false } }
+            #expect(ended == .subscriptionEnded(topic: "rooms.other", error: .bufferOverflow(limit: 5)))
+            let busy = try await publisher.members("rooms.busy")
+            #expect(busy.members.map(\.userId) == ["lena"], "still a member of the topic held for presence")
+            _ = presenceOnly
+            _ = unread
+            for client in [member, publisher] { await client.close() }
+        }
+    }
+
+    @Test("new join data the node refuses (413, over PRESENCE_MAX_DATA_SIZE) ends the topic on the client and on the node: the user is no longer a member")
+    func refusedJoinDataLeaves() async throws {
+        try await withNodeProcess(["PRESENCE_MAX_DATA_SIZE": "64"]) { node in
+            let member = try ChorusClient(url: SDKNode.url(node), token: node.token("nora"), configuration: SDKNode.configuration())
+            let first = try await member.join("rooms.small", data: ["status": "here"])
+            let watcher = try ChorusClient(url: SDKNode.url(node), token: node.token("otto"))
+            #expect(try await watcher.members("rooms.small").members.map(\.userId) == ["nora"])
+            await #expect(throws: ChorusError.self) {
+                try await member.join("rooms.small", data: ["status": .string(String(repeating: "x", count: 200))])
+            }
+            let left = await eventually { (try? await watcher.members("rooms.small"))?.members.isEmpty == true }
+            #expect(left, "the node let the membership go")
+            _ = first
+            for client in [member, watcher] { await client.close() }
+        }
+    }
+
     @Test("presence: a member joins with data, is listed by members(), others see the join, and cancelling leaves")
     func presence() async throws {
         try await withNodeProcess { node in

@@ -25,6 +25,45 @@ struct SDKTokenTests {
         #expect(await scripted.process.wait(timeout: .seconds(30)) == 0, "\(scripted.process.output())")
     }
 
+    @Test("setToken with another user's token on a live connection connects again as that user (the node answers the auth with 409), also without a token provider")
+    func setTokenOfAnotherUser() async throws {
+        try await withNodeProcess { node in
+            let client = try ChorusClient(url: SDKNode.url(node), token: node.token("alice"), configuration: SDKNode.configuration())
+            let states = await client.states()
+            try await client.connect()
+            #expect(await client.state == .connected(userId: "alice"))
+            await client.setToken(node.token("bob"))
+            let bob = await first(in: states) { $0 == .connected(userId: "bob") || { if case .failed = $0 { true } else { false } }($0) }
+            #expect(bob == .connected(userId: "bob"))
+            await client.close()
+        }
+    }
+
+    @Test("connect() after close(), once the kept token has expired, asks the provider first: the expired token is never presented (no refused attempt on the way)")
+    func expiredTokenAfterClose() async throws {
+        // No leeway: the node's expiry (`expiresIn`) is the token's own.
+        try await withNodeProcess(["JWT_LEEWAY": "0"]) { node in
+            let tokens = TokenGate(user: "bob", lifetimes: [.seconds(3)])
+            var configuration = SDKNode.configuration()
+            configuration.renewBefore = .milliseconds(100)
+            let client = try ChorusClient(url: SDKNode.url(node), configuration: configuration, getToken: tokens.provider)
+            try await client.connect()
+            await client.close()
+            try await Task.sleep(for: .seconds(4))  // the token's lifetime, not a synchronisation
+            let states = await client.states()
+            try await client.connect()
+            var seen: [ConnectionState] = []
+            for await state in states {
+                seen.append(state)
+                if state.isConnected { break }
+            }
+            #expect(await tokens.calls == 2, "asked again for the second connection")
+            let retried = seen.contains { if case .reconnecting(let attempt, _) = $0 { attempt > 0 } else { false } }
+            #expect(!retried, "connected at the first attempt: \(seen)")
+            await client.close()
+        }
+    }
+
     @Test("a catch-up after a late renewal that the node refuses is a recoveryFailed, and the subscription goes on live, not ended (a scripted node)")
     func catchUpRefused() async throws {
         let scripted = try await SDKNode.scriptedNode("catch-up-refused")

@@ -4,6 +4,14 @@
 export type JSONValue = string | number | boolean | null | JSONValue[] | { [key: string]: JSONValue };
 export type JSONObject = { [key: string]: JSONValue };
 
+/**
+ * What `JSON.rawJSON(text)` returns (Node 21+, Chromium 114+; TypeScript's lib does not declare
+ * it yet): `JSON.stringify` writes `text` as it is, e.g. a number past 2^53 with every digit.
+ */
+export interface RawJSON { readonly rawJSON: string }
+/** Data as `publish` sends it: JSON, with `JSON.rawJSON` values anywhere in it. */
+export type PublishData = JSONValue | RawJSON | PublishData[] | { [key: string]: PublishData };
+
 /** A request id as the node echoes it. */
 export type RequestId = string | number;
 
@@ -151,7 +159,7 @@ export type WebSocketConstructor = new (url: string) => WebSocketLike;
 export interface ChorusClientOptions {
   /** A token (sent as `auth` once the socket is open). */
   token?: string;
-  /** Asked for a token before the first connection (unless `token` is given), before every reconnect, `renewBefore` ahead of the token's expiry, on `auth_expired` and once after a refused token (a second refusal in a row stops the client until `setToken` or `connect`). A `setToken` while it is asked wins over its answer. */
+  /** Asked for a token before the first connection (unless `token` is given), before every reconnect (and a `connect()` after `disconnect()` once the token's known expiry is within `renewBefore`), `renewBefore` ahead of the token's expiry, on `auth_expired` and once after a refused token (a second refusal in a row stops the client until `setToken` or `connect`). A `setToken` while it is asked wins over its answer. */
   getToken?: () => string | Promise<string>;
   /** A WebSocket class; defaults to `globalThis.WebSocket`. */
   WebSocket?: WebSocketConstructor | (new (url: string) => unknown);
@@ -394,6 +402,12 @@ export class ChorusClient {
    */
   connect(): Promise<void>;
   disconnect(): void;
+  /**
+   * Replaces the token; on a live connection, authenticates it with the token. Another user's
+   * token (409) closes the connection and connects again at once with it (subscriptions are made
+   * again for that user); a refused one (401) is a refused token as at a connect: with `getToken`
+   * one retry with a fresh token, then the client stops.
+   */
   setToken(token: string): void;
 
   subscribe<Data = JSONValue>(topic: string, handler: (message: Message<Data>) => void, options?: Omit<SubscribeOptions<Data>, "onMessage">): Unsubscribe;
@@ -413,7 +427,7 @@ export class ChorusClient {
    * 1009 anyway (a limit the client did not know), the largest publish sent on it and not
    * acknowledged rejects with 413 instead of going back to the queue.
    */
-  publish(topic: string, data: JSONValue, options?: PublishOptions): Promise<PublishedReply>;
+  publish(topic: string, data: PublishData, options?: PublishOptions): Promise<PublishedReply>;
 
   join(topic: string, data?: JSONValue, options?: Omit<SubscribeOptions, "presence" | "presenceEvents">): Unsubscribe;
   /** Leaves every `join` of `topic`. */

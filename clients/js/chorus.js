@@ -241,6 +241,9 @@ class RecentMessageIds {
   }
 }
 
+/** The most topics whose positions a pattern subscription keeps: the least recently delivered go. */
+const MAX_PATTERN_TOPICS = 10000;
+
 class TopicEntry {
   constructor(topic) {
     this.topic = topic;
@@ -264,6 +267,7 @@ class TopicEntry {
      * This subscription's own last position per topic (`seen`: of a message it delivered), for
      * its `since` and to drop repeats. Per subscription, not per client: a pattern that
      * delivered a topic's offset 10 must not make a later `replay` of that topic look repeated.
+     * A pattern's: of the `MAX_PATTERN_TOPICS` topics it delivered most lately.
      * @type {Map<string, {offset:number, epoch:string, seen?:boolean}>}
      */
     this.positions = new Map();
@@ -365,7 +369,7 @@ export class ChorusClient {
     this._renewing = false;
     /** Asks `getToken` ahead of the token's expiry (see `_scheduleRenewal`). */
     this._renewTimer = null;
-    /** When the token of this connection expires (ms, `Date.now()` clock), from the node's `expiresIn`. */
+    /** When the token last accepted expires (ms, `Date.now()` clock), from the node's `expiresIn`; kept after a disconnect(). */
     this._expiresAt = undefined;
     this._typing = new Map();
     /** The largest frame the current connection takes (bytes), set at its `auth_success`; undefined before. */
@@ -518,6 +522,7 @@ export class ChorusClient {
   /** Replaces the token; reconnects at once if the client stopped on an auth failure. */
   setToken(token) {
     this._token = token;
+    this._expiresAt = undefined;  // the known expiry was the previous token's
     this._tokenGeneration += 1;
     this._authFailedToken = undefined;
     this._authRetried = false;
@@ -548,12 +553,13 @@ export class ChorusClient {
     for (const w of waiters) error ? w.reject(error) : w.resolve();
   }
 
-  async _currentToken(refresh) {
+  /** `stillWanted`: false when the provider answers, and its token is dropped (a renewal's connection closed meanwhile). */
+  async _currentToken(refresh, stillWanted = () => true) {
     if (this._getToken && (refresh || this._token === undefined)) {
       const generation = this._tokenGeneration;
       const token = await this._getToken();
       // A setToken() while the provider was asked: the application's token is the newer one.
-      if (generation === this._tokenGeneration) {
+      if (generation === this._tokenGeneration && stillWanted()) {
         this._token = token;
         this._emit("token", { token });
       }
@@ -572,8 +578,10 @@ export class ChorusClient {
     this._opening = true;
     try {
       // A provider is asked before every connection after the first, so a reconnect never
-      // presents a token that expired while the client was away.
-      token = freshToken ? this._token : await this._currentToken(this._reconnected || this._authFailedToken !== undefined);
+      // presents a token that expired while the client was away; and before a connect() after
+      // disconnect() once the token's known expiry is past or within renewBefore.
+      const expiring = this._expiresAt !== undefined && Date.now() >= this._expiresAt - Math.max(0, this.options.renewBefore || 0);
+      token = freshToken ? this._token : await this._currentToken(this._reconnected || this._authFailedToken !== undefined || expiring);
     } catch (error) {
       if (generation !== this._openGeneration) return;
       this._opening = false;
@@ -742,7 +750,8 @@ export class ChorusClient {
     this._flushQueue();
   }
 
-  _closed(code, reason) {
+  /** `tokenOfAnotherUser`: closed for a new token of another user, which reconnects at once with it. */
+  _closed(code, reason, { tokenOfAnotherUser = false } = {}) {
     if (code === CloseCode.tooBig) this._rejectTooBig();
     this._dropSocket();
     const error = new ChorusClosedError(`connection closed (${code}${reason ? ": " + reason : ""})`, { code });
@@ -759,7 +768,7 @@ export class ChorusClient {
       this._settleConnect(error);
     }
     this._setState("disconnected", { code, reason, willReconnect });
-    if (willReconnect) this._scheduleReconnect(code);
+    if (willReconnect) this._scheduleReconnect(code, tokenOfAnotherUser);
   }
 
   /**
@@ -784,7 +793,8 @@ export class ChorusClient {
     }));
   }
 
-  _scheduleReconnect(code) {
+  /** `withToken`: at once, with `this._token` as it is (the provider is not asked to replace it). */
+  _scheduleReconnect(code, withToken = false) {
     // Already reconnecting: a connect() from the `disconnected` handler opened a socket.
     if (!this._wanted || this._reconnectTimer || this._socket || this._opening) return;
     if (this.options.reconnect === false) {
@@ -796,11 +806,11 @@ export class ChorusClient {
     if (wasConnected && Date.now() - this._connectedAt >= this.options.stableConnectionAfter) this._attempt = 0;
     this._connectedAt = 0;
     // A drain (1001) is planned and the other nodes are up: the first attempt goes at once.
-    const delay = code === CloseCode.goingAway && wasConnected ? 0 : backoffDelay(this._attempt, this.options, this._random);
+    const delay = (code === CloseCode.goingAway && wasConnected) || withToken ? 0 : backoffDelay(this._attempt, this.options, this._random);
     this._attempt += 1;
     this._reconnected = true;
     // The timer first: a connect() from a `reconnecting` handler then replaces it.
-    this._reconnectTimer = setTimeout(() => { this._reconnectTimer = null; if (this._wanted) this._open(); }, delay);
+    this._reconnectTimer = setTimeout(() => { this._reconnectTimer = null; if (this._wanted) this._open({ freshToken: withToken }); }, delay);
     this._setState("reconnecting", { attempt: this._attempt, delay, code });
   }
 
@@ -828,13 +838,14 @@ export class ChorusClient {
     clearTimeout(this._publishPause);
     this._publishPause = null;
     this._publishRefusals = 0;
-    // Publishes sent but not acknowledged go back to the front of the queue, in their order:
+    // Publishes sent but not acknowledged go back to the queue in publish order, also among
+    // those in it already (refused past the rate and waiting out a pause, ahead of later ones):
     // their messageId makes the retry safe.
     if (this._inflight.size) {
-      const back = [...this._inflight.values()].sort((a, b) => a.seq - b.seq);
+      const back = [...this._inflight.values()];
       this._inflight.clear();
       for (const item of back) clearTimeout(item.timer);
-      this._queue.unshift(...back);
+      this._queue = [...back, ...this._queue].sort((a, b) => a.seq - b.seq);
     }
   }
 
@@ -869,7 +880,14 @@ export class ChorusClient {
     return check.alive;
   }
 
-  async _reauthenticate(token) {
+  /**
+   * Authenticates the open connection with `token`. Refused with 409 (another user's token):
+   * closed and connected again at once with it. Refused otherwise (401), as a token refused at a
+   * connect (`_afterAuthFailure`), unless `ahead` (a renewal before the expiry): the connection
+   * goes on with the token it has, and the `auth_expired` path renews at the expiry.
+   */
+  async _reauthenticate(token, ahead = false) {
+    const socket = this._socket;
     try {
       const reply = await this._request({ type: "auth", token }, {
         // On the reply itself, not in a promise job: the node delivers again from the next
@@ -897,12 +915,32 @@ export class ChorusClient {
           pending.reject(error);
           continue;
         }
+        pending.onResend?.();
         pending.afterResend?.();
         pending.afterResend = undefined;
       }
       this._emit("reauthenticated", { userId: reply.userId });
     } catch (error) {
-      this._emit("error", error);
+      const refused = error instanceof ChorusAuthError && this._socket === socket;
+      if (refused && error.code === 409) {
+        // Another user's token (setToken() after a change of account): this connection stays
+        // the old user's, so a new one authenticates with the new token and subscribes again
+        // for that user. Not a refused token.
+        const reason = "the new token is another user's";
+        this._closed(CloseCode.normal, reason, { tokenOfAnotherUser: true });
+        try { socket.close(CloseCode.normal, reason); } catch { /* closing */ }
+        this._emit("error", error);
+      } else if (refused && !ahead) {
+        // After auth_expired (delivery is paused) or the application's token: as at a connect,
+        // one retry on a new connection with a fresh token from the provider, then a stop.
+        this._authFailedToken = token;
+        this._dropSocket();
+        try { socket.close(CloseCode.normal, "authentication failed"); } catch { /* closing */ }
+        this._failPending(new ChorusClosedError("connection closed (authentication failed)", { code: CloseCode.unauthorized }));
+        this._afterAuthFailure(error, { code: CloseCode.unauthorized, reason: error.message });
+      } else {
+        this._emit("error", error);
+      }
     }
   }
 
@@ -941,8 +979,9 @@ export class ChorusClient {
   _request(object, { timeout = this.options.requestTimeout, onReply, retryRateLimited = true, stillWanted = () => true } = {}) {
     return new Promise((resolve, reject) => {
       const id = this._nextId++;
-      // afterResend: run once the request is sent again after a renewal (a publish's fence).
-      const pending = { resolve, reject, onReply, timer: null, retry: null, type: object.type, object, timeout, retryRateLimited, stillWanted, rateRetries: 0, afterResend: undefined };
+      // afterResend: run once the request is sent again after a renewal (a publish's fence);
+      // onHold and onResend: when it is held for the renewal and sent again (a publish's deadline).
+      const pending = { resolve, reject, onReply, timer: null, retry: null, type: object.type, object, timeout, retryRateLimited, stillWanted, rateRetries: 0, afterResend: undefined, onHold: undefined, onResend: undefined };
       this._pending.set(id, pending);
       this._sendPendingOrReject(id, pending);
     });
@@ -1033,6 +1072,7 @@ export class ChorusClient {
       if (message.type === "error" && message.code === 401 && this._renewing && pending.type !== "auth") {
         // It crossed the token's expiry: sent again once the fresh token is accepted.
         pending.awaitingRenewal = true;
+        pending.onHold?.();
         return;
       }
       this._pending.delete(id);
@@ -1079,8 +1119,13 @@ export class ChorusClient {
         if (message.details?.subscriptionEnded === true && topic && this._topics.has(topic)) {
           // The node ended this subscription (a new token's grants no longer cover it). Other
           // errors naming a topic (a typing there refused) leave it as it is.
-          clearTimeout(this._topics.get(topic).retryTimer);
+          const entry = this._topics.get(topic);
+          clearTimeout(entry.retryTimer);
           this._topics.delete(topic);
+          // A subscribe of it still unanswered: its reply finds the topic gone, so its `ready`
+          // settles here. Its joins have ended too: `leave(topic)` has nothing left to leave.
+          for (const w of entry.readyWaiters.splice(0)) w.reject(error);
+          this._joined.delete(topic);
           this._emit("subscriptionEnded", { topic, error });
         }
         this._emit("error", error);
@@ -1135,11 +1180,8 @@ export class ChorusClient {
     clearTimeout(this._renewTimer);
     this._renewTimer = null;
     const left = reply.expiresIn;
-    if (typeof left !== "number" || !this._getToken || !(this.options.renewBefore > 0)) {
-      this._expiresAt = undefined;
-      return;
-    }
-    this._expiresAt = Date.now() + left;
+    this._expiresAt = typeof left === "number" ? Date.now() + left : undefined;
+    if (typeof left !== "number" || !this._getToken || !(this.options.renewBefore > 0)) return;
     this._renewAfter(left - Math.min(this.options.renewBefore, left / 2));
   }
 
@@ -1163,11 +1205,13 @@ export class ChorusClient {
     const socket = this._socket;
     const generation = this._tokenGeneration;
     const current = this._token;
+    // Closed meanwhile (a disconnect()): the provider's answer, or failure, concerns nobody.
+    const live = () => this._socket === socket && this._state === "connected";
     let token;
     try {
-      token = await this._currentToken(true);
+      token = await this._currentToken(true, live);
     } catch (error) {
-      this._emit("error", new ChorusAuthError("getToken failed: " + (error?.message ?? error), { cause: error }));
+      if (live()) this._emit("error", new ChorusAuthError("getToken failed: " + (error?.message ?? error), { cause: error }));
     }
     // Closed meanwhile (the next connection asks anyway), the token expired meanwhile (the
     // auth_expired path renews), or setToken() re-authenticated with the application's token.
@@ -1179,7 +1223,7 @@ export class ChorusClient {
       if (left >= 2000) this._renewAfter(left / 2);
       return;
     }
-    await this._reauthenticate(token);
+    await this._reauthenticate(token, true);
   }
 
   async _authExpired(message) {
@@ -1201,12 +1245,15 @@ export class ChorusClient {
   async _renewExpired(attempt) {
     const socket = this._socket;
     const generation = this._tokenGeneration;
+    // Closed meanwhile (a disconnect(), the node's 4001): the next connection asks for its own token.
+    const live = () => this._socket === socket && this._state === "connected";
     let token;
     try {
-      token = await this._currentToken(true);
+      token = await this._currentToken(true, live);
     } catch (error) {
+      if (!live()) return;
       this._emit("error", error instanceof ChorusError ? error : new ChorusAuthError("getToken failed", { cause: error }));
-      const waiting = () => this._socket === socket && this._state === "connected" && this._renewing && generation === this._tokenGeneration;
+      const waiting = () => live() && this._renewing && generation === this._tokenGeneration;
       if (!waiting()) return;
       const delay = Math.min(this.options.maxReconnectDelay, this.options.minReconnectDelay * this.options.reconnectFactor ** attempt);
       clearTimeout(this._renewTimer);
@@ -1217,7 +1264,7 @@ export class ChorusClient {
       return;
     }
     // A setToken() meanwhile has re-authenticated with the application's token already.
-    if (generation !== this._tokenGeneration) return;
+    if (generation !== this._tokenGeneration || !live()) return;
     await this._reauthenticate(token);
   }
 
@@ -1491,7 +1538,11 @@ export class ChorusClient {
         // positions of delivered messages count: a `subscribed` reply's offset may include a
         // message still on its way.
         if (last && last.seen && last.epoch === message.epoch && message.offset <= last.offset) continue;
+        // Moved last in the map's order: a pattern keeps the topics it delivered most lately
+        // only (it is never recovered: its positions serve to drop repeats).
+        entry.positions.delete(topic);
         entry.positions.set(topic, { offset: message.offset, epoch: message.epoch, seen: true });
+        if (entry.positions.size > MAX_PATTERN_TOPICS) entry.positions.delete(entry.positions.keys().next().value);
       } else if (typeof message.messageId === "string" && !entry.recentIds.insert(message.messageId, topic)) {
         continue;
       }
@@ -1616,19 +1667,28 @@ export class ChorusClient {
       }, () => { /* the connection dropped: the message request's handler requeues it */ });
     };
     if (!this.options.publishAcks) fence();
-    if (!this.options.requestTimeout) return;
-    item.timer = setTimeout(() => {
-      // No reply yet: the node did not answer it (slow, or it dropped the message), or the
-      // connection is dead without a close (half-open). A ping tells which. A dead connection
-      // is closed, which puts the publish back in the queue: sent again with its messageId on
-      // the next connection rather than failed. On a live one the timeout stands.
-      this._checkAlive().then((alive) => {
-        if (!alive || !current()) return;
-        this._pending.delete(messageRequestId);
-        if (fenceRequestId !== undefined) this._pending.delete(fenceRequestId);
-        finish(() => item.reject(new ChorusTimeoutError(`no reply to 'message' within ${this.options.requestTimeout} ms`)));
-      });
-    }, this.options.requestTimeout);
+    const request = this._pending.get(messageRequestId);
+    const arm = () => {
+      if (!this.options.requestTimeout) return;
+      const timer = item.timer = setTimeout(() => {
+        // No reply yet: the node did not answer it (slow, or it dropped the message), or the
+        // connection is dead without a close (half-open). A ping tells which. A dead connection
+        // is closed, which puts the publish back in the queue: sent again with its messageId on
+        // the next connection rather than failed. On a live one the timeout stands.
+        this._checkAlive().then((alive) => {
+          // Held meanwhile for the token's renewal (and maybe sent again): not this deadline's.
+          if (!alive || !current() || item.timer !== timer) return;
+          this._pending.delete(messageRequestId);
+          if (fenceRequestId !== undefined) this._pending.delete(fenceRequestId);
+          finish(() => item.reject(new ChorusTimeoutError(`no reply to 'message' within ${this.options.requestTimeout} ms`)));
+        });
+      }, this.options.requestTimeout);
+    };
+    // Refused with 401 after auth_expired and held for the fresh token: it does not time out
+    // while it waits (the node answers the ping meanwhile), and is timed again once sent again.
+    request.onHold = () => { clearTimeout(item.timer); item.timer = null; };
+    request.onResend = arm;
+    arm();
   }
 
   /**

@@ -229,6 +229,23 @@ async def slow_auth(ws, *_):
     done.set()
 
 
+async def silent_auth(ws, *_):
+    """The first connection is never authenticated (a node stuck before auth_success); the
+    second one is."""
+    global upgrades
+    upgrades += 1
+    print("upgrades", upgrades, flush=True)
+    if upgrades == 1:
+        async for _ in frames(ws):
+            pass
+        print("first connection dropped", flush=True)
+        return
+    await ws.send(json.dumps({"type": "auth_success", "userId": "bob"}))
+    async for _ in frames(ws):
+        pass
+    done.set()
+
+
 closes = []
 
 
@@ -369,6 +386,7 @@ def refuse_after_first(connection, request):
 SCENARIOS = {"pattern-before-page": pattern_before_page, "subscribes-unanswered": subscribes_unanswered,
              "closes-on-publish": closes_on_publish, "presence-storm": presence_storm,
              "expiry-crossing": expiry_crossing, "refuses-reconnect": refuses_reconnect, "slow-auth": slow_auth,
+             "silent-auth": silent_auth,
              "catch-up-refused": catch_up_refused, "catch-up-expired": catch_up_expired,
              "resubscribed": resubscribed, "gap": gap, "join-refused": join_refused,
              "max-message-size": max_message_size, "closes-too-big": closes_too_big, "close-codes": close_codes}

@@ -1863,3 +1863,278 @@ test("typing() while not connected sends nothing and does not use up the throttl
   assert.deepEqual(socket.sent.filter((m) => m.type === "typing").map((m) => m.state), ["start", "stop"]);
   client.disconnect();
 });
+
+test("a publish held for the token's renewal (401 after auth_expired) does not time out while it waits, on a connection that answers pings; it is timed again once sent again", async (t) => {
+  let giveToken;
+  const client = scripted({ token: undefined, requestTimeout: 1000, pongTimeout: 500, getToken: () => !giveToken ? "t1" : new Promise((resolve) => { giveToken = resolve; }) });
+  const socket = await connectScripted(client);
+  giveToken = () => {};  // from now on the provider waits
+  t.mock.timers.enable({ apis: ["setTimeout"] });
+  socket.reply({ type: "auth_expired", code: 401, message: "token expired" });
+  await settle();
+  const published = client.publish("a.b", { n: 1 });
+  const message = socket.last("message");
+  socket.reply({ type: "error", code: 401, message: "token expired", id: message.id });
+  const pings = () => socket.sent.filter((m) => m.type === "ping").length;
+  t.mock.timers.tick(1000);
+  socket.pong();  // the node answers pings with an expired token
+  t.mock.timers.tick(10000);
+  socket.pong();
+  assert.equal(await stateOf(published), "pending", "held: it does not fail");
+  assert.equal(pings(), 0, "no deadline ran out");
+  giveToken("t2");
+  await settle();
+  socket.reply({ type: "auth_success", userId: "alice", id: socket.last("auth").id });
+  await settle();
+  const resent = socket.last("message");
+  assert.notEqual(resent.id, undefined);
+  assert.equal(resent.messageId, message.messageId);
+  assert.equal(socket.sent.filter((m) => m.type === "message").length, 2);
+  // Timed from the send again: unanswered within requestTimeout on a live connection, it times out.
+  t.mock.timers.tick(999);
+  assert.equal(pings(), 0);
+  t.mock.timers.tick(1);
+  assert.equal(pings(), 1, "the connection is checked at the new deadline");
+  socket.pong();
+  await assert.rejects(published, ChorusTimeoutError);
+  client.disconnect();
+});
+
+test("a publish refused with 401 after auth_expired while the liveness ping of its deadline is out is held too: the pong does not time it out", async (t) => {
+  let giveToken;
+  const client = scripted({ token: undefined, requestTimeout: 1000, pongTimeout: 500, getToken: () => !giveToken ? "t1" : new Promise((resolve) => { giveToken = resolve; }) });
+  const socket = await connectScripted(client);
+  giveToken = () => {};
+  t.mock.timers.enable({ apis: ["setTimeout"] });
+  socket.reply({ type: "auth_expired", code: 401, message: "token expired" });
+  await settle();
+  const published = client.publish("a.b", { n: 1 });
+  const message = socket.last("message");
+  t.mock.timers.tick(1000);
+  assert.ok(socket.last("ping"), "the deadline ran out: the connection is checked");
+  socket.reply({ type: "error", code: 401, message: "token expired", id: message.id });
+  socket.pong();
+  assert.equal(await stateOf(published), "pending", "held: it does not fail");
+  giveToken("t2");
+  await settle();
+  socket.reply({ type: "auth_success", userId: "alice", id: socket.last("auth").id });
+  await settle();
+  const resent = socket.last("message");
+  assert.equal(resent.messageId, message.messageId);
+  socket.reply({ type: "published", topic: "a.b", messageId: resent.messageId, duplicate: false, id: resent.id });
+  assert.equal((await published).type, "published");
+  client.disconnect();
+});
+
+test("a subscription the node ends while a subscribe of it is unanswered rejects that ready with the node's error; its joins end too", async () => {
+  const client = scripted();
+  const socket = await connectScripted(client);
+  client.on("error", () => {});
+  const ended = [];
+  client.on("subscriptionEnded", (e) => ended.push(e.topic));
+  const plain = client.subscribe("rooms.a", () => {});
+  socket.reply({ type: "subscribed", topic: "rooms.a", id: socket.last("subscribe").id });
+  await plain.ready;
+  const leave = client.join("rooms.a", { name: "x" });  // subscribed again, with presence
+  const join = socket.last("subscribe");
+  socket.reply({ type: "error", code: 403, message: "subscription ended: not granted", details: { topic: "rooms.a", subscriptionEnded: true } });
+  socket.reply({ type: "subscribed", topic: "rooms.a", id: join.id });  // the reply to the subscribe in flight
+  assert.equal(await stateOf(leave.ready), "rejected", "not pending for ever");
+  await assert.rejects(leave.ready, (error) => error instanceof ChorusError && error.code === 403 && /subscription ended/.test(error.message));
+  assert.deepEqual(ended, ["rooms.a"]);
+  const sent = socket.sent.length;
+  client.leave("rooms.a");
+  assert.equal(socket.sent.length, sent, "nothing is left to leave: no unsubscribe");
+  client.disconnect();
+});
+
+test("a connection dropped while publishing is paused after a rate refusal sends the refused publish again before those published after it", async () => {
+  const client = scripted();
+  let socket = await connectScripted(client);
+  const messages = () => socket.sent.filter((m) => m.type === "message");
+  const published = [1, 2, 3].map((n) => client.publish("rooms.a", { n }));
+  await settle();
+  socket.reply({ type: "error", code: 429, message: "rate limit exceeded", details: { retryAfter: 20000, limit: 10 }, id: messages()[0].id });
+  await settle();
+  const later = client.publish("rooms.a", { n: 4 });  // waits behind the refused one
+  await settle();
+  assert.equal(messages().length, 3);
+  socket = await reconnectScripted(socket);  // 2 and 3 unacknowledged: back in the queue
+  await settle();
+  assert.deepEqual(messages().map((m) => m.data.n), [1, 2, 3, 4], "in publish order");
+  for (const m of messages()) socket.reply({ type: "published", topic: "rooms.a", messageId: m.messageId, duplicate: false, id: m.id });
+  await Promise.all([...published, later]);
+  client.disconnect();
+});
+
+test("a new token of another user (auth_error 409 on a live connection) closes the connection and connects again at once with that token: the subscriptions are made again for the new user", async () => {
+  const client = scripted({ token: undefined, getToken: () => "from-provider", minReconnectDelay: 60000, maxReconnectDelay: 60000 });
+  let socket = await connectScripted(client);
+  const u = client.subscribe("rooms.a", () => {});
+  socket.reply({ type: "subscribed", topic: "rooms.a", id: socket.last("subscribe").id });
+  await u.ready;
+  const states = [];
+  client.on("state", (e) => states.push(e));
+  const errors = [];
+  client.on("error", (e) => errors.push(e));
+  client.setToken("bob-token");
+  const auth = socket.last("auth");
+  assert.equal(auth.token, "bob-token");
+  socket.reply({ type: "auth_error", code: 409, message: "already authenticated as 'alice': open a new connection for another user", id: auth.id });
+  await settle();
+  await new Promise((r) => setTimeout(r, 20));
+  assert.equal(ScriptedSocket.instances.length, 2, "a new connection, at once");
+  assert.equal(socket.readyState, 3, "the old user's connection is closed");
+  assert.equal(errors[0]?.code, 409);
+  socket = ScriptedSocket.instances[1];
+  socket.open();
+  assert.equal(socket.last("auth").token, "bob-token", "the new token, not the provider's");
+  socket.reply({ type: "auth_success", userId: "bob", id: socket.last("auth").id });
+  await settle();
+  assert.equal(client.userId, "bob");
+  assert.equal(socket.last("subscribe")?.topic, "rooms.a");
+  assert.deepEqual(states.map((e) => e.state), ["disconnected", "reconnecting", "connected"]);
+  assert.equal(states[0].willReconnect, true);
+  client.disconnect();
+});
+
+test("a fresh token refused (401) on a live connection after auth_expired is a refused token, as at a connect: one retry with another fresh token on a new connection, then a stop; a renewal ahead refused leaves the connection", async (t) => {
+  let asked = 0;
+  let client = scripted({ token: undefined, renewBefore: 0, random: () => 0, getToken: () => `t${++asked}` });
+  let socket = await connectScripted(client);
+  const u = client.subscribe("rooms.a", () => {});
+  socket.reply({ type: "subscribed", topic: "rooms.a", id: socket.last("subscribe").id });
+  await u.ready;
+  const states = [];
+  client.on("state", (e) => states.push(e));
+  client.on("error", () => {});
+  const published = client.publish("rooms.a", { n: 1 });
+  published.catch(() => {});  // awaited below
+  const message = socket.last("message");
+  socket.reply({ type: "auth_expired", code: 401, message: "token expired" });
+  await settle();
+  assert.equal(socket.last("auth").token, "t2");
+  socket.reply({ type: "error", code: 401, message: "token expired", id: message.id });  // held
+  socket.reply({ type: "auth_error", code: 401, message: "invalid signature", id: socket.last("auth").id });
+  await settle();
+  await new Promise((r) => setTimeout(r, 20));
+  assert.equal(ScriptedSocket.instances.length, 2, "the provider is asked again and a new connection tries its token");
+  assert.equal(socket.readyState, 3);
+  assert.deepEqual(states.slice(0, 2).map((e) => [e.state, e.code, e.willReconnect]), [["disconnected", 4001, true], ["reconnecting", undefined, undefined]]);
+  socket = ScriptedSocket.instances[1];
+  socket.open();
+  assert.equal(socket.last("auth").token, "t3");
+  socket.reply({ type: "auth_error", code: 401, message: "invalid signature", id: socket.last("auth").id });
+  await settle();
+  assert.equal(client.state, "disconnected");
+  assert.equal(states.at(-1).willReconnect, false, "then a stop");
+  assert.ok(states.at(-1).error instanceof ChorusAuthError);
+  await assert.rejects(published, ChorusAuthError, "the held publish rejects with what stopped the client");
+  assert.equal(asked, 3);
+  client.disconnect();
+
+  // Ahead of the expiry the connection still has a good token: it goes on with it.
+  const tokens = ["t1", "t2"];
+  client = scripted({ token: undefined, getToken: () => tokens.shift() });
+  const connected = client.connect();
+  await settle();
+  socket = ScriptedSocket.instances[0];
+  socket.open();
+  t.mock.timers.enable({ apis: ["setTimeout", "Date"] });
+  socket.reply({ type: "auth_success", userId: "alice", expiresIn: 40000, id: socket.last("auth").id });
+  await connected;
+  const errors = [];
+  client.on("error", (e) => errors.push(e.code));
+  t.mock.timers.tick(20000);
+  await settle();
+  assert.equal(socket.last("auth").token, "t2");
+  socket.reply({ type: "auth_error", code: 401, message: "invalid signature", id: socket.last("auth").id });
+  await settle();
+  assert.deepEqual(errors, [401]);
+  assert.equal(client.state, "connected");
+  assert.equal(ScriptedSocket.instances.length, 1);
+  client.disconnect();
+});
+
+test("connect() after disconnect() asks the provider once the token's known expiry is within renewBefore (an expired token is never presented); not for a token set with setToken()", async (t) => {
+  let asked = 0;
+  const client = scripted({ token: undefined, getToken: () => `t${++asked}` });
+  t.mock.timers.enable({ apis: ["setTimeout", "Date"] });
+  const connectWith = async (expiresIn) => {
+    const connected = client.connect();
+    await settle();
+    const socket = ScriptedSocket.instances.at(-1);
+    socket.open();
+    const token = socket.last("auth").token;
+    socket.reply({ type: "auth_success", userId: "alice", expiresIn, id: socket.last("auth").id });
+    await connected;
+    return token;
+  };
+  assert.equal(await connectWith(100000), "t1");
+  client.disconnect();
+  assert.equal(await connectWith(100000), "t1", "100 s left: the token is used again");
+  client.disconnect();
+  t.mock.timers.tick(75000);  // 25 s left, within renewBefore (30 s)
+  assert.equal(await connectWith(100000), "t2", "the provider is asked");
+  client.disconnect();
+  client.setToken("from-app");  // its expiry is not known: used as given
+  t.mock.timers.tick(200000);
+  assert.equal(await connectWith(undefined), "from-app");
+  client.disconnect();
+});
+
+test("a pattern subscription keeps the positions of the 10,000 topics it delivered most lately, not of every topic it ever delivered", async () => {
+  const client = scripted();
+  const socket = await connectScripted(client);
+  let got = 0;
+  const u = client.subscribe("rooms.*", () => { got += 1; });
+  socket.reply({ type: "subscribed", topic: "rooms.*", id: socket.last("subscribe").id });
+  await u.ready;
+  const deliver = (topic, offset) => socket.reply({ type: "message", topic, data: 1, offset, epoch: "e", timestamp: "2026-01-01T00:00:00.000Z" });
+  for (let i = 0; i < 10000; i++) deliver(`rooms.t${i}`, 1);
+  deliver("rooms.t0", 2);  // delivered lately again: kept
+  deliver("rooms.new", 1);  // one topic too many: the least recently delivered one (t1) goes
+  const positions = client.positions;
+  assert.equal(positions.size, 10000);
+  assert.ok(positions.has("rooms.t0") && positions.has("rooms.new") && positions.has("rooms.t2"));
+  assert.ok(!positions.has("rooms.t1"));
+  deliver("rooms.t0", 2);  // a repeat on a topic kept is still dropped
+  assert.equal(got, 10002);
+  client.disconnect();
+});
+
+test("a provider that answers after disconnect() (asked after auth_expired, or ahead of the expiry) brings no error and no token event", async (t) => {
+  let provider = heldProvider();
+  let client = scripted({ token: undefined, getToken: provider.getToken });
+  let socket = await connectScripted(client);
+  const events = [];
+  const listen = () => {
+    client.on("error", (e) => events.push(`error ${e.message}`));
+    client.on("token", (e) => events.push(`token ${e.token}`));
+  };
+  listen();
+  socket.reply({ type: "auth_expired", code: 401, message: "token expired" });
+  await provider.asked;
+  client.disconnect();
+  provider.release("t2");
+  await settle();
+  assert.deepEqual(events, [], "after auth_expired");
+  assert.deepEqual(socket.sent.filter((m) => m.type === "auth").map((m) => m.token), ["t1"]);
+
+  provider = heldProvider();
+  client = scripted({ token: undefined, getToken: provider.getToken });
+  const connected = client.connect();
+  await settle();
+  socket = ScriptedSocket.instances[0];
+  socket.open();
+  t.mock.timers.enable({ apis: ["setTimeout", "Date"] });
+  socket.reply({ type: "auth_success", userId: "alice", expiresIn: 40000, id: socket.last("auth").id });
+  await connected;
+  listen();
+  t.mock.timers.tick(20000);
+  await provider.asked;
+  client.disconnect();
+  provider.release("t2");
+  await settle();
+  assert.deepEqual(events, [], "ahead of the expiry");
+});

@@ -7,6 +7,11 @@ import ChorusClientDefault, {
 
 interface ChatLine { text: string; author?: string }
 
+// JSON.rawJSON as TypeScript's lib is to declare it (not in it yet): an interface, which a
+// type with an index signature (JSONValue's object) does not accept.
+interface LibRawJSON { readonly rawJSON: string }
+declare global { interface JSON { rawJSON(text: string): LibRawJSON } }
+
 async function main(): Promise<void> {
   const client = new ChorusClient("wss://chat.example.com/ws", {
     getToken: async () => "token",
@@ -84,8 +89,13 @@ async function main(): Promise<void> {
   const read = await client.markRead("m1");
   console.log(read.readAt);
 
+  // Numbers past 2^53 published exactly, as the client guide recommends.
+  await client.publish("rooms.lobby", { n: JSON.rawJSON("12345678901234567890"), list: [JSON.rawJSON("1.10"), 2] });
+  await client.publish("rooms.lobby", JSON.rawJSON("12345678901234567890"));
   // @ts-expect-error: data must be JSON
   await client.publish("rooms.lobby", () => 1);
+  // @ts-expect-error: data must be JSON, nested too
+  await client.publish("rooms.lobby", { at: new Date() });
   // @ts-expect-error: no such event
   client.on("connectd", () => {});
   // @ts-expect-error: state is read-only
