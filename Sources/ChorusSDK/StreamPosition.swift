@@ -12,8 +12,20 @@ public struct StreamPosition: Sendable, Hashable, Codable {
 
 /// The last position seen per topic, moved forward by delivered messages and `subscribed`
 /// replies. A pure value owned by the client's engine actor.
+///
+/// A pattern's subscription sees many topics: it keeps at most `limit`, and past that forgets
+/// the least recently delivered (down to nine tenths of `limit`, so that the sort is rare).
+/// Patterns are never recovered, so a forgotten position only lets a repeat through.
 struct StreamPositions: Sendable {
     private(set) var byTopic: [String: StreamPosition] = [:]
+    private let limit: Int
+    /// When each topic last delivered, by a count of deliveries.
+    private var delivered: [String: Int] = [:]
+    private var deliveries = 0
+
+    init(limit: Int = 10_000) {
+        self.limit = limit
+    }
 
     subscript(topic: String) -> StreamPosition? { byTopic[topic] }
 
@@ -22,12 +34,21 @@ struct StreamPositions: Sendable {
     mutating func advance(_ topic: String, to position: StreamPosition) -> Bool {
         if let last = byTopic[topic], last.epoch == position.epoch, position.offset <= last.offset { return false }
         byTopic[topic] = position
+        deliveries += 1
+        delivered[topic] = deliveries
+        if byTopic.count > limit {
+            for (stale, _) in delivered.sorted(by: { $0.value < $1.value }).prefix(byTopic.count - limit * 9 / 10) {
+                byTopic[stale] = nil
+                delivered[stale] = nil
+            }
+        }
         return true
     }
 
     /// The topic has no history (any more): its position means nothing.
     mutating func forget(_ topic: String) {
         byTopic[topic] = nil
+        delivered[topic] = nil
     }
 
     /// What a `subscribe` asked the node for, beside live messages.

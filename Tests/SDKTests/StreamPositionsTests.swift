@@ -15,6 +15,19 @@ struct StreamPositionsTests {
         #expect(positions["t"] == StreamPosition(offset: 1, epoch: "b"))
     }
 
+    @Test("a pattern's positions stay bounded: past the limit the least recently delivered topics are forgotten, the recent ones kept")
+    func bounded() {
+        var positions = StreamPositions(limit: 10)
+        for n in 0..<10 { _ = positions.advance("t\(n)", to: StreamPosition(offset: 1, epoch: "a")) }
+        _ = positions.advance("t0", to: StreamPosition(offset: 2, epoch: "a"))  // t0 delivered again: recent
+        _ = positions.advance("t10", to: StreamPosition(offset: 1, epoch: "a"))
+        #expect(positions.byTopic.count <= 10)
+        #expect(positions["t0"] != nil && positions["t10"] != nil && positions["t9"] != nil)
+        #expect(positions["t1"] == nil && positions["t2"] == nil, "the least recently delivered went")
+        for n in 11..<10_000 { _ = positions.advance("t\(n)", to: StreamPosition(offset: 1, epoch: "a")) }
+        #expect(positions.byTopic.count <= 10)
+    }
+
     @Test("a subscribed reply sets the position of a new topic, and after a failed recovery, but not after a recovered one")
     func subscribedReplies() {
         var positions = StreamPositions()
