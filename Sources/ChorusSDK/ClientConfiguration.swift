@@ -14,7 +14,7 @@ extension ChorusClient {
         /// A connection that stayed up this long resets the backoff.
         public var stableConnectionAfter: Duration = .seconds(10)
         /// TCP connect and WebSocket upgrade together.
-        public var connectTimeout: Duration = .seconds(10)
+        public var connectTimeout: Duration = .seconds(15)
         /// How long a sent request (publish with acknowledgements, `members`, `markRead`,
         /// ping) waits for its reply before it throws ``ChorusError/timeout``. A subscribe
         /// unanswered this long is sent again, up to 5 times with the reconnect backoff's delays

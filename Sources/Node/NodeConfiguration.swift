@@ -516,7 +516,7 @@ private struct EnvironmentReader {
         switch text.lowercased() {
         case "true", "1", "yes", "on": return true
         case "false", "0", "no", "off": return false
-        default: throw ConfigurationError(name, "expected true or false, got '\(text)'")
+        default: throw ConfigurationError(name, "expected true or false (on or off, yes or no, 1 or 0 too), got '\(text)'")
         }
     }
 }

@@ -116,9 +116,9 @@ extension WebSocketSession {
     func presenceDidClose() {
         guard let user else { return }
         for topic in presence.typing.keys { publishTyping(topic, userId: user.id, start: false) }
-        var topics = Array(presence.memberships)
-        if presence.joinedUserTopic, let topic = PresenceService.userTopic(user.id) { topics.append(topic) }
-        let (service, userId) = (node.presence, user.id)
+        var memberships = Array(presence.memberships)
+        if presence.joinedUserTopic, let topic = PresenceService.userTopic(user.id) { memberships.append(topic) }
+        let (service, userId, topics) = (node.presence, user.id, memberships)
         if !topics.isEmpty, !transport.clientClosed, service.deferLeaves(of: userId) {
             registry.loop.scheduleTask(in: service.reconnectGrace) {
                 service.leaveAfterGrace(topics: topics, userId: userId)

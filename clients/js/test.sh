@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the JavaScript SDK's tests (node --test) against the built node (.build/debug/chorus,
-# or $CHORUS_BINARY), real redis-server and nginx, and type-checks chorus.d.ts with tsc.
+# or $CHORUS_BINARY, or $CHORUS_BIN as the Swift tests and deploy/run-cluster.sh read it), real redis-server and nginx, and type-checks chorus.d.ts with tsc.
 # Node 20 needs --experimental-websocket for its built-in WebSocket (Node 22+ has it anyway).
 set -euo pipefail
 cd "$(dirname "$0")/../.."

@@ -134,7 +134,7 @@ export class ChorusNode {
 }
 
 export function binaryPath() {
-  const path = process.env.CHORUS_BINARY ?? join(root, ".build/debug/chorus");
+  const path = process.env.CHORUS_BINARY ?? process.env.CHORUS_BIN ?? join(root, ".build/debug/chorus");
   if (!existsSync(path)) throw new Error(`no chorus binary at ${path}: run 'swift build' first (or set CHORUS_BINARY)`);
   return path;
 }
