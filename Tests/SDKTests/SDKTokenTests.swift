@@ -39,6 +39,22 @@ struct SDKTokenTests {
         }
     }
 
+    @Test("a setToken while the provider is being asked wins: the provider's answer, older, is dropped and the connection uses the application's token")
+    func setTokenBeatsTheProvider() async throws {
+        try await withNodeProcess { node in
+            let tokens = TokenGate(user: "bob")
+            await tokens.close()
+            let client = try ChorusClient(url: SDKNode.url(node), configuration: SDKNode.configuration(), getToken: tokens.provider)
+            let connecting = Task { try await client.connect() }
+            await tokens.waitForCalls(1)
+            await client.setToken(node.token("carol"))
+            await tokens.open()
+            try await connecting.value
+            #expect(await client.state == .connected(userId: "carol"), "the application's token, not the provider's older answer")
+            await client.close()
+        }
+    }
+
     @Test("connect() after close(), once the kept token has expired, asks the provider first: the expired token is never presented (no refused attempt on the way)")
     func expiredTokenAfterClose() async throws {
         // No leeway: the node's expiry (`expiresIn`) is the token's own.
