@@ -32,6 +32,13 @@ public final class RedisCommandQueue: Sendable {
     private let lastFailure = Mutex<ContinuousClock.Instant?>(nil)
     /// SHA1 digests of scripts loaded on the current connection's server, by script text.
     private let loadedScripts = Mutex<[String: String]>([:])
+    /// Bytes of the arguments of commands queued and not yet run (``backlogBytes``).
+    private let waiting = Atomic<Int>(0)
+
+    /// Bytes of arguments queued behind the command in progress: a caller whose writes can
+    /// wait and be coalesced (presence) holds them back past a bound instead of queueing more
+    /// than the server takes.
+    public var backlogBytes: Int { waiting.load(ordering: .relaxed) }
 
     /// - Parameters:
     ///   - timeout: the longest wait for a connect or for one reply (`PUBSUB_REDIS_TIMEOUT`).
@@ -60,7 +67,10 @@ public final class RedisCommandQueue: Sendable {
         completion: @escaping @Sendable (Result<RedisReply, RedisConnectionError>) -> Void = { _ in }
     ) {
         let sentAt = ContinuousClock.now
+        let size = Self.size(arguments)
+        waiting.add(size, ordering: .relaxed)
         queue.async {
+            self.waiting.subtract(size, ordering: .relaxed)
             completion(Result { () throws(RedisConnectionError) in
                 try self.checkTurn(sentAt)
                 return try self.run(arguments)
@@ -96,12 +106,19 @@ public final class RedisCommandQueue: Sendable {
         completion: @escaping @Sendable (Result<RedisReply, RedisConnectionError>) -> Void
     ) {
         let sentAt = ContinuousClock.now
+        let size = Self.size(keys) + Self.size(arguments)
+        waiting.add(size, ordering: .relaxed)
         queue.async {
+            self.waiting.subtract(size, ordering: .relaxed)
             completion(Result { () throws(RedisConnectionError) in
                 try self.checkTurn(sentAt)
                 return try self.runScript(script, keys: keys, arguments: arguments)
             })
         }
+    }
+
+    private static func size(_ arguments: [[UInt8]]) -> Int {
+        arguments.reduce(0) { $0 + $1.count }
     }
 
     /// Awaits a Lua script's reply.

@@ -46,6 +46,10 @@ public final class RedisPresenceStore: PresenceStore {
         var userShares: [String: Int] = [:]
         /// Keys whose last script failed or found no lease: resent after the next renewal.
         var dirty: Set<Key> = []
+        /// Keys whose change was held back while the server's queue was over its bound: sent,
+        /// as they are by then, by the renewal queued behind it. Apart from `dirty`, which a
+        /// script queued earlier for the key clears when it succeeds.
+        var heldBack: Set<Key> = []
         /// A renewal is queued for the server (asked for by a 'nolease' answer).
         var renewalQueued: Set<Int> = []
         var sequence = 0
@@ -142,33 +146,41 @@ public final class RedisPresenceStore: PresenceStore {
             RedisPresenceScripts.lease, keys: [bytes(keyPrefix + "leases")],
             arguments: [bytes(instance), bytes(String(ttlMilliseconds))]
         ) { [self] result in
-            let afterOutage = state.withLock { state -> (@Sendable (_ holds: @escaping @Sendable (Topic) -> Bool) -> Void)? in
+            let (afterOutage, renewAgain) = state.withLock {
+                state -> ((@Sendable (_ holds: @escaping @Sendable (Topic) -> Bool) -> Void)?, Bool) in
                 state.renewalQueued.remove(server)
                 guard case .success(let reply) = result else {
                     state.counters.failures += 1
                     state.unreachable.insert(server)
-                    return nil
+                    return (nil, false)
                 }
                 state.unreachable.remove(server)
                 let hadLease = reply == .integer(1)
                 var resend = Set(state.dirty.filter { self.server(of: $0.topic) == server })
+                let held = state.heldBack.filter { self.server(of: $0.topic) == server }
+                state.heldBack.subtract(held)
+                resend.formUnion(held)
                 if !hadLease {
                     resend.formUnion(state.shares.keys.filter { self.server(of: $0.topic) == server })
                     resend.formUnion(
                         state.userShares.keys.map(Self.userKey).filter { self.server(of: $0.topic) == server })
                     if !state.shares.isEmpty || !state.userShares.isEmpty { logger.info("presence lease renewed after loss: resending this node's members", metadata: ["server": "\(server)"]) }
                 }
+                var heldBack = false
                 for key in resend {
                     let share = state.shares[key]
                     let connections = share?.connections
                         ?? (Self.isUserTopic(key) ? state.userShares[key.userId] : nil) ?? 0
-                    enqueueSet(
+                    heldBack = enqueueSet(
                         key, connections: connections,
                         member: share?.member ?? PresenceMember.document(userId: key.userId, data: nil),
-                        announceUpdate: false, state: &state)
+                        // A held-back change may be new data: written, and announced, if it differs.
+                        announceUpdate: held.contains(key), state: &state) || heldBack
                 }
-                return state.afterOutage.removeValue(forKey: server)
+                return (state.afterOutage.removeValue(forKey: server), heldBack)
             }
+            // Still more queued than the bound: the keys held back go after the next renewal.
+            if renewAgain { renew(server) }
             afterOutage?({ [channels] topic in channels.server(forKey: channels.key(for: topic)) == server })
         }
     }
@@ -240,7 +252,7 @@ public final class RedisPresenceStore: PresenceStore {
 
     public func set(topic: Topic, userId: String, connections: Int, member: RawJSON, announceUpdate: Bool) {
         let key = Key(topic: topic, userId: userId)
-        state.withLock { state in
+        let renewNow = state.withLock { state -> Bool in
             if Self.isUserTopic(key),
                 member == PresenceMember.document(userId: userId, data: nil)
             {
@@ -253,18 +265,37 @@ public final class RedisPresenceStore: PresenceStore {
             } else {
                 state.shares[key] = nil
             }
-            enqueueSet(key, connections: connections, member: member, announceUpdate: announceUpdate, state: &state)
+            return enqueueSet(key, connections: connections, member: member, announceUpdate: announceUpdate, state: &state)
         }
+        if renewNow { renew(server(of: topic)) }
     }
 
+    /// Bytes of commands queued to `server` and not yet sent (tests).
+    func backlogBytes(of server: Int) -> Int { queues[server].backlogBytes }
+
+    /// Most bytes of commands queued to one server before presence changes are held back
+    /// (``enqueueSet(_:connections:member:announceUpdate:state:)``).
+    static let maxBacklogBytes = 1 << 20
+
     /// Queues the set script for `key`; called under the lock, so queue order is call order.
-    private func enqueueSet(_ key: Key, connections: Int, member: RawJSON, announceUpdate: Bool, state: inout State) {
+    /// True when the caller must queue a renewal (``renew(_:)``, outside the lock): the change
+    /// was held back, and that renewal sends the key's state as it is by then.
+    private func enqueueSet(_ key: Key, connections: Int, member: RawJSON, announceUpdate: Bool, state: inout State) -> Bool {
         let server = self.server(of: key.topic)
         guard !state.unreachable.contains(server) else {
             // Resent by the renewal that finds the server again.
             state.dirty.insert(key)
-            return
+            return false
         }
+        guard queues[server].backlogBytes < Self.maxBacklogBytes else {
+            // Clients change presence faster than the server takes it (a join/leave storm):
+            // queued, every change would wait in memory, without bound. Held back instead, the
+            // key's latest state goes after what is queued, with the renewal queued behind it:
+            // changes coalesce per member, and memory stays that of the members.
+            state.heldBack.insert(key)
+            return state.renewalQueued.insert(server).inserted
+        }
+        state.heldBack.remove(key)
         state.sequence += 1
         var id = JSONWriter()
         id.string("\(instance):p\(state.sequence)")
@@ -303,6 +334,7 @@ public final class RedisPresenceStore: PresenceStore {
             }
             if renewNow { renew(server) }
         }
+        return false
     }
 
     // MARK: Queries

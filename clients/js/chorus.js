@@ -1324,7 +1324,11 @@ export class ChorusClient {
         entry.readyWaiters = entry.readyWaiters.filter((w) => w.handlers !== handlers);
         for (const w of waiting) w.reject(new ChorusClosedError(`unsubscribed from "${topic}" before the node confirmed the subscription`));
       }
-      if (entry.handlers.size === 0 && this._topics.get(topic) === entry) {
+      // A subscription that ended (the node ended it, or refused its subscribe) has nothing left
+      // on the node to undo: an unsubscribe or subscribe now would act on a later subscription
+      // of the topic (and its membership).
+      if (this._topics.get(topic) !== entry) return;
+      if (entry.handlers.size === 0) {
         this._topics.delete(topic);
         clearTimeout(entry.retryTimer);
         this._rememberLeft(topic, entry.positions.get(topic));
@@ -1438,6 +1442,8 @@ export class ChorusClient {
       let ended = false;
       if ((error.code >= 400 && error.code < 500) || error instanceof ChorusTimeoutError) {
         this._topics.delete(entry.topic);
+        // Its joins have ended too: `leave(topic)` has nothing left to leave.
+        this._joined.delete(entry.topic);
         // A subscription that was live ends here (a resubscription refused, or still 409, 429
         // or unanswered after the retries): its handlers get nothing more, so the application
         // hears of it, as when the node ends a subscription. A first subscribe's refusal

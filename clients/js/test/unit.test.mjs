@@ -1948,6 +1948,78 @@ test("a subscription the node ends while a subscribe of it is unanswered rejects
   client.disconnect();
 });
 
+test("the function returned for a subscription that ended (the node ended it, or refused its subscribe) sends nothing: a later subscription of the topic, and its membership, stay", async (t) => {
+  const client = scripted();
+  t.after(() => client.disconnect());  // also when an assertion fails: no reconnects left running
+  const socket = await connectScripted(client);
+  client.on("error", () => {});
+  // Ended by the node: a plain subscription and two joins with other data.
+  const plain = client.subscribe("rooms.a", () => {});
+  socket.reply({ type: "subscribed", topic: "rooms.a", id: socket.last("subscribe").id });
+  await plain.ready;
+  const first = client.join("rooms.a", { name: "x" });
+  socket.reply({ type: "subscribed", topic: "rooms.a", id: socket.last("subscribe").id });
+  await first.ready;
+  const second = client.join("rooms.a", { name: "y" });  // an update: the member's data is y
+  socket.reply({ type: "subscribed", topic: "rooms.a", id: socket.last("subscribe").id });
+  await second.ready;
+  socket.reply({ type: "error", code: 403, message: "subscription ended: not granted", details: { topic: "rooms.a", subscriptionEnded: true } });
+  // The application joins the topic again (a new grant): live on the node.
+  const again = client.join("rooms.a", { name: "z" });
+  socket.reply({ type: "subscribed", topic: "rooms.a", id: socket.last("subscribe").id });
+  await again.ready;
+  let sent = socket.sent.length;
+  second();  // the newest join of the ended subscription: no subscribe with x
+  first();   // its last join: no unsubscribe
+  plain();
+  await settle();
+  assert.deepEqual(socket.sent.slice(sent), [], "the ended subscription's functions send nothing");
+  // Refused: a join of a live topic (wasLive) the node refuses ends it on the client.
+  const b = client.subscribe("rooms.b", () => {});
+  socket.reply({ type: "subscribed", topic: "rooms.b", id: socket.last("subscribe").id });
+  await b.ready;
+  const refused = client.join("rooms.b", { name: "x" });
+  socket.reply({ type: "error", code: 403, message: "not allowed to join 'rooms.b'", details: { topic: "rooms.b" }, id: socket.last("subscribe").id });
+  await assert.rejects(refused.ready, (error) => error.code === 403);
+  const bAgain = client.subscribe("rooms.b", () => {});
+  socket.reply({ type: "subscribed", topic: "rooms.b", id: socket.last("subscribe").id });
+  await bAgain.ready;
+  sent = socket.sent.length;
+  refused();
+  b();
+  await settle();
+  assert.deepEqual(socket.sent.slice(sent), [], "the refused subscription's functions send nothing");
+  // The later subscriptions are still the application's to end.
+  again();
+  bAgain();
+  await settle();
+  assert.deepEqual(socket.sent.slice(sent).map((m) => [m.type, m.topic]), [["unsubscribe", "rooms.a"], ["unsubscribe", "rooms.b"]]);
+});
+
+test("a join whose subscribe the node refuses leaves no membership behind: leave(topic) later leaves only what was joined after, and a later subscription stays", async (t) => {
+  const client = scripted();
+  t.after(() => client.disconnect());  // also when an assertion fails: no reconnects left running
+  const socket = await connectScripted(client);
+  client.on("error", () => {});
+  const refused = client.join("rooms.a", { name: "x" });
+  socket.reply({ type: "error", code: 403, message: "not allowed to join 'rooms.a'", details: { topic: "rooms.a" }, id: socket.last("subscribe").id });
+  await assert.rejects(refused.ready, (error) => error.code === 403);
+  // Bookkeeping only once the refused join's function acts on nothing: read it directly.
+  assert.equal(client._joined.has("rooms.a"), false, "the refused join is no membership");
+  const plain = client.subscribe("rooms.a", () => {});
+  socket.reply({ type: "subscribed", topic: "rooms.a", id: socket.last("subscribe").id });
+  await plain.ready;
+  const sent = socket.sent.length;
+  client.leave("rooms.a");
+  await settle();
+  assert.deepEqual(socket.sent.slice(sent), [], "no join to leave: the plain subscription stays");
+  const joined = client.join("rooms.a", { name: "y" });
+  socket.reply({ type: "subscribed", topic: "rooms.a", id: socket.last("subscribe").id });
+  await joined.ready;
+  joined();
+  assert.equal(client._joined.has("rooms.a"), false, "its last join left: no membership is kept");
+});
+
 test("a connection dropped while publishing is paused after a rate refusal sends the refused publish again before those published after it", async () => {
   const client = scripted();
   let socket = await connectScripted(client);
