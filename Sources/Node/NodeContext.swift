@@ -21,6 +21,8 @@ final class NodeContext: Sendable {
     let outages: BackendOutage
     /// HTTP publishes per user, in messages and bytes, as one WebSocket connection may send.
     let httpPublishes: HTTPPublishLimit
+    /// The request bodies being read.
+    let bodies: BodyBudget
     /// Members per topic, this node's share and the cluster's (see ``PresenceService``).
     let presence: PresenceService
     /// Accounts, messages and read receipts; nil with `DATABASE_URL=none`. WebSocket sessions
@@ -80,6 +82,7 @@ final class NodeContext: Sendable {
         self.httpPublishes = HTTPPublishLimit(
             messagesPerSecond: configuration.maxMessagesPerSecond, bytesPerSecond: configuration.maxBytesPerSecond,
             maxMessageSize: configuration.maxMessageSize)
+        self.bodies = BodyBudget(maxBodySize: configuration.maxMessageSize)
         self.store = store
     }
 

@@ -100,9 +100,9 @@ struct NodeRoutes {
         }
         let body: ByteBuffer
         do {
-            body = try await request.collectBody(upTo: node.configuration.maxMessageSize)
+            body = try await RequestBody.read(&request, limit: node.configuration.maxMessageSize, budget: node.bodies)
         } catch {
-            return Self.error(413, "body larger than WEBSOCKET_MAX_MESSAGE_SIZE (\(node.configuration.maxMessageSize) bytes)")
+            return error.response
         }
         do {
             if case .user(let user) = caller { try node.httpPublishes.charge(user.id, bytes: body.readableBytes) }

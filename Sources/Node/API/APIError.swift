@@ -11,8 +11,8 @@ struct APIError: HTTPResponseError {
     let code: Int
     let message: String
     let details: JSONValue?
-    /// Seconds for a 429's `Retry-After`.
-    var retryAfter = 60
+    /// Seconds for `Retry-After`: a 429's (60 unless set), or another status's when set.
+    var retryAfter: Int?
 
     init(_ code: Int, _ message: String, field: String? = nil) {
         self.code = code
@@ -29,7 +29,7 @@ struct APIError: HTTPResponseError {
     /// The error as an HTTP response (also for routes that return rather than throw).
     var response: Response {
         var headers: HTTPFields = [.contentType: "application/json"]
-        if code == 429 { headers[.retryAfter] = "\(retryAfter)" }
+        if let seconds = retryAfter ?? (code == 429 ? 60 : nil) { headers[.retryAfter] = "\(seconds)" }
         let body = ServerMessage.error(code: code, message: message, details: details, id: nil).encoded()
         return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: body)))
     }

@@ -10,18 +10,34 @@ struct RequestBody {
     /// The body's bytes.
     let size: Int
 
-    init(_ request: inout Request, limit: Int) async throws(APIError) {
-        let body: ByteBuffer
-        do {
-            body = try await request.collectBody(upTo: limit)
-        } catch {
-            throw APIError(413, "body larger than WEBSOCKET_MAX_MESSAGE_SIZE (\(limit) bytes)")
-        }
+    init(_ request: inout Request, limit: Int, budget: BodyBudget) async throws(APIError) {
+        let body = try await Self.read(&request, limit: limit, budget: budget)
         size = body.readableBytes
         do {
             members = try RawJSONObject(parsing: body.readableBytesView)
         } catch {
             throw APIError(400, error.problem == .notAnObject ? "malformed JSON: expected an object" : "malformed JSON: \(error)")
+        }
+    }
+
+    /// The body's bytes, read within the node's ``BodyBudget``: 413 past `limit`, 503 when
+    /// the budget is taken by bodies still arriving.
+    static func read(_ request: inout Request, limit: Int, budget: BodyBudget) async throws(APIError) -> ByteBuffer {
+        let declared = request.headers[.contentLength].flatMap { Int($0) }
+        if let declared, declared > limit {
+            throw APIError(413, "body larger than WEBSOCKET_MAX_MESSAGE_SIZE (\(limit) bytes)")
+        }
+        let reservation = declared ?? limit
+        guard budget.reserve(reservation) else {
+            var error = APIError(503, "too many request bodies arriving at once: try again")
+            error.retryAfter = 1
+            throw error
+        }
+        defer { budget.release(reservation) }
+        do {
+            return try await request.collectBody(upTo: limit)
+        } catch {
+            throw APIError(413, "body larger than WEBSOCKET_MAX_MESSAGE_SIZE (\(limit) bytes)")
         }
     }
 
