@@ -157,8 +157,8 @@ struct RecoveryTable {
 
     private enum Entry {
         /// `recovery` tells this recovery from an earlier one of the same topic, cancelled by
-        /// an unsubscribe, whose read may still come back.
-        case holding(RecoveryBuffer, recovery: Int)
+        /// an unsubscribe, whose read may still come back; `requestId` is its `subscribe`'s.
+        case holding(RecoveryBuffer, recovery: Int, requestId: JSONValue?)
         /// `aged`: a sweep has seen it already; the next one drops it.
         case after(HistoryPosition, aged: Bool)
     }
@@ -175,12 +175,12 @@ struct RecoveryTable {
 
     /// Starts holding `topic` for `transport` and returns the recovery's number, for
     /// ``finish(_:_:recovery:watermark:)``; nil when a recovery of it is already running.
-    mutating func begin(_ transport: WebSocketTransport, _ topic: Topic) -> Int? {
+    mutating func begin(_ transport: WebSocketTransport, _ topic: Topic, requestId: JSONValue?) -> Int? {
         let key = ObjectIdentifier(transport)
         if case .holding? = table[key]?[topic] { return nil }
         recoveriesBegun += 1
         if table[key]?[topic] == nil { entriesPerTopic[topic, default: 0] += 1 }
-        table[key, default: [:]][topic] = .holding(RecoveryBuffer(), recovery: recoveriesBegun)
+        table[key, default: [:]][topic] = .holding(RecoveryBuffer(), recovery: recoveriesBegun, requestId: requestId)
         return recoveriesBegun
     }
 
@@ -191,9 +191,9 @@ struct RecoveryTable {
         switch table[key]?[topic] {
         case nil:
             return false
-        case .holding(var buffer, let recovery)?:
+        case .holding(var buffer, let recovery, let requestId)?:
             buffer.hold(delivery, limit: Self.limit, byteLimit: byteLimit)
-            table[key]![topic] = .holding(buffer, recovery: recovery)
+            table[key]![topic] = .holding(buffer, recovery: recovery, requestId: requestId)
             return true
         case .after(let position, _)?:
             if let offset = delivery.offset, delivery.epoch == position.epoch, offset <= position.offset { return true }
@@ -209,7 +209,7 @@ struct RecoveryTable {
         _ transport: WebSocketTransport, _ topic: Topic, recovery: Int, watermark: (RecoveryBuffer) -> HistoryPosition?
     ) -> RecoveryBuffer? {
         let key = ObjectIdentifier(transport)
-        guard case .holding(let buffer, recovery)? = table[key]?[topic] else { return nil }
+        guard case .holding(let buffer, recovery, _)? = table[key]?[topic] else { return nil }
         // At offset 0 (nothing ever published) no live message can fall at or before the
         // position, so there is nothing to drop: an idle subscriber keeps no watermark.
         if let position = watermark(buffer), position.offset > 0 {
@@ -220,9 +220,17 @@ struct RecoveryTable {
         return buffer
     }
 
-    /// Forgets `topic` for `transport` (unsubscribed).
-    mutating func cancel(_ transport: WebSocketTransport, _ topic: Topic) {
-        remove(ObjectIdentifier(transport), topic)
+    /// A recovery an unsubscribe cancelled: its `subscribe` is still to be answered.
+    struct Cancelled {
+        let requestId: JSONValue?
+    }
+
+    /// Forgets `topic` for `transport` (unsubscribed); the recovery that was running, if one was.
+    mutating func cancel(_ transport: WebSocketTransport, _ topic: Topic) -> Cancelled? {
+        let key = ObjectIdentifier(transport)
+        let running: Cancelled? = if case .holding(_, _, let requestId)? = table[key]?[topic] { Cancelled(requestId: requestId) } else { nil }
+        remove(key, topic)
+        return running
     }
 
     mutating func forget(_ transport: WebSocketTransport) {
@@ -263,7 +271,8 @@ extension ConnectionRegistry {
     func recover(
         _ id: Int, topic: Topic, request: HistoryRequest?, requestId: JSONValue?, adapter: any PubSubAdapter
     ) -> Bool {
-        guard let session = sessionsById(id), let recovery = recoveries.begin(session.transport, topic) else { return false }
+        guard let session = sessionsById(id), let recovery = recoveries.begin(session.transport, topic, requestId: requestId)
+        else { return false }
         let query = HistoryRecovery.query(for: request, policy: adapter.history, maxBytes: historyBytes)
         let loop = self.loop
         adapter.readHistory(topic, query) { page in

@@ -154,10 +154,15 @@ final class WebSocketSession: WebSocketTransportDelegate {
         case .unsubscribe(let pattern):
             if subscriptions.remove(pattern) != nil {
                 let id = self.id
-                registry.assumeIsolated { $0.unsubscribe(id, from: pattern) }
+                let cancelled = registry.assumeIsolated { $0.unsubscribe(id, from: pattern) }
                 presenceDidUnsubscribe(pattern)
+                // Its history read was cancelled: the subscribe is answered all the same, before
+                // the unsubscribe (every request gets its answer, in order).
+                if let cancelled { reply(.subscribed(topic: pattern.text, id: cancelled.requestId)) }
             }
-            reply(.unsubscribed(topic: pattern.text, id: message.id))
+            // After a `subscribed` still waiting for the backend to settle (a pattern's
+            // PSUBSCRIBE): answers go out in the order of their requests.
+            replyWhenSettled(.unsubscribed(topic: pattern.text, id: message.id))
         case .message(let topic, let data, let metadata, let eventType):
             publish(
                 topic: topic, data: data, metadata: metadata, eventType: eventType, messageId: message.messageId,
@@ -214,7 +219,7 @@ final class WebSocketSession: WebSocketTransportDelegate {
             guard let denial = TopicAccess.subscribeDenial(pattern, user: user) else { continue }
             subscriptions.remove(pattern)
             let id = self.id
-            registry.assumeIsolated { $0.unsubscribe(id, from: pattern) }
+            _ = registry.assumeIsolated { $0.unsubscribe(id, from: pattern) }
             presenceDidUnsubscribe(pattern)
             reply(.error(
                 code: 403, message: "subscription ended: \(denial)",

@@ -23,6 +23,25 @@ extension ClusterTests {
             }
         }
 
+        @Test("a subscribe followed at once by its unsubscribe is answered, in order: subscribed, then unsubscribed, for a pattern (whose PSUBSCRIBE is still on its way) and for a topic with history (whose read the unsubscribe cancels)")
+        func unsubscribeRightAfterSubscribe() async throws {
+            try await withCluster(nodes: 1) { cluster in
+                let client = try await cluster.node(1).connect(as: "quick")
+                for round in 0..<20 {
+                    for (topic, history) in [("quick\(round).*", false), ("quick\(round).room", true)] {
+                        var subscribe: [String: Any] = ["type": "subscribe", "topic": topic, "id": "s\(round)"]
+                        if history { subscribe["replay"] = 5 }
+                        try await client.send(json: subscribe)
+                        try await client.send(json: ["type": "unsubscribe", "topic": topic, "id": "u\(round)"])
+                        let first = try await client.nextJSON(timeout: .seconds(20))
+                        let second = try await client.nextJSON(timeout: .seconds(20))
+                        #expect(first["type"] as? String == "subscribed" && first["id"] as? String == "s\(round)", "\(topic): \(first)")
+                        #expect(second["type"] as? String == "unsubscribed" && second["id"] as? String == "u\(round)", "\(topic): \(second)")
+                    }
+                }
+            }
+        }
+
         @Test("a client that subscribes to a pattern and a topic on node 1 gets every message published the moment `subscribed` arrives, by itself and others on node 1 and node 2, round after round", arguments: [
             "own connection first", "node 2 first",
         ])

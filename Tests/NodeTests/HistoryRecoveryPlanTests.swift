@@ -96,11 +96,11 @@ struct HistoryRecoveryPlanTests {
         let transport = WebSocketTransport(maxMessageSize: 1 << 20, maxMessagesPerSecond: 100, counters: NodeCounters())
         let topic = try Topic("t")
         var table = RecoveryTable()
-        let first = table.begin(transport, topic) ?? -1
-        let meanwhile = table.begin(transport, topic)
+        let first = table.begin(transport, topic, requestId: nil) ?? -1
+        let meanwhile = table.begin(transport, topic, requestId: nil)
         #expect(first > 0 && meanwhile == nil, "one at a time")
-        table.cancel(transport, topic)
-        let second = table.begin(transport, topic) ?? -1
+        _ = table.cancel(transport, topic)
+        let second = table.begin(transport, topic, requestId: nil) ?? -1
         #expect(second > 0)
         let late = table.finish(transport, topic, recovery: first) { _ in HistoryPosition(offset: 5, epoch: "e") }
         #expect(late == nil, "the first read's answer finds its recovery gone")
@@ -113,11 +113,11 @@ struct HistoryRecoveryPlanTests {
         let transport = WebSocketTransport(maxMessageSize: 1 << 20, maxMessagesPerSecond: 100, counters: NodeCounters())
         let topic = try Topic("t")
         var table = RecoveryTable()
-        let began = table.begin(transport, topic)
+        let began = table.begin(transport, topic, requestId: nil)
         _ = table.finish(transport, topic, recovery: began ?? 0) { _ in HistoryPosition(offset: 0, epoch: "e") }
         #expect(began != nil && table.isEmpty, "an idle subscriber holds nothing")
 
-        let beganAgain = table.begin(transport, topic)
+        let beganAgain = table.begin(transport, topic, requestId: nil)
         _ = table.finish(transport, topic, recovery: beganAgain ?? 0) { _ in HistoryPosition(offset: 5, epoch: "e") }
         #expect(beganAgain != nil && !table.isEmpty)
         let frame = OutboundFrame.text(Array("m".utf8), allocator: ByteBufferAllocator())
@@ -134,9 +134,9 @@ struct HistoryRecoveryPlanTests {
         let recovering = WebSocketTransport(maxMessageSize: 1 << 20, maxMessagesPerSecond: 100, counters: counters)
         let (topic, other) = (try Topic("t"), try Topic("u"))
         var table = RecoveryTable()
-        let began = table.begin(quiet, topic) ?? 0
+        let began = table.begin(quiet, topic, requestId: nil) ?? 0
         _ = table.finish(quiet, topic, recovery: began) { _ in HistoryPosition(offset: 5, epoch: "e") }
-        let running = table.begin(recovering, topic) ?? 0
+        let running = table.begin(recovering, topic, requestId: nil) ?? 0
         #expect(began > 0 && running > 0)
         #expect(table.involves(topic) && !table.involves(other), "deliveries of other topics skip the table")
 
@@ -160,7 +160,7 @@ struct HistoryRecoveryPlanTests {
         let transport = WebSocketTransport(maxMessageSize: 1 << 20, maxMessagesPerSecond: 100, counters: NodeCounters())
         let topics = [try Topic("a"), try Topic("b")]
         var table = RecoveryTable()
-        for topic in topics { _ = table.begin(transport, topic) }
+        for topic in topics { _ = table.begin(transport, topic, requestId: nil) }
         #expect(topics.allSatisfy(table.involves))
         table.forget(transport)
         #expect(table.isEmpty && !topics.contains(where: table.involves))
