@@ -49,7 +49,8 @@ public final class RedisPresenceStore: PresenceStore {
         /// Keys whose change was held back while the server's queue was over its bound: sent,
         /// as they are by then, by the renewal queued behind it. Apart from `dirty`, which a
         /// script queued earlier for the key clears when it succeeds.
-        var heldBack: Set<Key> = []
+        /// With whether any of its held changes was to announce new data.
+        var heldBack: [Key: Bool] = [:]
         /// A renewal is queued for the server (asked for by a 'nolease' answer).
         var renewalQueued: Set<Int> = []
         var sequence = 0
@@ -157,9 +158,9 @@ public final class RedisPresenceStore: PresenceStore {
                 state.unreachable.remove(server)
                 let hadLease = reply == .integer(1)
                 var resend = Set(state.dirty.filter { self.server(of: $0.topic) == server })
-                let held = state.heldBack.filter { self.server(of: $0.topic) == server }
-                state.heldBack.subtract(held)
-                resend.formUnion(held)
+                let held = state.heldBack.filter { self.server(of: $0.key.topic) == server }
+                for key in held.keys { state.heldBack[key] = nil }
+                resend.formUnion(held.keys)
                 if !hadLease {
                     resend.formUnion(state.shares.keys.filter { self.server(of: $0.topic) == server })
                     resend.formUnion(
@@ -174,8 +175,9 @@ public final class RedisPresenceStore: PresenceStore {
                     heldBack = enqueueSet(
                         key, connections: connections,
                         member: share?.member ?? PresenceMember.document(userId: key.userId, data: nil),
-                        // A held-back change may be new data: written, and announced, if it differs.
-                        announceUpdate: held.contains(key), state: &state) || heldBack
+                        // A held-back change of data is written, and announced, if it differs;
+                        // a change of count alone leaves the data other nodes may have set.
+                        announceUpdate: held[key] ?? false, state: &state) || heldBack
                 }
                 return (state.afterOutage.removeValue(forKey: server), heldBack)
             }
@@ -292,10 +294,10 @@ public final class RedisPresenceStore: PresenceStore {
             // queued, every change would wait in memory, without bound. Held back instead, the
             // key's latest state goes after what is queued, with the renewal queued behind it:
             // changes coalesce per member, and memory stays that of the members.
-            state.heldBack.insert(key)
+            state.heldBack[key] = (state.heldBack[key] ?? false) || announceUpdate
             return state.renewalQueued.insert(server).inserted
         }
-        state.heldBack.remove(key)
+        state.heldBack[key] = nil
         state.sequence += 1
         var id = JSONWriter()
         id.string("\(instance):p\(state.sequence)")

@@ -153,10 +153,13 @@ extension ClientEngine {
                 return
             }
             publishes.removeValue(forKey: key)?.continuation.resume(throwing: error)
-        case .subscribe(let topic, let since, _, let timer):
+        case .subscribe(let topic, let since, let replay, let timer):
             timer?.cancel()
+            // Not a pattern, nor a negative replay: the node refuses those with the same fields,
+            // and they are the caller's mistakes.
             if case .server(code: 400, _, let details) = error, let field = details?["field"]?.stringValue,
-                field == "replay" || field == "since", var state = topics[topic]
+                field == "replay" || field == "since", !TopicFilter.isPattern(topic), (replay ?? 0) >= 0,
+                var state = topics[topic]
             {
                 // The topic has no history (any more: a configuration changed): subscribed live
                 // instead. A position sent is a recovery that failed, which the app must hear.

@@ -8,12 +8,10 @@ extension ClientEngine {
     func scheduleRenewal(_ expiresIn: Int?, on connection: WebSocketConnection) {
         renewal?.cancel()
         renewal = nil
-        guard let expiresIn, tokenProvider != nil, let ahead = configuration.renewBefore, ahead > .zero else {
-            tokenExpiresAt = nil
-            return
-        }
+        // Known whenever the node says, for a `connect()` after `close()` (``currentToken(refresh:)``).
+        tokenExpiresAt = expiresIn.map { .now + .milliseconds($0) }
+        guard let expiresIn, tokenProvider != nil, let ahead = configuration.renewBefore, ahead > .zero else { return }
         let left = Duration.milliseconds(expiresIn)
-        tokenExpiresAt = .now + left
         renew(after: left - min(ahead, left / 2), on: connection)
     }
 

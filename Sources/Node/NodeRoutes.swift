@@ -100,7 +100,7 @@ struct NodeRoutes {
         }
         let body: ByteBuffer
         do {
-            body = try await RequestBody.read(&request, limit: node.configuration.maxMessageSize, budget: node.bodies)
+            body = try await RequestBody.read(&request, limit: node.configuration.maxMessageSize, budget: node.bodies, holder: "user " + sender)
         } catch {
             return error.response
         }

@@ -219,8 +219,9 @@ final class WebSocketSession: WebSocketTransportDelegate {
             guard let denial = TopicAccess.subscribeDenial(pattern, user: user) else { continue }
             subscriptions.remove(pattern)
             let id = self.id
-            _ = registry.assumeIsolated { $0.unsubscribe(id, from: pattern) }
+            let cancelled = registry.assumeIsolated { $0.unsubscribe(id, from: pattern) }
             presenceDidUnsubscribe(pattern)
+            if let cancelled { reply(.subscribed(topic: pattern.text, id: cancelled.requestId)) }
             reply(.error(
                 code: 403, message: "subscription ended: \(denial)",
                 details: .object(["topic": .string(pattern.text), "subscriptionEnded": .bool(true)]),

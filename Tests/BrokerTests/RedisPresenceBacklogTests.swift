@@ -15,7 +15,7 @@ struct RedisPresenceBacklogTests {
         try await RedisTest.withServers { servers in
             let server = servers[0]
             let store = RedisPresenceStore(
-                urls: [server.url], prefix: Self.prefix, nodeId: "n1", timeout: .seconds(5), ttl: .seconds(30),
+                urls: [server.url], prefix: Self.prefix, nodeId: "n1", timeout: .seconds(30), ttl: .seconds(30),
                 logger: Logger(label: "chorus.test.presence-backlog"))
             store.start()
             let leased = try await eventually {

@@ -48,24 +48,32 @@ struct RequestBodyLimitsTests {
         }
     }
 
-    @Test("past the node's budget of bodies arriving at once (64 bodies of WEBSOCKET_MAX_MESSAGE_SIZE), a request is answered 503 with Retry-After; a body that ends gives its place back")
+    @Test("bodies are charged as they arrive: requests that sent a byte each hold a byte each, and one client network holding an eighth of the node's budget (8 bodies of WEBSOCKET_MAX_MESSAGE_SIZE) is answered 503 with Retry-After; a body that ends gives its bytes back")
     func bodyBudget() async throws {
         try await withNodeProcess(["WEBSOCKET_MAX_MESSAGE_SIZE": "4096", "HTTP_IDLE_TIMEOUT": "600000"]) { node in
+            let login = "http://127.0.0.1:\(node.port)/api/auth/login"
+            let wrong: [String: Any] = ["username": "nobody", "password": "wrong password"]
+            var idle: [SlowRequest] = []
+            defer { for socket in idle { socket.close() } }
+            for _ in 0..<64 { idle.append(try SlowRequest(port: node.port, contentLength: 4_096)) }
+            #expect(try await HTTP.post(login, json: wrong).status == 401, "64 requests that sent a byte each hold a byte each, not a body each")
+            for socket in idle { socket.close() }
+            idle = []
+
             var slow: [SlowRequest] = []
             defer { for socket in slow { socket.close() } }
-            for _ in 0..<64 { slow.append(try SlowRequest(port: node.port, contentLength: 4_096)) }
-            let login = "http://127.0.0.1:\(node.port)/api/auth/login"
-            let refused = try await eventually {
-                try await HTTP.post(login, json: ["username": "nobody", "password": "wrong password"]).status == 503
+            for _ in 0..<8 {
+                let request = try SlowRequest(port: node.port, contentLength: 4_096)
+                #expect(request.send(String(repeating: " ", count: 4_094)), "all but the last byte")
+                slow.append(request)
             }
-            #expect(refused, "the 65th body finds no room")
-            let response = try await HTTP.post(login, json: ["username": "nobody", "password": "wrong password"])
+            let refused = try await eventually { try await HTTP.post(login, json: wrong).status == 503 }
+            #expect(refused, "the address holds its share: its next body finds no room")
+            let response = try await HTTP.post(login, json: wrong)
             #expect(response.status == 503 && response.headers["retry-after"] == "1", "\(response.status) \(response.headers)")
             slow.removeFirst().close()
-            let admitted = try await eventually {
-                try await HTTP.post(login, json: ["username": "nobody", "password": "wrong password"]).status != 503
-            }
-            #expect(admitted, "the closed request's place is free again")
+            let admitted = try await eventually { try await HTTP.post(login, json: wrong).status != 503 }
+            #expect(admitted, "the closed request's bytes are given back")
         }
     }
 }

@@ -1339,6 +1339,9 @@ export class ChorusClient {
         // The last member left while other handlers stay subscribed: subscribe again without
         // presence. Presence events between the two are missed: a resync follows the reply.
         entry.missedPresence = true;
+        // A subscribe still in flight is overtaken: its answer (without a position, if the
+        // unsubscribe cancelled its history read) is not the subscription's.
+        entry.latestSubscribe = undefined;
         this._request({ type: "unsubscribe", topic }, { stillWanted: () => this._topics.get(topic) === entry })
           .catch(() => {}).then(() => {
             // Not if the topic's other handlers left meanwhile, or the connection changed.
@@ -1369,6 +1372,10 @@ export class ChorusClient {
     // Live before (on any connection): a refusal now ends a subscription the application has.
     const wasLive = entry.lastReply !== undefined;
     if (request.since || request.replay) entry.awaiting = request;
+    // The subscribe whose answer counts: an earlier one still in flight (its history read
+    // cancelled by an unsubscribe sent since) is answered without a position, which would read
+    // as a topic without history.
+    entry.latestSubscribe = request;
     const answered = () => { if (entry.awaiting === request) entry.awaiting = null; };
     const socket = this._socket;
     /** Sends it again after `delay` ms, on this connection only (a new one resubscribes anyway). */
@@ -1382,7 +1389,7 @@ export class ChorusClient {
     // come before the page that follows the reply in the same read.
     const accepted = (reply) => {
       answered();
-      if (reply.type !== "subscribed" || this._topics.get(entry.topic) !== entry) return;
+      if (reply.type !== "subscribed" || this._topics.get(entry.topic) !== entry || entry.latestSubscribe !== request) return;
       entry.active = true;
       entry.retries = 0;
       entry.limitRetries = 0;

@@ -79,7 +79,8 @@ struct AccountRoutes {
             throw APIError(429, "too many registrations from this address: try again in a minute")
         }
         let minter = try minter()
-        let body = try await RequestBody(&request, limit: node.configuration.maxMessageSize, budget: node.bodies)
+        let body = try await RequestBody(
+            &request, limit: node.configuration.maxMessageSize, budget: node.bodies, holder: clientAddress(request, context))
         let username = try body.string("username")
         let password = try body.string("password")
         guard Self.isValidUsername(username) else {
@@ -100,7 +101,8 @@ struct AccountRoutes {
 
     private func login(_ request: inout Request, context: NodeRequestContext) async throws -> Response {
         let minter = try minter()
-        let body = try await RequestBody(&request, limit: node.configuration.maxMessageSize, budget: node.bodies)
+        let body = try await RequestBody(
+            &request, limit: node.configuration.maxMessageSize, budget: node.bodies, holder: clientAddress(request, context))
         let username = try body.string("username")
         let password = try body.string("password")
         let address = clientAddress(request, context)

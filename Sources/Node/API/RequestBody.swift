@@ -10,8 +10,8 @@ struct RequestBody {
     /// The body's bytes.
     let size: Int
 
-    init(_ request: inout Request, limit: Int, budget: BodyBudget) async throws(APIError) {
-        let body = try await Self.read(&request, limit: limit, budget: budget)
+    init(_ request: inout Request, limit: Int, budget: BodyBudget, holder: String) async throws(APIError) {
+        let body = try await Self.read(&request, limit: limit, budget: budget, holder: holder)
         size = body.readableBytes
         do {
             members = try RawJSONObject(parsing: body.readableBytesView)
@@ -20,25 +20,33 @@ struct RequestBody {
         }
     }
 
-    /// The body's bytes, read within the node's ``BodyBudget``: 413 past `limit`, 503 when
-    /// the budget is taken by bodies still arriving.
-    static func read(_ request: inout Request, limit: Int, budget: BodyBudget) async throws(APIError) -> ByteBuffer {
-        let declared = request.headers[.contentLength].flatMap { Int($0) }
-        if let declared, declared > limit {
+    /// The body's bytes, read within the node's ``BodyBudget`` as `holder` (a user id, or a
+    /// client network for a request without a token): 413 past `limit`, 503 when the budget
+    /// is taken by bodies still arriving.
+    static func read(_ request: inout Request, limit: Int, budget: BodyBudget, holder: String) async throws(APIError) -> ByteBuffer {
+        if let declared = request.headers[.contentLength].flatMap({ Int($0) }), declared > limit {
             throw APIError(413, "body larger than WEBSOCKET_MAX_MESSAGE_SIZE (\(limit) bytes)")
         }
-        let reservation = declared ?? limit
-        guard budget.reserve(reservation) else {
-            var error = APIError(503, "too many request bodies arriving at once: try again")
-            error.retryAfter = 1
-            throw error
-        }
-        defer { budget.release(reservation) }
+        var body = ByteBuffer()
+        defer { budget.release(body.readableBytes, from: holder) }
         do {
-            return try await request.collectBody(upTo: limit)
+            for try await chunk in request.body {
+                guard body.readableBytes + chunk.readableBytes <= limit else {
+                    throw APIError(413, "body larger than WEBSOCKET_MAX_MESSAGE_SIZE (\(limit) bytes)")
+                }
+                guard budget.charge(chunk.readableBytes, to: holder) else {
+                    var error = APIError(503, "too many request bodies arriving at once: try again")
+                    error.retryAfter = 1
+                    throw error
+                }
+                body.writeImmutableBuffer(chunk)
+            }
+        } catch let error as APIError {
+            throw error
         } catch {
-            throw APIError(413, "body larger than WEBSOCKET_MAX_MESSAGE_SIZE (\(limit) bytes)")
+            throw APIError(400, "the request body ended early")
         }
+        return body
     }
 
     /// A required string field.

@@ -429,6 +429,35 @@ test("resync after the last join of a topic ends while other presence handlers s
   client.disconnect();
 });
 
+test("a resubscribe with since whose history read an unsubscribe cancelled (the last join left meanwhile) is answered without a position: no recoveryFailed, the subscribe after it counts", async () => {
+  const client = scripted({ random: () => 0 });
+  let socket = await connectScripted(client);
+  const failed = [];
+  client.on("recoveryFailed", (e) => failed.push(e));
+  const leave = client.join("rooms.a", { name: "A" });
+  const watch = client.subscribe("rooms.a", { onPresence: () => {} });
+  await settle();
+  for (const m of socket.sent.filter((m) => m.type === "subscribe")) socket.reply({ type: "subscribed", topic: "rooms.a", offset: 4, epoch: "e1", id: m.id });
+  await Promise.all([leave.ready, watch.ready]);
+  socket = await reconnectScripted(socket);
+  await settle();
+  const resubscribe = socket.last("subscribe");
+  assert.deepEqual(resubscribe.since, { offset: 4, epoch: "e1" });
+  leave();  // while the resubscribe's history read runs
+  await settle();
+  const unsubscribe = socket.last("unsubscribe");
+  // The node cancels the read and answers the subscribe first, without a position, then the unsubscribe.
+  socket.reply({ type: "subscribed", topic: "rooms.a", id: resubscribe.id });
+  socket.reply({ type: "unsubscribed", topic: "rooms.a", id: unsubscribe.id });
+  await settle();
+  const again = socket.last("subscribe");
+  assert.notEqual(again.id, resubscribe.id);
+  socket.reply({ type: "subscribed", topic: "rooms.a", recovered: true, offset: 4, epoch: "e1", id: again.id });
+  await settle();
+  assert.deepEqual(failed, [], "nothing was lost: no recoveryFailed");
+  client.disconnect();
+});
+
 test("replay on a topic without history (400 naming 'replay') subscribes again without it", async () => {
   const client = scripted();
   const socket = await connectScripted(client);
