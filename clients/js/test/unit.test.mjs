@@ -2099,6 +2099,22 @@ test("a new token of another user (auth_error 409 on a live connection) closes t
   client.disconnect();
 });
 
+/**
+ * A client with `getToken` connected on a fresh scripted socket, its token expiring in 40 s
+ * by the node's word; the mock clock runs from the auth_success.
+ */
+async function connectedWithExpiry(t, getToken) {
+  const client = scripted({ token: undefined, getToken });
+  const connected = client.connect();
+  await settle();
+  const socket = ScriptedSocket.instances[0];
+  socket.open();
+  t.mock.timers.enable({ apis: ["setTimeout", "Date"] });
+  socket.reply({ type: "auth_success", userId: "alice", expiresIn: 40000, id: socket.last("auth").id });
+  await connected;
+  return { client, socket };
+}
+
 test("a fresh token refused (401) on a live connection after auth_expired is a refused token, as at a connect: one retry with another fresh token on a new connection, then a stop; a renewal ahead refused leaves the connection", async (t) => {
   let asked = 0;
   let client = scripted({ token: undefined, renewBefore: 0, random: () => 0, getToken: () => `t${++asked}` });
@@ -2136,14 +2152,7 @@ test("a fresh token refused (401) on a live connection after auth_expired is a r
 
   // Ahead of the expiry the connection still has a good token: it goes on with it.
   const tokens = ["t1", "t2"];
-  client = scripted({ token: undefined, getToken: () => tokens.shift() });
-  const connected = client.connect();
-  await settle();
-  socket = ScriptedSocket.instances[0];
-  socket.open();
-  t.mock.timers.enable({ apis: ["setTimeout", "Date"] });
-  socket.reply({ type: "auth_success", userId: "alice", expiresIn: 40000, id: socket.last("auth").id });
-  await connected;
+  ({ client, socket } = await connectedWithExpiry(t, () => tokens.shift()));
   const errors = [];
   client.on("error", (e) => errors.push(e.code));
   t.mock.timers.tick(20000);
@@ -2223,14 +2232,7 @@ test("a provider that answers after disconnect() (asked after auth_expired, or a
   assert.deepEqual(socket.sent.filter((m) => m.type === "auth").map((m) => m.token), ["t1"]);
 
   provider = heldProvider();
-  client = scripted({ token: undefined, getToken: provider.getToken });
-  const connected = client.connect();
-  await settle();
-  socket = ScriptedSocket.instances[0];
-  socket.open();
-  t.mock.timers.enable({ apis: ["setTimeout", "Date"] });
-  socket.reply({ type: "auth_success", userId: "alice", expiresIn: 40000, id: socket.last("auth").id });
-  await connected;
+  ({ client, socket } = await connectedWithExpiry(t, provider.getToken));
   listen();
   t.mock.timers.tick(20000);
   await provider.asked;
