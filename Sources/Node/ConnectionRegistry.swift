@@ -43,6 +43,8 @@ actor ConnectionRegistry {
     private var expiryTimer: (deadline: NIODeadline, task: Scheduled<Void>)?
     /// Sessions recovering a topic from history, whose live deliveries of it are held (``HistoryRecovery``).
     var recoveries = RecoveryTable()
+    /// Sessions with replies waiting for the broker (``reserveReply(_:)``).
+    private var orderedReplies: [Int: OrderedReplies] = [:]
 
     /// Bytes of frames that may wait for one loop before further messages are dropped.
     static let defaultInboxLimit = 32 << 20
@@ -88,8 +90,37 @@ actor ConnectionRegistry {
     /// Session `id`, if it is on this loop.
     func session(_ id: Int) -> WebSocketSession? { sessions[id] }
 
+    // MARK: Replies in order
+
+    /// A place for session `id`'s next reply, which waits for the broker (``settled(_:_:with:)``).
+    func reserveReply(_ id: Int) -> Int {
+        orderedReplies[id, default: OrderedReplies()].reserve()
+    }
+
+    /// Fills reply `ticket` of session `id` and sends what is ready, in order.
+    func settled(_ id: Int, _ ticket: Int, with message: ServerMessage) {
+        guard orderedReplies[id] != nil else { return }
+        orderedReplies[id]!.fill(ticket, with: message)
+        sendReadyReplies(id)
+    }
+
+    /// Sends `message` to session `id` after its replies still waiting, at once if none.
+    func replyInOrder(_ id: Int, _ message: ServerMessage) {
+        guard orderedReplies[id] != nil else { return session(id)?.reply(message) ?? () }
+        orderedReplies[id]!.append(message)
+        sendReadyReplies(id)
+    }
+
+    private func sendReadyReplies(_ id: Int) {
+        guard let ready = orderedReplies[id]?.takeReady() else { return }
+        if orderedReplies[id]?.isEmpty == true { orderedReplies[id] = nil }
+        guard let session = sessions[id] else { return }
+        for message in ready { session.reply(message) }
+    }
+
     /// Forgets session `id` and releases everything it held in the broker.
     func remove(_ id: Int) {
+        orderedReplies[id] = nil
         guard let session = sessions.removeValue(forKey: id) else { return }
         let ref = SessionRef(session)
         if !recoveries.isEmpty { recoveries.forget(session.transport) }

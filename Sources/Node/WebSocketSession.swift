@@ -158,11 +158,14 @@ final class WebSocketSession: WebSocketTransportDelegate {
                 presenceDidUnsubscribe(pattern)
                 // Its history read was cancelled: the subscribe is answered all the same, before
                 // the unsubscribe (every request gets its answer, in order).
-                if let cancelled { reply(.subscribed(topic: pattern.text, id: cancelled.requestId)) }
+                if let cancelled {
+                    registry.assumeIsolated { $0.replyInOrder(id, .subscribed(topic: pattern.text, id: cancelled.requestId)) }
+                }
             }
             // After a `subscribed` still waiting for the backend to settle (a pattern's
             // PSUBSCRIBE): answers go out in the order of their requests.
-            replyWhenSettled(.unsubscribed(topic: pattern.text, id: message.id))
+            let id = self.id
+            registry.assumeIsolated { $0.replyInOrder(id, .unsubscribed(topic: pattern.text, id: message.id)) }
         case .message(let topic, let data, let metadata, let eventType):
             publish(
                 topic: topic, data: data, metadata: metadata, eventType: eventType, messageId: message.messageId,
@@ -221,11 +224,13 @@ final class WebSocketSession: WebSocketTransportDelegate {
             let id = self.id
             let cancelled = registry.assumeIsolated { $0.unsubscribe(id, from: pattern) }
             presenceDidUnsubscribe(pattern)
-            if let cancelled { reply(.subscribed(topic: pattern.text, id: cancelled.requestId)) }
-            reply(.error(
+            let ended = ServerMessage.error(
                 code: 403, message: "subscription ended: \(denial)",
-                details: .object(["topic": .string(pattern.text), "subscriptionEnded": .bool(true)]),
-                id: nil))
+                details: .object(["topic": .string(pattern.text), "subscriptionEnded": .bool(true)]), id: nil)
+            registry.assumeIsolated { registry in
+                if let cancelled { registry.replyInOrder(id, .subscribed(topic: pattern.text, id: cancelled.requestId)) }
+                registry.replyInOrder(id, ended)
+            }
         }
     }
 
@@ -331,11 +336,12 @@ final class WebSocketSession: WebSocketTransportDelegate {
     /// session a side table for the rest of its life (32 bytes per connection).
     private func replyWhenSettled(_ message: ServerMessage) {
         let (loop, registry, id) = (registry.loop, registry, self.id)
+        let ticket = registry.assumeIsolated { $0.reserveReply(id) }
         node.broker.whenInterestSettled {
             if loop.inEventLoop {
-                registry.assumeIsolated { $0.session(id)?.reply(message) }
+                registry.assumeIsolated { $0.settled(id, ticket, with: message) }
             } else {
-                loop.execute { registry.assumeIsolated { $0.session(id)?.reply(message) } }
+                loop.execute { registry.assumeIsolated { $0.settled(id, ticket, with: message) } }
             }
         }
     }
