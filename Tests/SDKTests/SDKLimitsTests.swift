@@ -45,17 +45,20 @@ struct SDKLimitsTests {
             let watched = try await reader.subscribe("chat.order")
             let client = try ChorusClient(url: SDKNode.url(node), token: node.token("sam"), configuration: SDKNode.configuration())
             try await client.connect()
-            // 10 publishes at about 7 a second to a node that takes 1 a second. The one reordering
-            // the SDK cannot prevent (a publish already on the wire when its predecessor's
-            // refusal comes back, accepted because the node's budget refilled in between) needs
-            // a refusal's round trip longer than the node's 1 s refill: a limit far below a real
-            // app's keeps a loaded test machine out of it (at 5 a second a round trip of 460 ms
-            // under load reordered three).
+            // 10 publishes sent, in order, to the node frozen (SIGSTOP): thawed, it reads them in
+            // one go and takes what its budget of 1 a second allows (one at most), refusing the
+            // rest at once. Sent while it ran, the one reordering the SDK cannot prevent could
+            // happen: a publish already on the wire when its predecessor's refusal came back,
+            // accepted because the budget refilled meanwhile (on a loaded machine even at 1 a
+            // second: [0, 2, 3, 1, ...]). From the refusals on, the order is the SDK's to keep.
+            node.process.signal(SIGSTOP)
             let receipts = try await withThrowingTaskGroup(of: PublishReceipt.self) { group in
                 for n in 0..<10 {
                     group.addTask { try await client.publish("chat.order", ["n": .integer(Int64(n))]) }
-                    try await Task.sleep(for: .milliseconds(150))
+                    // Orders the calls (a sleep under load only grows), not a synchronisation.
+                    try await Task.sleep(for: .milliseconds(100))
                 }
+                node.process.signal(SIGCONT)
                 return try await group.reduce(into: [PublishReceipt]()) { $0.append($1) }
             }
             #expect(receipts.count == 10 && receipts.allSatisfy { $0.acknowledged && !$0.duplicate })
