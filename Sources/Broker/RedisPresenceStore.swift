@@ -46,10 +46,10 @@ public final class RedisPresenceStore: PresenceStore {
         var userShares: [String: Int] = [:]
         /// Keys whose last script failed or found no lease: resent after the next renewal.
         var dirty: Set<Key> = []
-        /// Keys whose change was held back while the server's queue was over its bound: sent,
-        /// as they are by then, by the renewal queued behind it. Apart from `dirty`, which a
-        /// script queued earlier for the key clears when it succeeds.
-        /// With whether any of its held changes was to announce new data.
+        /// Keys whose change was held back while the server's queue was over its bound, with
+        /// whether any of those changes was to announce new data: sent, as they are by then, by
+        /// the renewal queued behind it. Apart from `dirty`, which a script queued earlier for
+        /// the key clears when it succeeds.
         var heldBack: [Key: Bool] = [:]
         /// A renewal is queued for the server (asked for by a 'nolease' answer).
         var renewalQueued: Set<Int> = []

@@ -146,15 +146,14 @@ actor ConnectionRegistry {
         if subscriptions.insert(pattern, ref) { hold(Self.interest(pattern)) }
     }
 
-    /// The recovery of the topic that was running for the session, if one was: its `subscribe`
-    /// gets no other answer.
-    @discardableResult
-    func unsubscribe(_ id: Int, from pattern: TopicPattern) -> RecoveryTable.Cancelled? {
-        guard let ref = sessions[id].map(SessionRef.init) else { return nil }
-        var cancelled: RecoveryTable.Cancelled?
-        if !recoveries.isEmpty, let topic = pattern.topic { cancelled = recoveries.cancel(ref.transport, topic) }
+    /// A history read of the topic still running for the session is cancelled; its `subscribe`
+    /// gets no other answer, so it is answered `subscribed` (no position) here, in order.
+    func unsubscribe(_ id: Int, from pattern: TopicPattern) {
+        guard let ref = sessions[id].map(SessionRef.init) else { return }
+        if !recoveries.isEmpty, let topic = pattern.topic, let cancelled = recoveries.cancel(ref.transport, topic) {
+            replyInOrder(id, .subscribed(topic: pattern.text, id: cancelled.requestId))
+        }
         if subscriptions.remove(pattern, ref) { letGo(Self.interest(pattern)) }
-        return cancelled
     }
 
     private func forget(_ ref: SessionRef, user: String) {

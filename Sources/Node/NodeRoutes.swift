@@ -88,10 +88,10 @@ struct NodeRoutes {
         } catch {
             return Self.error(error.code, error.message)
         }
-        let sender: String
+        let (sender, holder): (String, String)
         switch caller {
-        case .server: sender = "server"
-        case .user(let user): sender = user.id
+        case .server: (sender, holder) = ("server", BodyBudget.applicationHolder)
+        case .user(let user): (sender, holder) = (user.id, BodyBudget.holder(user: user.id))
         }
         do {
             if case .user(let user) = caller { try node.httpPublishes.admit(user.id) }
@@ -100,7 +100,7 @@ struct NodeRoutes {
         }
         let body: ByteBuffer
         do {
-            body = try await RequestBody.read(&request, limit: node.configuration.maxMessageSize, budget: node.bodies, holder: "user " + sender)
+            body = try await RequestBody.read(&request, limit: node.configuration.maxMessageSize, budget: node.bodies, holder: holder)
         } catch {
             return error.response
         }

@@ -154,13 +154,8 @@ final class WebSocketSession: WebSocketTransportDelegate {
         case .unsubscribe(let pattern):
             if subscriptions.remove(pattern) != nil {
                 let id = self.id
-                let cancelled = registry.assumeIsolated { $0.unsubscribe(id, from: pattern) }
+                registry.assumeIsolated { $0.unsubscribe(id, from: pattern) }
                 presenceDidUnsubscribe(pattern)
-                // Its history read was cancelled: the subscribe is answered all the same, before
-                // the unsubscribe (every request gets its answer, in order).
-                if let cancelled {
-                    registry.assumeIsolated { $0.replyInOrder(id, .subscribed(topic: pattern.text, id: cancelled.requestId)) }
-                }
             }
             // After a `subscribed` still waiting for the backend to settle (a pattern's
             // PSUBSCRIBE): answers go out in the order of their requests.
@@ -222,15 +217,14 @@ final class WebSocketSession: WebSocketTransportDelegate {
             guard let denial = TopicAccess.subscribeDenial(pattern, user: user) else { continue }
             subscriptions.remove(pattern)
             let id = self.id
-            let cancelled = registry.assumeIsolated { $0.unsubscribe(id, from: pattern) }
-            presenceDidUnsubscribe(pattern)
             let ended = ServerMessage.error(
                 code: 403, message: "subscription ended: \(denial)",
                 details: .object(["topic": .string(pattern.text), "subscriptionEnded": .bool(true)]), id: nil)
             registry.assumeIsolated { registry in
-                if let cancelled { registry.replyInOrder(id, .subscribed(topic: pattern.text, id: cancelled.requestId)) }
+                registry.unsubscribe(id, from: pattern)
                 registry.replyInOrder(id, ended)
             }
+            presenceDidUnsubscribe(pattern)
         }
     }
 

@@ -33,7 +33,10 @@ struct SDKTokenTests {
             try await client.connect()
             #expect(await client.state == .connected(userId: "alice"))
             await client.setToken(node.token("bob"))
-            let bob = await first(in: states) { $0 == .connected(userId: "bob") || { if case .failed = $0 { true } else { false } }($0) }
+            let bob = await first(in: states) { state in
+                if case .failed = state { return true }
+                return state == .connected(userId: "bob")
+            }
             #expect(bob == .connected(userId: "bob"))
             await client.close()
         }

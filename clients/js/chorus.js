@@ -1206,7 +1206,7 @@ export class ChorusClient {
     const generation = this._tokenGeneration;
     const current = this._token;
     // Closed meanwhile (a disconnect()): the provider's answer, or failure, concerns nobody.
-    const live = () => this._socket === socket && this._state === "connected";
+    const live = () => this._isLive(socket);
     let token;
     try {
       token = await this._currentToken(true, live);
@@ -1242,11 +1242,16 @@ export class ChorusClient {
    * delays (without jitter) while the connection waits, so delivery resumes once it answers,
    * not only at the node's 4001 close (`JWT_RENEWAL_GRACE`) and the reconnect after it.
    */
+  /** Whether `socket` is still the client's connection, and connected. */
+  _isLive(socket) {
+    return this._socket === socket && this._state === "connected";
+  }
+
   async _renewExpired(attempt) {
     const socket = this._socket;
     const generation = this._tokenGeneration;
     // Closed meanwhile (a disconnect(), the node's 4001): the next connection asks for its own token.
-    const live = () => this._socket === socket && this._state === "connected";
+    const live = () => this._isLive(socket);
     let token;
     try {
       token = await this._currentToken(true, live);

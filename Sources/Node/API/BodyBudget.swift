@@ -24,6 +24,12 @@ final class BodyBudget: Sendable {
         perHolder = max(maxBodySize, capacity / 8)
     }
 
+    /// The holder of a request made with a user's token.
+    static func holder(user id: String) -> String { "user " + id }
+
+    /// The holder of a request made with the application's `API_KEY`.
+    static let applicationHolder = "application"
+
     /// Charges `bytes` to `holder`; false when they do not fit.
     func charge(_ bytes: Int, to holder: String) -> Bool {
         held.withLock { held in

@@ -1439,14 +1439,7 @@ test("the last join ending while the remaining handler leaves before the node an
 
 test("with getToken, a fresh token is asked for renewBefore ahead of the node's expiresIn and sent on the open connection: delivery never pauses", async (t) => {
   const tokens = ["t1", "t2", "t3"];
-  const client = scripted({ token: undefined, getToken: () => tokens.shift() });
-  const connected = client.connect();
-  await settle();
-  const socket = ScriptedSocket.instances[0];
-  socket.open();
-  t.mock.timers.enable({ apis: ["setTimeout", "Date"] });
-  socket.reply({ type: "auth_success", userId: "alice", expiresIn: 40000, id: socket.last("auth").id });
-  await connected;
+  const { client, socket } = await connectedWithExpiry(t, () => tokens.shift());
   const auths = () => socket.sent.filter((m) => m.type === "auth").map((m) => m.token);
   t.mock.timers.tick(19999);  // 40 s left, renewBefore 30 s: at most half the life ahead, 20 s
   await settle();
