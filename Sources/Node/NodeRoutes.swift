@@ -68,9 +68,9 @@ struct NodeRoutes {
                     body: .init(byteBuffer: ByteBuffer(string: DashboardPage.html)))
             }
         }
-        router.post("/api/publish") { request, _ in
+        router.post("/api/publish") { request, context in
             var request = request
-            return await publish(&request)
+            return await publish(&request, context: context)
         }
         router.get("/ws") { _, _ in
             Self.error(426, "upgrade required: /ws speaks WebSocket only")
@@ -81,17 +81,17 @@ struct NodeRoutes {
 
     /// Publishes `{topic | userId, data, metadata?, eventType?}` for a server holding `API_KEY`
     /// (`X-API-Key` or `Authorization: Bearer`) or a client with a valid token.
-    private func publish(_ request: inout Request) async -> Response {
+    private func publish(_ request: inout Request, context: NodeRequestContext) async -> Response {
         let caller: Caller
         do {
             caller = try Caller.identify(request, node: node, allowAPIKey: true)
         } catch {
             return Self.error(error.code, error.message)
         }
-        let (sender, holder): (String, String)
+        let (sender, holder): (String, BodyBudget.Holder)
         switch caller {
-        case .server: (sender, holder) = ("server", BodyBudget.applicationHolder)
-        case .user(let user): (sender, holder) = (user.id, BodyBudget.holder(user: user.id))
+        case .server: (sender, holder) = ("server", .application)
+        case .user(let user): (sender, holder) = (user.id, .user(user.id, network: context.clientNetwork(request, trusted: node.configuration.trustedProxies)))
         }
         do {
             if case .user(let user) = caller { try node.httpPublishes.admit(user.id) }

@@ -14,7 +14,7 @@ struct KeyedThrottleTests {
             ("unknown", "unknown"),
         ])
     func network(address: String, key: String) {
-        #expect(KeyedThrottle.network(of: address) == key)
+        #expect(IPAddress.clientNetwork(of: address) == key)
     }
 
     @Test("rotating addresses within one /64 shares one budget")
@@ -22,10 +22,10 @@ struct KeyedThrottleTests {
         let throttle = KeyedThrottle(perMinute: 3)
         let now = ContinuousClock.now
         let granted = (1...10).map { index in
-            throttle.attempt("login \(KeyedThrottle.network(of: "2001:db8:1:2::\(index)"))", now: now)
+            throttle.attempt("login \(IPAddress.clientNetwork(of: "2001:db8:1:2::\(index)"))", now: now)
         }
         #expect(granted == [true, true, true] + Array(repeating: false, count: 7))
-        #expect(throttle.attempt("login \(KeyedThrottle.network(of: "2001:db8:1:3::1"))", now: now), "another /64 is not affected")
+        #expect(throttle.attempt("login \(IPAddress.clientNetwork(of: "2001:db8:1:3::1"))", now: now), "another /64 is not affected")
     }
 
     @Test("a full table forgets its least recently used key instead of refusing newcomers")

@@ -76,18 +76,45 @@ struct RequestBodyLimitsTests {
             #expect(admitted, "the closed request's bytes are given back")
         }
     }
+
+    @Test("a request with a token counts against its client network's share too: eight accounts of one network holding a body each leave a ninth account of that network 503, and a user of another network is served")
+    func networkShareAcrossAccounts() async throws {
+        let environment = ["WEBSOCKET_MAX_MESSAGE_SIZE": "4096", "HTTP_IDLE_TIMEOUT": "600000", "TRUSTED_PROXIES": "127.0.0.1/32"]
+        try await withNodeProcess(environment) { node in
+            let publish = "http://127.0.0.1:\(node.port)/api/publish"
+            func from(_ network: String, _ user: String) -> [String: String] {
+                ["X-Forwarded-For": network, "Authorization": "Bearer \(node.token(user))"]
+            }
+            var slow: [SlowRequest] = []
+            defer { for socket in slow { socket.close() } }
+            for index in 0..<8 {
+                let request = try SlowRequest(port: node.port, contentLength: 4_096, path: "/api/publish", headers: from("203.0.113.7", "account-\(index)"))
+                #expect(request.send(String(repeating: " ", count: 4_094)), "all but the last byte")
+                slow.append(request)
+            }
+            let message: [String: Any] = ["topic": "news", "data": ["n": 1]]
+            let refused = try await eventually {
+                try await HTTP.post(publish, json: message, headers: from("203.0.113.7", "account-8")).status == 503
+            }
+            #expect(refused, "the network holds its share whichever of its accounts sends")
+            let elsewhere = try await HTTP.post(publish, json: message, headers: from("198.51.100.9", "someone-else"))
+            #expect(elsewhere.status == 202, "another network's user is served: \(elsewhere.status)")
+        }
+    }
 }
 
-/// A raw TCP connection that sends a `POST /api/auth/login` head and the first byte of its body.
+/// A raw TCP connection that sends a `POST` head (`/api/auth/login` unless told) and the first
+/// byte of its body.
 final class SlowRequest: @unchecked Sendable {
     private let descriptor: Int32
 
-    init(port: Int, contentLength: Int) throws {
+    init(port: Int, contentLength: Int, path: String = "/api/auth/login", headers: [String: String] = [:]) throws {
         descriptor = LoopbackPort.tcpSocket()
         guard descriptor >= 0, LoopbackPort.withAddress(port, { connect(descriptor, $0, $1) }) == 0 else {
             throw TestFailure("cannot connect to \(port)")
         }
-        let head = "POST /api/auth/login HTTP/1.1\r\nHost: node\r\nContent-Type: application/json\r\nContent-Length: \(contentLength)\r\n\r\n{"
+        let extra = headers.map { "\($0.key): \($0.value)\r\n" }.joined()
+        let head = "POST \(path) HTTP/1.1\r\nHost: node\r\n\(extra)Content-Type: application/json\r\nContent-Length: \(contentLength)\r\n\r\n{"
         guard send(head) else { throw TestFailure("cannot send the head") }
     }
 

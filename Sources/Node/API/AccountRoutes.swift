@@ -80,7 +80,7 @@ struct AccountRoutes {
         }
         let minter = try minter()
         let body = try await RequestBody(
-            &request, limit: node.configuration.maxMessageSize, budget: node.bodies, holder: clientAddress(request, context))
+            &request, limit: node.configuration.maxMessageSize, budget: node.bodies, holder: .network(clientAddress(request, context)))
         let username = try body.string("username")
         let password = try body.string("password")
         guard Self.isValidUsername(username) else {
@@ -102,7 +102,7 @@ struct AccountRoutes {
     private func login(_ request: inout Request, context: NodeRequestContext) async throws -> Response {
         let minter = try minter()
         let body = try await RequestBody(
-            &request, limit: node.configuration.maxMessageSize, budget: node.bodies, holder: clientAddress(request, context))
+            &request, limit: node.configuration.maxMessageSize, budget: node.bodies, holder: .network(clientAddress(request, context)))
         let username = try body.string("username")
         let password = try body.string("password")
         let address = clientAddress(request, context)
@@ -147,9 +147,7 @@ struct AccountRoutes {
 
     /// The client's network as the throttle counts it (IPv6 per /64, IPv4 per address).
     private func clientAddress(_ request: Request, _ context: NodeRequestContext) -> String {
-        KeyedThrottle.network(of: ClientAddress.resolve(
-            peer: context.remoteAddress?.ipAddress, forwardedFor: request.headers[values: .xForwardedFor],
-            trusted: node.configuration.trustedProxies))
+        context.clientNetwork(request, trusted: node.configuration.trustedProxies)
     }
 
     private func minter() throws(APIError) -> TokenMinter {

@@ -7,9 +7,9 @@ import Synchronization
 /// publishes: `WEBSOCKET_MAX_MESSAGES_PER_SECOND` per user (a second's worth), as a WebSocket
 /// connection gets.
 ///
-/// Login keys name a client's network, not its address (``network(of:)``): an IPv6 client
-/// usually holds a whole /64 and can rotate through it, so IPv6 is counted per /64, IPv4 per
-/// address.
+/// Login keys name a client's network, not its address (``IPAddress/clientNetwork(of:)``):
+/// an IPv6 client usually holds a whole /64 and can rotate through it, so IPv6 is counted per
+/// /64, IPv4 per address.
 ///
 /// Bounded: the table holds at most `maxKeys` keys. When it is full, the least recently used
 /// key is forgotten to make room, so a flood of new keys never refuses anyone else; a key in
@@ -60,9 +60,4 @@ final class KeyedThrottle: Sendable {
 
     /// Keys the table holds (for tests).
     var count: Int { table.withLock { $0.count } }
-
-    /// The part of a client address the throttle counts: ``IPAddress/clientNetwork(of:)``.
-    static func network(of address: String) -> String {
-        IPAddress.clientNetwork(of: address)
-    }
 }

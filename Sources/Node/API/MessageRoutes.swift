@@ -31,9 +31,9 @@ struct MessageRoutes {
     static let defaultPageSize = 50
 
     func register(on router: Router<NodeRequestContext>) {
-        router.post("/api/messages") { request, _ in
+        router.post("/api/messages") { request, context in
             var request = request
-            return try await create(&request)
+            return try await create(&request, context: context)
         }
         router.get("/api/messages") { request, _ in try await list(request) }
         router.get("/api/messages/:id") { request, context in
@@ -58,10 +58,10 @@ struct MessageRoutes {
         }
     }
 
-    private func create(_ request: inout Request) async throws -> Response {
+    private func create(_ request: inout Request, context: NodeRequestContext) async throws -> Response {
         let user = try Caller.user(request, node: node)
         try node.httpPublishes.admit(user.id)
-        let body = try await RequestBody(&request, limit: node.configuration.maxMessageSize, budget: node.bodies, holder: BodyBudget.holder(user: user.id))
+        let body = try await RequestBody(&request, limit: node.configuration.maxMessageSize, budget: node.bodies, holder: .user(user.id, network: context.clientNetwork(request, trusted: node.configuration.trustedProxies)))
         try node.httpPublishes.charge(user.id, bytes: body.size)
         let topicName = try body.optionalString("topic")
         let recipientId = try body.optionalString("recipientId")
@@ -161,7 +161,7 @@ struct MessageRoutes {
     private func edit(_ request: inout Request, context: NodeRequestContext) async throws -> Response {
         let user = try Caller.user(request, node: node)
         try node.httpPublishes.admit(user.id)
-        let body = try await RequestBody(&request, limit: node.configuration.maxMessageSize, budget: node.bodies, holder: BodyBudget.holder(user: user.id))
+        let body = try await RequestBody(&request, limit: node.configuration.maxMessageSize, budget: node.bodies, holder: .user(user.id, network: context.clientNetwork(request, trusted: node.configuration.trustedProxies)))
         try node.httpPublishes.charge(user.id, bytes: body.size)
         let content = try Self.content(body)
         let metadata = try Self.metadata(body)

@@ -10,7 +10,7 @@ struct RequestBody {
     /// The body's bytes.
     let size: Int
 
-    init(_ request: inout Request, limit: Int, budget: BodyBudget, holder: String) async throws(APIError) {
+    init(_ request: inout Request, limit: Int, budget: BodyBudget, holder: BodyBudget.Holder) async throws(APIError) {
         let body = try await Self.read(&request, limit: limit, budget: budget, holder: holder)
         size = body.readableBytes
         do {
@@ -20,10 +20,10 @@ struct RequestBody {
         }
     }
 
-    /// The body's bytes, read within the node's ``BodyBudget`` as `holder` (a user id, or a
-    /// client network for a request without a token): 413 past `limit`, 503 when the budget
-    /// is taken by bodies still arriving.
-    static func read(_ request: inout Request, limit: Int, budget: BodyBudget, holder: String) async throws(APIError) -> ByteBuffer {
+    /// The body's bytes, read within the node's ``BodyBudget``, charged to `holder`: 413 past
+    /// `limit`, 503 when the budget or one of the holder's shares is taken by bodies still
+    /// arriving.
+    static func read(_ request: inout Request, limit: Int, budget: BodyBudget, holder: BodyBudget.Holder) async throws(APIError) -> ByteBuffer {
         if let declared = request.headers[.contentLength].flatMap({ Int($0) }), declared > limit {
             throw APIError(413, "body larger than WEBSOCKET_MAX_MESSAGE_SIZE (\(limit) bytes)")
         }
