@@ -34,6 +34,36 @@ struct RequestBodyLimitsTests {
         _ = try? served.finish()
     }
 
+    @Test("a request answered before its body arrived: the rest of the body is dropped as it comes (the reader is handed an empty part in place of the last one, which held a receive buffer), a body that ends keeps the connection for the next request, and one that does not end within 5 s closes it")
+    func answeredBeforeTheBody() throws {
+        let channel = EmbeddedChannel(handler: RequestDeadline(limit: .seconds(60)))
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+        let head = HTTPRequest(method: .post, scheme: nil, authority: "node", path: "/api/auth/login")
+        let refusal = HTTPResponse(status: .serviceUnavailable)
+        try channel.writeInbound(HTTPRequestPart.head(head))
+        try channel.writeInbound(HTTPRequestPart.body(ByteBuffer(repeating: 0x20, count: 65_536)))
+        #expect(try channel.readInbound(as: HTTPRequestPart.self) == .head(head))
+        #expect(try channel.readInbound(as: HTTPRequestPart.self)?.bodyBytes == 65_536)
+
+        try channel.writeOutbound(HTTPResponsePart.head(refusal))
+        try channel.writeOutbound(HTTPResponsePart.end(nil))
+        #expect(try channel.readInbound(as: HTTPRequestPart.self)?.bodyBytes == 0, "an empty part takes the place of the last one read")
+        try channel.writeInbound(HTTPRequestPart.body(ByteBuffer(repeating: 0x20, count: 65_536)))
+        #expect(try channel.readInbound(as: HTTPRequestPart.self) == nil, "the rest of the body is dropped")
+        try channel.writeInbound(HTTPRequestPart.end(nil))
+        #expect(try channel.readInbound(as: HTTPRequestPart.self) == .end(nil), "the end is passed on: the next request may follow")
+        channel.embeddedEventLoop.advanceTime(by: .seconds(10))
+        #expect(channel.isActive, "a body that ended keeps the connection")
+
+        try channel.writeInbound(HTTPRequestPart.head(head))
+        try channel.writeOutbound(HTTPResponsePart.head(refusal))
+        try channel.writeOutbound(HTTPResponsePart.end(nil))
+        channel.embeddedEventLoop.advanceTime(by: .milliseconds(4_900))
+        #expect(channel.isActive, "within the 5 s")
+        channel.embeddedEventLoop.advanceTime(by: .milliseconds(100))
+        #expect(!channel.isActive, "a body that does not end within 5 s of the answer closes the connection")
+    }
+
     @Test("a node closes a login whose body trickles in past HTTP_IDLE_TIMEOUT (it stayed open while a byte came every few hundred milliseconds)")
     func tricklingBodyIsClosed() async throws {
         try await withNodeProcess(["HTTP_IDLE_TIMEOUT": "1000"]) { node in
@@ -74,6 +104,29 @@ struct RequestBodyLimitsTests {
             slow.removeFirst().close()
             let admitted = try await eventually { try await HTTP.post(login, json: wrong).status != 503 }
             #expect(admitted, "the closed request's bytes are given back")
+        }
+    }
+
+    @Test("a login answered 503 before its body arrived (the budget taken) gets its answer, and its connection is closed once the body has not ended 5 s later: it held a receive buffer for HTTP_IDLE_TIMEOUT")
+    func refusedBodyIsNotKept() async throws {
+        try await withNodeProcess(["WEBSOCKET_MAX_MESSAGE_SIZE": "4096", "HTTP_IDLE_TIMEOUT": "600000"]) { node in
+            var slow: [SlowRequest] = []
+            defer { for socket in slow { socket.close() } }
+            for _ in 0..<8 {
+                let request = try SlowRequest(port: node.port, contentLength: 4_096)
+                #expect(request.send(String(repeating: " ", count: 4_094)), "all but the last byte")
+                slow.append(request)
+            }
+            let login = "http://127.0.0.1:\(node.port)/api/auth/login"
+            let full = try await eventually { try await HTTP.post(login, json: ["username": "nobody", "password": "wrong password"]).status == 503 }
+            try #require(full, "the address holds its share")
+
+            let refused = try SlowRequest(port: node.port, contentLength: 4_096)
+            defer { refused.close() }
+            #expect(refused.send(String(repeating: " ", count: 2_000)), "half the body, then nothing more")
+            let (answer, closed) = refused.readUntilClosed(within: .seconds(60))
+            #expect(answer.hasPrefix("HTTP/1.1 503"), "the answer arrives: \(answer.prefix(40))")
+            #expect(closed, "closed without waiting for HTTP_IDLE_TIMEOUT (10 minutes)")
         }
     }
 
@@ -133,7 +186,31 @@ final class SlowRequest: @unchecked Sendable {
         return recv(descriptor, &byte, 1, Int32(MSG_DONTWAIT)) <= 0
     }
 
+    /// Reads what the node sends until it closes the connection or `timeout` passes: the text,
+    /// and whether the connection was closed.
+    func readUntilClosed(within timeout: Duration) -> (text: String, closed: Bool) {
+        let end = ContinuousClock.now + timeout
+        var received: [UInt8] = []
+        while ContinuousClock.now < end {
+            var poller = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
+            guard poll(&poller, 1, 100) > 0 else { continue }
+            var chunk = [UInt8](repeating: 0, count: 4_096)
+            let count = recv(descriptor, &chunk, chunk.count, 0)
+            guard count > 0 else { return (String(decoding: received, as: UTF8.self), true) }
+            received += chunk.prefix(count)
+        }
+        return (String(decoding: received, as: UTF8.self), false)
+    }
+
     func close() {
         _ = Foundation.close(descriptor)
+    }
+}
+
+extension HTTPRequestPart {
+    /// The bytes of a body part; nil for a head or an end.
+    fileprivate var bodyBytes: Int? {
+        if case .body(let bytes) = self { return bytes.readableBytes }
+        return nil
     }
 }
