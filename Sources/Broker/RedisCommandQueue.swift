@@ -34,17 +34,11 @@ public final class RedisCommandQueue: Sendable {
     private let loadedScripts = Mutex<[String: String]>([:])
     /// Bytes of the arguments of commands queued and not yet run (``backlogBytes``).
     private let waiting = Atomic<Int>(0)
-    /// Commands queued and not yet run (``backlogCommands``).
-    private let waitingCommands = Atomic<Int>(0)
 
     /// Bytes of arguments queued behind the command in progress: a caller whose writes can
     /// wait and be coalesced (presence) holds them back past a bound instead of queueing more
     /// than the server takes.
     public var backlogBytes: Int { waiting.load(ordering: .relaxed) }
-
-    /// Commands queued behind the one in progress: each is a round trip that a command queued
-    /// now waits for.
-    public var backlogCommands: Int { waitingCommands.load(ordering: .relaxed) }
 
     /// - Parameters:
     ///   - timeout: the longest wait for a connect or for one reply (`PUBSUB_REDIS_TIMEOUT`).
@@ -75,10 +69,8 @@ public final class RedisCommandQueue: Sendable {
         let sentAt = ContinuousClock.now
         let size = Self.size(arguments)
         waiting.add(size, ordering: .relaxed)
-        waitingCommands.add(1, ordering: .relaxed)
         queue.async {
             self.waiting.subtract(size, ordering: .relaxed)
-            self.waitingCommands.subtract(1, ordering: .relaxed)
             completion(Result { () throws(RedisConnectionError) in
                 try self.checkTurn(sentAt)
                 return try self.run(arguments)
@@ -116,10 +108,8 @@ public final class RedisCommandQueue: Sendable {
         let sentAt = ContinuousClock.now
         let size = Self.size(keys) + Self.size(arguments)
         waiting.add(size, ordering: .relaxed)
-        waitingCommands.add(1, ordering: .relaxed)
         queue.async {
             self.waiting.subtract(size, ordering: .relaxed)
-            self.waitingCommands.subtract(1, ordering: .relaxed)
             completion(Result { () throws(RedisConnectionError) in
                 try self.checkTurn(sentAt)
                 return try self.runScript(script, keys: keys, arguments: arguments)

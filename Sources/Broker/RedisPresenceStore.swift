@@ -275,16 +275,9 @@ public final class RedisPresenceStore: PresenceStore {
     /// Bytes of commands queued to `server` and not yet sent (tests).
     func backlogBytes(of server: Int) -> Int { queues[server].backlogBytes }
 
-    /// Commands queued to `server` and not yet sent (tests).
-    func backlogCommands(of server: Int) -> Int { queues[server].backlogCommands }
-
     /// Most bytes of commands queued to one server before presence changes are held back
     /// (``enqueueSet(_:connections:member:announceUpdate:state:)``).
     static let maxBacklogBytes = 1 << 20
-    /// Most commands queued to one server before presence changes are held back: the queue
-    /// runs one round trip at a time, so this bounds how long a change waits behind others
-    /// (64 round trips, about 13 ms at 0.2 ms each), whoever sent them.
-    static let maxBacklogCommands = 64
 
     /// Queues the set script for `key`; called under the lock, so queue order is call order.
     /// True when the caller must queue a renewal (``renew(_:)``, outside the lock): the change
@@ -296,9 +289,7 @@ public final class RedisPresenceStore: PresenceStore {
             state.dirty.insert(key)
             return false
         }
-        guard queues[server].backlogBytes < Self.maxBacklogBytes,
-            queues[server].backlogCommands < Self.maxBacklogCommands
-        else {
+        guard queues[server].backlogBytes < Self.maxBacklogBytes else {
             // Clients change presence faster than the server takes it (a join/leave storm):
             // queued, every change would wait in memory, without bound. Held back instead, the
             // key's latest state goes after what is queued, with the renewal queued behind it:
