@@ -203,6 +203,36 @@ struct PresenceTests {
         return reply["code"] as? Int
     }
 
+    @Test("a presence join counts as 10 messages against the message rate: of 30 joins sent at once at the default 100 a second, the burst takes about 10 and the rest are answered 429 with retryAfter; 30 plain subscribes all pass")
+    func presenceJoinsCostMore() async throws {
+        try await withNode([:]) { node in
+            let alice = try await node.connect(as: "alice")
+            for n in 0..<30 {
+                try await alice.send(json: ["type": "subscribe", "topic": "rooms.p\(n)", "presence": ["data": ["n": n]], "id": "j\(n)"])
+            }
+            var joined = 0
+            var refused = 0
+            while joined + refused < 30 {
+                let reply = try await alice.nextJSON()
+                if reply["type"] as? String == "subscribed" { joined += 1 }
+                if reply["type"] as? String == "error", reply["id"] != nil {
+                    #expect(reply["code"] as? Int == 429 && (reply["details"] as? [String: Any])?["retryAfter"] != nil, "\(reply)")
+                    refused += 1
+                }
+            }
+            #expect(joined >= 9 && joined <= 20, "joins taken: \(joined) of 30 (10 at 10 messages each in the burst of 100)")
+
+            let bob = try await node.connect(as: "bob")
+            for n in 0..<30 { try await bob.send(json: ["type": "subscribe", "topic": "rooms.s\(n)", "id": "s\(n)"]) }
+            var subscribed = 0
+            while subscribed < 30 {
+                let reply = try await bob.nextJSON()
+                try #require(reply["type"] as? String != "error", "a plain subscribe refused: \(reply)")
+                if reply["type"] as? String == "subscribed" { subscribed += 1 }
+            }
+        }
+    }
+
     @Test("typing in more topics at once than a connection may hold: 429 past 32, until a stop")
     func typingTopicsBounded() async throws {
         try await withNode(["TYPING_TIMEOUT": "600000"]) { node in
