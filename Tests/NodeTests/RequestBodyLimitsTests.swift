@@ -90,13 +90,8 @@ struct RequestBodyLimitsTests {
             for socket in idle { socket.close() }
             idle = []
 
-            var slow: [SlowRequest] = []
+            var slow = try SlowRequest.share(port: node.port)
             defer { for socket in slow { socket.close() } }
-            for _ in 0..<8 {
-                let request = try SlowRequest(port: node.port, contentLength: 4_096)
-                #expect(request.send(String(repeating: " ", count: 4_094)), "all but the last byte")
-                slow.append(request)
-            }
             let refused = try await eventually { try await HTTP.post(login, json: wrong).status == 503 }
             #expect(refused, "the address holds its share: its next body finds no room")
             let response = try await HTTP.post(login, json: wrong)
@@ -110,13 +105,8 @@ struct RequestBodyLimitsTests {
     @Test("a login answered 503 before its body arrived (the budget taken) gets its answer, and its connection is closed once the body has not ended 5 s later: it held a receive buffer for HTTP_IDLE_TIMEOUT")
     func refusedBodyIsNotKept() async throws {
         try await withNodeProcess(["WEBSOCKET_MAX_MESSAGE_SIZE": "4096", "HTTP_IDLE_TIMEOUT": "600000"]) { node in
-            var slow: [SlowRequest] = []
+            let slow = try SlowRequest.share(port: node.port)
             defer { for socket in slow { socket.close() } }
-            for _ in 0..<8 {
-                let request = try SlowRequest(port: node.port, contentLength: 4_096)
-                #expect(request.send(String(repeating: " ", count: 4_094)), "all but the last byte")
-                slow.append(request)
-            }
             let login = "http://127.0.0.1:\(node.port)/api/auth/login"
             let full = try await eventually { try await HTTP.post(login, json: ["username": "nobody", "password": "wrong password"]).status == 503 }
             try #require(full, "the address holds its share")
@@ -138,13 +128,8 @@ struct RequestBodyLimitsTests {
             func from(_ network: String, _ user: String) -> [String: String] {
                 ["X-Forwarded-For": network, "Authorization": "Bearer \(node.token(user))"]
             }
-            var slow: [SlowRequest] = []
+            let slow = try SlowRequest.share(port: node.port, path: "/api/publish") { from("203.0.113.7", "account-\($0)") }
             defer { for socket in slow { socket.close() } }
-            for index in 0..<8 {
-                let request = try SlowRequest(port: node.port, contentLength: 4_096, path: "/api/publish", headers: from("203.0.113.7", "account-\(index)"))
-                #expect(request.send(String(repeating: " ", count: 4_094)), "all but the last byte")
-                slow.append(request)
-            }
             let message: [String: Any] = ["topic": "news", "data": ["n": 1]]
             let refused = try await eventually {
                 try await HTTP.post(publish, json: message, headers: from("203.0.113.7", "account-8")).status == 503
@@ -169,6 +154,17 @@ final class SlowRequest: @unchecked Sendable {
         let extra = headers.map { "\($0.key): \($0.value)\r\n" }.joined()
         let head = "POST \(path) HTTP/1.1\r\nHost: node\r\n\(extra)Content-Type: application/json\r\nContent-Length: \(contentLength)\r\n\r\n{"
         guard send(head) else { throw TestFailure("cannot send the head") }
+    }
+
+    /// Eight requests whose bodies of 4,096 bytes (a node's `WEBSOCKET_MAX_MESSAGE_SIZE` in these
+    /// tests) have all but their last byte sent: together an eighth of the node's body budget,
+    /// one share. `headers` gives each request's headers by its index.
+    static func share(port: Int, path: String = "/api/auth/login", headers: (Int) -> [String: String] = { _ in [:] }) throws -> [SlowRequest] {
+        try (0..<8).map { index in
+            let request = try SlowRequest(port: port, contentLength: 4_096, path: path, headers: headers(index))
+            #expect(request.send(String(repeating: " ", count: 4_094)), "all but the last byte")
+            return request
+        }
     }
 
     /// False once the connection is gone.
