@@ -1,3 +1,4 @@
+import HTTPTypes
 import NIOCore
 import NIOHTTPTypes
 
@@ -9,12 +10,13 @@ import NIOHTTPTypes
 ///   body's memory meanwhile. Before the head, ``UnstartedConnectionCloser`` (the first
 ///   request) and Hummingbird's idle timeout (between requests) apply.
 /// - **Answered before its body arrived** (a 503 when the node's body budget is taken, a 413,
-///   a 401 before the body is read): the rest of the body is dropped here, as it arrives, and
-///   a request whose body has not ended ``lingering`` after the answer closes its connection.
-///   Hummingbird reads such a body to its end before the next request, keeping each part it
-///   read until the next one comes: a slice of a receive buffer of up to 64 KiB, held for as
-///   long as the client waited to send more (a drill held 280 MB so with 3,000 connections).
-///   A body that does end within the time leaves the connection open for the next request.
+///   a 401 before the body is read): the answer says `Connection: close`, the rest of the body
+///   is dropped as it arrives, and the connection is closed once the body has ended, or once
+///   none of it has come for ``lingering`` (a lingering close: the client reads the answer
+///   instead of a reset). Hummingbird reads such a body to its end before the next request,
+///   keeping each part it read until the next one comes: a slice of a receive buffer of up to
+///   64 KiB, held for as long as the client waited to send more (a drill held 280 MB so with
+///   3,000 connections).
 ///
 /// Owned by the channel's pipeline, on its event loop.
 final class RequestDeadline: ChannelDuplexHandler, RemovableChannelHandler {
@@ -23,15 +25,20 @@ final class RequestDeadline: ChannelDuplexHandler, RemovableChannelHandler {
     typealias OutboundIn = HTTPResponsePart
     typealias OutboundOut = HTTPResponsePart
 
-    /// How long a client answered before its body arrived has to end the body (or to read the
-    /// answer, if it stops sending) before the connection is closed.
+    /// How long the rest of a body answered early may pause before the connection is closed.
     static let lingering = TimeAmount.seconds(5)
 
     private let limit: TimeAmount
     private var deadline: Scheduled<Void>?
-    /// When the request in progress must have arrived whole; nil between requests.
+    /// When the request whose body is arriving must have arrived whole; nil when none is.
     private var closesAt: NIODeadline?
-    /// Its answer went out before its body ended: what more of the body comes is dropped.
+    /// Requests whose head arrived and whose answer has not ended (more than one when a client
+    /// pipelines).
+    private var unanswered = 0
+    /// The answer being written came before its request's body ended: it says
+    /// `Connection: close`, and the connection closes once the body is dealt with.
+    private var answeredEarly = false
+    /// That answer has ended: what more of the body comes is dropped.
     private var discarding = false
 
     init(limit: TimeAmount) {
@@ -41,34 +48,61 @@ final class RequestDeadline: ChannelDuplexHandler, RemovableChannelHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
         case .head:
-            discarding = false
+            unanswered += 1
             close(context, at: context.eventLoop.now + limit)
         case .body:
-            if discarding { return }
+            if discarding {
+                if let closesAt { close(context, at: min(closesAt, context.eventLoop.now + Self.lingering)) }
+                return
+            }
         case .end:
-            discarding = false
             deadline?.cancel()
             deadline = nil
             closesAt = nil
+            if discarding {
+                // The answer said `Connection: close`, and the body has been read: no reset.
+                context.fireChannelRead(data)
+                context.close(promise: nil)
+                return
+            }
         }
         context.fireChannelRead(data)
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        if case .end = unwrapOutboundIn(data), let closesAt, !discarding {
+        switch unwrapOutboundIn(data) {
+        case .head(var response) where unanswered == 1 && closesAt != nil:
+            answeredEarly = true
+            response.headerFields[.connection] = "close"
+            context.write(wrapOutboundOut(.head(response)), promise: promise)
+        case .end where answeredEarly:
+            answeredEarly = false
+            unanswered = 0
+            guard let closesAt else {
+                // The body ended while the answer was written.
+                context.writeAndFlush(data, promise: promise)
+                context.close(promise: nil)
+                return
+            }
+            context.write(data, promise: promise)
             discarding = true
             // Hummingbird's reader keeps the part it read last until the next arrives: an empty
             // one takes its place, and the receive buffer it was a slice of is freed.
             context.fireChannelRead(wrapInboundOut(.body(ByteBuffer())))
+            context.fireChannelReadComplete()
             close(context, at: min(closesAt, context.eventLoop.now + Self.lingering))
+        case .end:
+            unanswered = max(0, unanswered - 1)
+            context.write(data, promise: promise)
+        case .head, .body:
+            context.write(data, promise: promise)
         }
-        context.write(data, promise: promise)
     }
 
     private func close(_ context: ChannelHandlerContext, at time: NIODeadline) {
         let channel = context.channel
         deadline?.cancel()
-        closesAt = time
+        if !discarding { closesAt = time }
         deadline = context.eventLoop.scheduleTask(deadline: time) { channel.close(promise: nil) }
     }
 
