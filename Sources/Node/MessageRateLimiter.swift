@@ -70,13 +70,6 @@ struct MessageRateLimiter {
         return allowance < 0 ? .flood : .drop
     }
 
-    /// Charges `count` messages more for a message that costs the node more than one (a
-    /// presence join). The bucket may fall below zero: the client's next messages are dropped
-    /// until it has refilled. Bounded: only an allowed message is charged more.
-    mutating func charge(_ count: Int) {
-        tokens -= Double(count)
-    }
-
     /// True at most once a second, for telling a client its messages are dropped without the
     /// telling becoming a flood of its own.
     mutating func shouldWarn(now: NIODeadline) -> Bool {

@@ -11,13 +11,6 @@ struct SessionPresence {
     /// store that does not answer holds each until `PUBSUB_REDIS_TIMEOUT`; without a bound the
     /// message rate times that timeout would be in flight per connection.
     static let maxGets = 16
-    /// Messages a presence join or data change counts as against the message rate
-    /// (`WEBSOCKET_MAX_MESSAGES_PER_SECOND`, so 10 a second at the default 100): each costs a
-    /// Redis script on the node's serial presence queue and an event to every watcher in the
-    /// cluster. At the plain message rate, 100 connections of one address re-joining with 4 KB
-    /// of data kept the queue full (7-8k changes a second): another user's join on that node
-    /// waited up to 444 ms, and messages through it 25 ms at p99.
-    static let changeCost = 10
 
     /// Topics this connection counts in as a member (`subscribe` with `presence`).
     var memberships: Set<Topic> = []
@@ -27,8 +20,10 @@ struct SessionPresence {
     /// At most ``maxTypingTopics``: a client cannot make its connection hold one per topic name
     /// it can invent.
     var typing: [Topic: ContinuousClock.Instant] = [:]
+    /// Joins and data changes this connection may still make now.
+    var changes = PresenceChangeBudget()
     /// `presence.get` requests waiting for the store (at most ``maxGets``).
-    var gets = 0
+    var gets: UInt8 = 0
     /// Whether the session joined `presence.user.<id>` at authentication (the user is online
     /// while connected). A flag rather than the topic: its name is made again at the close
     /// instead of kept for every connection. Last, so that the session packs a flag after it.
@@ -44,7 +39,8 @@ extension WebSocketSession {
     static let maxPresenceDataDepth = JSONParser.maxDepth - 4
 
     /// Why a `subscribe`'s presence fields cannot be honoured, as an `error` reply; nil when
-    /// they can.
+    /// they can, one of the connection's presence changes (``PresenceChangeBudget``) taken when
+    /// the subscribe joins or sets data.
     func presenceProblem(_ request: PresenceRequest, pattern: TopicPattern, requestId: JSONValue?) -> ServerMessage? {
         let details = JSONValue.object(["topic": .string(pattern.text)])
         guard let topic = pattern.topic else {
@@ -68,6 +64,18 @@ extension WebSocketSession {
                 code: 400, message: "presence.user.<id> topics have the node's members only: subscribe with presenceEvents",
                 details: details, id: requestId)
         }
+        if request.member, request.data != nil || !presence.memberships.contains(topic),
+            let wait = presence.changes.take(now: .now())
+        {
+            let perSecond = PresenceChangeBudget.perSecond
+            return .error(
+                code: 429,
+                message: "presence changes past \(perSecond) a second on this connection: send it again after details.retryAfter ms",
+                details: .object([
+                    "topic": .string(pattern.text), "retryAfter": .number(JSONNumber(wait)),
+                    "limit": .number(JSONNumber(perSecond)),
+                ]), id: requestId)
+        }
         return nil
     }
 
@@ -83,10 +91,7 @@ extension WebSocketSession {
                 node.presence.join(topic: topic, userId: user.id, data: request.data)
             } else if let data = request.data {
                 node.presence.update(topic: topic, userId: user.id, data: data)
-            } else {
-                return
             }
-            transport.chargeMessages(SessionPresence.changeCost - 1)
         }
     }
 

@@ -284,12 +284,6 @@ final class WebSocketTransport: ChannelDuplexHandler {
         }
     }
 
-    /// Counts `count` messages more against the client's message rate, for a message that costs
-    /// the node more than one (``MessageRateLimiter/charge(_:)``).
-    func chargeMessages(_ count: Int) {
-        rate.charge(count)
-    }
-
     private func handle(_ frame: WebSocketFrameReader.Frame, now: NIODeadline) {
         if frame.opcode == .close { return receivedClose(frame.payload) }
         guard !isClosing else { return }
