@@ -12,16 +12,18 @@ final class BodyBudget: Sendable {
     /// What one share may hold of it.
     let perShare: Int
 
-    /// The shares a request's body is charged to; it must fit each of them.
+    /// The shares a request's body is charged to; it must fit each of them. Each kind of share
+    /// has its own prefix, so that no client address (an `X-Forwarded-For` entry a trusted
+    /// proxy passed on unchecked) can name a user's or the application's share.
     struct Holder: Sendable, Equatable {
         let shares: [String]
 
         /// A request with a user's token: the user's share and its client network's, so that
         /// one network holds at most an eighth however many accounts it signs in with.
-        static func user(_ id: String, network: String) -> Holder { Holder(shares: ["user " + id, network]) }
+        static func user(_ id: String, network: String) -> Holder { Holder(shares: ["user " + id, "network " + network]) }
 
         /// A request without a token (login, registration): its client network's share.
-        static func network(_ network: String) -> Holder { Holder(shares: [network]) }
+        static func network(_ network: String) -> Holder { Holder(shares: ["network " + network]) }
 
         /// A request with the application's `API_KEY`: one share for the application's servers.
         static let application = Holder(shares: ["application"])
