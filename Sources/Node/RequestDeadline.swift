@@ -16,7 +16,8 @@ import NIOHTTPTypes
 ///   instead of a reset). Hummingbird reads such a body to its end before the next request,
 ///   keeping each part it read until the next one comes: a slice of a receive buffer of up to
 ///   64 KiB, held for as long as the client waited to send more (a drill held 280 MB so with
-///   3,000 connections).
+///   3,000 connections). Nothing the client sends after that request is read. A shutdown
+///   (Hummingbird's quiescing) closes at the answer's end instead, without lingering.
 ///
 /// Owned by the channel's pipeline, on its event loop.
 final class RequestDeadline: ChannelDuplexHandler, RemovableChannelHandler {
@@ -38,14 +39,18 @@ final class RequestDeadline: ChannelDuplexHandler, RemovableChannelHandler {
     /// The answer being written came before its request's body ended: it says
     /// `Connection: close`, and the connection closes once the body is dealt with.
     private var answeredEarly = false
-    /// That answer has ended: what more of the body comes is dropped.
+    /// That answer has ended before the body: what more of the body comes is dropped.
     private var discarding = false
+    /// The request answered early has ended: nothing after it is read (a pipelined request
+    /// would otherwise be handled, and its body cut short by the close).
+    private var ignoringRest = false
 
     init(limit: TimeAmount) {
         self.limit = limit
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if ignoringRest { return }
         switch unwrapInboundIn(data) {
         case .head:
             unanswered += 1
@@ -59,6 +64,7 @@ final class RequestDeadline: ChannelDuplexHandler, RemovableChannelHandler {
             deadline?.cancel()
             deadline = nil
             closesAt = nil
+            if answeredEarly || discarding { ignoringRest = true }
             if discarding {
                 // The answer said `Connection: close`, and the body has been read: no reset.
                 context.fireChannelRead(data)
@@ -71,14 +77,14 @@ final class RequestDeadline: ChannelDuplexHandler, RemovableChannelHandler {
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         switch unwrapOutboundIn(data) {
-        case .head(var response) where unanswered == 1 && closesAt != nil:
+        case .head(var response) where unanswered == 1 && closesAt != nil && response.status.kind != .informational:
             answeredEarly = true
             response.headerFields[.connection] = "close"
             context.write(wrapOutboundOut(.head(response)), promise: promise)
         case .end where answeredEarly:
             answeredEarly = false
             unanswered = 0
-            guard let closesAt else {
+            if ignoringRest {
                 // The body ended while the answer was written.
                 context.writeAndFlush(data, promise: promise)
                 context.close(promise: nil)
@@ -90,7 +96,8 @@ final class RequestDeadline: ChannelDuplexHandler, RemovableChannelHandler {
             // one takes its place, and the receive buffer it was a slice of is freed.
             context.fireChannelRead(wrapInboundOut(.body(ByteBuffer())))
             context.fireChannelReadComplete()
-            close(context, at: min(closesAt, context.eventLoop.now + Self.lingering))
+            let now = context.eventLoop.now
+            close(context, at: min(closesAt ?? now + Self.lingering, now + Self.lingering))
         case .end:
             unanswered = max(0, unanswered - 1)
             context.write(data, promise: promise)

@@ -39,8 +39,7 @@ extension WebSocketSession {
     static let maxPresenceDataDepth = JSONParser.maxDepth - 4
 
     /// Why a `subscribe`'s presence fields cannot be honoured, as an `error` reply; nil when
-    /// they can, one of the connection's presence changes (``PresenceChangeBudget``) taken when
-    /// the subscribe joins or sets data.
+    /// they can.
     func presenceProblem(_ request: PresenceRequest, pattern: TopicPattern, requestId: JSONValue?) -> ServerMessage? {
         let details = JSONValue.object(["topic": .string(pattern.text)])
         guard let topic = pattern.topic else {
@@ -64,19 +63,25 @@ extension WebSocketSession {
                 code: 400, message: "presence.user.<id> topics have the node's members only: subscribe with presenceEvents",
                 details: details, id: requestId)
         }
-        if request.member, request.data != nil || !presence.memberships.contains(topic),
-            let wait = presence.changes.take(now: .now())
-        {
-            let perSecond = PresenceChangeBudget.perSecond
-            return .error(
-                code: 429,
-                message: "presence changes past \(perSecond) a second on this connection: send it again after details.retryAfter ms",
-                details: .object([
-                    "topic": .string(pattern.text), "retryAfter": .number(JSONNumber(wait)),
-                    "limit": .number(JSONNumber(perSecond)),
-                ]), id: requestId)
-        }
         return nil
+    }
+
+    /// A `subscribe` that joins `topic` or changes the member's data, past the connection's
+    /// ``PresenceChangeBudget``, as an `error` 429 reply; nil, one change taken, when within it
+    /// (or when the subscribe changes no presence). Asked last, once nothing else refuses the
+    /// subscribe, so that a refused one costs no change.
+    func presenceChangeRefusal(_ request: PresenceRequest, topic: Topic, requestId: JSONValue?) -> ServerMessage? {
+        guard request.member, request.data != nil || !presence.memberships.contains(topic),
+            let wait = presence.changes.take(now: .now())
+        else { return nil }
+        let perSecond = PresenceChangeBudget.perSecond
+        return .error(
+            code: 429,
+            message: "presence changes past \(perSecond) a second on this connection: send it again after details.retryAfter ms",
+            details: .object([
+                "topic": .string(topic.name), "retryAfter": .number(JSONNumber(wait)),
+                "limit": .number(JSONNumber(perSecond)),
+            ]), id: requestId)
     }
 
     /// After a successful `subscribe` to `topic` with presence fields.

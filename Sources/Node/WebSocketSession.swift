@@ -291,13 +291,16 @@ final class WebSocketSession: WebSocketTransportDelegate {
                 message: "'\(history!.field)' needs a topic with history: '\(pattern.text)' keeps none (HISTORY_SIZE, HISTORY_TOPICS)",
                 details: .object(["topic": .string(pattern.text), "field": .string(history!.field)]), id: requestId))
         }
+        let limit = node.configuration.maxSubscriptionsPerConnection
+        if !subscriptions.contains(pattern), subscriptions.count >= limit {
+            return reply(.error(
+                code: 429, message: "subscription limit reached: at most \(limit) per connection",
+                details: .object(["topic": .string(pattern.text)]), id: requestId))
+        }
+        if let presence, let topic = pattern.topic, let refusal = presenceChangeRefusal(presence, topic: topic, requestId: requestId) {
+            return reply(refusal)
+        }
         if !subscriptions.contains(pattern) {
-            let limit = node.configuration.maxSubscriptionsPerConnection
-            guard subscriptions.count < limit else {
-                return reply(.error(
-                    code: 429, message: "subscription limit reached: at most \(limit) per connection",
-                    details: .object(["topic": .string(pattern.text)]), id: requestId))
-            }
             subscriptions.insert(pattern)
             let id = self.id
             registry.assumeIsolated { $0.subscribe(id, to: pattern) }

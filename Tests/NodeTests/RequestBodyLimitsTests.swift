@@ -38,7 +38,8 @@ struct RequestBodyLimitsTests {
     func answeredBeforeTheBody() throws {
         let head = HTTPRequest(method: .post, scheme: nil, authority: "node", path: "/api/auth/login")
         let refusal = HTTPResponse(status: .serviceUnavailable)
-        func answeredEarly() throws -> EmbeddedChannel {
+        /// A request whose answer's head went out while its body arrived.
+        func answering() throws -> EmbeddedChannel {
             let channel = EmbeddedChannel(handler: RequestDeadline(limit: .seconds(60)))
             try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
             try channel.writeInbound(HTTPRequestPart.head(head))
@@ -46,11 +47,16 @@ struct RequestBodyLimitsTests {
             #expect(try channel.readInbound(as: HTTPRequestPart.self) == .head(head))
             #expect(try channel.readInbound(as: HTTPRequestPart.self)?.bodyBytes == 65_536)
             try channel.writeOutbound(HTTPResponsePart.head(refusal))
-            try channel.writeOutbound(HTTPResponsePart.end(nil))
             guard case .head(let written)? = try channel.readOutbound(as: HTTPResponsePart.self) else {
                 throw TestFailure("no answer head")
             }
             #expect(written.headerFields[.connection] == "close")
+            return channel
+        }
+        /// The same, its answer ended while the body had not.
+        func answeredEarly() throws -> EmbeddedChannel {
+            let channel = try answering()
+            try channel.writeOutbound(HTTPResponsePart.end(nil))
             #expect(try channel.readInbound(as: HTTPRequestPart.self)?.bodyBytes == 0, "an empty part takes the place of the last one read")
             return channel
         }
@@ -64,6 +70,15 @@ struct RequestBodyLimitsTests {
         #expect(ending.isActive, "a body still arriving is read to its end")
         try ending.writeInbound(HTTPRequestPart.end(nil))
         #expect(!ending.isActive, "closed once the body has ended")
+
+        let pipelined = try answering()
+        try pipelined.writeInbound(HTTPRequestPart.end(nil))
+        #expect(try pipelined.readInbound(as: HTTPRequestPart.self) == .end(nil))
+        try pipelined.writeInbound(HTTPRequestPart.head(head))
+        try pipelined.writeInbound(HTTPRequestPart.body(ByteBuffer(repeating: 0x20, count: 100)))
+        #expect(try pipelined.readInbound(as: HTTPRequestPart.self) == nil, "nothing after a request answered with Connection: close is read")
+        try pipelined.writeOutbound(HTTPResponsePart.end(nil))
+        #expect(!pipelined.isActive, "closed at the answer's end: the body had ended")
 
         let stalled = try answeredEarly()
         stalled.embeddedEventLoop.advanceTime(by: .milliseconds(4_900))
