@@ -13,11 +13,18 @@ struct NodeRequestContext: RequestContext, RemoteAddressRequestContext {
     }
 }
 
-extension NodeRequestContext {
+extension NodeContext {
     /// The client network `request` comes from (``IPAddress/clientNetwork(of:)`` of
-    /// ``ClientAddress``'s resolution), the unit of per-address limits.
-    func clientNetwork(_ request: Request, trusted: [IPRange]) -> String {
+    /// ``ClientAddress``'s resolution through `TRUSTED_PROXIES`), the unit of per-address limits.
+    func clientNetwork(_ request: Request, _ context: NodeRequestContext) -> String {
         IPAddress.clientNetwork(of: ClientAddress.resolve(
-            peer: remoteAddress?.ipAddress, forwardedFor: request.headers[values: .xForwardedFor], trusted: trusted))
+            peer: context.remoteAddress?.ipAddress, forwardedFor: request.headers[values: .xForwardedFor],
+            trusted: configuration.trustedProxies))
+    }
+
+    /// Who the body of `request`, made with user `userId`'s token, is charged to: the user and
+    /// the client network (``BodyBudget/Holder/user(_:network:)``).
+    func bodyHolder(user userId: String, _ request: Request, _ context: NodeRequestContext) -> BodyBudget.Holder {
+        .user(userId, network: clientNetwork(request, context))
     }
 }

@@ -91,7 +91,7 @@ struct NodeRoutes {
         let (sender, holder): (String, BodyBudget.Holder)
         switch caller {
         case .server: (sender, holder) = ("server", .application)
-        case .user(let user): (sender, holder) = (user.id, .user(user.id, network: context.clientNetwork(request, trusted: node.configuration.trustedProxies)))
+        case .user(let user): (sender, holder) = (user.id, node.bodyHolder(user: user.id, request, context))
         }
         do {
             if case .user(let user) = caller { try node.httpPublishes.admit(user.id) }

@@ -74,13 +74,14 @@ struct AccountRoutes {
         }
         // Registrations count against the same per-address budget, so one client cannot mint
         // accounts (or burn bcrypt time) without bound.
-        let key = "register \(clientAddress(request, context))"
+        let network = node.clientNetwork(request, context)
+        let key = "register \(network)"
         guard throttle.attempt(key), await overClusterLimit([key], limits: [perMinute]) == nil else {
             throw APIError(429, "too many registrations from this address: try again in a minute")
         }
         let minter = try minter()
         let body = try await RequestBody(
-            &request, limit: node.configuration.maxMessageSize, budget: node.bodies, holder: .network(clientAddress(request, context)))
+            &request, limit: node.configuration.maxMessageSize, budget: node.bodies, holder: .network(network))
         let username = try body.string("username")
         let password = try body.string("password")
         guard Self.isValidUsername(username) else {
@@ -101,11 +102,11 @@ struct AccountRoutes {
 
     private func login(_ request: inout Request, context: NodeRequestContext) async throws -> Response {
         let minter = try minter()
+        let address = node.clientNetwork(request, context)
         let body = try await RequestBody(
-            &request, limit: node.configuration.maxMessageSize, budget: node.bodies, holder: .network(clientAddress(request, context)))
+            &request, limit: node.configuration.maxMessageSize, budget: node.bodies, holder: .network(address))
         let username = try body.string("username")
         let password = try body.string("password")
-        let address = clientAddress(request, context)
         // Two budgets: per address (so one client cannot try name after name) and per address
         // and name (guesses at one account). Names that cannot exist are refused before they
         // take a key in the throttle's table or a bcrypt check.
@@ -143,11 +144,6 @@ struct AccountRoutes {
             let counts = await clusterAttempts.count(keys, window: .seconds(60))
         else { return nil }
         return counts.indices.first { counts[$0] > limits[$0] }
-    }
-
-    /// The client's network as the throttle counts it (IPv6 per /64, IPv4 per address).
-    private func clientAddress(_ request: Request, _ context: NodeRequestContext) -> String {
-        context.clientNetwork(request, trusted: node.configuration.trustedProxies)
     }
 
     private func minter() throws(APIError) -> TokenMinter {

@@ -61,7 +61,7 @@ struct MessageRoutes {
     private func create(_ request: inout Request, context: NodeRequestContext) async throws -> Response {
         let user = try Caller.user(request, node: node)
         try node.httpPublishes.admit(user.id)
-        let body = try await RequestBody(&request, limit: node.configuration.maxMessageSize, budget: node.bodies, holder: .user(user.id, network: context.clientNetwork(request, trusted: node.configuration.trustedProxies)))
+        let body = try await RequestBody(&request, limit: node.configuration.maxMessageSize, budget: node.bodies, holder: node.bodyHolder(user: user.id, request, context))
         try node.httpPublishes.charge(user.id, bytes: body.size)
         let topicName = try body.optionalString("topic")
         let recipientId = try body.optionalString("recipientId")
@@ -161,7 +161,7 @@ struct MessageRoutes {
     private func edit(_ request: inout Request, context: NodeRequestContext) async throws -> Response {
         let user = try Caller.user(request, node: node)
         try node.httpPublishes.admit(user.id)
-        let body = try await RequestBody(&request, limit: node.configuration.maxMessageSize, budget: node.bodies, holder: .user(user.id, network: context.clientNetwork(request, trusted: node.configuration.trustedProxies)))
+        let body = try await RequestBody(&request, limit: node.configuration.maxMessageSize, budget: node.bodies, holder: node.bodyHolder(user: user.id, request, context))
         try node.httpPublishes.charge(user.id, bytes: body.size)
         let content = try Self.content(body)
         let metadata = try Self.metadata(body)
