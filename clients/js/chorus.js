@@ -261,6 +261,8 @@ class TopicEntry {
     this.reconnecting = false;
     /** Resolved with the `subscribed` reply of the current or next connection. */
     this.readyWaiters = [];
+    /** The socket its last subscribe went out on (a connection's resubscribe sends it once). */
+    this.sentOn = null;
     this.lastReply = undefined;
     this.replayDone = false;
     /**
@@ -557,7 +559,7 @@ export class ChorusClient {
   async _currentToken(refresh, stillWanted = () => true) {
     if (this._getToken && (refresh || this._token === undefined)) {
       const generation = this._tokenGeneration;
-      const token = await this._getToken();
+      const token = await this._askProvider();
       // A setToken() while the provider was asked: the application's token is the newer one.
       if (generation === this._tokenGeneration && stillWanted()) {
         this._token = token;
@@ -567,6 +569,22 @@ export class ChorusClient {
     return this._token;
   }
 
+  /**
+   * The provider's answer, given up after `connectTimeout` (a fetch with no timeout on a dead
+   * network never settles): a provider that hangs fails as one that throws, and is asked again
+   * after the backoff instead of holding the client in `reconnecting` for good.
+   */
+  _askProvider() {
+    const limit = this.options.connectTimeout;
+    const asked = Promise.resolve().then(() => this._getToken());
+    if (!(limit > 0)) return asked;
+    let timer;
+    const timeout = new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new ChorusTimeoutError(`getToken did not answer within ${limit} ms`)), limit);
+    });
+    return Promise.race([asked, timeout]).finally(() => clearTimeout(timer));
+  }
+
   /** Opens a socket; `freshToken`: `this._token` was just obtained, the provider is not asked again. */
   async _open({ freshToken = false } = {}) {
     clearTimeout(this._reconnectTimer);
@@ -574,7 +592,7 @@ export class ChorusClient {
     const generation = ++this._openGeneration;
     this._stoppedBy = undefined;
     this._setState(this._reconnected ? "reconnecting" : "connecting", { attempt: this._attempt });
-    let token;
+    let token, tokenGeneration;
     this._opening = true;
     try {
       // A provider is asked before every connection after the first, so a reconnect never
@@ -582,6 +600,7 @@ export class ChorusClient {
       // disconnect() once the token's known expiry is past or within renewBefore.
       const expiring = this._expiresAt !== undefined && Date.now() >= this._expiresAt - Math.max(0, this.options.renewBefore || 0);
       token = freshToken ? this._token : await this._currentToken(this._reconnected || this._authFailedToken !== undefined || expiring);
+      tokenGeneration = this._tokenGeneration;
     } catch (error) {
       if (generation !== this._openGeneration) return;
       this._opening = false;
@@ -626,16 +645,29 @@ export class ChorusClient {
         this._authenticated({ userId: undefined });
         return;
       }
+      // A setToken() while the socket opened: its token is the one presented.
+      if (tokenGeneration !== this._tokenGeneration) {
+        token = this._token;
+        tokenGeneration = this._tokenGeneration;
+      }
       // Bounded even with requestTimeout 0: an upgrade the node never follows with auth_success is dropped.
       this._request({ type: "auth", token }, { timeout: this.options.requestTimeout || this.options.connectTimeout + this.options.pongTimeout })
-        .then((reply) => { if (this._socket === socket) this._authenticated(reply); })
+        .then((reply) => {
+          if (this._socket !== socket) return;
+          this._authenticated(reply);
+          // A setToken() while the node read the auth: the connection authenticates with it
+          // now (another user's token connects again as that user: a 409, as on any connection).
+          if (tokenGeneration !== this._tokenGeneration && this._isLive(socket)) this._reauthenticate(this._token);
+        })
         .catch((error) => {
           if (this._socket !== socket) return;
           if (error instanceof ChorusAuthError) {
             this._authFailedToken = token;
             this._dropSocket();
             try { socket.close(1000, "authentication failed"); } catch { /* closing */ }
-            this._afterAuthFailure(error);
+            // Requests sent while the node read the auth get no reply on this connection.
+            this._failPending(new ChorusClosedError("connection closed (authentication failed)", { code: CloseCode.unauthorized }));
+            this._afterAuthFailure(error, undefined, tokenGeneration);
           } else {
             // Decided now, as for a missing pong: the close event of a dead link may come late.
             this._closed(4000, "no auth reply");
@@ -670,15 +702,15 @@ export class ChorusClient {
    * until `setToken` (or `connect`). So a provider that hands out a new but bad token each time
    * costs two tries, not a loop.
    */
-  async _afterAuthFailure(error, close) {
+  async _afterAuthFailure(error, close, tokenGeneration = this._tokenGeneration) {
     const retry = this._getToken && this._wanted && !this._authRetried && this.options.reconnect !== false;
     if (retry) {
       this._authRetried = true;
       this._opening = true;  // a connect() meanwhile waits for this retry
     }
-    // Taken before any event: a handler's disconnect() or setToken() (which opens) supersedes this retry.
+    // Taken before any event: a handler's disconnect() or setToken() (which opens) supersedes
+    // this retry. `tokenGeneration` is the refused token's: a setToken() since is tried too.
     const generation = this._openGeneration;
-    const tokenGeneration = this._tokenGeneration;
     // A connection closed with 4001 is not connected any more, also while a fresh token is
     // asked for. (Without a retry, _stopOnAuthFailure reports the close, with the error.)
     if (retry && close) this._setState("disconnected", { ...close, willReconnect: true });
@@ -686,14 +718,21 @@ export class ChorusClient {
     if (retry) {
       if (generation !== this._openGeneration) return;
       this._setState(this._reconnected ? "reconnecting" : "connecting", { attempt: this._attempt });
-      let fresh;
-      try { fresh = await this._getToken(); } catch { fresh = undefined; }
+      let fresh, failure;
+      try { fresh = await this._askProvider(); } catch (caught) { failure = caught; }
       // A disconnect() (or a connect() after it) while the provider was asked: that call decides.
       if (generation !== this._openGeneration) return;
       this._opening = false;
       if (this._wanted && tokenGeneration !== this._tokenGeneration) {
         // setToken() meanwhile: its token is newer than the provider's answer, and is tried.
         this._open({ freshToken: true });
+        return;
+      }
+      if (this._wanted && failure !== undefined) {
+        // The provider failed (its server down, the device offline): not a refused token, so
+        // asked again after the backoff, as before any connection, instead of stopping for good.
+        this._emit("error", new ChorusAuthError("getToken failed: " + (failure?.message ?? failure), { cause: failure }));
+        this._scheduleReconnect();
         return;
       }
       if (this._wanted && fresh !== undefined && fresh !== this._authFailedToken) {
@@ -728,6 +767,7 @@ export class ChorusClient {
   }
 
   _authenticated(reply) {
+    const socket = this._socket;
     this._userId = reply.userId;
     // The node's limit (older nodes do not say: their default). The option may lower an
     // announced limit (a proxy's), and replaces the default where none is announced.
@@ -740,10 +780,14 @@ export class ChorusClient {
     const reconnected = this._reconnected;
     this._reconnected = true;
     this._setState("connected", { userId: reply.userId, reconnected });
+    // A handler's disconnect() (or its connect() after one) owns the client now.
+    if (this._socket !== socket) return;
     this._startPing();
     this._scheduleRenewal(reply);
     this._settleConnect(null);
     for (const entry of this._topics.values()) {
+      // Subscribed by a handler of the events above (on this connection already): sent once.
+      if (entry.sentOn === socket) continue;
       entry.retries = entry.limitRetries = 0;  // a new connection: the retries start again
       this._sendSubscribe(entry);
     }
@@ -1365,6 +1409,7 @@ export class ChorusClient {
   _sendSubscribe(entry) {
     clearTimeout(entry.retryTimer);
     entry.retryTimer = null;
+    entry.sentOn = this._socket;
     const request = { type: "subscribe", topic: entry.topic };
     const position = entry.positions.get(entry.topic);
     if (!isPattern(entry.topic)) {

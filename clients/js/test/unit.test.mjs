@@ -2234,3 +2234,131 @@ test("a provider that answers after disconnect() (asked after auth_expired, or a
   await settle();
   assert.deepEqual(events, [], "ahead of the expiry");
 });
+
+test("a provider that throws when asked after a refused token is asked again after the backoff: the client connects once it answers, instead of stopping for good", async () => {
+  let asked = 0;
+  const client = scripted({ token: "stale", random: () => 0, getToken: () => {
+    asked += 1;
+    if (asked === 1) throw new Error("auth server down");
+    return `t${asked}`;
+  } });
+  const errors = [];
+  client.on("error", (e) => errors.push(e));
+  const connected = client.connect();
+  await until(() => ScriptedSocket.instances.length === 1);
+  let socket = ScriptedSocket.instances[0];
+  socket.open();
+  socket.reply({ type: "auth_error", code: 401, message: "token expired", id: socket.last("auth").id });
+  await until(() => ScriptedSocket.instances.length === 2);
+  socket = ScriptedSocket.instances[1];
+  socket.open();
+  assert.equal(socket.last("auth").token, "t2", "the provider asked again, after the backoff");
+  socket.reply({ type: "auth_success", userId: "alice", id: socket.last("auth").id });
+  await connected;
+  assert.equal(client.state, "connected");
+  assert.ok(errors.some((e) => e instanceof ChorusAuthError && /getToken failed: auth server down/.test(e.message)), "the provider's failure is reported");
+  client.disconnect();
+});
+
+test("a provider that never answers is given up after connectTimeout and asked again: the client connects when it answers", async () => {
+  let asked = 0;
+  const client = scripted({ token: undefined, connectTimeout: 50, random: () => 0, getToken: () => {
+    asked += 1;
+    return asked === 1 ? new Promise(() => {}) : "t2";
+  } });
+  const errors = [];
+  client.on("error", (e) => errors.push(e));
+  const connected = client.connect();
+  await until(() => ScriptedSocket.instances.length === 1);
+  const socket = ScriptedSocket.instances[0];
+  socket.open();
+  assert.equal(socket.last("auth").token, "t2");
+  socket.reply({ type: "auth_success", userId: "alice", id: socket.last("auth").id });
+  await connected;
+  assert.equal(asked, 2);
+  assert.ok(errors.some((e) => /getToken failed: getToken did not answer within 50 ms/.test(e.message)), errors.map(String).join());
+  client.disconnect();
+});
+
+test("setToken() while the node reads the auth: an accepted old token is replaced on the connection at once, and a refused one makes way for the new token instead of stopping", async () => {
+  // Accepted: the new token is sent on the connection as soon as it is authenticated.
+  let client = scripted();
+  let connected = client.connect();
+  await until(() => ScriptedSocket.instances.length === 1);
+  let socket = ScriptedSocket.instances[0];
+  socket.open();
+  const first = socket.last("auth");
+  client.setToken("t-new");
+  assert.equal(socket.sent.filter((m) => m.type === "auth").length, 1, "nothing sent before the reply");
+  socket.reply({ type: "auth_success", userId: "alice", id: first.id });
+  await connected;
+  assert.equal(socket.last("auth").token, "t-new", "authenticated again with the application's token");
+  client.disconnect();
+
+  // Set before the socket opened: the new token is the one presented.
+  client = scripted();
+  connected = client.connect();
+  await until(() => ScriptedSocket.instances.length === 1);
+  socket = ScriptedSocket.instances[0];
+  client.setToken("t-new");
+  socket.open();
+  assert.deepEqual(socket.sent.filter((m) => m.type === "auth").map((m) => m.token), ["t-new"]);
+  socket.reply({ type: "auth_success", userId: "alice", id: socket.last("auth").id });
+  await connected;
+  client.disconnect();
+
+  // Refused, no provider: the application's newer token is tried, and connect() resolves.
+  client = scripted({ token: "bad" });
+  connected = client.connect();
+  await until(() => ScriptedSocket.instances.length === 1);
+  socket = ScriptedSocket.instances[0];
+  socket.open();
+  client.setToken("good");
+  socket.reply({ type: "auth_error", code: 401, message: "invalid signature", id: socket.last("auth").id });
+  await until(() => ScriptedSocket.instances.length === 2);
+  socket = ScriptedSocket.instances[1];
+  socket.open();
+  assert.equal(socket.last("auth").token, "good");
+  socket.reply({ type: "auth_success", userId: "bob", id: socket.last("auth").id });
+  await connected;
+  assert.equal(client.userId, "bob");
+  client.disconnect();
+});
+
+test("a subscribe or join made by a 'connected' handler is sent once on that connection, and a handler's disconnect() leaves no ping timer", async () => {
+  const client = scripted({ pingInterval: 1000 });
+  let joined;
+  client.on("connected", () => { joined ??= client.join("rooms.x", { n: 1 }); });
+  const connected = client.connect();
+  await until(() => ScriptedSocket.instances.length === 1);
+  const socket = ScriptedSocket.instances[0];
+  socket.open();
+  socket.reply({ type: "auth_success", userId: "alice", id: socket.last("auth").id });
+  await connected;
+  const subscribes = socket.sent.filter((m) => m.type === "subscribe");
+  assert.deepEqual(subscribes.map((m) => m.topic), ["rooms.x"], "one subscribe");
+  client.disconnect();
+
+  const other = scripted({ pingInterval: 1000 });
+  other.on("connected", () => other.disconnect());
+  const failed = other.connect().catch((e) => e);
+  await until(() => ScriptedSocket.instances.length === 1);
+  const second = ScriptedSocket.instances[0];
+  second.open();
+  second.reply({ type: "auth_success", userId: "alice", id: second.last("auth").id });
+  assert.ok((await failed) instanceof ChorusClosedError);
+  assert.equal(other._pingTimer, null, "no ping timer keeps the process alive");
+});
+
+test("requests sent while the node reads the auth reject at once when the token is refused, not after requestTimeout", async () => {
+  const client = scripted({ token: "bad", requestTimeout: 0 });
+  const connected = client.connect().catch((e) => e);
+  await until(() => ScriptedSocket.instances.length === 1);
+  const socket = ScriptedSocket.instances[0];
+  socket.open();
+  const ping = client.request("ping").then(() => "answered", (e) => e);
+  socket.reply({ type: "auth_error", code: 401, message: "invalid signature", id: socket.last("auth").id });
+  assert.ok((await connected) instanceof ChorusAuthError);
+  const outcome = await ping;
+  assert.ok(outcome instanceof ChorusClosedError, `the ping rejects: ${outcome}`);
+});
