@@ -13,7 +13,8 @@ extension ChorusClient {
         public var reconnectFactor: Double = 2
         /// A connection that stayed up this long resets the backoff.
         public var stableConnectionAfter: Duration = .seconds(10)
-        /// TCP connect and WebSocket upgrade together.
+        /// TCP connect and WebSocket upgrade together; also the most a token provider's call
+        /// may take (one that does not answer by then fails, and is asked again after the backoff).
         public var connectTimeout: Duration = .seconds(15)
         /// How long a sent request (publish with acknowledgements, `members`, `markRead`,
         /// ping) waits for its reply before it throws ``ChorusError/timeout``. A subscribe

@@ -27,9 +27,9 @@ extension ClientEngine {
         let current = token
         var fresh: String?
         do {
-            fresh = try await tokenProvider()
+            fresh = try await askProvider(tokenProvider)
         } catch {
-            emit(.error(.tokenUnavailable(message: "\(error)")))
+            emit(.error((error as? ChorusError) ?? .tokenUnavailable(message: "\(error)")))
         }
         // Closed meanwhile (the next connection asks anyway), expired meanwhile (the
         // `auth_expired` path renews), or a `setToken(_:)` re-authenticated with its own token.
@@ -62,7 +62,7 @@ extension ClientEngine {
         guard let tokenProvider, self.connection === connection, tokenExpired else { return }
         let generation = tokenGeneration
         do {
-            let fresh = try await tokenProvider()
+            let fresh = try await askProvider(tokenProvider)
             // A `setToken(_:)` meanwhile authenticated with the application's token.
             guard generation == tokenGeneration else { return }
             token = fresh
@@ -71,7 +71,7 @@ extension ClientEngine {
         } catch is CancellationError {
             return  // a renewal of its own, or the connection's end, took over
         } catch {
-            emit(.error(.tokenUnavailable(message: "\(error)")))
+            emit(.error((error as? ChorusError) ?? .tokenUnavailable(message: "\(error)")))
             guard self.connection === connection, tokenExpired else { return }
             let delay = policy.delay(attempt: attempt, random: 1)
             renewal?.cancel()

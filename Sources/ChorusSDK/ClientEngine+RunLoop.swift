@@ -8,6 +8,13 @@ extension ClientEngine {
             let ending = await connectAndServe(refreshToken: refreshToken)
             guard !Task.isCancelled, generation == self.generation else { return }
             guard let ending else { return }  // failed or stopped inside
+            if case .authRefused = ending, presentedTokenGeneration != tokenGeneration {
+                // A `setToken(_:)` while the node read the refused token: its token is tried,
+                // at once, as it is (the provider is not asked to replace it).
+                refreshToken = false
+                setState(.reconnecting(attempt: 0, delay: .zero))
+                continue
+            }
             guard configuration.reconnects else {
                 stop(failingWith: .disconnected)
                 return
@@ -55,6 +62,7 @@ extension ClientEngine {
             }
             return .connectFailed
         }
+        presentedTokenGeneration = tokenGeneration
         let connection: WebSocketConnection
         do {
             connection = try await WebSocketConnection.connect(
@@ -114,7 +122,7 @@ extension ClientEngine {
         let expired = tokenExpiresAt.map { $0 <= .now } ?? false
         if let tokenProvider, refresh || token == nil || expired {
             let generation = tokenGeneration
-            let fresh = try await tokenProvider()
+            let fresh = try await askProvider(tokenProvider)
             // A `setToken(_:)` meanwhile wins: the provider's answer is older.
             if generation != tokenGeneration, let token { return token }
             token = fresh
@@ -123,6 +131,11 @@ extension ClientEngine {
         }
         if let token { return token }
         throw ChorusError.tokenUnavailable(message: "no token and no token provider")
+    }
+
+    /// The provider's answer within ``ChorusClient/Configuration/connectTimeout`` (``TokenRequest``).
+    func askProvider(_ provider: @escaping TokenProvider) async throws -> String {
+        try await TokenRequest.ask(provider, within: configuration.connectTimeout)
     }
 
     static func errorMessage(in body: String) -> String {
@@ -288,6 +301,12 @@ extension ClientEngine {
         policy.connected(at: .now)
         sendWaiting(on: connection)
         setState(.connected(userId: user))
+        // A `setToken(_:)` while the node read the upgrade's token: the connection authenticates
+        // with it now (another user's token connects again as that user, a 409 as always).
+        if presentedTokenGeneration != tokenGeneration, let token {
+            presentedTokenGeneration = tokenGeneration
+            sendAuth(token, ahead: false, on: connection)
+        }
     }
 
     /// Sends the subscribes and publishes that wait for a usable connection, in order.

@@ -21,6 +21,8 @@ actor ClientEngine {
     /// Counts ``setToken(_:)`` calls: a provider's answer asked for before the latest one is
     /// older than the application's token, and dropped.
     var tokenGeneration = 0
+    /// The ``tokenGeneration`` of the token the current connection presented.
+    var presentedTokenGeneration = 0
     let tokenProvider: TokenProvider?
 
     var policy: ReconnectPolicy

@@ -329,6 +329,54 @@ struct SDKTokenTests {
         }
     }
 
+    @Test("a setToken while the node reads the upgrade's token is sent on the connection once it is authenticated: the application's token is the one in use (a scripted node)")
+    func setTokenWhileAuthenticating() async throws {
+        let scripted = try await SDKNode.scriptedNode("slow-auth")
+        defer { scripted.process.signal(SIGKILL) }
+        let client = try ChorusClient(url: "ws://127.0.0.1:\(scripted.port)/ws", token: "old", configuration: SDKNode.configuration())
+        let events = await client.events()
+        let connecting = Task { try await client.connect() }
+        #expect(await eventually { scripted.process.output().contains("upgrades 1") }, "\(scripted.process.output())")
+        await client.setToken("new")
+        try await withDeadline(.seconds(20), "the connection") { try await connecting.value }
+        let renewed = try await withDeadline(.seconds(20), "the new token's auth") {
+            await first(in: events, where: { $0 == .reauthenticated(userId: "bob") })
+        }
+        #expect(renewed != nil)
+        #expect(scripted.process.output().contains("auth new\n"), "\(scripted.process.output())")
+        await client.close()
+        #expect(await scripted.process.wait(timeout: .seconds(30)) == 0, "\(scripted.process.output())")
+    }
+
+    @Test("a token provider that never answers is given up after connectTimeout and asked again after the backoff: the client connects")
+    func providerNeverAnswers() async throws {
+        try await withNodeProcess { node in
+            let calls = Mutex(0)
+            let provider: @Sendable () async throws -> String = {
+                let call = calls.withLock { count in
+                    count += 1
+                    return count
+                }
+                if call == 1 {
+                    // A provider stuck for good: it ignores cancellation and never returns.
+                    await withUnsafeContinuation { (_: UnsafeContinuation<Void, Never>) in }
+                }
+                return node.token("pia")
+            }
+            var configuration = SDKNode.configuration()
+            configuration.connectTimeout = .seconds(1)
+            configuration.minimumReconnectDelay = .milliseconds(50)
+            let client = try ChorusClient(url: SDKNode.url(node), configuration: configuration, getToken: provider)
+            let events = await client.events()
+            try await withDeadline(.seconds(60), "the connection") { try await client.connect() }
+            #expect(await client.state == .connected(userId: "pia"))
+            #expect(calls.withLock { $0 } >= 2, "asked again")
+            let failure = await first(in: events) { if case .error(.tokenUnavailable) = $0 { true } else { false } }
+            #expect(failure != nil, "the provider's silence is reported")
+            await client.close()
+        }
+    }
+
     @Test("a refused token with no provider stops the client without a reconnect loop")
     func refusedTokenStops() async throws {
         try await withNodeProcess { node in

@@ -21,8 +21,9 @@ Scenario `refuses-reconnect`: the client authenticates and subscribes; once the 
 answered the connection closes (1011), and the next upgrade is refused with 401.
 
 Scenario `slow-auth`: every upgrade is answered with `auth_success` only after 300 ms (a node
-waiting on a slow Redis); the script prints `upgrades N` as they come, and exits once a client
-that authenticated closes.
+waiting on a slow Redis); the script prints `upgrades N` as they come, and `auth TOKEN` for an
+`auth` on the connection (answered with `auth_success`), and exits once a client that
+authenticated closes.
 
 Scenario `expiry-crossing`: the client authenticates and publishes; the node answers
 `auth_expired`, then `error` 401 for that publish, as a node does for a request that arrived
@@ -224,6 +225,9 @@ async def slow_auth(ws, *_):
         async for frame in frames(ws):
             if frame.get("type") == "ping":
                 await ws.send(json.dumps({"type": "pong", "id": frame["id"]}))
+            elif frame.get("type") == "auth":
+                print("auth", frame.get("token"), flush=True)
+                await ws.send(json.dumps({"type": "auth_success", "userId": "bob", "id": frame["id"]}))
     except websockets.ConnectionClosed:
         pass  # a pong to a ping sent just before the client closed
     done.set()
