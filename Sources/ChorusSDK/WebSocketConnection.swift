@@ -35,6 +35,9 @@ final class WebSocketConnection: Sendable {
     private let channel: NIOAsyncChannel<WebSocketFrame, WebSocketFrame>
     private let io: Task<Void, Never>
     private let outgoing: AsyncStream<Outgoing>.Continuation
+    /// A close frame is queued: the I/O task closes the channel after the handshake (or the
+    /// 5-s timer does), also once this object is released.
+    private let closing = Atomic(false)
 
     /// What the writer sends, in order.
     private enum Outgoing: Sendable {
@@ -212,6 +215,7 @@ final class WebSocketConnection: Sendable {
     /// Sends a close frame with `code` after what is queued; the node's answer (or the end of
     /// TCP) ends ``events``. The channel is closed outright if the node has not answered within 5 s.
     func close(code: UInt16 = 1000) {
+        closing.store(true, ordering: .relaxed)
         outgoing.yield(.close(code))
         outgoing.finish()
         let channel = self.channel.channel
@@ -226,7 +230,9 @@ final class WebSocketConnection: Sendable {
 
     deinit {
         outgoing.finish()
-        channel.channel.close(promise: nil)
+        // Released right after close() (the client's run loop ends when it is cancelled): the
+        // queued close frame still goes out. Closing here would cut it off (the node saw 1006).
+        if !closing.load(ordering: .relaxed) { channel.channel.close(promise: nil) }
     }
 }
 
