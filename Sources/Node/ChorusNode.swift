@@ -281,11 +281,15 @@ public final class ChorusNode: Service, Sendable {
             reason: reason)
     }
 
-    /// Answers every plain HTTP request on a WebSocket-only listener.
-    private static let notFoundResponder: HTTPChannelHandler.Responder = { _, writer, _ in
+    /// Answers every plain HTTP request on a WebSocket-only listener: 426 for `/ws` (an upgrade
+    /// is taken there), 404 for anything else.
+    private static let notFoundResponder: HTTPChannelHandler.Responder = { request, writer, _ in
+        let isWebSocketPath = request.uri.path == "/ws"
+        let status: HTTPResponse.Status = isWebSocketPath ? .upgradeRequired : .notFound
+        let message = isWebSocketPath ? "upgrade required: /ws speaks WebSocket only" : "this port serves /ws only"
         var body = ByteBuffer()
-        body.writeBytes(ServerMessage.error(code: 404, message: "this port serves /ws only", details: nil, id: nil).encoded())
-        var bodyWriter = try await writer.writeHead(.init(status: .notFound, headerFields: [.contentType: "application/json", .contentLength: "\(body.readableBytes)"]))
+        body.writeBytes(ServerMessage.error(code: status.code, message: message, details: nil, id: nil).encoded())
+        var bodyWriter = try await writer.writeHead(.init(status: status, headerFields: [.contentType: "application/json", .contentLength: "\(body.readableBytes)"]))
         try await bodyWriter.write(body)
         try await bodyWriter.finish(nil)
     }

@@ -72,8 +72,14 @@ struct NodeRoutes {
             var request = request
             return await publish(&request, context: context)
         }
+        let webSocketHere = node.configuration.websocketEnabled && node.configuration.websocketPort == node.configuration.httpPort
         router.get("/ws") { _, _ in
-            Self.error(426, "upgrade required: /ws speaks WebSocket only")
+            // 426 asks the client to upgrade: only where an upgrade would be taken.
+            if webSocketHere { return Self.error(426, "upgrade required: /ws speaks WebSocket only") }
+            if node.configuration.websocketEnabled {
+                return Self.error(404, "/ws is served on port \(node.configuration.websocketPort) (WEBSOCKET_PORT)")
+            }
+            return Self.error(404, "WebSocket is turned off on this node (WEBSOCKET_ENABLED=false)")
         }
     }
 

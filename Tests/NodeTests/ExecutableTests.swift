@@ -253,7 +253,7 @@ struct ExecutableTests {
 
 @Suite("A separate WebSocket port")
 struct SeparatePortTests {
-    @Test("with WEBSOCKET_PORT set, /ws is served there and HTTP stays on HTTP_PORT")
+    @Test("with WEBSOCKET_PORT set, /ws is served there (a plain GET is 426, as on a shared port) and HTTP stays on HTTP_PORT, whose /ws is 404 naming the port")
     func splitPorts() async throws {
         let websocketPort = try LoopbackPort.reserve()
         try await withNode(["WEBSOCKET_PORT": "\(websocketPort)", "WEBSOCKET_HOST": "127.0.0.1"]) { node in
@@ -262,12 +262,26 @@ struct SeparatePortTests {
             #expect(try await client.request(["type": "ping"])["type"] as? String == "pong")
             #expect(try await HTTP.get("\(node.baseURL)/health").status == 200)
             #expect(try await HTTP.get("http://127.0.0.1:\(websocketPort)/health").status == 404)
+            #expect(try await HTTP.get("http://127.0.0.1:\(websocketPort)/ws").status == 426)
+            let wrongPort = try await HTTP.get("\(node.baseURL)/ws")
+            #expect(wrongPort.status == 404)
+            #expect(wrongPort.text.contains("\(websocketPort)"), "\(wrongPort.text)")
             do {
                 _ = try await node.connect()
                 Issue.record("the HTTP port must not upgrade when WEBSOCKET_PORT differs")
             } catch WebSocketClient.Failure.upgradeRefused(let status, _) {
-                #expect(status == 426)
+                #expect(status == 404)
             }
+        }
+    }
+
+    @Test("with WEBSOCKET_ENABLED=false, /ws is 404 (not 426, which would ask for an upgrade the node never takes)")
+    func webSocketOff() async throws {
+        try await withNode(["WEBSOCKET_ENABLED": "false"]) { node in
+            let answer = try await HTTP.get("\(node.baseURL)/ws")
+            #expect(answer.status == 404)
+            #expect(answer.text.contains("WEBSOCKET_ENABLED"), "\(answer.text)")
+            #expect(try await HTTP.get("\(node.baseURL)/health").status == 200)
         }
     }
 }
