@@ -58,7 +58,7 @@ need() {
 }
 # Debian packages the cluster needs, installed when missing (as scripts/run-node.sh does).
 if command -v dpkg-query >/dev/null 2>&1; then
-    "$REPO/scripts/install-deps.sh" libhiredis-dev pkg-config curl nginx util-linux redis-server || die "could not install the cluster's packages"
+    "$REPO/scripts/install-deps.sh" libhiredis-dev zlib1g-dev pkg-config curl nginx util-linux redis-server || die "could not install the cluster's packages"
 fi
 need python3 "install python3"
 need curl "install curl"
