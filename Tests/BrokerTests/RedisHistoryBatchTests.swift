@@ -39,6 +39,26 @@ struct RedisHistoryBatchTests {
         }
     }
 
+    /// Publishes numbered messages to `topic` one at a time until one is stored in Redis (its
+    /// answer names the epoch Redis holds, at Redis's offset): on a loaded machine the link may
+    /// miss a deadline and fall back to memory (answered from a local history) between the
+    /// settling and the first publish. Returns that answer's position and the next number (nil
+    /// after 20 tries).
+    static func storedInRedis(
+        _ node: HistoryNode, _ redis: RedisTestServer, _ topic: String
+    ) async throws -> (position: HistoryPosition, next: Int)? {
+        for n in 1...20 {
+            _ = await RedisTest.eventually { node.adapter.isSettled }
+            let answer = await node.publishAndWait(topic, count: 1, from: n)
+            let meta = try await redis.command(["HMGET", "pubsub:@history-meta:\(topic)", "epoch", "offset"])
+            guard let position = answer.first?.position, case .array(let fields) = meta,
+                fields.count == 2, fields[0].string == position.epoch, fields[1].string == "\(position.offset)"
+            else { continue }
+            return (position, n + 1)
+        }
+        return nil
+    }
+
     @Test("a batch is cut into script calls of consecutive messages with history, at most the limit each, in order")
     func groups() {
         let batch = [
@@ -119,12 +139,11 @@ struct RedisHistoryBatchTests {
     func scriptLost() async throws {
         try await RedisTest.withServers { servers in
             let node = await HistoryNode.settled(urls: [servers[0].url])
-            let first = await node.publishAndWait("t.flush", count: 1)
-            #expect(first.map(\.position?.offset) == [1])
+            let (first, next) = try #require(try await Self.storedInRedis(node, servers[0], "t.flush"), "stored in Redis")
             _ = try await servers[0].command(["SCRIPT", "FLUSH"])
-            let outcomes = await node.publishAndWait("t.flush", count: 200, from: 2)
-            #expect(outcomes.map(\.position?.offset) == (2...201).map { Optional($0) })
-            #expect(outcomes.allSatisfy { $0.refusal == nil && !$0.duplicate && $0.position?.epoch == first.first?.position?.epoch })
+            let outcomes = await node.publishAndWait("t.flush", count: 200, from: next)
+            #expect(outcomes.map(\.position?.offset) == (first.offset + 1...first.offset + 200).map { Optional($0) })
+            #expect(outcomes.allSatisfy { $0.refusal == nil && !$0.duplicate && $0.position?.epoch == first.epoch })
             #expect(node.answeredTwice == 0)
             await node.adapter.shutdown()
         }
@@ -135,13 +154,13 @@ struct RedisHistoryBatchTests {
         try await RedisTest.withServers { servers in
             let redis = servers[0]
             let node = await HistoryNode.settled(urls: [redis.url])
-            let first = await node.publishAndWait("t.kill", count: 1)
-            let epoch = try #require(first.first?.position?.epoch)
+            let (first, next) = try #require(try await Self.storedInRedis(node, redis, "t.kill"), "stored in Redis")
+            let epoch = first.epoch
             // Redis holds every write command (the history script included) until unpaused:
             // the publisher's next call is written, and waits for its reply.
             _ = try await redis.command(["CLIENT", "PAUSE", "10000", "WRITE"])
             let count = 500
-            let publishing = Task { await node.publishAndWait("t.kill", count: count, from: 2, messageIds: true) }
+            let publishing = Task { await node.publishAndWait("t.kill", count: count, from: next, messageIds: true) }
             let held = await RedisTest.eventually {
                 guard let info = try? RedisConnection(connectingTo: redis.url, timeout: .seconds(2)).command(["INFO", "clients"]).string
                 else { return false }
@@ -154,8 +173,8 @@ struct RedisHistoryBatchTests {
             #expect(outcomes.count == count, "every publish answered")
             #expect(node.answeredTwice == 0)
             #expect(outcomes.allSatisfy { $0.refusal == nil && !$0.duplicate && $0.position?.epoch == epoch })
-            #expect(outcomes.map(\.position?.offset) == (2...(count + 1)).map { Optional($0) })
-            #expect(try await Self.streamIDs(redis, "t.kill").count == count + 1, "each stored once")
+            #expect(outcomes.map(\.position?.offset) == (first.offset + 1...first.offset + count).map { Optional($0) })
+            #expect(try await Self.streamIDs(redis, "t.kill").count == first.offset + count, "each stored once")
             await node.adapter.shutdown()
         }
     }
