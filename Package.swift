@@ -46,6 +46,8 @@ let package = Package(
             pkgConfig: "hiredis",
             providers: [.apt(["libhiredis-dev"])]
         ),
+        // glibc's malloc_trim and mallinfo2 (HeapTrimmer): Swift's Glibc module leaves out <malloc.h>.
+        .systemLibrary(name: "CMalloc"),
         // zlib for permessage-deflate (RFC 7692); swift-nio-extras' CNIOExtrasZlib is not a product.
         .systemLibrary(
             name: "CZlib",
@@ -70,6 +72,7 @@ let package = Package(
                 "Broker",
                 "Store",
                 "CZlib",
+                "CMalloc",
                 .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),

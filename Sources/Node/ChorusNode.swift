@@ -209,6 +209,10 @@ public final class ChorusNode: Service, Sendable {
                     collector: collector, directory: directory, interval: configuration.clusterHeartbeatInterval))
         }
         if let store { services.append(store) }
+        if let interval = configuration.memoryTrimInterval {
+            services.append(
+                HeapTrimmer(interval: interval, threshold: HeapTrimmer.defaultThreshold, counters: context.counters, logger: logger))
+        }
         services.append(app)
         if separateWebSocketListener {
             let listener = NodeChildChannel(

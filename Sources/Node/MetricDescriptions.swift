@@ -36,6 +36,8 @@ enum MetricDescriptions {
         "chorus_redis_backend_transitions_total": "State changes of each Redis backend.",
         "chorus_redis_transitions_total": "State changes over all Redis backends, by the state entered (connected, fallback).",
         "process_resident_memory_bytes": "Resident memory of the node process.",
+        "chorus_memory_trims_total": "Times the node gave memory it had freed back to the kernel (malloc_trim, MEMORY_TRIM_INTERVAL).",
+        "chorus_memory_trimmed_bytes_total": "Resident bytes the node gave back to the kernel by those trims.",
         "process_start_time_seconds": "Start time of the node process since the Unix epoch.",
         "chorus_presence_memberships": "Presence memberships (user, topic) held by this node's connections.",
         "chorus_presence_topics": "Topics with presence members on this node.",

@@ -143,6 +143,9 @@ public struct NodeConfiguration: Sendable {
     /// `CLUSTER_HEARTBEAT_INTERVAL` (ms): how often a Redis-backed node announces its stats for
     /// `/stats?scope=cluster`; a node silent for three intervals drops out of the list.
     public var clusterHeartbeatInterval: Duration = .milliseconds(2_000)
+    /// `MEMORY_TRIM_INTERVAL` (ms, `0`: never): how often the node checks whether memory it freed
+    /// since (16 MiB or more) should go back to the kernel (``HeapTrimmer``); nil: never.
+    public var memoryTrimInterval: Duration? = .milliseconds(10_000)
 
     /// `DATABASE_URL`: where accounts and messages live: `sqlite:PATH` (the environment's
     /// default is `sqlite:chorus.sqlite`), `sqlite::memory:`, or
@@ -354,6 +357,9 @@ extension NodeConfiguration {
         bcryptCost = try reader.integer("AUTH_BCRYPT_COST", in: 4...16) ?? bcryptCost
         drainTimeout = try reader.milliseconds("DRAIN_TIMEOUT") ?? drainTimeout
         clusterHeartbeatInterval = try reader.milliseconds("CLUSTER_HEARTBEAT_INTERVAL") ?? clusterHeartbeatInterval
+        if let trim = try reader.integer("MEMORY_TRIM_INTERVAL", in: 0...3_600_000) {
+            memoryTrimInterval = trim == 0 ? nil : .milliseconds(trim)
+        }
         presenceTTL = try reader.milliseconds("PRESENCE_TTL") ?? presenceTTL
         if let grace = try reader.integer("PRESENCE_DRAIN_GRACE", in: 0...600_000) { presenceDrainGrace = .milliseconds(grace) }
         if let grace = try reader.integer("PRESENCE_RECONNECT_GRACE", in: 0...600_000) { presenceReconnectGrace = .milliseconds(grace) }

@@ -38,6 +38,9 @@ public final class NodeCounters: Sendable {
     let messagesInflated = Atomic<Int>(0)
     /// Drains a busy event loop queued `WEBSOCKET_WRITE_DELAY` late (``DrainPacer``).
     let pacedDrains = Atomic<Int>(0)
+    /// Times ``HeapTrimmer`` gave freed memory back to the kernel, and the resident bytes it gave.
+    let heapTrims = Atomic<Int>(0)
+    let heapTrimmedBytes = Atomic<Int>(0)
     /// `gap` notices written after a Redis server returned from fallback (``ConnectionHub/reportGaps(where:)``).
     let gapNotices = Atomic<Int>(0)
 

@@ -84,6 +84,10 @@ public struct NodeStats: Codable, Sendable {
 
     public struct Memory: Codable, Sendable {
         public var residentBytes: Int
+        /// Times the node gave freed memory back to the kernel (`MEMORY_TRIM_INTERVAL`), and the
+        /// resident bytes that gave back; optional for older nodes' documents.
+        public var trims: Int? = nil
+        public var trimmedBytes: Int? = nil
     }
 
     public var nodeId: String

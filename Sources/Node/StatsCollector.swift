@@ -47,7 +47,9 @@ struct StatsCollector: Sendable {
                 pacedDrains: counters.pacedDrains.load(ordering: .relaxed),
                 gapNotices: counters.gapNotices.load(ordering: .relaxed)),
             adapter: node.broker.adapter.status(),
-            memory: .init(residentBytes: residentMemoryBytes()),
+            memory: .init(
+                residentBytes: residentMemoryBytes(), trims: counters.heapTrims.load(ordering: .relaxed),
+                trimmedBytes: counters.heapTrimmedBytes.load(ordering: .relaxed)),
             history: node.broker.adapter.historyStats())
         stats.presence = PresenceStats(node: node)
         stats.store = node.store.map { .init(messagesPruned: $0.pruned.messages, deletedIdsPruned: $0.pruned.deletedIds) }

@@ -61,6 +61,8 @@ final class StatsMetrics: Sendable {
             counter("chorus_store_pruned_total", ["table": "deleted_messages"], store.deletedIdsPruned)
         }
         gauge("process_resident_memory_bytes", stats.memory.residentBytes)
+        counter("chorus_memory_trims_total", [:], stats.memory.trims ?? 0)
+        counter("chorus_memory_trimmed_bytes_total", [:], stats.memory.trimmedBytes ?? 0)
         if let started = ISO8601.date(stats.startedAt) {
             registry.makeGauge(descriptor: MetricDescriptions.descriptor("process_start_time_seconds")).set(to: started.timeIntervalSince1970)
         }

@@ -42,7 +42,7 @@ struct MetricsTests {
                 "chorus_messages_dropped_total", "chorus_ready", "chorus_delivery_latency_seconds", "process_start_time_seconds",
                 "chorus_websocket_connections", "chorus_messages_published_total", "chorus_messages_delivered_total",
                 "chorus_delivery_paced_drains_total", "chorus_websocket_reads_paused_total",
-                "chorus_websocket_auth_expired_total",
+                "chorus_websocket_auth_expired_total", "chorus_memory_trims_total", "chorus_memory_trimmed_bytes_total",
             ] {
                 #expect(text.contains("# HELP \(name) "), "no HELP line for \(name): \(text)")
             }
