@@ -1,3 +1,4 @@
+import Broker
 import Store
 
 /// Marking messages read, for the HTTP route and the WebSocket `read` request alike: the
@@ -17,7 +18,7 @@ struct ReadReceipts: Sendable {
     /// message between two other users), and
     /// ``StoreError`` from the store.
     func markRead(messageId: String, by user: AuthenticatedUser) async throws -> ReadRecord {
-        guard let message = try await store.message(id: messageId) else { throw APIError(404, "no message '\(messageId)'") }
+        guard let message = try await store.message(id: messageId) else { throw APIError(404, "no message '\(EchoedText.cut(messageId))'") }
         if let denial = MessageAccess.readDenial(message, by: user) { throw denial }
         // A token granted others' private topics (a support agent) may read a direct message,
         // but a read position there would make it a member of someone else's conversation.
@@ -26,7 +27,7 @@ struct ReadReceipts: Sendable {
         }
         // Deleted in the meantime: as unknown as if it had gone before.
         guard let record = try await store.markRead(messageId: messageId, by: user.id) else {
-            throw APIError(404, "no message '\(messageId)'")
+            throw APIError(404, "no message '\(EchoedText.cut(messageId))'")
         }
         if record.advanced { events.publishRead(record) }
         return record

@@ -22,18 +22,18 @@ public enum TokenError: Error, Equatable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .malformed: "malformed token: expected a JWS compact token (header.payload.signature)"
-        case .unsupportedAlgorithm(let alg): "unsupported token algorithm '\(alg)'"
+        case .unsupportedAlgorithm(let alg): "unsupported token algorithm '\(EchoedText.cut(alg))'"
         case .algorithmMismatch(let expected, let got):
             "token algorithm '\(got)' does not match the node's key (\(expected))"
         case .badSignature: "invalid token signature"
         case .expired: "token expired"
         case .notYetValid: "token not yet valid (nbf is in the future)"
         case .missingSubject: "token has no 'sub' or 'userId' claim"
-        case .invalidGrants(let reason): "token grants are invalid: \(reason)"
-        case .invalidClaim(let name): "token claim '\(name)' has the wrong type"
+        case .invalidGrants(let reason): "token grants are invalid: \(EchoedText.cut(reason))"
+        case .invalidClaim(let name): "token claim '\(EchoedText.cut(name))' has the wrong type"
         case .criticalHeader: "token header has 'crit': this node understands no critical JWS extension"
         case .missingExpiry: "token has no 'exp' claim: this node accepts only tokens that expire"
-        case .wrongIssuer(let issuer?): "token issuer '\(issuer.prefix(100))' is not the one this node trusts"
+        case .wrongIssuer(let issuer?): "token issuer '\(EchoedText.cut(issuer))' is not the one this node trusts"
         case .wrongIssuer(nil): "token has no 'iss' claim: this node requires its issuer"
         case .wrongAudience(let audience) where audience.isEmpty: "token has no 'aud' claim: this node requires its audience"
         case .wrongAudience: "token audience does not include this node's"

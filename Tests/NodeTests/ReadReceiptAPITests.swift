@@ -120,6 +120,10 @@ struct ReadReceiptAPITests {
             #expect(missing["type"] as? String == "error")
             #expect(missing["code"] as? Int == 404)
             #expect(missing["id"] as? String == "a")
+            // An error repeats at most 64 characters of what the client sent (docs/security.md).
+            let long = try await socket.request(["type": "read", "messageId": String(repeating: "x", count: 100_000), "id": "b"])
+            #expect(long["code"] as? Int == 404)
+            #expect(((long["message"] as? String) ?? "").count < 200, "\(String(describing: long["message"]).prefix(300))")
             let hidden = try await socket.request(["type": "read", "messageId": secret, "id": 2])
             #expect(hidden["code"] as? Int == 403, "carol may not see alice's message to bob")
             #expect(hidden["id"] as? Int == 2)

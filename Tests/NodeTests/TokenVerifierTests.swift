@@ -49,6 +49,24 @@ struct TokenVerifierTests {
         #expect(throws: TokenError.unsupportedAlgorithm("none")) { try verifier.verify(unsigned) }
     }
 
+    @Test("what a refusal repeats of the token is cut to 64 characters: a 100,000-character alg is not sent back (or logged) whole")
+    func refusalRepeatsLittle() {
+        let huge = String(repeating: "A", count: 100_000)
+        let tokens = [
+            Self.part(["alg": huge]) + "." + Self.part(["sub": "m"]) + ".",
+            sign(["alg": "HS256"], ["sub": "m", "exp": Int(Date().timeIntervalSince1970) + 60, "iss": huge]),
+        ]
+        let issuerVerifier = try! TokenVerifier(key: .hmacSecret(Self.secret), rules: .init(issuer: "chorus"))
+        for (token, verifier) in zip(tokens, [verifier, issuerVerifier]) {
+            do {
+                _ = try verifier.verify(token)
+                Issue.record("accepted")
+            } catch {
+                #expect(error.description.count < 200, "\(error.description.prefix(300))")
+            }
+        }
+    }
+
     @Test("a token whose alg differs from the configured key is refused")
     func algMismatch() throws {
         // HS384 over the same secret, and RS256 labelled on an HMAC key (key confusion).

@@ -175,7 +175,7 @@ struct MessageRoutes {
 
     private func existing(_ context: NodeRequestContext) async throws -> StoredMessage {
         let id = context.parameters.get("id") ?? ""
-        guard let message = try await store.message(id: id) else { throw APIError(404, "no message '\(id)'") }
+        guard let message = try await store.message(id: id) else { throw APIError(404, "no message '\(EchoedText.cut(id))'") }
         return message
     }
 
