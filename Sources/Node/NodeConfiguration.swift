@@ -500,13 +500,17 @@ private struct EnvironmentReader {
         try integer(name, in: 0...65535)
     }
 
+    /// At most 30 days: a longer duration is a typo, and one past about 292 years in
+    /// nanoseconds would trap where a timer is set (a node that crashes at its first token expiry).
     func milliseconds(_ name: String) throws(ConfigurationError) -> Duration? {
         guard let text = string(name) else { return nil }
-        guard let value = Int(text), value > 0 else {
-            throw ConfigurationError(name, "expected a positive number of milliseconds, got '\(text)'")
+        guard let value = Int(text), value > 0, value <= Self.longestMilliseconds else {
+            throw ConfigurationError(name, "expected a positive number of milliseconds up to \(Self.longestMilliseconds) (30 days), got '\(text)'")
         }
         return .milliseconds(value)
     }
+
+    static let longestMilliseconds = 30 * 24 * 3_600_000
 
     func origins(_ name: String) throws(ConfigurationError) -> AllowedOrigins? {
         guard let text = string(name) else { return nil }

@@ -67,6 +67,19 @@ struct ConfigurationTests {
         #expect(month.messageRetention == .seconds(2_592_000))
     }
 
+    @Test("a duration past 30 days is refused at start (JWT_RENEWAL_GRACE=9999999999999999 crashed the node at its first token expiry); MEMORY_TRIM_INTERVAL=0 turns trimming off")
+    func durationBounds() throws {
+        for name in ["JWT_RENEWAL_GRACE", "WEBSOCKET_PING_INTERVAL", "DRAIN_TIMEOUT"] {
+            #expect(throws: ConfigurationError.self) {
+                try NodeConfiguration(environment: Self.base.merging([name: "9999999999999999"]) { $1 })
+            }
+        }
+        let month = try NodeConfiguration(environment: Self.base.merging(["JWT_RENEWAL_GRACE": "2592000000"]) { $1 })
+        #expect(month.tokenRenewalGrace == .seconds(2_592_000))
+        #expect(try NodeConfiguration(environment: Self.base).memoryTrimInterval == .seconds(10))
+        #expect(try NodeConfiguration(environment: Self.base.merging(["MEMORY_TRIM_INTERVAL": "0"]) { $1 }).memoryTrimInterval == nil)
+    }
+
     @Test("WEBSOCKET_PORT follows HTTP_PORT unless set")
     func sharedPort() throws {
         #expect(try NodeConfiguration(environment: Self.base.merging(["HTTP_PORT": "8080"]) { $1 }).websocketPort == 8080)
