@@ -147,13 +147,19 @@ actor ConnectionRegistry {
     }
 
     /// A history read of the topic still running for the session is cancelled; its `subscribe`
-    /// gets no other answer, so it is answered `subscribed` (no position) here, in order.
+    /// gets no other answer, so it is answered `subscribed` (no position) here, in order. The
+    /// live messages it held go out if another subscription of the session (a pattern) matches
+    /// the topic: they are that subscription's too (``writeHeld(_:of:to:)``).
     func unsubscribe(_ id: Int, from pattern: TopicPattern) {
-        guard let ref = sessions[id].map(SessionRef.init) else { return }
-        if !recoveries.isEmpty, let topic = pattern.topic, let cancelled = recoveries.cancel(ref.transport, topic) {
-            replyInOrder(id, .subscribed(topic: pattern.text, id: cancelled.requestId))
+        guard let session = sessions[id] else { return }
+        let ref = SessionRef(session)
+        var cancelled: RecoveryTable.Cancelled?
+        if !recoveries.isEmpty, let topic = pattern.topic {
+            cancelled = recoveries.cancel(ref.transport, topic)
+            if let cancelled { replyInOrder(id, .subscribed(topic: pattern.text, id: cancelled.requestId)) }
         }
         if subscriptions.remove(pattern, ref) { letGo(Self.interest(pattern)) }
+        if let cancelled, let topic = pattern.topic { writeHeld(cancelled.held, of: topic, to: session) }
     }
 
     private func forget(_ ref: SessionRef, user: String) {

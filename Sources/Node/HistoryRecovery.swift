@@ -1,4 +1,5 @@
 import Broker
+import Foundation
 import NIOCore
 
 /// A `subscribe` to a topic with history: its answer carries the topic's position, and for a
@@ -76,6 +77,27 @@ enum HistoryRecovery {
             return offset > position.offset
         }
         return Plan(recovered: recovered, position: position, nodeOnly: page.nodeOnly, history: history, live: live)
+    }
+
+    /// For a session that takes no deliveries now (its token expired while the history was
+    /// read): nothing is written, and the answer names the position before the first message
+    /// `plan` would have written, so that the `since` the client sends once it has a fresh token
+    /// asks for every one of them (answered at the page's end, they would be lost).
+    static func deferred(_ plan: Plan) -> Plan {
+        var deferred = plan
+        deferred.history = []
+        deferred.live = []
+        let first =
+            plan.history.first.flatMap { envelope in
+                envelope.offset.flatMap { offset in envelope.epoch.map { HistoryPosition(offset: offset, epoch: $0) } }
+            }
+            ?? plan.live.first.flatMap { delivery in
+                delivery.offset.flatMap { offset in delivery.epoch.map { HistoryPosition(offset: offset, epoch: $0) } }
+            }
+        if let first, first.epoch == plan.position?.epoch, first.offset > 0 {
+            deferred.position = HistoryPosition(offset: first.offset - 1, epoch: first.epoch)
+        }
+        return deferred
     }
 
     /// Cuts `plan` to `room` bytes, what the connection can still take before it counts as a
@@ -220,15 +242,19 @@ struct RecoveryTable {
         return buffer
     }
 
-    /// A recovery an unsubscribe cancelled: its `subscribe` is still to be answered.
+    /// A recovery an unsubscribe cancelled: its `subscribe` is still to be answered, and the
+    /// live messages it held are still the session's when another of its subscriptions (a
+    /// pattern) matches the topic.
     struct Cancelled {
         let requestId: JSONValue?
+        let held: RecoveryBuffer
     }
 
     /// Forgets `topic` for `transport` (unsubscribed); the recovery that was running, if one was.
     mutating func cancel(_ transport: WebSocketTransport, _ topic: Topic) -> Cancelled? {
         let key = ObjectIdentifier(transport)
-        let running: Cancelled? = if case .holding(_, _, let requestId)? = table[key]?[topic] { Cancelled(requestId: requestId) } else { nil }
+        let running: Cancelled? =
+            if case .holding(let held, _, let requestId)? = table[key]?[topic] { Cancelled(requestId: requestId, held: held) } else { nil }
         remove(key, topic)
         return running
     }
@@ -266,6 +292,25 @@ struct RecoveryTable {
 }
 
 extension ConnectionRegistry {
+    /// Writes what a cancelled recovery of `topic` held when `session` still subscribes to the
+    /// topic through a pattern (those messages are that subscription's too); when it held too
+    /// much and dropped some, a `gap` for each such pattern says so instead.
+    func writeHeld(_ held: RecoveryBuffer, of topic: Topic, to session: WebSocketSession) {
+        let matching = session.subscriptions.filter { $0.matches(topic) }
+        guard !matching.isEmpty else { return }
+        let transport = session.transport
+        var written = 0
+        if held.overflowed {
+            for pattern in matching {
+                _ = transport.write(.text(Self.gapNotice(pattern.text, at: Date()), allocator: ByteBufferAllocator()))
+            }
+        } else {
+            for delivery in held.deliveries where transport.write(delivery.frame, compressed: delivery.compressed) { written += 1 }
+        }
+        transport.flush()
+        recordRecovered(written)
+    }
+
     /// Starts a recovery of `topic` for session `id` (subscribed already): holds its live
     /// deliveries of the topic, reads the history, and finishes on this loop.
     func recover(
@@ -308,16 +353,20 @@ extension ConnectionRegistry {
         let historyBytes = history.map(\.bytes.readableBytes)
         let liveBytes = plan.live.reduce(0) { $0 + $1.frame.bytes.readableBytes }
         var fitted = plan
-        HistoryRecovery.fit(
-            &fitted, historyBytes: historyBytes, liveBytes: liveBytes, room: pendingLimit - transport.bufferedBytes,
-            request: request)
+        if transport.deliveriesWanted {
+            HistoryRecovery.fit(
+                &fitted, historyBytes: historyBytes, liveBytes: liveBytes, room: pendingLimit - transport.bufferedBytes,
+                request: request)
+        } else {
+            fitted = HistoryRecovery.deferred(plan)
+        }
         history.removeFirst(plan.history.count - fitted.history.count)
         session.reply(
             .subscribedWithHistory(
                 topic: topic.name, id: requestId, recovered: fitted.recovered, position: fitted.position, nodeOnly: fitted.nodeOnly))
         var written = 0
         for frame in history where transport.write(frame) { written += 1 }
-        for delivery in plan.live where transport.write(delivery.frame) { written += 1 }
+        for delivery in fitted.live where transport.write(delivery.frame) { written += 1 }
         if written > 0 { transport.flush() }
         recordRecovered(written)
     }

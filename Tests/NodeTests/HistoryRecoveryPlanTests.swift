@@ -28,6 +28,22 @@ struct HistoryRecoveryPlanTests {
             oldestHeld: offsets.first))
     }
 
+    @Test("a session whose token expired during the read is answered at the position before the first message it would have had, and nothing is written: its since after the renewal asks for all of them")
+    func deferredWhileExpired() {
+        let plan = HistoryRecovery.plan(
+            request: .since(offset: 3, epoch: "e"), page: Self.page([4, 5, 6], current: 6), held: Self.held([5, 6, 7, 8]))
+        let deferred = HistoryRecovery.deferred(plan)
+        #expect(deferred.history.isEmpty && deferred.live.isEmpty)
+        #expect(deferred.position == HistoryPosition(offset: 3, epoch: "e"))
+        #expect(deferred.recovered == true)
+        // Nothing in the page (a plain subscribe), live messages held: before the first of them.
+        let live = HistoryRecovery.plan(request: nil, page: Self.page([], current: 6), held: Self.held([7, 8]))
+        #expect(HistoryRecovery.deferred(live).position == HistoryPosition(offset: 6, epoch: "e"))
+        // Nothing at all: the page's position, as always.
+        let idle = HistoryRecovery.plan(request: nil, page: Self.page([], current: 6), held: Self.held([]))
+        #expect(HistoryRecovery.deferred(idle).position == HistoryPosition(offset: 6, epoch: "e"))
+    }
+
     @Test("held messages already in the page are dropped; later ones follow it")
     func join() {
         let plan = HistoryRecovery.plan(
@@ -153,6 +169,21 @@ struct HistoryRecoveryPlanTests {
         let finished = table.finish(recovering, topic, recovery: running) { _ in nil }
         #expect(finished != nil)
         #expect(table.isEmpty && !table.involves(topic))
+    }
+
+    @Test("a recovery cancelled by an unsubscribe hands back the live messages it held (a pattern of the session may still want them) and its request id")
+    func cancelHandsBackHeld() throws {
+        let transport = WebSocketTransport(maxMessageSize: 1 << 20, maxMessagesPerSecond: 100, counters: NodeCounters())
+        let topic = try Topic("rooms.lobby")
+        var table = RecoveryTable()
+        _ = table.begin(transport, topic, requestId: .string("s1"))
+        let frame = OutboundFrame.text(Array("m".utf8), allocator: ByteBufferAllocator())
+        let held = table.hold(Delivery(topic: topic, frame: frame, offset: 7, epoch: "e", arrivedAt: .now()), for: transport, topic: topic)
+        #expect(held)
+        let cancelled = table.cancel(transport, topic)
+        #expect(cancelled?.requestId == .string("s1"))
+        #expect(cancelled?.held.deliveries.map(\.offset) == [7])
+        #expect(table.isEmpty)
     }
 
     @Test("forgetting a session uncounts every topic it held")
