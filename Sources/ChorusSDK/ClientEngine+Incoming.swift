@@ -46,7 +46,7 @@ extension ClientEngine {
         case "auth_error":
             let code = fields["code"]?.intValue ?? 401
             let message = fields["message"]?.stringValue ?? "token refused"
-            if let id, code == 401, case .auth(ahead: true)? = awaited[id] {
+            if let id, code == 401, case .auth(ahead: true, _, _)? = awaited[id] {
                 // A token asked for ahead of the expiry was refused: the connection goes on with
                 // the one it has (the `auth_expired` path renews, or fails, at the expiry). A
                 // token of another user (409) ends it, as before: it is not this user's any more.
@@ -185,10 +185,9 @@ extension ClientEngine {
                 // A refused change of a live subscription (new join data over the node's size
                 // limit: 413) leaves the node's subscription, and membership, as they were:
                 // ended here, so let go there.
-                if topics[topic]?.confirmed == true, let connection {
-                    send(["type": "unsubscribe", "topic": .string(topic)], on: connection)
-                }
+                let confirmed = topics[topic]?.confirmed == true
                 endTopic(topic, with: error)
+                if confirmed, let connection { sendUnsubscribe(topic, on: connection) }
             }
         case .catchUp(let topic, let since, let attempt, let timer):
             timer?.cancel()
@@ -207,8 +206,29 @@ extension ClientEngine {
                 return
             }
             catchUpFailed(topic, since: since)
-        case .auth:
+        case .auth(let ahead, let token, let attempt):
+            // Dropped past the node's message rate (a renewal during a burst of publishes, a
+            // setToken behind a reconnect's resubscribes): sent again after the wait it names
+            // while it is still the token to present, instead of letting it expire unsent.
+            if attempt < Self.rateRetries, let connection, let delay = rateRetryDelay(error, attempt: attempt + 1) {
+                Task {
+                    try? await Task.sleep(for: delay)
+                    guard self.connection === connection, self.authenticated, self.token == token else { return }
+                    self.sendAuth(token, ahead: ahead, on: connection, attempt: attempt + 1)
+                }
+                return
+            }
             emit(.error(error))
+        case .unsubscribe(let topic, let attempt):
+            // Dropped past the node's message rate: the node would go on delivering the topic
+            // (and keep the user a member of its presence). Sent again while it stays unsubscribed here.
+            if attempt < Self.rateRetries, let connection, let delay = rateRetryDelay(error, attempt: attempt + 1) {
+                Task {
+                    try? await Task.sleep(for: delay)
+                    guard self.connection === connection, self.authenticated, self.topics[topic] == nil else { return }
+                    self.sendUnsubscribe(topic, on: connection, attempt: attempt + 1)
+                }
+            }
         case .fence:
             break
         }
@@ -242,7 +262,7 @@ extension ClientEngine {
                 sendCatchUp(topic, since: since, attempt: attempt, on: connection)
             }
             return true
-        case .request, .auth, .fence:
+        case .request, .auth, .unsubscribe, .fence:
             return false
         }
     }

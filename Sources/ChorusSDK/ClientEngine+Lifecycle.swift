@@ -34,6 +34,8 @@ extension ClientEngine {
         runner?.cancel()
         let connection = self.connection
         self.connection = nil
+        // A connect() after close() starts afresh (`connecting`), as the JavaScript SDK's does.
+        connectedBefore = false
         stop(failingWith: .closed)
         if released {
             finish(&stateWatchers)
@@ -99,6 +101,7 @@ extension ClientEngine {
         // The expiry known is the replaced token's.
         tokenExpiresAt = nil
         if authenticated, let connection {
+            presentedTokenGeneration = tokenGeneration
             sendAuth(new, ahead: false, on: connection)
         } else if case .failed = state {
             start()

@@ -47,9 +47,9 @@ extension ClientEngine {
     }
 
     /// Authenticates again on the open `connection` with `token`.
-    func sendAuth(_ token: String, ahead: Bool, on connection: WebSocketConnection) {
+    func sendAuth(_ token: String, ahead: Bool, on connection: WebSocketConnection, attempt: Int = 0) {
         let id = newId()
-        awaited[id] = .auth(ahead: ahead)
+        awaited[id] = .auth(ahead: ahead, token: token, attempt: attempt)
         send(["type": "auth", "token": .string(token), "id": .integer(Int64(id))], on: connection)
     }
 

@@ -93,7 +93,7 @@ extension ClientEngine {
             retrySubscribe(topic, after: .timeout)
         case .catchUp(let topic, let since, _, _):
             catchUpFailed(topic, since: since)
-        case .auth, .fence:
+        case .auth, .unsubscribe, .fence:
             awaited[id] = entry
         }
     }
@@ -181,7 +181,7 @@ extension ClientEngine {
             topics[topic] = state
             endTopic(topic, with: error)
             // An earlier attempt may still succeed on the node (a slow history read): undone.
-            if authenticated, let connection { send(["type": "unsubscribe", "topic": .string(topic)], on: connection) }
+            if authenticated, let connection { sendUnsubscribe(topic, on: connection) }
             return
         }
         state.retries += 1

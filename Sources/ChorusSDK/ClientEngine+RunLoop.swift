@@ -93,6 +93,10 @@ extension ClientEngine {
         var closeCode: UInt16?
         var refused: ConnectionEnding?
         for await event in connection.events {
+            // Closed meanwhile (``close()`` ran while this frame waited for the actor): what
+            // the old connection still delivers is nobody's (an `auth_success` would read as
+            // connected after the close).
+            guard self.connection === connection else { break }
             switch event {
             case .text(let text):
                 if let ending = receive(text, on: connection) {
@@ -110,7 +114,6 @@ extension ClientEngine {
             if closeCode == 1009 { rejectTooBig() }
             lostConnection(failingWith: .disconnected)
         }
-        if authenticated { connectedBefore = true }
         authenticated = false
         return refused ?? .closed(code: closeCode)
     }
@@ -269,7 +272,7 @@ extension ClientEngine {
                 publishes[key]?.rateRetries = 0
             case .subscribe(_, _, _, let timer), .catchUp(_, _, _, let timer):
                 timer?.cancel()
-            case .auth, .fence:
+            case .auth, .unsubscribe, .fence:
                 break
             }
         }
@@ -297,6 +300,7 @@ extension ClientEngine {
     /// then send the queued publishes in order.
     func didAuthenticate(as user: String, on connection: WebSocketConnection) {
         authenticated = true
+        connectedBefore = true
         userId = user
         policy.connected(at: .now)
         sendWaiting(on: connection)

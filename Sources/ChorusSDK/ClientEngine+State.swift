@@ -82,8 +82,11 @@ extension ClientEngine {
         /// A `subscribe` with `since` for a live topic after a token renewed late
         /// (``catchUp(on:)``); `attempt` counts its resends after rate refusals.
         case catchUp(topic: String, since: StreamPosition, attempt: Int, timer: Task<Void, Never>?)
-        /// `ahead`: a renewal before the expiry, whose refusal leaves the connection as it is.
-        case auth(ahead: Bool)
+        /// `ahead`: a renewal before the expiry, whose refusal leaves the connection as it is;
+        /// `attempt` counts its resends after rate refusals.
+        case auth(ahead: Bool, token: String, attempt: Int)
+        /// An `unsubscribe` of a topic no longer subscribed here; `attempt` as for `auth`.
+        case unsubscribe(topic: String, attempt: Int)
         /// A `ping` sent behind an unacknowledged publish (request `publishId`): the node
         /// answers in order, so its `pong` means the publish was not refused.
         case fence(publishId: Int)

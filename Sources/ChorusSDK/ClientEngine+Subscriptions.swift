@@ -92,9 +92,9 @@ extension ClientEngine {
         if state.presenceEvents { fields["presenceEvents"] = true }
         if let error = oversize(JSONValue.object(fields).jsonText) {
             // Presence data over the limit: this subscription ends (its subscribers throw).
-            if state.confirmed { send(["type": "unsubscribe", "topic": .string(topic)], on: connection) }
             topics[topic] = state
             endTopic(topic, with: error)
+            if state.confirmed { sendUnsubscribe(topic, on: connection) }
             return error
         }
         state.inFlight = true
@@ -153,9 +153,15 @@ extension ClientEngine {
         state.retry?.cancel()
         // A node that cancels a history read for the unsubscribe never answers its subscribe.
         dropAwaitedSubscribes(of: topic)
-        if authenticated, let connection {
-            send(["type": "unsubscribe", "topic": .string(topic)], on: connection)
-        }
+        if authenticated, let connection { sendUnsubscribe(topic, on: connection) }
+    }
+
+    /// Tells the node to unsubscribe `topic`, which no handle here subscribes any more. With an
+    /// id, so that one dropped past the node's message rate is sent again (`failed(_:with:)`).
+    func sendUnsubscribe(_ topic: String, on connection: WebSocketConnection, attempt: Int = 0) {
+        let id = newId()
+        awaited[id] = .unsubscribe(topic: topic, attempt: attempt)
+        send(["type": "unsubscribe", "topic": .string(topic), "id": .integer(Int64(id))], on: connection)
     }
 
     /// A subscription of `topic` is gone: where it was stays known (``LeftPositions``).

@@ -123,6 +123,53 @@ struct SDKLimitsTests {
         }
     }
 
+    @Test("unsubscribes the node drops past its message rate are sent again: once the subscriptions are cancelled, the node holds none (it went on delivering them, and counting them against the subscription limit)")
+    func unsubscribesPastTheRate() async throws {
+        try await withNodeProcess(["WEBSOCKET_MAX_MESSAGES_PER_SECOND": "5"]) { node in
+            var configuration = SDKNode.configuration()
+            configuration.requestTimeout = .seconds(10)
+            configuration.minimumReconnectDelay = .milliseconds(100)
+            let client = try ChorusClient(url: SDKNode.url(node), token: node.token("leaver"), configuration: configuration)
+            var subscriptions: [Subscription] = []
+            for n in 1...10 { subscriptions.append(try await client.subscribe("rooms.u\(n)")) }
+            #expect(try await SDKNode.subscriptions(on: node) == 10)
+            // Ten at once: past the five a second the node takes, the rest are dropped (429).
+            for subscription in subscriptions { subscription.cancel() }
+            let none = await eventually(within: .seconds(30)) { (try? await SDKNode.subscriptions(on: node)) == 0 }
+            #expect(none, "subscriptions left on the node")
+            await client.close()
+        }
+    }
+
+    @Test("a setToken whose auth the node drops past its message rate (behind a burst of publishes) is sent again: the connection authenticates with it")
+    func authPastTheRate() async throws {
+        try await withNodeProcess(["WEBSOCKET_MAX_MESSAGES_PER_SECOND": "5"]) { node in
+            var configuration = SDKNode.configuration()
+            configuration.requestTimeout = .seconds(20)
+            let client = try ChorusClient(url: SDKNode.url(node), token: node.token("ray"), configuration: configuration)
+            try await client.connect()
+            let events = await client.events()
+            // Ten publishes at once spend the second's budget; the auth right behind them is dropped.
+            let publishing = Task {
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    for n in 1...10 { group.addTask { _ = try await client.publish("rooms.rate", ["n": .integer(Int64(n))]) } }
+                    try await group.waitForAll()
+                }
+            }
+            #expect(await eventually { await client.queuedPublishes == 10 }, "the publishes go first")
+            await client.setToken(node.token("ray"))
+            let renewed = try await withDeadline(.seconds(30), "the new token's auth") {
+                await first(in: events) { event in
+                    if case .reauthenticated = event { return true }
+                    return false
+                }
+            }
+            #expect(renewed == .reauthenticated(userId: "ray"))
+            try await publishing.value
+            await client.close()
+        }
+    }
+
     @Test("a publish or join over the node's maxMessageSize (from auth_success) throws messageTooLarge (413) unsent, at once; the connection stays and the next publish goes (a scripted node)")
     func messageOverAnnouncedLimit() async throws {
         let scripted = try await SDKNode.scriptedNode("max-message-size")
