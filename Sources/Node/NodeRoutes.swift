@@ -50,7 +50,7 @@ struct NodeRoutes {
             case "cluster":
                 return Self.json(encodable: await clusterStats.get())
             case let other?:
-                return Self.error(400, "unknown scope '\(other)': expected node or cluster")
+                return Self.error(400, "unknown scope '\(EchoedText.cut(other))': expected node or cluster")
             }
         }
         router.get("/metrics") { request, _ in

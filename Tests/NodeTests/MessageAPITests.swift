@@ -199,6 +199,12 @@ struct MessageAPITests {
             let nobody = try await HTTP.post(
                 "\(node.baseURL)/api/messages", json: ["recipientId": "no-such-user", "content": "x"], headers: headers(alice))
             #expect(nobody.status == 404)
+            // An error repeats at most 64 characters of what the client sent (docs/security.md).
+            let long = try await HTTP.post(
+                "\(node.baseURL)/api/messages", json: ["recipientId": String(repeating: "a", count: 200_000), "content": "x"],
+                headers: headers(alice))
+            #expect(long.status == 400)
+            #expect(long.text.count < 400, "\(long.text.prefix(300))")
         }
     }
 

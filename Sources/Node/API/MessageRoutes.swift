@@ -75,7 +75,7 @@ struct MessageRoutes {
             }
         case (nil, let recipient?):
             if let problem = UserID.problem(recipient) {
-                throw APIError(400, "recipientId '\(recipient)' \(problem)", field: "recipientId")
+                throw APIError(400, "recipientId '\(EchoedText.cut(recipient))' \(problem)", field: "recipientId")
             }
             guard try await store.user(id: recipient) != nil else {
                 throw APIError(404, "no user with id '\(recipient)'", field: "recipientId")

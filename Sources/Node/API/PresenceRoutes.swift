@@ -74,7 +74,7 @@ struct PresenceRoutes {
     }
 
     private func online(_ request: Request, userId: String) async -> Response {
-        if let problem = UserID.problem(userId) { return APIError(400, "user id '\(userId)' \(problem)").response }
+        if let problem = UserID.problem(userId) { return APIError(400, "user id '\(EchoedText.cut(userId))' \(problem)").response }
         guard let topic = PresenceService.userTopic(userId) else { return APIError(400, "invalid user id").response }
         if let denial = denial(request, topic: topic) { return denial }
         var json = JSONWriter()
