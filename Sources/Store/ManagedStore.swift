@@ -105,8 +105,20 @@ final class ManagedStore<Driver: DatabaseDriver>: ChatStore {
     /// Stores the message, then records its author and recipient as members of its conversation
     /// (``ReadReceiptRepository``). The message is stored once the first step succeeds: a
     /// failure of the second is logged, not thrown, so that a client does not post it again.
+    /// Two steps: the message, then its conversation's members (read positions that only move
+    /// forward, so doing it again is harmless). A retry with the same id, which the first try
+    /// stored, does the second step again: the first may have lost it (a deadline that passed
+    /// between the two, a failure only logged), and the retry is what repairs it.
     func createMessage(_ message: NewMessage) async throws -> StoredMessage {
-        let stored = try await using("storing a message") { try await $0.createMessage(message) }
+        let stored: StoredMessage
+        do {
+            stored = try await using("storing a message") { try await $0.createMessage(message) }
+        } catch StoreError.duplicateMessageId {
+            if let id = message.id {
+                try? await using("recording a message's members") { try await $0.recordMembers(ofMessage: id.lowercased()) }
+            }
+            throw StoreError.duplicateMessageId
+        }
         do {
             try await using("recording a message's members") { try await $0.recordMembers(ofMessage: stored.id) }
         } catch {
@@ -130,7 +142,7 @@ final class ManagedStore<Driver: DatabaseDriver>: ChatStore {
         }
     }
 
-    func updateMessage(id: String, content: String, metadata: String?) async throws -> StoredMessage? {
+    func updateMessage(id: String, content: String, metadata: MetadataEdit) async throws -> StoredMessage? {
         try await using("updating a message") { try await $0.updateMessage(id: id.lowercased(), content: content, metadata: metadata) }
     }
 

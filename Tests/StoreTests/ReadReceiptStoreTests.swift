@@ -1,4 +1,5 @@
 import Foundation
+import SQLiteNIO
 @testable import Store
 import Testing
 
@@ -27,6 +28,24 @@ struct ReadReceiptStoreTests {
             #expect(third.advanced)
             #expect(third.position.messageId == posted[2].id)
             #expect(try await store.markRead(messageId: "no-such-message", by: "bob") == nil)
+        }
+    }
+
+    @Test("a message posted again with its id (a retry) records its conversation's members, which the first try may have lost: the recipient lists the conversation")
+    func retryRecordsMembers() async throws {
+        try await StoreHarness.withTemporaryDirectory { directory in
+            let path = directory.appendingPathComponent("chorus.db").path
+            try await StoreHarness.running(.sqliteFile(path), configuration: .init()) { store in
+                let new = NewMessage(id: UUID().uuidString.lowercased(), authorId: "alice", recipientId: "bob", content: "hi")
+                _ = try await store.createMessage(new)
+                // The first try's second step lost: no read positions for the conversation.
+                let connection = try await SQLiteConnection.open(storage: .file(path: path))
+                _ = try await connection.query("DELETE FROM read_receipts")
+                try await connection.close()
+                #expect(try await store.conversations(of: "bob", before: nil, limit: 10).conversations.isEmpty)
+                await #expect(throws: StoreError.duplicateMessageId) { try await store.createMessage(new) }
+                #expect(try await store.conversations(of: "bob", before: nil, limit: 10).conversations.count == 1)
+            }
         }
     }
 
