@@ -22,8 +22,8 @@ public protocol MessageRepository: Sendable {
     /// Throws ``StoreError/invalidCursor`` for a cursor no listing handed out.
     func messages(in scope: MessageScope, before cursor: String?, limit: Int, maxBytes: Int) async throws -> MessagePage
 
-    /// Sets content and metadata, and `updatedAt` to now; nil when there is no such message.
-    func updateMessage(id: String, content: String, metadata: String?) async throws -> StoredMessage?
+    /// Sets content (and metadata, unless `keep`), and `updatedAt` to now; nil when there is no such message.
+    func updateMessage(id: String, content: String, metadata: MetadataEdit) async throws -> StoredMessage?
 
     /// False when there was no such message.
     func deleteMessage(id: String) async throws -> Bool

@@ -122,14 +122,25 @@ struct PostgresRepository: UserRepository, MessageRepository, ReadReceiptReposit
             cursors: cursors)
     }
 
-    func updateMessage(id: String, content: String, metadata: String?) async throws -> StoredMessage? {
-        try await messages(client.query(
-            """
-            UPDATE messages SET content = \(content), metadata = \(metadata), updated_at = \(Milliseconds.now())
-            WHERE id = \(id) RETURNING \(unescaped: Self.messageColumns)
-            """,
-            logger: logger)
-        ).first?.message
+    func updateMessage(id: String, content: String, metadata: MetadataEdit) async throws -> StoredMessage? {
+        switch metadata {
+        case .keep:
+            try await messages(client.query(
+                """
+                UPDATE messages SET content = \(content), updated_at = \(Milliseconds.now())
+                WHERE id = \(id) RETURNING \(unescaped: Self.messageColumns)
+                """,
+                logger: logger)
+            ).first?.message
+        case .set(let metadata):
+            try await messages(client.query(
+                """
+                UPDATE messages SET content = \(content), metadata = \(metadata), updated_at = \(Milliseconds.now())
+                WHERE id = \(id) RETURNING \(unescaped: Self.messageColumns)
+                """,
+                logger: logger)
+            ).first?.message
+        }
     }
 
     func deleteMessage(id: String) async throws -> Bool {

@@ -98,11 +98,20 @@ struct SQLiteRepository: UserRepository, MessageRepository, ReadReceiptRepositor
             cursors: cursors)
     }
 
-    func updateMessage(id: String, content: String, metadata: String?) async throws -> StoredMessage? {
-        try await connection.query(
-            "UPDATE messages SET content = ?, metadata = ?, updated_at = ? WHERE id = ? RETURNING \(Self.messageColumns)",
-            [.text(content), Self.text(metadata), .integer(SQLiteInt64(Milliseconds.now())), .text(id)]
-        ).first.map(Self.message)
+    func updateMessage(id: String, content: String, metadata: MetadataEdit) async throws -> StoredMessage? {
+        let now = SQLiteData.integer(SQLiteInt64(Milliseconds.now()))
+        return switch metadata {
+        case .keep:
+            try await connection.query(
+                "UPDATE messages SET content = ?, updated_at = ? WHERE id = ? RETURNING \(Self.messageColumns)",
+                [.text(content), now, .text(id)]
+            ).first.map(Self.message)
+        case .set(let metadata):
+            try await connection.query(
+                "UPDATE messages SET content = ?, metadata = ?, updated_at = ? WHERE id = ? RETURNING \(Self.messageColumns)",
+                [.text(content), Self.text(metadata), now, .text(id)]
+            ).first.map(Self.message)
+        }
     }
 
     /// Keeps the id first (``Migration`` 3), so that it stays taken even if the delete fails.

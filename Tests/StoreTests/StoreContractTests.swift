@@ -71,7 +71,9 @@ struct StoreContractTests {
             #expect(created.updatedAt == nil)
             #expect(try await store.message(id: created.id) == created)
 
-            let edited = try #require(try await store.updateMessage(id: created.id, content: "hello again", metadata: nil))
+            let kept = try #require(try await store.updateMessage(id: created.id, content: "hello there", metadata: .keep))
+            #expect(kept.content == "hello there" && kept.metadata == metadata, "kept as stored")
+            let edited = try #require(try await store.updateMessage(id: created.id, content: "hello again", metadata: .set(nil)))
             #expect(edited.id == created.id)
             #expect(edited.content == "hello again")
             #expect(edited.metadata == nil)
@@ -83,7 +85,7 @@ struct StoreContractTests {
             #expect(try await store.deleteMessage(id: created.id))
             #expect(try await store.message(id: created.id) == nil)
             #expect(try await store.deleteMessage(id: created.id) == false)
-            #expect(try await store.updateMessage(id: created.id, content: "gone", metadata: nil) == nil)
+            #expect(try await store.updateMessage(id: created.id, content: "gone", metadata: .keep) == nil)
         }
     }
 

@@ -167,7 +167,8 @@ struct MessageRoutes {
         let metadata = try Self.metadata(body)
         let message = try await existing(context)
         try checkAuthor(message, user)
-        guard let updated = try await store.updateMessage(id: message.id, content: content, metadata: metadata ?? message.metadata)
+        // Absent metadata is kept as stored when the update runs, not as read above.
+        guard let updated = try await store.updateMessage(id: message.id, content: content, metadata: metadata.map { .set($0) } ?? .keep)
         else { throw APIError(404, "no message '\(message.id)'") }
         events.publish(.updated, updated)
         return .json(updated.json)
