@@ -43,7 +43,11 @@ final class PresenceBatcher: Sendable {
         /// Users (or, for an event without one, a unique key) in the order of their first event.
         var order: [String] = []
         var changes: [String: UserChange] = [:]
-        var isWaiting: Bool { !order.isEmpty }
+        /// The previous window's batch is being sent: an event now waits for the next batch
+        /// instead of overtaking it (a `leave` delivered before the batch's `join` of the same
+        /// user would leave a watcher listing a member who left).
+        var releasing = false
+        var isWaiting: Bool { !order.isEmpty || releasing }
     }
 
     private struct Table {
@@ -86,7 +90,7 @@ final class PresenceBatcher: Sendable {
                 }
                 return (true, nil)
             }
-            let first = !window.isWaiting
+            let first = window.order.isEmpty
             Self.add(envelope, to: &window, unkeyed: &table.unkeyed)
             table.windows[topic] = window
             return (false, first ? max(.zero, .seconds(1) - (now - window.start)) : nil)
@@ -145,9 +149,10 @@ final class PresenceBatcher: Sendable {
     private func release(_ topic: Topic, origin: String) {
         let events = table.withLock { table -> [RawJSON] in
             guard let window = table.windows[topic] else { return [] }
-            table.windows[topic] = Window(start: .now, count: 0)
+            table.windows[topic] = Window(start: .now, count: 0, releasing: true)
             return window.order.flatMap { window.changes[$0].map(Self.net) ?? [] }
         }
+        defer { table.withLock { $0.windows[topic]?.releasing = false } }
         var batch: [RawJSON] = []
         var bytes = 0
         for event in events {

@@ -1,6 +1,7 @@
 import Broker
 import Foundation
 @testable import Node
+import Synchronization
 import Testing
 
 @Suite("Presence batches: one event per user, cut to a size", .timeLimit(.minutes(1)))
@@ -41,6 +42,34 @@ struct PresenceBatcherTests {
         for (kind, user) in waiting { #expect(!batcher.admit(Self.event(kind, user))) }
         let batches = try await Self.batches(of: stream, count: 1)
         #expect(batches == [["join bob", "join carol", "leave carol", "join dave", "update erin", "leave frank", "update mallory"]])
+    }
+
+    @Test("an event that comes while a batch is being sent waits for the next batch instead of overtaking it (a leave before the batch's join left a ghost member)")
+    func noOvertaking() async throws {
+        let entered = DispatchSemaphore(value: 0)
+        let proceed = DispatchSemaphore(value: 0)
+        let flushes = Mutex(0)
+        let (stream, continuation) = AsyncStream.makeStream(of: Envelope.self)
+        let batcher = PresenceBatcher(rate: 1, maxBatchBytes: 1 << 20) { envelope in
+            // The first batch is slow to go out (a large one, being encoded and handed over).
+            if flushes.withLock({ $0 += 1; return $0 }) == 1 {
+                entered.signal()
+                proceed.wait()
+            }
+            continuation.yield(envelope)
+        }
+        #expect(batcher.admit(Self.event("join", "first")))
+        #expect(!batcher.admit(Self.event("join", "carol")), "past the rate: batched")
+        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+            DispatchQueue.global().async {
+                entered.wait()
+                done.resume()
+            }
+        }
+        let admitted = batcher.admit(Self.event("leave", "carol"))
+        proceed.signal()
+        #expect(!admitted, "waits behind the batch being sent")
+        #expect(try await Self.batches(of: stream, count: 2) == [["join carol"], ["leave carol"]])
     }
 
     @Test("a batch larger than maxBatchBytes goes out as several messages, every event once and in order")
