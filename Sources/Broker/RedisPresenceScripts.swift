@@ -12,7 +12,9 @@
 /// - `P zr:<topic>`: set for 10 s after the index was rebuilt (``page``);
 /// - `P n:<topic>`: hash user id -> connections, cluster-wide;
 /// - `P i:<instance>`: hash `<topic>\n<user>` -> connections held by one node instance
-///   (`<NODE_ID>/<boot nonce>`) on this server; what the reaper takes back;
+///   (`<NODE_ID>/<boot nonce>`) on this server; what the reaper takes back; and the field
+///   `\n#`: how many changes the instance wrote there (``lease`` returns it, so that a node
+///   notices a Redis that came back with older data: see ``RedisPresenceStore``);
 /// - `P leases`: sorted set instance -> lease expiry (Redis `TIME`, ms);
 /// - `P seen:<topic>`: when a `presence.user.<id>` topic last became empty (ISO 8601).
 ///
@@ -32,6 +34,7 @@ enum RedisPresenceScripts {
     /// 'nolease' (nothing changed) when the instance holds no lease on this server.
     static let set = """
         if redis.call('ZSCORE', KEYS[4], ARGV[3]) == false then return 'nolease' end
+        redis.call('HINCRBY', KEYS[3], '\\n#', 1)
         local field = ARGV[1] .. '\\n' .. ARGV[2]
         local count = tonumber(ARGV[4])
         local old = tonumber(redis.call('HGET', KEYS[3], field) or '0')
@@ -68,16 +71,18 @@ enum RedisPresenceScripts {
         return ''
         """
 
-    /// KEYS: leases. ARGV: instance, ttl (ms). Sets the instance's lease to now + ttl; returns 1
-    /// when it held one already, 0 when the lease is new (first start, or reaped meanwhile:
-    /// the node must then resend its whole share).
+    /// KEYS: leases, the instance's `i:` hash. ARGV: instance, ttl (ms). Sets the instance's
+    /// lease to now + ttl; returns {1, changes written} when it held one already, {0, changes
+    /// written} when the lease is new (first start, or reaped meanwhile: the node must then
+    /// resend its whole share).
     static let lease = """
         #!lua flags=allow-oom
         local t = redis.call('TIME')
         local present = redis.call('ZSCORE', KEYS[1], ARGV[1])
         redis.call('ZADD', KEYS[1], t[1] * 1000 + math.floor(t[2] / 1000) + tonumber(ARGV[2]), ARGV[1])
-        if present then return 1 end
-        return 0
+        local written = tonumber(redis.call('HGET', KEYS[2], '\\n#') or '0')
+        if present then return {1, written} end
+        return {0, written}
         """
 
     /// KEYS: leases. ARGV: key prefix P, instance prefix to reap regardless of expiry ('' for
@@ -107,25 +112,27 @@ enum RedisPresenceScripts {
             local entries = redis.call('HGETALL', ikey)
             for i = 1, #entries, 2 do
               local sep = string.find(entries[i], '\\n', 1, true)
-              local topic = string.sub(entries[i], 1, sep - 1)
-              local user = string.sub(entries[i], sep + 1)
-              local nkey = ARGV[1] .. 'n:' .. topic
-              local mkey = ARGV[1] .. 'm:' .. topic
-              local total = tonumber(redis.call('HGET', nkey, user) or '0')
-              local left = total - tonumber(entries[i + 1])
-              if left > 0 then
-                redis.call('HSET', nkey, user, left)
-              else
-                local member = redis.call('HGET', mkey, user) or ('{"userId":"' .. user .. '","data":{}}')
-                redis.call('HDEL', mkey, user)
-                redis.call('HDEL', nkey, user)
-                redis.call('ZREM', ARGV[1] .. 'z:' .. topic, user)
-                if total > 0 then
-                  events = events + 1
-                  if string.sub(topic, 1, 14) == 'presence.user.' then redis.call('SET', ARGV[1] .. 'seen:' .. topic, ARGV[5]) end
-                  redis.call('PUBLISH', ARGV[7] .. topic, '{"v":1,"id":"' .. ARGV[6] .. '-' .. events .. '","origin":' .. ARGV[4]
-                    .. ',"topic":"' .. topic .. '","kind":"presence","data":{"event":"leave","member":' .. member
-                    .. '},"timestamp":"' .. ARGV[5] .. '"}')
+              if sep ~= 1 then  -- not the '\\n#' count of changes
+                local topic = string.sub(entries[i], 1, sep - 1)
+                local user = string.sub(entries[i], sep + 1)
+                local nkey = ARGV[1] .. 'n:' .. topic
+                local mkey = ARGV[1] .. 'm:' .. topic
+                local total = tonumber(redis.call('HGET', nkey, user) or '0')
+                local left = total - tonumber(entries[i + 1])
+                if left > 0 then
+                  redis.call('HSET', nkey, user, left)
+                else
+                  local member = redis.call('HGET', mkey, user) or ('{"userId":"' .. user .. '","data":{}}')
+                  redis.call('HDEL', mkey, user)
+                  redis.call('HDEL', nkey, user)
+                  redis.call('ZREM', ARGV[1] .. 'z:' .. topic, user)
+                  if total > 0 then
+                    events = events + 1
+                    if string.sub(topic, 1, 14) == 'presence.user.' then redis.call('SET', ARGV[1] .. 'seen:' .. topic, ARGV[5]) end
+                    redis.call('PUBLISH', ARGV[7] .. topic, '{"v":1,"id":"' .. ARGV[6] .. '-' .. events .. '","origin":' .. ARGV[4]
+                      .. ',"topic":"' .. topic .. '","kind":"presence","data":{"event":"leave","member":' .. member
+                      .. '},"timestamp":"' .. ARGV[5] .. '"}')
+                  end
                 end
               end
             end

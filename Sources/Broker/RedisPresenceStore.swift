@@ -53,6 +53,10 @@ public final class RedisPresenceStore: PresenceStore {
         var heldBack: [Key: Bool] = [:]
         /// A renewal is queued for the server (asked for by a 'nolease' answer).
         var renewalQueued: Set<Int> = []
+        /// Per server, the changes this instance wrote there as far as the node knows: those
+        /// the server acknowledged, from the count it reported at the last renewal on. A server
+        /// that reports fewer came back with older data (``renew(_:)``).
+        var written: [Int: Int] = [:]
         var sequence = 0
         var counters = PresenceCounters()
         var loop: Task<Void, Never>?
@@ -141,22 +145,40 @@ public final class RedisPresenceStore: PresenceStore {
         state.withLock { $0.loop = task }
     }
 
+    /// Renews the lease on `server`. A server that reports fewer changes of this instance than
+    /// it acknowledged came back with older data (restarted from a snapshot, AOF `everysec`'s
+    /// last second, a replica behind promoted by Sentinel) while the lease survived: joins and
+    /// leaves it acknowledged are gone, and resending the changed keys cannot tell which. The
+    /// instance then takes its whole share back (a reap of itself: a `leave` for its members
+    /// there) and writes it again (a `join` each), so that no one who left stays listed.
     private func renew(_ server: Int) {
         guard !state.withLock({ $0.stopped }) else { return }
         queues[server].evaluate(
-            RedisPresenceScripts.lease, keys: [bytes(keyPrefix + "leases")],
+            RedisPresenceScripts.lease, keys: [bytes(keyPrefix + "leases"), bytes(keyPrefix + "i:" + instance)],
             arguments: [bytes(instance), bytes(String(ttlMilliseconds))]
         ) { [self] result in
-            let (afterOutage, renewAgain) = state.withLock {
-                state -> ((@Sendable (_ holds: @escaping @Sendable (Topic) -> Bool) -> Void)?, Bool) in
+            let (afterOutage, renewAgain, rolledBack) = state.withLock {
+                state -> ((@Sendable (_ holds: @escaping @Sendable (Topic) -> Bool) -> Void)?, Bool, Bool) in
                 state.renewalQueued.remove(server)
                 guard case .success(let reply) = result else {
                     state.counters.failures += 1
                     state.unreachable.insert(server)
-                    return (nil, false)
+                    return (nil, false, false)
+                }
+                guard let lease = Self.lease(reply) else {
+                    state.counters.failures += 1
+                    return (nil, false, false)
                 }
                 state.unreachable.remove(server)
-                let hadLease = reply == .integer(1)
+                let hadLease = lease.held
+                if hadLease, lease.written < state.written[server, default: 0] {
+                    logger.warning(
+                        "presence: Redis came back with older data (it reports fewer of this node's changes than it acknowledged): taking this node's members back and writing them again",
+                        metadata: ["server": "\(server)", "reported": "\(lease.written)", "acknowledged": "\(state.written[server, default: 0])"])
+                    state.written[server] = 0
+                    return (nil, false, true)
+                }
+                state.written[server] = lease.written
                 var resend = Set(state.dirty.filter { self.server(of: $0.topic) == server })
                 let held = state.heldBack.filter { self.server(of: $0.key.topic) == server }
                 for key in held.keys { state.heldBack[key] = nil }
@@ -179,7 +201,14 @@ public final class RedisPresenceStore: PresenceStore {
                         // a change of count alone leaves the data other nodes may have set.
                         announceUpdate: held[key] ?? false, state: &state) || heldBack
                 }
-                return (state.afterOutage.removeValue(forKey: server), heldBack)
+                return (state.afterOutage.removeValue(forKey: server), heldBack, false)
+            }
+            if rolledBack {
+                // The reap removes the lease too: the renewal after it finds none and resends
+                // every key of this server.
+                reapScript(server, ownEarlierBoots: false, onlyThisInstance: true) {}
+                renew(server)
+                return
             }
             // Still more queued than the bound: the keys held back go after the next renewal.
             if renewAgain { renew(server) }
@@ -235,6 +264,15 @@ public final class RedisPresenceStore: PresenceStore {
                 state.withLock { $0.counters.failures += 1 }
             }
         }
+    }
+
+    /// ``RedisPresenceScripts/lease``'s answer: whether the lease was held, and the changes the
+    /// server counts for this instance.
+    private static func lease(_ reply: RedisReply) -> (held: Bool, written: Int)? {
+        guard case .array(let parts) = reply, parts.count == 2, case .integer(let held) = parts[0],
+            case .integer(let written) = parts[1]
+        else { return nil }
+        return (held == 1, written)
     }
 
     // MARK: Shares
@@ -324,8 +362,10 @@ public final class RedisPresenceStore: PresenceStore {
                         renewNow = state.renewalQueued.insert(server).inserted
                     case "", nil:
                         state.dirty.remove(key)
+                        state.written[server, default: 0] += 1
                     default:
                         state.dirty.remove(key)
+                        state.written[server, default: 0] += 1
                         state.counters.eventsPublished += 1
                     }
                 case .failure(let error):

@@ -293,6 +293,38 @@ extension ClusterTests {
             }
         }
 
+        @Test("a Redis that comes back with older data (restarted from a snapshot taken before a join and a leave, its leases still valid) is noticed: the member who left is not listed, the one who joined is")
+        func redisRolledBack() async throws {
+            try await withCluster(nodes: 2) { cluster in
+                let topic = "rooms.rollback"
+                let (watcher, alice) = try await Self.aliceWatched(in: cluster, topic: topic)
+                _ = try await cluster.redis[0].command(["SAVE"])
+                let bob = try await cluster.node(2).connect(as: "bob")
+                try await bob.subscribe(topic, member: true, events: false)
+                let join = try await watcher.nextPresence()
+                #expect(join.event == "join" && join.userId == "bob")
+                await alice.close()
+                let leave = try await watcher.nextPresence()
+                #expect(leave.event == "leave" && leave.userId == "alice")
+
+                // Back from the snapshot: alice listed, bob not, node 2's lease still valid.
+                await cluster.redis[0].kill()
+                try await cluster.redis[0].start()
+                try await cluster.waitUntilAdapters(are: "connected")
+                let right = await eventually(within: .seconds(30)) {
+                    let state = try? await watcher.presenceState(topic)
+                    return state?.scope == nil && state?.connections == ["bob": 1]
+                }
+                #expect(right, "alice, who left, not listed; bob, who joined, listed")
+                let aliceOffline = await eventually(within: .seconds(30)) {
+                    let answer = try? await HTTP.get(
+                        "\(cluster.node(1).baseURL)/api/users/alice/presence", headers: ["X-API-Key": Cluster.apiKey])
+                    return (try? answer?.json())?["online"] as? Bool == false
+                }
+                #expect(aliceOffline, "alice is not online")
+            }
+        }
+
         @Test("a leave while Redis hangs (SIGSTOP) may reach no watcher, but once Redis answers every watcher hears `resync`, and a list read then from Redis, with the events after it, is right")
         func resyncAfterHang() async throws {
             try await withCluster(nodes: 2) { cluster in
