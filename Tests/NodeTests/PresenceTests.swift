@@ -203,10 +203,11 @@ struct PresenceTests {
         return reply["code"] as? Int
     }
 
-    @Test("presence changes are 10 a second per connection in bursts of 20: of 30 joins sent at once, 20 are taken and 10 answered 429 with retryAfter and limit; the connection's other requests are not held back, and leaving is never refused")
+    @Test("presence changes are 10 a second per connection in bursts of 20: of 30 joins sent at once, the burst and what the budget refilled meanwhile are taken, the rest answered 429 with retryAfter and limit; the connection's other requests are not held back, and leaving is never refused")
     func presenceChangesBounded() async throws {
         try await withNode([:]) { node in
             let alice = try await node.connect(as: "alice")
+            let started = ContinuousClock.now
             for n in 0..<30 {
                 try await alice.send(json: ["type": "subscribe", "topic": "rooms.p\(n)", "presence": ["data": ["n": n]], "id": "j\(n)"])
             }
@@ -221,7 +222,12 @@ struct PresenceTests {
                     refused += 1
                 }
             }
-            #expect(joined >= 20 && joined <= 25, "joins taken: \(joined) of 30 (a burst of 20, 10 more a second)")
+            // The budget refills 10 a second: what it may have taken besides the burst depends on
+            // how long the 30 took on this machine, not on a guess of it.
+            let elapsed = ContinuousClock.now - started
+            let refill = Int((elapsed / .seconds(1)) * 10) + 1
+            #expect(joined >= 20 && joined <= 20 + refill, "joins taken: \(joined) of 30 in \(elapsed) (a burst of 20, 10 more a second)")
+            if refill < 10 { #expect(refused > 0, "past the burst and its refill, refused") }
             #expect(try await alice.request(["type": "ping", "id": "p"])["type"] as? String == "pong", "other requests pass")
             for n in 0..<30 { try await alice.send(json: ["type": "unsubscribe", "topic": "rooms.p\(n)", "id": "u\(n)"]) }
             var left = 0
