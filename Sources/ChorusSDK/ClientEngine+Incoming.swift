@@ -222,6 +222,12 @@ extension ClientEngine {
         case .unsubscribe(let topic, let attempt):
             // Dropped past the node's message rate: the node would go on delivering the topic
             // (and keep the user a member of its presence). Sent again while it stays unsubscribed here.
+            // Still subscribed here, it was a last join's end: the subscribe sent right behind it
+            // was dropped too, and its retry leaves first again.
+            if Self.retryAfter(of: error) != nil, topics[topic] != nil {
+                topics[topic]?.leaveFirst = true
+                return
+            }
             if attempt < Self.rateRetries, let connection, let delay = rateRetryDelay(error, attempt: attempt + 1) {
                 Task {
                     try? await Task.sleep(for: delay)

@@ -78,7 +78,9 @@ extension ClientEngine {
         guard var state = topics[topic] else { return nil }
         if state.leaveFirst {
             // Answered by `unsubscribed`, which nothing waits for; the subscribe follows in order.
-            send(["type": "unsubscribe", "topic": .string(topic)], on: connection)
+            // Dropped past the node's message rate, it is sent again before this subscribe's
+            // retry (``failed(_:with:)``), which the same rate drops too.
+            sendUnsubscribe(topic, on: connection)
             state.leaveFirst = false
         }
         let id = newId()

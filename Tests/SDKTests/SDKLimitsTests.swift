@@ -141,6 +141,31 @@ struct SDKLimitsTests {
         }
     }
 
+    @Test("joins ended past the node's message rate while plain subscriptions of the same topics stay: the memberships end all the same (the unsubscribe before each subscribe goes again with it), and the subscriptions stay")
+    func leavesPastTheRate() async throws {
+        try await withNodeProcess(["WEBSOCKET_MAX_MESSAGES_PER_SECOND": "5"]) { node in
+            var configuration = SDKNode.configuration()
+            configuration.requestTimeout = .seconds(10)
+            configuration.minimumReconnectDelay = .milliseconds(100)
+            let client = try ChorusClient(url: SDKNode.url(node), token: node.token("lena"), configuration: configuration)
+            var plain: [Subscription] = []
+            var joins: [Subscription] = []
+            for n in 1...6 {
+                plain.append(try await client.subscribe("rooms.l\(n)"))
+                joins.append(try await client.join("rooms.l\(n)", data: ["n": .integer(Int64(n))], events: false))
+            }
+            let memberships = { (try? await node.stats()["presence"] as? [String: Any])?["memberships"] as? Int }
+            #expect(await memberships() == 6)
+            // Six leaves at once, each an unsubscribe and a subscribe: past the five a second the node takes.
+            for join in joins { join.cancel() }
+            let left = await eventually(within: .seconds(30)) { await memberships() == 0 }
+            #expect(left, "memberships left on the node")
+            #expect(try await SDKNode.subscriptions(on: node) == 6, "the plain subscriptions stay")
+            withExtendedLifetime(plain) {}
+            await client.close()
+        }
+    }
+
     @Test("a setToken whose auth the node drops past its message rate (behind a burst of publishes) is sent again: the connection authenticates with it")
     func authPastTheRate() async throws {
         try await withNodeProcess(["WEBSOCKET_MAX_MESSAGES_PER_SECOND": "5"]) { node in
