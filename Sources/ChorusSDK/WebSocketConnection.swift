@@ -167,10 +167,13 @@ final class WebSocketConnection: Sendable {
             }
         }
         // Bound the upgrade; on timeout or cancellation the half-open channel is closed, which
-        // fails the upgrade.
+        // fails the upgrade. The deadline ends on the channel's loop as the upgrade completes:
+        // ended only once this task resumed, it could close a connection just upgraded (a
+        // loaded machine resumed the task past the deadline, and the client reconnected).
         let deadline = upgrade.eventLoop.scheduleTask(in: TimeAmount(timeout)) {
             opened.close()
         }
+        upgrade.whenComplete { _ in deadline.cancel() }
         defer { deadline.cancel() }
         let result: UpgradeResult
         do {

@@ -368,8 +368,9 @@ struct SDKTokenTests {
             configuration.minimumReconnectDelay = .milliseconds(50)
             let client = try ChorusClient(url: SDKNode.url(node), configuration: configuration, getToken: provider)
             let events = await client.events()
+            let states = await client.states()
             try await withDeadline(.seconds(60), "the connection") { try await client.connect() }
-            #expect(await client.state == .connected(userId: "pia"))
+            #expect(await first(in: states, where: { $0 == .connected(userId: "pia") }) != nil)
             #expect(calls.withLock { $0 } >= 2, "asked again")
             let failure = await first(in: events) { if case .error(.tokenUnavailable) = $0 { true } else { false } }
             #expect(failure != nil, "the provider's silence is reported")
