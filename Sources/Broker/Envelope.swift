@@ -78,7 +78,7 @@ extension Envelope {
     }
 
     /// The message's place in its topic's history (``offset`` in ``epoch``); nil without history.
-    var historyPosition: HistoryPosition? {
+    public var historyPosition: HistoryPosition? {
         guard let offset, let epoch else { return nil }
         return HistoryPosition(offset: offset, epoch: epoch)
     }

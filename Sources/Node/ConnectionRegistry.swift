@@ -418,6 +418,10 @@ struct Delivery: Sendable {
     /// The message's history position, if its topic keeps one (for ``HistoryRecovery``).
     var offset: Int? = nil
     var epoch: String? = nil
+    var historyPosition: HistoryPosition? {
+        guard let offset, let epoch else { return nil }
+        return HistoryPosition(offset: offset, epoch: epoch)
+    }
     /// When the message reached this node (from the adapter), for the delivery latency metric.
     var arrivedAt: NIODeadline
     /// Who gets it: a message's subscribers, or a presence or typing signal's audience.

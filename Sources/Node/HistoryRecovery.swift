@@ -87,14 +87,7 @@ enum HistoryRecovery {
         var deferred = plan
         deferred.history = []
         deferred.live = []
-        let first =
-            plan.history.first.flatMap { envelope in
-                envelope.offset.flatMap { offset in envelope.epoch.map { HistoryPosition(offset: offset, epoch: $0) } }
-            }
-            ?? plan.live.first.flatMap { delivery in
-                delivery.offset.flatMap { offset in delivery.epoch.map { HistoryPosition(offset: offset, epoch: $0) } }
-            }
-        if let first, first.epoch == plan.position?.epoch, first.offset > 0 {
+        if let first = plan.history.first?.historyPosition ?? plan.live.first?.historyPosition, first.epoch == plan.position?.epoch, first.offset > 0 {
             deferred.position = HistoryPosition(offset: first.offset - 1, epoch: first.epoch)
         }
         return deferred
