@@ -122,6 +122,12 @@ extension ClusterTests {
                         browser, "the published chart near 10 (past the first, partial interval)",
                         "return document.getElementById('chart-published').dataset.latest;"
                     ) { Double(($0 as? String) ?? "") ?? 0 > 7 }
+                    // Topic rates come from the nodes' announcements (every 2 s), so the row can
+                    // show the first, empty interval after the published chart is already steady.
+                    try await waitInPage(
+                        browser, "steady.room's rate near 10 (past the first announcement)",
+                        "return document.querySelector('#topics tr[data-topic=\"steady.room\"]')?.dataset.rate ?? '';"
+                    ) { Double(($0 as? String) ?? "") ?? 0 > 7 }
                     // 16 readings over 8 s: with rates from the poll's interval they alternated
                     // 13.3, 13.3, 13.3, 0.
                     var published: [Double] = []

@@ -230,9 +230,11 @@ function render(cluster, now) {
   for (const n of nodes) {
     const s = current.get(n.nodeId);
     for (const [topic, messages] of s.topics) {
-      const entry = topics.get(topic) || { messages: 0, rate: 0, nodes: 0 };
+      const entry = topics.get(topic) || { messages: 0, rate: 0, known: false, nodes: 0 };
       entry.messages = Math.max(entry.messages, messages);
       entry.rate = Math.max(entry.rate, s.topicRates.get(topic) || 0);
+      // A topic first seen in this sample has no rate yet: shown as unknown, not as 0.
+      entry.known = entry.known || s.topicRates.has(topic);
       entry.nodes += 1;
       topics.set(topic, entry);
     }
@@ -240,8 +242,8 @@ function render(cluster, now) {
   const topicRows = document.getElementById("topics");
   topicRows.replaceChildren();
   for (const [topic, entry] of [...topics].sort((a, b) => b[1].rate - a[1].rate || b[1].messages - a[1].messages).slice(0, 10)) {
-    const row = el("tr", { "data-topic": topic, "data-rate": String(entry.rate) });
-    row.append(el("td", {}, topic), el("td", { class: "num" }, number(entry.rate, 1)), el("td", { class: "num" }, number(entry.messages)),
+    const row = el("tr", { "data-topic": topic, "data-rate": entry.known ? String(entry.rate) : "" });
+    row.append(el("td", {}, topic), el("td", { class: "num" }, entry.known ? number(entry.rate, 1) : "–"), el("td", { class: "num" }, number(entry.messages)),
       el("td", { class: "num" }, number(entry.nodes)));
     topicRows.append(row);
   }
