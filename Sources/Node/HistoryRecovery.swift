@@ -47,10 +47,17 @@ enum HistoryRecovery {
         var nodeOnly = false
         var history: [Envelope]
         var live: [Delivery]
+        /// Held messages at or before `position` that a subscription live before this
+        /// `subscribe` still owes the client: written ahead of the answer, as they would have
+        /// been without it (a `subscribe` that only changes presence must miss nothing).
+        var earlier: [Delivery] = []
     }
 
     /// Joins the page and the held live messages (a pure function; see the type's doc).
-    static func plan(request: HistoryRequest?, page: Result<HistoryPage, HistoryError>, held: RecoveryBuffer) -> Plan {
+    /// `wasLive`: the connection subscribed the topic before this `subscribe`.
+    static func plan(
+        request: HistoryRequest?, page: Result<HistoryPage, HistoryError>, held: RecoveryBuffer, wasLive: Bool = false
+    ) -> Plan {
         let wantsRecovery: Bool = if case .since = request { true } else { false }
         guard case .success(let page) = page else {
             return Plan(recovered: wantsRecovery ? false : nil, position: nil, history: [], live: held.deliveries)
@@ -72,11 +79,15 @@ enum HistoryRecovery {
             recovered = !page.truncated && isComplete(page: page, after: offset, epoch: epoch)
             if recovered == false { history = [] }
         }
-        let live = held.deliveries.filter { delivery in
+        let isLater = { (delivery: Delivery) -> Bool in
             guard let offset = delivery.offset, delivery.epoch == position.epoch else { return true }
             return offset > position.offset
         }
-        return Plan(recovered: recovered, position: position, nodeOnly: page.nodeOnly, history: history, live: live)
+        // Without a page to hand them over in, a live subscription's earlier messages go as they are.
+        let earlier = request == nil && wasLive ? held.deliveries.filter { !isLater($0) } : []
+        return Plan(
+            recovered: recovered, position: position, nodeOnly: page.nodeOnly, history: history,
+            live: held.deliveries.filter(isLater), earlier: earlier)
     }
 
     /// For a session that takes no deliveries now (its token expired while the history was
@@ -87,7 +98,8 @@ enum HistoryRecovery {
         var deferred = plan
         deferred.history = []
         deferred.live = []
-        if let first = plan.history.first?.historyPosition ?? plan.live.first?.historyPosition, first.epoch == plan.position?.epoch, first.offset > 0 {
+        deferred.earlier = []
+        if let first = plan.earlier.first?.historyPosition ?? plan.history.first?.historyPosition ?? plan.live.first?.historyPosition, first.epoch == plan.position?.epoch, first.offset > 0 {
             deferred.position = HistoryPosition(offset: first.offset - 1, epoch: first.epoch)
         }
         return deferred
@@ -305,9 +317,10 @@ extension ConnectionRegistry {
     }
 
     /// Starts a recovery of `topic` for session `id` (subscribed already): holds its live
-    /// deliveries of the topic, reads the history, and finishes on this loop.
+    /// deliveries of the topic, reads the history, and finishes on this loop. `wasLive`: the
+    /// session subscribed the topic before this `subscribe`.
     func recover(
-        _ id: Int, topic: Topic, request: HistoryRequest?, requestId: JSONValue?, adapter: any PubSubAdapter
+        _ id: Int, topic: Topic, request: HistoryRequest?, requestId: JSONValue?, wasLive: Bool, adapter: any PubSubAdapter
     ) -> Bool {
         guard let session = sessionsById(id), let recovery = recoveries.begin(session.transport, topic, requestId: requestId)
         else { return false }
@@ -316,7 +329,8 @@ extension ConnectionRegistry {
         adapter.readHistory(topic, query) { page in
             loop.execute {
                 self.assumeIsolated {
-                    $0.finishRecovery(id, topic: topic, recovery: recovery, request: request, requestId: requestId, page: page)
+                    $0.finishRecovery(
+                        id, topic: topic, recovery: recovery, request: request, requestId: requestId, wasLive: wasLive, page: page)
                 }
             }
         }
@@ -324,7 +338,7 @@ extension ConnectionRegistry {
     }
 
     private func finishRecovery(
-        _ id: Int, topic: Topic, recovery: Int, request: HistoryRequest?, requestId: JSONValue?,
+        _ id: Int, topic: Topic, recovery: Int, request: HistoryRequest?, requestId: JSONValue?, wasLive: Bool,
         page: Result<HistoryPage, HistoryError>
     ) {
         guard let session = sessionsById(id) else { return }
@@ -336,8 +350,10 @@ extension ConnectionRegistry {
         var plan: HistoryRecovery.Plan?
         guard
             recoveries.finish(session.transport, topic, recovery: recovery, watermark: { held in
-                plan = HistoryRecovery.plan(request: request, page: page, held: held)
-                return plan!.position
+                plan = HistoryRecovery.plan(request: request, page: page, held: held, wasLive: wasLive)
+                // No page handed a live subscription's messages over: those still on their way
+                // are owed to the client too, so no watermark drops them.
+                return request == nil && wasLive ? nil : plan!.position
             }) != nil, let plan
         else { return }
         let transport = session.transport
@@ -354,10 +370,11 @@ extension ConnectionRegistry {
             fitted = HistoryRecovery.deferred(plan)
         }
         history.removeFirst(plan.history.count - fitted.history.count)
+        var written = 0
+        for delivery in fitted.earlier where transport.write(delivery.frame) { written += 1 }
         session.reply(
             .subscribedWithHistory(
                 topic: topic.name, id: requestId, recovered: fitted.recovered, position: fitted.position, nodeOnly: fitted.nodeOnly))
-        var written = 0
         for frame in history where transport.write(frame) { written += 1 }
         for delivery in fitted.live where transport.write(delivery.frame) { written += 1 }
         if written > 0 { transport.flush() }

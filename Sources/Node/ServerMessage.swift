@@ -63,6 +63,9 @@ extension ServerMessage {
                 json.raw(",\"expiresIn\":\(expiresIn)")
             }
             if let maxMessageSize { json.raw(",\"maxMessageSize\":\(maxMessageSize)") }
+            // This node ends a membership on `subscribe` with `presence: false`, keeping the
+            // subscription (``PresenceRequest/leaves``): clients need not unsubscribe to leave.
+            json.raw(",\"presenceLeave\":true")
         case .authError(let message, let code, let requestId):
             type("auth_error")
             id(requestId)

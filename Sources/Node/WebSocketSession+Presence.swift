@@ -87,6 +87,13 @@ extension WebSocketSession {
     /// After a successful `subscribe` to `topic` with presence fields.
     func presenceDidSubscribe(_ topic: Topic, _ request: PresenceRequest) {
         guard let user else { return }
+        if request.endsEvents, presence.watched.remove(topic) != nil {
+            let id = self.id
+            registry.assumeIsolated { $0.unwatchPresence(id, of: topic) }
+        }
+        if request.leaves, presence.memberships.remove(topic) != nil {
+            node.presence.leave(topic: topic, userId: user.id)
+        }
         if request.events, presence.watched.insert(topic).inserted {
             let id = self.id
             registry.assumeIsolated { $0.watchPresence(id, of: topic) }

@@ -281,7 +281,7 @@ final class WebSocketSession: WebSocketTransportDelegate {
         if let user, let denial = TopicAccess.subscribeDenial(pattern, user: user) {
             return reply(.error(code: 403, message: denial, details: .object(["topic": .string(pattern.text)]), id: requestId))
         }
-        if let presence, let problem = presenceProblem(presence, pattern: pattern, requestId: requestId) {
+        if let presence, presence.joinsOrWatches, let problem = presenceProblem(presence, pattern: pattern, requestId: requestId) {
             return reply(problem)
         }
         let historyTopic = pattern.topic.flatMap { node.broker.adapter.history.covers($0) ? $0 : nil }
@@ -300,7 +300,8 @@ final class WebSocketSession: WebSocketTransportDelegate {
         if let presence, let topic = pattern.topic, let refusal = presenceChangeRefusal(presence, topic: topic, requestId: requestId) {
             return reply(refusal)
         }
-        if !subscriptions.contains(pattern) {
+        let wasLive = subscriptions.contains(pattern)
+        if !wasLive {
             subscriptions.insert(pattern)
             let id = self.id
             registry.assumeIsolated { $0.subscribe(id, to: pattern) }
@@ -310,7 +311,7 @@ final class WebSocketSession: WebSocketTransportDelegate {
             // backend and the history read is done.
             let (id, adapter) = (self.id, node.broker.adapter)
             let started = registry.assumeIsolated {
-                $0.recover(id, topic: historyTopic, request: history, requestId: requestId, adapter: adapter)
+                $0.recover(id, topic: historyTopic, request: history, requestId: requestId, wasLive: wasLive, adapter: adapter)
             }
             if !started {
                 return reply(.error(

@@ -44,6 +44,20 @@ struct HistoryRecoveryPlanTests {
         #expect(HistoryRecovery.deferred(idle).position == HistoryPosition(offset: 6, epoch: "e"))
     }
 
+    @Test("a plain subscribe to a topic the connection subscribes already (a presence change) keeps every held message: those at or before the position go ahead of the answer, the rest after it; a new subscription's earlier ones were published before it")
+    func liveAlready() {
+        let plan = HistoryRecovery.plan(request: nil, page: Self.page([], current: 6), held: Self.held([5, 6, 7, 8]), wasLive: true)
+        #expect(plan.earlier.map(\.offset) == [5, 6] && plan.live.map(\.offset) == [7, 8])
+        #expect(plan.position == HistoryPosition(offset: 6, epoch: "e"))
+        #expect(HistoryRecovery.deferred(plan).position == HistoryPosition(offset: 4, epoch: "e"))
+        let fresh = HistoryRecovery.plan(request: nil, page: Self.page([], current: 6), held: Self.held([5, 6, 7, 8]))
+        #expect(fresh.earlier.isEmpty && fresh.live.map(\.offset) == [7, 8])
+        // A since's page hands the earlier ones over itself.
+        let since = HistoryRecovery.plan(
+            request: .since(offset: 4, epoch: "e"), page: Self.page([5, 6], current: 6), held: Self.held([5, 6, 7]), wasLive: true)
+        #expect(since.earlier.isEmpty && since.history.map(\.offset) == [5, 6] && since.live.map(\.offset) == [7])
+    }
+
     @Test("held messages already in the page are dropped; later ones follow it")
     func join() {
         let plan = HistoryRecovery.plan(

@@ -56,6 +56,56 @@ struct PresenceTests {
         }
     }
 
+    @Test("subscribe with presence:false on a subscribed topic ends the membership (watchers see one leave) and presenceEvents:false the events, while the subscription goes on: no message published around it is missed; auth_success says the node does this (presenceLeave)")
+    func leaveInPlace() async throws {
+        try await withNode(Self.environment) { node in
+            let topic = "rooms.stay"
+            let raw = try await node.connect()
+            let success = try await raw.request(["type": "auth", "token": node.token("carol")])
+            #expect(success["type"] as? String == "auth_success" && success["presenceLeave"] as? Bool == true, "\(success)")
+            let watcher = try await node.connect(as: "watcher")
+            try await watcher.subscribe(topic, member: false, events: true)
+            let alice = try await node.connect(as: "alice")
+            try await alice.subscribe(topic, member: true, events: true)
+            #expect(try await watcher.nextPresence().event == "join")
+            #expect(try await alice.nextPresence().userId == "alice", "her own join, watched")
+
+            // Alice stops being a member and watching, between two runs of messages.
+            let publisher = try await node.connect(as: "publisher")
+            for seq in 1...10 { try await publisher.publish(topic: topic, data: ["seq": seq]) }
+            try await alice.send(json: ["type": "subscribe", "topic": topic, "presence": false, "presenceEvents": false, "id": "leave"])
+            for seq in 11...20 { try await publisher.publish(topic: topic, data: ["seq": seq]) }
+            var seqs: [Int] = []
+            var others: [String] = []
+            while seqs.last != 20 {
+                let frame = try await alice.nextJSON()
+                if frame["type"] as? String == "message", let seq = (frame["data"] as? [String: Any])?["seq"] as? Int {
+                    seqs.append(seq)
+                } else if !(frame["type"] as? String == "subscribed" && frame["id"] as? String == "leave") {
+                    others.append("\(frame)")
+                }
+            }
+            #expect(seqs == Array(1...20), "every message, once, in order")
+            #expect(others.isEmpty, "nothing but the messages and the subscribe's answer: \(others)")
+            let leave = try await watcher.nextPresence()
+            #expect(leave.event == "leave" && leave.userId == "alice", "\(leave)")
+
+            // No longer watching: Bob's join reaches the watcher, not Alice.
+            let bob = try await node.connect(as: "bob")
+            try await bob.subscribe(topic, member: true, events: false)
+            let join = try await watcher.nextPresence()
+            #expect(join.event == "join" && join.userId == "bob", "\(join)")
+            let marker = try await publisher.publishMarker(topic: topic)
+            #expect(try await alice.messages(before: marker).isEmpty, "no presence event for Alice")
+            #expect(try await watcher.presenceState(topic).connections == ["bob": 1])
+
+            // On a pattern, or a topic not subscribed yet, presence:false asks nothing.
+            try await alice.send(json: ["type": "subscribe", "topic": "rooms.*", "presence": false, "id": "pattern"])
+            let answer = try await alice.next(type: "subscribed")
+            #expect(answer["id"] as? String == "pattern", "\(answer)")
+        }
+    }
+
     @Test("with PRESENCE_RECONNECT_GRACE a member whose connection ends silently and who comes back within it neither leaves nor joins for watchers; one who does not come back leaves after it")
     func reconnectGrace() async throws {
         try await withNode(["PRESENCE_RECONNECT_GRACE": "10000"]) { node in
