@@ -140,9 +140,16 @@ extension ClusterTests {
                             "return document.querySelector('#topics tr[data-topic=\"steady.room\"]')?.dataset.rate ?? '';") as? String ?? "") ?? -1)
                     }
                     try await browser.screenshot(to: Self.artifacts.appendingPathComponent("4-steady.png"))
-                    #expect(published.allSatisfy { $0 > 6 && $0 < 14 }, "published/s: \(published)")
+                    // Steady: never 0 (the bug), never doubled, and 10 in the middle. A publisher
+                    // stalled on a loaded machine catches up in a burst, which moves one reading
+                    // towards 6 and the next towards 14: that is its rate, not the page's error.
+                    func steady(_ readings: [Double]) -> Bool {
+                        let middle = readings.sorted()[readings.count / 2]
+                        return readings.allSatisfy { $0 > 3 && $0 < 17 } && middle > 8 && middle < 12
+                    }
+                    #expect(steady(published), "published/s: \(published)")
                     // Both nodes received every message: the busiest node's rate, not their sum (20).
-                    #expect(topic.allSatisfy { $0 > 6 && $0 < 14 }, "steady.room messages/s: \(topic)")
+                    #expect(steady(topic), "steady.room messages/s: \(topic)")
                     for client in [a, b, publisher] { await client.close() }
                     await browser.close()
                 } catch {

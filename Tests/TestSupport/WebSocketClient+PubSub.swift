@@ -168,6 +168,14 @@ extension WebSocketClient {
             }
             waiting = still
         }
+        // A subscriber that got a late probe may have later ones still on their way: read up
+        // to a marker behind them, so that the test's next read is its own message.
+        guard probe > 1 else { return }
+        let marker = try await publishMarker(topic: topic)
+        for subscriber in subscribers {
+            let extra = try await subscriber.messages(before: marker)
+            guard extra.isEmpty else { throw TestFailure("expected only probes while waiting for a route, got \(extra)") }
+        }
     }
 
     /// True when a probe arrives within `window`; false when nothing does; throws on anything else.

@@ -339,7 +339,9 @@ export async function probeFeatures(wsURL, WebSocketClass) {
   send({ type: "read", messageId: "00000000-0000-0000-0000-000000000000", id: "read" });
   send({ type: "ping", id: "end" });
   await until(history ? ["pub", "presence", "read", "end"] : ["presence", "read", "end"]);
-  ws.close();
+  // Closed before the tests start: a probe connection still open would count on its node
+  // (tests that find a client's node by connection counts, nginx's least_conn).
+  await new Promise((resolveClosed) => { ws.onclose = resolveClosed; ws.close(); });
   const unknown = (id) => /unknown message type/.test(replies.get(id)?.message ?? "");
   const pub = replies.get("pub");
   const features = {
