@@ -254,6 +254,11 @@ class TopicEntry {
     /** Was subscribed on a connection that ended: presence events may have been missed since. */
     this.missedPresence = false;
     /**
+     * Its last join ended while other handlers stay, on a node that leaves in place
+     * (`presenceLeave`): its subscribes say `presence: false` until one is answered.
+     */
+    this.leaving = false;
+    /**
      * Was subscribed on a connection that ended and not yet on a later one: its next
      * confirmation is a reconnect's (`resubscribed: true`). Not `lastReply`, which says it was
      * ever live: a subscribe sent again on the same connection is no reconnect.
@@ -376,6 +381,8 @@ export class ChorusClient {
     this._typing = new Map();
     /** The largest frame the current connection takes (bytes), set at its `auth_success`; undefined before. */
     this._maxMessageSize = undefined;
+    /** The current connection's node leaves presence in place (`presenceLeave` in `auth_success`). */
+    this._presenceLeave = false;
     this._joined = new Map();
     this._userId = undefined;
     this._authFailedToken = undefined;
@@ -774,6 +781,8 @@ export class ChorusClient {
     const size = (value) => (typeof value === "number" && value > 0 ? value : undefined);
     const announced = size(reply.maxMessageSize), own = size(this.options.maxMessageSize);
     this._maxMessageSize = own !== undefined && announced !== undefined ? Math.min(own, announced) : own ?? announced ?? DEFAULT_MAX_MESSAGE_SIZE;
+    // The node ends a membership on `presence: false` and keeps the subscription.
+    this._presenceLeave = reply.presenceLeave === true;
     this._authFailedToken = undefined;
     this._authRetried = false;
     this._connectedAt = Date.now();
@@ -871,9 +880,11 @@ export class ChorusClient {
     this._renewTimer = null;
     this._renewing = false;  // a new connection authenticates afresh
     this._maxMessageSize = undefined;  // the next node says its own
+    this._presenceLeave = false;
     for (const entry of this._topics.values()) {
       if (entry.active) entry.missedPresence = entry.reconnecting = true;
       entry.active = false;
+      entry.leaving = false;  // a new connection is no member until it joins
       clearTimeout(entry.retryTimer);
       entry.retryTimer = null;
     }
@@ -1384,9 +1395,14 @@ export class ChorusClient {
         // Sent again after a rate refusal only while the topic stays unsubscribed: a late one
         // would end a new subscription of it.
         if (this._state === "connected") this._request({ type: "unsubscribe", topic }, { stillWanted: () => !this._topics.has(topic) }).catch(() => {});
+      } else if (handlers.presence !== undefined && entry.presence === undefined && this._state === "connected" && this._presenceLeave) {
+        // The last member left while other handlers stay subscribed: the node ends the
+        // membership on `presence: false`, and the subscription goes on (nothing is missed).
+        entry.leaving = true;
+        this._sendSubscribe(entry);
       } else if (handlers.presence !== undefined && entry.presence === undefined && this._state === "connected") {
-        // The last member left while other handlers stay subscribed: subscribe again without
-        // presence. Presence events between the two are missed: a resync follows the reply.
+        // The same with an older node: unsubscribe, then subscribe again without presence.
+        // Presence events between the two are missed: a resync follows the reply.
         entry.missedPresence = true;
         // A subscribe still in flight is overtaken: its answer (without a position, if the
         // unsubscribe cancelled its history read) is not the subscription's.
@@ -1417,8 +1433,14 @@ export class ChorusClient {
       else if (entry.replay > 0 && !entry.replayDone) request.replay = entry.replay;
     }
     const presence = entry.presence;
-    if (presence !== undefined) request.presence = { data: presence ?? {} };
+    if (presence !== undefined) {
+      request.presence = { data: presence ?? {} };
+      entry.leaving = false;  // joined again: the membership goes on
+    } else if (entry.leaving) {
+      request.presence = false;
+    }
     if (entry.presenceEvents) request.presenceEvents = true;
+    else if (entry.leaving) request.presenceEvents = false;
     // Live before (on any connection): a refusal now ends a subscription the application has.
     const wasLive = entry.lastReply !== undefined;
     if (request.since || request.replay) entry.awaiting = request;
@@ -1444,6 +1466,7 @@ export class ChorusClient {
       entry.retries = 0;
       entry.limitRetries = 0;
       entry.lastReply = reply;
+      if (request.presence === false) entry.leaving = false;
       if (request.replay) entry.replayDone = true;
       const missedPresence = entry.missedPresence && request.presenceEvents;
       entry.missedPresence = false;
@@ -1458,7 +1481,8 @@ export class ChorusClient {
     };
     // Sent again after a rate refusal only while it is still what the topic needs: not after
     // the topic was left, nor with a membership its last member has left meanwhile.
-    const stillWanted = () => this._topics.get(entry.topic) === entry && (entry.presence !== undefined) === (request.presence !== undefined);
+    const joins = request.presence !== undefined && request.presence !== false;
+    const stillWanted = () => this._topics.get(entry.topic) === entry && (entry.presence !== undefined) === joins;
     this._request(request, { onReply: accepted, stillWanted }).then((reply) => {
       if (this._topics.get(entry.topic) !== entry) return;
       for (const w of entry.readyWaiters.splice(0)) w.resolve(reply);

@@ -204,3 +204,31 @@ describe("a pattern subscription and a concrete one of the same topic", () => {
     assert.deepEqual(subscriber.positions.get(b), { offset: recovered.messages.at(-1).offset, epoch: recovered.messages.at(-1).epoch });
   });
 });
+
+describe("leaving presence while subscribed", () => {
+  test("the last join of a topic without history ending while a plain handler stays: the watcher sees the leave, and the handler misses none of the messages published meanwhile", async () => {
+    const topic = `live.${randomUUID().slice(0, 8)}`;  // outside HISTORY_TOPICS: nothing to recover from
+    const bob = client(cluster.node(1).wsURL, "bob", { publishAcks: features.publishAcks });
+    const alice = client(cluster.node(2).wsURL, "alice", { publishAcks: features.publishAcks });
+    await bob.connect();
+    await alice.connect();
+    const presence = new Inbox();
+    await alice.subscribe(topic, { onPresence: presence.handler, presenceEvents: true }).ready;
+    const inbox = new Inbox();
+    await bob.subscribe(topic, inbox.handler).ready;
+    const leave = bob.join(topic, { name: "Bob" });
+    await leave.ready;
+    await presence.until((es) => es.some((e) => e.event === "join" && e.member.userId === "bob"), "bob's join");
+    await routed(inbox, alice, topic);
+    // Bob leaves in the middle of a run of messages.
+    for (let n = 0; n < 200; n++) {
+      await alice.publish(topic, { n });
+      if (n === 50) leave();
+    }
+    await presence.until((es) => es.some((e) => e.event === "leave" && e.member.userId === "bob"), "bob's leave");
+    await inbox.until(200);
+    assert.deepEqual(inbox.data(), Array.from({ length: 200 }, (_, n) => ({ n })), "every message, once, in order");
+    const members = await alice.members(topic);
+    assert.deepEqual(members.members, [], "bob is no member");
+  });
+});

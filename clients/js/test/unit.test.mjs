@@ -429,6 +429,48 @@ test("resync after the last join of a topic ends while other presence handlers s
   client.disconnect();
 });
 
+test("on a node that leaves in place (presenceLeave), the last join ending while other handlers stay sends one subscribe with presence:false (and presenceEvents:false when none watches): no unsubscribe, no resync; dropped past the rate it goes again as it was", async (t) => {
+  t.mock.timers.enable({ apis: ["setTimeout"] });
+  const client = scripted();
+  const connected = client.connect();
+  await settle();
+  const socket = ScriptedSocket.instances.at(-1);
+  socket.open();
+  socket.reply({ type: "auth_success", userId: "alice", presenceLeave: true, id: socket.last("auth").id });
+  await connected;
+  const events = [];
+  client.on("presence", (e) => events.push(e.event));
+  const leave = client.join("rooms.a", { name: "A" });
+  const plain = client.subscribe("rooms.a", () => {});
+  await settle();
+  for (const m of socket.sent.filter((m) => m.type === "subscribe")) socket.reply({ type: "subscribed", topic: m.topic, offset: 3, epoch: "e1", id: m.id });
+  await Promise.all([leave.ready, plain.ready]);
+  const before = socket.sent.length;
+  leave();
+  await settle();
+  const sent = socket.sent.slice(before);
+  assert.deepEqual(sent.map((m) => m.type), ["subscribe"], "one subscribe, no unsubscribe");
+  assert.equal(sent[0].presence, false);
+  assert.equal(sent[0].presenceEvents, false, "the join watched; the plain handler does not");
+  assert.deepEqual(sent[0].since, { offset: 3, epoch: "e1" }, "what came meanwhile is handed over, not lost");
+  // Dropped past the node's message rate: sent again, still a leave.
+  socket.reply({ type: "error", code: 429, message: "rate", details: { retryAfter: 100 }, id: sent[0].id });
+  await settle();
+  t.mock.timers.tick(1000);
+  await settle();
+  const again = socket.sent.slice(before + 1).filter((m) => m.type === "subscribe");
+  assert.equal(again.length, 1, "sent again");
+  assert.equal(again[0].presence, false);
+  socket.reply({ type: "subscribed", topic: "rooms.a", recovered: true, offset: 3, epoch: "e1", id: again[0].id });
+  await settle();
+  assert.deepEqual(events, [], "no resync: no presence event was missed");
+  // A later subscribe of the topic (a join again) carries the data, not presence:false.
+  client.join("rooms.a", { name: "B" });
+  await settle();
+  assert.deepEqual(socket.last("subscribe").presence, { data: { name: "B" } });
+  client.disconnect();
+});
+
 test("a resubscribe with since whose history read an unsubscribe cancelled (the last join left meanwhile) is answered without a position: no recoveryFailed, the subscribe after it counts", async () => {
   const client = scripted({ random: () => 0 });
   let socket = await connectScripted(client);
