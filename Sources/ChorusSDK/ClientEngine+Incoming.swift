@@ -29,6 +29,7 @@ extension ClientEngine {
                 } else {
                     maxMessageSize = announced ?? Self.defaultMaxMessageSize
                 }
+                presenceLeave = fields["presenceLeave"]?.boolValue ?? false
                 didAuthenticate(as: user, on: connection)
                 scheduleRenewal(fields["expiresIn"]?.intValue, on: connection)
             } else if let id, case .auth? = awaited.removeValue(forKey: id) {
@@ -74,6 +75,10 @@ extension ClientEngine {
             case .subscribe(let topic, let since, let replay, let timer)?:
                 awaited[id!] = nil
                 timer?.cancel()
+                if topics[topic]?.leaveInFlight == true {
+                    topics[topic]?.leaving = false
+                    topics[topic]?.leaveInFlight = false
+                }
                 subscribed(topic, since: since, replay: replay, fields)
             case .catchUp(let topic, let since, _, let timer)?:
                 awaited[id!] = nil

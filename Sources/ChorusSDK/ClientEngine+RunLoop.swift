@@ -291,7 +291,11 @@ extension ClientEngine {
             topics[topic]?.resendWhenAnswered = false
             topics[topic]?.resendWhenAuthenticated = false
             topics[topic]?.leaveFirst = false
+            // A new connection is no member until it joins.
+            topics[topic]?.leaving = false
+            topics[topic]?.leaveInFlight = false
         }
+        presenceLeave = false
         for entry in typing.values { entry.stopTimer?.cancel() }
         typing = [:]
     }

@@ -41,8 +41,13 @@ extension ClientEngine {
         /// the first still reads its history), before the waiters resume.
         var resendWhenAnswered = false
         /// The last `join` ended while plain subscribers remain: unsubscribe before that
-        /// subscribe, so that the node lets the membership go.
+        /// subscribe, so that the node lets the membership go (a node without `presenceLeave`).
         var leaveFirst = false
+        /// The same on a node with `presenceLeave`: its subscribes say `presence: false`, the
+        /// subscription going on, until one of them is answered.
+        var leaving = false
+        /// The `subscribe` in flight says `presence: false`.
+        var leaveInFlight = false
         /// The subscription changed while the token was expired (the node would refuse a
         /// subscribe with 401): subscribe again once a fresh token is accepted.
         var resendWhenAuthenticated = false

@@ -90,7 +90,13 @@ extension ClientEngine {
         if let since { fields["since"] = ["offset": .integer(Int64(since.offset)), "epoch": .string(since.epoch)] }
         let replay = since == nil ? state.replay : nil
         if let replay { fields["replay"] = .integer(Int64(replay)) }
-        if let presence = state.presence { fields["presence"] = ["data": presence] }
+        if let presence = state.presence {
+            fields["presence"] = ["data": presence]
+            state.leaving = false  // joined again: the membership goes on
+        } else if state.leaving {
+            fields["presence"] = false
+        }
+        state.leaveInFlight = state.leaving
         if state.presenceEvents { fields["presenceEvents"] = true }
         if let error = oversize(JSONValue.object(fields).jsonText) {
             // Presence data over the limit: this subscription ends (its subscribers throw).
@@ -142,9 +148,15 @@ extension ClientEngine {
             let dataChanged = handle.joined && newest != state.presence
             if dataChanged { state.presence = newest }
             if lastJoinEnded, state.confirmed || state.inFlight {
-                // Unsubscribed and subscribed again: presence events between are missed.
-                state.leaveFirst = true
-                state.missedPresence = true
+                if presenceLeave {
+                    // Subscribed again with `presence: false`: the subscription goes on.
+                    state.leaving = true
+                } else {
+                    // Unsubscribed and subscribed again: presence events between are missed,
+                    // and on a topic without history the messages too.
+                    state.leaveFirst = true
+                    state.missedPresence = true
+                }
             }
             topics[topic] = state
             if dataChanged { subscribeAgain(topic) }

@@ -49,6 +49,9 @@ actor ClientEngine {
     var tokenExpiresAt: ContinuousClock.Instant?
     /// The largest frame the current connection takes (UTF-8 bytes), from its `auth_success`.
     var maxMessageSize: Int?
+    /// The current connection's node ends a membership on `presence: false` and keeps the
+    /// subscription (`presenceLeave` in its `auth_success`).
+    var presenceLeave = false
     /// What a node that does not announce `maxMessageSize` takes: its default.
     static let defaultMaxMessageSize = 1_048_576
 

@@ -9,24 +9,54 @@ import TestSupport
 /// Presence, typing and read receipts through the SDK, against a real node or a scripted one.
 @Suite("Swift SDK against a node: presence, typing, receipts", .timeLimit(.minutes(2)))
 struct SDKPresenceTests {
-    @Test("presence: ending a topic's last join while a plain subscription of it stays subscribes again without presence, and the subscription hears resync (events between may be missed)")
-    func resyncAfterLastJoinEnds() async throws {
-        try await withNodeProcess { node in
+    @Test("presence: ending a topic's last join while a plain subscription of it stays leaves in place (the node says presenceLeave): no longer a member, no resync (no presence event was missed), and the subscription misses none of the messages published around it on a topic without history")
+    func leaveInPlace() async throws {
+        try await withNodeProcess(["HISTORY_TOPICS": "rooms.**"]) { node in
+            let topic = "live.mixed"  // no history: nothing would bring back a message missed
             let client = try ChorusClient(url: SDKNode.url(node), token: node.token("vic"), configuration: SDKNode.configuration())
-            let membership = try await client.join("rooms.mixed", data: ["status": "here"])
-            let plain = try await client.subscribe("rooms.mixed")
-            let watchdog = Task {
-                try await Task.sleep(for: .seconds(30))
-                await client.close()
+            let membership = try await client.join(topic, data: ["status": "here"])
+            let plain = try await client.subscribe(topic)
+            let publisher = try await node.connect(as: "pia")
+            // The route is the node's own: a message published after `subscribed` reaches it.
+            // 80, within the publisher's message rate (100 a second), each after the last's answer.
+            for n in 0..<80 {
+                _ = try await publisher.publishAcknowledged(topic: topic, data: ["n": n])
+                if n == 20 { membership.cancel() }
             }
-            defer { watchdog.cancel() }
-            membership.cancel()
-            let resync = await first(in: plain.presenceEvents) { $0.kind == .resync }
-            #expect(resync?.topic == "rooms.mixed")
-            let state = try await client.members("rooms.mixed")
-            #expect(state.members.isEmpty, "no longer a member")
+            var messages = plain.makeAsyncIterator()
+            var got: [JSONValue] = []
+            for _ in 0..<80 { got.append(try #require(await messages.next(), "after \(got.count)").data) }
+            #expect(got == (0..<80).map { ["n": .integer(Int64($0))] }, "every message, once, in order")
+            let left = await eventually(within: .seconds(20)) { (try? await client.members(topic))?.members.isEmpty == true }
+            #expect(left, "no longer a member")
+            // Still watching, and no event was missed: the events up to Pia's join hold no
+            // resync (leaving by unsubscribing and subscribing again brings one).
+            try await publisher.subscribe(topic, member: true, events: false)
+            var events: [ChorusSDK.PresenceEvent] = []
+            for await event in plain.presenceEvents {
+                events.append(event)
+                if event.kind == .join, event.member?.userId == "pia" { break }
+            }
+            #expect(!events.contains { $0.kind == .resync }, "\(events.map(\.kind))")
+            await publisher.close()
             await client.close()
         }
+    }
+
+    @Test("presence against a node without presenceLeave (a scripted node): ending a topic's last join while a plain subscription stays unsubscribes and subscribes again without presence, and the subscription hears resync (events between may be missed)")
+    func resyncAfterLastJoinEndsOnAnOlderNode() async throws {
+        let scripted = try await SDKNode.scriptedNode("leave-first")
+        defer { scripted.process.signal(SIGKILL) }
+        let client = try ChorusClient(url: "ws://127.0.0.1:\(scripted.port)/ws", token: "any", configuration: SDKNode.configuration())
+        let membership = try await client.join("rooms.mixed", data: ["status": "here"])
+        let plain = try await client.subscribe("rooms.mixed")
+        membership.cancel()
+        let resync = try await withDeadline(.seconds(30), "the resync") { await first(in: plain.presenceEvents) { $0.kind == .resync } }
+        #expect(resync?.topic == "rooms.mixed")
+        await client.close()
+        #expect(await scripted.process.wait(timeout: .seconds(30)) == 0, "\(scripted.process.output())")
+        let output = scripted.process.output()
+        #expect(output.hasSuffix("unsubscribe rooms.mixed\nsubscribe 2 -\n"), "\(output)")
     }
 
     @Test("a join storm past a subscription's presence buffer: the oldest events are dropped and the subscriber hears resync after them, to read the list again (a scripted node)")

@@ -63,6 +63,11 @@ Scenario `closes-too-big`: as `max-message-size`, but `auth_success` names no li
 with a lower WEBSOCKET_MAX_MESSAGE_SIZE than the client knows does. Exits once the second
 connection closes.
 
+Scenario `leave-first`: a node older than `presenceLeave` (its `auth_success` does not say it).
+Subscribes are answered, and unsubscribes; the script prints `subscribe N PRESENCE` (the
+`presence` field as sent, `-` without one) and `unsubscribe TOPIC` as they arrive, and exits
+once the client closes.
+
 Needs the PyPI package websockets."""
 import asyncio, json, sys
 import websockets
@@ -338,6 +343,23 @@ async def join_refused(ws, *_):
     done.set()
 
 
+async def leave_first(ws, *_):
+    await ws.send(json.dumps({"type": "auth_success", "userId": "bob"}))
+    subscribes = 0
+    async for frame in frames(ws):
+        kind = frame.get("type")
+        if kind == "subscribe":
+            subscribes += 1
+            print("subscribe", subscribes, json.dumps(frame["presence"]) if "presence" in frame else "-", flush=True)
+            await ws.send(json.dumps({"type": "subscribed", "topic": frame["topic"], "id": frame["id"]}))
+        elif kind == "unsubscribe":
+            print("unsubscribe", frame["topic"], flush=True)
+            await ws.send(json.dumps({"type": "unsubscribed", "topic": frame["topic"], "id": frame.get("id")}))
+        elif kind == "ping":
+            await ws.send(json.dumps({"type": "pong", "id": frame["id"]}))
+    done.set()
+
+
 async def size_limited(ws, announce):
     global connections
     connections += 1
@@ -393,7 +415,8 @@ SCENARIOS = {"pattern-before-page": pattern_before_page, "subscribes-unanswered"
              "silent-auth": silent_auth,
              "catch-up-refused": catch_up_refused, "catch-up-expired": catch_up_expired,
              "resubscribed": resubscribed, "gap": gap, "join-refused": join_refused,
-             "max-message-size": max_message_size, "closes-too-big": closes_too_big, "close-codes": close_codes}
+             "max-message-size": max_message_size, "closes-too-big": closes_too_big, "close-codes": close_codes,
+             "leave-first": leave_first}
 
 
 async def main(scenario):
