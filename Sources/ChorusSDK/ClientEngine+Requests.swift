@@ -202,7 +202,9 @@ extension ClientEngine {
     /// data) of a live topic refused past the rate must go again too, or its caller waits for
     /// ever. A subscribe sent since then cancelled this retry (``sendSubscribe(_:on:)``).
     func resendSubscribe(_ topic: String, on connection: WebSocketConnection) {
-        guard self.connection === connection, canSend, let state = topics[topic], !state.inFlight else { return }
-        sendSubscribe(topic, on: connection)
+        guard self.connection === connection, topics[topic] != nil else { return }
+        // With a catch-up in flight, or the token expired meanwhile, it goes once that is
+        // answered, or once a fresh token is: dropped here, a leave or a join never would.
+        subscribeAgain(topic)
     }
 }

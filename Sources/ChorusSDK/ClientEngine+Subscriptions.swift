@@ -147,16 +147,15 @@ extension ClientEngine {
             let lastJoinEnded = handle.joined && newest == nil
             let dataChanged = handle.joined && newest != state.presence
             if dataChanged { state.presence = newest }
-            if lastJoinEnded, state.confirmed || state.inFlight {
-                if presenceLeave {
-                    // Subscribed again with `presence: false`: the subscription goes on.
-                    state.leaving = true
-                } else {
-                    // Unsubscribed and subscribed again: presence events between are missed,
-                    // and on a topic without history the messages too.
-                    state.leaveFirst = true
-                    state.missedPresence = true
-                }
+            if lastJoinEnded, presenceLeave {
+                // Subscribed again with `presence: false`: the subscription goes on. Also when
+                // no subscribe was answered yet: one that timed out may have joined on the node.
+                state.leaving = true
+            } else if lastJoinEnded, state.confirmed || state.inFlight {
+                // Unsubscribed and subscribed again: presence events between are missed, and on
+                // a topic without history the messages too.
+                state.leaveFirst = true
+                state.missedPresence = true
             }
             topics[topic] = state
             if dataChanged { subscribeAgain(topic) }

@@ -51,10 +51,14 @@ enum HistoryRecovery {
         /// `subscribe` still owes the client: written ahead of the answer, as they would have
         /// been without it (a `subscribe` that only changes presence must miss nothing).
         var earlier: [Delivery] = []
+        /// Such a subscription's held messages overflowed: some are lost, which the connection's
+        /// subscriptions of the topic hear as a `gap`.
+        var gap = false
     }
 
     /// Joins the page and the held live messages (a pure function; see the type's doc).
-    /// `wasLive`: the connection subscribed the topic before this `subscribe`.
+    /// `wasLive`: the connection received the topic before this `subscribe` (it subscribed the
+    /// topic, or a pattern matching it).
     static func plan(
         request: HistoryRequest?, page: Result<HistoryPage, HistoryError>, held: RecoveryBuffer, wasLive: Bool = false
     ) -> Plan {
@@ -71,7 +75,9 @@ enum HistoryRecovery {
             } else if let epoch = held.lastEpoch, let last = held.lastOffset {
                 position = HistoryPosition(offset: last, epoch: epoch)
             }
-            return Plan(recovered: false, position: position, nodeOnly: page.nodeOnly, history: [], live: [])
+            return Plan(
+                recovered: false, position: position, nodeOnly: page.nodeOnly, history: [], live: [],
+                gap: request == nil && wasLive)
         }
         var history = page.messages
         var recovered: Bool? = nil
@@ -99,6 +105,7 @@ enum HistoryRecovery {
         deferred.history = []
         deferred.live = []
         deferred.earlier = []
+        deferred.gap = false  // its catch-up (`since`) after the renewal reads them from history
         if let first = plan.earlier.first?.historyPosition ?? plan.history.first?.historyPosition ?? plan.live.first?.historyPosition, first.epoch == plan.position?.epoch, first.offset > 0 {
             deferred.position = HistoryPosition(offset: first.offset - 1, epoch: first.epoch)
         }
@@ -306,9 +313,7 @@ extension ConnectionRegistry {
         let transport = session.transport
         var written = 0
         if held.overflowed {
-            for pattern in matching {
-                _ = transport.write(.text(Self.gapNotice(pattern.text, at: Date()), allocator: ByteBufferAllocator()))
-            }
+            writeGaps(for: matching, to: transport)
         } else {
             for delivery in held.deliveries where transport.write(delivery.frame, compressed: delivery.compressed) { written += 1 }
         }
@@ -316,9 +321,15 @@ extension ConnectionRegistry {
         recordRecovered(written)
     }
 
+    private func writeGaps(for subscriptions: [TopicPattern], to transport: WebSocketTransport) {
+        for pattern in subscriptions {
+            _ = transport.write(.text(Self.gapNotice(pattern.text, at: Date()), allocator: ByteBufferAllocator()))
+        }
+    }
+
     /// Starts a recovery of `topic` for session `id` (subscribed already): holds its live
     /// deliveries of the topic, reads the history, and finishes on this loop. `wasLive`: the
-    /// session subscribed the topic before this `subscribe`.
+    /// session received the topic before this `subscribe` (``HistoryRecovery/plan(request:page:held:wasLive:)``).
     func recover(
         _ id: Int, topic: Topic, request: HistoryRequest?, requestId: JSONValue?, wasLive: Bool, adapter: any PubSubAdapter
     ) -> Bool {
@@ -372,6 +383,7 @@ extension ConnectionRegistry {
         history.removeFirst(plan.history.count - fitted.history.count)
         var written = 0
         for delivery in fitted.earlier where transport.write(delivery.frame) { written += 1 }
+        if fitted.gap { writeGaps(for: session.subscriptions.filter { $0.matches(topic) }, to: transport) }
         session.reply(
             .subscribedWithHistory(
                 topic: topic.name, id: requestId, recovered: fitted.recovered, position: fitted.position, nodeOnly: fitted.nodeOnly))

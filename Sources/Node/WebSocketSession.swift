@@ -300,8 +300,10 @@ final class WebSocketSession: WebSocketTransportDelegate {
         if let presence, let topic = pattern.topic, let refusal = presenceChangeRefusal(presence, topic: topic, requestId: requestId) {
             return reply(refusal)
         }
-        let wasLive = subscriptions.contains(pattern)
-        if !wasLive {
+        // Messages of the topic reach this connection already (this subscription, or a pattern):
+        // a history read for this subscribe must not hold back and drop any of them.
+        let wasLive = subscriptions.contains(pattern) || pattern.topic.map { topic in subscriptions.contains { $0.matches(topic) } } == true
+        if !subscriptions.contains(pattern) {
             subscriptions.insert(pattern)
             let id = self.id
             registry.assumeIsolated { $0.subscribe(id, to: pattern) }

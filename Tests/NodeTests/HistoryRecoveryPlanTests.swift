@@ -89,6 +89,12 @@ struct HistoryRecoveryPlanTests {
         #expect(plan.recovered == false)
         #expect(plan.position == HistoryPosition(offset: 20, epoch: "e"))
         #expect(plan.history.isEmpty && plan.live.isEmpty)
+        #expect(!plan.gap, "a since hears recovered: false")
+        // A plain subscribe of a topic the connection received already: nothing else says that
+        // messages were dropped.
+        let live = HistoryRecovery.plan(request: nil, page: Self.page([], current: 6), held: buffer, wasLive: true)
+        #expect(live.gap && live.live.isEmpty && live.earlier.isEmpty)
+        #expect(!HistoryRecovery.plan(request: nil, page: Self.page([], current: 6), held: buffer).gap, "a new subscription starts after them")
     }
 
     @Test("live messages held past the byte bound: recovered false from the last one seen, as past the count")

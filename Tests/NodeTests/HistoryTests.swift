@@ -30,6 +30,24 @@ struct HistoryTests {
         }
     }
 
+    @Test("a topic subscribed while a pattern of the same connection receives it: the messages published while the node reads its position all arrive, once each (they were held and dropped as before the subscription)")
+    func subscribeUnderAPattern() async throws {
+        try await withNode(Self.environment) { node in
+            let alice = try await node.connect(as: "alice")
+            try await alice.subscribe("rooms.*")
+            let bob = try await node.connect(as: "bob")
+            for seq in 1...10 { try await bob.publish(topic: "rooms.p", data: ["seq": seq]) }
+            try await alice.send(json: ["type": "subscribe", "topic": "rooms.p", "id": "p"])
+            for seq in 11...20 { try await bob.publish(topic: "rooms.p", data: ["seq": seq]) }
+            var seqs: [Int] = []
+            while seqs.last != 20 {
+                let frame = try await alice.nextJSON()
+                if frame["type"] as? String == "message", let seq = (frame["data"] as? [String: Any])?["seq"] as? Int { seqs.append(seq) }
+            }
+            #expect(seqs == Array(1...20), "every message once, in order")
+        }
+    }
+
     @Test("one client publishing large messages to many topics cannot grow the history past HISTORY_MAX_BYTES")
     func historyBytesBounded() async throws {
         let limit = 2 << 20

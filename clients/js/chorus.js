@@ -1503,10 +1503,13 @@ export class ChorusClient {
         if (this._state === "connected") this._sendSubscribe(entry);
         return;
       }
-      if (error.code === 409 && entry.retries < 5) {
+      if (error.code === 409 && (entry.retries < 5 || entry.active)) {
         // The node is still reading the history for this topic's previous subscribe: retry soon.
+        // A subscription live on this connection (a join, new data or a leave sent while a
+        // slow read runs) keeps retrying: it is fine, and the read ends within the node's
+        // Redis timeout.
         entry.retries += 1;
-        retry(100 * entry.retries);
+        retry(Math.min(2000, 100 * entry.retries));
         return;
       }
       if (((error.code === 429 && wasLive) || error instanceof ChorusTimeoutError) && entry.limitRetries < 5) {

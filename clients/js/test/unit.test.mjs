@@ -721,6 +721,31 @@ test("a resubscription still refused with 409 after the retries ends the subscri
   client.disconnect();
 });
 
+test("a join of a topic live on this connection refused with 409 more often than a resubscription may be (a slow history read) is retried until answered: the subscription never ends", async () => {
+  const client = scripted({ random: () => 0 });
+  const socket = await connectScripted(client);
+  const ended = [];
+  client.on("subscriptionEnded", (e) => ended.push(e));
+  client.on("error", () => {});
+  const plain = client.subscribe("rooms.a", () => {});
+  await settle();
+  socket.reply({ type: "subscribed", topic: "rooms.a", offset: 4, epoch: "e1", id: socket.last("subscribe").id });
+  await plain.ready;
+  const join = client.join("rooms.a", { name: "A" });
+  const subscribes = () => socket.sent.filter((m) => m.type === "subscribe");
+  for (let refused = 1; refused <= 8; refused++) {
+    await until(() => subscribes().length > refused);
+    socket.reply({ type: "error", code: 409, message: "still reading", details: { topic: "rooms.a" }, id: subscribes()[refused].id });
+  }
+  await until(() => subscribes().length > 9);
+  const last = subscribes()[9];
+  assert.deepEqual(last.presence, { data: { name: "A" } });
+  socket.reply({ type: "subscribed", topic: "rooms.a", recovered: true, offset: 4, epoch: "e1", id: last.id });
+  await join.ready;
+  assert.deepEqual(ended, []);
+  client.disconnect();
+});
+
 test("a subscribe sent again on the same connection (a join of a live topic, a 409 retry, its last join ending) is no reconnect: subscribed says resubscribed false", async () => {
   const client = scripted();
   const socket = await connectScripted(client);
