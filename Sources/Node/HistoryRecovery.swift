@@ -192,7 +192,9 @@ struct RecoveryTable {
     private enum Entry {
         /// `recovery` tells this recovery from an earlier one of the same topic, cancelled by
         /// an unsubscribe, whose read may still come back; `requestId` is its `subscribe`'s.
-        case holding(RecoveryBuffer, recovery: Int, requestId: JSONValue?)
+        /// `covered`: the watermark of an earlier recovery this one replaced (a `subscribe` right
+        /// after another's answer), whose messages are still dropped, not held to be sent twice.
+        case holding(RecoveryBuffer, recovery: Int, requestId: JSONValue?, covered: HistoryPosition?)
         /// `aged`: a sweep has seen it already; the next one drops it.
         case after(HistoryPosition, aged: Bool)
     }
@@ -211,10 +213,14 @@ struct RecoveryTable {
     /// ``finish(_:_:recovery:watermark:)``; nil when a recovery of it is already running.
     mutating func begin(_ transport: WebSocketTransport, _ topic: Topic, requestId: JSONValue?) -> Int? {
         let key = ObjectIdentifier(transport)
-        if case .holding? = table[key]?[topic] { return nil }
+        var covered: HistoryPosition?
+        switch table[key]?[topic] {
+        case .holding?: return nil
+        case .after(let position, _)?: covered = position
+        case nil: entriesPerTopic[topic, default: 0] += 1
+        }
         recoveriesBegun += 1
-        if table[key]?[topic] == nil { entriesPerTopic[topic, default: 0] += 1 }
-        table[key, default: [:]][topic] = .holding(RecoveryBuffer(), recovery: recoveriesBegun, requestId: requestId)
+        table[key, default: [:]][topic] = .holding(RecoveryBuffer(), recovery: recoveriesBegun, requestId: requestId, covered: covered)
         return recoveriesBegun
     }
 
@@ -225,9 +231,10 @@ struct RecoveryTable {
         switch table[key]?[topic] {
         case nil:
             return false
-        case .holding(var buffer, let recovery, let requestId)?:
+        case .holding(var buffer, let recovery, let requestId, let covered)?:
+            if let covered, let offset = delivery.offset, delivery.epoch == covered.epoch, offset <= covered.offset { return true }
             buffer.hold(delivery, limit: Self.limit, byteLimit: byteLimit)
-            table[key]![topic] = .holding(buffer, recovery: recovery, requestId: requestId)
+            table[key]![topic] = .holding(buffer, recovery: recovery, requestId: requestId, covered: covered)
             return true
         case .after(let position, _)?:
             if let offset = delivery.offset, delivery.epoch == position.epoch, offset <= position.offset { return true }
@@ -243,10 +250,10 @@ struct RecoveryTable {
         _ transport: WebSocketTransport, _ topic: Topic, recovery: Int, watermark: (RecoveryBuffer) -> HistoryPosition?
     ) -> RecoveryBuffer? {
         let key = ObjectIdentifier(transport)
-        guard case .holding(let buffer, recovery, _)? = table[key]?[topic] else { return nil }
+        guard case .holding(let buffer, recovery, _, let covered)? = table[key]?[topic] else { return nil }
         // At offset 0 (nothing ever published) no live message can fall at or before the
         // position, so there is nothing to drop: an idle subscriber keeps no watermark.
-        if let position = watermark(buffer), position.offset > 0 {
+        if let position = watermark(buffer) ?? covered, position.offset > 0 {
             table[key]![topic] = .after(position, aged: false)
         } else {
             remove(key, topic)
@@ -266,7 +273,7 @@ struct RecoveryTable {
     mutating func cancel(_ transport: WebSocketTransport, _ topic: Topic) -> Cancelled? {
         let key = ObjectIdentifier(transport)
         let running: Cancelled? =
-            if case .holding(let held, _, let requestId)? = table[key]?[topic] { Cancelled(requestId: requestId, held: held) } else { nil }
+            if case .holding(let held, _, let requestId, _)? = table[key]?[topic] { Cancelled(requestId: requestId, held: held) } else { nil }
         remove(key, topic)
         return running
     }

@@ -163,6 +163,27 @@ struct HistoryRecoveryPlanTests {
         #expect(table.isEmpty)
     }
 
+    @Test("a recovery begun while an earlier one's watermark stands (a subscribe right after another's answer) drops what that watermark covers instead of holding it to be written twice, and keeps it when it answers without one")
+    func recoveryOverAWatermark() throws {
+        let transport = WebSocketTransport(maxMessageSize: 1 << 20, maxMessagesPerSecond: 100, counters: NodeCounters())
+        let topic = try Topic("t")
+        var table = RecoveryTable()
+        let first = table.begin(transport, topic, requestId: nil) ?? 0
+        _ = table.finish(transport, topic, recovery: first) { _ in HistoryPosition(offset: 5, epoch: "e") }
+        let began = table.begin(transport, topic, requestId: nil)
+        let second = try #require(began)
+        let frame = OutboundFrame.text(Array("m".utf8), allocator: ByteBufferAllocator())
+        for offset in [4, 5, 6] {
+            let taken = table.hold(Delivery(topic: topic, frame: frame, offset: offset, epoch: "e", arrivedAt: .now()), for: transport, topic: topic)
+            #expect(taken)
+        }
+        let held = table.finish(transport, topic, recovery: second) { _ in nil }
+        #expect(held?.deliveries.map(\.offset) == [6], "4 and 5 were the earlier recovery's")
+        let late = Delivery(topic: topic, frame: frame, offset: 5, epoch: "e", arrivedAt: .now())
+        let dropped = table.hold(late, for: transport, topic: topic)
+        #expect(dropped, "the earlier watermark still drops")
+    }
+
     @Test("a watermark on a topic that gets no further message is gone after the second sweep; a running recovery and other topics are untouched")
     func watermarkAgesOut() throws {
         let counters = NodeCounters()
