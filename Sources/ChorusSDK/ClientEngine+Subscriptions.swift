@@ -86,7 +86,12 @@ extension ClientEngine {
         let id = newId()
         var fields: [String: JSONValue] = ["type": "subscribe", "topic": .string(topic), "id": .integer(Int64(id))]
         var since = state.since
-        if state.everConfirmed, !TopicFilter.isPattern(topic), let position = state.positions[topic] { since = position }
+        // Live on this connection, on a node that keeps a live subscription's messages through a
+        // subscribe that only changes presence: no `since`, which would cost a history read and
+        // hold the topic's messages back until its page. Not when the token expired meanwhile:
+        // this subscribe then stands in for the topic's catch-up (``catchUp(on:)`` skips it).
+        let live = state.confirmed && presenceLeave && !state.resendWhenAuthenticated
+        if state.everConfirmed, !live, !TopicFilter.isPattern(topic), let position = state.positions[topic] { since = position }
         if let since { fields["since"] = ["offset": .integer(Int64(since.offset)), "epoch": .string(since.epoch)] }
         let replay = since == nil ? state.replay : nil
         if let replay { fields["replay"] = .integer(Int64(replay)) }

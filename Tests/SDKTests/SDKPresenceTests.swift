@@ -56,7 +56,23 @@ struct SDKPresenceTests {
         await client.close()
         #expect(await scripted.process.wait(timeout: .seconds(30)) == 0, "\(scripted.process.output())")
         let output = scripted.process.output()
-        #expect(output.hasSuffix("unsubscribe rooms.mixed\nsubscribe 2 -\n"), "\(output)")
+        #expect(output.hasSuffix("unsubscribe rooms.mixed\nsubscribe 2 True -\n"), "\(output)")
+    }
+
+    @Test("on a node that says presenceLeave, a join of a live topic and the last join's end are subscribes without since (no history read; the node keeps the subscription's messages), the end with presence:false (a scripted node)")
+    func presenceChangesWithoutSince() async throws {
+        let scripted = try await SDKNode.scriptedNode("leave-in-place")
+        defer { scripted.process.signal(SIGKILL) }
+        let client = try ChorusClient(url: "ws://127.0.0.1:\(scripted.port)/ws", token: "any", configuration: SDKNode.configuration())
+        let plain = try await client.subscribe("rooms.mixed")
+        let membership = try await client.join("rooms.mixed", data: ["status": "here"])
+        membership.cancel()
+        #expect(await eventually { scripted.process.output().contains("subscribe 3 ") })
+        _ = plain
+        await client.close()
+        #expect(await scripted.process.wait(timeout: .seconds(30)) == 0, "\(scripted.process.output())")
+        let output = scripted.process.output()
+        #expect(output.hasSuffix("subscribe 1 False -\nsubscribe 2 False {\"data\": {\"status\": \"here\"}}\nsubscribe 3 False false\n"), "\(output)")
     }
 
     @Test("a join storm past a subscription's presence buffer: the oldest events are dropped and the subscriber hears resync after them, to read the list again (a scripted node)")

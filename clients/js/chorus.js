@@ -1428,7 +1428,11 @@ export class ChorusClient {
     entry.sentOn = this._socket;
     const request = { type: "subscribe", topic: entry.topic };
     const position = entry.positions.get(entry.topic);
-    if (!isPattern(entry.topic)) {
+    // Live on this connection, on a node that keeps a live subscription's messages through a
+    // subscribe that only changes presence: no `since`, which would cost a history read and
+    // hold the topic's messages back until its page (a late renewal catches up on its own).
+    const live = entry.active && this._presenceLeave;
+    if (!isPattern(entry.topic) && !live) {
       if (position) request.since = { offset: position.offset, epoch: position.epoch };
       else if (entry.replay > 0 && !entry.replayDone) request.replay = entry.replay;
     }

@@ -64,9 +64,11 @@ with a lower WEBSOCKET_MAX_MESSAGE_SIZE than the client knows does. Exits once t
 connection closes.
 
 Scenario `leave-first`: a node older than `presenceLeave` (its `auth_success` does not say it).
-Subscribes are answered, and unsubscribes; the script prints `subscribe N PRESENCE` (the
-`presence` field as sent, `-` without one) and `unsubscribe TOPIC` as they arrive, and exits
-once the client closes.
+Subscribes are answered (at offset 5), and unsubscribes; the script prints `subscribe N SINCE
+PRESENCE` (whether it has `since`; the `presence` field as sent, `-` without one) and
+`unsubscribe TOPIC` as they arrive, and exits once the client closes.
+
+Scenario `leave-in-place`: as `leave-first`, from a node that says `presenceLeave`.
 
 Needs the PyPI package websockets."""
 import asyncio, json, sys
@@ -344,14 +346,25 @@ async def join_refused(ws, *_):
 
 
 async def leave_first(ws, *_):
-    await ws.send(json.dumps({"type": "auth_success", "userId": "bob"}))
+    await leaves(ws, False)
+
+
+async def leave_in_place(ws, *_):
+    await leaves(ws, True)
+
+
+async def leaves(ws, in_place):
+    await ws.send(json.dumps({"type": "auth_success", "userId": "bob"} | ({"presenceLeave": True} if in_place else {})))
     subscribes = 0
     async for frame in frames(ws):
         kind = frame.get("type")
         if kind == "subscribe":
             subscribes += 1
-            print("subscribe", subscribes, json.dumps(frame["presence"]) if "presence" in frame else "-", flush=True)
-            await ws.send(json.dumps({"type": "subscribed", "topic": frame["topic"], "id": frame["id"]}))
+            print("subscribe", subscribes, "since" in frame, json.dumps(frame["presence"]) if "presence" in frame else "-", flush=True)
+            reply = {"type": "subscribed", "topic": frame["topic"], "id": frame["id"], "offset": 5, "epoch": "E"}
+            if "since" in frame:
+                reply["recovered"] = True
+            await ws.send(json.dumps(reply))
         elif kind == "unsubscribe":
             print("unsubscribe", frame["topic"], flush=True)
             await ws.send(json.dumps({"type": "unsubscribed", "topic": frame["topic"], "id": frame.get("id")}))
@@ -416,7 +429,7 @@ SCENARIOS = {"pattern-before-page": pattern_before_page, "subscribes-unanswered"
              "catch-up-refused": catch_up_refused, "catch-up-expired": catch_up_expired,
              "resubscribed": resubscribed, "gap": gap, "join-refused": join_refused,
              "max-message-size": max_message_size, "closes-too-big": closes_too_big, "close-codes": close_codes,
-             "leave-first": leave_first}
+             "leave-first": leave_first, "leave-in-place": leave_in_place}
 
 
 async def main(scenario):
