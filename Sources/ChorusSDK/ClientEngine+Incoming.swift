@@ -353,6 +353,7 @@ extension ClientEngine {
         state.confirmed = true
         state.inFlight = false
         state.awaitingPage = false
+        state.catchUpOwed = false
         state.everConfirmed = true
         state.retries = 0
         state.replay = nil

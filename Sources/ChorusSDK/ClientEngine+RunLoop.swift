@@ -294,6 +294,7 @@ extension ClientEngine {
             // A new connection is no member until it joins.
             topics[topic]?.leaving = false
             topics[topic]?.leaveInFlight = false
+            topics[topic]?.catchUpOwed = false  // the next connection resubscribes with since
         }
         presenceLeave = false
         for entry in typing.values { entry.stopTimer?.cancel() }

@@ -48,6 +48,10 @@ extension ClientEngine {
         var leaving = false
         /// The `subscribe` in flight says `presence: false`.
         var leaveInFlight = false
+        /// A subscribe went in place of the topic's catch-up after an expired token (which
+        /// ``ClientEngine/catchUp(on:)`` skips for a topic with one in flight): it and its
+        /// retries carry `since` until one is answered.
+        var catchUpOwed = false
         /// The subscription changed while the token was expired (the node would refuse a
         /// subscribe with 401): subscribe again once a fresh token is accepted.
         var resendWhenAuthenticated = false

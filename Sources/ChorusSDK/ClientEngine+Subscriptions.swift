@@ -90,7 +90,8 @@ extension ClientEngine {
         // subscribe that only changes presence: no `since`, which would cost a history read and
         // hold the topic's messages back until its page. Not when the token expired meanwhile:
         // this subscribe then stands in for the topic's catch-up (``catchUp(on:)`` skips it).
-        let live = state.confirmed && presenceLeave && !state.resendWhenAuthenticated
+        if state.confirmed, state.resendWhenAuthenticated { state.catchUpOwed = true }
+        let live = state.confirmed && presenceLeave && !state.catchUpOwed
         if state.everConfirmed, !live, !TopicFilter.isPattern(topic), let position = state.positions[topic] { since = position }
         if let since { fields["since"] = ["offset": .integer(Int64(since.offset)), "epoch": .string(since.epoch)] }
         let replay = since == nil ? state.replay : nil

@@ -106,6 +106,27 @@ struct SDKTokenTests {
         #expect(await scripted.process.wait(timeout: .seconds(30)) == 0, "\(scripted.process.output())")
     }
 
+    @Test("a join made while the token is expired goes after the renewal in place of the topic's catch-up, with since; refused past the rate, its retry keeps since (a node with presenceLeave would otherwise take it as a plain presence change, and what was published during the expiry would never come) (a scripted node)")
+    func standInKeepsSince() async throws {
+        let scripted = try await SDKNode.scriptedNode("stand-in-refused")
+        defer { scripted.process.signal(SIGKILL) }
+        let tokens = TokenGate(user: "bob")
+        let client = try ChorusClient(url: "ws://127.0.0.1:\(scripted.port)/ws", configuration: SDKNode.configuration(), getToken: tokens.provider)
+        let subscription = try await client.subscribe("rooms.a")
+        var messages = subscription.makeAsyncIterator()
+        await tokens.close()  // the renewal waits until the join is made
+        #expect(await messages.next()?.position?.offset == 6)
+        await tokens.waitForCalls(2)
+        let joining = Task { try await client.join("rooms.a", data: ["status": "here"]) }
+        await tokens.open()
+        #expect(await eventually(within: .seconds(20)) { scripted.process.output().contains("subscribe 3 ") }, "\(scripted.process.output())")
+        _ = try? await joining.value
+        await client.close()
+        #expect(await scripted.process.wait(timeout: .seconds(30)) == 0, "\(scripted.process.output())")
+        let output = scripted.process.output()
+        #expect(output.contains("subscribe 2 True True\nsubscribe 3 True True\n"), "\(output)")
+    }
+
     @Test("a catch-up answered 401 (the fresh token expired too before the node read it) is sent again after the next renewal from the same position: every message once, no recoveryFailed (a scripted node)")
     func catchUpExpired() async throws {
         let scripted = try await SDKNode.scriptedNode("catch-up-expired")

@@ -1204,25 +1204,46 @@ export class ChorusClient {
       const request = { type: "subscribe", topic: entry.topic, since: { offset: position.offset, epoch: position.epoch } };
       // Until the reply, the topic's live messages wait: the node sends them after the page.
       entry.awaiting = request;
-      const answered = () => { if (entry.awaiting === request) entry.awaiting = null; };
-      const caughtUp = (reply) => {
-        answered();
-        // On the same connection: not a reconnect, but what was published during the expiry
-        // may be missing, as after one.
-        if (reply.type === "subscribed" && this._topics.get(entry.topic) === entry) this._subscribed(entry, request, reply, false, true);
-      };
-      // Not sent again after a rate refusal once the application left the topic.
-      this._request(request, { onReply: caughtUp, stillWanted: () => this._topics.get(entry.topic) === entry }).catch((error) => {
-        answered();
-        if (error instanceof ChorusClosedError) return;  // the next connection resubscribes with since
-        if (this._topics.get(entry.topic) !== entry) return;  // left meanwhile: nothing to recover
-        // Refused or unanswered: what was published during the expiry will not come. The
-        // subscription goes on live; the application reloads, as after any failed recovery.
-        const event = { topic: entry.topic, recovered: false, resubscribed: false, since: request.since, reason: `catching up after the token's renewal failed: ${error.message}` };
-        this._recoveryFailed(entry, event);
-        this._emit("error", error);
-      });
+      this._sendCatchUp(entry, request, 0);
     }
+  }
+
+  /**
+   * One catch-up of `_catchUp`, as `request` (sent as a copy: each attempt has its own id). A
+   * 409 (the node still reads the topic's position for a presence change sent just before)
+   * goes again shortly, a few times.
+   */
+  _sendCatchUp(entry, request, attempt) {
+    const answered = () => { if (entry.awaiting === request) entry.awaiting = null; };
+    const caughtUp = (reply) => {
+      if (reply.type === "error") return;  // the rejection below decides
+      answered();
+      // On the same connection: not a reconnect, but what was published during the expiry
+      // may be missing, as after one.
+      if (reply.type === "subscribed" && this._topics.get(entry.topic) === entry) this._subscribed(entry, request, reply, false, true);
+    };
+    const socket = this._socket;
+    // Not sent again after a rate refusal once the application left the topic.
+    this._request({ ...request }, { onReply: caughtUp, stillWanted: () => this._topics.get(entry.topic) === entry }).catch((error) => {
+      if (error instanceof ChorusClosedError) return answered();  // the next connection resubscribes with since
+      if (this._topics.get(entry.topic) !== entry) return answered();  // left meanwhile: nothing to recover
+      if (error.code === 409 && attempt < 5) {
+        setTimeout(() => {
+          if (this._socket === socket && this._state === "connected" && this._topics.get(entry.topic) === entry && entry.awaiting === request) {
+            this._sendCatchUp(entry, request, attempt + 1);
+          } else {
+            answered();
+          }
+        }, Math.min(2000, 100 * (attempt + 1)));
+        return;
+      }
+      answered();
+      // Refused or unanswered: what was published during the expiry will not come. The
+      // subscription goes on live; the application reloads, as after any failed recovery.
+      const event = { topic: entry.topic, recovered: false, resubscribed: false, since: request.since, reason: `catching up after the token's renewal failed: ${error.message}` };
+      this._recoveryFailed(entry, event);
+      this._emit("error", error);
+    });
   }
 
   /**

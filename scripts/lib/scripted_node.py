@@ -70,6 +70,12 @@ PRESENCE` (whether it has `since`; the `presence` field as sent, `-` without one
 
 Scenario `leave-in-place`: as `leave-first`, from a node that says `presenceLeave`.
 
+Scenario `stand-in-refused`: a node that says `presenceLeave`. The first subscribe is answered
+at offset 5, then message 6 and `auth_expired`; each `auth` is accepted. The second subscribe
+(the one the client sends after the fresh token, in place of its catch-up) is dropped past the
+message rate (429, `retryAfter` 100 ms); later ones are answered (recovered). Prints `subscribe N
+SINCE PRESENCE` (whether it has each field) and exits once the client closes.
+
 Needs the PyPI package websockets."""
 import asyncio, json, sys
 import websockets
@@ -373,6 +379,31 @@ async def leaves(ws, in_place):
     done.set()
 
 
+async def stand_in_refused(ws, *_):
+    await ws.send(json.dumps({"type": "auth_success", "userId": "bob", "presenceLeave": True}))
+    subscribes = 0
+    async for frame in frames(ws):
+        kind = frame.get("type")
+        if kind == "subscribe":
+            subscribes += 1
+            print("subscribe", subscribes, "since" in frame, "presence" in frame, flush=True)
+            if subscribes == 1:
+                await ws.send(json.dumps({"type": "subscribed", "topic": frame["topic"], "id": frame["id"], "offset": 5, "epoch": "E"}))
+                await ws.send(message(frame["topic"], 6))
+                await ws.send(json.dumps({"type": "auth_expired", "code": 401, "message": "token expired"}))
+            elif subscribes == 2:
+                await ws.send(json.dumps({"type": "error", "code": 429, "id": frame["id"], "message": "rate limit exceeded",
+                                          "details": {"retryAfter": 100, "limit": 100}}))
+            else:
+                await ws.send(json.dumps({"type": "subscribed", "topic": frame["topic"], "id": frame["id"], "offset": 6,
+                                          "epoch": "E", "recovered": True}))
+        elif kind == "auth":
+            await ws.send(json.dumps({"type": "auth_success", "userId": "bob", "presenceLeave": True, "id": frame["id"]}))
+        elif kind == "ping":
+            await ws.send(json.dumps({"type": "pong", "id": frame["id"]}))
+    done.set()
+
+
 async def size_limited(ws, announce):
     global connections
     connections += 1
@@ -429,7 +460,7 @@ SCENARIOS = {"pattern-before-page": pattern_before_page, "subscribes-unanswered"
              "catch-up-refused": catch_up_refused, "catch-up-expired": catch_up_expired,
              "resubscribed": resubscribed, "gap": gap, "join-refused": join_refused,
              "max-message-size": max_message_size, "closes-too-big": closes_too_big, "close-codes": close_codes,
-             "leave-first": leave_first, "leave-in-place": leave_in_place}
+             "leave-first": leave_first, "leave-in-place": leave_in_place, "stand-in-refused": stand_in_refused}
 
 
 async def main(scenario):

@@ -1664,6 +1664,35 @@ test("after a token renewed late (auth_expired), each live topic with a position
   client.disconnect();
 });
 
+test("a catch-up after a late renewal refused with 409 (the node still reads the topic's position for a presence change sent just before) goes again, and recovers: no recoveryFailed", async () => {
+  const client = scripted({ token: undefined, getToken: () => (ScriptedSocket.instances.length === 0 ? "t1" : "t2") });
+  const failed = [];
+  client.on("recoveryFailed", (e) => failed.push(e.topic));
+  client.on("error", () => {});
+  const got = [];
+  const socket = await connectScripted(client);
+  const plain = client.subscribe("rooms.a", (m) => got.push(m.offset));
+  socket.reply({ type: "subscribed", topic: "rooms.a", offset: 5, epoch: "E", id: socket.last("subscribe").id });
+  await plain.ready;
+  socket.reply({ type: "auth_expired", code: 401, message: "token expired" });
+  await settle();
+  const before = socket.sent.filter((m) => m.type === "subscribe").length;
+  socket.reply({ type: "auth_success", userId: "alice", id: socket.last("auth").id });
+  const catchUps = () => socket.sent.filter((m) => m.type === "subscribe").slice(before);
+  await until(() => catchUps().length === 1);
+  socket.reply({ type: "error", code: 409, message: "still reading", details: { topic: "rooms.a" }, id: catchUps()[0].id });
+  await until(() => catchUps().length === 2);
+  const again = catchUps()[1];
+  assert.deepEqual(again.since, { offset: 5, epoch: "E" });
+  assert.notEqual(again.id, catchUps()[0].id);
+  socket.reply({ type: "subscribed", topic: "rooms.a", offset: 6, epoch: "E", recovered: true, id: again.id });
+  socket.reply({ type: "message", topic: "rooms.a", offset: 6, epoch: "E", data: 6 });
+  await settle();
+  assert.deepEqual(got, [6]);
+  assert.deepEqual(failed, []);
+  client.disconnect();
+});
+
 test("joining again with other data sends it as an update (one subscribe with the new presence); the newest join leaving sends the earlier data back; the same data sends nothing", async () => {
   const client = scripted();
   const socket = await connectScripted(client);
