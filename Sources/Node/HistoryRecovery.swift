@@ -54,6 +54,10 @@ enum HistoryRecovery {
         /// Such a subscription's held messages overflowed: some are lost, which the connection's
         /// subscriptions of the topic hear as a `gap`.
         var gap = false
+        /// What the recovery keeps dropping once answered (``RecoveryTable``): live messages at or
+        /// before it still on their way were in the page. Nil when no page handed a live
+        /// subscription's messages over: those still on their way are owed to the client too.
+        var watermark: HistoryPosition?
     }
 
     /// Joins the page and the held live messages (a pure function; see the type's doc).
@@ -63,6 +67,8 @@ enum HistoryRecovery {
         request: HistoryRequest?, page: Result<HistoryPage, HistoryError>, held: RecoveryBuffer, wasLive: Bool = false
     ) -> Plan {
         let wantsRecovery: Bool = if case .since = request { true } else { false }
+        // Without a page to hand them over in, a live subscription's messages go as they are.
+        let passesThrough = request == nil && wasLive
         guard case .success(let page) = page else {
             return Plan(recovered: wantsRecovery ? false : nil, position: nil, history: [], live: held.deliveries)
         }
@@ -77,7 +83,7 @@ enum HistoryRecovery {
             }
             return Plan(
                 recovered: false, position: position, nodeOnly: page.nodeOnly, history: [], live: [],
-                gap: request == nil && wasLive)
+                gap: passesThrough, watermark: passesThrough ? nil : position)
         }
         var history = page.messages
         var recovered: Bool? = nil
@@ -89,11 +95,10 @@ enum HistoryRecovery {
             guard let offset = delivery.offset, delivery.epoch == position.epoch else { return true }
             return offset > position.offset
         }
-        // Without a page to hand them over in, a live subscription's earlier messages go as they are.
-        let earlier = request == nil && wasLive ? held.deliveries.filter { !isLater($0) } : []
         return Plan(
             recovered: recovered, position: position, nodeOnly: page.nodeOnly, history: history,
-            live: held.deliveries.filter(isLater), earlier: earlier)
+            live: held.deliveries.filter(isLater), earlier: passesThrough ? held.deliveries.filter { !isLater($0) } : [],
+            watermark: passesThrough ? nil : position)
     }
 
     /// For a session that takes no deliveries now (its token expired while the history was
@@ -369,9 +374,7 @@ extension ConnectionRegistry {
         guard
             recoveries.finish(session.transport, topic, recovery: recovery, watermark: { held in
                 plan = HistoryRecovery.plan(request: request, page: page, held: held, wasLive: wasLive)
-                // No page handed a live subscription's messages over: those still on their way
-                // are owed to the client too, so no watermark drops them.
-                return request == nil && wasLive ? nil : plan!.position
+                return plan!.watermark
             }) != nil, let plan
         else { return }
         let transport = session.transport

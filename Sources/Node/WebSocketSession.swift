@@ -302,7 +302,7 @@ final class WebSocketSession: WebSocketTransportDelegate {
         }
         // Messages of the topic reach this connection already (this subscription, or a pattern):
         // a history read for this subscribe must not hold back and drop any of them.
-        let wasLive = subscriptions.contains(pattern) || pattern.topic.map { topic in subscriptions.contains { $0.matches(topic) } } == true
+        let wasLive = historyTopic.map { topic in subscriptions.contains { $0.matches(topic) } } ?? false
         if !subscriptions.contains(pattern) {
             subscriptions.insert(pattern)
             let id = self.id

@@ -52,6 +52,7 @@ struct HistoryRecoveryPlanTests {
         #expect(HistoryRecovery.deferred(plan).position == HistoryPosition(offset: 4, epoch: "e"))
         let fresh = HistoryRecovery.plan(request: nil, page: Self.page([], current: 6), held: Self.held([5, 6, 7, 8]))
         #expect(fresh.earlier.isEmpty && fresh.live.map(\.offset) == [7, 8])
+        #expect(plan.watermark == nil && fresh.watermark == HistoryPosition(offset: 6, epoch: "e"), "only a page's messages are dropped on their way")
         // A since's page hands the earlier ones over itself.
         let since = HistoryRecovery.plan(
             request: .since(offset: 4, epoch: "e"), page: Self.page([5, 6], current: 6), held: Self.held([5, 6, 7]), wasLive: true)
