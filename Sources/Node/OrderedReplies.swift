@@ -1,10 +1,12 @@
+import DequeModule
+
 /// The replies of one connection that wait for the broker to settle (a `subscribed` once its
 /// `SUBSCRIBE` is confirmed), with those sent after them: they go out in the order of their
 /// requests, though the broker may settle from another thread after a later reply was ready on
 /// the connection's loop. A pure value, kept by the registry only while something waits.
 struct OrderedReplies {
     /// In request order; nil where a reply still waits.
-    private var slots: [ServerMessage?] = []
+    private var slots = Deque<ServerMessage?>()
     /// The ticket of `slots[0]`.
     private var first = 0
 
