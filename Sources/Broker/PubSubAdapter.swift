@@ -50,8 +50,9 @@ public protocol PubSubAdapter: AnyObject, Sendable {
     func status() -> AdapterStatus
 
     /// Runs `body` each time a backend server (its index in the adapter's list) is live again
-    /// after falling back: its subscriptions are confirmed again, so what it publishes from now
-    /// on reaches this node, but what it published meanwhile did not. Set before ``start(deliver:)``;
+    /// after falling back, or for the first time: its subscriptions are confirmed, so what it
+    /// publishes from now on reaches this node, but what it published meanwhile did not (the
+    /// subscribes answered before were answered without it). Set before ``start(deliver:)``;
     /// `body` runs on an adapter thread.
     func onReturnFromFallback(_ body: @escaping @Sendable (_ server: Int) -> Void)
 

@@ -21,11 +21,12 @@ final class RedisOverallState: Sendable {
         servers = Mutex(Servers(states: Array(repeating: .connecting, count: serverCount), counts: Array(repeating: 0, count: serverCount)))
     }
 
-    /// Server `index` made `transition`; one from fallback to connected runs the body given to
-    /// ``onReturnFromFallback(_:)``.
+    /// Server `index` made `transition`; one to connected runs the body given to
+    /// ``onReturnFromFallback(_:)``: from fallback, and from connecting too (at start, or while
+    /// Sentinel named no reachable master), when subscribes were answered without the server.
     func record(server index: Int, _ transition: RedisLinkStateMachine.Transition) {
         record(server: index, state: transition.to, count: transition.count)
-        if transition.from == .fallback, transition.to == .connected { returned.withLock { $0 }?(index) }
+        if transition.to == .connected, transition.from != .connected { returned.withLock { $0 }?(index) }
     }
 
     /// Runs `body` with the server's index each time one returns from fallback.

@@ -450,7 +450,7 @@ final class RedisServerLink: Sendable {
                     transitions.append(transition)
                     state.loggedErrors = transition.error.map { [$0] } ?? []
                     if transition.to == .connected {
-                        if transition.from == .fallback { state.returnedAt = Date() }
+                        state.returnedAt = Date()
                         // Published while connecting (at start) or in fallback: reached no other node.
                         if !state.fallbackChannels.isEmpty {
                             unannounced += announceFallbackChannels(&state)

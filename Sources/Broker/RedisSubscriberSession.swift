@@ -147,13 +147,16 @@ final class RedisSubscriberSession: RedisReplyReceiver {
         return lastAnswer + pingInterval
     }
 
-    /// Sends interest changes, then a `PING` that says when they are done.
+    /// Sends interest changes, then a `PING` that says when they are done. Subscribes go
+    /// before unsubscribes: when the node swaps its patterns for one catch-all (or back), no
+    /// publish may fall between the two (a message both match comes twice, back to back, and
+    /// ``RedisSubscriptionReader`` drops the second). A channel is in one list at most.
     func send(_ changes: RedisServerLink.InterestChanges, now: ContinuousClock.Instant) {
         var buffer = ByteBuffer()
-        Self.append("UNSUBSCRIBE", changes.unsubscribe, to: &buffer)
-        Self.append("PUNSUBSCRIBE", changes.punsubscribe, to: &buffer)
         Self.append("SUBSCRIBE", changes.subscribe, to: &buffer)
         Self.append("PSUBSCRIBE", changes.psubscribe, to: &buffer)
+        Self.append("UNSUBSCRIBE", changes.unsubscribe, to: &buffer)
+        Self.append("PUNSUBSCRIBE", changes.punsubscribe, to: &buffer)
         if let patterns = changes.patterns { reader.patterns = patterns }
         RedisCommandEncoder.append(["PING"], to: &buffer)
         pings.append(now)

@@ -52,7 +52,7 @@ final class NodeContext: Sendable {
         // it, and every user whose messages do, is told that some may be missing (`gap`).
         let (hub, members, adapter) = (self.hub, self.presence.store, broker.adapter)
         broker.adapter.onReturnFromFallback { server in
-            logger.info("Redis server \(server) is back: subscribers of its topics are told of the gap")
+            logger.info("Redis server \(server) is live (back, or reached for the first time): subscribers of its topics are told of the gap")
             hub.reportGaps { adapter.interest($0, livesOn: server) }
             members.afterOutage(server: server) { holds in
                 logger.info("presence: Redis server \(server) is back: its topics' watchers are told to resync")

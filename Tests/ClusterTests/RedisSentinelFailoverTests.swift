@@ -37,6 +37,23 @@ extension ClusterTests {
             }
         }
 
+        @Test("Sentinels that answer only after clients subscribed (the node started while they hung): once the node finds the master, its subscribers are told of the gap, as after a fallback")
+        func masterFoundLate() async throws {
+            try await withSentinelGroup { group in
+                for sentinel in group.sentinels { sentinel.process.signal(SIGSTOP) }
+                defer { for sentinel in group.sentinels { sentinel.process.signal(SIGCONT) } }
+                try await withNodeProcess(["PUBSUB_ADAPTER": "redis"].merging(group.nodeEnvironment) { $1 }) { node in
+                    #expect(await node.adapterState() == "connecting", "no master named yet")
+                    let subscriber = try await node.connect(as: "s")
+                    try await subscriber.subscribe("late.t")
+                    for sentinel in group.sentinels { sentinel.process.signal(SIGCONT) }
+                    let gap = try await subscriber.next(type: "gap", timeout: .seconds(60))
+                    #expect(gap["topic"] as? String == "late.t", "messages other nodes published before the master was found never came: \(gap)")
+                    #expect(await node.adapterState() == "connected")
+                }
+            }
+        }
+
         static func run(_ cluster: Cluster, _ group: RedisSentinelGroup) async throws {
             let topic = "ha.t"
             let (master, replica) = (group.servers[0], group.servers[1])
