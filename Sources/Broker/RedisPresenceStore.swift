@@ -44,8 +44,10 @@ public final class RedisPresenceStore: PresenceStore {
         /// The shares in `presence.user.<id>` (without data, as every authenticated connection
         /// joins its user's), by user id alone: no topic name or document kept per user.
         var userShares: [String: Int] = [:]
-        /// Keys whose last script failed or found no lease: resent after the next renewal.
-        var dirty: Set<Key> = []
+        /// Keys whose last script failed or found no lease, with whether one of those changes was
+        /// to announce new data: resent after the next renewal, and announced if the data differs
+        /// (a change of data that failed must not come back as a change of count alone).
+        var dirty: [Key: Bool] = [:]
         /// Keys whose change was held back while the server's queue was over its bound, with
         /// whether any of those changes was to announce new data: sent, as they are by then, by
         /// the renewal queued behind it. Apart from `dirty`, which a script queued earlier for
@@ -179,7 +181,7 @@ public final class RedisPresenceStore: PresenceStore {
                     return (nil, false, true)
                 }
                 state.written[server] = lease.written
-                var resend = Set(state.dirty.filter { self.server(of: $0.topic) == server })
+                var resend = Set(state.dirty.keys.filter { self.server(of: $0.topic) == server })
                 let held = state.heldBack.filter { self.server(of: $0.key.topic) == server }
                 for key in held.keys { state.heldBack[key] = nil }
                 resend.formUnion(held.keys)
@@ -197,8 +199,9 @@ public final class RedisPresenceStore: PresenceStore {
                     heldBack = enqueueSet(
                         key, connections: connections,
                         member: share?.member ?? PresenceMember.document(userId: key.userId, data: nil),
-                        // A held-back change of data is written, and announced, if it differs;
-                        // a change of count alone leaves the data other nodes may have set.
+                        // A held-back or failed change of data is written, and announced, if it
+                        // differs (enqueueSet adds the failed ones'); a change of count alone
+                        // leaves the data other nodes may have set.
                         announceUpdate: held[key] ?? false, state: &state) || heldBack
                 }
                 return (state.afterOutage.removeValue(forKey: server), heldBack, false)
@@ -322,9 +325,11 @@ public final class RedisPresenceStore: PresenceStore {
     /// was held back, and that renewal sends the key's state as it is by then.
     private func enqueueSet(_ key: Key, connections: Int, member: RawJSON, announceUpdate: Bool, state: inout State) -> Bool {
         let server = self.server(of: key.topic)
+        // A change of data whose script failed is still to be announced by the next one.
+        let announceUpdate = announceUpdate || state.dirty[key] == true
         guard !state.unreachable.contains(server) else {
             // Resent by the renewal that finds the server again.
-            state.dirty.insert(key)
+            state.dirty[key] = announceUpdate
             return false
         }
         guard queues[server].backlogBytes < Self.maxBacklogBytes else {
@@ -358,18 +363,18 @@ public final class RedisPresenceStore: PresenceStore {
                 case .success(let reply):
                     switch reply.string {
                     case "nolease":
-                        state.dirty.insert(key)
+                        state.dirty[key] = (state.dirty[key] ?? false) || announceUpdate
                         renewNow = state.renewalQueued.insert(server).inserted
                     case "", nil:
-                        state.dirty.remove(key)
+                        state.dirty[key] = nil
                         state.written[server, default: 0] += 1
                     default:
-                        state.dirty.remove(key)
+                        state.dirty[key] = nil
                         state.written[server, default: 0] += 1
                         state.counters.eventsPublished += 1
                     }
                 case .failure(let error):
-                    state.dirty.insert(key)
+                    state.dirty[key] = (state.dirty[key] ?? false) || announceUpdate
                     state.counters.failures += 1
                     if !error.isReplyError { state.unreachable.insert(server) }
                 }

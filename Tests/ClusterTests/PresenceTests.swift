@@ -370,6 +370,47 @@ extension ClusterTests {
             }
         }
 
+        @Test("a change of a member's data that Redis did not take (it hung, SIGSTOP) is written once Redis answers: every node then lists the new data")
+        func dataChangeAfterHang() async throws {
+            try await withCluster(nodes: 2) { cluster in
+                let topic = "rooms.status"
+                let alice = try await cluster.node(1).connect(as: "alice")
+                try await alice.subscribe(topic, member: true, data: ["status": "available"], events: false)
+                let reader = try await cluster.node(2).connect(as: "reader")
+                let listed = await eventually(within: .seconds(20)) {
+                    (try? await reader.presenceState(topic))?.data["alice"] == #"{"status":"available"}"#
+                }
+                #expect(listed, "node 2 lists alice as available")
+
+                let redis = cluster.redis[0]
+                redis.pause()
+                do {
+                    try await cluster.waitUntilAdapters(are: "fallback", within: .seconds(20))
+                    // A change on node 1 that fails first: its presence store then takes Redis
+                    // for unreachable, and alice's change is kept for later, not sent.
+                    let other = try await cluster.node(1).connect(as: "other")
+                    try await other.subscribe("rooms.other", member: true, events: false)
+                    let failed = await eventually(within: .seconds(20)) {
+                        let store = (try? await cluster.node(1).stats())?["presence"].flatMap { ($0 as? [String: Any])?["store"] }
+                        return ((store as? [String: Any])?["failures"] as? Int ?? 0) > 0
+                    }
+                    #expect(failed, "node 1's presence store saw a command fail")
+                    try await alice.subscribe(topic, member: true, data: ["status": "away"], events: false)
+                } catch {
+                    redis.resume()
+                    throw error
+                }
+                redis.resume()
+                try await cluster.waitUntilAdapters(are: "connected", within: .seconds(20))
+                var state: PresenceState?
+                let updated = await eventually(within: .seconds(20)) {
+                    state = try? await reader.presenceState(topic)
+                    return state?.data["alice"] == #"{"status":"away"}"# && state?.scope == nil
+                }
+                #expect(updated, "node 2 lists alice as away, from Redis: \(String(describing: state?.data))")
+            }
+        }
+
         @Test("with two Redis servers, only the watchers of the topics on the server that came back hear `resync`")
         func resyncOnlyForTheServerBack() async throws {
             try await withCluster(nodes: 1, redisServers: 2) { cluster in

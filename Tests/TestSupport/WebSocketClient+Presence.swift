@@ -61,15 +61,23 @@ public struct PresenceEvent: CustomStringConvertible, Sendable {
 public struct PresenceState: Sendable {
     public let count: Int
     public let connections: [String: Int]
+    /// Each member's `data` as JSON text (keys sorted); absent without data.
+    public let data: [String: String]
     public let scope: String?
 
     init(json: [String: Any]) {
         count = json["count"] as? Int ?? -1
         var connections: [String: Int] = [:]
+        var data: [String: String] = [:]
         for member in json["members"] as? [[String: Any]] ?? [] {
-            if let user = member["userId"] as? String { connections[user] = member["connections"] as? Int ?? -1 }
+            guard let user = member["userId"] as? String else { continue }
+            connections[user] = member["connections"] as? Int ?? -1
+            if let value = member["data"], let text = try? JSONSerialization.data(withJSONObject: value, options: [.sortedKeys, .fragmentsAllowed]) {
+                data[user] = String(decoding: text, as: UTF8.self)
+            }
         }
         self.connections = connections
+        self.data = data
         scope = json["scope"] as? String
     }
 }
