@@ -148,6 +148,13 @@ public final class RedisCommandQueue: Sendable {
         }
     }
 
+    /// Returns once the commands queued before this call have run.
+    public func drained() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            queue.async { continuation.resume() }
+        }
+    }
+
     /// Closes the connection once the commands queued before this call have run.
     public func close() async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in

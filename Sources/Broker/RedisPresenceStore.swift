@@ -76,7 +76,11 @@ public final class RedisPresenceStore: PresenceStore {
     private let nodeId: String
     private let keyPrefix: String
     private let channels: RedisChannels
+    /// Per server: the changes, leases and reaps, in the order they were made.
     private let queues: [RedisCommandQueue]
+    /// Per server: the member lists and counts read (``reader(_:)``), on a connection of their
+    /// own so that a lease renewal never waits behind them.
+    private let readQueues: [RedisCommandQueue]
     private let ttlMilliseconds: Int
     private let originJSON: [UInt8]
     private let logger: Logger
@@ -88,10 +92,12 @@ public final class RedisPresenceStore: PresenceStore {
     ///   - ttl: `PRESENCE_TTL`.
     public convenience init(urls: [RedisURL], prefix: String, nodeId: String, timeout: Duration, ttl: Duration, logger: Logger) {
         precondition(!urls.isEmpty, "RedisPresenceStore needs at least one Redis URL")
-        let queues = urls.enumerated().map { index, url in
-            RedisCommandQueue(url: url, timeout: timeout, clientName: "presence-\(index)")
+        let queues = { (role: String) in
+            urls.enumerated().map { index, url in RedisCommandQueue(url: url, timeout: timeout, clientName: "\(role)-\(index)") }
         }
-        self.init(queues: queues, prefix: prefix, nodeId: nodeId, ttl: ttl, logger: logger)
+        self.init(
+            queues: queues("presence"), readQueues: queues("presence-reads"), prefix: prefix, nodeId: nodeId, ttl: ttl,
+            logger: logger)
     }
 
     /// One server per master name of `sentinel`, each found and followed through the Sentinels,
@@ -99,20 +105,27 @@ public final class RedisPresenceStore: PresenceStore {
     public convenience init(
         sentinel: RedisSentinelSettings, prefix: String, nodeId: String, timeout: Duration, ttl: Duration, logger: Logger
     ) {
-        let queues = sentinel.masters.enumerated().map { index, master in
-            RedisCommandQueue(
-                sentinel: RedisSentinelDiscovery(sentinels: sentinel.sentinels, master: master, timeout: timeout),
-                clientName: "presence-\(index)")
+        let queues = { (role: String) in
+            sentinel.masters.enumerated().map { index, master in
+                RedisCommandQueue(
+                    sentinel: RedisSentinelDiscovery(sentinels: sentinel.sentinels, master: master, timeout: timeout),
+                    clientName: "\(role)-\(index)")
+            }
         }
-        self.init(queues: queues, prefix: prefix, nodeId: nodeId, ttl: ttl, logger: logger)
+        self.init(
+            queues: queues("presence"), readQueues: queues("presence-reads"), prefix: prefix, nodeId: nodeId, ttl: ttl,
+            logger: logger)
     }
 
-    private init(queues: [RedisCommandQueue], prefix: String, nodeId: String, ttl: Duration, logger: Logger) {
+    private init(
+        queues: [RedisCommandQueue], readQueues: [RedisCommandQueue], prefix: String, nodeId: String, ttl: Duration, logger: Logger
+    ) {
         self.nodeId = nodeId
         self.instance = "\(nodeId)/\(String(UInt64.random(in: 0...UInt64.max), radix: 36))"
         self.keyPrefix = prefix + "@presence:"
         self.channels = RedisChannels(prefix: prefix, serverCount: queues.count)
         self.queues = queues
+        self.readQueues = readQueues
         self.ttlMilliseconds = max(1, Int(ttl.components.seconds * 1000 + ttl.components.attoseconds / 1_000_000_000_000_000))
         var writer = JSONWriter()
         writer.string(nodeId)
@@ -386,9 +399,20 @@ public final class RedisPresenceStore: PresenceStore {
 
     // MARK: Queries
 
+    /// Where to read `server`'s presence, once the changes this node queued to it so far are
+    /// written (a read sees them). Reads have a connection of their own: after an outage every
+    /// watcher of a large room reads its pages again (`resync`), seconds of reads that a lease
+    /// renewal queued behind them would wait for past `PRESENCE_TTL`, and other nodes would
+    /// take this node's members for gone.
+    ///
     /// Throws at once for a server whose last command could not reach it (until a renewal gets
     /// through again): a member list then comes from this node alone rather than waiting for a
     /// Redis known to be down.
+    private func reader(_ server: Int) async throws -> RedisCommandQueue {
+        try await reachable(server).drained()
+        return readQueues[server]
+    }
+
     private func reachable(_ server: Int) throws -> RedisCommandQueue {
         let (unreachable, renewNow) = state.withLock { state in
             guard state.unreachable.contains(server) else { return (false, false) }
@@ -404,7 +428,7 @@ public final class RedisPresenceStore: PresenceStore {
 
     public func members(of topic: Topic, after: String?, limit: Int, maxBytes: Int) async throws -> PresencePage {
         let limit = min(max(1, limit), PresencePage.maxMembers)
-        let reply = try await reachable(server(of: topic)).evaluate(
+        let reply = try await reader(server(of: topic)).evaluate(
             RedisPresenceScripts.page,
             keys: [
                 bytes(keyPrefix + "m:" + topic.name), bytes(keyPrefix + "n:" + topic.name), bytes(keyPrefix + "z:" + topic.name),
@@ -429,13 +453,13 @@ public final class RedisPresenceStore: PresenceStore {
     }
 
     public func count(of topic: Topic) async throws -> Int {
-        guard case .integer(let count) = try await reachable(server(of: topic)).command(["HLEN", keyPrefix + "n:" + topic.name])
+        guard case .integer(let count) = try await reader(server(of: topic)).command(["HLEN", keyPrefix + "n:" + topic.name])
         else { throw RedisConnectionError("unexpected HLEN reply") }
         return count
     }
 
     public func lastLeft(topic: Topic) async throws -> Date? {
-        let reply = try await reachable(server(of: topic)).command(["GET", keyPrefix + "seen:" + topic.name])
+        let reply = try await reader(server(of: topic)).command(["GET", keyPrefix + "seen:" + topic.name])
         return reply.string.flatMap(Timestamp.date)
     }
 
@@ -453,6 +477,7 @@ public final class RedisPresenceStore: PresenceStore {
                 reapScript(server, ownEarlierBoots: false, onlyThisInstance: true) { continuation.resume() }
             }
             await queues[server].close()
+            await readQueues[server].close()
         }
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Synchronization
 import Testing
 import TestSupport
 
@@ -126,6 +127,47 @@ struct RedisPresencePageTests {
             #expect(try await store.count(of: big) == 100)
             let bounded = try await store.members(of: big, after: nil, limit: PresencePage.maxMembers, maxBytes: 40_000)
             #expect((9...10).contains(bounded.members.count) && bounded.more && bounded.count == 100, "\(bounded.members.count)")
+            await store.shutdown()
+        }
+    }
+
+    @Test("a change is not queued behind the member lists read before it: lease renewals and joins stay prompt while watchers of a large room read it again (a resync after an outage), and a read still sees the changes made before it")
+    func changesDoNotWaitForReads() async throws {
+        try await RedisTest.withServers { servers in
+            let server = servers[0]
+            let store = try await Self.leasedStore(on: server)
+            let topic = try Topic(Self.room)
+            let data = try RawJSON(validating: Array(#"{"status":"\#(String(repeating: "s", count: 100))"}"#.utf8))
+            for index in 1...1_000 {
+                let user = "u\(100_000 + index)"
+                store.set(topic: topic, userId: user, connections: 1, member: PresenceMember.document(userId: user, data: data), announceUpdate: false)
+            }
+            #expect(try await store.count(of: topic) == 1_000, "a read after the changes sees them")
+
+            final class Done: Sendable { let count = Atomic<Int>(0) }
+            let done = Done()
+            let reads = 300
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for _ in 1...reads {
+                    group.addTask {
+                        _ = try await store.members(of: topic, after: nil, limit: PresencePage.maxMembers, maxBytes: 1 << 20)
+                        done.count.add(1, ordering: .relaxed)
+                    }
+                }
+                let flowing = try await eventually(within: .seconds(30), every: .milliseconds(1)) { done.count.load(ordering: .relaxed) >= 10 }
+                try #require(flowing)
+                store.set(topic: topic, userId: "zed", connections: 1, member: PresenceMember.document(userId: "zed", data: nil), announceUpdate: false)
+                var readsBefore = -1
+                let joined = try await eventually(within: .seconds(30), every: .milliseconds(2)) {
+                    guard try await server.command(["HEXISTS", Self.key("m"), "zed"]) == .integer(1) else { return false }
+                    readsBefore = done.count.load(ordering: .relaxed)
+                    return true
+                }
+                #expect(joined)
+                #expect(readsBefore < reads * 2 / 3, "the join was written while most reads still waited: \(readsBefore) of \(reads) done before it")
+                try await group.waitForAll()
+            }
+            #expect(done.count.load(ordering: .relaxed) == reads)
             await store.shutdown()
         }
     }
