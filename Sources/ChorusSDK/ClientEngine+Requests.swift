@@ -44,9 +44,14 @@ extension ClientEngine {
 
     /// A request on the current connection, waiting for it first when the client is connecting.
     /// The guide's promise: a request made while the token is renewed waits for the fresh one,
-    /// and so does one the node refused (401) because it crossed the token's expiry.
+    /// and so does one the node refused (401) because it crossed the token's expiry. Like a
+    /// publish, it starts a client that was never started or was closed, but neither restarts a
+    /// failed one (its token refused, say: it would present it again) nor cuts a reconnect's
+    /// backoff short (``connect()`` does).
     func request(_ fields: [String: JSONValue]) async throws -> [String: JSONValue] {
-        try await connect()
+        if case .failed(let error) = state { throw error }
+        if runner == nil, case .disconnected = state { start() }
+        if !state.isConnected { try await park(until: .connected) }
         var expiries = 0
         while true {
             while tokenExpired { try await park(until: .freshToken) }

@@ -13,11 +13,18 @@ public struct StreamPosition: Sendable, Hashable, Codable {
 /// The last position seen per topic, moved forward by delivered messages and `subscribed`
 /// replies. A pure value owned by the client's engine actor.
 ///
+/// Only a delivered message's position makes later messages at or before it repeats: a
+/// `subscribed` reply's offset may count a message still on its way to this connection (the
+/// node read the position while another subscription, a pattern, received the topic), which
+/// must still be delivered.
+///
 /// A pattern's subscription sees many topics: it keeps at most `limit`, and past that forgets
 /// the least recently delivered (down to nine tenths of `limit`, so that the sort is rare).
 /// Patterns are never recovered, so a forgotten position only lets a repeat through.
 struct StreamPositions: Sendable {
     private(set) var byTopic: [String: StreamPosition] = [:]
+    /// Topics whose position came from a `subscribed` reply, not from a delivered message.
+    private var fromReplies: Set<String> = []
     private let limit: Int
     /// When each topic last delivered, by a count of deliveries.
     private var delivered: [String: Int] = [:]
@@ -32,14 +39,18 @@ struct StreamPositions: Sendable {
     /// Records a delivered message's position; false when it is one already seen (same epoch,
     /// offset not past the last), which the client then drops.
     mutating func advance(_ topic: String, to position: StreamPosition) -> Bool {
-        if let last = byTopic[topic], last.epoch == position.epoch, position.offset <= last.offset { return false }
+        if let last = byTopic[topic], !fromReplies.contains(topic), last.epoch == position.epoch, position.offset <= last.offset {
+            return false
+        }
         byTopic[topic] = position
+        fromReplies.remove(topic)
         deliveries += 1
         delivered[topic] = deliveries
         if byTopic.count > limit {
             for (stale, _) in delivered.sorted(by: { $0.value < $1.value }).prefix(byTopic.count - limit * 9 / 10) {
                 byTopic[stale] = nil
                 delivered[stale] = nil
+                fromReplies.remove(stale)
             }
         }
         return true
@@ -49,6 +60,7 @@ struct StreamPositions: Sendable {
     mutating func forget(_ topic: String) {
         byTopic[topic] = nil
         delivered[topic] = nil
+        fromReplies.remove(topic)
     }
 
     /// What a `subscribe` asked the node for, beside live messages.
@@ -75,6 +87,7 @@ struct StreamPositions: Sendable {
     ///   reconnect asks for everything after it, not for nothing.
     mutating func subscribed(_ topic: String, at position: StreamPosition, asked: Asked) {
         let last = byTopic[topic]
+        defer { if byTopic[topic] != last { fromReplies.insert(topic) } }
         switch asked {
         case .live:
             if last?.epoch == position.epoch { return }

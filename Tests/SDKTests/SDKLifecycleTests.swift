@@ -165,6 +165,36 @@ struct SDKLifecycleTests {
         }
     }
 
+    @Test("a failed client stays failed when the app asks members(), markRead() or ping(): each throws the failure at once, and nothing connects again")
+    func failedStaysFailed() async throws {
+        try await withNodeProcess { node in
+            let client = try ChorusClient(
+                url: "ws://127.0.0.1:\(node.port)/wrong", token: node.token("alice"), configuration: SDKNode.configuration())
+            await #expect(throws: ChorusError.self) { try await client.connect() }
+            guard case .failed(.upgradeRefused(404, _)) = await client.state else {
+                throw TestFailure("expected failed(upgradeRefused(404)), got \(await client.state)")
+            }
+            let states = await client.states()
+            for _ in 1...3 {
+                await #expect(throws: ChorusError.self) { _ = try await client.members("rooms.lobby") }
+                await #expect(throws: ChorusError.self) { _ = try await client.markRead("m-1") }
+                await #expect(throws: ChorusError.self) { try await client.ping() }
+            }
+            await client.close()
+            var seen: [ConnectionState] = []
+            _ = await first(in: states) { state in
+                seen.append(state)
+                return state == .disconnected
+            }
+            #expect(!seen.contains { state in
+                switch state {
+                case .connecting, .reconnecting: true
+                default: false
+                }
+            }, "no attempt after the failure: \(seen)")
+        }
+    }
+
     @Test("cancelling the task that iterates a subscription unsubscribes on the node")
     func cancellingUnsubscribes() async throws {
         try await withNodeProcess { node in

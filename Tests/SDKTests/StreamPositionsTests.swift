@@ -42,6 +42,19 @@ struct StreamPositionsTests {
         #expect(positions["t"] == StreamPosition(offset: 2, epoch: "b"))
     }
 
+    @Test("a subscribed reply's offset is not a delivered message: a message at it still on its way (the connection received the topic through a pattern already) is delivered, once")
+    func replyOffsetIsNotSeen() {
+        var positions = StreamPositions()
+        positions.subscribed("rooms.a", at: StreamPosition(offset: 7, epoch: "a"), asked: .live)
+        let onItsWay = positions.advance("rooms.a", to: StreamPosition(offset: 7, epoch: "a"))
+        let again = positions.advance("rooms.a", to: StreamPosition(offset: 7, epoch: "a"))
+        let next = positions.advance("rooms.a", to: StreamPosition(offset: 8, epoch: "a"))
+        #expect([onItsWay, again, next] == [true, false, true])
+        positions.subscribed("rooms.a", at: StreamPosition(offset: 8, epoch: "a"), asked: .live)
+        let repeated = positions.advance("rooms.a", to: StreamPosition(offset: 8, epoch: "a"))
+        #expect(!repeated, "delivered already: a later reply changes nothing")
+    }
+
     @Test("a first subscribe with since or replay keeps the position where the messages sent after the reply start, so that they are not taken for repeats")
     func firstSubscribeWithHistory() {
         var positions = StreamPositions()
