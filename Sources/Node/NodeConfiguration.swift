@@ -234,7 +234,13 @@ extension NodeConfiguration {
                 "not set: set JWT_SECRET (HS256, at least 16 bytes) or JWT_PUBLIC_KEY_FILE (RS256/ES256 PEM)"
             )
         }
-        self.init(tokenKey: tokenKey, nodeId: reader.string("NODE_ID") ?? Self.defaultNodeId())
+        let nodeId = reader.string("NODE_ID") ?? Self.defaultNodeId()
+        // A presence instance is `<NODE_ID>/<boot nonce>`, and a restart reaps `<NODE_ID>/*`:
+        // a node named `eu` would take the live `eu/1`'s members for its own earlier boot's.
+        guard !nodeId.isEmpty, !nodeId.contains("/") else {
+            throw ConfigurationError("NODE_ID", "'\(nodeId)': must be non-empty and without '/'")
+        }
+        self.init(tokenKey: tokenKey, nodeId: nodeId)
         if case .publicKeyPEM(let pem) = tokenKey {
             do {
                 _ = try TokenVerifier(key: tokenKey)

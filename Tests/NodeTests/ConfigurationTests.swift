@@ -80,6 +80,12 @@ struct ConfigurationTests {
         #expect(try NodeConfiguration(environment: Self.base.merging(["MEMORY_TRIM_INTERVAL": "0"]) { $1 }).memoryTrimInterval == nil)
     }
 
+    @Test("a NODE_ID with '/' is refused at start: a node named 'eu' would reap the running 'eu/1''s presence members as its own earlier boot's")
+    func nodeIdWithoutSlash() throws {
+        #expect(try NodeConfiguration(environment: Self.base.merging(["NODE_ID": "eu-1.a_b"]) { $1 }).nodeId == "eu-1.a_b")
+        #expect(throws: ConfigurationError.self) { try NodeConfiguration(environment: Self.base.merging(["NODE_ID": "eu/1"]) { $1 }) }
+    }
+
     @Test("WEBSOCKET_PORT follows HTTP_PORT unless set")
     func sharedPort() throws {
         #expect(try NodeConfiguration(environment: Self.base.merging(["HTTP_PORT": "8080"]) { $1 }).websocketPort == 8080)
