@@ -73,7 +73,9 @@ extension ClientEngine {
         } catch {
             emit(.error((error as? ChorusError) ?? .tokenUnavailable(message: "\(error)")))
             guard self.connection === connection, tokenExpired else { return }
-            let delay = policy.delay(attempt: attempt, random: 1)
+            // Jittered as reconnects are: clients whose tokens expired together (after a stall)
+            // do not ask a provider that is down all at the same moments.
+            let delay = policy.delay(attempt: attempt, random: configuration.random())
             renewal?.cancel()
             renewal = Task {
                 do { try await Task.sleep(for: delay) } catch { return }

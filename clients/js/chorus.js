@@ -1315,7 +1315,7 @@ export class ChorusClient {
   /**
    * Asks the provider for the token the node waits for since `auth_expired` and sends it on
    * the open connection. A provider that fails is asked again after the reconnect backoff's
-   * delays (without jitter) while the connection waits, so delivery resumes once it answers,
+   * delays (jittered) while the connection waits, so delivery resumes once it answers,
    * not only at the node's 4001 close (`JWT_RENEWAL_GRACE`) and the reconnect after it.
    */
   /** Whether `socket` is still the client's connection, and connected. */
@@ -1336,7 +1336,9 @@ export class ChorusClient {
       this._emit("error", error instanceof ChorusError ? error : new ChorusAuthError("getToken failed", { cause: error }));
       const waiting = () => live() && this._renewing && generation === this._tokenGeneration;
       if (!waiting()) return;
-      const delay = Math.min(this.options.maxReconnectDelay, this.options.minReconnectDelay * this.options.reconnectFactor ** attempt);
+      // Jittered as reconnects are: clients whose tokens expired together (after a stall) do
+      // not ask an endpoint that is down all at the same moments.
+      const delay = backoffDelay(attempt, this.options, this._random);
       clearTimeout(this._renewTimer);
       this._renewTimer = setTimeout(() => {
         this._renewTimer = null;

@@ -1527,10 +1527,36 @@ test("with getToken, a fresh token is asked for renewBefore ahead of the node's 
   client.disconnect();
 });
 
+test("a provider that fails after auth_expired is asked again after a jittered delay (a random part of the backoff's), so clients expired together do not retry together", async (t) => {
+  const answers = ["t1", new Error("down"), "t2"];
+  let asked = 0;
+  const client = scripted({ token: undefined, renewBefore: 0, random: () => 0.5, getToken: () => {
+    asked += 1;
+    const answer = answers.shift() ?? "t3";
+    if (answer instanceof Error) throw answer;
+    return answer;
+  } });
+  client.on("error", () => {});
+  const socket = await connectScripted(client);
+  t.mock.timers.enable({ apis: ["setTimeout"] });
+  socket.reply({ type: "auth_expired", code: 401, message: "token expired" });
+  await settle();
+  assert.equal(asked, 2);
+  t.mock.timers.tick(249);  // half of minReconnectDelay 500
+  await settle();
+  assert.equal(asked, 2);
+  t.mock.timers.tick(1);
+  await settle();
+  assert.equal(asked, 3);
+  assert.deepEqual(socket.sent.filter((m) => m.type === "auth").map((m) => m.token), ["t1", "t2"]);
+  client.disconnect();
+});
+
 test("a provider that fails after auth_expired is asked again after the reconnect backoff's delays on the same connection, until it answers; a setToken() stops the retries", async (t) => {
   const answers = ["t1", new Error("down"), new Error("down"), "t2"];
   let asked = 0;
-  const client = scripted({ token: undefined, renewBefore: 0, getToken: () => {
+  // random 1: the jitter's ceiling, the backoff's delays themselves.
+  const client = scripted({ token: undefined, renewBefore: 0, random: () => 1, getToken: () => {
     asked += 1;
     const answer = answers.shift() ?? "t3";
     if (answer instanceof Error) throw answer;
