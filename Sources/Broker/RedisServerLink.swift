@@ -450,7 +450,9 @@ final class RedisServerLink: Sendable {
                     transitions.append(transition)
                     state.loggedErrors = transition.error.map { [$0] } ?? []
                     if transition.to == .connected {
-                        state.returnedAt = Date()
+                        // Only a return: at a first connection no peer's gap reached a client
+                        // of this node yet, so none may be taken as covered.
+                        if transition.from == .fallback { state.returnedAt = Date() }
                         // Published while connecting (at start) or in fallback: reached no other node.
                         if !state.fallbackChannels.isEmpty {
                             unannounced += announceFallbackChannels(&state)

@@ -54,8 +54,8 @@ extension ClientEngine {
     }
 
     /// After `auth_expired`: a fresh token from the provider, sent on the open `connection`.
-    /// A provider that fails is asked again after the reconnect backoff's delays (without
-    /// jitter) while the connection waits for a token, so delivery resumes once it answers,
+    /// A provider that fails is asked again after the reconnect backoff's delays (jittered)
+    /// while the connection waits for a token, so delivery resumes once it answers,
     /// not only at the node's 4001 close (`JWT_RENEWAL_GRACE`) and the reconnect after it.
     func refreshAuthentication(on connection: WebSocketConnection, attempt: Int = 0) async {
         // Not when a `setToken(_:)` re-authenticated meanwhile, or the connection ended.

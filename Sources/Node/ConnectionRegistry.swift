@@ -125,10 +125,8 @@ actor ConnectionRegistry {
         orderedReplies[id] = nil
         guard let session = sessions.removeValue(forKey: id) else { return }
         let ref = SessionRef(session)
-        if !recoveries.isEmpty {
-            recoveries.forget(session.transport)
-            historyReads.forget(id)
-        }
+        if !recoveries.isEmpty { recoveries.forget(session.transport) }
+        historyReads.forget(id)
         for pattern in session.subscriptions where subscriptions.remove(pattern, ref) {
             letGo(Self.interest(pattern))
         }
@@ -268,7 +266,9 @@ actor ConnectionRegistry {
         let messages = max(1, Self.writesPerDrain / max(1, writesPerMessage ?? sessions.count))
         let (deliveries, more) = inbox.take(messages: messages, bytes: drainBytes)
         let written = deliver(deliveries)
-        if !deliveries.isEmpty { writesPerMessage = written / deliveries.count }
+        // Rounded up, and kept from a drain that wrote nothing: a fan-out read as 0 would size
+        // the next drain at every waiting message (millions of writes on a busy loop).
+        if written > 0 { writesPerMessage = (written + deliveries.count - 1) / deliveries.count }
         pacer.drained(from: start, to: .now())
         drainDelay.store(pacer.nextDrainDelay?.nanoseconds ?? 0, ordering: .relaxed)
         if more {

@@ -396,10 +396,13 @@ extension ConnectionRegistry {
         defer {
             if let next = historyReads.finished(id, mayStart: !session.transport.isReadingPaused) { startRead(next, of: id) }
         }
+        // A pattern subscribed while this read waited its turn receives the topic too: its
+        // messages held meanwhile are owed to the client like those of a subscription live before.
+        let wasLive = read.wasLive || session.subscriptions.contains { $0.topic == nil && $0.matches(topic) }
         var plan: HistoryRecovery.Plan?
         guard
             recoveries.finish(session.transport, topic, recovery: read.recovery, watermark: { held in
-                plan = HistoryRecovery.plan(request: request, page: page, held: held, wasLive: read.wasLive)
+                plan = HistoryRecovery.plan(request: request, page: page, held: held, wasLive: wasLive)
                 return plan!.watermark
             }) != nil, let plan
         else { return }
