@@ -145,12 +145,16 @@ struct PostgresRepository: UserRepository, MessageRepository, ReadReceiptReposit
 
     func deleteMessage(id: String) async throws -> Bool {
         var deleted = false
-        // The id is kept in the same statement (``Migration`` 3): it stays taken.
+        // The id is kept in the same statement (``Migration`` 3): it stays taken. Deleted is
+        // what the message table says, as in SQLite: an id already kept (a post that raced an
+        // earlier delete of it) still deletes its message, and the delete is announced.
         for try await _ in try await client.query(
             """
-            WITH gone AS (DELETE FROM messages WHERE id = \(id) RETURNING id, author_id, seq)
-            INSERT INTO deleted_messages (id, author_id, deleted_at) SELECT id, author_id, \(Milliseconds.now()) FROM gone
-            ON CONFLICT (id) DO NOTHING RETURNING 1
+            WITH gone AS (DELETE FROM messages WHERE id = \(id) RETURNING id, author_id, seq),
+            kept AS (
+                INSERT INTO deleted_messages (id, author_id, deleted_at) SELECT id, author_id, \(Milliseconds.now()) FROM gone
+                ON CONFLICT (id) DO NOTHING)
+            SELECT 1 FROM gone
             """, logger: logger)
             .decode(Int.self)
         {

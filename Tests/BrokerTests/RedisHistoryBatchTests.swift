@@ -153,7 +153,9 @@ struct RedisHistoryBatchTests {
     func connectionKilledBeforeAcknowledgement() async throws {
         try await RedisTest.withServers { servers in
             let redis = servers[0]
-            let node = await HistoryNode.settled(urls: [redis.url])
+            // A deadline past the pause: the connection ends by the kill, not by a late answer
+            // (a loaded machine took more than 1.5 s to see the call held, and the link fell back).
+            let node = await HistoryNode.settled(urls: [redis.url], timeout: .seconds(20))
             let (first, next) = try #require(try await Self.storedInRedis(node, redis, "t.kill"), "stored in Redis")
             let epoch = first.epoch
             // Redis holds every write command (the history script included) until unpaused:
@@ -186,16 +188,17 @@ final class HistoryNode: Sendable {
     private let outcomes = Mutex<[Int: PublishOutcome]>([:])
     private let doubles = Atomic<Int>(0)
 
-    init(urls: [RedisURL]) {
+    /// - Parameter timeout: `PUBSUB_REDIS_TIMEOUT`.
+    init(urls: [RedisURL], timeout: Duration = .milliseconds(1500)) {
         var logger = Logger(label: "chorus.test.history-batch")
         logger.logLevel = .error
-        adapter = RedisAdapter(urls: urls, nodeId: "hb", history: RedisHistoryBatchTests.policy, logger: logger)
+        adapter = RedisAdapter(urls: urls, nodeId: "hb", timeout: timeout, history: RedisHistoryBatchTests.policy, logger: logger)
         adapter.start { _ in }
     }
 
     /// A node whose link to `urls` is settled (connected, its subscriptions in place).
-    static func settled(urls: [RedisURL]) async -> HistoryNode {
-        let node = HistoryNode(urls: urls)
+    static func settled(urls: [RedisURL], timeout: Duration = .milliseconds(1500)) async -> HistoryNode {
+        let node = HistoryNode(urls: urls, timeout: timeout)
         #expect(await RedisTest.eventually { node.adapter.isSettled })
         return node
     }

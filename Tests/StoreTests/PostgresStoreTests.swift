@@ -36,6 +36,22 @@ struct PostgresStoreTests {
         }
     }
 
+    @Test("a message whose id is kept as deleted already (a post that raced an earlier delete of the same id) is still deleted, and the delete says so: it is announced, not answered 404")
+    func deleteOfAnIdKeptAlready() async throws {
+        try await PostgresProcess.withServer { server in
+            try await server.createDatabase("chorus")
+            let url = try DatabaseURL(parsing: server.url(database: "chorus"))
+            guard case .postgres(let settings) = url else { return }
+            try await StoreHarness.running(url) { store in
+                let message = try await store.createMessage(NewMessage(id: "m-raced", authorId: "a", topic: "chat.lobby", content: "back"))
+                try await SchemaInspection.execute(
+                    "INSERT INTO deleted_messages (id, author_id, deleted_at) VALUES ('m-raced', 'a', 1)", onPostgres: settings)
+                #expect(try await store.deleteMessage(id: message.id), "the message row was deleted")
+                #expect(try await store.message(id: message.id) == nil)
+            }
+        }
+    }
+
     @Test("data survives a restart of the store; migrations run again harmlessly")
     func reopen() async throws {
         try await PostgresProcess.withServer { server in

@@ -35,4 +35,20 @@ enum SchemaInspection {
             throw error
         }
     }
+
+    /// Runs one statement as an operator would with `psql` (tests that set up a state the API
+    /// cannot make).
+    static func execute(_ statement: String, onPostgres settings: PostgresSettings) async throws {
+        let configuration = PostgresConnection.Configuration(
+            host: settings.host, port: settings.port, username: settings.username, password: settings.password,
+            database: settings.database, tls: .disable)
+        let connection = try await PostgresConnection.connect(configuration: configuration, id: 1, logger: StoreHarness.logger)
+        do {
+            try await connection.query(PostgresQuery(unsafeSQL: statement), logger: StoreHarness.logger)
+            try await connection.close()
+        } catch {
+            try? await connection.close()
+            throw error
+        }
+    }
 }
