@@ -290,19 +290,27 @@ struct HistoryTests {
         }
     }
 
-    @Test("a history page counts against WEBSOCKET_MAX_BYTES_PER_SECOND: a replay of 240 KB against 64 KB a second pauses reading its client, which still gets all of it")
-    func pageCharged() async throws {
-        let environment = Self.environment.merging([
-            "API_KEY": "k", "WEBSOCKET_MAX_MESSAGE_SIZE": "65536", "WEBSOCKET_MAX_BYTES_PER_SECOND": "65536",
+    /// A node whose connections may handle `bytesPerSecond` (and messages of that size), with
+    /// room for pages of several messages waiting.
+    private static func budgeted(bytesPerSecond: Int) -> [String: String] {
+        environment.merging([
+            "API_KEY": "k", "WEBSOCKET_MAX_MESSAGE_SIZE": "\(bytesPerSecond)", "WEBSOCKET_MAX_BYTES_PER_SECOND": "\(bytesPerSecond)",
             "WEBSOCKET_MAX_PENDING_BYTES": "4194304",
         ]) { $1 }
-        try await withNode(environment) { node in
-            let pad = String(repeating: "x", count: 30_000)
-            for n in 1...8 {
-                let posted = try await HTTP.post(
-                    "\(node.baseURL)/api/publish", json: ["topic": "big.replay", "data": ["n": n, "pad": pad]], headers: ["X-API-Key": "k"])
-                #expect(posted.status == 202)
-            }
+    }
+
+    /// Publishes `{"n": n, "pad": <pad bytes>}` to `topic` over the HTTP API.
+    private static func postPadded(_ node: TestNode, _ topic: String, _ n: Int, pad: Int) async throws {
+        let posted = try await HTTP.post(
+            "\(node.baseURL)/api/publish", json: ["topic": topic, "data": ["n": n, "pad": String(repeating: "x", count: pad)]],
+            headers: ["X-API-Key": "k"])
+        #expect(posted.status == 202)
+    }
+
+    @Test("a history page counts against WEBSOCKET_MAX_BYTES_PER_SECOND: a replay of 240 KB against 64 KB a second pauses reading its client, which still gets all of it")
+    func pageCharged() async throws {
+        try await withNode(Self.budgeted(bytesPerSecond: 65536)) { node in
+            for n in 1...8 { try await Self.postPadded(node, "big.replay", n, pad: 30_000) }
             let reader = try await node.connect(as: "reader")
             try await reader.send(json: ["type": "subscribe", "topic": "big.replay", "replay": 8, "id": 1])
             _ = try await reader.next(type: "subscribed")
@@ -323,18 +331,9 @@ struct HistoryTests {
 
     @Test("a connection's history reads run one at a time, each once the read budget has repaid the one before: a read waiting its turn sees what was published meanwhile, and one unsubscribed before its turn never runs")
     func readsOneAtATime() async throws {
-        let environment = Self.environment.merging([
-            "API_KEY": "k", "WEBSOCKET_MAX_MESSAGE_SIZE": "32768", "WEBSOCKET_MAX_BYTES_PER_SECOND": "32768",
-            "WEBSOCKET_MAX_PENDING_BYTES": "4194304",
-        ]) { $1 }
-        try await withNode(environment) { node in
-            let pad = String(repeating: "x", count: 24_000)
+        try await withNode(Self.budgeted(bytesPerSecond: 32768)) { node in
             let topics = (1...4).map { "big.turn\($0)" }
-            func post(_ topic: String, _ n: Int) async throws {
-                let posted = try await HTTP.post(
-                    "\(node.baseURL)/api/publish", json: ["topic": topic, "data": ["n": n, "pad": pad]], headers: ["X-API-Key": "k"])
-                #expect(posted.status == 202)
-            }
+            func post(_ topic: String, _ n: Int) async throws { try await Self.postPadded(node, topic, n, pad: 24_000) }
             for topic in topics { for n in 1...4 { try await post(topic, n) } }
             let reader = try await node.connect(as: "reader")
             for (index, topic) in topics.enumerated() {
