@@ -178,11 +178,15 @@ extension ClientEngine {
     /// messages past `WEBSOCKET_MAX_MESSAGES_PER_SECOND` unanswered, e.g. a resubscription of
     /// many topics at once), or refused for now (``failed(_:with:)``): sent again on the same
     /// connection after the reconnect backoff's delays (without jitter), at most
-    /// ``subscribeRetries`` times; then the topic ends with `error`.
+    /// ``subscribeRetries`` times; then the topic ends with `error`. A 409 (the topic's history
+    /// read still runs: the node is still answering an earlier subscribe of it, one whose answer
+    /// was late, say) is not counted: sent again every 2 s at most until that read ends, as the
+    /// JavaScript SDK does.
     func retrySubscribe(_ topic: String, after error: ChorusError) {
         guard var state = topics[topic] else { return }
         state.inFlight = false
-        guard state.retries < Self.subscribeRetries, let connection else {
+        let stillReading = if case .server(code: 409, _, _) = error { true } else { false }
+        guard stillReading || state.retries < Self.subscribeRetries, let connection else {
             topics[topic] = state
             endTopic(topic, with: error)
             // An earlier attempt may still succeed on the node (a slow history read): undone.
@@ -190,7 +194,8 @@ extension ClientEngine {
             return
         }
         state.retries += 1
-        let backoff = min(configuration.maximumReconnectDelay, configuration.minimumReconnectDelay * (1 << (state.retries - 1)))
+        var backoff = min(configuration.maximumReconnectDelay, configuration.minimumReconnectDelay * (1 << min(state.retries - 1, 16)))
+        if stillReading { backoff = min(backoff, .seconds(2)) }
         // After a rate refusal: not before the wait it names, paced with the other requests
         // sent again.
         let delay = rateRetryDelay(error, attempt: 1, atLeast: backoff) ?? backoff

@@ -147,6 +147,20 @@ struct SDKHistoryTests {
         #expect(await scripted.wait(timeout: .seconds(30)) == 0, "\(scripted.output())")
     }
 
+    @Test("a subscribe refused with 409 more often than the retries of other refusals (an earlier subscribe of the topic still reads its history) is sent again until answered (a scripted node)")
+    func stillReadingIsRetried() async throws {
+        let scripted = try await SDKNode.scriptedNode("still-reading")
+        defer { scripted.process.signal(SIGKILL) }
+        var configuration = SDKNode.configuration()
+        configuration.minimumReconnectDelay = .milliseconds(50)
+        let client = try ChorusClient(url: "ws://127.0.0.1:\(scripted.port)/ws", token: "fixed", configuration: configuration)
+        let subscription = try await client.subscribe("rooms.a")
+        _ = subscription
+        await client.close()
+        #expect(await scripted.process.wait(timeout: .seconds(30)) == 0, "\(scripted.process.output())")
+        #expect(scripted.process.output().contains("subscribe 9\n"), "\(scripted.process.output())")
+    }
+
     @Test("subscribed says resubscribed only for a reconnect's first confirmation, also one the node confirms after a 409 retry; a subscribe sent again on the same connection (a join of the live topic, new member data, the last join ending) says false (a scripted node)")
     func resubscribedOnlyAfterReconnect() async throws {
         let scripted = try await SDKNode.scriptedNode("resubscribed")

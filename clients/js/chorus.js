@@ -1530,11 +1530,10 @@ export class ChorusClient {
         if (this._state === "connected") this._sendSubscribe(entry);
         return;
       }
-      if (error.code === 409 && (entry.retries < 5 || entry.active)) {
-        // The node is still reading the history for this topic's previous subscribe: retry soon.
-        // A subscription live on this connection (a join, new data or a leave sent while a
-        // slow read runs) keeps retrying: it is fine, and the read ends within the node's
-        // Redis timeout.
+      if (error.code === 409) {
+        // The node is still reading the history for this topic's previous subscribe on this
+        // connection (a join, new data or a leave sent while a slow read runs, or this subscribe
+        // sent again after a timeout): retry soon, for as long as it takes. The read always ends.
         entry.retries += 1;
         retry(Math.min(2000, 100 * entry.retries));
         return;

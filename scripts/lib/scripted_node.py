@@ -45,6 +45,11 @@ is answered, then the connection closes (1011). On the second, its first subscri
 reconnect's) is refused with 409 and the retry answered. Prints `subscribe C N since presence`
 for each (connection C, its Nth), and exits once the second connection closes.
 
+Scenario `still-reading`: the client authenticates and subscribes; the first eight subscribes
+are refused with 409 (a history read of the topic still runs, as for a subscribe sent again after
+its answer was late), the ninth answered. Prints `subscribe N` for each, and exits once the client
+closes.
+
 Scenario `gap`: the client authenticates and subscribes to a topic (answered at offset 5, then
 message 6) and a pattern; after the second `subscribed` the node sends `gap` for the topic, the
 pattern, no topic (messages to the user) and a topic not subscribed, as a node does once its
@@ -313,6 +318,22 @@ async def resubscribed(ws, *_):
         done.set()
 
 
+async def still_reading(ws, *_):
+    await ws.send(json.dumps({"type": "auth_success", "userId": "bob"}))
+    subscribes = 0
+    async for frame in frames(ws):
+        if frame.get("type") != "subscribe":
+            continue
+        subscribes += 1
+        print("subscribe", subscribes, flush=True)
+        if subscribes <= 8:
+            await ws.send(json.dumps({"type": "error", "code": 409, "id": frame["id"], "details": {"topic": frame["topic"]},
+                                      "message": "a subscribe to this topic is still reading its history"}))
+        else:
+            await ws.send(json.dumps({"type": "subscribed", "topic": frame["topic"], "id": frame["id"], "offset": 5, "epoch": "E"}))
+    done.set()
+
+
 async def gap(ws, *_):
     await ws.send(json.dumps({"type": "auth_success", "userId": "bob"}))
     subscribes = 0
@@ -458,7 +479,7 @@ SCENARIOS = {"pattern-before-page": pattern_before_page, "subscribes-unanswered"
              "expiry-crossing": expiry_crossing, "refuses-reconnect": refuses_reconnect, "slow-auth": slow_auth,
              "silent-auth": silent_auth,
              "catch-up-refused": catch_up_refused, "catch-up-expired": catch_up_expired,
-             "resubscribed": resubscribed, "gap": gap, "join-refused": join_refused,
+             "resubscribed": resubscribed, "still-reading": still_reading, "gap": gap, "join-refused": join_refused,
              "max-message-size": max_message_size, "closes-too-big": closes_too_big, "close-codes": close_codes,
              "leave-first": leave_first, "leave-in-place": leave_in_place, "stand-in-refused": stand_in_refused}
 
