@@ -25,7 +25,7 @@ actor ConnectionRegistry {
     /// hub on the adapter's thread.
     nonisolated let loopInterest = LoopInterest()
 
-    let broker: PubSubBroker
+    private let broker: PubSubBroker
     private let counters: NodeCounters
     private let metrics: NodeMetrics
     private var sessions: [Int: WebSocketSession] = [:]
@@ -43,8 +43,6 @@ actor ConnectionRegistry {
     private var expiryTimer: (deadline: NIODeadline, task: Scheduled<Void>)?
     /// Sessions recovering a topic from history, whose live deliveries of it are held (``HistoryRecovery``).
     var recoveries = RecoveryTable()
-    /// The sessions' history reads, one at a time per session.
-    var historyReads = HistoryReadQueue()
     /// Sessions with replies waiting for the broker (``reserveReply(_:)``).
     private var orderedReplies: [Int: OrderedReplies] = [:]
 
@@ -126,7 +124,6 @@ actor ConnectionRegistry {
         guard let session = sessions.removeValue(forKey: id) else { return }
         let ref = SessionRef(session)
         if !recoveries.isEmpty { recoveries.forget(session.transport) }
-        historyReads.forget(id)
         for pattern in session.subscriptions where subscriptions.remove(pattern, ref) {
             letGo(Self.interest(pattern))
         }

@@ -229,12 +229,6 @@ struct RecoveryTable {
         return recoveriesBegun
     }
 
-    /// Whether recovery number `recovery` of `topic` still holds for `transport`.
-    func isRunning(_ transport: WebSocketTransport, _ topic: Topic, recovery: Int) -> Bool {
-        guard case .holding(_, recovery, _, _)? = table[ObjectIdentifier(transport)]?[topic] else { return false }
-        return true
-    }
-
     /// Takes `delivery` when `transport`'s recovery of `topic` holds it or it falls before the
     /// watermark (dropped); false when it is to be written.
     mutating func hold(_ delivery: Delivery, for transport: WebSocketTransport, topic: Topic) -> Bool {
@@ -346,62 +340,42 @@ extension ConnectionRegistry {
     }
 
     /// Starts a recovery of `topic` for session `id` (subscribed already): holds its live
-    /// deliveries of the topic, reads the history once the session's earlier reads are done
-    /// (``HistoryReadQueue``), and finishes on this loop. `wasLive`: the session received the
-    /// topic before this `subscribe` (``HistoryRecovery/plan(request:page:held:wasLive:)``).
-    func recover(_ id: Int, topic: Topic, request: HistoryRequest?, requestId: JSONValue?, wasLive: Bool) -> Bool {
+    /// deliveries of the topic, reads the history, and finishes on this loop. `wasLive`: the
+    /// session received the topic before this `subscribe` (``HistoryRecovery/plan(request:page:held:wasLive:)``).
+    func recover(
+        _ id: Int, topic: Topic, request: HistoryRequest?, requestId: JSONValue?, wasLive: Bool, adapter: any PubSubAdapter
+    ) -> Bool {
         guard let session = sessionsById(id), let recovery = recoveries.begin(session.transport, topic, requestId: requestId)
         else { return false }
-        let read = HistoryReadQueue.Read(topic: topic, request: request, requestId: requestId, recovery: recovery, wasLive: wasLive)
-        if let read = historyReads.submit(read, of: id, mayStart: !session.transport.isReadingPaused) { startRead(read, of: id) }
+        let query = HistoryRecovery.query(for: request, policy: adapter.history, maxBytes: historyBytes)
+        let loop = self.loop
+        adapter.readHistory(topic, query) { page in
+            loop.execute {
+                self.assumeIsolated {
+                    $0.finishRecovery(
+                        id, topic: topic, recovery: recovery, request: request, requestId: requestId, wasLive: wasLive, page: page)
+                }
+            }
+        }
         return true
     }
 
-    /// Session `id`'s read budget is repaid: its next history read may start.
-    func budgetRepaid(_ id: Int) {
-        guard let session = sessionsById(id), !session.transport.isReadingPaused,
-            let read = historyReads.next(id, mayStart: true)
-        else { return }
-        startRead(read, of: id)
-    }
-
-    /// Reads the history for `read`, or for the first waiting read after it whose recovery is
-    /// still running (an unsubscribe cancels one: its read is not needed).
-    private func startRead(_ first: HistoryReadQueue.Read, of id: Int) {
-        var next: HistoryReadQueue.Read? = first
-        while let read = next {
-            guard let session = sessionsById(id) else { return historyReads.forget(id) }
-            if recoveries.isRunning(session.transport, read.topic, recovery: read.recovery) {
-                let adapter = broker.adapter
-                let query = HistoryRecovery.query(for: read.request, policy: adapter.history, maxBytes: historyBytes)
-                let loop = self.loop
-                adapter.readHistory(read.topic, query) { page in
-                    loop.execute { self.assumeIsolated { $0.finishRecovery(id, read, page: page) } }
-                }
-                return
-            }
-            next = historyReads.finished(id, mayStart: !session.transport.isReadingPaused)
-        }
-    }
-
-    private func finishRecovery(_ id: Int, _ read: HistoryReadQueue.Read, page: Result<HistoryPage, HistoryError>) {
+    private func finishRecovery(
+        _ id: Int, topic: Topic, recovery: Int, request: HistoryRequest?, requestId: JSONValue?, wasLive: Bool,
+        page: Result<HistoryPage, HistoryError>
+    ) {
         guard let session = sessionsById(id) else { return }
-        let (topic, request, requestId) = (read.topic, read.request, read.requestId)
         // What was read counts against the client's read budget, whatever becomes of it (a
         // recovery cancelled by an unsubscribe meanwhile, a `since` answered `recovered: false`).
         if case .success(let fetched) = page {
             session.transport.charge(work: fetched.messages.reduce(0) { $0 + $1.data.bytes.count + ($1.metadata?.bytes.count ?? 0) })
         }
-        // The next read waits for this page's writes (what room it has left) and for the charge.
-        defer {
-            if let next = historyReads.finished(id, mayStart: !session.transport.isReadingPaused) { startRead(next, of: id) }
-        }
-        // A pattern subscribed while this read waited its turn receives the topic too: its
-        // messages held meanwhile are owed to the client like those of a subscription live before.
-        let wasLive = read.wasLive || session.subscriptions.contains { $0.topic == nil && $0.matches(topic) }
+        // A pattern subscribed while the history was read receives the topic too: its messages
+        // held meanwhile are owed to the client like those of a subscription live before.
+        let wasLive = wasLive || session.subscriptions.contains { $0.topic == nil && $0.matches(topic) }
         var plan: HistoryRecovery.Plan?
         guard
-            recoveries.finish(session.transport, topic, recovery: read.recovery, watermark: { held in
+            recoveries.finish(session.transport, topic, recovery: recovery, watermark: { held in
                 plan = HistoryRecovery.plan(request: request, page: page, held: held, wasLive: wasLive)
                 return plan!.watermark
             }) != nil, let plan

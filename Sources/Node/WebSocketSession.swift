@@ -87,11 +87,6 @@ final class WebSocketSession: WebSocketTransportDelegate {
         log(.info, "WebSocket disconnected")
     }
 
-    func transportDidRepayBudget(_ transport: WebSocketTransport) {
-        let id = self.id
-        registry.assumeIsolated { $0.budgetRepaid(id) }
-    }
-
     func transport(_ transport: WebSocketTransport, willCloseWith code: UInt16, reason: String) {
         // A client that does not read or that floods is worth an operator's look.
         let misbehaved = code == CloseCode.slowConsumer.rawValue || code == CloseCode.policyViolation.rawValue
@@ -316,9 +311,9 @@ final class WebSocketSession: WebSocketTransportDelegate {
         if let historyTopic {
             // The recovery answers `subscribed` itself, once the subscription is live on the
             // backend and the history read is done.
-            let id = self.id
+            let (id, adapter) = (self.id, node.broker.adapter)
             let started = registry.assumeIsolated {
-                $0.recover(id, topic: historyTopic, request: history, requestId: requestId, wasLive: wasLive)
+                $0.recover(id, topic: historyTopic, request: history, requestId: requestId, wasLive: wasLive, adapter: adapter)
             }
             if !started {
                 return reply(.error(

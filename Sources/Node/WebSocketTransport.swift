@@ -122,10 +122,6 @@ final class WebSocketTransport: ChannelDuplexHandler {
         return false
     }
 
-    /// The read budget is overdrawn: the node reads nothing more of the client, nor history
-    /// for it, until ``WebSocketTransportDelegate/transportDidRepayBudget(_:)``.
-    var isReadingPaused: Bool { paused }
-
     /// How long a closing connection may take to answer the close frame.
     static let closeTimeout = TimeAmount.seconds(5)
 
@@ -271,7 +267,6 @@ final class WebSocketTransport: ChannelDuplexHandler {
             self.readReceived(now: now)
             self.endOfRead()
             self.passHeldRead(context: context)
-            self.delegate?.transportDidRepayBudget(self)
         })
     }
 

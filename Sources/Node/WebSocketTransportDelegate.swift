@@ -22,9 +22,6 @@ protocol WebSocketTransportDelegate: AnyObject {
     /// dropped; called at most once a second, so that a reply saying so cannot become a flood.
     func transportIsDroppingMessages(_ transport: WebSocketTransport)
 
-    /// A pause for the read budget is over: work held back for it (a history read) may go on.
-    func transportDidRepayBudget(_ transport: WebSocketTransport)
-
     /// The transport starts closing the connection with `code`, sent in a close frame (or
     /// echoed from the client's): deliveries have stopped. Called once.
     func transport(_ transport: WebSocketTransport, willCloseWith code: UInt16, reason: String)

@@ -329,49 +329,6 @@ struct HistoryTests {
         }
     }
 
-    @Test("a connection's history reads run one at a time, each once the read budget has repaid the one before: a read waiting its turn sees what was published meanwhile, and one unsubscribed before its turn never runs")
-    func readsOneAtATime() async throws {
-        try await withNode(Self.budgeted(bytesPerSecond: 32768)) { node in
-            let topics = (1...4).map { "big.turn\($0)" }
-            func post(_ topic: String, _ n: Int) async throws { try await Self.postPadded(node, topic, n, pad: 24_000) }
-            for topic in topics { for n in 1...4 { try await post(topic, n) } }
-            let reader = try await node.connect(as: "reader")
-            for (index, topic) in topics.enumerated() {
-                try await reader.send(json: ["type": "subscribe", "topic": topic, "replay": 4, "id": index + 1])
-            }
-            let first = try await reader.next(type: "subscribed")
-            #expect(first["topic"] as? String == topics[0])
-            // The first page (about 96 KB against 32 KB a second) overdrew the budget: the other
-            // reads wait for it, two pauses of seconds each for the last topic's.
-            try await post(topics[3], 5)
-            try await reader.send(json: ["type": "unsubscribe", "topic": topics[2], "id": 10])
-            var received: [String: [Int]] = [:]
-            var answered = [topics[0]]
-            while !(answered.contains(topics[3]) && received[topics[3], default: []].count == 4) {
-                let frame = try await reader.nextJSON(timeout: .seconds(30))
-                switch frame["type"] as? String {
-                case "subscribed": answered.append(frame["topic"] as? String ?? "?")
-                case "message":
-                    received[frame["topic"] as? String ?? "?", default: []].append((frame["data"] as? [String: Any])?["n"] as? Int ?? -1)
-                default: break
-                }
-            }
-            try await reader.send(json: ["type": "ping"])
-            while true {
-                let frame = try await reader.nextJSON(timeout: .seconds(30))
-                if frame["type"] as? String == "pong" { break }
-                if frame["type"] as? String == "message" {
-                    received[frame["topic"] as? String ?? "?", default: []].append((frame["data"] as? [String: Any])?["n"] as? Int ?? -1)
-                }
-            }
-            #expect(received[topics[0]] == [1, 2, 3, 4])
-            #expect(received[topics[1]] == [1, 2, 3, 4])
-            #expect(received[topics[2]] == nil, "unsubscribed before its turn: its history was never read nor sent")
-            #expect(received[topics[3]] == [2, 3, 4, 5], "read after the fifth message was published: the newest four, nothing twice")
-            #expect(answered.sorted() == topics.sorted(), "every subscribe answered once")
-        }
-    }
-
     @Test("GET /api/history with after behind what is still held says gap (and oldest): a client filling a gap knows to reload")
     func httpHistoryGap() async throws {
         try await withNode(["HISTORY_SIZE": "3"]) { node in

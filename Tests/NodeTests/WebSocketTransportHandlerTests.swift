@@ -23,7 +23,6 @@ struct WebSocketTransportHandlerTests {
         func transport(_ transport: WebSocketTransport, didReceiveBinary message: ByteBuffer) { binaries += 1 }
         func transport(_ transport: WebSocketTransport, answeredDropped text: ByteBuffer) -> Bool { false }
         func transportIsDroppingMessages(_ transport: WebSocketTransport) { droppedNotices += 1 }
-        func transportDidRepayBudget(_ transport: WebSocketTransport) {}
         func transport(_ transport: WebSocketTransport, willCloseWith code: UInt16, reason: String) { closes.append(code) }
         func transportDidClose(_ transport: WebSocketTransport) { closed = true }
     }
