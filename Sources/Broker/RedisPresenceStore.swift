@@ -48,6 +48,12 @@ public final class RedisPresenceStore: PresenceStore {
         /// to announce new data: resent after the next renewal, and announced if the data differs
         /// (a change of data that failed must not come back as a change of count alone).
         var dirty: [Key: Bool] = [:]
+
+        /// `key`'s change did not reach Redis: resent after the next renewal, announced if
+        /// this change or an earlier unsent one was to announce new data.
+        mutating func markDirty(_ key: Key, announcing: Bool) {
+            dirty[key] = (dirty[key] ?? false) || announcing
+        }
         /// Keys whose change was held back while the server's queue was over its bound, with
         /// whether any of those changes was to announce new data: sent, as they are by then, by
         /// the renewal queued behind it. Apart from `dirty`, which a script queued earlier for
@@ -342,7 +348,7 @@ public final class RedisPresenceStore: PresenceStore {
         let announceUpdate = announceUpdate || state.dirty[key] == true
         guard !state.unreachable.contains(server) else {
             // Resent by the renewal that finds the server again.
-            state.dirty[key] = announceUpdate
+            state.markDirty(key, announcing: announceUpdate)
             return false
         }
         guard queues[server].backlogBytes < Self.maxBacklogBytes else {
@@ -376,7 +382,7 @@ public final class RedisPresenceStore: PresenceStore {
                 case .success(let reply):
                     switch reply.string {
                     case "nolease":
-                        state.dirty[key] = (state.dirty[key] ?? false) || announceUpdate
+                        state.markDirty(key, announcing: announceUpdate)
                         renewNow = state.renewalQueued.insert(server).inserted
                     case "", nil:
                         state.dirty[key] = nil
@@ -387,7 +393,7 @@ public final class RedisPresenceStore: PresenceStore {
                         state.counters.eventsPublished += 1
                     }
                 case .failure(let error):
-                    state.dirty[key] = (state.dirty[key] ?? false) || announceUpdate
+                    state.markDirty(key, announcing: announceUpdate)
                     state.counters.failures += 1
                     if !error.isReplyError { state.unreachable.insert(server) }
                 }

@@ -180,7 +180,7 @@ extension ClientEngine {
     /// connection after the reconnect backoff's delays (without jitter), at most
     /// ``subscribeRetries`` times; then the topic ends with `error`. A 409 (the topic's history
     /// read still runs: the node is still answering an earlier subscribe of it, one whose answer
-    /// was late, say) is not counted: sent again every 2 s at most until that read ends, as the
+    /// was late, say) never ends it: sent again, at most 2 s apart, until that read ends, as the
     /// JavaScript SDK does.
     func retrySubscribe(_ topic: String, after error: ChorusError) {
         guard var state = topics[topic] else { return }

@@ -1,25 +1,18 @@
 """bench/hostile/replay_amplification.py, run by replay.sh. Replay amplification: attackers loop `subscribe {replay:100}` on a topic of 1 MB messages while a
 probe measures another client's delivery latency. Reports Redis bytes sent (amplification), probe
 p50/p99, subscribe loops completed, closes seen, node RSS."""
-import asyncio, json, os, subprocess, sys, time, statistics, urllib.request
+import asyncio, json, sys, time
 import websockets
+from hostile_common import redis_out as redis_bytes, rss, token as mint
 
 PORT, REDIS = int(sys.argv[1]), int(sys.argv[2])
 BIN, SECONDS, ATTACKERS = sys.argv[3], float(sys.argv[4]), int(sys.argv[5])
 SECRET = "s" * 32
 URL = f"ws://127.0.0.1:{PORT}/ws"
 
-def token(sub):
-    env = dict(os.environ, JWT_SECRET=SECRET)
-    return subprocess.check_output([BIN, "token", "--sub", sub, "--ttl", "1h"], env=env).decode().strip()
+def token(sub): return mint(BIN, SECRET, sub)
 
-def redis_out():
-    info = subprocess.check_output(["redis-cli", "-p", str(REDIS), "info", "stats"]).decode()
-    return int([l for l in info.splitlines() if l.startswith("total_net_output_bytes")][0].split(":")[1])
-
-def rss(pid):
-    with open(f"/proc/{pid}/status") as f:
-        return int([l for l in f if l.startswith("VmRSS")][0].split()[1]) // 1024
+def redis_out(): return redis_bytes(REDIS)
 
 async def connect(sub):
     return await websockets.connect(f"{URL}?token={token(sub)}", max_size=None, compression=None)

@@ -3,8 +3,9 @@
 `replay` for all of them in one write, reads every answer and message, and does it again; a probe
 in another connection measures delivery latency on its own topic. Reports the node's peak RSS,
 bytes Redis sent, bursts completed, history messages received, closes, probe p50/p99."""
-import asyncio, json, os, subprocess, sys, time, urllib.request
+import asyncio, json, sys, time, urllib.request
 import websockets
+from hostile_common import redis_out as redis_bytes, rss, token as mint
 
 PORT, REDIS = int(sys.argv[1]), int(sys.argv[2])
 BIN, SECONDS, ATTACKERS, PID, MODE = sys.argv[3], float(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), sys.argv[7]
@@ -13,19 +14,10 @@ URL = f"ws://127.0.0.1:{PORT}/ws"
 TOPICS, PER_TOPIC, SIZE = 100, 8, 96_000
 
 
-def token(sub):
-    env = dict(os.environ, JWT_SECRET=SECRET)
-    return subprocess.check_output([BIN, "token", "--sub", sub, "--ttl", "1h"], env=env).decode().strip()
+def token(sub): return mint(BIN, SECRET, sub)
 
 
-def redis_out():
-    info = subprocess.check_output(["redis-cli", "-p", str(REDIS), "info", "stats"]).decode()
-    return int([l for l in info.splitlines() if l.startswith("total_net_output_bytes")][0].split(":")[1])
-
-
-def rss(pid):
-    with open(f"/proc/{pid}/status") as f:
-        return int([l for l in f if l.startswith("VmRSS")][0].split()[1]) // 1024
+def redis_out(): return redis_bytes(REDIS)
 
 
 def seed():

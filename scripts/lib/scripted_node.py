@@ -86,6 +86,12 @@ import asyncio, json, sys
 import websockets
 
 
+def still_reading(frame):
+    """A node's 409 to `frame`: an earlier subscribe of its topic still reads the history."""
+    return {"type": "error", "code": 409, "id": frame["id"], "details": {"topic": frame["topic"]},
+            "message": "a subscribe to this topic is still reading its history"}
+
+
 def message(topic, n):
     return json.dumps({"type": "message", "topic": topic, "eventType": "message.sent", "data": {"n": n},
                        "metadata": {"senderId": "x"}, "timestamp": "2026-12-04T00:00:00.000Z",
@@ -205,10 +211,7 @@ async def after_late_renewal(ws, answer_catch_up):
 
 
 async def catch_up_refused(ws, *_):
-    await after_late_renewal(ws, lambda frame, _: [
-        {"type": "error", "code": 409, "id": frame["id"], "details": {"topic": frame["topic"]},
-         "message": "a subscribe to this topic is still reading its history"},
-        json.loads(message(frame["topic"], 9))])
+    await after_late_renewal(ws, lambda frame, _: [still_reading(frame), json.loads(message(frame["topic"], 9))])
 
 
 async def catch_up_expired(ws, *_):
@@ -303,8 +306,7 @@ async def resubscribed(ws, *_):
             subscribes += 1
             print("subscribe", connection, subscribes, "since" in frame, "presence" in frame, flush=True)
             if connection == 2 and subscribes == 1:
-                await ws.send(json.dumps({"type": "error", "code": 409, "id": frame["id"], "details": {"topic": frame["topic"]},
-                                          "message": "a subscribe to this topic is still reading its history"}))
+                await ws.send(json.dumps(still_reading(frame)))
                 continue
             reply = {"type": "subscribed", "topic": frame["topic"], "id": frame["id"], "offset": 5, "epoch": "E"}
             if "since" in frame:
@@ -318,7 +320,7 @@ async def resubscribed(ws, *_):
         done.set()
 
 
-async def still_reading(ws, *_):
+async def refused_while_reading(ws, *_):
     await ws.send(json.dumps({"type": "auth_success", "userId": "bob"}))
     subscribes = 0
     async for frame in frames(ws):
@@ -327,8 +329,7 @@ async def still_reading(ws, *_):
         subscribes += 1
         print("subscribe", subscribes, flush=True)
         if subscribes <= 8:
-            await ws.send(json.dumps({"type": "error", "code": 409, "id": frame["id"], "details": {"topic": frame["topic"]},
-                                      "message": "a subscribe to this topic is still reading its history"}))
+            await ws.send(json.dumps(still_reading(frame)))
         else:
             await ws.send(json.dumps({"type": "subscribed", "topic": frame["topic"], "id": frame["id"], "offset": 5, "epoch": "E"}))
     done.set()
@@ -479,7 +480,7 @@ SCENARIOS = {"pattern-before-page": pattern_before_page, "subscribes-unanswered"
              "expiry-crossing": expiry_crossing, "refuses-reconnect": refuses_reconnect, "slow-auth": slow_auth,
              "silent-auth": silent_auth,
              "catch-up-refused": catch_up_refused, "catch-up-expired": catch_up_expired,
-             "resubscribed": resubscribed, "still-reading": still_reading, "gap": gap, "join-refused": join_refused,
+             "resubscribed": resubscribed, "still-reading": refused_while_reading, "gap": gap, "join-refused": join_refused,
              "max-message-size": max_message_size, "closes-too-big": closes_too_big, "close-codes": close_codes,
              "leave-first": leave_first, "leave-in-place": leave_in_place, "stand-in-refused": stand_in_refused}
 
