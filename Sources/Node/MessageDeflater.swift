@@ -5,7 +5,8 @@ import CZlib
 /// trailing `00 00 FF FF` is left off, so any client that agreed can inflate it, whatever it
 /// received before.
 ///
-/// Not thread-safe: one thread at a time (``OutboundDeflate`` holds one behind a lock). The
+/// Not thread-safe: one thread at a time (``OutboundDeflate`` holds one behind a lock, and one
+/// per event loop). The
 /// zlib stream is reset, not remade, between messages, so compressing costs no allocation but
 /// the output's.
 final class MessageDeflater {

@@ -44,7 +44,8 @@ final class NodeContext: Sendable {
             typingTimeout: configuration.typingTimeout,
             presenceBatchRate: configuration.presenceBatchRate,
             deflate: configuration.websocketCompression
-                ? OutboundDeflate(minimumSize: configuration.websocketCompressionMinSize) : nil)
+                ? OutboundDeflate(
+                    minimumSize: configuration.websocketCompressionMinSize, loops: Array(group.makeIterator())) : nil)
         self.presence = PresenceService(configuration: configuration, broker: broker, logger: logger)
         // Presence events published while a Redis server was unreachable never reached this
         // node's watchers: once it is back, they are told to read their lists again.

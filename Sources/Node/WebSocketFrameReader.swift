@@ -86,6 +86,10 @@ struct WebSocketFrameReader {
     }
 
     private var partial: PartialMessage?
+    /// Set once the connection is closing: data messages still come out, to be dropped, but
+    /// are neither inflated nor checked, so a client cannot make a closing connection (whose
+    /// reads the rate and budget no longer pause) inflate without end.
+    var discardsData = false
     /// The violation found, if any: reported again by every later ``next()``.
     private var violation: Violation?
 
@@ -141,9 +145,11 @@ struct WebSocketFrameReader {
         return nil
     }
 
-    /// `message`, inflated if `compressed`, unless it is text that is not valid UTF-8.
+    /// `message`, inflated if `compressed`, unless it is text that is not valid UTF-8; as it
+    /// came when ``discardsData``.
     private mutating func checked(_ message: Frame, compressed: Bool) throws(Violation) -> Frame {
         var message = message
+        if discardsData { return message }
         if compressed {
             message.payload = try inflate(message.payload)
             message.wasCompressed = true

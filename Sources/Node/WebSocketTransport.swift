@@ -77,9 +77,13 @@ final class WebSocketTransport: ChannelDuplexHandler {
     private var writable = true
     /// Set once the node has sent (or queued) its close frame.
     private(set) var isClosing = false {
-        didSet { updateTakesDeliveries() }
+        didSet {
+            updateTakesDeliveries()
+            reader.discardsData = isClosing
+        }
     }
-    /// Set when the client broke the protocol or flooded: its further bytes are not read.
+    /// Set when the client broke the protocol, flooded or sent its close: its further bytes are
+    /// not read.
     private var failed = false
     /// Between `channelRead` and `channelReadComplete`: replies wait for the flush there.
     private var reading = false
@@ -354,6 +358,8 @@ final class WebSocketTransport: ChannelDuplexHandler {
         flushOut()  // the replies of this read go before the close frame
         let channel = context.channel
         let frame = OutboundFrame.close(code: code, reason: "", allocator: channel.allocator)
+        // Nothing may follow a client's close (RFC 6455 §5.5.1): what does is not even parsed.
+        failed = true
         context.writeAndFlush(wrapOutboundOut(frame.bytes)).whenComplete { _ in channel.close(promise: nil) }
         // A client that closes but does not read would otherwise hold the connection for ever:
         // the reply never goes out, and closing connections are not swept.
@@ -472,7 +478,9 @@ final class WebSocketTransport: ChannelDuplexHandler {
     /// Nothing is queued once closing; over the pending limit the client is closed 4008.
     func send(text payload: some Collection<UInt8>) {
         guard let context else { return }
-        if let deflate, payload.count >= deflate.minimumSize, let compressed = deflate.compressedText(Array(payload), reply: true) {
+        if let deflate, payload.count >= deflate.minimumSize,
+            let compressed = deflate.compressedReply(Array(payload), on: context.eventLoop)
+        {
             return send(compressed)
         }
         send(.text(payload, allocator: context.channel.allocator))

@@ -189,6 +189,20 @@ struct PerMessageDeflateTests {
         }
     }
 
+    @Test("once the connection is closing, compressed messages come out as they came: a zip bomb is not inflated, bad deflate data is no error")
+    func discardedWhileClosing() throws {
+        let bomb = WebSocketFrameReaderTests.frame(
+            0x2, MessageDeflater().compress([UInt8](repeating: 0, count: 4 << 20)), reserved: 0x40)
+        let garbage = WebSocketFrameReaderTests.frame(0x1, [0xFF, 0xFF, 0xFF, 0xFF, 0x00], reserved: 0x40)
+        var reader = WebSocketFrameReader(maxMessageSize: 1 << 20, inflation: .init(Self.withContext))
+        reader.discardsData = true
+        reader.receive(ByteBuffer(bytes: bomb + garbage + WebSocketFrameReaderTests.frame(0x8, [0x03, 0xE8])))
+        let frames = try [reader.next(), reader.next(), reader.next()]
+        #expect(frames.map { $0?.opcode } == [.binary, .text, .close])
+        #expect(frames[0]?.payload.readableBytes == bomb.count - 8, "the bomb's payload as sent, not inflated")
+        #expect(frames.allSatisfy { $0?.wasCompressed == false })
+    }
+
     @Test("a compressed message that inflates past WEBSOCKET_MAX_MESSAGE_SIZE is too big (1009), though its frame is small")
     func inflatedPastTheLimit() {
         let bomb = WebSocketFrameReaderTests.frame(

@@ -56,10 +56,14 @@ struct WebSocketTransportHandlerTests {
         let reads = ReadCounter()
         let counters = NodeCounters()
 
-        init(perSecond: Int = 100, maxMessageSize: Int = 1 << 20, bytesPerSecond: Int = 1 << 20) throws {
+        init(
+            perSecond: Int = 100, maxMessageSize: Int = 1 << 20, bytesPerSecond: Int = 1 << 20,
+            deflate: PerMessageDeflate? = nil
+        ) throws {
             transport = WebSocketTransport(
                 maxMessageSize: maxMessageSize, maxMessagesPerSecond: perSecond, maxBytesPerSecond: bytesPerSecond,
-                counters: counters)
+                counters: counters,
+                deflate: deflate.map { [loop = channel.embeddedEventLoop] in ($0, OutboundDeflate(minimumSize: 256, loops: [loop])) })
             transport.delegate = recorder
             try channel.pipeline.syncOperations.addHandler(reads)
             try channel.pipeline.syncOperations.addHandler(transport)
@@ -226,6 +230,18 @@ struct WebSocketTransportHandlerTests {
         harness.channel.embeddedEventLoop.advanceTime(by: WebSocketTransport.closeTimeout)
         #expect(!harness.channel.isActive)
         #expect(harness.recorder.closed)
+    }
+
+    @Test("after the node's close frame, a compressed message is not inflated: a zip bomb in flight does not hold up the client's close reply")
+    func bombWhileClosing() throws {
+        let harness = try Harness(deflate: PerMessageDeflate(clientNoContextTakeover: true))
+        harness.transport.close(.goingAway, reason: "shutting down")
+        let bomb = WebSocketFrameReaderTests.frame(
+            0x2, MessageDeflater().compress([UInt8](repeating: 0, count: 4 << 20)), reserved: 0x40)
+        try harness.receive(bomb, Self.frame(0x8, [0x03, 0xE9]))
+        #expect(!harness.channel.isActive, "the client's close was read: the connection ended without the timeout")
+        #expect(harness.recorder.closes == [1001])
+        #expect(harness.counters.messagesInflated.load(ordering: .relaxed) == 0)
     }
 
     @Test("invalid UTF-8 closes 1007 without reaching the delegate")
