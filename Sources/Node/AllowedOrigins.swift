@@ -30,18 +30,24 @@ public struct AllowedOrigins: Sendable, Equatable {
             else {
                 throw Problem(entry: entry)
             }
-            let port = components.port.map { ":\($0)" } ?? ""
+            // Browsers never send a wildcard, nor a scheme's default port: such an entry could
+            // never match, so it is refused rather than kept.
+            guard !host.contains("*") else { throw Problem(entry: entry) }
+            let port = components.port.flatMap { $0 == Self.defaultPorts[scheme.lowercased()] ? nil : ":\($0)" } ?? ""
             origins.insert("\(scheme)://\(host)\(port)".lowercased())
         }
         guard !origins.isEmpty else { throw Problem(entry: list) }
         self.init(any: false, origins: origins)
     }
 
+    /// Ports an `Origin` header leaves out (RFC 6454 §6.2 serializes the default port away).
+    static let defaultPorts = ["http": 80, "https": 443, "ws": 80, "wss": 443]
+
     /// An entry that is not `*` or `scheme://host[:port]`.
     public struct Problem: Error, CustomStringConvertible {
         public let entry: String
         public var description: String {
-            "expected * or comma-separated origins such as https://app.example.com, got '\(entry)'"
+            "expected * or comma-separated origins such as https://app.example.com (no wildcards in a host), got '\(entry)'"
         }
     }
 

@@ -188,12 +188,13 @@ struct NodeChildChannel: ServerChildChannel, HTTPChannelHandler {
                 var body = ByteBuffer()
                 body.writeBytes(
                     ServerMessage.error(code: refusal.status, message: refusal.message, details: nil, id: nil).encoded())
-                let head = HTTPResponse(
+                var head = HTTPResponse(
                     status: .init(code: refusal.status),
                     headerFields: [
                         .connection: "close", .contentType: "application/json",
                         .contentLength: "\(body.readableBytes)",
                     ])
+                if let version = refusal.webSocketVersion { head.headerFields[.secWebSocketVersion] = version }
                 try await outbound.write(contentsOf: [.head(head), .body(body), .end(nil)])
             }
         } catch {

@@ -160,7 +160,8 @@ public struct NodeConfiguration: Sendable {
     /// `AUTH_REGISTRATION`: whether `POST /api/auth/register` is open (deployments that issue
     /// their own tokens switch it off).
     public var registrationEnabled = true
-    /// `AUTH_TOKEN_TTL` (seconds): lifetime of the tokens that register and login return.
+    /// `AUTH_TOKEN_TTL` (seconds, at most 30 days; the one duration not in milliseconds):
+    /// lifetime of the tokens that register and login return.
     public var authTokenTTL: Duration = .seconds(86_400)
     /// `AUTH_LOGIN_ATTEMPTS_PER_MINUTE`: login attempts per client address and user name, and
     /// registrations per client address.
@@ -218,6 +219,11 @@ extension NodeConfiguration {
         let reader = EnvironmentReader(env)
         let tokenKey: TokenKey
         if let secret = reader.string("JWT_SECRET") {
+            // Which key wins would be a guess: tokens of the other kind would all be refused.
+            guard reader.string("JWT_PUBLIC_KEY_FILE") == nil else {
+                throw ConfigurationError(
+                    "JWT_PUBLIC_KEY_FILE", "set either JWT_SECRET (HS256) or JWT_PUBLIC_KEY_FILE (RS256/ES256), not both")
+            }
             guard secret.utf8.count >= Self.minimumSecretBytes else {
                 throw ConfigurationError(
                     "JWT_SECRET", "must be at least \(Self.minimumSecretBytes) bytes long, got \(secret.utf8.count)")
@@ -356,7 +362,9 @@ extension NodeConfiguration {
             messageRetention = retention == 0 ? nil : .milliseconds(retention)
         }
         registrationEnabled = try reader.bool("AUTH_REGISTRATION") ?? registrationEnabled
-        if let seconds = try reader.integer("AUTH_TOKEN_TTL", in: 1...(366 * 86_400)) {
+        // Seconds, as JWT's `exp` counts them; capped at 30 days, so that most values given in
+        // milliseconds by mistake (an hour and more) are refused rather than taken for weeks.
+        if let seconds = try reader.integer("AUTH_TOKEN_TTL", in: 1...(30 * 86_400)) {
             authTokenTTL = .seconds(seconds)
         }
         loginAttemptsPerMinute = try reader.integer("AUTH_LOGIN_ATTEMPTS_PER_MINUTE", in: 1...100_000) ?? loginAttemptsPerMinute

@@ -23,6 +23,9 @@ struct WebSocketAdmission: Sendable {
     struct Refusal: Sendable, Error {
         var status: Int
         var message: String
+        /// Set for a handshake of a WebSocket version the node does not speak: the
+        /// `Sec-WebSocket-Version` it does, sent back with the 426 (RFC 6455 §4.4).
+        var webSocketVersion: String? = nil
     }
 
     enum Decision: Sendable {
@@ -49,6 +52,12 @@ struct WebSocketAdmission: Sendable {
         // of an upgrade request it does not take, so the router would never see it.
         guard path == "/ws" else {
             return .refuse(Refusal(status: 404, message: "no WebSocket at '\(path.prefix(200))': the endpoint is /ws"))
+        }
+        let versions = head.headers["Sec-WebSocket-Version"]
+        if !versions.isEmpty, versions != ["13"] {
+            return .refuse(Refusal(
+                status: 426, message: "WebSocket version '\(versions.joined(separator: ",").prefix(20))' is not spoken here: use 13",
+                webSocketVersion: "13"))
         }
         guard head.webSocketKey != nil else {
             return .refuse(Refusal(

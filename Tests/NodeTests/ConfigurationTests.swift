@@ -161,6 +161,8 @@ struct ConfigurationTests {
             (["JWT_SECRET": "short"], "JWT_SECRET: must be at least 16 bytes"),
             (["JWT_SECRET": "", "JWT_PUBLIC_KEY_FILE": "/nonexistent.pem"], "JWT_PUBLIC_KEY_FILE: cannot read '/nonexistent.pem'"),
             (["JWT_SECRET": ""], "JWT_SECRET: not set"),
+            (["JWT_PUBLIC_KEY_FILE": "/etc/chorus/key.pem"], "JWT_PUBLIC_KEY_FILE: set either JWT_SECRET (HS256) or JWT_PUBLIC_KEY_FILE (RS256/ES256), not both"),
+            (["AUTH_TOKEN_TTL": "3600000"], "AUTH_TOKEN_TTL: expected 1...2592000, got 3600000"),
             (["DATABASE_URL": "mysql://db/chorus"], "DATABASE_URL: "),
             (["DATABASE_URL": "postgres://u:hunter2@db:70000/chorus"], "DATABASE_URL: "),
             (["AUTH_REGISTRATION": "sometimes"], "AUTH_REGISTRATION: expected true or false"),

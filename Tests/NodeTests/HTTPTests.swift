@@ -33,6 +33,18 @@ struct HTTPTests {
         }
     }
 
+    @Test("a handshake of another WebSocket version is refused with 426 and the version the node speaks (RFC 6455 4.4)")
+    func otherVersion() async throws {
+        try await withNode { node in
+            let port = node.port
+            let request = "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\nContent-Length: 0\r\n\r\n"
+            let answer = try await onOwnThread { try Self.exchange(request, port: port) }
+            #expect(answer.hasPrefix("HTTP/1.1 426"), "\(answer.prefix(200))")
+            #expect(answer.lowercased().contains("\r\nsec-websocket-version: 13\r\n"), "\(answer.prefix(300))")
+        }
+    }
+
     /// Sends `request` on a fresh connection and reads until the node closes it (a read that
     /// waits 10 s throws): what the node answered.
     private static func exchange(_ request: String, port: Int) throws -> String {

@@ -16,12 +16,21 @@ struct OriginsTests {
         #expect(try AllowedOrigins(parsing: "*").allows("https://anything.example"))
     }
 
+    @Test("a scheme's default port is left out, as browsers leave it out of Origin; another port is kept")
+    func defaultPorts() throws {
+        let allowed = try AllowedOrigins(parsing: "https://app.example.com:443, http://localhost:80, https://admin.example.com:8443")
+        #expect(allowed.allows("https://app.example.com"))
+        #expect(allowed.allows("http://localhost"))
+        #expect(allowed.allows("https://admin.example.com:8443"))
+        #expect(!allowed.allows("https://admin.example.com"))
+    }
+
     @Test("a bad entry stops the node with one line naming the variable", arguments: [
         "WEBSOCKET_ALLOWED_ORIGINS", "CORS_ALLOWED_ORIGINS",
     ])
     func configuration(variable: String) throws {
         let base = ["JWT_SECRET": "0123456789abcdef0123"]
-        for bad in ["app.example.com", "https://app.example.com/chat", "https://user@app.example.com", ","] {
+        for bad in ["app.example.com", "https://app.example.com/chat", "https://user@app.example.com", ",", "https://*.example.com"] {
             do {
                 _ = try NodeConfiguration(environment: base.merging([variable: bad]) { $1 })
                 Issue.record("\(variable)=\(bad) was accepted")

@@ -179,12 +179,12 @@ struct SecurityTests {
         }
     }
 
-    @Test("an upgrade to another path than /ws is answered 404, and a handshake without version 13 400, in the error shape: not a connection closed without a word")
+    @Test("an upgrade to another path than /ws is answered 404, and a handshake of another version than 13 426, in the error shape: not a connection closed without a word")
     func upgradeElsewhere() async throws {
         try await withNode { node in
             for (path, headers, status, words) in [
                 ("/wrong", [(String, String)](), 404, "the endpoint is /ws"),
-                ("/ws", [("Sec-WebSocket-Version", "8")], 400, "Sec-WebSocket-Version: 13"),
+                ("/ws", [("Sec-WebSocket-Version", "8")], 426, "use 13"),
             ] {
                 do {
                     _ = try await node.connect(path: path, headers: headers)
