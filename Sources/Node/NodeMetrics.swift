@@ -6,7 +6,8 @@ import Prometheus
 ///
 /// Each node owns its registry (so several nodes in one test process do not mix their numbers);
 /// `chorus` also bootstraps the global metrics system with the same registry, so metrics that
-/// other modules record (the Redis adapter's transitions) appear at `/metrics` too.
+/// other libraries record through swift-metrics (Hummingbird's HTTP metrics) appear at
+/// `/metrics` too. What `/stats` counts, the Redis adapter's included, comes via ``StatsMetrics``.
 public final class NodeMetrics: Sendable {
     public let registry: PrometheusCollectorRegistry
     private let connections: Prometheus.Gauge

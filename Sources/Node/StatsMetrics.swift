@@ -32,6 +32,9 @@ final class StatsMetrics: Sendable {
         counter("chorus_websocket_closed_total", ["code": "4001"], connections.closedTokenExpired ?? 0)
         counter("chorus_websocket_auth_expired_total", [:], connections.authExpired ?? 0)
         counter("chorus_websocket_reads_paused_total", [:], connections.readsPaused ?? 0)
+        gauge("chorus_websocket_connections_compressing", connections.compressing ?? 0)
+        counter("chorus_messages_compressed_total", [:], stats.messages.compressed ?? 0)
+        counter("chorus_messages_inflated_total", [:], stats.messages.inflated ?? 0)
         gauge("chorus_subscriptions", stats.subscriptions.total)
         gauge("chorus_subscribed_topics", stats.subscriptions.topics)
         gauge("chorus_subscribed_patterns", stats.subscriptions.patterns)
@@ -75,6 +78,7 @@ final class StatsMetrics: Sendable {
         counter("chorus_typing_indicators_received_total", [:], presence.typingReceived)
         counter("chorus_presence_events_published_total", [:], presence.store.eventsPublished)
         counter("chorus_presence_reaped_instances_total", [:], presence.store.reapedInstances)
+        counter("chorus_presence_reaped_leaves_total", [:], presence.store.reapedLeaves)
         counter("chorus_presence_store_failures_total", [:], presence.store.failures)
     }
 

@@ -227,6 +227,11 @@ struct CompressionTests {
                 let (stats, _) = try await Self.stats(node)
                 #expect(stats["compressed"] as? Int == 2 * count)
                 #expect(stats["inflated"] as? Int == count + 1, "the subscribe and the echoes")
+                // The same counts in Prometheus, for dashboards and alerts.
+                let metrics = MetricsTests.samples(try await HTTP.get("\(node.baseURL)/metrics").text)
+                #expect(metrics["chorus_messages_compressed_total"] == Double(2 * count))
+                #expect(metrics["chorus_messages_inflated_total"] == Double(count + 1))
+                #expect(metrics["chorus_websocket_connections_compressing"] == 1, "the page")
                 await echoes.close()
             } catch {
                 await browser.close()

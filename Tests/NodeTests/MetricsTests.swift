@@ -33,6 +33,7 @@ struct MetricsTests {
                 "chorus_messages_dropped_total{reason=\"delivery_backlog\"}",
                 "chorus_messages_dropped_total{reason=\"adapter_queue\"}",
                 "chorus_delivery_paced_drains_total", "chorus_websocket_reads_paused_total",
+                "chorus_websocket_connections_compressing", "chorus_messages_compressed_total", "chorus_messages_inflated_total",
             ] {
                 #expect(series[name] == 0, "\(name) missing: \(text)")
             }
@@ -43,6 +44,7 @@ struct MetricsTests {
                 "chorus_websocket_connections", "chorus_messages_published_total", "chorus_messages_delivered_total",
                 "chorus_delivery_paced_drains_total", "chorus_websocket_reads_paused_total",
                 "chorus_websocket_auth_expired_total", "chorus_memory_trims_total", "chorus_memory_trimmed_bytes_total",
+                "chorus_websocket_connections_compressing", "chorus_messages_compressed_total", "chorus_messages_inflated_total",
             ] {
                 #expect(text.contains("# HELP \(name) "), "no HELP line for \(name): \(text)")
             }
@@ -68,6 +70,7 @@ struct MetricsTests {
             #expect(series["chorus_history_messages"] == 2)
             #expect(series["chorus_history_bytes"] ?? 0 > 0)
             #expect(series["chorus_history_duplicates_total"] == 0)
+            #expect(series["chorus_presence_reaped_leaves_total"] == 0)
             await member.close()
             await publisher.close()
         }
