@@ -261,6 +261,20 @@ public final class MemoryHistory: Sendable {
         return epoch
     }
 
+    /// Drops the rings, and the epochs told to readers, of the topics `matching` says: their
+    /// next publish starts a new epoch. For the fallback rings of a Redis server that is back:
+    /// the stream went on in Redis meanwhile, so a position in a ring of the last outage
+    /// must not be continued by the next one's messages as if nothing came between.
+    public func forget(matching: (Topic) -> Bool) {
+        state.withLock { state in
+            for (topic, ring) in state.rings where matching(topic) {
+                Self.forget(ring, in: &state)
+                state.rings[topic] = nil
+            }
+            state.fresh = state.fresh.filter { !matching($0.key) }
+        }
+    }
+
     private static func forget(_ ring: Ring, in state: inout State) {
         state.messages -= ring.count
         state.bytes -= ring.bytes

@@ -125,7 +125,14 @@ public final class RedisAdapter: PubSubAdapter {
                 url: server.url, loop: eventLoopGroup.next(), channels: channels, nodeId: nodeId, timeout: timeout, queueLimit: publishQueueLimit,
                 queueByteLimit: publishQueueBytes, logger: logger, counters: counters, sentinel: server.sentinel,
                 history: history, fallbackHistory: fallbackHistory, maxPatterns: maxPatterns,
-                onTransition: { overall.record(server: index, $0) }, onPeerGap: { overall.record($0) })
+                onTransition: { transition in
+                    // Back in Redis: the rings of the outage end (see MemoryHistory.forget), before
+                    // anyone hears of the return.
+                    if transition.to == .connected, transition.from != .connected {
+                        fallbackHistory.forget { channels.server(forKey: channels.key(for: $0)) == index }
+                    }
+                    overall.record(server: index, transition)
+                }, onPeerGap: { overall.record($0) })
         }
         self.historyReads = links.map { RedisHistoryReads(commands: $0.commands, channels: channels, policy: history) }
     }

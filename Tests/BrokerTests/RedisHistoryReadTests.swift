@@ -114,6 +114,29 @@ struct RedisHistoryReadTests {
         }
     }
 
+    @Test("a second outage starts new epochs: a position from the first one's rings is not continued, as if the messages Redis carried in between did not exist")
+    func outagesDoNotShareEpochs() async throws {
+        try await RedisTest.withServers(started: false) { servers in
+            let node = HistoryNode(urls: [servers[0].url])
+            #expect(await RedisTest.eventually { node.adapter.status().state == .fallback })
+            let topic = try Topic("t.outages")
+            let first = await node.publishAndWait("t.outages", count: 2)
+            let firstEpoch = try #require(first.last?.position?.epoch)
+            #expect(first.allSatisfy { $0.nodeOnly })
+            try await servers[0].start()
+            #expect(await RedisTest.eventually { node.adapter.status().state == .connected && node.adapter.isSettled })
+            await servers[0].kill()
+            #expect(await RedisTest.eventually { node.adapter.status().state == .fallback })
+            let second = await node.publishAndWait("t.outages", count: 1, from: 3)
+            let position = try #require(second.first?.position)
+            #expect(second.first?.nodeOnly == true)
+            #expect(position.epoch != firstEpoch, "a client at offset 2 of the first outage must be told recovered: false")
+            let page = try await Self.read(HistoryQuery(limit: 10, newest: true), of: topic, on: node)
+            #expect(page.messages.count == 1, "the first outage's messages are not offered as what came before")
+            await node.adapter.shutdown()
+        }
+    }
+
     /// Asks for `queries` while the server's queue is held busy, so that they all wait
     /// together; checks each page against the same query read on its own afterwards, and
     /// returns how many script runs the queries took together.
