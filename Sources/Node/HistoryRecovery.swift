@@ -48,9 +48,14 @@ enum HistoryRecovery {
         var history: [Envelope]
         var live: [Delivery]
         /// Held messages at or before `position` that a subscription live before this
-        /// `subscribe` still owes the client: written ahead of the answer, as they would have
-        /// been without it (a `subscribe` that only changes presence must miss nothing).
+        /// `subscribe` still owes the client and the page written does not hold (a `replay`
+        /// shorter than what came during the read, a page cut to fit, none at all): written
+        /// ahead of the answer, as they would have been without it (a `subscribe` that only
+        /// changes presence, or a `replay` on a topic a pattern delivers, must miss nothing).
         var earlier: [Delivery] = []
+        /// All held messages at or before `position` of a subscription live before, from which
+        /// ``earlier`` is taken again whenever `history` changes (``settleEarlier(after:)``).
+        var owed: [Delivery] = []
         /// Such a subscription's held messages overflowed: some are lost, which the connection's
         /// subscriptions of the topic hear as a `gap`.
         var gap = false
@@ -58,6 +63,18 @@ enum HistoryRecovery {
         /// before it still on their way were in the page. Nil when no page handed a live
         /// subscription's messages over: those still on their way are owed to the client too.
         var watermark: HistoryPosition?
+
+        /// ``earlier``: what is ``owed`` but neither in `history` (a page is the newest
+        /// messages, so those from its first on) nor at or before `since`, which the client has.
+        mutating func settleEarlier(after since: HistoryPosition?) {
+            let first = history.first?.historyPosition
+            earlier = owed.filter { delivery in
+                guard let offset = delivery.offset else { return true }
+                if let first, delivery.epoch == first.epoch, offset >= first.offset { return false }
+                if let since, delivery.epoch == since.epoch, offset <= since.offset { return false }
+                return true
+            }
+        }
     }
 
     /// Joins the page and the held live messages (a pure function; see the type's doc).
@@ -83,7 +100,7 @@ enum HistoryRecovery {
             }
             return Plan(
                 recovered: false, position: position, nodeOnly: page.nodeOnly, history: [], live: [],
-                gap: passesThrough, watermark: passesThrough ? nil : position)
+                gap: wasLive, watermark: passesThrough ? nil : position)
         }
         var history = page.messages
         var recovered: Bool? = nil
@@ -95,10 +112,12 @@ enum HistoryRecovery {
             guard let offset = delivery.offset, delivery.epoch == position.epoch else { return true }
             return offset > position.offset
         }
-        return Plan(
+        var plan = Plan(
             recovered: recovered, position: position, nodeOnly: page.nodeOnly, history: history,
-            live: held.deliveries.filter(isLater), earlier: passesThrough ? held.deliveries.filter { !isLater($0) } : [],
+            live: held.deliveries.filter(isLater), owed: wasLive ? held.deliveries.filter { !isLater($0) } : [],
             watermark: passesThrough ? nil : position)
+        plan.settleEarlier(after: request?.since)
+        return plan
     }
 
     /// For a session that takes no deliveries now (its token expired while the history was
@@ -129,14 +148,15 @@ enum HistoryRecovery {
         if case .since? = request {
             plan.recovered = false
             plan.history = []
-            return
+        } else {
+            var first = 0
+            while first < plan.history.count, total > room {
+                total -= historyBytes[first]
+                first += 1
+            }
+            plan.history.removeFirst(first)
         }
-        var first = 0
-        while first < plan.history.count, total > room {
-            total -= historyBytes[first]
-            first += 1
-        }
-        plan.history.removeFirst(first)
+        plan.settleEarlier(after: request?.since)
     }
 
     /// True when `page` holds every message of stream `epoch` after `offset`, up to its position.

@@ -16,6 +16,12 @@ extension HistoryRequest {
         return "replay"
     }
 
+    /// The position a `since` names; nil for a `replay`.
+    var since: HistoryPosition? {
+        guard case .since(let offset, let epoch) = self else { return nil }
+        return HistoryPosition(offset: offset, epoch: epoch)
+    }
+
     /// Longest `messageId` a publish may carry (it becomes part of a Redis key).
     static let maxMessageIdLength = 256
 

@@ -59,6 +59,28 @@ struct HistoryRecoveryPlanTests {
         #expect(since.earlier.isEmpty && since.history.map(\.offset) == [5, 6] && since.live.map(\.offset) == [7])
     }
 
+    @Test("a replay or since on a topic the connection receives already (a pattern delivers it) keeps the held messages the page written lacks: a short replay, a page cut to fit, a since answered false; never those at or before the since")
+    func liveAlreadyWithHistory() {
+        let replay = HistoryRecovery.plan(
+            request: .replay(2), page: Self.page([5, 6], current: 6), held: Self.held([3, 4, 5, 6, 7]), wasLive: true)
+        #expect(replay.earlier.map(\.offset) == [3, 4] && replay.history.map(\.offset) == [5, 6] && replay.live.map(\.offset) == [7])
+        let nothing = HistoryRecovery.plan(request: .replay(0), page: Self.page([], current: 6), held: Self.held([5, 6, 7]), wasLive: true)
+        #expect(nothing.earlier.map(\.offset) == [5, 6] && nothing.live.map(\.offset) == [7])
+        var cut = HistoryRecovery.plan(
+            request: .replay(3), page: Self.page([4, 5, 6], current: 6), held: Self.held([4, 5, 6, 7]), wasLive: true)
+        #expect(cut.earlier.isEmpty)
+        HistoryRecovery.fit(&cut, historyBytes: [100, 100, 100], liveBytes: 10, room: 250, request: .replay(3))
+        #expect(cut.history.map(\.offset) == [5, 6] && cut.earlier.map(\.offset) == [4], "the message cut from the page is owed")
+        let trimmed = HistoryRecovery.plan(
+            request: .since(offset: 1, epoch: "e"), page: Self.page([4, 5, 6], current: 6), held: Self.held([5, 6, 7]), wasLive: true)
+        #expect(trimmed.recovered == false && trimmed.earlier.map(\.offset) == [5, 6] && trimmed.live.map(\.offset) == [7])
+        let claimed = HistoryRecovery.plan(
+            request: .since(offset: 5, epoch: "e"), page: Self.page([6], current: 6), held: Self.held([5, 6, 7]), wasLive: true)
+        #expect(claimed.recovered == true && claimed.earlier.isEmpty, "5 is the client's already")
+        let fresh = HistoryRecovery.plan(request: .replay(2), page: Self.page([5, 6], current: 6), held: Self.held([3, 4, 5, 6, 7]))
+        #expect(fresh.earlier.isEmpty, "a new subscription starts with the page")
+    }
+
     @Test("held messages already in the page are dropped; later ones follow it")
     func join() {
         let plan = HistoryRecovery.plan(
@@ -96,6 +118,8 @@ struct HistoryRecoveryPlanTests {
         let live = HistoryRecovery.plan(request: nil, page: Self.page([], current: 6), held: buffer, wasLive: true)
         #expect(live.gap && live.live.isEmpty && live.earlier.isEmpty)
         #expect(!HistoryRecovery.plan(request: nil, page: Self.page([], current: 6), held: buffer).gap, "a new subscription starts after them")
+        let replayed = HistoryRecovery.plan(request: .replay(5), page: Self.page([4, 5, 6], current: 6), held: buffer, wasLive: true)
+        #expect(replayed.gap, "a pattern that delivers the topic lost messages too")
     }
 
     @Test("live messages held past the byte bound: recovered false from the last one seen, as past the count")
