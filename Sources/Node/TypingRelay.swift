@@ -6,19 +6,23 @@ import Synchronization
 /// Typing indicators on both ends of the topic space: coalescing what this node's clients send,
 /// and timing out what this node's subscribers were shown.
 ///
-/// **Sending** (``outgoing(topic:userId:start:now:)``): per topic and user, repeated `start`s
+/// **Sending** (``outgoing(topic:userId:session:start:now:)``): per topic and user, repeated `start`s
 /// leave the node at most once per ``interval`` (more are dropped: a client repeats `start`
 /// every few seconds while its user types); a `stop` leaves only after a `start` did, and a
 /// `start` after a `stop` at once (the user sent a line and types the next). At most
 /// ``startsPerInterval`` starts leave per interval, so start/stop pairs in a loop cannot flood
 /// the topic's subscribers; a `stop` is never held back (each follows a `start` that left, and
-/// a lost one would leave the indicator on until the timeout).
+/// a lost one would leave the indicator on until the timeout). A user typing on several
+/// connections (tabs, devices) of this node is typing until the last of them stops: the `stop`
+/// of one leaves only when no other has sent a `start` within ``timeout``.
 ///
 /// **Receiving** (``incoming(_:now:)``): per topic and user, a `start` reaches this node's
 /// subscribers at most once per ``interval`` (so two devices of one user, on two nodes, do not
 /// double it), and every `start` arms a timer: without another `start` or a `stop` within
 /// ``shownFor``, the node shows its subscribers a `stop` itself. That ends indicators whose
-/// client went silent, disconnected without a word, or whose node died.
+/// client went silent, disconnected without a word, or whose node died. Starts are kept per
+/// origin node: a `stop` from one node (the user's tab there stopped) is shown only when no
+/// other node's `start` is still running (another tab of the user, on another node, types on).
 ///
 /// Thread-safe: two small tables behind mutexes; timers run on a dispatch queue and deliver
 /// through the closure given to ``init(timeout:deliverStop:)``.
@@ -31,6 +35,8 @@ final class TypingRelay: Sendable {
     private struct Outgoing {
         var lastStart: ContinuousClock.Instant
         var active: Bool
+        /// The user's connections whose last word here was a `start`, with when it came.
+        var typists: [Int: ContinuousClock.Instant] = [:]
         /// Starts sent since `windowStart` (within one ``interval``).
         var windowStart: ContinuousClock.Instant
         var sent = 1
@@ -49,7 +55,9 @@ final class TypingRelay: Sendable {
 
     private struct Incoming {
         var lastShown: ContinuousClock.Instant
-        var generation: Int
+        /// Origin nodes with a running `start`, each with the generation of its last one (the
+        /// timer that ends it).
+        var origins: [String: Int]
     }
 
     /// At most one repeated `start` per topic and user per interval.
@@ -81,19 +89,20 @@ final class TypingRelay: Sendable {
 
     // MARK: Sending
 
-    /// Whether a client's `start`/`stop` should be published.
-    func outgoing(topic: Topic, userId: String, start: Bool, now: ContinuousClock.Instant = .now) -> Bool {
+    /// Whether a `start`/`stop` of connection `session` should be published.
+    func outgoing(topic: Topic, userId: String, session: Int = 0, start: Bool, now: ContinuousClock.Instant = .now) -> Bool {
         outgoingTable.withLock { table in
             let key = Key(topic: topic, userId: userId)
             if start {
                 if var entry = table.entries[key] {
+                    entry.typists[session] = now
+                    defer { table.entries[key] = entry }
                     if entry.active, now - entry.lastStart < Self.interval { return false }
                     guard entry.admit(now: now) else { return false }
                     entry.lastStart = now
                     entry.active = true
-                    table.entries[key] = entry
                 } else {
-                    table.entries[key] = Outgoing(lastStart: now, active: true, windowStart: now)
+                    table.entries[key] = Outgoing(lastStart: now, active: true, typists: [session: now], windowStart: now)
                 }
                 if table.entries.count > table.pruneAt {
                     table.entries = table.entries.filter { $0.value.active && now - $0.value.lastStart < timeout * 2 }
@@ -101,8 +110,12 @@ final class TypingRelay: Sendable {
                 }
                 return true
             }
-            guard table.entries[key]?.active == true else { return false }
-            table.entries[key]!.active = false  // kept while its window counts
+            guard var entry = table.entries[key] else { return false }
+            entry.typists[session] = nil
+            entry.typists = entry.typists.filter { now - $0.value < timeout }  // the others' that ended
+            defer { table.entries[key] = entry }
+            guard entry.active, entry.typists.isEmpty else { return false }
+            entry.active = false  // kept while its window counts
             return true
         }
     }
@@ -120,20 +133,32 @@ final class TypingRelay: Sendable {
             let userId = fields["userId"]?.stringValue, let state = fields["state"]?.stringValue
         else { return false }
         let key = Key(topic: topic, userId: userId)
+        let origin = envelope.origin
         return incomingTable.withLock { table in
             table.generation += 1
             let generation = table.generation
             guard state == "start" else {
-                return table.entries.removeValue(forKey: key) != nil
+                guard var entry = table.entries[key] else { return false }
+                entry.origins[origin] = nil
+                guard entry.origins.isEmpty else {
+                    table.entries[key] = entry
+                    return false  // the user types on through another node
+                }
+                table.entries[key] = nil
+                return true
             }
             var show = true
-            if let entry = table.entries[key], now - entry.lastShown < Self.interval {
-                show = false
-                table.entries[key]!.generation = generation
+            if var entry = table.entries[key] {
+                entry.origins[origin] = generation
+                if now - entry.lastShown < Self.interval {
+                    show = false
+                } else {
+                    entry.lastShown = now
+                }
+                table.entries[key] = entry
             } else {
-                table.entries[key] = Incoming(lastShown: now, generation: generation)
+                table.entries[key] = Incoming(lastShown: now, origins: [origin: generation])
             }
-            let origin = envelope.origin
             let shown = shownFor
             timers.asyncAfter(deadline: .now() + .nanoseconds(Int(shown.components.seconds) * 1_000_000_000
                 + Int(shown.components.attoseconds / 1_000_000_000))) { [self] in
@@ -145,7 +170,12 @@ final class TypingRelay: Sendable {
 
     private func expire(_ key: Key, generation: Int, origin: String) {
         let due = incomingTable.withLock { table -> Bool in
-            guard table.entries[key]?.generation == generation else { return false }
+            guard var entry = table.entries[key], entry.origins[origin] == generation else { return false }
+            entry.origins[origin] = nil
+            guard entry.origins.isEmpty else {
+                table.entries[key] = entry
+                return false
+            }
             table.entries[key] = nil
             return true
         }

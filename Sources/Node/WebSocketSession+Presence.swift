@@ -217,14 +217,14 @@ extension WebSocketSession {
                 }
             }
             presence.typing[topic] = now
-        } else {
-            presence.typing.removeValue(forKey: topic)
+        } else if presence.typing.removeValue(forKey: topic) == nil {
+            return  // this connection was not typing there: another of the user's may be
         }
         publishTyping(topic, userId: user.id, start: start)
     }
 
     private func publishTyping(_ topic: Topic, userId: String, start: Bool) {
-        guard node.hub.typing.outgoing(topic: topic, userId: userId, start: start) else { return }
+        guard node.hub.typing.outgoing(topic: topic, userId: userId, session: id, start: start) else { return }
         var envelope = Envelope(
             id: node.ids.next(), origin: node.configuration.nodeId, topic: topic,
             data: PresenceFrames.typingData(userId: userId, state: start ? "start" : "stop"))

@@ -2,13 +2,14 @@ import Broker
 import Foundation
 @testable import Node
 import Testing
+import TestSupport
 
 @Suite("Typing relay: coalescing on both ends")
 struct TypingRelayTests {
     static let topic = try! Topic("rooms.lobby")
 
-    static func signal(_ user: String, _ state: String) -> Envelope {
-        var envelope = Envelope(id: UUID().uuidString, origin: "n", topic: topic, data: PresenceFrames.typingData(userId: user, state: state))
+    static func signal(_ user: String, _ state: String, from origin: String = "n") -> Envelope {
+        var envelope = Envelope(id: UUID().uuidString, origin: origin, topic: topic, data: PresenceFrames.typingData(userId: user, state: state))
         envelope.kind = .typing
         return envelope
     }
@@ -38,6 +39,42 @@ struct TypingRelayTests {
             let sent = relay.outgoing(topic: Self.topic, userId: "dave", start: start, now: t0 + .seconds(20) + .milliseconds(offset))
             if !start { #expect(sent, "the stop at \(offset) ms") }
         }
+    }
+
+    @Test("a user typing in two tabs of one node types until both stop: one tab's stop (or close) does not end the indicator, unless the other's start is older than TYPING_TIMEOUT")
+    func twoTabs() {
+        let relay = TypingRelay(timeout: .seconds(5)) { _ in }
+        let t0 = ContinuousClock.now
+        #expect(relay.outgoing(topic: Self.topic, userId: "alice", session: 1, start: true, now: t0))
+        #expect(!relay.outgoing(topic: Self.topic, userId: "alice", session: 2, start: true, now: t0 + .milliseconds(300)), "coalesced")
+        #expect(!relay.outgoing(topic: Self.topic, userId: "alice", session: 1, start: false, now: t0 + .seconds(1)), "tab 2 types on")
+        #expect(relay.outgoing(topic: Self.topic, userId: "alice", session: 2, start: false, now: t0 + .seconds(2)), "the last tab stopped")
+        // A tab that typed long ago and never stopped (its indicator timed out everywhere) does
+        // not hold back another tab's stop.
+        #expect(relay.outgoing(topic: Self.topic, userId: "bob", session: 1, start: true, now: t0))
+        #expect(relay.outgoing(topic: Self.topic, userId: "bob", session: 2, start: true, now: t0 + .seconds(10)))
+        #expect(relay.outgoing(topic: Self.topic, userId: "bob", session: 2, start: false, now: t0 + .seconds(11)))
+    }
+
+    @Test("a user typing on two nodes: a stop from one node is not shown while the other node's start runs; the last stop, or the other's timeout, ends it")
+    func twoNodes() async throws {
+        let relay = TypingRelay(timeout: .seconds(600)) { _ in }
+        let t0 = ContinuousClock.now
+        #expect(relay.incoming(Self.signal("alice", "start", from: "n1"), now: t0))
+        #expect(!relay.incoming(Self.signal("alice", "start", from: "n2"), now: t0 + .milliseconds(200)), "coalesced")
+        #expect(!relay.incoming(Self.signal("alice", "stop", from: "n1"), now: t0 + .seconds(1)), "still typing on n2")
+        #expect(relay.incoming(Self.signal("alice", "stop", from: "n2"), now: t0 + .seconds(2)))
+        // The other node's start ends by its own timeout: then the indicator ends.
+        let stops = AsyncStream<Envelope>.makeStream()
+        let timed = TypingRelay(timeout: .milliseconds(50)) { stops.continuation.yield($0) }
+        #expect(timed.incoming(Self.signal("bob", "start", from: "n1")))
+        #expect(!timed.incoming(Self.signal("bob", "start", from: "n2")))
+        #expect(!timed.incoming(Self.signal("bob", "stop", from: "n1")))
+        let stop = try await withDeadline(.seconds(30), "the stop of n2's start, timed out") {
+            var iterator = stops.stream.makeAsyncIterator()
+            return await iterator.next()
+        }
+        #expect(stop?.data.description == #"{"userId":"bob","state":"stop"}"#, "n2's start timed out")
     }
 
     @Test("a refresh held back by the coalescing does not end the indicator early: a received start is shown TYPING_TIMEOUT and the coalescing interval before the node's own stop")
