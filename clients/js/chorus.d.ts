@@ -159,7 +159,7 @@ export type WebSocketConstructor = new (url: string) => WebSocketLike;
 export interface ChorusClientOptions {
   /** A token (sent as `auth` once the socket is open). */
   token?: string;
-  /** Asked for a token before the first connection (unless `token` is given), before every reconnect (and a `connect()` after `disconnect()` once the token's known expiry is within `renewBefore`), `renewBefore` ahead of the token's expiry, on `auth_expired` and once after a refused token (a second refusal in a row stops the client until `setToken` or `connect`). A `setToken` while it is asked wins over its answer. A provider that throws, or does not answer within `connectTimeout`, is asked again after the reconnect backoff (an `error` event says why). */
+  /** Asked for a token before the first connection (unless `token` is given), before every reconnect (and a `connect()` after `disconnect()` once the token's known expiry is within `renewBefore`), `renewBefore` ahead of the token's expiry, on `auth_expired` and once after a refused token (a second refusal in a row stops the client until `setToken` or `connect`). A `setToken` while it is asked wins over its answer, and one made while the client waits to reconnect is the next attempt's token (the provider is not asked for that attempt). A provider that throws, or does not answer within `connectTimeout`, is asked again after the reconnect backoff (an `error` event says why). */
   getToken?: () => string | Promise<string>;
   /** A WebSocket class; defaults to `globalThis.WebSocket`. */
   WebSocket?: WebSocketConstructor | (new (url: string) => unknown);

@@ -282,6 +282,11 @@ class TopicEntry {
     this.recentIds = new RecentMessageIds();
     /** The subscribe in flight that asked for history (`since`/`replay`), until answered. */
     this.awaiting = null;
+    /**
+     * Handlers that came with `since` while a subscribe sent without a position was unanswered:
+     * checked against the position its reply gives.
+     */
+    this.lateSince = [];
     /** Retries of a 409 and of a 429 or timeout, reset by a `subscribed` or a new connection. */
     this.retries = 0;
     this.limitRetries = 0;
@@ -340,6 +345,8 @@ export class ChorusClient {
     this._getToken = options.getToken;
     /** Counts setToken calls: a provider's answer that finds it changed is older than the application's token, which wins. */
     this._tokenGeneration = 0;
+    /** A setToken() since the provider was last asked: the next connection attempt presents that token. */
+    this._tokenGiven = false;
     this._random = options.random ?? Math.random;
     this._listeners = new Map();
     this._state = "disconnected";
@@ -533,9 +540,11 @@ export class ChorusClient {
     this._token = token;
     this._expiresAt = undefined;  // the known expiry was the previous token's
     this._tokenGeneration += 1;
+    this._tokenGiven = true;
     this._authFailedToken = undefined;
     this._authRetried = false;
-    // The token just given is used as it is (a provider is not asked to replace it).
+    // The token just given is used as it is (a provider is not asked to replace it), also by
+    // an attempt after the backoff's wait: see _open.
     if (this._wanted && !this._socket && this._state === "disconnected") this._open({ freshToken: true });
     else if (this._state === "connected") this._reauthenticate(token);
   }
@@ -582,6 +591,8 @@ export class ChorusClient {
    * after the backoff instead of holding the client in `reconnecting` for good.
    */
   _askProvider() {
+    // Its answer is newer than a token set before (one set while it is asked wins: the generation).
+    this._tokenGiven = false;
     const limit = this.options.connectTimeout;
     const asked = Promise.resolve().then(() => this._getToken());
     if (!(limit > 0)) return asked;
@@ -606,7 +617,11 @@ export class ChorusClient {
       // presents a token that expired while the client was away; and before a connect() after
       // disconnect() once the token's known expiry is past or within renewBefore.
       const expiring = this._expiresAt !== undefined && Date.now() >= this._expiresAt - Math.max(0, this.options.renewBefore || 0);
-      token = freshToken ? this._token : await this._currentToken(this._reconnected || this._authFailedToken !== undefined || expiring);
+      // A setToken() since the provider was last asked (e.g. while waiting out the backoff):
+      // the application's token is newer than what the provider would answer. For this attempt only.
+      const given = this._tokenGiven && !expiring;
+      this._tokenGiven = false;
+      token = freshToken || given ? this._token : await this._currentToken(this._reconnected || this._authFailedToken !== undefined || expiring);
       tokenGeneration = this._tokenGeneration;
     } catch (error) {
       if (generation !== this._openGeneration) return;
@@ -1368,19 +1383,17 @@ export class ChorusClient {
     let entry = this._topics.get(topic);
     const fresh = !entry;
     if (!entry) { entry = new TopicEntry(topic); this._topics.set(topic, entry); }
-    if (handlers.since && !entry.positions.has(topic)) entry.positions.set(topic, { ...handlers.since });
+    // Its subscribe went out on this connection already (answered or not): nothing more is
+    // sent for this handler, so its `since` must not become the topic's position, which the
+    // reply (or a later resubscribe) would then take as what everyone has.
+    const sent = !fresh && this._socket !== null && entry.sentOn === this._socket;
+    if (handlers.since && !sent && !entry.positions.has(topic)) entry.positions.set(topic, { ...handlers.since });
     else if (!fresh && handlers.since && !isPattern(topic)) {
-      // The topic is live for another handler of this client: this one starts live, and what
-      // came between its `since` and the topic's position is not replayed to it.
-      const position = entry.positions.get(topic);
-      if (position.epoch !== handlers.since.epoch || position.offset > handlers.since.offset) {
-        const event = { topic, recovered: false, since: { ...handlers.since }, offset: position.offset, epoch: position.epoch,
-          resubscribed: false, reason: "the topic is already subscribed: this handler starts live" };
-        queueMicrotask(() => {
-          this._emit("recoveryFailed", event);
-          if (handlers.onRecoveryFailed) this._call(handlers.onRecoveryFailed, event);
-        });
-      }
+      // The topic is subscribed for another handler of this client: this one starts live, and
+      // what came between its `since` and the topic's position is not replayed to it. A
+      // subscribe unanswered without a position: its reply says where the topic is.
+      if (sent && !entry.active && !entry.positions.has(topic)) entry.lateSince.push(handlers);
+      else this._startsLive(entry, handlers, true);
     }
     const previousData = entry.presence;
     const hadEvents = entry.presenceEvents;
@@ -1502,6 +1515,7 @@ export class ChorusClient {
       const resubscribed = entry.reconnecting;
       entry.reconnecting = false;
       this._subscribed(entry, request, reply, resubscribed);
+      for (const handlers of entry.lateSince.splice(0)) if (entry.handlers.has(handlers)) this._startsLive(entry, handlers);
       // Live again after a reconnect: the events of the time away are lost, so the application
       // is told as the node tells it after an outage, and reads the members again.
       if (missedPresence) this._dispatch("presence", { type: "presence", topic: entry.topic, event: "resync", timestamp: new Date().toISOString() }, "onPresence");
@@ -1626,6 +1640,24 @@ export class ChorusClient {
     if (!entry) return;  // left meanwhile: nobody to reload for
     this._recoveryFailed(entry, { topic: entry.topic, recovered: false, resubscribed: false,
       reason: "the node's link to Redis was down: messages published meanwhile on other nodes were not delivered" });
+  }
+
+  /**
+   * A later handler of a subscribed topic starts live: a `since` behind the topic's position
+   * (of another epoch, or with no position to recover from) is a failed recovery for it alone.
+   * `later`: told after subscribe() returns, against the position as it is now.
+   */
+  _startsLive(entry, handlers, later = false) {
+    const position = entry.positions.get(entry.topic);
+    const since = handlers.since;
+    if (position && position.epoch === since.epoch && position.offset <= since.offset) return;
+    const event = { topic: entry.topic, recovered: false, since: { ...since }, ...(position && { offset: position.offset, epoch: position.epoch }),
+      resubscribed: false, reason: "the topic is already subscribed: this handler starts live" };
+    const tell = () => {
+      this._emit("recoveryFailed", event);
+      if (handlers.onRecoveryFailed) this._call(handlers.onRecoveryFailed, event);
+    };
+    if (later) queueMicrotask(tell); else tell();
   }
 
   /** Tells the application (the event, and each handler of `entry`) that messages were missed. */

@@ -10,11 +10,15 @@
 // through other nodes meanwhile never came) reloads it the same way.
 //
 // Served from the same origin as the node's /api and /ws (nginx in front, see README "Example
-// chat app"); `?api=http://host:port` points it at another origin (set CORS_ALLOWED_ORIGINS).
+// chat app"). In development only (the page itself on localhost), `?api=http://host:port` points
+// it at another origin (set CORS_ALLOWED_ORIGINS).
 import { ChorusClient, ChorusAuthError, ChorusError } from "../../clients/js/chorus.js";
 
 const params = new URLSearchParams(location.search);
-const apiBase = params.get("api") ?? location.origin;
+// On a deployed page `?api=` would let any link send the login form's password (and the
+// token) to another origin, so it is honoured only when the page is served from this machine.
+const isLocalPage = ["localhost", "127.0.0.1", "[::1]"].includes(location.hostname);
+const apiBase = (isLocalPage && params.get("api")) || location.origin;
 const wsURL = apiBase.replace(/^http/, "ws") + "/ws";
 const $ = (id) => document.getElementById(id);
 
@@ -255,6 +259,8 @@ async function loadHistory(conversation) {
     if (state.client !== client) return;  // another user logged in meanwhile: not theirs
     for (const message of page.messages) store(message);
     render();
+    // Another conversation opened meanwhile: this one's messages are not on screen, not read.
+    if (state.current?.key !== conversation.key) return;
     const newest = page.messages[0];
     if (newest && newest.authorId !== state.user.id) markRead(newest);
   } catch (error) {
@@ -374,6 +380,14 @@ function markRead(message) {
   state.client.markRead(message.id).catch(() => {});  // nodes without read receipts answer an error
 }
 
+// What arrived while the page was hidden went unread (markRead skips it then): once the page
+// is seen again, the open conversation's newest message from someone else is read.
+document.addEventListener("visibilitychange", () => {
+  if (document.visibilityState !== "visible" || !state.client || !state.current) return;
+  const newest = sortedMessages(state.current.key).findLast((message) => message.authorId !== state.user.id);
+  if (newest) markRead(newest);
+});
+
 function onRead({ messageId, userId }) {
   if (!state.readBy.has(messageId)) state.readBy.set(messageId, new Set());
   state.readBy.get(messageId).add(userId);
@@ -416,9 +430,14 @@ function renderPeople() {
   }));
 }
 
-function render() {
-  const list = [...(state.messages.get(state.current?.key)?.values() ?? [])]
+/** A conversation's messages, oldest first. */
+function sortedMessages(key) {
+  return [...(state.messages.get(key)?.values() ?? [])]
     .sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.id.localeCompare(b.id));
+}
+
+function render() {
+  const list = sortedMessages(state.current?.key);
   const box = $("messages");
   const atBottom = box.scrollTop + box.clientHeight >= box.scrollHeight - 20;
   box.replaceChildren(...list.map((message) => {

@@ -181,6 +181,33 @@ test("resubscribes after a reconnect with since from the last position, and repo
   client.disconnect();
 });
 
+test("a handler with since added while the topic's subscribe is unanswered starts live: recoveryFailed when its since is behind the reply's position, which stays the topic's", async () => {
+  const client = scripted();
+  let socket = await connectScripted(client);
+  const failed = { a: [], b: [], c: [] };
+  client.subscribe("rooms.a", { onMessage: () => {}, onRecoveryFailed: (e) => failed.a.push(e) });
+  await settle();
+  const subscribe = socket.last("subscribe");
+  assert.equal(subscribe.since, undefined);
+  // A component mounting again with the position it saved, before the first subscribe is answered.
+  client.subscribe("rooms.a", { onMessage: () => {}, since: { offset: 2, epoch: "e1" }, onRecoveryFailed: (e) => failed.b.push(e) });
+  client.subscribe("rooms.a", { onMessage: () => {}, since: { offset: 7, epoch: "e1" }, onRecoveryFailed: (e) => failed.c.push(e) });
+  await settle();
+  assert.equal(socket.sent.filter((m) => m.type === "subscribe").length, 1, "the topic is subscribed once");
+  socket.reply({ type: "subscribed", topic: "rooms.a", offset: 7, epoch: "e1", id: subscribe.id });
+  await settle();
+  assert.deepEqual(client.positions.get("rooms.a"), { offset: 7, epoch: "e1" }, "the reply's position, not the later handler's since");
+  assert.equal(failed.b.length, 1, "offsets 3 to 7 are not replayed to it");
+  assert.deepEqual(failed.b[0].since, { offset: 2, epoch: "e1" });
+  assert.equal(failed.b[0].offset, 7);
+  assert.deepEqual(failed.a, []);
+  assert.deepEqual(failed.c, [], "at the topic's position: nothing missed");
+  socket = await reconnectScripted(socket);
+  await settle();
+  assert.deepEqual(socket.last("subscribe").since, { offset: 7, epoch: "e1" }, "no history from before the first handler subscribed");
+  client.disconnect();
+});
+
 test("an unacknowledged publish is sent again with the same messageId after a reconnect; the queue is bounded", async () => {
   const client = scripted({ offlineQueueSize: 2, random: () => 0 });
   let socket = await connectScripted(client);
@@ -882,6 +909,27 @@ test("a setToken() while the provider is asked wins over the provider's older an
   await settle();
   assert.deepEqual(socket.sent.filter((m) => m.type === "auth").map((m) => m.token), ["t1", "from-app"]);
   client.disconnect();
+});
+
+test("a setToken() while waiting out the backoff is the token of the next attempt: the provider is not asked to replace it; the attempt after asks again", async (t) => {
+  let calls = 0;
+  const client = scripted({ token: undefined, minReconnectDelay: 40, maxReconnectDelay: 40, getToken: () => `provider-${++calls}` });
+  t.after(() => client.disconnect());  // a failed assertion must not leave it reconnecting (the run would hang)
+  let socket = await connectScripted(client);
+  assert.equal(calls, 1);
+  socket.drop(1006);
+  assert.equal(client.state, "reconnecting");
+  client.setToken("from-app");
+  await until(() => ScriptedSocket.instances.length === 2);
+  socket = ScriptedSocket.instances[1];
+  socket.open();
+  assert.equal(socket.last("auth").token, "from-app");
+  assert.equal(calls, 1, "the provider was not asked");
+  socket.drop(1006);  // never authenticated: the next attempt asks the provider as usual
+  await until(() => ScriptedSocket.instances.length === 3);
+  socket = ScriptedSocket.instances[2];
+  socket.open();
+  assert.equal(socket.last("auth").token, "provider-2");
 });
 
 test("a resubscription refused with 429 is retried on the same connection with growing delays, then ends with subscriptionEnded", async (t) => {
