@@ -366,6 +366,11 @@ extension ClientEngine {
             let asked: StreamPositions.Asked = since.map { .since($0, recovered: recovered ?? false) } ?? replay.map { .replay($0) } ?? .live
             state.positions.subscribed(topic, at: position, asked: asked)
         }
+        let lateBehind = state.lateSince.filter { late in
+            guard let current = state.positions[topic] else { return true }  // no history to recover from
+            return late.epoch != current.epoch || late.offset < current.offset
+        }
+        state.lateSince = []
         topics[topic] = state
         for waiter in waiters.values { waiter.resume() }
         if missedPresence {
@@ -377,6 +382,7 @@ extension ClientEngine {
         // A node without history for the topic (or an old one) answers a `since` without
         // `recovered`: what was missed is not coming either.
         if let since, recovered != true { emit(.recoveryFailed(topic: topic, since: since)) }
+        for late in lateBehind { emit(.recoveryFailed(topic: topic, since: late)) }
         if resend { subscribeAgain(topic) }
     }
 

@@ -5,6 +5,9 @@ extension ClientEngine {
     func run(_ generation: Int) async {
         var refreshToken = false
         while !Task.isCancelled, generation == self.generation {
+            // A `setToken(_:)` since the last token presented (during the backoff, say) is
+            // newer than what the provider would answer: this attempt presents it as it is.
+            if presentedTokenGeneration != tokenGeneration { refreshToken = false }
             let ending = await connectAndServe(refreshToken: refreshToken)
             guard !Task.isCancelled, generation == self.generation else { return }
             guard let ending else { return }  // failed or stopped inside

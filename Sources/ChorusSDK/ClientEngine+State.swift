@@ -70,6 +70,10 @@ extension ClientEngine {
         /// Asked of the first subscribe only.
         var replay: Int?
         var since: StreamPosition?
+        /// The `since` of later subscribers that came before the topic had a position (its
+        /// subscribe unanswered): each starts live, and is checked against the position the
+        /// reply gives (``ClientEvent/recoveryFailed(topic:since:)`` when behind it).
+        var lateSince: [StreamPosition] = []
         /// The last position this subscription delivered, per topic. Each subscription keeps its
         /// own: a pattern that delivered a topic's newest message must not make the history page
         /// of that topic's own subscription look like repeats.

@@ -27,12 +27,17 @@ extension ClientEngine {
         if isNew {
             state.replay = replay
             state.since = since
-        } else if let since, let position = state.positions[topic],
-            since.epoch != position.epoch || since.offset < position.offset
-        {
-            // The topic is live for another subscriber of this client: this one starts live,
-            // and what came between `since` and the topic's position is not replayed to it.
-            emit(.recoveryFailed(topic: topic, since: since))
+        } else if let since, !TopicFilter.isPattern(topic) {
+            // The topic is subscribed for another subscriber of this client: this one starts
+            // live, and what came between `since` and the topic's position is not replayed to
+            // it. Without a position yet (the subscribe unanswered), its reply tells.
+            if let position = state.positions[topic] {
+                if since.epoch != position.epoch || since.offset < position.offset {
+                    emit(.recoveryFailed(topic: topic, since: since))
+                }
+            } else {
+                state.lateSince.append(since)
+            }
         }
         topics[topic] = state
         if state.confirmed, !changed { return }

@@ -33,6 +33,36 @@ struct SDKClusterTests {
         }
     }
 
+    @Test("a setToken while the client waits out a reconnect backoff is the token of the next attempt: the provider is not asked to replace it")
+    func setTokenDuringBackoff() async throws {
+        try await withCluster(nodes: 1) { cluster in
+            let port = cluster.node(1).port
+            var configuration = ChorusClient.Configuration()
+            configuration.minimumReconnectDelay = .seconds(600)
+            configuration.maximumReconnectDelay = .seconds(600)
+            configuration.random = { 0.99 }
+            let tokens = TokenGate(user: "bob")
+            let client = try ChorusClient(url: "ws://127.0.0.1:\(port)/ws", configuration: configuration, getToken: tokens.provider)
+            let states = await client.states()
+            try await client.connect()
+            #expect(await client.state == .connected(userId: "bob"))
+            #expect(await cluster.node(1).stop() == 0)
+            let waiting = await first(in: states) { state in
+                if case .reconnecting(_, let delay) = state { return delay > .seconds(60) }
+                return false
+            }
+            #expect(waiting != nil, "the client waits out a long backoff")
+            let asked = await tokens.calls
+            await client.setToken(cluster.node(1).token("carol"))
+            let back = try await cluster.startNode(1, port: port)
+            try await client.connect()
+            #expect(await client.state == .connected(userId: "carol"), "the application's token, not the provider's")
+            #expect(await tokens.calls == asked, "the provider was not asked to replace it")
+            await client.close()
+            #expect(await back.stop() == 0)
+        }
+    }
+
     @Test("when its node drains (SIGTERM, close 1001) the client reconnects through nginx to the other node and resubscribes; with history nothing is missed")
     func drainAndReconnect() async throws {
         try await withCluster(nodes: 2) { cluster in

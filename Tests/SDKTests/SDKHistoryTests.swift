@@ -108,6 +108,41 @@ struct SDKHistoryTests {
         }
     }
 
+    @Test("a subscription with since, made while the topic's first subscribe is unanswered, starts live: recoveryFailed when its since is behind the reply's position, none when level; nothing more is sent (a scripted node)")
+    func sinceWhileUnanswered() async throws {
+        let scripted = try await SDKNode.scriptedNode("late-since")
+        defer { scripted.process.signal(SIGKILL) }
+        let client = try ChorusClient(url: "ws://127.0.0.1:\(scripted.port)/ws", token: "any", configuration: SDKNode.configuration())
+        let events = await client.events()
+        let first = Task { try await client.subscribe("chat.late") }
+        try #require(await eventually { scripted.process.output().contains("subscribe chat.late\n") }, "\(scripted.process.output())")
+        let behind = StreamPosition(offset: 1, epoch: "E")
+        let started = Started()
+        let late = Task {
+            started.count.add(1, ordering: .relaxed)
+            return try await client.subscribe("chat.late", since: behind)
+        }
+        let level = Task {
+            started.count.add(1, ordering: .relaxed)
+            return try await client.subscribe("chat.late", since: StreamPosition(offset: 3, epoch: "E"))
+        }
+        #expect(await eventually { started.count.load(ordering: .relaxed) == 2 })
+        try await client.ping()  // the node answers the subscribe after it
+        for subscription in [try await first.value, try await late.value, try await level.value] {
+            var messages = subscription.makeAsyncIterator()
+            #expect(await messages.next()?.data == ["n": 4], "live from the reply on")
+        }
+        var failures: [ClientEvent] = []
+        for await event in events {
+            if case .recoveryFailed = event { failures.append(event) }
+            if case .gap = event { break }  // the node's marker, after the reply
+        }
+        #expect(failures == [.recoveryFailed(topic: "chat.late", since: behind)], "one, for the subscription behind")
+        #expect(!scripted.process.output().contains("subscribes"), "one subscribe: \(scripted.process.output())")
+        await client.close()
+        #expect(await scripted.process.wait(timeout: .seconds(30)) == 0, "\(scripted.process.output())")
+    }
+
     @Test("a topic's history page arrives in full after a pattern of the same client delivered that topic's newest message, and the pattern gets no repeats")
     func historyAfterPattern() async throws {
         try await withNodeProcess { node in
@@ -224,4 +259,9 @@ struct SDKHistoryTests {
         await client.close()
         #expect(await scripted.process.wait(timeout: .seconds(30)) == 0, "\(scripted.process.output())")
     }
+}
+
+/// How many of a test's tasks have begun their call.
+private final class Started: Sendable {
+    let count = Atomic<Int>(0)
 }

@@ -7,6 +7,12 @@ a pattern, then to one of its topics with `replay`; a message of that topic arri
 pattern before the topic's `subscribed`, then the page (the message again among them), then a
 live one.
 
+Scenario `late-since`: the client authenticates and subscribes; the script prints `subscribe
+TOPIC` and answers that subscribe (offset 3, epoch E) only after the client's next `ping`, so
+that the client makes its later calls while the subscribe is unanswered; then message 4 and a
+`gap` without a topic (a marker). It prints `subscribes
+N` for every subscribe after the first.
+
 Scenario `subscribes-unanswered`: the client authenticates and subscribes; no subscribe is
 ever answered. The script prints `subscribes N` and `unsubscribe TOPIC` as they arrive, and
 exits once the connection closes.
@@ -131,6 +137,27 @@ async def subscribes_unanswered(ws, *_):
                 print("unsubscribe", frame["topic"], flush=True)
     except websockets.ConnectionClosed:
         pass
+    done.set()
+
+
+async def late_since(ws, *_):
+    await ws.send(json.dumps({"type": "auth_success", "userId": "bob"}))
+    first = None
+    subscribes = 0
+    async for frame in frames(ws):
+        if frame.get("type") == "subscribe":
+            subscribes += 1
+            if first is None:
+                first = frame
+                print("subscribe", frame["topic"], flush=True)
+            else:
+                print("subscribes", subscribes, flush=True)
+        elif frame.get("type") == "ping" and first is not None:
+            await ws.send(json.dumps({"type": "pong", "id": frame.get("id")}))
+            await ws.send(json.dumps({"type": "subscribed", "topic": first["topic"], "id": first["id"], "offset": 3, "epoch": "E"}))
+            await ws.send(message(first["topic"], 4))
+            # A marker for the test: client events come in order, so everything before it is in.
+            await ws.send(json.dumps({"type": "gap", "timestamp": "2026-12-04T00:00:00.000Z"}))
     done.set()
 
 
@@ -482,7 +509,7 @@ SCENARIOS = {"pattern-before-page": pattern_before_page, "subscribes-unanswered"
              "catch-up-refused": catch_up_refused, "catch-up-expired": catch_up_expired,
              "resubscribed": resubscribed, "still-reading": refused_while_reading, "gap": gap, "join-refused": join_refused,
              "max-message-size": max_message_size, "closes-too-big": closes_too_big, "close-codes": close_codes,
-             "leave-first": leave_first, "leave-in-place": leave_in_place, "stand-in-refused": stand_in_refused}
+             "late-since": late_since, "leave-first": leave_first, "leave-in-place": leave_in_place, "stand-in-refused": stand_in_refused}
 
 
 async def main(scenario):
