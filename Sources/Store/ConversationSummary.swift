@@ -6,7 +6,8 @@ public struct ConversationSummary: Sendable, Equatable {
     public var scope: MessageScope
     /// The newest message; nil when every message of the conversation has been deleted.
     public var lastMessage: StoredMessage?
-    /// The messages after the member's own read position (all of them when nothing is read yet).
+    /// The messages after the member's own read position (all of them when nothing is read yet),
+    /// counted up to ``maximumUnreadCount``: that number means that many or more.
     public var unreadCount: Int
     /// The member's own position; nil when they have read nothing yet.
     public var lastRead: ReadPosition?
@@ -16,6 +17,9 @@ public struct ConversationSummary: Sendable, Equatable {
 
     /// The most read positions of other members a summary carries (a large room has many).
     public static let maximumReaders = 50
+    /// The highest unread count a summary gives ("999+" in an app): counting further would cost
+    /// every unread message of every conversation on the page, for a member far behind.
+    public static let maximumUnreadCount = 1_000
 
     public init(scope: MessageScope, lastMessage: StoredMessage?, unreadCount: Int, lastRead: ReadPosition?, readers: [ReadPosition]) {
         self.scope = scope

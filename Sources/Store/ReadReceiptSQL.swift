@@ -76,6 +76,20 @@ enum ReadReceiptSQL {
     /// unread messages, not the conversation's length. One of the two sub-queries of each pair
     /// finds nothing at once (a topic row has no peers, a direct one no topic). The listing
     /// sorts the user's conversations by their newest message, one index probe each.
+    /// The messages of a conversation (`conversation`, a condition on `m`) after the page's
+    /// read position, counted up to ``ConversationSummary/maximumUnreadCount``: whether the
+    /// entry that many places on exists is one index probe; only a count under it is counted,
+    /// so a listing costs at most that many index entries per conversation, however far
+    /// behind its member is.
+    static func unreadCount(among conversation: String) -> String {
+        let most = ConversationSummary.maximumUnreadCount
+        let after = "FROM messages m WHERE \(conversation) AND m.seq > page.last_read_seq"
+        return """
+            (CASE WHEN EXISTS (SELECT 1 \(after) ORDER BY m.seq LIMIT 1 OFFSET \(most - 1)) THEN \(most)
+             ELSE (SELECT COUNT(*) \(after)) END)
+            """
+    }
+
     static let conversations = """
         WITH mine AS MATERIALIZED (
             SELECT r.id, r.topic, r.peer_low, r.peer_high, r.last_read_seq, r.message_id, r.read_at,
@@ -92,9 +106,8 @@ enum ReadReceiptSQL {
         SELECT page.id AS receipt_id, page.topic AS conversation_topic, page.peer_low AS conversation_low,
                page.peer_high AS conversation_high, page.message_id AS read_message_id, page.read_at AS read_at,
                page.newest_seq AS newest_seq,
-               (SELECT COUNT(*) FROM messages m WHERE m.topic = page.topic AND m.seq > page.last_read_seq)
-               + (SELECT COUNT(*) FROM messages m
-                  WHERE m.peer_low = page.peer_low AND m.peer_high = page.peer_high AND m.seq > page.last_read_seq)
+               \(unreadCount(among: "m.topic = page.topic"))
+               + \(unreadCount(among: "m.peer_low = page.peer_low AND m.peer_high = page.peer_high"))
                    AS unread,
                last.seq AS seq, last.id AS id, last.author_id AS author_id, last.topic AS topic,
                last.recipient_id AS recipient_id, last.content AS content, last.metadata AS metadata,

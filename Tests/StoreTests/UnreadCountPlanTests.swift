@@ -56,6 +56,13 @@ struct UnreadCountPlanTests {
             #expect(listed.conversations.map(\.scope) == [.conversation("bob", "carol"), .topic("rooms.big")])
             #expect(listed.conversations.map(\.unreadCount) == [5, 10])
             #expect(listed.conversations.map { $0.lastMessage?.id } == ["dm-\(Self.size)", "room-\(Self.size)"])
+            // Far behind (9,999 unread): counted up to the most a summary gives, not to the end.
+            #expect(try await store.markRead(messageId: "room-1", by: "erin")?.advanced == true)
+            let behind = try await store.conversations(of: "erin", before: nil, limit: 20)
+            #expect(behind.conversations.map(\.unreadCount) == [ConversationSummary.maximumUnreadCount])
+            #expect(try await store.markRead(messageId: "room-\(Self.size - ConversationSummary.maximumUnreadCount + 1)", by: "erin")?.advanced == true)
+            let justUnder = try await store.conversations(of: "erin", before: nil, limit: 20)
+            #expect(justUnder.conversations.map(\.unreadCount) == [ConversationSummary.maximumUnreadCount - 1], "counted exactly below it")
             print("conversations of bob (\(backend.rawValue), \(Self.size) messages per conversation): \(elapsed)")
 
             let plan = try await database.plan(
