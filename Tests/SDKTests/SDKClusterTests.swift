@@ -6,24 +6,34 @@ import TestSupport
 /// The Swift SDK against two real nodes behind nginx (see `withCluster`).
 @Suite("Swift SDK against a cluster", .timeLimit(.minutes(3)))
 struct SDKClusterTests {
+    /// Reconnects wait about 10 minutes: a test ends the wait itself (``ChorusClient/connect()``).
+    static var longBackoff: ChorusClient.Configuration {
+        var configuration = ChorusClient.Configuration()
+        configuration.minimumReconnectDelay = .seconds(600)
+        configuration.maximumReconnectDelay = .seconds(600)
+        configuration.random = { 0.99 }
+        return configuration
+    }
+
+    /// Stops the cluster's node 1 and returns once the client (its `states`) waits out a long backoff.
+    static func stopAndWaitOutBackoff(_ cluster: Cluster, _ states: AsyncStream<ConnectionState>) async throws {
+        #expect(await cluster.node(1).stop() == 0)
+        // The first attempt after a drain goes at once and fails; the next waits ~10 minutes.
+        let waiting = await first(in: states) { state in
+            if case .reconnecting(_, let delay) = state { return delay > .seconds(60) }
+            return false
+        }
+        try #require(waiting != nil, "the client waits out a long backoff")
+    }
+
     @Test("connect() while the client waits out a long reconnect backoff tries at once: it connects to the node that is back, and the publish queued meanwhile goes out")
     func connectCutsBackoffShort() async throws {
         try await withCluster(nodes: 1) { cluster in
             let port = cluster.node(1).port
-            var configuration = ChorusClient.Configuration()
-            configuration.minimumReconnectDelay = .seconds(600)
-            configuration.maximumReconnectDelay = .seconds(600)
-            configuration.random = { 0.99 }
-            let client = try ChorusClient(url: "ws://127.0.0.1:\(port)/ws", token: cluster.node(1).token("uma"), configuration: configuration)
+            let client = try ChorusClient(url: "ws://127.0.0.1:\(port)/ws", token: cluster.node(1).token("uma"), configuration: Self.longBackoff)
             let states = await client.states()
             try await client.connect()
-            #expect(await cluster.node(1).stop() == 0)
-            // The first attempt after a drain goes at once and fails; the next waits ~10 minutes.
-            let waiting = await first(in: states) { state in
-                if case .reconnecting(_, let delay) = state { return delay > .seconds(60) }
-                return false
-            }
-            #expect(waiting != nil, "the client waits out a long backoff")
+            try await Self.stopAndWaitOutBackoff(cluster, states)
             let queued = Task { try await client.publish("chat.back", ["n": 1]) }
             let back = try await cluster.startNode(1, port: port)
             try await client.connect()
@@ -37,21 +47,12 @@ struct SDKClusterTests {
     func setTokenDuringBackoff() async throws {
         try await withCluster(nodes: 1) { cluster in
             let port = cluster.node(1).port
-            var configuration = ChorusClient.Configuration()
-            configuration.minimumReconnectDelay = .seconds(600)
-            configuration.maximumReconnectDelay = .seconds(600)
-            configuration.random = { 0.99 }
             let tokens = TokenGate(user: "bob")
-            let client = try ChorusClient(url: "ws://127.0.0.1:\(port)/ws", configuration: configuration, getToken: tokens.provider)
+            let client = try ChorusClient(url: "ws://127.0.0.1:\(port)/ws", configuration: Self.longBackoff, getToken: tokens.provider)
             let states = await client.states()
             try await client.connect()
             #expect(await client.state == .connected(userId: "bob"))
-            #expect(await cluster.node(1).stop() == 0)
-            let waiting = await first(in: states) { state in
-                if case .reconnecting(_, let delay) = state { return delay > .seconds(60) }
-                return false
-            }
-            #expect(waiting != nil, "the client waits out a long backoff")
+            try await Self.stopAndWaitOutBackoff(cluster, states)
             let asked = await tokens.calls
             await client.setToken(cluster.node(1).token("carol"))
             let back = try await cluster.startNode(1, port: port)
