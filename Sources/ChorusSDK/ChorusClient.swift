@@ -153,6 +153,11 @@ public final class ChorusClient: Sendable {
         try await subscribe(topic, replay: nil, since: nil, presenceData: data, presenceEvents: events, feedsMessages: messages)
     }
 
+    /// Subscribers of `topic` the client holds, confirmed or not (for tests).
+    func subscriberCount(of topic: String) async -> Int {
+        await engine.subscriberCount(of: topic)
+    }
+
     private func subscribe(
         _ topic: String, replay: Int?, since: StreamPosition?, presenceData: JSONValue?, presenceEvents: Bool,
         feedsMessages: Bool

@@ -35,6 +35,8 @@ extension ClientEngine {
                 if since.epoch != position.epoch || since.offset < position.offset {
                     emit(.recoveryFailed(topic: topic, since: since))
                 }
+            } else if state.confirmed {
+                emit(.recoveryFailed(topic: topic, since: since))  // answered without one: no history
             } else {
                 state.lateSince.append(since)
             }
@@ -56,6 +58,10 @@ extension ClientEngine {
         } onCancel: {
             Task { await self.removeHandle(handleId, of: topic) }
         }
+    }
+
+    func subscriberCount(of topic: String) -> Int {
+        topics[topic]?.handles.count ?? 0
     }
 
     /// Sends `topic`'s subscribe as it stands now, once the one in flight is answered, or once

@@ -1,5 +1,5 @@
 import struct Broker.TopicPattern
-import ChorusSDK
+@testable import ChorusSDK
 import Foundation
 import Synchronization
 import Node
@@ -49,6 +49,11 @@ struct SDKHistoryTests {
             var recoveredMessages = recovered.makeAsyncIterator()
             #expect(await replayedMessages.next()?.data == ["n": 1], "live after all")
             #expect(await recoveredMessages.next()?.data == ["n": 2], "live after all")
+            // A later subscriber of the live topic with since hears at once that nothing is recovered.
+            let later = StreamPosition(offset: 1, epoch: "gone")
+            _ = try await client.subscribe("live.replay", since: later)
+            let laterFailure = await first(in: events) { if case .recoveryFailed = $0 { true } else { false } }
+            #expect(laterFailure == .recoveryFailed(topic: "live.replay", since: later))
             await client.close()
         }
     }
@@ -117,16 +122,9 @@ struct SDKHistoryTests {
         let first = Task { try await client.subscribe("chat.late") }
         try #require(await eventually { scripted.process.output().contains("subscribe chat.late\n") }, "\(scripted.process.output())")
         let behind = StreamPosition(offset: 1, epoch: "E")
-        let started = Started()
-        let late = Task {
-            started.count.add(1, ordering: .relaxed)
-            return try await client.subscribe("chat.late", since: behind)
-        }
-        let level = Task {
-            started.count.add(1, ordering: .relaxed)
-            return try await client.subscribe("chat.late", since: StreamPosition(offset: 3, epoch: "E"))
-        }
-        #expect(await eventually { started.count.load(ordering: .relaxed) == 2 })
+        let late = Task { try await client.subscribe("chat.late", since: behind) }
+        let level = Task { try await client.subscribe("chat.late", since: StreamPosition(offset: 3, epoch: "E")) }
+        try #require(await eventually { await client.subscriberCount(of: "chat.late") == 3 }, "both are the client's before the answer")
         try await client.ping()  // the node answers the subscribe after it
         for subscription in [try await first.value, try await late.value, try await level.value] {
             var messages = subscription.makeAsyncIterator()
@@ -261,7 +259,3 @@ struct SDKHistoryTests {
     }
 }
 
-/// How many of a test's tasks have begun their call.
-private final class Started: Sendable {
-    let count = Atomic<Int>(0)
-}
