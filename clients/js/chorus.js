@@ -613,9 +613,10 @@ export class ChorusClient {
     let token, tokenGeneration;
     this._opening = true;
     try {
-      // A provider is asked before every connection after the first, so a reconnect never
-      // presents a token that expired while the client was away; and before a connect() after
-      // disconnect() once the token's known expiry is past or within renewBefore.
+      // A provider is asked before every connection after the first (unless the application
+      // set a token since it was last asked, below), so a reconnect never presents a token
+      // that expired while the client was away; and before a connect() after disconnect()
+      // once the token's known expiry is past or within renewBefore.
       const expiring = this._expiresAt !== undefined && Date.now() >= this._expiresAt - Math.max(0, this.options.renewBefore || 0);
       // A setToken() since the provider was last asked (e.g. while waiting out the backoff):
       // the application's token is newer than what the provider would answer. For this attempt only.
