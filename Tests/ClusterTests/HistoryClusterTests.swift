@@ -19,6 +19,31 @@ extension ClusterTests {
             }
         }
 
+        @Test("while Redis does not answer, one user has at most 4 GET /api/history reads in flight: more get 429 at once, and the 4 are answered once it does")
+        func historyReadsInFlightBounded() async throws {
+            try await withCluster(nodes: 1, environment: ["PUBSUB_REDIS_TIMEOUT": "20000"]) { cluster in
+                let node = cluster.node(1)
+                let url = "\(node.baseURL)/api/history/rooms.hung"
+                let headers = ["Authorization": "Bearer \(node.token("bob"))"]
+                #expect(try await HTTP.get(url, headers: headers).status == 200)
+                let redis = cluster.redis[0]
+                redis.pause()  // each read waits on Redis
+                let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
+                    for _ in 0..<8 { group.addTask { try await HTTP.get(url, headers: headers).status } }
+                    var statuses: [Int] = []
+                    for try await status in group {
+                        statuses.append(status)
+                        if statuses.count == 4 { redis.resume() }  // the four refused at once
+                    }
+                    return statuses
+                }
+                redis.resume()
+                #expect(statuses.prefix(4).allSatisfy { $0 == 429 }, "\(statuses)")
+                #expect(statuses.suffix(4).allSatisfy { $0 == 200 }, "\(statuses)")
+                #expect(try await HTTP.get(url, headers: headers).status == 200, "places free again")
+            }
+        }
+
         @Test("a messageId repeated on another node is a duplicate: acknowledged, delivered and stored once")
         func idempotentAcrossNodes() async throws {
             try await withCluster(nodes: 2) { cluster in

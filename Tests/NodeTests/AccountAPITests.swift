@@ -94,6 +94,24 @@ struct AccountAPITests {
         }
     }
 
+    @Test("login and register bodies are at most 4 KiB (413), and past the address's login budget a login is refused before its body is read")
+    func credentialBodies() async throws {
+        try await withNode(["AUTH_LOGIN_ATTEMPTS_PER_MINUTE": "1"]) { node in
+            let padding = String(repeating: "x", count: 5_000)
+            for path in ["/api/auth/login", "/api/auth/register"] {
+                let large = try await HTTP.post("\(node.baseURL)\(path)", json: ["username": "dave", "password": "correct horse", "pad": padding])
+                #expect(large.status == 413, "\(path): \(large.status) \(large.text)")
+            }
+            // The address's budget (5 names a minute at one attempt each) is spent: the next
+            // login is 429 whatever its body, even one that is not JSON at all.
+            for n in 0..<4 {
+                _ = try await HTTP.post("\(node.baseURL)/api/auth/login", json: ["username": "user\(n)", "password": "guess guess"])
+            }
+            let refused = try await HTTP.request("POST", "\(node.baseURL)/api/auth/login", body: Data("not json".utf8))
+            #expect(refused.status == 429, "\(refused.status) \(refused.text)")
+        }
+    }
+
     @Test("one address trying name after name is throttled too; a name that cannot exist is refused before its own budget")
     func loginThrottleAcrossNames() async throws {
         try await withNode(["AUTH_LOGIN_ATTEMPTS_PER_MINUTE": "2"]) { node in
@@ -102,7 +120,7 @@ struct AccountAPITests {
             let started = ContinuousClock.now
             var statuses: [Int] = []
             for index in 0..<40 where statuses.last != 429 {
-                let name = index == 0 ? String(repeating: "x", count: 5000) : "user\(index)"
+                let name = index == 0 ? String(repeating: "x", count: 300) : "user\(index)"
                 statuses.append(try await HTTP.post(
                     "\(node.baseURL)/api/auth/login", json: ["username": name, "password": "guess guess"]).status)
             }
@@ -123,7 +141,7 @@ struct AccountAPITests {
                 }
                 return statuses
             }
-            let impossible = try await tries(String(repeating: "x", count: 5000))
+            let impossible = try await tries(String(repeating: "x", count: 300))
             let possible = try await tries("ghost")
             #expect(impossible == [401, 401, 401])
             #expect(possible == [401, 401, 429])

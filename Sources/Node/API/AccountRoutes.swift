@@ -40,6 +40,9 @@ struct AccountRoutes {
     static let namesPerAddress = 5
     /// bcrypt reads at most 72 bytes; longer passwords are refused rather than cut silently.
     static let passwordBytes = 8...72
+    /// The largest register or login body: a name of 32 bytes and a password of 72, escaped,
+    /// fit many times over (larger: 413).
+    static let maxCredentialsBody = 4_096
 
     func register(on router: Router<NodeRequestContext>) {
         router.post("/api/auth/register") { request, context in
@@ -80,8 +83,7 @@ struct AccountRoutes {
             throw APIError(429, "too many registrations from this address: try again in a minute")
         }
         let minter = try minter()
-        let body = try await RequestBody(
-            &request, limit: node.configuration.maxMessageSize, budget: node.bodies, holder: .network(network))
+        let body = try await RequestBody(&request, limit: Self.maxCredentialsBody, budget: node.bodies, holder: .network(network))
         let username = try body.string("username")
         let password = try body.string("password")
         guard Self.isValidUsername(username) else {
@@ -103,16 +105,16 @@ struct AccountRoutes {
     private func login(_ request: inout Request, context: NodeRequestContext) async throws -> Response {
         let minter = try minter()
         let address = node.clientNetwork(request, context)
-        let body = try await RequestBody(
-            &request, limit: node.configuration.maxMessageSize, budget: node.bodies, holder: .network(address))
-        let username = try body.string("username")
-        let password = try body.string("password")
         // Two budgets: per address (so one client cannot try name after name) and per address
-        // and name (guesses at one account). Names that cannot exist are refused before they
-        // take a key in the throttle's table or a bcrypt check.
+        // and name (guesses at one account). The first is taken before the body is read, so that
+        // nobody gets bodies read and parsed without limit; names that cannot exist are refused
+        // before they take a key in the throttle's table or a bcrypt check.
         guard throttle.attempt("login \(address)", cost: 1.0 / Double(Self.namesPerAddress)) else {
             throw APIError(429, "too many login attempts from this address: try again in a minute")
         }
+        let body = try await RequestBody(&request, limit: Self.maxCredentialsBody, budget: node.bodies, holder: .network(address))
+        let username = try body.string("username")
+        let password = try body.string("password")
         guard Self.isValidUsername(username) else { throw APIError(401, "invalid user name or password") }
         guard throttle.attempt("login \(address) \(username)") else {
             throw APIError(429, "too many login attempts for '\(username)': try again in a minute")

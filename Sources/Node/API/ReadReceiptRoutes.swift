@@ -8,7 +8,7 @@ import Store
 struct ReadReceiptRoutes {
     let receipts: ReadReceipts
     /// One listing per user at a time: each costs a probe per conversation of the user.
-    let listings = SingleFlight()
+    let listings = InFlightLimit(perKey: 1)
 
     static let defaultPageSize = 20
 
@@ -17,6 +17,8 @@ struct ReadReceiptRoutes {
     func register(on router: Router<NodeRequestContext>) {
         router.post("/api/messages/:id/read") { request, context in
             let user = try Caller.user(request, node: node)
+            // It may publish `message.read`: counted as the user's HTTP publishes are.
+            try node.httpPublishes.admit(user.id)
             let record = try await receipts.markRead(messageId: context.parameters.get("id") ?? "", by: user)
             return Response.json(record.json)
         }
