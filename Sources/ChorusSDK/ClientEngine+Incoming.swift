@@ -4,7 +4,7 @@ import Foundation
 extension ClientEngine {
     /// Handles one message of the node; a ``ConnectionEnding`` when the connection must end.
     func receive(_ text: String, on connection: WebSocketConnection) -> ConnectionEnding? {
-        guard let fields = (try? JSONValue(parsing: text))?.objectValue, let type = fields["type"]?.stringValue else {
+        guard let fields = Self.fields(of: text), let type = fields["type"]?.stringValue else {
             emit(.error(.protocolViolation(String(text.prefix(200)))))
             return nil
         }
@@ -332,6 +332,21 @@ extension ClientEngine {
                 handle.presence.yield(PresenceEvent(topic: topic, kind: .resync, member: nil, timestamp: PresenceEvent.now()))
             }
         }
+    }
+
+    /// The frame's members. A number no `Double` holds (`1e400`, `1e-400`) fails ``JSONValue``
+    /// for the whole frame; in `data` or `metadata` (anything a publisher sent) it makes those
+    /// two `null` in this view only, so that the message still arrives, with ``ChorusMessage/rawData``
+    /// (read from `text` itself) exactly as published.
+    static func fields(of text: String) -> [String: JSONValue]? {
+        if let fields = (try? JSONValue(parsing: text))?.objectValue { return fields }
+        var stripped = text
+        for key in ["data", "metadata"] {
+            guard let value = RawJSON.member(key, in: stripped) else { continue }
+            stripped.replaceSubrange(value.startIndex..<value.endIndex, with: "null")
+        }
+        guard stripped != text else { return nil }
+        return (try? JSONValue(parsing: stripped))?.objectValue
     }
 
     func forEachHandle(covering topic: String, _ body: (Handle) -> Void) {

@@ -76,6 +76,27 @@ struct SDKNodeTests {
         }
     }
 
+    @Test("a message whose data or metadata holds a number no Double holds (1e400, 1e-400) still arrives: rawData exactly as published, data null in the typed view")
+    func numbersPastDouble() async throws {
+        try await withNodeProcess { node in
+            let client = try ChorusClient(url: SDKNode.url(node), token: node.token("bob"), configuration: SDKNode.configuration())
+            let subscription = try await client.subscribe("chat.huge")
+            for body in [
+                #"{"topic":"chat.huge","data":{"e":1e400,"z":-0,"tiny":1e-400},"metadata":{"m":-1e400}}"#,
+                #"{"topic":"chat.huge","data":{"after":true}}"#,
+            ] {
+                let published = try await HTTP.post("\(node.baseURL)/api/publish", body: Data(body.utf8), headers: ["X-API-Key": Cluster.apiKey])
+                #expect(published.status == 202, "\(published.text)")
+            }
+            var messages = subscription.makeAsyncIterator()
+            let huge = try #require(await messages.next())
+            #expect(huge.rawData == #"{"e":1e400,"z":-0,"tiny":1e-400}"#)
+            #expect(huge.data == .null)
+            #expect(try #require(await messages.next()).data == ["after": true])
+            await client.close()
+        }
+    }
+
     private struct Invite: Codable, Equatable {
         var room: String
         var big: UInt64
