@@ -11,6 +11,12 @@ import TestSupport
 /// Request bodies sent slowly: each one holds memory while it arrives.
 @Suite("HTTP request bodies sent slowly", .timeLimit(.minutes(2)))
 struct RequestBodyLimitsTests {
+    /// Small bodies, connections kept, and logins that the per-address attempt budget (taken
+    /// before the body is read) does not stop: these tests hold the body budget with them.
+    static let slowLogins = [
+        "WEBSOCKET_MAX_MESSAGE_SIZE": "4096", "HTTP_IDLE_TIMEOUT": "600000", "AUTH_LOGIN_ATTEMPTS_PER_MINUTE": "100000",
+    ]
+
     @Test("a request not whole (body included) HTTP_IDLE_TIMEOUT after its head is closed, however often a byte of it arrives; one that ends in time is not")
     func deadlineFromTheHead() throws {
         let channel = EmbeddedChannel(handler: RequestDeadline(limit: .seconds(60)))
@@ -126,7 +132,7 @@ struct RequestBodyLimitsTests {
 
     @Test("bodies are charged as they arrive: requests that sent a byte each hold a byte each, and one client network holding an eighth of the node's budget (8 bodies of WEBSOCKET_MAX_MESSAGE_SIZE) is answered 503 with Retry-After; a body that ends gives its bytes back")
     func bodyBudget() async throws {
-        try await withNodeProcess(["WEBSOCKET_MAX_MESSAGE_SIZE": "4096", "HTTP_IDLE_TIMEOUT": "600000"]) { node in
+        try await withNodeProcess(Self.slowLogins) { node in
             let login = "http://127.0.0.1:\(node.port)/api/auth/login"
             let wrong: [String: Any] = ["username": "nobody", "password": "wrong password"]
             var idle: [SlowRequest] = []
@@ -150,7 +156,7 @@ struct RequestBodyLimitsTests {
 
     @Test("a login answered 503 before its body arrived (the budget taken) gets its answer, and its connection is closed once the body has not ended 5 s later: it held a receive buffer for HTTP_IDLE_TIMEOUT")
     func refusedBodyIsNotKept() async throws {
-        try await withNodeProcess(["WEBSOCKET_MAX_MESSAGE_SIZE": "4096", "HTTP_IDLE_TIMEOUT": "600000"]) { node in
+        try await withNodeProcess(Self.slowLogins) { node in
             let slow = try SlowRequest.share(port: node.port)
             defer { for socket in slow { socket.close() } }
             let login = "http://127.0.0.1:\(node.port)/api/auth/login"
