@@ -47,15 +47,11 @@ enum HistoryRecovery {
         var nodeOnly = false
         var history: [Envelope]
         var live: [Delivery]
-        /// Held messages at or before `position` that a subscription live before this
-        /// `subscribe` still owes the client and the page written does not hold (a `replay`
-        /// shorter than what came during the read, a page cut to fit, none at all): written
-        /// ahead of the answer, as they would have been without it (a `subscribe` that only
-        /// changes presence, or a `replay` on a topic a pattern delivers, must miss nothing).
-        var earlier: [Delivery] = []
-        /// All held messages at or before `position` of a subscription live before, from which
-        /// ``earlier`` is taken again whenever `history` changes (``settleEarlier(after:)``).
+        /// All held messages at or before `position` of a subscription live before this
+        /// `subscribe`: what it owed the client when the read was done.
         var owed: [Delivery] = []
+        /// The `since` asked for: the client has what is at or before it.
+        var since: HistoryPosition?
         /// Such a subscription's held messages overflowed: some are lost, which the connection's
         /// subscriptions of the topic hear as a `gap`.
         var gap = false
@@ -64,11 +60,14 @@ enum HistoryRecovery {
         /// subscription's messages over: those still on their way are owed to the client too.
         var watermark: HistoryPosition?
 
-        /// ``earlier``: what is ``owed`` but neither in `history` (a page is the newest
-        /// messages, so those from its first on) nor at or before `since`, which the client has.
-        mutating func settleEarlier(after since: HistoryPosition?) {
+        /// What is ``owed`` and the page written does not hold (a `replay` shorter than what came
+        /// during the read, a page cut to fit, none at all), nor the client by its `since`:
+        /// written ahead of the answer, as it would have been without it (a `subscribe` that
+        /// only changes presence, or a `replay` on a topic a pattern delivers, must miss
+        /// nothing). A page is the newest messages, so it holds those from its first on.
+        var earlier: [Delivery] {
             let first = history.first?.historyPosition
-            earlier = owed.filter { delivery in
+            return owed.filter { delivery in
                 guard let offset = delivery.offset else { return true }
                 if let first, delivery.epoch == first.epoch, offset >= first.offset { return false }
                 if let since, delivery.epoch == since.epoch, offset <= since.offset { return false }
@@ -112,12 +111,10 @@ enum HistoryRecovery {
             guard let offset = delivery.offset, delivery.epoch == position.epoch else { return true }
             return offset > position.offset
         }
-        var plan = Plan(
+        return Plan(
             recovered: recovered, position: position, nodeOnly: page.nodeOnly, history: history,
             live: held.deliveries.filter(isLater), owed: wasLive ? held.deliveries.filter { !isLater($0) } : [],
-            watermark: passesThrough ? nil : position)
-        plan.settleEarlier(after: request?.since)
-        return plan
+            since: request?.since, watermark: passesThrough ? nil : position)
     }
 
     /// For a session that takes no deliveries now (its token expired while the history was
@@ -128,7 +125,7 @@ enum HistoryRecovery {
         var deferred = plan
         deferred.history = []
         deferred.live = []
-        deferred.earlier = []
+        deferred.owed = []
         deferred.gap = false  // its catch-up (`since`) after the renewal reads them from history
         if let first = plan.earlier.first?.historyPosition ?? plan.history.first?.historyPosition ?? plan.live.first?.historyPosition, first.epoch == plan.position?.epoch, first.offset > 0 {
             deferred.position = HistoryPosition(offset: first.offset - 1, epoch: first.epoch)
@@ -148,15 +145,14 @@ enum HistoryRecovery {
         if case .since? = request {
             plan.recovered = false
             plan.history = []
-        } else {
-            var first = 0
-            while first < plan.history.count, total > room {
-                total -= historyBytes[first]
-                first += 1
-            }
-            plan.history.removeFirst(first)
+            return
         }
-        plan.settleEarlier(after: request?.since)
+        var first = 0
+        while first < plan.history.count, total > room {
+            total -= historyBytes[first]
+            first += 1
+        }
+        plan.history.removeFirst(first)
     }
 
     /// True when `page` holds every message of stream `epoch` after `offset`, up to its position.

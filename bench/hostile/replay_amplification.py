@@ -3,7 +3,7 @@ probe measures another client's delivery latency. Reports Redis bytes sent (ampl
 p50/p99, subscribe loops completed, closes seen, node RSS."""
 import asyncio, json, sys, time
 import websockets
-from hostile_common import redis_out as redis_bytes, rss, token as mint
+from hostile_common import peak_rss, quantile, redis_out as redis_bytes, token as mint
 
 PORT, REDIS = int(sys.argv[1]), int(sys.argv[2])
 BIN, SECONDS, ATTACKERS = sys.argv[3], float(sys.argv[4]), int(sys.argv[5])
@@ -64,17 +64,13 @@ async def main(pid):
     before = redis_out()
     tasks = [asyncio.create_task(attacker(n)) for n in range(ATTACKERS if MODE != "probe" else 0)]
     if MODE != "attack": tasks += [asyncio.create_task(prober()), asyncio.create_task(reader())]
-    peak = 0
-    t0 = time.time()
-    while time.time() - t0 < SECONDS:
-        await asyncio.sleep(0.5)
-        peak = max(peak, rss(pid))
+    peak = await peak_rss(pid, SECONDS, every=0.5)
     stop = True
     out = redis_out() - before
     await asyncio.sleep(0.5)
     for t in tasks: t.cancel()
     lat.sort()
-    q = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] if lat else float("nan")
+    q = lambda p: quantile(lat, p)
     if MODE == "attack": print(json.dumps({"loops": loops[0], "closes": closes})); return
     print(json.dumps({"attackers": ATTACKERS, "seconds": SECONDS, "redis_MB_out": round(out / 1e6, 1),
                       "loops": loops[0], "closes": closes, "probe_n": len(lat), "p50_ms": round(q(0.5), 2),

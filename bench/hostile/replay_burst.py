@@ -5,7 +5,7 @@ in another connection measures delivery latency on its own topic. Reports the no
 bytes Redis sent, bursts completed, history messages received, closes, probe p50/p99."""
 import asyncio, json, sys, time, urllib.request
 import websockets
-from hostile_common import redis_out as redis_bytes, rss, token as mint
+from hostile_common import peak_rss, quantile, redis_out as redis_bytes, rss, token as mint
 
 PORT, REDIS = int(sys.argv[1]), int(sys.argv[2])
 BIN, SECONDS, ATTACKERS, PID, MODE = sys.argv[3], float(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), sys.argv[7]
@@ -75,16 +75,13 @@ async def main():
 
     before, start_rss = redis_out(), rss(PID)
     tasks = [asyncio.create_task(attacker(n)) for n in range(ATTACKERS)] + [asyncio.create_task(prober())]
-    peak, t0 = 0, time.time()
-    while time.time() - t0 < SECONDS:
-        await asyncio.sleep(0.25)
-        peak = max(peak, rss(PID))
+    peak = await peak_rss(PID, SECONDS, every=0.25)
     stop = True
     out = redis_out() - before
     await asyncio.sleep(0.5)
     for t in tasks: t.cancel()
     lat.sort()
-    q = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] if lat else float("nan")
+    q = lambda p: quantile(lat, p)
     print(json.dumps({"attackers": ATTACKERS, "seconds": SECONDS, "rss_start_MiB": start_rss, "peak_rss_MiB": peak,
                       "redis_MB_out": round(out / 1e6, 1), "bursts": bursts[0], "history_messages": received[0],
                       "closes": closes, "probe_n": len(lat), "p50_ms": round(q(0.5), 2), "p99_ms": round(q(0.99), 2)}))
