@@ -463,6 +463,31 @@ extension ClusterTests {
             }
         }
 
+        @Test("while Redis does not answer, one user has at most 4 presence reads in flight over HTTP (members and online state together): more get 429 at once, and the 4 are answered once it does")
+        func httpReadsInFlightBounded() async throws {
+            try await withCluster(nodes: 1, environment: ["PUBSUB_REDIS_TIMEOUT": "20000"]) { cluster in
+                let node = cluster.node(1)
+                let headers = ["Authorization": "Bearer \(node.token("bob"))"]
+                let urls = ["\(node.baseURL)/api/presence/rooms.hung", "\(node.baseURL)/api/users/bob/presence"]
+                #expect(try await HTTP.get(urls[0], headers: headers).status == 200)
+                let redis = cluster.redis[0]
+                redis.pause()  // each read waits on Redis
+                let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
+                    for n in 0..<8 { group.addTask { try await HTTP.get(urls[n % 2], headers: headers).status } }
+                    var statuses: [Int] = []
+                    for try await status in group {
+                        statuses.append(status)
+                        if statuses.count == 4 { redis.resume() }  // the four refused at once
+                    }
+                    return statuses
+                }
+                redis.resume()
+                #expect(statuses.prefix(4).allSatisfy { $0 == 429 }, "\(statuses)")
+                #expect(statuses.suffix(4).allSatisfy { $0 == 200 }, "\(statuses)")
+                #expect(try await HTTP.get(urls[1], headers: headers).status == 200, "places free again")
+            }
+        }
+
         @Test("a join storm on three nodes reaches a watcher batched: every join once, in fewer frames")
         func joinStorm() async throws {
             try await withCluster(environment: ["WEBSOCKET_MAX_CONNECTIONS_PER_IP": "10000"]) { cluster in

@@ -22,16 +22,11 @@ import NIOCore
 /// `after + 1`, and a client filling a gap must reload instead (as `recovered: false` tells a
 /// `subscribe` with `since`).
 ///
-/// A caller has at most ``readsPerCaller`` reads in flight (a user, or the `API_KEY`), and one
-/// client network ``readsPerNetwork``; more are answered 429 at once: on Redis every read waits
-/// in the queue that the `subscribe` recoveries of its server use.
+/// A caller (a user, or the `API_KEY`) and a client network have a few reads in flight at most
+/// (``StoreReadLimit``); more are answered 429 at once.
 struct HistoryRoutes {
     let node: NodeContext
-    let callerReads = InFlightLimit(perKey: HistoryRoutes.readsPerCaller)
-    let networkReads = InFlightLimit(perKey: HistoryRoutes.readsPerNetwork)
-
-    static let readsPerCaller = 4
-    static let readsPerNetwork = 16
+    let reads = StoreReadLimit(of: "history")
 
     /// About the most bytes of messages one page carries past its first message.
     static let pageBytes = 1 << 20
@@ -76,20 +71,10 @@ struct HistoryRoutes {
         let after = try number("after", in: 0...HistoryPosition.maxOffset)
         let before = try number("before", in: 1...HistoryPosition.maxOffset)
         let query = HistoryQuery(after: after, before: before, limit: limit, newest: after == nil, maxBytes: Self.pageBytes)
-        let callerKey = if case .user(let user) = caller { "user \(user.id)" } else { "api key" }
-        let network = node.clientNetwork(request, context)
-        let read = await networkReads.run(network) {
-            await callerReads.run(callerKey) {
-                await withCheckedContinuation { continuation in
-                    adapter.readHistory(topic, query) { continuation.resume(returning: $0) }
-                }
+        let page = try await reads.run(for: caller, from: node.clientNetwork(request, context)) {
+            await withCheckedContinuation { continuation in
+                adapter.readHistory(topic, query) { continuation.resume(returning: $0) }
             }
-        }
-        guard let read, let page = read else {
-            var error = APIError(
-                429, "at most \(Self.readsPerCaller) history reads in flight per caller (\(Self.readsPerNetwork) per address): wait for one")
-            error.retryAfter = 1
-            throw error
         }
         switch page {
         case .failure(let error):

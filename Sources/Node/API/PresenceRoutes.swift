@@ -9,44 +9,59 @@ import NIOCore
 /// Both answer the application (`API_KEY`) and any token that may subscribe to the topic
 /// (`presence.user.<id>` for a user's online state: the user, or a token whose grants cover it).
 /// While the shared store cannot be reached, the topic's members are this node's own, marked
-/// `"scope":"node"`.
+/// `"scope":"node"`. A caller and a client network have a few reads in flight at most
+/// (``StoreReadLimit``); more are answered 429 at once.
 struct PresenceRoutes {
     let node: NodeContext
 
+    let reads = StoreReadLimit(of: "presence")
+
+    /// What the shared store answered `GET /api/presence/{topic}`.
+    private enum StoreAnswer: Sendable {
+        case page(PresencePage)
+        case count(Int)
+    }
+
     func register(on router: Router<NodeRequestContext>) {
         router.get("/api/presence/:topic") { request, context in
-            await members(request, topicName: context.parameters.get("topic") ?? "")
+            try await members(request, context, topicName: context.parameters.get("topic") ?? "")
         }
         router.get("/api/users/:user/presence") { request, context in
-            await online(request, userId: context.parameters.get("user") ?? "")
+            try await online(request, context, userId: context.parameters.get("user") ?? "")
         }
     }
 
-    /// Nil when the caller may read `topic`'s presence, else the error to answer.
-    private func denial(_ request: Request, topic: Topic) -> Response? {
-        let caller: Caller
-        do {
-            caller = try Caller.identify(request, node: node, allowAPIKey: true)
-        } catch {
-            return error.response
-        }
+    /// The caller, when it may read `topic`'s presence; else throws the error to answer.
+    private func caller(_ request: Request, topic: Topic) throws(APIError) -> Caller {
+        let caller = try Caller.identify(request, node: node, allowAPIKey: true)
         if case .user(let user) = caller, let denial = TopicAccess.subscribeDenial(TopicPattern(topic), user: user) {
-            return APIError(403, denial).response
+            throw APIError(403, denial)
         }
-        return nil
+        return caller
     }
 
-    private func members(_ request: Request, topicName: String) async -> Response {
+    private func members(_ request: Request, _ context: NodeRequestContext, topicName: String) async throws -> Response {
         let topic: Topic
         do {
             topic = try Topic(topicName)
         } catch {
-            return APIError(400, "illegal topic: \(error) (presence needs a concrete topic)").response
+            throw APIError(400, "illegal topic: \(error) (presence needs a concrete topic)")
         }
-        if let denial = denial(request, topic: topic) { return denial }
+        let caller = try caller(request, topic: topic)
         let query = request.uri.queryParameters
         let countOnly = ["true", "1"].contains(query["countOnly"].map(String.init) ?? "")
         let after = query["after"].map(String.init)
+        let store = node.presence.store
+        // The shared store's answer, or why it gave none (then this node's own members).
+        let answer: Result<StoreAnswer, any Error> = try await reads.run(for: caller, from: node.clientNetwork(request, context)) {
+            do {
+                if countOnly { return .success(.count(try await store.count(of: topic))) }
+                return .success(.page(try await store.members(
+                    of: topic, after: after, limit: PresencePage.maxMembers, maxBytes: PageRequest.pageBytes)))
+            } catch {
+                return .failure(error)
+            }
+        }
         var json = JSONWriter()
         json.raw("{\"topic\":")
         json.string(topic.name)
@@ -55,16 +70,13 @@ struct PresenceRoutes {
             json.raw(",\"members\":")
             if PresenceFrames.writeMembers(of: page, to: &json, budget: PageRequest.pageBytes) { json.raw(",\"truncated\":true") }
         }
-        do {
-            if countOnly {
-                json.raw(",\"count\":\(try await node.presence.store.count(of: topic))")
-            } else {
-                let page = try await node.presence.store.members(
-                    of: topic, after: after, limit: PresencePage.maxMembers, maxBytes: PageRequest.pageBytes)
-                list(page)
-                json.raw(",\"count\":\(page.count)")
-            }
-        } catch {
+        switch answer {
+        case .success(.page(let page)):
+            list(page)
+            json.raw(",\"count\":\(page.count)")
+        case .success(.count(let count)):
+            json.raw(",\"count\":\(count)")
+        case .failure:
             let page = node.presence.localPage(of: topic, after: after)
             if !countOnly { list(page) }
             json.raw(",\"count\":\(page.count),\"scope\":\"node\"")
@@ -73,25 +85,32 @@ struct PresenceRoutes {
         return .json(bytes: json.bytes)
     }
 
-    private func online(_ request: Request, userId: String) async -> Response {
-        if let problem = UserID.problem(userId) { return APIError(400, "user id '\(EchoedText.cut(userId))' \(problem)").response }
-        guard let topic = PresenceService.userTopic(userId) else { return APIError(400, "invalid user id").response }
-        if let denial = denial(request, topic: topic) { return denial }
+    private func online(_ request: Request, _ context: NodeRequestContext, userId: String) async throws -> Response {
+        if let problem = UserID.problem(userId) { throw APIError(400, "user id '\(EchoedText.cut(userId))' \(problem)") }
+        guard let topic = PresenceService.userTopic(userId) else { throw APIError(400, "invalid user id") }
+        let caller = try caller(request, topic: topic)
+        let store = node.presence.store
+        // Online now (nil), else when last seen (nil inside: never, or forgotten).
+        let lastLeft: Result<Date??, any Error> = try await reads.run(for: caller, from: node.clientNetwork(request, context)) {
+            do {
+                if try await store.count(of: topic) > 0 { return .success(nil) }
+                return .success(.some(try await store.lastLeft(topic: topic)))
+            } catch {
+                return .failure(error)
+            }
+        }
         var json = JSONWriter()
         json.raw("{\"userId\":")
         json.string(userId)
-        do {
-            let online = try await node.presence.store.count(of: topic) > 0
-            json.raw(",\"online\":\(online),\"lastSeenAt\":")
-            if online {
-                json.string(Timestamp.string(Date()))
-            } else if let seen = try await node.presence.store.lastLeft(topic: topic) {
-                json.string(Timestamp.string(seen))
-            } else {
-                json.raw("null")
-            }
-        } catch {
-            return node.outages.error("presence store", reason: error).response
+        switch lastLeft {
+        case .success(nil):
+            json.raw(",\"online\":true,\"lastSeenAt\":")
+            json.string(Timestamp.string(Date()))
+        case .success(.some(let left)):
+            json.raw(",\"online\":false,\"lastSeenAt\":")
+            if let left { json.string(Timestamp.string(left)) } else { json.raw("null") }
+        case .failure(let error):
+            throw node.outages.error("presence store", reason: error)
         }
         json.raw("}")
         return .json(bytes: json.bytes)
