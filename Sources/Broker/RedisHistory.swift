@@ -51,6 +51,8 @@ enum RedisHistory {
         local size, ttl, newEpoch = ARGV[1], ARGV[2], ARGV[3]
         local topics, order, seen, result = {}, {}, {}, {}
         local k, a = 1, 4
+        -- Lua's own number format (%.14g) would write offsets past 10^14 as 1e+14.
+        local function digits(n) return string.format('%d', n) end
         local function publish()
           while a <= #ARGV do
             local meta, stream, idkey, nextk = KEYS[k], KEYS[k + 1], nil, k + 2
@@ -97,11 +99,11 @@ enum RedisHistory {
               result[#result + 1] = tonumber(earlier)
             else
               local offset = t.offset + 1
-              local payload = '{"offset":' .. offset .. ',"epoch":"' .. t.epoch .. '",' .. string.sub(ARGV[a + 1], 2)
-              redis.call('XADD', stream, 'MAXLEN', size, offset .. '-0', 'e', payload)
+              local payload = '{"offset":' .. digits(offset) .. ',"epoch":"' .. t.epoch .. '",' .. string.sub(ARGV[a + 1], 2)
+              redis.call('XADD', stream, 'MAXLEN', size, digits(offset) .. '-0', 'e', payload)
               t.offset = offset
               if idkey then
-                redis.call('SET', idkey, offset .. '\\0' .. t.epoch, 'PX', ttl)
+                redis.call('SET', idkey, digits(offset) .. '\\0' .. t.epoch, 'PX', ttl)
                 seen[idkey] = offset
               end
               redis.call('PUBLISH', ARGV[a], payload)
@@ -128,7 +130,7 @@ enum RedisHistory {
         for _, meta in ipairs(order) do
           local t = topics[meta]
           if t.offset ~= t.start then
-            redis.call('HSET', meta, 'epoch', t.epoch, 'offset', t.offset)
+            redis.call('HSET', meta, 'epoch', t.epoch, 'offset', digits(t.offset))
             redis.call('PEXPIRE', meta, ttl)
             redis.call('PEXPIRE', t.stream, ttl)
           end

@@ -99,6 +99,29 @@ struct RedisHistoryBatchTests {
         }
     }
 
+    @Test("offsets past 10^14 are written as digits everywhere (stream id, payload, topic offset, messageId record): Lua's default number format would write 1e+14")
+    func largeOffsets() async throws {
+        try await RedisTest.withServers { servers in
+            let redis = servers[0]
+            let start = 99_999_999_999_999
+            _ = try await redis.command(["HSET", "pubsub:@history-meta:t.big", "epoch", "E1", "offset", "\(start)"])
+            let outcomes = try await Self.call(redis, [Self.outgoing("t.big", 1, messageId: "x"), Self.outgoing("t.big", 2)])
+            #expect(outcomes.map(\.position) == [HistoryPosition(offset: start + 1, epoch: "E1"), HistoryPosition(offset: start + 2, epoch: "E1")])
+            #expect(try await Self.streamIDs(redis, "t.big") == ["\(start + 1)-0", "\(start + 2)-0"])
+            let meta = try await redis.command(["HGET", "pubsub:@history-meta:t.big", "offset"])
+            #expect(meta.string == "\(start + 2)")
+            guard case .array(let entries) = try await redis.command(["XRANGE", "pubsub:@history:t.big", "-", "+", "COUNT", "1"]),
+                case .array(let entry) = entries.first, case .array(let fields) = entry.last
+            else {
+                Issue.record("no stream entry")
+                return
+            }
+            #expect(fields.last?.string?.hasPrefix("{\"offset\":\(start + 1),\"epoch\":\"E1\",") == true, "\(fields)")
+            let again = try await Self.call(redis, [Self.outgoing("t.big", 1, messageId: "x")])
+            #expect(again == [PublishOutcome(position: HistoryPosition(offset: start + 1, epoch: "E1"), duplicate: true)])
+        }
+    }
+
     @Test("a messageId is per topic, whatever the topic and the id hold: topic rooms with id lobby:K and topic rooms:lobby with id K are both stored")
     func idsPerTopic() async throws {
         try await RedisTest.withServers { servers in
