@@ -444,6 +444,13 @@ public final class RedisPresenceStore: PresenceStore {
                 bytes(after ?? ""), bytes(String(limit)), bytes(String(max(1, maxBytes))),
                 bytes(topic.name.hasPrefix(PresenceEventData.userTopicPrefix) ? "1" : "0"),
             ])
+        return try Self.page(reply)
+    }
+
+    /// The page in the presence page script's reply. A member whose document is not a JSON
+    /// object (nothing this code writes, but Redis holds whatever anyone wrote) is left out: a
+    /// listing adds `userId` to each document.
+    static func page(_ reply: RedisReply) throws -> PresencePage {
         guard case .array(let parts) = reply, parts.count == 5, case .integer(let count) = parts[0],
             case .array(let users) = parts[1], case .array(let documents) = parts[2], case .array(let counts) = parts[3],
             documents.count == users.count, counts.count == users.count, case .integer(let more) = parts[4]
@@ -451,7 +458,8 @@ public final class RedisPresenceStore: PresenceStore {
         var members: [PresenceMember] = []
         members.reserveCapacity(users.count)
         for (index, user) in users.enumerated() {
-            guard let user = user.string, case .bulk(let bytes) = documents[index], let document = try? RawJSON(validating: bytes)
+            guard let user = user.string, case .bulk(let bytes) = documents[index], let document = try? RawJSON(validating: bytes),
+                document.isObject
             else { continue }
             members.append(PresenceMember(userId: user, member: document, connections: counts[index].string.flatMap(Int.init) ?? 0))
         }

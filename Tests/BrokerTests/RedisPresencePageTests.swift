@@ -65,6 +65,18 @@ struct RedisPresencePageTests {
         }
     }
 
+    @Test("a member document in Redis that is not a JSON object (written by something else) is left out of a page rather than listed: a listing adds fields to each document, which stopped the node")
+    func documentNotAnObject() throws {
+        let documents: [RedisReply] = [.bulk(Array(#"{"userId":"a"}"#.utf8)), .bulk(Array("[]".utf8)), .bulk(Array(#""x""#.utf8)), .bulk(Array("null".utf8)), .bulk(Array("{".utf8))]
+        let users = ["a", "b", "c", "d", "e"].map { RedisReply.bulk(Array($0.utf8)) }
+        let reply = RedisReply.array([
+            .integer(5), .array(users), .array(documents), .array(users.map { _ in .bulk(Array("1".utf8)) }), .integer(0),
+        ])
+        let page = try RedisPresenceStore.page(reply)
+        #expect(page.members.map(\.userId) == ["a"])
+        #expect(page.count == 5)
+    }
+
     @Test("a room of 2,500 pages in user id order, each member once with the full count; members stored without the index (an earlier version) are listed too, and a leave leaves the pages")
     func pagesThroughTheIndex() async throws {
         try await RedisTest.withServers { servers in
