@@ -27,9 +27,12 @@ public final class ChorusNode: Service, Sendable {
     private let logger: Logger
     private let signals: [UnixSignal]
     private let ports = Mutex<(http: Int?, websocket: Int?)>((nil, nil))
-    /// Callers of ``httpPort()`` waiting for the start to finish; nil once it has.
+    /// Callers of ``httpPort()`` waiting for the start to finish; nil once it has (or ``run()``
+    /// ended first).
     private let running = Mutex<[CheckedContinuation<Void, Never>]?>([])
-    private let serviceGroup = Mutex<ServiceGroup?>(nil)
+    /// The running services, once ``run()`` made them; `stopRequested` keeps a ``shutdown()``
+    /// that came before.
+    private let serviceGroup = Mutex<(group: ServiceGroup?, stopRequested: Bool)>((nil, false))
     private let routeList = Mutex<[String]>([])
     /// `HTTP_MAX_CONNECTIONS`, shared by the node's listeners (see ``AcceptGuard``).
     private let acceptGate: AcceptGate
@@ -84,15 +87,18 @@ public final class ChorusNode: Service, Sendable {
     }
 
     /// The HTTP port actually bound (useful with port 0); waits until the server listens.
-    public func httpPort() async -> Int {
+    /// Throws ``NodeNotListening`` when ``run()`` ended without listening (a taken port).
+    public func httpPort() async throws -> Int {
         await waitUntilRunning()
-        return ports.withLock { $0.http! }
+        guard let port = ports.withLock({ $0.http }) else { throw NodeNotListening() }
+        return port
     }
 
     /// The WebSocket port actually bound (the HTTP port unless `WEBSOCKET_PORT` differs).
-    public func websocketPort() async -> Int {
+    public func websocketPort() async throws -> Int {
         await waitUntilRunning()
-        return ports.withLock { $0.websocket ?? $0.http! }
+        guard let port = ports.withLock({ $0.websocket ?? $0.http }) else { throw NodeNotListening() }
+        return port
     }
 
     private func waitUntilRunning() async {
@@ -103,6 +109,15 @@ public final class ChorusNode: Service, Sendable {
             }
             if !waiting { continuation.resume() }
         }
+    }
+
+    /// Resumes every caller waiting for the start (it finished, or ``run()`` ended first).
+    private func releaseWaiters() {
+        let waiters = running.withLock { waiting in
+            defer { waiting = nil }
+            return waiting ?? []
+        }
+        for waiter in waiters { waiter.resume() }
     }
 
     private var separateWebSocketListener: Bool {
@@ -136,11 +151,7 @@ public final class ChorusNode: Service, Sendable {
                 // The store's service has failed too, which stops the node.
                 logger.error("store unavailable: \(error)")
             }
-            let waiters = running.withLock { waiting in
-                defer { waiting = nil }
-                return waiting ?? []
-            }
-            for waiter in waiters { waiter.resume() }
+            releaseWaiters()
         }
     }
 
@@ -151,11 +162,14 @@ public final class ChorusNode: Service, Sendable {
         return routeList.withLock { $0 }
     }
 
-    /// Starts a graceful shutdown (as SIGTERM does).
+    /// Starts a graceful shutdown (as SIGTERM does); before ``run()`` has started its services,
+    /// as soon as it does.
     public func shutdown() async {
-        if let group = serviceGroup.withLock({ $0 }) {
-            await group.triggerGracefulShutdown()
+        let group = serviceGroup.withLock { state in
+            if state.group == nil { state.stopRequested = true }
+            return state.group
         }
+        await group?.triggerGracefulShutdown()
     }
 
     public func run() async throws {
@@ -240,7 +254,12 @@ public final class ChorusNode: Service, Sendable {
         // still a clean exit rather than a crash.
         groupConfiguration.maximumCancellationDuration = .seconds(10) + configuration.redisTimeout * 2
         let serviceGroup = ServiceGroup(configuration: groupConfiguration)
-        self.serviceGroup.withLock { $0 = serviceGroup }
+        let stopRequested = self.serviceGroup.withLock { state in
+            state.group = serviceGroup
+            return state.stopRequested
+        }
+        if stopRequested { await serviceGroup.triggerGracefulShutdown() }
+        defer { releaseWaiters() }
         do {
             try await serviceGroup.run()
         } catch {

@@ -83,11 +83,16 @@ public func withNode<T: Sendable>(
 }
 
 /// The port `node` listens on, once it does; throws when its `run()` ends first (with its error)
-/// or `timeout` passes. `ChorusNode.httpPort()` alone would wait forever for a node that failed.
+/// or `timeout` passes.
 private func boundPort(of node: ChorusNode, running: Task<Void, any Error>, within timeout: Duration) async throws -> Int {
     let racers: [Racer<Result<Int, any Error>>] = [
-        { answer in answer(.success(await node.httpPort())) },
-        { answer in answer(.failure(TestFailure("the node stopped before it listened: \(await running.result)"))) },
+        { answer in
+            do {
+                answer(.success(try await node.httpPort()))
+            } catch {
+                answer(.failure(TestFailure("the node stopped before it listened: \(await running.result)")))
+            }
+        },
         { answer in
             guard (try? await Task.sleep(for: timeout)) != nil else { return }
             answer(.failure(TestFailure("the node did not listen within \(timeout)")))
