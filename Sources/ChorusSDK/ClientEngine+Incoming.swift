@@ -335,14 +335,16 @@ extension ClientEngine {
     }
 
     /// The frame's members. A number no `Double` holds (`1e400`, `1e-400`) fails ``JSONValue``
-    /// for the whole frame; in `data` or `metadata` (anything a publisher sent) it makes those
-    /// two `null` in this view only, so that the message still arrives, with ``ChorusMessage/rawData``
-    /// (read from `text` itself) exactly as published.
+    /// for the whole frame; in `data` or `metadata` (anything a publisher sent) it makes that
+    /// member `null` in this view only, so that the message still arrives, with
+    /// ``ChorusMessage/rawData`` (read from `text` itself) exactly as published, and the other
+    /// member (`metadata.senderId`, which the node vouches for) as it was.
     static func fields(of text: String) -> [String: JSONValue]? {
         if let fields = (try? JSONValue(parsing: text))?.objectValue { return fields }
         var stripped = text
         for key in ["data", "metadata"] {
-            guard let value = RawJSON.member(key, in: stripped) else { continue }
+            guard let value = RawJSON.member(key, in: stripped), (try? JSONValue(parsing: String(value))) == nil
+            else { continue }
             stripped.replaceSubrange(value.startIndex..<value.endIndex, with: "null")
         }
         guard stripped != text else { return nil }
