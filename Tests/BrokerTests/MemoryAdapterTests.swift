@@ -9,6 +9,17 @@ struct MemoryAdapterTests {
         Envelope(id: "n-\(n)", origin: "n", topic: try! Topic("t"), data: RawJSON(.string(String(repeating: "x", count: bytes))))
     }
 
+    /// Waits, off the cooperative pool, until `semaphore` is signalled or `timeout` passes;
+    /// whether it was signalled, so a delivery that never starts fails the test instead of
+    /// hanging it.
+    static func signalled(_ semaphore: DispatchSemaphore, within timeout: DispatchTimeInterval = .seconds(30)) async -> Bool {
+        await withCheckedContinuation { continuation in
+            DispatchQueue.global().async {
+                continuation.resume(returning: semaphore.wait(timeout: .now() + timeout) == .success)
+            }
+        }
+    }
+
     @Test("the publish queue is bounded in bytes as well as in messages: past the byte bound a publish is refused and counted as dropped; an empty queue takes any one message")
     func bytesBound() async throws {
         let adapter = MemoryAdapter(maxMessages: 1_000, maxBytes: 12_000)
@@ -25,11 +36,10 @@ struct MemoryAdapterTests {
         let refusals = Mutex<[Bool]>([])
         let record: PublishCompletion = { outcome in refusals.withLock { $0.append(outcome.refusal != nil) } }
         adapter.publish(Self.message(0, bytes: 20_000), completion: record)
-        await withCheckedContinuation { continuation in
-            DispatchQueue.global().async {
-                delivering.wait()
-                continuation.resume()
-            }
+        guard await Self.signalled(delivering) else {
+            release.signal()  // should the batch come late
+            Issue.record("the first batch was not delivered within 30 s")
+            return
         }
         adapter.publish(Self.message(1, bytes: 30_000), completion: record)  // the queue is empty: taken, over the bound
         adapter.publish(Self.message(2, bytes: 10), completion: record)
@@ -45,11 +55,11 @@ struct MemoryAdapterTests {
             held.wait()
         }
         small.publish(Self.message(0, bytes: 1), completion: record)
-        await withCheckedContinuation { continuation in
-            DispatchQueue.global().async {
-                started.wait()
-                continuation.resume()
-            }
+        guard await Self.signalled(started) else {
+            held.signal()  // should the batches come late
+            held.signal()
+            Issue.record("the first batch was not delivered within 30 s")
+            return
         }
         refusals.withLock { $0 = [] }
         for n in 1...3 { small.publish(Self.message(n, bytes: 5_000), completion: record) }

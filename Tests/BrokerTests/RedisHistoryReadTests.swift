@@ -1,6 +1,7 @@
 import Dispatch
 import Foundation
 import Testing
+import TestSupport
 
 @testable import Broker
 
@@ -221,20 +222,31 @@ struct RedisHistoryReadTests {
             let reads = node.adapter.historyReads[0]
             let gate = DispatchSemaphore(value: 0)
             reads.commands.perform { _ in gate.wait() }
-            let results = try await withThrowingTaskGroup(of: Result<HistoryPage, HistoryError>.self) { group in
-                for _ in 0..<20 {
-                    group.addTask {
-                        await withCheckedContinuation { continuation in
-                            node.adapter.readHistory(topic, HistoryQuery(after: 0, limit: 100)) { continuation.resume(returning: $0) }
+            // Bounded, and the gate released however the wait ends: a stop that answered
+            // nothing fails at the deadline instead of deadlocking, and Redis then answers the
+            // reads so that their tasks end.
+            let results: [Result<HistoryPage, HistoryError>]
+            do {
+                results = try await withDeadline(.seconds(30), "the stop's answers to the waiting reads") {
+                    try await withThrowingTaskGroup(of: Result<HistoryPage, HistoryError>.self) { group in
+                        for _ in 0..<20 {
+                            group.addTask {
+                                await withCheckedContinuation { continuation in
+                                    node.adapter.readHistory(topic, HistoryQuery(after: 0, limit: 100)) { continuation.resume(returning: $0) }
+                                }
+                            }
                         }
+                        #expect(await RedisTest.eventually { reads.waitingCount(for: topic) == 20 })
+                        // The queue is still held: the reads are answered by the stop, not by Redis.
+                        reads.stop()
+                        var results: [Result<HistoryPage, HistoryError>] = []
+                        for try await result in group { results.append(result) }
+                        return results
                     }
                 }
-                #expect(await RedisTest.eventually { reads.waitingCount(for: topic) == 20 })
-                // The queue is still held: the reads are answered by the stop, not by Redis.
-                reads.stop()
-                var results: [Result<HistoryPage, HistoryError>] = []
-                for try await result in group { results.append(result) }
-                return results
+            } catch {
+                gate.signal()
+                throw error
             }
             gate.signal()
             #expect(results.count == 20)

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 @testable import Broker
 
@@ -35,14 +36,30 @@ enum RedisTest {
 
     /// Runs `body`, then shuts `nodes` down, also when `body` throws.
     static func shuttingDown<Result>(_ nodes: [RedisTestNode], _ body: () async throws -> Result) async throws -> Result {
+        let result: Result
         do {
-            let result = try await body()
-            for node in nodes { await node.adapter.shutdown() }
-            return result
+            result = try await body()
         } catch {
-            for node in nodes { await node.adapter.shutdown() }
+            try? await shutDown(nodes)  // the body's error is the one to report
             throw error
         }
+        try await shutDown(nodes)
+        return result
+    }
+
+    /// Shuts `nodes` down, each bounded so a shutdown that hangs fails the test instead of
+    /// running into the suite's time limit. Every node is shut down even when an earlier one
+    /// fails; the first failure is thrown.
+    private static func shutDown(_ nodes: [RedisTestNode]) async throws {
+        var failure: (any Error)?
+        for node in nodes {
+            do {
+                try await withDeadline(.seconds(30), "shutdown of node \(node.id)") { await node.adapter.shutdown() }
+            } catch {
+                failure = failure ?? error
+            }
+        }
+        if let failure { throw failure }
     }
 
     /// Polls `condition` every 10 ms until it holds or `timeout` passes; the result of the last

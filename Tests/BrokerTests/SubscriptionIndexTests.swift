@@ -85,18 +85,19 @@ struct SubscriptionIndexTests {
         #expect((index.count, index.topicCount, index.patternCount) == (0, 0, 0))
     }
 
-    @Test("stacked ** patterns are matched without exploring every split")
+    @Test("stacked ** patterns are matched without exploring every split", .timeLimit(.minutes(1)))
     func stackedDoubleWildcards() throws {
         var index = SubscriptionIndex<Int>()
         let stacked = Array(repeating: "**", count: 8).joined(separator: ".")
         index.insert(try TopicPattern(stacked), 1)
         index.insert(try TopicPattern(stacked + ".never"), 2)
         let deep = try Topic((1...16).map { "s\($0)" }.joined(separator: "."))
-        let start = ContinuousClock.now
+        // No wall-clock bound (a loaded machine could cross any): a match that explored every
+        // split of the 16 segments among the 8 wildcards would make these 1000 matches run
+        // past the test's time limit, and each answer must still be exact.
         for _ in 0..<1000 {
             #expect(index.matches(deep) == [1])
         }
-        #expect(ContinuousClock.now - start < .seconds(2))
     }
 
     /// Random insertions and removals, checked against a scan of every live pair with

@@ -200,7 +200,7 @@ struct TopicPatternTests {
         #expect(!atLeastSixteen.covers(try TopicPattern("**")))
     }
 
-    @Test("covers answers quickly for the largest patterns, and each answer holds")
+    @Test("covers answers quickly for the largest patterns, and each answer holds", .timeLimit(.minutes(1)))
     func coversIsBounded() throws {
         var random = SplitMix64(seed: 99)
         var pairs: [(grant: TopicPattern, request: TopicPattern, requestText: String)] = []
@@ -209,11 +209,11 @@ struct TopicPatternTests {
             let requestText = random.patternText(maxDepth: 16, literals: ["a", "b"], minDepth: 16)
             pairs.append((grant, try TopicPattern(requestText), requestText))
         }
-        let start = ContinuousClock.now
+        // No wall-clock bound (a loaded machine could cross any): a `covers` that explored
+        // every alignment of the largest patterns would run past the test's time limit.
         let answers = pairs.map { $0.grant.covers($0.request) }
-        #expect(ContinuousClock.now - start < .seconds(5))
 
-        // Checked apart from the timing: a pattern covers itself, and where `covers` says yes,
+        // Each answer checked: a pattern covers itself, and where `covers` says yes,
         // a topic the request matches (each wildcard as "c", a segment neither pattern names)
         // is matched by the grant too.
         var wrong: [String] = []

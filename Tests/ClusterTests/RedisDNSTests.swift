@@ -47,10 +47,11 @@ extension ClusterTests {
             let logged = await eventually(within: .seconds(20)) { process.output().contains("resolve no-such-host.invalid") }
             #expect(logged, "\(process.output().suffix(3000))")
             #expect(try await HTTP.get("http://127.0.0.1:\(port)/health").status == 200)
-            let clock = ContinuousClock()
-            let start = clock.now
+            // A stop held by the lookup would run past the drain and its cancellation, where
+            // ServiceLifecycle ends the process with a fatal error: a crash and a status other
+            // than 0, with no wall-clock threshold for a loaded machine to cross.
             #expect(await process.stop(grace: .seconds(30)) == 0, "\(process.output().suffix(3000))")
-            #expect(clock.now - start < .seconds(15), "stopped in \(clock.now - start)")
+            #expect(TestLogs.crashLines(in: process.output()).isEmpty, "\(process.output().suffix(3000))")
         }
 
         @Test(
@@ -80,10 +81,11 @@ extension ClusterTests {
             let logged = await eventually(within: .seconds(20)) { process.output().contains("no answer from DNS within") }
             #expect(logged, "\(process.output().suffix(3000))")
             #expect(try await HTTP.get("http://127.0.0.1:\(port)/health").status == 200)
-            let clock = ContinuousClock()
-            let start = clock.now
-            #expect(await process.stop(grace: .seconds(40)) == 0, "\(process.output().suffix(3000))")
-            #expect(clock.now - start < .seconds(15), "stopped in \(clock.now - start), the DNS timeout is 30 s")
+            // A stop that waited for the DNS's 30 s would be killed at the 25-s grace, and one
+            // past the drain and its cancellation ends in ServiceLifecycle's fatal error: either
+            // way a status other than 0 (and a crash in the log), with no wall-clock threshold.
+            #expect(await process.stop(grace: .seconds(25)) == 0, "\(process.output().suffix(3000))")
+            #expect(TestLogs.crashLines(in: process.output()).isEmpty, "\(process.output().suffix(3000))")
         }
     }
 }

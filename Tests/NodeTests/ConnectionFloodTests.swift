@@ -164,6 +164,9 @@ struct ConnectionFloodTests {
         // The flood stays open: its connections are closed by the node, not by the client.
         #expect(await healthAnswers(port, within: .seconds(90)), "\(process.output().suffix(3000))")
         var byte: UInt8 = 0
+        // Reads bounded to 20 s, so a connection the node left open fails instead of blocking.
+        var timeout = timeval(tv_sec: 20, tv_usec: 0)
+        setsockopt(sockets[0], SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         #expect(recv(sockets[0], &byte, 1, 0) == 0, "the node closed an idle connection (EOF)")
         #expect(await process.stop(grace: .seconds(20)) == 0)
         #expect(TestLogs.crashLines(in: process.output()).isEmpty, "\(process.output().suffix(3000))")

@@ -1,5 +1,6 @@
 @testable import Node
 import Testing
+import TestSupport
 
 @Suite("Requests in flight per key")
 struct InFlightLimitTests {
@@ -15,7 +16,8 @@ struct InFlightLimitTests {
                 return 1
             }
         }
-        for await _ in entered { break }
+        // Bounded, so a run that never starts fails the test instead of hanging it.
+        try await withDeadline(.seconds(30), "alice's first run to start") { for await _ in entered { break } }
         #expect(await flights.run("alice") { 2 } == nil, "alice's listing still runs")
         #expect(await flights.run("bob") { 3 } == 3)
         releaseContinuation.yield()
@@ -40,8 +42,10 @@ struct InFlightLimitTests {
                 }
             }
         }
-        var iterator = entered.makeAsyncIterator()
-        for _ in 0..<2 { await iterator.next() }
+        try await withDeadline(.seconds(30), "both of alice's runs to start") {
+            var iterator = entered.makeAsyncIterator()
+            for _ in 0..<2 { await iterator.next() }
+        }
         #expect(await flights.run("alice") { 9 } == nil, "two run already")
         releases[0].continuation.yield()
         #expect(await running[0].value == 0)

@@ -21,12 +21,9 @@ struct LifecycleTests {
                 #expect(status == 429)
                 #expect(body.contains("too many connections from 127.0.0.1"))
             }
-            // Closing one frees a slot, once the node has seen the close: tried for at least 5 s.
+            // Closing one frees a slot, once the node has seen the close: tried for 20 s.
             await first.close()
-            var admitted = false
-            for _ in 0..<250 where !admitted {
-                if (try? await node.connect()) != nil { admitted = true } else { try await Task.sleep(for: .milliseconds(20)) }
-            }
+            let admitted = await eventually(within: .seconds(20), every: .milliseconds(20)) { (try? await node.connect()) != nil }
             #expect(admitted)
             _ = second
         }
@@ -106,10 +103,8 @@ struct LifecycleTests {
             #expect(metrics.contains(#"chorus_websocket_refused_total{reason="node_full"} 1"#))
             #expect(metrics.contains(#"chorus_websocket_refused_total{reason="ip_limit"} 0"#))
             await first.close()
-            var admitted = false
-            for _ in 0..<250 where !admitted {
-                if (try? await node.connect()) != nil { admitted = true } else { try await Task.sleep(for: .milliseconds(20)) }
-            }
+            // Tried until the node has seen the close, for 20 s however slow the tries.
+            let admitted = await eventually(within: .seconds(20), every: .milliseconds(20)) { (try? await node.connect()) != nil }
             #expect(admitted)
         }
     }

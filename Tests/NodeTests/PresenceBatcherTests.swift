@@ -60,11 +60,16 @@ struct PresenceBatcherTests {
         }
         #expect(batcher.admit(Self.event("join", "first")))
         #expect(!batcher.admit(Self.event("join", "carol")), "past the rate: batched")
-        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+        // Bounded, so a first batch that never goes out fails the test instead of hanging it.
+        let sending = await withCheckedContinuation { (done: CheckedContinuation<Bool, Never>) in
             DispatchQueue.global().async {
-                entered.wait()
-                done.resume()
+                done.resume(returning: entered.wait(timeout: .now() + 30) == .success)
             }
+        }
+        guard sending else {
+            proceed.signal()  // should the batch start late
+            Issue.record("the first batch did not start within 30 s")
+            return
         }
         let admitted = batcher.admit(Self.event("leave", "carol"))
         proceed.signal()

@@ -91,8 +91,11 @@ struct TypingRelayTests {
         let receiver = TypingRelay(timeout: .milliseconds(200)) { _ in stops.continuation.yield(.now) }
         let shownAt = ContinuousClock.now
         #expect(receiver.incoming(Self.signal("u", "start")))
-        var iterator = stops.stream.makeAsyncIterator()
-        let stoppedAt = try #require(await iterator.next())
+        let stoppedAt = try #require(
+            try await withDeadline(.seconds(30), "the receiving node's own stop") {
+                var iterator = stops.stream.makeAsyncIterator()
+                return await iterator.next()
+            })
         // A lower bound on a timer, not a timing threshold: the stop came no sooner than due
         // (less 50 ms for the clocks' rounding; armed with TYPING_TIMEOUT alone it comes 1 s sooner).
         #expect(stoppedAt - shownAt >= receiver.timeout + TypingRelay.interval - .milliseconds(50), "stop after \(stoppedAt - shownAt)")
@@ -134,8 +137,10 @@ struct TypingRelayTests {
         let stops = AsyncStream<Envelope>.makeStream()
         let relay = TypingRelay(timeout: .milliseconds(50)) { stops.continuation.yield($0) }
         #expect(relay.incoming(Self.signal("alice", "start")))
-        var iterator = stops.stream.makeAsyncIterator()
-        let stop = await iterator.next()
+        let stop = try await withDeadline(.seconds(30), "the stop of the unrefreshed start") {
+            var iterator = stops.stream.makeAsyncIterator()
+            return await iterator.next()
+        }
         #expect(stop?.kind == .typing && stop?.data.description == #"{"userId":"alice","state":"stop"}"#)
     }
 }

@@ -260,7 +260,13 @@ struct SDKLifecycleTests {
                 ]
                 try await client.connect()
             }
-            for watcher in watchers { await SDKNode.ended(watcher) }
+            // Bounded, so a sequence the release leaves open fails the test, naming it, instead
+            // of running into the suite's time limit.
+            for (name, watcher) in zip(["states()", "events()", "userMessages()"], watchers) {
+                try await withDeadline(.seconds(30), "the end of \(name) once the client is released") {
+                    await SDKNode.ended(watcher)
+                }
+            }
         }
     }
 

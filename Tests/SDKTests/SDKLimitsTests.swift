@@ -55,8 +55,10 @@ struct SDKLimitsTests {
             let receipts = try await withThrowingTaskGroup(of: PublishReceipt.self) { group in
                 for n in 0..<10 {
                     group.addTask { try await client.publish("chat.order", ["n": .integer(Int64(n))]) }
-                    // Orders the calls (a sleep under load only grows), not a synchronisation.
-                    try await Task.sleep(for: .milliseconds(100))
+                    // Orders the calls: the next starts only once this one is in the client's
+                    // queue (none is answered while the node is frozen).
+                    let queued = await eventually { await client.queuedPublishes == n + 1 }
+                    #expect(queued, "publish \(n) queued")
                 }
                 node.process.signal(SIGCONT)
                 return try await group.reduce(into: [PublishReceipt]()) { $0.append($1) }

@@ -76,7 +76,8 @@ struct SDKTokenTests {
                 seen.append(state)
                 if state.isConnected { break }
             }
-            #expect(await tokens.calls == 2, "asked again for the second connection")
+            let calls = await tokens.calls
+            #expect(calls == 2, "asked again for the second connection: \(calls) calls, states \(seen)")
             let retried = seen.contains { if case .reconnecting(let attempt, _) = $0 { attempt > 0 } else { false } }
             #expect(!retried, "connected at the first attempt: \(seen)")
             await client.close()
@@ -158,14 +159,16 @@ struct SDKTokenTests {
         try await withNodeProcess(["JWT_LEEWAY": "0"]) { node in
             let minter = TokenMinter(secret: Array(Cluster.secret.utf8))
             let calls = Mutex(0)
-            // The connection's token lives 9-10 s; the one asked for ahead of its end is refused,
-            // and any later one (a loaded machine may reach the expiry first) is good.
+            // The connection's token lives 29-30 s (renewed about 15 s ahead: the whole suite
+            // starting its nodes at once on two cores took more than 5); the one asked for ahead
+            // of its end is refused, and any later one (a loaded machine may reach the expiry
+            // first) is good.
             let provider: @Sendable () async throws -> String = {
                 let call = calls.withLock { count in
                     count += 1
                     return count
                 }
-                return call == 2 ? "not-a-token" : minter.mint(subject: "ola", ttl: .seconds(call == 1 ? 10 : 3600))
+                return call == 2 ? "not-a-token" : minter.mint(subject: "ola", ttl: .seconds(call == 1 ? 30 : 3600))
             }
             let client = try ChorusClient(url: SDKNode.url(node), configuration: SDKNode.configuration(), getToken: provider)
             let events = await client.events()
@@ -268,14 +271,15 @@ struct SDKTokenTests {
     @Test("with a token provider the client renews ahead of the token's expiry: no tokenExpired, and every message published across the expiry arrives in order")
     func renewsAhead() async throws {
         try await withNodeProcess(["JWT_LEEWAY": "0"]) { node in
-            // Lives 9-10 s (whole seconds): renewed half of that ahead, about 5 s, time enough
-            // for the provider and the `auth` on a loaded machine (a fifth, 2 s, was not).
-            let tokens = TokenGate(user: "hana", lifetimes: [.seconds(10)])
+            // Lives 29-30 s (whole seconds): renewed half of that ahead, about 15 s, time enough
+            // for the provider and the `auth` while the whole suite starts its nodes at once on
+            // two cores (a fifth of 10 s, then half of it, were not).
+            let tokens = TokenGate(user: "hana", lifetimes: [.seconds(30)])
             let client = try ChorusClient(url: SDKNode.url(node), configuration: SDKNode.configuration(), getToken: tokens.provider)
             let events = await client.events()
             let subscription = try await client.subscribe("news.ahead")
             let publisher = try ChorusClient(url: SDKNode.url(node), token: node.token("ivan"), configuration: SDKNode.configuration())
-            let expired = ContinuousClock.now + .seconds(11)
+            let expired = ContinuousClock.now + .seconds(31)
             let publishing = Task {
                 var sent = 0
                 while ContinuousClock.now < expired {

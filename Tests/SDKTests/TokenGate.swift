@@ -1,4 +1,5 @@
 import Node
+import Testing
 import TestSupport
 
 /// A token provider for tests: mints tokens for one user (lifetimes in turn from `lifetimes`,
@@ -48,8 +49,21 @@ actor TokenGate {
         for caller in waiting { caller.resume() }
     }
 
+    /// Returns once the provider has been called `count` times in all, or records a failure
+    /// after `timeout` and returns, so a call that never comes fails the test instead of
+    /// hanging it until its time limit.
+    func waitForCalls(
+        _ count: Int, within timeout: Duration = .seconds(30), sourceLocation: SourceLocation = #_sourceLocation
+    ) async {
+        do {
+            try await withDeadline(timeout, "\(count) calls of the token provider") { await self.called(count) }
+        } catch {
+            Issue.record(error, sourceLocation: sourceLocation)
+        }
+    }
+
     /// Returns once the provider has been called `count` times in all.
-    func waitForCalls(_ count: Int) async {
+    private func called(_ count: Int) async {
         if calls >= count { return }
         await withCheckedContinuation { callWaiters.append((count, $0)) }
     }

@@ -50,12 +50,24 @@ public final class NginxProcess: Sendable {
                 log: directory.appendingPathComponent("stdout.log"))
             // Listening, or gone because another process took the port between the probe and the bind.
             let deadline = ContinuousClock.now + .seconds(20)
-            while process.isRunning, !LoopbackPort.accepts(port), ContinuousClock.now < deadline {
+            var listening = false
+            while process.isRunning, ContinuousClock.now < deadline {
+                if LoopbackPort.accepts(port) {
+                    listening = true
+                    break
+                }
                 try await Task.sleep(for: .milliseconds(20))
             }
             let started = NginxProcess(port: port, directory: directory, process: process)
-            if !process.isRunning, started.errorLog().contains("Address already in use"), attempt < 5 { continue }
-            return started
+            if listening { return started }
+            if !process.isRunning {
+                if started.errorLog().contains("Address already in use"), attempt < 5 { continue }
+                throw TestFailure("nginx exited during start: \(started.errorLog())")
+            }
+            // Neither listening nor gone at the deadline: fail here, naming it, rather than
+            // hand back an nginx that is not there.
+            process.signal(SIGKILL)
+            throw TestFailure("nginx did not listen on port \(port) within 20 s: \(started.errorLog())")
         }
         throw TestFailure("nginx found no free port")
     }
