@@ -238,6 +238,101 @@ for name, text in {
     "data-first": '{"data":"text","type":"message"}',
     "literal": '{"data":true}',
     "user-message": '{"type":"message","eventType":"invite","data":null,"metadata":{"senderId":"server"}}',
+    "metadata-data-first": '{"type":"message","metadata":{"data":"not this"},"data":{"n":1}}',
+    "event-type-data": '{"eventType":"data","topic":"data","data":"this"}',
+    "data-in-data": '{"data":{"data":{"data":[]}},"x":"\\"data\\":1"}',
+    "escaped-key": '{"d\\u0061ta":1,"metadata":{"data":2}}',
+    "escaped-key-quote": '{"x\\"data":1,"data":2}',
+    "data-string-value": '{"note":"\\"data\\":3","data" : 4 }',
+    "duplicate-data": '{"data":1,"data":2}',
 }.items():
     write("member", name, text)
 write("member", "truncated", b'{"type":"message","data":{"a":[1,2')
+
+# redis: one byte seeds the split points, one chooses the subscriber's patterns (low four bits:
+# chat.*, a.**, **.typing, news.**.x) and the member list's budget (high four bits, 40 bytes
+# each; 0 none); the rest is what Redis sends (RESP2: hiredis 0.14 reads no RESP3 types).
+def resp(value):
+    if value is None:
+        return b"$-1\r\n"
+    if isinstance(value, bool):
+        raise TypeError("no booleans in RESP2")
+    if isinstance(value, int):
+        return b":%d\r\n" % value
+    if isinstance(value, (bytes, str)):
+        data = value.encode() if isinstance(value, str) else value
+        return b"$%d\r\n%s\r\n" % (len(data), data)
+    if isinstance(value, tuple):  # ("+", text) status, ("-", text) error
+        return value[0].encode() + value[1].encode() + b"\r\n"
+    return b"*%d\r\n" % len(value) + b"".join(resp(v) for v in value)
+
+
+def redis(name, stream, seed=5, choices=0x0F):
+    write("redis", name, bytes([seed, choices]) + stream)
+
+
+def envelope(n, topic="chat.room-1", offset=None, epoch="E1", **extra):
+    fields = {}
+    if offset is not None:
+        fields.update(offset=offset, epoch=epoch)
+    fields.update(v=1, id="node-1:%d" % n, origin="node-1")
+    if topic is not None:
+        fields["topic"] = topic
+    fields.update(extra)
+    fields.setdefault("data", {"text": "hi %d" % n})
+    fields.setdefault("timestamp", "2026-01-31T12:00:00.%03dZ" % n)
+    return json.dumps(fields, separators=(",", ":"), ensure_ascii=False)
+
+
+redis("subscribe-confirmations", resp(["subscribe", "pubsub:chat.room-1", 1]) + resp(["psubscribe", "pubsub:chat.*", 2])
+      + resp(["unsubscribe", "pubsub:chat.room-1", 1]) + resp(["pong", ""]) + resp(("+", "PONG")))
+redis("message", resp(["message", "pubsub:chat.room-1", envelope(1, offset=7)]))
+redis("message-user", resp(["message", "pubsub:@user:u-7", envelope(2, topic=None, userId="u-7")]))
+redis("message-wrong-channel", resp(["message", "pubsub:chat.other", envelope(3)])
+      + resp(["message", "other:chat.room-1", envelope(4)]))
+redis("pmessage", resp(["pmessage", "pubsub:chat.*", "pubsub:chat.room-1", envelope(5)])
+      + resp(["pmessage", "pubsub:chat.*", "pubsub:chat.room-1.deeper", envelope(6, topic="chat.room-1.deeper")])
+      + resp(["pmessage", "pubsub:*", "pubsub:@user:u-7", envelope(7, topic=None, userId="u-7")]))
+redis("pmessage-duplicate", resp(["message", "pubsub:chat.a", envelope(8, topic="chat.a")])
+      + resp(["pmessage", "pubsub:chat.*", "pubsub:chat.a", envelope(8, topic="chat.a")]))
+redis("gap", resp(["message", "pubsub:chat.room-1", envelope(9, kind="gap", data={"ago": 1500})]))
+redis("typing", resp(["message", "pubsub:chat.room-1", envelope(10, kind="typing", data={"userId": "u", "state": "start"})]))
+redis("message-malformed", resp(["message", "pubsub:chat.room-1", "{\"v\":1"]) + resp(["message", "pubsub:chat.room-1", b"\xff"]))
+redis("subscriber-refused", resp(("-", "NOPERM this user has no permissions to access the 'pubsub:x' channel"))
+      + resp(["message", "pubsub:chat.room-1", envelope(11)]))
+for count in range(4):
+    redis("history-page-%d" % count, resp(["E1", 3 + count, 3 if count else 0, 0]
+                                          + [envelope(20 + i, offset=3 + i) for i in range(count)]))
+redis("history-page-truncated", resp(["E1", 9, 2, 1, envelope(30, offset=2)]))
+redis("history-page-foreign", resp(["E1", 5, 1, 0, envelope(31, topic="other.topic", offset=5),
+                                    envelope(32, topic=None, userId="u-9", offset=6)]))
+redis("history-page-not-envelope", resp(["E1", 1, 1, 0, "[]"]))
+redis("history-page-empty-epoch", resp([("+", "E2"), 0, 0, 0]))
+redis("presence-page", resp([4, ["a", "b", "c", "d"], ['{"userId":"a"}', "[]", '"x"', "null"], ["1", "2", "3", "4"], 0]),
+      choices=0x00)
+redis("presence-page-budget", resp([3, ["a", "b", "c"], ['{"userId":"a","data":{"n":1}}', '{"userId":"b","connections":9}',
+                                                         ' {"userId":"c"} '], ["1", "x", "-3"], 1]), choices=0x10)
+redis("presence-page-odd", resp([2, ["a", 5, None], ['{"userId":"a"}', '{"userId":"b"}', '{}'], ["1", "1", "1"], 1]))
+redis("presence-page-mismatch", resp([1, ["a", "b"], ['{"userId":"a"}'], ["1", "1"], 0]))
+redis("presence-page-invalid-json", resp([2, ["a", "b"], ['{"userId":"a"', '{"a":1,"a":2}'], ["1", "1"], 0]))
+redis("presence-page-deep", resp([1, ["a"], ["{\"d\":" * 127 + "1" + "}" * 127], ["1"], 0]))
+redis("publish-outcomes", resp([1, 41, "E1", 0, 12, "E1", -1, 0, "OOM command not allowed when used memory > 'maxmemory'."]))
+redis("publish-outcomes-bad", resp([1, "41", "E1"]) + resp([2, 1]) + resp([]))
+redis("rewind", resp(2) + resp(("-", "NOPERM this user has no permissions to run the 'evalsha' command"))
+      + resp(("-", "READONLY You can't write against a read only replica.")))
+redis("sentinel", resp(["10.0.0.5", "6380"]) + resp(None) + resp(["master", 12345, []])
+      + resp(["slave", "10.0.0.4", 6379, "connected", 100]) + resp(["sentinel", ["mymaster"]])
+      + resp(["message", "+switch-master", "mymaster 10.0.0.4 6379 10.0.0.5 6380"])
+      + resp(["message", "+switch-master", "other 10.0.0.4 6379 10.0.0.5 99999"])
+      + resp(["10.0.0.5", "+6380"]) + resp(["10.0.0.5", "0"]))
+redis("nested", b"*2\r\n*2\r\n*1\r\n*0\r\n$-1\r\n:-9223372036854775808\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n:1\r\n")
+redis("nested-too-deep", b"*1\r\n" * 9 + b":1\r\n")  # hiredis 0.14: at most 8 arrays deep
+redis("nested-deepest", b"*1\r\n" * 8 + b":1\r\n")
+redis("nulls", b"$-1\r\n*-1\r\n*0\r\n$0\r\n\r\n+\r\n-\r\n")
+redis("bulk-binary", resp(b"\x00\r\n\xff\xfe") + resp(("+", "status with \r inside")) + resp(("-", "ERR \xe9t\xe9")))
+redis("incomplete", resp(["message", "pubsub:chat.room-1", envelope(40)])[:-7])
+redis("protocol-errors", b"+OK\r\n:12a\r\n")
+redis("bad-type-byte", b":1\r\n!oops\r\n")
+redis("bad-lengths", b"$-2\r\n")
+redis("bad-multibulk", b"*01\r\n:1\r\n")
+redis("big-array-header", b"*70000\r\n:1\r\n")  # not fed (above 65,536 elements)

@@ -5,14 +5,14 @@
 # disagreement; libFuzzer then leaves the input in .build-fuzz/artifacts/.
 #
 # Usage: scripts/fuzz.sh [target ...]          (default: every target)
-#   FUZZ_SECONDS=20    seconds per target (CI: 8 targets x 20 s)
+#   FUZZ_SECONDS=20    seconds per target (CI: 9 targets x 20 s)
 #   FUZZ_FLAGS="..."   more libFuzzer flags, e.g. "-jobs=2 -workers=2" or "-runs=100000"
 # A longer run for developers: FUZZ_SECONDS=1800 scripts/fuzz.sh json
 # The build has its own scratch path (.build-fuzz), so the normal .build is left as it was.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh libhiredis-dev zlib1g-dev pkg-config
-all=(frames json topics token envelope inflate member client)
+all=(frames json topics token envelope inflate member client redis)
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=("${all[@]}")
 seconds=${FUZZ_SECONDS:-20}

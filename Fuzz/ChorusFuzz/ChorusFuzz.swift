@@ -15,7 +15,7 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
 
 /// The targets, by the name `CHORUS_FUZZ_TARGET` gives them (and their corpus directory's).
 enum FuzzTarget: String, CaseIterable {
-    case frames, json, topics, token, envelope, inflate, member, client
+    case frames, json, topics, token, envelope, inflate, member, client, redis
 
     /// Read once, on the first input.
     static let selected: FuzzTarget = {
@@ -38,6 +38,7 @@ enum FuzzTarget: String, CaseIterable {
         case .inflate: InflateTarget.run(bytes)
         case .member: MemberTarget.run(bytes)
         case .client: ClientTarget.run(bytes)
+        case .redis: RedisTarget.run(bytes)
         }
     }
 }

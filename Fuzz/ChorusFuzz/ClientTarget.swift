@@ -11,8 +11,11 @@ import Foundation
 ///   comes only from a line that names `permessage-deflate`, and `client_no_context_takeover`
 ///   is agreed to only when a line offers it.
 /// - anything else: the rest is one text message. Never a crash; a message decoded is a JSON
-///   object by the node's parser; a `message`'s `data` and `metadata` are slices of the input,
-///   byte for byte (data passes through unchanged); history is asked only of a concrete topic.
+///   object by the node's parser; a `message`'s `data` and `metadata` are, byte for byte, the
+///   top-level `data` and `metadata` members that `RawJSONObject(parsing:)` slices out of the
+///   same input (not a nested member of that name; `metadata` nil when absent or `null`, as
+///   `ClientMessage` documents), and occur in the input as sent (data passes through
+///   unchanged); history is asked only of a concrete topic.
 enum ClientTarget {
     static func run(_ input: [UInt8]) {
         guard let mode = input.first else { return }
@@ -38,12 +41,22 @@ enum ClientTarget {
 
     static func decode(_ bytes: [UInt8]) {
         guard let message = try? ClientMessage.decode(bytes) else { return }
-        guard (try? RawJSONObject(parsing: bytes)) != nil else {
+        guard let fields = try? RawJSONObject(parsing: bytes) else {
             fuzzFailure(.client, "decoded a message that is not a JSON object: \(String(decoding: bytes, as: UTF8.self).debugDescription)")
         }
         switch message.kind {
         case .message(_, let data, let metadata, _):
-            for (name, raw) in [("data", data), ("metadata", metadata)] {
+            // The top-level members as the node's parser slices them: `data` as sent, `metadata`
+            // as sent or nil when absent or `null`.
+            let sentMetadata = fields["metadata"].flatMap { $0.isNull ? nil : $0 }
+            let members: [(String, RawJSON?, RawJSON?)] = [("data", data, fields["data"]), ("metadata", metadata, sentMetadata)]
+            for (name, raw, sent) in members {
+                guard raw?.bytes == sent?.bytes else {
+                    fuzzFailure(
+                        .client,
+                        "\(name) decoded as \(raw.map { String(decoding: $0.bytes, as: UTF8.self).debugDescription } ?? "nil"), "
+                            + "the top-level member is \(sent.map { String(decoding: $0.bytes, as: UTF8.self).debugDescription } ?? "nil")")
+                }
                 guard let raw else { continue }
                 guard contains(bytes, raw.bytes) else {
                     fuzzFailure(.client, "\(name) \(String(decoding: raw.bytes, as: UTF8.self).debugDescription) is not the bytes sent")
