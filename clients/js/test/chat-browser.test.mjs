@@ -8,7 +8,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { startCluster, probeFeatures, http, root, eventually } from "./support/cluster.mjs";
+import { startCluster, probeFeatures, http, root, eventually, waitFor } from "./support/cluster.mjs";
 import { TestWebSocket, client, closeAll } from "./support/client.mjs";
 import { Driver, chromium, chromedriver } from "./support/browser.mjs";
 
@@ -159,7 +159,7 @@ test("two users on two nodes chat in a room and directly, see an HTTP author by 
     drained.terminate();
     for (let n = 1; n <= 3; n++) await say(alice, `during the drain ${n}`);
     await bob.waitFor("bob's page reconnected", "return window.seen.includes('reconnecting') && window.chorus.state === 'connected';");
-    const status = await drained.child.exit;
+    const status = await waitFor(`${drained.id} exit after SIGTERM`, (resolve) => { drained.child.exit.then(resolve); });
     assert.equal(status.code, 0, "the drained node exits 0");
     await say(alice, "after the drain");
     await bob.waitFor("bob saw everything alice posted", contents, (v) =>

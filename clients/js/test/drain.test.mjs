@@ -4,7 +4,7 @@
 // is stopped), every process is stopped, and both nodes must exit 0 with no crash in their logs.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { startCluster, probeFeatures, http, mintToken } from "./support/cluster.mjs";
+import { startCluster, probeFeatures, http, mintToken, waitFor } from "./support/cluster.mjs";
 import { client, closeAll, Inbox, nextEvent, routed, TestWebSocket } from "./support/client.mjs";
 
 /** Which node holds `count` or more WebSockets (the client under test and maybe the publisher). */
@@ -55,10 +55,14 @@ async function drainScenario(t, { requireHistory }) {
     drained.terminate();
     if (requireHistory) {
       // Keep publishing through the drain: with recovery none may be missed or repeated.
-      while (!(closes.length && subscriber.state === "connected")) await publisher.publish(topic, { seq: seq++ });
+      const deadline = Date.now() + 30000;
+      while (!(closes.length && subscriber.state === "connected")) {
+        if (Date.now() > deadline) throw new Error(`not reconnected within 30 s of the drain (closes: ${closes}, state: ${subscriber.state})`);
+        await publisher.publish(topic, { seq: seq++ });
+      }
     }
     await reconnected;
-    const status = await drained.child.exit;
+    const status = await waitFor(`${drained.id} exit after SIGTERM`, (resolve) => { drained.child.exit.then(resolve); });
     assert.equal(status.code, 0, `${drained.id} exit status after SIGTERM`);
     assert.equal(closes[0], 1001, "the drained node closes with 1001");
     assert.equal(reconnects[0].delay, 0, "the first reconnect after 1001 is immediate");
@@ -69,7 +73,11 @@ async function drainScenario(t, { requireHistory }) {
     const marker = seq;
     // Resubscription is asynchronous: publish until one arrives, then check the stream.
     // (Each publish waits for the node's answer, so this loop is paced by round trips.)
-    while (!inbox.messages.some((m) => m.data.seq >= marker)) await publisher.publish(topic, { seq: seq++ });
+    const resubscribed = Date.now() + 30000;
+    while (!inbox.messages.some((m) => m.data.seq >= marker)) {
+      if (Date.now() > resubscribed) throw new Error(`no message from seq ${marker} on within 30 s of the reconnect (${seq} published)`);
+      await publisher.publish(topic, { seq: seq++ });
+    }
     await publisher.publish(topic, { seq: seq++, last: true });
     await inbox.until((ms) => ms.some((m) => m.data.last), "the last message");
     const received = inbox.messages.map((m) => m.data.seq);

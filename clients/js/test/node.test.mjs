@@ -224,6 +224,9 @@ describe("on two nodes behind nginx", () => {
     const events = [];
     erin.on("authExpired", () => events.push("authExpired"));
     const renewed = nextEvent(erin, "reauthenticated");
+    let renewedAt;
+    let renewFailure;
+    renewed.then(() => { renewedAt = Date.now(); }, (error) => { renewFailure = error; });
     await erin.connect();
     const inbox = new Inbox();
     await erin.subscribe(topic, inbox.handler).ready;
@@ -232,13 +235,14 @@ describe("on two nodes behind nginx", () => {
     await frank.connect();
     // Published until 3 s after the renewal: past the first token's expiry.
     let sent = 0;
-    let renewedAt;
-    renewed.then(() => { renewedAt = Date.now(); });
-    while (renewedAt === undefined || Date.now() < renewedAt + 3000) {
+    const deadline = Date.now() + 30000;
+    while (renewFailure === undefined && (renewedAt === undefined || Date.now() < renewedAt + 3000)) {
+      if (Date.now() > deadline) throw new Error(`not renewed and published 3 s past the renewal within 30 s (renewed: ${renewedAt !== undefined}, ${sent} sent)`);
       await frank.publish(topic, { n: sent });
       sent += 1;
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
+    await renewed;  // rejects (no renewal within its bound) if the loop ended on that
     await inbox.until(sent);
     assert.deepEqual(inbox.data().map((d) => d.n), [...Array(sent).keys()]);
     assert.deepEqual(events, [], "the token never expired on the connection");

@@ -89,9 +89,7 @@ test("close 1001 reconnects at once; other closes wait a jittered backoff", asyn
   let socket = await connectScripted(client);
   socket.drop(1001, "draining");
   assert.equal(events.at(-1).delay, 0);
-  await settle();
-  await new Promise((r) => setTimeout(r, 0));
-  await settle();
+  await until(() => ScriptedSocket.instances.length >= 2, 1000);
   socket = ScriptedSocket.instances.at(-1);
   assert.equal(ScriptedSocket.instances.length, 2);
   socket.drop(1006);  // never opened: a failed attempt, backoff grows
@@ -2246,8 +2244,7 @@ test("a new token of another user (auth_error 409 on a live connection) closes t
   const auth = socket.last("auth");
   assert.equal(auth.token, "bob-token");
   socket.reply({ type: "auth_error", code: 409, message: "already authenticated as 'alice': open a new connection for another user", id: auth.id });
-  await settle();
-  await new Promise((r) => setTimeout(r, 20));
+  await until(() => ScriptedSocket.instances.length >= 2, 1000);  // not the 60 s backoff
   assert.equal(ScriptedSocket.instances.length, 2, "a new connection, at once");
   assert.equal(socket.readyState, 3, "the old user's connection is closed");
   assert.equal(errors[0]?.code, 409);
@@ -2297,8 +2294,7 @@ test("a fresh token refused (401) on a live connection after auth_expired is a r
   assert.equal(socket.last("auth").token, "t2");
   socket.reply({ type: "error", code: 401, message: "token expired", id: message.id });  // held
   socket.reply({ type: "auth_error", code: 401, message: "invalid signature", id: socket.last("auth").id });
-  await settle();
-  await new Promise((r) => setTimeout(r, 20));
+  await until(() => ScriptedSocket.instances.length >= 2, 1000);
   assert.equal(ScriptedSocket.instances.length, 2, "the provider is asked again and a new connection tries its token");
   assert.equal(socket.readyState, 3);
   assert.deepEqual(states.slice(0, 2).map((e) => [e.state, e.code, e.willReconnect]), [["disconnected", 4001, true], ["reconnecting", undefined, undefined]]);
