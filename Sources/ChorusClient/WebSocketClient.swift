@@ -267,24 +267,34 @@ public final class WebSocketClient: Sendable {
     }
 }
 
-/// The events received so far and at most one reader waiting for the next, with a timeout
-/// that leaves the queue usable (unlike cancelling an `AsyncStream` iterator, which ends it).
+/// The events received so far and the readers waiting for the next (first come, first served),
+/// each with a timeout that leaves the queue usable (unlike cancelling an `AsyncStream`
+/// iterator, which ends it).
 private actor EventQueue {
     private var buffer: [WebSocketClient.Event] = []
     private var finished = false
-    /// The reader waiting, and the task that ends its wait at the timeout (cancelled when an
-    /// event comes first, so that a busy connection does not pile up sleeping timers).
-    private var waiter: (id: Int, continuation: CheckedContinuation<WebSocketClient.Event?, Never>, timer: Task<Void, Never>)?
+    /// The readers waiting, each with the task that ends its wait at the timeout (cancelled
+    /// when an event comes first, so that a busy connection does not pile up sleeping timers).
+    /// Two tasks may read one client at once: each gets its own event.
+    private var waiters: [(id: Int, continuation: CheckedContinuation<WebSocketClient.Event?, Never>, timer: Task<Void, Never>)] = []
     private var waits = 0
 
     func push(_ event: WebSocketClient.Event) {
         if event == .disconnected { finished = true }
-        if let waiter {
-            self.waiter = nil
+        if !waiters.isEmpty {
+            let waiter = waiters.removeFirst()
             waiter.timer.cancel()
             waiter.continuation.resume(returning: event)
         } else {
             buffer.append(event)
+        }
+        // Every reader waiting learns of the end, not only the first.
+        if finished {
+            for waiter in waiters {
+                waiter.timer.cancel()
+                waiter.continuation.resume(returning: .disconnected)
+            }
+            waiters = []
         }
     }
 
@@ -299,14 +309,13 @@ private actor EventQueue {
                 do { try await Task.sleep(for: timeout) } catch { return }  // an event came first
                 self.expire(id)
             }
-            waiter = (id, continuation, timer)
+            waiters.append((id, continuation, timer))
         }
     }
 
     private func expire(_ id: Int) {
-        guard let waiter, waiter.id == id else { return }
-        self.waiter = nil
-        waiter.continuation.resume(returning: nil)
+        guard let index = waiters.firstIndex(where: { $0.id == id }) else { return }
+        waiters.remove(at: index).continuation.resume(returning: nil)
     }
 }
 
