@@ -44,19 +44,11 @@ public final class RedisPresenceStore: PresenceStore {
         /// The shares in `presence.user.<id>` (without data, as every authenticated connection
         /// joins its user's), by user id alone: no topic name or document kept per user.
         var userShares: [String: Int] = [:]
-        /// Keys whose last script failed or found no lease, with whether one of those changes was
-        /// to announce new data: resent after the next renewal, and announced if the data differs
-        /// (a change of data that failed must not come back as a change of count alone).
-        var dirty: [Key: Bool] = [:]
-
-        /// `key`'s change did not reach Redis: resent after the next renewal, announced if
-        /// this change or an earlier unsent one was to announce new data.
-        mutating func markDirty(_ key: Key, announcing: Bool) {
-            dirty[key] = (dirty[key] ?? false) || announcing
-        }
+        /// Keys whose latest change did not reach Redis: resent after the next renewal.
+        var unsent = UnsentPresenceChanges<Key>()
         /// Keys whose change was held back while the server's queue was over its bound, with
         /// whether any of those changes was to announce new data: sent, as they are by then, by
-        /// the renewal queued behind it. Apart from `dirty`, which a script queued earlier for
+        /// the renewal queued behind it. Apart from `unsent`, which a script queued earlier for
         /// the key clears when it succeeds.
         var heldBack: [Key: Bool] = [:]
         /// A renewal is queued for the server (asked for by a 'nolease' answer).
@@ -173,7 +165,15 @@ public final class RedisPresenceStore: PresenceStore {
     /// instance then takes its whole share back (a reap of itself: a `leave` for its members
     /// there) and writes it again (a `join` each), so that no one who left stays listed.
     private func renew(_ server: Int) {
-        guard !state.withLock({ $0.stopped }) else { return }
+        // Queued under the lock that ``shutdown()`` takes: never behind its final reap, where
+        // the lease would be made again for an instance that has withdrawn.
+        state.withLock { state in
+            guard !state.stopped else { return }
+            queueRenewal(server)
+        }
+    }
+
+    private func queueRenewal(_ server: Int) {
         queues[server].evaluate(
             RedisPresenceScripts.lease, keys: [bytes(keyPrefix + "leases"), bytes(keyPrefix + "i:" + instance)],
             arguments: [bytes(instance), bytes(String(ttlMilliseconds))]
@@ -181,6 +181,8 @@ public final class RedisPresenceStore: PresenceStore {
             let (afterOutage, renewAgain, rolledBack) = state.withLock {
                 state -> ((@Sendable (_ holds: @escaping @Sendable (Topic) -> Bool) -> Void)?, Bool, Bool) in
                 state.renewalQueued.remove(server)
+                // Withdrawn meanwhile: nothing is written again after the final reap.
+                guard !state.stopped else { return (nil, false, false) }
                 guard case .success(let reply) = result else {
                     state.counters.failures += 1
                     state.unreachable.insert(server)
@@ -200,7 +202,7 @@ public final class RedisPresenceStore: PresenceStore {
                     return (nil, false, true)
                 }
                 state.written[server] = lease.written
-                var resend = Set(state.dirty.keys.filter { self.server(of: $0.topic) == server })
+                var resend = Set(state.unsent.keys.filter { self.server(of: $0.topic) == server })
                 let held = state.heldBack.filter { self.server(of: $0.key.topic) == server }
                 for key in held.keys { state.heldBack[key] = nil }
                 resend.formUnion(held.keys)
@@ -345,10 +347,10 @@ public final class RedisPresenceStore: PresenceStore {
     private func enqueueSet(_ key: Key, connections: Int, member: RawJSON, announceUpdate: Bool, state: inout State) -> Bool {
         let server = self.server(of: key.topic)
         // A change of data whose script failed is still to be announced by the next one.
-        let announceUpdate = announceUpdate || state.dirty[key] == true
+        let announceUpdate = announceUpdate || state.unsent.announcing(key)
         guard !state.unreachable.contains(server) else {
             // Resent by the renewal that finds the server again.
-            state.markDirty(key, announcing: announceUpdate)
+            state.unsent.setAside(key, announcing: announceUpdate)
             return false
         }
         guard queues[server].backlogBytes < Self.maxBacklogBytes else {
@@ -360,6 +362,7 @@ public final class RedisPresenceStore: PresenceStore {
             return state.renewalQueued.insert(server).inserted
         }
         state.heldBack[key] = nil
+        let change = state.unsent.sending(key)
         state.sequence += 1
         var id = JSONWriter()
         id.string("\(instance):p\(state.sequence)")
@@ -382,18 +385,18 @@ public final class RedisPresenceStore: PresenceStore {
                 case .success(let reply):
                     switch reply.string {
                     case "nolease":
-                        state.markDirty(key, announcing: announceUpdate)
+                        state.unsent.failed(key, announcing: announceUpdate)
                         renewNow = state.renewalQueued.insert(server).inserted
                     case "", nil:
-                        state.dirty[key] = nil
+                        state.unsent.written(key, change: change)
                         state.written[server, default: 0] += 1
                     default:
-                        state.dirty[key] = nil
+                        state.unsent.written(key, change: change)
                         state.written[server, default: 0] += 1
                         state.counters.eventsPublished += 1
                     }
                 case .failure(let error):
-                    state.markDirty(key, announcing: announceUpdate)
+                    state.unsent.failed(key, announcing: announceUpdate)
                     state.counters.failures += 1
                     if !error.isReplyError { state.unreachable.insert(server) }
                 }
