@@ -28,6 +28,8 @@ extension ClientEngine {
         var fresh: String?
         do {
             fresh = try await askProvider(tokenProvider)
+        } catch is CancellationError {
+            return  // the connection ended, or a newer renewal took over: nothing went wrong
         } catch {
             emit(.error((error as? ChorusError) ?? .tokenUnavailable(message: "\(error)")))
         }

@@ -154,6 +154,33 @@ struct SDKTokenTests {
         #expect(await scripted.process.wait(timeout: .seconds(30)) == 0, "\(scripted.process.output())")
     }
 
+    @Test("close() while the provider is asked for a renewal ahead of the expiry is no error: the app hears none before its next subscription")
+    func closeDuringRenewalAhead() async throws {
+        try await withNodeProcess { node in
+            // Renewed half its life ahead, about 3 s in; the provider then holds the call.
+            let tokens = TokenGate(user: "pia", lifetimes: [.seconds(6)])
+            let client = try ChorusClient(url: SDKNode.url(node), configuration: SDKNode.configuration(), getToken: tokens.provider)
+            let events = await client.events()
+            try await client.connect()
+            await tokens.close()
+            await tokens.waitForCalls(2)
+            await client.close()  // ends the renewal's wait for the provider
+            await tokens.open()
+            _ = try await client.subscribe("rooms.after")  // connects again: the marker
+            let seen = await first(in: events) { event in
+                if case .subscribed = event { return true }
+                if case .error = event { return true }
+                return false
+            }
+            if case .subscribed(let topic, _, _, _)? = seen {
+                #expect(topic == "rooms.after")
+            } else {
+                Issue.record("an event before the subscription: \(String(describing: seen))")
+            }
+            await client.close()
+        }
+    }
+
     @Test("a token the provider hands out ahead of the expiry that the node refuses leaves the connection as it is: an error event, still connected")
     func refusedRenewalAhead() async throws {
         try await withNodeProcess(["JWT_LEEWAY": "0"]) { node in
