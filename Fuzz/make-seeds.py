@@ -4,7 +4,7 @@
 The seeds are committed; run this again after changing it. Each target's input layout is
 described in its Fuzz/ChorusFuzz/<Target>Target.swift.
 """
-import base64, hashlib, hmac, json, os, struct
+import base64, hashlib, hmac, json, os, struct, zlib
 
 here = os.path.dirname(os.path.abspath(__file__))
 
@@ -73,6 +73,46 @@ frames("many-small", b"".join(frame(1, b'{"type":"ping"}') for _ in range(20)), 
 frames("non-minimal-length", bytes([0x81, 0x80 | 126, 0, 5]) + MASK + bytes(b ^ MASK[i & 3] for i, b in enumerate(b"hello")))
 frames("utf8-invalid-text", frame(1, b"\xff\xfe\xc3"))
 
+
+# frames, the stream as it is with permessage-deflate agreed (seed byte odd: context takeover).
+def raw_deflate(data, final=False):
+    compressor = zlib.compressobj(6, zlib.DEFLATED, -15)
+    out = compressor.compress(data) + compressor.flush(zlib.Z_FINISH if final else zlib.Z_SYNC_FLUSH)
+    return out if final else out[:-4]
+
+
+frames("rsv1-deflated", frame(1, raw_deflate(msg), rsv=0x40) + frame(9, b"p") + frame(2, raw_deflate(bytes(range(40))), rsv=0x40), seed=8)
+frames("rsv1-deflated-takeover", frame(1, raw_deflate(msg), rsv=0x40) + frame(1, raw_deflate(msg), rsv=0x40), seed=9)
+frames("rsv1-deflated-fragmented", frame(1, raw_deflate(msg)[:5], rsv=0x40, fin=False) + frame(0, raw_deflate(msg)[5:]), seed=8)
+frames("rsv1-on-continuation", frame(1, b"a", fin=False) + frame(0, b"b", rsv=0x40), seed=8)
+
+
+# frames, compressed mode (selector 0x8000 | limit - 1): a seed byte, a configuration byte
+# (bit 0 context takeover, bits 1-2 level 0/1/6/9, bits 3-5 window 2^9..2^15), then messages:
+# a header byte (bit 0 text, 1 compressed, 2-3 fragments - 1, 4 a ping, 5 final block, 7 length
+# in 32 bytes), a length byte, the data. FramesTarget.swift's DeflateMode.
+def deflate_frames(name, messages, limit=4096, seed=5, takeover=True, level=2, window=6):
+    config = (1 if takeover else 0) | level << 1 | window << 3
+    body = b""
+    for header, data in messages:
+        length = len(data) // 32 if header & 0x80 else len(data)
+        assert length < 256
+        body += bytes([header, length]) + data[:length * 32 if header & 0x80 else length]
+    write("frames", name, struct.pack(">HBB", 0x8000 | (limit - 1), seed, config) + body)
+
+
+chat_text = b'{"type":"message","topic":"chat.lobby","data":{"text":"the deploy is done"}}'
+deflate_frames("deflate-takeover", [(0x03, chat_text), (0x03, chat_text), (0x02, bytes(range(200))), (0x01, b"plain")])
+deflate_frames("deflate-no-takeover", [(0x03, chat_text), (0x03, chat_text), (0x0F, chat_text)], takeover=False)
+deflate_frames("deflate-fragments-ping", [(0x1F, chat_text), (0x13, b"x"), (0x0E, bytes(255))], level=3)
+deflate_frames("deflate-final-block", [(0x23, chat_text), (0x23, chat_text), (0x03, chat_text)], level=1)
+deflate_frames("deflate-stored-small-window", [(0x03, chat_text * 3), (0x83, b"a" * 8160)], level=0, window=0)
+deflate_frames("deflate-too-big-inflated", [(0x03, b"ok"), (0x82, b"\0" * 8000)], limit=1000)
+deflate_frames("deflate-too-big-frames", [(0x82, bytes(range(256)) * 20)], limit=300, level=0)
+deflate_frames("deflate-invalid-utf8", [(0x03, b"fine"), (0x0B, b"\xff\xfe\xc3 broken"), (0x03, b"never")])
+deflate_frames("deflate-empty", [(0x03, b""), (0x03, b""), (0x23, b""), (0x02, b"")])
+deflate_frames("deflate-limit-1", [(0x03, b"a"), (0x03, b"ab")], limit=1)
+
 # json: the text itself.
 token = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1LTEifQ.sig"
 for name, text in {
@@ -118,6 +158,28 @@ for name, text in {
 write("json", "invalid-utf8", b'{"a":"\xff\xfe","b":"\xc3"}')
 write("json", "bom", b'\xef\xbb\xbf{"a":1}')
 write("json", "utf16", '{"a":1}'.encode("utf-16-le"))
+# Duplicates: the same name in two objects is no duplicate; before and after the 16th name of an
+# object (JSONParser switches from a list of names to a set at 16).
+write("json", "same-key-two-objects", '[{"a":1},{"a":2}]')
+write("json", "same-key-nested", '{"a":{"a":1}}')
+write("json", "same-key-nested-then-duplicate", '{"a":{"a":1,"b":[{"b":2}]},"b":3,"a":4}')
+
+
+def keys(count, duplicate_at=None, of=0):
+    names = ["k%d" % i for i in range(count)]
+    if duplicate_at is not None:
+        names[duplicate_at] = names[of]
+    return "{" + ",".join('"%s":%d' % (name, i) for i, name in enumerate(names)) + "}"
+
+
+write("json", "keys-17", keys(17))
+write("json", "keys-20", keys(20))
+write("json", "keys-17-duplicate-before-16th", keys(17, duplicate_at=10, of=3))
+write("json", "keys-17-duplicate-at-16th", keys(17, duplicate_at=15, of=0))
+write("json", "keys-17-duplicate-after-16th", keys(17, duplicate_at=16, of=2))
+write("json", "keys-20-duplicate-after-16th", keys(20, duplicate_at=19, of=17))
+write("json", "keys-20-escaped-duplicate", keys(20)[:-1] + r',"k\u0031":0}')
+write("json", "keys-20-nested", "{" + ",".join('"k%d":%s' % (i, keys(20)) for i in range(20)) + "}")
 
 # topics: lines; each is tried as a topic and a pattern.
 for name, lines in {
@@ -209,10 +271,47 @@ for name, envelope in {
 write("envelope", "infinity", b'{"v":1,"id":"n:12","origin":"n","topic":"a","data":[1e400,-1e400],"timestamp":"2025-01-31T12:00:00.000Z"}')
 write("envelope", "duplicate-fields", b'{"v":1,"id":"n:13","id":"x","origin":"n","topic":"a","topic":"b","data":1,"timestamp":"2025-01-31T12:00:00.000Z"}')
 write("envelope", "not-object", b"[1,2,3]")
+# Positions, kinds and idempotency keys, as the history script and the nodes write them.
+def stored(offset, epoch="00c0ffee00c0ffee", **fields):
+    head = '{"offset":%s,"epoch":%s,' % (offset, json.dumps(epoch))
+    body = {"v": 1, "id": "n:20", "origin": "n", "topic": "chat.a", "data": {"text": "hi"},
+            "timestamp": "2025-01-31T12:00:00.123Z"}
+    body.update(fields)
+    return head + json.dumps(body, separators=(",", ":"), ensure_ascii=False)[1:]
+
+
+write("envelope", "offset-epoch", stored(7))
+write("envelope", "offset-max", stored(9223372036854775807))
+write("envelope", "offset-past-int64", stored(9223372036854775808))
+write("envelope", "offset-zero", stored(0))
+write("envelope", "offset-negative", stored(-1))
+write("envelope", "offset-fraction", stored("1.0"))
+write("envelope", "offset-exponent", stored("1e3"))
+write("envelope", "offset-string", stored('"7"'))
+write("envelope", "offset-null", stored("null"))
+write("envelope", "offset-empty-epoch", stored(3, epoch=""))
+write("envelope", "offset-numeric-epoch", stored(3, epoch=5))
+write("envelope", "offset-no-epoch", '{"offset":3,"v":1,"id":"n:21","origin":"n","topic":"a","data":1,"timestamp":"2025-01-31T12:00:00.000Z"}')
+write("envelope", "epoch-no-offset", '{"epoch":"E","v":1,"id":"n:22","origin":"n","topic":"a","data":1,"timestamp":"2025-01-31T12:00:00.000Z"}')
+write("envelope", "kind-presence", stored(4, kind="presence", data={"event": "join", "member": {"userId": "u"}}))
+write("envelope", "kind-typing", stored(5, kind="typing", data={"userId": "u", "state": "start"}, eventType=""))
+write("envelope", "kind-gap", json.dumps({"v": 1, "id": "n:23", "origin": "n", "userId": "u-1", "kind": "gap",
+                                          "data": {"ago": 1500}, "timestamp": "2025-01-31T12:00:00.000Z"}, separators=(",", ":")))
+write("envelope", "kind-unknown", stored(6, kind="receipt"))
+write("envelope", "kind-null", stored(6, kind=None, messageId=None, eventType=None, userId=None))
+write("envelope", "message-id", stored(8, messageId="client-42", userId="bob", eventType="message.sent",
+                                       metadata={"senderId": "alice", "data": [1]}))
+write("envelope", "message-id-empty", stored(9, messageId=""))
+write("envelope", "message-id-number", stored(9, messageId=42))
+write("envelope", "version-float", '{"v":1.0,"id":"n:24","origin":"n","topic":"a","data":1,"timestamp":"2025-01-31T12:00:00.000Z"}')
+write("envelope", "data-deep-ok", '{"v":1,"id":"n:25","origin":"n","topic":"a","data":' + "[" * 127 + "]" * 127
+      + ',"metadata":{"data":{"data":null}},"timestamp":"2025-01-31T12:00:00.000Z"}')
+write("envelope", "data-deep-refused", '{"v":1,"id":"n:26","origin":"n","topic":"a","data":' + "[" * 128 + "]" * 128
+      + ',"timestamp":"2025-01-31T12:00:00.000Z"}')
+write("envelope", "data-spaces", '{ "v" : 1 , "id" : "n:27" , "origin" : "n" , "topic" : "a" , "data" : { "x" : [ 1 , 2 ] } , "metadata" : null , "timestamp" : "2025-01-31T12:00:00.000Z" }')
 
 # inflate: two bytes choose the limit (1 + n % 65536), the rest is a compressed message as a
 # client sends it (raw deflate, sync flush, 00 00 FF FF left off).
-import zlib
 
 
 def deflated(data, level=6, final=False):

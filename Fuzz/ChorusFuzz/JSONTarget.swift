@@ -9,12 +9,17 @@ import Broker
 /// Both must accept and refuse the same texts, and what both accept must parse to the same
 /// values (strings compared scalar by scalar, numbers as `Double`). The three ways into the
 /// parser must agree with each other: the same texts accepted, `RawJSON` holding exactly the text
-/// without the white space around it, `RawJSONObject` the tree's member names. The deliberate
+/// without the white space around it, `RawJSONObject` the tree's member names, and each of its
+/// members' bytes (and `RawJSON`'s) one value without white space around it that parses as the
+/// tree's value of that member, with `isObject`, `isString`, `isNull`, `isNumber` and
+/// `stringValue` saying what that value is. The deliberate
 /// differences, documented in `JSONParser` and docs/fuzzing.md, are the only exceptions:
 /// 1. Top-level scalars: both accept them (`JSONSerialization` with `.fragmentsAllowed`).
 /// 2. Duplicate keys: Chorus refuses an object naming a member twice (I-JSON; names compared
 ///    code point by code point after unescaping); Foundation accepts. The name Chorus reports
-///    must occur twice as a key in the text. Two names Swift holds equal but that differ in
+///    must be the first name in the text that its own object (not merely the text) has named
+///    before, found by a scan of the harness's own with a stack of name sets, and the offset
+///    Chorus reports that second occurrence's opening quote. Two names Swift holds equal but that differ in
 ///    code points (é and e + U+0301) are not compared.
 /// 3. Depth: Chorus refuses nesting deeper than `JSONParser.maxDepth` (128); Foundation allows
 ///    more.
@@ -59,6 +64,7 @@ enum JSONTarget {
         let chorus = parseWithChorus(bytes)
         checkRawParsers(bytes)
         checkRequestIdScanner(bytes)
+        checkDuplicates(chorus, bytes)
         if bytes.contains(0) || bytes.starts(with: [0xEF, 0xBB, 0xBF]) {
             if case .value(let value) = chorus {
                 fuzzFailure(.json, "a text with a NUL byte or a BOM was accepted as \(value)")
@@ -84,9 +90,14 @@ enum JSONTarget {
         case (.refused(let reason), .value) where reason.hasPrefix("arrays and objects nested deeper"):
             return  // difference 3
         case (.refused(let reason), .value) where reason.hasPrefix("duplicate key"):
-            // Difference 2: the name Chorus reports occurs twice.
-            guard let key = duplicateKey(bytes), repeatedKeys(bytes).contains(String(String.UnicodeScalarView(scalars(key)))) else {
-                fuzzFailure(.json, "\(reason), but no key occurs twice in the text")
+            // Difference 2: the name Chorus reports is the first name in the text to occur a
+            // second time in the same object, and it reports that second occurrence.
+            guard let (key, offset) = duplicateKey(bytes) else {
+                fuzzFailure(.json, "\(reason), but the error names no key")
+            }
+            guard let first = firstRepeatedKey(bytes), Array(key.utf8) == first.name, offset == first.offset else {
+                let found = firstRepeatedKey(bytes).map { "\(String(decoding: $0.name, as: UTF8.self).debugDescription) at byte \($0.offset)" }
+                fuzzFailure(.json, "\(reason), but the first name repeated in one object is \(found ?? "none")")
             }
         case (.refused, .refused):
             return
@@ -131,21 +142,120 @@ enum JSONTarget {
         guard let raw, raw.bytes == Array(trimmed) else {
             fuzzFailure(.json, "RawJSON holds \(raw.map { "\($0)" } ?? "nothing") for the value \(tree)")
         }
+        checkRaw(raw, is: tree, "RawJSON")
         if case .object(let members) = tree {
             guard let object, Set(object.members.map(\.key)) == Set(members.keys) else {
                 fuzzFailure(.json, "RawJSONObject has \(object.map { "\($0.members.map(\.key))" } ?? "nothing") for \(tree)")
+            }
+            // Each member's bytes are its value: the tree's, for the first of names Swift holds
+            // equal (the tree keeps that one; difference 2).
+            var named: Set<String> = []
+            for member in object.members where named.insert(member.key).inserted {
+                checkRaw(member.value, is: members[member.key]!, "member \(member.key.debugDescription)")
             }
         } else if object != nil {
             fuzzFailure(.json, "RawJSONObject accepted \(tree)")
         }
     }
 
-    /// The name in a "duplicate key 'name' at byte n" refusal (names of at most 64 characters).
-    static func duplicateKey(_ bytes: [UInt8]) -> String? {
+    /// `raw` is one value without white space around it, which parses as `value`, and its
+    /// flags and string say what `value` is.
+    static func checkRaw(_ raw: RawJSON, is value: JSONValue, _ what: String) {
+        let space: [UInt8] = [0x20, 0x09, 0x0A, 0x0D]
+        guard let first = raw.bytes.first, let last = raw.bytes.last, !space.contains(first), !space.contains(last) else {
+            fuzzFailure(.json, "\(what) is \(raw.bytes.count) bytes with white space around them: \(raw)")
+        }
+        guard (try? JSONValue(parsing: raw.bytes)) == value, raw.value == value else {
+            fuzzFailure(.json, "\(what) holds \(raw), which does not parse as \(value)")
+        }
+        var kind: (object: Bool, string: Bool, null: Bool, number: Bool) = (false, false, false, false)
+        switch value {
+        case .object: kind.object = true
+        case .string: kind.string = true
+        case .null: kind.null = true
+        case .number: kind.number = true
+        case .bool, .array: break
+        }
+        guard raw.isObject == kind.object, raw.isString == kind.string, raw.isNull == kind.null, raw.isNumber == kind.number,
+            raw.stringValue == value.stringValue
+        else {
+            fuzzFailure(.json, "\(what) \(raw): isObject \(raw.isObject), isString \(raw.isString), isNull \(raw.isNull), isNumber \(raw.isNumber), stringValue \(String(describing: raw.stringValue)) for \(value)")
+        }
+    }
+
+    /// Whatever Foundation says: an accepted text has no object naming a member twice, and a
+    /// duplicate key refusal names the first repeated name (``firstRepeatedKey(_:)``) where it
+    /// occurs the second time.
+    static func checkDuplicates(_ chorus: Outcome, _ bytes: [UInt8]) {
+        let repeated = firstRepeatedKey(bytes)
+        if case .value(let value) = chorus, let repeated {
+            fuzzFailure(.json, "accepted as \(value), but an object names \(String(decoding: repeated.name, as: UTF8.self).debugDescription) twice (byte \(repeated.offset))")
+        }
+        // Parsed again only for a duplicate key refusal, whose offset the outcome lacks.
+        guard case .refused(let reason) = chorus, reason.hasPrefix("duplicate key"), let (key, offset) = duplicateKey(bytes) else { return }
+        guard let first = repeated, Array(key.utf8) == first.name, offset == first.offset else {
+            let found = repeated.map { "\(String(decoding: $0.name, as: UTF8.self).debugDescription) at byte \($0.offset)" }
+            fuzzFailure(.json, "duplicate key \(key.debugDescription) at byte \(offset), but the first name repeated in one object is \(found ?? "none")")
+        }
+    }
+
+    /// The name and offset of a duplicate key refusal.
+    static func duplicateKey(_ bytes: [UInt8]) -> (String, Int)? {
         do {
             _ = try JSONValue(parsing: bytes)
         } catch {
-            if case .duplicateKey(let key) = error.problem { return key }
+            if case .duplicateKey(let key) = error.problem { return (key, error.offset) }
+        }
+        return nil
+    }
+
+    /// The first key in the text (decoded, as UTF-8: code point by code point) that its object
+    /// has named before, and the offset of its opening quote; nil when no object names a member
+    /// twice. A scan of its own: one set of names per open object, on a stack.
+    static func firstRepeatedKey(_ bytes: [UInt8]) -> (name: [UInt8], offset: Int)? {
+        var objects: [Set<[UInt8]>?] = []  // nil for an array
+        var previous: UInt8 = 0  // the last byte outside strings that is not white space
+        var index = 0
+        while index < bytes.count {
+            defer {
+                // (A switch, not an array literal: this runs for every byte of every input.)
+                if index - 1 < bytes.count {
+                    switch bytes[index - 1] {
+                    case 0x20, 0x09, 0x0A, 0x0D: break
+                    default: previous = bytes[index - 1]
+                    }
+                }
+            }
+            switch bytes[index] {
+            case UInt8(ascii: "{"): objects.append([])
+            case UInt8(ascii: "["): objects.append(nil)
+            case UInt8(ascii: "}"), UInt8(ascii: "]"): _ = objects.popLast()
+            case UInt8(ascii: "\""):
+                let start = index
+                index += 1
+                while index < bytes.count, bytes[index] != UInt8(ascii: "\"") {
+                    index += bytes[index] == UInt8(ascii: "\\") ? 2 : 1
+                }
+                guard index < bytes.count else { return nil }
+                // A key: a string in an object right after its `{` or a `,` (the parser checks
+                // the name before it reads the colon).
+                guard previous == UInt8(ascii: "{") || previous == UInt8(ascii: ","), let names = objects.last, var names
+                else { break }
+                let token = bytes[start...index]
+                let name: [UInt8]
+                if !token.contains(UInt8(ascii: "\\")) {
+                    name = Array(token.dropFirst().dropLast())
+                } else if case .string(let text)? = try? JSONValue(parsing: token) {
+                    name = Array(text.utf8)
+                } else {
+                    break
+                }
+                objects[objects.count - 1] = nil  // unique while it changes
+                guard names.insert(name).inserted else { return (name, start) }
+                objects[objects.count - 1] = names
+            default: break
+            }
+            index += 1
         }
         return nil
     }
