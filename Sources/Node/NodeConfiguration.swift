@@ -111,6 +111,9 @@ public struct NodeConfiguration: Sendable {
     /// `HISTORY_SIZE`, `HISTORY_TTL` (ms), `HISTORY_TOPICS`: which topics keep a history of
     /// their last messages, for recovery (`since`), replay and `GET /api/history/{topic}`.
     public var history = HistoryPolicy()
+    /// `HISTORY_USER_TOPICS_PER_MINUTE`: topics with history one user may bring into use on a
+    /// node in a minute, beyond the user's most recent ones (``HistoryTopicBudget``); 0: no limit.
+    public var historyUserTopicsPerMinute = 1_000
     /// `JWT_SECRET` or `JWT_PUBLIC_KEY_FILE`.
     public var tokenKey: TokenKey
     /// `JWT_ISSUER`, `JWT_AUDIENCE`, `JWT_REQUIRE_EXP`, `JWT_LEEWAY` (ms): what a token's claims
@@ -318,6 +321,8 @@ extension NodeConfiguration {
         readyRequiresRedis = try reader.bool("READY_REQUIRES_REDIS") ?? readyRequiresRedis
         memoryMaxMessages = try reader.integer("PUBSUB_MEMORY_MAX_MESSAGES", in: 1...10_000_000) ?? memoryMaxMessages
         history = try Self.historyPolicy(reader)
+        historyUserTopicsPerMinute =
+            try reader.integer("HISTORY_USER_TOPICS_PER_MINUTE", in: 0...1_000_000) ?? historyUserTopicsPerMinute
 
         apiKey = reader.string("API_KEY")
         statsToken = reader.string("STATS_TOKEN")

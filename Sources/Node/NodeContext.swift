@@ -21,6 +21,8 @@ final class NodeContext: Sendable {
     let outages: BackendOutage
     /// HTTP publishes per user, in messages and bytes, as one WebSocket connection may send.
     let httpPublishes: HTTPPublishLimit
+    /// `HISTORY_USER_TOPICS_PER_MINUTE`, over WebSocket and HTTP.
+    let historyTopics: HistoryTopicBudget
     /// The request bodies being read.
     let bodies: BodyBudget
     /// Members per topic, this node's share and the cluster's (see ``PresenceService``).
@@ -84,6 +86,7 @@ final class NodeContext: Sendable {
             messagesPerSecond: configuration.maxMessagesPerSecond, bytesPerSecond: configuration.maxBytesPerSecond,
             maxMessageSize: configuration.maxMessageSize)
         self.bodies = BodyBudget(maxBodySize: configuration.maxMessageSize)
+        self.historyTopics = HistoryTopicBudget(perMinute: configuration.historyUserTopicsPerMinute)
         self.store = store
     }
 

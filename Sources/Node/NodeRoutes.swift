@@ -165,6 +165,13 @@ struct NodeRoutes {
         if case .user = caller, let denial = ReservedEventTypes.denial(eventType) {
             return Self.error(403, denial)
         }
+        do {
+            if case .user(let user) = caller, let topic {
+                try node.historyTopics.admit(user.id, topic: topic, policy: node.broker.adapter.history)
+            }
+        } catch {
+            return error.response
+        }
         if let userId, let problem = UserID.problem(userId) {
             return Self.error(400, "'userId' \(problem)")
         }

@@ -297,6 +297,7 @@ final class WebSocketSession: WebSocketTransportDelegate {
                 code: 429, message: "subscription limit reached: at most \(limit) per connection",
                 details: .object(["topic": .string(pattern.text)]), id: requestId))
         }
+        if let historyTopic, let refusal = historyTopicRefusal(historyTopic, requestId: requestId) { return reply(refusal) }
         if let presence, let topic = pattern.topic, let refusal = presenceChangeRefusal(presence, topic: topic, requestId: requestId) {
             return reply(refusal)
         }
@@ -359,6 +360,7 @@ final class WebSocketSession: WebSocketTransportDelegate {
                 code: 403, message: denial, details: .object(["topic": .string(topic.name), "field": .string("eventType")]),
                 id: requestId))
         }
+        if let refusal = historyTopicRefusal(topic, requestId: requestId) { return reply(refusal) }
         // The client's bytes go on as sent; only `senderId` is the node's.
         var envelope = Envelope(
             id: node.ids.next(), origin: node.configuration.nodeId, topic: topic, eventType: eventType,
@@ -367,6 +369,19 @@ final class WebSocketSession: WebSocketTransportDelegate {
         node.counters.messagesIn.add(1, ordering: .relaxed)
         node.metrics.published()
         node.broker.publish(envelope, completion: requestId.map { publishedReply(topic: topic, messageId: messageId, requestId: $0) })
+    }
+
+    /// The refusal of `topic`, a topic with history, past the user's allowance of such topics
+    /// a minute (``HistoryTopicBudget``); nil when it may be used.
+    private func historyTopicRefusal(_ topic: Topic, requestId: JSONValue?) -> ServerMessage? {
+        guard let user, node.broker.adapter.history.covers(topic), let wait = node.historyTopics.admit(user.id, topic: topic)
+        else { return nil }
+        return .error(
+            code: 429,
+            message: "more than \(node.historyTopics.perMinute) topics with history a minute for this user (HISTORY_USER_TOPICS_PER_MINUTE): send it again after details.retryAfter ms",
+            details: .object([
+                "topic": .string(topic.name), "retryAfter": .number(JSONNumber(Int((wait / .milliseconds(1)).rounded(.up)))),
+            ]), id: requestId)
     }
 
     /// Answers `published` on this session's loop once the adapter has the outcome; nothing

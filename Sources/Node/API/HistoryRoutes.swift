@@ -55,6 +55,7 @@ struct HistoryRoutes {
         if case .user(let user) = caller, let denial = TopicAccess.subscribeDenial(TopicPattern(topic), user: user) {
             throw APIError(403, denial, field: "topic")
         }
+        if case .user(let user) = caller { try node.historyTopics.admit(user.id, topic: topic, policy: node.broker.adapter.history) }
         let adapter = node.broker.adapter
         guard adapter.history.covers(topic) else {
             throw APIError(404, "topic '\(topic.name)' keeps no history (HISTORY_SIZE, HISTORY_TOPICS)", field: "topic")

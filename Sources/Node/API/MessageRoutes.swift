@@ -70,9 +70,11 @@ struct MessageRoutes {
         let id = try Self.clientId(body)
         switch (topicName, recipientId) {
         case (let name?, nil):
-            if let denial = TopicAccess.publishDenial(try Self.topic(name), user: user) {
+            let topic = try Self.topic(name)
+            if let denial = TopicAccess.publishDenial(topic, user: user) {
                 throw APIError(403, denial, field: "topic")
             }
+            try node.historyTopics.admit(user.id, topic: topic, policy: node.broker.adapter.history)
         case (nil, let recipient?):
             if let problem = UserID.problem(recipient) {
                 throw APIError(400, "recipientId '\(EchoedText.cut(recipient))' \(problem)", field: "recipientId")
