@@ -1,7 +1,8 @@
 import Broker
+import NIOCore
 import Synchronization
 
-/// How many topics with history one user may bring into use on this node in a minute
+/// How many distinct topics with history one user may use on this node within a minute
 /// (`HISTORY_USER_TOPICS_PER_MINUTE`). A publish to such a topic, or a subscribe to it (which
 /// reads its history), makes the topic's history: in Redis a stream and a meta hash (about
 /// 5.8 KB for a one-byte message), or in the node's memory, kept for `HISTORY_TTL`. The message
@@ -9,52 +10,65 @@ import Synchronization
 /// publishing to new topics could fill Redis and, under `volatile-lru`, have it evict other
 /// topics' histories.
 ///
-/// A user's ``recentPerUser`` most recent topics cost nothing; any other topic takes one of the
-/// minute's allowance, refilled evenly. Per node; past ``maxUsers`` the least recently active
-/// users are forgotten (their allowance starts full again). The application's `API_KEY` is not
-/// limited. Thread-safe: one mutex around the table.
+/// A topic the user used within the last minute costs nothing again, however often; a
+/// sliding window, so a user moving between rooms is never limited below the budget. Per
+/// node; past ``maxUsers`` the least recently active users are forgotten (their window starts
+/// empty again). The application's `API_KEY` is not limited. Thread-safe: one mutex around
+/// the table.
 final class HistoryTopicBudget: Sendable {
-    private struct Use {
-        /// Hashes of the user's most recent topics, the newest last.
-        var recent: [Int]
-        var allowance: Double
-        var updated: ContinuousClock.Instant
+    /// One user's topics of the last minute.
+    private struct Window {
+        /// Topic (its name's hash) -> when it was last used.
+        var lastUsed: [Int: ContinuousClock.Instant] = [:]
+        /// The topics in the order they came in, with the time each was queued: the oldest
+        /// first, so that expiry looks at the front alone.
+        var order = CircularBuffer<(topic: Int, at: ContinuousClock.Instant)>()
+
+        /// Forgets the topics not used since `cutoff`; one used again since it was queued goes
+        /// to the back with its latest time.
+        mutating func expire(before cutoff: ContinuousClock.Instant) {
+            while let first = order.first, let latest = lastUsed[first.topic] {
+                if latest != first.at {
+                    order.removeFirst()
+                    order.append((first.topic, latest))
+                    continue
+                }
+                guard latest <= cutoff else { return }
+                order.removeFirst()
+                lastUsed[first.topic] = nil
+            }
+        }
     }
 
-    static let recentPerUser = 16
+    static let window = Duration.seconds(60)
     /// 0: no limit.
     let perMinute: Int
-    private let table: Mutex<RecencyTable<String, Use>>
+    private let table: Mutex<RecencyTable<String, Window>>
 
-    init(perMinute: Int, maxUsers: Int = 100_000) {
+    init(perMinute: Int, maxUsers: Int = 10_000) {
         self.perMinute = perMinute
         self.table = Mutex(RecencyTable(capacity: maxUsers))
     }
 
-    /// Nil when `user` may use `topic` now (and it is counted); else how long until one more
-    /// new topic is allowed.
+    /// Nil when `user` may use `topic` now (and it is counted); else how long until the oldest
+    /// of the user's topics of the last minute leaves the window.
     func admit(_ user: String, topic: Topic, now: ContinuousClock.Instant = .now) -> Duration? {
         guard perMinute > 0 else { return nil }
         let hash = topic.name.hashValue
-        let perSecond = Double(perMinute) / 60
         return table.withLock { table -> Duration? in
-            var use = table[user] ?? Use(recent: [], allowance: Double(perMinute), updated: now)
-            let elapsed = now - use.updated
-            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-            use.allowance = min(Double(perMinute), use.allowance + seconds * perSecond)
-            use.updated = now
-            defer { table[user] = use }
-            if let index = use.recent.firstIndex(of: hash) {
-                use.recent.remove(at: index)
-                use.recent.append(hash)
+            var window = table[user] ?? Window()
+            defer { table[user] = window }
+            window.expire(before: now - Self.window)
+            if window.lastUsed[hash] != nil {
+                window.lastUsed[hash] = now
                 return nil
             }
-            guard use.allowance >= 1 else {
-                return .milliseconds(Int(((1 - use.allowance) / perSecond * 1000).rounded(.up)))
+            guard window.lastUsed.count < perMinute else {
+                let oldest = window.order.first.map { $0.at + Self.window } ?? now
+                return max(.milliseconds(1), oldest - now)
             }
-            use.allowance -= 1
-            use.recent.append(hash)
-            if use.recent.count > Self.recentPerUser { use.recent.removeFirst() }
+            window.lastUsed[hash] = now
+            window.order.append((hash, now))
             return nil
         }
     }

@@ -111,8 +111,8 @@ public struct NodeConfiguration: Sendable {
     /// `HISTORY_SIZE`, `HISTORY_TTL` (ms), `HISTORY_TOPICS`: which topics keep a history of
     /// their last messages, for recovery (`since`), replay and `GET /api/history/{topic}`.
     public var history = HistoryPolicy()
-    /// `HISTORY_USER_TOPICS_PER_MINUTE`: topics with history one user may bring into use on a
-    /// node in a minute, beyond the user's most recent ones (``HistoryTopicBudget``); 0: no limit.
+    /// `HISTORY_USER_TOPICS_PER_MINUTE`: distinct topics with history one user may use on a node
+    /// within a minute (``HistoryTopicBudget``); 0: no limit.
     public var historyUserTopicsPerMinute = 1_000
     /// `JWT_SECRET` or `JWT_PUBLIC_KEY_FILE`.
     public var tokenKey: TokenKey
