@@ -12,42 +12,58 @@ import Synchronization
 ///
 /// A topic the user used within the last minute costs nothing again, however often; a
 /// sliding window, so a user moving between rooms is never limited below the budget. Per
-/// node; past ``maxUsers`` the least recently active users are forgotten (their window starts
-/// empty again). The application's `API_KEY` is not limited. Thread-safe: one mutex around
-/// the table.
+/// node; past ``maxEntries`` topics over all users (or 100,000 users) the least recently
+/// active users are forgotten (their windows start empty again). The application's `API_KEY`
+/// is not limited. Thread-safe: one mutex around the table.
 final class HistoryTopicBudget: Sendable {
-    /// One user's topics of the last minute.
-    private struct Window {
+    /// One user's topics of the last minute; a class, so that a request changes it in place
+    /// rather than copying it out of the table and back.
+    private final class Window {
         /// Topic (its name's hash) -> when it was last used.
         var lastUsed: [Int: ContinuousClock.Instant] = [:]
         /// The topics in the order they came in, with the time each was queued: the oldest
         /// first, so that expiry looks at the front alone.
         var order = CircularBuffer<(topic: Int, at: ContinuousClock.Instant)>()
 
-        /// Forgets the topics not used since `cutoff`; one used again since it was queued goes
-        /// to the back with its latest time.
-        mutating func expire(before cutoff: ContinuousClock.Instant) {
+        /// Forgets the topics not used since `cutoff`, and returns how many; one used again
+        /// since it was queued (and still within the window) goes to the back with its
+        /// latest time.
+        func expire(before cutoff: ContinuousClock.Instant) -> Int {
+            var forgotten = 0
             while let first = order.first, let latest = lastUsed[first.topic] {
-                if latest != first.at {
+                if latest <= cutoff {
+                    order.removeFirst()
+                    lastUsed[first.topic] = nil
+                    forgotten += 1
+                } else if latest != first.at {
                     order.removeFirst()
                     order.append((first.topic, latest))
-                    continue
+                } else {
+                    break
                 }
-                guard latest <= cutoff else { return }
-                order.removeFirst()
-                lastUsed[first.topic] = nil
             }
+            return forgotten
         }
+    }
+
+    private struct Table {
+        var users: RecencyTable<String, Window>
+        /// Topics held over all users' windows, bounded by ``maxEntries``.
+        var entries = 0
     }
 
     static let window = Duration.seconds(60)
     /// 0: no limit.
     let perMinute: Int
-    private let table: Mutex<RecencyTable<String, Window>>
+    let maxEntries: Int
+    private let table: Mutex<Table>
 
-    init(perMinute: Int, maxUsers: Int = 10_000) {
+    /// - Parameter maxEntries: topics remembered over all users (about 70 bytes each); past it
+    ///   the least recently active users are forgotten, their windows starting empty again.
+    init(perMinute: Int, maxUsers: Int = 100_000, maxEntries: Int = 1_000_000) {
         self.perMinute = perMinute
-        self.table = Mutex(RecencyTable(capacity: maxUsers))
+        self.maxEntries = max(maxEntries, perMinute)
+        self.table = Mutex(Table(users: RecencyTable(capacity: maxUsers)))
     }
 
     /// Nil when `user` may use `topic` now (and it is counted); else how long until the oldest
@@ -56,9 +72,17 @@ final class HistoryTopicBudget: Sendable {
         guard perMinute > 0 else { return nil }
         let hash = topic.name.hashValue
         return table.withLock { table -> Duration? in
-            var window = table[user] ?? Window()
-            defer { table[user] = window }
-            window.expire(before: now - Self.window)
+            let window: Window
+            if let known = table.users[user] {
+                window = known
+            } else {
+                window = Window()
+                if let forgotten = table.users.count == table.users.capacity ? table.users.removeOldest() : nil {
+                    table.entries -= forgotten.lastUsed.count
+                }
+                table.users[user] = window
+            }
+            table.entries -= window.expire(before: now - Self.window)
             if window.lastUsed[hash] != nil {
                 window.lastUsed[hash] = now
                 return nil
@@ -69,6 +93,12 @@ final class HistoryTopicBudget: Sendable {
             }
             window.lastUsed[hash] = now
             window.order.append((hash, now))
+            table.entries += 1
+            // Other users' windows go, least recently active first (never this one's).
+            while table.entries > maxEntries, let oldest = table.users.removeOldest() {
+                table.entries -= oldest.lastUsed.count
+                if oldest === window { table.users[user] = window; table.entries += window.lastUsed.count; break }
+            }
             return nil
         }
     }

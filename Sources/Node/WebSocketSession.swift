@@ -297,10 +297,10 @@ final class WebSocketSession: WebSocketTransportDelegate {
                 code: 429, message: "subscription limit reached: at most \(limit) per connection",
                 details: .object(["topic": .string(pattern.text)]), id: requestId))
         }
-        if let historyTopic, let refusal = historyTopicRefusal(historyTopic, requestId: requestId) { return reply(refusal) }
         if let presence, let topic = pattern.topic, let refusal = presenceChangeRefusal(presence, topic: topic, requestId: requestId) {
             return reply(refusal)
         }
+        if let historyTopic, let refusal = historyTopicRefusal(historyTopic, requestId: requestId) { return reply(refusal) }
         // Messages of the topic reach this connection already (this subscription, or a pattern):
         // a history read for this subscribe must not hold back and drop any of them.
         let wasLive = historyTopic.map { topic in subscriptions.contains { $0.matches(topic) } } ?? false
@@ -378,9 +378,12 @@ final class WebSocketSession: WebSocketTransportDelegate {
         else { return nil }
         return .error(
             code: 429,
-            message: "more than \(node.historyTopics.perMinute) topics with history a minute for this user (HISTORY_USER_TOPICS_PER_MINUTE): send it again after details.retryAfter ms",
+            message: "more than \(node.historyTopics.perMinute) topics with history a minute for this user (HISTORY_USER_TOPICS_PER_MINUTE): a new one is allowed in details.availableIn ms",
+            // Not `retryAfter`: that names a request dropped past the message rate, which the
+            // SDKs send again after pausing every other one; this refuses only this topic.
             details: .object([
-                "topic": .string(topic.name), "retryAfter": .number(JSONNumber(Int((wait / .milliseconds(1)).rounded(.up)))),
+                "topic": .string(topic.name), "limit": .number(JSONNumber(node.historyTopics.perMinute)),
+                "availableIn": .number(JSONNumber(Int((wait / .milliseconds(1)).rounded(.up)))),
             ]), id: requestId)
     }
 

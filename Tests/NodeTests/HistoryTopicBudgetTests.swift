@@ -25,6 +25,29 @@ struct HistoryTopicBudgetTests {
         #expect(budget.admit("u", topic: Self.topic("f"), now: start + .seconds(60)) == .seconds(30))
     }
 
+    @Test("a topic used again leaves the window a minute after its last use, even when a newer topic came in between")
+    func reusedTopicLeaves() {
+        let budget = HistoryTopicBudget(perMinute: 2)
+        let start = ContinuousClock.now
+        #expect(budget.admit("u", topic: Self.topic("a"), now: start) == nil)
+        #expect(budget.admit("u", topic: Self.topic("a"), now: start + .seconds(1)) == nil)
+        #expect(budget.admit("u", topic: Self.topic("b"), now: start + .seconds(2)) == nil)
+        // At 61 s, a (last used at 1 s) has left; b (2 s) has not: one place free.
+        #expect(budget.admit("u", topic: Self.topic("c"), now: start + .seconds(61)) == nil)
+        #expect(budget.admit("u", topic: Self.topic("d"), now: start + .seconds(61)) == .seconds(1))
+    }
+
+    @Test("past the topics remembered over all users, the least recently active user is forgotten, never the one asking")
+    func boundedOverUsers() {
+        let budget = HistoryTopicBudget(perMinute: 3, maxEntries: 4)
+        let start = ContinuousClock.now
+        for name in ["a", "b", "c"] { #expect(budget.admit("old", topic: Self.topic(name), now: start) == nil) }
+        #expect(budget.admit("old", topic: Self.topic("d"), now: start) != nil)
+        for name in ["a", "b", "c"] { #expect(budget.admit("new", topic: Self.topic(name), now: start) == nil) }
+        // "old" was forgotten to make room: its window starts empty again.
+        #expect(budget.admit("old", topic: Self.topic("d"), now: start) == nil)
+    }
+
     @Test("a user moving between as many rooms as the budget, again and again, is never refused")
     func rotation() {
         let budget = HistoryTopicBudget(perMinute: 20)
@@ -42,7 +65,7 @@ struct HistoryTopicBudgetTests {
         for n in 0..<1000 { #expect(budget.admit("u", topic: Self.topic("t\(n)")) == nil) }
     }
 
-    @Test("a node refuses a user's publish or subscribe to a new topic with history past HISTORY_USER_TOPICS_PER_MINUTE with 429 and retryAfter, over WebSocket and HTTP; its recent topics, topics without history and the API key go on")
+    @Test("a node refuses a user's publish or subscribe to a new topic with history past HISTORY_USER_TOPICS_PER_MINUTE with 429 and availableIn (Retry-After over HTTP), over WebSocket and HTTP; its recent topics, topics without history and the API key go on")
     func node() async throws {
         try await withNode(["HISTORY_USER_TOPICS_PER_MINUTE": "3", "HISTORY_TOPICS": "chat.**", "API_KEY": "k"]) { node in
             let client = try await node.connect(as: "flood")
@@ -55,7 +78,8 @@ struct HistoryTopicBudgetTests {
             #expect(refused["type"] as? String == "error" && refused["code"] as? Int == 429, "\(refused)")
             let details = try #require(refused["details"] as? [String: Any])
             #expect(details["topic"] as? String == "chat.d")
-            #expect((details["retryAfter"] as? Int).map { $0 > 0 && $0 <= 60_000 } == true, "\(details)")
+            #expect((details["availableIn"] as? Int).map { $0 > 0 && $0 <= 60_000 } == true, "\(details)")
+            #expect(details["retryAfter"] == nil, "not a message-rate refusal, which the SDKs answer by pausing every request")
             let subscribe = try await client.request(["type": "subscribe", "topic": "chat.e", "replay": 1])
             #expect(subscribe["code"] as? Int == 429, "\(subscribe)")
             #expect(try await client.request(["type": "message", "topic": "chat.a", "data": 4, "id": 4])["type"] as? String == "published")

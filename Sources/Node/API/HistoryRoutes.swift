@@ -55,7 +55,6 @@ struct HistoryRoutes {
         if case .user(let user) = caller, let denial = TopicAccess.subscribeDenial(TopicPattern(topic), user: user) {
             throw APIError(403, denial, field: "topic")
         }
-        if case .user(let user) = caller { try node.historyTopics.admit(user.id, topic: topic, policy: node.broker.adapter.history) }
         let adapter = node.broker.adapter
         guard adapter.history.covers(topic) else {
             throw APIError(404, "topic '\(topic.name)' keeps no history (HISTORY_SIZE, HISTORY_TOPICS)", field: "topic")
@@ -72,6 +71,7 @@ struct HistoryRoutes {
         let after = try number("after", in: 0...HistoryPosition.maxOffset)
         let before = try number("before", in: 1...HistoryPosition.maxOffset)
         let query = HistoryQuery(after: after, before: before, limit: limit, newest: after == nil, maxBytes: Self.pageBytes)
+        if case .user(let user) = caller { try node.historyTopics.admit(user.id, topic: topic, policy: node.broker.adapter.history) }
         let page = try await reads.run(for: caller, from: node.clientNetwork(request, context)) {
             await withCheckedContinuation { continuation in
                 adapter.readHistory(topic, query) { continuation.resume(returning: $0) }

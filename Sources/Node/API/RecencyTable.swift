@@ -57,6 +57,13 @@ struct RecencyTable<Key: Hashable, Value> {
         }
     }
 
+    /// Removes the least recently used entry and returns its value.
+    mutating func removeOldest() -> Value? {
+        guard let slot = oldest, let entry = slots[slot] else { return nil }
+        self[entry.key] = nil
+        return entry.value
+    }
+
     /// Keys from the least to the most recently used (for tests).
     var keysByRecency: [Key] {
         var keys: [Key] = []
