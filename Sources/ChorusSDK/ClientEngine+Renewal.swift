@@ -28,7 +28,7 @@ extension ClientEngine {
         var fresh: String?
         do {
             fresh = try await askProvider(tokenProvider)
-        } catch is CancellationError {
+        } catch is CancellationError where Task.isCancelled {
             return  // the connection ended, or a newer renewal took over: nothing went wrong
         } catch {
             emit(.error((error as? ChorusError) ?? .tokenUnavailable(message: "\(error)")))

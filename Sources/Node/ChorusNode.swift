@@ -97,7 +97,8 @@ public final class ChorusNode: Service, Sendable {
     /// The WebSocket port actually bound (the HTTP port unless `WEBSOCKET_PORT` differs).
     public func websocketPort() async throws -> Int {
         await waitUntilRunning()
-        guard let port = ports.withLock({ $0.websocket ?? $0.http }) else { throw NodeNotListening() }
+        let separate = separateWebSocketListener
+        guard let port = ports.withLock({ separate ? $0.websocket : $0.http }) else { throw NodeNotListening() }
         return port
     }
 
