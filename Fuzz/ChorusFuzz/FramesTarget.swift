@@ -40,13 +40,7 @@ enum FramesTarget {
         let stream = input.rest()
 
         let whole = read([stream], limit: limit)
-        var chunks: [[UInt8]] = []
-        var start = 0
-        while start < stream.count {
-            let end = min(stream.count, start + 1 + random.below(random.below(4) == 0 ? 300 : 12))
-            chunks.append(Array(stream[start..<end]))
-            start = end
-        }
+        let chunks = random.pieces(of: stream)
         let pieces = read(chunks, limit: limit)
         guard pieces == whole else {
             fuzzFailure(.frames, "split into \(chunks.map(\.count)) gives \(pieces), whole gives \(whole)")
@@ -210,13 +204,7 @@ enum DeflateMode {
             refused.expect(frame: out)
         }
 
-        var chunks: [[UInt8]] = []
-        var start = 0
-        while start < stream.count {
-            let end = min(stream.count, start + 1 + random.below(random.below(4) == 0 ? 300 : 12))
-            chunks.append(Array(stream[start..<end]))
-            start = end
-        }
+        let chunks = random.pieces(of: stream)
         let inflation: WebSocketFrameReader.Inflation = takeover ? .contextTakeover(nil) : .perMessage
         var readings = [("whole", [stream]), ("split into \(chunks.map(\.count))", chunks)]
         if stream.count <= 2048 { readings.append(("byte by byte", stream.map { [$0] })) }

@@ -39,4 +39,17 @@ struct SplitMix {
     mutating func below(_ bound: Int) -> Int {
         Int(next() % UInt64(max(bound, 1)))
     }
+
+    /// `stream` cut into pieces of random sizes, mostly short (1 to 12 bytes), a quarter up to
+    /// 300: how the network may hand a stream to a reader.
+    mutating func pieces(of stream: [UInt8]) -> [[UInt8]] {
+        var chunks: [[UInt8]] = []
+        var start = 0
+        while start < stream.count {
+            let end = min(stream.count, start + 1 + below(below(4) == 0 ? 300 : 12))
+            chunks.append(Array(stream[start..<end]))
+            start = end
+        }
+        return chunks
+    }
 }

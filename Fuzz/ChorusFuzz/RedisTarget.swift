@@ -56,13 +56,7 @@ enum RedisTarget {
 
         // (a) every way of splitting the stream gives the same replies and the same error.
         let whole = read([stream])
-        var chunks: [[UInt8]] = []
-        var start = 0
-        while start < stream.count {
-            let end = min(stream.count, start + 1 + random.below(random.below(4) == 0 ? 300 : 12))
-            chunks.append(Array(stream[start..<end]))
-            start = end
-        }
+        let chunks = random.pieces(of: stream)
         let pieces = read(chunks)
         guard pieces == whole else {
             fuzzFailure(.redis, "split into \(chunks.map(\.count)) gives \(pieces), whole gives \(whole)")

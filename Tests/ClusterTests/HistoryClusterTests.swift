@@ -26,18 +26,9 @@ extension ClusterTests {
                 let url = "\(node.baseURL)/api/history/rooms.hung"
                 let headers = ["Authorization": "Bearer \(node.token("bob"))"]
                 #expect(try await HTTP.get(url, headers: headers).status == 200)
-                let redis = cluster.redis[0]
-                redis.pause()  // each read waits on Redis
-                let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
-                    for _ in 0..<8 { group.addTask { try await HTTP.get(url, headers: headers).status } }
-                    var statuses: [Int] = []
-                    for try await status in group {
-                        statuses.append(status)
-                        if statuses.count == 4 { redis.resume() }  // the four refused at once
-                    }
-                    return statuses
-                }
-                redis.resume()
+                // Each read waits on the paused Redis; four are refused at once.
+                let statuses = try await cluster.redis[0].statusesWhilePaused(
+                    Array(repeating: url, count: 8), headers: headers, refusedAtOnce: 4)
                 #expect(statuses.prefix(4).allSatisfy { $0 == 429 }, "\(statuses)")
                 #expect(statuses.suffix(4).allSatisfy { $0 == 200 }, "\(statuses)")
                 #expect(try await HTTP.get(url, headers: headers).status == 200, "places free again")

@@ -63,8 +63,11 @@ struct HeapTrimTests {
         _ = HeapTrimmer.trim()
         let after = residentInteriorPages()
         for block in kept { free(block) }
-        #expect(before.total > 0 && before.resident * 10 >= before.total * 9, "freed pages stay resident until the trim: \(before)")
-        #expect(after.resident * 2 <= after.total, "the trim gave most of them back: \(after.resident) of \(after.total) still resident")
+        // Not asserted before the trim: the in-process nodes of other suites trim the heap too
+        // (MEMORY_TRIM_INTERVAL), and may have given these pages back already. Alone, without
+        // the trim, every one of them stays resident.
+        #expect(after.total > 0 && after.resident * 2 <= after.total,
+            "the trim gave most of them back: \(after.resident) of \(after.total) still resident (before it: \(before))")
         #endif
     }
 }

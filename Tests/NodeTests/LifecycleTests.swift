@@ -301,16 +301,8 @@ struct LifecycleTests {
     @Test("a node that cannot bind its port is reported with the reason, not waited for")
     func portTaken() async throws {
         // A listening socket holds a port; the node is told to bind it.
-        let holder = LoopbackPort.tcpSocket()
+        let (holder, port) = try LoopbackPort.taken()
         defer { close(holder) }
-        #expect(LoopbackPort.withAddress(0) { bind(holder, $0, $1) } == 0)
-        #expect(listen(holder, 1) == 0)
-        var address = sockaddr_in()
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(holder, $0, &length) }
-        }
-        let port = Int(UInt16(bigEndian: address.sin_port))
         do {
             _ = try await withNode(["HTTP_PORT": "\(port)"], startTimeout: .seconds(30)) { _ in
                 Issue.record("the node started on a taken port")

@@ -22,16 +22,9 @@ struct NodeStartStopTests {
 
     @Test("httpPort() of a node whose run() ended without listening (its port taken) throws instead of waiting forever")
     func portOfNodeThatNeverListened() async throws {
-        let holder = LoopbackPort.tcpSocket()
+        let (holder, port) = try LoopbackPort.taken()
         defer { close(holder) }
-        #expect(LoopbackPort.withAddress(0) { bind(holder, $0, $1) } == 0)
-        #expect(listen(holder, 1) == 0)
-        var address = sockaddr_in()
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(holder, $0, &length) }
-        }
-        let node = try Self.node(port: Int(UInt16(bigEndian: address.sin_port)))
+        let node = try Self.node(port: port)
         let asked = Task { try await node.httpPort() }  // waiting before run() fails
         let run = await Task { try await node.run() }.result
         #expect(throws: (any Error).self, "run() reports the taken port") { try run.get() }

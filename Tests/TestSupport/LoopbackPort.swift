@@ -51,6 +51,22 @@ public enum LoopbackPort {
         #endif
     }
 
+    /// A port of 127.0.0.1 held by a listening socket, for a server that must fail to bind it;
+    /// close `holder` to free it.
+    public static func taken() throws -> (holder: Int32, port: Int) {
+        let holder = tcpSocket()
+        guard holder >= 0, withAddress(0, { bind(holder, $0, $1) }) == 0, listen(holder, 1) == 0 else {
+            if holder >= 0 { close(holder) }
+            throw TestFailure("cannot hold a loopback port")
+        }
+        var address = sockaddr_in()
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(holder, $0, &length) }
+        }
+        return (holder, Int(UInt16(bigEndian: address.sin_port)))
+    }
+
     /// Calls `body` with `127.0.0.1:port` as a `sockaddr` and its length (for bind and connect).
     public static func withAddress<T>(_ port: Int, _ body: (UnsafePointer<sockaddr>, socklen_t) -> T) -> T {
         var address = sockaddr_in()

@@ -229,3 +229,23 @@ public final class RedisProcess: Sendable {
         return receivers
     }
 }
+
+extension RedisProcess {
+    /// The statuses of `urls` (each a `GET` with `headers`), sent at once while the server is
+    /// paused, in the order they were answered: those refused without waiting for Redis come
+    /// first, since the server is resumed only once `refusedAtOnce` of them were answered (and
+    /// again at the end, so that a failure does not leave it frozen).
+    public func statusesWhilePaused(_ urls: [String], headers: [String: String], refusedAtOnce: Int) async throws -> [Int] {
+        pause()
+        defer { resume() }
+        return try await withThrowingTaskGroup(of: Int.self) { group in
+            for url in urls { group.addTask { try await HTTP.get(url, headers: headers).status } }
+            var statuses: [Int] = []
+            for try await status in group {
+                statuses.append(status)
+                if statuses.count == refusedAtOnce { resume() }
+            }
+            return statuses
+        }
+    }
+}
