@@ -22,8 +22,8 @@ import NIOCore
 /// `after + 1`, and a client filling a gap must reload instead (as `recovered: false` tells a
 /// `subscribe` with `since`).
 ///
-/// A caller (a user, or the `API_KEY`) and a client network have a few reads in flight at most
-/// (``StoreReadLimit``); more are answered 429 at once.
+/// A user and a client network have a few reads in flight at most (``StoreReadLimit``; the
+/// `API_KEY` has no limit); more are answered 429 at once.
 struct HistoryRoutes {
     let node: NodeContext
     let reads = StoreReadLimit(of: "history")

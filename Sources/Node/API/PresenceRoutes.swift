@@ -9,8 +9,8 @@ import NIOCore
 /// Both answer the application (`API_KEY`) and any token that may subscribe to the topic
 /// (`presence.user.<id>` for a user's online state: the user, or a token whose grants cover it).
 /// While the shared store cannot be reached, the topic's members are this node's own, marked
-/// `"scope":"node"`. A caller and a client network have a few reads in flight at most
-/// (``StoreReadLimit``); more are answered 429 at once.
+/// `"scope":"node"`. A user and a client network have a few reads in flight at most
+/// (``StoreReadLimit``; the `API_KEY` has no limit); more are answered 429 at once.
 struct PresenceRoutes {
     let node: NodeContext
 
@@ -52,15 +52,19 @@ struct PresenceRoutes {
         let countOnly = ["true", "1"].contains(query["countOnly"].map(String.init) ?? "")
         let after = query["after"].map(String.init)
         let store = node.presence.store
-        // The shared store's answer, or why it gave none (then this node's own members).
-        let answer: Result<StoreAnswer, any Error> = try await reads.run(for: caller, from: node.clientNetwork(request, context)) {
-            do {
-                if countOnly { return .success(.count(try await store.count(of: topic))) }
-                return .success(.page(try await store.members(
-                    of: topic, after: after, limit: PresencePage.maxMembers, maxBytes: PageRequest.pageBytes)))
-            } catch {
-                return .failure(error)
+        // The shared store's answer; nil when it gave none (then this node's own members). A
+        // refusal of the read limit is the caller's answer.
+        let answer: StoreAnswer?
+        do {
+            answer = try await reads.run(for: caller, from: node.clientNetwork(request, context)) {
+                if countOnly { return .count(try await store.count(of: topic)) }
+                return .page(try await store.members(
+                    of: topic, after: after, limit: PresencePage.maxMembers, maxBytes: PageRequest.pageBytes))
             }
+        } catch let refusal as APIError {
+            throw refusal
+        } catch {
+            answer = nil
         }
         var json = JSONWriter()
         json.raw("{\"topic\":")
@@ -71,12 +75,12 @@ struct PresenceRoutes {
             if PresenceFrames.writeMembers(of: page, to: &json, budget: PageRequest.pageBytes) { json.raw(",\"truncated\":true") }
         }
         switch answer {
-        case .success(.page(let page)):
+        case .page(let page)?:
             list(page)
             json.raw(",\"count\":\(page.count)")
-        case .success(.count(let count)):
+        case .count(let count)?:
             json.raw(",\"count\":\(count)")
-        case .failure:
+        case nil:
             let page = node.presence.localPage(of: topic, after: after)
             if !countOnly { list(page) }
             json.raw(",\"count\":\(page.count),\"scope\":\"node\"")
@@ -90,28 +94,23 @@ struct PresenceRoutes {
         guard let topic = PresenceService.userTopic(userId) else { throw APIError(400, "invalid user id") }
         let caller = try caller(request, topic: topic)
         let store = node.presence.store
-        // Online now (nil), else when last seen (nil inside: never, or forgotten).
-        let lastLeft: Result<Date??, any Error> = try await reads.run(for: caller, from: node.clientNetwork(request, context)) {
-            do {
-                if try await store.count(of: topic) > 0 { return .success(nil) }
-                return .success(.some(try await store.lastLeft(topic: topic)))
-            } catch {
-                return .failure(error)
+        // Online now, or when last seen (nil: never, or forgotten).
+        let (online, lastLeft): (Bool, Date?)
+        do {
+            (online, lastLeft) = try await reads.run(for: caller, from: node.clientNetwork(request, context)) {
+                if try await store.count(of: topic) > 0 { return (true, nil) }
+                return (false, try await store.lastLeft(topic: topic))
             }
+        } catch let refusal as APIError {
+            throw refusal
+        } catch {
+            throw node.outages.error("presence store", reason: error)
         }
         var json = JSONWriter()
         json.raw("{\"userId\":")
         json.string(userId)
-        switch lastLeft {
-        case .success(nil):
-            json.raw(",\"online\":true,\"lastSeenAt\":")
-            json.string(Timestamp.string(Date()))
-        case .success(.some(let left)):
-            json.raw(",\"online\":false,\"lastSeenAt\":")
-            if let left { json.string(Timestamp.string(left)) } else { json.raw("null") }
-        case .failure(let error):
-            throw node.outages.error("presence store", reason: error)
-        }
+        json.raw(",\"online\":\(online),\"lastSeenAt\":")
+        if let seen = online ? Date() : lastLeft { json.string(Timestamp.string(seen)) } else { json.raw("null") }
         json.raw("}")
         return .json(bytes: json.bytes)
     }
