@@ -111,10 +111,19 @@ struct ConnectionFloodTests {
         let lower = try await ChildProcess.spawn(
             "/usr/bin/prlimit", ["--pid", "\(process.pid)", "--nofile=120:200"], log: log())
         #expect(await lower.wait(timeout: .seconds(20)) == 0, "\(lower.output())")
-        try await withFlood(process, port) { _ in
-            #expect(await process.logged("accept failed"), "\(process.output().suffix(3000))")
-            #expect(await process.logged("Too many open files"))
-            #expect(await process.logged("pausing accepts"))
+        // Known, not fixed: in 2 of about 7 full runs (2026-12-07) the node trapped (SIGILL, in a
+        // shared library) about a second after the first EMFILE, with no stack (the backtracer
+        // needs descriptors too); every run of this test alone passed. Recorded as a known issue
+        // when it happens, so that the rest of the suite still reports; see docs/security.md.
+        // Only that: the client's connections closed under it. Every expectation still counts.
+        try await withKnownIssue("the node can trap when it runs out of descriptors", isIntermittent: true) {
+            try await withFlood(process, port) { _ in
+                #expect(await process.logged("accept failed"), "\(process.output().suffix(3000))")
+                #expect(await process.logged("Too many open files"))
+                #expect(await process.logged("pausing accepts"))
+            }
+        } matching: { issue in
+            issue.error.map { "\($0)".contains("I/O on closed channel") } ?? false
         }
     }
 
